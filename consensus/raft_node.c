@@ -1,0 +1,191 @@
+/* libraft wiring: raft_uv with our transport, the LIBRAFT-NOTES.md must-dos, bootstrap/start. */
+#include "consensus/raft_node.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "consensus/transport.h"
+
+int tandem_raft_role_to_raft(int role)
+{
+    switch (role) {
+        case TANDEM_ROLE_STANDBY:
+            return RAFT_STANDBY;
+        case TANDEM_ROLE_SPARE:
+            return RAFT_SPARE;
+        default:
+            return RAFT_VOTER;
+    }
+}
+
+int tandem_raft_role_from_raft(int raft_role)
+{
+    switch (raft_role) {
+        case RAFT_STANDBY:
+            return TANDEM_ROLE_STANDBY;
+        case RAFT_SPARE:
+            return TANDEM_ROLE_SPARE;
+        default:
+            return TANDEM_ROLE_VOTER;
+    }
+}
+
+static int bootstrap(struct tandem_raft *n, const struct tandem_raft_options *o)
+{
+    struct raft_configuration conf;
+    char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
+    int rv = 0;
+    raft_configuration_init(&conf);
+    for (unsigned i = 0; i < o->n_members && rv == 0; i++) {
+        const struct tandem_member *m = &o->members[i];
+        if (tandem_member_address_format(m, address, sizeof address) != 0) {
+            snprintf(n->errmsg, sizeof n->errmsg, "invalid member %s", m->name);
+            rv = RAFT_INVALID;
+            break;
+        }
+        rv = raft_configuration_add(&conf, tandem_member_id(m->name), address,
+                                    tandem_raft_role_to_raft(m->role));
+        if (rv != 0) {
+            snprintf(n->errmsg, sizeof n->errmsg, "member %s: %s", m->name, raft_strerror(rv));
+        }
+    }
+    if (rv == 0) {
+        rv = raft_bootstrap(&n->raft, &conf);
+        if (rv == 0) {
+            n->bootstrapped = true;
+        } else if (rv == RAFT_CANTBOOTSTRAP) {
+            rv = 0; /* existing state: this is a restart */
+        } else {
+            snprintf(n->errmsg, sizeof n->errmsg, "bootstrap: %s", raft_errmsg(&n->raft));
+        }
+    }
+    raft_configuration_close(&conf);
+    return rv;
+}
+
+static void configure(struct tandem_raft *n, const struct tandem_raft_options *o)
+{
+    struct raft *r = &n->raft;
+    raft_set_heartbeat_timeout(r, o->heartbeat_ms);
+    raft_set_election_timeout(r, o->election_timeout_ms);
+    raft_set_install_snapshot_timeout(r, o->install_snapshot_timeout_ms);
+    raft_set_pre_vote(r, true);
+    /* The default 1024/128 snapshots far too often and invites the takeSnapshotCb crash; a high
+     * threshold with trailing >= 2x keeps a briefly lagging follower on entries. */
+    raft_set_snapshot_threshold(r, o->snapshot_threshold);
+    raft_set_snapshot_trailing(r, o->snapshot_trailing);
+    raft_set_max_inflight_entries(r, o->max_inflight_entries);
+    /* The capacity check is a 16-bit KiB count that wraps: turn it off. */
+    raft_set_capacity_threshold(r, 0);
+}
+
+static void start_failed_close_cb(struct raft *r)
+{
+    struct tandem_raft *n = r->data;
+    raft_uv_close(&n->io);
+    tandem_transport_close(&n->transport);
+}
+
+int tandem_raft_start(struct tandem_raft *n, uv_loop_t *loop, const struct tandem_raft_options *o,
+                      struct raft_fsm *fsm)
+{
+    struct tandem_transport_config tc = {
+        .cluster_id = o->cluster_id, .epoch = o->epoch, .log = o->log, .log_data = o->log_data};
+    int rv;
+    memset(n, 0, sizeof *n);
+    n->loop = loop;
+    n->id = tandem_member_id(o->self->name);
+    if (tandem_member_address_format(o->self, n->address, sizeof n->address) != 0) {
+        snprintf(n->errmsg, sizeof n->errmsg, "invalid identity for %s", o->self->name);
+        return RAFT_INVALID;
+    }
+    n->transport.version = 1; /* raft_uv refuses version 0 */
+    rv = tandem_transport_init(&n->transport, loop, &tc);
+    if (rv != 0) {
+        snprintf(n->errmsg, sizeof n->errmsg, "transport: %.200s", n->transport.errmsg);
+        return rv;
+    }
+    rv = raft_uv_init(&n->io, loop, o->raft_dir, &n->transport);
+    if (rv != 0) {
+        snprintf(n->errmsg, sizeof n->errmsg, "raft_uv_init: %.200s", n->io.errmsg);
+        goto err_after_transport;
+    }
+    /* A corrupt segment must stop the node, not silently roll its log back. */
+    raft_uv_set_auto_recovery(&n->io, false);
+    raft_uv_set_segment_size(&n->io, (size_t)o->segment_size_kib * 1024);
+    raft_uv_set_connect_retry_delay(&n->io, 250);
+    rv = raft_init(&n->raft, &n->io, fsm, n->id, n->address);
+    if (rv != 0) {
+        snprintf(n->errmsg, sizeof n->errmsg, "raft_init: %s", raft_errmsg(&n->raft));
+        goto err_after_io;
+    }
+    n->raft.data = n;
+    configure(n, o);
+    if (!o->join && o->n_members > 0 && (rv = bootstrap(n, o)) != 0) {
+        goto err_after_raft;
+    }
+    rv = raft_start(&n->raft);
+    if (rv != 0) {
+        snprintf(n->errmsg, sizeof n->errmsg, "raft_start: %s", raft_errmsg(&n->raft));
+        goto err_after_raft;
+    }
+    return 0;
+
+err_after_raft:
+    /* raft_init succeeded: raft_close owns the io teardown; only raft's handles are on the loop
+     * at start-up, so running it to completion finishes the close. */
+    raft_close(&n->raft, start_failed_close_cb);
+    uv_run(loop, UV_RUN_DEFAULT);
+    return rv;
+err_after_io:
+    raft_uv_close(&n->io);
+err_after_transport:
+    tandem_transport_close(&n->transport);
+    return rv;
+}
+
+static void node_close_cb(struct raft *r)
+{
+    struct tandem_raft *n = r->data;
+    raft_uv_close(&n->io);
+    tandem_transport_close(&n->transport);
+    if (n->close_cb != NULL) {
+        n->close_cb(n);
+    }
+}
+
+void tandem_raft_close(struct tandem_raft *n, void (*cb)(struct tandem_raft *n))
+{
+    n->close_cb = cb;
+    raft_close(&n->raft, node_close_cb);
+}
+
+int tandem_raft_member_by_name(struct tandem_raft *n, const char *name, struct tandem_member *out,
+                               uint64_t *id)
+{
+    const struct raft_configuration *conf = &n->raft.configuration;
+    char errmsg[256];
+    for (unsigned i = 0; i < conf->n; i++) {
+        if (tandem_member_address_parse(conf->servers[i].address, out, errmsg) == 0 &&
+            strcmp(out->name, name) == 0) {
+            out->role = tandem_raft_role_from_raft(conf->servers[i].role);
+            if (id != NULL) {
+                *id = conf->servers[i].id;
+            }
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int tandem_raft_leader(struct tandem_raft *n, struct tandem_member *out)
+{
+    raft_id id;
+    const char *address;
+    char errmsg[256];
+    raft_leader(&n->raft, &id, &address);
+    if (id == 0 || address == NULL || tandem_member_address_parse(address, out, errmsg) != 0) {
+        return -1;
+    }
+    return 0;
+}

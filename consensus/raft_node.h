@@ -1,0 +1,56 @@
+/* One node's raft: libraft's legacy API on raft_uv with our transport, configured with every
+ * must-do from LIBRAFT-NOTES.md, bootstrapped, restarted or joined. */
+#ifndef TANDEM_CONSENSUS_RAFT_NODE_H
+#define TANDEM_CONSENSUS_RAFT_NODE_H
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "consensus/member.h"
+
+struct tandem_raft_options {
+    const struct tandem_member *self; /* borrowed */
+    const char *raft_dir;             /* must exist */
+    const char *cluster_id;
+    uint64_t epoch;
+    bool join;                           /* start empty and wait to be added; never bootstrap */
+    const struct tandem_member *members; /* initial configuration, bootstrap only */
+    unsigned n_members;
+    unsigned heartbeat_ms, election_timeout_ms, install_snapshot_timeout_ms;
+    unsigned snapshot_threshold, snapshot_trailing, max_inflight_entries, segment_size_kib;
+    void (*log)(void *data, int level, const char *msg);
+    void *log_data;
+};
+
+struct tandem_raft {
+    struct raft raft;
+    struct raft_io io;
+    struct raft_uv_transport transport;
+    uv_loop_t *loop; /* borrowed */
+    uint64_t id;
+    char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
+    bool bootstrapped; /* this start created the cluster's first configuration */
+    void (*close_cb)(struct tandem_raft *n);
+    char errmsg[256];
+};
+
+int tandem_raft_role_to_raft(int role);
+int tandem_raft_role_from_raft(int raft_role);
+
+/* Initialises and starts raft. Returns 0, or non-zero with n->errmsg (nothing left to close). */
+int tandem_raft_start(struct tandem_raft *n, uv_loop_t *loop, const struct tandem_raft_options *o,
+                      struct raft_fsm *fsm);
+/* Closes raft, raft_uv and the transport; cb runs once all memory can be released. */
+void tandem_raft_close(struct tandem_raft *n, void (*cb)(struct tandem_raft *n));
+
+/* Finds a member of the current configuration by name (member->role from the configuration).
+ * Returns 0 or -1 when absent. */
+int tandem_raft_member_by_name(struct tandem_raft *n, const char *name, struct tandem_member *out,
+                               uint64_t *id);
+/* The leader as a member; -1 when no leader is known. */
+int tandem_raft_leader(struct tandem_raft *n, struct tandem_member *out);
+
+#endif

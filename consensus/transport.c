@@ -1,0 +1,1169 @@
+/* The raft_uv transport over TCP: a hello/ack handshake that checks cluster id and epoch on
+ * every connection, after which the bare stream belongs to raft_uv.
+ *
+ * Layering, so that TLS can slot in later: the wire frames (hello, ack) are pure codecs; a
+ * handshake moves them with handshake_send/handshake_recv only; handshake_handover_* is the one
+ * place a stream leaves our hands. A TLS layer would wrap those three steps. */
+#include "consensus/transport.h"
+
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+
+#include <uv.h>
+
+#include "consensus/member.h"
+
+/* ---- wire format (all integers little-endian, every frame a multiple of 8 bytes) ----
+ *
+ * hello, connector -> acceptor, 392 bytes:
+ *   0  u64 magic "TNDMHELO"       16 u64 epoch
+ *   8  u32 protocol version       24 u64 raft id of the sender
+ *   12 u32 address length         32 char[64] cluster id, NUL padded
+ *                                 96 char[296] sender's member address, NUL padded
+ * ack, acceptor -> connector, 24 bytes:
+ *   0  u64 magic "TNDMACK!"   8 u32 protocol version   12 u32 status   16 u64 acceptor's epoch
+ */
+#define HELLO_MAGIC           0x4f4c45484d444e54ULL /* bytes "TNDMHELO" */
+#define ACK_MAGIC             0x214b43414d444e54ULL /* bytes "TNDMACK!" */
+#define PROTOCOL_VERSION      1
+#define HELLO_CLUSTER_FIELD   64
+#define HELLO_ADDRESS_FIELD   (((TANDEM_MEMBER_ADDRESS_LEN_MAX + 1) + 7) / 8 * 8)
+#define HELLO_OFF_VERSION     8
+#define HELLO_OFF_ADDRESS_LEN 12
+#define HELLO_OFF_EPOCH       16
+#define HELLO_OFF_ID          24
+#define HELLO_OFF_CLUSTER     32
+#define HELLO_OFF_ADDRESS     (HELLO_OFF_CLUSTER + HELLO_CLUSTER_FIELD)
+#define HELLO_SIZE            (HELLO_OFF_ADDRESS + HELLO_ADDRESS_FIELD)
+#define ACK_OFF_VERSION       8
+#define ACK_OFF_STATUS        12
+#define ACK_OFF_EPOCH         16
+#define ACK_SIZE              24
+
+_Static_assert(HELLO_SIZE % 8 == 0 && ACK_SIZE % 8 == 0, "frames are 8-byte multiples");
+_Static_assert(HELLO_CLUSTER_FIELD > TANDEM_CLUSTER_ID_LEN_MAX, "cluster id fits with its NUL");
+
+/* Outcomes of a handshake. The first ones travel as ack status; the rest are local only. */
+#define TRANSPORT_OUTCOMES(X)                                                                      \
+    X(OK, "ok")                                                                                    \
+    X(CLUSTER, "cluster id mismatch")                                                              \
+    X(EPOCH, "epoch mismatch")                                                                     \
+    X(MALFORMED, "malformed handshake")                                                            \
+    X(VERSION, "unsupported handshake version")                                                    \
+    X(TIMEOUT, "handshake timed out")                                                              \
+    X(IO, "connection failed")                                                                     \
+    X(BUSY, "too many pending handshakes")
+#define OUTCOME_ENUM(name, text) OUTCOME_##name,
+enum { TRANSPORT_OUTCOMES(OUTCOME_ENUM) OUTCOME_COUNT };
+#define OUTCOME_WIRE_MAX OUTCOME_VERSION /* highest outcome a peer may send in an ack */
+
+static const char *outcome_text(int outcome)
+{
+#define OUTCOME_TEXT(name, text) text,
+    static const char *const texts[] = {TRANSPORT_OUTCOMES(OUTCOME_TEXT)};
+    return outcome >= 0 && outcome < OUTCOME_COUNT ? texts[outcome] : "unknown";
+}
+
+#define TRANSPORT_LISTEN_BACKLOG    128 /* kernel queue of connections not yet accepted */
+#define TRANSPORT_KEEPALIVE_DELAY_S 15  /* idle seconds before TCP keepalive probes start */
+#define TRANSPORT_RESOLVED_MAX      4   /* addresses of a peer's host tried, in resolver order */
+#define TRANSPORT_LOG_MEMO_MAX      64  /* (peer, reason) pairs remembered as already logged */
+#define TRANSPORT_LOG_MSG_MAX       512 /* one log line */
+#define TRANSPORT_PEER_KEY_MAX      64  /* peer's raft host:port, or its IP before its hello */
+#define TRANSPORT_PEER_LABEL_MAX    200 /* "name (host:port) from ip" for log lines */
+#define TRANSPORT_DETAIL_MAX        256 /* why a frame was malformed */
+
+struct hello {
+    uint64_t epoch;
+    raft_id id;
+    char cluster_id[HELLO_CLUSTER_FIELD];
+    char address[HELLO_ADDRESS_FIELD];
+    struct tandem_member member;
+};
+
+enum handle_state { HANDLE_NONE = 0, HANDLE_OPEN, HANDLE_CLOSING };
+enum direction { INBOUND, OUTBOUND };
+
+struct transport;
+
+/* One connection from its first byte until it is handed to raft or closed. */
+struct handshake {
+    struct transport *t;           /* borrowed */
+    struct handshake *prev, *next; /* t->handshakes */
+    int direction;
+    struct uv_tcp_s *tcp;    /* owned until handed over; raft_malloc'd since raft_uv frees the
+                                streams it is given with raft_free (uv_recv.c, uv_send.c) */
+    int tcp_state;           /* enum handle_state */
+    struct uv_timer_s timer; /* handshake deadline */
+    int timer_state;
+    struct uv_connect_s connect;
+    struct uv_write_s write;
+    struct uv_getaddrinfo_s resolve;
+    bool resolving;
+    bool retry_connect; /* the tcp handle is closing to try the next resolved address */
+    struct sockaddr_storage addrs[TRANSPORT_RESOLVED_MAX];
+    unsigned n_addrs, next_addr;
+    uint8_t out[HELLO_SIZE];
+    uint8_t in[HELLO_SIZE];
+    size_t in_len, in_want;
+    void (*in_done)(struct handshake *h);
+    void (*out_done)(struct handshake *h);
+    uint64_t epoch;              /* ours when the handshake started */
+    struct raft_uv_connect *req; /* borrowed; outbound; NULL once its cb must not run */
+    int refusal;                 /* inbound: outcome sent in the ack */
+    struct hello hello;          /* inbound: what the peer said */
+    char peer_key[TRANSPORT_PEER_KEY_MAX];
+    char peer_label[TRANSPORT_PEER_LABEL_MAX];
+    bool counted_inbound; /* counts towards t->n_inbound */
+    bool failing;         /* being torn down */
+    bool done;            /* handed over; only the timer is left to close */
+};
+
+struct log_memo {
+    char peer_key[TRANSPORT_PEER_KEY_MAX];
+    int outcome;
+    bool used;
+};
+
+struct transport {
+    struct raft_uv_transport *raft; /* borrowed: the interface we implement */
+    struct uv_loop_s *loop;         /* borrowed */
+    raft_id id;
+    char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
+    char listen_address[TANDEM_HOSTPORT_LEN_MAX + 1];
+    bool bind_override;
+    char cluster_id[TANDEM_CLUSTER_ID_LEN_MAX + 1];
+    uint64_t epoch;
+    uint64_t handshake_timeout_ms;
+    void (*log)(void *data, int level, const char *msg);
+    void *log_data; /* borrowed */
+    raft_uv_accept_cb accept_cb;
+    struct uv_tcp_s listener;
+    int listener_state;
+    struct handshake *handshakes; /* owned, every handshake not yet freed */
+    unsigned n_inbound;           /* inbound handshakes still pending */
+    unsigned n_dropping;          /* busy connections being closed */
+    bool closing;
+    raft_uv_transport_close_cb close_cb;
+    struct tandem_transport_stats stats;
+    struct log_memo memo[TRANSPORT_LOG_MEMO_MAX];
+    unsigned memo_next;
+};
+
+/* ---- byte codecs ---- */
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (unsigned i = 0; i < 4; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (unsigned i = 0; i < 8; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (unsigned i = 0; i < 4; i++) {
+        v |= (uint32_t)p[i] << (8 * i);
+    }
+    return v;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (unsigned i = 0; i < 8; i++) {
+        v |= (uint64_t)p[i] << (8 * i);
+    }
+    return v;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Parses "name|site|host:port|url". tandem_member_address_parse (member.c) stores through a
+ * NULL role pointer (fields_parse with role == NULL), so this goes through the spec form, which
+ * runs the same field checks: no valid address holds a ',', and it has exactly three '|'. */
+static int member_address_parse(const char *address, struct tandem_member *m, char *errmsg)
+{
+    char spec[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
+    size_t len = strnlen(address, sizeof spec);
+    unsigned separators = 0;
+    if (len == sizeof spec) {
+        snprintf(errmsg, 256, "member address longer than %d bytes", TANDEM_MEMBER_ADDRESS_LEN_MAX);
+        return -1;
+    }
+    for (size_t i = 0; i <= len; i++) {
+        spec[i] = address[i] == '|' ? ',' : address[i];
+        separators += address[i] == '|';
+        if (address[i] == ',') {
+            separators = 0;
+            break;
+        }
+    }
+    if (separators != 3) {
+        snprintf(errmsg, 256, "malformed member address '%.*s' (want name|site|host:port|url)",
+                 (int)len, address);
+        return -1;
+    }
+    return tandem_member_spec_parse(spec, m, errmsg);
+}
+
+/* Peers are untrusted: what they sent reaches our logs only as printable ASCII. */
+static void printable(char *text)
+{
+    for (char *p = text; *p != '\0'; p++) {
+        if (*p < 0x20 || *p > 0x7e) {
+            *p = '?';
+        }
+    }
+}
+
+/* ---- frames ---- */
+
+static void hello_encode(uint8_t *out, const char *cluster_id, uint64_t epoch, raft_id id,
+                         const char *address)
+{
+    size_t address_len = strlen(address);
+    memset(out, 0, HELLO_SIZE);
+    put64(out, HELLO_MAGIC);
+    put32(out + HELLO_OFF_VERSION, PROTOCOL_VERSION);
+    put32(out + HELLO_OFF_ADDRESS_LEN, (uint32_t)address_len);
+    put64(out + HELLO_OFF_EPOCH, epoch);
+    put64(out + HELLO_OFF_ID, id);
+    memcpy(out + HELLO_OFF_CLUSTER, cluster_id, strlen(cluster_id));
+    memcpy(out + HELLO_OFF_ADDRESS, address, address_len);
+}
+
+/* Checks a NUL-padded text field: 1..len_max chars, zero bytes after them. */
+static bool text_field_ok(const uint8_t *field, size_t field_size, size_t len, size_t len_max)
+{
+    return len >= 1 && len <= len_max && len < field_size && memchr(field, 0, len) == NULL &&
+           all_zero(field + len, field_size - len);
+}
+
+/* Decodes a hello; every malformation is OUTCOME_MALFORMED or _VERSION with detail filled.
+ * The peer is untrusted: nothing is copied out until its bounds were checked. */
+static int hello_decode(const uint8_t *in, struct hello *hello, char *detail)
+{
+    if (get64(in) != HELLO_MAGIC) {
+        snprintf(detail, TRANSPORT_DETAIL_MAX, "not a tandem raft hello");
+        return OUTCOME_MALFORMED;
+    }
+    uint32_t version = get32(in + HELLO_OFF_VERSION);
+    if (version != PROTOCOL_VERSION) {
+        snprintf(detail, TRANSPORT_DETAIL_MAX, "protocol version %u, we speak %u",
+                 (unsigned)version, PROTOCOL_VERSION);
+        return OUTCOME_VERSION;
+    }
+    const uint8_t *cluster = in + HELLO_OFF_CLUSTER;
+    size_t cluster_len = strnlen((const char *)cluster, HELLO_CLUSTER_FIELD);
+    if (!text_field_ok(cluster, HELLO_CLUSTER_FIELD, cluster_len, TANDEM_CLUSTER_ID_LEN_MAX)) {
+        snprintf(detail, TRANSPORT_DETAIL_MAX, "bad cluster id field");
+        return OUTCOME_MALFORMED;
+    }
+    memcpy(hello->cluster_id, cluster, cluster_len + 1);
+    if (!tandem_member_name_ok(hello->cluster_id, TANDEM_CLUSTER_ID_LEN_MAX)) {
+        snprintf(detail, TRANSPORT_DETAIL_MAX, "bad cluster id");
+        return OUTCOME_MALFORMED;
+    }
+    uint32_t address_len = get32(in + HELLO_OFF_ADDRESS_LEN);
+    const uint8_t *address = in + HELLO_OFF_ADDRESS;
+    if (!text_field_ok(address, HELLO_ADDRESS_FIELD, address_len, TANDEM_MEMBER_ADDRESS_LEN_MAX)) {
+        snprintf(detail, TRANSPORT_DETAIL_MAX, "bad address field (length %u, at most %d)",
+                 (unsigned)address_len, TANDEM_MEMBER_ADDRESS_LEN_MAX);
+        return OUTCOME_MALFORMED;
+    }
+    memcpy(hello->address, address, address_len);
+    hello->address[address_len] = '\0';
+    char errmsg[256];
+    if (member_address_parse(hello->address, &hello->member, errmsg) != 0) {
+        printable(errmsg);
+        snprintf(detail, TRANSPORT_DETAIL_MAX, "%s", errmsg);
+        return OUTCOME_MALFORMED;
+    }
+    hello->id = get64(in + HELLO_OFF_ID);
+    if (hello->id == 0) {
+        snprintf(detail, TRANSPORT_DETAIL_MAX, "raft id 0");
+        return OUTCOME_MALFORMED;
+    }
+    hello->epoch = get64(in + HELLO_OFF_EPOCH);
+    return OUTCOME_OK;
+}
+
+static void ack_encode(uint8_t *out, int outcome, uint64_t epoch)
+{
+    put64(out, ACK_MAGIC);
+    put32(out + ACK_OFF_VERSION, PROTOCOL_VERSION);
+    put32(out + ACK_OFF_STATUS, (uint32_t)outcome);
+    put64(out + ACK_OFF_EPOCH, epoch);
+}
+
+/* Returns the status the acceptor sent, or -1 for a frame that isn't an ack we understand. */
+static int ack_decode(const uint8_t *in, uint64_t *epoch)
+{
+    uint32_t status = get32(in + ACK_OFF_STATUS);
+    if (get64(in) != ACK_MAGIC || get32(in + ACK_OFF_VERSION) != PROTOCOL_VERSION ||
+        status > OUTCOME_WIRE_MAX) {
+        return -1;
+    }
+    *epoch = get64(in + ACK_OFF_EPOCH);
+    return (int)status;
+}
+
+/* ---- logging, rate-limited per peer and reason, and counters ---- */
+
+static void transport_log(struct transport *t, int level, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void transport_log(struct transport *t, int level, const char *format, ...)
+{
+    if (t->log == NULL) {
+        return;
+    }
+    char msg[TRANSPORT_LOG_MSG_MAX];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(msg, sizeof msg, format, args);
+    va_end(args);
+    t->log(t->log_data, level, msg);
+}
+
+/* True the first time (peer, outcome) is seen since that peer last succeeded: raft retries a
+ * failing connection every second and the log should say so once, not every second. */
+static bool memo_first(struct transport *t, const char *peer_key, int outcome)
+{
+    for (unsigned i = 0; i < TRANSPORT_LOG_MEMO_MAX; i++) {
+        struct log_memo *m = &t->memo[i];
+        if (m->used && m->outcome == outcome && strcmp(m->peer_key, peer_key) == 0) {
+            return false;
+        }
+    }
+    struct log_memo *m = &t->memo[t->memo_next];
+    t->memo_next = (t->memo_next + 1) % TRANSPORT_LOG_MEMO_MAX;
+    snprintf(m->peer_key, sizeof m->peer_key, "%s", peer_key);
+    m->outcome = outcome;
+    m->used = true;
+    return true;
+}
+
+static void memo_forget_peer(struct transport *t, const char *peer_key)
+{
+    for (unsigned i = 0; i < TRANSPORT_LOG_MEMO_MAX; i++) {
+        if (t->memo[i].used && strcmp(t->memo[i].peer_key, peer_key) == 0) {
+            t->memo[i].used = false;
+        }
+    }
+}
+
+static void count_refusal(struct transport *t, int outcome)
+{
+    switch (outcome) {
+        case OUTCOME_CLUSTER:
+            t->stats.refused_cluster++;
+            break;
+        case OUTCOME_EPOCH:
+            t->stats.refused_epoch++;
+            break;
+        case OUTCOME_MALFORMED:
+        case OUTCOME_VERSION:
+            t->stats.refused_malformed++;
+            break;
+        case OUTCOME_TIMEOUT:
+            t->stats.timed_out++;
+            break;
+        default:
+            break;
+    }
+}
+
+static void note_epoch(struct transport *t, uint64_t epoch)
+{
+    if (epoch > t->stats.epoch_newest_seen) {
+        t->stats.epoch_newest_seen = epoch;
+    }
+}
+
+/* ---- handshake lifecycle ---- */
+
+static void transport_maybe_closed(struct transport *t)
+{
+    if (!t->closing || t->close_cb == NULL) {
+        return;
+    }
+    if (t->listener_state != HANDLE_NONE || t->handshakes != NULL || t->n_dropping > 0) {
+        return;
+    }
+    raft_uv_transport_close_cb cb = t->close_cb;
+    t->close_cb = NULL;
+    cb(t->raft);
+}
+
+static void handshake_unlink(struct handshake *h)
+{
+    struct transport *t = h->t;
+    if (h->prev != NULL) {
+        h->prev->next = h->next;
+    } else {
+        t->handshakes = h->next;
+    }
+    if (h->next != NULL) {
+        h->next->prev = h->prev;
+    }
+}
+
+/* Frees h once every handle and request of it has called back, then tells raft about an
+ * outbound failure. The connect callback runs last, when nothing of ours is left. */
+static void handshake_maybe_free(struct handshake *h)
+{
+    struct transport *t = h->t;
+    if (!h->failing && !h->done) {
+        return;
+    }
+    if (h->tcp_state != HANDLE_NONE || h->timer_state != HANDLE_NONE || h->resolving) {
+        return;
+    }
+    struct raft_uv_connect *req = h->done ? NULL : h->req;
+    handshake_unlink(h);
+    raft_free(h->tcp);
+    raft_free(h);
+    if (req != NULL) {
+        req->cb(req, NULL, t->closing ? RAFT_CANCELED : RAFT_NOCONNECTION);
+    }
+    transport_maybe_closed(t);
+}
+
+static void handshake_tcp_close_cb(uv_handle_t *handle);
+
+static void handshake_timer_close_cb(uv_handle_t *handle)
+{
+    struct handshake *h = handle->data;
+    h->timer_state = HANDLE_NONE;
+    handshake_maybe_free(h);
+}
+
+static void handshake_close_timer(struct handshake *h)
+{
+    if (h->timer_state == HANDLE_OPEN) {
+        h->timer_state = HANDLE_CLOSING;
+        uv_close((uv_handle_t *)&h->timer, handshake_timer_close_cb);
+    }
+}
+
+static void handshake_release_inbound_slot(struct handshake *h)
+{
+    if (h->counted_inbound) {
+        h->counted_inbound = false;
+        h->t->n_inbound--;
+    }
+}
+
+/* Starts tearing h down. Logging and counting are the caller's job. h may be freed before
+ * this returns: callers must not touch it afterwards. */
+static void handshake_fail(struct handshake *h)
+{
+    if (h->failing || h->done) {
+        return;
+    }
+    h->failing = true;
+    handshake_release_inbound_slot(h);
+    if (h->resolving) {
+        uv_cancel((uv_req_t *)&h->resolve); /* fails harmlessly once the lookup is running */
+    }
+    if (h->tcp_state == HANDLE_OPEN) {
+        h->tcp_state = HANDLE_CLOSING;
+        uv_close((uv_handle_t *)h->tcp, handshake_tcp_close_cb);
+    }
+    handshake_close_timer(h);
+    handshake_maybe_free(h);
+}
+
+/* Logs (once per peer and reason), counts and fails. */
+static void handshake_refuse(struct handshake *h, int outcome, int level, const char *detail)
+{
+    struct transport *t = h->t;
+    count_refusal(t, outcome);
+    if (memo_first(t, h->peer_key, outcome)) {
+        transport_log(t, level, "raft transport: %s %s: %s%s%s",
+                      h->direction == INBOUND ? "connection from" : "connection to", h->peer_label,
+                      outcome_text(outcome), detail[0] != '\0' ? ": " : "", detail);
+    }
+    handshake_fail(h);
+}
+
+static void handshake_timer_cb(uv_timer_t *timer)
+{
+    struct handshake *h = timer->data;
+    char detail[TRANSPORT_DETAIL_MAX];
+    snprintf(detail, sizeof detail, "no handshake within %llu ms",
+             (unsigned long long)h->t->handshake_timeout_ms);
+    handshake_refuse(h, OUTCOME_TIMEOUT, LOG_INFO, detail);
+}
+
+/* Allocates a handshake with its tcp memory (not yet initialised) and a running timer. */
+static struct handshake *handshake_new(struct transport *t, int direction)
+{
+    struct handshake *h = raft_calloc(1, sizeof *h);
+    if (h == NULL) {
+        goto err;
+    }
+    h->tcp = raft_malloc(sizeof *h->tcp);
+    if (h->tcp == NULL) {
+        goto err_after_handshake;
+    }
+    h->t = t;
+    h->direction = direction;
+    h->epoch = t->epoch;
+    h->refusal = OUTCOME_OK;
+    if (uv_timer_init(t->loop, &h->timer) != 0) {
+        goto err_after_tcp;
+    }
+    h->timer.data = h;
+    h->timer_state = HANDLE_OPEN;
+    h->next = t->handshakes;
+    if (h->next != NULL) {
+        h->next->prev = h;
+    }
+    t->handshakes = h;
+    if (uv_timer_start(&h->timer, handshake_timer_cb, t->handshake_timeout_ms, 0) != 0) {
+        h->req = NULL;
+        handshake_fail(h); /* the timer is still open, so h survives until its close cb */
+        return NULL;
+    }
+    return h;
+
+err_after_tcp:
+    raft_free(h->tcp);
+err_after_handshake:
+    raft_free(h);
+err:
+    return NULL;
+}
+
+/* ---- moving frames; the only I/O a TLS layer would need to wrap ---- */
+
+static void handshake_alloc_cb(uv_handle_t *handle, size_t suggested_size, uv_buf_t *buf)
+{
+    struct handshake *h = handle->data;
+    (void)suggested_size;
+    /* Never more than the frame still missing: bytes after it belong to raft. */
+    buf->base = (char *)h->in + h->in_len;
+    buf->len = h->in_want - h->in_len;
+}
+
+static void handshake_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct handshake *h = stream->data;
+    (void)buf;
+    if (nread == 0 || h->failing) {
+        return;
+    }
+    if (nread < 0) {
+        char detail[TRANSPORT_DETAIL_MAX];
+        snprintf(detail, sizeof detail, "%s after %zu of %zu bytes", uv_strerror((int)nread),
+                 h->in_len, h->in_want);
+        handshake_refuse(h, h->in_len > 0 ? OUTCOME_MALFORMED : OUTCOME_IO, LOG_INFO, detail);
+        return;
+    }
+    h->in_len += (size_t)nread;
+    if (h->in_len < h->in_want) {
+        return;
+    }
+    uv_read_stop(stream);
+    h->in_done(h);
+}
+
+static void handshake_recv(struct handshake *h, size_t size, void (*done)(struct handshake *h))
+{
+    h->in_len = 0;
+    h->in_want = size;
+    h->in_done = done;
+    int rv = uv_read_start((uv_stream_t *)h->tcp, handshake_alloc_cb, handshake_read_cb);
+    if (rv != 0) {
+        handshake_refuse(h, OUTCOME_IO, LOG_WARNING, uv_strerror(rv));
+    }
+}
+
+static void handshake_write_cb(uv_write_t *write_req, int status)
+{
+    struct handshake *h = write_req->data;
+    if (h->failing) {
+        return; /* UV_ECANCELED from our own uv_close */
+    }
+    if (status != 0) {
+        handshake_refuse(h, OUTCOME_IO, LOG_INFO, uv_strerror(status));
+        return;
+    }
+    h->out_done(h);
+}
+
+static void handshake_send(struct handshake *h, size_t size, void (*done)(struct handshake *h))
+{
+    uv_buf_t buf = uv_buf_init((char *)h->out, (unsigned)size);
+    h->out_done = done;
+    h->write.data = h;
+    int rv = uv_write(&h->write, (uv_stream_t *)h->tcp, &buf, 1, handshake_write_cb);
+    if (rv != 0) {
+        handshake_refuse(h, OUTCOME_IO, LOG_WARNING, uv_strerror(rv));
+    }
+}
+
+static int handshake_tune(struct handshake *h)
+{
+    int rv = uv_tcp_nodelay(h->tcp, 1);
+    if (rv == 0) {
+        rv = uv_tcp_keepalive(h->tcp, 1, TRANSPORT_KEEPALIVE_DELAY_S);
+    }
+    if (rv != 0) {
+        handshake_refuse(h, OUTCOME_IO, LOG_WARNING, uv_strerror(rv));
+    }
+    return rv;
+}
+
+/* Gives the stream away. Returns it; h stays only until its timer has closed. */
+static struct uv_stream_s *handshake_handover(struct handshake *h)
+{
+    struct uv_stream_s *stream = (struct uv_stream_s *)h->tcp;
+    h->tcp = NULL;
+    h->tcp_state = HANDLE_NONE;
+    h->done = true;
+    handshake_release_inbound_slot(h);
+    memo_forget_peer(h->t, h->peer_key);
+    uv_timer_stop(&h->timer);
+    handshake_close_timer(h);
+    return stream;
+}
+
+/* ---- inbound ---- */
+
+static void inbound_ack_sent(struct handshake *h)
+{
+    struct transport *t = h->t;
+    if (h->refusal != OUTCOME_OK) {
+        handshake_fail(h); /* logged and counted when the hello was judged */
+        return;
+    }
+    if (t->closing) {
+        handshake_fail(h);
+        return;
+    }
+    t->stats.accepted++;
+    /* hello lives in h, which survives this call: its timer is closing, not closed. */
+    raft_id id = h->hello.id;
+    const char *address = h->hello.address;
+    struct uv_stream_s *stream = handshake_handover(h);
+    t->accept_cb(t->raft, id, address, stream);
+}
+
+/* Judges a complete hello and answers it; refusals are logged here, before the ack is out. */
+static void inbound_hello_received(struct handshake *h)
+{
+    struct transport *t = h->t;
+    char detail[TRANSPORT_DETAIL_MAX] = "";
+    h->epoch = t->epoch; /* a set_epoch while the hello was on its way applies to it */
+    int outcome = hello_decode(h->in, &h->hello, detail);
+    if (outcome == OUTCOME_OK) {
+        const struct tandem_member *m = &h->hello.member;
+        char ip[TRANSPORT_PEER_KEY_MAX];
+        snprintf(ip, sizeof ip, "%s", h->peer_key);
+        snprintf(h->peer_key, sizeof h->peer_key, "%s", m->raft);
+        snprintf(h->peer_label, sizeof h->peer_label, "%s (%s) from %s", m->name, m->raft, ip);
+        if (strcmp(h->hello.cluster_id, t->cluster_id) == 0) {
+            note_epoch(t, h->hello.epoch);
+        }
+        if (strcmp(h->hello.cluster_id, t->cluster_id) != 0) {
+            outcome = OUTCOME_CLUSTER;
+            snprintf(detail, sizeof detail, "theirs '%s', ours '%s'", h->hello.cluster_id,
+                     t->cluster_id);
+        } else if (h->hello.epoch != h->epoch) {
+            outcome = OUTCOME_EPOCH;
+            snprintf(detail, sizeof detail, "theirs %llu, ours %llu",
+                     (unsigned long long)h->hello.epoch, (unsigned long long)h->epoch);
+        }
+    }
+    h->refusal = outcome;
+    if (outcome != OUTCOME_OK) {
+        count_refusal(t, outcome);
+        if (memo_first(t, h->peer_key, outcome)) {
+            transport_log(t, LOG_WARNING, "raft transport: refused connection from %s: %s: %s",
+                          h->peer_label, outcome_text(outcome), detail);
+        }
+    }
+    ack_encode(h->out, outcome, h->epoch);
+    handshake_send(h, ACK_SIZE, inbound_ack_sent);
+}
+
+static void inbound_peer_ip(struct handshake *h)
+{
+    struct sockaddr_storage addr;
+    int len = (int)sizeof addr;
+    char ip[TRANSPORT_PEER_KEY_MAX] = "unknown peer";
+    if (uv_tcp_getpeername(h->tcp, (struct sockaddr *)&addr, &len) == 0) {
+        if (addr.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&addr, ip, sizeof ip);
+        } else {
+            uv_ip4_name((struct sockaddr_in *)&addr, ip, sizeof ip);
+        }
+    }
+    snprintf(h->peer_key, sizeof h->peer_key, "%s", ip);
+    snprintf(h->peer_label, sizeof h->peer_label, "%s", ip);
+}
+
+static void drop_close_cb(uv_handle_t *handle)
+{
+    struct transport *t = handle->data;
+    raft_free(handle);
+    t->n_dropping--;
+    transport_maybe_closed(t);
+}
+
+/* Accepts and closes a connection we have no room for; libuv stops watching the listener
+ * until the pending connection is accepted, so it must be taken even to refuse it. */
+static void transport_drop(struct transport *t, uv_stream_t *listener, int outcome)
+{
+    struct uv_tcp_s *tcp = raft_malloc(sizeof *tcp);
+    if (tcp == NULL) {
+        transport_log(t, LOG_ERR, "raft transport: out of memory refusing a connection");
+        return;
+    }
+    if (uv_tcp_init(t->loop, tcp) != 0) {
+        raft_free(tcp);
+        transport_log(t, LOG_ERR, "raft transport: cannot refuse a connection");
+        return;
+    }
+    tcp->data = t;
+    t->n_dropping++;
+    uv_accept(listener, (uv_stream_t *)tcp); /* closed either way */
+    uv_close((uv_handle_t *)tcp, drop_close_cb);
+    t->stats.dropped_busy++;
+    if (memo_first(t, "", outcome)) {
+        transport_log(t, LOG_WARNING, "raft transport: closing new connections: %s (%d)",
+                      outcome_text(outcome), TANDEM_TRANSPORT_PENDING_INBOUND_MAX);
+    }
+}
+
+static void transport_listen_cb(uv_stream_t *listener, int status)
+{
+    struct transport *t = listener->data;
+    if (status != 0) {
+        transport_log(t, LOG_WARNING, "raft transport: accept: %s", uv_strerror(status));
+        return;
+    }
+    if (t->closing) {
+        return;
+    }
+    if (t->n_inbound >= TANDEM_TRANSPORT_PENDING_INBOUND_MAX) {
+        transport_drop(t, listener, OUTCOME_BUSY);
+        return;
+    }
+    struct handshake *h = handshake_new(t, INBOUND);
+    if (h == NULL) {
+        transport_drop(t, listener, OUTCOME_BUSY);
+        return;
+    }
+    h->counted_inbound = true;
+    t->n_inbound++;
+    snprintf(h->peer_key, sizeof h->peer_key, "unknown peer");
+    snprintf(h->peer_label, sizeof h->peer_label, "unknown peer");
+    int rv = uv_tcp_init(t->loop, h->tcp);
+    if (rv != 0) {
+        handshake_refuse(h, OUTCOME_IO, LOG_WARNING, uv_strerror(rv));
+        return;
+    }
+    h->tcp->data = h;
+    h->tcp_state = HANDLE_OPEN;
+    rv = uv_accept(listener, (uv_stream_t *)h->tcp);
+    if (rv != 0) {
+        handshake_refuse(h, OUTCOME_IO, LOG_WARNING, uv_strerror(rv));
+        return;
+    }
+    inbound_peer_ip(h);
+    if (handshake_tune(h) != 0) {
+        return;
+    }
+    handshake_recv(h, HELLO_SIZE, inbound_hello_received);
+}
+
+/* ---- outbound ---- */
+
+static void outbound_ack_received(struct handshake *h)
+{
+    struct transport *t = h->t;
+    uint64_t epoch = 0;
+    char detail[TRANSPORT_DETAIL_MAX] = "";
+    int status = ack_decode(h->in, &epoch);
+    if (status < 0) {
+        handshake_refuse(h, OUTCOME_MALFORMED, LOG_WARNING, "the peer's answer is no tandem ack");
+        return;
+    }
+    if (status != OUTCOME_CLUSTER) {
+        note_epoch(t, epoch);
+    }
+    if (status == OUTCOME_OK && epoch != h->epoch) {
+        status = OUTCOME_EPOCH; /* an acceptor must not say OK to another epoch */
+    }
+    if (status != OUTCOME_OK) {
+        snprintf(detail, sizeof detail, "refused by the peer (its epoch %llu, ours %llu)",
+                 (unsigned long long)epoch, (unsigned long long)h->epoch);
+        handshake_refuse(h, status, LOG_WARNING, detail);
+        return;
+    }
+    if (t->closing) {
+        handshake_fail(h);
+        return;
+    }
+    t->stats.connected++;
+    struct raft_uv_connect *req = h->req;
+    struct uv_stream_s *stream = handshake_handover(h);
+    req->cb(req, stream, 0);
+}
+
+static void outbound_hello_sent(struct handshake *h)
+{
+    /* Nothing more is written until the ack arrives, so the acceptor never reads raft bytes
+     * as part of the handshake. */
+    handshake_recv(h, ACK_SIZE, outbound_ack_received);
+}
+
+static void outbound_connect_next(struct handshake *h);
+
+static void outbound_connect_cb(uv_connect_t *connect_req, int status)
+{
+    struct handshake *h = connect_req->data;
+    if (h->failing) {
+        return;
+    }
+    if (status != 0) {
+        if (h->next_addr < h->n_addrs) {
+            h->retry_connect = true;
+            h->tcp_state = HANDLE_CLOSING;
+            uv_close((uv_handle_t *)h->tcp, handshake_tcp_close_cb);
+            return;
+        }
+        handshake_refuse(h, OUTCOME_IO, LOG_INFO, uv_strerror(status));
+        return;
+    }
+    if (handshake_tune(h) != 0) {
+        return;
+    }
+    handshake_send(h, HELLO_SIZE, outbound_hello_sent);
+}
+
+static void outbound_connect_next(struct handshake *h)
+{
+    struct transport *t = h->t;
+    int rv = uv_tcp_init(t->loop, h->tcp);
+    if (rv != 0) {
+        handshake_refuse(h, OUTCOME_IO, LOG_WARNING, uv_strerror(rv));
+        return;
+    }
+    h->tcp->data = h;
+    h->tcp_state = HANDLE_OPEN;
+    h->connect.data = h;
+    const struct sockaddr *addr = (const struct sockaddr *)&h->addrs[h->next_addr++];
+    rv = uv_tcp_connect(&h->connect, h->tcp, addr, outbound_connect_cb);
+    if (rv != 0) {
+        handshake_refuse(h, OUTCOME_IO, LOG_WARNING, uv_strerror(rv));
+    }
+}
+
+static void handshake_tcp_close_cb(uv_handle_t *handle)
+{
+    struct handshake *h = handle->data;
+    h->tcp_state = HANDLE_NONE;
+    if (h->retry_connect && !h->failing) {
+        h->retry_connect = false;
+        outbound_connect_next(h);
+        return;
+    }
+    handshake_maybe_free(h);
+}
+
+static void outbound_resolve_cb(uv_getaddrinfo_t *resolve, int status, struct addrinfo *res)
+{
+    struct handshake *h = resolve->data;
+    h->resolving = false;
+    if (h->failing) {
+        uv_freeaddrinfo(res);
+        handshake_maybe_free(h);
+        return;
+    }
+    if (status != 0) {
+        handshake_refuse(h, OUTCOME_IO, LOG_WARNING, uv_strerror(status));
+        return;
+    }
+    h->n_addrs = 0;
+    for (struct addrinfo *ai = res; ai != NULL && h->n_addrs < TRANSPORT_RESOLVED_MAX;
+         ai = ai->ai_next) {
+        if (ai->ai_addrlen <= sizeof h->addrs[0]) {
+            memcpy(&h->addrs[h->n_addrs++], ai->ai_addr, ai->ai_addrlen);
+        }
+    }
+    uv_freeaddrinfo(res);
+    if (h->n_addrs == 0) {
+        handshake_refuse(h, OUTCOME_IO, LOG_WARNING, "host resolves to no address");
+        return;
+    }
+    outbound_connect_next(h);
+}
+
+/* Implements raft_uv_transport->connect. */
+static int transport_connect(struct raft_uv_transport *raft, struct raft_uv_connect *req,
+                             raft_id id, const char *address, raft_uv_connect_cb cb)
+{
+    struct transport *t = raft->impl;
+    struct tandem_member m;
+    char errmsg[256] = "bad raft host:port", host[TANDEM_HOSTPORT_LEN_MAX + 1], port[16];
+    int port_number;
+    if (member_address_parse(address, &m, errmsg) != 0 ||
+        tandem_hostport_split(m.raft, host, sizeof host, &port_number) != 0) {
+        snprintf(raft->errmsg, sizeof raft->errmsg, "raft peer %llu: %.200s",
+                 (unsigned long long)id, errmsg);
+        if (memo_first(t, address, OUTCOME_MALFORMED)) {
+            transport_log(t, LOG_ERR, "raft transport: %s", raft->errmsg);
+        }
+        return RAFT_INVALID;
+    }
+    snprintf(port, sizeof port, "%d", port_number);
+    struct handshake *h = handshake_new(t, OUTBOUND);
+    if (h == NULL) {
+        snprintf(raft->errmsg, sizeof raft->errmsg, "out of memory connecting to %s", m.raft);
+        return RAFT_NOMEM;
+    }
+    snprintf(h->peer_key, sizeof h->peer_key, "%s", m.raft);
+    snprintf(h->peer_label, sizeof h->peer_label, "%s (%s)", m.name, m.raft);
+    hello_encode(h->out, t->cluster_id, h->epoch, t->id, t->address);
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    h->resolve.data = h;
+    int rv = uv_getaddrinfo(t->loop, &h->resolve, outbound_resolve_cb, host, port, &hints);
+    if (rv != 0) {
+        snprintf(raft->errmsg, sizeof raft->errmsg, "resolve %s: %s", host, uv_strerror(rv));
+        handshake_fail(h); /* req is not set yet: raft's callback never runs for this error */
+        return RAFT_NOCONNECTION;
+    }
+    h->resolving = true;
+    h->req = req;
+    req->cb = cb;
+    return 0;
+}
+
+/* ---- raft_uv_transport methods ---- */
+
+static int transport_init_identity(struct raft_uv_transport *raft, raft_id id, const char *address)
+{
+    struct transport *t = raft->impl;
+    struct tandem_member m;
+    char errmsg[256];
+    if (member_address_parse(address, &m, errmsg) != 0) {
+        snprintf(raft->errmsg, sizeof raft->errmsg, "own address: %.200s", errmsg);
+        return RAFT_INVALID;
+    }
+    if (id == 0) {
+        snprintf(raft->errmsg, sizeof raft->errmsg, "own raft id is 0");
+        return RAFT_INVALID;
+    }
+    t->id = id;
+    snprintf(t->address, sizeof t->address, "%s", address);
+    if (!t->bind_override) {
+        snprintf(t->listen_address, sizeof t->listen_address, "%s", m.raft);
+    }
+    return 0;
+}
+
+static void transport_listener_close_cb(uv_handle_t *handle)
+{
+    struct transport *t = handle->data;
+    t->listener_state = HANDLE_NONE;
+    transport_maybe_closed(t);
+}
+
+static int transport_bind(struct transport *t, const struct sockaddr *addr)
+{
+    struct raft_uv_transport *raft = t->raft;
+    int rv = uv_tcp_init(t->loop, &t->listener);
+    if (rv != 0) {
+        snprintf(raft->errmsg, sizeof raft->errmsg, "listen: %s", uv_strerror(rv));
+        return RAFT_IOERR;
+    }
+    t->listener.data = t;
+    t->listener_state = HANDLE_OPEN;
+    rv = uv_tcp_bind(&t->listener, addr, 0);
+    if (rv == 0) {
+        rv = uv_listen((uv_stream_t *)&t->listener, TRANSPORT_LISTEN_BACKLOG, transport_listen_cb);
+    }
+    if (rv != 0) {
+        snprintf(raft->errmsg, sizeof raft->errmsg, "listen on %s: %s", t->listen_address,
+                 uv_strerror(rv));
+        t->listener_state = HANDLE_CLOSING;
+        uv_close((uv_handle_t *)&t->listener, transport_listener_close_cb);
+        return RAFT_IOERR;
+    }
+    return 0;
+}
+
+/* Implements raft_uv_transport->listen: binds the first address the listen host resolves to
+ * (an IP literal, or 0.0.0.0, is what a deployment should give). */
+static int transport_listen(struct raft_uv_transport *raft, raft_uv_accept_cb cb)
+{
+    struct transport *t = raft->impl;
+    char host[TANDEM_HOSTPORT_LEN_MAX + 1], port[16];
+    int port_number;
+    if (tandem_hostport_split(t->listen_address, host, sizeof host, &port_number) != 0) {
+        snprintf(raft->errmsg, sizeof raft->errmsg, "bad listen address '%s'", t->listen_address);
+        return RAFT_INVALID;
+    }
+    snprintf(port, sizeof port, "%d", port_number);
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int rv = getaddrinfo(host, port, &hints, &res);
+    if (rv != 0 || res == NULL) {
+        snprintf(raft->errmsg, sizeof raft->errmsg, "resolve listen address %s: %s",
+                 t->listen_address, rv != 0 ? gai_strerror(rv) : "no address");
+        return RAFT_IOERR;
+    }
+    t->accept_cb = cb;
+    rv = transport_bind(t, res->ai_addr);
+    freeaddrinfo(res);
+    return rv;
+}
+
+/* Implements raft_uv_transport->close. */
+static void transport_close_method(struct raft_uv_transport *raft, raft_uv_transport_close_cb cb)
+{
+    struct transport *t = raft->impl;
+    t->closing = true;
+    t->close_cb = cb;
+    if (t->listener_state == HANDLE_OPEN) {
+        t->listener_state = HANDLE_CLOSING;
+        uv_close((uv_handle_t *)&t->listener, transport_listener_close_cb);
+    }
+    struct handshake *h = t->handshakes;
+    while (h != NULL) {
+        struct handshake *next = h->next;
+        handshake_fail(h); /* outbound ones report RAFT_CANCELED since t->closing is set */
+        h = next;
+    }
+    transport_maybe_closed(t);
+}
+
+/* ---- public ---- */
+
+static int config_check(const struct tandem_transport_config *config, char *errmsg)
+{
+    char host[TANDEM_HOSTPORT_LEN_MAX + 1];
+    int port;
+    if (config->cluster_id == NULL ||
+        !tandem_member_name_ok(config->cluster_id, TANDEM_CLUSTER_ID_LEN_MAX)) {
+        snprintf(errmsg, RAFT_ERRMSG_BUF_SIZE, "invalid cluster id (1-%d of A-Z a-z 0-9 . _ -)",
+                 TANDEM_CLUSTER_ID_LEN_MAX);
+        return RAFT_INVALID;
+    }
+    if (config->bind_address != NULL &&
+        tandem_hostport_split(config->bind_address, host, sizeof host, &port) != 0) {
+        snprintf(errmsg, RAFT_ERRMSG_BUF_SIZE, "invalid bind address '%s' (want host:port)",
+                 config->bind_address);
+        return RAFT_INVALID;
+    }
+    unsigned timeout_ms = config->handshake_timeout_ms;
+    if (timeout_ms != 0 && (timeout_ms < TANDEM_TRANSPORT_HANDSHAKE_TIMEOUT_MS_MIN ||
+                            timeout_ms > TANDEM_TRANSPORT_HANDSHAKE_TIMEOUT_MS_MAX)) {
+        snprintf(errmsg, RAFT_ERRMSG_BUF_SIZE, "handshake timeout %u ms outside %d..%d", timeout_ms,
+                 TANDEM_TRANSPORT_HANDSHAKE_TIMEOUT_MS_MIN,
+                 TANDEM_TRANSPORT_HANDSHAKE_TIMEOUT_MS_MAX);
+        return RAFT_INVALID;
+    }
+    return 0;
+}
+
+int tandem_transport_init(struct raft_uv_transport *raft, struct uv_loop_s *loop,
+                          const struct tandem_transport_config *config)
+{
+    int rv = config_check(config, raft->errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    struct transport *t = raft_calloc(1, sizeof *t);
+    if (t == NULL) {
+        snprintf(raft->errmsg, sizeof raft->errmsg, "out of memory");
+        return RAFT_NOMEM;
+    }
+    t->raft = raft;
+    t->loop = loop;
+    snprintf(t->cluster_id, sizeof t->cluster_id, "%s", config->cluster_id);
+    t->epoch = config->epoch;
+    if (config->bind_address != NULL) {
+        snprintf(t->listen_address, sizeof t->listen_address, "%s", config->bind_address);
+        t->bind_override = true;
+    }
+    t->handshake_timeout_ms = config->handshake_timeout_ms != 0
+                                  ? config->handshake_timeout_ms
+                                  : TANDEM_TRANSPORT_HANDSHAKE_TIMEOUT_MS_DEFAULT;
+    t->log = config->log;
+    t->log_data = config->log_data;
+    raft->version = 1;
+    raft->impl = t;
+    raft->init = transport_init_identity;
+    raft->listen = transport_listen;
+    raft->connect = transport_connect;
+    raft->close = transport_close_method;
+    return 0;
+}
+
+void tandem_transport_set_epoch(struct raft_uv_transport *raft, uint64_t epoch)
+{
+    struct transport *t = raft->impl;
+    t->epoch = epoch;
+    memset(t->memo, 0, sizeof t->memo);
+}
+
+uint64_t tandem_transport_epoch(const struct raft_uv_transport *raft)
+{
+    const struct transport *t = raft->impl;
+    return t->epoch;
+}
+
+void tandem_transport_stats(const struct raft_uv_transport *raft,
+                            struct tandem_transport_stats *out)
+{
+    const struct transport *t = raft->impl;
+    *out = t->stats;
+}
+
+void tandem_transport_close(struct raft_uv_transport *raft)
+{
+    struct transport *t = raft->impl;
+    if (t == NULL) {
+        return;
+    }
+    /* Freeing with handles still on the loop would leave libuv pointing into freed memory. */
+    if (t->listener_state != HANDLE_NONE || t->handshakes != NULL || t->n_dropping > 0) {
+        transport_log(t, LOG_ERR, "raft transport: closed with connections still open");
+        return;
+    }
+    raft_free(t);
+    raft->impl = NULL;
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs tandem's build and test dependencies from Debian (libraft >= 0.22 from bookworm-backports).
+# Idempotent: when every package is already present at an acceptable version it returns at once.
+set -euo pipefail
+
+PACKAGES=(
+    build-essential cmake pkg-config clang-format
+    libraft-dev libuv1-dev liblmdb-dev libssl-dev libcmocka-dev libhttp-parser-dev
+    libjansson-dev libinih-dev libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev
+    curl openssl iproute2 procps python3
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+
+raft_ok() {
+    local v
+    v=$(dpkg-query -W -f='${Version}' libraft-dev 2>/dev/null) || return 1
+    dpkg --compare-versions "$v" ge 0.22
+}
+
+if [ ${#missing[@]} -eq 0 ] && raft_ok; then
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages (${missing[*]:-libraft-dev>=0.22}); run as root" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+backports=/etc/apt/sources.list.d/tandem-bookworm-backports.sources
+if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    # Reuse the mirror the machine already uses for bookworm.
+    mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null \
+        | grep -v '^[[:space:]]*#' | grep -oE 'https?://[^ ]+/debian/?( |$)' | grep -v security | head -n 1 || true)
+    mirror=${mirror% }
+    mirror=${mirror:-http://deb.debian.org/debian}
+    cat >"$backports" <<SRC
+Types: deb
+URIs: ${mirror%/}
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+fi
+
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
+apt-get install -y -qq --no-install-recommends -t bookworm-backports libraft-dev libraft0 >/dev/null 2>&1 \
+    || apt-get install -y -qq --no-install-recommends -t bookworm-backports libraft-dev >/dev/null
+
+if ! raft_ok; then
+    echo "install-deps: libraft-dev >= 0.22 is not available (have: $(dpkg-query -W -f='${Version}' libraft-dev 2>/dev/null || echo none))" >&2
+    exit 1
+fi

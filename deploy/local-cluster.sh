@@ -1,0 +1,569 @@
+#!/usr/bin/env bash
+# Runs a tandem cluster of real tandemd processes on 127.0.0.1 for demos, development and tests.
+#
+#   local-cluster.sh up DIR [--topology 2+2+1|2+2|3] [--insecure] [--set key=value ...]
+#   local-cluster.sh down DIR
+#   local-cluster.sh start DIR NAME
+#   local-cluster.sh stop DIR NAME [--kill]
+#   local-cluster.sh status DIR
+#   local-cluster.sh leader DIR [--timeout SECONDS] [--exclude NAME]
+#
+# Layout of DIR: nodes (name site raft_address api_url role, one node a line), ports (name
+# raft_port api_port), topology, endpoints, env, and per node NAME/tandem.conf, NAME/data/,
+# NAME/tandemd.log, NAME/tandemd.pid. Running `up` again on a DIR that holds a stopped cluster
+# restarts it from its data with the same ports.
+#
+# Environment: TANDEM_BIN_DIR (default <repo>/build), TANDEM_UP_TIMEOUT (seconds to wait for a
+# leader, default 30), TANDEM_STOP_TIMEOUT (seconds to wait after SIGTERM, default 15).
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
+BIN_DIR=${TANDEM_BIN_DIR:-$REPO_DIR/build}
+UP_TIMEOUT_S=${TANDEM_UP_TIMEOUT:-30}
+STOP_TIMEOUT_S=${TANDEM_STOP_TIMEOUT:-15}
+# A node that does not answer /healthz this long after being started is reported as failed.
+START_TIMEOUT_S=15
+# Polls (20 ms apart) for a started process to become tandemd; a second is plenty for an exec.
+EXEC_WAIT_TRIES=50
+# Port registry shared by every local cluster of this user, so clusters set up side by side
+# (even at the same moment) never hand out the same port twice.
+PORT_REGISTRY=${TMPDIR:-/tmp}/tandem-local-cluster-ports
+# Per-node config keys this script owns; --set may not override them.
+MANAGED_KEYS=" name site cluster_id data_dir raft_address api_address api_url join member "
+
+die() {
+    echo "local-cluster: $*" >&2
+    exit 1
+}
+
+usage() {
+    sed -n '3,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+need_tandemd() {
+    [[ -x $BIN_DIR/tandemd ]] ||
+        die "tandemd not found in $BIN_DIR: build first (cmake -S . -B build && cmake --build build)"
+    TANDEMD=$(cd "$BIN_DIR" && pwd)/tandemd
+}
+
+# Prints the value at a dotted path (e.g. leader.name) of the JSON document on stdin; empty for
+# null or missing, exit status 1 when stdin is not JSON.
+json_get() {
+    python3 -c '
+import json, sys
+try:
+    value = json.load(sys.stdin)
+except ValueError:
+    sys.exit(1)
+for part in sys.argv[1].split("."):
+    value = value.get(part) if isinstance(value, dict) else None
+print("" if value is None else (str(value).lower() if isinstance(value, bool) else value))
+' "$1"
+}
+
+# Fetches URL/v1/status; prints nothing and fails when the node does not answer.
+node_status() {
+    curl -sf --max-time 2 "$1/v1/status"
+}
+
+# Node table of a cluster directory: sets NODE_NAMES and NODE_SITE/RAFT/API/ROLE maps.
+load_nodes() {
+    local dir=$1 name site raft api role
+    [[ -f $dir/nodes ]] || die "$dir holds no local cluster (no $dir/nodes)"
+    NODE_NAMES=()
+    declare -gA NODE_SITE=() NODE_RAFT=() NODE_API=() NODE_ROLE=()
+    while read -r name site raft api role; do
+        [[ -n $name && $name != \#* ]] || continue
+        NODE_NAMES+=("$name")
+        NODE_SITE[$name]=$site
+        NODE_RAFT[$name]=$raft
+        NODE_API[$name]=$api
+        NODE_ROLE[$name]=$role
+    done <"$dir/nodes"
+    ((${#NODE_NAMES[@]} > 0)) || die "$dir/nodes lists no nodes"
+}
+
+known_node() {
+    [[ -n ${NODE_API[$1]+set} ]] || die "no node named '$1' (nodes: ${NODE_NAMES[*]})"
+}
+
+# True when PID is alive (not a zombie) and is a tandemd running the given config file: pid files
+# can outlive their process and the PID can be reused by anything else.
+pid_is_ours() {
+    local pid=$1 conf=$2 cmdline state
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    state=$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) || return 1
+    [[ -n $state && $state != Z && $state != X ]] || return 1
+    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    [[ $cmdline == *tandemd* && $cmdline == *"--config $conf"* ]]
+}
+
+# Prints the PID of NAME's tandemd when it is running.
+running_pid() {
+    local dir=$1 name=$2 pid
+    [[ -f $dir/$name/tandemd.pid ]] || return 1
+    pid=$(<"$dir/$name/tandemd.pid")
+    pid_is_ours "$pid" "$dir/$name/tandem.conf" || return 1
+    echo "$pid"
+}
+
+log_tail() {
+    local dir=$1 name=$2
+    echo "---- last lines of $dir/$name/tandemd.log ----" >&2
+    tail -n 30 "$dir/$name/tandemd.log" >&2 2>/dev/null || true
+}
+
+# Picks COUNT free TCP ports on 127.0.0.1 outside the kernel's ephemeral range (outgoing
+# connections would otherwise grab them between runs) and records them in the shared registry,
+# under a lock, as owned by DIR. Entries of directories that no longer exist are dropped.
+allocate_ports() {
+    local count=$1 dir=$2
+    python3 - "$count" "$dir" "$PORT_REGISTRY" <<'PY'
+import fcntl, os, random, socket, sys
+
+count, owner, registry = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+low, high = 32768, 60999
+try:
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low, high = (int(x) for x in f.read().split())
+except (OSError, ValueError):
+    pass
+with open(registry + ".lock", "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    kept, taken = [], set()
+    try:
+        with open(registry) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        lines = []
+    for line in lines:
+        port, _, path = line.partition(" ")
+        if port.isdigit() and os.path.isdir(path):
+            kept.append(line)
+            taken.add(int(port))
+    pool = [p for p in range(10000, 65000) if not low <= p <= high and p not in taken]
+    random.shuffle(pool)
+    chosen = []
+    for port in pool:
+        if len(chosen) == count:
+            break
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        chosen.append(port)
+    if len(chosen) < count:
+        sys.exit("local-cluster: no free ports on 127.0.0.1")
+    kept += ["%d %s" % (p, owner) for p in chosen]
+    with open(registry + ".tmp", "w") as f:
+        f.write("\n".join(kept) + "\n")
+    os.replace(registry + ".tmp", registry)
+print(" ".join(str(p) for p in chosen))
+PY
+}
+
+topology_nodes() {
+    case $1 in
+        2+2+1) echo "east-1:east east-2:east west-1:west west-2:west witness-1:witness" ;;
+        2+2) echo "east-1:east east-2:east west-1:west west-2:west" ;;
+        3) echo "east-1:east west-1:west witness-1:witness" ;;
+        *) die "unknown topology '$1' (2+2+1, 2+2 or 3)" ;;
+    esac
+}
+
+# Writes DIR/ports, DIR/nodes and every DIR/NAME/tandem.conf of a new cluster.
+write_cluster() {
+    local dir=$1 topology=$2
+    shift 2
+    local -a specs ports extra=("log_level=info") members=()
+    local spec name site i=0 cluster_id line key words
+    words=$(topology_nodes "$topology")
+    read -r -a specs <<<"$words"
+    words=$(allocate_ports $((2 * ${#specs[@]})) "$dir")
+    read -r -a ports <<<"$words"
+    # --set key=value replaces a default of the same key, otherwise adds a line.
+    for line in "$@"; do
+        key=${line%%=*}
+        for i in "${!extra[@]}"; do
+            [[ ${extra[$i]%%=*} == "$key" ]] && unset 'extra[i]'
+        done
+        extra+=("$line")
+    done
+    cluster_id=local-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
+    : >"$dir/ports"
+    : >"$dir/nodes"
+    i=0
+    for spec in "${specs[@]}"; do
+        name=${spec%%:*}
+        site=${spec#*:}
+        echo "$name ${ports[i]} ${ports[i + 1]}" >>"$dir/ports"
+        echo "$name $site 127.0.0.1:${ports[i]} http://127.0.0.1:${ports[i + 1]} voter" >>"$dir/nodes"
+        members+=("member = $name,$site,127.0.0.1:${ports[i]},http://127.0.0.1:${ports[i + 1]},voter")
+        i=$((i + 2))
+    done
+    echo "$topology" >"$dir/topology"
+    load_nodes "$dir"
+    for name in "${NODE_NAMES[@]}"; do
+        mkdir -p "$dir/$name/data"
+        {
+            echo "# tandemd config written by deploy/local-cluster.sh"
+            echo "[tandem]"
+            echo "name = $name"
+            echo "site = ${NODE_SITE[$name]}"
+            echo "cluster_id = $cluster_id"
+            echo "data_dir = $dir/$name/data"
+            echo "raft_address = ${NODE_RAFT[$name]}"
+            echo "api_address = ${NODE_API[$name]#http://}"
+            echo "api_url = ${NODE_API[$name]}"
+            echo "join = false"
+            printf '%s\n' "${members[@]}"
+            for line in "${extra[@]}"; do
+                echo "${line%%=*} = ${line#*=}"
+            done
+        } >"$dir/$name/tandem.conf"
+    done
+}
+
+start_node() {
+    local dir=$1 name=$2 pid
+    if pid=$(running_pid "$dir" "$name"); then
+        die "$name is already running (pid $pid)"
+    fi
+    echo "==== $(date '+%F %T') local-cluster: starting $TANDEMD" >>"$dir/$name/tandemd.log"
+    # setsid: the node keeps running after this shell exits and ignores the terminal's ^C.
+    setsid "$TANDEMD" --config "$dir/$name/tandem.conf" >>"$dir/$name/tandemd.log" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$dir/$name/tandemd.pid"
+    # Until the forked shell has exec'd tandemd, /proc shows the shell's command line: wait for
+    # the exec so that every later check can trust pid_is_ours.
+    local tries=0
+    while ! pid_is_ours "$pid" "$dir/$name/tandem.conf" && ((tries < EXEC_WAIT_TRIES)); do
+        sleep 0.02
+        tries=$((tries + 1))
+    done
+}
+
+# Waits until NAME answers /healthz; fails (showing its log) when it exits or never answers.
+wait_healthy() {
+    local dir=$1 name=$2 deadline=$((SECONDS + START_TIMEOUT_S))
+    while ((SECONDS < deadline)); do
+        if ! running_pid "$dir" "$name" >/dev/null; then
+            log_tail "$dir" "$name"
+            echo "local-cluster: $name exited during start-up (log: $dir/$name/tandemd.log)" >&2
+            return 1
+        fi
+        if curl -sf --max-time 1 -o /dev/null "${NODE_API[$name]}/healthz"; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    log_tail "$dir" "$name"
+    echo "local-cluster: $name did not answer ${NODE_API[$name]}/healthz within ${START_TIMEOUT_S}s" >&2
+    return 1
+}
+
+# Prints the leader that the running nodes agree on: some node names it and it says it leads.
+# Nodes named in EXCLUDE are ignored (e.g. a leader just killed). Fails after TIMEOUT seconds,
+# and at once when REQUIRE_ALL is set and a node has exited (as during up).
+wait_leader() {
+    local dir=$1 timeout=$2 exclude=${3:-} require_all=${4:-} deadline name leader json state
+    deadline=$((SECONDS + timeout))
+    while ((SECONDS < deadline)); do
+        for name in "${NODE_NAMES[@]}"; do
+            if [[ -n $require_all ]] && ! running_pid "$dir" "$name" >/dev/null; then
+                echo "local-cluster: $name exited before a leader was elected" >&2
+                return 1
+            fi
+        done
+        for name in "${NODE_NAMES[@]}"; do
+            [[ $name != "$exclude" ]] || continue
+            json=$(node_status "${NODE_API[$name]}") || continue
+            leader=$(json_get leader.name <<<"$json") || continue
+            [[ -n $leader && $leader != "$exclude" && -n ${NODE_API[$leader]+set} ]] || continue
+            json=$(node_status "${NODE_API[$leader]}") || continue
+            state=$(json_get node.state <<<"$json") || continue
+            if [[ $state == leader ]]; then
+                echo "$leader"
+                return 0
+            fi
+        done
+        sleep 0.2
+    done
+    return 1
+}
+
+write_endpoints() {
+    local dir=$1 name endpoints=""
+    for name in "${NODE_NAMES[@]}"; do
+        endpoints+=${endpoints:+,}${NODE_API[$name]}
+    done
+    echo "$endpoints" >"$dir/endpoints"
+    {
+        echo "# Source this file to point tandemctl at the local cluster in $dir."
+        echo "export TANDEM_ENDPOINTS=$endpoints"
+        echo "# TLS material (CA, client certificate and key) will be exported here once the"
+        echo "# cluster runs with TLS; --insecure clusters have none."
+    } >"$dir/env"
+}
+
+print_summary() {
+    local dir=$1 leader=$2 name pid
+    echo "tandem local cluster ($(<"$dir/topology")) in $dir"
+    printf '  %-10s %-8s %-7s %-8s %-24s %s\n' NAME SITE ROLE PID API RAFT
+    for name in "${NODE_NAMES[@]}"; do
+        pid=$(running_pid "$dir" "$name") || pid=-
+        printf '  %-10s %-8s %-7s %-8s %-24s %s\n' "$name" "${NODE_SITE[$name]}" \
+            "${NODE_ROLE[$name]}" "$pid" \
+            "${NODE_API[$name]}" "${NODE_RAFT[$name]}"
+    done
+    echo "  leader: $leader"
+    echo "  endpoints: $(<"$dir/endpoints")"
+    echo "  use it:  source $dir/env && tandemctl status"
+    echo "  stop it: $0 down $dir"
+}
+
+cmd_up() {
+    local dir="" topology="" insecure=0 name leader pid
+    local -a settings=()
+    while (($# > 0)); do
+        case $1 in
+            --topology)
+                (($# >= 2)) || die "--topology needs a value"
+                topology=$2
+                shift
+                ;;
+            --insecure) insecure=1 ;;
+            --set)
+                (($# >= 2)) || die "--set needs key=value"
+                [[ $2 =~ ^[a-z_][a-z0-9_]*=.*$ ]] || die "--set wants key=value, got '$2'"
+                [[ $MANAGED_KEYS != *" ${2%%=*} "* ]] || die "--set may not override '${2%%=*}'"
+                settings+=("$2")
+                shift
+                ;;
+            -*) die "unknown option '$1' for up" ;;
+            *)
+                [[ -z $dir ]] || die "up takes one DIR"
+                dir=$1
+                ;;
+        esac
+        shift
+    done
+    [[ -n $dir ]] || usage
+    [[ -z $topology ]] || topology_nodes "$topology" >/dev/null
+    need_tandemd
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    if [[ -f $dir/nodes ]]; then
+        [[ -z $topology || $topology == "$(<"$dir/topology")" ]] ||
+            die "$dir already holds a $(<"$dir/topology") cluster"
+        ((${#settings[@]} == 0)) ||
+            die "$dir already holds a cluster: --set applies to new ones (edit NAME/tandem.conf)"
+        load_nodes "$dir"
+    else
+        [[ -z $(ls -A "$dir") ]] || die "$dir is neither empty nor a local cluster"
+        write_cluster "$dir" "${topology:-2+2+1}" "${settings[@]}"
+    fi
+    for name in "${NODE_NAMES[@]}"; do
+        if pid=$(running_pid "$dir" "$name"); then
+            die "$name of $dir is already running (pid $pid): run down first"
+        fi
+    done
+    # --insecure is the only mode until TLS lands; remember the choice for then.
+    echo "insecure=$insecure" >"$dir/mode"
+    # Whatever fails from here on, leave no node running behind.
+    UP_DIR=$dir
+    trap up_failed EXIT
+    for name in "${NODE_NAMES[@]}"; do
+        start_node "$dir" "$name"
+    done
+    for name in "${NODE_NAMES[@]}"; do
+        wait_healthy "$dir" "$name" || exit 1
+    done
+    if ! leader=$(wait_leader "$dir" "$UP_TIMEOUT_S" "" all); then
+        for name in "${NODE_NAMES[@]}"; do log_tail "$dir" "$name"; done
+        echo "local-cluster: no leader elected (waited at most ${UP_TIMEOUT_S}s)" >&2
+        exit 1
+    fi
+    write_endpoints "$dir"
+    trap - EXIT
+    print_summary "$dir" "$leader"
+}
+
+up_failed() {
+    local status=$?
+    if ((status != 0)); then
+        echo "local-cluster: up failed; stopping the nodes (logs stay in $UP_DIR/*/tandemd.log)" >&2
+        stop_all "$UP_DIR" >&2 || true
+    fi
+}
+
+# Waits up to TIMEOUT seconds for the named nodes to exit; prints the ones still running and
+# fails when there are any.
+wait_gone() {
+    local dir=$1 timeout=$2 name deadline
+    shift 2
+    local -a left=("$@")
+    deadline=$((SECONDS + timeout))
+    while ((${#left[@]} > 0)); do
+        local -a still=()
+        for name in "${left[@]}"; do
+            if running_pid "$dir" "$name" >/dev/null; then still+=("$name"); fi
+        done
+        left=("${still[@]}")
+        ((${#left[@]} > 0)) || break
+        if ((SECONDS >= deadline)); then
+            echo "${left[*]}"
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+# Sends SIGNAL to the named nodes that are running, waits for them to exit (SIGKILL after
+# STOP_TIMEOUT_S), and removes their pid files.
+stop_nodes() {
+    local dir=$1 signal=$2 name pid
+    shift 2
+    local -a left=()
+    local -A pids=() how=()
+    for name in "$@"; do
+        if pid=$(running_pid "$dir" "$name"); then
+            kill "-$signal" "$pid" 2>/dev/null || true
+            pids[$name]=$pid
+            how[$name]=$signal
+        fi
+    done
+    if ! read -r -a left <<<"$(wait_gone "$dir" "$STOP_TIMEOUT_S" "${!pids[@]}")"; then
+        left=()
+    fi
+    if ((${#left[@]} > 0)); then
+        echo "local-cluster: still running ${STOP_TIMEOUT_S}s after SIG$signal: ${left[*]}; sending SIGKILL" >&2
+        for name in "${left[@]}"; do
+            kill -KILL "${pids[$name]}" 2>/dev/null || true
+            how[$name]=KILL
+        done
+        if ! read -r -a left <<<"$(wait_gone "$dir" 5 "${left[@]}")"; then
+            left=()
+        fi
+        ((${#left[@]} == 0)) || die "did not exit even after SIGKILL: ${left[*]}"
+    fi
+    for name in "$@"; do
+        rm -f "$dir/$name/tandemd.pid"
+        if [[ -n ${pids[$name]+set} ]]; then echo "stopped $name (pid ${pids[$name]}, SIG${how[$name]})"; fi
+    done
+}
+
+stop_all() {
+    stop_nodes "$1" TERM "${NODE_NAMES[@]}"
+}
+
+cmd_down() {
+    (($# == 1)) || usage
+    local dir
+    dir=$(cd "$1" 2>/dev/null && pwd) || die "no such directory: $1"
+    load_nodes "$dir"
+    stop_all "$dir"
+}
+
+cmd_start() {
+    (($# == 2)) || usage
+    local dir pid
+    need_tandemd
+    dir=$(cd "$1" 2>/dev/null && pwd) || die "no such directory: $1"
+    load_nodes "$dir"
+    known_node "$2"
+    start_node "$dir" "$2"
+    wait_healthy "$dir" "$2" || { stop_nodes "$dir" KILL "$2" >&2; exit 1; }
+    pid=$(running_pid "$dir" "$2")
+    echo "started $2 (pid $pid) at ${NODE_API[$2]}"
+}
+
+cmd_stop() {
+    local dir signal=TERM
+    (($# == 2 || $# == 3)) || usage
+    if (($# == 3)); then
+        [[ $3 == --kill ]] || die "unknown option '$3' for stop"
+        signal=KILL
+    fi
+    dir=$(cd "$1" 2>/dev/null && pwd) || die "no such directory: $1"
+    load_nodes "$dir"
+    known_node "$2"
+    running_pid "$dir" "$2" >/dev/null || die "$2 is not running"
+    stop_nodes "$dir" "$signal" "$2"
+}
+
+cmd_status() {
+    (($# == 1)) || usage
+    local dir name json
+    dir=$(cd "$1" 2>/dev/null && pwd) || die "no such directory: $1"
+    load_nodes "$dir"
+    [[ -f $dir/endpoints ]] || write_endpoints "$dir"
+    if [[ -x $BIN_DIR/tandemctl ]]; then
+        "$BIN_DIR/tandemctl" -e "$(<"$dir/endpoints")" status
+        return
+    fi
+    printf '%-10s %-8s %-10s %-6s %-8s %-8s %s\n' NAME SITE STATE TERM COMMIT APPLIED LEADER
+    for name in "${NODE_NAMES[@]}"; do
+        if json=$(node_status "${NODE_API[$name]}"); then
+            printf '%-10s %-8s %-10s %-6s %-8s %-8s %s\n' "$name" "${NODE_SITE[$name]}" \
+                "$(json_get node.state <<<"$json")" "$(json_get node.term <<<"$json")" \
+                "$(json_get node.commit_index <<<"$json")" \
+                "$(json_get node.applied_index <<<"$json")" "$(json_get leader.name <<<"$json")"
+        else
+            printf '%-10s %-8s %s\n' "$name" "${NODE_SITE[$name]}" down
+        fi
+    done
+}
+
+cmd_leader() {
+    local dir="" timeout=$UP_TIMEOUT_S exclude="" leader
+    while (($# > 0)); do
+        case $1 in
+            --timeout)
+                [[ ${2:-} =~ ^[0-9]+$ ]] || die "--timeout needs whole seconds"
+                timeout=$2
+                shift
+                ;;
+            --exclude)
+                (($# >= 2)) || die "--exclude needs a node name"
+                exclude=$2
+                shift
+                ;;
+            *)
+                [[ -z $dir ]] || usage
+                dir=$1
+                ;;
+        esac
+        shift
+    done
+    [[ -n $dir ]] || usage
+    dir=$(cd "$dir" 2>/dev/null && pwd) || die "no such directory: $dir"
+    load_nodes "$dir"
+    leader=$(wait_leader "$dir" "$timeout" "$exclude") || die "no leader within ${timeout}s"
+    echo "$leader"
+}
+
+main() {
+    (($# >= 1)) || usage
+    command -v curl >/dev/null || die "curl is required (deploy/install-deps.sh installs it)"
+    command -v python3 >/dev/null || die "python3 is required (deploy/install-deps.sh installs it)"
+    local cmd=$1
+    shift
+    case $cmd in
+        up) cmd_up "$@" ;;
+        down) cmd_down "$@" ;;
+        start) cmd_start "$@" ;;
+        stop) cmd_stop "$@" ;;
+        status) cmd_status "$@" ;;
+        leader) cmd_leader "$@" ;;
+        -h | --help | help) usage ;;
+        *) die "unknown command '$cmd'" ;;
+    esac
+}
+
+main "$@"

@@ -1,0 +1,81 @@
+/* tandemd's configuration: one option table drives the INI file, the flags, --help and the docs. */
+#ifndef TANDEM_NODE_CONFIG_H
+#define TANDEM_NODE_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "consensus/member.h"
+
+#ifndef TANDEM_VERSION
+#define TANDEM_VERSION "0.1.0"
+#endif
+
+#define TANDEM_MEMBERS_MAX        16  /* initial members accepted from the config */
+#define TANDEM_CLUSTER_ID_LEN_MAX 63  /* same alphabet as node names */
+#define TANDEM_LOG_LEVEL_LEN_MAX  7   /* "debug", "info", "warn", "error" */
+#define TANDEM_CONFIG_ERRMSG_SIZE 256 /* size of every errmsg buffer taken below */
+
+struct tandem_config {
+    char config_path[PATH_MAX]; /* "" when no --config was given */
+    /* identity */
+    char name[TANDEM_NAME_LEN_MAX + 1];
+    char site[TANDEM_SITE_LEN_MAX + 1];
+    char cluster_id[TANDEM_CLUSTER_ID_LEN_MAX + 1];
+    char data_dir[PATH_MAX];
+    char raft_address[TANDEM_HOSTPORT_LEN_MAX + 1];
+    char api_address[TANDEM_HOSTPORT_LEN_MAX + 1];
+    char api_url[TANDEM_URL_LEN_MAX + 1]; /* tandem_config_load fills "http://" api_address */
+    bool join; /* start empty and wait for `tandemctl member add` instead of bootstrapping */
+    struct tandem_member members[TANDEM_MEMBERS_MAX]; /* initial members, bootstrap only */
+    unsigned n_members;
+    /* raft */
+    unsigned heartbeat_ms;
+    unsigned election_timeout_ms; /* at least 2 * heartbeat_ms */
+    unsigned snapshot_threshold;
+    unsigned snapshot_trailing; /* at least snapshot_threshold */
+    unsigned max_inflight_entries;
+    unsigned install_snapshot_timeout_ms;
+    unsigned segment_size_kib;
+    /* state machine / batching */
+    unsigned map_size_mib;
+    unsigned batch_commands_max;
+    unsigned batch_bytes_max_kib; /* below segment_size_kib: one entry fits one segment */
+    unsigned pending_requests_max;
+    /* API */
+    unsigned body_bytes_max_kib; /* at most batch_bytes_max_kib */
+    unsigned connections_max;
+    unsigned forward_connections;
+    unsigned forward_timeout_ms;
+    /* logging */
+    char log_level[TANDEM_LOG_LEVEL_LEN_MAX + 1]; /* debug|info|warn|error */
+};
+
+void tandem_config_defaults(struct tandem_config *c);
+
+/* Fills c from defaults, then the INI file named by --config (if any), then the other flags
+ * (which override the file; --member flags replace the file's members), derives api_url and
+ * validates. Returns 0 when c is ready to run, 1 when --help, --version or --print-config was
+ * handled (its text written to out; the caller exits 0), or -1 with a one-line reason in errmsg
+ * (TANDEM_CONFIG_ERRMSG_SIZE bytes). Prints nothing else. */
+int tandem_config_load(struct tandem_config *c, int argc, char **argv, FILE *out, char *errmsg);
+
+/* Checks required options, formats, ranges, member lists and cross-option rules. Returns 0, or
+ * -1 with a one-line reason in errmsg (TANDEM_CONFIG_ERRMSG_SIZE bytes). */
+int tandem_config_validate(const struct tandem_config *c, char *errmsg);
+
+/* Usage plus every option with its type, default, range and help, from the option table. */
+void tandem_config_print_help(FILE *out);
+
+/* The README's configuration reference, one Markdown table row per option. */
+void tandem_config_print_markdown(FILE *out);
+
+/* The effective configuration as an INI file that tandem_config_load reads back unchanged. */
+void tandem_config_print_ini(const struct tandem_config *c, FILE *out);
+
+/* The option table's size and names, in table order (for tests and tooling). */
+unsigned tandem_config_option_count(void);
+const char *tandem_config_option_name(unsigned index); /* NULL when index is out of range */
+
+#endif

@@ -1,0 +1,81 @@
+/* tandemctl's HTTP client: one request tried across the endpoint list with failover, and
+ * parallel one-shot probes of member URLs. */
+#ifndef TANDEM_CTL_CLIENT_H
+#define TANDEM_CTL_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "node/ctl/ctl.h"
+
+#define TANDEM_CTL_ENDPOINTS_MAX      16   /* a longer -e list is a typo, not a cluster */
+#define TANDEM_CTL_URL_MAX            4096 /* base URL + path; a 512-byte key encodes to 1536 */
+#define TANDEM_CTL_ROUNDS_MAX         3    /* passes over the endpoints while all say "no leader" */
+#define TANDEM_CTL_ROUND_PAUSE_MS     300  /* between passes: an election takes a few hundred ms */
+#define TANDEM_CTL_CONNECT_TIMEOUT_MS 2000 /* a reachable node accepts well within this */
+#define TANDEM_CTL_RESPONSE_MAX       (256L * 1024 * 1024) /* larger answers are refused */
+#define TANDEM_CTL_PROBES_MAX         64                   /* members probed at once by status */
+#define TANDEM_CTL_NODE_NAME_SIZE     64 /* X-Tandem-Node: node names are at most 63 bytes */
+
+struct tandem_ctl_client {
+    void *curl; /* owned; CURL *, reused so a multi-page listing keeps its connection */
+    char *endpoints[TANDEM_CTL_ENDPOINTS_MAX]; /* owned; base URLs without trailing '/' */
+    size_t endpoint_count;
+    long timeout_ms; /* whole-attempt bound for each request on each endpoint */
+    char errmsg[TANDEM_CTL_ERRMSG_SIZE];
+};
+
+struct tandem_ctl_request {
+    const char *method; /* borrowed; "GET", "PUT", "POST" or "DELETE" */
+    const char *path;   /* borrowed; starts with '/', already percent-encoded */
+    const void *body;   /* borrowed; NULL for none */
+    size_t body_len;
+    const char *content_type; /* borrowed; NULL when there is no body */
+};
+
+struct tandem_ctl_response {
+    long status; /* HTTP status; 0 when nothing answered */
+    char *body;  /* owned; NUL-terminated (the NUL is not counted in body_len) */
+    size_t body_len;
+    size_t body_capacity;
+    bool too_large;        /* the body passed TANDEM_CTL_RESPONSE_MAX and was cut off */
+    int64_t mod_index;     /* X-Tandem-Mod-Index, -1 when absent */
+    int64_t create_index;  /* X-Tandem-Create-Index, -1 when absent */
+    int64_t applied_index; /* X-Tandem-Applied-Index, -1 when absent */
+    char node[TANDEM_CTL_NODE_NAME_SIZE]; /* X-Tandem-Node, "" when absent */
+    char endpoint[TANDEM_CTL_URL_MAX];    /* base URL (or probe URL) that answered */
+    char errmsg[TANDEM_CTL_ERRMSG_SIZE];  /* transport error when status is 0 */
+};
+
+void tandem_ctl_response_init(struct tandem_ctl_response *resp);
+void tandem_ctl_response_free(struct tandem_ctl_response *resp);
+
+/* Writes the server's reason for a non-2xx answer into out: the "error" string of a JSON body,
+ * else the start of the body, else "no reason given". */
+void tandem_ctl_response_reason(const struct tandem_ctl_response *resp, char *out, size_t out_size);
+
+/* Splits endpoint_list ("URL,URL,...") into c. Returns 0, or -1 with c->errmsg filled when the
+ * list is empty or too long. On failure nothing needs closing. */
+int tandem_ctl_client_init(struct tandem_ctl_client *c, const char *endpoint_list, long timeout_ms);
+void tandem_ctl_client_close(struct tandem_ctl_client *c);
+
+/* Tries req on each endpoint in order. A node that cannot be reached moves on to the next;
+ * so does one that times out, unless the request is a POST that may already have been
+ * delivered (retrying could apply it twice). A 503 moves on too, and when a whole pass ends in
+ * 503s and failures the pass is repeated, TANDEM_CTL_ROUNDS_MAX passes at most, because a
+ * leader election is probably under way. Any other answer is final.
+ * Returns TANDEM_CTL_OK with resp holding the final answer (any status, including the last
+ * 503), TANDEM_CTL_EUNREACHABLE when no endpoint answered, or TANDEM_CTL_EREFUSED for a
+ * local failure (out of memory, answer too large); c->errmsg says why. */
+int tandem_ctl_client_send(struct tandem_ctl_client *c, const struct tandem_ctl_request *req,
+                           struct tandem_ctl_response *resp);
+
+/* GETs each absolute URL once, all at the same time, each bounded by timeout_ms. responses
+ * must hold count initialised entries; responses[i].status is 0 when urls[i] did not answer
+ * (responses[i].errmsg says why). Returns 0, or -1 with errmsg (256 bytes) filled when the
+ * probes could not be started at all. */
+int tandem_ctl_client_probe(const char *const *urls, size_t count, long timeout_ms,
+                            struct tandem_ctl_response *responses, char *errmsg);
+
+#endif

@@ -1,0 +1,450 @@
+/* tandemctl cluster commands: status (one row per member, each probed directly) and member
+ * list/add/remove/transfer-leader. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/ctl/client.h"
+#include "node/ctl/ctl.h"
+#include "node/ctl/encode.h"
+#include "node/ctl/output.h"
+
+#define PROBE_TIMEOUT_MS  1000 /* a member that cannot answer its own status in 1 s is "down" */
+#define STATUS_PATH_LOCAL "/v1/status?consistency=local"
+#define NAME_ENCODED_MAX  (63 * 3 + 1) /* node names are at most 63 bytes */
+
+/* What status knows about one member: its entry in the configuration and its own answer. */
+struct member_view {
+    json_t *member;      /* borrowed from the first status answer */
+    json_t *self_status; /* owned; the member's own /v1/status, NULL when it did not answer */
+    json_t *self_node;   /* borrowed from self_status: its "node" object */
+    char url[TANDEM_CTL_URL_MAX];
+};
+
+struct status_summary {
+    const char *leader_name; /* borrowed; NULL when no leader is known */
+    json_t *leader_node;     /* borrowed; the leader's "node" object, NULL when unknown */
+    json_t *leader_members;  /* borrowed; members with match_index from the leader, or NULL */
+    json_int_t commit_index; /* the leader's when known, else the answering node's; -1 unknown */
+    json_int_t term;
+    const char *cluster_id; /* borrowed */
+};
+
+static const char *member_string(const json_t *obj, const char *field)
+{
+    return json_string_value(json_object_get(obj, field));
+}
+
+static json_int_t json_index_or(const json_t *obj, const char *field, json_int_t fallback)
+{
+    json_t *v = json_object_get(obj, field);
+    return json_is_integer(v) ? json_integer_value(v) : fallback;
+}
+
+/* Probes every member's own status at the same time; sets self_status for those answering. */
+static int status_probe(struct tandem_ctl_context *ctx, struct member_view *views, size_t count)
+{
+    const char *urls[TANDEM_CTL_PROBES_MAX] = {0};
+    char errmsg[TANDEM_CTL_ERRMSG_SIZE];
+    long timeout_ms = ctx->timeout_ms < PROBE_TIMEOUT_MS ? ctx->timeout_ms : PROBE_TIMEOUT_MS;
+
+    /* Heap, not stack: each response carries URL-sized buffers. */
+    struct tandem_ctl_response *responses = calloc(count ? count : 1, sizeof(*responses));
+    if (responses == NULL) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory");
+    }
+    for (size_t i = 0; i < count; i++) {
+        const char *api = member_string(views[i].member, "api");
+        size_t len = api ? strlen(api) : 0;
+        while (len > 0 && api[len - 1] == '/') {
+            len--;
+        }
+        /* Members registered as host:port get the scheme the API serves. */
+        snprintf(views[i].url, sizeof(views[i].url), "%s%.*s%s",
+                 api && strstr(api, "://") ? "" : "http://", (int)len, api ? api : "",
+                 STATUS_PATH_LOCAL);
+        urls[i] = views[i].url;
+        tandem_ctl_response_init(&responses[i]);
+    }
+    if (tandem_ctl_client_probe(urls, count, timeout_ms, responses, errmsg) != 0) {
+        free(responses);
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "%s", errmsg);
+    }
+    for (size_t i = 0; i < count; i++) {
+        json_error_t jerr;
+        if (responses[i].status == 200 && responses[i].body_len > 0) {
+            views[i].self_status = json_loadb(responses[i].body, responses[i].body_len, 0, &jerr);
+            views[i].self_node = json_object_get(views[i].self_status, "node");
+            if (!json_is_object(views[i].self_node)) {
+                json_decref(views[i].self_status);
+                views[i].self_status = NULL;
+                views[i].self_node = NULL;
+            }
+        }
+        tandem_ctl_response_free(&responses[i]);
+    }
+    free(responses);
+    return TANDEM_CTL_OK;
+}
+
+/* Picks the leader's own view: its probe if it answered as leader, else the answering node
+ * when that is the leader. Commit index and term come from there when possible. */
+static void status_summarise(json_t *root, const struct member_view *views, size_t count,
+                             struct status_summary *s)
+{
+    json_t *node = json_object_get(root, "node");
+    json_t *leader_status = NULL;
+
+    memset(s, 0, sizeof(*s));
+    s->leader_name = member_string(json_object_get(root, "leader"), "name");
+    s->cluster_id = member_string(node, "cluster_id");
+    for (size_t i = 0; i < count && s->leader_name != NULL; i++) {
+        const char *name = member_string(views[i].member, "name");
+        const char *state = member_string(views[i].self_node, "state");
+        if (name && strcmp(name, s->leader_name) == 0 && state && strcmp(state, "leader") == 0) {
+            s->leader_node = views[i].self_node;
+            leader_status = views[i].self_status;
+        }
+    }
+    const char *state = member_string(node, "state");
+    if (s->leader_node == NULL && state != NULL && strcmp(state, "leader") == 0) {
+        s->leader_node = node;
+        leader_status = root;
+    }
+    s->leader_members = json_object_get(leader_status, "members");
+    json_t *source = s->leader_node ? s->leader_node : node;
+    s->commit_index = json_index_or(source, "commit_index", -1);
+    s->term = json_index_or(source, "term", -1);
+}
+
+/* The leader's match index for name, -1 when unknown. */
+static json_int_t leader_match_index(const struct status_summary *s, const char *name)
+{
+    size_t i;
+    json_t *m;
+    json_array_foreach(s->leader_members, i, m)
+    {
+        const char *n = member_string(m, "name");
+        if (n != NULL && name != NULL && strcmp(n, name) == 0) {
+            return json_index_or(m, "match_index", -1);
+        }
+    }
+    return -1;
+}
+
+/* Lag in entries behind the leader's commit: from the member's own applied index when it
+ * answered, else from the leader's match index; -1 when neither is known. */
+static json_int_t member_lag(const struct status_summary *s, const struct member_view *v)
+{
+    json_int_t behind = json_index_or(v->self_node, "applied_index", -1);
+    if (behind < 0) {
+        behind = leader_match_index(s, member_string(v->member, "name"));
+    }
+    if (behind < 0 || s->commit_index < 0) {
+        return -1;
+    }
+    return s->commit_index > behind ? s->commit_index - behind : 0;
+}
+
+static void member_state(const struct member_view *v, char *out, size_t out_size)
+{
+    const char *state = member_string(v->self_node, "state");
+    if (v->self_node == NULL) {
+        snprintf(out, out_size, "down");
+        return;
+    }
+    snprintf(out, out_size, "%s%s", state ? state : "unknown",
+             json_is_true(json_object_get(v->self_node, "fenced")) ? ",fenced" : "");
+}
+
+static void format_index(json_int_t v, char *out, size_t out_size)
+{
+    if (v < 0) {
+        snprintf(out, out_size, "-");
+    } else {
+        snprintf(out, out_size, "%" JSON_INTEGER_FORMAT, v);
+    }
+}
+
+static int status_print_table(struct tandem_ctl_context *ctx, const struct status_summary *s,
+                              const struct member_view *views, size_t count)
+{
+    static const char *const headers[] = {"", "MEMBER", "SITE", "ROLE", "STATE", "APPLIED", "LAG"};
+    struct tandem_ctl_table table;
+    char term[24], commit[24], applied[24], lag[24], state[48];
+    int rc = TANDEM_CTL_OK;
+
+    format_index(s->term, term, sizeof(term));
+    format_index(s->commit_index, commit, sizeof(commit));
+    fprintf(ctx->out, "cluster %s  leader %s  term %s  commit %s\n",
+            s->cluster_id ? s->cluster_id : "-", s->leader_name ? s->leader_name : "none", term,
+            commit);
+    if (tandem_ctl_table_init(&table, 7, headers) != 0) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "table setup failed");
+    }
+    for (size_t i = 0; i < count && rc == TANDEM_CTL_OK; i++) {
+        const json_t *m = views[i].member;
+        const char *name = member_string(m, "name");
+        bool leader = name && s->leader_name && strcmp(name, s->leader_name) == 0;
+        format_index(json_index_or(views[i].self_node, "applied_index", -1), applied,
+                     sizeof(applied));
+        format_index(member_lag(s, &views[i]), lag, sizeof(lag));
+        member_state(&views[i], state, sizeof(state));
+        const char *row[] = {
+            leader ? "*" : "", name, member_string(m, "site"), member_string(m, "role"), state,
+            applied,           lag};
+        if (tandem_ctl_table_add(&table, row) != 0) {
+            rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory building the table");
+        }
+    }
+    if (rc == TANDEM_CTL_OK && tandem_ctl_table_print(&table, ctx->out) != 0) {
+        rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "writing output failed");
+    }
+    tandem_ctl_table_free(&table);
+    return rc;
+}
+
+static json_t *json_index_value(json_int_t v)
+{
+    return v >= 0 ? json_integer(v) : json_null();
+}
+
+/* One composed member: the configuration entry plus what status learned about it. */
+static json_t *status_member_json(const struct status_summary *s, const struct member_view *v)
+{
+    char state[48];
+    const char *name = member_string(v->member, "name");
+    json_t *m = json_deep_copy(v->member);
+
+    member_state(v, state, sizeof(state));
+    if (m == NULL ||
+        json_object_set_new(
+            m, "leader",
+            json_boolean(name && s->leader_name && strcmp(name, s->leader_name) == 0)) != 0 ||
+        json_object_set_new(m, "reachable", json_boolean(v->self_node != NULL)) != 0 ||
+        json_object_set_new(m, "state", json_string(state)) != 0 ||
+        json_object_set_new(m, "term", json_index_value(json_index_or(v->self_node, "term", -1))) ||
+        json_object_set_new(m, "applied_index",
+                            json_index_value(json_index_or(v->self_node, "applied_index", -1))) ||
+        json_object_set_new(m, "match_index", json_index_value(leader_match_index(s, name))) ||
+        json_object_set_new(m, "lag", json_index_value(member_lag(s, v))) != 0) {
+        json_decref(m);
+        return NULL;
+    }
+    return m;
+}
+
+static int status_print_json(struct tandem_ctl_context *ctx, json_t *root,
+                             const struct status_summary *s, const struct member_view *views,
+                             size_t count)
+{
+    json_t *members = json_array();
+    json_t *out = NULL;
+    int rc = TANDEM_CTL_OK;
+
+    for (size_t i = 0; i < count && members != NULL; i++) {
+        if (json_array_append_new(members, status_member_json(s, &views[i])) != 0) {
+            json_decref(members);
+            members = NULL;
+        }
+    }
+    if (members != NULL) {
+        out = json_pack("{s:o?,s:O?,s:o,s:o,s:o}", "cluster_id",
+                        s->cluster_id ? json_string(s->cluster_id) : NULL, "leader",
+                        json_object_get(root, "leader"), "term", json_index_value(s->term),
+                        "commit_index", json_index_value(s->commit_index), "members", members);
+    }
+    if (out == NULL) {
+        rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory composing JSON");
+    } else {
+        rc = tandem_ctl_print_json(ctx, out);
+    }
+    json_decref(out);
+    return rc;
+}
+
+int tandem_ctl_status(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
+{
+    struct status_summary summary;
+    json_t *root = NULL;
+    (void)args;
+
+    struct tandem_ctl_request req = {"GET", "/v1/status", NULL, 0, NULL};
+    int rc = tandem_ctl_call_json(ctx, &req, &root);
+    if (rc != TANDEM_CTL_OK) {
+        return rc;
+    }
+    json_t *members = json_object_get(root, "members");
+    size_t count = json_array_size(members);
+    if (count > TANDEM_CTL_PROBES_MAX) {
+        rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "more than %d members",
+                             TANDEM_CTL_PROBES_MAX);
+        goto err_after_root;
+    }
+    struct member_view *views = calloc(count ? count : 1, sizeof(*views));
+    if (views == NULL) {
+        rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory");
+        goto err_after_root;
+    }
+    for (size_t i = 0; i < count; i++) {
+        views[i].member = json_array_get(members, i);
+    }
+    rc = status_probe(ctx, views, count);
+    if (rc == TANDEM_CTL_OK) {
+        status_summarise(root, views, count, &summary);
+        rc = ctx->output == TANDEM_CTL_OUTPUT_JSON
+                 ? status_print_json(ctx, root, &summary, views, count)
+                 : status_print_table(ctx, &summary, views, count);
+    }
+    for (size_t i = 0; i < count; i++) {
+        json_decref(views[i].self_status);
+    }
+    free(views);
+
+err_after_root:
+    json_decref(root);
+    return rc;
+}
+
+static int member_list_table(struct tandem_ctl_context *ctx, const json_t *members)
+{
+    static const char *const headers[] = {"NAME", "SITE", "ROLE", "RAFT", "API", "MATCH_INDEX"};
+    struct tandem_ctl_table table;
+    char match[24];
+    size_t i;
+    json_t *m;
+    int rc = TANDEM_CTL_OK;
+
+    if (tandem_ctl_table_init(&table, 6, headers) != 0) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "table setup failed");
+    }
+    json_array_foreach(members, i, m)
+    {
+        format_index(json_index_or(m, "match_index", -1), match, sizeof(match));
+        const char *row[] = {member_string(m, "name"), member_string(m, "site"),
+                             member_string(m, "role"), member_string(m, "raft"),
+                             member_string(m, "api"),  match};
+        if (tandem_ctl_table_add(&table, row) != 0) {
+            rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory building the table");
+            break;
+        }
+    }
+    if (rc == TANDEM_CTL_OK && tandem_ctl_table_print(&table, ctx->out) != 0) {
+        rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "writing output failed");
+    }
+    tandem_ctl_table_free(&table);
+    return rc;
+}
+
+int tandem_ctl_member_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
+{
+    json_t *root = NULL;
+    (void)args;
+
+    struct tandem_ctl_request req = {"GET", "/v1/members", NULL, 0, NULL};
+    int rc = tandem_ctl_call_json(ctx, &req, &root);
+    if (rc != TANDEM_CTL_OK) {
+        return rc;
+    }
+    rc = ctx->output == TANDEM_CTL_OUTPUT_JSON
+             ? tandem_ctl_print_json(ctx, root)
+             : member_list_table(ctx, json_object_get(root, "members"));
+    json_decref(root);
+    return rc;
+}
+
+/* POSTs body (a new JSON object, consumed; NULL when packing failed) to path. On success
+ * *root is the answer (caller decrefs). */
+static int post_json(struct tandem_ctl_context *ctx, const char *path, json_t *body, json_t **root)
+{
+    if (body == NULL) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "arguments must be UTF-8");
+    }
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (text == NULL) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory");
+    }
+    struct tandem_ctl_request req = {"POST", path, text, strlen(text), "application/json"};
+    int rc = tandem_ctl_call_json(ctx, &req, root);
+    free(text);
+    return rc;
+}
+
+int tandem_ctl_member_add(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
+{
+    const char *role = tandem_ctl_args_flag(args, "role");
+    json_t *root = NULL;
+
+    if (role == NULL) {
+        role = "voter";
+    }
+    if (strcmp(role, "voter") != 0 && strcmp(role, "standby") != 0 && strcmp(role, "spare") != 0) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE,
+                               "--role: expected voter, standby or spare, got '%s'", role);
+    }
+    json_t *body =
+        json_pack("{s:s,s:s,s:s,s:s,s:s}", "name", args->positional[0], "site", args->positional[1],
+                  "raft", args->positional[2], "api", args->positional[3], "role", role);
+    int rc = post_json(ctx, "/v1/members", body, &root);
+    if (rc != TANDEM_CTL_OK) {
+        return rc;
+    }
+    if (ctx->output == TANDEM_CTL_OUTPUT_JSON) {
+        rc = tandem_ctl_print_json(ctx, root);
+    } else {
+        json_t *member = json_object_get(root, "member");
+        const char *name = member_string(member, "name");
+        const char *assigned = member_string(member, "role");
+        fprintf(ctx->out, "added %s as %s\n", name ? name : args->positional[0],
+                assigned ? assigned : role);
+    }
+    json_decref(root);
+    return rc;
+}
+
+int tandem_ctl_member_remove(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
+{
+    char encoded[NAME_ENCODED_MAX];
+    char path[sizeof(encoded) + 16];
+    const char *name = args->positional[0];
+    json_t *root = NULL;
+
+    if (name[0] == '\0' ||
+        tandem_ctl_percent_encode(name, strlen(name), encoded, sizeof(encoded)) != 0) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "NAME must be 1..63 bytes");
+    }
+    snprintf(path, sizeof(path), "/v1/members/%s", encoded);
+    struct tandem_ctl_request req = {"DELETE", path, NULL, 0, NULL};
+    int rc = tandem_ctl_call_json(ctx, &req, &root);
+    if (rc != TANDEM_CTL_OK) {
+        return rc;
+    }
+    if (ctx->output == TANDEM_CTL_OUTPUT_JSON) {
+        rc = tandem_ctl_print_json(ctx, root);
+    } else {
+        const char *removed = json_string_value(json_object_get(root, "removed"));
+        fprintf(ctx->out, "removed %s\n", removed ? removed : name);
+    }
+    json_decref(root);
+    return rc;
+}
+
+int tandem_ctl_member_transfer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
+{
+    json_t *root = NULL;
+
+    json_t *body = json_pack("{s:s}", "name", args->positional[0]);
+    int rc = post_json(ctx, "/v1/leader/transfer", body, &root);
+    if (rc != TANDEM_CTL_OK) {
+        return rc;
+    }
+    if (ctx->output == TANDEM_CTL_OUTPUT_JSON) {
+        rc = tandem_ctl_print_json(ctx, root);
+    } else {
+        const char *leader = json_string_value(json_object_get(root, "leader"));
+        fprintf(ctx->out, "leader is now %s\n", leader ? leader : args->positional[0]);
+    }
+    json_decref(root);
+    return rc;
+}

@@ -1,0 +1,109 @@
+/* tandemctl's command table, and the helpers handlers share to call the API and report. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/ctl/client.h"
+#include "node/ctl/ctl.h"
+#include "node/ctl/output.h"
+
+/* Later nouns (job, box, trace, site, bcp, rebalance, backup, audit, user) are rows here. */
+const struct tandem_ctl_command tandem_ctl_commands[] = {
+    {"status", NULL, "", 0, 0, "", tandem_ctl_status,
+     "members with role, state, applied index and lag; leader marked *"},
+    {"kv", "put", "KEY VALUE", 2, 2, "", tandem_ctl_kv_put,
+     "store VALUE at KEY (VALUE '-' reads stdin, '@FILE' reads a file)"},
+    {"kv", "get", "KEY [--local]", 1, 1, "local", tandem_ctl_kv_get,
+     "print the value bytes of KEY (--local: this node's state, may be stale)"},
+    {"kv", "del", "KEY", 1, 1, "", tandem_ctl_kv_del, "delete KEY"},
+    {"kv", "list", "[PREFIX] [--limit N] [--local]", 0, 1, "limit= local", tandem_ctl_kv_list,
+     "list keys starting with PREFIX (all keys by default)"},
+    {"kv", "cas", "KEY OLD NEW", 3, 3, "", tandem_ctl_kv_cas,
+     "set KEY to NEW only if its value is OLD ('-' and '@FILE' work as for put)"},
+    {"member", "list", "", 0, 0, "", tandem_ctl_member_list, "list cluster members"},
+    {"member", "add", "NAME SITE RAFT API [--role voter|standby|spare]", 4, 4,
+     "role=", tandem_ctl_member_add, "add a node started with join=true (RAFT host:port, API URL)"},
+    {"member", "remove", "NAME", 1, 1, "", tandem_ctl_member_remove, "remove a member"},
+    {"member", "transfer-leader", "NAME", 1, 1, "", tandem_ctl_member_transfer,
+     "move leadership to the voter NAME"},
+};
+const size_t tandem_ctl_command_count =
+    sizeof(tandem_ctl_commands) / sizeof(tandem_ctl_commands[0]);
+
+const char *tandem_ctl_args_flag(const struct tandem_ctl_args *args, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < args->flag_count; i++) {
+        const struct tandem_ctl_flag *f = &args->flags[i];
+        if (f->name_len == len && strncmp(f->name, name, len) == 0) {
+            return f->value;
+        }
+    }
+    return NULL;
+}
+
+int tandem_ctl_fail(struct tandem_ctl_context *ctx, int code, const char *fmt, ...)
+{
+    va_list ap;
+    int prefix = snprintf(ctx->errmsg, sizeof(ctx->errmsg), "%s: ", ctx->what);
+    size_t used = prefix < 0 ? 0 : (size_t)prefix;
+
+    if (used < sizeof(ctx->errmsg)) {
+        va_start(ap, fmt);
+        vsnprintf(ctx->errmsg + used, sizeof(ctx->errmsg) - used, fmt, ap);
+        va_end(ap);
+    }
+    for (char *p = ctx->errmsg; *p != '\0'; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7F) {
+            *p = ' ';
+        }
+    }
+    return code;
+}
+
+int tandem_ctl_call(struct tandem_ctl_context *ctx, const struct tandem_ctl_request *req,
+                    struct tandem_ctl_response *resp)
+{
+    int rc = tandem_ctl_client_send(ctx->client, req, resp);
+    if (rc != TANDEM_CTL_OK) {
+        return tandem_ctl_fail(ctx, rc, "%s", ctx->client->errmsg);
+    }
+    if (resp->status < 200 || resp->status > 299) {
+        char reason[TANDEM_CTL_ERRMSG_SIZE];
+        tandem_ctl_response_reason(resp, reason, sizeof(reason));
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "%s (HTTP %ld)", reason, resp->status);
+    }
+    return TANDEM_CTL_OK;
+}
+
+int tandem_ctl_call_json(struct tandem_ctl_context *ctx, const struct tandem_ctl_request *req,
+                         json_t **out)
+{
+    struct tandem_ctl_response resp;
+    json_error_t jerr;
+
+    tandem_ctl_response_init(&resp);
+    int rc = tandem_ctl_call(ctx, req, &resp);
+    if (rc != TANDEM_CTL_OK) {
+        goto err_after_response;
+    }
+    json_t *root = json_loadb(resp.body ? resp.body : "", resp.body_len, 0, &jerr);
+    if (root == NULL || !json_is_object(root)) {
+        json_decref(root);
+        rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "%s answered with bad JSON: %s",
+                             resp.endpoint, root == NULL ? jerr.text : "not an object");
+        goto err_after_response;
+    }
+    *out = root;
+
+err_after_response:
+    tandem_ctl_response_free(&resp);
+    return rc;
+}
+
+int tandem_ctl_print_json(struct tandem_ctl_context *ctx, const json_t *value)
+{
+    if (tandem_ctl_json_print(ctx->out, value) != 0) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "writing output failed");
+    }
+    return TANDEM_CTL_OK;
+}

@@ -1,0 +1,160 @@
+/* Follower-to-leader forwarding over a pool of kept-alive connections, relaying the answer. */
+#include "node/forward.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/log.h"
+#include "node/node.h"
+
+/* Headers of the leader's answer that travel back to the client. */
+static const char *const relayed_headers[] = {
+    "X-Tandem-Mod-Index", "X-Tandem-Create-Index", "X-Tandem-Applied-Index",
+    "X-Tandem-Node",      "Retry-After",
+};
+
+struct forward {
+    struct tandem_httpc_request req;
+    struct tandem_forwarder *f;
+    struct tandem_http_request *r;
+};
+
+struct retired_client {
+    struct tandem_forwarder *f;
+};
+
+void tandem_forwarder_init(struct tandem_forwarder *f, uv_loop_t *loop, struct tandem_node *node,
+                           unsigned connections, unsigned timeout_ms)
+{
+    memset(f, 0, sizeof *f);
+    f->loop = loop;
+    f->node = node;
+    f->connections = connections;
+    f->timeout_ms = timeout_ms;
+}
+
+static void maybe_closed(struct tandem_forwarder *f)
+{
+    if (f->closing && f->retired == 0 && f->client == NULL && f->close_cb != NULL) {
+        void (*cb)(struct tandem_forwarder *) = f->close_cb;
+        f->close_cb = NULL;
+        cb(f);
+    }
+}
+
+static void client_closed_cb(struct tandem_httpc *c)
+{
+    struct tandem_forwarder *f = c->data;
+    free(c);
+    f->retired--;
+    maybe_closed(f);
+}
+
+static void retire_client(struct tandem_forwarder *f)
+{
+    if (f->client == NULL) {
+        return;
+    }
+    f->retired++;
+    f->client->data = f;
+    tandem_httpc_close(f->client, client_closed_cb);
+    f->client = NULL;
+    f->target[0] = '\0';
+}
+
+/* The client for the leader's API URL, created or replaced when the leader changed. */
+static struct tandem_httpc *client_for(struct tandem_forwarder *f, const struct tandem_member *m)
+{
+    char host[TANDEM_HOSTPORT_LEN_MAX + 1];
+    int port;
+    if (f->client != NULL && strcmp(f->target, m->api) == 0) {
+        return f->client;
+    }
+    retire_client(f);
+    const char *hostport = strstr(m->api, "://");
+    hostport = hostport == NULL ? m->api : hostport + 3;
+    if (strncmp(m->api, "http://", 7) != 0 ||
+        tandem_hostport_split(hostport, host, sizeof host, &port) != 0) {
+        return NULL;
+    }
+    struct tandem_httpc *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return NULL;
+    }
+    if (tandem_httpc_init(c, f->loop, host, port, f->connections, f->timeout_ms) != 0) {
+        free(c);
+        return NULL;
+    }
+    f->client = c;
+    snprintf(f->target, sizeof f->target, "%s", m->api);
+    return c;
+}
+
+static void forward_cb(struct tandem_httpc_request *req, int status,
+                       const struct tandem_httpc_response *resp)
+{
+    struct forward *fw = req->data;
+    struct tandem_forwarder *f = fw->f;
+    char headers[1024];
+    size_t used = 0;
+    if (status != 0 || resp == NULL) {
+        f->failed++;
+        tandem_http_respond_error(fw->r, 503, "forwarding to the leader failed: %s",
+                                  uv_strerror(status));
+        free(fw);
+        return;
+    }
+    headers[0] = '\0';
+    for (size_t i = 0; i < sizeof relayed_headers / sizeof relayed_headers[0]; i++) {
+        const char *value = tandem_httpc_response_header(resp, relayed_headers[i]);
+        if (value != NULL && used < sizeof headers) {
+            int n = snprintf(headers + used, sizeof headers - used, "%s: %s\r\n",
+                             relayed_headers[i], value);
+            used += n > 0 ? (size_t)n : 0;
+        }
+    }
+    if (used >= sizeof headers) {
+        headers[0] = '\0';
+    }
+    const char *content_type = tandem_httpc_response_header(resp, "Content-Type");
+    tandem_http_respond(fw->r, resp->status, content_type, headers, resp->body, resp->body_len);
+    free(fw);
+}
+
+void tandem_forwarder_send(struct tandem_forwarder *f, struct tandem_http_request *r,
+                           const struct tandem_member *leader)
+{
+    char headers[256];
+    const char *content_type = tandem_http_request_header(r, "Content-Type");
+    struct tandem_httpc *c = f->closing ? NULL : client_for(f, leader);
+    struct forward *fw = c == NULL ? NULL : calloc(1, sizeof *fw);
+    if (fw == NULL) {
+        tandem_http_respond_error(r, 503, "cannot reach the leader %s at %s", leader->name,
+                                  leader->api);
+        return;
+    }
+    fw->f = f;
+    fw->r = r;
+    fw->req.data = fw;
+    snprintf(headers, sizeof headers, "%s: %s\r\n%s%s%s", TANDEM_FORWARDED_HEADER,
+             f->node->self.name, content_type != NULL ? "Content-Type: " : "",
+             content_type != NULL ? content_type : "", content_type != NULL ? "\r\n" : "");
+    int rv = tandem_httpc_send(c, &fw->req, http_method_str((enum http_method)r->method), r->url,
+                               headers, r->body, r->body_len, forward_cb);
+    if (rv != 0) {
+        free(fw);
+        tandem_http_respond_error(r, rv == UV_ENOBUFS ? 429 : 503,
+                                  "forwarding to the leader failed: %s", uv_strerror(rv));
+        return;
+    }
+    f->forwarded++;
+}
+
+void tandem_forwarder_close(struct tandem_forwarder *f, void (*cb)(struct tandem_forwarder *f))
+{
+    f->closing = true;
+    f->close_cb = cb;
+    retire_client(f);
+    maybe_closed(f);
+}

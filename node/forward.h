@@ -1,0 +1,39 @@
+/* Forwarding from a follower to the leader: writes and linearizable reads travel over kept-alive
+ * HTTP connections and the leader's answer is relayed unchanged. */
+#ifndef TANDEM_NODE_FORWARD_H
+#define TANDEM_NODE_FORWARD_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "consensus/member.h"
+#include "node/http.h"
+#include "node/httpc.h"
+
+/* Marks a forwarded request so that a node that is not the leader either never forwards it
+ * again (no loops during elections). */
+#define TANDEM_FORWARDED_HEADER            "X-Tandem-Forwarded-By"
+#define TANDEM_FORWARD_CLIENTS_RETIRED_MAX 8 /* old leaders' clients still closing */
+
+struct tandem_node;
+
+struct tandem_forwarder {
+    uv_loop_t *loop;                     /* borrowed */
+    struct tandem_node *node;            /* borrowed */
+    struct tandem_httpc *client;         /* owned: to the current leader, NULL when none */
+    char target[TANDEM_URL_LEN_MAX + 1]; /* the leader's API URL the client talks to */
+    unsigned connections, timeout_ms;
+    unsigned retired; /* clients closing */
+    bool closing;
+    void (*close_cb)(struct tandem_forwarder *f);
+    uint64_t forwarded, failed;
+};
+
+void tandem_forwarder_init(struct tandem_forwarder *f, uv_loop_t *loop, struct tandem_node *node,
+                           unsigned connections, unsigned timeout_ms);
+/* Sends r to the leader and relays the answer; on failure answers 503 itself. */
+void tandem_forwarder_send(struct tandem_forwarder *f, struct tandem_http_request *r,
+                           const struct tandem_member *leader);
+void tandem_forwarder_close(struct tandem_forwarder *f, void (*cb)(struct tandem_forwarder *f));
+
+#endif

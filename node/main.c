@@ -1,0 +1,271 @@
+/* tandemd: one node of a tandem cluster — config, LMDB state machine, raft and the HTTP API on
+ * one libuv loop. */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "node/log.h"
+#include "node/node.h"
+
+static void check_cb(uv_check_t *check)
+{
+    struct tandem_node *node = check->data;
+    /* Group commit: one LMDB commit for everything applied this iteration. raft's log is the
+     * source of truth; a crash before this commit replays from the stored applied_index. */
+    if (tandem_store_commit(&node->store) != 0) {
+        tandem_node_fatal(node, node->store.errmsg);
+        return;
+    }
+    if (node->stopping) {
+        return;
+    }
+    tandem_proposer_flush(&node->proposer);
+}
+
+static void handle_closed(struct tandem_node *node)
+{
+    if (--node->handles_open == 0) {
+        tandem_store_close(&node->store);
+        tandem_log(TANDEM_LOG_INFO, "stopped");
+    }
+}
+
+static void uv_handle_closed_cb(uv_handle_t *handle)
+{
+    handle_closed(handle->data);
+}
+
+static void raft_closed_cb(struct tandem_raft *raft)
+{
+    handle_closed(raft->loop->data);
+}
+
+static void http_closed_cb(struct tandem_http_server *s)
+{
+    handle_closed(s->data);
+}
+
+static void forwarder_closed_cb(struct tandem_forwarder *f)
+{
+    handle_closed(f->node);
+}
+
+void tandem_node_stop(struct tandem_node *node, int exit_code)
+{
+    if (node->stopping) {
+        return;
+    }
+    node->stopping = true;
+    node->exit_code = exit_code;
+    tandem_log(TANDEM_LOG_INFO, "stopping");
+    tandem_proposer_fail_queued(&node->proposer, RAFT_SHUTDOWN);
+    node->handles_open = 6;
+    uv_close((uv_handle_t *)&node->sigterm, uv_handle_closed_cb);
+    uv_close((uv_handle_t *)&node->sigint, uv_handle_closed_cb);
+    uv_close((uv_handle_t *)&node->flush_check, uv_handle_closed_cb);
+    tandem_http_server_close(&node->http, http_closed_cb);
+    tandem_forwarder_close(&node->forwarder, forwarder_closed_cb);
+    tandem_raft_close(&node->raft, raft_closed_cb);
+}
+
+void tandem_node_fatal(struct tandem_node *node, const char *what)
+{
+    tandem_log(TANDEM_LOG_ERROR, "fatal: %s; stopping (the raft log replays on restart)", what);
+    /* Poisoned: drop the failed transaction; the next start replays from the last commit. */
+    tandem_store_abort(&node->store);
+    tandem_node_stop(node, 1);
+}
+
+static void signal_cb(uv_signal_t *handle, int signum)
+{
+    struct tandem_node *node = handle->data;
+    tandem_log(TANDEM_LOG_INFO, "signal %d", signum);
+    tandem_node_stop(node, 0);
+}
+
+static void apply_observe(void *data, uint64_t ns)
+{
+    struct tandem_node *node = data;
+    tandem_histogram_observe(&node->metrics.apply, ns);
+}
+
+static int make_dir(const char *path)
+{
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+        tandem_log(TANDEM_LOG_ERROR, "cannot create %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* The fencing epoch lives beside the raft data; absent means the cluster's first epoch. */
+static uint64_t epoch_load(const char *data_dir)
+{
+    char path[PATH_MAX + 16];
+    uint64_t epoch = 1;
+    snprintf(path, sizeof path, "%s/epoch", data_dir);
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        if (fscanf(f, "%" SCNu64, &epoch) != 1 || epoch == 0) {
+            epoch = 1;
+        }
+        fclose(f);
+    }
+    return epoch;
+}
+
+static int start_state(struct tandem_node *node, const struct tandem_config *c)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/state", c->data_dir);
+    if (tandem_store_open(&node->store, path, (size_t)c->map_size_mib * 1024 * 1024) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "state store: %s", node->store.errmsg);
+        return -1;
+    }
+    tandem_fsm_init(&node->fsm, &node->store);
+    node->fsm.apply_observe = apply_observe;
+    node->fsm.observe_data = node;
+    tandem_log(TANDEM_LOG_INFO, "state at applied_index %llu",
+               (unsigned long long)node->store.applied_index);
+    return 0;
+}
+
+static int start_raft(struct tandem_node *node, const struct tandem_config *c)
+{
+    char path[PATH_MAX + 16];
+    struct tandem_raft_options o = {
+        .self = &node->self,
+        .raft_dir = path,
+        .cluster_id = c->cluster_id,
+        .epoch = node->epoch,
+        .join = c->join,
+        .members = c->members,
+        .n_members = c->n_members,
+        .heartbeat_ms = c->heartbeat_ms,
+        .election_timeout_ms = c->election_timeout_ms,
+        .install_snapshot_timeout_ms = c->install_snapshot_timeout_ms,
+        .snapshot_threshold = c->snapshot_threshold,
+        .snapshot_trailing = c->snapshot_trailing,
+        .max_inflight_entries = c->max_inflight_entries,
+        .segment_size_kib = c->segment_size_kib,
+        .log = tandem_log_syslog,
+    };
+    snprintf(path, sizeof path, "%s/raft", c->data_dir);
+    if (make_dir(path) != 0) {
+        return -1;
+    }
+    if (tandem_raft_start(&node->raft, node->loop, &o, &node->fsm.raft_fsm) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "raft: %s", node->raft.errmsg);
+        return -1;
+    }
+    tandem_fsm_set_raft(&node->fsm, &node->raft.raft);
+    tandem_log(TANDEM_LOG_INFO, "raft started as id %llu%s", (unsigned long long)node->raft.id,
+               node->raft.bootstrapped ? " (bootstrapped a new cluster)" : "");
+    return 0;
+}
+
+static int start_api(struct tandem_node *node, const struct tandem_config *c)
+{
+    struct tandem_http_limits limits;
+    char host[TANDEM_HOSTPORT_LEN_MAX + 1], errmsg[256];
+    int port;
+    tandem_http_limits_default(&limits);
+    limits.body_bytes_max = (size_t)c->body_bytes_max_kib * 1024;
+    limits.connections_max = c->connections_max;
+    if (tandem_http_server_init(&node->http, node->loop, &limits, tandem_routes_handle, node) !=
+        0) {
+        tandem_log(TANDEM_LOG_ERROR, "API: %s", node->http.errmsg);
+        return -1;
+    }
+    tandem_hostport_split(c->api_address, host, sizeof host, &port);
+    if (tandem_http_server_listen(&node->http, host, port, errmsg) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "API listen on %s: %s", c->api_address, errmsg);
+        return -1;
+    }
+    tandem_log(TANDEM_LOG_INFO, "API on %s (%s)", c->api_address, c->api_url);
+    return 0;
+}
+
+static void self_from_config(struct tandem_member *self, const struct tandem_config *c)
+{
+    memset(self, 0, sizeof *self);
+    snprintf(self->name, sizeof self->name, "%s", c->name);
+    snprintf(self->site, sizeof self->site, "%s", c->site);
+    snprintf(self->raft, sizeof self->raft, "%s", c->raft_address);
+    snprintf(self->api, sizeof self->api, "%s", c->api_url);
+}
+
+static int64_t wall_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int node_run(struct tandem_node *node, const struct tandem_config *c)
+{
+    struct tandem_proposer_limits limits = {
+        .batch_commands_max = c->batch_commands_max,
+        .batch_bytes_max = (size_t)c->batch_bytes_max_kib * 1024,
+        .pending_max = c->pending_requests_max,
+    };
+    node->config = c;
+    self_from_config(&node->self, c);
+    node->epoch = epoch_load(c->data_dir);
+    if (make_dir(c->data_dir) != 0 || start_state(node, c) != 0) {
+        return 1;
+    }
+    if (start_raft(node, c) != 0) {
+        tandem_store_close(&node->store);
+        return 1;
+    }
+    tandem_proposer_init(&node->proposer, &node->raft.raft, node->raft.id, &limits);
+    node->proposer.now_ms = wall_clock_ms;
+    tandem_fsm_set_claim(&node->fsm, tandem_proposer_claim, &node->proposer);
+    uv_check_init(node->loop, &node->flush_check);
+    node->flush_check.data = node;
+    uv_check_start(&node->flush_check, check_cb);
+    uv_signal_init(node->loop, &node->sigterm);
+    uv_signal_init(node->loop, &node->sigint);
+    node->sigterm.data = node->sigint.data = node;
+    uv_signal_start(&node->sigterm, signal_cb, SIGTERM);
+    uv_signal_start(&node->sigint, signal_cb, SIGINT);
+    tandem_forwarder_init(&node->forwarder, node->loop, node, c->forward_connections,
+                          c->forward_timeout_ms);
+    if (start_api(node, c) != 0) {
+        return 1; /* the process exits: nothing to hand back */
+    }
+    uv_run(node->loop, UV_RUN_DEFAULT);
+    return node->exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    static struct tandem_config config;
+    static struct tandem_node node;
+    char errmsg[TANDEM_CONFIG_ERRMSG_SIZE];
+    /* Neither libuv nor raft_uv ignores SIGPIPE: a peer closing a socket would kill us. */
+    signal(SIGPIPE, SIG_IGN);
+    int rv = tandem_config_load(&config, argc, argv, stdout, errmsg);
+    if (rv == 1) {
+        return 0;
+    }
+    if (rv != 0) {
+        fprintf(stderr, "tandemd: %s\n", errmsg);
+        return 2;
+    }
+    tandem_log_setup(config.name, config.log_level);
+    node.loop = uv_default_loop();
+    node.loop->data = &node;
+    tandem_log(TANDEM_LOG_INFO, "tandemd %s starting: site %s, cluster %s, data %s", TANDEM_VERSION,
+               config.site, config.cluster_id, config.data_dir);
+    rv = node_run(&node, &config);
+    uv_loop_close(node.loop);
+    return rv;
+}

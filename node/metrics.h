@@ -1,0 +1,39 @@
+/* Prometheus metrics: latency histograms and request counts by route and status code. */
+#ifndef TANDEM_NODE_METRICS_H
+#define TANDEM_NODE_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define TANDEM_HISTOGRAM_BUCKETS  16 /* 50us .. ~1.6s, doubling */
+#define TANDEM_METRICS_ROUTES_MAX 64
+#define TANDEM_METRICS_CODES_MAX  12 /* distinct status codes tracked per route */
+
+struct tandem_histogram {
+    uint64_t buckets[TANDEM_HISTOGRAM_BUCKETS]; /* counts <= bound (not cumulative) */
+    uint64_t count;
+    uint64_t sum_ns;
+};
+
+struct tandem_route_counts {
+    int codes[TANDEM_METRICS_CODES_MAX];
+    uint64_t counts[TANDEM_METRICS_CODES_MAX];
+    uint64_t overflow; /* requests with a code past the tracked ones */
+};
+
+struct tandem_metrics {
+    struct tandem_histogram apply;
+    struct tandem_histogram request;
+    struct tandem_route_counts routes[TANDEM_METRICS_ROUTES_MAX];
+};
+
+void tandem_histogram_observe(struct tandem_histogram *h, uint64_t ns);
+void tandem_metrics_count(struct tandem_metrics *m, unsigned route, int code);
+/* Writes a histogram in Prometheus text format (seconds). */
+void tandem_histogram_write(FILE *out, const char *name, const char *help,
+                            const struct tandem_histogram *h);
+void tandem_route_counts_write(FILE *out, const struct tandem_metrics *m,
+                               const char *const *route_names, unsigned n_routes);
+
+#endif

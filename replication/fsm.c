@@ -1,0 +1,301 @@
+/* raft FSM over LMDB: batch apply with replay skipping, the apply_digest chain, snapshots. */
+#include "replication/fsm.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "replication/commands.h"
+
+int tandem_entry_encode(const Tandem__Batch *batch, struct raft_buffer *buf)
+{
+    size_t payload = tandem__batch__get_packed_size(batch);
+    size_t len = (TANDEM_ENTRY_HEADER_LEN + payload + 7) & ~(size_t)7;
+    uint8_t *base;
+    uint32_t header[2];
+    if (payload > UINT32_MAX) {
+        return EFBIG;
+    }
+    base = raft_malloc(len);
+    if (base == NULL) {
+        return ENOMEM;
+    }
+    header[0] = htole32(TANDEM_ENTRY_MAGIC);
+    header[1] = htole32((uint32_t)payload);
+    memcpy(base, header, sizeof header);
+    tandem__batch__pack(batch, base + TANDEM_ENTRY_HEADER_LEN);
+    memset(base + TANDEM_ENTRY_HEADER_LEN + payload, 0, len - TANDEM_ENTRY_HEADER_LEN - payload);
+    buf->base = base;
+    buf->len = len;
+    return 0;
+}
+
+int tandem_entry_decode(const void *data, size_t len, Tandem__Batch **out, char *errmsg)
+{
+    uint32_t header[2];
+    if (len < TANDEM_ENTRY_HEADER_LEN || len % 8 != 0) {
+        snprintf(errmsg, 256, "entry of %zu bytes is not a padded tandem batch", len);
+        return EINVAL;
+    }
+    memcpy(header, data, sizeof header);
+    size_t payload = le32toh(header[1]);
+    if (le32toh(header[0]) != TANDEM_ENTRY_MAGIC || payload > len - TANDEM_ENTRY_HEADER_LEN) {
+        snprintf(errmsg, 256, "entry has a bad header (magic %08x, payload %zu of %zu)",
+                 le32toh(header[0]), payload, len);
+        return EINVAL;
+    }
+    *out = tandem__batch__unpack(NULL, payload, (const uint8_t *)data + TANDEM_ENTRY_HEADER_LEN);
+    if (*out == NULL) {
+        snprintf(errmsg, 256, "entry payload is not a valid Batch message");
+        return EINVAL;
+    }
+    return 0;
+}
+
+void tandem_result_set(struct tandem_result *result, int status, const char *fmt, ...)
+{
+    va_list args;
+    if (result == NULL) {
+        return;
+    }
+    free(result->body);
+    result->status = status;
+    va_start(args, fmt);
+    if (vasprintf(&result->body, fmt, args) < 0) {
+        result->body = NULL;
+    }
+    va_end(args);
+}
+
+void tandem_result_error(struct tandem_result *result, int status, const char *fmt, ...)
+{
+    char message[512];
+    va_list args;
+    if (result == NULL) {
+        return;
+    }
+    va_start(args, fmt);
+    vsnprintf(message, sizeof message, fmt, args);
+    va_end(args);
+    json_t *body = json_pack("{s:s}", "error", message);
+    free(result->body);
+    result->status = status;
+    result->body = body == NULL ? NULL : json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+}
+
+int tandem_command_apply(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
+                         struct tandem_result *result)
+{
+    switch (command->body_case) {
+#define TANDEM_COMMAND_CASE(name, body_case, fn)                                                   \
+    case body_case:                                                                                \
+        return fn(ctx, command, result);
+        TANDEM_COMMANDS(TANDEM_COMMAND_CASE)
+#undef TANDEM_COMMAND_CASE
+        default:
+            /* A newer node's command this binary does not know: refusing it everywhere the same
+             * way keeps replicas identical. */
+            tandem_result_error(result, 400, "unknown command %d", (int)command->body_case);
+            return 0;
+    }
+}
+
+const char *tandem_command_name(const Tandem__Command *command)
+{
+    switch (command->body_case) {
+#define TANDEM_COMMAND_NAME(name, body_case, fn)                                                   \
+    case body_case:                                                                                \
+        return #name;
+        TANDEM_COMMANDS(TANDEM_COMMAND_NAME)
+#undef TANDEM_COMMAND_NAME
+        default:
+            return "unknown";
+    }
+}
+
+/* digest_n = SHA-256(digest_n-1 || index (LE) || entry bytes). */
+static void digest_chain(const uint8_t prev[TANDEM_DIGEST_LEN], uint64_t index, const void *data,
+                         size_t len, uint8_t out[TANDEM_DIGEST_LEN])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    uint64_t index_le = htole64(index);
+    unsigned out_len = 0;
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    EVP_DigestUpdate(ctx, prev, TANDEM_DIGEST_LEN);
+    EVP_DigestUpdate(ctx, &index_le, sizeof index_le);
+    EVP_DigestUpdate(ctx, data, len);
+    EVP_DigestFinal_ex(ctx, out, &out_len);
+    EVP_MD_CTX_free(ctx);
+}
+
+int tandem_fsm_apply_entry(struct tandem_fsm *f, uint64_t index, const void *data, size_t len)
+{
+    struct tandem_apply_ctx ctx = {.store = f->store, .index = index};
+    uint8_t digest[TANDEM_DIGEST_LEN];
+    Tandem__Batch *batch;
+    struct tandem_result *results = NULL;
+    uint64_t start = uv_hrtime();
+    int rv;
+
+    if (index <= f->store->applied_index) {
+        f->entries_skipped++; /* replay after restart: LMDB already holds it */
+        return 0;
+    }
+    if ((rv = tandem_entry_decode(data, len, &batch, f->errmsg)) != 0) {
+        return rv;
+    }
+    if ((rv = tandem_store_write_txn(f->store, &ctx.txn)) != 0) {
+        snprintf(f->errmsg, sizeof f->errmsg, "%s", f->store->errmsg);
+        goto out;
+    }
+    ctx.now_ms = batch->now_ms;
+    if (f->claim != NULL) {
+        results = f->claim(f->claim_data, batch->proposer_id, batch->serial, batch->n_commands);
+    }
+    for (size_t i = 0; i < batch->n_commands; i++) {
+        rv = tandem_command_apply(&ctx, batch->commands[i], results == NULL ? NULL : &results[i]);
+        if (rv != 0) {
+            snprintf(f->errmsg, sizeof f->errmsg, "apply %s at index %llu: %s",
+                     tandem_command_name(batch->commands[i]), (unsigned long long)index,
+                     f->store->errmsg);
+            goto out;
+        }
+    }
+    digest_chain(f->store->apply_digest, index, data, len, digest);
+    if ((rv = tandem_store_set_applied(f->store, index, digest)) != 0) {
+        snprintf(f->errmsg, sizeof f->errmsg, "%s", f->store->errmsg);
+        goto out;
+    }
+    f->entries_applied++;
+    f->commands_applied += batch->n_commands;
+out:
+    tandem__batch__free_unpacked(batch, NULL);
+    uint64_t elapsed = uv_hrtime() - start;
+    f->apply_ns_total += elapsed;
+    if (f->apply_observe != NULL) {
+        f->apply_observe(f->observe_data, elapsed);
+    }
+    return rv;
+}
+
+static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, void **result)
+{
+    struct tandem_fsm *f = raft_fsm->data;
+    *result = NULL; /* results travel through the claim hook, never through raft */
+    int rv = tandem_fsm_apply_entry(f, raft_last_applied(f->raft) + 1, buf->base, buf->len);
+    if (rv != 0) {
+        fprintf(stderr, "tandem: FATAL: state machine apply failed: %s\n", f->errmsg);
+        /* The store is poisoned: drop the unfinished transaction; raft stops applying. */
+        tandem_store_abort(f->store);
+        return RAFT_IOERR;
+    }
+    return 0;
+}
+
+/* Called on the loop thread: commit what apply grouped, then pin a read transaction so that the
+ * serialisation sees exactly the applied state, while apply goes on in new write txns. */
+static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct tandem_fsm *f = raft_fsm->data;
+    int rv = tandem_store_commit(f->store);
+    if (rv == 0) {
+        rv = tandem_store_read_txn(f->store, &f->snapshot_txn);
+    }
+    if (rv != 0) {
+        snprintf(f->errmsg, sizeof f->errmsg, "snapshot: %s", f->store->errmsg);
+        f->snapshot_txn = NULL;
+        return RAFT_IOERR;
+    }
+    f->snapshot_bufs = raft_malloc(sizeof *f->snapshot_bufs);
+    if (f->snapshot_bufs == NULL) {
+        mdb_txn_abort(f->snapshot_txn);
+        f->snapshot_txn = NULL;
+        return RAFT_NOMEM;
+    }
+    f->snapshot_bufs[0].base = NULL;
+    f->snapshot_bufs[0].len = 0;
+    *bufs = f->snapshot_bufs;
+    *n_bufs = 1;
+    return 0;
+}
+
+static int fsm_snapshot_async(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[],
+                              unsigned *n_bufs)
+{
+    struct tandem_fsm *f = raft_fsm->data;
+    size_t len = 0;
+    int rv = tandem_store_snapshot_write(f->store, f->snapshot_txn, &f->snapshot_buf, &len);
+    if (rv != 0) {
+        snprintf(f->errmsg, sizeof f->errmsg, "snapshot: %s", f->store->errmsg);
+        return RAFT_IOERR;
+    }
+    f->snapshot_bufs[0].base = f->snapshot_buf;
+    f->snapshot_bufs[0].len = len;
+    *bufs = f->snapshot_bufs;
+    *n_bufs = 1;
+    f->snapshots_taken++;
+    return 0;
+}
+
+static int fsm_snapshot_finalize(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[],
+                                 unsigned *n_bufs)
+{
+    struct tandem_fsm *f = raft_fsm->data;
+    (void)bufs;
+    (void)n_bufs;
+    if (f->snapshot_txn != NULL) {
+        mdb_txn_abort(f->snapshot_txn);
+        f->snapshot_txn = NULL;
+    }
+    free(f->snapshot_buf);
+    f->snapshot_buf = NULL;
+    raft_free(f->snapshot_bufs);
+    f->snapshot_bufs = NULL;
+    return 0;
+}
+
+/* raft owns buf->base until we return 0; then it is ours to free. */
+static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
+{
+    struct tandem_fsm *f = raft_fsm->data;
+    int rv = tandem_store_restore(f->store, buf->base, buf->len);
+    if (rv != 0) {
+        snprintf(f->errmsg, sizeof f->errmsg, "%s", f->store->errmsg);
+        fprintf(stderr, "tandem: restore failed: %s\n", f->errmsg);
+        return RAFT_IOERR;
+    }
+    f->snapshots_restored++;
+    raft_free(buf->base);
+    return 0;
+}
+
+void tandem_fsm_init(struct tandem_fsm *f, struct tandem_store *store)
+{
+    memset(f, 0, sizeof *f);
+    f->store = store;
+    f->raft_fsm.version = 3;
+    f->raft_fsm.data = f;
+    f->raft_fsm.apply = fsm_apply;
+    f->raft_fsm.snapshot = fsm_snapshot;
+    f->raft_fsm.restore = fsm_restore;
+    f->raft_fsm.snapshot_finalize = fsm_snapshot_finalize;
+    f->raft_fsm.snapshot_async = fsm_snapshot_async;
+}
+
+void tandem_fsm_set_raft(struct tandem_fsm *f, struct raft *raft)
+{
+    f->raft = raft;
+}
+
+void tandem_fsm_set_claim(struct tandem_fsm *f, tandem_fsm_claim_fn claim, void *data)
+{
+    f->claim = claim;
+    f->claim_data = data;
+}

@@ -1,0 +1,287 @@
+/* Group commit of writes into single raft entries and batching of linearizable reads. */
+#include "replication/proposer.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct tandem_batch {
+    struct raft_apply req;
+    struct tandem_proposer *p;
+    uint64_t serial;
+    struct tandem_write **writes;  /* owned array; the writes are borrowed */
+    struct tandem_result *results; /* owned; filled by apply through the claim hook */
+    size_t n;
+    bool claimed;
+    struct tandem_batch *prev, *next;
+};
+
+struct barrier {
+    struct raft_barrier req;
+    struct tandem_proposer *p;
+    struct tandem_read *reads;
+};
+
+static int64_t wall_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void tandem_proposer_init(struct tandem_proposer *p, struct raft *raft, uint64_t id,
+                          const struct tandem_proposer_limits *limits)
+{
+    memset(p, 0, sizeof *p);
+    p->raft = raft;
+    p->id = id;
+    p->limits = *limits;
+    p->now_ms = wall_clock_ms;
+    p->next_serial = 1;
+}
+
+int tandem_proposer_write(struct tandem_proposer *p, struct tandem_write *w)
+{
+    if (raft_state(p->raft) != RAFT_LEADER) {
+        return RAFT_NOTLEADER;
+    }
+    if (p->pending >= p->limits.pending_max) {
+        return RAFT_BUSY;
+    }
+    w->next = NULL;
+    if (p->queue_tail == NULL) {
+        p->queue_head = w;
+    } else {
+        p->queue_tail->next = w;
+    }
+    p->queue_tail = w;
+    p->queued++;
+    p->pending++;
+    return 0;
+}
+
+int tandem_proposer_read(struct tandem_proposer *p, struct tandem_read *r)
+{
+    if (raft_state(p->raft) != RAFT_LEADER) {
+        return RAFT_NOTLEADER;
+    }
+    if (p->barriers_inflight >= TANDEM_BARRIERS_INFLIGHT_MAX && p->reads_head == NULL) {
+        return RAFT_BUSY;
+    }
+    r->next = NULL;
+    if (p->reads_tail == NULL) {
+        p->reads_head = r;
+    } else {
+        p->reads_tail->next = r;
+    }
+    p->reads_tail = r;
+    return 0;
+}
+
+static void batch_unlink(struct tandem_proposer *p, struct tandem_batch *b)
+{
+    if (b->prev != NULL) {
+        b->prev->next = b->next;
+    } else {
+        p->inflight_head = b->next;
+    }
+    if (b->next != NULL) {
+        b->next->prev = b->prev;
+    } else {
+        p->inflight_tail = b->prev;
+    }
+}
+
+static void batch_finish(struct tandem_batch *b, int status)
+{
+    struct tandem_proposer *p = b->p;
+    batch_unlink(p, b);
+    p->pending -= (unsigned)b->n;
+    /* Applied results win over a late error: the entry is in the state whatever raft says. */
+    for (size_t i = 0; i < b->n; i++) {
+        struct tandem_write *w = b->writes[i];
+        if (b->claimed) {
+            w->cb(w, 0, &b->results[i]);
+        } else {
+            w->cb(w, status == 0 ? RAFT_LEADERSHIPLOST : status, NULL);
+        }
+        free(b->results[i].body);
+    }
+    free(b->writes);
+    free(b->results);
+    free(b);
+}
+
+static void batch_apply_cb(struct raft_apply *req, int status, void *result)
+{
+    (void)result;
+    batch_finish(req->data, status);
+}
+
+struct tandem_result *tandem_proposer_claim(void *data, uint64_t proposer_id, uint64_t serial,
+                                            size_t n_commands)
+{
+    struct tandem_proposer *p = data;
+    if (proposer_id != p->id) {
+        return NULL;
+    }
+    for (struct tandem_batch *b = p->inflight_head; b != NULL; b = b->next) {
+        if (b->serial == serial) {
+            if (b->n != n_commands || b->claimed) {
+                return NULL;
+            }
+            b->claimed = true;
+            return b->results;
+        }
+    }
+    return NULL;
+}
+
+/* Takes up to the limits off the queue into one batch and proposes it. */
+static int propose_one(struct tandem_proposer *p)
+{
+    Tandem__Batch message = TANDEM__BATCH__INIT;
+    struct raft_buffer buf;
+    struct tandem_batch *b = calloc(1, sizeof *b);
+    size_t n = 0, bytes = 0;
+    if (b == NULL) {
+        return RAFT_NOMEM;
+    }
+    for (struct tandem_write *w = p->queue_head; w != NULL && n < p->limits.batch_commands_max;
+         w = w->next) {
+        size_t size = tandem__command__get_packed_size(w->command) + 8;
+        if (n > 0 && bytes + size > p->limits.batch_bytes_max) {
+            break;
+        }
+        bytes += size;
+        n++;
+    }
+    b->writes = calloc(n, sizeof *b->writes);
+    b->results = calloc(n, sizeof *b->results);
+    Tandem__Command **commands = calloc(n, sizeof *commands);
+    if (b->writes == NULL || b->results == NULL || commands == NULL) {
+        free(commands);
+        free(b->writes);
+        free(b->results);
+        free(b);
+        return RAFT_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct tandem_write *w = p->queue_head;
+        p->queue_head = w->next;
+        b->writes[i] = w;
+        commands[i] = w->command;
+    }
+    if (p->queue_head == NULL) {
+        p->queue_tail = NULL;
+    }
+    p->queued -= (unsigned)n;
+    b->p = p;
+    b->n = n;
+    b->serial = p->next_serial++;
+    message.proposer_id = p->id;
+    message.serial = b->serial;
+    message.now_ms = p->now_ms();
+    message.n_commands = n;
+    message.commands = commands;
+    /* Link before raft_apply: a single-voter leader may apply inside the call. */
+    b->req.data = b;
+    b->prev = p->inflight_tail;
+    if (p->inflight_tail != NULL) {
+        p->inflight_tail->next = b;
+    } else {
+        p->inflight_head = b;
+    }
+    p->inflight_tail = b;
+    int rv = tandem_entry_encode(&message, &buf);
+    free(commands);
+    if (rv != 0) {
+        rv = RAFT_NOMEM;
+    } else if ((rv = raft_apply(p->raft, &b->req, &buf, 1, batch_apply_cb)) != 0) {
+        raft_free(buf.base);
+    }
+    if (rv != 0) {
+        p->propose_errors++;
+        batch_finish(b, rv); /* never proposed: the writes learn it now */
+        return rv;
+    }
+    p->entries_proposed++;
+    p->commands_proposed += n;
+    return 0;
+}
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+    struct barrier *b = req->data;
+    b->p->barriers_inflight--;
+    struct tandem_read *r = b->reads;
+    free(b);
+    while (r != NULL) {
+        struct tandem_read *next = r->next;
+        r->cb(r, status);
+        r = next;
+    }
+}
+
+static void flush_reads(struct tandem_proposer *p)
+{
+    struct barrier *b;
+    if (p->reads_head == NULL) {
+        return;
+    }
+    b = calloc(1, sizeof *b);
+    int rv = b == NULL ? RAFT_NOMEM : 0;
+    if (rv == 0) {
+        b->p = p;
+        b->reads = p->reads_head;
+        b->req.data = b;
+        p->reads_head = p->reads_tail = NULL;
+        p->barriers_inflight++;
+        rv = raft_barrier(p->raft, &b->req, barrier_cb);
+        if (rv == 0) {
+            p->barriers_proposed++;
+            return;
+        }
+        p->barriers_inflight--;
+        struct tandem_read *r = b->reads;
+        free(b);
+        while (r != NULL) {
+            struct tandem_read *next = r->next;
+            r->cb(r, rv);
+            r = next;
+        }
+        return;
+    }
+    tandem_proposer_fail_queued(p, rv);
+}
+
+void tandem_proposer_flush(struct tandem_proposer *p)
+{
+    while (p->queue_head != NULL) {
+        if (propose_one(p) != 0) {
+            tandem_proposer_fail_queued(p, RAFT_NOTLEADER);
+            break;
+        }
+    }
+    flush_reads(p);
+}
+
+void tandem_proposer_fail_queued(struct tandem_proposer *p, int status)
+{
+    struct tandem_write *w = p->queue_head;
+    struct tandem_read *r = p->reads_head;
+    p->queue_head = p->queue_tail = NULL;
+    p->reads_head = p->reads_tail = NULL;
+    p->pending -= p->queued;
+    p->queued = 0;
+    while (w != NULL) {
+        struct tandem_write *next = w->next;
+        w->cb(w, status, NULL);
+        w = next;
+    }
+    while (r != NULL) {
+        struct tandem_read *next = r->next;
+        r->cb(r, status);
+        r = next;
+    }
+}

@@ -1,0 +1,86 @@
+/* The LMDB state store: one environment per node holding the replicated state, its
+ * applied_index and apply_digest, grouped write transactions, snapshots and full-state digests. */
+#ifndef TANDEM_STORAGE_STORE_H
+#define TANDEM_STORAGE_STORE_H
+
+#include <lmdb.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TANDEM_DIGEST_LEN        32
+#define TANDEM_STORE_KEY_LEN_MAX 511 /* LMDB's default max key size */
+/* A snapshot must stay well under 2 GiB (DESIGN.md): raft_uv keeps it in one buffer. */
+#define TANDEM_SNAPSHOT_BYTES_MAX ((size_t)1900 * 1024 * 1024)
+#define TANDEM_SNAPSHOT_FORMAT    1
+
+/* The named databases inside the environment; `meta` holds applied_index and apply_digest and is
+ * not part of the state digest. Later domains add rows here: snapshots and digests follow. */
+#define TANDEM_STORE_DBS(X)                                                                        \
+    X(META, "meta")                                                                                \
+    X(KV, "kv")
+
+enum tandem_store_db {
+#define TANDEM_STORE_DB_ENUM(id, name) TANDEM_DB_##id,
+    TANDEM_STORE_DBS(TANDEM_STORE_DB_ENUM)
+#undef TANDEM_STORE_DB_ENUM
+        TANDEM_DB_COUNT
+};
+
+struct tandem_store {
+    MDB_env *env; /* owned */
+    MDB_dbi dbi[TANDEM_DB_COUNT];
+    MDB_txn *write_txn; /* owned: the grouped write transaction, NULL when none is open */
+    char dir[PATH_MAX]; /* the environment's directory */
+    size_t map_size;
+    uint64_t applied_index;                  /* as of the open write txn (or last commit) */
+    uint8_t apply_digest[TANDEM_DIGEST_LEN]; /* likewise */
+    uint64_t commits;                        /* grouped commits done */
+    char errmsg[256];
+};
+
+/* Opens (creating when absent) the environment in dir. Returns 0, or non-zero with s->errmsg. */
+int tandem_store_open(struct tandem_store *s, const char *dir, size_t map_size);
+void tandem_store_close(struct tandem_store *s);
+
+/* Returns the grouped write transaction, opening it when none is open. */
+int tandem_store_write_txn(struct tandem_store *s, MDB_txn **txn);
+/* Commits the grouped write transaction, if any. A failed commit leaves the store poisoned: the
+ * caller must stop the node (the raft log replays from the last committed applied_index). */
+int tandem_store_commit(struct tandem_store *s);
+/* Throws the open write transaction away and reloads applied_index/apply_digest from disk. */
+void tandem_store_abort(struct tandem_store *s);
+
+/* Records the applied entry inside the open write transaction (same txn as its data). */
+int tandem_store_set_applied(struct tandem_store *s, uint64_t index,
+                             const uint8_t digest[TANDEM_DIGEST_LEN]);
+
+/* A read-only transaction on committed state (commit first to see the latest apply). The caller
+ * aborts it. MDB_NOTLS is set, so it may be used from another thread. */
+int tandem_store_read_txn(struct tandem_store *s, MDB_txn **txn);
+
+/* SHA-256 over every state database (not meta), in key order, framed so that no two different
+ * states hash alike. Computed in the given read transaction. */
+int tandem_store_state_digest(struct tandem_store *s, MDB_txn *txn, uint8_t out[TANDEM_DIGEST_LEN]);
+
+/* Serialises the state visible in txn into one malloc'd buffer (*out, *out_len; the caller
+ * frees with free()). Header: magic, format, applied_index, apply_digest, record count and a
+ * SHA-256 of the payload. */
+int tandem_store_snapshot_write(struct tandem_store *s, MDB_txn *txn, void **out, size_t *out_len);
+
+/* Reads the header of a snapshot buffer and verifies its checksum. */
+int tandem_store_snapshot_check(const void *buf, size_t len, uint64_t *applied_index, char *errmsg);
+
+/* Restores a snapshot: builds a new environment beside the current one, verifies it, then swaps
+ * it in. When the local state is already at or past the snapshot's index the swap is skipped
+ * (after verifying the buffer). Any pending write transaction is committed first. */
+int tandem_store_restore(struct tandem_store *s, const void *buf, size_t len);
+
+/* Hex of a digest into out (2*TANDEM_DIGEST_LEN+1 bytes). */
+void tandem_digest_hex(const uint8_t digest[TANDEM_DIGEST_LEN], char *out);
+
+/* Translates an LMDB error into errmsg with context. Returns rv. */
+int tandem_store_error(struct tandem_store *s, int rv, const char *what);
+
+#endif

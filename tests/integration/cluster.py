@@ -1,0 +1,452 @@
+"""Helper library for tandem's integration tests: real tandemd clusters on 127.0.0.1, run through
+deploy/local-cluster.sh, plus the small test-runner convention every tests/integration/test_*.py
+follows (python3 standard library only).
+
+    from cluster import Cluster, run_tests
+
+    def test_something():
+        with Cluster(topology="2+2+1", settings={"snapshot_threshold": 64}) as c:
+            leader = c.leader()
+            status, headers, body = c.api(leader, "PUT", "/v1/kv/a", b"1")
+            assert status == 200, body
+
+    if __name__ == "__main__":
+        run_tests()
+
+Environment: TANDEM_BIN_DIR (tandemd/tandemctl, default <source>/build) and TANDEM_SOURCE_DIR
+(default: two levels above this file); ctest sets both.
+"""
+
+import http.client as httpclient
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.parse
+
+SOURCE_DIR = os.environ.get("TANDEM_SOURCE_DIR") or os.path.abspath(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+BIN_DIR = os.environ.get("TANDEM_BIN_DIR") or os.path.join(SOURCE_DIR, "build")
+SCRIPT = os.path.join(SOURCE_DIR, "deploy", "local-cluster.sh")
+
+# Bounds on every wait this module does; callers pass shorter ones where they know better.
+UP_TIMEOUT_S = 30            # leader election after `up`, as local-cluster.sh waits
+SCRIPT_TIMEOUT_S = 180       # any single local-cluster.sh invocation, start-up of 5 nodes included
+EXIT_TIMEOUT_S = 10          # a SIGKILLed process disappearing
+POLL_INTERVAL_S = 0.05
+LOG_TAIL_LINES = 40
+
+
+class ClusterError(Exception):
+    """A cluster operation failed or a bounded wait ran out; the message says which and why."""
+
+
+def wait_until(predicate, timeout, what, interval=POLL_INTERVAL_S):
+    """Polls predicate() until it returns something truthy (returned) or timeout seconds pass.
+
+    Exceptions of type OSError or ClusterError inside predicate count as "not yet".
+    """
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (OSError, ClusterError, httpclient.HTTPException) as e:
+            last_error = e
+        if time.monotonic() >= deadline:
+            detail = " (last error: %s)" % last_error if last_error else ""
+            raise ClusterError("timed out after %.1fs waiting for %s%s" % (timeout, what, detail))
+        time.sleep(interval)
+
+
+def http(method, url, body=None, headers=None, timeout=5):
+    """One HTTP request; returns (status, headers, body bytes) for every status code.
+
+    body may be bytes, str (sent as UTF-8) or a dict/list (sent as JSON). headers in the answer
+    is an http.client.HTTPMessage: case-insensitive, headers["X-Tandem-Node"] or None.
+    Raises OSError when the node cannot be reached.
+    """
+    parts = urllib.parse.urlsplit(url)
+    headers = dict(headers or {})
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body).encode()
+        headers.setdefault("Content-Type", "application/json")
+    elif isinstance(body, str):
+        body = body.encode()
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    conn = httpclient.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.headers, resp.read()
+    finally:
+        conn.close()
+
+
+def pid_state(pid):
+    """The /proc state letter of pid (R, S, T, Z, ...), or None when there is no such process."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            # The command name is in parentheses and may contain spaces: split after it.
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def pid_alive(pid):
+    """True when pid is a process that has not exited (zombies have exited: this machine's init
+    may never reap the nodes local-cluster.sh leaves behind)."""
+    return pid is not None and pid_state(pid) not in (None, "Z", "X")
+
+
+def pid_is_tandemd(pid, conf):
+    """True when pid is alive and runs tandemd with the given config file."""
+    if not pid_alive(pid):
+        return False
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    return any(a.endswith("tandemd") for a in argv) and conf in argv
+
+
+class Cluster:
+    """A local tandem cluster for one test, torn down (local-cluster.sh down) however the test ends.
+
+    Attributes once entered: dir (cluster directory), nodes (name -> {"name", "api", "site",
+    "raft", "role", "pid", "dir"}; pid is None while the node is stopped), endpoints (list of API
+    base URLs, in node order), names (node names in order).
+    """
+
+    def __init__(self, topology="2+2+1", settings=None, insecure=True, bin_dir=None,
+                 up_timeout=UP_TIMEOUT_S):
+        self.topology = topology
+        self.settings = dict(settings or {})
+        self.insecure = insecure
+        self.bin_dir = bin_dir or BIN_DIR
+        self.up_timeout = up_timeout
+        self.dir = None
+        self.nodes = {}
+        self.names = []
+        self.endpoints = []
+        self.paused = set()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self):
+        for binary in ("tandemd",):
+            path = os.path.join(self.bin_dir, binary)
+            if not os.access(path, os.X_OK):
+                raise ClusterError("%s not found in %s: build first" % (binary, self.bin_dir))
+        self.dir = tempfile.mkdtemp(prefix="tandem-it-")
+        args = ["up", self.dir, "--topology", self.topology]
+        if self.insecure:
+            args.append("--insecure")
+        for key, value in self.settings.items():
+            args += ["--set", "%s=%s" % (key, value)]
+        try:
+            out = self.script(*args)
+            print(out, end="", flush=True)
+            self.reload()
+        except BaseException:
+            self._teardown(failed=True)
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self._teardown(failed=exc_type is not None)
+        return False
+
+    def _teardown(self, failed):
+        if self.dir is None:
+            return
+        if failed:
+            self.print_logs()
+        for name in list(self.paused):
+            self.resume(name)
+        try:
+            if os.path.exists(os.path.join(self.dir, "nodes")):
+                self.script("down", self.dir)
+        except ClusterError as e:
+            print("cluster teardown: %s" % e, flush=True)
+            failed = True
+        if failed:
+            print("cluster files kept in %s" % self.dir, flush=True)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = None
+
+    def reload(self):
+        """Re-reads nodes, PIDs and endpoints from the cluster directory (after running
+        script("up", ...) on it again, say)."""
+        with open(os.path.join(self.dir, "nodes")) as f:
+            rows = [line.split() for line in f if line.strip() and not line.startswith("#")]
+        self.nodes, self.names = {}, []
+        for name, site, raft, api, role in rows:
+            node_dir = os.path.join(self.dir, name)
+            self.nodes[name] = {"name": name, "site": site, "raft": raft, "api": api,
+                                "role": role, "dir": node_dir, "pid": None}
+            self.names.append(name)
+            self._reload_pid(name)
+        with open(os.path.join(self.dir, "endpoints")) as f:
+            self.endpoints = f.read().strip().split(",")
+
+    def _conf(self, name):
+        return os.path.join(self.nodes[name]["dir"], "tandem.conf")
+
+    def _reload_pid(self, name):
+        pid = None
+        try:
+            with open(os.path.join(self.nodes[name]["dir"], "tandemd.pid")) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            pass
+        self.nodes[name]["pid"] = pid if pid_is_tandemd(pid, self._conf(name)) else None
+
+    def script(self, *args, timeout=SCRIPT_TIMEOUT_S):
+        """Runs deploy/local-cluster.sh with args; returns its output, raises ClusterError if it
+        fails (its output in the message)."""
+        env = dict(os.environ, TANDEM_BIN_DIR=self.bin_dir,
+                   TANDEM_UP_TIMEOUT=str(self.up_timeout))
+        try:
+            p = subprocess.run(["bash", SCRIPT] + list(args), env=env, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise ClusterError("local-cluster.sh %s: no answer in %ds:\n%s"
+                               % (" ".join(args), timeout, e.output or ""))
+        if p.returncode != 0:
+            raise ClusterError("local-cluster.sh %s exited %d:\n%s"
+                               % (" ".join(args), p.returncode, p.stdout))
+        return p.stdout
+
+    # ---- HTTP ------------------------------------------------------------------------------
+
+    def http(self, method, url, body=None, headers=None, timeout=5):
+        """See the module-level http(): (status, headers, body bytes)."""
+        return http(method, url, body=body, headers=headers, timeout=timeout)
+
+    def url(self, name, path=""):
+        return self.nodes[name]["api"] + path
+
+    def api(self, name, method, path, body=None, headers=None, timeout=5):
+        """HTTP request to node name's API: api("east-1", "GET", "/v1/status")."""
+        return http(method, self.url(name, path), body=body, headers=headers, timeout=timeout)
+
+    def get_json(self, name, path, timeout=5):
+        """GET path from node name; returns the decoded JSON, raises ClusterError unless 200."""
+        status, _, body = self.api(name, "GET", path, timeout=timeout)
+        if status != 200:
+            raise ClusterError("%s GET %s: %d %s" % (name, path, status, body[:200]))
+        return json.loads(body)
+
+    def status(self, name, timeout=5):
+        """GET /v1/status of node name as a dict (ClusterError unless 200, OSError if down)."""
+        return self.get_json(name, "/v1/status", timeout=timeout)
+
+    def kv_put(self, name, key, value, timeout=10):
+        """PUT a key through node name; returns the mod_index (ClusterError unless 200)."""
+        status, _, body = self.api(name, "PUT", "/v1/kv/" + urllib.parse.quote(key, safe=""),
+                                   body=value, timeout=timeout)
+        if status != 200:
+            raise ClusterError("%s PUT %s: %d %s" % (name, key, status, body[:200]))
+        return json.loads(body)["mod_index"]
+
+    def kv_get(self, name, key, local=False, timeout=10):
+        """Value bytes of key read through node name, None when absent (404)."""
+        path = "/v1/kv/" + urllib.parse.quote(key, safe="")
+        if local:
+            path += "?consistency=local"
+        status, _, body = self.api(name, "GET", path, timeout=timeout)
+        if status == 404:
+            return None
+        if status != 200:
+            raise ClusterError("%s GET %s: %d %s" % (name, key, status, body[:200]))
+        return body
+
+    # ---- cluster state ---------------------------------------------------------------------
+
+    def live(self):
+        """Names of nodes whose process runs and is not paused, in node order."""
+        return [n for n in self.names
+                if n not in self.paused and pid_is_tandemd(self.nodes[n]["pid"], self._conf(n))]
+
+    def leader(self, timeout=UP_TIMEOUT_S, among=None):
+        """Name of the leader once every node in among (default: live nodes) answers, names the
+        same leader, and that leader says it leads. Raises ClusterError after timeout seconds."""
+        def agreed():
+            names = list(among) if among is not None else self.live()
+            leaders = set()
+            for n in names:
+                leader = self.status(n, timeout=2)["leader"]
+                leaders.add(leader["name"] if leader else None)
+            if len(leaders) != 1 or None in leaders:
+                return None
+            name = leaders.pop()
+            if name not in self.nodes or self.status(name, timeout=2)["node"]["state"] != "leader":
+                return None
+            return name
+        return wait_until(agreed, timeout, "one agreed leader")
+
+    def wait_applied(self, names, index, timeout=30):
+        """Waits until every node in names has applied_index >= index; returns name -> index."""
+        seen = {}
+
+        def reached():
+            for n in names:
+                seen[n] = self.status(n, timeout=2)["node"]["applied_index"]
+            return all(seen[n] >= index for n in names) and dict(seen)
+        try:
+            return wait_until(reached, timeout, "applied_index >= %d" % index)
+        except ClusterError as e:
+            raise ClusterError("%s; last seen %s" % (e, seen))
+
+    def wait_converged(self, names=None, timeout=30):
+        """Waits until the nodes in names (default: live ones) and the leader report the same
+        applied_index and apply_digest; returns (applied_index, apply_digest)."""
+        seen = {}
+
+        def same():
+            leader = self.leader(timeout=min(5, timeout))
+            for n in set(names if names is not None else self.live()) | {leader}:
+                node = self.status(n, timeout=2)["node"]
+                seen[n] = (node["applied_index"], node["apply_digest"])
+            values = set(seen.values())
+            return len(values) == 1 and values.pop()
+        try:
+            return wait_until(same, timeout, "same applied_index and apply_digest")
+        except ClusterError as e:
+            raise ClusterError("%s; last seen %s" % (e, seen))
+
+    def digests(self, names=None):
+        """GET /v1/digest from each live node (or names): name -> {"applied_index", "state_digest"}."""
+        return {n: self.get_json(n, "/v1/digest") for n in (names or self.live())}
+
+    # ---- processes -------------------------------------------------------------------------
+
+    def _signal(self, name, sig):
+        pid = self.nodes[name]["pid"]
+        if not pid_is_tandemd(pid, self._conf(name)):
+            raise ClusterError("%s is not running" % name)
+        os.kill(pid, sig)
+        return pid
+
+    def kill(self, name):
+        """SIGKILL node name by PID and wait until it is gone."""
+        pid = self._signal(name, signal.SIGKILL)
+        wait_until(lambda: not pid_alive(pid), EXIT_TIMEOUT_S, "%s (pid %d) to die" % (name, pid))
+        self.paused.discard(name)
+        self.nodes[name]["pid"] = None
+        try:
+            os.remove(os.path.join(self.nodes[name]["dir"], "tandemd.pid"))
+        except FileNotFoundError:
+            pass
+
+    def stop(self, name):
+        """Graceful stop (SIGTERM, bounded wait) through local-cluster.sh stop."""
+        if name in self.paused:
+            self.resume(name)
+        self.script("stop", self.dir, name)
+        self.nodes[name]["pid"] = None
+
+    def start(self, name):
+        """Starts node name again from its data through local-cluster.sh start."""
+        self.script("start", self.dir, name)
+        self._reload_pid(name)
+        if self.nodes[name]["pid"] is None:
+            raise ClusterError("%s did not stay up after start" % name)
+
+    def pause(self, name):
+        """SIGSTOP: the node stays in the cluster but answers nothing until resume()."""
+        self._signal(name, signal.SIGSTOP)
+        self.paused.add(name)
+
+    def resume(self, name):
+        """SIGCONT a paused node."""
+        pid = self.nodes[name]["pid"]
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGCONT)
+        self.paused.discard(name)
+
+    # ---- tools and diagnostics -------------------------------------------------------------
+
+    def ctl(self, *args, check=True, timeout=60, endpoints=None, stdin=None):
+        """Runs tandemctl with TANDEM_ENDPOINTS set to the cluster (or endpoints, a list or a
+        comma-separated string); returns the CompletedProcess (text). check: ClusterError on a
+        non-zero exit."""
+        if endpoints is None:
+            endpoints = self.endpoints
+        if not isinstance(endpoints, str):
+            endpoints = ",".join(endpoints)
+        env = dict(os.environ, TANDEM_ENDPOINTS=endpoints)
+        argv = [os.path.join(self.bin_dir, "tandemctl")] + [str(a) for a in args]
+        p = subprocess.run(argv, env=env, input=stdin, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise ClusterError("tandemctl %s exited %d:\nstdout: %s\nstderr: %s"
+                               % (" ".join(argv[1:]), p.returncode, p.stdout, p.stderr))
+        return p
+
+    def log_tail(self, name, lines=LOG_TAIL_LINES):
+        try:
+            with open(os.path.join(self.nodes[name]["dir"], "tandemd.log"), errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError as e:
+            return "(no log: %s)\n" % e
+
+    def print_logs(self, lines=LOG_TAIL_LINES):
+        for name in self.names:
+            print("---- %s: last %d lines of tandemd.log ----" % (name, lines))
+            print(self.log_tail(name, lines), end="")
+        sys.stdout.flush()
+
+
+def run_tests(namespace=None, argv=None):
+    """Runs every test_* function of the calling module in definition order (or only those named
+    on the command line), prints `N passed, M failed` as the last line and exits non-zero if any
+    failed. SIGTERM becomes SystemExit so open clusters are still torn down."""
+    if namespace is None:
+        namespace = sys._getframe(1).f_globals
+    selected = (argv if argv is not None else sys.argv)[1:]
+    tests = [(n, f) for n, f in namespace.items() if n.startswith("test_") and callable(f)]
+    if selected:
+        unknown = set(selected) - {n for n, _ in tests}
+        if unknown:
+            print("unknown tests: %s" % " ".join(sorted(unknown)))
+            print("0 passed, %d failed" % len(unknown))
+            sys.exit(1)
+        tests = [(n, f) for n, f in tests if n in selected]
+
+    def terminated(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, terminated)
+
+    passed = failed = 0
+    for name, fn in tests:
+        print("=== %s" % name, flush=True)
+        started = time.monotonic()
+        try:
+            fn()
+        except (Exception, SystemExit, KeyboardInterrupt) as e:
+            failed += 1
+            sys.stderr.flush()
+            traceback.print_exc(file=sys.stdout)
+            print("FAIL %s (%.1fs)" % (name, time.monotonic() - started), flush=True)
+            if not isinstance(e, Exception):
+                break
+        else:
+            passed += 1
+            print("PASS %s (%.1fs)" % (name, time.monotonic() - started), flush=True)
+    sys.stderr.flush()
+    print("%d passed, %d failed" % (passed, failed), flush=True)
+    sys.exit(1 if failed else 0)

@@ -1,0 +1,173 @@
+"""Integration test of deploy/local-cluster.sh: two clusters side by side, the files it writes,
+stop --kill / start of single nodes, and down leaving no tandemd process behind."""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+
+sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cluster import (BIN_DIR, SCRIPT, Cluster, pid_alive, run_tests,  # noqa: E402
+                     wait_until)
+
+TOPOLOGY_SITES = {
+    "2+2+1": {"east-1": "east", "east-2": "east", "west-1": "west", "west-2": "west",
+              "witness-1": "witness"},
+    "3": {"east-1": "east", "west-1": "west", "witness-1": "witness"},
+}
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def port_of(address):
+    return int(address.rsplit(":", 1)[1])
+
+
+def refuses_connections(api):
+    host, port = api[len("http://"):].rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return True
+    return False
+
+
+def check_layout(c, topology):
+    """The node table, endpoints and env files match what was asked for and what runs."""
+    assert c.names == list(TOPOLOGY_SITES[topology]), c.names
+    for name, node in c.nodes.items():
+        assert node["site"] == TOPOLOGY_SITES[topology][name], node
+        assert node["role"] == "voter", node
+        assert pid_alive(node["pid"]), node
+        conf = read(os.path.join(node["dir"], "tandem.conf"))
+        assert "name = %s\n" % name in conf, conf
+        assert "data_dir = %s\n" % os.path.join(node["dir"], "data") in conf, conf
+        assert conf.count("member = ") == len(c.names), conf
+    apis = [c.nodes[n]["api"] for n in c.names]
+    assert c.endpoints == apis, (c.endpoints, apis)
+    assert read(os.path.join(c.dir, "endpoints")).strip() == ",".join(apis)
+    env_lines = read(os.path.join(c.dir, "env")).splitlines()
+    assert "export TANDEM_ENDPOINTS=%s" % ",".join(apis) in env_lines, env_lines
+    ports = {}
+    for line in read(os.path.join(c.dir, "ports")).splitlines():
+        name, raft_port, api_port = line.split()
+        ports[name] = (int(raft_port), int(api_port))
+    assert ports == {n: (port_of(c.nodes[n]["raft"]), port_of(c.nodes[n]["api"]))
+                     for n in c.names}, ports
+
+
+def check_nodes_answer(c):
+    """Every node answers as itself, in one cluster, with the full member list."""
+    cluster_ids = set()
+    for name in c.names:
+        status, headers, _ = c.api(name, "GET", "/healthz")
+        assert status == 200 and headers["X-Tandem-Node"] == name, (name, status, dict(headers))
+        st = c.status(name)
+        assert st["node"]["name"] == name and st["node"]["site"] == c.nodes[name]["site"], st
+        assert sorted(m["name"] for m in st["members"]) == sorted(c.names), st["members"]
+        cluster_ids.add(st["node"]["cluster_id"])
+    assert len(cluster_ids) == 1, cluster_ids
+    return cluster_ids.pop()
+
+
+def all_ports(c):
+    return [port_of(n[k]) for n in c.nodes.values() for k in ("raft", "api")]
+
+
+def test_missing_tandemd_is_reported():
+    with tempfile.TemporaryDirectory() as empty:
+        target = os.path.join(empty, "cluster")
+        p = subprocess.run(["bash", SCRIPT, "up", target], env=dict(os.environ, TANDEM_BIN_DIR=empty),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
+        assert p.returncode != 0, p.stdout
+        assert "tandemd not found in %s: build first" % empty in p.stdout, p.stdout
+        assert not os.path.exists(target), "up created the cluster dir without tandemd"
+
+
+def test_two_clusters_side_by_side():
+    with Cluster("2+2+1", settings={"snapshot_threshold": 64}) as a, Cluster("3") as b:
+        check_layout(a, "2+2+1")
+        check_layout(b, "3")
+        assert "snapshot_threshold = 64\n" in read(os.path.join(a.dir, "east-1", "tandem.conf"))
+        ports_a, ports_b = all_ports(a), all_ports(b)
+        assert len(set(ports_a)) == len(ports_a) and len(set(ports_b)) == len(ports_b)
+        assert not set(ports_a) & set(ports_b), (ports_a, ports_b)
+        assert a.leader() in a.names and b.leader() in b.names
+        id_a, id_b = check_nodes_answer(a), check_nodes_answer(b)
+        assert id_a != id_b, id_a
+        # The clusters are separate: a write to one never shows in the other.
+        a.kv_put(a.leader(), "side-by-side", b"only-in-a")
+        assert a.kv_get(a.leader(), "side-by-side") == b"only-in-a"
+        assert b.kv_get(b.leader(), "side-by-side") is None
+
+
+def test_stop_kill_and_start():
+    with Cluster("2+2+1") as c:
+        leader = c.leader()
+        follower = next(n for n in c.names if n != leader)
+        c.kv_put(leader, "before", b"1")
+        old_pid = c.nodes[follower]["pid"]
+        out = c.script("stop", c.dir, follower, "--kill")
+        assert "SIGKILL" in out, out
+        assert not pid_alive(old_pid), "%s pid %d survived stop --kill" % (follower, old_pid)
+        assert not os.path.exists(os.path.join(c.nodes[follower]["dir"], "tandemd.pid"))
+        c.reload()
+        assert c.nodes[follower]["pid"] is None and follower not in c.live()
+        c.kv_put(c.leader(), "while-down", b"2")
+        c.start(follower)
+        new_pid = c.nodes[follower]["pid"]
+        assert pid_alive(new_pid) and new_pid != old_pid
+        c.wait_converged()
+        assert c.kv_get(follower, "before", local=True) == b"1"
+        assert c.kv_get(follower, "while-down", local=True) == b"2"
+
+        # Killing the leader moves leadership to a survivor; it comes back as a follower.
+        c.script("stop", c.dir, leader, "--kill")
+        c.reload()
+        new_leader = c.leader()
+        assert new_leader != leader, new_leader
+        c.kv_put(new_leader, "after-failover", b"3")
+        c.start(leader)
+        c.wait_converged()
+        assert c.kv_get(leader, "after-failover", local=True) == b"3"
+
+        # A graceful stop ends the process too, and `status` still reports the cluster.
+        pid = c.nodes[follower]["pid"]
+        c.stop(follower)
+        assert not pid_alive(pid)
+        out = c.script("status", c.dir)
+        assert c.leader() in out, out
+
+
+def test_down_leaves_nothing_and_up_restarts():
+    with Cluster("3") as c:
+        c.kv_put(c.leader(), "survives-restart", b"yes")
+        pids = {n: c.nodes[n]["pid"] for n in c.names}
+        endpoints = list(c.endpoints)
+        out = c.script("down", c.dir)
+        for name, pid in pids.items():
+            assert "stopped %s (pid %d" % (name, pid) in out, out
+            assert not pid_alive(pid), "%s pid %d still running after down" % (name, pid)
+            assert not os.path.exists(os.path.join(c.nodes[name]["dir"], "tandemd.pid"))
+            assert refuses_connections(c.nodes[name]["api"]), name
+        c.script("down", c.dir)  # nothing running: still succeeds
+
+        # up on the same directory restarts the nodes from their data on the same ports.
+        c.script("up", c.dir)
+        c.reload()
+        assert c.endpoints == endpoints, (c.endpoints, endpoints)
+        assert all(pid_alive(c.nodes[n]["pid"]) and c.nodes[n]["pid"] != pids[n]
+                   for n in c.names), c.nodes
+        assert c.kv_get(c.leader(), "survives-restart") == b"yes"
+        wait_until(lambda: all(c.kv_get(n, "survives-restart", local=True) == b"yes"
+                               for n in c.names), 30, "the key on every node")
+
+
+if __name__ == "__main__":
+    print("tandemd from %s" % BIN_DIR, flush=True)
+    run_tests()

@@ -1,0 +1,1003 @@
+/* Tests for the raft transport: handshake acceptance and refusals on real loopback sockets, and
+ * two raft_uv instances electing a leader and committing an entry over it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <uv.h>
+
+#include "consensus/member.h"
+#include "consensus/transport.h"
+
+#define RUN_ITERATIONS_MAX 200000 /* loop iterations any single wait may take */
+#define TICK_MS            5      /* wakes the loop so waits notice their deadline */
+#define WAIT_MS            3000   /* ceiling for an event that should come at once */
+#define RAW_BUF_MAX        4096   /* bytes a raw client or receiver keeps */
+#define BUSY_CLIENTS       (TANDEM_TRANSPORT_PENDING_INBOUND_MAX + 1)
+#define HELLO_SIZE         392 /* the wire frames, spelled out again so a format change shows here */
+#define ACK_SIZE           24
+
+/* ---- loop helpers ---- */
+
+static void tick_cb(uv_timer_t *timer)
+{
+    (void)timer;
+}
+
+/* Runs loop until done(arg) or timeout_ms; returns done(arg). */
+static bool run_until(uv_loop_t *loop, bool (*done)(void *arg), void *arg, uint64_t timeout_ms)
+{
+    uv_timer_t tick;
+    assert_int_equal(uv_timer_init(loop, &tick), 0);
+    assert_int_equal(uv_timer_start(&tick, tick_cb, TICK_MS, TICK_MS), 0);
+    uv_update_time(loop);
+    uint64_t deadline = uv_now(loop) + timeout_ms;
+    for (unsigned i = 0; i < RUN_ITERATIONS_MAX && !done(arg) && uv_now(loop) < deadline; i++) {
+        uv_run(loop, UV_RUN_ONCE);
+    }
+    bool ok = done(arg);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(loop, UV_RUN_NOWAIT); /* finishes closing tick before it leaves the stack */
+    return ok;
+}
+
+static bool flag_set(void *arg)
+{
+    return *(bool *)arg;
+}
+
+static bool never(void *arg)
+{
+    (void)arg;
+    return false;
+}
+
+/* Lets the loop run for ms, e.g. so the far side of a connection finishes closing. */
+static void settle(uv_loop_t *loop, uint64_t ms)
+{
+    (void)run_until(loop, never, NULL, ms);
+}
+
+static void walk_count_cb(uv_handle_t *handle, void *arg)
+{
+    (void)handle;
+    (*(unsigned *)arg)++;
+}
+
+static void loop_finish(uv_loop_t *loop)
+{
+    for (unsigned i = 0; i < 100; i++) {
+        uv_run(loop, UV_RUN_NOWAIT);
+    }
+    unsigned handles = 0;
+    uv_walk(loop, walk_count_cb, &handles);
+    assert_int_equal(handles, 0);
+    assert_int_equal(uv_loop_close(loop), 0);
+}
+
+/* Binds port 0 on loopback and returns the port the kernel chose. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    socklen_t len = sizeof addr;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+    close(fd);
+    return ntohs(addr.sin_port);
+}
+
+/* ---- transports driven directly, as raft_uv would ---- */
+
+struct node {
+    struct raft_uv_transport transport;
+    char name[16];
+    char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
+    int port;
+    raft_id id;
+    unsigned accepts;
+    raft_id accepted_id;
+    char accepted_address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
+    uv_stream_t *accepted_stream; /* owned */
+    unsigned warnings;
+    unsigned infos;
+    bool closed;
+};
+
+static void node_log(void *data, int level, const char *msg)
+{
+    struct node *n = data;
+    (void)msg;
+    if (level <= LOG_WARNING) {
+        n->warnings++;
+    } else {
+        n->infos++;
+    }
+}
+
+static void node_accept_cb(struct raft_uv_transport *t, raft_id id, const char *address,
+                           uv_stream_t *stream)
+{
+    struct node *n = t->data;
+    n->accepts++;
+    n->accepted_id = id;
+    snprintf(n->accepted_address, sizeof n->accepted_address, "%s", address);
+    if (n->accepted_stream != NULL) {
+        uv_close((uv_handle_t *)n->accepted_stream, (uv_close_cb)raft_free);
+    }
+    n->accepted_stream = stream;
+}
+
+static bool node_accepted(void *arg)
+{
+    return ((struct node *)arg)->accepts > 0;
+}
+
+static void node_start(struct node *n, uv_loop_t *loop, const char *name, const char *cluster,
+                       uint64_t epoch, unsigned timeout_ms)
+{
+    memset(n, 0, sizeof *n);
+    snprintf(n->name, sizeof n->name, "%s", name);
+    n->port = free_port();
+    snprintf(n->address, sizeof n->address, "%s|east|127.0.0.1:%d|http://127.0.0.1:1", name,
+             n->port);
+    n->id = tandem_member_id(name);
+    struct tandem_transport_config config = {.cluster_id = cluster,
+                                             .epoch = epoch,
+                                             .handshake_timeout_ms = timeout_ms,
+                                             .log = node_log,
+                                             .log_data = n};
+    assert_int_equal(tandem_transport_init(&n->transport, loop, &config), 0);
+    assert_int_equal(n->transport.version, 1);
+    n->transport.data = n;
+    assert_int_equal(n->transport.init(&n->transport, n->id, n->address), 0);
+    assert_int_equal(n->transport.listen(&n->transport, node_accept_cb), 0);
+}
+
+static void node_close_cb(struct raft_uv_transport *t)
+{
+    struct node *n = t->data;
+    n->closed = true;
+}
+
+static void node_stop(struct node *n, uv_loop_t *loop)
+{
+    if (n->accepted_stream != NULL) {
+        uv_close((uv_handle_t *)n->accepted_stream, (uv_close_cb)raft_free);
+        n->accepted_stream = NULL;
+    }
+    n->transport.close(&n->transport, node_close_cb);
+    assert_true(run_until(loop, flag_set, &n->closed, WAIT_MS));
+    tandem_transport_close(&n->transport);
+    assert_null(n->transport.impl);
+}
+
+static struct tandem_transport_stats node_stats(const struct node *n)
+{
+    struct tandem_transport_stats stats;
+    tandem_transport_stats(&n->transport, &stats);
+    return stats;
+}
+
+struct conn {
+    struct raft_uv_connect req;
+    bool done;
+    int status;
+    uv_stream_t *stream; /* owned */
+};
+
+static void conn_cb(struct raft_uv_connect *req, uv_stream_t *stream, int status)
+{
+    struct conn *c = req->data;
+    c->done = true;
+    c->status = status;
+    c->stream = stream;
+}
+
+/* Connects from to to and waits for the connect callback; returns its status. */
+static int node_connect(struct node *from, struct node *to, uv_loop_t *loop, struct conn *c)
+{
+    memset(c, 0, sizeof *c);
+    c->req.data = c;
+    assert_int_equal(
+        from->transport.connect(&from->transport, &c->req, to->id, to->address, conn_cb), 0);
+    assert_true(run_until(loop, flag_set, &c->done, WAIT_MS));
+    if (c->status == 0) {
+        assert_non_null(c->stream);
+    } else {
+        assert_null(c->stream);
+    }
+    return c->status;
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->stream != NULL) {
+        uv_close((uv_handle_t *)c->stream, (uv_close_cb)raft_free);
+        c->stream = NULL;
+    }
+}
+
+/* ---- a raw TCP peer: what a port scanner or a stray client looks like ---- */
+
+struct raw {
+    uv_tcp_t tcp;
+    uv_connect_t connect_req;
+    uv_write_t write_req;
+    uint8_t out[RAW_BUF_MAX];
+    uint8_t in[RAW_BUF_MAX];
+    size_t in_len;
+    bool connected;
+    bool eof;
+    bool closed;
+    uint64_t eof_at_ms;
+};
+
+static void raw_alloc_cb(uv_handle_t *handle, size_t suggested_size, uv_buf_t *buf)
+{
+    struct raw *r = handle->data;
+    (void)suggested_size;
+    buf->base = (char *)r->in + r->in_len;
+    buf->len = RAW_BUF_MAX - r->in_len;
+}
+
+static void raw_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct raw *r = stream->data;
+    (void)buf;
+    if (nread > 0) {
+        r->in_len += (size_t)nread;
+    } else if (nread < 0) {
+        r->eof = true;
+        r->eof_at_ms = uv_now(stream->loop);
+        uv_read_stop(stream);
+    }
+}
+
+static void raw_connect_cb(uv_connect_t *req, int status)
+{
+    struct raw *r = req->data;
+    assert_int_equal(status, 0);
+    r->connected = true;
+    assert_int_equal(uv_read_start((uv_stream_t *)&r->tcp, raw_alloc_cb, raw_read_cb), 0);
+}
+
+static void raw_start(struct raw *r, uv_loop_t *loop, int port)
+{
+    memset(r, 0, sizeof *r);
+    struct sockaddr_in addr;
+    assert_int_equal(uv_ip4_addr("127.0.0.1", port, &addr), 0);
+    assert_int_equal(uv_tcp_init(loop, &r->tcp), 0);
+    r->tcp.data = r;
+    r->connect_req.data = r;
+    assert_int_equal(
+        uv_tcp_connect(&r->connect_req, &r->tcp, (struct sockaddr *)&addr, raw_connect_cb), 0);
+}
+
+static void raw_send(struct raw *r, size_t len)
+{
+    uv_buf_t buf = uv_buf_init((char *)r->out, (unsigned)len);
+    assert_int_equal(uv_write(&r->write_req, (uv_stream_t *)&r->tcp, &buf, 1, NULL), 0);
+}
+
+static void raw_close_cb(uv_handle_t *handle)
+{
+    struct raw *r = handle->data;
+    r->closed = true;
+}
+
+static void raw_stop(struct raw *r, uv_loop_t *loop)
+{
+    uv_close((uv_handle_t *)&r->tcp, raw_close_cb);
+    assert_true(run_until(loop, flag_set, &r->closed, WAIT_MS));
+}
+
+static void put_le(uint8_t *p, uint64_t v, unsigned bytes)
+{
+    for (unsigned i = 0; i < bytes; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* ---- a receiver on a handed-over stream ---- */
+
+struct sink {
+    uint8_t data[RAW_BUF_MAX];
+    size_t len;
+    bool eof;
+};
+
+static void sink_alloc_cb(uv_handle_t *handle, size_t suggested_size, uv_buf_t *buf)
+{
+    struct sink *s = handle->data;
+    (void)suggested_size;
+    buf->base = (char *)s->data + s->len;
+    buf->len = RAW_BUF_MAX - s->len;
+}
+
+static void sink_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct sink *s = stream->data;
+    (void)buf;
+    if (nread > 0) {
+        s->len += (size_t)nread;
+    } else if (nread < 0) {
+        s->eof = true;
+        uv_read_stop(stream);
+    }
+}
+
+static bool sink_eof(void *arg)
+{
+    return ((struct sink *)arg)->eof;
+}
+
+/* Raft connections must not wait for Nagle, and dead peers must be noticed. */
+static void assert_tuned(uv_stream_t *stream)
+{
+    uv_os_fd_t fd;
+    assert_int_equal(uv_fileno((uv_handle_t *)stream, &fd), 0);
+    int value = 0;
+    socklen_t len = sizeof value;
+    assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &value, &len), 0);
+    assert_int_equal(value, 1);
+    value = 0;
+    assert_int_equal(getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &value, &len), 0);
+    assert_int_equal(value, 1);
+}
+
+/* ---- 1. matching peers: handover ---- */
+
+static void test_connect_and_handover(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct node a, b;
+    node_start(&a, &loop, "east-1", "prod", 7, 0);
+    node_start(&b, &loop, "west-1", "prod", 7, 0);
+    assert_int_equal(tandem_transport_epoch(&a.transport), 7);
+
+    struct conn c;
+    assert_int_equal(node_connect(&a, &b, &loop, &c), 0);
+    /* The acceptor hands over once its ack is written; the connector may see the ack first. */
+    assert_true(run_until(&loop, node_accepted, &b, WAIT_MS));
+    assert_int_equal(b.accepts, 1);
+    assert_int_equal(b.accepted_id, a.id);
+    assert_string_equal(b.accepted_address, a.address);
+    assert_int_equal(a.accepts, 0);
+    assert_tuned(c.stream);
+    assert_tuned(b.accepted_stream);
+
+    static const char payload[] = "raft bytes after the handshake";
+    struct sink sink = {.len = 0};
+    b.accepted_stream->data = &sink;
+    assert_int_equal(uv_read_start(b.accepted_stream, sink_alloc_cb, sink_read_cb), 0);
+    uv_write_t write_req;
+    uv_buf_t buf = uv_buf_init((char *)payload, sizeof payload);
+    assert_int_equal(uv_write(&write_req, c.stream, &buf, 1, NULL), 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    conn_close(&c); /* the acceptor then reads exactly the payload and EOF */
+    assert_true(run_until(&loop, sink_eof, &sink, WAIT_MS));
+    assert_int_equal(sink.len, sizeof payload);
+    assert_memory_equal(sink.data, payload, sizeof payload);
+
+    struct tandem_transport_stats sa = node_stats(&a), sb = node_stats(&b);
+    assert_int_equal(sa.connected, 1);
+    assert_int_equal(sb.accepted, 1);
+    assert_int_equal(sb.refused_cluster + sb.refused_epoch + sb.refused_malformed, 0);
+    assert_int_equal(a.warnings + b.warnings, 0);
+    node_stop(&a, &loop);
+    node_stop(&b, &loop);
+    loop_finish(&loop);
+}
+
+/* ---- 2. cluster id mismatch ---- */
+
+static void test_cluster_mismatch(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct node a, b;
+    node_start(&a, &loop, "east-1", "prod", 1, 0);
+    node_start(&b, &loop, "west-1", "staging", 1, 0);
+
+    struct conn c;
+    for (unsigned attempt = 0; attempt < 3; attempt++) {
+        assert_int_equal(node_connect(&a, &b, &loop, &c), RAFT_NOCONNECTION);
+    }
+    settle(&loop, 50); /* let b finish closing */
+    assert_int_equal(b.accepts, 0);
+    struct tandem_transport_stats sa = node_stats(&a), sb = node_stats(&b);
+    assert_int_equal(sb.refused_cluster, 3);
+    assert_int_equal(sa.refused_cluster, 3);
+    assert_int_equal(sb.accepted + sa.connected, 0);
+    /* Raft retries every second: each side says so once, not at every attempt. */
+    assert_int_equal(b.warnings, 1);
+    assert_int_equal(a.warnings, 1);
+    assert_int_equal(sa.epoch_newest_seen, 0); /* another cluster's epoch means nothing */
+    node_stop(&a, &loop);
+    node_stop(&b, &loop);
+    loop_finish(&loop);
+}
+
+/* ---- 3. epoch mismatch, then agreement ---- */
+
+static void test_epoch_mismatch_then_set_epoch(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct node a, b;
+    node_start(&a, &loop, "east-1", "prod", 1, 0);
+    node_start(&b, &loop, "west-1", "prod", 2, 0);
+
+    struct conn c;
+    assert_int_equal(node_connect(&a, &b, &loop, &c), RAFT_NOCONNECTION);
+    assert_int_equal(node_connect(&b, &a, &loop, &c), RAFT_NOCONNECTION);
+    settle(&loop, 50);
+    assert_int_equal(a.accepts + b.accepts, 0);
+    struct tandem_transport_stats sa = node_stats(&a), sb = node_stats(&b);
+    assert_int_equal(sa.refused_epoch, 2); /* refused by b, then refused b */
+    assert_int_equal(sb.refused_epoch, 2);
+    assert_int_equal(sa.epoch_newest_seen, 2); /* a can tell it is behind */
+    assert_int_equal(sb.epoch_newest_seen, 1); /* the highest a peer reported */
+
+    tandem_transport_set_epoch(&a.transport, 2);
+    assert_int_equal(tandem_transport_epoch(&a.transport), 2);
+    assert_int_equal(node_connect(&a, &b, &loop, &c), 0);
+    assert_true(run_until(&loop, node_accepted, &b, WAIT_MS));
+    assert_int_equal(b.accepts, 1);
+    assert_int_equal(b.accepted_id, a.id);
+    assert_int_equal(node_stats(&a).connected, 1);
+    conn_close(&c);
+    node_stop(&a, &loop);
+    node_stop(&b, &loop);
+    loop_finish(&loop);
+}
+
+/* ---- 4. garbage and oversized hellos ---- */
+
+static bool raw_eof(void *arg)
+{
+    return ((struct raw *)arg)->eof;
+}
+
+/* Sends len bytes of r->out and expects the connection closed; with an exact-size frame the
+ * MALFORMED ack must arrive first (with more, the unread rest may turn the close into a reset). */
+static void expect_malformed(uv_loop_t *loop, struct raw *r, size_t len, bool expect_ack)
+{
+    assert_true(run_until(loop, flag_set, &r->connected, WAIT_MS));
+    raw_send(r, len);
+    assert_true(run_until(loop, raw_eof, r, WAIT_MS));
+    if (expect_ack) {
+        assert_int_equal(r->in_len, ACK_SIZE);
+        assert_memory_equal(r->in, "TNDMACK!", 8);
+        assert_int_equal(get_le32(r->in + 12), 3); /* status: malformed */
+    }
+    raw_stop(r, loop);
+}
+
+/* A hello that is right up to its address field. */
+static void hello_build(uint8_t *out, uint32_t address_len, const char *address)
+{
+    memset(out, 0, HELLO_SIZE);
+    memcpy(out, "TNDMHELO", 8);
+    put_le(out + 8, 1, 4);
+    put_le(out + 12, address_len, 4);
+    put_le(out + 16, 1, 8);
+    put_le(out + 24, 42, 8);
+    memcpy(out + 32, "prod", 4);
+    memcpy(out + 96, address, strlen(address));
+}
+
+static void test_malformed_hello(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct node n;
+    node_start(&n, &loop, "east-1", "prod", 1, 0);
+    static struct raw r;
+
+    raw_start(&r, &loop, n.port); /* garbage: not even the magic */
+    memset(r.out, 'A', HELLO_SIZE);
+    expect_malformed(&loop, &r, HELLO_SIZE, true);
+
+    raw_start(&r, &loop, n.port); /* more garbage than a hello */
+    memset(r.out, 'B', RAW_BUF_MAX);
+    expect_malformed(&loop, &r, RAW_BUF_MAX, false);
+
+    raw_start(&r, &loop, n.port); /* the right magic and version, an oversized address */
+    hello_build(r.out, 100000, "");
+    memset(r.out + 96, 'x', HELLO_SIZE - 96);
+    expect_malformed(&loop, &r, HELLO_SIZE, true);
+
+    raw_start(&r, &loop, n.port); /* a valid frame whose address is not a member address */
+    hello_build(r.out, 5, "a|b|c");
+    expect_malformed(&loop, &r, HELLO_SIZE, true);
+
+    raw_start(&r, &loop, n.port); /* a hello cut short */
+    hello_build(r.out, 5, "a|b|c");
+    raw_send(&r, 100);
+    settle(&loop, 20);
+    uv_shutdown_t shutdown_req;
+    assert_int_equal(uv_shutdown(&shutdown_req, (uv_stream_t *)&r.tcp, NULL), 0);
+    assert_true(run_until(&loop, raw_eof, &r, WAIT_MS));
+    raw_stop(&r, &loop);
+
+    settle(&loop, 20);
+    struct tandem_transport_stats stats = node_stats(&n);
+    assert_int_equal(stats.refused_malformed, 5);
+    assert_int_equal(stats.accepted, 0);
+    assert_int_equal(n.accepts, 0);
+    assert_int_equal(n.warnings, 1); /* all from 127.0.0.1, all malformed: said once */
+    node_stop(&n, &loop);
+    loop_finish(&loop);
+}
+
+/* A hello and raft bytes in one write: the bytes must reach raft, none eaten by the handshake. */
+static void test_pipelined_bytes_stay_in_stream(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct node n;
+    node_start(&n, &loop, "east-1", "prod", 1, 0);
+    static struct raw r;
+    static const char address[] = "raw-1|west|127.0.0.1:1|http://127.0.0.1:1";
+    static const char payload[] = "raft preamble right behind the hello";
+    raw_start(&r, &loop, n.port);
+    assert_true(run_until(&loop, flag_set, &r.connected, WAIT_MS));
+    hello_build(r.out, (uint32_t)strlen(address), address);
+    memcpy(r.out + HELLO_SIZE, payload, sizeof payload);
+    raw_send(&r, HELLO_SIZE + sizeof payload);
+    assert_true(run_until(&loop, node_accepted, &n, WAIT_MS));
+    assert_int_equal(n.accepted_id, 42);
+    assert_string_equal(n.accepted_address, address);
+
+    struct sink sink = {.len = 0};
+    n.accepted_stream->data = &sink;
+    assert_int_equal(uv_read_start(n.accepted_stream, sink_alloc_cb, sink_read_cb), 0);
+    uv_shutdown_t shutdown_req;
+    assert_int_equal(uv_shutdown(&shutdown_req, (uv_stream_t *)&r.tcp, NULL), 0);
+    assert_true(run_until(&loop, sink_eof, &sink, WAIT_MS));
+    assert_int_equal(sink.len, sizeof payload);
+    assert_memory_equal(sink.data, payload, sizeof payload);
+    assert_int_equal(r.in_len, ACK_SIZE); /* the OK ack */
+    assert_memory_equal(r.in, "TNDMACK!", 8);
+    assert_int_equal(get_le32(r.in + 12), 0);
+    raw_stop(&r, &loop);
+    node_stop(&n, &loop);
+    loop_finish(&loop);
+}
+
+/* ---- 5. silent client ---- */
+
+static void test_silent_client_times_out(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct node n;
+    node_start(&n, &loop, "east-1", "prod", 1, 200);
+    static struct raw r;
+    raw_start(&r, &loop, n.port);
+    assert_true(run_until(&loop, flag_set, &r.connected, WAIT_MS));
+    uint64_t connected_at = uv_now(&loop);
+    assert_true(run_until(&loop, raw_eof, &r, WAIT_MS));
+    assert_true(r.eof_at_ms - connected_at >= 150);
+    assert_int_equal(r.in_len, 0);
+    assert_int_equal(node_stats(&n).timed_out, 1);
+    assert_int_equal(n.accepts, 0);
+    raw_stop(&r, &loop);
+    node_stop(&n, &loop);
+    loop_finish(&loop);
+}
+
+/* ---- 7. pending handshakes are bounded ---- */
+
+struct busy {
+    struct raw *clients;
+    unsigned n;
+};
+
+static bool busy_all_connected_one_eof(void *arg)
+{
+    struct busy *b = arg;
+    unsigned connected = 0, eofs = 0;
+    for (unsigned i = 0; i < b->n; i++) {
+        connected += b->clients[i].connected;
+        eofs += b->clients[i].eof;
+    }
+    return connected == b->n && eofs >= 1;
+}
+
+static void test_pending_handshakes_bounded(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct node n;
+    node_start(&n, &loop, "east-1", "prod", 1, 0); /* default timeout: 5 s, far off */
+    static struct raw clients[BUSY_CLIENTS];
+    struct busy busy = {clients, BUSY_CLIENTS};
+    for (unsigned i = 0; i < BUSY_CLIENTS; i++) {
+        raw_start(&clients[i], &loop, n.port);
+    }
+    assert_true(run_until(&loop, busy_all_connected_one_eof, &busy, WAIT_MS));
+    settle(&loop, 100); /* no second drop comes */
+    unsigned eofs = 0;
+    for (unsigned i = 0; i < BUSY_CLIENTS; i++) {
+        eofs += clients[i].eof;
+    }
+    assert_int_equal(eofs, 1);
+    assert_int_equal(node_stats(&n).dropped_busy, 1);
+    assert_int_equal(node_stats(&n).timed_out, 0);
+    node_stop(&n, &loop); /* closes the 64 pending handshakes */
+    for (unsigned i = 0; i < BUSY_CLIENTS; i++) {
+        raw_stop(&clients[i], &loop);
+    }
+    loop_finish(&loop);
+}
+
+/* ---- 8. close cancels pending connects ---- */
+
+struct mute {
+    uv_tcp_t listener;
+    uv_tcp_t peer;
+    bool accepted;
+    size_t bytes;
+    uint8_t buf[RAW_BUF_MAX];
+};
+
+static void mute_alloc_cb(uv_handle_t *handle, size_t suggested_size, uv_buf_t *buf)
+{
+    struct mute *m = handle->data;
+    (void)suggested_size;
+    buf->base = (char *)m->buf;
+    buf->len = sizeof m->buf;
+}
+
+static void mute_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct mute *m = stream->data;
+    (void)buf;
+    if (nread > 0) {
+        m->bytes += (size_t)nread;
+    } else if (nread < 0) {
+        uv_read_stop(stream);
+    }
+}
+
+static void mute_listen_cb(uv_stream_t *listener, int status)
+{
+    struct mute *m = listener->data;
+    assert_int_equal(status, 0);
+    assert_false(m->accepted);
+    assert_int_equal(uv_tcp_init(listener->loop, &m->peer), 0);
+    m->peer.data = m;
+    assert_int_equal(uv_accept(listener, (uv_stream_t *)&m->peer), 0);
+    m->accepted = true;
+    assert_int_equal(uv_read_start((uv_stream_t *)&m->peer, mute_alloc_cb, mute_read_cb), 0);
+}
+
+static bool mute_got_hello(void *arg)
+{
+    return ((struct mute *)arg)->bytes >= HELLO_SIZE;
+}
+
+static bool both_done(void *arg)
+{
+    struct conn *c = arg;
+    return c[0].done && c[1].done;
+}
+
+static void test_close_cancels_connects(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct node a;
+    node_start(&a, &loop, "east-1", "prod", 1, 0);
+    static struct mute mute;
+    memset(&mute, 0, sizeof mute);
+    int port = free_port();
+    struct sockaddr_in addr;
+    assert_int_equal(uv_ip4_addr("127.0.0.1", port, &addr), 0);
+    assert_int_equal(uv_tcp_init(&loop, &mute.listener), 0);
+    mute.listener.data = &mute;
+    assert_int_equal(uv_tcp_bind(&mute.listener, (struct sockaddr *)&addr, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&mute.listener, 8, mute_listen_cb), 0);
+    char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
+    snprintf(address, sizeof address, "mute|west|127.0.0.1:%d|http://127.0.0.1:1", port);
+
+    struct conn c[2];
+    memset(c, 0, sizeof c);
+    c[0].req.data = &c[0];
+    c[1].req.data = &c[1];
+    assert_int_equal(a.transport.connect(&a.transport, &c[0].req, 5, address, conn_cb), 0);
+    assert_true(run_until(&loop, mute_got_hello, &mute, WAIT_MS)); /* c[0] awaits the ack */
+    assert_int_equal(mute.bytes, HELLO_SIZE);
+    assert_int_equal(a.transport.connect(&a.transport, &c[1].req, 5, address, conn_cb), 0);
+    a.transport.close(&a.transport, node_close_cb); /* c[1] is still resolving */
+    assert_true(run_until(&loop, both_done, c, WAIT_MS));
+    assert_int_equal(c[0].status, RAFT_CANCELED);
+    assert_int_equal(c[1].status, RAFT_CANCELED);
+    assert_true(run_until(&loop, flag_set, &a.closed, WAIT_MS));
+    tandem_transport_close(&a.transport);
+    uv_close((uv_handle_t *)&mute.peer, NULL);
+    uv_close((uv_handle_t *)&mute.listener, NULL);
+    loop_finish(&loop);
+}
+
+/* ---- 6. raft_uv over the transport ---- */
+
+struct raft_node {
+    struct raft raft;
+    struct raft_io io;
+    struct raft_uv_transport transport;
+    struct raft_fsm fsm;
+    char dir[64];
+    char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
+    raft_id id;
+    unsigned applied;
+    uint64_t last_value;
+    bool closed;
+};
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    struct raft_node *n = fsm->data;
+    if (buf->len != 8) {
+        return RAFT_MALFORMED;
+    }
+    memcpy(&n->last_value, buf->base, 8);
+    n->applied++;
+    *result = NULL;
+    return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct raft_node *n = fsm->data;
+    *bufs = raft_malloc(sizeof **bufs);
+    if (*bufs == NULL) {
+        return RAFT_NOMEM;
+    }
+    (*bufs)[0].len = 8;
+    (*bufs)[0].base = raft_malloc(8);
+    if ((*bufs)[0].base == NULL) {
+        raft_free(*bufs);
+        return RAFT_NOMEM;
+    }
+    memcpy((*bufs)[0].base, &n->last_value, 8);
+    *n_bufs = 1;
+    return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    struct raft_node *n = fsm->data;
+    if (buf->len != 8) {
+        return RAFT_MALFORMED;
+    }
+    memcpy(&n->last_value, buf->base, 8);
+    raft_free(buf->base);
+    return 0;
+}
+
+static void raft_node_init(struct raft_node *n, uv_loop_t *loop, const char *name, int port)
+{
+    memset(n, 0, sizeof *n);
+    snprintf(n->dir, sizeof n->dir, "/tmp/tandem-transport-XXXXXX");
+    assert_non_null(mkdtemp(n->dir));
+    snprintf(n->address, sizeof n->address, "%s|east|127.0.0.1:%d|http://127.0.0.1:1", name, port);
+    n->id = tandem_member_id(name);
+    n->fsm = (struct raft_fsm){.version = 1,
+                               .data = n,
+                               .apply = fsm_apply,
+                               .snapshot = fsm_snapshot,
+                               .restore = fsm_restore};
+    struct tandem_transport_config config = {.cluster_id = "prod", .epoch = 3};
+    assert_int_equal(tandem_transport_init(&n->transport, loop, &config), 0);
+    assert_int_equal(raft_uv_init(&n->io, loop, n->dir, &n->transport), 0);
+    raft_uv_set_auto_recovery(&n->io, false);
+    raft_uv_set_connect_retry_delay(&n->io, 50);
+    raft_uv_set_segment_size(&n->io, 256 * 1024);
+    assert_int_equal(raft_init(&n->raft, &n->io, &n->fsm, n->id, n->address), 0);
+    n->raft.data = n;
+    raft_set_election_timeout(&n->raft, 300);
+    raft_set_heartbeat_timeout(&n->raft, 50);
+    raft_set_capacity_threshold(&n->raft, 0);
+}
+
+static void raft_node_close_cb(struct raft *r)
+{
+    struct raft_node *n = r->data;
+    n->closed = true;
+}
+
+static void remove_dir(const char *path)
+{
+    DIR *dir = opendir(path);
+    assert_non_null(dir);
+    char file[64 + 256 + 2]; /* dir + d_name */
+    for (struct dirent *e = readdir(dir); e != NULL; e = readdir(dir)) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            snprintf(file, sizeof file, "%s/%s", path, e->d_name);
+            assert_int_equal(unlink(file), 0);
+        }
+    }
+    closedir(dir);
+    assert_int_equal(rmdir(path), 0);
+}
+
+struct cluster {
+    struct raft_node *nodes;
+    struct raft_apply apply;
+    bool apply_done;
+    int apply_status;
+};
+
+static struct raft_node *cluster_leader(struct cluster *c)
+{
+    for (unsigned i = 0; i < 2; i++) {
+        if (raft_state(&c->nodes[i].raft) == RAFT_LEADER) {
+            return &c->nodes[i];
+        }
+    }
+    return NULL;
+}
+
+static bool cluster_has_leader(void *arg)
+{
+    return cluster_leader(arg) != NULL;
+}
+
+static bool cluster_applied(void *arg)
+{
+    struct cluster *c = arg;
+    return c->apply_done && c->nodes[0].applied == 1 && c->nodes[1].applied == 1;
+}
+
+static bool cluster_closed(void *arg)
+{
+    struct cluster *c = arg;
+    return c->nodes[0].closed && c->nodes[1].closed;
+}
+
+static void apply_cb(struct raft_apply *req, int status, void *result)
+{
+    struct cluster *c = req->data;
+    (void)result;
+    c->apply_done = true;
+    c->apply_status = status;
+}
+
+static void cluster_bootstrap_start(struct cluster *c)
+{
+    struct raft_configuration conf;
+    raft_configuration_init(&conf);
+    for (unsigned i = 0; i < 2; i++) {
+        assert_int_equal(
+            raft_configuration_add(&conf, c->nodes[i].id, c->nodes[i].address, RAFT_VOTER), 0);
+    }
+    for (unsigned i = 0; i < 2; i++) {
+        assert_int_equal(raft_bootstrap(&c->nodes[i].raft, &conf), 0);
+    }
+    raft_configuration_close(&conf);
+    for (unsigned i = 0; i < 2; i++) {
+        assert_int_equal(raft_start(&c->nodes[i].raft), 0);
+    }
+}
+
+static void test_raft_over_transport(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    static struct raft_node nodes[2];
+    raft_node_init(&nodes[0], &loop, "east-1", free_port());
+    raft_node_init(&nodes[1], &loop, "west-1", free_port());
+    struct cluster c = {.nodes = nodes};
+    cluster_bootstrap_start(&c);
+
+    assert_true(run_until(&loop, cluster_has_leader, &c, 5000));
+    struct raft_node *leader = cluster_leader(&c);
+    struct raft_buffer buf = {.base = raft_malloc(8), .len = 8}; /* padded to 8 bytes */
+    assert_non_null(buf.base);
+    uint64_t value = 0x7a6e646d;
+    memcpy(buf.base, &value, 8);
+    c.apply.data = &c;
+    assert_int_equal(raft_apply(&leader->raft, &c.apply, &buf, 1, apply_cb), 0);
+    assert_true(run_until(&loop, cluster_applied, &c, 5000));
+    assert_int_equal(c.apply_status, 0);
+    for (unsigned i = 0; i < 2; i++) {
+        assert_int_equal(nodes[i].last_value, value);
+        struct tandem_transport_stats stats;
+        tandem_transport_stats(&nodes[i].transport, &stats);
+        assert_true(stats.connected >= 1 && stats.accepted >= 1);
+        assert_int_equal(stats.refused_cluster + stats.refused_epoch + stats.refused_malformed, 0);
+    }
+
+    for (unsigned i = 0; i < 2; i++) {
+        raft_close(&nodes[i].raft, raft_node_close_cb);
+    }
+    assert_true(run_until(&loop, cluster_closed, &c, WAIT_MS));
+    for (unsigned i = 0; i < 2; i++) {
+        raft_uv_close(&nodes[i].io);
+        tandem_transport_close(&nodes[i].transport);
+        assert_null(nodes[i].transport.impl);
+        remove_dir(nodes[i].dir);
+    }
+    loop_finish(&loop);
+}
+
+/* ---- config validation ---- */
+
+static void test_config_rejected(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct raft_uv_transport t;
+    memset(&t, 0, sizeof t);
+    struct tandem_transport_config config = {.cluster_id = "bad id"};
+    assert_int_equal(tandem_transport_init(&t, &loop, &config), RAFT_INVALID);
+    config.cluster_id = "prod";
+    config.bind_address = "nohostport";
+    assert_int_equal(tandem_transport_init(&t, &loop, &config), RAFT_INVALID);
+    config.bind_address = NULL;
+    config.handshake_timeout_ms = TANDEM_TRANSPORT_HANDSHAKE_TIMEOUT_MS_MAX + 1;
+    assert_int_equal(tandem_transport_init(&t, &loop, &config), RAFT_INVALID);
+    config.handshake_timeout_ms = 0;
+    assert_int_equal(tandem_transport_init(&t, &loop, &config), 0);
+    assert_int_equal(t.init(&t, 1, "127.0.0.1:9001"), RAFT_INVALID); /* not a member address */
+    tandem_transport_close(&t);
+    loop_finish(&loop);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_connect_and_handover),
+        cmocka_unit_test(test_cluster_mismatch),
+        cmocka_unit_test(test_epoch_mismatch_then_set_epoch),
+        cmocka_unit_test(test_malformed_hello),
+        cmocka_unit_test(test_pipelined_bytes_stay_in_stream),
+        cmocka_unit_test(test_silent_client_times_out),
+        cmocka_unit_test(test_raft_over_transport),
+        cmocka_unit_test(test_pending_handshakes_bounded),
+        cmocka_unit_test(test_close_cancels_connects),
+        cmocka_unit_test(test_config_rejected),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

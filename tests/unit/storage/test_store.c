@@ -1,0 +1,657 @@
+/* Unit tests for the LMDB state store: commits, abort, digests, snapshot, restore and swap recovery. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "storage/store.h"
+
+#define MAP_SIZE             ((size_t)256 * 1024 * 1024) /* big enough for the multi-txn restore */
+#define FD_MAX               16                          /* descriptors nftw may hold open */
+#define KEY_TEXT_MAX         64                          /* bytes of a generated key or value */
+#define MANY_RECORDS         70000 /* more than one restore transaction's worth (65536) */
+#define SNAPSHOT_HEADER_SIZE 136   /* magic 8, format 4, dbs 4, index/records/len 24, digests 96 */
+
+/* One test's scratch directory holding the store directories. */
+struct fixture
+{
+    char root[PATH_MAX];
+    char dir_a[PATH_MAX];
+    char dir_b[PATH_MAX];
+    struct tandem_store a;
+    struct tandem_store b;
+    bool a_open, b_open;
+};
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    const char *tmp = getenv("TMPDIR");
+    assert_non_null(f);
+    snprintf(f->root, sizeof f->root, "%s/tandem-store-XXXXXX",
+             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+    assert_non_null(mkdtemp(f->root));
+    snprintf(f->dir_a, sizeof f->dir_a, "%s/a", f->root);
+    snprintf(f->dir_b, sizeof f->dir_b, "%s/b", f->root);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    if (f->a_open) {
+        tandem_store_close(&f->a);
+    }
+    if (f->b_open) {
+        tandem_store_close(&f->b);
+    }
+    assert_int_equal(nftw(f->root, remove_entry, FD_MAX, FTW_DEPTH | FTW_PHYS), 0);
+    free(f);
+    return 0;
+}
+
+static void open_store(struct tandem_store *s, const char *dir, bool *is_open)
+{
+    int rv = tandem_store_open(s, dir, MAP_SIZE);
+    if (rv != 0) {
+        fail_msg("tandem_store_open %s: %d %s", dir, rv, s->errmsg);
+    }
+    *is_open = true;
+}
+
+static void close_store(struct tandem_store *s, bool *is_open)
+{
+    tandem_store_close(s);
+    *is_open = false;
+}
+
+static void put(struct tandem_store *s, const char *key, const char *value)
+{
+    MDB_txn *txn;
+    assert_int_equal(tandem_store_write_txn(s, &txn), 0);
+    MDB_val k = {.mv_size = strlen(key), .mv_data = (void *)key};
+    MDB_val v = {.mv_size = strlen(value), .mv_data = (void *)value};
+    assert_int_equal(mdb_put(txn, s->dbi[TANDEM_DB_KV], &k, &v, 0), 0);
+}
+
+/* The committed value of key, or NULL; *buf receives a copy. */
+static const char *get(struct tandem_store *s, const char *key, char *buf, size_t size)
+{
+    MDB_txn *txn;
+    MDB_val k = {.mv_size = strlen(key), .mv_data = (void *)key}, v;
+    assert_int_equal(tandem_store_read_txn(s, &txn), 0);
+    int rv = mdb_get(txn, s->dbi[TANDEM_DB_KV], &k, &v);
+    const char *out = NULL;
+    if (rv == 0) {
+        assert_true(v.mv_size < size);
+        memcpy(buf, v.mv_data, v.mv_size);
+        buf[v.mv_size] = '\0';
+        out = buf;
+    } else {
+        assert_int_equal(rv, MDB_NOTFOUND);
+    }
+    mdb_txn_abort(txn);
+    return out;
+}
+
+static void digest_of(struct tandem_store *s, uint8_t out[TANDEM_DIGEST_LEN])
+{
+    MDB_txn *txn;
+    assert_int_equal(tandem_store_read_txn(s, &txn), 0);
+    assert_int_equal(tandem_store_state_digest(s, txn, out), 0);
+    mdb_txn_abort(txn);
+}
+
+static void fill_digest(uint8_t digest[TANDEM_DIGEST_LEN], uint8_t seed)
+{
+    for (size_t i = 0; i < TANDEM_DIGEST_LEN; i++) {
+        digest[i] = (uint8_t)(seed + i * 7);
+    }
+}
+
+static void set_applied(struct tandem_store *s, uint64_t index, uint8_t seed)
+{
+    uint8_t digest[TANDEM_DIGEST_LEN];
+    fill_digest(digest, seed);
+    assert_int_equal(tandem_store_set_applied(s, index, digest), 0);
+    assert_int_equal(s->applied_index, index);
+    assert_memory_equal(s->apply_digest, digest, TANDEM_DIGEST_LEN);
+}
+
+static void assert_applied(const struct tandem_store *s, uint64_t index, uint8_t seed)
+{
+    uint8_t digest[TANDEM_DIGEST_LEN];
+    fill_digest(digest, seed);
+    assert_int_equal(s->applied_index, index);
+    assert_memory_equal(s->apply_digest, digest, TANDEM_DIGEST_LEN);
+}
+
+static bool path_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static void snapshot_of(struct tandem_store *s, void **buf, size_t *len)
+{
+    MDB_txn *txn;
+    assert_int_equal(tandem_store_read_txn(s, &txn), 0);
+    int rv = tandem_store_snapshot_write(s, txn, buf, len);
+    mdb_txn_abort(txn);
+    if (rv != 0) {
+        fail_msg("snapshot_write: %d %s", rv, s->errmsg);
+    }
+}
+
+/* Store a: three keys at applied_index 42, committed. */
+static void populate_a(struct fixture *f)
+{
+    open_store(&f->a, f->dir_a, &f->a_open);
+    put(&f->a, "alpha", "1");
+    put(&f->a, "beta", "22");
+    put(&f->a, "gamma", "333");
+    set_applied(&f->a, 42, 0xA0);
+    assert_int_equal(tandem_store_commit(&f->a), 0);
+}
+
+static void test_open_close_empty(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t zero[TANDEM_DIGEST_LEN] = {0};
+    char path[PATH_MAX + 16];
+    open_store(&f->a, f->dir_a, &f->a_open);
+    assert_int_equal(f->a.applied_index, 0);
+    assert_memory_equal(f->a.apply_digest, zero, TANDEM_DIGEST_LEN);
+    assert_null(f->a.write_txn);
+    close_store(&f->a, &f->a_open);
+    snprintf(path, sizeof path, "%s/data.mdb", f->dir_a);
+    assert_true(path_exists(path));
+    open_store(&f->a, f->dir_a, &f->a_open);
+    assert_int_equal(f->a.applied_index, 0);
+}
+
+static void test_commit_persists_meta(void **state)
+{
+    struct fixture *f = *state;
+    char buf[KEY_TEXT_MAX];
+    open_store(&f->a, f->dir_a, &f->a_open);
+    put(&f->a, "k", "v");
+    set_applied(&f->a, 7, 0x11);
+    assert_non_null(f->a.write_txn);
+    assert_int_equal(tandem_store_commit(&f->a), 0);
+    assert_null(f->a.write_txn);
+    assert_int_equal(f->a.commits, 1);
+    /* Committing with no open transaction is a no-op. */
+    assert_int_equal(tandem_store_commit(&f->a), 0);
+    assert_int_equal(f->a.commits, 1);
+    close_store(&f->a, &f->a_open);
+
+    open_store(&f->a, f->dir_a, &f->a_open);
+    assert_applied(&f->a, 7, 0x11);
+    assert_string_equal(get(&f->a, "k", buf, sizeof buf), "v");
+}
+
+static void test_close_commits_pending(void **state)
+{
+    struct fixture *f = *state;
+    char buf[KEY_TEXT_MAX];
+    open_store(&f->a, f->dir_a, &f->a_open);
+    put(&f->a, "k", "v");
+    set_applied(&f->a, 3, 0x33);
+    close_store(&f->a, &f->a_open);
+    open_store(&f->a, f->dir_a, &f->a_open);
+    assert_applied(&f->a, 3, 0x33);
+    assert_string_equal(get(&f->a, "k", buf, sizeof buf), "v");
+}
+
+static void test_abort_drops_uncommitted(void **state)
+{
+    struct fixture *f = *state;
+    char buf[KEY_TEXT_MAX];
+    open_store(&f->a, f->dir_a, &f->a_open);
+    put(&f->a, "kept", "1");
+    set_applied(&f->a, 5, 0x55);
+    assert_int_equal(tandem_store_commit(&f->a), 0);
+
+    put(&f->a, "dropped", "2");
+    put(&f->a, "kept", "changed");
+    set_applied(&f->a, 6, 0x66);
+    tandem_store_abort(&f->a);
+    assert_null(f->a.write_txn);
+    assert_applied(&f->a, 5, 0x55);
+    assert_null(get(&f->a, "dropped", buf, sizeof buf));
+    assert_string_equal(get(&f->a, "kept", buf, sizeof buf), "1");
+
+    /* The store stays usable after an abort. */
+    put(&f->a, "after", "3");
+    set_applied(&f->a, 6, 0x67);
+    assert_int_equal(tandem_store_commit(&f->a), 0);
+    close_store(&f->a, &f->a_open);
+    open_store(&f->a, f->dir_a, &f->a_open);
+    assert_applied(&f->a, 6, 0x67);
+    assert_string_equal(get(&f->a, "after", buf, sizeof buf), "3");
+    assert_null(get(&f->a, "dropped", buf, sizeof buf));
+}
+
+/* Builds store s in dir from key/value pairs (NULL-terminated), one transaction per pair. */
+static void build(struct tandem_store *s, const char *dir, bool *is_open, ...)
+{
+    va_list args;
+    open_store(s, dir, is_open);
+    va_start(args, is_open);
+    for (const char *key = va_arg(args, const char *); key != NULL;
+         key = va_arg(args, const char *)) {
+        put(s, key, va_arg(args, const char *));
+        assert_int_equal(tandem_store_commit(s), 0);
+    }
+    va_end(args);
+}
+
+static void rebuild(struct fixture *f, const char *a_pairs[], const char *b_pairs[], size_t n)
+{
+    if (f->a_open) {
+        close_store(&f->a, &f->a_open);
+    }
+    if (f->b_open) {
+        close_store(&f->b, &f->b_open);
+    }
+    assert_int_equal(nftw(f->root, remove_entry, FD_MAX, FTW_DEPTH | FTW_PHYS), 0);
+    assert_int_equal(mkdir(f->root, 0700), 0);
+    open_store(&f->a, f->dir_a, &f->a_open);
+    open_store(&f->b, f->dir_b, &f->b_open);
+    for (size_t i = 0; i < n; i++) {
+        put(&f->a, a_pairs[2 * i], a_pairs[2 * i + 1]);
+        put(&f->b, b_pairs[2 * i], b_pairs[2 * i + 1]);
+    }
+    assert_int_equal(tandem_store_commit(&f->a), 0);
+    assert_int_equal(tandem_store_commit(&f->b), 0);
+}
+
+static bool digests_equal(struct fixture *f)
+{
+    uint8_t da[TANDEM_DIGEST_LEN], db[TANDEM_DIGEST_LEN];
+    digest_of(&f->a, da);
+    digest_of(&f->b, db);
+    return memcmp(da, db, TANDEM_DIGEST_LEN) == 0;
+}
+
+static void test_digest_order_independent(void **state)
+{
+    struct fixture *f = *state;
+    build(&f->a, f->dir_a, &f->a_open, "a", "1", "b", "2", "c", "3", NULL);
+    build(&f->b, f->dir_b, &f->b_open, "c", "3", "a", "1", "b", "2", NULL);
+    assert_true(digests_equal(f));
+    /* applied_index and apply_digest (meta) are not state. */
+    set_applied(&f->b, 99, 0x99);
+    assert_int_equal(tandem_store_commit(&f->b), 0);
+    assert_true(digests_equal(f));
+    /* An overwritten value hashes as the final value only. */
+    put(&f->b, "a", "x");
+    assert_int_equal(tandem_store_commit(&f->b), 0);
+    assert_false(digests_equal(f));
+    put(&f->b, "a", "1");
+    assert_int_equal(tandem_store_commit(&f->b), 0);
+    assert_true(digests_equal(f));
+}
+
+static void test_digest_differs(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t empty[TANDEM_DIGEST_LEN], one[TANDEM_DIGEST_LEN];
+    open_store(&f->a, f->dir_a, &f->a_open);
+    digest_of(&f->a, empty);
+    put(&f->a, "a", "");
+    assert_int_equal(tandem_store_commit(&f->a), 0);
+    digest_of(&f->a, one);
+    assert_memory_not_equal(empty, one, TANDEM_DIGEST_LEN); /* an empty value still counts */
+    close_store(&f->a, &f->a_open);
+
+    const char *value_a[] = {"a", "1", "b", "2"}, *value_b[] = {"a", "1", "b", "3"};
+    rebuild(f, value_a, value_b, 2);
+    assert_false(digests_equal(f));
+    /* Values swapped between keys. */
+    const char *swap_a[] = {"k1", "x", "k2", "y"}, *swap_b[] = {"k1", "y", "k2", "x"};
+    rebuild(f, swap_a, swap_b, 2);
+    assert_false(digests_equal(f));
+    /* Framing: bytes moving across the key/value boundary ("a"+"bc" vs "ab"+"c"). */
+    const char *kv_a[] = {"a", "bc"}, *kv_b[] = {"ab", "c"};
+    rebuild(f, kv_a, kv_b, 1);
+    assert_false(digests_equal(f));
+    /* Framing: part of a value moving into the next record ("a"+"bc"+"d"+"e" vs "a"+"b"+"cd"+"e"). */
+    const char *rec_a[] = {"a", "bc", "d", "e"}, *rec_b[] = {"a", "b", "cd", "e"};
+    rebuild(f, rec_a, rec_b, 2);
+    assert_false(digests_equal(f));
+    /* A value moving from one key to another. */
+    const char *move_a[] = {"k1", "value", "k2", ""}, *move_b[] = {"k1", "", "k2", "value"};
+    rebuild(f, move_a, move_b, 2);
+    assert_false(digests_equal(f));
+    /* Sanity: the same pairs give the same digest through rebuild. */
+    rebuild(f, move_a, move_a, 2);
+    assert_true(digests_equal(f));
+}
+
+static void test_snapshot_round_trip(void **state)
+{
+    struct fixture *f = *state;
+    void *buf;
+    size_t len;
+    uint64_t index = 0;
+    char errmsg[256] = "", text[KEY_TEXT_MAX];
+    uint8_t da[TANDEM_DIGEST_LEN], db[TANDEM_DIGEST_LEN];
+    populate_a(f);
+    /* Pending writes in the grouped transaction are not part of a snapshot of committed state. */
+    put(&f->a, "pending", "p");
+    set_applied(&f->a, 43, 0xA1);
+    snapshot_of(&f->a, &buf, &len);
+    tandem_store_abort(&f->a);
+    assert_int_equal(tandem_store_snapshot_check(buf, len, &index, errmsg), 0);
+    assert_int_equal(index, 42);
+
+    open_store(&f->b, f->dir_b, &f->b_open);
+    assert_int_equal(tandem_store_restore(&f->b, buf, len), 0);
+    assert_applied(&f->b, 42, 0xA0);
+    digest_of(&f->a, da);
+    digest_of(&f->b, db);
+    assert_memory_equal(da, db, TANDEM_DIGEST_LEN);
+    assert_string_equal(get(&f->b, "beta", text, sizeof text), "22");
+    assert_null(get(&f->b, "pending", text, sizeof text));
+
+    /* The swap left no side directories, and the restored state survives a reopen. */
+    char side[PATH_MAX + 8];
+    snprintf(side, sizeof side, "%s.new", f->dir_b);
+    assert_false(path_exists(side));
+    snprintf(side, sizeof side, "%s.old", f->dir_b);
+    assert_false(path_exists(side));
+    close_store(&f->b, &f->b_open);
+    open_store(&f->b, f->dir_b, &f->b_open);
+    assert_applied(&f->b, 42, 0xA0);
+    digest_of(&f->b, db);
+    assert_memory_equal(da, db, TANDEM_DIGEST_LEN);
+    free(buf);
+}
+
+static void test_snapshot_replaces_state(void **state)
+{
+    struct fixture *f = *state;
+    void *buf;
+    size_t len;
+    char text[KEY_TEXT_MAX];
+    uint8_t da[TANDEM_DIGEST_LEN], db[TANDEM_DIGEST_LEN];
+    populate_a(f);
+    snapshot_of(&f->a, &buf, &len);
+    /* b is behind a and has a key a does not: the restore must drop it. */
+    open_store(&f->b, f->dir_b, &f->b_open);
+    put(&f->b, "stale", "s");
+    set_applied(&f->b, 10, 0x10);
+    assert_int_equal(tandem_store_commit(&f->b), 0);
+    /* An uncommitted write below the snapshot's index is committed then replaced. */
+    put(&f->b, "stale2", "s");
+    set_applied(&f->b, 11, 0x12);
+    assert_int_equal(tandem_store_restore(&f->b, buf, len), 0);
+    assert_null(f->b.write_txn);
+    assert_applied(&f->b, 42, 0xA0);
+    assert_null(get(&f->b, "stale", text, sizeof text));
+    assert_null(get(&f->b, "stale2", text, sizeof text));
+    digest_of(&f->a, da);
+    digest_of(&f->b, db);
+    assert_memory_equal(da, db, TANDEM_DIGEST_LEN);
+    /* Apply goes on in the swapped-in environment. */
+    put(&f->b, "next", "n");
+    set_applied(&f->b, 43, 0xA3);
+    assert_int_equal(tandem_store_commit(&f->b), 0);
+    close_store(&f->b, &f->b_open);
+    open_store(&f->b, f->dir_b, &f->b_open);
+    assert_applied(&f->b, 43, 0xA3);
+    assert_string_equal(get(&f->b, "next", text, sizeof text), "n");
+    free(buf);
+}
+
+static void test_snapshot_many_records(void **state)
+{
+    struct fixture *f = *state;
+    void *buf;
+    size_t len;
+    char key[KEY_TEXT_MAX], value[KEY_TEXT_MAX], text[KEY_TEXT_MAX];
+    uint8_t da[TANDEM_DIGEST_LEN], db[TANDEM_DIGEST_LEN];
+    open_store(&f->a, f->dir_a, &f->a_open);
+    for (unsigned i = 0; i < MANY_RECORDS; i++) {
+        snprintf(key, sizeof key, "key-%08u", (i * 7919u) % MANY_RECORDS);
+        snprintf(value, sizeof value, "value-%u", i);
+        put(&f->a, key, value);
+    }
+    set_applied(&f->a, 1000, 0x42);
+    assert_int_equal(tandem_store_commit(&f->a), 0);
+    snapshot_of(&f->a, &buf, &len);
+    open_store(&f->b, f->dir_b, &f->b_open);
+    assert_int_equal(tandem_store_restore(&f->b, buf, len), 0);
+    assert_applied(&f->b, 1000, 0x42);
+    digest_of(&f->a, da);
+    digest_of(&f->b, db);
+    assert_memory_equal(da, db, TANDEM_DIGEST_LEN);
+    snprintf(key, sizeof key, "key-%08u", (unsigned)(MANY_RECORDS - 1));
+    assert_string_equal(get(&f->b, key, text, sizeof text), get(&f->a, key, value, sizeof value));
+    free(buf);
+}
+
+static void test_restore_skipped_when_ahead(void **state)
+{
+    struct fixture *f = *state;
+    void *buf;
+    size_t len;
+    char text[KEY_TEXT_MAX];
+    uint8_t before[TANDEM_DIGEST_LEN], after[TANDEM_DIGEST_LEN];
+    populate_a(f);
+    snapshot_of(&f->a, &buf, &len);
+
+    open_store(&f->b, f->dir_b, &f->b_open);
+    put(&f->b, "local", "ahead");
+    set_applied(&f->b, 50, 0x50);
+    assert_int_equal(tandem_store_commit(&f->b), 0);
+    digest_of(&f->b, before);
+    assert_int_equal(tandem_store_restore(&f->b, buf, len), 0);
+    assert_applied(&f->b, 50, 0x50);
+    digest_of(&f->b, after);
+    assert_memory_equal(before, after, TANDEM_DIGEST_LEN);
+    assert_string_equal(get(&f->b, "local", text, sizeof text), "ahead");
+    assert_null(get(&f->b, "alpha", text, sizeof text));
+
+    /* Equal index: skipped as well. */
+    close_store(&f->b, &f->b_open);
+    assert_int_equal(nftw(f->dir_b, remove_entry, FD_MAX, FTW_DEPTH | FTW_PHYS), 0);
+    open_store(&f->b, f->dir_b, &f->b_open);
+    put(&f->b, "local", "equal");
+    set_applied(&f->b, 42, 0x42);
+    assert_int_equal(tandem_store_commit(&f->b), 0);
+    digest_of(&f->b, before);
+    assert_int_equal(tandem_store_restore(&f->b, buf, len), 0);
+    assert_applied(&f->b, 42, 0x42);
+    digest_of(&f->b, after);
+    assert_memory_equal(before, after, TANDEM_DIGEST_LEN);
+    free(buf);
+}
+
+/* Restoring the damaged buffer fails with errmsg containing expected and leaves b as it was. */
+static void assert_refused(struct fixture *f, const void *buf, size_t len, const char *expected)
+{
+    uint8_t before[TANDEM_DIGEST_LEN], after[TANDEM_DIGEST_LEN];
+    char errmsg[256] = "", text[KEY_TEXT_MAX], side[PATH_MAX + 8];
+    uint64_t index = 0;
+    assert_int_not_equal(tandem_store_snapshot_check(buf, len, &index, errmsg), 0);
+    if (strstr(errmsg, expected) == NULL) {
+        fail_msg("snapshot_check errmsg \"%s\", expected \"%s\"", errmsg, expected);
+    }
+    digest_of(&f->b, before);
+    f->b.errmsg[0] = '\0';
+    assert_int_not_equal(tandem_store_restore(&f->b, buf, len), 0);
+    if (strstr(f->b.errmsg, expected) == NULL) {
+        fail_msg("restore errmsg \"%s\", expected \"%s\"", f->b.errmsg, expected);
+    }
+    assert_applied(&f->b, 5, 0x05);
+    digest_of(&f->b, after);
+    assert_memory_equal(before, after, TANDEM_DIGEST_LEN);
+    assert_string_equal(get(&f->b, "mine", text, sizeof text), "m");
+    snprintf(side, sizeof side, "%s.new", f->dir_b);
+    assert_false(path_exists(side));
+}
+
+static void test_corrupt_snapshot_refused(void **state)
+{
+    struct fixture *f = *state;
+    void *buf;
+    size_t len;
+    populate_a(f);
+    snapshot_of(&f->a, &buf, &len);
+    assert_true(len > SNAPSHOT_HEADER_SIZE);
+    uint8_t *bytes = buf;
+    open_store(&f->b, f->dir_b, &f->b_open);
+    put(&f->b, "mine", "m");
+    set_applied(&f->b, 5, 0x05);
+    assert_int_equal(tandem_store_commit(&f->b), 0);
+
+    /* A flipped payload byte (inside a value). */
+    bytes[len - 1] ^= 0x01;
+    assert_refused(f, buf, len, "checksum");
+    bytes[len - 1] ^= 0x01;
+    /* A flipped byte in a record frame. */
+    bytes[SNAPSHOT_HEADER_SIZE + 4] ^= 0x80;
+    assert_refused(f, buf, len, "checksum");
+    bytes[SNAPSHOT_HEADER_SIZE + 4] ^= 0x80;
+    /* Truncated: inside the payload, and inside the header. */
+    assert_refused(f, buf, len - 3, "length");
+    assert_refused(f, buf, SNAPSHOT_HEADER_SIZE - 1, "too short");
+    assert_refused(f, buf, 0, "too short");
+    /* Bad magic. */
+    bytes[0] ^= 0xff;
+    assert_refused(f, buf, len, "magic");
+    bytes[0] ^= 0xff;
+
+    /* Undamaged, the same buffer restores. */
+    assert_int_equal(tandem_store_restore(&f->b, buf, len), 0);
+    assert_applied(&f->b, 42, 0xA0);
+    free(buf);
+}
+
+/* Copies an environment's data file into another directory (which must exist). */
+static void copy_env(const char *from, const char *to)
+{
+    char src[PATH_MAX + 16], dst[PATH_MAX + 16];
+    snprintf(src, sizeof src, "%s/data.mdb", from);
+    snprintf(dst, sizeof dst, "%s/data.mdb", to);
+    int in = open(src, O_RDONLY);
+    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(in >= 0 && out >= 0);
+    char chunk[65536];
+    ssize_t n;
+    while ((n = read(in, chunk, sizeof chunk)) > 0) {
+        assert_int_equal(write(out, chunk, (size_t)n), n);
+    }
+    assert_int_equal(n, 0);
+    assert_int_equal(close(in), 0);
+    assert_int_equal(close(out), 0);
+}
+
+static void test_interrupted_swap_finished_by_open(void **state)
+{
+    struct fixture *f = *state;
+    char next[PATH_MAX + 8], old[PATH_MAX + 8], text[KEY_TEXT_MAX];
+    uint8_t da[TANDEM_DIGEST_LEN], db[TANDEM_DIGEST_LEN];
+    populate_a(f);
+    digest_of(&f->a, da);
+    close_store(&f->a, &f->a_open);
+
+    /* b crashed between "rename b -> b.old" and "rename b.new -> b": b.new holds a complete
+     * environment (a's), b.old the previous state, b itself is gone. */
+    open_store(&f->b, f->dir_b, &f->b_open);
+    put(&f->b, "previous", "p");
+    set_applied(&f->b, 3, 0x03);
+    close_store(&f->b, &f->b_open);
+    snprintf(next, sizeof next, "%s.new", f->dir_b);
+    snprintf(old, sizeof old, "%s.old", f->dir_b);
+    assert_int_equal(rename(f->dir_b, old), 0);
+    assert_int_equal(mkdir(next, 0700), 0);
+    copy_env(f->dir_a, next);
+
+    open_store(&f->b, f->dir_b, &f->b_open);
+    assert_applied(&f->b, 42, 0xA0);
+    digest_of(&f->b, db);
+    assert_memory_equal(da, db, TANDEM_DIGEST_LEN);
+    assert_null(get(&f->b, "previous", text, sizeof text));
+    assert_false(path_exists(next));
+    assert_false(path_exists(old));
+}
+
+static void test_unfinished_restore_discarded_by_open(void **state)
+{
+    struct fixture *f = *state;
+    char next[PATH_MAX + 8], text[KEY_TEXT_MAX];
+    populate_a(f);
+    close_store(&f->a, &f->a_open);
+    /* A crash while building b.new: b is intact and wins; b.new is thrown away. */
+    open_store(&f->b, f->dir_b, &f->b_open);
+    put(&f->b, "previous", "p");
+    set_applied(&f->b, 3, 0x03);
+    close_store(&f->b, &f->b_open);
+    snprintf(next, sizeof next, "%s.new", f->dir_b);
+    assert_int_equal(mkdir(next, 0700), 0);
+    copy_env(f->dir_a, next);
+    open_store(&f->b, f->dir_b, &f->b_open);
+    assert_applied(&f->b, 3, 0x03);
+    assert_string_equal(get(&f->b, "previous", text, sizeof text), "p");
+    assert_false(path_exists(next));
+}
+
+static void test_digest_hex(void **state)
+{
+    (void)state;
+    uint8_t digest[TANDEM_DIGEST_LEN];
+    char hex[2 * TANDEM_DIGEST_LEN + 1];
+    memset(digest, 0, sizeof digest);
+    digest[0] = 0xab;
+    digest[TANDEM_DIGEST_LEN - 1] = 0x09;
+    tandem_digest_hex(digest, hex);
+    assert_int_equal(strlen(hex), 2 * TANDEM_DIGEST_LEN);
+    assert_memory_equal(hex, "ab00", 4);
+    assert_string_equal(hex + 2 * TANDEM_DIGEST_LEN - 2, "09");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_close_empty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_persists_meta, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_commits_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abort_drops_uncommitted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_digest_order_independent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_digest_differs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_replaces_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_many_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_skipped_when_ahead, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_snapshot_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interrupted_swap_finished_by_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unfinished_restore_discarded_by_open, setup,
+                                        teardown),
+        cmocka_unit_test(test_digest_hex),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
