@@ -1,6 +1,8 @@
 /* The HTTP API: the route table, request validation, and the handlers that turn requests into
  * commands, reads and cluster operations. */
+#include <assert.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,19 +11,13 @@
 #include "consensus/transport.h"
 #include "node/log.h"
 #include "node/node.h"
+#include "node/routes.h"
 #include "replication/kv.h"
 
-/* Whether a route must run on the leader. */
-enum route_flags {
-    ROUTE_LOCAL = 0,  /* any node answers */
-    ROUTE_WRITE = 1,  /* the leader answers; followers forward */
-    ROUTE_READ = 2,   /* linearizable unless ?consistency=local; followers forward */
-    ROUTE_PREFIX = 4, /* pattern is a prefix followed by one path parameter */
-};
-
-struct route_ctx;
-typedef void (*route_fn)(struct tandem_node *node, struct tandem_http_request *r,
-                         const char *param);
+#define ROUTE_LOCAL  TANDEM_ROUTE_LOCAL
+#define ROUTE_WRITE  TANDEM_ROUTE_WRITE
+#define ROUTE_READ   TANDEM_ROUTE_READ
+#define ROUTE_PREFIX TANDEM_ROUTE_PREFIX
 
 /* X(id, method, pattern, flags, handler) */
 #define TANDEM_ROUTES(X)                                                                           \
@@ -50,26 +46,44 @@ enum route_id {
 #define ROUTE_ENUM(id, method, pattern, flags, fn) ROUTE_##id,
     TANDEM_ROUTES(ROUTE_ENUM)
 #undef ROUTE_ENUM
-        ROUTE_COUNT,
-    ROUTE_UNMATCHED = ROUTE_COUNT
+        ROUTE_COUNT
 };
 
-static const struct route {
-    int method;
-    const char *pattern;
-    int flags;
-    route_fn fn;
-} routes[] = {
-#define ROUTE_ROW(id, method, pattern, flags, fn) {method, pattern, flags, fn},
+static const struct tandem_route core_routes[] = {
+#define ROUTE_ROW(id, method, pattern, flags, fn) {#id, method, pattern, flags, fn},
     TANDEM_ROUTES(ROUTE_ROW)
 #undef ROUTE_ROW
 };
 
-static const char *const route_names[] = {
-#define ROUTE_NAME(id, method, pattern, flags, fn) #id,
-    TANDEM_ROUTES(ROUTE_NAME)
-#undef ROUTE_NAME
-        "unmatched"};
+static const struct tandem_route_table core_route_table = {core_routes, ROUTE_COUNT};
+
+/* Tables tried in order; route ids (metrics labels) number their rows consecutively. */
+static const struct tandem_route_table *const route_tables[] = {
+    &core_route_table,
+    &tandem_domain_route_table,
+};
+#define ROUTE_TABLES_COUNT (sizeof route_tables / sizeof route_tables[0])
+
+/* The flattened route list, built once: index = route id; the last id is "unmatched". */
+static const struct tandem_route *all_routes[TANDEM_METRICS_ROUTES_MAX];
+static const char *route_names[TANDEM_METRICS_ROUTES_MAX];
+static unsigned routes_count;
+
+static void routes_flatten(void)
+{
+    if (routes_count > 0) {
+        return;
+    }
+    for (size_t t = 0; t < ROUTE_TABLES_COUNT; t++) {
+        for (unsigned i = 0; i < route_tables[t]->count; i++) {
+            assert(routes_count < TANDEM_METRICS_ROUTES_MAX - 1);
+            all_routes[routes_count] = &route_tables[t]->routes[i];
+            route_names[routes_count] = route_tables[t]->routes[i].name;
+            routes_count++;
+        }
+    }
+    route_names[routes_count] = "unmatched";
+}
 
 #define PARAM_BYTES_MAX 1024 /* a decoded path parameter (keys are at most 511 bytes) */
 
@@ -91,27 +105,25 @@ void tandem_node_respond(struct tandem_node *node, struct tandem_http_request *r
     tandem_http_respond(r, status, content_type, headers, body, body_len);
 }
 
-static void respond_json(struct tandem_node *node, struct tandem_http_request *r, int status,
-                         const char *extra_headers, const char *text)
+void tandem_route_json(struct tandem_node *node, struct tandem_http_request *r, int status,
+                       const char *extra_headers, const char *text)
 {
     tandem_node_respond(node, r, status, "application/json", extra_headers, text,
                         text == NULL ? 0 : strlen(text));
 }
 
-static void respond_jansson(struct tandem_node *node, struct tandem_http_request *r, int status,
-                            json_t *body)
+void tandem_route_jansson(struct tandem_node *node, struct tandem_http_request *r, int status,
+                          json_t *body)
 {
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
-    respond_json(node, r, text == NULL ? 500 : status, NULL,
-                 text == NULL ? "{\"error\":\"out of memory\"}" : text);
+    tandem_route_json(node, r, text == NULL ? 500 : status, NULL,
+                      text == NULL ? "{\"error\":\"out of memory\"}" : text);
     free(text);
 }
 
-static void respond_error(struct tandem_node *node, struct tandem_http_request *r, int status,
-                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void respond_error(struct tandem_node *node, struct tandem_http_request *r, int status,
-                          const char *fmt, ...)
+void tandem_route_error(struct tandem_node *node, struct tandem_http_request *r, int status,
+                        const char *fmt, ...)
 {
     char message[512], body[1200];
     va_list args;
@@ -125,33 +137,34 @@ static void respond_error(struct tandem_node *node, struct tandem_http_request *
 
 static void respond_no_leader(struct tandem_node *node, struct tandem_http_request *r)
 {
-    respond_json(node, r, 503, "Retry-After: 1\r\n", "{\"error\":\"no leader\",\"leader\":null}");
+    tandem_route_json(node, r, 503, "Retry-After: 1\r\n",
+                      "{\"error\":\"no leader\",\"leader\":null}");
 }
 
 /* Translates a raft error on a write or read into an HTTP answer. */
-static void respond_raft_error(struct tandem_node *node, struct tandem_http_request *r, int rv)
+void tandem_route_raft_error(struct tandem_node *node, struct tandem_http_request *r, int rv)
 {
     switch (rv) {
         case RAFT_BUSY:
-            respond_error(node, r, 429, "too many pending requests (pending_requests_max %u)",
-                          node->config->pending_requests_max);
+            tandem_route_error(node, r, 429, "too many pending requests (pending_requests_max %u)",
+                               node->config->pending_requests_max);
             return;
         case RAFT_NOTLEADER:
             respond_no_leader(node, r);
             return;
         case RAFT_LEADERSHIPLOST:
         case RAFT_SHUTDOWN:
-            respond_json(node, r, 503, "Retry-After: 1\r\n",
-                         "{\"error\":\"leadership lost before the outcome was known; the "
-                         "request may or may not have been applied\"}");
+            tandem_route_json(node, r, 503, "Retry-After: 1\r\n",
+                              "{\"error\":\"leadership lost before the outcome was known; the "
+                              "request may or may not have been applied\"}");
             return;
         default:
-            respond_error(node, r, 503, "raft: %s", raft_strerror(rv));
+            tandem_route_error(node, r, 503, "raft: %s", raft_strerror(rv));
             return;
     }
 }
 
-static bool local_consistency(const struct tandem_http_request *r)
+bool tandem_route_local(const struct tandem_http_request *r)
 {
     char value[16];
     return tandem_http_query_get(r->query, "consistency", value, sizeof value) == 1 &&
@@ -159,13 +172,116 @@ static bool local_consistency(const struct tandem_http_request *r)
 }
 
 /* Commits grouped writes so that reads see everything applied so far. */
-static int read_txn(struct tandem_node *node, MDB_txn **txn)
+int tandem_route_read_txn(struct tandem_node *node, struct tandem_http_request *r, MDB_txn **txn)
 {
     if (tandem_store_commit(&node->store) != 0) {
+        tandem_route_error(node, r, 500, "%s", node->store.errmsg);
         tandem_node_fatal(node, node->store.errmsg);
         return -1;
     }
-    return tandem_store_read_txn(&node->store, txn);
+    if (tandem_store_read_txn(&node->store, txn) != 0) {
+        tandem_route_error(node, r, 500, "%s", node->store.errmsg);
+        return -1;
+    }
+    return 0;
+}
+
+/* A generic proposal: one command, answered with its applied result. */
+struct submission {
+    struct tandem_write write;
+    struct tandem_node *node;
+    struct tandem_http_request *r;
+    void (*done)(void *owner);
+    void *owner;
+};
+
+static void submission_cb(struct tandem_write *w, int status, struct tandem_result *result)
+{
+    struct submission *s = w->data;
+    if (status != 0) {
+        tandem_route_raft_error(s->node, s->r, status);
+    } else {
+        tandem_route_json(s->node, s->r, result->status, NULL, result->body);
+    }
+    if (s->done != NULL) {
+        s->done(s->owner);
+    }
+    free(s);
+}
+
+void tandem_route_submit(struct tandem_node *node, struct tandem_http_request *r,
+                         Tandem__Command *command, void (*done)(void *owner), void *owner)
+{
+    struct submission *s = calloc(1, sizeof *s);
+    int rv = s == NULL ? RAFT_NOMEM : 0;
+    if (rv == 0) {
+        s->write.command = command;
+        s->write.cb = submission_cb;
+        s->write.data = s;
+        s->node = node;
+        s->r = r;
+        s->done = done;
+        s->owner = owner;
+        rv = tandem_proposer_write(&node->proposer, &s->write);
+    }
+    if (rv != 0) {
+        tandem_route_raft_error(node, r, rv);
+        free(s);
+        if (done != NULL) {
+            done(owner);
+        }
+    }
+}
+
+/* A generic linearizable read. */
+struct read_request {
+    struct tandem_read read;
+    struct tandem_node *node;
+    struct tandem_http_request *r;
+    tandem_route_serve_fn serve;
+    void *arg;
+    void (*done)(void *arg);
+};
+
+static void read_request_cb(struct tandem_read *rd, int status)
+{
+    struct read_request *q = rd->data;
+    if (status != 0) {
+        tandem_route_raft_error(q->node, q->r, status);
+    } else {
+        q->serve(q->node, q->r, q->arg);
+    }
+    if (q->done != NULL) {
+        q->done(q->arg);
+    }
+    free(q);
+}
+
+void tandem_route_read(struct tandem_node *node, struct tandem_http_request *r,
+                       tandem_route_serve_fn serve, void *arg, void (*done)(void *arg))
+{
+    if (tandem_route_local(r)) {
+        serve(node, r, arg);
+        if (done != NULL) {
+            done(arg);
+        }
+        return;
+    }
+    struct read_request *q = calloc(1, sizeof *q);
+    int rv = q == NULL ? RAFT_NOMEM : 0;
+    if (rv == 0) {
+        *q = (struct read_request){.node = node, .r = r, .serve = serve, .arg = arg, .done = done};
+        q->read.cb = read_request_cb;
+        q->read.data = q;
+        rv = tandem_proposer_read(&node->proposer, &q->read);
+    }
+    if (rv != 0) {
+        tandem_route_raft_error(node, r, rv);
+        free(q);
+        if (done != NULL) {
+            done(arg);
+        }
+    }
 }
 
 /* ---- cluster routes ---- */
@@ -173,7 +289,7 @@ static int read_txn(struct tandem_node *node, MDB_txn **txn)
 static void route_healthz(struct tandem_node *node, struct tandem_http_request *r, const char *p)
 {
     (void)p;
-    respond_json(node, r, 200, NULL, "{\"ok\":true}");
+    tandem_route_json(node, r, 200, NULL, "{\"ok\":true}");
 }
 
 static void route_readyz(struct tandem_node *node, struct tandem_http_request *r, const char *p)
@@ -181,14 +297,14 @@ static void route_readyz(struct tandem_node *node, struct tandem_http_request *r
     struct tandem_member leader;
     (void)p;
     if (node->fenced) {
-        respond_json(node, r, 503, NULL, "{\"ready\":false,\"reason\":\"fenced\"}");
+        tandem_route_json(node, r, 503, NULL, "{\"ready\":false,\"reason\":\"fenced\"}");
     } else if (tandem_raft_leader(&node->raft, &leader) != 0) {
-        respond_json(node, r, 503, NULL, "{\"ready\":false,\"reason\":\"no leader\"}");
+        tandem_route_json(node, r, 503, NULL, "{\"ready\":false,\"reason\":\"no leader\"}");
     } else if (raft_last_applied(&node->raft.raft) < raft_commit_index(&node->raft.raft)) {
-        respond_json(node, r, 503, NULL,
-                     "{\"ready\":false,\"reason\":\"applying committed entries\"}");
+        tandem_route_json(node, r, 503, NULL,
+                          "{\"ready\":false,\"reason\":\"applying committed entries\"}");
     } else {
-        respond_json(node, r, 200, NULL, "{\"ready\":true}");
+        tandem_route_json(node, r, 200, NULL, "{\"ready\":true}");
     }
 }
 
@@ -258,16 +374,16 @@ static void route_status(struct tandem_node *node, struct tandem_http_request *r
     json_t *leader_json = tandem_raft_leader(&node->raft, &leader) == 0
                               ? json_pack("{s:s,s:s}", "name", leader.name, "api", leader.api)
                               : json_null();
-    respond_jansson(node, r, 200,
-                    json_pack("{s:o,s:o,s:o}", "node", self, "leader", leader_json, "members",
-                              members_json(node)));
+    tandem_route_jansson(node, r, 200,
+                         json_pack("{s:o,s:o,s:o}", "node", self, "leader", leader_json, "members",
+                                   members_json(node)));
 }
 
 static void route_members_list(struct tandem_node *node, struct tandem_http_request *r,
                                const char *p)
 {
     (void)p;
-    respond_jansson(node, r, 200, json_pack("{s:o}", "members", members_json(node)));
+    tandem_route_jansson(node, r, 200, json_pack("{s:o}", "members", members_json(node)));
 }
 
 static void route_digest(struct tandem_node *node, struct tandem_http_request *r, const char *p)
@@ -276,19 +392,18 @@ static void route_digest(struct tandem_node *node, struct tandem_http_request *r
     uint8_t digest[TANDEM_DIGEST_LEN];
     char hex[2 * TANDEM_DIGEST_LEN + 1];
     (void)p;
-    if (read_txn(node, &txn) != 0) {
-        respond_error(node, r, 500, "%s", node->store.errmsg);
+    if (tandem_route_read_txn(node, r, &txn) != 0) {
         return;
     }
     uint64_t applied = node->store.applied_index;
     int rv = tandem_store_state_digest(&node->store, txn, digest);
     mdb_txn_abort(txn);
     if (rv != 0) {
-        respond_error(node, r, 500, "%s", node->store.errmsg);
+        tandem_route_error(node, r, 500, "%s", node->store.errmsg);
         return;
     }
     tandem_digest_hex(digest, hex);
-    respond_jansson(
+    tandem_route_jansson(
         node, r, 200,
         json_pack("{s:I,s:s}", "applied_index", (json_int_t)applied, "state_digest", hex));
 }
@@ -303,7 +418,7 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
     (void)p;
     FILE *out = open_memstream(&text, &len);
     if (out == NULL) {
-        respond_error(node, r, 500, "out of memory");
+        tandem_route_error(node, r, 500, "out of memory");
         return;
     }
     tandem_transport_stats(&node->raft.transport, &ts);
@@ -346,7 +461,7 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
                            "Time to apply one raft entry to LMDB.", &node->metrics.apply);
     tandem_histogram_write(out, "tandem_http_request_duration_seconds",
                            "Time from a complete request to its answer.", &node->metrics.request);
-    tandem_route_counts_write(out, &node->metrics, route_names, ROUTE_COUNT + 1);
+    tandem_route_counts_write(out, &node->metrics, route_names, routes_count + 1);
     fclose(out);
     tandem_node_respond(node, r, 200, "text/plain; version=0.0.4", NULL, text, len);
     free(text);
@@ -365,14 +480,14 @@ struct member_change {
 static void member_change_done(struct member_change *mc, int status)
 {
     if (status != 0) {
-        respond_error(mc->node, mc->r, status == RAFT_NOTLEADER ? 503 : 409,
-                      "membership change for %s failed: %s", mc->member.name,
-                      raft_strerror(status));
+        tandem_route_error(mc->node, mc->r, status == RAFT_NOTLEADER ? 503 : 409,
+                           "membership change for %s failed: %s", mc->member.name,
+                           raft_strerror(status));
     } else {
         json_t *m = json_pack("{s:s,s:s,s:s,s:s,s:s}", "name", mc->member.name, "site",
                               mc->member.site, "role", tandem_role_name(mc->member.role), "raft",
                               mc->member.raft, "api", mc->member.api);
-        respond_jansson(mc->node, mc->r, 200, json_pack("{s:o}", "member", m));
+        tandem_route_jansson(mc->node, mc->r, 200, json_pack("{s:o}", "member", m));
     }
     free(mc);
 }
@@ -423,27 +538,27 @@ static void route_members_add(struct tandem_node *node, struct tandem_http_reque
     struct member_change *mc = calloc(1, sizeof *mc);
     if (mc == NULL) {
         json_decref(body);
-        respond_error(node, r, 500, "out of memory");
+        tandem_route_error(node, r, 500, "out of memory");
         return;
     }
     if (body == NULL) {
-        respond_error(node, r, 400, "malformed JSON: %s", jerr.text);
+        tandem_route_error(node, r, 400, "malformed JSON: %s", jerr.text);
         goto err;
     }
     if (member_from_json(body, &mc->member, errmsg) != 0) {
-        respond_error(node, r, 400, "%s", errmsg);
+        tandem_route_error(node, r, 400, "%s", errmsg);
         goto err;
     }
     if (tandem_raft_member_by_name(&node->raft, mc->member.name, &existing, NULL) == 0) {
-        respond_error(node, r, 409, "member %s already exists", mc->member.name);
+        tandem_route_error(node, r, 409, "member %s already exists", mc->member.name);
         goto err;
     }
     const struct raft_configuration *conf = &node->raft.raft.configuration;
     for (unsigned i = 0; i < conf->n; i++) {
         if (tandem_member_address_parse(conf->servers[i].address, &existing, errmsg) == 0 &&
             strcmp(existing.raft, mc->member.raft) == 0) {
-            respond_error(node, r, 409, "raft address %s is already used by %s", mc->member.raft,
-                          existing.name);
+            tandem_route_error(node, r, 409, "raft address %s is already used by %s",
+                               mc->member.raft, existing.name);
             goto err;
         }
     }
@@ -470,7 +585,7 @@ static void member_remove_cb(struct raft_change *req, int status)
         member_change_done(mc, status);
         return;
     }
-    respond_jansson(mc->node, mc->r, 200, json_pack("{s:s}", "removed", mc->member.name));
+    tandem_route_jansson(mc->node, mc->r, 200, json_pack("{s:s}", "removed", mc->member.name));
     free(mc);
 }
 
@@ -479,11 +594,11 @@ static void route_members_remove(struct tandem_node *node, struct tandem_http_re
 {
     struct member_change *mc = calloc(1, sizeof *mc);
     if (mc == NULL) {
-        respond_error(node, r, 500, "out of memory");
+        tandem_route_error(node, r, 500, "out of memory");
         return;
     }
     if (tandem_raft_member_by_name(&node->raft, name, &mc->member, &mc->id) != 0) {
-        respond_error(node, r, 404, "no member named %s", name);
+        tandem_route_error(node, r, 404, "no member named %s", name);
         free(mc);
         return;
     }
@@ -521,9 +636,9 @@ static void transfer_close_cb(uv_handle_t *handle)
 static void transfer_finish(struct transfer *t, int status, const char *error)
 {
     if (status == 200) {
-        respond_jansson(t->node, t->r, 200, json_pack("{s:s}", "leader", t->name));
+        tandem_route_jansson(t->node, t->r, 200, json_pack("{s:s}", "leader", t->name));
     } else {
-        respond_error(t->node, t->r, status, "leadership transfer to %s: %s", t->name, error);
+        tandem_route_error(t->node, t->r, status, "leadership transfer to %s: %s", t->name, error);
     }
     uv_close((uv_handle_t *)&t->timer, transfer_close_cb);
 }
@@ -572,25 +687,26 @@ static void route_leader_transfer(struct tandem_node *node, struct tandem_http_r
     (void)p;
     json_t *body = json_loadb(r->body, r->body_len, 0, &jerr);
     if (body == NULL || json_unpack(body, "{s:s}", "name", &name) != 0) {
-        respond_error(node, r, 400, "body must be {\"name\": \"<member>\"}");
+        tandem_route_error(node, r, 400, "body must be {\"name\": \"<member>\"}");
         json_decref(body);
         return;
     }
     struct transfer *t = calloc(1, sizeof *t);
     if (t == NULL) {
         json_decref(body);
-        respond_error(node, r, 500, "out of memory");
+        tandem_route_error(node, r, 500, "out of memory");
         return;
     }
     snprintf(t->name, sizeof t->name, "%s", name);
     json_decref(body);
     if (tandem_raft_member_by_name(&node->raft, t->name, &m, &t->id) != 0) {
-        respond_error(node, r, 404, "no member named %s", t->name);
+        tandem_route_error(node, r, 404, "no member named %s", t->name);
         free(t);
         return;
     }
     if (m.role != TANDEM_ROLE_VOTER) {
-        respond_error(node, r, 409, "%s is a %s, not a voter", t->name, tandem_role_name(m.role));
+        tandem_route_error(node, r, 409, "%s is a %s, not a voter", t->name,
+                           tandem_role_name(m.role));
         free(t);
         return;
     }
@@ -655,9 +771,9 @@ static void kv_write_cb(struct tandem_write *w, int status, struct tandem_result
 {
     struct kv_request *k = w->data;
     if (status != 0) {
-        respond_raft_error(k->node, k->r, status);
+        tandem_route_raft_error(k->node, k->r, status);
     } else {
-        respond_json(k->node, k->r, result->status, NULL, result->body);
+        tandem_route_json(k->node, k->r, result->status, NULL, result->body);
     }
     kv_request_free(k);
 }
@@ -669,7 +785,7 @@ static void kv_submit(struct tandem_node *node, struct kv_request *k)
     k->write.data = k;
     int rv = tandem_proposer_write(&node->proposer, &k->write);
     if (rv != 0) {
-        respond_raft_error(node, k->r, rv);
+        tandem_route_raft_error(node, k->r, rv);
         kv_request_free(k);
     }
 }
@@ -680,12 +796,12 @@ static struct kv_request *kv_request_new(struct tandem_node *node, struct tandem
     char why[128];
     struct kv_request *k;
     if (key != NULL && !key_valid(key, strlen(key), why, sizeof why)) {
-        respond_error(node, r, 400, "%s", why);
+        tandem_route_error(node, r, 400, "%s", why);
         return NULL;
     }
     k = calloc(1, sizeof *k);
     if (k == NULL) {
-        respond_error(node, r, 500, "out of memory");
+        tandem_route_error(node, r, 500, "out of memory");
         return NULL;
     }
     tandem__command__init(&k->command);
@@ -735,19 +851,18 @@ static void kv_get_serve(struct tandem_node *node, struct tandem_http_request *r
     MDB_txn *txn;
     Tandem__KvRecord *record = NULL;
     char headers[128];
-    if (read_txn(node, &txn) != 0) {
-        respond_error(node, r, 500, "%s", node->store.errmsg);
+    if (tandem_route_read_txn(node, r, &txn) != 0) {
         return;
     }
     int rv = tandem_kv_get(&node->store, txn, key, key_len, &record);
     if (rv != 0) {
         mdb_txn_abort(txn);
-        respond_error(node, r, 500, "%s", node->store.errmsg);
+        tandem_route_error(node, r, 500, "%s", node->store.errmsg);
         return;
     }
     if (record == NULL) {
         mdb_txn_abort(txn);
-        respond_error(node, r, 404, "key not found: %.*s", (int)key_len, key);
+        tandem_route_error(node, r, 404, "key not found: %.*s", (int)key_len, key);
         return;
     }
     snprintf(headers, sizeof headers, "X-Tandem-Mod-Index: %llu\r\nX-Tandem-Create-Index: %llu\r\n",
@@ -764,7 +879,7 @@ static void kv_read_cb(struct tandem_read *rd, int status)
 {
     struct kv_request *k = rd->data;
     if (status != 0) {
-        respond_raft_error(k->node, k->r, status);
+        tandem_route_raft_error(k->node, k->r, status);
     } else if (route_of(k->r) == ROUTE_kv_list) {
         kv_list_serve(k->node, k->r);
     } else {
@@ -785,7 +900,7 @@ static void read_linearizable(struct tandem_node *node, struct tandem_http_reque
     k->read.data = k;
     int rv = tandem_proposer_read(&node->proposer, &k->read);
     if (rv != 0) {
-        respond_raft_error(node, r, rv);
+        tandem_route_raft_error(node, r, rv);
         kv_request_free(k);
     }
 }
@@ -794,8 +909,8 @@ static void route_kv_get(struct tandem_node *node, struct tandem_http_request *r
 {
     char why[128];
     if (!key_valid(key, strlen(key), why, sizeof why)) {
-        respond_error(node, r, 400, "%s", why);
-    } else if (local_consistency(r)) {
+        tandem_route_error(node, r, 400, "%s", why);
+    } else if (tandem_route_local(r)) {
         kv_get_serve(node, r, key, strlen(key));
     } else {
         read_linearizable(node, r, key);
@@ -841,12 +956,15 @@ static void kv_list_serve(struct tandem_node *node, struct tandem_http_request *
     MDB_txn *txn;
     MDB_cursor *cursor;
     if (list_params(r, prefix, after, &limit, why) != 0) {
-        respond_error(node, r, 400, "%s", why);
+        tandem_route_error(node, r, 400, "%s", why);
         return;
     }
-    if (read_txn(node, &txn) != 0 ||
-        mdb_cursor_open(txn, node->store.dbi[TANDEM_DB_KV], &cursor) != 0) {
-        respond_error(node, r, 500, "%s", node->store.errmsg);
+    if (tandem_route_read_txn(node, r, &txn) != 0) {
+        return;
+    }
+    if (mdb_cursor_open(txn, node->store.dbi[TANDEM_DB_KV], &cursor) != 0) {
+        mdb_txn_abort(txn);
+        tandem_route_error(node, r, 500, "cannot open a cursor");
         return;
     }
     size_t prefix_len = strlen(prefix), after_len = strlen(after);
@@ -876,7 +994,7 @@ static void kv_list_serve(struct tandem_node *node, struct tandem_http_request *
     }
     mdb_cursor_close(cursor);
     mdb_txn_abort(txn);
-    respond_jansson(node, r, 200, json_pack("{s:o,s:b}", "kvs", kvs, "more", more));
+    tandem_route_jansson(node, r, 200, json_pack("{s:o,s:b}", "kvs", kvs, "more", more));
 }
 
 static void route_kv_list(struct tandem_node *node, struct tandem_http_request *r, const char *p)
@@ -885,8 +1003,8 @@ static void route_kv_list(struct tandem_node *node, struct tandem_http_request *
     long limit;
     (void)p;
     if (list_params(r, prefix, after, &limit, why) != 0) {
-        respond_error(node, r, 400, "%s", why); /* refuse before any barrier */
-    } else if (local_consistency(r)) {
+        tandem_route_error(node, r, 400, "%s", why); /* refuse before any barrier */
+    } else if (tandem_route_local(r)) {
         kv_list_serve(node, r);
     } else {
         read_linearizable(node, r, NULL);
@@ -1064,12 +1182,12 @@ static void route_txn(struct tandem_node *node, struct tandem_http_request *r, c
     }
     k->json = json_loadb(r->body, r->body_len, 0, &jerr);
     if (k->json == NULL) {
-        respond_error(node, r, 400, "malformed JSON: %s", jerr.text);
+        tandem_route_error(node, r, 400, "malformed JSON: %s", jerr.text);
         kv_request_free(k);
         return;
     }
     if (txn_parse(k, why) != 0) {
-        respond_error(node, r, 400, "%s", why);
+        tandem_route_error(node, r, 400, "%s", why);
         kv_request_free(k);
         return;
     }
@@ -1080,25 +1198,26 @@ static void route_txn(struct tandem_node *node, struct tandem_http_request *r, c
 
 /* ---- dispatch ---- */
 
-static bool needs_leader(const struct route *route, const struct tandem_http_request *r)
+static bool needs_leader(const struct tandem_route *route, const struct tandem_http_request *r)
 {
     return (route->flags & ROUTE_WRITE) != 0 ||
-           ((route->flags & ROUTE_READ) != 0 && !local_consistency(r));
+           ((route->flags & ROUTE_READ) != 0 && !tandem_route_local(r));
 }
 
 /* Runs a matched route here, forwards it to the leader, or answers 503. */
-static void dispatch(struct tandem_node *node, const struct route *route,
+static void dispatch(struct tandem_node *node, const struct tandem_route *route,
                      struct tandem_http_request *r, const char *param)
 {
     struct tandem_member leader;
     if (node->fenced && route->flags != ROUTE_LOCAL) {
-        respond_error(node, r, 503,
-                      "this node is fenced: the cluster moved to a newer epoch without it; "
-                      "re-seed it with tandemctl member rejoin");
+        tandem_route_error(node, r, 503,
+                           "this node is fenced: the cluster moved to a newer epoch without it; "
+                           "re-seed it with tandemctl member rejoin");
         return;
     }
     if (node->stopping) {
-        respond_json(node, r, 503, "Retry-After: 1\r\n", "{\"error\":\"node is shutting down\"}");
+        tandem_route_json(node, r, 503, "Retry-After: 1\r\n",
+                          "{\"error\":\"node is shutting down\"}");
         return;
     }
     if (!needs_leader(route, r) || raft_state(&node->raft.raft) == RAFT_LEADER) {
@@ -1118,9 +1237,10 @@ void tandem_routes_handle(struct tandem_http_server *s, struct tandem_http_reque
     struct tandem_node *node = s->data;
     char param[PARAM_BYTES_MAX];
     bool path_known = false;
-    r->data = (void *)(uintptr_t)ROUTE_UNMATCHED;
-    for (unsigned i = 0; i < ROUTE_COUNT; i++) {
-        const struct route *route = &routes[i];
+    routes_flatten();
+    r->data = (void *)(uintptr_t)routes_count;
+    for (unsigned i = 0; i < routes_count; i++) {
+        const struct tandem_route *route = all_routes[i];
         size_t len = strlen(route->pattern);
         bool match = (route->flags & ROUTE_PREFIX) != 0
                          ? strncmp(r->path, route->pattern, len) == 0 && r->path[len] != '\0'
@@ -1137,16 +1257,16 @@ void tandem_routes_handle(struct tandem_http_server *s, struct tandem_http_reque
         if ((route->flags & ROUTE_PREFIX) != 0 &&
             tandem_http_path_decode(r->path + len, strlen(r->path + len), param, sizeof param,
                                     NULL) != 0) {
-            respond_error(node, r, 400, "malformed path parameter");
+            tandem_route_error(node, r, 400, "malformed path parameter");
             return;
         }
         dispatch(node, route, r, param);
         return;
     }
     if (path_known) {
-        respond_error(node, r, 405, "method %s not allowed on %s",
-                      http_method_str((enum http_method)r->method), r->path);
+        tandem_route_error(node, r, 405, "method %s not allowed on %s",
+                           http_method_str((enum http_method)r->method), r->path);
     } else {
-        respond_error(node, r, 404, "no such route: %s", r->path);
+        tandem_route_error(node, r, 404, "no such route: %s", r->path);
     }
 }

@@ -2,13 +2,15 @@
 #ifndef TANDEM_REPLICATION_COMMANDS_H
 #define TANDEM_REPLICATION_COMMANDS_H
 
+#include "replication/domain_commands.h"
 #include "replication/fsm.h"
 
 /* X(name, protobuf body case, apply function) */
 #define TANDEM_COMMANDS(X)                                                                         \
     X(kv_put, TANDEM__COMMAND__BODY_KV_PUT, tandem_kv_apply_put)                                   \
     X(kv_delete, TANDEM__COMMAND__BODY_KV_DELETE, tandem_kv_apply_delete)                          \
-    X(txn, TANDEM__COMMAND__BODY_TXN, tandem_kv_apply_txn)
+    X(txn, TANDEM__COMMAND__BODY_TXN, tandem_kv_apply_txn)                                         \
+    TANDEM_DOMAIN_COMMANDS(X)
 
 /* An apply function mutates state inside ctx->txn and, when result is non-NULL, fills it.
  * Returns 0 (business failures are results) or an LMDB error, which is fatal for the node. */
