@@ -198,34 +198,6 @@ static bool all_zero(const uint8_t *p, size_t n)
     return true;
 }
 
-/* Parses "name|site|host:port|url". tandem_member_address_parse (member.c) stores through a
- * NULL role pointer (fields_parse with role == NULL), so this goes through the spec form, which
- * runs the same field checks: no valid address holds a ',', and it has exactly three '|'. */
-static int member_address_parse(const char *address, struct tandem_member *m, char *errmsg)
-{
-    char spec[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
-    size_t len = strnlen(address, sizeof spec);
-    unsigned separators = 0;
-    if (len == sizeof spec) {
-        snprintf(errmsg, 256, "member address longer than %d bytes", TANDEM_MEMBER_ADDRESS_LEN_MAX);
-        return -1;
-    }
-    for (size_t i = 0; i <= len; i++) {
-        spec[i] = address[i] == '|' ? ',' : address[i];
-        separators += address[i] == '|';
-        if (address[i] == ',') {
-            separators = 0;
-            break;
-        }
-    }
-    if (separators != 3) {
-        snprintf(errmsg, 256, "malformed member address '%.*s' (want name|site|host:port|url)",
-                 (int)len, address);
-        return -1;
-    }
-    return tandem_member_spec_parse(spec, m, errmsg);
-}
-
 /* Peers are untrusted: what they sent reaches our logs only as printable ASCII. */
 static void printable(char *text)
 {
@@ -294,7 +266,7 @@ static int hello_decode(const uint8_t *in, struct hello *hello, char *detail)
     memcpy(hello->address, address, address_len);
     hello->address[address_len] = '\0';
     char errmsg[256];
-    if (member_address_parse(hello->address, &hello->member, errmsg) != 0) {
+    if (tandem_member_address_parse(hello->address, &hello->member, errmsg) != 0) {
         printable(errmsg);
         snprintf(detail, TRANSPORT_DETAIL_MAX, "%s", errmsg);
         return OUTCOME_MALFORMED;
@@ -932,7 +904,7 @@ static int transport_connect(struct raft_uv_transport *raft, struct raft_uv_conn
     struct tandem_member m;
     char errmsg[256] = "bad raft host:port", host[TANDEM_HOSTPORT_LEN_MAX + 1], port[16];
     int port_number;
-    if (member_address_parse(address, &m, errmsg) != 0 ||
+    if (tandem_member_address_parse(address, &m, errmsg) != 0 ||
         tandem_hostport_split(m.raft, host, sizeof host, &port_number) != 0) {
         snprintf(raft->errmsg, sizeof raft->errmsg, "raft peer %llu: %.200s",
                  (unsigned long long)id, errmsg);
@@ -975,7 +947,7 @@ static int transport_init_identity(struct raft_uv_transport *raft, raft_id id, c
     struct transport *t = raft->impl;
     struct tandem_member m;
     char errmsg[256];
-    if (member_address_parse(address, &m, errmsg) != 0) {
+    if (tandem_member_address_parse(address, &m, errmsg) != 0) {
         snprintf(raft->errmsg, sizeof raft->errmsg, "own address: %.200s", errmsg);
         return RAFT_INVALID;
     }

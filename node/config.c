@@ -21,7 +21,13 @@ enum option_type { OPTION_STRING, OPTION_UINT, OPTION_BOOL, OPTION_MEMBER, OPTIO
 enum option_check { CHECK_NONE, CHECK_LABEL, CHECK_HOSTPORT, CHECK_URL, CHECK_LOG_LEVEL };
 
 /* Flag-only actions, in increasing precedence when several are given. */
-enum option_action { ACTION_NONE, ACTION_PRINT_CONFIG, ACTION_VERSION, ACTION_HELP };
+enum option_action {
+    ACTION_NONE,
+    ACTION_PRINT_CONFIG,
+    ACTION_VERSION,
+    ACTION_MARKDOWN,
+    ACTION_HELP
+};
 
 #define OPTION_REQUIRED 0x1u /* validate refuses an empty value */
 #define OPTION_CLI_ONLY 0x2u /* a flag only, never an INI key */
@@ -136,6 +142,8 @@ static const struct option options[] = {
                   "INI file read before the flags, which override it"),
     ACTION_OPTION("help", ACTION_HELP, "Print this help and exit"),
     ACTION_OPTION("version", ACTION_VERSION, "Print the version and exit"),
+    ACTION_OPTION("help-markdown", ACTION_MARKDOWN,
+                  "Print the configuration reference as a Markdown table (the README's) and exit"),
     ACTION_OPTION("print-config", ACTION_PRINT_CONFIG,
                   "Print the effective configuration as INI and exit"),
 };
@@ -642,6 +650,10 @@ int tandem_config_load(struct tandem_config *c, int argc, char **argv, FILE *out
     }
     if (action == ACTION_VERSION) {
         fprintf(out, "tandemd %s\n", TANDEM_VERSION);
+        return 1;
+    }
+    if (action == ACTION_MARKDOWN) {
+        tandem_config_print_markdown(out);
         return 1;
     }
     if (c->config_path[0] != '\0' && config_file_read(c, errmsg) != 0) {
