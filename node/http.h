@@ -91,7 +91,6 @@ struct tandem_http_request {
     int keep_alive;   /* the connection stays open after this response */
     int handed;       /* given to the handler, awaiting respond */
     int responded;    /* resp holds the response */
-    int writing;      /* resp is in a write in flight */
 };
 
 /* Returns the value of header `name` (case-insensitive), NULL if absent. The first of repeated
@@ -100,7 +99,12 @@ const char *tandem_http_request_header(const struct tandem_http_request *r, cons
 
 /* Called once per complete request, on the loop thread, in request order per connection. The
  * handler must eventually call exactly one tandem_http_respond*() on r, now or later. It may
- * call tandem_http_server_close(). */
+ * call tandem_http_server_close(). The server itself answers, without calling the handler:
+ * 400 malformed request, 413 body over body_bytes_max (from Content-Length before the body is
+ * read), 431 header fields over header_bytes_max or TANDEM_HTTP_HEADERS_KEPT_MAX, 503 over
+ * requests_max; each {"error":"..."} and the connection closes after it. "Expect: 100-continue"
+ * gets "100 Continue" when nothing earlier on the connection is unanswered; otherwise none is
+ * sent and the client sends the body after its own wait (curl: 1 s). */
 typedef void (*tandem_http_handler_fn)(struct tandem_http_server *s, struct tandem_http_request *r);
 
 struct tandem_http_server_stats {
@@ -151,8 +155,9 @@ void tandem_http_server_stats(const struct tandem_http_server *s,
 
 /* Stops accepting and closes every connection at once (responses not yet written are dropped).
  * Requests still held by the handler stay valid and must still be answered: respond then only
- * releases them. close_cb runs, from the loop, once all handles are closed AND every such
- * request has been answered; it may then free s. It may run inside the last respond call. */
+ * releases them. close_cb (may be NULL) runs once all handles are closed AND every such request
+ * has been answered: from the loop, or inside the respond call answering the last one. It may
+ * free s. */
 void tandem_http_server_close(struct tandem_http_server *s,
                               void (*close_cb)(struct tandem_http_server *s));
 
