@@ -16,6 +16,9 @@
 # Environment: TANDEM_BIN_DIR (default <repo>/build), TANDEM_UP_TIMEOUT (seconds to wait for a
 # leader, default 30), TANDEM_STOP_TIMEOUT (seconds to wait after SIGTERM, default 15).
 set -euo pipefail
+# No job control: a background job must not lead its own process group, or setsid would fork
+# and the PID recorded for a node would be that of the short-lived setsid parent.
+set +m
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
@@ -323,7 +326,7 @@ print_summary() {
     done
     echo "  leader: $leader"
     echo "  endpoints: $(<"$dir/endpoints")"
-    echo "  use it:  source $dir/env && tandemctl status"
+    echo "  use it:  source $dir/env && $(cd "$BIN_DIR" && pwd)/tandemctl status"
     echo "  stop it: $0 down $dir"
 }
 
@@ -402,17 +405,43 @@ up_failed() {
     fi
 }
 
-# Waits up to TIMEOUT seconds for the named nodes to exit; prints the ones still running and
-# fails when there are any.
+# Fields of /proc/PID/stat after the command name (state first, start time at index 19).
+proc_stat_fields() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    echo "${stat##*) }"
+}
+
+# True while the process PID that started at START (clock ticks after boot) has not exited.
+# A dying process loses its command line before it becomes a zombie, and its main thread shows
+# as a zombie while other threads still exit, so this looks at every thread: only when all are
+# gone has the process let go of its ports. START guards against PID reuse.
+proc_running() {
+    local pid=$1 start=$2 fields task
+    local -a f
+    fields=$(proc_stat_fields "$pid") || return 1
+    read -r -a f <<<"$fields"
+    [[ ${f[19]} == "$start" ]] || return 1
+    for task in "/proc/$pid/task/"*; do
+        fields=$(proc_stat_fields "$pid/task/${task##*/}") || continue
+        read -r -a f <<<"$fields"
+        [[ ${f[0]} == Z || ${f[0]} == X ]] || return 0
+    done
+    return 1
+}
+
+# Waits up to TIMEOUT seconds for processes given as NAME:PID:START to exit; prints the names
+# still running and fails when there are any.
 wait_gone() {
-    local dir=$1 timeout=$2 name deadline
-    shift 2
+    local timeout=$1 entry deadline pid start
+    shift
     local -a left=("$@")
     deadline=$((SECONDS + timeout))
     while ((${#left[@]} > 0)); do
         local -a still=()
-        for name in "${left[@]}"; do
-            if running_pid "$dir" "$name" >/dev/null; then still+=("$name"); fi
+        for entry in "${left[@]}"; do
+            IFS=: read -r _ pid start <<<"$entry"
+            if proc_running "$pid" "$start"; then still+=("$entry"); fi
         done
         left=("${still[@]}")
         ((${#left[@]} > 0)) || break
@@ -427,30 +456,29 @@ wait_gone() {
 # Sends SIGNAL to the named nodes that are running, waits for them to exit (SIGKILL after
 # STOP_TIMEOUT_S), and removes their pid files.
 stop_nodes() {
-    local dir=$1 signal=$2 name pid
+    local dir=$1 signal=$2 name pid fields entry
     shift 2
-    local -a left=()
+    local -a f entries=() left=()
     local -A pids=() how=()
     for name in "$@"; do
-        if pid=$(running_pid "$dir" "$name"); then
-            kill "-$signal" "$pid" 2>/dev/null || true
-            pids[$name]=$pid
-            how[$name]=$signal
-        fi
+        pid=$(running_pid "$dir" "$name") || continue
+        fields=$(proc_stat_fields "$pid") || continue
+        read -r -a f <<<"$fields"
+        kill "-$signal" "$pid" 2>/dev/null || true
+        pids[$name]=$pid
+        how[$name]=$signal
+        entries+=("$name:$pid:${f[19]}")
     done
-    if ! read -r -a left <<<"$(wait_gone "$dir" "$STOP_TIMEOUT_S" "${!pids[@]}")"; then
-        left=()
-    fi
+    read -r -a left <<<"$(wait_gone "$STOP_TIMEOUT_S" "${entries[@]}")"
     if ((${#left[@]} > 0)); then
-        echo "local-cluster: still running ${STOP_TIMEOUT_S}s after SIG$signal: ${left[*]}; sending SIGKILL" >&2
-        for name in "${left[@]}"; do
+        echo "local-cluster: still running ${STOP_TIMEOUT_S}s after SIG$signal: ${left[*]%%:*}; sending SIGKILL" >&2
+        for entry in "${left[@]}"; do
+            name=${entry%%:*}
             kill -KILL "${pids[$name]}" 2>/dev/null || true
             how[$name]=KILL
         done
-        if ! read -r -a left <<<"$(wait_gone "$dir" 5 "${left[@]}")"; then
-            left=()
-        fi
-        ((${#left[@]} == 0)) || die "did not exit even after SIGKILL: ${left[*]}"
+        read -r -a left <<<"$(wait_gone 5 "${left[@]}")"
+        ((${#left[@]} == 0)) || die "did not exit even after SIGKILL: ${left[*]%%:*}"
     fi
     for name in "$@"; do
         rm -f "$dir/$name/tandemd.pid"

@@ -2,6 +2,9 @@
 deploy/local-cluster.sh, plus the small test-runner convention every tests/integration/test_*.py
 follows (python3 standard library only).
 
+    import os, sys
+    sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from cluster import Cluster, run_tests
 
     def test_something():
@@ -17,6 +20,7 @@ Environment: TANDEM_BIN_DIR (tandemd/tandemctl, default <source>/build) and TAND
 (default: two levels above this file); ctest sets both.
 """
 
+import ctypes
 import http.client as httpclient
 import json
 import os
@@ -40,6 +44,44 @@ SCRIPT_TIMEOUT_S = 180       # any single local-cluster.sh invocation, start-up 
 EXIT_TIMEOUT_S = 10          # a SIGKILLed process disappearing
 POLL_INTERVAL_S = 0.05
 LOG_TAIL_LINES = 40
+
+
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def _become_subreaper():
+    """Makes this process the reaper of the tandemd processes local-cluster.sh leaves behind, so
+    their exit status can be checked and they do not linger as zombies where init never reaps
+    (some container inits don't)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+SUBREAPER = _become_subreaper()
+_exit_codes = {}  # pid -> exit code (negative: killed by that signal) of reaped nodes
+
+
+def _reap(pid):
+    """Collects pid's exit status if it is our exited child; only that pid, so the status of any
+    other child (subprocess.Popen's) is never taken from its owner."""
+    if pid is None or pid in _exit_codes:
+        return
+    try:
+        got, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return
+    if got == pid:
+        _exit_codes[pid] = os.waitstatus_to_exitcode(status)
+
+
+def exit_code(pid):
+    """Exit code of an exited node process (negative: the signal that killed it), or None while
+    it runs or when this process could not reap it (SUBREAPER is False)."""
+    _reap(pid)
+    return _exit_codes.get(pid)
 
 
 class ClusterError(Exception):
@@ -103,9 +145,21 @@ def pid_state(pid):
 
 
 def pid_alive(pid):
-    """True when pid is a process that has not exited (zombies have exited: this machine's init
-    may never reap the nodes local-cluster.sh leaves behind)."""
-    return pid is not None and pid_state(pid) not in (None, "Z", "X")
+    """True when pid is a process that has not exited.
+
+    Our own child (see SUBREAPER) is alive until it can be reaped: a multi-threaded process shows
+    its main thread as a zombie while the other threads are still exiting. For anything else a
+    zombie counts as exited (init may never reap it)."""
+    if pid is None or pid in _exit_codes:
+        return False
+    try:
+        got, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return pid_state(pid) not in (None, "Z", "X")
+    if got == pid:
+        _exit_codes[pid] = os.waitstatus_to_exitcode(status)
+        return False
+    return True
 
 
 def pid_is_tandemd(pid, conf):
@@ -211,6 +265,8 @@ class Cluster:
                 pid = int(f.read().strip())
         except (OSError, ValueError):
             pass
+        # A PID in a pid file may be a reused number of a process reaped earlier: forget that.
+        _exit_codes.pop(pid, None)
         self.nodes[name]["pid"] = pid if pid_is_tandemd(pid, self._conf(name)) else None
 
     def script(self, *args, timeout=SCRIPT_TIMEOUT_S):

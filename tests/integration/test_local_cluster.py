@@ -9,8 +9,8 @@ import tempfile
 
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import (BIN_DIR, SCRIPT, Cluster, pid_alive, run_tests,  # noqa: E402
-                     wait_until)
+from cluster import (BIN_DIR, SCRIPT, SUBREAPER, Cluster, exit_code, pid_alive,  # noqa: E402
+                     run_tests, wait_until)
 
 TOPOLOGY_SITES = {
     "2+2+1": {"east-1": "east", "east-2": "east", "west-1": "west", "west-2": "west",
@@ -75,6 +75,11 @@ def check_nodes_answer(c):
     return cluster_ids.pop()
 
 
+def gone(pid, what):
+    """The script returned once the process was a zombie; it is reaped a moment later at most."""
+    wait_until(lambda: not pid_alive(pid), 5, "pid %d (%s) to exit" % (pid, what))
+
+
 def all_ports(c):
     return [port_of(n[k]) for n in c.nodes.values() for k in ("raft", "api")]
 
@@ -114,7 +119,8 @@ def test_stop_kill_and_start():
         old_pid = c.nodes[follower]["pid"]
         out = c.script("stop", c.dir, follower, "--kill")
         assert "SIGKILL" in out, out
-        assert not pid_alive(old_pid), "%s pid %d survived stop --kill" % (follower, old_pid)
+        gone(old_pid, "%s after stop --kill" % follower)
+        assert not SUBREAPER or exit_code(old_pid) == -9, exit_code(old_pid)
         assert not os.path.exists(os.path.join(c.nodes[follower]["dir"], "tandemd.pid"))
         c.reload()
         assert c.nodes[follower]["pid"] is None and follower not in c.live()
@@ -139,7 +145,8 @@ def test_stop_kill_and_start():
         # A graceful stop ends the process too, and `status` still reports the cluster.
         pid = c.nodes[follower]["pid"]
         c.stop(follower)
-        assert not pid_alive(pid)
+        gone(pid, "%s after stop" % follower)
+        assert not SUBREAPER or exit_code(pid) == 0, "SIGTERM: exit code %s" % exit_code(pid)
         out = c.script("status", c.dir)
         assert c.leader() in out, out
 
@@ -152,7 +159,9 @@ def test_down_leaves_nothing_and_up_restarts():
         out = c.script("down", c.dir)
         for name, pid in pids.items():
             assert "stopped %s (pid %d" % (name, pid) in out, out
-            assert not pid_alive(pid), "%s pid %d still running after down" % (name, pid)
+            gone(pid, "%s after down" % name)
+            # tandemd's contract: a clean shutdown on SIGTERM exits 0.
+            assert not SUBREAPER or exit_code(pid) == 0, (name, exit_code(pid))
             assert not os.path.exists(os.path.join(c.nodes[name]["dir"], "tandemd.pid"))
             assert refuses_connections(c.nodes[name]["api"]), name
         c.script("down", c.dir)  # nothing running: still succeeds
