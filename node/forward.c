@@ -14,15 +14,16 @@ static const char *const relayed_headers[] = {
     "X-Tandem-Node",      "Retry-After",
 };
 
+#define FORWARD_ATTEMPTS_MAX 3 /* sends of one request whose earlier tries wrote no byte */
+
 struct forward {
     struct tandem_httpc_request req;
     struct tandem_forwarder *f;
     struct tandem_http_request *r;
+    unsigned attempts;
 };
 
-struct retired_client {
-    struct tandem_forwarder *f;
-};
+static int forward_start(struct forward *fw);
 
 void tandem_forwarder_init(struct tandem_forwarder *f, uv_loop_t *loop, struct tandem_node *node,
                            unsigned connections, unsigned timeout_ms)
@@ -98,6 +99,12 @@ static void forward_cb(struct tandem_httpc_request *req, int status,
     struct tandem_forwarder *f = fw->f;
     char headers[1024];
     size_t used = 0;
+    /* A kept-alive connection the leader closed as idle fails before any byte is written: a
+     * retry is then safe even for a write. */
+    if (status != 0 && !tandem_httpc_request_sent(req) && fw->attempts < FORWARD_ATTEMPTS_MAX &&
+        !f->closing && forward_start(fw) == 0) {
+        return;
+    }
     if (status != 0 || resp == NULL) {
         f->failed++;
         tandem_http_respond_error(fw->r, 503, "forwarding to the leader failed: %s",
@@ -122,11 +129,26 @@ static void forward_cb(struct tandem_httpc_request *req, int status,
     free(fw);
 }
 
+static int forward_start(struct forward *fw)
+{
+    struct tandem_http_request *r = fw->r;
+    char headers[256];
+    const char *content_type = tandem_http_request_header(r, "Content-Type");
+    snprintf(headers, sizeof headers, "%s: %s\r\n%s%s%s", TANDEM_FORWARDED_HEADER,
+             fw->f->node->self.name, content_type != NULL ? "Content-Type: " : "",
+             content_type != NULL ? content_type : "", content_type != NULL ? "\r\n" : "");
+    if (fw->f->client == NULL) {
+        return UV_ENOTCONN; /* the leader changed meanwhile and its client is gone */
+    }
+    fw->attempts++;
+    fw->req.data = fw;
+    return tandem_httpc_send(fw->f->client, &fw->req, http_method_str((enum http_method)r->method),
+                             r->url, headers, r->body, r->body_len, forward_cb);
+}
+
 void tandem_forwarder_send(struct tandem_forwarder *f, struct tandem_http_request *r,
                            const struct tandem_member *leader)
 {
-    char headers[256];
-    const char *content_type = tandem_http_request_header(r, "Content-Type");
     struct tandem_httpc *c = f->closing ? NULL : client_for(f, leader);
     struct forward *fw = c == NULL ? NULL : calloc(1, sizeof *fw);
     if (fw == NULL) {
@@ -136,12 +158,7 @@ void tandem_forwarder_send(struct tandem_forwarder *f, struct tandem_http_reques
     }
     fw->f = f;
     fw->r = r;
-    fw->req.data = fw;
-    snprintf(headers, sizeof headers, "%s: %s\r\n%s%s%s", TANDEM_FORWARDED_HEADER,
-             f->node->self.name, content_type != NULL ? "Content-Type: " : "",
-             content_type != NULL ? content_type : "", content_type != NULL ? "\r\n" : "");
-    int rv = tandem_httpc_send(c, &fw->req, http_method_str((enum http_method)r->method), r->url,
-                               headers, r->body, r->body_len, forward_cb);
+    int rv = forward_start(fw);
     if (rv != 0) {
         free(fw);
         tandem_http_respond_error(r, rv == UV_ENOBUFS ? 429 : 503,

@@ -98,7 +98,7 @@ void tandem_node_respond(struct tandem_node *node, struct tandem_http_request *r
 {
     char headers[512];
     snprintf(headers, sizeof headers, "X-Tandem-Node: %s\r\nX-Tandem-Applied-Index: %llu\r\n%s",
-             node->self.name, (unsigned long long)node->store.applied_index,
+             node->self.name, (unsigned long long)raft_last_applied(&node->raft.raft),
              extra_headers == NULL ? "" : extra_headers);
     tandem_metrics_count(&node->metrics, route_of(r), status);
     tandem_histogram_observe(&node->metrics.request, uv_hrtime() - r->start_ns);
