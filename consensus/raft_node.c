@@ -126,7 +126,8 @@ int tandem_raft_start(struct tandem_raft *n, uv_loop_t *loop, const struct tande
     }
     rv = raft_start(&n->raft);
     if (rv != 0) {
-        snprintf(n->errmsg, sizeof n->errmsg, "raft_start: %s", raft_errmsg(&n->raft));
+        snprintf(n->errmsg, sizeof n->errmsg, "raft_start: %s: %s%s%s", raft_strerror(rv),
+                 raft_errmsg(&n->raft), n->io.errmsg[0] != '\0' ? " / " : "", n->io.errmsg);
         goto err_after_raft;
     }
     return 0;

@@ -160,11 +160,13 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
     if (make_dir(path) != 0) {
         return -1;
     }
+    /* raft_start may apply committed entries already (a single voter knows its commit index):
+     * the FSM needs the raft instance before that. */
+    tandem_fsm_set_raft(&node->fsm, &node->raft.raft);
     if (tandem_raft_start(&node->raft, node->loop, &o, &node->fsm.raft_fsm) != 0) {
         tandem_log(TANDEM_LOG_ERROR, "raft: %s", node->raft.errmsg);
         return -1;
     }
-    tandem_fsm_set_raft(&node->fsm, &node->raft.raft);
     tandem_log(TANDEM_LOG_INFO, "raft started as id %llu%s", (unsigned long long)node->raft.id,
                node->raft.bootstrapped ? " (bootstrapped a new cluster)" : "");
     return 0;
