@@ -126,8 +126,11 @@ int tandem_raft_start(struct tandem_raft *n, uv_loop_t *loop, const struct tande
     }
     rv = raft_start(&n->raft);
     if (rv != 0) {
+        /* raft_uv leaves stale trace text in io.errmsg; the transport's says why a listen
+         * failed. */
         snprintf(n->errmsg, sizeof n->errmsg, "raft_start: %s: %s%s%s", raft_strerror(rv),
-                 raft_errmsg(&n->raft), n->io.errmsg[0] != '\0' ? " / " : "", n->io.errmsg);
+                 raft_errmsg(&n->raft), n->transport.errmsg[0] != '\0' ? " / " : "",
+                 n->transport.errmsg);
         goto err_after_raft;
     }
     return 0;
