@@ -735,6 +735,17 @@ static bool key_valid(const char *key, size_t len, char *why, size_t why_size)
     return true;
 }
 
+/* A transaction's decoded compares and operations (about 15 KiB: kept off plain puts). */
+struct txn_body {
+    Tandem__Txn txn;
+    Tandem__TxnCompare compares[TANDEM_TXN_COMPARES_MAX];
+    Tandem__TxnCompare *compare_ptrs[TANDEM_TXN_COMPARES_MAX];
+    Tandem__TxnOp ops[2 * TANDEM_TXN_OPS_MAX];
+    Tandem__TxnOp *op_ptrs[2 * TANDEM_TXN_OPS_MAX];
+    uint8_t *decoded[TANDEM_TXN_COMPARES_MAX + 2 * TANDEM_TXN_OPS_MAX]; /* owned */
+    unsigned n_decoded;
+};
+
 struct kv_request {
     struct tandem_write write;
     struct tandem_read read;
@@ -747,22 +758,16 @@ struct kv_request {
     struct tandem_http_request *r;
     char key[TANDEM_KV_KEY_LEN_MAX + 1];
     size_t key_len;
-    /* txn storage */
-    Tandem__Txn txn;
-    Tandem__TxnCompare compares[TANDEM_TXN_COMPARES_MAX];
-    Tandem__TxnCompare *compare_ptrs[TANDEM_TXN_COMPARES_MAX];
-    Tandem__TxnOp ops[2 * TANDEM_TXN_OPS_MAX];
-    Tandem__TxnOp *op_ptrs[2 * TANDEM_TXN_OPS_MAX];
-    uint8_t *decoded[TANDEM_TXN_COMPARES_MAX + 2 * TANDEM_TXN_OPS_MAX]; /* owned */
-    unsigned n_decoded;
-    json_t *json; /* owned: the parsed body, keys point into it */
+    struct txn_body *t; /* owned: only transactions carry one */
+    json_t *json;       /* owned: the parsed body, keys point into it */
 };
 
 static void kv_request_free(struct kv_request *k)
 {
-    for (unsigned i = 0; i < k->n_decoded; i++) {
-        free(k->decoded[i]);
+    for (unsigned i = 0; k->t != NULL && i < k->t->n_decoded; i++) {
+        free(k->t->decoded[i]);
     }
+    free(k->t);
     json_decref(k->json);
     free(k);
 }
@@ -1022,7 +1027,7 @@ static int txn_bytes(struct kv_request *k, json_t *text, ProtobufCBinaryData *ou
         snprintf(why, 256, "value must be a base64 string");
         return -1;
     }
-    k->decoded[k->n_decoded++] = data;
+    k->t->decoded[k->t->n_decoded++] = data;
     out->data = data;
     out->len = len;
     return 0;
@@ -1129,8 +1134,8 @@ static int txn_ops_parse(struct kv_request *k, json_t *list, size_t base, size_t
         return -1;
     }
     for (size_t i = 0; i < json_array_size(list); i++) {
-        k->op_ptrs[base + i] = &k->ops[base + i];
-        if (txn_op_parse(k, json_array_get(list, i), &k->ops[base + i], why) != 0) {
+        k->t->op_ptrs[base + i] = &k->t->ops[base + i];
+        if (txn_op_parse(k, json_array_get(list, i), &k->t->ops[base + i], why) != 0) {
             return -1;
         }
     }
@@ -1141,7 +1146,7 @@ static int txn_ops_parse(struct kv_request *k, json_t *list, size_t base, size_t
 static int txn_parse(struct kv_request *k, char *why)
 {
     json_t *compare = json_object_get(k->json, "compare");
-    tandem__txn__init(&k->txn);
+    tandem__txn__init(&k->t->txn);
     if (!json_is_object(k->json)) {
         snprintf(why, 256, "body must be a JSON object with compare, success and failure");
         return -1;
@@ -1153,21 +1158,21 @@ static int txn_parse(struct kv_request *k, char *why)
         return -1;
     }
     for (size_t i = 0; compare != NULL && i < json_array_size(compare); i++) {
-        k->compare_ptrs[i] = &k->compares[i];
-        if (txn_compare_parse(k, json_array_get(compare, i), &k->compares[i], why) != 0) {
+        k->t->compare_ptrs[i] = &k->t->compares[i];
+        if (txn_compare_parse(k, json_array_get(compare, i), &k->t->compares[i], why) != 0) {
             return -1;
         }
     }
-    k->txn.n_compare = compare == NULL ? 0 : json_array_size(compare);
-    k->txn.compare = k->compare_ptrs;
-    if (txn_ops_parse(k, json_object_get(k->json, "success"), 0, &k->txn.n_success, why,
+    k->t->txn.n_compare = compare == NULL ? 0 : json_array_size(compare);
+    k->t->txn.compare = k->t->compare_ptrs;
+    if (txn_ops_parse(k, json_object_get(k->json, "success"), 0, &k->t->txn.n_success, why,
                       "success") != 0 ||
-        txn_ops_parse(k, json_object_get(k->json, "failure"), TANDEM_TXN_OPS_MAX, &k->txn.n_failure,
-                      why, "failure") != 0) {
+        txn_ops_parse(k, json_object_get(k->json, "failure"), TANDEM_TXN_OPS_MAX,
+                      &k->t->txn.n_failure, why, "failure") != 0) {
         return -1;
     }
-    k->txn.success = k->op_ptrs;
-    k->txn.failure = k->op_ptrs + TANDEM_TXN_OPS_MAX;
+    k->t->txn.success = k->t->op_ptrs;
+    k->t->txn.failure = k->t->op_ptrs + TANDEM_TXN_OPS_MAX;
     return 0;
 }
 
@@ -1178,6 +1183,12 @@ static void route_txn(struct tandem_node *node, struct tandem_http_request *r, c
     (void)p;
     struct kv_request *k = kv_request_new(node, r, NULL);
     if (k == NULL) {
+        return;
+    }
+    k->t = calloc(1, sizeof *k->t);
+    if (k->t == NULL) {
+        tandem_route_error(node, r, 500, "out of memory");
+        kv_request_free(k);
         return;
     }
     k->json = json_loadb(r->body, r->body_len, 0, &jerr);
@@ -1192,7 +1203,7 @@ static void route_txn(struct tandem_node *node, struct tandem_http_request *r, c
         return;
     }
     k->command.body_case = TANDEM__COMMAND__BODY_TXN;
-    k->command.txn = &k->txn;
+    k->command.txn = &k->t->txn;
     kv_submit(node, k);
 }
 
