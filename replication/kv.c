@@ -151,7 +151,8 @@ static int txn_compare(const struct tandem_apply_ctx *ctx, const Tandem__TxnComp
                 break;
             }
             int c = value_cmp(record->value, cmp->value);
-            *holds = compare_u64((uint64_t)(c + 1), cmp->op, 1); /* maps -1/0/1 onto </=/> */
+            /* memcmp's sign is all it promises: fold it onto 0/1/2 for </=/>. */
+            *holds = compare_u64(c < 0 ? 0 : (c == 0 ? 1 : 2), cmp->op, 1);
             break;
         }
     }
@@ -203,6 +204,12 @@ int tandem_kv_apply_txn(const struct tandem_apply_ctx *ctx, const Tandem__Comman
         txn->n_success > TANDEM_TXN_OPS_MAX || txn->n_failure > TANDEM_TXN_OPS_MAX) {
         tandem_result_error(result, 400, "invalid transaction");
         return 0;
+    }
+    for (size_t i = 0; i < txn->n_compare; i++) {
+        if (!key_ok(txn->compare[i]->key)) {
+            tandem_result_error(result, 400, "invalid key in transaction compare %zu", i);
+            return 0;
+        }
     }
     for (size_t i = 0; i < txn->n_success + txn->n_failure; i++) {
         const Tandem__TxnOp *op =

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,7 @@ struct snapshot_header {
     uint64_t payload_len;
     uint8_t apply_digest[TANDEM_DIGEST_LEN];
     uint8_t state_digest[TANDEM_DIGEST_LEN];
-    uint8_t payload_sha256[TANDEM_DIGEST_LEN];
+    uint8_t checksum[TANDEM_DIGEST_LEN]; /* SHA-256 of every header field above, then the payload */
 };
 
 /* Per-record frame in the snapshot payload. */
@@ -421,10 +422,17 @@ static int snapshot_visit(void *arg, int db, const MDB_val *key, const MDB_val *
     return digest_visit(&w->digest, db, key, value);
 }
 
-static void sha256(const void *data, size_t len, uint8_t out[TANDEM_DIGEST_LEN])
+/* Covers the header too: a flipped applied_index or digest must not pass as valid. */
+static void snapshot_checksum(const struct snapshot_header *header, const void *payload, size_t len,
+                              uint8_t out[TANDEM_DIGEST_LEN])
 {
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned out_len = 0;
-    EVP_Digest(data, len, out, &out_len, EVP_sha256(), NULL);
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    EVP_DigestUpdate(ctx, header, offsetof(struct snapshot_header, checksum));
+    EVP_DigestUpdate(ctx, payload, len);
+    EVP_DigestFinal_ex(ctx, out, &out_len);
+    EVP_MD_CTX_free(ctx);
 }
 
 int tandem_store_snapshot_write(struct tandem_store *s, MDB_txn *txn, void **out, size_t *out_len)
@@ -455,7 +463,7 @@ int tandem_store_snapshot_write(struct tandem_store *s, MDB_txn *txn, void **out
     header.payload_len = htole64(w.len - sizeof header);
     memcpy(header.apply_digest, view.apply_digest, TANDEM_DIGEST_LEN);
     EVP_DigestFinal_ex(w.digest.ctx, header.state_digest, &len);
-    sha256(w.buf + sizeof header, w.len - sizeof header, header.payload_sha256);
+    snapshot_checksum(&header, w.buf + sizeof header, w.len - sizeof header, header.checksum);
     memcpy(w.buf, &header, sizeof header);
     EVP_MD_CTX_free(w.digest.ctx);
     *out = w.buf;
@@ -492,8 +500,8 @@ static int header_read(const void *buf, size_t len, struct snapshot_header *head
                  (unsigned long long)le64toh(header->payload_len), len - sizeof *header);
         return EINVAL;
     }
-    sha256((const uint8_t *)buf + sizeof *header, len - sizeof *header, sha);
-    if (memcmp(sha, header->payload_sha256, TANDEM_DIGEST_LEN) != 0) {
+    snapshot_checksum(header, (const uint8_t *)buf + sizeof *header, len - sizeof *header, sha);
+    if (memcmp(sha, header->checksum, TANDEM_DIGEST_LEN) != 0) {
         snprintf(errmsg, 256, "snapshot checksum mismatch");
         return EINVAL;
     }

@@ -1,4 +1,5 @@
-/* Unit tests for the LMDB state store: commits, abort, digests, snapshot, restore and swap recovery. */
+/* Unit tests for the LMDB state store: commits, abort, digests, snapshot, restore and swap
+ * recovery. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -22,10 +23,11 @@
 #define KEY_TEXT_MAX         64                          /* bytes of a generated key or value */
 #define MANY_RECORDS         70000 /* more than one restore transaction's worth (65536) */
 #define SNAPSHOT_HEADER_SIZE 136   /* magic 8, format 4, dbs 4, index/records/len 24, digests 96 */
+#define HEADER_INDEX_OFFSET  16    /* applied_index in the snapshot header */
+#define HEADER_APPLY_OFFSET  40    /* apply_digest in the snapshot header */
 
 /* One test's scratch directory holding the store directories. */
-struct fixture
-{
+struct fixture {
     char root[PATH_MAX];
     char dir_a[PATH_MAX];
     char dir_b[PATH_MAX];
@@ -337,7 +339,8 @@ static void test_digest_differs(void **state)
     const char *kv_a[] = {"a", "bc"}, *kv_b[] = {"ab", "c"};
     rebuild(f, kv_a, kv_b, 1);
     assert_false(digests_equal(f));
-    /* Framing: part of a value moving into the next record ("a"+"bc"+"d"+"e" vs "a"+"b"+"cd"+"e"). */
+    /* Framing: part of a value moving into the next record ("a"+"bc"+"d"+"e" vs "a"+"b"+"cd"+"e").
+     */
     const char *rec_a[] = {"a", "bc", "d", "e"}, *rec_b[] = {"a", "b", "cd", "e"};
     rebuild(f, rec_a, rec_b, 2);
     assert_false(digests_equal(f));
@@ -551,6 +554,31 @@ static void test_corrupt_snapshot_refused(void **state)
     free(buf);
 }
 
+static void test_snapshot_header_tamper_refused(void **state)
+{
+    struct fixture *f = *state;
+    void *buf;
+    size_t len;
+    populate_a(f);
+    snapshot_of(&f->a, &buf, &len);
+    uint8_t *bytes = buf;
+    open_store(&f->b, f->dir_b, &f->b_open);
+    put(&f->b, "mine", "m");
+    set_applied(&f->b, 5, 0x05);
+    assert_int_equal(tandem_store_commit(&f->b), 0);
+    /* The header is data read back like the payload: a flipped applied_index would make a node
+     * skip or replay the wrong entries, a flipped apply_digest would break replica parity. */
+    bytes[HEADER_INDEX_OFFSET + 1] ^= 0x01; /* 42 -> 298 */
+    assert_refused(f, buf, len, "checksum");
+    bytes[HEADER_INDEX_OFFSET + 1] ^= 0x01;
+    bytes[HEADER_APPLY_OFFSET] ^= 0x01;
+    assert_refused(f, buf, len, "checksum");
+    bytes[HEADER_APPLY_OFFSET] ^= 0x01;
+    assert_int_equal(tandem_store_restore(&f->b, buf, len), 0);
+    assert_applied(&f->b, 42, 0xA0);
+    free(buf);
+}
+
 /* Copies an environment's data file into another directory (which must exist). */
 static void copy_env(const char *from, const char *to)
 {
@@ -648,9 +676,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_many_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_skipped_when_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_snapshot_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_header_tamper_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_interrupted_swap_finished_by_open, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unfinished_restore_discarded_by_open, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_unfinished_restore_discarded_by_open, setup, teardown),
         cmocka_unit_test(test_digest_hex),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
