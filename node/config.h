@@ -48,8 +48,14 @@ struct tandem_config {
     unsigned connections_max;
     unsigned forward_connections;
     unsigned forward_timeout_ms;
+    /* domain */
+    unsigned retention_days; /* trace events older than this may be purged */
     /* logging */
     char log_level[TANDEM_LOG_LEVEL_LEN_MAX + 1]; /* debug|info|warn|error */
+    /* sites and BCP (consensus/site_controller.h) */
+    unsigned site_down_after_ms; /* no answer from any node of a site this long: site is down */
+    bool auto_bcp;               /* the leader invokes BCP for a down site by itself */
+    char preferred_site[TANDEM_SITE_LEN_MAX + 1]; /* seeds the site table's preference; "" none */
 };
 
 void tandem_config_defaults(struct tandem_config *c);

@@ -4,13 +4,15 @@
 
 #include "replication/domain_commands.h"
 #include "replication/fsm.h"
+#include "replication/site_commands.h"
 
 /* X(name, protobuf body case, apply function) */
 #define TANDEM_COMMANDS(X)                                                                         \
     X(kv_put, TANDEM__COMMAND__BODY_KV_PUT, tandem_kv_apply_put)                                   \
     X(kv_delete, TANDEM__COMMAND__BODY_KV_DELETE, tandem_kv_apply_delete)                          \
     X(txn, TANDEM__COMMAND__BODY_TXN, tandem_kv_apply_txn)                                         \
-    TANDEM_DOMAIN_COMMANDS(X)
+    TANDEM_DOMAIN_COMMANDS(X)                                                                      \
+    TANDEM_SITE_COMMANDS(X)
 
 /* An apply function mutates state inside ctx->txn and, when result is non-NULL, fills it.
  * Returns 0 (business failures are results) or an LMDB error, which is fatal for the node. */

@@ -2,7 +2,13 @@
 #ifndef TANDEM_REPLICATION_DOMAIN_COMMANDS_H
 #define TANDEM_REPLICATION_DOMAIN_COMMANDS_H
 
-/* X(name, protobuf body case, apply function), appended to TANDEM_COMMANDS. */
-#define TANDEM_DOMAIN_COMMANDS(X)
+/* X(name, protobuf body case, apply function), appended to TANDEM_COMMANDS. The apply functions
+ * live in replication/jobs.c, boxes.c and trace.c. */
+#define TANDEM_DOMAIN_COMMANDS(X)                                                                  \
+    X(job_create, TANDEM__COMMAND__BODY_JOB_CREATE, tandem_job_apply_create)                       \
+    X(job_action, TANDEM__COMMAND__BODY_JOB_ACTION, tandem_job_apply_action)                       \
+    X(box_checkin, TANDEM__COMMAND__BODY_BOX_CHECKIN, tandem_box_apply_checkin)                    \
+    X(box_action, TANDEM__COMMAND__BODY_BOX_ACTION, tandem_box_apply_action)                       \
+    X(retention_purge, TANDEM__COMMAND__BODY_RETENTION_PURGE, tandem_trace_apply_purge)
 
 #endif

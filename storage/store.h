@@ -19,7 +19,17 @@
  * not part of the state digest. Later domains add rows here: snapshots and digests follow. */
 #define TANDEM_STORE_DBS(X)                                                                        \
     X(META, "meta")                                                                                \
-    X(KV, "kv")
+    X(KV, "kv")                                                                                    \
+    X(JOBS, "jobs")                                                                                \
+    X(JOB_IDX, "job_idx")                                                                          \
+    X(BOXES, "boxes")                                                                              \
+    X(BOX_IDX, "box_idx")                                                                          \
+    X(TRACE, "trace")                                                                              \
+    X(TRACE_IDX, "trace_idx")                                                                      \
+    X(DISPOSALS, "disposals")                                                                      \
+    X(DOMAIN_META, "domain_meta")                                                                  \
+    X(SITES, "sites")                                                                              \
+    X(DRILLS, "drills")
 
 enum tandem_store_db {
 #define TANDEM_STORE_DB_ENUM(id, name) TANDEM_DB_##id,

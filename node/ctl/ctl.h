@@ -110,4 +110,70 @@ int tandem_ctl_kv_del(struct tandem_ctl_context *ctx, const struct tandem_ctl_ar
 int tandem_ctl_kv_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_kv_cas(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 
+/* Domain commands (jobs, boxes, trace) and their shared helpers. */
+#define TANDEM_CTL_VALUE_MAX 128 /* bytes of an id or text value sent in a path or query */
+
+/* Appends "?name=value" or "&name=value" (percent-encoded) to path; nothing when value is
+ * NULL. */
+int tandem_ctl_query_append(struct tandem_ctl_context *ctx, char *path, size_t size,
+                            const char *name, const char *value);
+/* --limit N (1..TANDEM_CTL_TABLE_ROWS_MAX), TANDEM_CTL_TABLE_ROWS_MAX when absent. */
+int tandem_ctl_limit_flag(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                          size_t *limit);
+/* GETs base page by page (limit, after = the previous page's "next") and appends the items
+ * under key to out until the server says there are no more or limit items arrived. */
+int tandem_ctl_page_all(struct tandem_ctl_context *ctx, const char *base, const char *key,
+                        size_t limit, json_t *out, bool *more);
+/* One JSON value as a table cell: objects as "k=v k=v", arrays as "a,b". */
+void tandem_ctl_cell(const json_t *value, char *out, size_t size);
+/* Prints an array of objects as a table, one column per field. */
+int tandem_ctl_objects_print(struct tandem_ctl_context *ctx, const json_t *items,
+                             const char *const *headers, const char *const *fields, size_t columns);
+/* GETs path and prints the object: a FIELD/VALUE table, or JSON. */
+int tandem_ctl_get_print(struct tandem_ctl_context *ctx, const char *path);
+/* POSTs body (NULL: none) as JSON; *out as for tandem_ctl_call_json. */
+int tandem_ctl_post_json(struct tandem_ctl_context *ctx, const char *path, const json_t *body,
+                         json_t **out);
+/* Prints the trace timeline of one job or box (kind "job" or "box"). */
+int tandem_ctl_trace_print(struct tandem_ctl_context *ctx, const char *kind, const char *id);
+
+/* Command handlers: cmd_job.c. */
+int tandem_ctl_job_create(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_job_get(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_job_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_job_advance(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_job_hold(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_job_resume(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_job_complete(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_job_cancel(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_job_pin(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_job_unpin(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_job_operator(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_job_trace(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+
+/* Command handlers: cmd_box.c. */
+int tandem_ctl_box_checkin(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_box_get(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_box_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_box_pick(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_box_return(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_box_move(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_box_dispose(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_box_trace(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+
+/* Command handlers: cmd_trace.c. */
+int tandem_ctl_trace_job(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_trace_box(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_trace_purge(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_trace_disposals(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+
+/* Command handlers: cmd_bcp.c. */
+int tandem_ctl_bcp_status(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_bcp_invoke(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_bcp_revoke(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_bcp_drill(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_bcp_drills(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_bcp_prefer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_member_rejoin(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+
 #endif
