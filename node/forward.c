@@ -14,6 +14,9 @@ static const char *const relayed_headers[] = {
     "X-Tandem-Node",      "Retry-After",
 };
 
+/* Headers of the client's request that the leader needs (who acts, what the body is). */
+static const char *const forwarded_headers[] = {"Content-Type", "X-Tandem-User"};
+
 #define FORWARD_ATTEMPTS_MAX 3 /* sends of one request whose earlier tries wrote no byte */
 
 struct forward {
@@ -132,11 +135,20 @@ static void forward_cb(struct tandem_httpc_request *req, int status,
 static int forward_start(struct forward *fw)
 {
     struct tandem_http_request *r = fw->r;
-    char headers[256];
-    const char *content_type = tandem_http_request_header(r, "Content-Type");
-    snprintf(headers, sizeof headers, "%s: %s\r\n%s%s%s", TANDEM_FORWARDED_HEADER,
-             fw->f->node->self.name, content_type != NULL ? "Content-Type: " : "",
-             content_type != NULL ? content_type : "", content_type != NULL ? "\r\n" : "");
+    char headers[512];
+    size_t used = (size_t)snprintf(headers, sizeof headers, "%s: %s\r\n", TANDEM_FORWARDED_HEADER,
+                                   fw->f->node->self.name);
+    for (size_t i = 0; i < sizeof forwarded_headers / sizeof forwarded_headers[0]; i++) {
+        const char *value = tandem_http_request_header(r, forwarded_headers[i]);
+        if (value != NULL && used < sizeof headers) {
+            int n = snprintf(headers + used, sizeof headers - used, "%s: %s\r\n",
+                             forwarded_headers[i], value);
+            used += n > 0 ? (size_t)n : 0;
+        }
+    }
+    if (used >= sizeof headers) {
+        return UV_E2BIG; /* never send a request whose headers were cut */
+    }
     if (fw->f->client == NULL) {
         return UV_ENOTCONN; /* the leader changed meanwhile and its client is gone */
     }
