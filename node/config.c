@@ -123,6 +123,9 @@ static const struct option options[] = {
                 "Size of one raft log segment file, in KiB"),
     UINT_OPTION(map_size_mib, 4096, 16, 1048576, "state_machine",
                 "Maximum size of the LMDB state store, in MiB"),
+    UINT_OPTION(commit_interval_ms, 5, 0, 1000, "state_machine",
+                "Longest time applied entries wait for their grouped LMDB commit; 0 = every loop "
+                "iteration (the raft log replays what a crash loses)"),
     UINT_OPTION(batch_commands_max, 1024, 1, 65536, "state_machine",
                 "Commands packed into one raft entry"),
     UINT_OPTION(batch_bytes_max_kib, 4096, 1, 65536, "state_machine",

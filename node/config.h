@@ -40,6 +40,7 @@ struct tandem_config {
     unsigned segment_size_kib;
     /* state machine / batching */
     unsigned map_size_mib;
+    unsigned commit_interval_ms; /* grouped LMDB commit cadence */
     unsigned batch_commands_max;
     unsigned batch_bytes_max_kib; /* below segment_size_kib: one entry fits one segment */
     unsigned pending_requests_max;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <uv.h>
 
 #define STORE_DBS_MAX           32
 #define SNAPSHOT_MAGIC          "TANDEMSS"
@@ -232,6 +233,7 @@ int tandem_store_write_txn(struct tandem_store *s, MDB_txn **txn)
             s->write_txn = NULL;
             return tandem_store_error(s, rv, "begin write transaction");
         }
+        s->write_txn_opened_ns = uv_hrtime();
     }
     *txn = s->write_txn;
     return 0;
@@ -249,6 +251,11 @@ int tandem_store_commit(struct tandem_store *s)
     }
     s->commits++;
     return 0;
+}
+
+bool tandem_store_commit_due(const struct tandem_store *s, uint64_t now_ns, uint64_t interval_ns)
+{
+    return s->write_txn != NULL && now_ns - s->write_txn_opened_ns >= interval_ns;
 }
 
 void tandem_store_abort(struct tandem_store *s)

@@ -47,6 +47,7 @@ struct tandem_store {
     uint64_t applied_index;                  /* as of the open write txn (or last commit) */
     uint8_t apply_digest[TANDEM_DIGEST_LEN]; /* likewise */
     uint64_t commits;                        /* grouped commits done */
+    uint64_t write_txn_opened_ns;            /* uv_hrtime() when the open write txn began */
     char errmsg[256];
 };
 
@@ -59,6 +60,8 @@ int tandem_store_write_txn(struct tandem_store *s, MDB_txn **txn);
 /* Commits the grouped write transaction, if any. A failed commit leaves the store poisoned: the
  * caller must stop the node (the raft log replays from the last committed applied_index). */
 int tandem_store_commit(struct tandem_store *s);
+/* Whether the open write transaction is older than interval_ns (so it is time to commit). */
+bool tandem_store_commit_due(const struct tandem_store *s, uint64_t now_ns, uint64_t interval_ns);
 /* Throws the open write transaction away and reloads applied_index/apply_digest from disk. */
 void tandem_store_abort(struct tandem_store *s);
 
