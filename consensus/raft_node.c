@@ -63,6 +63,30 @@ static int bootstrap(struct tandem_raft *n, const struct tandem_raft_options *o)
     return rv;
 }
 
+/* raft_recover appends conf to the log on disk; raft must be initialised, not started. */
+static int recover(struct tandem_raft *n, const struct tandem_raft_options *o)
+{
+    struct raft_configuration conf;
+    char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
+    int rv = 0;
+    raft_configuration_init(&conf);
+    for (unsigned i = 0; i < o->n_recover_members && rv == 0; i++) {
+        const struct tandem_member *m = &o->recover_members[i];
+        rv = tandem_member_address_format(m, address, sizeof address) != 0
+                 ? RAFT_INVALID
+                 : raft_configuration_add(&conf, tandem_member_id(m->name), address,
+                                          tandem_raft_role_to_raft(m->role));
+    }
+    if (rv == 0) {
+        rv = raft_recover(&n->raft, &conf);
+    }
+    if (rv != 0) {
+        snprintf(n->errmsg, sizeof n->errmsg, "raft_recover: %s", raft_strerror(rv));
+    }
+    raft_configuration_close(&conf);
+    return rv;
+}
+
 static void configure(struct tandem_raft *n, const struct tandem_raft_options *o)
 {
     struct raft *r = &n->raft;
@@ -121,7 +145,11 @@ int tandem_raft_start(struct tandem_raft *n, uv_loop_t *loop, const struct tande
     }
     n->raft.data = n;
     configure(n, o);
-    if (!o->join && o->n_members > 0 && (rv = bootstrap(n, o)) != 0) {
+    if (!o->join && o->n_members > 0 && o->n_recover_members == 0 &&
+        (rv = bootstrap(n, o)) != 0) {
+        goto err_after_raft;
+    }
+    if (o->n_recover_members > 0 && (rv = recover(n, o)) != 0) {
         goto err_after_raft;
     }
     rv = raft_start(&n->raft);

@@ -19,6 +19,10 @@ struct tandem_raft_options {
     bool join;                           /* start empty and wait to be added; never bootstrap */
     const struct tandem_member *members; /* initial configuration, bootstrap only */
     unsigned n_members;
+    /* Forced failover (consensus/recover.h): when n_recover_members > 0, raft_recover forces this
+     * configuration into the log before raft_start. Only ever on the one chosen survivor. */
+    const struct tandem_member *recover_members;
+    unsigned n_recover_members;
     unsigned heartbeat_ms, election_timeout_ms, install_snapshot_timeout_ms;
     unsigned snapshot_threshold, snapshot_trailing, max_inflight_entries, segment_size_kib;
     void (*log)(void *data, int level, const char *msg);

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs a tandem cluster of real tandemd processes on 127.0.0.1 for demos, development and tests.
 #
-#   local-cluster.sh up DIR [--topology 2+2+1|2+2|3] [--insecure] [--set key=value ...]
+#   local-cluster.sh up DIR [--topology 2+2+1|2+2|3|2+2-async] [--insecure] [--set key=value ...]
 #   local-cluster.sh down DIR
 #   local-cluster.sh start DIR NAME
 #   local-cluster.sh stop DIR NAME [--kill]
 #   local-cluster.sh status DIR
 #   local-cluster.sh leader DIR [--timeout SECONDS] [--exclude NAME]
+#   local-cluster.sh stop-site DIR SITE [--kill]   (every node of SITE: site loss for BCP)
+#   local-cluster.sh start-site DIR SITE
 #
 # Layout of DIR: nodes (name site raft_address api_url role, one node a line), ports (name
 # raft_port api_port), topology, endpoints, env, and per node NAME/tandem.conf, NAME/data/,
@@ -41,7 +43,7 @@ die() {
 }
 
 usage() {
-    sed -n '3,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '3,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -175,7 +177,9 @@ topology_nodes() {
         2+2+1) echo "east-1:east east-2:east west-1:west west-2:west witness-1:witness" ;;
         2+2) echo "east-1:east east-2:east west-1:west west-2:west" ;;
         3) echo "east-1:east west-1:west witness-1:witness" ;;
-        *) die "unknown topology '$1' (2+2+1, 2+2 or 3)" ;;
+        # BCP mode async: voters at the primary, standbys at the DR site (bcp invoke --force).
+        2+2-async) echo "east-1:east east-2:east west-1:west:standby west-2:west:standby" ;;
+        *) die "unknown topology '$1' (2+2+1, 2+2, 3 or 2+2-async)" ;;
     esac
 }
 
@@ -184,7 +188,8 @@ write_cluster() {
     local dir=$1 topology=$2
     shift 2
     local -a specs ports extra=("log_level=info") members=()
-    local spec name site i=0 cluster_id line key words
+    local spec name site role i=0 cluster_id line key words
+    [[ $topology != *-async ]] || extra+=("mode=async")
     words=$(topology_nodes "$topology")
     read -r -a specs <<<"$words"
     words=$(allocate_ports $((2 * ${#specs[@]})) "$dir")
@@ -202,11 +207,11 @@ write_cluster() {
     : >"$dir/nodes"
     i=0
     for spec in "${specs[@]}"; do
-        name=${spec%%:*}
-        site=${spec#*:}
+        IFS=: read -r name site role <<<"$spec"
+        role=${role:-voter}
         echo "$name ${ports[i]} ${ports[i + 1]}" >>"$dir/ports"
-        echo "$name $site 127.0.0.1:${ports[i]} http://127.0.0.1:${ports[i + 1]} voter" >>"$dir/nodes"
-        members+=("member = $name,$site,127.0.0.1:${ports[i]},http://127.0.0.1:${ports[i + 1]},voter")
+        echo "$name $site 127.0.0.1:${ports[i]} http://127.0.0.1:${ports[i + 1]} $role" >>"$dir/nodes"
+        members+=("member = $name,$site,127.0.0.1:${ports[i]},http://127.0.0.1:${ports[i + 1]},$role")
         i=$((i + 2))
     done
     echo "$topology" >"$dir/topology"
@@ -525,6 +530,51 @@ cmd_stop() {
     stop_nodes "$dir" "$signal" "$2"
 }
 
+# The nodes of SITE (sets SITE_NODES); fails when the site has none.
+site_nodes() {
+    local site=$1 name
+    SITE_NODES=()
+    for name in "${NODE_NAMES[@]}"; do
+        [[ ${NODE_SITE[$name]} != "$site" ]] || SITE_NODES+=("$name")
+    done
+    ((${#SITE_NODES[@]} > 0)) || die "no node in site '$site'"
+}
+
+# Stops every running node of a site at once (--kill: SIGKILL, a site lost without warning).
+cmd_stop_site() {
+    local dir signal=TERM name
+    local -a running=()
+    (($# == 2 || $# == 3)) || usage
+    if (($# == 3)); then
+        [[ $3 == --kill ]] || die "unknown option '$3' for stop-site"
+        signal=KILL
+    fi
+    dir=$(cd "$1" 2>/dev/null && pwd) || die "no such directory: $1"
+    load_nodes "$dir"
+    site_nodes "$2"
+    for name in "${SITE_NODES[@]}"; do
+        if running_pid "$dir" "$name" >/dev/null; then running+=("$name"); fi
+    done
+    ((${#running[@]} > 0)) || die "no node of site $2 is running"
+    stop_nodes "$dir" "$signal" "${running[@]}"
+}
+
+cmd_start_site() {
+    (($# == 2)) || usage
+    local dir name
+    need_tandemd
+    dir=$(cd "$1" 2>/dev/null && pwd) || die "no such directory: $1"
+    load_nodes "$dir"
+    site_nodes "$2"
+    for name in "${SITE_NODES[@]}"; do
+        if ! running_pid "$dir" "$name" >/dev/null; then start_node "$dir" "$name"; fi
+    done
+    for name in "${SITE_NODES[@]}"; do
+        wait_healthy "$dir" "$name" || exit 1
+        echo "started $name (pid $(running_pid "$dir" "$name")) at ${NODE_API[$name]}"
+    done
+}
+
 cmd_status() {
     (($# == 1)) || usage
     local dir name json
@@ -589,6 +639,8 @@ main() {
         stop) cmd_stop "$@" ;;
         status) cmd_status "$@" ;;
         leader) cmd_leader "$@" ;;
+        stop-site) cmd_stop_site "$@" ;;
+        start-site) cmd_start_site "$@" ;;
         -h | --help | help) usage ;;
         *) die "unknown command '$cmd'" ;;
     esac

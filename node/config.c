@@ -158,6 +158,10 @@ static const struct option options[] = {
     STRING_OPTION("preferred_site", preferred_site, CHECK_NONE, NULL, 0, "bcp", "label",
                   "Site where the site controller keeps leadership (seeds the replicated "
                   "preference once); empty: any active non-witness site"),
+    STRING_OPTION("mode", mode, CHECK_NONE, "sync", 0, "bcp", "sync|async",
+                  "sync: voters in both sites and a witness, RPO 0; async: voters at the primary "
+                  "site, standbys at the DR site, lag is the RPO exposure and BCP of the primary "
+                  "is the forced path"),
     STRING_OPTION("config", config_path, CHECK_NONE, NULL, OPTION_CLI_ONLY, "command_line", "path",
                   "INI file read before the flags, which override it"),
     ACTION_OPTION("help", ACTION_HELP, "Print this help and exit"),

@@ -57,6 +57,7 @@ struct tandem_config {
     unsigned site_down_after_ms; /* no answer from any node of a site this long: site is down */
     bool auto_bcp;               /* the leader invokes BCP for a down site by itself */
     char preferred_site[TANDEM_SITE_LEN_MAX + 1]; /* seeds the site table's preference; "" none */
+    char mode[8]; /* sync | async (voters at the primary, standbys at the DR site) */
 };
 
 void tandem_config_defaults(struct tandem_config *c);

@@ -7,6 +7,7 @@
 
 #include "node/log.h"
 #include "node/node.h"
+#include "node/routes.h"
 
 /* Headers of the leader's answer that travel back to the client. */
 static const char *const relayed_headers[] = {
@@ -110,8 +111,8 @@ static void forward_cb(struct tandem_httpc_request *req, int status,
     }
     if (status != 0 || resp == NULL) {
         f->failed++;
-        tandem_http_respond_error(fw->r, 503, "forwarding to the leader failed: %s",
-                                  uv_strerror(status));
+        tandem_route_error(f->node, fw->r, 503, "forwarding to the leader failed: %s",
+                           uv_strerror(status));
         free(fw);
         return;
     }
@@ -164,8 +165,8 @@ void tandem_forwarder_send(struct tandem_forwarder *f, struct tandem_http_reques
     struct tandem_httpc *c = f->closing ? NULL : client_for(f, leader);
     struct forward *fw = c == NULL ? NULL : calloc(1, sizeof *fw);
     if (fw == NULL) {
-        tandem_http_respond_error(r, 503, "cannot reach the leader %s at %s", leader->name,
-                                  leader->api);
+        tandem_route_error(f->node, r, 503, "cannot reach the leader %s at %s", leader->name,
+                           leader->api);
         return;
     }
     fw->f = f;
@@ -173,8 +174,8 @@ void tandem_forwarder_send(struct tandem_forwarder *f, struct tandem_http_reques
     int rv = forward_start(fw);
     if (rv != 0) {
         free(fw);
-        tandem_http_respond_error(r, rv == UV_ENOBUFS ? 429 : 503,
-                                  "forwarding to the leader failed: %s", uv_strerror(rv));
+        tandem_route_error(f->node, r, rv == UV_ENOBUFS ? 429 : 503,
+                           "forwarding to the leader failed: %s", uv_strerror(rv));
         return;
     }
     f->forwarded++;

@@ -815,7 +815,8 @@ static void conn_reject(struct tandem_http_conn *c, int status, const char *mess
     char body[6 * sizeof c->reject_message + 16];
     size_t len = tandem_http_error_json(body, sizeof body, message);
     queue_push(c, r);
-    if (request_format(r, status, "application/json", NULL, body, len) != 0) {
+    if (request_format(r, status, "application/json",
+                       s->reject_headers[0] != '\0' ? s->reject_headers : NULL, body, len) != 0) {
         conn_close(c);
         return;
     }
@@ -1246,6 +1247,15 @@ int tandem_http_server_port(const struct tandem_http_server *s)
         return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
     }
     return ntohs(((struct sockaddr_in *)&addr)->sin_port);
+}
+
+int tandem_http_server_set_reject_headers(struct tandem_http_server *s, const char *headers)
+{
+    if (strlen(headers) >= sizeof s->reject_headers) {
+        return -1;
+    }
+    snprintf(s->reject_headers, sizeof s->reject_headers, "%s", headers);
+    return 0;
 }
 
 void tandem_http_server_stats(const struct tandem_http_server *s,

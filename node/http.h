@@ -31,15 +31,16 @@
 #define TANDEM_HTTP_REQUESTS_MAX            (1u << 20)
 
 /* Fixed bounds of the implementation. */
-#define TANDEM_HTTP_HEADERS_KEPT_MAX        64   /* header fields per request; more -> 431 */
-#define TANDEM_HTTP_REQUEST_POOL_MAX        1024 /* idle request objects kept for reuse */
-#define TANDEM_HTTP_POOLED_BUFFER_BYTES_MAX (64u * 1024u) /* bigger buffers are freed on reuse */
-#define TANDEM_HTTP_READ_BUFFER_BYTES       (64u * 1024u) /* one per server, shared by reads */
-#define TANDEM_HTTP_WRITE_BATCH_MAX         64            /* responses gathered into one write */
-#define TANDEM_HTTP_LINGER_MS               2000 /* drain the peer after a final response */
-#define TANDEM_HTTP_LISTEN_BACKLOG          511
-#define TANDEM_HTTP_ERROR_MESSAGE_BYTES_MAX 1024 /* formatted text of respond_error */
-#define TANDEM_HTTP_QUERY_NAME_BYTES_MAX    256  /* longer query names never match */
+#define TANDEM_HTTP_HEADERS_KEPT_MAX         64   /* header fields per request; more -> 431 */
+#define TANDEM_HTTP_REQUEST_POOL_MAX         1024 /* idle request objects kept for reuse */
+#define TANDEM_HTTP_POOLED_BUFFER_BYTES_MAX  (64u * 1024u) /* bigger buffers are freed on reuse */
+#define TANDEM_HTTP_READ_BUFFER_BYTES        (64u * 1024u) /* one per server, shared by reads */
+#define TANDEM_HTTP_WRITE_BATCH_MAX          64            /* responses gathered into one write */
+#define TANDEM_HTTP_LINGER_MS                2000 /* drain the peer after a final response */
+#define TANDEM_HTTP_LISTEN_BACKLOG           511
+#define TANDEM_HTTP_REJECT_HEADERS_BYTES_MAX 256  /* header lines on the server's refusals */
+#define TANDEM_HTTP_ERROR_MESSAGE_BYTES_MAX  1024 /* formatted text of respond_error */
+#define TANDEM_HTTP_QUERY_NAME_BYTES_MAX     256  /* longer query names never match */
 
 struct tandem_http_limits {
     size_t body_bytes_max;       /* larger request bodies are answered 413 by the server */
@@ -134,6 +135,7 @@ struct tandem_http_server {
     int listening, closing, finished;
     void (*close_cb)(struct tandem_http_server *s);
     struct tandem_http_server_stats stats;
+    char reject_headers[TANDEM_HTTP_REJECT_HEADERS_BYTES_MAX]; /* on the server's own refusals */
 };
 
 /* Validates limits (NULL = defaults) and initialises s. Returns 0, or a UV_* code with s->errmsg
@@ -149,6 +151,10 @@ int tandem_http_server_listen(struct tandem_http_server *s, const char *host, in
 
 /* The bound port, or -1 when not listening. */
 int tandem_http_server_port(const struct tandem_http_server *s);
+
+/* Header lines ("Name: value\r\n"...) added to the answers the server gives itself (400, 413,
+ * 431, 503), so they name the node like every other answer. Returns 0, or -1 when too long. */
+int tandem_http_server_set_reject_headers(struct tandem_http_server *s, const char *headers);
 
 void tandem_http_server_stats(const struct tandem_http_server *s,
                               struct tandem_http_server_stats *out);

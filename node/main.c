@@ -10,15 +10,21 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "consensus/recover.h"
 #include "node/log.h"
 #include "node/node.h"
 
 static void check_cb(uv_check_t *check)
 {
     struct tandem_node *node = check->data;
-    /* Group commit: one LMDB commit for everything applied this iteration. raft's log is the
-     * source of truth; a crash before this commit replays from the stored applied_index. */
-    if (tandem_store_commit(&node->store) != 0) {
+    /* Group commit: one LMDB commit (one fdatasync) for everything applied within
+     * commit_interval_ms, off the path of the answers already sent. raft's log is the source of
+     * truth: a crash before this commit replays from the stored applied_index. Reads and
+     * snapshots commit first, so they always see every applied entry. raft's tick timer wakes
+     * the loop at least every heartbeat, so an idle node commits within about that long. */
+    uint64_t interval_ns = (uint64_t)node->config->commit_interval_ms * 1000000u;
+    if (tandem_store_commit_due(&node->store, uv_hrtime(), interval_ns) &&
+        tandem_store_commit(&node->store) != 0) {
         tandem_node_fatal(node, node->store.errmsg);
         return;
     }
@@ -56,6 +62,16 @@ static void forwarder_closed_cb(struct tandem_forwarder *f)
     handle_closed(f->node);
 }
 
+static void leader_watch_closed_cb(struct tandem_leader_watch *w)
+{
+    handle_closed(w->node);
+}
+
+static void bcp_closed_cb(struct tandem_bcp *b)
+{
+    handle_closed(b->node);
+}
+
 void tandem_node_stop(struct tandem_node *node, int exit_code)
 {
     if (node->stopping) {
@@ -65,12 +81,14 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     node->exit_code = exit_code;
     tandem_log(TANDEM_LOG_INFO, "stopping");
     tandem_proposer_fail_queued(&node->proposer, RAFT_SHUTDOWN);
-    node->handles_open = 6;
+    node->handles_open = 8;
     uv_close((uv_handle_t *)&node->sigterm, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sigint, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->flush_check, uv_handle_closed_cb);
     tandem_http_server_close(&node->http, http_closed_cb);
     tandem_forwarder_close(&node->forwarder, forwarder_closed_cb);
+    tandem_leader_watch_close(&node->leader_watch, leader_watch_closed_cb);
+    tandem_bcp_close(&node->bcp, bcp_closed_cb);
     tandem_raft_close(&node->raft, raft_closed_cb);
 }
 
@@ -156,8 +174,9 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
         .segment_size_kib = c->segment_size_kib,
         .log = tandem_log_syslog,
     };
+    struct tandem_recover_plan *plan = NULL;
     snprintf(path, sizeof path, "%s/raft", c->data_dir);
-    if (make_dir(path) != 0) {
+    if (make_dir(path) != 0 || tandem_bcp_raft_prepare(c->data_dir, &o, &plan) != 0) {
         return -1;
     }
     /* raft_start may apply committed entries already (a single voter knows its commit index):
@@ -165,6 +184,10 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
     tandem_fsm_set_raft(&node->fsm, &node->raft.raft);
     if (tandem_raft_start(&node->raft, node->loop, &o, &node->fsm.raft_fsm) != 0) {
         tandem_log(TANDEM_LOG_ERROR, "raft: %s", node->raft.errmsg);
+        free(plan);
+        return -1;
+    }
+    if (tandem_bcp_raft_started(c->data_dir, plan) != 0) {
         return -1;
     }
     tandem_log(TANDEM_LOG_INFO, "raft started as id %llu%s", (unsigned long long)node->raft.id,
@@ -185,6 +208,8 @@ static int start_api(struct tandem_node *node, const struct tandem_config *c)
         tandem_log(TANDEM_LOG_ERROR, "API: %s", node->http.errmsg);
         return -1;
     }
+    snprintf(errmsg, sizeof errmsg, "X-Tandem-Node: %s\r\n", c->name);
+    tandem_http_server_set_reject_headers(&node->http, errmsg);
     tandem_hostport_split(c->api_address, host, sizeof host, &port);
     if (tandem_http_server_listen(&node->http, host, port, errmsg) != 0) {
         tandem_log(TANDEM_LOG_ERROR, "API listen on %s: %s", c->api_address, errmsg);
@@ -217,8 +242,14 @@ static int node_run(struct tandem_node *node, const struct tandem_config *c)
         .batch_bytes_max = (size_t)c->batch_bytes_max_kib * 1024,
         .pending_max = c->pending_requests_max,
     };
+    char errmsg[256];
     node->config = c;
     self_from_config(&node->self, c);
+    /* A pending re-seed or forced recovery acts before anything reads the data directory. */
+    if (tandem_recover_prepare(c->data_dir, errmsg) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "data directory: %s", errmsg);
+        return 1;
+    }
     node->epoch = epoch_load(c->data_dir);
     if (make_dir(c->data_dir) != 0 || start_state(node, c) != 0) {
         return 1;
@@ -240,7 +271,10 @@ static int node_run(struct tandem_node *node, const struct tandem_config *c)
     uv_signal_start(&node->sigint, signal_cb, SIGINT);
     tandem_forwarder_init(&node->forwarder, node->loop, node, c->forward_connections,
                           c->forward_timeout_ms);
-    if (start_api(node, c) != 0) {
+    tandem_leader_watch_start(&node->leader_watch, node);
+    node->fsm.snapshot_gate = tandem_leader_watch_snapshot_allowed;
+    node->fsm.snapshot_gate_data = &node->leader_watch;
+    if (start_api(node, c) != 0 || tandem_bcp_start(&node->bcp, node) != 0) {
         return 1; /* the process exits: nothing to hand back */
     }
     uv_run(node->loop, UV_RUN_DEFAULT);
@@ -269,5 +303,13 @@ int main(int argc, char **argv)
                config.site, config.cluster_id, config.data_dir);
     rv = node_run(&node, &config);
     uv_loop_close(node.loop);
+    if (node.reexec) {
+        /* Forced failover or re-seed: the markers in the data directory say what the new
+         * process does; the same PID keeps supervisors and pid files right. */
+        fflush(NULL);
+        execv("/proc/self/exe", argv);
+        fprintf(stderr, "tandemd: re-exec failed: %s\n", strerror(errno));
+        return 1;
+    }
     return rv;
 }

@@ -6,9 +6,11 @@
 #include <uv.h>
 
 #include "consensus/raft_node.h"
+#include "node/bcp.h"
 #include "node/config.h"
 #include "node/forward.h"
 #include "node/http.h"
+#include "node/leader_watch.h"
 #include "node/metrics.h"
 #include "replication/fsm.h"
 #include "replication/proposer.h"
@@ -24,11 +26,14 @@ struct tandem_node {
     struct tandem_proposer proposer;
     struct tandem_http_server http;
     struct tandem_forwarder forwarder;
+    struct tandem_leader_watch leader_watch; /* gates follower snapshots */
     struct tandem_metrics metrics;
+    struct tandem_bcp bcp;  /* probes, fencing, site controller (node/bcp.h) */
     uv_check_t flush_check; /* once per loop iteration: group commit, then propose */
     uv_signal_t sigterm, sigint;
     uint64_t epoch;
     bool fenced;
+    bool reexec; /* after stopping, main re-executes tandemd (forced failover, re-seed) */
     bool stopping;
     int exit_code;
     unsigned handles_open;

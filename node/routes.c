@@ -61,6 +61,8 @@ static const struct tandem_route_table core_route_table = {core_routes, ROUTE_CO
 static const struct tandem_route_table *const route_tables[] = {
     &core_route_table,
     &tandem_domain_route_table,
+    &tandem_bcp_route_table,
+    &tandem_rebalance_route_table,
 };
 #define ROUTE_TABLES_COUNT (sizeof route_tables / sizeof route_tables[0])
 
@@ -436,6 +438,8 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
             "# TYPE tandem_barriers_total counter\ntandem_barriers_total %llu\n"
             "# TYPE tandem_lmdb_commits_total counter\ntandem_lmdb_commits_total %llu\n"
             "# TYPE tandem_snapshots_taken_total counter\ntandem_snapshots_taken_total %llu\n"
+            "# TYPE tandem_snapshots_deferred_total counter\n"
+            "tandem_snapshots_deferred_total %llu\n"
             "# TYPE tandem_snapshots_restored_total counter\n"
             "tandem_snapshots_restored_total %llu\n"
             "# TYPE tandem_forwarded_total counter\ntandem_forwarded_total %llu\n"
@@ -453,6 +457,7 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
             (unsigned long long)node->proposer.entries_proposed,
             (unsigned long long)node->proposer.barriers_proposed,
             (unsigned long long)node->store.commits, (unsigned long long)node->fsm.snapshots_taken,
+            (unsigned long long)node->fsm.snapshots_deferred,
             (unsigned long long)node->fsm.snapshots_restored,
             (unsigned long long)node->forwarder.forwarded, (unsigned long long)ts.refused_cluster,
             (unsigned long long)ts.refused_epoch, (unsigned long long)ts.refused_malformed,

@@ -38,6 +38,8 @@ struct tandem_route_table {
 };
 
 extern const struct tandem_route_table tandem_domain_route_table;
+extern const struct tandem_route_table tandem_bcp_route_table; /* node/routes_bcp.c */
+extern const struct tandem_route_table tandem_rebalance_route_table;
 
 /* Answers r (counted in the metrics, X-Tandem-Node and X-Tandem-Applied-Index added). */
 void tandem_route_json(struct tandem_node *node, struct tandem_http_request *r, int status,

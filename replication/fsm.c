@@ -204,6 +204,11 @@ static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, v
 static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct tandem_fsm *f = raft_fsm->data;
+    if (f->snapshot_gate != NULL && !f->snapshot_gate(f->snapshot_gate_data)) {
+        /* raft gives up on this snapshot and asks again after the next apply. */
+        f->snapshots_deferred++;
+        return RAFT_BUSY;
+    }
     int rv = tandem_store_commit(f->store);
     if (rv == 0) {
         rv = tandem_store_read_txn(f->store, &f->snapshot_txn);

@@ -4,6 +4,7 @@
 #define TANDEM_REPLICATION_FSM_H
 
 #include <raft.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,10 @@ struct tandem_fsm {
         snapshots_restored;
     uint64_t apply_ns_total;
     void (*apply_observe)(void *data, uint64_t ns); /* optional latency hook */
+    /* Optional: whether a snapshot may be taken now; see node/leader_watch.h for why. */
+    bool (*snapshot_gate)(void *data);
+    void *snapshot_gate_data;
+    uint64_t snapshots_deferred;
     void *observe_data;
     char errmsg[256];
 };

@@ -29,7 +29,9 @@
     X(DISPOSALS, "disposals")                                                                      \
     X(DOMAIN_META, "domain_meta")                                                                  \
     X(SITES, "sites")                                                                              \
-    X(DRILLS, "drills")
+    X(DRILLS, "drills")                                                                            \
+    X(CAPACITY, "capacity")                                                                        \
+    X(CAPACITY_HISTORY, "capacity_history")
 
 enum tandem_store_db {
 #define TANDEM_STORE_DB_ENUM(id, name) TANDEM_DB_##id,

@@ -83,6 +83,18 @@ const struct tandem_ctl_command tandem_ctl_commands[] = {
      "the replicated drill history, newest first"},
     {"bcp", "prefer", "SITE|-", 1, 1, "", tandem_ctl_bcp_prefer,
      "keep leadership on SITE when it is active ('-': no preference)"},
+    {"site", "list", "[--local]", 0, 0, "local", tandem_ctl_site_list,
+     "sites with state, capacity, backlog (units and hours), queued jobs and jobs at risk"},
+    {"site", "set-capacity", "SITE N", 2, 2, "", tandem_ctl_site_set_capacity,
+     "set SITE's capacity to N effort units per hour (kept in its history)"},
+    {"site", "capacity-history", "SITE [--limit N]", 1, 1,
+     "limit=", tandem_ctl_site_capacity_history, "SITE's capacity changes, newest first"},
+    {"rebalance", "plan", "[--objective makespan|due] [--max-moves N] [--at TIME] [--local]", 0, 0,
+     "objective= max-moves= at= local", tandem_ctl_rebalance_plan,
+     "propose moves of queued jobs between sites: backlog hours and due-date risk before -> "
+     "after"},
+    {"rebalance", "apply", "PLAN_ID | --file PLAN.json", 0, 1, "file=", tandem_ctl_rebalance_apply,
+     "apply a plan as one command; refused (exit 1) when a job it moves changed since"},
 };
 const size_t tandem_ctl_command_count =
     sizeof(tandem_ctl_commands) / sizeof(tandem_ctl_commands[0]);

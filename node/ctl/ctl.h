@@ -176,4 +176,15 @@ int tandem_ctl_bcp_drills(struct tandem_ctl_context *ctx, const struct tandem_ct
 int tandem_ctl_bcp_prefer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_member_rejoin(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 
+/* Command handlers: cmd_site.c. */
+int tandem_ctl_site_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_site_set_capacity(struct tandem_ctl_context *ctx,
+                                 const struct tandem_ctl_args *args);
+int tandem_ctl_site_capacity_history(struct tandem_ctl_context *ctx,
+                                     const struct tandem_ctl_args *args);
+
+/* Command handlers: cmd_rebalance.c. */
+int tandem_ctl_rebalance_plan(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_rebalance_apply(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+
 #endif

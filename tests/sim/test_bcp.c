@@ -39,9 +39,9 @@
 #define SIM_SEEDS_DEFAULT 500
 #define SIM_SEEDS_MAX     1000000
 #define SIM_PARALLEL      2   /* seeds simulated at once, one child process each */
-#define SIM_PHASES        10  /* fault/operator phases in one schedule */
-#define SIM_PHASE_MS_MIN  800 /* simulated length of one phase */
-#define SIM_PHASE_MS_SPAN 2400
+#define SIM_PHASES        8   /* fault/operator phases in one schedule */
+#define SIM_PHASE_MS_MIN  600 /* simulated length of one phase */
+#define SIM_PHASE_MS_SPAN 1600
 #define SIM_SETTLE_MS     60000   /* healing, re-electing and reconciling may take this long */
 #define SIM_STEPS_MAX     2000000 /* fixture steps one schedule may take */
 #define SIM_TERMS_MAX     8192
@@ -91,7 +91,7 @@ struct sim_server {
 
 struct sim_stats {
     uint64_t writes, invokes, revokes, auto_invokes, transfers, assigns, site_losses, partitions,
-        witness_losses, crashes, disk_faults, recovered;
+        witness_losses, crashes, disk_faults, recovered, repairs;
 };
 
 struct sim {
@@ -814,6 +814,11 @@ static int sim_step(struct sim *s)
                 server->last_ok[j] = now;
             }
         }
+        /* As node/bcp.c does on every node: clear libraft's stale configuration marker. */
+        if (tandem_site_config_stuck(sim_raft(s, i)) &&
+            tandem_site_config_repair(sim_raft(s, i)) == 0) {
+            s->stats.repairs++;
+        }
         if (!server->killed && raft_state(sim_raft(s, i)) == RAFT_LEADER &&
             sim_controller_tick(s, i) != 0) {
             return -1;
@@ -926,11 +931,15 @@ static int sim_settle(struct sim *s)
     sim_heal(s);
     raft_time deadline = sim_now(s) + SIM_SETTLE_MS;
     while (!sim_settled(s, &st)) {
+        const struct sim_controller *c =
+            st.leader < SIM_SERVERS ? &s->servers[st.leader].ctl : &s->servers[0].ctl;
         SIM_CHECK(s, sim_now(s) < deadline,
-                  "not settled after %d ms (leader %s, applied %" PRIu64 ", sentinel %" PRIu64 ")",
+                  "not settled after %d ms (leader %s, applied %" PRIu64 ", sentinel %" PRIu64
+                  ", controller busy %d with %s %s: %s)",
                   SIM_SETTLE_MS, st.leader < SIM_SERVERS ? sim_names[st.leader] : "none",
                   st.leader < SIM_SERVERS ? s->servers[st.leader].store.applied_index : 0,
-                  st.sentinel_index);
+                  st.sentinel_index, c->busy, c->action.action_name, c->action.member,
+                  c->action.reason);
         if (sim_step(s) != 0) {
             return -1;
         }
@@ -1008,6 +1017,7 @@ static void stats_add(struct sim_stats *total, const struct sim_stats *st)
     total->crashes += st->crashes;
     total->disk_faults += st->disk_faults;
     total->recovered += st->recovered;
+    total->repairs += st->repairs;
 }
 
 static void child_start(struct sim_child *child, uint64_t seed)
@@ -1106,10 +1116,10 @@ static void test_random_bcp_schedules(void **state)
             " revokes %" PRIu64 ", controller invokes %" PRIu64 " transfers %" PRIu64
             " assigns %" PRIu64 " recoveries %" PRIu64 "; site losses %" PRIu64
             ", partitions %" PRIu64 ", witness losses %" PRIu64 ", crashes %" PRIu64
-            ", disk faults %" PRIu64 "\n",
+            ", disk faults %" PRIu64 "; stale-config repairs %" PRIu64 "\n",
             seeds, failed, total.writes, total.invokes, total.revokes, total.auto_invokes,
             total.transfers, total.assigns, total.recovered, total.site_losses, total.partitions,
-            total.witness_losses, total.crashes, total.disk_faults);
+            total.witness_losses, total.crashes, total.disk_faults, total.repairs);
     if (failed > 0) {
         fail_msg("%u of %u seeds failed (first: replay with TANDEM_SIM_BCP_SEED=%" PRIu64 ")",
                  failed, seeds, first_failed);

@@ -1,0 +1,615 @@
+/* Site controller: the planner that picks one step from the site table and the configuration,
+ * and the leader-only runtime that records each step as a command and then takes it. */
+#include "consensus/site_controller.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "consensus/raft_node.h"
+
+/* ---- planner ---- */
+
+static const struct tandem_site_plan_site *plan_site(const struct tandem_site_plan_input *in,
+                                                     const char *name)
+{
+    for (unsigned i = 0; i < in->n_sites; i++) {
+        if (strcmp(in->sites[i].name, name) == 0) {
+            return &in->sites[i];
+        }
+    }
+    return NULL;
+}
+
+static int site_state(const struct tandem_site_plan_input *in, const char *name)
+{
+    const struct tandem_site_plan_site *s = plan_site(in, name);
+    return s == NULL ? TANDEM_PLAN_SITE_ACTIVE : s->state;
+}
+
+static bool site_witness(const struct tandem_site_plan_input *in, const char *name)
+{
+    const struct tandem_site_plan_site *s = plan_site(in, name);
+    return s != NULL && s->witness;
+}
+
+static bool any_site_not_active(const struct tandem_site_plan_input *in)
+{
+    for (unsigned i = 0; i < in->n_sites; i++) {
+        if (in->sites[i].state != TANDEM_PLAN_SITE_ACTIVE) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static const struct tandem_site_plan_member *plan_self(const struct tandem_site_plan_input *in)
+{
+    for (unsigned i = 0; i < in->n_members; i++) {
+        if (in->members[i].self) {
+            return &in->members[i];
+        }
+    }
+    return NULL;
+}
+
+static void set_action(struct tandem_site_action *out, int kind, const char *site,
+                       const char *action_name, const char *fmt, const char *arg)
+{
+    memset(out, 0, sizeof *out);
+    out->kind = kind;
+    snprintf(out->site, sizeof out->site, "%s", site == NULL ? "" : site);
+    snprintf(out->action_name, sizeof out->action_name, "%s", action_name);
+    snprintf(out->reason, sizeof out->reason, fmt, arg == NULL ? "" : arg);
+}
+
+static bool plan_register(const struct tandem_site_plan_input *in, struct tandem_site_action *out)
+{
+    for (unsigned i = 0; i < in->n_members; i++) {
+        const char *site = in->members[i].site;
+        if (plan_site(in, site) == NULL) {
+            set_action(out, TANDEM_SITE_ACTION_REGISTER, site, "register",
+                       "site %s seen in the configuration", site);
+            out->witness = strcmp(site, "witness") == 0;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A member without a home record has the role an operator gave it: the controller never moves
+ * such a member (tandem_site_desired_role), so its current role is its home role whatever the
+ * sites' states, and recording it first keeps an early invoke from stranding its vote. */
+static bool plan_homes(const struct tandem_site_plan_input *in, struct tandem_site_action *out)
+{
+    for (unsigned i = 0; i < in->n_members; i++) {
+        if (in->members[i].home_role < 0) {
+            set_action(out, TANDEM_SITE_ACTION_RECORD_HOMES, NULL, "record-homes",
+                       "home roles of members added since%s", " the last record");
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool plan_prefer(const struct tandem_site_plan_input *in, struct tandem_site_action *out)
+{
+    const char *want = in->config_preferred_site;
+    if (in->preferred_set || want[0] == '\0' || plan_site(in, want) == NULL ||
+        site_witness(in, want)) {
+        return false;
+    }
+    set_action(out, TANDEM_SITE_ACTION_PREFER, want, "prefer",
+               "preferred_site %s from the configuration", want);
+    return true;
+}
+
+static bool plan_forced(const struct tandem_site_plan_input *in, struct tandem_site_action *out)
+{
+    const struct tandem_site_plan_site *s = plan_site(in, in->forced_site);
+    if (in->forced_site[0] == '\0' || s == NULL || s->state == TANDEM_PLAN_SITE_INVOKED) {
+        return false;
+    }
+    set_action(out, TANDEM_SITE_ACTION_INVOKE, s->name, "invoke",
+               "forced failover: quorum was lost with site %s", s->name);
+    out->force = true;
+    return true;
+}
+
+/* True when no member of site in the configuration answered; *voters counts its voters. */
+static bool site_down(const struct tandem_site_plan_input *in, const char *site, unsigned *voters)
+{
+    unsigned members = 0;
+    *voters = 0;
+    for (unsigned i = 0; i < in->n_members; i++) {
+        const struct tandem_site_plan_member *m = &in->members[i];
+        if (strcmp(m->site, site) != 0) {
+            continue;
+        }
+        members++;
+        *voters += m->role == TANDEM_ROLE_VOTER ? 1 : 0;
+        if (m->reachable || m->self) {
+            return false;
+        }
+    }
+    return members > 0;
+}
+
+static bool have_quorum(const struct tandem_site_plan_input *in)
+{
+    unsigned voters = 0, reachable = 0;
+    for (unsigned i = 0; i < in->n_members; i++) {
+        const struct tandem_site_plan_member *m = &in->members[i];
+        voters += m->role == TANDEM_ROLE_VOTER ? 1 : 0;
+        reachable += m->role == TANDEM_ROLE_VOTER && (m->reachable || m->self) ? 1 : 0;
+    }
+    return reachable * 2 > voters;
+}
+
+static bool plan_auto_invoke(const struct tandem_site_plan_input *in,
+                             struct tandem_site_action *out)
+{
+    unsigned voters;
+    if (!in->auto_bcp || !have_quorum(in)) {
+        return false;
+    }
+    for (unsigned i = 0; i < in->n_sites; i++) {
+        const struct tandem_site_plan_site *s = &in->sites[i];
+        if (s->witness || s->state == TANDEM_PLAN_SITE_INVOKED) {
+            continue;
+        }
+        if (site_down(in, s->name, &voters) && voters > 0) {
+            set_action(out, TANDEM_SITE_ACTION_INVOKE, s->name, "invoke", "site unreachable%s", "");
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool plan_report(const struct tandem_site_plan_input *in, struct tandem_site_action *out)
+{
+    unsigned voters;
+    for (unsigned i = 0; i < in->n_sites; i++) {
+        const struct tandem_site_plan_site *s = &in->sites[i];
+        if (s->witness && !s->down_reported && site_down(in, s->name, &voters)) {
+            set_action(out, TANDEM_SITE_ACTION_REPORT, s->name, "witness-unreachable",
+                       "witness site %s unreachable: it holds no work, so it is not invoked; "
+                       "the cluster tolerates one failure less",
+                       s->name);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A voter that may take leadership: reachable, caught up, in an active non-witness site.
+ * Members of `prefer` win; otherwise the first in configuration order. */
+static const struct tandem_site_plan_member *best_target(const struct tandem_site_plan_input *in,
+                                                         const char *prefer)
+{
+    const struct tandem_site_plan_member *best = NULL;
+    for (unsigned i = 0; i < in->n_members; i++) {
+        const struct tandem_site_plan_member *m = &in->members[i];
+        if (m->self || m->role != TANDEM_ROLE_VOTER || !m->reachable || !m->caught_up ||
+            site_state(in, m->site) != TANDEM_PLAN_SITE_ACTIVE || site_witness(in, m->site)) {
+            continue;
+        }
+        if (prefer != NULL && prefer[0] != '\0' && strcmp(m->site, prefer) == 0) {
+            return m;
+        }
+        if (best == NULL) {
+            best = m;
+        }
+    }
+    return best;
+}
+
+static void set_transfer(struct tandem_site_action *out, const struct tandem_site_plan_member *to,
+                         const char *why, const char *site)
+{
+    set_action(out, TANDEM_SITE_ACTION_TRANSFER, to->site, "transfer", why, site);
+    snprintf(out->member, sizeof out->member, "%s", to->name);
+    out->member_id = to->id;
+}
+
+static bool plan_leave(const struct tandem_site_plan_input *in, struct tandem_site_action *out)
+{
+    const struct tandem_site_plan_member *self = plan_self(in);
+    if (self == NULL) {
+        return false;
+    }
+    bool invoked = site_state(in, self->site) == TANDEM_PLAN_SITE_INVOKED;
+    bool witness = site_witness(in, self->site);
+    if (!invoked && !witness && self->role == TANDEM_ROLE_VOTER) {
+        return false;
+    }
+    const struct tandem_site_plan_member *to = best_target(in, in->preferred_site);
+    if (to == NULL) {
+        return false;
+    }
+    set_transfer(out, to,
+                 invoked ? "leadership leaves invoked site %s"
+                         : "witness site %s never keeps leadership",
+                 self->site);
+    return true;
+}
+
+int tandem_site_desired_role(const struct tandem_site_plan_input *in,
+                             const struct tandem_site_plan_member *m)
+{
+    if (m->home_role < 0) {
+        return m->role;
+    }
+    bool promotable = m->reachable && m->caught_up;
+    int want = m->home_role;
+    switch (site_state(in, m->site)) {
+        case TANDEM_PLAN_SITE_INVOKED:
+            return m->role == TANDEM_ROLE_VOTER ? TANDEM_ROLE_STANDBY : m->role;
+        case TANDEM_PLAN_SITE_RECOVERING:
+            break;
+        default:
+            /* Stand-ins: while a site is away, standbys elsewhere vote so that the remaining
+             * site and the witness keep a quorum that tolerates a failure. */
+            if (want == TANDEM_ROLE_STANDBY && any_site_not_active(in) &&
+                !site_witness(in, m->site)) {
+                want = TANDEM_ROLE_VOTER;
+            }
+            break;
+    }
+    if (want == TANDEM_ROLE_VOTER && m->role != TANDEM_ROLE_VOTER && !promotable) {
+        return m->role;
+    }
+    return want;
+}
+
+/* Voters after one voter leaves still include a reachable majority. */
+static bool demotion_safe(const struct tandem_site_plan_input *in,
+                          const struct tandem_site_plan_member *leaving)
+{
+    unsigned voters = 0, reachable = 0;
+    for (unsigned i = 0; i < in->n_members; i++) {
+        const struct tandem_site_plan_member *m = &in->members[i];
+        if (m == leaving || m->role != TANDEM_ROLE_VOTER) {
+            continue;
+        }
+        voters++;
+        reachable += m->reachable || m->self ? 1 : 0;
+    }
+    return voters >= 1 && reachable * 2 > voters;
+}
+
+static void set_assign(struct tandem_site_action *out, const struct tandem_site_plan_member *m,
+                       int to_role, const char *why)
+{
+    set_action(out, TANDEM_SITE_ACTION_ASSIGN, m->site,
+               to_role == TANDEM_ROLE_VOTER ? "promote" : "demote", why, m->site);
+    snprintf(out->member, sizeof out->member, "%s", m->name);
+    out->member_id = m->id;
+    out->from_role = m->role;
+    out->to_role = to_role;
+}
+
+static const char *assign_reason(const struct tandem_site_plan_input *in,
+                                 const struct tandem_site_plan_member *m, int to_role)
+{
+    int state = site_state(in, m->site);
+    if (to_role != TANDEM_ROLE_VOTER) {
+        return state == TANDEM_PLAN_SITE_INVOKED ? "site %s is invoked"
+                                                 : "back to its home role (site %s)";
+    }
+    if (state == TANDEM_PLAN_SITE_RECOVERING) {
+        return "caught up: returns as a voter of recovering site %s";
+    }
+    return m->home_role == TANDEM_ROLE_STANDBY ? "stand-in voter while another site is away (%s)"
+                                               : "home role of a member of site %s";
+}
+
+static bool plan_roles(const struct tandem_site_plan_input *in, struct tandem_site_action *out)
+{
+    /* Demotions first (pass 0), then promotions (pass 1): one step per plan. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (unsigned i = 0; i < in->n_members; i++) {
+            const struct tandem_site_plan_member *m = &in->members[i];
+            int want = tandem_site_desired_role(in, m);
+            if (want == m->role || m->self) {
+                continue;
+            }
+            bool demote = m->role == TANDEM_ROLE_VOTER;
+            if ((pass == 0) != demote || (demote && !demotion_safe(in, m))) {
+                continue;
+            }
+            set_assign(out, m, want, assign_reason(in, m, want));
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool plan_recovered(const struct tandem_site_plan_input *in, struct tandem_site_action *out)
+{
+    for (unsigned i = 0; i < in->n_sites; i++) {
+        const struct tandem_site_plan_site *s = &in->sites[i];
+        unsigned members = 0, home = 0;
+        if (s->state != TANDEM_PLAN_SITE_RECOVERING) {
+            continue;
+        }
+        for (unsigned j = 0; j < in->n_members; j++) {
+            const struct tandem_site_plan_member *m = &in->members[j];
+            if (strcmp(m->site, s->name) == 0) {
+                members++;
+                home += m->home_role < 0 || m->role == m->home_role ? 1 : 0;
+            }
+        }
+        if (members > 0 && home == members) {
+            set_action(out, TANDEM_SITE_ACTION_RECOVERED, s->name, "recovered",
+                       "every member of site %s is back in its home role", s->name);
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool plan_preferred(const struct tandem_site_plan_input *in, struct tandem_site_action *out)
+{
+    const struct tandem_site_plan_member *self = plan_self(in);
+    const char *want = in->preferred_site;
+    if (self == NULL || want[0] == '\0' || strcmp(self->site, want) == 0 ||
+        site_state(in, want) != TANDEM_PLAN_SITE_ACTIVE || site_witness(in, want)) {
+        return false;
+    }
+    const struct tandem_site_plan_member *to = best_target(in, want);
+    if (to == NULL || strcmp(to->site, want) != 0) {
+        return false;
+    }
+    set_transfer(out, to, "leadership returns to preferred site %s", want);
+    return true;
+}
+
+bool tandem_site_config_stuck(struct raft *r)
+{
+    /* Applying the entry clears the marker; an applied entry still marked is a stale one. */
+    return r->configuration_uncommitted_index != 0 &&
+           r->configuration_uncommitted_index <= raft_last_applied(r);
+}
+
+int tandem_site_config_repair(struct raft *r)
+{
+    struct raft_configuration committed;
+    int rv = 0;
+    if (!tandem_site_config_stuck(r)) {
+        return 0;
+    }
+    raft_configuration_init(&committed);
+    for (unsigned i = 0; i < r->configuration.n && rv == 0; i++) {
+        const struct raft_server *server = &r->configuration.servers[i];
+        rv = raft_configuration_add(&committed, server->id, server->address, server->role);
+    }
+    if (rv != 0) {
+        raft_configuration_close(&committed);
+        return RAFT_NOMEM;
+    }
+    raft_configuration_close(&r->configuration_committed);
+    r->configuration_committed = committed;
+    r->configuration_committed_index = r->configuration_uncommitted_index;
+    r->configuration_uncommitted_index = 0;
+    return 0;
+}
+
+void tandem_site_plan(const struct tandem_site_plan_input *in, struct tandem_site_action *out)
+{
+    memset(out, 0, sizeof *out);
+    if (plan_register(in, out) || plan_homes(in, out) || plan_prefer(in, out) ||
+        plan_forced(in, out) || plan_auto_invoke(in, out) || plan_report(in, out) ||
+        plan_leave(in, out) || plan_roles(in, out) || plan_recovered(in, out) ||
+        plan_preferred(in, out)) {
+        return;
+    }
+    out->kind = TANDEM_SITE_ACTION_NONE;
+}
+
+/* ---- runtime ---- */
+
+static void controller_log(struct tandem_site_controller *c, const char *fmt, const char *a,
+                           const char *b)
+{
+    snprintf(c->last, sizeof c->last, fmt, a, b);
+    if (c->log != NULL) {
+        c->log(c, c->last);
+    }
+}
+
+static uint64_t now_ms(struct tandem_site_controller *c)
+{
+    return uv_now(c->loop);
+}
+
+static void step_failed(struct tandem_site_controller *c, const char *what)
+{
+    c->busy = TANDEM_SITE_IDLE;
+    c->backoff_until_ms = now_ms(c) + TANDEM_SITE_BACKOFF_MS;
+    controller_log(c, "site controller: %s: %s", c->current.reason, what);
+}
+
+static void assign_cb(struct raft_change *req, int status)
+{
+    struct tandem_site_controller *c = req->data;
+    c->change_cb_pending = false;
+    if (c->closing) {
+        return;
+    }
+    if (status != 0) {
+        c->assigns_failed++;
+        step_failed(c, raft_strerror(status));
+        return;
+    }
+    c->assigns_ok++;
+    c->busy = TANDEM_SITE_IDLE;
+    controller_log(c, "site controller: %s %s done", c->current.action_name, c->current.member);
+}
+
+static void transfer_cb(struct raft_transfer *req)
+{
+    struct tandem_site_controller *c = req->data;
+    c->transfer_cb_pending = false; /* the struct is ours again; never freed here */
+}
+
+static int transfer_start(struct tandem_site_controller *c)
+{
+    c->transfer.data = c;
+    int rv = raft_transfer(c->raft, &c->transfer, c->current.member_id, transfer_cb);
+    if (rv == 0) {
+        c->transfer_cb_pending = true;
+        c->transfer_attempts++;
+    }
+    return rv;
+}
+
+/* Confirms the transfer by watching the leader; retries while we still lead. */
+static void transfer_poll(struct tandem_site_controller *c)
+{
+    raft_id leader_id;
+    const char *address;
+    raft_leader(c->raft, &leader_id, &address);
+    if (leader_id == c->current.member_id) {
+        c->transfers_confirmed++;
+        c->busy = TANDEM_SITE_IDLE;
+        controller_log(c, "site controller: leadership moved to %s%s", c->current.member, "");
+        return;
+    }
+    bool leading = raft_state(c->raft) == RAFT_LEADER;
+    if (!leading && leader_id != 0) {
+        c->busy = TANDEM_SITE_IDLE; /* someone else leads now: their controller carries on */
+        return;
+    }
+    if (now_ms(c) >= c->transfer_deadline_ms) {
+        c->transfers_failed++;
+        step_failed(c, "new leader not confirmed in time");
+        return;
+    }
+    if (leading && !c->transfer_cb_pending &&
+        c->transfer_attempts < TANDEM_SITE_TRANSFER_ATTEMPTS_MAX && transfer_start(c) != 0) {
+        c->transfers_failed++;
+        step_failed(c, "raft_transfer refused");
+    }
+}
+
+static void decision_done(struct tandem_site_controller *c, int status)
+{
+    if (c->closing) {
+        return;
+    }
+    if (status != 0) {
+        step_failed(c, "its command was not applied");
+        return;
+    }
+    c->actions++;
+    int kind = c->current.kind;
+    if (kind != TANDEM_SITE_ACTION_TRANSFER && kind != TANDEM_SITE_ACTION_ASSIGN) {
+        c->busy = TANDEM_SITE_IDLE;
+        return;
+    }
+    if (raft_state(c->raft) != RAFT_LEADER) {
+        c->busy = TANDEM_SITE_IDLE;
+        return;
+    }
+    if (kind == TANDEM_SITE_ACTION_TRANSFER) {
+        c->busy = TANDEM_SITE_TRANSFERRING;
+        c->transfer_attempts = 0;
+        c->transfer_deadline_ms = now_ms(c) + 4u * c->election_timeout_ms;
+        if (c->transfer_cb_pending || transfer_start(c) != 0) {
+            c->transfers_failed++;
+            step_failed(c, "raft_transfer refused");
+        }
+        return;
+    }
+    c->busy = TANDEM_SITE_ASSIGNING;
+    c->change.data = c;
+    int rv = c->change_cb_pending
+                 ? RAFT_BUSY
+                 : raft_assign(c->raft, &c->change, c->current.member_id,
+                               tandem_raft_role_to_raft(c->current.to_role), assign_cb);
+    if (rv == RAFT_CANTCHANGE && tandem_site_config_stuck(c->raft)) {
+        char what[96];
+        snprintf(what, sizeof what, "configuration entry %llu",
+                 (unsigned long long)c->raft->configuration_uncommitted_index);
+        if (tandem_site_config_repair(c->raft) == 0) {
+            c->config_repairs++;
+            controller_log(c,
+                           "site controller: libraft still marked %s uncommitted although "
+                           "committed; cleared the stale marker%s",
+                           what, "");
+        }
+    }
+    if (rv != 0) {
+        c->assigns_failed++;
+        step_failed(c, raft_strerror(rv));
+        return;
+    }
+    c->change_cb_pending = true;
+}
+
+static void tick_cb(uv_timer_t *timer)
+{
+    struct tandem_site_controller *c = timer->data;
+    if (c->busy == TANDEM_SITE_TRANSFERRING) {
+        transfer_poll(c);
+        return;
+    }
+    if (c->busy != TANDEM_SITE_IDLE || raft_state(c->raft) != RAFT_LEADER ||
+        now_ms(c) < c->backoff_until_ms) {
+        return;
+    }
+    if (c->gather(c, c->input) != 0) {
+        return;
+    }
+    tandem_site_plan(c->input, &c->current);
+    if (c->current.kind == TANDEM_SITE_ACTION_NONE) {
+        return;
+    }
+    controller_log(c, "site controller: %s (%s)", c->current.action_name, c->current.reason);
+    c->busy = TANDEM_SITE_PROPOSING;
+    if (c->propose(c, &c->current, decision_done) != 0) {
+        step_failed(c, "could not propose its command");
+    }
+}
+
+int tandem_site_controller_init(struct tandem_site_controller *c, uv_loop_t *loop,
+                                struct raft *raft, unsigned election_timeout_ms,
+                                tandem_site_gather_fn gather, tandem_site_propose_fn propose,
+                                tandem_site_log_fn log, void *data)
+{
+    memset(c, 0, sizeof *c);
+    c->input = calloc(1, sizeof *c->input);
+    if (c->input == NULL) {
+        return -1;
+    }
+    c->data = data;
+    c->loop = loop;
+    c->raft = raft;
+    c->election_timeout_ms = election_timeout_ms;
+    c->gather = gather;
+    c->propose = propose;
+    c->log = log;
+    uv_timer_init(loop, &c->timer);
+    c->timer.data = c;
+    uv_timer_start(&c->timer, tick_cb, TANDEM_SITE_TICK_MS, TANDEM_SITE_TICK_MS);
+    return 0;
+}
+
+static void timer_closed_cb(uv_handle_t *handle)
+{
+    struct tandem_site_controller *c = handle->data;
+    free(c->input);
+    c->input = NULL;
+    if (c->close_cb != NULL) {
+        c->close_cb(c);
+    }
+}
+
+void tandem_site_controller_close(struct tandem_site_controller *c,
+                                  void (*cb)(struct tandem_site_controller *c))
+{
+    c->closing = true;
+    c->close_cb = cb;
+    uv_close((uv_handle_t *)&c->timer, timer_closed_cb);
+}

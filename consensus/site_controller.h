@@ -1,0 +1,160 @@
+/* The site controller: on the leader only, reconciles raft roles and leadership with the site
+ * table, one step at a time, each step recorded as a command before it is taken. The planner is
+ * a pure function (the simulation tests drive it on raft_fixture); the runtime executes its
+ * actions with raft_assign and confirmed raft_transfer. */
+#ifndef TANDEM_CONSENSUS_SITE_CONTROLLER_H
+#define TANDEM_CONSENSUS_SITE_CONTROLLER_H
+
+#include <raft.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "consensus/member.h"
+
+#define TANDEM_SITE_PLAN_SITES_MAX   16  /* sites the planner looks at */
+#define TANDEM_SITE_PLAN_MEMBERS_MAX 64  /* members the planner looks at */
+#define TANDEM_SITE_TICK_MS          100 /* how often the leader re-plans */
+/* A member is caught up (may be promoted, may receive leadership) within this many entries of
+ * the leader's last index. */
+#define TANDEM_SITE_CATCH_UP_ENTRIES_MAX  64
+#define TANDEM_SITE_TRANSFER_ATTEMPTS_MAX 3    /* raft_transfer calls per confirmed transfer */
+#define TANDEM_SITE_BACKOFF_MS            2000 /* pause after a failed step before re-planning */
+#define TANDEM_SITE_REASON_TEXT_MAX       160
+
+/* Site states as in replication/sites.h (the planner must not depend on replication/). */
+enum { TANDEM_PLAN_SITE_ACTIVE = 0, TANDEM_PLAN_SITE_INVOKED = 1, TANDEM_PLAN_SITE_RECOVERING = 2 };
+
+enum tandem_site_action_kind {
+    TANDEM_SITE_ACTION_NONE = 0,
+    TANDEM_SITE_ACTION_REGISTER,     /* command: register `site` (witness flag) */
+    TANDEM_SITE_ACTION_RECORD_HOMES, /* command: record current roles of members without a home */
+    TANDEM_SITE_ACTION_PREFER,       /* command: seed the preferred site from the config */
+    TANDEM_SITE_ACTION_INVOKE,       /* command: invoke `site` (automatic, or a forced note) */
+    TANDEM_SITE_ACTION_RECOVERED,    /* command: `site` recovering -> active */
+    TANDEM_SITE_ACTION_REPORT,       /* command: a decision record only */
+    TANDEM_SITE_ACTION_TRANSFER,     /* decision record, then a confirmed raft_transfer */
+    TANDEM_SITE_ACTION_ASSIGN,       /* decision record, then raft_assign */
+};
+
+struct tandem_site_plan_site {
+    char name[TANDEM_SITE_LEN_MAX + 1];
+    int state; /* TANDEM_PLAN_SITE_* */
+    bool witness;
+    bool down_reported; /* a REPORT about this site being unreachable was already written */
+};
+
+struct tandem_site_plan_member {
+    char name[TANDEM_NAME_LEN_MAX + 1];
+    char site[TANDEM_SITE_LEN_MAX + 1];
+    uint64_t id;
+    int role;       /* enum tandem_role: the current role in the configuration */
+    int home_role;  /* enum tandem_role, or -1 when no home record exists */
+    bool reachable; /* answered within site_down_after_ms (self always) */
+    bool caught_up; /* within TANDEM_SITE_CATCH_UP_ENTRIES_MAX of the leader (self always) */
+    bool self;      /* the leader running the planner */
+};
+
+struct tandem_site_plan_input {
+    struct tandem_site_plan_site sites[TANDEM_SITE_PLAN_SITES_MAX]; /* registered sites */
+    unsigned n_sites;
+    struct tandem_site_plan_member members[TANDEM_SITE_PLAN_MEMBERS_MAX]; /* the configuration */
+    unsigned n_members;
+    char preferred_site[TANDEM_SITE_LEN_MAX + 1];        /* from the table; "" = none */
+    char config_preferred_site[TANDEM_SITE_LEN_MAX + 1]; /* seeds the preference once */
+    bool preferred_set; /* the table already recorded a preference (maybe cleared since) */
+    char forced_site[TANDEM_SITE_LEN_MAX + 1]; /* forced failover note to record; "" = none */
+    bool auto_bcp;
+};
+
+struct tandem_site_action {
+    int kind; /* enum tandem_site_action_kind */
+    char site[TANDEM_SITE_LEN_MAX + 1];
+    char member[TANDEM_NAME_LEN_MAX + 1];
+    uint64_t member_id;
+    int from_role, to_role; /* ASSIGN */
+    bool witness;           /* REGISTER */
+    bool force;             /* INVOKE */
+    char action_name[24];   /* the decision's action, e.g. "demote", "transfer" */
+    char reason[TANDEM_SITE_REASON_TEXT_MAX];
+};
+
+/* Chooses the next single step, or TANDEM_SITE_ACTION_NONE when everything matches. Order:
+ * register sites, record home roles, seed the preference, record a forced invoke, automatic
+ * invoke, report an unreachable witness, move leadership off an invoked or witness site,
+ * demotions, promotions, finish recoveries, move leadership to the preferred site. */
+void tandem_site_plan(const struct tandem_site_plan_input *in, struct tandem_site_action *out);
+
+/* libraft 0.22.1 can leave a server with configuration_uncommitted_index pointing at an entry it
+ * has already applied (tests/sim/test_bcp.c finds it after configuration changes that straddle
+ * leader changes). On a leader every raft_assign then fails with RAFT_CANTCHANGE for good; on
+ * any server the committed configuration (which snapshots record) stays an old one. True in
+ * that state, on any server. */
+bool tandem_site_config_stuck(struct raft *r);
+/* Clears that stale marker the way raft does when it applies the entry (the current
+ * configuration becomes the committed one). Only when tandem_site_config_stuck. Returns 0, or
+ * RAFT_NOMEM. */
+int tandem_site_config_repair(struct raft *r);
+
+/* Desired role of one member given the input (exposed for tests and status). */
+int tandem_site_desired_role(const struct tandem_site_plan_input *in,
+                             const struct tandem_site_plan_member *m);
+
+/* ---- runtime ---- */
+
+struct tandem_site_controller;
+typedef void (*tandem_site_done_fn)(struct tandem_site_controller *c, int status);
+/* Fills in for the current leader state. Returns 0, or -1 to skip this tick. */
+typedef int (*tandem_site_gather_fn)(struct tandem_site_controller *c,
+                                     struct tandem_site_plan_input *in);
+/* Proposes the command of a command action, or the decision record of a TRANSFER/ASSIGN/REPORT.
+ * Returns 0 and later calls done(c, status) exactly once (status 0: applied), or non-zero and
+ * never calls done. */
+typedef int (*tandem_site_propose_fn)(struct tandem_site_controller *c,
+                                      const struct tandem_site_action *a, tandem_site_done_fn done);
+typedef void (*tandem_site_log_fn)(struct tandem_site_controller *c, const char *msg);
+
+enum tandem_site_busy {
+    TANDEM_SITE_IDLE = 0,
+    TANDEM_SITE_PROPOSING,
+    TANDEM_SITE_ASSIGNING,
+    TANDEM_SITE_TRANSFERRING,
+};
+
+struct tandem_site_controller {
+    void *data;        /* free for the owner */
+    struct raft *raft; /* borrowed */
+    uv_loop_t *loop;   /* borrowed */
+    uv_timer_t timer;
+    struct raft_change change;     /* the one raft_assign in flight */
+    struct raft_transfer transfer; /* the one raft_transfer in flight */
+    int busy;                      /* enum tandem_site_busy */
+    struct tandem_site_action current;
+    struct tandem_site_plan_input *input; /* owned scratch for gather */
+    unsigned election_timeout_ms;
+    uint64_t transfer_deadline_ms;
+    unsigned transfer_attempts;
+    bool transfer_cb_pending; /* c->transfer is raft's until its callback */
+    bool change_cb_pending;   /* c->change likewise */
+    uint64_t backoff_until_ms;
+    uint64_t config_repairs; /* tandem_site_config_repair calls */
+    tandem_site_gather_fn gather;
+    tandem_site_propose_fn propose;
+    tandem_site_log_fn log;
+    uint64_t actions, transfers_confirmed, transfers_failed, assigns_ok, assigns_failed;
+    char last[256]; /* the last step and its outcome, for status */
+    bool closing;
+    void (*close_cb)(struct tandem_site_controller *c);
+};
+
+/* Returns 0, or -1 when out of memory. The timer starts at once; steps run only on the leader. */
+int tandem_site_controller_init(struct tandem_site_controller *c, uv_loop_t *loop,
+                                struct raft *raft, unsigned election_timeout_ms,
+                                tandem_site_gather_fn gather, tandem_site_propose_fn propose,
+                                tandem_site_log_fn log, void *data);
+/* cb runs from the loop once the timer is closed; raft callbacks still pending later are
+ * ignored (the struct must stay valid until raft is closed too). */
+void tandem_site_controller_close(struct tandem_site_controller *c,
+                                  void (*cb)(struct tandem_site_controller *c));
+
+#endif

@@ -1,0 +1,150 @@
+/* Follower-side watch of the leader's commit index, gating the follower's own snapshots. */
+#include "node/leader_watch.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/log.h"
+#include "node/node.h"
+
+static void maybe_closed(struct tandem_leader_watch *w)
+{
+    if (w->closing && w->client == NULL && w->retired == 0 && !w->inflight && w->close_cb != NULL) {
+        void (*cb)(struct tandem_leader_watch *) = w->close_cb;
+        w->close_cb = NULL;
+        cb(w);
+    }
+}
+
+static void client_closed_cb(struct tandem_httpc *c)
+{
+    struct tandem_leader_watch *w = c->data;
+    free(c);
+    w->retired--;
+    maybe_closed(w);
+}
+
+static void client_retire(struct tandem_leader_watch *w)
+{
+    if (w->client != NULL) {
+        w->retired++;
+        w->client->data = w;
+        tandem_httpc_close(w->client, client_closed_cb);
+        w->client = NULL;
+        w->target[0] = '\0';
+    }
+}
+
+static void status_cb(struct tandem_httpc_request *req, int status,
+                      const struct tandem_httpc_response *resp)
+{
+    struct tandem_leader_watch *w = req->data;
+    w->inflight = false;
+    if (status == 0 && resp != NULL && resp->status == 200) {
+        json_t *body = json_loadb(resp->body, resp->body_len, 0, NULL);
+        json_int_t commit = -1;
+        const char *state = NULL;
+        if (json_unpack(body, "{s:{s:I,s:s}}", "node", "commit_index", &commit, "state", &state) ==
+                0 &&
+            commit >= 0 && strcmp(state, "leader") == 0) {
+            w->leader_commit_index = (uint64_t)commit;
+            w->seen_ms = uv_now(w->node->loop);
+        }
+        json_decref(body);
+    }
+    maybe_closed(w);
+}
+
+static struct tandem_httpc *client_for(struct tandem_leader_watch *w, const struct tandem_member *m)
+{
+    char host[TANDEM_HOSTPORT_LEN_MAX + 1];
+    int port;
+    if (w->client != NULL && strcmp(w->target, m->api) == 0) {
+        return w->client;
+    }
+    client_retire(w);
+    if (strncmp(m->api, "http://", 7) != 0 ||
+        tandem_hostport_split(m->api + 7, host, sizeof host, &port) != 0) {
+        return NULL;
+    }
+    struct tandem_httpc *c = calloc(1, sizeof *c);
+    if (c == NULL ||
+        tandem_httpc_init(c, w->node->loop, host, port, 1, TANDEM_LEADER_WATCH_TIMEOUT_MS) != 0) {
+        free(c);
+        return NULL;
+    }
+    w->client = c;
+    snprintf(w->target, sizeof w->target, "%s", m->api);
+    return c;
+}
+
+static void timer_cb(uv_timer_t *timer)
+{
+    struct tandem_leader_watch *w = timer->data;
+    struct tandem_member leader;
+    struct tandem_node *node = w->node;
+    if (w->inflight || raft_state(&node->raft.raft) == RAFT_LEADER ||
+        tandem_raft_leader(&node->raft, &leader) != 0) {
+        return;
+    }
+    struct tandem_httpc *c = client_for(w, &leader);
+    if (c == NULL) {
+        return;
+    }
+    w->req.data = w;
+    if (tandem_httpc_send(c, &w->req, "GET", "/v1/status", NULL, NULL, 0, status_cb) == 0) {
+        w->inflight = true;
+    }
+}
+
+void tandem_leader_watch_start(struct tandem_leader_watch *w, struct tandem_node *node)
+{
+    memset(w, 0, sizeof *w);
+    w->node = node;
+    uv_timer_init(node->loop, &w->timer);
+    w->timer.data = w;
+    uv_timer_start(&w->timer, timer_cb, 0, TANDEM_LEADER_WATCH_INTERVAL_MS);
+}
+
+bool tandem_leader_watch_snapshot_allowed(void *data)
+{
+    struct tandem_leader_watch *w = data;
+    struct tandem_node *node = w->node;
+    struct raft *raft = &node->raft.raft;
+    if (raft_state(raft) == RAFT_LEADER) {
+        return true;
+    }
+    /* uv_now is refreshed at the top of each loop iteration, so right after a stall the last
+     * look is old even if the stall froze the whole process. */
+    uint64_t now = uv_now(node->loop);
+    uint64_t applied = raft_last_applied(raft);
+    bool fresh = w->seen_ms != 0 && now - w->seen_ms <= TANDEM_LEADER_WATCH_FRESH_MS;
+    bool close = applied + node->config->snapshot_trailing / 2 >= w->leader_commit_index;
+    if (fresh && close) {
+        return true;
+    }
+    if (w->snapshots_deferred++ % 64 == 0) {
+        tandem_log(TANDEM_LOG_INFO,
+                   "snapshot deferred: %s (applied %llu, leader commit %llu): a leader's "
+                   "snapshot may be on its way",
+                   fresh ? "far behind the leader" : "no fresh look at the leader",
+                   (unsigned long long)applied, (unsigned long long)w->leader_commit_index);
+    }
+    return false;
+}
+
+static void timer_closed_cb(uv_handle_t *handle)
+{
+    struct tandem_leader_watch *w = handle->data;
+    client_retire(w);
+    maybe_closed(w);
+}
+
+void tandem_leader_watch_close(struct tandem_leader_watch *w,
+                               void (*cb)(struct tandem_leader_watch *w))
+{
+    w->closing = true;
+    w->close_cb = cb;
+    uv_close((uv_handle_t *)&w->timer, timer_closed_cb);
+}

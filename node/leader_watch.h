@@ -1,0 +1,44 @@
+/* A follower's periodic look at the leader's progress, which decides whether the follower may
+ * take its own snapshot: libraft 0.22.1's legacy layer crashes a follower that receives an
+ * InstallSnapshot while it is writing its own (LIBRAFT-NOTES.md), and a follower only receives
+ * one when it is far behind. So a follower snapshots only when a fresh look says it is close. */
+#ifndef TANDEM_NODE_LEADER_WATCH_H
+#define TANDEM_NODE_LEADER_WATCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "consensus/member.h"
+#include "node/httpc.h"
+
+#define TANDEM_LEADER_WATCH_INTERVAL_MS 500 /* how often a follower asks the leader */
+/* How old a look may be and still count: after a stall (SIGSTOP, a partition) the last look
+ * describes a leader that has long moved on. */
+#define TANDEM_LEADER_WATCH_FRESH_MS   1500
+#define TANDEM_LEADER_WATCH_TIMEOUT_MS 1000
+
+struct tandem_node;
+
+struct tandem_leader_watch {
+    struct tandem_node *node; /* borrowed */
+    uv_timer_t timer;
+    struct tandem_httpc *client; /* owned: to the current leader, NULL when none */
+    char target[TANDEM_URL_LEN_MAX + 1];
+    struct tandem_httpc_request req;
+    bool inflight;
+    uint64_t leader_commit_index; /* from the last answer */
+    uint64_t seen_ms;             /* uv_now when it arrived; 0 = never */
+    uint64_t snapshots_deferred;
+    unsigned retired; /* clients still closing */
+    bool closing;
+    void (*close_cb)(struct tandem_leader_watch *w);
+};
+
+void tandem_leader_watch_start(struct tandem_leader_watch *w, struct tandem_node *node);
+/* The FSM's snapshot gate (see tandem_fsm_set_snapshot_gate). */
+bool tandem_leader_watch_snapshot_allowed(void *data);
+void tandem_leader_watch_close(struct tandem_leader_watch *w,
+                               void (*cb)(struct tandem_leader_watch *w));
+
+#endif
