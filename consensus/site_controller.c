@@ -83,7 +83,10 @@ static bool plan_register(const struct tandem_site_plan_input *in, struct tandem
 static bool plan_homes(const struct tandem_site_plan_input *in, struct tandem_site_action *out)
 {
     for (unsigned i = 0; i < in->n_members; i++) {
-        if (in->members[i].home_role < 0) {
+        /* A spare is a member whose add is still going on (raft_add makes a spare, then
+         * member add assigns the role asked for): recording "spare" as its home would demote it
+         * right after. Its home is recorded once it has its role. */
+        if (in->members[i].home_role < 0 && in->members[i].role != TANDEM_ROLE_SPARE) {
             set_action(out, TANDEM_SITE_ACTION_RECORD_HOMES, NULL, "record-homes",
                        "home roles of members added since%s", " the last record");
             return true;

@@ -474,13 +474,26 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
 
 /* ---- membership ---- */
 
+/* A membership change can meet the site controller's own (one change at a time in raft):
+ * the role assignment after an add is retried for a while before giving up. */
+#define MEMBER_ASSIGN_RETRY_MS     50
+#define MEMBER_ASSIGN_ATTEMPTS_MAX 40
+
 struct member_change {
     struct raft_change change;
+    uv_timer_t timer; /* drives the assignment after an add; closed before mc is freed */
+    bool timer_started;
+    unsigned attempts;
     struct tandem_node *node;
     struct tandem_http_request *r;
     struct tandem_member member;
     uint64_t id;
 };
+
+static void member_change_closed_cb(uv_handle_t *handle)
+{
+    free(handle->data);
+}
 
 static void member_change_done(struct member_change *mc, int status)
 {
@@ -494,12 +507,28 @@ static void member_change_done(struct member_change *mc, int status)
                               mc->member.raft, "api", mc->member.api);
         tandem_route_jansson(mc->node, mc->r, 200, json_pack("{s:o}", "member", m));
     }
-    free(mc);
+    if (mc->timer_started) {
+        uv_close((uv_handle_t *)&mc->timer, member_change_closed_cb);
+    } else {
+        free(mc);
+    }
 }
 
 static void member_assign_cb(struct raft_change *req, int status)
 {
     member_change_done(req->data, status);
+}
+
+static void member_assign_try(uv_timer_t *timer)
+{
+    struct member_change *mc = timer->data;
+    int rv = raft_assign(&mc->node->raft.raft, &mc->change, mc->id,
+                         tandem_raft_role_to_raft(mc->member.role), member_assign_cb);
+    if (rv == RAFT_CANTCHANGE && ++mc->attempts < MEMBER_ASSIGN_ATTEMPTS_MAX) {
+        uv_timer_start(&mc->timer, member_assign_try, MEMBER_ASSIGN_RETRY_MS, 0);
+    } else if (rv != 0) {
+        member_change_done(mc, rv);
+    }
 }
 
 static void member_add_cb(struct raft_change *req, int status)
@@ -509,11 +538,11 @@ static void member_add_cb(struct raft_change *req, int status)
         member_change_done(mc, status);
         return;
     }
-    int rv = raft_assign(&mc->node->raft.raft, &mc->change, mc->id,
-                         tandem_raft_role_to_raft(mc->member.role), member_assign_cb);
-    if (rv != 0) {
-        member_change_done(mc, rv);
-    }
+    /* Assign from the loop, not inside raft's own callback for this request. */
+    uv_timer_init(mc->node->loop, &mc->timer);
+    mc->timer.data = mc;
+    mc->timer_started = true;
+    uv_timer_start(&mc->timer, member_assign_try, 0, 0);
 }
 
 static int member_from_json(json_t *body, struct tandem_member *m, char *errmsg)
