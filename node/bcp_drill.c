@@ -1,6 +1,7 @@
 /* BCP drill orchestration: preflight, probe writer, invoke and takeover, digest parity, revoke
  * with failback, verification of every acknowledged probe write, and the stored report. */
 #include "node/bcp_drill.h"
+#include "replication/bcp_jobs.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -78,6 +79,8 @@ struct drill {
     bool failback;     /* leadership was in the site (or preferred there): return it on revoke */
     bool takeover_ok, failback_ok, digests_equal[2], aborted;
     int64_t takeover_ms, failback_ms;
+    int64_t jobs_moved;    /* by the invoke, from its answer; -1 = unknown */
+    int64_t jobs_returned; /* by the failback revoke; -1 = unknown */
     uint64_t rpo_writes, verified;
     struct digest_view views[DIGEST_NODES_MAX];
     unsigned n_views, digest_pending;
@@ -332,6 +335,12 @@ static void change_cb(void *data, int status, int http_status, const char *body,
         }
         return;
     }
+    json_t *answer = body == NULL ? NULL : json_loadb(body, len, 0, NULL);
+    json_t *moved = json_object_get(answer, "jobs_moved");
+    if (json_is_integer(moved)) {
+        *(d->step == STEP_INVOKE ? &d->jobs_moved : &d->jobs_returned) = json_integer_value(moved);
+    }
+    json_decref(answer);
     event(d, d->step == STEP_INVOKE ? "invoke recorded"
                                     : (d->failback ? "revoke recorded (with failback)"
                                                    : "revoke recorded (leadership was elsewhere: "
@@ -529,17 +538,23 @@ static json_t *report_build(struct drill *d)
     bool ok = !d->aborted && d->takeover_ok && d->failback_ok && d->digests_equal[0] &&
               d->digests_equal[1] && d->rpo_writes == 0;
     json_t *report = json_pack(
-        "{s:s,s:s,s:I,s:I,s:b,s:I,s:I,s:b,s:n,s:s,s:I,s:I,s:O,s:O,s:{s:I,s:I,s:I,s:I,s:I}}", "id",
+        "{s:s,s:s,s:I,s:I,s:b,s:I,s:I,s:b,s:I,s:I,s:I,s:I,s:O,s:O,s:{s:I,s:I,s:I,s:I,s:I}}", "id",
         d->id, "site", d->site, "started", (json_int_t)d->started_wall_ms, "finished",
         (json_int_t)wall_ms(), "ok", ok, "rto_ms", (json_int_t)gap, "rpo_writes",
         (json_int_t)d->rpo_writes, "digests_equal", d->digests_equal[0] && d->digests_equal[1],
-        "jobs_moved", "jobs", TANDEM_DRILL_JOBS_NOTE, "takeover_ms", (json_int_t)d->takeover_ms,
-        "failback_ms", (json_int_t)d->failback_ms, "timeline", d->timeline, "preflight",
-        d->preflight ? d->preflight : json_null(), "probe", "rate_per_s", (json_int_t)d->rate,
-        "sent", (json_int_t)d->n_probes, "acked", (json_int_t)acked, "failed", (json_int_t)failed,
-        "verified", (json_int_t)d->verified);
+        "jobs_moved", (json_int_t)d->jobs_moved, "jobs_returned", (json_int_t)d->jobs_returned,
+        "takeover_ms", (json_int_t)d->takeover_ms, "failback_ms", (json_int_t)d->failback_ms,
+        "timeline", d->timeline, "preflight", d->preflight ? d->preflight : json_null(), "probe",
+        "rate_per_s", (json_int_t)d->rate, "sent", (json_int_t)d->n_probes, "acked",
+        (json_int_t)acked, "failed", (json_int_t)failed, "verified", (json_int_t)d->verified);
     if (report != NULL) {
         json_object_set_new(report, "failback", json_boolean(d->failback));
+        if (d->jobs_moved < 0) {
+            json_object_set_new(report, "jobs_moved", json_null());
+        }
+        if (d->jobs_returned < 0) {
+            json_object_set_new(report, "jobs_returned", json_null());
+        }
     }
     if (report != NULL && d->error[0] != '\0') {
         json_object_set_new(report, "error", json_string(d->error));
@@ -748,10 +763,19 @@ static void dry_run(struct tandem_node *node, struct tandem_http_request *r, con
         }
     }
     bool moves = tandem_raft_leader(&node->raft, &leader) == 0 && strcmp(leader.site, site) == 0;
+    json_t *jobs = json_array();
+    MDB_txn *txn;
+    if (tandem_store_commit(&node->store) == 0 && tandem_store_read_txn(&node->store, &txn) == 0) {
+        if (tandem_bcp_jobs_list(&node->store, txn, site, jobs) != 0) {
+            json_decref(jobs);
+            jobs = json_null();
+        }
+        mdb_txn_abort(txn);
+    }
     json_t *body =
-        json_pack("{s:b,s:s,s:o,s:s?,s:b,s:n,s:s}", "dry_run", true, "site", site, "role_changes",
+        json_pack("{s:b,s:s,s:o,s:s?,s:b,s:I,s:o}", "dry_run", true, "site", site, "role_changes",
                   changes, "leader", moves ? leader.name : NULL, "leadership_moves", moves,
-                  "jobs_moved", "jobs", TANDEM_DRILL_JOBS_NOTE);
+                  "jobs_moved", (json_int_t)json_array_size(jobs), "jobs", jobs);
     free(in);
     tandem_route_jansson(node, r, 200, body);
 }
@@ -773,6 +797,7 @@ static struct drill *drill_new(struct tandem_node *node, struct tandem_http_requ
     d->node = node;
     d->r = r;
     d->rate = rate;
+    d->jobs_moved = d->jobs_returned = -1;
     snprintf(d->site, sizeof d->site, "%s", site);
     d->started_wall_ms = wall_ms();
     snprintf(d->id, sizeof d->id, "d%" PRId64, d->started_wall_ms);

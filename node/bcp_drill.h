@@ -16,7 +16,6 @@
 #define TANDEM_DRILL_STEP_TIMEOUT_MS   30000 /* takeover or failback must complete within this */
 #define TANDEM_DRILL_DIGEST_TIMEOUT_MS 10000 /* live nodes must reach the same applied index */
 #define TANDEM_DRILL_TIMELINE_MAX      64
-#define TANDEM_DRILL_JOBS_NOTE         "jobs: not computed (domain model not wired)"
 
 struct tandem_node;
 struct tandem_http_request;

@@ -250,6 +250,7 @@ struct waiter {
     bool failback;
     char site[TANDEM_SITE_LEN_MAX + 1];
     uint64_t started_ms, deadline_ms;
+    json_int_t jobs_moved; /* from the applied change */
 };
 
 static void waiter_closed_cb(uv_handle_t *handle)
@@ -291,9 +292,9 @@ static void waiter_answer(struct waiter *w, const struct tandem_site_table *t, b
 {
     const struct tandem_site *s = tandem_site_table_find(t, w->site);
     json_t *body =
-        json_pack("{s:o,s:o,s:b,s:I}", "site", s == NULL ? json_null() : tandem_site_json(s),
+        json_pack("{s:o,s:o,s:b,s:I,s:I}", "site", s == NULL ? json_null() : tandem_site_json(s),
                   "leader", leader_json(w->node), "complete", complete, "elapsed_ms",
-                  (json_int_t)(uv_now(w->node->loop) - w->started_ms));
+                  (json_int_t)(uv_now(w->node->loop) - w->started_ms), "jobs_moved", w->jobs_moved);
     if (!complete && body != NULL) {
         json_object_set_new(body, "note",
                             json_string(w->kind == WAIT_INVOKE
@@ -334,7 +335,7 @@ static void waiter_poll(uv_timer_t *timer)
 }
 
 static void waiter_start(struct tandem_node *node, struct tandem_http_request *r, int kind,
-                         const char *site, bool failback, unsigned wait_ms)
+                         const char *site, bool failback, unsigned wait_ms, json_int_t jobs_moved)
 {
     struct waiter *w = calloc(1, sizeof *w);
     if (w == NULL) {
@@ -345,6 +346,7 @@ static void waiter_start(struct tandem_node *node, struct tandem_http_request *r
     w->r = r;
     w->kind = kind;
     w->failback = failback;
+    w->jobs_moved = jobs_moved;
     snprintf(w->site, sizeof w->site, "%s", site);
     w->started_ms = uv_now(node->loop);
     w->deadline_ms = w->started_ms + wait_ms;
@@ -372,7 +374,10 @@ static void change_cb(struct tandem_write *w, int status, struct tandem_result *
     } else if (result->status != 200 || c->kind < 0 || c->wait_ms == 0) {
         tandem_route_json(c->node, c->r, result->status, NULL, result->body);
     } else {
-        waiter_start(c->node, c->r, c->kind, c->sc->site, c->failback, c->wait_ms);
+        json_t *applied = json_loads(result->body == NULL ? "{}" : result->body, 0, NULL);
+        json_int_t moved = json_integer_value(json_object_get(applied, "jobs_moved"));
+        json_decref(applied);
+        waiter_start(c->node, c->r, c->kind, c->sc->site, c->failback, c->wait_ms, moved);
     }
     site_command_free(c->sc);
     free(c);

@@ -1,5 +1,6 @@
 /* Site table apply functions: BCP state changes under an allowed-transition table, home roles,
  * the decision log and the drill history, all inside the batch's write transaction. */
+#include "replication/bcp_jobs.h"
 #include "replication/sites.h"
 
 #include <inttypes.h>
@@ -267,15 +268,16 @@ static void site_from_record(const Tandem__SiteRecord *r, struct tandem_site *ou
 }
 
 static void result_site(struct tandem_result *result, const Tandem__SiteRecord *r,
-                        const char *preferred)
+                        const char *preferred, unsigned jobs_moved)
 {
     struct tandem_site site;
     if (result == NULL) {
         return;
     }
     site_from_record(r, &site);
-    json_t *body = json_pack("{s:o,s:s}", "site", tandem_site_json(&site), "preferred_site",
-                             preferred == NULL ? "" : preferred);
+    json_t *body =
+        json_pack("{s:o,s:s,s:I}", "site", tandem_site_json(&site), "preferred_site",
+                  preferred == NULL ? "" : preferred, "jobs_moved", (json_int_t)jobs_moved);
     char *text = body == NULL ? NULL : json_dumps(body, JSON_COMPACT);
     json_decref(body);
     tandem_result_set(result, 200, "%s", text == NULL ? "{}" : text);
@@ -315,7 +317,7 @@ static int apply_register(const struct tandem_apply_ctx *ctx, const Tandem__Site
         return rv;
     }
     if (existing != NULL) {
-        result_site(result, existing, NULL);
+        result_site(result, existing, NULL, 0);
         tandem__site_record__free_unpacked(existing, NULL);
         return 0;
     }
@@ -340,7 +342,7 @@ static int apply_register(const struct tandem_apply_ctx *ctx, const Tandem__Site
     struct decision_fields d = {
         .action = "register", .site = u->site, .reason = u->reason, .by = u->by};
     if ((rv = decision_append(ctx, &d, NULL)) == 0) {
-        result_site(result, &record, NULL);
+        result_site(result, &record, NULL, 0);
     }
     return rv;
 }
@@ -399,16 +401,22 @@ static int unprefer_site(const struct tandem_apply_ctx *ctx, const char *site)
 }
 
 /* An invoke needs another non-witness site that is not invoked to take the work over. */
-static int other_site_serving(const struct tandem_apply_ctx *ctx, const char *site, bool *found)
+/* The site that takes over site's work: the first (in name order) active non-witness site
+ * other than site, else the first one that is at least not invoked. *found is false when none
+ * can; target (TANDEM_SITE_LEN_MAX + 1 bytes) gets its name. */
+static int other_site_serving(const struct tandem_apply_ctx *ctx, const char *site, bool *found,
+                              char *target)
 {
     MDB_cursor *cursor;
     MDB_val k = {.mv_size = strlen(SITE_PREFIX), .mv_data = SITE_PREFIX}, v;
+    bool active = false;
     int rv = mdb_cursor_open(ctx->txn, ctx->store->dbi[TANDEM_DB_SITES], &cursor);
     if (rv != 0) {
         return tandem_store_error(ctx->store, rv, "sites cursor");
     }
     *found = false;
-    for (rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rv == 0 && !*found;
+    target[0] = '\0';
+    for (rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rv == 0 && !active;
          rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
         if (k.mv_size < strlen(SITE_PREFIX) || memcmp(k.mv_data, SITE_PREFIX, 5) != 0) {
             break;
@@ -419,8 +427,13 @@ static int other_site_serving(const struct tandem_apply_ctx *ctx, const char *si
             snprintf(ctx->store->errmsg, sizeof ctx->store->errmsg, "corrupt site record");
             return MDB_CORRUPTED;
         }
-        *found = strcmp(r->name, site) != 0 && !r->witness &&
-                 r->state != TANDEM__SITE_STATE__SITE_INVOKED;
+        bool serving = strcmp(r->name, site) != 0 && !r->witness &&
+                       r->state != TANDEM__SITE_STATE__SITE_INVOKED;
+        if (serving && (!*found || r->state == TANDEM__SITE_STATE__SITE_ACTIVE)) {
+            snprintf(target, TANDEM_SITE_LEN_MAX + 1, "%s", r->name);
+            active = r->state == TANDEM__SITE_STATE__SITE_ACTIVE;
+            *found = true;
+        }
         tandem__site_record__free_unpacked(r, NULL);
     }
     mdb_cursor_close(cursor);
@@ -442,8 +455,10 @@ static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__Si
     }
     int next = tandem_site_next_state((int)record->state, change);
     bool serving = true;
+    char target[TANDEM_SITE_LEN_MAX + 1] = "";
+    unsigned moved = 0;
     if (change == TANDEM_SITE_INVOKE && next >= 0 &&
-        (rv = other_site_serving(ctx, u->site, &serving)) != 0) {
+        (rv = other_site_serving(ctx, u->site, &serving, target)) != 0) {
         tandem__site_record__free_unpacked(record, NULL);
         return rv;
     }
@@ -472,9 +487,15 @@ static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__Si
         rv = record_put(ctx, TANDEM_DB_SITES, key, &record->base);
         if (rv == 0 && change == TANDEM_SITE_REVOKE && u->failback) {
             rv = prefer_site(ctx, u->site);
+            if (rv == 0) {
+                rv = tandem_bcp_jobs_move(ctx, u->site, NULL, true, u->by, &moved);
+            }
         } else if (rv == 0 && change == TANDEM_SITE_INVOKE) {
             /* Leadership leaves for good: only a revoke with failback brings it back. */
             rv = unprefer_site(ctx, u->site);
+            if (rv == 0) {
+                rv = tandem_bcp_jobs_move(ctx, u->site, target, false, u->by, &moved);
+            }
         }
         struct decision_fields d = {.action = change_name(change),
                                     .site = u->site,
@@ -483,7 +504,7 @@ static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__Si
                                     .by = u->by};
         if (rv == 0 && (rv = decision_append(ctx, &d, NULL)) == 0) {
             result_site(result, record,
-                        change == TANDEM_SITE_REVOKE && u->failback ? u->site : NULL);
+                        change == TANDEM_SITE_REVOKE && u->failback ? u->site : NULL, moved);
         }
         record->reason = old_reason;
         record->by = old_by;

@@ -319,19 +319,22 @@ static void drill_print(struct tandem_ctl_context *ctx, const json_t *root)
             fprintf(ctx->out, "  leadership leaves %s (now on %s)\n", str(root, "site"),
                     str(root, "leader"));
         }
-        fprintf(ctx->out, "  %s\n", str(root, "jobs"));
+        fprintf(ctx->out, "  jobs that would move: %" JSON_INTEGER_FORMAT "\n",
+                num(root, "jobs_moved", 0));
         return;
     }
     fprintf(ctx->out,
             "drill %s of site %s: %s\n  rto_ms %" JSON_INTEGER_FORMAT
             "  rpo_writes %" JSON_INTEGER_FORMAT
             "  digests_equal %s  takeover_ms %" JSON_INTEGER_FORMAT
-            "  failback_ms %" JSON_INTEGER_FORMAT "\n  %s\n",
+            "  failback_ms %" JSON_INTEGER_FORMAT "\n  jobs moved %" JSON_INTEGER_FORMAT
+            ", returned %" JSON_INTEGER_FORMAT "\n",
             str(root, "id"), str(root, "site"),
             json_is_true(json_object_get(root, "ok")) ? "OK" : "FAILED", num(root, "rto_ms", -1),
             num(root, "rpo_writes", -1),
             json_is_true(json_object_get(root, "digests_equal")) ? "yes" : "no",
-            num(root, "takeover_ms", -1), num(root, "failback_ms", -1), str(root, "jobs"));
+            num(root, "takeover_ms", -1), num(root, "failback_ms", -1), num(root, "jobs_moved", -1),
+            num(root, "jobs_returned", -1));
     const json_t *probe = json_object_get(root, "probe");
     fprintf(ctx->out,
             "  probe writes: %" JSON_INTEGER_FORMAT " sent, %" JSON_INTEGER_FORMAT

@@ -145,12 +145,19 @@ def test_drill_reports_rpo_zero_and_dry_run_changes_nothing():
         leader = c.leader()
         wait_until(lambda: all(n["home_role"] == "voter" for s in bcp_status(c, leader)["sites"]
                                for n in s["nodes"]), 10, "sites and home roles recorded")
+        for job_id in ("DW1", "DW2"):
+            body = json.dumps({"id": job_id, "client": "acme", "kind": "scan", "site": "west",
+                               "effort": 3}).encode()
+            status, _, answer = c.api(leader, "POST", "/v1/jobs", body)
+            assert status in (200, 201), (status, answer)
+        c.wait_converged()
         before = bcp_status(c, leader)
-        dry = json.loads(c.ctl("-o", "json", "bcp", "drill", "west", "--dry-run").stdout)
+        dry = json.loads(c.ctl("-o", "json", "-e", c.nodes[leader]["api"], "bcp", "drill", "west",
+                               "--dry-run").stdout)
         assert dry["dry_run"] is True, dry
         assert {(x["member"], x["to"]) for x in dry["role_changes"]} == \
             {("west-1", "standby"), ("west-2", "standby")}, dry
-        assert dry["jobs_moved"] is None and "not computed" in dry["jobs"], dry
+        assert dry["jobs_moved"] == 2 and sorted(dry["jobs"]) == ["DW1", "DW2"], dry
         after = bcp_status(c, leader)
         assert [s["epoch"] for s in after["sites"]] == [s["epoch"] for s in before["sites"]]
         assert after["decisions"] == before["decisions"]
@@ -162,7 +169,7 @@ def test_drill_reports_rpo_zero_and_dry_run_changes_nothing():
         assert report["rpo_writes"] == 0 and report["digests_equal"] is True, report
         assert report["probe"]["acked"] > 50 and report["probe"]["verified"] == \
             report["probe"]["acked"], report
-        assert report["jobs_moved"] is None, report
+        assert report["jobs_moved"] == 2 and report["jobs_returned"] == 2, report
         events = [e["event"] for e in report["timeline"]]
         assert any(e.startswith("takeover complete") for e in events), events
         assert any(e.startswith("failback complete") for e in events), events
