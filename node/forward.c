@@ -109,6 +109,15 @@ static void forward_cb(struct tandem_httpc_request *req, int status,
         !f->closing && forward_start(fw) == 0) {
         return;
     }
+    /* Nothing reached a leader, or a former leader said it did nothing: wait for the
+     * current leader and send it there (node/park.h bounds the wait). */
+    bool retry_safe = (status != 0 && !tandem_httpc_request_sent(req)) ||
+                      (status == 0 && resp != NULL && resp->status == 503 &&
+                       tandem_httpc_response_header(resp, TANDEM_RETRY_SAFE_HEADER) != NULL);
+    if (retry_safe && !f->closing && tandem_park(&f->node->park, fw->r)) {
+        free(fw);
+        return;
+    }
     if (status != 0 || resp == NULL) {
         f->failed++;
         tandem_route_error(f->node, fw->r, 503, "forwarding to the leader failed: %s",

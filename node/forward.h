@@ -12,7 +12,9 @@
 
 /* Marks a forwarded request so that a node that is not the leader either never forwards it
  * again (no loops during elections). */
-#define TANDEM_FORWARDED_HEADER            "X-Tandem-Forwarded-By"
+#define TANDEM_FORWARDED_HEADER "X-Tandem-Forwarded-By"
+/* On a 503 from a node that is not the leader: the request was not acted on. */
+#define TANDEM_RETRY_SAFE_HEADER           "X-Tandem-Retry-Safe"
 #define TANDEM_FORWARD_CLIENTS_RETIRED_MAX 8 /* old leaders' clients still closing */
 
 struct tandem_node;

@@ -62,6 +62,11 @@ static void forwarder_closed_cb(struct tandem_forwarder *f)
     handle_closed(f->node);
 }
 
+static void park_closed_cb(struct tandem_park *p)
+{
+    handle_closed(p->node);
+}
+
 static void leader_watch_closed_cb(struct tandem_leader_watch *w)
 {
     handle_closed(w->node);
@@ -81,13 +86,14 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     node->exit_code = exit_code;
     tandem_log(TANDEM_LOG_INFO, "stopping");
     tandem_proposer_fail_queued(&node->proposer, RAFT_SHUTDOWN);
-    node->handles_open = 8;
+    node->handles_open = 9;
     uv_close((uv_handle_t *)&node->sigterm, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sigint, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->flush_check, uv_handle_closed_cb);
     tandem_http_server_close(&node->http, http_closed_cb);
     tandem_forwarder_close(&node->forwarder, forwarder_closed_cb);
     tandem_leader_watch_close(&node->leader_watch, leader_watch_closed_cb);
+    tandem_park_close(&node->park, park_closed_cb);
     tandem_bcp_close(&node->bcp, bcp_closed_cb);
     tandem_raft_close(&node->raft, raft_closed_cb);
 }
@@ -260,6 +266,7 @@ static int node_run(struct tandem_node *node, const struct tandem_config *c)
     }
     tandem_proposer_init(&node->proposer, &node->raft.raft, node->raft.id, &limits);
     node->proposer.now_ms = wall_clock_ms;
+    node->proposer.limbo_ns = (uint64_t)c->election_timeout_ms * 4 * 1000000u;
     tandem_fsm_set_claim(&node->fsm, tandem_proposer_claim, &node->proposer);
     uv_check_init(node->loop, &node->flush_check);
     node->flush_check.data = node;
@@ -272,6 +279,8 @@ static int node_run(struct tandem_node *node, const struct tandem_config *c)
     tandem_forwarder_init(&node->forwarder, node->loop, node, c->forward_connections,
                           c->forward_timeout_ms);
     tandem_leader_watch_start(&node->leader_watch, node);
+    /* A request may wait out about four election timeouts for a leader before it fails. */
+    tandem_park_init(&node->park, node, (uint64_t)c->election_timeout_ms * 4 * 1000000u);
     node->fsm.snapshot_gate = tandem_leader_watch_snapshot_allowed;
     node->fsm.snapshot_gate_data = &node->leader_watch;
     if (start_api(node, c) != 0 || tandem_bcp_start(&node->bcp, node) != 0) {

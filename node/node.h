@@ -11,6 +11,7 @@
 #include "node/forward.h"
 #include "node/http.h"
 #include "node/leader_watch.h"
+#include "node/park.h"
 #include "node/metrics.h"
 #include "replication/fsm.h"
 #include "replication/proposer.h"
@@ -27,6 +28,7 @@ struct tandem_node {
     struct tandem_http_server http;
     struct tandem_forwarder forwarder;
     struct tandem_leader_watch leader_watch; /* gates follower snapshots */
+    struct tandem_park park;                 /* requests waiting out a leader change */
     struct tandem_metrics metrics;
     struct tandem_bcp bcp;  /* probes, fencing, site controller (node/bcp.h) */
     uv_check_t flush_check; /* once per loop iteration: group commit, then propose */

@@ -137,8 +137,12 @@ void tandem_route_error(struct tandem_node *node, struct tandem_http_request *r,
                         len < sizeof body ? len : strlen(body));
 }
 
+/* No leader now: the request waits for one (node/park.h) while it is young, then 503. */
 static void respond_no_leader(struct tandem_node *node, struct tandem_http_request *r)
 {
+    if (tandem_park(&node->park, r)) {
+        return;
+    }
     tandem_route_json(node, r, 503, "Retry-After: 1\r\n",
                       "{\"error\":\"no leader\",\"leader\":null}");
 }
@@ -1269,8 +1273,14 @@ static void dispatch(struct tandem_node *node, const struct tandem_route *route,
         route->fn(node, r, param);
         return;
     }
-    if (tandem_raft_leader(&node->raft, &leader) != 0 ||
-        tandem_http_request_header(r, TANDEM_FORWARDED_HEADER) != NULL) {
+    if (tandem_http_request_header(r, TANDEM_FORWARDED_HEADER) != NULL) {
+        /* Forwarded here but leadership moved on: nothing was done, so the forwarding node may
+         * send it again to whoever leads now (it parks it until then). Never forward twice. */
+        tandem_route_json(node, r, 503, "Retry-After: 1\r\n" TANDEM_RETRY_SAFE_HEADER ": 1\r\n",
+                          "{\"error\":\"not the leader\"}");
+        return;
+    }
+    if (tandem_raft_leader(&node->raft, &leader) != 0) {
         respond_no_leader(node, r);
         return;
     }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <uv.h>
 
 struct tandem_batch {
     struct raft_apply req;
@@ -13,6 +14,8 @@ struct tandem_batch {
     struct tandem_result *results; /* owned; filled by apply through the claim hook */
     size_t n;
     bool claimed;
+    bool limbo;           /* leadership was lost after the entry was appended: outcome open */
+    uint64_t limbo_until; /* uv_hrtime() deadline of the limbo */
     struct tandem_batch *prev, *next;
 };
 
@@ -38,6 +41,7 @@ void tandem_proposer_init(struct tandem_proposer *p, struct raft *raft, uint64_t
     p->limits = *limits;
     p->now_ms = wall_clock_ms;
     p->next_serial = 1;
+    p->limbo_ns = 2000000000ull; /* callers may change it (two election timeouts and more) */
 }
 
 int tandem_proposer_write(struct tandem_proposer *p, struct tandem_write *w)
@@ -114,8 +118,43 @@ static void batch_finish(struct tandem_batch *b, int status)
 
 static void batch_apply_cb(struct raft_apply *req, int status, void *result)
 {
+    struct tandem_batch *b = req->data;
     (void)result;
-    batch_finish(req->data, status);
+    if (status == RAFT_LEADERSHIPLOST && !b->claimed) {
+        if (req->index == 0) {
+            batch_finish(b, RAFT_NOTLEADER); /* never appended: safe to send again */
+            return;
+        }
+        /* The entry is in our log and may still commit under the next leader (a transfer
+         * hands it over): wait, as a follower, to see whether we apply it (the claim hook then
+         * fills the results) or apply something else at its index (then it never happened). */
+        b->limbo = true;
+        b->limbo_until = uv_hrtime() + b->p->limbo_ns;
+        return;
+    }
+    batch_finish(b, status);
+}
+
+/* Settles batches in limbo: applied (answered with their results), overwritten (not applied:
+ * safe to retry) or, past the deadline, unknown. */
+static void limbo_settle(struct tandem_proposer *p, bool give_up)
+{
+    uint64_t now = uv_hrtime();
+    raft_index applied = raft_last_applied(p->raft);
+    struct tandem_batch *b = p->inflight_head;
+    while (b != NULL) {
+        struct tandem_batch *next = b->next;
+        if (b->limbo) {
+            if (b->claimed) {
+                batch_finish(b, 0);
+            } else if (applied >= b->req.index) {
+                batch_finish(b, RAFT_NOTLEADER);
+            } else if (give_up || now >= b->limbo_until) {
+                batch_finish(b, give_up ? RAFT_SHUTDOWN : RAFT_LEADERSHIPLOST);
+            }
+        }
+        b = next;
+    }
 }
 
 struct tandem_result *tandem_proposer_claim(void *data, uint64_t proposer_id, uint64_t serial,
@@ -257,6 +296,7 @@ static void flush_reads(struct tandem_proposer *p)
 
 void tandem_proposer_flush(struct tandem_proposer *p)
 {
+    limbo_settle(p, false);
     while (p->queue_head != NULL) {
         if (propose_one(p) != 0) {
             tandem_proposer_fail_queued(p, RAFT_NOTLEADER);
@@ -268,6 +308,7 @@ void tandem_proposer_flush(struct tandem_proposer *p)
 
 void tandem_proposer_fail_queued(struct tandem_proposer *p, int status)
 {
+    limbo_settle(p, status == RAFT_SHUTDOWN);
     struct tandem_write *w = p->queue_head;
     struct tandem_read *r = p->reads_head;
     p->queue_head = p->queue_tail = NULL;

@@ -56,6 +56,7 @@ struct tandem_proposer {
     struct tandem_read *reads_head, *reads_tail;
     unsigned barriers_inflight;
     uint64_t next_serial;
+    uint64_t limbo_ns; /* how long a batch whose leader stepped down waits for its outcome */
     uint64_t entries_proposed, commands_proposed, barriers_proposed, propose_errors;
 };
 
