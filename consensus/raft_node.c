@@ -145,8 +145,7 @@ int tandem_raft_start(struct tandem_raft *n, uv_loop_t *loop, const struct tande
     }
     n->raft.data = n;
     configure(n, o);
-    if (!o->join && o->n_members > 0 && o->n_recover_members == 0 &&
-        (rv = bootstrap(n, o)) != 0) {
+    if (!o->join && o->n_members > 0 && o->n_recover_members == 0 && (rv = bootstrap(n, o)) != 0) {
         goto err_after_raft;
     }
     if (o->n_recover_members > 0 && (rv = recover(n, o)) != 0) {
