@@ -8,6 +8,7 @@
 
 #include "replication/commands.h"
 #include "replication/domain.h"
+#include "replication/sites.h"
 
 #define JOB_GEN_KEY     "job_gen" /* domain_meta: raft index and count of the last generated id */
 #define JOB_INDEX_KINDS 4         /* site, status, client, stage */
@@ -535,6 +536,25 @@ int tandem_job_apply_create(const struct tandem_apply_ctx *ctx, const Tandem__Co
     int rv = job_create_prepare(ctx, c, id, result, &refused);
     if (rv != 0 || refused) {
         return rv;
+    }
+    /* An invoked site's work has moved away (BCP): new work must not land there either. */
+    struct tandem_site_table *sites = malloc(sizeof *sites);
+    if (sites == NULL) {
+        tandem_result_error(result, 503, "out of memory");
+        return 0;
+    }
+    rv = tandem_sites_load(ctx->store, ctx->txn, sites);
+    const struct tandem_site *site = rv == 0 ? tandem_site_table_find(sites, c->job->site) : NULL;
+    bool invoked = site != NULL && site->state == TANDEM_SITE_INVOKED;
+    free(sites);
+    if (rv != 0) {
+        return rv;
+    }
+    if (invoked) {
+        tandem_result_error(result, 409,
+                            "site %s is invoked (BCP): create the job at a site in service",
+                            c->job->site);
+        return 0;
     }
     Tandem__JobRecord job = *c->job; /* borrows the command's strings */
     job.id = id;

@@ -8,9 +8,9 @@
  * TANDEM_SIM_BCP_SEEDS=N runs seeds 1..N (default 500), each in a child process; a failing seed
  * is printed with the command that replays it: TANDEM_SIM_BCP_SEED=N runs that seed in-process.
  * Snapshots are off here (threshold above what a schedule writes): the snapshot paths and the
- * fixture bugs around them are tests/sim/test_fixture.c's subject. Jobs are not simulated: the
- * "no job on an invoked site" invariant is checked as "no vote and no leadership in an invoked
- * site" until the domain's job movement is wired in. */
+ * fixture bugs around them are tests/sim/test_fixture.c's subject. A quarter of the client
+ * writes create jobs at east or west, and the end check also finds no open job left at an
+ * invoked site. */
 #include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
@@ -32,6 +32,7 @@
 
 #include "consensus/raft_node.h"
 #include "consensus/site_controller.h"
+#include "replication/domain.h"
 #include "replication/fsm.h"
 #include "replication/sites.h"
 
@@ -91,7 +92,7 @@ struct sim_server {
 
 struct sim_stats {
     uint64_t writes, invokes, revokes, auto_invokes, transfers, assigns, site_losses, partitions,
-        witness_losses, crashes, disk_faults, recovered, repairs;
+        witness_losses, crashes, disk_faults, recovered, repairs, invoked_checks;
 };
 
 struct sim {
@@ -361,8 +362,36 @@ static int sim_propose_update(struct sim *s, unsigned i, int change, const char 
     return sim_propose(s, i, &command, controller);
 }
 
+/* A job for east or west (every fourth write): invokes must move the open ones away. */
+static int sim_propose_job(struct sim *s, unsigned i)
+{
+    char id[SIM_TEXT_MAX];
+    Tandem__Command command = TANDEM__COMMAND__INIT;
+    Tandem__JobCreate create = TANDEM__JOB_CREATE__INIT;
+    Tandem__JobRecord job = TANDEM__JOB_RECORD__INIT;
+    Tandem__Actor actor = TANDEM__ACTOR__INIT;
+    snprintf(id, sizeof id, "J%" PRIu64, s->steps);
+    actor.user = (char *)"sim";
+    actor.site = (char *)sim_sites[i];
+    job.id = id;
+    job.client = (char *)"acme";
+    job.kind = (char *)"scan";
+    job.site = (char *)(sim_rand(s, 2) == 0 ? "east" : "west");
+    job.effort = 1;
+    create.actor = &actor;
+    create.job = &job;
+    command.body_case = TANDEM__COMMAND__BODY_JOB_CREATE;
+    command.job_create = &create;
+    return sim_propose(s, i, &command, false);
+}
+
 static int sim_propose_write(struct sim *s, unsigned i)
 {
+    if (sim_rand(s, 4) == 0) {
+        int rv = sim_propose_job(s, i);
+        s->stats.writes += rv == 0 ? 1 : 0;
+        return rv;
+    }
     char key[SIM_TEXT_MAX], value[SIM_TEXT_MAX];
     Tandem__Command command = TANDEM__COMMAND__INIT;
     Tandem__KvPut put = TANDEM__KV_PUT__INIT;
@@ -900,13 +929,50 @@ static int sim_state_digest(struct sim *s, unsigned i, uint8_t out[TANDEM_DIGEST
     return 0;
 }
 
-/* No vote and no leadership stays in an invoked site once the controller rests. */
+/* Open (queued or in-progress) jobs at site, in the leader's state. */
+static int sim_open_jobs_at(struct sim *s, unsigned leader, const char *site, unsigned *count)
+{
+    struct tandem_store *store = &s->servers[leader].store;
+    MDB_txn *txn;
+    MDB_cursor *cursor;
+    MDB_val k, v;
+    *count = 0;
+    SIM_CHECK(s, tandem_store_commit(store) == 0 && tandem_store_read_txn(store, &txn) == 0,
+              "%s: %s", sim_names[leader], store->errmsg);
+    int rv = mdb_cursor_open(txn, store->dbi[TANDEM_DB_JOBS], &cursor);
+    for (rv = rv == 0 ? mdb_cursor_get(cursor, &k, &v, MDB_FIRST) : rv; rv == 0;
+         rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+        Tandem__JobRecord *job = tandem__job_record__unpack(NULL, v.mv_size, v.mv_data);
+        if (job != NULL && strcmp(job->site, site) == 0 &&
+            (job->status == TANDEM_JOB_QUEUED || job->status == TANDEM_JOB_IN_PROGRESS)) {
+            (*count)++;
+        }
+        tandem__job_record__free_unpacked(job, NULL);
+    }
+    mdb_cursor_close(cursor);
+    mdb_txn_abort(txn);
+    return 0;
+}
+
+/* No vote, no leadership and no open job stays in an invoked site once the controller rests. */
 static int sim_check_invoked(struct sim *s, unsigned leader)
 {
     struct tandem_site_table t;
     const struct raft_configuration *conf = &sim_raft(s, leader)->configuration;
     if (sim_load_table(s, leader, &t) != 0) {
         return -1;
+    }
+    for (unsigned k = 0; k < t.n_sites; k++) {
+        unsigned open_jobs = 0;
+        if (t.sites[k].state != TANDEM_SITE_INVOKED) {
+            continue;
+        }
+        if (sim_open_jobs_at(s, leader, t.sites[k].name, &open_jobs) != 0) {
+            return -1;
+        }
+        SIM_CHECK(s, open_jobs == 0, "%u open jobs still assigned to invoked site %s", open_jobs,
+                  t.sites[k].name);
+        s->stats.invoked_checks++;
     }
     for (unsigned k = 0; k < t.n_sites; k++) {
         if (t.sites[k].state != TANDEM_SITE_INVOKED) {
@@ -1018,6 +1084,7 @@ static void stats_add(struct sim_stats *total, const struct sim_stats *st)
     total->disk_faults += st->disk_faults;
     total->recovered += st->recovered;
     total->repairs += st->repairs;
+    total->invoked_checks += st->invoked_checks;
 }
 
 static void child_start(struct sim_child *child, uint64_t seed)
@@ -1116,10 +1183,12 @@ static void test_random_bcp_schedules(void **state)
             " revokes %" PRIu64 ", controller invokes %" PRIu64 " transfers %" PRIu64
             " assigns %" PRIu64 " recoveries %" PRIu64 "; site losses %" PRIu64
             ", partitions %" PRIu64 ", witness losses %" PRIu64 ", crashes %" PRIu64
-            ", disk faults %" PRIu64 "; stale-config repairs %" PRIu64 "\n",
+            ", disk faults %" PRIu64 "; stale-config repairs %" PRIu64
+            "; invoked sites checked for open jobs %" PRIu64 "\n",
             seeds, failed, total.writes, total.invokes, total.revokes, total.auto_invokes,
             total.transfers, total.assigns, total.recovered, total.site_losses, total.partitions,
-            total.witness_losses, total.crashes, total.disk_faults, total.repairs);
+            total.witness_losses, total.crashes, total.disk_faults, total.repairs,
+            total.invoked_checks);
     if (failed > 0) {
         fail_msg("%u of %u seeds failed (first: replay with TANDEM_SIM_BCP_SEED=%" PRIu64 ")",
                  failed, seeds, first_failed);

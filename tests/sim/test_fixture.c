@@ -8,6 +8,7 @@
  * TANDEM_SIM_THRESHOLD / TANDEM_SIM_TRAILING override every schedule's snapshot settings;
  * TANDEM_SIM_RAW_RAFT=1 turns off the workarounds for libraft bugs (see SIM_RAFT_SHIMS);
  * TANDEM_SIM_DIR names where the stores go (default /dev/shm when writable). */
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
@@ -511,7 +512,8 @@ static const char *sim_scratch_dir(void)
 
 static int sim_open_stores(struct sim *s)
 {
-    snprintf(s->root, sizeof s->root, "%s/tandem-sim-XXXXXX", sim_scratch_dir());
+    /* The pid in the name lets the parent clean up after a child that crashed. */
+    snprintf(s->root, sizeof s->root, "%s/tandem-sim-%d-XXXXXX", sim_scratch_dir(), (int)getpid());
     SIM_CHECK(s, mkdtemp(s->root) != NULL, "mkdtemp %s: %s", s->root, strerror(errno));
     for (unsigned i = 0; i < SIM_SERVERS; i++) {
         struct sim_server *server = &s->servers[i];
@@ -1459,6 +1461,25 @@ static void child_start(struct sim_child *child, uint64_t seed)
     child->fd = fds[0];
 }
 
+/* Removes the stores a child left behind when it died before cleaning up. */
+static void child_scratch_remove(pid_t pid)
+{
+    char prefix[64], path[PATH_MAX];
+    const char *dir = sim_scratch_dir();
+    DIR *d = opendir(dir);
+    snprintf(prefix, sizeof prefix, "tandem-sim-%d-", (int)pid);
+    if (d == NULL) {
+        return;
+    }
+    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            (void)nftw(path, remove_entry, SIM_FD_MAX, FTW_DEPTH | FTW_PHYS);
+        }
+    }
+    closedir(d);
+}
+
 /* Reaps one child; returns false when its seed (*seed) failed or crashed. */
 static bool child_reap(struct sim_child *children, struct sim_stats *total, uint64_t *seed)
 {
@@ -1476,6 +1497,7 @@ static bool child_reap(struct sim_child *children, struct sim_stats *total, uint
         child->pid = 0;
         *seed = child->seed;
         bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && n == (ssize_t)sizeof stats;
+        child_scratch_remove(pid);
         if (ok) {
             stats_add(total, &stats);
         } else if (WIFSIGNALED(status)) {
