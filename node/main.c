@@ -266,6 +266,9 @@ static int node_run(struct tandem_node *node, const struct tandem_config *c)
     }
     tandem_proposer_init(&node->proposer, &node->raft.raft, node->raft.id, &limits);
     node->proposer.now_ms = wall_clock_ms;
+    /* Serials must not repeat across restarts: an entry proposed before a restart can still be
+     * committed and applied afterwards, and must not be claimed by a new batch. */
+    node->proposer.next_serial = (uint64_t)wall_clock_ms() << 20;
     node->proposer.limbo_ns = (uint64_t)c->election_timeout_ms * 4 * 1000000u;
     tandem_fsm_set_claim(&node->fsm, tandem_proposer_claim, &node->proposer);
     uv_check_init(node->loop, &node->flush_check);

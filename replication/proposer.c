@@ -135,8 +135,8 @@ static void batch_apply_cb(struct raft_apply *req, int status, void *result)
     batch_finish(b, status);
 }
 
-/* Settles batches in limbo: applied (answered with their results), overwritten (not applied:
- * safe to retry) or, past the deadline, unknown. */
+/* Settles batches in limbo: applied here (answered with their results), or else unknown once
+ * the applied index passes theirs or the deadline passes. */
 static void limbo_settle(struct tandem_proposer *p, bool give_up)
 {
     uint64_t now = uv_hrtime();
@@ -148,7 +148,9 @@ static void limbo_settle(struct tandem_proposer *p, bool give_up)
             if (b->claimed) {
                 batch_finish(b, 0);
             } else if (applied >= b->req.index) {
-                batch_finish(b, RAFT_NOTLEADER);
+                /* Something else was applied at its index, or it was applied where the claim
+                 * could not see it (replayed after a restart): the outcome stays unknown. */
+                batch_finish(b, RAFT_LEADERSHIPLOST);
             } else if (give_up || now >= b->limbo_until) {
                 batch_finish(b, give_up ? RAFT_SHUTDOWN : RAFT_LEADERSHIPLOST);
             }

@@ -58,7 +58,8 @@
 #define SIM_LOADS_MAX      8      /* snapshot loads one server may have in flight */
 #define SIM_TRACE_LINE_MAX 160    /* bytes of one kept diagnostic */
 #define SIM_ELECTION_MS    1000   /* raft's election timeout in the fixture */
-#define SIM_ELECTION_GAP   300    /* election timeouts of two servers differ by this or more */
+#define SIM_LIMBO_NS       (3600ull * 1000 * 1000 * 1000) /* proposer limbo: never times out */
+#define SIM_ELECTION_GAP   300 /* election timeouts of two servers differ by this or more */
 
 enum sim_fault { SIM_UP, SIM_DOWN, SIM_CUT };
 enum sim_write_state { SIM_PENDING, SIM_ACKED, SIM_LOST, SIM_REFUSED };
@@ -225,9 +226,9 @@ static unsigned env_unsigned(const char *name, unsigned fallback, unsigned max)
 /* A schedule's knobs, drawn from its seed. */
 static void sim_config_random(struct sim *s)
 {
-    static const unsigned thresholds[] = {16, 32, 64, 128};
+    static const unsigned thresholds[] = {8, 16, 32, 64, 128};
     struct sim_config *c = &s->config;
-    c->snapshot_threshold = thresholds[sim_rand(s, 4)];
+    c->snapshot_threshold = thresholds[sim_rand(s, sizeof thresholds / sizeof thresholds[0])];
     /* Trailing at twice the threshold or more, as LIBRAFT-NOTES recommends against the legacy
      * snapshot crash; a follower cut off long enough still needs an InstallSnapshot. */
     c->snapshot_trailing = c->snapshot_threshold * (2 + sim_rand(s, 2));
@@ -575,6 +576,9 @@ static int sim_start(struct sim *s)
         raft_fixture_set_disk_latency(&s->fixture, i, 2 + sim_rand(s, 20));
         tandem_proposer_init(&server->proposer, r, i + 1, &limits);
         server->proposer.now_ms = sim_now_ms;
+        /* Its limbo deadline runs on the wall clock: out of reach here, so that a seed replays
+         * the same way on any machine. Limbo still ends by apply, overwrite or shutdown. */
+        server->proposer.limbo_ns = SIM_LIMBO_NS;
         tandem_fsm_set_claim(&server->fsm, tandem_proposer_claim, &server->proposer);
     }
     sim_deal_election_timeouts(s);
@@ -603,7 +607,14 @@ static struct sim *sim_create(uint64_t seed)
 static void sim_destroy(struct sim *s)
 {
     if (s->fixture_ready) {
-        raft_fixture_close(&s->fixture); /* fails what is still pending: writes must be alive */
+        /* As tandemd stops: the proposers answer what waits in limbo, then raft fails what is
+         * still pending (so the writes must still be alive). */
+        for (unsigned i = 0; i < SIM_SERVERS; i++) {
+            if (s->servers[i].proposer.raft != NULL) {
+                tandem_proposer_fail_queued(&s->servers[i].proposer, RAFT_SHUTDOWN);
+            }
+        }
+        raft_fixture_close(&s->fixture);
     }
     for (unsigned i = 0; i < SIM_SERVERS; i++) {
         if (s->servers[i].store_open) {

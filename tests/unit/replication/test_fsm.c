@@ -19,7 +19,6 @@
 #include "replication/commands.h"
 #include "replication/fsm.h"
 #include "replication/kv.h"
-#include "replication/proposer.h"
 
 #define MAP_SIZE       ((size_t)64 * 1024 * 1024)
 #define FD_MAX         16  /* descriptors nftw may hold open */
@@ -850,13 +849,6 @@ static void test_claim_hook(void **state)
     assert_int_equal(f->claim.calls, calls);
     assert_int_equal(f->fa.entries_skipped, 1);
 
-    /* The proposer's own claim hook refuses other proposers and unknown serials. */
-    struct tandem_proposer proposer;
-    struct tandem_proposer_limits limits = {
-        .batch_commands_max = 8, .batch_bytes_max = 4096, .pending_max = 8};
-    tandem_proposer_init(&proposer, NULL, TEST_PROPOSER, &limits);
-    assert_null(tandem_proposer_claim(&proposer, OTHER_PROPOSER, 1, 1));
-    assert_null(tandem_proposer_claim(&proposer, TEST_PROPOSER, 1, 1));
     raft_free(other.base);
     raft_free(stale.base);
     raft_free(mine.base);
