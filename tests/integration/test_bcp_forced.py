@@ -115,7 +115,8 @@ def test_forced_refuses_while_the_site_answers():
         assert p.returncode == 1 and "not lost" in p.stderr, p.stderr
         assert c.status(west[0])["node"]["epoch"] == 1
         try:
-            c.kv_put(west[0], "nothing", b"x", timeout=3)
+            # A write waits out a leader change (four election timeouts) before its 503.
+            c.kv_put(west[0], "nothing", b"x", timeout=10)
             raise AssertionError("a write was accepted without quorum")
         except ClusterError as e:
             assert "503" in str(e), e
