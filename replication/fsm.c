@@ -231,6 +231,9 @@ static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], u
     return 0;
 }
 
+static int fsm_snapshot_finalize(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[],
+                                 unsigned *n_bufs);
+
 static int fsm_snapshot_async(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[],
                               unsigned *n_bufs)
 {
@@ -239,6 +242,10 @@ static int fsm_snapshot_async(struct raft_fsm *raft_fsm, struct raft_buffer *buf
     int rv = tandem_store_snapshot_write(f->store, f->snapshot_txn, &f->snapshot_buf, &len);
     if (rv != 0) {
         snprintf(f->errmsg, sizeof f->errmsg, "snapshot: %s", f->store->errmsg);
+        /* raft calls no snapshot_finalize after a failed snapshot_async: release here. */
+        fsm_snapshot_finalize(raft_fsm, bufs, n_bufs);
+        *bufs = NULL;
+        *n_bufs = 0;
         return RAFT_IOERR;
     }
     f->snapshot_bufs[0].base = f->snapshot_buf;

@@ -14,7 +14,8 @@
 #define TANDEM_BARRIERS_INFLIGHT_MAX 256 /* outstanding raft_barrier requests */
 
 struct tandem_write;
-/* status 0: result holds the applied outcome (result->body is the receiver's to free).
+/* status 0: result holds the applied outcome; result->body stays the proposer's and is valid
+ * only during the callback (copy it, or take it and set it to NULL).
  * Otherwise a RAFT_* code: RAFT_NOTLEADER (never proposed), RAFT_LEADERSHIPLOST or
  * RAFT_SHUTDOWN (outcome unknown: the entry may still commit). */
 typedef void (*tandem_write_cb)(struct tandem_write *w, int status, struct tandem_result *result);
