@@ -311,7 +311,7 @@ static int apply_register(const struct tandem_apply_ctx *ctx, const Tandem__Site
 {
     Tandem__SiteRecord *existing = NULL, record = TANDEM__SITE_RECORD__INIT;
     char key[KEY_LEN_MAX];
-    unsigned count;
+    unsigned count = 0;
     int rv = site_get(ctx->store, ctx->txn, u->site, &existing);
     if (rv != 0) {
         return rv;
@@ -604,7 +604,7 @@ int tandem_sites_apply_member_home(const struct tandem_apply_ctx *ctx,
 {
     const Tandem__MemberHomeSet *set = command->member_home_set;
     char key[KEY_LEN_MAX];
-    unsigned count;
+    unsigned count = 0;
     MDB_val v;
     if (set == NULL || set->n_members == 0 || set->n_members > TANDEM_SITE_HOMES_MAX) {
         tandem_result_error(result, 400, "member home set needs 1 to %d members",
