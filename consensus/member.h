@@ -7,10 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TANDEM_NAME_LEN_MAX     63  /* node names: [A-Za-z0-9._-], 1..63 chars */
-#define TANDEM_SITE_LEN_MAX     31  /* site labels: same alphabet, 1..31 chars */
-#define TANDEM_HOSTPORT_LEN_MAX 63  /* "host:port" */
-#define TANDEM_URL_LEN_MAX      127 /* API base URL, e.g. http://127.0.0.1:8101 */
+#define TANDEM_NAME_LEN_MAX       63  /* node names: [A-Za-z0-9._-], 1..63 chars */
+#define TANDEM_CLUSTER_ID_LEN_MAX 63  /* cluster ids: same alphabet, 1..63 chars */
+#define TANDEM_SITE_LEN_MAX       31  /* site labels: same alphabet, 1..31 chars */
+#define TANDEM_HOSTPORT_LEN_MAX   63  /* "host:port" */
+#define TANDEM_URL_LEN_MAX        127 /* API base URL, e.g. http://127.0.0.1:8101 */
 /* name|site|host:port|url plus separators and NUL. */
 #define TANDEM_MEMBER_ADDRESS_LEN_MAX                                                              \
     (TANDEM_NAME_LEN_MAX + TANDEM_SITE_LEN_MAX + TANDEM_HOSTPORT_LEN_MAX + TANDEM_URL_LEN_MAX + 4)

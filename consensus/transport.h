@@ -8,7 +8,7 @@
 #include <raft.h>
 #include <raft/uv.h>
 
-#define TANDEM_CLUSTER_ID_LEN_MAX 63 /* cluster ids: [A-Za-z0-9._-], 1..63 chars */
+#include "consensus/member.h"
 
 /* How long a new connection may take to complete the handshake (both directions, including
  * name resolution and TCP connect for outbound ones) before it is closed. */

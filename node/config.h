@@ -13,7 +13,6 @@
 #endif
 
 #define TANDEM_MEMBERS_MAX        16  /* initial members accepted from the config */
-#define TANDEM_CLUSTER_ID_LEN_MAX 63  /* same alphabet as node names */
 #define TANDEM_LOG_LEVEL_LEN_MAX  7   /* "debug", "info", "warn", "error" */
 #define TANDEM_CONFIG_ERRMSG_SIZE 256 /* size of every errmsg buffer taken below */
 

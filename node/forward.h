@@ -14,8 +14,7 @@
  * again (no loops during elections). */
 #define TANDEM_FORWARDED_HEADER "X-Tandem-Forwarded-By"
 /* On a 503 from a node that is not the leader: the request was not acted on. */
-#define TANDEM_RETRY_SAFE_HEADER           "X-Tandem-Retry-Safe"
-#define TANDEM_FORWARD_CLIENTS_RETIRED_MAX 8 /* old leaders' clients still closing */
+#define TANDEM_RETRY_SAFE_HEADER "X-Tandem-Retry-Safe"
 
 struct tandem_node;
 
