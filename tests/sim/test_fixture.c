@@ -132,7 +132,7 @@ struct sim_config {
 
 struct sim_stats {
     unsigned writes, acked, lost, refused, kills, cuts, restarts, replayed, installs_dropped,
-        install_terms_fixed;
+        install_terms_fixed, installs_deferred;
     uint64_t snapshots_taken, snapshots_restored, leaders, final_index, sim_time_ms;
     uint8_t final_digest[TANDEM_DIGEST_LEN];
 };
@@ -270,7 +270,7 @@ static void sim_print_trace(const struct sim *s, FILE *out)
     }
 }
 
-/* Workarounds for three libraft 0.22.1 bugs the simulation runs into, so that it keeps testing
+/* Workarounds for four libraft 0.22.1 bugs the simulation runs into, so that it keeps testing
  * our code rather than stopping at raft's. Each wraps a raft_io method of the fixture; all go
  * when raft is upgraded past 0.22.1 (re-check then) or when TANDEM_SIM_RAW_RAFT=1 asks to see
  * the bugs themselves.
@@ -290,7 +290,12 @@ static void sim_print_trace(const struct sim *s, FILE *out)
  *    then refuses the leader's next entries as "conflicting terms for a committed entry" and
  *    shuts down (with asserts compiled out: a double free in recvCb). Unfixed upstream, and
  *    tandemd runs the same legacy layer over raft_uv. sim_send gives the message the term of the
- *    snapshot actually loaded. */
+ *    snapshot actually loaded.
+ * 4. src/legacy.c takeSnapshotCb: an InstallSnapshot that arrives while a follower writes its
+ *    own snapshot is parked; when the write completes, the callback clears the parked request
+ *    before reading it and passes NULL on: SIGSEGV (the crash LIBRAFT-NOTES describes; unfixed
+ *    upstream). sim_recv loses such a message instead, as a network may: the leader resends it
+ *    after its install-snapshot timeout. */
 #define SIM_RAFT_SHIMS (RAFT_VERSION_NUMBER <= 2201)
 
 static struct sim_server *sim_server_of(struct raft_io *io)
@@ -390,14 +395,22 @@ static int sim_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_i
     return rv;
 }
 
-/* Bug 2: frees an InstallSnapshot raft is about to drop on the floor. */
+/* Bug 4: loses an InstallSnapshot that arrives while this server writes its own snapshot, as a
+ * network could (the leader sends it again); bug 2: frees one raft is about to drop. */
 static void sim_recv(struct raft_io *io, struct raft_message *message)
 {
     struct sim_server *server = sim_server_of(io);
     struct raft *r = raft_fixture_get(&sim_current->fixture, server->index);
-    bool dropped = message->type == RAFT_INSTALL_SNAPSHOT && r->snapshot.installing &&
-                   !r->legacy.closing && message->install_snapshot.term >= r->current_term;
     struct raft_install_snapshot install = message->install_snapshot;
+    bool install_type = message->type == RAFT_INSTALL_SNAPSHOT && !r->legacy.closing;
+    if (install_type && r->legacy.snapshot_taking) {
+        raft_configuration_close(&install.conf);
+        raft_free(install.data.base);
+        sim_current->stats.installs_deferred++;
+        return;
+    }
+    bool dropped =
+        install_type && r->snapshot.installing && message->install_snapshot.term >= r->current_term;
     server->shim.raft_recv(io, message);
     if (dropped) {
         raft_configuration_close(&install.conf);
@@ -577,7 +590,8 @@ static int sim_start(struct sim *s)
         tandem_proposer_init(&server->proposer, r, i + 1, &limits);
         server->proposer.now_ms = sim_now_ms;
         /* Its limbo deadline runs on the wall clock: out of reach here, so that a seed replays
-         * the same way on any machine. Limbo still ends by apply, overwrite or shutdown. */
+         * the same way on any machine. Limbo still ends by a claim, the applied index passing the
+         * batch, or shutdown. */
         server->proposer.limbo_ns = SIM_LIMBO_NS;
         tandem_fsm_set_claim(&server->fsm, tandem_proposer_claim, &server->proposer);
     }
@@ -1385,11 +1399,11 @@ static void sim_print_stats(const struct sim_stats *st, FILE *out)
     fprintf(out,
             "  writes %u: acked %u, lost %u, refused %u; kills %u, cuts %u, fsm restarts %u "
             "(%u entries replayed); snapshots taken %" PRIu64 ", installed %" PRIu64
-            " (raft bugs worked around: %u duplicate installs dropped, %u install terms fixed); "
-            "leaders %" PRIu64 "\n",
+            " (raft bugs worked around: %u duplicate installs freed, %u install terms fixed, "
+            "%u installs lost during a snapshot); leaders %" PRIu64 "\n",
             st->writes, st->acked, st->lost, st->refused, st->kills, st->cuts, st->restarts,
             st->replayed, st->snapshots_taken, st->snapshots_restored, st->installs_dropped,
-            st->install_terms_fixed, st->leaders);
+            st->install_terms_fixed, st->installs_deferred, st->leaders);
 }
 
 /* Runs one seed in this process. Returns 0, or -1 after printing the failure and replay line. */
@@ -1440,6 +1454,7 @@ static void stats_add(struct sim_stats *total, const struct sim_stats *st)
     total->replayed += st->replayed;
     total->installs_dropped += st->installs_dropped;
     total->install_terms_fixed += st->install_terms_fixed;
+    total->installs_deferred += st->installs_deferred;
     total->snapshots_taken += st->snapshots_taken;
     total->snapshots_restored += st->snapshots_restored;
     total->leaders += st->leaders;
