@@ -353,7 +353,7 @@ static void change_start(struct drill *d, bool invoke)
     char body[512];
     snprintf(body, sizeof body,
              "{\"site\":\"%s\",\"reason\":\"drill %s\",\"by\":\"drill:%s\",\"failback\":%s,"
-             "\"wait_ms\":0}",
+             "\"return_jobs\":true,\"wait_ms\":0}",
              d->site, d->id, d->id, d->failback ? "true" : "false");
     d->call_pending = true;
     if (tandem_bcp_call(&d->node->bcp, d->node->self.api, "POST",

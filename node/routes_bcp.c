@@ -594,6 +594,7 @@ static void route_bcp_revoke(struct tandem_node *node, struct tandem_http_reques
             TANDEM_SITE_REVOKE, site, reason ? reason : "revoke", by ? by : "operator");
         if (sc != NULL) {
             sc->update.failback = failback;
+            sc->update.return_jobs = json_is_true(json_object_get(body, "return_jobs"));
         }
         change_submit(node, r, sc, WAIT_REVOKE, failback, wait_bound_ms(node, body));
     }

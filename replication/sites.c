@@ -485,8 +485,8 @@ static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__Si
         }
         snprintf(key, sizeof key, SITE_PREFIX "%s", u->site);
         rv = record_put(ctx, TANDEM_DB_SITES, key, &record->base);
-        if (rv == 0 && change == TANDEM_SITE_REVOKE && u->failback) {
-            rv = prefer_site(ctx, u->site);
+        if (rv == 0 && change == TANDEM_SITE_REVOKE && (u->failback || u->return_jobs)) {
+            rv = u->failback ? prefer_site(ctx, u->site) : 0;
             if (rv == 0) {
                 rv = tandem_bcp_jobs_move(ctx, u->site, NULL, true, u->by, &moved);
             }
