@@ -20,9 +20,21 @@ static const char *const forwarded_headers[] = {"Content-Type", "X-Tandem-User"}
 
 #define FORWARD_ATTEMPTS_MAX 3 /* sends of one request whose earlier tries wrote no byte */
 
+/* A client to one leader. When leadership moves, its requests already sent are let finish
+ * (cancelling them would turn writes the old leader may still apply into errors); it closes
+ * once the last answer is in, or at shutdown. */
+struct tandem_forward_client {
+    struct tandem_httpc http;
+    struct tandem_forwarder *f;
+    unsigned outstanding;
+    bool retiring, closing;
+    struct tandem_forward_client *next; /* in f->retiring */
+};
+
 struct forward {
     struct tandem_httpc_request req;
     struct tandem_forwarder *f;
+    struct tandem_forward_client *via; /* the client this attempt went through */
     struct tandem_http_request *r;
     unsigned attempts;
 };
@@ -50,22 +62,42 @@ static void maybe_closed(struct tandem_forwarder *f)
 
 static void client_closed_cb(struct tandem_httpc *c)
 {
-    struct tandem_forwarder *f = c->data;
-    free(c);
+    struct tandem_forward_client *fc = (struct tandem_forward_client *)c;
+    struct tandem_forwarder *f = fc->f;
+    free(fc);
     f->retired--;
     maybe_closed(f);
 }
 
+/* Closes a retiring client (cancelling what it still holds); unlinks it first. */
+static void client_close(struct tandem_forward_client *fc)
+{
+    struct tandem_forwarder *f = fc->f;
+    for (struct tandem_forward_client **p = &f->retiring; *p != NULL; p = &(*p)->next) {
+        if (*p == fc) {
+            *p = fc->next;
+            break;
+        }
+    }
+    fc->closing = true;
+    tandem_httpc_close(&fc->http, client_closed_cb);
+}
+
 static void retire_client(struct tandem_forwarder *f)
 {
-    if (f->client == NULL) {
+    struct tandem_forward_client *fc = f->client;
+    if (fc == NULL) {
         return;
     }
-    f->retired++;
-    f->client->data = f;
-    tandem_httpc_close(f->client, client_closed_cb);
     f->client = NULL;
     f->target[0] = '\0';
+    f->retired++;
+    fc->retiring = true;
+    fc->next = f->retiring;
+    f->retiring = fc;
+    if (fc->outstanding == 0) {
+        client_close(fc);
+    }
 }
 
 /* The client for the leader's API URL, created or replaced when the leader changed. */
@@ -74,7 +106,7 @@ static struct tandem_httpc *client_for(struct tandem_forwarder *f, const struct 
     char host[TANDEM_HOSTPORT_LEN_MAX + 1];
     int port;
     if (f->client != NULL && strcmp(f->target, m->api) == 0) {
-        return f->client;
+        return &f->client->http;
     }
     retire_client(f);
     const char *hostport = strstr(m->api, "://");
@@ -83,17 +115,18 @@ static struct tandem_httpc *client_for(struct tandem_forwarder *f, const struct 
         tandem_hostport_split(hostport, host, sizeof host, &port) != 0) {
         return NULL;
     }
-    struct tandem_httpc *c = calloc(1, sizeof *c);
-    if (c == NULL) {
+    struct tandem_forward_client *fc = calloc(1, sizeof *fc);
+    if (fc == NULL) {
         return NULL;
     }
-    if (tandem_httpc_init(c, f->loop, host, port, f->connections, f->timeout_ms) != 0) {
-        free(c);
+    if (tandem_httpc_init(&fc->http, f->loop, host, port, f->connections, f->timeout_ms) != 0) {
+        free(fc);
         return NULL;
     }
-    f->client = c;
+    fc->f = f;
+    f->client = fc;
     snprintf(f->target, sizeof f->target, "%s", m->api);
-    return c;
+    return &fc->http;
 }
 
 static void forward_cb(struct tandem_httpc_request *req, int status,
@@ -101,6 +134,11 @@ static void forward_cb(struct tandem_httpc_request *req, int status,
 {
     struct forward *fw = req->data;
     struct tandem_forwarder *f = fw->f;
+    struct tandem_forward_client *via = fw->via;
+    via->outstanding--;
+    if (via->retiring && !via->closing && via->outstanding == 0) {
+        client_close(via); /* the last answer from a former leader is in */
+    }
     char headers[1024];
     size_t used = 0;
     /* A kept-alive connection the leader closed as idle fails before any byte is written: a
@@ -162,10 +200,14 @@ static int forward_start(struct forward *fw)
     if (fw->f->client == NULL) {
         return UV_ENOTCONN; /* the leader changed meanwhile and its client is gone */
     }
+    fw->via = fw->f->client;
     fw->attempts++;
     fw->req.data = fw;
-    return tandem_httpc_send(fw->f->client, &fw->req, http_method_str((enum http_method)r->method),
-                             r->url, headers, r->body, r->body_len, forward_cb);
+    int rv =
+        tandem_httpc_send(&fw->via->http, &fw->req, http_method_str((enum http_method)r->method),
+                          r->url, headers, r->body, r->body_len, forward_cb);
+    fw->via->outstanding += rv == 0 ? 1 : 0;
+    return rv;
 }
 
 void tandem_forwarder_send(struct tandem_forwarder *f, struct tandem_http_request *r,
@@ -195,5 +237,8 @@ void tandem_forwarder_close(struct tandem_forwarder *f, void (*cb)(struct tandem
     f->closing = true;
     f->close_cb = cb;
     retire_client(f);
+    while (f->retiring != NULL) {
+        client_close(f->retiring); /* shutting down: pending answers are cancelled */
+    }
     maybe_closed(f);
 }

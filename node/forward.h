@@ -17,12 +17,14 @@
 #define TANDEM_RETRY_SAFE_HEADER "X-Tandem-Retry-Safe"
 
 struct tandem_node;
+struct tandem_forward_client;
 
 struct tandem_forwarder {
-    uv_loop_t *loop;                     /* borrowed */
-    struct tandem_node *node;            /* borrowed */
-    struct tandem_httpc *client;         /* owned: to the current leader, NULL when none */
-    char target[TANDEM_URL_LEN_MAX + 1]; /* the leader's API URL the client talks to */
+    uv_loop_t *loop;                        /* borrowed */
+    struct tandem_node *node;               /* borrowed */
+    struct tandem_forward_client *client;   /* owned: to the current leader, NULL when none */
+    struct tandem_forward_client *retiring; /* owned: former leaders' clients still answering */
+    char target[TANDEM_URL_LEN_MAX + 1];    /* the leader's API URL the client talks to */
     unsigned connections, timeout_ms;
     unsigned retired; /* clients closing */
     bool closing;
