@@ -1146,7 +1146,7 @@ static bool child_reap(struct sim_child *children, struct sim_stats *total, uint
 static unsigned run_seeds(uint64_t count, struct sim_stats *total, uint64_t *first_failed)
 {
     struct sim_child children[SIM_PARALLEL];
-    uint64_t next = 1, seed;
+    uint64_t next = 1, seed = 0;
     unsigned running = 0, failed = 0;
     memset(children, 0, sizeof children);
     while (next <= count || running > 0) {

@@ -1552,7 +1552,7 @@ static unsigned run_seeds(uint64_t first, uint64_t count, struct sim_stats *tota
                           uint64_t *first_failed)
 {
     struct sim_child children[SIM_PARALLEL];
-    uint64_t next = first, seed;
+    uint64_t next = first, seed = 0;
     unsigned running = 0, failed = 0;
     memset(children, 0, sizeof children);
     while (next < first + count || running > 0) {
