@@ -16,7 +16,7 @@ static const char *const relayed_headers[] = {
 };
 
 /* Headers of the client's request that the leader needs (who acts, what the body is). */
-static const char *const forwarded_headers[] = {"Content-Type", "X-Tandem-User"};
+static const char *const forwarded_headers[] = {"Content-Type", TANDEM_USER_HEADER};
 
 #define FORWARD_ATTEMPTS_MAX 3 /* sends of one request whose earlier tries wrote no byte */
 

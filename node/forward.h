@@ -13,6 +13,8 @@
 /* Marks a forwarded request so that a node that is not the leader either never forwards it
  * again (no loops during elections). */
 #define TANDEM_FORWARDED_HEADER "X-Tandem-Forwarded-By"
+/* Who acts (the per-person user id), recorded as the actor of domain writes. */
+#define TANDEM_USER_HEADER "X-Tandem-User"
 /* On a 503 from a node that is not the leader: the request was not acted on. */
 #define TANDEM_RETRY_SAFE_HEADER "X-Tandem-Retry-Safe"
 

@@ -12,6 +12,7 @@
 #include "node/log.h"
 #include "node/node.h"
 #include "node/routes.h"
+#include "replication/domain.h"
 #include "replication/kv.h"
 
 #define ROUTE_LOCAL  TANDEM_ROUTE_LOCAL
@@ -190,6 +191,32 @@ int tandem_route_read_txn(struct tandem_node *node, struct tandem_http_request *
         return -1;
     }
     return 0;
+}
+
+json_t *tandem_route_actor_body(struct tandem_node *node, struct tandem_http_request *r, char *user,
+                                char *site)
+{
+    const char *header = tandem_http_request_header(r, TANDEM_USER_HEADER);
+    const char *by = tandem_http_request_header(r, TANDEM_FORWARDED_HEADER);
+    struct tandem_member m;
+    json_error_t jerr;
+    if (header != NULL && !tandem_domain_text_ok(header, false)) {
+        tandem_route_error(node, r, 400, "%s must be printable text of 1 to %d bytes",
+                           TANDEM_USER_HEADER, TANDEM_DOMAIN_TEXT_LEN_MAX);
+        return NULL;
+    }
+    json_t *body = r->body_len == 0 ? json_object() : json_loadb(r->body, r->body_len, 0, &jerr);
+    if (body == NULL || !json_is_object(body)) {
+        tandem_route_error(node, r, 400, "malformed JSON: %s",
+                           body == NULL ? jerr.text : "the body must be an object");
+        json_decref(body);
+        return NULL;
+    }
+    snprintf(user, TANDEM_DOMAIN_TEXT_LEN_MAX + 1, "%s",
+             header != NULL ? header : TANDEM_ACTOR_DEFAULT);
+    bool forwarded = by != NULL && tandem_raft_member_by_name(&node->raft, by, &m, NULL) == 0;
+    snprintf(site, TANDEM_SITE_LEN_MAX + 1, "%s", forwarded ? m.site : node->self.site);
+    return body;
 }
 
 /* A generic proposal: one command, answered with its applied result. */

@@ -62,6 +62,14 @@ int tandem_route_read_txn(struct tandem_node *node, struct tandem_http_request *
 void tandem_route_submit(struct tandem_node *node, struct tandem_http_request *r,
                          Tandem__Command *command, void (*done)(void *owner), void *owner);
 
+/* Who acts in a domain write and the body it carries: user gets the X-Tandem-User header
+ * (printable, 1..TANDEM_DOMAIN_TEXT_LEN_MAX bytes; "anonymous" when absent), site (room for
+ * TANDEM_SITE_LEN_MAX + 1 bytes) the site of the node that took the request (the forwarding
+ * follower's when forwarded). Returns the body parsed as a JSON object (an empty body is {}),
+ * owned by the caller, or NULL after answering r with 400. */
+json_t *tandem_route_actor_body(struct tandem_node *node, struct tandem_http_request *r, char *user,
+                                char *site);
+
 typedef void (*tandem_route_serve_fn)(struct tandem_node *node, struct tandem_http_request *r,
                                       void *arg);
 /* Runs serve(node, r, arg) on applied state: at once with ?consistency=local, else after this

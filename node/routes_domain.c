@@ -10,8 +10,7 @@
 #include "node/routes.h"
 #include "replication/domain.h"
 
-#define USER_HEADER "X-Tandem-User"
-#define KIND_LEN    3 /* "job" or "box" */
+#define KIND_LEN 3 /* "job" or "box" */
 /* Allocations one write request holds: a volume list per bulk row, plus a few. */
 #define OWNED_MAX (TANDEM_BULK_CHECKIN_ROWS_MAX + 8)
 #define QUERY_MAX 160 /* a decoded query value: text fields are at most 128 bytes */
@@ -97,44 +96,21 @@ static void *write_alloc(struct domain_write *w, size_t size)
     return p;
 }
 
-/* The site whose node took the request: a forwarding follower names itself in a header. */
-static void request_site(struct tandem_node *node, struct tandem_http_request *r, char *site)
-{
-    const char *by = tandem_http_request_header(r, TANDEM_FORWARDED_HEADER);
-    struct tandem_member m;
-    if (by != NULL && tandem_raft_member_by_name(&node->raft, by, &m, NULL) == 0) {
-        snprintf(site, TANDEM_SITE_LEN_MAX + 1, "%s", m.site);
-    } else {
-        snprintf(site, TANDEM_SITE_LEN_MAX + 1, "%s", node->self.site);
-    }
-}
-
 /* A write request with its actor set and its JSON body parsed (an empty body is {}). Answers r
  * and returns NULL on failure. */
 static struct domain_write *domain_write_new(struct tandem_node *node,
                                              struct tandem_http_request *r)
 {
-    const char *user = tandem_http_request_header(r, USER_HEADER);
-    json_error_t jerr;
-    if (user != NULL && !tandem_domain_text_ok(user, false)) {
-        tandem_route_error(node, r, 400, "%s must be printable text of 1 to %d bytes", USER_HEADER,
-                           TANDEM_DOMAIN_TEXT_LEN_MAX);
-        return NULL;
-    }
     struct domain_write *w = calloc(1, sizeof *w);
     if (w == NULL) {
         tandem_route_error(node, r, 500, "out of memory");
         return NULL;
     }
-    w->json = r->body_len == 0 ? json_object() : json_loadb(r->body, r->body_len, 0, &jerr);
-    if (w->json == NULL || !json_is_object(w->json)) {
-        tandem_route_error(node, r, 400, "malformed JSON: %s",
-                           w->json == NULL ? jerr.text : "the body must be an object");
+    w->json = tandem_route_actor_body(node, r, w->user, w->site);
+    if (w->json == NULL) {
         domain_write_free(w);
         return NULL;
     }
-    snprintf(w->user, sizeof w->user, "%s", user != NULL ? user : TANDEM_ACTOR_DEFAULT);
-    request_site(node, r, w->site);
     tandem__command__init(&w->command);
     tandem__actor__init(&w->actor);
     w->actor.user = w->user;

@@ -11,7 +11,6 @@
 #include "replication/domain.h"
 #include "replication/rebalance.h"
 
-#define USER_HEADER     "X-Tandem-User"
 #define PLANS_KEPT      8  /* computed plans kept in memory for apply by id */
 #define QUERY_VALUE_MAX 64 /* a decoded query value: numbers, names, times */
 #define PLAN_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(12))
@@ -129,18 +128,6 @@ static int view_read(struct tandem_node *node, struct tandem_http_request *r,
     return 0;
 }
 
-/* The site whose node took the request: a forwarding follower names itself in a header. */
-static void request_site(struct tandem_node *node, struct tandem_http_request *r, char *site)
-{
-    const char *by = tandem_http_request_header(r, TANDEM_FORWARDED_HEADER);
-    struct tandem_member m;
-    if (by != NULL && tandem_raft_member_by_name(&node->raft, by, &m, NULL) == 0) {
-        snprintf(site, TANDEM_SITE_LEN_MAX + 1, "%s", m.site);
-    } else {
-        snprintf(site, TANDEM_SITE_LEN_MAX + 1, "%s", node->self.site);
-    }
-}
-
 /* A command with its actor and the parsed JSON body its strings point into. */
 struct rebalance_write {
     Tandem__Command command;
@@ -168,27 +155,16 @@ static void rebalance_write_free(void *arg)
 static struct rebalance_write *rebalance_write_new(struct tandem_node *node,
                                                    struct tandem_http_request *r)
 {
-    const char *user = tandem_http_request_header(r, USER_HEADER);
-    json_error_t jerr;
-    if (user != NULL && !tandem_domain_text_ok(user, false)) {
-        tandem_route_error(node, r, 400, "%s must be printable text of 1 to %d bytes", USER_HEADER,
-                           TANDEM_DOMAIN_TEXT_LEN_MAX);
-        return NULL;
-    }
     struct rebalance_write *w = calloc(1, sizeof *w);
     if (w == NULL) {
         tandem_route_error(node, r, 503, "out of memory");
         return NULL;
     }
-    w->json = r->body_len == 0 ? json_object() : json_loadb(r->body, r->body_len, 0, &jerr);
-    if (w->json == NULL || !json_is_object(w->json)) {
-        tandem_route_error(node, r, 400, "malformed JSON: %s",
-                           w->json == NULL ? jerr.text : "the body must be an object");
+    w->json = tandem_route_actor_body(node, r, w->user, w->site);
+    if (w->json == NULL) {
         rebalance_write_free(w);
         return NULL;
     }
-    snprintf(w->user, sizeof w->user, "%s", user != NULL ? user : TANDEM_ACTOR_DEFAULT);
-    request_site(node, r, w->site);
     tandem__command__init(&w->command);
     tandem__actor__init(&w->actor);
     w->actor.user = w->user;
