@@ -131,6 +131,10 @@ def test_async_mode_forced_failover_fences_every_old_node():
         east = site_names(c, "east")
         status = bcp_status(c, west[0])
         assert status["mode"] == "async", status
+        # member rejoin re-adds a lost node from its home record: wait until the controller
+        # has recorded every member's before the site is lost.
+        wait_until(lambda: all(n["home_role"] != "unknown" for s in bcp_status(c, west[0])["sites"]
+                               for n in s["nodes"]), 10, "home roles recorded")
         keys = write_until_failure(c, west[0], "async", 20)
         p = c.ctl("bcp", "invoke", "east", check=False)
         assert p.returncode == 1 and "mode async" in p.stderr, p.stderr
