@@ -1,5 +1,6 @@
 /* Member identity codecs: names, ids, roles and the packed raft address string. */
 #include "consensus/member.h"
+#include "storage/error.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,25 +60,25 @@ static int member_check(const struct tandem_member *m, char *errmsg)
     char host[TANDEM_HOSTPORT_LEN_MAX + 1];
     int port;
     if (!tandem_member_name_ok(m->name, TANDEM_NAME_LEN_MAX)) {
-        snprintf(errmsg, 256, "invalid member name '%s' (1-63 of A-Z a-z 0-9 . _ -)", m->name);
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "invalid member name '%s' (1-63 of A-Z a-z 0-9 . _ -)", m->name);
         return -1;
     }
     if (!tandem_member_name_ok(m->site, TANDEM_SITE_LEN_MAX)) {
-        snprintf(errmsg, 256, "invalid site '%s' for member %s", m->site, m->name);
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "invalid site '%s' for member %s", m->site, m->name);
         return -1;
     }
     if (tandem_hostport_split(m->raft, host, sizeof host, &port) != 0) {
-        snprintf(errmsg, 256, "invalid raft address '%s' for member %s (want host:port)", m->raft,
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "invalid raft address '%s' for member %s (want host:port)", m->raft,
                  m->name);
         return -1;
     }
     if (strncmp(m->api, "http://", 7) != 0 && strncmp(m->api, "https://", 8) != 0) {
-        snprintf(errmsg, 256, "invalid API URL '%s' for member %s (want http[s]://host:port)",
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "invalid API URL '%s' for member %s (want http[s]://host:port)",
                  m->api, m->name);
         return -1;
     }
     if (strchr(m->api, '|') != NULL || strchr(m->api, ',') != NULL) {
-        snprintf(errmsg, 256, "invalid API URL '%s' for member %s", m->api, m->name);
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "invalid API URL '%s' for member %s", m->api, m->name);
         return -1;
     }
     return 0;
@@ -85,7 +86,7 @@ static int member_check(const struct tandem_member *m, char *errmsg)
 
 int tandem_member_address_format(const struct tandem_member *m, char *out, size_t out_size)
 {
-    char errmsg[256];
+    char errmsg[TANDEM_ERRMSG_SIZE];
     if (member_check(m, errmsg) != 0) {
         return -1;
     }
@@ -117,13 +118,13 @@ static int fields_parse(const char *text, char separator, struct tandem_member *
     if (take_field(&cursor, separator, m->name, sizeof m->name) != 0 ||
         take_field(&cursor, separator, m->site, sizeof m->site) != 0 ||
         take_field(&cursor, separator, m->raft, sizeof m->raft) != 0) {
-        snprintf(errmsg, 256, "malformed member '%s' (want name%csite%chost:port%curl)", text,
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "malformed member '%s' (want name%csite%chost:port%curl)", text,
                  separator, separator, separator);
         return -1;
     }
     int last = take_field(&cursor, separator, m->api, sizeof m->api);
     if (last < 0) {
-        snprintf(errmsg, 256, "malformed member '%s': missing API URL", text);
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "malformed member '%s': missing API URL", text);
         return -1;
     }
     if (role != NULL) {
@@ -131,7 +132,7 @@ static int fields_parse(const char *text, char separator, struct tandem_member *
     }
     if (last == 0) {
         if (role_size == 0 || take_field(&cursor, separator, role, role_size) != 1) {
-            snprintf(errmsg, 256, "malformed member '%s': too many fields", text);
+            snprintf(errmsg, TANDEM_ERRMSG_SIZE, "malformed member '%s': too many fields", text);
             return -1;
         }
     }
@@ -152,7 +153,7 @@ int tandem_member_spec_parse(const char *spec, struct tandem_member *m, char *er
     if (role[0] != '\0') {
         m->role = tandem_role_parse(role);
         if (m->role < 0) {
-            snprintf(errmsg, 256, "unknown role '%s' for member %s (voter|standby|spare)", role,
+            snprintf(errmsg, TANDEM_ERRMSG_SIZE, "unknown role '%s' for member %s (voter|standby|spare)", role,
                      m->name);
             return -1;
         }

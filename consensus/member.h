@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "storage/error.h"
 
 #define TANDEM_NAME_LEN_MAX       63  /* node names: [A-Za-z0-9._-], 1..63 chars */
 #define TANDEM_CLUSTER_ID_LEN_MAX 63  /* cluster ids: same alphabet, 1..63 chars */
@@ -37,7 +38,7 @@ bool tandem_member_name_ok(const char *name, size_t len_max);
 int tandem_member_address_format(const struct tandem_member *m, char *out, size_t out_size);
 
 /* Parses "name|site|host:port|url" (role is left as TANDEM_ROLE_VOTER). Returns 0, or -1 with
- * a reason in errmsg (256 bytes) when malformed. */
+ * a reason in errmsg (TANDEM_ERRMSG_SIZE bytes) when malformed. */
 int tandem_member_address_parse(const char *address, struct tandem_member *m, char *errmsg);
 
 /* Splits "host:port" into host (NUL-terminated, out size host_size) and port. Returns 0 or -1. */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "consensus/transport.h"
+#include "storage/error.h"
 
 int tandem_raft_role_to_raft(int role)
 {
@@ -195,7 +196,7 @@ int tandem_raft_member_by_name(struct tandem_raft *n, const char *name, struct t
                                uint64_t *id)
 {
     const struct raft_configuration *conf = &n->raft.configuration;
-    char errmsg[256];
+    char errmsg[TANDEM_ERRMSG_SIZE];
     for (unsigned i = 0; i < conf->n; i++) {
         if (tandem_member_address_parse(conf->servers[i].address, out, errmsg) == 0 &&
             strcmp(out->name, name) == 0) {
@@ -213,7 +214,7 @@ int tandem_raft_leader(struct tandem_raft *n, struct tandem_member *out)
 {
     raft_id id;
     const char *address;
-    char errmsg[256];
+    char errmsg[TANDEM_ERRMSG_SIZE];
     raft_leader(&n->raft, &id, &address);
     if (id == 0 || address == NULL || tandem_member_address_parse(address, out, errmsg) != 0) {
         return -1;

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "consensus/member.h"
+#include "storage/error.h"
 
 struct tandem_raft_options {
     const struct tandem_member *self; /* borrowed */
@@ -38,7 +39,7 @@ struct tandem_raft {
     char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
     bool bootstrapped; /* this start created the cluster's first configuration */
     void (*close_cb)(struct tandem_raft *n);
-    char errmsg[256];
+    char errmsg[TANDEM_ERRMSG_SIZE];
 };
 
 int tandem_raft_role_to_raft(int role);

@@ -1,6 +1,7 @@
 /* Forced failover helpers: survivor choice, loss bound, and the data-directory markers that the
  * next start of tandemd acts on (raft_recover, wipe-and-join, fencing epoch). */
 #include "consensus/recover.h"
+#include "storage/error.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -80,7 +81,7 @@ static int write_atomic(const char *data_dir, const char *file, const char *text
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
-        snprintf(errmsg, 256, "create %s: %s", tmp, strerror(errno));
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "create %s: %s", tmp, strerror(errno));
         return -1;
     }
     size_t len = strlen(text);
@@ -89,7 +90,7 @@ static int write_atomic(const char *data_dir, const char *file, const char *text
     int saved = errno;
     close(fd);
     if (rv != 0 || rename(tmp, path) != 0) {
-        snprintf(errmsg, 256, "write %s: %s", path, strerror(rv != 0 ? saved : errno));
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "write %s: %s", path, strerror(rv != 0 ? saved : errno));
         unlink(tmp);
         return -1;
     }
@@ -153,7 +154,7 @@ int tandem_recover_file_remove(const char *data_dir, const char *file, char *err
     char path[PATH_MAX];
     path_join(path, sizeof path, data_dir, file);
     if (unlink(path) != 0 && errno != ENOENT) {
-        snprintf(errmsg, 256, "remove %s: %s", path, strerror(errno));
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "remove %s: %s", path, strerror(errno));
         return -1;
     }
     (void)fsync_dir(data_dir);
@@ -167,7 +168,7 @@ int tandem_recover_plan_write(const char *data_dir, const struct tandem_recover_
     size_t size = 256 + plan->n_members * (TANDEM_MEMBER_ADDRESS_LEN_MAX + 32);
     char *text = malloc(size), address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
     if (text == NULL) {
-        snprintf(errmsg, 256, "out of memory");
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "out of memory");
         return -1;
     }
     size_t used = (size_t)snprintf(text, size, "epoch %" PRIu64 "\nsite %s\nreason %s\n",
@@ -175,7 +176,7 @@ int tandem_recover_plan_write(const char *data_dir, const struct tandem_recover_
     for (unsigned i = 0; i < plan->n_members && used < size; i++) {
         if (tandem_member_address_format(&plan->members[i], address, sizeof address) != 0) {
             free(text);
-            snprintf(errmsg, 256, "invalid member %s", plan->members[i].name);
+            snprintf(errmsg, TANDEM_ERRMSG_SIZE, "invalid member %s", plan->members[i].name);
             return -1;
         }
         used += (size_t)snprintf(text + used, size - used, "member %s %s\n", address,
@@ -202,7 +203,7 @@ static int plan_line(const char *line, struct tandem_recover_plan *plan, char *e
     }
     if (strncmp(line, "member ", 7) != 0 || plan->n_members >= TANDEM_RECOVER_MEMBERS_MAX ||
         sscanf(line + 7, "%288s %15s", address, role) != 2) {
-        snprintf(errmsg, 256, "malformed line '%.80s'", line);
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "malformed line '%.80s'", line);
         return -1;
     }
     struct tandem_member *m = &plan->members[plan->n_members];
@@ -229,7 +230,7 @@ int tandem_recover_plan_read(const char *data_dir, struct tandem_recover_plan *p
     }
     free(text);
     if (rv == 0 && (plan->epoch == 0 || plan->n_members == 0)) {
-        snprintf(errmsg, 256, "recover marker has no epoch or no members");
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "recover marker has no epoch or no members");
         rv = -1;
     }
     return rv == 0 ? 1 : -1;
@@ -241,7 +242,7 @@ int tandem_recover_plan_done(const char *data_dir, char *errmsg)
     path_join(from, sizeof from, data_dir, TANDEM_RECOVER_FILE);
     path_join(to, sizeof to, data_dir, TANDEM_FORCED_FILE);
     if (rename(from, to) != 0) {
-        snprintf(errmsg, 256, "rename %s: %s", from, strerror(errno));
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "rename %s: %s", from, strerror(errno));
         return -1;
     }
     (void)fsync_dir(data_dir);
@@ -271,7 +272,7 @@ static int wipe_dir(const char *dir, int depth, char *errmsg)
     DIR *d = opendir(dir);
     if (d == NULL) {
         return errno == ENOENT ? 0
-                               : (snprintf(errmsg, 256, "open %s: %s", dir, strerror(errno)), -1);
+                               : (snprintf(errmsg, TANDEM_ERRMSG_SIZE, "open %s: %s", dir, strerror(errno)), -1);
     }
     int rv = 0;
     unsigned entries = 0;
@@ -290,7 +291,7 @@ static int wipe_dir(const char *dir, int depth, char *errmsg)
             rv = -1;
         }
         if (rv != 0 && errmsg[0] == '\0') {
-            snprintf(errmsg, 256, "remove %s: %s", path, strerror(errno));
+            snprintf(errmsg, TANDEM_ERRMSG_SIZE, "remove %s: %s", path, strerror(errno));
         }
     }
     closedir(d);
@@ -325,14 +326,14 @@ int tandem_recover_prepare(const char *data_dir, char *errmsg)
     uint64_t epoch = tandem_recover_file_u64(data_dir, TANDEM_RESEED_FILE);
     if (tandem_recover_file_exists(data_dir, TANDEM_RESEED_FILE)) {
         if (epoch == 0) {
-            snprintf(errmsg, 256, "%s/%s holds no epoch", data_dir, TANDEM_RESEED_FILE);
+            snprintf(errmsg, TANDEM_ERRMSG_SIZE, "%s/%s holds no epoch", data_dir, TANDEM_RESEED_FILE);
             return -1;
         }
         return reseed_now(data_dir, epoch, errmsg);
     }
     plan = malloc(sizeof *plan);
     if (plan == NULL) {
-        snprintf(errmsg, 256, "out of memory");
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "out of memory");
         return -1;
     }
     int found = tandem_recover_plan_read(data_dir, plan, errmsg);

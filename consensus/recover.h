@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "consensus/member.h"
+#include "storage/error.h"
 
 #define TANDEM_RECOVER_MEMBERS_MAX    64            /* members of a recovered configuration */
 #define TANDEM_RECOVER_FILE_BYTES_MAX (64u * 1024u) /* a marker file; larger is corrupt */
@@ -46,7 +47,7 @@ int tandem_recover_choose(const struct tandem_recover_candidate *c, unsigned n,
 bool tandem_recover_no_committed_loss(const struct tandem_recover_candidate *c, unsigned n,
                                       const char *lost_site);
 
-/* Files. Each returns 0, or -1 with errmsg (256 bytes) filled. Writes are atomic (temporary
+/* Files. Each returns 0, or -1 with errmsg (TANDEM_ERRMSG_SIZE bytes) filled. Writes are atomic (temporary
  * file, fsync, rename, fsync of the directory). */
 int tandem_epoch_write(const char *data_dir, uint64_t epoch, char *errmsg);
 /* 0 when the file is absent or unreadable. */

@@ -22,7 +22,7 @@
 #define TANDEM_SITE_BACKOFF_MS            2000 /* pause after a failed step before re-planning */
 #define TANDEM_SITE_REASON_TEXT_MAX       160
 
-/* Site states as in replication/sites.h (the planner must not depend on replication/). */
+/* Site states as in replication/bcp/sites.h (the planner must not depend on replication/). */
 enum { TANDEM_PLAN_SITE_ACTIVE = 0, TANDEM_PLAN_SITE_INVOKED = 1, TANDEM_PLAN_SITE_RECOVERING = 2 };
 
 enum tandem_site_action_kind {

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "consensus/member.h"
+#include "storage/error.h"
 
 /* ---- wire format (all integers little-endian, every frame a multiple of 8 bytes) ----
  *
@@ -265,7 +266,7 @@ static int hello_decode(const uint8_t *in, struct hello *hello, char *detail)
     }
     memcpy(hello->address, address, address_len);
     hello->address[address_len] = '\0';
-    char errmsg[256];
+    char errmsg[TANDEM_ERRMSG_SIZE];
     if (tandem_member_address_parse(hello->address, &hello->member, errmsg) != 0) {
         printable(errmsg);
         snprintf(detail, TRANSPORT_DETAIL_MAX, "%s", errmsg);
@@ -902,7 +903,7 @@ static int transport_connect(struct raft_uv_transport *raft, struct raft_uv_conn
 {
     struct transport *t = raft->impl;
     struct tandem_member m;
-    char errmsg[256] = "bad raft host:port", host[TANDEM_HOSTPORT_LEN_MAX + 1], port[16];
+    char errmsg[TANDEM_ERRMSG_SIZE] = "bad raft host:port", host[TANDEM_HOSTPORT_LEN_MAX + 1], port[16];
     int port_number;
     if (tandem_member_address_parse(address, &m, errmsg) != 0 ||
         tandem_hostport_split(m.raft, host, sizeof host, &port_number) != 0) {
@@ -946,7 +947,7 @@ static int transport_init_identity(struct raft_uv_transport *raft, raft_id id, c
 {
     struct transport *t = raft->impl;
     struct tandem_member m;
-    char errmsg[256];
+    char errmsg[TANDEM_ERRMSG_SIZE];
     if (tandem_member_address_parse(address, &m, errmsg) != 0) {
         snprintf(raft->errmsg, sizeof raft->errmsg, "own address: %.200s", errmsg);
         return RAFT_INVALID;

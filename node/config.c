@@ -1,5 +1,6 @@
 /* tandemd's option table and what is generated from it: INI parsing, flags, help and docs. */
 #include "node/config.h"
+#include "storage/error.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -180,7 +181,7 @@ __attribute__((format(printf, 2, 3))) static int fail(char *errmsg, const char *
 {
     va_list args;
     va_start(args, format);
-    vsnprintf(errmsg, TANDEM_CONFIG_ERRMSG_SIZE, format, args);
+    vsnprintf(errmsg, TANDEM_ERRMSG_SIZE, format, args);
     va_end(args);
     return -1;
 }
@@ -379,7 +380,7 @@ static int bool_parse(const struct option *opt, const char *text, bool *out, cha
 
 static int member_append(struct tandem_config *c, const char *spec, char *errmsg)
 {
-    char why[TANDEM_CONFIG_ERRMSG_SIZE];
+    char why[TANDEM_ERRMSG_SIZE];
     struct tandem_member member;
     if (c->n_members >= TANDEM_MEMBERS_MAX) {
         return fail(errmsg, "option member: more than %d members", TANDEM_MEMBERS_MAX);
@@ -423,7 +424,7 @@ static int option_set(struct tandem_config *c, const struct option *opt, const c
 
 void tandem_config_defaults(struct tandem_config *c)
 {
-    char errmsg[TANDEM_CONFIG_ERRMSG_SIZE];
+    char errmsg[TANDEM_ERRMSG_SIZE];
     memset(c, 0, sizeof *c);
     for (unsigned i = 0; i < OPTIONS_COUNT; i++) {
         const struct option *opt = &options[i];
@@ -448,7 +449,7 @@ struct ini_state {
     size_t bytes;                 /* bytes read so far, bounded by CONFIG_FILE_BYTES_MAX */
     bool failed;
     unsigned error_line; /* line of the first error, to order it against inih's syntax errors */
-    char errmsg[TANDEM_CONFIG_ERRMSG_SIZE];
+    char errmsg[TANDEM_ERRMSG_SIZE];
 };
 
 /* Keeps the first error only: later ones are usually consequences of it. */
@@ -518,7 +519,7 @@ static char *ini_read_line(char *str, int num, void *stream)
 static int ini_handle(void *user, const char *section, const char *key, const char *value)
 {
     struct ini_state *state = user;
-    char why[TANDEM_CONFIG_ERRMSG_SIZE];
+    char why[TANDEM_ERRMSG_SIZE];
     (void)section; /* sections only group options for the reader */
     const struct option *opt = option_find(key);
     if (opt == NULL) {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "consensus/member.h"
+#include "storage/error.h"
 
 #ifndef TANDEM_VERSION
 #define TANDEM_VERSION "0.1.0"
@@ -14,7 +15,6 @@
 
 #define TANDEM_MEMBERS_MAX        16  /* initial members accepted from the config */
 #define TANDEM_LOG_LEVEL_LEN_MAX  7   /* "debug", "info", "warn", "error" */
-#define TANDEM_CONFIG_ERRMSG_SIZE 256 /* size of every errmsg buffer taken below */
 
 struct tandem_config {
     char config_path[PATH_MAX]; /* "" when no --config was given */
@@ -65,11 +65,11 @@ void tandem_config_defaults(struct tandem_config *c);
  * (which override the file; --member flags replace the file's members), derives api_url and
  * validates. Returns 0 when c is ready to run, 1 when --help, --version or --print-config was
  * handled (its text written to out; the caller exits 0), or -1 with a one-line reason in errmsg
- * (TANDEM_CONFIG_ERRMSG_SIZE bytes). Prints nothing else. */
+ * (TANDEM_ERRMSG_SIZE bytes). Prints nothing else. */
 int tandem_config_load(struct tandem_config *c, int argc, char **argv, FILE *out, char *errmsg);
 
 /* Checks required options, formats, ranges, member lists and cross-option rules. Returns 0, or
- * -1 with a one-line reason in errmsg (TANDEM_CONFIG_ERRMSG_SIZE bytes). */
+ * -1 with a one-line reason in errmsg (TANDEM_ERRMSG_SIZE bytes). */
 int tandem_config_validate(const struct tandem_config *c, char *errmsg);
 
 /* Usage plus every option with its type, default, range and help, from the option table. */

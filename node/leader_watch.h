@@ -10,7 +10,7 @@
 #include <uv.h>
 
 #include "consensus/member.h"
-#include "node/httpc.h"
+#include "node/http/client.h"
 
 #define TANDEM_LEADER_WATCH_INTERVAL_MS 500 /* how often a follower asks the leader */
 /* How old a look may be and still count: after a stall (SIGSTOP, a partition) the last look

@@ -13,6 +13,7 @@
 #include "consensus/recover.h"
 #include "node/log.h"
 #include "node/node.h"
+#include "storage/error.h"
 
 static void check_cb(uv_check_t *check)
 {
@@ -248,7 +249,7 @@ static int node_run(struct tandem_node *node, const struct tandem_config *c)
         .batch_bytes_max = (size_t)c->batch_bytes_max_kib * 1024,
         .pending_max = c->pending_requests_max,
     };
-    char errmsg[256];
+    char errmsg[TANDEM_ERRMSG_SIZE];
     node->config = c;
     self_from_config(&node->self, c);
     /* A pending re-seed or forced recovery acts before anything reads the data directory. */
@@ -297,7 +298,7 @@ int main(int argc, char **argv)
 {
     static struct tandem_config config;
     static struct tandem_node node;
-    char errmsg[TANDEM_CONFIG_ERRMSG_SIZE];
+    char errmsg[TANDEM_ERRMSG_SIZE];
     /* Neither libuv nor raft_uv ignores SIGPIPE: a peer closing a socket would kill us. */
     signal(SIGPIPE, SIG_IGN);
     int rv = tandem_config_load(&config, argc, argv, stdout, errmsg);

@@ -6,12 +6,12 @@
 #include <uv.h>
 
 #include "consensus/raft_node.h"
-#include "node/bcp.h"
+#include "node/bcp/runtime.h"
 #include "node/config.h"
-#include "node/forward.h"
-#include "node/http.h"
+#include "node/http/forward.h"
+#include "node/http/server.h"
 #include "node/leader_watch.h"
-#include "node/park.h"
+#include "node/http/park.h"
 #include "node/metrics.h"
 #include "replication/fsm.h"
 #include "replication/proposer.h"
@@ -30,7 +30,7 @@ struct tandem_node {
     struct tandem_leader_watch leader_watch; /* gates follower snapshots */
     struct tandem_park park;                 /* requests waiting out a leader change */
     struct tandem_metrics metrics;
-    struct tandem_bcp bcp;  /* probes, fencing, site controller (node/bcp.h) */
+    struct tandem_bcp bcp;  /* probes, fencing, site controller (node/bcp/runtime.h) */
     uv_check_t flush_check; /* once per loop iteration: group commit, then propose */
     uv_signal_t sigterm, sigint;
     uint64_t epoch;
@@ -41,7 +41,7 @@ struct tandem_node {
     unsigned handles_open;
 };
 
-/* The HTTP handler: routes a request (node/routes.c). */
+/* The HTTP handler: routes a request (node/api/router.c). */
 void tandem_routes_handle(struct tandem_http_server *s, struct tandem_http_request *r);
 /* Answers r and counts it in the metrics. */
 void tandem_node_respond(struct tandem_node *node, struct tandem_http_request *r, int status,

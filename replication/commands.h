@@ -2,9 +2,9 @@
 #ifndef TANDEM_REPLICATION_COMMANDS_H
 #define TANDEM_REPLICATION_COMMANDS_H
 
-#include "replication/domain_commands.h"
+#include "replication/domain/domain_commands.h"
 #include "replication/fsm.h"
-#include "replication/site_commands.h"
+#include "replication/bcp/site_commands.h"
 
 /* X(name, protobuf body case, apply function) */
 #define TANDEM_COMMANDS(X)                                                                         \

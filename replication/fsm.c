@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "replication/commands.h"
+#include "storage/error.h"
 
 int tandem_entry_encode(const Tandem__Batch *batch, struct raft_buffer *buf)
 {
@@ -40,19 +41,19 @@ int tandem_entry_decode(const void *data, size_t len, Tandem__Batch **out, char 
 {
     uint32_t header[2];
     if (len < TANDEM_ENTRY_HEADER_LEN || len % 8 != 0) {
-        snprintf(errmsg, 256, "entry of %zu bytes is not a padded tandem batch", len);
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "entry of %zu bytes is not a padded tandem batch", len);
         return EINVAL;
     }
     memcpy(header, data, sizeof header);
     size_t payload = le32toh(header[1]);
     if (le32toh(header[0]) != TANDEM_ENTRY_MAGIC || payload > len - TANDEM_ENTRY_HEADER_LEN) {
-        snprintf(errmsg, 256, "entry has a bad header (magic %08x, payload %zu of %zu)",
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "entry has a bad header (magic %08x, payload %zu of %zu)",
                  le32toh(header[0]), payload, len);
         return EINVAL;
     }
     *out = tandem__batch__unpack(NULL, payload, (const uint8_t *)data + TANDEM_ENTRY_HEADER_LEN);
     if (*out == NULL) {
-        snprintf(errmsg, 256, "entry payload is not a valid Batch message");
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "entry payload is not a valid Batch message");
         return EINVAL;
     }
     return 0;

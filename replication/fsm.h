@@ -10,6 +10,7 @@
 
 #include "storage/store.h"
 #include "tandem.pb-c.h"
+#include "storage/error.h"
 
 /* One command's outcome, handed to whoever is waiting for it. */
 struct tandem_result {
@@ -50,7 +51,7 @@ struct tandem_fsm {
     void *snapshot_gate_data;
     uint64_t snapshots_deferred;
     void *observe_data;
-    char errmsg[256];
+    char errmsg[TANDEM_ERRMSG_SIZE];
 };
 
 void tandem_fsm_init(struct tandem_fsm *f, struct tandem_store *store);

@@ -1,5 +1,6 @@
 /* LMDB state store: grouped commits, applied_index bookkeeping, digests, snapshot and restore. */
 #include "storage/store.h"
+#include "storage/error.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -490,26 +491,26 @@ static int header_read(const void *buf, size_t len, struct snapshot_header *head
 {
     uint8_t sha[TANDEM_DIGEST_LEN];
     if (len < sizeof *header) {
-        snprintf(errmsg, 256, "snapshot too short: %zu bytes", len);
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "snapshot too short: %zu bytes", len);
         return EINVAL;
     }
     memcpy(header, buf, sizeof *header);
     if (memcmp(header->magic, SNAPSHOT_MAGIC, 8) != 0) {
-        snprintf(errmsg, 256, "not a tandem snapshot (bad magic)");
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "not a tandem snapshot (bad magic)");
         return EINVAL;
     }
     if (le32toh(header->format) != TANDEM_SNAPSHOT_FORMAT) {
-        snprintf(errmsg, 256, "unsupported snapshot format %u", le32toh(header->format));
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "unsupported snapshot format %u", le32toh(header->format));
         return EINVAL;
     }
     if (le64toh(header->payload_len) != len - sizeof *header) {
-        snprintf(errmsg, 256, "snapshot length mismatch: header says %llu, have %zu",
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "snapshot length mismatch: header says %llu, have %zu",
                  (unsigned long long)le64toh(header->payload_len), len - sizeof *header);
         return EINVAL;
     }
     snapshot_checksum(header, (const uint8_t *)buf + sizeof *header, len - sizeof *header, sha);
     if (memcmp(sha, header->checksum, TANDEM_DIGEST_LEN) != 0) {
-        snprintf(errmsg, 256, "snapshot checksum mismatch");
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "snapshot checksum mismatch");
         return EINVAL;
     }
     return 0;

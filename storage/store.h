@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "storage/error.h"
 
 #define TANDEM_DIGEST_LEN        32
 #define TANDEM_STORE_KEY_LEN_MAX 511 /* LMDB's default max key size */
@@ -50,7 +51,7 @@ struct tandem_store {
     uint8_t apply_digest[TANDEM_DIGEST_LEN]; /* likewise */
     uint64_t commits;                        /* grouped commits done */
     uint64_t write_txn_opened_ns;            /* uv_hrtime() when the open write txn began */
-    char errmsg[256];
+    char errmsg[TANDEM_ERRMSG_SIZE];
 };
 
 /* Opens (creating when absent) the environment in dir. Returns 0, or non-zero with s->errmsg. */

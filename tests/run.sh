@@ -25,6 +25,9 @@ if [ ${#unformatted[@]} -gt 0 ]; then
 fi
 echo "${#sources[@]} files formatted"
 
+step "layering (storage <- consensus <- replication <- node, no include loops)"
+python3 tests/layering/check_layers.py
+
 step "build (ASan+UBSan, -Werror)"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DTANDEM_WERROR=ON \
     -DTANDEM_SANITIZE=address,undefined >"$build.cmake.log" 2>&1 || { cat "$build.cmake.log"; exit 1; }

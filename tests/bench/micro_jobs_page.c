@@ -12,7 +12,7 @@
 #include <time.h>
 
 #include "replication/commands.h"
-#include "replication/domain.h"
+#include "replication/domain/domain.h"
 #include "replication/fsm.h"
 
 #define JOBS_DEFAULT 100000

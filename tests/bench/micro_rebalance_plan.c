@@ -13,9 +13,9 @@
 #include <time.h>
 
 #include "replication/commands.h"
-#include "replication/domain.h"
+#include "replication/domain/domain.h"
 #include "replication/fsm.h"
-#include "replication/rebalance.h"
+#include "replication/rebalance/rebalance.h"
 
 #define JOBS_DEFAULT 100000
 #define JOBS_MAX     TANDEM_REBALANCE_JOBS_MAX

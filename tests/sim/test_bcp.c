@@ -32,9 +32,9 @@
 
 #include "consensus/raft_node.h"
 #include "consensus/site_controller.h"
-#include "replication/domain.h"
+#include "replication/domain/domain.h"
 #include "replication/fsm.h"
-#include "replication/sites.h"
+#include "replication/bcp/sites.h"
 
 #define SIM_SERVERS       5
 #define SIM_SEEDS_DEFAULT 500
@@ -414,7 +414,7 @@ static void sim_address(unsigned i, char *out, size_t size)
              9000 + i, 9100 + i);
 }
 
-/* The command of a controller action, as node/bcp.c builds it. */
+/* The command of a controller action, as node/bcp/runtime.c builds it. */
 static int sim_propose_action(struct sim *s, unsigned i, const struct tandem_site_action *a,
                               const struct tandem_site_plan_input *in)
 {
@@ -471,7 +471,7 @@ static int sim_propose_action(struct sim *s, unsigned i, const struct tandem_sit
     }
 }
 
-/* ---- the site controller, as node/bcp.c and consensus/site_controller.c run it ---- */
+/* ---- the site controller, as node/bcp/runtime.c and consensus/site_controller.c run it ---- */
 
 static int sim_load_table(struct sim *s, unsigned i, struct tandem_site_table *t)
 {
@@ -843,7 +843,7 @@ static int sim_step(struct sim *s)
                 server->last_ok[j] = now;
             }
         }
-        /* As node/bcp.c does on every node: clear libraft's stale configuration marker. */
+        /* As node/bcp/runtime.c does on every node: clear libraft's stale configuration marker. */
         if (tandem_site_config_stuck(sim_raft(s, i)) &&
             tandem_site_config_repair(sim_raft(s, i)) == 0) {
             s->stats.repairs++;

@@ -30,7 +30,7 @@
 #include <raft/fixture.h>
 
 #include "replication/fsm.h"
-#include "replication/kv.h"
+#include "replication/domain/kv.h"
 #include "replication/proposer.h"
 
 #define SIM_SERVERS        3

@@ -22,7 +22,7 @@
 
 struct run {
     struct tandem_config config;
-    char errmsg[TANDEM_CONFIG_ERRMSG_SIZE];
+    char errmsg[TANDEM_ERRMSG_SIZE];
     char output[OUTPUT_MAX];
     int rc;
 };
@@ -92,7 +92,7 @@ static void test_defaults(void **state)
 {
     (void)state;
     struct tandem_config c;
-    char errmsg[TANDEM_CONFIG_ERRMSG_SIZE];
+    char errmsg[TANDEM_ERRMSG_SIZE];
     memset(&c, 0xa5, sizeof c);
     tandem_config_defaults(&c);
     assert_string_equal(c.cluster_id, "tandem");
@@ -234,7 +234,7 @@ static void test_ini_errors(void **state)
          "1: option member: malformed member 'a,b' (want name,site,host:port,url)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char path[128], expected[2 * TANDEM_CONFIG_ERRMSG_SIZE];
+        char path[128], expected[2 * TANDEM_ERRMSG_SIZE];
         temp_file(path, sizeof path, cases[i].text);
         struct run *run = run_args("--config", path, REQUIRED_FLAGS, NULL);
         unlink(path);
@@ -246,7 +246,7 @@ static void test_ini_errors(void **state)
 static void test_ini_long_line_and_missing_file(void **state)
 {
     (void)state;
-    char path[128], text[512], expected[2 * TANDEM_CONFIG_ERRMSG_SIZE];
+    char path[128], text[512], expected[2 * TANDEM_ERRMSG_SIZE];
     memset(text, 0, sizeof text);
     strcpy(text, "name = a\ndata_dir = /");
     memset(text + strlen(text), 'x', 300);
@@ -481,7 +481,7 @@ static void test_validate_direct(void **state)
     struct run *run = run_args(REQUIRED_FLAGS, NULL);
     assert_int_equal(run->rc, 0);
     struct tandem_config c = run->config;
-    char errmsg[TANDEM_CONFIG_ERRMSG_SIZE];
+    char errmsg[TANDEM_ERRMSG_SIZE];
     c.heartbeat_ms = 5;
     assert_int_equal(tandem_config_validate(&c, errmsg), -1);
     assert_string_equal(errmsg, "option heartbeat_ms: 5 is below the minimum 10");

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "node/http.h"
+#include "node/http/server.h"
 
 #define HELD_MAX       256        /* requests a test handler keeps unanswered */
 #define RAW_RECV_MAX   (4u << 20) /* bytes a raw test client keeps */

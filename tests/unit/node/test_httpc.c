@@ -9,8 +9,8 @@
 
 #include <cmocka.h>
 
-#include "node/http.h"
-#include "node/httpc.h"
+#include "node/http/server.h"
+#include "node/http/client.h"
 
 #define HELD_MAX       2048 /* requests the test server keeps unanswered */
 #define CALLS_MAX      2048 /* client requests one test sends */

@@ -17,7 +17,7 @@
 #include <cmocka.h>
 
 #include "replication/commands.h"
-#include "replication/domain.h"
+#include "replication/domain/domain.h"
 #include "replication/fsm.h"
 
 #define DOM_MAP_SIZE   ((size_t)256 * 1024 * 1024)

@@ -18,7 +18,7 @@
 
 #include "replication/commands.h"
 #include "replication/fsm.h"
-#include "replication/kv.h"
+#include "replication/domain/kv.h"
 
 #define MAP_SIZE       ((size_t)64 * 1024 * 1024)
 #define FD_MAX         16  /* descriptors nftw may hold open */

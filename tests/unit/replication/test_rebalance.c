@@ -1,6 +1,6 @@
 /* Unit tests of capacity planning: the rebalance planner against brute force on small cases, its
  * determinism, constraints and idempotence; and the capacity and plan-apply commands as applied. */
-#include "replication/rebalance.h"
+#include "replication/rebalance/rebalance.h"
 
 #include <errno.h>
 

@@ -1,0 +1,81 @@
+/* The API's route tables and the helpers every route module uses to answer, propose commands and
+ * serve linearizable reads. The core routes live in router.c; each domain adds its own table. */
+#ifndef TANDEM_NODE_API_API_H
+#define TANDEM_NODE_API_API_H
+
+#include <jansson.h>
+#include <lmdb.h>
+#include <stdbool.h>
+
+#include "node/http/server.h"
+#include "tandem.pb-c.h"
+
+struct tandem_node;
+
+enum tandem_route_flags {
+    TANDEM_ROUTE_LOCAL = 0,  /* any node answers */
+    TANDEM_ROUTE_WRITE = 1,  /* the leader answers; followers forward */
+    TANDEM_ROUTE_READ = 2,   /* linearizable unless ?consistency=local; followers forward */
+    TANDEM_ROUTE_PREFIX = 4, /* pattern is a prefix; the decoded rest is the handler's param */
+};
+
+/* param: the percent-decoded rest of the path for prefix routes ("" otherwise). */
+typedef void (*tandem_route_fn)(struct tandem_node *node, struct tandem_http_request *r,
+                                const char *param);
+
+struct tandem_route {
+    const char *name; /* metrics label */
+    int method;       /* enum http_method */
+    const char *pattern;
+    int flags;
+    tandem_route_fn fn;
+};
+
+/* A module's table; the dispatcher tries tables in order, the first match wins. */
+struct tandem_route_table {
+    const struct tandem_route *routes;
+    unsigned count;
+};
+
+extern const struct tandem_route_table tandem_domain_route_table;
+extern const struct tandem_route_table tandem_bcp_route_table; /* node/api/bcp.c */
+extern const struct tandem_route_table tandem_rebalance_route_table;
+
+/* Answers r (counted in the metrics, X-Tandem-Node and X-Tandem-Applied-Index added). */
+void tandem_route_json(struct tandem_node *node, struct tandem_http_request *r, int status,
+                       const char *extra_headers, const char *text);
+/* Takes ownership of body. */
+void tandem_route_jansson(struct tandem_node *node, struct tandem_http_request *r, int status,
+                          json_t *body);
+void tandem_route_error(struct tandem_node *node, struct tandem_http_request *r, int status,
+                        const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* RAFT_BUSY -> 429, RAFT_NOTLEADER -> 503 no leader, lost leadership -> 503 outcome unknown. */
+void tandem_route_raft_error(struct tandem_node *node, struct tandem_http_request *r, int rv);
+bool tandem_route_local(const struct tandem_http_request *r);
+/* A read transaction on everything applied so far (grouped writes are committed first). The
+ * caller aborts it. Returns 0, or -1 after answering r with 500. */
+int tandem_route_read_txn(struct tandem_node *node, struct tandem_http_request *r, MDB_txn **txn);
+
+/* Proposes command (which must stay valid until done runs) and answers r with its applied result
+ * (status and JSON body from the apply function). done(owner) runs exactly once, after r is
+ * answered, whatever happened. */
+void tandem_route_submit(struct tandem_node *node, struct tandem_http_request *r,
+                         Tandem__Command *command, void (*done)(void *owner), void *owner);
+
+/* Who acts in a domain write and the body it carries: user gets the X-Tandem-User header
+ * (printable, 1..TANDEM_DOMAIN_TEXT_LEN_MAX bytes; "anonymous" when absent), site (room for
+ * TANDEM_SITE_LEN_MAX + 1 bytes) the site of the node that took the request (the forwarding
+ * follower's when forwarded). Returns the body parsed as a JSON object (an empty body is {}),
+ * owned by the caller, or NULL after answering r with 400. */
+json_t *tandem_route_actor_body(struct tandem_node *node, struct tandem_http_request *r, char *user,
+                                char *site);
+
+typedef void (*tandem_route_serve_fn)(struct tandem_node *node, struct tandem_http_request *r,
+                                      void *arg);
+/* Runs serve(node, r, arg) on applied state: at once with ?consistency=local, else after this
+ * loop iteration's shared raft barrier. serve must answer r. done(arg), if not NULL, runs
+ * exactly once afterwards (also when r was answered with an error instead). */
+void tandem_route_read(struct tandem_node *node, struct tandem_http_request *r,
+                       tandem_route_serve_fn serve, void *arg, void (*done)(void *arg));
+
+#endif

@@ -1,0 +1,1031 @@
+/* Route table of sites and BCP: status, planned invoke and revoke (waiting for the takeover),
+ * forced invoke, drills and their history, member rejoin, and the node-local re-seed and
+ * recover endpoints the forced path and rejoin call. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "consensus/recover.h"
+#include "node/bcp/drill.h"
+#include "node/log.h"
+#include "node/node.h"
+#include "node/api/api.h"
+#include "replication/bcp/sites.h"
+#include "storage/error.h"
+
+#define WAIT_POLL_MS           50
+#define WAIT_MS_DEFAULT        8000 /* invoke/revoke answer after the takeover, or 202 after this */
+#define WAIT_MS_MAX            60000
+#define WAIT_FORWARD_SLACK_MS  1000 /* stay inside the forwarding node's forward_timeout_ms */
+#define RESEED_CALL_TIMEOUT_MS 5000
+#define REJOIN_POLL_MS         200
+#define REJOIN_BACK_TIMEOUT_MS 20000 /* a re-seeded node restarts within this */
+#define DRILLS_LIMIT_DEFAULT   20
+#define DRILLS_LIMIT_MAX       TANDEM_DRILLS_KEPT
+
+static void route_bcp_status(struct tandem_node *node, struct tandem_http_request *r,
+                             const char *p);
+static void route_bcp_invoke(struct tandem_node *node, struct tandem_http_request *r,
+                             const char *p);
+static void route_bcp_revoke(struct tandem_node *node, struct tandem_http_request *r,
+                             const char *p);
+static void route_bcp_prefer(struct tandem_node *node, struct tandem_http_request *r,
+                             const char *p);
+static void route_bcp_drill(struct tandem_node *node, struct tandem_http_request *r, const char *p);
+static void route_bcp_drills(struct tandem_node *node, struct tandem_http_request *r,
+                             const char *p);
+static void route_bcp_drill_store(struct tandem_node *node, struct tandem_http_request *r,
+                                  const char *p);
+static void route_member_rejoin(struct tandem_node *node, struct tandem_http_request *r,
+                                const char *p);
+static void route_node_epoch(struct tandem_node *node, struct tandem_http_request *r,
+                             const char *p);
+static void route_node_reseed(struct tandem_node *node, struct tandem_http_request *r,
+                              const char *p);
+static void route_node_recover(struct tandem_node *node, struct tandem_http_request *r,
+                               const char *p);
+
+static const struct tandem_route routes[] = {
+    {"bcp_status", HTTP_GET, "/v1/bcp/status", TANDEM_ROUTE_READ, route_bcp_status},
+    /* Local: a planned invoke is forwarded to the leader here, a forced one runs here. */
+    {"bcp_invoke", HTTP_POST, "/v1/bcp/invoke", TANDEM_ROUTE_LOCAL, route_bcp_invoke},
+    /* Local too: relayed to the leader over a client a leader change does not cancel. */
+    {"bcp_revoke", HTTP_POST, "/v1/bcp/revoke", TANDEM_ROUTE_LOCAL, route_bcp_revoke},
+    {"bcp_prefer", HTTP_POST, "/v1/bcp/prefer", TANDEM_ROUTE_WRITE, route_bcp_prefer},
+    {"bcp_drill", HTTP_POST, "/v1/bcp/drill", TANDEM_ROUTE_LOCAL, route_bcp_drill},
+    {"bcp_drills", HTTP_GET, "/v1/bcp/drills", TANDEM_ROUTE_READ, route_bcp_drills},
+    {"bcp_drill_store", HTTP_POST, "/v1/bcp/drills", TANDEM_ROUTE_WRITE, route_bcp_drill_store},
+    {"member_rejoin", HTTP_POST, "/v1/members/", TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX,
+     route_member_rejoin},
+    {"node_epoch", HTTP_GET, "/v1/node/epoch", TANDEM_ROUTE_LOCAL, route_node_epoch},
+    {"node_reseed", HTTP_POST, "/v1/node/reseed", TANDEM_ROUTE_LOCAL, route_node_reseed},
+    {"node_recover", HTTP_POST, "/v1/node/recover", TANDEM_ROUTE_LOCAL, route_node_recover},
+};
+
+const struct tandem_route_table tandem_bcp_route_table = {routes, sizeof routes / sizeof routes[0]};
+
+/* ---- helpers ---- */
+
+static json_t *body_json(struct tandem_node *node, struct tandem_http_request *r)
+{
+    json_error_t jerr;
+    json_t *body = json_loadb(r->body, r->body_len, 0, &jerr);
+    if (body == NULL || !json_is_object(body)) {
+        tandem_route_error(node, r, 400, "body must be a JSON object%s%s", body ? "" : ": ",
+                           body ? "" : jerr.text);
+        json_decref(body);
+        return NULL;
+    }
+    return body;
+}
+
+static int load_table(struct tandem_node *node, struct tandem_http_request *r,
+                      struct tandem_site_table *t)
+{
+    MDB_txn *txn;
+    if (tandem_route_read_txn(node, r, &txn) != 0) {
+        return -1;
+    }
+    int rv = tandem_sites_load(&node->store, txn, t);
+    mdb_txn_abort(txn);
+    if (rv != 0) {
+        tandem_route_error(node, r, 500, "%s", node->store.errmsg);
+        return -1;
+    }
+    return 0;
+}
+
+static json_t *leader_json(struct tandem_node *node)
+{
+    struct tandem_member leader;
+    if (tandem_raft_leader(&node->raft, &leader) != 0) {
+        return json_null();
+    }
+    return json_pack("{s:s,s:s,s:s}", "name", leader.name, "api", leader.api, "site", leader.site);
+}
+
+/* ---- status and drills history ---- */
+
+static void status_serve(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+{
+    MDB_txn *txn;
+    (void)arg;
+    if (tandem_route_read_txn(node, r, &txn) != 0) {
+        return;
+    }
+    json_t *body = tandem_bcp_status_json(&node->bcp, txn);
+    mdb_txn_abort(txn);
+    if (body == NULL) {
+        tandem_route_error(node, r, 500, "site table: %s", node->store.errmsg);
+        return;
+    }
+    tandem_route_jansson(node, r, 200, body);
+}
+
+static void route_bcp_status(struct tandem_node *node, struct tandem_http_request *r, const char *p)
+{
+    (void)p;
+    tandem_route_read(node, r, status_serve, NULL, NULL);
+}
+
+static void drills_serve(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+{
+    char text[16];
+    MDB_txn *txn;
+    long limit = DRILLS_LIMIT_DEFAULT;
+    (void)arg;
+    if (tandem_http_query_get(r->query, "limit", text, sizeof text) == 1) {
+        limit = strtol(text, NULL, 10);
+    }
+    if (limit < 1 || limit > DRILLS_LIMIT_MAX) {
+        tandem_route_error(node, r, 400, "limit must be 1 to %d", DRILLS_LIMIT_MAX);
+        return;
+    }
+    bool full = tandem_http_query_get(r->query, "full", text, sizeof text) == 1 &&
+                strcmp(text, "0") != 0 && strcmp(text, "false") != 0;
+    if (tandem_route_read_txn(node, r, &txn) != 0) {
+        return;
+    }
+    json_t *list = tandem_sites_drills_json(&node->store, txn, (unsigned)limit, full);
+    mdb_txn_abort(txn);
+    if (list == NULL) {
+        tandem_route_error(node, r, 500, "drill history: %s", node->store.errmsg);
+        return;
+    }
+    tandem_route_jansson(node, r, 200, json_pack("{s:o}", "drills", list));
+}
+
+static void route_bcp_drills(struct tandem_node *node, struct tandem_http_request *r, const char *p)
+{
+    (void)p;
+    tandem_route_read(node, r, drills_serve, NULL, NULL);
+}
+
+/* ---- proposals ---- */
+
+/* A site command with its strings, alive until the proposal finished. */
+struct site_command {
+    Tandem__Command command;
+    Tandem__SiteUpdate update;
+    Tandem__DrillStore drill_store;
+    Tandem__DrillRecord drill;
+    char site[TANDEM_SITE_LEN_MAX + 1];
+    char reason[TANDEM_SITE_REASON_LEN_MAX + 1];
+    char by[TANDEM_SITE_BY_LEN_MAX + 1];
+    char drill_id[TANDEM_DRILL_ID_LEN_MAX + 1];
+    char *report; /* owned */
+};
+
+static void site_command_free(void *owner)
+{
+    struct site_command *sc = owner;
+    free(sc->report);
+    free(sc);
+}
+
+static struct site_command *site_command_new(int change, const char *site, const char *reason,
+                                             const char *by)
+{
+    struct site_command *sc = calloc(1, sizeof *sc);
+    if (sc == NULL) {
+        return NULL;
+    }
+    tandem__command__init(&sc->command);
+    tandem__site_update__init(&sc->update);
+    snprintf(sc->site, sizeof sc->site, "%s", site);
+    snprintf(sc->reason, sizeof sc->reason, "%s", reason);
+    snprintf(sc->by, sizeof sc->by, "%s", by);
+    sc->update.action = (Tandem__SiteUpdate__Action)change;
+    sc->update.site = sc->site;
+    sc->update.reason = sc->reason;
+    sc->update.by = sc->by;
+    sc->command.body_case = TANDEM__COMMAND__BODY_SITE_UPDATE;
+    sc->command.site_update = &sc->update;
+    return sc;
+}
+
+/* Validates the common {"site","reason","by"} fields. Returns 0, or -1 after answering 400. */
+static int site_fields(struct tandem_node *node, struct tandem_http_request *r, json_t *body,
+                       const char **site, const char **reason, const char **by)
+{
+    *site = json_string_value(json_object_get(body, "site"));
+    *reason = json_string_value(json_object_get(body, "reason"));
+    *by = json_string_value(json_object_get(body, "by"));
+    if (*site == NULL || !tandem_member_name_ok(*site, TANDEM_SITE_LEN_MAX)) {
+        tandem_route_error(node, r, 400,
+                           "\"site\" must be a site label (1-%d of A-Z a-z 0-9 . _ -)",
+                           TANDEM_SITE_LEN_MAX);
+        return -1;
+    }
+    if ((*reason != NULL && strlen(*reason) > TANDEM_SITE_REASON_LEN_MAX) ||
+        (*by != NULL && strlen(*by) > TANDEM_SITE_BY_LEN_MAX)) {
+        tandem_route_error(node, r, 400, "\"reason\" or \"by\" too long");
+        return -1;
+    }
+    return 0;
+}
+
+static unsigned wait_bound_ms(struct tandem_node *node, json_t *body)
+{
+    json_t *wait = json_object_get(body, "wait_ms");
+    unsigned ms = WAIT_MS_DEFAULT;
+    if (json_is_integer(wait) && json_integer_value(wait) >= 0 &&
+        json_integer_value(wait) <= WAIT_MS_MAX) {
+        ms = (unsigned)json_integer_value(wait);
+    }
+    unsigned forward = node->config->forward_timeout_ms;
+    unsigned cap = forward > WAIT_FORWARD_SLACK_MS ? forward - WAIT_FORWARD_SLACK_MS : forward / 2;
+    return ms < cap ? ms : cap;
+}
+
+/* ---- waiting for a takeover or a recovery ---- */
+
+enum wait_kind { WAIT_INVOKE, WAIT_REVOKE };
+
+struct waiter {
+    uv_timer_t timer;
+    struct tandem_node *node;
+    struct tandem_http_request *r;
+    int kind;
+    bool failback;
+    char site[TANDEM_SITE_LEN_MAX + 1];
+    uint64_t started_ms, deadline_ms;
+    json_int_t jobs_moved; /* from the applied change */
+};
+
+static void waiter_closed_cb(uv_handle_t *handle)
+{
+    free(handle->data);
+}
+
+/* Invoke done: leadership is outside the site and none of its members votes. */
+static bool invoke_done(struct tandem_node *node, const char *site)
+{
+    const struct raft_configuration *conf = &node->raft.raft.configuration;
+    struct tandem_member leader, m;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    if (tandem_raft_leader(&node->raft, &leader) != 0 || strcmp(leader.site, site) == 0) {
+        return false;
+    }
+    for (unsigned i = 0; i < conf->n; i++) {
+        if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) == 0 &&
+            strcmp(m.site, site) == 0 && conf->servers[i].role == RAFT_VOTER) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool revoke_done(struct tandem_node *node, const struct tandem_site_table *t,
+                        const char *site, bool failback)
+{
+    const struct tandem_site *s = tandem_site_table_find(t, site);
+    struct tandem_member leader;
+    if (s == NULL || s->state != TANDEM_SITE_ACTIVE) {
+        return false;
+    }
+    return !failback ||
+           (tandem_raft_leader(&node->raft, &leader) == 0 && strcmp(leader.site, site) == 0);
+}
+
+static void waiter_answer(struct waiter *w, const struct tandem_site_table *t, bool complete)
+{
+    const struct tandem_site *s = tandem_site_table_find(t, w->site);
+    json_t *body =
+        json_pack("{s:o,s:o,s:b,s:I,s:I}", "site", s == NULL ? json_null() : tandem_site_json(s),
+                  "leader", leader_json(w->node), "complete", complete, "elapsed_ms",
+                  (json_int_t)(uv_now(w->node->loop) - w->started_ms), "jobs_moved", w->jobs_moved);
+    if (!complete && body != NULL) {
+        json_object_set_new(body, "note",
+                            json_string(w->kind == WAIT_INVOKE
+                                            ? "invoke recorded; the site controller is still "
+                                              "moving roles (see bcp status)"
+                                            : "revoke recorded; the site's nodes are still "
+                                              "catching up (see bcp status)"));
+    }
+    tandem_route_jansson(w->node, w->r, complete ? 200 : 202, body);
+    uv_close((uv_handle_t *)&w->timer, waiter_closed_cb);
+}
+
+static void waiter_poll(uv_timer_t *timer)
+{
+    struct waiter *w = timer->data;
+    struct tandem_site_table *t = malloc(sizeof *t);
+    MDB_txn *txn;
+    bool loaded = t != NULL && tandem_store_commit(&w->node->store) == 0 &&
+                  tandem_store_read_txn(&w->node->store, &txn) == 0;
+    if (loaded) {
+        loaded = tandem_sites_load(&w->node->store, txn, t) == 0;
+        mdb_txn_abort(txn);
+    }
+    if (!loaded) {
+        uv_timer_stop(timer);
+        tandem_route_error(w->node, w->r, 500, "site table unreadable: %s", w->node->store.errmsg);
+        uv_close((uv_handle_t *)&w->timer, waiter_closed_cb);
+        free(t);
+        return;
+    }
+    bool done = w->kind == WAIT_INVOKE ? invoke_done(w->node, w->site)
+                                       : revoke_done(w->node, t, w->site, w->failback);
+    if (done || w->node->stopping || uv_now(w->node->loop) >= w->deadline_ms) {
+        uv_timer_stop(timer);
+        waiter_answer(w, t, done);
+    }
+    free(t);
+}
+
+static void waiter_start(struct tandem_node *node, struct tandem_http_request *r, int kind,
+                         const char *site, bool failback, unsigned wait_ms, json_int_t jobs_moved)
+{
+    struct waiter *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        tandem_route_error(node, r, 500, "out of memory (the change was applied)");
+        return;
+    }
+    w->node = node;
+    w->r = r;
+    w->kind = kind;
+    w->failback = failback;
+    w->jobs_moved = jobs_moved;
+    snprintf(w->site, sizeof w->site, "%s", site);
+    w->started_ms = uv_now(node->loop);
+    w->deadline_ms = w->started_ms + wait_ms;
+    uv_timer_init(node->loop, &w->timer);
+    w->timer.data = w;
+    uv_timer_start(&w->timer, waiter_poll, 0, WAIT_POLL_MS);
+}
+
+/* A site change submitted by a route: answered with its result, or waited for. */
+struct change_request {
+    struct tandem_write write;
+    struct site_command *sc;
+    struct tandem_node *node;
+    struct tandem_http_request *r;
+    int kind; /* enum wait_kind, or -1 for no waiting */
+    bool failback;
+    unsigned wait_ms;
+};
+
+static void change_cb(struct tandem_write *w, int status, struct tandem_result *result)
+{
+    struct change_request *c = w->data;
+    if (status != 0) {
+        tandem_route_raft_error(c->node, c->r, status);
+    } else if (result->status != 200 || c->kind < 0 || c->wait_ms == 0) {
+        tandem_route_json(c->node, c->r, result->status, NULL, result->body);
+    } else {
+        json_t *applied = json_loads(result->body == NULL ? "{}" : result->body, 0, NULL);
+        json_int_t moved = json_integer_value(json_object_get(applied, "jobs_moved"));
+        json_decref(applied);
+        waiter_start(c->node, c->r, c->kind, c->sc->site, c->failback, c->wait_ms, moved);
+    }
+    site_command_free(c->sc);
+    free(c);
+}
+
+static void change_submit(struct tandem_node *node, struct tandem_http_request *r,
+                          struct site_command *sc, int kind, bool failback, unsigned wait_ms)
+{
+    struct change_request *c = calloc(1, sizeof *c);
+    if (c == NULL || sc == NULL) {
+        free(c);
+        if (sc != NULL) {
+            site_command_free(sc);
+        }
+        tandem_route_error(node, r, 500, "out of memory");
+        return;
+    }
+    *c = (struct change_request){
+        .sc = sc, .node = node, .r = r, .kind = kind, .failback = failback, .wait_ms = wait_ms};
+    c->write.command = &sc->command;
+    c->write.data = c;
+    c->write.cb = change_cb;
+    int rv = tandem_proposer_write(&node->proposer, &c->write);
+    if (rv != 0) {
+        tandem_route_raft_error(node, r, rv);
+        site_command_free(sc);
+        free(c);
+    }
+}
+
+/* ---- planned invoke, revoke, prefer ---- */
+
+struct invoke_check {
+    unsigned voters_left, reachable_left, voters_elsewhere_active;
+};
+
+/* Counts what remains after the site's voters step down. */
+static void invoke_count(struct tandem_node *node, const struct tandem_site_table *t,
+                         const char *site, struct invoke_check *out)
+{
+    const struct raft_configuration *conf = &node->raft.raft.configuration;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    memset(out, 0, sizeof *out);
+    for (unsigned i = 0; i < conf->n; i++) {
+        struct tandem_member m;
+        if (conf->servers[i].role != RAFT_VOTER ||
+            tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0 ||
+            strcmp(m.site, site) == 0) {
+            continue;
+        }
+        const struct tandem_site *s = tandem_site_table_find(t, m.site);
+        out->voters_left++;
+        out->reachable_left += tandem_bcp_reachable(&node->bcp, m.name) ? 1 : 0;
+        if (s != NULL && s->state == TANDEM_SITE_ACTIVE && !s->witness) {
+            out->voters_elsewhere_active++;
+        }
+    }
+}
+
+/* Refuses (409) an invoke that could not complete or would leave no safe quorum. */
+static int invoke_precheck(struct tandem_node *node, struct tandem_http_request *r,
+                           const struct tandem_site_table *t, const char *site)
+{
+    const struct tandem_site *s = tandem_site_table_find(t, site);
+    struct invoke_check check;
+    if (s == NULL) {
+        tandem_route_error(node, r, 404, "no site named %s in the site table", site);
+        return -1;
+    }
+    if (s->witness) {
+        tandem_route_error(node, r, 409, "site %s is a witness: it holds no work to take over",
+                           site);
+        return -1;
+    }
+    if (s->state == TANDEM_SITE_INVOKED) {
+        tandem_route_error(node, r, 409, "site %s is already invoked (since %" PRId64 ", by %s)",
+                           site, s->since_ms, s->by);
+        return -1;
+    }
+    invoke_count(node, t, site, &check);
+    if (check.voters_elsewhere_active == 0) {
+        bool async = strcmp(node->config->mode, "async") == 0;
+        tandem_route_error(node, r, 409,
+                           "no voter in another active site could take over from %s%s", site,
+                           async ? " (mode async: the DR site holds standbys only; once the "
+                                   "primary is lost, use bcp invoke --force)"
+                                 : "");
+        return -1;
+    }
+    if (check.reachable_left * 2 <= check.voters_left) {
+        tandem_route_error(node, r, 409,
+                           "after %s steps down only %u of %u remaining voters answer: the "
+                           "cluster would lose its quorum",
+                           site, check.reachable_left, check.voters_left);
+        return -1;
+    }
+    return 0;
+}
+
+static void invoke_planned(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
+{
+    const char *site, *reason, *by;
+    struct tandem_site_table *t = malloc(sizeof *t);
+    if (t == NULL) {
+        tandem_route_error(node, r, 500, "out of memory");
+        return;
+    }
+    if (site_fields(node, r, body, &site, &reason, &by) != 0 || load_table(node, r, t) != 0 ||
+        invoke_precheck(node, r, t, site) != 0) {
+        free(t);
+        return;
+    }
+    free(t);
+    struct site_command *sc = site_command_new(
+        TANDEM_SITE_INVOKE, site, reason ? reason : "planned invoke", by ? by : "operator");
+    change_submit(node, r, sc, WAIT_INVOKE, false, wait_bound_ms(node, body));
+}
+
+static bool forwarded(const struct tandem_http_request *r)
+{
+    return tandem_http_request_header(r, TANDEM_FORWARDED_HEADER) != NULL;
+}
+
+struct relay {
+    struct tandem_node *node;
+    struct tandem_http_request *r;
+};
+
+static void relay_cb(void *data, int status, int http_status, const char *body, size_t len)
+{
+    struct relay *relay = data;
+    if (status != 0) {
+        tandem_route_error(relay->node, relay->r, 503,
+                           "relaying to the leader failed: %s (the change may have been applied: "
+                           "see bcp status)",
+                           uv_strerror(status));
+    } else {
+        tandem_node_respond(relay->node, relay->r, http_status, "application/json", NULL, body,
+                            len);
+    }
+    free(relay);
+}
+
+/* Invoke and revoke move leadership themselves: the general forwarder retires its client to an
+ * old leader and cancels what is in flight there, which would turn a successful invoke into a
+ * 503 (and a client's retry into a 409). They go to the leader over a bcp client instead. */
+static void relay_to_leader(struct tandem_node *node, struct tandem_http_request *r)
+{
+    struct tandem_member leader;
+    char headers[128];
+    if (node->fenced) {
+        tandem_route_error(node, r, 503,
+                           "this node is fenced: re-seed it with tandemctl member "
+                           "rejoin");
+        return;
+    }
+    if (tandem_raft_leader(&node->raft, &leader) != 0 || forwarded(r)) {
+        tandem_route_json(node, r, 503, "Retry-After: 1\r\n",
+                          "{\"error\":\"no leader\",\"leader\":null}");
+        return;
+    }
+    struct relay *relay = calloc(1, sizeof *relay);
+    if (relay == NULL) {
+        tandem_route_error(node, r, 500, "out of memory");
+        return;
+    }
+    relay->node = node;
+    relay->r = r;
+    snprintf(headers, sizeof headers, "%s: %s\r\n", TANDEM_FORWARDED_HEADER, node->self.name);
+    int rv = tandem_bcp_call(&node->bcp, leader.api, "POST", r->url, headers, r->body,
+                             node->config->forward_timeout_ms, relay_cb, relay);
+    if (rv != 0) {
+        free(relay);
+        tandem_route_error(node, r, 503, "cannot reach the leader %s: %s", leader.name,
+                           uv_strerror(rv));
+    }
+}
+
+static void route_bcp_invoke(struct tandem_node *node, struct tandem_http_request *r, const char *p)
+{
+    (void)p;
+    json_t *body = body_json(node, r);
+    if (body == NULL) {
+        return;
+    }
+    if (json_is_true(json_object_get(body, "force"))) {
+        const char *site, *reason, *by;
+        if (site_fields(node, r, body, &site, &reason, &by) == 0) {
+            tandem_bcp_force_invoke(node, r, site, reason ? reason : "forced failover");
+        }
+    } else if (raft_state(&node->raft.raft) == RAFT_LEADER && !node->fenced) {
+        invoke_planned(node, r, body);
+    } else {
+        relay_to_leader(node, r);
+    }
+    json_decref(body);
+}
+
+static void route_bcp_revoke(struct tandem_node *node, struct tandem_http_request *r, const char *p)
+{
+    const char *site, *reason, *by;
+    (void)p;
+    if (raft_state(&node->raft.raft) != RAFT_LEADER || node->fenced) {
+        relay_to_leader(node, r);
+        return;
+    }
+    json_t *body = body_json(node, r);
+    if (body == NULL) {
+        return;
+    }
+    if (site_fields(node, r, body, &site, &reason, &by) == 0) {
+        bool failback = json_is_true(json_object_get(body, "failback"));
+        struct site_command *sc = site_command_new(
+            TANDEM_SITE_REVOKE, site, reason ? reason : "revoke", by ? by : "operator");
+        if (sc != NULL) {
+            sc->update.failback = failback;
+            sc->update.return_jobs = json_is_true(json_object_get(body, "return_jobs"));
+        }
+        change_submit(node, r, sc, WAIT_REVOKE, failback, wait_bound_ms(node, body));
+    }
+    json_decref(body);
+}
+
+static void route_bcp_prefer(struct tandem_node *node, struct tandem_http_request *r, const char *p)
+{
+    (void)p;
+    json_t *body = body_json(node, r);
+    if (body == NULL) {
+        return;
+    }
+    const char *site = json_string_value(json_object_get(body, "site"));
+    if (site == NULL || (site[0] != '\0' && !tandem_member_name_ok(site, TANDEM_SITE_LEN_MAX))) {
+        tandem_route_error(node, r, 400, "body must be {\"site\": \"<site>\" or \"\"}");
+    } else {
+        change_submit(node, r,
+                      site_command_new(TANDEM_SITE_PREFER, site, "operator preference", "operator"),
+                      -1, false, 0);
+    }
+    json_decref(body);
+}
+
+/* ---- drills ---- */
+
+static void route_bcp_drill(struct tandem_node *node, struct tandem_http_request *r, const char *p)
+{
+    (void)p;
+    json_t *body = body_json(node, r);
+    if (body == NULL) {
+        return;
+    }
+    if (node->fenced) {
+        tandem_route_error(node, r, 503, "this node is fenced");
+    } else {
+        tandem_bcp_drill_start(node, r, body);
+    }
+    json_decref(body);
+}
+
+static void route_bcp_drill_store(struct tandem_node *node, struct tandem_http_request *r,
+                                  const char *p)
+{
+    (void)p;
+    json_t *body = body_json(node, r);
+    if (body == NULL) {
+        return;
+    }
+    const char *id = json_string_value(json_object_get(body, "id"));
+    const char *site = json_string_value(json_object_get(body, "site"));
+    char *report = json_dumps(body, JSON_COMPACT);
+    struct site_command *sc = calloc(1, sizeof *sc);
+    if (id == NULL || site == NULL || strlen(id) > TANDEM_DRILL_ID_LEN_MAX || id[0] == '\0' ||
+        strlen(site) > TANDEM_SITE_LEN_MAX || report == NULL || sc == NULL ||
+        strlen(report) > TANDEM_DRILL_REPORT_BYTES_MAX) {
+        tandem_route_error(node, r, 400,
+                           "a drill report needs \"id\" and \"site\" and must be "
+                           "at most 256 KiB");
+        free(report);
+        free(sc);
+        json_decref(body);
+        return;
+    }
+    tandem__command__init(&sc->command);
+    tandem__drill_store__init(&sc->drill_store);
+    tandem__drill_record__init(&sc->drill);
+    snprintf(sc->drill_id, sizeof sc->drill_id, "%s", id);
+    snprintf(sc->site, sizeof sc->site, "%s", site);
+    sc->report = report;
+    sc->drill.id = sc->drill_id;
+    sc->drill.site = sc->site;
+    sc->drill.report_json = report;
+    sc->drill.started_ms = (int64_t)json_integer_value(json_object_get(body, "started"));
+    sc->drill.finished_ms = (int64_t)json_integer_value(json_object_get(body, "finished"));
+    sc->drill.ok = json_is_true(json_object_get(body, "ok"));
+    sc->drill.rto_ms = (int64_t)json_integer_value(json_object_get(body, "rto_ms"));
+    sc->drill.rpo_writes = (uint64_t)json_integer_value(json_object_get(body, "rpo_writes"));
+    sc->drill.digests_equal = json_is_true(json_object_get(body, "digests_equal"));
+    json_t *jobs = json_object_get(body, "jobs_moved");
+    sc->drill.jobs_moved = json_is_integer(jobs) ? (int64_t)json_integer_value(jobs) : -1;
+    sc->drill_store.record = &sc->drill;
+    sc->command.body_case = TANDEM__COMMAND__BODY_DRILL_STORE;
+    sc->command.drill_store = &sc->drill_store;
+    json_decref(body);
+    tandem_route_submit(node, r, &sc->command, site_command_free, sc);
+}
+
+/* ---- member rejoin (at the leader) ---- */
+
+enum rejoin_step { REJOIN_REMOVE, REJOIN_RESEED, REJOIN_ADD, REJOIN_ASSIGN };
+
+struct rejoin {
+    struct raft_change change;
+    uv_timer_t timer; /* polls the re-seeded node until it is back, empty */
+    bool timer_open;
+    struct tandem_node *node;
+    struct tandem_http_request *r;
+    struct tandem_member member;
+    uint64_t id;
+    uint64_t deadline_ms;
+    int step;
+};
+
+static void rejoin_closed_cb(uv_handle_t *handle)
+{
+    free(handle->data);
+}
+
+static void rejoin_free(struct rejoin *j)
+{
+    if (j->timer_open) {
+        uv_close((uv_handle_t *)&j->timer, rejoin_closed_cb);
+    } else {
+        free(j);
+    }
+}
+
+static void rejoin_fail(struct rejoin *j, int status, const char *what, const char *detail)
+{
+    tandem_route_error(j->node, j->r, status, "rejoin %s: %s: %s", j->member.name, what, detail);
+    rejoin_free(j);
+}
+
+static void rejoin_change_cb(struct raft_change *req, int status);
+
+static void rejoin_add(struct rejoin *j)
+{
+    char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
+    tandem_member_address_format(&j->member, address, sizeof address);
+    j->step = REJOIN_ADD;
+    j->change.data = j;
+    int rv = raft_add(&j->node->raft.raft, &j->change, j->id, address, rejoin_change_cb);
+    if (rv != 0) {
+        rejoin_fail(j, 503, "re-adding it failed (it was re-seeded; retry rejoin)",
+                    raft_strerror(rv));
+    }
+}
+
+static void rejoin_poll(uv_timer_t *timer);
+
+/* Back: a raft log of nothing (join mode, wiped), at our epoch, not fenced. */
+static void rejoin_back_cb(void *data, int status, int http_status, const char *body, size_t len)
+{
+    struct rejoin *j = data;
+    json_t *root = status == 0 && http_status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
+    json_t *n = json_object_get(root, "node");
+    json_t *last = json_object_get(n, "last_index"), *epoch = json_object_get(n, "epoch");
+    bool back = json_is_integer(last) && json_integer_value(last) == 0 && json_is_integer(epoch) &&
+                (uint64_t)json_integer_value(epoch) == j->node->epoch &&
+                json_is_false(json_object_get(n, "fenced"));
+    json_decref(root);
+    if (back) {
+        rejoin_add(j);
+    } else if (uv_now(j->node->loop) >= j->deadline_ms) {
+        rejoin_fail(j, 504, "it was re-seeded but did not come back empty in time",
+                    "check its log; retry rejoin");
+    } else {
+        uv_timer_start(&j->timer, rejoin_poll, REJOIN_POLL_MS, 0);
+    }
+}
+
+static void rejoin_poll(uv_timer_t *timer)
+{
+    struct rejoin *j = timer->data;
+    if (tandem_bcp_call(&j->node->bcp, j->member.api, "GET", "/v1/status", NULL, NULL,
+                        REJOIN_POLL_MS * 5, rejoin_back_cb, j) != 0) {
+        rejoin_fail(j, 502, "cannot poll its status", "no client");
+    }
+}
+
+static void rejoin_reseed_cb(void *data, int status, int http_status, const char *body,
+                             size_t body_len)
+{
+    struct rejoin *j = data;
+    char detail[300];
+    if (status != 0 || (http_status != 200 && http_status != 202)) {
+        snprintf(detail, sizeof detail, "%s %.*s", status != 0 ? uv_strerror(status) : "refused:",
+                 (int)(body_len > 200 ? 200 : body_len), body == NULL ? "" : body);
+        rejoin_fail(j, 502,
+                    "its re-seed failed (it is no longer a member if it was one; fix it and retry "
+                    "rejoin)",
+                    detail);
+        return;
+    }
+    /* Re-adding it before its old process stopped would let that process acknowledge entries
+     * the wiped one no longer has: wait until it answers again with an empty log. */
+    j->deadline_ms = uv_now(j->node->loop) + REJOIN_BACK_TIMEOUT_MS;
+    uv_timer_init(j->node->loop, &j->timer);
+    j->timer.data = j;
+    j->timer_open = true;
+    uv_timer_start(&j->timer, rejoin_poll, REJOIN_POLL_MS, 0);
+}
+
+static void rejoin_reseed(struct rejoin *j)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"epoch\":%" PRIu64 ",\"cluster_id\":\"%s\",\"force\":true}",
+             j->node->epoch, j->node->config->cluster_id);
+    j->step = REJOIN_RESEED;
+    int rv = tandem_bcp_call(&j->node->bcp, j->member.api, "POST", "/v1/node/reseed", NULL, body,
+                             RESEED_CALL_TIMEOUT_MS, rejoin_reseed_cb, j);
+    if (rv != 0) {
+        rejoin_fail(j, 502, "cannot call its API", uv_strerror(rv));
+    }
+}
+
+static void rejoin_change_cb(struct raft_change *req, int status)
+{
+    struct rejoin *j = req->data;
+    if (status != 0) {
+        rejoin_fail(j, 503, j->step == REJOIN_REMOVE ? "removing it failed" : "re-adding it failed",
+                    raft_strerror(status));
+        return;
+    }
+    if (j->step == REJOIN_REMOVE) {
+        rejoin_reseed(j);
+    } else if (j->step == REJOIN_ADD) {
+        j->step = REJOIN_ASSIGN;
+        int rv =
+            raft_assign(&j->node->raft.raft, &j->change, j->id, RAFT_STANDBY, rejoin_change_cb);
+        if (rv != 0) {
+            rejoin_fail(j, 503, "making it a standby failed", raft_strerror(rv));
+        }
+    } else {
+        json_t *m =
+            json_pack("{s:s,s:s,s:s,s:s,s:s}", "name", j->member.name, "site", j->member.site,
+                      "role", "standby", "raft", j->member.raft, "api", j->member.api);
+        tandem_route_jansson(
+            j->node, j->r, 200,
+            json_pack("{s:o,s:I}", "member", m, "epoch", (json_int_t)j->node->epoch));
+        rejoin_free(j);
+    }
+}
+
+/* The member from the configuration, or from its home record when it is no longer in it. */
+static int rejoin_lookup(struct tandem_node *node, const char *name, struct tandem_member *m,
+                         bool *in_config)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    *in_config = tandem_raft_member_by_name(&node->raft, name, m, NULL) == 0;
+    if (*in_config) {
+        return 0;
+    }
+    struct tandem_site_table *t = malloc(sizeof *t);
+    MDB_txn *txn;
+    int rv = -1;
+    if (t != NULL && tandem_store_commit(&node->store) == 0 &&
+        tandem_store_read_txn(&node->store, &txn) == 0) {
+        if (tandem_sites_load(&node->store, txn, t) == 0) {
+            const struct tandem_member_home *home = tandem_site_table_home(t, name);
+            rv = home == NULL ? -1 : tandem_member_address_parse(home->address, m, errmsg);
+        }
+        mdb_txn_abort(txn);
+    }
+    free(t);
+    return rv;
+}
+
+static void route_member_rejoin(struct tandem_node *node, struct tandem_http_request *r,
+                                const char *param)
+{
+    char name[TANDEM_NAME_LEN_MAX + 1];
+    const char *slash = strchr(param, '/');
+    size_t len = slash == NULL ? 0 : (size_t)(slash - param);
+    if (slash == NULL || strcmp(slash, "/rejoin") != 0 || len == 0 || len > TANDEM_NAME_LEN_MAX) {
+        tandem_route_error(node, r, 404, "no such route: %s", r->path);
+        return;
+    }
+    memcpy(name, param, len);
+    name[len] = '\0';
+    struct rejoin *j = calloc(1, sizeof *j);
+    bool in_config = false;
+    if (j == NULL) {
+        tandem_route_error(node, r, 500, "out of memory");
+        return;
+    }
+    if (rejoin_lookup(node, name, &j->member, &in_config) != 0) {
+        tandem_route_error(node, r, 404,
+                           "no member named %s (not in the configuration, no home "
+                           "record)",
+                           name);
+        free(j);
+        return;
+    }
+    if (strcmp(name, node->self.name) == 0) {
+        tandem_route_error(node, r, 409, "%s is the leader: transfer leadership first", name);
+        free(j);
+        return;
+    }
+    j->node = node;
+    j->r = r;
+    j->id = tandem_member_id(name);
+    j->step = REJOIN_REMOVE;
+    j->change.data = j;
+    if (!in_config) {
+        rejoin_reseed(j);
+        return;
+    }
+    int rv = raft_remove(&node->raft.raft, &j->change, j->id, rejoin_change_cb);
+    if (rv != 0) {
+        rejoin_fail(j, 503, "removing it failed", raft_strerror(rv));
+    }
+}
+
+/* ---- node-local: epoch (probed by peers), re-seed and recover ---- */
+
+static void route_node_epoch(struct tandem_node *node, struct tandem_http_request *r, const char *p)
+{
+    (void)p;
+    tandem_route_jansson(node, r, 200,
+                         json_pack("{s:I,s:s,s:b}", "epoch", (json_int_t)node->epoch, "cluster_id",
+                                   node->config->cluster_id, "fenced", node->fenced));
+}
+
+static void route_node_reseed(struct tandem_node *node, struct tandem_http_request *r,
+                              const char *p)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    (void)p;
+    json_t *body = body_json(node, r);
+    if (body == NULL) {
+        return;
+    }
+    json_t *epoch_json = json_object_get(body, "epoch");
+    const char *cluster = json_string_value(json_object_get(body, "cluster_id"));
+    bool force = json_is_true(json_object_get(body, "force"));
+    uint64_t epoch = json_is_integer(epoch_json) && json_integer_value(epoch_json) > 0
+                         ? (uint64_t)json_integer_value(epoch_json)
+                         : 0;
+    bool other_cluster = cluster != NULL && strcmp(cluster, node->config->cluster_id) != 0;
+    json_decref(body);
+    if (epoch == 0 || other_cluster) {
+        tandem_route_error(node, r, 400, "body must be {\"epoch\": N, \"cluster_id\": \"%s\"}",
+                           node->config->cluster_id);
+    } else if (raft_state(&node->raft.raft) == RAFT_LEADER && !node->fenced) {
+        /* A fenced leader leads an old configuration nobody else follows: it may go. */
+        tandem_route_error(node, r, 409, "%s is a leader: it is never wiped", node->self.name);
+    } else if (epoch < node->epoch || (!node->fenced && epoch == node->epoch && !force)) {
+        tandem_route_error(node, r, 409,
+                           "epoch %" PRIu64 " is not newer than ours (%" PRIu64
+                           ") and this node is not fenced",
+                           epoch, node->epoch);
+    } else if (tandem_recover_write_u64(node->config->data_dir, TANDEM_RESEED_FILE, epoch,
+                                        errmsg) != 0) {
+        tandem_route_error(node, r, 500, "%s", errmsg);
+    } else {
+        tandem_route_jansson(
+            node, r, 202,
+            json_pack("{s:s,s:I}", "reseeding", node->self.name, "epoch", (json_int_t)epoch));
+        tandem_bcp_restart(&node->bcp, "re-seed: wiping raft and state, joining at the new epoch");
+    }
+}
+
+static const char *field(json_t *object, const char *name)
+{
+    const char *value = json_string_value(json_object_get(object, name));
+    return value == NULL ? "" : value;
+}
+
+static int plan_from_json(struct tandem_node *node, json_t *body, struct tandem_recover_plan *plan,
+                          char *errmsg)
+{
+    json_t *members = json_object_get(body, "members"), *m;
+    json_t *epoch = json_object_get(body, "epoch");
+    const char *site = json_string_value(json_object_get(body, "site"));
+    const char *reason = json_string_value(json_object_get(body, "reason"));
+    bool self_voter = false;
+    size_t i;
+    memset(plan, 0, sizeof *plan);
+    if (!json_is_integer(epoch) || json_integer_value(epoch) <= (json_int_t)node->epoch ||
+        site == NULL || !tandem_member_name_ok(site, TANDEM_SITE_LEN_MAX) ||
+        !json_is_array(members) || json_array_size(members) == 0 ||
+        json_array_size(members) > TANDEM_RECOVER_MEMBERS_MAX) {
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE,
+                 "body must be {\"epoch\": N > %" PRIu64 ", \"site\", \"members\": [...]} ",
+                 node->epoch);
+        return -1;
+    }
+    plan->epoch = (uint64_t)json_integer_value(epoch);
+    snprintf(plan->site, sizeof plan->site, "%s", site);
+    snprintf(plan->reason, sizeof plan->reason, "%s", reason == NULL ? "forced failover" : reason);
+    json_array_foreach(members, i, m)
+    {
+        char spec[512];
+        const char *role = json_string_value(json_object_get(m, "role"));
+        snprintf(spec, sizeof spec, "%s,%s,%s,%s,%s", field(m, "name"), field(m, "site"),
+                 field(m, "raft"), field(m, "api"), role ? role : "voter");
+        if (tandem_member_spec_parse(spec, &plan->members[plan->n_members], errmsg) != 0) {
+            return -1;
+        }
+        self_voter |= strcmp(plan->members[plan->n_members].name, node->self.name) == 0 &&
+                      plan->members[plan->n_members].role == TANDEM_ROLE_VOTER;
+        plan->n_members++;
+    }
+    if (!self_voter) {
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "%s must be a voter of the recovered configuration", node->self.name);
+        return -1;
+    }
+    return 0;
+}
+
+static void route_node_recover(struct tandem_node *node, struct tandem_http_request *r,
+                               const char *p)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    (void)p;
+    json_t *body = body_json(node, r);
+    struct tandem_recover_plan *plan = malloc(sizeof *plan);
+    if (body == NULL || plan == NULL) {
+        if (body != NULL) {
+            tandem_route_error(node, r, 500, "out of memory");
+        }
+        json_decref(body);
+        free(plan);
+        return;
+    }
+    if (plan_from_json(node, body, plan, errmsg) != 0) {
+        tandem_route_error(node, r, 400, "%s", errmsg);
+    } else if (raft_state(&node->raft.raft) == RAFT_LEADER) {
+        tandem_route_error(node, r, 409, "%s is a leader: quorum is not lost", node->self.name);
+    } else if (tandem_recover_plan_write(node->config->data_dir, plan, errmsg) != 0) {
+        tandem_route_error(node, r, 500, "%s", errmsg);
+    } else {
+        tandem_route_jansson(node, r, 202,
+                             json_pack("{s:s,s:I,s:I}", "recovering", node->self.name, "epoch",
+                                       (json_int_t)plan->epoch, "members",
+                                       (json_int_t)plan->n_members));
+        tandem_bcp_restart(&node->bcp, "forced failover: raft_recover at the new epoch");
+    }
+    json_decref(body);
+    free(plan);
+}

@@ -1,0 +1,966 @@
+/* Route table of the process-management and warehouse domain (jobs, boxes, trace): requests are
+ * checked and turned into commands here; the rules themselves live in replication/. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/node.h"
+#include "node/api/api.h"
+#include "replication/domain/domain.h"
+#include "storage/error.h"
+
+#define KIND_LEN 3 /* "job" or "box" */
+/* Allocations one write request holds: a volume list per bulk row, plus a few. */
+#define OWNED_MAX (TANDEM_BULK_CHECKIN_ROWS_MAX + 8)
+#define QUERY_MAX 160 /* a decoded query value: text fields are at most 128 bytes */
+
+/* X(id, method, pattern, flags, handler) */
+#define DOMAIN_ROUTES(X)                                                                           \
+    X(jobs_create, HTTP_POST, "/v1/jobs", TANDEM_ROUTE_WRITE, route_jobs_create)                   \
+    X(jobs_list, HTTP_GET, "/v1/jobs", TANDEM_ROUTE_READ, route_jobs_list)                         \
+    X(job_get, HTTP_GET, "/v1/jobs/", TANDEM_ROUTE_READ | TANDEM_ROUTE_PREFIX, route_job_get)      \
+    X(job_action, HTTP_POST, "/v1/jobs/", TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX,                \
+      route_job_action)                                                                            \
+    X(boxes_checkin, HTTP_POST, "/v1/boxes", TANDEM_ROUTE_WRITE, route_boxes_checkin)              \
+    X(boxes_list, HTTP_GET, "/v1/boxes", TANDEM_ROUTE_READ, route_boxes_list)                      \
+    X(box_get, HTTP_GET, "/v1/boxes/", TANDEM_ROUTE_READ | TANDEM_ROUTE_PREFIX, route_box_get)     \
+    X(box_action, HTTP_POST, "/v1/boxes/", TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX,               \
+      route_box_action)                                                                            \
+    X(trace_get, HTTP_GET, "/v1/trace/", TANDEM_ROUTE_READ | TANDEM_ROUTE_PREFIX, route_trace_get) \
+    X(retention_purge, HTTP_POST, "/v1/retention/purge", TANDEM_ROUTE_WRITE,                       \
+      route_retention_purge)                                                                       \
+    X(disposals_list, HTTP_GET, "/v1/disposals", TANDEM_ROUTE_READ, route_disposals_list)
+
+#define ROUTE_DECLARE(id, method, pattern, flags, fn)                                              \
+    static void fn(struct tandem_node *node, struct tandem_http_request *r, const char *param);
+DOMAIN_ROUTES(ROUTE_DECLARE)
+#undef ROUTE_DECLARE
+
+static const struct tandem_route routes[] = {
+#define ROUTE_ROW(id, method, pattern, flags, fn) {#id, method, pattern, flags, fn},
+    DOMAIN_ROUTES(ROUTE_ROW)
+#undef ROUTE_ROW
+};
+
+const struct tandem_route_table tandem_domain_route_table = {
+    routes, (unsigned)(sizeof routes / sizeof routes[0])};
+
+/* ---- write requests: a command and everything its fields borrow ---- */
+
+struct domain_write {
+    Tandem__Command command;
+    Tandem__Actor actor;
+    union {
+        Tandem__JobCreate job_create;
+        Tandem__JobAction job_action;
+        Tandem__BoxCheckin checkin;
+        Tandem__BoxAction box_action;
+        Tandem__RetentionPurge purge;
+    };
+    Tandem__JobRecord job;
+    json_t *json; /* owned: the parsed body; command strings point into it */
+    void **owned; /* owned: arrays the command points to, each owned */
+    size_t n_owned, cap_owned;
+    char user[TANDEM_DOMAIN_TEXT_LEN_MAX + 1];
+    char site[TANDEM_SITE_LEN_MAX + 1];
+    char id[TANDEM_DOMAIN_ID_LEN_MAX + 1];
+};
+
+static void domain_write_free(void *arg)
+{
+    struct domain_write *w = arg;
+    for (size_t i = 0; i < w->n_owned; i++) {
+        free(w->owned[i]);
+    }
+    free(w->owned);
+    json_decref(w->json);
+    free(w);
+}
+
+static void *write_alloc(struct domain_write *w, size_t size)
+{
+    if (w->n_owned == w->cap_owned) {
+        size_t cap = w->cap_owned == 0 ? 8 : 2 * w->cap_owned;
+        void **owned = cap <= OWNED_MAX ? realloc(w->owned, cap * sizeof *owned) : NULL;
+        if (owned == NULL) {
+            return NULL;
+        }
+        w->owned = owned;
+        w->cap_owned = cap;
+    }
+    void *p = calloc(1, size > 0 ? size : 1);
+    if (p != NULL) {
+        w->owned[w->n_owned++] = p;
+    }
+    return p;
+}
+
+/* A write request with its actor set and its JSON body parsed (an empty body is {}). Answers r
+ * and returns NULL on failure. */
+static struct domain_write *domain_write_new(struct tandem_node *node,
+                                             struct tandem_http_request *r)
+{
+    struct domain_write *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        tandem_route_error(node, r, 500, "out of memory");
+        return NULL;
+    }
+    w->json = tandem_route_actor_body(node, r, w->user, w->site);
+    if (w->json == NULL) {
+        domain_write_free(w);
+        return NULL;
+    }
+    tandem__command__init(&w->command);
+    tandem__actor__init(&w->actor);
+    w->actor.user = w->user;
+    w->actor.site = w->site;
+    return w;
+}
+
+static void domain_submit(struct tandem_node *node, struct tandem_http_request *r,
+                          struct domain_write *w)
+{
+    tandem_route_submit(node, r, &w->command, domain_write_free, w);
+}
+
+/* ---- JSON field helpers: each returns 0, or -1 with why (TANDEM_ERRMSG_SIZE bytes) ---- */
+
+static int unknown_fields(json_t *object, const char *const *known, char *why)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(object, key, value)
+    {
+        bool found = false;
+        for (size_t i = 0; known[i] != NULL && !found; i++) {
+            found = strcmp(key, known[i]) == 0;
+        }
+        if (!found) {
+            snprintf(why, TANDEM_ERRMSG_SIZE, "unknown field \"%s\"", key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A string field; absent (or null when nullable) leaves *out unchanged. */
+static int field_string(json_t *object, const char *name, bool required, char **out, char *why)
+{
+    json_t *value = json_object_get(object, name);
+    if (value == NULL || (json_is_null(value) && !required)) {
+        if (required) {
+            snprintf(why, TANDEM_ERRMSG_SIZE, "\"%s\" is required", name);
+            return -1;
+        }
+        return 0;
+    }
+    if (!json_is_string(value) || strlen(json_string_value(value)) != json_string_length(value)) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "\"%s\" must be a string", name);
+        return -1;
+    }
+    *out = (char *)json_string_value(value);
+    return 0;
+}
+
+static int field_integer(json_t *object, const char *name, json_int_t min, json_int_t max,
+                         json_int_t *out, char *why)
+{
+    json_t *value = json_object_get(object, name);
+    if (value == NULL) {
+        return 0;
+    }
+    if (!json_is_integer(value) || json_integer_value(value) < min ||
+        json_integer_value(value) > max) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "\"%s\" must be an integer from %lld to %lld", name, (long long)min,
+                 (long long)max);
+        return -1;
+    }
+    *out = json_integer_value(value);
+    return 0;
+}
+
+static int field_time(json_t *object, const char *name, protobuf_c_boolean *has, int64_t *ms,
+                      char *why)
+{
+    char *text = NULL;
+    if (field_string(object, name, false, &text, why) != 0) {
+        return -1;
+    }
+    if (text == NULL) {
+        return 0;
+    }
+    if (tandem_rfc3339_parse(text, ms) != 0) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "\"%s\" must be an RFC 3339 date-time such as 2024-05-01T09:00:00Z",
+                 name);
+        return -1;
+    }
+    *has = 1;
+    return 0;
+}
+
+/* An array of strings; *items points into a write-owned array. */
+static int field_strings(struct domain_write *w, json_t *object, const char *name, size_t max,
+                         char ***items, size_t *n, char *why)
+{
+    json_t *list = json_object_get(object, name);
+    if (list == NULL || json_is_null(list)) {
+        return 0;
+    }
+    if (!json_is_array(list) || json_array_size(list) > max) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "\"%s\" must be an array of at most %zu strings", name, max);
+        return -1;
+    }
+    *items = write_alloc(w, json_array_size(list) * sizeof **items);
+    if (*items == NULL) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        json_t *item = json_array_get(list, i);
+        if (!json_is_string(item)) {
+            snprintf(why, TANDEM_ERRMSG_SIZE, "\"%s\" must hold strings only", name);
+            return -1;
+        }
+        (*items)[i] = (char *)json_string_value(item);
+    }
+    *n = json_array_size(list);
+    return 0;
+}
+
+/* ---- jobs ---- */
+
+static int job_from_json(struct domain_write *w, json_t *body, Tandem__JobRecord *job, char *why)
+{
+    static const char *const known[] = {"id",
+                                        "client",
+                                        "kind",
+                                        "site",
+                                        "stages",
+                                        "effort",
+                                        "due",
+                                        "priority",
+                                        "operator",
+                                        "pinned",
+                                        "individual_number",
+                                        NULL};
+    json_int_t effort = 0, priority = 0;
+    char *individual = NULL;
+    json_t *pinned = json_object_get(body, "pinned");
+    tandem__job_record__init(job);
+    if (unknown_fields(body, known, why) != 0 || field_string(body, "id", false, &job->id, why) ||
+        field_string(body, "client", true, &job->client, why) ||
+        field_string(body, "kind", true, &job->kind, why) ||
+        field_string(body, "site", true, &job->site, why) ||
+        field_strings(w, body, "stages", TANDEM_JOB_STAGES_MAX, &job->stages, &job->n_stages,
+                      why) ||
+        field_integer(body, "effort", 0, TANDEM_JOB_EFFORT_MAX, &effort, why) ||
+        field_integer(body, "priority", -TANDEM_JOB_PRIORITY_ABS_MAX, TANDEM_JOB_PRIORITY_ABS_MAX,
+                      &priority, why) ||
+        field_time(body, "due", &job->has_due, &job->due_ms, why) ||
+        field_string(body, "operator", false, &job->operator_, why) ||
+        field_string(body, "individual_number", false, &individual, why)) {
+        return -1;
+    }
+    if (pinned != NULL && !json_is_boolean(pinned)) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "\"pinned\" must be true or false");
+        return -1;
+    }
+    job->pinned = json_is_true(pinned);
+    job->effort = (uint64_t)effort;
+    job->priority = priority;
+    if (individual != NULL) {
+        job->individual_number.data = (uint8_t *)individual;
+        job->individual_number.len = strlen(individual);
+    }
+    return tandem_job_fields_check(job, why);
+}
+
+static void route_jobs_create(struct tandem_node *node, struct tandem_http_request *r,
+                              const char *param)
+{
+    char why[TANDEM_ERRMSG_SIZE];
+    (void)param;
+    struct domain_write *w = domain_write_new(node, r);
+    if (w == NULL) {
+        return;
+    }
+    if (job_from_json(w, w->json, &w->job, why) != 0) {
+        tandem_route_error(node, r, 400, "%s", why);
+        domain_write_free(w);
+        return;
+    }
+    tandem__job_create__init(&w->job_create);
+    w->job_create.actor = &w->actor;
+    w->job_create.job = &w->job;
+    w->command.body_case = TANDEM__COMMAND__BODY_JOB_CREATE;
+    w->command.job_create = &w->job_create;
+    domain_submit(node, r, w);
+}
+
+/* Splits "ID/verb" into id (checked) and verb; answers r and returns -1 when malformed. */
+static int split_action(struct tandem_node *node, struct tandem_http_request *r, const char *param,
+                        const char *noun, char *id, const char **verb)
+{
+    const char *slash = strrchr(param, '/');
+    size_t id_len = slash == NULL ? 0 : (size_t)(slash - param);
+    if (slash == NULL || id_len == 0 || id_len > TANDEM_DOMAIN_ID_LEN_MAX) {
+        tandem_route_error(node, r, 404, "no such route: %s (POST /v1/%ses/ID/ACTION)", r->path,
+                           noun);
+        return -1;
+    }
+    memcpy(id, param, id_len);
+    id[id_len] = '\0';
+    if (!tandem_domain_id_ok(id)) {
+        tandem_route_error(node, r, 400, "%s id must be 1 to %d of [A-Za-z0-9._:-]", noun,
+                           TANDEM_DOMAIN_ID_LEN_MAX);
+        return -1;
+    }
+    *verb = slash + 1;
+    return 0;
+}
+
+static void route_job_action(struct tandem_node *node, struct tandem_http_request *r,
+                             const char *param)
+{
+    const char *verb;
+    char why[TANDEM_ERRMSG_SIZE];
+    struct domain_write *w = domain_write_new(node, r);
+    if (w == NULL) {
+        return;
+    }
+    if (split_action(node, r, param, "job", w->id, &verb) != 0) {
+        domain_write_free(w);
+        return;
+    }
+    int action = tandem_job_action_parse(verb);
+    tandem__job_action__init(&w->job_action);
+    if (action < 0) {
+        tandem_route_error(node, r, 404, "no such job action: %s", verb);
+        domain_write_free(w);
+        return;
+    }
+    if (action == TANDEM_JOB_ACTION_OPERATOR) {
+        static const char *const known[] = {"operator", NULL};
+        if (unknown_fields(w->json, known, why) != 0 ||
+            field_string(w->json, "operator", false, &w->job_action.operator_, why) != 0 ||
+            !tandem_domain_text_ok(w->job_action.operator_, true)) {
+            tandem_route_error(node, r, 400, "body must be {\"operator\": \"name\"|null}");
+            domain_write_free(w);
+            return;
+        }
+    }
+    w->job_action.actor = &w->actor;
+    w->job_action.id = w->id;
+    w->job_action.action = (uint32_t)action;
+    w->command.body_case = TANDEM__COMMAND__BODY_JOB_ACTION;
+    w->command.job_action = &w->job_action;
+    domain_submit(node, r, w);
+}
+
+/* ---- boxes ---- */
+
+static int box_from_json(struct domain_write *w, json_t *row, Tandem__BoxRecord *box, char *why)
+{
+    static const char *const known[] = {"id",   "ledger", "client",       "volumes",
+                                        "site", "shelf",  "retain_until", NULL};
+    tandem__box_record__init(box);
+    if (!json_is_object(row)) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "a box must be a JSON object");
+        return -1;
+    }
+    if (unknown_fields(row, known, why) != 0 || field_string(row, "id", true, &box->id, why) ||
+        field_string(row, "ledger", true, &box->ledger, why) ||
+        field_string(row, "client", true, &box->client, why) ||
+        field_string(row, "site", true, &box->site, why) ||
+        field_string(row, "shelf", false, &box->shelf, why) ||
+        field_strings(w, row, "volumes", TANDEM_BOX_VOLUMES_MAX, &box->volumes, &box->n_volumes,
+                      why) ||
+        field_time(row, "retain_until", &box->has_retain_until, &box->retain_until_ms, why)) {
+        return -1;
+    }
+    return tandem_box_fields_check(box, why);
+}
+
+/* Parses every row; answers 400 with the per-row errors when any is malformed. */
+static int boxes_from_json(struct tandem_node *node, struct tandem_http_request *r,
+                           struct domain_write *w, json_t *list)
+{
+    char why[TANDEM_ERRMSG_SIZE];
+    size_t n = json_array_size(list), errors = 0;
+    Tandem__BoxRecord *rows = write_alloc(w, n * sizeof *rows);
+    Tandem__BoxRecord **ptrs = write_alloc(w, n * sizeof *ptrs);
+    json_t *row_errors = json_array();
+    if (rows == NULL || ptrs == NULL || row_errors == NULL) {
+        json_decref(row_errors);
+        tandem_route_error(node, r, 500, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ptrs[i] = &rows[i];
+        if (box_from_json(w, json_array_get(list, i), &rows[i], why) != 0 &&
+            errors++ < TANDEM_BULK_ROW_ERRORS_MAX) {
+            json_array_append_new(row_errors,
+                                  json_pack("{s:I,s:s}", "row", (json_int_t)i, "error", why));
+        }
+    }
+    if (errors > 0) {
+        snprintf(why, sizeof why,
+                 "bulk check-in refused: %zu of %zu rows are malformed; nothing was checked in",
+                 errors, n);
+        tandem_route_jansson(node, r, 400,
+                             json_pack("{s:s,s:o,s:I}", "error", why, "rows", row_errors, "errors",
+                                       (json_int_t)errors));
+        return -1;
+    }
+    json_decref(row_errors);
+    w->checkin.boxes = ptrs;
+    w->checkin.n_boxes = n;
+    return 0;
+}
+
+static void route_boxes_checkin(struct tandem_node *node, struct tandem_http_request *r,
+                                const char *param)
+{
+    char why[TANDEM_ERRMSG_SIZE];
+    (void)param;
+    struct domain_write *w = domain_write_new(node, r);
+    if (w == NULL) {
+        return;
+    }
+    json_t *list = json_object_get(w->json, "boxes");
+    tandem__box_checkin__init(&w->checkin);
+    w->checkin.bulk = list != NULL;
+    if (list != NULL &&
+        (!json_is_array(list) || json_array_size(list) == 0 ||
+         json_array_size(list) > TANDEM_BULK_CHECKIN_ROWS_MAX || json_object_size(w->json) != 1)) {
+        tandem_route_error(node, r, 400, "a bulk check-in is {\"boxes\": [1 to %d rows]}",
+                           TANDEM_BULK_CHECKIN_ROWS_MAX);
+        domain_write_free(w);
+        return;
+    }
+    if (list != NULL && boxes_from_json(node, r, w, list) != 0) {
+        domain_write_free(w);
+        return;
+    }
+    if (list == NULL) {
+        Tandem__BoxRecord *box = write_alloc(w, sizeof *box);
+        Tandem__BoxRecord **ptrs = write_alloc(w, sizeof *ptrs);
+        if (box == NULL || ptrs == NULL || box_from_json(w, w->json, box, why) != 0) {
+            tandem_route_error(node, r, box == NULL || ptrs == NULL ? 500 : 400, "%s",
+                               box == NULL || ptrs == NULL ? "out of memory" : why);
+            domain_write_free(w);
+            return;
+        }
+        ptrs[0] = box;
+        w->checkin.boxes = ptrs;
+        w->checkin.n_boxes = 1;
+    }
+    w->checkin.actor = &w->actor;
+    w->command.body_case = TANDEM__COMMAND__BODY_BOX_CHECKIN;
+    w->command.box_checkin = &w->checkin;
+    domain_submit(node, r, w);
+}
+
+/* The body of pick ({"job"}) or move ({"site","shelf"}); nothing for return and dispose. */
+static int box_action_body(struct domain_write *w, int action, char *why)
+{
+    static const char *const pick_fields[] = {"job", NULL};
+    static const char *const move_fields[] = {"site", "shelf", NULL};
+    Tandem__BoxAction *a = &w->box_action;
+    if (action == TANDEM_BOX_ACTION_PICK) {
+        if (unknown_fields(w->json, pick_fields, why) != 0 ||
+            field_string(w->json, "job", true, &a->job, why) != 0) {
+            return -1;
+        }
+        if (!tandem_domain_id_ok(a->job)) {
+            snprintf(why, TANDEM_ERRMSG_SIZE, "\"job\" must be a job id");
+            return -1;
+        }
+    } else if (action == TANDEM_BOX_ACTION_MOVE) {
+        if (unknown_fields(w->json, move_fields, why) != 0 ||
+            field_string(w->json, "site", true, &a->site, why) != 0 ||
+            field_string(w->json, "shelf", true, &a->shelf, why) != 0) {
+            return -1;
+        }
+        if (!tandem_domain_site_ok(a->site) || !tandem_domain_text_ok(a->shelf, false)) {
+            snprintf(why, TANDEM_ERRMSG_SIZE, "move needs a site label and a shelf of printable text");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void route_box_action(struct tandem_node *node, struct tandem_http_request *r,
+                             const char *param)
+{
+    const char *verb;
+    char why[TANDEM_ERRMSG_SIZE];
+    struct domain_write *w = domain_write_new(node, r);
+    if (w == NULL) {
+        return;
+    }
+    if (split_action(node, r, param, "box", w->id, &verb) != 0) {
+        domain_write_free(w);
+        return;
+    }
+    int action = tandem_box_action_parse(verb);
+    tandem__box_action__init(&w->box_action);
+    if (action < 0 || action == TANDEM_BOX_ACTION_PROCESS) {
+        tandem_route_error(node, r, 404, "no such box action: %s (pick, return, move, dispose)",
+                           verb);
+        domain_write_free(w);
+        return;
+    }
+    if (box_action_body(w, action, why) != 0) {
+        tandem_route_error(node, r, 400, "%s", why);
+        domain_write_free(w);
+        return;
+    }
+    w->box_action.actor = &w->actor;
+    w->box_action.id = w->id;
+    w->box_action.action = (uint32_t)action;
+    w->command.body_case = TANDEM__COMMAND__BODY_BOX_ACTION;
+    w->command.box_action = &w->box_action;
+    domain_submit(node, r, w);
+}
+
+/* ---- retention ---- */
+
+static void route_retention_purge(struct tandem_node *node, struct tandem_http_request *r,
+                                  const char *param)
+{
+    static const char *const known[] = {"events_max", NULL};
+    json_int_t events_max = 0;
+    char why[TANDEM_ERRMSG_SIZE];
+    (void)param;
+    struct domain_write *w = domain_write_new(node, r);
+    if (w == NULL) {
+        return;
+    }
+    if (unknown_fields(w->json, known, why) != 0 ||
+        field_integer(w->json, "events_max", 1, TANDEM_PURGE_EVENTS_MAX, &events_max, why) != 0) {
+        tandem_route_error(node, r, 400, "%s", why);
+        domain_write_free(w);
+        return;
+    }
+    unsigned days = node->config->retention_days;
+    tandem__retention_purge__init(&w->purge);
+    w->purge.actor = &w->actor;
+    /* The leader's clock and config decide the cutoff; apply only checks it. */
+    w->purge.cutoff_ms = node->proposer.now_ms() - (int64_t)days * TANDEM_MS_PER_DAY;
+    w->purge.retention_days = days;
+    w->purge.events_max = (uint32_t)events_max;
+    w->command.body_case = TANDEM__COMMAND__BODY_RETENTION_PURGE;
+    w->command.retention_purge = &w->purge;
+    domain_submit(node, r, w);
+}
+
+/* ---- reads ---- */
+
+struct domain_read {
+    char id[TANDEM_DOMAIN_ID_LEN_MAX + 1];
+    char kind[KIND_LEN + 1];
+    char site[QUERY_MAX], status[QUERY_MAX], client[QUERY_MAX], stage[QUERY_MAX], job[QUERY_MAX];
+    char after[QUERY_MAX];
+    bool has_site, has_status, has_client, has_stage, has_job;
+    unsigned limit;
+    uint64_t after_seq;
+};
+
+static void domain_read_free(void *arg)
+{
+    free(arg);
+}
+
+static struct domain_read *domain_read_new(struct tandem_node *node, struct tandem_http_request *r)
+{
+    struct domain_read *q = calloc(1, sizeof *q);
+    if (q == NULL) {
+        tandem_route_error(node, r, 500, "out of memory");
+    }
+    return q;
+}
+
+/* An optional text parameter; *has says whether it was given. */
+static int query_text(struct tandem_http_request *r, const char *name, char *out, bool *has,
+                      char *why)
+{
+    int rv = tandem_http_query_get(r->query, name, out, QUERY_MAX);
+    if (rv < 0 || (rv == 1 && !tandem_domain_text_ok(out, false))) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "%s must be printable text of 1 to %d bytes", name,
+                 TANDEM_DOMAIN_TEXT_LEN_MAX);
+        return -1;
+    }
+    *has = rv == 1;
+    return 0;
+}
+
+static int query_limit(struct tandem_http_request *r, unsigned *limit, char *why)
+{
+    char text[32];
+    int rv = tandem_http_query_get(r->query, "limit", text, sizeof text);
+    *limit = TANDEM_LIST_LIMIT_DEFAULT;
+    if (rv == 0) {
+        return 0;
+    }
+    char *end = NULL;
+    errno = 0;
+    long value = rv < 0 ? -1 : strtol(text, &end, 10);
+    if (rv < 0 || errno != 0 || end == text || *end != '\0' || value < 1 ||
+        value > TANDEM_LIST_LIMIT_MAX) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "limit must be an integer from 1 to %d", TANDEM_LIST_LIMIT_MAX);
+        return -1;
+    }
+    *limit = (unsigned)value;
+    return 0;
+}
+
+static int query_after_id(struct tandem_http_request *r, char *after, char *why)
+{
+    int rv = tandem_http_query_get(r->query, "after", after, QUERY_MAX);
+    if (rv < 0 || (rv == 1 && !tandem_domain_id_ok(after))) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "after must be an id from a previous page's \"next\"");
+        return -1;
+    }
+    if (rv == 0) {
+        after[0] = '\0';
+    }
+    return 0;
+}
+
+static int query_after_seq(struct tandem_http_request *r, uint64_t *after, char *why)
+{
+    char text[32];
+    int rv = tandem_http_query_get(r->query, "after", text, sizeof text);
+    *after = 0;
+    if (rv == 0) {
+        return 0;
+    }
+    char *end = NULL;
+    errno = 0;
+    unsigned long long value = rv < 0 ? 0 : strtoull(text, &end, 10);
+    if (rv < 0 || errno != 0 || end == text || *end != '\0' || text[0] == '-') {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "after must be a sequence number from a previous page's \"next\"");
+        return -1;
+    }
+    *after = value;
+    return 0;
+}
+
+/* Ends a read whose store access failed. */
+static void serve_txn_error(struct tandem_node *node, struct tandem_http_request *r, MDB_txn *txn)
+{
+    mdb_txn_abort(txn);
+    tandem_route_error(node, r, 500, "%s", node->store.errmsg);
+}
+
+static void serve_job_get(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+{
+    struct domain_read *q = arg;
+    Tandem__JobRecord *job = NULL;
+    MDB_txn *txn;
+    if (tandem_route_read_txn(node, r, &txn) != 0) {
+        return;
+    }
+    if (tandem_job_get(&node->store, txn, q->id, &job) != 0) {
+        serve_txn_error(node, r, txn);
+        return;
+    }
+    mdb_txn_abort(txn);
+    if (job == NULL) {
+        tandem_route_error(node, r, 404, "job not found: %s", q->id);
+        return;
+    }
+    tandem_route_jansson(node, r, 200, tandem_job_json(job, true));
+    tandem__job_record__free_unpacked(job, NULL);
+}
+
+static void serve_box_get(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+{
+    struct domain_read *q = arg;
+    Tandem__BoxRecord *box = NULL;
+    MDB_txn *txn;
+    if (tandem_route_read_txn(node, r, &txn) != 0) {
+        return;
+    }
+    if (tandem_box_get(&node->store, txn, q->id, &box) != 0) {
+        serve_txn_error(node, r, txn);
+        return;
+    }
+    mdb_txn_abort(txn);
+    if (box == NULL) {
+        tandem_route_error(node, r, 404, "box not found: %s", q->id);
+        return;
+    }
+    tandem_route_jansson(node, r, 200, tandem_box_json(box));
+    tandem__box_record__free_unpacked(box, NULL);
+}
+
+/* The id of a GET /v1/{jobs,boxes}/ID route; answers r and returns NULL when malformed. */
+static struct domain_read *read_by_id(struct tandem_node *node, struct tandem_http_request *r,
+                                      const char *param, const char *noun)
+{
+    if (!tandem_domain_id_ok(param)) {
+        if (strchr(param, '/') != NULL) {
+            tandem_route_error(node, r, 404, "no such route: %s", r->path);
+        } else {
+            tandem_route_error(node, r, 400, "%s id must be 1 to %d of [A-Za-z0-9._:-]", noun,
+                               TANDEM_DOMAIN_ID_LEN_MAX);
+        }
+        return NULL;
+    }
+    struct domain_read *q = domain_read_new(node, r);
+    if (q != NULL) {
+        snprintf(q->id, sizeof q->id, "%s", param);
+    }
+    return q;
+}
+
+static void route_job_get(struct tandem_node *node, struct tandem_http_request *r,
+                          const char *param)
+{
+    struct domain_read *q = read_by_id(node, r, param, "job");
+    if (q != NULL) {
+        tandem_route_read(node, r, serve_job_get, q, domain_read_free);
+    }
+}
+
+static void route_box_get(struct tandem_node *node, struct tandem_http_request *r,
+                          const char *param)
+{
+    struct domain_read *q = read_by_id(node, r, param, "box");
+    if (q != NULL) {
+        tandem_route_read(node, r, serve_box_get, q, domain_read_free);
+    }
+}
+
+/* Answers {"<key>":[items],"next":"id"|null} from a listing's text. */
+static void serve_list_text(struct tandem_node *node, struct tandem_http_request *r,
+                            const char *key, struct tandem_text *items, const char *next)
+{
+    struct tandem_text body;
+    tandem_text_init(&body, TANDEM_LIST_BYTES_MAX + 2 * TANDEM_DOMAIN_ID_LEN_MAX + 64);
+    tandem_text_cstr(&body, "{\"");
+    tandem_text_cstr(&body, key);
+    tandem_text_cstr(&body, "\":[");
+    tandem_text_raw(&body, items->data != NULL ? items->data : "", items->len);
+    tandem_text_cstr(&body, "],\"next\":");
+    next[0] != '\0' ? tandem_text_string(&body, next, strlen(next))
+                    : tandem_text_cstr(&body, "null");
+    tandem_text_cstr(&body, "}");
+    if (items->failed || body.failed) {
+        tandem_route_error(node, r, 500, "out of memory for the listing");
+    } else {
+        tandem_route_json(node, r, 200, NULL, body.data);
+    }
+    tandem_text_free(&body);
+}
+
+static void serve_jobs_list(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+{
+    struct domain_read *q = arg;
+    struct tandem_job_query query = {
+        .site = q->has_site ? q->site : NULL,
+        .status = q->has_status ? q->status : NULL,
+        .client = q->has_client ? q->client : NULL,
+        .stage = q->has_stage ? q->stage : NULL,
+        .after = q->after,
+        .limit = q->limit,
+    };
+    char next[TANDEM_DOMAIN_ID_LEN_MAX + 1];
+    struct tandem_text items;
+    MDB_txn *txn;
+    if (tandem_route_read_txn(node, r, &txn) != 0) {
+        return;
+    }
+    tandem_text_init(&items, TANDEM_LIST_BYTES_MAX);
+    if (tandem_job_list(&node->store, txn, &query, &items, next) != 0) {
+        tandem_text_free(&items);
+        serve_txn_error(node, r, txn);
+        return;
+    }
+    mdb_txn_abort(txn);
+    serve_list_text(node, r, "jobs", &items, next);
+    tandem_text_free(&items);
+}
+
+static void route_jobs_list(struct tandem_node *node, struct tandem_http_request *r,
+                            const char *param)
+{
+    char why[TANDEM_ERRMSG_SIZE];
+    (void)param;
+    struct domain_read *q = domain_read_new(node, r);
+    if (q == NULL) {
+        return;
+    }
+    if (query_text(r, "site", q->site, &q->has_site, why) != 0 ||
+        query_text(r, "status", q->status, &q->has_status, why) != 0 ||
+        query_text(r, "client", q->client, &q->has_client, why) != 0 ||
+        query_text(r, "stage", q->stage, &q->has_stage, why) != 0 ||
+        query_limit(r, &q->limit, why) != 0 || query_after_id(r, q->after, why) != 0 ||
+        (q->has_status && tandem_job_status_parse(q->status) < 0 &&
+         snprintf(why, sizeof why,
+                  "status must be queued, in_progress, on_hold, done or cancelled") > 0)) {
+        tandem_route_error(node, r, 400, "%s", why); /* refused before any barrier */
+        free(q);
+        return;
+    }
+    tandem_route_read(node, r, serve_jobs_list, q, domain_read_free);
+}
+
+static void serve_boxes_list(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+{
+    struct domain_read *q = arg;
+    struct tandem_box_query query = {
+        .site = q->has_site ? q->site : NULL,
+        .status = q->has_status ? q->status : NULL,
+        .job = q->has_job ? q->job : NULL,
+        .after = q->after,
+        .limit = q->limit,
+    };
+    char next[TANDEM_DOMAIN_ID_LEN_MAX + 1];
+    struct tandem_text items;
+    MDB_txn *txn;
+    if (tandem_route_read_txn(node, r, &txn) != 0) {
+        return;
+    }
+    tandem_text_init(&items, TANDEM_LIST_BYTES_MAX);
+    if (tandem_box_list(&node->store, txn, &query, &items, next) != 0) {
+        tandem_text_free(&items);
+        serve_txn_error(node, r, txn);
+        return;
+    }
+    mdb_txn_abort(txn);
+    serve_list_text(node, r, "boxes", &items, next);
+    tandem_text_free(&items);
+}
+
+static void route_boxes_list(struct tandem_node *node, struct tandem_http_request *r,
+                             const char *param)
+{
+    char why[TANDEM_ERRMSG_SIZE];
+    (void)param;
+    struct domain_read *q = domain_read_new(node, r);
+    if (q == NULL) {
+        return;
+    }
+    if (query_text(r, "site", q->site, &q->has_site, why) != 0 ||
+        query_text(r, "status", q->status, &q->has_status, why) != 0 ||
+        query_text(r, "job", q->job, &q->has_job, why) != 0 ||
+        query_limit(r, &q->limit, why) != 0 || query_after_id(r, q->after, why) != 0 ||
+        (q->has_status && tandem_box_status_parse(q->status) < 0 &&
+         snprintf(why, sizeof why,
+                  "status must be received, stored, picked, in_process, returned or disposed") >
+             0)) {
+        tandem_route_error(node, r, 400, "%s", why);
+        free(q);
+        return;
+    }
+    tandem_route_read(node, r, serve_boxes_list, q, domain_read_free);
+}
+
+static json_t *next_seq_json(uint64_t next)
+{
+    return next != 0 ? json_integer((json_int_t)next) : json_null();
+}
+
+static void serve_trace(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+{
+    struct domain_read *q = arg;
+    uint64_t next;
+    MDB_txn *txn;
+    json_t *events = json_array();
+    if (events == NULL || tandem_route_read_txn(node, r, &txn) != 0) {
+        if (events == NULL) {
+            tandem_route_error(node, r, 500, "out of memory");
+        }
+        json_decref(events);
+        return;
+    }
+    if (tandem_trace_list(&node->store, txn, q->kind, q->id, q->after_seq, q->limit, events,
+                          &next) != 0) {
+        json_decref(events);
+        serve_txn_error(node, r, txn);
+        return;
+    }
+    mdb_txn_abort(txn);
+    tandem_route_jansson(node, r, 200,
+                         json_pack("{s:o,s:o}", "events", events, "next", next_seq_json(next)));
+}
+
+/* GET /v1/trace/{job|box}/ID[?limit=&after=] */
+static void route_trace_get(struct tandem_node *node, struct tandem_http_request *r,
+                            const char *param)
+{
+    char why[TANDEM_ERRMSG_SIZE];
+    const char *slash = strchr(param, '/');
+    size_t kind_len = slash == NULL ? 0 : (size_t)(slash - param);
+    if (kind_len != KIND_LEN ||
+        (strncmp(param, "job", KIND_LEN) != 0 && strncmp(param, "box", KIND_LEN) != 0)) {
+        tandem_route_error(node, r, 404, "no such route: %s (GET /v1/trace/job/ID or box/ID)",
+                           r->path);
+        return;
+    }
+    if (!tandem_domain_id_ok(slash + 1)) {
+        tandem_route_error(node, r, 400, "id must be 1 to %d of [A-Za-z0-9._:-]",
+                           TANDEM_DOMAIN_ID_LEN_MAX);
+        return;
+    }
+    struct domain_read *q = domain_read_new(node, r);
+    if (q == NULL) {
+        return;
+    }
+    memcpy(q->kind, param, KIND_LEN);
+    snprintf(q->id, sizeof q->id, "%s", slash + 1);
+    if (query_limit(r, &q->limit, why) != 0 || query_after_seq(r, &q->after_seq, why) != 0) {
+        tandem_route_error(node, r, 400, "%s", why);
+        free(q);
+        return;
+    }
+    if (tandem_http_query_get(r->query, "limit", why, sizeof why) == 0) {
+        q->limit = TANDEM_LIST_LIMIT_MAX; /* a whole timeline unless paging is asked for */
+    }
+    tandem_route_read(node, r, serve_trace, q, domain_read_free);
+}
+
+static void serve_disposals(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+{
+    struct domain_read *q = arg;
+    uint64_t next;
+    MDB_txn *txn;
+    json_t *list = json_array();
+    if (list == NULL || tandem_route_read_txn(node, r, &txn) != 0) {
+        if (list == NULL) {
+            tandem_route_error(node, r, 500, "out of memory");
+        }
+        json_decref(list);
+        return;
+    }
+    if (tandem_disposal_list(&node->store, txn, q->after_seq, q->limit, list, &next) != 0) {
+        json_decref(list);
+        serve_txn_error(node, r, txn);
+        return;
+    }
+    mdb_txn_abort(txn);
+    tandem_route_jansson(node, r, 200,
+                         json_pack("{s:o,s:o}", "disposals", list, "next", next_seq_json(next)));
+}
+
+static void route_disposals_list(struct tandem_node *node, struct tandem_http_request *r,
+                                 const char *param)
+{
+    char why[TANDEM_ERRMSG_SIZE];
+    (void)param;
+    struct domain_read *q = domain_read_new(node, r);
+    if (q == NULL) {
+        return;
+    }
+    if (query_limit(r, &q->limit, why) != 0 || query_after_seq(r, &q->after_seq, why) != 0) {
+        tandem_route_error(node, r, 400, "%s", why);
+        free(q);
+        return;
+    }
+    tandem_route_read(node, r, serve_disposals, q, domain_read_free);
+}

@@ -1,0 +1,492 @@
+/* Route table of capacity planning: site capacities and their history, the sites' load, and
+ * rebalance plans computed here and applied as one command (the rules live in replication/). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/http/forward.h"
+#include "node/node.h"
+#include "node/api/api.h"
+#include "replication/domain/domain.h"
+#include "replication/rebalance/rebalance.h"
+#include "storage/error.h"
+
+#define PLANS_KEPT      8  /* computed plans kept in memory for apply by id */
+#define QUERY_VALUE_MAX 64 /* a decoded query value: numbers, names, times */
+#define PLAN_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(12))
+#define CAPACITY_SUFFIX "/capacity"
+#define HISTORY_SUFFIX  "/capacity/history"
+
+/* X(id, method, pattern, flags, handler) */
+#define REBALANCE_ROUTES(X)                                                                        \
+    X(sites_list, HTTP_GET, "/v1/sites", TANDEM_ROUTE_READ, route_sites_list)                      \
+    X(site_get, HTTP_GET, "/v1/sites/", TANDEM_ROUTE_READ | TANDEM_ROUTE_PREFIX, route_site_get)   \
+    X(site_capacity_set, HTTP_POST, "/v1/sites/", TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX,        \
+      route_site_capacity_set)                                                                     \
+    X(rebalance_plan, HTTP_GET, "/v1/rebalance/plan", TANDEM_ROUTE_READ, route_rebalance_plan)     \
+    X(rebalance_apply, HTTP_POST, "/v1/rebalance/apply", TANDEM_ROUTE_WRITE, route_rebalance_apply)
+
+#define ROUTE_DECLARE(id, method, pattern, flags, fn)                                              \
+    static void fn(struct tandem_node *node, struct tandem_http_request *r, const char *param);
+REBALANCE_ROUTES(ROUTE_DECLARE)
+#undef ROUTE_DECLARE
+
+static const struct tandem_route routes[] = {
+#define ROUTE_ROW(id, method, pattern, flags, fn) {#id, method, pattern, flags, fn},
+    REBALANCE_ROUTES(ROUTE_ROW)
+#undef ROUTE_ROW
+};
+
+const struct tandem_route_table tandem_rebalance_route_table = {
+    routes, (unsigned)(sizeof routes / sizeof routes[0])};
+
+/* ---- plans kept for apply by id ----
+ * A plan is computed by the node that answered GET /v1/rebalance/plan: the leader, unless
+ * ?consistency=local. Its moves are kept here so that POST /v1/rebalance/apply {"id"} on the
+ * same node needs nothing else; any node accepts the whole plan instead. tandemd runs one node
+ * per process, and each entry names its node all the same. */
+struct kept_plan {
+    const struct tandem_node *node; /* borrowed: identity only */
+    char id[TANDEM_REBALANCE_PLAN_ID_LEN + 1];
+    json_t *plan; /* owned: {"id","index","objective","moves"} */
+};
+
+static struct kept_plan kept_plans[PLANS_KEPT];
+static unsigned kept_next;
+
+static void plan_keep(const struct tandem_node *node, json_t *plan)
+{
+    const char *id = json_string_value(json_object_get(plan, "id"));
+    json_t *kept =
+        json_pack("{s:O,s:O,s:O,s:O}", "id", json_object_get(plan, "id"), "index",
+                  json_object_get(plan, "index"), "objective", json_object_get(plan, "objective"),
+                  "moves", json_object_get(plan, "moves"));
+    if (id == NULL || kept == NULL) {
+        json_decref(kept);
+        return; /* apply by id then says the plan is unknown; the whole plan still works */
+    }
+    for (unsigned i = 0; i < PLANS_KEPT; i++) {
+        if (kept_plans[i].node == node && strcmp(kept_plans[i].id, id) == 0) {
+            json_decref(kept);
+            return;
+        }
+    }
+    struct kept_plan *slot = &kept_plans[kept_next];
+    kept_next = (kept_next + 1) % PLANS_KEPT;
+    json_decref(slot->plan);
+    slot->node = node;
+    snprintf(slot->id, sizeof slot->id, "%s", id);
+    slot->plan = kept;
+}
+
+/* A new reference to the kept plan with this id, NULL when none. */
+static json_t *plan_kept(const struct tandem_node *node, const char *id)
+{
+    for (unsigned i = 0; i < PLANS_KEPT; i++) {
+        if (kept_plans[i].node == node && kept_plans[i].plan != NULL &&
+            strcmp(kept_plans[i].id, id) == 0) {
+            return json_incref(kept_plans[i].plan);
+        }
+    }
+    return NULL;
+}
+
+/* ---- shared helpers ---- */
+
+static void respond_json(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
+{
+    char *text = body != NULL ? json_dumps(body, PLAN_JSON_FLAGS) : NULL;
+    json_decref(body);
+    if (text == NULL) {
+        tandem_route_error(node, r, 503, "out of memory");
+        return;
+    }
+    tandem_route_json(node, r, 200, NULL, text);
+    free(text);
+}
+
+/* Reads the planning view in one read transaction; answers r and returns -1 on failure. */
+static int view_read(struct tandem_node *node, struct tandem_http_request *r,
+                     struct tandem_rebalance_view *view)
+{
+    MDB_txn *txn;
+    memset(view, 0, sizeof *view);
+    if (tandem_route_read_txn(node, r, &txn) != 0) {
+        return -1;
+    }
+    int rv = tandem_rebalance_view_read(&node->store, txn, view);
+    mdb_txn_abort(txn);
+    if (rv != 0) {
+        tandem_route_error(node, r,
+                           rv == E2BIG    ? 413
+                           : rv == ENOMEM ? 503
+                                          : 500,
+                           "%s", node->store.errmsg);
+        tandem_rebalance_view_free(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* A command with its actor and the parsed JSON body its strings point into. */
+struct rebalance_write {
+    Tandem__Command command;
+    Tandem__Actor actor;
+    Tandem__CapacitySet capacity_set;
+    Tandem__RebalanceApply apply;
+    struct tandem_rebalance_moves moves;
+    json_t *json; /* owned */
+    char user[TANDEM_DOMAIN_TEXT_LEN_MAX + 1];
+    char site[TANDEM_SITE_LEN_MAX + 1];
+    char target[TANDEM_SITE_LEN_MAX + 1];
+    char plan_id[TANDEM_REBALANCE_PLAN_ID_LEN + 1];
+    char objective[QUERY_VALUE_MAX];
+};
+
+static void rebalance_write_free(void *arg)
+{
+    struct rebalance_write *w = arg;
+    tandem_rebalance_moves_free(&w->moves);
+    json_decref(w->json);
+    free(w);
+}
+
+/* Parses the body (an object) and sets the actor; answers r and returns NULL on failure. */
+static struct rebalance_write *rebalance_write_new(struct tandem_node *node,
+                                                   struct tandem_http_request *r)
+{
+    struct rebalance_write *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        tandem_route_error(node, r, 503, "out of memory");
+        return NULL;
+    }
+    w->json = tandem_route_actor_body(node, r, w->user, w->site);
+    if (w->json == NULL) {
+        rebalance_write_free(w);
+        return NULL;
+    }
+    tandem__command__init(&w->command);
+    tandem__actor__init(&w->actor);
+    w->actor.user = w->user;
+    w->actor.site = w->site;
+    return w;
+}
+
+/* "SITE" + suffix in param: copies SITE into site. */
+static bool param_site(const char *param, const char *suffix, char *site)
+{
+    size_t len = strlen(param), suffix_len = strlen(suffix);
+    if (len <= suffix_len || strcmp(param + len - suffix_len, suffix) != 0 ||
+        len - suffix_len > TANDEM_SITE_LEN_MAX) {
+        return false;
+    }
+    memcpy(site, param, len - suffix_len);
+    site[len - suffix_len] = '\0';
+    return tandem_domain_site_ok(site);
+}
+
+/* ---- sites ---- */
+
+struct site_read {
+    char site[TANDEM_SITE_LEN_MAX + 1]; /* "" for the whole list */
+    bool history;
+    unsigned limit;
+};
+
+static void site_read_free(void *arg)
+{
+    free(arg);
+}
+
+/* Answers with the one site's object out of the sites listing. */
+static void respond_one_site(struct tandem_node *node, struct tandem_http_request *r, json_t *list,
+                             const char *name)
+{
+    json_t *sites = json_object_get(list, "sites"), *item;
+    size_t i;
+    json_array_foreach(sites, i, item)
+    {
+        if (strcmp(json_string_value(json_object_get(item, "name")), name) == 0) {
+            respond_json(node, r, json_incref(item));
+            json_decref(list);
+            return;
+        }
+    }
+    json_decref(list);
+    tandem_route_error(node, r, 404, "site not found: %s", name);
+}
+
+static void serve_sites(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+{
+    struct site_read *q = arg;
+    struct tandem_rebalance_view view;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    if (view_read(node, r, &view) != 0) {
+        return;
+    }
+    json_t *list = tandem_rebalance_sites_json(&view, node->proposer.now_ms(), errmsg);
+    tandem_rebalance_view_free(&view);
+    if (list == NULL) {
+        tandem_route_error(node, r, 503, "%s", errmsg);
+    } else if (q->site[0] != '\0') {
+        respond_one_site(node, r, list, q->site);
+    } else {
+        respond_json(node, r, list);
+    }
+}
+
+static void serve_history(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+{
+    struct site_read *q = arg;
+    MDB_txn *txn;
+    if (tandem_route_read_txn(node, r, &txn) != 0) {
+        return;
+    }
+    json_t *history = tandem_capacity_history_json(&node->store, txn, q->site, q->limit);
+    mdb_txn_abort(txn);
+    if (history == NULL) {
+        tandem_route_error(node, r, 500, "%s", node->store.errmsg);
+        return;
+    }
+    respond_json(node, r, json_pack("{s:s,s:o}", "site", q->site, "history", history));
+}
+
+static void route_sites_list(struct tandem_node *node, struct tandem_http_request *r,
+                             const char *param)
+{
+    (void)param;
+    struct site_read *q = calloc(1, sizeof *q);
+    if (q == NULL) {
+        tandem_route_error(node, r, 503, "out of memory");
+        return;
+    }
+    tandem_route_read(node, r, serve_sites, q, site_read_free);
+}
+
+/* A query integer in [min, max]; *out keeps its default when absent. */
+static int query_number(struct tandem_http_request *r, const char *name, long min, long max,
+                        long *out)
+{
+    char text[QUERY_VALUE_MAX];
+    int rv = tandem_http_query_get(r->query, name, text, sizeof text);
+    if (rv == 0) {
+        return 0;
+    }
+    char *end = NULL;
+    errno = 0;
+    long value = rv < 0 ? 0 : strtol(text, &end, 10);
+    if (rv < 0 || errno != 0 || end == text || *end != '\0' || value < min || value > max) {
+        return -1;
+    }
+    *out = value;
+    return 0;
+}
+
+/* GET /v1/sites/SITE or /v1/sites/SITE/capacity/history[?limit=N] */
+static void route_site_get(struct tandem_node *node, struct tandem_http_request *r,
+                           const char *param)
+{
+    struct site_read *q = calloc(1, sizeof *q);
+    long limit = TANDEM_LIST_LIMIT_DEFAULT;
+    if (q == NULL) {
+        tandem_route_error(node, r, 503, "out of memory");
+        return;
+    }
+    q->history = param_site(param, HISTORY_SUFFIX, q->site);
+    if (!q->history && tandem_domain_site_ok(param)) {
+        snprintf(q->site, sizeof q->site, "%s", param);
+    } else if (!q->history) {
+        tandem_route_error(node, r, 404,
+                           "no such route: %s (GET /v1/sites/SITE or /v1/sites/SITE%s)", r->path,
+                           HISTORY_SUFFIX);
+        free(q);
+        return;
+    }
+    if (query_number(r, "limit", 1, TANDEM_CAPACITY_HISTORY_LIMIT_MAX, &limit) != 0) {
+        tandem_route_error(node, r, 400, "limit must be an integer from 1 to %d",
+                           TANDEM_CAPACITY_HISTORY_LIMIT_MAX);
+        free(q);
+        return;
+    }
+    q->limit = (unsigned)limit;
+    tandem_route_read(node, r, q->history ? serve_history : serve_sites, q, site_read_free);
+}
+
+/* POST /v1/sites/SITE/capacity {"capacity": N} */
+static void route_site_capacity_set(struct tandem_node *node, struct tandem_http_request *r,
+                                    const char *param)
+{
+    char site[TANDEM_SITE_LEN_MAX + 1];
+    if (!param_site(param, CAPACITY_SUFFIX, site)) {
+        tandem_route_error(node, r, 404, "no such route: %s (POST /v1/sites/SITE%s)", r->path,
+                           CAPACITY_SUFFIX);
+        return;
+    }
+    struct rebalance_write *w = rebalance_write_new(node, r);
+    if (w == NULL) {
+        return;
+    }
+    json_t *capacity = json_object_get(w->json, "capacity");
+    if (json_object_size(w->json) != 1 || !json_is_integer(capacity) ||
+        json_integer_value(capacity) < 0 ||
+        json_integer_value(capacity) > (json_int_t)TANDEM_SITE_CAPACITY_MAX) {
+        tandem_route_error(node, r, 400,
+                           "body must be {\"capacity\": N}, N effort units per hour from 0 to %u",
+                           TANDEM_SITE_CAPACITY_MAX);
+        rebalance_write_free(w);
+        return;
+    }
+    snprintf(w->target, sizeof w->target, "%s", site);
+    tandem__capacity_set__init(&w->capacity_set);
+    w->capacity_set.actor = &w->actor;
+    w->capacity_set.site = w->target;
+    w->capacity_set.capacity = (uint64_t)json_integer_value(capacity);
+    w->command.body_case = TANDEM__COMMAND__BODY_CAPACITY_SET;
+    w->command.capacity_set = &w->capacity_set;
+    tandem_route_submit(node, r, &w->command, rebalance_write_free, w);
+}
+
+/* ---- plans ---- */
+
+struct plan_read {
+    int objective;
+    size_t max_moves;
+    int64_t at_ms; /* 0: now */
+};
+
+static void plan_read_free(void *arg)
+{
+    free(arg);
+}
+
+static void serve_plan(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+{
+    struct plan_read *q = arg;
+    struct tandem_rebalance_view view;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    int status = 500;
+    if (view_read(node, r, &view) != 0) {
+        return;
+    }
+    int64_t at_ms = q->at_ms != 0 ? q->at_ms : node->proposer.now_ms();
+    json_t *plan =
+        tandem_rebalance_plan_json(&view, q->objective, q->max_moves, at_ms, &status, errmsg);
+    tandem_rebalance_view_free(&view);
+    if (plan == NULL) {
+        tandem_route_error(node, r, status, "%s", errmsg);
+        return;
+    }
+    plan_keep(node, plan);
+    respond_json(node, r, plan);
+}
+
+/* GET /v1/rebalance/plan[?objective=makespan|due&max_moves=N&at=TIME] */
+static void route_rebalance_plan(struct tandem_node *node, struct tandem_http_request *r,
+                                 const char *param)
+{
+    char text[QUERY_VALUE_MAX];
+    long max_moves = TANDEM_REBALANCE_MOVES_DEFAULT;
+    (void)param;
+    struct plan_read *q = calloc(1, sizeof *q);
+    if (q == NULL) {
+        tandem_route_error(node, r, 503, "out of memory");
+        return;
+    }
+    int rv = tandem_http_query_get(r->query, "objective", text, sizeof text);
+    q->objective = rv == 0  ? TANDEM_REBALANCE_MAKESPAN
+                   : rv < 0 ? -1
+                            : tandem_rebalance_objective_parse(text);
+    if (q->objective < 0) {
+        tandem_route_error(node, r, 400, "objective must be makespan or due");
+    } else if (query_number(r, "max_moves", 0, TANDEM_REBALANCE_MOVES_MAX, &max_moves) != 0) {
+        tandem_route_error(node, r, 400, "max_moves must be an integer from 0 to %d",
+                           TANDEM_REBALANCE_MOVES_MAX);
+    } else if ((rv = tandem_http_query_get(r->query, "at", text, sizeof text)) != 0 &&
+               (rv < 0 || tandem_rfc3339_parse(text, &q->at_ms) != 0 || q->at_ms == 0)) {
+        tandem_route_error(node, r, 400,
+                           "at must be an RFC 3339 date-time such as 2024-05-01T09:00:00Z");
+    } else {
+        q->max_moves = (size_t)max_moves;
+        tandem_route_read(node, r, serve_plan, q, plan_read_free);
+        return;
+    }
+    free(q);
+}
+
+/* Fills the apply command from a plan object {"id","index","objective","moves"}; answers r with
+ * 400 and returns -1 when it is malformed or its id does not match. */
+static int apply_from_plan(struct tandem_node *node, struct tandem_http_request *r,
+                           struct rebalance_write *w, json_t *plan)
+{
+    char why[TANDEM_ERRMSG_SIZE], id[TANDEM_REBALANCE_PLAN_ID_LEN + 1];
+    json_t *index = json_object_get(plan, "index");
+    const char *objective = json_string_value(json_object_get(plan, "objective"));
+    if (!json_is_integer(index) || json_integer_value(index) < 0 || objective == NULL ||
+        tandem_rebalance_objective_parse(objective) < 0) {
+        tandem_route_error(node, r, 400,
+                           "a plan needs \"index\" and \"objective\" as GET /v1/rebalance/plan "
+                           "gave them");
+        return -1;
+    }
+    if (tandem_rebalance_moves_parse(json_object_get(plan, "moves"), &w->moves, why) != 0) {
+        tandem_route_error(node, r, 400, "%s", why);
+        return -1;
+    }
+    snprintf(w->objective, sizeof w->objective, "%s", objective);
+    tandem__rebalance_apply__init(&w->apply);
+    w->apply.actor = &w->actor;
+    w->apply.plan_id = w->plan_id;
+    w->apply.index = (uint64_t)json_integer_value(index);
+    w->apply.objective = w->objective;
+    w->apply.n_moves = w->moves.n;
+    w->apply.moves = w->moves.ptrs;
+    if (tandem_rebalance_plan_id(w->apply.index, w->objective, w->moves.ptrs, w->moves.n, id) !=
+            0 ||
+        strcmp(id, w->plan_id) != 0) {
+        tandem_route_error(node, r, 400,
+                           "plan id %s does not match its index, objective and moves (expected "
+                           "%s): send the plan unchanged",
+                           w->plan_id, id);
+        return -1;
+    }
+    return 0;
+}
+
+/* POST /v1/rebalance/apply {"id"} (a plan this node computed) or the whole plan */
+static void route_rebalance_apply(struct tandem_node *node, struct tandem_http_request *r,
+                                  const char *param)
+{
+    (void)param;
+    struct rebalance_write *w = rebalance_write_new(node, r);
+    if (w == NULL) {
+        return;
+    }
+    const char *id = json_string_value(json_object_get(w->json, "id"));
+    if (id == NULL || strlen(id) != TANDEM_REBALANCE_PLAN_ID_LEN) {
+        tandem_route_error(node, r, 400, "body must be {\"id\": PLAN_ID} or the whole plan");
+        rebalance_write_free(w);
+        return;
+    }
+    snprintf(w->plan_id, sizeof w->plan_id, "%s", id);
+    json_t *plan = json_object_get(w->json, "moves") != NULL ? json_incref(w->json)
+                                                             : plan_kept(node, w->plan_id);
+    if (plan == NULL) {
+        tandem_route_error(node, r, 404,
+                           "plan %s is not known to %s (plans are kept in the memory of the node "
+                           "that computed them, %d at most): compute a new plan, or send the "
+                           "whole plan",
+                           w->plan_id, node->self.name, PLANS_KEPT);
+        rebalance_write_free(w);
+        return;
+    }
+    json_decref(w->json);
+    w->json = plan; /* the command's strings point into it */
+    if (apply_from_plan(node, r, w, plan) != 0) {
+        rebalance_write_free(w);
+        return;
+    }
+    w->command.body_case = TANDEM__COMMAND__BODY_REBALANCE_APPLY;
+    w->command.rebalance_apply = &w->apply;
+    tandem_route_submit(node, r, &w->command, rebalance_write_free, w);
+}

@@ -1,0 +1,863 @@
+/* BCP drill orchestration: preflight, probe writer, invoke and takeover, digest parity, revoke
+ * with failback, verification of every acknowledged probe write, and the stored report. */
+#include "node/bcp/drill.h"
+#include "replication/bcp/moves.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "node/log.h"
+#include "node/node.h"
+#include "node/api/api.h"
+#include "replication/bcp/sites.h"
+#include "storage/error.h"
+
+#define STEP_POLL_MS     50
+#define DIGEST_RETRY_MS  200
+#define CALL_TIMEOUT_MS  12000 /* invoke/revoke answer within their own wait bound */
+#define DRAIN_TIMEOUT_MS 6000  /* in-flight probe writes finish within their timeout */
+#define LIST_TIMEOUT_MS  10000
+#define DIGEST_NODES_MAX TANDEM_SITE_PLAN_MEMBERS_MAX
+
+enum drill_step {
+    STEP_PREFLIGHT,
+    STEP_WARMUP,
+    STEP_INVOKE,
+    STEP_TAKEOVER,
+    STEP_DIGEST_AFTER_INVOKE,
+    STEP_HOLD,
+    STEP_REVOKE,
+    STEP_FAILBACK,
+    STEP_COOLDOWN,
+    STEP_DRAIN,
+    STEP_DIGEST_AFTER_REVOKE,
+    STEP_VERIFY,
+    STEP_STORE,
+    STEP_DONE,
+};
+
+struct probe {
+    uint64_t sent_ms, ack_ms;
+    int status; /* 0 pending, HTTP status, or a negative UV_* code */
+};
+
+struct probe_call {
+    struct drill *d;
+    unsigned n;
+};
+
+struct digest_view {
+    char name[TANDEM_NAME_LEN_MAX + 1];
+    char api[TANDEM_URL_LEN_MAX + 1];
+    uint64_t applied;
+    char digest[2 * TANDEM_DIGEST_LEN + 1];
+    bool answered;
+};
+
+struct drill {
+    struct tandem_node *node;      /* borrowed */
+    struct tandem_http_request *r; /* answered at the end */
+    char id[TANDEM_DRILL_ID_LEN_MAX + 1];
+    char site[TANDEM_SITE_LEN_MAX + 1];
+    char targets[2][TANDEM_URL_LEN_MAX + 1];
+    char target_names[2][TANDEM_NAME_LEN_MAX + 1];
+    unsigned rate;
+    uv_timer_t probe_timer, step_timer;
+    unsigned handles_open;
+    struct probe *probes; /* owned, TANDEM_DRILL_PROBES_MAX */
+    unsigned n_probes, inflight;
+    bool probing;
+    uint64_t pause_from, pause_to; /* the digest pause, excluded from the gap measure */
+    int step;
+    bool call_pending;
+    uint64_t step_started_ms, started_ms;
+    int64_t started_wall_ms;
+    json_t *timeline;  /* owned */
+    json_t *preflight; /* owned */
+    bool failback;     /* leadership was in the site (or preferred there): return it on revoke */
+    bool takeover_ok, failback_ok, digests_equal[2], aborted;
+    int64_t takeover_ms, failback_ms;
+    int64_t jobs_moved;    /* by the invoke, from its answer; -1 = unknown */
+    int64_t jobs_returned; /* by the failback revoke; -1 = unknown */
+    uint64_t rpo_writes, verified;
+    struct digest_view views[DIGEST_NODES_MAX];
+    unsigned n_views, digest_pending;
+    uint64_t digest_next_ms;
+    json_t *report; /* owned */
+    char error[TANDEM_ERRMSG_SIZE];
+};
+
+static struct drill *active_drill; /* one drill per process */
+
+static uint64_t now_ms(struct drill *d)
+{
+    return uv_now(d->node->loop);
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void event(struct drill *d, const char *what)
+{
+    if (json_array_size(d->timeline) < TANDEM_DRILL_TIMELINE_MAX) {
+        json_array_append_new(
+            d->timeline,
+            json_pack("{s:I,s:s}", "t_ms", (json_int_t)(now_ms(d) - d->started_ms), "event", what));
+    }
+    tandem_log(TANDEM_LOG_INFO, "drill %s: %s", d->id, what);
+}
+
+static void goto_step(struct drill *d, int step)
+{
+    d->step = step;
+    d->step_started_ms = now_ms(d);
+}
+
+/* Any failure: note it, stop the writer, and still revoke if the invoke happened. */
+static void fail(struct drill *d, const char *what)
+{
+    if (d->error[0] == '\0') {
+        snprintf(d->error, sizeof d->error, "%s", what);
+    }
+    event(d, what);
+    d->aborted = true;
+    goto_step(d, d->step >= STEP_INVOKE && d->step < STEP_REVOKE ? STEP_REVOKE : STEP_DRAIN);
+}
+
+/* ---- probe writer ---- */
+
+static void probe_cb(void *data, int status, int http_status, const char *body, size_t len)
+{
+    struct probe_call *call = data;
+    struct drill *d = call->d;
+    struct probe *p = &d->probes[call->n];
+    (void)body;
+    (void)len;
+    p->ack_ms = now_ms(d);
+    p->status = status != 0 ? status : http_status;
+    d->inflight--;
+    free(call);
+}
+
+static void probe_tick(uv_timer_t *timer)
+{
+    struct drill *d = timer->data;
+    char path[128], value[24];
+    if (!d->probing || d->inflight >= TANDEM_DRILL_INFLIGHT_MAX ||
+        d->n_probes >= TANDEM_DRILL_PROBES_MAX) {
+        return;
+    }
+    unsigned n = d->n_probes;
+    struct probe_call *call = calloc(1, sizeof *call);
+    if (call == NULL) {
+        return;
+    }
+    call->d = d;
+    call->n = n;
+    snprintf(path, sizeof path, "/v1/kv/drill/%s/%u", d->id, n);
+    snprintf(value, sizeof value, "%u", n);
+    d->probes[n].sent_ms = now_ms(d);
+    d->probes[n].status = 0;
+    d->n_probes++;
+    d->inflight++;
+    int rv = tandem_bcp_call(&d->node->bcp, d->targets[n % 2], "PUT", path, NULL, value,
+                             TANDEM_DRILL_WRITE_TIMEOUT_MS, probe_cb, call);
+    if (rv != 0) {
+        d->probes[n].status = rv;
+        d->probes[n].ack_ms = now_ms(d);
+        d->inflight--;
+        free(call);
+    }
+}
+
+/* The longest gap between consecutive acknowledged writes (by acknowledgement time), outside
+ * the pause the drill makes for the digest check. */
+static int64_t rto(const struct drill *d, unsigned *acked, unsigned *failed)
+{
+    uint64_t previous = 0, gap = 0;
+    *acked = *failed = 0;
+    uint64_t *acks = malloc((d->n_probes + 1) * sizeof *acks);
+    if (acks == NULL) {
+        return -1;
+    }
+    for (unsigned i = 0; i < d->n_probes; i++) {
+        if (d->probes[i].status == 200) {
+            acks[(*acked)++] = d->probes[i].ack_ms;
+        } else {
+            (*failed)++;
+        }
+    }
+    for (unsigned i = 1; i < *acked; i++) { /* insertion sort: acks are nearly in order */
+        uint64_t v = acks[i];
+        unsigned j = i;
+        for (; j > 0 && acks[j - 1] > v; j--) {
+            acks[j] = acks[j - 1];
+        }
+        acks[j] = v;
+    }
+    for (unsigned i = 0; i < *acked; i++) {
+        bool across_pause =
+            previous > 0 && previous <= d->pause_from && acks[i] >= d->pause_to && d->pause_to > 0;
+        uint64_t g = previous == 0 ? 0 : acks[i] - previous;
+        if (across_pause) {
+            g = (d->pause_from - previous) + (acks[i] - d->pause_to);
+        }
+        gap = g > gap ? g : gap;
+        previous = acks[i];
+    }
+    free(acks);
+    return (int64_t)gap;
+}
+
+/* ---- preflight ---- */
+
+static void finish(struct drill *d);
+
+/* Refuses before anything changed: answers r and ends the drill without a report. */
+static void abort_early(struct drill *d, int status, const char *why)
+{
+    tandem_route_error(d->node, d->r, status, "drill %s: %s", d->site, why);
+    d->r = NULL;
+    finish(d);
+}
+
+static int load_table(struct tandem_node *node, struct tandem_site_table *t)
+{
+    MDB_txn *txn;
+    if (tandem_store_commit(&node->store) != 0 || tandem_store_read_txn(&node->store, &txn) != 0) {
+        return -1;
+    }
+    int rv = tandem_sites_load(&node->store, txn, t);
+    mdb_txn_abort(txn);
+    return rv;
+}
+
+/* Local checks: the site and every other site are active, the site's nodes answer, and there
+ * is a node to write through on each side. Fills why on refusal. */
+static int preflight_local(struct drill *d, const struct tandem_site_table *t, char *why)
+{
+    const struct raft_configuration *conf = &d->node->raft.raft.configuration;
+    const struct tandem_site *s = tandem_site_table_find(t, d->site);
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    if (s == NULL || s->witness) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "site %s is %s", d->site, s == NULL ? "unknown" : "a witness");
+        return -1;
+    }
+    for (unsigned i = 0; i < t->n_sites; i++) {
+        if (t->sites[i].state != TANDEM_SITE_ACTIVE) {
+            snprintf(why, TANDEM_ERRMSG_SIZE, "site %s is %s: drills need every site active", t->sites[i].name,
+                     tandem_site_state_name(t->sites[i].state));
+            return -1;
+        }
+    }
+    d->targets[0][0] = d->targets[1][0] = '\0';
+    for (unsigned i = 0; i < conf->n; i++) {
+        struct tandem_member m;
+        if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0) {
+            continue;
+        }
+        const struct tandem_site *ms = tandem_site_table_find(t, m.site);
+        bool ours = strcmp(m.site, d->site) == 0;
+        bool reachable = tandem_bcp_reachable(&d->node->bcp, m.name);
+        if (ours && !reachable) {
+            snprintf(why, TANDEM_ERRMSG_SIZE, "%s of site %s does not answer", m.name, d->site);
+            return -1;
+        }
+        int k = ours ? 0 : 1;
+        if (reachable && d->targets[k][0] == '\0' && (ours || (ms != NULL && !ms->witness))) {
+            snprintf(d->targets[k], sizeof d->targets[k], "%s", m.api);
+            snprintf(d->target_names[k], sizeof d->target_names[k], "%s", m.name);
+        }
+    }
+    struct tandem_member leader;
+    d->failback =
+        strcmp(t->preferred_site, d->site) == 0 ||
+        (tandem_raft_leader(&d->node->raft, &leader) == 0 && strcmp(leader.site, d->site) == 0);
+    if (d->targets[0][0] == '\0' || d->targets[1][0] == '\0') {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "no reachable node to write through in %s",
+                 d->targets[0][0] == '\0' ? d->site : "another non-witness site");
+        return -1;
+    }
+    return 0;
+}
+
+static void preflight_cb(void *data, int status, int http_status, const char *body, size_t len)
+{
+    struct drill *d = data;
+    json_t *root = status == 0 && http_status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
+    json_t *sites = json_object_get(root, "sites"), *s;
+    json_int_t lag_max = -1;
+    size_t i;
+    d->call_pending = false;
+    json_array_foreach(sites, i, s)
+    {
+        json_t *lag = json_object_get(s, "lag_entries");
+        lag_max = json_is_integer(lag) && json_integer_value(lag) > lag_max
+                      ? json_integer_value(lag)
+                      : lag_max;
+    }
+    d->preflight = json_pack("{s:I,s:s,s:s}", "lag_entries_max", lag_max, "write_through_site",
+                             d->target_names[0], "write_through_other", d->target_names[1]);
+    json_decref(root);
+    if (lag_max < 0 || lag_max > TANDEM_DRILL_LAG_ENTRIES_MAX) {
+        abort_early(d, 409,
+                    lag_max < 0 ? "preflight: the leader's replication lag is unknown"
+                                : "preflight: replication lag above the drill threshold");
+        return;
+    }
+    event(d, "preflight passed; probe writer started");
+    d->probing = true;
+    goto_step(d, STEP_WARMUP);
+}
+
+/* ---- invoke, revoke and their waits ---- */
+
+static void change_cb(void *data, int status, int http_status, const char *body, size_t len)
+{
+    struct drill *d = data;
+    char what[300];
+    d->call_pending = false;
+    if (status != 0 || (http_status != 200 && http_status != 202)) {
+        snprintf(what, sizeof what, "%s refused: %s %.*s",
+                 d->step == STEP_INVOKE ? "invoke" : "revoke",
+                 status != 0 ? uv_strerror(status) : "",
+                 body == NULL ? 0 : (int)(len > 160 ? 160 : len), body == NULL ? "" : body);
+        bool invoking = d->step == STEP_INVOKE;
+        fail(d, what);
+        if (invoking) {
+            goto_step(d, STEP_DRAIN); /* nothing was invoked: nothing to revoke */
+        }
+        return;
+    }
+    json_t *answer = body == NULL ? NULL : json_loadb(body, len, 0, NULL);
+    json_t *moved = json_object_get(answer, "jobs_moved");
+    if (json_is_integer(moved)) {
+        *(d->step == STEP_INVOKE ? &d->jobs_moved : &d->jobs_returned) = json_integer_value(moved);
+    }
+    json_decref(answer);
+    event(d, d->step == STEP_INVOKE ? "invoke recorded"
+                                    : (d->failback ? "revoke recorded (with failback)"
+                                                   : "revoke recorded (leadership was elsewhere: "
+                                                     "no failback)"));
+    goto_step(d, d->step == STEP_INVOKE ? STEP_TAKEOVER : STEP_FAILBACK);
+}
+
+static void change_start(struct drill *d, bool invoke)
+{
+    char body[512];
+    snprintf(body, sizeof body,
+             "{\"site\":\"%s\",\"reason\":\"drill %s\",\"by\":\"drill:%s\",\"failback\":%s,"
+             "\"return_jobs\":true,\"wait_ms\":0}",
+             d->site, d->id, d->id, d->failback ? "true" : "false");
+    d->call_pending = true;
+    if (tandem_bcp_call(&d->node->bcp, d->node->self.api, "POST",
+                        invoke ? "/v1/bcp/invoke" : "/v1/bcp/revoke", NULL, body, CALL_TIMEOUT_MS,
+                        change_cb, d) != 0) {
+        d->call_pending = false;
+        fail(d, invoke ? "cannot send the invoke" : "cannot send the revoke");
+    }
+}
+
+static bool takeover_done(struct drill *d)
+{
+    const struct raft_configuration *conf = &d->node->raft.raft.configuration;
+    struct tandem_member leader, m;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    if (tandem_raft_leader(&d->node->raft, &leader) != 0 || strcmp(leader.site, d->site) == 0) {
+        return false;
+    }
+    for (unsigned i = 0; i < conf->n; i++) {
+        if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) == 0 &&
+            strcmp(m.site, d->site) == 0 && conf->servers[i].role == RAFT_VOTER) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool failback_done(struct drill *d)
+{
+    struct tandem_site_table *t = malloc(sizeof *t);
+    struct tandem_member leader;
+    bool done = false;
+    if (t != NULL && load_table(d->node, t) == 0) {
+        const struct tandem_site *s = tandem_site_table_find(t, d->site);
+        done = s != NULL && s->state == TANDEM_SITE_ACTIVE &&
+               (!d->failback || (tandem_raft_leader(&d->node->raft, &leader) == 0 &&
+                                 strcmp(leader.site, d->site) == 0));
+    }
+    free(t);
+    return done;
+}
+
+/* ---- digest parity ---- */
+
+static void digest_cb(void *data, int status, int http_status, const char *body, size_t len)
+{
+    struct digest_view *v = data;
+    struct drill *d = active_drill;
+    json_t *root = status == 0 && http_status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
+    json_t *applied = json_object_get(root, "applied_index");
+    const char *digest = json_string_value(json_object_get(root, "state_digest"));
+    if (json_is_integer(applied) && digest != NULL) {
+        v->answered = true;
+        v->applied = (uint64_t)json_integer_value(applied);
+        snprintf(v->digest, sizeof v->digest, "%s", digest);
+    }
+    json_decref(root);
+    if (d != NULL) {
+        d->digest_pending--;
+    }
+}
+
+/* One round: GET /v1/digest from every member that answers probes. */
+static void digest_round(struct drill *d)
+{
+    const struct raft_configuration *conf = &d->node->raft.raft.configuration;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    d->n_views = 0;
+    for (unsigned i = 0; i < conf->n && d->n_views < DIGEST_NODES_MAX; i++) {
+        struct tandem_member m;
+        if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0 ||
+            !tandem_bcp_reachable(&d->node->bcp, m.name)) {
+            continue;
+        }
+        struct digest_view *v = &d->views[d->n_views++];
+        memset(v, 0, sizeof *v);
+        snprintf(v->name, sizeof v->name, "%s", m.name);
+        snprintf(v->api, sizeof v->api, "%s", m.api);
+        d->digest_pending++;
+        if (tandem_bcp_call(&d->node->bcp, v->api, "GET", "/v1/digest", NULL, NULL, 2000, digest_cb,
+                            v) != 0) {
+            d->digest_pending--;
+        }
+    }
+}
+
+/* Returns 1 when settled (equal or not, result stored), 0 to keep polling. */
+static int digest_settle(struct drill *d, int which)
+{
+    bool same_index = d->n_views > 0, same_digest = true;
+    for (unsigned i = 0; i < d->n_views; i++) {
+        same_index &= d->views[i].answered && d->views[i].applied == d->views[0].applied;
+        same_digest &= strcmp(d->views[i].digest, d->views[0].digest) == 0;
+    }
+    bool late = now_ms(d) - d->step_started_ms > TANDEM_DRILL_DIGEST_TIMEOUT_MS;
+    if (!same_index && !late) {
+        return 0;
+    }
+    char what[200];
+    d->digests_equal[which] = same_index && same_digest;
+    snprintf(what, sizeof what, "state digests %s across %u live nodes at applied index %" PRIu64,
+             d->digests_equal[which] ? "equal" : (same_index ? "DIFFER" : "did not converge"),
+             d->n_views, d->views[0].applied);
+    event(d, what);
+    return 1;
+}
+
+static bool digest_step(struct drill *d, int which)
+{
+    if (d->inflight > 0 && now_ms(d) - d->step_started_ms < DRAIN_TIMEOUT_MS) {
+        return false; /* let the writes in flight land first */
+    }
+    if (d->digest_pending > 0 || now_ms(d) < d->digest_next_ms) {
+        return false;
+    }
+    if (d->n_views > 0 && digest_settle(d, which)) {
+        d->n_views = 0;
+        return true;
+    }
+    d->digest_next_ms = now_ms(d) + DIGEST_RETRY_MS;
+    digest_round(d);
+    return false;
+}
+
+/* ---- verification and storing ---- */
+
+static void verify_cb(void *data, int status, int http_status, const char *body, size_t len)
+{
+    struct drill *d = data;
+    json_t *root = status == 0 && http_status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
+    json_t *kvs = json_object_get(root, "kvs"), *kv;
+    char prefix[TANDEM_DRILL_ID_LEN_MAX + 16];
+    bool *found = calloc(d->n_probes + 1, sizeof *found);
+    size_t i;
+    d->call_pending = false;
+    snprintf(prefix, sizeof prefix, "drill/%s/", d->id);
+    json_array_foreach(kvs, i, kv)
+    {
+        const char *key = json_string_value(json_object_get(kv, "key"));
+        if (found != NULL && key != NULL && strncmp(key, prefix, strlen(prefix)) == 0) {
+            unsigned long n = strtoul(key + strlen(prefix), NULL, 10);
+            if (n < d->n_probes) {
+                found[n] = true;
+            }
+        }
+    }
+    d->rpo_writes = d->verified = 0;
+    for (unsigned n = 0; found != NULL && root != NULL && n < d->n_probes; n++) {
+        if (d->probes[n].status == 200) {
+            d->verified++;
+            d->rpo_writes += found[n] ? 0 : 1;
+        }
+    }
+    if (root == NULL || found == NULL) {
+        fail(d, "verification: listing the probe keys failed");
+    } else {
+        event(d, d->rpo_writes == 0 ? "every acknowledged probe write is readable"
+                                    : "ACKNOWLEDGED PROBE WRITES ARE MISSING");
+    }
+    free(found);
+    json_decref(root);
+    goto_step(d, STEP_STORE);
+}
+
+static void verify_start(struct drill *d)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/v1/kv?prefix=drill/%s/&limit=%d", d->id, TANDEM_DRILL_PROBES_MAX);
+    d->call_pending = true;
+    if (tandem_bcp_call(&d->node->bcp, d->node->self.api, "GET", path, NULL, NULL, LIST_TIMEOUT_MS,
+                        verify_cb, d) != 0) {
+        d->call_pending = false;
+        fail(d, "verification: cannot list the probe keys");
+        goto_step(d, STEP_STORE);
+    }
+}
+
+static json_t *report_build(struct drill *d)
+{
+    unsigned acked, failed;
+    int64_t gap = rto(d, &acked, &failed);
+    bool ok = !d->aborted && d->takeover_ok && d->failback_ok && d->digests_equal[0] &&
+              d->digests_equal[1] && d->rpo_writes == 0;
+    json_t *report = json_pack(
+        "{s:s,s:s,s:I,s:I,s:b,s:I,s:I,s:b,s:I,s:I,s:I,s:I,s:O,s:O,s:{s:I,s:I,s:I,s:I,s:I}}", "id",
+        d->id, "site", d->site, "started", (json_int_t)d->started_wall_ms, "finished",
+        (json_int_t)wall_ms(), "ok", ok, "rto_ms", (json_int_t)gap, "rpo_writes",
+        (json_int_t)d->rpo_writes, "digests_equal", d->digests_equal[0] && d->digests_equal[1],
+        "jobs_moved", (json_int_t)d->jobs_moved, "jobs_returned", (json_int_t)d->jobs_returned,
+        "takeover_ms", (json_int_t)d->takeover_ms, "failback_ms", (json_int_t)d->failback_ms,
+        "timeline", d->timeline, "preflight", d->preflight ? d->preflight : json_null(), "probe",
+        "rate_per_s", (json_int_t)d->rate, "sent", (json_int_t)d->n_probes, "acked",
+        (json_int_t)acked, "failed", (json_int_t)failed, "verified", (json_int_t)d->verified);
+    if (report != NULL) {
+        json_object_set_new(report, "failback", json_boolean(d->failback));
+        if (d->jobs_moved < 0) {
+            json_object_set_new(report, "jobs_moved", json_null());
+        }
+        if (d->jobs_returned < 0) {
+            json_object_set_new(report, "jobs_returned", json_null());
+        }
+    }
+    if (report != NULL && d->error[0] != '\0') {
+        json_object_set_new(report, "error", json_string(d->error));
+    }
+    return report;
+}
+
+static void store_cb(void *data, int status, int http_status, const char *body, size_t len)
+{
+    struct drill *d = data;
+    json_t *root = status == 0 && http_status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
+    json_t *seq = json_object_get(root, "seq");
+    d->call_pending = false;
+    json_object_set_new(d->report, "stored", json_boolean(json_is_integer(seq)));
+    if (json_is_integer(seq)) {
+        json_object_set(d->report, "seq", seq);
+    }
+    json_decref(root);
+    goto_step(d, STEP_DONE);
+}
+
+static void store_start(struct drill *d)
+{
+    d->report = report_build(d);
+    char *text = d->report == NULL ? NULL : json_dumps(d->report, JSON_COMPACT);
+    d->call_pending = true;
+    if (text == NULL || tandem_bcp_call(&d->node->bcp, d->node->self.api, "POST", "/v1/bcp/drills",
+                                        NULL, text, CALL_TIMEOUT_MS, store_cb, d) != 0) {
+        d->call_pending = false;
+        goto_step(d, STEP_DONE);
+    }
+    free(text);
+}
+
+/* ---- the step machine ---- */
+
+static void handle_closed_cb(uv_handle_t *handle)
+{
+    struct drill *d = handle->data;
+    if (--d->handles_open > 0) {
+        return;
+    }
+    json_decref(d->timeline);
+    json_decref(d->preflight);
+    json_decref(d->report);
+    free(d->probes);
+    free(d);
+}
+
+static void finish(struct drill *d)
+{
+    if (d->report == NULL) {
+        d->report = report_build(d);
+    }
+    if (d->r != NULL) {
+        tandem_route_jansson(d->node, d->r, 200, json_incref(d->report));
+    }
+    active_drill = NULL;
+    uv_timer_stop(&d->probe_timer);
+    uv_timer_stop(&d->step_timer);
+    uv_close((uv_handle_t *)&d->probe_timer, handle_closed_cb);
+    uv_close((uv_handle_t *)&d->step_timer, handle_closed_cb);
+}
+
+static bool elapsed(struct drill *d, uint64_t ms)
+{
+    return now_ms(d) - d->step_started_ms >= ms;
+}
+
+static void step_wait(struct drill *d, bool done, bool invoke)
+{
+    char what[128];
+    int64_t took = (int64_t)(now_ms(d) - d->step_started_ms);
+    if (done) {
+        snprintf(what, sizeof what, "%s complete after %" PRId64 " ms",
+                 invoke ? "takeover" : "failback", took);
+        event(d, what);
+        if (invoke) {
+            d->takeover_ok = true;
+            d->takeover_ms = took;
+            d->probing = false; /* paused for the digest check */
+            d->pause_from = now_ms(d);
+            goto_step(d, STEP_DIGEST_AFTER_INVOKE);
+        } else {
+            d->failback_ok = true;
+            d->failback_ms = took;
+            goto_step(d, STEP_COOLDOWN);
+        }
+    } else if (elapsed(d, TANDEM_DRILL_STEP_TIMEOUT_MS)) {
+        fail(d, invoke ? "takeover not complete in time" : "failback not complete in time");
+    }
+}
+
+static void step_tick(uv_timer_t *timer)
+{
+    struct drill *d = timer->data;
+    if (d->call_pending) {
+        return;
+    }
+    switch (d->step) {
+        case STEP_WARMUP:
+            if (elapsed(d, TANDEM_DRILL_SETTLE_MS)) {
+                event(d, "invoking BCP");
+                goto_step(d, STEP_INVOKE);
+                change_start(d, true);
+            }
+            break;
+        case STEP_TAKEOVER:
+            step_wait(d, takeover_done(d), true);
+            break;
+        case STEP_DIGEST_AFTER_INVOKE:
+            if (digest_step(d, 0)) {
+                d->pause_to = now_ms(d);
+                d->probing = !d->aborted;
+                goto_step(d, STEP_HOLD);
+            }
+            break;
+        case STEP_HOLD:
+            if (elapsed(d, TANDEM_DRILL_SETTLE_MS)) {
+                event(d, "revoking BCP");
+                goto_step(d, STEP_REVOKE);
+                change_start(d, false);
+            }
+            break;
+        case STEP_REVOKE: /* reached through fail() after an invoke: revoke anyway */
+            change_start(d, false);
+            break;
+        case STEP_FAILBACK:
+            step_wait(d, failback_done(d), false);
+            break;
+        case STEP_COOLDOWN:
+            if (elapsed(d, TANDEM_DRILL_SETTLE_MS)) {
+                event(d, "probe writer stopped");
+                d->probing = false;
+                goto_step(d, STEP_DRAIN);
+            }
+            break;
+        default:
+            break;
+    }
+}
+
+static void step_tick_end(uv_timer_t *timer)
+{
+    struct drill *d = timer->data;
+    step_tick(timer);
+    if (d->call_pending) {
+        return;
+    }
+    switch (d->step) {
+        case STEP_DRAIN:
+            d->probing = false;
+            if (d->inflight == 0 || elapsed(d, DRAIN_TIMEOUT_MS)) {
+                goto_step(d, d->aborted ? STEP_VERIFY : STEP_DIGEST_AFTER_REVOKE);
+            }
+            break;
+        case STEP_DIGEST_AFTER_REVOKE:
+            if (digest_step(d, 1)) {
+                goto_step(d, STEP_VERIFY);
+            }
+            break;
+        case STEP_VERIFY:
+            if (d->digest_pending == 0) {
+                verify_start(d);
+            }
+            break;
+        case STEP_STORE:
+            store_start(d);
+            break;
+        case STEP_DONE:
+            if (d->inflight == 0 && d->digest_pending == 0) {
+                finish(d);
+            }
+            break;
+        default:
+            break;
+    }
+}
+
+/* ---- dry run ---- */
+
+/* What an invoke of the site would change, from the site controller's own planner. */
+static void dry_run(struct tandem_node *node, struct tandem_http_request *r, const char *site)
+{
+    struct tandem_site_plan_input *in = malloc(sizeof *in);
+    json_t *changes = json_array();
+    struct tandem_member leader;
+    if (in == NULL || tandem_bcp_plan_input(&node->bcp, in) != 0) {
+        free(in);
+        json_decref(changes);
+        tandem_route_error(node, r, 500, "cannot read the site table");
+        return;
+    }
+    for (unsigned i = 0; i < in->n_sites; i++) {
+        if (strcmp(in->sites[i].name, site) == 0) {
+            in->sites[i].state = TANDEM_PLAN_SITE_INVOKED;
+        }
+    }
+    for (unsigned i = 0; i < in->n_members; i++) {
+        const struct tandem_site_plan_member *m = &in->members[i];
+        int want = tandem_site_desired_role(in, m);
+        if (want != m->role) {
+            json_array_append_new(changes, json_pack("{s:s,s:s,s:s,s:s}", "member", m->name, "site",
+                                                     m->site, "from", tandem_role_name(m->role),
+                                                     "to", tandem_role_name(want)));
+        }
+    }
+    bool moves = tandem_raft_leader(&node->raft, &leader) == 0 && strcmp(leader.site, site) == 0;
+    json_t *jobs = json_array();
+    MDB_txn *txn;
+    if (tandem_store_commit(&node->store) == 0 && tandem_store_read_txn(&node->store, &txn) == 0) {
+        if (tandem_bcp_jobs_list(&node->store, txn, site, jobs) != 0) {
+            json_decref(jobs);
+            jobs = json_null();
+        }
+        mdb_txn_abort(txn);
+    }
+    json_t *body =
+        json_pack("{s:b,s:s,s:o,s:s?,s:b,s:I,s:o}", "dry_run", true, "site", site, "role_changes",
+                  changes, "leader", moves ? leader.name : NULL, "leadership_moves", moves,
+                  "jobs_moved", (json_int_t)json_array_size(jobs), "jobs", jobs);
+    free(in);
+    tandem_route_jansson(node, r, 200, body);
+}
+
+/* ---- start ---- */
+
+static struct drill *drill_new(struct tandem_node *node, struct tandem_http_request *r,
+                               const char *site, unsigned rate)
+{
+    struct drill *d = calloc(1, sizeof *d);
+    if (d == NULL || (d->probes = calloc(TANDEM_DRILL_PROBES_MAX, sizeof *d->probes)) == NULL ||
+        (d->timeline = json_array()) == NULL) {
+        if (d != NULL) {
+            free(d->probes);
+        }
+        free(d);
+        return NULL;
+    }
+    d->node = node;
+    d->r = r;
+    d->rate = rate;
+    d->jobs_moved = d->jobs_returned = -1;
+    snprintf(d->site, sizeof d->site, "%s", site);
+    d->started_wall_ms = wall_ms();
+    snprintf(d->id, sizeof d->id, "d%" PRId64, d->started_wall_ms);
+    d->started_ms = uv_now(node->loop);
+    uv_timer_init(node->loop, &d->probe_timer);
+    uv_timer_init(node->loop, &d->step_timer);
+    d->probe_timer.data = d->step_timer.data = d;
+    d->handles_open = 2;
+    return d;
+}
+
+void tandem_bcp_drill_start(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
+{
+    const char *site = json_string_value(json_object_get(body, "site"));
+    json_t *rate_json = json_object_get(body, "rate");
+    json_int_t rate =
+        json_is_integer(rate_json) ? json_integer_value(rate_json) : TANDEM_DRILL_RATE_DEFAULT;
+    char why[TANDEM_ERRMSG_SIZE];
+    if (site == NULL || !tandem_member_name_ok(site, TANDEM_SITE_LEN_MAX) || rate < 1 ||
+        rate > TANDEM_DRILL_RATE_MAX) {
+        tandem_route_error(node, r, 400, "body must be {\"site\", \"dry_run\"?, \"rate\"? (1-%d)}",
+                           TANDEM_DRILL_RATE_MAX);
+        return;
+    }
+    if (json_is_true(json_object_get(body, "dry_run"))) {
+        dry_run(node, r, site);
+        return;
+    }
+    if (active_drill != NULL) {
+        tandem_route_error(node, r, 409, "drill %s is already running on this node",
+                           active_drill->id);
+        return;
+    }
+    struct tandem_site_table *t = malloc(sizeof *t);
+    struct drill *d = t == NULL ? NULL : drill_new(node, r, site, (unsigned)rate);
+    if (d == NULL || load_table(node, t) != 0) {
+        free(t);
+        if (d != NULL) {
+            abort_early(d, 500, "cannot read the site table");
+        } else {
+            tandem_route_error(node, r, 500, "out of memory");
+        }
+        return;
+    }
+    int rv = preflight_local(d, t, why);
+    free(t);
+    if (rv != 0) {
+        abort_early(d, 409, why);
+        return;
+    }
+    active_drill = d;
+    event(d, "drill started");
+    d->call_pending = true;
+    if (tandem_bcp_call(&node->bcp, node->self.api, "GET", "/v1/bcp/status", NULL, NULL, 5000,
+                        preflight_cb, d) != 0) {
+        active_drill = NULL;
+        abort_early(d, 500, "cannot ask the leader for replication lag");
+        return;
+    }
+    uv_timer_start(&d->probe_timer, probe_tick, 1000 / (uint64_t)rate, 1000 / (uint64_t)rate);
+    uv_timer_start(&d->step_timer, step_tick_end, STEP_POLL_MS, STEP_POLL_MS);
+}

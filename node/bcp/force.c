@@ -1,0 +1,405 @@
+/* Forced failover coordinator: polls every member, refuses while quorum exists, picks the
+ * survivor with the longest log, tells it to raft_recover at a new fencing epoch and the other
+ * survivors to re-seed and join, reports what may be lost, then restarts itself if needed. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "consensus/recover.h"
+#include "node/log.h"
+#include "node/node.h"
+#include "node/api/api.h"
+#include "storage/error.h"
+
+#define FORCE_POLL_TIMEOUT_MS     1500 /* a member that cannot answer its status is lost */
+#define FORCE_INSTRUCT_TIMEOUT_MS 5000
+
+enum force_phase { FORCE_POLL, FORCE_SEED, FORCE_JOINERS };
+
+struct force {
+    struct tandem_node *node;
+    struct tandem_http_request *r;
+    char site[TANDEM_SITE_LEN_MAX + 1];
+    char reason[128];
+    struct tandem_recover_candidate cand[TANDEM_RECOVER_MEMBERS_MAX];
+    char state[TANDEM_RECOVER_MEMBERS_MAX][16]; /* raft state each member reported */
+    unsigned n;
+    unsigned pending;
+    int phase;
+    int seed;
+    uint64_t epoch;
+    json_t *instructed; /* owned: what each survivor was told and how it answered */
+};
+
+struct force_call {
+    struct force *f;
+    unsigned index;
+};
+
+static void force_free(struct force *f)
+{
+    json_decref(f->instructed);
+    free(f);
+}
+
+static bool self_index(const struct force *f, unsigned i)
+{
+    return strcmp(f->cand[i].member.name, f->node->self.name) == 0;
+}
+
+static uint64_t json_u64(json_t *object, const char *name)
+{
+    json_t *v = json_object_get(object, name);
+    return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
+}
+
+static void force_decide(struct force *f);
+static void force_instruct_next(struct force *f);
+
+static void poll_cb(void *data, int status, int http_status, const char *body, size_t len)
+{
+    struct force_call *call = data;
+    struct force *f = call->f;
+    struct tandem_recover_candidate *c = &f->cand[call->index];
+    json_t *root = status == 0 && http_status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
+    json_t *node = json_object_get(root, "node");
+    if (json_is_object(node)) {
+        c->reachable = true;
+        c->term = json_u64(node, "term");
+        c->last_index = json_u64(node, "last_index");
+        c->commit_index = json_u64(node, "commit_index");
+        c->epoch = json_u64(node, "epoch");
+        const char *state = json_string_value(json_object_get(node, "state"));
+        snprintf(f->state[call->index], sizeof f->state[call->index], "%s", state ? state : "");
+    }
+    json_decref(root);
+    free(call);
+    if (--f->pending == 0) {
+        force_decide(f);
+    }
+}
+
+static void poll_self(struct force *f, unsigned i)
+{
+    struct raft *r = &f->node->raft.raft;
+    struct tandem_recover_candidate *c = &f->cand[i];
+    c->reachable = true;
+    c->term = raft_current_term(r);
+    c->last_index = raft_last_index(r);
+    c->commit_index = raft_commit_index(r);
+    c->epoch = f->node->epoch;
+    snprintf(f->state[i], sizeof f->state[i], "%s",
+             raft_state(r) == RAFT_LEADER ? "leader" : "follower");
+}
+
+/* Starts polling every member of our configuration; the decision follows the last answer. */
+static int force_poll(struct force *f)
+{
+    const struct raft_configuration *conf = &f->node->raft.raft.configuration;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    f->pending = 1; /* held until every poll is sent */
+    for (unsigned i = 0; i < conf->n && f->n < TANDEM_RECOVER_MEMBERS_MAX; i++) {
+        struct tandem_recover_candidate *c = &f->cand[f->n];
+        if (tandem_member_address_parse(conf->servers[i].address, &c->member, errmsg) != 0) {
+            continue;
+        }
+        c->member.role = tandem_raft_role_from_raft(conf->servers[i].role);
+        unsigned index = f->n++;
+        if (self_index(f, index)) {
+            poll_self(f, index);
+            continue;
+        }
+        struct force_call *call = calloc(1, sizeof *call);
+        if (call == NULL) {
+            return -1;
+        }
+        call->f = f;
+        call->index = index;
+        f->pending++;
+        if (tandem_bcp_call(&f->node->bcp, c->member.api, "GET", "/v1/status", NULL, NULL,
+                            FORCE_POLL_TIMEOUT_MS, poll_cb, call) != 0) {
+            f->pending--;
+            free(call);
+        }
+    }
+    if (--f->pending == 0) {
+        force_decide(f);
+    }
+    return 0;
+}
+
+/* 409 while quorum may exist: a leader answered, or a node of the site answered. */
+static int force_refuse(struct force *f)
+{
+    bool site_known = false;
+    for (unsigned i = 0; i < f->n; i++) {
+        const struct tandem_recover_candidate *c = &f->cand[i];
+        site_known |= strcmp(c->member.site, f->site) == 0;
+        if (c->reachable && strcmp(f->state[i], "leader") == 0) {
+            tandem_route_error(f->node, f->r, 409,
+                               "%s is leader: quorum is not lost, use a planned invoke",
+                               c->member.name);
+            return -1;
+        }
+        if (c->reachable && strcmp(c->member.site, f->site) == 0) {
+            tandem_route_error(f->node, f->r, 409,
+                               "%s of site %s answers: the site is not lost, so forcing would "
+                               "split the cluster; use a planned invoke once quorum is back",
+                               c->member.name, f->site);
+            return -1;
+        }
+    }
+    if (!site_known) {
+        tandem_route_error(f->node, f->r, 404, "no member of site %s in the configuration",
+                           f->site);
+        return -1;
+    }
+    return 0;
+}
+
+static void force_decide(struct force *f)
+{
+    if (f->phase != FORCE_POLL) {
+        return;
+    }
+    if (force_refuse(f) != 0) {
+        force_free(f);
+        return;
+    }
+    f->seed = tandem_recover_choose(f->cand, f->n, f->site);
+    if (f->seed < 0) {
+        tandem_route_error(f->node, f->r, 503, "no surviving member answers");
+        force_free(f);
+        return;
+    }
+    for (unsigned i = 0; i < f->n; i++) {
+        if (f->cand[i].reachable && f->cand[i].epoch > f->epoch) {
+            f->epoch = f->cand[i].epoch;
+        }
+    }
+    f->epoch++;
+    tandem_log(TANDEM_LOG_WARN,
+               "forced failover of site %s: seed %s (term %" PRIu64 ", last index %" PRIu64
+               "), new epoch %" PRIu64,
+               f->site, f->cand[f->seed].member.name, f->cand[f->seed].term,
+               f->cand[f->seed].last_index, f->epoch);
+    f->phase = FORCE_SEED;
+    force_instruct_next(f);
+}
+
+static bool survivor(const struct force *f, unsigned i)
+{
+    return f->cand[i].reachable && strcmp(f->cand[i].member.site, f->site) != 0;
+}
+
+/* {"epoch","site","reason","members":[seed voter, other survivors standby]} */
+static char *plan_body(struct force *f)
+{
+    json_t *members = json_array();
+    for (unsigned i = 0; i < f->n; i++) {
+        const struct tandem_member *m = &f->cand[i].member;
+        if (!survivor(f, i)) {
+            continue;
+        }
+        json_array_append_new(members, json_pack("{s:s,s:s,s:s,s:s,s:s}", "name", m->name, "site",
+                                                 m->site, "raft", m->raft, "api", m->api, "role",
+                                                 (int)i == f->seed ? "voter" : "standby"));
+    }
+    json_t *body = json_pack("{s:I,s:s,s:s,s:o}", "epoch", (json_int_t)f->epoch, "site", f->site,
+                             "reason", f->reason, "members", members);
+    char *text = body == NULL ? NULL : json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    return text;
+}
+
+static void instructed_add(struct force *f, unsigned i, const char *action, bool ok,
+                           const char *error)
+{
+    json_array_append_new(f->instructed,
+                          json_pack("{s:s,s:s,s:b,s:s}", "name", f->cand[i].member.name, "action",
+                                    action, "ok", ok, "error", error == NULL ? "" : error));
+}
+
+static void instruct_cb(void *data, int status, int http_status, const char *body, size_t len)
+{
+    struct force_call *call = data;
+    struct force *f = call->f;
+    bool ok = status == 0 && (http_status == 202 || http_status == 200);
+    char error[TANDEM_ERRMSG_SIZE];
+    snprintf(error, sizeof error, "%s%.*s", status != 0 ? uv_strerror(status) : "",
+             ok || body == NULL ? 0 : (int)(len > 200 ? 200 : len), body == NULL ? "" : body);
+    bool seed = (int)call->index == f->seed;
+    instructed_add(f, call->index, seed ? "recover" : "reseed", ok, ok ? NULL : error);
+    free(call);
+    if (seed && !ok) {
+        /* Nothing changed anywhere yet: the joiners are only told after the seed accepted. */
+        tandem_route_error(f->node, f->r, 502, "the chosen survivor %s refused to recover: %s",
+                           f->cand[f->seed].member.name, error);
+        force_free(f);
+        return;
+    }
+    if (--f->pending == 0) {
+        force_instruct_next(f);
+    }
+}
+
+static int instruct(struct force *f, unsigned i)
+{
+    char reseed[256];
+    bool seed = (int)i == f->seed;
+    char *body = seed ? plan_body(f) : NULL;
+    snprintf(reseed, sizeof reseed, "{\"epoch\":%" PRIu64 ",\"cluster_id\":\"%s\",\"force\":true}",
+             f->epoch, f->node->config->cluster_id);
+    struct force_call *call = calloc(1, sizeof *call);
+    int rv = call == NULL || (seed && body == NULL) ? UV_ENOMEM : 0;
+    if (rv == 0) {
+        call->f = f;
+        call->index = i;
+        f->pending++;
+        rv = tandem_bcp_call(&f->node->bcp, f->cand[i].member.api, "POST",
+                             seed ? "/v1/node/recover" : "/v1/node/reseed", NULL,
+                             seed ? body : reseed, FORCE_INSTRUCT_TIMEOUT_MS, instruct_cb, call);
+        if (rv != 0) {
+            f->pending--;
+            free(call);
+        }
+    }
+    free(body);
+    if (rv != 0) {
+        instructed_add(f, i, seed ? "recover" : "reseed", false, uv_strerror(rv));
+    }
+    return rv;
+}
+
+static json_t *names_json(const struct force *f, bool survivors)
+{
+    json_t *list = json_array();
+    for (unsigned i = 0; i < f->n; i++) {
+        if (survivor(f, i) == survivors) {
+            json_array_append_new(list, json_string(f->cand[i].member.name));
+        }
+    }
+    return list;
+}
+
+static void force_report(struct force *f)
+{
+    const struct tandem_recover_candidate *seed = &f->cand[f->seed];
+    uint64_t committed = 0;
+    for (unsigned i = 0; i < f->n; i++) {
+        if (survivor(f, i) && f->cand[i].commit_index > committed) {
+            committed = f->cand[i].commit_index;
+        }
+    }
+    bool safe = tandem_recover_no_committed_loss(f->cand, f->n, f->site);
+    json_t *body = json_pack(
+        "{s:s,s:s,s:I,s:I,s:I,s:o,s:b,s:o,s:o,s:O}", "site", f->site, "seed", seed->member.name,
+        "epoch", (json_int_t)f->epoch, "highest_index", (json_int_t)seed->last_index,
+        "committed_index_seen", (json_int_t)committed, "lost_entries_max",
+        safe ? json_integer(0) : json_null(), "no_committed_loss", safe, "survivors",
+        names_json(f, true), "lost", names_json(f, false), "instructed", f->instructed);
+    if (body != NULL && !safe) {
+        json_object_set_new(body, "note",
+                            json_string("the lost members held a majority of the old voters: "
+                                        "entries they committed after the survivors last heard "
+                                        "from them may be lost, and their number is unknown"));
+    }
+    tandem_route_jansson(f->node, f->r, 200, body);
+}
+
+/* Runs the local part after the answer: this node restarts as the seed or as a joiner. */
+static void force_self(struct force *f)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    for (unsigned i = 0; i < f->n; i++) {
+        if (!self_index(f, i) || !survivor(f, i)) {
+            continue;
+        }
+        if ((int)i == f->seed) {
+            struct tandem_recover_plan *plan = calloc(1, sizeof *plan);
+            if (plan == NULL) {
+                tandem_log(TANDEM_LOG_ERROR, "forced failover: out of memory");
+                return;
+            }
+            plan->epoch = f->epoch;
+            snprintf(plan->site, sizeof plan->site, "%s", f->site);
+            snprintf(plan->reason, sizeof plan->reason, "%s", f->reason);
+            for (unsigned j = 0; j < f->n; j++) {
+                if (survivor(f, j)) {
+                    plan->members[plan->n_members] = f->cand[j].member;
+                    plan->members[plan->n_members++].role =
+                        (int)j == f->seed ? TANDEM_ROLE_VOTER : TANDEM_ROLE_STANDBY;
+                }
+            }
+            int rv = tandem_recover_plan_write(f->node->config->data_dir, plan, errmsg);
+            free(plan);
+            if (rv != 0) {
+                tandem_log(TANDEM_LOG_ERROR, "forced failover: %s", errmsg);
+                return;
+            }
+            tandem_bcp_restart(&f->node->bcp, "forced failover: raft_recover as the seed");
+        } else if (tandem_recover_write_u64(f->node->config->data_dir, TANDEM_RESEED_FILE, f->epoch,
+                                            errmsg) == 0) {
+            tandem_bcp_restart(&f->node->bcp, "forced failover: re-seed from the seed");
+        } else {
+            tandem_log(TANDEM_LOG_ERROR, "forced failover: %s", errmsg);
+        }
+    }
+}
+
+/* Remote seed first; once it accepted, every other remote survivor; then answer and act. */
+static void force_instruct_next(struct force *f)
+{
+    if (f->phase == FORCE_SEED) {
+        f->phase = FORCE_JOINERS;
+        if (!self_index(f, (unsigned)f->seed)) {
+            if (instruct(f, (unsigned)f->seed) != 0) {
+                tandem_route_error(f->node, f->r, 502, "cannot reach the chosen survivor %s",
+                                   f->cand[f->seed].member.name);
+                force_free(f);
+            }
+            return;
+        }
+    }
+    if (f->phase == FORCE_JOINERS) {
+        f->phase = FORCE_JOINERS + 1;
+        f->pending = 1;
+        for (unsigned i = 0; i < f->n; i++) {
+            if (survivor(f, i) && (int)i != f->seed && !self_index(f, i)) {
+                (void)instruct(f, i);
+            }
+        }
+        if (--f->pending > 0) {
+            return;
+        }
+    }
+    force_report(f);
+    force_self(f);
+    force_free(f);
+}
+
+void tandem_bcp_force_invoke(struct tandem_node *node, struct tandem_http_request *r,
+                             const char *site, const char *reason)
+{
+    struct force *f = calloc(1, sizeof *f);
+    if (f == NULL || (f->instructed = json_array()) == NULL) {
+        free(f);
+        tandem_route_error(node, r, 500, "out of memory");
+        return;
+    }
+    f->node = node;
+    f->r = r;
+    f->seed = -1;
+    snprintf(f->site, sizeof f->site, "%s", site);
+    snprintf(f->reason, sizeof f->reason, "%s", reason);
+    if (raft_state(&node->raft.raft) == RAFT_LEADER) {
+        tandem_route_error(node, r, 409, "this node is the leader: quorum is not lost");
+        force_free(f);
+        return;
+    }
+    if (force_poll(f) != 0) {
+        tandem_route_error(node, r, 500, "out of memory");
+        f->phase = FORCE_SEED; /* late poll answers must not decide */
+    }
+}

@@ -1,0 +1,913 @@
+/* BCP runtime of one node: member health probes, fenced detection, lag samples, the site
+ * controller's glue (gather from the site table, propose commands), the status view, restart in
+ * place, and one-shot calls to other members' APIs. */
+#include "node/bcp/runtime.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "consensus/recover.h"
+#include "consensus/transport.h"
+#include "node/log.h"
+#include "node/node.h"
+#include "replication/bcp/sites.h"
+#include "storage/error.h"
+
+/* ---- clients and one-shot calls ---- */
+
+struct call {
+    struct tandem_httpc_request req;
+    tandem_bcp_call_cb cb;
+    void *data;
+};
+
+/* "http://host:port[/...]" -> host, port. */
+static int url_split(const char *url, char *host, size_t host_size, int *port)
+{
+    char hostport[TANDEM_URL_LEN_MAX + 1];
+    if (strncmp(url, "http://", 7) != 0) {
+        return -1;
+    }
+    snprintf(hostport, sizeof hostport, "%s", url + 7);
+    char *slash = strchr(hostport, '/');
+    if (slash != NULL) {
+        *slash = '\0';
+    }
+    return tandem_hostport_split(hostport, host, host_size, port);
+}
+
+static void client_closed_cb(struct tandem_httpc *c)
+{
+    struct tandem_bcp *b = c->data;
+    free(c);
+    b->clients_open--;
+    if (b->closing && b->clients_open == 0 && b->handles_open == 0 && b->close_cb != NULL) {
+        b->close_cb(b);
+    }
+}
+
+static struct tandem_httpc *client_for(struct tandem_bcp *b, const char *base_url)
+{
+    char host[TANDEM_HOSTPORT_LEN_MAX + 1], target[TANDEM_URL_LEN_MAX + 1];
+    int port;
+    struct tandem_bcp_client *free_slot = NULL;
+    if (b->closing || url_split(base_url, host, sizeof host, &port) != 0) {
+        return NULL;
+    }
+    snprintf(target, sizeof target, "%s:%d", host, port);
+    for (unsigned i = 0; i < TANDEM_BCP_CLIENTS_MAX; i++) {
+        struct tandem_bcp_client *slot = &b->clients[i];
+        if (slot->client != NULL && strcmp(slot->target, target) == 0) {
+            return slot->client;
+        }
+        if (slot->client == NULL && free_slot == NULL) {
+            free_slot = slot;
+        }
+    }
+    struct tandem_httpc *c = free_slot == NULL ? NULL : calloc(1, sizeof *c);
+    if (c == NULL) {
+        return NULL;
+    }
+    if (tandem_httpc_init(c, b->node->loop, host, port, TANDEM_BCP_CLIENT_CONNECTIONS, 0) != 0) {
+        free(c);
+        return NULL;
+    }
+    c->data = b;
+    b->clients_open++;
+    free_slot->client = c;
+    snprintf(free_slot->target, sizeof free_slot->target, "%s", target);
+    return c;
+}
+
+static void call_cb(struct tandem_httpc_request *req, int status,
+                    const struct tandem_httpc_response *resp)
+{
+    struct call *call = req->data;
+    if (status == 0 && resp != NULL) {
+        call->cb(call->data, 0, resp->status, resp->body, resp->body_len);
+    } else {
+        call->cb(call->data, status == 0 ? UV_EPROTO : status, 0, NULL, 0);
+    }
+    free(call);
+}
+
+int tandem_bcp_call(struct tandem_bcp *b, const char *base_url, const char *method,
+                    const char *path, const char *extra_headers, const char *body,
+                    unsigned timeout_ms, tandem_bcp_call_cb cb, void *data)
+{
+    char headers[512];
+    struct tandem_httpc *c = client_for(b, base_url);
+    if (c == NULL) {
+        return UV_EINVAL;
+    }
+    struct call *call = calloc(1, sizeof *call);
+    if (call == NULL) {
+        return UV_ENOMEM;
+    }
+    call->cb = cb;
+    call->data = data;
+    call->req.data = call;
+    call->req.timeout_ms = timeout_ms;
+    snprintf(headers, sizeof headers, "%s%s",
+             body != NULL ? "Content-Type: application/json\r\n" : "",
+             extra_headers != NULL ? extra_headers : "");
+    int rv = tandem_httpc_send(c, &call->req, method, path, headers[0] != '\0' ? headers : NULL,
+                               body, body == NULL ? 0 : strlen(body), call_cb);
+    if (rv != 0) {
+        free(call);
+    }
+    return rv;
+}
+
+/* ---- probes ---- */
+
+static uint64_t bcp_now(struct tandem_bcp *b)
+{
+    return uv_now(b->node->loop);
+}
+
+static struct tandem_bcp_peer *peer_find(struct tandem_bcp *b, const char *name)
+{
+    for (unsigned i = 0; i < TANDEM_BCP_PEERS_MAX; i++) {
+        if (b->peers[i].used && strcmp(b->peers[i].name, name) == 0) {
+            return &b->peers[i];
+        }
+    }
+    return NULL;
+}
+
+bool tandem_bcp_reachable(struct tandem_bcp *b, const char *name)
+{
+    if (strcmp(name, b->node->self.name) == 0) {
+        return true;
+    }
+    struct tandem_bcp_peer *p = peer_find(b, name);
+    return p != NULL && bcp_now(b) - p->last_ok_ms < b->node->config->site_down_after_ms;
+}
+
+static void fence(struct tandem_bcp *b, uint64_t epoch, const char *by);
+
+/* A peer of our cluster at a newer fencing epoch means the cluster moved on without us: this is
+ * how a follower of the old configuration, which dials no survivor itself, learns it. */
+static void probe_epoch(struct tandem_bcp_peer *p, const struct tandem_httpc_response *resp)
+{
+    json_t *root = json_loadb(resp->body, resp->body_len, 0, NULL);
+    json_t *epoch = json_object_get(root, "epoch");
+    const char *cluster = json_string_value(json_object_get(root, "cluster_id"));
+    if (json_is_integer(epoch) && cluster != NULL &&
+        strcmp(cluster, p->bcp->node->config->cluster_id) == 0 &&
+        (uint64_t)json_integer_value(epoch) > p->bcp->node->epoch) {
+        fence(p->bcp, (uint64_t)json_integer_value(epoch), p->name);
+    }
+    json_decref(root);
+}
+
+static void probe_cb(struct tandem_httpc_request *req, int status,
+                     const struct tandem_httpc_response *resp)
+{
+    struct tandem_bcp_peer *p = req->data;
+    p->inflight = false;
+    if (status == 0 && resp != NULL && resp->status == 200) {
+        p->last_ok_ms = bcp_now(p->bcp);
+        probe_epoch(p, resp);
+    }
+}
+
+static void peer_probe(struct tandem_bcp *b, struct tandem_bcp_peer *p)
+{
+    unsigned down = b->node->config->site_down_after_ms;
+    unsigned interval =
+        down / 6 > TANDEM_BCP_PROBE_INTERVAL_MIN_MS ? down / 6 : TANDEM_BCP_PROBE_INTERVAL_MIN_MS;
+    uint64_t now = bcp_now(b);
+    if (p->inflight || now - p->last_sent_ms < interval) {
+        return;
+    }
+    struct tandem_httpc *c = client_for(b, p->api);
+    if (c == NULL) {
+        return;
+    }
+    p->req.data = p;
+    p->req.timeout_ms = 2 * interval < TANDEM_BCP_PROBE_TIMEOUT_MAX_MS
+                            ? 2 * interval
+                            : TANDEM_BCP_PROBE_TIMEOUT_MAX_MS;
+    p->last_sent_ms = now;
+    if (tandem_httpc_send(c, &p->req, "GET", "/v1/node/epoch", NULL, NULL, 0, probe_cb) == 0) {
+        p->inflight = true;
+    }
+}
+
+/* Keeps one peer per member of the configuration (self excluded) and probes them. A peer that
+ * left the configuration is dropped once its probe finished. */
+static void peers_sync(struct tandem_bcp *b)
+{
+    const struct raft_configuration *conf = &b->node->raft.raft.configuration;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    for (unsigned i = 0; i < TANDEM_BCP_PEERS_MAX; i++) {
+        b->peers[i].seen = false;
+    }
+    for (unsigned i = 0; i < conf->n; i++) {
+        struct tandem_member m;
+        if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0 ||
+            strcmp(m.name, b->node->self.name) == 0) {
+            continue;
+        }
+        struct tandem_bcp_peer *p = peer_find(b, m.name);
+        for (unsigned j = 0; p == NULL && j < TANDEM_BCP_PEERS_MAX; j++) {
+            if (!b->peers[j].used && !b->peers[j].inflight) {
+                p = &b->peers[j];
+                memset(p, 0, sizeof *p);
+                p->used = true;
+                p->bcp = b;
+                p->last_ok_ms = bcp_now(b); /* a new peer gets the benefit of the doubt */
+                snprintf(p->name, sizeof p->name, "%s", m.name);
+            }
+        }
+        if (p != NULL) {
+            p->seen = true;
+            snprintf(p->site, sizeof p->site, "%s", m.site);
+            snprintf(p->api, sizeof p->api, "%s", m.api);
+        }
+    }
+    for (unsigned i = 0; i < TANDEM_BCP_PEERS_MAX; i++) {
+        struct tandem_bcp_peer *p = &b->peers[i];
+        if (p->used && !p->seen) {
+            p->used = false; /* its probe, if any, still completes into this slot */
+        } else if (p->used) {
+            peer_probe(b, p);
+        }
+    }
+}
+
+/* ---- fenced detection and lag samples ---- */
+
+static void fence(struct tandem_bcp *b, uint64_t epoch, const char *by)
+{
+    struct tandem_node *node = b->node;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    if (!node->fenced) {
+        node->fenced = true;
+        if (tandem_recover_write_u64(node->config->data_dir, TANDEM_FENCED_FILE, epoch, errmsg) !=
+            0) {
+            tandem_log(TANDEM_LOG_WARN, "fenced marker: %s", errmsg);
+        }
+    }
+    if (!b->fenced_logged) {
+        b->fenced_logged = true;
+        tandem_log(TANDEM_LOG_ERROR,
+                   "fenced: cluster is at epoch %" PRIu64 " and this node at %" PRIu64
+                   " (learnt from %s); serving no reads or writes until re-seeded (tandemctl "
+                   "member rejoin %s)",
+                   epoch, node->epoch, by, node->self.name);
+    }
+}
+
+static void fenced_check(struct tandem_bcp *b)
+{
+    struct tandem_transport_stats stats;
+    tandem_transport_stats(&b->node->raft.transport, &stats);
+    if (stats.epoch_newest_seen > b->node->epoch) {
+        fence(b, stats.epoch_newest_seen, "the raft transport");
+    }
+}
+
+static void sample(struct tandem_bcp *b)
+{
+    struct raft *r = &b->node->raft.raft;
+    if (raft_state(r) != RAFT_LEADER) {
+        b->sample_count = 0;
+        return;
+    }
+    b->samples[b->sample_next].ms = bcp_now(b);
+    b->samples[b->sample_next].index = raft_last_index(r);
+    b->sample_next = (b->sample_next + 1) % TANDEM_BCP_SAMPLES;
+    if (b->sample_count < TANDEM_BCP_SAMPLES) {
+        b->sample_count++;
+    }
+}
+
+/* Age of the oldest entry a member with this match index lacks; -1 when unknown. */
+static int64_t lag_ms(struct tandem_bcp *b, uint64_t match)
+{
+    struct raft *r = &b->node->raft.raft;
+    if (match >= raft_last_index(r)) {
+        return 0;
+    }
+    if (b->sample_count == 0) {
+        return -1;
+    }
+    unsigned oldest = (b->sample_next + TANDEM_BCP_SAMPLES - b->sample_count) % TANDEM_BCP_SAMPLES;
+    for (unsigned k = 0; k < b->sample_count; k++) {
+        const struct tandem_bcp_sample *s = &b->samples[(oldest + k) % TANDEM_BCP_SAMPLES];
+        if (s->index > match) {
+            return (int64_t)(bcp_now(b) - s->ms);
+        }
+    }
+    return 0;
+}
+
+/* See tandem_site_config_stuck: checked on every node, leader or not. */
+static void config_check(struct tandem_bcp *b)
+{
+    struct raft *r = &b->node->raft.raft;
+    if (!tandem_site_config_stuck(r)) {
+        return;
+    }
+    unsigned long long index = r->configuration_uncommitted_index;
+    if (tandem_site_config_repair(r) == 0) {
+        b->controller.config_repairs++;
+        tandem_log(TANDEM_LOG_WARN,
+                   "libraft kept configuration entry %llu marked uncommitted after applying it; "
+                   "cleared the stale marker",
+                   index);
+    }
+}
+
+static void tick_cb(uv_timer_t *timer)
+{
+    struct tandem_bcp *b = timer->data;
+    if (b->node->stopping) {
+        return;
+    }
+    config_check(b);
+    fenced_check(b);
+    sample(b);
+    peers_sync(b);
+}
+
+/* ---- site controller glue ---- */
+
+static int load_table(struct tandem_node *node, struct tandem_site_table *t)
+{
+    MDB_txn *txn;
+    if (tandem_store_commit(&node->store) != 0 || tandem_store_read_txn(&node->store, &txn) != 0) {
+        return -1;
+    }
+    int rv = tandem_sites_load(&node->store, txn, t);
+    mdb_txn_abort(txn);
+    return rv == 0 ? 0 : -1;
+}
+
+static bool site_reported(struct tandem_bcp *b, const char *site)
+{
+    for (unsigned i = 0; i < b->n_reported; i++) {
+        if (strcmp(b->reported[i], site) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void gather_member(struct tandem_bcp *b, const struct tandem_site_table *t,
+                          const struct raft_server *server, struct tandem_site_plan_member *out)
+{
+    struct tandem_member m;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    struct raft *r = &b->node->raft.raft;
+    raft_index match = 0;
+    memset(out, 0, sizeof *out);
+    if (tandem_member_address_parse(server->address, &m, errmsg) != 0) {
+        snprintf(out->name, sizeof out->name, "%llu", (unsigned long long)server->id);
+    } else {
+        snprintf(out->name, sizeof out->name, "%s", m.name);
+        snprintf(out->site, sizeof out->site, "%s", m.site);
+    }
+    const struct tandem_member_home *home = tandem_site_table_home(t, out->name);
+    out->id = server->id;
+    out->role = tandem_raft_role_from_raft(server->role);
+    out->home_role = home == NULL ? -1 : home->role;
+    out->self = server->id == b->node->raft.id;
+    out->reachable = tandem_bcp_reachable(b, out->name);
+    bool known = raft_state(r) == RAFT_LEADER && raft_match_index(r, server->id, &match) == 0;
+    /* match 0 means the leader has not heard from it since it took over: not caught up. */
+    out->caught_up = out->self || (known && match > 0 &&
+                                   match + TANDEM_SITE_CATCH_UP_ENTRIES_MAX >= raft_last_index(r));
+}
+
+/* Clears down reports of sites that answer again, so a later outage is reported again. */
+static void reports_refresh(struct tandem_bcp *b, const struct tandem_site_plan_input *in)
+{
+    for (unsigned i = 0; i < b->n_reported;) {
+        bool answering = false;
+        for (unsigned j = 0; j < in->n_members; j++) {
+            answering |=
+                strcmp(in->members[j].site, b->reported[i]) == 0 && in->members[j].reachable;
+        }
+        if (answering) {
+            memmove(b->reported[i], b->reported[b->n_reported - 1], sizeof b->reported[i]);
+            b->n_reported--;
+        } else {
+            i++;
+        }
+    }
+}
+
+static int gather_cb(struct tandem_site_controller *c, struct tandem_site_plan_input *in)
+{
+    struct tandem_bcp *b = c->data;
+    struct tandem_node *node = b->node;
+    const struct raft_configuration *conf = &node->raft.raft.configuration;
+    if (node->fenced) {
+        return -1; /* a fenced leader leads an old configuration: it decides nothing */
+    }
+    struct tandem_site_table *t = malloc(sizeof *t);
+    if (t == NULL || load_table(node, t) != 0) {
+        free(t);
+        return -1;
+    }
+    memset(in, 0, sizeof *in);
+    for (unsigned i = 0; i < t->n_sites && i < TANDEM_SITE_PLAN_SITES_MAX; i++) {
+        struct tandem_site_plan_site *s = &in->sites[in->n_sites++];
+        snprintf(s->name, sizeof s->name, "%s", t->sites[i].name);
+        s->state = t->sites[i].state;
+        s->witness = t->sites[i].witness;
+    }
+    for (unsigned i = 0; i < conf->n && in->n_members < TANDEM_SITE_PLAN_MEMBERS_MAX; i++) {
+        gather_member(b, t, &conf->servers[i], &in->members[in->n_members++]);
+    }
+    reports_refresh(b, in);
+    for (unsigned i = 0; i < in->n_sites; i++) {
+        in->sites[i].down_reported = site_reported(b, in->sites[i].name);
+    }
+    const struct tandem_site *forced = tandem_site_table_find(t, b->forced_site);
+    if (b->forced_site[0] != '\0' && forced != NULL && forced->state == TANDEM_SITE_INVOKED) {
+        char errmsg[TANDEM_ERRMSG_SIZE];
+        (void)tandem_recover_file_remove(node->config->data_dir, TANDEM_FORCED_FILE, errmsg);
+        b->forced_site[0] = '\0';
+    }
+    snprintf(in->preferred_site, sizeof in->preferred_site, "%s", t->preferred_site);
+    in->preferred_set = t->preferred_set;
+    snprintf(in->config_preferred_site, sizeof in->config_preferred_site, "%s",
+             node->config->preferred_site);
+    snprintf(in->forced_site, sizeof in->forced_site, "%s", b->forced_site);
+    in->auto_bcp = node->config->auto_bcp;
+    free(t);
+    return 0;
+}
+
+/* One proposal of the controller: the command and everything it points to. */
+struct proposal {
+    struct tandem_write write;
+    Tandem__Command command;
+    Tandem__SiteUpdate update;
+    Tandem__SiteDecision decision;
+    Tandem__MemberHomeSet homes;
+    Tandem__MemberHome home[TANDEM_SITE_PLAN_MEMBERS_MAX];
+    Tandem__MemberHome *home_ptrs[TANDEM_SITE_PLAN_MEMBERS_MAX];
+    char addresses[TANDEM_SITE_PLAN_MEMBERS_MAX][TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
+    char names[TANDEM_SITE_PLAN_MEMBERS_MAX][TANDEM_NAME_LEN_MAX + 1];
+    char sites[TANDEM_SITE_PLAN_MEMBERS_MAX][TANDEM_SITE_LEN_MAX + 1];
+    struct tandem_site_action action;
+    char by[TANDEM_SITE_BY_LEN_MAX + 1];
+    char from_role[16], to_role[16];
+    struct tandem_site_controller *controller;
+    tandem_site_done_fn done;
+};
+
+static void proposal_cb(struct tandem_write *w, int status, struct tandem_result *result)
+{
+    struct proposal *p = w->data;
+    struct tandem_bcp *b = p->controller->data;
+    int outcome = status != 0 ? status : (result->status == 200 ? 0 : -1);
+    if (outcome != 0 && result != NULL && result->body != NULL) {
+        tandem_log(TANDEM_LOG_WARN, "site controller: %s refused: %s", p->action.action_name,
+                   result->body);
+    }
+    if (outcome == 0 && p->action.kind == TANDEM_SITE_ACTION_REPORT &&
+        b->n_reported < TANDEM_SITE_PLAN_SITES_MAX && !site_reported(b, p->action.site)) {
+        snprintf(b->reported[b->n_reported++], TANDEM_SITE_LEN_MAX + 1, "%s", p->action.site);
+    }
+    if (outcome == 0 && p->action.kind == TANDEM_SITE_ACTION_INVOKE && p->action.force) {
+        char errmsg[TANDEM_ERRMSG_SIZE];
+        (void)tandem_recover_file_remove(b->node->config->data_dir, TANDEM_FORCED_FILE, errmsg);
+        b->forced_site[0] = '\0';
+    }
+    p->done(p->controller, outcome);
+    free(p);
+}
+
+/* Records the current role of every member without a home record. */
+static void build_homes(struct tandem_bcp *b, struct proposal *p)
+{
+    const struct raft_configuration *conf = &b->node->raft.raft.configuration;
+    const struct tandem_site_plan_input *in = p->controller->input;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    tandem__member_home_set__init(&p->homes);
+    for (unsigned i = 0; i < conf->n && p->homes.n_members < TANDEM_SITE_PLAN_MEMBERS_MAX; i++) {
+        struct tandem_member m;
+        bool known = false;
+        if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0) {
+            continue;
+        }
+        for (unsigned j = 0; j < in->n_members; j++) {
+            known |= strcmp(in->members[j].name, m.name) == 0 && in->members[j].home_role >= 0;
+        }
+        if (known) {
+            continue;
+        }
+        size_t k = p->homes.n_members++;
+        Tandem__MemberHome *h = &p->home[k];
+        tandem__member_home__init(h);
+        snprintf(p->addresses[k], sizeof p->addresses[k], "%s", conf->servers[i].address);
+        snprintf(p->names[k], sizeof p->names[k], "%s", m.name);
+        snprintf(p->sites[k], sizeof p->sites[k], "%s", m.site);
+        h->address = p->addresses[k];
+        h->name = p->names[k];
+        h->site = p->sites[k];
+        h->role = tandem_raft_role_from_raft(conf->servers[i].role);
+        p->home_ptrs[k] = h;
+    }
+    p->homes.members = p->home_ptrs;
+    p->command.body_case = TANDEM__COMMAND__BODY_MEMBER_HOME_SET;
+    p->command.member_home_set = &p->homes;
+}
+
+static void build_update(struct proposal *p, int change)
+{
+    tandem__site_update__init(&p->update);
+    p->update.action = (Tandem__SiteUpdate__Action)change;
+    p->update.site = p->action.site;
+    p->update.reason = p->action.reason;
+    p->update.by = p->by;
+    p->update.force = p->action.force;
+    p->update.witness = p->action.witness;
+    p->command.body_case = TANDEM__COMMAND__BODY_SITE_UPDATE;
+    p->command.site_update = &p->update;
+}
+
+static void build_decision(struct proposal *p)
+{
+    const struct tandem_site_action *a = &p->action;
+    tandem__site_decision__init(&p->decision);
+    bool assign = a->kind == TANDEM_SITE_ACTION_ASSIGN;
+    snprintf(p->from_role, sizeof p->from_role, "%s", assign ? tandem_role_name(a->from_role) : "");
+    snprintf(p->to_role, sizeof p->to_role, "%s", assign ? tandem_role_name(a->to_role) : "");
+    p->decision.action = p->action.action_name;
+    p->decision.member = p->action.member;
+    p->decision.site = p->action.site;
+    p->decision.from_role = p->from_role;
+    p->decision.to_role = p->to_role;
+    p->decision.reason = p->action.reason;
+    p->decision.by = p->by;
+    p->command.body_case = TANDEM__COMMAND__BODY_SITE_DECISION;
+    p->command.site_decision = &p->decision;
+}
+
+static int propose_cb(struct tandem_site_controller *c, const struct tandem_site_action *a,
+                      tandem_site_done_fn done)
+{
+    struct tandem_bcp *b = c->data;
+    struct proposal *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        return -1;
+    }
+    p->action = *a;
+    p->controller = c;
+    p->done = done;
+    tandem__command__init(&p->command);
+    bool automatic = a->kind == TANDEM_SITE_ACTION_INVOKE && !a->force;
+    snprintf(p->by, sizeof p->by, "%s:%s",
+             a->force ? "forced" : (automatic ? "auto" : "controller"), b->node->self.name);
+    switch (a->kind) {
+        case TANDEM_SITE_ACTION_REGISTER:
+            build_update(p, TANDEM_SITE_REGISTER);
+            break;
+        case TANDEM_SITE_ACTION_PREFER:
+            build_update(p, TANDEM_SITE_PREFER);
+            break;
+        case TANDEM_SITE_ACTION_INVOKE:
+            build_update(p, TANDEM_SITE_INVOKE);
+            break;
+        case TANDEM_SITE_ACTION_RECOVERED:
+            build_update(p, TANDEM_SITE_RECOVERED);
+            break;
+        case TANDEM_SITE_ACTION_RECORD_HOMES:
+            build_homes(b, p);
+            break;
+        default:
+            build_decision(p);
+            break;
+    }
+    if (p->command.body_case == TANDEM__COMMAND__BODY_MEMBER_HOME_SET && p->homes.n_members == 0) {
+        free(p);
+        return -1;
+    }
+    p->write.command = &p->command;
+    p->write.data = p;
+    p->write.cb = proposal_cb;
+    if (tandem_proposer_write(&b->node->proposer, &p->write) != 0) {
+        free(p);
+        return -1;
+    }
+    return 0;
+}
+
+int tandem_bcp_plan_input(struct tandem_bcp *b, struct tandem_site_plan_input *in)
+{
+    return gather_cb(&b->controller, in);
+}
+
+static void controller_log_cb(struct tandem_site_controller *c, const char *msg)
+{
+    (void)c;
+    tandem_log(TANDEM_LOG_INFO, "%s", msg);
+}
+
+/* ---- status ---- */
+
+struct node_lag {
+    json_int_t entries; /* -1 unknown */
+    json_int_t ms;      /* -1 unknown */
+};
+
+static json_t *node_json(struct tandem_bcp *b, const char *name, int role, int home_role,
+                         uint64_t id, bool in_config, struct node_lag *lag)
+{
+    struct raft *r = &b->node->raft.raft;
+    raft_index match = 0;
+    lag->entries = lag->ms = -1;
+    bool leader = raft_state(r) == RAFT_LEADER;
+    if (in_config && leader && raft_match_index(r, id, &match) == 0) {
+        if (id == b->node->raft.id) {
+            match = raft_last_index(r);
+        }
+        raft_index last = raft_last_index(r);
+        lag->entries = last > match ? (json_int_t)(last - match) : 0;
+        lag->ms = lag_ms(b, match);
+    }
+    json_t *out = json_pack("{s:s,s:s,s:s,s:b}", "name", name, "role",
+                            in_config ? tandem_role_name(role) : "none", "home_role",
+                            home_role < 0 ? "unknown" : tandem_role_name(home_role), "reachable",
+                            tandem_bcp_reachable(b, name));
+    if (out == NULL) {
+        return NULL;
+    }
+    json_object_set_new(out, "match_index",
+                        lag->entries < 0 ? json_null() : json_integer((json_int_t)match));
+    json_object_set_new(out, "lag_entries",
+                        lag->entries < 0 ? json_null() : json_integer(lag->entries));
+    json_object_set_new(out, "lag_ms", lag->ms < 0 ? json_null() : json_integer(lag->ms));
+    return out;
+}
+
+static void lag_max(struct node_lag *site, const struct node_lag *n)
+{
+    site->entries = n->entries > site->entries ? n->entries : site->entries;
+    site->ms = n->ms > site->ms ? n->ms : site->ms;
+}
+
+/* Nodes of one site: members of the configuration, then home records no longer in it. */
+static json_t *site_nodes(struct tandem_bcp *b, const struct tandem_site_table *t, const char *site,
+                          struct node_lag *site_lag)
+{
+    const struct raft_configuration *conf = &b->node->raft.raft.configuration;
+    json_t *nodes = json_array();
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    struct node_lag lag;
+    site_lag->entries = site_lag->ms = -1;
+    for (unsigned i = 0; nodes != NULL && i < conf->n; i++) {
+        struct tandem_member m;
+        if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0 ||
+            strcmp(m.site, site) != 0) {
+            continue;
+        }
+        const struct tandem_member_home *home = tandem_site_table_home(t, m.name);
+        json_array_append_new(
+            nodes, node_json(b, m.name, tandem_raft_role_from_raft(conf->servers[i].role),
+                             home == NULL ? -1 : home->role, conf->servers[i].id, true, &lag));
+        lag_max(site_lag, &lag);
+    }
+    for (unsigned i = 0; nodes != NULL && i < t->n_homes; i++) {
+        struct tandem_member m;
+        if (strcmp(t->homes[i].site, site) != 0 ||
+            tandem_raft_member_by_name(&b->node->raft, t->homes[i].name, &m, NULL) == 0) {
+            continue;
+        }
+        json_array_append_new(nodes,
+                              node_json(b, t->homes[i].name, -1, t->homes[i].role, 0, false, &lag));
+    }
+    return nodes;
+}
+
+static json_t *site_entry(struct tandem_bcp *b, const struct tandem_site_table *t,
+                          const struct tandem_site *site)
+{
+    struct node_lag lag;
+    json_t *out = tandem_site_json(site);
+    if (out == NULL) {
+        return NULL;
+    }
+    json_object_set_new(out, "nodes", site_nodes(b, t, site->name, &lag));
+    json_object_set_new(out, "lag_entries",
+                        lag.entries < 0 ? json_null() : json_integer(lag.entries));
+    json_object_set_new(out, "lag_ms", lag.ms < 0 ? json_null() : json_integer(lag.ms));
+    return out;
+}
+
+static json_t *sites_json(struct tandem_bcp *b, const struct tandem_site_table *t)
+{
+    const struct raft_configuration *conf = &b->node->raft.raft.configuration;
+    json_t *sites = json_array();
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    for (unsigned i = 0; sites != NULL && i < t->n_sites; i++) {
+        json_array_append_new(sites, site_entry(b, t, &t->sites[i]));
+    }
+    /* Sites the controller has not registered yet still show, as active. */
+    for (unsigned i = 0; sites != NULL && i < conf->n; i++) {
+        struct tandem_member m;
+        bool listed = false;
+        if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0 ||
+            tandem_site_table_find(t, m.site) != NULL) {
+            continue;
+        }
+        for (size_t j = 0; j < json_array_size(sites); j++) {
+            const char *name = json_string_value(json_object_get(json_array_get(sites, j), "name"));
+            listed |= name != NULL && strcmp(name, m.site) == 0;
+        }
+        if (!listed) {
+            struct tandem_site site = {.state = TANDEM_SITE_ACTIVE};
+            snprintf(site.name, sizeof site.name, "%s", m.site);
+            site.witness = strcmp(m.site, TANDEM_SITE_WITNESS_NAME) == 0;
+            snprintf(site.reason, sizeof site.reason, "not registered yet");
+            json_array_append_new(sites, site_entry(b, t, &site));
+        }
+    }
+    return sites;
+}
+
+static const char *busy_name(int busy)
+{
+    static const char *const names[] = {"idle", "proposing", "assigning", "transferring"};
+    return busy >= 0 && busy <= TANDEM_SITE_TRANSFERRING ? names[busy] : "unknown";
+}
+
+json_t *tandem_bcp_status_json(struct tandem_bcp *b, MDB_txn *txn)
+{
+    struct tandem_node *node = b->node;
+    struct tandem_member leader;
+    struct tandem_site_table *t = malloc(sizeof *t);
+    if (t == NULL || tandem_sites_load(&node->store, txn, t) != 0) {
+        free(t);
+        return NULL;
+    }
+    json_t *decisions = tandem_sites_decisions_json(&node->store, txn, TANDEM_BCP_DECISIONS_SHOWN);
+    json_t *leader_json = tandem_raft_leader(&node->raft, &leader) == 0
+                              ? json_pack("{s:s,s:s,s:s}", "name", leader.name, "api", leader.api,
+                                          "site", leader.site)
+                              : json_null();
+    json_t *controller =
+        json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "state", busy_name(b->controller.busy), "last",
+                  b->controller.last, "actions", (json_int_t)b->controller.actions,
+                  "transfers_confirmed", (json_int_t)b->controller.transfers_confirmed,
+                  "transfers_failed", (json_int_t)b->controller.transfers_failed, "config_repairs",
+                  (json_int_t)b->controller.config_repairs);
+    json_t *out = json_pack(
+        "{s:o,s:o,s:s,s:b,s:I,s:I,s:b,s:o,s:o?,s:s,s:s}", "sites", sites_json(b, t), "leader",
+        leader_json, "preferred_site", t->preferred_site, "auto_bcp", node->config->auto_bcp,
+        "site_down_after_ms", (json_int_t)node->config->site_down_after_ms, "epoch",
+        (json_int_t)node->epoch, "fenced", node->fenced, "controller", controller, "decisions",
+        decisions, "node", node->self.name, "mode", node->config->mode);
+    free(t);
+    return out;
+}
+
+/* ---- restart in place ---- */
+
+static void restart_cb(uv_timer_t *timer)
+{
+    struct tandem_bcp *b = timer->data;
+    b->node->reexec = true;
+    tandem_node_stop(b->node, 0);
+}
+
+void tandem_bcp_restart(struct tandem_bcp *b, const char *why)
+{
+    if (b->restart_pending || b->closing) {
+        return;
+    }
+    b->restart_pending = true;
+    tandem_log(TANDEM_LOG_WARN, "restarting in place: %s", why);
+    uv_timer_start(&b->restart_timer, restart_cb, TANDEM_BCP_RESTART_DELAY_MS, 0);
+}
+
+int tandem_bcp_raft_prepare(const char *data_dir, struct tandem_raft_options *o,
+                            struct tandem_recover_plan **plan)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    *plan = NULL;
+    if (tandem_recover_file_exists(data_dir, TANDEM_JOIN_FILE)) {
+        o->join = true; /* re-seeded: never bootstrap, wait to be added */
+    }
+    struct tandem_recover_plan *p = malloc(sizeof *p);
+    if (p == NULL) {
+        tandem_log(TANDEM_LOG_ERROR, "out of memory");
+        return -1;
+    }
+    int found = tandem_recover_plan_read(data_dir, p, errmsg);
+    if (found < 0) {
+        tandem_log(TANDEM_LOG_ERROR, "recover marker %s/%s: %s", data_dir, TANDEM_RECOVER_FILE,
+                   errmsg);
+        free(p);
+        return -1;
+    }
+    if (found == 0) {
+        free(p);
+        return 0;
+    }
+    tandem_log(TANDEM_LOG_WARN,
+               "forced failover: raft_recover into %u members at epoch %" PRIu64 " (site %s lost)",
+               p->n_members, p->epoch, p->site);
+    o->recover_members = p->members;
+    o->n_recover_members = p->n_members;
+    *plan = p;
+    return 0;
+}
+
+int tandem_bcp_raft_started(const char *data_dir, struct tandem_recover_plan *plan)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    int rv = 0;
+    if (plan != NULL && tandem_recover_plan_done(data_dir, errmsg) != 0) {
+        /* raft_recover must not run twice: refuse to go on rather than risk it. */
+        tandem_log(TANDEM_LOG_ERROR, "forced failover: %s", errmsg);
+        rv = -1;
+    }
+    free(plan);
+    return rv;
+}
+
+/* ---- lifecycle ---- */
+
+static void handle_closed_cb(uv_handle_t *handle)
+{
+    struct tandem_bcp *b = handle->data;
+    b->handles_open--;
+    if (b->handles_open == 0 && b->clients_open == 0 && b->close_cb != NULL) {
+        b->close_cb(b);
+    }
+}
+
+static void controller_closed_cb(struct tandem_site_controller *c)
+{
+    struct tandem_bcp *b = c->data;
+    b->handles_open--;
+    if (b->handles_open == 0 && b->clients_open == 0 && b->close_cb != NULL) {
+        b->close_cb(b);
+    }
+}
+
+int tandem_bcp_start(struct tandem_bcp *b, struct tandem_node *node)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    memset(b, 0, sizeof *b);
+    b->node = node;
+    if (strcmp(node->config->mode, "sync") != 0 && strcmp(node->config->mode, "async") != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "option mode: '%s' is neither sync nor async",
+                   node->config->mode);
+        return -1;
+    }
+    b->started_ms = uv_now(node->loop);
+    uint64_t fenced_at = tandem_recover_file_u64(node->config->data_dir, TANDEM_FENCED_FILE);
+    if (fenced_at > node->epoch) {
+        node->fenced = true; /* fenced before a restart stays fenced until re-seeded */
+        tandem_log(TANDEM_LOG_ERROR,
+                   "fenced: cluster is at epoch %" PRIu64 ", this node at %" PRIu64, fenced_at,
+                   node->epoch);
+        b->fenced_logged = true;
+    }
+    if (tandem_recover_forced_note(node->config->data_dir, b->forced_site) == 1) {
+        tandem_log(TANDEM_LOG_WARN, "forced failover note: site %s to be recorded as invoked",
+                   b->forced_site);
+    }
+    if (tandem_site_controller_init(&b->controller, node->loop, &node->raft.raft,
+                                    node->config->election_timeout_ms, gather_cb, propose_cb,
+                                    controller_log_cb, b) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "site controller: out of memory");
+        return -1;
+    }
+    uv_timer_init(node->loop, &b->timer);
+    uv_timer_init(node->loop, &b->restart_timer);
+    b->timer.data = b->restart_timer.data = b;
+    uv_timer_start(&b->timer, tick_cb, TANDEM_BCP_TICK_MS, TANDEM_BCP_TICK_MS);
+    b->handles_open = 3;
+    (void)errmsg;
+    return 0;
+}
+
+void tandem_bcp_close(struct tandem_bcp *b, void (*cb)(struct tandem_bcp *b))
+{
+    b->closing = true;
+    b->close_cb = cb;
+    uv_close((uv_handle_t *)&b->timer, handle_closed_cb);
+    uv_close((uv_handle_t *)&b->restart_timer, handle_closed_cb);
+    tandem_site_controller_close(&b->controller, controller_closed_cb);
+    for (unsigned i = 0; i < TANDEM_BCP_CLIENTS_MAX; i++) {
+        if (b->clients[i].client != NULL) {
+            struct tandem_httpc *c = b->clients[i].client;
+            b->clients[i].client = NULL;
+            tandem_httpc_close(c, client_closed_cb);
+        }
+    }
+}

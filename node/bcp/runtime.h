@@ -1,0 +1,112 @@
+/* The node's BCP runtime: health probes of every member, fenced detection, the site controller's
+ * glue to the site table and the proposer, the /v1/bcp/status view, restart-in-place for
+ * forced failover and re-seeding, and one-shot HTTP calls to other members. */
+#ifndef TANDEM_NODE_BCP_RUNTIME_H
+#define TANDEM_NODE_BCP_RUNTIME_H
+
+#include <jansson.h>
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "consensus/site_controller.h"
+#include "node/http/client.h"
+
+#define TANDEM_BCP_TICK_MS               50 /* probes, fenced check and lag samples */
+#define TANDEM_BCP_PEERS_MAX             64 /* members probed */
+#define TANDEM_BCP_CLIENTS_MAX           64 /* kept-alive HTTP clients to other nodes' APIs */
+#define TANDEM_BCP_CLIENT_CONNECTIONS    4  /* connections per client */
+#define TANDEM_BCP_PROBE_INTERVAL_MIN_MS 100
+#define TANDEM_BCP_PROBE_TIMEOUT_MAX_MS  1000
+#define TANDEM_BCP_SAMPLES               1200 /* (time, last index) ring: lag_ms horizon of 60 s */
+#define TANDEM_BCP_RESTART_DELAY_MS      300  /* lets the answer that caused a restart go out */
+#define TANDEM_BCP_DECISIONS_SHOWN       20   /* decisions in /v1/bcp/status */
+
+struct tandem_node;
+
+struct tandem_bcp_peer {
+    char name[TANDEM_NAME_LEN_MAX + 1];
+    char site[TANDEM_SITE_LEN_MAX + 1];
+    char api[TANDEM_URL_LEN_MAX + 1];
+    struct tandem_httpc_request req; /* the probe in flight */
+    struct tandem_bcp *bcp;          /* borrowed */
+    bool used, inflight, seen;
+    uint64_t last_ok_ms, last_sent_ms;
+};
+
+struct tandem_bcp_client {
+    char target[TANDEM_URL_LEN_MAX + 1]; /* host:port */
+    struct tandem_httpc *client;         /* owned; freed in its close callback */
+};
+
+struct tandem_bcp_sample {
+    uint64_t ms;
+    uint64_t index;
+};
+
+struct tandem_bcp {
+    struct tandem_node *node; /* borrowed */
+    uv_timer_t timer;
+    uv_timer_t restart_timer;
+    struct tandem_site_controller controller;
+    struct tandem_bcp_peer peers[TANDEM_BCP_PEERS_MAX];
+    struct tandem_bcp_client clients[TANDEM_BCP_CLIENTS_MAX];
+    struct tandem_bcp_sample samples[TANDEM_BCP_SAMPLES];
+    unsigned sample_next, sample_count;
+    char reported[TANDEM_SITE_PLAN_SITES_MAX][TANDEM_SITE_LEN_MAX + 1]; /* down reports written */
+    unsigned n_reported;
+    char forced_site[TANDEM_SITE_LEN_MAX + 1]; /* forced-invoke note still to record */
+    uint64_t started_ms;
+    bool fenced_logged;
+    bool restart_pending;
+    unsigned handles_open, clients_open;
+    bool closing;
+    void (*close_cb)(struct tandem_bcp *b);
+};
+
+/* Starts probes, the fenced check and the site controller. Returns 0 or -1 (logged). */
+int tandem_bcp_start(struct tandem_bcp *b, struct tandem_node *node);
+void tandem_bcp_close(struct tandem_bcp *b, void (*cb)(struct tandem_bcp *b));
+
+/* The site controller's view right now (the dry-run drill plans with it). Returns 0 or -1. */
+int tandem_bcp_plan_input(struct tandem_bcp *b, struct tandem_site_plan_input *in);
+
+/* Whether a member answered a probe within site_down_after_ms (this node: always). */
+bool tandem_bcp_reachable(struct tandem_bcp *b, const char *name);
+/* The body of GET /v1/bcp/status, from the applied state in txn. NULL on an LMDB error. */
+json_t *tandem_bcp_status_json(struct tandem_bcp *b, MDB_txn *txn);
+/* Stops the node after TANDEM_BCP_RESTART_DELAY_MS and re-executes tandemd with the same
+ * arguments; the markers written before (consensus/recover.h) say what the next start does. */
+void tandem_bcp_restart(struct tandem_bcp *b, const char *why);
+
+/* Prepares raft options from the data directory's markers: join when re-seeded, the recovered
+ * configuration when a forced failover chose this node. *plan (owned, may be NULL) goes to
+ * tandem_bcp_raft_started afterwards. Returns 0 or -1 (logged). */
+struct tandem_raft_options;
+struct tandem_recover_plan;
+int tandem_bcp_raft_prepare(const char *data_dir, struct tandem_raft_options *o,
+                            struct tandem_recover_plan **plan);
+int tandem_bcp_raft_started(const char *data_dir, struct tandem_recover_plan *plan);
+
+/* A one-shot request to another node's API (base URL + path) over a kept-alive client, with
+ * extra_headers (NULL or complete lines ending "\r\n"; a body is sent as JSON). These clients
+ * are never retired when the leader changes, so a long request (invoke waiting for the takeover
+ * it causes) is not cancelled by that change. cb runs exactly once from the loop: status 0 with
+ * the HTTP status and body (valid during the call), or a negative UV_* code. Returns 0, or a
+ * UV_* code and cb never runs. */
+typedef void (*tandem_bcp_call_cb)(void *data, int status, int http_status, const char *body,
+                                   size_t body_len);
+int tandem_bcp_call(struct tandem_bcp *b, const char *base_url, const char *method,
+                    const char *path, const char *extra_headers, const char *body,
+                    unsigned timeout_ms, tandem_bcp_call_cb cb, void *data);
+
+/* Forced failover (node/bcp/force.c), run at a surviving node when quorum is lost: refuses
+ * while a leader exists or a node of `site` answers; otherwise raft_recovers the survivor with
+ * the longest log into a configuration of the survivors at a new fencing epoch, re-seeds the
+ * other survivors, answers r with the report and restarts this node if it is a survivor. */
+struct tandem_http_request;
+void tandem_bcp_force_invoke(struct tandem_node *node, struct tandem_http_request *r,
+                             const char *site, const char *reason);
+
+#endif

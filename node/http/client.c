@@ -1,0 +1,890 @@
+/* Keep-alive, pipelining HTTP/1.1 client for one host:port on libuv + http-parser. */
+#include "node/http/client.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum conn_state { CONN_RESOLVING, CONN_CONNECTING, CONN_OPEN, CONN_CLOSING };
+enum header_state { HEADER_BETWEEN = 0, HEADER_IN_FIELD, HEADER_IN_VALUE, HEADER_SKIPPED };
+
+/* One connection. Requests sit in the FIFO from assignment until their response (or error);
+ * their bytes are in `out` (not yet written), `inflight` (write_req) or already sent. */
+struct tandem_httpc_conn {
+    uv_tcp_t tcp;
+    uv_connect_t connect_req;
+    uv_getaddrinfo_t resolve_req;
+    uv_write_t write_req;
+    http_parser parser;
+    struct tandem_httpc *client;                        /* borrowed */
+    struct tandem_httpc_conn *prev, *next;              /* client->conns */
+    struct tandem_httpc_request *fifo_head, *fifo_tail; /* borrowed */
+    unsigned depth;
+    int state;          /* enum conn_state */
+    int deferred_error; /* failure found inside send, reported from the timer */
+    int resolving, tcp_closed, writing, keep_alive, parse_error;
+    char *out; /* owned: requests not yet written */
+    size_t out_len, out_cap;
+    char *inflight; /* owned: bytes in write_req */
+    size_t inflight_len, inflight_cap;
+    /* the response being parsed */
+    char *head; /* owned: header names and values */
+    size_t head_len, head_cap;
+    struct {
+        uint32_t name, value;
+    } headers[TANDEM_HTTPC_HEADERS_KEPT_MAX];
+    unsigned header_count;
+    int header_state;
+    char *body; /* owned */
+    size_t body_len, body_cap;
+};
+
+static int on_message_begin(http_parser *p);
+static int on_header_field(http_parser *p, const char *at, size_t len);
+static int on_header_value(http_parser *p, const char *at, size_t len);
+static int on_headers_complete(http_parser *p);
+static int on_body(http_parser *p, const char *at, size_t len);
+static int on_message_complete(http_parser *p);
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+static void client_pump(struct tandem_httpc *c);
+static void client_arm_timer(struct tandem_httpc *c);
+static void client_maybe_finish(struct tandem_httpc *c);
+static void client_timer_cb(uv_timer_t *timer);
+
+static int buf_reserve(char **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap) {
+        return 0;
+    }
+    size_t n = *cap > 0 ? *cap : 256;
+    while (n < need) {
+        n *= 2;
+    }
+    char *p = realloc(*buf, n);
+    if (p == NULL) {
+        return UV_ENOMEM;
+    }
+    *buf = p;
+    *cap = n;
+    return 0;
+}
+
+int tandem_httpc_request_sent(const struct tandem_httpc_request *req)
+{
+    return req->sent;
+}
+
+const char *tandem_httpc_response_header(const struct tandem_httpc_response *r, const char *name)
+{
+    const struct tandem_httpc_conn *conn = r->conn;
+    for (unsigned i = 0; i < conn->header_count; i++) {
+        if (strcasecmp(conn->head + conn->headers[i].name, name) == 0) {
+            return conn->head + conn->headers[i].value;
+        }
+    }
+    return NULL;
+}
+
+/* ---- request lists ---- */
+
+static void deadline_insert(struct tandem_httpc *c, struct tandem_httpc_request *req)
+{
+    /* Most requests share one timeout, so the right place is almost always the tail. */
+    struct tandem_httpc_request *after = c->deadline_tail;
+    while (after != NULL && after->deadline_ms > req->deadline_ms) {
+        after = after->by_deadline_prev;
+    }
+    req->by_deadline_prev = after;
+    req->by_deadline_next = after != NULL ? after->by_deadline_next : c->deadline_head;
+    if (req->by_deadline_next != NULL) {
+        req->by_deadline_next->by_deadline_prev = req;
+    } else {
+        c->deadline_tail = req;
+    }
+    if (after != NULL) {
+        after->by_deadline_next = req;
+    } else {
+        c->deadline_head = req;
+        client_arm_timer(c);
+    }
+}
+
+static void deadline_remove(struct tandem_httpc *c, struct tandem_httpc_request *req)
+{
+    if (req->by_deadline_prev != NULL) {
+        req->by_deadline_prev->by_deadline_next = req->by_deadline_next;
+    } else {
+        c->deadline_head = req->by_deadline_next;
+    }
+    if (req->by_deadline_next != NULL) {
+        req->by_deadline_next->by_deadline_prev = req->by_deadline_prev;
+    } else {
+        c->deadline_tail = req->by_deadline_prev;
+    }
+    req->by_deadline_prev = req->by_deadline_next = NULL;
+}
+
+static void list_push(struct tandem_httpc_request **head, struct tandem_httpc_request **tail,
+                      struct tandem_httpc_request *req)
+{
+    req->next = NULL;
+    req->prev = *tail;
+    if (*tail != NULL) {
+        (*tail)->next = req;
+    } else {
+        *head = req;
+    }
+    *tail = req;
+}
+
+static void list_remove(struct tandem_httpc_request **head, struct tandem_httpc_request **tail,
+                        struct tandem_httpc_request *req)
+{
+    if (req->prev != NULL) {
+        req->prev->next = req->next;
+    } else {
+        *head = req->next;
+    }
+    if (req->next != NULL) {
+        req->next->prev = req->prev;
+    } else {
+        *tail = req->prev;
+    }
+    req->prev = req->next = NULL;
+}
+
+/* Runs the callback exactly once: the request leaves every list first. */
+static void request_finish(struct tandem_httpc_request *req, int status,
+                           const struct tandem_httpc_response *resp)
+{
+    struct tandem_httpc *c = req->client;
+    tandem_httpc_cb cb = req->cb;
+    assert(cb != NULL);
+    deadline_remove(c, req);
+    free(req->wire);
+    req->wire = NULL;
+    req->conn = NULL;
+    req->cb = NULL;
+    if (status < 0) {
+        c->stats.errors++;
+    } else {
+        c->stats.responses++;
+    }
+    cb(req, status, resp);
+}
+
+static struct tandem_httpc_request *fifo_pop(struct tandem_httpc_conn *conn)
+{
+    struct tandem_httpc_request *req = conn->fifo_head;
+    list_remove(&conn->fifo_head, &conn->fifo_tail, req);
+    conn->depth--;
+    return req;
+}
+
+/* ---- wire format ---- */
+
+static int token_ok(const char *s)
+{
+    if (*s == '\0') {
+        return 0;
+    }
+    for (; *s != '\0'; s++) {
+        if ((unsigned char)*s <= ' ' || *s == 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static const char *wire_fmt = "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s\r\n";
+
+/* Serialises into *buf at *len, growing it. Returns 0 or UV_ENOMEM. */
+static int wire_append(char **buf, size_t *len, size_t *cap, const char *method, const char *target,
+                       const char *host, const char *length_line, const char *extra,
+                       const void *body, size_t body_len)
+{
+    int head_len = snprintf(NULL, 0, wire_fmt, method, target, host, length_line, extra);
+    if (head_len < 0 || buf_reserve(buf, cap, *len + (size_t)head_len + body_len + 1) != 0) {
+        return UV_ENOMEM;
+    }
+    snprintf(*buf + *len, (size_t)head_len + 1, wire_fmt, method, target, host, length_line, extra);
+    if (body_len > 0) {
+        memcpy(*buf + *len + head_len, body, body_len);
+    }
+    *len += (size_t)head_len + body_len;
+    return 0;
+}
+
+/* ---- connections ---- */
+
+static void conn_close_cb(uv_handle_t *handle);
+
+static void conn_maybe_free(struct tandem_httpc_conn *conn)
+{
+    struct tandem_httpc *c = conn->client;
+    if (!conn->tcp_closed || conn->resolving) {
+        return;
+    }
+    if (conn->prev != NULL) {
+        conn->prev->next = conn->next;
+    } else {
+        c->conns = conn->next;
+    }
+    if (conn->next != NULL) {
+        conn->next->prev = conn->prev;
+    }
+    free(conn->out);
+    free(conn->inflight);
+    free(conn->head);
+    free(conn->body);
+    free(conn);
+    client_maybe_finish(c);
+}
+
+static void conn_close_cb(uv_handle_t *handle)
+{
+    struct tandem_httpc_conn *conn = handle->data;
+    conn->tcp_closed = 1;
+    conn_maybe_free(conn);
+}
+
+/* Takes the connection out of use; its memory goes when the handle and any lookup are done. */
+static void conn_begin_close(struct tandem_httpc_conn *conn)
+{
+    if (conn->state == CONN_CLOSING) {
+        return;
+    }
+    conn->state = CONN_CLOSING;
+    conn->client->conns_active--;
+    if (conn->resolving) {
+        uv_cancel((uv_req_t *)&conn->resolve_req);
+    }
+    uv_close((uv_handle_t *)&conn->tcp, conn_close_cb);
+}
+
+/* Closes the connection and fails every request on it: `special` gets special_status, the others
+ * status. Waiting requests then move to other connections. */
+static void conn_fail(struct tandem_httpc_conn *conn, struct tandem_httpc_request *special,
+                      int special_status, int status)
+{
+    struct tandem_httpc *c = conn->client;
+    conn_begin_close(conn);
+    /* One at a time: a callback may close the client, which drains the same FIFO. */
+    while (conn->fifo_head != NULL) {
+        struct tandem_httpc_request *req = fifo_pop(conn);
+        request_finish(req, req == special ? special_status : status, NULL);
+    }
+    client_pump(c);
+}
+
+/* Errors found while the caller is inside send are reported from the loop, so send never runs a
+ * callback. */
+static void conn_defer_error(struct tandem_httpc_conn *conn, int error)
+{
+    if (conn->deferred_error == 0) {
+        conn->deferred_error = error;
+    }
+    uv_timer_start(&conn->client->timer, client_timer_cb, 0, 0);
+}
+
+static void conn_flush(struct tandem_httpc_conn *conn);
+
+static void conn_write_cb(uv_write_t *req, int status)
+{
+    struct tandem_httpc_conn *conn = req->data;
+    conn->writing = 0;
+    conn->inflight_len = 0;
+    if (conn->state == CONN_CLOSING) {
+        return;
+    }
+    if (status < 0) {
+        conn_fail(conn, NULL, 0, status);
+        return;
+    }
+    conn_flush(conn);
+}
+
+/* Starts writing what is queued; one write in flight, the next batch follows its callback. */
+static void conn_flush(struct tandem_httpc_conn *conn)
+{
+    if (conn->state != CONN_OPEN || conn->writing || conn->out_len == 0) {
+        return;
+    }
+    char *buf = conn->out;
+    size_t cap = conn->out_cap;
+    conn->out = conn->inflight;
+    conn->out_cap = conn->inflight_cap;
+    conn->inflight = buf;
+    conn->inflight_cap = cap;
+    conn->inflight_len = conn->out_len;
+    conn->out_len = 0;
+    for (struct tandem_httpc_request *r = conn->fifo_tail; r != NULL && !r->sent; r = r->prev) {
+        r->sent = 1;
+    }
+    uv_buf_t b = uv_buf_init(conn->inflight, (unsigned)conn->inflight_len);
+    int rc = uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, &b, 1, conn_write_cb);
+    if (rc != 0) {
+        conn_defer_error(conn, rc);
+        return;
+    }
+    conn->writing = 1;
+}
+
+/* ---- responses ---- */
+
+static int head_append(struct tandem_httpc_conn *conn, const char *at, size_t len)
+{
+    if (conn->head_len + len > TANDEM_HTTPC_RESPONSE_HEADER_BYTES_MAX) {
+        conn->parse_error = UV_E2BIG;
+        return -1;
+    }
+    if (buf_reserve(&conn->head, &conn->head_cap, conn->head_len + len) != 0) {
+        conn->parse_error = UV_ENOMEM;
+        return -1;
+    }
+    memcpy(conn->head + conn->head_len, at, len);
+    conn->head_len += len;
+    return 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    struct tandem_httpc_conn *conn = p->data;
+    if (conn->fifo_head == NULL) {
+        conn->parse_error = UV_EPROTO; /* a response nobody asked for */
+        return -1;
+    }
+    conn->head_len = 0;
+    conn->header_count = 0;
+    conn->header_state = HEADER_BETWEEN;
+    conn->body_len = 0;
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct tandem_httpc_conn *conn = p->data;
+    if (conn->header_state == HEADER_IN_VALUE || conn->header_state == HEADER_BETWEEN) {
+        if (conn->header_state == HEADER_IN_VALUE && head_append(conn, "", 1) != 0) {
+            return -1;
+        }
+        if (conn->header_count == TANDEM_HTTPC_HEADERS_KEPT_MAX) {
+            conn->header_state = HEADER_SKIPPED;
+            return 0;
+        }
+        conn->headers[conn->header_count].name = (uint32_t)conn->head_len;
+        conn->headers[conn->header_count].value = (uint32_t)conn->head_len;
+        conn->header_count++;
+        conn->header_state = HEADER_IN_FIELD;
+    }
+    if (conn->header_state == HEADER_SKIPPED) {
+        return 0;
+    }
+    return head_append(conn, at, len);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct tandem_httpc_conn *conn = p->data;
+    if (conn->header_state == HEADER_SKIPPED) {
+        return 0;
+    }
+    if (conn->header_state == HEADER_IN_FIELD) {
+        if (head_append(conn, "", 1) != 0) {
+            return -1;
+        }
+        conn->headers[conn->header_count - 1].value = (uint32_t)conn->head_len;
+        conn->header_state = HEADER_IN_VALUE;
+    }
+    return head_append(conn, at, len);
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct tandem_httpc_conn *conn = p->data;
+    if (conn->header_state == HEADER_IN_VALUE || conn->header_state == HEADER_IN_FIELD) {
+        if (head_append(conn, "", 1) != 0) {
+            return -1;
+        }
+    }
+    conn->header_state = HEADER_BETWEEN;
+    return conn->fifo_head->is_head ? 1 : 0; /* 1: a response to HEAD has no body */
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    struct tandem_httpc_conn *conn = p->data;
+    if (conn->body_len + len > TANDEM_HTTPC_RESPONSE_BODY_BYTES_MAX) {
+        conn->parse_error = UV_E2BIG;
+        return -1;
+    }
+    if (buf_reserve(&conn->body, &conn->body_cap, conn->body_len + len + 1) != 0) {
+        conn->parse_error = UV_ENOMEM;
+        return -1;
+    }
+    memcpy(conn->body + conn->body_len, at, len);
+    conn->body_len += len;
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct tandem_httpc_conn *conn = p->data;
+    conn->keep_alive = http_should_keep_alive(p) && !p->upgrade;
+    http_parser_pause(p, 1); /* conn_deliver runs outside the parser */
+    return 0;
+}
+
+/* Hands the parsed response to the request at the FIFO head. Interim 1xx responses are skipped. */
+static void conn_deliver(struct tandem_httpc_conn *conn)
+{
+    struct tandem_httpc *c = conn->client;
+    int status = (int)conn->parser.status_code;
+    if (status >= 100 && status < 200 && status != 101) {
+        return;
+    }
+    struct tandem_httpc_request *req = fifo_pop(conn);
+    if (conn->body_len > 0) {
+        conn->body[conn->body_len] = '\0';
+    }
+    struct tandem_httpc_response resp = {
+        .status = status,
+        .body = conn->body_len > 0 ? conn->body : "",
+        .body_len = conn->body_len,
+        .conn = conn,
+    };
+    request_finish(req, 0, &resp);
+    if (conn->state == CONN_CLOSING) {
+        return;
+    }
+    if (!conn->keep_alive) {
+        /* The server reads nothing after this response: requests pipelined behind it fail. */
+        conn_fail(conn, NULL, 0, UV_ECONNRESET);
+        return;
+    }
+    client_pump(c);
+}
+
+static void conn_feed(struct tandem_httpc_conn *conn, const char *data, size_t len)
+{
+    size_t off = 0;
+    while (off < len && conn->state != CONN_CLOSING) {
+        size_t n = http_parser_execute(&conn->parser, &parser_settings, data + off, len - off);
+        off += n;
+        enum http_errno e = HTTP_PARSER_ERRNO(&conn->parser);
+        if (e == HPE_PAUSED) {
+            http_parser_pause(&conn->parser, 0);
+            conn_deliver(conn);
+        } else if (e != HPE_OK || n == 0) {
+            conn_fail(conn, NULL, 0, conn->parse_error != 0 ? conn->parse_error : UV_EPROTO);
+            return;
+        }
+    }
+}
+
+static void conn_alloc_cb(uv_handle_t *handle, size_t suggested_size, uv_buf_t *buf)
+{
+    struct tandem_httpc *c = ((struct tandem_httpc_conn *)handle->data)->client;
+    (void)suggested_size;
+    if (!c->read_buf_busy) {
+        c->read_buf_busy = 1;
+        *buf = uv_buf_init(c->read_buf, TANDEM_HTTPC_READ_BUFFER_BYTES);
+        return;
+    }
+    char *p = malloc(TANDEM_HTTPC_READ_BUFFER_BYTES);
+    *buf = uv_buf_init(p, p != NULL ? TANDEM_HTTPC_READ_BUFFER_BYTES : 0);
+}
+
+static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct tandem_httpc_conn *conn = stream->data;
+    struct tandem_httpc *c = conn->client;
+    if (nread > 0 && conn->state != CONN_CLOSING) {
+        conn_feed(conn, buf->base, (size_t)nread);
+    } else if (nread < 0 && conn->state != CONN_CLOSING) {
+        if (nread == UV_EOF) {
+            /* A response delimited by the end of the connection completes now. */
+            http_parser_execute(&conn->parser, &parser_settings, NULL, 0);
+            if (HTTP_PARSER_ERRNO(&conn->parser) == HPE_PAUSED) {
+                http_parser_pause(&conn->parser, 0);
+                conn_deliver(conn);
+            }
+        }
+        if (conn->state != CONN_CLOSING) {
+            conn_fail(conn, NULL, 0, (int)nread);
+        }
+    }
+    if (buf->base == c->read_buf) {
+        c->read_buf_busy = 0;
+    } else {
+        free(buf->base);
+    }
+}
+
+static void conn_connect_cb(uv_connect_t *req, int status)
+{
+    struct tandem_httpc_conn *conn = req->data;
+    if (conn->state == CONN_CLOSING) {
+        return;
+    }
+    if (status < 0) {
+        conn->client->stats.connect_errors++;
+        conn_fail(conn, NULL, 0, status);
+        return;
+    }
+    conn->state = CONN_OPEN;
+    uv_tcp_nodelay(&conn->tcp, 1);
+    int rc = uv_read_start((uv_stream_t *)&conn->tcp, conn_alloc_cb, conn_read_cb);
+    if (rc != 0) {
+        conn_fail(conn, NULL, 0, rc);
+        return;
+    }
+    conn_flush(conn);
+}
+
+static int conn_connect(struct tandem_httpc_conn *conn, const struct sockaddr *addr)
+{
+    conn->state = CONN_CONNECTING;
+    return uv_tcp_connect(&conn->connect_req, &conn->tcp, addr, conn_connect_cb);
+}
+
+static void conn_resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct tandem_httpc_conn *conn = req->data;
+    conn->resolving = 0;
+    if (conn->state == CONN_CLOSING) {
+        uv_freeaddrinfo(res);
+        conn_maybe_free(conn); /* last: it may free conn */
+        return;
+    }
+    if (status < 0) {
+        conn->client->stats.connect_errors++;
+        conn_fail(conn, NULL, 0, status);
+        return;
+    }
+    /* IPv4 first: "localhost" often resolves to ::1 first while services bind 127.0.0.1. */
+    const struct addrinfo *pick = res;
+    for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        if (ai->ai_family == AF_INET) {
+            pick = ai;
+            break;
+        }
+    }
+    int rc = conn_connect(conn, pick->ai_addr);
+    uv_freeaddrinfo(res);
+    if (rc != 0) {
+        conn_fail(conn, NULL, 0, rc);
+    }
+}
+
+/* Returns a new connection (connecting or resolving), or NULL when out of memory. A failure to
+ * start connecting is reported later, from the timer, to the requests placed on it. */
+static struct tandem_httpc_conn *conn_open(struct tandem_httpc *c)
+{
+    struct tandem_httpc_conn *conn = calloc(1, sizeof *conn);
+    if (conn == NULL) {
+        return NULL;
+    }
+    if (uv_tcp_init(c->loop, &conn->tcp) != 0) {
+        free(conn);
+        return NULL;
+    }
+    conn->client = c;
+    conn->tcp.data = conn->connect_req.data = conn->resolve_req.data = conn->write_req.data = conn;
+    http_parser_init(&conn->parser, HTTP_RESPONSE);
+    conn->parser.data = conn;
+    conn->next = c->conns;
+    if (c->conns != NULL) {
+        c->conns->prev = conn;
+    }
+    c->conns = conn;
+    c->conns_active++;
+    c->stats.connects++;
+    int rc;
+    if (c->host_numeric) {
+        rc = conn_connect(conn, (const struct sockaddr *)&c->addr);
+    } else {
+        struct addrinfo hints;
+        memset(&hints, 0, sizeof hints);
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        conn->state = CONN_RESOLVING;
+        rc = uv_getaddrinfo(c->loop, &conn->resolve_req, conn_resolve_cb, c->host, c->port_text,
+                            &hints);
+        conn->resolving = rc == 0;
+    }
+    if (rc != 0) {
+        c->stats.connect_errors++;
+        conn_defer_error(conn, rc);
+    }
+    return conn;
+}
+
+/* ---- client ---- */
+
+/* The least loaded usable connection; a new one when every connection is busy and the limit
+ * allows, so load spreads over connections before it pipelines. */
+static struct tandem_httpc_conn *client_pick_conn(struct tandem_httpc *c)
+{
+    struct tandem_httpc_conn *best = NULL;
+    for (struct tandem_httpc_conn *conn = c->conns; conn != NULL; conn = conn->next) {
+        if (conn->state != CONN_CLOSING && conn->deferred_error == 0 &&
+            conn->depth < TANDEM_HTTPC_PIPELINE_DEPTH_MAX &&
+            (best == NULL || conn->depth < best->depth)) {
+            best = conn;
+        }
+    }
+    if ((best == NULL || best->depth > 0) && c->conns_active < c->connections_max) {
+        struct tandem_httpc_conn *fresh = conn_open(c);
+        if (fresh != NULL) {
+            return fresh;
+        }
+    }
+    return best;
+}
+
+static void conn_assign(struct tandem_httpc_conn *conn, struct tandem_httpc_request *req)
+{
+    req->conn = conn;
+    list_push(&conn->fifo_head, &conn->fifo_tail, req);
+    conn->depth++;
+}
+
+/* Moves waiting requests onto connections with room, in order. */
+static void client_pump(struct tandem_httpc *c)
+{
+    while (c->waiting_head != NULL && !c->closing) {
+        struct tandem_httpc_request *req = c->waiting_head;
+        struct tandem_httpc_conn *conn = client_pick_conn(c);
+        if (conn == NULL ||
+            buf_reserve(&conn->out, &conn->out_cap, conn->out_len + req->wire_len) != 0) {
+            return; /* retried when a response frees room; the timeout bounds the wait */
+        }
+        list_remove(&c->waiting_head, &c->waiting_tail, req);
+        c->waiting_count--;
+        memcpy(conn->out + conn->out_len, req->wire, req->wire_len);
+        conn->out_len += req->wire_len;
+        free(req->wire);
+        req->wire = NULL;
+        conn_assign(conn, req);
+        conn_flush(conn);
+    }
+}
+
+static void client_arm_timer(struct tandem_httpc *c)
+{
+    if (c->closing) {
+        return;
+    }
+    for (struct tandem_httpc_conn *conn = c->conns; conn != NULL; conn = conn->next) {
+        if (conn->deferred_error != 0 && conn->state != CONN_CLOSING) {
+            uv_timer_start(&c->timer, client_timer_cb, 0, 0);
+            return;
+        }
+    }
+    if (c->deadline_head == NULL) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    uint64_t now = uv_now(c->loop);
+    uint64_t deadline = c->deadline_head->deadline_ms;
+    uv_timer_start(&c->timer, client_timer_cb, deadline > now ? deadline - now : 0, 0);
+}
+
+static void client_fail_deferred(struct tandem_httpc *c)
+{
+    /* Restart after each failure: callbacks may open connections. Each pass clears one error,
+     * and at most connections_max connections carry one. */
+    for (unsigned pass = 0; pass <= TANDEM_HTTPC_CONNECTIONS_MAX && !c->closing; pass++) {
+        struct tandem_httpc_conn *conn = c->conns;
+        while (conn != NULL && (conn->deferred_error == 0 || conn->state == CONN_CLOSING)) {
+            conn = conn->next;
+        }
+        if (conn == NULL) {
+            return;
+        }
+        int error = conn->deferred_error;
+        conn->deferred_error = 0;
+        conn_fail(conn, NULL, 0, error);
+    }
+}
+
+static void client_timer_cb(uv_timer_t *timer)
+{
+    struct tandem_httpc *c = timer->data;
+    client_fail_deferred(c);
+    uint64_t now = uv_now(c->loop);
+    /* Bounded: each pass finishes at least the head request. */
+    while (!c->closing && c->deadline_head != NULL && c->deadline_head->deadline_ms <= now) {
+        struct tandem_httpc_request *req = c->deadline_head;
+        if (req->conn == NULL) {
+            list_remove(&c->waiting_head, &c->waiting_tail, req);
+            c->waiting_count--;
+            request_finish(req, UV_ETIMEDOUT, NULL);
+        } else {
+            /* Responses come in order: later requests on this connection are stuck behind it. */
+            conn_fail(req->conn, req, UV_ETIMEDOUT, UV_ECONNABORTED);
+        }
+    }
+    client_arm_timer(c);
+}
+
+int tandem_httpc_init(struct tandem_httpc *c, uv_loop_t *loop, const char *host, int port,
+                      unsigned connections_max, unsigned timeout_ms)
+{
+    memset(c, 0, sizeof *c);
+    size_t host_len = strlen(host);
+    if (host_len == 0 || host_len >= sizeof c->host || port < 1 || port > 65535) {
+        snprintf(c->errmsg, sizeof c->errmsg, "http client: bad target '%.64s':%d", host, port);
+        return UV_EINVAL;
+    }
+    if (connections_max < 1 || connections_max > TANDEM_HTTPC_CONNECTIONS_MAX ||
+        timeout_ms > TANDEM_HTTPC_TIMEOUT_MS_MAX) {
+        snprintf(c->errmsg, sizeof c->errmsg,
+                 "http client: connections_max %u not in [1, %d] or timeout_ms %u over %u",
+                 connections_max, TANDEM_HTTPC_CONNECTIONS_MAX, timeout_ms,
+                 TANDEM_HTTPC_TIMEOUT_MS_MAX);
+        return UV_EINVAL;
+    }
+    c->loop = loop;
+    memcpy(c->host, host, host_len + 1);
+    c->port = port;
+    c->connections_max = connections_max;
+    c->timeout_ms = timeout_ms != 0 ? timeout_ms : TANDEM_HTTPC_TIMEOUT_MS_DEFAULT;
+    snprintf(c->port_text, sizeof c->port_text, "%d", port);
+    int ipv6 = strchr(host, ':') != NULL;
+    snprintf(c->host_header, sizeof c->host_header, ipv6 ? "[%s]:%d" : "%s:%d", host, port);
+    if (ipv6) {
+        c->host_numeric = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&c->addr) == 0;
+    } else {
+        c->host_numeric = uv_ip4_addr(host, port, (struct sockaddr_in *)&c->addr) == 0 &&
+                          strspn(host, "0123456789.") == host_len;
+    }
+    c->read_buf = malloc(TANDEM_HTTPC_READ_BUFFER_BYTES);
+    if (c->read_buf == NULL) {
+        snprintf(c->errmsg, sizeof c->errmsg, "http client: out of memory");
+        return UV_ENOMEM;
+    }
+    uv_timer_init(loop, &c->timer); /* cannot fail */
+    c->timer.data = c;
+    c->timer_open = 1;
+    return 0;
+}
+
+int tandem_httpc_send(struct tandem_httpc *c, struct tandem_httpc_request *req, const char *method,
+                      const char *target, const char *extra_headers, const void *body,
+                      size_t body_len, tandem_httpc_cb cb)
+{
+    const char *extra = extra_headers != NULL ? extra_headers : "";
+    size_t extra_len = strlen(extra);
+    if (c->closing) {
+        return UV_ECANCELED;
+    }
+    if (!token_ok(method) || !token_ok(target) ||
+        (extra_len > 0 && (extra_len < 2 || strcmp(extra + extra_len - 2, "\r\n") != 0))) {
+        return UV_EINVAL;
+    }
+    if (body_len > TANDEM_HTTPC_REQUEST_BYTES_MAX ||
+        strlen(method) + strlen(target) + extra_len + body_len > TANDEM_HTTPC_REQUEST_BYTES_MAX) {
+        return UV_E2BIG;
+    }
+    char length_line[48] = "";
+    if (body_len > 0 || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+        strcmp(method, "PATCH") == 0) {
+        snprintf(length_line, sizeof length_line, "Content-Length: %zu\r\n", body_len);
+    }
+    void *data = req->data;
+    unsigned timeout_ms = req->timeout_ms;
+    memset(req, 0, sizeof *req);
+    req->data = data;
+    req->timeout_ms = timeout_ms;
+    req->client = c;
+    req->cb = cb;
+    req->is_head = strcmp(method, "HEAD") == 0;
+    req->deadline_ms = uv_now(c->loop) + (timeout_ms != 0 ? timeout_ms : c->timeout_ms);
+    struct tandem_httpc_conn *conn = c->waiting_head == NULL ? client_pick_conn(c) : NULL;
+    int rc;
+    if (conn != NULL) {
+        rc = wire_append(&conn->out, &conn->out_len, &conn->out_cap, method, target, c->host_header,
+                         length_line, extra, body, body_len);
+    } else if (c->waiting_count < TANDEM_HTTPC_QUEUE_MAX) {
+        size_t cap = 0;
+        rc = wire_append(&req->wire, &req->wire_len, &cap, method, target, c->host_header,
+                         length_line, extra, body, body_len);
+    } else {
+        return UV_ENOBUFS;
+    }
+    if (rc != 0) {
+        free(req->wire);
+        req->wire = NULL;
+        return rc;
+    }
+    c->stats.requests++;
+    if (conn != NULL) {
+        conn_assign(conn, req);
+    } else {
+        list_push(&c->waiting_head, &c->waiting_tail, req);
+        c->waiting_count++;
+    }
+    deadline_insert(c, req);
+    if (conn != NULL) {
+        conn_flush(conn);
+    }
+    return 0;
+}
+
+static void client_timer_close_cb(uv_handle_t *handle)
+{
+    struct tandem_httpc *c = handle->data;
+    c->timer_open = 0;
+    client_maybe_finish(c);
+}
+
+static void client_maybe_finish(struct tandem_httpc *c)
+{
+    if (!c->closing || c->finished || c->timer_open || c->conns != NULL) {
+        return;
+    }
+    c->finished = 1;
+    free(c->read_buf);
+    c->read_buf = NULL;
+    if (c->close_cb != NULL) {
+        c->close_cb(c); /* last: it may free c */
+    }
+}
+
+void tandem_httpc_close(struct tandem_httpc *c, void (*close_cb)(struct tandem_httpc *c))
+{
+    if (c->closing) {
+        return;
+    }
+    c->closing = 1;
+    c->close_cb = close_cb;
+    /* Callbacks below may call send (refused now) or close (a no-op), never add work. */
+    while (c->waiting_head != NULL) {
+        struct tandem_httpc_request *req = c->waiting_head;
+        list_remove(&c->waiting_head, &c->waiting_tail, req);
+        c->waiting_count--;
+        request_finish(req, UV_ECANCELED, NULL);
+    }
+    for (struct tandem_httpc_conn *conn = c->conns; conn != NULL; conn = conn->next) {
+        conn_begin_close(conn);
+    }
+    for (struct tandem_httpc_conn *conn = c->conns; conn != NULL; conn = conn->next) {
+        while (conn->fifo_head != NULL) {
+            request_finish(fifo_pop(conn), UV_ECANCELED, NULL);
+        }
+    }
+    uv_close((uv_handle_t *)&c->timer, client_timer_close_cb);
+}

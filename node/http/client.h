@@ -1,0 +1,120 @@
+/* Small keep-alive, pipelining HTTP/1.1 client on libuv + http-parser for one host:port: used to
+ * forward requests to the leader and by the benchmark. */
+#ifndef TANDEM_NODE_HTTP_CLIENT_H
+#define TANDEM_NODE_HTTP_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <http_parser.h>
+#include <uv.h>
+#include "storage/error.h"
+
+#define TANDEM_HTTPC_TIMEOUT_MS_DEFAULT        10000u /* per request, used when 0 is given */
+#define TANDEM_HTTPC_TIMEOUT_MS_MAX            3600000u
+#define TANDEM_HTTPC_CONNECTIONS_MAX           64   /* ceiling of connections_max */
+#define TANDEM_HTTPC_PIPELINE_DEPTH_MAX        32   /* requests in flight per connection */
+#define TANDEM_HTTPC_QUEUE_MAX                 1024 /* waiting for a connection; more: UV_ENOBUFS */
+#define TANDEM_HTTPC_REQUEST_BYTES_MAX         (65u * 1024u * 1024u) /* serialised; more: E2BIG */
+#define TANDEM_HTTPC_RESPONSE_HEADER_BYTES_MAX (64u * 1024u)         /* more: UV_E2BIG */
+#define TANDEM_HTTPC_RESPONSE_BODY_BYTES_MAX   (64u * 1024u * 1024u) /* more: UV_E2BIG */
+#define TANDEM_HTTPC_HEADERS_KEPT_MAX          64 /* response header fields; later ones dropped */
+#define TANDEM_HTTPC_HOST_BYTES_MAX            256
+#define TANDEM_HTTPC_READ_BUFFER_BYTES         (64u * 1024u)
+
+struct tandem_httpc;
+struct tandem_httpc_conn;
+
+/* Valid only during the callback. */
+struct tandem_httpc_response {
+    int status;       /* HTTP status */
+    const char *body; /* NUL-terminated */
+    size_t body_len;
+    /* internal */
+    const struct tandem_httpc_conn *conn; /* borrowed */
+};
+
+/* Case-insensitive; NULL when absent. The first TANDEM_HTTPC_HEADERS_KEPT_MAX fields are kept. */
+const char *tandem_httpc_response_header(const struct tandem_httpc_response *r, const char *name);
+
+struct tandem_httpc_request;
+
+/* status: 0 with resp, or a negative UV_* code with resp NULL:
+ *   UV_ETIMEDOUT     this request's timeout passed;
+ *   UV_ECANCELED     tandem_httpc_close;
+ *   UV_ECONNABORTED  another request's timeout closed the connection this one was on;
+ *   UV_EPROTO, UV_E2BIG  the response was malformed or over a TANDEM_HTTPC_RESPONSE_* bound;
+ *   others           connecting or the connection failed (UV_ECONNREFUSED, UV_EOF, ...).
+ * On an error the request may or may not have reached the server: tandem_httpc_request_sent()
+ * says whether any of it was written. The client never resends anything. */
+typedef void (*tandem_httpc_cb)(struct tandem_httpc_request *req, int status,
+                                const struct tandem_httpc_response *resp);
+
+/* The caller's memory, valid from send until its callback. */
+struct tandem_httpc_request {
+    void *data;          /* free for the caller */
+    unsigned timeout_ms; /* 0 = the client's timeout; set before send */
+    /* internal */
+    struct tandem_httpc *client;                   /* borrowed */
+    struct tandem_httpc_conn *conn;                /* borrowed; NULL while waiting */
+    struct tandem_httpc_request *prev, *next;      /* connection FIFO or waiting queue */
+    struct tandem_httpc_request *by_deadline_prev; /* all pending, by deadline */
+    struct tandem_httpc_request *by_deadline_next;
+    uint64_t deadline_ms; /* uv_now() scale */
+    char *wire;           /* owned while waiting for a connection: the serialised request */
+    size_t wire_len;
+    tandem_httpc_cb cb;
+    int is_head, sent;
+};
+
+/* 1 when bytes of req were handed to the socket (the server may have acted on it). */
+int tandem_httpc_request_sent(const struct tandem_httpc_request *req);
+
+struct tandem_httpc_stats {
+    uint64_t connects, connect_errors, requests, responses, errors;
+};
+
+struct tandem_httpc {
+    void *data; /* free for the owner */
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    /* internal */
+    uv_loop_t *loop; /* borrowed */
+    char host[TANDEM_HTTPC_HOST_BYTES_MAX];
+    char host_header[TANDEM_HTTPC_HOST_BYTES_MAX + 16]; /* host:port, IPv6 in brackets */
+    char port_text[8];
+    struct sockaddr_storage addr; /* when host is numeric */
+    int host_numeric, port;
+    unsigned connections_max, timeout_ms;
+    uv_timer_t timer;                                         /* the earliest deadline */
+    struct tandem_httpc_conn *conns;                          /* owned, freed in close callbacks */
+    unsigned conns_active;                                    /* not closing */
+    struct tandem_httpc_request *waiting_head, *waiting_tail; /* borrowed */
+    unsigned waiting_count;
+    struct tandem_httpc_request *deadline_head, *deadline_tail; /* borrowed */
+    char *read_buf;                                             /* owned */
+    int read_buf_busy, timer_open, closing, finished;
+    void (*close_cb)(struct tandem_httpc *c);
+    struct tandem_httpc_stats stats;
+};
+
+/* host: numeric IPv4/IPv6 or a name (resolved asynchronously per connection; IPv4 results are
+ * preferred). connections_max in 1..TANDEM_HTTPC_CONNECTIONS_MAX; timeout_ms 0 = default.
+ * Returns 0 or a UV_* code with c->errmsg filled (then nothing needs closing). Connects lazily. */
+int tandem_httpc_init(struct tandem_httpc *c, uv_loop_t *loop, const char *host, int port,
+                      unsigned connections_max, unsigned timeout_ms);
+
+/* Queues a request: method and target are copied, extra_headers (NULL or complete lines each
+ * ending "\r\n") and body too. Host and, when there is a body or the method is POST/PUT/PATCH,
+ * Content-Length are added. req must stay valid until cb, which runs from the loop, never inside
+ * this call. Returns 0, or (and cb never runs): UV_ENOBUFS when TANDEM_HTTPC_QUEUE_MAX requests
+ * already wait for a connection, UV_E2BIG, UV_EINVAL (CR, LF or space in method/target),
+ * UV_ECANCELED after close, or the error of starting a connection. */
+int tandem_httpc_send(struct tandem_httpc *c, struct tandem_httpc_request *req, const char *method,
+                      const char *target, const char *extra_headers, const void *body,
+                      size_t body_len, tandem_httpc_cb cb);
+
+/* Every pending request's callback runs with UV_ECANCELED before this returns; close_cb runs
+ * from the loop once every handle is closed, and may free c. */
+void tandem_httpc_close(struct tandem_httpc *c, void (*close_cb)(struct tandem_httpc *c));
+
+#endif

@@ -1,0 +1,88 @@
+/* Parking and re-dispatching requests across a leader change. */
+#include "node/http/park.h"
+
+#include <stdlib.h>
+
+#include "node/node.h"
+#include "node/api/api.h"
+
+struct tandem_parked {
+    struct tandem_http_request *r; /* borrowed: answered by whoever handles it next */
+    struct tandem_parked *next;
+};
+
+static void park_retry(uv_timer_t *timer)
+{
+    struct tandem_park *p = timer->data;
+    struct tandem_parked *list = p->head;
+    p->head = p->tail = NULL;
+    p->count = 0;
+    /* Dispatch again in arrival order; whatever still finds no leader parks itself anew. */
+    while (list != NULL) {
+        struct tandem_parked *next = list->next;
+        struct tandem_http_request *r = list->r;
+        free(list);
+        tandem_routes_handle(&p->node->http, r);
+        list = next;
+    }
+    if (p->head == NULL) {
+        uv_timer_stop(timer);
+    }
+}
+
+void tandem_park_init(struct tandem_park *p, struct tandem_node *node, uint64_t wait_ns)
+{
+    *p = (struct tandem_park){.node = node, .wait_ns = wait_ns};
+    uv_timer_init(node->loop, &p->timer);
+    p->timer.data = p;
+}
+
+bool tandem_park(struct tandem_park *p, struct tandem_http_request *r)
+{
+    if (p->closing || p->count >= TANDEM_PARKED_MAX || uv_hrtime() - r->start_ns > p->wait_ns) {
+        p->expired_total += p->closing ? 0 : 1;
+        return false;
+    }
+    struct tandem_parked *e = malloc(sizeof *e);
+    if (e == NULL) {
+        return false;
+    }
+    e->r = r;
+    e->next = NULL;
+    if (p->tail == NULL) {
+        p->head = e;
+    } else {
+        p->tail->next = e;
+    }
+    p->tail = e;
+    p->count++;
+    p->parked_total++;
+    if (!uv_is_active((uv_handle_t *)&p->timer)) {
+        uv_timer_start(&p->timer, park_retry, TANDEM_PARK_RETRY_MS, TANDEM_PARK_RETRY_MS);
+    }
+    return true;
+}
+
+static void park_close_done(uv_handle_t *handle)
+{
+    struct tandem_park *p = handle->data;
+    if (p->close_cb != NULL) {
+        p->close_cb(p);
+    }
+}
+
+void tandem_park_close(struct tandem_park *p, void (*cb)(struct tandem_park *p))
+{
+    p->closing = true;
+    while (p->head != NULL) {
+        struct tandem_parked *e = p->head;
+        p->head = e->next;
+        tandem_route_json(p->node, e->r, 503, "Retry-After: 1\r\n",
+                          "{\"error\":\"node is shutting down\"}");
+        free(e);
+    }
+    p->tail = NULL;
+    p->count = 0;
+    p->close_cb = cb;
+    uv_close((uv_handle_t *)&p->timer, park_close_done);
+}

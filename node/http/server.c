@@ -1,0 +1,1310 @@
+/* HTTP/1.1 server on libuv + http-parser: connections, pipelining, in-order responses. */
+#include "node/http/server.h"
+#include "storage/error.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum header_state { HEADER_IN_URL = 0, HEADER_IN_FIELD, HEADER_IN_VALUE, HEADER_BETWEEN };
+
+#define NO_VALUE UINT32_MAX
+
+/* One accepted socket. Requests live in `queue` from completion until their response is written;
+ * the first `writing` of them are in write_req. Freed when both handles have closed. */
+struct tandem_http_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer; /* idle timeout, then the linger timeout */
+    uv_write_t write_req;
+    uv_write_t continue_req;
+    uv_shutdown_t shutdown_req;
+    http_parser parser;
+    struct tandem_http_server *server;                   /* borrowed */
+    struct tandem_http_conn *prev, *next;                /* server->conns */
+    struct tandem_http_conn *resume_next;                /* server->resume */
+    struct tandem_http_request *parsing;                 /* owned: the request being parsed */
+    struct tandem_http_request *queue_head, *queue_tail; /* owned, except handed requests */
+    unsigned depth;                                      /* requests in the queue */
+    unsigned writing;                                    /* queue head requests in write_req */
+    char *pending; /* owned: bytes read but not parsed while paused */
+    size_t pending_len;
+    int reject_status; /* set by a parser callback refusing the request */
+    char reject_message[160];
+    unsigned handles_open;
+    int reading, paused, resume_queued, stopped, peer_eof, lingering, closing;
+    int continue_in_flight;
+};
+
+static char continue_text[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+static int on_message_begin(http_parser *p);
+static int on_url(http_parser *p, const char *at, size_t len);
+static int on_header_field(http_parser *p, const char *at, size_t len);
+static int on_header_value(http_parser *p, const char *at, size_t len);
+static int on_headers_complete(http_parser *p);
+static int on_body(http_parser *p, const char *at, size_t len);
+static int on_message_complete(http_parser *p);
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+static void conn_close(struct tandem_http_conn *c);
+static void conn_write(struct tandem_http_conn *c);
+static void conn_read_start(struct tandem_http_conn *c);
+static void server_maybe_finish(struct tandem_http_server *s);
+static void server_resume_cb(uv_idle_t *idle);
+
+/* ---- limits ---- */
+
+void tandem_http_limits_default(struct tandem_http_limits *l)
+{
+    l->body_bytes_max = TANDEM_HTTP_BODY_BYTES_DEFAULT;
+    l->header_bytes_max = TANDEM_HTTP_HEADER_BYTES_DEFAULT;
+    l->connections_max = TANDEM_HTTP_CONNECTIONS_DEFAULT;
+    l->pipeline_depth_max = TANDEM_HTTP_PIPELINE_DEPTH_DEFAULT;
+    l->idle_timeout_ms = TANDEM_HTTP_IDLE_TIMEOUT_MS_DEFAULT;
+    l->requests_max = TANDEM_HTTP_REQUESTS_DEFAULT;
+}
+
+static int limit_check(const char *name, size_t value, size_t min, size_t max, char *errmsg)
+{
+    if (value >= min && value <= max) {
+        return 0;
+    }
+    snprintf(errmsg, TANDEM_ERRMSG_SIZE, "http limit %s = %zu is outside [%zu, %zu]", name, value, min, max);
+    return -1;
+}
+
+int tandem_http_limits_check(const struct tandem_http_limits *l, char *errmsg)
+{
+    if (limit_check("body_bytes_max", l->body_bytes_max, TANDEM_HTTP_BODY_BYTES_MIN,
+                    TANDEM_HTTP_BODY_BYTES_MAX, errmsg) != 0 ||
+        limit_check("header_bytes_max", l->header_bytes_max, TANDEM_HTTP_HEADER_BYTES_MIN,
+                    TANDEM_HTTP_HEADER_BYTES_MAX, errmsg) != 0 ||
+        limit_check("connections_max", l->connections_max, TANDEM_HTTP_CONNECTIONS_MIN,
+                    TANDEM_HTTP_CONNECTIONS_MAX, errmsg) != 0 ||
+        limit_check("pipeline_depth_max", l->pipeline_depth_max, TANDEM_HTTP_PIPELINE_DEPTH_MIN,
+                    TANDEM_HTTP_PIPELINE_DEPTH_MAX, errmsg) != 0 ||
+        limit_check("idle_timeout_ms", l->idle_timeout_ms, TANDEM_HTTP_IDLE_TIMEOUT_MS_MIN,
+                    TANDEM_HTTP_IDLE_TIMEOUT_MS_MAX, errmsg) != 0 ||
+        limit_check("requests_max", l->requests_max, TANDEM_HTTP_REQUESTS_MIN,
+                    TANDEM_HTTP_REQUESTS_MAX, errmsg) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- buffers and the request pool ---- */
+
+static int buf_reserve(char **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap) {
+        return 0;
+    }
+    size_t n = *cap > 0 ? *cap : 256;
+    while (n < need) {
+        n *= 2;
+    }
+    char *p = realloc(*buf, n);
+    if (p == NULL) {
+        return UV_ENOMEM;
+    }
+    *buf = p;
+    *cap = n;
+    return 0;
+}
+
+static void buf_trim(char **buf, size_t *cap)
+{
+    if (*cap > TANDEM_HTTP_POOLED_BUFFER_BYTES_MAX) {
+        free(*buf);
+        *buf = NULL;
+        *cap = 0;
+    }
+}
+
+static void request_free(struct tandem_http_request *r)
+{
+    free(r->head);
+    free(r->body_buf);
+    free(r->resp);
+    free(r);
+}
+
+/* Reuses a pooled object, keeping its buffers: the hot path allocates nothing once warm. */
+static struct tandem_http_request *request_acquire(struct tandem_http_server *s)
+{
+    struct tandem_http_request *r = s->pool;
+    if (r != NULL) {
+        s->pool = r->next;
+        s->pool_count--;
+    } else {
+        r = calloc(1, sizeof *r);
+        if (r == NULL) {
+            return NULL;
+        }
+    }
+    char *head = r->head, *body_buf = r->body_buf, *resp = r->resp;
+    size_t head_cap = r->head_cap, body_cap = r->body_cap, resp_cap = r->resp_cap;
+    memset(r, 0, sizeof *r);
+    r->head = head;
+    r->head_cap = head_cap;
+    r->body_buf = body_buf;
+    r->body_cap = body_cap;
+    r->resp = resp;
+    r->resp_cap = resp_cap;
+    r->server = s;
+    return r;
+}
+
+static void request_release(struct tandem_http_request *r)
+{
+    struct tandem_http_server *s = r->server;
+    if (s->pool_count >= TANDEM_HTTP_REQUEST_POOL_MAX) {
+        request_free(r);
+        return;
+    }
+    buf_trim(&r->head, &r->head_cap);
+    buf_trim(&r->body_buf, &r->body_cap);
+    buf_trim(&r->resp, &r->resp_cap);
+    r->next = s->pool;
+    s->pool = r;
+    s->pool_count++;
+}
+
+const char *tandem_http_request_header(const struct tandem_http_request *r, const char *name)
+{
+    for (unsigned i = 0; i < r->header_count; i++) {
+        if (r->headers[i].value != NO_VALUE &&
+            strcasecmp(r->head + r->headers[i].name, name) == 0) {
+            return r->head + r->headers[i].value;
+        }
+    }
+    return NULL;
+}
+
+/* ---- JSON error bodies ---- */
+
+struct emitter {
+    char *out;
+    size_t size, len;
+};
+
+static void emit(struct emitter *e, const char *bytes, size_t n)
+{
+    if (e->len + n < e->size) {
+        memcpy(e->out + e->len, bytes, n);
+    }
+    e->len += n;
+}
+
+/* Length of the valid UTF-8 sequence starting at p (at most n bytes), 0 when invalid. */
+static size_t utf8_sequence(const unsigned char *p, size_t n)
+{
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (p[0] >= 0xC2 && p[0] <= 0xDF) {
+        len = 2;
+    } else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
+        len = 3;
+        lo = p[0] == 0xE0 ? 0xA0 : 0x80; /* no overlong forms */
+        hi = p[0] == 0xED ? 0x9F : 0xBF; /* no surrogates */
+    } else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
+        len = 4;
+        lo = p[0] == 0xF0 ? 0x90 : 0x80;
+        hi = p[0] == 0xF4 ? 0x8F : 0xBF; /* nothing above U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (len > n || p[1] < lo || p[1] > hi) {
+        return 0;
+    }
+    for (size_t i = 2; i < len; i++) {
+        if (p[i] < 0x80 || p[i] > 0xBF) {
+            return 0;
+        }
+    }
+    return len;
+}
+
+static void emit_json_string_body(struct emitter *e, const char *text)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    size_t n = strlen(text);
+    for (size_t i = 0; i < n;) {
+        unsigned char ch = p[i];
+        char esc[8];
+        if (ch == '"' || ch == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)ch;
+            emit(e, esc, 2);
+            i++;
+        } else if (ch < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", (unsigned)ch);
+            emit(e, esc, 6);
+            i++;
+        } else if (ch < 0x80) {
+            emit(e, (const char *)p + i, 1);
+            i++;
+        } else {
+            size_t len = utf8_sequence(p + i, n - i);
+            if (len == 0) {
+                emit(e, "\\ufffd", 6);
+                i++;
+            } else {
+                emit(e, (const char *)p + i, len);
+                i += len;
+            }
+        }
+    }
+}
+
+size_t tandem_http_error_json(char *out, size_t out_size, const char *text)
+{
+    struct emitter e = {out, out_size, 0};
+    emit(&e, "{\"error\":\"", 10);
+    emit_json_string_body(&e, text);
+    emit(&e, "\"}", 2);
+    if (e.len < out_size) {
+        out[e.len] = '\0';
+    } else if (out_size > 0) {
+        out[0] = '\0';
+    }
+    return e.len;
+}
+
+/* ---- query helpers ---- */
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+static int decode(const char *in, size_t in_len, char *out, size_t out_size, size_t *out_len,
+                  int plus_as_space)
+{
+    size_t o = 0;
+    if (out_size == 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < in_len; i++) {
+        char ch = in[i];
+        if (ch == '%') {
+            if (i + 2 >= in_len) {
+                return -1;
+            }
+            int hi = hex_value(in[i + 1]), lo = hex_value(in[i + 2]);
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+                return -1;
+            }
+            ch = (char)(hi * 16 + lo);
+            i += 2;
+        } else if (ch == '+' && plus_as_space) {
+            ch = ' ';
+        } else if (ch == '\0') {
+            return -1;
+        }
+        if (o + 1 >= out_size) {
+            return -1;
+        }
+        out[o++] = ch;
+    }
+    out[o] = '\0';
+    if (out_len != NULL) {
+        *out_len = o;
+    }
+    return 0;
+}
+
+int tandem_http_url_decode(const char *in, size_t in_len, char *out, size_t out_size,
+                           size_t *out_len)
+{
+    return decode(in, in_len, out, out_size, out_len, 1);
+}
+
+int tandem_http_path_decode(const char *in, size_t in_len, char *out, size_t out_size,
+                            size_t *out_len)
+{
+    return decode(in, in_len, out, out_size, out_len, 0);
+}
+
+int tandem_http_query_get(const char *query, const char *name, char *out, size_t out_size)
+{
+    if (query == NULL) {
+        return 0;
+    }
+    size_t name_len = strlen(name);
+    const char *p = query;
+    /* Each pass consumes one '&'-separated pair, so the loop ends with the string. */
+    for (;;) {
+        const char *amp = strchr(p, '&');
+        size_t pair_len = amp != NULL ? (size_t)(amp - p) : strlen(p);
+        const char *eq = memchr(p, '=', pair_len);
+        size_t key_len = eq != NULL ? (size_t)(eq - p) : pair_len;
+        char key[TANDEM_HTTP_QUERY_NAME_BYTES_MAX];
+        size_t decoded_len = 0;
+        if (pair_len > 0 && decode(p, key_len, key, sizeof key, &decoded_len, 1) == 0 &&
+            decoded_len == name_len && memcmp(key, name, name_len) == 0) {
+            const char *value = eq != NULL ? eq + 1 : p + pair_len;
+            size_t value_len = eq != NULL ? pair_len - key_len - 1 : 0;
+            return decode(value, value_len, out, out_size, NULL, 1) == 0 ? 1 : -1;
+        }
+        if (amp == NULL) {
+            return 0;
+        }
+        p = amp + 1;
+    }
+}
+
+/* ---- parser callbacks: build conn->parsing ---- */
+
+static int reject(struct tandem_http_conn *c, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Makes http_parser_execute stop with an error; conn_feed then answers `status`. */
+static int reject(struct tandem_http_conn *c, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->reject_message, sizeof c->reject_message, fmt, ap);
+    va_end(ap);
+    c->reject_status = status;
+    return -1;
+}
+
+static int head_append_raw(struct tandem_http_request *r, const char *at, size_t len)
+{
+    if (buf_reserve(&r->head, &r->head_cap, r->head_len + len) != 0) {
+        return -1;
+    }
+    memcpy(r->head + r->head_len, at, len);
+    r->head_len += len;
+    return 0;
+}
+
+static int head_append(struct tandem_http_conn *c, const char *at, size_t len)
+{
+    struct tandem_http_request *r = c->parsing;
+    size_t max = c->server->limits.header_bytes_max;
+    if (r->head_len + len > max) {
+        return reject(c, 431, "request header fields exceed %zu bytes", max);
+    }
+    if (head_append_raw(r, at, len) != 0) {
+        return reject(c, 503, "server out of memory");
+    }
+    return 0;
+}
+
+/* Ends the url or the header value being collected with a NUL. */
+static int head_end_token(struct tandem_http_conn *c)
+{
+    struct tandem_http_request *r = c->parsing;
+    if (r->header_state == HEADER_IN_URL) {
+        r->url_len = r->head_len;
+    } else if (r->header_state == HEADER_IN_VALUE) {
+        uint32_t start = r->headers[r->header_count - 1].value;
+        while (r->head_len > start &&
+               (r->head[r->head_len - 1] == ' ' || r->head[r->head_len - 1] == '\t')) {
+            r->head_len--;
+        }
+    } else {
+        return 0;
+    }
+    r->header_state = HEADER_BETWEEN;
+    return head_append(c, "", 1);
+}
+
+static int on_message_begin(http_parser *p)
+{
+    struct tandem_http_conn *c = p->data;
+    struct tandem_http_server *s = c->server;
+    assert(c->parsing == NULL);
+    if (s->stats.requests_outstanding >= s->limits.requests_max) {
+        return reject(c, 503, "server has %u requests in progress", s->limits.requests_max);
+    }
+    c->parsing = request_acquire(s);
+    if (c->parsing == NULL) {
+        return reject(c, 503, "server out of memory");
+    }
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    return head_append(p->data, at, len);
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct tandem_http_conn *c = p->data;
+    struct tandem_http_request *r = c->parsing;
+    /* http-parser splits a field across reads; a field right after a field is its remainder
+     * (an empty value still gets a zero-length value callback). */
+    if (r->header_state != HEADER_IN_FIELD) {
+        if (head_end_token(c) != 0) {
+            return -1;
+        }
+        if (r->header_count == TANDEM_HTTP_HEADERS_KEPT_MAX) {
+            return reject(c, 431, "request has more than %d header fields",
+                          TANDEM_HTTP_HEADERS_KEPT_MAX);
+        }
+        r->headers[r->header_count].name = (uint32_t)r->head_len;
+        r->headers[r->header_count].value = NO_VALUE;
+        r->header_count++;
+        r->header_state = HEADER_IN_FIELD;
+    }
+    return head_append(c, at, len);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct tandem_http_conn *c = p->data;
+    struct tandem_http_request *r = c->parsing;
+    if (r->header_state == HEADER_IN_FIELD) {
+        if (head_append(c, "", 1) != 0) {
+            return -1;
+        }
+        r->headers[r->header_count - 1].value = (uint32_t)r->head_len;
+        r->header_state = HEADER_IN_VALUE;
+    }
+    return head_append(c, at, len);
+}
+
+/* Sends the interim response only when nothing earlier on the connection is unanswered, so it
+ * cannot overtake a pipelined response; otherwise the client sends the body after its wait. */
+static void conn_continue_cb(uv_write_t *req, int status)
+{
+    struct tandem_http_conn *c = req->data;
+    c->continue_in_flight = 0;
+    if (status < 0 && !c->closing) {
+        conn_close(c);
+    }
+}
+
+static void conn_send_continue(struct tandem_http_conn *c)
+{
+    if (c->depth > 0 || c->continue_in_flight) {
+        return;
+    }
+    uv_buf_t buf = uv_buf_init(continue_text, (unsigned)(sizeof continue_text - 1));
+    if (uv_write(&c->continue_req, (uv_stream_t *)&c->tcp, &buf, 1, conn_continue_cb) == 0) {
+        c->continue_in_flight = 1;
+    }
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct tandem_http_conn *c = p->data;
+    struct tandem_http_request *r = c->parsing;
+    if (head_end_token(c) != 0) {
+        return -1;
+    }
+    size_t max = c->server->limits.body_bytes_max;
+    if ((p->flags & F_CONTENTLENGTH) != 0 && p->content_length > max) {
+        return reject(c, 413, "request body exceeds %zu bytes", max);
+    }
+    const char *expect = tandem_http_request_header(r, "Expect");
+    if (expect != NULL && strcasecmp(expect, "100-continue") == 0 && p->http_major == 1 &&
+        p->http_minor >= 1) {
+        conn_send_continue(c);
+    }
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    struct tandem_http_conn *c = p->data;
+    struct tandem_http_request *r = c->parsing;
+    size_t max = c->server->limits.body_bytes_max;
+    if (r->body_len + len > max) {
+        return reject(c, 413, "request body exceeds %zu bytes", max);
+    }
+    if (buf_reserve(&r->body_buf, &r->body_cap, r->body_len + len + 1) != 0) {
+        return reject(c, 503, "server out of memory");
+    }
+    memcpy(r->body_buf + r->body_len, at, len);
+    r->body_len += len;
+    return 0;
+}
+
+/* Copies path and query out of the url so each is NUL-terminated, then fixes the pointers (the
+ * head buffer no longer moves). Pauses the parser: conn_feed dispatches outside its callbacks. */
+static int on_message_complete(http_parser *p)
+{
+    struct tandem_http_conn *c = p->data;
+    struct tandem_http_request *r = c->parsing;
+    if (head_end_token(c) != 0) {
+        return -1;
+    }
+    const char *question = memchr(r->head, '?', r->url_len);
+    size_t path_len = question != NULL ? (size_t)(question - r->head) : r->url_len;
+    size_t query_len = question != NULL ? r->url_len - path_len - 1 : 0;
+    size_t path_off = r->head_len;
+    if (buf_reserve(&r->head, &r->head_cap, r->head_len + path_len + query_len + 2) != 0) {
+        return reject(c, 503, "server out of memory");
+    }
+    head_append_raw(r, r->head, path_len);
+    head_append_raw(r, "", 1);
+    size_t query_off = r->head_len;
+    head_append_raw(r, r->head + path_len + 1, query_len);
+    head_append_raw(r, "", 1);
+    r->url = r->head;
+    r->path = r->head + path_off;
+    r->query = r->head + query_off;
+    if (r->body_len > 0) {
+        r->body_buf[r->body_len] = '\0';
+        r->body = r->body_buf;
+    } else {
+        r->body = "";
+    }
+    r->method = (int)p->method;
+    r->http_major = p->http_major;
+    r->http_minor = p->http_minor;
+    r->keep_alive = http_should_keep_alive(p) && !p->upgrade;
+    r->start_ns = uv_hrtime();
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+/* ---- responses ---- */
+
+static const char *status_reason(int status)
+{
+    const char *text = http_status_str((enum http_status)status);
+    return strcmp(text, "<unknown>") == 0 ? "Status" : text;
+}
+
+/* Serialises the response into r->resp. Returns 0 or UV_ENOMEM. */
+static int request_format(struct tandem_http_request *r, int status, const char *content_type,
+                          const char *extra_headers, const void *body, size_t body_len)
+{
+    if (status < 100 || status > 999) {
+        status = 500;
+    }
+    int bodyless = (status >= 100 && status < 200) || status == 204 || status == 304;
+    char length[48] = "";
+    if (!bodyless) {
+        snprintf(length, sizeof length, "Content-Length: %zu\r\n", body_len);
+    }
+    const char *connection = "";
+    if (!r->keep_alive) {
+        connection = "Connection: close\r\n";
+    } else if (r->http_major == 1 && r->http_minor == 0) {
+        connection = "Connection: keep-alive\r\n";
+    }
+    const char *ct = content_type != NULL ? content_type : "";
+    const char *ct_name = content_type != NULL ? "Content-Type: " : "";
+    const char *ct_end = content_type != NULL ? "\r\n" : "";
+    const char *extra = extra_headers != NULL ? extra_headers : "";
+    const char *fmt = "HTTP/1.1 %d %s\r\n%s%s%s%s%s%s\r\n";
+    int head_len = snprintf(NULL, 0, fmt, status, status_reason(status), ct_name, ct, ct_end,
+                            length, connection, extra);
+    if (head_len < 0) {
+        return UV_EINVAL;
+    }
+    size_t send_body = (bodyless || r->method == HTTP_HEAD) ? 0 : body_len;
+    if (buf_reserve(&r->resp, &r->resp_cap, (size_t)head_len + send_body + 1) != 0) {
+        return UV_ENOMEM;
+    }
+    snprintf(r->resp, (size_t)head_len + 1, fmt, status, status_reason(status), ct_name, ct, ct_end,
+             length, connection, extra);
+    if (send_body > 0) {
+        memcpy(r->resp + head_len, body, send_body);
+    }
+    r->resp_len = (size_t)head_len + send_body;
+    r->responded = 1;
+    return 0;
+}
+
+void tandem_http_respond(struct tandem_http_request *r, int status, const char *content_type,
+                         const char *extra_headers, const void *body, size_t body_len)
+{
+    assert(r->handed && !r->responded);
+    struct tandem_http_server *s = r->server;
+    struct tandem_http_conn *c = r->conn;
+    s->stats.requests_outstanding--;
+    if (c == NULL) {
+        /* The connection is gone: only release. This may finish a closing server. */
+        r->responded = 1;
+        request_release(r);
+        server_maybe_finish(s);
+        return;
+    }
+    if (request_format(r, status, content_type, extra_headers, body, body_len) != 0) {
+        r->responded = 1; /* nothing to send: dropping the connection is the only honest answer */
+        conn_close(c);
+        return;
+    }
+    conn_write(c);
+}
+
+void tandem_http_respond_json(struct tandem_http_request *r, int status, const char *extra_headers,
+                              const char *json_text)
+{
+    tandem_http_respond(r, status, "application/json", extra_headers, json_text, strlen(json_text));
+}
+
+void tandem_http_respond_error(struct tandem_http_request *r, int status, const char *fmt, ...)
+{
+    char message[TANDEM_HTTP_ERROR_MESSAGE_BYTES_MAX];
+    /* Worst case every byte becomes a 6-byte \u escape. */
+    char body[6 * TANDEM_HTTP_ERROR_MESSAGE_BYTES_MAX + 16];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    size_t len = tandem_http_error_json(body, sizeof body, message);
+    tandem_http_respond(r, status, "application/json", NULL, body, len);
+}
+
+/* ---- connection queue and writes ---- */
+
+static void queue_push(struct tandem_http_conn *c, struct tandem_http_request *r)
+{
+    r->next = NULL;
+    r->conn = c;
+    if (c->queue_tail != NULL) {
+        c->queue_tail->next = r;
+    } else {
+        c->queue_head = r;
+    }
+    c->queue_tail = r;
+    c->depth++;
+}
+
+static struct tandem_http_request *queue_pop(struct tandem_http_conn *c)
+{
+    struct tandem_http_request *r = c->queue_head;
+    c->queue_head = r->next;
+    if (c->queue_head == NULL) {
+        c->queue_tail = NULL;
+    }
+    r->next = NULL;
+    c->depth--;
+    return r;
+}
+
+static void conn_maybe_resume(struct tandem_http_conn *c)
+{
+    struct tandem_http_server *s = c->server;
+    if (!c->paused || c->resume_queued || c->closing || c->depth >= s->limits.pipeline_depth_max) {
+        return;
+    }
+    /* Resumed from the loop, not here: this may run inside another connection's handler. */
+    c->resume_queued = 1;
+    c->resume_next = s->resume;
+    s->resume = c;
+    uv_idle_start(&s->resume_idle, server_resume_cb);
+}
+
+static void conn_shutdown_cb(uv_shutdown_t *req, int status)
+{
+    struct tandem_http_conn *c = req->data;
+    if (status < 0 && !c->closing) {
+        conn_close(c);
+    }
+}
+
+static void conn_timer_cb(uv_timer_t *timer);
+
+/* After the last response: send FIN, then read and discard what the client still sends, so
+ * closing cannot reset the connection before the client has read the response. */
+static void conn_linger(struct tandem_http_conn *c)
+{
+    if (c->peer_eof) {
+        conn_close(c);
+        return;
+    }
+    c->lingering = 1;
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, conn_shutdown_cb) != 0) {
+        conn_close(c);
+        return;
+    }
+    conn_read_start(c);
+    if (!c->closing) {
+        uv_timer_start(&c->timer, conn_timer_cb, TANDEM_HTTP_LINGER_MS, 0);
+    }
+}
+
+static void conn_write_cb(uv_write_t *req, int status)
+{
+    struct tandem_http_conn *c = req->data;
+    int last = 0;
+    unsigned n = c->writing;
+    c->writing = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct tandem_http_request *r = queue_pop(c);
+        last |= !r->keep_alive;
+        request_release(r);
+    }
+    if (c->closing) {
+        return;
+    }
+    if (status < 0) {
+        conn_close(c);
+    } else if (last) {
+        conn_linger(c);
+    } else if (c->peer_eof && c->depth == 0) {
+        conn_close(c);
+    } else {
+        conn_write(c);
+        conn_maybe_resume(c);
+    }
+}
+
+/* Writes the answered requests at the head of the queue, up to the first unanswered one, so
+ * responses leave in request order. One write in flight per connection. */
+static void conn_write(struct tandem_http_conn *c)
+{
+    uv_buf_t bufs[TANDEM_HTTP_WRITE_BATCH_MAX];
+    unsigned n = 0;
+    if (c->closing || c->writing > 0) {
+        return;
+    }
+    for (struct tandem_http_request *r = c->queue_head;
+         r != NULL && r->responded && n < TANDEM_HTTP_WRITE_BATCH_MAX; r = r->next) {
+        bufs[n++] = uv_buf_init(r->resp, (unsigned)r->resp_len);
+        if (!r->keep_alive) {
+            break;
+        }
+    }
+    if (n == 0) {
+        return;
+    }
+    if (uv_write(&c->write_req, (uv_stream_t *)&c->tcp, bufs, n, conn_write_cb) != 0) {
+        conn_close(c);
+        return;
+    }
+    c->writing = n;
+}
+
+/* Answers a request the server itself refuses (400/413/431/503), in order after the requests
+ * before it, and reads no further requests on this connection. */
+static void conn_reject(struct tandem_http_conn *c, int status, const char *message)
+{
+    struct tandem_http_server *s = c->server;
+    struct tandem_http_request *r = c->parsing;
+    c->parsing = NULL;
+    c->stopped = 1;
+    if (r == NULL) {
+        r = request_acquire(c->server);
+    }
+    if (r == NULL) {
+        conn_close(c);
+        return;
+    }
+    r->method = HTTP_GET;
+    r->keep_alive = 0;
+    char body[6 * sizeof c->reject_message + 16];
+    size_t len = tandem_http_error_json(body, sizeof body, message);
+    queue_push(c, r);
+    if (request_format(r, status, "application/json",
+                       s->reject_headers[0] != '\0' ? s->reject_headers : NULL, body, len) != 0) {
+        conn_close(c);
+        return;
+    }
+    switch (status) {
+        case 400:
+            s->stats.rejected_400++;
+            break;
+        case 413:
+            s->stats.rejected_413++;
+            break;
+        case 431:
+            s->stats.rejected_431++;
+            break;
+        default:
+            s->stats.rejected_503++;
+            break;
+    }
+    conn_write(c);
+}
+
+/* ---- reading and parsing ---- */
+
+static void conn_dispatch(struct tandem_http_conn *c)
+{
+    struct tandem_http_server *s = c->server;
+    struct tandem_http_request *r = c->parsing;
+    c->parsing = NULL;
+    queue_push(c, r);
+    r->handed = 1;
+    s->stats.requests_outstanding++;
+    s->stats.requests_total++;
+    if (!r->keep_alive) {
+        c->stopped = 1;
+    }
+    s->handler(s, r);
+}
+
+static void conn_pause(struct tandem_http_conn *c, const char *data, size_t len)
+{
+    c->paused = 1;
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+    if (len == 0) {
+        return;
+    }
+    c->pending = malloc(len);
+    if (c->pending == NULL) {
+        conn_close(c);
+        return;
+    }
+    memcpy(c->pending, data, len);
+    c->pending_len = len;
+}
+
+/* Parses data, handing each complete request to the handler as soon as it is complete. When the
+ * pipeline is full the rest is kept and reading pauses until responses drain. */
+static void conn_feed(struct tandem_http_conn *c, const char *data, size_t len)
+{
+    struct tandem_http_server *s = c->server;
+    size_t off = 0;
+    while (off < len && !c->closing && !c->stopped) {
+        if (c->depth >= s->limits.pipeline_depth_max) {
+            conn_pause(c, data + off, len - off);
+            return;
+        }
+        size_t n = http_parser_execute(&c->parser, &parser_settings, data + off, len - off);
+        off += n;
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (e == HPE_PAUSED) {
+            http_parser_pause(&c->parser, 0);
+            conn_dispatch(c);
+        } else if (e != HPE_OK) {
+            if (c->reject_status != 0) {
+                conn_reject(c, c->reject_status, c->reject_message);
+            } else {
+                char message[160];
+                snprintf(message, sizeof message, "malformed HTTP request: %s",
+                         http_errno_description(e));
+                conn_reject(c, 400, message);
+            }
+        } else if (n == 0) {
+            c->stopped = 1; /* the parser takes no more (upgrade): nothing more to read */
+        }
+    }
+    if (!c->closing && !c->stopped && c->depth >= s->limits.pipeline_depth_max) {
+        conn_pause(c, NULL, 0);
+    }
+}
+
+static void server_resume_cb(uv_idle_t *idle)
+{
+    struct tandem_http_server *s = idle->data;
+    struct tandem_http_conn *list = s->resume;
+    s->resume = NULL;
+    uv_idle_stop(idle);
+    while (list != NULL) {
+        struct tandem_http_conn *c = list;
+        list = c->resume_next;
+        c->resume_next = NULL;
+        c->resume_queued = 0;
+        if (c->closing) {
+            continue;
+        }
+        char *pending = c->pending;
+        size_t pending_len = c->pending_len;
+        c->pending = NULL;
+        c->pending_len = 0;
+        c->paused = 0;
+        if (pending != NULL) {
+            conn_feed(c, pending, pending_len);
+            free(pending);
+        }
+        if (!c->closing && !c->paused) {
+            conn_read_start(c);
+        }
+    }
+}
+
+static void conn_alloc_cb(uv_handle_t *handle, size_t suggested_size, uv_buf_t *buf)
+{
+    struct tandem_http_conn *c = handle->data;
+    struct tandem_http_server *s = c->server;
+    (void)suggested_size;
+    /* Reads complete synchronously after alloc, so one buffer serves every connection; the
+     * fallback only guards against that ever changing. */
+    if (!s->read_buf_busy) {
+        s->read_buf_busy = 1;
+        *buf = uv_buf_init(s->read_buf, TANDEM_HTTP_READ_BUFFER_BYTES);
+        return;
+    }
+    char *p = malloc(TANDEM_HTTP_READ_BUFFER_BYTES);
+    *buf = uv_buf_init(p, p != NULL ? TANDEM_HTTP_READ_BUFFER_BYTES : 0);
+}
+
+static void read_buf_release(struct tandem_http_server *s, const uv_buf_t *buf)
+{
+    if (buf->base == s->read_buf) {
+        s->read_buf_busy = 0;
+    } else {
+        free(buf->base);
+    }
+}
+
+static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct tandem_http_conn *c = stream->data;
+    struct tandem_http_server *s = c->server;
+    if (nread > 0 && !c->closing) {
+        if (!c->lingering) {
+            uv_timer_start(&c->timer, conn_timer_cb, s->limits.idle_timeout_ms, 0);
+            if (!c->stopped) {
+                conn_feed(c, buf->base, (size_t)nread);
+            }
+        }
+    } else if (nread < 0 && !c->closing) {
+        c->reading = 0;
+        if (nread == UV_EOF && !c->lingering && c->depth > 0) {
+            /* Half-closed: answer what was asked, then close (conn_write_cb). */
+            c->peer_eof = 1;
+        } else {
+            conn_close(c);
+        }
+    }
+    read_buf_release(s, buf);
+}
+
+static void conn_read_start(struct tandem_http_conn *c)
+{
+    if (c->reading || c->closing || c->peer_eof) {
+        return;
+    }
+    if (uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb) != 0) {
+        conn_close(c);
+        return;
+    }
+    c->reading = 1;
+}
+
+/* The idle timer does not close a connection whose requests are still with the handler or
+ * being written: then the server, not the client, is the slow side. */
+static void conn_timer_cb(uv_timer_t *timer)
+{
+    struct tandem_http_conn *c = timer->data;
+    if (c->closing) {
+        return;
+    }
+    if (!c->lingering && c->depth > 0) {
+        uv_timer_start(timer, conn_timer_cb, c->server->limits.idle_timeout_ms, 0);
+        return;
+    }
+    conn_close(c);
+}
+
+/* ---- connection lifetime ---- */
+
+static void conn_handle_close_cb(uv_handle_t *handle)
+{
+    struct tandem_http_conn *c = handle->data;
+    struct tandem_http_server *s = c->server;
+    if (--c->handles_open > 0) {
+        return;
+    }
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        s->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    s->stats.connections_open--;
+    free(c);
+    server_maybe_finish(s);
+}
+
+static void resume_list_remove(struct tandem_http_conn *c)
+{
+    struct tandem_http_conn **link = &c->server->resume;
+    while (*link != NULL && *link != c) {
+        link = &(*link)->resume_next;
+    }
+    if (*link == c) {
+        *link = c->resume_next;
+        c->resume_queued = 0;
+    }
+}
+
+/* Closes at once. Requests with the handler are detached (respond releases them later); those
+ * in the write in flight are released by its callback (UV_ECANCELED); the rest now. */
+static void conn_close(struct tandem_http_conn *c)
+{
+    if (c->closing) {
+        return;
+    }
+    c->closing = 1;
+    if (c->resume_queued) {
+        resume_list_remove(c);
+    }
+    free(c->pending);
+    c->pending = NULL;
+    if (c->parsing != NULL) {
+        request_release(c->parsing);
+        c->parsing = NULL;
+    }
+    struct tandem_http_request **link = &c->queue_head;
+    struct tandem_http_request *last_kept = NULL;
+    for (unsigned i = 0; i < c->writing; i++) {
+        last_kept = *link;
+        link = &(*link)->next;
+    }
+    struct tandem_http_request *r = *link;
+    *link = NULL;
+    c->queue_tail = last_kept;
+    c->depth = c->writing;
+    while (r != NULL) {
+        struct tandem_http_request *next = r->next;
+        r->next = NULL;
+        if (r->handed && !r->responded) {
+            r->conn = NULL;
+        } else {
+            request_release(r);
+        }
+        r = next;
+    }
+    uv_close((uv_handle_t *)&c->tcp, conn_handle_close_cb);
+    uv_close((uv_handle_t *)&c->timer, conn_handle_close_cb);
+}
+
+static void reject_close_cb(uv_handle_t *handle)
+{
+    struct tandem_http_server *s = handle->data;
+    free(handle);
+    s->rejecting--;
+    server_maybe_finish(s);
+}
+
+/* Over connections_max: accept (so the kernel queue drains) and close at once. */
+static void server_reject_connection(struct tandem_http_server *s)
+{
+    uv_tcp_t *tcp = malloc(sizeof *tcp);
+    if (tcp == NULL || uv_tcp_init(s->loop, tcp) != 0) {
+        free(tcp);
+        return;
+    }
+    tcp->data = s;
+    uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)tcp);
+    s->rejecting++;
+    s->stats.connections_rejected++;
+    uv_close((uv_handle_t *)tcp, reject_close_cb);
+}
+
+static void server_connection_cb(uv_stream_t *listener, int status)
+{
+    struct tandem_http_server *s = listener->data;
+    if (status < 0 || s->closing) {
+        return;
+    }
+    if (s->stats.connections_open >= s->limits.connections_max) {
+        server_reject_connection(s);
+        return;
+    }
+    struct tandem_http_conn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        server_reject_connection(s);
+        return;
+    }
+    if (uv_tcp_init(s->loop, &c->tcp) != 0) {
+        free(c);
+        server_reject_connection(s);
+        return;
+    }
+    uv_timer_init(s->loop, &c->timer);
+    c->server = s;
+    c->tcp.data = c->timer.data = c;
+    c->write_req.data = c->continue_req.data = c->shutdown_req.data = c;
+    c->handles_open = 2;
+    c->next = s->conns;
+    if (s->conns != NULL) {
+        s->conns->prev = c;
+    }
+    s->conns = c;
+    s->stats.connections_open++;
+    s->stats.connections_total++;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    conn_read_start(c);
+    if (!c->closing) {
+        uv_timer_start(&c->timer, conn_timer_cb, s->limits.idle_timeout_ms, 0);
+    }
+}
+
+/* ---- server ---- */
+
+int tandem_http_server_init(struct tandem_http_server *s, uv_loop_t *loop,
+                            const struct tandem_http_limits *limits, tandem_http_handler_fn handler,
+                            void *data)
+{
+    int rc;
+    memset(s, 0, sizeof *s);
+    s->data = data;
+    s->loop = loop;
+    s->handler = handler;
+    if (limits != NULL) {
+        s->limits = *limits;
+    } else {
+        tandem_http_limits_default(&s->limits);
+    }
+    if (tandem_http_limits_check(&s->limits, s->errmsg) != 0) {
+        return UV_EINVAL;
+    }
+    s->read_buf = malloc(TANDEM_HTTP_READ_BUFFER_BYTES);
+    if (s->read_buf == NULL) {
+        snprintf(s->errmsg, sizeof s->errmsg, "http server: out of memory");
+        return UV_ENOMEM;
+    }
+    rc = uv_tcp_init(loop, &s->listener);
+    if (rc != 0) {
+        snprintf(s->errmsg, sizeof s->errmsg, "http server: %s", uv_strerror(rc));
+        goto err_after_read_buf;
+    }
+    /* uv_idle_init cannot fail; it comes after the one handle init that can. */
+    uv_idle_init(loop, &s->resume_idle);
+    s->listener.data = s;
+    s->resume_idle.data = s;
+    s->handles_open = 2;
+    return 0;
+
+err_after_read_buf:
+    free(s->read_buf);
+    s->read_buf = NULL;
+    return rc;
+}
+
+int tandem_http_server_listen(struct tandem_http_server *s, const char *host, int port,
+                              char *errmsg)
+{
+    struct sockaddr_storage addr;
+    int rc;
+    if (port < 0 || port > 65535) {
+        rc = UV_EINVAL;
+        snprintf(s->errmsg, sizeof s->errmsg, "http listen: port %d out of range", port);
+        goto err;
+    }
+    if (strchr(host, ':') != NULL) {
+        rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
+    } else {
+        rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+    }
+    if (rc != 0) {
+        snprintf(s->errmsg, sizeof s->errmsg, "http listen: invalid address '%s'", host);
+        goto err;
+    }
+    rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
+    if (rc == 0) {
+        rc = uv_listen((uv_stream_t *)&s->listener, TANDEM_HTTP_LISTEN_BACKLOG,
+                       server_connection_cb);
+    }
+    if (rc != 0) {
+        snprintf(s->errmsg, sizeof s->errmsg, "http listen on %s:%d: %s", host, port,
+                 uv_strerror(rc));
+        goto err;
+    }
+    s->listening = 1;
+    return 0;
+
+err:
+    if (errmsg != NULL) {
+        memcpy(errmsg, s->errmsg, sizeof s->errmsg);
+    }
+    return rc;
+}
+
+int tandem_http_server_port(const struct tandem_http_server *s)
+{
+    struct sockaddr_storage addr;
+    int len = (int)sizeof addr;
+    if (!s->listening || uv_tcp_getsockname(&s->listener, (struct sockaddr *)&addr, &len) != 0) {
+        return -1;
+    }
+    if (addr.ss_family == AF_INET6) {
+        return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
+    }
+    return ntohs(((struct sockaddr_in *)&addr)->sin_port);
+}
+
+int tandem_http_server_set_reject_headers(struct tandem_http_server *s, const char *headers)
+{
+    if (strlen(headers) >= sizeof s->reject_headers) {
+        return -1;
+    }
+    snprintf(s->reject_headers, sizeof s->reject_headers, "%s", headers);
+    return 0;
+}
+
+void tandem_http_server_stats(const struct tandem_http_server *s,
+                              struct tandem_http_server_stats *out)
+{
+    *out = s->stats;
+}
+
+static void server_handle_close_cb(uv_handle_t *handle)
+{
+    struct tandem_http_server *s = handle->data;
+    s->handles_open--;
+    server_maybe_finish(s);
+}
+
+static void server_maybe_finish(struct tandem_http_server *s)
+{
+    if (!s->closing || s->finished || s->handles_open > 0 || s->conns != NULL || s->rejecting > 0 ||
+        s->stats.requests_outstanding > 0) {
+        return;
+    }
+    s->finished = 1;
+    while (s->pool != NULL) {
+        struct tandem_http_request *r = s->pool;
+        s->pool = r->next;
+        request_free(r);
+    }
+    s->pool_count = 0;
+    free(s->read_buf);
+    s->read_buf = NULL;
+    if (s->close_cb != NULL) {
+        s->close_cb(s); /* last: it may free s */
+    }
+}
+
+void tandem_http_server_close(struct tandem_http_server *s,
+                              void (*close_cb)(struct tandem_http_server *s))
+{
+    if (s->closing) {
+        return;
+    }
+    s->closing = 1;
+    s->close_cb = close_cb;
+    s->listening = 0;
+    uv_close((uv_handle_t *)&s->listener, server_handle_close_cb);
+    uv_close((uv_handle_t *)&s->resume_idle, server_handle_close_cb);
+    /* Bounded by connections_max; conn_close never unlinks (its close callback does). */
+    for (struct tandem_http_conn *c = s->conns; c != NULL; c = c->next) {
+        conn_close(c);
+    }
+}

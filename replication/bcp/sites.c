@@ -1,0 +1,847 @@
+/* Site table apply functions: BCP state changes under an allowed-transition table, home roles,
+ * the decision log and the drill history, all inside the batch's write transaction. */
+#include "replication/bcp/moves.h"
+#include "replication/bcp/sites.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "replication/commands.h"
+#include "storage/error.h"
+
+#define KEY_LEN_MAX      96 /* "decision/<20 digits>", "site/<31>", "home/<63>" */
+#define SITE_PREFIX      "site/"
+#define HOME_PREFIX      "home/"
+#define DECISION_PREFIX  "decision/"
+#define SETTINGS_KEY     "settings"
+#define SITE_EPOCH_FIRST 1
+
+/* Allowed transitions: next[from][change], -1 where forbidden. REGISTER and PREFER leave the
+ * state alone and are handled before the table is consulted. */
+static const int transitions[3][4] = {
+    /* from ACTIVE */ {-1, TANDEM_SITE_INVOKED, -1, -1},
+    /* from INVOKED */ {-1, -1, TANDEM_SITE_RECOVERING, -1},
+    /* from RECOVERING: a site that fails again while it catches up is invoked again */
+    {-1, TANDEM_SITE_INVOKED, -1, TANDEM_SITE_ACTIVE},
+};
+
+const char *tandem_site_state_name(int state)
+{
+    switch (state) {
+        case TANDEM_SITE_ACTIVE:
+            return "active";
+        case TANDEM_SITE_INVOKED:
+            return "invoked";
+        case TANDEM_SITE_RECOVERING:
+            return "recovering";
+        default:
+            return "unknown";
+    }
+}
+
+int tandem_site_next_state(int from, int change)
+{
+    if (from < 0 || from > 2 || change < TANDEM_SITE_INVOKE || change > TANDEM_SITE_RECOVERED) {
+        return -1;
+    }
+    return transitions[from][change];
+}
+
+static const char *change_name(int change)
+{
+    static const char *const names[] = {"register", "invoke", "revoke", "recovered", "prefer"};
+    return change >= 0 && change <= TANDEM_SITE_PREFER ? names[change] : "unknown";
+}
+
+bool tandem_site_table_ok(const struct tandem_site_table *t)
+{
+    if (t->n_sites > TANDEM_SITES_MAX || t->n_homes > TANDEM_SITE_HOMES_MAX) {
+        return false;
+    }
+    for (unsigned i = 0; i < t->n_sites; i++) {
+        const struct tandem_site *s = &t->sites[i];
+        if (!tandem_member_name_ok(s->name, TANDEM_SITE_LEN_MAX) || s->state < 0 ||
+            s->state > TANDEM_SITE_RECOVERING || (s->witness && s->state != TANDEM_SITE_ACTIVE)) {
+            return false;
+        }
+        for (unsigned j = 0; j < i; j++) {
+            if (strcmp(t->sites[j].name, s->name) == 0) {
+                return false;
+            }
+        }
+    }
+    for (unsigned i = 0; i < t->n_homes; i++) {
+        if (!tandem_member_name_ok(t->homes[i].name, TANDEM_NAME_LEN_MAX) ||
+            t->homes[i].role < TANDEM_ROLE_VOTER || t->homes[i].role > TANDEM_ROLE_SPARE) {
+            return false;
+        }
+    }
+    return t->preferred_site[0] == '\0' || tandem_site_table_find(t, t->preferred_site) != NULL;
+}
+
+/* ---- records ---- */
+
+static int record_get(struct tandem_store *store, MDB_txn *txn, int db, const char *key,
+                      MDB_val *value)
+{
+    MDB_val k = {.mv_size = strlen(key), .mv_data = (void *)key};
+    int rv = mdb_get(txn, store->dbi[db], &k, value);
+    if (rv != 0 && rv != MDB_NOTFOUND) {
+        return tandem_store_error(store, rv, "sites get");
+    }
+    return rv;
+}
+
+/* Packs message under key (ProtobufCMessage generic packing). */
+static int record_put(const struct tandem_apply_ctx *ctx, int db, const char *key,
+                      const ProtobufCMessage *message)
+{
+    MDB_val k = {.mv_size = strlen(key), .mv_data = (void *)key};
+    MDB_val v = {.mv_size = protobuf_c_message_get_packed_size(message)};
+    int rv = mdb_put(ctx->txn, ctx->store->dbi[db], &k, &v, MDB_RESERVE);
+    if (rv != 0) {
+        return tandem_store_error(ctx->store, rv, "sites put");
+    }
+    protobuf_c_message_pack(message, v.mv_data);
+    return 0;
+}
+
+static int record_del(const struct tandem_apply_ctx *ctx, int db, const char *key)
+{
+    MDB_val k = {.mv_size = strlen(key), .mv_data = (void *)key};
+    int rv = mdb_del(ctx->txn, ctx->store->dbi[db], &k, NULL);
+    if (rv != 0 && rv != MDB_NOTFOUND) {
+        return tandem_store_error(ctx->store, rv, "sites delete");
+    }
+    return 0;
+}
+
+/* *out is NULL when absent. */
+static int site_get(struct tandem_store *store, MDB_txn *txn, const char *name,
+                    Tandem__SiteRecord **out)
+{
+    char key[KEY_LEN_MAX];
+    MDB_val v;
+    snprintf(key, sizeof key, SITE_PREFIX "%s", name);
+    *out = NULL;
+    int rv = record_get(store, txn, TANDEM_DB_SITES, key, &v);
+    if (rv == MDB_NOTFOUND) {
+        return 0;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    *out = tandem__site_record__unpack(NULL, v.mv_size, v.mv_data);
+    if (*out == NULL) {
+        snprintf(store->errmsg, sizeof store->errmsg, "corrupt site record %s", name);
+        return MDB_CORRUPTED;
+    }
+    return 0;
+}
+
+/* The settings record, or defaults when none was written yet. */
+struct settings_handle {
+    Tandem__SiteSettings fallback;  /* used while no record exists */
+    Tandem__SiteSettings *unpacked; /* owned; NULL when the fallback is used */
+    Tandem__SiteSettings *s;        /* borrowed: fallback or unpacked */
+};
+
+static int settings_open(struct tandem_store *store, MDB_txn *txn, struct settings_handle *h)
+{
+    MDB_val v;
+    tandem__site_settings__init(&h->fallback);
+    h->unpacked = NULL;
+    h->s = &h->fallback;
+    int rv = record_get(store, txn, TANDEM_DB_SITES, SETTINGS_KEY, &v);
+    if (rv == MDB_NOTFOUND) {
+        return 0;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    h->unpacked = tandem__site_settings__unpack(NULL, v.mv_size, v.mv_data);
+    if (h->unpacked == NULL) {
+        snprintf(store->errmsg, sizeof store->errmsg, "corrupt site settings");
+        return MDB_CORRUPTED;
+    }
+    h->s = h->unpacked;
+    return 0;
+}
+
+static void settings_close(struct settings_handle *h)
+{
+    if (h->unpacked != NULL) {
+        tandem__site_settings__free_unpacked(h->unpacked, NULL);
+    }
+    h->unpacked = NULL;
+    h->s = NULL;
+}
+
+/* Writes the settings, with preferred_site replaced when preferred is not NULL, and closes h. */
+static int settings_save(const struct tandem_apply_ctx *ctx, struct settings_handle *h,
+                         const char *preferred)
+{
+    char *old = h->s->preferred_site;
+    if (preferred != NULL) {
+        h->s->preferred_site = (char *)preferred;
+        h->s->preferred_set = true;
+    }
+    int rv = record_put(ctx, TANDEM_DB_SITES, SETTINGS_KEY, &h->s->base);
+    h->s->preferred_site = old; /* free_unpacked must see its own string */
+    settings_close(h);
+    return rv;
+}
+
+static bool text_ok(const char *text, size_t len_max)
+{
+    return text != NULL && strlen(text) <= len_max;
+}
+
+struct decision_fields {
+    const char *action, *member, *site, *from_role, *to_role, *reason, *by;
+};
+
+/* Appends one decision record and prunes the one that fell out of the kept window. */
+static int decision_append(const struct tandem_apply_ctx *ctx, const struct decision_fields *d,
+                           uint64_t *seq_out)
+{
+    Tandem__SiteDecisionRecord record = TANDEM__SITE_DECISION_RECORD__INIT;
+    struct settings_handle h;
+    char key[KEY_LEN_MAX];
+    int rv = settings_open(ctx->store, ctx->txn, &h);
+    if (rv != 0) {
+        settings_close(&h);
+        return rv;
+    }
+    uint64_t seq = h.s->decisions_next == 0 ? 1 : h.s->decisions_next;
+    h.s->decisions_next = seq + 1;
+    if ((rv = settings_save(ctx, &h, NULL)) != 0) {
+        return rv;
+    }
+    record.seq = seq;
+    record.at_ms = ctx->now_ms;
+    record.index = ctx->index;
+    record.action = (char *)(d->action ? d->action : "");
+    record.member = (char *)(d->member ? d->member : "");
+    record.site = (char *)(d->site ? d->site : "");
+    record.from_role = (char *)(d->from_role ? d->from_role : "");
+    record.to_role = (char *)(d->to_role ? d->to_role : "");
+    record.reason = (char *)(d->reason ? d->reason : "");
+    record.by = (char *)(d->by ? d->by : "");
+    snprintf(key, sizeof key, DECISION_PREFIX "%020" PRIu64, seq);
+    if ((rv = record_put(ctx, TANDEM_DB_SITES, key, &record.base)) != 0) {
+        return rv;
+    }
+    if (seq_out != NULL) {
+        *seq_out = seq;
+    }
+    if (seq > TANDEM_SITE_DECISIONS_KEPT) {
+        snprintf(key, sizeof key, DECISION_PREFIX "%020" PRIu64, seq - TANDEM_SITE_DECISIONS_KEPT);
+        return record_del(ctx, TANDEM_DB_SITES, key);
+    }
+    return 0;
+}
+
+/* ---- JSON ---- */
+
+json_t *tandem_site_json(const struct tandem_site *site)
+{
+    return json_pack("{s:s,s:s,s:I,s:I,s:s,s:s,s:I,s:b,s:b}", "name", site->name, "state",
+                     tandem_site_state_name(site->state), "epoch", (json_int_t)site->epoch, "since",
+                     (json_int_t)site->since_ms, "reason", site->reason, "by", site->by, "capacity",
+                     (json_int_t)site->capacity, "witness", site->witness, "forced", site->forced);
+}
+
+static void site_from_record(const Tandem__SiteRecord *r, struct tandem_site *out)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", r->name);
+    out->state = (int)r->state;
+    out->epoch = r->epoch;
+    out->since_ms = r->since_ms;
+    snprintf(out->reason, sizeof out->reason, "%s", r->reason);
+    snprintf(out->by, sizeof out->by, "%s", r->by);
+    out->capacity = r->capacity;
+    out->witness = r->witness;
+    out->forced = r->forced;
+}
+
+static void result_site(struct tandem_result *result, const Tandem__SiteRecord *r,
+                        const char *preferred, unsigned jobs_moved)
+{
+    struct tandem_site site;
+    if (result == NULL) {
+        return;
+    }
+    site_from_record(r, &site);
+    json_t *body =
+        json_pack("{s:o,s:s,s:I}", "site", tandem_site_json(&site), "preferred_site",
+                  preferred == NULL ? "" : preferred, "jobs_moved", (json_int_t)jobs_moved);
+    char *text = body == NULL ? NULL : json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    tandem_result_set(result, 200, "%s", text == NULL ? "{}" : text);
+    free(text);
+}
+
+/* ---- apply: site state ---- */
+
+static int count_sites(const struct tandem_apply_ctx *ctx, unsigned *count)
+{
+    MDB_cursor *cursor;
+    MDB_val k = {.mv_size = strlen(SITE_PREFIX), .mv_data = SITE_PREFIX}, v;
+    int rv = mdb_cursor_open(ctx->txn, ctx->store->dbi[TANDEM_DB_SITES], &cursor);
+    if (rv != 0) {
+        return tandem_store_error(ctx->store, rv, "sites cursor");
+    }
+    *count = 0;
+    for (rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rv == 0;
+         rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < strlen(SITE_PREFIX) || memcmp(k.mv_data, SITE_PREFIX, 5) != 0) {
+            break;
+        }
+        (*count)++;
+    }
+    mdb_cursor_close(cursor);
+    return rv == 0 || rv == MDB_NOTFOUND ? 0 : tandem_store_error(ctx->store, rv, "sites scan");
+}
+
+static int apply_register(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u,
+                          struct tandem_result *result)
+{
+    Tandem__SiteRecord *existing = NULL, record = TANDEM__SITE_RECORD__INIT;
+    char key[KEY_LEN_MAX];
+    unsigned count = 0;
+    int rv = site_get(ctx->store, ctx->txn, u->site, &existing);
+    if (rv != 0) {
+        return rv;
+    }
+    if (existing != NULL) {
+        result_site(result, existing, NULL, 0);
+        tandem__site_record__free_unpacked(existing, NULL);
+        return 0;
+    }
+    if ((rv = count_sites(ctx, &count)) != 0) {
+        return rv;
+    }
+    if (count >= TANDEM_SITES_MAX) {
+        tandem_result_error(result, 409, "the site table is full (%d sites)", TANDEM_SITES_MAX);
+        return 0;
+    }
+    record.name = u->site;
+    record.state = TANDEM__SITE_STATE__SITE_ACTIVE;
+    record.epoch = SITE_EPOCH_FIRST;
+    record.since_ms = ctx->now_ms;
+    record.reason = u->reason;
+    record.by = u->by;
+    record.witness = u->witness;
+    snprintf(key, sizeof key, SITE_PREFIX "%s", u->site);
+    if ((rv = record_put(ctx, TANDEM_DB_SITES, key, &record.base)) != 0) {
+        return rv;
+    }
+    struct decision_fields d = {
+        .action = "register", .site = u->site, .reason = u->reason, .by = u->by};
+    if ((rv = decision_append(ctx, &d, NULL)) == 0) {
+        result_site(result, &record, NULL, 0);
+    }
+    return rv;
+}
+
+static int apply_prefer(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u,
+                        struct tandem_result *result)
+{
+    Tandem__SiteRecord *site = NULL;
+    struct settings_handle h;
+    int rv = u->site[0] == '\0' ? 0 : site_get(ctx->store, ctx->txn, u->site, &site);
+    if (rv != 0) {
+        return rv;
+    }
+    if (u->site[0] != '\0' && site == NULL) {
+        tandem_result_error(result, 404, "no site named %s", u->site);
+        return 0;
+    }
+    tandem__site_record__free_unpacked(site, NULL);
+    if ((rv = settings_open(ctx->store, ctx->txn, &h)) != 0) {
+        settings_close(&h);
+        return rv;
+    }
+    if ((rv = settings_save(ctx, &h, u->site)) != 0) {
+        return rv;
+    }
+    struct decision_fields d = {
+        .action = "prefer", .site = u->site, .reason = u->reason, .by = u->by};
+    if ((rv = decision_append(ctx, &d, NULL)) == 0) {
+        tandem_result_set(result, 200, "{\"preferred_site\":\"%s\"}", u->site);
+    }
+    return rv;
+}
+
+/* Sets the preferred site on revoke --failback. */
+static int prefer_site(const struct tandem_apply_ctx *ctx, const char *site)
+{
+    struct settings_handle h;
+    int rv = settings_open(ctx->store, ctx->txn, &h);
+    if (rv != 0) {
+        settings_close(&h);
+        return rv;
+    }
+    return settings_save(ctx, &h, site);
+}
+
+/* Clears the preference when it names site. */
+static int unprefer_site(const struct tandem_apply_ctx *ctx, const char *site)
+{
+    struct settings_handle h;
+    int rv = settings_open(ctx->store, ctx->txn, &h);
+    if (rv != 0 || strcmp(h.s->preferred_site, site) != 0) {
+        settings_close(&h);
+        return rv;
+    }
+    return settings_save(ctx, &h, "");
+}
+
+/* An invoke needs another non-witness site that is not invoked to take the work over. */
+/* The site that takes over site's work: the first (in name order) active non-witness site
+ * other than site, else the first one that is at least not invoked. *found is false when none
+ * can; target (TANDEM_SITE_LEN_MAX + 1 bytes) gets its name. */
+static int other_site_serving(const struct tandem_apply_ctx *ctx, const char *site, bool *found,
+                              char *target)
+{
+    MDB_cursor *cursor;
+    MDB_val k = {.mv_size = strlen(SITE_PREFIX), .mv_data = SITE_PREFIX}, v;
+    bool active = false;
+    int rv = mdb_cursor_open(ctx->txn, ctx->store->dbi[TANDEM_DB_SITES], &cursor);
+    if (rv != 0) {
+        return tandem_store_error(ctx->store, rv, "sites cursor");
+    }
+    *found = false;
+    target[0] = '\0';
+    for (rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rv == 0 && !active;
+         rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < strlen(SITE_PREFIX) || memcmp(k.mv_data, SITE_PREFIX, 5) != 0) {
+            break;
+        }
+        Tandem__SiteRecord *r = tandem__site_record__unpack(NULL, v.mv_size, v.mv_data);
+        if (r == NULL) {
+            mdb_cursor_close(cursor);
+            snprintf(ctx->store->errmsg, sizeof ctx->store->errmsg, "corrupt site record");
+            return MDB_CORRUPTED;
+        }
+        bool serving = strcmp(r->name, site) != 0 && !r->witness &&
+                       r->state != TANDEM__SITE_STATE__SITE_INVOKED;
+        if (serving && (!*found || r->state == TANDEM__SITE_STATE__SITE_ACTIVE)) {
+            snprintf(target, TANDEM_SITE_LEN_MAX + 1, "%s", r->name);
+            active = r->state == TANDEM__SITE_STATE__SITE_ACTIVE;
+            *found = true;
+        }
+        tandem__site_record__free_unpacked(r, NULL);
+    }
+    mdb_cursor_close(cursor);
+    return rv == 0 || rv == MDB_NOTFOUND ? 0 : tandem_store_error(ctx->store, rv, "sites scan");
+}
+
+static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u,
+                            struct tandem_result *result)
+{
+    Tandem__SiteRecord *record = NULL;
+    char key[KEY_LEN_MAX];
+    int change = (int)u->action;
+    int rv = site_get(ctx->store, ctx->txn, u->site, &record);
+    if (rv != 0 || record == NULL) {
+        if (rv == 0) {
+            tandem_result_error(result, 404, "no site named %s", u->site);
+        }
+        return rv;
+    }
+    int next = tandem_site_next_state((int)record->state, change);
+    bool serving = true;
+    char target[TANDEM_SITE_LEN_MAX + 1] = "";
+    unsigned moved = 0;
+    if (change == TANDEM_SITE_INVOKE && next >= 0 &&
+        (rv = other_site_serving(ctx, u->site, &serving, target)) != 0) {
+        tandem__site_record__free_unpacked(record, NULL);
+        return rv;
+    }
+    if (!serving) {
+        tandem_result_error(result, 409,
+                            "no other site can take over from %s: every other "
+                            "non-witness site is invoked",
+                            u->site);
+    } else if (record->witness && change == TANDEM_SITE_INVOKE) {
+        tandem_result_error(result, 409, "site %s is a witness: it holds no work to take over",
+                            u->site);
+    } else if (next < 0) {
+        tandem_result_error(result, 409, "site %s is %s: cannot %s it", u->site,
+                            tandem_site_state_name((int)record->state), change_name(change));
+    } else {
+        char *old_reason = record->reason, *old_by = record->by;
+        record->state = (Tandem__SiteState)next;
+        record->epoch += change == TANDEM_SITE_RECOVERED ? 0 : 1;
+        record->since_ms = ctx->now_ms;
+        record->reason = u->reason;
+        record->by = u->by;
+        if (change == TANDEM_SITE_INVOKE) {
+            record->forced = u->force;
+        }
+        snprintf(key, sizeof key, SITE_PREFIX "%s", u->site);
+        rv = record_put(ctx, TANDEM_DB_SITES, key, &record->base);
+        if (rv == 0 && change == TANDEM_SITE_REVOKE && (u->failback || u->return_jobs)) {
+            rv = u->failback ? prefer_site(ctx, u->site) : 0;
+            if (rv == 0) {
+                rv = tandem_bcp_jobs_move(ctx, u->site, NULL, true, u->by, &moved);
+            }
+        } else if (rv == 0 && change == TANDEM_SITE_INVOKE) {
+            /* Leadership leaves for good: only a revoke with failback brings it back. */
+            rv = unprefer_site(ctx, u->site);
+            if (rv == 0) {
+                rv = tandem_bcp_jobs_move(ctx, u->site, target, false, u->by, &moved);
+            }
+        }
+        struct decision_fields d = {.action = change_name(change),
+                                    .site = u->site,
+                                    .from_role = NULL,
+                                    .reason = u->reason,
+                                    .by = u->by};
+        if (rv == 0 && (rv = decision_append(ctx, &d, NULL)) == 0) {
+            result_site(result, record,
+                        change == TANDEM_SITE_REVOKE && u->failback ? u->site : NULL, moved);
+        }
+        record->reason = old_reason;
+        record->by = old_by;
+    }
+    tandem__site_record__free_unpacked(record, NULL);
+    return rv;
+}
+
+int tandem_sites_apply_update(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
+                              struct tandem_result *result)
+{
+    const Tandem__SiteUpdate *u = command->site_update;
+    bool empty_ok = u != NULL && u->action == TANDEM__SITE_UPDATE__ACTION__PREFER;
+    if (u == NULL || u->site == NULL ||
+        !((empty_ok && u->site[0] == '\0') ||
+          tandem_member_name_ok(u->site, TANDEM_SITE_LEN_MAX))) {
+        tandem_result_error(result, 400, "invalid site name");
+        return 0;
+    }
+    if (!text_ok(u->reason, TANDEM_SITE_REASON_LEN_MAX) ||
+        !text_ok(u->by, TANDEM_SITE_BY_LEN_MAX)) {
+        tandem_result_error(result, 400, "reason or by too long");
+        return 0;
+    }
+    switch ((int)u->action) {
+        case TANDEM_SITE_REGISTER:
+            return apply_register(ctx, u, result);
+        case TANDEM_SITE_PREFER:
+            return apply_prefer(ctx, u, result);
+        case TANDEM_SITE_INVOKE:
+        case TANDEM_SITE_REVOKE:
+        case TANDEM_SITE_RECOVERED:
+            return apply_transition(ctx, u, result);
+        default:
+            tandem_result_error(result, 400, "unknown site change %d", (int)u->action);
+            return 0;
+    }
+}
+
+/* ---- apply: decisions, homes, drills ---- */
+
+int tandem_sites_apply_decision(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
+                                struct tandem_result *result)
+{
+    const Tandem__SiteDecision *d = command->site_decision;
+    uint64_t seq = 0;
+    if (d == NULL || !text_ok(d->action, TANDEM_SITE_ACTION_LEN_MAX) || d->action[0] == '\0' ||
+        !text_ok(d->member, TANDEM_NAME_LEN_MAX) || !text_ok(d->site, TANDEM_SITE_LEN_MAX) ||
+        !text_ok(d->from_role, 16) || !text_ok(d->to_role, 16) ||
+        !text_ok(d->reason, TANDEM_SITE_REASON_LEN_MAX) ||
+        !text_ok(d->by, TANDEM_SITE_BY_LEN_MAX)) {
+        tandem_result_error(result, 400, "malformed decision");
+        return 0;
+    }
+    struct decision_fields fields = {d->action,  d->member, d->site, d->from_role,
+                                     d->to_role, d->reason, d->by};
+    int rv = decision_append(ctx, &fields, &seq);
+    if (rv == 0) {
+        tandem_result_set(result, 200, "{\"seq\":%" PRIu64 "}", seq);
+    }
+    return rv;
+}
+
+static bool home_ok(const Tandem__MemberHome *h)
+{
+    struct tandem_member m;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    return h != NULL && h->name != NULL && tandem_member_name_ok(h->name, TANDEM_NAME_LEN_MAX) &&
+           h->site != NULL && tandem_member_name_ok(h->site, TANDEM_SITE_LEN_MAX) &&
+           h->address != NULL && tandem_member_address_parse(h->address, &m, errmsg) == 0 &&
+           strcmp(m.name, h->name) == 0 && h->role >= TANDEM_ROLE_VOTER &&
+           h->role <= TANDEM_ROLE_SPARE;
+}
+
+static int count_homes(const struct tandem_apply_ctx *ctx, unsigned *count)
+{
+    MDB_cursor *cursor;
+    MDB_val k = {.mv_size = strlen(HOME_PREFIX), .mv_data = HOME_PREFIX}, v;
+    int rv = mdb_cursor_open(ctx->txn, ctx->store->dbi[TANDEM_DB_SITES], &cursor);
+    if (rv != 0) {
+        return tandem_store_error(ctx->store, rv, "sites cursor");
+    }
+    *count = 0;
+    for (rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rv == 0;
+         rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < strlen(HOME_PREFIX) || memcmp(k.mv_data, HOME_PREFIX, 5) != 0) {
+            break;
+        }
+        (*count)++;
+    }
+    mdb_cursor_close(cursor);
+    return rv == 0 || rv == MDB_NOTFOUND ? 0 : tandem_store_error(ctx->store, rv, "homes scan");
+}
+
+int tandem_sites_apply_member_home(const struct tandem_apply_ctx *ctx,
+                                   const Tandem__Command *command, struct tandem_result *result)
+{
+    const Tandem__MemberHomeSet *set = command->member_home_set;
+    char key[KEY_LEN_MAX];
+    unsigned count = 0;
+    MDB_val v;
+    if (set == NULL || set->n_members == 0 || set->n_members > TANDEM_SITE_HOMES_MAX) {
+        tandem_result_error(result, 400, "member home set needs 1 to %d members",
+                            TANDEM_SITE_HOMES_MAX);
+        return 0;
+    }
+    for (size_t i = 0; i < set->n_members; i++) {
+        if (!home_ok(set->members[i])) {
+            tandem_result_error(result, 400, "malformed member home record");
+            return 0;
+        }
+    }
+    int rv = count_homes(ctx, &count);
+    for (size_t i = 0; rv == 0 && i < set->n_members; i++) {
+        snprintf(key, sizeof key, HOME_PREFIX "%s", set->members[i]->name);
+        rv = record_get(ctx->store, ctx->txn, TANDEM_DB_SITES, key, &v);
+        if (rv == MDB_NOTFOUND && count >= TANDEM_SITE_HOMES_MAX) {
+            tandem_result_error(result, 409, "member home table is full (%d)",
+                                TANDEM_SITE_HOMES_MAX);
+            return 0;
+        }
+        count += rv == MDB_NOTFOUND ? 1 : 0;
+        if (rv == 0 || rv == MDB_NOTFOUND) {
+            rv = record_put(ctx, TANDEM_DB_SITES, key, &set->members[i]->base);
+        }
+    }
+    if (rv == 0) {
+        tandem_result_set(result, 200, "{\"homes\":%zu}", set->n_members);
+    }
+    return rv;
+}
+
+int tandem_sites_apply_drill(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
+                             struct tandem_result *result)
+{
+    const Tandem__DrillStore *store = command->drill_store;
+    const Tandem__DrillRecord *in = store == NULL ? NULL : store->record;
+    struct settings_handle h;
+    char key[32];
+    if (in == NULL || !text_ok(in->id, TANDEM_DRILL_ID_LEN_MAX) || in->id[0] == '\0' ||
+        !text_ok(in->site, TANDEM_SITE_LEN_MAX) ||
+        !text_ok(in->report_json, TANDEM_DRILL_REPORT_BYTES_MAX)) {
+        tandem_result_error(result, 400, "malformed drill record");
+        return 0;
+    }
+    int rv = settings_open(ctx->store, ctx->txn, &h);
+    if (rv != 0) {
+        settings_close(&h);
+        return rv;
+    }
+    uint64_t seq = h.s->drills_next == 0 ? 1 : h.s->drills_next;
+    h.s->drills_next = seq + 1;
+    if ((rv = settings_save(ctx, &h, NULL)) != 0) {
+        return rv;
+    }
+    Tandem__DrillRecord record = *in;
+    record.seq = seq;
+    snprintf(key, sizeof key, "%020" PRIu64, seq);
+    if ((rv = record_put(ctx, TANDEM_DB_DRILLS, key, &record.base)) != 0) {
+        return rv;
+    }
+    if (seq > TANDEM_DRILLS_KEPT) {
+        snprintf(key, sizeof key, "%020" PRIu64, seq - TANDEM_DRILLS_KEPT);
+        if ((rv = record_del(ctx, TANDEM_DB_DRILLS, key)) != 0) {
+            return rv;
+        }
+    }
+    tandem_result_set(result, 200, "{\"seq\":%" PRIu64 "}", seq);
+    return 0;
+}
+
+/* ---- reading ---- */
+
+static int load_one(struct tandem_store *store, const MDB_val *k, const MDB_val *v,
+                    struct tandem_site_table *out)
+{
+    if (k->mv_size > strlen(SITE_PREFIX) && memcmp(k->mv_data, SITE_PREFIX, 5) == 0) {
+        Tandem__SiteRecord *r = tandem__site_record__unpack(NULL, v->mv_size, v->mv_data);
+        if (r == NULL) {
+            snprintf(store->errmsg, sizeof store->errmsg, "corrupt site record");
+            return MDB_CORRUPTED;
+        }
+        if (out->n_sites < TANDEM_SITES_MAX) {
+            site_from_record(r, &out->sites[out->n_sites++]);
+        }
+        tandem__site_record__free_unpacked(r, NULL);
+    } else if (k->mv_size > strlen(HOME_PREFIX) && memcmp(k->mv_data, HOME_PREFIX, 5) == 0) {
+        Tandem__MemberHome *h = tandem__member_home__unpack(NULL, v->mv_size, v->mv_data);
+        if (h == NULL) {
+            snprintf(store->errmsg, sizeof store->errmsg, "corrupt member home record");
+            return MDB_CORRUPTED;
+        }
+        if (out->n_homes < TANDEM_SITE_HOMES_MAX) {
+            struct tandem_member_home *home = &out->homes[out->n_homes++];
+            snprintf(home->name, sizeof home->name, "%s", h->name);
+            snprintf(home->site, sizeof home->site, "%s", h->site);
+            snprintf(home->address, sizeof home->address, "%s", h->address);
+            home->role = h->role;
+        }
+        tandem__member_home__free_unpacked(h, NULL);
+    }
+    return 0;
+}
+
+int tandem_sites_load(struct tandem_store *store, MDB_txn *txn, struct tandem_site_table *out)
+{
+    MDB_cursor *cursor;
+    MDB_val k, v;
+    memset(out, 0, sizeof *out);
+    int rv = mdb_cursor_open(txn, store->dbi[TANDEM_DB_SITES], &cursor);
+    if (rv != 0) {
+        return tandem_store_error(store, rv, "sites cursor");
+    }
+    for (rv = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rv == 0;
+         rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+        int err = load_one(store, &k, &v, out);
+        if (err != 0) {
+            mdb_cursor_close(cursor);
+            return err;
+        }
+    }
+    mdb_cursor_close(cursor);
+    if (rv != MDB_NOTFOUND) {
+        return tandem_store_error(store, rv, "sites scan");
+    }
+    struct settings_handle h;
+    rv = settings_open(store, txn, &h);
+    if (rv == 0) {
+        snprintf(out->preferred_site, sizeof out->preferred_site, "%s", h.s->preferred_site);
+        out->preferred_set = h.s->preferred_set;
+        out->decisions_next = h.s->decisions_next;
+        out->drills_next = h.s->drills_next;
+    }
+    settings_close(&h);
+    return rv;
+}
+
+const struct tandem_site *tandem_site_table_find(const struct tandem_site_table *t,
+                                                 const char *name)
+{
+    for (unsigned i = 0; i < t->n_sites; i++) {
+        if (strcmp(t->sites[i].name, name) == 0) {
+            return &t->sites[i];
+        }
+    }
+    return NULL;
+}
+
+const struct tandem_member_home *tandem_site_table_home(const struct tandem_site_table *t,
+                                                        const char *name)
+{
+    for (unsigned i = 0; i < t->n_homes; i++) {
+        if (strcmp(t->homes[i].name, name) == 0) {
+            return &t->homes[i];
+        }
+    }
+    return NULL;
+}
+
+static json_t *decision_json(const Tandem__SiteDecisionRecord *d)
+{
+    return json_pack("{s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "seq", (json_int_t)d->seq, "at",
+                     (json_int_t)d->at_ms, "index", (json_int_t)d->index, "action", d->action,
+                     "member", d->member, "site", d->site, "from_role", d->from_role, "to_role",
+                     d->to_role, "reason", d->reason, "by", d->by);
+}
+
+json_t *tandem_sites_decisions_json(struct tandem_store *store, MDB_txn *txn, unsigned limit)
+{
+    MDB_cursor *cursor;
+    MDB_val k, v;
+    json_t *list = json_array();
+    if (list == NULL || mdb_cursor_open(txn, store->dbi[TANDEM_DB_SITES], &cursor) != 0) {
+        json_decref(list);
+        return NULL;
+    }
+    /* Walk back from the end of the decision range: the newest `limit`, then reverse. */
+    char last[] = "decision0"; /* '0' sorts right after '/' */
+    k.mv_size = strlen(last);
+    k.mv_data = last;
+    int rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
+    rv = rv == 0 ? mdb_cursor_get(cursor, &k, &v, MDB_PREV)
+                 : mdb_cursor_get(cursor, &k, &v, MDB_LAST);
+    for (; rv == 0 && json_array_size(list) < limit;
+         rv = mdb_cursor_get(cursor, &k, &v, MDB_PREV)) {
+        if (k.mv_size <= strlen(DECISION_PREFIX) || memcmp(k.mv_data, DECISION_PREFIX, 9) != 0) {
+            break;
+        }
+        Tandem__SiteDecisionRecord *d =
+            tandem__site_decision_record__unpack(NULL, v.mv_size, v.mv_data);
+        if (d != NULL) {
+            json_array_insert_new(list, 0, decision_json(d));
+            tandem__site_decision_record__free_unpacked(d, NULL);
+        }
+    }
+    mdb_cursor_close(cursor);
+    return list;
+}
+
+static json_t *drill_json(const Tandem__DrillRecord *d, bool full)
+{
+    json_t *out =
+        json_pack("{s:I,s:s,s:s,s:I,s:I,s:b,s:I,s:I,s:b}", "seq", (json_int_t)d->seq, "id", d->id,
+                  "site", d->site, "started", (json_int_t)d->started_ms, "finished",
+                  (json_int_t)d->finished_ms, "ok", d->ok, "rto_ms", (json_int_t)d->rto_ms,
+                  "rpo_writes", (json_int_t)d->rpo_writes, "digests_equal", d->digests_equal);
+    if (out == NULL) {
+        return NULL;
+    }
+    json_object_set_new(out, "jobs_moved",
+                        d->jobs_moved < 0 ? json_null() : json_integer((json_int_t)d->jobs_moved));
+    if (full) {
+        json_t *report = json_loads(d->report_json, 0, NULL);
+        json_object_set_new(out, "report", report == NULL ? json_null() : report);
+    }
+    return out;
+}
+
+json_t *tandem_sites_drills_json(struct tandem_store *store, MDB_txn *txn, unsigned limit,
+                                 bool full)
+{
+    MDB_cursor *cursor;
+    MDB_val k, v;
+    json_t *list = json_array();
+    if (list == NULL || mdb_cursor_open(txn, store->dbi[TANDEM_DB_DRILLS], &cursor) != 0) {
+        json_decref(list);
+        return NULL;
+    }
+    for (int rv = mdb_cursor_get(cursor, &k, &v, MDB_LAST);
+         rv == 0 && json_array_size(list) < limit; rv = mdb_cursor_get(cursor, &k, &v, MDB_PREV)) {
+        Tandem__DrillRecord *d = tandem__drill_record__unpack(NULL, v.mv_size, v.mv_data);
+        if (d != NULL) {
+            json_array_append_new(list, drill_json(d, full));
+            tandem__drill_record__free_unpacked(d, NULL);
+        }
+    }
+    mdb_cursor_close(cursor);
+    return list;
+}

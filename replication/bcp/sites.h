@@ -1,0 +1,93 @@
+/* The replicated site table: each site's BCP state and epoch, the preferred leader site, the
+ * members' home roles, the site controller's decision log and the drill history. */
+#ifndef TANDEM_REPLICATION_BCP_SITES_H
+#define TANDEM_REPLICATION_BCP_SITES_H
+
+#include <jansson.h>
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "consensus/member.h"
+#include "storage/store.h"
+
+#define TANDEM_SITES_MAX              16  /* sites in the table; more are refused at register */
+#define TANDEM_SITE_HOMES_MAX         64  /* member home records; more are refused */
+#define TANDEM_SITE_DECISIONS_KEPT    256 /* newest decision records kept; older ones are pruned */
+#define TANDEM_DRILLS_KEPT            100 /* newest drill reports kept */
+#define TANDEM_SITE_REASON_LEN_MAX    255 /* reason text of a state change or decision */
+#define TANDEM_SITE_BY_LEN_MAX        127 /* who decided: "operator", "auto:west-1", "drill:<id>" */
+#define TANDEM_SITE_ACTION_LEN_MAX    31  /* decision action names */
+#define TANDEM_DRILL_ID_LEN_MAX       63
+#define TANDEM_DRILL_REPORT_BYTES_MAX (256u * 1024u) /* one stored drill report (JSON) */
+/* Sites with this label are witnesses unless registered otherwise: they hold no work. */
+#define TANDEM_SITE_WITNESS_NAME "witness"
+
+/* BCP states, numbered as the protobuf SiteState. */
+enum tandem_site_state {
+    TANDEM_SITE_ACTIVE = 0,
+    TANDEM_SITE_INVOKED = 1,
+    TANDEM_SITE_RECOVERING = 2,
+};
+
+/* What may move a site between states, numbered as the protobuf SiteUpdate.Action. */
+enum tandem_site_change {
+    TANDEM_SITE_REGISTER = 0,
+    TANDEM_SITE_INVOKE = 1,
+    TANDEM_SITE_REVOKE = 2,
+    TANDEM_SITE_RECOVERED = 3,
+    TANDEM_SITE_PREFER = 4,
+};
+
+struct tandem_site {
+    char name[TANDEM_SITE_LEN_MAX + 1];
+    int state; /* enum tandem_site_state */
+    uint64_t epoch;
+    int64_t since_ms;
+    char reason[TANDEM_SITE_REASON_LEN_MAX + 1];
+    char by[TANDEM_SITE_BY_LEN_MAX + 1];
+    unsigned capacity;
+    bool witness;
+    bool forced;
+};
+
+struct tandem_member_home {
+    char name[TANDEM_NAME_LEN_MAX + 1];
+    char site[TANDEM_SITE_LEN_MAX + 1];
+    char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
+    int role; /* enum tandem_role */
+};
+
+struct tandem_site_table {
+    struct tandem_site sites[TANDEM_SITES_MAX];
+    unsigned n_sites;
+    struct tandem_member_home homes[TANDEM_SITE_HOMES_MAX];
+    unsigned n_homes;
+    char preferred_site[TANDEM_SITE_LEN_MAX + 1];
+    bool preferred_set; /* a preference was recorded once; the config no longer seeds it */
+    uint64_t decisions_next;
+    uint64_t drills_next;
+};
+
+const char *tandem_site_state_name(int state);
+/* The state a change leads to from `from`, or -1 when the transition table forbids it. */
+int tandem_site_next_state(int from, int change);
+/* Every name valid, no duplicates, states in range, homes' sites known. */
+bool tandem_site_table_ok(const struct tandem_site_table *t);
+
+/* Reads the whole table visible in txn. Returns 0, or an LMDB error with store->errmsg. */
+int tandem_sites_load(struct tandem_store *store, MDB_txn *txn, struct tandem_site_table *out);
+const struct tandem_site *tandem_site_table_find(const struct tandem_site_table *t,
+                                                 const char *name);
+const struct tandem_member_home *tandem_site_table_home(const struct tandem_site_table *t,
+                                                        const char *name);
+
+/* {"name","state","epoch","since","reason","by","capacity","witness","forced"} */
+json_t *tandem_site_json(const struct tandem_site *site);
+/* The newest `limit` decisions, oldest first; NULL with store->errmsg on an LMDB error. */
+json_t *tandem_sites_decisions_json(struct tandem_store *store, MDB_txn *txn, unsigned limit);
+/* The newest `limit` drill reports, newest first: summaries, or the full reports when full. */
+json_t *tandem_sites_drills_json(struct tandem_store *store, MDB_txn *txn, unsigned limit,
+                                 bool full);
+
+#endif
