@@ -60,26 +60,26 @@ static int member_check(const struct tandem_member *m, char *errmsg)
     char host[TANDEM_HOSTPORT_LEN_MAX + 1];
     int port;
     if (!tandem_member_name_ok(m->name, TANDEM_NAME_LEN_MAX)) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "invalid member name '%s' (1-63 of A-Z a-z 0-9 . _ -)", m->name);
-        return -1;
+        return tandem_error_set(errmsg, TANDEM_INVALID,
+                                "invalid member name '%s' (1-63 of A-Z a-z 0-9 . _ -)", m->name);
     }
     if (!tandem_member_name_ok(m->site, TANDEM_SITE_LEN_MAX)) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "invalid site '%s' for member %s", m->site, m->name);
-        return -1;
+        return tandem_error_set(errmsg, TANDEM_INVALID, "invalid site '%s' for member %s", m->site,
+                                m->name);
     }
     if (tandem_hostport_split(m->raft, host, sizeof host, &port) != 0) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "invalid raft address '%s' for member %s (want host:port)", m->raft,
-                 m->name);
-        return -1;
+        return tandem_error_set(errmsg, TANDEM_INVALID,
+                                "invalid raft address '%s' for member %s (want host:port)", m->raft,
+                                m->name);
     }
     if (strncmp(m->api, "http://", 7) != 0 && strncmp(m->api, "https://", 8) != 0) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "invalid API URL '%s' for member %s (want http[s]://host:port)",
-                 m->api, m->name);
-        return -1;
+        return tandem_error_set(errmsg, TANDEM_INVALID,
+                                "invalid API URL '%s' for member %s (want http[s]://host:port)",
+                                m->api, m->name);
     }
     if (strchr(m->api, '|') != NULL || strchr(m->api, ',') != NULL) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "invalid API URL '%s' for member %s", m->api, m->name);
-        return -1;
+        return tandem_error_set(errmsg, TANDEM_INVALID, "invalid API URL '%s' for member %s",
+                                m->api, m->name);
     }
     return 0;
 }
@@ -87,11 +87,12 @@ static int member_check(const struct tandem_member *m, char *errmsg)
 int tandem_member_address_format(const struct tandem_member *m, char *out, size_t out_size)
 {
     char errmsg[TANDEM_ERRMSG_SIZE];
-    if (member_check(m, errmsg) != 0) {
-        return -1;
+    int rv = member_check(m, errmsg);
+    if (rv != 0) {
+        return rv;
     }
     int n = snprintf(out, out_size, "%s|%s|%s|%s", m->name, m->site, m->raft, m->api);
-    return (n < 0 || (size_t)n >= out_size) ? -1 : 0;
+    return (n < 0 || (size_t)n >= out_size) ? TANDEM_LIMIT : 0;
 }
 
 /* Copies the next separator-delimited field of *cursor into out. */
@@ -118,22 +119,22 @@ static int fields_parse(const char *text, char separator, struct tandem_member *
     if (take_field(&cursor, separator, m->name, sizeof m->name) != 0 ||
         take_field(&cursor, separator, m->site, sizeof m->site) != 0 ||
         take_field(&cursor, separator, m->raft, sizeof m->raft) != 0) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "malformed member '%s' (want name%csite%chost:port%curl)", text,
-                 separator, separator, separator);
-        return -1;
+        return tandem_error_set(errmsg, TANDEM_INVALID,
+                                "malformed member '%s' (want name%csite%chost:port%curl)", text,
+                                separator, separator, separator);
     }
     int last = take_field(&cursor, separator, m->api, sizeof m->api);
     if (last < 0) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "malformed member '%s': missing API URL", text);
-        return -1;
+        return tandem_error_set(errmsg, TANDEM_INVALID, "malformed member '%s': missing API URL",
+                                text);
     }
     if (role != NULL) {
         role[0] = '\0';
     }
     if (last == 0) {
         if (role_size == 0 || take_field(&cursor, separator, role, role_size) != 1) {
-            snprintf(errmsg, TANDEM_ERRMSG_SIZE, "malformed member '%s': too many fields", text);
-            return -1;
+            return tandem_error_set(errmsg, TANDEM_INVALID,
+                                    "malformed member '%s': too many fields", text);
         }
     }
     return member_check(m, errmsg);
@@ -147,15 +148,16 @@ int tandem_member_address_parse(const char *address, struct tandem_member *m, ch
 int tandem_member_spec_parse(const char *spec, struct tandem_member *m, char *errmsg)
 {
     char role[16];
-    if (fields_parse(spec, ',', m, role, sizeof role, errmsg) != 0) {
-        return -1;
+    int rv = fields_parse(spec, ',', m, role, sizeof role, errmsg);
+    if (rv != 0) {
+        return rv;
     }
     if (role[0] != '\0') {
         m->role = tandem_role_parse(role);
         if (m->role < 0) {
-            snprintf(errmsg, TANDEM_ERRMSG_SIZE, "unknown role '%s' for member %s (voter|standby|spare)", role,
-                     m->name);
-            return -1;
+            return tandem_error_set(errmsg, TANDEM_INVALID,
+                                    "unknown role '%s' for member %s (voter|standby|spare)", role,
+                                    m->name);
         }
     }
     return 0;

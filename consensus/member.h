@@ -34,18 +34,18 @@ uint64_t tandem_member_id(const char *name);
 bool tandem_member_name_ok(const char *name, size_t len_max);
 
 /* Encodes m as "name|site|host:port|url" into out (TANDEM_MEMBER_ADDRESS_LEN_MAX + 1 bytes).
- * Returns 0, or -1 when a field is invalid. */
+ * Returns 0, or TANDEM_INVALID when a field is invalid (TANDEM_LIMIT when out is too small). */
 int tandem_member_address_format(const struct tandem_member *m, char *out, size_t out_size);
 
-/* Parses "name|site|host:port|url" (role is left as TANDEM_ROLE_VOTER). Returns 0, or -1 with
- * a reason in errmsg (TANDEM_ERRMSG_SIZE bytes) when malformed. */
+/* Parses "name|site|host:port|url" (role is left as TANDEM_ROLE_VOTER). Returns 0, or
+ * TANDEM_INVALID with a reason in errmsg (TANDEM_ERRMSG_SIZE bytes) when malformed. */
 int tandem_member_address_parse(const char *address, struct tandem_member *m, char *errmsg);
 
 /* Splits "host:port" into host (NUL-terminated, out size host_size) and port. Returns 0 or -1. */
 int tandem_hostport_split(const char *hostport, char *host, size_t host_size, int *port);
 
-/* Parses "name,site,host:port,url[,role]" (the --member option form). Returns 0 or -1 with
- * errmsg filled. */
+/* Parses "name,site,host:port,url[,role]" (the --member option form). Returns 0, or
+ * TANDEM_INVALID with errmsg (TANDEM_ERRMSG_SIZE bytes) filled. */
 int tandem_member_spec_parse(const char *spec, struct tandem_member *m, char *errmsg);
 
 const char *tandem_role_name(int role);

@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "consensus/raft_error.h"
 #include "consensus/transport.h"
+#include "storage/assert.h"
 #include "storage/error.h"
 
 int tandem_raft_role_to_raft(int role)
@@ -31,25 +33,34 @@ int tandem_raft_role_from_raft(int raft_role)
     }
 }
 
+/* Builds a raft configuration from members. Returns 0, or a tandem code with errmsg filled;
+ * conf is initialised either way and the caller closes it. */
+static int configuration_build(struct raft_configuration *conf, const struct tandem_member *members,
+                               unsigned n_members, char *errmsg)
+{
+    char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
+    raft_configuration_init(conf);
+    for (unsigned i = 0; i < n_members; i++) {
+        const struct tandem_member *m = &members[i];
+        if (tandem_member_address_format(m, address, sizeof address) != 0) {
+            return tandem_error_set(errmsg, TANDEM_INVALID, "invalid member %s", m->name);
+        }
+        int rv = raft_configuration_add(conf, tandem_member_id(m->name), address,
+                                        tandem_raft_role_to_raft(m->role));
+        if (rv != 0) {
+            char what[TANDEM_NAME_LEN_MAX + 16];
+            snprintf(what, sizeof what, "member %s", m->name);
+            return tandem_error_from_raft(rv, NULL, errmsg, what);
+        }
+    }
+    tandem_assert(conf->n == n_members);
+    return 0;
+}
+
 static int bootstrap(struct tandem_raft *n, const struct tandem_raft_options *o)
 {
     struct raft_configuration conf;
-    char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
-    int rv = 0;
-    raft_configuration_init(&conf);
-    for (unsigned i = 0; i < o->n_members && rv == 0; i++) {
-        const struct tandem_member *m = &o->members[i];
-        if (tandem_member_address_format(m, address, sizeof address) != 0) {
-            snprintf(n->errmsg, sizeof n->errmsg, "invalid member %s", m->name);
-            rv = RAFT_INVALID;
-            break;
-        }
-        rv = raft_configuration_add(&conf, tandem_member_id(m->name), address,
-                                    tandem_raft_role_to_raft(m->role));
-        if (rv != 0) {
-            snprintf(n->errmsg, sizeof n->errmsg, "member %s: %s", m->name, raft_strerror(rv));
-        }
-    }
+    int rv = configuration_build(&conf, o->members, o->n_members, n->errmsg);
     if (rv == 0) {
         rv = raft_bootstrap(&n->raft, &conf);
         if (rv == 0) {
@@ -57,7 +68,7 @@ static int bootstrap(struct tandem_raft *n, const struct tandem_raft_options *o)
         } else if (rv == RAFT_CANTBOOTSTRAP) {
             rv = 0; /* existing state: this is a restart */
         } else {
-            snprintf(n->errmsg, sizeof n->errmsg, "bootstrap: %s", raft_errmsg(&n->raft));
+            rv = tandem_error_from_raft(rv, raft_errmsg(&n->raft), n->errmsg, "bootstrap");
         }
     }
     raft_configuration_close(&conf);
@@ -68,21 +79,11 @@ static int bootstrap(struct tandem_raft *n, const struct tandem_raft_options *o)
 static int recover(struct tandem_raft *n, const struct tandem_raft_options *o)
 {
     struct raft_configuration conf;
-    char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
-    int rv = 0;
-    raft_configuration_init(&conf);
-    for (unsigned i = 0; i < o->n_recover_members && rv == 0; i++) {
-        const struct tandem_member *m = &o->recover_members[i];
-        rv = tandem_member_address_format(m, address, sizeof address) != 0
-                 ? RAFT_INVALID
-                 : raft_configuration_add(&conf, tandem_member_id(m->name), address,
-                                          tandem_raft_role_to_raft(m->role));
-    }
+    int rv = configuration_build(&conf, o->recover_members, o->n_recover_members, n->errmsg);
     if (rv == 0) {
-        rv = raft_recover(&n->raft, &conf);
-    }
-    if (rv != 0) {
-        snprintf(n->errmsg, sizeof n->errmsg, "raft_recover: %s", raft_strerror(rv));
+        rv = tandem_error_from_raft(raft_recover(&n->raft, &conf), NULL, n->errmsg, "raft_recover");
+    } else {
+        tandem_error_wrap(n->errmsg, "raft_recover");
     }
     raft_configuration_close(&conf);
     return rv;
@@ -111,37 +112,55 @@ static void start_failed_close_cb(struct raft *r)
     tandem_transport_close(&n->transport);
 }
 
+/* raft_uv_init and the raft_uv must-dos. Returns 0 or a tandem code with n->errmsg. */
+static int io_init(struct tandem_raft *n, uv_loop_t *loop, const struct tandem_raft_options *o)
+{
+    int rv = raft_uv_init(&n->io, loop, o->raft_dir, &n->transport);
+    if (rv != 0) {
+        return tandem_error_from_raft(rv, n->io.errmsg, n->errmsg, "raft_uv_init");
+    }
+    /* A corrupt segment must stop the node, not silently roll its log back. */
+    raft_uv_set_auto_recovery(&n->io, false);
+    raft_uv_set_segment_size(&n->io, (size_t)o->segment_size_kib * 1024);
+    raft_uv_set_connect_retry_delay(&n->io, 250);
+    return 0;
+}
+
+/* raft_start's failure text: raft_uv leaves stale trace text in io.errmsg; the transport's says
+ * why a listen failed. */
+static int start_failed(struct tandem_raft *n, int raft_rc)
+{
+    char detail[TANDEM_ERRMSG_SIZE];
+    snprintf(detail, sizeof detail, "%.120s%s%.100s", raft_errmsg(&n->raft),
+             n->transport.errmsg[0] != '\0' ? " / " : "", n->transport.errmsg);
+    return tandem_error_from_raft(raft_rc, detail, n->errmsg, "raft_start");
+}
+
 int tandem_raft_start(struct tandem_raft *n, uv_loop_t *loop, const struct tandem_raft_options *o,
                       struct raft_fsm *fsm)
 {
     struct tandem_transport_config tc = {
         .cluster_id = o->cluster_id, .epoch = o->epoch, .log = o->log, .log_data = o->log_data};
     int rv;
+    tandem_assert(o->self != NULL && fsm != NULL);
     memset(n, 0, sizeof *n);
     n->loop = loop;
     n->id = tandem_member_id(o->self->name);
     if (tandem_member_address_format(o->self, n->address, sizeof n->address) != 0) {
-        snprintf(n->errmsg, sizeof n->errmsg, "invalid identity for %s", o->self->name);
-        return RAFT_INVALID;
+        return tandem_error_set(n->errmsg, TANDEM_INVALID, "invalid identity for %s",
+                                o->self->name);
     }
     n->transport.version = 1; /* raft_uv refuses version 0 */
     rv = tandem_transport_init(&n->transport, loop, &tc);
     if (rv != 0) {
-        snprintf(n->errmsg, sizeof n->errmsg, "transport: %.200s", n->transport.errmsg);
-        return rv;
+        return tandem_error_from_raft(rv, n->transport.errmsg, n->errmsg, "transport");
     }
-    rv = raft_uv_init(&n->io, loop, o->raft_dir, &n->transport);
-    if (rv != 0) {
-        snprintf(n->errmsg, sizeof n->errmsg, "raft_uv_init: %.200s", n->io.errmsg);
+    if ((rv = io_init(n, loop, o)) != 0) {
         goto err_after_transport;
     }
-    /* A corrupt segment must stop the node, not silently roll its log back. */
-    raft_uv_set_auto_recovery(&n->io, false);
-    raft_uv_set_segment_size(&n->io, (size_t)o->segment_size_kib * 1024);
-    raft_uv_set_connect_retry_delay(&n->io, 250);
     rv = raft_init(&n->raft, &n->io, fsm, n->id, n->address);
     if (rv != 0) {
-        snprintf(n->errmsg, sizeof n->errmsg, "raft_init: %s", raft_errmsg(&n->raft));
+        rv = tandem_error_from_raft(rv, raft_errmsg(&n->raft), n->errmsg, "raft_init");
         goto err_after_io;
     }
     n->raft.data = n;
@@ -154,11 +173,7 @@ int tandem_raft_start(struct tandem_raft *n, uv_loop_t *loop, const struct tande
     }
     rv = raft_start(&n->raft);
     if (rv != 0) {
-        /* raft_uv leaves stale trace text in io.errmsg; the transport's says why a listen
-         * failed. */
-        snprintf(n->errmsg, sizeof n->errmsg, "raft_start: %s: %s%s%s", raft_strerror(rv),
-                 raft_errmsg(&n->raft), n->transport.errmsg[0] != '\0' ? " / " : "",
-                 n->transport.errmsg);
+        rv = start_failed(n, rv);
         goto err_after_raft;
     }
     return 0;
@@ -167,7 +182,7 @@ err_after_raft:
     /* raft_init succeeded: raft_close owns the io teardown; only raft's handles are on the loop
      * at start-up, so running it to completion finishes the close. */
     raft_close(&n->raft, start_failed_close_cb);
-    uv_run(loop, UV_RUN_DEFAULT);
+    (void)uv_run(loop, UV_RUN_DEFAULT);
     return rv;
 err_after_io:
     raft_uv_close(&n->io);

@@ -45,7 +45,8 @@ struct tandem_raft {
 int tandem_raft_role_to_raft(int role);
 int tandem_raft_role_from_raft(int raft_role);
 
-/* Initialises and starts raft. Returns 0, or non-zero with n->errmsg (nothing left to close). */
+/* Initialises and starts raft. Returns 0, or a tandem error code (storage/error.h) with
+ * n->errmsg filled; then nothing is left to close. */
 int tandem_raft_start(struct tandem_raft *n, uv_loop_t *loop, const struct tandem_raft_options *o,
                       struct raft_fsm *fsm);
 /* Closes raft, raft_uv and the transport; cb runs once all memory can be released. */

@@ -74,6 +74,14 @@ static int fsync_dir(const char *dir)
     return rv;
 }
 
+/* Translates errno_value for an operation on path: "<verb> <path>: <strerror>". */
+static int file_error(int errno_value, const char *verb, const char *path, char *errmsg)
+{
+    char what[PATH_MAX + 16];
+    snprintf(what, sizeof what, "%s %s", verb, path);
+    return tandem_error_from_errno(errno_value != 0 ? errno_value : EIO, errmsg, what);
+}
+
 static int write_atomic(const char *data_dir, const char *file, const char *text, char *errmsg)
 {
     char path[PATH_MAX], tmp[PATH_MAX];
@@ -81,19 +89,27 @@ static int write_atomic(const char *data_dir, const char *file, const char *text
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "create %s: %s", tmp, strerror(errno));
-        return -1;
+        return file_error(errno, "create", tmp, errmsg);
     }
     size_t len = strlen(text);
     ssize_t n = write(fd, text, len);
-    int rv = (n == (ssize_t)len && fsync(fd) == 0) ? 0 : -1;
-    int saved = errno;
-    close(fd);
-    if (rv != 0 || rename(tmp, path) != 0) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "write %s: %s", path, strerror(rv != 0 ? saved : errno));
-        unlink(tmp);
-        return -1;
+    /* A short write with errno 0 (disk full on the last block) is still a failure: EIO. */
+    int saved = n == (ssize_t)len ? 0 : (n < 0 ? errno : EIO);
+    if (saved == 0 && fsync(fd) != 0) {
+        saved = errno;
     }
+    if (close(fd) != 0 && saved == 0) {
+        saved = errno;
+    }
+    if (saved == 0 && rename(tmp, path) != 0) {
+        saved = errno;
+    }
+    if (saved != 0) {
+        (void)unlink(tmp);
+        return file_error(saved, "write", path, errmsg);
+    }
+    /* The marker is in place; a lost directory fsync only means a crash could undo it, which
+     * the next start handles as if the marker was never written. */
     (void)fsync_dir(data_dir);
     return 0;
 }
@@ -154,8 +170,7 @@ int tandem_recover_file_remove(const char *data_dir, const char *file, char *err
     char path[PATH_MAX];
     path_join(path, sizeof path, data_dir, file);
     if (unlink(path) != 0 && errno != ENOENT) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "remove %s: %s", path, strerror(errno));
-        return -1;
+        return file_error(errno, "remove", path, errmsg);
     }
     (void)fsync_dir(data_dir);
     return 0;
@@ -168,16 +183,15 @@ int tandem_recover_plan_write(const char *data_dir, const struct tandem_recover_
     size_t size = 256 + plan->n_members * (TANDEM_MEMBER_ADDRESS_LEN_MAX + 32);
     char *text = malloc(size), address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
     if (text == NULL) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "out of memory");
-        return -1;
+        return tandem_error_set(errmsg, TANDEM_NOMEM, "out of memory");
     }
     size_t used = (size_t)snprintf(text, size, "epoch %" PRIu64 "\nsite %s\nreason %s\n",
                                    plan->epoch, plan->site, plan->reason);
     for (unsigned i = 0; i < plan->n_members && used < size; i++) {
         if (tandem_member_address_format(&plan->members[i], address, sizeof address) != 0) {
             free(text);
-            snprintf(errmsg, TANDEM_ERRMSG_SIZE, "invalid member %s", plan->members[i].name);
-            return -1;
+            return tandem_error_set(errmsg, TANDEM_INVALID, "invalid member %s",
+                                    plan->members[i].name);
         }
         used += (size_t)snprintf(text + used, size - used, "member %s %s\n", address,
                                  tandem_role_name(plan->members[i].role));
@@ -190,8 +204,9 @@ int tandem_recover_plan_write(const char *data_dir, const struct tandem_recover_
 static int plan_line(const char *line, struct tandem_recover_plan *plan, char *errmsg)
 {
     char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1], role[16];
-    if (strncmp(line, "epoch ", 6) == 0) {
-        return sscanf(line + 6, "%" SCNu64, &plan->epoch) == 1 ? 0 : -1;
+    _Static_assert(TANDEM_MEMBER_ADDRESS_LEN_MAX == 288, "the member sscanf width below");
+    if (strncmp(line, "epoch ", 6) == 0 && sscanf(line + 6, "%" SCNu64, &plan->epoch) == 1) {
+        return 0;
     }
     if (strncmp(line, "site ", 5) == 0) {
         snprintf(plan->site, sizeof plan->site, "%s", line + 5);
@@ -203,12 +218,16 @@ static int plan_line(const char *line, struct tandem_recover_plan *plan, char *e
     }
     if (strncmp(line, "member ", 7) != 0 || plan->n_members >= TANDEM_RECOVER_MEMBERS_MAX ||
         sscanf(line + 7, "%288s %15s", address, role) != 2) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "malformed line '%.80s'", line);
+        (void)tandem_error_set(errmsg, TANDEM_CORRUPT, "malformed line '%.80s'", line);
         return -1;
     }
     struct tandem_member *m = &plan->members[plan->n_members];
-    if (tandem_member_address_parse(address, m, errmsg) != 0 ||
-        (m->role = tandem_role_parse(role)) < 0) {
+    if (tandem_member_address_parse(address, m, errmsg) != 0) {
+        return -1;
+    }
+    if ((m->role = tandem_role_parse(role)) < 0) {
+        (void)tandem_error_set(errmsg, TANDEM_CORRUPT, "unknown role '%s' for member %s", role,
+                               m->name);
         return -1;
     }
     plan->n_members++;
@@ -230,7 +249,7 @@ int tandem_recover_plan_read(const char *data_dir, struct tandem_recover_plan *p
     }
     free(text);
     if (rv == 0 && (plan->epoch == 0 || plan->n_members == 0)) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "recover marker has no epoch or no members");
+        (void)tandem_error_set(errmsg, TANDEM_CORRUPT, "recover marker has no epoch or no members");
         rv = -1;
     }
     return rv == 0 ? 1 : -1;
@@ -242,8 +261,7 @@ int tandem_recover_plan_done(const char *data_dir, char *errmsg)
     path_join(from, sizeof from, data_dir, TANDEM_RECOVER_FILE);
     path_join(to, sizeof to, data_dir, TANDEM_FORCED_FILE);
     if (rename(from, to) != 0) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "rename %s: %s", from, strerror(errno));
-        return -1;
+        return file_error(errno, "rename", from, errmsg);
     }
     (void)fsync_dir(data_dir);
     return 0;
@@ -266,35 +284,51 @@ int tandem_recover_forced_note(const char *data_dir, char *site)
     return found;
 }
 
-/* Removes everything inside dir (not dir itself), depth-bounded. */
+/* Removes path: a file, or a directory emptied first (wipe_dir's recursion). */
+static int wipe_entry(const char *path, int depth, char *errmsg);
+
+/* Removes everything inside dir (not dir itself), depth- and count-bounded: a tree deeper or
+ * larger than raft/ and state/ ever are is refused rather than half-removed in silence. */
 static int wipe_dir(const char *dir, int depth, char *errmsg)
 {
     DIR *d = opendir(dir);
     if (d == NULL) {
-        return errno == ENOENT ? 0
-                               : (snprintf(errmsg, TANDEM_ERRMSG_SIZE, "open %s: %s", dir, strerror(errno)), -1);
+        return errno == ENOENT ? 0 : file_error(errno, "open", dir, errmsg);
     }
     int rv = 0;
     unsigned entries = 0;
     struct dirent *e;
-    while (rv == 0 && (e = readdir(d)) != NULL && entries++ < WIPE_ENTRIES_MAX) {
+    while (rv == 0 && (e = readdir(d)) != NULL) {
         char path[PATH_MAX];
-        struct stat st;
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
             continue;
         }
+        if (++entries > WIPE_ENTRIES_MAX) {
+            rv = tandem_error_set(errmsg, TANDEM_LIMIT, "wipe %s: more than %d entries", dir,
+                                  WIPE_ENTRIES_MAX);
+            break;
+        }
         path_join(path, sizeof path, dir, e->d_name);
-        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-            rv = depth >= WIPE_DEPTH_MAX ? -1 : wipe_dir(path, depth + 1, errmsg);
-            rv = rv == 0 && rmdir(path) != 0 ? -1 : rv;
-        } else if (unlink(path) != 0) {
-            rv = -1;
-        }
-        if (rv != 0 && errmsg[0] == '\0') {
-            snprintf(errmsg, TANDEM_ERRMSG_SIZE, "remove %s: %s", path, strerror(errno));
-        }
+        rv = wipe_entry(path, depth, errmsg);
     }
     closedir(d);
+    return rv;
+}
+
+static int wipe_entry(const char *path, int depth, char *errmsg)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        return unlink(path) == 0 ? 0 : file_error(errno, "remove", path, errmsg);
+    }
+    if (depth >= WIPE_DEPTH_MAX) {
+        return tandem_error_set(errmsg, TANDEM_LIMIT, "wipe %s: deeper than %d levels", path,
+                                WIPE_DEPTH_MAX);
+    }
+    int rv = wipe_dir(path, depth + 1, errmsg);
+    if (rv == 0 && rmdir(path) != 0) {
+        rv = file_error(errno, "remove", path, errmsg);
+    }
     return rv;
 }
 
@@ -304,9 +338,9 @@ static int reseed_now(const char *data_dir, uint64_t epoch, char *errmsg)
     char path[PATH_MAX];
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         path_join(path, sizeof path, data_dir, dirs[i]);
-        errmsg[0] = '\0';
-        if (wipe_dir(path, 0, errmsg) != 0) {
-            return -1;
+        int rv = wipe_dir(path, 0, errmsg);
+        if (rv != 0) {
+            return rv;
         }
     }
     if (write_atomic(data_dir, TANDEM_JOIN_FILE, "join\n", errmsg) != 0 ||
@@ -314,7 +348,7 @@ static int reseed_now(const char *data_dir, uint64_t epoch, char *errmsg)
         tandem_recover_file_remove(data_dir, TANDEM_FENCED_FILE, errmsg) != 0 ||
         tandem_recover_file_remove(data_dir, TANDEM_RECOVER_FILE, errmsg) != 0 ||
         tandem_recover_file_remove(data_dir, TANDEM_FORCED_FILE, errmsg) != 0) {
-        return -1;
+        return TANDEM_IO; /* errmsg says which file */
     }
     /* Last: a crash before this line repeats the wipe on the next start. */
     return tandem_recover_file_remove(data_dir, TANDEM_RESEED_FILE, errmsg);
@@ -326,18 +360,17 @@ int tandem_recover_prepare(const char *data_dir, char *errmsg)
     uint64_t epoch = tandem_recover_file_u64(data_dir, TANDEM_RESEED_FILE);
     if (tandem_recover_file_exists(data_dir, TANDEM_RESEED_FILE)) {
         if (epoch == 0) {
-            snprintf(errmsg, TANDEM_ERRMSG_SIZE, "%s/%s holds no epoch", data_dir, TANDEM_RESEED_FILE);
-            return -1;
+            return tandem_error_set(errmsg, TANDEM_CORRUPT, "%s/%s holds no epoch", data_dir,
+                                    TANDEM_RESEED_FILE);
         }
         return reseed_now(data_dir, epoch, errmsg);
     }
     plan = malloc(sizeof *plan);
     if (plan == NULL) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "out of memory");
-        return -1;
+        return tandem_error_set(errmsg, TANDEM_NOMEM, "out of memory");
     }
     int found = tandem_recover_plan_read(data_dir, plan, errmsg);
-    int rv = found < 0 ? -1 : 0;
+    int rv = found < 0 ? TANDEM_CORRUPT : 0;
     if (found == 1) {
         rv = tandem_epoch_write(data_dir, plan->epoch, errmsg);
         if (rv == 0) {

@@ -47,8 +47,9 @@ int tandem_recover_choose(const struct tandem_recover_candidate *c, unsigned n,
 bool tandem_recover_no_committed_loss(const struct tandem_recover_candidate *c, unsigned n,
                                       const char *lost_site);
 
-/* Files. Each returns 0, or -1 with errmsg (TANDEM_ERRMSG_SIZE bytes) filled. Writes are atomic (temporary
- * file, fsync, rename, fsync of the directory). */
+/* Files. Each returns 0, or a tandem error code (storage/error.h) with errmsg
+ * (TANDEM_ERRMSG_SIZE bytes) filled. Writes are atomic (temporary file, fsync, rename, fsync of
+ * the directory). */
 int tandem_epoch_write(const char *data_dir, uint64_t epoch, char *errmsg);
 /* 0 when the file is absent or unreadable. */
 uint64_t tandem_recover_file_u64(const char *data_dir, const char *file);
@@ -67,7 +68,8 @@ int tandem_recover_plan_done(const char *data_dir, char *errmsg);
 int tandem_recover_forced_note(const char *data_dir, char *site);
 
 /* Runs before the state store opens: a pending reseed wipes raft/ and state/, writes the new
- * epoch and the join marker; a pending recover writes its epoch. Returns 0 or -1. */
+ * epoch and the join marker; a pending recover writes its epoch. Returns 0, or a tandem error
+ * code with errmsg filled. */
 int tandem_recover_prepare(const char *data_dir, char *errmsg);
 
 #endif

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "consensus/raft_node.h"
+#include "storage/assert.h"
+#include "storage/error.h"
 
 /* ---- planner ---- */
 
@@ -581,10 +583,11 @@ int tandem_site_controller_init(struct tandem_site_controller *c, uv_loop_t *loo
                                 tandem_site_gather_fn gather, tandem_site_propose_fn propose,
                                 tandem_site_log_fn log, void *data)
 {
+    tandem_assert(loop != NULL && raft != NULL && gather != NULL && propose != NULL);
     memset(c, 0, sizeof *c);
     c->input = calloc(1, sizeof *c->input);
     if (c->input == NULL) {
-        return -1;
+        return tandem_error_set(c->last, TANDEM_NOMEM, "site controller: out of memory");
     }
     c->data = data;
     c->loop = loop;
@@ -593,9 +596,16 @@ int tandem_site_controller_init(struct tandem_site_controller *c, uv_loop_t *loo
     c->gather = gather;
     c->propose = propose;
     c->log = log;
-    uv_timer_init(loop, &c->timer);
+    int rv = uv_timer_init(loop, &c->timer);
+    if (rv != 0) {
+        free(c->input);
+        c->input = NULL;
+        return tandem_error_from_uv(rv, c->last, "site controller: timer");
+    }
     c->timer.data = c;
-    uv_timer_start(&c->timer, tick_cb, TANDEM_SITE_TICK_MS, TANDEM_SITE_TICK_MS);
+    /* uv_timer_start fails only for a closing handle or a NULL callback: neither can be here. */
+    rv = uv_timer_start(&c->timer, tick_cb, TANDEM_SITE_TICK_MS, TANDEM_SITE_TICK_MS);
+    tandem_assert(rv == 0);
     return 0;
 }
 

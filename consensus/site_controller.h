@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "consensus/member.h"
+#include "storage/error.h"
 
 #define TANDEM_SITE_PLAN_SITES_MAX   16  /* sites the planner looks at */
 #define TANDEM_SITE_PLAN_MEMBERS_MAX 64  /* members the planner looks at */
@@ -142,12 +143,13 @@ struct tandem_site_controller {
     tandem_site_propose_fn propose;
     tandem_site_log_fn log;
     uint64_t actions, transfers_confirmed, transfers_failed, assigns_ok, assigns_failed;
-    char last[256]; /* the last step and its outcome, for status */
+    char last[TANDEM_ERRMSG_SIZE]; /* the last step and its outcome, for status */
     bool closing;
     void (*close_cb)(struct tandem_site_controller *c);
 };
 
-/* Returns 0, or -1 when out of memory. The timer starts at once; steps run only on the leader. */
+/* Returns 0, or a tandem error code (TANDEM_NOMEM) with c->last saying why. The timer starts
+ * at once; steps run only on the leader. */
 int tandem_site_controller_init(struct tandem_site_controller *c, uv_loop_t *loop,
                                 struct raft *raft, unsigned election_timeout_ms,
                                 tandem_site_gather_fn gather, tandem_site_propose_fn propose,

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "consensus/member.h"
+#include "storage/assert.h"
 #include "storage/error.h"
 
 /* ---- wire format (all integers little-endian, every frame a multiple of 8 bytes) ----
@@ -559,7 +560,11 @@ static void handshake_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t
     if (h->in_len < h->in_want) {
         return;
     }
-    uv_read_stop(stream);
+    /* Only fails for a stream that is not a stream: ours always is. Stopping here keeps raft's
+     * first bytes in the kernel until raft_uv reads them itself. */
+    int rv = uv_read_stop(stream);
+    tandem_assert(rv == 0);
+    tandem_assert(h->in_len == h->in_want);
     h->in_done(h);
 }
 
@@ -619,7 +624,7 @@ static struct uv_stream_s *handshake_handover(struct handshake *h)
     h->done = true;
     handshake_release_inbound_slot(h);
     memo_forget_peer(h->t, h->peer_key);
-    uv_timer_stop(&h->timer);
+    (void)uv_timer_stop(&h->timer); /* always 0; the close below is what matters */
     handshake_close_timer(h);
     return stream;
 }
@@ -689,10 +694,11 @@ static void inbound_peer_ip(struct handshake *h)
     int len = (int)sizeof addr;
     char ip[TRANSPORT_PEER_KEY_MAX] = "unknown peer";
     if (uv_tcp_getpeername(h->tcp, (struct sockaddr *)&addr, &len) == 0) {
-        if (addr.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&addr, ip, sizeof ip);
-        } else {
-            uv_ip4_name((struct sockaddr_in *)&addr, ip, sizeof ip);
+        int rv = addr.ss_family == AF_INET6
+                     ? uv_ip6_name((struct sockaddr_in6 *)&addr, ip, sizeof ip)
+                     : uv_ip4_name((struct sockaddr_in *)&addr, ip, sizeof ip);
+        if (rv != 0) {
+            snprintf(ip, sizeof ip, "unknown peer");
         }
     }
     snprintf(h->peer_key, sizeof h->peer_key, "%s", ip);
@@ -723,7 +729,7 @@ static void transport_drop(struct transport *t, uv_stream_t *listener, int outco
     }
     tcp->data = t;
     t->n_dropping++;
-    uv_accept(listener, (uv_stream_t *)tcp); /* closed either way */
+    (void)uv_accept(listener, (uv_stream_t *)tcp); /* closed either way: a failure loses nothing */
     uv_close((uv_handle_t *)tcp, drop_close_cb);
     t->stats.dropped_busy++;
     if (memo_first(t, "", outcome)) {
@@ -903,7 +909,8 @@ static int transport_connect(struct raft_uv_transport *raft, struct raft_uv_conn
 {
     struct transport *t = raft->impl;
     struct tandem_member m;
-    char errmsg[TANDEM_ERRMSG_SIZE] = "bad raft host:port", host[TANDEM_HOSTPORT_LEN_MAX + 1], port[16];
+    char errmsg[TANDEM_ERRMSG_SIZE] = "bad raft host:port", host[TANDEM_HOSTPORT_LEN_MAX + 1],
+         port[16];
     int port_number;
     if (tandem_member_address_parse(address, &m, errmsg) != 0 ||
         tandem_hostport_split(m.raft, host, sizeof host, &port_number) != 0) {

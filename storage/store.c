@@ -1,5 +1,6 @@
 /* LMDB state store: grouped commits, applied_index bookkeeping, digests, snapshot and restore. */
 #include "storage/store.h"
+#include "storage/assert.h"
 #include "storage/error.h"
 
 #include <endian.h>
@@ -17,6 +18,9 @@
 #define STORE_DBS_MAX           32
 #define SNAPSHOT_MAGIC          "TANDEMSS"
 #define RESTORE_RECORDS_PER_TXN 65536 /* bounds a restore transaction's dirty pages */
+#define META_APPLIED_KEY        "applied_index"
+#define META_APPLIED_KEY_LEN    (sizeof META_APPLIED_KEY - 1)
+#define META_APPLIED_LEN        (8 + TANDEM_DIGEST_LEN) /* u64 LE index, then the digest */
 
 static const char *const db_names[TANDEM_DB_COUNT] = {
 #define TANDEM_STORE_DB_NAME(id, name) name,
@@ -47,8 +51,15 @@ struct record_frame {
 
 int tandem_store_error(struct tandem_store *s, int rv, const char *what)
 {
-    snprintf(s->errmsg, sizeof s->errmsg, "%s: %s", what, mdb_strerror(rv));
+    (void)tandem_error_from_mdb(rv, s->errmsg, what);
     return rv;
+}
+
+/* Where an LMDB code enters the store's own functions: text into s->errmsg, a tandem code out. */
+static int store_mdb_fail(struct tandem_store *s, int mdb_rc, const char *what)
+{
+    tandem_assert(mdb_rc != MDB_SUCCESS);
+    return tandem_error_from_mdb(mdb_rc, s->errmsg, what);
 }
 
 void tandem_digest_hex(const uint8_t digest[TANDEM_DIGEST_LEN], char *out)
@@ -77,6 +88,9 @@ static int remove_env_dir(const char *dir)
     return 0;
 }
 
+/* Makes a rename in dir's parent durable. A failure is not fatal on purpose: until the rename
+ * is on disk, a crash leaves dir.new beside dir, and recover_interrupted_swap either finishes
+ * the swap or drops dir.new (raft sends the snapshot again). */
 static void fsync_parent(const char *dir)
 {
     char parent[PATH_MAX];
@@ -105,9 +119,10 @@ static int recover_interrupted_swap(struct tandem_store *s, const char *dir)
     snprintf(old, sizeof old, "%s.old", dir);
     if (stat(dir, &st) != 0 && stat(old, &st) == 0 && stat(next, &st) == 0) {
         if (rename(next, dir) != 0) {
-            snprintf(s->errmsg, sizeof s->errmsg, "finish restore: rename %s: %s", next,
-                     strerror(errno));
-            return -1;
+            int saved = errno;
+            char what[PATH_MAX + 32];
+            snprintf(what, sizeof what, "finish restore: rename %s", next);
+            return tandem_error_from_errno(saved, s->errmsg, what);
         }
         fsync_parent(dir);
     }
@@ -122,7 +137,7 @@ static int recover_interrupted_swap(struct tandem_store *s, const char *dir)
 
 static int load_meta(struct tandem_store *s, MDB_txn *txn)
 {
-    MDB_val key = {.mv_size = 13, .mv_data = "applied_index"}, value;
+    MDB_val key = {.mv_size = META_APPLIED_KEY_LEN, .mv_data = META_APPLIED_KEY}, value;
     int rv = mdb_get(txn, s->dbi[TANDEM_DB_META], &key, &value);
     s->applied_index = 0;
     memset(s->apply_digest, 0, sizeof s->apply_digest);
@@ -130,11 +145,11 @@ static int load_meta(struct tandem_store *s, MDB_txn *txn)
         return 0;
     }
     if (rv != 0) {
-        return tandem_store_error(s, rv, "read applied_index");
+        return store_mdb_fail(s, rv, "read applied_index");
     }
-    if (value.mv_size != 8 + TANDEM_DIGEST_LEN) {
-        snprintf(s->errmsg, sizeof s->errmsg, "corrupt meta record: %zu bytes", value.mv_size);
-        return MDB_CORRUPTED;
+    if (value.mv_size != META_APPLIED_LEN) {
+        return tandem_error_set(s->errmsg, TANDEM_CORRUPT, "corrupt meta record: %zu bytes",
+                                value.mv_size);
     }
     uint64_t index_le;
     memcpy(&index_le, value.mv_data, 8);
@@ -143,51 +158,70 @@ static int load_meta(struct tandem_store *s, MDB_txn *txn)
     return 0;
 }
 
-static int env_open(struct tandem_store *s, MDB_env **out, const char *dir, bool load)
+/* Creates the environment handle with its limits and opens it in dir (made when absent). */
+static int env_create(struct tandem_store *s, MDB_env **out, const char *dir)
 {
     MDB_env *env;
-    MDB_txn *txn;
     int rv = mdb_env_create(&env);
     if (rv != 0) {
-        return tandem_store_error(s, rv, "mdb_env_create");
+        return store_mdb_fail(s, rv, "mdb_env_create");
     }
-    (void)mdb_env_set_maxdbs(env, STORE_DBS_MAX);
-    rv = mdb_env_set_mapsize(env, s->map_size);
-    if (rv != 0) {
-        tandem_store_error(s, rv, "mdb_env_set_mapsize");
+    if ((rv = mdb_env_set_maxdbs(env, STORE_DBS_MAX)) != 0) {
+        rv = store_mdb_fail(s, rv, "mdb_env_set_maxdbs");
+        goto err_after_env;
+    }
+    if ((rv = mdb_env_set_mapsize(env, s->map_size)) != 0) {
+        rv = store_mdb_fail(s, rv, "mdb_env_set_mapsize");
         goto err_after_env;
     }
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        snprintf(s->errmsg, sizeof s->errmsg, "mkdir %s: %s", dir, strerror(errno));
-        rv = errno;
+        int saved = errno;
+        char what[PATH_MAX + 8];
+        snprintf(what, sizeof what, "mkdir %s", dir);
+        rv = tandem_error_from_errno(saved, s->errmsg, what);
         goto err_after_env;
     }
     /* NOMETASYNC, never NOSYNC: a crash may lose the last commit's meta page (raft replays it),
      * but can never corrupt the tree. */
     rv = mdb_env_open(env, dir, MDB_NOMETASYNC | MDB_NOTLS | MDB_NORDAHEAD, 0600);
     if (rv != 0) {
-        snprintf(s->errmsg, sizeof s->errmsg, "open LMDB environment %s: %s", dir,
-                 mdb_strerror(rv));
+        char what[PATH_MAX + 32];
+        snprintf(what, sizeof what, "open LMDB environment %s", dir);
+        rv = store_mdb_fail(s, rv, what);
         goto err_after_env;
     }
-    rv = mdb_txn_begin(env, NULL, 0, &txn);
+    *out = env;
+    return 0;
+
+err_after_env:
+    mdb_env_close(env);
+    return rv;
+}
+
+/* Opens every named database (and loads applied_index when load) in one transaction. */
+static int env_open(struct tandem_store *s, MDB_env **out, const char *dir, bool load)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    int rv = env_create(s, &env, dir);
     if (rv != 0) {
-        tandem_store_error(s, rv, "begin open transaction");
+        return rv;
+    }
+    if ((rv = mdb_txn_begin(env, NULL, 0, &txn)) != 0) {
+        rv = store_mdb_fail(s, rv, "begin open transaction");
         goto err_after_env;
     }
     for (int i = 0; i < TANDEM_DB_COUNT; i++) {
-        rv = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &s->dbi[i]);
-        if (rv != 0) {
-            tandem_store_error(s, rv, "open database");
+        if ((rv = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &s->dbi[i])) != 0) {
+            rv = store_mdb_fail(s, rv, "open database");
             goto err_after_txn;
         }
     }
     if (load && (rv = load_meta(s, txn)) != 0) {
         goto err_after_txn;
     }
-    rv = mdb_txn_commit(txn);
-    if (rv != 0) {
-        tandem_store_error(s, rv, "commit open transaction");
+    if ((rv = mdb_txn_commit(txn)) != 0) {
+        rv = store_mdb_fail(s, rv, "commit open transaction");
         goto err_after_env;
     }
     *out = env;
@@ -205,38 +239,47 @@ int tandem_store_open(struct tandem_store *s, const char *dir, size_t map_size)
     memset(s, 0, sizeof *s);
     s->map_size = map_size;
     if (strlen(dir) + 8 >= sizeof s->dir) {
-        snprintf(s->errmsg, sizeof s->errmsg, "state directory path too long");
-        return ENAMETOOLONG;
+        return tandem_error_set(s->errmsg, TANDEM_INVALID, "state directory path too long");
     }
     snprintf(s->dir, sizeof s->dir, "%s", dir);
-    if (recover_interrupted_swap(s, dir) != 0) {
-        return EIO;
+    int rv = recover_interrupted_swap(s, dir);
+    if (rv != 0) {
+        return rv;
     }
-    return env_open(s, &s->env, dir, true);
+    rv = env_open(s, &s->env, dir, true);
+    tandem_assert(rv != 0 || (s->env != NULL && s->write_txn == NULL));
+    return rv;
 }
 
 void tandem_store_close(struct tandem_store *s)
 {
     if (s->write_txn != NULL) {
-        (void)tandem_store_commit(s);
+        (void)tandem_store_commit(s); /* a failure is in s->errmsg; raft replays what it lost */
     }
     if (s->env != NULL) {
         mdb_env_close(s->env);
         s->env = NULL;
     }
+    tandem_assert(s->write_txn == NULL);
 }
 
 int tandem_store_write_txn(struct tandem_store *s, MDB_txn **txn)
 {
+    tandem_assert(s->env != NULL);
+    if (s->poisoned) {
+        return tandem_error_set(s->errmsg, TANDEM_STATE,
+                                "store poisoned: applied_index could not be reloaded");
+    }
     if (s->write_txn == NULL) {
         int rv = mdb_txn_begin(s->env, NULL, 0, &s->write_txn);
         if (rv != 0) {
             s->write_txn = NULL;
-            return tandem_store_error(s, rv, "begin write transaction");
+            return store_mdb_fail(s, rv, "begin write transaction");
         }
         s->write_txn_opened_ns = uv_hrtime();
     }
     *txn = s->write_txn;
+    tandem_assert(*txn != NULL);
     return 0;
 }
 
@@ -245,10 +288,11 @@ int tandem_store_commit(struct tandem_store *s)
     if (s->write_txn == NULL) {
         return 0;
     }
+    tandem_assert(s->env != NULL);
     int rv = mdb_txn_commit(s->write_txn);
-    s->write_txn = NULL;
+    s->write_txn = NULL; /* LMDB frees the transaction whether or not the commit worked */
     if (rv != 0) {
-        return tandem_store_error(s, rv, "commit write transaction");
+        return store_mdb_fail(s, rv, "commit write transaction");
     }
     s->commits++;
     return 0;
@@ -262,52 +306,108 @@ bool tandem_store_commit_due(const struct tandem_store *s, uint64_t now_ns, uint
 void tandem_store_abort(struct tandem_store *s)
 {
     MDB_txn *txn;
+    if (s->env == NULL) {
+        tandem_assert(s->write_txn == NULL);
+        return; /* a failed restore swap closed it: nothing to throw away or reload */
+    }
     if (s->write_txn != NULL) {
         mdb_txn_abort(s->write_txn);
         s->write_txn = NULL;
     }
-    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) == 0) {
-        (void)load_meta(s, txn);
-        mdb_txn_abort(txn);
+    /* The in-memory applied_index may now be ahead of disk: if it cannot be reloaded, later
+     * applies would skip entries, so the store refuses writes until it is reopened. */
+    int rv = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rv != 0) {
+        (void)store_mdb_fail(s, rv, "abort: reload applied_index");
+        s->poisoned = true;
+        return;
     }
+    if (load_meta(s, txn) != 0) {
+        s->poisoned = true;
+    }
+    mdb_txn_abort(txn);
 }
 
 int tandem_store_set_applied(struct tandem_store *s, uint64_t index,
                              const uint8_t digest[TANDEM_DIGEST_LEN])
 {
-    uint8_t record[8 + TANDEM_DIGEST_LEN];
+    uint8_t record[META_APPLIED_LEN];
     uint64_t index_le = htole64(index);
     MDB_txn *txn;
+    /* Replay skips entries at or below applied_index, so a caller that gets here with one has
+     * a bug that would rewind the state's position in the log. */
+    tandem_assert(index > s->applied_index);
     int rv = tandem_store_write_txn(s, &txn);
     if (rv != 0) {
         return rv;
     }
     memcpy(record, &index_le, 8);
     memcpy(record + 8, digest, TANDEM_DIGEST_LEN);
-    MDB_val key = {.mv_size = 13, .mv_data = "applied_index"};
+    MDB_val key = {.mv_size = META_APPLIED_KEY_LEN, .mv_data = META_APPLIED_KEY};
     MDB_val value = {.mv_size = sizeof record, .mv_data = record};
     rv = mdb_put(txn, s->dbi[TANDEM_DB_META], &key, &value, 0);
     if (rv != 0) {
-        return tandem_store_error(s, rv, "write applied_index");
+        return store_mdb_fail(s, rv, "write applied_index");
     }
     s->applied_index = index;
     memcpy(s->apply_digest, digest, TANDEM_DIGEST_LEN);
+    tandem_assert(s->write_txn == txn);
     return 0;
 }
 
 int tandem_store_read_txn(struct tandem_store *s, MDB_txn **txn)
 {
+    tandem_assert(s->env != NULL);
     int rv = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
     if (rv != 0) {
-        return tandem_store_error(s, rv, "begin read transaction");
+        return store_mdb_fail(s, rv, "begin read transaction");
     }
     return 0;
 }
 
-static void hash_u32(EVP_MD_CTX *ctx, size_t value)
+/* Feeds one field to a SHA-256 context. OpenSSL failures are rare (an engine or memory
+ * failure), but these digests are the proof that replicas match: none may pass unnoticed. */
+static int hash_update(EVP_MD_CTX *ctx, const void *data, size_t len, char *errmsg)
 {
+    if (EVP_DigestUpdate(ctx, data, len) != 1) {
+        return tandem_error_from_ssl(errmsg, "EVP_DigestUpdate");
+    }
+    return 0;
+}
+
+static int hash_u32(EVP_MD_CTX *ctx, size_t value, char *errmsg)
+{
+    tandem_assert(value <= UINT32_MAX);
     uint32_t le = htole32((uint32_t)value);
-    EVP_DigestUpdate(ctx, &le, sizeof le);
+    return hash_update(ctx, &le, sizeof le, errmsg);
+}
+
+/* A fresh SHA-256 context in *ctx. Returns 0 or TANDEM_CRYPTO/TANDEM_NOMEM with errmsg. */
+static int hash_begin(EVP_MD_CTX **ctx, char *errmsg)
+{
+    *ctx = EVP_MD_CTX_new();
+    if (*ctx == NULL) {
+        return tandem_error_set(errmsg, TANDEM_NOMEM, "EVP_MD_CTX_new: out of memory");
+    }
+    if (EVP_DigestInit_ex(*ctx, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(*ctx);
+        *ctx = NULL;
+        return tandem_error_from_ssl(errmsg, "EVP_DigestInit_ex");
+    }
+    return 0;
+}
+
+/* Finishes *ctx into out (TANDEM_DIGEST_LEN bytes) and frees it. */
+static int hash_end(EVP_MD_CTX **ctx, uint8_t out[TANDEM_DIGEST_LEN], char *errmsg)
+{
+    unsigned len = 0;
+    int rv = EVP_DigestFinal_ex(*ctx, out, &len) == 1
+                 ? 0
+                 : tandem_error_from_ssl(errmsg, "EVP_DigestFinal_ex");
+    EVP_MD_CTX_free(*ctx);
+    *ctx = NULL;
+    tandem_assert(rv != 0 || len == TANDEM_DIGEST_LEN);
+    return rv;
 }
 
 /* Walks every state database in key order; visit gets each record. */
@@ -323,59 +423,69 @@ static int state_walk(struct tandem_store *s, MDB_txn *txn, record_visit_fn visi
         }
         int rv = mdb_cursor_open(txn, s->dbi[db], &cursor);
         if (rv != 0) {
-            return tandem_store_error(s, rv, "open cursor");
+            return store_mdb_fail(s, rv, "open cursor");
         }
         rv = mdb_cursor_get(cursor, &key, &value, MDB_FIRST);
         while (rv == 0) {
             rv = visit(arg, db, &key, &value);
             if (rv != 0) {
                 mdb_cursor_close(cursor);
-                return rv;
+                return rv; /* visit filled s->errmsg and returned a tandem code */
             }
             rv = mdb_cursor_get(cursor, &key, &value, MDB_NEXT);
         }
         mdb_cursor_close(cursor);
         if (rv != MDB_NOTFOUND) {
-            return tandem_store_error(s, rv, "walk database");
+            return store_mdb_fail(s, rv, "walk database");
         }
     }
     return 0;
 }
 
 struct digest_walk {
-    EVP_MD_CTX *ctx;
-    int db; /* the database whose name was hashed last, -1 before the first */
+    EVP_MD_CTX *ctx; /* owned */
+    int db;          /* the database whose name was hashed last, -1 before the first */
+    char *errmsg;    /* borrowed: the store's */
 };
 
 static int digest_visit(void *arg, int db, const MDB_val *key, const MDB_val *value)
 {
     struct digest_walk *walk = arg;
+    int rv = 0;
     if (walk->db != db) {
-        EVP_DigestUpdate(walk->ctx, db_names[db], strlen(db_names[db]) + 1);
+        tandem_assert(db > walk->db); /* state_walk goes through the databases in order */
+        rv = hash_update(walk->ctx, db_names[db], strlen(db_names[db]) + 1, walk->errmsg);
         walk->db = db;
     }
-    hash_u32(walk->ctx, key->mv_size);
-    EVP_DigestUpdate(walk->ctx, key->mv_data, key->mv_size);
-    hash_u32(walk->ctx, value->mv_size);
-    EVP_DigestUpdate(walk->ctx, value->mv_data, value->mv_size);
-    return 0;
+    if (rv == 0) {
+        rv = hash_u32(walk->ctx, key->mv_size, walk->errmsg);
+    }
+    if (rv == 0) {
+        rv = hash_update(walk->ctx, key->mv_data, key->mv_size, walk->errmsg);
+    }
+    if (rv == 0) {
+        rv = hash_u32(walk->ctx, value->mv_size, walk->errmsg);
+    }
+    if (rv == 0) {
+        rv = hash_update(walk->ctx, value->mv_data, value->mv_size, walk->errmsg);
+    }
+    return rv;
 }
 
 int tandem_store_state_digest(struct tandem_store *s, MDB_txn *txn, uint8_t out[TANDEM_DIGEST_LEN])
 {
-    struct digest_walk walk = {.ctx = EVP_MD_CTX_new(), .db = -1};
-    if (walk.ctx == NULL || EVP_DigestInit_ex(walk.ctx, EVP_sha256(), NULL) != 1) {
+    struct digest_walk walk = {.db = -1, .errmsg = s->errmsg};
+    int rv = hash_begin(&walk.ctx, s->errmsg);
+    if (rv != 0) {
+        tandem_error_wrap(s->errmsg, "state digest");
+        return rv;
+    }
+    rv = state_walk(s, txn, digest_visit, &walk);
+    if (rv != 0) {
         EVP_MD_CTX_free(walk.ctx);
-        snprintf(s->errmsg, sizeof s->errmsg, "state digest: OpenSSL init failed");
-        return ENOMEM;
+        return rv;
     }
-    int rv = state_walk(s, txn, digest_visit, &walk);
-    unsigned len = 0;
-    if (rv == 0) {
-        EVP_DigestFinal_ex(walk.ctx, out, &len);
-    }
-    EVP_MD_CTX_free(walk.ctx);
-    return rv;
+    return hash_end(&walk.ctx, out, s->errmsg);
 }
 
 struct snapshot_walk {
@@ -392,9 +502,8 @@ static int snapshot_reserve(struct snapshot_walk *w, size_t more)
         return 0;
     }
     if (w->len + more > TANDEM_SNAPSHOT_BYTES_MAX) {
-        snprintf(w->s->errmsg, sizeof w->s->errmsg, "snapshot would exceed %zu bytes",
-                 TANDEM_SNAPSHOT_BYTES_MAX);
-        return EFBIG;
+        return tandem_error_set(w->s->errmsg, TANDEM_LIMIT, "snapshot would exceed %zu bytes",
+                                TANDEM_SNAPSHOT_BYTES_MAX);
     }
     size_t cap = w->cap == 0 ? 64 * 1024 : w->cap;
     while (cap < w->len + more) {
@@ -402,8 +511,8 @@ static int snapshot_reserve(struct snapshot_walk *w, size_t more)
     }
     uint8_t *grown = realloc(w->buf, cap);
     if (grown == NULL) {
-        snprintf(w->s->errmsg, sizeof w->s->errmsg, "snapshot: out of memory (%zu bytes)", cap);
-        return ENOMEM;
+        return tandem_error_set(w->s->errmsg, TANDEM_NOMEM, "snapshot: out of memory (%zu bytes)",
+                                cap);
     }
     w->buf = grown;
     w->cap = cap;
@@ -427,91 +536,122 @@ static int snapshot_visit(void *arg, int db, const MDB_val *key, const MDB_val *
     memcpy(w->buf + w->len, value->mv_data, value->mv_size);
     w->len += value->mv_size;
     w->records++;
+    tandem_assert(w->len <= w->cap);
     return digest_visit(&w->digest, db, key, value);
 }
 
 /* Covers the header too: a flipped applied_index or digest must not pass as valid. */
-static void snapshot_checksum(const struct snapshot_header *header, const void *payload, size_t len,
-                              uint8_t out[TANDEM_DIGEST_LEN])
+static int snapshot_checksum(const struct snapshot_header *header, const void *payload, size_t len,
+                             uint8_t out[TANDEM_DIGEST_LEN], char *errmsg)
 {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    unsigned out_len = 0;
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    EVP_DigestUpdate(ctx, header, offsetof(struct snapshot_header, checksum));
-    EVP_DigestUpdate(ctx, payload, len);
-    EVP_DigestFinal_ex(ctx, out, &out_len);
-    EVP_MD_CTX_free(ctx);
+    EVP_MD_CTX *ctx;
+    int rv = hash_begin(&ctx, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = hash_update(ctx, header, offsetof(struct snapshot_header, checksum), errmsg);
+    if (rv == 0) {
+        rv = hash_update(ctx, payload, len, errmsg);
+    }
+    if (rv != 0) {
+        EVP_MD_CTX_free(ctx);
+        return rv;
+    }
+    return hash_end(&ctx, out, errmsg);
 }
 
-int tandem_store_snapshot_write(struct tandem_store *s, MDB_txn *txn, void **out, size_t *out_len)
-{
-    struct snapshot_walk w = {.s = s, .digest = {.ctx = EVP_MD_CTX_new(), .db = -1}};
-    struct snapshot_header header;
-    struct tandem_store view = *s; /* applied state as seen by txn, not the open write txn */
-    unsigned len = 0;
-    int rv;
+static int header_read(const void *buf, size_t len, struct snapshot_header *header, char *errmsg);
 
-    if (w.digest.ctx == NULL || EVP_DigestInit_ex(w.digest.ctx, EVP_sha256(), NULL) != 1) {
-        rv = ENOMEM;
-        goto err_after_ctx;
-    }
-    if ((rv = load_meta(&view, txn)) != 0 || (rv = snapshot_reserve(&w, sizeof header)) != 0) {
-        goto err_after_ctx;
-    }
-    w.len = sizeof header;
-    if ((rv = state_walk(s, txn, snapshot_visit, &w)) != 0) {
-        goto err_after_ctx;
-    }
+/* Fills the header of a snapshot whose records are in w, then checksums header and payload. */
+static int snapshot_seal(struct snapshot_walk *w, const struct tandem_store *view)
+{
+    struct snapshot_header header;
     memset(&header, 0, sizeof header);
     memcpy(header.magic, SNAPSHOT_MAGIC, 8);
     header.format = htole32(TANDEM_SNAPSHOT_FORMAT);
     header.db_count = htole32(TANDEM_DB_COUNT);
-    header.applied_index = htole64(view.applied_index);
-    header.records = htole64(w.records);
-    header.payload_len = htole64(w.len - sizeof header);
-    memcpy(header.apply_digest, view.apply_digest, TANDEM_DIGEST_LEN);
-    EVP_DigestFinal_ex(w.digest.ctx, header.state_digest, &len);
-    snapshot_checksum(&header, w.buf + sizeof header, w.len - sizeof header, header.checksum);
-    memcpy(w.buf, &header, sizeof header);
-    EVP_MD_CTX_free(w.digest.ctx);
+    header.applied_index = htole64(view->applied_index);
+    header.records = htole64(w->records);
+    header.payload_len = htole64(w->len - sizeof header);
+    memcpy(header.apply_digest, view->apply_digest, TANDEM_DIGEST_LEN);
+    int rv = hash_end(&w->digest.ctx, header.state_digest, w->s->errmsg);
+    if (rv == 0) {
+        rv = snapshot_checksum(&header, w->buf + sizeof header, w->len - sizeof header,
+                               header.checksum, w->s->errmsg);
+    }
+    if (rv == 0) {
+        memcpy(w->buf, &header, sizeof header);
+    }
+    return rv;
+}
+
+int tandem_store_snapshot_write(struct tandem_store *s, MDB_txn *txn, void **out, size_t *out_len)
+{
+    struct snapshot_walk w = {.s = s, .digest = {.db = -1, .errmsg = s->errmsg}};
+    struct tandem_store view = *s; /* applied state as seen by txn, not the open write txn */
+    int rv;
+
+    s->errmsg[0] = '\0';
+    if ((rv = hash_begin(&w.digest.ctx, s->errmsg)) != 0) {
+        goto err_after_ctx;
+    }
+    if ((rv = load_meta(&view, txn)) != 0) {
+        memcpy(s->errmsg, view.errmsg, sizeof s->errmsg);
+        goto err_after_ctx;
+    }
+    if ((rv = snapshot_reserve(&w, sizeof(struct snapshot_header))) != 0) {
+        goto err_after_ctx;
+    }
+    w.len = sizeof(struct snapshot_header);
+    if ((rv = state_walk(s, txn, snapshot_visit, &w)) != 0 ||
+        (rv = snapshot_seal(&w, &view)) != 0) {
+        goto err_after_ctx;
+    }
+    /* Check the header after writing it, the way a receiver will (debug and sim builds: it
+     * hashes the whole snapshot again). */
+    struct snapshot_header check;
+    char check_errmsg[TANDEM_ERRMSG_SIZE];
+    tandem_invariant(header_read(w.buf, w.len, &check, check_errmsg) == 0 &&
+                     le64toh(check.applied_index) == view.applied_index);
     *out = w.buf;
     *out_len = w.len;
     return 0;
 
 err_after_ctx:
-    if (rv != 0 && s->errmsg[0] == '\0') {
-        snprintf(s->errmsg, sizeof s->errmsg, "snapshot failed: %d", rv);
+    if (s->errmsg[0] == '\0') {
+        snprintf(s->errmsg, sizeof s->errmsg, "snapshot failed: %s", tandem_strerror(rv));
     }
     EVP_MD_CTX_free(w.digest.ctx);
     free(w.buf);
-    return rv == 0 ? ENOMEM : rv;
+    return rv;
 }
 
 static int header_read(const void *buf, size_t len, struct snapshot_header *header, char *errmsg)
 {
     uint8_t sha[TANDEM_DIGEST_LEN];
     if (len < sizeof *header) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "snapshot too short: %zu bytes", len);
-        return EINVAL;
+        return tandem_error_set(errmsg, TANDEM_CORRUPT, "snapshot too short: %zu bytes", len);
     }
     memcpy(header, buf, sizeof *header);
     if (memcmp(header->magic, SNAPSHOT_MAGIC, 8) != 0) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "not a tandem snapshot (bad magic)");
-        return EINVAL;
+        return tandem_error_set(errmsg, TANDEM_CORRUPT, "not a tandem snapshot (bad magic)");
     }
     if (le32toh(header->format) != TANDEM_SNAPSHOT_FORMAT) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "unsupported snapshot format %u", le32toh(header->format));
-        return EINVAL;
+        return tandem_error_set(errmsg, TANDEM_CORRUPT, "unsupported snapshot format %u",
+                                le32toh(header->format));
     }
     if (le64toh(header->payload_len) != len - sizeof *header) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "snapshot length mismatch: header says %llu, have %zu",
-                 (unsigned long long)le64toh(header->payload_len), len - sizeof *header);
-        return EINVAL;
+        return tandem_error_set(
+            errmsg, TANDEM_CORRUPT, "snapshot length mismatch: header says %llu, have %zu",
+            (unsigned long long)le64toh(header->payload_len), len - sizeof *header);
     }
-    snapshot_checksum(header, (const uint8_t *)buf + sizeof *header, len - sizeof *header, sha);
+    int rv = snapshot_checksum(header, (const uint8_t *)buf + sizeof *header, len - sizeof *header,
+                               sha, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
     if (memcmp(sha, header->checksum, TANDEM_DIGEST_LEN) != 0) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "snapshot checksum mismatch");
-        return EINVAL;
+        return tandem_error_set(errmsg, TANDEM_CORRUPT, "snapshot checksum mismatch");
     }
     return 0;
 }
@@ -526,6 +666,34 @@ int tandem_store_snapshot_check(const void *buf, size_t len, uint64_t *applied_i
     return rv;
 }
 
+/* Reads the record frame at *offset of payload into key and value, checking its bounds before
+ * anything is copied: the payload passed its checksum, but a sender's bug must not become an
+ * out-of-bounds read. Returns 0, or TANDEM_CORRUPT with s->errmsg filled. */
+static int restore_frame_next(struct tandem_store *s, const uint8_t *payload, size_t len,
+                              size_t *offset, uint64_t done, int *db, MDB_val *key, MDB_val *value)
+{
+    struct record_frame frame;
+    if (len - *offset < sizeof frame) {
+        return tandem_error_set(s->errmsg, TANDEM_CORRUPT, "restore: truncated record frame");
+    }
+    memcpy(&frame, payload + *offset, sizeof frame);
+    *offset += sizeof frame;
+    size_t key_len = le32toh(frame.key_len), value_len = le32toh(frame.value_len);
+    if (frame.db == TANDEM_DB_META || frame.db >= TANDEM_DB_COUNT ||
+        len - *offset < key_len + value_len) {
+        return tandem_error_set(s->errmsg, TANDEM_CORRUPT, "restore: bad record %llu",
+                                (unsigned long long)done);
+    }
+    *db = frame.db;
+    key->mv_size = key_len;
+    key->mv_data = (void *)(payload + *offset);
+    value->mv_size = value_len;
+    value->mv_data = (void *)(payload + *offset + key_len);
+    *offset += key_len + value_len;
+    tandem_assert(*offset <= len);
+    return 0;
+}
+
 /* Loads the payload's records into env (opened by env_open on s's dbi table). */
 static int restore_records(struct tandem_store *s, MDB_env *env, const uint8_t *payload, size_t len,
                            uint64_t records)
@@ -536,46 +704,59 @@ static int restore_records(struct tandem_store *s, MDB_env *env, const uint8_t *
         MDB_txn *txn;
         int rv = mdb_txn_begin(env, NULL, 0, &txn);
         if (rv != 0) {
-            return tandem_store_error(s, rv, "restore: begin");
+            return store_mdb_fail(s, rv, "restore: begin");
         }
         for (unsigned n = 0; n < RESTORE_RECORDS_PER_TXN && offset < len; n++) {
-            struct record_frame frame;
-            if (len - offset < sizeof frame) {
-                mdb_txn_abort(txn);
-                snprintf(s->errmsg, sizeof s->errmsg, "restore: truncated record frame");
-                return EINVAL;
+            MDB_val key, value;
+            int db;
+            rv = restore_frame_next(s, payload, len, &offset, done, &db, &key, &value);
+            if (rv == 0 && (rv = mdb_put(txn, s->dbi[db], &key, &value, MDB_APPEND)) != 0) {
+                rv = store_mdb_fail(s, rv, "restore: put");
             }
-            memcpy(&frame, payload + offset, sizeof frame);
-            offset += sizeof frame;
-            size_t key_len = le32toh(frame.key_len), value_len = le32toh(frame.value_len);
-            if (frame.db == TANDEM_DB_META || frame.db >= TANDEM_DB_COUNT ||
-                len - offset < key_len + value_len) {
-                mdb_txn_abort(txn);
-                snprintf(s->errmsg, sizeof s->errmsg, "restore: bad record %llu",
-                         (unsigned long long)done);
-                return EINVAL;
-            }
-            MDB_val key = {.mv_size = key_len, .mv_data = (void *)(payload + offset)};
-            MDB_val value = {.mv_size = value_len, .mv_data = (void *)(payload + offset + key_len)};
-            offset += key_len + value_len;
-            rv = mdb_put(txn, s->dbi[frame.db], &key, &value, MDB_APPEND);
             if (rv != 0) {
                 mdb_txn_abort(txn);
-                return tandem_store_error(s, rv, "restore: put");
+                return rv;
             }
             done++;
         }
-        rv = mdb_txn_commit(txn);
-        if (rv != 0) {
-            return tandem_store_error(s, rv, "restore: commit");
+        if ((rv = mdb_txn_commit(txn)) != 0) {
+            return store_mdb_fail(s, rv, "restore: commit");
         }
     }
     if (done != records) {
-        snprintf(s->errmsg, sizeof s->errmsg, "restore: %llu records, header says %llu",
-                 (unsigned long long)done, (unsigned long long)records);
-        return EINVAL;
+        return tandem_error_set(s->errmsg, TANDEM_CORRUPT,
+                                "restore: %llu records, header says %llu", (unsigned long long)done,
+                                (unsigned long long)records);
     }
     return 0;
+}
+
+/* Fills fresh (open on dir.new) from the snapshot and checks its state digest. */
+static int restore_fill(struct tandem_store *fresh, const uint8_t *buf, size_t len,
+                        const struct snapshot_header *header)
+{
+    MDB_txn *txn;
+    uint8_t digest[TANDEM_DIGEST_LEN];
+    int rv = restore_records(fresh, fresh->env, buf + sizeof *header, len - sizeof *header,
+                             le64toh(header->records));
+    if (rv == 0) {
+        rv = tandem_store_set_applied(fresh, le64toh(header->applied_index), header->apply_digest);
+    }
+    if (rv == 0) {
+        rv = tandem_store_commit(fresh);
+    }
+    if (rv != 0 || (rv = tandem_store_read_txn(fresh, &txn)) != 0) {
+        return rv;
+    }
+    rv = tandem_store_state_digest(fresh, txn, digest);
+    mdb_txn_abort(txn);
+    if (rv == 0 && memcmp(digest, header->state_digest, TANDEM_DIGEST_LEN) != 0) {
+        rv = tandem_error_set(fresh->errmsg, TANDEM_CORRUPT, "restored state digest mismatch");
+    }
+    if (rv == 0 && (rv = mdb_env_sync(fresh->env, 1)) != 0) {
+        rv = store_mdb_fail(fresh, rv, "sync");
+    }
+    return rv;
 }
 
 /* Builds dir.new from the snapshot and checks its state digest against the header. */
@@ -583,36 +764,14 @@ static int restore_build(struct tandem_store *s, const char *next, const uint8_t
                          const struct snapshot_header *header)
 {
     struct tandem_store fresh = {.map_size = s->map_size};
-    MDB_txn *txn;
-    uint8_t digest[TANDEM_DIGEST_LEN];
-    (void)remove_env_dir(next);
+    (void)remove_env_dir(next); /* a stale one from a crash; env_open reports what is left */
     int rv = env_open(&fresh, &fresh.env, next, false);
-    if (rv != 0) {
-        snprintf(s->errmsg, sizeof s->errmsg, "restore: %s", fresh.errmsg);
-        return rv;
-    }
-    rv = restore_records(&fresh, fresh.env, buf + sizeof *header, len - sizeof *header,
-                         le64toh(header->records));
     if (rv == 0) {
-        rv = tandem_store_set_applied(&fresh, le64toh(header->applied_index), header->apply_digest);
-    }
-    if (rv == 0) {
-        rv = tandem_store_commit(&fresh);
-    }
-    if (rv == 0 && (rv = tandem_store_read_txn(&fresh, &txn)) == 0) {
-        rv = tandem_store_state_digest(&fresh, txn, digest);
-        mdb_txn_abort(txn);
-        if (rv == 0 && memcmp(digest, header->state_digest, TANDEM_DIGEST_LEN) != 0) {
-            snprintf(fresh.errmsg, sizeof fresh.errmsg, "restored state digest mismatch");
-            rv = EINVAL;
-        }
+        rv = restore_fill(&fresh, buf, len, header);
+        tandem_store_close(&fresh);
     }
     if (rv != 0) {
-        snprintf(s->errmsg, sizeof s->errmsg, "restore: %s", fresh.errmsg);
-    }
-    mdb_env_sync(fresh.env, 1);
-    tandem_store_close(&fresh);
-    if (rv != 0) {
+        snprintf(s->errmsg, sizeof s->errmsg, "restore: %.200s", fresh.errmsg);
         (void)remove_env_dir(next);
     }
     return rv;
@@ -626,10 +785,11 @@ int tandem_store_restore(struct tandem_store *s, const void *buf, size_t len)
     if (rv != 0) {
         return rv;
     }
+    uint64_t index = le64toh(header.applied_index);
     if ((rv = tandem_store_commit(s)) != 0) {
         return rv;
     }
-    if (s->applied_index >= le64toh(header.applied_index)) {
+    if (s->applied_index >= index) {
         return 0; /* already at or past it: replay skips what the snapshot covers */
     }
     snprintf(next, sizeof next, "%s.new", s->dir);
@@ -640,10 +800,14 @@ int tandem_store_restore(struct tandem_store *s, const void *buf, size_t len)
     mdb_env_close(s->env);
     s->env = NULL;
     if (rename(s->dir, old) != 0 || rename(next, s->dir) != 0) {
-        snprintf(s->errmsg, sizeof s->errmsg, "restore: swap directories: %s", strerror(errno));
-        return EIO;
+        return tandem_error_from_errno(errno, s->errmsg, "restore: swap directories");
     }
     fsync_parent(s->dir);
     (void)remove_env_dir(old);
-    return env_open(s, &s->env, s->dir, true);
+    rv = env_open(s, &s->env, s->dir, true);
+    /* The state now is the snapshot's: its index and apply digest, nothing half-written. */
+    tandem_assert(rv != 0 ||
+                  (s->applied_index == index && s->write_txn == NULL &&
+                   memcmp(s->apply_digest, header.apply_digest, TANDEM_DIGEST_LEN) == 0));
+    return rv;
 }

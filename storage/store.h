@@ -51,6 +51,7 @@ struct tandem_store {
     uint8_t apply_digest[TANDEM_DIGEST_LEN]; /* likewise */
     uint64_t commits;                        /* grouped commits done */
     uint64_t write_txn_opened_ns;            /* uv_hrtime() when the open write txn began */
+    bool poisoned; /* an abort could not reload applied_index: writes refused until reopened */
     char errmsg[TANDEM_ERRMSG_SIZE];
 };
 
