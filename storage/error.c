@@ -25,6 +25,8 @@ static const char *const error_names[] = {
 
 _Static_assert(sizeof error_messages / sizeof error_messages[0] == TANDEM_ERROR_COUNT,
                "one message per error code");
+_Static_assert(sizeof error_names / sizeof error_names[0] == TANDEM_ERROR_COUNT,
+               "one name per error code");
 
 const char *tandem_strerror(int code)
 {
@@ -65,32 +67,66 @@ void tandem_error_wrap(char *errmsg, const char *fmt, ...)
     snprintf(errmsg, TANDEM_ERRMSG_SIZE, "%s: %s", context, old);
 }
 
+/* One foreign code and the tandem code it becomes. */
+struct error_map {
+    int foreign;
+    int tandem;
+};
+
+/* Looks code up in a translation table; codes the table does not name become fallback. */
+static int error_map_find(const struct error_map *map, size_t n, int code, int fallback)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (map[i].foreign == code) {
+            return map[i].tandem;
+        }
+    }
+    return fallback;
+}
+
+#define ERROR_MAP_FIND(map, code, fallback)                                                        \
+    error_map_find((map), sizeof(map) / sizeof((map)[0]), (code), (fallback))
+
+static const struct error_map mdb_map[] = {
+    {MDB_NOTFOUND, TANDEM_NOTFOUND},
+    {MDB_KEYEXIST, TANDEM_EXISTS},
+    {MDB_MAP_FULL, TANDEM_STORE_FULL},
+    {MDB_TXN_FULL, TANDEM_STORE_FULL},
+    {MDB_DBS_FULL, TANDEM_STORE_FULL},
+    {MDB_READERS_FULL, TANDEM_STORE_FULL},
+    {MDB_CORRUPTED, TANDEM_CORRUPT},
+    {MDB_PAGE_NOTFOUND, TANDEM_CORRUPT},
+    {MDB_INVALID, TANDEM_CORRUPT},
+    {MDB_VERSION_MISMATCH, TANDEM_CORRUPT},
+    {ENOMEM, TANDEM_NOMEM},
+};
+
+static const struct error_map uv_map[] = {
+    {UV_ENOMEM, TANDEM_NOMEM},    {UV_EINVAL, TANDEM_INVALID}, {UV_ETIMEDOUT, TANDEM_TIMEOUT},
+    {UV_ENOENT, TANDEM_NOTFOUND}, {UV_EEXIST, TANDEM_EXISTS},  {UV_EMFILE, TANDEM_LIMIT},
+    {UV_ENFILE, TANDEM_LIMIT},    {UV_ENOSPC, TANDEM_LIMIT},   {UV_EIO, TANDEM_IO},
+};
+
+static const struct error_map errno_map[] = {
+    {ENOMEM, TANDEM_NOMEM},  {EINVAL, TANDEM_INVALID}, {ENOENT, TANDEM_NOTFOUND},
+    {EEXIST, TANDEM_EXISTS}, {ENOSPC, TANDEM_LIMIT},   {EMFILE, TANDEM_LIMIT},
+    {ENFILE, TANDEM_LIMIT},
+};
+
+/* "what: <foreign text>" into errmsg. */
+static void error_describe(char *errmsg, const char *what, const char *foreign_text)
+{
+    tandem_assert(errmsg != NULL && what != NULL && foreign_text != NULL);
+    snprintf(errmsg, TANDEM_ERRMSG_SIZE, "%s: %s", what, foreign_text);
+}
+
 int tandem_error_from_mdb(int mdb_rc, char *errmsg, const char *what)
 {
     if (mdb_rc == MDB_SUCCESS) {
         return TANDEM_OK;
     }
-    snprintf(errmsg, TANDEM_ERRMSG_SIZE, "%s: %s", what, mdb_strerror(mdb_rc));
-    switch (mdb_rc) {
-        case MDB_NOTFOUND:
-            return TANDEM_NOTFOUND;
-        case MDB_KEYEXIST:
-            return TANDEM_EXISTS;
-        case MDB_MAP_FULL:
-        case MDB_TXN_FULL:
-        case MDB_DBS_FULL:
-        case MDB_READERS_FULL:
-            return TANDEM_STORE_FULL;
-        case MDB_CORRUPTED:
-        case MDB_PAGE_NOTFOUND:
-        case MDB_INVALID:
-        case MDB_VERSION_MISMATCH:
-            return TANDEM_CORRUPT;
-        case ENOMEM:
-            return TANDEM_NOMEM;
-        default:
-            return TANDEM_STORE;
-    }
+    error_describe(errmsg, what, mdb_strerror(mdb_rc));
+    return ERROR_MAP_FIND(mdb_map, mdb_rc, TANDEM_STORE);
 }
 
 int tandem_error_from_uv(int uv_rc, char *errmsg, const char *what)
@@ -98,27 +134,8 @@ int tandem_error_from_uv(int uv_rc, char *errmsg, const char *what)
     if (uv_rc >= 0) {
         return TANDEM_OK;
     }
-    snprintf(errmsg, TANDEM_ERRMSG_SIZE, "%s: %s", what, uv_strerror(uv_rc));
-    switch (uv_rc) {
-        case UV_ENOMEM:
-            return TANDEM_NOMEM;
-        case UV_EINVAL:
-            return TANDEM_INVALID;
-        case UV_ETIMEDOUT:
-            return TANDEM_TIMEOUT;
-        case UV_ENOENT:
-            return TANDEM_NOTFOUND;
-        case UV_EEXIST:
-            return TANDEM_EXISTS;
-        case UV_EMFILE:
-        case UV_ENFILE:
-        case UV_ENOSPC:
-            return TANDEM_LIMIT;
-        case UV_EIO:
-            return TANDEM_IO;
-        default:
-            return TANDEM_NET;
-    }
+    error_describe(errmsg, what, uv_strerror(uv_rc));
+    return ERROR_MAP_FIND(uv_map, uv_rc, TANDEM_NET);
 }
 
 int tandem_error_from_errno(int errno_value, char *errmsg, const char *what)
@@ -126,23 +143,8 @@ int tandem_error_from_errno(int errno_value, char *errmsg, const char *what)
     if (errno_value == 0) {
         return TANDEM_OK;
     }
-    snprintf(errmsg, TANDEM_ERRMSG_SIZE, "%s: %s", what, strerror(errno_value));
-    switch (errno_value) {
-        case ENOMEM:
-            return TANDEM_NOMEM;
-        case EINVAL:
-            return TANDEM_INVALID;
-        case ENOENT:
-            return TANDEM_NOTFOUND;
-        case EEXIST:
-            return TANDEM_EXISTS;
-        case ENOSPC:
-        case EMFILE:
-        case ENFILE:
-            return TANDEM_LIMIT;
-        default:
-            return TANDEM_IO;
-    }
+    error_describe(errmsg, what, strerror(errno_value));
+    return ERROR_MAP_FIND(errno_map, errno_value, TANDEM_IO);
 }
 
 int tandem_error_from_ssl(char *errmsg, const char *what)
@@ -153,6 +155,6 @@ int tandem_error_from_ssl(char *errmsg, const char *what)
         ERR_error_string_n(code, reason, sizeof reason);
     }
     ERR_clear_error();
-    snprintf(errmsg, TANDEM_ERRMSG_SIZE, "%s: %s", what, reason);
+    error_describe(errmsg, what, reason);
     return TANDEM_CRYPTO;
 }
