@@ -9,6 +9,7 @@
 #include "consensus/raft_node.h"
 #include "storage/assert.h"
 #include "storage/error.h"
+#include "storage/sm.h"
 
 /* ---- planner ---- */
 
@@ -428,9 +429,52 @@ static uint64_t now_ms(struct tandem_site_controller *c)
     return uv_now(c->loop);
 }
 
+/* The executor: one step at a time, idle -> proposing its command -> (assigning | transferring)
+ * -> idle. Every state may be where close finds it. */
+static const struct tandem_sm_conf executor_states[] = {
+    [TANDEM_SITE_IDLE] = {"idle", TANDEM_SM_INITIAL | TANDEM_SM_FINAL,
+                          TANDEM_SM_BIT(TANDEM_SITE_PROPOSING)},
+    [TANDEM_SITE_PROPOSING] = {"proposing", TANDEM_SM_FINAL,
+                               TANDEM_SM_BIT(TANDEM_SITE_IDLE) |
+                                   TANDEM_SM_BIT(TANDEM_SITE_ASSIGNING) |
+                                   TANDEM_SM_BIT(TANDEM_SITE_TRANSFERRING)},
+    [TANDEM_SITE_ASSIGNING] = {"assigning", TANDEM_SM_FINAL, TANDEM_SM_BIT(TANDEM_SITE_IDLE)},
+    [TANDEM_SITE_TRANSFERRING] = {"transferring", TANDEM_SM_FINAL, TANDEM_SM_BIT(TANDEM_SITE_IDLE)},
+};
+#define EXECUTOR_STATES ((int)(sizeof executor_states / sizeof executor_states[0]))
+
+/* What each state promises about the step in hand. */
+static bool executor_invariant(const struct tandem_sm *sm, int prev, void *data)
+{
+    const struct tandem_site_controller *c = data;
+    const struct tandem_site_action *a = &c->current;
+    (void)prev;
+    if (c->busy != tandem_sm_state(sm)) {
+        return false; /* busy is the public mirror of the machine's state */
+    }
+    switch (c->busy) {
+        case TANDEM_SITE_PROPOSING:
+            return a->kind != TANDEM_SITE_ACTION_NONE;
+        case TANDEM_SITE_ASSIGNING:
+            return a->kind == TANDEM_SITE_ACTION_ASSIGN && a->member_id != 0 &&
+                   a->to_role != a->from_role;
+        case TANDEM_SITE_TRANSFERRING:
+            return a->kind == TANDEM_SITE_ACTION_TRANSFER && a->member_id != 0 &&
+                   c->transfer_attempts == 0 && c->transfer_deadline_ms > 0;
+        default:
+            return true;
+    }
+}
+
+static void executor_move(struct tandem_site_controller *c, int next)
+{
+    c->busy = next;
+    tandem_sm_move(&c->executor, next);
+}
+
 static void step_failed(struct tandem_site_controller *c, const char *what)
 {
-    c->busy = TANDEM_SITE_IDLE;
+    executor_move(c, TANDEM_SITE_IDLE);
     c->backoff_until_ms = now_ms(c) + TANDEM_SITE_BACKOFF_MS;
     controller_log(c, "site controller: %s: %s", c->current.reason, what);
 }
@@ -448,7 +492,7 @@ static void assign_cb(struct raft_change *req, int status)
         return;
     }
     c->assigns_ok++;
-    c->busy = TANDEM_SITE_IDLE;
+    executor_move(c, TANDEM_SITE_IDLE);
     controller_log(c, "site controller: %s %s done", c->current.action_name, c->current.member);
 }
 
@@ -460,6 +504,7 @@ static void transfer_cb(struct raft_transfer *req)
 
 static int transfer_start(struct tandem_site_controller *c)
 {
+    tandem_assert(c->busy == TANDEM_SITE_TRANSFERRING && !c->transfer_cb_pending);
     c->transfer.data = c;
     int rv = raft_transfer(c->raft, &c->transfer, c->current.member_id, transfer_cb);
     if (rv == 0) {
@@ -477,13 +522,14 @@ static void transfer_poll(struct tandem_site_controller *c)
     raft_leader(c->raft, &leader_id, &address);
     if (leader_id == c->current.member_id) {
         c->transfers_confirmed++;
-        c->busy = TANDEM_SITE_IDLE;
+        executor_move(c, TANDEM_SITE_IDLE);
         controller_log(c, "site controller: leadership moved to %s%s", c->current.member, "");
         return;
     }
     bool leading = raft_state(c->raft) == RAFT_LEADER;
     if (!leading && leader_id != 0) {
-        c->busy = TANDEM_SITE_IDLE; /* someone else leads now: their controller carries on */
+        /* someone else leads now: their controller carries on */
+        executor_move(c, TANDEM_SITE_IDLE);
         return;
     }
     if (now_ms(c) >= c->transfer_deadline_ms) {
@@ -509,25 +555,23 @@ static void decision_done(struct tandem_site_controller *c, int status)
     }
     c->actions++;
     int kind = c->current.kind;
-    if (kind != TANDEM_SITE_ACTION_TRANSFER && kind != TANDEM_SITE_ACTION_ASSIGN) {
-        c->busy = TANDEM_SITE_IDLE;
-        return;
-    }
-    if (raft_state(c->raft) != RAFT_LEADER) {
-        c->busy = TANDEM_SITE_IDLE;
+    tandem_assert(c->busy == TANDEM_SITE_PROPOSING);
+    if ((kind != TANDEM_SITE_ACTION_TRANSFER && kind != TANDEM_SITE_ACTION_ASSIGN) ||
+        raft_state(c->raft) != RAFT_LEADER) {
+        executor_move(c, TANDEM_SITE_IDLE);
         return;
     }
     if (kind == TANDEM_SITE_ACTION_TRANSFER) {
-        c->busy = TANDEM_SITE_TRANSFERRING;
         c->transfer_attempts = 0;
         c->transfer_deadline_ms = now_ms(c) + 4u * c->election_timeout_ms;
+        executor_move(c, TANDEM_SITE_TRANSFERRING);
         if (c->transfer_cb_pending || transfer_start(c) != 0) {
             c->transfers_failed++;
             step_failed(c, "raft_transfer refused");
         }
         return;
     }
-    c->busy = TANDEM_SITE_ASSIGNING;
+    executor_move(c, TANDEM_SITE_ASSIGNING);
     c->change.data = c;
     int rv = c->change_cb_pending
                  ? RAFT_BUSY
@@ -572,7 +616,7 @@ static void tick_cb(uv_timer_t *timer)
         return;
     }
     controller_log(c, "site controller: %s (%s)", c->current.action_name, c->current.reason);
-    c->busy = TANDEM_SITE_PROPOSING;
+    executor_move(c, TANDEM_SITE_PROPOSING);
     if (c->propose(c, &c->current, decision_done) != 0) {
         step_failed(c, "could not propose its command");
     }
@@ -584,18 +628,19 @@ int tandem_site_controller_init(struct tandem_site_controller *c, uv_loop_t *loo
                                 tandem_site_log_fn log, void *data)
 {
     tandem_assert(loop != NULL && raft != NULL && gather != NULL && propose != NULL);
-    memset(c, 0, sizeof *c);
+    *c = (struct tandem_site_controller){.data = data,
+                                         .raft = raft,
+                                         .loop = loop,
+                                         .election_timeout_ms = election_timeout_ms,
+                                         .gather = gather,
+                                         .propose = propose,
+                                         .log = log};
+    tandem_sm_init(&c->executor, "site controller", executor_states, EXECUTOR_STATES,
+                   TANDEM_SITE_IDLE, executor_invariant, c);
     c->input = calloc(1, sizeof *c->input);
     if (c->input == NULL) {
         return tandem_error_set(c->last, TANDEM_NOMEM, "site controller: out of memory");
     }
-    c->data = data;
-    c->loop = loop;
-    c->raft = raft;
-    c->election_timeout_ms = election_timeout_ms;
-    c->gather = gather;
-    c->propose = propose;
-    c->log = log;
     int rv = uv_timer_init(loop, &c->timer);
     if (rv != 0) {
         free(c->input);
@@ -612,6 +657,7 @@ int tandem_site_controller_init(struct tandem_site_controller *c, uv_loop_t *loo
 static void timer_closed_cb(uv_handle_t *handle)
 {
     struct tandem_site_controller *c = handle->data;
+    tandem_sm_fini(&c->executor);
     free(c->input);
     c->input = NULL;
     if (c->close_cb != NULL) {

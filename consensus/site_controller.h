@@ -12,6 +12,7 @@
 
 #include "consensus/member.h"
 #include "storage/error.h"
+#include "storage/sm.h"
 
 #define TANDEM_SITE_PLAN_SITES_MAX   16  /* sites the planner looks at */
 #define TANDEM_SITE_PLAN_MEMBERS_MAX 64  /* members the planner looks at */
@@ -129,7 +130,8 @@ struct tandem_site_controller {
     uv_timer_t timer;
     struct raft_change change;     /* the one raft_assign in flight */
     struct raft_transfer transfer; /* the one raft_transfer in flight */
-    int busy;                      /* enum tandem_site_busy */
+    int busy;                      /* enum tandem_site_busy: executor's state, for readers */
+    struct tandem_sm executor;     /* the checked moves between tandem_site_busy states */
     struct tandem_site_action current;
     struct tandem_site_plan_input *input; /* owned scratch for gather */
     unsigned election_timeout_ms;

@@ -18,6 +18,8 @@
 #include "consensus/member.h"
 #include "storage/assert.h"
 #include "storage/error.h"
+#include "storage/list.h"
+#include "storage/sm.h"
 
 /* ---- wire format (all integers little-endian, every frame a multiple of 8 bytes) ----
  *
@@ -87,21 +89,30 @@ struct hello {
     struct tandem_member member;
 };
 
-enum handle_state { HANDLE_NONE = 0, HANDLE_OPEN, HANDLE_CLOSING };
+/* A libuv handle we own: none (memory only) -> open (initialised) -> closing (uv_close called)
+ * -> none (its close callback ran). An open tcp handle may also go straight back to none when
+ * it is handed to raft_uv, which closes it from then on. */
+enum handle_state { HANDLE_NONE = 0, HANDLE_OPEN, HANDLE_CLOSING, HANDLE_STATES };
+
+static const struct tandem_sm_conf handle_states[HANDLE_STATES] = {
+    [HANDLE_NONE] = {"none", TANDEM_SM_INITIAL | TANDEM_SM_FINAL, TANDEM_SM_BIT(HANDLE_OPEN)},
+    [HANDLE_OPEN] = {"open", 0, TANDEM_SM_BIT(HANDLE_CLOSING) | TANDEM_SM_BIT(HANDLE_NONE)},
+    [HANDLE_CLOSING] = {"closing", 0, TANDEM_SM_BIT(HANDLE_NONE)},
+};
 enum direction { INBOUND, OUTBOUND };
 
 struct transport;
 
 /* One connection from its first byte until it is handed to raft or closed. */
 struct handshake {
-    struct transport *t;           /* borrowed */
-    struct handshake *prev, *next; /* t->handshakes */
+    struct transport *t;     /* borrowed */
+    struct tandem_list link; /* in t->handshakes */
     int direction;
     struct uv_tcp_s *tcp;    /* owned until handed over; raft_malloc'd since raft_uv frees the
                                 streams it is given with raft_free (uv_recv.c, uv_send.c) */
-    int tcp_state;           /* enum handle_state */
+    struct tandem_sm tcp_sm; /* enum handle_state of *tcp */
     struct uv_timer_s timer; /* handshake deadline */
-    int timer_state;
+    struct tandem_sm timer_sm;
     struct uv_connect_s connect;
     struct uv_write_s write;
     struct uv_getaddrinfo_s resolve;
@@ -145,16 +156,32 @@ struct transport {
     void *log_data; /* borrowed */
     raft_uv_accept_cb accept_cb;
     struct uv_tcp_s listener;
-    int listener_state;
-    struct handshake *handshakes; /* owned, every handshake not yet freed */
-    unsigned n_inbound;           /* inbound handshakes still pending */
-    unsigned n_dropping;          /* busy connections being closed */
+    struct tandem_sm listener_sm;
+    struct tandem_list handshakes; /* owned: every handshake not yet freed */
+    unsigned n_inbound;            /* inbound handshakes still pending */
+    unsigned n_dropping;           /* busy connections being closed */
     bool closing;
     raft_uv_transport_close_cb close_cb;
     struct tandem_transport_stats stats;
     struct log_memo memo[TRANSPORT_LOG_MEMO_MAX];
     unsigned memo_next;
 };
+
+/* A tcp handle in use has its memory (raft_malloc'd, freed with the handshake). */
+static bool tcp_invariant(const struct tandem_sm *sm, int prev, void *data)
+{
+    const struct handshake *h = data;
+    (void)prev;
+    return tandem_sm_state(sm) == HANDLE_NONE || h->tcp != NULL;
+}
+
+/* A closing transport never (re)opens its listener. */
+static bool listener_invariant(const struct tandem_sm *sm, int prev, void *data)
+{
+    const struct transport *t = data;
+    (void)prev;
+    return tandem_sm_state(sm) != HANDLE_OPEN || !t->closing;
+}
 
 /* ---- byte codecs ---- */
 
@@ -347,24 +374,19 @@ static void memo_forget_peer(struct transport *t, const char *peer_key)
     }
 }
 
+/* Adds a refusal to its counter; outcomes that are no refusal (OK, IO, BUSY) count nowhere. */
 static void count_refusal(struct transport *t, int outcome)
 {
-    switch (outcome) {
-        case OUTCOME_CLUSTER:
-            t->stats.refused_cluster++;
-            break;
-        case OUTCOME_EPOCH:
-            t->stats.refused_epoch++;
-            break;
-        case OUTCOME_MALFORMED:
-        case OUTCOME_VERSION:
-            t->stats.refused_malformed++;
-            break;
-        case OUTCOME_TIMEOUT:
-            t->stats.timed_out++;
-            break;
-        default:
-            break;
+    uint64_t *const counters[OUTCOME_COUNT] = {
+        [OUTCOME_CLUSTER] = &t->stats.refused_cluster,
+        [OUTCOME_EPOCH] = &t->stats.refused_epoch,
+        [OUTCOME_MALFORMED] = &t->stats.refused_malformed,
+        [OUTCOME_VERSION] = &t->stats.refused_malformed,
+        [OUTCOME_TIMEOUT] = &t->stats.timed_out,
+    };
+    tandem_assert(outcome >= 0 && outcome < OUTCOME_COUNT);
+    if (counters[outcome] != NULL) {
+        (*counters[outcome])++;
     }
 }
 
@@ -382,25 +404,13 @@ static void transport_maybe_closed(struct transport *t)
     if (!t->closing || t->close_cb == NULL) {
         return;
     }
-    if (t->listener_state != HANDLE_NONE || t->handshakes != NULL || t->n_dropping > 0) {
+    if (tandem_sm_state(&t->listener_sm) != HANDLE_NONE || !tandem_list_empty(&t->handshakes) ||
+        t->n_dropping > 0) {
         return;
     }
     raft_uv_transport_close_cb cb = t->close_cb;
     t->close_cb = NULL;
     cb(t->raft);
-}
-
-static void handshake_unlink(struct handshake *h)
-{
-    struct transport *t = h->t;
-    if (h->prev != NULL) {
-        h->prev->next = h->next;
-    } else {
-        t->handshakes = h->next;
-    }
-    if (h->next != NULL) {
-        h->next->prev = h->prev;
-    }
 }
 
 /* Frees h once every handle and request of it has called back, then tells raft about an
@@ -411,11 +421,14 @@ static void handshake_maybe_free(struct handshake *h)
     if (!h->failing && !h->done) {
         return;
     }
-    if (h->tcp_state != HANDLE_NONE || h->timer_state != HANDLE_NONE || h->resolving) {
+    if (tandem_sm_state(&h->tcp_sm) != HANDLE_NONE ||
+        tandem_sm_state(&h->timer_sm) != HANDLE_NONE || h->resolving) {
         return;
     }
     struct raft_uv_connect *req = h->done ? NULL : h->req;
-    handshake_unlink(h);
+    tandem_sm_fini(&h->tcp_sm);
+    tandem_sm_fini(&h->timer_sm);
+    tandem_list_remove(&h->link);
     raft_free(h->tcp);
     raft_free(h);
     if (req != NULL) {
@@ -429,14 +442,14 @@ static void handshake_tcp_close_cb(uv_handle_t *handle);
 static void handshake_timer_close_cb(uv_handle_t *handle)
 {
     struct handshake *h = handle->data;
-    h->timer_state = HANDLE_NONE;
+    tandem_sm_move(&h->timer_sm, HANDLE_NONE);
     handshake_maybe_free(h);
 }
 
 static void handshake_close_timer(struct handshake *h)
 {
-    if (h->timer_state == HANDLE_OPEN) {
-        h->timer_state = HANDLE_CLOSING;
+    if (tandem_sm_state(&h->timer_sm) == HANDLE_OPEN) {
+        tandem_sm_move(&h->timer_sm, HANDLE_CLOSING);
         uv_close((uv_handle_t *)&h->timer, handshake_timer_close_cb);
     }
 }
@@ -461,8 +474,8 @@ static void handshake_fail(struct handshake *h)
     if (h->resolving) {
         uv_cancel((uv_req_t *)&h->resolve); /* fails harmlessly once the lookup is running */
     }
-    if (h->tcp_state == HANDLE_OPEN) {
-        h->tcp_state = HANDLE_CLOSING;
+    if (tandem_sm_state(&h->tcp_sm) == HANDLE_OPEN) {
+        tandem_sm_move(&h->tcp_sm, HANDLE_CLOSING);
         uv_close((uv_handle_t *)h->tcp, handshake_tcp_close_cb);
     }
     handshake_close_timer(h);
@@ -503,6 +516,10 @@ static struct handshake *handshake_new(struct transport *t, int direction)
         goto err_after_handshake;
     }
     h->t = t;
+    tandem_sm_init(&h->tcp_sm, "handshake tcp", handle_states, HANDLE_STATES, HANDLE_NONE,
+                   tcp_invariant, h);
+    tandem_sm_init(&h->timer_sm, "handshake timer", handle_states, HANDLE_STATES, HANDLE_NONE, NULL,
+                   NULL);
     h->direction = direction;
     h->epoch = t->epoch;
     h->refusal = OUTCOME_OK;
@@ -510,12 +527,8 @@ static struct handshake *handshake_new(struct transport *t, int direction)
         goto err_after_tcp;
     }
     h->timer.data = h;
-    h->timer_state = HANDLE_OPEN;
-    h->next = t->handshakes;
-    if (h->next != NULL) {
-        h->next->prev = h;
-    }
-    t->handshakes = h;
+    tandem_sm_move(&h->timer_sm, HANDLE_OPEN);
+    tandem_list_push_front(&t->handshakes, &h->link);
     if (uv_timer_start(&h->timer, handshake_timer_cb, t->handshake_timeout_ms, 0) != 0) {
         h->req = NULL;
         handshake_fail(h); /* the timer is still open, so h survives until its close cb */
@@ -615,12 +628,27 @@ static int handshake_tune(struct handshake *h)
     return rv;
 }
 
+/* Initialises h's tcp handle (its memory is h's). Returns 0, or non-zero after refusing h:
+ * then h may be gone. */
+static int handshake_tcp_open(struct handshake *h)
+{
+    tandem_assert(tandem_sm_state(&h->tcp_sm) == HANDLE_NONE && !h->failing);
+    int rv = uv_tcp_init(h->t->loop, h->tcp);
+    if (rv != 0) {
+        handshake_refuse(h, OUTCOME_IO, LOG_WARNING, uv_strerror(rv));
+        return rv;
+    }
+    h->tcp->data = h;
+    tandem_sm_move(&h->tcp_sm, HANDLE_OPEN);
+    return 0;
+}
+
 /* Gives the stream away. Returns it; h stays only until its timer has closed. */
 static struct uv_stream_s *handshake_handover(struct handshake *h)
 {
     struct uv_stream_s *stream = (struct uv_stream_s *)h->tcp;
     h->tcp = NULL;
-    h->tcp_state = HANDLE_NONE;
+    tandem_sm_move(&h->tcp_sm, HANDLE_NONE);
     h->done = true;
     handshake_release_inbound_slot(h);
     memo_forget_peer(h->t, h->peer_key);
@@ -761,14 +789,10 @@ static void transport_listen_cb(uv_stream_t *listener, int status)
     t->n_inbound++;
     snprintf(h->peer_key, sizeof h->peer_key, "unknown peer");
     snprintf(h->peer_label, sizeof h->peer_label, "unknown peer");
-    int rv = uv_tcp_init(t->loop, h->tcp);
-    if (rv != 0) {
-        handshake_refuse(h, OUTCOME_IO, LOG_WARNING, uv_strerror(rv));
+    if (handshake_tcp_open(h) != 0) {
         return;
     }
-    h->tcp->data = h;
-    h->tcp_state = HANDLE_OPEN;
-    rv = uv_accept(listener, (uv_stream_t *)h->tcp);
+    int rv = uv_accept(listener, (uv_stream_t *)h->tcp);
     if (rv != 0) {
         handshake_refuse(h, OUTCOME_IO, LOG_WARNING, uv_strerror(rv));
         return;
@@ -832,7 +856,7 @@ static void outbound_connect_cb(uv_connect_t *connect_req, int status)
     if (status != 0) {
         if (h->next_addr < h->n_addrs) {
             h->retry_connect = true;
-            h->tcp_state = HANDLE_CLOSING;
+            tandem_sm_move(&h->tcp_sm, HANDLE_CLOSING);
             uv_close((uv_handle_t *)h->tcp, handshake_tcp_close_cb);
             return;
         }
@@ -847,17 +871,13 @@ static void outbound_connect_cb(uv_connect_t *connect_req, int status)
 
 static void outbound_connect_next(struct handshake *h)
 {
-    struct transport *t = h->t;
-    int rv = uv_tcp_init(t->loop, h->tcp);
-    if (rv != 0) {
-        handshake_refuse(h, OUTCOME_IO, LOG_WARNING, uv_strerror(rv));
+    if (handshake_tcp_open(h) != 0) {
         return;
     }
-    h->tcp->data = h;
-    h->tcp_state = HANDLE_OPEN;
     h->connect.data = h;
+    tandem_assert(h->next_addr < h->n_addrs && h->n_addrs <= TRANSPORT_RESOLVED_MAX);
     const struct sockaddr *addr = (const struct sockaddr *)&h->addrs[h->next_addr++];
-    rv = uv_tcp_connect(&h->connect, h->tcp, addr, outbound_connect_cb);
+    int rv = uv_tcp_connect(&h->connect, h->tcp, addr, outbound_connect_cb);
     if (rv != 0) {
         handshake_refuse(h, OUTCOME_IO, LOG_WARNING, uv_strerror(rv));
     }
@@ -866,7 +886,7 @@ static void outbound_connect_next(struct handshake *h)
 static void handshake_tcp_close_cb(uv_handle_t *handle)
 {
     struct handshake *h = handle->data;
-    h->tcp_state = HANDLE_NONE;
+    tandem_sm_move(&h->tcp_sm, HANDLE_NONE);
     if (h->retry_connect && !h->failing) {
         h->retry_connect = false;
         outbound_connect_next(h);
@@ -974,7 +994,7 @@ static int transport_init_identity(struct raft_uv_transport *raft, raft_id id, c
 static void transport_listener_close_cb(uv_handle_t *handle)
 {
     struct transport *t = handle->data;
-    t->listener_state = HANDLE_NONE;
+    tandem_sm_move(&t->listener_sm, HANDLE_NONE);
     transport_maybe_closed(t);
 }
 
@@ -987,7 +1007,7 @@ static int transport_bind(struct transport *t, const struct sockaddr *addr)
         return RAFT_IOERR;
     }
     t->listener.data = t;
-    t->listener_state = HANDLE_OPEN;
+    tandem_sm_move(&t->listener_sm, HANDLE_OPEN);
     rv = uv_tcp_bind(&t->listener, addr, 0);
     if (rv == 0) {
         rv = uv_listen((uv_stream_t *)&t->listener, TRANSPORT_LISTEN_BACKLOG, transport_listen_cb);
@@ -995,7 +1015,7 @@ static int transport_bind(struct transport *t, const struct sockaddr *addr)
     if (rv != 0) {
         snprintf(raft->errmsg, sizeof raft->errmsg, "listen on %s: %s", t->listen_address,
                  uv_strerror(rv));
-        t->listener_state = HANDLE_CLOSING;
+        tandem_sm_move(&t->listener_sm, HANDLE_CLOSING);
         uv_close((uv_handle_t *)&t->listener, transport_listener_close_cb);
         return RAFT_IOERR;
     }
@@ -1037,15 +1057,16 @@ static void transport_close_method(struct raft_uv_transport *raft, raft_uv_trans
     struct transport *t = raft->impl;
     t->closing = true;
     t->close_cb = cb;
-    if (t->listener_state == HANDLE_OPEN) {
-        t->listener_state = HANDLE_CLOSING;
+    if (tandem_sm_state(&t->listener_sm) == HANDLE_OPEN) {
+        tandem_sm_move(&t->listener_sm, HANDLE_CLOSING);
         uv_close((uv_handle_t *)&t->listener, transport_listener_close_cb);
     }
-    struct handshake *h = t->handshakes;
-    while (h != NULL) {
-        struct handshake *next = h->next;
-        handshake_fail(h); /* outbound ones report RAFT_CANCELED since t->closing is set */
-        h = next;
+    struct tandem_list *link = t->handshakes.next;
+    while (link != &t->handshakes) {
+        struct tandem_list *next = link->next; /* handshake_fail may free this one */
+        /* outbound ones report RAFT_CANCELED since t->closing is set */
+        handshake_fail(tandem_list_entry(link, struct handshake, link));
+        link = next;
     }
     transport_maybe_closed(t);
 }
@@ -1093,6 +1114,9 @@ int tandem_transport_init(struct raft_uv_transport *raft, struct uv_loop_s *loop
     }
     t->raft = raft;
     t->loop = loop;
+    tandem_list_init(&t->handshakes);
+    tandem_sm_init(&t->listener_sm, "raft listener", handle_states, HANDLE_STATES, HANDLE_NONE,
+                   listener_invariant, t);
     snprintf(t->cluster_id, sizeof t->cluster_id, "%s", config->cluster_id);
     t->epoch = config->epoch;
     if (config->bind_address != NULL) {
@@ -1140,7 +1164,8 @@ void tandem_transport_close(struct raft_uv_transport *raft)
         return;
     }
     /* Freeing with handles still on the loop would leave libuv pointing into freed memory. */
-    if (t->listener_state != HANDLE_NONE || t->handshakes != NULL || t->n_dropping > 0) {
+    if (tandem_sm_state(&t->listener_sm) != HANDLE_NONE || !tandem_list_empty(&t->handshakes) ||
+        t->n_dropping > 0) {
         transport_log(t, LOG_ERR, "raft transport: closed with connections still open");
         return;
     }
