@@ -1,6 +1,7 @@
 /* Member identity codecs: names, ids, roles and the packed raft address string. */
 #include "consensus/member.h"
 #include "storage/error.h"
+#include "storage/token.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,19 +20,7 @@ uint64_t tandem_member_id(const char *name)
 
 bool tandem_member_name_ok(const char *name, size_t len_max)
 {
-    size_t len = strlen(name);
-    if (len == 0 || len > len_max) {
-        return false;
-    }
-    for (size_t i = 0; i < len; i++) {
-        char c = name[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '-' || c == '_' || c == '.';
-        if (!ok) {
-            return false;
-        }
-    }
-    return true;
+    return tandem_token_ok(name, len_max, "-_.");
 }
 
 int tandem_hostport_split(const char *hostport, char *host, size_t host_size, int *port)
@@ -163,30 +152,25 @@ int tandem_member_spec_parse(const char *spec, struct tandem_member *m, char *er
     return 0;
 }
 
+/* Indexed by enum tandem_role. */
+static const char *const role_names[] = {
+    [TANDEM_ROLE_VOTER] = "voter",
+    [TANDEM_ROLE_STANDBY] = "standby",
+    [TANDEM_ROLE_SPARE] = "spare",
+};
+#define ROLE_COUNT ((int)(sizeof role_names / sizeof role_names[0]))
+
 const char *tandem_role_name(int role)
 {
-    switch (role) {
-        case TANDEM_ROLE_VOTER:
-            return "voter";
-        case TANDEM_ROLE_STANDBY:
-            return "standby";
-        case TANDEM_ROLE_SPARE:
-            return "spare";
-        default:
-            return "unknown";
-    }
+    return role >= 0 && role < ROLE_COUNT ? role_names[role] : "unknown";
 }
 
 int tandem_role_parse(const char *text)
 {
-    if (strcmp(text, "voter") == 0) {
-        return TANDEM_ROLE_VOTER;
-    }
-    if (strcmp(text, "standby") == 0) {
-        return TANDEM_ROLE_STANDBY;
-    }
-    if (strcmp(text, "spare") == 0) {
-        return TANDEM_ROLE_SPARE;
+    for (int role = 0; role < ROLE_COUNT; role++) {
+        if (strcmp(text, role_names[role]) == 0) {
+            return role;
+        }
     }
     return -1;
 }

@@ -131,7 +131,7 @@ static int io_init(struct tandem_raft *n, uv_loop_t *loop, const struct tandem_r
 static int start_failed(struct tandem_raft *n, int raft_rc)
 {
     char detail[TANDEM_ERRMSG_SIZE];
-    snprintf(detail, sizeof detail, "%.120s%s%.100s", raft_errmsg(&n->raft),
+    snprintf(detail, sizeof detail, "%s%s%s", raft_errmsg(&n->raft),
              n->transport.errmsg[0] != '\0' ? " / " : "", n->transport.errmsg);
     return tandem_error_from_raft(raft_rc, detail, n->errmsg, "raft_start");
 }

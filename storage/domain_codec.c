@@ -1,5 +1,6 @@
 /* Domain record codecs: protobuf values in LMDB, big-endian keys, RFC 3339 and index scans. */
 #include "storage/domain_codec.h"
+#include "storage/token.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -13,19 +14,7 @@
 
 bool tandem_domain_id_ok(const char *id)
 {
-    size_t len = id == NULL ? 0 : strlen(id);
-    if (len == 0 || len > TANDEM_DOMAIN_ID_LEN_MAX) {
-        return false;
-    }
-    for (size_t i = 0; i < len; i++) {
-        char c = id[i];
-        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                  c == '.' || c == '_' || c == ':' || c == '-';
-        if (!ok) {
-            return false;
-        }
-    }
-    return true;
+    return tandem_token_ok(id, TANDEM_DOMAIN_ID_LEN_MAX, "._:-");
 }
 
 /* Length of the UTF-8 sequence starting at s (at most left bytes), 0 when invalid. */
