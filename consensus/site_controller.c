@@ -401,7 +401,44 @@ int tandem_site_config_repair(struct raft *r)
     return 0;
 }
 
+static void plan_step(const struct tandem_site_plan_input *in, struct tandem_site_action *out);
+
+/* What every planned step promises the executor: a known kind, and for the raft steps a real
+ * member that is not the leader itself (best_target and plan_roles skip self). */
+static bool plan_action_ok(const struct tandem_site_plan_input *in,
+                           const struct tandem_site_action *a)
+{
+    const struct tandem_site_plan_member *self = plan_self(in);
+    bool to_self = self != NULL && self->id == a->member_id;
+    switch (a->kind) {
+        case TANDEM_SITE_ACTION_NONE:
+        case TANDEM_SITE_ACTION_REGISTER:
+        case TANDEM_SITE_ACTION_RECORD_HOMES:
+        case TANDEM_SITE_ACTION_PREFER:
+        case TANDEM_SITE_ACTION_INVOKE:
+        case TANDEM_SITE_ACTION_RECOVERED:
+        case TANDEM_SITE_ACTION_REPORT:
+            return true;
+        case TANDEM_SITE_ACTION_TRANSFER:
+            return a->member_id != 0 && a->member[0] != '\0' && !to_self;
+        case TANDEM_SITE_ACTION_ASSIGN:
+            return a->member_id != 0 && !to_self && a->from_role != a->to_role &&
+                   a->to_role >= TANDEM_ROLE_VOTER && a->to_role <= TANDEM_ROLE_SPARE;
+        default:
+            return false;
+    }
+}
+
 void tandem_site_plan(const struct tandem_site_plan_input *in, struct tandem_site_action *out)
+{
+    /* gather fills fixed arrays: counts past them mean it wrote past them too. */
+    tandem_assert(in->n_sites <= TANDEM_SITE_PLAN_SITES_MAX);
+    tandem_assert(in->n_members <= TANDEM_SITE_PLAN_MEMBERS_MAX);
+    plan_step(in, out);
+    tandem_assert(plan_action_ok(in, out));
+}
+
+static void plan_step(const struct tandem_site_plan_input *in, struct tandem_site_action *out)
 {
     memset(out, 0, sizeof *out);
     if (plan_register(in, out) || plan_homes(in, out) || plan_prefer(in, out) ||

@@ -101,6 +101,39 @@ static const struct tandem_sm_conf handle_states[HANDLE_STATES] = {
 };
 enum direction { INBOUND, OUTBOUND };
 
+/* Where a handshake is. Outbound: resolving -> connecting (once per address tried) -> sending
+ * its hello -> awaiting the ack -> handed over. Inbound: awaiting the hello -> sending the ack
+ * -> handed over (or failing, after a refusal was sent). Any undecided phase may fail. */
+enum phase {
+    PHASE_NEW,
+    PHASE_RESOLVING,
+    PHASE_CONNECTING,
+    PHASE_SENDING_HELLO,
+    PHASE_AWAITING_ACK,
+    PHASE_AWAITING_HELLO,
+    PHASE_SENDING_ACK,
+    PHASE_HANDED_OVER,
+    PHASE_FAILING,
+    PHASE_COUNT
+};
+#define PHASE_FAIL TANDEM_SM_BIT(PHASE_FAILING)
+
+static const struct tandem_sm_conf phases[PHASE_COUNT] = {
+    [PHASE_NEW] = {"new", TANDEM_SM_INITIAL,
+                   TANDEM_SM_BIT(PHASE_RESOLVING) | TANDEM_SM_BIT(PHASE_AWAITING_HELLO) |
+                       PHASE_FAIL},
+    [PHASE_RESOLVING] = {"resolving", 0, TANDEM_SM_BIT(PHASE_CONNECTING) | PHASE_FAIL},
+    [PHASE_CONNECTING] = {"connecting", 0,
+                          TANDEM_SM_BIT(PHASE_CONNECTING) | TANDEM_SM_BIT(PHASE_SENDING_HELLO) |
+                              PHASE_FAIL},
+    [PHASE_SENDING_HELLO] = {"sending hello", 0, TANDEM_SM_BIT(PHASE_AWAITING_ACK) | PHASE_FAIL},
+    [PHASE_AWAITING_ACK] = {"awaiting ack", 0, TANDEM_SM_BIT(PHASE_HANDED_OVER) | PHASE_FAIL},
+    [PHASE_AWAITING_HELLO] = {"awaiting hello", 0, TANDEM_SM_BIT(PHASE_SENDING_ACK) | PHASE_FAIL},
+    [PHASE_SENDING_ACK] = {"sending ack", 0, TANDEM_SM_BIT(PHASE_HANDED_OVER) | PHASE_FAIL},
+    [PHASE_HANDED_OVER] = {"handed over", TANDEM_SM_FINAL, 0},
+    [PHASE_FAILING] = {"failing", TANDEM_SM_FINAL, 0},
+};
+
 struct transport;
 
 /* One connection from its first byte until it is handed to raft or closed. */
@@ -131,9 +164,8 @@ struct handshake {
     struct hello hello;          /* inbound: what the peer said */
     char peer_key[TRANSPORT_PEER_KEY_MAX];
     char peer_label[TRANSPORT_PEER_LABEL_MAX];
-    bool counted_inbound; /* counts towards t->n_inbound */
-    bool failing;         /* being torn down */
-    bool done;            /* handed over; only the timer is left to close */
+    bool counted_inbound;      /* counts towards t->n_inbound */
+    struct tandem_sm phase_sm; /* enum phase */
 };
 
 struct log_memo {
@@ -181,6 +213,46 @@ static bool listener_invariant(const struct tandem_sm *sm, int prev, void *data)
     const struct transport *t = data;
     (void)prev;
     return tandem_sm_state(sm) != HANDLE_OPEN || !t->closing;
+}
+
+static int phase(const struct handshake *h)
+{
+    return tandem_sm_state(&h->phase_sm);
+}
+
+/* What each phase holds true of the handshake's handles, buffers and counters. */
+static bool phase_invariant(const struct tandem_sm *sm, int prev, void *data)
+{
+    const struct handshake *h = data;
+    bool tcp_open = tandem_sm_state(&h->tcp_sm) == HANDLE_OPEN;
+    bool outbound = h->direction == OUTBOUND;
+    (void)prev;
+    switch (tandem_sm_state(sm)) {
+        case PHASE_NEW:
+            return !h->resolving && tandem_sm_state(&h->tcp_sm) == HANDLE_NONE;
+        case PHASE_RESOLVING:
+            return outbound && h->resolving && h->req != NULL;
+        case PHASE_CONNECTING:
+            return outbound && !h->resolving && h->next_addr < h->n_addrs;
+        case PHASE_SENDING_HELLO:
+        case PHASE_AWAITING_ACK:
+            return outbound && tcp_open;
+        case PHASE_AWAITING_HELLO:
+            return !outbound && tcp_open && h->counted_inbound;
+        case PHASE_SENDING_ACK:
+            return !outbound && tcp_open && h->in_len == HELLO_SIZE;
+        case PHASE_HANDED_OVER:
+            return h->tcp == NULL && !h->counted_inbound && !h->resolving;
+        case PHASE_FAILING:
+            return !h->counted_inbound;
+        default:
+            return false;
+    }
+}
+
+static bool phase_final(const struct handshake *h)
+{
+    return phase(h) == PHASE_HANDED_OVER || phase(h) == PHASE_FAILING;
 }
 
 /* ---- byte codecs ---- */
@@ -242,14 +314,19 @@ static void printable(char *text)
 static void hello_encode(uint8_t *out, const char *cluster_id, uint64_t epoch, raft_id id,
                          const char *address)
 {
-    size_t address_len = strlen(address);
+    size_t address_len = strlen(address), cluster_len = strlen(cluster_id);
+    /* Both were checked when they became ours (config_check, transport_init_identity): a
+     * longer one would overrun its field and the peer would read garbage. */
+    tandem_assert(address_len >= 1 && address_len <= TANDEM_MEMBER_ADDRESS_LEN_MAX);
+    tandem_assert(cluster_len >= 1 && cluster_len < HELLO_CLUSTER_FIELD);
+    tandem_assert(id != 0);
     memset(out, 0, HELLO_SIZE);
     put64(out, HELLO_MAGIC);
     put32(out + HELLO_OFF_VERSION, PROTOCOL_VERSION);
     put32(out + HELLO_OFF_ADDRESS_LEN, (uint32_t)address_len);
     put64(out + HELLO_OFF_EPOCH, epoch);
     put64(out + HELLO_OFF_ID, id);
-    memcpy(out + HELLO_OFF_CLUSTER, cluster_id, strlen(cluster_id));
+    memcpy(out + HELLO_OFF_CLUSTER, cluster_id, cluster_len);
     memcpy(out + HELLO_OFF_ADDRESS, address, address_len);
 }
 
@@ -418,14 +495,15 @@ static void transport_maybe_closed(struct transport *t)
 static void handshake_maybe_free(struct handshake *h)
 {
     struct transport *t = h->t;
-    if (!h->failing && !h->done) {
+    if (!phase_final(h)) {
         return;
     }
     if (tandem_sm_state(&h->tcp_sm) != HANDLE_NONE ||
         tandem_sm_state(&h->timer_sm) != HANDLE_NONE || h->resolving) {
         return;
     }
-    struct raft_uv_connect *req = h->done ? NULL : h->req;
+    struct raft_uv_connect *req = phase(h) == PHASE_HANDED_OVER ? NULL : h->req;
+    tandem_sm_fini(&h->phase_sm);
     tandem_sm_fini(&h->tcp_sm);
     tandem_sm_fini(&h->timer_sm);
     tandem_list_remove(&h->link);
@@ -466,11 +544,11 @@ static void handshake_release_inbound_slot(struct handshake *h)
  * this returns: callers must not touch it afterwards. */
 static void handshake_fail(struct handshake *h)
 {
-    if (h->failing || h->done) {
+    if (phase_final(h)) {
         return;
     }
-    h->failing = true;
     handshake_release_inbound_slot(h);
+    tandem_sm_move(&h->phase_sm, PHASE_FAILING);
     if (h->resolving) {
         uv_cancel((uv_req_t *)&h->resolve); /* fails harmlessly once the lookup is running */
     }
@@ -520,6 +598,7 @@ static struct handshake *handshake_new(struct transport *t, int direction)
                    tcp_invariant, h);
     tandem_sm_init(&h->timer_sm, "handshake timer", handle_states, HANDLE_STATES, HANDLE_NONE, NULL,
                    NULL);
+    tandem_sm_init(&h->phase_sm, "handshake", phases, PHASE_COUNT, PHASE_NEW, phase_invariant, h);
     h->direction = direction;
     h->epoch = t->epoch;
     h->refusal = OUTCOME_OK;
@@ -550,6 +629,7 @@ static void handshake_alloc_cb(uv_handle_t *handle, size_t suggested_size, uv_bu
 {
     struct handshake *h = handle->data;
     (void)suggested_size;
+    tandem_assert(h->in_len < h->in_want && h->in_want <= sizeof h->in);
     /* Never more than the frame still missing: bytes after it belong to raft. */
     buf->base = (char *)h->in + h->in_len;
     buf->len = h->in_want - h->in_len;
@@ -559,7 +639,7 @@ static void handshake_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t
 {
     struct handshake *h = stream->data;
     (void)buf;
-    if (nread == 0 || h->failing) {
+    if (nread == 0 || phase(h) == PHASE_FAILING) {
         return;
     }
     if (nread < 0) {
@@ -569,6 +649,7 @@ static void handshake_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t
         handshake_refuse(h, h->in_len > 0 ? OUTCOME_MALFORMED : OUTCOME_IO, LOG_INFO, detail);
         return;
     }
+    tandem_assert((size_t)nread <= h->in_want - h->in_len); /* alloc_cb gave no more room */
     h->in_len += (size_t)nread;
     if (h->in_len < h->in_want) {
         return;
@@ -583,6 +664,8 @@ static void handshake_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t
 
 static void handshake_recv(struct handshake *h, size_t size, void (*done)(struct handshake *h))
 {
+    tandem_assert(size > 0 && size <= sizeof h->in && size % 8 == 0);
+    tandem_assert(tandem_sm_state(&h->tcp_sm) == HANDLE_OPEN);
     h->in_len = 0;
     h->in_want = size;
     h->in_done = done;
@@ -595,7 +678,7 @@ static void handshake_recv(struct handshake *h, size_t size, void (*done)(struct
 static void handshake_write_cb(uv_write_t *write_req, int status)
 {
     struct handshake *h = write_req->data;
-    if (h->failing) {
+    if (phase(h) == PHASE_FAILING) {
         return; /* UV_ECANCELED from our own uv_close */
     }
     if (status != 0) {
@@ -607,6 +690,8 @@ static void handshake_write_cb(uv_write_t *write_req, int status)
 
 static void handshake_send(struct handshake *h, size_t size, void (*done)(struct handshake *h))
 {
+    tandem_assert(size > 0 && size <= sizeof h->out && size % 8 == 0);
+    tandem_assert(tandem_sm_state(&h->tcp_sm) == HANDLE_OPEN);
     uv_buf_t buf = uv_buf_init((char *)h->out, (unsigned)size);
     h->out_done = done;
     h->write.data = h;
@@ -632,7 +717,7 @@ static int handshake_tune(struct handshake *h)
  * then h may be gone. */
 static int handshake_tcp_open(struct handshake *h)
 {
-    tandem_assert(tandem_sm_state(&h->tcp_sm) == HANDLE_NONE && !h->failing);
+    tandem_assert(tandem_sm_state(&h->tcp_sm) == HANDLE_NONE && phase(h) != PHASE_FAILING);
     int rv = uv_tcp_init(h->t->loop, h->tcp);
     if (rv != 0) {
         handshake_refuse(h, OUTCOME_IO, LOG_WARNING, uv_strerror(rv));
@@ -646,11 +731,13 @@ static int handshake_tcp_open(struct handshake *h)
 /* Gives the stream away. Returns it; h stays only until its timer has closed. */
 static struct uv_stream_s *handshake_handover(struct handshake *h)
 {
+    /* The stream leaves our hands whole: open, read stopped, nothing of a frame left unread. */
+    tandem_assert(tandem_sm_state(&h->tcp_sm) == HANDLE_OPEN && h->in_len == h->in_want);
     struct uv_stream_s *stream = (struct uv_stream_s *)h->tcp;
     h->tcp = NULL;
     tandem_sm_move(&h->tcp_sm, HANDLE_NONE);
-    h->done = true;
     handshake_release_inbound_slot(h);
+    tandem_sm_move(&h->phase_sm, PHASE_HANDED_OVER);
     memo_forget_peer(h->t, h->peer_key);
     (void)uv_timer_stop(&h->timer); /* always 0; the close below is what matters */
     handshake_close_timer(h);
@@ -713,6 +800,7 @@ static void inbound_hello_received(struct handshake *h)
         }
     }
     ack_encode(h->out, outcome, h->epoch);
+    tandem_sm_move(&h->phase_sm, PHASE_SENDING_ACK);
     handshake_send(h, ACK_SIZE, inbound_ack_sent);
 }
 
@@ -801,6 +889,7 @@ static void transport_listen_cb(uv_stream_t *listener, int status)
     if (handshake_tune(h) != 0) {
         return;
     }
+    tandem_sm_move(&h->phase_sm, PHASE_AWAITING_HELLO);
     handshake_recv(h, HELLO_SIZE, inbound_hello_received);
 }
 
@@ -842,6 +931,7 @@ static void outbound_hello_sent(struct handshake *h)
 {
     /* Nothing more is written until the ack arrives, so the acceptor never reads raft bytes
      * as part of the handshake. */
+    tandem_sm_move(&h->phase_sm, PHASE_AWAITING_ACK);
     handshake_recv(h, ACK_SIZE, outbound_ack_received);
 }
 
@@ -850,7 +940,7 @@ static void outbound_connect_next(struct handshake *h);
 static void outbound_connect_cb(uv_connect_t *connect_req, int status)
 {
     struct handshake *h = connect_req->data;
-    if (h->failing) {
+    if (phase(h) == PHASE_FAILING) {
         return;
     }
     if (status != 0) {
@@ -866,11 +956,13 @@ static void outbound_connect_cb(uv_connect_t *connect_req, int status)
     if (handshake_tune(h) != 0) {
         return;
     }
+    tandem_sm_move(&h->phase_sm, PHASE_SENDING_HELLO);
     handshake_send(h, HELLO_SIZE, outbound_hello_sent);
 }
 
 static void outbound_connect_next(struct handshake *h)
 {
+    tandem_sm_move(&h->phase_sm, PHASE_CONNECTING);
     if (handshake_tcp_open(h) != 0) {
         return;
     }
@@ -887,7 +979,7 @@ static void handshake_tcp_close_cb(uv_handle_t *handle)
 {
     struct handshake *h = handle->data;
     tandem_sm_move(&h->tcp_sm, HANDLE_NONE);
-    if (h->retry_connect && !h->failing) {
+    if (h->retry_connect && phase(h) != PHASE_FAILING) {
         h->retry_connect = false;
         outbound_connect_next(h);
         return;
@@ -899,7 +991,7 @@ static void outbound_resolve_cb(uv_getaddrinfo_t *resolve, int status, struct ad
 {
     struct handshake *h = resolve->data;
     h->resolving = false;
-    if (h->failing) {
+    if (phase(h) == PHASE_FAILING) {
         uv_freeaddrinfo(res);
         handshake_maybe_free(h);
         return;
@@ -965,6 +1057,7 @@ static int transport_connect(struct raft_uv_transport *raft, struct raft_uv_conn
     h->resolving = true;
     h->req = req;
     req->cb = cb;
+    tandem_sm_move(&h->phase_sm, PHASE_RESOLVING);
     return 0;
 }
 

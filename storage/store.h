@@ -55,11 +55,15 @@ struct tandem_store {
     char errmsg[TANDEM_ERRMSG_SIZE];
 };
 
-/* Opens (creating when absent) the environment in dir. Returns 0, or non-zero with s->errmsg. */
+/* Every function below that returns int returns 0 or a tandem error code (storage/error.h) and
+ * writes the reason into s->errmsg (TANDEM_ERRMSG_SIZE bytes), unless it says otherwise. */
+
+/* Opens (creating when absent) the environment in dir. */
 int tandem_store_open(struct tandem_store *s, const char *dir, size_t map_size);
 void tandem_store_close(struct tandem_store *s);
 
-/* Returns the grouped write transaction, opening it when none is open. */
+/* Returns the grouped write transaction, opening it when none is open. Refused (TANDEM_STATE)
+ * once an abort could not reload applied_index. */
 int tandem_store_write_txn(struct tandem_store *s, MDB_txn **txn);
 /* Commits the grouped write transaction, if any. A failed commit leaves the store poisoned: the
  * caller must stop the node (the raft log replays from the last committed applied_index). */
@@ -69,7 +73,8 @@ bool tandem_store_commit_due(const struct tandem_store *s, uint64_t now_ns, uint
 /* Throws the open write transaction away and reloads applied_index/apply_digest from disk. */
 void tandem_store_abort(struct tandem_store *s);
 
-/* Records the applied entry inside the open write transaction (same txn as its data). */
+/* Records the applied entry inside the open write transaction (same txn as its data). index
+ * must be above applied_index (asserted: replay skips what is already applied). */
 int tandem_store_set_applied(struct tandem_store *s, uint64_t index,
                              const uint8_t digest[TANDEM_DIGEST_LEN]);
 
@@ -86,7 +91,8 @@ int tandem_store_state_digest(struct tandem_store *s, MDB_txn *txn, uint8_t out[
  * SHA-256 of the payload. */
 int tandem_store_snapshot_write(struct tandem_store *s, MDB_txn *txn, void **out, size_t *out_len);
 
-/* Reads the header of a snapshot buffer and verifies its checksum. */
+/* Reads the header of a snapshot buffer and verifies its checksum. TANDEM_CORRUPT with errmsg
+ * (TANDEM_ERRMSG_SIZE bytes) filled when it is no valid snapshot. */
 int tandem_store_snapshot_check(const void *buf, size_t len, uint64_t *applied_index, char *errmsg);
 
 /* Restores a snapshot: builds a new environment beside the current one, verifies it, then swaps
@@ -97,7 +103,9 @@ int tandem_store_restore(struct tandem_store *s, const void *buf, size_t len);
 /* Hex of a digest into out (2*TANDEM_DIGEST_LEN+1 bytes). */
 void tandem_digest_hex(const uint8_t digest[TANDEM_DIGEST_LEN], char *out);
 
-/* Translates an LMDB error into errmsg with context. Returns rv. */
+/* Writes "what: <LMDB's text for rv>" into s->errmsg and returns rv itself, the LMDB code: for
+ * record code (domain_codec.h, replication/) that still passes LMDB codes up. New code should
+ * translate with tandem_error_from_mdb instead. */
 int tandem_store_error(struct tandem_store *s, int rv, const char *what);
 
 #endif
