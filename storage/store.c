@@ -268,7 +268,7 @@ int tandem_store_write_txn(struct tandem_store *s, MDB_txn **txn)
     tandem_assert(s->env != NULL);
     if (s->poisoned) {
         return tandem_error_set(s->errmsg, TANDEM_STATE,
-                                "store poisoned: applied_index could not be reloaded");
+                                "store poisoned by a failed commit or reload: reopen it");
     }
     if (s->write_txn == NULL) {
         int rv = mdb_txn_begin(s->env, NULL, 0, &s->write_txn);
@@ -292,6 +292,9 @@ int tandem_store_commit(struct tandem_store *s)
     int rv = mdb_txn_commit(s->write_txn);
     s->write_txn = NULL; /* LMDB frees the transaction whether or not the commit worked */
     if (rv != 0) {
+        /* applied_index in memory now counts entries whose data was lost, and raft will not
+         * apply them again in this process: writing on would commit a state with holes. */
+        s->poisoned = true;
         return store_mdb_fail(s, rv, "commit write transaction");
     }
     s->commits++;

@@ -51,7 +51,8 @@ struct tandem_store {
     uint8_t apply_digest[TANDEM_DIGEST_LEN]; /* likewise */
     uint64_t commits;                        /* grouped commits done */
     uint64_t write_txn_opened_ns;            /* uv_hrtime() when the open write txn began */
-    bool poisoned; /* an abort could not reload applied_index: writes refused until reopened */
+    bool poisoned; /* a commit failed or an abort could not reload applied_index: writes are
+                      refused until the store is reopened */
     char errmsg[TANDEM_ERRMSG_SIZE];
 };
 
@@ -63,10 +64,11 @@ int tandem_store_open(struct tandem_store *s, const char *dir, size_t map_size);
 void tandem_store_close(struct tandem_store *s);
 
 /* Returns the grouped write transaction, opening it when none is open. Refused (TANDEM_STATE)
- * once an abort could not reload applied_index. */
+ * once the store is poisoned. */
 int tandem_store_write_txn(struct tandem_store *s, MDB_txn **txn);
-/* Commits the grouped write transaction, if any. A failed commit leaves the store poisoned: the
- * caller must stop the node (the raft log replays from the last committed applied_index). */
+/* Commits the grouped write transaction, if any. A failed commit poisons the store (writes are
+ * refused): the caller must stop the node (the raft log replays from the last committed
+ * applied_index on the next start). */
 int tandem_store_commit(struct tandem_store *s);
 /* Whether the open write transaction is older than interval_ns (so it is time to commit). */
 bool tandem_store_commit_due(const struct tandem_store *s, uint64_t now_ns, uint64_t interval_ns);

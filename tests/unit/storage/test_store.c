@@ -497,15 +497,15 @@ static void test_restore_skipped_when_ahead(void **state)
 static void assert_refused(struct fixture *f, const void *buf, size_t len, const char *expected)
 {
     uint8_t before[TANDEM_DIGEST_LEN], after[TANDEM_DIGEST_LEN];
-    char errmsg[256] = "", text[KEY_TEXT_MAX], side[PATH_MAX + 8];
+    char errmsg[TANDEM_ERRMSG_SIZE] = "", text[KEY_TEXT_MAX], side[PATH_MAX + 8];
     uint64_t index = 0;
-    assert_int_not_equal(tandem_store_snapshot_check(buf, len, &index, errmsg), 0);
+    assert_int_equal(tandem_store_snapshot_check(buf, len, &index, errmsg), TANDEM_CORRUPT);
     if (strstr(errmsg, expected) == NULL) {
         fail_msg("snapshot_check errmsg \"%s\", expected \"%s\"", errmsg, expected);
     }
     digest_of(&f->b, before);
     f->b.errmsg[0] = '\0';
-    assert_int_not_equal(tandem_store_restore(&f->b, buf, len), 0);
+    assert_int_equal(tandem_store_restore(&f->b, buf, len), TANDEM_CORRUPT);
     if (strstr(f->b.errmsg, expected) == NULL) {
         fail_msg("restore errmsg \"%s\", expected \"%s\"", f->b.errmsg, expected);
     }
@@ -648,6 +648,47 @@ static void test_unfinished_restore_discarded_by_open(void **state)
     assert_false(path_exists(next));
 }
 
+static void test_poisoned_store_refuses_writes_until_reopened(void **state)
+{
+    struct fixture *f = *state;
+    MDB_txn *txn;
+    char buf[KEY_TEXT_MAX];
+    open_store(&f->a, f->dir_a, &f->a_open);
+    put(&f->a, "k", "v");
+    set_applied(&f->a, 1, 0x01);
+    assert_int_equal(tandem_store_commit(&f->a), 0);
+    /* What a failed commit leaves behind (LMDB gives no easy way to fail one on purpose). */
+    f->a.poisoned = true;
+    assert_int_equal(tandem_store_write_txn(&f->a, &txn), TANDEM_STATE);
+    assert_non_null(strstr(f->a.errmsg, "poisoned"));
+    assert_null(f->a.write_txn);
+    /* Reads of committed state still work: a stopping node can still answer them. */
+    assert_string_equal(get(&f->a, "k", buf, sizeof buf), "v");
+    close_store(&f->a, &f->a_open);
+    open_store(&f->a, f->dir_a, &f->a_open);
+    assert_false(f->a.poisoned);
+    assert_int_equal(tandem_store_write_txn(&f->a, &txn), 0);
+    assert_applied(&f->a, 1, 0x01);
+}
+
+static void test_open_errors_are_tandem_codes(void **state)
+{
+    struct fixture *f = *state;
+    char file[PATH_MAX + 16], long_dir[PATH_MAX + 1];
+    struct tandem_store s;
+    /* A state directory under a regular file cannot be made. */
+    snprintf(file, sizeof file, "%s/plain", f->root);
+    FILE *out = fopen(file, "w");
+    assert_non_null(out);
+    assert_int_equal(fclose(out), 0);
+    snprintf(long_dir, sizeof long_dir, "%s/state", file);
+    assert_int_equal(tandem_store_open(&s, long_dir, MAP_SIZE), TANDEM_IO);
+    assert_non_null(strstr(s.errmsg, "mkdir"));
+    memset(long_dir, 'd', PATH_MAX - 4);
+    long_dir[PATH_MAX - 4] = '\0';
+    assert_int_equal(tandem_store_open(&s, long_dir, MAP_SIZE), TANDEM_INVALID);
+}
+
 static void test_digest_hex(void **state)
 {
     (void)state;
@@ -679,6 +720,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_header_tamper_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_interrupted_swap_finished_by_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unfinished_restore_discarded_by_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poisoned_store_refuses_writes_until_reopened, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_open_errors_are_tandem_codes, setup, teardown),
         cmocka_unit_test(test_digest_hex),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
