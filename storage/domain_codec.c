@@ -1,5 +1,6 @@
 /* Domain record codecs: protobuf values in LMDB, big-endian keys, RFC 3339 and index scans. */
 #include "storage/domain_codec.h"
+#include "storage/assert.h"
 #include "storage/token.h"
 
 #include <endian.h>
@@ -364,6 +365,7 @@ int tandem_record_get(struct tandem_store *s, MDB_txn *txn, int db, const void *
                       const ProtobufCMessageDescriptor *descriptor, ProtobufCMessage **out)
 {
     MDB_val k = {.mv_size = key_len, .mv_data = (void *)key}, v;
+    tandem_assert(db > TANDEM_DB_META && db < TANDEM_DB_COUNT);
     *out = NULL;
     int rv = mdb_get(txn, s->dbi[db], &k, &v);
     if (rv == MDB_NOTFOUND) {
@@ -378,13 +380,17 @@ int tandem_record_get(struct tandem_store *s, MDB_txn *txn, int db, const void *
 int tandem_record_put(struct tandem_store *s, MDB_txn *txn, int db, const void *key, size_t key_len,
                       const ProtobufCMessage *message)
 {
+    /* Records live in the state databases; meta is the store's own. */
+    tandem_assert(db > TANDEM_DB_META && db < TANDEM_DB_COUNT);
     MDB_val k = {.mv_size = key_len, .mv_data = (void *)key};
     MDB_val v = {.mv_size = protobuf_c_message_get_packed_size(message)};
     int rv = mdb_put(txn, s->dbi[db], &k, &v, MDB_RESERVE);
     if (rv != 0) {
         return tandem_store_error(s, rv, "record put");
     }
-    protobuf_c_message_pack(message, v.mv_data);
+    /* LMDB reserved exactly the size asked for: packing more would write past it. */
+    size_t packed = protobuf_c_message_pack(message, v.mv_data);
+    tandem_assert(packed == v.mv_size);
     return 0;
 }
 
@@ -395,6 +401,8 @@ size_t tandem_index_key(char tag, const char *value, const char *id, uint8_t *ou
     if (len > TANDEM_INDEX_KEY_LEN_MAX) {
         return 0;
     }
+    /* The tag and the NULs are what keep index keys of different kinds and values apart. */
+    tandem_assert(tag != '\0');
     out[0] = (uint8_t)tag;
     out[1] = '\0';
     memcpy(out + 2, value, value_len);
