@@ -1,24 +1,31 @@
-/* The command table: every replicated command, its protobuf case and its apply function. */
+/* The command table: every replicated command, its protobuf case and its apply function, in one
+ * place (the apply functions live in domain/, bcp/ and rebalance/). */
 #ifndef TANDEM_REPLICATION_COMMANDS_H
 #define TANDEM_REPLICATION_COMMANDS_H
 
-#include "replication/domain/domain_commands.h"
-#include "replication/fsm.h"
-#include "replication/bcp/site_commands.h"
+#include "replication/apply.h"
+#include "tandem.pb-c.h"
 
 /* X(name, protobuf body case, apply function) */
 #define TANDEM_COMMANDS(X)                                                                         \
+    /* domain/kv.c */                                                                              \
     X(kv_put, TANDEM__COMMAND__BODY_KV_PUT, tandem_kv_apply_put)                                   \
     X(kv_delete, TANDEM__COMMAND__BODY_KV_DELETE, tandem_kv_apply_delete)                          \
     X(txn, TANDEM__COMMAND__BODY_TXN, tandem_kv_apply_txn)                                         \
-    TANDEM_DOMAIN_COMMANDS(X)                                                                      \
-    TANDEM_SITE_COMMANDS(X)
-
-/* An apply function mutates state inside ctx->txn and, when result is non-NULL, fills it.
- * Returns 0 (business failures are results) or an LMDB error, which is fatal for the node. */
-typedef int (*tandem_command_apply_fn)(const struct tandem_apply_ctx *ctx,
-                                       const Tandem__Command *command,
-                                       struct tandem_result *result);
+    /* domain/jobs.c, domain/boxes.c, domain/trace.c */                                            \
+    X(job_create, TANDEM__COMMAND__BODY_JOB_CREATE, tandem_job_apply_create)                       \
+    X(job_action, TANDEM__COMMAND__BODY_JOB_ACTION, tandem_job_apply_action)                       \
+    X(box_checkin, TANDEM__COMMAND__BODY_BOX_CHECKIN, tandem_box_apply_checkin)                    \
+    X(box_action, TANDEM__COMMAND__BODY_BOX_ACTION, tandem_box_apply_action)                       \
+    X(retention_purge, TANDEM__COMMAND__BODY_RETENTION_PURGE, tandem_trace_apply_purge)            \
+    /* rebalance/capacity.c */                                                                     \
+    X(capacity_set, TANDEM__COMMAND__BODY_CAPACITY_SET, tandem_capacity_apply_set)                 \
+    X(rebalance_apply, TANDEM__COMMAND__BODY_REBALANCE_APPLY, tandem_rebalance_apply)              \
+    /* bcp/sites.c */                                                                              \
+    X(site_update, TANDEM__COMMAND__BODY_SITE_UPDATE, tandem_sites_apply_update)                   \
+    X(site_decision, TANDEM__COMMAND__BODY_SITE_DECISION, tandem_sites_apply_decision)             \
+    X(member_home_set, TANDEM__COMMAND__BODY_MEMBER_HOME_SET, tandem_sites_apply_member_home)      \
+    X(drill_store, TANDEM__COMMAND__BODY_DRILL_STORE, tandem_sites_apply_drill)
 
 #define TANDEM_COMMAND_DECLARE(name, body_case, fn)                                                \
     int fn(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,                     \
@@ -29,12 +36,7 @@ TANDEM_COMMANDS(TANDEM_COMMAND_DECLARE)
 /* Dispatches one command through the table. Unknown commands are a 400 result. */
 int tandem_command_apply(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
                          struct tandem_result *result);
+/* The table's name of command's body ("unknown" outside the table). */
 const char *tandem_command_name(const Tandem__Command *command);
-
-/* Result helpers: body from printf-style JSON text. */
-void tandem_result_set(struct tandem_result *result, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-void tandem_result_error(struct tandem_result *result, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -3,15 +3,15 @@
 
 #include <endian.h>
 #include <errno.h>
-#include <jansson.h>
 #include <openssl/evp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
+#include "replication/bcp/sites.h"
 #include "replication/commands.h"
+#include "storage/assert.h"
 #include "storage/error.h"
 
 int tandem_entry_encode(const Tandem__Batch *batch, struct raft_buffer *buf)
@@ -41,14 +41,16 @@ int tandem_entry_decode(const void *data, size_t len, Tandem__Batch **out, char 
 {
     uint32_t header[2];
     if (len < TANDEM_ENTRY_HEADER_LEN || len % 8 != 0) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "entry of %zu bytes is not a padded tandem batch", len);
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "entry of %zu bytes is not a padded tandem batch",
+                 len);
         return EINVAL;
     }
     memcpy(header, data, sizeof header);
     size_t payload = le32toh(header[1]);
     if (le32toh(header[0]) != TANDEM_ENTRY_MAGIC || payload > len - TANDEM_ENTRY_HEADER_LEN) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "entry has a bad header (magic %08x, payload %zu of %zu)",
-                 le32toh(header[0]), payload, len);
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE,
+                 "entry has a bad header (magic %08x, payload %zu of %zu)", le32toh(header[0]),
+                 payload, len);
         return EINVAL;
     }
     *out = tandem__batch__unpack(NULL, payload, (const uint8_t *)data + TANDEM_ENTRY_HEADER_LEN);
@@ -59,67 +61,10 @@ int tandem_entry_decode(const void *data, size_t len, Tandem__Batch **out, char 
     return 0;
 }
 
-void tandem_result_set(struct tandem_result *result, int status, const char *fmt, ...)
-{
-    va_list args;
-    if (result == NULL) {
-        return;
-    }
-    free(result->body);
-    result->status = status;
-    va_start(args, fmt);
-    if (vasprintf(&result->body, fmt, args) < 0) {
-        result->body = NULL;
-    }
-    va_end(args);
-}
-
-void tandem_result_error(struct tandem_result *result, int status, const char *fmt, ...)
-{
-    char message[512];
-    va_list args;
-    if (result == NULL) {
-        return;
-    }
-    va_start(args, fmt);
-    vsnprintf(message, sizeof message, fmt, args);
-    va_end(args);
-    json_t *body = json_pack("{s:s}", "error", message);
-    free(result->body);
-    result->status = status;
-    result->body = body == NULL ? NULL : json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-}
-
-int tandem_command_apply(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
-                         struct tandem_result *result)
-{
-    switch (command->body_case) {
-#define TANDEM_COMMAND_CASE(name, body_case, fn)                                                   \
-    case body_case:                                                                                \
-        return fn(ctx, command, result);
-        TANDEM_COMMANDS(TANDEM_COMMAND_CASE)
-#undef TANDEM_COMMAND_CASE
-        default:
-            /* A newer node's command this binary does not know: refusing it everywhere the same
-             * way keeps replicas identical. */
-            tandem_result_error(result, 400, "unknown command %d", (int)command->body_case);
-            return 0;
-    }
-}
-
-const char *tandem_command_name(const Tandem__Command *command)
-{
-    switch (command->body_case) {
-#define TANDEM_COMMAND_NAME(name, body_case, fn)                                                   \
-    case body_case:                                                                                \
-        return #name;
-        TANDEM_COMMANDS(TANDEM_COMMAND_NAME)
-#undef TANDEM_COMMAND_NAME
-        default:
-            return "unknown";
-    }
-}
+/* What the domains learn from one another through the state machine (see apply.h). */
+static const struct tandem_apply_ops apply_ops = {
+    .site_invoked = tandem_sites_invoked,
+};
 
 /* digest_n = SHA-256(digest_n-1 || index (LE) || entry bytes). */
 static void digest_chain(const uint8_t prev[TANDEM_DIGEST_LEN], uint64_t index, const void *data,
@@ -138,7 +83,7 @@ static void digest_chain(const uint8_t prev[TANDEM_DIGEST_LEN], uint64_t index, 
 
 int tandem_fsm_apply_entry(struct tandem_fsm *f, uint64_t index, const void *data, size_t len)
 {
-    struct tandem_apply_ctx ctx = {.store = f->store, .index = index};
+    struct tandem_apply_ctx ctx = {.store = f->store, .index = index, .ops = &apply_ops};
     uint8_t digest[TANDEM_DIGEST_LEN];
     Tandem__Batch *batch;
     struct tandem_result *results = NULL;

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "replication/commands.h"
+#include "replication/apply.h"
 #include "storage/error.h"
 
 #define KEY_LEN_MAX      96 /* "decision/<20 digits>", "site/<31>", "home/<63>" */
@@ -139,6 +139,15 @@ static int site_get(struct tandem_store *store, MDB_txn *txn, const char *name,
         return MDB_CORRUPTED;
     }
     return 0;
+}
+
+int tandem_sites_invoked(const struct tandem_apply_ctx *ctx, const char *site, bool *invoked)
+{
+    Tandem__SiteRecord *record = NULL;
+    int rv = site_get(ctx->store, ctx->txn, site, &record);
+    *invoked = rv == 0 && record != NULL && record->state == TANDEM__SITE_STATE__SITE_INVOKED;
+    tandem__site_record__free_unpacked(record, NULL);
+    return rv;
 }
 
 /* The settings record, or defaults when none was written yet. */

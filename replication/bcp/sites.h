@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "consensus/member.h"
+#include "replication/apply.h"
 #include "storage/store.h"
 
 #define TANDEM_SITES_MAX              16  /* sites in the table; more are refused at register */
@@ -74,6 +75,9 @@ const char *tandem_site_state_name(int state);
 int tandem_site_next_state(int from, int change);
 /* Every name valid, no duplicates, states in range, homes' sites known. */
 bool tandem_site_table_ok(const struct tandem_site_table *t);
+
+/* The apply ops' site_invoked (see replication/apply.h): whether BCP is invoked for site. */
+int tandem_sites_invoked(const struct tandem_apply_ctx *ctx, const char *site, bool *invoked);
 
 /* Reads the whole table visible in txn. Returns 0, or an LMDB error with store->errmsg. */
 int tandem_sites_load(struct tandem_store *store, MDB_txn *txn, struct tandem_site_table *out);

@@ -6,91 +6,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "replication/commands.h"
+#include "replication/apply.h"
 #include "replication/domain/domain.h"
+#include "replication/domain/records.h"
 #include "storage/error.h"
 
-#define BOX_INDEX_KINDS 3   /* site, status, job (only when linked) */
-#define ALLOWED_TEXT    160 /* "pick, move, ..." in a refusal */
-#define ROW_ERROR_LEN   256
-
-static const char *const box_status_names[] = {
-#define BOX_STATUS_NAME(id, name) name,
-    TANDEM_BOX_STATUSES(BOX_STATUS_NAME)
-#undef BOX_STATUS_NAME
-};
-
-struct box_transition {
-    const char *name;
-    uint32_t from; /* bit set of statuses */
-    uint32_t to;
-};
-
-static const struct box_transition box_transitions[] = {
-#define BOX_TRANSITION_ROW(id, name, from, to) {name, from, to},
-    TANDEM_BOX_TRANSITIONS(BOX_TRANSITION_ROW)
-#undef BOX_TRANSITION_ROW
-};
-
-const char *tandem_box_status_name(uint32_t status)
-{
-    return status < TANDEM_BOX_STATUS_COUNT ? box_status_names[status] : "unknown";
-}
-
-int tandem_box_status_parse(const char *name)
-{
-    for (int i = 0; name != NULL && i < TANDEM_BOX_STATUS_COUNT; i++) {
-        if (strcmp(name, box_status_names[i]) == 0) {
-            return i;
-        }
-    }
-    return -1;
-}
-
-const char *tandem_box_action_name(uint32_t action)
-{
-    return action < TANDEM_BOX_ACTION_COUNT ? box_transitions[action].name : "unknown";
-}
-
-int tandem_box_action_parse(const char *name)
-{
-    for (int i = 0; name != NULL && i < TANDEM_BOX_ACTION_COUNT; i++) {
-        if (strcmp(name, box_transitions[i].name) == 0) {
-            return i;
-        }
-    }
-    return -1;
-}
-
-int tandem_box_transition(uint32_t status, uint32_t action, uint32_t *to, char *errmsg)
-{
-    char allowed[ALLOWED_TEXT] = "";
-    size_t used = 0;
-    if (status >= TANDEM_BOX_STATUS_COUNT || action >= TANDEM_BOX_ACTION_COUNT) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "unknown box status %u or action %u", status, action);
-        return -1;
-    }
-    const struct box_transition *t = &box_transitions[action];
-    if ((t->from & (1u << status)) != 0) {
-        *to = t->to;
-        return 0;
-    }
-    for (uint32_t a = 0; a < TANDEM_BOX_ACTION_COUNT && used < sizeof allowed; a++) {
-        if ((box_transitions[a].from & (1u << status)) != 0) {
-            int n = snprintf(allowed + used, sizeof allowed - used, "%s%s", used ? ", " : "",
-                             box_transitions[a].name);
-            used += n > 0 ? (size_t)n : 0;
-        }
-    }
-    snprintf(errmsg, TANDEM_ERRMSG_SIZE, "illegal box transition: %s from %s (allowed from %s: %s)", t->name,
-             box_status_names[status], box_status_names[status], used ? allowed : "none");
-    return -1;
-}
+#define ROW_ERROR_LEN 256
 
 int tandem_box_fields_check(const Tandem__BoxRecord *box, char *errmsg)
 {
     if (!tandem_domain_id_ok(box->id)) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "id must be 1 to %d of [A-Za-z0-9._:-]", TANDEM_DOMAIN_ID_LEN_MAX);
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "id must be 1 to %d of [A-Za-z0-9._:-]",
+                 TANDEM_DOMAIN_ID_LEN_MAX);
     } else if (!tandem_domain_text_ok(box->ledger, false)) {
         snprintf(errmsg, TANDEM_ERRMSG_SIZE, "ledger must be printable text of 1 to %d bytes",
                  TANDEM_DOMAIN_TEXT_LEN_MAX);
@@ -98,19 +25,21 @@ int tandem_box_fields_check(const Tandem__BoxRecord *box, char *errmsg)
         snprintf(errmsg, TANDEM_ERRMSG_SIZE, "client must be printable text of 1 to %d bytes",
                  TANDEM_DOMAIN_TEXT_LEN_MAX);
     } else if (!tandem_domain_site_ok(box->site)) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "site must be a site label (1 to %d of [A-Za-z0-9._-])",
-                 TANDEM_SITE_LEN_MAX);
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE,
+                 "site must be a site label (1 to %d of [A-Za-z0-9._-])", TANDEM_SITE_LEN_MAX);
     } else if (!tandem_domain_text_ok(box->shelf, true)) {
         snprintf(errmsg, TANDEM_ERRMSG_SIZE, "shelf must be printable text of at most %d bytes",
                  TANDEM_DOMAIN_TEXT_LEN_MAX);
     } else if (box->n_volumes > TANDEM_BOX_VOLUMES_MAX) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "a box holds at most %d volumes", TANDEM_BOX_VOLUMES_MAX);
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "a box holds at most %d volumes",
+                 TANDEM_BOX_VOLUMES_MAX);
     } else if (box->has_retain_until && box->retain_until_ms < 0) {
         snprintf(errmsg, TANDEM_ERRMSG_SIZE, "retain_until must not be before 1970");
     } else {
         for (size_t i = 0; i < box->n_volumes; i++) {
             if (!tandem_domain_id_ok(box->volumes[i])) {
-                snprintf(errmsg, TANDEM_ERRMSG_SIZE, "volume %zu must be 1 to %d of [A-Za-z0-9._:-]", i,
+                snprintf(errmsg, TANDEM_ERRMSG_SIZE,
+                         "volume %zu must be 1 to %d of [A-Za-z0-9._:-]", i,
                          TANDEM_DOMAIN_ID_LEN_MAX);
                 return -1;
             }
@@ -122,80 +51,18 @@ int tandem_box_fields_check(const Tandem__BoxRecord *box, char *errmsg)
 
 /* ---- records and indexes ---- */
 
-int tandem_box_get(struct tandem_store *s, MDB_txn *txn, const char *id, Tandem__BoxRecord **out)
-{
-    return tandem_record_get(s, txn, TANDEM_DB_BOXES, id, strlen(id),
-                             &tandem__box_record__descriptor, (ProtobufCMessage **)out);
-}
-
-static const char box_index_tags[BOX_INDEX_KINDS] = {TANDEM_IDX_SITE, TANDEM_IDX_STATUS,
-                                                     TANDEM_IDX_JOB};
-
-/* values[i] is NULL when the box has no entry of that kind (an unlinked box has no job). */
-static void box_index_values(const Tandem__BoxRecord *box, const char *values[BOX_INDEX_KINDS])
-{
-    values[0] = box->site;
-    values[1] = tandem_box_status_name(box->status);
-    values[2] = box->job[0] != '\0' ? box->job : NULL;
-}
-
-static bool same_value(const char *a, const char *b)
-{
-    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
-}
-
-int tandem_box_write(struct tandem_store *s, MDB_txn *txn, const Tandem__BoxRecord *old,
-                     const Tandem__BoxRecord *next)
-{
-    const char *old_values[BOX_INDEX_KINDS] = {NULL, NULL, NULL}, *new_values[BOX_INDEX_KINDS];
-    int rv = 0;
-    box_index_values(next, new_values);
-    if (old != NULL) {
-        box_index_values(old, old_values);
-    }
-    for (int i = 0; i < BOX_INDEX_KINDS && rv == 0; i++) {
-        if (old != NULL && same_value(old_values[i], new_values[i])) {
-            continue;
-        }
-        if (old_values[i] != NULL) {
-            rv = tandem_index_del(s, txn, TANDEM_DB_BOX_IDX, box_index_tags[i], old_values[i],
-                                  old->id);
-        }
-        if (rv == 0 && new_values[i] != NULL) {
-            rv = tandem_index_put(s, txn, TANDEM_DB_BOX_IDX, box_index_tags[i], new_values[i],
-                                  next->id);
-        }
-    }
-    if (rv == 0) {
-        rv = tandem_record_put(s, txn, TANDEM_DB_BOXES, next->id, strlen(next->id), &next->base);
-    }
-    return rv;
-}
-
-static void text_field(struct tandem_text *t, const char *key, const char *value)
-{
-    tandem_text_cstr(t, key);
-    tandem_text_string(t, value, strlen(value));
-}
-
 /* Written by hand, not through jansson: listings spend their time here. */
 void tandem_box_text(struct tandem_text *t, const Tandem__BoxRecord *box)
 {
-    text_field(t, "{\"id\":", box->id);
-    text_field(t, ",\"ledger\":", box->ledger);
-    text_field(t, ",\"client\":", box->client);
-    tandem_text_cstr(t, ",\"volumes\":[");
-    for (size_t i = 0; i < box->n_volumes; i++) {
-        if (i > 0) {
-            tandem_text_raw(t, ",", 1);
-        }
-        tandem_text_string(t, box->volumes[i], strlen(box->volumes[i]));
-    }
-    text_field(t, "],\"site\":", box->site);
-    box->shelf[0] != '\0' ? text_field(t, ",\"shelf\":", box->shelf)
+    domain_text_field(t, "{\"id\":", box->id);
+    domain_text_field(t, ",\"ledger\":", box->ledger);
+    domain_text_field(t, ",\"client\":", box->client);
+    domain_text_strings(t, ",\"volumes\":", box->volumes, box->n_volumes);
+    domain_text_field(t, ",\"site\":", box->site);
+    box->shelf[0] != '\0' ? domain_text_field(t, ",\"shelf\":", box->shelf)
                           : tandem_text_cstr(t, ",\"shelf\":null");
-    text_field(t, ",\"status\":", tandem_box_status_name(box->status));
-    box->job[0] != '\0' ? text_field(t, ",\"job\":", box->job)
+    domain_text_field(t, ",\"status\":", tandem_box_status_name(box->status));
+    box->job[0] != '\0' ? domain_text_field(t, ",\"job\":", box->job)
                         : tandem_text_cstr(t, ",\"job\":null");
     tandem_text_cstr(t, ",\"retain_until\":");
     box->has_retain_until ? tandem_text_time(t, box->retain_until_ms) : tandem_text_cstr(t, "null");
@@ -222,148 +89,35 @@ json_t *tandem_box_json(const Tandem__BoxRecord *box)
 
 /* ---- listing ---- */
 
-struct box_walk {
-    struct tandem_store *s;
-    MDB_txn *txn;
-    const struct tandem_box_query *q;
-    struct tandem_text *out;
-    bool via_index;
-    size_t count;
-    char last[TANDEM_DOMAIN_ID_LEN_MAX + 1];
-};
-
-static bool box_matches(const Tandem__BoxRecord *box, const struct tandem_box_query *q)
+static bool box_matches(const ProtobufCMessage *record, const void *query)
 {
+    const Tandem__BoxRecord *box = (const Tandem__BoxRecord *)record;
+    const struct tandem_box_query *q = query;
     return (q->site == NULL || strcmp(box->site, q->site) == 0) &&
            (q->status == NULL || strcmp(tandem_box_status_name(box->status), q->status) == 0) &&
            (q->job == NULL || strcmp(box->job, q->job) == 0);
 }
 
-static int box_visit(void *arg, const uint8_t *rest, size_t rest_len, const MDB_val *value,
-                     bool *stop)
+static void box_list_text(struct tandem_text *t, const ProtobufCMessage *record)
 {
-    struct box_walk *w = arg;
-    ProtobufCMessage *m = NULL;
-    int rv;
-    if (rest_len == 0 || rest_len > TANDEM_DOMAIN_ID_LEN_MAX) {
-        snprintf(w->s->errmsg, sizeof w->s->errmsg, "corrupt box key of %zu bytes", rest_len);
-        return MDB_CORRUPTED;
-    }
-    memcpy(w->last, rest, rest_len);
-    w->last[rest_len] = '\0';
-    rv = w->via_index ? tandem_box_get(w->s, w->txn, w->last, (Tandem__BoxRecord **)&m)
-                      : tandem_record_decode(w->s, value, &tandem__box_record__descriptor, &m);
-    if (rv == 0 && m == NULL) {
-        snprintf(w->s->errmsg, sizeof w->s->errmsg, "box index names missing box %s", w->last);
-        rv = MDB_CORRUPTED;
-    }
-    if (rv != 0) {
-        return rv;
-    }
-    if (box_matches((Tandem__BoxRecord *)m, w->q)) {
-        if (w->count > 0) {
-            tandem_text_raw(w->out, ",", 1);
-        }
-        tandem_box_text(w->out, (Tandem__BoxRecord *)m);
-        *stop = ++w->count >= w->q->limit || w->out->len >= TANDEM_LIST_PAGE_BYTES;
-    }
-    protobuf_c_message_free_unpacked(m, NULL);
-    return 0;
+    tandem_box_text(t, (const Tandem__BoxRecord *)record);
 }
 
 int tandem_box_list(struct tandem_store *s, MDB_txn *txn, const struct tandem_box_query *q,
                     struct tandem_text *out, char next[TANDEM_DOMAIN_ID_LEN_MAX + 1])
 {
-    uint8_t prefix[TANDEM_INDEX_KEY_LEN_MAX];
-    size_t prefix_len = 0;
-    struct box_walk w = {.s = s, .txn = txn, .q = q, .out = out};
-    const char *after = q->after != NULL ? q->after : "";
-    bool exhausted;
-    int db = TANDEM_DB_BOXES;
-    /* The index most likely to be selective first; the other filters check each record. */
-    const char *values[BOX_INDEX_KINDS] = {q->job, q->site, q->status};
-    const char tags[BOX_INDEX_KINDS] = {TANDEM_IDX_JOB, TANDEM_IDX_SITE, TANDEM_IDX_STATUS};
-    next[0] = '\0';
-    for (int i = 0; i < BOX_INDEX_KINDS && !w.via_index; i++) {
-        if (values[i] != NULL) {
-            prefix_len = tandem_index_key(tags[i], values[i], "", prefix);
-            db = TANDEM_DB_BOX_IDX;
-            w.via_index = true;
-            if (prefix_len == 0) {
-                return 0; /* a filter value longer than any key matches nothing */
-            }
-        }
-    }
-    if (q->limit == 0) {
-        return 0;
-    }
-    int rv = tandem_index_scan(s, txn, db, prefix, prefix_len, (const uint8_t *)after,
-                               strlen(after), TANDEM_LIST_SCAN_MAX, box_visit, &w, &exhausted);
-    if (rv == 0 && !exhausted) {
-        memcpy(next, w.last, sizeof w.last);
-    }
-    return rv;
-}
-
-/* ---- invariant ---- */
-
-static int box_check_visit(void *arg, const uint8_t *rest, size_t rest_len, const MDB_val *value,
-                           bool *stop)
-{
-    struct box_walk *w = arg;
-    ProtobufCMessage *m;
-    const char *values[BOX_INDEX_KINDS];
-    uint8_t key[TANDEM_INDEX_KEY_LEN_MAX];
-    (void)stop;
-    int rv = tandem_record_decode(w->s, value, &tandem__box_record__descriptor, &m);
-    if (rv != 0) {
-        return rv;
-    }
-    const Tandem__BoxRecord *box = (Tandem__BoxRecord *)m;
-    if (strlen(box->id) != rest_len || memcmp(box->id, rest, rest_len) != 0) {
-        snprintf(w->s->errmsg, sizeof w->s->errmsg, "box %s is stored under another key", box->id);
-        rv = EINVAL;
-    }
-    box_index_values(box, values);
-    for (int i = 0; i < BOX_INDEX_KINDS && rv == 0; i++) {
-        if (values[i] == NULL) {
-            continue;
-        }
-        MDB_val k = {.mv_size = tandem_index_key(box_index_tags[i], values[i], box->id, key),
-                     .mv_data = key},
-                v;
-        rv = mdb_get(w->txn, w->s->dbi[TANDEM_DB_BOX_IDX], &k, &v);
-        if (rv == MDB_NOTFOUND) {
-            snprintf(w->s->errmsg, sizeof w->s->errmsg, "box %s has no index entry %c/%s", box->id,
-                     box_index_tags[i], values[i]);
-            rv = EINVAL;
-        }
-        w->count++;
-    }
-    protobuf_c_message_free_unpacked(m, NULL);
-    return rv;
-}
-
-int tandem_box_index_check(struct tandem_store *s, MDB_txn *txn)
-{
-    struct box_walk w = {.s = s, .txn = txn};
-    MDB_stat stat;
-    bool exhausted;
-    uint8_t none[1] = {0};
-    int rv = tandem_index_scan(s, txn, TANDEM_DB_BOXES, none, 0, none, 0, SIZE_MAX, box_check_visit,
-                               &w, &exhausted);
-    if (rv != 0) {
-        return rv;
-    }
-    if ((rv = mdb_stat(txn, s->dbi[TANDEM_DB_BOX_IDX], &stat)) != 0) {
-        return tandem_store_error(s, rv, "box index stat");
-    }
-    if (stat.ms_entries != w.count) {
-        snprintf(s->errmsg, sizeof s->errmsg, "box_idx holds %zu entries, the boxes need %zu",
-                 stat.ms_entries, w.count);
-        return EINVAL;
-    }
-    return 0;
+    /* The index most likely to be selective first. */
+    struct domain_list_query list = {
+        .values = {q->job, q->site, q->status},
+        .tags = {TANDEM_IDX_JOB, TANDEM_IDX_SITE, TANDEM_IDX_STATUS},
+        .n_values = 3,
+        .after = q->after,
+        .limit = q->limit,
+        .matches = box_matches,
+        .text = box_list_text,
+        .query = q,
+    };
+    return domain_record_list(&domain_box_kind, s, txn, &list, out, next);
 }
 
 /* ---- apply: check-in ---- */

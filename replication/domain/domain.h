@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "consensus/member.h"
-#include "replication/fsm.h"
+#include "replication/apply.h"
 #include "storage/domain_codec.h"
 #include "storage/store.h"
 #include "tandem.pb-c.h"
@@ -117,11 +117,14 @@ const char *tandem_box_action_name(uint32_t action);
 int tandem_box_action_parse(const char *name);
 
 /* Looks action up in the transition table. Returns 0 with the resulting status in *to, or -1
- * with the rule broken in errmsg (TANDEM_ERRMSG_SIZE bytes), e.g. "illegal box transition: return from stored
- * (allowed from stored: pick, move, dispose)". */
+ * with the rule broken in errmsg (TANDEM_ERRMSG_SIZE bytes), e.g. "illegal box transition: return
+ * from stored (allowed from stored: pick, move, dispose)". */
 int tandem_job_transition(uint32_t status, uint32_t action, uint32_t held_from, uint32_t *to,
                           char *errmsg);
 int tandem_box_transition(uint32_t status, uint32_t action, uint32_t *to, char *errmsg);
+
+/* The name of the job's current stage ("" past its stages). */
+const char *tandem_job_stage(const Tandem__JobRecord *job);
 
 /* receive -> scan -> enter -> verify -> ship */
 #define TANDEM_JOB_DEFAULT_STAGES_COUNT 5
@@ -209,11 +212,9 @@ int tandem_domain_counter_next(const struct tandem_apply_ctx *ctx, const char *k
 /* Moves the picked boxes of job (just advanced to stage) into in_process, one event each. */
 int tandem_box_apply_process(const struct tandem_apply_ctx *ctx, const Tandem__Actor *actor,
                              const Tandem__JobRecord *job);
-/* Sets result to status with body (taken; NULL means out of memory). */
-void tandem_result_jansson(struct tandem_result *result, int status, json_t *body);
 
 /* ---- invariants: every index entry matches its record and every record has its entries.
- * Return 0, EINVAL with s->errmsg naming the first mismatch, or an LMDB error. ---- */
+ * Return 0, TANDEM_CORRUPT with s->errmsg naming the first mismatch, or a store error. ---- */
 int tandem_job_index_check(struct tandem_store *s, MDB_txn *txn);
 int tandem_box_index_check(struct tandem_store *s, MDB_txn *txn);
 int tandem_trace_index_check(struct tandem_store *s, MDB_txn *txn);

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "replication/commands.h"
+#include "replication/apply.h"
 #include "replication/domain/kv.h"
 
 int tandem_kv_get(struct tandem_store *store, MDB_txn *txn, const void *key, size_t key_len,

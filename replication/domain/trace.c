@@ -6,8 +6,9 @@
 #include <string.h>
 
 #include "consensus/member.h"
-#include "replication/commands.h"
+#include "replication/apply.h"
 #include "replication/domain/domain.h"
+#include "replication/domain/records.h"
 #include "storage/error.h"
 
 #define COUNTER_TRACE    "trace_seq"
@@ -33,19 +34,6 @@ int tandem_actor_check(const Tandem__Actor *actor, char *errmsg)
         return -1;
     }
     return 0;
-}
-
-void tandem_result_jansson(struct tandem_result *result, int status, json_t *body)
-{
-    if (result == NULL) {
-        json_decref(body);
-        return;
-    }
-    char *text = body == NULL ? NULL : json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    free(result->body);
-    result->status = text == NULL ? 500 : status;
-    result->body = text != NULL ? text : strdup("{\"error\":\"out of memory\"}");
 }
 
 int tandem_domain_counter_next(const struct tandem_apply_ctx *ctx, const char *key, uint64_t *value)
@@ -365,7 +353,8 @@ static int purge_check(const struct tandem_apply_ctx *ctx, const Tandem__Retenti
     }
     if (p->retention_days < TANDEM_RETENTION_DAYS_MIN ||
         p->retention_days > TANDEM_RETENTION_DAYS_MAX || p->events_max > TANDEM_PURGE_EVENTS_MAX) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "retention_days must be %d..%d and events_max at most %d",
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE,
+                 "retention_days must be %d..%d and events_max at most %d",
                  TANDEM_RETENTION_DAYS_MIN, TANDEM_RETENTION_DAYS_MAX, TANDEM_PURGE_EVENTS_MAX);
         return -1;
     }
@@ -434,11 +423,11 @@ static int trace_check_visit(void *arg, const uint8_t *rest, size_t rest_len, co
     MDB_val v;
     rv = k.mv_size == 0 ? MDB_NOTFOUND : mdb_get(w->txn, w->s->dbi[TANDEM_DB_TRACE_IDX], &k, &v);
     if (rv == MDB_NOTFOUND) {
-        snprintf(w->s->errmsg, sizeof w->s->errmsg, "trace event %llu (%s %s) has no index entry",
-                 (unsigned long long)e->seq, e->kind, e->entity);
-        rv = EINVAL;
+        rv = tandem_error_set(w->s->errmsg, TANDEM_CORRUPT,
+                              "trace event %llu (%s %s) has no index entry",
+                              (unsigned long long)e->seq, e->kind, e->entity);
     } else if (rv != 0) {
-        rv = tandem_store_error(w->s, rv, "trace check");
+        rv = tandem_error_from_mdb(rv, w->s->errmsg, "trace check");
     }
     w->count++;
     protobuf_c_message_free_unpacked(m, NULL);
@@ -448,21 +437,10 @@ static int trace_check_visit(void *arg, const uint8_t *rest, size_t rest_len, co
 int tandem_trace_index_check(struct tandem_store *s, MDB_txn *txn)
 {
     struct seq_walk w = {.s = s, .txn = txn};
-    MDB_stat stat;
     bool exhausted;
     uint8_t none[1] = {0};
     int rv = tandem_index_scan(s, txn, TANDEM_DB_TRACE, none, 0, none, 0, SIZE_MAX,
                                trace_check_visit, &w, &exhausted);
-    if (rv != 0) {
-        return rv;
-    }
-    if ((rv = mdb_stat(txn, s->dbi[TANDEM_DB_TRACE_IDX], &stat)) != 0) {
-        return tandem_store_error(s, rv, "trace index stat");
-    }
-    if (stat.ms_entries != w.count) {
-        snprintf(s->errmsg, sizeof s->errmsg, "trace_idx holds %zu entries for %zu events",
-                 stat.ms_entries, w.count);
-        return EINVAL;
-    }
-    return 0;
+    return rv != 0 ? rv
+                   : domain_index_count_check(s, txn, TANDEM_DB_TRACE_IDX, w.count, "trace_idx");
 }

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "replication/commands.h"
+#include "replication/apply.h"
 #include "replication/domain/domain.h"
 #include "replication/rebalance/rebalance.h"
 #include "replication/bcp/sites.h"

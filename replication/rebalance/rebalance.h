@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "consensus/member.h"
-#include "replication/fsm.h"
+#include "replication/apply.h"
 #include "storage/domain_codec.h"
 #include "storage/store.h"
 #include "tandem.pb-c.h"
@@ -217,7 +217,7 @@ int tandem_rebalance_moves_parse(json_t *moves_json, struct tandem_rebalance_mov
                                  char *errmsg);
 void tandem_rebalance_moves_free(struct tandem_rebalance_moves *moves);
 
-/* Apply functions (command table rows in replication/domain_commands.h). */
+/* Apply functions (command table rows in replication/commands.h). */
 int tandem_capacity_apply_set(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
                               struct tandem_result *result);
 int tandem_rebalance_apply(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
