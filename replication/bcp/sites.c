@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "replication/apply.h"
+#include "storage/assert.h"
 #include "storage/error.h"
 
 #define KEY_LEN_MAX      96 /* "decision/<20 digits>", "site/<31>", "home/<63>" */
@@ -18,41 +19,77 @@
 #define SETTINGS_KEY     "settings"
 #define SITE_EPOCH_FIRST 1
 
-/* Allowed transitions: next[from][change], -1 where forbidden. REGISTER and PREFER leave the
- * state alone and are handled before the table is consulted. */
-static const int transitions[3][4] = {
-    /* from ACTIVE */ {-1, TANDEM_SITE_INVOKED, -1, -1},
-    /* from INVOKED */ {-1, -1, TANDEM_SITE_RECOVERING, -1},
-    /* from RECOVERING: a site that fails again while it catches up is invoked again */
-    {-1, TANDEM_SITE_INVOKED, -1, TANDEM_SITE_ACTIVE},
+/* The BCP state machine as a table of allowed moves (dqlite's sm): every state change of a
+ * site is one of these rows, and nothing else. REGISTER and PREFER leave the state alone and
+ * are handled before the table is consulted. */
+struct site_move {
+    int from;   /* enum tandem_site_state */
+    int change; /* enum tandem_site_change */
+    int to;     /* enum tandem_site_state */
+};
+
+static const struct site_move site_moves[] = {
+    {TANDEM_SITE_ACTIVE, TANDEM_SITE_INVOKE, TANDEM_SITE_INVOKED},
+    {TANDEM_SITE_INVOKED, TANDEM_SITE_REVOKE, TANDEM_SITE_RECOVERING},
+    /* A site that fails again while it catches up is invoked again. */
+    {TANDEM_SITE_RECOVERING, TANDEM_SITE_INVOKE, TANDEM_SITE_INVOKED},
+    {TANDEM_SITE_RECOVERING, TANDEM_SITE_RECOVERED, TANDEM_SITE_ACTIVE},
+};
+
+static const char *const site_state_names[TANDEM_SITE_STATE_COUNT] = {
+    [TANDEM_SITE_ACTIVE] = "active",
+    [TANDEM_SITE_INVOKED] = "invoked",
+    [TANDEM_SITE_RECOVERING] = "recovering",
+};
+
+static const char *const site_change_names[TANDEM_SITE_CHANGE_COUNT] = {
+    [TANDEM_SITE_REGISTER] = "register", [TANDEM_SITE_INVOKE] = "invoke",
+    [TANDEM_SITE_REVOKE] = "revoke",     [TANDEM_SITE_RECOVERED] = "recovered",
+    [TANDEM_SITE_PREFER] = "prefer",
 };
 
 const char *tandem_site_state_name(int state)
 {
-    switch (state) {
-        case TANDEM_SITE_ACTIVE:
-            return "active";
-        case TANDEM_SITE_INVOKED:
-            return "invoked";
-        case TANDEM_SITE_RECOVERING:
-            return "recovering";
-        default:
-            return "unknown";
-    }
+    return state >= 0 && state < TANDEM_SITE_STATE_COUNT ? site_state_names[state] : "unknown";
 }
 
 int tandem_site_next_state(int from, int change)
 {
-    if (from < 0 || from > 2 || change < TANDEM_SITE_INVOKE || change > TANDEM_SITE_RECOVERED) {
-        return -1;
+    for (size_t i = 0; i < sizeof site_moves / sizeof site_moves[0]; i++) {
+        if (site_moves[i].from == from && site_moves[i].change == change) {
+            return site_moves[i].to;
+        }
     }
-    return transitions[from][change];
+    return -1;
 }
 
 static const char *change_name(int change)
 {
-    static const char *const names[] = {"register", "invoke", "revoke", "recovered", "prefer"};
-    return change >= 0 && change <= TANDEM_SITE_PREFER ? names[change] : "unknown";
+    return change >= 0 && change < TANDEM_SITE_CHANGE_COUNT ? site_change_names[change] : "unknown";
+}
+
+/* What holds for every site at all times: a known state, and a witness (it holds no work) is
+ * never taken out of service. */
+static bool site_state_ok(int state, bool witness)
+{
+    return state >= 0 && state < TANDEM_SITE_STATE_COUNT &&
+           (!witness || state == TANDEM_SITE_ACTIVE);
+}
+
+/* Moves record along change (dqlite's sm_move): the move must be a row of the table, the
+ * epoch advances on every move that changes who serves the site's work, and the site holds
+ * its invariant afterwards. Callers have refused what the table forbids: a forbidden move
+ * here is a bug, not a business outcome. */
+static void site_move(Tandem__SiteRecord *record, int change, int64_t now_ms)
+{
+    int from = (int)record->state, to = tandem_site_next_state(from, change);
+    uint64_t epoch = record->epoch;
+    tandem_assert(to >= 0 && to != from);
+    record->state = (Tandem__SiteState)to;
+    record->epoch += change == TANDEM_SITE_RECOVERED ? 0 : 1;
+    record->since_ms = now_ms;
+    tandem_assert(site_state_ok((int)record->state, record->witness));
+    tandem_assert(record->epoch >= epoch && record->epoch >= SITE_EPOCH_FIRST);
 }
 
 bool tandem_site_table_ok(const struct tandem_site_table *t)
@@ -62,8 +99,8 @@ bool tandem_site_table_ok(const struct tandem_site_table *t)
     }
     for (unsigned i = 0; i < t->n_sites; i++) {
         const struct tandem_site *s = &t->sites[i];
-        if (!tandem_member_name_ok(s->name, TANDEM_SITE_LEN_MAX) || s->state < 0 ||
-            s->state > TANDEM_SITE_RECOVERING || (s->witness && s->state != TANDEM_SITE_ACTIVE)) {
+        if (!tandem_member_name_ok(s->name, TANDEM_SITE_LEN_MAX) ||
+            !site_state_ok(s->state, s->witness)) {
             return false;
         }
         for (unsigned j = 0; j < i; j++) {
@@ -485,9 +522,7 @@ static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__Si
                             tandem_site_state_name((int)record->state), change_name(change));
     } else {
         char *old_reason = record->reason, *old_by = record->by;
-        record->state = (Tandem__SiteState)next;
-        record->epoch += change == TANDEM_SITE_RECOVERED ? 0 : 1;
-        record->since_ms = ctx->now_ms;
+        site_move(record, change, ctx->now_ms);
         record->reason = u->reason;
         record->by = u->by;
         if (change == TANDEM_SITE_INVOKE) {

@@ -29,6 +29,7 @@ enum tandem_site_state {
     TANDEM_SITE_ACTIVE = 0,
     TANDEM_SITE_INVOKED = 1,
     TANDEM_SITE_RECOVERING = 2,
+    TANDEM_SITE_STATE_COUNT
 };
 
 /* What may move a site between states, numbered as the protobuf SiteUpdate.Action. */
@@ -38,6 +39,7 @@ enum tandem_site_change {
     TANDEM_SITE_REVOKE = 2,
     TANDEM_SITE_RECOVERED = 3,
     TANDEM_SITE_PREFER = 4,
+    TANDEM_SITE_CHANGE_COUNT
 };
 
 struct tandem_site {
@@ -71,7 +73,8 @@ struct tandem_site_table {
 };
 
 const char *tandem_site_state_name(int state);
-/* The state a change leads to from `from`, or -1 when the transition table forbids it. */
+/* The state a change leads to from `from`, or -1 when the table of allowed moves has no such
+ * row (REGISTER and PREFER never move a site: always -1). */
 int tandem_site_next_state(int from, int change);
 /* Every name valid, no duplicates, states in range, homes' sites known. */
 bool tandem_site_table_ok(const struct tandem_site_table *t);
