@@ -2,7 +2,6 @@
 #include "replication/fsm.h"
 
 #include <endian.h>
-#include <errno.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +10,7 @@
 
 #include "replication/bcp/sites.h"
 #include "replication/commands.h"
+#include "replication/domain/domain.h"
 #include "storage/assert.h"
 #include "storage/error.h"
 
@@ -21,11 +21,11 @@ int tandem_entry_encode(const Tandem__Batch *batch, struct raft_buffer *buf)
     uint8_t *base;
     uint32_t header[2];
     if (payload > UINT32_MAX) {
-        return EFBIG;
+        return TANDEM_LIMIT;
     }
     base = raft_malloc(len);
     if (base == NULL) {
-        return ENOMEM;
+        return TANDEM_NOMEM;
     }
     header[0] = htole32(TANDEM_ENTRY_MAGIC);
     header[1] = htole32((uint32_t)payload);
@@ -41,22 +41,20 @@ int tandem_entry_decode(const void *data, size_t len, Tandem__Batch **out, char 
 {
     uint32_t header[2];
     if (len < TANDEM_ENTRY_HEADER_LEN || len % 8 != 0) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "entry of %zu bytes is not a padded tandem batch",
-                 len);
-        return EINVAL;
+        return tandem_error_set(errmsg, TANDEM_CORRUPT,
+                                "entry of %zu bytes is not a padded tandem batch", len);
     }
     memcpy(header, data, sizeof header);
     size_t payload = le32toh(header[1]);
     if (le32toh(header[0]) != TANDEM_ENTRY_MAGIC || payload > len - TANDEM_ENTRY_HEADER_LEN) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE,
-                 "entry has a bad header (magic %08x, payload %zu of %zu)", le32toh(header[0]),
-                 payload, len);
-        return EINVAL;
+        return tandem_error_set(errmsg, TANDEM_CORRUPT,
+                                "entry has a bad header (magic %08x, payload %zu of %zu)",
+                                le32toh(header[0]), payload, len);
     }
     *out = tandem__batch__unpack(NULL, payload, (const uint8_t *)data + TANDEM_ENTRY_HEADER_LEN);
     if (*out == NULL) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "entry payload is not a valid Batch message");
-        return EINVAL;
+        return tandem_error_set(errmsg, TANDEM_CORRUPT,
+                                "entry payload is not a valid Batch message");
     }
     return 0;
 }
@@ -66,19 +64,70 @@ static const struct tandem_apply_ops apply_ops = {
     .site_invoked = tandem_sites_invoked,
 };
 
-/* digest_n = SHA-256(digest_n-1 || index (LE) || entry bytes). */
-static void digest_chain(const uint8_t prev[TANDEM_DIGEST_LEN], uint64_t index, const void *data,
-                         size_t len, uint8_t out[TANDEM_DIGEST_LEN])
+/* digest_n = SHA-256(digest_n-1 || index (LE) || entry bytes). This chain is the proof that
+ * replicas applied the same entries: a failed step must stop the node, never leave a digest
+ * half computed. Returns 0, or TANDEM_CRYPTO / TANDEM_NOMEM with errmsg. */
+static int digest_chain(const uint8_t prev[TANDEM_DIGEST_LEN], uint64_t index, const void *data,
+                        size_t len, uint8_t out[TANDEM_DIGEST_LEN], char *errmsg)
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     uint64_t index_le = htole64(index);
     unsigned out_len = 0;
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    EVP_DigestUpdate(ctx, prev, TANDEM_DIGEST_LEN);
-    EVP_DigestUpdate(ctx, &index_le, sizeof index_le);
-    EVP_DigestUpdate(ctx, data, len);
-    EVP_DigestFinal_ex(ctx, out, &out_len);
+    if (ctx == NULL) {
+        return tandem_error_set(errmsg, TANDEM_NOMEM, "apply digest: out of memory");
+    }
+    int ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+             EVP_DigestUpdate(ctx, prev, TANDEM_DIGEST_LEN) == 1 &&
+             EVP_DigestUpdate(ctx, &index_le, sizeof index_le) == 1 &&
+             EVP_DigestUpdate(ctx, data, len) == 1 && EVP_DigestFinal_ex(ctx, out, &out_len) == 1;
     EVP_MD_CTX_free(ctx);
+    if (!ok) {
+        return tandem_error_from_ssl(errmsg, "apply digest");
+    }
+    tandem_assert(out_len == TANDEM_DIGEST_LEN);
+    return 0;
+}
+
+/* The whole-object checkers, after every apply where invariants are on (Debug and sim builds):
+ * every index matches its records, and the site table holds its invariant. Logs what broke. */
+static bool state_ok(struct tandem_fsm *f, MDB_txn *txn, uint64_t index)
+{
+    struct tandem_site_table *sites = malloc(sizeof *sites);
+    int rv = sites == NULL ? TANDEM_NOMEM : tandem_sites_load(f->store, txn, sites);
+    bool sites_ok = rv == 0 && tandem_site_table_ok(sites);
+    free(sites);
+    rv = rv != 0 ? rv : tandem_job_index_check(f->store, txn);
+    rv = rv != 0 ? rv : tandem_box_index_check(f->store, txn);
+    rv = rv != 0 ? rv : tandem_trace_index_check(f->store, txn);
+    if (rv != 0 || !sites_ok) {
+        fprintf(stderr, "tandem: invariant broken after index %llu: %s\n",
+                (unsigned long long)index, rv != 0 ? f->store->errmsg : "site table");
+    }
+    return rv == 0 && sites_ok;
+}
+
+/* Applies every command of batch in ctx's write transaction; non-zero (a store error, fatal)
+ * with f->errmsg naming the command. */
+static int batch_apply(struct tandem_fsm *f, const struct tandem_apply_ctx *ctx,
+                       const Tandem__Batch *batch)
+{
+    struct tandem_result *results = NULL;
+    if (f->claim != NULL) {
+        results = f->claim(f->claim_data, batch->proposer_id, batch->serial, batch->n_commands);
+    }
+    for (size_t i = 0; i < batch->n_commands; i++) {
+        int rv =
+            tandem_command_apply(ctx, batch->commands[i], results == NULL ? NULL : &results[i]);
+        if (rv != 0) {
+            snprintf(f->errmsg, sizeof f->errmsg, "apply %s at index %llu: %s",
+                     tandem_command_name(batch->commands[i]), (unsigned long long)ctx->index,
+                     f->store->errmsg);
+            return rv;
+        }
+        /* Whoever waits gets an answer: an apply function that returned 0 filled its result. */
+        tandem_assert(results == NULL || results[i].status != 0);
+    }
+    return 0;
 }
 
 int tandem_fsm_apply_entry(struct tandem_fsm *f, uint64_t index, const void *data, size_t len)
@@ -86,10 +135,10 @@ int tandem_fsm_apply_entry(struct tandem_fsm *f, uint64_t index, const void *dat
     struct tandem_apply_ctx ctx = {.store = f->store, .index = index, .ops = &apply_ops};
     uint8_t digest[TANDEM_DIGEST_LEN];
     Tandem__Batch *batch;
-    struct tandem_result *results = NULL;
     uint64_t start = uv_hrtime();
     int rv;
 
+    tandem_assert(index > 0 && data != NULL);
     if (index <= f->store->applied_index) {
         f->entries_skipped++; /* replay after restart: LMDB already holds it */
         return 0;
@@ -102,23 +151,20 @@ int tandem_fsm_apply_entry(struct tandem_fsm *f, uint64_t index, const void *dat
         goto out;
     }
     ctx.now_ms = batch->now_ms;
-    if (f->claim != NULL) {
-        results = f->claim(f->claim_data, batch->proposer_id, batch->serial, batch->n_commands);
+    if ((rv = batch_apply(f, &ctx, batch)) != 0) {
+        goto out;
     }
-    for (size_t i = 0; i < batch->n_commands; i++) {
-        rv = tandem_command_apply(&ctx, batch->commands[i], results == NULL ? NULL : &results[i]);
-        if (rv != 0) {
-            snprintf(f->errmsg, sizeof f->errmsg, "apply %s at index %llu: %s",
-                     tandem_command_name(batch->commands[i]), (unsigned long long)index,
-                     f->store->errmsg);
-            goto out;
-        }
+    tandem_invariant(state_ok(f, ctx.txn, index));
+    if ((rv = digest_chain(f->store->apply_digest, index, data, len, digest, f->errmsg)) != 0) {
+        goto out;
     }
-    digest_chain(f->store->apply_digest, index, data, len, digest);
     if ((rv = tandem_store_set_applied(f->store, index, digest)) != 0) {
         snprintf(f->errmsg, sizeof f->errmsg, "%s", f->store->errmsg);
         goto out;
     }
+    /* Postcondition: the store now stands at this entry, with this entry's digest. */
+    tandem_assert(f->store->applied_index == index &&
+                  memcmp(f->store->apply_digest, digest, sizeof digest) == 0);
     f->entries_applied++;
     f->commands_applied += batch->n_commands;
 out:

@@ -49,9 +49,11 @@ void tandem_fsm_set_claim(struct tandem_fsm *f, tandem_fsm_claim_fn claim, void 
  * cannot read back entries whose length is not a multiple of 8. */
 #define TANDEM_ENTRY_MAGIC      0x31424454u /* "TDB1" little-endian */
 #define TANDEM_ENTRY_HEADER_LEN 8
-/* Encodes batch into buf->base (raft_malloc'd; ownership to the caller). */
+/* Encodes batch into buf->base (raft_malloc'd; ownership to the caller). Returns 0,
+ * TANDEM_LIMIT (payload past 4 GiB) or TANDEM_NOMEM. */
 int tandem_entry_encode(const Tandem__Batch *batch, struct raft_buffer *buf);
-/* Decodes; the caller frees *out with tandem__batch__free_unpacked(*out, NULL). */
+/* Decodes; the caller frees *out with tandem__batch__free_unpacked(*out, NULL). Returns 0, or
+ * TANDEM_CORRUPT with errmsg (TANDEM_ERRMSG_SIZE bytes). */
 int tandem_entry_decode(const void *data, size_t len, Tandem__Batch **out, char *errmsg);
 
 /* Applies one raw entry at index (used by apply, and by tests driving the FSM directly). */

@@ -6,6 +6,8 @@
 #include <time.h>
 #include <uv.h>
 
+#include "storage/assert.h"
+
 struct tandem_batch {
     struct raft_apply req;
     struct tandem_proposer *p;
@@ -35,6 +37,10 @@ static int64_t wall_clock_ms(void)
 void tandem_proposer_init(struct tandem_proposer *p, struct raft *raft, uint64_t id,
                           const struct tandem_proposer_limits *limits)
 {
+    /* A batch holds at least one command and at least one write may wait: with a zero limit
+     * the queue could never drain. */
+    tandem_assert(limits->batch_commands_max >= 1 && limits->batch_bytes_max >= 1 &&
+                  limits->pending_max >= 1);
     memset(p, 0, sizeof *p);
     p->raft = raft;
     p->id = id;
@@ -44,8 +50,18 @@ void tandem_proposer_init(struct tandem_proposer *p, struct raft *raft, uint64_t
     p->limbo_ns = 2000000000ull; /* callers may change it (two election timeouts and more) */
 }
 
+/* The counters agree with the queues: queued writes are a part of the pending ones, and the
+ * queue is empty exactly when its head is NULL. */
+static bool counters_ok(const struct tandem_proposer *p)
+{
+    return p->queued <= p->pending && (p->queued == 0) == (p->queue_head == NULL) &&
+           (p->queue_head == NULL) == (p->queue_tail == NULL) &&
+           p->barriers_inflight <= TANDEM_BARRIERS_INFLIGHT_MAX;
+}
+
 int tandem_proposer_write(struct tandem_proposer *p, struct tandem_write *w)
 {
+    tandem_assert(w->command != NULL && w->cb != NULL);
     if (raft_state(p->raft) != RAFT_LEADER) {
         return RAFT_NOTLEADER;
     }
@@ -61,6 +77,7 @@ int tandem_proposer_write(struct tandem_proposer *p, struct tandem_write *w)
     p->queue_tail = w;
     p->queued++;
     p->pending++;
+    tandem_assert(counters_ok(p) && p->pending <= p->limits.pending_max);
     return 0;
 }
 
@@ -100,6 +117,8 @@ static void batch_finish(struct tandem_batch *b, int status)
 {
     struct tandem_proposer *p = b->p;
     batch_unlink(p, b);
+    /* The batch's writes were counted pending when submitted and are counted down once. */
+    tandem_assert(p->pending >= b->n + p->queued);
     p->pending -= (unsigned)b->n;
     /* Applied results win over a late error: the entry is in the state whatever raft says. */
     for (size_t i = 0; i < b->n; i++) {
@@ -207,6 +226,10 @@ static int propose_one(struct tandem_proposer *p)
         free(b);
         return RAFT_NOMEM;
     }
+    /* The batch bounds: never empty, never past the command limit, past the byte limit only
+     * when one command alone is that large. */
+    tandem_assert(n >= 1 && n <= p->limits.batch_commands_max && n <= p->queued);
+    tandem_assert(n == 1 || bytes <= p->limits.batch_bytes_max);
     for (size_t i = 0; i < n; i++) {
         struct tandem_write *w = p->queue_head;
         p->queue_head = w->next;
@@ -254,6 +277,7 @@ static int propose_one(struct tandem_proposer *p)
 static void barrier_cb(struct raft_barrier *req, int status)
 {
     struct barrier *b = req->data;
+    tandem_assert(b->p->barriers_inflight > 0);
     b->p->barriers_inflight--;
     struct tandem_read *r = b->reads;
     free(b);
@@ -313,6 +337,7 @@ void tandem_proposer_fail_queued(struct tandem_proposer *p, int status)
     limbo_settle(p, status == RAFT_SHUTDOWN);
     struct tandem_write *w = p->queue_head;
     struct tandem_read *r = p->reads_head;
+    tandem_assert(counters_ok(p));
     p->queue_head = p->queue_tail = NULL;
     p->reads_head = p->reads_tail = NULL;
     p->pending -= p->queued;
