@@ -126,7 +126,7 @@ static int record_get(struct tandem_store *store, MDB_txn *txn, int db, const ch
     MDB_val k = {.mv_size = strlen(key), .mv_data = (void *)key};
     int rv = mdb_get(txn, store->dbi[db], &k, value);
     if (rv != 0 && rv != MDB_NOTFOUND) {
-        return tandem_store_error(store, rv, "sites get");
+        return tandem_error_from_mdb(rv, store->errmsg, "sites get");
     }
     return rv;
 }
@@ -139,7 +139,7 @@ static int record_put(const struct tandem_apply_ctx *ctx, int db, const char *ke
     MDB_val v = {.mv_size = protobuf_c_message_get_packed_size(message)};
     int rv = mdb_put(ctx->txn, ctx->store->dbi[db], &k, &v, MDB_RESERVE);
     if (rv != 0) {
-        return tandem_store_error(ctx->store, rv, "sites put");
+        return tandem_error_from_mdb(rv, ctx->store->errmsg, "sites put");
     }
     protobuf_c_message_pack(message, v.mv_data);
     return 0;
@@ -150,7 +150,7 @@ static int record_del(const struct tandem_apply_ctx *ctx, int db, const char *ke
     MDB_val k = {.mv_size = strlen(key), .mv_data = (void *)key};
     int rv = mdb_del(ctx->txn, ctx->store->dbi[db], &k, NULL);
     if (rv != 0 && rv != MDB_NOTFOUND) {
-        return tandem_store_error(ctx->store, rv, "sites delete");
+        return tandem_error_from_mdb(rv, ctx->store->errmsg, "sites delete");
     }
     return 0;
 }
@@ -172,8 +172,7 @@ static int site_get(struct tandem_store *store, MDB_txn *txn, const char *name,
     }
     *out = tandem__site_record__unpack(NULL, v.mv_size, v.mv_data);
     if (*out == NULL) {
-        snprintf(store->errmsg, sizeof store->errmsg, "corrupt site record %s", name);
-        return MDB_CORRUPTED;
+        return tandem_error_set(store->errmsg, TANDEM_CORRUPT, "corrupt site record %s", name);
     }
     return 0;
 }
@@ -209,8 +208,7 @@ static int settings_open(struct tandem_store *store, MDB_txn *txn, struct settin
     }
     h->unpacked = tandem__site_settings__unpack(NULL, v.mv_size, v.mv_data);
     if (h->unpacked == NULL) {
-        snprintf(store->errmsg, sizeof store->errmsg, "corrupt site settings");
-        return MDB_CORRUPTED;
+        return tandem_error_set(store->errmsg, TANDEM_CORRUPT, "corrupt site settings");
     }
     h->s = h->unpacked;
     return 0;
@@ -339,7 +337,7 @@ static int count_sites(const struct tandem_apply_ctx *ctx, unsigned *count)
     MDB_val k = {.mv_size = strlen(SITE_PREFIX), .mv_data = SITE_PREFIX}, v;
     int rv = mdb_cursor_open(ctx->txn, ctx->store->dbi[TANDEM_DB_SITES], &cursor);
     if (rv != 0) {
-        return tandem_store_error(ctx->store, rv, "sites cursor");
+        return tandem_error_from_mdb(rv, ctx->store->errmsg, "sites cursor");
     }
     *count = 0;
     for (rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rv == 0;
@@ -350,7 +348,9 @@ static int count_sites(const struct tandem_apply_ctx *ctx, unsigned *count)
         (*count)++;
     }
     mdb_cursor_close(cursor);
-    return rv == 0 || rv == MDB_NOTFOUND ? 0 : tandem_store_error(ctx->store, rv, "sites scan");
+    return rv == 0 || rv == MDB_NOTFOUND
+               ? 0
+               : tandem_error_from_mdb(rv, ctx->store->errmsg, "sites scan");
 }
 
 static int apply_register(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u,
@@ -459,7 +459,7 @@ static int other_site_serving(const struct tandem_apply_ctx *ctx, const char *si
     bool active = false;
     int rv = mdb_cursor_open(ctx->txn, ctx->store->dbi[TANDEM_DB_SITES], &cursor);
     if (rv != 0) {
-        return tandem_store_error(ctx->store, rv, "sites cursor");
+        return tandem_error_from_mdb(rv, ctx->store->errmsg, "sites cursor");
     }
     *found = false;
     target[0] = '\0';
@@ -471,8 +471,7 @@ static int other_site_serving(const struct tandem_apply_ctx *ctx, const char *si
         Tandem__SiteRecord *r = tandem__site_record__unpack(NULL, v.mv_size, v.mv_data);
         if (r == NULL) {
             mdb_cursor_close(cursor);
-            snprintf(ctx->store->errmsg, sizeof ctx->store->errmsg, "corrupt site record");
-            return MDB_CORRUPTED;
+            return tandem_error_set(ctx->store->errmsg, TANDEM_CORRUPT, "corrupt site record");
         }
         bool serving = strcmp(r->name, site) != 0 && !r->witness &&
                        r->state != TANDEM__SITE_STATE__SITE_INVOKED;
@@ -484,7 +483,9 @@ static int other_site_serving(const struct tandem_apply_ctx *ctx, const char *si
         tandem__site_record__free_unpacked(r, NULL);
     }
     mdb_cursor_close(cursor);
-    return rv == 0 || rv == MDB_NOTFOUND ? 0 : tandem_store_error(ctx->store, rv, "sites scan");
+    return rv == 0 || rv == MDB_NOTFOUND
+               ? 0
+               : tandem_error_from_mdb(rv, ctx->store->errmsg, "sites scan");
 }
 
 static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u,
@@ -630,7 +631,7 @@ static int count_homes(const struct tandem_apply_ctx *ctx, unsigned *count)
     MDB_val k = {.mv_size = strlen(HOME_PREFIX), .mv_data = HOME_PREFIX}, v;
     int rv = mdb_cursor_open(ctx->txn, ctx->store->dbi[TANDEM_DB_SITES], &cursor);
     if (rv != 0) {
-        return tandem_store_error(ctx->store, rv, "sites cursor");
+        return tandem_error_from_mdb(rv, ctx->store->errmsg, "sites cursor");
     }
     *count = 0;
     for (rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rv == 0;
@@ -641,7 +642,9 @@ static int count_homes(const struct tandem_apply_ctx *ctx, unsigned *count)
         (*count)++;
     }
     mdb_cursor_close(cursor);
-    return rv == 0 || rv == MDB_NOTFOUND ? 0 : tandem_store_error(ctx->store, rv, "homes scan");
+    return rv == 0 || rv == MDB_NOTFOUND
+               ? 0
+               : tandem_error_from_mdb(rv, ctx->store->errmsg, "homes scan");
 }
 
 int tandem_sites_apply_member_home(const struct tandem_apply_ctx *ctx,
@@ -729,8 +732,7 @@ static int load_one(struct tandem_store *store, const MDB_val *k, const MDB_val 
     if (k->mv_size > strlen(SITE_PREFIX) && memcmp(k->mv_data, SITE_PREFIX, 5) == 0) {
         Tandem__SiteRecord *r = tandem__site_record__unpack(NULL, v->mv_size, v->mv_data);
         if (r == NULL) {
-            snprintf(store->errmsg, sizeof store->errmsg, "corrupt site record");
-            return MDB_CORRUPTED;
+            return tandem_error_set(store->errmsg, TANDEM_CORRUPT, "corrupt site record");
         }
         if (out->n_sites < TANDEM_SITES_MAX) {
             site_from_record(r, &out->sites[out->n_sites++]);
@@ -739,8 +741,7 @@ static int load_one(struct tandem_store *store, const MDB_val *k, const MDB_val 
     } else if (k->mv_size > strlen(HOME_PREFIX) && memcmp(k->mv_data, HOME_PREFIX, 5) == 0) {
         Tandem__MemberHome *h = tandem__member_home__unpack(NULL, v->mv_size, v->mv_data);
         if (h == NULL) {
-            snprintf(store->errmsg, sizeof store->errmsg, "corrupt member home record");
-            return MDB_CORRUPTED;
+            return tandem_error_set(store->errmsg, TANDEM_CORRUPT, "corrupt member home record");
         }
         if (out->n_homes < TANDEM_SITE_HOMES_MAX) {
             struct tandem_member_home *home = &out->homes[out->n_homes++];
@@ -761,7 +762,7 @@ int tandem_sites_load(struct tandem_store *store, MDB_txn *txn, struct tandem_si
     memset(out, 0, sizeof *out);
     int rv = mdb_cursor_open(txn, store->dbi[TANDEM_DB_SITES], &cursor);
     if (rv != 0) {
-        return tandem_store_error(store, rv, "sites cursor");
+        return tandem_error_from_mdb(rv, store->errmsg, "sites cursor");
     }
     for (rv = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rv == 0;
          rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
@@ -773,7 +774,7 @@ int tandem_sites_load(struct tandem_store *store, MDB_txn *txn, struct tandem_si
     }
     mdb_cursor_close(cursor);
     if (rv != MDB_NOTFOUND) {
-        return tandem_store_error(store, rv, "sites scan");
+        return tandem_error_from_mdb(rv, store->errmsg, "sites scan");
     }
     struct settings_handle h;
     rv = settings_open(store, txn, &h);
@@ -809,6 +810,21 @@ const struct tandem_member_home *tandem_site_table_home(const struct tandem_site
     return NULL;
 }
 
+/* An empty JSON array and a cursor on db for a listing; NULL with store->errmsg when either
+ * cannot be had. */
+static json_t *listing_open(struct tandem_store *store, MDB_txn *txn, int db, MDB_cursor **cursor)
+{
+    json_t *list = json_array();
+    int rv = list == NULL ? tandem_error_set(store->errmsg, TANDEM_NOMEM, "out of memory")
+                          : tandem_error_from_mdb(mdb_cursor_open(txn, store->dbi[db], cursor),
+                                                  store->errmsg, "listing cursor");
+    if (rv != 0) {
+        json_decref(list);
+        return NULL;
+    }
+    return list;
+}
+
 static json_t *decision_json(const Tandem__SiteDecisionRecord *d)
 {
     return json_pack("{s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "seq", (json_int_t)d->seq, "at",
@@ -821,9 +837,8 @@ json_t *tandem_sites_decisions_json(struct tandem_store *store, MDB_txn *txn, un
 {
     MDB_cursor *cursor;
     MDB_val k, v;
-    json_t *list = json_array();
-    if (list == NULL || mdb_cursor_open(txn, store->dbi[TANDEM_DB_SITES], &cursor) != 0) {
-        json_decref(list);
+    json_t *list = listing_open(store, txn, TANDEM_DB_SITES, &cursor);
+    if (list == NULL) {
         return NULL;
     }
     /* Walk back from the end of the decision range: the newest `limit`, then reverse. */
@@ -873,9 +888,8 @@ json_t *tandem_sites_drills_json(struct tandem_store *store, MDB_txn *txn, unsig
 {
     MDB_cursor *cursor;
     MDB_val k, v;
-    json_t *list = json_array();
-    if (list == NULL || mdb_cursor_open(txn, store->dbi[TANDEM_DB_DRILLS], &cursor) != 0) {
-        json_decref(list);
+    json_t *list = listing_open(store, txn, TANDEM_DB_DRILLS, &cursor);
+    if (list == NULL) {
         return NULL;
     }
     for (int rv = mdb_cursor_get(cursor, &k, &v, MDB_LAST);

@@ -1,6 +1,5 @@
 /* Boxes from the handover ledger: the box transition table, records and their indexes,
  * listings, and the apply functions of box_checkin and box_action. */
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,10 +189,9 @@ static int checkin_validate(const struct tandem_apply_ctx *ctx, const Tandem__Bo
     json_t *rows = json_array();
     int status = 0, rv = 0;
     if (first == NULL || rows == NULL || duplicates_find(c->boxes, c->n_boxes, first) != 0) {
-        snprintf(ctx->store->errmsg, sizeof ctx->store->errmsg, "check-in: out of memory");
         free(first);
         json_decref(rows);
-        return ENOMEM;
+        return tandem_error_set(ctx->store->errmsg, TANDEM_NOMEM, "check-in: out of memory");
     }
     for (size_t i = 0; i < c->n_boxes && rv == 0; i++) {
         rv = checkin_row_check(ctx, c->boxes[i], i, first[i], error, &status);
@@ -332,8 +330,7 @@ static int pick_link_job(struct box_change *c, const Tandem__JobRecord *job)
     Tandem__JobRecord next = *job;
     char **boxes = malloc((job->n_boxes + 1) * sizeof *boxes);
     if (boxes == NULL) {
-        snprintf(ctx->store->errmsg, sizeof ctx->store->errmsg, "pick: out of memory");
-        return ENOMEM;
+        return tandem_error_set(ctx->store->errmsg, TANDEM_NOMEM, "pick: out of memory");
     }
     if (job->n_boxes > 0) {
         memcpy(boxes, job->boxes, job->n_boxes * sizeof *boxes);

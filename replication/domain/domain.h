@@ -158,6 +158,12 @@ int tandem_actor_check(const Tandem__Actor *actor, char *errmsg);
 int tandem_job_get(struct tandem_store *s, MDB_txn *txn, const char *id, Tandem__JobRecord **out);
 int tandem_box_get(struct tandem_store *s, MDB_txn *txn, const char *id, Tandem__BoxRecord **out);
 
+/* The job an index entry names: rest is the entry's key after its prefix (the id). Returns 0
+ * with *out never NULL, or TANDEM_CORRUPT with s->errmsg when the key is no id or names a
+ * missing job (or a store error). */
+int tandem_job_get_indexed(struct tandem_store *s, MDB_txn *txn, const uint8_t *rest,
+                           size_t rest_len, Tandem__JobRecord **out);
+
 /* Stores next and moves its index entries from old (NULL for a new record). */
 int tandem_job_write(struct tandem_store *s, MDB_txn *txn, const Tandem__JobRecord *old,
                      const Tandem__JobRecord *next);

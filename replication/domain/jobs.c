@@ -1,6 +1,5 @@
 /* Jobs: the job transition table, records and their indexes, listings, and the apply functions
  * of job_create and job_action. */
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,7 +195,7 @@ static int job_generate_id(const struct tandem_apply_ctx *ctx,
     uint32_t n = 1;
     int rv = mdb_get(ctx->txn, dbi, &k, &v);
     if (rv != 0 && rv != MDB_NOTFOUND) {
-        return tandem_store_error(ctx->store, rv, "job id counter");
+        return tandem_error_from_mdb(rv, ctx->store->errmsg, "job id counter");
     }
     if (rv == 0 && v.mv_size == sizeof state && tandem_be64_get(v.mv_data) == ctx->index) {
         memcpy(state, v.mv_data, sizeof state);
@@ -212,7 +211,7 @@ static int job_generate_id(const struct tandem_apply_ctx *ctx,
         probe_key.mv_data = id;
         rv = mdb_get(ctx->txn, ctx->store->dbi[TANDEM_DB_JOBS], &probe_key, &probe);
         if (rv != 0 && rv != MDB_NOTFOUND) {
-            return tandem_store_error(ctx->store, rv, "job id probe");
+            return tandem_error_from_mdb(rv, ctx->store->errmsg, "job id probe");
         }
         *found = rv == MDB_NOTFOUND;
     }
@@ -225,7 +224,7 @@ static int job_generate_id(const struct tandem_apply_ctx *ctx,
     v.mv_size = sizeof state;
     v.mv_data = state;
     rv = mdb_put(ctx->txn, dbi, &k, &v, 0);
-    return rv == 0 ? 0 : tandem_store_error(ctx->store, rv, "job id counter");
+    return rv == 0 ? 0 : tandem_error_from_mdb(rv, ctx->store->errmsg, "job id counter");
 }
 
 static json_t *job_create_details(const Tandem__JobRecord *job)

@@ -272,6 +272,38 @@ void domain_text_strings(struct tandem_text *t, const char *key, char *const *st
     tandem_text_raw(t, "]", 1);
 }
 
+/* ---- records named by index entries ---- */
+
+/* The record an index entry names, rest being the entry's key after its prefix: the id. Fills
+ * id (TANDEM_DOMAIN_ID_LEN_MAX + 1 bytes). Returns 0 with *out never NULL, TANDEM_CORRUPT
+ * with s->errmsg when the key is no id or names a missing record, or a store error. */
+static int record_get_indexed(const struct domain_kind *kind, struct tandem_store *s, MDB_txn *txn,
+                              const uint8_t *rest, size_t rest_len, char *id,
+                              ProtobufCMessage **out)
+{
+    *out = NULL;
+    if (rest_len == 0 || rest_len > TANDEM_DOMAIN_ID_LEN_MAX) {
+        return tandem_error_set(s->errmsg, TANDEM_CORRUPT, "corrupt %s key of %zu bytes",
+                                kind->name, rest_len);
+    }
+    memcpy(id, rest, rest_len);
+    id[rest_len] = '\0';
+    int rv = tandem_record_get(s, txn, kind->db, id, rest_len, kind->descriptor, out);
+    if (rv == 0 && *out == NULL) {
+        rv = tandem_error_set(s->errmsg, TANDEM_CORRUPT, "%s index names missing %s %s", kind->name,
+                              kind->name, id);
+    }
+    return rv;
+}
+
+int tandem_job_get_indexed(struct tandem_store *s, MDB_txn *txn, const uint8_t *rest,
+                           size_t rest_len, Tandem__JobRecord **out)
+{
+    char id[TANDEM_DOMAIN_ID_LEN_MAX + 1];
+    return record_get_indexed(&domain_job_kind, s, txn, rest, rest_len, id,
+                              (ProtobufCMessage **)out);
+}
+
 /* ---- listings ---- */
 
 struct list_walk {
@@ -289,22 +321,17 @@ static int list_visit(void *arg, const uint8_t *rest, size_t rest_len, const MDB
                       bool *stop)
 {
     struct list_walk *w = arg;
-    const char *kind = w->kind->name;
     ProtobufCMessage *m = NULL;
     int rv;
-    if (rest_len == 0 || rest_len > TANDEM_DOMAIN_ID_LEN_MAX) {
-        snprintf(w->s->errmsg, sizeof w->s->errmsg, "corrupt %s key of %zu bytes", kind, rest_len);
-        return MDB_CORRUPTED;
-    }
-    memcpy(w->last, rest, rest_len);
-    w->last[rest_len] = '\0';
-    rv = w->via_index ? tandem_record_get(w->s, w->txn, w->kind->db, w->last, rest_len,
-                                          w->kind->descriptor, &m)
-                      : tandem_record_decode(w->s, value, w->kind->descriptor, &m);
-    if (rv == 0 && m == NULL) {
-        snprintf(w->s->errmsg, sizeof w->s->errmsg, "%s index names missing %s %s", kind, kind,
-                 w->last);
-        rv = MDB_CORRUPTED;
+    if (w->via_index) {
+        rv = record_get_indexed(w->kind, w->s, w->txn, rest, rest_len, w->last, &m);
+    } else if (rest_len == 0 || rest_len > TANDEM_DOMAIN_ID_LEN_MAX) {
+        rv = tandem_error_set(w->s->errmsg, TANDEM_CORRUPT, "corrupt %s key of %zu bytes",
+                              w->kind->name, rest_len);
+    } else {
+        memcpy(w->last, rest, rest_len);
+        w->last[rest_len] = '\0';
+        rv = tandem_record_decode(w->s, value, w->kind->descriptor, &m);
     }
     if (rv != 0) {
         return rv;

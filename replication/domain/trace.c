@@ -1,6 +1,5 @@
 /* The trace: append-only events per job and box change, disposal records, the retention purge,
  * and the counters and actor rules the domain's apply functions share. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,18 +42,17 @@ int tandem_domain_counter_next(const struct tandem_apply_ctx *ctx, const char *k
     uint8_t buf[8];
     int rv = mdb_get(ctx->txn, dbi, &k, &v);
     if (rv != 0 && rv != MDB_NOTFOUND) {
-        return tandem_store_error(ctx->store, rv, "counter get");
+        return tandem_error_from_mdb(rv, ctx->store->errmsg, "counter get");
     }
     if (rv == 0 && v.mv_size != sizeof buf) {
-        snprintf(ctx->store->errmsg, sizeof ctx->store->errmsg, "corrupt counter %s", key);
-        return MDB_CORRUPTED;
+        return tandem_error_set(ctx->store->errmsg, TANDEM_CORRUPT, "corrupt counter %s", key);
     }
     *value = (rv == 0 ? tandem_be64_get(v.mv_data) : 0) + 1;
     tandem_be64_put(buf, *value);
     v.mv_size = sizeof buf;
     v.mv_data = buf;
     rv = mdb_put(ctx->txn, dbi, &k, &v, 0);
-    return rv == 0 ? 0 : tandem_store_error(ctx->store, rv, "counter put");
+    return rv == 0 ? 0 : tandem_error_from_mdb(rv, ctx->store->errmsg, "counter put");
 }
 
 static size_t trace_idx_key(const char *kind, const char *id, uint64_t seq, bool with_seq,
@@ -83,15 +81,15 @@ static int trace_idx_op(struct tandem_store *s, MDB_txn *txn, const char *kind, 
     MDB_val k = {.mv_size = trace_idx_key(kind, id, seq, true, key), .mv_data = key};
     MDB_val v = {.mv_size = 0, .mv_data = key};
     if (k.mv_size == 0) {
-        snprintf(s->errmsg, sizeof s->errmsg, "trace of %s %s: kind or id too long", kind, id);
-        return EINVAL;
+        return tandem_error_set(s->errmsg, TANDEM_INVALID, "trace of %s %s: kind or id too long",
+                                kind, id);
     }
     int rv = put ? mdb_put(txn, s->dbi[TANDEM_DB_TRACE_IDX], &k, &v, 0)
                  : mdb_del(txn, s->dbi[TANDEM_DB_TRACE_IDX], &k, NULL);
     if (rv == MDB_NOTFOUND && !put) {
         return 0;
     }
-    return rv == 0 ? 0 : tandem_store_error(s, rv, "trace index");
+    return rv == 0 ? 0 : tandem_error_from_mdb(rv, s->errmsg, "trace index");
 }
 
 int tandem_trace_append(const struct tandem_apply_ctx *ctx, const Tandem__Actor *actor,
@@ -104,8 +102,7 @@ int tandem_trace_append(const struct tandem_apply_ctx *ctx, const Tandem__Actor 
         json_dumps(details != NULL ? details : json_object(), JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(details);
     if (text == NULL) {
-        snprintf(ctx->store->errmsg, sizeof ctx->store->errmsg, "trace: out of memory");
-        return ENOMEM;
+        return tandem_error_set(ctx->store->errmsg, TANDEM_NOMEM, "trace: out of memory");
     }
     int rv = tandem_domain_counter_next(ctx, COUNTER_TRACE, &event.seq);
     if (rv == 0) {
@@ -200,16 +197,14 @@ static int trace_visit(void *arg, const uint8_t *rest, size_t rest_len, const MD
     ProtobufCMessage *m;
     (void)value;
     if (rest_len != 8) {
-        snprintf(w->s->errmsg, sizeof w->s->errmsg, "corrupt trace index key");
-        return MDB_CORRUPTED;
+        return tandem_error_set(w->s->errmsg, TANDEM_CORRUPT, "corrupt trace index key");
     }
     w->last = tandem_be64_get(rest);
     int rv = tandem_record_get(w->s, w->txn, TANDEM_DB_TRACE, rest, 8,
                                &tandem__trace_event__descriptor, &m);
     if (rv == 0 && m == NULL) {
-        snprintf(w->s->errmsg, sizeof w->s->errmsg, "trace index names missing event %llu",
-                 (unsigned long long)w->last);
-        rv = MDB_CORRUPTED;
+        rv = tandem_error_set(w->s->errmsg, TANDEM_CORRUPT, "trace index names missing event %llu",
+                              (unsigned long long)w->last);
     }
     if (rv != 0) {
         return rv;
@@ -245,8 +240,7 @@ static int disposal_visit(void *arg, const uint8_t *rest, size_t rest_len, const
     struct seq_walk *w = arg;
     ProtobufCMessage *m;
     if (rest_len != 8) {
-        snprintf(w->s->errmsg, sizeof w->s->errmsg, "corrupt disposal key");
-        return MDB_CORRUPTED;
+        return tandem_error_set(w->s->errmsg, TANDEM_CORRUPT, "corrupt disposal key");
     }
     w->last = tandem_be64_get(rest);
     int rv = tandem_record_decode(w->s, value, &tandem__disposal_record__descriptor, &m);
@@ -297,7 +291,7 @@ static int purge_oldest(struct purge *p, bool remove, bool *old)
     ProtobufCMessage *m;
     int rv = mdb_cursor_open(p->ctx->txn, s->dbi[TANDEM_DB_TRACE], &cursor);
     if (rv != 0) {
-        return tandem_store_error(s, rv, "purge cursor");
+        return tandem_error_from_mdb(rv, s->errmsg, "purge cursor");
     }
     *old = false;
     rv = mdb_cursor_get(cursor, &key, &value, MDB_FIRST);
@@ -305,7 +299,7 @@ static int purge_oldest(struct purge *p, bool remove, bool *old)
         mdb_cursor_close(cursor);
         return 0;
     }
-    rv = rv != 0 ? tandem_store_error(s, rv, "purge first")
+    rv = rv != 0 ? tandem_error_from_mdb(rv, s->errmsg, "purge first")
                  : tandem_record_decode(s, &value, &tandem__trace_event__descriptor, &m);
     if (rv != 0) {
         mdb_cursor_close(cursor);
@@ -316,7 +310,7 @@ static int purge_oldest(struct purge *p, bool remove, bool *old)
     if (*old && remove) {
         rv = trace_idx_op(s, p->ctx->txn, e->kind, e->entity, e->seq, false);
         if (rv == 0 && (rv = mdb_cursor_del(cursor, 0)) != 0) {
-            rv = tandem_store_error(s, rv, "purge delete");
+            rv = tandem_error_from_mdb(rv, s->errmsg, "purge delete");
         }
         p->purged++;
         p->job_events += strcmp(e->kind, "job") == 0;

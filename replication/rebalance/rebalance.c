@@ -1251,10 +1251,11 @@ int tandem_rebalance_plan_id(uint64_t index, const char *objective,
     if (rv == 0 && EVP_DigestFinal_ex(md, digest, &len) != 1) {
         rv = -1;
     }
+    bool nomem = md == NULL;
     EVP_MD_CTX_free(md);
     out[0] = '\0';
     for (size_t i = 0; rv == 0 && i < TANDEM_REBALANCE_PLAN_ID_LEN / 2; i++) {
         snprintf(out + 2 * i, 3, "%02x", digest[i]);
     }
-    return rv == 0 ? 0 : ENOMEM;
+    return rv == 0 ? 0 : nomem ? TANDEM_NOMEM : TANDEM_CRYPTO;
 }
