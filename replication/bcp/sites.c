@@ -4,6 +4,7 @@
 #include "replication/bcp/sites.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -331,10 +332,12 @@ static void result_site(struct tandem_result *result, const Tandem__SiteRecord *
 
 /* ---- apply: site state ---- */
 
-static int count_sites(const struct tandem_apply_ctx *ctx, unsigned *count)
+/* How many records of the sites table have keys starting with prefix ("site/", "home/"). */
+static int count_prefix(const struct tandem_apply_ctx *ctx, const char *prefix, unsigned *count)
 {
     MDB_cursor *cursor;
-    MDB_val k = {.mv_size = strlen(SITE_PREFIX), .mv_data = SITE_PREFIX}, v;
+    size_t prefix_len = strlen(prefix);
+    MDB_val k = {.mv_size = prefix_len, .mv_data = (void *)prefix}, v;
     int rv = mdb_cursor_open(ctx->txn, ctx->store->dbi[TANDEM_DB_SITES], &cursor);
     if (rv != 0) {
         return tandem_error_from_mdb(rv, ctx->store->errmsg, "sites cursor");
@@ -342,7 +345,7 @@ static int count_sites(const struct tandem_apply_ctx *ctx, unsigned *count)
     *count = 0;
     for (rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rv == 0;
          rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-        if (k.mv_size < strlen(SITE_PREFIX) || memcmp(k.mv_data, SITE_PREFIX, 5) != 0) {
+        if (k.mv_size < prefix_len || memcmp(k.mv_data, prefix, prefix_len) != 0) {
             break;
         }
         (*count)++;
@@ -368,7 +371,7 @@ static int apply_register(const struct tandem_apply_ctx *ctx, const Tandem__Site
         tandem__site_record__free_unpacked(existing, NULL);
         return 0;
     }
-    if ((rv = count_sites(ctx, &count)) != 0) {
+    if ((rv = count_prefix(ctx, SITE_PREFIX, &count)) != 0) {
         return rv;
     }
     if (count >= TANDEM_SITES_MAX) {
@@ -625,28 +628,6 @@ static bool home_ok(const Tandem__MemberHome *h)
            h->role <= TANDEM_ROLE_SPARE;
 }
 
-static int count_homes(const struct tandem_apply_ctx *ctx, unsigned *count)
-{
-    MDB_cursor *cursor;
-    MDB_val k = {.mv_size = strlen(HOME_PREFIX), .mv_data = HOME_PREFIX}, v;
-    int rv = mdb_cursor_open(ctx->txn, ctx->store->dbi[TANDEM_DB_SITES], &cursor);
-    if (rv != 0) {
-        return tandem_error_from_mdb(rv, ctx->store->errmsg, "sites cursor");
-    }
-    *count = 0;
-    for (rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rv == 0;
-         rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-        if (k.mv_size < strlen(HOME_PREFIX) || memcmp(k.mv_data, HOME_PREFIX, 5) != 0) {
-            break;
-        }
-        (*count)++;
-    }
-    mdb_cursor_close(cursor);
-    return rv == 0 || rv == MDB_NOTFOUND
-               ? 0
-               : tandem_error_from_mdb(rv, ctx->store->errmsg, "homes scan");
-}
-
 int tandem_sites_apply_member_home(const struct tandem_apply_ctx *ctx,
                                    const Tandem__Command *command, struct tandem_result *result)
 {
@@ -665,7 +646,7 @@ int tandem_sites_apply_member_home(const struct tandem_apply_ctx *ctx,
             return 0;
         }
     }
-    int rv = count_homes(ctx, &count);
+    int rv = count_prefix(ctx, HOME_PREFIX, &count);
     for (size_t i = 0; rv == 0 && i < set->n_members; i++) {
         snprintf(key, sizeof key, HOME_PREFIX "%s", set->members[i]->name);
         rv = record_get(ctx->store, ctx->txn, TANDEM_DB_SITES, key, &v);
@@ -788,26 +769,31 @@ int tandem_sites_load(struct tandem_store *store, MDB_txn *txn, struct tandem_si
     return rv;
 }
 
-const struct tandem_site *tandem_site_table_find(const struct tandem_site_table *t,
-                                                 const char *name)
+/* The element of items (n structs of size bytes) whose name field, at name_offset, is name. */
+static const void *find_by_name(const void *items, unsigned n, size_t size, size_t name_offset,
+                                const char *name)
 {
-    for (unsigned i = 0; i < t->n_sites; i++) {
-        if (strcmp(t->sites[i].name, name) == 0) {
-            return &t->sites[i];
+    const char *item = items;
+    for (unsigned i = 0; i < n; i++, item += size) {
+        if (strcmp(item + name_offset, name) == 0) {
+            return item;
         }
     }
     return NULL;
 }
 
+const struct tandem_site *tandem_site_table_find(const struct tandem_site_table *t,
+                                                 const char *name)
+{
+    return find_by_name(t->sites, t->n_sites, sizeof t->sites[0],
+                        offsetof(struct tandem_site, name), name);
+}
+
 const struct tandem_member_home *tandem_site_table_home(const struct tandem_site_table *t,
                                                         const char *name)
 {
-    for (unsigned i = 0; i < t->n_homes; i++) {
-        if (strcmp(t->homes[i].name, name) == 0) {
-            return &t->homes[i];
-        }
-    }
-    return NULL;
+    return find_by_name(t->homes, t->n_homes, sizeof t->homes[0],
+                        offsetof(struct tandem_member_home, name), name);
 }
 
 /* An empty JSON array and a cursor on db for a listing; NULL with store->errmsg when either

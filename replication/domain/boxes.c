@@ -1,6 +1,5 @@
 /* Boxes from the handover ledger: the box transition table, records and their indexes,
  * listings, and the apply functions of box_checkin and box_action. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,30 +270,13 @@ int tandem_box_apply_checkin(const struct tandem_apply_ctx *ctx, const Tandem__C
 
 /* One action on one box: the handler changes `next` (a shallow copy of old) or refuses. */
 struct box_change {
-    const struct tandem_apply_ctx *ctx;
+    struct domain_change base; /* first: the shared flow (records.c) sees only this */
     const Tandem__BoxAction *action;
     const Tandem__BoxRecord *old; /* borrowed */
     Tandem__BoxRecord next;       /* borrows old's and the command's strings */
-    uint32_t to;
-    json_t *details; /* owned until the trace takes it */
-    bool changed;
-    int refuse_status;
-    char refuse_errmsg[TANDEM_ERRMSG_SIZE];
 };
 
 typedef int (*box_action_fn)(struct box_change *c);
-
-static void box_refuse(struct box_change *c, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void box_refuse(struct box_change *c, int status, const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(c->refuse_errmsg, sizeof c->refuse_errmsg, fmt, args);
-    va_end(args);
-    c->refuse_status = status;
-}
 
 static bool job_has_box(const Tandem__JobRecord *job, const char *box)
 {
@@ -311,22 +293,22 @@ static void pick_guard(struct box_change *c, const Tandem__JobRecord *job)
 {
     const char *job_id = c->action->job;
     if (job == NULL) {
-        box_refuse(c, 404, "job not found: %s", job_id);
+        domain_refuse(&c->base, 404, "job not found: %s", job_id);
     } else if ((TANDEM_JOB_OPEN & (1u << job->status)) == 0) {
-        box_refuse(c, 409, "job %s is %s: boxes are picked for open jobs only", job_id,
-                   tandem_job_status_name(job->status));
+        domain_refuse(&c->base, 409, "job %s is %s: boxes are picked for open jobs only", job_id,
+                      tandem_job_status_name(job->status));
     } else if (strcmp(job->client, c->old->client) != 0) {
-        box_refuse(c, 409, "box %s belongs to client %s, job %s to client %s", c->old->id,
-                   c->old->client, job_id, job->client);
+        domain_refuse(&c->base, 409, "box %s belongs to client %s, job %s to client %s", c->old->id,
+                      c->old->client, job_id, job->client);
     } else if (!job_has_box(job, c->old->id) && job->n_boxes >= TANDEM_JOB_BOXES_MAX) {
-        box_refuse(c, 409, "job %s already has %d boxes", job_id, TANDEM_JOB_BOXES_MAX);
+        domain_refuse(&c->base, 409, "job %s already has %d boxes", job_id, TANDEM_JOB_BOXES_MAX);
     }
 }
 
 /* Appends the box to the job's list and records the link on the job's trace. */
 static int pick_link_job(struct box_change *c, const Tandem__JobRecord *job)
 {
-    const struct tandem_apply_ctx *ctx = c->ctx;
+    const struct tandem_apply_ctx *ctx = c->base.ctx;
     Tandem__JobRecord next = *job;
     char **boxes = malloc((job->n_boxes + 1) * sizeof *boxes);
     if (boxes == NULL) {
@@ -353,20 +335,20 @@ static int box_pick(struct box_change *c)
 {
     Tandem__JobRecord *job = NULL;
     if (!tandem_domain_id_ok(c->action->job)) {
-        box_refuse(c, 400, "pick needs the id of the job it is for");
+        domain_refuse(&c->base, 400, "pick needs the id of the job it is for");
         return 0;
     }
-    int rv = tandem_job_get(c->ctx->store, c->ctx->txn, c->action->job, &job);
+    int rv = tandem_job_get(c->base.ctx->store, c->base.ctx->txn, c->action->job, &job);
     if (rv != 0) {
         return rv;
     }
     pick_guard(c, job);
-    if (c->refuse_status == 0) {
-        c->next.status = c->to;
+    if (c->base.refuse_status == 0) {
+        c->next.status = c->base.to;
         c->next.job = c->action->job;
-        c->details =
+        c->base.details =
             json_pack("{s:s,s:s}", "job", job->id, "from", tandem_box_status_name(c->old->status));
-        c->changed = true;
+        c->base.changed = true;
         rv = job_has_box(job, c->old->id) ? 0 : pick_link_job(c, job);
     }
     tandem__job_record__free_unpacked(job, NULL);
@@ -375,10 +357,10 @@ static int box_pick(struct box_change *c)
 
 static int box_return(struct box_change *c)
 {
-    c->next.status = c->to;
-    c->details =
+    c->next.status = c->base.to;
+    c->base.details =
         json_pack("{s:s,s:s}", "job", c->old->job, "from", tandem_box_status_name(c->old->status));
-    c->changed = true;
+    c->base.changed = true;
     return 0;
 }
 
@@ -386,18 +368,19 @@ static int box_move(struct box_change *c)
 {
     const Tandem__BoxAction *a = c->action;
     if (!tandem_domain_site_ok(a->site) || !tandem_domain_text_ok(a->shelf, false)) {
-        box_refuse(c, 400, "move needs a site label and a shelf of 1 to %d printable bytes",
-                   TANDEM_DOMAIN_TEXT_LEN_MAX);
+        domain_refuse(&c->base, 400,
+                      "move needs a site label and a shelf of 1 to %d printable bytes",
+                      TANDEM_DOMAIN_TEXT_LEN_MAX);
         return 0;
     }
-    c->next.status = c->to;
+    c->next.status = c->base.to;
     c->next.site = a->site;
     c->next.shelf = a->shelf;
-    c->changed = c->old->status != c->to || strcmp(c->old->site, a->site) != 0 ||
-                 strcmp(c->old->shelf, a->shelf) != 0;
-    c->details = json_pack("{s:s,s:s,s:s,s:s,s:s}", "from_site", c->old->site, "to_site", a->site,
-                           "from_shelf", c->old->shelf, "to_shelf", a->shelf, "from",
-                           tandem_box_status_name(c->old->status));
+    c->base.changed = c->old->status != c->base.to || strcmp(c->old->site, a->site) != 0 ||
+                      strcmp(c->old->shelf, a->shelf) != 0;
+    c->base.details = json_pack("{s:s,s:s,s:s,s:s,s:s}", "from_site", c->old->site, "to_site",
+                                a->site, "from_shelf", c->old->shelf, "to_shelf", a->shelf, "from",
+                                tandem_box_status_name(c->old->status));
     return 0;
 }
 
@@ -415,9 +398,9 @@ static int dispose_record(struct box_change *c, uint64_t *seq)
     d.job = box->job;
     d.actor = c->action->actor->user;
     d.site = c->action->actor->site;
-    d.time_ms = c->ctx->now_ms;
-    d.index = c->ctx->index;
-    int rv = tandem_disposal_append(c->ctx, &d);
+    d.time_ms = c->base.ctx->now_ms;
+    d.index = c->base.ctx->index;
+    int rv = tandem_disposal_append(c->base.ctx, &d);
     *seq = d.seq;
     return rv;
 }
@@ -427,23 +410,26 @@ static int box_dispose(struct box_change *c)
     const Tandem__BoxRecord *box = c->old;
     Tandem__JobRecord *job = NULL;
     uint64_t seq = 0;
-    int rv = box->job[0] != '\0' ? tandem_job_get(c->ctx->store, c->ctx->txn, box->job, &job) : 0;
+    int rv = box->job[0] != '\0'
+                 ? tandem_job_get(c->base.ctx->store, c->base.ctx->txn, box->job, &job)
+                 : 0;
     if (rv != 0) {
         return rv;
     }
     char until[TANDEM_RFC3339_LEN_MAX + 1];
     tandem_rfc3339_format(box->retain_until_ms, until);
     if (job != NULL && (TANDEM_JOB_OPEN & (1u << job->status)) != 0) {
-        box_refuse(c, 409, "box %s is linked to open job %s (%s): complete or cancel it first",
-                   box->id, job->id, tandem_job_status_name(job->status));
-    } else if (box->has_retain_until && c->ctx->now_ms < box->retain_until_ms) {
-        box_refuse(c, 409, "box %s must be retained until %s", box->id, until);
+        domain_refuse(&c->base, 409,
+                      "box %s is linked to open job %s (%s): complete or cancel it first", box->id,
+                      job->id, tandem_job_status_name(job->status));
+    } else if (box->has_retain_until && c->base.ctx->now_ms < box->retain_until_ms) {
+        domain_refuse(&c->base, 409, "box %s must be retained until %s", box->id, until);
     } else {
         rv = dispose_record(c, &seq);
-        c->next.status = c->to;
-        c->details = json_pack("{s:I,s:s}", "disposal", (json_int_t)seq, "from",
-                               tandem_box_status_name(box->status));
-        c->changed = true;
+        c->next.status = c->base.to;
+        c->base.details = json_pack("{s:I,s:s}", "disposal", (json_int_t)seq, "from",
+                                    tandem_box_status_name(box->status));
+        c->base.changed = true;
     }
     tandem__job_record__free_unpacked(job, NULL);
     return rv;
@@ -451,7 +437,7 @@ static int box_dispose(struct box_change *c)
 
 static int box_process_refused(struct box_change *c)
 {
-    box_refuse(c, 400, "boxes go into process when their job advances, not by request");
+    domain_refuse(&c->base, 400, "boxes go into process when their job advances, not by request");
     return 0;
 }
 
@@ -462,62 +448,34 @@ static const box_action_fn box_action_fns[TANDEM_BOX_ACTION_COUNT] = {
     [TANDEM_BOX_ACTION_DISPOSE] = box_dispose,
 };
 
-static int box_change_commit(struct box_change *c, struct tandem_result *result)
+static json_t *box_result_json(const ProtobufCMessage *record)
 {
-    const struct tandem_apply_ctx *ctx = c->ctx;
-    int rv = 0;
-    if (c->changed) {
-        c->next.updated_ms = ctx->now_ms;
-        c->next.mod_index = ctx->index;
-        rv = tandem_box_write(ctx->store, ctx->txn, c->old, &c->next);
-        if (rv == 0) {
-            rv = tandem_trace_append(ctx, c->action->actor, "box", c->old->id,
-                                     tandem_box_action_name(c->action->action), c->details);
-            c->details = NULL;
-        }
-    }
-    if (rv == 0) {
-        tandem_result_jansson(result, 200, tandem_box_json(&c->next));
-    }
-    return rv;
+    return tandem_box_json((const Tandem__BoxRecord *)record);
 }
+
+static int box_run(struct domain_change *base)
+{
+    struct box_change *c = (struct box_change *)base;
+    c->old = (const Tandem__BoxRecord *)base->old;
+    if (tandem_box_transition(c->old->status, base->action, &base->to, base->refuse_errmsg) != 0) {
+        base->refuse_status = 409;
+        return 0;
+    }
+    return box_action_fns[base->action](c);
+}
+
+static const struct domain_actions box_actions = {
+    &domain_box_kind, TANDEM_BOX_ACTION_COUNT, tandem_box_action_name, box_run, NULL,
+    box_result_json};
 
 int tandem_box_apply_action(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
                             struct tandem_result *result)
 {
     const Tandem__BoxAction *a = command->box_action;
-    struct box_change c = {.ctx = ctx, .action = a};
-    Tandem__BoxRecord *box = NULL;
-    if (a == NULL || tandem_actor_check(a->actor, c.refuse_errmsg) != 0 ||
-        !tandem_domain_id_ok(a->id) || a->action >= TANDEM_BOX_ACTION_COUNT) {
-        tandem_result_error(result, 400, "%s",
-                            a == NULL || a->actor == NULL ? "empty box action"
-                            : c.refuse_errmsg[0] != '\0'  ? c.refuse_errmsg
-                                                          : "invalid box id or action");
-        return 0;
-    }
-    int rv = tandem_box_get(ctx->store, ctx->txn, a->id, &box);
-    if (rv != 0 || box == NULL) {
-        if (rv == 0) {
-            tandem_result_error(result, 404, "box not found: %s", a->id);
-        }
-        return rv;
-    }
-    c.old = box;
-    c.next = *box;
-    if (tandem_box_transition(box->status, a->action, &c.to, c.refuse_errmsg) != 0) {
-        c.refuse_status = 409;
-    } else {
-        rv = box_action_fns[a->action](&c);
-    }
-    if (rv == 0 && c.refuse_status != 0) {
-        tandem_result_error(result, c.refuse_status, "%s", c.refuse_errmsg);
-    } else if (rv == 0) {
-        rv = box_change_commit(&c, result);
-    }
-    json_decref(c.details);
-    tandem__box_record__free_unpacked(box, NULL);
-    return rv;
+    struct box_change c = {.action = a};
+    return domain_apply_action(&box_actions, ctx, a == NULL ? NULL : a->actor,
+                               a == NULL ? NULL : a->id, a == NULL ? 0 : a->action, &c.base,
+                               &c.next.base, result);
 }
 
 /* ---- apply: boxes follow their job ---- */

@@ -1,6 +1,5 @@
 /* Jobs: the job transition table, records and their indexes, listings, and the apply functions
  * of job_create and job_action. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,52 +319,37 @@ int tandem_job_apply_create(const struct tandem_apply_ctx *ctx, const Tandem__Co
 
 /* One action on one job: the handler changes `next` (a shallow copy of old) or refuses. */
 struct job_change {
-    const struct tandem_apply_ctx *ctx;
+    struct domain_change base; /* first: the shared flow (records.c) sees only this */
     const Tandem__JobAction *action;
     const Tandem__JobRecord *old; /* borrowed */
     Tandem__JobRecord next;       /* borrows old's and the command's strings */
-    uint32_t to;                  /* status the transition table leads to */
-    json_t *details;              /* owned until the trace takes it */
-    bool changed;
-    int refuse_status; /* non-zero: refused, refuse_errmsg says why */
-    char refuse_errmsg[TANDEM_ERRMSG_SIZE];
 };
 
 typedef void (*job_action_fn)(struct job_change *c);
 
-static void job_refuse(struct job_change *c, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void job_refuse(struct job_change *c, int status, const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(c->refuse_errmsg, sizeof c->refuse_errmsg, fmt, args);
-    va_end(args);
-    c->refuse_status = status;
-}
-
 static void job_status_change(struct job_change *c)
 {
-    c->details = json_pack("{s:s,s:s}", "from", tandem_job_status_name(c->old->status), "to",
-                           tandem_job_status_name(c->to));
-    c->next.status = c->to;
-    c->changed = true;
+    c->base.details = json_pack("{s:s,s:s}", "from", tandem_job_status_name(c->old->status), "to",
+                                tandem_job_status_name(c->base.to));
+    c->next.status = c->base.to;
+    c->base.changed = true;
 }
 
 static void job_advance(struct job_change *c)
 {
     const Tandem__JobRecord *old = c->old;
     if (old->stage + 1 >= old->n_stages) {
-        job_refuse(c, 409, "job %s is at its last stage %s: complete it instead of advancing",
-                   old->id, tandem_job_stage(old));
+        domain_refuse(&c->base, 409,
+                      "job %s is at its last stage %s: complete it instead of advancing", old->id,
+                      tandem_job_stage(old));
         return;
     }
     c->next.stage = old->stage + 1;
-    c->next.status = c->to;
-    c->details = json_pack("{s:s,s:s,s:s}", "from", tandem_job_stage(old), "to",
-                           old->stages[old->stage + 1], "status", tandem_job_status_name(c->to));
-    c->changed = true;
+    c->next.status = c->base.to;
+    c->base.details =
+        json_pack("{s:s,s:s,s:s}", "from", tandem_job_stage(old), "to", old->stages[old->stage + 1],
+                  "status", tandem_job_status_name(c->base.to));
+    c->base.changed = true;
 }
 
 static void job_hold(struct job_change *c)
@@ -378,8 +362,8 @@ static void job_complete(struct job_change *c)
 {
     const Tandem__JobRecord *old = c->old;
     if (old->stage + 1 < old->n_stages) {
-        job_refuse(c, 409, "job %s is at stage %s: complete needs its last stage %s", old->id,
-                   tandem_job_stage(old), old->stages[old->n_stages - 1]);
+        domain_refuse(&c->base, 409, "job %s is at stage %s: complete needs its last stage %s",
+                      old->id, tandem_job_stage(old), old->stages[old->n_stages - 1]);
         return;
     }
     job_status_change(c);
@@ -388,22 +372,22 @@ static void job_complete(struct job_change *c)
 static void job_pin(struct job_change *c)
 {
     bool pinned = c->action->action == TANDEM_JOB_ACTION_PIN;
-    c->changed = c->old->pinned != pinned;
+    c->base.changed = c->old->pinned != pinned;
     c->next.pinned = pinned;
-    c->details = json_object();
+    c->base.details = json_object();
 }
 
 static void job_operator(struct job_change *c)
 {
     const char *name = c->action->operator_;
     if (!tandem_domain_text_ok(name, true)) {
-        job_refuse(c, 400, "operator must be printable text of at most %d bytes",
-                   TANDEM_DOMAIN_TEXT_LEN_MAX);
+        domain_refuse(&c->base, 400, "operator must be printable text of at most %d bytes",
+                      TANDEM_DOMAIN_TEXT_LEN_MAX);
         return;
     }
-    c->changed = strcmp(c->old->operator_, name) != 0;
+    c->base.changed = strcmp(c->old->operator_, name) != 0;
     c->next.operator_ = (char *)name;
-    c->details = json_pack("{s:s,s:s}", "from", c->old->operator_, "to", name);
+    c->base.details = json_pack("{s:s,s:s}", "from", c->old->operator_, "to", name);
 }
 
 /* Indexed by enum tandem_job_action. */
@@ -418,64 +402,43 @@ static const job_action_fn job_action_fns[TANDEM_JOB_ACTION_COUNT] = {
     [TANDEM_JOB_ACTION_OPERATOR] = job_operator,
 };
 
-static int job_change_commit(struct job_change *c, struct tandem_result *result)
+/* Advancing a job moves its picked boxes into process. */
+static int job_after(struct domain_change *base)
 {
-    const struct tandem_apply_ctx *ctx = c->ctx;
-    int rv = 0;
-    if (c->changed) {
-        c->next.updated_ms = ctx->now_ms;
-        c->next.mod_index = ctx->index;
-        rv = tandem_job_write(ctx->store, ctx->txn, c->old, &c->next);
-        if (rv == 0) {
-            rv = tandem_trace_append(ctx, c->action->actor, "job", c->old->id,
-                                     tandem_job_action_name(c->action->action), c->details);
-            c->details = NULL;
-        }
-        if (rv == 0 && c->action->action == TANDEM_JOB_ACTION_ADVANCE) {
-            rv = tandem_box_apply_process(ctx, c->action->actor, &c->next);
-        }
-    }
-    if (rv == 0) {
-        tandem_result_jansson(result, 200, tandem_job_json(&c->next, false));
-    }
-    return rv;
+    struct job_change *c = (struct job_change *)base;
+    return c->action->action == TANDEM_JOB_ACTION_ADVANCE
+               ? tandem_box_apply_process(base->ctx, c->action->actor, &c->next)
+               : 0;
 }
+
+static json_t *job_result_json(const ProtobufCMessage *record)
+{
+    return tandem_job_json((const Tandem__JobRecord *)record, false);
+}
+
+static int job_run(struct domain_change *base)
+{
+    struct job_change *c = (struct job_change *)base;
+    c->old = (const Tandem__JobRecord *)base->old;
+    if (tandem_job_transition(c->old->status, base->action, c->old->held_from, &base->to,
+                              base->refuse_errmsg) != 0) {
+        base->refuse_status = 409;
+    } else {
+        job_action_fns[base->action](c);
+    }
+    return 0;
+}
+
+static const struct domain_actions job_actions = {
+    &domain_job_kind, TANDEM_JOB_ACTION_COUNT, tandem_job_action_name, job_run,
+    job_after,        job_result_json};
 
 int tandem_job_apply_action(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
                             struct tandem_result *result)
 {
     const Tandem__JobAction *a = command->job_action;
-    struct job_change c = {.ctx = ctx, .action = a};
-    Tandem__JobRecord *job = NULL;
-    if (a == NULL || tandem_actor_check(a->actor, c.refuse_errmsg) != 0 ||
-        !tandem_domain_id_ok(a->id) || a->action >= TANDEM_JOB_ACTION_COUNT) {
-        tandem_result_error(result, 400, "%s",
-                            a == NULL || a->actor == NULL ? "empty job action"
-                            : c.refuse_errmsg[0] != '\0'  ? c.refuse_errmsg
-                                                          : "invalid job id or action");
-        return 0;
-    }
-    int rv = tandem_job_get(ctx->store, ctx->txn, a->id, &job);
-    if (rv != 0 || job == NULL) {
-        if (rv == 0) {
-            tandem_result_error(result, 404, "job not found: %s", a->id);
-        }
-        return rv;
-    }
-    c.old = job;
-    c.next = *job;
-    if (tandem_job_transition(job->status, a->action, job->held_from, &c.to, c.refuse_errmsg) !=
-        0) {
-        c.refuse_status = 409;
-    } else {
-        job_action_fns[a->action](&c);
-    }
-    if (c.refuse_status != 0) {
-        tandem_result_error(result, c.refuse_status, "%s", c.refuse_errmsg);
-    } else {
-        rv = job_change_commit(&c, result);
-    }
-    json_decref(c.details);
-    tandem__job_record__free_unpacked(job, NULL);
-    return rv;
+    struct job_change c = {.action = a};
+    return domain_apply_action(&job_actions, ctx, a == NULL ? NULL : a->actor,
+                               a == NULL ? NULL : a->id, a == NULL ? 0 : a->action, &c.base,
+                               &c.next.base, result);
 }

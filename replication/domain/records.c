@@ -2,6 +2,7 @@
  * table-driven implementation of names, transitions, index upkeep, listings and index checks. */
 #include "replication/domain/records.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -70,6 +71,20 @@ static void box_index_values(const ProtobufCMessage *record, const char **values
     values[2] = box->job[0] != '\0' ? box->job : NULL;
 }
 
+static void job_stamp(ProtobufCMessage *record, int64_t now_ms, uint64_t index)
+{
+    Tandem__JobRecord *job = (Tandem__JobRecord *)record;
+    job->updated_ms = now_ms;
+    job->mod_index = index;
+}
+
+static void box_stamp(ProtobufCMessage *record, int64_t now_ms, uint64_t index)
+{
+    Tandem__BoxRecord *box = (Tandem__BoxRecord *)record;
+    box->updated_ms = now_ms;
+    box->mod_index = index;
+}
+
 const struct domain_kind domain_job_kind = {
     "job",
     TANDEM_DB_JOBS,
@@ -78,7 +93,8 @@ const struct domain_kind domain_job_kind = {
     4,
     (const char[]){TANDEM_IDX_SITE, TANDEM_IDX_STATUS, TANDEM_IDX_CLIENT, TANDEM_IDX_STAGE},
     job_id,
-    job_index_values};
+    job_index_values,
+    job_stamp};
 const struct domain_kind domain_box_kind = {
     "box",
     TANDEM_DB_BOXES,
@@ -87,7 +103,8 @@ const struct domain_kind domain_box_kind = {
     3,
     (const char[]){TANDEM_IDX_SITE, TANDEM_IDX_STATUS, TANDEM_IDX_JOB},
     box_id,
-    box_index_values};
+    box_index_values,
+    box_stamp};
 
 /* ---- names and transitions ---- */
 
@@ -133,45 +150,22 @@ int domain_transition(const struct domain_machine *m, uint32_t status, uint32_t 
     return -1;
 }
 
-const char *tandem_job_status_name(uint32_t status)
-{
-    return domain_name(job_statuses, TANDEM_JOB_STATUS_COUNT, status);
-}
+/* tandem_<what>_name and tandem_<what>_parse, both over one table of names. */
+#define DOMAIN_NAMES(what, names, count)                                                           \
+    const char *tandem_##what##_name(uint32_t i)                                                   \
+    {                                                                                              \
+        return domain_name(names, count, i);                                                       \
+    }                                                                                              \
+    int tandem_##what##_parse(const char *name)                                                    \
+    {                                                                                              \
+        return domain_parse(names, count, name);                                                   \
+    }
 
-int tandem_job_status_parse(const char *name)
-{
-    return domain_parse(job_statuses, TANDEM_JOB_STATUS_COUNT, name);
-}
-
-const char *tandem_job_action_name(uint32_t action)
-{
-    return domain_name(job_actions, TANDEM_JOB_ACTION_COUNT, action);
-}
-
-int tandem_job_action_parse(const char *name)
-{
-    return domain_parse(job_actions, TANDEM_JOB_ACTION_COUNT, name);
-}
-
-const char *tandem_box_status_name(uint32_t status)
-{
-    return domain_name(box_statuses, TANDEM_BOX_STATUS_COUNT, status);
-}
-
-int tandem_box_status_parse(const char *name)
-{
-    return domain_parse(box_statuses, TANDEM_BOX_STATUS_COUNT, name);
-}
-
-const char *tandem_box_action_name(uint32_t action)
-{
-    return domain_name(box_actions, TANDEM_BOX_ACTION_COUNT, action);
-}
-
-int tandem_box_action_parse(const char *name)
-{
-    return domain_parse(box_actions, TANDEM_BOX_ACTION_COUNT, name);
-}
+DOMAIN_NAMES(job_status, job_statuses, TANDEM_JOB_STATUS_COUNT)
+DOMAIN_NAMES(job_action, job_actions, TANDEM_JOB_ACTION_COUNT)
+DOMAIN_NAMES(box_status, box_statuses, TANDEM_BOX_STATUS_COUNT)
+DOMAIN_NAMES(box_action, box_actions, TANDEM_BOX_ACTION_COUNT)
+#undef DOMAIN_NAMES
 
 int tandem_job_transition(uint32_t status, uint32_t action, uint32_t held_from, uint32_t *to,
                           char *errmsg)
@@ -466,4 +460,90 @@ int tandem_job_index_check(struct tandem_store *s, MDB_txn *txn)
 int tandem_box_index_check(struct tandem_store *s, MDB_txn *txn)
 {
     return domain_record_index_check(&domain_box_kind, s, txn);
+}
+
+/* ---- actions ---- */
+
+void domain_refuse(struct domain_change *c, int status, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(c->refuse_errmsg, sizeof c->refuse_errmsg, fmt, args);
+    va_end(args);
+    c->refuse_status = status;
+}
+
+int domain_action_open(const struct domain_kind *kind, const struct tandem_apply_ctx *ctx,
+                       const Tandem__Actor *actor, const char *id, bool action_ok,
+                       ProtobufCMessage **old, struct tandem_result *result)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE] = "";
+    *old = NULL;
+    if (tandem_actor_check(actor, errmsg) != 0 || !tandem_domain_id_ok(id) || !action_ok) {
+        char what[TANDEM_ERRMSG_SIZE];
+        snprintf(what, sizeof what, actor == NULL ? "empty %s action" : "invalid %s id or action",
+                 kind->name);
+        tandem_result_error(result, 400, "%s", actor != NULL && errmsg[0] != '\0' ? errmsg : what);
+        return 0;
+    }
+    int rv =
+        tandem_record_get(ctx->store, ctx->txn, kind->db, id, strlen(id), kind->descriptor, old);
+    if (rv == 0 && *old == NULL) {
+        tandem_result_error(result, 404, "%s not found: %s", kind->name, id);
+    }
+    return rv;
+}
+
+int domain_change_close(struct domain_change *c, int rv, int (*after)(struct domain_change *c),
+                        json_t *(*json)(const ProtobufCMessage *record),
+                        struct tandem_result *result)
+{
+    const struct tandem_apply_ctx *ctx = c->ctx;
+    if (rv == 0 && c->refuse_status != 0) {
+        tandem_result_error(result, c->refuse_status, "%s", c->refuse_errmsg);
+    } else if (rv == 0) {
+        if (c->changed) {
+            c->kind->stamp(c->next, ctx->now_ms, ctx->index);
+            rv = domain_record_write(c->kind, ctx->store, ctx->txn, c->old, c->next);
+            if (rv == 0) {
+                rv = tandem_trace_append(ctx, c->actor, c->kind->name, c->kind->id(c->old),
+                                         c->action_name, c->details);
+                c->details = NULL;
+            }
+            if (rv == 0 && after != NULL) {
+                rv = after(c);
+            }
+        }
+        if (rv == 0) {
+            tandem_result_jansson(result, 200, json(c->next));
+        }
+    }
+    json_decref(c->details);
+    c->details = NULL;
+    return rv;
+}
+
+int domain_apply_action(const struct domain_actions *ops, const struct tandem_apply_ctx *ctx,
+                        const Tandem__Actor *actor, const char *id, uint32_t action,
+                        struct domain_change *c, ProtobufCMessage *next,
+                        struct tandem_result *result)
+{
+    ProtobufCMessage *old = NULL;
+    int rv = domain_action_open(ops->kind, ctx, actor, id, action < ops->n_actions, &old, result);
+    if (rv != 0 || old == NULL) {
+        return rv;
+    }
+    tandem_assert(old->descriptor == ops->kind->descriptor);
+    memcpy(next, old, ops->kind->descriptor->sizeof_message);
+    *c = (struct domain_change){.kind = ops->kind,
+                                .ctx = ctx,
+                                .actor = actor,
+                                .action = action,
+                                .action_name = ops->action_name(action),
+                                .old = old,
+                                .next = next};
+    rv = ops->run(c);
+    rv = domain_change_close(c, rv, ops->after, ops->json, result);
+    protobuf_c_message_free_unpacked(old, NULL);
+    return rv;
 }

@@ -3,13 +3,16 @@
 #ifndef TANDEM_REPLICATION_DOMAIN_RECORDS_H
 #define TANDEM_REPLICATION_DOMAIN_RECORDS_H
 
+#include <jansson.h>
 #include <lmdb.h>
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "replication/apply.h"
 #include "storage/domain_codec.h"
+#include "storage/error.h"
 #include "storage/store.h"
 
 #define DOMAIN_INDEX_KINDS_MAX 4 /* index entries of one record (a job has 4, a box 3) */
@@ -24,9 +27,64 @@ struct domain_kind {
     const char *(*id)(const ProtobufCMessage *record);
     /* values[i] of tags[i]; NULL when the record has no entry of that kind. */
     void (*index_values)(const ProtobufCMessage *record, const char **values);
+    /* Stamps a changed record with the batch's time and index (updated_ms, mod_index). */
+    void (*stamp)(ProtobufCMessage *record, int64_t now_ms, uint64_t index);
 };
 
 extern const struct domain_kind domain_job_kind, domain_box_kind;
+
+/* One action on one record: the kind's handler changes next (a shallow copy of old) or
+ * refuses. jobs.c and boxes.c embed it first in their own change structs. */
+struct domain_change {
+    const struct domain_kind *kind;
+    const struct tandem_apply_ctx *ctx;
+    const Tandem__Actor *actor; /* borrowed: the command's */
+    uint32_t action;
+    const char *action_name;
+    const ProtobufCMessage *old; /* borrowed */
+    ProtobufCMessage *next;      /* borrowed: the kind's shallow copy of old */
+    uint32_t to;                 /* status the transition table leads to */
+    json_t *details;             /* owned until the trace takes it */
+    bool changed;
+    int refuse_status; /* non-zero: refused, refuse_errmsg says why */
+    char refuse_errmsg[TANDEM_ERRMSG_SIZE];
+};
+
+void domain_refuse(struct domain_change *c, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Checks an action command (actor, id, action_ok) and reads the record it names into *old.
+ * Returns 0 with *old set, 0 with *old NULL when result says why not (400, 404), or a store
+ * error. The caller frees *old with protobuf_c_message_free_unpacked. */
+int domain_action_open(const struct domain_kind *kind, const struct tandem_apply_ctx *ctx,
+                       const Tandem__Actor *actor, const char *id, bool action_ok,
+                       ProtobufCMessage **old, struct tandem_result *result);
+
+/* Ends c after its handler returned rv: a refusal becomes the result; a change is stamped,
+ * written with its index entries and traced, then after() (NULL: nothing) runs, and the
+ * result is json(next). Frees c->details. Returns 0 or a store error. */
+int domain_change_close(struct domain_change *c, int rv, int (*after)(struct domain_change *c),
+                        json_t *(*json)(const ProtobufCMessage *record),
+                        struct tandem_result *result);
+
+/* What differs between a job action and a box action. */
+struct domain_actions {
+    const struct domain_kind *kind;
+    uint32_t n_actions;
+    const char *(*action_name)(uint32_t action);
+    /* The transition table, then the action's handler: changes c->next or refuses. */
+    int (*run)(struct domain_change *c);
+    /* After the write and the trace: what else the action changes (NULL: nothing). */
+    int (*after)(struct domain_change *c);
+    json_t *(*json)(const ProtobufCMessage *record); /* the result body */
+};
+
+/* The one flow of an action command: check it, read the record into *c (next, the storage of
+ * the kind's record that c->next points to, gets a shallow copy), run, close. */
+int domain_apply_action(const struct domain_actions *ops, const struct tandem_apply_ctx *ctx,
+                        const Tandem__Actor *actor, const char *id, uint32_t action,
+                        struct domain_change *c, ProtobufCMessage *next,
+                        struct tandem_result *result);
 
 /* Stores next and moves its index entries from old (NULL for a new record). */
 int domain_record_write(const struct domain_kind *kind, struct tandem_store *s, MDB_txn *txn,

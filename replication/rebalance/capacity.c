@@ -670,9 +670,7 @@ void tandem_rebalance_moves_free(struct tandem_rebalance_moves *moves)
 {
     free(moves->moves);
     free(moves->ptrs);
-    moves->moves = NULL;
-    moves->ptrs = NULL;
-    moves->n = 0;
+    *moves = (struct tandem_rebalance_moves){0};
 }
 
 static int move_parse(json_t *item, Tandem__RebalanceMove *out, size_t i, char *errmsg)

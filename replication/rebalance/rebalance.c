@@ -1024,18 +1024,13 @@ static size_t phase_balance(struct planner *p)
 
 static void planner_free(struct planner *p)
 {
-    free(p->at);
-    free(p->move_of);
-    free(p->moves);
-    free(p->order);
-    free(p->pos);
-    free(p->kind);
-    free(p->list_pos);
-    free(p->free_jobs);
-    free(p->bound_jobs);
-    free(p->trees);
-    free(p->bound_list);
-    free(p->unit_trees);
+    /* Every array the planner owns, in one list so that none is forgotten. */
+    void *owned[] = {p->at,         p->move_of, p->moves,      p->order,
+                     p->pos,        p->kind,    p->list_pos,   p->free_jobs,
+                     p->bound_jobs, p->trees,   p->bound_list, p->unit_trees};
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) {
+        free(owned[i]);
+    }
     for (uint32_t s = 0; s < TANDEM_REBALANCE_SITES_MAX; s++) {
         free(p->due[s].nodes);
     }
@@ -1188,9 +1183,7 @@ void tandem_rebalance_plan_free(struct tandem_rebalance_plan *plan)
 {
     free(plan->moves);
     free(plan->excluded);
-    plan->moves = NULL;
-    plan->excluded = NULL;
-    plan->n_moves = plan->n_excluded = 0;
+    *plan = (struct tandem_rebalance_plan){0};
 }
 
 int tandem_rebalance_load(const struct tandem_rebalance_input *in,
