@@ -59,21 +59,24 @@ static bool counters_ok(const struct tandem_proposer *p)
            p->barriers_inflight <= TANDEM_BARRIERS_INFLIGHT_MAX;
 }
 
-int tandem_proposer_write(struct tandem_proposer *p, struct tandem_write *w)
+/* Whether a request may be queued now: 0, RAFT_NOTLEADER, or RAFT_BUSY when full. */
+static int admission(const struct tandem_proposer *p, bool full)
 {
-    tandem_assert(w->command != NULL && w->cb != NULL);
     if (raft_state(p->raft) != RAFT_LEADER) {
         return RAFT_NOTLEADER;
     }
-    if (p->pending >= p->limits.pending_max) {
-        return RAFT_BUSY;
+    return full ? RAFT_BUSY : 0;
+}
+
+int tandem_proposer_write(struct tandem_proposer *p, struct tandem_write *w)
+{
+    tandem_assert(w->command != NULL && w->cb != NULL);
+    int rv = admission(p, p->pending >= p->limits.pending_max);
+    if (rv != 0) {
+        return rv;
     }
     w->next = NULL;
-    if (p->queue_tail == NULL) {
-        p->queue_head = w;
-    } else {
-        p->queue_tail->next = w;
-    }
+    *(p->queue_tail == NULL ? &p->queue_head : &p->queue_tail->next) = w;
     p->queue_tail = w;
     p->queued++;
     p->pending++;
@@ -83,18 +86,15 @@ int tandem_proposer_write(struct tandem_proposer *p, struct tandem_write *w)
 
 int tandem_proposer_read(struct tandem_proposer *p, struct tandem_read *r)
 {
-    if (raft_state(p->raft) != RAFT_LEADER) {
-        return RAFT_NOTLEADER;
-    }
-    if (p->barriers_inflight >= TANDEM_BARRIERS_INFLIGHT_MAX && p->reads_head == NULL) {
-        return RAFT_BUSY;
+    tandem_assert(r->cb != NULL);
+    /* Reads queued behind a barrier not yet proposed share it: only a new barrier is limited. */
+    int rv =
+        admission(p, p->barriers_inflight >= TANDEM_BARRIERS_INFLIGHT_MAX && p->reads_head == NULL);
+    if (rv != 0) {
+        return rv;
     }
     r->next = NULL;
-    if (p->reads_tail == NULL) {
-        p->reads_head = r;
-    } else {
-        p->reads_tail->next = r;
-    }
+    *(p->reads_tail == NULL ? &p->reads_head : &p->reads_tail->next) = r;
     p->reads_tail = r;
     return 0;
 }
@@ -274,6 +274,16 @@ static int propose_one(struct tandem_proposer *p)
     return 0;
 }
 
+/* Answers a list of reads (each callback may free its read). */
+static void reads_finish(struct tandem_read *r, int status)
+{
+    while (r != NULL) {
+        struct tandem_read *next = r->next;
+        r->cb(r, status);
+        r = next;
+    }
+}
+
 static void barrier_cb(struct raft_barrier *req, int status)
 {
     struct barrier *b = req->data;
@@ -281,11 +291,7 @@ static void barrier_cb(struct raft_barrier *req, int status)
     b->p->barriers_inflight--;
     struct tandem_read *r = b->reads;
     free(b);
-    while (r != NULL) {
-        struct tandem_read *next = r->next;
-        r->cb(r, status);
-        r = next;
-    }
+    reads_finish(r, status);
 }
 
 static void flush_reads(struct tandem_proposer *p)
@@ -305,15 +311,8 @@ static void flush_reads(struct tandem_proposer *p)
         rv = raft_barrier(p->raft, &b->req, barrier_cb);
         if (rv == 0) {
             p->barriers_proposed++;
-            return;
-        }
-        p->barriers_inflight--;
-        struct tandem_read *r = b->reads;
-        free(b);
-        while (r != NULL) {
-            struct tandem_read *next = r->next;
-            r->cb(r, rv);
-            r = next;
+        } else {
+            barrier_cb(&b->req, rv); /* raft refused it: its callback never runs */
         }
         return;
     }
@@ -347,9 +346,5 @@ void tandem_proposer_fail_queued(struct tandem_proposer *p, int status)
         w->cb(w, status, NULL);
         w = next;
     }
-    while (r != NULL) {
-        struct tandem_read *next = r->next;
-        r->cb(r, status);
-        r = next;
-    }
+    reads_finish(r, status);
 }

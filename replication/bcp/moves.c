@@ -43,19 +43,12 @@ struct site_walk {
     struct id_list *out;
 };
 
-static int status_visit(void *arg, const uint8_t *rest, size_t rest_len, const MDB_val *value,
-                        bool *stop)
+static int runnable_visit(void *arg, const char *id, const Tandem__JobRecord *job)
 {
     struct site_walk *w = arg;
-    Tandem__JobRecord *job = NULL;
-    (void)value;
-    *stop = false;
-    int rv = tandem_job_get_indexed(w->ctx->store, w->ctx->txn, rest, rest_len, &job);
-    if (rv == 0 && strcmp(job->site, w->site) == 0) {
-        rv = id_list_add(w->out, rest, rest_len, w->ctx->store->errmsg);
-    }
-    tandem__job_record__free_unpacked(job, NULL);
-    return rv;
+    return strcmp(job->site, w->site) == 0
+               ? id_list_add(w->out, (const uint8_t *)id, strlen(id), w->ctx->store->errmsg)
+               : 0;
 }
 
 static int moved_visit(void *arg, const uint8_t *rest, size_t rest_len, const MDB_val *value,
@@ -78,17 +71,11 @@ static int moved_visit(void *arg, const uint8_t *rest, size_t rest_len, const MD
  * index (so the site's finished history is never walked), collected before anything moves. */
 static int jobs_at_site(const struct tandem_apply_ctx *ctx, const char *site, struct id_list *out)
 {
-    static const uint32_t statuses[] = {TANDEM_JOB_QUEUED, TANDEM_JOB_IN_PROGRESS};
     struct site_walk w = {.ctx = ctx, .site = site, .out = out};
-    int rv = 0;
-    for (size_t i = 0; i < sizeof statuses / sizeof statuses[0] && rv == 0; i++) {
-        uint8_t prefix[TANDEM_INDEX_KEY_LEN_MAX];
-        bool exhausted = false;
-        size_t prefix_len =
-            tandem_index_key(TANDEM_IDX_STATUS, tandem_job_status_name(statuses[i]), "", prefix);
-        rv = tandem_index_scan(ctx->store, ctx->txn, TANDEM_DB_JOB_IDX, prefix, prefix_len, NULL, 0,
-                               SIZE_MAX, status_visit, &w, &exhausted);
-    }
+    bool exhausted = false;
+    int rv =
+        tandem_jobs_runnable_walk(ctx->store, ctx->txn, SIZE_MAX, runnable_visit, &w, &exhausted);
+    tandem_assert(rv != 0 || exhausted);
     return rv;
 }
 

@@ -248,21 +248,44 @@ struct decision_fields {
     const char *action, *member, *site, *from_role, *to_role, *reason, *by;
 };
 
-/* Appends one decision record and prunes the one that fell out of the kept window. */
-static int decision_append(const struct tandem_apply_ctx *ctx, const struct decision_fields *d,
-                           uint64_t *seq_out)
+/* Takes the next number of a sequence the settings keep (the decisions' or the drills'). */
+static int settings_next_seq(const struct tandem_apply_ctx *ctx, bool drills, uint64_t *seq)
 {
-    Tandem__SiteDecisionRecord record = TANDEM__SITE_DECISION_RECORD__INIT;
     struct settings_handle h;
-    char key[KEY_LEN_MAX];
     int rv = settings_open(ctx->store, ctx->txn, &h);
     if (rv != 0) {
         settings_close(&h);
         return rv;
     }
-    uint64_t seq = h.s->decisions_next == 0 ? 1 : h.s->decisions_next;
-    h.s->decisions_next = seq + 1;
-    if ((rv = settings_save(ctx, &h, NULL)) != 0) {
+    uint64_t *next = drills ? &h.s->drills_next : &h.s->decisions_next;
+    *seq = *next == 0 ? 1 : *next;
+    *next = *seq + 1;
+    return settings_save(ctx, &h, NULL);
+}
+
+/* Stores record at prefix + seq (20 digits) in db and deletes the record that fell out of the
+ * newest `kept`. */
+static int windowed_put(const struct tandem_apply_ctx *ctx, int db, const char *prefix,
+                        uint64_t seq, uint64_t kept, const ProtobufCMessage *record)
+{
+    char key[KEY_LEN_MAX];
+    snprintf(key, sizeof key, "%s%020" PRIu64, prefix, seq);
+    int rv = record_put(ctx, db, key, record);
+    if (rv == 0 && seq > kept) {
+        snprintf(key, sizeof key, "%s%020" PRIu64, prefix, seq - kept);
+        rv = record_del(ctx, db, key);
+    }
+    return rv;
+}
+
+/* Appends one decision record and prunes the one that fell out of the kept window. */
+static int decision_append(const struct tandem_apply_ctx *ctx, const struct decision_fields *d,
+                           uint64_t *seq_out)
+{
+    Tandem__SiteDecisionRecord record = TANDEM__SITE_DECISION_RECORD__INIT;
+    uint64_t seq = 0;
+    int rv = settings_next_seq(ctx, false, &seq);
+    if (rv != 0) {
         return rv;
     }
     record.seq = seq;
@@ -275,18 +298,11 @@ static int decision_append(const struct tandem_apply_ctx *ctx, const struct deci
     record.to_role = (char *)(d->to_role ? d->to_role : "");
     record.reason = (char *)(d->reason ? d->reason : "");
     record.by = (char *)(d->by ? d->by : "");
-    snprintf(key, sizeof key, DECISION_PREFIX "%020" PRIu64, seq);
-    if ((rv = record_put(ctx, TANDEM_DB_SITES, key, &record.base)) != 0) {
-        return rv;
-    }
     if (seq_out != NULL) {
         *seq_out = seq;
     }
-    if (seq > TANDEM_SITE_DECISIONS_KEPT) {
-        snprintf(key, sizeof key, DECISION_PREFIX "%020" PRIu64, seq - TANDEM_SITE_DECISIONS_KEPT);
-        return record_del(ctx, TANDEM_DB_SITES, key);
-    }
-    return 0;
+    return windowed_put(ctx, TANDEM_DB_SITES, DECISION_PREFIX, seq, TANDEM_SITE_DECISIONS_KEPT,
+                        &record.base);
 }
 
 /* ---- JSON ---- */
@@ -671,38 +687,24 @@ int tandem_sites_apply_drill(const struct tandem_apply_ctx *ctx, const Tandem__C
 {
     const Tandem__DrillStore *store = command->drill_store;
     const Tandem__DrillRecord *in = store == NULL ? NULL : store->record;
-    struct settings_handle h;
-    char key[32];
+    uint64_t seq = 0;
     if (in == NULL || !text_ok(in->id, TANDEM_DRILL_ID_LEN_MAX) || in->id[0] == '\0' ||
         !text_ok(in->site, TANDEM_SITE_LEN_MAX) ||
         !text_ok(in->report_json, TANDEM_DRILL_REPORT_BYTES_MAX)) {
         tandem_result_error(result, 400, "malformed drill record");
         return 0;
     }
-    int rv = settings_open(ctx->store, ctx->txn, &h);
+    int rv = settings_next_seq(ctx, true, &seq);
     if (rv != 0) {
-        settings_close(&h);
-        return rv;
-    }
-    uint64_t seq = h.s->drills_next == 0 ? 1 : h.s->drills_next;
-    h.s->drills_next = seq + 1;
-    if ((rv = settings_save(ctx, &h, NULL)) != 0) {
         return rv;
     }
     Tandem__DrillRecord record = *in;
     record.seq = seq;
-    snprintf(key, sizeof key, "%020" PRIu64, seq);
-    if ((rv = record_put(ctx, TANDEM_DB_DRILLS, key, &record.base)) != 0) {
-        return rv;
+    rv = windowed_put(ctx, TANDEM_DB_DRILLS, "", seq, TANDEM_DRILLS_KEPT, &record.base);
+    if (rv == 0) {
+        tandem_result_set(result, 200, "{\"seq\":%" PRIu64 "}", seq);
     }
-    if (seq > TANDEM_DRILLS_KEPT) {
-        snprintf(key, sizeof key, "%020" PRIu64, seq - TANDEM_DRILLS_KEPT);
-        if ((rv = record_del(ctx, TANDEM_DB_DRILLS, key)) != 0) {
-            return rv;
-        }
-    }
-    tandem_result_set(result, 200, "{\"seq\":%" PRIu64 "}", seq);
-    return 0;
+    return rv;
 }
 
 /* ---- reading ---- */

@@ -158,11 +158,14 @@ int tandem_actor_check(const Tandem__Actor *actor, char *errmsg);
 int tandem_job_get(struct tandem_store *s, MDB_txn *txn, const char *id, Tandem__JobRecord **out);
 int tandem_box_get(struct tandem_store *s, MDB_txn *txn, const char *id, Tandem__BoxRecord **out);
 
-/* The job an index entry names: rest is the entry's key after its prefix (the id). Returns 0
- * with *out never NULL, or TANDEM_CORRUPT with s->errmsg when the key is no id or names a
- * missing job (or a store error). */
-int tandem_job_get_indexed(struct tandem_store *s, MDB_txn *txn, const uint8_t *rest,
-                           size_t rest_len, Tandem__JobRecord **out);
+/* Visits the runnable jobs (queued, then in progress; each in id order) through the status
+ * index, at most scan_max index entries per status; *exhausted is false when that cut the walk
+ * short. visit gets each job, borrowed for the call, and stops the walk by returning non-zero.
+ * Returns 0, visit's code, TANDEM_CORRUPT when the index names a missing job, or a store
+ * error (each with s->errmsg). */
+typedef int (*tandem_job_visit_fn)(void *arg, const char *id, const Tandem__JobRecord *job);
+int tandem_jobs_runnable_walk(struct tandem_store *s, MDB_txn *txn, size_t scan_max,
+                              tandem_job_visit_fn visit, void *arg, bool *exhausted);
 
 /* Stores next and moves its index entries from old (NULL for a new record). */
 int tandem_job_write(struct tandem_store *s, MDB_txn *txn, const Tandem__JobRecord *old,

@@ -290,12 +290,46 @@ static int record_get_indexed(const struct domain_kind *kind, struct tandem_stor
     return rv;
 }
 
-int tandem_job_get_indexed(struct tandem_store *s, MDB_txn *txn, const uint8_t *rest,
-                           size_t rest_len, Tandem__JobRecord **out)
+struct runnable_walk {
+    struct tandem_store *s;
+    MDB_txn *txn;
+    tandem_job_visit_fn visit;
+    void *arg;
+};
+
+static int runnable_visit(void *arg, const uint8_t *rest, size_t rest_len, const MDB_val *value,
+                          bool *stop)
 {
+    struct runnable_walk *w = arg;
     char id[TANDEM_DOMAIN_ID_LEN_MAX + 1];
-    return record_get_indexed(&domain_job_kind, s, txn, rest, rest_len, id,
-                              (ProtobufCMessage **)out);
+    ProtobufCMessage *m = NULL;
+    (void)value;
+    (void)stop;
+    int rv = record_get_indexed(&domain_job_kind, w->s, w->txn, rest, rest_len, id, &m);
+    if (rv == 0) {
+        rv = w->visit(w->arg, id, (const Tandem__JobRecord *)m);
+    }
+    if (m != NULL) {
+        protobuf_c_message_free_unpacked(m, NULL);
+    }
+    return rv;
+}
+
+int tandem_jobs_runnable_walk(struct tandem_store *s, MDB_txn *txn, size_t scan_max,
+                              tandem_job_visit_fn visit, void *arg, bool *exhausted)
+{
+    static const uint32_t statuses[] = {TANDEM_JOB_QUEUED, TANDEM_JOB_IN_PROGRESS};
+    struct runnable_walk w = {s, txn, visit, arg};
+    int rv = 0;
+    *exhausted = true;
+    for (size_t i = 0; i < sizeof statuses / sizeof statuses[0] && rv == 0 && *exhausted; i++) {
+        uint8_t prefix[TANDEM_INDEX_KEY_LEN_MAX];
+        size_t len =
+            tandem_index_key(TANDEM_IDX_STATUS, tandem_job_status_name(statuses[i]), "", prefix);
+        rv = tandem_index_scan(s, txn, TANDEM_DB_JOB_IDX, prefix, len, NULL, 0, scan_max,
+                               runnable_visit, &w, exhausted);
+    }
+    return rv;
 }
 
 /* ---- listings ---- */

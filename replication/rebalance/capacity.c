@@ -353,43 +353,25 @@ struct view_walk {
     struct tandem_rebalance_view *view;
 };
 
-static int view_visit(void *arg, const uint8_t *rest, size_t rest_len, const MDB_val *value,
-                      bool *stop)
+static int view_visit(void *arg, const char *id, const Tandem__JobRecord *job)
 {
     struct view_walk *w = arg;
-    Tandem__JobRecord *job = NULL;
-    (void)value;
-    (void)stop;
-    int rv = tandem_job_get_indexed(w->s, w->txn, rest, rest_len, &job);
-    if (rv == 0) {
-        rv = view_job_add(w->s, w->txn, w->view, job);
-    }
-    tandem__job_record__free_unpacked(job, NULL);
-    return rv;
+    (void)id;
+    return view_job_add(w->s, w->txn, w->view, job);
 }
 
 static int view_jobs(struct tandem_store *s, MDB_txn *txn, struct tandem_rebalance_view *view)
 {
-    static const uint32_t statuses[] = {TANDEM_JOB_QUEUED, TANDEM_JOB_IN_PROGRESS};
     struct view_walk w = {s, txn, view};
-    for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++) {
-        uint8_t prefix[TANDEM_INDEX_KEY_LEN_MAX];
-        bool exhausted;
-        size_t len =
-            tandem_index_key(TANDEM_IDX_STATUS, tandem_job_status_name(statuses[i]), "", prefix);
-        int rv =
-            tandem_index_scan(s, txn, TANDEM_DB_JOB_IDX, prefix, len, (const uint8_t *)"", 0,
-                              (size_t)TANDEM_REBALANCE_JOBS_MAX + 1, view_visit, &w, &exhausted);
-        if (rv != 0) {
-            return rv;
-        }
-        if (!exhausted) {
-            snprintf(s->errmsg, sizeof s->errmsg, "more than %d jobs to plan over",
-                     TANDEM_REBALANCE_JOBS_MAX);
-            return E2BIG;
-        }
+    bool exhausted = false;
+    int rv = tandem_jobs_runnable_walk(s, txn, (size_t)TANDEM_REBALANCE_JOBS_MAX + 1, view_visit,
+                                       &w, &exhausted);
+    if (rv == 0 && !exhausted) {
+        snprintf(s->errmsg, sizeof s->errmsg, "more than %d jobs to plan over",
+                 TANDEM_REBALANCE_JOBS_MAX);
+        return E2BIG;
     }
-    return 0;
+    return rv;
 }
 
 /* Sites in name order (plans and views list them so), job and box site indexes remapped. */
