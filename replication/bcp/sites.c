@@ -11,6 +11,7 @@
 
 #include "replication/apply.h"
 #include "storage/assert.h"
+#include "storage/domain_codec.h"
 #include "storage/error.h"
 
 #define KEY_LEN_MAX      96 /* "decision/<20 digits>", "site/<31>", "home/<63>" */
@@ -348,28 +349,24 @@ static void result_site(struct tandem_result *result, const Tandem__SiteRecord *
 
 /* ---- apply: site state ---- */
 
+static int count_visit(void *arg, const uint8_t *rest, size_t rest_len, const MDB_val *value,
+                       bool *stop)
+{
+    (void)rest;
+    (void)rest_len;
+    (void)value;
+    (void)stop;
+    (*(unsigned *)arg)++;
+    return 0;
+}
+
 /* How many records of the sites table have keys starting with prefix ("site/", "home/"). */
 static int count_prefix(const struct tandem_apply_ctx *ctx, const char *prefix, unsigned *count)
 {
-    MDB_cursor *cursor;
-    size_t prefix_len = strlen(prefix);
-    MDB_val k = {.mv_size = prefix_len, .mv_data = (void *)prefix}, v;
-    int rv = mdb_cursor_open(ctx->txn, ctx->store->dbi[TANDEM_DB_SITES], &cursor);
-    if (rv != 0) {
-        return tandem_error_from_mdb(rv, ctx->store->errmsg, "sites cursor");
-    }
+    bool exhausted = false;
     *count = 0;
-    for (rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rv == 0;
-         rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-        if (k.mv_size < prefix_len || memcmp(k.mv_data, prefix, prefix_len) != 0) {
-            break;
-        }
-        (*count)++;
-    }
-    mdb_cursor_close(cursor);
-    return rv == 0 || rv == MDB_NOTFOUND
-               ? 0
-               : tandem_error_from_mdb(rv, ctx->store->errmsg, "sites scan");
+    return tandem_index_scan(ctx->store, ctx->txn, TANDEM_DB_SITES, (const uint8_t *)prefix,
+                             strlen(prefix), NULL, 0, SIZE_MAX, count_visit, count, &exhausted);
 }
 
 static int apply_register(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u,
@@ -466,45 +463,49 @@ static int unprefer_site(const struct tandem_apply_ctx *ctx, const char *site)
     return settings_save(ctx, &h, "");
 }
 
-/* An invoke needs another non-witness site that is not invoked to take the work over. */
-/* The site that takes over site's work: the first (in name order) active non-witness site
- * other than site, else the first one that is at least not invoked. *found is false when none
- * can; target (TANDEM_SITE_LEN_MAX + 1 bytes) gets its name. */
+struct serving_walk {
+    struct tandem_store *store;
+    const char *site; /* the site being invoked */
+    bool found;
+    char *target; /* TANDEM_SITE_LEN_MAX + 1 bytes */
+};
+
+static int serving_visit(void *arg, const uint8_t *rest, size_t rest_len, const MDB_val *value,
+                         bool *stop)
+{
+    struct serving_walk *w = arg;
+    (void)rest;
+    (void)rest_len;
+    Tandem__SiteRecord *r = tandem__site_record__unpack(NULL, value->mv_size, value->mv_data);
+    if (r == NULL) {
+        return tandem_error_set(w->store->errmsg, TANDEM_CORRUPT, "corrupt site record");
+    }
+    bool serving = strcmp(r->name, w->site) != 0 && !r->witness &&
+                   r->state != TANDEM__SITE_STATE__SITE_INVOKED;
+    if (serving && (!w->found || r->state == TANDEM__SITE_STATE__SITE_ACTIVE)) {
+        snprintf(w->target, TANDEM_SITE_LEN_MAX + 1, "%s", r->name);
+        *stop = r->state == TANDEM__SITE_STATE__SITE_ACTIVE; /* the best there is */
+        w->found = true;
+    }
+    tandem__site_record__free_unpacked(r, NULL);
+    return 0;
+}
+
+/* An invoke needs another non-witness site that is not invoked to take the work over: the
+ * first (in name order) active non-witness site other than site, else the first one that is
+ * at least not invoked. *found is false when none can; target (TANDEM_SITE_LEN_MAX + 1 bytes)
+ * gets its name. */
 static int other_site_serving(const struct tandem_apply_ctx *ctx, const char *site, bool *found,
                               char *target)
 {
-    MDB_cursor *cursor;
-    MDB_val k = {.mv_size = strlen(SITE_PREFIX), .mv_data = SITE_PREFIX}, v;
-    bool active = false;
-    int rv = mdb_cursor_open(ctx->txn, ctx->store->dbi[TANDEM_DB_SITES], &cursor);
-    if (rv != 0) {
-        return tandem_error_from_mdb(rv, ctx->store->errmsg, "sites cursor");
-    }
-    *found = false;
+    struct serving_walk w = {.store = ctx->store, .site = site, .target = target};
+    bool exhausted = false;
     target[0] = '\0';
-    for (rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rv == 0 && !active;
-         rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-        if (k.mv_size < strlen(SITE_PREFIX) || memcmp(k.mv_data, SITE_PREFIX, 5) != 0) {
-            break;
-        }
-        Tandem__SiteRecord *r = tandem__site_record__unpack(NULL, v.mv_size, v.mv_data);
-        if (r == NULL) {
-            mdb_cursor_close(cursor);
-            return tandem_error_set(ctx->store->errmsg, TANDEM_CORRUPT, "corrupt site record");
-        }
-        bool serving = strcmp(r->name, site) != 0 && !r->witness &&
-                       r->state != TANDEM__SITE_STATE__SITE_INVOKED;
-        if (serving && (!*found || r->state == TANDEM__SITE_STATE__SITE_ACTIVE)) {
-            snprintf(target, TANDEM_SITE_LEN_MAX + 1, "%s", r->name);
-            active = r->state == TANDEM__SITE_STATE__SITE_ACTIVE;
-            *found = true;
-        }
-        tandem__site_record__free_unpacked(r, NULL);
-    }
-    mdb_cursor_close(cursor);
-    return rv == 0 || rv == MDB_NOTFOUND
-               ? 0
-               : tandem_error_from_mdb(rv, ctx->store->errmsg, "sites scan");
+    int rv =
+        tandem_index_scan(ctx->store, ctx->txn, TANDEM_DB_SITES, (const uint8_t *)SITE_PREFIX,
+                          strlen(SITE_PREFIX), NULL, 0, SIZE_MAX, serving_visit, &w, &exhausted);
+    *found = w.found;
+    return rv;
 }
 
 static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u,
