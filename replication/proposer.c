@@ -101,16 +101,9 @@ int tandem_proposer_read(struct tandem_proposer *p, struct tandem_read *r)
 
 static void batch_unlink(struct tandem_proposer *p, struct tandem_batch *b)
 {
-    if (b->prev != NULL) {
-        b->prev->next = b->next;
-    } else {
-        p->inflight_head = b->next;
-    }
-    if (b->next != NULL) {
-        b->next->prev = b->prev;
-    } else {
-        p->inflight_tail = b->prev;
-    }
+    /* The link that points at b from before and from after: a neighbour's, or the list's. */
+    *(b->prev != NULL ? &b->prev->next : &p->inflight_head) = b->next;
+    *(b->next != NULL ? &b->next->prev : &p->inflight_tail) = b->prev;
 }
 
 static void batch_finish(struct tandem_batch *b, int status)

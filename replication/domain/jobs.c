@@ -16,17 +16,9 @@ const char *const tandem_job_default_stages[TANDEM_JOB_DEFAULT_STAGES_COUNT] = {
 
 bool tandem_job_stage_name_ok(const char *stage)
 {
+    static const char allowed[] = "abcdefghijklmnopqrstuvwxyz0123456789_-";
     size_t len = stage == NULL ? 0 : strlen(stage);
-    if (len == 0 || len > TANDEM_JOB_STAGE_LEN_MAX) {
-        return false;
-    }
-    for (size_t i = 0; i < len; i++) {
-        char c = stage[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) {
-            return false;
-        }
-    }
-    return true;
+    return len > 0 && len <= TANDEM_JOB_STAGE_LEN_MAX && strspn(stage, allowed) == len;
 }
 
 static int stages_check(char *const *stages, size_t n, char *errmsg)

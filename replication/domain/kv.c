@@ -1,6 +1,8 @@
 /* The key-value domain: put, delete and compare-and-swap transactions applied inside the batch's
  * write transaction. */
 #include <jansson.h>
+#include <limits.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -258,29 +260,16 @@ json_t *tandem_kv_record_json(const void *key, size_t key_len, const Tandem__KvR
 
 json_t *tandem_base64_json(const void *data, size_t len)
 {
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const uint8_t *in = data;
+    /* Standard alphabet with padding and no line breaks: OpenSSL's EVP_EncodeBlock. */
     size_t out_len = 4 * ((len + 2) / 3);
-    char *out = malloc(out_len + 1);
-    size_t o = 0;
+    unsigned char *out = len <= INT_MAX / 2 ? malloc(out_len + 1) : NULL;
     if (out == NULL) {
         return json_null();
     }
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < len) {
-            v |= (uint32_t)in[i + 1] << 8;
-        }
-        if (i + 2 < len) {
-            v |= in[i + 2];
-        }
-        out[o++] = alphabet[(v >> 18) & 63];
-        out[o++] = alphabet[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? alphabet[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? alphabet[v & 63] : '=';
-    }
-    json_t *text = json_stringn(out, o);
+    int written = EVP_EncodeBlock(out, data, (int)len);
+    json_t *text = written >= 0 && (size_t)written == out_len
+                       ? json_stringn((const char *)out, out_len)
+                       : json_null();
     free(out);
     return text;
 }

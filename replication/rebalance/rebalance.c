@@ -45,14 +45,15 @@ const char *tandem_rebalance_rule_name(int rule)
 
 const char *tandem_rebalance_reason_name(int reason)
 {
-    switch (reason) {
-        case TANDEM_REBALANCE_REASON_CAPACITY:
-            return "no_capacity";
-        case TANDEM_REBALANCE_REASON_DUE:
-            return "due";
-        default:
-            return "makespan";
-    }
+    static const char *const names[] = {
+        [TANDEM_REBALANCE_REASON_CAPACITY] = "no_capacity",
+        [TANDEM_REBALANCE_REASON_MAKESPAN] = "makespan",
+        [TANDEM_REBALANCE_REASON_DUE] = "due",
+    };
+    /* Anything else is what the planner moves for when no rule names it: the makespan. */
+    return reason >= 0 && (size_t)reason < sizeof names / sizeof names[0]
+               ? names[reason]
+               : names[TANDEM_REBALANCE_REASON_MAKESPAN];
 }
 
 /* ---- Fenwick trees: alive counts of candidate lists, units per queue position ---- */
