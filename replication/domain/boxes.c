@@ -268,15 +268,9 @@ int tandem_box_apply_checkin(const struct tandem_apply_ctx *ctx, const Tandem__C
 
 /* ---- apply: actions ---- */
 
-/* One action on one box: the handler changes `next` (a shallow copy of old) or refuses. */
-struct box_change {
-    struct domain_change base; /* first: the shared flow (records.c) sees only this */
-    const Tandem__BoxAction *action;
-    const Tandem__BoxRecord *old; /* borrowed */
-    Tandem__BoxRecord next;       /* borrows old's and the command's strings */
-};
-
-typedef int (*box_action_fn)(struct box_change *c);
+/* The typed views of a change of a box (records.h). */
+#define OLD_BOX(c)    ((const Tandem__BoxRecord *)(c)->old)
+#define BOX_ACTION(c) ((const Tandem__BoxAction *)(c)->command)
 
 static bool job_has_box(const Tandem__JobRecord *job, const char *box)
 {
@@ -289,26 +283,26 @@ static bool job_has_box(const Tandem__JobRecord *job, const char *box)
 }
 
 /* Checks the pick rules against job; refuses c when one fails. */
-static void pick_guard(struct box_change *c, const Tandem__JobRecord *job)
+static void pick_guard(struct domain_change *c, const Tandem__JobRecord *job)
 {
-    const char *job_id = c->action->job;
+    const char *job_id = BOX_ACTION(c)->job;
     if (job == NULL) {
-        domain_refuse(&c->base, 404, "job not found: %s", job_id);
+        domain_refuse(c, 404, "job not found: %s", job_id);
     } else if ((TANDEM_JOB_OPEN & (1u << job->status)) == 0) {
-        domain_refuse(&c->base, 409, "job %s is %s: boxes are picked for open jobs only", job_id,
+        domain_refuse(c, 409, "job %s is %s: boxes are picked for open jobs only", job_id,
                       tandem_job_status_name(job->status));
-    } else if (strcmp(job->client, c->old->client) != 0) {
-        domain_refuse(&c->base, 409, "box %s belongs to client %s, job %s to client %s", c->old->id,
-                      c->old->client, job_id, job->client);
-    } else if (!job_has_box(job, c->old->id) && job->n_boxes >= TANDEM_JOB_BOXES_MAX) {
-        domain_refuse(&c->base, 409, "job %s already has %d boxes", job_id, TANDEM_JOB_BOXES_MAX);
+    } else if (strcmp(job->client, OLD_BOX(c)->client) != 0) {
+        domain_refuse(c, 409, "box %s belongs to client %s, job %s to client %s", OLD_BOX(c)->id,
+                      OLD_BOX(c)->client, job_id, job->client);
+    } else if (!job_has_box(job, OLD_BOX(c)->id) && job->n_boxes >= TANDEM_JOB_BOXES_MAX) {
+        domain_refuse(c, 409, "job %s already has %d boxes", job_id, TANDEM_JOB_BOXES_MAX);
     }
 }
 
 /* Appends the box to the job's list and records the link on the job's trace. */
-static int pick_link_job(struct box_change *c, const Tandem__JobRecord *job)
+static int pick_link_job(struct domain_change *c, const Tandem__JobRecord *job)
 {
-    const struct tandem_apply_ctx *ctx = c->base.ctx;
+    const struct tandem_apply_ctx *ctx = c->ctx;
     Tandem__JobRecord next = *job;
     char **boxes = malloc((job->n_boxes + 1) * sizeof *boxes);
     if (boxes == NULL) {
@@ -317,7 +311,7 @@ static int pick_link_job(struct box_change *c, const Tandem__JobRecord *job)
     if (job->n_boxes > 0) {
         memcpy(boxes, job->boxes, job->n_boxes * sizeof *boxes);
     }
-    boxes[job->n_boxes] = c->old->id;
+    boxes[job->n_boxes] = OLD_BOX(c)->id;
     next.boxes = boxes;
     next.n_boxes = job->n_boxes + 1;
     next.updated_ms = ctx->now_ms;
@@ -325,70 +319,69 @@ static int pick_link_job(struct box_change *c, const Tandem__JobRecord *job)
     int rv = tandem_job_write(ctx->store, ctx->txn, job, &next);
     free(boxes);
     if (rv == 0) {
-        rv = tandem_trace_append(ctx, c->action->actor, "job", job->id, "link_box",
-                                 json_pack("{s:s}", "box", c->old->id));
+        rv = tandem_trace_append(ctx, BOX_ACTION(c)->actor, "job", job->id, "link_box",
+                                 json_pack("{s:s}", "box", OLD_BOX(c)->id));
     }
     return rv;
 }
 
-static int box_pick(struct box_change *c)
+static int box_pick(struct domain_change *c)
 {
     Tandem__JobRecord *job = NULL;
-    if (!tandem_domain_id_ok(c->action->job)) {
-        domain_refuse(&c->base, 400, "pick needs the id of the job it is for");
+    if (!tandem_domain_id_ok(BOX_ACTION(c)->job)) {
+        domain_refuse(c, 400, "pick needs the id of the job it is for");
         return 0;
     }
-    int rv = tandem_job_get(c->base.ctx->store, c->base.ctx->txn, c->action->job, &job);
+    int rv = tandem_job_get(c->ctx->store, c->ctx->txn, BOX_ACTION(c)->job, &job);
     if (rv != 0) {
         return rv;
     }
     pick_guard(c, job);
-    if (c->base.refuse_status == 0) {
-        c->next.status = c->base.to;
-        c->next.job = c->action->job;
-        c->base.details =
-            json_pack("{s:s,s:s}", "job", job->id, "from", tandem_box_status_name(c->old->status));
-        c->base.changed = true;
-        rv = job_has_box(job, c->old->id) ? 0 : pick_link_job(c, job);
+    if (c->refuse_status == 0) {
+        c->next.box.status = c->to;
+        c->next.box.job = BOX_ACTION(c)->job;
+        c->details = json_pack("{s:s,s:s}", "job", job->id, "from",
+                               tandem_box_status_name(OLD_BOX(c)->status));
+        c->changed = true;
+        rv = job_has_box(job, OLD_BOX(c)->id) ? 0 : pick_link_job(c, job);
     }
     tandem__job_record__free_unpacked(job, NULL);
     return rv;
 }
 
-static int box_return(struct box_change *c)
+static int box_return(struct domain_change *c)
 {
-    c->next.status = c->base.to;
-    c->base.details =
-        json_pack("{s:s,s:s}", "job", c->old->job, "from", tandem_box_status_name(c->old->status));
-    c->base.changed = true;
+    c->next.box.status = c->to;
+    c->details = json_pack("{s:s,s:s}", "job", OLD_BOX(c)->job, "from",
+                           tandem_box_status_name(OLD_BOX(c)->status));
+    c->changed = true;
     return 0;
 }
 
-static int box_move(struct box_change *c)
+static int box_move(struct domain_change *c)
 {
-    const Tandem__BoxAction *a = c->action;
+    const Tandem__BoxAction *a = BOX_ACTION(c);
     if (!tandem_domain_site_ok(a->site) || !tandem_domain_text_ok(a->shelf, false)) {
-        domain_refuse(&c->base, 400,
-                      "move needs a site label and a shelf of 1 to %d printable bytes",
+        domain_refuse(c, 400, "move needs a site label and a shelf of 1 to %d printable bytes",
                       TANDEM_DOMAIN_TEXT_LEN_MAX);
         return 0;
     }
-    c->next.status = c->base.to;
-    c->next.site = a->site;
-    c->next.shelf = a->shelf;
-    c->base.changed = c->old->status != c->base.to || strcmp(c->old->site, a->site) != 0 ||
-                      strcmp(c->old->shelf, a->shelf) != 0;
-    c->base.details = json_pack("{s:s,s:s,s:s,s:s,s:s}", "from_site", c->old->site, "to_site",
-                                a->site, "from_shelf", c->old->shelf, "to_shelf", a->shelf, "from",
-                                tandem_box_status_name(c->old->status));
+    c->next.box.status = c->to;
+    c->next.box.site = a->site;
+    c->next.box.shelf = a->shelf;
+    c->changed = OLD_BOX(c)->status != c->to || strcmp(OLD_BOX(c)->site, a->site) != 0 ||
+                 strcmp(OLD_BOX(c)->shelf, a->shelf) != 0;
+    c->details = json_pack("{s:s,s:s,s:s,s:s,s:s}", "from_site", OLD_BOX(c)->site, "to_site",
+                           a->site, "from_shelf", OLD_BOX(c)->shelf, "to_shelf", a->shelf, "from",
+                           tandem_box_status_name(OLD_BOX(c)->status));
     return 0;
 }
 
 /* Writes the disposal record of the box being disposed of. */
-static int dispose_record(struct box_change *c, uint64_t *seq)
+static int dispose_record(struct domain_change *c, uint64_t *seq)
 {
     Tandem__DisposalRecord d = TANDEM__DISPOSAL_RECORD__INIT;
-    const Tandem__BoxRecord *box = c->old;
+    const Tandem__BoxRecord *box = OLD_BOX(c);
     d.kind = "box";
     d.box = box->id;
     d.ledger = box->ledger;
@@ -396,86 +389,75 @@ static int dispose_record(struct box_change *c, uint64_t *seq)
     d.n_volumes = box->n_volumes;
     d.volumes = box->volumes;
     d.job = box->job;
-    d.actor = c->action->actor->user;
-    d.site = c->action->actor->site;
-    d.time_ms = c->base.ctx->now_ms;
-    d.index = c->base.ctx->index;
-    int rv = tandem_disposal_append(c->base.ctx, &d);
+    d.actor = BOX_ACTION(c)->actor->user;
+    d.site = BOX_ACTION(c)->actor->site;
+    d.time_ms = c->ctx->now_ms;
+    d.index = c->ctx->index;
+    int rv = tandem_disposal_append(c->ctx, &d);
     *seq = d.seq;
     return rv;
 }
 
-static int box_dispose(struct box_change *c)
+static int box_dispose(struct domain_change *c)
 {
-    const Tandem__BoxRecord *box = c->old;
+    const Tandem__BoxRecord *box = OLD_BOX(c);
     Tandem__JobRecord *job = NULL;
     uint64_t seq = 0;
-    int rv = box->job[0] != '\0'
-                 ? tandem_job_get(c->base.ctx->store, c->base.ctx->txn, box->job, &job)
-                 : 0;
+    int rv = box->job[0] != '\0' ? tandem_job_get(c->ctx->store, c->ctx->txn, box->job, &job) : 0;
     if (rv != 0) {
         return rv;
     }
     char until[TANDEM_RFC3339_LEN_MAX + 1];
     tandem_rfc3339_format(box->retain_until_ms, until);
     if (job != NULL && (TANDEM_JOB_OPEN & (1u << job->status)) != 0) {
-        domain_refuse(&c->base, 409,
-                      "box %s is linked to open job %s (%s): complete or cancel it first", box->id,
-                      job->id, tandem_job_status_name(job->status));
-    } else if (box->has_retain_until && c->base.ctx->now_ms < box->retain_until_ms) {
-        domain_refuse(&c->base, 409, "box %s must be retained until %s", box->id, until);
+        domain_refuse(c, 409, "box %s is linked to open job %s (%s): complete or cancel it first",
+                      box->id, job->id, tandem_job_status_name(job->status));
+    } else if (box->has_retain_until && c->ctx->now_ms < box->retain_until_ms) {
+        domain_refuse(c, 409, "box %s must be retained until %s", box->id, until);
     } else {
         rv = dispose_record(c, &seq);
-        c->next.status = c->base.to;
-        c->base.details = json_pack("{s:I,s:s}", "disposal", (json_int_t)seq, "from",
-                                    tandem_box_status_name(box->status));
-        c->base.changed = true;
+        c->next.box.status = c->to;
+        c->details = json_pack("{s:I,s:s}", "disposal", (json_int_t)seq, "from",
+                               tandem_box_status_name(box->status));
+        c->changed = true;
     }
     tandem__job_record__free_unpacked(job, NULL);
     return rv;
 }
 
-static int box_process_refused(struct box_change *c)
+static int box_process_refused(struct domain_change *c)
 {
-    domain_refuse(&c->base, 400, "boxes go into process when their job advances, not by request");
+    domain_refuse(c, 400, "boxes go into process when their job advances, not by request");
     return 0;
 }
 
 /* Indexed by enum tandem_box_action. */
-static const box_action_fn box_action_fns[TANDEM_BOX_ACTION_COUNT] = {
+static const domain_change_fn box_handlers[TANDEM_BOX_ACTION_COUNT] = {
     [TANDEM_BOX_ACTION_PICK] = box_pick,       [TANDEM_BOX_ACTION_PROCESS] = box_process_refused,
     [TANDEM_BOX_ACTION_RETURN] = box_return,   [TANDEM_BOX_ACTION_MOVE] = box_move,
     [TANDEM_BOX_ACTION_DISPOSE] = box_dispose,
 };
+
+static int box_transition(struct domain_change *c)
+{
+    return tandem_box_transition(OLD_BOX(c)->status, c->action, &c->to, c->refuse_errmsg);
+}
 
 static json_t *box_result_json(const ProtobufCMessage *record)
 {
     return tandem_box_json((const Tandem__BoxRecord *)record);
 }
 
-static int box_run(struct domain_change *base)
-{
-    struct box_change *c = (struct box_change *)base;
-    c->old = (const Tandem__BoxRecord *)base->old;
-    if (tandem_box_transition(c->old->status, base->action, &base->to, base->refuse_errmsg) != 0) {
-        base->refuse_status = 409;
-        return 0;
-    }
-    return box_action_fns[base->action](c);
-}
-
-static const struct domain_actions box_actions = {
-    &domain_box_kind, TANDEM_BOX_ACTION_COUNT, tandem_box_action_name, box_run, NULL,
-    box_result_json};
+static const struct domain_actions box_actions = {&domain_box_kind,       TANDEM_BOX_ACTION_COUNT,
+                                                  tandem_box_action_name, box_transition,
+                                                  box_handlers,           NULL,
+                                                  box_result_json};
 
 int tandem_box_apply_action(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
                             struct tandem_result *result)
 {
-    const Tandem__BoxAction *a = command->box_action;
-    struct box_change c = {.action = a};
-    return domain_apply_action(&box_actions, ctx, a == NULL ? NULL : a->actor,
-                               a == NULL ? NULL : a->id, a == NULL ? 0 : a->action, &c.base,
-                               &c.next.base, result);
+    return domain_apply_action(&box_actions, ctx, (const ProtobufCMessage *)command->box_action,
+                               result);
 }
 
 /* ---- apply: boxes follow their job ---- */

@@ -309,81 +309,77 @@ int tandem_job_apply_create(const struct tandem_apply_ctx *ctx, const Tandem__Co
 
 /* ---- apply: actions ---- */
 
-/* One action on one job: the handler changes `next` (a shallow copy of old) or refuses. */
-struct job_change {
-    struct domain_change base; /* first: the shared flow (records.c) sees only this */
-    const Tandem__JobAction *action;
-    const Tandem__JobRecord *old; /* borrowed */
-    Tandem__JobRecord next;       /* borrows old's and the command's strings */
-};
+/* The typed views of a change of a job (records.h). */
+#define OLD_JOB(c)    ((const Tandem__JobRecord *)(c)->old)
+#define JOB_ACTION(c) ((const Tandem__JobAction *)(c)->command)
 
-typedef void (*job_action_fn)(struct job_change *c);
-
-static void job_status_change(struct job_change *c)
+static int job_status_change(struct domain_change *c)
 {
-    c->base.details = json_pack("{s:s,s:s}", "from", tandem_job_status_name(c->old->status), "to",
-                                tandem_job_status_name(c->base.to));
-    c->next.status = c->base.to;
-    c->base.changed = true;
+    c->details = json_pack("{s:s,s:s}", "from", tandem_job_status_name(OLD_JOB(c)->status), "to",
+                           tandem_job_status_name(c->to));
+    c->next.job.status = c->to;
+    c->changed = true;
+    return 0;
 }
 
-static void job_advance(struct job_change *c)
+static int job_advance(struct domain_change *c)
 {
-    const Tandem__JobRecord *old = c->old;
+    const Tandem__JobRecord *old = OLD_JOB(c);
     if (old->stage + 1 >= old->n_stages) {
-        domain_refuse(&c->base, 409,
-                      "job %s is at its last stage %s: complete it instead of advancing", old->id,
-                      tandem_job_stage(old));
-        return;
+        domain_refuse(c, 409, "job %s is at its last stage %s: complete it instead of advancing",
+                      old->id, tandem_job_stage(old));
+        return 0;
     }
-    c->next.stage = old->stage + 1;
-    c->next.status = c->base.to;
-    c->base.details =
-        json_pack("{s:s,s:s,s:s}", "from", tandem_job_stage(old), "to", old->stages[old->stage + 1],
-                  "status", tandem_job_status_name(c->base.to));
-    c->base.changed = true;
+    c->next.job.stage = old->stage + 1;
+    c->next.job.status = c->to;
+    c->details = json_pack("{s:s,s:s,s:s}", "from", tandem_job_stage(old), "to",
+                           old->stages[old->stage + 1], "status", tandem_job_status_name(c->to));
+    c->changed = true;
+    return 0;
 }
 
-static void job_hold(struct job_change *c)
+static int job_hold(struct domain_change *c)
 {
-    c->next.held_from = c->old->status;
-    job_status_change(c);
+    c->next.job.held_from = OLD_JOB(c)->status;
+    return job_status_change(c);
 }
 
-static void job_complete(struct job_change *c)
+static int job_complete(struct domain_change *c)
 {
-    const Tandem__JobRecord *old = c->old;
+    const Tandem__JobRecord *old = OLD_JOB(c);
     if (old->stage + 1 < old->n_stages) {
-        domain_refuse(&c->base, 409, "job %s is at stage %s: complete needs its last stage %s",
-                      old->id, tandem_job_stage(old), old->stages[old->n_stages - 1]);
-        return;
+        domain_refuse(c, 409, "job %s is at stage %s: complete needs its last stage %s", old->id,
+                      tandem_job_stage(old), old->stages[old->n_stages - 1]);
+        return 0;
     }
-    job_status_change(c);
+    return job_status_change(c);
 }
 
-static void job_pin(struct job_change *c)
+static int job_pin(struct domain_change *c)
 {
-    bool pinned = c->action->action == TANDEM_JOB_ACTION_PIN;
-    c->base.changed = c->old->pinned != pinned;
-    c->next.pinned = pinned;
-    c->base.details = json_object();
+    bool pinned = JOB_ACTION(c)->action == TANDEM_JOB_ACTION_PIN;
+    c->changed = OLD_JOB(c)->pinned != pinned;
+    c->next.job.pinned = pinned;
+    c->details = json_object();
+    return 0;
 }
 
-static void job_operator(struct job_change *c)
+static int job_operator(struct domain_change *c)
 {
-    const char *name = c->action->operator_;
+    const char *name = JOB_ACTION(c)->operator_;
     if (!tandem_domain_text_ok(name, true)) {
-        domain_refuse(&c->base, 400, "operator must be printable text of at most %d bytes",
+        domain_refuse(c, 400, "operator must be printable text of at most %d bytes",
                       TANDEM_DOMAIN_TEXT_LEN_MAX);
-        return;
+        return 0;
     }
-    c->base.changed = strcmp(c->old->operator_, name) != 0;
-    c->next.operator_ = (char *)name;
-    c->base.details = json_pack("{s:s,s:s}", "from", c->old->operator_, "to", name);
+    c->changed = strcmp(OLD_JOB(c)->operator_, name) != 0;
+    c->next.job.operator_ = (char *)name;
+    c->details = json_pack("{s:s,s:s}", "from", OLD_JOB(c)->operator_, "to", name);
+    return 0;
 }
 
 /* Indexed by enum tandem_job_action. */
-static const job_action_fn job_action_fns[TANDEM_JOB_ACTION_COUNT] = {
+static const domain_change_fn job_handlers[TANDEM_JOB_ACTION_COUNT] = {
     [TANDEM_JOB_ACTION_ADVANCE] = job_advance,
     [TANDEM_JOB_ACTION_HOLD] = job_hold,
     [TANDEM_JOB_ACTION_RESUME] = job_status_change,
@@ -394,12 +390,17 @@ static const job_action_fn job_action_fns[TANDEM_JOB_ACTION_COUNT] = {
     [TANDEM_JOB_ACTION_OPERATOR] = job_operator,
 };
 
-/* Advancing a job moves its picked boxes into process. */
-static int job_after(struct domain_change *base)
+static int job_transition(struct domain_change *c)
 {
-    struct job_change *c = (struct job_change *)base;
-    return c->action->action == TANDEM_JOB_ACTION_ADVANCE
-               ? tandem_box_apply_process(base->ctx, c->action->actor, &c->next)
+    return tandem_job_transition(OLD_JOB(c)->status, c->action, OLD_JOB(c)->held_from, &c->to,
+                                 c->refuse_errmsg);
+}
+
+/* Advancing a job moves its picked boxes into process. */
+static int job_after(struct domain_change *c)
+{
+    return c->action == TANDEM_JOB_ACTION_ADVANCE
+               ? tandem_box_apply_process(c->ctx, c->actor, &c->next.job)
                : 0;
 }
 
@@ -408,29 +409,13 @@ static json_t *job_result_json(const ProtobufCMessage *record)
     return tandem_job_json((const Tandem__JobRecord *)record, false);
 }
 
-static int job_run(struct domain_change *base)
-{
-    struct job_change *c = (struct job_change *)base;
-    c->old = (const Tandem__JobRecord *)base->old;
-    if (tandem_job_transition(c->old->status, base->action, c->old->held_from, &base->to,
-                              base->refuse_errmsg) != 0) {
-        base->refuse_status = 409;
-    } else {
-        job_action_fns[base->action](c);
-    }
-    return 0;
-}
-
 static const struct domain_actions job_actions = {
-    &domain_job_kind, TANDEM_JOB_ACTION_COUNT, tandem_job_action_name, job_run,
+    &domain_job_kind, TANDEM_JOB_ACTION_COUNT, tandem_job_action_name, job_transition, job_handlers,
     job_after,        job_result_json};
 
 int tandem_job_apply_action(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
                             struct tandem_result *result)
 {
-    const Tandem__JobAction *a = command->job_action;
-    struct job_change c = {.action = a};
-    return domain_apply_action(&job_actions, ctx, a == NULL ? NULL : a->actor,
-                               a == NULL ? NULL : a->id, a == NULL ? 0 : a->action, &c.base,
-                               &c.next.base, result);
+    return domain_apply_action(&job_actions, ctx, (const ProtobufCMessage *)command->job_action,
+                               result);
 }

@@ -537,8 +537,9 @@ int domain_change_close(struct domain_change *c, int rv, int (*after)(struct dom
         tandem_result_error(result, c->refuse_status, "%s", c->refuse_errmsg);
     } else if (rv == 0) {
         if (c->changed) {
-            c->kind->stamp(c->next, ctx->now_ms, ctx->index);
-            rv = domain_record_write(c->kind, ctx->store, ctx->txn, c->old, c->next);
+            c->kind->stamp((ProtobufCMessage *)&c->next, ctx->now_ms, ctx->index);
+            rv = domain_record_write(c->kind, ctx->store, ctx->txn, c->old,
+                                     (const ProtobufCMessage *)&c->next);
             if (rv == 0) {
                 rv = tandem_trace_append(ctx, c->actor, c->kind->name, c->kind->id(c->old),
                                          c->action_name, c->details);
@@ -549,7 +550,7 @@ int domain_change_close(struct domain_change *c, int rv, int (*after)(struct dom
             }
         }
         if (rv == 0) {
-            tandem_result_jansson(result, 200, json(c->next));
+            tandem_result_jansson(result, 200, json((const ProtobufCMessage *)&c->next));
         }
     }
     json_decref(c->details);
@@ -557,27 +558,42 @@ int domain_change_close(struct domain_change *c, int rv, int (*after)(struct dom
     return rv;
 }
 
-int domain_apply_action(const struct domain_actions *ops, const struct tandem_apply_ctx *ctx,
-                        const Tandem__Actor *actor, const char *id, uint32_t action,
-                        struct domain_change *c, ProtobufCMessage *next,
-                        struct tandem_result *result)
+/* JobAction and BoxAction share the fields actor, id and action: one flow reads them through
+ * the message's descriptor. */
+static const void *command_field(const ProtobufCMessage *command, const char *name)
 {
+    const ProtobufCFieldDescriptor *field =
+        protobuf_c_message_descriptor_get_field_by_name(command->descriptor, name);
+    tandem_assert(field != NULL);
+    return (const char *)command + field->offset;
+}
+
+int domain_apply_action(const struct domain_actions *ops, const struct tandem_apply_ctx *ctx,
+                        const ProtobufCMessage *command, struct tandem_result *result)
+{
+    struct domain_change c = {.kind = ops->kind, .ctx = ctx, .command = command};
     ProtobufCMessage *old = NULL;
-    int rv = domain_action_open(ops->kind, ctx, actor, id, action < ops->n_actions, &old, result);
+    if (command != NULL) {
+        c.actor = *(Tandem__Actor *const *)command_field(command, "actor");
+        c.action = *(const uint32_t *)command_field(command, "action");
+    }
+    const char *id = command == NULL ? NULL : *(char *const *)command_field(command, "id");
+    int rv =
+        domain_action_open(ops->kind, ctx, c.actor, id, c.action < ops->n_actions, &old, result);
     if (rv != 0 || old == NULL) {
         return rv;
     }
-    tandem_assert(old->descriptor == ops->kind->descriptor);
-    memcpy(next, old, ops->kind->descriptor->sizeof_message);
-    *c = (struct domain_change){.kind = ops->kind,
-                                .ctx = ctx,
-                                .actor = actor,
-                                .action = action,
-                                .action_name = ops->action_name(action),
-                                .old = old,
-                                .next = next};
-    rv = ops->run(c);
-    rv = domain_change_close(c, rv, ops->after, ops->json, result);
+    tandem_assert(old->descriptor == ops->kind->descriptor &&
+                  ops->kind->descriptor->sizeof_message <= sizeof c.next);
+    memcpy(&c.next, old, ops->kind->descriptor->sizeof_message);
+    c.old = old;
+    c.action_name = ops->action_name(c.action);
+    if (ops->transition(&c) != 0) {
+        c.refuse_status = 409;
+    } else {
+        rv = ops->handlers[c.action](&c);
+    }
+    rv = domain_change_close(&c, rv, ops->after, ops->json, result);
     protobuf_c_message_free_unpacked(old, NULL);
     return rv;
 }

@@ -33,22 +33,28 @@ struct domain_kind {
 
 extern const struct domain_kind domain_job_kind, domain_box_kind;
 
-/* One action on one record: the kind's handler changes next (a shallow copy of old) or
- * refuses. jobs.c and boxes.c embed it first in their own change structs. */
+/* One action on one record (a job or a box): the kind's handler changes next (a shallow copy
+ * of old) or refuses. */
 struct domain_change {
     const struct domain_kind *kind;
     const struct tandem_apply_ctx *ctx;
-    const Tandem__Actor *actor; /* borrowed: the command's */
+    const ProtobufCMessage *command; /* borrowed: the JobAction or BoxAction */
+    const Tandem__Actor *actor;      /* borrowed: the command's */
     uint32_t action;
     const char *action_name;
     const ProtobufCMessage *old; /* borrowed */
-    ProtobufCMessage *next;      /* borrowed: the kind's shallow copy of old */
-    uint32_t to;                 /* status the transition table leads to */
-    json_t *details;             /* owned until the trace takes it */
+    union {
+        Tandem__JobRecord job;
+        Tandem__BoxRecord box;
+    } next;          /* the kind's shallow copy of old: borrows old's and the command's strings */
+    uint32_t to;     /* status the transition table leads to */
+    json_t *details; /* owned until the trace takes it */
     bool changed;
     int refuse_status; /* non-zero: refused, refuse_errmsg says why */
     char refuse_errmsg[TANDEM_ERRMSG_SIZE];
 };
+
+typedef int (*domain_change_fn)(struct domain_change *c);
 
 void domain_refuse(struct domain_change *c, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -72,19 +78,19 @@ struct domain_actions {
     const struct domain_kind *kind;
     uint32_t n_actions;
     const char *(*action_name)(uint32_t action);
-    /* The transition table, then the action's handler: changes c->next or refuses. */
-    int (*run)(struct domain_change *c);
+    /* The transition table: 0 with c->to, or -1 with c->refuse_errmsg. */
+    int (*transition)(struct domain_change *c);
+    /* By action: changes c->next or refuses; 0 or a store error. */
+    const domain_change_fn *handlers;
     /* After the write and the trace: what else the action changes (NULL: nothing). */
-    int (*after)(struct domain_change *c);
+    domain_change_fn after;
     json_t *(*json)(const ProtobufCMessage *record); /* the result body */
 };
 
-/* The one flow of an action command: check it, read the record into *c (next, the storage of
- * the kind's record that c->next points to, gets a shallow copy), run, close. */
+/* The one flow of an action command (JobAction or BoxAction, NULL when absent): check it, read
+ * its record, run the transition table and the action's handler, close. */
 int domain_apply_action(const struct domain_actions *ops, const struct tandem_apply_ctx *ctx,
-                        const Tandem__Actor *actor, const char *id, uint32_t action,
-                        struct domain_change *c, ProtobufCMessage *next,
-                        struct tandem_result *result);
+                        const ProtobufCMessage *command, struct tandem_result *result);
 
 /* Stores next and moves its index entries from old (NULL for a new record). */
 int domain_record_write(const struct domain_kind *kind, struct tandem_store *s, MDB_txn *txn,
