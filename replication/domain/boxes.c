@@ -1,5 +1,6 @@
-/* Boxes from the handover ledger: the box transition table, records and their indexes,
- * listings, and the apply functions of box_checkin and box_action. */
+/* Boxes from the handover ledger: their field rules, JSON view and listing, and the apply
+ * functions of box_checkin and box_action (the status machine and the record layout are tables
+ * in records.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,38 +14,21 @@
 
 int tandem_box_fields_check(const Tandem__BoxRecord *box, char *errmsg)
 {
-    if (!tandem_domain_id_ok(box->id)) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "id must be 1 to %d of [A-Za-z0-9._:-]",
-                 TANDEM_DOMAIN_ID_LEN_MAX);
-    } else if (!tandem_domain_text_ok(box->ledger, false)) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "ledger must be printable text of 1 to %d bytes",
-                 TANDEM_DOMAIN_TEXT_LEN_MAX);
-    } else if (!tandem_domain_text_ok(box->client, false)) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "client must be printable text of 1 to %d bytes",
-                 TANDEM_DOMAIN_TEXT_LEN_MAX);
-    } else if (!tandem_domain_site_ok(box->site)) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE,
-                 "site must be a site label (1 to %d of [A-Za-z0-9._-])", TANDEM_SITE_LEN_MAX);
-    } else if (!tandem_domain_text_ok(box->shelf, true)) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "shelf must be printable text of at most %d bytes",
-                 TANDEM_DOMAIN_TEXT_LEN_MAX);
-    } else if (box->n_volumes > TANDEM_BOX_VOLUMES_MAX) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "a box holds at most %d volumes",
-                 TANDEM_BOX_VOLUMES_MAX);
-    } else if (box->has_retain_until && box->retain_until_ms < 0) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "retain_until must not be before 1970");
-    } else {
-        for (size_t i = 0; i < box->n_volumes; i++) {
-            if (!tandem_domain_id_ok(box->volumes[i])) {
-                snprintf(errmsg, TANDEM_ERRMSG_SIZE,
-                         "volume %zu must be 1 to %d of [A-Za-z0-9._:-]", i,
-                         TANDEM_DOMAIN_ID_LEN_MAX);
-                return -1;
-            }
-        }
-        return 0;
+    bool ok = domain_id_rule("id", box->id, errmsg) &&
+              domain_text_rule("ledger", box->ledger, false, errmsg) &&
+              domain_text_rule("client", box->client, false, errmsg) &&
+              domain_site_rule(box->site, errmsg) &&
+              domain_text_rule("shelf", box->shelf, true, errmsg) &&
+              domain_rule(box->n_volumes <= TANDEM_BOX_VOLUMES_MAX, errmsg,
+                          "a box holds at most %d volumes", TANDEM_BOX_VOLUMES_MAX) &&
+              domain_rule(!box->has_retain_until || box->retain_until_ms >= 0, errmsg,
+                          "retain_until must not be before 1970");
+    for (size_t i = 0; ok && i < box->n_volumes; i++) {
+        char name[sizeof "volume " + 20];
+        snprintf(name, sizeof name, "volume %zu", i);
+        ok = domain_id_rule(name, box->volumes[i], errmsg);
     }
-    return -1;
+    return ok ? 0 : -1;
 }
 
 /* ---- records and indexes ---- */
@@ -64,14 +48,7 @@ void tandem_box_text(struct tandem_text *t, const Tandem__BoxRecord *box)
                         : tandem_text_cstr(t, ",\"job\":null");
     tandem_text_cstr(t, ",\"retain_until\":");
     box->has_retain_until ? tandem_text_time(t, box->retain_until_ms) : tandem_text_cstr(t, "null");
-    tandem_text_cstr(t, ",\"created\":");
-    tandem_text_time(t, box->created_ms);
-    tandem_text_cstr(t, ",\"updated\":");
-    tandem_text_time(t, box->updated_ms);
-    tandem_text_cstr(t, ",\"create_index\":");
-    tandem_text_int(t, (int64_t)box->create_index);
-    tandem_text_cstr(t, ",\"mod_index\":");
-    tandem_text_int(t, (int64_t)box->mod_index);
+    domain_text_stamps(t, box->created_ms, box->updated_ms, box->create_index, box->mod_index);
     tandem_text_raw(t, "}", 1);
 }
 
@@ -80,21 +57,10 @@ json_t *tandem_box_json(const Tandem__BoxRecord *box)
     struct tandem_text t;
     tandem_text_init(&t, TANDEM_LIST_BYTES_MAX);
     tandem_box_text(&t, box);
-    json_t *out = t.failed ? NULL : json_loadb(t.data, t.len, 0, NULL);
-    tandem_text_free(&t);
-    return out;
+    return domain_text_json(&t);
 }
 
 /* ---- listing ---- */
-
-static bool box_matches(const ProtobufCMessage *record, const void *query)
-{
-    const Tandem__BoxRecord *box = (const Tandem__BoxRecord *)record;
-    const struct tandem_box_query *q = query;
-    return (q->site == NULL || strcmp(box->site, q->site) == 0) &&
-           (q->status == NULL || strcmp(tandem_box_status_name(box->status), q->status) == 0) &&
-           (q->job == NULL || strcmp(box->job, q->job) == 0);
-}
 
 static void box_list_text(struct tandem_text *t, const ProtobufCMessage *record)
 {
@@ -104,17 +70,13 @@ static void box_list_text(struct tandem_text *t, const ProtobufCMessage *record)
 int tandem_box_list(struct tandem_store *s, MDB_txn *txn, const struct tandem_box_query *q,
                     struct tandem_text *out, char next[TANDEM_DOMAIN_ID_LEN_MAX + 1])
 {
-    /* The index most likely to be selective first. */
-    struct domain_list_query list = {
-        .values = {q->job, q->site, q->status},
-        .tags = {TANDEM_IDX_JOB, TANDEM_IDX_SITE, TANDEM_IDX_STATUS},
-        .n_values = 3,
-        .after = q->after,
-        .limit = q->limit,
-        .matches = box_matches,
-        .text = box_list_text,
-        .query = q,
-    };
+    /* The job index is the most selective. */
+    const struct domain_list_query list = {
+        {{TANDEM_IDX_JOB, q->job}, {TANDEM_IDX_SITE, q->site}, {TANDEM_IDX_STATUS, q->status}},
+        3,
+        q->after,
+        q->limit,
+        box_list_text};
     return domain_record_list(&domain_box_kind, s, txn, &list, out, next);
 }
 

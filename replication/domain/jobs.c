@@ -1,5 +1,5 @@
-/* Jobs: the job transition table, records and their indexes, listings, and the apply functions
- * of job_create and job_action. */
+/* Jobs: their field rules, JSON view and listing, and the apply functions of job_create and
+ * job_action (the status machine and the record layout are tables in records.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,37 +45,20 @@ static int stages_check(char *const *stages, size_t n, char *errmsg)
 
 int tandem_job_fields_check(const Tandem__JobRecord *job, char *errmsg)
 {
-    if (job->id[0] != '\0' && !tandem_domain_id_ok(job->id)) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "id must be 1 to %d of [A-Za-z0-9._:-]",
-                 TANDEM_DOMAIN_ID_LEN_MAX);
-    } else if (!tandem_domain_text_ok(job->client, false)) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "client must be printable text of 1 to %d bytes",
-                 TANDEM_DOMAIN_TEXT_LEN_MAX);
-    } else if (!tandem_domain_text_ok(job->kind, false)) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "kind must be printable text of 1 to %d bytes",
-                 TANDEM_DOMAIN_TEXT_LEN_MAX);
-    } else if (!tandem_domain_site_ok(job->site)) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE,
-                 "site must be a site label (1 to %d of [A-Za-z0-9._-])", TANDEM_SITE_LEN_MAX);
-    } else if (job->effort > TANDEM_JOB_EFFORT_MAX) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "effort must be 0 to %d work units",
-                 TANDEM_JOB_EFFORT_MAX);
-    } else if (job->priority < -TANDEM_JOB_PRIORITY_ABS_MAX ||
-               job->priority > TANDEM_JOB_PRIORITY_ABS_MAX) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "priority must be within +-%d",
-                 TANDEM_JOB_PRIORITY_ABS_MAX);
-    } else if (job->has_due && job->due_ms < 0) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "due must not be before 1970");
-    } else if (!tandem_domain_text_ok(job->operator_, true)) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "operator must be printable text of at most %d bytes",
-                 TANDEM_DOMAIN_TEXT_LEN_MAX);
-    } else if (job->individual_number.len > TANDEM_INDIVIDUAL_NUMBER_LEN_MAX) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "individual_number is longer than %d bytes",
-                 TANDEM_INDIVIDUAL_NUMBER_LEN_MAX);
-    } else {
-        return stages_check(job->stages, job->n_stages, errmsg);
-    }
-    return -1;
+    bool ok =
+        (job->id[0] == '\0' || domain_id_rule("id", job->id, errmsg)) &&
+        domain_text_rule("client", job->client, false, errmsg) &&
+        domain_text_rule("kind", job->kind, false, errmsg) && domain_site_rule(job->site, errmsg) &&
+        domain_rule(job->effort <= TANDEM_JOB_EFFORT_MAX, errmsg,
+                    "effort must be 0 to %d work units", TANDEM_JOB_EFFORT_MAX) &&
+        domain_rule(job->priority >= -TANDEM_JOB_PRIORITY_ABS_MAX &&
+                        job->priority <= TANDEM_JOB_PRIORITY_ABS_MAX,
+                    errmsg, "priority must be within +-%d", TANDEM_JOB_PRIORITY_ABS_MAX) &&
+        domain_rule(!job->has_due || job->due_ms >= 0, errmsg, "due must not be before 1970") &&
+        domain_text_rule("operator", job->operator_, true, errmsg) &&
+        domain_rule(job->individual_number.len <= TANDEM_INDIVIDUAL_NUMBER_LEN_MAX, errmsg,
+                    "individual_number is longer than %d bytes", TANDEM_INDIVIDUAL_NUMBER_LEN_MAX);
+    return ok ? stages_check(job->stages, job->n_stages, errmsg) : -1;
 }
 
 /* ---- records and indexes ---- */
@@ -109,14 +92,7 @@ void tandem_job_text(struct tandem_text *t, const Tandem__JobRecord *job, bool p
     job->operator_[0] != '\0' ? domain_text_field(t, ",\"operator\":", job->operator_)
                               : tandem_text_cstr(t, ",\"operator\":null");
     tandem_text_cstr(t, job->pinned ? ",\"pinned\":true" : ",\"pinned\":false");
-    tandem_text_cstr(t, ",\"created\":");
-    tandem_text_time(t, job->created_ms);
-    tandem_text_cstr(t, ",\"updated\":");
-    tandem_text_time(t, job->updated_ms);
-    tandem_text_cstr(t, ",\"create_index\":");
-    tandem_text_int(t, (int64_t)job->create_index);
-    tandem_text_cstr(t, ",\"mod_index\":");
-    tandem_text_int(t, (int64_t)job->mod_index);
+    domain_text_stamps(t, job->created_ms, job->updated_ms, job->create_index, job->mod_index);
     if (job->status == TANDEM_JOB_ON_HOLD) {
         domain_text_field(t, ",\"held_from\":", tandem_job_status_name(job->held_from));
     }
@@ -135,22 +111,10 @@ json_t *tandem_job_json(const Tandem__JobRecord *job, bool personal)
     struct tandem_text t;
     tandem_text_init(&t, TANDEM_LIST_BYTES_MAX);
     tandem_job_text(&t, job, personal);
-    json_t *out = t.failed ? NULL : json_loadb(t.data, t.len, 0, NULL);
-    tandem_text_free(&t);
-    return out;
+    return domain_text_json(&t);
 }
 
 /* ---- listing ---- */
-
-static bool job_matches(const ProtobufCMessage *record, const void *query)
-{
-    const Tandem__JobRecord *job = (const Tandem__JobRecord *)record;
-    const struct tandem_job_query *q = query;
-    return (q->site == NULL || strcmp(job->site, q->site) == 0) &&
-           (q->status == NULL || strcmp(tandem_job_status_name(job->status), q->status) == 0) &&
-           (q->client == NULL || strcmp(job->client, q->client) == 0) &&
-           (q->stage == NULL || strcmp(tandem_job_stage(job), q->stage) == 0);
-}
 
 static void job_list_text(struct tandem_text *t, const ProtobufCMessage *record)
 {
@@ -160,17 +124,14 @@ static void job_list_text(struct tandem_text *t, const ProtobufCMessage *record)
 int tandem_job_list(struct tandem_store *s, MDB_txn *txn, const struct tandem_job_query *q,
                     struct tandem_text *out, char next[TANDEM_DOMAIN_ID_LEN_MAX + 1])
 {
-    /* The index most likely to be selective first. */
-    struct domain_list_query list = {
-        .values = {q->client, q->stage, q->site, q->status},
-        .tags = {TANDEM_IDX_CLIENT, TANDEM_IDX_STAGE, TANDEM_IDX_SITE, TANDEM_IDX_STATUS},
-        .n_values = 4,
-        .after = q->after,
-        .limit = q->limit,
-        .matches = job_matches,
-        .text = job_list_text,
-        .query = q,
-    };
+    const struct domain_list_query list = {{{TANDEM_IDX_CLIENT, q->client},
+                                            {TANDEM_IDX_STAGE, q->stage},
+                                            {TANDEM_IDX_SITE, q->site},
+                                            {TANDEM_IDX_STATUS, q->status}},
+                                           4,
+                                           q->after,
+                                           q->limit,
+                                           job_list_text};
     return domain_record_list(&domain_job_kind, s, txn, &list, out, next);
 }
 

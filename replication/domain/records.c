@@ -332,6 +332,57 @@ int tandem_jobs_runnable_walk(struct tandem_store *s, MDB_txn *txn, size_t scan_
     return rv;
 }
 
+bool domain_rule(bool ok, char *errmsg, const char *fmt, ...)
+{
+    if (!ok) {
+        va_list args;
+        va_start(args, fmt);
+        vsnprintf(errmsg, TANDEM_ERRMSG_SIZE, fmt, args);
+        va_end(args);
+    }
+    return ok;
+}
+
+bool domain_id_rule(const char *name, const char *id, char *errmsg)
+{
+    return domain_rule(tandem_domain_id_ok(id), errmsg, "%s must be 1 to %d of [A-Za-z0-9._:-]",
+                       name, TANDEM_DOMAIN_ID_LEN_MAX);
+}
+
+bool domain_text_rule(const char *name, const char *text, bool empty_ok, char *errmsg)
+{
+    return domain_rule(tandem_domain_text_ok(text, empty_ok), errmsg,
+                       "%s must be printable text of %s %d bytes", name,
+                       empty_ok ? "at most" : "1 to", TANDEM_DOMAIN_TEXT_LEN_MAX);
+}
+
+bool domain_site_rule(const char *site, char *errmsg)
+{
+    return domain_rule(tandem_domain_site_ok(site), errmsg,
+                       "site must be a site label (1 to %d of [A-Za-z0-9._-])",
+                       TANDEM_SITE_LEN_MAX);
+}
+
+void domain_text_stamps(struct tandem_text *t, int64_t created_ms, int64_t updated_ms,
+                        uint64_t create_index, uint64_t mod_index)
+{
+    tandem_text_cstr(t, ",\"created\":");
+    tandem_text_time(t, created_ms);
+    tandem_text_cstr(t, ",\"updated\":");
+    tandem_text_time(t, updated_ms);
+    tandem_text_cstr(t, ",\"create_index\":");
+    tandem_text_int(t, (int64_t)create_index);
+    tandem_text_cstr(t, ",\"mod_index\":");
+    tandem_text_int(t, (int64_t)mod_index);
+}
+
+json_t *domain_text_json(struct tandem_text *t)
+{
+    json_t *out = t->failed ? NULL : json_loadb(t->data, t->len, 0, NULL);
+    tandem_text_free(t);
+    return out;
+}
+
 /* ---- listings ---- */
 
 struct list_walk {
@@ -344,6 +395,24 @@ struct list_walk {
     unsigned count;
     char last[TANDEM_DOMAIN_ID_LEN_MAX + 1];
 };
+
+/* Whether every filter of q matches record's index entries. */
+static bool record_matches(const struct domain_kind *kind, const ProtobufCMessage *record,
+                           const struct domain_list_query *q)
+{
+    const char *values[DOMAIN_INDEX_KINDS_MAX];
+    kind->index_values(record, values);
+    for (unsigned f = 0; f < q->n_filters; f++) {
+        const char *tag = memchr(kind->tags, q->filters[f].tag, kind->n_index);
+        tandem_assert(tag != NULL); /* a filter names one of the kind's indexes */
+        const char *value = values[tag - kind->tags];
+        if (q->filters[f].value != NULL &&
+            (value == NULL || strcmp(value, q->filters[f].value) != 0)) {
+            return false;
+        }
+    }
+    return true;
+}
 
 static int list_visit(void *arg, const uint8_t *rest, size_t rest_len, const MDB_val *value,
                       bool *stop)
@@ -364,7 +433,7 @@ static int list_visit(void *arg, const uint8_t *rest, size_t rest_len, const MDB
     if (rv != 0) {
         return rv;
     }
-    if (w->q->matches(m, w->q->query)) {
+    if (record_matches(w->kind, m, w->q)) {
         if (w->count > 0) {
             tandem_text_raw(w->out, ",", 1);
         }
@@ -385,12 +454,12 @@ int domain_record_list(const struct domain_kind *kind, struct tandem_store *s, M
     const char *after = q->after != NULL ? q->after : "";
     bool exhausted;
     int db = kind->db;
-    tandem_assert(q->n_values <= DOMAIN_INDEX_KINDS_MAX);
+    tandem_assert(q->n_filters <= DOMAIN_INDEX_KINDS_MAX);
     next[0] = '\0';
     /* The caller orders the filters most selective first; the others check each record. */
-    for (unsigned i = 0; i < q->n_values && !w.via_index; i++) {
-        if (q->values[i] != NULL) {
-            prefix_len = tandem_index_key(q->tags[i], q->values[i], "", prefix);
+    for (unsigned i = 0; i < q->n_filters && !w.via_index; i++) {
+        if (q->filters[i].value != NULL) {
+            prefix_len = tandem_index_key(q->filters[i].tag, q->filters[i].value, "", prefix);
             db = kind->idx_db;
             w.via_index = true;
             if (prefix_len == 0) {
@@ -454,21 +523,6 @@ static int check_visit(void *arg, const uint8_t *rest, size_t rest_len, const MD
     }
     protobuf_c_message_free_unpacked(m, NULL);
     return rv;
-}
-
-int domain_index_count_check(struct tandem_store *s, MDB_txn *txn, int idx_db, size_t expected,
-                             const char *what)
-{
-    MDB_stat stat;
-    int rv = mdb_stat(txn, s->dbi[idx_db], &stat);
-    if (rv != 0) {
-        return tandem_error_from_mdb(rv, s->errmsg, what);
-    }
-    if (stat.ms_entries != expected) {
-        return tandem_error_set(s->errmsg, TANDEM_CORRUPT, "%s holds %zu entries, %zu expected",
-                                what, stat.ms_entries, expected);
-    }
-    return 0;
 }
 
 int domain_record_index_check(const struct domain_kind *kind, struct tandem_store *s, MDB_txn *txn)

@@ -96,21 +96,38 @@ int domain_apply_action(const struct domain_actions *ops, const struct tandem_ap
 int domain_record_write(const struct domain_kind *kind, struct tandem_store *s, MDB_txn *txn,
                         const ProtobufCMessage *old, const ProtobufCMessage *next);
 
+/* Field rules shared by jobs and boxes: each returns whether the rule holds and, when not,
+ * fills errmsg (TANDEM_ERRMSG_SIZE) with the refusal. Chained with && they stop at the first
+ * broken rule. */
+bool domain_rule(bool ok, char *errmsg, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+bool domain_id_rule(const char *name, const char *id, char *errmsg);
+bool domain_text_rule(const char *name, const char *text, bool empty_ok, char *errmsg);
+bool domain_site_rule(const char *site, char *errmsg);
+
+/* The times and raft indexes every record carries, as JSON members. */
+void domain_text_stamps(struct tandem_text *t, int64_t created_ms, int64_t updated_ms,
+                        uint64_t create_index, uint64_t mod_index);
+/* Parses what t holds (NULL when it failed or does not parse) and frees t. */
+json_t *domain_text_json(struct tandem_text *t);
+
 /* `key` then value as a JSON string; `key` then strings as a JSON array. */
 void domain_text_field(struct tandem_text *t, const char *key, const char *value);
 void domain_text_strings(struct tandem_text *t, const char *key, char *const *strings, size_t n);
 
-/* One page of a listing: the filter (index tags[i] = values[i], the first non-NULL one picks
- * the index) and how a record matches the query and reads as JSON text. */
+/* One filter of a listing: the records whose index entry `tag` holds value (NULL: any). */
+struct domain_filter {
+    char tag;
+    const char *value; /* borrowed */
+};
+
+/* One page of a listing. The filters come most selective first: the first one set picks the
+ * index to walk, and a record is listed when every filter matches its index entries. */
 struct domain_list_query {
-    const char *values[DOMAIN_INDEX_KINDS_MAX]; /* borrowed; NULL = any */
-    char tags[DOMAIN_INDEX_KINDS_MAX];
-    unsigned n_values;
+    struct domain_filter filters[DOMAIN_INDEX_KINDS_MAX];
+    unsigned n_filters;
     const char *after; /* borrowed; NULL = first */
     unsigned limit;
-    bool (*matches)(const ProtobufCMessage *record, const void *query);
-    void (*text)(struct tandem_text *t, const ProtobufCMessage *record);
-    const void *query; /* handed to matches */
+    void (*text)(struct tandem_text *t, const ProtobufCMessage *record); /* a listed record */
 };
 int domain_record_list(const struct domain_kind *kind, struct tandem_store *s, MDB_txn *txn,
                        const struct domain_list_query *q, struct tandem_text *out,
@@ -119,7 +136,8 @@ int domain_record_list(const struct domain_kind *kind, struct tandem_store *s, M
 /* Every record is stored under its id with all its index entries, and idx_db holds nothing
  * else. Returns 0, TANDEM_CORRUPT with s->errmsg naming the first mismatch, or a store error. */
 int domain_record_index_check(const struct domain_kind *kind, struct tandem_store *s, MDB_txn *txn);
-/* Whether idx_db holds exactly `expected` entries (TANDEM_CORRUPT with s->errmsg if not). */
+/* Whether idx_db holds exactly `expected` entries (TANDEM_CORRUPT with s->errmsg if not).
+ * In trace.c, below records.c: the trace check needs it too. */
 int domain_index_count_check(struct tandem_store *s, MDB_txn *txn, int idx_db, size_t expected,
                              const char *what);
 

@@ -399,6 +399,21 @@ int tandem_trace_apply_purge(const struct tandem_apply_ctx *ctx, const Tandem__C
 
 /* ---- invariant ---- */
 
+int domain_index_count_check(struct tandem_store *s, MDB_txn *txn, int idx_db, size_t expected,
+                             const char *what)
+{
+    MDB_stat stat;
+    int rv = mdb_stat(txn, s->dbi[idx_db], &stat);
+    if (rv != 0) {
+        return tandem_error_from_mdb(rv, s->errmsg, what);
+    }
+    if (stat.ms_entries != expected) {
+        return tandem_error_set(s->errmsg, TANDEM_CORRUPT, "%s holds %zu entries, %zu expected",
+                                what, stat.ms_entries, expected);
+    }
+    return 0;
+}
+
 static int trace_check_visit(void *arg, const uint8_t *rest, size_t rest_len, const MDB_val *value,
                              bool *stop)
 {
