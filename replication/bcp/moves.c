@@ -101,6 +101,8 @@ static int job_move(const struct tandem_apply_ctx *ctx, const char *id, const ch
     }
     bool queued = job->status == TANDEM_JOB_QUEUED;
     bool running = job->status == TANDEM_JOB_IN_PROGRESS;
+    /* The walks hand over only what they promise: on invoke, open work at the site. */
+    tandem_assert(failback || ((queued || running) && strcmp(job->site, from) == 0));
     /* Invoke: the site's queued and in-progress work leaves. Failback: what BCP took away
      * comes back if nobody has started it elsewhere; the rest stays and forgets its origin. */
     bool move = failback ? queued && strcmp(job->site, from) != 0 : queued || running;
@@ -135,11 +137,14 @@ int tandem_bcp_jobs_move(const struct tandem_apply_ctx *ctx, const char *site, c
     Tandem__Actor actor = TANDEM__ACTOR__INIT;
     actor.user = (char *)(by != NULL && by[0] != '\0' ? by : "bcp");
     actor.site = (char *)site;
+    /* Work moves to another site, never back onto the one that is out of service. */
+    tandem_assert(failback || (to != NULL && to[0] != '\0' && strcmp(to, site) != 0));
     *moved = 0;
     int rv = failback ? jobs_moved_from(ctx, site, &ids) : jobs_at_site(ctx, site, &ids);
     for (size_t i = 0; i < ids.n && rv == 0; i++) {
         rv = job_move(ctx, ids.ids[i], site, to, failback, &actor, moved);
     }
+    tandem_assert(rv != 0 || *moved <= ids.n);
     free(ids.ids);
     return rv;
 }

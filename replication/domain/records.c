@@ -587,6 +587,8 @@ int domain_change_close(struct domain_change *c, int rv, int (*after)(struct dom
                         struct tandem_result *result)
 {
     const struct tandem_apply_ctx *ctx = c->ctx;
+    /* An action has one outcome: a handler that refused changed nothing. */
+    tandem_assert(rv != 0 || c->refuse_status == 0 || !c->changed);
     if (rv == 0 && c->refuse_status != 0) {
         tandem_result_error(result, c->refuse_status, "%s", c->refuse_errmsg);
     } else if (rv == 0) {
@@ -642,6 +644,7 @@ int domain_apply_action(const struct domain_actions *ops, const struct tandem_ap
     memcpy(&c.next, old, ops->kind->descriptor->sizeof_message);
     c.old = old;
     c.action_name = ops->action_name(c.action);
+    tandem_assert(c.action < ops->n_actions && ops->handlers[c.action] != NULL);
     if (ops->transition(&c) != 0) {
         c.refuse_status = 409;
     } else {
