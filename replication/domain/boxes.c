@@ -10,7 +10,7 @@
 #include "replication/domain/records.h"
 #include "storage/error.h"
 
-#define ROW_ERROR_LEN 256
+#define ROW_ERROR_LEN TANDEM_ERRMSG_SIZE /* a row's refusal: filled by the field rules too */
 
 int tandem_box_fields_check(const Tandem__BoxRecord *box, char *errmsg)
 {
@@ -165,7 +165,7 @@ static int checkin_validate(const struct tandem_apply_ctx *ctx, const Tandem__Bo
     if (*refused && !c->bulk) {
         tandem_result_error(result, status, "%s", error);
     } else if (*refused) {
-        char message[256];
+        char message[TANDEM_ERRMSG_SIZE];
         snprintf(message, sizeof message,
                  "bulk check-in refused: %zu of %zu rows failed; nothing was checked in", errors,
                  c->n_boxes);
