@@ -97,4 +97,11 @@ json_t *tandem_sites_decisions_json(struct tandem_store *store, MDB_txn *txn, un
 json_t *tandem_sites_drills_json(struct tandem_store *store, MDB_txn *txn, unsigned limit,
                                  bool full);
 
+/* BCP's rows of the command table, applied in sites.c. */
+#define TANDEM_SITE_COMMANDS(X)                                                                    \
+    X(site_update, TANDEM__COMMAND__BODY_SITE_UPDATE, tandem_sites_apply_update)                   \
+    X(site_decision, TANDEM__COMMAND__BODY_SITE_DECISION, tandem_sites_apply_decision)             \
+    X(member_home_set, TANDEM__COMMAND__BODY_MEMBER_HOME_SET, tandem_sites_apply_member_home)      \
+    X(drill_store, TANDEM__COMMAND__BODY_DRILL_STORE, tandem_sites_apply_drill)
+
 #endif

@@ -228,4 +228,12 @@ int tandem_job_index_check(struct tandem_store *s, MDB_txn *txn);
 int tandem_box_index_check(struct tandem_store *s, MDB_txn *txn);
 int tandem_trace_index_check(struct tandem_store *s, MDB_txn *txn);
 
+/* The domain's rows of the command table: applied in jobs.c, boxes.c and trace.c. */
+#define TANDEM_DOMAIN_COMMANDS(X)                                                                  \
+    X(job_create, TANDEM__COMMAND__BODY_JOB_CREATE, tandem_job_apply_create)                       \
+    X(job_action, TANDEM__COMMAND__BODY_JOB_ACTION, tandem_job_apply_action)                       \
+    X(box_checkin, TANDEM__COMMAND__BODY_BOX_CHECKIN, tandem_box_apply_checkin)                    \
+    X(box_action, TANDEM__COMMAND__BODY_BOX_ACTION, tandem_box_apply_action)                       \
+    X(retention_purge, TANDEM__COMMAND__BODY_RETENTION_PURGE, tandem_trace_apply_purge)
+
 #endif

@@ -224,4 +224,9 @@ int tandem_capacity_apply_set(const struct tandem_apply_ctx *ctx, const Tandem__
 int tandem_rebalance_apply(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
                            struct tandem_result *result);
 
+/* Capacity planning's rows of the command table, applied in capacity.c. */
+#define TANDEM_REBALANCE_COMMANDS(X)                                                               \
+    X(capacity_set, TANDEM__COMMAND__BODY_CAPACITY_SET, tandem_capacity_apply_set)                 \
+    X(rebalance_apply, TANDEM__COMMAND__BODY_REBALANCE_APPLY, tandem_rebalance_apply)
+
 #endif
