@@ -739,26 +739,30 @@ static int load_one(struct tandem_store *store, const MDB_val *k, const MDB_val 
     return 0;
 }
 
+struct load_walk {
+    struct tandem_store *store;
+    struct tandem_site_table *out;
+};
+
+static int load_visit(void *arg, const uint8_t *rest, size_t rest_len, const MDB_val *value,
+                      bool *stop)
+{
+    struct load_walk *w = arg;
+    MDB_val key = {.mv_size = rest_len, .mv_data = (void *)rest};
+    (void)stop;
+    return load_one(w->store, &key, value, w->out);
+}
+
 int tandem_sites_load(struct tandem_store *store, MDB_txn *txn, struct tandem_site_table *out)
 {
-    MDB_cursor *cursor;
-    MDB_val k, v;
+    struct load_walk w = {store, out};
+    uint8_t none[1] = {0};
+    bool exhausted = false;
     memset(out, 0, sizeof *out);
-    int rv = mdb_cursor_open(txn, store->dbi[TANDEM_DB_SITES], &cursor);
+    int rv = tandem_index_scan(store, txn, TANDEM_DB_SITES, none, 0, NULL, 0, SIZE_MAX, load_visit,
+                               &w, &exhausted);
     if (rv != 0) {
-        return tandem_error_from_mdb(rv, store->errmsg, "sites cursor");
-    }
-    for (rv = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rv == 0;
-         rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-        int err = load_one(store, &k, &v, out);
-        if (err != 0) {
-            mdb_cursor_close(cursor);
-            return err;
-        }
-    }
-    mdb_cursor_close(cursor);
-    if (rv != MDB_NOTFOUND) {
-        return tandem_error_from_mdb(rv, store->errmsg, "sites scan");
+        return rv;
     }
     struct settings_handle h;
     rv = settings_open(store, txn, &h);

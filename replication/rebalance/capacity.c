@@ -238,30 +238,28 @@ static int view_capacities(struct tandem_store *s, MDB_txn *txn, struct tandem_r
 {
     MDB_cursor *cursor;
     MDB_val k, v;
-    int rv = mdb_cursor_open(txn, s->dbi[TANDEM_DB_CAPACITY], &cursor);
+    int err = 0, rv = mdb_cursor_open(txn, s->dbi[TANDEM_DB_CAPACITY], &cursor);
     if (rv != 0) {
         return tandem_error_from_mdb(rv, s->errmsg, "capacity cursor");
     }
-    for (rv = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rv == 0;
+    for (rv = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rv == 0 && err == 0;
          rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
         Tandem__CapacityRecord *r = NULL;
         uint32_t i;
-        rv = tandem_record_decode(s, &v, &tandem__capacity_record__descriptor,
-                                  (ProtobufCMessage **)&r);
-        rv = rv != 0 ? rv : view_site(s, view, r->site, &i);
-        if (rv == 0) {
+        err = tandem_record_decode(s, &v, &tandem__capacity_record__descriptor,
+                                   (ProtobufCMessage **)&r);
+        err = err != 0 ? err : view_site(s, view, r->site, &i);
+        if (err == 0) {
             view->info[i].has_configured = true;
             view->info[i].configured = r->capacity;
         }
-        if (r != NULL) {
-            tandem__capacity_record__free_unpacked(r, NULL);
-        }
-        if (rv != 0) {
-            break;
-        }
+        tandem__capacity_record__free_unpacked(r, NULL);
     }
     mdb_cursor_close(cursor);
-    return rv == MDB_NOTFOUND ? 0 : rv;
+    if (err != 0) {
+        return err; /* ours, with s->errmsg: a corrupt record, or E2BIG (too many sites) */
+    }
+    return rv == MDB_NOTFOUND ? 0 : tandem_error_from_mdb(rv, s->errmsg, "capacity scan");
 }
 
 static int view_site_table(struct tandem_store *s, MDB_txn *txn, struct tandem_rebalance_view *view)
