@@ -93,7 +93,8 @@ static int digest_chain(const uint8_t prev[TANDEM_DIGEST_LEN], uint64_t index, c
 static bool state_ok(struct tandem_fsm *f, MDB_txn *txn, uint64_t index)
 {
     struct tandem_site_table *sites = malloc(sizeof *sites);
-    int rv = sites == NULL ? TANDEM_NOMEM : tandem_sites_load(f->store, txn, sites);
+    int rv = sites == NULL ? tandem_error_set(f->store->errmsg, TANDEM_NOMEM, "out of memory")
+                           : tandem_sites_load(f->store, txn, sites);
     bool sites_ok = rv == 0 && tandem_site_table_ok(sites);
     free(sites);
     rv = rv != 0 ? rv : tandem_job_index_check(f->store, txn);
@@ -143,6 +144,8 @@ int tandem_fsm_apply_entry(struct tandem_fsm *f, uint64_t index, const void *dat
         f->entries_skipped++; /* replay after restart: LMDB already holds it */
         return 0;
     }
+    /* Not index == applied_index + 1: barriers and configuration changes take raft indexes
+     * without reaching the state machine, so the index may skip ahead; it never goes back. */
     if ((rv = tandem_entry_decode(data, len, &batch, f->errmsg)) != 0) {
         return rv;
     }
@@ -180,7 +183,8 @@ out:
 static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, void **result)
 {
     struct tandem_fsm *f = raft_fsm->data;
-    *result = NULL; /* results travel through the claim hook, never through raft */
+    tandem_assert(f->raft != NULL); /* set before raft_start: the index comes from it */
+    *result = NULL;                 /* results travel through the claim hook, never through raft */
     int rv = tandem_fsm_apply_entry(f, raft_last_applied(f->raft) + 1, buf->base, buf->len);
     if (rv != 0) {
         fprintf(stderr, "tandem: FATAL: state machine apply failed: %s\n", f->errmsg);
