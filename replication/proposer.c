@@ -191,15 +191,11 @@ struct tandem_result *tandem_proposer_claim(void *data, uint64_t proposer_id, ui
 }
 
 /* Takes up to the limits off the queue into one batch and proposes it. */
-static int propose_one(struct tandem_proposer *p)
+/* How many queued writes the next batch takes: up to the command limit and the byte limit,
+ * and always the first (one command larger than the byte limit still goes alone). */
+static size_t batch_count(const struct tandem_proposer *p)
 {
-    Tandem__Batch message = TANDEM__BATCH__INIT;
-    struct raft_buffer buf;
-    struct tandem_batch *b = calloc(1, sizeof *b);
     size_t n = 0, bytes = 0;
-    if (b == NULL) {
-        return RAFT_NOMEM;
-    }
     for (struct tandem_write *w = p->queue_head; w != NULL && n < p->limits.batch_commands_max;
          w = w->next) {
         size_t size = tandem__command__get_packed_size(w->command) + 8;
@@ -209,6 +205,22 @@ static int propose_one(struct tandem_proposer *p)
         bytes += size;
         n++;
     }
+    /* The batch bounds: never empty, never past the command limit, past the byte limit only
+     * when one command alone is that large. */
+    tandem_assert(n >= 1 && n <= p->limits.batch_commands_max && n <= p->queued);
+    tandem_assert(n == 1 || bytes <= p->limits.batch_bytes_max);
+    return n;
+}
+
+static int propose_one(struct tandem_proposer *p)
+{
+    Tandem__Batch message = TANDEM__BATCH__INIT;
+    struct raft_buffer buf;
+    struct tandem_batch *b = calloc(1, sizeof *b);
+    if (b == NULL) {
+        return RAFT_NOMEM;
+    }
+    size_t n = batch_count(p);
     b->writes = calloc(n, sizeof *b->writes);
     b->results = calloc(n, sizeof *b->results);
     Tandem__Command **commands = calloc(n, sizeof *commands);
@@ -219,10 +231,6 @@ static int propose_one(struct tandem_proposer *p)
         free(b);
         return RAFT_NOMEM;
     }
-    /* The batch bounds: never empty, never past the command limit, past the byte limit only
-     * when one command alone is that large. */
-    tandem_assert(n >= 1 && n <= p->limits.batch_commands_max && n <= p->queued);
-    tandem_assert(n == 1 || bytes <= p->limits.batch_bytes_max);
     for (size_t i = 0; i < n; i++) {
         struct tandem_write *w = p->queue_head;
         p->queue_head = w->next;
