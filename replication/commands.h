@@ -1,24 +1,20 @@
-/* The command table: every replicated command, its protobuf case and its apply function. */
+/* The command table: every replicated command with its protobuf case and its apply function,
+ * the union of the rows each folder declares, and the dispatch through it. */
 #ifndef TANDEM_REPLICATION_COMMANDS_H
 #define TANDEM_REPLICATION_COMMANDS_H
 
-#include "replication/domain/domain_commands.h"
-#include "replication/fsm.h"
-#include "replication/bcp/site_commands.h"
+#include "replication/apply.h"
+#include "replication/bcp/sites.h"
+#include "replication/domain/domain.h"
+#include "replication/domain/kv.h"
+#include "replication/rebalance/rebalance.h"
+#include "tandem.pb-c.h"
 
-/* X(name, protobuf body case, apply function) */
+/* X(name, protobuf body case, apply function). Each folder declares the rows it applies next to
+ * its apply functions (kv.h, domain.h, rebalance.h, sites.h); the table is their union. */
 #define TANDEM_COMMANDS(X)                                                                         \
-    X(kv_put, TANDEM__COMMAND__BODY_KV_PUT, tandem_kv_apply_put)                                   \
-    X(kv_delete, TANDEM__COMMAND__BODY_KV_DELETE, tandem_kv_apply_delete)                          \
-    X(txn, TANDEM__COMMAND__BODY_TXN, tandem_kv_apply_txn)                                         \
-    TANDEM_DOMAIN_COMMANDS(X)                                                                      \
-    TANDEM_SITE_COMMANDS(X)
-
-/* An apply function mutates state inside ctx->txn and, when result is non-NULL, fills it.
- * Returns 0 (business failures are results) or an LMDB error, which is fatal for the node. */
-typedef int (*tandem_command_apply_fn)(const struct tandem_apply_ctx *ctx,
-                                       const Tandem__Command *command,
-                                       struct tandem_result *result);
+    TANDEM_KV_COMMANDS(X)                                                                          \
+    TANDEM_DOMAIN_COMMANDS(X) TANDEM_REBALANCE_COMMANDS(X) TANDEM_SITE_COMMANDS(X)
 
 #define TANDEM_COMMAND_DECLARE(name, body_case, fn)                                                \
     int fn(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,                     \
@@ -29,12 +25,7 @@ TANDEM_COMMANDS(TANDEM_COMMAND_DECLARE)
 /* Dispatches one command through the table. Unknown commands are a 400 result. */
 int tandem_command_apply(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
                          struct tandem_result *result);
+/* The table's name of command's body ("unknown" outside the table). */
 const char *tandem_command_name(const Tandem__Command *command);
-
-/* Result helpers: body from printf-style JSON text. */
-void tandem_result_set(struct tandem_result *result, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-void tandem_result_error(struct tandem_result *result, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 #endif

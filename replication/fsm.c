@@ -2,16 +2,16 @@
 #include "replication/fsm.h"
 
 #include <endian.h>
-#include <errno.h>
-#include <jansson.h>
 #include <openssl/evp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
+#include "replication/bcp/sites.h"
 #include "replication/commands.h"
+#include "replication/domain/domain.h"
+#include "storage/assert.h"
 #include "storage/error.h"
 
 int tandem_entry_encode(const Tandem__Batch *batch, struct raft_buffer *buf)
@@ -21,11 +21,11 @@ int tandem_entry_encode(const Tandem__Batch *batch, struct raft_buffer *buf)
     uint8_t *base;
     uint32_t header[2];
     if (payload > UINT32_MAX) {
-        return EFBIG;
+        return TANDEM_LIMIT;
     }
     base = raft_malloc(len);
     if (base == NULL) {
-        return ENOMEM;
+        return TANDEM_NOMEM;
     }
     header[0] = htole32(TANDEM_ENTRY_MAGIC);
     header[1] = htole32((uint32_t)payload);
@@ -41,114 +41,111 @@ int tandem_entry_decode(const void *data, size_t len, Tandem__Batch **out, char 
 {
     uint32_t header[2];
     if (len < TANDEM_ENTRY_HEADER_LEN || len % 8 != 0) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "entry of %zu bytes is not a padded tandem batch", len);
-        return EINVAL;
+        return tandem_error_set(errmsg, TANDEM_CORRUPT,
+                                "entry of %zu bytes is not a padded tandem batch", len);
     }
     memcpy(header, data, sizeof header);
     size_t payload = le32toh(header[1]);
     if (le32toh(header[0]) != TANDEM_ENTRY_MAGIC || payload > len - TANDEM_ENTRY_HEADER_LEN) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "entry has a bad header (magic %08x, payload %zu of %zu)",
-                 le32toh(header[0]), payload, len);
-        return EINVAL;
+        return tandem_error_set(errmsg, TANDEM_CORRUPT,
+                                "entry has a bad header (magic %08x, payload %zu of %zu)",
+                                le32toh(header[0]), payload, len);
     }
     *out = tandem__batch__unpack(NULL, payload, (const uint8_t *)data + TANDEM_ENTRY_HEADER_LEN);
     if (*out == NULL) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "entry payload is not a valid Batch message");
-        return EINVAL;
+        return tandem_error_set(errmsg, TANDEM_CORRUPT,
+                                "entry payload is not a valid Batch message");
     }
     return 0;
 }
 
-void tandem_result_set(struct tandem_result *result, int status, const char *fmt, ...)
-{
-    va_list args;
-    if (result == NULL) {
-        return;
-    }
-    free(result->body);
-    result->status = status;
-    va_start(args, fmt);
-    if (vasprintf(&result->body, fmt, args) < 0) {
-        result->body = NULL;
-    }
-    va_end(args);
-}
+/* What the domains learn from one another through the state machine (see apply.h). */
+static const struct tandem_apply_ops apply_ops = {
+    .site_invoked = tandem_sites_invoked,
+};
 
-void tandem_result_error(struct tandem_result *result, int status, const char *fmt, ...)
-{
-    char message[512];
-    va_list args;
-    if (result == NULL) {
-        return;
-    }
-    va_start(args, fmt);
-    vsnprintf(message, sizeof message, fmt, args);
-    va_end(args);
-    json_t *body = json_pack("{s:s}", "error", message);
-    free(result->body);
-    result->status = status;
-    result->body = body == NULL ? NULL : json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-}
-
-int tandem_command_apply(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
-                         struct tandem_result *result)
-{
-    switch (command->body_case) {
-#define TANDEM_COMMAND_CASE(name, body_case, fn)                                                   \
-    case body_case:                                                                                \
-        return fn(ctx, command, result);
-        TANDEM_COMMANDS(TANDEM_COMMAND_CASE)
-#undef TANDEM_COMMAND_CASE
-        default:
-            /* A newer node's command this binary does not know: refusing it everywhere the same
-             * way keeps replicas identical. */
-            tandem_result_error(result, 400, "unknown command %d", (int)command->body_case);
-            return 0;
-    }
-}
-
-const char *tandem_command_name(const Tandem__Command *command)
-{
-    switch (command->body_case) {
-#define TANDEM_COMMAND_NAME(name, body_case, fn)                                                   \
-    case body_case:                                                                                \
-        return #name;
-        TANDEM_COMMANDS(TANDEM_COMMAND_NAME)
-#undef TANDEM_COMMAND_NAME
-        default:
-            return "unknown";
-    }
-}
-
-/* digest_n = SHA-256(digest_n-1 || index (LE) || entry bytes). */
-static void digest_chain(const uint8_t prev[TANDEM_DIGEST_LEN], uint64_t index, const void *data,
-                         size_t len, uint8_t out[TANDEM_DIGEST_LEN])
+/* digest_n = SHA-256(digest_n-1 || index (LE) || entry bytes). This chain is the proof that
+ * replicas applied the same entries: a failed step must stop the node, never leave a digest
+ * half computed. Returns 0, or TANDEM_CRYPTO / TANDEM_NOMEM with errmsg. */
+static int digest_chain(const uint8_t prev[TANDEM_DIGEST_LEN], uint64_t index, const void *data,
+                        size_t len, uint8_t out[TANDEM_DIGEST_LEN], char *errmsg)
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     uint64_t index_le = htole64(index);
     unsigned out_len = 0;
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    EVP_DigestUpdate(ctx, prev, TANDEM_DIGEST_LEN);
-    EVP_DigestUpdate(ctx, &index_le, sizeof index_le);
-    EVP_DigestUpdate(ctx, data, len);
-    EVP_DigestFinal_ex(ctx, out, &out_len);
+    if (ctx == NULL) {
+        return tandem_error_set(errmsg, TANDEM_NOMEM, "apply digest: out of memory");
+    }
+    int ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+             EVP_DigestUpdate(ctx, prev, TANDEM_DIGEST_LEN) == 1 &&
+             EVP_DigestUpdate(ctx, &index_le, sizeof index_le) == 1 &&
+             EVP_DigestUpdate(ctx, data, len) == 1 && EVP_DigestFinal_ex(ctx, out, &out_len) == 1;
     EVP_MD_CTX_free(ctx);
+    if (!ok) {
+        return tandem_error_from_ssl(errmsg, "apply digest");
+    }
+    tandem_assert(out_len == TANDEM_DIGEST_LEN);
+    return 0;
+}
+
+/* The whole-object checkers, after every apply where invariants are on (Debug and sim builds):
+ * every index matches its records, and the site table holds its invariant. Logs what broke. */
+static bool state_ok(struct tandem_fsm *f, MDB_txn *txn, uint64_t index)
+{
+    struct tandem_site_table *sites = malloc(sizeof *sites);
+    int rv = sites == NULL ? tandem_error_set(f->store->errmsg, TANDEM_NOMEM, "out of memory")
+                           : tandem_sites_load(f->store, txn, sites);
+    bool sites_ok = rv == 0 && tandem_site_table_ok(sites);
+    free(sites);
+    rv = rv != 0 ? rv : tandem_job_index_check(f->store, txn);
+    rv = rv != 0 ? rv : tandem_box_index_check(f->store, txn);
+    rv = rv != 0 ? rv : tandem_trace_index_check(f->store, txn);
+    if (rv != 0 || !sites_ok) {
+        fprintf(stderr, "tandem: invariant broken after index %llu: %s\n",
+                (unsigned long long)index, rv != 0 ? f->store->errmsg : "site table");
+    }
+    return rv == 0 && sites_ok;
+}
+
+/* Applies every command of batch in ctx's write transaction; non-zero (a store error, fatal)
+ * with f->errmsg naming the command. */
+static int batch_apply(struct tandem_fsm *f, const struct tandem_apply_ctx *ctx,
+                       const Tandem__Batch *batch)
+{
+    struct tandem_result *results = NULL;
+    if (f->claim != NULL) {
+        results = f->claim(f->claim_data, batch->proposer_id, batch->serial, batch->n_commands);
+    }
+    for (size_t i = 0; i < batch->n_commands; i++) {
+        int rv =
+            tandem_command_apply(ctx, batch->commands[i], results == NULL ? NULL : &results[i]);
+        if (rv != 0) {
+            snprintf(f->errmsg, sizeof f->errmsg, "apply %s at index %llu: %s",
+                     tandem_command_name(batch->commands[i]), (unsigned long long)ctx->index,
+                     f->store->errmsg);
+            return rv;
+        }
+        /* Whoever waits gets an answer: an apply function that returned 0 filled its result. */
+        tandem_assert(results == NULL || results[i].status != 0);
+    }
+    return 0;
 }
 
 int tandem_fsm_apply_entry(struct tandem_fsm *f, uint64_t index, const void *data, size_t len)
 {
-    struct tandem_apply_ctx ctx = {.store = f->store, .index = index};
+    struct tandem_apply_ctx ctx = {.store = f->store, .index = index, .ops = &apply_ops};
     uint8_t digest[TANDEM_DIGEST_LEN];
     Tandem__Batch *batch;
-    struct tandem_result *results = NULL;
     uint64_t start = uv_hrtime();
     int rv;
 
+    tandem_assert(index > 0 && data != NULL);
     if (index <= f->store->applied_index) {
         f->entries_skipped++; /* replay after restart: LMDB already holds it */
         return 0;
     }
+    /* Not index == applied_index + 1: barriers and configuration changes take raft indexes
+     * without reaching the state machine, so the index may skip ahead; it never goes back. */
     if ((rv = tandem_entry_decode(data, len, &batch, f->errmsg)) != 0) {
         return rv;
     }
@@ -157,23 +154,20 @@ int tandem_fsm_apply_entry(struct tandem_fsm *f, uint64_t index, const void *dat
         goto out;
     }
     ctx.now_ms = batch->now_ms;
-    if (f->claim != NULL) {
-        results = f->claim(f->claim_data, batch->proposer_id, batch->serial, batch->n_commands);
+    if ((rv = batch_apply(f, &ctx, batch)) != 0) {
+        goto out;
     }
-    for (size_t i = 0; i < batch->n_commands; i++) {
-        rv = tandem_command_apply(&ctx, batch->commands[i], results == NULL ? NULL : &results[i]);
-        if (rv != 0) {
-            snprintf(f->errmsg, sizeof f->errmsg, "apply %s at index %llu: %s",
-                     tandem_command_name(batch->commands[i]), (unsigned long long)index,
-                     f->store->errmsg);
-            goto out;
-        }
+    tandem_invariant(state_ok(f, ctx.txn, index));
+    if ((rv = digest_chain(f->store->apply_digest, index, data, len, digest, f->errmsg)) != 0) {
+        goto out;
     }
-    digest_chain(f->store->apply_digest, index, data, len, digest);
     if ((rv = tandem_store_set_applied(f->store, index, digest)) != 0) {
         snprintf(f->errmsg, sizeof f->errmsg, "%s", f->store->errmsg);
         goto out;
     }
+    /* Postcondition: the store now stands at this entry, with this entry's digest. */
+    tandem_assert(f->store->applied_index == index &&
+                  memcmp(f->store->apply_digest, digest, sizeof digest) == 0);
     f->entries_applied++;
     f->commands_applied += batch->n_commands;
 out:
@@ -189,7 +183,8 @@ out:
 static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, void **result)
 {
     struct tandem_fsm *f = raft_fsm->data;
-    *result = NULL; /* results travel through the claim hook, never through raft */
+    tandem_assert(f->raft != NULL); /* set before raft_start: the index comes from it */
+    *result = NULL;                 /* results travel through the claim hook, never through raft */
     int rv = tandem_fsm_apply_entry(f, raft_last_applied(f->raft) + 1, buf->base, buf->len);
     if (rv != 0) {
         fprintf(stderr, "tandem: FATAL: state machine apply failed: %s\n", f->errmsg);

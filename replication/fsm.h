@@ -8,28 +8,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "replication/apply.h"
+#include "storage/error.h"
 #include "storage/store.h"
 #include "tandem.pb-c.h"
-#include "storage/error.h"
-
-/* One command's outcome, handed to whoever is waiting for it. */
-struct tandem_result {
-    int status; /* HTTP-style: 200 ok, 404, 409 ... a business outcome, never an apply error */
-    char *body; /* owned by the receiver: malloc'd JSON, or NULL */
-};
 
 /* Asks the proposer whether this node waits for the batch (proposer_id, serial) with n commands;
  * returns an array of n results for apply to fill, or NULL when nobody waits. */
 typedef struct tandem_result *(*tandem_fsm_claim_fn)(void *data, uint64_t proposer_id,
                                                      uint64_t serial, size_t n_commands);
-
-/* What one command's apply sees: all inside the batch's single write transaction. */
-struct tandem_apply_ctx {
-    struct tandem_store *store; /* borrowed */
-    MDB_txn *txn;               /* borrowed: the grouped write transaction */
-    uint64_t index;             /* raft index of the entry being applied */
-    int64_t now_ms;             /* the leader's clock stamped into the batch */
-};
 
 struct tandem_fsm {
     struct raft_fsm raft_fsm;   /* handed to raft_init; raft_fsm.data points back here */
@@ -62,9 +49,11 @@ void tandem_fsm_set_claim(struct tandem_fsm *f, tandem_fsm_claim_fn claim, void 
  * cannot read back entries whose length is not a multiple of 8. */
 #define TANDEM_ENTRY_MAGIC      0x31424454u /* "TDB1" little-endian */
 #define TANDEM_ENTRY_HEADER_LEN 8
-/* Encodes batch into buf->base (raft_malloc'd; ownership to the caller). */
+/* Encodes batch into buf->base (raft_malloc'd; ownership to the caller). Returns 0,
+ * TANDEM_LIMIT (payload past 4 GiB) or TANDEM_NOMEM. */
 int tandem_entry_encode(const Tandem__Batch *batch, struct raft_buffer *buf);
-/* Decodes; the caller frees *out with tandem__batch__free_unpacked(*out, NULL). */
+/* Decodes; the caller frees *out with tandem__batch__free_unpacked(*out, NULL). Returns 0, or
+ * TANDEM_CORRUPT with errmsg (TANDEM_ERRMSG_SIZE bytes). */
 int tandem_entry_decode(const void *data, size_t len, Tandem__Batch **out, char *errmsg);
 
 /* Applies one raw entry at index (used by apply, and by tests driving the FSM directly). */

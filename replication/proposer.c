@@ -6,6 +6,8 @@
 #include <time.h>
 #include <uv.h>
 
+#include "storage/assert.h"
+
 struct tandem_batch {
     struct raft_apply req;
     struct tandem_proposer *p;
@@ -35,6 +37,10 @@ static int64_t wall_clock_ms(void)
 void tandem_proposer_init(struct tandem_proposer *p, struct raft *raft, uint64_t id,
                           const struct tandem_proposer_limits *limits)
 {
+    /* A batch holds at least one command and at least one write may wait: with a zero limit
+     * the queue could never drain. */
+    tandem_assert(limits->batch_commands_max >= 1 && limits->batch_bytes_max >= 1 &&
+                  limits->pending_max >= 1);
     memset(p, 0, sizeof *p);
     p->raft = raft;
     p->id = id;
@@ -44,62 +50,68 @@ void tandem_proposer_init(struct tandem_proposer *p, struct raft *raft, uint64_t
     p->limbo_ns = 2000000000ull; /* callers may change it (two election timeouts and more) */
 }
 
-int tandem_proposer_write(struct tandem_proposer *p, struct tandem_write *w)
+/* The counters agree with the queues: queued writes are a part of the pending ones, and the
+ * queue is empty exactly when its head is NULL. */
+static bool counters_ok(const struct tandem_proposer *p)
+{
+    return p->queued <= p->pending && (p->queued == 0) == (p->queue_head == NULL) &&
+           (p->queue_head == NULL) == (p->queue_tail == NULL) &&
+           p->barriers_inflight <= TANDEM_BARRIERS_INFLIGHT_MAX;
+}
+
+/* Whether a request may be queued now: 0, RAFT_NOTLEADER, or RAFT_BUSY when full. */
+static int admission(const struct tandem_proposer *p, bool full)
 {
     if (raft_state(p->raft) != RAFT_LEADER) {
         return RAFT_NOTLEADER;
     }
-    if (p->pending >= p->limits.pending_max) {
-        return RAFT_BUSY;
+    return full ? RAFT_BUSY : 0;
+}
+
+int tandem_proposer_write(struct tandem_proposer *p, struct tandem_write *w)
+{
+    tandem_assert(w->command != NULL && w->cb != NULL);
+    int rv = admission(p, p->pending >= p->limits.pending_max);
+    if (rv != 0) {
+        return rv;
     }
     w->next = NULL;
-    if (p->queue_tail == NULL) {
-        p->queue_head = w;
-    } else {
-        p->queue_tail->next = w;
-    }
+    *(p->queue_tail == NULL ? &p->queue_head : &p->queue_tail->next) = w;
     p->queue_tail = w;
     p->queued++;
     p->pending++;
+    tandem_assert(counters_ok(p) && p->pending <= p->limits.pending_max);
     return 0;
 }
 
 int tandem_proposer_read(struct tandem_proposer *p, struct tandem_read *r)
 {
-    if (raft_state(p->raft) != RAFT_LEADER) {
-        return RAFT_NOTLEADER;
-    }
-    if (p->barriers_inflight >= TANDEM_BARRIERS_INFLIGHT_MAX && p->reads_head == NULL) {
-        return RAFT_BUSY;
+    tandem_assert(r->cb != NULL);
+    /* Reads queued behind a barrier not yet proposed share it: only a new barrier is limited. */
+    int rv =
+        admission(p, p->barriers_inflight >= TANDEM_BARRIERS_INFLIGHT_MAX && p->reads_head == NULL);
+    if (rv != 0) {
+        return rv;
     }
     r->next = NULL;
-    if (p->reads_tail == NULL) {
-        p->reads_head = r;
-    } else {
-        p->reads_tail->next = r;
-    }
+    *(p->reads_tail == NULL ? &p->reads_head : &p->reads_tail->next) = r;
     p->reads_tail = r;
     return 0;
 }
 
 static void batch_unlink(struct tandem_proposer *p, struct tandem_batch *b)
 {
-    if (b->prev != NULL) {
-        b->prev->next = b->next;
-    } else {
-        p->inflight_head = b->next;
-    }
-    if (b->next != NULL) {
-        b->next->prev = b->prev;
-    } else {
-        p->inflight_tail = b->prev;
-    }
+    /* The link that points at b from before and from after: a neighbour's, or the list's. */
+    *(b->prev != NULL ? &b->prev->next : &p->inflight_head) = b->next;
+    *(b->next != NULL ? &b->next->prev : &p->inflight_tail) = b->prev;
 }
 
 static void batch_finish(struct tandem_batch *b, int status)
 {
     struct tandem_proposer *p = b->p;
     batch_unlink(p, b);
+    /* The batch's writes were counted pending when submitted and are counted down once. */
+    tandem_assert(p->pending >= b->n + p->queued);
     p->pending -= (unsigned)b->n;
     /* Applied results win over a late error: the entry is in the state whatever raft says. */
     for (size_t i = 0; i < b->n; i++) {
@@ -179,15 +191,11 @@ struct tandem_result *tandem_proposer_claim(void *data, uint64_t proposer_id, ui
 }
 
 /* Takes up to the limits off the queue into one batch and proposes it. */
-static int propose_one(struct tandem_proposer *p)
+/* How many queued writes the next batch takes: up to the command limit and the byte limit,
+ * and always the first (one command larger than the byte limit still goes alone). */
+static size_t batch_count(const struct tandem_proposer *p)
 {
-    Tandem__Batch message = TANDEM__BATCH__INIT;
-    struct raft_buffer buf;
-    struct tandem_batch *b = calloc(1, sizeof *b);
     size_t n = 0, bytes = 0;
-    if (b == NULL) {
-        return RAFT_NOMEM;
-    }
     for (struct tandem_write *w = p->queue_head; w != NULL && n < p->limits.batch_commands_max;
          w = w->next) {
         size_t size = tandem__command__get_packed_size(w->command) + 8;
@@ -197,6 +205,22 @@ static int propose_one(struct tandem_proposer *p)
         bytes += size;
         n++;
     }
+    /* The batch bounds: never empty, never past the command limit, past the byte limit only
+     * when one command alone is that large. */
+    tandem_assert(n >= 1 && n <= p->limits.batch_commands_max && n <= p->queued);
+    tandem_assert(n == 1 || bytes <= p->limits.batch_bytes_max);
+    return n;
+}
+
+static int propose_one(struct tandem_proposer *p)
+{
+    Tandem__Batch message = TANDEM__BATCH__INIT;
+    struct raft_buffer buf;
+    struct tandem_batch *b = calloc(1, sizeof *b);
+    if (b == NULL) {
+        return RAFT_NOMEM;
+    }
+    size_t n = batch_count(p);
     b->writes = calloc(n, sizeof *b->writes);
     b->results = calloc(n, sizeof *b->results);
     Tandem__Command **commands = calloc(n, sizeof *commands);
@@ -251,17 +275,24 @@ static int propose_one(struct tandem_proposer *p)
     return 0;
 }
 
-static void barrier_cb(struct raft_barrier *req, int status)
+/* Answers a list of reads (each callback may free its read). */
+static void reads_finish(struct tandem_read *r, int status)
 {
-    struct barrier *b = req->data;
-    b->p->barriers_inflight--;
-    struct tandem_read *r = b->reads;
-    free(b);
     while (r != NULL) {
         struct tandem_read *next = r->next;
         r->cb(r, status);
         r = next;
     }
+}
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+    struct barrier *b = req->data;
+    tandem_assert(b->p->barriers_inflight > 0);
+    b->p->barriers_inflight--;
+    struct tandem_read *r = b->reads;
+    free(b);
+    reads_finish(r, status);
 }
 
 static void flush_reads(struct tandem_proposer *p)
@@ -281,15 +312,8 @@ static void flush_reads(struct tandem_proposer *p)
         rv = raft_barrier(p->raft, &b->req, barrier_cb);
         if (rv == 0) {
             p->barriers_proposed++;
-            return;
-        }
-        p->barriers_inflight--;
-        struct tandem_read *r = b->reads;
-        free(b);
-        while (r != NULL) {
-            struct tandem_read *next = r->next;
-            r->cb(r, rv);
-            r = next;
+        } else {
+            barrier_cb(&b->req, rv); /* raft refused it: its callback never runs */
         }
         return;
     }
@@ -313,6 +337,7 @@ void tandem_proposer_fail_queued(struct tandem_proposer *p, int status)
     limbo_settle(p, status == RAFT_SHUTDOWN);
     struct tandem_write *w = p->queue_head;
     struct tandem_read *r = p->reads_head;
+    tandem_assert(counters_ok(p));
     p->queue_head = p->queue_tail = NULL;
     p->reads_head = p->reads_tail = NULL;
     p->pending -= p->queued;
@@ -322,9 +347,5 @@ void tandem_proposer_fail_queued(struct tandem_proposer *p, int status)
         w->cb(w, status, NULL);
         w = next;
     }
-    while (r != NULL) {
-        struct tandem_read *next = r->next;
-        r->cb(r, status);
-        r = next;
-    }
+    reads_finish(r, status);
 }

@@ -1,5 +1,4 @@
 /* Moving a site's open work when BCP is invoked for it, and back on a revoke with failback. */
-#include <errno.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -7,23 +6,27 @@
 
 #include "replication/bcp/moves.h"
 #include "replication/domain/domain.h"
+#include "storage/assert.h"
 #include "storage/domain_codec.h"
+#include "storage/error.h"
 
 struct id_list {
     char (*ids)[TANDEM_DOMAIN_ID_LEN_MAX + 1]; /* owned */
     size_t n, cap;
 };
 
-static int id_list_add(struct id_list *l, const uint8_t *id, size_t len)
+/* Appends id; errmsg (TANDEM_ERRMSG_SIZE) says why when it fails. */
+static int id_list_add(struct id_list *l, const uint8_t *id, size_t len, char *errmsg)
 {
-    if (len > TANDEM_DOMAIN_ID_LEN_MAX) {
-        return MDB_CORRUPTED; /* ids are checked on the way in */
+    if (len == 0 || len > TANDEM_DOMAIN_ID_LEN_MAX) {
+        /* ids are checked on the way in: a key that is no id is damage */
+        return tandem_error_set(errmsg, TANDEM_CORRUPT, "job key of %zu bytes", len);
     }
     if (l->n == l->cap) {
         size_t cap = l->cap == 0 ? 64 : 2 * l->cap;
         void *grown = realloc(l->ids, cap * sizeof *l->ids);
         if (grown == NULL) {
-            return ENOMEM;
+            return tandem_error_set(errmsg, TANDEM_NOMEM, "bcp moves: out of memory");
         }
         l->ids = grown;
         l->cap = cap;
@@ -40,24 +43,27 @@ struct site_walk {
     struct id_list *out;
 };
 
-static int status_visit(void *arg, const uint8_t *rest, size_t rest_len, const MDB_val *value,
-                        bool *stop)
+static int runnable_visit(void *arg, const char *id, const Tandem__JobRecord *job)
 {
     struct site_walk *w = arg;
-    char id[TANDEM_DOMAIN_ID_LEN_MAX + 1];
-    Tandem__JobRecord *job = NULL;
-    (void)value;
+    return strcmp(job->site, w->site) == 0
+               ? id_list_add(w->out, (const uint8_t *)id, strlen(id), w->ctx->store->errmsg)
+               : 0;
+}
+
+static int moved_visit(void *arg, const uint8_t *rest, size_t rest_len, const MDB_val *value,
+                       bool *stop)
+{
+    struct site_walk *w = arg;
+    ProtobufCMessage *m = NULL;
     *stop = false;
-    if (rest_len > TANDEM_DOMAIN_ID_LEN_MAX) {
-        return MDB_CORRUPTED;
+    int rv = tandem_record_decode(w->ctx->store, value, &tandem__job_record__descriptor, &m);
+    if (rv == 0 && strcmp(((const Tandem__JobRecord *)m)->bcp_from, w->site) == 0) {
+        rv = id_list_add(w->out, rest, rest_len, w->ctx->store->errmsg);
     }
-    memcpy(id, rest, rest_len);
-    id[rest_len] = '\0';
-    int rv = tandem_job_get(w->ctx->store, w->ctx->txn, id, &job);
-    if (rv == 0 && job != NULL && strcmp(job->site, w->site) == 0) {
-        rv = id_list_add(w->out, rest, rest_len);
+    if (m != NULL) {
+        protobuf_c_message_free_unpacked(m, NULL);
     }
-    tandem__job_record__free_unpacked(job, NULL);
     return rv;
 }
 
@@ -65,17 +71,11 @@ static int status_visit(void *arg, const uint8_t *rest, size_t rest_len, const M
  * index (so the site's finished history is never walked), collected before anything moves. */
 static int jobs_at_site(const struct tandem_apply_ctx *ctx, const char *site, struct id_list *out)
 {
-    static const uint32_t statuses[] = {TANDEM_JOB_QUEUED, TANDEM_JOB_IN_PROGRESS};
     struct site_walk w = {.ctx = ctx, .site = site, .out = out};
-    int rv = 0;
-    for (size_t i = 0; i < sizeof statuses / sizeof statuses[0] && rv == 0; i++) {
-        uint8_t prefix[TANDEM_INDEX_KEY_LEN_MAX];
-        bool exhausted = false;
-        size_t prefix_len =
-            tandem_index_key(TANDEM_IDX_STATUS, tandem_job_status_name(statuses[i]), "", prefix);
-        rv = tandem_index_scan(ctx->store, ctx->txn, TANDEM_DB_JOB_IDX, prefix, prefix_len, NULL, 0,
-                               SIZE_MAX, status_visit, &w, &exhausted);
-    }
+    bool exhausted = false;
+    int rv =
+        tandem_jobs_runnable_walk(ctx->store, ctx->txn, SIZE_MAX, runnable_visit, &w, &exhausted);
+    tandem_assert(rv != 0 || exhausted);
     return rv;
 }
 
@@ -83,27 +83,11 @@ static int jobs_at_site(const struct tandem_apply_ctx *ctx, const char *site, st
 static int jobs_moved_from(const struct tandem_apply_ctx *ctx, const char *site,
                            struct id_list *out)
 {
-    MDB_cursor *cursor;
-    MDB_val k, v;
-    int rv = mdb_cursor_open(ctx->txn, ctx->store->dbi[TANDEM_DB_JOBS], &cursor);
-    if (rv != 0) {
-        return tandem_store_error(ctx->store, rv, "jobs cursor");
-    }
-    for (rv = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rv == 0;
-         rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-        Tandem__JobRecord *job = tandem__job_record__unpack(NULL, v.mv_size, v.mv_data);
-        if (job == NULL) {
-            rv = MDB_CORRUPTED;
-            break;
-        }
-        bool ours = strcmp(job->bcp_from, site) == 0;
-        tandem__job_record__free_unpacked(job, NULL);
-        if (ours && (rv = id_list_add(out, k.mv_data, k.mv_size)) != 0) {
-            break;
-        }
-    }
-    mdb_cursor_close(cursor);
-    return rv == MDB_NOTFOUND ? 0 : rv;
+    struct site_walk w = {.ctx = ctx, .site = site, .out = out};
+    uint8_t none[1] = {0};
+    bool exhausted = false;
+    return tandem_index_scan(ctx->store, ctx->txn, TANDEM_DB_JOBS, none, 0, none, 0, SIZE_MAX,
+                             moved_visit, &w, &exhausted);
 }
 
 /* Moves one job; *moved counts it when it actually moved. */
@@ -117,6 +101,8 @@ static int job_move(const struct tandem_apply_ctx *ctx, const char *id, const ch
     }
     bool queued = job->status == TANDEM_JOB_QUEUED;
     bool running = job->status == TANDEM_JOB_IN_PROGRESS;
+    /* The walks hand over only what they promise: on invoke, open work at the site. */
+    tandem_assert(failback || ((queued || running) && strcmp(job->site, from) == 0));
     /* Invoke: the site's queued and in-progress work leaves. Failback: what BCP took away
      * comes back if nobody has started it elsewhere; the rest stays and forgets its origin. */
     bool move = failback ? queued && strcmp(job->site, from) != 0 : queued || running;
@@ -151,11 +137,14 @@ int tandem_bcp_jobs_move(const struct tandem_apply_ctx *ctx, const char *site, c
     Tandem__Actor actor = TANDEM__ACTOR__INIT;
     actor.user = (char *)(by != NULL && by[0] != '\0' ? by : "bcp");
     actor.site = (char *)site;
+    /* Work moves to another site, never back onto the one that is out of service. */
+    tandem_assert(failback || (to != NULL && to[0] != '\0' && strcmp(to, site) != 0));
     *moved = 0;
     int rv = failback ? jobs_moved_from(ctx, site, &ids) : jobs_at_site(ctx, site, &ids);
     for (size_t i = 0; i < ids.n && rv == 0; i++) {
         rv = job_move(ctx, ids.ids[i], site, to, failback, &actor, moved);
     }
+    tandem_assert(rv != 0 || *moved <= ids.n);
     free(ids.ids);
     return rv;
 }

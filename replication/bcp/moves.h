@@ -6,7 +6,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
-#include "replication/fsm.h"
+#include "replication/apply.h"
 
 /* Invoke (failback false): moves every queued or in-progress job at site to `to`; an
  * in-progress job keeps its stage and loses its operator (it restarts at that stage). Each

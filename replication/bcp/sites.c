@@ -4,11 +4,14 @@
 #include "replication/bcp/sites.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "replication/commands.h"
+#include "replication/apply.h"
+#include "storage/assert.h"
+#include "storage/domain_codec.h"
 #include "storage/error.h"
 
 #define KEY_LEN_MAX      96 /* "decision/<20 digits>", "site/<31>", "home/<63>" */
@@ -18,41 +21,77 @@
 #define SETTINGS_KEY     "settings"
 #define SITE_EPOCH_FIRST 1
 
-/* Allowed transitions: next[from][change], -1 where forbidden. REGISTER and PREFER leave the
- * state alone and are handled before the table is consulted. */
-static const int transitions[3][4] = {
-    /* from ACTIVE */ {-1, TANDEM_SITE_INVOKED, -1, -1},
-    /* from INVOKED */ {-1, -1, TANDEM_SITE_RECOVERING, -1},
-    /* from RECOVERING: a site that fails again while it catches up is invoked again */
-    {-1, TANDEM_SITE_INVOKED, -1, TANDEM_SITE_ACTIVE},
+/* The BCP state machine as a table of allowed moves (dqlite's sm): every state change of a
+ * site is one of these rows, and nothing else. REGISTER and PREFER leave the state alone and
+ * are handled before the table is consulted. */
+struct site_move {
+    int from;   /* enum tandem_site_state */
+    int change; /* enum tandem_site_change */
+    int to;     /* enum tandem_site_state */
+};
+
+static const struct site_move site_moves[] = {
+    {TANDEM_SITE_ACTIVE, TANDEM_SITE_INVOKE, TANDEM_SITE_INVOKED},
+    {TANDEM_SITE_INVOKED, TANDEM_SITE_REVOKE, TANDEM_SITE_RECOVERING},
+    /* A site that fails again while it catches up is invoked again. */
+    {TANDEM_SITE_RECOVERING, TANDEM_SITE_INVOKE, TANDEM_SITE_INVOKED},
+    {TANDEM_SITE_RECOVERING, TANDEM_SITE_RECOVERED, TANDEM_SITE_ACTIVE},
+};
+
+static const char *const site_state_names[TANDEM_SITE_STATE_COUNT] = {
+    [TANDEM_SITE_ACTIVE] = "active",
+    [TANDEM_SITE_INVOKED] = "invoked",
+    [TANDEM_SITE_RECOVERING] = "recovering",
+};
+
+static const char *const site_change_names[TANDEM_SITE_CHANGE_COUNT] = {
+    [TANDEM_SITE_REGISTER] = "register", [TANDEM_SITE_INVOKE] = "invoke",
+    [TANDEM_SITE_REVOKE] = "revoke",     [TANDEM_SITE_RECOVERED] = "recovered",
+    [TANDEM_SITE_PREFER] = "prefer",
 };
 
 const char *tandem_site_state_name(int state)
 {
-    switch (state) {
-        case TANDEM_SITE_ACTIVE:
-            return "active";
-        case TANDEM_SITE_INVOKED:
-            return "invoked";
-        case TANDEM_SITE_RECOVERING:
-            return "recovering";
-        default:
-            return "unknown";
-    }
+    return state >= 0 && state < TANDEM_SITE_STATE_COUNT ? site_state_names[state] : "unknown";
 }
 
 int tandem_site_next_state(int from, int change)
 {
-    if (from < 0 || from > 2 || change < TANDEM_SITE_INVOKE || change > TANDEM_SITE_RECOVERED) {
-        return -1;
+    for (size_t i = 0; i < sizeof site_moves / sizeof site_moves[0]; i++) {
+        if (site_moves[i].from == from && site_moves[i].change == change) {
+            return site_moves[i].to;
+        }
     }
-    return transitions[from][change];
+    return -1;
 }
 
 static const char *change_name(int change)
 {
-    static const char *const names[] = {"register", "invoke", "revoke", "recovered", "prefer"};
-    return change >= 0 && change <= TANDEM_SITE_PREFER ? names[change] : "unknown";
+    return change >= 0 && change < TANDEM_SITE_CHANGE_COUNT ? site_change_names[change] : "unknown";
+}
+
+/* What holds for every site at all times: a known state, and a witness (it holds no work) is
+ * never taken out of service. */
+static bool site_state_ok(int state, bool witness)
+{
+    return state >= 0 && state < TANDEM_SITE_STATE_COUNT &&
+           (!witness || state == TANDEM_SITE_ACTIVE);
+}
+
+/* Moves record along change (dqlite's sm_move): the move must be a row of the table, the
+ * epoch advances on every move that changes who serves the site's work, and the site holds
+ * its invariant afterwards. Callers have refused what the table forbids: a forbidden move
+ * here is a bug, not a business outcome. */
+static void site_move(Tandem__SiteRecord *record, int change, int64_t now_ms)
+{
+    int from = (int)record->state, to = tandem_site_next_state(from, change);
+    uint64_t epoch = record->epoch;
+    tandem_assert(to >= 0 && to != from);
+    record->state = (Tandem__SiteState)to;
+    record->epoch += change == TANDEM_SITE_RECOVERED ? 0 : 1;
+    record->since_ms = now_ms;
+    tandem_assert(site_state_ok((int)record->state, record->witness));
+    tandem_assert(record->epoch >= epoch && record->epoch >= SITE_EPOCH_FIRST);
 }
 
 bool tandem_site_table_ok(const struct tandem_site_table *t)
@@ -62,8 +101,8 @@ bool tandem_site_table_ok(const struct tandem_site_table *t)
     }
     for (unsigned i = 0; i < t->n_sites; i++) {
         const struct tandem_site *s = &t->sites[i];
-        if (!tandem_member_name_ok(s->name, TANDEM_SITE_LEN_MAX) || s->state < 0 ||
-            s->state > TANDEM_SITE_RECOVERING || (s->witness && s->state != TANDEM_SITE_ACTIVE)) {
+        if (!tandem_member_name_ok(s->name, TANDEM_SITE_LEN_MAX) ||
+            !site_state_ok(s->state, s->witness)) {
             return false;
         }
         for (unsigned j = 0; j < i; j++) {
@@ -89,7 +128,7 @@ static int record_get(struct tandem_store *store, MDB_txn *txn, int db, const ch
     MDB_val k = {.mv_size = strlen(key), .mv_data = (void *)key};
     int rv = mdb_get(txn, store->dbi[db], &k, value);
     if (rv != 0 && rv != MDB_NOTFOUND) {
-        return tandem_store_error(store, rv, "sites get");
+        return tandem_error_from_mdb(rv, store->errmsg, "sites get");
     }
     return rv;
 }
@@ -102,7 +141,7 @@ static int record_put(const struct tandem_apply_ctx *ctx, int db, const char *ke
     MDB_val v = {.mv_size = protobuf_c_message_get_packed_size(message)};
     int rv = mdb_put(ctx->txn, ctx->store->dbi[db], &k, &v, MDB_RESERVE);
     if (rv != 0) {
-        return tandem_store_error(ctx->store, rv, "sites put");
+        return tandem_error_from_mdb(rv, ctx->store->errmsg, "sites put");
     }
     protobuf_c_message_pack(message, v.mv_data);
     return 0;
@@ -113,7 +152,7 @@ static int record_del(const struct tandem_apply_ctx *ctx, int db, const char *ke
     MDB_val k = {.mv_size = strlen(key), .mv_data = (void *)key};
     int rv = mdb_del(ctx->txn, ctx->store->dbi[db], &k, NULL);
     if (rv != 0 && rv != MDB_NOTFOUND) {
-        return tandem_store_error(ctx->store, rv, "sites delete");
+        return tandem_error_from_mdb(rv, ctx->store->errmsg, "sites delete");
     }
     return 0;
 }
@@ -135,10 +174,18 @@ static int site_get(struct tandem_store *store, MDB_txn *txn, const char *name,
     }
     *out = tandem__site_record__unpack(NULL, v.mv_size, v.mv_data);
     if (*out == NULL) {
-        snprintf(store->errmsg, sizeof store->errmsg, "corrupt site record %s", name);
-        return MDB_CORRUPTED;
+        return tandem_error_set(store->errmsg, TANDEM_CORRUPT, "corrupt site record %s", name);
     }
     return 0;
+}
+
+int tandem_sites_invoked(const struct tandem_apply_ctx *ctx, const char *site, bool *invoked)
+{
+    Tandem__SiteRecord *record = NULL;
+    int rv = site_get(ctx->store, ctx->txn, site, &record);
+    *invoked = rv == 0 && record != NULL && record->state == TANDEM__SITE_STATE__SITE_INVOKED;
+    tandem__site_record__free_unpacked(record, NULL);
+    return rv;
 }
 
 /* The settings record, or defaults when none was written yet. */
@@ -163,8 +210,7 @@ static int settings_open(struct tandem_store *store, MDB_txn *txn, struct settin
     }
     h->unpacked = tandem__site_settings__unpack(NULL, v.mv_size, v.mv_data);
     if (h->unpacked == NULL) {
-        snprintf(store->errmsg, sizeof store->errmsg, "corrupt site settings");
-        return MDB_CORRUPTED;
+        return tandem_error_set(store->errmsg, TANDEM_CORRUPT, "corrupt site settings");
     }
     h->s = h->unpacked;
     return 0;
@@ -203,21 +249,44 @@ struct decision_fields {
     const char *action, *member, *site, *from_role, *to_role, *reason, *by;
 };
 
-/* Appends one decision record and prunes the one that fell out of the kept window. */
-static int decision_append(const struct tandem_apply_ctx *ctx, const struct decision_fields *d,
-                           uint64_t *seq_out)
+/* Takes the next number of a sequence the settings keep (the decisions' or the drills'). */
+static int settings_next_seq(const struct tandem_apply_ctx *ctx, bool drills, uint64_t *seq)
 {
-    Tandem__SiteDecisionRecord record = TANDEM__SITE_DECISION_RECORD__INIT;
     struct settings_handle h;
-    char key[KEY_LEN_MAX];
     int rv = settings_open(ctx->store, ctx->txn, &h);
     if (rv != 0) {
         settings_close(&h);
         return rv;
     }
-    uint64_t seq = h.s->decisions_next == 0 ? 1 : h.s->decisions_next;
-    h.s->decisions_next = seq + 1;
-    if ((rv = settings_save(ctx, &h, NULL)) != 0) {
+    uint64_t *next = drills ? &h.s->drills_next : &h.s->decisions_next;
+    *seq = *next == 0 ? 1 : *next;
+    *next = *seq + 1;
+    return settings_save(ctx, &h, NULL);
+}
+
+/* Stores record at prefix + seq (20 digits) in db and deletes the record that fell out of the
+ * newest `kept`. */
+static int windowed_put(const struct tandem_apply_ctx *ctx, int db, const char *prefix,
+                        uint64_t seq, uint64_t kept, const ProtobufCMessage *record)
+{
+    char key[KEY_LEN_MAX];
+    snprintf(key, sizeof key, "%s%020" PRIu64, prefix, seq);
+    int rv = record_put(ctx, db, key, record);
+    if (rv == 0 && seq > kept) {
+        snprintf(key, sizeof key, "%s%020" PRIu64, prefix, seq - kept);
+        rv = record_del(ctx, db, key);
+    }
+    return rv;
+}
+
+/* Appends one decision record and prunes the one that fell out of the kept window. */
+static int decision_append(const struct tandem_apply_ctx *ctx, const struct decision_fields *d,
+                           uint64_t *seq_out)
+{
+    Tandem__SiteDecisionRecord record = TANDEM__SITE_DECISION_RECORD__INIT;
+    uint64_t seq = 0;
+    int rv = settings_next_seq(ctx, false, &seq);
+    if (rv != 0) {
         return rv;
     }
     record.seq = seq;
@@ -230,18 +299,11 @@ static int decision_append(const struct tandem_apply_ctx *ctx, const struct deci
     record.to_role = (char *)(d->to_role ? d->to_role : "");
     record.reason = (char *)(d->reason ? d->reason : "");
     record.by = (char *)(d->by ? d->by : "");
-    snprintf(key, sizeof key, DECISION_PREFIX "%020" PRIu64, seq);
-    if ((rv = record_put(ctx, TANDEM_DB_SITES, key, &record.base)) != 0) {
-        return rv;
-    }
     if (seq_out != NULL) {
         *seq_out = seq;
     }
-    if (seq > TANDEM_SITE_DECISIONS_KEPT) {
-        snprintf(key, sizeof key, DECISION_PREFIX "%020" PRIu64, seq - TANDEM_SITE_DECISIONS_KEPT);
-        return record_del(ctx, TANDEM_DB_SITES, key);
-    }
-    return 0;
+    return windowed_put(ctx, TANDEM_DB_SITES, DECISION_PREFIX, seq, TANDEM_SITE_DECISIONS_KEPT,
+                        &record.base);
 }
 
 /* ---- JSON ---- */
@@ -287,24 +349,24 @@ static void result_site(struct tandem_result *result, const Tandem__SiteRecord *
 
 /* ---- apply: site state ---- */
 
-static int count_sites(const struct tandem_apply_ctx *ctx, unsigned *count)
+static int count_visit(void *arg, const uint8_t *rest, size_t rest_len, const MDB_val *value,
+                       bool *stop)
 {
-    MDB_cursor *cursor;
-    MDB_val k = {.mv_size = strlen(SITE_PREFIX), .mv_data = SITE_PREFIX}, v;
-    int rv = mdb_cursor_open(ctx->txn, ctx->store->dbi[TANDEM_DB_SITES], &cursor);
-    if (rv != 0) {
-        return tandem_store_error(ctx->store, rv, "sites cursor");
-    }
+    (void)rest;
+    (void)rest_len;
+    (void)value;
+    (void)stop;
+    (*(unsigned *)arg)++;
+    return 0;
+}
+
+/* How many records of the sites table have keys starting with prefix ("site/", "home/"). */
+static int count_prefix(const struct tandem_apply_ctx *ctx, const char *prefix, unsigned *count)
+{
+    bool exhausted = false;
     *count = 0;
-    for (rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rv == 0;
-         rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-        if (k.mv_size < strlen(SITE_PREFIX) || memcmp(k.mv_data, SITE_PREFIX, 5) != 0) {
-            break;
-        }
-        (*count)++;
-    }
-    mdb_cursor_close(cursor);
-    return rv == 0 || rv == MDB_NOTFOUND ? 0 : tandem_store_error(ctx->store, rv, "sites scan");
+    return tandem_index_scan(ctx->store, ctx->txn, TANDEM_DB_SITES, (const uint8_t *)prefix,
+                             strlen(prefix), NULL, 0, SIZE_MAX, count_visit, count, &exhausted);
 }
 
 static int apply_register(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u,
@@ -322,7 +384,7 @@ static int apply_register(const struct tandem_apply_ctx *ctx, const Tandem__Site
         tandem__site_record__free_unpacked(existing, NULL);
         return 0;
     }
-    if ((rv = count_sites(ctx, &count)) != 0) {
+    if ((rv = count_prefix(ctx, SITE_PREFIX, &count)) != 0) {
         return rv;
     }
     if (count >= TANDEM_SITES_MAX) {
@@ -401,44 +463,49 @@ static int unprefer_site(const struct tandem_apply_ctx *ctx, const char *site)
     return settings_save(ctx, &h, "");
 }
 
-/* An invoke needs another non-witness site that is not invoked to take the work over. */
-/* The site that takes over site's work: the first (in name order) active non-witness site
- * other than site, else the first one that is at least not invoked. *found is false when none
- * can; target (TANDEM_SITE_LEN_MAX + 1 bytes) gets its name. */
+struct serving_walk {
+    struct tandem_store *store;
+    const char *site; /* the site being invoked */
+    bool found;
+    char *target; /* TANDEM_SITE_LEN_MAX + 1 bytes */
+};
+
+static int serving_visit(void *arg, const uint8_t *rest, size_t rest_len, const MDB_val *value,
+                         bool *stop)
+{
+    struct serving_walk *w = arg;
+    (void)rest;
+    (void)rest_len;
+    Tandem__SiteRecord *r = tandem__site_record__unpack(NULL, value->mv_size, value->mv_data);
+    if (r == NULL) {
+        return tandem_error_set(w->store->errmsg, TANDEM_CORRUPT, "corrupt site record");
+    }
+    bool serving = strcmp(r->name, w->site) != 0 && !r->witness &&
+                   r->state != TANDEM__SITE_STATE__SITE_INVOKED;
+    if (serving && (!w->found || r->state == TANDEM__SITE_STATE__SITE_ACTIVE)) {
+        snprintf(w->target, TANDEM_SITE_LEN_MAX + 1, "%s", r->name);
+        *stop = r->state == TANDEM__SITE_STATE__SITE_ACTIVE; /* the best there is */
+        w->found = true;
+    }
+    tandem__site_record__free_unpacked(r, NULL);
+    return 0;
+}
+
+/* An invoke needs another non-witness site that is not invoked to take the work over: the
+ * first (in name order) active non-witness site other than site, else the first one that is
+ * at least not invoked. *found is false when none can; target (TANDEM_SITE_LEN_MAX + 1 bytes)
+ * gets its name. */
 static int other_site_serving(const struct tandem_apply_ctx *ctx, const char *site, bool *found,
                               char *target)
 {
-    MDB_cursor *cursor;
-    MDB_val k = {.mv_size = strlen(SITE_PREFIX), .mv_data = SITE_PREFIX}, v;
-    bool active = false;
-    int rv = mdb_cursor_open(ctx->txn, ctx->store->dbi[TANDEM_DB_SITES], &cursor);
-    if (rv != 0) {
-        return tandem_store_error(ctx->store, rv, "sites cursor");
-    }
-    *found = false;
+    struct serving_walk w = {.store = ctx->store, .site = site, .target = target};
+    bool exhausted = false;
     target[0] = '\0';
-    for (rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rv == 0 && !active;
-         rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-        if (k.mv_size < strlen(SITE_PREFIX) || memcmp(k.mv_data, SITE_PREFIX, 5) != 0) {
-            break;
-        }
-        Tandem__SiteRecord *r = tandem__site_record__unpack(NULL, v.mv_size, v.mv_data);
-        if (r == NULL) {
-            mdb_cursor_close(cursor);
-            snprintf(ctx->store->errmsg, sizeof ctx->store->errmsg, "corrupt site record");
-            return MDB_CORRUPTED;
-        }
-        bool serving = strcmp(r->name, site) != 0 && !r->witness &&
-                       r->state != TANDEM__SITE_STATE__SITE_INVOKED;
-        if (serving && (!*found || r->state == TANDEM__SITE_STATE__SITE_ACTIVE)) {
-            snprintf(target, TANDEM_SITE_LEN_MAX + 1, "%s", r->name);
-            active = r->state == TANDEM__SITE_STATE__SITE_ACTIVE;
-            *found = true;
-        }
-        tandem__site_record__free_unpacked(r, NULL);
-    }
-    mdb_cursor_close(cursor);
-    return rv == 0 || rv == MDB_NOTFOUND ? 0 : tandem_store_error(ctx->store, rv, "sites scan");
+    int rv =
+        tandem_index_scan(ctx->store, ctx->txn, TANDEM_DB_SITES, (const uint8_t *)SITE_PREFIX,
+                          strlen(SITE_PREFIX), NULL, 0, SIZE_MAX, serving_visit, &w, &exhausted);
+    *found = w.found;
+    return rv;
 }
 
 static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u,
@@ -476,9 +543,7 @@ static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__Si
                             tandem_site_state_name((int)record->state), change_name(change));
     } else {
         char *old_reason = record->reason, *old_by = record->by;
-        record->state = (Tandem__SiteState)next;
-        record->epoch += change == TANDEM_SITE_RECOVERED ? 0 : 1;
-        record->since_ms = ctx->now_ms;
+        site_move(record, change, ctx->now_ms);
         record->reason = u->reason;
         record->by = u->by;
         if (change == TANDEM_SITE_INVOKE) {
@@ -580,26 +645,6 @@ static bool home_ok(const Tandem__MemberHome *h)
            h->role <= TANDEM_ROLE_SPARE;
 }
 
-static int count_homes(const struct tandem_apply_ctx *ctx, unsigned *count)
-{
-    MDB_cursor *cursor;
-    MDB_val k = {.mv_size = strlen(HOME_PREFIX), .mv_data = HOME_PREFIX}, v;
-    int rv = mdb_cursor_open(ctx->txn, ctx->store->dbi[TANDEM_DB_SITES], &cursor);
-    if (rv != 0) {
-        return tandem_store_error(ctx->store, rv, "sites cursor");
-    }
-    *count = 0;
-    for (rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rv == 0;
-         rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-        if (k.mv_size < strlen(HOME_PREFIX) || memcmp(k.mv_data, HOME_PREFIX, 5) != 0) {
-            break;
-        }
-        (*count)++;
-    }
-    mdb_cursor_close(cursor);
-    return rv == 0 || rv == MDB_NOTFOUND ? 0 : tandem_store_error(ctx->store, rv, "homes scan");
-}
-
 int tandem_sites_apply_member_home(const struct tandem_apply_ctx *ctx,
                                    const Tandem__Command *command, struct tandem_result *result)
 {
@@ -618,7 +663,7 @@ int tandem_sites_apply_member_home(const struct tandem_apply_ctx *ctx,
             return 0;
         }
     }
-    int rv = count_homes(ctx, &count);
+    int rv = count_prefix(ctx, HOME_PREFIX, &count);
     for (size_t i = 0; rv == 0 && i < set->n_members; i++) {
         snprintf(key, sizeof key, HOME_PREFIX "%s", set->members[i]->name);
         rv = record_get(ctx->store, ctx->txn, TANDEM_DB_SITES, key, &v);
@@ -643,38 +688,24 @@ int tandem_sites_apply_drill(const struct tandem_apply_ctx *ctx, const Tandem__C
 {
     const Tandem__DrillStore *store = command->drill_store;
     const Tandem__DrillRecord *in = store == NULL ? NULL : store->record;
-    struct settings_handle h;
-    char key[32];
+    uint64_t seq = 0;
     if (in == NULL || !text_ok(in->id, TANDEM_DRILL_ID_LEN_MAX) || in->id[0] == '\0' ||
         !text_ok(in->site, TANDEM_SITE_LEN_MAX) ||
         !text_ok(in->report_json, TANDEM_DRILL_REPORT_BYTES_MAX)) {
         tandem_result_error(result, 400, "malformed drill record");
         return 0;
     }
-    int rv = settings_open(ctx->store, ctx->txn, &h);
+    int rv = settings_next_seq(ctx, true, &seq);
     if (rv != 0) {
-        settings_close(&h);
-        return rv;
-    }
-    uint64_t seq = h.s->drills_next == 0 ? 1 : h.s->drills_next;
-    h.s->drills_next = seq + 1;
-    if ((rv = settings_save(ctx, &h, NULL)) != 0) {
         return rv;
     }
     Tandem__DrillRecord record = *in;
     record.seq = seq;
-    snprintf(key, sizeof key, "%020" PRIu64, seq);
-    if ((rv = record_put(ctx, TANDEM_DB_DRILLS, key, &record.base)) != 0) {
-        return rv;
+    rv = windowed_put(ctx, TANDEM_DB_DRILLS, "", seq, TANDEM_DRILLS_KEPT, &record.base);
+    if (rv == 0) {
+        tandem_result_set(result, 200, "{\"seq\":%" PRIu64 "}", seq);
     }
-    if (seq > TANDEM_DRILLS_KEPT) {
-        snprintf(key, sizeof key, "%020" PRIu64, seq - TANDEM_DRILLS_KEPT);
-        if ((rv = record_del(ctx, TANDEM_DB_DRILLS, key)) != 0) {
-            return rv;
-        }
-    }
-    tandem_result_set(result, 200, "{\"seq\":%" PRIu64 "}", seq);
-    return 0;
+    return rv;
 }
 
 /* ---- reading ---- */
@@ -685,8 +716,7 @@ static int load_one(struct tandem_store *store, const MDB_val *k, const MDB_val 
     if (k->mv_size > strlen(SITE_PREFIX) && memcmp(k->mv_data, SITE_PREFIX, 5) == 0) {
         Tandem__SiteRecord *r = tandem__site_record__unpack(NULL, v->mv_size, v->mv_data);
         if (r == NULL) {
-            snprintf(store->errmsg, sizeof store->errmsg, "corrupt site record");
-            return MDB_CORRUPTED;
+            return tandem_error_set(store->errmsg, TANDEM_CORRUPT, "corrupt site record");
         }
         if (out->n_sites < TANDEM_SITES_MAX) {
             site_from_record(r, &out->sites[out->n_sites++]);
@@ -695,8 +725,7 @@ static int load_one(struct tandem_store *store, const MDB_val *k, const MDB_val 
     } else if (k->mv_size > strlen(HOME_PREFIX) && memcmp(k->mv_data, HOME_PREFIX, 5) == 0) {
         Tandem__MemberHome *h = tandem__member_home__unpack(NULL, v->mv_size, v->mv_data);
         if (h == NULL) {
-            snprintf(store->errmsg, sizeof store->errmsg, "corrupt member home record");
-            return MDB_CORRUPTED;
+            return tandem_error_set(store->errmsg, TANDEM_CORRUPT, "corrupt member home record");
         }
         if (out->n_homes < TANDEM_SITE_HOMES_MAX) {
             struct tandem_member_home *home = &out->homes[out->n_homes++];
@@ -710,26 +739,30 @@ static int load_one(struct tandem_store *store, const MDB_val *k, const MDB_val 
     return 0;
 }
 
+struct load_walk {
+    struct tandem_store *store;
+    struct tandem_site_table *out;
+};
+
+static int load_visit(void *arg, const uint8_t *rest, size_t rest_len, const MDB_val *value,
+                      bool *stop)
+{
+    struct load_walk *w = arg;
+    MDB_val key = {.mv_size = rest_len, .mv_data = (void *)rest};
+    (void)stop;
+    return load_one(w->store, &key, value, w->out);
+}
+
 int tandem_sites_load(struct tandem_store *store, MDB_txn *txn, struct tandem_site_table *out)
 {
-    MDB_cursor *cursor;
-    MDB_val k, v;
+    struct load_walk w = {store, out};
+    uint8_t none[1] = {0};
+    bool exhausted = false;
     memset(out, 0, sizeof *out);
-    int rv = mdb_cursor_open(txn, store->dbi[TANDEM_DB_SITES], &cursor);
+    int rv = tandem_index_scan(store, txn, TANDEM_DB_SITES, none, 0, NULL, 0, SIZE_MAX, load_visit,
+                               &w, &exhausted);
     if (rv != 0) {
-        return tandem_store_error(store, rv, "sites cursor");
-    }
-    for (rv = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rv == 0;
-         rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-        int err = load_one(store, &k, &v, out);
-        if (err != 0) {
-            mdb_cursor_close(cursor);
-            return err;
-        }
-    }
-    mdb_cursor_close(cursor);
-    if (rv != MDB_NOTFOUND) {
-        return tandem_store_error(store, rv, "sites scan");
+        return rv;
     }
     struct settings_handle h;
     rv = settings_open(store, txn, &h);
@@ -743,26 +776,46 @@ int tandem_sites_load(struct tandem_store *store, MDB_txn *txn, struct tandem_si
     return rv;
 }
 
-const struct tandem_site *tandem_site_table_find(const struct tandem_site_table *t,
-                                                 const char *name)
+/* The element of items (n structs of size bytes) whose name field, at name_offset, is name. */
+static const void *find_by_name(const void *items, unsigned n, size_t size, size_t name_offset,
+                                const char *name)
 {
-    for (unsigned i = 0; i < t->n_sites; i++) {
-        if (strcmp(t->sites[i].name, name) == 0) {
-            return &t->sites[i];
+    const char *item = items;
+    for (unsigned i = 0; i < n; i++, item += size) {
+        if (strcmp(item + name_offset, name) == 0) {
+            return item;
         }
     }
     return NULL;
 }
 
+const struct tandem_site *tandem_site_table_find(const struct tandem_site_table *t,
+                                                 const char *name)
+{
+    return find_by_name(t->sites, t->n_sites, sizeof t->sites[0],
+                        offsetof(struct tandem_site, name), name);
+}
+
 const struct tandem_member_home *tandem_site_table_home(const struct tandem_site_table *t,
                                                         const char *name)
 {
-    for (unsigned i = 0; i < t->n_homes; i++) {
-        if (strcmp(t->homes[i].name, name) == 0) {
-            return &t->homes[i];
-        }
+    return find_by_name(t->homes, t->n_homes, sizeof t->homes[0],
+                        offsetof(struct tandem_member_home, name), name);
+}
+
+/* An empty JSON array and a cursor on db for a listing; NULL with store->errmsg when either
+ * cannot be had. */
+static json_t *listing_open(struct tandem_store *store, MDB_txn *txn, int db, MDB_cursor **cursor)
+{
+    json_t *list = json_array();
+    int rv = list == NULL ? tandem_error_set(store->errmsg, TANDEM_NOMEM, "out of memory")
+                          : tandem_error_from_mdb(mdb_cursor_open(txn, store->dbi[db], cursor),
+                                                  store->errmsg, "listing cursor");
+    if (rv != 0) {
+        json_decref(list);
+        return NULL;
     }
-    return NULL;
+    return list;
 }
 
 static json_t *decision_json(const Tandem__SiteDecisionRecord *d)
@@ -777,9 +830,8 @@ json_t *tandem_sites_decisions_json(struct tandem_store *store, MDB_txn *txn, un
 {
     MDB_cursor *cursor;
     MDB_val k, v;
-    json_t *list = json_array();
-    if (list == NULL || mdb_cursor_open(txn, store->dbi[TANDEM_DB_SITES], &cursor) != 0) {
-        json_decref(list);
+    json_t *list = listing_open(store, txn, TANDEM_DB_SITES, &cursor);
+    if (list == NULL) {
         return NULL;
     }
     /* Walk back from the end of the decision range: the newest `limit`, then reverse. */
@@ -829,9 +881,8 @@ json_t *tandem_sites_drills_json(struct tandem_store *store, MDB_txn *txn, unsig
 {
     MDB_cursor *cursor;
     MDB_val k, v;
-    json_t *list = json_array();
-    if (list == NULL || mdb_cursor_open(txn, store->dbi[TANDEM_DB_DRILLS], &cursor) != 0) {
-        json_decref(list);
+    json_t *list = listing_open(store, txn, TANDEM_DB_DRILLS, &cursor);
+    if (list == NULL) {
         return NULL;
     }
     for (int rv = mdb_cursor_get(cursor, &k, &v, MDB_LAST);

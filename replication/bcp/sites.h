@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "consensus/member.h"
+#include "replication/apply.h"
 #include "storage/store.h"
 
 #define TANDEM_SITES_MAX              16  /* sites in the table; more are refused at register */
@@ -28,6 +29,7 @@ enum tandem_site_state {
     TANDEM_SITE_ACTIVE = 0,
     TANDEM_SITE_INVOKED = 1,
     TANDEM_SITE_RECOVERING = 2,
+    TANDEM_SITE_STATE_COUNT
 };
 
 /* What may move a site between states, numbered as the protobuf SiteUpdate.Action. */
@@ -37,6 +39,7 @@ enum tandem_site_change {
     TANDEM_SITE_REVOKE = 2,
     TANDEM_SITE_RECOVERED = 3,
     TANDEM_SITE_PREFER = 4,
+    TANDEM_SITE_CHANGE_COUNT
 };
 
 struct tandem_site {
@@ -70,10 +73,14 @@ struct tandem_site_table {
 };
 
 const char *tandem_site_state_name(int state);
-/* The state a change leads to from `from`, or -1 when the transition table forbids it. */
+/* The state a change leads to from `from`, or -1 when the table of allowed moves has no such
+ * row (REGISTER and PREFER never move a site: always -1). */
 int tandem_site_next_state(int from, int change);
 /* Every name valid, no duplicates, states in range, homes' sites known. */
 bool tandem_site_table_ok(const struct tandem_site_table *t);
+
+/* The apply ops' site_invoked (see replication/apply.h): whether BCP is invoked for site. */
+int tandem_sites_invoked(const struct tandem_apply_ctx *ctx, const char *site, bool *invoked);
 
 /* Reads the whole table visible in txn. Returns 0, or an LMDB error with store->errmsg. */
 int tandem_sites_load(struct tandem_store *store, MDB_txn *txn, struct tandem_site_table *out);
@@ -89,5 +96,12 @@ json_t *tandem_sites_decisions_json(struct tandem_store *store, MDB_txn *txn, un
 /* The newest `limit` drill reports, newest first: summaries, or the full reports when full. */
 json_t *tandem_sites_drills_json(struct tandem_store *store, MDB_txn *txn, unsigned limit,
                                  bool full);
+
+/* BCP's rows of the command table, applied in sites.c. */
+#define TANDEM_SITE_COMMANDS(X)                                                                    \
+    X(site_update, TANDEM__COMMAND__BODY_SITE_UPDATE, tandem_sites_apply_update)                   \
+    X(site_decision, TANDEM__COMMAND__BODY_SITE_DECISION, tandem_sites_apply_decision)             \
+    X(member_home_set, TANDEM__COMMAND__BODY_MEMBER_HOME_SET, tandem_sites_apply_member_home)      \
+    X(drill_store, TANDEM__COMMAND__BODY_DRILL_STORE, tandem_sites_apply_drill)
 
 #endif

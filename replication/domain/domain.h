@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "consensus/member.h"
-#include "replication/fsm.h"
+#include "replication/apply.h"
 #include "storage/domain_codec.h"
 #include "storage/store.h"
 #include "tandem.pb-c.h"
@@ -117,11 +117,14 @@ const char *tandem_box_action_name(uint32_t action);
 int tandem_box_action_parse(const char *name);
 
 /* Looks action up in the transition table. Returns 0 with the resulting status in *to, or -1
- * with the rule broken in errmsg (TANDEM_ERRMSG_SIZE bytes), e.g. "illegal box transition: return from stored
- * (allowed from stored: pick, move, dispose)". */
+ * with the rule broken in errmsg (TANDEM_ERRMSG_SIZE bytes), e.g. "illegal box transition: return
+ * from stored (allowed from stored: pick, move, dispose)". */
 int tandem_job_transition(uint32_t status, uint32_t action, uint32_t held_from, uint32_t *to,
                           char *errmsg);
 int tandem_box_transition(uint32_t status, uint32_t action, uint32_t *to, char *errmsg);
+
+/* The name of the job's current stage ("" past its stages). */
+const char *tandem_job_stage(const Tandem__JobRecord *job);
 
 /* receive -> scan -> enter -> verify -> ship */
 #define TANDEM_JOB_DEFAULT_STAGES_COUNT 5
@@ -154,6 +157,15 @@ int tandem_actor_check(const Tandem__Actor *actor, char *errmsg);
 /* *out is NULL when absent; free with tandem__job_record__free_unpacked (or box). */
 int tandem_job_get(struct tandem_store *s, MDB_txn *txn, const char *id, Tandem__JobRecord **out);
 int tandem_box_get(struct tandem_store *s, MDB_txn *txn, const char *id, Tandem__BoxRecord **out);
+
+/* Visits the runnable jobs (queued, then in progress; each in id order) through the status
+ * index, at most scan_max index entries per status; *exhausted is false when that cut the walk
+ * short. visit gets each job, borrowed for the call, and stops the walk by returning non-zero.
+ * Returns 0, visit's code, TANDEM_CORRUPT when the index names a missing job, or a store
+ * error (each with s->errmsg). */
+typedef int (*tandem_job_visit_fn)(void *arg, const char *id, const Tandem__JobRecord *job);
+int tandem_jobs_runnable_walk(struct tandem_store *s, MDB_txn *txn, size_t scan_max,
+                              tandem_job_visit_fn visit, void *arg, bool *exhausted);
 
 /* Stores next and moves its index entries from old (NULL for a new record). */
 int tandem_job_write(struct tandem_store *s, MDB_txn *txn, const Tandem__JobRecord *old,
@@ -209,13 +221,19 @@ int tandem_domain_counter_next(const struct tandem_apply_ctx *ctx, const char *k
 /* Moves the picked boxes of job (just advanced to stage) into in_process, one event each. */
 int tandem_box_apply_process(const struct tandem_apply_ctx *ctx, const Tandem__Actor *actor,
                              const Tandem__JobRecord *job);
-/* Sets result to status with body (taken; NULL means out of memory). */
-void tandem_result_jansson(struct tandem_result *result, int status, json_t *body);
 
 /* ---- invariants: every index entry matches its record and every record has its entries.
- * Return 0, EINVAL with s->errmsg naming the first mismatch, or an LMDB error. ---- */
+ * Return 0, TANDEM_CORRUPT with s->errmsg naming the first mismatch, or a store error. ---- */
 int tandem_job_index_check(struct tandem_store *s, MDB_txn *txn);
 int tandem_box_index_check(struct tandem_store *s, MDB_txn *txn);
 int tandem_trace_index_check(struct tandem_store *s, MDB_txn *txn);
+
+/* The domain's rows of the command table: applied in jobs.c, boxes.c and trace.c. */
+#define TANDEM_DOMAIN_COMMANDS(X)                                                                  \
+    X(job_create, TANDEM__COMMAND__BODY_JOB_CREATE, tandem_job_apply_create)                       \
+    X(job_action, TANDEM__COMMAND__BODY_JOB_ACTION, tandem_job_apply_action)                       \
+    X(box_checkin, TANDEM__COMMAND__BODY_BOX_CHECKIN, tandem_box_apply_checkin)                    \
+    X(box_action, TANDEM__COMMAND__BODY_BOX_ACTION, tandem_box_apply_action)                       \
+    X(retention_purge, TANDEM__COMMAND__BODY_RETENTION_PURGE, tandem_trace_apply_purge)
 
 #endif

@@ -1,112 +1,24 @@
-/* Jobs: the job transition table, records and their indexes, listings, and the apply functions
- * of job_create and job_action. */
-#include <errno.h>
-#include <stdarg.h>
+/* Jobs: their field rules, JSON view and listing, and the apply functions of job_create and
+ * job_action (the status machine and the record layout are tables in records.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "replication/commands.h"
+#include "replication/apply.h"
 #include "replication/domain/domain.h"
-#include "replication/bcp/sites.h"
+#include "replication/domain/records.h"
 #include "storage/error.h"
 
-#define JOB_GEN_KEY     "job_gen" /* domain_meta: raft index and count of the last generated id */
-#define JOB_INDEX_KINDS 4         /* site, status, client, stage */
-#define ALLOWED_TEXT    160       /* "pick, move, ..." in a refusal */
+#define JOB_GEN_KEY "job_gen" /* domain_meta: raft index and count of the last generated id */
 
 const char *const tandem_job_default_stages[TANDEM_JOB_DEFAULT_STAGES_COUNT] = {
     "receive", "scan", "enter", "verify", "ship"};
 
-static const char *const job_status_names[] = {
-#define JOB_STATUS_NAME(id, name) name,
-    TANDEM_JOB_STATUSES(JOB_STATUS_NAME)
-#undef JOB_STATUS_NAME
-};
-
-struct job_transition {
-    const char *name;
-    uint32_t from; /* bit set of statuses */
-    uint32_t to;
-};
-
-static const struct job_transition job_transitions[] = {
-#define JOB_TRANSITION_ROW(id, name, from, to) {name, from, to},
-    TANDEM_JOB_TRANSITIONS(JOB_TRANSITION_ROW)
-#undef JOB_TRANSITION_ROW
-};
-
-const char *tandem_job_status_name(uint32_t status)
-{
-    return status < TANDEM_JOB_STATUS_COUNT ? job_status_names[status] : "unknown";
-}
-
-int tandem_job_status_parse(const char *name)
-{
-    for (int i = 0; name != NULL && i < TANDEM_JOB_STATUS_COUNT; i++) {
-        if (strcmp(name, job_status_names[i]) == 0) {
-            return i;
-        }
-    }
-    return -1;
-}
-
-const char *tandem_job_action_name(uint32_t action)
-{
-    return action < TANDEM_JOB_ACTION_COUNT ? job_transitions[action].name : "unknown";
-}
-
-int tandem_job_action_parse(const char *name)
-{
-    for (int i = 0; name != NULL && i < TANDEM_JOB_ACTION_COUNT; i++) {
-        if (strcmp(name, job_transitions[i].name) == 0) {
-            return i;
-        }
-    }
-    return -1;
-}
-
-int tandem_job_transition(uint32_t status, uint32_t action, uint32_t held_from, uint32_t *to,
-                          char *errmsg)
-{
-    char allowed[ALLOWED_TEXT] = "";
-    size_t used = 0;
-    if (status >= TANDEM_JOB_STATUS_COUNT || action >= TANDEM_JOB_ACTION_COUNT) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "unknown job status %u or action %u", status, action);
-        return -1;
-    }
-    const struct job_transition *t = &job_transitions[action];
-    if ((t->from & (1u << status)) != 0) {
-        *to = t->to == TANDEM_JOB_TO_SAME        ? status
-              : t->to == TANDEM_JOB_TO_HELD_FROM ? held_from
-                                                 : t->to;
-        return 0;
-    }
-    for (uint32_t a = 0; a < TANDEM_JOB_ACTION_COUNT && used < sizeof allowed; a++) {
-        if ((job_transitions[a].from & (1u << status)) != 0) {
-            int n = snprintf(allowed + used, sizeof allowed - used, "%s%s", used ? ", " : "",
-                             job_transitions[a].name);
-            used += n > 0 ? (size_t)n : 0;
-        }
-    }
-    snprintf(errmsg, TANDEM_ERRMSG_SIZE, "illegal job transition: %s from %s (allowed from %s: %s)", t->name,
-             job_status_names[status], job_status_names[status], used ? allowed : "none");
-    return -1;
-}
-
 bool tandem_job_stage_name_ok(const char *stage)
 {
+    static const char allowed[] = "abcdefghijklmnopqrstuvwxyz0123456789_-";
     size_t len = stage == NULL ? 0 : strlen(stage);
-    if (len == 0 || len > TANDEM_JOB_STAGE_LEN_MAX) {
-        return false;
-    }
-    for (size_t i = 0; i < len; i++) {
-        char c = stage[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) {
-            return false;
-        }
-    }
-    return true;
+    return len > 0 && len <= TANDEM_JOB_STAGE_LEN_MAX && strspn(stage, allowed) == len;
 }
 
 static int stages_check(char *const *stages, size_t n, char *errmsg)
@@ -133,87 +45,23 @@ static int stages_check(char *const *stages, size_t n, char *errmsg)
 
 int tandem_job_fields_check(const Tandem__JobRecord *job, char *errmsg)
 {
-    if (job->id[0] != '\0' && !tandem_domain_id_ok(job->id)) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "id must be 1 to %d of [A-Za-z0-9._:-]", TANDEM_DOMAIN_ID_LEN_MAX);
-    } else if (!tandem_domain_text_ok(job->client, false)) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "client must be printable text of 1 to %d bytes",
-                 TANDEM_DOMAIN_TEXT_LEN_MAX);
-    } else if (!tandem_domain_text_ok(job->kind, false)) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "kind must be printable text of 1 to %d bytes",
-                 TANDEM_DOMAIN_TEXT_LEN_MAX);
-    } else if (!tandem_domain_site_ok(job->site)) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "site must be a site label (1 to %d of [A-Za-z0-9._-])",
-                 TANDEM_SITE_LEN_MAX);
-    } else if (job->effort > TANDEM_JOB_EFFORT_MAX) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "effort must be 0 to %d work units", TANDEM_JOB_EFFORT_MAX);
-    } else if (job->priority < -TANDEM_JOB_PRIORITY_ABS_MAX ||
-               job->priority > TANDEM_JOB_PRIORITY_ABS_MAX) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "priority must be within +-%d", TANDEM_JOB_PRIORITY_ABS_MAX);
-    } else if (job->has_due && job->due_ms < 0) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "due must not be before 1970");
-    } else if (!tandem_domain_text_ok(job->operator_, true)) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "operator must be printable text of at most %d bytes",
-                 TANDEM_DOMAIN_TEXT_LEN_MAX);
-    } else if (job->individual_number.len > TANDEM_INDIVIDUAL_NUMBER_LEN_MAX) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "individual_number is longer than %d bytes",
-                 TANDEM_INDIVIDUAL_NUMBER_LEN_MAX);
-    } else {
-        return stages_check(job->stages, job->n_stages, errmsg);
-    }
-    return -1;
+    bool ok =
+        (job->id[0] == '\0' || domain_id_rule("id", job->id, errmsg)) &&
+        domain_text_rule("client", job->client, false, errmsg) &&
+        domain_text_rule("kind", job->kind, false, errmsg) && domain_site_rule(job->site, errmsg) &&
+        domain_rule(job->effort <= TANDEM_JOB_EFFORT_MAX, errmsg,
+                    "effort must be 0 to %d work units", TANDEM_JOB_EFFORT_MAX) &&
+        domain_rule(job->priority >= -TANDEM_JOB_PRIORITY_ABS_MAX &&
+                        job->priority <= TANDEM_JOB_PRIORITY_ABS_MAX,
+                    errmsg, "priority must be within +-%d", TANDEM_JOB_PRIORITY_ABS_MAX) &&
+        domain_rule(!job->has_due || job->due_ms >= 0, errmsg, "due must not be before 1970") &&
+        domain_text_rule("operator", job->operator_, true, errmsg) &&
+        domain_rule(job->individual_number.len <= TANDEM_INDIVIDUAL_NUMBER_LEN_MAX, errmsg,
+                    "individual_number is longer than %d bytes", TANDEM_INDIVIDUAL_NUMBER_LEN_MAX);
+    return ok ? stages_check(job->stages, job->n_stages, errmsg) : -1;
 }
 
 /* ---- records and indexes ---- */
-
-int tandem_job_get(struct tandem_store *s, MDB_txn *txn, const char *id, Tandem__JobRecord **out)
-{
-    return tandem_record_get(s, txn, TANDEM_DB_JOBS, id, strlen(id),
-                             &tandem__job_record__descriptor, (ProtobufCMessage **)out);
-}
-
-static const char *job_stage_name(const Tandem__JobRecord *job)
-{
-    return job->stage < job->n_stages ? job->stages[job->stage] : "";
-}
-
-static const char job_index_tags[JOB_INDEX_KINDS] = {TANDEM_IDX_SITE, TANDEM_IDX_STATUS,
-                                                     TANDEM_IDX_CLIENT, TANDEM_IDX_STAGE};
-
-static void job_index_values(const Tandem__JobRecord *job, const char *values[JOB_INDEX_KINDS])
-{
-    values[0] = job->site;
-    values[1] = tandem_job_status_name(job->status);
-    values[2] = job->client;
-    values[3] = job_stage_name(job);
-}
-
-int tandem_job_write(struct tandem_store *s, MDB_txn *txn, const Tandem__JobRecord *old,
-                     const Tandem__JobRecord *next)
-{
-    const char *old_values[JOB_INDEX_KINDS], *new_values[JOB_INDEX_KINDS];
-    int rv = 0;
-    job_index_values(next, new_values);
-    if (old != NULL) {
-        job_index_values(old, old_values);
-    }
-    for (int i = 0; i < JOB_INDEX_KINDS && rv == 0; i++) {
-        if (old != NULL && strcmp(old_values[i], new_values[i]) == 0) {
-            continue;
-        }
-        if (old != NULL) {
-            rv = tandem_index_del(s, txn, TANDEM_DB_JOB_IDX, job_index_tags[i], old_values[i],
-                                  old->id);
-        }
-        if (rv == 0) {
-            rv = tandem_index_put(s, txn, TANDEM_DB_JOB_IDX, job_index_tags[i], new_values[i],
-                                  next->id);
-        }
-    }
-    if (rv == 0) {
-        rv = tandem_record_put(s, txn, TANDEM_DB_JOBS, next->id, strlen(next->id), &next->base);
-    }
-    return rv;
-}
 
 static json_t *strings_json(char *const *strings, size_t n)
 {
@@ -224,55 +72,29 @@ static json_t *strings_json(char *const *strings, size_t n)
     return out;
 }
 
-static void text_field(struct tandem_text *t, const char *key, const char *value)
-{
-    tandem_text_cstr(t, key);
-    tandem_text_string(t, value, strlen(value));
-}
-
-static void text_strings(struct tandem_text *t, const char *key, char *const *strings, size_t n)
-{
-    tandem_text_cstr(t, key);
-    tandem_text_raw(t, "[", 1);
-    for (size_t i = 0; i < n; i++) {
-        if (i > 0) {
-            tandem_text_raw(t, ",", 1);
-        }
-        tandem_text_string(t, strings[i], strlen(strings[i]));
-    }
-    tandem_text_raw(t, "]", 1);
-}
-
 /* Written by hand, not through jansson: listings of 100k jobs spend their time here. */
 void tandem_job_text(struct tandem_text *t, const Tandem__JobRecord *job, bool personal)
 {
-    text_field(t, "{\"id\":", job->id);
-    text_field(t, ",\"client\":", job->client);
-    text_field(t, ",\"kind\":", job->kind);
-    text_strings(t, ",\"stages\":", job->stages, job->n_stages);
-    text_field(t, ",\"stage\":", job_stage_name(job));
-    text_field(t, ",\"status\":", tandem_job_status_name(job->status));
-    text_field(t, ",\"site\":", job->site);
+    domain_text_field(t, "{\"id\":", job->id);
+    domain_text_field(t, ",\"client\":", job->client);
+    domain_text_field(t, ",\"kind\":", job->kind);
+    domain_text_strings(t, ",\"stages\":", job->stages, job->n_stages);
+    domain_text_field(t, ",\"stage\":", tandem_job_stage(job));
+    domain_text_field(t, ",\"status\":", tandem_job_status_name(job->status));
+    domain_text_field(t, ",\"site\":", job->site);
     tandem_text_cstr(t, ",\"effort\":");
     tandem_text_int(t, (int64_t)job->effort);
     tandem_text_cstr(t, ",\"due\":");
     job->has_due ? tandem_text_time(t, job->due_ms) : tandem_text_cstr(t, "null");
     tandem_text_cstr(t, ",\"priority\":");
     tandem_text_int(t, job->priority);
-    text_strings(t, ",\"boxes\":", job->boxes, job->n_boxes);
-    job->operator_[0] != '\0' ? text_field(t, ",\"operator\":", job->operator_)
+    domain_text_strings(t, ",\"boxes\":", job->boxes, job->n_boxes);
+    job->operator_[0] != '\0' ? domain_text_field(t, ",\"operator\":", job->operator_)
                               : tandem_text_cstr(t, ",\"operator\":null");
     tandem_text_cstr(t, job->pinned ? ",\"pinned\":true" : ",\"pinned\":false");
-    tandem_text_cstr(t, ",\"created\":");
-    tandem_text_time(t, job->created_ms);
-    tandem_text_cstr(t, ",\"updated\":");
-    tandem_text_time(t, job->updated_ms);
-    tandem_text_cstr(t, ",\"create_index\":");
-    tandem_text_int(t, (int64_t)job->create_index);
-    tandem_text_cstr(t, ",\"mod_index\":");
-    tandem_text_int(t, (int64_t)job->mod_index);
+    domain_text_stamps(t, job->created_ms, job->updated_ms, job->create_index, job->mod_index);
     if (job->status == TANDEM_JOB_ON_HOLD) {
-        text_field(t, ",\"held_from\":", tandem_job_status_name(job->held_from));
+        domain_text_field(t, ",\"held_from\":", tandem_job_status_name(job->held_from));
     }
     if (personal && job->individual_number.len > 0) {
         tandem_text_cstr(t, ",\"individual_number\":");
@@ -289,154 +111,28 @@ json_t *tandem_job_json(const Tandem__JobRecord *job, bool personal)
     struct tandem_text t;
     tandem_text_init(&t, TANDEM_LIST_BYTES_MAX);
     tandem_job_text(&t, job, personal);
-    json_t *out = t.failed ? NULL : json_loadb(t.data, t.len, 0, NULL);
-    tandem_text_free(&t);
-    return out;
+    return domain_text_json(&t);
 }
 
 /* ---- listing ---- */
 
-struct job_walk {
-    struct tandem_store *s;
-    MDB_txn *txn;
-    const struct tandem_job_query *q;
-    struct tandem_text *out;
-    bool via_index;
-    unsigned count;
-    char last[TANDEM_DOMAIN_ID_LEN_MAX + 1];
-};
-
-static bool job_matches(const Tandem__JobRecord *job, const struct tandem_job_query *q)
+static void job_list_text(struct tandem_text *t, const ProtobufCMessage *record)
 {
-    return (q->site == NULL || strcmp(job->site, q->site) == 0) &&
-           (q->status == NULL || strcmp(tandem_job_status_name(job->status), q->status) == 0) &&
-           (q->client == NULL || strcmp(job->client, q->client) == 0) &&
-           (q->stage == NULL || strcmp(job_stage_name(job), q->stage) == 0);
-}
-
-static int job_visit(void *arg, const uint8_t *rest, size_t rest_len, const MDB_val *value,
-                     bool *stop)
-{
-    struct job_walk *w = arg;
-    ProtobufCMessage *m = NULL;
-    int rv;
-    if (rest_len == 0 || rest_len > TANDEM_DOMAIN_ID_LEN_MAX) {
-        snprintf(w->s->errmsg, sizeof w->s->errmsg, "corrupt job key of %zu bytes", rest_len);
-        return MDB_CORRUPTED;
-    }
-    memcpy(w->last, rest, rest_len);
-    w->last[rest_len] = '\0';
-    rv = w->via_index ? tandem_job_get(w->s, w->txn, w->last, (Tandem__JobRecord **)&m)
-                      : tandem_record_decode(w->s, value, &tandem__job_record__descriptor, &m);
-    if (rv == 0 && m == NULL) {
-        snprintf(w->s->errmsg, sizeof w->s->errmsg, "job index names missing job %s", w->last);
-        rv = MDB_CORRUPTED;
-    }
-    if (rv != 0) {
-        return rv;
-    }
-    if (job_matches((Tandem__JobRecord *)m, w->q)) {
-        if (w->count > 0) {
-            tandem_text_raw(w->out, ",", 1);
-        }
-        tandem_job_text(w->out, (Tandem__JobRecord *)m, false);
-        *stop = ++w->count >= w->q->limit || w->out->len >= TANDEM_LIST_PAGE_BYTES;
-    }
-    protobuf_c_message_free_unpacked(m, NULL);
-    return 0;
+    tandem_job_text(t, (const Tandem__JobRecord *)record, false);
 }
 
 int tandem_job_list(struct tandem_store *s, MDB_txn *txn, const struct tandem_job_query *q,
                     struct tandem_text *out, char next[TANDEM_DOMAIN_ID_LEN_MAX + 1])
 {
-    uint8_t prefix[TANDEM_INDEX_KEY_LEN_MAX];
-    size_t prefix_len = 0;
-    struct job_walk w = {.s = s, .txn = txn, .q = q, .out = out};
-    const char *after = q->after != NULL ? q->after : "";
-    bool exhausted;
-    int db = TANDEM_DB_JOBS;
-    /* The index most likely to be selective first; the other filters check each record. */
-    const char *values[JOB_INDEX_KINDS] = {q->client, q->stage, q->site, q->status};
-    const char tags[JOB_INDEX_KINDS] = {TANDEM_IDX_CLIENT, TANDEM_IDX_STAGE, TANDEM_IDX_SITE,
-                                        TANDEM_IDX_STATUS};
-    next[0] = '\0';
-    for (int i = 0; i < JOB_INDEX_KINDS && !w.via_index; i++) {
-        if (values[i] != NULL) {
-            prefix_len = tandem_index_key(tags[i], values[i], "", prefix);
-            db = TANDEM_DB_JOB_IDX;
-            w.via_index = true;
-            if (prefix_len == 0) {
-                return 0; /* a filter value longer than any key matches nothing */
-            }
-        }
-    }
-    if (q->limit == 0) {
-        return 0;
-    }
-    int rv = tandem_index_scan(s, txn, db, prefix, prefix_len, (const uint8_t *)after,
-                               strlen(after), TANDEM_LIST_SCAN_MAX, job_visit, &w, &exhausted);
-    if (rv == 0 && !exhausted) {
-        memcpy(next, w.last, sizeof w.last);
-    }
-    return rv;
-}
-
-/* ---- invariant ---- */
-
-static int job_check_visit(void *arg, const uint8_t *rest, size_t rest_len, const MDB_val *value,
-                           bool *stop)
-{
-    struct job_walk *w = arg;
-    ProtobufCMessage *m;
-    const char *values[JOB_INDEX_KINDS];
-    uint8_t key[TANDEM_INDEX_KEY_LEN_MAX];
-    (void)stop;
-    int rv = tandem_record_decode(w->s, value, &tandem__job_record__descriptor, &m);
-    if (rv != 0) {
-        return rv;
-    }
-    const Tandem__JobRecord *job = (Tandem__JobRecord *)m;
-    if (strlen(job->id) != rest_len || memcmp(job->id, rest, rest_len) != 0) {
-        snprintf(w->s->errmsg, sizeof w->s->errmsg, "job %s is stored under another key", job->id);
-        rv = EINVAL;
-    }
-    job_index_values(job, values);
-    for (int i = 0; i < JOB_INDEX_KINDS && rv == 0; i++) {
-        MDB_val k = {.mv_size = tandem_index_key(job_index_tags[i], values[i], job->id, key),
-                     .mv_data = key},
-                v;
-        rv = mdb_get(w->txn, w->s->dbi[TANDEM_DB_JOB_IDX], &k, &v);
-        if (rv == MDB_NOTFOUND) {
-            snprintf(w->s->errmsg, sizeof w->s->errmsg, "job %s has no index entry %c/%s", job->id,
-                     job_index_tags[i], values[i]);
-            rv = EINVAL;
-        }
-        w->count++;
-    }
-    protobuf_c_message_free_unpacked(m, NULL);
-    return rv;
-}
-
-int tandem_job_index_check(struct tandem_store *s, MDB_txn *txn)
-{
-    struct job_walk w = {.s = s, .txn = txn};
-    MDB_stat stat;
-    bool exhausted;
-    uint8_t none[1] = {0};
-    int rv = tandem_index_scan(s, txn, TANDEM_DB_JOBS, none, 0, none, 0, SIZE_MAX, job_check_visit,
-                               &w, &exhausted);
-    if (rv != 0) {
-        return rv;
-    }
-    if ((rv = mdb_stat(txn, s->dbi[TANDEM_DB_JOB_IDX], &stat)) != 0) {
-        return tandem_store_error(s, rv, "job index stat");
-    }
-    if (stat.ms_entries != w.count) {
-        snprintf(s->errmsg, sizeof s->errmsg, "job_idx holds %zu entries, the jobs need %u",
-                 stat.ms_entries, w.count);
-        return EINVAL;
-    }
-    return 0;
+    const struct domain_list_query list = {{{TANDEM_IDX_CLIENT, q->client},
+                                            {TANDEM_IDX_STAGE, q->stage},
+                                            {TANDEM_IDX_SITE, q->site},
+                                            {TANDEM_IDX_STATUS, q->status}},
+                                           4,
+                                           q->after,
+                                           q->limit,
+                                           job_list_text};
+    return domain_record_list(&domain_job_kind, s, txn, &list, out, next);
 }
 
 /* ---- apply: create ---- */
@@ -451,7 +147,7 @@ static int job_generate_id(const struct tandem_apply_ctx *ctx,
     uint32_t n = 1;
     int rv = mdb_get(ctx->txn, dbi, &k, &v);
     if (rv != 0 && rv != MDB_NOTFOUND) {
-        return tandem_store_error(ctx->store, rv, "job id counter");
+        return tandem_error_from_mdb(rv, ctx->store->errmsg, "job id counter");
     }
     if (rv == 0 && v.mv_size == sizeof state && tandem_be64_get(v.mv_data) == ctx->index) {
         memcpy(state, v.mv_data, sizeof state);
@@ -467,7 +163,7 @@ static int job_generate_id(const struct tandem_apply_ctx *ctx,
         probe_key.mv_data = id;
         rv = mdb_get(ctx->txn, ctx->store->dbi[TANDEM_DB_JOBS], &probe_key, &probe);
         if (rv != 0 && rv != MDB_NOTFOUND) {
-            return tandem_store_error(ctx->store, rv, "job id probe");
+            return tandem_error_from_mdb(rv, ctx->store->errmsg, "job id probe");
         }
         *found = rv == MDB_NOTFOUND;
     }
@@ -480,7 +176,7 @@ static int job_generate_id(const struct tandem_apply_ctx *ctx,
     v.mv_size = sizeof state;
     v.mv_data = state;
     rv = mdb_put(ctx->txn, dbi, &k, &v, 0);
-    return rv == 0 ? 0 : tandem_store_error(ctx->store, rv, "job id counter");
+    return rv == 0 ? 0 : tandem_error_from_mdb(rv, ctx->store->errmsg, "job id counter");
 }
 
 static json_t *job_create_details(const Tandem__JobRecord *job)
@@ -539,16 +235,8 @@ int tandem_job_apply_create(const struct tandem_apply_ctx *ctx, const Tandem__Co
         return rv;
     }
     /* An invoked site's work has moved away (BCP): new work must not land there either. */
-    struct tandem_site_table *sites = malloc(sizeof *sites);
-    if (sites == NULL) {
-        tandem_result_error(result, 503, "out of memory");
-        return 0;
-    }
-    rv = tandem_sites_load(ctx->store, ctx->txn, sites);
-    const struct tandem_site *site = rv == 0 ? tandem_site_table_find(sites, c->job->site) : NULL;
-    bool invoked = site != NULL && site->state == TANDEM_SITE_INVOKED;
-    free(sites);
-    if (rv != 0) {
+    bool invoked = false;
+    if ((rv = ctx->ops->site_invoked(ctx, c->job->site, &invoked)) != 0) {
         return rv;
     }
     if (invoked) {
@@ -582,96 +270,77 @@ int tandem_job_apply_create(const struct tandem_apply_ctx *ctx, const Tandem__Co
 
 /* ---- apply: actions ---- */
 
-/* One action on one job: the handler changes `next` (a shallow copy of old) or refuses. */
-struct job_change {
-    const struct tandem_apply_ctx *ctx;
-    const Tandem__JobAction *action;
-    const Tandem__JobRecord *old; /* borrowed */
-    Tandem__JobRecord next;       /* borrows old's and the command's strings */
-    uint32_t to;                  /* status the transition table leads to */
-    json_t *details;              /* owned until the trace takes it */
-    bool changed;
-    int refuse_status; /* non-zero: refused, refuse_errmsg says why */
-    char refuse_errmsg[TANDEM_ERRMSG_SIZE];
-};
+/* The typed views of a change of a job (records.h). */
+#define OLD_JOB(c)    ((const Tandem__JobRecord *)(c)->old)
+#define JOB_ACTION(c) ((const Tandem__JobAction *)(c)->command)
 
-typedef void (*job_action_fn)(struct job_change *c);
-
-static void job_refuse(struct job_change *c, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void job_refuse(struct job_change *c, int status, const char *fmt, ...)
+static int job_status_change(struct domain_change *c)
 {
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(c->refuse_errmsg, sizeof c->refuse_errmsg, fmt, args);
-    va_end(args);
-    c->refuse_status = status;
-}
-
-static void job_status_change(struct job_change *c)
-{
-    c->details = json_pack("{s:s,s:s}", "from", tandem_job_status_name(c->old->status), "to",
+    c->details = json_pack("{s:s,s:s}", "from", tandem_job_status_name(OLD_JOB(c)->status), "to",
                            tandem_job_status_name(c->to));
-    c->next.status = c->to;
+    c->next.job.status = c->to;
     c->changed = true;
+    return 0;
 }
 
-static void job_advance(struct job_change *c)
+static int job_advance(struct domain_change *c)
 {
-    const Tandem__JobRecord *old = c->old;
+    const Tandem__JobRecord *old = OLD_JOB(c);
     if (old->stage + 1 >= old->n_stages) {
-        job_refuse(c, 409, "job %s is at its last stage %s: complete it instead of advancing",
-                   old->id, job_stage_name(old));
-        return;
+        domain_refuse(c, 409, "job %s is at its last stage %s: complete it instead of advancing",
+                      old->id, tandem_job_stage(old));
+        return 0;
     }
-    c->next.stage = old->stage + 1;
-    c->next.status = c->to;
-    c->details = json_pack("{s:s,s:s,s:s}", "from", job_stage_name(old), "to",
+    c->next.job.stage = old->stage + 1;
+    c->next.job.status = c->to;
+    c->details = json_pack("{s:s,s:s,s:s}", "from", tandem_job_stage(old), "to",
                            old->stages[old->stage + 1], "status", tandem_job_status_name(c->to));
     c->changed = true;
+    return 0;
 }
 
-static void job_hold(struct job_change *c)
+static int job_hold(struct domain_change *c)
 {
-    c->next.held_from = c->old->status;
-    job_status_change(c);
+    c->next.job.held_from = OLD_JOB(c)->status;
+    return job_status_change(c);
 }
 
-static void job_complete(struct job_change *c)
+static int job_complete(struct domain_change *c)
 {
-    const Tandem__JobRecord *old = c->old;
+    const Tandem__JobRecord *old = OLD_JOB(c);
     if (old->stage + 1 < old->n_stages) {
-        job_refuse(c, 409, "job %s is at stage %s: complete needs its last stage %s", old->id,
-                   job_stage_name(old), old->stages[old->n_stages - 1]);
-        return;
+        domain_refuse(c, 409, "job %s is at stage %s: complete needs its last stage %s", old->id,
+                      tandem_job_stage(old), old->stages[old->n_stages - 1]);
+        return 0;
     }
-    job_status_change(c);
+    return job_status_change(c);
 }
 
-static void job_pin(struct job_change *c)
+static int job_pin(struct domain_change *c)
 {
-    bool pinned = c->action->action == TANDEM_JOB_ACTION_PIN;
-    c->changed = c->old->pinned != pinned;
-    c->next.pinned = pinned;
+    bool pinned = JOB_ACTION(c)->action == TANDEM_JOB_ACTION_PIN;
+    c->changed = OLD_JOB(c)->pinned != pinned;
+    c->next.job.pinned = pinned;
     c->details = json_object();
+    return 0;
 }
 
-static void job_operator(struct job_change *c)
+static int job_operator(struct domain_change *c)
 {
-    const char *name = c->action->operator_;
+    const char *name = JOB_ACTION(c)->operator_;
     if (!tandem_domain_text_ok(name, true)) {
-        job_refuse(c, 400, "operator must be printable text of at most %d bytes",
-                   TANDEM_DOMAIN_TEXT_LEN_MAX);
-        return;
+        domain_refuse(c, 400, "operator must be printable text of at most %d bytes",
+                      TANDEM_DOMAIN_TEXT_LEN_MAX);
+        return 0;
     }
-    c->changed = strcmp(c->old->operator_, name) != 0;
-    c->next.operator_ = (char *)name;
-    c->details = json_pack("{s:s,s:s}", "from", c->old->operator_, "to", name);
+    c->changed = strcmp(OLD_JOB(c)->operator_, name) != 0;
+    c->next.job.operator_ = (char *)name;
+    c->details = json_pack("{s:s,s:s}", "from", OLD_JOB(c)->operator_, "to", name);
+    return 0;
 }
 
 /* Indexed by enum tandem_job_action. */
-static const job_action_fn job_action_fns[TANDEM_JOB_ACTION_COUNT] = {
+static const domain_change_fn job_handlers[TANDEM_JOB_ACTION_COUNT] = {
     [TANDEM_JOB_ACTION_ADVANCE] = job_advance,
     [TANDEM_JOB_ACTION_HOLD] = job_hold,
     [TANDEM_JOB_ACTION_RESUME] = job_status_change,
@@ -682,64 +351,32 @@ static const job_action_fn job_action_fns[TANDEM_JOB_ACTION_COUNT] = {
     [TANDEM_JOB_ACTION_OPERATOR] = job_operator,
 };
 
-static int job_change_commit(struct job_change *c, struct tandem_result *result)
+static int job_transition(struct domain_change *c)
 {
-    const struct tandem_apply_ctx *ctx = c->ctx;
-    int rv = 0;
-    if (c->changed) {
-        c->next.updated_ms = ctx->now_ms;
-        c->next.mod_index = ctx->index;
-        rv = tandem_job_write(ctx->store, ctx->txn, c->old, &c->next);
-        if (rv == 0) {
-            rv = tandem_trace_append(ctx, c->action->actor, "job", c->old->id,
-                                     tandem_job_action_name(c->action->action), c->details);
-            c->details = NULL;
-        }
-        if (rv == 0 && c->action->action == TANDEM_JOB_ACTION_ADVANCE) {
-            rv = tandem_box_apply_process(ctx, c->action->actor, &c->next);
-        }
-    }
-    if (rv == 0) {
-        tandem_result_jansson(result, 200, tandem_job_json(&c->next, false));
-    }
-    return rv;
+    return tandem_job_transition(OLD_JOB(c)->status, c->action, OLD_JOB(c)->held_from, &c->to,
+                                 c->refuse_errmsg);
 }
+
+/* Advancing a job moves its picked boxes into process. */
+static int job_after(struct domain_change *c)
+{
+    return c->action == TANDEM_JOB_ACTION_ADVANCE
+               ? tandem_box_apply_process(c->ctx, c->actor, &c->next.job)
+               : 0;
+}
+
+static json_t *job_result_json(const ProtobufCMessage *record)
+{
+    return tandem_job_json((const Tandem__JobRecord *)record, false);
+}
+
+static const struct domain_actions job_actions = {
+    &domain_job_kind, TANDEM_JOB_ACTION_COUNT, tandem_job_action_name, job_transition, job_handlers,
+    job_after,        job_result_json};
 
 int tandem_job_apply_action(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
                             struct tandem_result *result)
 {
-    const Tandem__JobAction *a = command->job_action;
-    struct job_change c = {.ctx = ctx, .action = a};
-    Tandem__JobRecord *job = NULL;
-    if (a == NULL || tandem_actor_check(a->actor, c.refuse_errmsg) != 0 ||
-        !tandem_domain_id_ok(a->id) || a->action >= TANDEM_JOB_ACTION_COUNT) {
-        tandem_result_error(result, 400, "%s",
-                            a == NULL || a->actor == NULL ? "empty job action"
-                            : c.refuse_errmsg[0] != '\0'  ? c.refuse_errmsg
-                                                          : "invalid job id or action");
-        return 0;
-    }
-    int rv = tandem_job_get(ctx->store, ctx->txn, a->id, &job);
-    if (rv != 0 || job == NULL) {
-        if (rv == 0) {
-            tandem_result_error(result, 404, "job not found: %s", a->id);
-        }
-        return rv;
-    }
-    c.old = job;
-    c.next = *job;
-    if (tandem_job_transition(job->status, a->action, job->held_from, &c.to, c.refuse_errmsg) !=
-        0) {
-        c.refuse_status = 409;
-    } else {
-        job_action_fns[a->action](&c);
-    }
-    if (c.refuse_status != 0) {
-        tandem_result_error(result, c.refuse_status, "%s", c.refuse_errmsg);
-    } else {
-        rv = job_change_commit(&c, result);
-    }
-    json_decref(c.details);
-    tandem__job_record__free_unpacked(job, NULL);
-    return rv;
+    return domain_apply_action(&job_actions, ctx, (const ProtobufCMessage *)command->job_action,
+                               result);
 }

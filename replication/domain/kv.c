@@ -1,12 +1,14 @@
 /* The key-value domain: put, delete and compare-and-swap transactions applied inside the batch's
  * write transaction. */
-#include <errno.h>
 #include <jansson.h>
+#include <limits.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "replication/commands.h"
+#include "replication/apply.h"
 #include "replication/domain/kv.h"
+#include "storage/error.h"
 
 int tandem_kv_get(struct tandem_store *store, MDB_txn *txn, const void *key, size_t key_len,
                   Tandem__KvRecord **out)
@@ -18,12 +20,11 @@ int tandem_kv_get(struct tandem_store *store, MDB_txn *txn, const void *key, siz
         return 0;
     }
     if (rv != 0) {
-        return tandem_store_error(store, rv, "kv get");
+        return tandem_error_from_mdb(rv, store->errmsg, "kv get");
     }
     *out = tandem__kv_record__unpack(NULL, v.mv_size, v.mv_data);
     if (*out == NULL) {
-        snprintf(store->errmsg, sizeof store->errmsg, "corrupt kv record");
-        return MDB_CORRUPTED;
+        return tandem_error_set(store->errmsg, TANDEM_CORRUPT, "corrupt kv record");
     }
     return 0;
 }
@@ -45,7 +46,7 @@ static int kv_write(const struct tandem_apply_ctx *ctx, ProtobufCBinaryData key,
     MDB_val v = {.mv_size = tandem__kv_record__get_packed_size(&record)};
     rv = mdb_put(ctx->txn, ctx->store->dbi[TANDEM_DB_KV], &k, &v, MDB_RESERVE);
     if (rv != 0) {
-        return tandem_store_error(ctx->store, rv, "kv put");
+        return tandem_error_from_mdb(rv, ctx->store->errmsg, "kv put");
     }
     tandem__kv_record__pack(&record, v.mv_data);
     if (create_index != NULL) {
@@ -60,7 +61,7 @@ static int kv_remove(const struct tandem_apply_ctx *ctx, ProtobufCBinaryData key
     int rv = mdb_del(ctx->txn, ctx->store->dbi[TANDEM_DB_KV], &k, NULL);
     *deleted = rv == 0;
     if (rv != 0 && rv != MDB_NOTFOUND) {
-        return tandem_store_error(ctx->store, rv, "kv delete");
+        return tandem_error_from_mdb(rv, ctx->store->errmsg, "kv delete");
     }
     return 0;
 }
@@ -259,29 +260,16 @@ json_t *tandem_kv_record_json(const void *key, size_t key_len, const Tandem__KvR
 
 json_t *tandem_base64_json(const void *data, size_t len)
 {
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const uint8_t *in = data;
+    /* Standard alphabet with padding and no line breaks: OpenSSL's EVP_EncodeBlock. */
     size_t out_len = 4 * ((len + 2) / 3);
-    char *out = malloc(out_len + 1);
-    size_t o = 0;
+    unsigned char *out = len <= INT_MAX / 2 ? malloc(out_len + 1) : NULL;
     if (out == NULL) {
         return json_null();
     }
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < len) {
-            v |= (uint32_t)in[i + 1] << 8;
-        }
-        if (i + 2 < len) {
-            v |= in[i + 2];
-        }
-        out[o++] = alphabet[(v >> 18) & 63];
-        out[o++] = alphabet[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? alphabet[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? alphabet[v & 63] : '=';
-    }
-    json_t *text = json_stringn(out, o);
+    int written = EVP_EncodeBlock(out, data, (int)len);
+    json_t *text = written >= 0 && (size_t)written == out_len
+                       ? json_stringn((const char *)out, out_len)
+                       : json_null();
     free(out);
     return text;
 }
@@ -294,7 +282,7 @@ int tandem_base64_decode(const char *in, size_t in_len, uint8_t **out, size_t *o
     int bits = 0;
     size_t i = 0;
     if (buf == NULL) {
-        return ENOMEM;
+        return TANDEM_NOMEM;
     }
     for (; i < in_len && in[i] != '='; i++) {
         char c = in[i];
@@ -306,7 +294,7 @@ int tandem_base64_decode(const char *in, size_t in_len, uint8_t **out, size_t *o
                                        : -1;
         if (v < 0) {
             free(buf);
-            return EINVAL;
+            return TANDEM_INVALID;
         }
         acc = (acc << 6) | (uint32_t)v;
         bits += 6;
@@ -318,7 +306,7 @@ int tandem_base64_decode(const char *in, size_t in_len, uint8_t **out, size_t *o
     for (; i < in_len; i++) {
         if (in[i] != '=') {
             free(buf);
-            return EINVAL;
+            return TANDEM_INVALID;
         }
     }
     *out = buf;

@@ -1,13 +1,13 @@
 /* The trace: append-only events per job and box change, disposal records, the retention purge,
  * and the counters and actor rules the domain's apply functions share. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "consensus/member.h"
-#include "replication/commands.h"
+#include "replication/apply.h"
 #include "replication/domain/domain.h"
+#include "replication/domain/records.h"
 #include "storage/error.h"
 
 #define COUNTER_TRACE    "trace_seq"
@@ -35,19 +35,6 @@ int tandem_actor_check(const Tandem__Actor *actor, char *errmsg)
     return 0;
 }
 
-void tandem_result_jansson(struct tandem_result *result, int status, json_t *body)
-{
-    if (result == NULL) {
-        json_decref(body);
-        return;
-    }
-    char *text = body == NULL ? NULL : json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    free(result->body);
-    result->status = text == NULL ? 500 : status;
-    result->body = text != NULL ? text : strdup("{\"error\":\"out of memory\"}");
-}
-
 int tandem_domain_counter_next(const struct tandem_apply_ctx *ctx, const char *key, uint64_t *value)
 {
     MDB_dbi dbi = ctx->store->dbi[TANDEM_DB_DOMAIN_META];
@@ -55,18 +42,17 @@ int tandem_domain_counter_next(const struct tandem_apply_ctx *ctx, const char *k
     uint8_t buf[8];
     int rv = mdb_get(ctx->txn, dbi, &k, &v);
     if (rv != 0 && rv != MDB_NOTFOUND) {
-        return tandem_store_error(ctx->store, rv, "counter get");
+        return tandem_error_from_mdb(rv, ctx->store->errmsg, "counter get");
     }
     if (rv == 0 && v.mv_size != sizeof buf) {
-        snprintf(ctx->store->errmsg, sizeof ctx->store->errmsg, "corrupt counter %s", key);
-        return MDB_CORRUPTED;
+        return tandem_error_set(ctx->store->errmsg, TANDEM_CORRUPT, "corrupt counter %s", key);
     }
     *value = (rv == 0 ? tandem_be64_get(v.mv_data) : 0) + 1;
     tandem_be64_put(buf, *value);
     v.mv_size = sizeof buf;
     v.mv_data = buf;
     rv = mdb_put(ctx->txn, dbi, &k, &v, 0);
-    return rv == 0 ? 0 : tandem_store_error(ctx->store, rv, "counter put");
+    return rv == 0 ? 0 : tandem_error_from_mdb(rv, ctx->store->errmsg, "counter put");
 }
 
 static size_t trace_idx_key(const char *kind, const char *id, uint64_t seq, bool with_seq,
@@ -95,15 +81,15 @@ static int trace_idx_op(struct tandem_store *s, MDB_txn *txn, const char *kind, 
     MDB_val k = {.mv_size = trace_idx_key(kind, id, seq, true, key), .mv_data = key};
     MDB_val v = {.mv_size = 0, .mv_data = key};
     if (k.mv_size == 0) {
-        snprintf(s->errmsg, sizeof s->errmsg, "trace of %s %s: kind or id too long", kind, id);
-        return EINVAL;
+        return tandem_error_set(s->errmsg, TANDEM_INVALID, "trace of %s %s: kind or id too long",
+                                kind, id);
     }
     int rv = put ? mdb_put(txn, s->dbi[TANDEM_DB_TRACE_IDX], &k, &v, 0)
                  : mdb_del(txn, s->dbi[TANDEM_DB_TRACE_IDX], &k, NULL);
     if (rv == MDB_NOTFOUND && !put) {
         return 0;
     }
-    return rv == 0 ? 0 : tandem_store_error(s, rv, "trace index");
+    return rv == 0 ? 0 : tandem_error_from_mdb(rv, s->errmsg, "trace index");
 }
 
 int tandem_trace_append(const struct tandem_apply_ctx *ctx, const Tandem__Actor *actor,
@@ -116,8 +102,7 @@ int tandem_trace_append(const struct tandem_apply_ctx *ctx, const Tandem__Actor 
         json_dumps(details != NULL ? details : json_object(), JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(details);
     if (text == NULL) {
-        snprintf(ctx->store->errmsg, sizeof ctx->store->errmsg, "trace: out of memory");
-        return ENOMEM;
+        return tandem_error_set(ctx->store->errmsg, TANDEM_NOMEM, "trace: out of memory");
     }
     int rv = tandem_domain_counter_next(ctx, COUNTER_TRACE, &event.seq);
     if (rv == 0) {
@@ -212,16 +197,14 @@ static int trace_visit(void *arg, const uint8_t *rest, size_t rest_len, const MD
     ProtobufCMessage *m;
     (void)value;
     if (rest_len != 8) {
-        snprintf(w->s->errmsg, sizeof w->s->errmsg, "corrupt trace index key");
-        return MDB_CORRUPTED;
+        return tandem_error_set(w->s->errmsg, TANDEM_CORRUPT, "corrupt trace index key");
     }
     w->last = tandem_be64_get(rest);
     int rv = tandem_record_get(w->s, w->txn, TANDEM_DB_TRACE, rest, 8,
                                &tandem__trace_event__descriptor, &m);
     if (rv == 0 && m == NULL) {
-        snprintf(w->s->errmsg, sizeof w->s->errmsg, "trace index names missing event %llu",
-                 (unsigned long long)w->last);
-        rv = MDB_CORRUPTED;
+        rv = tandem_error_set(w->s->errmsg, TANDEM_CORRUPT, "trace index names missing event %llu",
+                              (unsigned long long)w->last);
     }
     if (rv != 0) {
         return rv;
@@ -257,8 +240,7 @@ static int disposal_visit(void *arg, const uint8_t *rest, size_t rest_len, const
     struct seq_walk *w = arg;
     ProtobufCMessage *m;
     if (rest_len != 8) {
-        snprintf(w->s->errmsg, sizeof w->s->errmsg, "corrupt disposal key");
-        return MDB_CORRUPTED;
+        return tandem_error_set(w->s->errmsg, TANDEM_CORRUPT, "corrupt disposal key");
     }
     w->last = tandem_be64_get(rest);
     int rv = tandem_record_decode(w->s, value, &tandem__disposal_record__descriptor, &m);
@@ -309,7 +291,7 @@ static int purge_oldest(struct purge *p, bool remove, bool *old)
     ProtobufCMessage *m;
     int rv = mdb_cursor_open(p->ctx->txn, s->dbi[TANDEM_DB_TRACE], &cursor);
     if (rv != 0) {
-        return tandem_store_error(s, rv, "purge cursor");
+        return tandem_error_from_mdb(rv, s->errmsg, "purge cursor");
     }
     *old = false;
     rv = mdb_cursor_get(cursor, &key, &value, MDB_FIRST);
@@ -317,7 +299,7 @@ static int purge_oldest(struct purge *p, bool remove, bool *old)
         mdb_cursor_close(cursor);
         return 0;
     }
-    rv = rv != 0 ? tandem_store_error(s, rv, "purge first")
+    rv = rv != 0 ? tandem_error_from_mdb(rv, s->errmsg, "purge first")
                  : tandem_record_decode(s, &value, &tandem__trace_event__descriptor, &m);
     if (rv != 0) {
         mdb_cursor_close(cursor);
@@ -328,7 +310,7 @@ static int purge_oldest(struct purge *p, bool remove, bool *old)
     if (*old && remove) {
         rv = trace_idx_op(s, p->ctx->txn, e->kind, e->entity, e->seq, false);
         if (rv == 0 && (rv = mdb_cursor_del(cursor, 0)) != 0) {
-            rv = tandem_store_error(s, rv, "purge delete");
+            rv = tandem_error_from_mdb(rv, s->errmsg, "purge delete");
         }
         p->purged++;
         p->job_events += strcmp(e->kind, "job") == 0;
@@ -365,7 +347,8 @@ static int purge_check(const struct tandem_apply_ctx *ctx, const Tandem__Retenti
     }
     if (p->retention_days < TANDEM_RETENTION_DAYS_MIN ||
         p->retention_days > TANDEM_RETENTION_DAYS_MAX || p->events_max > TANDEM_PURGE_EVENTS_MAX) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "retention_days must be %d..%d and events_max at most %d",
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE,
+                 "retention_days must be %d..%d and events_max at most %d",
                  TANDEM_RETENTION_DAYS_MIN, TANDEM_RETENTION_DAYS_MAX, TANDEM_PURGE_EVENTS_MAX);
         return -1;
     }
@@ -416,6 +399,21 @@ int tandem_trace_apply_purge(const struct tandem_apply_ctx *ctx, const Tandem__C
 
 /* ---- invariant ---- */
 
+int domain_index_count_check(struct tandem_store *s, MDB_txn *txn, int idx_db, size_t expected,
+                             const char *what)
+{
+    MDB_stat stat;
+    int rv = mdb_stat(txn, s->dbi[idx_db], &stat);
+    if (rv != 0) {
+        return tandem_error_from_mdb(rv, s->errmsg, what);
+    }
+    if (stat.ms_entries != expected) {
+        return tandem_error_set(s->errmsg, TANDEM_CORRUPT, "%s holds %zu entries, %zu expected",
+                                what, stat.ms_entries, expected);
+    }
+    return 0;
+}
+
 static int trace_check_visit(void *arg, const uint8_t *rest, size_t rest_len, const MDB_val *value,
                              bool *stop)
 {
@@ -434,11 +432,11 @@ static int trace_check_visit(void *arg, const uint8_t *rest, size_t rest_len, co
     MDB_val v;
     rv = k.mv_size == 0 ? MDB_NOTFOUND : mdb_get(w->txn, w->s->dbi[TANDEM_DB_TRACE_IDX], &k, &v);
     if (rv == MDB_NOTFOUND) {
-        snprintf(w->s->errmsg, sizeof w->s->errmsg, "trace event %llu (%s %s) has no index entry",
-                 (unsigned long long)e->seq, e->kind, e->entity);
-        rv = EINVAL;
+        rv = tandem_error_set(w->s->errmsg, TANDEM_CORRUPT,
+                              "trace event %llu (%s %s) has no index entry",
+                              (unsigned long long)e->seq, e->kind, e->entity);
     } else if (rv != 0) {
-        rv = tandem_store_error(w->s, rv, "trace check");
+        rv = tandem_error_from_mdb(rv, w->s->errmsg, "trace check");
     }
     w->count++;
     protobuf_c_message_free_unpacked(m, NULL);
@@ -448,21 +446,10 @@ static int trace_check_visit(void *arg, const uint8_t *rest, size_t rest_len, co
 int tandem_trace_index_check(struct tandem_store *s, MDB_txn *txn)
 {
     struct seq_walk w = {.s = s, .txn = txn};
-    MDB_stat stat;
     bool exhausted;
     uint8_t none[1] = {0};
     int rv = tandem_index_scan(s, txn, TANDEM_DB_TRACE, none, 0, none, 0, SIZE_MAX,
                                trace_check_visit, &w, &exhausted);
-    if (rv != 0) {
-        return rv;
-    }
-    if ((rv = mdb_stat(txn, s->dbi[TANDEM_DB_TRACE_IDX], &stat)) != 0) {
-        return tandem_store_error(s, rv, "trace index stat");
-    }
-    if (stat.ms_entries != w.count) {
-        snprintf(s->errmsg, sizeof s->errmsg, "trace_idx holds %zu entries for %zu events",
-                 stat.ms_entries, w.count);
-        return EINVAL;
-    }
-    return 0;
+    return rv != 0 ? rv
+                   : domain_index_count_check(s, txn, TANDEM_DB_TRACE_IDX, w.count, "trace_idx");
 }

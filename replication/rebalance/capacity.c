@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "replication/commands.h"
+#include "replication/apply.h"
 #include "replication/domain/domain.h"
 #include "replication/rebalance/rebalance.h"
 #include "replication/bcp/sites.h"
@@ -103,8 +103,7 @@ static int capacity_set_check(const struct tandem_apply_ctx *ctx, const Tandem__
     }
     struct tandem_site_table *table = malloc(sizeof *table);
     if (table == NULL) {
-        snprintf(ctx->store->errmsg, sizeof ctx->store->errmsg, "out of memory");
-        return ENOMEM;
+        return tandem_error_set(ctx->store->errmsg, TANDEM_NOMEM, "out of memory");
     }
     int rv = tandem_sites_load(ctx->store, ctx->txn, table);
     if (rv == 0 && site_is_witness(table, c->site)) {
@@ -140,7 +139,7 @@ static int history_append(const struct tandem_apply_ctx *ctx, const Tandem__Capa
         rv = mdb_del(ctx->txn, ctx->store->dbi[TANDEM_DB_CAPACITY_HISTORY], &k, NULL);
         rv = rv == MDB_NOTFOUND ? 0 : rv;
         if (rv != 0) {
-            return tandem_store_error(ctx->store, rv, "capacity history prune");
+            return tandem_error_from_mdb(rv, ctx->store->errmsg, "capacity history prune");
         }
     }
     return rv;
@@ -202,7 +201,8 @@ static int applied_index_read(struct tandem_store *s, MDB_txn *txn, uint64_t *in
         return 0;
     }
     if (rv != 0 || v.mv_size < sizeof le) {
-        return rv != 0 ? tandem_store_error(s, rv, "read applied_index") : MDB_CORRUPTED;
+        return rv != 0 ? tandem_error_from_mdb(rv, s->errmsg, "read applied_index")
+                       : tandem_error_set(s->errmsg, TANDEM_CORRUPT, "applied_index is corrupt");
     }
     memcpy(le, v.mv_data, sizeof le);
     for (int i = 7; i >= 0; i--) {
@@ -238,37 +238,36 @@ static int view_capacities(struct tandem_store *s, MDB_txn *txn, struct tandem_r
 {
     MDB_cursor *cursor;
     MDB_val k, v;
-    int rv = mdb_cursor_open(txn, s->dbi[TANDEM_DB_CAPACITY], &cursor);
+    int err = 0, rv = mdb_cursor_open(txn, s->dbi[TANDEM_DB_CAPACITY], &cursor);
     if (rv != 0) {
-        return tandem_store_error(s, rv, "capacity cursor");
+        return tandem_error_from_mdb(rv, s->errmsg, "capacity cursor");
     }
-    for (rv = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rv == 0;
+    for (rv = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rv == 0 && err == 0;
          rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
         Tandem__CapacityRecord *r = NULL;
         uint32_t i;
-        rv = tandem_record_decode(s, &v, &tandem__capacity_record__descriptor,
-                                  (ProtobufCMessage **)&r);
-        rv = rv != 0 ? rv : view_site(s, view, r->site, &i);
-        if (rv == 0) {
+        err = tandem_record_decode(s, &v, &tandem__capacity_record__descriptor,
+                                   (ProtobufCMessage **)&r);
+        err = err != 0 ? err : view_site(s, view, r->site, &i);
+        if (err == 0) {
             view->info[i].has_configured = true;
             view->info[i].configured = r->capacity;
         }
-        if (r != NULL) {
-            tandem__capacity_record__free_unpacked(r, NULL);
-        }
-        if (rv != 0) {
-            break;
-        }
+        tandem__capacity_record__free_unpacked(r, NULL);
     }
     mdb_cursor_close(cursor);
-    return rv == MDB_NOTFOUND ? 0 : rv;
+    if (err != 0) {
+        return err; /* ours, with s->errmsg: a corrupt record, or E2BIG (too many sites) */
+    }
+    return rv == MDB_NOTFOUND ? 0 : tandem_error_from_mdb(rv, s->errmsg, "capacity scan");
 }
 
 static int view_site_table(struct tandem_store *s, MDB_txn *txn, struct tandem_rebalance_view *view)
 {
     struct tandem_site_table *table = malloc(sizeof *table);
     if (table == NULL) {
-        snprintf(s->errmsg, sizeof s->errmsg, "out of memory");
+        /* The view's readers map ENOMEM and E2BIG to 503 and 413 (node/api/rebalance.c). */
+        snprintf(s->errmsg, TANDEM_ERRMSG_SIZE, "out of memory");
         return ENOMEM;
     }
     int rv = tandem_sites_load(s, txn, table);
@@ -325,7 +324,7 @@ static int view_job_add(struct tandem_store *s, MDB_txn *txn, struct tandem_reba
         size_t cap = view->jobs_cap == 0 ? VIEW_JOBS_FIRST_CAP : 2 * view->jobs_cap;
         struct tandem_rebalance_job *grown = realloc(view->jobs, cap * sizeof *grown);
         if (grown == NULL) {
-            snprintf(s->errmsg, sizeof s->errmsg, "out of memory reading %zu jobs", view->n_jobs);
+            snprintf(s->errmsg, TANDEM_ERRMSG_SIZE, "out of memory reading %zu jobs", view->n_jobs);
             return ENOMEM;
         }
         view->jobs = grown;
@@ -352,56 +351,25 @@ struct view_walk {
     struct tandem_rebalance_view *view;
 };
 
-static int view_visit(void *arg, const uint8_t *rest, size_t rest_len, const MDB_val *value,
-                      bool *stop)
+static int view_visit(void *arg, const char *id, const Tandem__JobRecord *job)
 {
     struct view_walk *w = arg;
-    char id[TANDEM_DOMAIN_ID_LEN_MAX + 1];
-    Tandem__JobRecord *job = NULL;
-    (void)value;
-    (void)stop;
-    if (rest_len == 0 || rest_len > TANDEM_DOMAIN_ID_LEN_MAX) {
-        snprintf(w->s->errmsg, sizeof w->s->errmsg, "corrupt job index key");
-        return MDB_CORRUPTED;
-    }
-    memcpy(id, rest, rest_len);
-    id[rest_len] = '\0';
-    int rv = tandem_job_get(w->s, w->txn, id, &job);
-    if (rv == 0 && job == NULL) {
-        snprintf(w->s->errmsg, sizeof w->s->errmsg, "job index names missing job %s", id);
-        rv = MDB_CORRUPTED;
-    }
-    if (rv == 0) {
-        rv = view_job_add(w->s, w->txn, w->view, job);
-    }
-    if (job != NULL) {
-        tandem__job_record__free_unpacked(job, NULL);
-    }
-    return rv;
+    (void)id;
+    return view_job_add(w->s, w->txn, w->view, job);
 }
 
 static int view_jobs(struct tandem_store *s, MDB_txn *txn, struct tandem_rebalance_view *view)
 {
-    static const uint32_t statuses[] = {TANDEM_JOB_QUEUED, TANDEM_JOB_IN_PROGRESS};
     struct view_walk w = {s, txn, view};
-    for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++) {
-        uint8_t prefix[TANDEM_INDEX_KEY_LEN_MAX];
-        bool exhausted;
-        size_t len =
-            tandem_index_key(TANDEM_IDX_STATUS, tandem_job_status_name(statuses[i]), "", prefix);
-        int rv =
-            tandem_index_scan(s, txn, TANDEM_DB_JOB_IDX, prefix, len, (const uint8_t *)"", 0,
-                              (size_t)TANDEM_REBALANCE_JOBS_MAX + 1, view_visit, &w, &exhausted);
-        if (rv != 0) {
-            return rv;
-        }
-        if (!exhausted) {
-            snprintf(s->errmsg, sizeof s->errmsg, "more than %d jobs to plan over",
-                     TANDEM_REBALANCE_JOBS_MAX);
-            return E2BIG;
-        }
+    bool exhausted = false;
+    int rv = tandem_jobs_runnable_walk(s, txn, (size_t)TANDEM_REBALANCE_JOBS_MAX + 1, view_visit,
+                                       &w, &exhausted);
+    if (rv == 0 && !exhausted) {
+        snprintf(s->errmsg, sizeof s->errmsg, "more than %d jobs to plan over",
+                 TANDEM_REBALANCE_JOBS_MAX);
+        return E2BIG;
     }
-    return 0;
+    return rv;
 }
 
 /* Sites in name order (plans and views list them so), job and box site indexes remapped. */
@@ -682,9 +650,7 @@ void tandem_rebalance_moves_free(struct tandem_rebalance_moves *moves)
 {
     free(moves->moves);
     free(moves->ptrs);
-    moves->moves = NULL;
-    moves->ptrs = NULL;
-    moves->n = 0;
+    *moves = (struct tandem_rebalance_moves){0};
 }
 
 static int move_parse(json_t *item, Tandem__RebalanceMove *out, size_t i, char *errmsg)
@@ -768,14 +734,15 @@ static int plan_shape_check(const struct tandem_apply_ctx *ctx, const Tandem__Re
         const Tandem__RebalanceMove *m = a->moves[i];
         if (!tandem_domain_id_ok(m->job) || !tandem_domain_site_ok(m->from) ||
             !tandem_domain_site_ok(m->to) || strcmp(m->from, m->to) == 0) {
-            snprintf(errmsg, TANDEM_ERRMSG_SIZE, "move %zu needs a job id and two different sites", i);
+            snprintf(errmsg, TANDEM_ERRMSG_SIZE, "move %zu needs a job id and two different sites",
+                     i);
             return -1;
         }
     }
     if (tandem_rebalance_plan_id(a->index, a->objective, a->moves, a->n_moves, id) != 0 ||
         strcmp(id, a->plan_id) != 0) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "plan id %.40s does not match its index, objective and moves",
-                 a->plan_id);
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE,
+                 "plan id %.40s does not match its index, objective and moves", a->plan_id);
         return -1;
     }
     return 0;
@@ -794,7 +761,8 @@ static int plan_duplicates_check(const Tandem__RebalanceApply *a, char *errmsg, 
     int rv = 0;
     for (size_t i = 1; i < a->n_moves && rv == 0; i++) {
         if (strcmp(sorted[i - 1]->job, sorted[i]->job) == 0) {
-            snprintf(errmsg, TANDEM_ERRMSG_SIZE, "job %s appears twice in the plan", sorted[i]->job);
+            snprintf(errmsg, TANDEM_ERRMSG_SIZE, "job %s appears twice in the plan",
+                     sorted[i]->job);
             rv = -1;
         }
     }
@@ -815,8 +783,9 @@ static int move_boxes_check(const struct tandem_apply_ctx *ctx, const Tandem__Jo
         if (box != NULL && strcmp(box->job, job->id) == 0 &&
             (box->status == TANDEM_BOX_PICKED || box->status == TANDEM_BOX_IN_PROCESS) &&
             strcmp(box->site, to) != 0) {
-            snprintf(stale, TANDEM_ERRMSG_SIZE, "plan is stale: box %s of job %s is at site %s, not %s; %s",
-                     box->id, job->id, box->site, to, STALE_SUFFIX);
+            snprintf(stale, TANDEM_ERRMSG_SIZE,
+                     "plan is stale: box %s of job %s is at site %s, not %s; %s", box->id, job->id,
+                     box->site, to, STALE_SUFFIX);
         }
         if (box != NULL) {
             tandem__box_record__free_unpacked(box, NULL);
@@ -837,14 +806,16 @@ static int move_site_check(const struct tandem_apply_ctx *ctx, const struct tand
         return rv;
     }
     if (record != NULL && record->mod_index > index) {
-        snprintf(stale, TANDEM_ERRMSG_SIZE, "plan is stale: the capacity of site %s changed since index %llu; %s",
-                 name, (unsigned long long)index, STALE_SUFFIX);
+        snprintf(stale, TANDEM_ERRMSG_SIZE,
+                 "plan is stale: the capacity of site %s changed since index %llu; %s", name,
+                 (unsigned long long)index, STALE_SUFFIX);
     } else if (destination && site != NULL && site->state != TANDEM_SITE_ACTIVE) {
         snprintf(stale, TANDEM_ERRMSG_SIZE, "plan is stale: site %s is under BCP (%s); %s", name,
                  tandem_site_state_name(site->state), STALE_SUFFIX);
     } else if (destination &&
                (record == NULL || record->capacity == 0 || site_is_witness(t, name))) {
-        snprintf(stale, TANDEM_ERRMSG_SIZE, "plan is stale: site %s has no capacity; %s", name, STALE_SUFFIX);
+        snprintf(stale, TANDEM_ERRMSG_SIZE, "plan is stale: site %s has no capacity; %s", name,
+                 STALE_SUFFIX);
     }
     if (record != NULL) {
         tandem__capacity_record__free_unpacked(record, NULL);
@@ -864,8 +835,8 @@ static int move_check(const struct tandem_apply_ctx *ctx, const Tandem__Rebalanc
     const Tandem__JobRecord *j = *job;
     if (j == NULL || j->mod_index > a->index || j->status != TANDEM_JOB_QUEUED || j->pinned ||
         strcmp(j->site, m->from) != 0) {
-        snprintf(stale, TANDEM_ERRMSG_SIZE, "plan is stale: job %s changed since index %llu; %s", m->job,
-                 (unsigned long long)a->index, STALE_SUFFIX);
+        snprintf(stale, TANDEM_ERRMSG_SIZE, "plan is stale: job %s changed since index %llu; %s",
+                 m->job, (unsigned long long)a->index, STALE_SUFFIX);
         return 0;
     }
     rv = move_site_check(ctx, t, m->from, false, a->index, stale);
@@ -900,8 +871,7 @@ static int plan_check_write(const struct tandem_apply_ctx *ctx, const Tandem__Re
 {
     struct tandem_site_table *table = malloc(sizeof *table);
     if (table == NULL) {
-        snprintf(ctx->store->errmsg, sizeof ctx->store->errmsg, "out of memory");
-        return ENOMEM;
+        return tandem_error_set(ctx->store->errmsg, TANDEM_NOMEM, "out of memory");
     }
     int rv = tandem_sites_load(ctx->store, ctx->txn, table);
     for (size_t i = 0; i < a->n_moves && rv == 0 && stale[0] == '\0'; i++) {
@@ -922,16 +892,14 @@ int tandem_rebalance_apply(const struct tandem_apply_ctx *ctx, const Tandem__Com
     bool nomem = false;
     if (plan_shape_check(ctx, a, errmsg) != 0 || plan_duplicates_check(a, errmsg, &nomem) != 0) {
         if (nomem) {
-            snprintf(ctx->store->errmsg, sizeof ctx->store->errmsg, "out of memory");
-            return ENOMEM;
+            return tandem_error_set(ctx->store->errmsg, TANDEM_NOMEM, "out of memory");
         }
         tandem_result_error(result, 400, "%s", errmsg);
         return 0;
     }
     Tandem__JobRecord **jobs = calloc(a->n_moves > 0 ? a->n_moves : 1, sizeof *jobs);
     if (jobs == NULL) {
-        snprintf(ctx->store->errmsg, sizeof ctx->store->errmsg, "out of memory");
-        return ENOMEM;
+        return tandem_error_set(ctx->store->errmsg, TANDEM_NOMEM, "out of memory");
     }
     int rv = plan_check_write(ctx, a, jobs, stale);
     for (size_t i = 0; i < a->n_moves; i++) {

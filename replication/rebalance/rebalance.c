@@ -45,14 +45,15 @@ const char *tandem_rebalance_rule_name(int rule)
 
 const char *tandem_rebalance_reason_name(int reason)
 {
-    switch (reason) {
-        case TANDEM_REBALANCE_REASON_CAPACITY:
-            return "no_capacity";
-        case TANDEM_REBALANCE_REASON_DUE:
-            return "due";
-        default:
-            return "makespan";
-    }
+    static const char *const names[] = {
+        [TANDEM_REBALANCE_REASON_CAPACITY] = "no_capacity",
+        [TANDEM_REBALANCE_REASON_MAKESPAN] = "makespan",
+        [TANDEM_REBALANCE_REASON_DUE] = "due",
+    };
+    /* Anything else is what the planner moves for when no rule names it: the makespan. */
+    return reason >= 0 && (size_t)reason < sizeof names / sizeof names[0]
+               ? names[reason]
+               : names[TANDEM_REBALANCE_REASON_MAKESPAN];
 }
 
 /* ---- Fenwick trees: alive counts of candidate lists, units per queue position ---- */
@@ -465,7 +466,8 @@ static int input_check(const struct tandem_rebalance_input *in, char *errmsg)
 {
     if (in->n_sites == 0 || in->n_sites > TANDEM_REBALANCE_SITES_MAX ||
         in->n_jobs > TANDEM_REBALANCE_JOBS_MAX) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "a plan takes 1 to %d sites and at most %d jobs (got %u and %zu)",
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE,
+                 "a plan takes 1 to %d sites and at most %d jobs (got %u and %zu)",
                  TANDEM_REBALANCE_SITES_MAX, TANDEM_REBALANCE_JOBS_MAX, in->n_sites, in->n_jobs);
         return EINVAL;
     }
@@ -487,7 +489,8 @@ static int input_check(const struct tandem_rebalance_input *in, char *errmsg)
         if (j->site >= in->n_sites || j->effort > TANDEM_JOB_EFFORT_MAX ||
             j->boxes_site < TANDEM_REBALANCE_BOXES_SPLIT ||
             (j->boxes_site >= 0 && (uint32_t)j->boxes_site >= in->n_sites)) {
-            snprintf(errmsg, TANDEM_ERRMSG_SIZE, "job %s: site, effort or box site out of range", j->id);
+            snprintf(errmsg, TANDEM_ERRMSG_SIZE, "job %s: site, effort or box site out of range",
+                     j->id);
             return EINVAL;
         }
     }
@@ -546,7 +549,11 @@ static void record_move(struct planner *p, size_t j, uint32_t to, int reason)
     if (m == NO_MOVE) {
         m = p->n_moves++;
         p->move_of[j] = m;
-        p->moves[m] = (struct tandem_rebalance_move){j, p->at[j], p->at[j], reason};
+        /* Field by field into calloc'd slots: the padding stays zero, so equal plans compare
+         * equal byte for byte. */
+        p->moves[m].job = j;
+        p->moves[m].from = p->at[j];
+        p->moves[m].to = p->at[j];
     }
     bool was_live = p->moves[m].to != p->moves[m].from;
     p->moves[m].to = to;
@@ -1018,18 +1025,13 @@ static size_t phase_balance(struct planner *p)
 
 static void planner_free(struct planner *p)
 {
-    free(p->at);
-    free(p->move_of);
-    free(p->moves);
-    free(p->order);
-    free(p->pos);
-    free(p->kind);
-    free(p->list_pos);
-    free(p->free_jobs);
-    free(p->bound_jobs);
-    free(p->trees);
-    free(p->bound_list);
-    free(p->unit_trees);
+    /* Every array the planner owns, in one list so that none is forgotten. */
+    void *owned[] = {p->at,         p->move_of, p->moves,      p->order,
+                     p->pos,        p->kind,    p->list_pos,   p->free_jobs,
+                     p->bound_jobs, p->trees,   p->bound_list, p->unit_trees};
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) {
+        free(owned[i]);
+    }
     for (uint32_t s = 0; s < TANDEM_REBALANCE_SITES_MAX; s++) {
         free(p->due[s].nodes);
     }
@@ -1044,7 +1046,7 @@ static int planner_init(struct planner *p, const struct tandem_rebalance_input *
     p->steps_max = 4 * slots + STEPS_SLACK;
     p->at = malloc((n > 0 ? n : 1) * sizeof *p->at);
     p->move_of = malloc((n > 0 ? n : 1) * sizeof *p->move_of);
-    p->moves = malloc((slots > 0 ? slots : 1) * sizeof *p->moves);
+    p->moves = calloc(slots > 0 ? slots : 1, sizeof *p->moves);
     p->pos = malloc((n > 0 ? n : 1) * sizeof *p->pos);
     p->order = sorted_indexes(in->jobs, NULL, n, key_queue);
     if (p->at == NULL || p->move_of == NULL || p->moves == NULL || p->pos == NULL ||
@@ -1092,14 +1094,14 @@ static int plan_fill(const struct planner *p, const size_t *by_id,
                      struct tandem_rebalance_plan *out)
 {
     const struct tandem_rebalance_input *in = p->in;
-    out->moves = malloc((p->live_moves > 0 ? p->live_moves : 1) * sizeof *out->moves);
+    out->moves = calloc(p->live_moves > 0 ? p->live_moves : 1, sizeof *out->moves);
     out->excluded = malloc((in->n_jobs > 0 ? in->n_jobs : 1) * sizeof *out->excluded);
     if (out->moves == NULL || out->excluded == NULL) {
         return ENOMEM;
     }
     for (size_t m = 0; m < p->n_moves; m++) {
         if (p->moves[m].to != p->moves[m].from) {
-            out->moves[out->n_moves++] = p->moves[m];
+            memcpy(&out->moves[out->n_moves++], &p->moves[m], sizeof *out->moves);
         }
     }
     for (size_t i = 0; i < in->n_jobs; i++) {
@@ -1169,7 +1171,8 @@ err_after_planner:
         if (rv == ENOMEM) {
             snprintf(errmsg, TANDEM_ERRMSG_SIZE, "out of memory planning %zu jobs", in->n_jobs);
         } else if (rv == E2BIG) {
-            snprintf(errmsg, TANDEM_ERRMSG_SIZE, "the due objective plans at most %d jobs x sites with capacity",
+            snprintf(errmsg, TANDEM_ERRMSG_SIZE,
+                     "the due objective plans at most %d jobs x sites with capacity",
                      TANDEM_REBALANCE_DUE_CELLS_MAX);
         }
         tandem_rebalance_plan_free(out);
@@ -1181,9 +1184,7 @@ void tandem_rebalance_plan_free(struct tandem_rebalance_plan *plan)
 {
     free(plan->moves);
     free(plan->excluded);
-    plan->moves = NULL;
-    plan->excluded = NULL;
-    plan->n_moves = plan->n_excluded = 0;
+    *plan = (struct tandem_rebalance_plan){0};
 }
 
 int tandem_rebalance_load(const struct tandem_rebalance_input *in,
@@ -1244,10 +1245,11 @@ int tandem_rebalance_plan_id(uint64_t index, const char *objective,
     if (rv == 0 && EVP_DigestFinal_ex(md, digest, &len) != 1) {
         rv = -1;
     }
+    bool nomem = md == NULL;
     EVP_MD_CTX_free(md);
     out[0] = '\0';
     for (size_t i = 0; rv == 0 && i < TANDEM_REBALANCE_PLAN_ID_LEN / 2; i++) {
         snprintf(out + 2 * i, 3, "%02x", digest[i]);
     }
-    return rv == 0 ? 0 : ENOMEM;
+    return rv == 0 ? 0 : nomem ? TANDEM_NOMEM : TANDEM_CRYPTO;
 }

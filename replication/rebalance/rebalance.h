@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "consensus/member.h"
-#include "replication/fsm.h"
+#include "replication/apply.h"
 #include "storage/domain_codec.h"
 #include "storage/store.h"
 #include "tandem.pb-c.h"
@@ -138,8 +138,8 @@ struct tandem_rebalance_plan {
  * Bound (makespan, queued unconstrained jobs): makespan <= optimum + the largest job effort /
  * the smallest positive capacity.
  * Deterministic: the same input gives the same plan. Returns 0, or EINVAL (bad input), E2BIG
- * (due objective past TANDEM_REBALANCE_DUE_CELLS_MAX) or ENOMEM with errmsg (TANDEM_ERRMSG_SIZE bytes). On
- * failure out holds nothing to free. */
+ * (due objective past TANDEM_REBALANCE_DUE_CELLS_MAX) or ENOMEM with errmsg (TANDEM_ERRMSG_SIZE
+ * bytes). On failure out holds nothing to free. */
 int tandem_rebalance_plan(const struct tandem_rebalance_input *in,
                           struct tandem_rebalance_plan *out, char *errmsg);
 void tandem_rebalance_plan_free(struct tandem_rebalance_plan *plan);
@@ -149,7 +149,7 @@ int tandem_rebalance_load(const struct tandem_rebalance_input *in,
                           struct tandem_rebalance_site_result *sites, char *errmsg);
 
 /* The plan id: hex of the first 128 bits of SHA-256 over (index, objective, moves). Returns 0,
- * or ENOMEM. */
+ * TANDEM_NOMEM or TANDEM_CRYPTO (every EVP_* return is checked). */
 int tandem_rebalance_plan_id(uint64_t index, const char *objective,
                              Tandem__RebalanceMove *const *moves, size_t n_moves,
                              char out[TANDEM_REBALANCE_PLAN_ID_LEN + 1]);
@@ -201,7 +201,8 @@ json_t *tandem_rebalance_sites_json(const struct tandem_rebalance_view *view, in
 /* Plans over view and renders {"id","index","objective","at","max_moves","moves":[{"job","from",
  * "to","effort","reason"}],"sites":[{...before/after...}],"before":{"stranded_jobs","at_risk",
  * "makespan_hours"},"after":{...},"excluded":[{"job","site","rule"}],"excluded_total"}.
- * Returns NULL with errmsg (TANDEM_ERRMSG_SIZE bytes) and *status (HTTP 413 too big, 503 no memory). */
+ * Returns NULL with errmsg (TANDEM_ERRMSG_SIZE bytes) and *status (HTTP 413 too big, 503 no
+ * memory). */
 json_t *tandem_rebalance_plan_json(const struct tandem_rebalance_view *view, int objective,
                                    size_t max_moves, int64_t now_ms, int *status, char *errmsg);
 
@@ -217,10 +218,15 @@ int tandem_rebalance_moves_parse(json_t *moves_json, struct tandem_rebalance_mov
                                  char *errmsg);
 void tandem_rebalance_moves_free(struct tandem_rebalance_moves *moves);
 
-/* Apply functions (command table rows in replication/domain_commands.h). */
+/* Apply functions (command table rows in replication/commands.h). */
 int tandem_capacity_apply_set(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
                               struct tandem_result *result);
 int tandem_rebalance_apply(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
                            struct tandem_result *result);
+
+/* Capacity planning's rows of the command table, applied in capacity.c. */
+#define TANDEM_REBALANCE_COMMANDS(X)                                                               \
+    X(capacity_set, TANDEM__COMMAND__BODY_CAPACITY_SET, tandem_capacity_apply_set)                 \
+    X(rebalance_apply, TANDEM__COMMAND__BODY_REBALANCE_APPLY, tandem_rebalance_apply)
 
 #endif

@@ -214,12 +214,12 @@ static void test_index_check_detects_damage(void **state)
     dom_check_indexes(&d);
     assert_int_equal(tandem_store_write_txn(&d.store, &txn), 0);
     assert_int_equal(tandem_index_del(&d.store, txn, TANDEM_DB_JOB_IDX, 't', "queued", "J1"), 0);
-    assert_int_equal(tandem_job_index_check(&d.store, txn), EINVAL);
+    assert_int_equal(tandem_job_index_check(&d.store, txn), TANDEM_CORRUPT);
     assert_non_null(strstr(d.store.errmsg, "J1 has no index entry t/queued"));
     assert_int_equal(tandem_index_put(&d.store, txn, TANDEM_DB_JOB_IDX, 't', "queued", "J1"), 0);
     assert_int_equal(tandem_job_index_check(&d.store, txn), 0);
     assert_int_equal(tandem_index_put(&d.store, txn, TANDEM_DB_BOX_IDX, 's', "west", "B1"), 0);
-    assert_int_equal(tandem_box_index_check(&d.store, txn), EINVAL);
+    assert_int_equal(tandem_box_index_check(&d.store, txn), TANDEM_CORRUPT);
     assert_non_null(strstr(d.store.errmsg, "box_idx holds"));
     tandem_store_abort(&d.store);
     dom_close(&d);

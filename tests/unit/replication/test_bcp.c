@@ -1,0 +1,278 @@
+/* Unit tests of replication/bcp: the table of allowed site moves (every other move refused,
+ * in the table and through apply) and the work moves of an invoke and of a failback. */
+#include "test_domain_fixture.h"
+
+#include "replication/bcp/moves.h"
+#include "replication/bcp/sites.h"
+
+#define SITE_STATES_TRIED  (TANDEM_SITE_STATE_COUNT + 2)  /* -1 .. COUNT */
+#define SITE_CHANGES_TRIED (TANDEM_SITE_CHANGE_COUNT + 2) /* -1 .. COUNT */
+
+/* The moves the BCP design allows, written out independently of sites.c's table. */
+static int expected_next(int from, int change)
+{
+    if (from == TANDEM_SITE_ACTIVE && change == TANDEM_SITE_INVOKE) {
+        return TANDEM_SITE_INVOKED;
+    }
+    if (from == TANDEM_SITE_INVOKED && change == TANDEM_SITE_REVOKE) {
+        return TANDEM_SITE_RECOVERING;
+    }
+    if (from == TANDEM_SITE_RECOVERING && change == TANDEM_SITE_INVOKE) {
+        return TANDEM_SITE_INVOKED;
+    }
+    if (from == TANDEM_SITE_RECOVERING && change == TANDEM_SITE_RECOVERED) {
+        return TANDEM_SITE_ACTIVE;
+    }
+    return -1;
+}
+
+static Tandem__Command *site_update(struct dom_cmd *c, Tandem__SiteUpdate *u, const char *site,
+                                    int change)
+{
+    Tandem__Command *command = dom_command(c, NULL);
+    tandem__site_update__init(u);
+    u->site = (char *)site;
+    u->action = (Tandem__SiteUpdate__Action)change;
+    u->reason = "test";
+    u->by = "operator";
+    command->body_case = TANDEM__COMMAND__BODY_SITE_UPDATE;
+    command->site_update = u;
+    return command;
+}
+
+/* Applies one site change; returns its status. */
+static int site_change(struct dom *d, const char *site, int change, bool failback)
+{
+    struct dom_cmd c;
+    Tandem__SiteUpdate u;
+    Tandem__Command *command = site_update(&c, &u, site, change);
+    u.failback = failback;
+    return dom_apply(d, command);
+}
+
+/* The stored record of site (state and epoch). */
+static struct tandem_site site_now(struct dom *d, const char *name)
+{
+    static struct tandem_site_table table;
+    MDB_txn *txn = dom_read(d);
+    assert_int_equal(tandem_sites_load(&d->store, txn, &table), 0);
+    mdb_txn_abort(txn);
+    assert_true(tandem_site_table_ok(&table));
+    const struct tandem_site *site = tandem_site_table_find(&table, name);
+    assert_non_null(site);
+    return *site;
+}
+
+static Tandem__JobRecord *job_now(struct dom *d, const char *id)
+{
+    Tandem__JobRecord *job = NULL;
+    MDB_txn *txn = dom_read(d);
+    assert_int_equal(tandem_job_get(&d->store, txn, id, &job), 0);
+    mdb_txn_abort(txn);
+    assert_non_null(job);
+    return job;
+}
+
+static void job_expect(struct dom *d, const char *id, const char *site, const char *bcp_from,
+                       const char *status)
+{
+    Tandem__JobRecord *job = job_now(d, id);
+    assert_string_equal(job->site, site);
+    assert_string_equal(job->bcp_from, bcp_from);
+    assert_string_equal(tandem_job_status_name(job->status), status);
+    tandem__job_record__free_unpacked(job, NULL);
+}
+
+static json_int_t jobs_moved(struct dom *d)
+{
+    json_t *body = dom_body(d);
+    json_int_t moved = json_integer_value(json_object_get(body, "jobs_moved"));
+    json_decref(body);
+    return moved;
+}
+
+/* A fresh store with east and west registered (both active). */
+static void two_sites(struct dom *d)
+{
+    dom_open(d);
+    assert_int_equal(site_change(d, "east", TANDEM_SITE_REGISTER, false), 200);
+    assert_int_equal(site_change(d, "west", TANDEM_SITE_REGISTER, false), 200);
+}
+
+static void job_create(struct dom *d, const char *id, const char *site)
+{
+    struct dom_cmd c;
+    dom_apply_expect(d, dom_job_create(&c, id, "acme", site, NULL), 201);
+}
+
+static void job_act(struct dom *d, const char *id, int action, const char *operator_name)
+{
+    struct dom_cmd c;
+    dom_apply_expect(d, dom_job_action(&c, id, action, operator_name), 200);
+}
+
+/* Every (from, change) pair, in range and out of it: the table allows exactly the four moves
+ * of the design, and REGISTER and PREFER never move a site. */
+static void test_transition_table(void **state)
+{
+    (void)state;
+    for (int from = -1; from < SITE_STATES_TRIED - 1; from++) {
+        for (int change = -1; change < SITE_CHANGES_TRIED - 1; change++) {
+            assert_int_equal(tandem_site_next_state(from, change), expected_next(from, change));
+        }
+    }
+    assert_string_equal(tandem_site_state_name(TANDEM_SITE_RECOVERING), "recovering");
+    assert_string_equal(tandem_site_state_name(TANDEM_SITE_STATE_COUNT), "unknown");
+}
+
+/* Drives east into from (active, invoked or recovering). */
+static void east_into(struct dom *d, int from)
+{
+    if (from != TANDEM_SITE_ACTIVE) {
+        assert_int_equal(site_change(d, "east", TANDEM_SITE_INVOKE, false), 200);
+    }
+    if (from == TANDEM_SITE_RECOVERING) {
+        assert_int_equal(site_change(d, "east", TANDEM_SITE_REVOKE, false), 200);
+    }
+    assert_int_equal(site_now(d, "east").state, from);
+}
+
+/* Through apply: every disallowed change is a 409 result and leaves the record as it was;
+ * every allowed one moves it where the table says and advances the epoch but for recovered. */
+static void test_every_disallowed_move_refused(void **state)
+{
+    (void)state;
+    static const int changes[] = {TANDEM_SITE_INVOKE, TANDEM_SITE_REVOKE, TANDEM_SITE_RECOVERED};
+    for (int from = 0; from < TANDEM_SITE_STATE_COUNT; from++) {
+        for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
+            struct dom d;
+            two_sites(&d);
+            east_into(&d, from);
+            struct tandem_site before = site_now(&d, "east");
+            int status = site_change(&d, "east", changes[i], false);
+            struct tandem_site after = site_now(&d, "east");
+            int next = expected_next(from, changes[i]);
+            if (next < 0) {
+                assert_int_equal(status, 409);
+                assert_int_equal(after.state, before.state);
+                assert_int_equal(after.epoch, before.epoch);
+            } else {
+                assert_int_equal(status, 200);
+                assert_int_equal(after.state, next);
+                assert_int_equal(after.epoch,
+                                 before.epoch + (changes[i] == TANDEM_SITE_RECOVERED ? 0 : 1));
+            }
+            dom_check_indexes(&d);
+            dom_close(&d);
+        }
+    }
+}
+
+/* A witness holds no work: invoking it is refused, and so is invoking the last serving site. */
+static void test_invoke_guards(void **state)
+{
+    (void)state;
+    struct dom d;
+    struct dom_cmd c;
+    Tandem__SiteUpdate u;
+    two_sites(&d);
+    Tandem__Command *command = site_update(&c, &u, "witness", TANDEM_SITE_REGISTER);
+    u.witness = true;
+    dom_apply_expect(&d, command, 200);
+    assert_int_equal(site_change(&d, "witness", TANDEM_SITE_INVOKE, false), 409);
+    assert_int_equal(site_change(&d, "east", TANDEM_SITE_INVOKE, false), 200);
+    assert_int_equal(site_change(&d, "west", TANDEM_SITE_INVOKE, false), 409);
+    assert_int_equal(site_now(&d, "witness").state, TANDEM_SITE_ACTIVE);
+    assert_int_equal(site_now(&d, "west").state, TANDEM_SITE_ACTIVE);
+    assert_int_equal(site_change(&d, "nowhere", TANDEM_SITE_INVOKE, false), 404);
+    dom_close(&d);
+}
+
+/* An invoke moves the site's queued and in-progress jobs to the site taking over; an
+ * in-progress job keeps its stage and loses its operator; held and finished work stays. */
+static void test_invoke_moves_open_work(void **state)
+{
+    (void)state;
+    struct dom d;
+    two_sites(&d);
+    job_create(&d, "Q1", "east");
+    job_create(&d, "P1", "east");
+    job_act(&d, "P1", TANDEM_JOB_ACTION_ADVANCE, NULL);
+    job_act(&d, "P1", TANDEM_JOB_ACTION_OPERATOR, "alice");
+    job_create(&d, "H1", "east");
+    job_act(&d, "H1", TANDEM_JOB_ACTION_HOLD, NULL);
+    job_create(&d, "C1", "east");
+    job_act(&d, "C1", TANDEM_JOB_ACTION_CANCEL, NULL);
+    job_create(&d, "W1", "west");
+
+    MDB_txn *txn = dom_read(&d);
+    json_t *listed = json_array();
+    assert_int_equal(tandem_bcp_jobs_list(&d.store, txn, "east", listed), 0);
+    mdb_txn_abort(txn);
+    assert_int_equal(json_array_size(listed), 2); /* the dry run names what will move */
+    json_decref(listed);
+
+    assert_int_equal(site_change(&d, "east", TANDEM_SITE_INVOKE, false), 200);
+    assert_int_equal(jobs_moved(&d), 2);
+    job_expect(&d, "Q1", "west", "east", "queued");
+    job_expect(&d, "P1", "west", "east", "in_progress");
+    job_expect(&d, "H1", "east", "", "on_hold");
+    job_expect(&d, "C1", "east", "", "cancelled");
+    job_expect(&d, "W1", "west", "", "queued");
+    Tandem__JobRecord *p1 = job_now(&d, "P1");
+    assert_int_equal(p1->stage, 1);
+    assert_string_equal(p1->operator_, "");
+    tandem__job_record__free_unpacked(p1, NULL);
+
+    /* New work does not land at an invoked site either (domain learns it through the ops). */
+    struct dom_cmd c;
+    dom_apply_expect(&d, dom_job_create(&c, "N1", "acme", "east", NULL), 409);
+    dom_check_indexes(&d);
+    dom_close(&d);
+}
+
+/* A revoke with failback brings back what BCP moved and nobody started elsewhere; the rest
+ * stays where it is and forgets where it came from. */
+static void test_failback_returns_still_queued(void **state)
+{
+    (void)state;
+    struct dom d;
+    two_sites(&d);
+    job_create(&d, "Q1", "east");
+    job_create(&d, "Q2", "east");
+    job_create(&d, "P1", "east");
+    job_act(&d, "P1", TANDEM_JOB_ACTION_ADVANCE, NULL);
+    assert_int_equal(site_change(&d, "east", TANDEM_SITE_INVOKE, false), 200);
+    assert_int_equal(jobs_moved(&d), 3);
+    job_act(&d, "Q2", TANDEM_JOB_ACTION_ADVANCE, NULL); /* started at west meanwhile */
+
+    assert_int_equal(site_change(&d, "east", TANDEM_SITE_REVOKE, true), 200);
+    assert_int_equal(jobs_moved(&d), 1);
+    job_expect(&d, "Q1", "east", "", "queued");
+    job_expect(&d, "Q2", "west", "", "in_progress");
+    job_expect(&d, "P1", "west", "", "in_progress");
+    json_t *body = dom_body(&d);
+    assert_string_equal(json_string_value(json_object_get(body, "preferred_site")), "east");
+    json_decref(body);
+
+    /* A plain revoke (no failback, no return_jobs) moves nothing back. */
+    assert_int_equal(site_change(&d, "east", TANDEM_SITE_INVOKE, false), 200);
+    assert_int_equal(jobs_moved(&d), 1);
+    assert_int_equal(site_change(&d, "east", TANDEM_SITE_REVOKE, false), 200);
+    assert_int_equal(jobs_moved(&d), 0);
+    job_expect(&d, "Q1", "west", "east", "queued");
+    dom_check_indexes(&d);
+    dom_close(&d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_transition_table),
+        cmocka_unit_test(test_every_disallowed_move_refused),
+        cmocka_unit_test(test_invoke_guards),
+        cmocka_unit_test(test_invoke_moves_open_work),
+        cmocka_unit_test(test_failback_returns_still_queued),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
