@@ -292,73 +292,6 @@ static void change_submit(struct tandem_node *node, struct tandem_http_request *
 
 /* ---- planned invoke, revoke, prefer ---- */
 
-struct invoke_check {
-    unsigned voters_left, reachable_left, voters_elsewhere_active;
-};
-
-/* Counts what remains after the site's voters step down. */
-static void invoke_count(struct tandem_node *node, const struct tandem_site_table *t,
-                         const char *site, struct invoke_check *out)
-{
-    const struct raft_configuration *conf = &node->raft.raft.configuration;
-    char errmsg[TANDEM_ERRMSG_SIZE];
-    memset(out, 0, sizeof *out);
-    for (unsigned i = 0; i < conf->n; i++) {
-        struct tandem_member m;
-        if (conf->servers[i].role != RAFT_VOTER ||
-            tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0 ||
-            strcmp(m.site, site) == 0) {
-            continue;
-        }
-        const struct tandem_site *s = tandem_site_table_find(t, m.site);
-        out->voters_left++;
-        out->reachable_left += tandem_bcp_reachable(&node->bcp, m.name) ? 1 : 0;
-        if (s != NULL && s->state == TANDEM_SITE_ACTIVE && !s->witness) {
-            out->voters_elsewhere_active++;
-        }
-    }
-}
-
-/* Refuses (409) an invoke that could not complete or would leave no safe quorum. */
-static int invoke_precheck(struct tandem_node *node, struct tandem_http_request *r,
-                           const struct tandem_site_table *t, const char *site)
-{
-    const struct tandem_site *s = tandem_site_table_find(t, site);
-    struct invoke_check check;
-    if (s == NULL) {
-        tandem_route_error(node, r, 404, "no site named %s in the site table", site);
-        return -1;
-    }
-    if (s->witness) {
-        tandem_route_error(node, r, 409, "site %s is a witness: it holds no work to take over",
-                           site);
-        return -1;
-    }
-    if (s->state == TANDEM_SITE_INVOKED) {
-        tandem_route_error(node, r, 409, "site %s is already invoked (since %" PRId64 ", by %s)",
-                           site, s->since_ms, s->by);
-        return -1;
-    }
-    invoke_count(node, t, site, &check);
-    if (check.voters_elsewhere_active == 0) {
-        bool async = strcmp(node->config->mode, "async") == 0;
-        tandem_route_error(node, r, 409,
-                           "no voter in another active site could take over from %s%s", site,
-                           async ? " (mode async: the DR site holds standbys only; once the "
-                                   "primary is lost, use bcp invoke --force)"
-                                 : "");
-        return -1;
-    }
-    if (check.reachable_left * 2 <= check.voters_left) {
-        tandem_route_error(node, r, 409,
-                           "after %s steps down only %u of %u remaining voters answer: the "
-                           "cluster would lose its quorum",
-                           site, check.reachable_left, check.voters_left);
-        return -1;
-    }
-    return 0;
-}
-
 static void invoke_planned(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
 {
     const char *site, *reason, *by;
@@ -367,8 +300,9 @@ static void invoke_planned(struct tandem_node *node, struct tandem_http_request 
         tandem_route_error(node, r, 500, "out of memory");
         return;
     }
+    struct tandem_bcp_reply reply = reply_to(node, r);
     if (site_fields(node, r, body, &site, &reason, &by) != 0 || load_table(node, r, t) != 0 ||
-        invoke_precheck(node, r, t, site) != 0) {
+        tandem_bcp_invoke_precheck(&node->bcp, t, site, &reply) != 0) {
         free(t);
         return;
     }

@@ -171,6 +171,7 @@ static void probe_cb(void *data, int status, int http_status, const char *body, 
 {
     struct probe_call *call = data;
     struct drill *d = call->d;
+    tandem_assert(call->n < d->n_probes && d->inflight > 0);
     struct probe *p = &d->probes[call->n];
     (void)body;
     (void)len;
@@ -316,6 +317,7 @@ static int preflight_local(struct drill *d, const struct tandem_site_table *t, c
 static void preflight_cb(void *data, int status, int http_status, const char *body, size_t len)
 {
     struct drill *d = data;
+    tandem_assert(d->step == TANDEM_DRILL_PREFLIGHT && d->call_pending);
     json_t *root = status == 0 && http_status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
     json_t *sites = json_object_get(root, "sites"), *s;
     json_int_t lag_max = -1;
@@ -347,6 +349,8 @@ static void preflight_cb(void *data, int status, int http_status, const char *bo
 static void change_cb(void *data, int status, int http_status, const char *body, size_t len)
 {
     struct drill *d = data;
+    tandem_assert(d->call_pending);
+    tandem_assert(d->step == TANDEM_DRILL_INVOKE || d->step == TANDEM_DRILL_REVOKE);
     char what[300];
     d->call_pending = false;
     if (status != 0 || (http_status != 200 && http_status != 202)) {
@@ -380,6 +384,8 @@ static void change_cb(void *data, int status, int http_status, const char *body,
 static void change_start(struct drill *d, bool invoke)
 {
     char body[512];
+    tandem_assert(d->step == (invoke ? TANDEM_DRILL_INVOKE : TANDEM_DRILL_REVOKE));
+    tandem_assert(!d->call_pending);
     snprintf(body, sizeof body,
              "{\"site\":\"%s\",\"reason\":\"drill %s\",\"by\":\"drill:%s\",\"failback\":%s,"
              "\"return_jobs\":true,\"wait_ms\":0}",
@@ -488,6 +494,7 @@ static bool digest_step(struct drill *d, int which)
 static void verify_cb(void *data, int status, int http_status, const char *body, size_t len)
 {
     struct drill *d = data;
+    tandem_assert(d->step == TANDEM_DRILL_VERIFY && d->call_pending);
     json_t *root = status == 0 && http_status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
     json_t *kvs = json_object_get(root, "kvs"), *kv;
     char prefix[TANDEM_DRILL_ID_LEN_MAX + 16];
@@ -570,6 +577,7 @@ static json_t *report_build(struct drill *d)
 static void store_cb(void *data, int status, int http_status, const char *body, size_t len)
 {
     struct drill *d = data;
+    tandem_assert(d->step == TANDEM_DRILL_STORE && d->call_pending);
     json_t *root = status == 0 && http_status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
     json_t *seq = json_object_get(root, "seq");
     d->call_pending = false;
@@ -640,6 +648,7 @@ static bool elapsed(struct drill *d, uint64_t ms)
 static void step_wait(struct drill *d, bool done, bool invoke)
 {
     char what[128];
+    tandem_assert(d->step == (invoke ? TANDEM_DRILL_TAKEOVER : TANDEM_DRILL_FAILBACK));
     int64_t took = (int64_t)(now_ms(d) - d->step_started_ms);
     if (done) {
         snprintf(what, sizeof what, "%s complete after %" PRId64 " ms",

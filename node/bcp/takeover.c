@@ -2,6 +2,7 @@
  * takeover or failback before answering, and the relay to the leader. */
 #include "node/bcp/takeover.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,74 @@ bool tandem_bcp_revoke_done(struct tandem_bcp *b, const struct tandem_site_table
     }
     return !failback ||
            (tandem_raft_leader(b->env.raft, &leader) == 0 && strcmp(leader.site, site) == 0);
+}
+
+/* ---- before a planned invoke ---- */
+
+struct invoke_check {
+    unsigned voters_left, reachable_left, voters_elsewhere_active;
+};
+
+/* Counts what remains after the site's voters step down. */
+static void invoke_count(struct tandem_bcp *b, const struct tandem_site_table *t, const char *site,
+                         struct invoke_check *out)
+{
+    const struct raft_configuration *conf = &b->env.raft->raft.configuration;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    memset(out, 0, sizeof *out);
+    for (unsigned i = 0; i < conf->n; i++) {
+        struct tandem_member m;
+        if (conf->servers[i].role != RAFT_VOTER ||
+            tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0 ||
+            strcmp(m.site, site) == 0) {
+            continue;
+        }
+        const struct tandem_site *s = tandem_site_table_find(t, m.site);
+        out->voters_left++;
+        out->reachable_left += tandem_bcp_reachable(b, m.name) ? 1 : 0;
+        if (s != NULL && s->state == TANDEM_SITE_ACTIVE && !s->witness) {
+            out->voters_elsewhere_active++;
+        }
+    }
+}
+
+int tandem_bcp_invoke_precheck(struct tandem_bcp *b, const struct tandem_site_table *t,
+                               const char *site, const struct tandem_bcp_reply *reply)
+{
+    const struct tandem_site *s = tandem_site_table_find(t, site);
+    struct invoke_check check;
+    if (s == NULL) {
+        tandem_bcp_reply_error(reply, 404, "no site named %s in the site table", site);
+        return -1;
+    }
+    if (s->witness) {
+        tandem_bcp_reply_error(reply, 409, "site %s is a witness: it holds no work to take over",
+                               site);
+        return -1;
+    }
+    if (s->state == TANDEM_SITE_INVOKED) {
+        tandem_bcp_reply_error(reply, 409, "site %s is already invoked (since %" PRId64 ", by %s)",
+                               site, s->since_ms, s->by);
+        return -1;
+    }
+    invoke_count(b, t, site, &check);
+    if (check.voters_elsewhere_active == 0) {
+        bool async = strcmp(b->env.config->mode, "async") == 0;
+        tandem_bcp_reply_error(reply, 409,
+                               "no voter in another active site could take over from %s%s", site,
+                               async ? " (mode async: the DR site holds standbys only; once the "
+                                       "primary is lost, use bcp invoke --force)"
+                                     : "");
+        return -1;
+    }
+    if (check.reachable_left * 2 <= check.voters_left) {
+        tandem_bcp_reply_error(reply, 409,
+                               "after %s steps down only %u of %u remaining voters answer: the "
+                               "cluster would lose its quorum",
+                               site, check.reachable_left, check.voters_left);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- waiting for a takeover or a failback ---- */

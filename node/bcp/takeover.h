@@ -21,6 +21,11 @@ bool tandem_bcp_invoke_done(struct tandem_bcp *b, const char *site);
 bool tandem_bcp_revoke_done(struct tandem_bcp *b, const struct tandem_site_table *t,
                             const char *site, bool failback);
 
+/* Refuses an invoke of site that could not complete or would leave no safe quorum (t: the
+ * applied site table): answers reply with 404 or 409 and returns -1; 0 when it may go ahead. */
+int tandem_bcp_invoke_precheck(struct tandem_bcp *b, const struct tandem_site_table *t,
+                               const char *site, const struct tandem_bcp_reply *reply);
+
 /* Polls until the change of kind on site is complete (200), or wait_ms passed or the node
  * stops (202), and answers reply with the site, the leader and jobs_moved. */
 void tandem_bcp_wait_start(struct tandem_bcp *b, const struct tandem_bcp_reply *reply,
