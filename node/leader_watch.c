@@ -86,7 +86,7 @@ static void timer_cb(uv_timer_t *timer)
     if (w->inflight) {
         return;
     }
-    w->look(w->look_data, &view);
+    w->look(w->look_data, true, &view);
     if (view.leading || !view.leader_known) {
         return;
     }
@@ -129,7 +129,7 @@ bool tandem_leader_watch_snapshot_allowed(void *data)
 {
     struct tandem_leader_watch *w = data;
     struct tandem_leader_view view;
-    w->look(w->look_data, &view);
+    w->look(w->look_data, false, &view);
     if (view.leading) {
         return true;
     }

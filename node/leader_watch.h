@@ -18,7 +18,8 @@
 #define TANDEM_LEADER_WATCH_FRESH_MS   1500
 #define TANDEM_LEADER_WATCH_TIMEOUT_MS 1000
 
-/* What the watch needs of this node's raft, asked afresh on every look and every gate call. */
+/* What the watch needs of this node's raft, asked afresh on every look and every gate call
+ * (the gate does not want the leader: leader_known stays false). */
 struct tandem_leader_view {
     bool leading;      /* this node leads: it never asks, and may always snapshot */
     bool leader_known; /* leader is filled in */
@@ -26,7 +27,8 @@ struct tandem_leader_view {
     uint64_t applied; /* this node's last applied index */
 };
 
-typedef void (*tandem_leader_watch_look_fn)(void *data, struct tandem_leader_view *out);
+typedef void (*tandem_leader_watch_look_fn)(void *data, bool want_leader,
+                                            struct tandem_leader_view *out);
 
 struct tandem_leader_watch {
     uv_loop_t *loop; /* borrowed */

@@ -88,12 +88,13 @@ static void bcp_stop(void *data, bool reexec)
 }
 
 /* The leader watch's look at raft. */
-static void leader_look(void *data, struct tandem_leader_view *out)
+static void leader_look(void *data, bool want_leader, struct tandem_leader_view *out)
 {
     struct tandem_node *node = data;
     memset(out, 0, sizeof *out);
     out->leading = raft_state(&node->raft.raft) == RAFT_LEADER;
-    out->leader_known = !out->leading && tandem_raft_leader(&node->raft, &out->leader) == 0;
+    out->leader_known =
+        want_leader && !out->leading && tandem_raft_leader(&node->raft, &out->leader) == 0;
     out->applied = raft_last_applied(&node->raft.raft);
 }
 

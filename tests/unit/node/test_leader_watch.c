@@ -15,11 +15,12 @@ struct fixture {
     int watch_closed;
 };
 
-static void look(void *data, struct tandem_leader_view *out)
+static void look(void *data, bool want_leader, struct tandem_leader_view *out)
 {
     struct fixture *f = data;
     f->looks++;
     *out = f->view;
+    out->leader_known = want_leader && f->view.leader_known;
 }
 
 static void leader_says(struct fixture *f, const char *state, long commit_index)
