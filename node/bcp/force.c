@@ -8,13 +8,29 @@
 
 #include "consensus/recover.h"
 #include "node/bcp/force.h"
+#include "node/bcp/step.h"
 #include "node/log.h"
+#include "storage/assert.h"
 #include "storage/error.h"
 
 #define FORCE_POLL_TIMEOUT_MS     1500 /* a member that cannot answer its status is lost */
 #define FORCE_INSTRUCT_TIMEOUT_MS 5000
 
-enum force_phase { FORCE_POLL, FORCE_SEED, FORCE_JOINERS };
+/* Polling every member; then instructing the chosen seed; then the other survivors; then
+ * waiting for their answers before the report. */
+enum force_phase { FORCE_POLL, FORCE_SEED, FORCE_JOINERS, FORCE_REPORT, FORCE_PHASES };
+
+static const char *const phase_names[FORCE_PHASES] = {"poll", "seed", "joiners", "report"};
+
+static const unsigned phase_moves[FORCE_PHASES] = {
+    [FORCE_POLL] = TANDEM_BCP_STEP_BIT(FORCE_SEED),
+    [FORCE_SEED] = TANDEM_BCP_STEP_BIT(FORCE_JOINERS),
+    [FORCE_JOINERS] = TANDEM_BCP_STEP_BIT(FORCE_REPORT),
+    [FORCE_REPORT] = 0,
+};
+
+static const struct tandem_bcp_steps force_phases = {"forced failover", phase_names, phase_moves,
+                                                     FORCE_PHASES};
 
 struct force {
     struct tandem_bcp *bcp;        /* borrowed */
@@ -35,6 +51,20 @@ struct force_call {
     struct force *f;
     unsigned index;
 };
+
+/* Past the poll a seed is chosen among the members polled, at an epoch above ours. */
+static bool force_ok(const struct force *f)
+{
+    bool decided = f->phase != FORCE_POLL;
+    return f->n <= TANDEM_RECOVER_MEMBERS_MAX &&
+           (!decided || f->seed < 0 || ((unsigned)f->seed < f->n && f->epoch > f->bcp->epoch));
+}
+
+static void force_move(struct force *f, int phase)
+{
+    tandem_bcp_step_move(&force_phases, &f->phase, phase);
+    tandem_assert(force_ok(f));
+}
 
 static void force_free(struct force *f)
 {
@@ -162,6 +192,7 @@ static void force_decide(struct force *f)
     if (f->phase != FORCE_POLL) {
         return;
     }
+    tandem_assert(f->pending == 0);
     if (force_refuse(f) != 0) {
         force_free(f);
         return;
@@ -183,7 +214,7 @@ static void force_decide(struct force *f)
                "), new epoch %" PRIu64,
                f->site, f->cand[f->seed].member.name, f->cand[f->seed].term,
                f->cand[f->seed].last_index, f->epoch);
-    f->phase = FORCE_SEED;
+    force_move(f, FORCE_SEED);
     force_instruct_next(f);
 }
 
@@ -224,6 +255,8 @@ static void instruct_cb(void *data, int status, int http_status, const char *bod
 {
     struct force_call *call = data;
     struct force *f = call->f;
+    tandem_assert(f->pending > 0);
+    tandem_assert(f->phase == FORCE_JOINERS || f->phase == FORCE_REPORT);
     bool ok = status == 0 && (http_status == 202 || http_status == 200);
     char error[TANDEM_ERRMSG_SIZE];
     snprintf(error, sizeof error, "%s%.*s", status != 0 ? uv_strerror(status) : "",
@@ -351,7 +384,7 @@ static void force_self(struct force *f)
 static void force_instruct_next(struct force *f)
 {
     if (f->phase == FORCE_SEED) {
-        f->phase = FORCE_JOINERS;
+        force_move(f, FORCE_JOINERS);
         if (!self_index(f, (unsigned)f->seed)) {
             if (instruct(f, (unsigned)f->seed) != 0) {
                 tandem_bcp_reply_error(&f->reply, 502, "cannot reach the chosen survivor %s",
@@ -362,7 +395,7 @@ static void force_instruct_next(struct force *f)
         }
     }
     if (f->phase == FORCE_JOINERS) {
-        f->phase = FORCE_JOINERS + 1;
+        force_move(f, FORCE_REPORT);
         f->pending = 1;
         for (unsigned i = 0; i < f->n; i++) {
             if (survivor(f, i) && (int)i != f->seed && !self_index(f, i)) {
@@ -399,6 +432,6 @@ void tandem_bcp_force_invoke(struct tandem_bcp *b, const struct tandem_bcp_reply
     }
     if (force_poll(f) != 0) {
         tandem_bcp_reply_error(reply, 500, "out of memory");
-        f->phase = FORCE_SEED; /* late poll answers must not decide */
+        force_move(f, FORCE_SEED); /* late poll answers must not decide */
     }
 }
