@@ -873,24 +873,20 @@ static void option_range_text(const struct option *opt, char *out, size_t size)
     }
 }
 
-/* The value placeholder shown after a flag in --help. */
+/* The value placeholder shown after a flag in --help, by type: %s is the range for integers and
+ * the value's description otherwise. */
+static const char *const value_formats[] = {
+    [OPTION_STRING] = " <%s>",   [OPTION_UINT] = " <integer %s>",
+    [OPTION_BOOL] = "[=<bool>]", [OPTION_MEMBER] = " <%s>",
+    [OPTION_ACTION] = "",
+};
+
 static void option_value_text(const struct option *opt, char *out, size_t size)
 {
-    switch (opt->type) {
-        case OPTION_UINT:
-            snprintf(out, size, " <integer %u..%u>", opt->min, opt->max);
-            return;
-        case OPTION_BOOL:
-            snprintf(out, size, "[=<bool>]");
-            return;
-        case OPTION_ACTION:
-            snprintf(out, size, "%s", "");
-            return;
-        case OPTION_STRING:
-        case OPTION_MEMBER:
-            snprintf(out, size, " <%s>", opt->value_doc);
-            return;
-    }
+    char range[96];
+    option_range_text(opt, range, sizeof range);
+    snprintf(out, size, value_formats[opt->type],
+             opt->type == OPTION_UINT ? range : opt->value_doc);
 }
 
 static void print_help_option(FILE *out, const struct option *opt)

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "node/log.h"
-#include "node/node.h"
+#include "storage/assert.h"
 
 static void maybe_closed(struct tandem_leader_watch *w)
 {
@@ -49,7 +49,7 @@ static void status_cb(struct tandem_httpc_request *req, int status,
                 0 &&
             commit >= 0 && strcmp(state, "leader") == 0) {
             w->leader_commit_index = (uint64_t)commit;
-            w->seen_ms = uv_now(w->node->loop);
+            w->seen_ms = uv_now(w->loop);
         }
         json_decref(body);
     }
@@ -70,7 +70,7 @@ static struct tandem_httpc *client_for(struct tandem_leader_watch *w, const stru
     }
     struct tandem_httpc *c = calloc(1, sizeof *c);
     if (c == NULL ||
-        tandem_httpc_init(c, w->node->loop, host, port, 1, TANDEM_LEADER_WATCH_TIMEOUT_MS) != 0) {
+        tandem_httpc_init(c, w->loop, host, port, 1, TANDEM_LEADER_WATCH_TIMEOUT_MS) != 0) {
         free(c);
         return NULL;
     }
@@ -82,13 +82,15 @@ static struct tandem_httpc *client_for(struct tandem_leader_watch *w, const stru
 static void timer_cb(uv_timer_t *timer)
 {
     struct tandem_leader_watch *w = timer->data;
-    struct tandem_member leader;
-    struct tandem_node *node = w->node;
-    if (w->inflight || raft_state(&node->raft.raft) == RAFT_LEADER ||
-        tandem_raft_leader(&node->raft, &leader) != 0) {
+    struct tandem_leader_view view;
+    if (w->inflight) {
         return;
     }
-    struct tandem_httpc *c = client_for(w, &leader);
+    w->look(w->look_data, true, &view);
+    if (view.leading || !view.leader_known) {
+        return;
+    }
+    struct tandem_httpc *c = client_for(w, &view.leader);
     if (c == NULL) {
         return;
     }
@@ -98,29 +100,45 @@ static void timer_cb(uv_timer_t *timer)
     }
 }
 
-void tandem_leader_watch_start(struct tandem_leader_watch *w, struct tandem_node *node)
+int tandem_leader_watch_start(struct tandem_leader_watch *w, uv_loop_t *loop,
+                              unsigned snapshot_trailing, tandem_leader_watch_look_fn look,
+                              void *look_data, char *errmsg)
 {
+    tandem_assert(loop != NULL && look != NULL);
+    void *data = w->data; /* the owner's, set before start */
     memset(w, 0, sizeof *w);
-    w->node = node;
-    uv_timer_init(node->loop, &w->timer);
+    *w = (struct tandem_leader_watch){.loop = loop,
+                                      .snapshot_trailing = snapshot_trailing,
+                                      .look = look,
+                                      .look_data = look_data,
+                                      .data = data};
+    int rv = uv_timer_init(loop, &w->timer);
+    if (rv != 0) {
+        return tandem_error_from_uv(rv, errmsg, "leader watch timer");
+    }
     w->timer.data = w;
-    uv_timer_start(&w->timer, timer_cb, 0, TANDEM_LEADER_WATCH_INTERVAL_MS);
+    rv = uv_timer_start(&w->timer, timer_cb, 0, TANDEM_LEADER_WATCH_INTERVAL_MS);
+    if (rv != 0) {
+        uv_close((uv_handle_t *)&w->timer, NULL);
+        return tandem_error_from_uv(rv, errmsg, "leader watch timer");
+    }
+    return 0;
 }
 
 bool tandem_leader_watch_snapshot_allowed(void *data)
 {
     struct tandem_leader_watch *w = data;
-    struct tandem_node *node = w->node;
-    struct raft *raft = &node->raft.raft;
-    if (raft_state(raft) == RAFT_LEADER) {
+    struct tandem_leader_view view;
+    w->look(w->look_data, false, &view);
+    if (view.leading) {
         return true;
     }
     /* uv_now is refreshed at the top of each loop iteration, so right after a stall the last
      * look is old even if the stall froze the whole process. */
-    uint64_t now = uv_now(node->loop);
-    uint64_t applied = raft_last_applied(raft);
+    uint64_t now = uv_now(w->loop);
+    uint64_t applied = view.applied;
     bool fresh = w->seen_ms != 0 && now - w->seen_ms <= TANDEM_LEADER_WATCH_FRESH_MS;
-    bool close = applied + node->config->snapshot_trailing / 2 >= w->leader_commit_index;
+    bool close = applied + w->snapshot_trailing / 2 >= w->leader_commit_index;
     if (fresh && close) {
         return true;
     }

@@ -18,10 +18,24 @@
 #define TANDEM_LEADER_WATCH_FRESH_MS   1500
 #define TANDEM_LEADER_WATCH_TIMEOUT_MS 1000
 
-struct tandem_node;
+/* What the watch needs of this node's raft, asked afresh on every look and every gate call
+ * (the gate does not want the leader: leader_known stays false). */
+struct tandem_leader_view {
+    bool leading;      /* this node leads: it never asks, and may always snapshot */
+    bool leader_known; /* leader is filled in */
+    struct tandem_member leader;
+    uint64_t applied; /* this node's last applied index */
+};
+
+typedef void (*tandem_leader_watch_look_fn)(void *data, bool want_leader,
+                                            struct tandem_leader_view *out);
 
 struct tandem_leader_watch {
-    struct tandem_node *node; /* borrowed */
+    uv_loop_t *loop; /* borrowed */
+    unsigned snapshot_trailing;
+    tandem_leader_watch_look_fn look;
+    void *look_data; /* borrowed, passed to look */
+    void *data;      /* free for the owner */
     uv_timer_t timer;
     struct tandem_httpc *client; /* owned: to the current leader, NULL when none */
     char target[TANDEM_URL_LEN_MAX + 1];
@@ -35,7 +49,11 @@ struct tandem_leader_watch {
     void (*close_cb)(struct tandem_leader_watch *w);
 };
 
-void tandem_leader_watch_start(struct tandem_leader_watch *w, struct tandem_node *node);
+/* Starts looking at the leader every TANDEM_LEADER_WATCH_INTERVAL_MS. Returns 0, or a tandem
+ * error code (errmsg filled); the timer, if it was opened, then closes on the loop. */
+int tandem_leader_watch_start(struct tandem_leader_watch *w, uv_loop_t *loop,
+                              unsigned snapshot_trailing, tandem_leader_watch_look_fn look,
+                              void *look_data, char *errmsg);
 /* The FSM's snapshot gate (see tandem_fsm_set_snapshot_gate). */
 bool tandem_leader_watch_snapshot_allowed(void *data);
 void tandem_leader_watch_close(struct tandem_leader_watch *w,

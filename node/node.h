@@ -1,4 +1,5 @@
-/* The daemon's node: everything one tandemd process runs on its single libuv loop. */
+/* The daemon's node: everything one tandemd process runs on its single libuv loop, and its
+ * lifecycle (node/node.c): start, stop, fatal. */
 #ifndef TANDEM_NODE_NODE_H
 #define TANDEM_NODE_NODE_H
 
@@ -9,9 +10,9 @@
 #include "node/bcp/runtime.h"
 #include "node/config.h"
 #include "node/http/forward.h"
+#include "node/http/park.h"
 #include "node/http/server.h"
 #include "node/leader_watch.h"
-#include "node/http/park.h"
 #include "node/metrics.h"
 #include "replication/fsm.h"
 #include "replication/proposer.h"
@@ -30,25 +31,29 @@ struct tandem_node {
     struct tandem_leader_watch leader_watch; /* gates follower snapshots */
     struct tandem_park park;                 /* requests waiting out a leader change */
     struct tandem_metrics metrics;
-    struct tandem_bcp bcp;  /* probes, fencing, site controller (node/bcp/runtime.h) */
+    struct tandem_bcp bcp;  /* probes, fencing (epoch, fenced), site controller, restarts */
     uv_check_t flush_check; /* once per loop iteration: group commit, then propose */
     uv_signal_t sigterm, sigint;
-    uint64_t epoch;
-    bool fenced;
     bool reexec; /* after stopping, main re-executes tandemd (forced failover, re-seed) */
     bool stopping;
     int exit_code;
     unsigned handles_open;
 };
 
+/* Opens the state, starts raft, the API and the BCP runtime on loop with config (borrowed,
+ * outlives the node). Returns 0, or -1 (logged): the process exits, nothing is handed back.
+ * Run the loop afterwards; it ends after tandem_node_stop with exit_code and reexec set. */
+int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct tandem_config *c);
+/* Closes everything; the loop ends once all is closed. Idempotent. */
+void tandem_node_stop(struct tandem_node *node, int exit_code);
+/* Stops the node after a fatal error (the supervisor restarts it; raft replays). */
+void tandem_node_fatal(struct tandem_node *node, const char *what);
+
 /* The HTTP handler: routes a request (node/api/router.c). */
 void tandem_routes_handle(struct tandem_http_server *s, struct tandem_http_request *r);
-/* Answers r and counts it in the metrics. */
+/* Answers r and counts it in the metrics (node/api/router.c). */
 void tandem_node_respond(struct tandem_node *node, struct tandem_http_request *r, int status,
                          const char *content_type, const char *extra_headers, const void *body,
                          size_t body_len);
-/* Stops the node after a fatal error (the supervisor restarts it; raft replays). */
-void tandem_node_fatal(struct tandem_node *node, const char *what);
-void tandem_node_stop(struct tandem_node *node, int exit_code);
 
 #endif

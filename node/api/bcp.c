@@ -7,63 +7,21 @@
 #include <string.h>
 
 #include "consensus/recover.h"
+#include "node/api/api.h"
 #include "node/bcp/drill.h"
+#include "node/bcp/force.h"
+#include "node/bcp/rejoin.h"
+#include "node/bcp/takeover.h"
 #include "node/log.h"
 #include "node/node.h"
-#include "node/api/api.h"
 #include "replication/bcp/sites.h"
 #include "storage/error.h"
 
-#define WAIT_POLL_MS           50
-#define WAIT_MS_DEFAULT        8000 /* invoke/revoke answer after the takeover, or 202 after this */
-#define WAIT_MS_MAX            60000
-#define WAIT_FORWARD_SLACK_MS  1000 /* stay inside the forwarding node's forward_timeout_ms */
-#define RESEED_CALL_TIMEOUT_MS 5000
-#define REJOIN_POLL_MS         200
-#define REJOIN_BACK_TIMEOUT_MS 20000 /* a re-seeded node restarts within this */
-#define DRILLS_LIMIT_DEFAULT   20
-#define DRILLS_LIMIT_MAX       TANDEM_DRILLS_KEPT
-
-static void route_bcp_status(struct tandem_node *node, struct tandem_http_request *r,
-                             const char *p);
-static void route_bcp_invoke(struct tandem_node *node, struct tandem_http_request *r,
-                             const char *p);
-static void route_bcp_revoke(struct tandem_node *node, struct tandem_http_request *r,
-                             const char *p);
-static void route_bcp_prefer(struct tandem_node *node, struct tandem_http_request *r,
-                             const char *p);
-static void route_bcp_drill(struct tandem_node *node, struct tandem_http_request *r, const char *p);
-static void route_bcp_drills(struct tandem_node *node, struct tandem_http_request *r,
-                             const char *p);
-static void route_bcp_drill_store(struct tandem_node *node, struct tandem_http_request *r,
-                                  const char *p);
-static void route_member_rejoin(struct tandem_node *node, struct tandem_http_request *r,
-                                const char *p);
-static void route_node_epoch(struct tandem_node *node, struct tandem_http_request *r,
-                             const char *p);
-static void route_node_reseed(struct tandem_node *node, struct tandem_http_request *r,
-                              const char *p);
-static void route_node_recover(struct tandem_node *node, struct tandem_http_request *r,
-                               const char *p);
-
-static const struct tandem_route routes[] = {
-    {"bcp_status", HTTP_GET, "/v1/bcp/status", TANDEM_ROUTE_READ, route_bcp_status},
-    /* Local: a planned invoke is forwarded to the leader here, a forced one runs here. */
-    {"bcp_invoke", HTTP_POST, "/v1/bcp/invoke", TANDEM_ROUTE_LOCAL, route_bcp_invoke},
-    /* Local too: relayed to the leader over a client a leader change does not cancel. */
-    {"bcp_revoke", HTTP_POST, "/v1/bcp/revoke", TANDEM_ROUTE_LOCAL, route_bcp_revoke},
-    {"bcp_prefer", HTTP_POST, "/v1/bcp/prefer", TANDEM_ROUTE_WRITE, route_bcp_prefer},
-    {"bcp_drill", HTTP_POST, "/v1/bcp/drill", TANDEM_ROUTE_LOCAL, route_bcp_drill},
-    {"bcp_drills", HTTP_GET, "/v1/bcp/drills", TANDEM_ROUTE_READ, route_bcp_drills},
-    {"bcp_drill_store", HTTP_POST, "/v1/bcp/drills", TANDEM_ROUTE_WRITE, route_bcp_drill_store},
-    {"member_rejoin", HTTP_POST, "/v1/members/", TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX,
-     route_member_rejoin},
-    {"node_epoch", HTTP_GET, "/v1/node/epoch", TANDEM_ROUTE_LOCAL, route_node_epoch},
-    {"node_reseed", HTTP_POST, "/v1/node/reseed", TANDEM_ROUTE_LOCAL, route_node_reseed},
-    {"node_recover", HTTP_POST, "/v1/node/recover", TANDEM_ROUTE_LOCAL, route_node_recover},
-};
-
-const struct tandem_route_table tandem_bcp_route_table = {routes, sizeof routes / sizeof routes[0]};
+#define WAIT_MS_DEFAULT       8000 /* invoke/revoke answer after the takeover, or 202 after this */
+#define WAIT_MS_MAX           60000
+#define WAIT_FORWARD_SLACK_MS 1000 /* stay inside the forwarding node's forward_timeout_ms */
+#define DRILLS_LIMIT_DEFAULT  20
+#define DRILLS_LIMIT_MAX      TANDEM_DRILLS_KEPT
 
 /* ---- helpers ---- */
 
@@ -79,6 +37,28 @@ static json_t *body_json(struct tandem_node *node, struct tandem_http_request *r
     }
     return body;
 }
+
+typedef void (*body_route_fn)(struct tandem_node *node, struct tandem_http_request *r,
+                              json_t *body);
+
+/* Runs handler with r's body parsed as a JSON object (400 when it is not one). */
+static void with_body(struct tandem_node *node, struct tandem_http_request *r,
+                      body_route_fn handler)
+{
+    json_t *body = body_json(node, r);
+    if (body != NULL) {
+        handler(node, r, body);
+        json_decref(body);
+    }
+}
+
+/* A route of the table whose handler takes the parsed body. */
+#define BODY_ROUTE(route, handler)                                                                 \
+    static void route(struct tandem_node *node, struct tandem_http_request *r, const char *p)      \
+    {                                                                                              \
+        (void)p;                                                                                   \
+        with_body(node, r, handler);                                                               \
+    }
 
 static int load_table(struct tandem_node *node, struct tandem_http_request *r,
                       struct tandem_site_table *t)
@@ -96,13 +76,28 @@ static int load_table(struct tandem_node *node, struct tandem_http_request *r,
     return 0;
 }
 
-static json_t *leader_json(struct tandem_node *node)
+static void reply_json(void *data, void *request, int status, json_t *body)
 {
-    struct tandem_member leader;
-    if (tandem_raft_leader(&node->raft, &leader) != 0) {
-        return json_null();
-    }
-    return json_pack("{s:s,s:s,s:s}", "name", leader.name, "api", leader.api, "site", leader.site);
+    tandem_route_jansson(data, request, status, body);
+}
+
+static void reply_error(void *data, void *request, int status, const char *message)
+{
+    tandem_route_error(data, request, status, "%s", message);
+}
+
+static void reply_text(void *data, void *request, int status, const char *extra_headers,
+                       const char *body, size_t body_len)
+{
+    tandem_node_respond(data, request, status, "application/json", extra_headers, body, body_len);
+}
+
+static const struct tandem_bcp_reply_ops reply_ops = {reply_json, reply_error, reply_text};
+
+/* How node/bcp/ answers r. */
+static struct tandem_bcp_reply reply_to(struct tandem_node *node, struct tandem_http_request *r)
+{
+    return (struct tandem_bcp_reply){.ops = &reply_ops, .data = node, .request = r};
 }
 
 /* ---- status and drills history ---- */
@@ -239,130 +234,13 @@ static unsigned wait_bound_ms(struct tandem_node *node, json_t *body)
     return ms < cap ? ms : cap;
 }
 
-/* ---- waiting for a takeover or a recovery ---- */
-
-enum wait_kind { WAIT_INVOKE, WAIT_REVOKE };
-
-struct waiter {
-    uv_timer_t timer;
-    struct tandem_node *node;
-    struct tandem_http_request *r;
-    int kind;
-    bool failback;
-    char site[TANDEM_SITE_LEN_MAX + 1];
-    uint64_t started_ms, deadline_ms;
-    json_int_t jobs_moved; /* from the applied change */
-};
-
-static void waiter_closed_cb(uv_handle_t *handle)
-{
-    free(handle->data);
-}
-
-/* Invoke done: leadership is outside the site and none of its members votes. */
-static bool invoke_done(struct tandem_node *node, const char *site)
-{
-    const struct raft_configuration *conf = &node->raft.raft.configuration;
-    struct tandem_member leader, m;
-    char errmsg[TANDEM_ERRMSG_SIZE];
-    if (tandem_raft_leader(&node->raft, &leader) != 0 || strcmp(leader.site, site) == 0) {
-        return false;
-    }
-    for (unsigned i = 0; i < conf->n; i++) {
-        if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) == 0 &&
-            strcmp(m.site, site) == 0 && conf->servers[i].role == RAFT_VOTER) {
-            return false;
-        }
-    }
-    return true;
-}
-
-static bool revoke_done(struct tandem_node *node, const struct tandem_site_table *t,
-                        const char *site, bool failback)
-{
-    const struct tandem_site *s = tandem_site_table_find(t, site);
-    struct tandem_member leader;
-    if (s == NULL || s->state != TANDEM_SITE_ACTIVE) {
-        return false;
-    }
-    return !failback ||
-           (tandem_raft_leader(&node->raft, &leader) == 0 && strcmp(leader.site, site) == 0);
-}
-
-static void waiter_answer(struct waiter *w, const struct tandem_site_table *t, bool complete)
-{
-    const struct tandem_site *s = tandem_site_table_find(t, w->site);
-    json_t *body =
-        json_pack("{s:o,s:o,s:b,s:I,s:I}", "site", s == NULL ? json_null() : tandem_site_json(s),
-                  "leader", leader_json(w->node), "complete", complete, "elapsed_ms",
-                  (json_int_t)(uv_now(w->node->loop) - w->started_ms), "jobs_moved", w->jobs_moved);
-    if (!complete && body != NULL) {
-        json_object_set_new(body, "note",
-                            json_string(w->kind == WAIT_INVOKE
-                                            ? "invoke recorded; the site controller is still "
-                                              "moving roles (see bcp status)"
-                                            : "revoke recorded; the site's nodes are still "
-                                              "catching up (see bcp status)"));
-    }
-    tandem_route_jansson(w->node, w->r, complete ? 200 : 202, body);
-    uv_close((uv_handle_t *)&w->timer, waiter_closed_cb);
-}
-
-static void waiter_poll(uv_timer_t *timer)
-{
-    struct waiter *w = timer->data;
-    struct tandem_site_table *t = malloc(sizeof *t);
-    MDB_txn *txn;
-    bool loaded = t != NULL && tandem_store_commit(&w->node->store) == 0 &&
-                  tandem_store_read_txn(&w->node->store, &txn) == 0;
-    if (loaded) {
-        loaded = tandem_sites_load(&w->node->store, txn, t) == 0;
-        mdb_txn_abort(txn);
-    }
-    if (!loaded) {
-        uv_timer_stop(timer);
-        tandem_route_error(w->node, w->r, 500, "site table unreadable: %s", w->node->store.errmsg);
-        uv_close((uv_handle_t *)&w->timer, waiter_closed_cb);
-        free(t);
-        return;
-    }
-    bool done = w->kind == WAIT_INVOKE ? invoke_done(w->node, w->site)
-                                       : revoke_done(w->node, t, w->site, w->failback);
-    if (done || w->node->stopping || uv_now(w->node->loop) >= w->deadline_ms) {
-        uv_timer_stop(timer);
-        waiter_answer(w, t, done);
-    }
-    free(t);
-}
-
-static void waiter_start(struct tandem_node *node, struct tandem_http_request *r, int kind,
-                         const char *site, bool failback, unsigned wait_ms, json_int_t jobs_moved)
-{
-    struct waiter *w = calloc(1, sizeof *w);
-    if (w == NULL) {
-        tandem_route_error(node, r, 500, "out of memory (the change was applied)");
-        return;
-    }
-    w->node = node;
-    w->r = r;
-    w->kind = kind;
-    w->failback = failback;
-    w->jobs_moved = jobs_moved;
-    snprintf(w->site, sizeof w->site, "%s", site);
-    w->started_ms = uv_now(node->loop);
-    w->deadline_ms = w->started_ms + wait_ms;
-    uv_timer_init(node->loop, &w->timer);
-    w->timer.data = w;
-    uv_timer_start(&w->timer, waiter_poll, 0, WAIT_POLL_MS);
-}
-
 /* A site change submitted by a route: answered with its result, or waited for. */
 struct change_request {
     struct tandem_write write;
     struct site_command *sc;
     struct tandem_node *node;
     struct tandem_http_request *r;
-    int kind; /* enum wait_kind, or -1 for no waiting */
+    int kind; /* enum tandem_bcp_wait_kind, or -1 for no waiting */
     bool failback;
     unsigned wait_ms;
 };
@@ -378,7 +256,9 @@ static void change_cb(struct tandem_write *w, int status, struct tandem_result *
         json_t *applied = json_loads(result->body == NULL ? "{}" : result->body, 0, NULL);
         json_int_t moved = json_integer_value(json_object_get(applied, "jobs_moved"));
         json_decref(applied);
-        waiter_start(c->node, c->r, c->kind, c->sc->site, c->failback, c->wait_ms, moved);
+        struct tandem_bcp_reply reply = reply_to(c->node, c->r);
+        tandem_bcp_wait_start(&c->node->bcp, &reply, (enum tandem_bcp_wait_kind)c->kind,
+                              c->sc->site, c->failback, c->wait_ms, moved);
     }
     site_command_free(c->sc);
     free(c);
@@ -387,20 +267,21 @@ static void change_cb(struct tandem_write *w, int status, struct tandem_result *
 static void change_submit(struct tandem_node *node, struct tandem_http_request *r,
                           struct site_command *sc, int kind, bool failback, unsigned wait_ms)
 {
-    struct change_request *c = calloc(1, sizeof *c);
-    if (c == NULL || sc == NULL) {
-        free(c);
+    struct change_request *c = sc == NULL ? NULL : calloc(1, sizeof *c);
+    if (c == NULL) {
         if (sc != NULL) {
             site_command_free(sc);
         }
         tandem_route_error(node, r, 500, "out of memory");
         return;
     }
-    *c = (struct change_request){
-        .sc = sc, .node = node, .r = r, .kind = kind, .failback = failback, .wait_ms = wait_ms};
-    c->write.command = &sc->command;
-    c->write.data = c;
-    c->write.cb = change_cb;
+    *c = (struct change_request){.write = {.command = &sc->command, .data = c, .cb = change_cb},
+                                 .sc = sc,
+                                 .node = node,
+                                 .r = r,
+                                 .kind = kind,
+                                 .failback = failback,
+                                 .wait_ms = wait_ms};
     int rv = tandem_proposer_write(&node->proposer, &c->write);
     if (rv != 0) {
         tandem_route_raft_error(node, r, rv);
@@ -411,73 +292,6 @@ static void change_submit(struct tandem_node *node, struct tandem_http_request *
 
 /* ---- planned invoke, revoke, prefer ---- */
 
-struct invoke_check {
-    unsigned voters_left, reachable_left, voters_elsewhere_active;
-};
-
-/* Counts what remains after the site's voters step down. */
-static void invoke_count(struct tandem_node *node, const struct tandem_site_table *t,
-                         const char *site, struct invoke_check *out)
-{
-    const struct raft_configuration *conf = &node->raft.raft.configuration;
-    char errmsg[TANDEM_ERRMSG_SIZE];
-    memset(out, 0, sizeof *out);
-    for (unsigned i = 0; i < conf->n; i++) {
-        struct tandem_member m;
-        if (conf->servers[i].role != RAFT_VOTER ||
-            tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0 ||
-            strcmp(m.site, site) == 0) {
-            continue;
-        }
-        const struct tandem_site *s = tandem_site_table_find(t, m.site);
-        out->voters_left++;
-        out->reachable_left += tandem_bcp_reachable(&node->bcp, m.name) ? 1 : 0;
-        if (s != NULL && s->state == TANDEM_SITE_ACTIVE && !s->witness) {
-            out->voters_elsewhere_active++;
-        }
-    }
-}
-
-/* Refuses (409) an invoke that could not complete or would leave no safe quorum. */
-static int invoke_precheck(struct tandem_node *node, struct tandem_http_request *r,
-                           const struct tandem_site_table *t, const char *site)
-{
-    const struct tandem_site *s = tandem_site_table_find(t, site);
-    struct invoke_check check;
-    if (s == NULL) {
-        tandem_route_error(node, r, 404, "no site named %s in the site table", site);
-        return -1;
-    }
-    if (s->witness) {
-        tandem_route_error(node, r, 409, "site %s is a witness: it holds no work to take over",
-                           site);
-        return -1;
-    }
-    if (s->state == TANDEM_SITE_INVOKED) {
-        tandem_route_error(node, r, 409, "site %s is already invoked (since %" PRId64 ", by %s)",
-                           site, s->since_ms, s->by);
-        return -1;
-    }
-    invoke_count(node, t, site, &check);
-    if (check.voters_elsewhere_active == 0) {
-        bool async = strcmp(node->config->mode, "async") == 0;
-        tandem_route_error(node, r, 409,
-                           "no voter in another active site could take over from %s%s", site,
-                           async ? " (mode async: the DR site holds standbys only; once the "
-                                   "primary is lost, use bcp invoke --force)"
-                                 : "");
-        return -1;
-    }
-    if (check.reachable_left * 2 <= check.voters_left) {
-        tandem_route_error(node, r, 409,
-                           "after %s steps down only %u of %u remaining voters answer: the "
-                           "cluster would lose its quorum",
-                           site, check.reachable_left, check.voters_left);
-        return -1;
-    }
-    return 0;
-}
-
 static void invoke_planned(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
 {
     const char *site, *reason, *by;
@@ -486,15 +300,16 @@ static void invoke_planned(struct tandem_node *node, struct tandem_http_request 
         tandem_route_error(node, r, 500, "out of memory");
         return;
     }
+    struct tandem_bcp_reply reply = reply_to(node, r);
     if (site_fields(node, r, body, &site, &reason, &by) != 0 || load_table(node, r, t) != 0 ||
-        invoke_precheck(node, r, t, site) != 0) {
+        tandem_bcp_invoke_precheck(&node->bcp, t, site, &reply) != 0) {
         free(t);
         return;
     }
     free(t);
     struct site_command *sc = site_command_new(
         TANDEM_SITE_INVOKE, site, reason ? reason : "planned invoke", by ? by : "operator");
-    change_submit(node, r, sc, WAIT_INVOKE, false, wait_bound_ms(node, body));
+    change_submit(node, r, sc, TANDEM_BCP_WAIT_INVOKE, false, wait_bound_ms(node, body));
 }
 
 static bool forwarded(const struct tandem_http_request *r)
@@ -502,93 +317,34 @@ static bool forwarded(const struct tandem_http_request *r)
     return tandem_http_request_header(r, TANDEM_FORWARDED_HEADER) != NULL;
 }
 
-struct relay {
-    struct tandem_node *node;
-    struct tandem_http_request *r;
-};
-
-static void relay_cb(void *data, int status, int http_status, const char *body, size_t len)
-{
-    struct relay *relay = data;
-    if (status != 0) {
-        tandem_route_error(relay->node, relay->r, 503,
-                           "relaying to the leader failed: %s (the change may have been applied: "
-                           "see bcp status)",
-                           uv_strerror(status));
-    } else {
-        tandem_node_respond(relay->node, relay->r, http_status, "application/json", NULL, body,
-                            len);
-    }
-    free(relay);
-}
-
-/* Invoke and revoke move leadership themselves: the general forwarder retires its client to an
- * old leader and cancels what is in flight there, which would turn a successful invoke into a
- * 503 (and a client's retry into a 409). They go to the leader over a bcp client instead. */
+/* Invoke and revoke move leadership themselves: they go to the leader over a bcp client that a
+ * leader change does not cancel (node/bcp/takeover.h). */
 static void relay_to_leader(struct tandem_node *node, struct tandem_http_request *r)
 {
-    struct tandem_member leader;
-    char headers[128];
-    if (node->fenced) {
-        tandem_route_error(node, r, 503,
-                           "this node is fenced: re-seed it with tandemctl member "
-                           "rejoin");
-        return;
-    }
-    if (tandem_raft_leader(&node->raft, &leader) != 0 || forwarded(r)) {
-        tandem_route_json(node, r, 503, "Retry-After: 1\r\n",
-                          "{\"error\":\"no leader\",\"leader\":null}");
-        return;
-    }
-    struct relay *relay = calloc(1, sizeof *relay);
-    if (relay == NULL) {
-        tandem_route_error(node, r, 500, "out of memory");
-        return;
-    }
-    relay->node = node;
-    relay->r = r;
-    snprintf(headers, sizeof headers, "%s: %s\r\n", TANDEM_FORWARDED_HEADER, node->self.name);
-    int rv = tandem_bcp_call(&node->bcp, leader.api, "POST", r->url, headers, r->body,
-                             node->config->forward_timeout_ms, relay_cb, relay);
-    if (rv != 0) {
-        free(relay);
-        tandem_route_error(node, r, 503, "cannot reach the leader %s: %s", leader.name,
-                           uv_strerror(rv));
-    }
+    struct tandem_bcp_reply reply = reply_to(node, r);
+    tandem_bcp_relay_to_leader(&node->bcp, &reply, r->url, r->body, forwarded(r));
 }
 
-static void route_bcp_invoke(struct tandem_node *node, struct tandem_http_request *r, const char *p)
+static void invoke_body(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
 {
-    (void)p;
-    json_t *body = body_json(node, r);
-    if (body == NULL) {
-        return;
-    }
     if (json_is_true(json_object_get(body, "force"))) {
         const char *site, *reason, *by;
         if (site_fields(node, r, body, &site, &reason, &by) == 0) {
-            tandem_bcp_force_invoke(node, r, site, reason ? reason : "forced failover");
+            struct tandem_bcp_reply reply = reply_to(node, r);
+            tandem_bcp_force_invoke(&node->bcp, &reply, site, reason ? reason : "forced failover");
         }
-    } else if (raft_state(&node->raft.raft) == RAFT_LEADER && !node->fenced) {
+    } else if (raft_state(&node->raft.raft) == RAFT_LEADER && !node->bcp.fenced) {
         invoke_planned(node, r, body);
     } else {
         relay_to_leader(node, r);
     }
-    json_decref(body);
 }
 
-static void route_bcp_revoke(struct tandem_node *node, struct tandem_http_request *r, const char *p)
+BODY_ROUTE(route_bcp_invoke, invoke_body)
+
+static void revoke_body(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
 {
     const char *site, *reason, *by;
-    (void)p;
-    if (raft_state(&node->raft.raft) != RAFT_LEADER || node->fenced) {
-        relay_to_leader(node, r);
-        return;
-    }
-    json_t *body = body_json(node, r);
-    if (body == NULL) {
-        return;
-    }
     if (site_fields(node, r, body, &site, &reason, &by) == 0) {
         bool failback = json_is_true(json_object_get(body, "failback"));
         struct site_command *sc = site_command_new(
@@ -597,18 +353,22 @@ static void route_bcp_revoke(struct tandem_node *node, struct tandem_http_reques
             sc->update.failback = failback;
             sc->update.return_jobs = json_is_true(json_object_get(body, "return_jobs"));
         }
-        change_submit(node, r, sc, WAIT_REVOKE, failback, wait_bound_ms(node, body));
+        change_submit(node, r, sc, TANDEM_BCP_WAIT_REVOKE, failback, wait_bound_ms(node, body));
     }
-    json_decref(body);
 }
 
-static void route_bcp_prefer(struct tandem_node *node, struct tandem_http_request *r, const char *p)
+static void route_bcp_revoke(struct tandem_node *node, struct tandem_http_request *r, const char *p)
 {
     (void)p;
-    json_t *body = body_json(node, r);
-    if (body == NULL) {
-        return;
+    if (raft_state(&node->raft.raft) != RAFT_LEADER || node->bcp.fenced) {
+        relay_to_leader(node, r);
+    } else {
+        with_body(node, r, revoke_body);
     }
+}
+
+static void prefer_body(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
+{
     const char *site = json_string_value(json_object_get(body, "site"));
     if (site == NULL || (site[0] != '\0' && !tandem_member_name_ok(site, TANDEM_SITE_LEN_MAX))) {
         tandem_route_error(node, r, 400, "body must be {\"site\": \"<site>\" or \"\"}");
@@ -617,34 +377,26 @@ static void route_bcp_prefer(struct tandem_node *node, struct tandem_http_reques
                       site_command_new(TANDEM_SITE_PREFER, site, "operator preference", "operator"),
                       -1, false, 0);
     }
-    json_decref(body);
 }
+
+BODY_ROUTE(route_bcp_prefer, prefer_body)
 
 /* ---- drills ---- */
 
-static void route_bcp_drill(struct tandem_node *node, struct tandem_http_request *r, const char *p)
+static void drill_body(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
 {
-    (void)p;
-    json_t *body = body_json(node, r);
-    if (body == NULL) {
-        return;
-    }
-    if (node->fenced) {
+    if (node->bcp.fenced) {
         tandem_route_error(node, r, 503, "this node is fenced");
     } else {
-        tandem_bcp_drill_start(node, r, body);
+        struct tandem_bcp_reply reply = reply_to(node, r);
+        tandem_bcp_drill_start(&node->bcp, &reply, body);
     }
-    json_decref(body);
 }
 
-static void route_bcp_drill_store(struct tandem_node *node, struct tandem_http_request *r,
-                                  const char *p)
+BODY_ROUTE(route_bcp_drill, drill_body)
+
+static void drill_store_body(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
 {
-    (void)p;
-    json_t *body = body_json(node, r);
-    if (body == NULL) {
-        return;
-    }
     const char *id = json_string_value(json_object_get(body, "id"));
     const char *site = json_string_value(json_object_get(body, "site"));
     char *report = json_dumps(body, JSON_COMPACT);
@@ -657,7 +409,6 @@ static void route_bcp_drill_store(struct tandem_node *node, struct tandem_http_r
                            "at most 256 KiB");
         free(report);
         free(sc);
-        json_decref(body);
         return;
     }
     tandem__command__init(&sc->command);
@@ -680,180 +431,12 @@ static void route_bcp_drill_store(struct tandem_node *node, struct tandem_http_r
     sc->drill_store.record = &sc->drill;
     sc->command.body_case = TANDEM__COMMAND__BODY_DRILL_STORE;
     sc->command.drill_store = &sc->drill_store;
-    json_decref(body);
     tandem_route_submit(node, r, &sc->command, site_command_free, sc);
 }
 
-/* ---- member rejoin (at the leader) ---- */
+BODY_ROUTE(route_bcp_drill_store, drill_store_body)
 
-enum rejoin_step { REJOIN_REMOVE, REJOIN_RESEED, REJOIN_ADD, REJOIN_ASSIGN };
-
-struct rejoin {
-    struct raft_change change;
-    uv_timer_t timer; /* polls the re-seeded node until it is back, empty */
-    bool timer_open;
-    struct tandem_node *node;
-    struct tandem_http_request *r;
-    struct tandem_member member;
-    uint64_t id;
-    uint64_t deadline_ms;
-    int step;
-};
-
-static void rejoin_closed_cb(uv_handle_t *handle)
-{
-    free(handle->data);
-}
-
-static void rejoin_free(struct rejoin *j)
-{
-    if (j->timer_open) {
-        uv_close((uv_handle_t *)&j->timer, rejoin_closed_cb);
-    } else {
-        free(j);
-    }
-}
-
-static void rejoin_fail(struct rejoin *j, int status, const char *what, const char *detail)
-{
-    tandem_route_error(j->node, j->r, status, "rejoin %s: %s: %s", j->member.name, what, detail);
-    rejoin_free(j);
-}
-
-static void rejoin_change_cb(struct raft_change *req, int status);
-
-static void rejoin_add(struct rejoin *j)
-{
-    char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
-    tandem_member_address_format(&j->member, address, sizeof address);
-    j->step = REJOIN_ADD;
-    j->change.data = j;
-    int rv = raft_add(&j->node->raft.raft, &j->change, j->id, address, rejoin_change_cb);
-    if (rv != 0) {
-        rejoin_fail(j, 503, "re-adding it failed (it was re-seeded; retry rejoin)",
-                    raft_strerror(rv));
-    }
-}
-
-static void rejoin_poll(uv_timer_t *timer);
-
-/* Back: a raft log of nothing (join mode, wiped), at our epoch, not fenced. */
-static void rejoin_back_cb(void *data, int status, int http_status, const char *body, size_t len)
-{
-    struct rejoin *j = data;
-    json_t *root = status == 0 && http_status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
-    json_t *n = json_object_get(root, "node");
-    json_t *last = json_object_get(n, "last_index"), *epoch = json_object_get(n, "epoch");
-    bool back = json_is_integer(last) && json_integer_value(last) == 0 && json_is_integer(epoch) &&
-                (uint64_t)json_integer_value(epoch) == j->node->epoch &&
-                json_is_false(json_object_get(n, "fenced"));
-    json_decref(root);
-    if (back) {
-        rejoin_add(j);
-    } else if (uv_now(j->node->loop) >= j->deadline_ms) {
-        rejoin_fail(j, 504, "it was re-seeded but did not come back empty in time",
-                    "check its log; retry rejoin");
-    } else {
-        uv_timer_start(&j->timer, rejoin_poll, REJOIN_POLL_MS, 0);
-    }
-}
-
-static void rejoin_poll(uv_timer_t *timer)
-{
-    struct rejoin *j = timer->data;
-    if (tandem_bcp_call(&j->node->bcp, j->member.api, "GET", "/v1/status", NULL, NULL,
-                        REJOIN_POLL_MS * 5, rejoin_back_cb, j) != 0) {
-        rejoin_fail(j, 502, "cannot poll its status", "no client");
-    }
-}
-
-static void rejoin_reseed_cb(void *data, int status, int http_status, const char *body,
-                             size_t body_len)
-{
-    struct rejoin *j = data;
-    char detail[300];
-    if (status != 0 || (http_status != 200 && http_status != 202)) {
-        snprintf(detail, sizeof detail, "%s %.*s", status != 0 ? uv_strerror(status) : "refused:",
-                 (int)(body_len > 200 ? 200 : body_len), body == NULL ? "" : body);
-        rejoin_fail(j, 502,
-                    "its re-seed failed (it is no longer a member if it was one; fix it and retry "
-                    "rejoin)",
-                    detail);
-        return;
-    }
-    /* Re-adding it before its old process stopped would let that process acknowledge entries
-     * the wiped one no longer has: wait until it answers again with an empty log. */
-    j->deadline_ms = uv_now(j->node->loop) + REJOIN_BACK_TIMEOUT_MS;
-    uv_timer_init(j->node->loop, &j->timer);
-    j->timer.data = j;
-    j->timer_open = true;
-    uv_timer_start(&j->timer, rejoin_poll, REJOIN_POLL_MS, 0);
-}
-
-static void rejoin_reseed(struct rejoin *j)
-{
-    char body[256];
-    snprintf(body, sizeof body, "{\"epoch\":%" PRIu64 ",\"cluster_id\":\"%s\",\"force\":true}",
-             j->node->epoch, j->node->config->cluster_id);
-    j->step = REJOIN_RESEED;
-    int rv = tandem_bcp_call(&j->node->bcp, j->member.api, "POST", "/v1/node/reseed", NULL, body,
-                             RESEED_CALL_TIMEOUT_MS, rejoin_reseed_cb, j);
-    if (rv != 0) {
-        rejoin_fail(j, 502, "cannot call its API", uv_strerror(rv));
-    }
-}
-
-static void rejoin_change_cb(struct raft_change *req, int status)
-{
-    struct rejoin *j = req->data;
-    if (status != 0) {
-        rejoin_fail(j, 503, j->step == REJOIN_REMOVE ? "removing it failed" : "re-adding it failed",
-                    raft_strerror(status));
-        return;
-    }
-    if (j->step == REJOIN_REMOVE) {
-        rejoin_reseed(j);
-    } else if (j->step == REJOIN_ADD) {
-        j->step = REJOIN_ASSIGN;
-        int rv =
-            raft_assign(&j->node->raft.raft, &j->change, j->id, RAFT_STANDBY, rejoin_change_cb);
-        if (rv != 0) {
-            rejoin_fail(j, 503, "making it a standby failed", raft_strerror(rv));
-        }
-    } else {
-        json_t *m =
-            json_pack("{s:s,s:s,s:s,s:s,s:s}", "name", j->member.name, "site", j->member.site,
-                      "role", "standby", "raft", j->member.raft, "api", j->member.api);
-        tandem_route_jansson(
-            j->node, j->r, 200,
-            json_pack("{s:o,s:I}", "member", m, "epoch", (json_int_t)j->node->epoch));
-        rejoin_free(j);
-    }
-}
-
-/* The member from the configuration, or from its home record when it is no longer in it. */
-static int rejoin_lookup(struct tandem_node *node, const char *name, struct tandem_member *m,
-                         bool *in_config)
-{
-    char errmsg[TANDEM_ERRMSG_SIZE];
-    *in_config = tandem_raft_member_by_name(&node->raft, name, m, NULL) == 0;
-    if (*in_config) {
-        return 0;
-    }
-    struct tandem_site_table *t = malloc(sizeof *t);
-    MDB_txn *txn;
-    int rv = -1;
-    if (t != NULL && tandem_store_commit(&node->store) == 0 &&
-        tandem_store_read_txn(&node->store, &txn) == 0) {
-        if (tandem_sites_load(&node->store, txn, t) == 0) {
-            const struct tandem_member_home *home = tandem_site_table_home(t, name);
-            rv = home == NULL ? -1 : tandem_member_address_parse(home->address, m, errmsg);
-        }
-        mdb_txn_abort(txn);
-    }
-    free(t);
-    return rv;
-}
+/* ---- member rejoin (at the leader: node/bcp/rejoin.h) ---- */
 
 static void route_member_rejoin(struct tandem_node *node, struct tandem_http_request *r,
                                 const char *param)
@@ -867,38 +450,8 @@ static void route_member_rejoin(struct tandem_node *node, struct tandem_http_req
     }
     memcpy(name, param, len);
     name[len] = '\0';
-    struct rejoin *j = calloc(1, sizeof *j);
-    bool in_config = false;
-    if (j == NULL) {
-        tandem_route_error(node, r, 500, "out of memory");
-        return;
-    }
-    if (rejoin_lookup(node, name, &j->member, &in_config) != 0) {
-        tandem_route_error(node, r, 404,
-                           "no member named %s (not in the configuration, no home "
-                           "record)",
-                           name);
-        free(j);
-        return;
-    }
-    if (strcmp(name, node->self.name) == 0) {
-        tandem_route_error(node, r, 409, "%s is the leader: transfer leadership first", name);
-        free(j);
-        return;
-    }
-    j->node = node;
-    j->r = r;
-    j->id = tandem_member_id(name);
-    j->step = REJOIN_REMOVE;
-    j->change.data = j;
-    if (!in_config) {
-        rejoin_reseed(j);
-        return;
-    }
-    int rv = raft_remove(&node->raft.raft, &j->change, j->id, rejoin_change_cb);
-    if (rv != 0) {
-        rejoin_fail(j, 503, "removing it failed", raft_strerror(rv));
-    }
+    struct tandem_bcp_reply reply = reply_to(node, r);
+    tandem_bcp_rejoin_start(&node->bcp, &reply, name);
 }
 
 /* ---- node-local: epoch (probed by peers), re-seed and recover ---- */
@@ -907,19 +460,14 @@ static void route_node_epoch(struct tandem_node *node, struct tandem_http_reques
 {
     (void)p;
     tandem_route_jansson(node, r, 200,
-                         json_pack("{s:I,s:s,s:b}", "epoch", (json_int_t)node->epoch, "cluster_id",
-                                   node->config->cluster_id, "fenced", node->fenced));
+                         json_pack("{s:I,s:s,s:b}", "epoch", (json_int_t)node->bcp.epoch,
+                                   "cluster_id", node->config->cluster_id, "fenced",
+                                   node->bcp.fenced));
 }
 
-static void route_node_reseed(struct tandem_node *node, struct tandem_http_request *r,
-                              const char *p)
+static void reseed_body(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
 {
     char errmsg[TANDEM_ERRMSG_SIZE];
-    (void)p;
-    json_t *body = body_json(node, r);
-    if (body == NULL) {
-        return;
-    }
     json_t *epoch_json = json_object_get(body, "epoch");
     const char *cluster = json_string_value(json_object_get(body, "cluster_id"));
     bool force = json_is_true(json_object_get(body, "force"));
@@ -927,18 +475,18 @@ static void route_node_reseed(struct tandem_node *node, struct tandem_http_reque
                          ? (uint64_t)json_integer_value(epoch_json)
                          : 0;
     bool other_cluster = cluster != NULL && strcmp(cluster, node->config->cluster_id) != 0;
-    json_decref(body);
     if (epoch == 0 || other_cluster) {
         tandem_route_error(node, r, 400, "body must be {\"epoch\": N, \"cluster_id\": \"%s\"}",
                            node->config->cluster_id);
-    } else if (raft_state(&node->raft.raft) == RAFT_LEADER && !node->fenced) {
+    } else if (raft_state(&node->raft.raft) == RAFT_LEADER && !node->bcp.fenced) {
         /* A fenced leader leads an old configuration nobody else follows: it may go. */
         tandem_route_error(node, r, 409, "%s is a leader: it is never wiped", node->self.name);
-    } else if (epoch < node->epoch || (!node->fenced && epoch == node->epoch && !force)) {
+    } else if (epoch < node->bcp.epoch ||
+               (!node->bcp.fenced && epoch == node->bcp.epoch && !force)) {
         tandem_route_error(node, r, 409,
                            "epoch %" PRIu64 " is not newer than ours (%" PRIu64
                            ") and this node is not fenced",
-                           epoch, node->epoch);
+                           epoch, node->bcp.epoch);
     } else if (tandem_recover_write_u64(node->config->data_dir, TANDEM_RESEED_FILE, epoch,
                                         errmsg) != 0) {
         tandem_route_error(node, r, 500, "%s", errmsg);
@@ -949,6 +497,8 @@ static void route_node_reseed(struct tandem_node *node, struct tandem_http_reque
         tandem_bcp_restart(&node->bcp, "re-seed: wiping raft and state, joining at the new epoch");
     }
 }
+
+BODY_ROUTE(route_node_reseed, reseed_body)
 
 static const char *field(json_t *object, const char *name)
 {
@@ -966,13 +516,13 @@ static int plan_from_json(struct tandem_node *node, json_t *body, struct tandem_
     bool self_voter = false;
     size_t i;
     memset(plan, 0, sizeof *plan);
-    if (!json_is_integer(epoch) || json_integer_value(epoch) <= (json_int_t)node->epoch ||
+    if (!json_is_integer(epoch) || json_integer_value(epoch) <= (json_int_t)node->bcp.epoch ||
         site == NULL || !tandem_member_name_ok(site, TANDEM_SITE_LEN_MAX) ||
         !json_is_array(members) || json_array_size(members) == 0 ||
         json_array_size(members) > TANDEM_RECOVER_MEMBERS_MAX) {
         snprintf(errmsg, TANDEM_ERRMSG_SIZE,
                  "body must be {\"epoch\": N > %" PRIu64 ", \"site\", \"members\": [...]} ",
-                 node->epoch);
+                 node->bcp.epoch);
         return -1;
     }
     plan->epoch = (uint64_t)json_integer_value(epoch);
@@ -992,25 +542,19 @@ static int plan_from_json(struct tandem_node *node, json_t *body, struct tandem_
         plan->n_members++;
     }
     if (!self_voter) {
-        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "%s must be a voter of the recovered configuration", node->self.name);
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "%s must be a voter of the recovered configuration",
+                 node->self.name);
         return -1;
     }
     return 0;
 }
 
-static void route_node_recover(struct tandem_node *node, struct tandem_http_request *r,
-                               const char *p)
+static void recover_body(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
 {
     char errmsg[TANDEM_ERRMSG_SIZE];
-    (void)p;
-    json_t *body = body_json(node, r);
     struct tandem_recover_plan *plan = malloc(sizeof *plan);
-    if (body == NULL || plan == NULL) {
-        if (body != NULL) {
-            tandem_route_error(node, r, 500, "out of memory");
-        }
-        json_decref(body);
-        free(plan);
+    if (plan == NULL) {
+        tandem_route_error(node, r, 500, "out of memory");
         return;
     }
     if (plan_from_json(node, body, plan, errmsg) != 0) {
@@ -1026,6 +570,28 @@ static void route_node_recover(struct tandem_node *node, struct tandem_http_requ
                                        (json_int_t)plan->n_members));
         tandem_bcp_restart(&node->bcp, "forced failover: raft_recover at the new epoch");
     }
-    json_decref(body);
     free(plan);
 }
+
+BODY_ROUTE(route_node_recover, recover_body)
+
+/* ---- the route table ---- */
+
+static const struct tandem_route routes[] = {
+    {"bcp_status", HTTP_GET, "/v1/bcp/status", TANDEM_ROUTE_READ, route_bcp_status},
+    /* Local: a planned invoke is forwarded to the leader here, a forced one runs here. */
+    {"bcp_invoke", HTTP_POST, "/v1/bcp/invoke", TANDEM_ROUTE_LOCAL, route_bcp_invoke},
+    /* Local too: relayed to the leader over a client a leader change does not cancel. */
+    {"bcp_revoke", HTTP_POST, "/v1/bcp/revoke", TANDEM_ROUTE_LOCAL, route_bcp_revoke},
+    {"bcp_prefer", HTTP_POST, "/v1/bcp/prefer", TANDEM_ROUTE_WRITE, route_bcp_prefer},
+    {"bcp_drill", HTTP_POST, "/v1/bcp/drill", TANDEM_ROUTE_LOCAL, route_bcp_drill},
+    {"bcp_drills", HTTP_GET, "/v1/bcp/drills", TANDEM_ROUTE_READ, route_bcp_drills},
+    {"bcp_drill_store", HTTP_POST, "/v1/bcp/drills", TANDEM_ROUTE_WRITE, route_bcp_drill_store},
+    {"member_rejoin", HTTP_POST, "/v1/members/", TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX,
+     route_member_rejoin},
+    {"node_epoch", HTTP_GET, "/v1/node/epoch", TANDEM_ROUTE_LOCAL, route_node_epoch},
+    {"node_reseed", HTTP_POST, "/v1/node/reseed", TANDEM_ROUTE_LOCAL, route_node_reseed},
+    {"node_recover", HTTP_POST, "/v1/node/recover", TANDEM_ROUTE_LOCAL, route_node_recover},
+};
+
+const struct tandem_route_table tandem_bcp_route_table = {routes, sizeof routes / sizeof routes[0]};

@@ -330,7 +330,7 @@ static void route_readyz(struct tandem_node *node, struct tandem_http_request *r
 {
     struct tandem_member leader;
     (void)p;
-    if (node->fenced) {
+    if (node->bcp.fenced) {
         tandem_route_json(node, r, 503, NULL, "{\"ready\":false,\"reason\":\"fenced\"}");
     } else if (tandem_raft_leader(&node->raft, &leader) != 0) {
         tandem_route_json(node, r, 503, NULL, "{\"ready\":false,\"reason\":\"no leader\"}");
@@ -404,7 +404,8 @@ static void route_status(struct tandem_node *node, struct tandem_http_request *r
         state_name(node), "term", (json_int_t)raft_current_term(raft), "commit_index",
         (json_int_t)raft_commit_index(raft), "applied_index", (json_int_t)raft_last_applied(raft),
         "last_index", (json_int_t)raft_last_index(raft), "apply_digest", digest, "fenced",
-        node->fenced, "epoch", (json_int_t)node->epoch, "cluster_id", node->config->cluster_id);
+        node->bcp.fenced, "epoch", (json_int_t)node->bcp.epoch, "cluster_id",
+        node->config->cluster_id);
     json_t *leader_json = tandem_raft_leader(&node->raft, &leader) == 0
                               ? json_pack("{s:s,s:s}", "name", leader.name, "api", leader.api)
                               : json_null();
@@ -484,7 +485,7 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
             (unsigned long long)raft_commit_index(raft),
             (unsigned long long)node->store.applied_index,
             (unsigned long long)raft_last_index(raft), raft_state(raft) == RAFT_LEADER,
-            node->fenced, (unsigned long long)node->fsm.entries_applied,
+            node->bcp.fenced, (unsigned long long)node->fsm.entries_applied,
             (unsigned long long)node->fsm.commands_applied,
             (unsigned long long)node->proposer.entries_proposed,
             (unsigned long long)node->proposer.barriers_proposed,
@@ -1286,7 +1287,7 @@ static void dispatch(struct tandem_node *node, const struct tandem_route *route,
                      struct tandem_http_request *r, const char *param)
 {
     struct tandem_member leader;
-    if (node->fenced && route->flags != ROUTE_LOCAL) {
+    if (node->bcp.fenced && route->flags != ROUTE_LOCAL) {
         tandem_route_error(node, r, 503,
                            "this node is fenced: the cluster moved to a newer epoch without it; "
                            "re-seed it with tandemctl member rejoin");

@@ -1,7 +1,6 @@
 /* BCP drill orchestration: preflight, probe writer, invoke and takeover, digest parity, revoke
  * with failback, verification of every acknowledged probe write, and the stored report. */
 #include "node/bcp/drill.h"
-#include "replication/bcp/moves.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -9,10 +8,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "node/bcp/takeover.h"
 #include "node/log.h"
-#include "node/node.h"
-#include "node/api/api.h"
+#include "replication/bcp/moves.h"
 #include "replication/bcp/sites.h"
+#include "storage/assert.h"
 #include "storage/error.h"
 
 #define STEP_POLL_MS     50
@@ -22,22 +22,35 @@
 #define LIST_TIMEOUT_MS  10000
 #define DIGEST_NODES_MAX TANDEM_SITE_PLAN_MEMBERS_MAX
 
-enum drill_step {
-    STEP_PREFLIGHT,
-    STEP_WARMUP,
-    STEP_INVOKE,
-    STEP_TAKEOVER,
-    STEP_DIGEST_AFTER_INVOKE,
-    STEP_HOLD,
-    STEP_REVOKE,
-    STEP_FAILBACK,
-    STEP_COOLDOWN,
-    STEP_DRAIN,
-    STEP_DIGEST_AFTER_REVOKE,
-    STEP_VERIFY,
-    STEP_STORE,
-    STEP_DONE,
+#define BIT TANDEM_BCP_STEP_BIT
+
+static const char *const step_names[TANDEM_DRILL_STEPS] = {
+    "preflight", "warmup",   "invoke",   "takeover", "digest_after_invoke", "hold",
+    "revoke",    "failback", "cooldown", "drain",    "digest_after_revoke", "verify",
+    "store",     "done",
 };
+
+static const unsigned step_moves[TANDEM_DRILL_STEPS] = {
+    [TANDEM_DRILL_PREFLIGHT] = BIT(TANDEM_DRILL_WARMUP),
+    [TANDEM_DRILL_WARMUP] = BIT(TANDEM_DRILL_INVOKE),
+    /* refused: nothing to revoke; not sent: revoke anyway, the invoke may have been applied */
+    [TANDEM_DRILL_INVOKE] =
+        BIT(TANDEM_DRILL_TAKEOVER) | BIT(TANDEM_DRILL_REVOKE) | BIT(TANDEM_DRILL_DRAIN),
+    [TANDEM_DRILL_TAKEOVER] = BIT(TANDEM_DRILL_DIGEST_AFTER_INVOKE) | BIT(TANDEM_DRILL_REVOKE),
+    [TANDEM_DRILL_DIGEST_AFTER_INVOKE] = BIT(TANDEM_DRILL_HOLD),
+    [TANDEM_DRILL_HOLD] = BIT(TANDEM_DRILL_REVOKE),
+    [TANDEM_DRILL_REVOKE] = BIT(TANDEM_DRILL_FAILBACK) | BIT(TANDEM_DRILL_DRAIN),
+    [TANDEM_DRILL_FAILBACK] = BIT(TANDEM_DRILL_COOLDOWN) | BIT(TANDEM_DRILL_DRAIN),
+    [TANDEM_DRILL_COOLDOWN] = BIT(TANDEM_DRILL_DRAIN),
+    [TANDEM_DRILL_DRAIN] = BIT(TANDEM_DRILL_DIGEST_AFTER_REVOKE) | BIT(TANDEM_DRILL_VERIFY),
+    [TANDEM_DRILL_DIGEST_AFTER_REVOKE] = BIT(TANDEM_DRILL_VERIFY),
+    [TANDEM_DRILL_VERIFY] = BIT(TANDEM_DRILL_STORE),
+    [TANDEM_DRILL_STORE] = BIT(TANDEM_DRILL_DONE),
+    [TANDEM_DRILL_DONE] = 0,
+};
+
+const struct tandem_bcp_steps tandem_drill_steps = {"drill", step_names, step_moves,
+                                                    TANDEM_DRILL_STEPS};
 
 struct probe {
     uint64_t sent_ms, ack_ms;
@@ -58,8 +71,9 @@ struct digest_view {
 };
 
 struct drill {
-    struct tandem_node *node;      /* borrowed */
-    struct tandem_http_request *r; /* answered at the end */
+    struct tandem_bcp *bcp;        /* borrowed */
+    struct tandem_bcp_reply reply; /* answered at the end */
+    bool reply_pending;
     char id[TANDEM_DRILL_ID_LEN_MAX + 1];
     char site[TANDEM_SITE_LEN_MAX + 1];
     char targets[2][TANDEM_URL_LEN_MAX + 1];
@@ -94,7 +108,7 @@ static struct drill *active_drill; /* one drill per process */
 
 static uint64_t now_ms(struct drill *d)
 {
-    return uv_now(d->node->loop);
+    return uv_now(d->bcp->env.loop);
 }
 
 static int64_t wall_ms(void)
@@ -114,21 +128,41 @@ static void event(struct drill *d, const char *what)
     tandem_log(TANDEM_LOG_INFO, "drill %s: %s", d->id, what);
 }
 
-static void goto_step(struct drill *d, int step)
+/* What holds in every step: the writer's counters are bounded, it writes only between the
+ * preflight and the drain, and a success is recorded only once its step is behind. */
+static bool drill_ok(const struct drill *d)
 {
-    d->step = step;
-    d->step_started_ms = now_ms(d);
+    bool writer_may_run = d->step >= TANDEM_DRILL_WARMUP && d->step <= TANDEM_DRILL_DRAIN;
+    return d->step >= 0 && d->step < TANDEM_DRILL_STEPS && d->n_probes <= TANDEM_DRILL_PROBES_MAX &&
+           d->inflight <= d->n_probes && d->inflight <= TANDEM_DRILL_INFLIGHT_MAX &&
+           (!d->probing || writer_may_run) &&
+           (!d->takeover_ok || d->step > TANDEM_DRILL_TAKEOVER) &&
+           (!d->failback_ok || d->step > TANDEM_DRILL_FAILBACK) && d->n_views <= DIGEST_NODES_MAX;
 }
 
-/* Any failure: note it, stop the writer, and still revoke if the invoke happened. */
-static void fail(struct drill *d, const char *what)
+static void goto_step(struct drill *d, int step)
+{
+    tandem_bcp_step_move(&tandem_drill_steps, &d->step, step);
+    d->step_started_ms = now_ms(d);
+    tandem_assert(drill_ok(d));
+}
+
+/* Notes a failure: the report carries the first one. */
+static void fail_note(struct drill *d, const char *what)
 {
     if (d->error[0] == '\0') {
         snprintf(d->error, sizeof d->error, "%s", what);
     }
     event(d, what);
     d->aborted = true;
-    goto_step(d, d->step >= STEP_INVOKE && d->step < STEP_REVOKE ? STEP_REVOKE : STEP_DRAIN);
+}
+
+/* Any failure: note it, stop the writer, and still revoke if the invoke happened. */
+static void fail(struct drill *d, const char *what)
+{
+    fail_note(d, what);
+    bool invoked = d->step >= TANDEM_DRILL_INVOKE && d->step < TANDEM_DRILL_REVOKE;
+    goto_step(d, invoked ? TANDEM_DRILL_REVOKE : TANDEM_DRILL_DRAIN);
 }
 
 /* ---- probe writer ---- */
@@ -137,6 +171,7 @@ static void probe_cb(void *data, int status, int http_status, const char *body, 
 {
     struct probe_call *call = data;
     struct drill *d = call->d;
+    tandem_assert(call->n < d->n_probes && d->inflight > 0);
     struct probe *p = &d->probes[call->n];
     (void)body;
     (void)len;
@@ -167,7 +202,7 @@ static void probe_tick(uv_timer_t *timer)
     d->probes[n].status = 0;
     d->n_probes++;
     d->inflight++;
-    int rv = tandem_bcp_call(&d->node->bcp, d->targets[n % 2], "PUT", path, NULL, value,
+    int rv = tandem_bcp_call(d->bcp, d->targets[n % 2], "PUT", path, NULL, value,
                              TANDEM_DRILL_WRITE_TIMEOUT_MS, probe_cb, call);
     if (rv != 0) {
         d->probes[n].status = rv;
@@ -220,40 +255,31 @@ static int64_t rto(const struct drill *d, unsigned *acked, unsigned *failed)
 
 static void finish(struct drill *d);
 
-/* Refuses before anything changed: answers r and ends the drill without a report. */
+/* Refuses before anything changed: answers and ends the drill without a report. */
 static void abort_early(struct drill *d, int status, const char *why)
 {
-    tandem_route_error(d->node, d->r, status, "drill %s: %s", d->site, why);
-    d->r = NULL;
+    tandem_assert(d->step == TANDEM_DRILL_PREFLIGHT && d->reply_pending);
+    tandem_bcp_reply_error(&d->reply, status, "drill %s: %s", d->site, why);
+    d->reply_pending = false;
     finish(d);
-}
-
-static int load_table(struct tandem_node *node, struct tandem_site_table *t)
-{
-    MDB_txn *txn;
-    if (tandem_store_commit(&node->store) != 0 || tandem_store_read_txn(&node->store, &txn) != 0) {
-        return -1;
-    }
-    int rv = tandem_sites_load(&node->store, txn, t);
-    mdb_txn_abort(txn);
-    return rv;
 }
 
 /* Local checks: the site and every other site are active, the site's nodes answer, and there
  * is a node to write through on each side. Fills why on refusal. */
 static int preflight_local(struct drill *d, const struct tandem_site_table *t, char *why)
 {
-    const struct raft_configuration *conf = &d->node->raft.raft.configuration;
+    const struct raft_configuration *conf = &d->bcp->env.raft->raft.configuration;
     const struct tandem_site *s = tandem_site_table_find(t, d->site);
     char errmsg[TANDEM_ERRMSG_SIZE];
     if (s == NULL || s->witness) {
-        snprintf(why, TANDEM_ERRMSG_SIZE, "site %s is %s", d->site, s == NULL ? "unknown" : "a witness");
+        snprintf(why, TANDEM_ERRMSG_SIZE, "site %s is %s", d->site,
+                 s == NULL ? "unknown" : "a witness");
         return -1;
     }
     for (unsigned i = 0; i < t->n_sites; i++) {
         if (t->sites[i].state != TANDEM_SITE_ACTIVE) {
-            snprintf(why, TANDEM_ERRMSG_SIZE, "site %s is %s: drills need every site active", t->sites[i].name,
-                     tandem_site_state_name(t->sites[i].state));
+            snprintf(why, TANDEM_ERRMSG_SIZE, "site %s is %s: drills need every site active",
+                     t->sites[i].name, tandem_site_state_name(t->sites[i].state));
             return -1;
         }
     }
@@ -265,7 +291,7 @@ static int preflight_local(struct drill *d, const struct tandem_site_table *t, c
         }
         const struct tandem_site *ms = tandem_site_table_find(t, m.site);
         bool ours = strcmp(m.site, d->site) == 0;
-        bool reachable = tandem_bcp_reachable(&d->node->bcp, m.name);
+        bool reachable = tandem_bcp_reachable(d->bcp, m.name);
         if (ours && !reachable) {
             snprintf(why, TANDEM_ERRMSG_SIZE, "%s of site %s does not answer", m.name, d->site);
             return -1;
@@ -279,7 +305,7 @@ static int preflight_local(struct drill *d, const struct tandem_site_table *t, c
     struct tandem_member leader;
     d->failback =
         strcmp(t->preferred_site, d->site) == 0 ||
-        (tandem_raft_leader(&d->node->raft, &leader) == 0 && strcmp(leader.site, d->site) == 0);
+        (tandem_raft_leader(d->bcp->env.raft, &leader) == 0 && strcmp(leader.site, d->site) == 0);
     if (d->targets[0][0] == '\0' || d->targets[1][0] == '\0') {
         snprintf(why, TANDEM_ERRMSG_SIZE, "no reachable node to write through in %s",
                  d->targets[0][0] == '\0' ? d->site : "another non-witness site");
@@ -291,6 +317,7 @@ static int preflight_local(struct drill *d, const struct tandem_site_table *t, c
 static void preflight_cb(void *data, int status, int http_status, const char *body, size_t len)
 {
     struct drill *d = data;
+    tandem_assert(d->step == TANDEM_DRILL_PREFLIGHT && d->call_pending);
     json_t *root = status == 0 && http_status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
     json_t *sites = json_object_get(root, "sites"), *s;
     json_int_t lag_max = -1;
@@ -314,7 +341,7 @@ static void preflight_cb(void *data, int status, int http_status, const char *bo
     }
     event(d, "preflight passed; probe writer started");
     d->probing = true;
-    goto_step(d, STEP_WARMUP);
+    goto_step(d, TANDEM_DRILL_WARMUP);
 }
 
 /* ---- invoke, revoke and their waits ---- */
@@ -322,42 +349,49 @@ static void preflight_cb(void *data, int status, int http_status, const char *bo
 static void change_cb(void *data, int status, int http_status, const char *body, size_t len)
 {
     struct drill *d = data;
+    tandem_assert(d->call_pending);
+    tandem_assert(d->step == TANDEM_DRILL_INVOKE || d->step == TANDEM_DRILL_REVOKE);
     char what[300];
     d->call_pending = false;
     if (status != 0 || (http_status != 200 && http_status != 202)) {
         snprintf(what, sizeof what, "%s refused: %s %.*s",
-                 d->step == STEP_INVOKE ? "invoke" : "revoke",
+                 d->step == TANDEM_DRILL_INVOKE ? "invoke" : "revoke",
                  status != 0 ? uv_strerror(status) : "",
                  body == NULL ? 0 : (int)(len > 160 ? 160 : len), body == NULL ? "" : body);
-        bool invoking = d->step == STEP_INVOKE;
-        fail(d, what);
-        if (invoking) {
-            goto_step(d, STEP_DRAIN); /* nothing was invoked: nothing to revoke */
+        if (d->step == TANDEM_DRILL_INVOKE) {
+            fail_note(d, what);
+            goto_step(d, TANDEM_DRILL_DRAIN); /* nothing was invoked: nothing to revoke */
+        } else {
+            fail(d, what);
         }
         return;
     }
     json_t *answer = body == NULL ? NULL : json_loadb(body, len, 0, NULL);
     json_t *moved = json_object_get(answer, "jobs_moved");
     if (json_is_integer(moved)) {
-        *(d->step == STEP_INVOKE ? &d->jobs_moved : &d->jobs_returned) = json_integer_value(moved);
+        *(d->step == TANDEM_DRILL_INVOKE ? &d->jobs_moved : &d->jobs_returned) =
+            json_integer_value(moved);
     }
     json_decref(answer);
-    event(d, d->step == STEP_INVOKE ? "invoke recorded"
-                                    : (d->failback ? "revoke recorded (with failback)"
-                                                   : "revoke recorded (leadership was elsewhere: "
-                                                     "no failback)"));
-    goto_step(d, d->step == STEP_INVOKE ? STEP_TAKEOVER : STEP_FAILBACK);
+    event(d, d->step == TANDEM_DRILL_INVOKE
+                 ? "invoke recorded"
+                 : (d->failback ? "revoke recorded (with failback)"
+                                : "revoke recorded (leadership was elsewhere: "
+                                  "no failback)"));
+    goto_step(d, d->step == TANDEM_DRILL_INVOKE ? TANDEM_DRILL_TAKEOVER : TANDEM_DRILL_FAILBACK);
 }
 
 static void change_start(struct drill *d, bool invoke)
 {
     char body[512];
+    tandem_assert(d->step == (invoke ? TANDEM_DRILL_INVOKE : TANDEM_DRILL_REVOKE));
+    tandem_assert(!d->call_pending);
     snprintf(body, sizeof body,
              "{\"site\":\"%s\",\"reason\":\"drill %s\",\"by\":\"drill:%s\",\"failback\":%s,"
              "\"return_jobs\":true,\"wait_ms\":0}",
              d->site, d->id, d->id, d->failback ? "true" : "false");
     d->call_pending = true;
-    if (tandem_bcp_call(&d->node->bcp, d->node->self.api, "POST",
+    if (tandem_bcp_call(d->bcp, d->bcp->env.self->api, "POST",
                         invoke ? "/v1/bcp/invoke" : "/v1/bcp/revoke", NULL, body, CALL_TIMEOUT_MS,
                         change_cb, d) != 0) {
         d->call_pending = false;
@@ -365,34 +399,10 @@ static void change_start(struct drill *d, bool invoke)
     }
 }
 
-static bool takeover_done(struct drill *d)
-{
-    const struct raft_configuration *conf = &d->node->raft.raft.configuration;
-    struct tandem_member leader, m;
-    char errmsg[TANDEM_ERRMSG_SIZE];
-    if (tandem_raft_leader(&d->node->raft, &leader) != 0 || strcmp(leader.site, d->site) == 0) {
-        return false;
-    }
-    for (unsigned i = 0; i < conf->n; i++) {
-        if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) == 0 &&
-            strcmp(m.site, d->site) == 0 && conf->servers[i].role == RAFT_VOTER) {
-            return false;
-        }
-    }
-    return true;
-}
-
 static bool failback_done(struct drill *d)
 {
-    struct tandem_site_table *t = malloc(sizeof *t);
-    struct tandem_member leader;
-    bool done = false;
-    if (t != NULL && load_table(d->node, t) == 0) {
-        const struct tandem_site *s = tandem_site_table_find(t, d->site);
-        done = s != NULL && s->state == TANDEM_SITE_ACTIVE &&
-               (!d->failback || (tandem_raft_leader(&d->node->raft, &leader) == 0 &&
-                                 strcmp(leader.site, d->site) == 0));
-    }
+    struct tandem_site_table *t = tandem_bcp_table_load(d->bcp);
+    bool done = t != NULL && tandem_bcp_revoke_done(d->bcp, t, d->site, d->failback);
     free(t);
     return done;
 }
@@ -420,13 +430,13 @@ static void digest_cb(void *data, int status, int http_status, const char *body,
 /* One round: GET /v1/digest from every member that answers probes. */
 static void digest_round(struct drill *d)
 {
-    const struct raft_configuration *conf = &d->node->raft.raft.configuration;
+    const struct raft_configuration *conf = &d->bcp->env.raft->raft.configuration;
     char errmsg[TANDEM_ERRMSG_SIZE];
     d->n_views = 0;
     for (unsigned i = 0; i < conf->n && d->n_views < DIGEST_NODES_MAX; i++) {
         struct tandem_member m;
         if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0 ||
-            !tandem_bcp_reachable(&d->node->bcp, m.name)) {
+            !tandem_bcp_reachable(d->bcp, m.name)) {
             continue;
         }
         struct digest_view *v = &d->views[d->n_views++];
@@ -434,8 +444,8 @@ static void digest_round(struct drill *d)
         snprintf(v->name, sizeof v->name, "%s", m.name);
         snprintf(v->api, sizeof v->api, "%s", m.api);
         d->digest_pending++;
-        if (tandem_bcp_call(&d->node->bcp, v->api, "GET", "/v1/digest", NULL, NULL, 2000, digest_cb,
-                            v) != 0) {
+        if (tandem_bcp_call(d->bcp, v->api, "GET", "/v1/digest", NULL, NULL, 2000, digest_cb, v) !=
+            0) {
             d->digest_pending--;
         }
     }
@@ -484,6 +494,7 @@ static bool digest_step(struct drill *d, int which)
 static void verify_cb(void *data, int status, int http_status, const char *body, size_t len)
 {
     struct drill *d = data;
+    tandem_assert(d->step == TANDEM_DRILL_VERIFY && d->call_pending);
     json_t *root = status == 0 && http_status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
     json_t *kvs = json_object_get(root, "kvs"), *kv;
     char prefix[TANDEM_DRILL_ID_LEN_MAX + 16];
@@ -509,14 +520,14 @@ static void verify_cb(void *data, int status, int http_status, const char *body,
         }
     }
     if (root == NULL || found == NULL) {
-        fail(d, "verification: listing the probe keys failed");
+        fail_note(d, "verification: listing the probe keys failed");
     } else {
         event(d, d->rpo_writes == 0 ? "every acknowledged probe write is readable"
                                     : "ACKNOWLEDGED PROBE WRITES ARE MISSING");
     }
     free(found);
     json_decref(root);
-    goto_step(d, STEP_STORE);
+    goto_step(d, TANDEM_DRILL_STORE);
 }
 
 static void verify_start(struct drill *d)
@@ -524,11 +535,11 @@ static void verify_start(struct drill *d)
     char path[128];
     snprintf(path, sizeof path, "/v1/kv?prefix=drill/%s/&limit=%d", d->id, TANDEM_DRILL_PROBES_MAX);
     d->call_pending = true;
-    if (tandem_bcp_call(&d->node->bcp, d->node->self.api, "GET", path, NULL, NULL, LIST_TIMEOUT_MS,
+    if (tandem_bcp_call(d->bcp, d->bcp->env.self->api, "GET", path, NULL, NULL, LIST_TIMEOUT_MS,
                         verify_cb, d) != 0) {
         d->call_pending = false;
-        fail(d, "verification: cannot list the probe keys");
-        goto_step(d, STEP_STORE);
+        fail_note(d, "verification: cannot list the probe keys");
+        goto_step(d, TANDEM_DRILL_STORE);
     }
 }
 
@@ -566,6 +577,7 @@ static json_t *report_build(struct drill *d)
 static void store_cb(void *data, int status, int http_status, const char *body, size_t len)
 {
     struct drill *d = data;
+    tandem_assert(d->step == TANDEM_DRILL_STORE && d->call_pending);
     json_t *root = status == 0 && http_status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
     json_t *seq = json_object_get(root, "seq");
     d->call_pending = false;
@@ -574,7 +586,7 @@ static void store_cb(void *data, int status, int http_status, const char *body, 
         json_object_set(d->report, "seq", seq);
     }
     json_decref(root);
-    goto_step(d, STEP_DONE);
+    goto_step(d, TANDEM_DRILL_DONE);
 }
 
 static void store_start(struct drill *d)
@@ -582,22 +594,18 @@ static void store_start(struct drill *d)
     d->report = report_build(d);
     char *text = d->report == NULL ? NULL : json_dumps(d->report, JSON_COMPACT);
     d->call_pending = true;
-    if (text == NULL || tandem_bcp_call(&d->node->bcp, d->node->self.api, "POST", "/v1/bcp/drills",
+    if (text == NULL || tandem_bcp_call(d->bcp, d->bcp->env.self->api, "POST", "/v1/bcp/drills",
                                         NULL, text, CALL_TIMEOUT_MS, store_cb, d) != 0) {
         d->call_pending = false;
-        goto_step(d, STEP_DONE);
+        goto_step(d, TANDEM_DRILL_DONE);
     }
     free(text);
 }
 
 /* ---- the step machine ---- */
 
-static void handle_closed_cb(uv_handle_t *handle)
+static void drill_free(struct drill *d)
 {
-    struct drill *d = handle->data;
-    if (--d->handles_open > 0) {
-        return;
-    }
     json_decref(d->timeline);
     json_decref(d->preflight);
     json_decref(d->report);
@@ -605,14 +613,26 @@ static void handle_closed_cb(uv_handle_t *handle)
     free(d);
 }
 
+static void handle_closed_cb(uv_handle_t *handle)
+{
+    struct drill *d = handle->data;
+    tandem_assert(d->handles_open > 0);
+    if (--d->handles_open > 0) {
+        return;
+    }
+    drill_free(d);
+}
+
 static void finish(struct drill *d)
 {
     if (d->report == NULL) {
         d->report = report_build(d);
     }
-    if (d->r != NULL) {
-        tandem_route_jansson(d->node, d->r, 200, json_incref(d->report));
+    if (d->reply_pending) {
+        d->reply_pending = false;
+        tandem_bcp_reply_json(&d->reply, 200, json_incref(d->report));
     }
+    tandem_assert(d->handles_open == 2);
     active_drill = NULL;
     uv_timer_stop(&d->probe_timer);
     uv_timer_stop(&d->step_timer);
@@ -628,6 +648,7 @@ static bool elapsed(struct drill *d, uint64_t ms)
 static void step_wait(struct drill *d, bool done, bool invoke)
 {
     char what[128];
+    tandem_assert(d->step == (invoke ? TANDEM_DRILL_TAKEOVER : TANDEM_DRILL_FAILBACK));
     int64_t took = (int64_t)(now_ms(d) - d->step_started_ms);
     if (done) {
         snprintf(what, sizeof what, "%s complete after %" PRId64 " ms",
@@ -638,14 +659,25 @@ static void step_wait(struct drill *d, bool done, bool invoke)
             d->takeover_ms = took;
             d->probing = false; /* paused for the digest check */
             d->pause_from = now_ms(d);
-            goto_step(d, STEP_DIGEST_AFTER_INVOKE);
+            goto_step(d, TANDEM_DRILL_DIGEST_AFTER_INVOKE);
         } else {
             d->failback_ok = true;
             d->failback_ms = took;
-            goto_step(d, STEP_COOLDOWN);
+            goto_step(d, TANDEM_DRILL_COOLDOWN);
         }
     } else if (elapsed(d, TANDEM_DRILL_STEP_TIMEOUT_MS)) {
         fail(d, invoke ? "takeover not complete in time" : "failback not complete in time");
+    }
+}
+
+/* After settling in the warm-up (hold), invoke (revoke). */
+static void settle_then_change(struct drill *d, bool invoke)
+{
+    tandem_assert(d->step == (invoke ? TANDEM_DRILL_WARMUP : TANDEM_DRILL_HOLD));
+    if (elapsed(d, TANDEM_DRILL_SETTLE_MS)) {
+        event(d, invoke ? "invoking BCP" : "revoking BCP");
+        goto_step(d, invoke ? TANDEM_DRILL_INVOKE : TANDEM_DRILL_REVOKE);
+        change_start(d, invoke);
     }
 }
 
@@ -656,41 +688,33 @@ static void step_tick(uv_timer_t *timer)
         return;
     }
     switch (d->step) {
-        case STEP_WARMUP:
-            if (elapsed(d, TANDEM_DRILL_SETTLE_MS)) {
-                event(d, "invoking BCP");
-                goto_step(d, STEP_INVOKE);
-                change_start(d, true);
-            }
+        case TANDEM_DRILL_WARMUP:
+            settle_then_change(d, true);
             break;
-        case STEP_TAKEOVER:
-            step_wait(d, takeover_done(d), true);
+        case TANDEM_DRILL_TAKEOVER:
+            step_wait(d, tandem_bcp_invoke_done(d->bcp, d->site), true);
             break;
-        case STEP_DIGEST_AFTER_INVOKE:
+        case TANDEM_DRILL_DIGEST_AFTER_INVOKE:
             if (digest_step(d, 0)) {
                 d->pause_to = now_ms(d);
                 d->probing = !d->aborted;
-                goto_step(d, STEP_HOLD);
+                goto_step(d, TANDEM_DRILL_HOLD);
             }
             break;
-        case STEP_HOLD:
-            if (elapsed(d, TANDEM_DRILL_SETTLE_MS)) {
-                event(d, "revoking BCP");
-                goto_step(d, STEP_REVOKE);
-                change_start(d, false);
-            }
+        case TANDEM_DRILL_HOLD:
+            settle_then_change(d, false);
             break;
-        case STEP_REVOKE: /* reached through fail() after an invoke: revoke anyway */
+        case TANDEM_DRILL_REVOKE: /* reached through fail() after an invoke: revoke anyway */
             change_start(d, false);
             break;
-        case STEP_FAILBACK:
+        case TANDEM_DRILL_FAILBACK:
             step_wait(d, failback_done(d), false);
             break;
-        case STEP_COOLDOWN:
+        case TANDEM_DRILL_COOLDOWN:
             if (elapsed(d, TANDEM_DRILL_SETTLE_MS)) {
                 event(d, "probe writer stopped");
                 d->probing = false;
-                goto_step(d, STEP_DRAIN);
+                goto_step(d, TANDEM_DRILL_DRAIN);
             }
             break;
         default:
@@ -706,26 +730,26 @@ static void step_tick_end(uv_timer_t *timer)
         return;
     }
     switch (d->step) {
-        case STEP_DRAIN:
+        case TANDEM_DRILL_DRAIN:
             d->probing = false;
             if (d->inflight == 0 || elapsed(d, DRAIN_TIMEOUT_MS)) {
-                goto_step(d, d->aborted ? STEP_VERIFY : STEP_DIGEST_AFTER_REVOKE);
+                goto_step(d, d->aborted ? TANDEM_DRILL_VERIFY : TANDEM_DRILL_DIGEST_AFTER_REVOKE);
             }
             break;
-        case STEP_DIGEST_AFTER_REVOKE:
+        case TANDEM_DRILL_DIGEST_AFTER_REVOKE:
             if (digest_step(d, 1)) {
-                goto_step(d, STEP_VERIFY);
+                goto_step(d, TANDEM_DRILL_VERIFY);
             }
             break;
-        case STEP_VERIFY:
+        case TANDEM_DRILL_VERIFY:
             if (d->digest_pending == 0) {
                 verify_start(d);
             }
             break;
-        case STEP_STORE:
+        case TANDEM_DRILL_STORE:
             store_start(d);
             break;
-        case STEP_DONE:
+        case TANDEM_DRILL_DONE:
             if (d->inflight == 0 && d->digest_pending == 0) {
                 finish(d);
             }
@@ -737,16 +761,31 @@ static void step_tick_end(uv_timer_t *timer)
 
 /* ---- dry run ---- */
 
+/* The jobs an invoke of site would move, or JSON null when they cannot be read. */
+static json_t *dry_run_jobs(struct tandem_bcp *b, const char *site)
+{
+    json_t *jobs = json_array();
+    MDB_txn *txn;
+    if (tandem_store_commit(b->env.store) == 0 && tandem_store_read_txn(b->env.store, &txn) == 0) {
+        if (tandem_bcp_jobs_list(b->env.store, txn, site, jobs) != 0) {
+            json_decref(jobs);
+            jobs = json_null();
+        }
+        mdb_txn_abort(txn);
+    }
+    return jobs;
+}
+
 /* What an invoke of the site would change, from the site controller's own planner. */
-static void dry_run(struct tandem_node *node, struct tandem_http_request *r, const char *site)
+static void dry_run(struct tandem_bcp *b, const struct tandem_bcp_reply *reply, const char *site)
 {
     struct tandem_site_plan_input *in = malloc(sizeof *in);
     json_t *changes = json_array();
     struct tandem_member leader;
-    if (in == NULL || tandem_bcp_plan_input(&node->bcp, in) != 0) {
+    if (in == NULL || tandem_bcp_plan_input(b, in) != 0) {
         free(in);
         json_decref(changes);
-        tandem_route_error(node, r, 500, "cannot read the site table");
+        tandem_bcp_reply_error(reply, 500, "cannot read the site table");
         return;
     }
     for (unsigned i = 0; i < in->n_sites; i++) {
@@ -763,84 +802,138 @@ static void dry_run(struct tandem_node *node, struct tandem_http_request *r, con
                                                      "to", tandem_role_name(want)));
         }
     }
-    bool moves = tandem_raft_leader(&node->raft, &leader) == 0 && strcmp(leader.site, site) == 0;
-    json_t *jobs = json_array();
-    MDB_txn *txn;
-    if (tandem_store_commit(&node->store) == 0 && tandem_store_read_txn(&node->store, &txn) == 0) {
-        if (tandem_bcp_jobs_list(&node->store, txn, site, jobs) != 0) {
-            json_decref(jobs);
-            jobs = json_null();
-        }
-        mdb_txn_abort(txn);
-    }
+    bool moves = tandem_raft_leader(b->env.raft, &leader) == 0 && strcmp(leader.site, site) == 0;
+    json_t *jobs = dry_run_jobs(b, site);
     json_t *body =
         json_pack("{s:b,s:s,s:o,s:s?,s:b,s:I,s:o}", "dry_run", true, "site", site, "role_changes",
                   changes, "leader", moves ? leader.name : NULL, "leadership_moves", moves,
                   "jobs_moved", (json_int_t)json_array_size(jobs), "jobs", jobs);
     free(in);
-    tandem_route_jansson(node, r, 200, body);
+    tandem_bcp_reply_json(reply, 200, body);
 }
 
 /* ---- start ---- */
 
-static struct drill *drill_new(struct tandem_node *node, struct tandem_http_request *r,
+/* The timers: both open, or none and an error (errmsg). */
+static int drill_timers_init(struct drill *d, char *errmsg)
+{
+    uv_loop_t *loop = d->bcp->env.loop;
+    int rv = uv_timer_init(loop, &d->probe_timer);
+    if (rv != 0) {
+        return tandem_error_from_uv(rv, errmsg, "drill timer");
+    }
+    rv = uv_timer_init(loop, &d->step_timer);
+    if (rv != 0) {
+        d->handles_open = 1;
+        d->probe_timer.data = d;
+        uv_close((uv_handle_t *)&d->probe_timer, handle_closed_cb);
+        return tandem_error_from_uv(rv, errmsg, "drill timer");
+    }
+    d->probe_timer.data = d->step_timer.data = d;
+    d->handles_open = 2;
+    return 0;
+}
+
+/* A new drill with its timers open, or NULL after answering reply with 500. */
+static struct drill *drill_new(struct tandem_bcp *b, const struct tandem_bcp_reply *reply,
                                const char *site, unsigned rate)
 {
+    char errmsg[TANDEM_ERRMSG_SIZE];
     struct drill *d = calloc(1, sizeof *d);
     if (d == NULL || (d->probes = calloc(TANDEM_DRILL_PROBES_MAX, sizeof *d->probes)) == NULL ||
         (d->timeline = json_array()) == NULL) {
         if (d != NULL) {
-            free(d->probes);
+            drill_free(d);
         }
-        free(d);
+        tandem_bcp_reply_error(reply, 500, "out of memory");
         return NULL;
     }
-    d->node = node;
-    d->r = r;
+    d->bcp = b;
+    d->reply = *reply;
+    d->reply_pending = true;
     d->rate = rate;
+    d->step = TANDEM_DRILL_PREFLIGHT;
     d->jobs_moved = d->jobs_returned = -1;
     snprintf(d->site, sizeof d->site, "%s", site);
     d->started_wall_ms = wall_ms();
     snprintf(d->id, sizeof d->id, "d%" PRId64, d->started_wall_ms);
-    d->started_ms = uv_now(node->loop);
-    uv_timer_init(node->loop, &d->probe_timer);
-    uv_timer_init(node->loop, &d->step_timer);
-    d->probe_timer.data = d->step_timer.data = d;
-    d->handles_open = 2;
+    d->started_ms = uv_now(b->env.loop);
+    if (drill_timers_init(d, errmsg) != 0) {
+        tandem_bcp_reply_error(reply, 500, "%s", errmsg);
+        if (d->handles_open == 0) {
+            drill_free(d);
+        }
+        return NULL;
+    }
     return d;
 }
 
-void tandem_bcp_drill_start(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
+/* Validates body; answers 400 and returns -1 when it is not {"site", "rate"?}. */
+static int drill_body(const struct tandem_bcp_reply *reply, json_t *body, const char **site,
+                      unsigned *rate)
 {
-    const char *site = json_string_value(json_object_get(body, "site"));
     json_t *rate_json = json_object_get(body, "rate");
-    json_int_t rate =
+    json_int_t value =
         json_is_integer(rate_json) ? json_integer_value(rate_json) : TANDEM_DRILL_RATE_DEFAULT;
+    *site = json_string_value(json_object_get(body, "site"));
+    if (*site == NULL || !tandem_member_name_ok(*site, TANDEM_SITE_LEN_MAX) || value < 1 ||
+        value > TANDEM_DRILL_RATE_MAX) {
+        tandem_bcp_reply_error(reply, 400,
+                               "body must be {\"site\", \"dry_run\"?, \"rate\"? (1-%d)}",
+                               TANDEM_DRILL_RATE_MAX);
+        return -1;
+    }
+    *rate = (unsigned)value;
+    return 0;
+}
+
+/* Starts the timers and asks for the replication lag; the preflight answer goes on. */
+static void drill_begin(struct drill *d)
+{
+    uint64_t probe_ms = 1000 / (uint64_t)d->rate;
+    int rv = uv_timer_start(&d->probe_timer, probe_tick, probe_ms, probe_ms);
+    if (rv == 0) {
+        rv = uv_timer_start(&d->step_timer, step_tick_end, STEP_POLL_MS, STEP_POLL_MS);
+    }
+    if (rv != 0) {
+        abort_early(d, 500, uv_strerror(rv));
+        return;
+    }
+    active_drill = d;
+    event(d, "drill started");
+    d->call_pending = true;
+    if (tandem_bcp_call(d->bcp, d->bcp->env.self->api, "GET", "/v1/bcp/status", NULL, NULL, 5000,
+                        preflight_cb, d) != 0) {
+        active_drill = NULL;
+        abort_early(d, 500, "cannot ask the leader for replication lag");
+    }
+}
+
+void tandem_bcp_drill_start(struct tandem_bcp *b, const struct tandem_bcp_reply *reply,
+                            json_t *body)
+{
+    const char *site;
+    unsigned rate;
     char why[TANDEM_ERRMSG_SIZE];
-    if (site == NULL || !tandem_member_name_ok(site, TANDEM_SITE_LEN_MAX) || rate < 1 ||
-        rate > TANDEM_DRILL_RATE_MAX) {
-        tandem_route_error(node, r, 400, "body must be {\"site\", \"dry_run\"?, \"rate\"? (1-%d)}",
-                           TANDEM_DRILL_RATE_MAX);
+    if (drill_body(reply, body, &site, &rate) != 0) {
         return;
     }
     if (json_is_true(json_object_get(body, "dry_run"))) {
-        dry_run(node, r, site);
+        dry_run(b, reply, site);
         return;
     }
     if (active_drill != NULL) {
-        tandem_route_error(node, r, 409, "drill %s is already running on this node",
-                           active_drill->id);
+        tandem_bcp_reply_error(reply, 409, "drill %s is already running on this node",
+                               active_drill->id);
         return;
     }
-    struct tandem_site_table *t = malloc(sizeof *t);
-    struct drill *d = t == NULL ? NULL : drill_new(node, r, site, (unsigned)rate);
-    if (d == NULL || load_table(node, t) != 0) {
-        free(t);
-        if (d != NULL) {
-            abort_early(d, 500, "cannot read the site table");
-        } else {
-            tandem_route_error(node, r, 500, "out of memory");
-        }
+    struct drill *d = drill_new(b, reply, site, rate);
+    if (d == NULL) {
+        return;
+    }
+    struct tandem_site_table *t = tandem_bcp_table_load(b);
+    if (t == NULL) {
+        abort_early(d, 500, "cannot read the site table");
         return;
     }
     int rv = preflight_local(d, t, why);
@@ -849,15 +942,5 @@ void tandem_bcp_drill_start(struct tandem_node *node, struct tandem_http_request
         abort_early(d, 409, why);
         return;
     }
-    active_drill = d;
-    event(d, "drill started");
-    d->call_pending = true;
-    if (tandem_bcp_call(&node->bcp, node->self.api, "GET", "/v1/bcp/status", NULL, NULL, 5000,
-                        preflight_cb, d) != 0) {
-        active_drill = NULL;
-        abort_early(d, 500, "cannot ask the leader for replication lag");
-        return;
-    }
-    uv_timer_start(&d->probe_timer, probe_tick, 1000 / (uint64_t)rate, 1000 / (uint64_t)rate);
-    uv_timer_start(&d->step_timer, step_tick_end, STEP_POLL_MS, STEP_POLL_MS);
+    drill_begin(d);
 }

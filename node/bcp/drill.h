@@ -6,6 +6,10 @@
 
 #include <jansson.h>
 
+#include "node/bcp/reply.h"
+#include "node/bcp/runtime.h"
+#include "node/bcp/step.h"
+
 #define TANDEM_DRILL_RATE_DEFAULT      50 /* probe writes per second */
 #define TANDEM_DRILL_RATE_MAX          500
 #define TANDEM_DRILL_PROBES_MAX        10000 /* probe writes in one drill; the writer stops here */
@@ -17,11 +21,32 @@
 #define TANDEM_DRILL_DIGEST_TIMEOUT_MS 10000 /* live nodes must reach the same applied index */
 #define TANDEM_DRILL_TIMELINE_MAX      64
 
-struct tandem_node;
-struct tandem_http_request;
+/* A drill's steps, in the order a drill that goes well takes them. A failure after the invoke
+ * still revokes; any other failure drains the probe writer and stores the report. */
+enum tandem_drill_step {
+    TANDEM_DRILL_PREFLIGHT,
+    TANDEM_DRILL_WARMUP,
+    TANDEM_DRILL_INVOKE,
+    TANDEM_DRILL_TAKEOVER,
+    TANDEM_DRILL_DIGEST_AFTER_INVOKE,
+    TANDEM_DRILL_HOLD,
+    TANDEM_DRILL_REVOKE,
+    TANDEM_DRILL_FAILBACK,
+    TANDEM_DRILL_COOLDOWN,
+    TANDEM_DRILL_DRAIN,
+    TANDEM_DRILL_DIGEST_AFTER_REVOKE,
+    TANDEM_DRILL_VERIFY,
+    TANDEM_DRILL_STORE,
+    TANDEM_DRILL_DONE,
+    TANDEM_DRILL_STEPS,
+};
 
-/* Runs a drill for body {"site", "dry_run"?, "rate"?} and answers r with its report (or, dry,
- * with the plan). One drill per node at a time (409 otherwise). */
-void tandem_bcp_drill_start(struct tandem_node *node, struct tandem_http_request *r, json_t *body);
+/* The drill's allowed moves. */
+extern const struct tandem_bcp_steps tandem_drill_steps;
+
+/* Runs a drill for body {"site", "dry_run"?, "rate"?} and answers reply with its report (or,
+ * dry, with the plan). One drill per node at a time (409 otherwise). */
+void tandem_bcp_drill_start(struct tandem_bcp *b, const struct tandem_bcp_reply *reply,
+                            json_t *body);
 
 #endif

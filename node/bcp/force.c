@@ -7,19 +7,34 @@
 #include <string.h>
 
 #include "consensus/recover.h"
+#include "node/bcp/force.h"
+#include "node/bcp/step.h"
 #include "node/log.h"
-#include "node/node.h"
-#include "node/api/api.h"
+#include "storage/assert.h"
 #include "storage/error.h"
 
 #define FORCE_POLL_TIMEOUT_MS     1500 /* a member that cannot answer its status is lost */
 #define FORCE_INSTRUCT_TIMEOUT_MS 5000
 
-enum force_phase { FORCE_POLL, FORCE_SEED, FORCE_JOINERS };
+/* Polling every member; then instructing the chosen seed; then the other survivors; then
+ * waiting for their answers before the report. */
+enum force_phase { FORCE_POLL, FORCE_SEED, FORCE_JOINERS, FORCE_REPORT, FORCE_PHASES };
+
+static const char *const phase_names[FORCE_PHASES] = {"poll", "seed", "joiners", "report"};
+
+static const unsigned phase_moves[FORCE_PHASES] = {
+    [FORCE_POLL] = TANDEM_BCP_STEP_BIT(FORCE_SEED),
+    [FORCE_SEED] = TANDEM_BCP_STEP_BIT(FORCE_JOINERS),
+    [FORCE_JOINERS] = TANDEM_BCP_STEP_BIT(FORCE_REPORT),
+    [FORCE_REPORT] = 0,
+};
+
+static const struct tandem_bcp_steps force_phases = {"forced failover", phase_names, phase_moves,
+                                                     FORCE_PHASES};
 
 struct force {
-    struct tandem_node *node;
-    struct tandem_http_request *r;
+    struct tandem_bcp *bcp;        /* borrowed */
+    struct tandem_bcp_reply reply; /* answered once, when the force ends */
     char site[TANDEM_SITE_LEN_MAX + 1];
     char reason[128];
     struct tandem_recover_candidate cand[TANDEM_RECOVER_MEMBERS_MAX];
@@ -37,6 +52,20 @@ struct force_call {
     unsigned index;
 };
 
+/* Past the poll a seed is chosen among the members polled, at an epoch above ours. */
+static bool force_ok(const struct force *f)
+{
+    bool decided = f->phase != FORCE_POLL;
+    return f->n <= TANDEM_RECOVER_MEMBERS_MAX &&
+           (!decided || f->seed < 0 || ((unsigned)f->seed < f->n && f->epoch > f->bcp->epoch));
+}
+
+static void force_move(struct force *f, int phase)
+{
+    tandem_bcp_step_move(&force_phases, &f->phase, phase);
+    tandem_assert(force_ok(f));
+}
+
 static void force_free(struct force *f)
 {
     json_decref(f->instructed);
@@ -45,7 +74,7 @@ static void force_free(struct force *f)
 
 static bool self_index(const struct force *f, unsigned i)
 {
-    return strcmp(f->cand[i].member.name, f->node->self.name) == 0;
+    return strcmp(f->cand[i].member.name, f->bcp->env.self->name) == 0;
 }
 
 static uint64_t json_u64(json_t *object, const char *name)
@@ -82,13 +111,13 @@ static void poll_cb(void *data, int status, int http_status, const char *body, s
 
 static void poll_self(struct force *f, unsigned i)
 {
-    struct raft *r = &f->node->raft.raft;
+    struct raft *r = &f->bcp->env.raft->raft;
     struct tandem_recover_candidate *c = &f->cand[i];
     c->reachable = true;
     c->term = raft_current_term(r);
     c->last_index = raft_last_index(r);
     c->commit_index = raft_commit_index(r);
-    c->epoch = f->node->epoch;
+    c->epoch = f->bcp->epoch;
     snprintf(f->state[i], sizeof f->state[i], "%s",
              raft_state(r) == RAFT_LEADER ? "leader" : "follower");
 }
@@ -96,7 +125,7 @@ static void poll_self(struct force *f, unsigned i)
 /* Starts polling every member of our configuration; the decision follows the last answer. */
 static int force_poll(struct force *f)
 {
-    const struct raft_configuration *conf = &f->node->raft.raft.configuration;
+    const struct raft_configuration *conf = &f->bcp->env.raft->raft.configuration;
     char errmsg[TANDEM_ERRMSG_SIZE];
     f->pending = 1; /* held until every poll is sent */
     for (unsigned i = 0; i < conf->n && f->n < TANDEM_RECOVER_MEMBERS_MAX; i++) {
@@ -117,7 +146,7 @@ static int force_poll(struct force *f)
         call->f = f;
         call->index = index;
         f->pending++;
-        if (tandem_bcp_call(&f->node->bcp, c->member.api, "GET", "/v1/status", NULL, NULL,
+        if (tandem_bcp_call(f->bcp, c->member.api, "GET", "/v1/status", NULL, NULL,
                             FORCE_POLL_TIMEOUT_MS, poll_cb, call) != 0) {
             f->pending--;
             free(call);
@@ -137,22 +166,22 @@ static int force_refuse(struct force *f)
         const struct tandem_recover_candidate *c = &f->cand[i];
         site_known |= strcmp(c->member.site, f->site) == 0;
         if (c->reachable && strcmp(f->state[i], "leader") == 0) {
-            tandem_route_error(f->node, f->r, 409,
-                               "%s is leader: quorum is not lost, use a planned invoke",
-                               c->member.name);
+            tandem_bcp_reply_error(&f->reply, 409,
+                                   "%s is leader: quorum is not lost, use a planned invoke",
+                                   c->member.name);
             return -1;
         }
         if (c->reachable && strcmp(c->member.site, f->site) == 0) {
-            tandem_route_error(f->node, f->r, 409,
-                               "%s of site %s answers: the site is not lost, so forcing would "
-                               "split the cluster; use a planned invoke once quorum is back",
-                               c->member.name, f->site);
+            tandem_bcp_reply_error(&f->reply, 409,
+                                   "%s of site %s answers: the site is not lost, so forcing would "
+                                   "split the cluster; use a planned invoke once quorum is back",
+                                   c->member.name, f->site);
             return -1;
         }
     }
     if (!site_known) {
-        tandem_route_error(f->node, f->r, 404, "no member of site %s in the configuration",
-                           f->site);
+        tandem_bcp_reply_error(&f->reply, 404, "no member of site %s in the configuration",
+                               f->site);
         return -1;
     }
     return 0;
@@ -163,13 +192,14 @@ static void force_decide(struct force *f)
     if (f->phase != FORCE_POLL) {
         return;
     }
+    tandem_assert(f->pending == 0);
     if (force_refuse(f) != 0) {
         force_free(f);
         return;
     }
     f->seed = tandem_recover_choose(f->cand, f->n, f->site);
     if (f->seed < 0) {
-        tandem_route_error(f->node, f->r, 503, "no surviving member answers");
+        tandem_bcp_reply_error(&f->reply, 503, "no surviving member answers");
         force_free(f);
         return;
     }
@@ -184,7 +214,7 @@ static void force_decide(struct force *f)
                "), new epoch %" PRIu64,
                f->site, f->cand[f->seed].member.name, f->cand[f->seed].term,
                f->cand[f->seed].last_index, f->epoch);
-    f->phase = FORCE_SEED;
+    force_move(f, FORCE_SEED);
     force_instruct_next(f);
 }
 
@@ -225,6 +255,8 @@ static void instruct_cb(void *data, int status, int http_status, const char *bod
 {
     struct force_call *call = data;
     struct force *f = call->f;
+    tandem_assert(f->pending > 0);
+    tandem_assert(f->phase == FORCE_JOINERS || f->phase == FORCE_REPORT);
     bool ok = status == 0 && (http_status == 202 || http_status == 200);
     char error[TANDEM_ERRMSG_SIZE];
     snprintf(error, sizeof error, "%s%.*s", status != 0 ? uv_strerror(status) : "",
@@ -234,8 +266,8 @@ static void instruct_cb(void *data, int status, int http_status, const char *bod
     free(call);
     if (seed && !ok) {
         /* Nothing changed anywhere yet: the joiners are only told after the seed accepted. */
-        tandem_route_error(f->node, f->r, 502, "the chosen survivor %s refused to recover: %s",
-                           f->cand[f->seed].member.name, error);
+        tandem_bcp_reply_error(&f->reply, 502, "the chosen survivor %s refused to recover: %s",
+                               f->cand[f->seed].member.name, error);
         force_free(f);
         return;
     }
@@ -250,14 +282,14 @@ static int instruct(struct force *f, unsigned i)
     bool seed = (int)i == f->seed;
     char *body = seed ? plan_body(f) : NULL;
     snprintf(reseed, sizeof reseed, "{\"epoch\":%" PRIu64 ",\"cluster_id\":\"%s\",\"force\":true}",
-             f->epoch, f->node->config->cluster_id);
+             f->epoch, f->bcp->env.config->cluster_id);
     struct force_call *call = calloc(1, sizeof *call);
     int rv = call == NULL || (seed && body == NULL) ? UV_ENOMEM : 0;
     if (rv == 0) {
         call->f = f;
         call->index = i;
         f->pending++;
-        rv = tandem_bcp_call(&f->node->bcp, f->cand[i].member.api, "POST",
+        rv = tandem_bcp_call(f->bcp, f->cand[i].member.api, "POST",
                              seed ? "/v1/node/recover" : "/v1/node/reseed", NULL,
                              seed ? body : reseed, FORCE_INSTRUCT_TIMEOUT_MS, instruct_cb, call);
         if (rv != 0) {
@@ -305,7 +337,7 @@ static void force_report(struct force *f)
                                         "entries they committed after the survivors last heard "
                                         "from them may be lost, and their number is unknown"));
     }
-    tandem_route_jansson(f->node, f->r, 200, body);
+    tandem_bcp_reply_json(&f->reply, 200, body);
 }
 
 /* Runs the local part after the answer: this node restarts as the seed or as a joiner. */
@@ -332,16 +364,16 @@ static void force_self(struct force *f)
                         (int)j == f->seed ? TANDEM_ROLE_VOTER : TANDEM_ROLE_STANDBY;
                 }
             }
-            int rv = tandem_recover_plan_write(f->node->config->data_dir, plan, errmsg);
+            int rv = tandem_recover_plan_write(f->bcp->env.config->data_dir, plan, errmsg);
             free(plan);
             if (rv != 0) {
                 tandem_log(TANDEM_LOG_ERROR, "forced failover: %s", errmsg);
                 return;
             }
-            tandem_bcp_restart(&f->node->bcp, "forced failover: raft_recover as the seed");
-        } else if (tandem_recover_write_u64(f->node->config->data_dir, TANDEM_RESEED_FILE, f->epoch,
-                                            errmsg) == 0) {
-            tandem_bcp_restart(&f->node->bcp, "forced failover: re-seed from the seed");
+            tandem_bcp_restart(f->bcp, "forced failover: raft_recover as the seed");
+        } else if (tandem_recover_write_u64(f->bcp->env.config->data_dir, TANDEM_RESEED_FILE,
+                                            f->epoch, errmsg) == 0) {
+            tandem_bcp_restart(f->bcp, "forced failover: re-seed from the seed");
         } else {
             tandem_log(TANDEM_LOG_ERROR, "forced failover: %s", errmsg);
         }
@@ -352,18 +384,18 @@ static void force_self(struct force *f)
 static void force_instruct_next(struct force *f)
 {
     if (f->phase == FORCE_SEED) {
-        f->phase = FORCE_JOINERS;
+        force_move(f, FORCE_JOINERS);
         if (!self_index(f, (unsigned)f->seed)) {
             if (instruct(f, (unsigned)f->seed) != 0) {
-                tandem_route_error(f->node, f->r, 502, "cannot reach the chosen survivor %s",
-                                   f->cand[f->seed].member.name);
+                tandem_bcp_reply_error(&f->reply, 502, "cannot reach the chosen survivor %s",
+                                       f->cand[f->seed].member.name);
                 force_free(f);
             }
             return;
         }
     }
     if (f->phase == FORCE_JOINERS) {
-        f->phase = FORCE_JOINERS + 1;
+        force_move(f, FORCE_REPORT);
         f->pending = 1;
         for (unsigned i = 0; i < f->n; i++) {
             if (survivor(f, i) && (int)i != f->seed && !self_index(f, i)) {
@@ -379,27 +411,27 @@ static void force_instruct_next(struct force *f)
     force_free(f);
 }
 
-void tandem_bcp_force_invoke(struct tandem_node *node, struct tandem_http_request *r,
+void tandem_bcp_force_invoke(struct tandem_bcp *b, const struct tandem_bcp_reply *reply,
                              const char *site, const char *reason)
 {
     struct force *f = calloc(1, sizeof *f);
     if (f == NULL || (f->instructed = json_array()) == NULL) {
         free(f);
-        tandem_route_error(node, r, 500, "out of memory");
+        tandem_bcp_reply_error(reply, 500, "out of memory");
         return;
     }
-    f->node = node;
-    f->r = r;
+    f->bcp = b;
+    f->reply = *reply;
     f->seed = -1;
     snprintf(f->site, sizeof f->site, "%s", site);
     snprintf(f->reason, sizeof f->reason, "%s", reason);
-    if (raft_state(&node->raft.raft) == RAFT_LEADER) {
-        tandem_route_error(node, r, 409, "this node is the leader: quorum is not lost");
+    if (raft_state(&b->env.raft->raft) == RAFT_LEADER) {
+        tandem_bcp_reply_error(reply, 409, "this node is the leader: quorum is not lost");
         force_free(f);
         return;
     }
     if (force_poll(f) != 0) {
-        tandem_route_error(node, r, 500, "out of memory");
-        f->phase = FORCE_SEED; /* late poll answers must not decide */
+        tandem_bcp_reply_error(reply, 500, "out of memory");
+        force_move(f, FORCE_SEED); /* late poll answers must not decide */
     }
 }

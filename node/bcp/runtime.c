@@ -12,8 +12,8 @@
 #include "consensus/recover.h"
 #include "consensus/transport.h"
 #include "node/log.h"
-#include "node/node.h"
 #include "replication/bcp/sites.h"
+#include "storage/assert.h"
 #include "storage/error.h"
 
 /* ---- clients and one-shot calls ---- */
@@ -39,14 +39,15 @@ static int url_split(const char *url, char *host, size_t host_size, int *port)
     return tandem_hostport_split(hostport, host, host_size, port);
 }
 
+static void closed_one(struct tandem_bcp *b);
+
 static void client_closed_cb(struct tandem_httpc *c)
 {
     struct tandem_bcp *b = c->data;
     free(c);
+    tandem_assert(b->clients_open > 0);
     b->clients_open--;
-    if (b->closing && b->clients_open == 0 && b->handles_open == 0 && b->close_cb != NULL) {
-        b->close_cb(b);
-    }
+    closed_one(b);
 }
 
 static struct tandem_httpc *client_for(struct tandem_bcp *b, const char *base_url)
@@ -71,7 +72,7 @@ static struct tandem_httpc *client_for(struct tandem_bcp *b, const char *base_ur
     if (c == NULL) {
         return NULL;
     }
-    if (tandem_httpc_init(c, b->node->loop, host, port, TANDEM_BCP_CLIENT_CONNECTIONS, 0) != 0) {
+    if (tandem_httpc_init(c, b->env.loop, host, port, TANDEM_BCP_CLIENT_CONNECTIONS, 0) != 0) {
         free(c);
         return NULL;
     }
@@ -126,7 +127,7 @@ int tandem_bcp_call(struct tandem_bcp *b, const char *base_url, const char *meth
 
 static uint64_t bcp_now(struct tandem_bcp *b)
 {
-    return uv_now(b->node->loop);
+    return uv_now(b->env.loop);
 }
 
 static struct tandem_bcp_peer *peer_find(struct tandem_bcp *b, const char *name)
@@ -141,11 +142,11 @@ static struct tandem_bcp_peer *peer_find(struct tandem_bcp *b, const char *name)
 
 bool tandem_bcp_reachable(struct tandem_bcp *b, const char *name)
 {
-    if (strcmp(name, b->node->self.name) == 0) {
+    if (strcmp(name, b->env.self->name) == 0) {
         return true;
     }
     struct tandem_bcp_peer *p = peer_find(b, name);
-    return p != NULL && bcp_now(b) - p->last_ok_ms < b->node->config->site_down_after_ms;
+    return p != NULL && bcp_now(b) - p->last_ok_ms < b->env.config->site_down_after_ms;
 }
 
 static void fence(struct tandem_bcp *b, uint64_t epoch, const char *by);
@@ -158,8 +159,8 @@ static void probe_epoch(struct tandem_bcp_peer *p, const struct tandem_httpc_res
     json_t *epoch = json_object_get(root, "epoch");
     const char *cluster = json_string_value(json_object_get(root, "cluster_id"));
     if (json_is_integer(epoch) && cluster != NULL &&
-        strcmp(cluster, p->bcp->node->config->cluster_id) == 0 &&
-        (uint64_t)json_integer_value(epoch) > p->bcp->node->epoch) {
+        strcmp(cluster, p->bcp->env.config->cluster_id) == 0 &&
+        (uint64_t)json_integer_value(epoch) > p->bcp->epoch) {
         fence(p->bcp, (uint64_t)json_integer_value(epoch), p->name);
     }
     json_decref(root);
@@ -178,7 +179,7 @@ static void probe_cb(struct tandem_httpc_request *req, int status,
 
 static void peer_probe(struct tandem_bcp *b, struct tandem_bcp_peer *p)
 {
-    unsigned down = b->node->config->site_down_after_ms;
+    unsigned down = b->env.config->site_down_after_ms;
     unsigned interval =
         down / 6 > TANDEM_BCP_PROBE_INTERVAL_MIN_MS ? down / 6 : TANDEM_BCP_PROBE_INTERVAL_MIN_MS;
     uint64_t now = bcp_now(b);
@@ -203,7 +204,7 @@ static void peer_probe(struct tandem_bcp *b, struct tandem_bcp_peer *p)
  * left the configuration is dropped once its probe finished. */
 static void peers_sync(struct tandem_bcp *b)
 {
-    const struct raft_configuration *conf = &b->node->raft.raft.configuration;
+    const struct raft_configuration *conf = &b->env.raft->raft.configuration;
     char errmsg[TANDEM_ERRMSG_SIZE];
     for (unsigned i = 0; i < TANDEM_BCP_PEERS_MAX; i++) {
         b->peers[i].seen = false;
@@ -211,7 +212,7 @@ static void peers_sync(struct tandem_bcp *b)
     for (unsigned i = 0; i < conf->n; i++) {
         struct tandem_member m;
         if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0 ||
-            strcmp(m.name, b->node->self.name) == 0) {
+            strcmp(m.name, b->env.self->name) == 0) {
             continue;
         }
         struct tandem_bcp_peer *p = peer_find(b, m.name);
@@ -245,11 +246,11 @@ static void peers_sync(struct tandem_bcp *b)
 
 static void fence(struct tandem_bcp *b, uint64_t epoch, const char *by)
 {
-    struct tandem_node *node = b->node;
     char errmsg[TANDEM_ERRMSG_SIZE];
-    if (!node->fenced) {
-        node->fenced = true;
-        if (tandem_recover_write_u64(node->config->data_dir, TANDEM_FENCED_FILE, epoch, errmsg) !=
+    tandem_assert(epoch > b->epoch);
+    if (!b->fenced) {
+        b->fenced = true;
+        if (tandem_recover_write_u64(b->env.config->data_dir, TANDEM_FENCED_FILE, epoch, errmsg) !=
             0) {
             tandem_log(TANDEM_LOG_WARN, "fenced marker: %s", errmsg);
         }
@@ -260,22 +261,22 @@ static void fence(struct tandem_bcp *b, uint64_t epoch, const char *by)
                    "fenced: cluster is at epoch %" PRIu64 " and this node at %" PRIu64
                    " (learnt from %s); serving no reads or writes until re-seeded (tandemctl "
                    "member rejoin %s)",
-                   epoch, node->epoch, by, node->self.name);
+                   epoch, b->epoch, by, b->env.self->name);
     }
 }
 
 static void fenced_check(struct tandem_bcp *b)
 {
     struct tandem_transport_stats stats;
-    tandem_transport_stats(&b->node->raft.transport, &stats);
-    if (stats.epoch_newest_seen > b->node->epoch) {
+    tandem_transport_stats(&b->env.raft->transport, &stats);
+    if (stats.epoch_newest_seen > b->epoch) {
         fence(b, stats.epoch_newest_seen, "the raft transport");
     }
 }
 
 static void sample(struct tandem_bcp *b)
 {
-    struct raft *r = &b->node->raft.raft;
+    struct raft *r = &b->env.raft->raft;
     if (raft_state(r) != RAFT_LEADER) {
         b->sample_count = 0;
         return;
@@ -291,7 +292,7 @@ static void sample(struct tandem_bcp *b)
 /* Age of the oldest entry a member with this match index lacks; -1 when unknown. */
 static int64_t lag_ms(struct tandem_bcp *b, uint64_t match)
 {
-    struct raft *r = &b->node->raft.raft;
+    struct raft *r = &b->env.raft->raft;
     if (match >= raft_last_index(r)) {
         return 0;
     }
@@ -311,7 +312,7 @@ static int64_t lag_ms(struct tandem_bcp *b, uint64_t match)
 /* See tandem_site_config_stuck: checked on every node, leader or not. */
 static void config_check(struct tandem_bcp *b)
 {
-    struct raft *r = &b->node->raft.raft;
+    struct raft *r = &b->env.raft->raft;
     if (!tandem_site_config_stuck(r)) {
         return;
     }
@@ -328,7 +329,7 @@ static void config_check(struct tandem_bcp *b)
 static void tick_cb(uv_timer_t *timer)
 {
     struct tandem_bcp *b = timer->data;
-    if (b->node->stopping) {
+    if (b->closing) {
         return;
     }
     config_check(b);
@@ -339,15 +340,22 @@ static void tick_cb(uv_timer_t *timer)
 
 /* ---- site controller glue ---- */
 
-static int load_table(struct tandem_node *node, struct tandem_site_table *t)
+struct tandem_site_table *tandem_bcp_table_load(struct tandem_bcp *b)
 {
+    struct tandem_store *store = b->env.store;
+    struct tandem_site_table *t = malloc(sizeof *t);
     MDB_txn *txn;
-    if (tandem_store_commit(&node->store) != 0 || tandem_store_read_txn(&node->store, &txn) != 0) {
-        return -1;
+    if (t == NULL || tandem_store_commit(store) != 0 || tandem_store_read_txn(store, &txn) != 0) {
+        free(t);
+        return NULL;
     }
-    int rv = tandem_sites_load(&node->store, txn, t);
+    int rv = tandem_sites_load(store, txn, t);
     mdb_txn_abort(txn);
-    return rv == 0 ? 0 : -1;
+    if (rv != 0) {
+        free(t);
+        return NULL;
+    }
+    return t;
 }
 
 static bool site_reported(struct tandem_bcp *b, const char *site)
@@ -365,7 +373,7 @@ static void gather_member(struct tandem_bcp *b, const struct tandem_site_table *
 {
     struct tandem_member m;
     char errmsg[TANDEM_ERRMSG_SIZE];
-    struct raft *r = &b->node->raft.raft;
+    struct raft *r = &b->env.raft->raft;
     raft_index match = 0;
     memset(out, 0, sizeof *out);
     if (tandem_member_address_parse(server->address, &m, errmsg) != 0) {
@@ -378,7 +386,7 @@ static void gather_member(struct tandem_bcp *b, const struct tandem_site_table *
     out->id = server->id;
     out->role = tandem_raft_role_from_raft(server->role);
     out->home_role = home == NULL ? -1 : home->role;
-    out->self = server->id == b->node->raft.id;
+    out->self = server->id == b->env.raft->id;
     out->reachable = tandem_bcp_reachable(b, out->name);
     bool known = raft_state(r) == RAFT_LEADER && raft_match_index(r, server->id, &match) == 0;
     /* match 0 means the leader has not heard from it since it took over: not caught up. */
@@ -407,14 +415,13 @@ static void reports_refresh(struct tandem_bcp *b, const struct tandem_site_plan_
 static int gather_cb(struct tandem_site_controller *c, struct tandem_site_plan_input *in)
 {
     struct tandem_bcp *b = c->data;
-    struct tandem_node *node = b->node;
-    const struct raft_configuration *conf = &node->raft.raft.configuration;
-    if (node->fenced) {
+    const struct tandem_config *config = b->env.config;
+    const struct raft_configuration *conf = &b->env.raft->raft.configuration;
+    if (b->fenced) {
         return -1; /* a fenced leader leads an old configuration: it decides nothing */
     }
-    struct tandem_site_table *t = malloc(sizeof *t);
-    if (t == NULL || load_table(node, t) != 0) {
-        free(t);
+    struct tandem_site_table *t = tandem_bcp_table_load(b);
+    if (t == NULL) {
         return -1;
     }
     memset(in, 0, sizeof *in);
@@ -434,15 +441,15 @@ static int gather_cb(struct tandem_site_controller *c, struct tandem_site_plan_i
     const struct tandem_site *forced = tandem_site_table_find(t, b->forced_site);
     if (b->forced_site[0] != '\0' && forced != NULL && forced->state == TANDEM_SITE_INVOKED) {
         char errmsg[TANDEM_ERRMSG_SIZE];
-        (void)tandem_recover_file_remove(node->config->data_dir, TANDEM_FORCED_FILE, errmsg);
+        (void)tandem_recover_file_remove(config->data_dir, TANDEM_FORCED_FILE, errmsg);
         b->forced_site[0] = '\0';
     }
     snprintf(in->preferred_site, sizeof in->preferred_site, "%s", t->preferred_site);
     in->preferred_set = t->preferred_set;
     snprintf(in->config_preferred_site, sizeof in->config_preferred_site, "%s",
-             node->config->preferred_site);
+             config->preferred_site);
     snprintf(in->forced_site, sizeof in->forced_site, "%s", b->forced_site);
-    in->auto_bcp = node->config->auto_bcp;
+    in->auto_bcp = config->auto_bcp;
     free(t);
     return 0;
 }
@@ -481,7 +488,7 @@ static void proposal_cb(struct tandem_write *w, int status, struct tandem_result
     }
     if (outcome == 0 && p->action.kind == TANDEM_SITE_ACTION_INVOKE && p->action.force) {
         char errmsg[TANDEM_ERRMSG_SIZE];
-        (void)tandem_recover_file_remove(b->node->config->data_dir, TANDEM_FORCED_FILE, errmsg);
+        (void)tandem_recover_file_remove(b->env.config->data_dir, TANDEM_FORCED_FILE, errmsg);
         b->forced_site[0] = '\0';
     }
     p->done(p->controller, outcome);
@@ -491,7 +498,7 @@ static void proposal_cb(struct tandem_write *w, int status, struct tandem_result
 /* Records the current role of every member without a home record. */
 static void build_homes(struct tandem_bcp *b, struct proposal *p)
 {
-    const struct raft_configuration *conf = &b->node->raft.raft.configuration;
+    const struct raft_configuration *conf = &b->env.raft->raft.configuration;
     const struct tandem_site_plan_input *in = p->controller->input;
     char errmsg[TANDEM_ERRMSG_SIZE];
     tandem__member_home_set__init(&p->homes);
@@ -555,6 +562,25 @@ static void build_decision(struct proposal *p)
     p->command.site_decision = &p->decision;
 }
 
+/* The site change a controller action proposes, or -1 when it proposes something else. */
+static int site_change_of(int kind)
+{
+    static const struct {
+        int kind, change;
+    } changes[] = {
+        {TANDEM_SITE_ACTION_REGISTER, TANDEM_SITE_REGISTER},
+        {TANDEM_SITE_ACTION_PREFER, TANDEM_SITE_PREFER},
+        {TANDEM_SITE_ACTION_INVOKE, TANDEM_SITE_INVOKE},
+        {TANDEM_SITE_ACTION_RECOVERED, TANDEM_SITE_RECOVERED},
+    };
+    for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
+        if (changes[i].kind == kind) {
+            return changes[i].change;
+        }
+    }
+    return -1;
+}
+
 static int propose_cb(struct tandem_site_controller *c, const struct tandem_site_action *a,
                       tandem_site_done_fn done)
 {
@@ -569,26 +595,14 @@ static int propose_cb(struct tandem_site_controller *c, const struct tandem_site
     tandem__command__init(&p->command);
     bool automatic = a->kind == TANDEM_SITE_ACTION_INVOKE && !a->force;
     snprintf(p->by, sizeof p->by, "%s:%s",
-             a->force ? "forced" : (automatic ? "auto" : "controller"), b->node->self.name);
-    switch (a->kind) {
-        case TANDEM_SITE_ACTION_REGISTER:
-            build_update(p, TANDEM_SITE_REGISTER);
-            break;
-        case TANDEM_SITE_ACTION_PREFER:
-            build_update(p, TANDEM_SITE_PREFER);
-            break;
-        case TANDEM_SITE_ACTION_INVOKE:
-            build_update(p, TANDEM_SITE_INVOKE);
-            break;
-        case TANDEM_SITE_ACTION_RECOVERED:
-            build_update(p, TANDEM_SITE_RECOVERED);
-            break;
-        case TANDEM_SITE_ACTION_RECORD_HOMES:
-            build_homes(b, p);
-            break;
-        default:
-            build_decision(p);
-            break;
+             a->force ? "forced" : (automatic ? "auto" : "controller"), b->env.self->name);
+    int change = site_change_of(a->kind);
+    if (change >= 0) {
+        build_update(p, change);
+    } else if (a->kind == TANDEM_SITE_ACTION_RECORD_HOMES) {
+        build_homes(b, p);
+    } else {
+        build_decision(p);
     }
     if (p->command.body_case == TANDEM__COMMAND__BODY_MEMBER_HOME_SET && p->homes.n_members == 0) {
         free(p);
@@ -597,7 +611,7 @@ static int propose_cb(struct tandem_site_controller *c, const struct tandem_site
     p->write.command = &p->command;
     p->write.data = p;
     p->write.cb = proposal_cb;
-    if (tandem_proposer_write(&b->node->proposer, &p->write) != 0) {
+    if (tandem_proposer_write(b->env.proposer, &p->write) != 0) {
         free(p);
         return -1;
     }
@@ -625,12 +639,12 @@ struct node_lag {
 static json_t *node_json(struct tandem_bcp *b, const char *name, int role, int home_role,
                          uint64_t id, bool in_config, struct node_lag *lag)
 {
-    struct raft *r = &b->node->raft.raft;
+    struct raft *r = &b->env.raft->raft;
     raft_index match = 0;
     lag->entries = lag->ms = -1;
     bool leader = raft_state(r) == RAFT_LEADER;
     if (in_config && leader && raft_match_index(r, id, &match) == 0) {
-        if (id == b->node->raft.id) {
+        if (id == b->env.raft->id) {
             match = raft_last_index(r);
         }
         raft_index last = raft_last_index(r);
@@ -662,7 +676,7 @@ static void lag_max(struct node_lag *site, const struct node_lag *n)
 static json_t *site_nodes(struct tandem_bcp *b, const struct tandem_site_table *t, const char *site,
                           struct node_lag *site_lag)
 {
-    const struct raft_configuration *conf = &b->node->raft.raft.configuration;
+    const struct raft_configuration *conf = &b->env.raft->raft.configuration;
     json_t *nodes = json_array();
     char errmsg[TANDEM_ERRMSG_SIZE];
     struct node_lag lag;
@@ -682,7 +696,7 @@ static json_t *site_nodes(struct tandem_bcp *b, const struct tandem_site_table *
     for (unsigned i = 0; nodes != NULL && i < t->n_homes; i++) {
         struct tandem_member m;
         if (strcmp(t->homes[i].site, site) != 0 ||
-            tandem_raft_member_by_name(&b->node->raft, t->homes[i].name, &m, NULL) == 0) {
+            tandem_raft_member_by_name(b->env.raft, t->homes[i].name, &m, NULL) == 0) {
             continue;
         }
         json_array_append_new(nodes,
@@ -708,7 +722,7 @@ static json_t *site_entry(struct tandem_bcp *b, const struct tandem_site_table *
 
 static json_t *sites_json(struct tandem_bcp *b, const struct tandem_site_table *t)
 {
-    const struct raft_configuration *conf = &b->node->raft.raft.configuration;
+    const struct raft_configuration *conf = &b->env.raft->raft.configuration;
     json_t *sites = json_array();
     char errmsg[TANDEM_ERRMSG_SIZE];
     for (unsigned i = 0; sites != NULL && i < t->n_sites; i++) {
@@ -743,32 +757,37 @@ static const char *busy_name(int busy)
     return busy >= 0 && busy <= TANDEM_SITE_TRANSFERRING ? names[busy] : "unknown";
 }
 
+json_t *tandem_bcp_leader_json(struct tandem_bcp *b)
+{
+    struct tandem_member leader;
+    if (tandem_raft_leader(b->env.raft, &leader) != 0) {
+        return json_null();
+    }
+    return json_pack("{s:s,s:s,s:s}", "name", leader.name, "api", leader.api, "site", leader.site);
+}
+
 json_t *tandem_bcp_status_json(struct tandem_bcp *b, MDB_txn *txn)
 {
-    struct tandem_node *node = b->node;
-    struct tandem_member leader;
+    const struct tandem_config *config = b->env.config;
     struct tandem_site_table *t = malloc(sizeof *t);
-    if (t == NULL || tandem_sites_load(&node->store, txn, t) != 0) {
+    if (t == NULL || tandem_sites_load(b->env.store, txn, t) != 0) {
         free(t);
         return NULL;
     }
-    json_t *decisions = tandem_sites_decisions_json(&node->store, txn, TANDEM_BCP_DECISIONS_SHOWN);
-    json_t *leader_json = tandem_raft_leader(&node->raft, &leader) == 0
-                              ? json_pack("{s:s,s:s,s:s}", "name", leader.name, "api", leader.api,
-                                          "site", leader.site)
-                              : json_null();
+    json_t *decisions = tandem_sites_decisions_json(b->env.store, txn, TANDEM_BCP_DECISIONS_SHOWN);
+    json_t *leader_json = tandem_bcp_leader_json(b);
     json_t *controller =
         json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "state", busy_name(b->controller.busy), "last",
                   b->controller.last, "actions", (json_int_t)b->controller.actions,
                   "transfers_confirmed", (json_int_t)b->controller.transfers_confirmed,
                   "transfers_failed", (json_int_t)b->controller.transfers_failed, "config_repairs",
                   (json_int_t)b->controller.config_repairs);
-    json_t *out = json_pack(
-        "{s:o,s:o,s:s,s:b,s:I,s:I,s:b,s:o,s:o?,s:s,s:s}", "sites", sites_json(b, t), "leader",
-        leader_json, "preferred_site", t->preferred_site, "auto_bcp", node->config->auto_bcp,
-        "site_down_after_ms", (json_int_t)node->config->site_down_after_ms, "epoch",
-        (json_int_t)node->epoch, "fenced", node->fenced, "controller", controller, "decisions",
-        decisions, "node", node->self.name, "mode", node->config->mode);
+    json_t *out =
+        json_pack("{s:o,s:o,s:s,s:b,s:I,s:I,s:b,s:o,s:o?,s:s,s:s}", "sites", sites_json(b, t),
+                  "leader", leader_json, "preferred_site", t->preferred_site, "auto_bcp",
+                  config->auto_bcp, "site_down_after_ms", (json_int_t)config->site_down_after_ms,
+                  "epoch", (json_int_t)b->epoch, "fenced", b->fenced, "controller", controller,
+                  "decisions", decisions, "node", b->env.self->name, "mode", config->mode);
     free(t);
     return out;
 }
@@ -778,8 +797,8 @@ json_t *tandem_bcp_status_json(struct tandem_bcp *b, MDB_txn *txn)
 static void restart_cb(uv_timer_t *timer)
 {
     struct tandem_bcp *b = timer->data;
-    b->node->reexec = true;
-    tandem_node_stop(b->node, 0);
+    tandem_assert(b->restart_pending);
+    b->env.stop(b->env.data, true);
 }
 
 void tandem_bcp_restart(struct tandem_bcp *b, const char *why)
@@ -789,7 +808,13 @@ void tandem_bcp_restart(struct tandem_bcp *b, const char *why)
     }
     b->restart_pending = true;
     tandem_log(TANDEM_LOG_WARN, "restarting in place: %s", why);
-    uv_timer_start(&b->restart_timer, restart_cb, TANDEM_BCP_RESTART_DELAY_MS, 0);
+    int rv = uv_timer_start(&b->restart_timer, restart_cb, TANDEM_BCP_RESTART_DELAY_MS, 0);
+    if (rv != 0) {
+        char errmsg[TANDEM_ERRMSG_SIZE];
+        tandem_error_from_uv(rv, errmsg, "restart timer");
+        tandem_log(TANDEM_LOG_ERROR, "%s: restarting at once", errmsg);
+        b->env.stop(b->env.data, true);
+    }
 }
 
 int tandem_bcp_raft_prepare(const char *data_dir, struct tandem_raft_options *o,
@@ -840,59 +865,115 @@ int tandem_bcp_raft_started(const char *data_dir, struct tandem_recover_plan *pl
 
 /* ---- lifecycle ---- */
 
+/* One of the runtime's handles or clients finished closing. */
+static void closed_one(struct tandem_bcp *b)
+{
+    if (b->closing && b->handles_open == 0 && b->clients_open == 0 && b->close_cb != NULL) {
+        void (*cb)(struct tandem_bcp *) = b->close_cb;
+        b->close_cb = NULL;
+        cb(b);
+    }
+}
+
 static void handle_closed_cb(uv_handle_t *handle)
 {
     struct tandem_bcp *b = handle->data;
+    tandem_assert(b->handles_open > 0);
     b->handles_open--;
-    if (b->handles_open == 0 && b->clients_open == 0 && b->close_cb != NULL) {
-        b->close_cb(b);
-    }
+    closed_one(b);
 }
 
 static void controller_closed_cb(struct tandem_site_controller *c)
 {
     struct tandem_bcp *b = c->data;
+    tandem_assert(b->handles_open > 0);
     b->handles_open--;
-    if (b->handles_open == 0 && b->clients_open == 0 && b->close_cb != NULL) {
-        b->close_cb(b);
-    }
+    closed_one(b);
 }
 
-int tandem_bcp_start(struct tandem_bcp *b, struct tandem_node *node)
+/* The fencing epoch lives beside the raft data; absent means the cluster's first epoch. */
+static uint64_t epoch_load(const char *data_dir)
 {
-    char errmsg[TANDEM_ERRMSG_SIZE];
-    memset(b, 0, sizeof *b);
-    b->node = node;
-    if (strcmp(node->config->mode, "sync") != 0 && strcmp(node->config->mode, "async") != 0) {
-        tandem_log(TANDEM_LOG_ERROR, "option mode: '%s' is neither sync nor async",
-                   node->config->mode);
-        return -1;
+    char path[PATH_MAX + 16];
+    uint64_t epoch = 1;
+    snprintf(path, sizeof path, "%s/epoch", data_dir);
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        if (fscanf(f, "%" SCNu64, &epoch) != 1 || epoch == 0) {
+            epoch = 1;
+        }
+        fclose(f);
     }
-    b->started_ms = uv_now(node->loop);
-    uint64_t fenced_at = tandem_recover_file_u64(node->config->data_dir, TANDEM_FENCED_FILE);
-    if (fenced_at > node->epoch) {
-        node->fenced = true; /* fenced before a restart stays fenced until re-seeded */
+    return epoch;
+}
+
+void tandem_bcp_init(struct tandem_bcp *b, const struct tandem_bcp_env *env)
+{
+    tandem_assert(env->loop != NULL && env->config != NULL && env->raft != NULL);
+    tandem_assert(env->store != NULL && env->proposer != NULL && env->self != NULL);
+    tandem_assert(env->stop != NULL);
+    memset(b, 0, sizeof *b);
+    b->env = *env;
+    b->epoch = epoch_load(env->config->data_dir);
+    tandem_assert(b->epoch > 0);
+}
+
+/* The fenced marker of an earlier process, and a forced failover still to record. */
+static void markers_load(struct tandem_bcp *b)
+{
+    const char *data_dir = b->env.config->data_dir;
+    uint64_t fenced_at = tandem_recover_file_u64(data_dir, TANDEM_FENCED_FILE);
+    if (fenced_at > b->epoch) {
+        b->fenced = true; /* fenced before a restart stays fenced until re-seeded */
         tandem_log(TANDEM_LOG_ERROR,
                    "fenced: cluster is at epoch %" PRIu64 ", this node at %" PRIu64, fenced_at,
-                   node->epoch);
+                   b->epoch);
         b->fenced_logged = true;
     }
-    if (tandem_recover_forced_note(node->config->data_dir, b->forced_site) == 1) {
+    if (tandem_recover_forced_note(data_dir, b->forced_site) == 1) {
         tandem_log(TANDEM_LOG_WARN, "forced failover note: site %s to be recorded as invoked",
                    b->forced_site);
     }
-    if (tandem_site_controller_init(&b->controller, node->loop, &node->raft.raft,
-                                    node->config->election_timeout_ms, gather_cb, propose_cb,
+}
+
+static int timers_start(struct tandem_bcp *b, char *errmsg)
+{
+    int rv = uv_timer_init(b->env.loop, &b->timer);
+    if (rv == 0) {
+        b->handles_open++;
+        rv = uv_timer_init(b->env.loop, &b->restart_timer);
+    }
+    if (rv == 0) {
+        b->handles_open++;
+        b->timer.data = b->restart_timer.data = b;
+        rv = uv_timer_start(&b->timer, tick_cb, TANDEM_BCP_TICK_MS, TANDEM_BCP_TICK_MS);
+    }
+    return rv == 0 ? 0 : tandem_error_from_uv(rv, errmsg, "bcp timers");
+}
+
+int tandem_bcp_start(struct tandem_bcp *b)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    const struct tandem_config *config = b->env.config;
+    tandem_assert(b->handles_open == 0 && !b->closing);
+    if (strcmp(config->mode, "sync") != 0 && strcmp(config->mode, "async") != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "option mode: '%s' is neither sync nor async", config->mode);
+        return -1;
+    }
+    b->started_ms = uv_now(b->env.loop);
+    markers_load(b);
+    if (tandem_site_controller_init(&b->controller, b->env.loop, &b->env.raft->raft,
+                                    config->election_timeout_ms, gather_cb, propose_cb,
                                     controller_log_cb, b) != 0) {
         tandem_log(TANDEM_LOG_ERROR, "site controller: out of memory");
         return -1;
     }
-    uv_timer_init(node->loop, &b->timer);
-    uv_timer_init(node->loop, &b->restart_timer);
-    b->timer.data = b->restart_timer.data = b;
-    uv_timer_start(&b->timer, tick_cb, TANDEM_BCP_TICK_MS, TANDEM_BCP_TICK_MS);
-    b->handles_open = 3;
-    (void)errmsg;
+    b->handles_open = 1; /* the controller */
+    if (timers_start(b, errmsg) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "%s", errmsg);
+        return -1;
+    }
+    tandem_assert(b->handles_open == 3);
     return 0;
 }
 

@@ -10,8 +10,12 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "consensus/raft_node.h"
 #include "consensus/site_controller.h"
+#include "node/config.h"
 #include "node/http/client.h"
+#include "replication/proposer.h"
+#include "storage/store.h"
 
 #define TANDEM_BCP_TICK_MS               50 /* probes, fenced check and lag samples */
 #define TANDEM_BCP_PEERS_MAX             64 /* members probed */
@@ -23,7 +27,19 @@
 #define TANDEM_BCP_RESTART_DELAY_MS      300  /* lets the answer that caused a restart go out */
 #define TANDEM_BCP_DECISIONS_SHOWN       20   /* decisions in /v1/bcp/status */
 
-struct tandem_node;
+/* What the BCP runtime (and the drill, forced failover, rejoin and takeover waits built on it)
+ * borrows from the node that owns it. Every pointer is borrowed and outlives the runtime. */
+struct tandem_bcp_env {
+    uv_loop_t *loop;
+    const struct tandem_config *config;
+    struct tandem_raft *raft;
+    struct tandem_store *store;
+    struct tandem_proposer *proposer;
+    const struct tandem_member *self;
+    /* Stops the node with exit code 0; reexec: the process re-executes tandemd afterwards. */
+    void (*stop)(void *data, bool reexec);
+    void *data; /* the owner's, passed to stop */
+};
 
 struct tandem_bcp_peer {
     char name[TANDEM_NAME_LEN_MAX + 1];
@@ -46,7 +62,9 @@ struct tandem_bcp_sample {
 };
 
 struct tandem_bcp {
-    struct tandem_node *node; /* borrowed */
+    struct tandem_bcp_env env;
+    uint64_t epoch; /* this node's fencing epoch, from the data directory (1 when absent) */
+    bool fenced;    /* a newer epoch was seen: the cluster moved on without this node */
     uv_timer_t timer;
     uv_timer_t restart_timer;
     struct tandem_site_controller controller;
@@ -65,8 +83,10 @@ struct tandem_bcp {
     void (*close_cb)(struct tandem_bcp *b);
 };
 
+/* Takes env (copied) and loads the fencing epoch; before raft starts, which needs the epoch. */
+void tandem_bcp_init(struct tandem_bcp *b, const struct tandem_bcp_env *env);
 /* Starts probes, the fenced check and the site controller. Returns 0 or -1 (logged). */
-int tandem_bcp_start(struct tandem_bcp *b, struct tandem_node *node);
+int tandem_bcp_start(struct tandem_bcp *b);
 void tandem_bcp_close(struct tandem_bcp *b, void (*cb)(struct tandem_bcp *b));
 
 /* The site controller's view right now (the dry-run drill plans with it). Returns 0 or -1. */
@@ -74,6 +94,8 @@ int tandem_bcp_plan_input(struct tandem_bcp *b, struct tandem_site_plan_input *i
 
 /* Whether a member answered a probe within site_down_after_ms (this node: always). */
 bool tandem_bcp_reachable(struct tandem_bcp *b, const char *name);
+/* {"name", "api", "site"} of the leader this node knows, or JSON null. */
+json_t *tandem_bcp_leader_json(struct tandem_bcp *b);
 /* The body of GET /v1/bcp/status, from the applied state in txn. NULL on an LMDB error. */
 json_t *tandem_bcp_status_json(struct tandem_bcp *b, MDB_txn *txn);
 /* Stops the node after TANDEM_BCP_RESTART_DELAY_MS and re-executes tandemd with the same
@@ -101,12 +123,9 @@ int tandem_bcp_call(struct tandem_bcp *b, const char *base_url, const char *meth
                     const char *path, const char *extra_headers, const char *body,
                     unsigned timeout_ms, tandem_bcp_call_cb cb, void *data);
 
-/* Forced failover (node/bcp/force.c), run at a surviving node when quorum is lost: refuses
- * while a leader exists or a node of `site` answers; otherwise raft_recovers the survivor with
- * the longest log into a configuration of the survivors at a new fencing epoch, re-seeds the
- * other survivors, answers r with the report and restarts this node if it is a survivor. */
-struct tandem_http_request;
-void tandem_bcp_force_invoke(struct tandem_node *node, struct tandem_http_request *r,
-                             const char *site, const char *reason);
+/* The applied site table (grouped writes committed first), owned by the caller (free). NULL
+ * after an LMDB error (store's errmsg) or when out of memory. */
+struct tandem_site_table;
+struct tandem_site_table *tandem_bcp_table_load(struct tandem_bcp *b);
 
 #endif

@@ -1,0 +1,349 @@
+/* The node's lifecycle: start (state, raft, proposer, API, BCP runtime on one loop), stop,
+ * fatal, and the group commit that runs once per loop iteration. */
+#include "node/node.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "consensus/recover.h"
+#include "node/log.h"
+#include "storage/assert.h"
+#include "storage/error.h"
+
+static void check_cb(uv_check_t *check)
+{
+    struct tandem_node *node = check->data;
+    /* Group commit: one LMDB commit (one fdatasync) for everything applied within
+     * commit_interval_ms, off the path of the answers already sent. raft's log is the source of
+     * truth: a crash before this commit replays from the stored applied_index. Reads and
+     * snapshots commit first, so they always see every applied entry. raft's tick timer wakes
+     * the loop at least every heartbeat, so an idle node commits within about that long. */
+    uint64_t interval_ns = (uint64_t)node->config->commit_interval_ms * 1000000u;
+    if (tandem_store_commit_due(&node->store, uv_hrtime(), interval_ns) &&
+        tandem_store_commit(&node->store) != 0) {
+        tandem_node_fatal(node, node->store.errmsg);
+        return;
+    }
+    if (node->stopping) {
+        return;
+    }
+    tandem_proposer_flush(&node->proposer);
+}
+
+static void handle_closed(struct tandem_node *node)
+{
+    if (--node->handles_open == 0) {
+        tandem_store_close(&node->store);
+        tandem_log(TANDEM_LOG_INFO, "stopped");
+    }
+}
+
+static void uv_handle_closed_cb(uv_handle_t *handle)
+{
+    handle_closed(handle->data);
+}
+
+static void raft_closed_cb(struct tandem_raft *raft)
+{
+    handle_closed(raft->loop->data);
+}
+
+static void http_closed_cb(struct tandem_http_server *s)
+{
+    handle_closed(s->data);
+}
+
+static void forwarder_closed_cb(struct tandem_forwarder *f)
+{
+    handle_closed(f->node);
+}
+
+static void park_closed_cb(struct tandem_park *p)
+{
+    handle_closed(p->node);
+}
+
+static void leader_watch_closed_cb(struct tandem_leader_watch *w)
+{
+    handle_closed(w->data);
+}
+
+static void bcp_closed_cb(struct tandem_bcp *b)
+{
+    handle_closed(b->env.data);
+}
+
+/* The BCP runtime's way to stop the node (a restart in place sets reexec). */
+static void bcp_stop(void *data, bool reexec)
+{
+    struct tandem_node *node = data;
+    node->reexec = node->reexec || reexec;
+    tandem_node_stop(node, 0);
+}
+
+/* The leader watch's look at raft. */
+static void leader_look(void *data, bool want_leader, struct tandem_leader_view *out)
+{
+    struct tandem_node *node = data;
+    memset(out, 0, sizeof *out);
+    out->leading = raft_state(&node->raft.raft) == RAFT_LEADER;
+    out->leader_known =
+        want_leader && !out->leading && tandem_raft_leader(&node->raft, &out->leader) == 0;
+    out->applied = raft_last_applied(&node->raft.raft);
+}
+
+void tandem_node_stop(struct tandem_node *node, int exit_code)
+{
+    if (node->stopping) {
+        return;
+    }
+    node->stopping = true;
+    node->exit_code = exit_code;
+    tandem_log(TANDEM_LOG_INFO, "stopping");
+    tandem_proposer_fail_queued(&node->proposer, RAFT_SHUTDOWN);
+    node->handles_open = 9;
+    uv_close((uv_handle_t *)&node->sigterm, uv_handle_closed_cb);
+    uv_close((uv_handle_t *)&node->sigint, uv_handle_closed_cb);
+    uv_close((uv_handle_t *)&node->flush_check, uv_handle_closed_cb);
+    tandem_http_server_close(&node->http, http_closed_cb);
+    tandem_forwarder_close(&node->forwarder, forwarder_closed_cb);
+    tandem_leader_watch_close(&node->leader_watch, leader_watch_closed_cb);
+    tandem_park_close(&node->park, park_closed_cb);
+    tandem_bcp_close(&node->bcp, bcp_closed_cb);
+    tandem_raft_close(&node->raft, raft_closed_cb);
+}
+
+void tandem_node_fatal(struct tandem_node *node, const char *what)
+{
+    tandem_log(TANDEM_LOG_ERROR, "fatal: %s; stopping (the raft log replays on restart)", what);
+    /* Poisoned: drop the failed transaction; the next start replays from the last commit. */
+    tandem_store_abort(&node->store);
+    tandem_node_stop(node, 1);
+}
+
+static void signal_cb(uv_signal_t *handle, int signum)
+{
+    struct tandem_node *node = handle->data;
+    tandem_log(TANDEM_LOG_INFO, "signal %d", signum);
+    tandem_node_stop(node, 0);
+}
+
+static void apply_observe(void *data, uint64_t ns)
+{
+    struct tandem_node *node = data;
+    tandem_histogram_observe(&node->metrics.apply, ns);
+}
+
+static int make_dir(const char *path)
+{
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+        tandem_log(TANDEM_LOG_ERROR, "cannot create %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int start_state(struct tandem_node *node, const struct tandem_config *c)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/state", c->data_dir);
+    if (tandem_store_open(&node->store, path, (size_t)c->map_size_mib * 1024 * 1024) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "state store: %s", node->store.errmsg);
+        return -1;
+    }
+    tandem_fsm_init(&node->fsm, &node->store);
+    node->fsm.apply_observe = apply_observe;
+    node->fsm.observe_data = node;
+    tandem_log(TANDEM_LOG_INFO, "state at applied_index %llu",
+               (unsigned long long)node->store.applied_index);
+    return 0;
+}
+
+static int start_raft(struct tandem_node *node, const struct tandem_config *c)
+{
+    char path[PATH_MAX + 16];
+    struct tandem_raft_options o = {
+        .self = &node->self,
+        .raft_dir = path,
+        .cluster_id = c->cluster_id,
+        .epoch = node->bcp.epoch,
+        .join = c->join,
+        .members = c->members,
+        .n_members = c->n_members,
+        .heartbeat_ms = c->heartbeat_ms,
+        .election_timeout_ms = c->election_timeout_ms,
+        .install_snapshot_timeout_ms = c->install_snapshot_timeout_ms,
+        .snapshot_threshold = c->snapshot_threshold,
+        .snapshot_trailing = c->snapshot_trailing,
+        .max_inflight_entries = c->max_inflight_entries,
+        .segment_size_kib = c->segment_size_kib,
+        .log = tandem_log_syslog,
+    };
+    struct tandem_recover_plan *plan = NULL;
+    snprintf(path, sizeof path, "%s/raft", c->data_dir);
+    if (make_dir(path) != 0 || tandem_bcp_raft_prepare(c->data_dir, &o, &plan) != 0) {
+        return -1;
+    }
+    /* raft_start may apply committed entries already (a single voter knows its commit index):
+     * the FSM needs the raft instance before that. */
+    tandem_fsm_set_raft(&node->fsm, &node->raft.raft);
+    if (tandem_raft_start(&node->raft, node->loop, &o, &node->fsm.raft_fsm) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "raft: %s", node->raft.errmsg);
+        free(plan);
+        return -1;
+    }
+    if (tandem_bcp_raft_started(c->data_dir, plan) != 0) {
+        return -1;
+    }
+    tandem_log(TANDEM_LOG_INFO, "raft started as id %llu%s", (unsigned long long)node->raft.id,
+               node->raft.bootstrapped ? " (bootstrapped a new cluster)" : "");
+    return 0;
+}
+
+static int start_api(struct tandem_node *node, const struct tandem_config *c)
+{
+    struct tandem_http_limits limits;
+    char host[TANDEM_HOSTPORT_LEN_MAX + 1], errmsg[TANDEM_ERRMSG_SIZE];
+    int port;
+    tandem_http_limits_default(&limits);
+    limits.body_bytes_max = (size_t)c->body_bytes_max_kib * 1024;
+    limits.connections_max = c->connections_max;
+    if (tandem_http_server_init(&node->http, node->loop, &limits, tandem_routes_handle, node) !=
+        0) {
+        tandem_log(TANDEM_LOG_ERROR, "API: %s", node->http.errmsg);
+        return -1;
+    }
+    snprintf(errmsg, sizeof errmsg, "X-Tandem-Node: %s\r\n", c->name);
+    tandem_http_server_set_reject_headers(&node->http, errmsg);
+    tandem_hostport_split(c->api_address, host, sizeof host, &port);
+    if (tandem_http_server_listen(&node->http, host, port, errmsg) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "API listen on %s: %s", c->api_address, errmsg);
+        return -1;
+    }
+    tandem_log(TANDEM_LOG_INFO, "API on %s (%s)", c->api_address, c->api_url);
+    return 0;
+}
+
+static void self_from_config(struct tandem_member *self, const struct tandem_config *c)
+{
+    memset(self, 0, sizeof *self);
+    snprintf(self->name, sizeof self->name, "%s", c->name);
+    snprintf(self->site, sizeof self->site, "%s", c->site);
+    snprintf(self->raft, sizeof self->raft, "%s", c->raft_address);
+    snprintf(self->api, sizeof self->api, "%s", c->api_url);
+}
+
+static int64_t wall_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The BCP runtime's view of the node: borrowed pointers and the way to stop. */
+static void bcp_init(struct tandem_node *node)
+{
+    struct tandem_bcp_env env = {
+        .loop = node->loop,
+        .config = node->config,
+        .raft = &node->raft,
+        .store = &node->store,
+        .proposer = &node->proposer,
+        .self = &node->self,
+        .stop = bcp_stop,
+        .data = node,
+    };
+    tandem_bcp_init(&node->bcp, &env);
+}
+
+static void start_proposer(struct tandem_node *node, const struct tandem_config *c)
+{
+    struct tandem_proposer_limits limits = {
+        .batch_commands_max = c->batch_commands_max,
+        .batch_bytes_max = (size_t)c->batch_bytes_max_kib * 1024,
+        .pending_max = c->pending_requests_max,
+    };
+    tandem_proposer_init(&node->proposer, &node->raft.raft, node->raft.id, &limits);
+    node->proposer.now_ms = wall_clock_ms;
+    /* Serials must not repeat across restarts: an entry proposed before a restart can still be
+     * committed and applied afterwards, and must not be claimed by a new batch. */
+    node->proposer.next_serial = (uint64_t)wall_clock_ms() << 20;
+    node->proposer.limbo_ns = (uint64_t)c->election_timeout_ms * 4 * 1000000u;
+    tandem_fsm_set_claim(&node->fsm, tandem_proposer_claim, &node->proposer);
+}
+
+/* The flush check and the signals. */
+static int start_handles(struct tandem_node *node, char *errmsg)
+{
+    int rv = uv_check_init(node->loop, &node->flush_check);
+    node->flush_check.data = node;
+    if (rv == 0) {
+        rv = uv_check_start(&node->flush_check, check_cb);
+    }
+    uv_signal_t *signals[] = {&node->sigterm, &node->sigint};
+    int signums[] = {SIGTERM, SIGINT};
+    for (unsigned i = 0; rv == 0 && i < 2; i++) {
+        rv = uv_signal_init(node->loop, signals[i]);
+        signals[i]->data = node;
+        if (rv == 0) {
+            rv = uv_signal_start(signals[i], signal_cb, signums[i]);
+        }
+    }
+    return rv == 0 ? 0 : tandem_error_from_uv(rv, errmsg, "node handles");
+}
+
+/* Forwarding, the leader watch and parking: the follower's helpers. */
+static int start_follower_side(struct tandem_node *node, const struct tandem_config *c,
+                               char *errmsg)
+{
+    tandem_forwarder_init(&node->forwarder, node->loop, node, c->forward_connections,
+                          c->forward_timeout_ms);
+    node->leader_watch.data = node;
+    if (tandem_leader_watch_start(&node->leader_watch, node->loop, c->snapshot_trailing,
+                                  leader_look, node, errmsg) != 0) {
+        return -1;
+    }
+    /* A request may wait out about four election timeouts for a leader before it fails. */
+    tandem_park_init(&node->park, node, (uint64_t)c->election_timeout_ms * 4 * 1000000u);
+    node->fsm.snapshot_gate = tandem_leader_watch_snapshot_allowed;
+    node->fsm.snapshot_gate_data = &node->leader_watch;
+    return 0;
+}
+
+int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct tandem_config *c)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    tandem_assert(loop != NULL && c != NULL && !node->stopping);
+    node->loop = loop;
+    loop->data = node; /* raft's close callback finds the node through its loop */
+    node->config = c;
+    self_from_config(&node->self, c);
+    /* A pending re-seed or forced recovery acts before anything reads the data directory. */
+    if (tandem_recover_prepare(c->data_dir, errmsg) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "data directory: %s", errmsg);
+        return -1;
+    }
+    bcp_init(node);
+    if (make_dir(c->data_dir) != 0 || start_state(node, c) != 0) {
+        return -1;
+    }
+    if (start_raft(node, c) != 0) {
+        tandem_store_close(&node->store);
+        return -1;
+    }
+    start_proposer(node, c);
+    if (start_handles(node, errmsg) != 0 || start_follower_side(node, c, errmsg) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "%s", errmsg);
+        return -1;
+    }
+    if (start_api(node, c) != 0 || tandem_bcp_start(&node->bcp) != 0) {
+        return -1; /* the process exits: nothing to hand back */
+    }
+    return 0;
+}

@@ -1,0 +1,151 @@
+/* Tests of the leader watch's snapshot gate on a real loop, with the "leader" a tiny HTTP peer on
+ * 127.0.0.1: a follower may snapshot only while a recent look shows it close to the leader. */
+#include <stdlib.h>
+
+#include "node/leader_watch.h"
+#include "test_bcp_harness.h"
+
+#define TRAILING 1000 /* snapshot_trailing: close means within 500 entries of the leader */
+
+struct fixture {
+    struct harness h;
+    struct tandem_leader_watch watch;
+    struct tandem_leader_view view; /* what look answers */
+    unsigned looks;
+    int watch_closed;
+};
+
+static void look(void *data, bool want_leader, struct tandem_leader_view *out)
+{
+    struct fixture *f = data;
+    f->looks++;
+    *out = f->view;
+    out->leader_known = want_leader && f->view.leader_known;
+}
+
+static void leader_says(struct fixture *f, const char *state, long commit_index)
+{
+    f->h.status = 200;
+    snprintf(f->h.body, sizeof f->h.body, "{\"node\":{\"state\":\"%s\",\"commit_index\":%ld}}",
+             state, commit_index);
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    assert_non_null(f);
+    harness_start(&f->h);
+    leader_says(f, "leader", 10000);
+    f->view.leader_known = true;
+    snprintf(f->view.leader.name, sizeof f->view.leader.name, "leader-1");
+    snprintf(f->view.leader.api, sizeof f->view.leader.api, "%s", f->h.url);
+    f->watch.data = f;
+    assert_int_equal(tandem_leader_watch_start(&f->watch, &f->h.loop, TRAILING, look, f, errmsg),
+                     0);
+    assert_ptr_equal(f->watch.data, f); /* the owner's pointer survives start */
+    *state = f;
+    return 0;
+}
+
+static void watch_closed_cb(struct tandem_leader_watch *w)
+{
+    struct fixture *f = w->data;
+    f->watch_closed++;
+}
+
+static int watch_closed(void *arg)
+{
+    struct fixture *f = arg;
+    return f->watch_closed;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    tandem_leader_watch_close(&f->watch, watch_closed_cb);
+    assert_true(harness_run_until(&f->h, watch_closed, f));
+    assert_int_equal(f->watch_closed, 1);
+    harness_stop(&f->h);
+    free(f);
+    return 0;
+}
+
+static int looked(void *arg)
+{
+    struct fixture *f = arg;
+    return f->watch.seen_ms != 0;
+}
+
+/* No look yet: a follower must not snapshot (a leader's snapshot may be on its way). */
+static void test_no_look_refuses(void **state)
+{
+    struct fixture *f = *state;
+    f->view.applied = 10000;
+    assert_false(tandem_leader_watch_snapshot_allowed(&f->watch));
+    assert_true(f->watch.snapshots_deferred == 1);
+}
+
+/* A fresh look: allowed within snapshot_trailing/2 of the leader's commit index, not beyond. */
+static void test_fresh_look_gates_on_distance(void **state)
+{
+    struct fixture *f = *state;
+    assert_true(harness_run_until(&f->h, looked, f));
+    assert_int_equal(f->watch.leader_commit_index, 10000);
+    assert_string_equal(f->h.last_path, "/v1/status");
+    f->view.applied = 10000 - TRAILING / 2; /* exactly at the bound */
+    assert_true(tandem_leader_watch_snapshot_allowed(&f->watch));
+    f->view.applied = 10000 - TRAILING / 2 - 1;
+    assert_false(tandem_leader_watch_snapshot_allowed(&f->watch));
+    f->view.applied = 12000; /* ahead of the look: still close */
+    assert_true(tandem_leader_watch_snapshot_allowed(&f->watch));
+}
+
+/* A look older than TANDEM_LEADER_WATCH_FRESH_MS describes a leader that has moved on. */
+static void test_stale_look_refuses(void **state)
+{
+    struct fixture *f = *state;
+    assert_true(harness_run_until(&f->h, looked, f));
+    f->view.applied = 10000;
+    assert_true(tandem_leader_watch_snapshot_allowed(&f->watch));
+    f->view.leader_known = false; /* no leader: the watch stops asking */
+    harness_run_for(&f->h, TANDEM_LEADER_WATCH_FRESH_MS + 200);
+    assert_false(tandem_leader_watch_snapshot_allowed(&f->watch));
+}
+
+/* An answer from a node that is not (or no longer) the leader does not count as a look. */
+static void test_non_leader_answer_ignored(void **state)
+{
+    struct fixture *f = *state;
+    leader_says(f, "follower", 10000);
+    f->h.requests = 0;
+    harness_run_for(&f->h, 2 * TANDEM_LEADER_WATCH_INTERVAL_MS + 100);
+    assert_true(f->h.requests >= 2);
+    assert_int_equal(f->watch.seen_ms, 0);
+    f->view.applied = 10000;
+    assert_false(tandem_leader_watch_snapshot_allowed(&f->watch));
+}
+
+/* The leader itself always snapshots and never asks anyone. */
+static void test_leader_always_allowed(void **state)
+{
+    struct fixture *f = *state;
+    f->view.leading = true;
+    f->view.leader_known = false;
+    f->view.applied = 0;
+    harness_run_for(&f->h, TANDEM_LEADER_WATCH_INTERVAL_MS + 100);
+    assert_int_equal(f->h.requests, 0);
+    assert_true(tandem_leader_watch_snapshot_allowed(&f->watch));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_no_look_refuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fresh_look_gates_on_distance, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_look_refuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_non_leader_answer_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leader_always_allowed, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
