@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "consensus/recover.h"
+#include "node/api/api.h"
 #include "node/log.h"
 #include "node/node.h"
 #include "storage/error.h"
@@ -60,12 +61,12 @@ static void http_closed_cb(struct tandem_http_server *s)
 
 static void forwarder_closed_cb(struct tandem_forwarder *f)
 {
-    handle_closed(f->node);
+    handle_closed(f->answer_data);
 }
 
 static void park_closed_cb(struct tandem_park *p)
 {
-    handle_closed(p->node);
+    handle_closed(p->data);
 }
 
 static void leader_watch_closed_cb(struct tandem_leader_watch *w)
@@ -280,11 +281,8 @@ static int node_run(struct tandem_node *node, const struct tandem_config *c)
     node->sigterm.data = node->sigint.data = node;
     uv_signal_start(&node->sigterm, signal_cb, SIGTERM);
     uv_signal_start(&node->sigint, signal_cb, SIGINT);
-    tandem_forwarder_init(&node->forwarder, node->loop, node, c->forward_connections,
-                          c->forward_timeout_ms);
     tandem_leader_watch_start(&node->leader_watch, node);
-    /* A request may wait out about four election timeouts for a leader before it fails. */
-    tandem_park_init(&node->park, node, (uint64_t)c->election_timeout_ms * 4 * 1000000u);
+    tandem_router_init(node); /* the park and the forwarder (node/api/api.h) */
     node->fsm.snapshot_gate = tandem_leader_watch_snapshot_allowed;
     node->fsm.snapshot_gate_data = &node->leader_watch;
     if (start_api(node, c) != 0 || tandem_bcp_start(&node->bcp, node) != 0) {

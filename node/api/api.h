@@ -37,6 +37,10 @@ struct tandem_route_table {
     unsigned count;
 };
 
+/* Wires the node's park and forwarder to the router: parked requests are routed again, and both
+ * answer through tandem_route_json. Call once before the API listens. */
+void tandem_router_init(struct tandem_node *node);
+
 extern const struct tandem_route_table tandem_domain_route_table;
 extern const struct tandem_route_table tandem_bcp_route_table; /* node/api/bcp.c */
 extern const struct tandem_route_table tandem_rebalance_route_table;

@@ -14,6 +14,7 @@
 #include "node/api/api.h"
 #include "replication/domain/domain.h"
 #include "replication/domain/kv.h"
+#include "storage/assert.h"
 #include "storage/error.h"
 
 #define ROUTE_LOCAL  TANDEM_ROUTE_LOCAL
@@ -147,6 +148,31 @@ static void respond_no_leader(struct tandem_node *node, struct tandem_http_reque
     }
     tandem_route_json(node, r, 503, "Retry-After: 1\r\n",
                       "{\"error\":\"no leader\",\"leader\":null}");
+}
+
+static void router_answer(void *data, struct tandem_http_request *r, int status,
+                          const char *extra_headers, const char *json)
+{
+    tandem_route_json(data, r, status, extra_headers, json);
+}
+
+static void router_redispatch(void *data, struct tandem_http_request *r)
+{
+    struct tandem_node *node = data;
+    tandem_routes_handle(&node->http, r);
+}
+
+void tandem_router_init(struct tandem_node *node)
+{
+    const struct tandem_config *c = node->config;
+    /* A request may wait out about four election timeouts for a leader before it fails. */
+    uint64_t park_wait_ns = (uint64_t)c->election_timeout_ms * 4 * 1000000u;
+    int rv = tandem_park_init(&node->park, node->loop, park_wait_ns, router_redispatch,
+                              router_answer, node);
+    tandem_assert(rv == 0); /* a timer on a live loop cannot fail */
+    rv = tandem_forwarder_init(&node->forwarder, node->loop, node->self.name, &node->park,
+                               c->forward_connections, c->forward_timeout_ms, router_answer, node);
+    tandem_assert(rv == 0); /* one client per pool is within bounds */
 }
 
 /* Translates a raft error on a write or read into an HTTP answer. */
@@ -1121,7 +1147,9 @@ static int txn_compare_parse(struct kv_request *k, json_t *c, Tandem__TxnCompare
     const char *op = json_string_value(json_object_get(c, "op"));
     tandem__txn_compare__init(out);
     if (!json_is_object(c) || txn_key(c, &out->key, why) != 0) {
-        return json_is_object(c) ? -1 : (snprintf(why, TANDEM_ERRMSG_SIZE, "compare must be an object"), -1);
+        return json_is_object(c)
+                   ? -1
+                   : (snprintf(why, TANDEM_ERRMSG_SIZE, "compare must be an object"), -1);
     }
     int op_index = -1;
     for (int i = 0; op != NULL && i < 4; i++) {
@@ -1139,7 +1167,8 @@ static int txn_compare_parse(struct kv_request *k, json_t *c, Tandem__TxnCompare
     if (target != NULL && strcmp(target, "mod_index") == 0) {
         json_t *index = json_object_get(c, "mod_index");
         if (!json_is_integer(index) || json_integer_value(index) < 0) {
-            snprintf(why, TANDEM_ERRMSG_SIZE, "mod_index compare needs a non-negative integer \"mod_index\"");
+            snprintf(why, TANDEM_ERRMSG_SIZE,
+                     "mod_index compare needs a non-negative integer \"mod_index\"");
             return -1;
         }
         out->target = TANDEM__TXN_COMPARE__TARGET__MOD_INDEX;
@@ -1149,7 +1178,8 @@ static int txn_compare_parse(struct kv_request *k, json_t *c, Tandem__TxnCompare
     if (target != NULL && strcmp(target, "exists") == 0) {
         json_t *exists = json_object_get(c, "exists");
         if (!json_is_boolean(exists) || op_index > 1) {
-            snprintf(why, TANDEM_ERRMSG_SIZE, "exists compare needs a boolean \"exists\" and op == or !=");
+            snprintf(why, TANDEM_ERRMSG_SIZE,
+                     "exists compare needs a boolean \"exists\" and op == or !=");
             return -1;
         }
         out->target = TANDEM__TXN_COMPARE__TARGET__EXISTS;
@@ -1214,7 +1244,8 @@ static int txn_parse(struct kv_request *k, char *why)
     json_t *compare = json_object_get(k->json, "compare");
     tandem__txn__init(&k->t->txn);
     if (!json_is_object(k->json)) {
-        snprintf(why, TANDEM_ERRMSG_SIZE, "body must be a JSON object with compare, success and failure");
+        snprintf(why, TANDEM_ERRMSG_SIZE,
+                 "body must be a JSON object with compare, success and failure");
         return -1;
     }
     if (compare != NULL &&

@@ -1,11 +1,12 @@
 /* Keep-alive, pipelining HTTP/1.1 client for one host:port on libuv + http-parser. */
 #include "node/http/client.h"
 
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "storage/assert.h"
 
 enum conn_state { CONN_RESOLVING, CONN_CONNECTING, CONN_OPEN, CONN_CLOSING };
 enum header_state { HEADER_BETWEEN = 0, HEADER_IN_FIELD, HEADER_IN_VALUE, HEADER_SKIPPED };
@@ -170,7 +171,9 @@ static void request_finish(struct tandem_httpc_request *req, int status,
 {
     struct tandem_httpc *c = req->client;
     tandem_httpc_cb cb = req->cb;
-    assert(cb != NULL);
+    tandem_assert(cb != NULL);     /* called back once: the callback is cleared below */
+    tandem_assert(c->pending > 0); /* every pending request was counted by send */
+    c->pending--;
     deadline_remove(c, req);
     free(req->wire);
     req->wire = NULL;
@@ -182,6 +185,10 @@ static void request_finish(struct tandem_httpc_request *req, int status,
         c->stats.responses++;
     }
     cb(req, status, resp);
+    /* c stays valid: even a close from cb frees it only from the loop, later. */
+    if (c->pending == 0 && !c->closing && c->idle_cb != NULL) {
+        c->idle_cb(c);
+    }
 }
 
 static struct tandem_httpc_request *fifo_pop(struct tandem_httpc_conn *conn)
@@ -831,6 +838,7 @@ int tandem_httpc_send(struct tandem_httpc *c, struct tandem_httpc_request *req, 
         return rc;
     }
     c->stats.requests++;
+    c->pending++;
     if (conn != NULL) {
         conn_assign(conn, req);
     } else {

@@ -80,7 +80,8 @@ static int limit_check(const char *name, size_t value, size_t min, size_t max, c
     if (value >= min && value <= max) {
         return 0;
     }
-    snprintf(errmsg, TANDEM_ERRMSG_SIZE, "http limit %s = %zu is outside [%zu, %zu]", name, value, min, max);
+    snprintf(errmsg, TANDEM_ERRMSG_SIZE, "http limit %s = %zu is outside [%zu, %zu]", name, value,
+             min, max);
     return -1;
 }
 

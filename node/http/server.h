@@ -54,7 +54,8 @@ struct tandem_http_limits {
 
 void tandem_http_limits_default(struct tandem_http_limits *l);
 
-/* Returns 0, or -1 with errmsg (TANDEM_ERRMSG_SIZE bytes) naming the field outside its [MIN, MAX]. */
+/* Returns 0, or -1 with errmsg (TANDEM_ERRMSG_SIZE bytes) naming the field outside its [MIN, MAX].
+ */
 int tandem_http_limits_check(const struct tandem_http_limits *l, char *errmsg);
 
 struct tandem_http_server;
