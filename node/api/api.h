@@ -1,5 +1,5 @@
 /* The API's route tables and the helpers every route module uses to answer, propose commands and
- * serve linearizable reads. The core routes live in router.c; each domain adds its own table. */
+ * serve linearizable reads. The router lives in router.c; each resource file adds its own table. */
 #ifndef TANDEM_NODE_API_API_H
 #define TANDEM_NODE_API_API_H
 
@@ -41,9 +41,14 @@ struct tandem_route_table {
  * answer through tandem_route_json. Call once before the API listens. */
 void tandem_router_init(struct tandem_node *node);
 
+extern const struct tandem_route_table tandem_cluster_route_table; /* node/api/cluster.c */
+extern const struct tandem_route_table tandem_kv_route_table;      /* node/api/kv.c */
 extern const struct tandem_route_table tandem_domain_route_table;
 extern const struct tandem_route_table tandem_bcp_route_table; /* node/api/bcp.c */
 extern const struct tandem_route_table tandem_rebalance_route_table;
+
+/* The metrics labels of every route, by route id, then "unmatched"; returns their count. */
+unsigned tandem_route_names(const char *const **names);
 
 /* Answers r (counted in the metrics, X-Tandem-Node and X-Tandem-Applied-Index added). */
 void tandem_route_json(struct tandem_node *node, struct tandem_http_request *r, int status,

@@ -173,8 +173,8 @@ static int field_integer(json_t *object, const char *name, json_int_t min, json_
     }
     if (!json_is_integer(value) || json_integer_value(value) < min ||
         json_integer_value(value) > max) {
-        snprintf(why, TANDEM_ERRMSG_SIZE, "\"%s\" must be an integer from %lld to %lld", name, (long long)min,
-                 (long long)max);
+        snprintf(why, TANDEM_ERRMSG_SIZE, "\"%s\" must be an integer from %lld to %lld", name,
+                 (long long)min, (long long)max);
         return -1;
     }
     *out = json_integer_value(value);
@@ -192,8 +192,8 @@ static int field_time(json_t *object, const char *name, protobuf_c_boolean *has,
         return 0;
     }
     if (tandem_rfc3339_parse(text, ms) != 0) {
-        snprintf(why, TANDEM_ERRMSG_SIZE, "\"%s\" must be an RFC 3339 date-time such as 2024-05-01T09:00:00Z",
-                 name);
+        snprintf(why, TANDEM_ERRMSG_SIZE,
+                 "\"%s\" must be an RFC 3339 date-time such as 2024-05-01T09:00:00Z", name);
         return -1;
     }
     *has = 1;
@@ -209,7 +209,8 @@ static int field_strings(struct domain_write *w, json_t *object, const char *nam
         return 0;
     }
     if (!json_is_array(list) || json_array_size(list) > max) {
-        snprintf(why, TANDEM_ERRMSG_SIZE, "\"%s\" must be an array of at most %zu strings", name, max);
+        snprintf(why, TANDEM_ERRMSG_SIZE, "\"%s\" must be an array of at most %zu strings", name,
+                 max);
         return -1;
     }
     *items = write_alloc(w, json_array_size(list) * sizeof **items);
@@ -485,7 +486,8 @@ static int box_action_body(struct domain_write *w, int action, char *why)
             return -1;
         }
         if (!tandem_domain_site_ok(a->site) || !tandem_domain_text_ok(a->shelf, false)) {
-            snprintf(why, TANDEM_ERRMSG_SIZE, "move needs a site label and a shelf of printable text");
+            snprintf(why, TANDEM_ERRMSG_SIZE,
+                     "move needs a site label and a shelf of printable text");
             return -1;
         }
     }
@@ -610,7 +612,8 @@ static int query_limit(struct tandem_http_request *r, unsigned *limit, char *why
     long value = rv < 0 ? -1 : strtol(text, &end, 10);
     if (rv < 0 || errno != 0 || end == text || *end != '\0' || value < 1 ||
         value > TANDEM_LIST_LIMIT_MAX) {
-        snprintf(why, TANDEM_ERRMSG_SIZE, "limit must be an integer from 1 to %d", TANDEM_LIST_LIMIT_MAX);
+        snprintf(why, TANDEM_ERRMSG_SIZE, "limit must be an integer from 1 to %d",
+                 TANDEM_LIST_LIMIT_MAX);
         return -1;
     }
     *limit = (unsigned)value;
@@ -642,7 +645,8 @@ static int query_after_seq(struct tandem_http_request *r, uint64_t *after, char 
     errno = 0;
     unsigned long long value = rv < 0 ? 0 : strtoull(text, &end, 10);
     if (rv < 0 || errno != 0 || end == text || *end != '\0' || text[0] == '-') {
-        snprintf(why, TANDEM_ERRMSG_SIZE, "after must be a sequence number from a previous page's \"next\"");
+        snprintf(why, TANDEM_ERRMSG_SIZE,
+                 "after must be a sequence number from a previous page's \"next\"");
         return -1;
     }
     *after = value;

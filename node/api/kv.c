@@ -1,0 +1,531 @@
+/* The KV resource: get, put, delete, list and transactions on the replicated key-value store. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/api/api.h"
+#include "node/node.h"
+#include "replication/domain/kv.h"
+#include "storage/error.h"
+
+#define ROUTE_WRITE  TANDEM_ROUTE_WRITE
+#define ROUTE_READ   TANDEM_ROUTE_READ
+#define ROUTE_PREFIX TANDEM_ROUTE_PREFIX
+
+/* X(id, method, pattern, flags, handler): ids are metrics labels, in this order. */
+#define KV_ROUTES(X)                                                                               \
+    X(kv_list, HTTP_GET, "/v1/kv", ROUTE_READ, route_kv_list)                                      \
+    X(kv_get, HTTP_GET, "/v1/kv/", ROUTE_READ | ROUTE_PREFIX, route_kv_get)                        \
+    X(kv_put, HTTP_PUT, "/v1/kv/", ROUTE_WRITE | ROUTE_PREFIX, route_kv_put)                       \
+    X(kv_delete, HTTP_DELETE, "/v1/kv/", ROUTE_WRITE | ROUTE_PREFIX, route_kv_delete)              \
+    X(txn, HTTP_POST, "/v1/txn", ROUTE_WRITE, route_txn)
+
+#define ROUTE_DECLARE(id, method, pattern, flags, fn)                                              \
+    static void fn(struct tandem_node *node, struct tandem_http_request *r, const char *param);
+KV_ROUTES(ROUTE_DECLARE)
+#undef ROUTE_DECLARE
+
+static const struct tandem_route routes[] = {
+#define ROUTE_ROW(id, method, pattern, flags, fn) {#id, method, pattern, flags, fn},
+    KV_ROUTES(ROUTE_ROW)
+#undef ROUTE_ROW
+};
+
+const struct tandem_route_table tandem_kv_route_table = {
+    routes, (unsigned)(sizeof routes / sizeof routes[0])};
+
+static bool key_valid(const char *key, size_t len, char *why, size_t why_size)
+{
+    if (len == 0 || len > TANDEM_KV_KEY_LEN_MAX) {
+        snprintf(why, why_size, "key must be 1 to %d bytes", TANDEM_KV_KEY_LEN_MAX);
+        return false;
+    }
+    json_t *probe = json_stringn(key, len);
+    if (probe == NULL) {
+        snprintf(why, why_size, "key must be valid UTF-8 without NUL");
+        return false;
+    }
+    json_decref(probe);
+    return true;
+}
+
+/* A transaction's decoded compares and operations (about 15 KiB: kept off plain puts). */
+struct txn_body {
+    Tandem__Txn txn;
+    Tandem__TxnCompare compares[TANDEM_TXN_COMPARES_MAX];
+    Tandem__TxnCompare *compare_ptrs[TANDEM_TXN_COMPARES_MAX];
+    Tandem__TxnOp ops[2 * TANDEM_TXN_OPS_MAX];
+    Tandem__TxnOp *op_ptrs[2 * TANDEM_TXN_OPS_MAX];
+    uint8_t *decoded[TANDEM_TXN_COMPARES_MAX + 2 * TANDEM_TXN_OPS_MAX]; /* owned */
+    unsigned n_decoded;
+};
+
+struct kv_request {
+    struct tandem_write write;
+    struct tandem_read read;
+    Tandem__Command command;
+    union {
+        Tandem__KvPut put;
+        Tandem__KvDelete del;
+    };
+    struct tandem_node *node;
+    struct tandem_http_request *r;
+    char key[TANDEM_KV_KEY_LEN_MAX + 1];
+    size_t key_len;
+    bool list;          /* a linearizable list rather than a get */
+    struct txn_body *t; /* owned: only transactions carry one */
+    json_t *json;       /* owned: the parsed body, keys point into it */
+};
+
+static void kv_request_free(struct kv_request *k)
+{
+    for (unsigned i = 0; k->t != NULL && i < k->t->n_decoded; i++) {
+        free(k->t->decoded[i]);
+    }
+    free(k->t);
+    json_decref(k->json);
+    free(k);
+}
+
+static void kv_write_cb(struct tandem_write *w, int status, struct tandem_result *result)
+{
+    struct kv_request *k = w->data;
+    if (status != 0) {
+        tandem_route_raft_error(k->node, k->r, status);
+    } else {
+        tandem_route_json(k->node, k->r, result->status, NULL, result->body);
+    }
+    kv_request_free(k);
+}
+
+static void kv_submit(struct tandem_node *node, struct kv_request *k)
+{
+    k->write.command = &k->command;
+    k->write.cb = kv_write_cb;
+    k->write.data = k;
+    int rv = tandem_proposer_write(&node->proposer, &k->write);
+    if (rv != 0) {
+        tandem_route_raft_error(node, k->r, rv);
+        kv_request_free(k);
+    }
+}
+
+static struct kv_request *kv_request_new(struct tandem_node *node, struct tandem_http_request *r,
+                                         const char *key)
+{
+    char why[128];
+    struct kv_request *k;
+    if (key != NULL && !key_valid(key, strlen(key), why, sizeof why)) {
+        tandem_route_error(node, r, 400, "%s", why);
+        return NULL;
+    }
+    k = calloc(1, sizeof *k);
+    if (k == NULL) {
+        tandem_route_error(node, r, 500, "out of memory");
+        return NULL;
+    }
+    tandem__command__init(&k->command);
+    k->node = node;
+    k->r = r;
+    if (key != NULL) {
+        k->key_len = strlen(key);
+        memcpy(k->key, key, k->key_len + 1);
+    }
+    return k;
+}
+
+static void route_kv_put(struct tandem_node *node, struct tandem_http_request *r, const char *key)
+{
+    struct kv_request *k = kv_request_new(node, r, key);
+    if (k == NULL) {
+        return;
+    }
+    tandem__kv_put__init(&k->put);
+    k->put.key.data = (uint8_t *)k->key;
+    k->put.key.len = k->key_len;
+    k->put.value.data = (uint8_t *)r->body; /* the request stays valid until answered */
+    k->put.value.len = r->body_len;
+    k->command.body_case = TANDEM__COMMAND__BODY_KV_PUT;
+    k->command.kv_put = &k->put;
+    kv_submit(node, k);
+}
+
+static void route_kv_delete(struct tandem_node *node, struct tandem_http_request *r,
+                            const char *key)
+{
+    struct kv_request *k = kv_request_new(node, r, key);
+    if (k == NULL) {
+        return;
+    }
+    tandem__kv_delete__init(&k->del);
+    k->del.key.data = (uint8_t *)k->key;
+    k->del.key.len = k->key_len;
+    k->command.body_case = TANDEM__COMMAND__BODY_KV_DELETE;
+    k->command.kv_delete = &k->del;
+    kv_submit(node, k);
+}
+
+static void kv_get_serve(struct tandem_node *node, struct tandem_http_request *r, const char *key,
+                         size_t key_len)
+{
+    MDB_txn *txn;
+    Tandem__KvRecord *record = NULL;
+    char headers[128];
+    if (tandem_route_read_txn(node, r, &txn) != 0) {
+        return;
+    }
+    int rv = tandem_kv_get(&node->store, txn, key, key_len, &record);
+    if (rv != 0) {
+        mdb_txn_abort(txn);
+        tandem_route_error(node, r, 500, "%s", node->store.errmsg);
+        return;
+    }
+    if (record == NULL) {
+        mdb_txn_abort(txn);
+        tandem_route_error(node, r, 404, "key not found: %.*s", (int)key_len, key);
+        return;
+    }
+    snprintf(headers, sizeof headers, "X-Tandem-Mod-Index: %llu\r\nX-Tandem-Create-Index: %llu\r\n",
+             (unsigned long long)record->mod_index, (unsigned long long)record->create_index);
+    tandem_node_respond(node, r, 200, "application/octet-stream", headers, record->value.data,
+                        record->value.len);
+    tandem__kv_record__free_unpacked(record, NULL);
+    mdb_txn_abort(txn);
+}
+
+static void kv_list_serve(struct tandem_node *node, struct tandem_http_request *r);
+
+static void kv_read_cb(struct tandem_read *rd, int status)
+{
+    struct kv_request *k = rd->data;
+    if (status != 0) {
+        tandem_route_raft_error(k->node, k->r, status);
+    } else if (k->list) {
+        kv_list_serve(k->node, k->r);
+    } else {
+        kv_get_serve(k->node, k->r, k->key, k->key_len);
+    }
+    kv_request_free(k);
+}
+
+/* Linearizable reads wait for this loop iteration's shared barrier. */
+static void read_linearizable(struct tandem_node *node, struct tandem_http_request *r,
+                              const char *key)
+{
+    struct kv_request *k = kv_request_new(node, r, key);
+    if (k == NULL) {
+        return;
+    }
+    k->list = key == NULL;
+    k->read.cb = kv_read_cb;
+    k->read.data = k;
+    int rv = tandem_proposer_read(&node->proposer, &k->read);
+    if (rv != 0) {
+        tandem_route_raft_error(node, r, rv);
+        kv_request_free(k);
+    }
+}
+
+static void route_kv_get(struct tandem_node *node, struct tandem_http_request *r, const char *key)
+{
+    char why[128];
+    if (!key_valid(key, strlen(key), why, sizeof why)) {
+        tandem_route_error(node, r, 400, "%s", why);
+    } else if (tandem_route_local(r)) {
+        kv_get_serve(node, r, key, strlen(key));
+    } else {
+        read_linearizable(node, r, key);
+    }
+}
+
+static int list_params(struct tandem_http_request *r, char *prefix, char *after, long *limit,
+                       char *why)
+{
+    char text[32];
+    int rv;
+    if ((rv = tandem_http_query_get(r->query, "prefix", prefix, TANDEM_KV_KEY_LEN_MAX + 1)) < 0 ||
+        (rv == 0 && (prefix[0] = '\0', 0))) {
+        snprintf(why, 128, "prefix is malformed or longer than %d bytes", TANDEM_KV_KEY_LEN_MAX);
+        return -1;
+    }
+    if ((rv = tandem_http_query_get(r->query, "after", after, TANDEM_KV_KEY_LEN_MAX + 1)) < 0) {
+        snprintf(why, 128, "after is malformed or longer than %d bytes", TANDEM_KV_KEY_LEN_MAX);
+        return -1;
+    }
+    if (rv == 0) {
+        after[0] = '\0';
+    }
+    *limit = 100;
+    rv = tandem_http_query_get(r->query, "limit", text, sizeof text);
+    if (rv != 0) {
+        char *end = NULL;
+        errno = 0;
+        *limit = rv < 0 ? -1 : strtol(text, &end, 10);
+        if (rv < 0 || errno != 0 || end == text || *end != '\0' || *limit < 1 ||
+            *limit > TANDEM_KV_LIST_LIMIT_MAX) {
+            snprintf(why, 128, "limit must be an integer from 1 to %d", TANDEM_KV_LIST_LIMIT_MAX);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void kv_list_serve(struct tandem_node *node, struct tandem_http_request *r)
+{
+    char prefix[TANDEM_KV_KEY_LEN_MAX + 1], after[TANDEM_KV_KEY_LEN_MAX + 1], why[128];
+    long limit;
+    MDB_txn *txn;
+    MDB_cursor *cursor;
+    if (list_params(r, prefix, after, &limit, why) != 0) {
+        tandem_route_error(node, r, 400, "%s", why);
+        return;
+    }
+    if (tandem_route_read_txn(node, r, &txn) != 0) {
+        return;
+    }
+    if (mdb_cursor_open(txn, node->store.dbi[TANDEM_DB_KV], &cursor) != 0) {
+        mdb_txn_abort(txn);
+        tandem_route_error(node, r, 500, "cannot open a cursor");
+        return;
+    }
+    size_t prefix_len = strlen(prefix), after_len = strlen(after);
+    const char *start = after_len > 0 && strcmp(after, prefix) > 0 ? after : prefix;
+    MDB_val key = {.mv_size = strlen(start), .mv_data = (void *)start}, value;
+    int rv = key.mv_size == 0 ? mdb_cursor_get(cursor, &key, &value, MDB_FIRST)
+                              : mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE);
+    json_t *kvs = json_array();
+    bool more = false;
+    for (; rv == 0; rv = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
+        if (key.mv_size < prefix_len || memcmp(key.mv_data, prefix, prefix_len) != 0) {
+            break;
+        }
+        if (after_len > 0 && key.mv_size == after_len &&
+            memcmp(key.mv_data, after, after_len) == 0) {
+            continue;
+        }
+        if (json_array_size(kvs) >= (size_t)limit) {
+            more = true;
+            break;
+        }
+        Tandem__KvRecord *record = tandem__kv_record__unpack(NULL, value.mv_size, value.mv_data);
+        if (record != NULL) {
+            json_array_append_new(kvs, tandem_kv_record_json(key.mv_data, key.mv_size, record));
+            tandem__kv_record__free_unpacked(record, NULL);
+        }
+    }
+    mdb_cursor_close(cursor);
+    mdb_txn_abort(txn);
+    tandem_route_jansson(node, r, 200, json_pack("{s:o,s:b}", "kvs", kvs, "more", more));
+}
+
+static void route_kv_list(struct tandem_node *node, struct tandem_http_request *r, const char *p)
+{
+    char prefix[TANDEM_KV_KEY_LEN_MAX + 1], after[TANDEM_KV_KEY_LEN_MAX + 1], why[128];
+    long limit;
+    (void)p;
+    if (list_params(r, prefix, after, &limit, why) != 0) {
+        tandem_route_error(node, r, 400, "%s", why); /* refuse before any barrier */
+    } else if (tandem_route_local(r)) {
+        kv_list_serve(node, r);
+    } else {
+        read_linearizable(node, r, NULL);
+    }
+}
+
+/* ---- txn ---- */
+
+static int txn_bytes(struct kv_request *k, json_t *text, ProtobufCBinaryData *out, char *why)
+{
+    uint8_t *data;
+    size_t len;
+    if (!json_is_string(text) ||
+        tandem_base64_decode(json_string_value(text), json_string_length(text), &data, &len) != 0) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "value must be a base64 string");
+        return -1;
+    }
+    k->t->decoded[k->t->n_decoded++] = data;
+    out->data = data;
+    out->len = len;
+    return 0;
+}
+
+static int txn_key(json_t *object, ProtobufCBinaryData *out, char *why)
+{
+    json_t *key = json_object_get(object, "key");
+    if (!json_is_string(key) ||
+        !key_valid(json_string_value(key), json_string_length(key), why, TANDEM_ERRMSG_SIZE)) {
+        if (!json_is_string(key)) {
+            snprintf(why, TANDEM_ERRMSG_SIZE, "each compare and operation needs a string \"key\"");
+        }
+        return -1;
+    }
+    out->data = (uint8_t *)json_string_value(key);
+    out->len = json_string_length(key);
+    return 0;
+}
+
+static int txn_compare_parse(struct kv_request *k, json_t *c, Tandem__TxnCompare *out, char *why)
+{
+    static const char *const ops[] = {"==", "!=", "<", ">"};
+    const char *target = json_string_value(json_object_get(c, "target"));
+    const char *op = json_string_value(json_object_get(c, "op"));
+    tandem__txn_compare__init(out);
+    if (!json_is_object(c) || txn_key(c, &out->key, why) != 0) {
+        return json_is_object(c)
+                   ? -1
+                   : (snprintf(why, TANDEM_ERRMSG_SIZE, "compare must be an object"), -1);
+    }
+    int op_index = -1;
+    for (int i = 0; op != NULL && i < 4; i++) {
+        op_index = strcmp(op, ops[i]) == 0 ? i : op_index;
+    }
+    if (op_index < 0) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "compare op must be one of == != < >");
+        return -1;
+    }
+    out->op = (Tandem__TxnCompare__Op)op_index;
+    if (target != NULL && strcmp(target, "value") == 0) {
+        out->target = TANDEM__TXN_COMPARE__TARGET__VALUE;
+        return txn_bytes(k, json_object_get(c, "value"), &out->value, why);
+    }
+    if (target != NULL && strcmp(target, "mod_index") == 0) {
+        json_t *index = json_object_get(c, "mod_index");
+        if (!json_is_integer(index) || json_integer_value(index) < 0) {
+            snprintf(why, TANDEM_ERRMSG_SIZE,
+                     "mod_index compare needs a non-negative integer \"mod_index\"");
+            return -1;
+        }
+        out->target = TANDEM__TXN_COMPARE__TARGET__MOD_INDEX;
+        out->mod_index = (uint64_t)json_integer_value(index);
+        return 0;
+    }
+    if (target != NULL && strcmp(target, "exists") == 0) {
+        json_t *exists = json_object_get(c, "exists");
+        if (!json_is_boolean(exists) || op_index > 1) {
+            snprintf(why, TANDEM_ERRMSG_SIZE,
+                     "exists compare needs a boolean \"exists\" and op == or !=");
+            return -1;
+        }
+        out->target = TANDEM__TXN_COMPARE__TARGET__EXISTS;
+        out->exists = json_is_true(exists);
+        return 0;
+    }
+    snprintf(why, TANDEM_ERRMSG_SIZE, "compare target must be value, mod_index or exists");
+    return -1;
+}
+
+static int txn_op_parse(struct kv_request *k, json_t *o, Tandem__TxnOp *out, char *why)
+{
+    const char *op = json_string_value(json_object_get(o, "op"));
+    tandem__txn_op__init(out);
+    if (!json_is_object(o)) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "operation must be an object");
+        return -1;
+    }
+    if (txn_key(o, &out->key, why) != 0) {
+        return -1;
+    }
+    if (op != NULL && strcmp(op, "put") == 0) {
+        out->kind = TANDEM__TXN_OP__KIND__PUT;
+        return txn_bytes(k, json_object_get(o, "value"), &out->value, why);
+    }
+    if (op != NULL && strcmp(op, "delete") == 0) {
+        out->kind = TANDEM__TXN_OP__KIND__DELETE;
+        return 0;
+    }
+    if (op != NULL && strcmp(op, "get") == 0) {
+        out->kind = TANDEM__TXN_OP__KIND__GET;
+        return 0;
+    }
+    snprintf(why, TANDEM_ERRMSG_SIZE, "operation op must be put, delete or get");
+    return -1;
+}
+
+static int txn_ops_parse(struct kv_request *k, json_t *list, size_t base, size_t *n, char *why,
+                         const char *name)
+{
+    *n = 0;
+    if (list == NULL) {
+        return 0;
+    }
+    if (!json_is_array(list) || json_array_size(list) > TANDEM_TXN_OPS_MAX) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "%s must be an array of at most %d operations", name,
+                 TANDEM_TXN_OPS_MAX);
+        return -1;
+    }
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        k->t->op_ptrs[base + i] = &k->t->ops[base + i];
+        if (txn_op_parse(k, json_array_get(list, i), &k->t->ops[base + i], why) != 0) {
+            return -1;
+        }
+    }
+    *n = json_array_size(list);
+    return 0;
+}
+
+static int txn_parse(struct kv_request *k, char *why)
+{
+    json_t *compare = json_object_get(k->json, "compare");
+    tandem__txn__init(&k->t->txn);
+    if (!json_is_object(k->json)) {
+        snprintf(why, TANDEM_ERRMSG_SIZE,
+                 "body must be a JSON object with compare, success and failure");
+        return -1;
+    }
+    if (compare != NULL &&
+        (!json_is_array(compare) || json_array_size(compare) > TANDEM_TXN_COMPARES_MAX)) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "compare must be an array of at most %d compares",
+                 TANDEM_TXN_COMPARES_MAX);
+        return -1;
+    }
+    for (size_t i = 0; compare != NULL && i < json_array_size(compare); i++) {
+        k->t->compare_ptrs[i] = &k->t->compares[i];
+        if (txn_compare_parse(k, json_array_get(compare, i), &k->t->compares[i], why) != 0) {
+            return -1;
+        }
+    }
+    k->t->txn.n_compare = compare == NULL ? 0 : json_array_size(compare);
+    k->t->txn.compare = k->t->compare_ptrs;
+    if (txn_ops_parse(k, json_object_get(k->json, "success"), 0, &k->t->txn.n_success, why,
+                      "success") != 0 ||
+        txn_ops_parse(k, json_object_get(k->json, "failure"), TANDEM_TXN_OPS_MAX,
+                      &k->t->txn.n_failure, why, "failure") != 0) {
+        return -1;
+    }
+    k->t->txn.success = k->t->op_ptrs;
+    k->t->txn.failure = k->t->op_ptrs + TANDEM_TXN_OPS_MAX;
+    return 0;
+}
+
+static void route_txn(struct tandem_node *node, struct tandem_http_request *r, const char *p)
+{
+    json_error_t jerr;
+    char why[TANDEM_ERRMSG_SIZE];
+    (void)p;
+    struct kv_request *k = kv_request_new(node, r, NULL);
+    if (k == NULL) {
+        return;
+    }
+    k->t = calloc(1, sizeof *k->t);
+    if (k->t == NULL) {
+        tandem_route_error(node, r, 500, "out of memory");
+        kv_request_free(k);
+        return;
+    }
+    k->json = json_loadb(r->body, r->body_len, 0, &jerr);
+    if (k->json == NULL) {
+        tandem_route_error(node, r, 400, "malformed JSON: %s", jerr.text);
+        kv_request_free(k);
+        return;
+    }
+    if (txn_parse(k, why) != 0) {
+        tandem_route_error(node, r, 400, "%s", why);
+        kv_request_free(k);
+        return;
+    }
+    k->command.body_case = TANDEM__COMMAND__BODY_TXN;
+    k->command.txn = &k->t->txn;
+    kv_submit(node, k);
+}
