@@ -23,19 +23,19 @@ struct harness {
     uv_timer_t tick; /* keeps UV_RUN_ONCE from blocking while waiting on a condition */
 };
 
-static void harness_tick_cb(uv_timer_t *t)
+static inline void harness_tick_cb(uv_timer_t *t)
 {
     (void)t;
 }
 
-static void harness_init(struct harness *h)
+static inline void harness_init(struct harness *h)
 {
     assert_int_equal(uv_loop_init(&h->loop), 0);
     assert_int_equal(uv_timer_init(&h->loop, &h->tick), 0);
 }
 
 /* Runs the loop until done(arg) holds (true) or the deadline passes (false). */
-static int harness_run_until(struct harness *h, int (*done)(void *), void *arg)
+static inline int harness_run_until(struct harness *h, int (*done)(void *), void *arg)
 {
     assert_int_equal(uv_timer_start(&h->tick, harness_tick_cb, 5, 5), 0);
     uv_update_time(&h->loop);
@@ -49,7 +49,7 @@ static int harness_run_until(struct harness *h, int (*done)(void *), void *arg)
     return ok;
 }
 
-static void harness_run_for(struct harness *h, unsigned ms)
+static inline void harness_run_for(struct harness *h, unsigned ms)
 {
     assert_int_equal(uv_timer_start(&h->tick, harness_tick_cb, 5, 5), 0);
     uv_update_time(&h->loop);
@@ -61,7 +61,7 @@ static void harness_run_for(struct harness *h, unsigned ms)
 }
 
 /* Closes the tick, drains the loop and checks that nothing is left on it. */
-static void harness_close(struct harness *h)
+static inline void harness_close(struct harness *h)
 {
     uv_close((uv_handle_t *)&h->tick, NULL);
     for (int i = 0; i < 100 && uv_run(&h->loop, UV_RUN_NOWAIT) != 0; i++) {
@@ -79,12 +79,12 @@ struct leader {
     int answer_status; /* 0: 200 with the echo; else this status (503 adds the retry-safe header) */
 };
 
-static void leader_copy(char *out, const char *value)
+static inline void leader_copy(char *out, const char *value)
 {
     snprintf(out, HARNESS_TEXT_MAX, "%s", value == NULL ? "" : value);
 }
 
-static void leader_handle(struct tandem_http_server *s, struct tandem_http_request *r)
+static inline void leader_handle(struct tandem_http_server *s, struct tandem_http_request *r)
 {
     struct leader *l = s->data;
     l->handled++;
@@ -103,13 +103,13 @@ static void leader_handle(struct tandem_http_server *s, struct tandem_http_reque
                         "{\"ok\":true}", 11);
 }
 
-static void leader_closed_cb(struct tandem_http_server *s)
+static inline void leader_closed_cb(struct tandem_http_server *s)
 {
     ((struct leader *)s->data)->closed = 1;
 }
 
 /* Listens on 127.0.0.1:port (0: any). */
-static void leader_start(struct harness *h, struct leader *l, int port)
+static inline void leader_start(struct harness *h, struct leader *l, int port)
 {
     char errmsg[TANDEM_ERRMSG_SIZE];
     memset(l, 0, sizeof *l);
@@ -118,19 +118,19 @@ static void leader_start(struct harness *h, struct leader *l, int port)
     l->port = tandem_http_server_port(&l->server);
 }
 
-static int leader_closed(void *arg)
+static inline int leader_closed(void *arg)
 {
     return ((struct leader *)arg)->closed;
 }
 
-static void leader_stop(struct harness *h, struct leader *l)
+static inline void leader_stop(struct harness *h, struct leader *l)
 {
     tandem_http_server_close(&l->server, leader_closed_cb);
     assert_true(harness_run_until(h, leader_closed, l));
 }
 
 /* A port nothing listens on (bound, then released). */
-static int harness_dead_port(struct harness *h)
+static inline int harness_dead_port(struct harness *h)
 {
     struct leader l;
     leader_start(h, &l, 0);
@@ -149,7 +149,7 @@ struct call {
     char private_header[HARNESS_TEXT_MAX];
 };
 
-static void call_cb(struct tandem_httpc_request *req, int status,
+static inline void call_cb(struct tandem_httpc_request *req, int status,
                     const struct tandem_httpc_response *resp)
 {
     struct call *c = req->data;
@@ -165,12 +165,12 @@ static void call_cb(struct tandem_httpc_request *req, int status,
     }
 }
 
-static int call_done(void *arg)
+static inline int call_done(void *arg)
 {
     return ((struct call *)arg)->done;
 }
 
-static void call_send(struct tandem_httpc *client, struct call *c, const char *method,
+static inline void call_send(struct tandem_httpc *client, struct call *c, const char *method,
                       const char *target, const char *headers, const char *body)
 {
     memset(c, 0, sizeof *c);
@@ -184,17 +184,17 @@ struct closed_flag {
     int closed;
 };
 
-static void httpc_closed_cb(struct tandem_httpc *c)
+static inline void httpc_closed_cb(struct tandem_httpc *c)
 {
     ((struct closed_flag *)c->data)->closed = 1;
 }
 
-static int flag_set(void *arg)
+static inline int flag_set(void *arg)
 {
     return ((struct closed_flag *)arg)->closed;
 }
 
-static void client_stop(struct harness *h, struct tandem_httpc *c)
+static inline void client_stop(struct harness *h, struct tandem_httpc *c)
 {
     struct closed_flag flag = {0};
     c->data = &flag;
