@@ -12,36 +12,20 @@
 #include "node/node.h"
 #include "storage/error.h"
 
-#define ROUTE_LOCAL  TANDEM_ROUTE_LOCAL
-#define ROUTE_WRITE  TANDEM_ROUTE_WRITE
-#define ROUTE_PREFIX TANDEM_ROUTE_PREFIX
-
 /* X(id, method, pattern, flags, handler): ids are metrics labels, in this order. */
 #define CLUSTER_ROUTES(X)                                                                          \
-    X(healthz, HTTP_GET, "/healthz", ROUTE_LOCAL, route_healthz)                                   \
-    X(readyz, HTTP_GET, "/readyz", ROUTE_LOCAL, route_readyz)                                      \
-    X(metrics, HTTP_GET, "/metrics", ROUTE_LOCAL, route_metrics)                                   \
-    X(status, HTTP_GET, "/v1/status", ROUTE_LOCAL, route_status)                                   \
-    X(digest, HTTP_GET, "/v1/digest", ROUTE_LOCAL, route_digest)                                   \
-    X(members_list, HTTP_GET, "/v1/members", ROUTE_LOCAL, route_members_list)                      \
-    X(members_add, HTTP_POST, "/v1/members", ROUTE_WRITE, route_members_add)                       \
-    X(members_remove, HTTP_DELETE, "/v1/members/", ROUTE_WRITE | ROUTE_PREFIX,                     \
+    X(healthz, HTTP_GET, "/healthz", TANDEM_ROUTE_LOCAL, route_healthz)                            \
+    X(readyz, HTTP_GET, "/readyz", TANDEM_ROUTE_LOCAL, route_readyz)                               \
+    X(metrics, HTTP_GET, "/metrics", TANDEM_ROUTE_LOCAL, route_metrics)                            \
+    X(status, HTTP_GET, "/v1/status", TANDEM_ROUTE_LOCAL, route_status)                            \
+    X(digest, HTTP_GET, "/v1/digest", TANDEM_ROUTE_LOCAL, route_digest)                            \
+    X(members_list, HTTP_GET, "/v1/members", TANDEM_ROUTE_LOCAL, route_members_list)               \
+    X(members_add, HTTP_POST, "/v1/members", TANDEM_ROUTE_WRITE, route_members_add)                \
+    X(members_remove, HTTP_DELETE, "/v1/members/", TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX,       \
       route_members_remove)                                                                        \
-    X(leader_transfer, HTTP_POST, "/v1/leader/transfer", ROUTE_WRITE, route_leader_transfer)
+    X(leader_transfer, HTTP_POST, "/v1/leader/transfer", TANDEM_ROUTE_WRITE, route_leader_transfer)
 
-#define ROUTE_DECLARE(id, method, pattern, flags, fn)                                              \
-    static void fn(struct tandem_node *node, struct tandem_http_request *r, const char *param);
-CLUSTER_ROUTES(ROUTE_DECLARE)
-#undef ROUTE_DECLARE
-
-static const struct tandem_route routes[] = {
-#define ROUTE_ROW(id, method, pattern, flags, fn) {#id, method, pattern, flags, fn},
-    CLUSTER_ROUTES(ROUTE_ROW)
-#undef ROUTE_ROW
-};
-
-const struct tandem_route_table tandem_cluster_route_table = {
-    routes, (unsigned)(sizeof routes / sizeof routes[0])};
+TANDEM_ROUTE_TABLE(tandem_cluster_route_table, CLUSTER_ROUTES);
 
 static void route_healthz(struct tandem_node *node, struct tandem_http_request *r, const char *p)
 {

@@ -16,7 +16,7 @@
 #define OWNED_MAX (TANDEM_BULK_CHECKIN_ROWS_MAX + 8)
 #define QUERY_MAX 160 /* a decoded query value: text fields are at most 128 bytes */
 
-/* X(id, method, pattern, flags, handler) */
+/* X(id, method, pattern, flags, handler): ids are metrics labels, in this order. */
 #define DOMAIN_ROUTES(X)                                                                           \
     X(jobs_create, HTTP_POST, "/v1/jobs", TANDEM_ROUTE_WRITE, route_jobs_create)                   \
     X(jobs_list, HTTP_GET, "/v1/jobs", TANDEM_ROUTE_READ, route_jobs_list)                         \
@@ -33,25 +33,12 @@
       route_retention_purge)                                                                       \
     X(disposals_list, HTTP_GET, "/v1/disposals", TANDEM_ROUTE_READ, route_disposals_list)
 
-#define ROUTE_DECLARE(id, method, pattern, flags, fn)                                              \
-    static void fn(struct tandem_node *node, struct tandem_http_request *r, const char *param);
-DOMAIN_ROUTES(ROUTE_DECLARE)
-#undef ROUTE_DECLARE
-
-static const struct tandem_route routes[] = {
-#define ROUTE_ROW(id, method, pattern, flags, fn) {#id, method, pattern, flags, fn},
-    DOMAIN_ROUTES(ROUTE_ROW)
-#undef ROUTE_ROW
-};
-
-const struct tandem_route_table tandem_domain_route_table = {
-    routes, (unsigned)(sizeof routes / sizeof routes[0])};
+TANDEM_ROUTE_TABLE(tandem_domain_route_table, DOMAIN_ROUTES);
 
 /* ---- write requests: a command and everything its fields borrow ---- */
 
 struct domain_write {
-    Tandem__Command command;
-    Tandem__Actor actor;
+    struct tandem_route_write base; /* first: command, actor, body */
     union {
         Tandem__JobCreate job_create;
         Tandem__JobAction job_action;
@@ -60,11 +47,8 @@ struct domain_write {
         Tandem__RetentionPurge purge;
     };
     Tandem__JobRecord job;
-    json_t *json; /* owned: the parsed body; command strings point into it */
     void **owned; /* owned: arrays the command points to, each owned */
     size_t n_owned, cap_owned;
-    char user[TANDEM_DOMAIN_TEXT_LEN_MAX + 1];
-    char site[TANDEM_SITE_LEN_MAX + 1];
     char id[TANDEM_DOMAIN_ID_LEN_MAX + 1];
 };
 
@@ -75,7 +59,7 @@ static void domain_write_free(void *arg)
         free(w->owned[i]);
     }
     free(w->owned);
-    json_decref(w->json);
+    tandem_route_write_release(&w->base);
     free(w);
 }
 
@@ -102,27 +86,13 @@ static void *write_alloc(struct domain_write *w, size_t size)
 static struct domain_write *domain_write_new(struct tandem_node *node,
                                              struct tandem_http_request *r)
 {
-    struct domain_write *w = calloc(1, sizeof *w);
-    if (w == NULL) {
-        tandem_route_error(node, r, 500, "out of memory");
-        return NULL;
-    }
-    w->json = tandem_route_actor_body(node, r, w->user, w->site);
-    if (w->json == NULL) {
-        domain_write_free(w);
-        return NULL;
-    }
-    tandem__command__init(&w->command);
-    tandem__actor__init(&w->actor);
-    w->actor.user = w->user;
-    w->actor.site = w->site;
-    return w;
+    return tandem_route_write_new(node, r, sizeof(struct domain_write), 500);
 }
 
 static void domain_submit(struct tandem_node *node, struct tandem_http_request *r,
                           struct domain_write *w)
 {
-    tandem_route_submit(node, r, &w->command, domain_write_free, w);
+    tandem_route_submit(node, r, &w->base.command, domain_write_free, w);
 }
 
 /* ---- JSON field helpers: each returns 0, or -1 with why (TANDEM_ERRMSG_SIZE bytes) ---- */
@@ -287,16 +257,16 @@ static void route_jobs_create(struct tandem_node *node, struct tandem_http_reque
     if (w == NULL) {
         return;
     }
-    if (job_from_json(w, w->json, &w->job, why) != 0) {
+    if (job_from_json(w, w->base.json, &w->job, why) != 0) {
         tandem_route_error(node, r, 400, "%s", why);
         domain_write_free(w);
         return;
     }
     tandem__job_create__init(&w->job_create);
-    w->job_create.actor = &w->actor;
+    w->job_create.actor = &w->base.actor;
     w->job_create.job = &w->job;
-    w->command.body_case = TANDEM__COMMAND__BODY_JOB_CREATE;
-    w->command.job_create = &w->job_create;
+    w->base.command.body_case = TANDEM__COMMAND__BODY_JOB_CREATE;
+    w->base.command.job_create = &w->job_create;
     domain_submit(node, r, w);
 }
 
@@ -344,19 +314,19 @@ static void route_job_action(struct tandem_node *node, struct tandem_http_reques
     }
     if (action == TANDEM_JOB_ACTION_OPERATOR) {
         static const char *const known[] = {"operator", NULL};
-        if (unknown_fields(w->json, known, why) != 0 ||
-            field_string(w->json, "operator", false, &w->job_action.operator_, why) != 0 ||
+        if (unknown_fields(w->base.json, known, why) != 0 ||
+            field_string(w->base.json, "operator", false, &w->job_action.operator_, why) != 0 ||
             !tandem_domain_text_ok(w->job_action.operator_, true)) {
             tandem_route_error(node, r, 400, "body must be {\"operator\": \"name\"|null}");
             domain_write_free(w);
             return;
         }
     }
-    w->job_action.actor = &w->actor;
+    w->job_action.actor = &w->base.actor;
     w->job_action.id = w->id;
     w->job_action.action = (uint32_t)action;
-    w->command.body_case = TANDEM__COMMAND__BODY_JOB_ACTION;
-    w->command.job_action = &w->job_action;
+    w->base.command.body_case = TANDEM__COMMAND__BODY_JOB_ACTION;
+    w->base.command.job_action = &w->job_action;
     domain_submit(node, r, w);
 }
 
@@ -430,12 +400,12 @@ static void route_boxes_checkin(struct tandem_node *node, struct tandem_http_req
     if (w == NULL) {
         return;
     }
-    json_t *list = json_object_get(w->json, "boxes");
+    json_t *list = json_object_get(w->base.json, "boxes");
     tandem__box_checkin__init(&w->checkin);
     w->checkin.bulk = list != NULL;
-    if (list != NULL &&
-        (!json_is_array(list) || json_array_size(list) == 0 ||
-         json_array_size(list) > TANDEM_BULK_CHECKIN_ROWS_MAX || json_object_size(w->json) != 1)) {
+    if (list != NULL && (!json_is_array(list) || json_array_size(list) == 0 ||
+                         json_array_size(list) > TANDEM_BULK_CHECKIN_ROWS_MAX ||
+                         json_object_size(w->base.json) != 1)) {
         tandem_route_error(node, r, 400, "a bulk check-in is {\"boxes\": [1 to %d rows]}",
                            TANDEM_BULK_CHECKIN_ROWS_MAX);
         domain_write_free(w);
@@ -448,7 +418,7 @@ static void route_boxes_checkin(struct tandem_node *node, struct tandem_http_req
     if (list == NULL) {
         Tandem__BoxRecord *box = write_alloc(w, sizeof *box);
         Tandem__BoxRecord **ptrs = write_alloc(w, sizeof *ptrs);
-        if (box == NULL || ptrs == NULL || box_from_json(w, w->json, box, why) != 0) {
+        if (box == NULL || ptrs == NULL || box_from_json(w, w->base.json, box, why) != 0) {
             tandem_route_error(node, r, box == NULL || ptrs == NULL ? 500 : 400, "%s",
                                box == NULL || ptrs == NULL ? "out of memory" : why);
             domain_write_free(w);
@@ -458,9 +428,9 @@ static void route_boxes_checkin(struct tandem_node *node, struct tandem_http_req
         w->checkin.boxes = ptrs;
         w->checkin.n_boxes = 1;
     }
-    w->checkin.actor = &w->actor;
-    w->command.body_case = TANDEM__COMMAND__BODY_BOX_CHECKIN;
-    w->command.box_checkin = &w->checkin;
+    w->checkin.actor = &w->base.actor;
+    w->base.command.body_case = TANDEM__COMMAND__BODY_BOX_CHECKIN;
+    w->base.command.box_checkin = &w->checkin;
     domain_submit(node, r, w);
 }
 
@@ -471,8 +441,8 @@ static int box_action_body(struct domain_write *w, int action, char *why)
     static const char *const move_fields[] = {"site", "shelf", NULL};
     Tandem__BoxAction *a = &w->box_action;
     if (action == TANDEM_BOX_ACTION_PICK) {
-        if (unknown_fields(w->json, pick_fields, why) != 0 ||
-            field_string(w->json, "job", true, &a->job, why) != 0) {
+        if (unknown_fields(w->base.json, pick_fields, why) != 0 ||
+            field_string(w->base.json, "job", true, &a->job, why) != 0) {
             return -1;
         }
         if (!tandem_domain_id_ok(a->job)) {
@@ -480,9 +450,9 @@ static int box_action_body(struct domain_write *w, int action, char *why)
             return -1;
         }
     } else if (action == TANDEM_BOX_ACTION_MOVE) {
-        if (unknown_fields(w->json, move_fields, why) != 0 ||
-            field_string(w->json, "site", true, &a->site, why) != 0 ||
-            field_string(w->json, "shelf", true, &a->shelf, why) != 0) {
+        if (unknown_fields(w->base.json, move_fields, why) != 0 ||
+            field_string(w->base.json, "site", true, &a->site, why) != 0 ||
+            field_string(w->base.json, "shelf", true, &a->shelf, why) != 0) {
             return -1;
         }
         if (!tandem_domain_site_ok(a->site) || !tandem_domain_text_ok(a->shelf, false)) {
@@ -520,11 +490,11 @@ static void route_box_action(struct tandem_node *node, struct tandem_http_reques
         domain_write_free(w);
         return;
     }
-    w->box_action.actor = &w->actor;
+    w->box_action.actor = &w->base.actor;
     w->box_action.id = w->id;
     w->box_action.action = (uint32_t)action;
-    w->command.body_case = TANDEM__COMMAND__BODY_BOX_ACTION;
-    w->command.box_action = &w->box_action;
+    w->base.command.body_case = TANDEM__COMMAND__BODY_BOX_ACTION;
+    w->base.command.box_action = &w->box_action;
     domain_submit(node, r, w);
 }
 
@@ -541,32 +511,49 @@ static void route_retention_purge(struct tandem_node *node, struct tandem_http_r
     if (w == NULL) {
         return;
     }
-    if (unknown_fields(w->json, known, why) != 0 ||
-        field_integer(w->json, "events_max", 1, TANDEM_PURGE_EVENTS_MAX, &events_max, why) != 0) {
+    if (unknown_fields(w->base.json, known, why) != 0 ||
+        field_integer(w->base.json, "events_max", 1, TANDEM_PURGE_EVENTS_MAX, &events_max, why) !=
+            0) {
         tandem_route_error(node, r, 400, "%s", why);
         domain_write_free(w);
         return;
     }
     unsigned days = node->config->retention_days;
     tandem__retention_purge__init(&w->purge);
-    w->purge.actor = &w->actor;
+    w->purge.actor = &w->base.actor;
     /* The leader's clock and config decide the cutoff; apply only checks it. */
     w->purge.cutoff_ms = node->proposer.now_ms() - (int64_t)days * TANDEM_MS_PER_DAY;
     w->purge.retention_days = days;
     w->purge.events_max = (uint32_t)events_max;
-    w->command.body_case = TANDEM__COMMAND__BODY_RETENTION_PURGE;
-    w->command.retention_purge = &w->purge;
+    w->base.command.body_case = TANDEM__COMMAND__BODY_RETENTION_PURGE;
+    w->base.command.retention_purge = &w->purge;
     domain_submit(node, r, w);
 }
 
 /* ---- reads ---- */
 
+#define LIST_FILTERS_MAX 4
+#define LIST_STATUS      1 /* every listing's second filter is "status" */
+
+struct domain_read;
+
+/* A listing route: its query filters, the status words it knows, and the replicated list. */
+struct list_kind {
+    const char *key;                       /* the answer's array: {"<key>":[...],"next":...} */
+    const char *filters[LIST_FILTERS_MAX]; /* query parameters; NULL after the last */
+    int (*status_parse)(const char *text); /* < 0 for an unknown status */
+    const char *status_why;                /* the 400 message for one */
+    int (*list)(struct tandem_store *store, MDB_txn *txn, const struct domain_read *q,
+                struct tandem_text *items, char *next);
+};
+
 struct domain_read {
     char id[TANDEM_DOMAIN_ID_LEN_MAX + 1];
     char kind[KIND_LEN + 1];
-    char site[QUERY_MAX], status[QUERY_MAX], client[QUERY_MAX], stage[QUERY_MAX], job[QUERY_MAX];
+    const struct list_kind *list;              /* listings: which one */
+    char filters[LIST_FILTERS_MAX][QUERY_MAX]; /* listings: by list->filters */
+    bool has_filter[LIST_FILTERS_MAX];
     char after[QUERY_MAX];
-    bool has_site, has_status, has_client, has_stage, has_job;
     unsigned limit;
     uint64_t after_seq;
 };
@@ -762,17 +749,58 @@ static void serve_list_text(struct tandem_node *node, struct tandem_http_request
     tandem_text_free(&body);
 }
 
-static void serve_jobs_list(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+/* A listing filter's value, NULL when the query did not give it. */
+static const char *list_filter(const struct domain_read *q, unsigned i)
 {
-    struct domain_read *q = arg;
+    return q->has_filter[i] ? q->filters[i] : NULL;
+}
+
+static int jobs_list(struct tandem_store *store, MDB_txn *txn, const struct domain_read *q,
+                     struct tandem_text *items, char *next)
+{
     struct tandem_job_query query = {
-        .site = q->has_site ? q->site : NULL,
-        .status = q->has_status ? q->status : NULL,
-        .client = q->has_client ? q->client : NULL,
-        .stage = q->has_stage ? q->stage : NULL,
+        .site = list_filter(q, 0),
+        .status = list_filter(q, LIST_STATUS),
+        .client = list_filter(q, 2),
+        .stage = list_filter(q, 3),
         .after = q->after,
         .limit = q->limit,
     };
+    return tandem_job_list(store, txn, &query, items, next);
+}
+
+static int boxes_list(struct tandem_store *store, MDB_txn *txn, const struct domain_read *q,
+                      struct tandem_text *items, char *next)
+{
+    struct tandem_box_query query = {
+        .site = list_filter(q, 0),
+        .status = list_filter(q, LIST_STATUS),
+        .job = list_filter(q, 2),
+        .after = q->after,
+        .limit = q->limit,
+    };
+    return tandem_box_list(store, txn, &query, items, next);
+}
+
+static const struct list_kind jobs_list_kind = {
+    "jobs",
+    {"site", "status", "client", "stage"},
+    tandem_job_status_parse,
+    "status must be queued, in_progress, on_hold, done or cancelled",
+    jobs_list,
+};
+
+static const struct list_kind boxes_list_kind = {
+    "boxes",
+    {"site", "status", "job", NULL},
+    tandem_box_status_parse,
+    "status must be received, stored, picked, in_process, returned or disposed",
+    boxes_list,
+};
+
+static void serve_list(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+{
+    struct domain_read *q = arg;
     char next[TANDEM_DOMAIN_ID_LEN_MAX + 1];
     struct tandem_text items;
     MDB_txn *txn;
@@ -780,89 +808,64 @@ static void serve_jobs_list(struct tandem_node *node, struct tandem_http_request
         return;
     }
     tandem_text_init(&items, TANDEM_LIST_BYTES_MAX);
-    if (tandem_job_list(&node->store, txn, &query, &items, next) != 0) {
+    if (q->list->list(&node->store, txn, q, &items, next) != 0) {
         tandem_text_free(&items);
         serve_txn_error(node, r, txn);
         return;
     }
     mdb_txn_abort(txn);
-    serve_list_text(node, r, "jobs", &items, next);
+    serve_list_text(node, r, q->list->key, &items, next);
     tandem_text_free(&items);
+}
+
+/* The listing's filters, limit and cursor from the query. Returns 0 or -1 with why filled. */
+static int list_params(struct tandem_http_request *r, struct domain_read *q, char *why)
+{
+    const struct list_kind *kind = q->list;
+    for (unsigned i = 0; i < LIST_FILTERS_MAX && kind->filters[i] != NULL; i++) {
+        if (query_text(r, kind->filters[i], q->filters[i], &q->has_filter[i], why) != 0) {
+            return -1;
+        }
+    }
+    if (query_limit(r, &q->limit, why) != 0 || query_after_id(r, q->after, why) != 0) {
+        return -1;
+    }
+    if (q->has_filter[LIST_STATUS] && kind->status_parse(q->filters[LIST_STATUS]) < 0) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "%s", kind->status_why);
+        return -1;
+    }
+    return 0;
+}
+
+static void route_list(struct tandem_node *node, struct tandem_http_request *r,
+                       const struct list_kind *kind)
+{
+    char why[TANDEM_ERRMSG_SIZE];
+    struct domain_read *q = domain_read_new(node, r);
+    if (q == NULL) {
+        return;
+    }
+    q->list = kind;
+    if (list_params(r, q, why) != 0) {
+        tandem_route_error(node, r, 400, "%s", why); /* refused before any barrier */
+        free(q);
+        return;
+    }
+    tandem_route_read(node, r, serve_list, q, domain_read_free);
 }
 
 static void route_jobs_list(struct tandem_node *node, struct tandem_http_request *r,
                             const char *param)
 {
-    char why[TANDEM_ERRMSG_SIZE];
     (void)param;
-    struct domain_read *q = domain_read_new(node, r);
-    if (q == NULL) {
-        return;
-    }
-    if (query_text(r, "site", q->site, &q->has_site, why) != 0 ||
-        query_text(r, "status", q->status, &q->has_status, why) != 0 ||
-        query_text(r, "client", q->client, &q->has_client, why) != 0 ||
-        query_text(r, "stage", q->stage, &q->has_stage, why) != 0 ||
-        query_limit(r, &q->limit, why) != 0 || query_after_id(r, q->after, why) != 0 ||
-        (q->has_status && tandem_job_status_parse(q->status) < 0 &&
-         snprintf(why, sizeof why,
-                  "status must be queued, in_progress, on_hold, done or cancelled") > 0)) {
-        tandem_route_error(node, r, 400, "%s", why); /* refused before any barrier */
-        free(q);
-        return;
-    }
-    tandem_route_read(node, r, serve_jobs_list, q, domain_read_free);
-}
-
-static void serve_boxes_list(struct tandem_node *node, struct tandem_http_request *r, void *arg)
-{
-    struct domain_read *q = arg;
-    struct tandem_box_query query = {
-        .site = q->has_site ? q->site : NULL,
-        .status = q->has_status ? q->status : NULL,
-        .job = q->has_job ? q->job : NULL,
-        .after = q->after,
-        .limit = q->limit,
-    };
-    char next[TANDEM_DOMAIN_ID_LEN_MAX + 1];
-    struct tandem_text items;
-    MDB_txn *txn;
-    if (tandem_route_read_txn(node, r, &txn) != 0) {
-        return;
-    }
-    tandem_text_init(&items, TANDEM_LIST_BYTES_MAX);
-    if (tandem_box_list(&node->store, txn, &query, &items, next) != 0) {
-        tandem_text_free(&items);
-        serve_txn_error(node, r, txn);
-        return;
-    }
-    mdb_txn_abort(txn);
-    serve_list_text(node, r, "boxes", &items, next);
-    tandem_text_free(&items);
+    route_list(node, r, &jobs_list_kind);
 }
 
 static void route_boxes_list(struct tandem_node *node, struct tandem_http_request *r,
                              const char *param)
 {
-    char why[TANDEM_ERRMSG_SIZE];
     (void)param;
-    struct domain_read *q = domain_read_new(node, r);
-    if (q == NULL) {
-        return;
-    }
-    if (query_text(r, "site", q->site, &q->has_site, why) != 0 ||
-        query_text(r, "status", q->status, &q->has_status, why) != 0 ||
-        query_text(r, "job", q->job, &q->has_job, why) != 0 ||
-        query_limit(r, &q->limit, why) != 0 || query_after_id(r, q->after, why) != 0 ||
-        (q->has_status && tandem_box_status_parse(q->status) < 0 &&
-         snprintf(why, sizeof why,
-                  "status must be received, stored, picked, in_process, returned or disposed") >
-             0)) {
-        tandem_route_error(node, r, 400, "%s", why);
-        free(q);
-        return;
-    }
-    tandem_route_read(node, r, serve_boxes_list, q, domain_read_free);
+    route_list(node, r, &boxes_list_kind);
 }
 
 static json_t *next_seq_json(uint64_t next)

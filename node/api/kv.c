@@ -8,33 +8,19 @@
 #include "node/api/api.h"
 #include "node/node.h"
 #include "replication/domain/kv.h"
+#include "storage/assert.h"
 #include "storage/error.h"
-
-#define ROUTE_WRITE  TANDEM_ROUTE_WRITE
-#define ROUTE_READ   TANDEM_ROUTE_READ
-#define ROUTE_PREFIX TANDEM_ROUTE_PREFIX
 
 /* X(id, method, pattern, flags, handler): ids are metrics labels, in this order. */
 #define KV_ROUTES(X)                                                                               \
-    X(kv_list, HTTP_GET, "/v1/kv", ROUTE_READ, route_kv_list)                                      \
-    X(kv_get, HTTP_GET, "/v1/kv/", ROUTE_READ | ROUTE_PREFIX, route_kv_get)                        \
-    X(kv_put, HTTP_PUT, "/v1/kv/", ROUTE_WRITE | ROUTE_PREFIX, route_kv_put)                       \
-    X(kv_delete, HTTP_DELETE, "/v1/kv/", ROUTE_WRITE | ROUTE_PREFIX, route_kv_delete)              \
-    X(txn, HTTP_POST, "/v1/txn", ROUTE_WRITE, route_txn)
+    X(kv_list, HTTP_GET, "/v1/kv", TANDEM_ROUTE_READ, route_kv_list)                               \
+    X(kv_get, HTTP_GET, "/v1/kv/", TANDEM_ROUTE_READ | TANDEM_ROUTE_PREFIX, route_kv_get)          \
+    X(kv_put, HTTP_PUT, "/v1/kv/", TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX, route_kv_put)         \
+    X(kv_delete, HTTP_DELETE, "/v1/kv/", TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX,                 \
+      route_kv_delete)                                                                             \
+    X(txn, HTTP_POST, "/v1/txn", TANDEM_ROUTE_WRITE, route_txn)
 
-#define ROUTE_DECLARE(id, method, pattern, flags, fn)                                              \
-    static void fn(struct tandem_node *node, struct tandem_http_request *r, const char *param);
-KV_ROUTES(ROUTE_DECLARE)
-#undef ROUTE_DECLARE
-
-static const struct tandem_route routes[] = {
-#define ROUTE_ROW(id, method, pattern, flags, fn) {#id, method, pattern, flags, fn},
-    KV_ROUTES(ROUTE_ROW)
-#undef ROUTE_ROW
-};
-
-const struct tandem_route_table tandem_kv_route_table = {
-    routes, (unsigned)(sizeof routes / sizeof routes[0])};
+TANDEM_ROUTE_TABLE(tandem_kv_route_table, KV_ROUTES);
 
 static bool key_valid(const char *key, size_t len, char *why, size_t why_size)
 {
@@ -62,25 +48,23 @@ struct txn_body {
     unsigned n_decoded;
 };
 
+/* What a KV request keeps until it is answered: the command it proposes and what that borrows. */
 struct kv_request {
-    struct tandem_write write;
-    struct tandem_read read;
     Tandem__Command command;
     union {
         Tandem__KvPut put;
         Tandem__KvDelete del;
     };
-    struct tandem_node *node;
-    struct tandem_http_request *r;
     char key[TANDEM_KV_KEY_LEN_MAX + 1];
     size_t key_len;
-    bool list;          /* a linearizable list rather than a get */
+    bool list;          /* a list rather than a get */
     struct txn_body *t; /* owned: only transactions carry one */
     json_t *json;       /* owned: the parsed body, keys point into it */
 };
 
-static void kv_request_free(struct kv_request *k)
+static void kv_request_free(void *arg)
 {
+    struct kv_request *k = arg;
     for (unsigned i = 0; k->t != NULL && i < k->t->n_decoded; i++) {
         free(k->t->decoded[i]);
     }
@@ -89,29 +73,7 @@ static void kv_request_free(struct kv_request *k)
     free(k);
 }
 
-static void kv_write_cb(struct tandem_write *w, int status, struct tandem_result *result)
-{
-    struct kv_request *k = w->data;
-    if (status != 0) {
-        tandem_route_raft_error(k->node, k->r, status);
-    } else {
-        tandem_route_json(k->node, k->r, result->status, NULL, result->body);
-    }
-    kv_request_free(k);
-}
-
-static void kv_submit(struct tandem_node *node, struct kv_request *k)
-{
-    k->write.command = &k->command;
-    k->write.cb = kv_write_cb;
-    k->write.data = k;
-    int rv = tandem_proposer_write(&node->proposer, &k->write);
-    if (rv != 0) {
-        tandem_route_raft_error(node, k->r, rv);
-        kv_request_free(k);
-    }
-}
-
+/* A request for key (NULL: none), or NULL after answering r 400 or 500. */
 static struct kv_request *kv_request_new(struct tandem_node *node, struct tandem_http_request *r,
                                          const char *key)
 {
@@ -127,8 +89,6 @@ static struct kv_request *kv_request_new(struct tandem_node *node, struct tandem
         return NULL;
     }
     tandem__command__init(&k->command);
-    k->node = node;
-    k->r = r;
     if (key != NULL) {
         k->key_len = strlen(key);
         memcpy(k->key, key, k->key_len + 1);
@@ -136,35 +96,40 @@ static struct kv_request *kv_request_new(struct tandem_node *node, struct tandem
     return k;
 }
 
-static void route_kv_put(struct tandem_node *node, struct tandem_http_request *r, const char *key)
+/* A put (the body is the value) or a delete of one key. */
+static void kv_write_key(struct tandem_node *node, struct tandem_http_request *r, const char *key,
+                         Tandem__Command__BodyCase body_case)
 {
     struct kv_request *k = kv_request_new(node, r, key);
     if (k == NULL) {
         return;
     }
-    tandem__kv_put__init(&k->put);
-    k->put.key.data = (uint8_t *)k->key;
-    k->put.key.len = k->key_len;
-    k->put.value.data = (uint8_t *)r->body; /* the request stays valid until answered */
-    k->put.value.len = r->body_len;
-    k->command.body_case = TANDEM__COMMAND__BODY_KV_PUT;
-    k->command.kv_put = &k->put;
-    kv_submit(node, k);
+    ProtobufCBinaryData key_data = {.len = k->key_len, .data = (uint8_t *)k->key};
+    k->command.body_case = body_case;
+    if (body_case == TANDEM__COMMAND__BODY_KV_PUT) {
+        tandem__kv_put__init(&k->put);
+        k->put.key = key_data;
+        /* The request stays valid until answered. */
+        k->put.value = (ProtobufCBinaryData){.len = r->body_len, .data = (uint8_t *)r->body};
+        k->command.kv_put = &k->put;
+    } else {
+        tandem_assert(body_case == TANDEM__COMMAND__BODY_KV_DELETE);
+        tandem__kv_delete__init(&k->del);
+        k->del.key = key_data;
+        k->command.kv_delete = &k->del;
+    }
+    tandem_route_submit(node, r, &k->command, kv_request_free, k);
+}
+
+static void route_kv_put(struct tandem_node *node, struct tandem_http_request *r, const char *key)
+{
+    kv_write_key(node, r, key, TANDEM__COMMAND__BODY_KV_PUT);
 }
 
 static void route_kv_delete(struct tandem_node *node, struct tandem_http_request *r,
                             const char *key)
 {
-    struct kv_request *k = kv_request_new(node, r, key);
-    if (k == NULL) {
-        return;
-    }
-    tandem__kv_delete__init(&k->del);
-    k->del.key.data = (uint8_t *)k->key;
-    k->del.key.len = k->key_len;
-    k->command.body_case = TANDEM__COMMAND__BODY_KV_DELETE;
-    k->command.kv_delete = &k->del;
-    kv_submit(node, k);
+    kv_write_key(node, r, key, TANDEM__COMMAND__BODY_KV_DELETE);
 }
 
 static void kv_get_serve(struct tandem_node *node, struct tandem_http_request *r, const char *key,
@@ -197,47 +162,30 @@ static void kv_get_serve(struct tandem_node *node, struct tandem_http_request *r
 
 static void kv_list_serve(struct tandem_node *node, struct tandem_http_request *r);
 
-static void kv_read_cb(struct tandem_read *rd, int status)
+static void kv_serve(struct tandem_node *node, struct tandem_http_request *r, void *arg)
 {
-    struct kv_request *k = rd->data;
-    if (status != 0) {
-        tandem_route_raft_error(k->node, k->r, status);
-    } else if (k->list) {
-        kv_list_serve(k->node, k->r);
+    struct kv_request *k = arg;
+    if (k->list) {
+        kv_list_serve(node, r);
     } else {
-        kv_get_serve(k->node, k->r, k->key, k->key_len);
+        kv_get_serve(node, r, k->key, k->key_len);
     }
-    kv_request_free(k);
 }
 
-/* Linearizable reads wait for this loop iteration's shared barrier. */
-static void read_linearizable(struct tandem_node *node, struct tandem_http_request *r,
-                              const char *key)
+/* A get of key, or the list when key is NULL: at once with ?consistency=local, else after this
+ * loop iteration's shared barrier. */
+static void kv_read(struct tandem_node *node, struct tandem_http_request *r, const char *key)
 {
     struct kv_request *k = kv_request_new(node, r, key);
-    if (k == NULL) {
-        return;
-    }
-    k->list = key == NULL;
-    k->read.cb = kv_read_cb;
-    k->read.data = k;
-    int rv = tandem_proposer_read(&node->proposer, &k->read);
-    if (rv != 0) {
-        tandem_route_raft_error(node, r, rv);
-        kv_request_free(k);
+    if (k != NULL) {
+        k->list = key == NULL;
+        tandem_route_read(node, r, kv_serve, k, kv_request_free);
     }
 }
 
 static void route_kv_get(struct tandem_node *node, struct tandem_http_request *r, const char *key)
 {
-    char why[128];
-    if (!key_valid(key, strlen(key), why, sizeof why)) {
-        tandem_route_error(node, r, 400, "%s", why);
-    } else if (tandem_route_local(r)) {
-        kv_get_serve(node, r, key, strlen(key));
-    } else {
-        read_linearizable(node, r, key);
-    }
+    kv_read(node, r, key);
 }
 
 static int list_params(struct tandem_http_request *r, char *prefix, char *after, long *limit,
@@ -327,10 +275,8 @@ static void route_kv_list(struct tandem_node *node, struct tandem_http_request *
     (void)p;
     if (list_params(r, prefix, after, &limit, why) != 0) {
         tandem_route_error(node, r, 400, "%s", why); /* refuse before any barrier */
-    } else if (tandem_route_local(r)) {
-        kv_list_serve(node, r);
     } else {
-        read_linearizable(node, r, NULL);
+        kv_read(node, r, NULL);
     }
 }
 
@@ -527,5 +473,5 @@ static void route_txn(struct tandem_node *node, struct tandem_http_request *r, c
     }
     k->command.body_case = TANDEM__COMMAND__BODY_TXN;
     k->command.txn = &k->t->txn;
-    kv_submit(node, k);
+    tandem_route_submit(node, r, &k->command, kv_request_free, k);
 }

@@ -183,8 +183,9 @@ int tandem_route_read_txn(struct tandem_node *node, struct tandem_http_request *
     return 0;
 }
 
-json_t *tandem_route_actor_body(struct tandem_node *node, struct tandem_http_request *r, char *user,
-                                char *site)
+/* The actor and the body of a write; returns the body, or NULL after answering r 400. */
+static json_t *route_actor_body(struct tandem_node *node, struct tandem_http_request *r,
+                                struct tandem_route_write *w)
 {
     const char *header = tandem_http_request_header(r, TANDEM_USER_HEADER);
     const char *by = tandem_http_request_header(r, TANDEM_FORWARDED_HEADER);
@@ -202,82 +203,125 @@ json_t *tandem_route_actor_body(struct tandem_node *node, struct tandem_http_req
         json_decref(body);
         return NULL;
     }
-    snprintf(user, TANDEM_DOMAIN_TEXT_LEN_MAX + 1, "%s",
-             header != NULL ? header : TANDEM_ACTOR_DEFAULT);
+    snprintf(w->user, sizeof w->user, "%s", header != NULL ? header : TANDEM_ACTOR_DEFAULT);
     bool forwarded = by != NULL && tandem_raft_member_by_name(&node->raft, by, &m, NULL) == 0;
-    snprintf(site, TANDEM_SITE_LEN_MAX + 1, "%s", forwarded ? m.site : node->self.site);
+    snprintf(w->site, sizeof w->site, "%s", forwarded ? m.site : node->self.site);
     return body;
 }
 
-/* A generic proposal: one command, answered with its applied result. */
-struct submission {
-    struct tandem_write write;
-    struct tandem_node *node;
-    struct tandem_http_request *r;
-    void (*done)(void *owner);
-    void *owner;
+void *tandem_route_write_new(struct tandem_node *node, struct tandem_http_request *r, size_t size,
+                             int oom_status)
+{
+    tandem_assert(size >= sizeof(struct tandem_route_write));
+    struct tandem_route_write *w = calloc(1, size);
+    if (w == NULL) {
+        tandem_route_error(node, r, oom_status, "out of memory");
+        return NULL;
+    }
+    w->json = route_actor_body(node, r, w);
+    if (w->json == NULL) {
+        free(w);
+        return NULL;
+    }
+    tandem__command__init(&w->command);
+    tandem__actor__init(&w->actor);
+    w->actor.user = w->user;
+    w->actor.site = w->site;
+    return w;
+}
+
+void tandem_route_write_release(struct tandem_route_write *w)
+{
+    json_decref(w->json);
+    w->json = NULL;
+}
+
+/* A proposal or a linearizable read waiting for raft, and what runs once it is answered. */
+struct pending {
+    union {
+        struct tandem_write write;
+        struct tandem_read read;
+    };
+    struct tandem_node *node;      /* borrowed */
+    struct tandem_http_request *r; /* borrowed: answered exactly once */
+    tandem_route_serve_fn serve;   /* reads: answers r; NULL for writes */
+    void (*done)(void *arg);
+    void *arg;
 };
 
-static void submission_cb(struct tandem_write *w, int status, struct tandem_result *result)
+/* Answers r (the raft error, the read served, or the write's applied result), then done. p is
+ * NULL when it could not be allocated (status is then RAFT_NOMEM). */
+static void pending_finish(struct tandem_node *node, struct tandem_http_request *r,
+                           struct pending *p, int status, const struct tandem_result *result)
 {
-    struct submission *s = w->data;
+    tandem_assert(status != 0 || p != NULL);
     if (status != 0) {
-        tandem_route_raft_error(s->node, s->r, status);
+        tandem_route_raft_error(node, r, status);
+    } else if (p->serve != NULL) {
+        p->serve(node, r, p->arg);
     } else {
-        tandem_route_json(s->node, s->r, result->status, NULL, result->body);
+        tandem_route_json(node, r, result->status, NULL, result->body);
     }
-    if (s->done != NULL) {
-        s->done(s->owner);
+    if (p != NULL) {
+        void (*done)(void *) = p->done;
+        void *arg = p->arg;
+        free(p);
+        if (done != NULL) {
+            done(arg);
+        }
     }
-    free(s);
+}
+
+static void pending_write_cb(struct tandem_write *w, int status, struct tandem_result *result)
+{
+    struct pending *p = w->data;
+    pending_finish(p->node, p->r, p, status, result);
+}
+
+static void pending_read_cb(struct tandem_read *rd, int status)
+{
+    struct pending *p = rd->data;
+    pending_finish(p->node, p->r, p, status, NULL);
+}
+
+static struct pending *pending_new(struct tandem_node *node, struct tandem_http_request *r,
+                                   tandem_route_serve_fn serve, void (*done)(void *arg), void *arg)
+{
+    struct pending *p = calloc(1, sizeof *p);
+    if (p != NULL) {
+        *p = (struct pending){.node = node, .r = r, .serve = serve, .done = done, .arg = arg};
+    }
+    return p;
+}
+
+/* After starting p failed with rv: answers r and runs done (which p, if any, would have run). */
+static void pending_failed(struct tandem_node *node, struct tandem_http_request *r,
+                           struct pending *p, int rv, void (*done)(void *arg), void *arg)
+{
+    if (p != NULL) {
+        pending_finish(node, r, p, rv, NULL);
+        return;
+    }
+    tandem_route_raft_error(node, r, rv);
+    if (done != NULL) {
+        done(arg);
+    }
 }
 
 void tandem_route_submit(struct tandem_node *node, struct tandem_http_request *r,
                          Tandem__Command *command, void (*done)(void *owner), void *owner)
 {
-    struct submission *s = calloc(1, sizeof *s);
-    int rv = s == NULL ? RAFT_NOMEM : 0;
-    if (rv == 0) {
-        s->write.command = command;
-        s->write.cb = submission_cb;
-        s->write.data = s;
-        s->node = node;
-        s->r = r;
-        s->done = done;
-        s->owner = owner;
-        rv = tandem_proposer_write(&node->proposer, &s->write);
+    struct pending *p = pending_new(node, r, NULL, done, owner);
+    int rv = RAFT_NOMEM;
+    if (p != NULL) {
+        p->write.command = command;
+        p->write.cb = pending_write_cb;
+        p->write.data = p;
+        rv = tandem_proposer_write(&node->proposer, &p->write);
     }
     if (rv != 0) {
-        tandem_route_raft_error(node, r, rv);
-        free(s);
-        if (done != NULL) {
-            done(owner);
-        }
+        pending_failed(node, r, p, rv, done, owner);
     }
-}
-
-/* A generic linearizable read. */
-struct read_request {
-    struct tandem_read read;
-    struct tandem_node *node;
-    struct tandem_http_request *r;
-    tandem_route_serve_fn serve;
-    void *arg;
-    void (*done)(void *arg);
-};
-
-static void read_request_cb(struct tandem_read *rd, int status)
-{
-    struct read_request *q = rd->data;
-    if (status != 0) {
-        tandem_route_raft_error(q->node, q->r, status);
-    } else {
-        q->serve(q->node, q->r, q->arg);
-    }
-    if (q->done != NULL) {
-        q->done(q->arg);
-    }
-    free(q);
 }
 
 void tandem_route_read(struct tandem_node *node, struct tandem_http_request *r,
@@ -290,20 +334,15 @@ void tandem_route_read(struct tandem_node *node, struct tandem_http_request *r,
         }
         return;
     }
-    struct read_request *q = calloc(1, sizeof *q);
-    int rv = q == NULL ? RAFT_NOMEM : 0;
-    if (rv == 0) {
-        *q = (struct read_request){.node = node, .r = r, .serve = serve, .arg = arg, .done = done};
-        q->read.cb = read_request_cb;
-        q->read.data = q;
-        rv = tandem_proposer_read(&node->proposer, &q->read);
+    struct pending *p = pending_new(node, r, serve, done, arg);
+    int rv = RAFT_NOMEM;
+    if (p != NULL) {
+        p->read.cb = pending_read_cb;
+        p->read.data = p;
+        rv = tandem_proposer_read(&node->proposer, &p->read);
     }
     if (rv != 0) {
-        tandem_route_raft_error(node, r, rv);
-        free(q);
-        if (done != NULL) {
-            done(arg);
-        }
+        pending_failed(node, r, p, rv, done, arg);
     }
 }
 
