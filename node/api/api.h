@@ -75,6 +75,10 @@ void tandem_route_error(struct tandem_node *node, struct tandem_http_request *r,
 /* RAFT_BUSY -> 429, RAFT_NOTLEADER -> 503 no leader, lost leadership -> 503 outcome unknown. */
 void tandem_route_raft_error(struct tandem_node *node, struct tandem_http_request *r, int rv);
 bool tandem_route_local(const struct tandem_http_request *r);
+/* The query parameter name as a decimal number in [min, max]: 1 (*out set), 0 when absent (*out
+ * untouched), -1 when malformed, negative or out of range. */
+int tandem_route_query_number(const struct tandem_http_request *r, const char *name, uint64_t min,
+                              uint64_t max, uint64_t *out);
 /* A read transaction on everything applied so far (grouped writes are committed first). The
  * caller aborts it. Returns 0, or -1 after answering r with 500. */
 int tandem_route_read_txn(struct tandem_node *node, struct tandem_http_request *r, MDB_txn **txn);

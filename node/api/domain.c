@@ -52,6 +52,15 @@ struct domain_write {
     char id[TANDEM_DOMAIN_ID_LEN_MAX + 1];
 };
 
+/* An action route's kind: how its verbs parse and how its command is filled. */
+struct action_kind {
+    const char *name;               /* "job", "box" */
+    int (*parse)(const char *verb); /* < 0 for an unknown verb */
+    int refused;                    /* a verb that parses but is not an action here (-1: none) */
+    const char *verbs_hint;         /* after "no such <name> action: <verb>" */
+    int (*fill)(struct domain_write *w, int action, char *why); /* -1 with why: 400 */
+};
+
 static void domain_write_free(void *arg)
 {
     struct domain_write *w = arg;
@@ -292,43 +301,31 @@ static int split_action(struct tandem_node *node, struct tandem_http_request *r,
     return 0;
 }
 
-static void route_job_action(struct tandem_node *node, struct tandem_http_request *r,
-                             const char *param)
+/* The action fields every job and box action carries (the two message types differ). */
+#define ACTION_FIELDS_SET(a, w, action_code)                                                       \
+    ((a)->actor = &(w)->base.actor, (a)->id = (w)->id, (a)->action = (uint32_t)(action_code))
+
+static int job_action_fill(struct domain_write *w, int action, char *why)
 {
-    const char *verb;
-    char why[TANDEM_ERRMSG_SIZE];
-    struct domain_write *w = domain_write_new(node, r);
-    if (w == NULL) {
-        return;
-    }
-    if (split_action(node, r, param, "job", w->id, &verb) != 0) {
-        domain_write_free(w);
-        return;
-    }
-    int action = tandem_job_action_parse(verb);
-    tandem__job_action__init(&w->job_action);
-    if (action < 0) {
-        tandem_route_error(node, r, 404, "no such job action: %s", verb);
-        domain_write_free(w);
-        return;
-    }
-    if (action == TANDEM_JOB_ACTION_OPERATOR) {
-        static const char *const known[] = {"operator", NULL};
-        if (unknown_fields(w->base.json, known, why) != 0 ||
-            field_string(w->base.json, "operator", false, &w->job_action.operator_, why) != 0 ||
-            !tandem_domain_text_ok(w->job_action.operator_, true)) {
-            tandem_route_error(node, r, 400, "body must be {\"operator\": \"name\"|null}");
-            domain_write_free(w);
-            return;
-        }
-    }
-    w->job_action.actor = &w->base.actor;
-    w->job_action.id = w->id;
-    w->job_action.action = (uint32_t)action;
+    static const char *const known[] = {"operator", NULL};
+    Tandem__JobAction *a = &w->job_action;
+    tandem__job_action__init(a);
+    ACTION_FIELDS_SET(a, w, action);
     w->base.command.body_case = TANDEM__COMMAND__BODY_JOB_ACTION;
-    w->base.command.job_action = &w->job_action;
-    domain_submit(node, r, w);
+    w->base.command.job_action = a;
+    if (action == TANDEM_JOB_ACTION_OPERATOR &&
+        (unknown_fields(w->base.json, known, why) != 0 ||
+         field_string(w->base.json, "operator", false, &a->operator_, why) != 0 ||
+         !tandem_domain_text_ok(a->operator_, true))) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "body must be {\"operator\": \"name\"|null}");
+        return -1;
+    }
+    return 0;
 }
+
+static const struct action_kind job_action_kind = {
+    "job", tandem_job_action_parse, -1, "", job_action_fill,
+};
 
 /* ---- boxes ---- */
 
@@ -464,8 +461,27 @@ static int box_action_body(struct domain_write *w, int action, char *why)
     return 0;
 }
 
-static void route_box_action(struct tandem_node *node, struct tandem_http_request *r,
-                             const char *param)
+static int box_action_fill(struct domain_write *w, int action, char *why)
+{
+    Tandem__BoxAction *a = &w->box_action;
+    tandem__box_action__init(a);
+    ACTION_FIELDS_SET(a, w, action);
+    w->base.command.body_case = TANDEM__COMMAND__BODY_BOX_ACTION;
+    w->base.command.box_action = a;
+    return box_action_body(w, action, why);
+}
+
+static const struct action_kind box_action_kind = {
+    "box",
+    tandem_box_action_parse,
+    TANDEM_BOX_ACTION_PROCESS, /* the pick route's own step, not an action of its own */
+    " (pick, return, move, dispose)",
+    box_action_fill,
+};
+
+/* POST /v1/<kind>s/<id>/<verb>: one action on one job or box. */
+static void route_action(struct tandem_node *node, struct tandem_http_request *r, const char *param,
+                         const struct action_kind *kind)
 {
     const char *verb;
     char why[TANDEM_ERRMSG_SIZE];
@@ -473,29 +489,35 @@ static void route_box_action(struct tandem_node *node, struct tandem_http_reques
     if (w == NULL) {
         return;
     }
-    if (split_action(node, r, param, "box", w->id, &verb) != 0) {
+    if (split_action(node, r, param, kind->name, w->id, &verb) != 0) {
         domain_write_free(w);
         return;
     }
-    int action = tandem_box_action_parse(verb);
-    tandem__box_action__init(&w->box_action);
-    if (action < 0 || action == TANDEM_BOX_ACTION_PROCESS) {
-        tandem_route_error(node, r, 404, "no such box action: %s (pick, return, move, dispose)",
-                           verb);
+    int action = kind->parse(verb);
+    if (action < 0 || action == kind->refused) {
+        tandem_route_error(node, r, 404, "no such %s action: %s%s", kind->name, verb,
+                           kind->verbs_hint);
         domain_write_free(w);
         return;
     }
-    if (box_action_body(w, action, why) != 0) {
+    if (kind->fill(w, action, why) != 0) {
         tandem_route_error(node, r, 400, "%s", why);
         domain_write_free(w);
         return;
     }
-    w->box_action.actor = &w->base.actor;
-    w->box_action.id = w->id;
-    w->box_action.action = (uint32_t)action;
-    w->base.command.body_case = TANDEM__COMMAND__BODY_BOX_ACTION;
-    w->base.command.box_action = &w->box_action;
     domain_submit(node, r, w);
+}
+
+static void route_job_action(struct tandem_node *node, struct tandem_http_request *r,
+                             const char *param)
+{
+    route_action(node, r, param, &job_action_kind);
+}
+
+static void route_box_action(struct tandem_node *node, struct tandem_http_request *r,
+                             const char *param)
+{
+    route_action(node, r, param, &box_action_kind);
 }
 
 /* ---- retention ---- */
@@ -588,17 +610,8 @@ static int query_text(struct tandem_http_request *r, const char *name, char *out
 
 static int query_limit(struct tandem_http_request *r, unsigned *limit, char *why)
 {
-    char text[32];
-    int rv = tandem_http_query_get(r->query, "limit", text, sizeof text);
-    *limit = TANDEM_LIST_LIMIT_DEFAULT;
-    if (rv == 0) {
-        return 0;
-    }
-    char *end = NULL;
-    errno = 0;
-    long value = rv < 0 ? -1 : strtol(text, &end, 10);
-    if (rv < 0 || errno != 0 || end == text || *end != '\0' || value < 1 ||
-        value > TANDEM_LIST_LIMIT_MAX) {
+    uint64_t value = TANDEM_LIST_LIMIT_DEFAULT;
+    if (tandem_route_query_number(r, "limit", 1, TANDEM_LIST_LIMIT_MAX, &value) < 0) {
         snprintf(why, TANDEM_ERRMSG_SIZE, "limit must be an integer from 1 to %d",
                  TANDEM_LIST_LIMIT_MAX);
         return -1;
@@ -622,21 +635,12 @@ static int query_after_id(struct tandem_http_request *r, char *after, char *why)
 
 static int query_after_seq(struct tandem_http_request *r, uint64_t *after, char *why)
 {
-    char text[32];
-    int rv = tandem_http_query_get(r->query, "after", text, sizeof text);
     *after = 0;
-    if (rv == 0) {
-        return 0;
-    }
-    char *end = NULL;
-    errno = 0;
-    unsigned long long value = rv < 0 ? 0 : strtoull(text, &end, 10);
-    if (rv < 0 || errno != 0 || end == text || *end != '\0' || text[0] == '-') {
+    if (tandem_route_query_number(r, "after", 0, UINT64_MAX, after) < 0) {
         snprintf(why, TANDEM_ERRMSG_SIZE,
                  "after must be a sequence number from a previous page's \"next\"");
         return -1;
     }
-    *after = value;
     return 0;
 }
 
@@ -647,46 +651,34 @@ static void serve_txn_error(struct tandem_node *node, struct tandem_http_request
     tandem_route_error(node, r, 500, "%s", node->store.errmsg);
 }
 
-static void serve_job_get(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+/* GET /v1/jobs/ID or /v1/boxes/ID (q->kind says which). */
+static void serve_get(struct tandem_node *node, struct tandem_http_request *r, void *arg)
 {
     struct domain_read *q = arg;
     Tandem__JobRecord *job = NULL;
-    MDB_txn *txn;
-    if (tandem_route_read_txn(node, r, &txn) != 0) {
-        return;
-    }
-    if (tandem_job_get(&node->store, txn, q->id, &job) != 0) {
-        serve_txn_error(node, r, txn);
-        return;
-    }
-    mdb_txn_abort(txn);
-    if (job == NULL) {
-        tandem_route_error(node, r, 404, "job not found: %s", q->id);
-        return;
-    }
-    tandem_route_jansson(node, r, 200, tandem_job_json(job, true));
-    tandem__job_record__free_unpacked(job, NULL);
-}
-
-static void serve_box_get(struct tandem_node *node, struct tandem_http_request *r, void *arg)
-{
-    struct domain_read *q = arg;
     Tandem__BoxRecord *box = NULL;
     MDB_txn *txn;
+    bool is_job = strcmp(q->kind, "job") == 0;
     if (tandem_route_read_txn(node, r, &txn) != 0) {
         return;
     }
-    if (tandem_box_get(&node->store, txn, q->id, &box) != 0) {
+    int rv = is_job ? tandem_job_get(&node->store, txn, q->id, &job)
+                    : tandem_box_get(&node->store, txn, q->id, &box);
+    if (rv != 0) {
         serve_txn_error(node, r, txn);
         return;
     }
     mdb_txn_abort(txn);
-    if (box == NULL) {
-        tandem_route_error(node, r, 404, "box not found: %s", q->id);
+    if (job == NULL && box == NULL) {
+        tandem_route_error(node, r, 404, "%s not found: %s", q->kind, q->id);
         return;
     }
-    tandem_route_jansson(node, r, 200, tandem_box_json(box));
-    tandem__box_record__free_unpacked(box, NULL);
+    tandem_route_jansson(node, r, 200, is_job ? tandem_job_json(job, true) : tandem_box_json(box));
+    if (job != NULL) {
+        tandem__job_record__free_unpacked(job, NULL);
+    } else {
+        tandem__box_record__free_unpacked(box, NULL);
+    }
 }
 
 /* The id of a GET /v1/{jobs,boxes}/ID route; answers r and returns NULL when malformed. */
@@ -709,22 +701,26 @@ static struct domain_read *read_by_id(struct tandem_node *node, struct tandem_ht
     return q;
 }
 
+static void route_get(struct tandem_node *node, struct tandem_http_request *r, const char *param,
+                      const char *noun)
+{
+    struct domain_read *q = read_by_id(node, r, param, noun);
+    if (q != NULL) {
+        snprintf(q->kind, sizeof q->kind, "%s", noun);
+        tandem_route_read(node, r, serve_get, q, domain_read_free);
+    }
+}
+
 static void route_job_get(struct tandem_node *node, struct tandem_http_request *r,
                           const char *param)
 {
-    struct domain_read *q = read_by_id(node, r, param, "job");
-    if (q != NULL) {
-        tandem_route_read(node, r, serve_job_get, q, domain_read_free);
-    }
+    route_get(node, r, param, "job");
 }
 
 static void route_box_get(struct tandem_node *node, struct tandem_http_request *r,
                           const char *param)
 {
-    struct domain_read *q = read_by_id(node, r, param, "box");
-    if (q != NULL) {
-        tandem_route_read(node, r, serve_box_get, q, domain_read_free);
-    }
+    route_get(node, r, param, "box");
 }
 
 /* Answers {"<key>":[items],"next":"id"|null} from a listing's text. */
@@ -873,28 +869,48 @@ static json_t *next_seq_json(uint64_t next)
     return next != 0 ? json_integer((json_int_t)next) : json_null();
 }
 
-static void serve_trace(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+/* Pages by sequence number: a job's or box's trace (q->kind set) or the disposals, answered as
+ * {"events"|"disposals":[...],"next":seq|null}. */
+static void serve_seq_list(struct tandem_node *node, struct tandem_http_request *r, void *arg)
 {
     struct domain_read *q = arg;
+    bool trace = q->kind[0] != '\0';
     uint64_t next;
     MDB_txn *txn;
-    json_t *events = json_array();
-    if (events == NULL || tandem_route_read_txn(node, r, &txn) != 0) {
-        if (events == NULL) {
+    json_t *list = json_array();
+    if (list == NULL || tandem_route_read_txn(node, r, &txn) != 0) {
+        if (list == NULL) {
             tandem_route_error(node, r, 500, "out of memory");
         }
-        json_decref(events);
+        json_decref(list);
         return;
     }
-    if (tandem_trace_list(&node->store, txn, q->kind, q->id, q->after_seq, q->limit, events,
-                          &next) != 0) {
-        json_decref(events);
+    int rv = trace ? tandem_trace_list(&node->store, txn, q->kind, q->id, q->after_seq, q->limit,
+                                       list, &next)
+                   : tandem_disposal_list(&node->store, txn, q->after_seq, q->limit, list, &next);
+    if (rv != 0) {
+        json_decref(list);
         serve_txn_error(node, r, txn);
         return;
     }
     mdb_txn_abort(txn);
-    tandem_route_jansson(node, r, 200,
-                         json_pack("{s:o,s:o}", "events", events, "next", next_seq_json(next)));
+    tandem_route_jansson(
+        node, r, 200,
+        json_pack("{s:o,s:o}", trace ? "events" : "disposals", list, "next", next_seq_json(next)));
+}
+
+/* A read paged by sequence number (?limit=&after=); NULL after answering r 400 or 500. */
+static struct domain_read *seq_read_new(struct tandem_node *node, struct tandem_http_request *r)
+{
+    char why[TANDEM_ERRMSG_SIZE];
+    struct domain_read *q = domain_read_new(node, r);
+    if (q != NULL &&
+        (query_limit(r, &q->limit, why) != 0 || query_after_seq(r, &q->after_seq, why) != 0)) {
+        tandem_route_error(node, r, 400, "%s", why);
+        free(q);
+        return NULL;
+    }
+    return q;
 }
 
 /* GET /v1/trace/{job|box}/ID[?limit=&after=] */
@@ -915,59 +931,24 @@ static void route_trace_get(struct tandem_node *node, struct tandem_http_request
                            TANDEM_DOMAIN_ID_LEN_MAX);
         return;
     }
-    struct domain_read *q = domain_read_new(node, r);
+    struct domain_read *q = seq_read_new(node, r);
     if (q == NULL) {
         return;
     }
     memcpy(q->kind, param, KIND_LEN);
     snprintf(q->id, sizeof q->id, "%s", slash + 1);
-    if (query_limit(r, &q->limit, why) != 0 || query_after_seq(r, &q->after_seq, why) != 0) {
-        tandem_route_error(node, r, 400, "%s", why);
-        free(q);
-        return;
-    }
     if (tandem_http_query_get(r->query, "limit", why, sizeof why) == 0) {
         q->limit = TANDEM_LIST_LIMIT_MAX; /* a whole timeline unless paging is asked for */
     }
-    tandem_route_read(node, r, serve_trace, q, domain_read_free);
-}
-
-static void serve_disposals(struct tandem_node *node, struct tandem_http_request *r, void *arg)
-{
-    struct domain_read *q = arg;
-    uint64_t next;
-    MDB_txn *txn;
-    json_t *list = json_array();
-    if (list == NULL || tandem_route_read_txn(node, r, &txn) != 0) {
-        if (list == NULL) {
-            tandem_route_error(node, r, 500, "out of memory");
-        }
-        json_decref(list);
-        return;
-    }
-    if (tandem_disposal_list(&node->store, txn, q->after_seq, q->limit, list, &next) != 0) {
-        json_decref(list);
-        serve_txn_error(node, r, txn);
-        return;
-    }
-    mdb_txn_abort(txn);
-    tandem_route_jansson(node, r, 200,
-                         json_pack("{s:o,s:o}", "disposals", list, "next", next_seq_json(next)));
+    tandem_route_read(node, r, serve_seq_list, q, domain_read_free);
 }
 
 static void route_disposals_list(struct tandem_node *node, struct tandem_http_request *r,
                                  const char *param)
 {
-    char why[TANDEM_ERRMSG_SIZE];
     (void)param;
-    struct domain_read *q = domain_read_new(node, r);
-    if (q == NULL) {
-        return;
+    struct domain_read *q = seq_read_new(node, r);
+    if (q != NULL) {
+        tandem_route_read(node, r, serve_seq_list, q, domain_read_free);
     }
-    if (query_limit(r, &q->limit, why) != 0 || query_after_seq(r, &q->after_seq, why) != 0) {
-        tandem_route_error(node, r, 400, "%s", why);
-        free(q);
-        return;
-    }
-    tandem_route_read(node, r, serve_disposals, q, domain_read_free);
 }

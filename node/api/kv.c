@@ -191,7 +191,6 @@ static void route_kv_get(struct tandem_node *node, struct tandem_http_request *r
 static int list_params(struct tandem_http_request *r, char *prefix, char *after, long *limit,
                        char *why)
 {
-    char text[32];
     int rv;
     if ((rv = tandem_http_query_get(r->query, "prefix", prefix, TANDEM_KV_KEY_LEN_MAX + 1)) < 0 ||
         (rv == 0 && (prefix[0] = '\0', 0))) {
@@ -205,18 +204,12 @@ static int list_params(struct tandem_http_request *r, char *prefix, char *after,
     if (rv == 0) {
         after[0] = '\0';
     }
-    *limit = 100;
-    rv = tandem_http_query_get(r->query, "limit", text, sizeof text);
-    if (rv != 0) {
-        char *end = NULL;
-        errno = 0;
-        *limit = rv < 0 ? -1 : strtol(text, &end, 10);
-        if (rv < 0 || errno != 0 || end == text || *end != '\0' || *limit < 1 ||
-            *limit > TANDEM_KV_LIST_LIMIT_MAX) {
-            snprintf(why, 128, "limit must be an integer from 1 to %d", TANDEM_KV_LIST_LIMIT_MAX);
-            return -1;
-        }
+    uint64_t value = 100;
+    if (tandem_route_query_number(r, "limit", 1, TANDEM_KV_LIST_LIMIT_MAX, &value) < 0) {
+        snprintf(why, 128, "limit must be an integer from 1 to %d", TANDEM_KV_LIST_LIMIT_MAX);
+        return -1;
     }
+    *limit = (long)value;
     return 0;
 }
 

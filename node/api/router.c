@@ -1,6 +1,7 @@
 /* The HTTP API's router: the route tables in order, matching (methods, prefixes, percent-decoding),
  * the leader check that runs a route here or forwards it, and the answer helpers every resource
  * file (node/api/cluster.c, kv.c, domain.c, bcp.c, rebalance.c) uses. */
+#include <errno.h>
 #include <stdarg.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -166,6 +167,24 @@ bool tandem_route_local(const struct tandem_http_request *r)
     char value[16];
     return tandem_http_query_get(r->query, "consistency", value, sizeof value) == 1 &&
            strcmp(value, "local") == 0;
+}
+
+int tandem_route_query_number(const struct tandem_http_request *r, const char *name, uint64_t min,
+                              uint64_t max, uint64_t *out)
+{
+    char text[32];
+    char *end = NULL;
+    int rv = tandem_http_query_get(r->query, name, text, sizeof text);
+    if (rv <= 0) {
+        return rv;
+    }
+    errno = 0;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || value < min || value > max) {
+        return -1;
+    }
+    *out = value;
+    return 1;
 }
 
 /* Commits grouped writes so that reads see everything applied so far. */
