@@ -98,10 +98,37 @@ static struct domain_write *domain_write_new(struct tandem_node *node,
     return tandem_route_write_new(node, r, sizeof(struct domain_write), 500);
 }
 
-static void domain_submit(struct tandem_node *node, struct tandem_http_request *r,
-                          struct domain_write *w)
+/* Fills w's command from r: returns 0, an HTTP status with why filled (400, 404, 500), or
+ * WRITE_ANSWERED when it answered r itself. arg is the route's own. */
+typedef int (*write_fill_fn)(struct tandem_node *node, struct tandem_http_request *r,
+                             struct domain_write *w, const void *arg, char *why);
+#define WRITE_ANSWERED (-1)
+
+/* A route handler that is route_write with fill (the path parameter, if any, is its arg). */
+#define WRITE_ROUTE(route, fill)                                                                   \
+    static void route(struct tandem_node *node, struct tandem_http_request *r, const char *param)  \
+    {                                                                                              \
+        route_write(node, r, fill, param);                                                         \
+    }
+
+/* Every domain write: the prelude (actor, body), the route's fill, the proposal. */
+static void route_write(struct tandem_node *node, struct tandem_http_request *r, write_fill_fn fill,
+                        const void *arg)
 {
-    tandem_route_submit(node, r, &w->base.command, domain_write_free, w);
+    char why[TANDEM_ERRMSG_SIZE];
+    struct domain_write *w = domain_write_new(node, r);
+    if (w == NULL) {
+        return;
+    }
+    int status = fill(node, r, w, arg, why);
+    if (status == 0) {
+        tandem_route_submit(node, r, &w->base.command, domain_write_free, w);
+        return;
+    }
+    if (status != WRITE_ANSWERED) {
+        tandem_route_error(node, r, status, "%s", why);
+    }
+    domain_write_free(w);
 }
 
 /* ---- JSON field helpers: each returns 0, or -1 with why (TANDEM_ERRMSG_SIZE bytes) ---- */
@@ -257,28 +284,22 @@ static int job_from_json(struct domain_write *w, json_t *body, Tandem__JobRecord
     return tandem_job_fields_check(job, why);
 }
 
-static void route_jobs_create(struct tandem_node *node, struct tandem_http_request *r,
-                              const char *param)
+static int job_create_fill(struct tandem_node *node, struct tandem_http_request *r,
+                           struct domain_write *w, const void *arg, char *why)
 {
-    char why[TANDEM_ERRMSG_SIZE];
-    (void)param;
-    struct domain_write *w = domain_write_new(node, r);
-    if (w == NULL) {
-        return;
-    }
+    (void)node, (void)r, (void)arg;
     if (job_from_json(w, w->base.json, &w->job, why) != 0) {
-        tandem_route_error(node, r, 400, "%s", why);
-        domain_write_free(w);
-        return;
+        return 400;
     }
     tandem__job_create__init(&w->job_create);
     w->job_create.actor = &w->base.actor;
     w->job_create.job = &w->job;
     w->base.command.body_case = TANDEM__COMMAND__BODY_JOB_CREATE;
     w->base.command.job_create = &w->job_create;
-    domain_submit(node, r, w);
+    return 0;
 }
 
+WRITE_ROUTE(route_jobs_create, job_create_fill)
 /* Splits "ID/verb" into id (checked) and verb; answers r and returns -1 when malformed. */
 static int split_action(struct tandem_node *node, struct tandem_http_request *r, const char *param,
                         const char *noun, char *id, const char **verb)
@@ -388,49 +409,43 @@ static int boxes_from_json(struct tandem_node *node, struct tandem_http_request 
     return 0;
 }
 
-static void route_boxes_checkin(struct tandem_node *node, struct tandem_http_request *r,
-                                const char *param)
+/* One box (the body is the box) or a bulk check-in ({"boxes": [rows]}). */
+static int checkin_fill(struct tandem_node *node, struct tandem_http_request *r,
+                        struct domain_write *w, const void *arg, char *why)
 {
-    char why[TANDEM_ERRMSG_SIZE];
-    (void)param;
-    struct domain_write *w = domain_write_new(node, r);
-    if (w == NULL) {
-        return;
-    }
+    (void)arg;
     json_t *list = json_object_get(w->base.json, "boxes");
     tandem__box_checkin__init(&w->checkin);
     w->checkin.bulk = list != NULL;
-    if (list != NULL && (!json_is_array(list) || json_array_size(list) == 0 ||
-                         json_array_size(list) > TANDEM_BULK_CHECKIN_ROWS_MAX ||
-                         json_object_size(w->base.json) != 1)) {
-        tandem_route_error(node, r, 400, "a bulk check-in is {\"boxes\": [1 to %d rows]}",
-                           TANDEM_BULK_CHECKIN_ROWS_MAX);
-        domain_write_free(w);
-        return;
-    }
-    if (list != NULL && boxes_from_json(node, r, w, list) != 0) {
-        domain_write_free(w);
-        return;
-    }
-    if (list == NULL) {
-        Tandem__BoxRecord *box = write_alloc(w, sizeof *box);
-        Tandem__BoxRecord **ptrs = write_alloc(w, sizeof *ptrs);
-        if (box == NULL || ptrs == NULL || box_from_json(w, w->base.json, box, why) != 0) {
-            tandem_route_error(node, r, box == NULL || ptrs == NULL ? 500 : 400, "%s",
-                               box == NULL || ptrs == NULL ? "out of memory" : why);
-            domain_write_free(w);
-            return;
-        }
-        ptrs[0] = box;
-        w->checkin.boxes = ptrs;
-        w->checkin.n_boxes = 1;
-    }
     w->checkin.actor = &w->base.actor;
     w->base.command.body_case = TANDEM__COMMAND__BODY_BOX_CHECKIN;
     w->base.command.box_checkin = &w->checkin;
-    domain_submit(node, r, w);
+    if (list != NULL && (!json_is_array(list) || json_array_size(list) == 0 ||
+                         json_array_size(list) > TANDEM_BULK_CHECKIN_ROWS_MAX ||
+                         json_object_size(w->base.json) != 1)) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "a bulk check-in is {\"boxes\": [1 to %d rows]}",
+                 TANDEM_BULK_CHECKIN_ROWS_MAX);
+        return 400;
+    }
+    if (list != NULL) {
+        return boxes_from_json(node, r, w, list) != 0 ? WRITE_ANSWERED : 0;
+    }
+    Tandem__BoxRecord *box = write_alloc(w, sizeof *box);
+    Tandem__BoxRecord **ptrs = write_alloc(w, sizeof *ptrs);
+    if (box == NULL || ptrs == NULL) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "out of memory");
+        return 500;
+    }
+    if (box_from_json(w, w->base.json, box, why) != 0) {
+        return 400;
+    }
+    ptrs[0] = box;
+    w->checkin.boxes = ptrs;
+    w->checkin.n_boxes = 1;
+    return 0;
 }
 
+WRITE_ROUTE(route_boxes_checkin, checkin_fill)
 /* The body of pick ({"job"}) or move ({"site","shelf"}); nothing for return and dispose. */
 static int box_action_body(struct domain_write *w, int action, char *why)
 {
@@ -480,34 +495,36 @@ static const struct action_kind box_action_kind = {
 };
 
 /* POST /v1/<kind>s/<id>/<verb>: one action on one job or box. */
-static void route_action(struct tandem_node *node, struct tandem_http_request *r, const char *param,
-                         const struct action_kind *kind)
+/* POST /v1/<kind>s/<id>/<verb>: one action on one job or box (arg: its struct action_call). */
+struct action_call {
+    const char *param; /* "ID/verb" */
+    const struct action_kind *kind;
+};
+
+static int action_fill(struct tandem_node *node, struct tandem_http_request *r,
+                       struct domain_write *w, const void *arg, char *why)
 {
+    const struct action_call *call = arg;
+    const struct action_kind *kind = call->kind;
     const char *verb;
-    char why[TANDEM_ERRMSG_SIZE];
-    struct domain_write *w = domain_write_new(node, r);
-    if (w == NULL) {
-        return;
-    }
-    if (split_action(node, r, param, kind->name, w->id, &verb) != 0) {
-        domain_write_free(w);
-        return;
+    if (split_action(node, r, call->param, kind->name, w->id, &verb) != 0) {
+        return WRITE_ANSWERED;
     }
     int action = kind->parse(verb);
     if (action < 0 || action == kind->refused) {
-        tandem_route_error(node, r, 404, "no such %s action: %s%s", kind->name, verb,
-                           kind->verbs_hint);
-        domain_write_free(w);
-        return;
+        snprintf(why, TANDEM_ERRMSG_SIZE, "no such %s action: %s%s", kind->name, verb,
+                 kind->verbs_hint);
+        return 404;
     }
-    if (kind->fill(w, action, why) != 0) {
-        tandem_route_error(node, r, 400, "%s", why);
-        domain_write_free(w);
-        return;
-    }
-    domain_submit(node, r, w);
+    return kind->fill(w, action, why) != 0 ? 400 : 0;
 }
 
+static void route_action(struct tandem_node *node, struct tandem_http_request *r, const char *param,
+                         const struct action_kind *kind)
+{
+    struct action_call call = {param, kind};
+    route_write(node, r, action_fill, &call);
+}
 static void route_job_action(struct tandem_node *node, struct tandem_http_request *r,
                              const char *param)
 {
@@ -522,23 +539,16 @@ static void route_box_action(struct tandem_node *node, struct tandem_http_reques
 
 /* ---- retention ---- */
 
-static void route_retention_purge(struct tandem_node *node, struct tandem_http_request *r,
-                                  const char *param)
+static int purge_fill(struct tandem_node *node, struct tandem_http_request *r,
+                      struct domain_write *w, const void *arg, char *why)
 {
     static const char *const known[] = {"events_max", NULL};
     json_int_t events_max = 0;
-    char why[TANDEM_ERRMSG_SIZE];
-    (void)param;
-    struct domain_write *w = domain_write_new(node, r);
-    if (w == NULL) {
-        return;
-    }
+    (void)r, (void)arg;
     if (unknown_fields(w->base.json, known, why) != 0 ||
         field_integer(w->base.json, "events_max", 1, TANDEM_PURGE_EVENTS_MAX, &events_max, why) !=
             0) {
-        tandem_route_error(node, r, 400, "%s", why);
-        domain_write_free(w);
-        return;
+        return 400;
     }
     unsigned days = node->config->retention_days;
     tandem__retention_purge__init(&w->purge);
@@ -549,9 +559,10 @@ static void route_retention_purge(struct tandem_node *node, struct tandem_http_r
     w->purge.events_max = (uint32_t)events_max;
     w->base.command.body_case = TANDEM__COMMAND__BODY_RETENTION_PURGE;
     w->base.command.retention_purge = &w->purge;
-    domain_submit(node, r, w);
+    return 0;
 }
 
+WRITE_ROUTE(route_retention_purge, purge_fill)
 /* ---- reads ---- */
 
 #define LIST_FILTERS_MAX 4
@@ -751,30 +762,24 @@ static const char *list_filter(const struct domain_read *q, unsigned i)
     return q->has_filter[i] ? q->filters[i] : NULL;
 }
 
+/* The fields every listing query has (the job and box query types differ). */
+#define LIST_QUERY_COMMON_SET(query, q)                                                            \
+    ((query).site = list_filter(q, 0), (query).status = list_filter(q, LIST_STATUS),               \
+     (query).after = (q)->after, (query).limit = (q)->limit)
+
 static int jobs_list(struct tandem_store *store, MDB_txn *txn, const struct domain_read *q,
                      struct tandem_text *items, char *next)
 {
-    struct tandem_job_query query = {
-        .site = list_filter(q, 0),
-        .status = list_filter(q, LIST_STATUS),
-        .client = list_filter(q, 2),
-        .stage = list_filter(q, 3),
-        .after = q->after,
-        .limit = q->limit,
-    };
+    struct tandem_job_query query = {.client = list_filter(q, 2), .stage = list_filter(q, 3)};
+    LIST_QUERY_COMMON_SET(query, q);
     return tandem_job_list(store, txn, &query, items, next);
 }
 
 static int boxes_list(struct tandem_store *store, MDB_txn *txn, const struct domain_read *q,
                       struct tandem_text *items, char *next)
 {
-    struct tandem_box_query query = {
-        .site = list_filter(q, 0),
-        .status = list_filter(q, LIST_STATUS),
-        .job = list_filter(q, 2),
-        .after = q->after,
-        .limit = q->limit,
-    };
+    struct tandem_box_query query = {.job = list_filter(q, 2)};
+    LIST_QUERY_COMMON_SET(query, q);
     return tandem_box_list(store, txn, &query, items, next);
 }
 
