@@ -6,10 +6,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "node/http/head.h"
 #include "storage/assert.h"
 
 enum conn_state { CONN_RESOLVING, CONN_CONNECTING, CONN_OPEN, CONN_CLOSING };
-enum header_state { HEADER_BETWEEN = 0, HEADER_IN_FIELD, HEADER_IN_VALUE, HEADER_SKIPPED };
 
 /* One connection. Requests sit in the FIFO from assignment until their response (or error);
  * their bytes are in `out` (not yet written), `inflight` (write_req) or already sent. */
@@ -31,14 +31,8 @@ struct tandem_httpc_conn {
     char *inflight; /* owned: bytes in write_req */
     size_t inflight_len, inflight_cap;
     /* the response being parsed */
-    char *head; /* owned: header names and values */
-    size_t head_len, head_cap;
-    struct {
-        uint32_t name, value;
-    } headers[TANDEM_HTTPC_HEADERS_KEPT_MAX];
-    unsigned header_count;
-    int header_state;
-    char *body; /* owned */
+    struct tandem_http_head head; /* the response's header fields */
+    char *body;                   /* owned */
     size_t body_len, body_cap;
 };
 
@@ -63,24 +57,6 @@ static void client_arm_timer(struct tandem_httpc *c);
 static void client_maybe_finish(struct tandem_httpc *c);
 static void client_timer_cb(uv_timer_t *timer);
 
-static int buf_reserve(char **buf, size_t *cap, size_t need)
-{
-    if (need <= *cap) {
-        return 0;
-    }
-    size_t n = *cap > 0 ? *cap : 256;
-    while (n < need) {
-        n *= 2;
-    }
-    char *p = realloc(*buf, n);
-    if (p == NULL) {
-        return UV_ENOMEM;
-    }
-    *buf = p;
-    *cap = n;
-    return 0;
-}
-
 int tandem_httpc_request_sent(const struct tandem_httpc_request *req)
 {
     return req->sent;
@@ -88,13 +64,7 @@ int tandem_httpc_request_sent(const struct tandem_httpc_request *req)
 
 const char *tandem_httpc_response_header(const struct tandem_httpc_response *r, const char *name)
 {
-    const struct tandem_httpc_conn *conn = r->conn;
-    for (unsigned i = 0; i < conn->header_count; i++) {
-        if (strcasecmp(conn->head + conn->headers[i].name, name) == 0) {
-            return conn->head + conn->headers[i].value;
-        }
-    }
-    return NULL;
+    return tandem_http_head_find(&r->conn->head, name);
 }
 
 /* ---- request lists ---- */
@@ -222,7 +192,8 @@ static int wire_append(char **buf, size_t *len, size_t *cap, const char *method,
                        const void *body, size_t body_len)
 {
     int head_len = snprintf(NULL, 0, wire_fmt, method, target, host, length_line, extra);
-    if (head_len < 0 || buf_reserve(buf, cap, *len + (size_t)head_len + body_len + 1) != 0) {
+    if (head_len < 0 ||
+        tandem_http_buf_reserve(buf, cap, *len + (size_t)head_len + body_len + 1) != 0) {
         return UV_ENOMEM;
     }
     snprintf(*buf + *len, (size_t)head_len + 1, wire_fmt, method, target, host, length_line, extra);
@@ -253,7 +224,7 @@ static void conn_maybe_free(struct tandem_httpc_conn *conn)
     }
     free(conn->out);
     free(conn->inflight);
-    free(conn->head);
+    tandem_http_head_free(&conn->head);
     free(conn->body);
     free(conn);
     client_maybe_finish(c);
@@ -350,18 +321,13 @@ static void conn_flush(struct tandem_httpc_conn *conn)
 
 /* ---- responses ---- */
 
-static int head_append(struct tandem_httpc_conn *conn, const char *at, size_t len)
+/* A head collection error as the request's status. */
+static int head_error(struct tandem_httpc_conn *conn, int rv)
 {
-    if (conn->head_len + len > TANDEM_HTTPC_RESPONSE_HEADER_BYTES_MAX) {
-        conn->parse_error = UV_E2BIG;
+    if (rv != 0) {
+        conn->parse_error = rv == TANDEM_HTTP_HEAD_TOO_BIG ? UV_E2BIG : UV_ENOMEM;
         return -1;
     }
-    if (buf_reserve(&conn->head, &conn->head_cap, conn->head_len + len) != 0) {
-        conn->parse_error = UV_ENOMEM;
-        return -1;
-    }
-    memcpy(conn->head + conn->head_len, at, len);
-    conn->head_len += len;
     return 0;
 }
 
@@ -372,9 +338,8 @@ static int on_message_begin(http_parser *p)
         conn->parse_error = UV_EPROTO; /* a response nobody asked for */
         return -1;
     }
-    conn->head_len = 0;
-    conn->header_count = 0;
-    conn->header_state = HEADER_BETWEEN;
+    /* Fields past the maximum are dropped: a response is not refused for them. */
+    tandem_http_head_start(&conn->head, TANDEM_HTTPC_RESPONSE_HEADER_BYTES_MAX, true);
     conn->body_len = 0;
     return 0;
 }
@@ -382,50 +347,21 @@ static int on_message_begin(http_parser *p)
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct tandem_httpc_conn *conn = p->data;
-    if (conn->header_state == HEADER_IN_VALUE || conn->header_state == HEADER_BETWEEN) {
-        if (conn->header_state == HEADER_IN_VALUE && head_append(conn, "", 1) != 0) {
-            return -1;
-        }
-        if (conn->header_count == TANDEM_HTTPC_HEADERS_KEPT_MAX) {
-            conn->header_state = HEADER_SKIPPED;
-            return 0;
-        }
-        conn->headers[conn->header_count].name = (uint32_t)conn->head_len;
-        conn->headers[conn->header_count].value = (uint32_t)conn->head_len;
-        conn->header_count++;
-        conn->header_state = HEADER_IN_FIELD;
-    }
-    if (conn->header_state == HEADER_SKIPPED) {
-        return 0;
-    }
-    return head_append(conn, at, len);
+    return head_error(conn, tandem_http_head_field(&conn->head, at, len));
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct tandem_httpc_conn *conn = p->data;
-    if (conn->header_state == HEADER_SKIPPED) {
-        return 0;
-    }
-    if (conn->header_state == HEADER_IN_FIELD) {
-        if (head_append(conn, "", 1) != 0) {
-            return -1;
-        }
-        conn->headers[conn->header_count - 1].value = (uint32_t)conn->head_len;
-        conn->header_state = HEADER_IN_VALUE;
-    }
-    return head_append(conn, at, len);
+    return head_error(conn, tandem_http_head_value(&conn->head, at, len));
 }
 
 static int on_headers_complete(http_parser *p)
 {
     struct tandem_httpc_conn *conn = p->data;
-    if (conn->header_state == HEADER_IN_VALUE || conn->header_state == HEADER_IN_FIELD) {
-        if (head_append(conn, "", 1) != 0) {
-            return -1;
-        }
+    if (head_error(conn, tandem_http_head_end(&conn->head)) != 0) {
+        return -1;
     }
-    conn->header_state = HEADER_BETWEEN;
     return conn->fifo_head->is_head ? 1 : 0; /* 1: a response to HEAD has no body */
 }
 
@@ -436,12 +372,10 @@ static int on_body(http_parser *p, const char *at, size_t len)
         conn->parse_error = UV_E2BIG;
         return -1;
     }
-    if (buf_reserve(&conn->body, &conn->body_cap, conn->body_len + len + 1) != 0) {
+    if (tandem_http_buf_append(&conn->body, &conn->body_len, &conn->body_cap, at, len) != 0) {
         conn->parse_error = UV_ENOMEM;
         return -1;
     }
-    memcpy(conn->body + conn->body_len, at, len);
-    conn->body_len += len;
     return 0;
 }
 
@@ -674,8 +608,8 @@ static void client_pump(struct tandem_httpc *c)
     while (c->waiting_head != NULL && !c->closing) {
         struct tandem_httpc_request *req = c->waiting_head;
         struct tandem_httpc_conn *conn = client_pick_conn(c);
-        if (conn == NULL ||
-            buf_reserve(&conn->out, &conn->out_cap, conn->out_len + req->wire_len) != 0) {
+        if (conn == NULL || tandem_http_buf_reserve(&conn->out, &conn->out_cap,
+                                                    conn->out_len + req->wire_len) != 0) {
             return; /* retried when a response frees room; the timeout bounds the wait */
         }
         list_remove(&c->waiting_head, &c->waiting_tail, req);

@@ -9,6 +9,7 @@
 
 #include <http_parser.h>
 #include <uv.h>
+#include "node/http/head.h"
 #include "storage/error.h"
 
 #define TANDEM_HTTPC_TIMEOUT_MS_DEFAULT        10000u /* per request, used when 0 is given */
@@ -16,10 +17,10 @@
 #define TANDEM_HTTPC_CONNECTIONS_MAX           64   /* ceiling of connections_max */
 #define TANDEM_HTTPC_PIPELINE_DEPTH_MAX        32   /* requests in flight per connection */
 #define TANDEM_HTTPC_QUEUE_MAX                 1024 /* waiting for a connection; more: UV_ENOBUFS */
-#define TANDEM_HTTPC_REQUEST_BYTES_MAX         (65u * 1024u * 1024u) /* serialised; more: E2BIG */
-#define TANDEM_HTTPC_RESPONSE_HEADER_BYTES_MAX (64u * 1024u)         /* more: UV_E2BIG */
-#define TANDEM_HTTPC_RESPONSE_BODY_BYTES_MAX   (64u * 1024u * 1024u) /* more: UV_E2BIG */
-#define TANDEM_HTTPC_HEADERS_KEPT_MAX          64 /* response header fields; later ones dropped */
+#define TANDEM_HTTPC_REQUEST_BYTES_MAX         (65u * 1024u * 1024u)  /* serialised; more: E2BIG */
+#define TANDEM_HTTPC_RESPONSE_HEADER_BYTES_MAX (64u * 1024u)          /* more: UV_E2BIG */
+#define TANDEM_HTTPC_RESPONSE_BODY_BYTES_MAX   (64u * 1024u * 1024u)  /* more: UV_E2BIG */
+#define TANDEM_HTTPC_HEADERS_KEPT_MAX          TANDEM_HTTP_FIELDS_MAX /* later ones dropped */
 #define TANDEM_HTTPC_HOST_BYTES_MAX            256
 #define TANDEM_HTTPC_READ_BUFFER_BYTES         (64u * 1024u)
 

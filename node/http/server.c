@@ -8,10 +8,6 @@
 #include <string.h>
 #include <strings.h>
 
-enum header_state { HEADER_IN_URL = 0, HEADER_IN_FIELD, HEADER_IN_VALUE, HEADER_BETWEEN };
-
-#define NO_VALUE UINT32_MAX
-
 /* One accepted socket. Requests live in `queue` from completion until their response is written;
  * the first `writing` of them are in write_req. Freed when both handles have closed. */
 struct tandem_http_conn {
@@ -106,24 +102,6 @@ int tandem_http_limits_check(const struct tandem_http_limits *l, char *errmsg)
 
 /* ---- buffers and the request pool ---- */
 
-static int buf_reserve(char **buf, size_t *cap, size_t need)
-{
-    if (need <= *cap) {
-        return 0;
-    }
-    size_t n = *cap > 0 ? *cap : 256;
-    while (n < need) {
-        n *= 2;
-    }
-    char *p = realloc(*buf, n);
-    if (p == NULL) {
-        return UV_ENOMEM;
-    }
-    *buf = p;
-    *cap = n;
-    return 0;
-}
-
 static void buf_trim(char **buf, size_t *cap)
 {
     if (*cap > TANDEM_HTTP_POOLED_BUFFER_BYTES_MAX) {
@@ -135,7 +113,7 @@ static void buf_trim(char **buf, size_t *cap)
 
 static void request_free(struct tandem_http_request *r)
 {
-    free(r->head);
+    tandem_http_head_free(&r->head);
     free(r->body_buf);
     free(r->resp);
     free(r);
@@ -154,11 +132,12 @@ static struct tandem_http_request *request_acquire(struct tandem_http_server *s)
             return NULL;
         }
     }
-    char *head = r->head, *body_buf = r->body_buf, *resp = r->resp;
-    size_t head_cap = r->head_cap, body_cap = r->body_cap, resp_cap = r->resp_cap;
+    struct tandem_http_head head = r->head;
+    char *body_buf = r->body_buf, *resp = r->resp;
+    size_t body_cap = r->body_cap, resp_cap = r->resp_cap;
     memset(r, 0, sizeof *r);
     r->head = head;
-    r->head_cap = head_cap;
+    tandem_http_head_start(&r->head, s->limits.header_bytes_max, false);
     r->body_buf = body_buf;
     r->body_cap = body_cap;
     r->resp = resp;
@@ -174,7 +153,7 @@ static void request_release(struct tandem_http_request *r)
         request_free(r);
         return;
     }
-    buf_trim(&r->head, &r->head_cap);
+    buf_trim(&r->head.text, &r->head.cap);
     buf_trim(&r->body_buf, &r->body_cap);
     buf_trim(&r->resp, &r->resp_cap);
     r->next = s->pool;
@@ -184,13 +163,7 @@ static void request_release(struct tandem_http_request *r)
 
 const char *tandem_http_request_header(const struct tandem_http_request *r, const char *name)
 {
-    for (unsigned i = 0; i < r->header_count; i++) {
-        if (r->headers[i].value != NO_VALUE &&
-            strcasecmp(r->head + r->headers[i].name, name) == 0) {
-            return r->head + r->headers[i].value;
-        }
-    }
-    return NULL;
+    return tandem_http_head_find(&r->head, name);
 }
 
 /* ---- JSON error bodies ---- */
@@ -391,46 +364,21 @@ static int reject(struct tandem_http_conn *c, int status, const char *fmt, ...)
     return -1;
 }
 
-static int head_append_raw(struct tandem_http_request *r, const char *at, size_t len)
+/* Turns a head collection error into the answer the request gets. */
+static int head_reject(struct tandem_http_conn *c, int rv)
 {
-    if (buf_reserve(&r->head, &r->head_cap, r->head_len + len) != 0) {
-        return -1;
+    switch (rv) {
+        case 0:
+            return 0;
+        case TANDEM_HTTP_HEAD_TOO_BIG:
+            return reject(c, 431, "request header fields exceed %zu bytes",
+                          c->server->limits.header_bytes_max);
+        case TANDEM_HTTP_HEAD_TOO_MANY:
+            return reject(c, 431, "request has more than %d header fields",
+                          TANDEM_HTTP_HEADERS_KEPT_MAX);
+        default:
+            return reject(c, 503, "server out of memory");
     }
-    memcpy(r->head + r->head_len, at, len);
-    r->head_len += len;
-    return 0;
-}
-
-static int head_append(struct tandem_http_conn *c, const char *at, size_t len)
-{
-    struct tandem_http_request *r = c->parsing;
-    size_t max = c->server->limits.header_bytes_max;
-    if (r->head_len + len > max) {
-        return reject(c, 431, "request header fields exceed %zu bytes", max);
-    }
-    if (head_append_raw(r, at, len) != 0) {
-        return reject(c, 503, "server out of memory");
-    }
-    return 0;
-}
-
-/* Ends the url or the header value being collected with a NUL. */
-static int head_end_token(struct tandem_http_conn *c)
-{
-    struct tandem_http_request *r = c->parsing;
-    if (r->header_state == HEADER_IN_URL) {
-        r->url_len = r->head_len;
-    } else if (r->header_state == HEADER_IN_VALUE) {
-        uint32_t start = r->headers[r->header_count - 1].value;
-        while (r->head_len > start &&
-               (r->head[r->head_len - 1] == ' ' || r->head[r->head_len - 1] == '\t')) {
-            r->head_len--;
-        }
-    } else {
-        return 0;
-    }
-    r->header_state = HEADER_BETWEEN;
-    return head_append(c, "", 1);
 }
 
 static int on_message_begin(http_parser *p)
@@ -450,43 +398,20 @@ static int on_message_begin(http_parser *p)
 
 static int on_url(http_parser *p, const char *at, size_t len)
 {
-    return head_append(p->data, at, len);
+    struct tandem_http_conn *c = p->data;
+    return head_reject(c, tandem_http_head_lead(&c->parsing->head, at, len));
 }
 
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct tandem_http_conn *c = p->data;
-    struct tandem_http_request *r = c->parsing;
-    /* http-parser splits a field across reads; a field right after a field is its remainder
-     * (an empty value still gets a zero-length value callback). */
-    if (r->header_state != HEADER_IN_FIELD) {
-        if (head_end_token(c) != 0) {
-            return -1;
-        }
-        if (r->header_count == TANDEM_HTTP_HEADERS_KEPT_MAX) {
-            return reject(c, 431, "request has more than %d header fields",
-                          TANDEM_HTTP_HEADERS_KEPT_MAX);
-        }
-        r->headers[r->header_count].name = (uint32_t)r->head_len;
-        r->headers[r->header_count].value = NO_VALUE;
-        r->header_count++;
-        r->header_state = HEADER_IN_FIELD;
-    }
-    return head_append(c, at, len);
+    return head_reject(c, tandem_http_head_field(&c->parsing->head, at, len));
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct tandem_http_conn *c = p->data;
-    struct tandem_http_request *r = c->parsing;
-    if (r->header_state == HEADER_IN_FIELD) {
-        if (head_append(c, "", 1) != 0) {
-            return -1;
-        }
-        r->headers[r->header_count - 1].value = (uint32_t)r->head_len;
-        r->header_state = HEADER_IN_VALUE;
-    }
-    return head_append(c, at, len);
+    return head_reject(c, tandem_http_head_value(&c->parsing->head, at, len));
 }
 
 /* Sends the interim response only when nothing earlier on the connection is unanswered, so it
@@ -515,7 +440,7 @@ static int on_headers_complete(http_parser *p)
 {
     struct tandem_http_conn *c = p->data;
     struct tandem_http_request *r = c->parsing;
-    if (head_end_token(c) != 0) {
+    if (head_reject(c, tandem_http_head_end(&r->head)) != 0) {
         return -1;
     }
     size_t max = c->server->limits.body_bytes_max;
@@ -538,11 +463,9 @@ static int on_body(http_parser *p, const char *at, size_t len)
     if (r->body_len + len > max) {
         return reject(c, 413, "request body exceeds %zu bytes", max);
     }
-    if (buf_reserve(&r->body_buf, &r->body_cap, r->body_len + len + 1) != 0) {
+    if (tandem_http_buf_append(&r->body_buf, &r->body_len, &r->body_cap, at, len) != 0) {
         return reject(c, 503, "server out of memory");
     }
-    memcpy(r->body_buf + r->body_len, at, len);
-    r->body_len += len;
     return 0;
 }
 
@@ -552,24 +475,28 @@ static int on_message_complete(http_parser *p)
 {
     struct tandem_http_conn *c = p->data;
     struct tandem_http_request *r = c->parsing;
-    if (head_end_token(c) != 0) {
+    struct tandem_http_head *h = &r->head;
+    if (head_reject(c, tandem_http_head_end(h)) != 0) {
         return -1;
     }
-    const char *question = memchr(r->head, '?', r->url_len);
-    size_t path_len = question != NULL ? (size_t)(question - r->head) : r->url_len;
-    size_t query_len = question != NULL ? r->url_len - path_len - 1 : 0;
-    size_t path_off = r->head_len;
-    if (buf_reserve(&r->head, &r->head_cap, r->head_len + path_len + query_len + 2) != 0) {
+    size_t url_len = h->lead_len;
+    const char *question = memchr(h->text, '?', url_len);
+    size_t path_len = question != NULL ? (size_t)(question - h->text) : url_len;
+    size_t query_len = question != NULL ? url_len - path_len - 1 : 0;
+    /* Copied within the buffer: reserved first, so the source does not move meanwhile. */
+    if (tandem_http_buf_reserve(&h->text, &h->cap, h->len + path_len + query_len + 2) != 0) {
         return reject(c, 503, "server out of memory");
     }
-    head_append_raw(r, r->head, path_len);
-    head_append_raw(r, "", 1);
-    size_t query_off = r->head_len;
-    head_append_raw(r, r->head + path_len + 1, query_len);
-    head_append_raw(r, "", 1);
-    r->url = r->head;
-    r->path = r->head + path_off;
-    r->query = r->head + query_off;
+    size_t path_off = h->len;
+    memcpy(h->text + path_off, h->text, path_len);
+    h->text[path_off + path_len] = '\0';
+    size_t query_off = path_off + path_len + 1;
+    memcpy(h->text + query_off, h->text + path_len + 1, query_len);
+    h->text[query_off + query_len] = '\0';
+    h->len = query_off + query_len + 1;
+    r->url = h->text;
+    r->path = h->text + path_off;
+    r->query = h->text + query_off;
     if (r->body_len > 0) {
         r->body_buf[r->body_len] = '\0';
         r->body = r->body_buf;
@@ -622,7 +549,7 @@ static int request_format(struct tandem_http_request *r, int status, const char 
         return UV_EINVAL;
     }
     size_t send_body = (bodyless || r->method == HTTP_HEAD) ? 0 : body_len;
-    if (buf_reserve(&r->resp, &r->resp_cap, (size_t)head_len + send_body + 1) != 0) {
+    if (tandem_http_buf_reserve(&r->resp, &r->resp_cap, (size_t)head_len + send_body + 1) != 0) {
         return UV_ENOMEM;
     }
     snprintf(r->resp, (size_t)head_len + 1, fmt, status, status_reason(status), ct_name, ct, ct_end,
