@@ -20,7 +20,7 @@ struct tandem_httpc_conn {
     uv_write_t write_req;
     http_parser parser;
     struct tandem_httpc *client;                        /* borrowed */
-    struct tandem_httpc_conn *prev, *next;              /* client->conns */
+    struct tandem_httpc_conn *next;                     /* client->conns */
     struct tandem_httpc_request *fifo_head, *fifo_tail; /* borrowed */
     unsigned depth;
     int state;          /* enum conn_state */
@@ -34,22 +34,6 @@ struct tandem_httpc_conn {
     struct tandem_http_head head; /* the response's header fields */
     char *body;                   /* owned */
     size_t body_len, body_cap;
-};
-
-static int on_message_begin(http_parser *p);
-static int on_header_field(http_parser *p, const char *at, size_t len);
-static int on_header_value(http_parser *p, const char *at, size_t len);
-static int on_headers_complete(http_parser *p);
-static int on_body(http_parser *p, const char *at, size_t len);
-static int on_message_complete(http_parser *p);
-
-static const http_parser_settings parser_settings = {
-    .on_message_begin = on_message_begin,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
 };
 
 static void client_pump(struct tandem_httpc *c);
@@ -214,14 +198,13 @@ static void conn_maybe_free(struct tandem_httpc_conn *conn)
     if (!conn->tcp_closed || conn->resolving) {
         return;
     }
-    if (conn->prev != NULL) {
-        conn->prev->next = conn->next;
-    } else {
-        c->conns = conn->next;
+    /* At most connections_max (64) connections: a walk is cheap and keeps one link per conn. */
+    struct tandem_httpc_conn **at = &c->conns;
+    while (*at != conn) {
+        tandem_assert(*at != NULL); /* a connection stays on its client's list until freed */
+        at = &(*at)->next;
     }
-    if (conn->next != NULL) {
-        conn->next->prev = conn->prev;
-    }
+    *at = conn->next;
     free(conn->out);
     free(conn->inflight);
     tandem_http_head_free(&conn->head);
@@ -387,6 +370,13 @@ static int on_message_complete(http_parser *p)
     return 0;
 }
 
+static const http_parser_settings parser_settings = {.on_message_begin = on_message_begin,
+                                                     .on_header_field = on_header_field,
+                                                     .on_header_value = on_header_value,
+                                                     .on_headers_complete = on_headers_complete,
+                                                     .on_body = on_body,
+                                                     .on_message_complete = on_message_complete};
+
 /* Hands the parsed response to the request at the FIFO head. Interim 1xx responses are skipped. */
 static void conn_deliver(struct tandem_httpc_conn *conn)
 {
@@ -546,9 +536,6 @@ static struct tandem_httpc_conn *conn_open(struct tandem_httpc *c)
     http_parser_init(&conn->parser, HTTP_RESPONSE);
     conn->parser.data = conn;
     conn->next = c->conns;
-    if (c->conns != NULL) {
-        c->conns->prev = conn;
-    }
     c->conns = conn;
     c->conns_active++;
     c->stats.connects++;

@@ -40,11 +40,9 @@ int tandem_http_buf_append(char **buf, size_t *len, size_t *cap, const void *at,
 
 void tandem_http_head_start(struct tandem_http_head *h, size_t bytes_max, bool drop_extra)
 {
-    char *text = h->text;
-    size_t cap = h->cap;
-    memset(h, 0, sizeof *h);
-    h->text = text;
-    h->cap = cap;
+    h->len = h->lead_len = 0; /* text and cap are kept: a warm buffer is reused */
+    h->count = 0;
+    h->state = TANDEM_HTTP_HEAD_LEAD;
     h->bytes_max = bytes_max;
     h->drop_extra = drop_extra;
 }

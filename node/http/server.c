@@ -35,24 +35,6 @@ struct tandem_http_conn {
 
 static char continue_text[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
-static int on_message_begin(http_parser *p);
-static int on_url(http_parser *p, const char *at, size_t len);
-static int on_header_field(http_parser *p, const char *at, size_t len);
-static int on_header_value(http_parser *p, const char *at, size_t len);
-static int on_headers_complete(http_parser *p);
-static int on_body(http_parser *p, const char *at, size_t len);
-static int on_message_complete(http_parser *p);
-
-static const http_parser_settings parser_settings = {
-    .on_message_begin = on_message_begin,
-    .on_url = on_url,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
-
 static void conn_close(struct tandem_http_conn *c);
 static void conn_write(struct tandem_http_conn *c);
 static void conn_read_start(struct tandem_http_conn *c);
@@ -511,6 +493,14 @@ static int on_message_complete(http_parser *p)
     http_parser_pause(p, 1);
     return 0;
 }
+
+static const http_parser_settings parser_settings = {.on_message_begin = on_message_begin,
+                                                     .on_url = on_url,
+                                                     .on_header_field = on_header_field,
+                                                     .on_header_value = on_header_value,
+                                                     .on_headers_complete = on_headers_complete,
+                                                     .on_body = on_body,
+                                                     .on_message_complete = on_message_complete};
 
 /* ---- responses ---- */
 
