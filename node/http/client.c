@@ -251,12 +251,22 @@ static void conn_fail(struct tandem_httpc_conn *conn, struct tandem_httpc_reques
 
 /* Errors found while the caller is inside send are reported from the loop, so send never runs a
  * callback. */
+/* Arms the client's one timer (after close it is closing: nothing is left to time). */
+static void client_timer_start(struct tandem_httpc *c, uint64_t timeout_ms)
+{
+    if (c->closing) {
+        return;
+    }
+    int rv = uv_timer_start(&c->timer, client_timer_cb, timeout_ms, 0);
+    tandem_assert(rv == 0); /* fails only without a callback or on a closing handle */
+}
+
 static void conn_defer_error(struct tandem_httpc_conn *conn, int error)
 {
     if (conn->deferred_error == 0) {
         conn->deferred_error = error;
     }
-    uv_timer_start(&conn->client->timer, client_timer_cb, 0, 0);
+    client_timer_start(conn->client, 0);
 }
 
 static void conn_flush(struct tandem_httpc_conn *conn);
@@ -475,8 +485,11 @@ static void conn_connect_cb(uv_connect_t *req, int status)
         return;
     }
     conn->state = CONN_OPEN;
-    uv_tcp_nodelay(&conn->tcp, 1);
-    int rc = uv_read_start((uv_stream_t *)&conn->tcp, conn_alloc_cb, conn_read_cb);
+    /* Requests are small writes that wait for their answer: Nagle would hold them back. */
+    int rc = uv_tcp_nodelay(&conn->tcp, 1);
+    if (rc == 0) {
+        rc = uv_read_start((uv_stream_t *)&conn->tcp, conn_alloc_cb, conn_read_cb);
+    }
     if (rc != 0) {
         conn_fail(conn, NULL, 0, rc);
         return;
@@ -617,17 +630,17 @@ static void client_arm_timer(struct tandem_httpc *c)
     }
     for (struct tandem_httpc_conn *conn = c->conns; conn != NULL; conn = conn->next) {
         if (conn->deferred_error != 0 && conn->state != CONN_CLOSING) {
-            uv_timer_start(&c->timer, client_timer_cb, 0, 0);
+            client_timer_start(c, 0);
             return;
         }
     }
     if (c->deadline_head == NULL) {
-        uv_timer_stop(&c->timer);
+        uv_timer_stop(&c->timer); /* cannot fail */
         return;
     }
     uint64_t now = uv_now(c->loop);
     uint64_t deadline = c->deadline_head->deadline_ms;
-    uv_timer_start(&c->timer, client_timer_cb, deadline > now ? deadline - now : 0, 0);
+    client_timer_start(c, deadline > now ? deadline - now : 0);
 }
 
 static void client_fail_deferred(struct tandem_httpc *c)
@@ -704,7 +717,13 @@ int tandem_httpc_init(struct tandem_httpc *c, uv_loop_t *loop, const char *host,
         snprintf(c->errmsg, sizeof c->errmsg, "http client: out of memory");
         return UV_ENOMEM;
     }
-    uv_timer_init(loop, &c->timer); /* cannot fail */
+    int rv = uv_timer_init(loop, &c->timer);
+    if (rv != 0) {
+        free(c->read_buf);
+        c->read_buf = NULL;
+        (void)tandem_error_from_uv(rv, c->errmsg, "http client: timer");
+        return rv; /* this client's contract returns the UV_* code */
+    }
     c->timer.data = c;
     c->timer_open = 1;
     return 0;

@@ -1,8 +1,8 @@
 /* HTTP/1.1 server on libuv + http-parser: connections, pipelining, in-order responses. */
 #include "node/http/server.h"
+#include "storage/assert.h"
 #include "storage/error.h"
 
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,14 +43,18 @@ static void server_resume_cb(uv_idle_t *idle);
 
 /* ---- limits ---- */
 
+static const struct tandem_http_limits limits_default = {
+    .body_bytes_max = TANDEM_HTTP_BODY_BYTES_DEFAULT,
+    .header_bytes_max = TANDEM_HTTP_HEADER_BYTES_DEFAULT,
+    .connections_max = TANDEM_HTTP_CONNECTIONS_DEFAULT,
+    .pipeline_depth_max = TANDEM_HTTP_PIPELINE_DEPTH_DEFAULT,
+    .idle_timeout_ms = TANDEM_HTTP_IDLE_TIMEOUT_MS_DEFAULT,
+    .requests_max = TANDEM_HTTP_REQUESTS_DEFAULT,
+};
+
 void tandem_http_limits_default(struct tandem_http_limits *l)
 {
-    l->body_bytes_max = TANDEM_HTTP_BODY_BYTES_DEFAULT;
-    l->header_bytes_max = TANDEM_HTTP_HEADER_BYTES_DEFAULT;
-    l->connections_max = TANDEM_HTTP_CONNECTIONS_DEFAULT;
-    l->pipeline_depth_max = TANDEM_HTTP_PIPELINE_DEPTH_DEFAULT;
-    l->idle_timeout_ms = TANDEM_HTTP_IDLE_TIMEOUT_MS_DEFAULT;
-    l->requests_max = TANDEM_HTTP_REQUESTS_DEFAULT;
+    *l = limits_default;
 }
 
 static int limit_check(const char *name, size_t value, size_t min, size_t max, char *errmsg)
@@ -367,7 +371,7 @@ static int on_message_begin(http_parser *p)
 {
     struct tandem_http_conn *c = p->data;
     struct tandem_http_server *s = c->server;
-    assert(c->parsing == NULL);
+    tandem_assert(c->parsing == NULL); /* one request parsed at a time per connection */
     if (s->stats.requests_outstanding >= s->limits.requests_max) {
         return reject(c, 503, "server has %u requests in progress", s->limits.requests_max);
     }
@@ -555,9 +559,10 @@ static int request_format(struct tandem_http_request *r, int status, const char 
 void tandem_http_respond(struct tandem_http_request *r, int status, const char *content_type,
                          const char *extra_headers, const void *body, size_t body_len)
 {
-    assert(r->handed && !r->responded);
+    tandem_assert(r->handed && !r->responded); /* answered once, after it was handed over */
     struct tandem_http_server *s = r->server;
     struct tandem_http_conn *c = r->conn;
+    tandem_assert(s->stats.requests_outstanding > 0);
     s->stats.requests_outstanding--;
     if (c == NULL) {
         /* The connection is gone: only release. This may finish a closing server. */
@@ -630,7 +635,20 @@ static void conn_maybe_resume(struct tandem_http_conn *c)
     c->resume_queued = 1;
     c->resume_next = s->resume;
     s->resume = c;
-    uv_idle_start(&s->resume_idle, server_resume_cb);
+    int rv = uv_idle_start(&s->resume_idle, server_resume_cb);
+    tandem_assert(rv == 0); /* fails only without a callback */
+}
+
+static void conn_timer_cb(uv_timer_t *timer);
+
+/* (Re)arms a connection's timer: the idle timeout, or the linger timeout once lingering. */
+static void conn_timer_start(struct tandem_http_conn *c, uint64_t timeout_ms)
+{
+    if (c->closing) {
+        return; /* the timer is closing with the connection */
+    }
+    int rv = uv_timer_start(&c->timer, conn_timer_cb, timeout_ms, 0);
+    tandem_assert(rv == 0); /* fails only without a callback or on a closing handle */
 }
 
 static void conn_shutdown_cb(uv_shutdown_t *req, int status)
@@ -640,8 +658,6 @@ static void conn_shutdown_cb(uv_shutdown_t *req, int status)
         conn_close(c);
     }
 }
-
-static void conn_timer_cb(uv_timer_t *timer);
 
 /* After the last response: send FIN, then read and discard what the client still sends, so
  * closing cannot reset the connection before the client has read the response. */
@@ -657,9 +673,7 @@ static void conn_linger(struct tandem_http_conn *c)
         return;
     }
     conn_read_start(c);
-    if (!c->closing) {
-        uv_timer_start(&c->timer, conn_timer_cb, TANDEM_HTTP_LINGER_MS, 0);
-    }
+    conn_timer_start(c, TANDEM_HTTP_LINGER_MS);
 }
 
 static void conn_write_cb(uv_write_t *req, int status)
@@ -762,6 +776,7 @@ static void conn_dispatch(struct tandem_http_conn *c)
 {
     struct tandem_http_server *s = c->server;
     struct tandem_http_request *r = c->parsing;
+    tandem_assert(r != NULL && !r->handed && !r->responded); /* complete, not yet handed over */
     c->parsing = NULL;
     queue_push(c, r);
     r->handed = 1;
@@ -777,7 +792,8 @@ static void conn_pause(struct tandem_http_conn *c, const char *data, size_t len)
 {
     c->paused = 1;
     if (c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
+        int rv = uv_read_stop((uv_stream_t *)&c->tcp);
+        tandem_assert(rv == 0); /* stopping a reading stream cannot fail */
         c->reading = 0;
     }
     if (len == 0) {
@@ -832,7 +848,7 @@ static void server_resume_cb(uv_idle_t *idle)
     struct tandem_http_server *s = idle->data;
     struct tandem_http_conn *list = s->resume;
     s->resume = NULL;
-    uv_idle_stop(idle);
+    uv_idle_stop(idle); /* cannot fail */
     while (list != NULL) {
         struct tandem_http_conn *c = list;
         list = c->resume_next;
@@ -887,7 +903,7 @@ static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
     struct tandem_http_server *s = c->server;
     if (nread > 0 && !c->closing) {
         if (!c->lingering) {
-            uv_timer_start(&c->timer, conn_timer_cb, s->limits.idle_timeout_ms, 0);
+            conn_timer_start(c, s->limits.idle_timeout_ms);
             if (!c->stopped) {
                 conn_feed(c, buf->base, (size_t)nread);
             }
@@ -925,7 +941,7 @@ static void conn_timer_cb(uv_timer_t *timer)
         return;
     }
     if (!c->lingering && c->depth > 0) {
-        uv_timer_start(timer, conn_timer_cb, c->server->limits.idle_timeout_ms, 0);
+        conn_timer_start(c, c->server->limits.idle_timeout_ms);
         return;
     }
     conn_close(c);
@@ -1023,7 +1039,9 @@ static void server_reject_connection(struct tandem_http_server *s)
         return;
     }
     tcp->data = s;
-    uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)tcp);
+    /* Accepted or not, it is closed at once: a failed accept leaves the socket queued for the
+     * next connection callback. */
+    (void)uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)tcp);
     s->rejecting++;
     s->stats.connections_rejected++;
     uv_close((uv_handle_t *)tcp, reject_close_cb);
@@ -1049,7 +1067,8 @@ static void server_connection_cb(uv_stream_t *listener, int status)
         server_reject_connection(s);
         return;
     }
-    uv_timer_init(s->loop, &c->timer);
+    int rv = uv_timer_init(s->loop, &c->timer);
+    tandem_assert(rv == 0); /* a timer on a live loop cannot fail to initialise */
     c->server = s;
     c->tcp.data = c->timer.data = c;
     c->write_req.data = c->continue_req.data = c->shutdown_req.data = c;
@@ -1067,11 +1086,13 @@ static void server_connection_cb(uv_stream_t *listener, int status)
         conn_close(c);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
-    conn_read_start(c);
-    if (!c->closing) {
-        uv_timer_start(&c->timer, conn_timer_cb, s->limits.idle_timeout_ms, 0);
+    /* Answers are small writes the client waits for: Nagle would hold them back. */
+    if (uv_tcp_nodelay(&c->tcp, 1) != 0) {
+        conn_close(c);
+        return;
     }
+    conn_read_start(c);
+    conn_timer_start(c, s->limits.idle_timeout_ms);
 }
 
 /* ---- server ---- */
@@ -1104,7 +1125,8 @@ int tandem_http_server_init(struct tandem_http_server *s, uv_loop_t *loop,
         goto err_after_read_buf;
     }
     /* uv_idle_init cannot fail; it comes after the one handle init that can. */
-    uv_idle_init(loop, &s->resume_idle);
+    rc = uv_idle_init(loop, &s->resume_idle);
+    tandem_assert(rc == 0);
     s->listener.data = s;
     s->resume_idle.data = s;
     s->handles_open = 2;
