@@ -22,15 +22,16 @@
 
 TANDEM_ROUTE_TABLE(tandem_kv_route_table, KV_ROUTES);
 
-static bool key_valid(const char *key, size_t len, char *why, size_t why_size)
+/* why: TANDEM_ERRMSG_SIZE bytes. */
+static bool key_valid(const char *key, size_t len, char *why)
 {
     if (len == 0 || len > TANDEM_KV_KEY_LEN_MAX) {
-        snprintf(why, why_size, "key must be 1 to %d bytes", TANDEM_KV_KEY_LEN_MAX);
+        snprintf(why, TANDEM_ERRMSG_SIZE, "key must be 1 to %d bytes", TANDEM_KV_KEY_LEN_MAX);
         return false;
     }
     json_t *probe = json_stringn(key, len);
     if (probe == NULL) {
-        snprintf(why, why_size, "key must be valid UTF-8 without NUL");
+        snprintf(why, TANDEM_ERRMSG_SIZE, "key must be valid UTF-8 without NUL");
         return false;
     }
     json_decref(probe);
@@ -77,9 +78,9 @@ static void kv_request_free(void *arg)
 static struct kv_request *kv_request_new(struct tandem_node *node, struct tandem_http_request *r,
                                          const char *key)
 {
-    char why[128];
+    char why[TANDEM_ERRMSG_SIZE];
     struct kv_request *k;
-    if (key != NULL && !key_valid(key, strlen(key), why, sizeof why)) {
+    if (key != NULL && !key_valid(key, strlen(key), why)) {
         tandem_route_error(node, r, 400, "%s", why);
         return NULL;
     }
@@ -194,11 +195,13 @@ static int list_params(struct tandem_http_request *r, char *prefix, char *after,
     int rv;
     if ((rv = tandem_http_query_get(r->query, "prefix", prefix, TANDEM_KV_KEY_LEN_MAX + 1)) < 0 ||
         (rv == 0 && (prefix[0] = '\0', 0))) {
-        snprintf(why, 128, "prefix is malformed or longer than %d bytes", TANDEM_KV_KEY_LEN_MAX);
+        snprintf(why, TANDEM_ERRMSG_SIZE, "prefix is malformed or longer than %d bytes",
+                 TANDEM_KV_KEY_LEN_MAX);
         return -1;
     }
     if ((rv = tandem_http_query_get(r->query, "after", after, TANDEM_KV_KEY_LEN_MAX + 1)) < 0) {
-        snprintf(why, 128, "after is malformed or longer than %d bytes", TANDEM_KV_KEY_LEN_MAX);
+        snprintf(why, TANDEM_ERRMSG_SIZE, "after is malformed or longer than %d bytes",
+                 TANDEM_KV_KEY_LEN_MAX);
         return -1;
     }
     if (rv == 0) {
@@ -206,7 +209,8 @@ static int list_params(struct tandem_http_request *r, char *prefix, char *after,
     }
     uint64_t value = 100;
     if (tandem_route_query_number(r, "limit", 1, TANDEM_KV_LIST_LIMIT_MAX, &value) < 0) {
-        snprintf(why, 128, "limit must be an integer from 1 to %d", TANDEM_KV_LIST_LIMIT_MAX);
+        snprintf(why, TANDEM_ERRMSG_SIZE, "limit must be an integer from 1 to %d",
+                 TANDEM_KV_LIST_LIMIT_MAX);
         return -1;
     }
     *limit = (long)value;
@@ -215,7 +219,8 @@ static int list_params(struct tandem_http_request *r, char *prefix, char *after,
 
 static void kv_list_serve(struct tandem_node *node, struct tandem_http_request *r)
 {
-    char prefix[TANDEM_KV_KEY_LEN_MAX + 1], after[TANDEM_KV_KEY_LEN_MAX + 1], why[128];
+    char prefix[TANDEM_KV_KEY_LEN_MAX + 1], after[TANDEM_KV_KEY_LEN_MAX + 1],
+        why[TANDEM_ERRMSG_SIZE];
     long limit;
     MDB_txn *txn;
     MDB_cursor *cursor;
@@ -263,7 +268,8 @@ static void kv_list_serve(struct tandem_node *node, struct tandem_http_request *
 
 static void route_kv_list(struct tandem_node *node, struct tandem_http_request *r, const char *p)
 {
-    char prefix[TANDEM_KV_KEY_LEN_MAX + 1], after[TANDEM_KV_KEY_LEN_MAX + 1], why[128];
+    char prefix[TANDEM_KV_KEY_LEN_MAX + 1], after[TANDEM_KV_KEY_LEN_MAX + 1],
+        why[TANDEM_ERRMSG_SIZE];
     long limit;
     (void)p;
     if (list_params(r, prefix, after, &limit, why) != 0) {
@@ -293,8 +299,7 @@ static int txn_bytes(struct kv_request *k, json_t *text, ProtobufCBinaryData *ou
 static int txn_key(json_t *object, ProtobufCBinaryData *out, char *why)
 {
     json_t *key = json_object_get(object, "key");
-    if (!json_is_string(key) ||
-        !key_valid(json_string_value(key), json_string_length(key), why, TANDEM_ERRMSG_SIZE)) {
+    if (!json_is_string(key) || !key_valid(json_string_value(key), json_string_length(key), why)) {
         if (!json_is_string(key)) {
             snprintf(why, TANDEM_ERRMSG_SIZE, "each compare and operation needs a string \"key\"");
         }
