@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "node/http/head.h"
+#include "node/http/list.h"
 #include "storage/assert.h"
 
 enum conn_state { CONN_RESOLVING, CONN_CONNECTING, CONN_OPEN, CONN_CLOSING };
@@ -77,46 +78,19 @@ static void deadline_insert(struct tandem_httpc *c, struct tandem_httpc_request 
 
 static void deadline_remove(struct tandem_httpc *c, struct tandem_httpc_request *req)
 {
-    if (req->by_deadline_prev != NULL) {
-        req->by_deadline_prev->by_deadline_next = req->by_deadline_next;
-    } else {
-        c->deadline_head = req->by_deadline_next;
-    }
-    if (req->by_deadline_next != NULL) {
-        req->by_deadline_next->by_deadline_prev = req->by_deadline_prev;
-    } else {
-        c->deadline_tail = req->by_deadline_prev;
-    }
-    req->by_deadline_prev = req->by_deadline_next = NULL;
+    TANDEM_LIST_UNLINK(c->deadline_head, c->deadline_tail, req, by_deadline_prev, by_deadline_next);
 }
 
 static void list_push(struct tandem_httpc_request **head, struct tandem_httpc_request **tail,
                       struct tandem_httpc_request *req)
 {
-    req->next = NULL;
-    req->prev = *tail;
-    if (*tail != NULL) {
-        (*tail)->next = req;
-    } else {
-        *head = req;
-    }
-    *tail = req;
+    TANDEM_LIST_APPEND(*head, *tail, req, prev, next);
 }
 
 static void list_remove(struct tandem_httpc_request **head, struct tandem_httpc_request **tail,
                         struct tandem_httpc_request *req)
 {
-    if (req->prev != NULL) {
-        req->prev->next = req->next;
-    } else {
-        *head = req->next;
-    }
-    if (req->next != NULL) {
-        req->next->prev = req->prev;
-    } else {
-        *tail = req->prev;
-    }
-    req->prev = req->next = NULL;
+    TANDEM_LIST_UNLINK(*head, *tail, req, prev, next);
 }
 
 /* Runs the callback exactly once: the request leaves every list first. */

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 
+#include "node/http/list.h"
 #include "storage/assert.h"
 
 struct tandem_parked {
@@ -56,13 +57,7 @@ bool tandem_park(struct tandem_park *p, struct tandem_http_request *r)
         return false;
     }
     e->r = r;
-    e->next = NULL;
-    if (p->tail == NULL) {
-        p->head = e;
-    } else {
-        p->tail->next = e;
-    }
-    p->tail = e;
+    TANDEM_QUEUE_APPEND(p->head, p->tail, e, next);
     p->count++;
     p->parked_total++;
     if (!uv_is_active((uv_handle_t *)&p->timer)) {

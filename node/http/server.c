@@ -1,5 +1,6 @@
 /* HTTP/1.1 server on libuv + http-parser: connections, pipelining, in-order responses. */
 #include "node/http/server.h"
+#include "node/http/list.h"
 #include "storage/assert.h"
 #include "storage/error.h"
 
@@ -602,14 +603,8 @@ void tandem_http_respond_error(struct tandem_http_request *r, int status, const 
 
 static void queue_push(struct tandem_http_conn *c, struct tandem_http_request *r)
 {
-    r->next = NULL;
     r->conn = c;
-    if (c->queue_tail != NULL) {
-        c->queue_tail->next = r;
-    } else {
-        c->queue_head = r;
-    }
-    c->queue_tail = r;
+    TANDEM_QUEUE_APPEND(c->queue_head, c->queue_tail, r, next);
     c->depth++;
 }
 
@@ -956,14 +951,7 @@ static void conn_handle_close_cb(uv_handle_t *handle)
     if (--c->handles_open > 0) {
         return;
     }
-    if (c->prev != NULL) {
-        c->prev->next = c->next;
-    } else {
-        s->conns = c->next;
-    }
-    if (c->next != NULL) {
-        c->next->prev = c->prev;
-    }
+    TANDEM_LIST_UNLINK(s->conns, s->conns_tail, c, prev, next);
     s->stats.connections_open--;
     free(c);
     server_maybe_finish(s);
@@ -1073,11 +1061,7 @@ static void server_connection_cb(uv_stream_t *listener, int status)
     c->tcp.data = c->timer.data = c;
     c->write_req.data = c->continue_req.data = c->shutdown_req.data = c;
     c->handles_open = 2;
-    c->next = s->conns;
-    if (s->conns != NULL) {
-        s->conns->prev = c;
-    }
-    s->conns = c;
+    TANDEM_LIST_APPEND(s->conns, s->conns_tail, c, prev, next);
     s->stats.connections_open++;
     s->stats.connections_total++;
     http_parser_init(&c->parser, HTTP_REQUEST);

@@ -121,9 +121,9 @@ struct tandem_http_server {
     uv_idle_t resume_idle; /* resumes connections whose pipeline drained */
     struct tandem_http_limits limits;
     tandem_http_handler_fn handler;
-    struct tandem_http_conn *conns;   /* owned list, freed in close callbacks */
-    struct tandem_http_conn *resume;  /* borrowed list of connections to resume */
-    struct tandem_http_request *pool; /* owned idle request objects */
+    struct tandem_http_conn *conns, *conns_tail; /* owned list, freed in close callbacks */
+    struct tandem_http_conn *resume;             /* borrowed list of connections to resume */
+    struct tandem_http_request *pool;            /* owned idle request objects */
     unsigned pool_count;
     char *read_buf; /* owned, TANDEM_HTTP_READ_BUFFER_BYTES */
     int read_buf_busy;
