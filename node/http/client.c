@@ -354,12 +354,7 @@ static int on_message_complete(http_parser *p)
     return 0;
 }
 
-static const http_parser_settings parser_settings = {.on_message_begin = on_message_begin,
-                                                     .on_header_field = on_header_field,
-                                                     .on_header_value = on_header_value,
-                                                     .on_headers_complete = on_headers_complete,
-                                                     .on_body = on_body,
-                                                     .on_message_complete = on_message_complete};
+static const http_parser_settings parser_settings = TANDEM_HTTP_PARSER_SETTINGS(NULL);
 
 /* Hands the parsed response to the request at the FIFO head. Interim 1xx responses are skipped. */
 static void conn_deliver(struct tandem_httpc_conn *conn)

@@ -16,6 +16,17 @@ int tandem_http_buf_reserve(char **buf, size_t *cap, size_t need);
 /* Appends n bytes at *len with room for a NUL after them. Returns 0 or UV_ENOMEM. */
 int tandem_http_buf_append(char **buf, size_t *len, size_t *cap, const void *at, size_t n);
 
+/* http-parser's settings with the callbacks both roles name alike (on_message_begin,
+ * on_header_field, on_header_value, on_headers_complete, on_body, on_message_complete); url_cb
+ * is the server's on_url, NULL for the client. */
+#define TANDEM_HTTP_PARSER_SETTINGS(url_cb)                                                        \
+    {                                                                                              \
+        .on_message_begin = on_message_begin, .on_url = (url_cb),                                  \
+        .on_header_field = on_header_field, .on_header_value = on_header_value,                    \
+        .on_headers_complete = on_headers_complete, .on_body = on_body,                            \
+        .on_message_complete = on_message_complete,                                                \
+    }
+
 enum tandem_http_head_error {
     TANDEM_HTTP_HEAD_TOO_BIG = 1, /* over bytes_max */
     TANDEM_HTTP_HEAD_TOO_MANY,    /* over TANDEM_HTTP_FIELDS_MAX fields (when not dropped) */

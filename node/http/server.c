@@ -28,7 +28,7 @@ struct tandem_http_conn {
     char *pending; /* owned: bytes read but not parsed while paused */
     size_t pending_len;
     int reject_status; /* set by a parser callback refusing the request */
-    char reject_message[160];
+    char reject_message[TANDEM_ERRMSG_SIZE];
     unsigned handles_open;
     int reading, paused, resume_queued, stopped, peer_eof, lingering, closing;
     int continue_in_flight;
@@ -337,19 +337,18 @@ int tandem_http_query_get(const char *query, const char *name, char *out, size_t
 
 /* ---- parser callbacks: build conn->parsing ---- */
 
-static int reject(struct tandem_http_conn *c, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Makes http_parser_execute stop with an error; conn_feed then answers `status`. */
-static int reject(struct tandem_http_conn *c, int status, const char *fmt, ...)
+static int reject_status_set(struct tandem_http_conn *c, int status)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->reject_message, sizeof c->reject_message, fmt, ap);
-    va_end(ap);
+    tandem_assert(status >= 400 && status <= 599);
     c->reject_status = status;
     return -1;
 }
+
+/* Makes http_parser_execute stop with an error; conn_feed then answers `status` with the
+ * formatted message. */
+#define reject(c, status, ...)                                                                     \
+    ((void)tandem_error_set((c)->reject_message, TANDEM_INVALID, __VA_ARGS__),                     \
+     reject_status_set((c), (status)))
 
 /* Turns a head collection error into the answer the request gets. */
 static int head_reject(struct tandem_http_conn *c, int rv)
@@ -499,13 +498,7 @@ static int on_message_complete(http_parser *p)
     return 0;
 }
 
-static const http_parser_settings parser_settings = {.on_message_begin = on_message_begin,
-                                                     .on_url = on_url,
-                                                     .on_header_field = on_header_field,
-                                                     .on_header_value = on_header_value,
-                                                     .on_headers_complete = on_headers_complete,
-                                                     .on_body = on_body,
-                                                     .on_message_complete = on_message_complete};
+static const http_parser_settings parser_settings = TANDEM_HTTP_PARSER_SETTINGS(on_url);
 
 /* ---- responses ---- */
 
