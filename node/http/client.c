@@ -390,13 +390,12 @@ static void conn_feed(struct tandem_httpc_conn *conn, const char *data, size_t l
 {
     size_t off = 0;
     while (off < len && conn->state != CONN_CLOSING) {
-        size_t n = http_parser_execute(&conn->parser, &parser_settings, data + off, len - off);
+        size_t n;
+        int rv = tandem_http_parse(&conn->parser, &parser_settings, data + off, len - off, &n);
         off += n;
-        enum http_errno e = HTTP_PARSER_ERRNO(&conn->parser);
-        if (e == HPE_PAUSED) {
-            http_parser_pause(&conn->parser, 0);
+        if (rv == TANDEM_HTTP_PARSE_MESSAGE) {
             conn_deliver(conn);
-        } else if (e != HPE_OK || n == 0) {
+        } else if (rv == TANDEM_HTTP_PARSE_ERROR || n == 0) {
             conn_fail(conn, NULL, 0, conn->parse_error != 0 ? conn->parse_error : UV_EPROTO);
             return;
         }
@@ -425,9 +424,9 @@ static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
     } else if (nread < 0 && conn->state != CONN_CLOSING) {
         if (nread == UV_EOF) {
             /* A response delimited by the end of the connection completes now. */
-            http_parser_execute(&conn->parser, &parser_settings, NULL, 0);
-            if (HTTP_PARSER_ERRNO(&conn->parser) == HPE_PAUSED) {
-                http_parser_pause(&conn->parser, 0);
+            size_t n;
+            if (tandem_http_parse(&conn->parser, &parser_settings, NULL, 0, &n) ==
+                TANDEM_HTTP_PARSE_MESSAGE) {
                 conn_deliver(conn);
             }
         }

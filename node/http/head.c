@@ -143,3 +143,16 @@ const char *tandem_http_head_find(const struct tandem_http_head *h, const char *
     }
     return NULL;
 }
+
+int tandem_http_parse(http_parser *p, const http_parser_settings *settings, const char *data,
+                      size_t len, size_t *used)
+{
+    *used = http_parser_execute(p, settings, data, len);
+    tandem_assert(*used <= len);
+    enum http_errno e = HTTP_PARSER_ERRNO(p);
+    if (e == HPE_PAUSED) {
+        http_parser_pause(p, 0);
+        return TANDEM_HTTP_PARSE_MESSAGE;
+    }
+    return e == HPE_OK ? TANDEM_HTTP_PARSE_MORE : TANDEM_HTTP_PARSE_ERROR;
+}

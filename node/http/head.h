@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <http_parser.h>
+
 #define TANDEM_HTTP_FIELDS_MAX     64 /* header fields kept per message */
 #define TANDEM_HTTP_FIELD_NO_VALUE UINT32_MAX
 
@@ -26,6 +28,17 @@ int tandem_http_buf_append(char **buf, size_t *len, size_t *cap, const void *at,
         .on_headers_complete = on_headers_complete, .on_body = on_body,                            \
         .on_message_complete = on_message_complete,                                                \
     }
+
+enum tandem_http_parse_result {
+    TANDEM_HTTP_PARSE_MORE,    /* every byte taken without error: the message goes on */
+    TANDEM_HTTP_PARSE_MESSAGE, /* a message completed (on_message_complete paused the parser) */
+    TANDEM_HTTP_PARSE_ERROR,   /* HTTP_PARSER_ERRNO(p) says why */
+};
+
+/* Feeds len bytes to p; *used says how many it took. A completed message unpauses the parser,
+ * so the caller handles that message and feeds the rest. */
+int tandem_http_parse(http_parser *p, const http_parser_settings *settings, const char *data,
+                      size_t len, size_t *used);
 
 enum tandem_http_head_error {
     TANDEM_HTTP_HEAD_TOO_BIG = 1, /* over bytes_max */

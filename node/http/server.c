@@ -807,19 +807,18 @@ static void conn_feed(struct tandem_http_conn *c, const char *data, size_t len)
             conn_pause(c, data + off, len - off);
             return;
         }
-        size_t n = http_parser_execute(&c->parser, &parser_settings, data + off, len - off);
+        size_t n;
+        int rv = tandem_http_parse(&c->parser, &parser_settings, data + off, len - off, &n);
         off += n;
-        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-        if (e == HPE_PAUSED) {
-            http_parser_pause(&c->parser, 0);
+        if (rv == TANDEM_HTTP_PARSE_MESSAGE) {
             conn_dispatch(c);
-        } else if (e != HPE_OK) {
+        } else if (rv == TANDEM_HTTP_PARSE_ERROR) {
             if (c->reject_status != 0) {
                 conn_reject(c, c->reject_status, c->reject_message);
             } else {
                 char message[160];
                 snprintf(message, sizeof message, "malformed HTTP request: %s",
-                         http_errno_description(e));
+                         http_errno_description(HTTP_PARSER_ERRNO(&c->parser)));
                 conn_reject(c, 400, message);
             }
         } else if (n == 0) {
