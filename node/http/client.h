@@ -130,7 +130,7 @@ int tandem_url_parse(const char *url, char *host, size_t host_size, int *port, c
 
 /* ---- a pool of clients keyed by URL ---- */
 
-#define TANDEM_HTTP_POOL_CLIENTS_MAX 16 /* ceiling of clients_max */
+#define TANDEM_HTTP_POOL_CLIENTS_MAX 64 /* ceiling of clients_max (the BCP keeps one per peer) */
 
 struct tandem_http_pool_entry;
 
