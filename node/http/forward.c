@@ -18,8 +18,8 @@ static const char *const relayed_headers[] = {
 /* Headers of the client's request that the leader needs (who acts, what the body is). */
 static const char *const forwarded_headers[] = {"Content-Type", TANDEM_USER_HEADER};
 
-#define FORWARD_ATTEMPTS_MAX 3 /* sends of one request whose earlier tries wrote no byte */
-#define MESSAGE_BYTES_MAX    512
+#define FORWARD_ATTEMPTS_MAX 3   /* sends of one request whose earlier tries wrote no byte */
+#define MESSAGE_BYTES_MAX    512 /* as tandem_route_error's */
 #define ERROR_BYTES_MAX      1200
 
 struct forward {
@@ -48,10 +48,13 @@ int tandem_forwarder_init(struct tandem_forwarder *f, uv_loop_t *loop, const cha
     return rv;
 }
 
-/* Answers r 503 (or 429) with {"error": message} through the owner. */
-__attribute__((format(printf, 4, 5))) static void forward_fail(struct tandem_forwarder *f,
-                                                               struct tandem_http_request *r,
-                                                               int status, const char *fmt, ...)
+/* Answers r 503 (or 429) with {"error": message} through the owner: the same bytes as the
+ * router's tandem_route_error. */
+static void forward_fail(struct tandem_forwarder *f, struct tandem_http_request *r, int status,
+                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void forward_fail(struct tandem_forwarder *f, struct tandem_http_request *r, int status,
+                         const char *fmt, ...)
 {
     char message[MESSAGE_BYTES_MAX], body[ERROR_BYTES_MAX];
     va_list args;
