@@ -112,6 +112,7 @@ static void forward_cb(struct tandem_httpc_request *req, int status,
     struct forward *fw = req->data;
     struct tandem_forwarder *f = fw->f;
     tandem_assert(fw->attempts >= 1 && fw->attempts <= FORWARD_ATTEMPTS_MAX);
+    tandem_assert(fw->r->handed && !fw->r->responded); /* answered once, from here or the park */
     /* A kept-alive connection the leader closed as idle fails before any byte is written: a
      * retry is then safe even for a write. */
     if (status != 0 && !tandem_httpc_request_sent(req) && fw->attempts < FORWARD_ATTEMPTS_MAX &&
@@ -161,6 +162,7 @@ void tandem_forwarder_send(struct tandem_forwarder *f, struct tandem_http_reques
                            const struct tandem_member *leader)
 {
     struct tandem_httpc *c = NULL;
+    tandem_assert(r->handed && !r->responded); /* only a request still waiting for its answer */
     if (!f->closing && tandem_http_pool_get(&f->pool, leader->api, &c) == 0) {
         snprintf(f->target, sizeof f->target, "%s", leader->api);
     } else if (!f->closing) {

@@ -48,6 +48,7 @@ int tandem_park_init(struct tandem_park *p, uv_loop_t *loop, uint64_t wait_ns,
 bool tandem_park(struct tandem_park *p, struct tandem_http_request *r)
 {
     tandem_assert(p->count <= p->limit);
+    tandem_assert(r->handed && !r->responded); /* only a request still waiting for its answer */
     if (p->closing || p->count >= p->limit || uv_hrtime() - r->start_ns > p->wait_ns) {
         p->expired_total += p->closing ? 0 : 1;
         return false;

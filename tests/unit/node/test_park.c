@@ -48,6 +48,7 @@ static void router_init(struct harness *h, struct router *t, uint64_t wait_ns)
     uv_update_time(&h->loop);
     for (unsigned i = 0; i < REQUESTS; i++) {
         t->requests[i].start_ns = uv_hrtime();
+        t->requests[i].handed = 1; /* as the server hands requests over */
     }
 }
 
