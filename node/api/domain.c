@@ -1,7 +1,5 @@
 /* Route table of the process-management and warehouse domain (jobs, boxes, trace): requests are
  * checked and turned into commands here; the rules themselves live in replication/. */
-#include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

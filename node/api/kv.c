@@ -1,5 +1,4 @@
 /* The KV resource: get, put, delete, list and transactions on the replicated key-value store. */
-#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
