@@ -150,7 +150,7 @@ struct call {
 };
 
 static inline void call_cb(struct tandem_httpc_request *req, int status,
-                    const struct tandem_httpc_response *resp)
+                           const struct tandem_httpc_response *resp)
 {
     struct call *c = req->data;
     c->done = 1;
@@ -171,7 +171,7 @@ static inline int call_done(void *arg)
 }
 
 static inline void call_send(struct tandem_httpc *client, struct call *c, const char *method,
-                      const char *target, const char *headers, const char *body)
+                             const char *target, const char *headers, const char *body)
 {
     memset(c, 0, sizeof *c);
     c->req.data = c;
