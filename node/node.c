@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "consensus/recover.h"
+#include "node/api/api.h"
 #include "node/log.h"
 #include "storage/assert.h"
 #include "storage/error.h"
@@ -61,12 +62,12 @@ static void http_closed_cb(struct tandem_http_server *s)
 
 static void forwarder_closed_cb(struct tandem_forwarder *f)
 {
-    handle_closed(f->node);
+    handle_closed(f->answer_data);
 }
 
 static void park_closed_cb(struct tandem_park *p)
 {
-    handle_closed(p->node);
+    handle_closed(p->data);
 }
 
 static void leader_watch_closed_cb(struct tandem_leader_watch *w)
@@ -302,15 +303,12 @@ static int start_handles(struct tandem_node *node, char *errmsg)
 static int start_follower_side(struct tandem_node *node, const struct tandem_config *c,
                                char *errmsg)
 {
-    tandem_forwarder_init(&node->forwarder, node->loop, node, c->forward_connections,
-                          c->forward_timeout_ms);
+    tandem_router_init(node); /* the park and the forwarder (node/api/api.h) */
     node->leader_watch.data = node;
     if (tandem_leader_watch_start(&node->leader_watch, node->loop, c->snapshot_trailing,
                                   leader_look, node, errmsg) != 0) {
         return -1;
     }
-    /* A request may wait out about four election timeouts for a leader before it fails. */
-    tandem_park_init(&node->park, node, (uint64_t)c->election_timeout_ms * 4 * 1000000u);
     node->fsm.snapshot_gate = tandem_leader_watch_snapshot_allowed;
     node->fsm.snapshot_gate_data = &node->leader_watch;
     return 0;

@@ -1,5 +1,5 @@
 /* The API's route tables and the helpers every route module uses to answer, propose commands and
- * serve linearizable reads. The core routes live in router.c; each domain adds its own table. */
+ * serve linearizable reads. The router lives in router.c; each resource file adds its own table. */
 #ifndef TANDEM_NODE_API_API_H
 #define TANDEM_NODE_API_API_H
 
@@ -7,7 +7,9 @@
 #include <lmdb.h>
 #include <stdbool.h>
 
+#include "consensus/member.h"
 #include "node/http/server.h"
+#include "replication/domain/domain.h"
 #include "tandem.pb-c.h"
 
 struct tandem_node;
@@ -37,9 +39,30 @@ struct tandem_route_table {
     unsigned count;
 };
 
+/* Defines the route table `name` from an X-macro list of routes, each
+ * X(id, method, pattern, flags, handler), and declares the (static) handlers. The ids are the
+ * metrics labels, counted in table order. */
+#define TANDEM_ROUTE_HANDLER_(id, method, pattern, flags, fn)                                      \
+    static void fn(struct tandem_node *node, struct tandem_http_request *r, const char *param);
+#define TANDEM_ROUTE_ROW_(id, method, pattern, flags, fn) {#id, method, pattern, flags, fn},
+#define TANDEM_ROUTE_TABLE(name, ROUTES)                                                           \
+    ROUTES(TANDEM_ROUTE_HANDLER_)                                                                  \
+    static const struct tandem_route name##_rows[] = {ROUTES(TANDEM_ROUTE_ROW_)};                  \
+    const struct tandem_route_table name = {                                                       \
+        name##_rows, (unsigned)(sizeof name##_rows / sizeof name##_rows[0])}
+
+/* Wires the node's park and forwarder to the router: parked requests are routed again, and both
+ * answer through tandem_route_json. Call once before the API listens. */
+void tandem_router_init(struct tandem_node *node);
+
+extern const struct tandem_route_table tandem_cluster_route_table; /* node/api/cluster.c */
+extern const struct tandem_route_table tandem_kv_route_table;      /* node/api/kv.c */
 extern const struct tandem_route_table tandem_domain_route_table;
 extern const struct tandem_route_table tandem_bcp_route_table; /* node/api/bcp.c */
 extern const struct tandem_route_table tandem_rebalance_route_table;
+
+/* The metrics labels of every route, by route id, then "unmatched"; returns their count. */
+unsigned tandem_route_names(const char *const **names);
 
 /* Answers r (counted in the metrics, X-Tandem-Node and X-Tandem-Applied-Index added). */
 void tandem_route_json(struct tandem_node *node, struct tandem_http_request *r, int status,
@@ -52,6 +75,10 @@ void tandem_route_error(struct tandem_node *node, struct tandem_http_request *r,
 /* RAFT_BUSY -> 429, RAFT_NOTLEADER -> 503 no leader, lost leadership -> 503 outcome unknown. */
 void tandem_route_raft_error(struct tandem_node *node, struct tandem_http_request *r, int rv);
 bool tandem_route_local(const struct tandem_http_request *r);
+/* The query parameter name as a decimal number in [min, max]: 1 (*out set), 0 when absent (*out
+ * untouched), -1 when malformed, negative or out of range. */
+int tandem_route_query_number(const struct tandem_http_request *r, const char *name, uint64_t min,
+                              uint64_t max, uint64_t *out);
 /* A read transaction on everything applied so far (grouped writes are committed first). The
  * caller aborts it. Returns 0, or -1 after answering r with 500. */
 int tandem_route_read_txn(struct tandem_node *node, struct tandem_http_request *r, MDB_txn **txn);
@@ -62,13 +89,23 @@ int tandem_route_read_txn(struct tandem_node *node, struct tandem_http_request *
 void tandem_route_submit(struct tandem_node *node, struct tandem_http_request *r,
                          Tandem__Command *command, void (*done)(void *owner), void *owner);
 
-/* Who acts in a domain write and the body it carries: user gets the X-Tandem-User header
- * (printable, 1..TANDEM_DOMAIN_TEXT_LEN_MAX bytes; "anonymous" when absent), site (room for
- * TANDEM_SITE_LEN_MAX + 1 bytes) the site of the node that took the request (the forwarding
- * follower's when forwarded). Returns the body parsed as a JSON object (an empty body is {}),
- * owned by the caller, or NULL after answering r with 400. */
-json_t *tandem_route_actor_body(struct tandem_node *node, struct tandem_http_request *r, char *user,
-                                char *site);
+/* The part every domain write request starts with: the command it proposes, who acts and its
+ * parsed JSON body, which the command's strings may point into. */
+struct tandem_route_write {
+    Tandem__Command command;
+    Tandem__Actor actor;                       /* user and site point below */
+    char user[TANDEM_DOMAIN_TEXT_LEN_MAX + 1]; /* X-Tandem-User; "anonymous" when absent */
+    char site[TANDEM_SITE_LEN_MAX + 1]; /* of the node that took the request (the forwarder's) */
+    json_t *json;                       /* owned: the body, an object ({} when empty) */
+};
+
+/* Allocates a zeroed request of size bytes whose first member is a struct tandem_route_write and
+ * fills that part from r (the actor from X-Tandem-User, printable, 1..TANDEM_DOMAIN_TEXT_LEN_MAX
+ * bytes). Returns it, or NULL after answering r: oom_status when out of memory, 400 for a bad
+ * actor or body. The caller frees it after tandem_route_write_release. */
+void *tandem_route_write_new(struct tandem_node *node, struct tandem_http_request *r, size_t size,
+                             int oom_status);
+void tandem_route_write_release(struct tandem_route_write *w);
 
 typedef void (*tandem_route_serve_fn)(struct tandem_node *node, struct tandem_http_request *r,
                                       void *arg);

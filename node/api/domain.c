@@ -1,7 +1,5 @@
 /* Route table of the process-management and warehouse domain (jobs, boxes, trace): requests are
  * checked and turned into commands here; the rules themselves live in replication/. */
-#include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +14,7 @@
 #define OWNED_MAX (TANDEM_BULK_CHECKIN_ROWS_MAX + 8)
 #define QUERY_MAX 160 /* a decoded query value: text fields are at most 128 bytes */
 
-/* X(id, method, pattern, flags, handler) */
+/* X(id, method, pattern, flags, handler): ids are metrics labels, in this order. */
 #define DOMAIN_ROUTES(X)                                                                           \
     X(jobs_create, HTTP_POST, "/v1/jobs", TANDEM_ROUTE_WRITE, route_jobs_create)                   \
     X(jobs_list, HTTP_GET, "/v1/jobs", TANDEM_ROUTE_READ, route_jobs_list)                         \
@@ -33,25 +31,12 @@
       route_retention_purge)                                                                       \
     X(disposals_list, HTTP_GET, "/v1/disposals", TANDEM_ROUTE_READ, route_disposals_list)
 
-#define ROUTE_DECLARE(id, method, pattern, flags, fn)                                              \
-    static void fn(struct tandem_node *node, struct tandem_http_request *r, const char *param);
-DOMAIN_ROUTES(ROUTE_DECLARE)
-#undef ROUTE_DECLARE
-
-static const struct tandem_route routes[] = {
-#define ROUTE_ROW(id, method, pattern, flags, fn) {#id, method, pattern, flags, fn},
-    DOMAIN_ROUTES(ROUTE_ROW)
-#undef ROUTE_ROW
-};
-
-const struct tandem_route_table tandem_domain_route_table = {
-    routes, (unsigned)(sizeof routes / sizeof routes[0])};
+TANDEM_ROUTE_TABLE(tandem_domain_route_table, DOMAIN_ROUTES);
 
 /* ---- write requests: a command and everything its fields borrow ---- */
 
 struct domain_write {
-    Tandem__Command command;
-    Tandem__Actor actor;
+    struct tandem_route_write base; /* first: command, actor, body */
     union {
         Tandem__JobCreate job_create;
         Tandem__JobAction job_action;
@@ -60,12 +45,18 @@ struct domain_write {
         Tandem__RetentionPurge purge;
     };
     Tandem__JobRecord job;
-    json_t *json; /* owned: the parsed body; command strings point into it */
     void **owned; /* owned: arrays the command points to, each owned */
     size_t n_owned, cap_owned;
-    char user[TANDEM_DOMAIN_TEXT_LEN_MAX + 1];
-    char site[TANDEM_SITE_LEN_MAX + 1];
     char id[TANDEM_DOMAIN_ID_LEN_MAX + 1];
+};
+
+/* An action route's kind: how its verbs parse and how its command is filled. */
+struct action_kind {
+    const char *name;               /* "job", "box" */
+    int (*parse)(const char *verb); /* < 0 for an unknown verb */
+    int refused;                    /* a verb that parses but is not an action here (-1: none) */
+    const char *verbs_hint;         /* after "no such <name> action: <verb>" */
+    int (*fill)(struct domain_write *w, int action, char *why); /* -1 with why: 400 */
 };
 
 static void domain_write_free(void *arg)
@@ -75,7 +66,7 @@ static void domain_write_free(void *arg)
         free(w->owned[i]);
     }
     free(w->owned);
-    json_decref(w->json);
+    tandem_route_write_release(&w->base);
     free(w);
 }
 
@@ -102,27 +93,40 @@ static void *write_alloc(struct domain_write *w, size_t size)
 static struct domain_write *domain_write_new(struct tandem_node *node,
                                              struct tandem_http_request *r)
 {
-    struct domain_write *w = calloc(1, sizeof *w);
-    if (w == NULL) {
-        tandem_route_error(node, r, 500, "out of memory");
-        return NULL;
-    }
-    w->json = tandem_route_actor_body(node, r, w->user, w->site);
-    if (w->json == NULL) {
-        domain_write_free(w);
-        return NULL;
-    }
-    tandem__command__init(&w->command);
-    tandem__actor__init(&w->actor);
-    w->actor.user = w->user;
-    w->actor.site = w->site;
-    return w;
+    return tandem_route_write_new(node, r, sizeof(struct domain_write), 500);
 }
 
-static void domain_submit(struct tandem_node *node, struct tandem_http_request *r,
-                          struct domain_write *w)
+/* Fills w's command from r: returns 0, an HTTP status with why filled (400, 404, 500), or
+ * WRITE_ANSWERED when it answered r itself. arg is the route's own. */
+typedef int (*write_fill_fn)(struct tandem_node *node, struct tandem_http_request *r,
+                             struct domain_write *w, const void *arg, char *why);
+#define WRITE_ANSWERED (-1)
+
+/* A route handler that is route_write with fill (the path parameter, if any, is its arg). */
+#define WRITE_ROUTE(route, fill)                                                                   \
+    static void route(struct tandem_node *node, struct tandem_http_request *r, const char *param)  \
+    {                                                                                              \
+        route_write(node, r, fill, param);                                                         \
+    }
+
+/* Every domain write: the prelude (actor, body), the route's fill, the proposal. */
+static void route_write(struct tandem_node *node, struct tandem_http_request *r, write_fill_fn fill,
+                        const void *arg)
 {
-    tandem_route_submit(node, r, &w->command, domain_write_free, w);
+    char why[TANDEM_ERRMSG_SIZE];
+    struct domain_write *w = domain_write_new(node, r);
+    if (w == NULL) {
+        return;
+    }
+    int status = fill(node, r, w, arg, why);
+    if (status == 0) {
+        tandem_route_submit(node, r, &w->base.command, domain_write_free, w);
+        return;
+    }
+    if (status != WRITE_ANSWERED) {
+        tandem_route_error(node, r, status, "%s", why);
+    }
+    domain_write_free(w);
 }
 
 /* ---- JSON field helpers: each returns 0, or -1 with why (TANDEM_ERRMSG_SIZE bytes) ---- */
@@ -173,8 +177,8 @@ static int field_integer(json_t *object, const char *name, json_int_t min, json_
     }
     if (!json_is_integer(value) || json_integer_value(value) < min ||
         json_integer_value(value) > max) {
-        snprintf(why, TANDEM_ERRMSG_SIZE, "\"%s\" must be an integer from %lld to %lld", name, (long long)min,
-                 (long long)max);
+        snprintf(why, TANDEM_ERRMSG_SIZE, "\"%s\" must be an integer from %lld to %lld", name,
+                 (long long)min, (long long)max);
         return -1;
     }
     *out = json_integer_value(value);
@@ -192,8 +196,8 @@ static int field_time(json_t *object, const char *name, protobuf_c_boolean *has,
         return 0;
     }
     if (tandem_rfc3339_parse(text, ms) != 0) {
-        snprintf(why, TANDEM_ERRMSG_SIZE, "\"%s\" must be an RFC 3339 date-time such as 2024-05-01T09:00:00Z",
-                 name);
+        snprintf(why, TANDEM_ERRMSG_SIZE,
+                 "\"%s\" must be an RFC 3339 date-time such as 2024-05-01T09:00:00Z", name);
         return -1;
     }
     *has = 1;
@@ -209,7 +213,8 @@ static int field_strings(struct domain_write *w, json_t *object, const char *nam
         return 0;
     }
     if (!json_is_array(list) || json_array_size(list) > max) {
-        snprintf(why, TANDEM_ERRMSG_SIZE, "\"%s\" must be an array of at most %zu strings", name, max);
+        snprintf(why, TANDEM_ERRMSG_SIZE, "\"%s\" must be an array of at most %zu strings", name,
+                 max);
         return -1;
     }
     *items = write_alloc(w, json_array_size(list) * sizeof **items);
@@ -277,28 +282,22 @@ static int job_from_json(struct domain_write *w, json_t *body, Tandem__JobRecord
     return tandem_job_fields_check(job, why);
 }
 
-static void route_jobs_create(struct tandem_node *node, struct tandem_http_request *r,
-                              const char *param)
+static int job_create_fill(struct tandem_node *node, struct tandem_http_request *r,
+                           struct domain_write *w, const void *arg, char *why)
 {
-    char why[TANDEM_ERRMSG_SIZE];
-    (void)param;
-    struct domain_write *w = domain_write_new(node, r);
-    if (w == NULL) {
-        return;
-    }
-    if (job_from_json(w, w->json, &w->job, why) != 0) {
-        tandem_route_error(node, r, 400, "%s", why);
-        domain_write_free(w);
-        return;
+    (void)node, (void)r, (void)arg;
+    if (job_from_json(w, w->base.json, &w->job, why) != 0) {
+        return 400;
     }
     tandem__job_create__init(&w->job_create);
-    w->job_create.actor = &w->actor;
+    w->job_create.actor = &w->base.actor;
     w->job_create.job = &w->job;
-    w->command.body_case = TANDEM__COMMAND__BODY_JOB_CREATE;
-    w->command.job_create = &w->job_create;
-    domain_submit(node, r, w);
+    w->base.command.body_case = TANDEM__COMMAND__BODY_JOB_CREATE;
+    w->base.command.job_create = &w->job_create;
+    return 0;
 }
 
+WRITE_ROUTE(route_jobs_create, job_create_fill)
 /* Splits "ID/verb" into id (checked) and verb; answers r and returns -1 when malformed. */
 static int split_action(struct tandem_node *node, struct tandem_http_request *r, const char *param,
                         const char *noun, char *id, const char **verb)
@@ -321,43 +320,31 @@ static int split_action(struct tandem_node *node, struct tandem_http_request *r,
     return 0;
 }
 
-static void route_job_action(struct tandem_node *node, struct tandem_http_request *r,
-                             const char *param)
+/* The action fields every job and box action carries (the two message types differ). */
+#define ACTION_FIELDS_SET(a, w, action_code)                                                       \
+    ((a)->actor = &(w)->base.actor, (a)->id = (w)->id, (a)->action = (uint32_t)(action_code))
+
+static int job_action_fill(struct domain_write *w, int action, char *why)
 {
-    const char *verb;
-    char why[TANDEM_ERRMSG_SIZE];
-    struct domain_write *w = domain_write_new(node, r);
-    if (w == NULL) {
-        return;
+    static const char *const known[] = {"operator", NULL};
+    Tandem__JobAction *a = &w->job_action;
+    tandem__job_action__init(a);
+    ACTION_FIELDS_SET(a, w, action);
+    w->base.command.body_case = TANDEM__COMMAND__BODY_JOB_ACTION;
+    w->base.command.job_action = a;
+    if (action == TANDEM_JOB_ACTION_OPERATOR &&
+        (unknown_fields(w->base.json, known, why) != 0 ||
+         field_string(w->base.json, "operator", false, &a->operator_, why) != 0 ||
+         !tandem_domain_text_ok(a->operator_, true))) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "body must be {\"operator\": \"name\"|null}");
+        return -1;
     }
-    if (split_action(node, r, param, "job", w->id, &verb) != 0) {
-        domain_write_free(w);
-        return;
-    }
-    int action = tandem_job_action_parse(verb);
-    tandem__job_action__init(&w->job_action);
-    if (action < 0) {
-        tandem_route_error(node, r, 404, "no such job action: %s", verb);
-        domain_write_free(w);
-        return;
-    }
-    if (action == TANDEM_JOB_ACTION_OPERATOR) {
-        static const char *const known[] = {"operator", NULL};
-        if (unknown_fields(w->json, known, why) != 0 ||
-            field_string(w->json, "operator", false, &w->job_action.operator_, why) != 0 ||
-            !tandem_domain_text_ok(w->job_action.operator_, true)) {
-            tandem_route_error(node, r, 400, "body must be {\"operator\": \"name\"|null}");
-            domain_write_free(w);
-            return;
-        }
-    }
-    w->job_action.actor = &w->actor;
-    w->job_action.id = w->id;
-    w->job_action.action = (uint32_t)action;
-    w->command.body_case = TANDEM__COMMAND__BODY_JOB_ACTION;
-    w->command.job_action = &w->job_action;
-    domain_submit(node, r, w);
+    return 0;
 }
+
+static const struct action_kind job_action_kind = {
+    "job", tandem_job_action_parse, -1, "", job_action_fill,
+};
 
 /* ---- boxes ---- */
 
@@ -420,49 +407,43 @@ static int boxes_from_json(struct tandem_node *node, struct tandem_http_request 
     return 0;
 }
 
-static void route_boxes_checkin(struct tandem_node *node, struct tandem_http_request *r,
-                                const char *param)
+/* One box (the body is the box) or a bulk check-in ({"boxes": [rows]}). */
+static int checkin_fill(struct tandem_node *node, struct tandem_http_request *r,
+                        struct domain_write *w, const void *arg, char *why)
 {
-    char why[TANDEM_ERRMSG_SIZE];
-    (void)param;
-    struct domain_write *w = domain_write_new(node, r);
-    if (w == NULL) {
-        return;
-    }
-    json_t *list = json_object_get(w->json, "boxes");
+    (void)arg;
+    json_t *list = json_object_get(w->base.json, "boxes");
     tandem__box_checkin__init(&w->checkin);
     w->checkin.bulk = list != NULL;
-    if (list != NULL &&
-        (!json_is_array(list) || json_array_size(list) == 0 ||
-         json_array_size(list) > TANDEM_BULK_CHECKIN_ROWS_MAX || json_object_size(w->json) != 1)) {
-        tandem_route_error(node, r, 400, "a bulk check-in is {\"boxes\": [1 to %d rows]}",
-                           TANDEM_BULK_CHECKIN_ROWS_MAX);
-        domain_write_free(w);
-        return;
+    w->checkin.actor = &w->base.actor;
+    w->base.command.body_case = TANDEM__COMMAND__BODY_BOX_CHECKIN;
+    w->base.command.box_checkin = &w->checkin;
+    if (list != NULL && (!json_is_array(list) || json_array_size(list) == 0 ||
+                         json_array_size(list) > TANDEM_BULK_CHECKIN_ROWS_MAX ||
+                         json_object_size(w->base.json) != 1)) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "a bulk check-in is {\"boxes\": [1 to %d rows]}",
+                 TANDEM_BULK_CHECKIN_ROWS_MAX);
+        return 400;
     }
-    if (list != NULL && boxes_from_json(node, r, w, list) != 0) {
-        domain_write_free(w);
-        return;
+    if (list != NULL) {
+        return boxes_from_json(node, r, w, list) != 0 ? WRITE_ANSWERED : 0;
     }
-    if (list == NULL) {
-        Tandem__BoxRecord *box = write_alloc(w, sizeof *box);
-        Tandem__BoxRecord **ptrs = write_alloc(w, sizeof *ptrs);
-        if (box == NULL || ptrs == NULL || box_from_json(w, w->json, box, why) != 0) {
-            tandem_route_error(node, r, box == NULL || ptrs == NULL ? 500 : 400, "%s",
-                               box == NULL || ptrs == NULL ? "out of memory" : why);
-            domain_write_free(w);
-            return;
-        }
-        ptrs[0] = box;
-        w->checkin.boxes = ptrs;
-        w->checkin.n_boxes = 1;
+    Tandem__BoxRecord *box = write_alloc(w, sizeof *box);
+    Tandem__BoxRecord **ptrs = write_alloc(w, sizeof *ptrs);
+    if (box == NULL || ptrs == NULL) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "out of memory");
+        return 500;
     }
-    w->checkin.actor = &w->actor;
-    w->command.body_case = TANDEM__COMMAND__BODY_BOX_CHECKIN;
-    w->command.box_checkin = &w->checkin;
-    domain_submit(node, r, w);
+    if (box_from_json(w, w->base.json, box, why) != 0) {
+        return 400;
+    }
+    ptrs[0] = box;
+    w->checkin.boxes = ptrs;
+    w->checkin.n_boxes = 1;
+    return 0;
 }
 
+WRITE_ROUTE(route_boxes_checkin, checkin_fill)
 /* The body of pick ({"job"}) or move ({"site","shelf"}); nothing for return and dispose. */
 static int box_action_body(struct domain_write *w, int action, char *why)
 {
@@ -470,8 +451,8 @@ static int box_action_body(struct domain_write *w, int action, char *why)
     static const char *const move_fields[] = {"site", "shelf", NULL};
     Tandem__BoxAction *a = &w->box_action;
     if (action == TANDEM_BOX_ACTION_PICK) {
-        if (unknown_fields(w->json, pick_fields, why) != 0 ||
-            field_string(w->json, "job", true, &a->job, why) != 0) {
+        if (unknown_fields(w->base.json, pick_fields, why) != 0 ||
+            field_string(w->base.json, "job", true, &a->job, why) != 0) {
             return -1;
         }
         if (!tandem_domain_id_ok(a->job)) {
@@ -479,92 +460,131 @@ static int box_action_body(struct domain_write *w, int action, char *why)
             return -1;
         }
     } else if (action == TANDEM_BOX_ACTION_MOVE) {
-        if (unknown_fields(w->json, move_fields, why) != 0 ||
-            field_string(w->json, "site", true, &a->site, why) != 0 ||
-            field_string(w->json, "shelf", true, &a->shelf, why) != 0) {
+        if (unknown_fields(w->base.json, move_fields, why) != 0 ||
+            field_string(w->base.json, "site", true, &a->site, why) != 0 ||
+            field_string(w->base.json, "shelf", true, &a->shelf, why) != 0) {
             return -1;
         }
         if (!tandem_domain_site_ok(a->site) || !tandem_domain_text_ok(a->shelf, false)) {
-            snprintf(why, TANDEM_ERRMSG_SIZE, "move needs a site label and a shelf of printable text");
+            snprintf(why, TANDEM_ERRMSG_SIZE,
+                     "move needs a site label and a shelf of printable text");
             return -1;
         }
     }
     return 0;
 }
 
+static int box_action_fill(struct domain_write *w, int action, char *why)
+{
+    Tandem__BoxAction *a = &w->box_action;
+    tandem__box_action__init(a);
+    ACTION_FIELDS_SET(a, w, action);
+    w->base.command.body_case = TANDEM__COMMAND__BODY_BOX_ACTION;
+    w->base.command.box_action = a;
+    return box_action_body(w, action, why);
+}
+
+static const struct action_kind box_action_kind = {
+    "box",
+    tandem_box_action_parse,
+    TANDEM_BOX_ACTION_PROCESS, /* the pick route's own step, not an action of its own */
+    " (pick, return, move, dispose)",
+    box_action_fill,
+};
+
+/* POST /v1/<kind>s/<id>/<verb>: one action on one job or box. */
+/* POST /v1/<kind>s/<id>/<verb>: one action on one job or box (arg: its struct action_call). */
+struct action_call {
+    const char *param; /* "ID/verb" */
+    const struct action_kind *kind;
+};
+
+static int action_fill(struct tandem_node *node, struct tandem_http_request *r,
+                       struct domain_write *w, const void *arg, char *why)
+{
+    const struct action_call *call = arg;
+    const struct action_kind *kind = call->kind;
+    const char *verb;
+    if (split_action(node, r, call->param, kind->name, w->id, &verb) != 0) {
+        return WRITE_ANSWERED;
+    }
+    int action = kind->parse(verb);
+    if (action < 0 || action == kind->refused) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "no such %s action: %s%s", kind->name, verb,
+                 kind->verbs_hint);
+        return 404;
+    }
+    return kind->fill(w, action, why) != 0 ? 400 : 0;
+}
+
+static void route_action(struct tandem_node *node, struct tandem_http_request *r, const char *param,
+                         const struct action_kind *kind)
+{
+    struct action_call call = {param, kind};
+    route_write(node, r, action_fill, &call);
+}
+static void route_job_action(struct tandem_node *node, struct tandem_http_request *r,
+                             const char *param)
+{
+    route_action(node, r, param, &job_action_kind);
+}
+
 static void route_box_action(struct tandem_node *node, struct tandem_http_request *r,
                              const char *param)
 {
-    const char *verb;
-    char why[TANDEM_ERRMSG_SIZE];
-    struct domain_write *w = domain_write_new(node, r);
-    if (w == NULL) {
-        return;
-    }
-    if (split_action(node, r, param, "box", w->id, &verb) != 0) {
-        domain_write_free(w);
-        return;
-    }
-    int action = tandem_box_action_parse(verb);
-    tandem__box_action__init(&w->box_action);
-    if (action < 0 || action == TANDEM_BOX_ACTION_PROCESS) {
-        tandem_route_error(node, r, 404, "no such box action: %s (pick, return, move, dispose)",
-                           verb);
-        domain_write_free(w);
-        return;
-    }
-    if (box_action_body(w, action, why) != 0) {
-        tandem_route_error(node, r, 400, "%s", why);
-        domain_write_free(w);
-        return;
-    }
-    w->box_action.actor = &w->actor;
-    w->box_action.id = w->id;
-    w->box_action.action = (uint32_t)action;
-    w->command.body_case = TANDEM__COMMAND__BODY_BOX_ACTION;
-    w->command.box_action = &w->box_action;
-    domain_submit(node, r, w);
+    route_action(node, r, param, &box_action_kind);
 }
 
 /* ---- retention ---- */
 
-static void route_retention_purge(struct tandem_node *node, struct tandem_http_request *r,
-                                  const char *param)
+static int purge_fill(struct tandem_node *node, struct tandem_http_request *r,
+                      struct domain_write *w, const void *arg, char *why)
 {
     static const char *const known[] = {"events_max", NULL};
     json_int_t events_max = 0;
-    char why[TANDEM_ERRMSG_SIZE];
-    (void)param;
-    struct domain_write *w = domain_write_new(node, r);
-    if (w == NULL) {
-        return;
-    }
-    if (unknown_fields(w->json, known, why) != 0 ||
-        field_integer(w->json, "events_max", 1, TANDEM_PURGE_EVENTS_MAX, &events_max, why) != 0) {
-        tandem_route_error(node, r, 400, "%s", why);
-        domain_write_free(w);
-        return;
+    (void)r, (void)arg;
+    if (unknown_fields(w->base.json, known, why) != 0 ||
+        field_integer(w->base.json, "events_max", 1, TANDEM_PURGE_EVENTS_MAX, &events_max, why) !=
+            0) {
+        return 400;
     }
     unsigned days = node->config->retention_days;
     tandem__retention_purge__init(&w->purge);
-    w->purge.actor = &w->actor;
+    w->purge.actor = &w->base.actor;
     /* The leader's clock and config decide the cutoff; apply only checks it. */
     w->purge.cutoff_ms = node->proposer.now_ms() - (int64_t)days * TANDEM_MS_PER_DAY;
     w->purge.retention_days = days;
     w->purge.events_max = (uint32_t)events_max;
-    w->command.body_case = TANDEM__COMMAND__BODY_RETENTION_PURGE;
-    w->command.retention_purge = &w->purge;
-    domain_submit(node, r, w);
+    w->base.command.body_case = TANDEM__COMMAND__BODY_RETENTION_PURGE;
+    w->base.command.retention_purge = &w->purge;
+    return 0;
 }
 
+WRITE_ROUTE(route_retention_purge, purge_fill)
 /* ---- reads ---- */
+
+#define LIST_FILTERS_MAX 4
+#define LIST_STATUS      1 /* every listing's second filter is "status" */
+
+struct domain_read;
+
+/* A listing route: its query filters, the status words it knows, and the replicated list. */
+struct list_kind {
+    const char *key;                       /* the answer's array: {"<key>":[...],"next":...} */
+    const char *filters[LIST_FILTERS_MAX]; /* query parameters; NULL after the last */
+    int (*status_parse)(const char *text); /* < 0 for an unknown status */
+    const char *status_why;                /* the 400 message for one */
+    int (*list)(struct tandem_store *store, MDB_txn *txn, const struct domain_read *q,
+                struct tandem_text *items, char *next);
+};
 
 struct domain_read {
     char id[TANDEM_DOMAIN_ID_LEN_MAX + 1];
     char kind[KIND_LEN + 1];
-    char site[QUERY_MAX], status[QUERY_MAX], client[QUERY_MAX], stage[QUERY_MAX], job[QUERY_MAX];
+    const struct list_kind *list;              /* listings: which one */
+    char filters[LIST_FILTERS_MAX][QUERY_MAX]; /* listings: by list->filters */
+    bool has_filter[LIST_FILTERS_MAX];
     char after[QUERY_MAX];
-    bool has_site, has_status, has_client, has_stage, has_job;
     unsigned limit;
     uint64_t after_seq;
 };
@@ -599,18 +619,10 @@ static int query_text(struct tandem_http_request *r, const char *name, char *out
 
 static int query_limit(struct tandem_http_request *r, unsigned *limit, char *why)
 {
-    char text[32];
-    int rv = tandem_http_query_get(r->query, "limit", text, sizeof text);
-    *limit = TANDEM_LIST_LIMIT_DEFAULT;
-    if (rv == 0) {
-        return 0;
-    }
-    char *end = NULL;
-    errno = 0;
-    long value = rv < 0 ? -1 : strtol(text, &end, 10);
-    if (rv < 0 || errno != 0 || end == text || *end != '\0' || value < 1 ||
-        value > TANDEM_LIST_LIMIT_MAX) {
-        snprintf(why, TANDEM_ERRMSG_SIZE, "limit must be an integer from 1 to %d", TANDEM_LIST_LIMIT_MAX);
+    uint64_t value = TANDEM_LIST_LIMIT_DEFAULT;
+    if (tandem_route_query_number(r, "limit", 1, TANDEM_LIST_LIMIT_MAX, &value) < 0) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "limit must be an integer from 1 to %d",
+                 TANDEM_LIST_LIMIT_MAX);
         return -1;
     }
     *limit = (unsigned)value;
@@ -632,20 +644,12 @@ static int query_after_id(struct tandem_http_request *r, char *after, char *why)
 
 static int query_after_seq(struct tandem_http_request *r, uint64_t *after, char *why)
 {
-    char text[32];
-    int rv = tandem_http_query_get(r->query, "after", text, sizeof text);
     *after = 0;
-    if (rv == 0) {
-        return 0;
-    }
-    char *end = NULL;
-    errno = 0;
-    unsigned long long value = rv < 0 ? 0 : strtoull(text, &end, 10);
-    if (rv < 0 || errno != 0 || end == text || *end != '\0' || text[0] == '-') {
-        snprintf(why, TANDEM_ERRMSG_SIZE, "after must be a sequence number from a previous page's \"next\"");
+    if (tandem_route_query_number(r, "after", 0, UINT64_MAX, after) < 0) {
+        snprintf(why, TANDEM_ERRMSG_SIZE,
+                 "after must be a sequence number from a previous page's \"next\"");
         return -1;
     }
-    *after = value;
     return 0;
 }
 
@@ -656,46 +660,34 @@ static void serve_txn_error(struct tandem_node *node, struct tandem_http_request
     tandem_route_error(node, r, 500, "%s", node->store.errmsg);
 }
 
-static void serve_job_get(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+/* GET /v1/jobs/ID or /v1/boxes/ID (q->kind says which). */
+static void serve_get(struct tandem_node *node, struct tandem_http_request *r, void *arg)
 {
     struct domain_read *q = arg;
     Tandem__JobRecord *job = NULL;
-    MDB_txn *txn;
-    if (tandem_route_read_txn(node, r, &txn) != 0) {
-        return;
-    }
-    if (tandem_job_get(&node->store, txn, q->id, &job) != 0) {
-        serve_txn_error(node, r, txn);
-        return;
-    }
-    mdb_txn_abort(txn);
-    if (job == NULL) {
-        tandem_route_error(node, r, 404, "job not found: %s", q->id);
-        return;
-    }
-    tandem_route_jansson(node, r, 200, tandem_job_json(job, true));
-    tandem__job_record__free_unpacked(job, NULL);
-}
-
-static void serve_box_get(struct tandem_node *node, struct tandem_http_request *r, void *arg)
-{
-    struct domain_read *q = arg;
     Tandem__BoxRecord *box = NULL;
     MDB_txn *txn;
+    bool is_job = strcmp(q->kind, "job") == 0;
     if (tandem_route_read_txn(node, r, &txn) != 0) {
         return;
     }
-    if (tandem_box_get(&node->store, txn, q->id, &box) != 0) {
+    int rv = is_job ? tandem_job_get(&node->store, txn, q->id, &job)
+                    : tandem_box_get(&node->store, txn, q->id, &box);
+    if (rv != 0) {
         serve_txn_error(node, r, txn);
         return;
     }
     mdb_txn_abort(txn);
-    if (box == NULL) {
-        tandem_route_error(node, r, 404, "box not found: %s", q->id);
+    if (job == NULL && box == NULL) {
+        tandem_route_error(node, r, 404, "%s not found: %s", q->kind, q->id);
         return;
     }
-    tandem_route_jansson(node, r, 200, tandem_box_json(box));
-    tandem__box_record__free_unpacked(box, NULL);
+    tandem_route_jansson(node, r, 200, is_job ? tandem_job_json(job, true) : tandem_box_json(box));
+    if (job != NULL) {
+        tandem__job_record__free_unpacked(job, NULL);
+    } else {
+        tandem__box_record__free_unpacked(box, NULL);
+    }
 }
 
 /* The id of a GET /v1/{jobs,boxes}/ID route; answers r and returns NULL when malformed. */
@@ -718,22 +710,26 @@ static struct domain_read *read_by_id(struct tandem_node *node, struct tandem_ht
     return q;
 }
 
+static void route_get(struct tandem_node *node, struct tandem_http_request *r, const char *param,
+                      const char *noun)
+{
+    struct domain_read *q = read_by_id(node, r, param, noun);
+    if (q != NULL) {
+        snprintf(q->kind, sizeof q->kind, "%s", noun);
+        tandem_route_read(node, r, serve_get, q, domain_read_free);
+    }
+}
+
 static void route_job_get(struct tandem_node *node, struct tandem_http_request *r,
                           const char *param)
 {
-    struct domain_read *q = read_by_id(node, r, param, "job");
-    if (q != NULL) {
-        tandem_route_read(node, r, serve_job_get, q, domain_read_free);
-    }
+    route_get(node, r, param, "job");
 }
 
 static void route_box_get(struct tandem_node *node, struct tandem_http_request *r,
                           const char *param)
 {
-    struct domain_read *q = read_by_id(node, r, param, "box");
-    if (q != NULL) {
-        tandem_route_read(node, r, serve_box_get, q, domain_read_free);
-    }
+    route_get(node, r, param, "box");
 }
 
 /* Answers {"<key>":[items],"next":"id"|null} from a listing's text. */
@@ -758,17 +754,52 @@ static void serve_list_text(struct tandem_node *node, struct tandem_http_request
     tandem_text_free(&body);
 }
 
-static void serve_jobs_list(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+/* A listing filter's value, NULL when the query did not give it. */
+static const char *list_filter(const struct domain_read *q, unsigned i)
+{
+    return q->has_filter[i] ? q->filters[i] : NULL;
+}
+
+/* The fields every listing query has (the job and box query types differ). */
+#define LIST_QUERY_COMMON_SET(query, q)                                                            \
+    ((query).site = list_filter(q, 0), (query).status = list_filter(q, LIST_STATUS),               \
+     (query).after = (q)->after, (query).limit = (q)->limit)
+
+static int jobs_list(struct tandem_store *store, MDB_txn *txn, const struct domain_read *q,
+                     struct tandem_text *items, char *next)
+{
+    struct tandem_job_query query = {.client = list_filter(q, 2), .stage = list_filter(q, 3)};
+    LIST_QUERY_COMMON_SET(query, q);
+    return tandem_job_list(store, txn, &query, items, next);
+}
+
+static int boxes_list(struct tandem_store *store, MDB_txn *txn, const struct domain_read *q,
+                      struct tandem_text *items, char *next)
+{
+    struct tandem_box_query query = {.job = list_filter(q, 2)};
+    LIST_QUERY_COMMON_SET(query, q);
+    return tandem_box_list(store, txn, &query, items, next);
+}
+
+static const struct list_kind jobs_list_kind = {
+    "jobs",
+    {"site", "status", "client", "stage"},
+    tandem_job_status_parse,
+    "status must be queued, in_progress, on_hold, done or cancelled",
+    jobs_list,
+};
+
+static const struct list_kind boxes_list_kind = {
+    "boxes",
+    {"site", "status", "job", NULL},
+    tandem_box_status_parse,
+    "status must be received, stored, picked, in_process, returned or disposed",
+    boxes_list,
+};
+
+static void serve_list(struct tandem_node *node, struct tandem_http_request *r, void *arg)
 {
     struct domain_read *q = arg;
-    struct tandem_job_query query = {
-        .site = q->has_site ? q->site : NULL,
-        .status = q->has_status ? q->status : NULL,
-        .client = q->has_client ? q->client : NULL,
-        .stage = q->has_stage ? q->stage : NULL,
-        .after = q->after,
-        .limit = q->limit,
-    };
     char next[TANDEM_DOMAIN_ID_LEN_MAX + 1];
     struct tandem_text items;
     MDB_txn *txn;
@@ -776,89 +807,64 @@ static void serve_jobs_list(struct tandem_node *node, struct tandem_http_request
         return;
     }
     tandem_text_init(&items, TANDEM_LIST_BYTES_MAX);
-    if (tandem_job_list(&node->store, txn, &query, &items, next) != 0) {
+    if (q->list->list(&node->store, txn, q, &items, next) != 0) {
         tandem_text_free(&items);
         serve_txn_error(node, r, txn);
         return;
     }
     mdb_txn_abort(txn);
-    serve_list_text(node, r, "jobs", &items, next);
+    serve_list_text(node, r, q->list->key, &items, next);
     tandem_text_free(&items);
+}
+
+/* The listing's filters, limit and cursor from the query. Returns 0 or -1 with why filled. */
+static int list_params(struct tandem_http_request *r, struct domain_read *q, char *why)
+{
+    const struct list_kind *kind = q->list;
+    for (unsigned i = 0; i < LIST_FILTERS_MAX && kind->filters[i] != NULL; i++) {
+        if (query_text(r, kind->filters[i], q->filters[i], &q->has_filter[i], why) != 0) {
+            return -1;
+        }
+    }
+    if (query_limit(r, &q->limit, why) != 0 || query_after_id(r, q->after, why) != 0) {
+        return -1;
+    }
+    if (q->has_filter[LIST_STATUS] && kind->status_parse(q->filters[LIST_STATUS]) < 0) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "%s", kind->status_why);
+        return -1;
+    }
+    return 0;
+}
+
+static void route_list(struct tandem_node *node, struct tandem_http_request *r,
+                       const struct list_kind *kind)
+{
+    char why[TANDEM_ERRMSG_SIZE];
+    struct domain_read *q = domain_read_new(node, r);
+    if (q == NULL) {
+        return;
+    }
+    q->list = kind;
+    if (list_params(r, q, why) != 0) {
+        tandem_route_error(node, r, 400, "%s", why); /* refused before any barrier */
+        free(q);
+        return;
+    }
+    tandem_route_read(node, r, serve_list, q, domain_read_free);
 }
 
 static void route_jobs_list(struct tandem_node *node, struct tandem_http_request *r,
                             const char *param)
 {
-    char why[TANDEM_ERRMSG_SIZE];
     (void)param;
-    struct domain_read *q = domain_read_new(node, r);
-    if (q == NULL) {
-        return;
-    }
-    if (query_text(r, "site", q->site, &q->has_site, why) != 0 ||
-        query_text(r, "status", q->status, &q->has_status, why) != 0 ||
-        query_text(r, "client", q->client, &q->has_client, why) != 0 ||
-        query_text(r, "stage", q->stage, &q->has_stage, why) != 0 ||
-        query_limit(r, &q->limit, why) != 0 || query_after_id(r, q->after, why) != 0 ||
-        (q->has_status && tandem_job_status_parse(q->status) < 0 &&
-         snprintf(why, sizeof why,
-                  "status must be queued, in_progress, on_hold, done or cancelled") > 0)) {
-        tandem_route_error(node, r, 400, "%s", why); /* refused before any barrier */
-        free(q);
-        return;
-    }
-    tandem_route_read(node, r, serve_jobs_list, q, domain_read_free);
-}
-
-static void serve_boxes_list(struct tandem_node *node, struct tandem_http_request *r, void *arg)
-{
-    struct domain_read *q = arg;
-    struct tandem_box_query query = {
-        .site = q->has_site ? q->site : NULL,
-        .status = q->has_status ? q->status : NULL,
-        .job = q->has_job ? q->job : NULL,
-        .after = q->after,
-        .limit = q->limit,
-    };
-    char next[TANDEM_DOMAIN_ID_LEN_MAX + 1];
-    struct tandem_text items;
-    MDB_txn *txn;
-    if (tandem_route_read_txn(node, r, &txn) != 0) {
-        return;
-    }
-    tandem_text_init(&items, TANDEM_LIST_BYTES_MAX);
-    if (tandem_box_list(&node->store, txn, &query, &items, next) != 0) {
-        tandem_text_free(&items);
-        serve_txn_error(node, r, txn);
-        return;
-    }
-    mdb_txn_abort(txn);
-    serve_list_text(node, r, "boxes", &items, next);
-    tandem_text_free(&items);
+    route_list(node, r, &jobs_list_kind);
 }
 
 static void route_boxes_list(struct tandem_node *node, struct tandem_http_request *r,
                              const char *param)
 {
-    char why[TANDEM_ERRMSG_SIZE];
     (void)param;
-    struct domain_read *q = domain_read_new(node, r);
-    if (q == NULL) {
-        return;
-    }
-    if (query_text(r, "site", q->site, &q->has_site, why) != 0 ||
-        query_text(r, "status", q->status, &q->has_status, why) != 0 ||
-        query_text(r, "job", q->job, &q->has_job, why) != 0 ||
-        query_limit(r, &q->limit, why) != 0 || query_after_id(r, q->after, why) != 0 ||
-        (q->has_status && tandem_box_status_parse(q->status) < 0 &&
-         snprintf(why, sizeof why,
-                  "status must be received, stored, picked, in_process, returned or disposed") >
-             0)) {
-        tandem_route_error(node, r, 400, "%s", why);
-        free(q);
-        return;
-    }
-    tandem_route_read(node, r, serve_boxes_list, q, domain_read_free);
+    route_list(node, r, &boxes_list_kind);
 }
 
 static json_t *next_seq_json(uint64_t next)
@@ -866,28 +872,48 @@ static json_t *next_seq_json(uint64_t next)
     return next != 0 ? json_integer((json_int_t)next) : json_null();
 }
 
-static void serve_trace(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+/* Pages by sequence number: a job's or box's trace (q->kind set) or the disposals, answered as
+ * {"events"|"disposals":[...],"next":seq|null}. */
+static void serve_seq_list(struct tandem_node *node, struct tandem_http_request *r, void *arg)
 {
     struct domain_read *q = arg;
+    bool trace = q->kind[0] != '\0';
     uint64_t next;
     MDB_txn *txn;
-    json_t *events = json_array();
-    if (events == NULL || tandem_route_read_txn(node, r, &txn) != 0) {
-        if (events == NULL) {
+    json_t *list = json_array();
+    if (list == NULL || tandem_route_read_txn(node, r, &txn) != 0) {
+        if (list == NULL) {
             tandem_route_error(node, r, 500, "out of memory");
         }
-        json_decref(events);
+        json_decref(list);
         return;
     }
-    if (tandem_trace_list(&node->store, txn, q->kind, q->id, q->after_seq, q->limit, events,
-                          &next) != 0) {
-        json_decref(events);
+    int rv = trace ? tandem_trace_list(&node->store, txn, q->kind, q->id, q->after_seq, q->limit,
+                                       list, &next)
+                   : tandem_disposal_list(&node->store, txn, q->after_seq, q->limit, list, &next);
+    if (rv != 0) {
+        json_decref(list);
         serve_txn_error(node, r, txn);
         return;
     }
     mdb_txn_abort(txn);
-    tandem_route_jansson(node, r, 200,
-                         json_pack("{s:o,s:o}", "events", events, "next", next_seq_json(next)));
+    tandem_route_jansson(
+        node, r, 200,
+        json_pack("{s:o,s:o}", trace ? "events" : "disposals", list, "next", next_seq_json(next)));
+}
+
+/* A read paged by sequence number (?limit=&after=); NULL after answering r 400 or 500. */
+static struct domain_read *seq_read_new(struct tandem_node *node, struct tandem_http_request *r)
+{
+    char why[TANDEM_ERRMSG_SIZE];
+    struct domain_read *q = domain_read_new(node, r);
+    if (q != NULL &&
+        (query_limit(r, &q->limit, why) != 0 || query_after_seq(r, &q->after_seq, why) != 0)) {
+        tandem_route_error(node, r, 400, "%s", why);
+        free(q);
+        return NULL;
+    }
+    return q;
 }
 
 /* GET /v1/trace/{job|box}/ID[?limit=&after=] */
@@ -908,59 +934,24 @@ static void route_trace_get(struct tandem_node *node, struct tandem_http_request
                            TANDEM_DOMAIN_ID_LEN_MAX);
         return;
     }
-    struct domain_read *q = domain_read_new(node, r);
+    struct domain_read *q = seq_read_new(node, r);
     if (q == NULL) {
         return;
     }
     memcpy(q->kind, param, KIND_LEN);
     snprintf(q->id, sizeof q->id, "%s", slash + 1);
-    if (query_limit(r, &q->limit, why) != 0 || query_after_seq(r, &q->after_seq, why) != 0) {
-        tandem_route_error(node, r, 400, "%s", why);
-        free(q);
-        return;
-    }
     if (tandem_http_query_get(r->query, "limit", why, sizeof why) == 0) {
         q->limit = TANDEM_LIST_LIMIT_MAX; /* a whole timeline unless paging is asked for */
     }
-    tandem_route_read(node, r, serve_trace, q, domain_read_free);
-}
-
-static void serve_disposals(struct tandem_node *node, struct tandem_http_request *r, void *arg)
-{
-    struct domain_read *q = arg;
-    uint64_t next;
-    MDB_txn *txn;
-    json_t *list = json_array();
-    if (list == NULL || tandem_route_read_txn(node, r, &txn) != 0) {
-        if (list == NULL) {
-            tandem_route_error(node, r, 500, "out of memory");
-        }
-        json_decref(list);
-        return;
-    }
-    if (tandem_disposal_list(&node->store, txn, q->after_seq, q->limit, list, &next) != 0) {
-        json_decref(list);
-        serve_txn_error(node, r, txn);
-        return;
-    }
-    mdb_txn_abort(txn);
-    tandem_route_jansson(node, r, 200,
-                         json_pack("{s:o,s:o}", "disposals", list, "next", next_seq_json(next)));
+    tandem_route_read(node, r, serve_seq_list, q, domain_read_free);
 }
 
 static void route_disposals_list(struct tandem_node *node, struct tandem_http_request *r,
                                  const char *param)
 {
-    char why[TANDEM_ERRMSG_SIZE];
     (void)param;
-    struct domain_read *q = domain_read_new(node, r);
-    if (q == NULL) {
-        return;
+    struct domain_read *q = seq_read_new(node, r);
+    if (q != NULL) {
+        tandem_route_read(node, r, serve_seq_list, q, domain_read_free);
     }
-    if (query_limit(r, &q->limit, why) != 0 || query_after_seq(r, &q->after_seq, why) != 0) {
-        tandem_route_error(node, r, 400, "%s", why);
-        free(q);
-        return;
-    }
-    tandem_route_read(node, r, serve_disposals, q, domain_read_free);
 }

@@ -18,7 +18,7 @@
 #define CAPACITY_SUFFIX "/capacity"
 #define HISTORY_SUFFIX  "/capacity/history"
 
-/* X(id, method, pattern, flags, handler) */
+/* X(id, method, pattern, flags, handler): ids are metrics labels, in this order. */
 #define REBALANCE_ROUTES(X)                                                                        \
     X(sites_list, HTTP_GET, "/v1/sites", TANDEM_ROUTE_READ, route_sites_list)                      \
     X(site_get, HTTP_GET, "/v1/sites/", TANDEM_ROUTE_READ | TANDEM_ROUTE_PREFIX, route_site_get)   \
@@ -27,19 +27,7 @@
     X(rebalance_plan, HTTP_GET, "/v1/rebalance/plan", TANDEM_ROUTE_READ, route_rebalance_plan)     \
     X(rebalance_apply, HTTP_POST, "/v1/rebalance/apply", TANDEM_ROUTE_WRITE, route_rebalance_apply)
 
-#define ROUTE_DECLARE(id, method, pattern, flags, fn)                                              \
-    static void fn(struct tandem_node *node, struct tandem_http_request *r, const char *param);
-REBALANCE_ROUTES(ROUTE_DECLARE)
-#undef ROUTE_DECLARE
-
-static const struct tandem_route routes[] = {
-#define ROUTE_ROW(id, method, pattern, flags, fn) {#id, method, pattern, flags, fn},
-    REBALANCE_ROUTES(ROUTE_ROW)
-#undef ROUTE_ROW
-};
-
-const struct tandem_route_table tandem_rebalance_route_table = {
-    routes, (unsigned)(sizeof routes / sizeof routes[0])};
+TANDEM_ROUTE_TABLE(tandem_rebalance_route_table, REBALANCE_ROUTES);
 
 /* ---- plans kept for apply by id ----
  * A plan is computed by the node that answered GET /v1/rebalance/plan: the leader, unless
@@ -131,14 +119,10 @@ static int view_read(struct tandem_node *node, struct tandem_http_request *r,
 
 /* A command with its actor and the parsed JSON body its strings point into. */
 struct rebalance_write {
-    Tandem__Command command;
-    Tandem__Actor actor;
+    struct tandem_route_write base; /* first: command, actor, body */
     Tandem__CapacitySet capacity_set;
     Tandem__RebalanceApply apply;
     struct tandem_rebalance_moves moves;
-    json_t *json; /* owned */
-    char user[TANDEM_DOMAIN_TEXT_LEN_MAX + 1];
-    char site[TANDEM_SITE_LEN_MAX + 1];
     char target[TANDEM_SITE_LEN_MAX + 1];
     char plan_id[TANDEM_REBALANCE_PLAN_ID_LEN + 1];
     char objective[QUERY_VALUE_MAX];
@@ -148,7 +132,7 @@ static void rebalance_write_free(void *arg)
 {
     struct rebalance_write *w = arg;
     tandem_rebalance_moves_free(&w->moves);
-    json_decref(w->json);
+    tandem_route_write_release(&w->base);
     free(w);
 }
 
@@ -156,21 +140,7 @@ static void rebalance_write_free(void *arg)
 static struct rebalance_write *rebalance_write_new(struct tandem_node *node,
                                                    struct tandem_http_request *r)
 {
-    struct rebalance_write *w = calloc(1, sizeof *w);
-    if (w == NULL) {
-        tandem_route_error(node, r, 503, "out of memory");
-        return NULL;
-    }
-    w->json = tandem_route_actor_body(node, r, w->user, w->site);
-    if (w->json == NULL) {
-        rebalance_write_free(w);
-        return NULL;
-    }
-    tandem__command__init(&w->command);
-    tandem__actor__init(&w->actor);
-    w->actor.user = w->user;
-    w->actor.site = w->site;
-    return w;
+    return tandem_route_write_new(node, r, sizeof(struct rebalance_write), 503);
 }
 
 /* "SITE" + suffix in param: copies SITE into site. */
@@ -327,8 +297,8 @@ static void route_site_capacity_set(struct tandem_node *node, struct tandem_http
     if (w == NULL) {
         return;
     }
-    json_t *capacity = json_object_get(w->json, "capacity");
-    if (json_object_size(w->json) != 1 || !json_is_integer(capacity) ||
+    json_t *capacity = json_object_get(w->base.json, "capacity");
+    if (json_object_size(w->base.json) != 1 || !json_is_integer(capacity) ||
         json_integer_value(capacity) < 0 ||
         json_integer_value(capacity) > (json_int_t)TANDEM_SITE_CAPACITY_MAX) {
         tandem_route_error(node, r, 400,
@@ -339,12 +309,12 @@ static void route_site_capacity_set(struct tandem_node *node, struct tandem_http
     }
     snprintf(w->target, sizeof w->target, "%s", site);
     tandem__capacity_set__init(&w->capacity_set);
-    w->capacity_set.actor = &w->actor;
+    w->capacity_set.actor = &w->base.actor;
     w->capacity_set.site = w->target;
     w->capacity_set.capacity = (uint64_t)json_integer_value(capacity);
-    w->command.body_case = TANDEM__COMMAND__BODY_CAPACITY_SET;
-    w->command.capacity_set = &w->capacity_set;
-    tandem_route_submit(node, r, &w->command, rebalance_write_free, w);
+    w->base.command.body_case = TANDEM__COMMAND__BODY_CAPACITY_SET;
+    w->base.command.capacity_set = &w->capacity_set;
+    tandem_route_submit(node, r, &w->base.command, rebalance_write_free, w);
 }
 
 /* ---- plans ---- */
@@ -435,7 +405,7 @@ static int apply_from_plan(struct tandem_node *node, struct tandem_http_request 
     }
     snprintf(w->objective, sizeof w->objective, "%s", objective);
     tandem__rebalance_apply__init(&w->apply);
-    w->apply.actor = &w->actor;
+    w->apply.actor = &w->base.actor;
     w->apply.plan_id = w->plan_id;
     w->apply.index = (uint64_t)json_integer_value(index);
     w->apply.objective = w->objective;
@@ -462,15 +432,15 @@ static void route_rebalance_apply(struct tandem_node *node, struct tandem_http_r
     if (w == NULL) {
         return;
     }
-    const char *id = json_string_value(json_object_get(w->json, "id"));
+    const char *id = json_string_value(json_object_get(w->base.json, "id"));
     if (id == NULL || strlen(id) != TANDEM_REBALANCE_PLAN_ID_LEN) {
         tandem_route_error(node, r, 400, "body must be {\"id\": PLAN_ID} or the whole plan");
         rebalance_write_free(w);
         return;
     }
     snprintf(w->plan_id, sizeof w->plan_id, "%s", id);
-    json_t *plan = json_object_get(w->json, "moves") != NULL ? json_incref(w->json)
-                                                             : plan_kept(node, w->plan_id);
+    json_t *plan = json_object_get(w->base.json, "moves") != NULL ? json_incref(w->base.json)
+                                                                  : plan_kept(node, w->plan_id);
     if (plan == NULL) {
         tandem_route_error(node, r, 404,
                            "plan %s is not known to %s (plans are kept in the memory of the node "
@@ -480,13 +450,13 @@ static void route_rebalance_apply(struct tandem_node *node, struct tandem_http_r
         rebalance_write_free(w);
         return;
     }
-    json_decref(w->json);
-    w->json = plan; /* the command's strings point into it */
+    json_decref(w->base.json);
+    w->base.json = plan; /* the command's strings point into it */
     if (apply_from_plan(node, r, w, plan) != 0) {
         rebalance_write_free(w);
         return;
     }
-    w->command.body_case = TANDEM__COMMAND__BODY_REBALANCE_APPLY;
-    w->command.rebalance_apply = &w->apply;
-    tandem_route_submit(node, r, &w->command, rebalance_write_free, w);
+    w->base.command.body_case = TANDEM__COMMAND__BODY_REBALANCE_APPLY;
+    w->base.command.rebalance_apply = &w->apply;
+    tandem_route_submit(node, r, &w->base.command, rebalance_write_free, w);
 }

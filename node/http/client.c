@@ -1,14 +1,16 @@
 /* Keep-alive, pipelining HTTP/1.1 client for one host:port on libuv + http-parser. */
 #include "node/http/client.h"
 
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "node/http/head.h"
+#include "node/http/list.h"
+#include "storage/assert.h"
+
 enum conn_state { CONN_RESOLVING, CONN_CONNECTING, CONN_OPEN, CONN_CLOSING };
-enum header_state { HEADER_BETWEEN = 0, HEADER_IN_FIELD, HEADER_IN_VALUE, HEADER_SKIPPED };
 
 /* One connection. Requests sit in the FIFO from assignment until their response (or error);
  * their bytes are in `out` (not yet written), `inflight` (write_req) or already sent. */
@@ -19,7 +21,7 @@ struct tandem_httpc_conn {
     uv_write_t write_req;
     http_parser parser;
     struct tandem_httpc *client;                        /* borrowed */
-    struct tandem_httpc_conn *prev, *next;              /* client->conns */
+    struct tandem_httpc_conn *next;                     /* client->conns */
     struct tandem_httpc_request *fifo_head, *fifo_tail; /* borrowed */
     unsigned depth;
     int state;          /* enum conn_state */
@@ -30,55 +32,15 @@ struct tandem_httpc_conn {
     char *inflight; /* owned: bytes in write_req */
     size_t inflight_len, inflight_cap;
     /* the response being parsed */
-    char *head; /* owned: header names and values */
-    size_t head_len, head_cap;
-    struct {
-        uint32_t name, value;
-    } headers[TANDEM_HTTPC_HEADERS_KEPT_MAX];
-    unsigned header_count;
-    int header_state;
-    char *body; /* owned */
+    struct tandem_http_head head; /* the response's header fields */
+    char *body;                   /* owned */
     size_t body_len, body_cap;
-};
-
-static int on_message_begin(http_parser *p);
-static int on_header_field(http_parser *p, const char *at, size_t len);
-static int on_header_value(http_parser *p, const char *at, size_t len);
-static int on_headers_complete(http_parser *p);
-static int on_body(http_parser *p, const char *at, size_t len);
-static int on_message_complete(http_parser *p);
-
-static const http_parser_settings parser_settings = {
-    .on_message_begin = on_message_begin,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
 };
 
 static void client_pump(struct tandem_httpc *c);
 static void client_arm_timer(struct tandem_httpc *c);
 static void client_maybe_finish(struct tandem_httpc *c);
 static void client_timer_cb(uv_timer_t *timer);
-
-static int buf_reserve(char **buf, size_t *cap, size_t need)
-{
-    if (need <= *cap) {
-        return 0;
-    }
-    size_t n = *cap > 0 ? *cap : 256;
-    while (n < need) {
-        n *= 2;
-    }
-    char *p = realloc(*buf, n);
-    if (p == NULL) {
-        return UV_ENOMEM;
-    }
-    *buf = p;
-    *cap = n;
-    return 0;
-}
 
 int tandem_httpc_request_sent(const struct tandem_httpc_request *req)
 {
@@ -87,13 +49,7 @@ int tandem_httpc_request_sent(const struct tandem_httpc_request *req)
 
 const char *tandem_httpc_response_header(const struct tandem_httpc_response *r, const char *name)
 {
-    const struct tandem_httpc_conn *conn = r->conn;
-    for (unsigned i = 0; i < conn->header_count; i++) {
-        if (strcasecmp(conn->head + conn->headers[i].name, name) == 0) {
-            return conn->head + conn->headers[i].value;
-        }
-    }
-    return NULL;
+    return tandem_http_head_find(&r->conn->head, name);
 }
 
 /* ---- request lists ---- */
@@ -122,46 +78,19 @@ static void deadline_insert(struct tandem_httpc *c, struct tandem_httpc_request 
 
 static void deadline_remove(struct tandem_httpc *c, struct tandem_httpc_request *req)
 {
-    if (req->by_deadline_prev != NULL) {
-        req->by_deadline_prev->by_deadline_next = req->by_deadline_next;
-    } else {
-        c->deadline_head = req->by_deadline_next;
-    }
-    if (req->by_deadline_next != NULL) {
-        req->by_deadline_next->by_deadline_prev = req->by_deadline_prev;
-    } else {
-        c->deadline_tail = req->by_deadline_prev;
-    }
-    req->by_deadline_prev = req->by_deadline_next = NULL;
+    TANDEM_LIST_UNLINK(c->deadline_head, c->deadline_tail, req, by_deadline_prev, by_deadline_next);
 }
 
 static void list_push(struct tandem_httpc_request **head, struct tandem_httpc_request **tail,
                       struct tandem_httpc_request *req)
 {
-    req->next = NULL;
-    req->prev = *tail;
-    if (*tail != NULL) {
-        (*tail)->next = req;
-    } else {
-        *head = req;
-    }
-    *tail = req;
+    TANDEM_LIST_APPEND(*head, *tail, req, prev, next);
 }
 
 static void list_remove(struct tandem_httpc_request **head, struct tandem_httpc_request **tail,
                         struct tandem_httpc_request *req)
 {
-    if (req->prev != NULL) {
-        req->prev->next = req->next;
-    } else {
-        *head = req->next;
-    }
-    if (req->next != NULL) {
-        req->next->prev = req->prev;
-    } else {
-        *tail = req->prev;
-    }
-    req->prev = req->next = NULL;
+    TANDEM_LIST_UNLINK(*head, *tail, req, prev, next);
 }
 
 /* Runs the callback exactly once: the request leaves every list first. */
@@ -170,7 +99,9 @@ static void request_finish(struct tandem_httpc_request *req, int status,
 {
     struct tandem_httpc *c = req->client;
     tandem_httpc_cb cb = req->cb;
-    assert(cb != NULL);
+    tandem_assert(cb != NULL);     /* called back once: the callback is cleared below */
+    tandem_assert(c->pending > 0); /* every pending request was counted by send */
+    c->pending--;
     deadline_remove(c, req);
     free(req->wire);
     req->wire = NULL;
@@ -182,6 +113,10 @@ static void request_finish(struct tandem_httpc_request *req, int status,
         c->stats.responses++;
     }
     cb(req, status, resp);
+    /* c stays valid: even a close from cb frees it only from the loop, later. */
+    if (c->pending == 0 && !c->closing && c->idle_cb != NULL) {
+        c->idle_cb(c);
+    }
 }
 
 static struct tandem_httpc_request *fifo_pop(struct tandem_httpc_conn *conn)
@@ -215,7 +150,8 @@ static int wire_append(char **buf, size_t *len, size_t *cap, const char *method,
                        const void *body, size_t body_len)
 {
     int head_len = snprintf(NULL, 0, wire_fmt, method, target, host, length_line, extra);
-    if (head_len < 0 || buf_reserve(buf, cap, *len + (size_t)head_len + body_len + 1) != 0) {
+    if (head_len < 0 ||
+        tandem_http_buf_reserve(buf, cap, *len + (size_t)head_len + body_len + 1) != 0) {
         return UV_ENOMEM;
     }
     snprintf(*buf + *len, (size_t)head_len + 1, wire_fmt, method, target, host, length_line, extra);
@@ -236,17 +172,16 @@ static void conn_maybe_free(struct tandem_httpc_conn *conn)
     if (!conn->tcp_closed || conn->resolving) {
         return;
     }
-    if (conn->prev != NULL) {
-        conn->prev->next = conn->next;
-    } else {
-        c->conns = conn->next;
+    /* At most connections_max (64) connections: a walk is cheap and keeps one link per conn. */
+    struct tandem_httpc_conn **at = &c->conns;
+    while (*at != conn) {
+        tandem_assert(*at != NULL); /* a connection stays on its client's list until freed */
+        at = &(*at)->next;
     }
-    if (conn->next != NULL) {
-        conn->next->prev = conn->prev;
-    }
+    *at = conn->next;
     free(conn->out);
     free(conn->inflight);
-    free(conn->head);
+    tandem_http_head_free(&conn->head);
     free(conn->body);
     free(conn);
     client_maybe_finish(c);
@@ -290,12 +225,22 @@ static void conn_fail(struct tandem_httpc_conn *conn, struct tandem_httpc_reques
 
 /* Errors found while the caller is inside send are reported from the loop, so send never runs a
  * callback. */
+/* Arms the client's one timer (after close it is closing: nothing is left to time). */
+static void client_timer_start(struct tandem_httpc *c, uint64_t timeout_ms)
+{
+    if (c->closing) {
+        return;
+    }
+    int rv = uv_timer_start(&c->timer, client_timer_cb, timeout_ms, 0);
+    tandem_assert(rv == 0); /* fails only without a callback or on a closing handle */
+}
+
 static void conn_defer_error(struct tandem_httpc_conn *conn, int error)
 {
     if (conn->deferred_error == 0) {
         conn->deferred_error = error;
     }
-    uv_timer_start(&conn->client->timer, client_timer_cb, 0, 0);
+    client_timer_start(conn->client, 0);
 }
 
 static void conn_flush(struct tandem_httpc_conn *conn);
@@ -343,18 +288,13 @@ static void conn_flush(struct tandem_httpc_conn *conn)
 
 /* ---- responses ---- */
 
-static int head_append(struct tandem_httpc_conn *conn, const char *at, size_t len)
+/* A head collection error as the request's status. */
+static int head_error(struct tandem_httpc_conn *conn, int rv)
 {
-    if (conn->head_len + len > TANDEM_HTTPC_RESPONSE_HEADER_BYTES_MAX) {
-        conn->parse_error = UV_E2BIG;
+    if (rv != 0) {
+        conn->parse_error = rv == TANDEM_HTTP_HEAD_TOO_BIG ? UV_E2BIG : UV_ENOMEM;
         return -1;
     }
-    if (buf_reserve(&conn->head, &conn->head_cap, conn->head_len + len) != 0) {
-        conn->parse_error = UV_ENOMEM;
-        return -1;
-    }
-    memcpy(conn->head + conn->head_len, at, len);
-    conn->head_len += len;
     return 0;
 }
 
@@ -365,9 +305,8 @@ static int on_message_begin(http_parser *p)
         conn->parse_error = UV_EPROTO; /* a response nobody asked for */
         return -1;
     }
-    conn->head_len = 0;
-    conn->header_count = 0;
-    conn->header_state = HEADER_BETWEEN;
+    /* Fields past the maximum are dropped: a response is not refused for them. */
+    tandem_http_head_start(&conn->head, TANDEM_HTTPC_RESPONSE_HEADER_BYTES_MAX, true);
     conn->body_len = 0;
     return 0;
 }
@@ -375,50 +314,21 @@ static int on_message_begin(http_parser *p)
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct tandem_httpc_conn *conn = p->data;
-    if (conn->header_state == HEADER_IN_VALUE || conn->header_state == HEADER_BETWEEN) {
-        if (conn->header_state == HEADER_IN_VALUE && head_append(conn, "", 1) != 0) {
-            return -1;
-        }
-        if (conn->header_count == TANDEM_HTTPC_HEADERS_KEPT_MAX) {
-            conn->header_state = HEADER_SKIPPED;
-            return 0;
-        }
-        conn->headers[conn->header_count].name = (uint32_t)conn->head_len;
-        conn->headers[conn->header_count].value = (uint32_t)conn->head_len;
-        conn->header_count++;
-        conn->header_state = HEADER_IN_FIELD;
-    }
-    if (conn->header_state == HEADER_SKIPPED) {
-        return 0;
-    }
-    return head_append(conn, at, len);
+    return head_error(conn, tandem_http_head_field(&conn->head, at, len));
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct tandem_httpc_conn *conn = p->data;
-    if (conn->header_state == HEADER_SKIPPED) {
-        return 0;
-    }
-    if (conn->header_state == HEADER_IN_FIELD) {
-        if (head_append(conn, "", 1) != 0) {
-            return -1;
-        }
-        conn->headers[conn->header_count - 1].value = (uint32_t)conn->head_len;
-        conn->header_state = HEADER_IN_VALUE;
-    }
-    return head_append(conn, at, len);
+    return head_error(conn, tandem_http_head_value(&conn->head, at, len));
 }
 
 static int on_headers_complete(http_parser *p)
 {
     struct tandem_httpc_conn *conn = p->data;
-    if (conn->header_state == HEADER_IN_VALUE || conn->header_state == HEADER_IN_FIELD) {
-        if (head_append(conn, "", 1) != 0) {
-            return -1;
-        }
+    if (head_error(conn, tandem_http_head_end(&conn->head)) != 0) {
+        return -1;
     }
-    conn->header_state = HEADER_BETWEEN;
     return conn->fifo_head->is_head ? 1 : 0; /* 1: a response to HEAD has no body */
 }
 
@@ -429,12 +339,10 @@ static int on_body(http_parser *p, const char *at, size_t len)
         conn->parse_error = UV_E2BIG;
         return -1;
     }
-    if (buf_reserve(&conn->body, &conn->body_cap, conn->body_len + len + 1) != 0) {
+    if (tandem_http_buf_append(&conn->body, &conn->body_len, &conn->body_cap, at, len) != 0) {
         conn->parse_error = UV_ENOMEM;
         return -1;
     }
-    memcpy(conn->body + conn->body_len, at, len);
-    conn->body_len += len;
     return 0;
 }
 
@@ -445,6 +353,8 @@ static int on_message_complete(http_parser *p)
     http_parser_pause(p, 1); /* conn_deliver runs outside the parser */
     return 0;
 }
+
+static const http_parser_settings parser_settings = TANDEM_HTTP_PARSER_SETTINGS(NULL);
 
 /* Hands the parsed response to the request at the FIFO head. Interim 1xx responses are skipped. */
 static void conn_deliver(struct tandem_httpc_conn *conn)
@@ -480,13 +390,12 @@ static void conn_feed(struct tandem_httpc_conn *conn, const char *data, size_t l
 {
     size_t off = 0;
     while (off < len && conn->state != CONN_CLOSING) {
-        size_t n = http_parser_execute(&conn->parser, &parser_settings, data + off, len - off);
+        size_t n;
+        int rv = tandem_http_parse(&conn->parser, &parser_settings, data + off, len - off, &n);
         off += n;
-        enum http_errno e = HTTP_PARSER_ERRNO(&conn->parser);
-        if (e == HPE_PAUSED) {
-            http_parser_pause(&conn->parser, 0);
+        if (rv == TANDEM_HTTP_PARSE_MESSAGE) {
             conn_deliver(conn);
-        } else if (e != HPE_OK || n == 0) {
+        } else if (rv == TANDEM_HTTP_PARSE_ERROR || n == 0) {
             conn_fail(conn, NULL, 0, conn->parse_error != 0 ? conn->parse_error : UV_EPROTO);
             return;
         }
@@ -515,9 +424,9 @@ static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
     } else if (nread < 0 && conn->state != CONN_CLOSING) {
         if (nread == UV_EOF) {
             /* A response delimited by the end of the connection completes now. */
-            http_parser_execute(&conn->parser, &parser_settings, NULL, 0);
-            if (HTTP_PARSER_ERRNO(&conn->parser) == HPE_PAUSED) {
-                http_parser_pause(&conn->parser, 0);
+            size_t n;
+            if (tandem_http_parse(&conn->parser, &parser_settings, NULL, 0, &n) ==
+                TANDEM_HTTP_PARSE_MESSAGE) {
                 conn_deliver(conn);
             }
         }
@@ -544,8 +453,11 @@ static void conn_connect_cb(uv_connect_t *req, int status)
         return;
     }
     conn->state = CONN_OPEN;
-    uv_tcp_nodelay(&conn->tcp, 1);
-    int rc = uv_read_start((uv_stream_t *)&conn->tcp, conn_alloc_cb, conn_read_cb);
+    /* Requests are small writes that wait for their answer: Nagle would hold them back. */
+    int rc = uv_tcp_nodelay(&conn->tcp, 1);
+    if (rc == 0) {
+        rc = uv_read_start((uv_stream_t *)&conn->tcp, conn_alloc_cb, conn_read_cb);
+    }
     if (rc != 0) {
         conn_fail(conn, NULL, 0, rc);
         return;
@@ -605,9 +517,6 @@ static struct tandem_httpc_conn *conn_open(struct tandem_httpc *c)
     http_parser_init(&conn->parser, HTTP_RESPONSE);
     conn->parser.data = conn;
     conn->next = c->conns;
-    if (c->conns != NULL) {
-        c->conns->prev = conn;
-    }
     c->conns = conn;
     c->conns_active++;
     c->stats.connects++;
@@ -667,8 +576,8 @@ static void client_pump(struct tandem_httpc *c)
     while (c->waiting_head != NULL && !c->closing) {
         struct tandem_httpc_request *req = c->waiting_head;
         struct tandem_httpc_conn *conn = client_pick_conn(c);
-        if (conn == NULL ||
-            buf_reserve(&conn->out, &conn->out_cap, conn->out_len + req->wire_len) != 0) {
+        if (conn == NULL || tandem_http_buf_reserve(&conn->out, &conn->out_cap,
+                                                    conn->out_len + req->wire_len) != 0) {
             return; /* retried when a response frees room; the timeout bounds the wait */
         }
         list_remove(&c->waiting_head, &c->waiting_tail, req);
@@ -689,17 +598,17 @@ static void client_arm_timer(struct tandem_httpc *c)
     }
     for (struct tandem_httpc_conn *conn = c->conns; conn != NULL; conn = conn->next) {
         if (conn->deferred_error != 0 && conn->state != CONN_CLOSING) {
-            uv_timer_start(&c->timer, client_timer_cb, 0, 0);
+            client_timer_start(c, 0);
             return;
         }
     }
     if (c->deadline_head == NULL) {
-        uv_timer_stop(&c->timer);
+        uv_timer_stop(&c->timer); /* cannot fail */
         return;
     }
     uint64_t now = uv_now(c->loop);
     uint64_t deadline = c->deadline_head->deadline_ms;
-    uv_timer_start(&c->timer, client_timer_cb, deadline > now ? deadline - now : 0, 0);
+    client_timer_start(c, deadline > now ? deadline - now : 0);
 }
 
 static void client_fail_deferred(struct tandem_httpc *c)
@@ -776,7 +685,13 @@ int tandem_httpc_init(struct tandem_httpc *c, uv_loop_t *loop, const char *host,
         snprintf(c->errmsg, sizeof c->errmsg, "http client: out of memory");
         return UV_ENOMEM;
     }
-    uv_timer_init(loop, &c->timer); /* cannot fail */
+    int rv = uv_timer_init(loop, &c->timer);
+    if (rv != 0) {
+        free(c->read_buf);
+        c->read_buf = NULL;
+        (void)tandem_error_from_uv(rv, c->errmsg, "http client: timer");
+        return rv; /* this client's contract returns the UV_* code */
+    }
     c->timer.data = c;
     c->timer_open = 1;
     return 0;
@@ -831,6 +746,7 @@ int tandem_httpc_send(struct tandem_httpc *c, struct tandem_httpc_request *req, 
         return rc;
     }
     c->stats.requests++;
+    c->pending++;
     if (conn != NULL) {
         conn_assign(conn, req);
     } else {

@@ -1,5 +1,6 @@
-/* Small keep-alive, pipelining HTTP/1.1 client on libuv + http-parser for one host:port: used to
- * forward requests to the leader and by the benchmark. */
+/* Small keep-alive, pipelining HTTP/1.1 client on libuv + http-parser for one host:port, the one
+ * "http://host:port" URL parser, and the one pool of such clients keyed by URL (forwarding to the
+ * leader, the BCP's calls to other members, the leader watch, the benchmark). */
 #ifndef TANDEM_NODE_HTTP_CLIENT_H
 #define TANDEM_NODE_HTTP_CLIENT_H
 
@@ -8,6 +9,7 @@
 
 #include <http_parser.h>
 #include <uv.h>
+#include "node/http/head.h"
 #include "storage/error.h"
 
 #define TANDEM_HTTPC_TIMEOUT_MS_DEFAULT        10000u /* per request, used when 0 is given */
@@ -15,10 +17,10 @@
 #define TANDEM_HTTPC_CONNECTIONS_MAX           64   /* ceiling of connections_max */
 #define TANDEM_HTTPC_PIPELINE_DEPTH_MAX        32   /* requests in flight per connection */
 #define TANDEM_HTTPC_QUEUE_MAX                 1024 /* waiting for a connection; more: UV_ENOBUFS */
-#define TANDEM_HTTPC_REQUEST_BYTES_MAX         (65u * 1024u * 1024u) /* serialised; more: E2BIG */
-#define TANDEM_HTTPC_RESPONSE_HEADER_BYTES_MAX (64u * 1024u)         /* more: UV_E2BIG */
-#define TANDEM_HTTPC_RESPONSE_BODY_BYTES_MAX   (64u * 1024u * 1024u) /* more: UV_E2BIG */
-#define TANDEM_HTTPC_HEADERS_KEPT_MAX          64 /* response header fields; later ones dropped */
+#define TANDEM_HTTPC_REQUEST_BYTES_MAX         (65u * 1024u * 1024u)  /* serialised; more: E2BIG */
+#define TANDEM_HTTPC_RESPONSE_HEADER_BYTES_MAX (64u * 1024u)          /* more: UV_E2BIG */
+#define TANDEM_HTTPC_RESPONSE_BODY_BYTES_MAX   (64u * 1024u * 1024u)  /* more: UV_E2BIG */
+#define TANDEM_HTTPC_HEADERS_KEPT_MAX          TANDEM_HTTP_FIELDS_MAX /* later ones dropped */
 #define TANDEM_HTTPC_HOST_BYTES_MAX            256
 #define TANDEM_HTTPC_READ_BUFFER_BYTES         (64u * 1024u)
 
@@ -95,6 +97,8 @@ struct tandem_httpc {
     int read_buf_busy, timer_open, closing, finished;
     void (*close_cb)(struct tandem_httpc *c);
     struct tandem_httpc_stats stats;
+    unsigned pending;                        /* sent and not yet called back */
+    void (*idle_cb)(struct tandem_httpc *c); /* the pool's: after a callback left pending at 0 */
 };
 
 /* host: numeric IPv4/IPv6 or a name (resolved asynchronously per connection; IPv4 results are
@@ -116,5 +120,62 @@ int tandem_httpc_send(struct tandem_httpc *c, struct tandem_httpc_request *req, 
 /* Every pending request's callback runs with UV_ECANCELED before this returns; close_cb runs
  * from the loop once every handle is closed, and may free c. */
 void tandem_httpc_close(struct tandem_httpc *c, void (*close_cb)(struct tandem_httpc *c));
+
+/* ---- URLs ---- */
+
+/* Splits "http://host:port[/path]" (IPv6 hosts in brackets) into host (room for host_size bytes),
+ * port and, when path is not NULL, the path ("" or "/...", pointing into url). Returns 0 or
+ * UV_EINVAL (another scheme, no port, a host too long). */
+int tandem_url_parse(const char *url, char *host, size_t host_size, int *port, const char **path);
+
+/* ---- a pool of clients keyed by URL ---- */
+
+#define TANDEM_HTTP_POOL_CLIENTS_MAX 64 /* ceiling of clients_max (the BCP keeps one per peer) */
+
+struct tandem_http_pool_entry;
+
+/* Clients to up to clients_max servers at once, one per host:port, made on first use. A client
+ * pushed out (the least recently used, when another server is needed) retires: the requests it
+ * holds finish, then it closes. A forwarder with clients_max 1 so follows the leader while the
+ * requests already sent to a former leader are let finish. */
+struct tandem_http_pool {
+    void *data; /* free for the owner */
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    /* internal */
+    uv_loop_t *loop; /* borrowed */
+    unsigned clients_max, connections, timeout_ms;
+    struct tandem_http_pool_entry *open;     /* owned: most recently used first */
+    struct tandem_http_pool_entry *retiring; /* owned: finishing their requests */
+    unsigned open_count, retiring_count, closing_count;
+    int closing;
+    void (*close_cb)(struct tandem_http_pool *p);
+};
+
+/* clients_max in 1..TANDEM_HTTP_POOL_CLIENTS_MAX; connections and timeout_ms per client as in
+ * tandem_httpc_init (checked there, so a bad value fails every get). Returns 0 or UV_EINVAL with
+ * p->errmsg filled; allocates nothing. */
+int tandem_http_pool_init(struct tandem_http_pool *p, uv_loop_t *loop, unsigned clients_max,
+                          unsigned connections, unsigned timeout_ms);
+
+/* The client for url's host:port (made now if needed), valid until the next pool call from the
+ * owner. Returns 0, or with *out NULL and p->errmsg filled: UV_EINVAL (url, see tandem_url_parse),
+ * UV_ECANCELED (closing), UV_ENOMEM, or tandem_httpc_init's error. */
+int tandem_http_pool_get(struct tandem_http_pool *p, const char *url, struct tandem_httpc **out);
+
+/* tandem_http_pool_get, then tandem_httpc_send with target as given (url's own path is not
+ * used); same returns and ownership as those two. */
+int tandem_http_pool_send(struct tandem_http_pool *p, const char *url,
+                          struct tandem_httpc_request *req, const char *method, const char *target,
+                          const char *extra_headers, const void *body, size_t body_len,
+                          tandem_httpc_cb cb);
+
+/* Every open client retires (its requests finish, then it closes). */
+void tandem_http_pool_retire(struct tandem_http_pool *p);
+
+/* Closes every client, cancelling what they hold (callbacks run with UV_ECANCELED before this
+ * returns); close_cb runs from the loop once all are closed (at once from here when none was
+ * ever made), and may free p. */
+void tandem_http_pool_close(struct tandem_http_pool *p,
+                            void (*close_cb)(struct tandem_http_pool *p));
 
 #endif

@@ -1,13 +1,13 @@
 /* Follower-to-leader forwarding over a pool of kept-alive connections, relaying the answer. */
 #include "node/http/forward.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "node/log.h"
-#include "node/node.h"
-#include "node/api/api.h"
+#include "node/http/park.h"
+#include "storage/assert.h"
 
 /* Headers of the leader's answer that travel back to the client. */
 static const char *const relayed_headers[] = {
@@ -18,115 +18,92 @@ static const char *const relayed_headers[] = {
 /* Headers of the client's request that the leader needs (who acts, what the body is). */
 static const char *const forwarded_headers[] = {"Content-Type", TANDEM_USER_HEADER};
 
-#define FORWARD_ATTEMPTS_MAX 3 /* sends of one request whose earlier tries wrote no byte */
-
-/* A client to one leader. When leadership moves, its requests already sent are let finish
- * (cancelling them would turn writes the old leader may still apply into errors); it closes
- * once the last answer is in, or at shutdown. */
-struct tandem_forward_client {
-    struct tandem_httpc http;
-    struct tandem_forwarder *f;
-    unsigned outstanding;
-    bool retiring, closing;
-    struct tandem_forward_client *next; /* in f->retiring */
-};
+#define FORWARD_ATTEMPTS_MAX 3   /* sends of one request whose earlier tries wrote no byte */
+#define MESSAGE_BYTES_MAX    512 /* as tandem_route_error's */
+#define ERROR_BYTES_MAX      1200
 
 struct forward {
     struct tandem_httpc_request req;
     struct tandem_forwarder *f;
-    struct tandem_forward_client *via; /* the client this attempt went through */
-    struct tandem_http_request *r;
+    struct tandem_http_request *r; /* borrowed: answered exactly once from here or the park */
     unsigned attempts;
 };
 
 static int forward_start(struct forward *fw);
 
-void tandem_forwarder_init(struct tandem_forwarder *f, uv_loop_t *loop, struct tandem_node *node,
-                           unsigned connections, unsigned timeout_ms)
+int tandem_forwarder_init(struct tandem_forwarder *f, uv_loop_t *loop, const char *self_name,
+                          struct tandem_park *park, unsigned connections, unsigned timeout_ms,
+                          tandem_forward_answer_fn answer, void *answer_data)
 {
     memset(f, 0, sizeof *f);
-    f->loop = loop;
-    f->node = node;
-    f->connections = connections;
-    f->timeout_ms = timeout_ms;
+    tandem_assert(self_name != NULL && park != NULL && answer != NULL);
+    f->self_name = self_name;
+    f->park = park;
+    f->answer = answer;
+    f->answer_data = answer_data;
+    /* One client: when the leader changes, the former leader's requests already sent are let
+     * finish (cancelling them would turn writes it may still apply into errors). */
+    int rv = tandem_http_pool_init(&f->pool, loop, 1, connections, timeout_ms);
+    f->pool.data = f;
+    return rv;
 }
 
-static void maybe_closed(struct tandem_forwarder *f)
+/* Answers r 503 (or 429) with {"error": message} through the owner: the same bytes as the
+ * router's tandem_route_error. */
+static void forward_fail(struct tandem_forwarder *f, struct tandem_http_request *r, int status,
+                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void forward_fail(struct tandem_forwarder *f, struct tandem_http_request *r, int status,
+                         const char *fmt, ...)
 {
-    if (f->closing && f->retired == 0 && f->client == NULL && f->close_cb != NULL) {
-        void (*cb)(struct tandem_forwarder *) = f->close_cb;
-        f->close_cb = NULL;
-        cb(f);
-    }
+    char message[MESSAGE_BYTES_MAX], body[ERROR_BYTES_MAX];
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(message, sizeof message, fmt, args);
+    va_end(args);
+    size_t len = tandem_http_error_json(body, sizeof body, message);
+    tandem_assert(len < sizeof body || body[0] == '\0'); /* cut answers are empty, never torn */
+    f->answer(f->answer_data, r, status, NULL, body);
 }
 
-static void client_closed_cb(struct tandem_httpc *c)
+/* Formats the headers of names that msg carries ("Name: value\r\n" each) into out. Returns the
+ * length, or out_size or more when they do not fit. */
+static size_t headers_copy(char *out, size_t out_size, size_t used, const char *const *names,
+                           size_t count, const char *(*get)(const void *msg, const char *name),
+                           const void *msg)
 {
-    struct tandem_forward_client *fc = (struct tandem_forward_client *)c;
-    struct tandem_forwarder *f = fc->f;
-    free(fc);
-    f->retired--;
-    maybe_closed(f);
-}
-
-/* Closes a retiring client (cancelling what it still holds); unlinks it first. */
-static void client_close(struct tandem_forward_client *fc)
-{
-    struct tandem_forwarder *f = fc->f;
-    for (struct tandem_forward_client **p = &f->retiring; *p != NULL; p = &(*p)->next) {
-        if (*p == fc) {
-            *p = fc->next;
-            break;
+    for (size_t i = 0; i < count && used < out_size; i++) {
+        const char *value = get(msg, names[i]);
+        if (value != NULL) {
+            int n = snprintf(out + used, out_size - used, "%s: %s\r\n", names[i], value);
+            used += n > 0 ? (size_t)n : 0;
         }
     }
-    fc->closing = true;
-    tandem_httpc_close(&fc->http, client_closed_cb);
+    return used;
 }
 
-static void retire_client(struct tandem_forwarder *f)
+static const char *response_header(const void *msg, const char *name)
 {
-    struct tandem_forward_client *fc = f->client;
-    if (fc == NULL) {
-        return;
-    }
-    f->client = NULL;
-    f->target[0] = '\0';
-    f->retired++;
-    fc->retiring = true;
-    fc->next = f->retiring;
-    f->retiring = fc;
-    if (fc->outstanding == 0) {
-        client_close(fc);
-    }
+    return tandem_httpc_response_header(msg, name);
 }
 
-/* The client for the leader's API URL, created or replaced when the leader changed. */
-static struct tandem_httpc *client_for(struct tandem_forwarder *f, const struct tandem_member *m)
+static const char *request_header(const void *msg, const char *name)
 {
-    char host[TANDEM_HOSTPORT_LEN_MAX + 1];
-    int port;
-    if (f->client != NULL && strcmp(f->target, m->api) == 0) {
-        return &f->client->http;
+    return tandem_http_request_header(msg, name);
+}
+
+static void relay(struct forward *fw, const struct tandem_httpc_response *resp)
+{
+    char headers[1024];
+    headers[0] = '\0';
+    size_t used =
+        headers_copy(headers, sizeof headers, 0, relayed_headers,
+                     sizeof relayed_headers / sizeof relayed_headers[0], response_header, resp);
+    if (used >= sizeof headers) {
+        headers[0] = '\0';
     }
-    retire_client(f);
-    const char *hostport = strstr(m->api, "://");
-    hostport = hostport == NULL ? m->api : hostport + 3;
-    if (strncmp(m->api, "http://", 7) != 0 ||
-        tandem_hostport_split(hostport, host, sizeof host, &port) != 0) {
-        return NULL;
-    }
-    struct tandem_forward_client *fc = calloc(1, sizeof *fc);
-    if (fc == NULL) {
-        return NULL;
-    }
-    if (tandem_httpc_init(&fc->http, f->loop, host, port, f->connections, f->timeout_ms) != 0) {
-        free(fc);
-        return NULL;
-    }
-    fc->f = f;
-    f->client = fc;
-    snprintf(f->target, sizeof f->target, "%s", m->api);
-    return &fc->http;
+    const char *content_type = tandem_httpc_response_header(resp, "Content-Type");
+    tandem_http_respond(fw->r, resp->status, content_type, headers, resp->body, resp->body_len);
 }
 
 static void forward_cb(struct tandem_httpc_request *req, int status,
@@ -134,13 +111,8 @@ static void forward_cb(struct tandem_httpc_request *req, int status,
 {
     struct forward *fw = req->data;
     struct tandem_forwarder *f = fw->f;
-    struct tandem_forward_client *via = fw->via;
-    via->outstanding--;
-    if (via->retiring && !via->closing && via->outstanding == 0) {
-        client_close(via); /* the last answer from a former leader is in */
-    }
-    char headers[1024];
-    size_t used = 0;
+    tandem_assert(fw->attempts >= 1 && fw->attempts <= FORWARD_ATTEMPTS_MAX);
+    tandem_assert(fw->r->handed && !fw->r->responded); /* answered once, from here or the park */
     /* A kept-alive connection the leader closed as idle fails before any byte is written: a
      * retry is then safe even for a write. */
     if (status != 0 && !tandem_httpc_request_sent(req) && fw->attempts < FORWARD_ATTEMPTS_MAX &&
@@ -152,31 +124,16 @@ static void forward_cb(struct tandem_httpc_request *req, int status,
     bool retry_safe = (status != 0 && !tandem_httpc_request_sent(req)) ||
                       (status == 0 && resp != NULL && resp->status == 503 &&
                        tandem_httpc_response_header(resp, TANDEM_RETRY_SAFE_HEADER) != NULL);
-    if (retry_safe && !f->closing && tandem_park(&f->node->park, fw->r)) {
+    if (retry_safe && !f->closing && tandem_park(f->park, fw->r)) {
         free(fw);
         return;
     }
     if (status != 0 || resp == NULL) {
         f->failed++;
-        tandem_route_error(f->node, fw->r, 503, "forwarding to the leader failed: %s",
-                           uv_strerror(status));
-        free(fw);
-        return;
+        forward_fail(f, fw->r, 503, "forwarding to the leader failed: %s", uv_strerror(status));
+    } else {
+        relay(fw, resp);
     }
-    headers[0] = '\0';
-    for (size_t i = 0; i < sizeof relayed_headers / sizeof relayed_headers[0]; i++) {
-        const char *value = tandem_httpc_response_header(resp, relayed_headers[i]);
-        if (value != NULL && used < sizeof headers) {
-            int n = snprintf(headers + used, sizeof headers - used, "%s: %s\r\n",
-                             relayed_headers[i], value);
-            used += n > 0 ? (size_t)n : 0;
-        }
-    }
-    if (used >= sizeof headers) {
-        headers[0] = '\0';
-    }
-    const char *content_type = tandem_httpc_response_header(resp, "Content-Type");
-    tandem_http_respond(fw->r, resp->status, content_type, headers, resp->body, resp->body_len);
     free(fw);
 }
 
@@ -185,39 +142,36 @@ static int forward_start(struct forward *fw)
     struct tandem_http_request *r = fw->r;
     char headers[512];
     size_t used = (size_t)snprintf(headers, sizeof headers, "%s: %s\r\n", TANDEM_FORWARDED_HEADER,
-                                   fw->f->node->self.name);
-    for (size_t i = 0; i < sizeof forwarded_headers / sizeof forwarded_headers[0]; i++) {
-        const char *value = tandem_http_request_header(r, forwarded_headers[i]);
-        if (value != NULL && used < sizeof headers) {
-            int n = snprintf(headers + used, sizeof headers - used, "%s: %s\r\n",
-                             forwarded_headers[i], value);
-            used += n > 0 ? (size_t)n : 0;
-        }
-    }
+                                   fw->f->self_name);
+    used = headers_copy(headers, sizeof headers, used, forwarded_headers,
+                        sizeof forwarded_headers / sizeof forwarded_headers[0], request_header, r);
     if (used >= sizeof headers) {
         return UV_E2BIG; /* never send a request whose headers were cut */
     }
-    if (fw->f->client == NULL) {
+    if (fw->f->target[0] == '\0') {
         return UV_ENOTCONN; /* the leader changed meanwhile and its client is gone */
     }
-    fw->via = fw->f->client;
     fw->attempts++;
     fw->req.data = fw;
-    int rv =
-        tandem_httpc_send(&fw->via->http, &fw->req, http_method_str((enum http_method)r->method),
-                          r->url, headers, r->body, r->body_len, forward_cb);
-    fw->via->outstanding += rv == 0 ? 1 : 0;
-    return rv;
+    return tandem_http_pool_send(&fw->f->pool, fw->f->target, &fw->req,
+                                 http_method_str((enum http_method)r->method), r->url, headers,
+                                 r->body, r->body_len, forward_cb);
 }
 
 void tandem_forwarder_send(struct tandem_forwarder *f, struct tandem_http_request *r,
                            const struct tandem_member *leader)
 {
-    struct tandem_httpc *c = f->closing ? NULL : client_for(f, leader);
+    struct tandem_httpc *c = NULL;
+    tandem_assert(r->handed && !r->responded); /* only a request still waiting for its answer */
+    if (!f->closing && tandem_http_pool_get(&f->pool, leader->api, &c) == 0) {
+        snprintf(f->target, sizeof f->target, "%s", leader->api);
+    } else if (!f->closing) {
+        f->target[0] = '\0'; /* no client to any leader now: retries wait in the park */
+        tandem_http_pool_retire(&f->pool);
+    }
     struct forward *fw = c == NULL ? NULL : calloc(1, sizeof *fw);
     if (fw == NULL) {
-        tandem_route_error(f->node, r, 503, "cannot reach the leader %s at %s", leader->name,
-                           leader->api);
+        forward_fail(f, r, 503, "cannot reach the leader %s at %s", leader->name, leader->api);
         return;
     }
     fw->f = f;
@@ -225,20 +179,25 @@ void tandem_forwarder_send(struct tandem_forwarder *f, struct tandem_http_reques
     int rv = forward_start(fw);
     if (rv != 0) {
         free(fw);
-        tandem_route_error(f->node, r, rv == UV_ENOBUFS ? 429 : 503,
-                           "forwarding to the leader failed: %s", uv_strerror(rv));
+        forward_fail(f, r, rv == UV_ENOBUFS ? 429 : 503, "forwarding to the leader failed: %s",
+                     uv_strerror(rv));
         return;
     }
     f->forwarded++;
+}
+
+static void pool_closed_cb(struct tandem_http_pool *p)
+{
+    struct tandem_forwarder *f = p->data;
+    if (f->close_cb != NULL) {
+        f->close_cb(f); /* last: it may free f */
+    }
 }
 
 void tandem_forwarder_close(struct tandem_forwarder *f, void (*cb)(struct tandem_forwarder *f))
 {
     f->closing = true;
     f->close_cb = cb;
-    retire_client(f);
-    while (f->retiring != NULL) {
-        client_close(f->retiring); /* shutting down: pending answers are cancelled */
-    }
-    maybe_closed(f);
+    f->target[0] = '\0';
+    tandem_http_pool_close(&f->pool, pool_closed_cb); /* pending answers are cancelled */
 }

@@ -18,27 +18,35 @@
 /* On a 503 from a node that is not the leader: the request was not acted on. */
 #define TANDEM_RETRY_SAFE_HEADER "X-Tandem-Retry-Safe"
 
-struct tandem_node;
-struct tandem_forward_client;
+struct tandem_park;
+
+/* How the forwarder answers a request it could not relay: through its owner, who adds its own
+ * headers and counts the answer. json is a complete JSON text. */
+typedef void (*tandem_forward_answer_fn)(void *data, struct tandem_http_request *r, int status,
+                                         const char *extra_headers, const char *json);
 
 struct tandem_forwarder {
-    uv_loop_t *loop;                        /* borrowed */
-    struct tandem_node *node;               /* borrowed */
-    struct tandem_forward_client *client;   /* owned: to the current leader, NULL when none */
-    struct tandem_forward_client *retiring; /* owned: former leaders' clients still answering */
-    char target[TANDEM_URL_LEN_MAX + 1];    /* the leader's API URL the client talks to */
-    unsigned connections, timeout_ms;
-    unsigned retired; /* clients closing */
+    struct tandem_http_pool pool;        /* owned: one client, to the current leader */
+    const char *self_name;               /* borrowed: sent in TANDEM_FORWARDED_HEADER */
+    struct tandem_park *park;            /* borrowed: where retry-safe failures wait */
+    tandem_forward_answer_fn answer;     /* errors go back through the owner */
+    void *answer_data;                   /* borrowed */
+    char target[TANDEM_URL_LEN_MAX + 1]; /* the leader's API URL the client talks to */
     bool closing;
     void (*close_cb)(struct tandem_forwarder *f);
     uint64_t forwarded, failed;
 };
 
-void tandem_forwarder_init(struct tandem_forwarder *f, uv_loop_t *loop, struct tandem_node *node,
-                           unsigned connections, unsigned timeout_ms);
-/* Sends r to the leader and relays the answer; on failure answers 503 itself. */
+/* connections and timeout_ms per client as in tandem_httpc_init. Returns 0 or UV_EINVAL. */
+int tandem_forwarder_init(struct tandem_forwarder *f, uv_loop_t *loop, const char *self_name,
+                          struct tandem_park *park, unsigned connections, unsigned timeout_ms,
+                          tandem_forward_answer_fn answer, void *answer_data);
+/* Sends r to the leader and relays the answer; on failure parks r (when nothing reached a leader)
+ * or answers 503 through answer. */
 void tandem_forwarder_send(struct tandem_forwarder *f, struct tandem_http_request *r,
                            const struct tandem_member *leader);
+/* Cancels what is in flight (answered 503); cb runs once every client closed (from this call
+ * when none was open). */
 void tandem_forwarder_close(struct tandem_forwarder *f, void (*cb)(struct tandem_forwarder *f));
 
 #endif

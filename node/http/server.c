@@ -1,16 +1,13 @@
 /* HTTP/1.1 server on libuv + http-parser: connections, pipelining, in-order responses. */
 #include "node/http/server.h"
+#include "node/http/list.h"
+#include "storage/assert.h"
 #include "storage/error.h"
 
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-enum header_state { HEADER_IN_URL = 0, HEADER_IN_FIELD, HEADER_IN_VALUE, HEADER_BETWEEN };
-
-#define NO_VALUE UINT32_MAX
 
 /* One accepted socket. Requests live in `queue` from completion until their response is written;
  * the first `writing` of them are in write_req. Freed when both handles have closed. */
@@ -31,31 +28,13 @@ struct tandem_http_conn {
     char *pending; /* owned: bytes read but not parsed while paused */
     size_t pending_len;
     int reject_status; /* set by a parser callback refusing the request */
-    char reject_message[160];
+    char reject_message[TANDEM_ERRMSG_SIZE];
     unsigned handles_open;
     int reading, paused, resume_queued, stopped, peer_eof, lingering, closing;
     int continue_in_flight;
 };
 
 static char continue_text[] = "HTTP/1.1 100 Continue\r\n\r\n";
-
-static int on_message_begin(http_parser *p);
-static int on_url(http_parser *p, const char *at, size_t len);
-static int on_header_field(http_parser *p, const char *at, size_t len);
-static int on_header_value(http_parser *p, const char *at, size_t len);
-static int on_headers_complete(http_parser *p);
-static int on_body(http_parser *p, const char *at, size_t len);
-static int on_message_complete(http_parser *p);
-
-static const http_parser_settings parser_settings = {
-    .on_message_begin = on_message_begin,
-    .on_url = on_url,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
 
 static void conn_close(struct tandem_http_conn *c);
 static void conn_write(struct tandem_http_conn *c);
@@ -65,14 +44,18 @@ static void server_resume_cb(uv_idle_t *idle);
 
 /* ---- limits ---- */
 
+static const struct tandem_http_limits limits_default = {
+    .body_bytes_max = TANDEM_HTTP_BODY_BYTES_DEFAULT,
+    .header_bytes_max = TANDEM_HTTP_HEADER_BYTES_DEFAULT,
+    .connections_max = TANDEM_HTTP_CONNECTIONS_DEFAULT,
+    .pipeline_depth_max = TANDEM_HTTP_PIPELINE_DEPTH_DEFAULT,
+    .idle_timeout_ms = TANDEM_HTTP_IDLE_TIMEOUT_MS_DEFAULT,
+    .requests_max = TANDEM_HTTP_REQUESTS_DEFAULT,
+};
+
 void tandem_http_limits_default(struct tandem_http_limits *l)
 {
-    l->body_bytes_max = TANDEM_HTTP_BODY_BYTES_DEFAULT;
-    l->header_bytes_max = TANDEM_HTTP_HEADER_BYTES_DEFAULT;
-    l->connections_max = TANDEM_HTTP_CONNECTIONS_DEFAULT;
-    l->pipeline_depth_max = TANDEM_HTTP_PIPELINE_DEPTH_DEFAULT;
-    l->idle_timeout_ms = TANDEM_HTTP_IDLE_TIMEOUT_MS_DEFAULT;
-    l->requests_max = TANDEM_HTTP_REQUESTS_DEFAULT;
+    *l = limits_default;
 }
 
 static int limit_check(const char *name, size_t value, size_t min, size_t max, char *errmsg)
@@ -80,7 +63,8 @@ static int limit_check(const char *name, size_t value, size_t min, size_t max, c
     if (value >= min && value <= max) {
         return 0;
     }
-    snprintf(errmsg, TANDEM_ERRMSG_SIZE, "http limit %s = %zu is outside [%zu, %zu]", name, value, min, max);
+    snprintf(errmsg, TANDEM_ERRMSG_SIZE, "http limit %s = %zu is outside [%zu, %zu]", name, value,
+             min, max);
     return -1;
 }
 
@@ -105,24 +89,6 @@ int tandem_http_limits_check(const struct tandem_http_limits *l, char *errmsg)
 
 /* ---- buffers and the request pool ---- */
 
-static int buf_reserve(char **buf, size_t *cap, size_t need)
-{
-    if (need <= *cap) {
-        return 0;
-    }
-    size_t n = *cap > 0 ? *cap : 256;
-    while (n < need) {
-        n *= 2;
-    }
-    char *p = realloc(*buf, n);
-    if (p == NULL) {
-        return UV_ENOMEM;
-    }
-    *buf = p;
-    *cap = n;
-    return 0;
-}
-
 static void buf_trim(char **buf, size_t *cap)
 {
     if (*cap > TANDEM_HTTP_POOLED_BUFFER_BYTES_MAX) {
@@ -134,7 +100,7 @@ static void buf_trim(char **buf, size_t *cap)
 
 static void request_free(struct tandem_http_request *r)
 {
-    free(r->head);
+    tandem_http_head_free(&r->head);
     free(r->body_buf);
     free(r->resp);
     free(r);
@@ -153,11 +119,12 @@ static struct tandem_http_request *request_acquire(struct tandem_http_server *s)
             return NULL;
         }
     }
-    char *head = r->head, *body_buf = r->body_buf, *resp = r->resp;
-    size_t head_cap = r->head_cap, body_cap = r->body_cap, resp_cap = r->resp_cap;
+    struct tandem_http_head head = r->head;
+    char *body_buf = r->body_buf, *resp = r->resp;
+    size_t body_cap = r->body_cap, resp_cap = r->resp_cap;
     memset(r, 0, sizeof *r);
     r->head = head;
-    r->head_cap = head_cap;
+    tandem_http_head_start(&r->head, s->limits.header_bytes_max, false);
     r->body_buf = body_buf;
     r->body_cap = body_cap;
     r->resp = resp;
@@ -173,7 +140,7 @@ static void request_release(struct tandem_http_request *r)
         request_free(r);
         return;
     }
-    buf_trim(&r->head, &r->head_cap);
+    buf_trim(&r->head.text, &r->head.cap);
     buf_trim(&r->body_buf, &r->body_cap);
     buf_trim(&r->resp, &r->resp_cap);
     r->next = s->pool;
@@ -183,13 +150,7 @@ static void request_release(struct tandem_http_request *r)
 
 const char *tandem_http_request_header(const struct tandem_http_request *r, const char *name)
 {
-    for (unsigned i = 0; i < r->header_count; i++) {
-        if (r->headers[i].value != NO_VALUE &&
-            strcasecmp(r->head + r->headers[i].name, name) == 0) {
-            return r->head + r->headers[i].value;
-        }
-    }
-    return NULL;
+    return tandem_http_head_find(&r->head, name);
 }
 
 /* ---- JSON error bodies ---- */
@@ -376,67 +337,41 @@ int tandem_http_query_get(const char *query, const char *name, char *out, size_t
 
 /* ---- parser callbacks: build conn->parsing ---- */
 
-static int reject(struct tandem_http_conn *c, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Makes http_parser_execute stop with an error; conn_feed then answers `status`. */
-static int reject(struct tandem_http_conn *c, int status, const char *fmt, ...)
+static int reject_status_set(struct tandem_http_conn *c, int status)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->reject_message, sizeof c->reject_message, fmt, ap);
-    va_end(ap);
+    tandem_assert(status >= 400 && status <= 599);
     c->reject_status = status;
     return -1;
 }
 
-static int head_append_raw(struct tandem_http_request *r, const char *at, size_t len)
-{
-    if (buf_reserve(&r->head, &r->head_cap, r->head_len + len) != 0) {
-        return -1;
-    }
-    memcpy(r->head + r->head_len, at, len);
-    r->head_len += len;
-    return 0;
-}
+/* Makes http_parser_execute stop with an error; conn_feed then answers `status` with the
+ * formatted message. */
+#define reject(c, status, ...)                                                                     \
+    ((void)tandem_error_set((c)->reject_message, TANDEM_INVALID, __VA_ARGS__),                     \
+     reject_status_set((c), (status)))
 
-static int head_append(struct tandem_http_conn *c, const char *at, size_t len)
+/* Turns a head collection error into the answer the request gets. */
+static int head_reject(struct tandem_http_conn *c, int rv)
 {
-    struct tandem_http_request *r = c->parsing;
-    size_t max = c->server->limits.header_bytes_max;
-    if (r->head_len + len > max) {
-        return reject(c, 431, "request header fields exceed %zu bytes", max);
+    switch (rv) {
+        case 0:
+            return 0;
+        case TANDEM_HTTP_HEAD_TOO_BIG:
+            return reject(c, 431, "request header fields exceed %zu bytes",
+                          c->server->limits.header_bytes_max);
+        case TANDEM_HTTP_HEAD_TOO_MANY:
+            return reject(c, 431, "request has more than %d header fields",
+                          TANDEM_HTTP_HEADERS_KEPT_MAX);
+        default:
+            return reject(c, 503, "server out of memory");
     }
-    if (head_append_raw(r, at, len) != 0) {
-        return reject(c, 503, "server out of memory");
-    }
-    return 0;
-}
-
-/* Ends the url or the header value being collected with a NUL. */
-static int head_end_token(struct tandem_http_conn *c)
-{
-    struct tandem_http_request *r = c->parsing;
-    if (r->header_state == HEADER_IN_URL) {
-        r->url_len = r->head_len;
-    } else if (r->header_state == HEADER_IN_VALUE) {
-        uint32_t start = r->headers[r->header_count - 1].value;
-        while (r->head_len > start &&
-               (r->head[r->head_len - 1] == ' ' || r->head[r->head_len - 1] == '\t')) {
-            r->head_len--;
-        }
-    } else {
-        return 0;
-    }
-    r->header_state = HEADER_BETWEEN;
-    return head_append(c, "", 1);
 }
 
 static int on_message_begin(http_parser *p)
 {
     struct tandem_http_conn *c = p->data;
     struct tandem_http_server *s = c->server;
-    assert(c->parsing == NULL);
+    tandem_assert(c->parsing == NULL); /* one request parsed at a time per connection */
     if (s->stats.requests_outstanding >= s->limits.requests_max) {
         return reject(c, 503, "server has %u requests in progress", s->limits.requests_max);
     }
@@ -449,43 +384,20 @@ static int on_message_begin(http_parser *p)
 
 static int on_url(http_parser *p, const char *at, size_t len)
 {
-    return head_append(p->data, at, len);
+    struct tandem_http_conn *c = p->data;
+    return head_reject(c, tandem_http_head_lead(&c->parsing->head, at, len));
 }
 
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct tandem_http_conn *c = p->data;
-    struct tandem_http_request *r = c->parsing;
-    /* http-parser splits a field across reads; a field right after a field is its remainder
-     * (an empty value still gets a zero-length value callback). */
-    if (r->header_state != HEADER_IN_FIELD) {
-        if (head_end_token(c) != 0) {
-            return -1;
-        }
-        if (r->header_count == TANDEM_HTTP_HEADERS_KEPT_MAX) {
-            return reject(c, 431, "request has more than %d header fields",
-                          TANDEM_HTTP_HEADERS_KEPT_MAX);
-        }
-        r->headers[r->header_count].name = (uint32_t)r->head_len;
-        r->headers[r->header_count].value = NO_VALUE;
-        r->header_count++;
-        r->header_state = HEADER_IN_FIELD;
-    }
-    return head_append(c, at, len);
+    return head_reject(c, tandem_http_head_field(&c->parsing->head, at, len));
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct tandem_http_conn *c = p->data;
-    struct tandem_http_request *r = c->parsing;
-    if (r->header_state == HEADER_IN_FIELD) {
-        if (head_append(c, "", 1) != 0) {
-            return -1;
-        }
-        r->headers[r->header_count - 1].value = (uint32_t)r->head_len;
-        r->header_state = HEADER_IN_VALUE;
-    }
-    return head_append(c, at, len);
+    return head_reject(c, tandem_http_head_value(&c->parsing->head, at, len));
 }
 
 /* Sends the interim response only when nothing earlier on the connection is unanswered, so it
@@ -514,7 +426,7 @@ static int on_headers_complete(http_parser *p)
 {
     struct tandem_http_conn *c = p->data;
     struct tandem_http_request *r = c->parsing;
-    if (head_end_token(c) != 0) {
+    if (head_reject(c, tandem_http_head_end(&r->head)) != 0) {
         return -1;
     }
     size_t max = c->server->limits.body_bytes_max;
@@ -537,11 +449,9 @@ static int on_body(http_parser *p, const char *at, size_t len)
     if (r->body_len + len > max) {
         return reject(c, 413, "request body exceeds %zu bytes", max);
     }
-    if (buf_reserve(&r->body_buf, &r->body_cap, r->body_len + len + 1) != 0) {
+    if (tandem_http_buf_append(&r->body_buf, &r->body_len, &r->body_cap, at, len) != 0) {
         return reject(c, 503, "server out of memory");
     }
-    memcpy(r->body_buf + r->body_len, at, len);
-    r->body_len += len;
     return 0;
 }
 
@@ -551,24 +461,28 @@ static int on_message_complete(http_parser *p)
 {
     struct tandem_http_conn *c = p->data;
     struct tandem_http_request *r = c->parsing;
-    if (head_end_token(c) != 0) {
+    struct tandem_http_head *h = &r->head;
+    if (head_reject(c, tandem_http_head_end(h)) != 0) {
         return -1;
     }
-    const char *question = memchr(r->head, '?', r->url_len);
-    size_t path_len = question != NULL ? (size_t)(question - r->head) : r->url_len;
-    size_t query_len = question != NULL ? r->url_len - path_len - 1 : 0;
-    size_t path_off = r->head_len;
-    if (buf_reserve(&r->head, &r->head_cap, r->head_len + path_len + query_len + 2) != 0) {
+    size_t url_len = h->lead_len;
+    const char *question = memchr(h->text, '?', url_len);
+    size_t path_len = question != NULL ? (size_t)(question - h->text) : url_len;
+    size_t query_len = question != NULL ? url_len - path_len - 1 : 0;
+    /* Copied within the buffer: reserved first, so the source does not move meanwhile. */
+    if (tandem_http_buf_reserve(&h->text, &h->cap, h->len + path_len + query_len + 2) != 0) {
         return reject(c, 503, "server out of memory");
     }
-    head_append_raw(r, r->head, path_len);
-    head_append_raw(r, "", 1);
-    size_t query_off = r->head_len;
-    head_append_raw(r, r->head + path_len + 1, query_len);
-    head_append_raw(r, "", 1);
-    r->url = r->head;
-    r->path = r->head + path_off;
-    r->query = r->head + query_off;
+    size_t path_off = h->len;
+    memcpy(h->text + path_off, h->text, path_len);
+    h->text[path_off + path_len] = '\0';
+    size_t query_off = path_off + path_len + 1;
+    memcpy(h->text + query_off, h->text + path_len + 1, query_len);
+    h->text[query_off + query_len] = '\0';
+    h->len = query_off + query_len + 1;
+    r->url = h->text;
+    r->path = h->text + path_off;
+    r->query = h->text + query_off;
     if (r->body_len > 0) {
         r->body_buf[r->body_len] = '\0';
         r->body = r->body_buf;
@@ -583,6 +497,8 @@ static int on_message_complete(http_parser *p)
     http_parser_pause(p, 1);
     return 0;
 }
+
+static const http_parser_settings parser_settings = TANDEM_HTTP_PARSER_SETTINGS(on_url);
 
 /* ---- responses ---- */
 
@@ -621,7 +537,7 @@ static int request_format(struct tandem_http_request *r, int status, const char 
         return UV_EINVAL;
     }
     size_t send_body = (bodyless || r->method == HTTP_HEAD) ? 0 : body_len;
-    if (buf_reserve(&r->resp, &r->resp_cap, (size_t)head_len + send_body + 1) != 0) {
+    if (tandem_http_buf_reserve(&r->resp, &r->resp_cap, (size_t)head_len + send_body + 1) != 0) {
         return UV_ENOMEM;
     }
     snprintf(r->resp, (size_t)head_len + 1, fmt, status, status_reason(status), ct_name, ct, ct_end,
@@ -637,9 +553,10 @@ static int request_format(struct tandem_http_request *r, int status, const char 
 void tandem_http_respond(struct tandem_http_request *r, int status, const char *content_type,
                          const char *extra_headers, const void *body, size_t body_len)
 {
-    assert(r->handed && !r->responded);
+    tandem_assert(r->handed && !r->responded); /* answered once, after it was handed over */
     struct tandem_http_server *s = r->server;
     struct tandem_http_conn *c = r->conn;
+    tandem_assert(s->stats.requests_outstanding > 0);
     s->stats.requests_outstanding--;
     if (c == NULL) {
         /* The connection is gone: only release. This may finish a closing server. */
@@ -679,14 +596,8 @@ void tandem_http_respond_error(struct tandem_http_request *r, int status, const 
 
 static void queue_push(struct tandem_http_conn *c, struct tandem_http_request *r)
 {
-    r->next = NULL;
     r->conn = c;
-    if (c->queue_tail != NULL) {
-        c->queue_tail->next = r;
-    } else {
-        c->queue_head = r;
-    }
-    c->queue_tail = r;
+    TANDEM_QUEUE_APPEND(c->queue_head, c->queue_tail, r, next);
     c->depth++;
 }
 
@@ -712,7 +623,20 @@ static void conn_maybe_resume(struct tandem_http_conn *c)
     c->resume_queued = 1;
     c->resume_next = s->resume;
     s->resume = c;
-    uv_idle_start(&s->resume_idle, server_resume_cb);
+    int rv = uv_idle_start(&s->resume_idle, server_resume_cb);
+    tandem_assert(rv == 0); /* fails only without a callback */
+}
+
+static void conn_timer_cb(uv_timer_t *timer);
+
+/* (Re)arms a connection's timer: the idle timeout, or the linger timeout once lingering. */
+static void conn_timer_start(struct tandem_http_conn *c, uint64_t timeout_ms)
+{
+    if (c->closing) {
+        return; /* the timer is closing with the connection */
+    }
+    int rv = uv_timer_start(&c->timer, conn_timer_cb, timeout_ms, 0);
+    tandem_assert(rv == 0); /* fails only without a callback or on a closing handle */
 }
 
 static void conn_shutdown_cb(uv_shutdown_t *req, int status)
@@ -722,8 +646,6 @@ static void conn_shutdown_cb(uv_shutdown_t *req, int status)
         conn_close(c);
     }
 }
-
-static void conn_timer_cb(uv_timer_t *timer);
 
 /* After the last response: send FIN, then read and discard what the client still sends, so
  * closing cannot reset the connection before the client has read the response. */
@@ -739,9 +661,7 @@ static void conn_linger(struct tandem_http_conn *c)
         return;
     }
     conn_read_start(c);
-    if (!c->closing) {
-        uv_timer_start(&c->timer, conn_timer_cb, TANDEM_HTTP_LINGER_MS, 0);
-    }
+    conn_timer_start(c, TANDEM_HTTP_LINGER_MS);
 }
 
 static void conn_write_cb(uv_write_t *req, int status)
@@ -844,6 +764,7 @@ static void conn_dispatch(struct tandem_http_conn *c)
 {
     struct tandem_http_server *s = c->server;
     struct tandem_http_request *r = c->parsing;
+    tandem_assert(r != NULL && !r->handed && !r->responded); /* complete, not yet handed over */
     c->parsing = NULL;
     queue_push(c, r);
     r->handed = 1;
@@ -859,7 +780,8 @@ static void conn_pause(struct tandem_http_conn *c, const char *data, size_t len)
 {
     c->paused = 1;
     if (c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
+        int rv = uv_read_stop((uv_stream_t *)&c->tcp);
+        tandem_assert(rv == 0); /* stopping a reading stream cannot fail */
         c->reading = 0;
     }
     if (len == 0) {
@@ -885,19 +807,18 @@ static void conn_feed(struct tandem_http_conn *c, const char *data, size_t len)
             conn_pause(c, data + off, len - off);
             return;
         }
-        size_t n = http_parser_execute(&c->parser, &parser_settings, data + off, len - off);
+        size_t n;
+        int rv = tandem_http_parse(&c->parser, &parser_settings, data + off, len - off, &n);
         off += n;
-        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-        if (e == HPE_PAUSED) {
-            http_parser_pause(&c->parser, 0);
+        if (rv == TANDEM_HTTP_PARSE_MESSAGE) {
             conn_dispatch(c);
-        } else if (e != HPE_OK) {
+        } else if (rv == TANDEM_HTTP_PARSE_ERROR) {
             if (c->reject_status != 0) {
                 conn_reject(c, c->reject_status, c->reject_message);
             } else {
                 char message[160];
                 snprintf(message, sizeof message, "malformed HTTP request: %s",
-                         http_errno_description(e));
+                         http_errno_description(HTTP_PARSER_ERRNO(&c->parser)));
                 conn_reject(c, 400, message);
             }
         } else if (n == 0) {
@@ -914,7 +835,7 @@ static void server_resume_cb(uv_idle_t *idle)
     struct tandem_http_server *s = idle->data;
     struct tandem_http_conn *list = s->resume;
     s->resume = NULL;
-    uv_idle_stop(idle);
+    uv_idle_stop(idle); /* cannot fail */
     while (list != NULL) {
         struct tandem_http_conn *c = list;
         list = c->resume_next;
@@ -969,7 +890,7 @@ static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
     struct tandem_http_server *s = c->server;
     if (nread > 0 && !c->closing) {
         if (!c->lingering) {
-            uv_timer_start(&c->timer, conn_timer_cb, s->limits.idle_timeout_ms, 0);
+            conn_timer_start(c, s->limits.idle_timeout_ms);
             if (!c->stopped) {
                 conn_feed(c, buf->base, (size_t)nread);
             }
@@ -1007,7 +928,7 @@ static void conn_timer_cb(uv_timer_t *timer)
         return;
     }
     if (!c->lingering && c->depth > 0) {
-        uv_timer_start(timer, conn_timer_cb, c->server->limits.idle_timeout_ms, 0);
+        conn_timer_start(c, c->server->limits.idle_timeout_ms);
         return;
     }
     conn_close(c);
@@ -1022,14 +943,7 @@ static void conn_handle_close_cb(uv_handle_t *handle)
     if (--c->handles_open > 0) {
         return;
     }
-    if (c->prev != NULL) {
-        c->prev->next = c->next;
-    } else {
-        s->conns = c->next;
-    }
-    if (c->next != NULL) {
-        c->next->prev = c->prev;
-    }
+    TANDEM_LIST_UNLINK(s->conns, s->conns_tail, c, prev, next);
     s->stats.connections_open--;
     free(c);
     server_maybe_finish(s);
@@ -1105,7 +1019,9 @@ static void server_reject_connection(struct tandem_http_server *s)
         return;
     }
     tcp->data = s;
-    uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)tcp);
+    /* Accepted or not, it is closed at once: a failed accept leaves the socket queued for the
+     * next connection callback. */
+    (void)uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)tcp);
     s->rejecting++;
     s->stats.connections_rejected++;
     uv_close((uv_handle_t *)tcp, reject_close_cb);
@@ -1131,16 +1047,13 @@ static void server_connection_cb(uv_stream_t *listener, int status)
         server_reject_connection(s);
         return;
     }
-    uv_timer_init(s->loop, &c->timer);
+    int rv = uv_timer_init(s->loop, &c->timer);
+    tandem_assert(rv == 0); /* a timer on a live loop cannot fail to initialise */
     c->server = s;
     c->tcp.data = c->timer.data = c;
     c->write_req.data = c->continue_req.data = c->shutdown_req.data = c;
     c->handles_open = 2;
-    c->next = s->conns;
-    if (s->conns != NULL) {
-        s->conns->prev = c;
-    }
-    s->conns = c;
+    TANDEM_LIST_APPEND(s->conns, s->conns_tail, c, prev, next);
     s->stats.connections_open++;
     s->stats.connections_total++;
     http_parser_init(&c->parser, HTTP_REQUEST);
@@ -1149,11 +1062,13 @@ static void server_connection_cb(uv_stream_t *listener, int status)
         conn_close(c);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
-    conn_read_start(c);
-    if (!c->closing) {
-        uv_timer_start(&c->timer, conn_timer_cb, s->limits.idle_timeout_ms, 0);
+    /* Answers are small writes the client waits for: Nagle would hold them back. */
+    if (uv_tcp_nodelay(&c->tcp, 1) != 0) {
+        conn_close(c);
+        return;
     }
+    conn_read_start(c);
+    conn_timer_start(c, s->limits.idle_timeout_ms);
 }
 
 /* ---- server ---- */
@@ -1186,7 +1101,8 @@ int tandem_http_server_init(struct tandem_http_server *s, uv_loop_t *loop,
         goto err_after_read_buf;
     }
     /* uv_idle_init cannot fail; it comes after the one handle init that can. */
-    uv_idle_init(loop, &s->resume_idle);
+    rc = uv_idle_init(loop, &s->resume_idle);
+    tandem_assert(rc == 0);
     s->listener.data = s;
     s->resume_idle.data = s;
     s->handles_open = 2;

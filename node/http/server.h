@@ -9,6 +9,8 @@
 
 #include <http_parser.h>
 #include <uv.h>
+
+#include "node/http/head.h"
 #include "storage/error.h"
 
 /* Limits: default, minimum and maximum of every field of struct tandem_http_limits. */
@@ -32,8 +34,8 @@
 #define TANDEM_HTTP_REQUESTS_MAX            (1u << 20)
 
 /* Fixed bounds of the implementation. */
-#define TANDEM_HTTP_HEADERS_KEPT_MAX         64   /* header fields per request; more -> 431 */
-#define TANDEM_HTTP_REQUEST_POOL_MAX         1024 /* idle request objects kept for reuse */
+#define TANDEM_HTTP_HEADERS_KEPT_MAX         TANDEM_HTTP_FIELDS_MAX /* per request; more -> 431 */
+#define TANDEM_HTTP_REQUEST_POOL_MAX         1024          /* idle request objects kept for reuse */
 #define TANDEM_HTTP_POOLED_BUFFER_BYTES_MAX  (64u * 1024u) /* bigger buffers are freed on reuse */
 #define TANDEM_HTTP_READ_BUFFER_BYTES        (64u * 1024u) /* one per server, shared by reads */
 #define TANDEM_HTTP_WRITE_BATCH_MAX          64            /* responses gathered into one write */
@@ -54,7 +56,8 @@ struct tandem_http_limits {
 
 void tandem_http_limits_default(struct tandem_http_limits *l);
 
-/* Returns 0, or -1 with errmsg (TANDEM_ERRMSG_SIZE bytes) naming the field outside its [MIN, MAX]. */
+/* Returns 0, or -1 with errmsg (TANDEM_ERRMSG_SIZE bytes) naming the field outside its [MIN, MAX].
+ */
 int tandem_http_limits_check(const struct tandem_http_limits *l, char *errmsg);
 
 struct tandem_http_server;
@@ -78,21 +81,14 @@ struct tandem_http_request {
     struct tandem_http_server *server; /* borrowed */
     struct tandem_http_conn *conn;     /* borrowed; NULL once the connection is gone */
     struct tandem_http_request *next;  /* connection queue or server pool */
-    char *head;                        /* owned: url, header fields, path, query */
-    size_t head_len, head_cap;
-    char *body_buf; /* owned */
+    struct tandem_http_head head;      /* url (the leading token), header fields, path, query */
+    char *body_buf;                    /* owned */
     size_t body_cap;
     char *resp; /* owned: the serialised response */
     size_t resp_len, resp_cap;
-    size_t url_len;
-    struct {
-        uint32_t name, value; /* offsets into head */
-    } headers[TANDEM_HTTP_HEADERS_KEPT_MAX];
-    unsigned header_count;
-    int header_state; /* url, field, value or between: joins http-parser's split callbacks */
-    int keep_alive;   /* the connection stays open after this response */
-    int handed;       /* given to the handler, awaiting respond */
-    int responded;    /* resp holds the response */
+    int keep_alive; /* the connection stays open after this response */
+    int handed;     /* given to the handler, awaiting respond */
+    int responded;  /* resp holds the response */
 };
 
 /* Returns the value of header `name` (case-insensitive), NULL if absent. The first of repeated
@@ -125,9 +121,9 @@ struct tandem_http_server {
     uv_idle_t resume_idle; /* resumes connections whose pipeline drained */
     struct tandem_http_limits limits;
     tandem_http_handler_fn handler;
-    struct tandem_http_conn *conns;   /* owned list, freed in close callbacks */
-    struct tandem_http_conn *resume;  /* borrowed list of connections to resume */
-    struct tandem_http_request *pool; /* owned idle request objects */
+    struct tandem_http_conn *conns, *conns_tail; /* owned list, freed in close callbacks */
+    struct tandem_http_conn *resume;             /* borrowed list of connections to resume */
+    struct tandem_http_request *pool;            /* owned idle request objects */
     unsigned pool_count;
     char *read_buf; /* owned, TANDEM_HTTP_READ_BUFFER_BYTES */
     int read_buf_busy;

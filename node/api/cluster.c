@@ -1,0 +1,371 @@
+/* The cluster resource: health, readiness, metrics, status, digest, members and leadership
+ * transfer. Membership changes themselves run in consensus/membership.c; these handlers parse,
+ * call and answer. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "consensus/membership.h"
+#include "consensus/transport.h"
+#include "node/api/api.h"
+#include "node/node.h"
+#include "storage/error.h"
+
+/* X(id, method, pattern, flags, handler): ids are metrics labels, in this order. */
+#define CLUSTER_ROUTES(X)                                                                          \
+    X(healthz, HTTP_GET, "/healthz", TANDEM_ROUTE_LOCAL, route_healthz)                            \
+    X(readyz, HTTP_GET, "/readyz", TANDEM_ROUTE_LOCAL, route_readyz)                               \
+    X(metrics, HTTP_GET, "/metrics", TANDEM_ROUTE_LOCAL, route_metrics)                            \
+    X(status, HTTP_GET, "/v1/status", TANDEM_ROUTE_LOCAL, route_status)                            \
+    X(digest, HTTP_GET, "/v1/digest", TANDEM_ROUTE_LOCAL, route_digest)                            \
+    X(members_list, HTTP_GET, "/v1/members", TANDEM_ROUTE_LOCAL, route_members_list)               \
+    X(members_add, HTTP_POST, "/v1/members", TANDEM_ROUTE_WRITE, route_members_add)                \
+    X(members_remove, HTTP_DELETE, "/v1/members/", TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX,       \
+      route_members_remove)                                                                        \
+    X(leader_transfer, HTTP_POST, "/v1/leader/transfer", TANDEM_ROUTE_WRITE, route_leader_transfer)
+
+TANDEM_ROUTE_TABLE(tandem_cluster_route_table, CLUSTER_ROUTES);
+
+static void route_healthz(struct tandem_node *node, struct tandem_http_request *r, const char *p)
+{
+    (void)p;
+    tandem_route_json(node, r, 200, NULL, "{\"ok\":true}");
+}
+
+static void route_readyz(struct tandem_node *node, struct tandem_http_request *r, const char *p)
+{
+    struct tandem_member leader;
+    (void)p;
+    if (node->bcp.fenced) {
+        tandem_route_json(node, r, 503, NULL, "{\"ready\":false,\"reason\":\"fenced\"}");
+    } else if (tandem_raft_leader(&node->raft, &leader) != 0) {
+        tandem_route_json(node, r, 503, NULL, "{\"ready\":false,\"reason\":\"no leader\"}");
+    } else if (raft_last_applied(&node->raft.raft) < raft_commit_index(&node->raft.raft)) {
+        tandem_route_json(node, r, 503, NULL,
+                          "{\"ready\":false,\"reason\":\"applying committed entries\"}");
+    } else {
+        tandem_route_json(node, r, 200, NULL, "{\"ready\":true}");
+    }
+}
+
+static json_t *member_json(struct tandem_node *node, const struct tandem_member *m, raft_id id)
+{
+    raft_index match = 0;
+    json_t *out = json_pack("{s:s,s:s,s:s,s:s,s:s}", "name", m->name, "site", m->site, "role",
+                            tandem_role_name(m->role), "raft", m->raft, "api", m->api);
+    if (raft_state(&node->raft.raft) == RAFT_LEADER &&
+        raft_match_index(&node->raft.raft, id, &match) == 0) {
+        if (id == node->raft.id) {
+            match = raft_last_index(&node->raft.raft);
+        }
+        json_object_set_new(out, "match_index", json_integer((json_int_t)match));
+    } else {
+        json_object_set_new(out, "match_index", json_null());
+    }
+    return out;
+}
+
+static json_t *members_json(struct tandem_node *node)
+{
+    const struct raft_configuration *conf = &node->raft.raft.configuration;
+    json_t *members = json_array();
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    for (unsigned i = 0; i < conf->n; i++) {
+        struct tandem_member m;
+        if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0) {
+            continue;
+        }
+        m.role = tandem_raft_role_from_raft(conf->servers[i].role);
+        json_array_append_new(members, member_json(node, &m, conf->servers[i].id));
+    }
+    return members;
+}
+
+static const char *state_name(struct tandem_node *node)
+{
+    switch (raft_state(&node->raft.raft)) {
+        case RAFT_FOLLOWER:
+            return "follower";
+        case RAFT_CANDIDATE:
+            return "candidate";
+        case RAFT_LEADER:
+            return "leader";
+        default:
+            return "unavailable";
+    }
+}
+
+static void route_status(struct tandem_node *node, struct tandem_http_request *r, const char *p)
+{
+    struct raft *raft = &node->raft.raft;
+    struct tandem_member leader, me;
+    char digest[2 * TANDEM_DIGEST_LEN + 1];
+    (void)p;
+    int role =
+        tandem_raft_member_by_name(&node->raft, node->self.name, &me, NULL) == 0 ? me.role : -1;
+    tandem_digest_hex(node->store.apply_digest, digest);
+    json_t *self = json_pack(
+        "{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:s,s:b,s:I,s:s}", "name", node->self.name, "site",
+        node->self.site, "role", role < 0 ? "none" : tandem_role_name(role), "state",
+        state_name(node), "term", (json_int_t)raft_current_term(raft), "commit_index",
+        (json_int_t)raft_commit_index(raft), "applied_index", (json_int_t)raft_last_applied(raft),
+        "last_index", (json_int_t)raft_last_index(raft), "apply_digest", digest, "fenced",
+        node->bcp.fenced, "epoch", (json_int_t)node->bcp.epoch, "cluster_id", node->config->cluster_id);
+    json_t *leader_json = tandem_raft_leader(&node->raft, &leader) == 0
+                              ? json_pack("{s:s,s:s}", "name", leader.name, "api", leader.api)
+                              : json_null();
+    tandem_route_jansson(node, r, 200,
+                         json_pack("{s:o,s:o,s:o}", "node", self, "leader", leader_json, "members",
+                                   members_json(node)));
+}
+
+static void route_members_list(struct tandem_node *node, struct tandem_http_request *r,
+                               const char *p)
+{
+    (void)p;
+    tandem_route_jansson(node, r, 200, json_pack("{s:o}", "members", members_json(node)));
+}
+
+static void route_digest(struct tandem_node *node, struct tandem_http_request *r, const char *p)
+{
+    MDB_txn *txn;
+    uint8_t digest[TANDEM_DIGEST_LEN];
+    char hex[2 * TANDEM_DIGEST_LEN + 1];
+    (void)p;
+    if (tandem_route_read_txn(node, r, &txn) != 0) {
+        return;
+    }
+    uint64_t applied = node->store.applied_index;
+    int rv = tandem_store_state_digest(&node->store, txn, digest);
+    mdb_txn_abort(txn);
+    if (rv != 0) {
+        tandem_route_error(node, r, 500, "%s", node->store.errmsg);
+        return;
+    }
+    tandem_digest_hex(digest, hex);
+    tandem_route_jansson(
+        node, r, 200,
+        json_pack("{s:I,s:s}", "applied_index", (json_int_t)applied, "state_digest", hex));
+}
+
+static void route_metrics(struct tandem_node *node, struct tandem_http_request *r, const char *p)
+{
+    struct raft *raft = &node->raft.raft;
+    char *text = NULL;
+    size_t len = 0;
+    struct tandem_transport_stats ts;
+    struct tandem_http_server_stats hs;
+    (void)p;
+    FILE *out = open_memstream(&text, &len);
+    if (out == NULL) {
+        tandem_route_error(node, r, 500, "out of memory");
+        return;
+    }
+    tandem_transport_stats(&node->raft.transport, &ts);
+    tandem_http_server_stats(&node->http, &hs);
+    fprintf(out,
+            "# TYPE tandem_raft_term gauge\ntandem_raft_term %llu\n"
+            "# TYPE tandem_raft_commit_index gauge\ntandem_raft_commit_index %llu\n"
+            "# TYPE tandem_raft_applied_index gauge\ntandem_raft_applied_index %llu\n"
+            "# TYPE tandem_raft_last_index gauge\ntandem_raft_last_index %llu\n"
+            "# TYPE tandem_raft_leader gauge\ntandem_raft_leader %d\n"
+            "# TYPE tandem_fenced gauge\ntandem_fenced %d\n"
+            "# TYPE tandem_entries_applied_total counter\ntandem_entries_applied_total %llu\n"
+            "# TYPE tandem_commands_applied_total counter\ntandem_commands_applied_total %llu\n"
+            "# TYPE tandem_entries_proposed_total counter\ntandem_entries_proposed_total %llu\n"
+            "# TYPE tandem_barriers_total counter\ntandem_barriers_total %llu\n"
+            "# TYPE tandem_lmdb_commits_total counter\ntandem_lmdb_commits_total %llu\n"
+            "# TYPE tandem_snapshots_taken_total counter\ntandem_snapshots_taken_total %llu\n"
+            "# TYPE tandem_snapshots_deferred_total counter\n"
+            "tandem_snapshots_deferred_total %llu\n"
+            "# TYPE tandem_snapshots_restored_total counter\n"
+            "tandem_snapshots_restored_total %llu\n"
+            "# TYPE tandem_forwarded_total counter\ntandem_forwarded_total %llu\n"
+            "# TYPE tandem_transport_refused_total counter\n"
+            "tandem_transport_refused_total{reason=\"cluster\"} %llu\n"
+            "tandem_transport_refused_total{reason=\"epoch\"} %llu\n"
+            "tandem_transport_refused_total{reason=\"malformed\"} %llu\n"
+            "# TYPE tandem_http_connections_open gauge\ntandem_http_connections_open %llu\n",
+            (unsigned long long)raft_current_term(raft),
+            (unsigned long long)raft_commit_index(raft),
+            (unsigned long long)node->store.applied_index,
+            (unsigned long long)raft_last_index(raft), raft_state(raft) == RAFT_LEADER,
+            node->bcp.fenced, (unsigned long long)node->fsm.entries_applied,
+            (unsigned long long)node->fsm.commands_applied,
+            (unsigned long long)node->proposer.entries_proposed,
+            (unsigned long long)node->proposer.barriers_proposed,
+            (unsigned long long)node->store.commits, (unsigned long long)node->fsm.snapshots_taken,
+            (unsigned long long)node->fsm.snapshots_deferred,
+            (unsigned long long)node->fsm.snapshots_restored,
+            (unsigned long long)node->forwarder.forwarded, (unsigned long long)ts.refused_cluster,
+            (unsigned long long)ts.refused_epoch, (unsigned long long)ts.refused_malformed,
+            (unsigned long long)hs.connections_open);
+    tandem_histogram_write(out, "tandem_apply_duration_seconds",
+                           "Time to apply one raft entry to LMDB.", &node->metrics.apply);
+    tandem_histogram_write(out, "tandem_http_request_duration_seconds",
+                           "Time from a complete request to its answer.", &node->metrics.request);
+    const char *const *names;
+    unsigned names_count = tandem_route_names(&names);
+    tandem_route_counts_write(out, &node->metrics, names, names_count);
+    fclose(out);
+    tandem_node_respond(node, r, 200, "text/plain; version=0.0.4", NULL, text, len);
+    free(text);
+}
+
+/* ---- membership: consensus/membership.c does the work ---- */
+
+/* A membership change in flight: who to answer, and the answer's body on success. */
+struct membership_call {
+    struct tandem_node *node;      /* borrowed */
+    struct tandem_http_request *r; /* borrowed: answered exactly once */
+    json_t *(*success_json)(const struct tandem_member *m);
+};
+
+static int membership_http_status(int code)
+{
+    switch (code) {
+        case TANDEM_NOTFOUND:
+            return 404;
+        case TANDEM_NOMEM:
+            return 500;
+        case TANDEM_NOTLEADER:
+            return 503;
+        case TANDEM_TIMEOUT:
+            return 504;
+        default:
+            return 409; /* exists, not a voter, raft refused */
+    }
+}
+
+static void membership_answer(struct membership_call *call, int status, const char *errmsg,
+                              const struct tandem_member *m)
+{
+    if (status != TANDEM_OK) {
+        tandem_route_error(call->node, call->r, membership_http_status(status), "%s", errmsg);
+    } else {
+        tandem_route_jansson(call->node, call->r, 200, call->success_json(m));
+    }
+    free(call);
+}
+
+static void membership_cb(void *data, int status, const char *errmsg, const struct tandem_member *m)
+{
+    membership_answer(data, status, errmsg, m);
+}
+
+static struct membership_call *
+membership_call_new(struct tandem_node *node, struct tandem_http_request *r,
+                    json_t *(*success_json)(const struct tandem_member *))
+{
+    struct membership_call *call = calloc(1, sizeof *call);
+    if (call == NULL) {
+        tandem_route_error(node, r, 500, "out of memory");
+        return NULL;
+    }
+    *call = (struct membership_call){.node = node, .r = r, .success_json = success_json};
+    return call;
+}
+
+/* Answers at once when the change did not start (its callback never runs then). */
+static void membership_started(struct membership_call *call, int rv, const char *errmsg)
+{
+    if (rv != TANDEM_OK) {
+        membership_answer(call, rv, errmsg, NULL);
+    }
+}
+
+static json_t *member_added_json(const struct tandem_member *m)
+{
+    json_t *member = json_pack("{s:s,s:s,s:s,s:s,s:s}", "name", m->name, "site", m->site, "role",
+                               tandem_role_name(m->role), "raft", m->raft, "api", m->api);
+    return json_pack("{s:o}", "member", member);
+}
+
+static json_t *member_removed_json(const struct tandem_member *m)
+{
+    return json_pack("{s:s}", "removed", m->name);
+}
+
+static json_t *leader_moved_json(const struct tandem_member *m)
+{
+    return json_pack("{s:s}", "leader", m->name);
+}
+
+static int member_from_json(json_t *body, struct tandem_member *m, char *errmsg)
+{
+    const char *name = NULL, *site = NULL, *raft_addr = NULL, *api = NULL, *role = "voter";
+    char spec[512];
+    if (json_unpack(body, "{s:s,s:s,s:s,s:s,s?:s}", "name", &name, "site", &site, "raft",
+                    &raft_addr, "api", &api, "role", &role) != 0) {
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE,
+                 "body must be {\"name\",\"site\",\"raft\",\"api\",\"role\"?} "
+                 "with string values");
+        return -1;
+    }
+    snprintf(spec, sizeof spec, "%s,%s,%s,%s,%s", name, site, raft_addr, api, role);
+    return tandem_member_spec_parse(spec, m, errmsg);
+}
+
+static void route_members_add(struct tandem_node *node, struct tandem_http_request *r,
+                              const char *p)
+{
+    struct tandem_member m;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    json_error_t jerr;
+    (void)p;
+    json_t *body = json_loadb(r->body, r->body_len, 0, &jerr);
+    if (body == NULL) {
+        tandem_route_error(node, r, 400, "malformed JSON: %s", jerr.text);
+        return;
+    }
+    int rv = member_from_json(body, &m, errmsg);
+    json_decref(body);
+    if (rv != 0) {
+        tandem_route_error(node, r, 400, "%s", errmsg);
+        return;
+    }
+    struct membership_call *call = membership_call_new(node, r, member_added_json);
+    if (call != NULL) {
+        membership_started(
+            call, tandem_membership_add(&node->raft, node->loop, &m, errmsg, membership_cb, call),
+            errmsg);
+    }
+}
+
+static void route_members_remove(struct tandem_node *node, struct tandem_http_request *r,
+                                 const char *name)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    struct membership_call *call = membership_call_new(node, r, member_removed_json);
+    if (call != NULL) {
+        membership_started(
+            call, tandem_membership_remove(&node->raft, name, errmsg, membership_cb, call), errmsg);
+    }
+}
+
+static void route_leader_transfer(struct tandem_node *node, struct tandem_http_request *r,
+                                  const char *p)
+{
+    char name[TANDEM_NAME_LEN_MAX + 1], errmsg[TANDEM_ERRMSG_SIZE];
+    const char *text = NULL;
+    json_error_t jerr;
+    (void)p;
+    json_t *body = json_loadb(r->body, r->body_len, 0, &jerr);
+    if (body == NULL || json_unpack(body, "{s:s}", "name", &text) != 0) {
+        tandem_route_error(node, r, 400, "body must be {\"name\": \"<member>\"}");
+        json_decref(body);
+        return;
+    }
+    snprintf(name, sizeof name, "%s", text);
+    json_decref(body);
+    struct membership_call *call = membership_call_new(node, r, leader_moved_json);
+    if (call != NULL) {
+        /* Confirmed within about four election timeouts. */
+        unsigned confirm_ms = 4 * node->config->election_timeout_ms;
+        membership_started(call,
+                           tandem_membership_transfer(&node->raft, node->loop, name, confirm_ms,
+                                                      errmsg, membership_cb, call),
+                           errmsg);
+    }
+}

@@ -1,0 +1,243 @@
+/* The one "http://host:port" URL parser and the one pool of kept-alive HTTP clients keyed by URL.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "consensus/member.h"
+#include "node/http/client.h"
+#include "storage/assert.h"
+
+#define URL_SCHEME     "http://"
+#define URL_SCHEME_LEN (sizeof URL_SCHEME - 1)
+
+int tandem_url_parse(const char *url, char *host, size_t host_size, int *port, const char **path)
+{
+    char hostport[TANDEM_URL_LEN_MAX + 1];
+    if (strncmp(url, URL_SCHEME, URL_SCHEME_LEN) != 0) {
+        return UV_EINVAL;
+    }
+    const char *rest = url + URL_SCHEME_LEN;
+    size_t len = strcspn(rest, "/");
+    if (len >= sizeof hostport) {
+        return UV_EINVAL;
+    }
+    memcpy(hostport, rest, len);
+    hostport[len] = '\0';
+    if (tandem_hostport_split(hostport, host, host_size, port) != 0) {
+        return UV_EINVAL;
+    }
+    size_t host_len = strlen(host);
+    if (host_len >= 2 && host[0] == '[' && host[host_len - 1] == ']') {
+        memmove(host, host + 1, host_len - 2); /* an IPv6 literal: the client wants it bare */
+        host[host_len - 2] = '\0';
+    }
+    if (path != NULL) {
+        *path = rest + len;
+    }
+    return 0;
+}
+
+enum entry_state { ENTRY_OPEN, ENTRY_RETIRING, ENTRY_CLOSING };
+
+struct tandem_http_pool_entry {
+    struct tandem_httpc http;      /* first: the client's callbacks find the entry from it */
+    struct tandem_http_pool *pool; /* borrowed */
+    char key[TANDEM_HTTPC_HOST_BYTES_MAX + 8]; /* host:port */
+    enum entry_state state;
+    struct tandem_http_pool_entry *next; /* in pool->open or pool->retiring */
+};
+
+int tandem_http_pool_init(struct tandem_http_pool *p, uv_loop_t *loop, unsigned clients_max,
+                          unsigned connections, unsigned timeout_ms)
+{
+    memset(p, 0, sizeof *p);
+    /* connections and timeout_ms are checked by each client's init, on first use. */
+    if (clients_max < 1 || clients_max > TANDEM_HTTP_POOL_CLIENTS_MAX) {
+        return tandem_error_set(p->errmsg, UV_EINVAL, "http pool: clients_max %u not in [1, %d]",
+                                clients_max, TANDEM_HTTP_POOL_CLIENTS_MAX);
+    }
+    p->loop = loop;
+    p->clients_max = clients_max;
+    p->connections = connections;
+    p->timeout_ms = timeout_ms;
+    return 0;
+}
+
+static void pool_maybe_closed(struct tandem_http_pool *p)
+{
+    if (!p->closing || p->open_count + p->retiring_count + p->closing_count > 0 ||
+        p->close_cb == NULL) {
+        return;
+    }
+    void (*cb)(struct tandem_http_pool *) = p->close_cb;
+    p->close_cb = NULL;
+    cb(p); /* last: it may free p */
+}
+
+static void list_unlink(struct tandem_http_pool_entry **head, struct tandem_http_pool_entry *e)
+{
+    for (struct tandem_http_pool_entry **at = head; *at != NULL; at = &(*at)->next) {
+        if (*at == e) {
+            *at = e->next;
+            e->next = NULL;
+            return;
+        }
+    }
+    tandem_assert(false); /* an entry is always on the list its state names */
+}
+
+static void entry_closed_cb(struct tandem_httpc *c)
+{
+    struct tandem_http_pool_entry *e = (struct tandem_http_pool_entry *)c;
+    struct tandem_http_pool *p = e->pool;
+    tandem_assert(e->state == ENTRY_CLOSING && p->closing_count > 0);
+    free(e);
+    p->closing_count--;
+    pool_maybe_closed(p);
+}
+
+static void entry_close(struct tandem_http_pool_entry *e)
+{
+    struct tandem_http_pool *p = e->pool;
+    if (e->state == ENTRY_OPEN) {
+        list_unlink(&p->open, e);
+        p->open_count--;
+    } else {
+        tandem_assert(e->state == ENTRY_RETIRING);
+        list_unlink(&p->retiring, e);
+        p->retiring_count--;
+    }
+    e->state = ENTRY_CLOSING;
+    p->closing_count++;
+    tandem_httpc_close(&e->http, entry_closed_cb);
+}
+
+/* A retiring client closes once the last request it held is answered. */
+static void entry_idle_cb(struct tandem_httpc *c)
+{
+    struct tandem_http_pool_entry *e = (struct tandem_http_pool_entry *)c;
+    if (e->state == ENTRY_RETIRING) {
+        entry_close(e);
+    }
+}
+
+static void entry_retire(struct tandem_http_pool_entry *e)
+{
+    struct tandem_http_pool *p = e->pool;
+    tandem_assert(e->state == ENTRY_OPEN);
+    if (e->http.pending == 0) {
+        entry_close(e);
+        return;
+    }
+    list_unlink(&p->open, e);
+    p->open_count--;
+    e->state = ENTRY_RETIRING;
+    e->next = p->retiring;
+    p->retiring = e;
+    p->retiring_count++;
+}
+
+static struct tandem_http_pool_entry *entry_find(struct tandem_http_pool *p, const char *key)
+{
+    for (struct tandem_http_pool_entry *e = p->open; e != NULL; e = e->next) {
+        if (strcmp(e->key, key) == 0) {
+            list_unlink(&p->open, e); /* to the front: most recently used */
+            e->next = p->open;
+            p->open = e;
+            return e;
+        }
+    }
+    return NULL;
+}
+
+static int entry_make(struct tandem_http_pool *p, const char *host, int port, const char *key,
+                      struct tandem_http_pool_entry **out)
+{
+    struct tandem_http_pool_entry *e = calloc(1, sizeof *e);
+    if (e == NULL) {
+        return tandem_error_set(p->errmsg, UV_ENOMEM, "http pool: out of memory");
+    }
+    int rv = tandem_httpc_init(&e->http, p->loop, host, port, p->connections, p->timeout_ms);
+    if (rv != 0) {
+        snprintf(p->errmsg, sizeof p->errmsg, "%s", e->http.errmsg);
+        free(e);
+        return rv;
+    }
+    e->http.idle_cb = entry_idle_cb;
+    e->pool = p;
+    e->state = ENTRY_OPEN;
+    snprintf(e->key, sizeof e->key, "%s", key);
+    e->next = p->open;
+    p->open = e;
+    p->open_count++;
+    *out = e;
+    return 0;
+}
+
+int tandem_http_pool_get(struct tandem_http_pool *p, const char *url, struct tandem_httpc **out)
+{
+    char host[TANDEM_HTTPC_HOST_BYTES_MAX], key[TANDEM_HTTPC_HOST_BYTES_MAX + 8];
+    int port;
+    *out = NULL;
+    if (p->closing) {
+        return tandem_error_set(p->errmsg, UV_ECANCELED, "http pool: closing");
+    }
+    if (tandem_url_parse(url, host, sizeof host, &port, NULL) != 0) {
+        return tandem_error_set(p->errmsg, UV_EINVAL,
+                                "http pool: not an http://host:port URL: %.128s", url);
+    }
+    snprintf(key, sizeof key, "%s:%d", host, port);
+    struct tandem_http_pool_entry *e = entry_find(p, key);
+    if (e == NULL) {
+        while (p->open_count >= p->clients_max) {
+            struct tandem_http_pool_entry *last = p->open;
+            while (last->next != NULL) {
+                last = last->next;
+            }
+            entry_retire(last); /* the least recently used makes room */
+        }
+        int rv = entry_make(p, host, port, key, &e);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    tandem_assert(e->state == ENTRY_OPEN && p->open_count <= p->clients_max);
+    *out = &e->http;
+    return 0;
+}
+
+int tandem_http_pool_send(struct tandem_http_pool *p, const char *url,
+                          struct tandem_httpc_request *req, const char *method, const char *target,
+                          const char *extra_headers, const void *body, size_t body_len,
+                          tandem_httpc_cb cb)
+{
+    struct tandem_httpc *c;
+    int rv = tandem_http_pool_get(p, url, &c);
+    if (rv != 0) {
+        return rv;
+    }
+    return tandem_httpc_send(c, req, method, target, extra_headers, body, body_len, cb);
+}
+
+void tandem_http_pool_retire(struct tandem_http_pool *p)
+{
+    while (p->open != NULL) {
+        entry_retire(p->open);
+    }
+}
+
+void tandem_http_pool_close(struct tandem_http_pool *p,
+                            void (*close_cb)(struct tandem_http_pool *p))
+{
+    tandem_assert(!p->closing); /* closed once */
+    p->closing = 1;
+    p->close_cb = close_cb;
+    while (p->open != NULL) {
+        entry_close(p->open);
+    }
+    while (p->retiring != NULL) {
+        entry_close(p->retiring); /* shutting down: what they still hold is cancelled */
+    }
+    pool_maybe_closed(p);
+}

@@ -1,0 +1,259 @@
+/* Tests of follower-to-leader forwarding: a follower server whose handler forwards to a tiny
+ * leader server on 127.0.0.1, with a park for what reached no leader. */
+#include <stdlib.h>
+
+#include "harness.h"
+#include "node/http/forward.h"
+#include "node/http/park.h"
+
+#define PARK_WAIT_LONG_NS (5000ull * 1000000ull)
+
+struct follower {
+    struct harness *h;
+    struct tandem_http_server server;
+    struct tandem_forwarder forwarder;
+    struct tandem_park park;
+    struct tandem_member leader;
+    struct tandem_httpc client;
+    int port, answered, server_closed, forwarder_closed, park_closed;
+};
+
+static void follower_handle(struct tandem_http_server *s, struct tandem_http_request *r)
+{
+    struct follower *f = s->data;
+    tandem_forwarder_send(&f->forwarder, r, &f->leader);
+}
+
+static void follower_redispatch(void *data, struct tandem_http_request *r)
+{
+    struct follower *f = data;
+    tandem_forwarder_send(&f->forwarder, r, &f->leader);
+}
+
+static void follower_answer(void *data, struct tandem_http_request *r, int status,
+                            const char *extra_headers, const char *json)
+{
+    struct follower *f = data;
+    f->answered++;
+    tandem_http_respond_json(r, status, extra_headers, json);
+}
+
+static void follower_start(struct harness *h, struct follower *f, int leader_port,
+                           uint64_t park_wait_ns)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    memset(f, 0, sizeof *f);
+    f->h = h;
+    snprintf(f->leader.name, sizeof f->leader.name, "leader-1");
+    snprintf(f->leader.api, sizeof f->leader.api, "http://127.0.0.1:%d", leader_port);
+    assert_int_equal(
+        tandem_park_init(&f->park, &h->loop, park_wait_ns, follower_redispatch, follower_answer, f),
+        0);
+    assert_int_equal(tandem_forwarder_init(&f->forwarder, &h->loop, "east-1", &f->park, 2, 2000,
+                                           follower_answer, f),
+                     0);
+    assert_int_equal(tandem_http_server_init(&f->server, &h->loop, NULL, follower_handle, f), 0);
+    assert_int_equal(tandem_http_server_listen(&f->server, "127.0.0.1", 0, errmsg), 0);
+    f->port = tandem_http_server_port(&f->server);
+    assert_int_equal(tandem_httpc_init(&f->client, &h->loop, "127.0.0.1", f->port, 1, 5000), 0);
+}
+
+static void follower_server_closed(struct tandem_http_server *s)
+{
+    ((struct follower *)s->data)->server_closed = 1;
+}
+
+static void follower_forwarder_closed(struct tandem_forwarder *fw)
+{
+    ((struct follower *)fw->answer_data)->forwarder_closed = 1;
+}
+
+static void follower_park_closed(struct tandem_park *p)
+{
+    ((struct follower *)p->data)->park_closed = 1;
+}
+
+static int follower_closed(void *arg)
+{
+    struct follower *f = arg;
+    return f->server_closed && f->forwarder_closed && f->park_closed;
+}
+
+static void follower_stop(struct follower *f)
+{
+    client_stop(f->h, &f->client);
+    tandem_forwarder_close(&f->forwarder, follower_forwarder_closed);
+    tandem_park_close(&f->park, follower_park_closed);
+    tandem_http_server_close(&f->server, follower_server_closed);
+    assert_true(harness_run_until(f->h, follower_closed, f));
+}
+
+/* The request, its method, target, body and the headers the leader needs arrive; the answer
+ * comes back with the relayed headers only. */
+static void test_forward_relays(void **state)
+{
+    (void)state;
+    struct harness h;
+    struct leader l;
+    struct follower f;
+    struct call c;
+    harness_init(&h);
+    leader_start(&h, &l, 0);
+    follower_start(&h, &f, l.port, PARK_WAIT_LONG_NS);
+    call_send(&f.client, &c, "PUT", "/v1/kv/a%20b?x=1",
+              "Content-Type: text/plain\r\nX-Tandem-User: alice\r\nX-Other: 1\r\n", "hello");
+    assert_true(harness_run_until(&h, call_done, &c));
+    assert_int_equal(c.status, 0);
+    assert_int_equal(c.http_status, 200);
+    assert_string_equal(c.body, "{\"ok\":true}");
+    assert_string_equal(c.mod_index, "7");
+    assert_string_equal(c.node, "leader-1");
+    assert_string_equal(c.private_header, ""); /* only the listed headers travel back */
+    assert_string_equal(l.method_url, "PUT /v1/kv/a%20b?x=1");
+    assert_string_equal(l.body, "hello");
+    assert_string_equal(l.forwarded_by, "east-1");
+    assert_string_equal(l.user, "alice");
+    assert_string_equal(l.content_type, "text/plain");
+    assert_int_equal(f.forwarder.forwarded, 1);
+    assert_int_equal(f.answered, 0);
+    follower_stop(&f);
+    leader_stop(&h, &l);
+    harness_close(&h);
+}
+
+/* A dead leader, once the park's bound is over: 503 naming the failure. */
+static void test_forward_dead_leader(void **state)
+{
+    (void)state;
+    struct harness h;
+    struct follower f;
+    struct call c;
+    harness_init(&h);
+    follower_start(&h, &f, harness_dead_port(&h), 0);
+    call_send(&f.client, &c, "POST", "/v1/txn", NULL, "{}");
+    assert_true(harness_run_until(&h, call_done, &c));
+    assert_int_equal(c.http_status, 503);
+    assert_string_equal(c.body,
+                        "{\"error\":\"forwarding to the leader failed: connection refused\"}");
+    assert_int_equal(f.forwarder.failed, 1);
+    assert_int_equal(f.answered, 1);
+    follower_stop(&f);
+    harness_close(&h);
+}
+
+/* A leader URL that is not http://host:port: 503 saying whom it could not reach. */
+static void test_forward_bad_url(void **state)
+{
+    (void)state;
+    struct harness h;
+    struct follower f;
+    struct call c;
+    harness_init(&h);
+    follower_start(&h, &f, 1, 0);
+    snprintf(f.leader.api, sizeof f.leader.api, "https://127.0.0.1:1");
+    call_send(&f.client, &c, "GET", "/v1/kv/a", NULL, NULL);
+    assert_true(harness_run_until(&h, call_done, &c));
+    assert_int_equal(c.http_status, 503);
+    assert_string_equal(c.body,
+                        "{\"error\":\"cannot reach the leader leader-1 at https://127.0.0.1:1\"}");
+    follower_stop(&f);
+    harness_close(&h);
+}
+
+static int leader_handled(void *arg)
+{
+    return ((struct leader *)arg)->handled > 0;
+}
+
+/* No byte reached the leader (nothing listened yet): the request waits in the park and is sent
+ * again, and answered, once the leader is up. */
+static void test_forward_unsent_is_retried(void **state)
+{
+    (void)state;
+    struct harness h;
+    struct leader l;
+    struct follower f;
+    struct call c;
+    harness_init(&h);
+    int port = harness_dead_port(&h);
+    follower_start(&h, &f, port, PARK_WAIT_LONG_NS);
+    call_send(&f.client, &c, "PUT", "/v1/kv/k", NULL, "v");
+    harness_run_for(&h, 100);
+    assert_false(c.done);
+    assert_true(f.park.parked_total >= 1);
+    leader_start(&h, &l, port);
+    assert_true(harness_run_until(&h, call_done, &c));
+    assert_int_equal(c.http_status, 200);
+    assert_int_equal(l.handled, 1);
+    assert_string_equal(l.body, "v");
+    follower_stop(&f);
+    leader_stop(&h, &l);
+    harness_close(&h);
+}
+
+/* A former leader's "not the leader, nothing done" (503 with the retry-safe header) parks the
+ * request; it goes out again and the next answer is relayed. */
+static void test_forward_retry_safe_503(void **state)
+{
+    (void)state;
+    struct harness h;
+    struct leader l;
+    struct follower f;
+    struct call c;
+    harness_init(&h);
+    leader_start(&h, &l, 0);
+    l.answer_status = 503;
+    follower_start(&h, &f, l.port, PARK_WAIT_LONG_NS);
+    call_send(&f.client, &c, "DELETE", "/v1/kv/k", NULL, NULL);
+    assert_true(harness_run_until(&h, leader_handled, &l));
+    harness_run_for(&h, 30);
+    assert_false(c.done);
+    l.answer_status = 0;
+    assert_true(harness_run_until(&h, call_done, &c));
+    assert_int_equal(c.http_status, 200);
+    assert_true(l.handled >= 2);
+    follower_stop(&f);
+    leader_stop(&h, &l);
+    harness_close(&h);
+}
+
+static int parked_one(void *arg)
+{
+    return ((struct tandem_park *)arg)->count == 1;
+}
+
+/* Closing the forwarder with a request parked: the park answers it 503 shutting down. */
+static void test_forward_close_answers_parked(void **state)
+{
+    (void)state;
+    struct harness h;
+    struct follower f;
+    struct call c;
+    harness_init(&h);
+    follower_start(&h, &f, harness_dead_port(&h), PARK_WAIT_LONG_NS);
+    call_send(&f.client, &c, "PUT", "/v1/kv/k", NULL, "v");
+    assert_true(harness_run_until(&h, parked_one, &f.park)); /* not in a send just now */
+    tandem_forwarder_close(&f.forwarder, follower_forwarder_closed);
+    tandem_park_close(&f.park, follower_park_closed);
+    assert_true(harness_run_until(&h, call_done, &c));
+    assert_int_equal(c.http_status, 503);
+    assert_string_equal(c.retry_after, "1");
+    assert_string_equal(c.body, "{\"error\":\"node is shutting down\"}");
+    client_stop(&h, &f.client);
+    tandem_http_server_close(&f.server, follower_server_closed);
+    assert_true(harness_run_until(&h, follower_closed, &f));
+    harness_close(&h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_forward_relays),
+        cmocka_unit_test(test_forward_dead_leader),
+        cmocka_unit_test(test_forward_bad_url),
+        cmocka_unit_test(test_forward_unsent_is_retried),
+        cmocka_unit_test(test_forward_retry_safe_503),
+        cmocka_unit_test(test_forward_close_answers_parked),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,247 @@
+/* Tests of the router on a stand-in node (raft is never started; its state is set by hand):
+ * route matching by method and prefix with percent-decoding, JSON 404/405 bodies, and the
+ * leader check that runs a route here, forwards it, parks it or refuses it. */
+#include <stdlib.h>
+
+#include "harness.h"
+#include "node/api/api.h"
+#include "node/node.h"
+
+#define ELECTION_TIMEOUT_MS 15 /* the park holds a request about four of these */
+
+struct fixture {
+    struct harness h;
+    struct tandem_config config;
+    struct tandem_node node;
+    struct tandem_httpc client;
+    struct leader leader;
+    char leader_address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
+    int http_closed, forwarder_closed, park_closed;
+};
+
+static struct fixture fixture; /* a tandem_node is large: not on the stack */
+
+/* main.c's, which is not in the library: no route these tests take stops the node. */
+void tandem_node_fatal(struct tandem_node *node, const char *what)
+{
+    (void)node;
+    fail_msg("tandem_node_fatal: %s", what);
+}
+
+void tandem_node_stop(struct tandem_node *node, int exit_code)
+{
+    (void)node;
+    fail_msg("tandem_node_stop: %d", exit_code);
+}
+
+static void fixture_start(struct fixture *f)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    memset(f, 0, sizeof *f);
+    harness_init(&f->h);
+    f->config.election_timeout_ms = ELECTION_TIMEOUT_MS;
+    f->config.forward_connections = 2;
+    f->config.forward_timeout_ms = 2000;
+    f->config.pending_requests_max = 8;
+    f->node.loop = &f->h.loop;
+    f->node.config = &f->config;
+    snprintf(f->node.self.name, sizeof f->node.self.name, "east-1");
+    snprintf(f->node.self.site, sizeof f->node.self.site, "east");
+    f->node.raft.raft.state = RAFT_LEADER;
+    tandem_router_init(&f->node);
+    assert_int_equal(
+        tandem_http_server_init(&f->node.http, &f->h.loop, NULL, tandem_routes_handle, &f->node),
+        0);
+    assert_int_equal(tandem_http_server_listen(&f->node.http, "127.0.0.1", 0, errmsg), 0);
+    assert_int_equal(tandem_httpc_init(&f->client, &f->h.loop, "127.0.0.1",
+                                       tandem_http_server_port(&f->node.http), 1, 5000),
+                     0);
+}
+
+/* This node follows the leader server started here. */
+static void fixture_follow(struct fixture *f)
+{
+    struct tandem_member m = {.role = TANDEM_ROLE_VOTER};
+    leader_start(&f->h, &f->leader, 0);
+    snprintf(m.name, sizeof m.name, "west-1");
+    snprintf(m.site, sizeof m.site, "west");
+    snprintf(m.raft, sizeof m.raft, "127.0.0.1:1");
+    snprintf(m.api, sizeof m.api, "http://127.0.0.1:%d", f->leader.port);
+    assert_int_equal(tandem_member_address_format(&m, f->leader_address, sizeof f->leader_address),
+                     0);
+    f->node.raft.raft.state = RAFT_FOLLOWER;
+    f->node.raft.raft.follower_state.current_leader.id = 2;
+    f->node.raft.raft.follower_state.current_leader.address = f->leader_address;
+}
+
+static void http_closed_cb(struct tandem_http_server *s)
+{
+    (void)s;
+    fixture.http_closed = 1;
+}
+
+static void forwarder_closed_cb(struct tandem_forwarder *fw)
+{
+    (void)fw;
+    fixture.forwarder_closed = 1;
+}
+
+static void park_closed_cb(struct tandem_park *p)
+{
+    (void)p;
+    fixture.park_closed = 1;
+}
+
+static int fixture_closed(void *arg)
+{
+    struct fixture *f = arg;
+    return f->http_closed && f->forwarder_closed && f->park_closed;
+}
+
+static void fixture_stop(struct fixture *f)
+{
+    client_stop(&f->h, &f->client);
+    tandem_forwarder_close(&f->node.forwarder, forwarder_closed_cb);
+    tandem_park_close(&f->node.park, park_closed_cb);
+    tandem_http_server_close(&f->node.http, http_closed_cb);
+    assert_true(harness_run_until(&f->h, fixture_closed, f));
+    if (f->leader.port != 0) {
+        leader_stop(&f->h, &f->leader);
+    }
+    harness_close(&f->h);
+}
+
+/* Sends one request and waits for its answer. */
+static void ask(struct fixture *f, struct call *c, const char *method, const char *target,
+                const char *headers, const char *body)
+{
+    call_send(&f->client, c, method, target, headers, body);
+    assert_true(harness_run_until(&f->h, call_done, c));
+    assert_int_equal(c->status, 0);
+}
+
+static void test_router_matching(void **state)
+{
+    struct fixture *f = &fixture;
+    struct call c;
+    (void)state;
+    fixture_start(f);
+    ask(f, &c, "GET", "/healthz", NULL, NULL);
+    assert_int_equal(c.http_status, 200);
+    assert_string_equal(c.body, "{\"ok\":true}");
+    assert_string_equal(c.node, "east-1");
+    ask(f, &c, "HEAD", "/healthz", NULL, NULL); /* GET routes answer HEAD */
+    assert_int_equal(c.http_status, 200);
+    ask(f, &c, "POST", "/healthz", NULL, "{}");
+    assert_int_equal(c.http_status, 405);
+    assert_string_equal(c.body, "{\"error\":\"method POST not allowed on /healthz\"}");
+    ask(f, &c, "GET", "/nope?x=1", NULL, NULL);
+    assert_int_equal(c.http_status, 404);
+    assert_string_equal(c.body, "{\"error\":\"no such route: /nope\"}");
+    ask(f, &c, "DELETE", "/v1/members/", NULL, NULL); /* a prefix route needs a parameter */
+    assert_int_equal(c.http_status, 404);
+    fixture_stop(f);
+}
+
+static void test_router_prefix_decoding(void **state)
+{
+    struct fixture *f = &fixture;
+    struct call c;
+    (void)state;
+    fixture_start(f);
+    ask(f, &c, "DELETE", "/v1/members/a%20b+c", NULL, NULL);
+    assert_int_equal(c.http_status, 404);
+    assert_string_equal(c.body, "{\"error\":\"no member named a b+c\"}");
+    ask(f, &c, "DELETE", "/v1/members/%zz", NULL, NULL);
+    assert_int_equal(c.http_status, 400);
+    assert_string_equal(c.body, "{\"error\":\"malformed path parameter\"}");
+    ask(f, &c, "DELETE", "/v1/members/a%00", NULL, NULL);
+    assert_int_equal(c.http_status, 400);
+    fixture_stop(f);
+}
+
+/* Writes and linearizable reads on a follower go to the leader; local routes stay here. */
+static void test_router_forwards_when_follower(void **state)
+{
+    struct fixture *f = &fixture;
+    struct call c;
+    (void)state;
+    fixture_start(f);
+    fixture_follow(f);
+    ask(f, &c, "PUT", "/v1/kv/k", "X-Tandem-User: bob\r\n", "v");
+    assert_int_equal(c.http_status, 200);
+    assert_string_equal(c.node, "leader-1");
+    assert_string_equal(f->leader.method_url, "PUT /v1/kv/k");
+    assert_string_equal(f->leader.forwarded_by, "east-1");
+    assert_string_equal(f->leader.user, "bob");
+    ask(f, &c, "GET", "/v1/kv/k", NULL, NULL);
+    assert_int_equal(c.http_status, 200);
+    assert_string_equal(f->leader.method_url, "GET /v1/kv/k");
+    ask(f, &c, "GET", "/healthz", NULL, NULL);
+    assert_string_equal(c.node, "east-1");
+    assert_int_equal(f->leader.handled, 2);
+    assert_int_equal(f->node.forwarder.forwarded, 2);
+    fixture_stop(f);
+}
+
+/* A request already forwarded once is never forwarded again: 503 retry-safe. */
+static void test_router_no_second_forward(void **state)
+{
+    struct fixture *f = &fixture;
+    struct call c;
+    (void)state;
+    fixture_start(f);
+    fixture_follow(f);
+    ask(f, &c, "PUT", "/v1/kv/k", "X-Tandem-Forwarded-By: west-2\r\n", "v");
+    assert_int_equal(c.http_status, 503);
+    assert_string_equal(c.body, "{\"error\":\"not the leader\"}");
+    assert_string_equal(c.retry_after, "1");
+    assert_int_equal(f->leader.handled, 0);
+    fixture_stop(f);
+}
+
+/* No leader: a write waits in the park, then 503 with Retry-After once its bound passed. */
+static void test_router_no_leader(void **state)
+{
+    struct fixture *f = &fixture;
+    struct call c;
+    (void)state;
+    fixture_start(f);
+    f->node.raft.raft.state = RAFT_CANDIDATE;
+    uint64_t start = uv_hrtime();
+    ask(f, &c, "PUT", "/v1/kv/k", NULL, "v");
+    assert_true(uv_hrtime() - start >= 4ull * ELECTION_TIMEOUT_MS * 1000000ull);
+    assert_int_equal(c.http_status, 503);
+    assert_string_equal(c.body, "{\"error\":\"no leader\",\"leader\":null}");
+    assert_string_equal(c.retry_after, "1");
+    assert_true(f->node.park.parked_total >= 1);
+    fixture_stop(f);
+}
+
+static void test_router_fenced(void **state)
+{
+    struct fixture *f = &fixture;
+    struct call c;
+    (void)state;
+    fixture_start(f);
+    f->node.bcp.fenced = true;
+    ask(f, &c, "PUT", "/v1/kv/k", NULL, "v");
+    assert_int_equal(c.http_status, 503);
+    assert_non_null(strstr(c.body, "this node is fenced"));
+    ask(f, &c, "GET", "/healthz", NULL, NULL); /* local routes still answer */
+    assert_int_equal(c.http_status, 200);
+    fixture_stop(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_router_matching),
+        cmocka_unit_test(test_router_prefix_decoding),
+        cmocka_unit_test(test_router_forwards_when_follower),
+        cmocka_unit_test(test_router_no_second_forward),
+        cmocka_unit_test(test_router_no_leader),
+        cmocka_unit_test(test_router_fenced),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
