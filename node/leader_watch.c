@@ -10,30 +10,18 @@
 
 static void maybe_closed(struct tandem_leader_watch *w)
 {
-    if (w->closing && w->client == NULL && w->retired == 0 && !w->inflight && w->close_cb != NULL) {
+    if (w->closing && w->pool_closed && !w->inflight && w->close_cb != NULL) {
         void (*cb)(struct tandem_leader_watch *) = w->close_cb;
         w->close_cb = NULL;
         cb(w);
     }
 }
 
-static void client_closed_cb(struct tandem_httpc *c)
+static void pool_closed_cb(struct tandem_http_pool *pool)
 {
-    struct tandem_leader_watch *w = c->data;
-    free(c);
-    w->retired--;
+    struct tandem_leader_watch *w = pool->data;
+    w->pool_closed = true;
     maybe_closed(w);
-}
-
-static void client_retire(struct tandem_leader_watch *w)
-{
-    if (w->client != NULL) {
-        w->retired++;
-        w->client->data = w;
-        tandem_httpc_close(w->client, client_closed_cb);
-        w->client = NULL;
-        w->target[0] = '\0';
-    }
 }
 
 static void status_cb(struct tandem_httpc_request *req, int status,
@@ -56,29 +44,6 @@ static void status_cb(struct tandem_httpc_request *req, int status,
     maybe_closed(w);
 }
 
-static struct tandem_httpc *client_for(struct tandem_leader_watch *w, const struct tandem_member *m)
-{
-    char host[TANDEM_HOSTPORT_LEN_MAX + 1];
-    int port;
-    if (w->client != NULL && strcmp(w->target, m->api) == 0) {
-        return w->client;
-    }
-    client_retire(w);
-    if (strncmp(m->api, "http://", 7) != 0 ||
-        tandem_hostport_split(m->api + 7, host, sizeof host, &port) != 0) {
-        return NULL;
-    }
-    struct tandem_httpc *c = calloc(1, sizeof *c);
-    if (c == NULL ||
-        tandem_httpc_init(c, w->loop, host, port, 1, TANDEM_LEADER_WATCH_TIMEOUT_MS) != 0) {
-        free(c);
-        return NULL;
-    }
-    w->client = c;
-    snprintf(w->target, sizeof w->target, "%s", m->api);
-    return c;
-}
-
 static void timer_cb(uv_timer_t *timer)
 {
     struct tandem_leader_watch *w = timer->data;
@@ -90,12 +55,10 @@ static void timer_cb(uv_timer_t *timer)
     if (view.leading || !view.leader_known) {
         return;
     }
-    struct tandem_httpc *c = client_for(w, &view.leader);
-    if (c == NULL) {
-        return;
-    }
     w->req.data = w;
-    if (tandem_httpc_send(c, &w->req, "GET", "/v1/status", NULL, NULL, 0, status_cb) == 0) {
+    /* The pool holds one client: a new leader's URL retires the former leader's. */
+    if (tandem_http_pool_send(&w->pool, view.leader.api, &w->req, "GET", "/v1/status", NULL, NULL,
+                              0, status_cb) == 0) {
         w->inflight = true;
     }
 }
@@ -112,14 +75,20 @@ int tandem_leader_watch_start(struct tandem_leader_watch *w, uv_loop_t *loop,
                                       .look = look,
                                       .look_data = look_data,
                                       .data = data};
+    if (tandem_http_pool_init(&w->pool, loop, 1, 1, TANDEM_LEADER_WATCH_TIMEOUT_MS) != 0) {
+        return tandem_error_set(errmsg, TANDEM_INVALID, "leader watch: %s", w->pool.errmsg);
+    }
+    w->pool.data = w;
     int rv = uv_timer_init(loop, &w->timer);
     if (rv != 0) {
+        tandem_http_pool_close(&w->pool, NULL);
         return tandem_error_from_uv(rv, errmsg, "leader watch timer");
     }
     w->timer.data = w;
     rv = uv_timer_start(&w->timer, timer_cb, 0, TANDEM_LEADER_WATCH_INTERVAL_MS);
     if (rv != 0) {
         uv_close((uv_handle_t *)&w->timer, NULL);
+        tandem_http_pool_close(&w->pool, NULL);
         return tandem_error_from_uv(rv, errmsg, "leader watch timer");
     }
     return 0;
@@ -155,8 +124,7 @@ bool tandem_leader_watch_snapshot_allowed(void *data)
 static void timer_closed_cb(uv_handle_t *handle)
 {
     struct tandem_leader_watch *w = handle->data;
-    client_retire(w);
-    maybe_closed(w);
+    tandem_http_pool_close(&w->pool, pool_closed_cb);
 }
 
 void tandem_leader_watch_close(struct tandem_leader_watch *w,

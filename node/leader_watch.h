@@ -37,14 +37,13 @@ struct tandem_leader_watch {
     void *look_data; /* borrowed, passed to look */
     void *data;      /* free for the owner */
     uv_timer_t timer;
-    struct tandem_httpc *client; /* owned: to the current leader, NULL when none */
-    char target[TANDEM_URL_LEN_MAX + 1];
+    struct tandem_http_pool pool; /* one client, to the current leader */
     struct tandem_httpc_request req;
     bool inflight;
     uint64_t leader_commit_index; /* from the last answer */
     uint64_t seen_ms;             /* uv_now when it arrived; 0 = never */
     uint64_t snapshots_deferred;
-    unsigned retired; /* clients still closing */
+    bool pool_closed;
     bool closing;
     void (*close_cb)(struct tandem_leader_watch *w);
 };

@@ -24,63 +24,14 @@ struct call {
     void *data;
 };
 
-/* "http://host:port[/...]" -> host, port. */
-static int url_split(const char *url, char *host, size_t host_size, int *port)
-{
-    char hostport[TANDEM_URL_LEN_MAX + 1];
-    if (strncmp(url, "http://", 7) != 0) {
-        return -1;
-    }
-    snprintf(hostport, sizeof hostport, "%s", url + 7);
-    char *slash = strchr(hostport, '/');
-    if (slash != NULL) {
-        *slash = '\0';
-    }
-    return tandem_hostport_split(hostport, host, host_size, port);
-}
-
 static void closed_one(struct tandem_bcp *b);
 
-static void client_closed_cb(struct tandem_httpc *c)
+static void clients_closed_cb(struct tandem_http_pool *pool)
 {
-    struct tandem_bcp *b = c->data;
-    free(c);
-    tandem_assert(b->clients_open > 0);
-    b->clients_open--;
+    struct tandem_bcp *b = pool->data;
+    tandem_assert(b->closing && b->handles_open > 0);
+    b->handles_open--;
     closed_one(b);
-}
-
-static struct tandem_httpc *client_for(struct tandem_bcp *b, const char *base_url)
-{
-    char host[TANDEM_HOSTPORT_LEN_MAX + 1], target[TANDEM_URL_LEN_MAX + 1];
-    int port;
-    struct tandem_bcp_client *free_slot = NULL;
-    if (b->closing || url_split(base_url, host, sizeof host, &port) != 0) {
-        return NULL;
-    }
-    snprintf(target, sizeof target, "%s:%d", host, port);
-    for (unsigned i = 0; i < TANDEM_BCP_CLIENTS_MAX; i++) {
-        struct tandem_bcp_client *slot = &b->clients[i];
-        if (slot->client != NULL && strcmp(slot->target, target) == 0) {
-            return slot->client;
-        }
-        if (slot->client == NULL && free_slot == NULL) {
-            free_slot = slot;
-        }
-    }
-    struct tandem_httpc *c = free_slot == NULL ? NULL : calloc(1, sizeof *c);
-    if (c == NULL) {
-        return NULL;
-    }
-    if (tandem_httpc_init(c, b->env.loop, host, port, TANDEM_BCP_CLIENT_CONNECTIONS, 0) != 0) {
-        free(c);
-        return NULL;
-    }
-    c->data = b;
-    b->clients_open++;
-    free_slot->client = c;
-    snprintf(free_slot->target, sizeof free_slot->target, "%s", target);
-    return c;
 }
 
 static void call_cb(struct tandem_httpc_request *req, int status,
@@ -100,8 +51,7 @@ int tandem_bcp_call(struct tandem_bcp *b, const char *base_url, const char *meth
                     unsigned timeout_ms, tandem_bcp_call_cb cb, void *data)
 {
     char headers[512];
-    struct tandem_httpc *c = client_for(b, base_url);
-    if (c == NULL) {
+    if (b->closing) {
         return UV_EINVAL;
     }
     struct call *call = calloc(1, sizeof *call);
@@ -115,8 +65,9 @@ int tandem_bcp_call(struct tandem_bcp *b, const char *base_url, const char *meth
     snprintf(headers, sizeof headers, "%s%s",
              body != NULL ? "Content-Type: application/json\r\n" : "",
              extra_headers != NULL ? extra_headers : "");
-    int rv = tandem_httpc_send(c, &call->req, method, path, headers[0] != '\0' ? headers : NULL,
-                               body, body == NULL ? 0 : strlen(body), call_cb);
+    int rv = tandem_http_pool_send(&b->clients, base_url, &call->req, method, path,
+                                   headers[0] != '\0' ? headers : NULL, body,
+                                   body == NULL ? 0 : strlen(body), call_cb);
     if (rv != 0) {
         free(call);
     }
@@ -186,8 +137,7 @@ static void peer_probe(struct tandem_bcp *b, struct tandem_bcp_peer *p)
     if (p->inflight || now - p->last_sent_ms < interval) {
         return;
     }
-    struct tandem_httpc *c = client_for(b, p->api);
-    if (c == NULL) {
+    if (b->closing) {
         return;
     }
     p->req.data = p;
@@ -195,7 +145,8 @@ static void peer_probe(struct tandem_bcp *b, struct tandem_bcp_peer *p)
                             ? 2 * interval
                             : TANDEM_BCP_PROBE_TIMEOUT_MAX_MS;
     p->last_sent_ms = now;
-    if (tandem_httpc_send(c, &p->req, "GET", "/v1/node/epoch", NULL, NULL, 0, probe_cb) == 0) {
+    if (tandem_http_pool_send(&b->clients, p->api, &p->req, "GET", "/v1/node/epoch", NULL, NULL, 0,
+                              probe_cb) == 0) {
         p->inflight = true;
     }
 }
@@ -868,7 +819,7 @@ int tandem_bcp_raft_started(const char *data_dir, struct tandem_recover_plan *pl
 /* One of the runtime's handles or clients finished closing. */
 static void closed_one(struct tandem_bcp *b)
 {
-    if (b->closing && b->handles_open == 0 && b->clients_open == 0 && b->close_cb != NULL) {
+    if (b->closing && b->handles_open == 0 && b->close_cb != NULL) {
         void (*cb)(struct tandem_bcp *) = b->close_cb;
         b->close_cb = NULL;
         cb(b);
@@ -969,11 +920,18 @@ int tandem_bcp_start(struct tandem_bcp *b)
         return -1;
     }
     b->handles_open = 1; /* the controller */
+    if (tandem_http_pool_init(&b->clients, b->env.loop, TANDEM_BCP_CLIENTS_MAX,
+                              TANDEM_BCP_CLIENT_CONNECTIONS, 0) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "bcp clients: %s", b->clients.errmsg);
+        return -1;
+    }
+    b->clients.data = b;
+    b->handles_open++; /* the client pool */
     if (timers_start(b, errmsg) != 0) {
         tandem_log(TANDEM_LOG_ERROR, "%s", errmsg);
         return -1;
     }
-    tandem_assert(b->handles_open == 3);
+    tandem_assert(b->handles_open == 4);
     return 0;
 }
 
@@ -984,11 +942,5 @@ void tandem_bcp_close(struct tandem_bcp *b, void (*cb)(struct tandem_bcp *b))
     uv_close((uv_handle_t *)&b->timer, handle_closed_cb);
     uv_close((uv_handle_t *)&b->restart_timer, handle_closed_cb);
     tandem_site_controller_close(&b->controller, controller_closed_cb);
-    for (unsigned i = 0; i < TANDEM_BCP_CLIENTS_MAX; i++) {
-        if (b->clients[i].client != NULL) {
-            struct tandem_httpc *c = b->clients[i].client;
-            b->clients[i].client = NULL;
-            tandem_httpc_close(c, client_closed_cb);
-        }
-    }
+    tandem_http_pool_close(&b->clients, clients_closed_cb);
 }

@@ -51,11 +51,6 @@ struct tandem_bcp_peer {
     uint64_t last_ok_ms, last_sent_ms;
 };
 
-struct tandem_bcp_client {
-    char target[TANDEM_URL_LEN_MAX + 1]; /* host:port */
-    struct tandem_httpc *client;         /* owned; freed in its close callback */
-};
-
 struct tandem_bcp_sample {
     uint64_t ms;
     uint64_t index;
@@ -69,7 +64,7 @@ struct tandem_bcp {
     uv_timer_t restart_timer;
     struct tandem_site_controller controller;
     struct tandem_bcp_peer peers[TANDEM_BCP_PEERS_MAX];
-    struct tandem_bcp_client clients[TANDEM_BCP_CLIENTS_MAX];
+    struct tandem_http_pool clients; /* kept-alive clients to other nodes' APIs, by URL */
     struct tandem_bcp_sample samples[TANDEM_BCP_SAMPLES];
     unsigned sample_next, sample_count;
     char reported[TANDEM_SITE_PLAN_SITES_MAX][TANDEM_SITE_LEN_MAX + 1]; /* down reports written */
@@ -78,7 +73,7 @@ struct tandem_bcp {
     uint64_t started_ms;
     bool fenced_logged;
     bool restart_pending;
-    unsigned handles_open, clients_open;
+    unsigned handles_open; /* the controller, the pool and the two timers while open */
     bool closing;
     void (*close_cb)(struct tandem_bcp *b);
 };
