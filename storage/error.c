@@ -30,18 +30,24 @@ _Static_assert(sizeof error_names / sizeof error_names[0] == TANDEM_ERROR_COUNT,
 
 const char *tandem_strerror(int code)
 {
-    if (code < 0 || code >= TANDEM_ERROR_COUNT) {
+    if (code == TANDEM_OK) {
+        return "ok";
+    }
+    if (!TANDEM_ERROR_KNOWN(code)) {
         return "unknown error";
     }
-    return error_messages[code];
+    return error_messages[code - TANDEM_ERROR_BASE - 1];
 }
 
 const char *tandem_error_name(int code)
 {
-    if (code < 0 || code >= TANDEM_ERROR_COUNT) {
+    if (code == TANDEM_OK) {
+        return "TANDEM_OK";
+    }
+    if (!TANDEM_ERROR_KNOWN(code)) {
         return "TANDEM_UNKNOWN";
     }
-    return error_names[code];
+    return error_names[code - TANDEM_ERROR_BASE - 1];
 }
 
 int tandem_error_set(char *errmsg, int code, const char *fmt, ...)

@@ -8,10 +8,8 @@
 /* Every errmsg buffer in tandem has this size, and every writer is handed it. */
 #define TANDEM_ERRMSG_SIZE 256
 
-/* X(name, message). TANDEM_OK is 0; the others are small positive ints in table order, so a
- * code can be told from a foreign one (LMDB's, libuv's and errno values are negative or large). */
+/* X(name, message). TANDEM_OK (0) stands apart from the table. */
 #define TANDEM_ERRORS(X)                                                                           \
-    X(OK, "ok")                                                                                    \
     X(NOMEM, "out of memory")                                                                      \
     X(INVALID, "invalid argument")                                                                 \
     X(NOTFOUND, "not found")                                                                       \
@@ -34,12 +32,26 @@
     X(STATE, "not allowed in the current state")                                                   \
     X(CONFIG, "invalid configuration")
 
+/* Codes other than TANDEM_OK start above TANDEM_ERROR_BASE, clear of errno values, libraft's
+ * small positive codes and LMDB's and libuv's negative ones, so a foreign code that slipped
+ * through untranslated is never read as one of ours. */
+#define TANDEM_ERROR_BASE 5000
+
 enum tandem_error {
+    TANDEM_OK = 0,
+    TANDEM_ERROR_FIRST_ = TANDEM_ERROR_BASE, /* not a code: the next one is the first */
 #define TANDEM_ERROR_ENUM(name, message) TANDEM_##name,
     TANDEM_ERRORS(TANDEM_ERROR_ENUM)
 #undef TANDEM_ERROR_ENUM
-        TANDEM_ERROR_COUNT
+        TANDEM_ERROR_END /* one past the last code */
 };
+
+/* How many codes the table has besides TANDEM_OK. */
+#define TANDEM_ERROR_COUNT (TANDEM_ERROR_END - TANDEM_ERROR_BASE - 1)
+
+/* Whether code is TANDEM_OK or one of the table's codes. */
+#define TANDEM_ERROR_KNOWN(code)                                                                   \
+    ((code) == TANDEM_OK || ((code) > TANDEM_ERROR_BASE && (code) < TANDEM_ERROR_END))
 
 /* The table's message for code ("unknown error" for anything outside the table). */
 const char *tandem_strerror(int code);

@@ -48,23 +48,35 @@ static void long_text(char *out, size_t len, char fill)
 static void test_every_code_has_message_and_name(void **state)
 {
     (void)state;
-    for (int code = 0; code < TANDEM_ERROR_COUNT; code++) {
+    static const int codes[] = {
+#define TEST_ERROR_CODE(name, message) TANDEM_##name,
+        TANDEM_ERRORS(TEST_ERROR_CODE)
+#undef TEST_ERROR_CODE
+    };
+    assert_int_equal(sizeof codes / sizeof codes[0], TANDEM_ERROR_COUNT);
+    for (size_t i = 0; i < TANDEM_ERROR_COUNT; i++) {
+        int code = codes[i];
+        /* Clear of errno values, libraft's codes and the negative LMDB and libuv codes. */
+        assert_true(code > TANDEM_ERROR_BASE && TANDEM_ERROR_KNOWN(code));
+        assert_false(TANDEM_ERROR_KNOWN(ENOMEM) || TANDEM_ERROR_KNOWN(-code));
         const char *message = tandem_strerror(code);
         const char *name = tandem_error_name(code);
         assert_non_null(message);
         assert_true(message[0] != '\0');
         assert_string_not_equal(message, "unknown error");
         assert_true(strncmp(name, "TANDEM_", 7) == 0 && name[7] != '\0');
-        for (int other = 0; other < code; other++) {
-            assert_string_not_equal(name, tandem_error_name(other));
+        for (size_t other = 0; other < i; other++) {
+            assert_string_not_equal(name, tandem_error_name(codes[other]));
         }
     }
     assert_int_equal(TANDEM_OK, 0);
     assert_string_equal(tandem_error_name(TANDEM_OK), "TANDEM_OK");
     assert_string_equal(tandem_error_name(TANDEM_STORE_FULL), "TANDEM_STORE_FULL");
     assert_string_equal(tandem_strerror(-1), "unknown error");
-    assert_string_equal(tandem_strerror(TANDEM_ERROR_COUNT), "unknown error");
-    assert_string_equal(tandem_error_name(TANDEM_ERROR_COUNT), "TANDEM_UNKNOWN");
+    assert_string_equal(tandem_strerror(TANDEM_OK), "ok");
+    assert_string_equal(tandem_strerror(TANDEM_ERROR_END), "unknown error");
+    assert_string_equal(tandem_error_name(TANDEM_ERROR_BASE), "TANDEM_UNKNOWN");
+    assert_string_equal(tandem_strerror(E2BIG), "unknown error");
 }
 
 typedef int (*translate_fn)(int foreign, char *errmsg, const char *what);
