@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "node/ctl/client.h"
+#include "node/ctl/columns.h"
 #include "node/ctl/ctl.h"
 #include "node/ctl/encode.h"
 #include "node/ctl/output.h"
@@ -19,15 +20,6 @@ static const char *text_of(const json_t *obj, const char *field)
 {
     const char *v = json_string_value(json_object_get(obj, field));
     return v == NULL ? "?" : v;
-}
-
-static void hours_text(const json_t *value, char *out, size_t size)
-{
-    if (json_is_number(value)) {
-        snprintf(out, size, "%.2f", json_number_value(value));
-    } else {
-        snprintf(out, size, "inf");
-    }
 }
 
 /* [#####.....] of hours against scale; [!!!!!!!!!!] for work that never finishes. */
@@ -65,88 +57,84 @@ static double bar_scale(const json_t *sites)
     return scale;
 }
 
-/* "x → y" of two integer fields. */
-static void pair_integers(const json_t *site, const char *before, const char *after, char *out)
+/* The site's name, marked when it is not active. */
+static void cell_site(const json_t *site, const struct tandem_ctl_column *column,
+                      const void *context, char *out, size_t size)
 {
-    snprintf(out, CELL_MAX, "%" JSON_INTEGER_FORMAT ARROW "%" JSON_INTEGER_FORMAT,
-             json_integer_value(json_object_get(site, before)),
-             json_integer_value(json_object_get(site, after)));
-}
-
-static void site_row(const json_t *site, double scale, char cells[6][CELL_MAX])
-{
-    char before[CELL_MAX / 2], after[CELL_MAX / 2];
-    const json_t *hb = json_object_get(site, "backlog_hours_before");
-    const json_t *ha = json_object_get(site, "backlog_hours_after");
-    snprintf(cells[0], CELL_MAX, "%s%s", text_of(site, "name"),
+    (void)context;
+    snprintf(out, size, "%s%s", text_of(site, column->field),
              strcmp(text_of(site, "state"), "active") == 0 ? "" : " (BCP)");
-    snprintf(cells[1], CELL_MAX, "%" JSON_INTEGER_FORMAT,
-             json_integer_value(json_object_get(site, "capacity")));
-    hours_text(hb, before, sizeof before);
-    hours_text(ha, after, sizeof after);
-    snprintf(cells[2], CELL_MAX, "%s" ARROW "%s", before, after);
-    bar_text(hb, scale, before);
-    bar_text(ha, scale, after);
-    snprintf(cells[3], CELL_MAX, "%s" ARROW "%s", before, after);
-    pair_integers(site, "at_risk_before", "at_risk_after", cells[4]);
-    pair_integers(site, "jobs_before", "jobs_after", cells[5]);
 }
 
-/* Prints rows of cells (each row `columns` strings of CELL_MAX) as a table. */
-static int table_print(struct tandem_ctl_context *ctx, const char *const *headers, size_t columns,
-                       char (*cells)[CELL_MAX], size_t rows)
+/* "before → after" of the column's field: <field>_before and <field>_after, each shown by
+ * show (a column's formatter); context is passed on. */
+static void cell_change(const json_t *site, const struct tandem_ctl_column *column,
+                        tandem_ctl_cell_format show, const void *context, char *out, size_t size)
 {
-    struct tandem_ctl_table table;
-    const char *row[TANDEM_CTL_TABLE_COLUMNS_MAX];
-    if (tandem_ctl_table_init(&table, columns, headers) != 0) {
-        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory");
-    }
-    int rc = TANDEM_CTL_OK;
-    for (size_t r = 0; r < rows && rc == TANDEM_CTL_OK; r++) {
-        for (size_t c = 0; c < columns; c++) {
-            row[c] = cells[r * columns + c];
-        }
-        if (tandem_ctl_table_add(&table, row) != 0) {
-            rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory");
-        }
-    }
-    if (rc == TANDEM_CTL_OK && tandem_ctl_table_print(&table, ctx->out) != 0) {
-        rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "writing output failed");
-    }
-    tandem_ctl_table_free(&table);
-    return rc;
+    char before_field[64], after_field[64], before[CELL_MAX / 2], after[CELL_MAX / 2];
+    struct tandem_ctl_column before_column = {column->header, before_field, NULL, column->absent};
+    struct tandem_ctl_column after_column = {column->header, after_field, NULL, column->absent};
+    snprintf(before_field, sizeof before_field, "%s_before", column->field);
+    snprintf(after_field, sizeof after_field, "%s_after", column->field);
+    show(site, &before_column, context, before, sizeof before);
+    show(site, &after_column, context, after, sizeof after);
+    snprintf(out, size, "%s" ARROW "%s", before, after);
+}
+
+static void cell_integers(const json_t *site, const struct tandem_ctl_column *column,
+                          const void *context, char *out, size_t size)
+{
+    cell_change(site, column, tandem_ctl_cell_integer, context, out, size);
+}
+
+static void cell_hours(const json_t *site, const struct tandem_ctl_column *column,
+                       const void *context, char *out, size_t size)
+{
+    cell_change(site, column, tandem_ctl_cell_hours, context, out, size);
+}
+
+/* One bar; context is the scale (a double). */
+static void cell_bar(const json_t *site, const struct tandem_ctl_column *column,
+                     const void *context, char *out, size_t size)
+{
+    char bar[BAR_WIDTH + 3];
+    bar_text(json_object_get(site, column->field), *(const double *)context, bar);
+    snprintf(out, size, "%s", bar);
+}
+
+static void cell_bars(const json_t *site, const struct tandem_ctl_column *column,
+                      const void *context, char *out, size_t size)
+{
+    cell_change(site, column, cell_bar, context, out, size);
 }
 
 static int sites_print(struct tandem_ctl_context *ctx, const json_t *sites)
 {
-    static const char *const headers[] = {"SITE", "CAP/H",   "BACKLOG HOURS",
-                                          "LOAD", "AT RISK", "JOBS"};
-    size_t n = json_array_size(sites), i;
-    const json_t *site;
-    char(*cells)[CELL_MAX] = calloc(n * 6 + 1, CELL_MAX);
-    if (cells == NULL) {
-        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory");
-    }
+    static const struct tandem_ctl_column columns[] = {
+        {"SITE", "name", cell_site, "?"},
+        {"CAP/H", "capacity", tandem_ctl_cell_integer, "0"},
+        {"BACKLOG HOURS", "backlog_hours", cell_hours, "inf"},
+        {"LOAD", "backlog_hours", cell_bars, NULL},
+        {"AT RISK", "at_risk", cell_integers, "0"},
+        {"JOBS", "jobs", cell_integers, "0"},
+    };
     double scale = bar_scale(sites);
-    json_array_foreach(sites, i, site)
-    {
-        site_row(site, scale, &cells[i * 6]);
-    }
-    int rc = table_print(ctx, headers, 6, cells, n);
-    free(cells);
-    return rc;
+    return tandem_ctl_columns_print(ctx, sites, TANDEM_CTL_COLUMNS(columns), &scale);
 }
 
 static int moves_print(struct tandem_ctl_context *ctx, const json_t *moves)
 {
-    static const char *const headers[] = {"JOB", "FROM", "TO", "EFFORT", "REASON"};
-    static const char *const fields[] = {"job", "from", "to", "effort", "reason"};
+    static const struct tandem_ctl_column columns[] = {
+        TANDEM_CTL_COLUMN("JOB", "job"),       TANDEM_CTL_COLUMN("FROM", "from"),
+        TANDEM_CTL_COLUMN("TO", "to"),         TANDEM_CTL_COLUMN("EFFORT", "effort"),
+        TANDEM_CTL_COLUMN("REASON", "reason"),
+    };
     if (json_array_size(moves) == 0) {
         fprintf(ctx->out, "\nno move improves the plan's objective: nothing to do\n");
         return TANDEM_CTL_OK;
     }
     fprintf(ctx->out, "\n");
-    return tandem_ctl_objects_print(ctx, moves, headers, fields, 5);
+    return tandem_ctl_columns_print(ctx, moves, TANDEM_CTL_COLUMNS(columns), NULL);
 }
 
 static int excluded_print(struct tandem_ctl_context *ctx, const json_t *plan)
@@ -183,10 +171,11 @@ static int excluded_print(struct tandem_ctl_context *ctx, const json_t *plan)
 static void summary_print(struct tandem_ctl_context *ctx, const json_t *plan)
 {
     const json_t *before = json_object_get(plan, "before"), *after = json_object_get(plan, "after");
+    static const struct tandem_ctl_column makespan = {"", "makespan_hours", NULL, "inf"};
     char hb[CELL_MAX], ha[CELL_MAX];
     size_t n = json_array_size(json_object_get(plan, "moves"));
-    hours_text(json_object_get(before, "makespan_hours"), hb, sizeof hb);
-    hours_text(json_object_get(after, "makespan_hours"), ha, sizeof ha);
+    tandem_ctl_cell_hours(before, &makespan, NULL, hb, sizeof hb);
+    tandem_ctl_cell_hours(after, &makespan, NULL, ha, sizeof ha);
     fprintf(ctx->out,
             "\nplan %s (objective %s, state index %" JSON_INTEGER_FORMAT "): %zu moves; largest "
             "backlog %s h" ARROW "%s h; at risk %" JSON_INTEGER_FORMAT ARROW "%" JSON_INTEGER_FORMAT
@@ -219,6 +208,19 @@ static int plan_path(struct tandem_ctl_context *ctx, const struct tandem_ctl_arg
     return rc;
 }
 
+static int plan_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                      const json_t *plan)
+{
+    (void)args;
+    int rc = sites_print(ctx, json_object_get(plan, "sites"));
+    rc = rc == TANDEM_CTL_OK ? moves_print(ctx, json_object_get(plan, "moves")) : rc;
+    rc = rc == TANDEM_CTL_OK ? excluded_print(ctx, plan) : rc;
+    if (rc == TANDEM_CTL_OK) {
+        summary_print(ctx, plan);
+    }
+    return rc;
+}
+
 int tandem_ctl_rebalance_plan(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
     char path[TANDEM_CTL_URL_MAX];
@@ -228,26 +230,14 @@ int tandem_ctl_rebalance_plan(struct tandem_ctl_context *ctx, const struct tande
         return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--objective must be makespan or due");
     }
     int rc = plan_path(ctx, args, path, sizeof path);
-    struct tandem_ctl_request req = {"GET", path, NULL, 0, NULL};
     if (rc == TANDEM_CTL_OK) {
-        rc = tandem_ctl_call_json(ctx, &req, &plan);
+        rc = tandem_ctl_get_json(ctx, path, NULL, &plan);
     }
     if (rc == TANDEM_CTL_OK && (!json_is_array(json_object_get(plan, "sites")) ||
                                 !json_is_array(json_object_get(plan, "moves")))) {
         rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "answer is not a plan");
     }
-    if (rc == TANDEM_CTL_OK && ctx->output == TANDEM_CTL_OUTPUT_JSON) {
-        rc = tandem_ctl_print_json(ctx, plan);
-    } else if (rc == TANDEM_CTL_OK) {
-        rc = sites_print(ctx, json_object_get(plan, "sites"));
-        rc = rc == TANDEM_CTL_OK ? moves_print(ctx, json_object_get(plan, "moves")) : rc;
-        rc = rc == TANDEM_CTL_OK ? excluded_print(ctx, plan) : rc;
-        if (rc == TANDEM_CTL_OK) {
-            summary_print(ctx, plan);
-        }
-    }
-    json_decref(plan);
-    return rc;
+    return tandem_ctl_answer(ctx, args, rc, plan, plan_print);
 }
 
 /* The apply body: {"id"} for a plan the server keeps, or a plan file's whole object. */
@@ -273,23 +263,25 @@ static int apply_body(struct tandem_ctl_context *ctx, const struct tandem_ctl_ar
     return TANDEM_CTL_OK;
 }
 
+static int apply_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                       const json_t *applied)
+{
+    (void)args;
+    fprintf(ctx->out,
+            "applied plan %s: %" JSON_INTEGER_FORMAT " jobs moved (at index %" JSON_INTEGER_FORMAT
+            ")\n",
+            text_of(applied, "id"), json_integer_value(json_object_get(applied, "moved")),
+            json_integer_value(json_object_get(applied, "applied_index")));
+    return TANDEM_CTL_OK;
+}
+
 int tandem_ctl_rebalance_apply(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    json_t *body = NULL, *out = NULL;
+    json_t *body = NULL, *applied = NULL;
     int rc = apply_body(ctx, args, &body);
     if (rc == TANDEM_CTL_OK) {
-        rc = tandem_ctl_post_json(ctx, "/v1/rebalance/apply", body, &out);
-    }
-    if (rc == TANDEM_CTL_OK && ctx->output == TANDEM_CTL_OUTPUT_JSON) {
-        rc = tandem_ctl_print_json(ctx, out);
-    } else if (rc == TANDEM_CTL_OK) {
-        fprintf(ctx->out,
-                "applied plan %s: %" JSON_INTEGER_FORMAT
-                " jobs moved (at index %" JSON_INTEGER_FORMAT ")\n",
-                text_of(out, "id"), json_integer_value(json_object_get(out, "moved")),
-                json_integer_value(json_object_get(out, "applied_index")));
+        rc = tandem_ctl_post_json(ctx, "/v1/rebalance/apply", body, &applied);
     }
     json_decref(body);
-    json_decref(out);
-    return rc;
+    return tandem_ctl_answer(ctx, args, rc, applied, apply_print);
 }

@@ -3,8 +3,12 @@
 #include <string.h>
 
 #include "node/ctl/client.h"
+#include "node/ctl/columns.h"
 #include "node/ctl/ctl.h"
+#include "node/ctl/encode.h"
 #include "node/ctl/output.h"
+
+#define ENCODED_VALUE_MAX (TANDEM_CTL_VALUE_MAX * 3 + 1)
 
 /* Later nouns (job, box, trace, site, bcp, rebalance, backup, audit, user) are rows here. */
 const struct tandem_ctl_command tandem_ctl_commands[] = {
@@ -176,4 +180,112 @@ int tandem_ctl_print_json(struct tandem_ctl_context *ctx, const json_t *value)
         return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "writing output failed");
     }
     return TANDEM_CTL_OK;
+}
+
+void tandem_ctl_timeout_at_least(struct tandem_ctl_context *ctx, long ms)
+{
+    if (ctx->client->timeout_ms < ms) {
+        ctx->client->timeout_ms = ms;
+    }
+}
+
+int tandem_ctl_get_json(struct tandem_ctl_context *ctx, const char *path, const char *list,
+                        json_t **out)
+{
+    json_t *root = NULL;
+    struct tandem_ctl_request req = {"GET", path, NULL, 0, NULL};
+    int rc = tandem_ctl_call_json(ctx, &req, &root);
+    if (rc == TANDEM_CTL_OK && list != NULL && !json_is_array(json_object_get(root, list))) {
+        json_decref(root);
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "answer has no \"%s\" list", list);
+    }
+    if (rc == TANDEM_CTL_OK) {
+        *out = root;
+    }
+    return rc;
+}
+
+int tandem_ctl_post_json(struct tandem_ctl_context *ctx, const char *path, const json_t *body,
+                         json_t **out)
+{
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    if (body != NULL && text == NULL) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory");
+    }
+    struct tandem_ctl_request req = {"POST", path, text, text ? strlen(text) : 0,
+                                     "application/json"};
+    int rc = tandem_ctl_call_json(ctx, &req, out);
+    free(text);
+    return rc;
+}
+
+int tandem_ctl_post_packed(struct tandem_ctl_context *ctx, const char *path, json_t *body,
+                           json_t **out)
+{
+    if (body == NULL) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "arguments must be UTF-8");
+    }
+    int rc = tandem_ctl_post_json(ctx, path, body, out);
+    json_decref(body);
+    return rc;
+}
+
+int tandem_ctl_answer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args, int rc,
+                      json_t *answer, tandem_ctl_answer_print print)
+{
+    if (rc == TANDEM_CTL_OK) {
+        rc = ctx->output == TANDEM_CTL_OUTPUT_JSON ? tandem_ctl_print_json(ctx, answer)
+                                                   : print(ctx, args, answer);
+    }
+    json_decref(answer);
+    return rc;
+}
+
+int tandem_ctl_item_path(struct tandem_ctl_context *ctx, const char *collection, const char *what,
+                         const char *value, const char *suffix, char *path, size_t size)
+{
+    char encoded[ENCODED_VALUE_MAX];
+    if (value[0] == '\0' ||
+        tandem_ctl_percent_encode(value, strlen(value), encoded, sizeof encoded) != 0) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "%s must be 1 to %d bytes", what,
+                               TANDEM_CTL_VALUE_MAX);
+    }
+    snprintf(path, size, "%s/%s%s", collection, encoded, suffix);
+    return TANDEM_CTL_OK;
+}
+
+static int object_answer_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                               const json_t *answer)
+{
+    (void)args;
+    return tandem_ctl_object_print(ctx, answer);
+}
+
+int tandem_ctl_item_show(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                         const char *collection)
+{
+    char path[TANDEM_CTL_URL_MAX];
+    json_t *item = NULL;
+    bool local = tandem_ctl_args_flag(args, "local") != NULL;
+    int rc = tandem_ctl_item_path(ctx, collection, "ID", args->positional[0],
+                                  local ? "?consistency=local" : "", path, sizeof path);
+    if (rc == TANDEM_CTL_OK) {
+        rc = tandem_ctl_get_json(ctx, path, NULL, &item);
+    }
+    return tandem_ctl_answer(ctx, args, rc, item, object_answer_print);
+}
+
+int tandem_ctl_item_action(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                           const char *collection, const char *verb, const json_t *body,
+                           tandem_ctl_answer_print print)
+{
+    char path[TANDEM_CTL_URL_MAX], suffix[32];
+    json_t *item = NULL;
+    snprintf(suffix, sizeof suffix, "/%s", verb);
+    int rc =
+        tandem_ctl_item_path(ctx, collection, "ID", args->positional[0], suffix, path, sizeof path);
+    if (rc == TANDEM_CTL_OK) {
+        rc = tandem_ctl_post_json(ctx, path, body, &item);
+    }
+    return tandem_ctl_answer(ctx, args, rc, item, print);
 }

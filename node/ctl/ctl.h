@@ -102,6 +102,7 @@ int tandem_ctl_member_list(struct tandem_ctl_context *ctx, const struct tandem_c
 int tandem_ctl_member_add(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_member_remove(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_member_transfer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_member_rejoin(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 
 /* Command handlers: cmd_kv.c. */
 int tandem_ctl_kv_put(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
@@ -110,9 +111,45 @@ int tandem_ctl_kv_del(struct tandem_ctl_context *ctx, const struct tandem_ctl_ar
 int tandem_ctl_kv_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_kv_cas(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 
-/* Domain commands (jobs, boxes, trace) and their shared helpers. */
+/* Lets long server-side operations finish inside one attempt: raises the client's timeout to
+ * at least ms. */
+void tandem_ctl_timeout_at_least(struct tandem_ctl_context *ctx, long ms);
+
+/* GETs path; *out as for tandem_ctl_call_json. With list not NULL the answer must hold an
+ * array under that name (otherwise TANDEM_CTL_EREFUSED and *out is left alone). */
+int tandem_ctl_get_json(struct tandem_ctl_context *ctx, const char *path, const char *list,
+                        json_t **out);
+/* POSTs body (borrowed; NULL: none) as JSON; *out as for tandem_ctl_call_json. */
+int tandem_ctl_post_json(struct tandem_ctl_context *ctx, const char *path, const json_t *body,
+                         json_t **out);
+/* tandem_ctl_post_json for a body just packed from arguments: body is consumed, and NULL
+ * (packing refuses text that is not UTF-8) is a usage error. */
+int tandem_ctl_post_packed(struct tandem_ctl_context *ctx, const char *path, json_t *body,
+                           json_t **out);
+
+/* Prints an API answer for people (-o table); returns an exit code. */
+typedef int (*tandem_ctl_answer_print)(struct tandem_ctl_context *ctx,
+                                       const struct tandem_ctl_args *args, const json_t *answer);
+/* The end of most handlers: rc is the code of the call that produced answer (consumed, may be
+ * NULL). When it is TANDEM_CTL_OK, prints answer as JSON (-o json) or through print. */
+int tandem_ctl_answer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args, int rc,
+                      json_t *answer, tandem_ctl_answer_print print);
+
+/* Domain commands (jobs, boxes, trace, sites) and their shared helpers. */
 #define TANDEM_CTL_VALUE_MAX 128 /* bytes of an id or text value sent in a path or query */
 
+/* "<collection>/<value, percent-encoded><suffix>" into path; what names the argument in the
+ * usage error for an empty or too long value ("ID", "SITE"). */
+int tandem_ctl_item_path(struct tandem_ctl_context *ctx, const char *collection, const char *what,
+                         const char *value, const char *suffix, char *path, size_t size);
+/* GETs <collection>/<ID> (this node's state with --local) and prints the object: a FIELD/VALUE
+ * table, or JSON. */
+int tandem_ctl_item_show(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                         const char *collection);
+/* POSTs body (borrowed; NULL: none) to <collection>/<ID>/<verb> and prints the answer. */
+int tandem_ctl_item_action(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                           const char *collection, const char *verb, const json_t *body,
+                           tandem_ctl_answer_print print);
 /* Appends "?name=value" or "&name=value" (percent-encoded) to path; nothing when value is
  * NULL. */
 int tandem_ctl_query_append(struct tandem_ctl_context *ctx, char *path, size_t size,
@@ -120,22 +157,24 @@ int tandem_ctl_query_append(struct tandem_ctl_context *ctx, char *path, size_t s
 /* --limit N (1..TANDEM_CTL_TABLE_ROWS_MAX), TANDEM_CTL_TABLE_ROWS_MAX when absent. */
 int tandem_ctl_limit_flag(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
                           size_t *limit);
-/* GETs base page by page (limit, after = the previous page's "next") and appends the items
- * under key to out until the server says there are no more or limit items arrived. */
-int tandem_ctl_page_all(struct tandem_ctl_context *ctx, const char *base, const char *key,
-                        size_t limit, json_t *out, bool *more);
-/* One JSON value as a table cell: objects as "k=v k=v", arrays as "a,b". */
-void tandem_ctl_cell(const json_t *value, char *out, size_t size);
-/* Prints an array of objects as a table, one column per field. */
-int tandem_ctl_objects_print(struct tandem_ctl_context *ctx, const json_t *items,
-                             const char *const *headers, const char *const *fields, size_t columns);
-/* GETs path and prints the object: a FIELD/VALUE table, or JSON. */
-int tandem_ctl_get_print(struct tandem_ctl_context *ctx, const char *path);
-/* POSTs body (NULL: none) as JSON; *out as for tandem_ctl_call_json. */
-int tandem_ctl_post_json(struct tandem_ctl_context *ctx, const char *path, const json_t *body,
-                         json_t **out);
+
+struct tandem_ctl_column;
+
+/* A paged listing: GET path page by page, then one table or one JSON object. */
+struct tandem_ctl_listing {
+    const char *key;            /* the items' field in every page and in the -o json answer */
+    const char *const *filters; /* flags sent on as query fields of the same name; NULL-ended */
+    bool json_more;             /* -o json says whether --limit left items out */
+    const struct tandem_ctl_column *columns; /* borrowed; the table's columns */
+    size_t column_count;
+};
+
+/* Lists path (plus the listing's filters, --local and --limit from args) as a table or JSON. */
+int tandem_ctl_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                    const char *path, const struct tandem_ctl_listing *listing);
 /* Prints the trace timeline of one job or box (kind "job" or "box"). */
-int tandem_ctl_trace_print(struct tandem_ctl_context *ctx, const char *kind, const char *id);
+int tandem_ctl_trace_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                           const char *kind);
 
 /* Command handlers: cmd_job.c. */
 int tandem_ctl_job_create(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
@@ -174,7 +213,6 @@ int tandem_ctl_bcp_revoke(struct tandem_ctl_context *ctx, const struct tandem_ct
 int tandem_ctl_bcp_drill(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_bcp_drills(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_bcp_prefer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_member_rejoin(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 
 /* Command handlers: cmd_site.c. */
 int tandem_ctl_site_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
