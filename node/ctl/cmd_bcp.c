@@ -6,6 +6,7 @@
 
 #include "node/ctl/client.h"
 #include "node/ctl/columns.h"
+#include "node/ctl/listing.h"
 #include "node/ctl/ctl.h"
 #include "node/ctl/encode.h"
 #include "node/ctl/output.h"
@@ -13,7 +14,6 @@
 #define CHANGE_TIMEOUT_MS 30000  /* invoke/revoke wait for the takeover server-side (<= 10 s) */
 #define DRILL_TIMEOUT_MS  180000 /* a drill takes tens of seconds */
 #define DECISIONS_PRINTED 8
-#define NODES_CELL_MAX    512
 #define LIMIT_DEFAULT     20
 #define LIMIT_MAX         100
 
@@ -31,47 +31,6 @@ static json_int_t num(const json_t *obj, const char *field, json_int_t fallback)
 
 /* ---- status ---- */
 
-static void nodes_cell(const json_t *nodes, char *out, size_t size)
-{
-    size_t used = 0, i;
-    json_t *n;
-    out[0] = '\0';
-    json_array_foreach(nodes, i, n)
-    {
-        int w = snprintf(out + used, size - used, "%s%s:%s%s", used > 0 ? " " : "", str(n, "name"),
-                         str(n, "role"), json_is_false(json_object_get(n, "reachable")) ? "!" : "");
-        if (w < 0 || (size_t)w >= size - used) {
-            break;
-        }
-        used += (size_t)w;
-    }
-}
-
-/* A site's nodes, "name:role" each, "!" marking the unreachable. */
-static void cell_nodes(const json_t *site, const struct tandem_ctl_column *column,
-                       const void *context, char *out, size_t size)
-{
-    (void)context;
-    nodes_cell(json_object_get(site, column->field), out,
-               size < NODES_CELL_MAX ? size : NODES_CELL_MAX);
-}
-
-static int status_sites_table(struct tandem_ctl_context *ctx, const json_t *sites)
-{
-    static const struct tandem_ctl_column columns[] = {
-        {"SITE", "name", tandem_ctl_cell_text, ""},
-        {"STATE", "state", tandem_ctl_cell_site_state, ""},
-        {"EPOCH", "epoch", tandem_ctl_cell_index, NULL},
-        {"SINCE", "since", tandem_ctl_cell_time, NULL},
-        {"NODES", "nodes", cell_nodes, NULL},
-        {"LAG_ENTRIES", "lag_entries", tandem_ctl_cell_index, NULL},
-        {"LAG_MS", "lag_ms", tandem_ctl_cell_index, NULL},
-        {"BY", "by", tandem_ctl_cell_text, ""},
-        {"REASON", "reason", tandem_ctl_cell_text, ""},
-    };
-    return tandem_ctl_columns_print(ctx, sites, TANDEM_CTL_COLUMNS(columns), NULL);
-}
-
 static void status_decisions(struct tandem_ctl_context *ctx, const json_t *decisions)
 {
     size_t count = json_array_size(decisions);
@@ -82,9 +41,8 @@ static void status_decisions(struct tandem_ctl_context *ctx, const json_t *decis
     fprintf(ctx->out, "recent decisions:\n");
     for (size_t i = first; i < count; i++) {
         const json_t *d = json_array_get(decisions, i);
-        static const struct tandem_ctl_column at_column = {"", "at", NULL, NULL};
         char at[32], roles[48] = "";
-        tandem_ctl_cell_time(d, &at_column, NULL, at, sizeof at);
+        tandem_ctl_field_text(d, "at", tandem_ctl_cell_time, "-", at, sizeof at);
         if (str(d, "to_role")[0] != '\0') {
             snprintf(roles, sizeof roles, " %s->%s", str(d, "from_role"), str(d, "to_role"));
         }
@@ -108,7 +66,8 @@ static int status_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_
             json_is_object(leader) ? " (" : "", json_is_object(leader) ? str(leader, "site") : "",
             json_is_object(leader) ? ")" : "", preferred[0] != '\0' ? preferred : "-",
             json_is_true(json_object_get(root, "auto_bcp")) ? "on" : "off", num(root, "epoch", 0));
-    int rc = status_sites_table(ctx, json_object_get(root, "sites"));
+    int rc =
+        tandem_ctl_view_print(ctx, json_object_get(root, "sites"), TANDEM_CTL_VIEW_BCP_SITES, NULL);
     if (rc == TANDEM_CTL_OK) {
         status_decisions(ctx, json_object_get(root, "decisions"));
     }
@@ -176,18 +135,16 @@ static void force_print(struct tandem_ctl_context *ctx, const json_t *root)
 /* POSTs {"site": SITE, <flag>: --<flag> given, "reason": --reason} to path and prints the
  * answer: invoke and revoke differ only in the switch and the report. */
 static int site_change(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
-                       const char *path, const char *flag, tandem_ctl_answer_print print)
+                       const char *path, const char *flag, tandem_ctl_answer_print *print)
 {
     const char *reason = tandem_ctl_args_flag(args, "reason");
     bool on = tandem_ctl_args_flag(args, flag) != NULL;
-    json_t *root = NULL;
     tandem_ctl_timeout_at_least(ctx, CHANGE_TIMEOUT_MS);
     json_t *body = json_pack("{s:s,s:b}", "site", args->positional[0], flag, on);
     if (body != NULL && reason != NULL) {
         json_object_set_new(body, "reason", json_string(reason));
     }
-    int rc = tandem_ctl_post_packed(ctx, path, body, &root);
-    return tandem_ctl_answer(ctx, args, rc, root, print);
+    return tandem_ctl_post_answer(ctx, args, TANDEM_CTL_OK, path, body, print);
 }
 
 static int invoke_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
@@ -236,10 +193,8 @@ static int prefer_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_
 
 int tandem_ctl_bcp_prefer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    json_t *root = NULL;
-    int rc = tandem_ctl_post_packed(ctx, "/v1/bcp/prefer",
-                                    json_pack("{s:s}", "site", prefer_site(args)), &root);
-    return tandem_ctl_answer(ctx, args, rc, root, prefer_print);
+    return tandem_ctl_post_answer(ctx, args, TANDEM_CTL_OK, "/v1/bcp/prefer",
+                                  json_pack("{s:s}", "site", prefer_site(args)), prefer_print);
 }
 
 /* ---- drills ---- */
@@ -325,36 +280,15 @@ int tandem_ctl_bcp_drill(struct tandem_ctl_context *ctx, const struct tandem_ctl
     return rc;
 }
 
-static int drills_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
-                        const json_t *root)
-{
-    static const struct tandem_ctl_column columns[] = {
-        {"SEQ", "seq", tandem_ctl_cell_index, NULL},
-        {"ID", "id", tandem_ctl_cell_text, ""},
-        {"SITE", "site", tandem_ctl_cell_text, ""},
-        {"OK", "ok", tandem_ctl_cell_yes_no, NULL},
-        {"RTO_MS", "rto_ms", tandem_ctl_cell_index, NULL},
-        {"RPO", "rpo_writes", tandem_ctl_cell_index, NULL},
-        {"DIGESTS_EQ", "digests_equal", tandem_ctl_cell_yes_no, NULL},
-        {"JOBS_MOVED", "jobs_moved", tandem_ctl_cell_index, NULL},
-        {"STARTED", "started", tandem_ctl_cell_time, NULL},
-    };
-    (void)args;
-    return tandem_ctl_columns_print(ctx, json_object_get(root, "drills"),
-                                    TANDEM_CTL_COLUMNS(columns), NULL);
-}
-
 int tandem_ctl_bcp_drills(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
     const char *limit = tandem_ctl_args_flag(args, "limit");
     char *end = NULL, path[64];
     long n = limit == NULL ? LIMIT_DEFAULT : strtol(limit, &end, 10);
-    json_t *root = NULL;
     if (limit != NULL && (end == limit || *end != '\0' || n < 1 || n > LIMIT_MAX)) {
         return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--limit: expected 1..%d", LIMIT_MAX);
     }
     snprintf(path, sizeof path, "/v1/bcp/drills?limit=%ld&full=%d", n,
              ctx->output == TANDEM_CTL_OUTPUT_JSON ? 1 : 0);
-    int rc = tandem_ctl_get_json(ctx, path, NULL, &root);
-    return tandem_ctl_answer(ctx, args, rc, root, drills_print);
+    return tandem_ctl_list_answer(ctx, path, "drills", false, TANDEM_CTL_VIEW_DRILLS);
 }

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "node/ctl/client.h"
-#include "node/ctl/columns.h"
+#include "node/ctl/listing.h"
 #include "node/ctl/ctl.h"
 #include "node/ctl/encode.h"
 #include "node/ctl/output.h"
@@ -345,20 +345,9 @@ int tandem_ctl_box_get(struct tandem_ctl_context *ctx, const struct tandem_ctl_a
 
 int tandem_ctl_box_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    static const struct tandem_ctl_column columns[] = {
-        TANDEM_CTL_COLUMN("ID", "id"),
-        TANDEM_CTL_COLUMN("LEDGER", "ledger"),
-        TANDEM_CTL_COLUMN("CLIENT", "client"),
-        TANDEM_CTL_COLUMN("SITE", "site"),
-        TANDEM_CTL_COLUMN("SHELF", "shelf"),
-        TANDEM_CTL_COLUMN("STATUS", "status"),
-        TANDEM_CTL_COLUMN("JOB", "job"),
-        TANDEM_CTL_COLUMN("VOLUMES", "volumes"),
-        TANDEM_CTL_COLUMN("RETAIN_UNTIL", "retain_until"),
-    };
     static const char *const filters[] = {"site", "status", "job", NULL};
     static const struct tandem_ctl_listing listing = {"boxes", filters, true,
-                                                      TANDEM_CTL_COLUMNS(columns)};
+                                                      TANDEM_CTL_VIEW_BOXES};
     return tandem_ctl_list(ctx, args, "/v1/boxes", &listing);
 }
 
@@ -378,39 +367,41 @@ static int box_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_arg
     return TANDEM_CTL_OK;
 }
 
+/* POSTs body (consumed; NULL: the arguments named what were not UTF-8) to the box's verb. */
 static int box_action(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
-                      const char *verb, const json_t *body)
+                      const char *verb, json_t *body, const char *what)
 {
-    return tandem_ctl_item_action(ctx, args, "/v1/boxes", verb, body, box_print);
+    int rc = TANDEM_CTL_OK;
+    if (what != NULL && body == NULL) {
+        rc = tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "%s must be UTF-8", what);
+    } else {
+        rc = tandem_ctl_item_action(ctx, args, "/v1/boxes", verb, body, box_print);
+    }
+    json_decref(body);
+    return rc;
 }
 
 int tandem_ctl_box_pick(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    json_t *body = json_pack("{s:s}", "job", args->positional[1]);
-    int rc = body != NULL ? box_action(ctx, args, "pick", body)
-                          : tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "JOB must be UTF-8");
-    json_decref(body);
-    return rc;
+    return box_action(ctx, args, "pick", json_pack("{s:s}", "job", args->positional[1]), "JOB");
 }
 
 int tandem_ctl_box_return(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    return box_action(ctx, args, "return", NULL);
+    return box_action(ctx, args, "return", NULL, NULL);
 }
 
 int tandem_ctl_box_move(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    json_t *body =
-        json_pack("{s:s,s:s}", "site", args->positional[1], "shelf", args->positional[2]);
-    int rc = body != NULL ? box_action(ctx, args, "move", body)
-                          : tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "SITE and SHELF must be UTF-8");
-    json_decref(body);
-    return rc;
+    return box_action(
+        ctx, args, "move",
+        json_pack("{s:s,s:s}", "site", args->positional[1], "shelf", args->positional[2]),
+        "SITE and SHELF");
 }
 
 int tandem_ctl_box_dispose(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    return box_action(ctx, args, "dispose", NULL);
+    return box_action(ctx, args, "dispose", NULL, NULL);
 }
 
 int tandem_ctl_box_trace(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)

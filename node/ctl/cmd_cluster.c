@@ -6,6 +6,7 @@
 
 #include "node/ctl/client.h"
 #include "node/ctl/columns.h"
+#include "node/ctl/listing.h"
 #include "node/ctl/ctl.h"
 #include "node/ctl/encode.h"
 #include "node/ctl/output.h"
@@ -159,38 +160,20 @@ static void member_state(const struct member_view *v, char *out, size_t out_size
              json_is_true(json_object_get(v->self_node, "fenced")) ? ",fenced" : "");
 }
 
-/* Marks the leader's row. */
-static void cell_leader(const json_t *member, const struct tandem_ctl_column *column,
-                        const void *context, char *out, size_t size)
-{
-    (void)context;
-    snprintf(out, size, "%s", json_is_true(json_object_get(member, column->field)) ? "*" : "");
-}
-
 static int status_print_table(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
                               const json_t *status)
 {
-    static const struct tandem_ctl_column columns[] = {
-        {"", "leader", cell_leader, NULL},
-        {"MEMBER", "name", tandem_ctl_cell_text, NULL},
-        {"SITE", "site", tandem_ctl_cell_text, NULL},
-        {"ROLE", "role", tandem_ctl_cell_text, NULL},
-        {"STATE", "state", tandem_ctl_cell_text, NULL},
-        {"APPLIED", "applied_index", tandem_ctl_cell_index, NULL},
-        {"LAG", "lag", tandem_ctl_cell_index, NULL},
-    };
-    static const struct tandem_ctl_column term_column = {"", "term", NULL, NULL};
-    static const struct tandem_ctl_column commit_column = {"", "commit_index", NULL, NULL};
     const char *cluster_id = member_string(status, "cluster_id");
     const char *leader = member_string(json_object_get(status, "leader"), "name");
     char term[24], commit[24];
     (void)args;
-    tandem_ctl_cell_index(status, &term_column, NULL, term, sizeof term);
-    tandem_ctl_cell_index(status, &commit_column, NULL, commit, sizeof commit);
+    tandem_ctl_field_text(status, "term", tandem_ctl_cell_index, "-", term, sizeof term);
+    tandem_ctl_field_text(status, "commit_index", tandem_ctl_cell_index, "-", commit,
+                          sizeof commit);
     fprintf(ctx->out, "cluster %s  leader %s  term %s  commit %s\n", cluster_id ? cluster_id : "-",
             leader ? leader : "none", term, commit);
-    return tandem_ctl_columns_print(ctx, json_object_get(status, "members"),
-                                    TANDEM_CTL_COLUMNS(columns), NULL);
+    return tandem_ctl_view_print(ctx, json_object_get(status, "members"), TANDEM_CTL_VIEW_STATUS,
+                                 NULL);
 }
 
 static json_t *json_index_value(json_int_t v)
@@ -288,27 +271,10 @@ err_after_root:
     return rc;
 }
 
-static int member_list_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
-                             const json_t *root)
-{
-    static const struct tandem_ctl_column columns[] = {
-        {"NAME", "name", tandem_ctl_cell_text, NULL},
-        {"SITE", "site", tandem_ctl_cell_text, NULL},
-        {"ROLE", "role", tandem_ctl_cell_text, NULL},
-        {"RAFT", "raft", tandem_ctl_cell_text, NULL},
-        {"API", "api", tandem_ctl_cell_text, NULL},
-        {"MATCH_INDEX", "match_index", tandem_ctl_cell_index, NULL},
-    };
-    (void)args;
-    return tandem_ctl_columns_print(ctx, json_object_get(root, "members"),
-                                    TANDEM_CTL_COLUMNS(columns), NULL);
-}
-
 int tandem_ctl_member_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    json_t *root = NULL;
-    int rc = tandem_ctl_get_json(ctx, "/v1/members", NULL, &root);
-    return tandem_ctl_answer(ctx, args, rc, root, member_list_print);
+    (void)args;
+    return tandem_ctl_list_answer(ctx, "/v1/members", "members", false, TANDEM_CTL_VIEW_MEMBERS);
 }
 
 /* The --role of member add, voter by default. */
@@ -332,7 +298,6 @@ static int member_add_print(struct tandem_ctl_context *ctx, const struct tandem_
 int tandem_ctl_member_add(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
     const char *role = member_role(args);
-    json_t *root = NULL;
 
     if (strcmp(role, "voter") != 0 && strcmp(role, "standby") != 0 && strcmp(role, "spare") != 0) {
         return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE,
@@ -341,8 +306,7 @@ int tandem_ctl_member_add(struct tandem_ctl_context *ctx, const struct tandem_ct
     json_t *body =
         json_pack("{s:s,s:s,s:s,s:s,s:s}", "name", args->positional[0], "site", args->positional[1],
                   "raft", args->positional[2], "api", args->positional[3], "role", role);
-    int rc = tandem_ctl_post_packed(ctx, "/v1/members", body, &root);
-    return tandem_ctl_answer(ctx, args, rc, root, member_add_print);
+    return tandem_ctl_post_answer(ctx, args, TANDEM_CTL_OK, "/v1/members", body, member_add_print);
 }
 
 /* "/v1/members/<encoded NAME><suffix>" into path. */
@@ -358,12 +322,19 @@ static int member_path(struct tandem_ctl_context *ctx, const char *name, const c
     return TANDEM_CTL_OK;
 }
 
+/* "<what> <name>": the name the answer's field gives, else NAME. */
+static int member_named_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                              const json_t *root, const char *what, const char *field)
+{
+    const char *name = member_string(root, field);
+    fprintf(ctx->out, "%s %s\n", what, name ? name : args->positional[0]);
+    return TANDEM_CTL_OK;
+}
+
 static int member_remove_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
                                const json_t *root)
 {
-    const char *removed = member_string(root, "removed");
-    fprintf(ctx->out, "removed %s\n", removed ? removed : args->positional[0]);
-    return TANDEM_CTL_OK;
+    return member_named_print(ctx, args, root, "removed", "removed");
 }
 
 int tandem_ctl_member_remove(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
@@ -382,17 +353,14 @@ int tandem_ctl_member_remove(struct tandem_ctl_context *ctx, const struct tandem
 static int member_transfer_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
                                  const json_t *root)
 {
-    const char *leader = member_string(root, "leader");
-    fprintf(ctx->out, "leader is now %s\n", leader ? leader : args->positional[0]);
-    return TANDEM_CTL_OK;
+    return member_named_print(ctx, args, root, "leader is now", "leader");
 }
 
 int tandem_ctl_member_transfer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    json_t *root = NULL;
-    int rc = tandem_ctl_post_packed(ctx, "/v1/leader/transfer",
-                                    json_pack("{s:s}", "name", args->positional[0]), &root);
-    return tandem_ctl_answer(ctx, args, rc, root, member_transfer_print);
+    return tandem_ctl_post_answer(ctx, args, TANDEM_CTL_OK, "/v1/leader/transfer",
+                                  json_pack("{s:s}", "name", args->positional[0]),
+                                  member_transfer_print);
 }
 
 static int member_rejoin_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
@@ -408,13 +376,8 @@ static int member_rejoin_print(struct tandem_ctl_context *ctx, const struct tand
 int tandem_ctl_member_rejoin(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
     char path[NAME_ENCODED_MAX + 32];
-    json_t *root = NULL;
 
     int rc = member_path(ctx, args->positional[0], "/rejoin", path, sizeof path);
-    if (rc != TANDEM_CTL_OK) {
-        return rc;
-    }
     tandem_ctl_timeout_at_least(ctx, REJOIN_TIMEOUT_MS);
-    rc = tandem_ctl_post_packed(ctx, path, json_object(), &root);
-    return tandem_ctl_answer(ctx, args, rc, root, member_rejoin_print);
+    return tandem_ctl_post_answer(ctx, args, rc, path, json_object(), member_rejoin_print);
 }

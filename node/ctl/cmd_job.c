@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "node/ctl/client.h"
-#include "node/ctl/columns.h"
+#include "node/ctl/listing.h"
 #include "node/ctl/ctl.h"
 #include "node/ctl/encode.h"
 #include "node/ctl/output.h"
@@ -123,13 +123,9 @@ static int job_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_arg
 
 int tandem_ctl_job_create(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    json_t *body = NULL, *job = NULL;
+    json_t *body = NULL;
     int rc = job_create_body(ctx, args, &body);
-    if (rc == TANDEM_CTL_OK) {
-        rc = tandem_ctl_post_json(ctx, "/v1/jobs", body, &job);
-    }
-    json_decref(body);
-    return tandem_ctl_answer(ctx, args, rc, job, job_created_print);
+    return tandem_ctl_post_answer(ctx, args, rc, "/v1/jobs", body, job_created_print);
 }
 
 int tandem_ctl_job_get(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
@@ -139,17 +135,8 @@ int tandem_ctl_job_get(struct tandem_ctl_context *ctx, const struct tandem_ctl_a
 
 int tandem_ctl_job_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    static const struct tandem_ctl_column columns[] = {
-        TANDEM_CTL_COLUMN("ID", "id"),         TANDEM_CTL_COLUMN("CLIENT", "client"),
-        TANDEM_CTL_COLUMN("KIND", "kind"),     TANDEM_CTL_COLUMN("SITE", "site"),
-        TANDEM_CTL_COLUMN("STAGE", "stage"),   TANDEM_CTL_COLUMN("STATUS", "status"),
-        TANDEM_CTL_COLUMN("EFFORT", "effort"), TANDEM_CTL_COLUMN("DUE", "due"),
-        TANDEM_CTL_COLUMN("PRIO", "priority"), TANDEM_CTL_COLUMN("OPERATOR", "operator"),
-        TANDEM_CTL_COLUMN("PINNED", "pinned"), TANDEM_CTL_COLUMN("BOXES", "boxes"),
-    };
     static const char *const filters[] = {"site", "status", "client", "stage", NULL};
-    static const struct tandem_ctl_listing listing = {"jobs", filters, true,
-                                                      TANDEM_CTL_COLUMNS(columns)};
+    static const struct tandem_ctl_listing listing = {"jobs", filters, true, TANDEM_CTL_VIEW_JOBS};
     return tandem_ctl_list(ctx, args, "/v1/jobs", &listing);
 }
 

@@ -6,18 +6,17 @@
 
 #include "node/ctl/client.h"
 #include "node/ctl/columns.h"
+#include "node/ctl/listing.h"
 #include "node/ctl/ctl.h"
 #include "node/ctl/encode.h"
 #include "node/ctl/output.h"
 
 #define VALUE_MAX                                                                                  \
-    (64L * 1024 * 1024) /* values read from stdin or a file; the server's body                     \
-                           limit is lower, this only bounds our memory */
-#define KEY_ENCODED_MAX        (512 * 3 + 1) /* a 512-byte key, every byte percent-encoded */
-#define LIST_PAGE_MAX          1000          /* keys asked for per page (the server allows 10000) */
-#define LIST_VALUE_DISPLAY_MAX 40            /* VALUE column width in tables */
-#define LIST_KEY_DISPLAY_MAX   200           /* KEY column: long keys are cut, not wrapped */
-#define READ_CHUNK             65536         /* first buffer for stdin/file values; doubles */
+    (64L * 1024 * 1024)               /* values read from stdin or a file; the server's body       \
+                                         limit is lower, this only bounds our memory */
+#define KEY_ENCODED_MAX (512 * 3 + 1) /* a 512-byte key, every byte percent-encoded */
+#define LIST_PAGE_MAX   1000          /* keys asked for per page (the server allows 10000) */
+#define READ_CHUNK      65536         /* first buffer for stdin/file values; doubles */
 
 /* A value argument: literal, "-" (stdin) or "@FILE". Owned bytes plus length. */
 struct value {
@@ -318,45 +317,6 @@ static int list_fetch(struct tandem_ctl_context *ctx, const char *prefix, size_t
     return rc;
 }
 
-/* The key, escaped for one line and cut after LIST_KEY_DISPLAY_MAX characters. */
-static void cell_key(const json_t *entry, const struct tandem_ctl_column *column,
-                     const void *context, char *out, size_t size)
-{
-    const char *key = json_string_value(json_object_get(entry, column->field));
-    (void)context;
-    tandem_ctl_escape((const unsigned char *)key, strlen(key), LIST_KEY_DISPLAY_MAX, out, size);
-}
-
-/* The value ("value", or "value_b64" decoded), escaped and cut after LIST_VALUE_DISPLAY_MAX
- * characters; "?" when neither decodes. */
-static void cell_value(const json_t *entry, const struct tandem_ctl_column *column,
-                       const void *context, char *out, size_t size)
-{
-    const char *v = json_string_value(json_object_get(entry, column->field));
-    const char *v64 = json_string_value(json_object_get(entry, "value_b64"));
-    unsigned char *bytes = NULL;
-    size_t len = 0;
-    (void)context;
-    if (v != NULL) {
-        tandem_ctl_escape((const unsigned char *)v, strlen(v), LIST_VALUE_DISPLAY_MAX, out, size);
-    } else if (v64 != NULL && tandem_ctl_base64_decode(v64, &bytes, &len) == 0) {
-        tandem_ctl_escape(bytes, len, LIST_VALUE_DISPLAY_MAX, out, size);
-        free(bytes);
-    } else {
-        snprintf(out, size, "?");
-    }
-}
-
-static int list_print_table(struct tandem_ctl_context *ctx, const json_t *kvs)
-{
-    static const struct tandem_ctl_column columns[] = {
-        {"KEY", "key", cell_key, NULL},
-        {"MOD_INDEX", "mod_index", tandem_ctl_cell_integer, "0"},
-        {"VALUE", "value", cell_value, NULL},
-    };
-    return tandem_ctl_columns_print(ctx, kvs, TANDEM_CTL_COLUMNS(columns), NULL);
-}
-
 int tandem_ctl_kv_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
     const char *prefix = args->positional_count > 0 ? args->positional[0] : "";
@@ -379,7 +339,7 @@ int tandem_ctl_kv_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_a
                   : tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory composing JSON");
         json_decref(root);
     } else if (rc == TANDEM_CTL_OK) {
-        rc = list_print_table(ctx, kvs);
+        rc = tandem_ctl_view_print(ctx, kvs, TANDEM_CTL_VIEW_KV, NULL);
     }
     if (rc == TANDEM_CTL_OK && more && tandem_ctl_args_flag(args, "limit") == NULL) {
         fprintf(stderr,

@@ -6,14 +6,13 @@
 
 #include "node/ctl/client.h"
 #include "node/ctl/columns.h"
+#include "node/ctl/listing.h"
 #include "node/ctl/ctl.h"
 #include "node/ctl/encode.h"
 #include "node/ctl/output.h"
 
 #define CELL_MAX         96
-#define BAR_WIDTH        10 /* characters inside [ ] */
 #define EXCLUDED_PRINTED 20 /* excluded jobs listed for people; -o json has them all */
-#define ARROW            " \xe2\x86\x92 " /* " → " */
 #define RULES            2
 
 static const char *text_of(const json_t *obj, const char *field)
@@ -22,119 +21,20 @@ static const char *text_of(const json_t *obj, const char *field)
     return v == NULL ? "?" : v;
 }
 
-/* [#####.....] of hours against scale; [!!!!!!!!!!] for work that never finishes. */
-static void bar_text(const json_t *hours, double scale, char *out)
-{
-    size_t filled = BAR_WIDTH;
-    char mark = '!';
-    if (json_is_number(hours)) {
-        double h = json_number_value(hours);
-        filled = scale > 0 ? (size_t)(h / scale * BAR_WIDTH + 0.5) : 0;
-        filled = filled > BAR_WIDTH ? BAR_WIDTH : filled;
-        mark = '#';
-    }
-    out[0] = '[';
-    for (size_t i = 0; i < BAR_WIDTH; i++) {
-        out[1 + i] = i < filled ? mark : '.';
-    }
-    out[BAR_WIDTH + 1] = ']';
-    out[BAR_WIDTH + 2] = '\0';
-}
-
-/* The largest finite backlog in hours, before or after, over every site: the bars' full. */
-static double bar_scale(const json_t *sites)
-{
-    double scale = 0;
-    size_t i;
-    const json_t *site;
-    json_array_foreach(sites, i, site)
-    {
-        const json_t *b = json_object_get(site, "backlog_hours_before");
-        const json_t *a = json_object_get(site, "backlog_hours_after");
-        scale = json_is_number(b) && json_number_value(b) > scale ? json_number_value(b) : scale;
-        scale = json_is_number(a) && json_number_value(a) > scale ? json_number_value(a) : scale;
-    }
-    return scale;
-}
-
-/* The site's name, marked when it is not active. */
-static void cell_site(const json_t *site, const struct tandem_ctl_column *column,
-                      const void *context, char *out, size_t size)
-{
-    (void)context;
-    snprintf(out, size, "%s%s", text_of(site, column->field),
-             strcmp(text_of(site, "state"), "active") == 0 ? "" : " (BCP)");
-}
-
-/* "before → after" of the column's field: <field>_before and <field>_after, each shown by
- * show (a column's formatter); context is passed on. */
-static void cell_change(const json_t *site, const struct tandem_ctl_column *column,
-                        tandem_ctl_cell_format show, const void *context, char *out, size_t size)
-{
-    char before_field[64], after_field[64], before[CELL_MAX / 2], after[CELL_MAX / 2];
-    struct tandem_ctl_column before_column = {column->header, before_field, NULL, column->absent};
-    struct tandem_ctl_column after_column = {column->header, after_field, NULL, column->absent};
-    snprintf(before_field, sizeof before_field, "%s_before", column->field);
-    snprintf(after_field, sizeof after_field, "%s_after", column->field);
-    show(site, &before_column, context, before, sizeof before);
-    show(site, &after_column, context, after, sizeof after);
-    snprintf(out, size, "%s" ARROW "%s", before, after);
-}
-
-static void cell_integers(const json_t *site, const struct tandem_ctl_column *column,
-                          const void *context, char *out, size_t size)
-{
-    cell_change(site, column, tandem_ctl_cell_integer, context, out, size);
-}
-
-static void cell_hours(const json_t *site, const struct tandem_ctl_column *column,
-                       const void *context, char *out, size_t size)
-{
-    cell_change(site, column, tandem_ctl_cell_hours, context, out, size);
-}
-
-/* One bar; context is the scale (a double). */
-static void cell_bar(const json_t *site, const struct tandem_ctl_column *column,
-                     const void *context, char *out, size_t size)
-{
-    char bar[BAR_WIDTH + 3];
-    bar_text(json_object_get(site, column->field), *(const double *)context, bar);
-    snprintf(out, size, "%s", bar);
-}
-
-static void cell_bars(const json_t *site, const struct tandem_ctl_column *column,
-                      const void *context, char *out, size_t size)
-{
-    cell_change(site, column, cell_bar, context, out, size);
-}
-
 static int sites_print(struct tandem_ctl_context *ctx, const json_t *sites)
 {
-    static const struct tandem_ctl_column columns[] = {
-        {"SITE", "name", cell_site, "?"},
-        {"CAP/H", "capacity", tandem_ctl_cell_integer, "0"},
-        {"BACKLOG HOURS", "backlog_hours", cell_hours, "inf"},
-        {"LOAD", "backlog_hours", cell_bars, NULL},
-        {"AT RISK", "at_risk", cell_integers, "0"},
-        {"JOBS", "jobs", cell_integers, "0"},
-    };
-    double scale = bar_scale(sites);
-    return tandem_ctl_columns_print(ctx, sites, TANDEM_CTL_COLUMNS(columns), &scale);
+    double scale = tandem_ctl_plan_scale(sites);
+    return tandem_ctl_view_print(ctx, sites, TANDEM_CTL_VIEW_PLAN_SITES, &scale);
 }
 
 static int moves_print(struct tandem_ctl_context *ctx, const json_t *moves)
 {
-    static const struct tandem_ctl_column columns[] = {
-        TANDEM_CTL_COLUMN("JOB", "job"),       TANDEM_CTL_COLUMN("FROM", "from"),
-        TANDEM_CTL_COLUMN("TO", "to"),         TANDEM_CTL_COLUMN("EFFORT", "effort"),
-        TANDEM_CTL_COLUMN("REASON", "reason"),
-    };
     if (json_array_size(moves) == 0) {
         fprintf(ctx->out, "\nno move improves the plan's objective: nothing to do\n");
         return TANDEM_CTL_OK;
     }
     fprintf(ctx->out, "\n");
-    return tandem_ctl_columns_print(ctx, moves, TANDEM_CTL_COLUMNS(columns), NULL);
+    return tandem_ctl_view_print(ctx, moves, TANDEM_CTL_VIEW_PLAN_MOVES, NULL);
 }
 
 static int excluded_print(struct tandem_ctl_context *ctx, const json_t *plan)
@@ -171,15 +71,15 @@ static int excluded_print(struct tandem_ctl_context *ctx, const json_t *plan)
 static void summary_print(struct tandem_ctl_context *ctx, const json_t *plan)
 {
     const json_t *before = json_object_get(plan, "before"), *after = json_object_get(plan, "after");
-    static const struct tandem_ctl_column makespan = {"", "makespan_hours", NULL, "inf"};
     char hb[CELL_MAX], ha[CELL_MAX];
     size_t n = json_array_size(json_object_get(plan, "moves"));
-    tandem_ctl_cell_hours(before, &makespan, NULL, hb, sizeof hb);
-    tandem_ctl_cell_hours(after, &makespan, NULL, ha, sizeof ha);
+    tandem_ctl_field_text(before, "makespan_hours", tandem_ctl_cell_hours, "inf", hb, sizeof hb);
+    tandem_ctl_field_text(after, "makespan_hours", tandem_ctl_cell_hours, "inf", ha, sizeof ha);
     fprintf(ctx->out,
             "\nplan %s (objective %s, state index %" JSON_INTEGER_FORMAT "): %zu moves; largest "
-            "backlog %s h" ARROW "%s h; at risk %" JSON_INTEGER_FORMAT ARROW "%" JSON_INTEGER_FORMAT
-            "; stranded jobs %" JSON_INTEGER_FORMAT ARROW "%" JSON_INTEGER_FORMAT "\n",
+            "backlog %s h" TANDEM_CTL_ARROW "%s h; at risk %" JSON_INTEGER_FORMAT TANDEM_CTL_ARROW
+            "%" JSON_INTEGER_FORMAT "; stranded jobs %" JSON_INTEGER_FORMAT TANDEM_CTL_ARROW
+            "%" JSON_INTEGER_FORMAT "\n",
             text_of(plan, "id"), text_of(plan, "objective"),
             json_integer_value(json_object_get(plan, "index")), n, hb, ha,
             json_integer_value(json_object_get(before, "at_risk")),
@@ -277,11 +177,7 @@ static int apply_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_a
 
 int tandem_ctl_rebalance_apply(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    json_t *body = NULL, *applied = NULL;
+    json_t *body = NULL;
     int rc = apply_body(ctx, args, &body);
-    if (rc == TANDEM_CTL_OK) {
-        rc = tandem_ctl_post_json(ctx, "/v1/rebalance/apply", body, &applied);
-    }
-    json_decref(body);
-    return tandem_ctl_answer(ctx, args, rc, applied, apply_print);
+    return tandem_ctl_post_answer(ctx, args, rc, "/v1/rebalance/apply", body, apply_print);
 }

@@ -6,6 +6,7 @@
 
 #include "node/ctl/client.h"
 #include "node/ctl/columns.h"
+#include "node/ctl/listing.h"
 #include "node/ctl/ctl.h"
 #include "node/ctl/encode.h"
 #include "node/ctl/output.h"
@@ -13,32 +14,11 @@
 #define CAPACITY_MAX      1000000000L /* the server's limit (units per hour) */
 #define HISTORY_LIMIT_MAX 1000
 
-static int sites_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
-                       const json_t *answer)
-{
-    static const struct tandem_ctl_column columns[] = {
-        {"SITE", "name", tandem_ctl_cell_text, "?"},
-        {"STATE", "state", tandem_ctl_cell_site_state, "?"},
-        {"CAPACITY", "capacity", tandem_ctl_cell_integer, NULL},
-        {"SET", "capacity_configured", tandem_ctl_cell_integer, NULL},
-        {"BACKLOG", "backlog_units", tandem_ctl_cell_integer, NULL},
-        {"HOURS", "backlog_hours", tandem_ctl_cell_hours, "inf"},
-        {"QUEUED", "jobs_queued", tandem_ctl_cell_integer, NULL},
-        {"RUNNING", "jobs_in_progress", tandem_ctl_cell_integer, NULL},
-        {"AT_RISK", "jobs_at_risk", tandem_ctl_cell_integer, NULL},
-    };
-    (void)args;
-    return tandem_ctl_columns_print(ctx, json_object_get(answer, "sites"),
-                                    TANDEM_CTL_COLUMNS(columns), NULL);
-}
-
 int tandem_ctl_site_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    json_t *answer = NULL;
     const char *path =
         tandem_ctl_args_flag(args, "local") != NULL ? "/v1/sites?consistency=local" : "/v1/sites";
-    int rc = tandem_ctl_get_json(ctx, path, "sites", &answer);
-    return tandem_ctl_answer(ctx, args, rc, answer, sites_print);
+    return tandem_ctl_list_answer(ctx, path, "sites", true, TANDEM_CTL_VIEW_SITES);
 }
 
 /* N, checked: effort units per hour. */
@@ -58,10 +38,10 @@ static int capacity_arg(struct tandem_ctl_context *ctx, const char *text, long *
 static int capacity_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
                           const json_t *answer)
 {
-    static const struct tandem_ctl_column previous_column = {"", "previous", NULL, "unset"};
     char previous[TANDEM_CTL_CELL_SIZE];
     long capacity = strtol(args->positional[1], NULL, 10); /* checked before the request */
-    tandem_ctl_cell_integer(answer, &previous_column, NULL, previous, sizeof previous);
+    tandem_ctl_field_text(answer, "previous", tandem_ctl_cell_integer, "unset", previous,
+                          sizeof previous);
     fprintf(ctx->out, "site %s: capacity %s -> %ld units/h%s\n", args->positional[0], previous,
             capacity, json_is_true(json_object_get(answer, "changed")) ? "" : " (unchanged)");
     return TANDEM_CTL_OK;
@@ -70,7 +50,6 @@ static int capacity_print(struct tandem_ctl_context *ctx, const struct tandem_ct
 int tandem_ctl_site_set_capacity(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
     char path[TANDEM_CTL_URL_MAX];
-    json_t *answer = NULL;
     long capacity = 0;
     int rc = capacity_arg(ctx, args->positional[1], &capacity);
     if (rc != TANDEM_CTL_OK) {
@@ -78,33 +57,14 @@ int tandem_ctl_site_set_capacity(struct tandem_ctl_context *ctx, const struct ta
     }
     rc = tandem_ctl_item_path(ctx, "/v1/sites", "SITE", args->positional[0], "/capacity", path,
                               sizeof path);
-    json_t *body = json_pack("{s:I}", "capacity", (json_int_t)capacity);
-    if (rc == TANDEM_CTL_OK) {
-        rc = tandem_ctl_post_json(ctx, path, body, &answer);
-    }
-    json_decref(body);
-    return tandem_ctl_answer(ctx, args, rc, answer, capacity_print);
-}
-
-static int history_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
-                         const json_t *answer)
-{
-    static const struct tandem_ctl_column columns[] = {
-        TANDEM_CTL_COLUMN("SEQ", "seq"),     TANDEM_CTL_COLUMN("AT", "at"),
-        TANDEM_CTL_COLUMN("BY", "by"),       TANDEM_CTL_COLUMN("BY_SITE", "by_site"),
-        TANDEM_CTL_COLUMN("OLD", "old"),     TANDEM_CTL_COLUMN("NEW", "new"),
-        TANDEM_CTL_COLUMN("INDEX", "index"),
-    };
-    (void)args;
-    return tandem_ctl_columns_print(ctx, json_object_get(answer, "history"),
-                                    TANDEM_CTL_COLUMNS(columns), NULL);
+    return tandem_ctl_post_answer(
+        ctx, args, rc, path, json_pack("{s:I}", "capacity", (json_int_t)capacity), capacity_print);
 }
 
 int tandem_ctl_site_capacity_history(struct tandem_ctl_context *ctx,
                                      const struct tandem_ctl_args *args)
 {
     char path[TANDEM_CTL_URL_MAX];
-    json_t *answer = NULL;
     size_t limit;
     int rc = tandem_ctl_limit_flag(ctx, args, &limit);
     if (rc == TANDEM_CTL_OK) {
@@ -117,8 +77,7 @@ int tandem_ctl_site_capacity_history(struct tandem_ctl_context *ctx,
                  limit < HISTORY_LIMIT_MAX ? limit : HISTORY_LIMIT_MAX);
         rc = tandem_ctl_query_append(ctx, path, sizeof path, "limit", number);
     }
-    if (rc == TANDEM_CTL_OK) {
-        rc = tandem_ctl_get_json(ctx, path, "history", &answer);
-    }
-    return tandem_ctl_answer(ctx, args, rc, answer, history_print);
+    return rc == TANDEM_CTL_OK ? tandem_ctl_list_answer(ctx, path, "history", true,
+                                                        TANDEM_CTL_VIEW_CAPACITY_HISTORY)
+                               : rc;
 }

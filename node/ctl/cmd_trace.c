@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "node/ctl/client.h"
-#include "node/ctl/columns.h"
+#include "node/ctl/listing.h"
 #include "node/ctl/ctl.h"
 #include "node/ctl/encode.h"
 #include "node/ctl/output.h"
@@ -15,13 +15,8 @@
 int tandem_ctl_trace_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
                            const char *kind)
 {
-    static const struct tandem_ctl_column columns[] = {
-        TANDEM_CTL_COLUMN("SEQ", "seq"),       TANDEM_CTL_COLUMN("TIME", "time"),
-        TANDEM_CTL_COLUMN("ACTION", "action"), TANDEM_CTL_COLUMN("ACTOR", "actor"),
-        TANDEM_CTL_COLUMN("SITE", "site"),     TANDEM_CTL_COLUMN("DETAILS", "details"),
-    };
     static const struct tandem_ctl_listing listing = {"events", NULL, false,
-                                                      TANDEM_CTL_COLUMNS(columns)};
+                                                      TANDEM_CTL_VIEW_EVENTS};
     char collection[32], path[TANDEM_CTL_URL_MAX];
     snprintf(collection, sizeof collection, "/v1/trace/%s", kind);
     int rc =
@@ -88,16 +83,7 @@ int tandem_ctl_trace_purge(struct tandem_ctl_context *ctx, const struct tandem_c
 
 int tandem_ctl_trace_disposals(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    static const struct tandem_ctl_column columns[] = {
-        TANDEM_CTL_COLUMN("SEQ", "seq"),
-        TANDEM_CTL_COLUMN("TIME", "time"),
-        TANDEM_CTL_COLUMN("KIND", "kind"),
-        TANDEM_CTL_COLUMN("BOX", "box"),
-        TANDEM_CTL_COLUMN("EVENTS", "events_purged"),
-        TANDEM_CTL_COLUMN("ACTOR", "actor"),
-        TANDEM_CTL_COLUMN("SITE", "site"),
-    };
     static const struct tandem_ctl_listing listing = {"disposals", NULL, false,
-                                                      TANDEM_CTL_COLUMNS(columns)};
+                                                      TANDEM_CTL_VIEW_DISPOSALS};
     return tandem_ctl_list(ctx, args, "/v1/disposals", &listing);
 }

@@ -231,7 +231,7 @@ int tandem_ctl_post_packed(struct tandem_ctl_context *ctx, const char *path, jso
 }
 
 int tandem_ctl_answer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args, int rc,
-                      json_t *answer, tandem_ctl_answer_print print)
+                      json_t *answer, tandem_ctl_answer_print *print)
 {
     if (rc == TANDEM_CTL_OK) {
         rc = ctx->output == TANDEM_CTL_OUTPUT_JSON ? tandem_ctl_print_json(ctx, answer)
@@ -239,6 +239,18 @@ int tandem_ctl_answer(struct tandem_ctl_context *ctx, const struct tandem_ctl_ar
     }
     json_decref(answer);
     return rc;
+}
+
+int tandem_ctl_post_answer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                           int rc, const char *path, json_t *body, tandem_ctl_answer_print *print)
+{
+    json_t *answer = NULL;
+    if (rc == TANDEM_CTL_OK) {
+        rc = tandem_ctl_post_packed(ctx, path, body, &answer);
+    } else {
+        json_decref(body);
+    }
+    return tandem_ctl_answer(ctx, args, rc, answer, print);
 }
 
 int tandem_ctl_item_path(struct tandem_ctl_context *ctx, const char *collection, const char *what,
@@ -277,7 +289,7 @@ int tandem_ctl_item_show(struct tandem_ctl_context *ctx, const struct tandem_ctl
 
 int tandem_ctl_item_action(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
                            const char *collection, const char *verb, const json_t *body,
-                           tandem_ctl_answer_print print)
+                           tandem_ctl_answer_print *print)
 {
     char path[TANDEM_CTL_URL_MAX], suffix[32];
     json_t *item = NULL;

@@ -128,12 +128,16 @@ int tandem_ctl_post_packed(struct tandem_ctl_context *ctx, const char *path, jso
                            json_t **out);
 
 /* Prints an API answer for people (-o table); returns an exit code. */
-typedef int (*tandem_ctl_answer_print)(struct tandem_ctl_context *ctx,
-                                       const struct tandem_ctl_args *args, const json_t *answer);
+typedef int tandem_ctl_answer_print(struct tandem_ctl_context *ctx,
+                                    const struct tandem_ctl_args *args, const json_t *answer);
+/* POSTs body (consumed; NULL: the arguments it was packed from were not UTF-8, a usage error)
+ * to path when rc, the code of building it, is TANDEM_CTL_OK; then tandem_ctl_answer. */
+int tandem_ctl_post_answer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                           int rc, const char *path, json_t *body, tandem_ctl_answer_print *print);
 /* The end of most handlers: rc is the code of the call that produced answer (consumed, may be
  * NULL). When it is TANDEM_CTL_OK, prints answer as JSON (-o json) or through print. */
 int tandem_ctl_answer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args, int rc,
-                      json_t *answer, tandem_ctl_answer_print print);
+                      json_t *answer, tandem_ctl_answer_print *print);
 
 /* Domain commands (jobs, boxes, trace, sites) and their shared helpers. */
 #define TANDEM_CTL_VALUE_MAX 128 /* bytes of an id or text value sent in a path or query */
@@ -149,29 +153,7 @@ int tandem_ctl_item_show(struct tandem_ctl_context *ctx, const struct tandem_ctl
 /* POSTs body (borrowed; NULL: none) to <collection>/<ID>/<verb> and prints the answer. */
 int tandem_ctl_item_action(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
                            const char *collection, const char *verb, const json_t *body,
-                           tandem_ctl_answer_print print);
-/* Appends "?name=value" or "&name=value" (percent-encoded) to path; nothing when value is
- * NULL. */
-int tandem_ctl_query_append(struct tandem_ctl_context *ctx, char *path, size_t size,
-                            const char *name, const char *value);
-/* --limit N (1..TANDEM_CTL_TABLE_ROWS_MAX), TANDEM_CTL_TABLE_ROWS_MAX when absent. */
-int tandem_ctl_limit_flag(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
-                          size_t *limit);
-
-struct tandem_ctl_column;
-
-/* A paged listing: GET path page by page, then one table or one JSON object. */
-struct tandem_ctl_listing {
-    const char *key;            /* the items' field in every page and in the -o json answer */
-    const char *const *filters; /* flags sent on as query fields of the same name; NULL-ended */
-    bool json_more;             /* -o json says whether --limit left items out */
-    const struct tandem_ctl_column *columns; /* borrowed; the table's columns */
-    size_t column_count;
-};
-
-/* Lists path (plus the listing's filters, --local and --limit from args) as a table or JSON. */
-int tandem_ctl_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
-                    const char *path, const struct tandem_ctl_listing *listing);
+                           tandem_ctl_answer_print *print);
 /* Prints the trace timeline of one job or box (kind "job" or "box"). */
 int tandem_ctl_trace_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
                            const char *kind);

@@ -9,6 +9,7 @@
 #include "node/ctl/columns.h"
 #include "node/ctl/ctl.h"
 #include "node/ctl/encode.h"
+#include "node/ctl/listing.h"
 #include "node/ctl/output.h"
 
 #define PAGE_MAX          1000   /* items asked for per page (the server's largest page) */
@@ -150,8 +151,22 @@ int tandem_ctl_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args
         rc = tandem_ctl_print_json(ctx, root);
         json_decref(root);
     } else if (rc == TANDEM_CTL_OK) {
-        rc = tandem_ctl_columns_print(ctx, items, listing->columns, listing->column_count, NULL);
+        rc = tandem_ctl_view_print(ctx, items, listing->view, NULL);
     }
     json_decref(items);
+    return rc;
+}
+
+int tandem_ctl_list_answer(struct tandem_ctl_context *ctx, const char *path, const char *key,
+                           bool required, enum tandem_ctl_view view)
+{
+    json_t *answer = NULL;
+    int rc = tandem_ctl_get_json(ctx, path, required ? key : NULL, &answer);
+    if (rc == TANDEM_CTL_OK) {
+        rc = ctx->output == TANDEM_CTL_OUTPUT_JSON
+                 ? tandem_ctl_print_json(ctx, answer)
+                 : tandem_ctl_view_print(ctx, json_object_get(answer, key), view, NULL);
+    }
+    json_decref(answer);
     return rc;
 }
