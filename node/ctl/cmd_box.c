@@ -386,9 +386,9 @@ int tandem_ctl_box_pick(struct tandem_ctl_context *ctx, const struct tandem_ctl_
     return box_action(ctx, args, "pick", json_pack("{s:s}", "job", args->positional[1]), "JOB");
 }
 
-int tandem_ctl_box_return(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
+int tandem_ctl_box_action(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    return box_action(ctx, args, "return", NULL, NULL);
+    return box_action(ctx, args, ctx->command->verb, NULL, NULL);
 }
 
 int tandem_ctl_box_move(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
@@ -397,14 +397,4 @@ int tandem_ctl_box_move(struct tandem_ctl_context *ctx, const struct tandem_ctl_
         ctx, args, "move",
         json_pack("{s:s,s:s}", "site", args->positional[1], "shelf", args->positional[2]),
         "SITE and SHELF");
-}
-
-int tandem_ctl_box_dispose(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
-{
-    return box_action(ctx, args, "dispose", NULL, NULL);
-}
-
-int tandem_ctl_box_trace(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
-{
-    return tandem_ctl_trace_print(ctx, args, "box");
 }

@@ -140,19 +140,10 @@ int tandem_ctl_job_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_
     return tandem_ctl_list(ctx, args, "/v1/jobs", &listing);
 }
 
-#define JOB_ACTION_HANDLER(fn, verb)                                                               \
-    int fn(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)                     \
-    {                                                                                              \
-        return tandem_ctl_item_action(ctx, args, "/v1/jobs", verb, NULL, job_print);               \
-    }
-JOB_ACTION_HANDLER(tandem_ctl_job_advance, "advance")
-JOB_ACTION_HANDLER(tandem_ctl_job_hold, "hold")
-JOB_ACTION_HANDLER(tandem_ctl_job_resume, "resume")
-JOB_ACTION_HANDLER(tandem_ctl_job_complete, "complete")
-JOB_ACTION_HANDLER(tandem_ctl_job_cancel, "cancel")
-JOB_ACTION_HANDLER(tandem_ctl_job_pin, "pin")
-JOB_ACTION_HANDLER(tandem_ctl_job_unpin, "unpin")
-#undef JOB_ACTION_HANDLER
+int tandem_ctl_job_action(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
+{
+    return tandem_ctl_item_action(ctx, args, "/v1/jobs", ctx->command->verb, NULL, job_print);
+}
 
 int tandem_ctl_job_operator(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
@@ -165,9 +156,4 @@ int tandem_ctl_job_operator(struct tandem_ctl_context *ctx, const struct tandem_
     int rc = tandem_ctl_item_action(ctx, args, "/v1/jobs", "operator", body, job_print);
     json_decref(body);
     return rc;
-}
-
-int tandem_ctl_job_trace(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
-{
-    return tandem_ctl_trace_print(ctx, args, "job");
 }

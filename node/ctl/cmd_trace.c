@@ -12,26 +12,18 @@
 
 #define PURGE_ROUNDS_MAX 10000 /* purge commands one `trace purge` sends while more remain */
 
-int tandem_ctl_trace_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
-                           const char *kind)
+int tandem_ctl_trace_show(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
     static const struct tandem_ctl_listing listing = {"events", NULL, false,
                                                       TANDEM_CTL_VIEW_EVENTS};
+    const struct tandem_ctl_command *c = ctx->command;
+    /* "trace job ID" and "job trace ID" alike. */
+    const char *kind = strcmp(c->noun, "trace") == 0 ? c->verb : c->noun;
     char collection[32], path[TANDEM_CTL_URL_MAX];
     snprintf(collection, sizeof collection, "/v1/trace/%s", kind);
     int rc =
         tandem_ctl_item_path(ctx, collection, "ID", args->positional[0], "", path, sizeof path);
     return rc == TANDEM_CTL_OK ? tandem_ctl_list(ctx, args, path, &listing) : rc;
-}
-
-int tandem_ctl_trace_job(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
-{
-    return tandem_ctl_trace_print(ctx, args, "job");
-}
-
-int tandem_ctl_trace_box(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
-{
-    return tandem_ctl_trace_print(ctx, args, "box");
 }
 
 /* Sends purge commands until the server reports no older events left; sums the counts. */

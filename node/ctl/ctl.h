@@ -48,8 +48,11 @@ struct tandem_ctl_client;
 struct tandem_ctl_request;
 struct tandem_ctl_response;
 
+struct tandem_ctl_command;
+
 struct tandem_ctl_context {
-    struct tandem_ctl_client *client; /* borrowed */
+    const struct tandem_ctl_command *command; /* borrowed; the row being run */
+    struct tandem_ctl_client *client;         /* borrowed */
     enum tandem_ctl_output output;
     FILE *out;                       /* borrowed; stdout */
     FILE *in;                        /* borrowed; stdin, for values given as "-" */
@@ -65,11 +68,12 @@ typedef int (*tandem_ctl_handler)(struct tandem_ctl_context *ctx,
  * --help is generated from it. */
 struct tandem_ctl_command {
     const char *noun;
-    const char *verb;     /* NULL when the noun alone is the command (status) */
-    const char *synopsis; /* arguments and flags, e.g. "KEY [--local]" */
+    const char *verb; /* NULL when the noun alone is the command (status) */
+    /* Arguments and flags, e.g. "KEY [--limit N] [--local]". It is also the list of flags
+     * the command accepts: "--name WORD" takes a value, "--name]" is a switch. */
+    const char *synopsis;
     size_t args_min;
     size_t args_max;
-    const char *flags; /* accepted command flags, space-separated; "name=" takes a value */
     tandem_ctl_handler handler;
     const char *help; /* one line */
 };
@@ -154,37 +158,27 @@ int tandem_ctl_item_show(struct tandem_ctl_context *ctx, const struct tandem_ctl
 int tandem_ctl_item_action(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
                            const char *collection, const char *verb, const json_t *body,
                            tandem_ctl_answer_print *print);
-/* Prints the trace timeline of one job or box (kind "job" or "box"). */
-int tandem_ctl_trace_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
-                           const char *kind);
 
 /* Command handlers: cmd_job.c. */
 int tandem_ctl_job_create(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_job_get(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_job_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_job_advance(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_job_hold(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_job_resume(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_job_complete(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_job_cancel(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_job_pin(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_job_unpin(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+/* advance, hold, ...: the verb of the command row, with no body. */
+int tandem_ctl_job_action(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_job_operator(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_job_trace(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 
 /* Command handlers: cmd_box.c. */
 int tandem_ctl_box_checkin(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_box_get(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_box_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_box_pick(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_box_return(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_box_move(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_box_dispose(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_box_trace(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+/* return, dispose: the verb of the command row, with no body. */
+int tandem_ctl_box_action(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 
 /* Command handlers: cmd_trace.c. */
-int tandem_ctl_trace_job(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_trace_box(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+/* trace job/box and job/box trace: the timeline of one job or box. */
+int tandem_ctl_trace_show(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_trace_purge(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_trace_disposals(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 
