@@ -1,15 +1,10 @@
 /* tandemctl bcp commands: status, invoke, revoke, drill, drills and prefer. */
-#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "node/ctl/client.h"
 #include "node/ctl/columns.h"
-#include "node/ctl/listing.h"
 #include "node/ctl/ctl.h"
-#include "node/ctl/encode.h"
-#include "node/ctl/output.h"
+#include "node/ctl/listing.h"
 
 #define CHANGE_TIMEOUT_MS 30000  /* invoke/revoke wait for the takeover server-side (<= 10 s) */
 #define DRILL_TIMEOUT_MS  180000 /* a drill takes tens of seconds */

@@ -1,15 +1,12 @@
 /* tandemctl box commands: check-in (one box, or ledger rows from a CSV or JSON file), get, list,
  * pick, return, move, dispose and trace, against /v1/boxes. */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "node/ctl/client.h"
-#include "node/ctl/listing.h"
 #include "node/ctl/ctl.h"
-#include "node/ctl/encode.h"
-#include "node/ctl/output.h"
+#include "node/ctl/listing.h"
 
 #define ROWS_FILE_MAX    (64L * 1024 * 1024) /* a ledger file; the server's body limit is lower */
 #define CHECKIN_ROWS_MAX 10000               /* rows of one bulk check-in (the server's limit) */

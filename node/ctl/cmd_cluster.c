@@ -1,15 +1,13 @@
 /* tandemctl cluster commands: status (one row per member, each probed directly) and member
  * list/add/remove/transfer-leader/rejoin. */
-#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "node/ctl/client.h"
 #include "node/ctl/columns.h"
-#include "node/ctl/listing.h"
 #include "node/ctl/ctl.h"
 #include "node/ctl/encode.h"
-#include "node/ctl/output.h"
+#include "node/ctl/listing.h"
 
 #define PROBE_TIMEOUT_MS  1000 /* a member that cannot answer its own status in 1 s is "down" */
 #define STATUS_PATH_LOCAL "/v1/status?consistency=local"

@@ -1,15 +1,11 @@
 /* tandemctl job commands: create, get, list, the status and stage actions, operator and trace,
  * against /v1/jobs. */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "node/ctl/client.h"
-#include "node/ctl/listing.h"
 #include "node/ctl/ctl.h"
-#include "node/ctl/encode.h"
-#include "node/ctl/output.h"
+#include "node/ctl/listing.h"
 
 #define STAGES_MAX 16 /* the server's limit; more is refused there too */
 

@@ -1,15 +1,13 @@
 /* tandemctl kv commands: put, get, del, list and cas against /v1/kv and /v1/txn. */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "node/ctl/client.h"
 #include "node/ctl/columns.h"
-#include "node/ctl/listing.h"
 #include "node/ctl/ctl.h"
 #include "node/ctl/encode.h"
-#include "node/ctl/output.h"
+#include "node/ctl/listing.h"
 
 #define VALUE_MAX                                                                                  \
     (64L * 1024 * 1024)               /* values read from stdin or a file; the server's body       \

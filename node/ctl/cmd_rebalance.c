@@ -1,15 +1,11 @@
 /* tandemctl rebalance commands: plan (sites before -> after with utilisation bars, then the
  * moves) and apply, against /v1/rebalance. */
-#include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "node/ctl/client.h"
 #include "node/ctl/columns.h"
-#include "node/ctl/listing.h"
 #include "node/ctl/ctl.h"
-#include "node/ctl/encode.h"
-#include "node/ctl/output.h"
+#include "node/ctl/listing.h"
 
 #define CELL_MAX         96
 #define EXCLUDED_PRINTED 20 /* excluded jobs listed for people; -o json has them all */

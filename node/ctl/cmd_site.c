@@ -2,14 +2,11 @@
  * history, against /v1/sites. */
 #include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "node/ctl/client.h"
 #include "node/ctl/columns.h"
-#include "node/ctl/listing.h"
 #include "node/ctl/ctl.h"
-#include "node/ctl/encode.h"
-#include "node/ctl/output.h"
+#include "node/ctl/listing.h"
 
 #define CAPACITY_MAX      1000000000L /* the server's limit (units per hour) */
 #define HISTORY_LIMIT_MAX 1000

@@ -1,14 +1,10 @@
 /* tandemctl trace commands: timelines of jobs and boxes, retention purge, disposal records. */
-#include <errno.h>
-#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "node/ctl/client.h"
-#include "node/ctl/listing.h"
 #include "node/ctl/ctl.h"
-#include "node/ctl/encode.h"
-#include "node/ctl/output.h"
+#include "node/ctl/listing.h"
 
 #define PURGE_ROUNDS_MAX 10000 /* purge commands one `trace purge` sends while more remain */
 

@@ -1,7 +1,6 @@
 /* tandemctl's tables: the column table of every view, the cell formatters and the printer. */
 #include "node/ctl/columns.h"
 
-#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -100,21 +100,6 @@ int tandem_ctl_call_json(struct tandem_ctl_context *ctx, const struct tandem_ctl
 /* Prints value with 2-space indentation and a newline; returns an exit code. */
 int tandem_ctl_print_json(struct tandem_ctl_context *ctx, const json_t *value);
 
-/* Command handlers: cmd_cluster.c. */
-int tandem_ctl_status(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_member_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_member_add(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_member_remove(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_member_transfer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_member_rejoin(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-
-/* Command handlers: cmd_kv.c. */
-int tandem_ctl_kv_put(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_kv_get(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_kv_del(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_kv_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_kv_cas(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-
 /* Lets long server-side operations finish inside one attempt: raises the client's timeout to
  * at least ms. */
 void tandem_ctl_timeout_at_least(struct tandem_ctl_context *ctx, long ms);
@@ -159,6 +144,21 @@ int tandem_ctl_item_action(struct tandem_ctl_context *ctx, const struct tandem_c
                            const char *collection, const char *verb, const json_t *body,
                            tandem_ctl_answer_print *print);
 
+/* Command handlers: cmd_cluster.c. */
+int tandem_ctl_status(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_member_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_member_add(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_member_remove(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_member_transfer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_member_rejoin(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+
+/* Command handlers: cmd_kv.c. */
+int tandem_ctl_kv_put(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_kv_get(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_kv_del(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_kv_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_kv_cas(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+
 /* Command handlers: cmd_job.c. */
 int tandem_ctl_job_create(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_job_get(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
@@ -176,8 +176,7 @@ int tandem_ctl_box_move(struct tandem_ctl_context *ctx, const struct tandem_ctl_
 /* return, dispose: the verb of the command row, with no body. */
 int tandem_ctl_box_action(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 
-/* Command handlers: cmd_trace.c. */
-/* trace job/box and job/box trace: the timeline of one job or box. */
+/* Command handlers: cmd_trace.c. trace_show: trace job/box and job/box trace alike. */
 int tandem_ctl_trace_show(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_trace_purge(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_trace_disposals(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);

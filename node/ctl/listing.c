@@ -1,7 +1,6 @@
 /* Paged listings for tandemctl: query strings, --limit, the page loop over a "next" cursor and
  * the one handler body every filtered list command shares. */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
