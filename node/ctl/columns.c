@@ -434,14 +434,16 @@ static int table_row(struct tandem_ctl_context *ctx, struct tandem_ctl_table *ta
     return TANDEM_CTL_OK;
 }
 
-/* view's columns, in order, into out; returns how many. */
+/* view's columns, in order, into out (room for TANDEM_CTL_TABLE_COLUMNS_MAX); returns how
+ * many the view has, which tandem_ctl_table_init refuses when out could not hold them all. */
 static size_t view_columns(enum tandem_ctl_view view, const struct tandem_ctl_column **out)
 {
     size_t n = 0;
-    for (size_t i = 0; i < COLUMN_COUNT && n < TANDEM_CTL_TABLE_COLUMNS_MAX; i++) {
-        if (columns[i].view == view) {
-            out[n++] = &columns[i].column;
+    for (size_t i = 0; i < COLUMN_COUNT; i++) {
+        if (columns[i].view == view && n < TANDEM_CTL_TABLE_COLUMNS_MAX) {
+            out[n] = &columns[i].column;
         }
+        n += columns[i].view == view;
     }
     return n;
 }
@@ -458,7 +460,7 @@ int tandem_ctl_view_print(struct tandem_ctl_context *ctx, const json_t *items,
     const json_t *item;
     int rc = TANDEM_CTL_OK;
 
-    for (size_t c = 0; c < count; c++) {
+    for (size_t c = 0; c < count && c < TANDEM_CTL_TABLE_COLUMNS_MAX; c++) {
         headers[c] = view_column[c]->header;
         row[c] = cells[c];
     }

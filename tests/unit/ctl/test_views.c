@@ -86,6 +86,19 @@ static void test_views_print_exact_text(void **state)
     }
 }
 
+/* Every view has columns, no more than a table takes: with no items, the header alone. */
+static void test_every_view_prints_its_header(void **state)
+{
+    (void)state;
+    for (int view = 0; view < TANDEM_CTL_VIEW_COUNT; view++) {
+        struct capture c;
+        double scale = 1.0;
+        const char *text = view_text(&c, (enum tandem_ctl_view)view, "[]", &scale);
+        assert_non_null(strchr(text, '\n'));
+        assert_ptr_equal(strchr(text, '\n'), text + strlen(text) - 1);
+    }
+}
+
 static void test_value_cells_are_cut(void **state)
 {
     struct capture c;
@@ -191,6 +204,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_views_print_exact_text),
+        cmocka_unit_test(test_every_view_prints_its_header),
         cmocka_unit_test(test_value_cells_are_cut),
         cmocka_unit_test(test_plan_sites_view_draws_changes_and_bars),
         cmocka_unit_test(test_object_print_lists_fields),
