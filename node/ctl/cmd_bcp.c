@@ -1,19 +1,14 @@
-/* tandemctl bcp commands (status, invoke, revoke, drill, drills, prefer) and member rejoin. */
-#include <inttypes.h>
+/* tandemctl bcp commands: status, invoke, revoke, drill, drills and prefer. */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "node/ctl/client.h"
+#include "node/ctl/columns.h"
 #include "node/ctl/ctl.h"
-#include "node/ctl/encode.h"
-#include "node/ctl/output.h"
+#include "node/ctl/listing.h"
 
 #define CHANGE_TIMEOUT_MS 30000  /* invoke/revoke wait for the takeover server-side (<= 10 s) */
 #define DRILL_TIMEOUT_MS  180000 /* a drill takes tens of seconds */
 #define DECISIONS_PRINTED 8
-#define NAME_ENCODED_MAX  (63 * 3 + 1)
-#define NODES_CELL_MAX    512
 #define LIMIT_DEFAULT     20
 #define LIMIT_MAX         100
 
@@ -29,109 +24,7 @@ static json_int_t num(const json_t *obj, const char *field, json_int_t fallback)
     return json_is_integer(v) ? json_integer_value(v) : fallback;
 }
 
-static void format_num(json_int_t v, char *out, size_t size)
-{
-    if (v < 0) {
-        snprintf(out, size, "-");
-    } else {
-        snprintf(out, size, "%" JSON_INTEGER_FORMAT, v);
-    }
-}
-
-/* Milliseconds since the epoch as "YYYY-MM-DD HH:MM:SS" UTC. */
-static void format_time(json_int_t ms, char *out, size_t size)
-{
-    time_t seconds = (time_t)(ms / 1000);
-    struct tm tm;
-    if (ms <= 0 || gmtime_r(&seconds, &tm) == NULL ||
-        strftime(out, size, "%Y-%m-%d %H:%M:%S", &tm) == 0) {
-        snprintf(out, size, "-");
-    }
-}
-
-/* Lets long server-side operations finish inside one attempt. */
-static void timeout_at_least(struct tandem_ctl_context *ctx, long ms)
-{
-    if (ctx->client->timeout_ms < ms) {
-        ctx->client->timeout_ms = ms;
-    }
-}
-
-static int post(struct tandem_ctl_context *ctx, const char *path, json_t *body, json_t **out)
-{
-    if (body == NULL) {
-        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "arguments must be UTF-8");
-    }
-    char *text = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    if (text == NULL) {
-        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory");
-    }
-    struct tandem_ctl_request req = {"POST", path, text, strlen(text), "application/json"};
-    int rc = tandem_ctl_call_json(ctx, &req, out);
-    free(text);
-    return rc;
-}
-
-static int get(struct tandem_ctl_context *ctx, const char *path, json_t **out)
-{
-    struct tandem_ctl_request req = {"GET", path, NULL, 0, NULL};
-    return tandem_ctl_call_json(ctx, &req, out);
-}
-
 /* ---- status ---- */
-
-static void nodes_cell(const json_t *nodes, char *out, size_t size)
-{
-    size_t used = 0, i;
-    json_t *n;
-    out[0] = '\0';
-    json_array_foreach(nodes, i, n)
-    {
-        int w = snprintf(out + used, size - used, "%s%s:%s%s", used > 0 ? " " : "", str(n, "name"),
-                         str(n, "role"), json_is_false(json_object_get(n, "reachable")) ? "!" : "");
-        if (w < 0 || (size_t)w >= size - used) {
-            break;
-        }
-        used += (size_t)w;
-    }
-}
-
-static int status_sites_table(struct tandem_ctl_context *ctx, const json_t *sites)
-{
-    static const char *const headers[] = {"SITE",        "STATE",  "EPOCH", "SINCE", "NODES",
-                                          "LAG_ENTRIES", "LAG_MS", "BY",    "REASON"};
-    struct tandem_ctl_table table;
-    char epoch[24], since[32], nodes[NODES_CELL_MAX], lag[24], lag_ms[24];
-    size_t i;
-    json_t *s;
-    int rc = TANDEM_CTL_OK;
-    if (tandem_ctl_table_init(&table, 9, headers) != 0) {
-        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "table setup failed");
-    }
-    json_array_foreach(sites, i, s)
-    {
-        char state[40];
-        snprintf(state, sizeof state, "%s%s", str(s, "state"),
-                 json_is_true(json_object_get(s, "witness")) ? " (witness)" : "");
-        format_num(num(s, "epoch", -1), epoch, sizeof epoch);
-        format_time(num(s, "since", -1), since, sizeof since);
-        nodes_cell(json_object_get(s, "nodes"), nodes, sizeof nodes);
-        format_num(num(s, "lag_entries", -1), lag, sizeof lag);
-        format_num(num(s, "lag_ms", -1), lag_ms, sizeof lag_ms);
-        const char *row[] = {str(s, "name"), state,        epoch,           since, nodes, lag,
-                             lag_ms,         str(s, "by"), str(s, "reason")};
-        if (tandem_ctl_table_add(&table, row) != 0) {
-            rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory");
-            break;
-        }
-    }
-    if (rc == TANDEM_CTL_OK && tandem_ctl_table_print(&table, ctx->out) != 0) {
-        rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "writing output failed");
-    }
-    tandem_ctl_table_free(&table);
-    return rc;
-}
 
 static void status_decisions(struct tandem_ctl_context *ctx, const json_t *decisions)
 {
@@ -144,7 +37,7 @@ static void status_decisions(struct tandem_ctl_context *ctx, const json_t *decis
     for (size_t i = first; i < count; i++) {
         const json_t *d = json_array_get(decisions, i);
         char at[32], roles[48] = "";
-        format_time(num(d, "at", -1), at, sizeof at);
+        tandem_ctl_field_text(d, "at", tandem_ctl_cell_time, "-", at, sizeof at);
         if (str(d, "to_role")[0] != '\0') {
             snprintf(roles, sizeof roles, " %s->%s", str(d, "from_role"), str(d, "to_role"));
         }
@@ -155,34 +48,32 @@ static void status_decisions(struct tandem_ctl_context *ctx, const json_t *decis
     }
 }
 
-int tandem_ctl_bcp_status(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
+static int status_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                        const json_t *root)
 {
-    json_t *root = NULL;
+    json_t *leader = json_object_get(root, "leader");
+    const char *preferred = str(root, "preferred_site");
     (void)args;
-    int rc = get(ctx, "/v1/bcp/status", &root);
-    if (rc != TANDEM_CTL_OK) {
-        return rc;
-    }
-    if (ctx->output == TANDEM_CTL_OUTPUT_JSON) {
-        rc = tandem_ctl_print_json(ctx, root);
-    } else {
-        json_t *leader = json_object_get(root, "leader");
-        const char *preferred = str(root, "preferred_site");
-        fprintf(
-            ctx->out,
+    fprintf(ctx->out,
             "leader %s%s%s%s  preferred site %s  auto_bcp %s  fencing epoch %" JSON_INTEGER_FORMAT
             "\n",
             json_is_object(leader) ? str(leader, "name") : "none",
             json_is_object(leader) ? " (" : "", json_is_object(leader) ? str(leader, "site") : "",
             json_is_object(leader) ? ")" : "", preferred[0] != '\0' ? preferred : "-",
             json_is_true(json_object_get(root, "auto_bcp")) ? "on" : "off", num(root, "epoch", 0));
-        rc = status_sites_table(ctx, json_object_get(root, "sites"));
-        if (rc == TANDEM_CTL_OK) {
-            status_decisions(ctx, json_object_get(root, "decisions"));
-        }
+    int rc =
+        tandem_ctl_view_print(ctx, json_object_get(root, "sites"), TANDEM_CTL_VIEW_BCP_SITES, NULL);
+    if (rc == TANDEM_CTL_OK) {
+        status_decisions(ctx, json_object_get(root, "decisions"));
     }
-    json_decref(root);
     return rc;
+}
+
+int tandem_ctl_bcp_status(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
+{
+    json_t *root = NULL;
+    int rc = tandem_ctl_get_json(ctx, "/v1/bcp/status", NULL, &root);
+    return tandem_ctl_answer(ctx, args, rc, root, status_print);
 }
 
 /* ---- invoke, revoke, prefer ---- */
@@ -236,77 +127,79 @@ static void force_print(struct tandem_ctl_context *ctx, const json_t *root)
     }
 }
 
-int tandem_ctl_bcp_invoke(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
+/* POSTs {"site": SITE, <flag>: --<flag> given, "reason": --reason} to path and prints the
+ * answer: invoke and revoke differ only in the switch and the report. */
+static int site_change(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                       const char *path, const char *flag, tandem_ctl_answer_print *print)
 {
     const char *reason = tandem_ctl_args_flag(args, "reason");
-    bool force = tandem_ctl_args_flag(args, "force") != NULL;
-    json_t *root = NULL;
-    timeout_at_least(ctx, CHANGE_TIMEOUT_MS);
-    json_t *body = json_pack("{s:s,s:b}", "site", args->positional[0], "force", force);
+    bool on = tandem_ctl_args_flag(args, flag) != NULL;
+    tandem_ctl_timeout_at_least(ctx, CHANGE_TIMEOUT_MS);
+    json_t *body = json_pack("{s:s,s:b}", "site", args->positional[0], flag, on);
     if (body != NULL && reason != NULL) {
         json_object_set_new(body, "reason", json_string(reason));
     }
-    int rc = post(ctx, "/v1/bcp/invoke", body, &root);
-    if (rc != TANDEM_CTL_OK) {
-        return rc;
-    }
-    if (ctx->output == TANDEM_CTL_OUTPUT_JSON) {
-        rc = tandem_ctl_print_json(ctx, root);
-    } else if (force) {
+    return tandem_ctl_post_answer(ctx, args, TANDEM_CTL_OK, path, body, print);
+}
+
+static int invoke_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                        const json_t *root)
+{
+    if (tandem_ctl_args_flag(args, "force") != NULL) {
         force_print(ctx, root);
     } else {
         change_print(ctx, root, "takeover");
     }
-    json_decref(root);
-    return rc;
+    return TANDEM_CTL_OK;
+}
+
+int tandem_ctl_bcp_invoke(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
+{
+    return site_change(ctx, args, "/v1/bcp/invoke", "force", invoke_print);
+}
+
+static int revoke_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                        const json_t *root)
+{
+    bool failback = tandem_ctl_args_flag(args, "failback") != NULL;
+    change_print(ctx, root, failback ? "recovery and failback" : "recovery");
+    return TANDEM_CTL_OK;
 }
 
 int tandem_ctl_bcp_revoke(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    const char *reason = tandem_ctl_args_flag(args, "reason");
-    bool failback = tandem_ctl_args_flag(args, "failback") != NULL;
-    json_t *root = NULL;
-    timeout_at_least(ctx, CHANGE_TIMEOUT_MS);
-    json_t *body = json_pack("{s:s,s:b}", "site", args->positional[0], "failback", failback);
-    if (body != NULL && reason != NULL) {
-        json_object_set_new(body, "reason", json_string(reason));
-    }
-    int rc = post(ctx, "/v1/bcp/revoke", body, &root);
-    if (rc != TANDEM_CTL_OK) {
-        return rc;
-    }
-    if (ctx->output == TANDEM_CTL_OUTPUT_JSON) {
-        rc = tandem_ctl_print_json(ctx, root);
-    } else {
-        change_print(ctx, root, failback ? "recovery and failback" : "recovery");
-    }
-    json_decref(root);
-    return rc;
+    return site_change(ctx, args, "/v1/bcp/revoke", "failback", revoke_print);
+}
+
+/* The preferred site argument: "-" clears the preference. */
+static const char *prefer_site(const struct tandem_ctl_args *args)
+{
+    return strcmp(args->positional[0], "-") == 0 ? "" : args->positional[0];
+}
+
+static int prefer_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                        const json_t *root)
+{
+    const char *site = prefer_site(args);
+    (void)root;
+    fprintf(ctx->out, "preferred site: %s\n", site[0] != '\0' ? site : "none");
+    return TANDEM_CTL_OK;
 }
 
 int tandem_ctl_bcp_prefer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    const char *site = strcmp(args->positional[0], "-") == 0 ? "" : args->positional[0];
-    json_t *root = NULL;
-    int rc = post(ctx, "/v1/bcp/prefer", json_pack("{s:s}", "site", site), &root);
-    if (rc != TANDEM_CTL_OK) {
-        return rc;
-    }
-    if (ctx->output == TANDEM_CTL_OUTPUT_JSON) {
-        rc = tandem_ctl_print_json(ctx, root);
-    } else {
-        fprintf(ctx->out, "preferred site: %s\n", site[0] != '\0' ? site : "none");
-    }
-    json_decref(root);
-    return rc;
+    return tandem_ctl_post_answer(ctx, args, TANDEM_CTL_OK, "/v1/bcp/prefer",
+                                  json_pack("{s:s}", "site", prefer_site(args)), prefer_print);
 }
 
 /* ---- drills ---- */
 
-static void drill_print(struct tandem_ctl_context *ctx, const json_t *root)
+static int drill_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                       const json_t *root)
 {
     size_t i;
     json_t *e;
+    (void)args;
     if (json_is_true(json_object_get(root, "dry_run"))) {
         fprintf(ctx->out, "dry run: invoking %s would change (nothing was changed):\n",
                 str(root, "site"));
@@ -321,7 +214,7 @@ static void drill_print(struct tandem_ctl_context *ctx, const json_t *root)
         }
         fprintf(ctx->out, "  jobs that would move: %" JSON_INTEGER_FORMAT "\n",
                 num(root, "jobs_moved", 0));
-        return;
+        return TANDEM_CTL_OK;
     }
     fprintf(ctx->out,
             "drill %s of site %s: %s\n  rto_ms %" JSON_INTEGER_FORMAT
@@ -350,6 +243,7 @@ static void drill_print(struct tandem_ctl_context *ctx, const json_t *root)
         fprintf(ctx->out, "  %6" JSON_INTEGER_FORMAT " ms  %s\n", num(e, "t_ms", 0),
                 str(e, "event"));
     }
+    return TANDEM_CTL_OK;
 }
 
 int tandem_ctl_bcp_drill(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
@@ -362,7 +256,7 @@ int tandem_ctl_bcp_drill(struct tandem_ctl_context *ctx, const struct tandem_ctl
     if (rate != NULL && (end == rate || *end != '\0' || rate_value < 1 || rate_value > 500)) {
         return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--rate: expected 1..500 writes/s");
     }
-    timeout_at_least(ctx, DRILL_TIMEOUT_MS);
+    tandem_ctl_timeout_at_least(ctx, DRILL_TIMEOUT_MS);
     if (!dry && ctx->output != TANDEM_CTL_OUTPUT_JSON) {
         fprintf(ctx->out, "drilling site %s (invoke, verify, revoke with failback)...\n",
                 args->positional[0]);
@@ -372,60 +266,12 @@ int tandem_ctl_bcp_drill(struct tandem_ctl_context *ctx, const struct tandem_ctl
     if (body != NULL && rate != NULL) {
         json_object_set_new(body, "rate", json_integer(rate_value));
     }
-    int rc = post(ctx, "/v1/bcp/drill", body, &root);
-    if (rc != TANDEM_CTL_OK) {
-        return rc;
-    }
-    if (ctx->output == TANDEM_CTL_OUTPUT_JSON) {
-        rc = tandem_ctl_print_json(ctx, root);
-    } else {
-        drill_print(ctx, root);
-    }
-    bool failed = !dry && !json_is_true(json_object_get(root, "ok"));
-    json_decref(root);
+    int rc = tandem_ctl_post_packed(ctx, "/v1/bcp/drill", body, &root);
+    bool failed = rc == TANDEM_CTL_OK && !dry && !json_is_true(json_object_get(root, "ok"));
+    rc = tandem_ctl_answer(ctx, args, rc, root, drill_print);
     if (rc == TANDEM_CTL_OK && failed) {
         rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "the drill did not pass (see the report)");
     }
-    return rc;
-}
-
-static int drills_table(struct tandem_ctl_context *ctx, const json_t *drills)
-{
-    static const char *const headers[] = {"SEQ", "ID",         "SITE",       "OK",     "RTO_MS",
-                                          "RPO", "DIGESTS_EQ", "JOBS_MOVED", "STARTED"};
-    struct tandem_ctl_table table;
-    char seq[24], rto[24], rpo[24], jobs[24], started[32];
-    size_t i;
-    json_t *d;
-    int rc = TANDEM_CTL_OK;
-    if (tandem_ctl_table_init(&table, 9, headers) != 0) {
-        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "table setup failed");
-    }
-    json_array_foreach(drills, i, d)
-    {
-        format_num(num(d, "seq", -1), seq, sizeof seq);
-        format_num(num(d, "rto_ms", -1), rto, sizeof rto);
-        format_num(num(d, "rpo_writes", -1), rpo, sizeof rpo);
-        format_num(num(d, "jobs_moved", -1), jobs, sizeof jobs);
-        format_time(num(d, "started", -1), started, sizeof started);
-        const char *row[] = {seq,
-                             str(d, "id"),
-                             str(d, "site"),
-                             json_is_true(json_object_get(d, "ok")) ? "yes" : "no",
-                             rto,
-                             rpo,
-                             json_is_true(json_object_get(d, "digests_equal")) ? "yes" : "no",
-                             jobs,
-                             started};
-        if (tandem_ctl_table_add(&table, row) != 0) {
-            rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory");
-            break;
-        }
-    }
-    if (rc == TANDEM_CTL_OK && tandem_ctl_table_print(&table, ctx->out) != 0) {
-        rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "writing output failed");
-    }
-    tandem_ctl_table_free(&table);
     return rc;
 }
 
@@ -434,47 +280,10 @@ int tandem_ctl_bcp_drills(struct tandem_ctl_context *ctx, const struct tandem_ct
     const char *limit = tandem_ctl_args_flag(args, "limit");
     char *end = NULL, path[64];
     long n = limit == NULL ? LIMIT_DEFAULT : strtol(limit, &end, 10);
-    json_t *root = NULL;
     if (limit != NULL && (end == limit || *end != '\0' || n < 1 || n > LIMIT_MAX)) {
         return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--limit: expected 1..%d", LIMIT_MAX);
     }
     snprintf(path, sizeof path, "/v1/bcp/drills?limit=%ld&full=%d", n,
              ctx->output == TANDEM_CTL_OUTPUT_JSON ? 1 : 0);
-    int rc = get(ctx, path, &root);
-    if (rc != TANDEM_CTL_OK) {
-        return rc;
-    }
-    rc = ctx->output == TANDEM_CTL_OUTPUT_JSON ? tandem_ctl_print_json(ctx, root)
-                                               : drills_table(ctx, json_object_get(root, "drills"));
-    json_decref(root);
-    return rc;
-}
-
-/* ---- member rejoin ---- */
-
-int tandem_ctl_member_rejoin(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
-{
-    char encoded[NAME_ENCODED_MAX], path[NAME_ENCODED_MAX + 32];
-    const char *name = args->positional[0];
-    json_t *root = NULL;
-    if (name[0] == '\0' ||
-        tandem_ctl_percent_encode(name, strlen(name), encoded, sizeof encoded) != 0) {
-        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "NAME must be 1..63 bytes");
-    }
-    snprintf(path, sizeof path, "/v1/members/%s/rejoin", encoded);
-    timeout_at_least(ctx, CHANGE_TIMEOUT_MS);
-    int rc = post(ctx, path, json_object(), &root);
-    if (rc != TANDEM_CTL_OK) {
-        return rc;
-    }
-    if (ctx->output == TANDEM_CTL_OUTPUT_JSON) {
-        rc = tandem_ctl_print_json(ctx, root);
-    } else {
-        fprintf(ctx->out,
-                "%s re-seeded at epoch %" JSON_INTEGER_FORMAT
-                " and re-added as a standby; it catches up from the leader\n",
-                name, num(root, "epoch", 0));
-    }
-    json_decref(root);
-    return rc;
+    return tandem_ctl_list_answer(ctx, path, "drills", false, TANDEM_CTL_VIEW_DRILLS);
 }

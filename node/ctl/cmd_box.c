@@ -1,16 +1,13 @@
 /* tandemctl box commands: check-in (one box, or ledger rows from a CSV or JSON file), get, list,
  * pick, return, move, dispose and trace, against /v1/boxes. */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "node/ctl/client.h"
 #include "node/ctl/ctl.h"
-#include "node/ctl/encode.h"
-#include "node/ctl/output.h"
+#include "node/ctl/listing.h"
 
-#define ID_ENCODED_MAX   (TANDEM_CTL_VALUE_MAX * 3 + 1)
 #define ROWS_FILE_MAX    (64L * 1024 * 1024) /* a ledger file; the server's body limit is lower */
 #define CHECKIN_ROWS_MAX 10000               /* rows of one bulk check-in (the server's limit) */
 #define CSV_COLUMNS_MAX  16
@@ -20,19 +17,6 @@
 
 static const char *const csv_columns[] = {"id",    "ledger",  "client",       "site",
                                           "shelf", "volumes", "retain_until", NULL};
-
-/* "/v1/boxes/<encoded id><suffix>" into path. */
-static int box_path(struct tandem_ctl_context *ctx, const char *id, const char *suffix, char *path,
-                    size_t size)
-{
-    char encoded[ID_ENCODED_MAX];
-    if (id[0] == '\0' || tandem_ctl_percent_encode(id, strlen(id), encoded, sizeof encoded) != 0) {
-        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "ID must be 1 to %d bytes",
-                               TANDEM_CTL_VALUE_MAX);
-    }
-    snprintf(path, size, "/v1/boxes/%s%s", encoded, suffix);
-    return TANDEM_CTL_OK;
-}
 
 /* "a;b;c" (CSV) or "a,b,c" (flag) into a JSON array. */
 static json_t *list_split(const char *text, size_t len, char separator)
@@ -353,103 +337,61 @@ int tandem_ctl_box_checkin(struct tandem_ctl_context *ctx, const struct tandem_c
 
 int tandem_ctl_box_get(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    char path[TANDEM_CTL_URL_MAX];
-    bool local = tandem_ctl_args_flag(args, "local") != NULL;
-    int rc =
-        box_path(ctx, args->positional[0], local ? "?consistency=local" : "", path, sizeof path);
-    return rc == TANDEM_CTL_OK ? tandem_ctl_get_print(ctx, path) : rc;
+    return tandem_ctl_item_show(ctx, args, "/v1/boxes");
 }
 
 int tandem_ctl_box_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    static const char *const headers[] = {"ID",     "LEDGER", "CLIENT",  "SITE",        "SHELF",
-                                          "STATUS", "JOB",    "VOLUMES", "RETAIN_UNTIL"};
-    static const char *const fields[] = {"id",     "ledger", "client",  "site",        "shelf",
-                                         "status", "job",    "volumes", "retain_until"};
-    static const char *const filters[] = {"site", "status", "job"};
-    char base[TANDEM_CTL_URL_MAX] = "/v1/boxes";
-    size_t limit;
-    bool more = false;
-    int rc = tandem_ctl_limit_flag(ctx, args, &limit);
-    for (size_t i = 0; i < 3 && rc == TANDEM_CTL_OK; i++) {
-        rc = tandem_ctl_query_append(ctx, base, sizeof base, filters[i],
-                                     tandem_ctl_args_flag(args, filters[i]));
-    }
-    if (rc == TANDEM_CTL_OK && tandem_ctl_args_flag(args, "local") != NULL) {
-        rc = tandem_ctl_query_append(ctx, base, sizeof base, "consistency", "local");
-    }
-    json_t *boxes = json_array();
-    if (rc == TANDEM_CTL_OK) {
-        rc = tandem_ctl_page_all(ctx, base, "boxes", limit, boxes, &more);
-    }
-    if (rc == TANDEM_CTL_OK && ctx->output == TANDEM_CTL_OUTPUT_JSON) {
-        json_t *root = json_pack("{s:O,s:b}", "boxes", boxes, "more", more);
-        rc = tandem_ctl_print_json(ctx, root);
-        json_decref(root);
-    } else if (rc == TANDEM_CTL_OK) {
-        rc = tandem_ctl_objects_print(ctx, boxes, headers, fields, 9);
-    }
-    json_decref(boxes);
-    return rc;
+    static const char *const filters[] = {"site", "status", "job", NULL};
+    static const struct tandem_ctl_listing listing = {"boxes", filters, true,
+                                                      TANDEM_CTL_VIEW_BOXES};
+    return tandem_ctl_list(ctx, args, "/v1/boxes", &listing);
 }
 
-static int box_action(struct tandem_ctl_context *ctx, const char *id, const char *verb,
-                      const json_t *body)
+/* "box B: status at site/shelf, job J". */
+static int box_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                     const json_t *box)
 {
-    char path[TANDEM_CTL_URL_MAX], suffix[32];
-    json_t *box = NULL;
-    snprintf(suffix, sizeof suffix, "/%s", verb);
-    int rc = box_path(ctx, id, suffix, path, sizeof path);
-    if (rc == TANDEM_CTL_OK) {
-        rc = tandem_ctl_post_json(ctx, path, body, &box);
+    const char *job = json_string_value(json_object_get(box, "job"));
+    (void)args;
+    fprintf(ctx->out, "box %s: %s at %s/%s%s%s\n", json_string_value(json_object_get(box, "id")),
+            json_string_value(json_object_get(box, "status")),
+            json_string_value(json_object_get(box, "site")),
+            json_is_string(json_object_get(box, "shelf"))
+                ? json_string_value(json_object_get(box, "shelf"))
+                : "-",
+            job != NULL ? ", job " : "", job != NULL ? job : "");
+    return TANDEM_CTL_OK;
+}
+
+/* POSTs body (consumed; NULL: the arguments named what were not UTF-8) to the box's verb. */
+static int box_action(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                      const char *verb, json_t *body, const char *what)
+{
+    int rc = TANDEM_CTL_OK;
+    if (what != NULL && body == NULL) {
+        rc = tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "%s must be UTF-8", what);
+    } else {
+        rc = tandem_ctl_item_action(ctx, args, "/v1/boxes", verb, body, box_print);
     }
-    if (rc == TANDEM_CTL_OK && ctx->output == TANDEM_CTL_OUTPUT_JSON) {
-        rc = tandem_ctl_print_json(ctx, box);
-    } else if (rc == TANDEM_CTL_OK) {
-        const char *job = json_string_value(json_object_get(box, "job"));
-        fprintf(ctx->out, "box %s: %s at %s/%s%s%s\n",
-                json_string_value(json_object_get(box, "id")),
-                json_string_value(json_object_get(box, "status")),
-                json_string_value(json_object_get(box, "site")),
-                json_is_string(json_object_get(box, "shelf"))
-                    ? json_string_value(json_object_get(box, "shelf"))
-                    : "-",
-                job != NULL ? ", job " : "", job != NULL ? job : "");
-    }
-    json_decref(box);
+    json_decref(body);
     return rc;
 }
 
 int tandem_ctl_box_pick(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    json_t *body = json_pack("{s:s}", "job", args->positional[1]);
-    int rc = body != NULL ? box_action(ctx, args->positional[0], "pick", body)
-                          : tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "JOB must be UTF-8");
-    json_decref(body);
-    return rc;
+    return box_action(ctx, args, "pick", json_pack("{s:s}", "job", args->positional[1]), "JOB");
 }
 
-int tandem_ctl_box_return(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
+int tandem_ctl_box_action(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    return box_action(ctx, args->positional[0], "return", NULL);
+    return box_action(ctx, args, ctx->command->verb, NULL, NULL);
 }
 
 int tandem_ctl_box_move(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    json_t *body =
-        json_pack("{s:s,s:s}", "site", args->positional[1], "shelf", args->positional[2]);
-    int rc = body != NULL ? box_action(ctx, args->positional[0], "move", body)
-                          : tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "SITE and SHELF must be UTF-8");
-    json_decref(body);
-    return rc;
-}
-
-int tandem_ctl_box_dispose(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
-{
-    return box_action(ctx, args->positional[0], "dispose", NULL);
-}
-
-int tandem_ctl_box_trace(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
-{
-    return tandem_ctl_trace_print(ctx, "box", args->positional[0]);
+    return box_action(
+        ctx, args, "move",
+        json_pack("{s:s,s:s}", "site", args->positional[1], "shelf", args->positional[2]),
+        "SITE and SHELF");
 }

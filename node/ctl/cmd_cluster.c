@@ -1,17 +1,18 @@
 /* tandemctl cluster commands: status (one row per member, each probed directly) and member
- * list/add/remove/transfer-leader. */
-#include <inttypes.h>
+ * list/add/remove/transfer-leader/rejoin. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "node/ctl/client.h"
+#include "node/ctl/columns.h"
 #include "node/ctl/ctl.h"
 #include "node/ctl/encode.h"
-#include "node/ctl/output.h"
+#include "node/ctl/listing.h"
 
 #define PROBE_TIMEOUT_MS  1000 /* a member that cannot answer its own status in 1 s is "down" */
 #define STATUS_PATH_LOCAL "/v1/status?consistency=local"
 #define NAME_ENCODED_MAX  (63 * 3 + 1) /* node names are at most 63 bytes */
+#define REJOIN_TIMEOUT_MS 30000        /* the server waits for the re-seed (<= 10 s) */
 
 /* What status knows about one member: its entry in the configuration and its own answer. */
 struct member_view {
@@ -157,51 +158,20 @@ static void member_state(const struct member_view *v, char *out, size_t out_size
              json_is_true(json_object_get(v->self_node, "fenced")) ? ",fenced" : "");
 }
 
-static void format_index(json_int_t v, char *out, size_t out_size)
+static int status_print_table(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                              const json_t *status)
 {
-    if (v < 0) {
-        snprintf(out, out_size, "-");
-    } else {
-        snprintf(out, out_size, "%" JSON_INTEGER_FORMAT, v);
-    }
-}
-
-static int status_print_table(struct tandem_ctl_context *ctx, const struct status_summary *s,
-                              const struct member_view *views, size_t count)
-{
-    static const char *const headers[] = {"", "MEMBER", "SITE", "ROLE", "STATE", "APPLIED", "LAG"};
-    struct tandem_ctl_table table;
-    char term[24], commit[24], applied[24], lag[24], state[48];
-    int rc = TANDEM_CTL_OK;
-
-    format_index(s->term, term, sizeof(term));
-    format_index(s->commit_index, commit, sizeof(commit));
-    fprintf(ctx->out, "cluster %s  leader %s  term %s  commit %s\n",
-            s->cluster_id ? s->cluster_id : "-", s->leader_name ? s->leader_name : "none", term,
-            commit);
-    if (tandem_ctl_table_init(&table, 7, headers) != 0) {
-        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "table setup failed");
-    }
-    for (size_t i = 0; i < count && rc == TANDEM_CTL_OK; i++) {
-        const json_t *m = views[i].member;
-        const char *name = member_string(m, "name");
-        bool leader = name && s->leader_name && strcmp(name, s->leader_name) == 0;
-        format_index(json_index_or(views[i].self_node, "applied_index", -1), applied,
-                     sizeof(applied));
-        format_index(member_lag(s, &views[i]), lag, sizeof(lag));
-        member_state(&views[i], state, sizeof(state));
-        const char *row[] = {
-            leader ? "*" : "", name, member_string(m, "site"), member_string(m, "role"), state,
-            applied,           lag};
-        if (tandem_ctl_table_add(&table, row) != 0) {
-            rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory building the table");
-        }
-    }
-    if (rc == TANDEM_CTL_OK && tandem_ctl_table_print(&table, ctx->out) != 0) {
-        rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "writing output failed");
-    }
-    tandem_ctl_table_free(&table);
-    return rc;
+    const char *cluster_id = member_string(status, "cluster_id");
+    const char *leader = member_string(json_object_get(status, "leader"), "name");
+    char term[24], commit[24];
+    (void)args;
+    tandem_ctl_field_text(status, "term", tandem_ctl_cell_index, "-", term, sizeof term);
+    tandem_ctl_field_text(status, "commit_index", tandem_ctl_cell_index, "-", commit,
+                          sizeof commit);
+    fprintf(ctx->out, "cluster %s  leader %s  term %s  commit %s\n", cluster_id ? cluster_id : "-",
+            leader ? leader : "none", term, commit);
+    return tandem_ctl_view_print(ctx, json_object_get(status, "members"), TANDEM_CTL_VIEW_STATUS,
+                                 NULL);
 }
 
 static json_t *json_index_value(json_int_t v)
@@ -234,13 +204,12 @@ static json_t *status_member_json(const struct status_summary *s, const struct m
     return m;
 }
 
-static int status_print_json(struct tandem_ctl_context *ctx, json_t *root,
-                             const struct status_summary *s, const struct member_view *views,
-                             size_t count)
+/* What status prints: the cluster's id, leader, term and commit, and every member as
+ * status_member_json composes it. NULL when memory ran out. */
+static json_t *status_compose(json_t *root, const struct status_summary *s,
+                              const struct member_view *views, size_t count)
 {
     json_t *members = json_array();
-    json_t *out = NULL;
-    int rc = TANDEM_CTL_OK;
 
     for (size_t i = 0; i < count && members != NULL; i++) {
         if (json_array_append_new(members, status_member_json(s, &views[i])) != 0) {
@@ -248,29 +217,21 @@ static int status_print_json(struct tandem_ctl_context *ctx, json_t *root,
             members = NULL;
         }
     }
-    if (members != NULL) {
-        out = json_pack("{s:o?,s:O?,s:o,s:o,s:o}", "cluster_id",
-                        s->cluster_id ? json_string(s->cluster_id) : NULL, "leader",
-                        json_object_get(root, "leader"), "term", json_index_value(s->term),
-                        "commit_index", json_index_value(s->commit_index), "members", members);
+    if (members == NULL) {
+        return NULL;
     }
-    if (out == NULL) {
-        rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory composing JSON");
-    } else {
-        rc = tandem_ctl_print_json(ctx, out);
-    }
-    json_decref(out);
-    return rc;
+    return json_pack("{s:o?,s:O?,s:o,s:o,s:o}", "cluster_id",
+                     s->cluster_id ? json_string(s->cluster_id) : NULL, "leader",
+                     json_object_get(root, "leader"), "term", json_index_value(s->term),
+                     "commit_index", json_index_value(s->commit_index), "members", members);
 }
 
 int tandem_ctl_status(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
     struct status_summary summary;
-    json_t *root = NULL;
-    (void)args;
+    json_t *root = NULL, *status = NULL;
 
-    struct tandem_ctl_request req = {"GET", "/v1/status", NULL, 0, NULL};
-    int rc = tandem_ctl_call_json(ctx, &req, &root);
+    int rc = tandem_ctl_get_json(ctx, "/v1/status", NULL, &root);
     if (rc != TANDEM_CTL_OK) {
         return rc;
     }
@@ -292,93 +253,50 @@ int tandem_ctl_status(struct tandem_ctl_context *ctx, const struct tandem_ctl_ar
     rc = status_probe(ctx, views, count);
     if (rc == TANDEM_CTL_OK) {
         status_summarise(root, views, count, &summary);
-        rc = ctx->output == TANDEM_CTL_OUTPUT_JSON
-                 ? status_print_json(ctx, root, &summary, views, count)
-                 : status_print_table(ctx, &summary, views, count);
+        status = status_compose(root, &summary, views, count);
+        rc = status != NULL
+                 ? TANDEM_CTL_OK
+                 : tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory composing JSON");
     }
     for (size_t i = 0; i < count; i++) {
         json_decref(views[i].self_status);
     }
     free(views);
+    rc = tandem_ctl_answer(ctx, args, rc, status, status_print_table);
 
 err_after_root:
     json_decref(root);
     return rc;
 }
 
-static int member_list_table(struct tandem_ctl_context *ctx, const json_t *members)
-{
-    static const char *const headers[] = {"NAME", "SITE", "ROLE", "RAFT", "API", "MATCH_INDEX"};
-    struct tandem_ctl_table table;
-    char match[24];
-    size_t i;
-    json_t *m;
-    int rc = TANDEM_CTL_OK;
-
-    if (tandem_ctl_table_init(&table, 6, headers) != 0) {
-        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "table setup failed");
-    }
-    json_array_foreach(members, i, m)
-    {
-        format_index(json_index_or(m, "match_index", -1), match, sizeof(match));
-        const char *row[] = {member_string(m, "name"), member_string(m, "site"),
-                             member_string(m, "role"), member_string(m, "raft"),
-                             member_string(m, "api"),  match};
-        if (tandem_ctl_table_add(&table, row) != 0) {
-            rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory building the table");
-            break;
-        }
-    }
-    if (rc == TANDEM_CTL_OK && tandem_ctl_table_print(&table, ctx->out) != 0) {
-        rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "writing output failed");
-    }
-    tandem_ctl_table_free(&table);
-    return rc;
-}
-
 int tandem_ctl_member_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    json_t *root = NULL;
     (void)args;
-
-    struct tandem_ctl_request req = {"GET", "/v1/members", NULL, 0, NULL};
-    int rc = tandem_ctl_call_json(ctx, &req, &root);
-    if (rc != TANDEM_CTL_OK) {
-        return rc;
-    }
-    rc = ctx->output == TANDEM_CTL_OUTPUT_JSON
-             ? tandem_ctl_print_json(ctx, root)
-             : member_list_table(ctx, json_object_get(root, "members"));
-    json_decref(root);
-    return rc;
+    return tandem_ctl_list_answer(ctx, "/v1/members", "members", false, TANDEM_CTL_VIEW_MEMBERS);
 }
 
-/* POSTs body (a new JSON object, consumed; NULL when packing failed) to path. On success
- * *root is the answer (caller decrefs). */
-static int post_json(struct tandem_ctl_context *ctx, const char *path, json_t *body, json_t **root)
+/* The --role of member add, voter by default. */
+static const char *member_role(const struct tandem_ctl_args *args)
 {
-    if (body == NULL) {
-        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "arguments must be UTF-8");
-    }
-    char *text = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    if (text == NULL) {
-        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory");
-    }
-    struct tandem_ctl_request req = {"POST", path, text, strlen(text), "application/json"};
-    int rc = tandem_ctl_call_json(ctx, &req, root);
-    free(text);
-    return rc;
+    const char *role = tandem_ctl_args_flag(args, "role");
+    return role != NULL ? role : "voter";
+}
+
+static int member_add_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                            const json_t *root)
+{
+    json_t *member = json_object_get(root, "member");
+    const char *name = member_string(member, "name");
+    const char *assigned = member_string(member, "role");
+    fprintf(ctx->out, "added %s as %s\n", name ? name : args->positional[0],
+            assigned ? assigned : member_role(args));
+    return TANDEM_CTL_OK;
 }
 
 int tandem_ctl_member_add(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    const char *role = tandem_ctl_args_flag(args, "role");
-    json_t *root = NULL;
+    const char *role = member_role(args);
 
-    if (role == NULL) {
-        role = "voter";
-    }
     if (strcmp(role, "voter") != 0 && strcmp(role, "standby") != 0 && strcmp(role, "spare") != 0) {
         return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE,
                                "--role: expected voter, standby or spare, got '%s'", role);
@@ -386,65 +304,78 @@ int tandem_ctl_member_add(struct tandem_ctl_context *ctx, const struct tandem_ct
     json_t *body =
         json_pack("{s:s,s:s,s:s,s:s,s:s}", "name", args->positional[0], "site", args->positional[1],
                   "raft", args->positional[2], "api", args->positional[3], "role", role);
-    int rc = post_json(ctx, "/v1/members", body, &root);
-    if (rc != TANDEM_CTL_OK) {
-        return rc;
+    return tandem_ctl_post_answer(ctx, args, TANDEM_CTL_OK, "/v1/members", body, member_add_print);
+}
+
+/* "/v1/members/<encoded NAME><suffix>" into path. */
+static int member_path(struct tandem_ctl_context *ctx, const char *name, const char *suffix,
+                       char *path, size_t size)
+{
+    char encoded[NAME_ENCODED_MAX];
+    if (name[0] == '\0' ||
+        tandem_ctl_percent_encode(name, strlen(name), encoded, sizeof encoded) != 0) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "NAME must be 1..63 bytes");
     }
-    if (ctx->output == TANDEM_CTL_OUTPUT_JSON) {
-        rc = tandem_ctl_print_json(ctx, root);
-    } else {
-        json_t *member = json_object_get(root, "member");
-        const char *name = member_string(member, "name");
-        const char *assigned = member_string(member, "role");
-        fprintf(ctx->out, "added %s as %s\n", name ? name : args->positional[0],
-                assigned ? assigned : role);
-    }
-    json_decref(root);
-    return rc;
+    snprintf(path, size, "/v1/members/%s%s", encoded, suffix);
+    return TANDEM_CTL_OK;
+}
+
+/* "<what> <name>": the name the answer's field gives, else NAME. */
+static int member_named_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                              const json_t *root, const char *what, const char *field)
+{
+    const char *name = member_string(root, field);
+    fprintf(ctx->out, "%s %s\n", what, name ? name : args->positional[0]);
+    return TANDEM_CTL_OK;
+}
+
+static int member_remove_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                               const json_t *root)
+{
+    return member_named_print(ctx, args, root, "removed", "removed");
 }
 
 int tandem_ctl_member_remove(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    char encoded[NAME_ENCODED_MAX];
-    char path[sizeof(encoded) + 16];
-    const char *name = args->positional[0];
+    char path[NAME_ENCODED_MAX + 32];
     json_t *root = NULL;
 
-    if (name[0] == '\0' ||
-        tandem_ctl_percent_encode(name, strlen(name), encoded, sizeof(encoded)) != 0) {
-        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "NAME must be 1..63 bytes");
+    int rc = member_path(ctx, args->positional[0], "", path, sizeof path);
+    if (rc == TANDEM_CTL_OK) {
+        struct tandem_ctl_request req = {"DELETE", path, NULL, 0, NULL};
+        rc = tandem_ctl_call_json(ctx, &req, &root);
     }
-    snprintf(path, sizeof(path), "/v1/members/%s", encoded);
-    struct tandem_ctl_request req = {"DELETE", path, NULL, 0, NULL};
-    int rc = tandem_ctl_call_json(ctx, &req, &root);
-    if (rc != TANDEM_CTL_OK) {
-        return rc;
-    }
-    if (ctx->output == TANDEM_CTL_OUTPUT_JSON) {
-        rc = tandem_ctl_print_json(ctx, root);
-    } else {
-        const char *removed = json_string_value(json_object_get(root, "removed"));
-        fprintf(ctx->out, "removed %s\n", removed ? removed : name);
-    }
-    json_decref(root);
-    return rc;
+    return tandem_ctl_answer(ctx, args, rc, root, member_remove_print);
+}
+
+static int member_transfer_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                                 const json_t *root)
+{
+    return member_named_print(ctx, args, root, "leader is now", "leader");
 }
 
 int tandem_ctl_member_transfer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    json_t *root = NULL;
+    return tandem_ctl_post_answer(ctx, args, TANDEM_CTL_OK, "/v1/leader/transfer",
+                                  json_pack("{s:s}", "name", args->positional[0]),
+                                  member_transfer_print);
+}
 
-    json_t *body = json_pack("{s:s}", "name", args->positional[0]);
-    int rc = post_json(ctx, "/v1/leader/transfer", body, &root);
-    if (rc != TANDEM_CTL_OK) {
-        return rc;
-    }
-    if (ctx->output == TANDEM_CTL_OUTPUT_JSON) {
-        rc = tandem_ctl_print_json(ctx, root);
-    } else {
-        const char *leader = json_string_value(json_object_get(root, "leader"));
-        fprintf(ctx->out, "leader is now %s\n", leader ? leader : args->positional[0]);
-    }
-    json_decref(root);
-    return rc;
+static int member_rejoin_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                               const json_t *root)
+{
+    fprintf(ctx->out,
+            "%s re-seeded at epoch %" JSON_INTEGER_FORMAT
+            " and re-added as a standby; it catches up from the leader\n",
+            args->positional[0], json_index_or(root, "epoch", 0));
+    return TANDEM_CTL_OK;
+}
+
+int tandem_ctl_member_rejoin(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
+{
+    char path[NAME_ENCODED_MAX + 32];
+
+    int rc = member_path(ctx, args->positional[0], "/rejoin", path, sizeof path);
+    tandem_ctl_timeout_at_least(ctx, REJOIN_TIMEOUT_MS);
+    return tandem_ctl_post_answer(ctx, args, rc, path, json_object(), member_rejoin_print);
 }

@@ -1,22 +1,20 @@
 /* tandemctl kv commands: put, get, del, list and cas against /v1/kv and /v1/txn. */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "node/ctl/client.h"
+#include "node/ctl/columns.h"
 #include "node/ctl/ctl.h"
 #include "node/ctl/encode.h"
-#include "node/ctl/output.h"
+#include "node/ctl/listing.h"
 
 #define VALUE_MAX                                                                                  \
-    (64L * 1024 * 1024) /* values read from stdin or a file; the server's body                     \
-                           limit is lower, this only bounds our memory */
-#define KEY_ENCODED_MAX        (512 * 3 + 1) /* a 512-byte key, every byte percent-encoded */
-#define LIST_PAGE_MAX          1000          /* keys asked for per page (the server allows 10000) */
-#define LIST_VALUE_DISPLAY_MAX 40            /* VALUE column width in tables */
-#define LIST_KEY_DISPLAY_MAX   200           /* KEY column: long keys are cut, not wrapped */
-#define READ_CHUNK             65536         /* first buffer for stdin/file values; doubles */
+    (64L * 1024 * 1024)               /* values read from stdin or a file; the server's body       \
+                                         limit is lower, this only bounds our memory */
+#define KEY_ENCODED_MAX (512 * 3 + 1) /* a 512-byte key, every byte percent-encoded */
+#define LIST_PAGE_MAX   1000          /* keys asked for per page (the server allows 10000) */
+#define READ_CHUNK      65536         /* first buffer for stdin/file values; doubles */
 
 /* A value argument: literal, "-" (stdin) or "@FILE". Owned bytes plus length. */
 struct value {
@@ -126,6 +124,15 @@ static json_t *json_index(int64_t index)
     return index >= 0 ? json_integer((json_int_t)index) : json_null();
 }
 
+static int kv_put_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                        const json_t *root)
+{
+    (void)args;
+    fprintf(ctx->out, "ok mod_index %" JSON_INTEGER_FORMAT "\n",
+            json_integer_value(json_object_get(root, "mod_index")));
+    return TANDEM_CTL_OK;
+}
+
 int tandem_ctl_kv_put(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
     char path[TANDEM_CTL_URL_MAX];
@@ -137,25 +144,12 @@ int tandem_ctl_kv_put(struct tandem_ctl_context *ctx, const struct tandem_ctl_ar
         return rc;
     }
     rc = value_read(ctx, args->positional[1], &v);
-    if (rc != TANDEM_CTL_OK) {
-        goto err_after_value;
+    if (rc == TANDEM_CTL_OK) {
+        struct tandem_ctl_request req = {"PUT", path, v.data, v.len, "application/octet-stream"};
+        rc = tandem_ctl_call_json(ctx, &req, &root);
     }
-    struct tandem_ctl_request req = {"PUT", path, v.data, v.len, "application/octet-stream"};
-    rc = tandem_ctl_call_json(ctx, &req, &root);
-    if (rc != TANDEM_CTL_OK) {
-        goto err_after_value;
-    }
-    if (ctx->output == TANDEM_CTL_OUTPUT_JSON) {
-        rc = tandem_ctl_print_json(ctx, root);
-    } else {
-        fprintf(ctx->out, "ok mod_index %" JSON_INTEGER_FORMAT "\n",
-                json_integer_value(json_object_get(root, "mod_index")));
-    }
-    json_decref(root);
-
-err_after_value:
     value_free(&v);
-    return rc;
+    return tandem_ctl_answer(ctx, args, rc, root, kv_put_print);
 }
 
 static int kv_get_print_json(struct tandem_ctl_context *ctx, const char *key,
@@ -204,30 +198,30 @@ int tandem_ctl_kv_get(struct tandem_ctl_context *ctx, const struct tandem_ctl_ar
     return rc;
 }
 
+static int kv_del_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                        const json_t *root)
+{
+    (void)args;
+    if (json_is_true(json_object_get(root, "deleted"))) {
+        fprintf(ctx->out, "ok deleted mod_index %" JSON_INTEGER_FORMAT "\n",
+                json_integer_value(json_object_get(root, "mod_index")));
+    } else {
+        fprintf(ctx->out, "ok nothing deleted (key absent)\n");
+    }
+    return TANDEM_CTL_OK;
+}
+
 int tandem_ctl_kv_del(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
     char path[TANDEM_CTL_URL_MAX];
     json_t *root = NULL;
 
     int rc = key_path(ctx, args->positional[0], "", path, sizeof(path));
-    if (rc != TANDEM_CTL_OK) {
-        return rc;
+    if (rc == TANDEM_CTL_OK) {
+        struct tandem_ctl_request req = {"DELETE", path, NULL, 0, NULL};
+        rc = tandem_ctl_call_json(ctx, &req, &root);
     }
-    struct tandem_ctl_request req = {"DELETE", path, NULL, 0, NULL};
-    rc = tandem_ctl_call_json(ctx, &req, &root);
-    if (rc != TANDEM_CTL_OK) {
-        return rc;
-    }
-    if (ctx->output == TANDEM_CTL_OUTPUT_JSON) {
-        rc = tandem_ctl_print_json(ctx, root);
-    } else if (json_is_true(json_object_get(root, "deleted"))) {
-        fprintf(ctx->out, "ok deleted mod_index %" JSON_INTEGER_FORMAT "\n",
-                json_integer_value(json_object_get(root, "mod_index")));
-    } else {
-        fprintf(ctx->out, "ok nothing deleted (key absent)\n");
-    }
-    json_decref(root);
-    return rc;
+    return tandem_ctl_answer(ctx, args, rc, root, kv_del_print);
 }
 
 /* Appends one listed entry (value decoded from base64) to kvs as the composed object. */
@@ -321,86 +315,31 @@ static int list_fetch(struct tandem_ctl_context *ctx, const char *prefix, size_t
     return rc;
 }
 
-static int list_print_table(struct tandem_ctl_context *ctx, const json_t *kvs)
-{
-    static const char *const headers[] = {"KEY", "MOD_INDEX", "VALUE"};
-    struct tandem_ctl_table table;
-    char key[LIST_KEY_DISPLAY_MAX * 4 + 4];
-    char value[LIST_VALUE_DISPLAY_MAX * 4 + 4];
-    char mod_index[24];
-    size_t i;
-    json_t *obj;
-    int rc = TANDEM_CTL_OK;
-
-    if (tandem_ctl_table_init(&table, 3, headers) != 0) {
-        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "table setup failed");
-    }
-    json_array_foreach(kvs, i, obj)
-    {
-        const char *k = json_string_value(json_object_get(obj, "key"));
-        const char *v = json_string_value(json_object_get(obj, "value"));
-        const char *v64 = json_string_value(json_object_get(obj, "value_b64"));
-        tandem_ctl_escape((const unsigned char *)k, strlen(k), LIST_KEY_DISPLAY_MAX, key,
-                          sizeof(key));
-        unsigned char *bytes = NULL;
-        size_t len = 0;
-        if (v != NULL) {
-            tandem_ctl_escape((const unsigned char *)v, strlen(v), LIST_VALUE_DISPLAY_MAX, value,
-                              sizeof(value));
-        } else if (v64 != NULL && tandem_ctl_base64_decode(v64, &bytes, &len) == 0) {
-            tandem_ctl_escape(bytes, len, LIST_VALUE_DISPLAY_MAX, value, sizeof(value));
-            free(bytes);
-        } else {
-            snprintf(value, sizeof(value), "?");
-        }
-        snprintf(mod_index, sizeof(mod_index), "%" JSON_INTEGER_FORMAT,
-                 json_integer_value(json_object_get(obj, "mod_index")));
-        const char *row[] = {key, mod_index, value};
-        if (tandem_ctl_table_add(&table, row) != 0) {
-            rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory building the table");
-            break;
-        }
-    }
-    if (rc == TANDEM_CTL_OK && tandem_ctl_table_print(&table, ctx->out) != 0) {
-        rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "writing output failed");
-    }
-    tandem_ctl_table_free(&table);
-    return rc;
-}
-
 int tandem_ctl_kv_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
     const char *prefix = args->positional_count > 0 ? args->positional[0] : "";
-    const char *limit_arg = tandem_ctl_args_flag(args, "limit");
     bool local = tandem_ctl_args_flag(args, "local") != NULL;
-    size_t limit = TANDEM_CTL_TABLE_ROWS_MAX;
+    size_t limit;
     bool more = false;
 
-    if (limit_arg != NULL) {
-        char *end = NULL;
-        errno = 0;
-        unsigned long long n = strtoull(limit_arg, &end, 10);
-        if (errno != 0 || end == limit_arg || *end != '\0' || limit_arg[0] == '-' || n == 0 ||
-            n > TANDEM_CTL_TABLE_ROWS_MAX) {
-            return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--limit: expected 1..%d, got '%s'",
-                                   TANDEM_CTL_TABLE_ROWS_MAX, limit_arg);
-        }
-        limit = (size_t)n;
+    int rc = tandem_ctl_limit_flag(ctx, args, &limit);
+    if (rc != TANDEM_CTL_OK) {
+        return rc;
     }
     json_t *kvs = json_array();
     if (kvs == NULL) {
         return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory");
     }
-    int rc = list_fetch(ctx, prefix, limit, local, kvs, &more);
+    rc = list_fetch(ctx, prefix, limit, local, kvs, &more);
     if (rc == TANDEM_CTL_OK && ctx->output == TANDEM_CTL_OUTPUT_JSON) {
         json_t *root = json_pack("{s:O,s:b}", "kvs", kvs, "more", more);
         rc = root ? tandem_ctl_print_json(ctx, root)
                   : tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory composing JSON");
         json_decref(root);
     } else if (rc == TANDEM_CTL_OK) {
-        rc = list_print_table(ctx, kvs);
+        rc = tandem_ctl_view_print(ctx, kvs, TANDEM_CTL_VIEW_KV, NULL);
     }
-    if (rc == TANDEM_CTL_OK && more && limit_arg == NULL) {
+    if (rc == TANDEM_CTL_OK && more && tandem_ctl_args_flag(args, "limit") == NULL) {
         fprintf(stderr,
                 "tandemctl: %s: stopped after %zu keys; more exist (use a longer "
                 "prefix)\n",
@@ -428,40 +367,36 @@ static json_t *cas_body(const char *key, const struct value *old_value,
     return body;
 }
 
-static int cas_send(struct tandem_ctl_context *ctx, const char *key, const struct value *old_value,
-                    const struct value *new_value)
+/* The put's mod_index from the txn results, else the answer's. */
+static int cas_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                     const json_t *root)
 {
+    json_t *put = json_array_get(json_object_get(root, "results"), 0);
+    json_t *index = json_object_get(put, "mod_index");
+    (void)args;
+    if (!json_is_integer(index)) {
+        index = json_object_get(root, "mod_index");
+    }
+    fprintf(ctx->out, "ok mod_index %" JSON_INTEGER_FORMAT "\n", json_integer_value(index));
+    return TANDEM_CTL_OK;
+}
+
+static int cas_send(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                    const struct value *old_value, const struct value *new_value)
+{
+    const char *key = args->positional[0];
     json_t *body = cas_body(key, old_value, new_value);
     json_t *root = NULL;
 
     if (body == NULL) {
         return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "KEY must be UTF-8 (or memory ran out)");
     }
-    char *text = json_dumps(body, JSON_COMPACT);
+    int rc = tandem_ctl_post_json(ctx, "/v1/txn", body, &root);
     json_decref(body);
-    if (text == NULL) {
-        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory");
-    }
-    struct tandem_ctl_request req = {"POST", "/v1/txn", text, strlen(text), "application/json"};
-    int rc = tandem_ctl_call_json(ctx, &req, &root);
-    free(text);
-    if (rc != TANDEM_CTL_OK) {
-        return rc;
-    }
-    if (!json_is_true(json_object_get(root, "succeeded"))) {
+    if (rc == TANDEM_CTL_OK && !json_is_true(json_object_get(root, "succeeded"))) {
         rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "compare failed (current value differs)");
-    } else if (ctx->output == TANDEM_CTL_OUTPUT_JSON) {
-        rc = tandem_ctl_print_json(ctx, root);
-    } else {
-        json_t *put = json_array_get(json_object_get(root, "results"), 0);
-        json_t *index = json_object_get(put, "mod_index");
-        if (!json_is_integer(index)) {
-            index = json_object_get(root, "mod_index");
-        }
-        fprintf(ctx->out, "ok mod_index %" JSON_INTEGER_FORMAT "\n", json_integer_value(index));
     }
-    json_decref(root);
-    return rc;
+    return tandem_ctl_answer(ctx, args, rc, root, cas_print);
 }
 
 int tandem_ctl_kv_cas(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
@@ -486,7 +421,7 @@ int tandem_ctl_kv_cas(struct tandem_ctl_context *ctx, const struct tandem_ctl_ar
     if (rc != TANDEM_CTL_OK) {
         goto err_after_values;
     }
-    rc = cas_send(ctx, key, &old_value, &new_value);
+    rc = cas_send(ctx, args, &old_value, &new_value);
 
 err_after_values:
     value_free(&new_value);

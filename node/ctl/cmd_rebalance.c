@@ -1,18 +1,14 @@
 /* tandemctl rebalance commands: plan (sites before -> after with utilisation bars, then the
  * moves) and apply, against /v1/rebalance. */
-#include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "node/ctl/client.h"
+#include "node/ctl/columns.h"
 #include "node/ctl/ctl.h"
-#include "node/ctl/encode.h"
-#include "node/ctl/output.h"
+#include "node/ctl/listing.h"
 
 #define CELL_MAX         96
-#define BAR_WIDTH        10 /* characters inside [ ] */
 #define EXCLUDED_PRINTED 20 /* excluded jobs listed for people; -o json has them all */
-#define ARROW            " \xe2\x86\x92 " /* " → " */
 #define RULES            2
 
 static const char *text_of(const json_t *obj, const char *field)
@@ -21,132 +17,20 @@ static const char *text_of(const json_t *obj, const char *field)
     return v == NULL ? "?" : v;
 }
 
-static void hours_text(const json_t *value, char *out, size_t size)
-{
-    if (json_is_number(value)) {
-        snprintf(out, size, "%.2f", json_number_value(value));
-    } else {
-        snprintf(out, size, "inf");
-    }
-}
-
-/* [#####.....] of hours against scale; [!!!!!!!!!!] for work that never finishes. */
-static void bar_text(const json_t *hours, double scale, char *out)
-{
-    size_t filled = BAR_WIDTH;
-    char mark = '!';
-    if (json_is_number(hours)) {
-        double h = json_number_value(hours);
-        filled = scale > 0 ? (size_t)(h / scale * BAR_WIDTH + 0.5) : 0;
-        filled = filled > BAR_WIDTH ? BAR_WIDTH : filled;
-        mark = '#';
-    }
-    out[0] = '[';
-    for (size_t i = 0; i < BAR_WIDTH; i++) {
-        out[1 + i] = i < filled ? mark : '.';
-    }
-    out[BAR_WIDTH + 1] = ']';
-    out[BAR_WIDTH + 2] = '\0';
-}
-
-/* The largest finite backlog in hours, before or after, over every site: the bars' full. */
-static double bar_scale(const json_t *sites)
-{
-    double scale = 0;
-    size_t i;
-    const json_t *site;
-    json_array_foreach(sites, i, site)
-    {
-        const json_t *b = json_object_get(site, "backlog_hours_before");
-        const json_t *a = json_object_get(site, "backlog_hours_after");
-        scale = json_is_number(b) && json_number_value(b) > scale ? json_number_value(b) : scale;
-        scale = json_is_number(a) && json_number_value(a) > scale ? json_number_value(a) : scale;
-    }
-    return scale;
-}
-
-/* "x → y" of two integer fields. */
-static void pair_integers(const json_t *site, const char *before, const char *after, char *out)
-{
-    snprintf(out, CELL_MAX, "%" JSON_INTEGER_FORMAT ARROW "%" JSON_INTEGER_FORMAT,
-             json_integer_value(json_object_get(site, before)),
-             json_integer_value(json_object_get(site, after)));
-}
-
-static void site_row(const json_t *site, double scale, char cells[6][CELL_MAX])
-{
-    char before[CELL_MAX / 2], after[CELL_MAX / 2];
-    const json_t *hb = json_object_get(site, "backlog_hours_before");
-    const json_t *ha = json_object_get(site, "backlog_hours_after");
-    snprintf(cells[0], CELL_MAX, "%s%s", text_of(site, "name"),
-             strcmp(text_of(site, "state"), "active") == 0 ? "" : " (BCP)");
-    snprintf(cells[1], CELL_MAX, "%" JSON_INTEGER_FORMAT,
-             json_integer_value(json_object_get(site, "capacity")));
-    hours_text(hb, before, sizeof before);
-    hours_text(ha, after, sizeof after);
-    snprintf(cells[2], CELL_MAX, "%s" ARROW "%s", before, after);
-    bar_text(hb, scale, before);
-    bar_text(ha, scale, after);
-    snprintf(cells[3], CELL_MAX, "%s" ARROW "%s", before, after);
-    pair_integers(site, "at_risk_before", "at_risk_after", cells[4]);
-    pair_integers(site, "jobs_before", "jobs_after", cells[5]);
-}
-
-/* Prints rows of cells (each row `columns` strings of CELL_MAX) as a table. */
-static int table_print(struct tandem_ctl_context *ctx, const char *const *headers, size_t columns,
-                       char (*cells)[CELL_MAX], size_t rows)
-{
-    struct tandem_ctl_table table;
-    const char *row[TANDEM_CTL_TABLE_COLUMNS_MAX];
-    if (tandem_ctl_table_init(&table, columns, headers) != 0) {
-        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory");
-    }
-    int rc = TANDEM_CTL_OK;
-    for (size_t r = 0; r < rows && rc == TANDEM_CTL_OK; r++) {
-        for (size_t c = 0; c < columns; c++) {
-            row[c] = cells[r * columns + c];
-        }
-        if (tandem_ctl_table_add(&table, row) != 0) {
-            rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory");
-        }
-    }
-    if (rc == TANDEM_CTL_OK && tandem_ctl_table_print(&table, ctx->out) != 0) {
-        rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "writing output failed");
-    }
-    tandem_ctl_table_free(&table);
-    return rc;
-}
-
 static int sites_print(struct tandem_ctl_context *ctx, const json_t *sites)
 {
-    static const char *const headers[] = {"SITE", "CAP/H",   "BACKLOG HOURS",
-                                          "LOAD", "AT RISK", "JOBS"};
-    size_t n = json_array_size(sites), i;
-    const json_t *site;
-    char(*cells)[CELL_MAX] = calloc(n * 6 + 1, CELL_MAX);
-    if (cells == NULL) {
-        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory");
-    }
-    double scale = bar_scale(sites);
-    json_array_foreach(sites, i, site)
-    {
-        site_row(site, scale, &cells[i * 6]);
-    }
-    int rc = table_print(ctx, headers, 6, cells, n);
-    free(cells);
-    return rc;
+    double scale = tandem_ctl_plan_scale(sites);
+    return tandem_ctl_view_print(ctx, sites, TANDEM_CTL_VIEW_PLAN_SITES, &scale);
 }
 
 static int moves_print(struct tandem_ctl_context *ctx, const json_t *moves)
 {
-    static const char *const headers[] = {"JOB", "FROM", "TO", "EFFORT", "REASON"};
-    static const char *const fields[] = {"job", "from", "to", "effort", "reason"};
     if (json_array_size(moves) == 0) {
         fprintf(ctx->out, "\nno move improves the plan's objective: nothing to do\n");
         return TANDEM_CTL_OK;
     }
     fprintf(ctx->out, "\n");
-    return tandem_ctl_objects_print(ctx, moves, headers, fields, 5);
+    return tandem_ctl_view_print(ctx, moves, TANDEM_CTL_VIEW_PLAN_MOVES, NULL);
 }
 
 static int excluded_print(struct tandem_ctl_context *ctx, const json_t *plan)
@@ -185,12 +69,13 @@ static void summary_print(struct tandem_ctl_context *ctx, const json_t *plan)
     const json_t *before = json_object_get(plan, "before"), *after = json_object_get(plan, "after");
     char hb[CELL_MAX], ha[CELL_MAX];
     size_t n = json_array_size(json_object_get(plan, "moves"));
-    hours_text(json_object_get(before, "makespan_hours"), hb, sizeof hb);
-    hours_text(json_object_get(after, "makespan_hours"), ha, sizeof ha);
+    tandem_ctl_field_text(before, "makespan_hours", tandem_ctl_cell_hours, "inf", hb, sizeof hb);
+    tandem_ctl_field_text(after, "makespan_hours", tandem_ctl_cell_hours, "inf", ha, sizeof ha);
     fprintf(ctx->out,
             "\nplan %s (objective %s, state index %" JSON_INTEGER_FORMAT "): %zu moves; largest "
-            "backlog %s h" ARROW "%s h; at risk %" JSON_INTEGER_FORMAT ARROW "%" JSON_INTEGER_FORMAT
-            "; stranded jobs %" JSON_INTEGER_FORMAT ARROW "%" JSON_INTEGER_FORMAT "\n",
+            "backlog %s h" TANDEM_CTL_ARROW "%s h; at risk %" JSON_INTEGER_FORMAT TANDEM_CTL_ARROW
+            "%" JSON_INTEGER_FORMAT "; stranded jobs %" JSON_INTEGER_FORMAT TANDEM_CTL_ARROW
+            "%" JSON_INTEGER_FORMAT "\n",
             text_of(plan, "id"), text_of(plan, "objective"),
             json_integer_value(json_object_get(plan, "index")), n, hb, ha,
             json_integer_value(json_object_get(before, "at_risk")),
@@ -219,6 +104,19 @@ static int plan_path(struct tandem_ctl_context *ctx, const struct tandem_ctl_arg
     return rc;
 }
 
+static int plan_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                      const json_t *plan)
+{
+    (void)args;
+    int rc = sites_print(ctx, json_object_get(plan, "sites"));
+    rc = rc == TANDEM_CTL_OK ? moves_print(ctx, json_object_get(plan, "moves")) : rc;
+    rc = rc == TANDEM_CTL_OK ? excluded_print(ctx, plan) : rc;
+    if (rc == TANDEM_CTL_OK) {
+        summary_print(ctx, plan);
+    }
+    return rc;
+}
+
 int tandem_ctl_rebalance_plan(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
     char path[TANDEM_CTL_URL_MAX];
@@ -228,26 +126,14 @@ int tandem_ctl_rebalance_plan(struct tandem_ctl_context *ctx, const struct tande
         return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--objective must be makespan or due");
     }
     int rc = plan_path(ctx, args, path, sizeof path);
-    struct tandem_ctl_request req = {"GET", path, NULL, 0, NULL};
     if (rc == TANDEM_CTL_OK) {
-        rc = tandem_ctl_call_json(ctx, &req, &plan);
+        rc = tandem_ctl_get_json(ctx, path, NULL, &plan);
     }
     if (rc == TANDEM_CTL_OK && (!json_is_array(json_object_get(plan, "sites")) ||
                                 !json_is_array(json_object_get(plan, "moves")))) {
         rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "answer is not a plan");
     }
-    if (rc == TANDEM_CTL_OK && ctx->output == TANDEM_CTL_OUTPUT_JSON) {
-        rc = tandem_ctl_print_json(ctx, plan);
-    } else if (rc == TANDEM_CTL_OK) {
-        rc = sites_print(ctx, json_object_get(plan, "sites"));
-        rc = rc == TANDEM_CTL_OK ? moves_print(ctx, json_object_get(plan, "moves")) : rc;
-        rc = rc == TANDEM_CTL_OK ? excluded_print(ctx, plan) : rc;
-        if (rc == TANDEM_CTL_OK) {
-            summary_print(ctx, plan);
-        }
-    }
-    json_decref(plan);
-    return rc;
+    return tandem_ctl_answer(ctx, args, rc, plan, plan_print);
 }
 
 /* The apply body: {"id"} for a plan the server keeps, or a plan file's whole object. */
@@ -273,23 +159,21 @@ static int apply_body(struct tandem_ctl_context *ctx, const struct tandem_ctl_ar
     return TANDEM_CTL_OK;
 }
 
+static int apply_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                       const json_t *applied)
+{
+    (void)args;
+    fprintf(ctx->out,
+            "applied plan %s: %" JSON_INTEGER_FORMAT " jobs moved (at index %" JSON_INTEGER_FORMAT
+            ")\n",
+            text_of(applied, "id"), json_integer_value(json_object_get(applied, "moved")),
+            json_integer_value(json_object_get(applied, "applied_index")));
+    return TANDEM_CTL_OK;
+}
+
 int tandem_ctl_rebalance_apply(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    json_t *body = NULL, *out = NULL;
+    json_t *body = NULL;
     int rc = apply_body(ctx, args, &body);
-    if (rc == TANDEM_CTL_OK) {
-        rc = tandem_ctl_post_json(ctx, "/v1/rebalance/apply", body, &out);
-    }
-    if (rc == TANDEM_CTL_OK && ctx->output == TANDEM_CTL_OUTPUT_JSON) {
-        rc = tandem_ctl_print_json(ctx, out);
-    } else if (rc == TANDEM_CTL_OK) {
-        fprintf(ctx->out,
-                "applied plan %s: %" JSON_INTEGER_FORMAT
-                " jobs moved (at index %" JSON_INTEGER_FORMAT ")\n",
-                text_of(out, "id"), json_integer_value(json_object_get(out, "moved")),
-                json_integer_value(json_object_get(out, "applied_index")));
-    }
-    json_decref(body);
-    json_decref(out);
-    return rc;
+    return tandem_ctl_post_answer(ctx, args, rc, "/v1/rebalance/apply", body, apply_print);
 }

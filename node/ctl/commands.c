@@ -3,97 +3,98 @@
 #include <string.h>
 
 #include "node/ctl/client.h"
+#include "node/ctl/columns.h"
 #include "node/ctl/ctl.h"
+#include "node/ctl/encode.h"
 #include "node/ctl/output.h"
 
-/* Later nouns (job, box, trace, site, bcp, rebalance, backup, audit, user) are rows here. */
+#define ENCODED_VALUE_MAX (TANDEM_CTL_VALUE_MAX * 3 + 1)
+
+/* Every command, in --help order; a new command is a row here and a handler in its cmd_*.c. */
 const struct tandem_ctl_command tandem_ctl_commands[] = {
-    {"status", NULL, "", 0, 0, "", tandem_ctl_status,
+    {"status", NULL, "", 0, 0, tandem_ctl_status,
      "members with role, state, applied index and lag; leader marked *"},
-    {"kv", "put", "KEY VALUE", 2, 2, "", tandem_ctl_kv_put,
+    {"kv", "put", "KEY VALUE", 2, 2, tandem_ctl_kv_put,
      "store VALUE at KEY (VALUE '-' reads stdin, '@FILE' reads a file)"},
-    {"kv", "get", "KEY [--local]", 1, 1, "local", tandem_ctl_kv_get,
+    {"kv", "get", "KEY [--local]", 1, 1, tandem_ctl_kv_get,
      "print the value bytes of KEY (--local: this node's state, may be stale)"},
-    {"kv", "del", "KEY", 1, 1, "", tandem_ctl_kv_del, "delete KEY"},
-    {"kv", "list", "[PREFIX] [--limit N] [--local]", 0, 1, "limit= local", tandem_ctl_kv_list,
+    {"kv", "del", "KEY", 1, 1, tandem_ctl_kv_del, "delete KEY"},
+    {"kv", "list", "[PREFIX] [--limit N] [--local]", 0, 1, tandem_ctl_kv_list,
      "list keys starting with PREFIX (all keys by default)"},
-    {"kv", "cas", "KEY OLD NEW", 3, 3, "", tandem_ctl_kv_cas,
+    {"kv", "cas", "KEY OLD NEW", 3, 3, tandem_ctl_kv_cas,
      "set KEY to NEW only if its value is OLD ('-' and '@FILE' work as for put)"},
-    {"member", "list", "", 0, 0, "", tandem_ctl_member_list, "list cluster members"},
+    {"member", "list", "", 0, 0, tandem_ctl_member_list, "list cluster members"},
     {"member", "add", "NAME SITE RAFT API [--role voter|standby|spare]", 4, 4,
-     "role=", tandem_ctl_member_add, "add a node started with join=true (RAFT host:port, API URL)"},
-    {"member", "remove", "NAME", 1, 1, "", tandem_ctl_member_remove, "remove a member"},
-    {"member", "transfer-leader", "NAME", 1, 1, "", tandem_ctl_member_transfer,
+     tandem_ctl_member_add, "add a node started with join=true (RAFT host:port, API URL)"},
+    {"member", "remove", "NAME", 1, 1, tandem_ctl_member_remove, "remove a member"},
+    {"member", "transfer-leader", "NAME", 1, 1, tandem_ctl_member_transfer,
      "move leadership to the voter NAME"},
-    {"member", "rejoin", "NAME", 1, 1, "", tandem_ctl_member_rejoin,
+    {"member", "rejoin", "NAME", 1, 1, tandem_ctl_member_rejoin,
      "re-seed a fenced or broken member: wipe it, re-add it as a standby, let it catch up"},
     {"job", "create",
      "CLIENT KIND SITE [--id ID] [--stages a,b,..] [--effort N] [--due TIME] [--priority N] "
      "[--operator NAME] [--pinned] [--file JOB.json]",
-     0, 3, "id= stages= effort= due= priority= operator= pinned file=", tandem_ctl_job_create,
+     0, 3, tandem_ctl_job_create,
      "create a job (stages default receive,scan,enter,verify,ship; TIME is RFC 3339)"},
-    {"job", "get", "ID [--local]", 1, 1, "local", tandem_ctl_job_get, "show one job"},
+    {"job", "get", "ID [--local]", 1, 1, tandem_ctl_job_get, "show one job"},
     {"job", "list", "[--site S] [--status S] [--client C] [--stage S] [--limit N] [--local]", 0, 0,
-     "site= status= client= stage= limit= local", tandem_ctl_job_list,
-     "list jobs in id order, filtered"},
-    {"job", "advance", "ID", 1, 1, "", tandem_ctl_job_advance,
+     tandem_ctl_job_list, "list jobs in id order, filtered"},
+    {"job", "advance", "ID", 1, 1, tandem_ctl_job_action,
      "move a job to its next stage (its picked boxes go into process)"},
-    {"job", "hold", "ID", 1, 1, "", tandem_ctl_job_hold, "put a queued or running job on hold"},
-    {"job", "resume", "ID", 1, 1, "", tandem_ctl_job_resume, "resume a job on hold"},
-    {"job", "complete", "ID", 1, 1, "", tandem_ctl_job_complete,
-     "mark a job at its last stage done"},
-    {"job", "cancel", "ID", 1, 1, "", tandem_ctl_job_cancel, "cancel an open job"},
-    {"job", "pin", "ID", 1, 1, "", tandem_ctl_job_pin, "keep a job at its site (rebalance)"},
-    {"job", "unpin", "ID", 1, 1, "", tandem_ctl_job_unpin, "let rebalance move a job again"},
-    {"job", "operator", "ID [NAME]", 1, 2, "", tandem_ctl_job_operator,
+    {"job", "hold", "ID", 1, 1, tandem_ctl_job_action, "put a queued or running job on hold"},
+    {"job", "resume", "ID", 1, 1, tandem_ctl_job_action, "resume a job on hold"},
+    {"job", "complete", "ID", 1, 1, tandem_ctl_job_action, "mark a job at its last stage done"},
+    {"job", "cancel", "ID", 1, 1, tandem_ctl_job_action, "cancel an open job"},
+    {"job", "pin", "ID", 1, 1, tandem_ctl_job_action, "keep a job at its site (rebalance)"},
+    {"job", "unpin", "ID", 1, 1, tandem_ctl_job_action, "let rebalance move a job again"},
+    {"job", "operator", "ID [NAME]", 1, 2, tandem_ctl_job_operator,
      "assign NAME to a job (no NAME: clear)"},
-    {"job", "trace", "ID", 1, 1, "", tandem_ctl_job_trace, "print a job's timeline"},
+    {"job", "trace", "ID", 1, 1, tandem_ctl_trace_show, "print a job's timeline"},
     {"box", "checkin",
      "ID LEDGER CLIENT SITE [--shelf S] [--volumes a,b,..] [--retain-until TIME] | --file "
      "ROWS.csv|ROWS.json",
-     0, 4, "shelf= volumes= retain-until= file=", tandem_ctl_box_checkin,
+     0, 4, tandem_ctl_box_checkin,
      "check in one box, or all rows of a ledger file or none (CSV header: id,ledger,client,"
      "site,shelf,volumes,retain_until; volumes ;-separated)"},
-    {"box", "get", "ID [--local]", 1, 1, "local", tandem_ctl_box_get, "show one box"},
+    {"box", "get", "ID [--local]", 1, 1, tandem_ctl_box_get, "show one box"},
     {"box", "list", "[--site S] [--status S] [--job J] [--limit N] [--local]", 0, 0,
-     "site= status= job= limit= local", tandem_ctl_box_list, "list boxes in id order, filtered"},
-    {"box", "pick", "ID JOB", 2, 2, "", tandem_ctl_box_pick, "pick a stored box for an open job"},
-    {"box", "return", "ID", 1, 1, "", tandem_ctl_box_return, "return a picked or processed box"},
-    {"box", "move", "ID SITE SHELF", 3, 3, "", tandem_ctl_box_move,
+     tandem_ctl_box_list, "list boxes in id order, filtered"},
+    {"box", "pick", "ID JOB", 2, 2, tandem_ctl_box_pick, "pick a stored box for an open job"},
+    {"box", "return", "ID", 1, 1, tandem_ctl_box_action, "return a picked or processed box"},
+    {"box", "move", "ID SITE SHELF", 3, 3, tandem_ctl_box_move,
      "shelve a box at SITE/SHELF (puts it in stock)"},
-    {"box", "dispose", "ID", 1, 1, "", tandem_ctl_box_dispose,
+    {"box", "dispose", "ID", 1, 1, tandem_ctl_box_action,
      "dispose of a box (writes a disposal record)"},
-    {"box", "trace", "ID", 1, 1, "", tandem_ctl_box_trace, "print a box's timeline"},
-    {"trace", "job", "ID", 1, 1, "", tandem_ctl_trace_job, "print a job's timeline"},
-    {"trace", "box", "ID", 1, 1, "", tandem_ctl_trace_box, "print a box's timeline"},
-    {"trace", "purge", "[--events-max N]", 0, 0, "events-max=", tandem_ctl_trace_purge,
+    {"box", "trace", "ID", 1, 1, tandem_ctl_trace_show, "print a box's timeline"},
+    {"trace", "job", "ID", 1, 1, tandem_ctl_trace_show, "print a job's timeline"},
+    {"trace", "box", "ID", 1, 1, tandem_ctl_trace_show, "print a box's timeline"},
+    {"trace", "purge", "[--events-max N]", 0, 0, tandem_ctl_trace_purge,
      "purge trace events older than the retention period (leaves disposal records)"},
-    {"trace", "disposals", "[--limit N]", 0, 0, "limit=", tandem_ctl_trace_disposals,
+    {"trace", "disposals", "[--limit N]", 0, 0, tandem_ctl_trace_disposals,
      "list disposal records (disposed boxes and purges)"},
-    {"bcp", "status", "", 0, 0, "", tandem_ctl_bcp_status,
+    {"bcp", "status", "", 0, 0, tandem_ctl_bcp_status,
      "sites with state, epoch, nodes and lag (RPO exposure); leader and recent decisions"},
-    {"bcp", "invoke", "SITE [--reason TEXT] [--force]", 1, 1, "reason= force",
-     tandem_ctl_bcp_invoke,
+    {"bcp", "invoke", "SITE [--reason TEXT] [--force]", 1, 1, tandem_ctl_bcp_invoke,
      "take SITE out of service (planned); --force: quorum lost, recover the survivors"},
-    {"bcp", "revoke", "SITE [--failback] [--reason TEXT]", 1, 1, "failback reason=",
-     tandem_ctl_bcp_revoke, "bring SITE back; --failback also returns leadership to it"},
-    {"bcp", "drill", "SITE [--dry-run] [--rate N]", 1, 1, "dry-run rate=", tandem_ctl_bcp_drill,
+    {"bcp", "revoke", "SITE [--failback] [--reason TEXT]", 1, 1, tandem_ctl_bcp_revoke,
+     "bring SITE back; --failback also returns leadership to it"},
+    {"bcp", "drill", "SITE [--dry-run] [--rate N]", 1, 1, tandem_ctl_bcp_drill,
      "invoke + probe writes + verify + revoke, with an RTO/RPO report (--dry-run: plan only)"},
-    {"bcp", "drills", "[--limit N]", 0, 0, "limit=", tandem_ctl_bcp_drills,
+    {"bcp", "drills", "[--limit N]", 0, 0, tandem_ctl_bcp_drills,
      "the replicated drill history, newest first"},
-    {"bcp", "prefer", "SITE|-", 1, 1, "", tandem_ctl_bcp_prefer,
+    {"bcp", "prefer", "SITE|-", 1, 1, tandem_ctl_bcp_prefer,
      "keep leadership on SITE when it is active ('-': no preference)"},
-    {"site", "list", "[--local]", 0, 0, "local", tandem_ctl_site_list,
+    {"site", "list", "[--local]", 0, 0, tandem_ctl_site_list,
      "sites with state, capacity, backlog (units and hours), queued jobs and jobs at risk"},
-    {"site", "set-capacity", "SITE N", 2, 2, "", tandem_ctl_site_set_capacity,
+    {"site", "set-capacity", "SITE N", 2, 2, tandem_ctl_site_set_capacity,
      "set SITE's capacity to N effort units per hour (kept in its history)"},
-    {"site", "capacity-history", "SITE [--limit N]", 1, 1,
-     "limit=", tandem_ctl_site_capacity_history, "SITE's capacity changes, newest first"},
+    {"site", "capacity-history", "SITE [--limit N]", 1, 1, tandem_ctl_site_capacity_history,
+     "SITE's capacity changes, newest first"},
     {"rebalance", "plan", "[--objective makespan|due] [--max-moves N] [--at TIME] [--local]", 0, 0,
-     "objective= max-moves= at= local", tandem_ctl_rebalance_plan,
+     tandem_ctl_rebalance_plan,
      "propose moves of queued jobs between sites: backlog hours and due-date risk before -> "
      "after"},
-    {"rebalance", "apply", "PLAN_ID | --file PLAN.json", 0, 1, "file=", tandem_ctl_rebalance_apply,
+    {"rebalance", "apply", "PLAN_ID | --file PLAN.json", 0, 1, tandem_ctl_rebalance_apply,
      "apply a plan as one command; refused (exit 1) when a job it moves changed since"},
 };
 const size_t tandem_ctl_command_count =
@@ -176,4 +177,124 @@ int tandem_ctl_print_json(struct tandem_ctl_context *ctx, const json_t *value)
         return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "writing output failed");
     }
     return TANDEM_CTL_OK;
+}
+
+void tandem_ctl_timeout_at_least(struct tandem_ctl_context *ctx, long ms)
+{
+    if (ctx->client->timeout_ms < ms) {
+        ctx->client->timeout_ms = ms;
+    }
+}
+
+int tandem_ctl_get_json(struct tandem_ctl_context *ctx, const char *path, const char *list,
+                        json_t **out)
+{
+    json_t *root = NULL;
+    struct tandem_ctl_request req = {"GET", path, NULL, 0, NULL};
+    int rc = tandem_ctl_call_json(ctx, &req, &root);
+    if (rc == TANDEM_CTL_OK && list != NULL && !json_is_array(json_object_get(root, list))) {
+        json_decref(root);
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "answer has no \"%s\" list", list);
+    }
+    if (rc == TANDEM_CTL_OK) {
+        *out = root;
+    }
+    return rc;
+}
+
+int tandem_ctl_post_json(struct tandem_ctl_context *ctx, const char *path, const json_t *body,
+                         json_t **out)
+{
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    if (body != NULL && text == NULL) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "out of memory");
+    }
+    struct tandem_ctl_request req = {"POST", path, text, text ? strlen(text) : 0,
+                                     "application/json"};
+    int rc = tandem_ctl_call_json(ctx, &req, out);
+    free(text);
+    return rc;
+}
+
+int tandem_ctl_post_packed(struct tandem_ctl_context *ctx, const char *path, json_t *body,
+                           json_t **out)
+{
+    if (body == NULL) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "arguments must be UTF-8");
+    }
+    int rc = tandem_ctl_post_json(ctx, path, body, out);
+    json_decref(body);
+    return rc;
+}
+
+int tandem_ctl_answer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args, int rc,
+                      json_t *answer, tandem_ctl_answer_print *print)
+{
+    if (rc == TANDEM_CTL_OK) {
+        rc = ctx->output == TANDEM_CTL_OUTPUT_JSON ? tandem_ctl_print_json(ctx, answer)
+                                                   : print(ctx, args, answer);
+    }
+    json_decref(answer);
+    return rc;
+}
+
+int tandem_ctl_post_answer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                           int rc, const char *path, json_t *body, tandem_ctl_answer_print *print)
+{
+    json_t *answer = NULL;
+    if (rc == TANDEM_CTL_OK) {
+        rc = tandem_ctl_post_packed(ctx, path, body, &answer);
+    } else {
+        json_decref(body);
+    }
+    return tandem_ctl_answer(ctx, args, rc, answer, print);
+}
+
+int tandem_ctl_item_path(struct tandem_ctl_context *ctx, const char *collection, const char *what,
+                         const char *value, const char *suffix, char *path, size_t size)
+{
+    char encoded[ENCODED_VALUE_MAX];
+    if (value[0] == '\0' ||
+        tandem_ctl_percent_encode(value, strlen(value), encoded, sizeof encoded) != 0) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "%s must be 1 to %d bytes", what,
+                               TANDEM_CTL_VALUE_MAX);
+    }
+    snprintf(path, size, "%s/%s%s", collection, encoded, suffix);
+    return TANDEM_CTL_OK;
+}
+
+static int object_answer_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                               const json_t *answer)
+{
+    (void)args;
+    return tandem_ctl_object_print(ctx, answer);
+}
+
+int tandem_ctl_item_show(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                         const char *collection)
+{
+    char path[TANDEM_CTL_URL_MAX];
+    json_t *item = NULL;
+    bool local = tandem_ctl_args_flag(args, "local") != NULL;
+    int rc = tandem_ctl_item_path(ctx, collection, "ID", args->positional[0],
+                                  local ? "?consistency=local" : "", path, sizeof path);
+    if (rc == TANDEM_CTL_OK) {
+        rc = tandem_ctl_get_json(ctx, path, NULL, &item);
+    }
+    return tandem_ctl_answer(ctx, args, rc, item, object_answer_print);
+}
+
+int tandem_ctl_item_action(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                           const char *collection, const char *verb, const json_t *body,
+                           tandem_ctl_answer_print *print)
+{
+    char path[TANDEM_CTL_URL_MAX], suffix[32];
+    json_t *item = NULL;
+    snprintf(suffix, sizeof suffix, "/%s", verb);
+    int rc =
+        tandem_ctl_item_path(ctx, collection, "ID", args->positional[0], suffix, path, sizeof path);
+    if (rc == TANDEM_CTL_OK) {
+        rc = tandem_ctl_post_json(ctx, path, body, &item);
+    }
+    return tandem_ctl_answer(ctx, args, rc, item, print);
 }

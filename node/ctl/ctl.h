@@ -48,8 +48,11 @@ struct tandem_ctl_client;
 struct tandem_ctl_request;
 struct tandem_ctl_response;
 
+struct tandem_ctl_command;
+
 struct tandem_ctl_context {
-    struct tandem_ctl_client *client; /* borrowed */
+    const struct tandem_ctl_command *command; /* borrowed; the row being run */
+    struct tandem_ctl_client *client;         /* borrowed */
     enum tandem_ctl_output output;
     FILE *out;                       /* borrowed; stdout */
     FILE *in;                        /* borrowed; stdin, for values given as "-" */
@@ -65,11 +68,12 @@ typedef int (*tandem_ctl_handler)(struct tandem_ctl_context *ctx,
  * --help is generated from it. */
 struct tandem_ctl_command {
     const char *noun;
-    const char *verb;     /* NULL when the noun alone is the command (status) */
-    const char *synopsis; /* arguments and flags, e.g. "KEY [--local]" */
+    const char *verb; /* NULL when the noun alone is the command (status) */
+    /* Arguments and flags, e.g. "KEY [--limit N] [--local]". It is also the list of flags
+     * the command accepts: "--name WORD" takes a value, "--name]" is a switch. */
+    const char *synopsis;
     size_t args_min;
     size_t args_max;
-    const char *flags; /* accepted command flags, space-separated; "name=" takes a value */
     tandem_ctl_handler handler;
     const char *help; /* one line */
 };
@@ -96,12 +100,57 @@ int tandem_ctl_call_json(struct tandem_ctl_context *ctx, const struct tandem_ctl
 /* Prints value with 2-space indentation and a newline; returns an exit code. */
 int tandem_ctl_print_json(struct tandem_ctl_context *ctx, const json_t *value);
 
+/* Lets long server-side operations finish inside one attempt: raises the client's timeout to
+ * at least ms. */
+void tandem_ctl_timeout_at_least(struct tandem_ctl_context *ctx, long ms);
+
+/* GETs path; *out as for tandem_ctl_call_json. With list not NULL the answer must hold an
+ * array under that name (otherwise TANDEM_CTL_EREFUSED and *out is left alone). */
+int tandem_ctl_get_json(struct tandem_ctl_context *ctx, const char *path, const char *list,
+                        json_t **out);
+/* POSTs body (borrowed; NULL: none) as JSON; *out as for tandem_ctl_call_json. */
+int tandem_ctl_post_json(struct tandem_ctl_context *ctx, const char *path, const json_t *body,
+                         json_t **out);
+/* tandem_ctl_post_json for a body just packed from arguments: body is consumed, and NULL
+ * (packing refuses text that is not UTF-8) is a usage error. */
+int tandem_ctl_post_packed(struct tandem_ctl_context *ctx, const char *path, json_t *body,
+                           json_t **out);
+
+/* Prints an API answer for people (-o table); returns an exit code. */
+typedef int tandem_ctl_answer_print(struct tandem_ctl_context *ctx,
+                                    const struct tandem_ctl_args *args, const json_t *answer);
+/* POSTs body (consumed; NULL: the arguments it was packed from were not UTF-8, a usage error)
+ * to path when rc, the code of building it, is TANDEM_CTL_OK; then tandem_ctl_answer. */
+int tandem_ctl_post_answer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                           int rc, const char *path, json_t *body, tandem_ctl_answer_print *print);
+/* The end of most handlers: rc is the code of the call that produced answer (consumed, may be
+ * NULL). When it is TANDEM_CTL_OK, prints answer as JSON (-o json) or through print. */
+int tandem_ctl_answer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args, int rc,
+                      json_t *answer, tandem_ctl_answer_print *print);
+
+/* Domain commands (jobs, boxes, trace, sites) and their shared helpers. */
+#define TANDEM_CTL_VALUE_MAX 128 /* bytes of an id or text value sent in a path or query */
+
+/* "<collection>/<value, percent-encoded><suffix>" into path; what names the argument in the
+ * usage error for an empty or too long value ("ID", "SITE"). */
+int tandem_ctl_item_path(struct tandem_ctl_context *ctx, const char *collection, const char *what,
+                         const char *value, const char *suffix, char *path, size_t size);
+/* GETs <collection>/<ID> (this node's state with --local) and prints the object: a FIELD/VALUE
+ * table, or JSON. */
+int tandem_ctl_item_show(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                         const char *collection);
+/* POSTs body (borrowed; NULL: none) to <collection>/<ID>/<verb> and prints the answer. */
+int tandem_ctl_item_action(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                           const char *collection, const char *verb, const json_t *body,
+                           tandem_ctl_answer_print *print);
+
 /* Command handlers: cmd_cluster.c. */
 int tandem_ctl_status(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_member_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_member_add(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_member_remove(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_member_transfer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_member_rejoin(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 
 /* Command handlers: cmd_kv.c. */
 int tandem_ctl_kv_put(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
@@ -110,60 +159,25 @@ int tandem_ctl_kv_del(struct tandem_ctl_context *ctx, const struct tandem_ctl_ar
 int tandem_ctl_kv_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_kv_cas(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 
-/* Domain commands (jobs, boxes, trace) and their shared helpers. */
-#define TANDEM_CTL_VALUE_MAX 128 /* bytes of an id or text value sent in a path or query */
-
-/* Appends "?name=value" or "&name=value" (percent-encoded) to path; nothing when value is
- * NULL. */
-int tandem_ctl_query_append(struct tandem_ctl_context *ctx, char *path, size_t size,
-                            const char *name, const char *value);
-/* --limit N (1..TANDEM_CTL_TABLE_ROWS_MAX), TANDEM_CTL_TABLE_ROWS_MAX when absent. */
-int tandem_ctl_limit_flag(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
-                          size_t *limit);
-/* GETs base page by page (limit, after = the previous page's "next") and appends the items
- * under key to out until the server says there are no more or limit items arrived. */
-int tandem_ctl_page_all(struct tandem_ctl_context *ctx, const char *base, const char *key,
-                        size_t limit, json_t *out, bool *more);
-/* One JSON value as a table cell: objects as "k=v k=v", arrays as "a,b". */
-void tandem_ctl_cell(const json_t *value, char *out, size_t size);
-/* Prints an array of objects as a table, one column per field. */
-int tandem_ctl_objects_print(struct tandem_ctl_context *ctx, const json_t *items,
-                             const char *const *headers, const char *const *fields, size_t columns);
-/* GETs path and prints the object: a FIELD/VALUE table, or JSON. */
-int tandem_ctl_get_print(struct tandem_ctl_context *ctx, const char *path);
-/* POSTs body (NULL: none) as JSON; *out as for tandem_ctl_call_json. */
-int tandem_ctl_post_json(struct tandem_ctl_context *ctx, const char *path, const json_t *body,
-                         json_t **out);
-/* Prints the trace timeline of one job or box (kind "job" or "box"). */
-int tandem_ctl_trace_print(struct tandem_ctl_context *ctx, const char *kind, const char *id);
-
 /* Command handlers: cmd_job.c. */
 int tandem_ctl_job_create(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_job_get(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_job_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_job_advance(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_job_hold(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_job_resume(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_job_complete(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_job_cancel(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_job_pin(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_job_unpin(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+/* advance, hold, ...: the verb of the command row, with no body. */
+int tandem_ctl_job_action(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_job_operator(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_job_trace(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 
 /* Command handlers: cmd_box.c. */
 int tandem_ctl_box_checkin(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_box_get(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_box_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_box_pick(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_box_return(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_box_move(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_box_dispose(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_box_trace(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+/* return, dispose: the verb of the command row, with no body. */
+int tandem_ctl_box_action(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 
-/* Command handlers: cmd_trace.c. */
-int tandem_ctl_trace_job(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_trace_box(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+/* Command handlers: cmd_trace.c. trace_show: trace job/box and job/box trace alike. */
+int tandem_ctl_trace_show(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_trace_purge(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_trace_disposals(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 
@@ -174,7 +188,6 @@ int tandem_ctl_bcp_revoke(struct tandem_ctl_context *ctx, const struct tandem_ct
 int tandem_ctl_bcp_drill(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_bcp_drills(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_bcp_prefer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
-int tandem_ctl_member_rejoin(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 
 /* Command handlers: cmd_site.c. */
 int tandem_ctl_site_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);

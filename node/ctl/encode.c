@@ -9,6 +9,18 @@
 static const char BASE64_ALPHABET[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+/* Writes the four characters of one group of n (1 to 3) bytes; '=' pads a short group. */
+static void base64_group(const unsigned char *in, size_t n, char *out)
+{
+    uint32_t v = 0;
+    for (size_t k = 0; k < 3; k++) {
+        v = v << 8 | (k < n ? in[k] : 0u);
+    }
+    for (size_t k = 0; k < 4; k++) {
+        out[k] = k <= n ? BASE64_ALPHABET[(v >> (18 - 6 * k)) & 63] : '=';
+    }
+}
+
 char *tandem_ctl_base64_encode(const unsigned char *data, size_t len)
 {
     if (len > (SIZE_MAX - 1) / 4 * 3 - 3) {
@@ -19,18 +31,8 @@ char *tandem_ctl_base64_encode(const unsigned char *data, size_t len)
         return NULL;
     }
     size_t o = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)data[i] << 16;
-        if (i + 1 < len) {
-            v |= (uint32_t)data[i + 1] << 8;
-        }
-        if (i + 2 < len) {
-            v |= data[i + 2];
-        }
-        out[o++] = BASE64_ALPHABET[(v >> 18) & 63];
-        out[o++] = BASE64_ALPHABET[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? BASE64_ALPHABET[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? BASE64_ALPHABET[v & 63] : '=';
+    for (size_t i = 0; i < len; i += 3, o += 4) {
+        base64_group(data + i, len - i < 3 ? len - i : 3, out + o);
     }
     out[o] = '\0';
     return out;

@@ -204,20 +204,18 @@ static int parse_global(struct options *o, int argc, char **argv, int *i)
     return output ? parse_output(o, value) : parse_timeout(o, value);
 }
 
-/* Looks --name up in the command's flag list; *takes_value tells whether it is "name=". */
+/* Looks --name up in the command's synopsis, which writes every flag the command accepts;
+ * *takes_value tells whether a value word follows it there ("[--limit N]", not "[--local]"). */
 static bool command_flag_known(const struct tandem_ctl_command *c, const char *name, size_t len,
                                bool *takes_value)
 {
-    const char *p = c->flags;
-    while (*p != '\0') {
-        size_t n = strcspn(p, " ");
-        bool valued = n > 0 && p[n - 1] == '=';
-        size_t name_n = valued ? n - 1 : n;
-        if (name_n == len && strncmp(p, name, len) == 0) {
-            *takes_value = valued;
+    for (const char *p = strstr(c->synopsis, "--"); p != NULL; p = strstr(p + 2, "--")) {
+        const char *flag = p + 2;
+        size_t n = strcspn(flag, " ]");
+        if (n == len && strncmp(flag, name, len) == 0) {
+            *takes_value = flag[n] == ' ' && flag[n + 1] != '[' && flag[n + 1] != '|';
             return true;
         }
-        p += n + (p[n] == ' ' ? 1 : 0);
     }
     return false;
 }
@@ -358,6 +356,7 @@ static int run(const struct options *o)
         return TANDEM_CTL_EUSAGE;
     }
     memset(&ctx, 0, sizeof(ctx));
+    ctx.command = o->command;
     ctx.client = &client;
     ctx.output = o->output;
     ctx.out = stdout;
