@@ -13,8 +13,8 @@
 #define TANDEM_VERSION "0.1.0"
 #endif
 
-#define TANDEM_MEMBERS_MAX        16  /* initial members accepted from the config */
-#define TANDEM_LOG_LEVEL_LEN_MAX  7   /* "debug", "info", "warn", "error" */
+#define TANDEM_MEMBERS_MAX       16 /* initial members accepted from the config */
+#define TANDEM_LOG_LEVEL_LEN_MAX 7  /* "debug", "info", "warn", "error" */
 
 struct tandem_config {
     char config_path[PATH_MAX]; /* "" when no --config was given */

@@ -111,7 +111,8 @@ static void route_status(struct tandem_node *node, struct tandem_http_request *r
         state_name(node), "term", (json_int_t)raft_current_term(raft), "commit_index",
         (json_int_t)raft_commit_index(raft), "applied_index", (json_int_t)raft_last_applied(raft),
         "last_index", (json_int_t)raft_last_index(raft), "apply_digest", digest, "fenced",
-        node->bcp.fenced, "epoch", (json_int_t)node->bcp.epoch, "cluster_id", node->config->cluster_id);
+        node->bcp.fenced, "epoch", (json_int_t)node->bcp.epoch, "cluster_id",
+        node->config->cluster_id);
     json_t *leader_json = tandem_raft_leader(&node->raft, &leader) == 0
                               ? json_pack("{s:s,s:s}", "name", leader.name, "api", leader.api)
                               : json_null();
