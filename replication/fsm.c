@@ -195,11 +195,42 @@ static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, v
     return 0;
 }
 
+/* ---- the snapshot's life: a table of allowed moves, checked with what each state holds ---- */
+
+enum { SNAPSHOT_IDLE, SNAPSHOT_PINNED, SNAPSHOT_WRITTEN };
+
+static const struct tandem_sm_conf snapshot_states[] = {
+    [SNAPSHOT_IDLE] = {"idle", TANDEM_SM_INITIAL | TANDEM_SM_FINAL, TANDEM_SM_BIT(SNAPSHOT_PINNED)},
+    /* finalize without a successful async (raft gave up, or async failed) goes back to idle */
+    [SNAPSHOT_PINNED] = {"pinned", 0,
+                         TANDEM_SM_BIT(SNAPSHOT_WRITTEN) | TANDEM_SM_BIT(SNAPSHOT_IDLE)},
+    [SNAPSHOT_WRITTEN] = {"written", 0, TANDEM_SM_BIT(SNAPSHOT_IDLE)},
+};
+
+static bool snapshot_invariant(const struct tandem_sm *sm, int prev, void *data)
+{
+    const struct tandem_fsm *f = data;
+    (void)prev;
+    switch (tandem_sm_state(sm)) {
+        case SNAPSHOT_IDLE: /* nothing pinned, nothing held */
+            return f->snapshot_txn == NULL && f->snapshot_buf == NULL && f->snapshot_bufs == NULL;
+        case SNAPSHOT_PINNED: /* a read transaction and raft's buffer array, no bytes yet */
+            return f->snapshot_txn != NULL && f->snapshot_bufs != NULL && f->snapshot_buf == NULL;
+        case SNAPSHOT_WRITTEN: /* the bytes raft is writing, from the still-pinned state */
+            return f->snapshot_txn != NULL && f->snapshot_buf != NULL && f->snapshot_bufs != NULL &&
+                   f->snapshot_bufs[0].base == f->snapshot_buf;
+        default:
+            return false;
+    }
+}
+
 /* Called on the loop thread: commit what apply grouped, then pin a read transaction so that the
  * serialisation sees exactly the applied state, while apply goes on in new write txns. */
 static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct tandem_fsm *f = raft_fsm->data;
+    /* libraft's legacy layer asks for one snapshot at a time; a second would leak the first. */
+    tandem_assert(tandem_sm_state(&f->snapshot_sm) == SNAPSHOT_IDLE);
     if (f->snapshot_gate != NULL && !f->snapshot_gate(f->snapshot_gate_data)) {
         /* raft gives up on this snapshot and asks again after the next apply. */
         f->snapshots_deferred++;
@@ -222,6 +253,7 @@ static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], u
     }
     f->snapshot_bufs[0].base = NULL;
     f->snapshot_bufs[0].len = 0;
+    tandem_sm_move(&f->snapshot_sm, SNAPSHOT_PINNED);
     *bufs = f->snapshot_bufs;
     *n_bufs = 1;
     return 0;
@@ -235,6 +267,7 @@ static int fsm_snapshot_async(struct raft_fsm *raft_fsm, struct raft_buffer *buf
 {
     struct tandem_fsm *f = raft_fsm->data;
     size_t len = 0;
+    tandem_assert(tandem_sm_state(&f->snapshot_sm) == SNAPSHOT_PINNED);
     int rv = tandem_store_snapshot_write(f->store, f->snapshot_txn, &f->snapshot_buf, &len);
     if (rv != 0) {
         snprintf(f->errmsg, sizeof f->errmsg, "snapshot: %s", f->store->errmsg);
@@ -246,6 +279,7 @@ static int fsm_snapshot_async(struct raft_fsm *raft_fsm, struct raft_buffer *buf
     }
     f->snapshot_bufs[0].base = f->snapshot_buf;
     f->snapshot_bufs[0].len = len;
+    tandem_sm_move(&f->snapshot_sm, SNAPSHOT_WRITTEN);
     *bufs = f->snapshot_bufs;
     *n_bufs = 1;
     f->snapshots_taken++;
@@ -258,14 +292,15 @@ static int fsm_snapshot_finalize(struct raft_fsm *raft_fsm, struct raft_buffer *
     struct tandem_fsm *f = raft_fsm->data;
     (void)bufs;
     (void)n_bufs;
-    if (f->snapshot_txn != NULL) {
-        mdb_txn_abort(f->snapshot_txn);
-        f->snapshot_txn = NULL;
-    }
+    tandem_assert(tandem_sm_state(&f->snapshot_sm) != SNAPSHOT_IDLE);
+    tandem_assert(f->snapshot_txn != NULL);
+    mdb_txn_abort(f->snapshot_txn);
+    f->snapshot_txn = NULL;
     free(f->snapshot_buf);
     f->snapshot_buf = NULL;
     raft_free(f->snapshot_bufs);
     f->snapshot_bufs = NULL;
+    tandem_sm_move(&f->snapshot_sm, SNAPSHOT_IDLE);
     return 0;
 }
 
@@ -295,6 +330,9 @@ void tandem_fsm_init(struct tandem_fsm *f, struct tandem_store *store)
     f->raft_fsm.restore = fsm_restore;
     f->raft_fsm.snapshot_finalize = fsm_snapshot_finalize;
     f->raft_fsm.snapshot_async = fsm_snapshot_async;
+    tandem_sm_init(&f->snapshot_sm, "snapshot", snapshot_states,
+                   (int)(sizeof snapshot_states / sizeof snapshot_states[0]), SNAPSHOT_IDLE,
+                   snapshot_invariant, f);
 }
 
 void tandem_fsm_set_raft(struct tandem_fsm *f, struct raft *raft)

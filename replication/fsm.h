@@ -10,6 +10,7 @@
 
 #include "replication/apply.h"
 #include "storage/error.h"
+#include "storage/sm.h"
 #include "storage/store.h"
 #include "tandem.pb-c.h"
 
@@ -24,10 +25,11 @@ struct tandem_fsm {
     struct tandem_store *store; /* borrowed */
     tandem_fsm_claim_fn claim;
     void *claim_data;
-    /* Set during snapshot(): a read transaction pinned until snapshot_finalize. */
+    /* A snapshot's life (idle -> pinned -> written -> idle): snapshot() pins a read transaction,
+     * snapshot_async serialises it, snapshot_finalize releases both (fsm.c's table). */
+    struct tandem_sm snapshot_sm;
     MDB_txn *snapshot_txn;
-    void *snapshot_buf; /* owned: malloc'd serialised state */
-    struct raft_buffer snapshot_raft_buf;
+    void *snapshot_buf;                /* owned: malloc'd serialised state */
     struct raft_buffer *snapshot_bufs; /* the array raft sees; owned */
     uint64_t entries_applied, entries_skipped, commands_applied, snapshots_taken,
         snapshots_restored;

@@ -28,26 +28,24 @@ _Static_assert(sizeof error_messages / sizeof error_messages[0] == TANDEM_ERROR_
 _Static_assert(sizeof error_names / sizeof error_names[0] == TANDEM_ERROR_COUNT,
                "one name per error code");
 
-const char *tandem_strerror(int code)
+/* Row of a table indexed by code, with the texts for TANDEM_OK and for a code not in it. */
+static const char *table_text(const char *const table[], int code, const char *ok,
+                              const char *unknown)
 {
     if (code == TANDEM_OK) {
-        return "ok";
+        return ok;
     }
-    if (!TANDEM_ERROR_KNOWN(code)) {
-        return "unknown error";
-    }
-    return error_messages[code - TANDEM_ERROR_BASE - 1];
+    return TANDEM_ERROR_KNOWN(code) ? table[code - TANDEM_ERROR_BASE - 1] : unknown;
+}
+
+const char *tandem_strerror(int code)
+{
+    return table_text(error_messages, code, "ok", "unknown error");
 }
 
 const char *tandem_error_name(int code)
 {
-    if (code == TANDEM_OK) {
-        return "TANDEM_OK";
-    }
-    if (!TANDEM_ERROR_KNOWN(code)) {
-        return "TANDEM_UNKNOWN";
-    }
-    return error_names[code - TANDEM_ERROR_BASE - 1];
+    return table_text(error_names, code, "TANDEM_OK", "TANDEM_UNKNOWN");
 }
 
 int tandem_error_set(char *errmsg, int code, const char *fmt, ...)
