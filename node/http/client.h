@@ -144,8 +144,8 @@ struct tandem_http_pool {
     /* internal */
     uv_loop_t *loop; /* borrowed */
     unsigned clients_max, connections, timeout_ms;
-    struct tandem_http_pool_entry *open;     /* owned: most recently used first */
-    struct tandem_http_pool_entry *retiring; /* owned: finishing their requests */
+    struct tandem_list open;     /* owned entries: most recently used first */
+    struct tandem_list retiring; /* owned entries: finishing their requests */
     unsigned open_count, retiring_count, closing_count;
     int closing;
     void (*close_cb)(struct tandem_http_pool *p);
