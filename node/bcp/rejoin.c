@@ -11,15 +11,16 @@
 #include "storage/assert.h"
 #include "storage/error.h"
 
-#define BIT    TANDEM_SM_BIT
-#define FAILED BIT(TANDEM_REJOIN_FAILED)
+#define BIT TANDEM_SM_BIT
+/* A rejoin only goes forward: every step moves on to the next one, or fails. */
+#define NEXT_OR_FAILED(step) (BIT(TANDEM_REJOIN_##step) | BIT(TANDEM_REJOIN_FAILED))
 
 const struct tandem_sm_conf tandem_rejoin_sm_conf[TANDEM_REJOIN_STEPS] = {
-    [TANDEM_REJOIN_REMOVE] = {"remove", TANDEM_SM_INITIAL, BIT(TANDEM_REJOIN_RESEED) | FAILED},
-    [TANDEM_REJOIN_RESEED] = {"reseed", 0, BIT(TANDEM_REJOIN_BACK) | FAILED},
-    [TANDEM_REJOIN_BACK] = {"back", 0, BIT(TANDEM_REJOIN_ADD) | FAILED},
-    [TANDEM_REJOIN_ADD] = {"add", 0, BIT(TANDEM_REJOIN_ASSIGN) | FAILED},
-    [TANDEM_REJOIN_ASSIGN] = {"assign", 0, BIT(TANDEM_REJOIN_DONE) | FAILED},
+    [TANDEM_REJOIN_REMOVE] = {"remove", TANDEM_SM_INITIAL, NEXT_OR_FAILED(RESEED)},
+    [TANDEM_REJOIN_RESEED] = {"reseed", 0, NEXT_OR_FAILED(BACK)},
+    [TANDEM_REJOIN_BACK] = {"back", 0, NEXT_OR_FAILED(ADD)},
+    [TANDEM_REJOIN_ADD] = {"add", 0, NEXT_OR_FAILED(ASSIGN)},
+    [TANDEM_REJOIN_ASSIGN] = {"assign", 0, NEXT_OR_FAILED(DONE)},
     [TANDEM_REJOIN_DONE] = {"done", TANDEM_SM_FINAL, 0},
     [TANDEM_REJOIN_FAILED] = {"failed", TANDEM_SM_FINAL, 0},
 };
@@ -39,29 +40,26 @@ struct rejoin {
     struct tandem_sm sm; /* the step: tandem_rejoin_sm_conf */
 };
 
-static int rejoin_step(const struct rejoin *j)
-{
-    return tandem_sm_state(&j->sm);
-}
-
 /* The id is the member's; the poll timer opens once the re-seed was accepted; a member leaves
  * the configuration before its re-seed, and is re-added only once it was re-seeded. */
 static bool rejoin_invariant(const struct tandem_sm *sm, int prev, void *data)
 {
     (void)prev;
     const struct rejoin *j = data;
-    int step = tandem_sm_state(sm);
     bool left = !j->in_config || j->removed;
     if (j->id != tandem_member_id(j->member.name) || (j->removed && !j->in_config)) {
         return false;
     }
-    if (step == TANDEM_REJOIN_FAILED) {
-        return true;
+    switch (tandem_sm_state(sm)) {
+        case TANDEM_REJOIN_REMOVE:
+            return !j->timer_open && !j->reseeded;
+        case TANDEM_REJOIN_RESEED:
+            return !j->timer_open && !j->reseeded && left;
+        case TANDEM_REJOIN_FAILED:
+            return true;
+        default: /* back, add, assign, done */
+            return j->timer_open && j->reseeded && left;
     }
-    if (step <= TANDEM_REJOIN_RESEED) {
-        return !j->timer_open && !j->reseeded && (step == TANDEM_REJOIN_REMOVE || left);
-    }
-    return j->timer_open && j->reseeded && left; /* back, add, assign, done */
 }
 
 static void rejoin_move(struct rejoin *j, int step)
@@ -120,7 +118,7 @@ static void rejoin_poll_later(struct rejoin *j)
 static void rejoin_back_cb(void *data, int status, int http_status, const char *body, size_t len)
 {
     struct rejoin *j = data;
-    tandem_assert(rejoin_step(j) == TANDEM_REJOIN_BACK);
+    tandem_assert(tandem_sm_state(&j->sm) == TANDEM_REJOIN_BACK);
     json_t *root = status == 0 && http_status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
     json_t *n = json_object_get(root, "node");
     json_t *last = json_object_get(n, "last_index"), *epoch = json_object_get(n, "epoch");
@@ -206,15 +204,15 @@ static void rejoin_change_cb(struct raft_change *req, int status)
     struct rejoin *j = req->data;
     if (status != 0) {
         rejoin_fail(j, 503,
-                    rejoin_step(j) == TANDEM_REJOIN_REMOVE ? "removing it failed"
-                                                           : "re-adding it failed",
+                    tandem_sm_state(&j->sm) == TANDEM_REJOIN_REMOVE ? "removing it failed"
+                                                                    : "re-adding it failed",
                     raft_strerror(status));
         return;
     }
-    if (rejoin_step(j) == TANDEM_REJOIN_REMOVE) {
+    if (tandem_sm_state(&j->sm) == TANDEM_REJOIN_REMOVE) {
         j->removed = true;
         rejoin_reseed(j);
-    } else if (rejoin_step(j) == TANDEM_REJOIN_ADD) {
+    } else if (tandem_sm_state(&j->sm) == TANDEM_REJOIN_ADD) {
         rejoin_move(j, TANDEM_REJOIN_ASSIGN);
         int rv =
             raft_assign(&j->bcp->env.raft->raft, &j->change, j->id, RAFT_STANDBY, rejoin_change_cb);
@@ -222,7 +220,7 @@ static void rejoin_change_cb(struct raft_change *req, int status)
             rejoin_fail(j, 503, "making it a standby failed", raft_strerror(rv));
         }
     } else {
-        tandem_assert(rejoin_step(j) == TANDEM_REJOIN_ASSIGN);
+        tandem_assert(tandem_sm_state(&j->sm) == TANDEM_REJOIN_ASSIGN);
         rejoin_answer(j);
     }
 }

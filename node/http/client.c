@@ -14,15 +14,15 @@ enum conn_state { CONN_RESOLVING, CONN_CONNECTING, CONN_OPEN, CONN_CLOSING };
 /* One connection. Requests sit in the FIFO from assignment until their response (or error);
  * their bytes are in `out` (not yet written), `inflight` (write_req) or already sent. */
 struct tandem_httpc_conn {
+    struct tandem_httpc *client; /* borrowed */
+    struct tandem_list link;     /* in client->conns */
+    struct tandem_list fifo;     /* borrowed tandem_httpc_request, oldest first */
+    unsigned depth;
     uv_tcp_t tcp;
     uv_connect_t connect_req;
     uv_getaddrinfo_t resolve_req;
     uv_write_t write_req;
     http_parser parser;
-    struct tandem_httpc *client; /* borrowed */
-    struct tandem_list link;     /* in client->conns */
-    struct tandem_list fifo;     /* borrowed tandem_httpc_request, oldest first */
-    unsigned depth;
     int state;          /* enum conn_state */
     int deferred_error; /* failure found inside send, reported from the timer */
     int resolving, tcp_closed, writing, keep_alive, parse_error;

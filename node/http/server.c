@@ -11,20 +11,20 @@
 /* One accepted socket. Requests live in `queue` from completion until their response is written;
  * the first `writing` of them are in write_req. Freed when both handles have closed. */
 struct tandem_http_conn {
+    struct tandem_http_server *server; /* borrowed */
+    struct tandem_list link;           /* in server->conns */
+    struct tandem_list resume_link;    /* in server->resume when resume_queued */
+    struct tandem_list queue; /* owned tandem_http_request, oldest first, except handed ones */
+    struct tandem_http_request *parsing; /* owned: the request being parsed */
     uv_tcp_t tcp;
     uv_timer_t timer; /* idle timeout, then the linger timeout */
     uv_write_t write_req;
     uv_write_t continue_req;
     uv_shutdown_t shutdown_req;
     http_parser parser;
-    struct tandem_http_server *server;   /* borrowed */
-    struct tandem_list link;             /* in server->conns */
-    struct tandem_list resume_link;      /* in server->resume when resume_queued */
-    struct tandem_http_request *parsing; /* owned: the request being parsed */
-    struct tandem_list queue; /* owned tandem_http_request, oldest first, except handed ones */
-    unsigned depth;           /* requests in the queue */
-    unsigned writing;         /* queue head requests in write_req */
-    char *pending;            /* owned: bytes read but not parsed while paused */
+    unsigned depth;   /* requests in the queue */
+    unsigned writing; /* queue head requests in write_req */
+    char *pending;    /* owned: bytes read but not parsed while paused */
     size_t pending_len;
     int reject_status; /* set by a parser callback refusing the request */
     char reject_message[TANDEM_ERRMSG_SIZE];
@@ -1211,6 +1211,7 @@ void tandem_http_server_close(struct tandem_http_server *s,
     if (s->closing) {
         return;
     }
+    tandem_assert(s->handles_open == 2); /* listener and resume_idle close only here */
     s->closing = 1;
     s->close_cb = close_cb;
     s->listening = 0;
