@@ -62,4 +62,38 @@ static inline void tandem_list_remove(struct tandem_list *link)
     tandem_list_init(link);
 }
 
+/* The first item's link of a non-empty list. */
+static inline struct tandem_list *tandem_list_first(const struct tandem_list *head)
+{
+    tandem_assert(head->next != head);
+    return head->next;
+}
+
+/* Unlinks and returns the first item's link of a non-empty list (a FIFO's pop). */
+static inline struct tandem_list *tandem_list_pop_front(struct tandem_list *head)
+{
+    struct tandem_list *link = tandem_list_first(head);
+    tandem_list_remove(link);
+    return link;
+}
+
+/* Moves every item of from, in order, onto the empty head to, and leaves from empty: a batch
+ * taken off a list, so items linked onto from while the batch runs wait for the next one. */
+static inline void tandem_list_take_all(struct tandem_list *to, struct tandem_list *from)
+{
+    tandem_assert(tandem_list_empty(to));
+    if (tandem_list_empty(from)) {
+        return;
+    }
+    to->next = from->next;
+    to->prev = from->prev;
+    to->next->prev = to;
+    to->prev->next = to;
+    tandem_list_init(from);
+}
+
+/* Visits every link of head, first to last; the body must not unlink `link` nor the next one. */
+#define tandem_list_foreach(link, head)                                                            \
+    for ((link) = (head)->next; (link) != (head); (link) = (link)->next)
+
 #endif

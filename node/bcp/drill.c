@@ -22,35 +22,31 @@
 #define LIST_TIMEOUT_MS  10000
 #define DIGEST_NODES_MAX TANDEM_SITE_PLAN_MEMBERS_MAX
 
-#define BIT TANDEM_BCP_STEP_BIT
-
-static const char *const step_names[TANDEM_DRILL_STEPS] = {
-    "preflight", "warmup",   "invoke",   "takeover", "digest_after_invoke", "hold",
-    "revoke",    "failback", "cooldown", "drain",    "digest_after_revoke", "verify",
-    "store",     "done",
-};
-
-static const unsigned step_moves[TANDEM_DRILL_STEPS] = {
-    [TANDEM_DRILL_PREFLIGHT] = BIT(TANDEM_DRILL_WARMUP),
-    [TANDEM_DRILL_WARMUP] = BIT(TANDEM_DRILL_INVOKE),
+#define BIT TANDEM_SM_BIT
+/* Names are the report's step names (lower case), so they are spelled out. */
+const struct tandem_sm_conf tandem_drill_sm_conf[TANDEM_DRILL_STEPS] = {
+    /* an early refusal ends the drill here, before anything changed */
+    [TANDEM_DRILL_PREFLIGHT] = {"preflight", TANDEM_SM_INITIAL | TANDEM_SM_FINAL,
+                                BIT(TANDEM_DRILL_WARMUP)},
+    [TANDEM_DRILL_WARMUP] = {"warmup", 0, BIT(TANDEM_DRILL_INVOKE)},
     /* refused: nothing to revoke; not sent: revoke anyway, the invoke may have been applied */
-    [TANDEM_DRILL_INVOKE] =
-        BIT(TANDEM_DRILL_TAKEOVER) | BIT(TANDEM_DRILL_REVOKE) | BIT(TANDEM_DRILL_DRAIN),
-    [TANDEM_DRILL_TAKEOVER] = BIT(TANDEM_DRILL_DIGEST_AFTER_INVOKE) | BIT(TANDEM_DRILL_REVOKE),
-    [TANDEM_DRILL_DIGEST_AFTER_INVOKE] = BIT(TANDEM_DRILL_HOLD),
-    [TANDEM_DRILL_HOLD] = BIT(TANDEM_DRILL_REVOKE),
-    [TANDEM_DRILL_REVOKE] = BIT(TANDEM_DRILL_FAILBACK) | BIT(TANDEM_DRILL_DRAIN),
-    [TANDEM_DRILL_FAILBACK] = BIT(TANDEM_DRILL_COOLDOWN) | BIT(TANDEM_DRILL_DRAIN),
-    [TANDEM_DRILL_COOLDOWN] = BIT(TANDEM_DRILL_DRAIN),
-    [TANDEM_DRILL_DRAIN] = BIT(TANDEM_DRILL_DIGEST_AFTER_REVOKE) | BIT(TANDEM_DRILL_VERIFY),
-    [TANDEM_DRILL_DIGEST_AFTER_REVOKE] = BIT(TANDEM_DRILL_VERIFY),
-    [TANDEM_DRILL_VERIFY] = BIT(TANDEM_DRILL_STORE),
-    [TANDEM_DRILL_STORE] = BIT(TANDEM_DRILL_DONE),
-    [TANDEM_DRILL_DONE] = 0,
+    [TANDEM_DRILL_INVOKE] = {"invoke", 0,
+                             BIT(TANDEM_DRILL_TAKEOVER) | BIT(TANDEM_DRILL_REVOKE) |
+                                 BIT(TANDEM_DRILL_DRAIN)},
+    [TANDEM_DRILL_TAKEOVER] = {"takeover", 0,
+                               BIT(TANDEM_DRILL_DIGEST_AFTER_INVOKE) | BIT(TANDEM_DRILL_REVOKE)},
+    [TANDEM_DRILL_DIGEST_AFTER_INVOKE] = {"digest_after_invoke", 0, BIT(TANDEM_DRILL_HOLD)},
+    [TANDEM_DRILL_HOLD] = {"hold", 0, BIT(TANDEM_DRILL_REVOKE)},
+    [TANDEM_DRILL_REVOKE] = {"revoke", 0, BIT(TANDEM_DRILL_FAILBACK) | BIT(TANDEM_DRILL_DRAIN)},
+    [TANDEM_DRILL_FAILBACK] = {"failback", 0, BIT(TANDEM_DRILL_COOLDOWN) | BIT(TANDEM_DRILL_DRAIN)},
+    [TANDEM_DRILL_COOLDOWN] = {"cooldown", 0, BIT(TANDEM_DRILL_DRAIN)},
+    [TANDEM_DRILL_DRAIN] = {"drain", 0,
+                            BIT(TANDEM_DRILL_DIGEST_AFTER_REVOKE) | BIT(TANDEM_DRILL_VERIFY)},
+    [TANDEM_DRILL_DIGEST_AFTER_REVOKE] = {"digest_after_revoke", 0, BIT(TANDEM_DRILL_VERIFY)},
+    [TANDEM_DRILL_VERIFY] = {"verify", 0, BIT(TANDEM_DRILL_STORE)},
+    [TANDEM_DRILL_STORE] = {"store", 0, BIT(TANDEM_DRILL_DONE)},
+    [TANDEM_DRILL_DONE] = {"done", TANDEM_SM_FINAL, 0},
 };
-
-const struct tandem_bcp_steps tandem_drill_steps = {"drill", step_names, step_moves,
-                                                    TANDEM_DRILL_STEPS};
 
 struct probe {
     uint64_t sent_ms, ack_ms;
@@ -85,7 +81,7 @@ struct drill {
     unsigned n_probes, inflight;
     bool probing;
     uint64_t pause_from, pause_to; /* the digest pause, excluded from the gap measure */
-    int step;
+    struct tandem_sm sm;           /* the step: tandem_drill_sm_conf */
     bool call_pending;
     uint64_t step_started_ms, started_ms;
     int64_t started_wall_ms;
@@ -128,23 +124,56 @@ static void event(struct drill *d, const char *what)
     tandem_log(TANDEM_LOG_INFO, "drill %s: %s", d->id, what);
 }
 
-/* What holds in every step: the writer's counters are bounded, it writes only between the
- * preflight and the drain, and a success is recorded only once its step is behind. */
+static int drill_step(const struct drill *d)
+{
+    return tandem_sm_state(&d->sm);
+}
+
+/* What holds in every step: the answer is still owed and both timers are open until finish()
+ * after the last move; the writer's counters are bounded, it writes only between the preflight
+ * and the drain, and a success is recorded only once its step is behind. */
 static bool drill_ok(const struct drill *d)
 {
-    bool writer_may_run = d->step >= TANDEM_DRILL_WARMUP && d->step <= TANDEM_DRILL_DRAIN;
-    return d->step >= 0 && d->step < TANDEM_DRILL_STEPS && d->n_probes <= TANDEM_DRILL_PROBES_MAX &&
+    int step = drill_step(d);
+    bool writer_may_run = step >= TANDEM_DRILL_WARMUP && step <= TANDEM_DRILL_DRAIN;
+    return d->reply_pending && d->handles_open == 2 && d->n_probes <= TANDEM_DRILL_PROBES_MAX &&
            d->inflight <= d->n_probes && d->inflight <= TANDEM_DRILL_INFLIGHT_MAX &&
-           (!d->probing || writer_may_run) &&
-           (!d->takeover_ok || d->step > TANDEM_DRILL_TAKEOVER) &&
-           (!d->failback_ok || d->step > TANDEM_DRILL_FAILBACK) && d->n_views <= DIGEST_NODES_MAX;
+           (!d->probing || writer_may_run) && (!d->takeover_ok || step > TANDEM_DRILL_TAKEOVER) &&
+           (!d->failback_ok || step > TANDEM_DRILL_FAILBACK) && d->n_views <= DIGEST_NODES_MAX;
+}
+
+/* What a step promises on entry: nothing written before the preflight passed; the writer runs
+ * from the warm-up; the digest pause follows a completed takeover with the writer paused; the
+ * hold follows that takeover; the cool-down follows a completed failback. */
+static bool drill_step_ok(const struct drill *d, int step)
+{
+    switch (step) {
+        case TANDEM_DRILL_PREFLIGHT:
+            return !d->probing && d->n_probes == 0 && d->report == NULL;
+        case TANDEM_DRILL_WARMUP:
+            return d->probing;
+        case TANDEM_DRILL_DIGEST_AFTER_INVOKE:
+            return d->takeover_ok && !d->probing;
+        case TANDEM_DRILL_HOLD:
+            return d->takeover_ok;
+        case TANDEM_DRILL_COOLDOWN:
+            return d->failback_ok;
+        default:
+            return true;
+    }
+}
+
+static bool drill_invariant(const struct tandem_sm *sm, int prev, void *data)
+{
+    (void)prev;
+    const struct drill *d = data;
+    return drill_ok(d) && drill_step_ok(d, tandem_sm_state(sm));
 }
 
 static void goto_step(struct drill *d, int step)
 {
-    tandem_bcp_step_move(&tandem_drill_steps, &d->step, step);
     d->step_started_ms = now_ms(d);
-    tandem_assert(drill_ok(d));
+    tandem_sm_move(&d->sm, step);
 }
 
 /* Notes a failure: the report carries the first one. */
@@ -161,7 +190,7 @@ static void fail_note(struct drill *d, const char *what)
 static void fail(struct drill *d, const char *what)
 {
     fail_note(d, what);
-    bool invoked = d->step >= TANDEM_DRILL_INVOKE && d->step < TANDEM_DRILL_REVOKE;
+    bool invoked = drill_step(d) >= TANDEM_DRILL_INVOKE && drill_step(d) < TANDEM_DRILL_REVOKE;
     goto_step(d, invoked ? TANDEM_DRILL_REVOKE : TANDEM_DRILL_DRAIN);
 }
 
@@ -258,7 +287,7 @@ static void finish(struct drill *d);
 /* Refuses before anything changed: answers and ends the drill without a report. */
 static void abort_early(struct drill *d, int status, const char *why)
 {
-    tandem_assert(d->step == TANDEM_DRILL_PREFLIGHT && d->reply_pending);
+    tandem_assert(drill_step(d) == TANDEM_DRILL_PREFLIGHT && d->reply_pending);
     tandem_bcp_reply_error(&d->reply, status, "drill %s: %s", d->site, why);
     d->reply_pending = false;
     finish(d);
@@ -317,7 +346,7 @@ static int preflight_local(struct drill *d, const struct tandem_site_table *t, c
 static void preflight_cb(void *data, int status, int http_status, const char *body, size_t len)
 {
     struct drill *d = data;
-    tandem_assert(d->step == TANDEM_DRILL_PREFLIGHT && d->call_pending);
+    tandem_assert(drill_step(d) == TANDEM_DRILL_PREFLIGHT && d->call_pending);
     json_t *root = status == 0 && http_status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
     json_t *sites = json_object_get(root, "sites"), *s;
     json_int_t lag_max = -1;
@@ -350,15 +379,15 @@ static void change_cb(void *data, int status, int http_status, const char *body,
 {
     struct drill *d = data;
     tandem_assert(d->call_pending);
-    tandem_assert(d->step == TANDEM_DRILL_INVOKE || d->step == TANDEM_DRILL_REVOKE);
+    tandem_assert(drill_step(d) == TANDEM_DRILL_INVOKE || drill_step(d) == TANDEM_DRILL_REVOKE);
     char what[300];
     d->call_pending = false;
     if (status != 0 || (http_status != 200 && http_status != 202)) {
         snprintf(what, sizeof what, "%s refused: %s %.*s",
-                 d->step == TANDEM_DRILL_INVOKE ? "invoke" : "revoke",
+                 drill_step(d) == TANDEM_DRILL_INVOKE ? "invoke" : "revoke",
                  status != 0 ? uv_strerror(status) : "",
                  body == NULL ? 0 : (int)(len > 160 ? 160 : len), body == NULL ? "" : body);
-        if (d->step == TANDEM_DRILL_INVOKE) {
+        if (drill_step(d) == TANDEM_DRILL_INVOKE) {
             fail_note(d, what);
             goto_step(d, TANDEM_DRILL_DRAIN); /* nothing was invoked: nothing to revoke */
         } else {
@@ -369,22 +398,23 @@ static void change_cb(void *data, int status, int http_status, const char *body,
     json_t *answer = body == NULL ? NULL : json_loadb(body, len, 0, NULL);
     json_t *moved = json_object_get(answer, "jobs_moved");
     if (json_is_integer(moved)) {
-        *(d->step == TANDEM_DRILL_INVOKE ? &d->jobs_moved : &d->jobs_returned) =
+        *(drill_step(d) == TANDEM_DRILL_INVOKE ? &d->jobs_moved : &d->jobs_returned) =
             json_integer_value(moved);
     }
     json_decref(answer);
-    event(d, d->step == TANDEM_DRILL_INVOKE
+    event(d, drill_step(d) == TANDEM_DRILL_INVOKE
                  ? "invoke recorded"
                  : (d->failback ? "revoke recorded (with failback)"
                                 : "revoke recorded (leadership was elsewhere: "
                                   "no failback)"));
-    goto_step(d, d->step == TANDEM_DRILL_INVOKE ? TANDEM_DRILL_TAKEOVER : TANDEM_DRILL_FAILBACK);
+    goto_step(d,
+              drill_step(d) == TANDEM_DRILL_INVOKE ? TANDEM_DRILL_TAKEOVER : TANDEM_DRILL_FAILBACK);
 }
 
 static void change_start(struct drill *d, bool invoke)
 {
     char body[512];
-    tandem_assert(d->step == (invoke ? TANDEM_DRILL_INVOKE : TANDEM_DRILL_REVOKE));
+    tandem_assert(drill_step(d) == (invoke ? TANDEM_DRILL_INVOKE : TANDEM_DRILL_REVOKE));
     tandem_assert(!d->call_pending);
     snprintf(body, sizeof body,
              "{\"site\":\"%s\",\"reason\":\"drill %s\",\"by\":\"drill:%s\",\"failback\":%s,"
@@ -494,7 +524,7 @@ static bool digest_step(struct drill *d, int which)
 static void verify_cb(void *data, int status, int http_status, const char *body, size_t len)
 {
     struct drill *d = data;
-    tandem_assert(d->step == TANDEM_DRILL_VERIFY && d->call_pending);
+    tandem_assert(drill_step(d) == TANDEM_DRILL_VERIFY && d->call_pending);
     json_t *root = status == 0 && http_status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
     json_t *kvs = json_object_get(root, "kvs"), *kv;
     char prefix[TANDEM_DRILL_ID_LEN_MAX + 16];
@@ -577,7 +607,7 @@ static json_t *report_build(struct drill *d)
 static void store_cb(void *data, int status, int http_status, const char *body, size_t len)
 {
     struct drill *d = data;
-    tandem_assert(d->step == TANDEM_DRILL_STORE && d->call_pending);
+    tandem_assert(drill_step(d) == TANDEM_DRILL_STORE && d->call_pending);
     json_t *root = status == 0 && http_status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
     json_t *seq = json_object_get(root, "seq");
     d->call_pending = false;
@@ -633,6 +663,7 @@ static void finish(struct drill *d)
         tandem_bcp_reply_json(&d->reply, 200, json_incref(d->report));
     }
     tandem_assert(d->handles_open == 2);
+    tandem_sm_fini(&d->sm);
     active_drill = NULL;
     uv_timer_stop(&d->probe_timer);
     uv_timer_stop(&d->step_timer);
@@ -648,7 +679,7 @@ static bool elapsed(struct drill *d, uint64_t ms)
 static void step_wait(struct drill *d, bool done, bool invoke)
 {
     char what[128];
-    tandem_assert(d->step == (invoke ? TANDEM_DRILL_TAKEOVER : TANDEM_DRILL_FAILBACK));
+    tandem_assert(drill_step(d) == (invoke ? TANDEM_DRILL_TAKEOVER : TANDEM_DRILL_FAILBACK));
     int64_t took = (int64_t)(now_ms(d) - d->step_started_ms);
     if (done) {
         snprintf(what, sizeof what, "%s complete after %" PRId64 " ms",
@@ -673,7 +704,7 @@ static void step_wait(struct drill *d, bool done, bool invoke)
 /* After settling in the warm-up (hold), invoke (revoke). */
 static void settle_then_change(struct drill *d, bool invoke)
 {
-    tandem_assert(d->step == (invoke ? TANDEM_DRILL_WARMUP : TANDEM_DRILL_HOLD));
+    tandem_assert(drill_step(d) == (invoke ? TANDEM_DRILL_WARMUP : TANDEM_DRILL_HOLD));
     if (elapsed(d, TANDEM_DRILL_SETTLE_MS)) {
         event(d, invoke ? "invoking BCP" : "revoking BCP");
         goto_step(d, invoke ? TANDEM_DRILL_INVOKE : TANDEM_DRILL_REVOKE);
@@ -687,7 +718,7 @@ static void step_tick(uv_timer_t *timer)
     if (d->call_pending) {
         return;
     }
-    switch (d->step) {
+    switch (drill_step(d)) {
         case TANDEM_DRILL_WARMUP:
             settle_then_change(d, true);
             break;
@@ -729,7 +760,7 @@ static void step_tick_end(uv_timer_t *timer)
     if (d->call_pending) {
         return;
     }
-    switch (d->step) {
+    switch (drill_step(d)) {
         case TANDEM_DRILL_DRAIN:
             d->probing = false;
             if (d->inflight == 0 || elapsed(d, DRAIN_TIMEOUT_MS)) {
@@ -852,7 +883,6 @@ static struct drill *drill_new(struct tandem_bcp *b, const struct tandem_bcp_rep
     d->reply = *reply;
     d->reply_pending = true;
     d->rate = rate;
-    d->step = TANDEM_DRILL_PREFLIGHT;
     d->jobs_moved = d->jobs_returned = -1;
     snprintf(d->site, sizeof d->site, "%s", site);
     d->started_wall_ms = wall_ms();
@@ -865,6 +895,8 @@ static struct drill *drill_new(struct tandem_bcp *b, const struct tandem_bcp_rep
         }
         return NULL;
     }
+    tandem_sm_init(&d->sm, "drill", tandem_drill_sm_conf, TANDEM_DRILL_STEPS,
+                   TANDEM_DRILL_PREFLIGHT, drill_invariant, d);
     return d;
 }
 

@@ -8,7 +8,7 @@
 
 #include "node/bcp/reply.h"
 #include "node/bcp/runtime.h"
-#include "node/bcp/step.h"
+#include "storage/sm.h"
 
 #define TANDEM_DRILL_RATE_DEFAULT      50 /* probe writes per second */
 #define TANDEM_DRILL_RATE_MAX          500
@@ -41,8 +41,8 @@ enum tandem_drill_step {
     TANDEM_DRILL_STEPS,
 };
 
-/* The drill's allowed moves. */
-extern const struct tandem_bcp_steps tandem_drill_steps;
+/* The drill's step machine (storage/sm.h): names, allowed moves, where a drill may end. */
+extern const struct tandem_sm_conf tandem_drill_sm_conf[TANDEM_DRILL_STEPS];
 
 /* Runs a drill for body {"site", "dry_run"?, "rate"?} and answers reply with its report (or,
  * dry, with the plan). One drill per node at a time (409 otherwise). */

@@ -8,10 +8,10 @@
 
 #include "consensus/recover.h"
 #include "node/bcp/force.h"
-#include "node/bcp/step.h"
 #include "node/log.h"
 #include "storage/assert.h"
 #include "storage/error.h"
+#include "storage/sm.h"
 
 #define FORCE_POLL_TIMEOUT_MS     1500 /* a member that cannot answer its status is lost */
 #define FORCE_INSTRUCT_TIMEOUT_MS 5000
@@ -20,17 +20,12 @@
  * waiting for their answers before the report. */
 enum force_phase { FORCE_POLL, FORCE_SEED, FORCE_JOINERS, FORCE_REPORT, FORCE_PHASES };
 
-static const char *const phase_names[FORCE_PHASES] = {"poll", "seed", "joiners", "report"};
-
-static const unsigned phase_moves[FORCE_PHASES] = {
-    [FORCE_POLL] = TANDEM_BCP_STEP_BIT(FORCE_SEED),
-    [FORCE_SEED] = TANDEM_BCP_STEP_BIT(FORCE_JOINERS),
-    [FORCE_JOINERS] = TANDEM_BCP_STEP_BIT(FORCE_REPORT),
-    [FORCE_REPORT] = 0,
+static const struct tandem_sm_conf force_phases[FORCE_PHASES] = {
+    [FORCE_POLL] = {"poll", TANDEM_SM_INITIAL, TANDEM_SM_BIT(FORCE_SEED)},
+    [FORCE_SEED] = {"seed", 0, TANDEM_SM_BIT(FORCE_JOINERS)},
+    [FORCE_JOINERS] = {"joiners", 0, TANDEM_SM_BIT(FORCE_REPORT)},
+    [FORCE_REPORT] = {"report", TANDEM_SM_FINAL, 0},
 };
-
-static const struct tandem_bcp_steps force_phases = {"forced failover", phase_names, phase_moves,
-                                                     FORCE_PHASES};
 
 struct force {
     struct tandem_bcp *bcp;        /* borrowed */
@@ -41,7 +36,7 @@ struct force {
     char state[TANDEM_RECOVER_MEMBERS_MAX][16]; /* raft state each member reported */
     unsigned n;
     unsigned pending;
-    int phase;
+    struct tandem_sm sm; /* the phase: force_phases */
     int seed;
     uint64_t epoch;
     json_t *instructed; /* owned: what each survivor was told and how it answered */
@@ -52,18 +47,29 @@ struct force_call {
     unsigned index;
 };
 
-/* Past the poll a seed is chosen among the members polled, at an epoch above ours. */
-static bool force_ok(const struct force *f)
+static int force_phase(const struct force *f)
 {
-    bool decided = f->phase != FORCE_POLL;
-    return f->n <= TANDEM_RECOVER_MEMBERS_MAX &&
-           (!decided || f->seed < 0 || ((unsigned)f->seed < f->n && f->epoch > f->bcp->epoch));
+    return tandem_sm_state(&f->sm);
+}
+
+/* Past the poll a seed is chosen among the members polled, at an epoch above ours, or none
+ * when the poll could not be sent; the survivors are told only once a seed was chosen, and
+ * the seed is a reachable member outside the failed site. */
+static bool force_invariant(const struct tandem_sm *sm, int prev, void *data)
+{
+    (void)prev;
+    const struct force *f = data;
+    int phase = tandem_sm_state(sm);
+    bool decided = phase != FORCE_POLL, instructing = phase >= FORCE_JOINERS;
+    bool seed_ok = f->seed >= 0 && (unsigned)f->seed < f->n && f->epoch > f->bcp->epoch &&
+                   f->cand[f->seed].reachable && strcmp(f->cand[f->seed].member.site, f->site) != 0;
+    return f->n <= TANDEM_RECOVER_MEMBERS_MAX && (!decided || f->seed < 0 || seed_ok) &&
+           (!instructing || seed_ok) && (decided || f->seed < 0);
 }
 
 static void force_move(struct force *f, int phase)
 {
-    tandem_bcp_step_move(&force_phases, &f->phase, phase);
-    tandem_assert(force_ok(f));
+    tandem_sm_move(&f->sm, phase);
 }
 
 static void force_free(struct force *f)
@@ -189,7 +195,7 @@ static int force_refuse(struct force *f)
 
 static void force_decide(struct force *f)
 {
-    if (f->phase != FORCE_POLL) {
+    if (force_phase(f) != FORCE_POLL) {
         return;
     }
     tandem_assert(f->pending == 0);
@@ -256,7 +262,7 @@ static void instruct_cb(void *data, int status, int http_status, const char *bod
     struct force_call *call = data;
     struct force *f = call->f;
     tandem_assert(f->pending > 0);
-    tandem_assert(f->phase == FORCE_JOINERS || f->phase == FORCE_REPORT);
+    tandem_assert(force_phase(f) == FORCE_JOINERS || force_phase(f) == FORCE_REPORT);
     bool ok = status == 0 && (http_status == 202 || http_status == 200);
     char error[TANDEM_ERRMSG_SIZE];
     snprintf(error, sizeof error, "%s%.*s", status != 0 ? uv_strerror(status) : "",
@@ -383,7 +389,7 @@ static void force_self(struct force *f)
 /* Remote seed first; once it accepted, every other remote survivor; then answer and act. */
 static void force_instruct_next(struct force *f)
 {
-    if (f->phase == FORCE_SEED) {
+    if (force_phase(f) == FORCE_SEED) {
         force_move(f, FORCE_JOINERS);
         if (!self_index(f, (unsigned)f->seed)) {
             if (instruct(f, (unsigned)f->seed) != 0) {
@@ -394,7 +400,7 @@ static void force_instruct_next(struct force *f)
             return;
         }
     }
-    if (f->phase == FORCE_JOINERS) {
+    if (force_phase(f) == FORCE_JOINERS) {
         force_move(f, FORCE_REPORT);
         f->pending = 1;
         for (unsigned i = 0; i < f->n; i++) {
@@ -423,6 +429,8 @@ void tandem_bcp_force_invoke(struct tandem_bcp *b, const struct tandem_bcp_reply
     f->bcp = b;
     f->reply = *reply;
     f->seed = -1;
+    tandem_sm_init(&f->sm, "forced failover", force_phases, FORCE_PHASES, FORCE_POLL,
+                   force_invariant, f);
     snprintf(f->site, sizeof f->site, "%s", site);
     snprintf(f->reason, sizeof f->reason, "%s", reason);
     if (raft_state(&b->env.raft->raft) == RAFT_LEADER) {

@@ -11,25 +11,19 @@
 #include "storage/assert.h"
 #include "storage/error.h"
 
-#define BIT    TANDEM_BCP_STEP_BIT
-#define FAILED BIT(TANDEM_REJOIN_FAILED)
+#define BIT TANDEM_SM_BIT
+/* A rejoin only goes forward: every step moves on to the next one, or fails. */
+#define NEXT_OR_FAILED(step) (BIT(TANDEM_REJOIN_##step) | BIT(TANDEM_REJOIN_FAILED))
 
-static const char *const step_names[TANDEM_REJOIN_STEPS] = {
-    "remove", "reseed", "back", "add", "assign", "done", "failed",
+const struct tandem_sm_conf tandem_rejoin_sm_conf[TANDEM_REJOIN_STEPS] = {
+    [TANDEM_REJOIN_REMOVE] = {"remove", TANDEM_SM_INITIAL, NEXT_OR_FAILED(RESEED)},
+    [TANDEM_REJOIN_RESEED] = {"reseed", 0, NEXT_OR_FAILED(BACK)},
+    [TANDEM_REJOIN_BACK] = {"back", 0, NEXT_OR_FAILED(ADD)},
+    [TANDEM_REJOIN_ADD] = {"add", 0, NEXT_OR_FAILED(ASSIGN)},
+    [TANDEM_REJOIN_ASSIGN] = {"assign", 0, NEXT_OR_FAILED(DONE)},
+    [TANDEM_REJOIN_DONE] = {"done", TANDEM_SM_FINAL, 0},
+    [TANDEM_REJOIN_FAILED] = {"failed", TANDEM_SM_FINAL, 0},
 };
-
-static const unsigned step_moves[TANDEM_REJOIN_STEPS] = {
-    [TANDEM_REJOIN_REMOVE] = BIT(TANDEM_REJOIN_RESEED) | FAILED,
-    [TANDEM_REJOIN_RESEED] = BIT(TANDEM_REJOIN_BACK) | FAILED,
-    [TANDEM_REJOIN_BACK] = BIT(TANDEM_REJOIN_ADD) | FAILED,
-    [TANDEM_REJOIN_ADD] = BIT(TANDEM_REJOIN_ASSIGN) | FAILED,
-    [TANDEM_REJOIN_ASSIGN] = BIT(TANDEM_REJOIN_DONE) | FAILED,
-    [TANDEM_REJOIN_DONE] = 0,
-    [TANDEM_REJOIN_FAILED] = 0,
-};
-
-const struct tandem_bcp_steps tandem_rejoin_steps = {"rejoin", step_names, step_moves,
-                                                     TANDEM_REJOIN_STEPS};
 
 struct rejoin {
     struct raft_change change;
@@ -40,22 +34,37 @@ struct rejoin {
     struct tandem_member member;
     uint64_t id;
     uint64_t deadline_ms;
-    int step;
+    bool in_config;      /* it was a member: raft_remove comes first */
+    bool removed;        /* raft_remove succeeded */
+    bool reseeded;       /* it accepted the re-seed */
+    struct tandem_sm sm; /* the step: tandem_rejoin_sm_conf */
 };
 
-/* The poll timer is open from the wait for the member onwards, and the id is the member's. */
-static bool rejoin_ok(const struct rejoin *j)
+/* The id is the member's; the poll timer opens once the re-seed was accepted; a member leaves
+ * the configuration before its re-seed, and is re-added only once it was re-seeded. */
+static bool rejoin_invariant(const struct tandem_sm *sm, int prev, void *data)
 {
-    bool waited = j->step >= TANDEM_REJOIN_BACK && j->step <= TANDEM_REJOIN_ASSIGN;
-    bool before = j->step <= TANDEM_REJOIN_RESEED;
-    return (!waited || j->timer_open) && (!before || !j->timer_open) &&
-           j->id == tandem_member_id(j->member.name);
+    (void)prev;
+    const struct rejoin *j = data;
+    bool left = !j->in_config || j->removed;
+    if (j->id != tandem_member_id(j->member.name) || (j->removed && !j->in_config)) {
+        return false;
+    }
+    switch (tandem_sm_state(sm)) {
+        case TANDEM_REJOIN_REMOVE:
+            return !j->timer_open && !j->reseeded;
+        case TANDEM_REJOIN_RESEED:
+            return !j->timer_open && !j->reseeded && left;
+        case TANDEM_REJOIN_FAILED:
+            return true;
+        default: /* back, add, assign, done */
+            return j->timer_open && j->reseeded && left;
+    }
 }
 
 static void rejoin_move(struct rejoin *j, int step)
 {
-    tandem_bcp_step_move(&tandem_rejoin_steps, &j->step, step);
-    tandem_assert(rejoin_ok(j));
+    tandem_sm_move(&j->sm, step);
 }
 
 static void rejoin_closed_cb(uv_handle_t *handle)
@@ -65,7 +74,7 @@ static void rejoin_closed_cb(uv_handle_t *handle)
 
 static void rejoin_free(struct rejoin *j)
 {
-    tandem_assert(j->step == TANDEM_REJOIN_DONE || j->step == TANDEM_REJOIN_FAILED);
+    tandem_sm_fini(&j->sm);
     if (j->timer_open) {
         uv_close((uv_handle_t *)&j->timer, rejoin_closed_cb);
     } else {
@@ -109,7 +118,7 @@ static void rejoin_poll_later(struct rejoin *j)
 static void rejoin_back_cb(void *data, int status, int http_status, const char *body, size_t len)
 {
     struct rejoin *j = data;
-    tandem_assert(j->step == TANDEM_REJOIN_BACK);
+    tandem_assert(tandem_sm_state(&j->sm) == TANDEM_REJOIN_BACK);
     json_t *root = status == 0 && http_status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
     json_t *n = json_object_get(root, "node");
     json_t *last = json_object_get(n, "last_index"), *epoch = json_object_get(n, "epoch");
@@ -152,6 +161,7 @@ static void rejoin_reseed_cb(void *data, int status, int http_status, const char
     }
     /* Re-adding it before its old process stopped would let that process acknowledge entries
      * the wiped one no longer has: wait until it answers again with an empty log. */
+    j->reseeded = true;
     j->deadline_ms = uv_now(j->bcp->env.loop) + TANDEM_REJOIN_BACK_TIMEOUT_MS;
     int rv = uv_timer_init(j->bcp->env.loop, &j->timer);
     if (rv != 0) {
@@ -194,13 +204,15 @@ static void rejoin_change_cb(struct raft_change *req, int status)
     struct rejoin *j = req->data;
     if (status != 0) {
         rejoin_fail(j, 503,
-                    j->step == TANDEM_REJOIN_REMOVE ? "removing it failed" : "re-adding it failed",
+                    tandem_sm_state(&j->sm) == TANDEM_REJOIN_REMOVE ? "removing it failed"
+                                                                    : "re-adding it failed",
                     raft_strerror(status));
         return;
     }
-    if (j->step == TANDEM_REJOIN_REMOVE) {
+    if (tandem_sm_state(&j->sm) == TANDEM_REJOIN_REMOVE) {
+        j->removed = true;
         rejoin_reseed(j);
-    } else if (j->step == TANDEM_REJOIN_ADD) {
+    } else if (tandem_sm_state(&j->sm) == TANDEM_REJOIN_ADD) {
         rejoin_move(j, TANDEM_REJOIN_ASSIGN);
         int rv =
             raft_assign(&j->bcp->env.raft->raft, &j->change, j->id, RAFT_STANDBY, rejoin_change_cb);
@@ -208,7 +220,7 @@ static void rejoin_change_cb(struct raft_change *req, int status)
             rejoin_fail(j, 503, "making it a standby failed", raft_strerror(rv));
         }
     } else {
-        tandem_assert(j->step == TANDEM_REJOIN_ASSIGN);
+        tandem_assert(tandem_sm_state(&j->sm) == TANDEM_REJOIN_ASSIGN);
         rejoin_answer(j);
     }
 }
@@ -255,9 +267,10 @@ void tandem_bcp_rejoin_start(struct tandem_bcp *b, const struct tandem_bcp_reply
     j->bcp = b;
     j->reply = *reply;
     j->id = tandem_member_id(name);
-    j->step = TANDEM_REJOIN_REMOVE;
+    j->in_config = in_config;
     j->change.data = j;
-    tandem_assert(rejoin_ok(j));
+    tandem_sm_init(&j->sm, "rejoin", tandem_rejoin_sm_conf, TANDEM_REJOIN_STEPS,
+                   TANDEM_REJOIN_REMOVE, rejoin_invariant, j);
     if (!in_config) {
         rejoin_reseed(j);
         return;

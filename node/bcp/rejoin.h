@@ -6,7 +6,7 @@
 
 #include "node/bcp/reply.h"
 #include "node/bcp/runtime.h"
-#include "node/bcp/step.h"
+#include "storage/sm.h"
 
 #define TANDEM_REJOIN_POLL_MS           200
 #define TANDEM_REJOIN_BACK_TIMEOUT_MS   20000 /* a re-seeded node restarts within this */
@@ -23,7 +23,8 @@ enum tandem_rejoin_step {
     TANDEM_REJOIN_STEPS,
 };
 
-extern const struct tandem_bcp_steps tandem_rejoin_steps;
+/* The rejoin's step machine (storage/sm.h): names, allowed moves, where a rejoin may end. */
+extern const struct tandem_sm_conf tandem_rejoin_sm_conf[TANDEM_REJOIN_STEPS];
 
 /* Rejoins the member called name and answers reply with it (as a standby) and our epoch, or
  * with what failed: 404 unknown, 409 it is this node (the leader), 502/503/504 a step failed. */

@@ -7,7 +7,6 @@
 #include <strings.h>
 
 #include "node/http/head.h"
-#include "node/http/list.h"
 #include "storage/assert.h"
 
 enum conn_state { CONN_RESOLVING, CONN_CONNECTING, CONN_OPEN, CONN_CLOSING };
@@ -15,15 +14,15 @@ enum conn_state { CONN_RESOLVING, CONN_CONNECTING, CONN_OPEN, CONN_CLOSING };
 /* One connection. Requests sit in the FIFO from assignment until their response (or error);
  * their bytes are in `out` (not yet written), `inflight` (write_req) or already sent. */
 struct tandem_httpc_conn {
+    struct tandem_httpc *client; /* borrowed */
+    struct tandem_list link;     /* in client->conns */
+    struct tandem_list fifo;     /* borrowed tandem_httpc_request, oldest first */
+    unsigned depth;
     uv_tcp_t tcp;
     uv_connect_t connect_req;
     uv_getaddrinfo_t resolve_req;
     uv_write_t write_req;
     http_parser parser;
-    struct tandem_httpc *client;                        /* borrowed */
-    struct tandem_httpc_conn *next;                     /* client->conns */
-    struct tandem_httpc_request *fifo_head, *fifo_tail; /* borrowed */
-    unsigned depth;
     int state;          /* enum conn_state */
     int deferred_error; /* failure found inside send, reported from the timer */
     int resolving, tcp_closed, writing, keep_alive, parse_error;
@@ -54,43 +53,32 @@ const char *tandem_httpc_response_header(const struct tandem_httpc_response *r, 
 
 /* ---- request lists ---- */
 
+static struct tandem_httpc_request *request_of(struct tandem_list *link)
+{
+    return tandem_list_entry(link, struct tandem_httpc_request, link);
+}
+
+static struct tandem_httpc_request *by_deadline_of(struct tandem_list *link)
+{
+    return tandem_list_entry(link, struct tandem_httpc_request, by_deadline);
+}
+
+static struct tandem_httpc_conn *conn_of(struct tandem_list *link)
+{
+    return tandem_list_entry(link, struct tandem_httpc_conn, link);
+}
+
 static void deadline_insert(struct tandem_httpc *c, struct tandem_httpc_request *req)
 {
     /* Most requests share one timeout, so the right place is almost always the tail. */
-    struct tandem_httpc_request *after = c->deadline_tail;
-    while (after != NULL && after->deadline_ms > req->deadline_ms) {
-        after = after->by_deadline_prev;
+    struct tandem_list *after = c->deadlines.prev;
+    while (after != &c->deadlines && by_deadline_of(after)->deadline_ms > req->deadline_ms) {
+        after = after->prev;
     }
-    req->by_deadline_prev = after;
-    req->by_deadline_next = after != NULL ? after->by_deadline_next : c->deadline_head;
-    if (req->by_deadline_next != NULL) {
-        req->by_deadline_next->by_deadline_prev = req;
-    } else {
-        c->deadline_tail = req;
+    tandem_list_insert(after, after->next, &req->by_deadline);
+    if (after == &c->deadlines) {
+        client_arm_timer(c); /* the earliest deadline changed */
     }
-    if (after != NULL) {
-        after->by_deadline_next = req;
-    } else {
-        c->deadline_head = req;
-        client_arm_timer(c);
-    }
-}
-
-static void deadline_remove(struct tandem_httpc *c, struct tandem_httpc_request *req)
-{
-    TANDEM_LIST_UNLINK(c->deadline_head, c->deadline_tail, req, by_deadline_prev, by_deadline_next);
-}
-
-static void list_push(struct tandem_httpc_request **head, struct tandem_httpc_request **tail,
-                      struct tandem_httpc_request *req)
-{
-    TANDEM_LIST_APPEND(*head, *tail, req, prev, next);
-}
-
-static void list_remove(struct tandem_httpc_request **head, struct tandem_httpc_request **tail,
-                        struct tandem_httpc_request *req)
-{
-    TANDEM_LIST_UNLINK(*head, *tail, req, prev, next);
 }
 
 /* Runs the callback exactly once: the request leaves every list first. */
@@ -102,7 +90,7 @@ static void request_finish(struct tandem_httpc_request *req, int status,
     tandem_assert(cb != NULL);     /* called back once: the callback is cleared below */
     tandem_assert(c->pending > 0); /* every pending request was counted by send */
     c->pending--;
-    deadline_remove(c, req);
+    tandem_list_remove(&req->by_deadline);
     free(req->wire);
     req->wire = NULL;
     req->conn = NULL;
@@ -121,10 +109,9 @@ static void request_finish(struct tandem_httpc_request *req, int status,
 
 static struct tandem_httpc_request *fifo_pop(struct tandem_httpc_conn *conn)
 {
-    struct tandem_httpc_request *req = conn->fifo_head;
-    list_remove(&conn->fifo_head, &conn->fifo_tail, req);
+    tandem_assert(conn->depth > 0);
     conn->depth--;
-    return req;
+    return request_of(tandem_list_pop_front(&conn->fifo));
 }
 
 /* ---- wire format ---- */
@@ -172,13 +159,7 @@ static void conn_maybe_free(struct tandem_httpc_conn *conn)
     if (!conn->tcp_closed || conn->resolving) {
         return;
     }
-    /* At most connections_max (64) connections: a walk is cheap and keeps one link per conn. */
-    struct tandem_httpc_conn **at = &c->conns;
-    while (*at != conn) {
-        tandem_assert(*at != NULL); /* a connection stays on its client's list until freed */
-        at = &(*at)->next;
-    }
-    *at = conn->next;
+    tandem_list_remove(&conn->link); /* it stayed on its client's list until now */
     free(conn->out);
     free(conn->inflight);
     tandem_http_head_free(&conn->head);
@@ -216,7 +197,7 @@ static void conn_fail(struct tandem_httpc_conn *conn, struct tandem_httpc_reques
     struct tandem_httpc *c = conn->client;
     conn_begin_close(conn);
     /* One at a time: a callback may close the client, which drains the same FIFO. */
-    while (conn->fifo_head != NULL) {
+    while (!tandem_list_empty(&conn->fifo)) {
         struct tandem_httpc_request *req = fifo_pop(conn);
         request_finish(req, req == special ? special_status : status, NULL);
     }
@@ -274,8 +255,9 @@ static void conn_flush(struct tandem_httpc_conn *conn)
     conn->inflight_cap = cap;
     conn->inflight_len = conn->out_len;
     conn->out_len = 0;
-    for (struct tandem_httpc_request *r = conn->fifo_tail; r != NULL && !r->sent; r = r->prev) {
-        r->sent = 1;
+    for (struct tandem_list *l = conn->fifo.prev; l != &conn->fifo && !request_of(l)->sent;
+         l = l->prev) {
+        request_of(l)->sent = 1;
     }
     uv_buf_t b = uv_buf_init(conn->inflight, (unsigned)conn->inflight_len);
     int rc = uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, &b, 1, conn_write_cb);
@@ -301,7 +283,7 @@ static int head_error(struct tandem_httpc_conn *conn, int rv)
 static int on_message_begin(http_parser *p)
 {
     struct tandem_httpc_conn *conn = p->data;
-    if (conn->fifo_head == NULL) {
+    if (tandem_list_empty(&conn->fifo)) {
         conn->parse_error = UV_EPROTO; /* a response nobody asked for */
         return -1;
     }
@@ -329,7 +311,9 @@ static int on_headers_complete(http_parser *p)
     if (head_error(conn, tandem_http_head_end(&conn->head)) != 0) {
         return -1;
     }
-    return conn->fifo_head->is_head ? 1 : 0; /* 1: a response to HEAD has no body */
+    return request_of(tandem_list_first(&conn->fifo))->is_head
+               ? 1
+               : 0; /* 1: a response to HEAD has no body */
 }
 
 static int on_body(http_parser *p, const char *at, size_t len)
@@ -516,8 +500,8 @@ static struct tandem_httpc_conn *conn_open(struct tandem_httpc *c)
     conn->tcp.data = conn->connect_req.data = conn->resolve_req.data = conn->write_req.data = conn;
     http_parser_init(&conn->parser, HTTP_RESPONSE);
     conn->parser.data = conn;
-    conn->next = c->conns;
-    c->conns = conn;
+    tandem_list_init(&conn->fifo);
+    tandem_list_push_front(&c->conns, &conn->link);
     c->conns_active++;
     c->stats.connects++;
     int rc;
@@ -547,7 +531,10 @@ static struct tandem_httpc_conn *conn_open(struct tandem_httpc *c)
 static struct tandem_httpc_conn *client_pick_conn(struct tandem_httpc *c)
 {
     struct tandem_httpc_conn *best = NULL;
-    for (struct tandem_httpc_conn *conn = c->conns; conn != NULL; conn = conn->next) {
+    struct tandem_list *link;
+    tandem_list_foreach(link, &c->conns)
+    {
+        struct tandem_httpc_conn *conn = conn_of(link);
         if (conn->state != CONN_CLOSING && conn->deferred_error == 0 &&
             conn->depth < TANDEM_HTTPC_PIPELINE_DEPTH_MAX &&
             (best == NULL || conn->depth < best->depth)) {
@@ -566,21 +553,21 @@ static struct tandem_httpc_conn *client_pick_conn(struct tandem_httpc *c)
 static void conn_assign(struct tandem_httpc_conn *conn, struct tandem_httpc_request *req)
 {
     req->conn = conn;
-    list_push(&conn->fifo_head, &conn->fifo_tail, req);
+    tandem_list_push_back(&conn->fifo, &req->link);
     conn->depth++;
 }
 
 /* Moves waiting requests onto connections with room, in order. */
 static void client_pump(struct tandem_httpc *c)
 {
-    while (c->waiting_head != NULL && !c->closing) {
-        struct tandem_httpc_request *req = c->waiting_head;
+    while (!tandem_list_empty(&c->waiting) && !c->closing) {
+        struct tandem_httpc_request *req = request_of(tandem_list_first(&c->waiting));
         struct tandem_httpc_conn *conn = client_pick_conn(c);
         if (conn == NULL || tandem_http_buf_reserve(&conn->out, &conn->out_cap,
                                                     conn->out_len + req->wire_len) != 0) {
             return; /* retried when a response frees room; the timeout bounds the wait */
         }
-        list_remove(&c->waiting_head, &c->waiting_tail, req);
+        tandem_list_remove(&req->link);
         c->waiting_count--;
         memcpy(conn->out + conn->out_len, req->wire, req->wire_len);
         conn->out_len += req->wire_len;
@@ -591,23 +578,35 @@ static void client_pump(struct tandem_httpc *c)
     }
 }
 
+/* The first open connection with an error waiting to be reported, or NULL. */
+static struct tandem_httpc_conn *conn_deferred(struct tandem_httpc *c)
+{
+    struct tandem_list *link;
+    tandem_list_foreach(link, &c->conns)
+    {
+        struct tandem_httpc_conn *conn = conn_of(link);
+        if (conn->deferred_error != 0 && conn->state != CONN_CLOSING) {
+            return conn;
+        }
+    }
+    return NULL;
+}
+
 static void client_arm_timer(struct tandem_httpc *c)
 {
     if (c->closing) {
         return;
     }
-    for (struct tandem_httpc_conn *conn = c->conns; conn != NULL; conn = conn->next) {
-        if (conn->deferred_error != 0 && conn->state != CONN_CLOSING) {
-            client_timer_start(c, 0);
-            return;
-        }
+    if (conn_deferred(c) != NULL) {
+        client_timer_start(c, 0);
+        return;
     }
-    if (c->deadline_head == NULL) {
+    if (tandem_list_empty(&c->deadlines)) {
         uv_timer_stop(&c->timer); /* cannot fail */
         return;
     }
     uint64_t now = uv_now(c->loop);
-    uint64_t deadline = c->deadline_head->deadline_ms;
+    uint64_t deadline = by_deadline_of(tandem_list_first(&c->deadlines))->deadline_ms;
     client_timer_start(c, deadline > now ? deadline - now : 0);
 }
 
@@ -616,10 +615,7 @@ static void client_fail_deferred(struct tandem_httpc *c)
     /* Restart after each failure: callbacks may open connections. Each pass clears one error,
      * and at most connections_max connections carry one. */
     for (unsigned pass = 0; pass <= TANDEM_HTTPC_CONNECTIONS_MAX && !c->closing; pass++) {
-        struct tandem_httpc_conn *conn = c->conns;
-        while (conn != NULL && (conn->deferred_error == 0 || conn->state == CONN_CLOSING)) {
-            conn = conn->next;
-        }
+        struct tandem_httpc_conn *conn = conn_deferred(c);
         if (conn == NULL) {
             return;
         }
@@ -635,10 +631,13 @@ static void client_timer_cb(uv_timer_t *timer)
     client_fail_deferred(c);
     uint64_t now = uv_now(c->loop);
     /* Bounded: each pass finishes at least the head request. */
-    while (!c->closing && c->deadline_head != NULL && c->deadline_head->deadline_ms <= now) {
-        struct tandem_httpc_request *req = c->deadline_head;
+    while (!c->closing && !tandem_list_empty(&c->deadlines)) {
+        struct tandem_httpc_request *req = by_deadline_of(tandem_list_first(&c->deadlines));
+        if (req->deadline_ms > now) {
+            break;
+        }
         if (req->conn == NULL) {
-            list_remove(&c->waiting_head, &c->waiting_tail, req);
+            tandem_list_remove(&req->link);
             c->waiting_count--;
             request_finish(req, UV_ETIMEDOUT, NULL);
         } else {
@@ -653,6 +652,9 @@ int tandem_httpc_init(struct tandem_httpc *c, uv_loop_t *loop, const char *host,
                       unsigned connections_max, unsigned timeout_ms)
 {
     memset(c, 0, sizeof *c);
+    tandem_list_init(&c->conns);
+    tandem_list_init(&c->waiting);
+    tandem_list_init(&c->deadlines);
     size_t host_len = strlen(host);
     if (host_len == 0 || host_len >= sizeof c->host || port < 1 || port > 65535) {
         snprintf(c->errmsg, sizeof c->errmsg, "http client: bad target '%.64s':%d", host, port);
@@ -728,7 +730,7 @@ int tandem_httpc_send(struct tandem_httpc *c, struct tandem_httpc_request *req, 
     req->cb = cb;
     req->is_head = strcmp(method, "HEAD") == 0;
     req->deadline_ms = uv_now(c->loop) + (timeout_ms != 0 ? timeout_ms : c->timeout_ms);
-    struct tandem_httpc_conn *conn = c->waiting_head == NULL ? client_pick_conn(c) : NULL;
+    struct tandem_httpc_conn *conn = tandem_list_empty(&c->waiting) ? client_pick_conn(c) : NULL;
     int rc;
     if (conn != NULL) {
         rc = wire_append(&conn->out, &conn->out_len, &conn->out_cap, method, target, c->host_header,
@@ -750,7 +752,7 @@ int tandem_httpc_send(struct tandem_httpc *c, struct tandem_httpc_request *req, 
     if (conn != NULL) {
         conn_assign(conn, req);
     } else {
-        list_push(&c->waiting_head, &c->waiting_tail, req);
+        tandem_list_push_back(&c->waiting, &req->link);
         c->waiting_count++;
     }
     deadline_insert(c, req);
@@ -769,7 +771,7 @@ static void client_timer_close_cb(uv_handle_t *handle)
 
 static void client_maybe_finish(struct tandem_httpc *c)
 {
-    if (!c->closing || c->finished || c->timer_open || c->conns != NULL) {
+    if (!c->closing || c->finished || c->timer_open || !tandem_list_empty(&c->conns)) {
         return;
     }
     c->finished = 1;
@@ -788,17 +790,19 @@ void tandem_httpc_close(struct tandem_httpc *c, void (*close_cb)(struct tandem_h
     c->closing = 1;
     c->close_cb = close_cb;
     /* Callbacks below may call send (refused now) or close (a no-op), never add work. */
-    while (c->waiting_head != NULL) {
-        struct tandem_httpc_request *req = c->waiting_head;
-        list_remove(&c->waiting_head, &c->waiting_tail, req);
+    while (!tandem_list_empty(&c->waiting)) {
         c->waiting_count--;
-        request_finish(req, UV_ECANCELED, NULL);
+        request_finish(request_of(tandem_list_pop_front(&c->waiting)), UV_ECANCELED, NULL);
     }
-    for (struct tandem_httpc_conn *conn = c->conns; conn != NULL; conn = conn->next) {
-        conn_begin_close(conn);
+    struct tandem_list *link;
+    tandem_list_foreach(link, &c->conns)
+    {
+        conn_begin_close(conn_of(link));
     }
-    for (struct tandem_httpc_conn *conn = c->conns; conn != NULL; conn = conn->next) {
-        while (conn->fifo_head != NULL) {
+    tandem_list_foreach(link, &c->conns)
+    {
+        struct tandem_httpc_conn *conn = conn_of(link);
+        while (!tandem_list_empty(&conn->fifo)) {
             request_finish(fifo_pop(conn), UV_ECANCELED, NULL);
         }
     }

@@ -11,6 +11,7 @@
 #include <uv.h>
 #include "node/http/head.h"
 #include "storage/error.h"
+#include "storage/list.h"
 
 #define TANDEM_HTTPC_TIMEOUT_MS_DEFAULT        10000u /* per request, used when 0 is given */
 #define TANDEM_HTTPC_TIMEOUT_MS_MAX            3600000u
@@ -57,13 +58,12 @@ struct tandem_httpc_request {
     void *data;          /* free for the caller */
     unsigned timeout_ms; /* 0 = the client's timeout; set before send */
     /* internal */
-    struct tandem_httpc *client;                   /* borrowed */
-    struct tandem_httpc_conn *conn;                /* borrowed; NULL while waiting */
-    struct tandem_httpc_request *prev, *next;      /* connection FIFO or waiting queue */
-    struct tandem_httpc_request *by_deadline_prev; /* all pending, by deadline */
-    struct tandem_httpc_request *by_deadline_next;
-    uint64_t deadline_ms; /* uv_now() scale */
-    char *wire;           /* owned while waiting for a connection: the serialised request */
+    struct tandem_httpc *client;    /* borrowed */
+    struct tandem_httpc_conn *conn; /* borrowed; NULL while waiting */
+    struct tandem_list link;        /* in the connection FIFO or the waiting queue */
+    struct tandem_list by_deadline; /* in the client's deadline list: all pending */
+    uint64_t deadline_ms;           /* uv_now() scale */
+    char *wire; /* owned while waiting for a connection: the serialised request */
     size_t wire_len;
     tandem_httpc_cb cb;
     int is_head, sent;
@@ -87,13 +87,13 @@ struct tandem_httpc {
     struct sockaddr_storage addr; /* when host is numeric */
     int host_numeric, port;
     unsigned connections_max, timeout_ms;
-    uv_timer_t timer;                                         /* the earliest deadline */
-    struct tandem_httpc_conn *conns;                          /* owned, freed in close callbacks */
-    unsigned conns_active;                                    /* not closing */
-    struct tandem_httpc_request *waiting_head, *waiting_tail; /* borrowed */
+    uv_timer_t timer;         /* the earliest deadline */
+    struct tandem_list conns; /* owned tandem_httpc_conn, newest first, freed in close callbacks */
+    unsigned conns_active;    /* not closing */
+    struct tandem_list waiting; /* borrowed tandem_httpc_request, oldest first */
     unsigned waiting_count;
-    struct tandem_httpc_request *deadline_head, *deadline_tail; /* borrowed */
-    char *read_buf;                                             /* owned */
+    struct tandem_list deadlines; /* borrowed tandem_httpc_request, earliest deadline first */
+    char *read_buf;               /* owned */
     int read_buf_busy, timer_open, closing, finished;
     void (*close_cb)(struct tandem_httpc *c);
     struct tandem_httpc_stats stats;
@@ -144,8 +144,8 @@ struct tandem_http_pool {
     /* internal */
     uv_loop_t *loop; /* borrowed */
     unsigned clients_max, connections, timeout_ms;
-    struct tandem_http_pool_entry *open;     /* owned: most recently used first */
-    struct tandem_http_pool_entry *retiring; /* owned: finishing their requests */
+    struct tandem_list open;     /* owned entries: most recently used first */
+    struct tandem_list retiring; /* owned entries: finishing their requests */
     unsigned open_count, retiring_count, closing_count;
     int closing;
     void (*close_cb)(struct tandem_http_pool *p);

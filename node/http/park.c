@@ -3,30 +3,36 @@
 
 #include <stdlib.h>
 
-#include "node/http/list.h"
 #include "storage/assert.h"
 
 struct tandem_parked {
     struct tandem_http_request *r; /* borrowed: answered by whoever handles it next */
-    struct tandem_parked *next;
+    struct tandem_list link;       /* in tandem_park.parked */
 };
+
+/* Unlinks the first parked entry, frees it and returns its request. */
+static struct tandem_http_request *parked_pop(struct tandem_list *list)
+{
+    struct tandem_parked *e =
+        tandem_list_entry(tandem_list_pop_front(list), struct tandem_parked, link);
+    struct tandem_http_request *r = e->r;
+    free(e);
+    return r;
+}
 
 static void park_retry(uv_timer_t *timer)
 {
     struct tandem_park *p = timer->data;
-    struct tandem_parked *list = p->head;
+    struct tandem_list batch;
     tandem_assert(!p->closing);
-    p->head = p->tail = NULL;
+    tandem_list_init(&batch);
+    tandem_list_take_all(&batch, &p->parked);
     p->count = 0;
     /* Dispatch again in arrival order; whatever still finds no leader parks itself anew. */
-    while (list != NULL) {
-        struct tandem_parked *next = list->next;
-        struct tandem_http_request *r = list->r;
-        free(list);
-        p->redispatch(p->data, r);
-        list = next;
+    while (!tandem_list_empty(&batch)) {
+        p->redispatch(p->data, parked_pop(&batch));
     }
-    if (p->head == NULL) {
+    if (tandem_list_empty(&p->parked)) {
         uv_timer_stop(timer); /* cannot fail */
     }
 }
@@ -40,6 +46,7 @@ int tandem_park_init(struct tandem_park *p, uv_loop_t *loop, uint64_t wait_ns,
                               .data = data,
                               .limit = TANDEM_PARKED_MAX,
                               .wait_ns = wait_ns};
+    tandem_list_init(&p->parked);
     int rv = uv_timer_init(loop, &p->timer);
     p->timer.data = p;
     return rv;
@@ -58,7 +65,7 @@ bool tandem_park(struct tandem_park *p, struct tandem_http_request *r)
         return false;
     }
     e->r = r;
-    TANDEM_QUEUE_APPEND(p->head, p->tail, e, next);
+    tandem_list_push_back(&p->parked, &e->link);
     p->count++;
     p->parked_total++;
     if (!uv_is_active((uv_handle_t *)&p->timer)) {
@@ -80,14 +87,10 @@ void tandem_park_close(struct tandem_park *p, void (*cb)(struct tandem_park *p))
 {
     tandem_assert(!p->closing); /* closed once */
     p->closing = true;
-    while (p->head != NULL) {
-        struct tandem_parked *e = p->head;
-        p->head = e->next;
-        p->answer(p->data, e->r, 503, "Retry-After: 1\r\n",
+    while (!tandem_list_empty(&p->parked)) {
+        p->answer(p->data, parked_pop(&p->parked), 503, "Retry-After: 1\r\n",
                   "{\"error\":\"node is shutting down\"}");
-        free(e);
     }
-    p->tail = NULL;
     p->count = 0;
     p->close_cb = cb;
     uv_close((uv_handle_t *)&p->timer, park_close_done);

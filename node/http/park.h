@@ -9,11 +9,10 @@
 #include <uv.h>
 
 #include "node/http/server.h"
+#include "storage/list.h"
 
 #define TANDEM_PARK_RETRY_MS 20    /* how often parked requests are dispatched again */
 #define TANDEM_PARKED_MAX    65536 /* requests waiting at once; more are answered 503 */
-
-struct tandem_parked;
 
 /* Routes r again (it may park itself anew); the owner's dispatcher. */
 typedef void (*tandem_park_redispatch_fn)(void *data, struct tandem_http_request *r);
@@ -24,12 +23,12 @@ typedef void (*tandem_park_answer_fn)(void *data, struct tandem_http_request *r,
 struct tandem_park {
     uv_timer_t timer;
     tandem_park_redispatch_fn redispatch;
-    tandem_park_answer_fn answer;      /* at shutdown: 503 to every parked request */
-    void *data;                        /* borrowed: given to both callbacks */
-    struct tandem_parked *head, *tail; /* owned */
-    unsigned count;                    /* at most limit */
-    unsigned limit;                    /* TANDEM_PARKED_MAX unless a test lowers it */
-    uint64_t wait_ns;                  /* how long a request may wait, counted from its arrival */
+    tandem_park_answer_fn answer; /* at shutdown: 503 to every parked request */
+    void *data;                   /* borrowed: given to both callbacks */
+    struct tandem_list parked;    /* owned tandem_parked, in arrival order */
+    unsigned count;               /* at most limit */
+    unsigned limit;               /* TANDEM_PARKED_MAX unless a test lowers it */
+    uint64_t wait_ns;             /* how long a request may wait, counted from its arrival */
     uint64_t parked_total, expired_total;
     bool closing;
     void (*close_cb)(struct tandem_park *p);

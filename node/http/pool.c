@@ -45,13 +45,20 @@ struct tandem_http_pool_entry {
     struct tandem_http_pool *pool; /* borrowed */
     char key[TANDEM_HTTPC_HOST_BYTES_MAX + 8]; /* host:port */
     enum entry_state state;
-    struct tandem_http_pool_entry *next; /* in pool->open or pool->retiring */
+    struct tandem_list link; /* in pool->open or pool->retiring, as state says */
 };
+
+static struct tandem_http_pool_entry *entry_of(struct tandem_list *link)
+{
+    return tandem_list_entry(link, struct tandem_http_pool_entry, link);
+}
 
 int tandem_http_pool_init(struct tandem_http_pool *p, uv_loop_t *loop, unsigned clients_max,
                           unsigned connections, unsigned timeout_ms)
 {
     memset(p, 0, sizeof *p);
+    tandem_list_init(&p->open);
+    tandem_list_init(&p->retiring);
     /* connections and timeout_ms are checked by each client's init, on first use. */
     if (clients_max < 1 || clients_max > TANDEM_HTTP_POOL_CLIENTS_MAX) {
         return tandem_error_set(p->errmsg, UV_EINVAL, "http pool: clients_max %u not in [1, %d]",
@@ -75,18 +82,6 @@ static void pool_maybe_closed(struct tandem_http_pool *p)
     cb(p); /* last: it may free p */
 }
 
-static void list_unlink(struct tandem_http_pool_entry **head, struct tandem_http_pool_entry *e)
-{
-    for (struct tandem_http_pool_entry **at = head; *at != NULL; at = &(*at)->next) {
-        if (*at == e) {
-            *at = e->next;
-            e->next = NULL;
-            return;
-        }
-    }
-    tandem_assert(false); /* an entry is always on the list its state names */
-}
-
 static void entry_closed_cb(struct tandem_httpc *c)
 {
     struct tandem_http_pool_entry *e = (struct tandem_http_pool_entry *)c;
@@ -100,12 +95,11 @@ static void entry_closed_cb(struct tandem_httpc *c)
 static void entry_close(struct tandem_http_pool_entry *e)
 {
     struct tandem_http_pool *p = e->pool;
+    tandem_assert(e->state == ENTRY_OPEN || e->state == ENTRY_RETIRING);
+    tandem_list_remove(&e->link);
     if (e->state == ENTRY_OPEN) {
-        list_unlink(&p->open, e);
         p->open_count--;
     } else {
-        tandem_assert(e->state == ENTRY_RETIRING);
-        list_unlink(&p->retiring, e);
         p->retiring_count--;
     }
     e->state = ENTRY_CLOSING;
@@ -130,21 +124,22 @@ static void entry_retire(struct tandem_http_pool_entry *e)
         entry_close(e);
         return;
     }
-    list_unlink(&p->open, e);
+    tandem_list_remove(&e->link);
     p->open_count--;
     e->state = ENTRY_RETIRING;
-    e->next = p->retiring;
-    p->retiring = e;
+    tandem_list_push_front(&p->retiring, &e->link);
     p->retiring_count++;
 }
 
 static struct tandem_http_pool_entry *entry_find(struct tandem_http_pool *p, const char *key)
 {
-    for (struct tandem_http_pool_entry *e = p->open; e != NULL; e = e->next) {
+    struct tandem_list *link;
+    tandem_list_foreach(link, &p->open)
+    {
+        struct tandem_http_pool_entry *e = entry_of(link);
         if (strcmp(e->key, key) == 0) {
-            list_unlink(&p->open, e); /* to the front: most recently used */
-            e->next = p->open;
-            p->open = e;
+            tandem_list_remove(&e->link); /* to the front: most recently used */
+            tandem_list_push_front(&p->open, &e->link);
             return e;
         }
     }
@@ -168,8 +163,7 @@ static int entry_make(struct tandem_http_pool *p, const char *host, int port, co
     e->pool = p;
     e->state = ENTRY_OPEN;
     snprintf(e->key, sizeof e->key, "%s", key);
-    e->next = p->open;
-    p->open = e;
+    tandem_list_push_front(&p->open, &e->link);
     p->open_count++;
     *out = e;
     return 0;
@@ -191,11 +185,7 @@ int tandem_http_pool_get(struct tandem_http_pool *p, const char *url, struct tan
     struct tandem_http_pool_entry *e = entry_find(p, key);
     if (e == NULL) {
         while (p->open_count >= p->clients_max) {
-            struct tandem_http_pool_entry *last = p->open;
-            while (last->next != NULL) {
-                last = last->next;
-            }
-            entry_retire(last); /* the least recently used makes room */
+            entry_retire(entry_of(p->open.prev)); /* the least recently used makes room */
         }
         int rv = entry_make(p, host, port, key, &e);
         if (rv != 0) {
@@ -222,8 +212,8 @@ int tandem_http_pool_send(struct tandem_http_pool *p, const char *url,
 
 void tandem_http_pool_retire(struct tandem_http_pool *p)
 {
-    while (p->open != NULL) {
-        entry_retire(p->open);
+    while (!tandem_list_empty(&p->open)) {
+        entry_retire(entry_of(tandem_list_first(&p->open)));
     }
 }
 
@@ -233,11 +223,12 @@ void tandem_http_pool_close(struct tandem_http_pool *p,
     tandem_assert(!p->closing); /* closed once */
     p->closing = 1;
     p->close_cb = close_cb;
-    while (p->open != NULL) {
-        entry_close(p->open);
+    while (!tandem_list_empty(&p->open)) {
+        entry_close(entry_of(tandem_list_first(&p->open)));
     }
-    while (p->retiring != NULL) {
-        entry_close(p->retiring); /* shutting down: what they still hold is cancelled */
+    while (!tandem_list_empty(&p->retiring)) {
+        /* shutting down: what they still hold is cancelled */
+        entry_close(entry_of(tandem_list_first(&p->retiring)));
     }
     pool_maybe_closed(p);
 }

@@ -1,6 +1,5 @@
 /* HTTP/1.1 server on libuv + http-parser: connections, pipelining, in-order responses. */
 #include "node/http/server.h"
-#include "node/http/list.h"
 #include "storage/assert.h"
 #include "storage/error.h"
 
@@ -12,20 +11,20 @@
 /* One accepted socket. Requests live in `queue` from completion until their response is written;
  * the first `writing` of them are in write_req. Freed when both handles have closed. */
 struct tandem_http_conn {
+    struct tandem_http_server *server; /* borrowed */
+    struct tandem_list link;           /* in server->conns */
+    struct tandem_list resume_link;    /* in server->resume when resume_queued */
+    struct tandem_list queue; /* owned tandem_http_request, oldest first, except handed ones */
+    struct tandem_http_request *parsing; /* owned: the request being parsed */
     uv_tcp_t tcp;
     uv_timer_t timer; /* idle timeout, then the linger timeout */
     uv_write_t write_req;
     uv_write_t continue_req;
     uv_shutdown_t shutdown_req;
     http_parser parser;
-    struct tandem_http_server *server;                   /* borrowed */
-    struct tandem_http_conn *prev, *next;                /* server->conns */
-    struct tandem_http_conn *resume_next;                /* server->resume */
-    struct tandem_http_request *parsing;                 /* owned: the request being parsed */
-    struct tandem_http_request *queue_head, *queue_tail; /* owned, except handed requests */
-    unsigned depth;                                      /* requests in the queue */
-    unsigned writing;                                    /* queue head requests in write_req */
-    char *pending; /* owned: bytes read but not parsed while paused */
+    unsigned depth;   /* requests in the queue */
+    unsigned writing; /* queue head requests in write_req */
+    char *pending;    /* owned: bytes read but not parsed while paused */
     size_t pending_len;
     int reject_status; /* set by a parser callback refusing the request */
     char reject_message[TANDEM_ERRMSG_SIZE];
@@ -98,6 +97,16 @@ static void buf_trim(char **buf, size_t *cap)
     }
 }
 
+static struct tandem_http_request *request_of(struct tandem_list *link)
+{
+    return tandem_list_entry(link, struct tandem_http_request, link);
+}
+
+static struct tandem_http_conn *conn_of(struct tandem_list *link)
+{
+    return tandem_list_entry(link, struct tandem_http_conn, link);
+}
+
 static void request_free(struct tandem_http_request *r)
 {
     tandem_http_head_free(&r->head);
@@ -109,9 +118,9 @@ static void request_free(struct tandem_http_request *r)
 /* Reuses a pooled object, keeping its buffers: the hot path allocates nothing once warm. */
 static struct tandem_http_request *request_acquire(struct tandem_http_server *s)
 {
-    struct tandem_http_request *r = s->pool;
-    if (r != NULL) {
-        s->pool = r->next;
+    struct tandem_http_request *r = NULL;
+    if (!tandem_list_empty(&s->pool)) {
+        r = request_of(tandem_list_pop_front(&s->pool));
         s->pool_count--;
     } else {
         r = calloc(1, sizeof *r);
@@ -130,6 +139,7 @@ static struct tandem_http_request *request_acquire(struct tandem_http_server *s)
     r->resp = resp;
     r->resp_cap = resp_cap;
     r->server = s;
+    tandem_list_init(&r->link);
     return r;
 }
 
@@ -143,8 +153,7 @@ static void request_release(struct tandem_http_request *r)
     buf_trim(&r->head.text, &r->head.cap);
     buf_trim(&r->body_buf, &r->body_cap);
     buf_trim(&r->resp, &r->resp_cap);
-    r->next = s->pool;
-    s->pool = r;
+    tandem_list_push_front(&s->pool, &r->link);
     s->pool_count++;
 }
 
@@ -597,18 +606,14 @@ void tandem_http_respond_error(struct tandem_http_request *r, int status, const 
 static void queue_push(struct tandem_http_conn *c, struct tandem_http_request *r)
 {
     r->conn = c;
-    TANDEM_QUEUE_APPEND(c->queue_head, c->queue_tail, r, next);
+    tandem_list_push_back(&c->queue, &r->link);
     c->depth++;
 }
 
 static struct tandem_http_request *queue_pop(struct tandem_http_conn *c)
 {
-    struct tandem_http_request *r = c->queue_head;
-    c->queue_head = r->next;
-    if (c->queue_head == NULL) {
-        c->queue_tail = NULL;
-    }
-    r->next = NULL;
+    tandem_assert(c->depth > 0);
+    struct tandem_http_request *r = request_of(tandem_list_pop_front(&c->queue));
     c->depth--;
     return r;
 }
@@ -621,8 +626,7 @@ static void conn_maybe_resume(struct tandem_http_conn *c)
     }
     /* Resumed from the loop, not here: this may run inside another connection's handler. */
     c->resume_queued = 1;
-    c->resume_next = s->resume;
-    s->resume = c;
+    tandem_list_push_front(&s->resume, &c->resume_link);
     int rv = uv_idle_start(&s->resume_idle, server_resume_cb);
     tandem_assert(rv == 0); /* fails only without a callback */
 }
@@ -699,8 +703,13 @@ static void conn_write(struct tandem_http_conn *c)
     if (c->closing || c->writing > 0) {
         return;
     }
-    for (struct tandem_http_request *r = c->queue_head;
-         r != NULL && r->responded && n < TANDEM_HTTP_WRITE_BATCH_MAX; r = r->next) {
+    struct tandem_list *link;
+    tandem_list_foreach(link, &c->queue)
+    {
+        struct tandem_http_request *r = request_of(link);
+        if (!r->responded || n == TANDEM_HTTP_WRITE_BATCH_MAX) {
+            break;
+        }
         bufs[n++] = uv_buf_init(r->resp, (unsigned)r->resp_len);
         if (!r->keep_alive) {
             break;
@@ -833,13 +842,13 @@ static void conn_feed(struct tandem_http_conn *c, const char *data, size_t len)
 static void server_resume_cb(uv_idle_t *idle)
 {
     struct tandem_http_server *s = idle->data;
-    struct tandem_http_conn *list = s->resume;
-    s->resume = NULL;
+    struct tandem_list batch; /* this pass; conn_maybe_resume queues on s->resume for the next */
+    tandem_list_init(&batch);
+    tandem_list_take_all(&batch, &s->resume);
     uv_idle_stop(idle); /* cannot fail */
-    while (list != NULL) {
-        struct tandem_http_conn *c = list;
-        list = c->resume_next;
-        c->resume_next = NULL;
+    while (!tandem_list_empty(&batch)) {
+        struct tandem_http_conn *c =
+            tandem_list_entry(tandem_list_pop_front(&batch), struct tandem_http_conn, resume_link);
         c->resume_queued = 0;
         if (c->closing) {
             continue;
@@ -943,22 +952,10 @@ static void conn_handle_close_cb(uv_handle_t *handle)
     if (--c->handles_open > 0) {
         return;
     }
-    TANDEM_LIST_UNLINK(s->conns, s->conns_tail, c, prev, next);
+    tandem_list_remove(&c->link);
     s->stats.connections_open--;
     free(c);
     server_maybe_finish(s);
-}
-
-static void resume_list_remove(struct tandem_http_conn *c)
-{
-    struct tandem_http_conn **link = &c->server->resume;
-    while (*link != NULL && *link != c) {
-        link = &(*link)->resume_next;
-    }
-    if (*link == c) {
-        *link = c->resume_next;
-        c->resume_queued = 0;
-    }
 }
 
 /* Closes at once. Requests with the handler are detached (respond releases them later); those
@@ -970,7 +967,8 @@ static void conn_close(struct tandem_http_conn *c)
     }
     c->closing = 1;
     if (c->resume_queued) {
-        resume_list_remove(c);
+        tandem_list_remove(&c->resume_link); /* from s->resume, or from a resume pass's batch */
+        c->resume_queued = 0;
     }
     free(c->pending);
     c->pending = NULL;
@@ -978,25 +976,21 @@ static void conn_close(struct tandem_http_conn *c)
         request_release(c->parsing);
         c->parsing = NULL;
     }
-    struct tandem_http_request **link = &c->queue_head;
-    struct tandem_http_request *last_kept = NULL;
+    struct tandem_list *link = c->queue.next;
     for (unsigned i = 0; i < c->writing; i++) {
-        last_kept = *link;
-        link = &(*link)->next;
+        tandem_assert(link != &c->queue); /* the requests in the write are queued */
+        link = link->next;
     }
-    struct tandem_http_request *r = *link;
-    *link = NULL;
-    c->queue_tail = last_kept;
     c->depth = c->writing;
-    while (r != NULL) {
-        struct tandem_http_request *next = r->next;
-        r->next = NULL;
+    while (link != &c->queue) {
+        struct tandem_http_request *r = request_of(link);
+        link = link->next;
+        tandem_list_remove(&r->link);
         if (r->handed && !r->responded) {
             r->conn = NULL;
         } else {
             request_release(r);
         }
-        r = next;
     }
     uv_close((uv_handle_t *)&c->tcp, conn_handle_close_cb);
     uv_close((uv_handle_t *)&c->timer, conn_handle_close_cb);
@@ -1053,7 +1047,9 @@ static void server_connection_cb(uv_stream_t *listener, int status)
     c->tcp.data = c->timer.data = c;
     c->write_req.data = c->continue_req.data = c->shutdown_req.data = c;
     c->handles_open = 2;
-    TANDEM_LIST_APPEND(s->conns, s->conns_tail, c, prev, next);
+    tandem_list_init(&c->queue);
+    tandem_list_init(&c->resume_link);
+    tandem_list_push_back(&s->conns, &c->link);
     s->stats.connections_open++;
     s->stats.connections_total++;
     http_parser_init(&c->parser, HTTP_REQUEST);
@@ -1079,6 +1075,9 @@ int tandem_http_server_init(struct tandem_http_server *s, uv_loop_t *loop,
 {
     int rc;
     memset(s, 0, sizeof *s);
+    tandem_list_init(&s->conns);
+    tandem_list_init(&s->resume);
+    tandem_list_init(&s->pool);
     s->data = data;
     s->loop = loop;
     s->handler = handler;
@@ -1190,15 +1189,13 @@ static void server_handle_close_cb(uv_handle_t *handle)
 
 static void server_maybe_finish(struct tandem_http_server *s)
 {
-    if (!s->closing || s->finished || s->handles_open > 0 || s->conns != NULL || s->rejecting > 0 ||
-        s->stats.requests_outstanding > 0) {
+    if (!s->closing || s->finished || s->handles_open > 0 || !tandem_list_empty(&s->conns) ||
+        s->rejecting > 0 || s->stats.requests_outstanding > 0) {
         return;
     }
     s->finished = 1;
-    while (s->pool != NULL) {
-        struct tandem_http_request *r = s->pool;
-        s->pool = r->next;
-        request_free(r);
+    while (!tandem_list_empty(&s->pool)) {
+        request_free(request_of(tandem_list_pop_front(&s->pool)));
     }
     s->pool_count = 0;
     free(s->read_buf);
@@ -1214,13 +1211,16 @@ void tandem_http_server_close(struct tandem_http_server *s,
     if (s->closing) {
         return;
     }
+    tandem_assert(s->handles_open == 2); /* listener and resume_idle close only here */
     s->closing = 1;
     s->close_cb = close_cb;
     s->listening = 0;
     uv_close((uv_handle_t *)&s->listener, server_handle_close_cb);
     uv_close((uv_handle_t *)&s->resume_idle, server_handle_close_cb);
     /* Bounded by connections_max; conn_close never unlinks (its close callback does). */
-    for (struct tandem_http_conn *c = s->conns; c != NULL; c = c->next) {
-        conn_close(c);
+    struct tandem_list *link;
+    tandem_list_foreach(link, &s->conns)
+    {
+        conn_close(conn_of(link));
     }
 }

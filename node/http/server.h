@@ -12,6 +12,7 @@
 
 #include "node/http/head.h"
 #include "storage/error.h"
+#include "storage/list.h"
 
 /* Limits: default, minimum and maximum of every field of struct tandem_http_limits. */
 #define TANDEM_HTTP_BODY_BYTES_DEFAULT      (1024u * 1024u)
@@ -80,7 +81,7 @@ struct tandem_http_request {
     /* internal */
     struct tandem_http_server *server; /* borrowed */
     struct tandem_http_conn *conn;     /* borrowed; NULL once the connection is gone */
-    struct tandem_http_request *next;  /* connection queue or server pool */
+    struct tandem_list link;           /* in the connection queue or the server pool */
     struct tandem_http_head head;      /* url (the leading token), header fields, path, query */
     char *body_buf;                    /* owned */
     size_t body_cap;
@@ -121,9 +122,9 @@ struct tandem_http_server {
     uv_idle_t resume_idle; /* resumes connections whose pipeline drained */
     struct tandem_http_limits limits;
     tandem_http_handler_fn handler;
-    struct tandem_http_conn *conns, *conns_tail; /* owned list, freed in close callbacks */
-    struct tandem_http_conn *resume;             /* borrowed list of connections to resume */
-    struct tandem_http_request *pool;            /* owned idle request objects */
+    struct tandem_list conns;  /* owned tandem_http_conn, freed in close callbacks */
+    struct tandem_list resume; /* borrowed tandem_http_conn to resume, last queued first */
+    struct tandem_list pool;   /* owned idle tandem_http_request */
     unsigned pool_count;
     char *read_buf; /* owned, TANDEM_HTTP_READ_BUFFER_BYTES */
     int read_buf_busy;

@@ -1,5 +1,6 @@
-/* Tests of the BCP step tables: every allowed and every refused move of the drill and of member
- * rejoin, the sequences they take, and that a refused move aborts the process. */
+/* Tests of the BCP step tables run through storage/sm.h: every allowed and every refused move of
+ * the drill and of member rejoin, their names and end states, the sequences they take, and that a
+ * refused move aborts the process. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 
 #include "node/bcp/drill.h"
 #include "node/bcp/rejoin.h"
+#include "storage/sm.h"
 
 #define D(step) TANDEM_DRILL_##step
 #define J(step) TANDEM_REJOIN_##step
@@ -45,57 +47,114 @@ static const int rejoin_moves[][2] = {
     {J(ADD), J(FAILED)},    {J(ASSIGN), J(FAILED)},
 };
 
-static bool listed(const int (*moves)[2], size_t n, int from, int to)
+/* The names, starts and ends, written out independently of drill.c's and rejoin.c's tables. */
+static const char *const drill_names[] = {
+    "preflight", "warmup",   "invoke",   "takeover", "digest_after_invoke", "hold",
+    "revoke",    "failback", "cooldown", "drain",    "digest_after_revoke", "verify",
+    "store",     "done",
+};
+static const char *const rejoin_names[] = {"remove", "reseed", "back",  "add",
+                                           "assign", "done",   "failed"};
+
+struct machine {
+    const char *name;
+    const struct tandem_sm_conf *conf;
+    int count;
+    const int (*moves)[2];
+    size_t n_moves;
+    const char *const *names;
+    int initial;   /* the one start */
+    int finals[2]; /* the end states */
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Refused in the preflight, or done; a rejoin is done or failed. */
+static const struct machine drill = {"drill",      tandem_drill_sm_conf,   TANDEM_DRILL_STEPS,
+                                     drill_moves,  COUNT(drill_moves),     drill_names,
+                                     D(PREFLIGHT), {D(PREFLIGHT), D(DONE)}};
+static const struct machine rejoin = {"rejoin",     tandem_rejoin_sm_conf, TANDEM_REJOIN_STEPS,
+                                      rejoin_moves, COUNT(rejoin_moves),   rejoin_names,
+                                      J(REMOVE),    {J(DONE), J(FAILED)}};
+
+static bool listed(const struct machine *m, int from, int to)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (moves[i][0] == from && moves[i][1] == to) {
+    for (size_t i = 0; i < m->n_moves; i++) {
+        if (m->moves[i][0] == from && m->moves[i][1] == to) {
             return true;
         }
     }
     return false;
 }
 
-static void check_table(const struct tandem_bcp_steps *m, const int (*moves)[2], size_t n,
-                        unsigned count)
+/* A machine on m's table, without the orchestration's invariant (no orchestration object). */
+static void sm_start(struct tandem_sm *sm, const struct machine *m, int initial)
 {
-    assert_int_equal(m->count, count);
-    for (int from = -1; from <= (int)count; from++) {
-        for (int to = -1; to <= (int)count; to++) {
-            bool want = listed(moves, n, from, to);
-            if (tandem_bcp_step_allowed(m, from, to) != want) {
-                fail_msg("%s: %s -> %s should be %s", m->machine, tandem_bcp_step_name(m, from),
-                         tandem_bcp_step_name(m, to), want ? "allowed" : "refused");
+    tandem_sm_init(sm, m->name, m->conf, m->count, initial, NULL, NULL);
+}
+
+/* Puts sm at state as if it had got there: the table's rows are tested one by one. */
+static void sm_place(struct tandem_sm *sm, int state)
+{
+    sm->state = state;
+}
+
+static void check_table(const struct machine *m)
+{
+    struct tandem_sm sm;
+    sm_start(&sm, m, m->initial);
+    for (int from = 0; from < m->count; from++) {
+        sm_place(&sm, from);
+        for (int to = -1; to <= m->count; to++) {
+            bool want = listed(m, from, to);
+            if (tandem_sm_allowed(&sm, to) != want) {
+                fail_msg("%s: %s -> %s should be %s", m->name, tandem_sm_state_name(&sm, from),
+                         tandem_sm_state_name(&sm, to), want ? "allowed" : "refused");
             }
         }
     }
-    for (unsigned step = 0; step < count; step++) {
-        assert_non_null(m->names[step]);
-        assert_string_not_equal(tandem_bcp_step_name(m, (int)step), "invalid");
+}
+
+static void check_names_and_ends(const struct machine *m)
+{
+    struct tandem_sm sm;
+    sm_start(&sm, m, m->initial);
+    for (int step = 0; step < m->count; step++) {
+        assert_string_equal(tandem_sm_state_name(&sm, step), m->names[step]);
+        bool initial = step == m->initial;
+        bool final = step == m->finals[0] || step == m->finals[1];
+        assert_int_equal((m->conf[step].flags & TANDEM_SM_INITIAL) != 0, initial);
+        assert_int_equal((m->conf[step].flags & TANDEM_SM_FINAL) != 0, final);
     }
-    assert_string_equal(tandem_bcp_step_name(m, (int)count), "invalid");
+    assert_string_equal(tandem_sm_state_name(&sm, m->count), "?");
+    assert_string_equal(tandem_sm_state_name(&sm, -1), "?");
 }
 
 static void test_drill_table(void **state)
 {
     (void)state;
-    check_table(&tandem_drill_steps, drill_moves, sizeof drill_moves / sizeof drill_moves[0],
-                TANDEM_DRILL_STEPS);
+    check_table(&drill);
+    check_names_and_ends(&drill);
 }
 
 static void test_rejoin_table(void **state)
 {
     (void)state;
-    check_table(&tandem_rejoin_steps, rejoin_moves, sizeof rejoin_moves / sizeof rejoin_moves[0],
-                TANDEM_REJOIN_STEPS);
+    check_table(&rejoin);
+    check_names_and_ends(&rejoin);
 }
 
-static void walk(const struct tandem_bcp_steps *m, const int *steps, size_t n)
+/* Walks steps from its first (an initial state) and ends the machine in its last. */
+static void walk(const struct machine *m, const int *steps, size_t n)
 {
-    int step = steps[0];
+    struct tandem_sm sm;
+    sm_start(&sm, m, steps[0]);
     for (size_t i = 1; i < n; i++) {
-        tandem_bcp_step_move(m, &step, steps[i]);
-        assert_int_equal(step, steps[i]);
+        tandem_sm_move(&sm, steps[i]);
+        assert_int_equal(tandem_sm_state(&sm), steps[i]);
     }
+    assert_int_equal(sm.moves, n - 1);
+    tandem_sm_fini(&sm);
 }
 
 /* A drill that goes well visits every step once, in declaration order. */
@@ -106,59 +165,89 @@ static void test_drill_sequences(void **state)
     for (int i = 0; i < TANDEM_DRILL_STEPS; i++) {
         good[i] = i;
     }
-    walk(&tandem_drill_steps, good, TANDEM_DRILL_STEPS);
+    walk(&drill, good, TANDEM_DRILL_STEPS);
     /* the takeover never completes: revoke, drain, verify and store without digest checks */
     const int late[] = {D(PREFLIGHT), D(WARMUP), D(INVOKE), D(TAKEOVER), D(REVOKE),
                         D(FAILBACK),  D(DRAIN),  D(VERIFY), D(STORE),    D(DONE)};
-    walk(&tandem_drill_steps, late, sizeof late / sizeof late[0]);
+    walk(&drill, late, COUNT(late));
     /* the invoke is refused: nothing to revoke */
     const int refused[] = {D(PREFLIGHT), D(WARMUP), D(INVOKE), D(DRAIN),
                            D(VERIFY),    D(STORE),  D(DONE)};
-    walk(&tandem_drill_steps, refused, sizeof refused / sizeof refused[0]);
+    walk(&drill, refused, COUNT(refused));
+    /* refused in the preflight: the drill ends where it started */
+    const int early[] = {D(PREFLIGHT)};
+    walk(&drill, early, 1);
 }
 
 static void test_rejoin_sequences(void **state)
 {
     (void)state;
     const int member[] = {J(REMOVE), J(RESEED), J(BACK), J(ADD), J(ASSIGN), J(DONE)};
-    walk(&tandem_rejoin_steps, member, sizeof member / sizeof member[0]);
+    walk(&rejoin, member, COUNT(member));
     const int gone_member[] = {J(REMOVE), J(RESEED), J(FAILED)};
-    walk(&tandem_rejoin_steps, gone_member, sizeof gone_member / sizeof gone_member[0]);
+    walk(&rejoin, gone_member, COUNT(gone_member));
 }
 
-/* Runs a refused move in a child: it must die of SIGABRT (tandem_assert). */
-static void expect_abort(const struct tandem_bcp_steps *m, int from, int to)
+enum attempt { MOVE, END, START };
+
+/* The signal that ended child pid, or 0 when it exited. */
+static int death_signal(pid_t pid)
+{
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+}
+
+/* Tries, in a child, to move m from `from` to `to`, to end it in `from`, or to start it in
+ * `from`: the child must die of SIGABRT (tandem_assert). */
+static void expect_abort(const struct machine *m, enum attempt what, int from, int to)
 {
     fflush(NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        int step = from;
-        tandem_bcp_step_move(m, &step, to);
-        _exit(0); /* reached only if the move was wrongly allowed */
+        struct tandem_sm sm;
+        sm_start(&sm, m, what == START ? from : m->initial);
+        sm_place(&sm, from);
+        if (what == END) {
+            tandem_sm_fini(&sm);
+        } else if (what == MOVE) {
+            tandem_sm_move(&sm, to);
+        }
+        _exit(0); /* reached only if the attempt was wrongly allowed */
     }
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFSIGNALED(status));
-    assert_int_equal(WTERMSIG(status), SIGABRT);
+    assert_int_equal(death_signal(pid), SIGABRT);
 }
 
 static void test_refused_move_aborts(void **state)
 {
     (void)state;
-    expect_abort(&tandem_drill_steps, D(PREFLIGHT), D(INVOKE)); /* skipping the warm-up */
-    expect_abort(&tandem_drill_steps, D(DONE), D(PREFLIGHT));   /* no move out of done */
-    expect_abort(&tandem_drill_steps, D(HOLD), D(HOLD));        /* no move to itself */
-    expect_abort(&tandem_rejoin_steps, J(REMOVE), J(ADD));      /* re-adding before the wipe */
-    expect_abort(&tandem_rejoin_steps, J(FAILED), J(DONE));
+    expect_abort(&drill, MOVE, D(PREFLIGHT), D(INVOKE)); /* skipping the warm-up */
+    expect_abort(&drill, MOVE, D(DONE), D(PREFLIGHT));   /* no move out of done */
+    expect_abort(&drill, MOVE, D(HOLD), D(HOLD));        /* no move to itself */
+    expect_abort(&rejoin, MOVE, J(REMOVE), J(ADD));      /* re-adding before the wipe */
+    expect_abort(&rejoin, MOVE, J(FAILED), J(DONE));
+}
+
+/* A machine starts and ends only where its table says. */
+static void test_refused_start_and_end_abort(void **state)
+{
+    (void)state;
+    expect_abort(&drill, END, D(HOLD), -1); /* no end in the middle */
+    expect_abort(&rejoin, END, J(BACK), -1);
+    expect_abort(&drill, START, D(INVOKE), -1);
+    expect_abort(&rejoin, START, J(ADD), -1);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_drill_table),         cmocka_unit_test(test_rejoin_table),
-        cmocka_unit_test(test_drill_sequences),     cmocka_unit_test(test_rejoin_sequences),
+        cmocka_unit_test(test_drill_table),
+        cmocka_unit_test(test_rejoin_table),
+        cmocka_unit_test(test_drill_sequences),
+        cmocka_unit_test(test_rejoin_sequences),
         cmocka_unit_test(test_refused_move_aborts),
+        cmocka_unit_test(test_refused_start_and_end_abort),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
