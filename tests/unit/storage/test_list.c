@@ -70,11 +70,68 @@ static void test_linked_ok_sees_a_broken_neighbour(void **state)
     assert_false(tandem_list_linked_ok(&a.link));
 }
 
+/* A FIFO: first and pop_front take items in push_back order; foreach visits them in order. */
+static void test_fifo_and_foreach(void **state)
+{
+    (void)state;
+    struct tandem_list head, *link;
+    struct item items[ITEMS];
+    tandem_list_init(&head);
+    for (int i = 0; i < ITEMS; i++) {
+        items[i].value = i;
+        tandem_list_push_back(&head, &items[i].link);
+    }
+    int seen = 0;
+    tandem_list_foreach(link, &head)
+    {
+        assert_int_equal(tandem_list_entry(link, struct item, link)->value, seen++);
+    }
+    assert_int_equal(seen, ITEMS);
+    assert_ptr_equal(tandem_list_first(&head), &items[0].link);
+    for (int i = 0; i < ITEMS; i++) {
+        link = tandem_list_pop_front(&head);
+        assert_int_equal(tandem_list_entry(link, struct item, link)->value, i);
+        assert_true(link->next == link && link->prev == link); /* unlinked */
+    }
+    assert_true(tandem_list_empty(&head));
+}
+
+/* take_all moves a whole list in order and leaves the source empty and reusable; an empty source
+ * leaves the target empty. */
+static void test_take_all(void **state)
+{
+    (void)state;
+    struct tandem_list from, to;
+    struct item items[ITEMS], late;
+    int got[ITEMS + 1];
+    tandem_list_init(&from);
+    tandem_list_init(&to);
+    tandem_list_take_all(&to, &from);
+    assert_true(tandem_list_empty(&to) && tandem_list_empty(&from));
+    for (int i = 0; i < ITEMS; i++) {
+        items[i].value = i;
+        tandem_list_push_back(&from, &items[i].link);
+    }
+    tandem_list_take_all(&to, &from);
+    assert_true(tandem_list_empty(&from));
+    assert_int_equal(values(&to, got), ITEMS);
+    const int order[ITEMS] = {0, 1, 2, 3, 4};
+    assert_memory_equal(got, order, sizeof order);
+    late.value = 9; /* linked onto the source while the batch runs: waits there */
+    tandem_list_push_back(&from, &late.link);
+    assert_int_equal(values(&from, got), 1);
+    assert_int_equal(got[0], 9);
+    assert_int_equal(values(&to, got), ITEMS);
+    assert_true(tandem_list_linked_ok(&items[0].link) && tandem_list_linked_ok(&items[4].link));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_push_and_remove),
         cmocka_unit_test(test_linked_ok_sees_a_broken_neighbour),
+        cmocka_unit_test(test_fifo_and_foreach),
+        cmocka_unit_test(test_take_all),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
