@@ -1,5 +1,6 @@
-/* Shared harness of the node/http and node/api unit tests: a loop run with a deadline, a tiny
- * "leader" HTTP server on 127.0.0.1 that records what reached it, and client calls. */
+/* Shared harness of the node unit tests: a loop run with a deadline and closed with a check that
+ * nothing is left on it, HTTP servers on 127.0.0.1 (here a "leader" that records what reached
+ * it; peer.h adds one whose answers the test chooses) and client calls. */
 #ifndef TANDEM_TESTS_UNIT_NODE_HARNESS_H
 #define TANDEM_TESTS_UNIT_NODE_HARNESS_H
 
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <uv.h>
 
 #include "node/http/client.h"
 #include "node/http/server.h"
@@ -45,7 +47,7 @@ static inline int harness_run_until(struct harness *h, int (*done)(void *), void
         uv_run(&h->loop, UV_RUN_ONCE);
         ok = done(arg);
     }
-    uv_timer_stop(&h->tick);
+    assert_int_equal(uv_timer_stop(&h->tick), 0);
     return ok;
 }
 
@@ -57,23 +59,98 @@ static inline void harness_run_for(struct harness *h, unsigned ms)
     while (uv_now(&h->loop) < deadline) {
         uv_run(&h->loop, UV_RUN_ONCE);
     }
-    uv_timer_stop(&h->tick);
+    assert_int_equal(uv_timer_stop(&h->tick), 0);
 }
 
-/* Closes the tick, drains the loop and checks that nothing is left on it. */
+static inline void harness_count_handle(uv_handle_t *handle, void *arg)
+{
+    (void)handle;
+    (*(unsigned *)arg)++;
+}
+
+/* The handles on the loop, closing ones included. */
+static inline unsigned harness_handles(struct harness *h)
+{
+    unsigned n = 0;
+    uv_walk(&h->loop, harness_count_handle, &n);
+    return n;
+}
+
+static inline int harness_only_tick_left(void *arg)
+{
+    return harness_handles(arg) <= 1;
+}
+
+/* The test closed what it started: waits until only the tick is left, closes it, then checks
+ * that the loop ends empty and closes. */
 static inline void harness_close(struct harness *h)
 {
+    assert_true(harness_run_until(h, harness_only_tick_left, h));
     uv_close((uv_handle_t *)&h->tick, NULL);
-    for (int i = 0; i < 100 && uv_run(&h->loop, UV_RUN_NOWAIT) != 0; i++) {
-    }
+    assert_int_equal(uv_run(&h->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(harness_handles(h), 0);
     assert_int_equal(uv_loop_close(&h->loop), 0);
+}
+
+/* ---- servers and clients: started, and closed with a wait until they are ---- */
+
+struct closed_flag {
+    int closed;
+};
+
+static inline void httpc_closed_cb(struct tandem_httpc *c)
+{
+    ((struct closed_flag *)c->data)->closed = 1;
+}
+
+static inline void server_closed_cb(struct tandem_http_server *s)
+{
+    ((struct closed_flag *)s->data)->closed = 1;
+}
+
+static inline int flag_set(void *arg)
+{
+    return ((struct closed_flag *)arg)->closed;
+}
+
+/* Closes the client c, or else the server s (its data then points at the flag: its owner is not
+ * read after), and runs the loop until it is closed. */
+static inline void harness_stop_one(struct harness *h, struct tandem_httpc *c,
+                                    struct tandem_http_server *s)
+{
+    struct closed_flag flag = {0};
+    if (c != NULL) {
+        c->data = &flag;
+        tandem_httpc_close(c, httpc_closed_cb);
+    } else {
+        s->data = &flag;
+        tandem_http_server_close(s, server_closed_cb);
+    }
+    assert_true(harness_run_until(h, flag_set, &flag));
+}
+
+static inline void client_stop(struct harness *h, struct tandem_httpc *c)
+{
+    harness_stop_one(h, c, NULL);
+}
+
+/* Starts s on 127.0.0.1:port (0: any), handle answering with s->data = data; returns the port. */
+static inline int harness_listen(struct harness *h, struct tandem_http_server *s,
+                                 tandem_http_handler_fn handle, void *data, int port)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    assert_int_equal(tandem_http_server_init(s, &h->loop, NULL, handle, data), 0);
+    assert_int_equal(tandem_http_server_listen(s, "127.0.0.1", port, errmsg), 0);
+    int bound = tandem_http_server_port(s);
+    assert_true(bound > 0);
+    return bound;
 }
 
 /* ---- the leader: answers 200 with a header and the request echoed, recording what came ---- */
 
 struct leader {
     struct tandem_http_server server;
-    int port, closed, handled;
+    int port, handled;
     char forwarded_by[HARNESS_TEXT_MAX], user[HARNESS_TEXT_MAX], content_type[HARNESS_TEXT_MAX];
     char method_url[HARNESS_TEXT_MAX], body[HARNESS_TEXT_MAX];
     int answer_status; /* 0: 200 with the echo; else this status (503 adds the retry-safe header) */
@@ -103,30 +180,16 @@ static inline void leader_handle(struct tandem_http_server *s, struct tandem_htt
                         "{\"ok\":true}", 11);
 }
 
-static inline void leader_closed_cb(struct tandem_http_server *s)
-{
-    ((struct leader *)s->data)->closed = 1;
-}
-
 /* Listens on 127.0.0.1:port (0: any). */
 static inline void leader_start(struct harness *h, struct leader *l, int port)
 {
-    char errmsg[TANDEM_ERRMSG_SIZE];
     memset(l, 0, sizeof *l);
-    assert_int_equal(tandem_http_server_init(&l->server, &h->loop, NULL, leader_handle, l), 0);
-    assert_int_equal(tandem_http_server_listen(&l->server, "127.0.0.1", port, errmsg), 0);
-    l->port = tandem_http_server_port(&l->server);
-}
-
-static inline int leader_closed(void *arg)
-{
-    return ((struct leader *)arg)->closed;
+    l->port = harness_listen(h, &l->server, leader_handle, l, port);
 }
 
 static inline void leader_stop(struct harness *h, struct leader *l)
 {
-    tandem_http_server_close(&l->server, leader_closed_cb);
-    assert_true(harness_run_until(h, leader_closed, l));
+    harness_stop_one(h, NULL, &l->server);
 }
 
 /* A port nothing listens on (bound, then released). */
@@ -178,28 +241,6 @@ static inline void call_send(struct tandem_httpc *client, struct call *c, const 
     assert_int_equal(tandem_httpc_send(client, &c->req, method, target, headers, body,
                                        body == NULL ? 0 : strlen(body), call_cb),
                      0);
-}
-
-struct closed_flag {
-    int closed;
-};
-
-static inline void httpc_closed_cb(struct tandem_httpc *c)
-{
-    ((struct closed_flag *)c->data)->closed = 1;
-}
-
-static inline int flag_set(void *arg)
-{
-    return ((struct closed_flag *)arg)->closed;
-}
-
-static inline void client_stop(struct harness *h, struct tandem_httpc *c)
-{
-    struct closed_flag flag = {0};
-    c->data = &flag;
-    tandem_httpc_close(c, httpc_closed_cb);
-    assert_true(harness_run_until(h, flag_set, &flag));
 }
 
 #endif

@@ -15,13 +15,14 @@
 #include "node/bcp/rejoin.h"
 #include "node/bcp/runtime.h"
 #include "node/bcp/takeover.h"
-#include "test_bcp_harness.h"
+#include "peer.h"
 
 #define DOWN_AFTER_MS 600 /* site_down_after_ms: probes every 100 ms, each waits 200 ms */
 #define PEER_ID       2
 
 struct fixture {
     struct harness h;
+    struct peer peer;
     struct tandem_config config;
     struct tandem_raft raft;
     struct tandem_store store;
@@ -81,7 +82,8 @@ static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    harness_start(&f->h);
+    harness_init(&f->h);
+    peer_start(&f->h, &f->peer);
     snprintf(f->config.data_dir, sizeof f->config.data_dir, "/tmp/tandem-test-bcp-XXXXXX");
     assert_non_null(mkdtemp(f->config.data_dir));
     snprintf(f->config.cluster_id, sizeof f->config.cluster_id, "tandem");
@@ -94,7 +96,7 @@ static int setup(void **state)
     assert_int_equal(tandem_transport_init(&f->raft.transport, &f->h.loop, &transport), 0);
     raft_configuration_init(&f->raft.raft.configuration);
     config_add(f, 1, "self-1", f->self.api);
-    config_add(f, PEER_ID, "peer-2", f->h.url);
+    config_add(f, PEER_ID, "peer-2", f->peer.url);
     f->raft.raft.state = RAFT_FOLLOWER; /* knowing no leader until a test names one */
     char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/state", f->config.data_dir);
@@ -157,7 +159,8 @@ static int teardown(void **state)
         assert_true(harness_run_until(&f->h, bcp_closed, f));
         assert_int_equal(f->bcp_closed, 1);
     }
-    harness_stop(&f->h);
+    peer_stop(&f->h, &f->peer);
+    harness_close(&f->h);
     tandem_store_close(&f->store);
     tandem_transport_close(&f->raft.transport);
     raft_configuration_close(&f->raft.raft.configuration);
@@ -221,15 +224,15 @@ static void test_unknown_mode_refused(void **state)
 
 static void peer_says(struct fixture *f, unsigned epoch, const char *cluster)
 {
-    f->h.status = 200;
-    snprintf(f->h.body, sizeof f->h.body, "{\"epoch\":%u,\"cluster_id\":\"%s\",\"fenced\":false}",
-             epoch, cluster);
+    f->peer.status = 200;
+    snprintf(f->peer.body, sizeof f->peer.body,
+             "{\"epoch\":%u,\"cluster_id\":\"%s\",\"fenced\":false}", epoch, cluster);
 }
 
 static int probed_twice(void *arg)
 {
     struct fixture *f = arg;
-    return f->h.requests >= 2;
+    return f->peer.requests >= 2;
 }
 
 static int fenced(void *arg)
@@ -244,7 +247,7 @@ static void test_probe_at_our_epoch(void **state)
     peer_says(f, 1, "tandem");
     bcp_start(f);
     assert_true(harness_run_until(&f->h, probed_twice, f));
-    assert_string_equal(f->h.last_path, "/v1/node/epoch");
+    assert_string_equal(f->peer.last_path, "/v1/node/epoch");
     assert_true(tandem_bcp_reachable(&f->bcp, "peer-2"));
     assert_true(tandem_bcp_reachable(&f->bcp, "self-1")); /* this node: always */
     assert_false(tandem_bcp_reachable(&f->bcp, "nobody"));
@@ -284,7 +287,7 @@ static int peer_unreachable(void *arg)
 static void test_reachability_follows_answers(void **state)
 {
     struct fixture *f = *state;
-    f->h.status = 0; /* the peer answers 503 */
+    f->peer.status = 0; /* the peer answers 503 */
     bcp_start(f);
     harness_run_for(&f->h, 2 * 50);
     assert_true(tandem_bcp_reachable(&f->bcp, "peer-2"));
@@ -311,14 +314,14 @@ static void test_removed_peer_forgotten(void **state)
     config_add(f, 1, "self-1", f->self.api);
     harness_run_for(&f->h, 300);
     assert_false(tandem_bcp_reachable(&f->bcp, "peer-2"));
-    unsigned requests = f->h.requests;
+    unsigned requests = f->peer.requests;
     harness_run_for(&f->h, 300);
-    assert_int_equal(f->h.requests, requests);
+    assert_int_equal(f->peer.requests, requests);
 }
 
 /* ---- one-shot calls and restart ---- */
 
-static void call_cb(void *data, int status, int http_status, const char *body, size_t len)
+static void bcp_call_cb(void *data, int status, int http_status, const char *body, size_t len)
 {
     struct fixture *f = data;
     f->calls++;
@@ -336,21 +339,21 @@ static int called(void *arg)
 static void test_call(void **state)
 {
     struct fixture *f = *state;
-    f->h.status = 202;
-    snprintf(f->h.body, sizeof f->h.body, "{\"ok\":true}");
+    f->peer.status = 202;
+    snprintf(f->peer.body, sizeof f->peer.body, "{\"ok\":true}");
     bcp_start(f);
-    assert_int_equal(
-        tandem_bcp_call(&f->bcp, f->h.url, "POST", "/v1/node/reseed", NULL, "{}", 1000, call_cb, f),
-        0);
+    assert_int_equal(tandem_bcp_call(&f->bcp, f->peer.url, "POST", "/v1/node/reseed", NULL, "{}",
+                                     1000, bcp_call_cb, f),
+                     0);
     assert_true(harness_run_until(&f->h, called, f));
     assert_int_equal(f->calls, 1);
     assert_int_equal(f->call_status, 0);
     assert_int_equal(f->call_http_status, 202);
     assert_string_equal(f->call_body, "{\"ok\":true}");
-    assert_string_equal(f->h.last_path, "/v1/node/reseed");
+    assert_string_equal(f->peer.last_path, "/v1/node/reseed");
     /* not an http:// URL: refused at once, the callback never runs */
     assert_int_equal(
-        tandem_bcp_call(&f->bcp, "ftp://127.0.0.1:1", "GET", "/", NULL, NULL, 1000, call_cb, f),
+        tandem_bcp_call(&f->bcp, "ftp://127.0.0.1:1", "GET", "/", NULL, NULL, 1000, bcp_call_cb, f),
         UV_EINVAL);
     harness_run_for(&f->h, 50);
     assert_int_equal(f->calls, 1);
@@ -452,12 +455,12 @@ static void test_relay_to_the_leader(void **state)
     struct tandem_bcp_reply reply = reply_of(f);
     f->raft.raft.follower_state.current_leader.id = PEER_ID;
     f->raft.raft.follower_state.current_leader.address = f->peer_address;
-    f->h.status = 409;
-    snprintf(f->h.body, sizeof f->h.body, "{\"error\":\"site east is already invoked\"}");
+    f->peer.status = 409;
+    snprintf(f->peer.body, sizeof f->peer.body, "{\"error\":\"site east is already invoked\"}");
     bcp_start(f);
     tandem_bcp_relay_to_leader(&f->bcp, &reply, "/v1/bcp/invoke", "{\"site\":\"east\"}", false);
     assert_true(harness_run_until(&f->h, replied, f));
-    assert_string_equal(f->h.last_path, "/v1/bcp/invoke");
+    assert_string_equal(f->peer.last_path, "/v1/bcp/invoke");
     assert_string_equal(f->reply_kind, "text");
     assert_int_equal(f->reply_status, 409);
     assert_string_equal(f->reply_body, "{\"error\":\"site east is already invoked\"}");
@@ -524,7 +527,7 @@ static void test_rejoin_refusals(void **state)
     assert_int_equal(f->reply_status, 503);
     assert_non_null(strstr(f->reply_body, "rejoin peer-2: removing it failed: "));
     harness_run_for(&f->h, 50);
-    assert_string_not_equal(f->h.last_path, "/v1/node/reseed"); /* only probes reached it */
+    assert_string_not_equal(f->peer.last_path, "/v1/node/reseed"); /* only probes reached it */
 }
 
 static void drill(struct fixture *f, const char *body_text)

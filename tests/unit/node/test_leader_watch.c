@@ -3,12 +3,13 @@
 #include <stdlib.h>
 
 #include "node/leader_watch.h"
-#include "test_bcp_harness.h"
+#include "peer.h"
 
 #define TRAILING 1000 /* snapshot_trailing: close means within 500 entries of the leader */
 
 struct fixture {
     struct harness h;
+    struct peer peer;
     struct tandem_leader_watch watch;
     struct tandem_leader_view view; /* what look answers */
     unsigned looks;
@@ -25,9 +26,9 @@ static void look(void *data, bool want_leader, struct tandem_leader_view *out)
 
 static void leader_says(struct fixture *f, const char *state, long commit_index)
 {
-    f->h.status = 200;
-    snprintf(f->h.body, sizeof f->h.body, "{\"node\":{\"state\":\"%s\",\"commit_index\":%ld}}",
-             state, commit_index);
+    f->peer.status = 200;
+    snprintf(f->peer.body, sizeof f->peer.body,
+             "{\"node\":{\"state\":\"%s\",\"commit_index\":%ld}}", state, commit_index);
 }
 
 static int setup(void **state)
@@ -35,11 +36,12 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof *f);
     char errmsg[TANDEM_ERRMSG_SIZE];
     assert_non_null(f);
-    harness_start(&f->h);
+    harness_init(&f->h);
+    peer_start(&f->h, &f->peer);
     leader_says(f, "leader", 10000);
     f->view.leader_known = true;
     snprintf(f->view.leader.name, sizeof f->view.leader.name, "leader-1");
-    snprintf(f->view.leader.api, sizeof f->view.leader.api, "%s", f->h.url);
+    snprintf(f->view.leader.api, sizeof f->view.leader.api, "%s", f->peer.url);
     f->watch.data = f;
     assert_int_equal(tandem_leader_watch_start(&f->watch, &f->h.loop, TRAILING, look, f, errmsg),
                      0);
@@ -66,7 +68,8 @@ static int teardown(void **state)
     tandem_leader_watch_close(&f->watch, watch_closed_cb);
     assert_true(harness_run_until(&f->h, watch_closed, f));
     assert_int_equal(f->watch_closed, 1);
-    harness_stop(&f->h);
+    peer_stop(&f->h, &f->peer);
+    harness_close(&f->h);
     free(f);
     return 0;
 }
@@ -92,7 +95,7 @@ static void test_fresh_look_gates_on_distance(void **state)
     struct fixture *f = *state;
     assert_true(harness_run_until(&f->h, looked, f));
     assert_int_equal(f->watch.leader_commit_index, 10000);
-    assert_string_equal(f->h.last_path, "/v1/status");
+    assert_string_equal(f->peer.last_path, "/v1/status");
     f->view.applied = 10000 - TRAILING / 2; /* exactly at the bound */
     assert_true(tandem_leader_watch_snapshot_allowed(&f->watch));
     f->view.applied = 10000 - TRAILING / 2 - 1;
@@ -118,9 +121,9 @@ static void test_non_leader_answer_ignored(void **state)
 {
     struct fixture *f = *state;
     leader_says(f, "follower", 10000);
-    f->h.requests = 0;
+    f->peer.requests = 0;
     harness_run_for(&f->h, 2 * TANDEM_LEADER_WATCH_INTERVAL_MS + 100);
-    assert_true(f->h.requests >= 2);
+    assert_true(f->peer.requests >= 2);
     assert_int_equal(f->watch.seen_ms, 0);
     f->view.applied = 10000;
     assert_false(tandem_leader_watch_snapshot_allowed(&f->watch));
@@ -134,7 +137,7 @@ static void test_leader_always_allowed(void **state)
     f->view.leader_known = false;
     f->view.applied = 0;
     harness_run_for(&f->h, TANDEM_LEADER_WATCH_INTERVAL_MS + 100);
-    assert_int_equal(f->h.requests, 0);
+    assert_int_equal(f->peer.requests, 0);
     assert_true(tandem_leader_watch_snapshot_allowed(&f->watch));
 }
 
