@@ -15,6 +15,7 @@
 #include "node/api/api.h"
 #include "node/log.h"
 #include "storage/assert.h"
+#include "storage/dir_lock.h"
 #include "storage/error.h"
 
 static void check_cb(uv_check_t *check)
@@ -41,6 +42,8 @@ static void handle_closed(struct tandem_node *node)
 {
     if (--node->handles_open == 0) {
         tandem_store_close(&node->store);
+        tandem_dir_unlock(node->data_dir_lock); /* last: nothing touches the directory now */
+        node->data_dir_lock = -1;
         tandem_log(TANDEM_LOG_INFO, "stopped");
     }
 }
@@ -322,13 +325,22 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
     loop->data = node; /* raft's close callback finds the node through its loop */
     node->config = c;
     self_from_config(&node->self, c);
+    /* One process per data directory, before anything in it is read, wiped or written. */
+    node->data_dir_lock = -1;
+    if (make_dir(c->data_dir) != 0) {
+        return -1;
+    }
+    if (tandem_dir_lock(c->data_dir, &node->data_dir_lock, errmsg) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "%s", errmsg);
+        return -1;
+    }
     /* A pending re-seed or forced recovery acts before anything reads the data directory. */
     if (tandem_recover_prepare(c->data_dir, errmsg) != 0) {
         tandem_log(TANDEM_LOG_ERROR, "data directory: %s", errmsg);
         return -1;
     }
     bcp_init(node);
-    if (make_dir(c->data_dir) != 0 || start_state(node, c) != 0) {
+    if (start_state(node, c) != 0) {
         return -1;
     }
     if (start_raft(node, c) != 0) {

@@ -34,7 +34,8 @@ struct tandem_node {
     struct tandem_bcp bcp;  /* probes, fencing (epoch, fenced), site controller, restarts */
     uv_check_t flush_check; /* once per loop iteration: group commit, then propose */
     uv_signal_t sigterm, sigint;
-    bool reexec; /* after stopping, main re-executes tandemd (forced failover, re-seed) */
+    int data_dir_lock; /* owned: held from start to exit (storage/dir_lock.h); -1 when none */
+    bool reexec;       /* after stopping, main re-executes tandemd (forced failover, re-seed) */
     bool stopping;
     int exit_code;
     unsigned handles_open;
