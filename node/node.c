@@ -32,6 +32,12 @@ static void check_cb(uv_check_t *check)
         tandem_node_fatal(node, node->store.errmsg);
         return;
     }
+    /* A failed apply or a failed commit anywhere (snapshot, BCP, drill) poisons the store: a
+     * node that can no longer apply must not go on voting, leading or answering. */
+    if (node->store.poisoned) {
+        tandem_node_fatal(node, "the state store refuses writes after a failed apply or commit");
+        return;
+    }
     if (node->stopping) {
         return;
     }

@@ -188,8 +188,13 @@ static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, v
     int rv = tandem_fsm_apply_entry(f, raft_last_applied(f->raft) + 1, buf->base, buf->len);
     if (rv != 0) {
         fprintf(stderr, "tandem: FATAL: state machine apply failed: %s\n", f->errmsg);
-        /* The store is poisoned: drop the unfinished transaction; raft stops applying. */
+        /* Dropping the unfinished transaction also drops the group's earlier entries, which
+         * raft counts as applied: libraft 0.22 retries this index later, and applying it on top
+         * of the older state would lose them on this replica for good. So the store refuses
+         * every later write; the node stops (node.c sees the poisoned store) and the raft log
+         * replays from the last committed applied_index on restart. */
         tandem_store_abort(f->store);
+        tandem_store_poison(f->store);
         return RAFT_IOERR;
     }
     return 0;

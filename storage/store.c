@@ -331,6 +331,11 @@ void tandem_store_abort(struct tandem_store *s)
     mdb_txn_abort(txn);
 }
 
+void tandem_store_poison(struct tandem_store *s)
+{
+    s->poisoned = true;
+}
+
 int tandem_store_set_applied(struct tandem_store *s, uint64_t index,
                              const uint8_t digest[TANDEM_DIGEST_LEN])
 {

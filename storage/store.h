@@ -74,6 +74,10 @@ int tandem_store_commit(struct tandem_store *s);
 bool tandem_store_commit_due(const struct tandem_store *s, uint64_t now_ns, uint64_t interval_ns);
 /* Throws the open write transaction away and reloads applied_index/apply_digest from disk. */
 void tandem_store_abort(struct tandem_store *s);
+/* Refuses every later write until the store is reopened: for an owner that lost part of what
+ * it applied (a failed apply after earlier entries of the same group), so nothing is applied on
+ * top of a state with a hole in it. The raft log replays the lost entries after a restart. */
+void tandem_store_poison(struct tandem_store *s);
 
 /* Records the applied entry inside the open write transaction (same txn as its data). index
  * must be above applied_index (asserted: replay skips what is already applied). */

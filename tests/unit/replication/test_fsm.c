@@ -556,6 +556,53 @@ static void test_replay_after_lost_group_commit(void **state)
     assert_memory_equal(f->a.apply_digest, f->b.apply_digest, TANDEM_DIGEST_LEN);
 }
 
+/* An apply that fails through raft's callback after earlier entries of the same (uncommitted)
+ * group must not let a later apply go on top of the older state: libraft 0.22 retries the index,
+ * and the group's earlier entries would be lost on this replica for good. The store refuses every
+ * later write; a restart replays from the last commit and ends where the reference does. */
+static void test_failed_apply_poisons_the_store(void **state)
+{
+    struct fixture *f = *state;
+    struct raft raft;
+    struct raft_buffer garbage;
+    MDB_txn *txn = NULL;
+    uint8_t bytes[32] = {0};
+    uint8_t da[TANDEM_DIGEST_LEN], db[TANDEM_DIGEST_LEN];
+    void *result = NULL;
+    build_script(f);
+    apply_script(&f->fb, f, 0, SCRIPT_LEN, 0); /* the reference */
+
+    memset(&raft, 0, sizeof raft);
+    tandem_fsm_set_raft(&f->fa, &raft);
+    apply_script(&f->fa, f, 0, CRASH_AT, CRASH_AT);     /* committed */
+    apply_script(&f->fa, f, CRASH_AT, CRASH_AT + 5, 0); /* the open group */
+    raft.last_applied = CRASH_AT + 5;
+    garbage.base = bytes;
+    garbage.len = sizeof bytes;
+    assert_int_not_equal(f->fa.raft_fsm.apply(&f->fa.raft_fsm, &garbage, &result), 0);
+    assert_true(f->a.poisoned);
+    assert_int_equal(f->a.applied_index, CRASH_AT); /* the group is gone from the store */
+    /* raft retries the next index: refused, not applied over the hole. */
+    uint64_t applied = f->fa.entries_applied;
+    assert_int_not_equal(f->fa.raft_fsm.apply(&f->fa.raft_fsm, &f->script[CRASH_AT + 5], &result),
+                         0);
+    assert_int_equal(f->fa.entries_applied, applied);
+    assert_int_equal(f->a.applied_index, CRASH_AT);
+    assert_int_not_equal(tandem_store_write_txn(&f->a, &txn), 0);
+
+    /* The restart: reopen, replay the whole log, and match the reference. */
+    tandem_store_close(&f->a);
+    open_store(&f->a, f->dir_a, &f->a_open);
+    tandem_fsm_init(&f->fa, &f->a);
+    assert_false(f->a.poisoned);
+    apply_script(&f->fa, f, 0, SCRIPT_LEN, 0);
+    assert_int_equal(f->fa.entries_skipped, CRASH_AT);
+    state_digest(&f->a, da);
+    state_digest(&f->b, db);
+    assert_memory_equal(da, db, TANDEM_DIGEST_LEN);
+    assert_memory_equal(f->a.apply_digest, f->b.apply_digest, TANDEM_DIGEST_LEN);
+}
+
 static void test_replay_deterministic(void **state)
 {
     struct fixture *f = *state;
@@ -952,6 +999,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_apply_puts_deletes_txns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_after_lost_group_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_apply_poisons_the_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_deterministic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apply_digest_changes_every_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_txn_compare_semantics, setup, teardown),
