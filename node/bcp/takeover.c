@@ -211,6 +211,12 @@ static void relay_cb(void *data, int status, int http_status, const char *body, 
                                "relaying to the leader failed: %s (the change may have been "
                                "applied: see bcp status)",
                                uv_strerror(status));
+    } else if (http_status < 100 || http_status > 599) {
+        /* http_parser passes any three digits; the answer is ours to vouch for. */
+        tandem_bcp_reply_error(&relay->reply, 502,
+                               "the leader answered with HTTP status %d (the change may have been "
+                               "applied: see bcp status)",
+                               http_status);
     } else {
         tandem_bcp_reply_text(&relay->reply, http_status, NULL, body, len);
     }

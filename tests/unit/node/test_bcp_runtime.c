@@ -473,6 +473,26 @@ static void test_relay_to_the_leader(void **state)
     f->raft.raft.follower_state.current_leader.address = NULL;
 }
 
+/* A leader (or something at its URL) answering a status outside 100..599 gets a 502 naming it,
+ * not a relayed answer nor an abort: the status comes from the wire. */
+static void test_relay_odd_status(void **state)
+{
+    struct fixture *f = *state;
+    struct tandem_bcp_reply reply = reply_of(f);
+    f->raft.raft.follower_state.current_leader.id = PEER_ID;
+    f->raft.raft.follower_state.current_leader.address = f->peer_address;
+    f->peer.status = 600;
+    snprintf(f->peer.body, sizeof f->peer.body, "{}");
+    bcp_start(f);
+    tandem_bcp_relay_to_leader(&f->bcp, &reply, "/v1/bcp/invoke", "{\"site\":\"east\"}", false);
+    assert_true(harness_run_until(&f->h, replied, f));
+    assert_string_equal(f->reply_kind, "error");
+    assert_int_equal(f->reply_status, 502);
+    assert_non_null(strstr(f->reply_body, "HTTP status 600"));
+    f->raft.raft.follower_state.current_leader.id = 0;
+    f->raft.raft.follower_state.current_leader.address = NULL;
+}
+
 /* The takeover never completes here (no leader): 202 once wait_ms has passed. */
 static void test_wait_answers_202_at_the_bound(void **state)
 {
@@ -574,6 +594,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_in_place, setup, teardown),
         cmocka_unit_test_setup_teardown(test_relay_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_relay_to_the_leader, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_relay_odd_status, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wait_answers_202_at_the_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wait_ends_when_the_runtime_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejoin_refusals, setup, teardown),
