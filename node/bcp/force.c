@@ -209,6 +209,9 @@ static void force_decide(struct force *f)
         force_free(f);
         return;
     }
+    /* The new epoch is above every epoch seen, this node's own included (it may not be among
+     * the members polled), so every old-epoch peer is fenced by it. */
+    f->epoch = f->bcp->epoch;
     for (unsigned i = 0; i < f->n; i++) {
         if (f->cand[i].reachable && f->cand[i].epoch > f->epoch) {
             f->epoch = f->cand[i].epoch;
