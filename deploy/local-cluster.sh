@@ -101,7 +101,9 @@ pid_is_ours() {
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     state=$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) || return 1
     [[ -n $state && $state != Z && $state != X ]] || return 1
-    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    # 2>/dev/null first: the process may exit between the two reads, and the shell reports a
+    # failed < redirection before any redirection that follows it.
+    cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
     [[ $cmdline == *tandemd* && $cmdline == *"--config $conf"* ]]
 }
 
@@ -238,13 +240,20 @@ write_cluster() {
 }
 
 start_node() {
-    local dir=$1 name=$2 pid
+    local dir=$1 name=$2 pid lock_fd
+    # One start of NAME at a time, from the check to the exec: two concurrent starts would both
+    # find it stopped and race on the pid file (tandemd's own lock on its data directory then
+    # refuses the second process, but its pid could be the one recorded). The lock goes when
+    # this shell exits or closes it; the node must not inherit it.
+    exec {lock_fd}>>"$dir/$name/start.lock"
+    flock "$lock_fd" || die "cannot lock $dir/$name/start.lock"
     if pid=$(running_pid "$dir" "$name"); then
         die "$name is already running (pid $pid)"
     fi
     echo "==== $(date '+%F %T') local-cluster: starting $TANDEMD" >>"$dir/$name/tandemd.log"
     # setsid: the node keeps running after this shell exits and ignores the terminal's ^C.
-    setsid "$TANDEMD" --config "$dir/$name/tandem.conf" >>"$dir/$name/tandemd.log" 2>&1 </dev/null &
+    setsid "$TANDEMD" --config "$dir/$name/tandem.conf" >>"$dir/$name/tandemd.log" 2>&1 </dev/null \
+        {lock_fd}>&- &
     pid=$!
     echo "$pid" >"$dir/$name/tandemd.pid"
     # Until the forked shell has exec'd tandemd, /proc shows the shell's command line: wait for
@@ -254,6 +263,7 @@ start_node() {
         sleep 0.02
         tries=$((tries + 1))
     done
+    exec {lock_fd}>&-
 }
 
 # Waits until NAME answers /healthz; fails (showing its log) when it exits or never answers.

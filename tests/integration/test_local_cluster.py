@@ -151,6 +151,49 @@ def test_stop_kill_and_start():
         assert c.leader() in out, out
 
 
+def tandemd_pids_of(conf):
+    """PIDs of live tandemd processes running conf, from /proc."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"tandemd") for a in argv[:1]) and conf.encode() in argv:
+            pids.append(int(entry))
+    return pids
+
+
+def test_concurrent_starts_start_one_node():
+    """Two `start` of one stopped node at once: one starts it, the other says it is running;
+    the pid file names the one tandemd that runs, and no stray /proc error is printed."""
+    with Cluster("3") as c:
+        follower = next(n for n in c.names if n != c.leader())
+        c.stop(follower)
+        env = dict(os.environ, TANDEM_BIN_DIR=c.bin_dir)
+        runs = [subprocess.Popen(["bash", SCRIPT, "start", c.dir, follower], env=env,
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+        outputs = []
+        for p in runs:
+            out, _ = p.communicate(timeout=120)
+            outputs.append((p.returncode, out))
+        codes = sorted(code for code, _ in outputs)
+        assert codes[0] == 0 and codes[1] != 0, outputs
+        refused = next(out for code, out in outputs if code != 0)
+        assert "is already running" in refused, outputs
+        assert all("/proc/" not in out for _, out in outputs), outputs
+        conf = os.path.join(c.nodes[follower]["dir"], "tandem.conf")
+        pids = tandemd_pids_of(conf)
+        assert len(pids) == 1, pids
+        c.reload()
+        assert c.nodes[follower]["pid"] == pids[0], (c.nodes[follower]["pid"], pids)
+        c.wait_converged()
+
+
 def test_down_leaves_nothing_and_up_restarts():
     with Cluster("3") as c:
         c.kv_put(c.leader(), "survives-restart", b"yes")
