@@ -448,19 +448,33 @@ static void test_relay_refusals(void **state)
                         "this node is fenced: re-seed it with tandemctl member rejoin");
 }
 
+/* Makes the peer the known leader answering status and body, starts the runtime, relays an
+ * invoke there and waits for the reply. */
+static void relay_invoke(struct fixture *f, const struct tandem_bcp_reply *reply, int status,
+                         const char *body)
+{
+    f->raft.raft.follower_state.current_leader.id = PEER_ID;
+    f->raft.raft.follower_state.current_leader.address = f->peer_address;
+    f->peer.status = status;
+    snprintf(f->peer.body, sizeof f->peer.body, "%s", body);
+    bcp_start(f);
+    tandem_bcp_relay_to_leader(&f->bcp, reply, "/v1/bcp/invoke", "{\"site\":\"east\"}", false);
+    assert_true(harness_run_until(&f->h, replied, f));
+    assert_string_equal(f->peer.last_path, "/v1/bcp/invoke");
+}
+
+static void leader_forget(struct fixture *f)
+{
+    f->raft.raft.follower_state.current_leader.id = 0;
+    f->raft.raft.follower_state.current_leader.address = NULL;
+}
+
 /* With a leader known, the relay carries the request there and its answer back as it is. */
 static void test_relay_to_the_leader(void **state)
 {
     struct fixture *f = *state;
     struct tandem_bcp_reply reply = reply_of(f);
-    f->raft.raft.follower_state.current_leader.id = PEER_ID;
-    f->raft.raft.follower_state.current_leader.address = f->peer_address;
-    f->peer.status = 409;
-    snprintf(f->peer.body, sizeof f->peer.body, "{\"error\":\"site east is already invoked\"}");
-    bcp_start(f);
-    tandem_bcp_relay_to_leader(&f->bcp, &reply, "/v1/bcp/invoke", "{\"site\":\"east\"}", false);
-    assert_true(harness_run_until(&f->h, replied, f));
-    assert_string_equal(f->peer.last_path, "/v1/bcp/invoke");
+    relay_invoke(f, &reply, 409, "{\"error\":\"site east is already invoked\"}");
     assert_string_equal(f->reply_kind, "text");
     assert_int_equal(f->reply_status, 409);
     assert_string_equal(f->reply_body, "{\"error\":\"site east is already invoked\"}");
@@ -469,8 +483,7 @@ static void test_relay_to_the_leader(void **state)
     tandem_bcp_relay_to_leader(&f->bcp, &reply, "/v1/bcp/invoke", "{}", true);
     assert_int_equal(f->replies, 1);
     assert_int_equal(f->reply_status, 503);
-    f->raft.raft.follower_state.current_leader.id = 0;
-    f->raft.raft.follower_state.current_leader.address = NULL;
+    leader_forget(f);
 }
 
 /* A leader (or something at its URL) answering a status outside 100..599 gets a 502 naming it,
@@ -479,18 +492,11 @@ static void test_relay_odd_status(void **state)
 {
     struct fixture *f = *state;
     struct tandem_bcp_reply reply = reply_of(f);
-    f->raft.raft.follower_state.current_leader.id = PEER_ID;
-    f->raft.raft.follower_state.current_leader.address = f->peer_address;
-    f->peer.status = 600;
-    snprintf(f->peer.body, sizeof f->peer.body, "{}");
-    bcp_start(f);
-    tandem_bcp_relay_to_leader(&f->bcp, &reply, "/v1/bcp/invoke", "{\"site\":\"east\"}", false);
-    assert_true(harness_run_until(&f->h, replied, f));
+    relay_invoke(f, &reply, 600, "{}");
     assert_string_equal(f->reply_kind, "error");
     assert_int_equal(f->reply_status, 502);
     assert_non_null(strstr(f->reply_body, "HTTP status 600"));
-    f->raft.raft.follower_state.current_leader.id = 0;
-    f->raft.raft.follower_state.current_leader.address = NULL;
+    leader_forget(f);
 }
 
 /* The takeover never completes here (no leader): 202 once wait_ms has passed. */
