@@ -22,7 +22,7 @@
 /* Tables tried in order; route ids (metrics labels) number their rows consecutively. */
 static const struct tandem_route_table *const route_tables[] = {
     &tandem_cluster_route_table, &tandem_kv_route_table,        &tandem_domain_route_table,
-    &tandem_bcp_route_table,     &tandem_rebalance_route_table,
+    &tandem_bcp_route_table,     &tandem_rebalance_route_table, &tandem_quarantine_route_table,
 };
 #define ROUTE_TABLES_COUNT (sizeof route_tables / sizeof route_tables[0])
 
@@ -387,6 +387,15 @@ static void dispatch(struct tandem_node *node, const struct tandem_route *route,
     if (node->stopping) {
         tandem_route_json(node, r, 503, "Retry-After: 1\r\n",
                           "{\"error\":\"node is shutting down\"}");
+        return;
+    }
+    if (node->bcp.quarantined && needs_leader(route, r)) {
+        /* Not forwarded either: a quarantined node may belong to an old configuration. */
+        tandem_route_error(node, r, 503,
+                           "this node is in start-up quarantine (%s); ask another node, or see "
+                           "tandemctl bcp status",
+                           node->bcp.quarantine_why[0] != '\0' ? node->bcp.quarantine_why
+                                                               : "just started");
         return;
     }
     if (!needs_leader(route, r) || raft_state(&node->raft.raft) == RAFT_LEADER) {

@@ -31,6 +31,9 @@ const struct tandem_ctl_command tandem_ctl_commands[] = {
      "move leadership to the voter NAME"},
     {"member", "rejoin", "NAME", 1, 1, tandem_ctl_member_rejoin,
      "re-seed a fenced or broken member: wipe it, re-add it as a standby, let it catch up"},
+    {"member", "release", "NAME [--reason TEXT]", 1, 1, tandem_ctl_member_release,
+     "lift NAME's start-up quarantine (audited): only when you know no newer epoch runs "
+     "elsewhere"},
     {"job", "create",
      "CLIENT KIND SITE [--id ID] [--stages a,b,..] [--effort N] [--due TIME] [--priority N] "
      "[--operator NAME] [--pinned] [--file JOB.json]",
