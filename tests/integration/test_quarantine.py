@@ -1,0 +1,220 @@
+"""Integration tests of the start-up quarantine (issue 10 section 1) on real 2+2+1 clusters: the
+old majority that returns after a forced failover elects no leader and accepts no write, and is
+fenced; a node restarted into a healthy cluster, and a whole cluster restarted, come up by
+themselves; an old majority that cannot reach the other site waits until `tandemctl member
+release`, which is refused for a node that is not quarantined and recorded in the decisions."""
+
+import json
+import os
+import sys
+import threading
+import time
+
+sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bcp_load import bcp_status  # noqa: E402
+from cluster import Cluster, ClusterError, run_tests, wait_until  # noqa: E402
+
+WATCH_S = 12            # how long the returning old majority is watched for a leader
+POLL_S = 0.05           # between two looks at the returning nodes
+WRITES = 30
+RECOVER_TIMEOUT_S = 30
+FENCE_TIMEOUT_S = 20
+RELEASE_TIMEOUT_S = 20
+OLD_MAJORITY = ["west-1", "west-2", "witness-1"]
+EAST = ["east-1", "east-2"]
+
+
+class Watch:
+    """Polls /v1/status of names from a thread until stop(): every time one of them reports
+    itself leader or knows a leader, and whether each was seen quarantined."""
+
+    def __init__(self, c, names):
+        self.c, self.names = c, list(names)
+        self.leaders = []         # (name, what it said)
+        self.quarantined = set()  # names seen with "quarantined": true
+        self.looks = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(10)
+        return self
+
+    def _run(self):
+        deadline = time.monotonic() + 300  # bounded even if stop() is never called
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            for name in self.names:
+                try:
+                    status = self.c.status(name, timeout=1)
+                except (OSError, ClusterError, ValueError):
+                    continue  # not started yet, or busy starting
+                node = status["node"]
+                self.looks += 1
+                if node.get("quarantined"):
+                    self.quarantined.add(name)
+                if node["state"] == "leader" or (status["leader"] is not None and
+                                                 not node["fenced"]):
+                    self.leaders.append((name, node["state"], status["leader"], node["term"]))
+            time.sleep(POLL_S)
+
+
+def write_keys(c, name, prefix, count):
+    keys = []
+    for i in range(count):
+        key = "%s/%d" % (prefix, i)
+        c.kv_put(name, key, key.encode())
+        keys.append(key)
+    return keys
+
+
+def refused_writes(c, names, attempt):
+    """PUTs one key through each name; returns the answers that were not a 503."""
+    accepted = []
+    for name in names:
+        key = "returning/%s/%d" % (name, attempt)
+        status, _, body = c.api(name, "PUT", "/v1/kv/" + key.replace("/", "%2F"), body=b"x",
+                                timeout=5)
+        if status != 503:
+            accepted.append((name, status, body[:200]))
+        elif b"quarantine" not in body and b"fenced" not in body:
+            accepted.append((name, status, body[:200]))  # a 503 that names neither
+    return accepted
+
+
+def force_west_at_east(c):
+    """Kills the witness and west, force-invokes west at east-1; returns east's new leader."""
+    for name in OLD_MAJORITY:
+        c.kill(name)
+    wait_until(lambda: c.status("east-1")["leader"] is None, 15, "east to lose its leader")
+    report = json.loads(c.ctl("-o", "json", "bcp", "invoke", "west", "--force", "--reason",
+                              "west and the witness lost", endpoints=[c.url("east-1")]).stdout)
+    assert report["epoch"] == 2 and sorted(report["survivors"]) == EAST, report
+    return c.leader(among=EAST, timeout=RECOVER_TIMEOUT_S)
+
+
+def test_returning_old_majority_elects_nobody():
+    """(a) The issue's split brain without a partition: west and the witness come back at epoch
+    1 while east runs epoch 2. None of them may lead or take a write; they end up fenced."""
+    with Cluster(topology="2+2+1") as c:
+        leader = c.leader()
+        wait_until(lambda: len(bcp_status(c, leader)["sites"]) == 3, 15, "sites registered")
+        keys = write_keys(c, leader, "before", WRITES)
+        east_leader = force_west_at_east(c)
+        keys += write_keys(c, east_leader, "after", WRITES)
+        watch = Watch(c, OLD_MAJORITY).start()
+        accepted = []
+        try:
+            for name in OLD_MAJORITY:
+                c.start(name)
+            deadline = time.monotonic() + WATCH_S
+            attempt = 0
+            while time.monotonic() < deadline and attempt < 1000:
+                accepted += refused_writes(c, OLD_MAJORITY, attempt)
+                attempt += 1
+                time.sleep(0.5)
+        finally:
+            watch.stop()
+        print("MEASURED %d status looks at the returning nodes, %d writes tried through each" %
+              (watch.looks, attempt), flush=True)
+        assert watch.looks > 0
+        assert watch.leaders == [], watch.leaders[:5]
+        assert accepted == [], accepted[:5]
+        assert watch.quarantined == set(OLD_MAJORITY), watch.quarantined
+        for name in OLD_MAJORITY:
+            wait_until(lambda n=name: c.status(n)["node"]["fenced"], FENCE_TIMEOUT_S,
+                       "%s fenced" % name)
+        east_leader = c.leader(among=EAST, timeout=RECOVER_TIMEOUT_S)
+        for key in keys:
+            assert c.kv_get(east_leader, key) == key.encode(), key
+        for name in OLD_MAJORITY:
+            assert c.kv_get(east_leader, "returning/%s/0" % name) is None
+
+
+def test_restart_into_healthy_cluster_rejoins_alone():
+    """(b) A follower killed and restarted while its cluster is healthy catches up and leaves
+    quarantine without help."""
+    with Cluster(topology="2+2+1") as c:
+        leader = c.leader()
+        victim = next(n for n in ["west-2", "east-2"] if n != leader)
+        c.kill(victim)
+        keys = write_keys(c, leader, "while-down", WRITES)
+        c.start(victim)
+        wait_until(lambda: not c.status(victim)["node"]["quarantined"], RELEASE_TIMEOUT_S,
+                   "%s out of quarantine" % victim)
+        c.wait_converged(timeout=RECOVER_TIMEOUT_S)
+        for key in keys:
+            assert c.kv_get(victim, key, local=True) == key.encode(), key
+        with open(os.path.join(c.nodes[victim]["dir"], "tandemd.log"), errors="replace") as f:
+            log = f.read()
+        assert "start-up quarantine lifted" in log, c.log_tail(victim)
+        metrics = c.api(victim, "GET", "/metrics")[2].decode()
+        assert "tandem_quarantined 0" in metrics, metrics[-2000:]
+        assert 'tandem_peer_reachable{peer="%s",via="raft"} 1' % leader in metrics
+
+
+def test_whole_cluster_restart_comes_up():
+    """(c) Every node stopped, every node started: a leader appears and writes work."""
+    with Cluster(topology="2+2+1") as c:
+        leader = c.leader()
+        keys = write_keys(c, leader, "before", WRITES)
+        for name in c.names:
+            c.stop(name)
+        for name in c.names:
+            c.start(name)
+        leader = c.leader(timeout=RECOVER_TIMEOUT_S)
+        c.kv_put(leader, "after-restart", b"y")
+        for key in keys:
+            assert c.kv_get(leader, key) == key.encode(), key
+        wait_until(lambda: not any(c.status(n)["node"]["quarantined"] for n in c.names),
+                   RELEASE_TIMEOUT_S, "every node out of quarantine")
+
+
+def test_old_majority_without_east_waits_for_release():
+    """(d) West and the witness start while east stays down: they wait, say for what, and only
+    `tandemctl member release` lets them elect; the release is a recorded decision."""
+    with Cluster(topology="2+2+1") as c:
+        c.leader()
+        for name in c.names:
+            c.stop(name)
+        watch = Watch(c, OLD_MAJORITY).start()
+        try:
+            for name in OLD_MAJORITY:
+                c.start(name)
+            time.sleep(WATCH_S / 2)
+        finally:
+            watch.stop()
+        assert watch.looks > 0 and watch.leaders == [], watch.leaders[:5]
+        for name in OLD_MAJORITY:
+            node = c.status(name)["node"]
+            assert node["quarantined"] is True, node
+            assert "waiting for a node of site east: east-1, east-2 unreachable" in \
+                node["quarantine"], node
+            status, _, body = c.api(name, "GET", "/readyz")
+            assert status == 503 and b"quarantined" in body, (status, body)
+        status, _, body = c.api("west-1", "PUT", "/v1/kv/x", body=b"x")
+        assert status == 503 and b"start-up quarantine" in body, (status, body)
+        for name in OLD_MAJORITY:
+            out = c.ctl("member", "release", name, "--reason", "east burnt down").stdout
+            assert "released from start-up quarantine" in out, out
+        leader = c.leader(among=OLD_MAJORITY, timeout=RECOVER_TIMEOUT_S)
+        c.kv_put(leader, "after-release", b"y")
+
+        def releases_recorded():
+            decisions = bcp_status(c, leader)["decisions"]
+            return {d["member"] for d in decisions if d["action"] == "quarantine release" and
+                    d["reason"] == "east burnt down"} == set(OLD_MAJORITY)
+        wait_until(releases_recorded, RELEASE_TIMEOUT_S, "the releases recorded")
+        p = c.ctl("member", "release", "west-1", check=False)
+        assert p.returncode == 1 and "409" in p.stderr and "not quarantined" in p.stderr, p.stderr
+        p = c.ctl("member", "release", "nobody-9", check=False)
+        assert p.returncode == 1 and "no member named 'nobody-9'" in p.stderr, p.stderr
+
+
+if __name__ == "__main__":
+    run_tests()
