@@ -95,6 +95,10 @@ def force_west_at_east(c):
     report = json.loads(c.ctl("-o", "json", "bcp", "invoke", "west", "--force", "--reason",
                               "west and the witness lost", endpoints=[c.url("east-1")]).stdout)
     assert report["epoch"] == 2 and sorted(report["survivors"]) == EAST, report
+    # It says what the operator must guarantee, and what quarantine does and does not cover.
+    assert "powered off" in report["operator_must"], report
+    assert "neither vote nor campaign" in report["quarantine"]["covers"], report
+    assert "never stopped" in report["quarantine"]["does_not_cover"], report
     return c.leader(among=EAST, timeout=RECOVER_TIMEOUT_S)
 
 
