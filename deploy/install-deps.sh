@@ -7,7 +7,7 @@ PACKAGES=(
     build-essential cmake pkg-config clang-format
     libraft-dev libuv1-dev liblmdb-dev libssl-dev libcmocka-dev libhttp-parser-dev
     libjansson-dev libinih-dev libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev
-    curl openssl iproute2 procps python3
+    curl openssl iproute2 nftables procps python3
 )
 
 missing=()

@@ -16,7 +16,10 @@
 # restarts it from its data with the same ports.
 #
 # Environment: TANDEM_BIN_DIR (default <repo>/build), TANDEM_UP_TIMEOUT (seconds to wait for a
-# leader, default 30), TANDEM_STOP_TIMEOUT (seconds to wait after SIGTERM, default 15).
+# leader, default 30), TANDEM_STOP_TIMEOUT (seconds to wait after SIGTERM, default 15),
+# TANDEM_CGROUP_ROOT (optional, for tests: a directory in a cgroup v2 hierarchy; each node then
+# runs in its own cgroup ROOT/NAME from its first instruction, so that nftables rules can match
+# every socket of one node by cgroup: see tests/integration/netcut.py).
 set -euo pipefail
 # No job control: a background job must not lead its own process group, or setsid would fork
 # and the PID recorded for a node would be that of the short-lived setsid parent.
@@ -251,9 +254,21 @@ start_node() {
         die "$name is already running (pid $pid)"
     fi
     echo "==== $(date '+%F %T') local-cluster: starting $TANDEMD" >>"$dir/$name/tandemd.log"
-    # setsid: the node keeps running after this shell exits and ignores the terminal's ^C.
-    setsid "$TANDEMD" --config "$dir/$name/tandem.conf" >>"$dir/$name/tandemd.log" 2>&1 </dev/null \
-        {lock_fd}>&- &
+    local cgroup=
+    if [[ -n ${TANDEM_CGROUP_ROOT:-} ]]; then
+        cgroup=$TANDEM_CGROUP_ROOT/$name
+        mkdir -p "$cgroup" || die "cannot create cgroup $cgroup"
+    fi
+    # setsid: the node keeps running after this shell exits and ignores the terminal's ^C. The
+    # subshell joins the node's cgroup (when asked) before it execs, so every socket tandemd
+    # opens belongs to that cgroup; $! stays the node's PID through both execs.
+    (
+        if [[ -n $cgroup ]]; then
+            echo "$BASHPID" >"$cgroup/cgroup.procs" || exit 1
+        fi
+        exec setsid "$TANDEMD" --config "$dir/$name/tandem.conf" >>"$dir/$name/tandemd.log" \
+            2>&1 </dev/null {lock_fd}>&-
+    ) &
     pid=$!
     echo "$pid" >"$dir/$name/tandemd.pid"
     # Until the forked shell has exec'd tandemd, /proc shows the shell's command line: wait for

@@ -135,7 +135,10 @@ static const struct option options[] = {
                 "Writes waiting for commit before new ones are answered with HTTP 429"),
     UINT_OPTION(body_bytes_max_kib, 1024, 1, 65536, "api",
                 "Largest request body, in KiB (HTTP 413 above); at most batch_bytes_max_kib"),
-    UINT_OPTION(connections_max, 4096, 1, 1048576, "api", "Open API connections; more are refused"),
+    UINT_OPTION(connections_max, 4096, 1, 1048576, "api",
+                "Open API connections; more are refused. tandemd raises its open-files soft limit "
+                "to the hard "
+                "limit and refuses to start when that is below connections_max + 1024"),
     UINT_OPTION(forward_connections, 16, 1, 1024, "api",
                 "Kept-alive connections from a follower to the leader for forwarded requests"),
     UINT_OPTION(forward_timeout_ms, 10000, 100, 600000, "api",

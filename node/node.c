@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -17,6 +18,10 @@
 #include "storage/assert.h"
 #include "storage/dir_lock.h"
 #include "storage/error.h"
+
+/* Open files a node keeps for everything but API connections: raft's connections and
+ * handshakes, LMDB, the BCP and forwarding clients (up to 64 peers x 4 each), logs. */
+#define TANDEM_NODE_FDS_RESERVED 1024u
 
 static void check_cb(uv_check_t *check)
 {
@@ -324,6 +329,41 @@ static int start_follower_side(struct tandem_node *node, const struct tandem_con
     return 0;
 }
 
+/* Raises the soft limit on open files to the hard limit and checks that it covers
+ * connections_max API connections plus TANDEM_NODE_FDS_RESERVED for everything else (raft,
+ * LMDB, the BCP and forwarding clients, handshakes, logs). Running out of descriptors at run time
+ * fails raft's appends and sends; refusing to start is the clear failure. Returns 0 or -1 with
+ * errmsg filled. */
+static int fd_limit_raise(const struct tandem_config *c, char *errmsg)
+{
+    struct rlimit limit;
+    rlim_t need = (rlim_t)c->connections_max + TANDEM_NODE_FDS_RESERVED;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+        tandem_error_from_errno(errno, errmsg, "getrlimit(RLIMIT_NOFILE)");
+        return -1;
+    }
+    if (limit.rlim_cur < limit.rlim_max) {
+        rlim_t was = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+            tandem_error_from_errno(errno, errmsg, "setrlimit(RLIMIT_NOFILE)");
+            return -1;
+        }
+        tandem_log(TANDEM_LOG_DEBUG, "open files limit raised from %llu to %llu",
+                   (unsigned long long)was, (unsigned long long)limit.rlim_cur);
+    }
+    if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < need) {
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE,
+                 "option connections_max: %u connections need %llu open files (%u kept for raft, "
+                 "LMDB and peers) but the hard limit is %llu: raise it (ulimit -Hn, systemd "
+                 "LimitNOFILE) or lower connections_max",
+                 c->connections_max, (unsigned long long)need, TANDEM_NODE_FDS_RESERVED,
+                 (unsigned long long)limit.rlim_cur);
+        return -1;
+    }
+    return 0;
+}
+
 int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct tandem_config *c)
 {
     char errmsg[TANDEM_ERRMSG_SIZE];
@@ -332,6 +372,10 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
     loop->data = node; /* raft's close callback finds the node through its loop */
     node->config = c;
     self_from_config(&node->self, c);
+    if (fd_limit_raise(c, errmsg) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "%s", errmsg);
+        return -1;
+    }
     /* One process per data directory, before anything in it is read, wiped or written. */
     node->data_dir_lock = -1;
     if (make_dir(c->data_dir) != 0) {

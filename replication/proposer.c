@@ -190,7 +190,20 @@ struct tandem_result *tandem_proposer_claim(void *data, uint64_t proposer_id, ui
     return NULL;
 }
 
-/* Takes up to the limits off the queue into one batch and proposes it. */
+/* raft_apply failed after the entry entered raft's log (libraft 0.22.1's legacy layer fails
+ * when it cannot persist or send it, e.g. when file descriptors run out). By then libraft has
+ * freed our buffer (it copies the entry, then frees the original: freeing it again was a double
+ * free), and the entry may still commit: its outcome is unknown until we see what is applied
+ * at its index, as for a leader that steps down. Only a failed allocation inside libraft before
+ * that copy leaves the buffer with us; it then leaks, which beats a double free. */
+static void apply_failed_after_append(struct tandem_batch *b)
+{
+    tandem_assert(b->req.index != 0);
+    b->p->propose_errors++;
+    b->limbo = true;
+    b->limbo_until = uv_hrtime() + b->p->limbo_ns;
+}
+
 /* How many queued writes the next batch takes: up to the command limit and the byte limit,
  * and always the first (one command larger than the byte limit still goes alone). */
 static size_t batch_count(const struct tandem_proposer *p)
@@ -212,6 +225,7 @@ static size_t batch_count(const struct tandem_proposer *p)
     return n;
 }
 
+/* Takes up to the limits off the queue into one batch and proposes it. */
 static int propose_one(struct tandem_proposer *p)
 {
     Tandem__Batch message = TANDEM__BATCH__INIT;
@@ -260,10 +274,15 @@ static int propose_one(struct tandem_proposer *p)
     p->inflight_tail = b;
     int rv = tandem_entry_encode(&message, &buf);
     free(commands);
+    raft_index last_before = raft_last_index(p->raft);
     if (rv != 0) {
         rv = RAFT_NOMEM;
     } else if ((rv = raft_apply(p->raft, &b->req, &buf, 1, batch_apply_cb)) != 0) {
-        raft_free(buf.base);
+        if (raft_last_index(p->raft) > last_before) {
+            apply_failed_after_append(b);
+            return rv;
+        }
+        raft_free(buf.base); /* refused before raft took the entry: the buffer is still ours */
     }
     if (rv != 0) {
         p->propose_errors++;

@@ -175,6 +175,7 @@ static int csv_rows(struct tandem_ctl_context *ctx, const char *text, size_t len
 
 static int file_read(struct tandem_ctl_context *ctx, const char *path, char **text, size_t *len)
 {
+    *text = NULL;
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
         return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "%s: %s", path, strerror(errno));
@@ -198,7 +199,7 @@ static int rows_load(struct tandem_ctl_context *ctx, const char *path, json_t *r
                      bool *csv)
 {
     size_t n = strlen(path), len = 0;
-    char *text;
+    char *text = NULL; /* file_read leaves it NULL when it fails before reading */
     *csv = n > 4 && strcmp(path + n - 4, ".csv") == 0;
     if (!*csv && !(n > 5 && strcmp(path + n - 5, ".json") == 0)) {
         return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--file must name a .csv or .json file");

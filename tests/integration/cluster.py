@@ -84,6 +84,28 @@ def exit_code(pid):
     return _exit_codes.get(pid)
 
 
+def cgroup2_mount():
+    """Where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on a
+    hybrid host); ClusterError when there is none."""
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 2 and fields[2] == "cgroup2":
+                return fields[1]
+    raise ClusterError("no cgroup2 file system is mounted: isolated clusters need one")
+
+
+def _rmdir(path):
+    """rmdir that answers whether path is gone (a cgroup is busy while processes remain)."""
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return True
+
+
 class ClusterError(Exception):
     """A cluster operation failed or a bounded wait ran out; the message says which and why."""
 
@@ -183,8 +205,12 @@ class Cluster:
     """
 
     def __init__(self, topology="2+2+1", settings=None, insecure=True, bin_dir=None,
-                 up_timeout=UP_TIMEOUT_S):
+                 up_timeout=UP_TIMEOUT_S, isolate=False):
+        """isolate: run each node in a cgroup v2 of its own (cgroup_dir(name)), so that
+        netcut.NetCut can cut the traffic between nodes; needs root and a cgroup2 mount."""
         self.topology = topology
+        self.isolate = isolate
+        self.cgroup_root = None
         self.settings = dict(settings or {})
         self.insecure = insecure
         self.bin_dir = bin_dir or BIN_DIR
@@ -203,6 +229,8 @@ class Cluster:
             if not os.access(path, os.X_OK):
                 raise ClusterError("%s not found in %s: build first" % (binary, self.bin_dir))
         self.dir = tempfile.mkdtemp(prefix="tandem-it-")
+        if self.isolate:
+            self.cgroup_root = tempfile.mkdtemp(prefix="tandem-it-", dir=cgroup2_mount())
         args = ["up", self.dir, "--topology", self.topology]
         if self.insecure:
             args.append("--insecure")
@@ -239,6 +267,27 @@ class Cluster:
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = None
+        self._remove_cgroups()
+
+    def _remove_cgroups(self):
+        """Removes the nodes' cgroups (empty once their processes are gone) and their root."""
+        if self.cgroup_root is None:
+            return
+        for name in os.listdir(self.cgroup_root):
+            path = os.path.join(self.cgroup_root, name)
+            if os.path.isdir(path):
+                try:
+                    wait_until(lambda: _rmdir(path), EXIT_TIMEOUT_S, "cgroup %s empty" % path)
+                except ClusterError as e:
+                    print("cluster teardown: %s" % e, flush=True)
+        _rmdir(self.cgroup_root)
+        self.cgroup_root = None
+
+    def cgroup_dir(self, name):
+        """The cgroup node name runs in (Cluster(isolate=True) only)."""
+        if self.cgroup_root is None:
+            raise ClusterError("cgroup_dir: the cluster was not created with isolate=True")
+        return os.path.join(self.cgroup_root, name)
 
     def reload(self):
         """Re-reads nodes, PIDs and endpoints from the cluster directory (after running
@@ -274,6 +323,9 @@ class Cluster:
         fails (its output in the message)."""
         env = dict(os.environ, TANDEM_BIN_DIR=self.bin_dir,
                    TANDEM_UP_TIMEOUT=str(self.up_timeout))
+        env.pop("TANDEM_CGROUP_ROOT", None)
+        if self.cgroup_root is not None:
+            env["TANDEM_CGROUP_ROOT"] = self.cgroup_root
         try:
             p = subprocess.run(["bash", SCRIPT] + list(args), env=env, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -277,6 +277,11 @@ def test_usage_errors(f):
         rc, out, err = ctl("-e", f.leader.url, *args)
         assert_one_line_error(rc, err, 2, fragment, "--help")
         assert out == b""
+    # A file that cannot be read: one line naming it (this freed an uninitialised pointer).
+    for path in ("/nonexistent/ledger.csv", "/nonexistent/ledger.json"):
+        rc, out, err = ctl("-e", f.leader.url, "box", "checkin", "--file", path)
+        assert_one_line_error(rc, err, 2, path, "No such file or directory")
+        assert out == b""
     assert f.cluster.received() == [], "usage errors must not reach the server"
 
 

@@ -1,0 +1,161 @@
+/* Unit tests of the proposer's ownership of an entry's buffer when raft_apply fails: libraft's
+ * calls are replaced at link time (-Wl,--wrap, see CMakeLists.txt) so each failure libraft can
+ * produce is injected: refused before raft took the entry (the buffer is ours to free) and
+ * failed after raft took and freed it (freeing it again was a double free; the write's outcome
+ * is then unknown until the applied index says). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "replication/proposer.h"
+
+enum fake_mode { FAKE_REFUSE, FAKE_TAKE_AND_FAIL };
+
+static struct {
+    enum fake_mode mode;
+    raft_index last_index;
+    raft_index applied;
+    unsigned applies;
+} fake;
+
+/* The libraft calls the proposer makes, as the wrapped names the linker points them at. */
+int __wrap_raft_state(struct raft *r);
+raft_index __wrap_raft_last_index(struct raft *r);
+raft_index __wrap_raft_last_applied(struct raft *r);
+int __wrap_raft_apply(struct raft *r, struct raft_apply *req, const struct raft_buffer bufs[],
+                      unsigned n, raft_apply_cb cb);
+
+int __wrap_raft_state(struct raft *r)
+{
+    (void)r;
+    return RAFT_LEADER;
+}
+
+raft_index __wrap_raft_last_index(struct raft *r)
+{
+    (void)r;
+    return fake.last_index;
+}
+
+raft_index __wrap_raft_last_applied(struct raft *r)
+{
+    (void)r;
+    return fake.applied;
+}
+
+/* As libraft 0.22.1: FAKE_REFUSE fails before touching anything (not leader); FAKE_TAKE_AND_FAIL
+ * appends the entry to its log, frees the caller's buffer, then fails to persist it. */
+int __wrap_raft_apply(struct raft *r, struct raft_apply *req, const struct raft_buffer bufs[],
+                      unsigned n, raft_apply_cb cb)
+{
+    (void)r;
+    (void)cb;
+    assert_int_equal(n, 1);
+    fake.applies++;
+    if (fake.mode == FAKE_REFUSE) {
+        return RAFT_NOTLEADER;
+    }
+    req->index = ++fake.last_index;
+    raft_free(bufs[0].base);
+    return RAFT_IOERR;
+}
+
+struct answer {
+    struct tandem_write w;
+    Tandem__Command command;
+    unsigned calls;
+    int status;
+    bool result;
+};
+
+static void write_cb(struct tandem_write *w, int status, struct tandem_result *result)
+{
+    struct answer *a = w->data;
+    a->calls++;
+    a->status = status;
+    a->result = result != NULL;
+}
+
+static struct raft fake_raft;
+
+static void setup(struct tandem_proposer *p, struct answer *a, enum fake_mode mode)
+{
+    static const struct tandem_proposer_limits limits = {8, 65536, 16};
+    memset(&fake, 0, sizeof fake);
+    fake.mode = mode;
+    fake.last_index = 10;
+    fake.applied = 10;
+    tandem_proposer_init(p, &fake_raft, 7, &limits);
+    memset(a, 0, sizeof *a);
+    tandem__command__init(&a->command);
+    a->w.command = &a->command;
+    a->w.cb = write_cb;
+    a->w.data = a;
+    assert_int_equal(tandem_proposer_write(p, &a->w), 0);
+}
+
+static void test_refused_apply_frees_and_fails_the_write(void **state)
+{
+    (void)state;
+    struct tandem_proposer p;
+    struct answer a;
+    setup(&p, &a, FAKE_REFUSE);
+    tandem_proposer_flush(&p);
+    assert_int_equal(fake.applies, 1);
+    /* Never in raft's log: a definite failure the client may retry (and no leak under LSan). */
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.status, RAFT_NOTLEADER);
+    assert_int_equal(p.propose_errors, 1);
+}
+
+static void test_apply_failed_after_append_waits_for_the_outcome(void **state)
+{
+    (void)state;
+    struct tandem_proposer p;
+    struct answer a;
+    setup(&p, &a, FAKE_TAKE_AND_FAIL);
+    tandem_proposer_flush(&p); /* a second free of the buffer aborts here */
+    assert_int_equal(fake.applies, 1);
+    assert_int_equal(a.calls, 0); /* the entry may still commit: not answered yet */
+    assert_int_equal(p.propose_errors, 1);
+    tandem_proposer_flush(&p);
+    assert_int_equal(a.calls, 0);
+    fake.applied = fake.last_index; /* something was applied at its index, unclaimed */
+    tandem_proposer_flush(&p);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.status, RAFT_LEADERSHIPLOST);
+    assert_false(a.result);
+}
+
+static void test_apply_failed_after_append_then_applied(void **state)
+{
+    (void)state;
+    struct tandem_proposer p;
+    struct answer a;
+    setup(&p, &a, FAKE_TAKE_AND_FAIL);
+    uint64_t serial = p.next_serial;
+    tandem_proposer_flush(&p);
+    assert_int_equal(a.calls, 0);
+    /* The FSM applies the entry after all: the write succeeded and gets its result. */
+    assert_non_null(tandem_proposer_claim(&p, 7, serial, 1));
+    fake.applied = fake.last_index;
+    tandem_proposer_flush(&p);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.status, 0);
+    assert_true(a.result);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_refused_apply_frees_and_fails_the_write),
+        cmocka_unit_test(test_apply_failed_after_append_waits_for_the_outcome),
+        cmocka_unit_test(test_apply_failed_after_append_then_applied),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
