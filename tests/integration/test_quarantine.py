@@ -1,8 +1,10 @@
 """Integration tests of the start-up quarantine (issue 10 section 1) on real 2+2+1 clusters: the
 old majority that returns after a forced failover elects no leader and accepts no write, and is
-fenced; a node restarted into a healthy cluster, and a whole cluster restarted, come up by
-themselves; an old majority that cannot reach the other site waits until `tandemctl member
-release`, which is refused for a node that is not quarantined and recorded in the decisions."""
+fenced, with or without a partition between it and the survivors; a node restarted into a
+healthy cluster, and a whole cluster restarted, come up by themselves; an old majority that
+cannot reach the other site waits until `tandemctl member release`, which is refused for a node
+that is not quarantined and recorded in the decisions. And section 2: a partition of raft
+traffic alone (APIs answering) makes the leader's side invoke the other site."""
 
 import json
 import os
@@ -14,6 +16,7 @@ sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bcp_load import bcp_status  # noqa: E402
 from cluster import Cluster, ClusterError, run_tests, wait_until  # noqa: E402
+from netcut import NetCut  # noqa: E402
 
 WATCH_S = 12            # how long the returning old majority is watched for a leader
 POLL_S = 0.05           # between two looks at the returning nodes
@@ -21,6 +24,7 @@ WRITES = 30
 RECOVER_TIMEOUT_S = 30
 FENCE_TIMEOUT_S = 20
 RELEASE_TIMEOUT_S = 20
+INVOKE_TIMEOUT_S = 40   # site_down_after_ms (3 s) plus the controller's steps, with slack
 OLD_MAJORITY = ["west-1", "west-2", "witness-1"]
 EAST = ["east-1", "east-2"]
 
@@ -102,6 +106,27 @@ def force_west_at_east(c):
     return c.leader(among=EAST, timeout=RECOVER_TIMEOUT_S)
 
 
+def watch_returning(c, seconds):
+    """Starts the old majority under a Watch, tries writes through it for seconds; returns the
+    Watch (stopped) and the writes that were not refused."""
+    watch = Watch(c, OLD_MAJORITY).start()
+    accepted = []
+    attempt = 0
+    try:
+        for name in OLD_MAJORITY:
+            c.start(name)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and attempt < 1000:
+            accepted += refused_writes(c, OLD_MAJORITY, attempt)
+            attempt += 1
+            time.sleep(0.5)
+    finally:
+        watch.stop()
+    print("MEASURED %d status looks at the returning nodes, %d writes tried through each" %
+          (watch.looks, attempt), flush=True)
+    return watch, accepted
+
+
 def test_returning_old_majority_elects_nobody():
     """(a) The issue's split brain without a partition: west and the witness come back at epoch
     1 while east runs epoch 2. None of them may lead or take a write; they end up fenced."""
@@ -111,21 +136,7 @@ def test_returning_old_majority_elects_nobody():
         keys = write_keys(c, leader, "before", WRITES)
         east_leader = force_west_at_east(c)
         keys += write_keys(c, east_leader, "after", WRITES)
-        watch = Watch(c, OLD_MAJORITY).start()
-        accepted = []
-        try:
-            for name in OLD_MAJORITY:
-                c.start(name)
-            deadline = time.monotonic() + WATCH_S
-            attempt = 0
-            while time.monotonic() < deadline and attempt < 1000:
-                accepted += refused_writes(c, OLD_MAJORITY, attempt)
-                attempt += 1
-                time.sleep(0.5)
-        finally:
-            watch.stop()
-        print("MEASURED %d status looks at the returning nodes, %d writes tried through each" %
-              (watch.looks, attempt), flush=True)
+        watch, accepted = watch_returning(c, WATCH_S)
         assert watch.looks > 0
         assert watch.leaders == [], watch.leaders[:5]
         assert accepted == [], accepted[:5]
@@ -138,6 +149,81 @@ def test_returning_old_majority_elects_nobody():
             assert c.kv_get(east_leader, key) == key.encode(), key
         for name in OLD_MAJORITY:
             assert c.kv_get(east_leader, "returning/%s/0" % name) is None
+
+
+def test_returning_old_majority_behind_a_partition():
+    """(e) The issue's reproduction: the old majority returns while east cannot reach it (nor
+    it east). It waits for the whole window, saying it waits for east; once the link heals it
+    learns the newer epoch and is fenced; nothing acknowledged is lost."""
+    with Cluster(topology="2+2+1", isolate=True) as c, NetCut(c) as net:
+        leader = c.leader()
+        wait_until(lambda: len(bcp_status(c, leader)["sites"]) == 3, 15, "sites registered")
+        keys = write_keys(c, leader, "before", WRITES)
+        east_leader = force_west_at_east(c)
+        keys += write_keys(c, east_leader, "after", WRITES)
+        net.cut(EAST, OLD_MAJORITY, ports="all")
+        watch, accepted = watch_returning(c, WATCH_S + 3)
+        assert watch.looks > 0
+        assert watch.leaders == [], watch.leaders[:5]
+        assert accepted == [], accepted[:5]
+        for name in OLD_MAJORITY:
+            node = c.status(name)["node"]
+            assert node["quarantined"] and not node["fenced"], node
+            assert "waiting for a node of site east" in node["quarantine"], node
+        keys += write_keys(c, east_leader, "during-cut", WRITES)
+        net.heal()
+        for name in OLD_MAJORITY:
+            wait_until(lambda n=name: c.status(n)["node"]["fenced"], FENCE_TIMEOUT_S,
+                       "%s fenced after the heal" % name)
+        east_leader = c.leader(among=EAST, timeout=RECOVER_TIMEOUT_S)
+        for key in keys:
+            assert c.kv_get(east_leader, key) == key.encode(), key
+
+
+def node_of(status, name):
+    for site in status["sites"]:
+        for node in site["nodes"]:
+            if node["name"] == name:
+                return node
+    raise AssertionError("no node %s in bcp status" % name)
+
+
+def test_raft_only_partition_invokes_the_other_site():
+    """(f) Issue 10 section 2: east<->west raft traffic dropped, APIs open, the witness reachable
+    by both. The leader's side (east) sees west raft-unreachable though its API answers, invokes
+    it, and bcp status and /metrics say which way each west node answers."""
+    with Cluster(topology="2+2+1", isolate=True) as c, NetCut(c) as net:
+        leader = c.leader()
+        if c.nodes[leader]["site"] != "east":
+            c.ctl("member", "transfer-leader", "east-1")
+            leader = c.leader()
+        wait_until(lambda: len(bcp_status(c, leader)["sites"]) == 3, 15, "sites registered")
+        west = ["west-1", "west-2"]
+        net.cut(EAST, west, ports="raft")
+        cut_at = time.monotonic()
+
+        def west_invoked():
+            status = bcp_status(c, leader)
+            site = next(s for s in status["sites"] if s["name"] == "west")
+            return site["state"] == "invoked" and status
+        status = wait_until(west_invoked, INVOKE_TIMEOUT_S, "west invoked by east's leader")
+        print("MEASURED raft-only partition: west invoked %.1f s after the cut" %
+              (time.monotonic() - cut_at), flush=True)
+        for name in west:
+            node = node_of(status, name)
+            assert node["raft_reachable"] is False and node["api_reachable"] is True, node
+            assert node["api_contact_age_ms"] is not None, node
+        for name in EAST + ["witness-1"]:
+            node = node_of(status, name)
+            assert node["raft_reachable"] and node["api_reachable"], node
+        out = c.ctl("bcp", "status", endpoints=[c.url(leader)]).stdout
+        assert "west-1 api only, west-2 api only" in out, out
+        metrics = c.api(leader, "GET", "/metrics")[2].decode()
+        assert 'tandem_peer_reachable{peer="west-1",via="raft"} 0' in metrics
+        assert 'tandem_peer_reachable{peer="west-1",via="api"} 1' in metrics
+        assert 'tandem_peer_reachable{peer="witness-1",via="raft"} 1' in metrics
+        c.kv_put(leader, "during-raft-cut", b"z")
+        net.heal()
 
 
 def test_restart_into_healthy_cluster_rejoins_alone():
