@@ -42,26 +42,26 @@ static void route_node_release(struct tandem_node *node, struct tandem_http_requ
     json_decref(body);
 }
 
-/* A SiteDecision with its strings, alive until the proposal finished. */
+/* A SiteDecision whose strings point into the request's parsed body, both alive until the
+ * proposal finished. */
 struct decision_command {
     Tandem__Command command;
     Tandem__SiteDecision decision;
-    char member[TANDEM_NAME_LEN_MAX + 1];
-    char site[TANDEM_SITE_LEN_MAX + 1];
-    char reason[TANDEM_SITE_REASON_LEN_MAX + 1];
-    char by[TANDEM_SITE_BY_LEN_MAX + 1];
+    json_t *body; /* owned */
 };
 
-/* Copies the string field name of body into out; false when absent, not a string, or longer
- * than out_size - 1 bytes. */
-static bool text_field(json_t *body, const char *name, char *out, size_t out_size)
+static void decision_command_free(void *owner)
+{
+    struct decision_command *dc = owner;
+    json_decref(dc->body);
+    free(dc);
+}
+
+/* The string field name of body when it is one of at most len_max bytes, else NULL. */
+static char *text_field(json_t *body, const char *name, size_t len_max)
 {
     const char *value = json_string_value(json_object_get(body, name));
-    if (value == NULL || strlen(value) >= out_size) {
-        return false;
-    }
-    snprintf(out, out_size, "%s", value);
-    return true;
+    return value != NULL && strlen(value) <= len_max ? (char *)value : NULL;
 }
 
 /* POST /v1/bcp/decisions at the leader: only quarantine releases are recorded this way, so the
@@ -69,39 +69,39 @@ static bool text_field(json_t *body, const char *name, char *out, size_t out_siz
 static void route_bcp_decision(struct tandem_node *node, struct tandem_http_request *r,
                                const char *p)
 {
-    (void)p;
     json_t *body = json_loadb(r->body, r->body_len, 0, NULL);
-    const char *action = json_string_value(json_object_get(body, "action"));
     struct decision_command *dc = calloc(1, sizeof *dc);
-    bool ok = dc != NULL && action != NULL && strcmp(action, TANDEM_BCP_RELEASE_ACTION) == 0 &&
-              text_field(body, "member", dc->member, sizeof dc->member) &&
-              tandem_member_name_ok(dc->member, TANDEM_NAME_LEN_MAX) &&
-              text_field(body, "site", dc->site, sizeof dc->site) &&
-              text_field(body, "reason", dc->reason, sizeof dc->reason) &&
-              text_field(body, "by", dc->by, sizeof dc->by);
-    json_decref(body);
-    if (!ok) {
-        tandem_route_error(node, r, dc == NULL ? 500 : 400,
-                           "body must be {\"action\": \"%s\", \"member\", \"site\", \"reason\", "
-                           "\"by\"}",
-                           TANDEM_BCP_RELEASE_ACTION);
-        free(dc);
+    (void)p;
+    if (dc == NULL) {
+        json_decref(body);
+        tandem_route_error(node, r, 500, "out of memory");
         return;
     }
     tandem__command__init(&dc->command);
     tandem__site_decision__init(&dc->decision);
-    dc->decision.action = (char *)TANDEM_BCP_RELEASE_ACTION;
-    dc->decision.member = dc->member;
-    dc->decision.site = dc->site;
-    dc->decision.from_role = (char *)"";
-    dc->decision.to_role = (char *)"";
-    dc->decision.reason = dc->reason;
-    dc->decision.by = dc->by;
+    Tandem__SiteDecision *d = &dc->decision;
+    dc->body = body;
+    d->action = text_field(dc->body, "action", TANDEM_SITE_ACTION_LEN_MAX);
+    d->member = text_field(dc->body, "member", TANDEM_NAME_LEN_MAX);
+    d->site = text_field(dc->body, "site", TANDEM_SITE_LEN_MAX);
+    d->reason = text_field(dc->body, "reason", TANDEM_SITE_REASON_LEN_MAX);
+    d->by = text_field(dc->body, "by", TANDEM_SITE_BY_LEN_MAX);
+    if (d->action == NULL || strcmp(d->action, TANDEM_BCP_RELEASE_ACTION) != 0 ||
+        d->member == NULL || !tandem_member_name_ok(d->member, TANDEM_NAME_LEN_MAX) ||
+        d->site == NULL || d->reason == NULL || d->by == NULL) {
+        tandem_route_error(node, r, 400,
+                           "body must be {\"action\": \"%s\", \"member\", \"site\", \"reason\", "
+                           "\"by\"}",
+                           TANDEM_BCP_RELEASE_ACTION);
+        decision_command_free(dc);
+        return;
+    }
+    d->from_role = d->to_role = (char *)"";
     dc->command.body_case = TANDEM__COMMAND__BODY_SITE_DECISION;
-    dc->command.site_decision = &dc->decision;
-    tandem_log(TANDEM_LOG_WARN, "recording the operator's quarantine release of %s: %s", dc->member,
-               dc->reason);
-    tandem_route_submit(node, r, &dc->command, free, dc);
+    dc->command.site_decision = d;
+    tandem_log(TANDEM_LOG_WARN, "recording the operator's quarantine release of %s: %s", d->member,
+               d->reason);
+    tandem_route_submit(node, r, &dc->command, decision_command_free, dc);
 }
 
 /* X(id, method, pattern, flags, handler): ids are metrics labels, in this order. */

@@ -69,11 +69,10 @@ class Watch:
 
 
 def write_keys(c, name, prefix, count):
-    keys = []
-    for i in range(count):
-        key = "%s/%d" % (prefix, i)
+    """Writes count keys through name, each its own value; returns them once all acknowledged."""
+    keys = ["%s/%d" % (prefix, i) for i in range(count)]
+    for key in keys:
         c.kv_put(name, key, key.encode())
-        keys.append(key)
     return keys
 
 
@@ -124,29 +123,41 @@ def watch_returning(c, seconds):
         watch.stop()
     print("MEASURED %d status looks at the returning nodes, %d writes tried through each" %
           (watch.looks, attempt), flush=True)
-    return watch, accepted
+    assert watch.looks > 0
+    assert watch.leaders == [], watch.leaders[:5]
+    assert accepted == [], accepted[:5]
+    return watch
+
+
+def forced_failover(c):
+    """Writes, loses west and the witness, forces west out at east-1 and writes again; returns
+    the acknowledged keys and east's leader."""
+    leader = c.leader()
+    wait_until(lambda: len(bcp_status(c, leader)["sites"]) == 3, 15, "sites registered")
+    keys = write_keys(c, leader, "before", WRITES)
+    east_leader = force_west_at_east(c)
+    return keys + write_keys(c, east_leader, "after", WRITES), east_leader
+
+
+def assert_fenced_and_kept(c, keys):
+    """The old majority ends fenced, and east still has every acknowledged key."""
+    for name in OLD_MAJORITY:
+        wait_until(lambda n=name: c.status(n)["node"]["fenced"], FENCE_TIMEOUT_S,
+                   "%s fenced" % name)
+    east_leader = c.leader(among=EAST, timeout=RECOVER_TIMEOUT_S)
+    for key in keys:
+        assert c.kv_get(east_leader, key) == key.encode(), key
+    return east_leader
 
 
 def test_returning_old_majority_elects_nobody():
     """(a) The issue's split brain without a partition: west and the witness come back at epoch
     1 while east runs epoch 2. None of them may lead or take a write; they end up fenced."""
     with Cluster(topology="2+2+1") as c:
-        leader = c.leader()
-        wait_until(lambda: len(bcp_status(c, leader)["sites"]) == 3, 15, "sites registered")
-        keys = write_keys(c, leader, "before", WRITES)
-        east_leader = force_west_at_east(c)
-        keys += write_keys(c, east_leader, "after", WRITES)
-        watch, accepted = watch_returning(c, WATCH_S)
-        assert watch.looks > 0
-        assert watch.leaders == [], watch.leaders[:5]
-        assert accepted == [], accepted[:5]
+        keys, _ = forced_failover(c)
+        watch = watch_returning(c, WATCH_S)
         assert watch.quarantined == set(OLD_MAJORITY), watch.quarantined
-        for name in OLD_MAJORITY:
-            wait_until(lambda n=name: c.status(n)["node"]["fenced"], FENCE_TIMEOUT_S,
-                       "%s fenced" % name)
-        east_leader = c.leader(among=EAST, timeout=RECOVER_TIMEOUT_S)
-        for key in keys:
-            assert c.kv_get(east_leader, key) == key.encode(), key
+        east_leader = assert_fenced_and_kept(c, keys)
         for name in OLD_MAJORITY:
             assert c.kv_get(east_leader, "returning/%s/0" % name) is None
 
@@ -156,28 +167,16 @@ def test_returning_old_majority_behind_a_partition():
     it east). It waits for the whole window, saying it waits for east; once the link heals it
     learns the newer epoch and is fenced; nothing acknowledged is lost."""
     with Cluster(topology="2+2+1", isolate=True) as c, NetCut(c) as net:
-        leader = c.leader()
-        wait_until(lambda: len(bcp_status(c, leader)["sites"]) == 3, 15, "sites registered")
-        keys = write_keys(c, leader, "before", WRITES)
-        east_leader = force_west_at_east(c)
-        keys += write_keys(c, east_leader, "after", WRITES)
+        keys, east_leader = forced_failover(c)
         net.cut(EAST, OLD_MAJORITY, ports="all")
-        watch, accepted = watch_returning(c, WATCH_S + 3)
-        assert watch.looks > 0
-        assert watch.leaders == [], watch.leaders[:5]
-        assert accepted == [], accepted[:5]
+        watch_returning(c, WATCH_S + 3)
         for name in OLD_MAJORITY:
             node = c.status(name)["node"]
             assert node["quarantined"] and not node["fenced"], node
             assert "waiting for a node of site east" in node["quarantine"], node
         keys += write_keys(c, east_leader, "during-cut", WRITES)
         net.heal()
-        for name in OLD_MAJORITY:
-            wait_until(lambda n=name: c.status(n)["node"]["fenced"], FENCE_TIMEOUT_S,
-                       "%s fenced after the heal" % name)
-        east_leader = c.leader(among=EAST, timeout=RECOVER_TIMEOUT_S)
-        for key in keys:
-            assert c.kv_get(east_leader, key) == key.encode(), key
+        assert_fenced_and_kept(c, keys)
 
 
 def node_of(status, name):

@@ -783,34 +783,61 @@ static void test_close_cancels_connects(void **state)
 
 /* ---- 8. protocol version 1 is refused, and said so ---- */
 
+/* A loop with up to three transports: east-1, west-1, west-2, at the epochs given. */
+struct nodes {
+    uv_loop_t loop;
+    struct node n[3];
+    unsigned count;
+};
+
+static void nodes_start(struct nodes *s, unsigned count, const uint64_t *epochs)
+{
+    static const char *const names[] = {"east-1", "west-1", "west-2"};
+    assert_true(count <= 3);
+    assert_int_equal(uv_loop_init(&s->loop), 0);
+    s->count = count;
+    for (unsigned i = 0; i < count; i++) {
+        node_start(&s->n[i], &s->loop, names[i], "prod", epochs[i], 0);
+    }
+}
+
+/* Stops the nodes a test left running and checks the loop is empty. */
+static void nodes_stop(struct nodes *s)
+{
+    for (unsigned i = 0; i < s->count; i++) {
+        if (!s->n[i].closed) {
+            node_stop(&s->n[i], &s->loop);
+        }
+    }
+    loop_finish(&s->loop);
+}
+
 static void test_version_1_refused(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    struct node n;
-    node_start(&n, &loop, "east-1", "prod", 1, 0);
+    static struct nodes s;
     static struct raw r;
     static const char address[] = "old-1|west|127.0.0.1:1|http://127.0.0.1:1";
-    raw_start(&r, &loop, n.port);
-    assert_true(run_until(&loop, flag_set, &r.connected, WAIT_MS));
+    nodes_start(&s, 1, (uint64_t[]){1});
+    struct node *n = &s.n[0];
+    raw_start(&r, &s.loop, n->port);
+    assert_true(run_until(&s.loop, flag_set, &r.connected, WAIT_MS));
     /* A version 1 hello is 8 bytes shorter: the head alone must get the answer, no timeout. */
     hello_build(r.out, (uint32_t)strlen(address), address);
     put_le(r.out + 8, 1, 4);
     raw_send(&r, HELLO_V1_SIZE);
-    assert_true(run_until(&loop, raw_eof, &r, WAIT_MS));
+    assert_true(run_until(&s.loop, raw_eof, &r, WAIT_MS));
     assert_int_equal(r.in_len, ACK_SIZE);
     assert_memory_equal(r.in, "TNDMACK!", 8);
     assert_int_equal(get_le32(r.in + 8), 2);
     assert_int_equal(get_le32(r.in + 12), STATUS_VERSION);
-    raw_stop(&r, &loop);
-    struct tandem_transport_stats stats = node_stats(&n);
+    raw_stop(&r, &s.loop);
+    struct tandem_transport_stats stats = node_stats(n);
     assert_int_equal(stats.refused_malformed, 1);
     assert_int_equal(stats.timed_out, 0);
-    assert_int_equal(n.accepts, 0);
-    assert_int_equal(n.warnings, 1);
-    node_stop(&n, &loop);
-    loop_finish(&loop);
+    assert_int_equal(n->accepts, 0);
+    assert_int_equal(n->warnings, 1);
+    nodes_stop(&s);
 }
 
 /* ---- 9. flags, probes and the contact table ---- */
@@ -827,40 +854,36 @@ static struct tandem_transport_contact node_contact(const struct node *of, const
 static void test_contacts_and_leader_flag(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    struct node a, b;
-    node_start(&a, &loop, "east-1", "prod", 7, 0);
-    node_start(&b, &loop, "west-1", "prod", 7, 0);
+    static struct nodes s;
+    nodes_start(&s, 2, (uint64_t[]){7, 7});
+    struct node *a = &s.n[0], *b = &s.n[1];
     struct tandem_transport_contact c;
-    assert_int_equal(tandem_transport_contact(&a.transport, b.id, &c), -1);
+    assert_int_equal(tandem_transport_contact(&a->transport, b->id, &c), -1);
 
-    a.leader = true;
+    a->leader = true;
     struct conn conn;
-    assert_int_equal(node_connect(&a, &b, &loop, &conn), 0);
-    assert_true(run_until(&loop, node_accepted, &b, WAIT_MS));
-    struct tandem_transport_contact ab = node_contact(&a, &b), ba = node_contact(&b, &a);
+    assert_int_equal(node_connect(a, b, &s.loop, &conn), 0);
+    assert_true(run_until(&s.loop, node_accepted, b, WAIT_MS));
+    struct tandem_transport_contact ab = node_contact(a, b), ba = node_contact(b, a);
     assert_true(ab.last_ok_ms > 0 && ba.last_ok_ms > 0);
     assert_int_equal(ab.last_leader_ms, 0); /* b does not lead */
     assert_int_equal(ba.last_leader_ms, ba.last_ok_ms);
     assert_int_equal(ab.epoch, 7);
     assert_int_equal(ba.epoch, 7);
-    assert_string_equal(ba.address, a.address);
-    assert_string_equal(ab.address, b.address);
+    assert_string_equal(ba.address, a->address);
+    assert_string_equal(ab.address, b->address);
     assert_false(ab.probing);
     conn_close(&conn);
 
-    a.leader = false; /* now b leads: its ack says so */
-    b.leader = true;
-    assert_int_equal(node_connect(&a, &b, &loop, &conn), 0);
-    assert_true(node_contact(&a, &b).last_leader_ms > 0);
+    a->leader = false; /* now b leads: its ack says so */
+    b->leader = true;
+    assert_int_equal(node_connect(a, b, &s.loop, &conn), 0);
+    assert_true(node_contact(a, b).last_leader_ms > 0);
     struct tandem_transport_contact all[TANDEM_TRANSPORT_CONTACTS_MAX];
-    assert_int_equal(tandem_transport_contacts(&a.transport, all, TANDEM_TRANSPORT_CONTACTS_MAX),
+    assert_int_equal(tandem_transport_contacts(&a->transport, all, TANDEM_TRANSPORT_CONTACTS_MAX),
                      1);
     conn_close(&conn);
-    node_stop(&a, &loop);
-    node_stop(&b, &loop);
-    loop_finish(&loop);
+    nodes_stop(&s);
 }
 
 static bool not_probing(void *arg)
@@ -885,82 +908,74 @@ static struct tandem_transport_contact probe_wait(uv_loop_t *loop, struct node *
 static void test_probe(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    struct node a, b, old;
-    node_start(&a, &loop, "east-1", "prod", 3, 0);
-    node_start(&b, &loop, "west-1", "prod", 3, 0);
-    node_start(&old, &loop, "west-2", "prod", 2, 0);
-    b.leader = true;
-    struct tandem_transport_contact c = probe_wait(&loop, &a, &b);
+    static struct nodes s;
+    nodes_start(&s, 3, (uint64_t[]){3, 3, 2});
+    struct node *a = &s.n[0], *b = &s.n[1], *old = &s.n[2];
+    b->leader = true;
+    struct tandem_transport_contact c = probe_wait(&s.loop, a, b);
     assert_true(c.last_ok_ms > 0 && c.last_probe_ms > 0);
     assert_int_equal(c.last_leader_ms, c.last_ok_ms);
     assert_int_equal(c.epoch, 3);
-    settle(&loop, 20);
-    assert_int_equal(b.accepts, 0);
-    assert_int_equal(node_stats(&a).probed, 1);
-    assert_int_equal(node_stats(&b).probes_answered, 1);
-    assert_int_equal(node_stats(&a).connected + node_stats(&b).accepted, 0);
-    assert_true(node_contact(&b, &a).last_ok_ms > 0);
+    settle(&s.loop, 20);
+    assert_int_equal(b->accepts, 0);
+    assert_int_equal(node_stats(a).probed, 1);
+    assert_int_equal(node_stats(b).probes_answered, 1);
+    assert_int_equal(node_stats(a).connected + node_stats(b).accepted, 0);
+    assert_true(node_contact(b, a).last_ok_ms > 0);
 
     /* Another epoch: no contact at ours, but its epoch is known (and fences the older side). */
-    c = probe_wait(&loop, &a, &old);
+    c = probe_wait(&s.loop, a, old);
     assert_int_equal(c.last_ok_ms, 0);
     assert_int_equal(c.epoch, 2);
-    c = probe_wait(&loop, &old, &a);
+    c = probe_wait(&s.loop, old, a);
     assert_int_equal(c.last_ok_ms, 0);
     assert_int_equal(c.epoch, 3);
-    assert_int_equal(node_stats(&old).epoch_newest_seen, 3);
+    assert_int_equal(node_stats(old).epoch_newest_seen, 3);
 
     /* Nobody listening: the probe ends, nothing was heard. */
-    struct node gone = old;
-    node_stop(&old, &loop);
-    c = probe_wait(&loop, &a, &gone);
+    node_stop(old, &s.loop);
+    c = probe_wait(&s.loop, a, old);
     assert_true(c.last_probe_ms > 0);
     assert_int_equal(c.last_ok_ms, 0);
 
-    assert_int_equal(tandem_transport_probe(&a.transport, b.id, "not an address"), RAFT_INVALID);
-    assert_int_equal(tandem_transport_probe(&a.transport, 0, b.address), RAFT_INVALID);
-    node_stop(&a, &loop);
-    node_stop(&b, &loop);
-    loop_finish(&loop);
+    assert_int_equal(tandem_transport_probe(&a->transport, b->id, "not an address"), RAFT_INVALID);
+    assert_int_equal(tandem_transport_probe(&a->transport, 0, b->address), RAFT_INVALID);
+    nodes_stop(&s);
 }
 
 /* The table keeps at most TANDEM_TRANSPORT_CONTACTS_MAX peers, the latest heard among them. */
 static void test_contacts_bounded(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    struct node n;
-    node_start(&n, &loop, "east-1", "prod", 1, 0);
+    static struct nodes s;
     static struct raw r;
+    static struct tandem_transport_contact all[TANDEM_TRANSPORT_CONTACTS_MAX + 8];
     const unsigned peers = TANDEM_TRANSPORT_CONTACTS_MAX + 6;
+    nodes_start(&s, 1, (uint64_t[]){1});
+    struct node *n = &s.n[0];
     for (unsigned i = 1; i <= peers; i++) {
         char address[64];
         snprintf(address, sizeof address, "p-%u|west|127.0.0.1:1|http://127.0.0.1:1", i);
-        raw_start(&r, &loop, n.port);
-        assert_true(run_until(&loop, flag_set, &r.connected, WAIT_MS));
+        raw_start(&r, &s.loop, n->port);
+        assert_true(run_until(&s.loop, flag_set, &r.connected, WAIT_MS));
         hello_build(r.out, (uint32_t)strlen(address), address);
         put_le(r.out + 24, i, 8);                       /* raft id i */
         put_le(r.out + HELLO_OFF_FLAGS, FLAG_PROBE, 8); /* answered and closed */
         raw_send(&r, HELLO_SIZE);
-        assert_true(run_until(&loop, raw_eof, &r, WAIT_MS));
+        assert_true(run_until(&s.loop, raw_eof, &r, WAIT_MS));
         assert_int_equal(r.in_len, ACK_SIZE);
         assert_int_equal(get_le32(r.in + 12), 0);
-        raw_stop(&r, &loop);
+        raw_stop(&r, &s.loop);
     }
-    static struct tandem_transport_contact all[TANDEM_TRANSPORT_CONTACTS_MAX + 8];
     assert_int_equal(
-        tandem_transport_contacts(&n.transport, all, TANDEM_TRANSPORT_CONTACTS_MAX + 8),
+        tandem_transport_contacts(&n->transport, all, TANDEM_TRANSPORT_CONTACTS_MAX + 8),
         TANDEM_TRANSPORT_CONTACTS_MAX);
     struct tandem_transport_contact c;
-    assert_int_equal(tandem_transport_contact(&n.transport, peers, &c), 0);
+    assert_int_equal(tandem_transport_contact(&n->transport, peers, &c), 0);
     assert_string_equal(c.address, "p-70|west|127.0.0.1:1|http://127.0.0.1:1");
-    assert_int_equal(node_stats(&n).probes_answered, peers);
-    assert_int_equal(n.accepts, 0);
-    node_stop(&n, &loop);
-    loop_finish(&loop);
+    assert_int_equal(node_stats(n).probes_answered, peers);
+    assert_int_equal(n->accepts, 0);
+    nodes_stop(&s);
 }
 
 /* ---- 10. the quarantine gate ---- */
@@ -968,43 +983,40 @@ static void test_contacts_bounded(void **state)
 static void test_quarantine_gate(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    struct node a, b;
-    node_start(&a, &loop, "west-1", "prod", 1, 0);
-    node_start(&b, &loop, "east-1", "prod", 1, 0);
-    tandem_transport_set_quarantine(&a.transport, true);
-    assert_true(tandem_transport_quarantined(&a.transport));
+    static struct nodes s;
+    nodes_start(&s, 2, (uint64_t[]){1, 1});
+    struct node *leader = &s.n[0], *q = &s.n[1];
+    tandem_transport_set_quarantine(&q->transport, true);
+    assert_true(tandem_transport_quarantined(&q->transport));
 
     /* raft's connect fails, from the loop (never inside the call), as for an unreachable peer */
     struct conn c;
     memset(&c, 0, sizeof c);
     c.req.data = &c;
-    assert_int_equal(a.transport.connect(&a.transport, &c.req, b.id, b.address, conn_cb), 0);
+    assert_int_equal(
+        q->transport.connect(&q->transport, &c.req, leader->id, leader->address, conn_cb), 0);
     assert_false(c.done);
-    assert_true(run_until(&loop, flag_set, &c.done, WAIT_MS));
+    assert_true(run_until(&s.loop, flag_set, &c.done, WAIT_MS));
     assert_int_equal(c.status, RAFT_NOCONNECTION);
     assert_null(c.stream);
-    settle(&loop, 20);
-    assert_int_equal(b.accepts, 0);
-    assert_int_equal(node_stats(&a).quarantine_refused, 1);
+    settle(&s.loop, 20);
+    assert_int_equal(leader->accepts, 0);
+    assert_int_equal(node_stats(q).quarantine_refused, 1);
 
     /* inbound raft connections and probes still work: a leader reaches us and we hear of it */
-    b.leader = true;
-    assert_int_equal(node_connect(&b, &a, &loop, &c), 0);
-    assert_true(run_until(&loop, node_accepted, &a, WAIT_MS));
-    assert_true(node_contact(&a, &b).last_leader_ms > 0);
+    leader->leader = true;
+    assert_int_equal(node_connect(leader, q, &s.loop, &c), 0);
+    assert_true(run_until(&s.loop, node_accepted, q, WAIT_MS));
+    assert_true(node_contact(q, leader).last_leader_ms > 0);
     conn_close(&c);
-    assert_true(probe_wait(&loop, &a, &b).last_ok_ms > 0);
+    assert_true(probe_wait(&s.loop, q, leader).last_ok_ms > 0);
 
-    tandem_transport_set_quarantine(&a.transport, false);
-    assert_false(tandem_transport_quarantined(&a.transport));
-    assert_int_equal(node_connect(&a, &b, &loop, &c), 0);
+    tandem_transport_set_quarantine(&q->transport, false);
+    assert_false(tandem_transport_quarantined(&q->transport));
+    assert_int_equal(node_connect(q, leader, &s.loop, &c), 0);
     conn_close(&c);
-    assert_int_equal(node_stats(&a).quarantine_refused, 1);
-    node_stop(&a, &loop);
-    node_stop(&b, &loop);
-    loop_finish(&loop);
+    assert_int_equal(node_stats(q).quarantine_refused, 1);
+    nodes_stop(&s);
 }
 
 /* ---- 6. raft_uv over the transport ---- */
@@ -1185,16 +1197,28 @@ static void cluster_close(struct cluster *c, uv_loop_t *loop)
     loop_finish(loop);
 }
 
+/* Two voters with pre-vote on (as tandemd runs them), bootstrapped and started on loop; the
+ * first one's transport with the quarantine gate on when asked. */
+static void cluster_start(struct cluster *c, struct raft_node *nodes, uv_loop_t *loop,
+                          bool quarantine_first)
+{
+    assert_int_equal(uv_loop_init(loop), 0);
+    raft_node_init(&nodes[0], loop, "east-1", free_port(), quarantine_first);
+    raft_node_init(&nodes[1], loop, "west-1", free_port(), false);
+    for (unsigned i = 0; i < 2; i++) {
+        raft_set_pre_vote(&nodes[i].raft, true);
+    }
+    c->nodes = nodes;
+    cluster_bootstrap_start(c);
+}
+
 static void test_raft_over_transport(void **state)
 {
     (void)state;
     uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
     static struct raft_node nodes[2];
-    raft_node_init(&nodes[0], &loop, "east-1", free_port(), false);
-    raft_node_init(&nodes[1], &loop, "west-1", free_port(), false);
-    struct cluster c = {.nodes = nodes};
-    cluster_bootstrap_start(&c);
+    struct cluster c = {.nodes = NULL};
+    cluster_start(&c, nodes, &loop, false);
 
     assert_true(run_until(&loop, cluster_has_leader, &c, 5000));
     struct raft_node *leader = cluster_leader(&c);
@@ -1224,18 +1248,12 @@ static void test_raft_quarantined_elects_nobody(void **state)
 {
     (void)state;
     uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
     static struct raft_node nodes[2];
-    raft_node_init(&nodes[0], &loop, "west-1", free_port(), true);
-    raft_node_init(&nodes[1], &loop, "east-1", free_port(), false);
-    for (unsigned i = 0; i < 2; i++) {
-        raft_set_pre_vote(&nodes[i].raft, true);
-    }
-    struct cluster c = {.nodes = nodes};
-    cluster_bootstrap_start(&c);
+    struct cluster c = {.nodes = NULL};
+    cluster_start(&c, nodes, &loop, true);
     raft_term terms[2] = {raft_current_term(&nodes[0].raft), raft_current_term(&nodes[1].raft)};
 
-    /* ten election timeouts: east-1 pre-votes in every one of them */
+    /* ten election timeouts: west-1 pre-votes in every one of them */
     assert_false(run_until(&loop, cluster_has_leader, &c, 3000));
     for (unsigned i = 0; i < 2; i++) {
         assert_int_equal(raft_current_term(&nodes[i].raft), terms[i]);
@@ -1244,7 +1262,7 @@ static void test_raft_quarantined_elects_nobody(void **state)
     tandem_transport_stats(&nodes[0].transport, &stats);
     assert_true(stats.quarantine_refused >= 1);
     assert_int_equal(stats.connected, 0);
-    assert_true(stats.accepted >= 1); /* east-1's pre-vote requests arrived */
+    assert_true(stats.accepted >= 1); /* west-1's pre-vote requests arrived */
 
     tandem_transport_set_quarantine(&nodes[0].transport, false);
     assert_true(run_until(&loop, cluster_has_leader, &c, 5000));
