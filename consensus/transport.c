@@ -184,6 +184,7 @@ struct handshake {
     uint64_t epoch;              /* ours when the handshake started */
     struct raft_uv_connect *req; /* borrowed; outbound; NULL once its cb must not run */
     bool probe;                  /* outbound: ours is a probe; inbound: the peer's hello is */
+    bool answered;               /* outbound: the peer accepted us at our epoch */
     raft_id peer_id;             /* outbound: the id dialled; inbound: from the hello */
     char peer_address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1]; /* outbound: the address dialled */
     int refusal;                                          /* inbound: outcome sent in the ack */
@@ -222,6 +223,7 @@ struct transport {
     bool (*leading)(void *data);
     void *leading_data; /* borrowed */
     bool quarantine;
+    uint64_t fenced_epoch; /* 0, or the newer epoch that fenced us: refuse every inbound */
     struct contact contacts[TANDEM_TRANSPORT_CONTACTS_MAX];
     raft_uv_accept_cb accept_cb;
     struct uv_tcp_s listener;
@@ -596,8 +598,11 @@ static void contact_heard(struct transport *t, raft_id id, const char *address, 
     }
     snprintf(c->pub.address, sizeof c->pub.address, "%s", address);
     c->pub.epoch = epoch;
-    if (ok) {
+    if (!ok) {
+        c->pub.ok_since_ms = 0;
+    } else {
         c->pub.last_ok_ms = uv_now(t->loop);
+        c->pub.ok_since_ms = c->pub.ok_since_ms != 0 ? c->pub.ok_since_ms : c->pub.last_ok_ms;
         if ((flags & FLAG_LEADER) != 0) {
             c->pub.last_leader_ms = c->pub.last_ok_ms;
         }
@@ -633,10 +638,12 @@ static void handshake_maybe_free(struct handshake *h)
         return;
     }
     struct raft_uv_connect *req = phase(h) == PHASE_HANDED_OVER ? NULL : h->req;
-    struct contact *probed =
-        h->direction == OUTBOUND && h->probe ? contact_find(t, h->peer_id) : NULL;
-    if (probed != NULL) {
-        probed->pub.probing = false;
+    struct contact *dialled = h->direction == OUTBOUND ? contact_find(t, h->peer_id) : NULL;
+    if (dialled != NULL && h->probe) {
+        dialled->pub.probing = false;
+    }
+    if (dialled != NULL && !h->answered) {
+        dialled->pub.ok_since_ms = 0; /* unreachable now, whatever it was before */
     }
     tandem_sm_fini(&h->phase_sm);
     tandem_sm_fini(&h->tcp_sm);
@@ -936,10 +943,11 @@ static void inbound_hello_received(struct handshake *h)
             outcome = OUTCOME_CLUSTER;
             snprintf(detail, sizeof detail, "theirs '%s', ours '%s'", h->hello.cluster_id,
                      t->cluster_id);
-        } else if (h->hello.epoch != h->epoch) {
+        } else if (h->hello.epoch != h->epoch || t->fenced_epoch > h->epoch) {
             outcome = OUTCOME_EPOCH;
-            snprintf(detail, sizeof detail, "theirs %llu, ours %llu",
-                     (unsigned long long)h->hello.epoch, (unsigned long long)h->epoch);
+            snprintf(detail, sizeof detail, "theirs %llu, ours %llu%s",
+                     (unsigned long long)h->hello.epoch, (unsigned long long)h->epoch,
+                     t->fenced_epoch > h->epoch ? " (fenced: a newer one exists)" : "");
             contact_heard(t, h->hello.id, h->hello.address, h->hello.epoch, 0, false);
         }
         h->probe = (h->hello.flags & HELLO_PROBE) != 0;
@@ -952,7 +960,10 @@ static void inbound_hello_received(struct handshake *h)
                           h->peer_label, outcome_text(outcome), detail);
         }
     }
-    ack_encode(h->out, outcome, h->epoch, outcome == OUTCOME_OK && is_leading(t) ? FLAG_LEADER : 0);
+    /* A fenced node tells an older peer the newest epoch it knows, so that peer is fenced too. */
+    bool tell_newer = t->fenced_epoch > h->epoch && h->hello.epoch < t->fenced_epoch;
+    ack_encode(h->out, outcome, tell_newer ? t->fenced_epoch : h->epoch,
+               outcome == OUTCOME_OK && is_leading(t) ? FLAG_LEADER : 0);
     tandem_sm_move(&h->phase_sm, PHASE_SENDING_ACK);
     handshake_send(h, ACK_SIZE, inbound_ack_sent);
 }
@@ -1077,6 +1088,7 @@ static void outbound_ack_received(struct handshake *h)
         handshake_refuse(h, status, LOG_WARNING, detail);
         return;
     }
+    h->answered = true;
     if (h->probe) {
         t->stats.probed++;
         memo_forget_peer(t, h->peer_key);
@@ -1459,7 +1471,7 @@ void tandem_transport_stats(const struct raft_uv_transport *raft,
 int tandem_transport_probe(struct raft_uv_transport *raft, raft_id id, const char *address)
 {
     struct transport *t = raft->impl;
-    if (t->closing) {
+    if (t == NULL || t->closing) {
         snprintf(raft->errmsg, sizeof raft->errmsg, "transport closing");
         return RAFT_CANCELED;
     }
@@ -1490,7 +1502,7 @@ int tandem_transport_contact(const struct raft_uv_transport *raft, raft_id id,
                              struct tandem_transport_contact *out)
 {
     const struct transport *t = raft->impl;
-    for (unsigned i = 0; i < TANDEM_TRANSPORT_CONTACTS_MAX; i++) {
+    for (unsigned i = 0; t != NULL && i < TANDEM_TRANSPORT_CONTACTS_MAX; i++) {
         if (t->contacts[i].used && t->contacts[i].pub.id == id) {
             *out = t->contacts[i].pub;
             return 0;
@@ -1504,7 +1516,7 @@ unsigned tandem_transport_contacts(const struct raft_uv_transport *raft,
 {
     const struct transport *t = raft->impl;
     unsigned n = 0;
-    for (unsigned i = 0; i < TANDEM_TRANSPORT_CONTACTS_MAX && n < max; i++) {
+    for (unsigned i = 0; t != NULL && i < TANDEM_TRANSPORT_CONTACTS_MAX && n < max; i++) {
         if (t->contacts[i].used) {
             out[n++] = t->contacts[i].pub;
         }
@@ -1515,13 +1527,23 @@ unsigned tandem_transport_contacts(const struct raft_uv_transport *raft,
 void tandem_transport_set_quarantine(struct raft_uv_transport *raft, bool on)
 {
     struct transport *t = raft->impl;
-    t->quarantine = on;
+    if (t != NULL) {
+        t->quarantine = on;
+    }
+}
+
+void tandem_transport_set_fenced(struct raft_uv_transport *raft, uint64_t newest_epoch)
+{
+    struct transport *t = raft->impl;
+    if (t != NULL && newest_epoch > t->epoch) {
+        t->fenced_epoch = newest_epoch;
+    }
 }
 
 bool tandem_transport_quarantined(const struct raft_uv_transport *raft)
 {
     const struct transport *t = raft->impl;
-    return t->quarantine;
+    return t != NULL && t->quarantine;
 }
 
 void tandem_transport_close(struct raft_uv_transport *raft)

@@ -64,6 +64,9 @@ struct tandem_transport_contact {
     char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1]; /* the member address last dialled or said */
     uint64_t last_ok_ms;     /* last completed handshake at our cluster and epoch, either
                                 direction, probe or raft */
+    uint64_t ok_since_ms;    /* first of the handshakes completed since the last one that
+                                failed or was refused (0: the last one did): how long the peer
+                                has stayed reachable at our epoch */
     uint64_t last_leader_ms; /* last such handshake in which the peer said it leads */
     uint64_t epoch;          /* the epoch it last reported (0 = none yet) */
     uint64_t last_probe_ms;  /* when our last probe to it started */
@@ -94,7 +97,8 @@ int tandem_transport_probe(struct raft_uv_transport *t, raft_id id, const char *
 /* The contact of one peer: 0, or -1 when the table has no entry for id. */
 int tandem_transport_contact(const struct raft_uv_transport *t, raft_id id,
                              struct tandem_transport_contact *out);
-/* Copies up to max contacts into out; returns how many. */
+/* Copies up to max contacts into out; returns how many. These and the functions below do
+ * nothing (find nothing) once the transport was freed. */
 unsigned tandem_transport_contacts(const struct raft_uv_transport *t,
                                    struct tandem_transport_contact *out, unsigned max);
 
@@ -104,6 +108,13 @@ unsigned tandem_transport_contacts(const struct raft_uv_transport *t,
  * probes still work, so a leader can reach us and we learn of it. Connections raft already
  * holds stay open: turn it on before raft starts. */
 void tandem_transport_set_quarantine(struct raft_uv_transport *t, bool on);
+
+/* This node is fenced: a peer reported newest_epoch, above ours. From now on every inbound
+ * handshake of our cluster is refused as an epoch mismatch whose ack carries newest_epoch, so
+ * old-epoch peers that reach us learn of the newer epoch too (and are fenced) instead of
+ * counting us as a node of their epoch. Outbound connections are the quarantine gate's to
+ * stop. */
+void tandem_transport_set_fenced(struct raft_uv_transport *t, uint64_t newest_epoch);
 bool tandem_transport_quarantined(const struct raft_uv_transport *t);
 
 /* Releases the memory of init. Call it only after t->close's callback has fired (raft_uv calls

@@ -252,6 +252,10 @@ static void fence(struct tandem_bcp *b, uint64_t epoch, const char *by)
 {
     char errmsg[TANDEM_ERRMSG_SIZE];
     tandem_assert(epoch > b->epoch);
+    /* Refuse old-epoch peers with the newer epoch (they are fenced in turn) and open no raft
+     * connection any more. */
+    tandem_transport_set_fenced(&b->env.raft->transport, epoch);
+    tandem_transport_set_quarantine(&b->env.raft->transport, true);
     if (!b->fenced) {
         b->fenced = true;
         if (tandem_recover_write_u64(b->env.config->data_dir, TANDEM_FENCED_FILE, epoch, errmsg) !=
@@ -355,9 +359,13 @@ static bool site_is_witness(const struct tandem_site_table *t, const char *site)
     return s != NULL ? s->witness : strcmp(site, TANDEM_SITE_WITNESS_NAME) == 0;
 }
 
-/* The configuration as the policy sees it, with what the raft transport heard of each. */
+/* The configuration as the policy sees it, with what the raft transport heard of each. A
+ * member counts as reached once it stayed at our epoch for two probe intervals: a node of the
+ * other site that returns at the same time as we do and learns of a newer epoch from its own
+ * site-mate refuses our next probe, instead of releasing us with a single answer. */
 static void quarantine_gather(struct tandem_bcp *b, struct tandem_quarantine_input *in)
 {
+    uint64_t settle_ms = 2 * (uint64_t)probe_interval_ms(b);
     const struct raft_configuration *conf = &b->env.raft->raft.configuration;
     struct tandem_site_table *t = tandem_bcp_table_load(b); /* NULL: fall back to site names */
     char errmsg[TANDEM_ERRMSG_SIZE];
@@ -377,7 +385,7 @@ static void quarantine_gather(struct tandem_bcp *b, struct tandem_quarantine_inp
         q->witness = site_is_witness(t, m.site);
         if (!q->self &&
             tandem_transport_contact(&b->env.raft->transport, conf->servers[i].id, &c) == 0) {
-            q->reached = c.last_ok_ms != 0; /* the table is this process's: since this start */
+            q->reached = c.ok_since_ms != 0 && c.last_ok_ms - c.ok_since_ms >= settle_ms;
             q->leading = c.last_leader_ms != 0;
         }
     }
@@ -1088,6 +1096,7 @@ static void markers_load(struct tandem_bcp *b)
     uint64_t fenced_at = tandem_recover_file_u64(data_dir, TANDEM_FENCED_FILE);
     if (fenced_at > b->epoch) {
         b->fenced = true; /* fenced before a restart stays fenced until re-seeded */
+        tandem_transport_set_fenced(&b->env.raft->transport, fenced_at);
         tandem_log(TANDEM_LOG_ERROR,
                    "fenced: cluster is at epoch %" PRIu64 ", this node at %" PRIu64, fenced_at,
                    b->epoch);

@@ -179,6 +179,41 @@ def test_returning_old_majority_behind_a_partition():
         assert_fenced_and_kept(c, keys)
 
 
+def test_fenced_site_mate_does_not_vouch_for_the_old_epoch():
+    """(e2) east-2 was lost with west and the witness; east-1 alone forces west out. All four
+    return while east-1 is cut off from west and the witness but not from east-2. east-2 learns
+    the newer epoch from east-1 and must not count as "a node of site east at our epoch" for the
+    others: it refuses them with the newer epoch, so they are fenced instead of electing."""
+    returning = OLD_MAJORITY + ["east-2"]
+    with Cluster(topology="2+2+1", isolate=True) as c, NetCut(c) as net:
+        leader = c.leader()
+        wait_until(lambda: len(bcp_status(c, leader)["sites"]) == 3, 15, "sites registered")
+        keys = write_keys(c, leader, "before", WRITES)
+        for name in returning:
+            c.kill(name)
+        wait_until(lambda: c.status("east-1")["leader"] is None, 15, "east-1 to lose its leader")
+        report = json.loads(c.ctl("-o", "json", "bcp", "invoke", "west", "--force",
+                                  endpoints=[c.url("east-1")]).stdout)
+        assert report["survivors"] == ["east-1"], report
+        c.leader(among=["east-1"], timeout=RECOVER_TIMEOUT_S)
+        keys += write_keys(c, "east-1", "after", WRITES)
+        net.cut(["east-1"], OLD_MAJORITY, ports="all")
+        watch = Watch(c, returning).start()
+        try:
+            for name in returning:
+                c.start(name)
+            time.sleep(WATCH_S)
+        finally:
+            watch.stop()
+        assert watch.looks > 0 and watch.leaders == [], watch.leaders[:5]
+        for name in returning:
+            wait_until(lambda n=name: c.status(n)["node"]["fenced"], FENCE_TIMEOUT_S,
+                       "%s fenced" % name)
+        net.heal()
+        for key in keys:
+            assert c.kv_get("east-1", key) == key.encode(), key
+
+
 def node_of(status, name):
     for site in status["sites"]:
         for node in site["nodes"]:

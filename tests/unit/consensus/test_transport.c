@@ -915,11 +915,17 @@ static void test_probe(void **state)
     struct tandem_transport_contact c = probe_wait(&s.loop, a, b);
     assert_true(c.last_ok_ms > 0 && c.last_probe_ms > 0);
     assert_int_equal(c.last_leader_ms, c.last_ok_ms);
+    assert_int_equal(c.ok_since_ms, c.last_ok_ms);
     assert_int_equal(c.epoch, 3);
     settle(&s.loop, 20);
+    uint64_t first_ok_ms = c.last_ok_ms;
+    c = probe_wait(&s.loop, a, b); /* still there: the run of answers goes on */
+    assert_true(c.last_ok_ms > first_ok_ms);
+    assert_int_equal(c.ok_since_ms, first_ok_ms);
+    settle(&s.loop, 20);
     assert_int_equal(b->accepts, 0);
-    assert_int_equal(node_stats(a).probed, 1);
-    assert_int_equal(node_stats(b).probes_answered, 1);
+    assert_int_equal(node_stats(a).probed, 2);
+    assert_int_equal(node_stats(b).probes_answered, 2);
     assert_int_equal(node_stats(a).connected + node_stats(b).accepted, 0);
     assert_true(node_contact(b, a).last_ok_ms > 0);
 
@@ -937,6 +943,13 @@ static void test_probe(void **state)
     c = probe_wait(&s.loop, a, old);
     assert_true(c.last_probe_ms > 0);
     assert_int_equal(c.last_ok_ms, 0);
+
+    /* b moves to another epoch: the run of answers at ours ends. */
+    tandem_transport_set_epoch(&b->transport, 4);
+    c = probe_wait(&s.loop, a, b);
+    assert_int_equal(c.ok_since_ms, 0);
+    assert_int_equal(c.epoch, 4);
+    assert_true(c.last_ok_ms > 0); /* when it last was at ours */
 
     assert_int_equal(tandem_transport_probe(&a->transport, b->id, "not an address"), RAFT_INVALID);
     assert_int_equal(tandem_transport_probe(&a->transport, 0, b->address), RAFT_INVALID);
@@ -975,6 +988,30 @@ static void test_contacts_bounded(void **state)
     assert_string_equal(c.address, "p-70|west|127.0.0.1:1|http://127.0.0.1:1");
     assert_int_equal(node_stats(n).probes_answered, peers);
     assert_int_equal(n->accepts, 0);
+    nodes_stop(&s);
+}
+
+/* A fenced node refuses peers of its own (old) epoch and tells them the newer one. */
+static void test_fenced_node_tells_the_newer_epoch(void **state)
+{
+    (void)state;
+    static struct nodes s;
+    nodes_start(&s, 3, (uint64_t[]){1, 1, 2});
+    struct node *old = &s.n[0], *fenced = &s.n[1], *newer = &s.n[2];
+    assert_true(probe_wait(&s.loop, old, fenced).ok_since_ms > 0); /* before: same epoch */
+    tandem_transport_set_fenced(&fenced->transport, 2);
+    struct tandem_transport_contact c = probe_wait(&s.loop, old, fenced);
+    assert_int_equal(c.ok_since_ms, 0);
+    assert_int_equal(c.epoch, 2);
+    assert_int_equal(node_stats(old).epoch_newest_seen, 2);
+    struct conn conn;
+    assert_int_equal(node_connect(old, fenced, &s.loop, &conn), RAFT_NOCONNECTION);
+    settle(&s.loop, 20);
+    assert_int_equal(fenced->accepts, 0);
+    /* a node of the newer epoch is refused too, and told the fenced node's own epoch */
+    c = probe_wait(&s.loop, newer, fenced);
+    assert_int_equal(c.last_ok_ms, 0);
+    assert_int_equal(c.epoch, 1);
     nodes_stop(&s);
 }
 
@@ -1312,6 +1349,7 @@ int main(void)
         cmocka_unit_test(test_probe),
         cmocka_unit_test(test_contacts_bounded),
         cmocka_unit_test(test_quarantine_gate),
+        cmocka_unit_test(test_fenced_node_tells_the_newer_epoch),
         cmocka_unit_test(test_raft_quarantined_elects_nobody),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
