@@ -1161,6 +1161,7 @@ static void remove_dir(const char *path)
 }
 
 struct cluster {
+    uv_loop_t loop;
     struct raft_node *nodes;
     struct raft_apply apply;
     bool apply_done;
@@ -1236,9 +1237,11 @@ static void cluster_close(struct cluster *c, uv_loop_t *loop)
 
 /* Two voters with pre-vote on (as tandemd runs them), bootstrapped and started on loop; the
  * first one's transport with the quarantine gate on when asked. */
-static void cluster_start(struct cluster *c, struct raft_node *nodes, uv_loop_t *loop,
-                          bool quarantine_first)
+static void cluster_start(struct cluster *c, bool quarantine_first)
 {
+    static struct raft_node nodes[2];
+    uv_loop_t *loop = &c->loop;
+    memset(c, 0, sizeof *c);
     assert_int_equal(uv_loop_init(loop), 0);
     raft_node_init(&nodes[0], loop, "east-1", free_port(), quarantine_first);
     raft_node_init(&nodes[1], loop, "west-1", free_port(), false);
@@ -1252,12 +1255,10 @@ static void cluster_start(struct cluster *c, struct raft_node *nodes, uv_loop_t 
 static void test_raft_over_transport(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    static struct raft_node nodes[2];
-    struct cluster c = {.nodes = NULL};
-    cluster_start(&c, nodes, &loop, false);
+    static struct cluster c;
+    cluster_start(&c, false);
 
-    assert_true(run_until(&loop, cluster_has_leader, &c, 5000));
+    assert_true(run_until(&c.loop, cluster_has_leader, &c, 5000));
     struct raft_node *leader = cluster_leader(&c);
     struct raft_buffer buf = {.base = raft_malloc(8), .len = 8}; /* padded to 8 bytes */
     assert_non_null(buf.base);
@@ -1265,17 +1266,17 @@ static void test_raft_over_transport(void **state)
     memcpy(buf.base, &value, 8);
     c.apply.data = &c;
     assert_int_equal(raft_apply(&leader->raft, &c.apply, &buf, 1, apply_cb), 0);
-    assert_true(run_until(&loop, cluster_applied, &c, 5000));
+    assert_true(run_until(&c.loop, cluster_applied, &c, 5000));
     assert_int_equal(c.apply_status, 0);
     for (unsigned i = 0; i < 2; i++) {
-        assert_int_equal(nodes[i].last_value, value);
+        assert_int_equal(c.nodes[i].last_value, value);
         struct tandem_transport_stats stats;
-        tandem_transport_stats(&nodes[i].transport, &stats);
+        tandem_transport_stats(&c.nodes[i].transport, &stats);
         assert_true(stats.connected >= 1 && stats.accepted >= 1);
         assert_int_equal(stats.refused_cluster + stats.refused_epoch + stats.refused_malformed, 0);
     }
 
-    cluster_close(&c, &loop);
+    cluster_close(&c, &c.loop);
 }
 
 /* One of two voters quarantined: it grants nothing and asks for nothing, so no leader is
@@ -1284,26 +1285,24 @@ static void test_raft_over_transport(void **state)
 static void test_raft_quarantined_elects_nobody(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    static struct raft_node nodes[2];
-    struct cluster c = {.nodes = NULL};
-    cluster_start(&c, nodes, &loop, true);
-    raft_term terms[2] = {raft_current_term(&nodes[0].raft), raft_current_term(&nodes[1].raft)};
+    static struct cluster c;
+    cluster_start(&c, true);
+    raft_term terms[2] = {raft_current_term(&c.nodes[0].raft), raft_current_term(&c.nodes[1].raft)};
 
     /* ten election timeouts: west-1 pre-votes in every one of them */
-    assert_false(run_until(&loop, cluster_has_leader, &c, 3000));
+    assert_false(run_until(&c.loop, cluster_has_leader, &c, 3000));
     for (unsigned i = 0; i < 2; i++) {
-        assert_int_equal(raft_current_term(&nodes[i].raft), terms[i]);
+        assert_int_equal(raft_current_term(&c.nodes[i].raft), terms[i]);
     }
     struct tandem_transport_stats stats;
-    tandem_transport_stats(&nodes[0].transport, &stats);
+    tandem_transport_stats(&c.nodes[0].transport, &stats);
     assert_true(stats.quarantine_refused >= 1);
     assert_int_equal(stats.connected, 0);
     assert_true(stats.accepted >= 1); /* west-1's pre-vote requests arrived */
 
-    tandem_transport_set_quarantine(&nodes[0].transport, false);
-    assert_true(run_until(&loop, cluster_has_leader, &c, 5000));
-    cluster_close(&c, &loop);
+    tandem_transport_set_quarantine(&c.nodes[0].transport, false);
+    assert_true(run_until(&c.loop, cluster_has_leader, &c, 5000));
+    cluster_close(&c, &c.loop);
 }
 
 /* ---- config validation ---- */
