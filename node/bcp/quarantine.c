@@ -101,7 +101,7 @@ enum tandem_quarantine_verdict tandem_quarantine_decide(const struct tandem_quar
     }
     for (unsigned i = 0; i < in->n_members; i++) {
         const struct tandem_quarantine_member *m = &in->members[i];
-        if (!m->self && m->reached && m->leading) {
+        if (!m->self && m->leading) {
             snprintf(why, TANDEM_QUARANTINE_WHY_MAX, "reached %s, leader of this epoch", m->name);
             return TANDEM_QUARANTINE_LEADER;
         }

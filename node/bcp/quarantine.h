@@ -18,8 +18,10 @@ struct tandem_quarantine_member {
     int role;     /* enum tandem_role */
     bool self;    /* this node */
     bool witness; /* its site is a witness site (site table flag, else the name "witness") */
-    bool reached; /* a handshake at our cluster and epoch completed since this node started */
-    bool leading; /* ... in which it said it leads */
+    bool reached; /* it has answered at our cluster and epoch for a while (the caller decides how
+                     long: long enough for a newer epoch it might know of to reach us) */
+    bool leading; /* a handshake at our cluster and epoch in which it said it leads completed
+                     since this node started; one is enough: a leader of our epoch exists */
 };
 
 struct tandem_quarantine_input {

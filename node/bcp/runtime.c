@@ -386,7 +386,7 @@ static void quarantine_gather(struct tandem_bcp *b, struct tandem_quarantine_inp
         if (!q->self &&
             tandem_transport_contact(&b->env.raft->transport, conf->servers[i].id, &c) == 0) {
             q->reached = c.ok_since_ms != 0 && c.last_ok_ms - c.ok_since_ms >= settle_ms;
-            q->leading = c.last_leader_ms != 0;
+            q->leading = c.last_leader_ms != 0; /* set only by handshakes at our epoch */
         }
     }
     free(t);
