@@ -254,7 +254,8 @@ static void change_cb(struct tandem_write *w, int status, struct tandem_result *
         tandem_route_json(c->node, c->r, result->status, NULL, result->body);
     } else {
         json_t *applied = json_loads(result->body == NULL ? "{}" : result->body, 0, NULL);
-        json_int_t moved = json_integer_value(json_object_get(applied, "jobs_moved"));
+        const char *key = c->kind == TANDEM_BCP_WAIT_REVOKE ? "jobs_returned" : "jobs_moved";
+        json_int_t moved = json_integer_value(json_object_get(applied, key));
         json_decref(applied);
         struct tandem_bcp_reply reply = reply_to(c->node, c->r);
         tandem_bcp_wait_start(&c->node->bcp, &reply, (enum tandem_bcp_wait_kind)c->kind,

@@ -396,10 +396,10 @@ static void change_cb(void *data, int status, int http_status, const char *body,
         return;
     }
     json_t *answer = body == NULL ? NULL : json_loadb(body, len, 0, NULL);
-    json_t *moved = json_object_get(answer, "jobs_moved");
+    bool invoke = drill_step(d) == TANDEM_DRILL_INVOKE;
+    json_t *moved = json_object_get(answer, invoke ? "jobs_moved" : "jobs_returned");
     if (json_is_integer(moved)) {
-        *(drill_step(d) == TANDEM_DRILL_INVOKE ? &d->jobs_moved : &d->jobs_returned) =
-            json_integer_value(moved);
+        *(invoke ? &d->jobs_moved : &d->jobs_returned) = json_integer_value(moved);
     }
     json_decref(answer);
     event(d, drill_step(d) == TANDEM_DRILL_INVOKE

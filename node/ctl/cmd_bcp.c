@@ -78,16 +78,22 @@ int tandem_ctl_bcp_status(struct tandem_ctl_context *ctx, const struct tandem_ct
 
 /* ---- invoke, revoke, prefer ---- */
 
-static void change_print(struct tandem_ctl_context *ctx, const json_t *root, const char *verb)
+/* jobs: the answer's count of jobs moved, "jobs_moved" (invoke) or "jobs_returned" (revoke). */
+static void change_print(struct tandem_ctl_context *ctx, const json_t *root, const char *verb,
+                         const char *jobs)
 {
     const json_t *site = json_object_get(root, "site");
     const json_t *leader = json_object_get(root, "leader");
+    char count[24] = "-";
+    if (json_is_integer(json_object_get(root, jobs))) {
+        snprintf(count, sizeof count, "%" JSON_INTEGER_FORMAT, num(root, jobs, 0));
+    }
     fprintf(ctx->out,
             "site %s %s (epoch %" JSON_INTEGER_FORMAT "); leader %s; %s in %" JSON_INTEGER_FORMAT
-            " ms\n",
+            " ms; %s %s\n",
             str(site, "name"), str(site, "state"), num(site, "epoch", 0),
-            json_is_object(leader) ? str(leader, "name") : "none", verb,
-            num(root, "elapsed_ms", 0));
+            json_is_object(leader) ? str(leader, "name") : "none", verb, num(root, "elapsed_ms", 0),
+            strcmp(jobs, "jobs_moved") == 0 ? "jobs moved" : "jobs returned", count);
     if (!json_is_true(json_object_get(root, "complete"))) {
         fprintf(ctx->out, "not complete yet: %s\n", str(root, "note"));
     }
@@ -148,7 +154,7 @@ static int invoke_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_
     if (tandem_ctl_args_flag(args, "force") != NULL) {
         force_print(ctx, root);
     } else {
-        change_print(ctx, root, "takeover");
+        change_print(ctx, root, "takeover", "jobs_moved");
     }
     return TANDEM_CTL_OK;
 }
@@ -162,7 +168,7 @@ static int revoke_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_
                         const json_t *root)
 {
     bool failback = tandem_ctl_args_flag(args, "failback") != NULL;
-    change_print(ctx, root, failback ? "recovery and failback" : "recovery");
+    change_print(ctx, root, failback ? "recovery and failback" : "recovery", "jobs_returned");
     return TANDEM_CTL_OK;
 }
 

@@ -330,17 +330,19 @@ static void site_from_record(const Tandem__SiteRecord *r, struct tandem_site *ou
     out->forced = r->forced;
 }
 
+/* jobs: how many jobs the change moved, "jobs_returned" (to the site, a revoke) when returned,
+ * else "jobs_moved" (away from it, an invoke). */
 static void result_site(struct tandem_result *result, const Tandem__SiteRecord *r,
-                        const char *preferred, unsigned jobs_moved)
+                        const char *preferred, unsigned jobs, bool returned)
 {
     struct tandem_site site;
     if (result == NULL) {
         return;
     }
     site_from_record(r, &site);
-    json_t *body =
-        json_pack("{s:o,s:s,s:I}", "site", tandem_site_json(&site), "preferred_site",
-                  preferred == NULL ? "" : preferred, "jobs_moved", (json_int_t)jobs_moved);
+    json_t *body = json_pack("{s:o,s:s,s:I}", "site", tandem_site_json(&site), "preferred_site",
+                             preferred == NULL ? "" : preferred,
+                             returned ? "jobs_returned" : "jobs_moved", (json_int_t)jobs);
     char *text = body == NULL ? NULL : json_dumps(body, JSON_COMPACT);
     json_decref(body);
     tandem_result_set(result, 200, "%s", text == NULL ? "{}" : text);
@@ -380,7 +382,7 @@ static int apply_register(const struct tandem_apply_ctx *ctx, const Tandem__Site
         return rv;
     }
     if (existing != NULL) {
-        result_site(result, existing, NULL, 0);
+        result_site(result, existing, NULL, 0, false);
         tandem__site_record__free_unpacked(existing, NULL);
         return 0;
     }
@@ -405,7 +407,7 @@ static int apply_register(const struct tandem_apply_ctx *ctx, const Tandem__Site
     struct decision_fields d = {
         .action = "register", .site = u->site, .reason = u->reason, .by = u->by};
     if ((rv = decision_append(ctx, &d, NULL)) == 0) {
-        result_site(result, &record, NULL, 0);
+        result_site(result, &record, NULL, 0, false);
     }
     return rv;
 }
@@ -570,7 +572,8 @@ static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__Si
                                     .by = u->by};
         if (rv == 0 && (rv = decision_append(ctx, &d, NULL)) == 0) {
             result_site(result, record,
-                        change == TANDEM_SITE_REVOKE && u->failback ? u->site : NULL, moved);
+                        change == TANDEM_SITE_REVOKE && u->failback ? u->site : NULL, moved,
+                        change == TANDEM_SITE_REVOKE);
         }
         record->reason = old_reason;
         record->by = old_by;

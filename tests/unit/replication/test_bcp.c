@@ -83,12 +83,26 @@ static void job_expect(struct dom *d, const char *id, const char *site, const ch
     tandem__job_record__free_unpacked(job, NULL);
 }
 
-static json_int_t jobs_moved(struct dom *d)
+/* The answer's count of jobs moved away by an invoke ("jobs_moved") or returned by a revoke
+ * ("jobs_returned"); the other name must be absent. */
+static json_int_t jobs_counted(struct dom *d, const char *name, const char *absent)
 {
     json_t *body = dom_body(d);
-    json_int_t moved = json_integer_value(json_object_get(body, "jobs_moved"));
+    json_int_t moved = json_integer_value(json_object_get(body, name));
+    assert_true(json_is_integer(json_object_get(body, name)));
+    assert_null(json_object_get(body, absent));
     json_decref(body);
     return moved;
+}
+
+static json_int_t jobs_moved(struct dom *d)
+{
+    return jobs_counted(d, "jobs_moved", "jobs_returned");
+}
+
+static json_int_t jobs_returned(struct dom *d)
+{
+    return jobs_counted(d, "jobs_returned", "jobs_moved");
 }
 
 /* A fresh store with east and west registered (both active). */
@@ -247,7 +261,7 @@ static void test_failback_returns_still_queued(void **state)
     job_act(&d, "Q2", TANDEM_JOB_ACTION_ADVANCE, NULL); /* started at west meanwhile */
 
     assert_int_equal(site_change(&d, "east", TANDEM_SITE_REVOKE, true), 200);
-    assert_int_equal(jobs_moved(&d), 1);
+    assert_int_equal(jobs_returned(&d), 1);
     job_expect(&d, "Q1", "east", "", "queued");
     job_expect(&d, "Q2", "west", "", "in_progress");
     job_expect(&d, "P1", "west", "", "in_progress");
@@ -259,7 +273,7 @@ static void test_failback_returns_still_queued(void **state)
     assert_int_equal(site_change(&d, "east", TANDEM_SITE_INVOKE, false), 200);
     assert_int_equal(jobs_moved(&d), 1);
     assert_int_equal(site_change(&d, "east", TANDEM_SITE_REVOKE, false), 200);
-    assert_int_equal(jobs_moved(&d), 0);
+    assert_int_equal(jobs_returned(&d), 0);
     job_expect(&d, "Q1", "west", "east", "queued");
     dom_check_indexes(&d);
     dom_close(&d);
