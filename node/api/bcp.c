@@ -115,9 +115,17 @@ static void status_serve(struct tandem_node *node, struct tandem_http_request *r
         tandem_route_error(node, r, 500, "site table: %s", node->store.errmsg);
         return;
     }
+    if (tandem_route_local(r)) {
+        /* This node's own view, never forwarded: say so, and how old it is. */
+        json_t *local = tandem_bcp_local_json(&node->bcp, node->proposer.now_ms());
+        json_object_update(body, local);
+        json_decref(local);
+    }
     tandem_route_jansson(node, r, 200, body);
 }
 
+/* ?consistency=local: this node's view at once, leader or not (tandemctl bcp status --local and
+ * its fallback when no leader answers). */
 static void route_bcp_status(struct tandem_node *node, struct tandem_http_request *r, const char *p)
 {
     (void)p;

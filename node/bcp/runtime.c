@@ -14,6 +14,7 @@
 #include "node/log.h"
 #include "replication/bcp/sites.h"
 #include "storage/assert.h"
+#include "storage/domain_codec.h"
 #include "storage/error.h"
 
 /* ---- clients and one-shot calls ---- */
@@ -277,12 +278,23 @@ static void config_check(struct tandem_bcp *b)
     }
 }
 
+/* Remembers the leader this node knows, for the age of a local status view. */
+static void leader_seen(struct tandem_bcp *b)
+{
+    struct tandem_member leader;
+    if (tandem_raft_leader(b->env.raft, &leader) == 0) {
+        b->leader_seen_ms = bcp_now(b);
+        snprintf(b->leader_seen_name, sizeof b->leader_seen_name, "%s", leader.name);
+    }
+}
+
 static void tick_cb(uv_timer_t *timer)
 {
     struct tandem_bcp *b = timer->data;
     if (b->closing) {
         return;
     }
+    leader_seen(b);
     config_check(b);
     fenced_check(b);
     sample(b);
@@ -741,6 +753,42 @@ json_t *tandem_bcp_status_json(struct tandem_bcp *b, MDB_txn *txn)
                   "decisions", decisions, "node", b->env.self->name, "mode", config->mode);
     free(t);
     return out;
+}
+
+static const char *raft_state_text(int state)
+{
+    switch (state) {
+        case RAFT_FOLLOWER:
+            return "follower";
+        case RAFT_CANDIDATE:
+            return "candidate";
+        case RAFT_LEADER:
+            return "leader";
+        default:
+            return "unavailable";
+    }
+}
+
+json_t *tandem_bcp_local_json(struct tandem_bcp *b, int64_t wall_now_ms)
+{
+    struct raft *r = &b->env.raft->raft;
+    struct tandem_member leader;
+    char as_of[TANDEM_RFC3339_LEN_MAX + 1], seen[TANDEM_RFC3339_LEN_MAX + 1];
+    json_t *last = json_null();
+    leader_seen(b);
+    if (b->leader_seen_ms != 0) {
+        uint64_t age = bcp_now(b) - b->leader_seen_ms;
+        tandem_rfc3339_format_ms(wall_now_ms - (int64_t)age, seen);
+        last = json_pack("{s:s,s:s,s:I}", "name", b->leader_seen_name, "seen", seen, "age_ms",
+                         (json_int_t)age);
+    }
+    tandem_rfc3339_format_ms(wall_now_ms, as_of);
+    return json_pack(
+        "{s:b,s:s,s:s,s:I,s:I,s:I,s:I,s:b,s:o}", "local", true, "as_of", as_of, "node_state",
+        raft_state_text(raft_state(r)), "term", (json_int_t)raft_current_term(r), "commit_index",
+        (json_int_t)raft_commit_index(r), "applied_index", (json_int_t)raft_last_applied(r),
+        "last_index", (json_int_t)raft_last_index(r), "leader_known",
+        tandem_raft_leader(b->env.raft, &leader) == 0, "last_leader", last);
 }
 
 /* ---- restart in place ---- */

