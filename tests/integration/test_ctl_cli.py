@@ -53,6 +53,7 @@ class Node:
         self.site = site
         self.state = state
         self.lag = lag  # how far this node's applied index trails the cluster's
+        self.commit_lag = 0  # how far its commit index trails (a node cut off from the others)
         self.unavailable = 0  # answer this many requests with 503 "no leader" first
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self.handler_class())
         self.server.daemon_threads = True
@@ -80,7 +81,7 @@ class Node:
                 m["match_index"] = c.index - 1
             members.append(m)
         return {"node": {"name": self.name, "site": self.site, "role": "voter",
-                         "state": self.state, "term": 7, "commit_index": c.index,
+                         "state": self.state, "term": 7, "commit_index": c.index - self.commit_lag,
                          "applied_index": c.index - self.lag, "apply_digest": "00" * 32,
                          "fenced": False, "epoch": 1, "cluster_id": "fake-cluster"},
                 "leader": {"name": leader.name, "api": leader.url} if leader else None,
@@ -463,6 +464,30 @@ def test_status_table(f):
     # Columns line up: every row's STATE starts where the header's does.
     col = lines[1].index("STATE")
     assert all(l[col:].split()[0] in ("leader", "follower", "down") for l in lines[2:])
+
+
+def test_status_lag_without_a_leader(f):
+    """No leader: a node that stopped at 831 while another applied 5,119 is 4,288 behind, not 0
+    (each node's lag used to be counted against its own commit index)."""
+    f.cluster.leader = None
+    f.cluster.index = 5119
+    f.leader.state = "candidate"
+    f.follower.state = "candidate"
+    f.follower.lag = f.follower.commit_lag = 5119 - 831
+    rc, out, err = ctl("-e", f.follower.url, "status")
+    assert rc == 0, err
+    lines = out.decode().splitlines()
+    assert lines[0].startswith("cluster fake-cluster  leader none"), lines[0]
+    assert "highest index any node reported (5119)" in lines[1], lines[1]
+    rows = {l.split()[0]: l.split() for l in lines[3:]}
+    assert rows["west-1"][3:] == ["candidate", "831", "4288"], rows["west-1"]
+    assert rows["east-1"][3:] == ["candidate", "5119", "0"], rows["east-1"]
+    assert rows["witness-1"][3:] == ["down", "-", "-"], rows["witness-1"]
+    rc, out, err = ctl("-e", f.follower.url, "-o", "json", "status")
+    doc = json.loads(out)
+    assert doc["lag_against"] == {"index": 5119, "leader": False}, doc["lag_against"]
+    assert {m["name"]: m["lag"] for m in doc["members"]} == \
+        {"east-1": 0, "west-1": 4288, "witness-1": None}, doc["members"]
 
 
 def test_status_json(f):
