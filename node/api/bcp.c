@@ -253,9 +253,25 @@ struct change_request {
     unsigned wait_ms;
 };
 
+/* A site taken out of service is a failover: warn, whoever asked (an operator, a drill). */
+static void change_log(const struct change_request *c, const struct tandem_result *result)
+{
+    const Tandem__SiteUpdate *u = &c->sc->update;
+    if (result->status == 200 && c->kind == TANDEM_BCP_WAIT_INVOKE) {
+        tandem_log(TANDEM_LOG_WARN, "site %s invoked by %s (%s): its work moves to another site",
+                   u->site, u->by, u->reason);
+    } else if (result->status == 200 && c->kind == TANDEM_BCP_WAIT_REVOKE) {
+        tandem_log(TANDEM_LOG_INFO, "site %s revoked by %s (%s)%s", u->site, u->by, u->reason,
+                   c->failback ? ", with failback" : "");
+    }
+}
+
 static void change_cb(struct tandem_write *w, int status, struct tandem_result *result)
 {
     struct change_request *c = w->data;
+    if (status == 0) {
+        change_log(c, result);
+    }
     if (status != 0) {
         tandem_route_raft_error(c->node, c->r, status);
     } else if (result->status != 200 || c->kind < 0 || c->wait_ms == 0) {

@@ -271,7 +271,8 @@ static void config_check(struct tandem_bcp *b)
     unsigned long long index = r->configuration_uncommitted_index;
     if (tandem_site_config_repair(r) == 0) {
         b->controller.config_repairs++;
-        tandem_log(TANDEM_LOG_WARN,
+        /* A routine repair of a libraft quirk: nothing for an operator to do. */
+        tandem_log(TANDEM_LOG_DEBUG,
                    "libraft kept configuration entry %llu marked uncommitted after applying it; "
                    "cleared the stale marker",
                    index);
@@ -586,10 +587,13 @@ int tandem_bcp_plan_input(struct tandem_bcp *b, struct tandem_site_plan_input *i
     return gather_cb(&b->controller, in);
 }
 
-static void controller_log_cb(struct tandem_site_controller *c, const char *msg)
+static void controller_log_cb(struct tandem_site_controller *c, int level, const char *msg)
 {
     (void)c;
-    tandem_log(TANDEM_LOG_INFO, "%s", msg);
+    tandem_log(level == TANDEM_SITE_LOG_WARN    ? TANDEM_LOG_WARN
+               : level == TANDEM_SITE_LOG_DEBUG ? TANDEM_LOG_DEBUG
+                                                : TANDEM_LOG_INFO,
+               "%s", msg);
 }
 
 /* ---- status ---- */

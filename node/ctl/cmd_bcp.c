@@ -297,6 +297,9 @@ static int drill_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_a
         }
         fprintf(ctx->out, "  jobs that would move: %" JSON_INTEGER_FORMAT "\n",
                 num(root, "jobs_moved", 0));
+        if (str(root, "refusal")[0] != '\0') {
+            fprintf(ctx->out, "  a drill now would be refused: %s\n", str(root, "refusal"));
+        }
         return TANDEM_CTL_OK;
     }
     fprintf(ctx->out,
@@ -329,6 +332,21 @@ static int drill_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_a
     return TANDEM_CTL_OK;
 }
 
+/* Asks the node (a dry run) whether a drill of site would start now; TANDEM_CTL_EREFUSED with
+ * its reason when not. */
+static int drill_check(struct tandem_ctl_context *ctx, const char *site)
+{
+    json_t *root = NULL;
+    int rc = tandem_ctl_post_packed(ctx, "/v1/bcp/drill",
+                                    json_pack("{s:s,s:b}", "site", site, "dry_run", true), &root);
+    if (rc == TANDEM_CTL_OK && str(root, "refusal")[0] != '\0') {
+        rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "drill %s: %s (HTTP 409)", site,
+                             str(root, "refusal"));
+    }
+    json_decref(root);
+    return rc;
+}
+
 int tandem_ctl_bcp_drill(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
     const char *rate = tandem_ctl_args_flag(args, "rate");
@@ -341,6 +359,11 @@ int tandem_ctl_bcp_drill(struct tandem_ctl_context *ctx, const struct tandem_ctl
     }
     tandem_ctl_timeout_at_least(ctx, DRILL_TIMEOUT_MS);
     if (!dry && ctx->output != TANDEM_CTL_OUTPUT_JSON) {
+        /* The progress line only once the node would take the drill: a refusal comes alone. */
+        int checked = drill_check(ctx, args->positional[0]);
+        if (checked != TANDEM_CTL_OK) {
+            return checked;
+        }
         fprintf(ctx->out, "drilling site %s (invoke, verify, revoke with failback)...\n",
                 args->positional[0]);
         fflush(ctx->out);
