@@ -9,6 +9,7 @@
 #include "consensus/membership.h"
 #include "consensus/transport.h"
 #include "node/api/api.h"
+#include "node/bcp/site_metrics.h"
 #include "node/node.h"
 #include "storage/error.h"
 
@@ -150,6 +151,22 @@ static void route_digest(struct tandem_node *node, struct tandem_http_request *r
         json_pack("{s:I,s:s}", "applied_index", (json_int_t)applied, "state_digest", hex));
 }
 
+/* The per-site series, from this node's committed site table (skipped if it cannot be read;
+ * a scrape does not commit the grouped writes, so it may trail them by a few milliseconds). */
+static void site_metrics(struct tandem_node *node, FILE *out)
+{
+    MDB_txn *txn;
+    if (tandem_store_read_txn(&node->store, &txn) != 0) {
+        return;
+    }
+    json_t *status = tandem_bcp_status_json(&node->bcp, txn);
+    mdb_txn_abort(txn);
+    if (status != NULL) {
+        tandem_bcp_site_metrics_write(out, status);
+        json_decref(status);
+    }
+}
+
 static void route_metrics(struct tandem_node *node, struct tandem_http_request *r, const char *p)
 {
     struct raft *raft = &node->raft.raft;
@@ -209,6 +226,7 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
     const char *const *names;
     unsigned names_count = tandem_route_names(&names);
     tandem_route_counts_write(out, &node->metrics, names, names_count);
+    site_metrics(node, out);
     fclose(out);
     tandem_node_respond(node, r, 200, "text/plain; version=0.0.4", NULL, text, len);
     free(text);
