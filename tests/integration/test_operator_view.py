@@ -65,5 +65,81 @@ def test_bcp_status_without_a_leader_answers_from_a_local_view():
         assert status == 200 and json.loads(body)["local"] is True, (status, body)
 
 
+def metrics(c, name):
+    """/metrics of node name: (samples "name{labels}" -> float, the text)."""
+    status, _, body = c.api(name, "GET", "/metrics")
+    assert status == 200, (status, body[:200])
+    text = body.decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            samples[key] = float(value)
+    return samples, text
+
+
+SITE_FAMILIES = ("tandem_site_state", "tandem_site_epoch", "tandem_site_lag_entries",
+                 "tandem_site_lag_seconds", "tandem_failure_tolerance",
+                 "tandem_site_loss_tolerated", "tandem_fenced")
+
+
+def test_site_metrics_and_the_invoke_and_revoke_outputs():
+    with Cluster(topology="2+2+1") as c:
+        leader = c.leader()
+        wait_until(lambda: len(bcp_status(c, leader)["sites"]) == 3 and
+                   all(n["home_role"] == "voter" for s in bcp_status(c, leader)["sites"]
+                       for n in s["nodes"]), 15, "sites and home roles recorded")
+        for job_id in ("MW1", "MW2"):
+            body = json.dumps({"id": job_id, "client": "acme", "kind": "scan", "site": "west",
+                               "effort": 3}).encode()
+            status, _, answer = c.api(leader, "POST", "/v1/jobs", body)
+            assert status in (200, 201), (status, answer)
+        m, text = metrics(c, leader)
+        for family in SITE_FAMILIES:
+            assert text.count("# TYPE %s gauge\n" % family) == 1, family
+            assert text.count("# HELP %s " % family) == (0 if family == "tandem_fenced" else 1)
+        assert m['tandem_site_state{site="west",state="active"}'] == 1, m
+        assert m['tandem_site_state{site="west",state="invoked"}'] == 0, m
+        assert m['tandem_site_epoch{site="west"}'] == 1, m
+        assert m['tandem_site_lag_entries{site="west"}'] >= 0, m
+        assert 'tandem_site_lag_seconds{site="west"}' in m, m
+        assert m["tandem_failure_tolerance"] == 2, m  # 5 voters reached, 3 make a quorum
+        assert m['tandem_site_loss_tolerated{site="west"}'] == 1, m
+        assert m["tandem_fenced"] == 0, m
+
+        # Invoke's table says how many jobs moved.
+        p = c.ctl("bcp", "invoke", "west", "--reason", "metrics test")
+        print(p.stdout, end="", flush=True)
+        assert re.search(r"; jobs moved 2$", p.stdout.splitlines()[0]), p.stdout
+
+        def invoked():
+            m, _ = metrics(c, c.leader(timeout=10))
+            return (m['tandem_site_state{site="west",state="invoked"}'] == 1 and
+                    m['tandem_site_state{site="west",state="active"}'] == 0 and
+                    m['tandem_site_epoch{site="west"}'] == 2 and
+                    m["tandem_failure_tolerance"] == 1 and m) or None
+        m = wait_until(invoked, RECOVER_TIMEOUT_S, "the metrics to show west invoked and the "
+                       "voters moved (3 voters: one more failure tolerated)")
+        assert m['tandem_site_loss_tolerated{site="west"}'] == 1, m
+        assert m['tandem_site_loss_tolerated{site="east"}'] == 0, m
+
+        # Revoke's JSON calls the jobs it brought back jobs_returned.
+        out = json.loads(c.ctl("-o", "json", "bcp", "revoke", "west", "--failback").stdout)
+        assert out["jobs_returned"] == 2 and "jobs_moved" not in out, out
+
+
+def test_drill_refusal_comes_alone():
+    """A drill that would be refused never announces itself first."""
+    with Cluster(topology="2+2+1") as c:
+        leader = c.leader()
+        wait_until(lambda: len(bcp_status(c, leader)["sites"]) == 3, 15, "sites registered")
+        c.ctl("bcp", "invoke", "west")
+        p = c.ctl("bcp", "drill", "east", check=False, endpoints=[c.url(c.leader())])
+        assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+        assert "drilling" not in p.stdout, p.stdout
+        assert "site west is invoked: drills need every site active" in p.stderr, p.stderr
+        assert p.stderr.count("\n") == 1, p.stderr
+
+
 if __name__ == "__main__":
     run_tests()
