@@ -431,6 +431,8 @@ struct proposal {
     char names[TANDEM_SITE_PLAN_MEMBERS_MAX][TANDEM_NAME_LEN_MAX + 1];
     char sites[TANDEM_SITE_PLAN_MEMBERS_MAX][TANDEM_SITE_LEN_MAX + 1];
     struct tandem_site_action action;
+    char lost[TANDEM_SITE_HOMES_MAX][TANDEM_NAME_LEN_MAX + 1]; /* forced: members left behind */
+    char *lost_ptrs[TANDEM_SITE_HOMES_MAX];
     char by[TANDEM_SITE_BY_LEN_MAX + 1];
     char from_role[16], to_role[16];
     struct tandem_site_controller *controller;
@@ -493,6 +495,24 @@ static void build_homes(struct tandem_bcp *b, struct proposal *p)
     p->homes.members = p->home_ptrs;
     p->command.body_case = TANDEM__COMMAND__BODY_MEMBER_HOME_SET;
     p->command.member_home_set = &p->homes;
+}
+
+/* A forced invoke names the members it left behind: those with a home record that are not in
+ * the recovered configuration. */
+static void build_lost(struct tandem_bcp *b, struct proposal *p)
+{
+    struct tandem_site_table *t = tandem_bcp_table_load(b);
+    struct tandem_member m;
+    for (unsigned i = 0; t != NULL && i < t->n_homes; i++) {
+        if (tandem_raft_member_by_name(b->env.raft, t->homes[i].name, &m, NULL) == 0) {
+            continue;
+        }
+        size_t k = p->update.n_lost_members++;
+        snprintf(p->lost[k], sizeof p->lost[k], "%s", t->homes[i].name);
+        p->lost_ptrs[k] = p->lost[k];
+    }
+    p->update.lost_members = p->lost_ptrs;
+    free(t);
 }
 
 static void build_update(struct proposal *p, int change)
@@ -563,6 +583,9 @@ static int propose_cb(struct tandem_site_controller *c, const struct tandem_site
     int change = site_change_of(a->kind);
     if (change >= 0) {
         build_update(p, change);
+        if (change == TANDEM_SITE_INVOKE && a->force) {
+            build_lost(b, p);
+        }
     } else if (a->kind == TANDEM_SITE_ACTION_RECORD_HOMES) {
         build_homes(b, p);
     } else {
@@ -603,8 +626,10 @@ struct node_lag {
     json_int_t ms;      /* -1 unknown */
 };
 
+/* in_config false: a member known only by its home record; lost: a forced failover left it
+ * behind, shown with the role "lost". */
 static json_t *node_json(struct tandem_bcp *b, const char *name, int role, int home_role,
-                         uint64_t id, bool in_config, struct node_lag *lag)
+                         uint64_t id, bool in_config, bool lost, struct node_lag *lag)
 {
     struct raft *r = &b->env.raft->raft;
     raft_index match = 0;
@@ -618,10 +643,10 @@ static json_t *node_json(struct tandem_bcp *b, const char *name, int role, int h
         lag->entries = last > match ? (json_int_t)(last - match) : 0;
         lag->ms = lag_ms(b, match);
     }
-    json_t *out = json_pack("{s:s,s:s,s:s,s:b}", "name", name, "role",
-                            in_config ? tandem_role_name(role) : "none", "home_role",
-                            home_role < 0 ? "unknown" : tandem_role_name(home_role), "reachable",
-                            tandem_bcp_reachable(b, name));
+    json_t *out = json_pack("{s:s,s:s,s:s,s:b,s:b}", "name", name, "role",
+                            in_config ? tandem_role_name(role) : (lost ? "lost" : "none"),
+                            "home_role", home_role < 0 ? "unknown" : tandem_role_name(home_role),
+                            "reachable", tandem_bcp_reachable(b, name), "lost", !in_config && lost);
     if (out == NULL) {
         return NULL;
     }
@@ -655,9 +680,10 @@ static json_t *site_nodes(struct tandem_bcp *b, const struct tandem_site_table *
             continue;
         }
         const struct tandem_member_home *home = tandem_site_table_home(t, m.name);
-        json_array_append_new(
-            nodes, node_json(b, m.name, tandem_raft_role_from_raft(conf->servers[i].role),
-                             home == NULL ? -1 : home->role, conf->servers[i].id, true, &lag));
+        json_array_append_new(nodes, node_json(b, m.name,
+                                               tandem_raft_role_from_raft(conf->servers[i].role),
+                                               home == NULL ? -1 : home->role, conf->servers[i].id,
+                                               true, false, &lag));
         lag_max(site_lag, &lag);
     }
     for (unsigned i = 0; nodes != NULL && i < t->n_homes; i++) {
@@ -666,8 +692,8 @@ static json_t *site_nodes(struct tandem_bcp *b, const struct tandem_site_table *
             tandem_raft_member_by_name(b->env.raft, t->homes[i].name, &m, NULL) == 0) {
             continue;
         }
-        json_array_append_new(nodes,
-                              node_json(b, t->homes[i].name, -1, t->homes[i].role, 0, false, &lag));
+        json_array_append_new(nodes, node_json(b, t->homes[i].name, -1, t->homes[i].role, 0, false,
+                                               t->homes[i].lost, &lag));
     }
     return nodes;
 }

@@ -158,10 +158,19 @@ static json_int_t leader_match_index(const struct status_summary *s, const char 
     return -1;
 }
 
+/* A member a forced failover left behind: not in the configuration until rejoined. */
+static bool member_lost(const struct member_view *v)
+{
+    return json_is_true(json_object_get(v->member, "lost"));
+}
+
 /* Lag in entries behind the lag reference (status_summary): from the member's own applied
  * index when it answered, else from the leader's match index; -1 when neither is known. */
 static json_int_t member_lag(const struct status_summary *s, const struct member_view *v)
 {
+    if (member_lost(v)) {
+        return -1; /* not replicated to: its lag means nothing */
+    }
     json_int_t behind = json_index_or(v->self_node, "applied_index", -1);
     if (behind < 0) {
         behind = leader_match_index(s, member_string(v->member, "name"));
@@ -175,6 +184,10 @@ static json_int_t member_lag(const struct status_summary *s, const struct member
 static void member_state(const struct member_view *v, char *out, size_t out_size)
 {
     const char *state = member_string(v->self_node, "state");
+    if (member_lost(v)) {
+        snprintf(out, out_size, "lost");
+        return;
+    }
     if (v->self_node == NULL) {
         snprintf(out, out_size, "down");
         return;

@@ -510,6 +510,37 @@ static int other_site_serving(const struct tandem_apply_ctx *ctx, const char *si
     return rv;
 }
 
+/* A forced invoke marks the home records of the members it left behind as lost. */
+static int homes_mark_lost(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u)
+{
+    char key[KEY_LEN_MAX];
+    MDB_val v;
+    int rv = 0;
+    for (size_t i = 0; rv == 0 && i < u->n_lost_members; i++) {
+        if (!text_ok(u->lost_members[i], TANDEM_NAME_LEN_MAX)) {
+            continue;
+        }
+        snprintf(key, sizeof key, HOME_PREFIX "%s", u->lost_members[i]);
+        rv = record_get(ctx->store, ctx->txn, TANDEM_DB_SITES, key, &v);
+        if (rv == MDB_NOTFOUND) {
+            rv = 0; /* no home record: nothing known to show it by */
+            continue;
+        }
+        Tandem__MemberHome *h =
+            rv == 0 ? tandem__member_home__unpack(NULL, v.mv_size, v.mv_data) : NULL;
+        if (rv == 0 && h == NULL) {
+            return tandem_error_set(ctx->store->errmsg, TANDEM_CORRUPT,
+                                    "corrupt member home record");
+        }
+        if (h != NULL) {
+            h->lost = true;
+            rv = record_put(ctx, TANDEM_DB_SITES, key, &h->base);
+            tandem__member_home__free_unpacked(h, NULL);
+        }
+    }
+    return rv;
+}
+
 static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u,
                             struct tandem_result *result)
 {
@@ -561,6 +592,9 @@ static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__Si
         } else if (rv == 0 && change == TANDEM_SITE_INVOKE) {
             /* Leadership leaves for good: only a revoke with failback brings it back. */
             rv = unprefer_site(ctx, u->site);
+            if (rv == 0 && u->force) {
+                rv = homes_mark_lost(ctx, u);
+            }
             if (rv == 0) {
                 rv = tandem_bcp_jobs_move(ctx, u->site, target, false, u->by, &moved);
             }
@@ -670,6 +704,11 @@ int tandem_sites_apply_member_home(const struct tandem_apply_ctx *ctx,
     for (size_t i = 0; rv == 0 && i < set->n_members; i++) {
         snprintf(key, sizeof key, HOME_PREFIX "%s", set->members[i]->name);
         rv = record_get(ctx->store, ctx->txn, TANDEM_DB_SITES, key, &v);
+        if (set->members[i]->forget) {
+            count -= rv == 0 ? 1 : 0;
+            rv = rv == 0 || rv == MDB_NOTFOUND ? record_del(ctx, TANDEM_DB_SITES, key) : rv;
+            continue;
+        }
         if (rv == MDB_NOTFOUND && count >= TANDEM_SITE_HOMES_MAX) {
             tandem_result_error(result, 409, "member home table is full (%d)",
                                 TANDEM_SITE_HOMES_MAX);
@@ -736,6 +775,7 @@ static int load_one(struct tandem_store *store, const MDB_val *k, const MDB_val 
             snprintf(home->site, sizeof home->site, "%s", h->site);
             snprintf(home->address, sizeof home->address, "%s", h->address);
             home->role = h->role;
+            home->lost = h->lost;
         }
         tandem__member_home__free_unpacked(h, NULL);
     }

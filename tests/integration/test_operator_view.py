@@ -1,4 +1,4 @@
-"""Integration tests of what the operator sees (issue 10 section 5) on real 2+2+1 clusters:
+"""Integration tests of what the operator sees (issue 10 section 5) on real clusters:
 `bcp status` without a leader answers from one node's own view, marked local and dated; the
 per-site /metrics series follow an invoke; nodes lost in a forced failover stay in `status`
 and `bcp status`, marked lost; log levels of failovers."""
@@ -139,6 +139,68 @@ def test_drill_refusal_comes_alone():
         assert "drilling" not in p.stdout, p.stdout
         assert "site west is invoked: drills need every site active" in p.stderr, p.stderr
         assert p.stderr.count("\n") == 1, p.stderr
+
+
+def log_text(c, name):
+    with open(os.path.join(c.nodes[name]["dir"], "tandemd.log"), errors="replace") as f:
+        return f.read()
+
+
+def test_lost_nodes_stay_listed_after_a_forced_invoke():
+    with Cluster(topology="2+2") as c:
+        c.leader()
+        east = site_names(c, "east")
+        west = site_names(c, "west")
+        west_urls = [c.url(w) for w in west]
+        wait_until(lambda: all(n["home_role"] != "unknown"
+                               for s in bcp_status(c, west[0])["sites"] for n in s["nodes"]),
+                   10, "home roles recorded")
+        for name in east:
+            c.kill(name)
+        wait_until(lambda: all(c.status(w)["leader"] is None for w in west), 10,
+                   "the leader to step down")
+        c.ctl("bcp", "invoke", "east", "--force", endpoints=[c.url(west[0])])
+        leader = c.leader(among=west, timeout=RECOVER_TIMEOUT_S)
+
+        def lost_in_bcp_status():
+            nodes = {n["name"]: n for s in bcp_status(c, leader)["sites"] for n in s["nodes"]}
+            return all(nodes.get(n, {}).get("role") == "lost" and nodes[n]["lost"] is True
+                       for n in east) and nodes
+        nodes = wait_until(lost_in_bcp_status, RECOVER_TIMEOUT_S, "east marked lost")
+        assert all(nodes[w]["role"] in ("voter", "standby") and nodes[w]["lost"] is False
+                   for w in west), nodes
+        assert "east-1:lost!" in c.ctl("bcp", "status", endpoints=west_urls).stdout
+
+        p = c.ctl("status", endpoints=west_urls)
+        rows = {l.lstrip("* ").split()[0]: l.lstrip("* ").split() for l in p.stdout.splitlines()[2:]}
+        for name in east:
+            assert rows[name][2:] == ["lost", "lost", "-", "-"], (name, p.stdout)
+        doc = json.loads(c.ctl("-o", "json", "status", endpoints=west_urls).stdout)
+        by = {m["name"]: m for m in doc["members"]}
+        assert by[east[0]]["role"] == "lost" and by[east[0]]["state"] == "lost", by[east[0]]
+        assert by[east[0]]["lag"] is None, by[east[0]]
+
+        # A failover is logged at warn, by the seed's controller that records it.
+        warned = re.compile(r"^\S+ warn .*site controller: invoke \(forced failover", re.M)
+        assert any(warned.search(log_text(c, w)) for w in west), [c.log_tail(w) for w in west]
+
+        # Removing a lost member forgets it; the other stays lost.
+        p = c.ctl("member", "remove", east[1], endpoints=west_urls)
+        assert p.stdout == "removed %s\n" % east[1], p.stdout
+        wait_until(lambda: [m["name"] for m in c.status(leader)["members"]
+                            if m["role"] == "lost"] == [east[0]], 10, "%s forgotten" % east[1])
+        nodes = {n["name"] for s in bcp_status(c, leader)["sites"] for n in s["nodes"]}
+        assert east[1] not in nodes and east[0] in nodes, nodes
+
+        # A rejoined member is a member again, no longer lost.
+        c.start(east[0])
+        wait_until(lambda: c.status(east[0])["node"]["fenced"], 15, "%s fenced" % east[0])
+        c.ctl("member", "rejoin", east[0], endpoints=west_urls)
+        wait_until(lambda: [m["role"] for m in c.status(leader)["members"]
+                            if m["name"] == east[0]] == ["standby"], RECOVER_TIMEOUT_S,
+                   "%s back as a standby" % east[0])
+        nodes = {n["name"]: n for s in bcp_status(c, leader)["sites"] for n in s["nodes"]}
+        assert nodes[east[0]]["role"] != "lost" and nodes[east[0]]["lost"] is False, nodes
 
 
 if __name__ == "__main__":

@@ -279,6 +279,74 @@ static void test_failback_returns_still_queued(void **state)
     dom_close(&d);
 }
 
+/* Records home records for name (site east, voter) and the others, like the controller does. */
+static void homes_record(struct dom *d, const char *const *names, size_t n, bool forget)
+{
+    struct dom_cmd c;
+    Tandem__Command *command = dom_command(&c, NULL);
+    Tandem__MemberHomeSet set = TANDEM__MEMBER_HOME_SET__INIT;
+    Tandem__MemberHome homes[4], *ptrs[4];
+    char addresses[4][128];
+    assert_true(n <= 4);
+    for (size_t i = 0; i < n; i++) {
+        tandem__member_home__init(&homes[i]);
+        snprintf(addresses[i], sizeof addresses[i], "%s|east|127.0.0.1:%zu|http://127.0.0.1:%zu",
+                 names[i], 9000 + i, 8000 + i);
+        homes[i].name = (char *)names[i];
+        homes[i].site = "east";
+        homes[i].address = addresses[i];
+        homes[i].role = TANDEM_ROLE_VOTER;
+        homes[i].forget = forget;
+        ptrs[i] = &homes[i];
+    }
+    set.n_members = n;
+    set.members = ptrs;
+    command->body_case = TANDEM__COMMAND__BODY_MEMBER_HOME_SET;
+    command->member_home_set = &set;
+    dom_apply_expect(d, command, 200);
+}
+
+static struct tandem_site_table *table_now(struct dom *d)
+{
+    static struct tandem_site_table table;
+    MDB_txn *txn = dom_read(d);
+    assert_int_equal(tandem_sites_load(&d->store, txn, &table), 0);
+    mdb_txn_abort(txn);
+    return &table;
+}
+
+/* A forced invoke marks the home records of the members it names as lost (others, and names
+ * without a home record, are left alone); removing a lost member forgets its record. */
+static void test_forced_invoke_marks_lost_members(void **state)
+{
+    (void)state;
+    struct dom d;
+    struct dom_cmd c;
+    Tandem__SiteUpdate u;
+    static const char *const names[] = {"east-1", "east-2", "west-1"};
+    char *lost[] = {"east-1", "east-2", "nobody"};
+    two_sites(&d);
+    homes_record(&d, names, 3, false);
+    Tandem__Command *command = site_update(&c, &u, "east", TANDEM_SITE_INVOKE);
+    u.force = true;
+    u.n_lost_members = 3;
+    u.lost_members = lost;
+    dom_apply_expect(&d, command, 200);
+    struct tandem_site_table *t = table_now(&d);
+    assert_int_equal(t->n_homes, 3);
+    assert_true(tandem_site_table_home(t, "east-1")->lost);
+    assert_true(tandem_site_table_home(t, "east-2")->lost);
+    assert_false(tandem_site_table_home(t, "west-1")->lost);
+    assert_true(site_now(&d, "east").forced);
+    homes_record(&d, names + 1, 1, true);
+    t = table_now(&d);
+    assert_int_equal(t->n_homes, 2);
+    assert_null(tandem_site_table_home(t, "east-2"));
+    assert_true(tandem_site_table_home(t, "east-1")->lost);
+    dom_check_indexes(&d);
+    dom_close(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -287,6 +355,7 @@ int main(void)
         cmocka_unit_test(test_invoke_guards),
         cmocka_unit_test(test_invoke_moves_open_work),
         cmocka_unit_test(test_failback_returns_still_queued),
+        cmocka_unit_test(test_forced_invoke_marks_lost_members),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
