@@ -84,29 +84,11 @@ static json_t *members_json(struct tandem_node *node)
     return members;
 }
 
-/* The site table as applied here, or NULL (an LMDB error, out of memory); the caller frees it. */
-static struct tandem_site_table *sites_load(struct tandem_node *node)
-{
-    MDB_txn *txn;
-    struct tandem_site_table *t = malloc(sizeof *t);
-    if (t == NULL || tandem_store_read_txn(&node->store, &txn) != 0) {
-        free(t);
-        return NULL;
-    }
-    int rv = tandem_sites_load(&node->store, txn, t);
-    mdb_txn_abort(txn);
-    if (rv != 0) {
-        free(t);
-        return NULL;
-    }
-    return t;
-}
-
 /* Appends the members a forced failover left behind (home records marked lost, not in the
  * configuration): "role": "lost" until they are rejoined or removed. */
 static void lost_members_append(struct tandem_node *node, json_t *members)
 {
-    struct tandem_site_table *t = sites_load(node);
+    struct tandem_site_table *t = tandem_bcp_table_load(&node->bcp);
     char errmsg[TANDEM_ERRMSG_SIZE];
     for (unsigned i = 0; t != NULL && i < t->n_homes; i++) {
         struct tandem_member m;
@@ -413,7 +395,7 @@ static bool lost_member_remove(struct tandem_node *node, struct tandem_http_requ
     struct tandem_site_table *t = NULL;
     const struct tandem_member_home *home = NULL;
     if (tandem_raft_member_by_name(&node->raft, name, &m, NULL) != 0) {
-        t = sites_load(node);
+        t = tandem_bcp_table_load(&node->bcp);
         home = t == NULL ? NULL : tandem_site_table_home(t, name);
     }
     struct home_forget *f = home != NULL && home->lost ? calloc(1, sizeof *f) : NULL;

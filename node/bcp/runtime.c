@@ -785,18 +785,10 @@ json_t *tandem_bcp_status_json(struct tandem_bcp *b, MDB_txn *txn)
     return out;
 }
 
+/* libraft's name of state; it has none for RAFT_UNAVAILABLE (and crashes asked for one). */
 static const char *raft_state_text(int state)
 {
-    switch (state) {
-        case RAFT_FOLLOWER:
-            return "follower";
-        case RAFT_CANDIDATE:
-            return "candidate";
-        case RAFT_LEADER:
-            return "leader";
-        default:
-            return "unavailable";
-    }
+    return state >= RAFT_FOLLOWER && state <= RAFT_LEADER ? raft_state_name(state) : "unavailable";
 }
 
 json_t *tandem_bcp_local_json(struct tandem_bcp *b, int64_t wall_now_ms)

@@ -89,11 +89,9 @@ def test_site_metrics_and_the_invoke_and_revoke_outputs():
         wait_until(lambda: len(bcp_status(c, leader)["sites"]) == 3 and
                    all(n["home_role"] == "voter" for s in bcp_status(c, leader)["sites"]
                        for n in s["nodes"]), 15, "sites and home roles recorded")
-        for job_id in ("MW1", "MW2"):
-            body = json.dumps({"id": job_id, "client": "acme", "kind": "scan", "site": "west",
-                               "effort": 3}).encode()
-            status, _, answer = c.api(leader, "POST", "/v1/jobs", body)
-            assert status in (200, 201), (status, answer)
+        # Two queued jobs at west, for the invoke to move.
+        c.ctl("job", "create", "acme", "scan", "west", "--id", "MW1")
+        c.ctl("job", "create", "acme", "scan", "west", "--id", "MW2")
         m, text = metrics(c, leader)
         for family in SITE_FAMILIES:
             assert text.count("# TYPE %s gauge\n" % family) == 1, family
