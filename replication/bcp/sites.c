@@ -541,6 +541,19 @@ static int homes_mark_lost(const struct tandem_apply_ctx *ctx, const Tandem__Sit
     return rv;
 }
 
+/* What an invoke does besides the move: the preference leaves the site, a forced invoke marks
+ * the members it left behind, and the site's open work moves to target. */
+static int invoke_effects(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u,
+                          const char *target, unsigned *moved)
+{
+    /* Leadership leaves for good: only a revoke with failback brings it back. */
+    int rv = unprefer_site(ctx, u->site);
+    if (rv == 0 && u->force) {
+        rv = homes_mark_lost(ctx, u);
+    }
+    return rv == 0 ? tandem_bcp_jobs_move(ctx, u->site, target, false, u->by, moved) : rv;
+}
+
 static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u,
                             struct tandem_result *result)
 {
@@ -590,14 +603,7 @@ static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__Si
                 rv = tandem_bcp_jobs_move(ctx, u->site, NULL, true, u->by, &moved);
             }
         } else if (rv == 0 && change == TANDEM_SITE_INVOKE) {
-            /* Leadership leaves for good: only a revoke with failback brings it back. */
-            rv = unprefer_site(ctx, u->site);
-            if (rv == 0 && u->force) {
-                rv = homes_mark_lost(ctx, u);
-            }
-            if (rv == 0) {
-                rv = tandem_bcp_jobs_move(ctx, u->site, target, false, u->by, &moved);
-            }
+            rv = invoke_effects(ctx, u, target, &moved);
         }
         struct decision_fields d = {.action = change_name(change),
                                     .site = u->site,
