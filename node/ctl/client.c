@@ -226,14 +226,28 @@ long long tandem_ctl_now_ms(void)
  * the deadline has passed. */
 static long attempt_timeout_ms(const struct tandem_ctl_client *c)
 {
+    long bound = c->attempt_ms_max > 0 && c->attempt_ms_max < c->timeout_ms ? c->attempt_ms_max
+                                                                            : c->timeout_ms;
     if (c->deadline_ms <= 0) {
-        return c->timeout_ms;
+        return bound;
     }
     long long left = c->deadline_ms - tandem_ctl_now_ms();
     if (left <= 0) {
         return 0;
     }
-    return left < c->timeout_ms ? (long)left : c->timeout_ms;
+    return left < bound ? (long)left : bound;
+}
+
+void tandem_ctl_client_prefer(struct tandem_ctl_client *c, const char *base)
+{
+    for (size_t i = 1; i < c->endpoint_count; i++) {
+        if (strcmp(c->endpoints[i], base) == 0) {
+            char *chosen = c->endpoints[i];
+            memmove(&c->endpoints[1], &c->endpoints[0], i * sizeof c->endpoints[0]);
+            c->endpoints[0] = chosen;
+            return;
+        }
+    }
 }
 
 static enum attempt_result client_attempt(struct tandem_ctl_client *c, const char *base,

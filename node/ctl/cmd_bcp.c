@@ -15,8 +15,11 @@
 /* Without a leader, bcp status answers from one node's own view within --timeout: the leader's
  * view may take all but 1/STATUS_LOCAL_SHARE of it, the local view the rest. */
 #define STATUS_LOCAL_SHARE 3
-#define STATUS_PATH        "/v1/bcp/status"
-#define STATUS_PATH_LOCAL  "/v1/bcp/status?consistency=local"
+/* Each node is asked for at most its share of the budget, and never less than this, so a
+ * stalled node leaves time for the others: a follower forwards at once when there is a leader. */
+#define STATUS_ATTEMPT_MS_MIN 1000
+#define STATUS_PATH           "/v1/bcp/status"
+#define STATUS_PATH_LOCAL     "/v1/bcp/status?consistency=local"
 
 static const char *str(const json_t *obj, const char *field)
 {
@@ -112,6 +115,7 @@ static int status_leader_view(struct tandem_ctl_context *ctx, json_t **out, char
     if (rc == TANDEM_CTL_EREFUSED && resp.status == 503) {
         tandem_ctl_response_reason(&resp, reason, sizeof reason);
         snprintf(why, why_size, "%s answered: %s (HTTP 503)", resp.endpoint, reason);
+        tandem_ctl_client_prefer(ctx->client, resp.endpoint); /* it answers: ask it first */
         rc = -1;
     } else if (rc == TANDEM_CTL_EUNREACHABLE) {
         snprintf(why, why_size, "no leader's view within %.1f s: %s",
@@ -131,21 +135,32 @@ static int status_leader_view(struct tandem_ctl_context *ctx, json_t **out, char
     return rc;
 }
 
+/* Bounds the next request to end by deadline_ms, each endpoint getting its share of budget_ms. */
+static void status_bound(struct tandem_ctl_context *ctx, long long deadline_ms, long budget_ms)
+{
+    size_t endpoints = ctx->client->endpoint_count > 0 ? ctx->client->endpoint_count : 1;
+    long share = budget_ms / (long)endpoints;
+    ctx->client->deadline_ms = deadline_ms;
+    ctx->client->attempt_ms_max = share > STATUS_ATTEMPT_MS_MIN ? share : STATUS_ATTEMPT_MS_MIN;
+    ctx->client->rounds_max = 1;
+}
+
 int tandem_ctl_bcp_status(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
     json_t *root = NULL;
     char why[TANDEM_CTL_ERRMSG_SIZE] = "";
     long long started = tandem_ctl_now_ms();
-    if (tandem_ctl_args_flag(args, "local") == NULL) {
+    bool local = tandem_ctl_args_flag(args, "local") != NULL;
+    long local_ms = local ? ctx->timeout_ms : ctx->timeout_ms / STATUS_LOCAL_SHARE;
+    if (!local) {
         /* A 503 means no leader: one pass, then this node's own view rather than waiting. */
-        ctx->client->deadline_ms = started + ctx->timeout_ms - ctx->timeout_ms / STATUS_LOCAL_SHARE;
-        ctx->client->rounds_max = 1;
+        status_bound(ctx, started + ctx->timeout_ms - local_ms, ctx->timeout_ms - local_ms);
         int rc = status_leader_view(ctx, &root, why, sizeof why);
         if (rc != -1) {
             return tandem_ctl_answer(ctx, args, rc, root, status_print);
         }
     }
-    ctx->client->deadline_ms = started + ctx->timeout_ms;
+    status_bound(ctx, started + ctx->timeout_ms, local_ms);
     int rc = tandem_ctl_get_json(ctx, STATUS_PATH_LOCAL, NULL, &root);
     if (rc == TANDEM_CTL_OK && why[0] != '\0') {
         json_object_set_new(root, "fallback_reason", json_string(why));

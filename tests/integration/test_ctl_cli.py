@@ -21,6 +21,7 @@ BIN_DIR = os.environ.get("TANDEM_BIN_DIR") or os.path.join(REPO, "build")
 CTL = os.path.join(BIN_DIR, "tandemctl")
 RUN_TIMEOUT_S = 30  # bound on every tandemctl run
 PAGE_CAP = 2  # the fake answers at most this many keys per list page, to force paging
+PARK_S = 0.3  # how long a fake node without a leader holds a request before its 503
 
 
 class Cluster:
@@ -135,6 +136,8 @@ def route(h, node, body):
     path = url.path
     if path == "/v1/status" and h.command == "GET":
         return h.answer(200, node.status())
+    if path == "/v1/bcp/status" and h.command == "GET":
+        return bcp_status(h, node, query)
     if path == "/v1/members" and h.command == "GET":
         return h.answer(200, {"members": c.members})
     if path == "/v1/members" and h.command == "POST":
@@ -159,6 +162,25 @@ def route(h, node, body):
     if path.startswith("/v1/kv/"):
         return kv_one(h, c, urllib.parse.unquote_to_bytes(path[len("/v1/kv/"):]), body, query)
     return h.answer(404, {"error": "no route: " + path})
+
+
+def bcp_status(h, node, query):
+    """The leader's view through any node while there is a leader; without one, a 503 after a
+    park (as tandemd parks a request for a leader), or the node's own view when asked."""
+    view = {"sites": [{"name": "east", "state": "active", "epoch": 1, "since": 1700000000250,
+                       "nodes": [{"name": "east-1", "role": "voter", "reachable": True}]}],
+            "leader": None, "preferred_site": "", "auto_bcp": True, "epoch": 1,
+            "decisions": [], "node": node.name}
+    if query.get("consistency") == "local":
+        view.update({"local": True, "as_of": "2023-11-14T22:13:21.000Z", "node_state": "candidate",
+                     "term": 7, "applied_index": 831, "commit_index": 831, "leader_known": False,
+                     "last_leader": {"name": "west-2", "seen": "2023-11-14T22:13:09.000Z",
+                                     "age_ms": 12000}})
+        return h.answer(200, view)
+    if node.cluster.leader is None:
+        time.sleep(PARK_S)
+        return h.answer(503, {"error": "no leader", "leader": None}, {"Retry-After": 1})
+    return h.answer(200, view)
 
 
 def kv_one(h, c, key, body, query):
@@ -488,6 +510,40 @@ def test_status_lag_without_a_leader(f):
     assert doc["lag_against"] == {"index": 5119, "leader": False}, doc["lag_against"]
     assert {m["name"]: m["lag"] for m in doc["members"]} == \
         {"east-1": 0, "west-1": 4288, "witness-1": None}, doc["members"]
+
+
+def test_bcp_status_without_a_leader_falls_back_to_a_local_view(f):
+    """A stalled node first in the list and no leader: bcp status still answers within --timeout,
+    from the first node that answers, marked local and dated; it asks that node first."""
+    f.cluster.leader = None
+    sock, hole = blackhole()
+    try:
+        rc, out, err = ctl("--timeout", "3", "-e", ",".join([hole, f.follower.url, f.leader.url]),
+                           "bcp", "status")
+    finally:
+        sock.close()
+    assert rc == 0, (rc, out, err)
+    lines = out.decode().splitlines()
+    asked = [r for r in f.cluster.received("GET", "/v1/bcp/status?") if "local" in r["path"]]
+    assert len(asked) == 1 and asked[0]["node"] in ("west-1", "east-1"), asked
+    assert lines[0] == ("LOCAL VIEW of %s, not the leader's: as of 2023-11-14T22:13:21.000Z, "
+                        "candidate, term 7, applied index 831, commit index 831"
+                        % asked[0]["node"]), lines[0]
+    assert lines[1] == ("last leader known here: west-2, seen 2023-11-14T22:13:09.000Z "
+                        "(12.0 s before)"), lines[1]
+    assert lines[2].startswith("why local: ") and "(HTTP 503)" in lines[2], lines[2]
+    assert lines[3].startswith("leader none"), lines[3]
+    assert "2023-11-14T22:13:20.250Z" in out.decode(), out  # SINCE, never raw milliseconds
+    paths = [r["path"] for r in f.cluster.received("GET", "/v1/bcp/status")]
+    # One pass for the leader's view (a 503 from each answering node, no repeated rounds),
+    # then the local view from a node that had answered, not the stalled one first.
+    assert paths == ["/v1/bcp/status", "/v1/bcp/status",
+                     "/v1/bcp/status?consistency=local"], paths
+    # --local never asks for the leader's view.
+    rc, out, err = ctl("-e", f.leader.url, "-o", "json", "bcp", "status", "--local")
+    doc = json.loads(out)
+    assert rc == 0 and doc["local"] is True and "fallback_reason" not in doc, (rc, doc, err)
+    assert f.cluster.received("GET", "/v1/bcp/status")[-1]["path"].endswith("consistency=local")
 
 
 def test_status_json(f):
