@@ -725,7 +725,10 @@ int tandem_sites_apply_member_home(const struct tandem_apply_ctx *ctx,
             rv = record_put(ctx, TANDEM_DB_SITES, key, &set->members[i]->base);
         }
     }
-    if (rv == 0) {
+    if (rv == 0 && set->n_members == 1 && set->members[0]->forget) {
+        /* member remove of a lost member answers as a removal does */
+        tandem_result_set(result, 200, "{\"removed\":\"%s\"}", set->members[0]->name);
+    } else if (rv == 0) {
         tandem_result_set(result, 200, "{\"homes\":%zu}", set->n_members);
     }
     return rv;

@@ -339,6 +339,9 @@ static void test_forced_invoke_marks_lost_members(void **state)
     assert_false(tandem_site_table_home(t, "west-1")->lost);
     assert_true(site_now(&d, "east").forced);
     homes_record(&d, names + 1, 1, true);
+    json_t *body = dom_body(&d);
+    assert_string_equal(json_string_value(json_object_get(body, "removed")), "east-2");
+    json_decref(body);
     t = table_now(&d);
     assert_int_equal(t->n_homes, 2);
     assert_null(tandem_site_table_home(t, "east-2"));
