@@ -308,12 +308,26 @@ static int decision_append(const struct tandem_apply_ctx *ctx, const struct deci
 
 /* ---- JSON ---- */
 
+/* Adds name (RFC 3339 UTC with milliseconds) beside a field holding Unix milliseconds, for the
+ * people who read the JSON; the milliseconds stay for scripts. */
+static json_t *with_time(json_t *object, const char *name, int64_t ms)
+{
+    char text[TANDEM_RFC3339_LEN_MAX + 1];
+    tandem_rfc3339_format_ms(ms, text);
+    if (object != NULL) {
+        json_object_set_new(object, name, json_string(text));
+    }
+    return object;
+}
+
 json_t *tandem_site_json(const struct tandem_site *site)
 {
-    return json_pack("{s:s,s:s,s:I,s:I,s:s,s:s,s:I,s:b,s:b}", "name", site->name, "state",
-                     tandem_site_state_name(site->state), "epoch", (json_int_t)site->epoch, "since",
-                     (json_int_t)site->since_ms, "reason", site->reason, "by", site->by, "capacity",
-                     (json_int_t)site->capacity, "witness", site->witness, "forced", site->forced);
+    json_t *out =
+        json_pack("{s:s,s:s,s:I,s:I,s:s,s:s,s:I,s:b,s:b}", "name", site->name, "state",
+                  tandem_site_state_name(site->state), "epoch", (json_int_t)site->epoch, "since",
+                  (json_int_t)site->since_ms, "reason", site->reason, "by", site->by, "capacity",
+                  (json_int_t)site->capacity, "witness", site->witness, "forced", site->forced);
+    return with_time(out, "since_time", site->since_ms);
 }
 
 static void site_from_record(const Tandem__SiteRecord *r, struct tandem_site *out)
@@ -872,10 +886,11 @@ static json_t *listing_open(struct tandem_store *store, MDB_txn *txn, int db, MD
 
 static json_t *decision_json(const Tandem__SiteDecisionRecord *d)
 {
-    return json_pack("{s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "seq", (json_int_t)d->seq, "at",
-                     (json_int_t)d->at_ms, "index", (json_int_t)d->index, "action", d->action,
-                     "member", d->member, "site", d->site, "from_role", d->from_role, "to_role",
-                     d->to_role, "reason", d->reason, "by", d->by);
+    json_t *out = json_pack("{s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "seq", (json_int_t)d->seq,
+                            "at", (json_int_t)d->at_ms, "index", (json_int_t)d->index, "action",
+                            d->action, "member", d->member, "site", d->site, "from_role",
+                            d->from_role, "to_role", d->to_role, "reason", d->reason, "by", d->by);
+    return with_time(out, "at_time", d->at_ms);
 }
 
 json_t *tandem_sites_decisions_json(struct tandem_store *store, MDB_txn *txn, unsigned limit)
@@ -916,7 +931,8 @@ static json_t *drill_json(const Tandem__DrillRecord *d, bool full)
                   "site", d->site, "started", (json_int_t)d->started_ms, "finished",
                   (json_int_t)d->finished_ms, "ok", d->ok, "rto_ms", (json_int_t)d->rto_ms,
                   "rpo_writes", (json_int_t)d->rpo_writes, "digests_equal", d->digests_equal);
-    if (out == NULL) {
+    if (with_time(with_time(out, "started_time", d->started_ms), "finished_time", d->finished_ms) ==
+        NULL) {
         return NULL;
     }
     json_object_set_new(out, "jobs_moved",

@@ -124,6 +124,12 @@ def test_site_metrics_and_the_invoke_and_revoke_outputs():
         # Revoke's JSON calls the jobs it brought back jobs_returned.
         out = json.loads(c.ctl("-o", "json", "bcp", "revoke", "west", "--failback").stdout)
         assert out["jobs_returned"] == 2 and "jobs_moved" not in out, out
+        # Times beside the milliseconds are RFC 3339, for people reading the JSON.
+        assert RFC3339_MS.match(out["site"]["since_time"]), out
+        status = bcp_status(c, c.leader())
+        assert status["decisions"] and all(RFC3339_MS.match(d["at_time"])
+                                           for d in status["decisions"]), status["decisions"]
+        assert all(RFC3339_MS.match(s["since_time"]) for s in status["sites"]), status["sites"]
 
 
 def test_drill_refusal_comes_alone():
