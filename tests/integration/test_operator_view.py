@@ -143,6 +143,13 @@ def test_drill_refusal_comes_alone():
         assert "drilling" not in p.stdout, p.stdout
         assert "site west is invoked: drills need every site active" in p.stderr, p.stderr
         assert p.stderr.count("\n") == 1, p.stderr
+        # Once it would be taken, the drill is announced, then run.
+        c.ctl("bcp", "revoke", "west", "--failback")
+        wait_until(lambda: all(s["state"] == "active" for s in bcp_status(c, c.leader())["sites"]),
+                   RECOVER_TIMEOUT_S, "every site active again")
+        p = c.ctl("bcp", "drill", "east", endpoints=[c.url(c.leader())], timeout=180)
+        lines = p.stdout.splitlines()
+        assert lines[0].startswith("drilling site east ") and ": OK" in lines[1], p.stdout
 
 
 def log_text(c, name):
