@@ -452,12 +452,23 @@ static void plan_step(const struct tandem_site_plan_input *in, struct tandem_sit
 
 /* ---- runtime ---- */
 
-static void controller_log(struct tandem_site_controller *c, const char *fmt, const char *a,
-                           const char *b)
+int tandem_site_action_log_level(const struct tandem_site_action *a)
+{
+    switch (a->kind) {
+        case TANDEM_SITE_ACTION_INVOKE: /* a failover, automatic or forced */
+        case TANDEM_SITE_ACTION_REPORT: /* a site lost: one failure less is tolerated */
+            return TANDEM_SITE_LOG_WARN;
+        default:
+            return TANDEM_SITE_LOG_INFO;
+    }
+}
+
+static void controller_log(struct tandem_site_controller *c, int level, const char *fmt,
+                           const char *a, const char *b)
 {
     snprintf(c->last, sizeof c->last, fmt, a, b);
     if (c->log != NULL) {
-        c->log(c, c->last);
+        c->log(c, level, c->last);
     }
 }
 
@@ -513,7 +524,7 @@ static void step_failed(struct tandem_site_controller *c, const char *what)
 {
     executor_move(c, TANDEM_SITE_IDLE);
     c->backoff_until_ms = now_ms(c) + TANDEM_SITE_BACKOFF_MS;
-    controller_log(c, "site controller: %s: %s", c->current.reason, what);
+    controller_log(c, TANDEM_SITE_LOG_WARN, "site controller: %s: %s", c->current.reason, what);
 }
 
 static void assign_cb(struct raft_change *req, int status)
@@ -530,7 +541,8 @@ static void assign_cb(struct raft_change *req, int status)
     }
     c->assigns_ok++;
     executor_move(c, TANDEM_SITE_IDLE);
-    controller_log(c, "site controller: %s %s done", c->current.action_name, c->current.member);
+    controller_log(c, TANDEM_SITE_LOG_INFO, "site controller: %s %s done", c->current.action_name,
+                   c->current.member);
 }
 
 static void transfer_cb(struct raft_transfer *req)
@@ -560,7 +572,8 @@ static void transfer_poll(struct tandem_site_controller *c)
     if (leader_id == c->current.member_id) {
         c->transfers_confirmed++;
         executor_move(c, TANDEM_SITE_IDLE);
-        controller_log(c, "site controller: leadership moved to %s%s", c->current.member, "");
+        controller_log(c, TANDEM_SITE_LOG_INFO, "site controller: leadership moved to %s%s",
+                       c->current.member, "");
         return;
     }
     bool leading = raft_state(c->raft) == RAFT_LEADER;
@@ -620,7 +633,7 @@ static void decision_done(struct tandem_site_controller *c, int status)
                  (unsigned long long)c->raft->configuration_uncommitted_index);
         if (tandem_site_config_repair(c->raft) == 0) {
             c->config_repairs++;
-            controller_log(c,
+            controller_log(c, TANDEM_SITE_LOG_DEBUG,
                            "site controller: libraft still marked %s uncommitted although "
                            "committed; cleared the stale marker%s",
                            what, "");
@@ -652,7 +665,8 @@ static void tick_cb(uv_timer_t *timer)
     if (c->current.kind == TANDEM_SITE_ACTION_NONE) {
         return;
     }
-    controller_log(c, "site controller: %s (%s)", c->current.action_name, c->current.reason);
+    controller_log(c, tandem_site_action_log_level(&c->current), "site controller: %s (%s)",
+                   c->current.action_name, c->current.reason);
     executor_move(c, TANDEM_SITE_PROPOSING);
     if (c->propose(c, &c->current, decision_done) != 0) {
         step_failed(c, "could not propose its command");

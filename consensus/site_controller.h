@@ -114,7 +114,13 @@ typedef int (*tandem_site_gather_fn)(struct tandem_site_controller *c,
  * never calls done. */
 typedef int (*tandem_site_propose_fn)(struct tandem_site_controller *c,
                                       const struct tandem_site_action *a, tandem_site_done_fn done);
-typedef void (*tandem_site_log_fn)(struct tandem_site_controller *c, const char *msg);
+/* How much a controller message matters; the node maps it onto its log levels. Failovers
+ * (invoke, forced or automatic), a site reported down and failed steps warn; routine steps
+ * inform; routine repairs are debug. */
+enum tandem_site_log_level { TANDEM_SITE_LOG_DEBUG, TANDEM_SITE_LOG_INFO, TANDEM_SITE_LOG_WARN };
+typedef void (*tandem_site_log_fn)(struct tandem_site_controller *c, int level, const char *msg);
+/* The level the controller logs action a at when it starts it (enum tandem_site_log_level). */
+int tandem_site_action_log_level(const struct tandem_site_action *a);
 
 enum tandem_site_busy {
     TANDEM_SITE_IDLE = 0,

@@ -115,9 +115,17 @@ static void status_serve(struct tandem_node *node, struct tandem_http_request *r
         tandem_route_error(node, r, 500, "site table: %s", node->store.errmsg);
         return;
     }
+    if (tandem_route_local(r)) {
+        /* This node's own view, never forwarded: say so, and how old it is. */
+        json_t *local = tandem_bcp_local_json(&node->bcp, node->proposer.now_ms());
+        json_object_update(body, local);
+        json_decref(local);
+    }
     tandem_route_jansson(node, r, 200, body);
 }
 
+/* ?consistency=local: this node's view at once, leader or not (tandemctl bcp status --local and
+ * its fallback when no leader answers). */
 static void route_bcp_status(struct tandem_node *node, struct tandem_http_request *r, const char *p)
 {
     (void)p;
@@ -245,16 +253,33 @@ struct change_request {
     unsigned wait_ms;
 };
 
+/* A site taken out of service is a failover: warn, whoever asked (an operator, a drill). */
+static void change_log(const struct change_request *c, const struct tandem_result *result)
+{
+    const Tandem__SiteUpdate *u = &c->sc->update;
+    if (result->status == 200 && c->kind == TANDEM_BCP_WAIT_INVOKE) {
+        tandem_log(TANDEM_LOG_WARN, "site %s invoked by %s (%s): its work moves to another site",
+                   u->site, u->by, u->reason);
+    } else if (result->status == 200 && c->kind == TANDEM_BCP_WAIT_REVOKE) {
+        tandem_log(TANDEM_LOG_INFO, "site %s revoked by %s (%s)%s", u->site, u->by, u->reason,
+                   c->failback ? ", with failback" : "");
+    }
+}
+
 static void change_cb(struct tandem_write *w, int status, struct tandem_result *result)
 {
     struct change_request *c = w->data;
+    if (status == 0) {
+        change_log(c, result);
+    }
     if (status != 0) {
         tandem_route_raft_error(c->node, c->r, status);
     } else if (result->status != 200 || c->kind < 0 || c->wait_ms == 0) {
         tandem_route_json(c->node, c->r, result->status, NULL, result->body);
     } else {
         json_t *applied = json_loads(result->body == NULL ? "{}" : result->body, 0, NULL);
-        json_int_t moved = json_integer_value(json_object_get(applied, "jobs_moved"));
+        const char *key = c->kind == TANDEM_BCP_WAIT_REVOKE ? "jobs_returned" : "jobs_moved";
+        json_int_t moved = json_integer_value(json_object_get(applied, key));
         json_decref(applied);
         struct tandem_bcp_reply reply = reply_to(c->node, c->r);
         tandem_bcp_wait_start(&c->node->bcp, &reply, (enum tandem_bcp_wait_kind)c->kind,

@@ -396,10 +396,10 @@ static void change_cb(void *data, int status, int http_status, const char *body,
         return;
     }
     json_t *answer = body == NULL ? NULL : json_loadb(body, len, 0, NULL);
-    json_t *moved = json_object_get(answer, "jobs_moved");
+    bool invoke = drill_step(d) == TANDEM_DRILL_INVOKE;
+    json_t *moved = json_object_get(answer, invoke ? "jobs_moved" : "jobs_returned");
     if (json_is_integer(moved)) {
-        *(drill_step(d) == TANDEM_DRILL_INVOKE ? &d->jobs_moved : &d->jobs_returned) =
-            json_integer_value(moved);
+        *(invoke ? &d->jobs_moved : &d->jobs_returned) = json_integer_value(moved);
     }
     json_decref(answer);
     event(d, drill_step(d) == TANDEM_DRILL_INVOKE
@@ -808,6 +808,29 @@ static json_t *dry_run_jobs(struct tandem_bcp *b, const char *site)
 }
 
 /* What an invoke of the site would change, from the site controller's own planner. */
+/* Why a drill of site started now would be refused before it changed anything (a drill is
+ * running, or the local preflight fails), as JSON text, or JSON null when it would start. */
+static json_t *dry_run_refusal(struct tandem_bcp *b, const char *site)
+{
+    char why[TANDEM_ERRMSG_SIZE] = "";
+    if (active_drill != NULL) {
+        snprintf(why, sizeof why, "drill %s is already running on this node", active_drill->id);
+        return json_string(why);
+    }
+    struct drill *d = calloc(1, sizeof *d);
+    struct tandem_site_table *t = tandem_bcp_table_load(b);
+    if (d == NULL || t == NULL) {
+        snprintf(why, sizeof why, "cannot read the site table");
+    } else {
+        d->bcp = b;
+        snprintf(d->site, sizeof d->site, "%s", site);
+        (void)preflight_local(d, t, why);
+    }
+    free(t);
+    free(d);
+    return why[0] == '\0' ? json_null() : json_string(why);
+}
+
 static void dry_run(struct tandem_bcp *b, const struct tandem_bcp_reply *reply, const char *site)
 {
     struct tandem_site_plan_input *in = malloc(sizeof *in);
@@ -835,10 +858,10 @@ static void dry_run(struct tandem_bcp *b, const struct tandem_bcp_reply *reply, 
     }
     bool moves = tandem_raft_leader(b->env.raft, &leader) == 0 && strcmp(leader.site, site) == 0;
     json_t *jobs = dry_run_jobs(b, site);
-    json_t *body =
-        json_pack("{s:b,s:s,s:o,s:s?,s:b,s:I,s:o}", "dry_run", true, "site", site, "role_changes",
-                  changes, "leader", moves ? leader.name : NULL, "leadership_moves", moves,
-                  "jobs_moved", (json_int_t)json_array_size(jobs), "jobs", jobs);
+    json_t *body = json_pack(
+        "{s:b,s:s,s:o,s:s?,s:b,s:I,s:o,s:o}", "dry_run", true, "site", site, "role_changes",
+        changes, "leader", moves ? leader.name : NULL, "leadership_moves", moves, "jobs_moved",
+        (json_int_t)json_array_size(jobs), "jobs", jobs, "refusal", dry_run_refusal(b, site));
     free(in);
     tandem_bcp_reply_json(reply, 200, body);
 }

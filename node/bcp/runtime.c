@@ -14,6 +14,7 @@
 #include "node/log.h"
 #include "replication/bcp/sites.h"
 #include "storage/assert.h"
+#include "storage/domain_codec.h"
 #include "storage/error.h"
 
 /* ---- clients and one-shot calls ---- */
@@ -270,10 +271,21 @@ static void config_check(struct tandem_bcp *b)
     unsigned long long index = r->configuration_uncommitted_index;
     if (tandem_site_config_repair(r) == 0) {
         b->controller.config_repairs++;
-        tandem_log(TANDEM_LOG_WARN,
+        /* A routine repair of a libraft quirk: nothing for an operator to do. */
+        tandem_log(TANDEM_LOG_DEBUG,
                    "libraft kept configuration entry %llu marked uncommitted after applying it; "
                    "cleared the stale marker",
                    index);
+    }
+}
+
+/* Remembers the leader this node knows, for the age of a local status view. */
+static void leader_seen(struct tandem_bcp *b)
+{
+    struct tandem_member leader;
+    if (tandem_raft_leader(b->env.raft, &leader) == 0) {
+        b->leader_seen_ms = bcp_now(b);
+        snprintf(b->leader_seen_name, sizeof b->leader_seen_name, "%s", leader.name);
     }
 }
 
@@ -283,6 +295,7 @@ static void tick_cb(uv_timer_t *timer)
     if (b->closing) {
         return;
     }
+    leader_seen(b);
     config_check(b);
     fenced_check(b);
     sample(b);
@@ -418,6 +431,8 @@ struct proposal {
     char names[TANDEM_SITE_PLAN_MEMBERS_MAX][TANDEM_NAME_LEN_MAX + 1];
     char sites[TANDEM_SITE_PLAN_MEMBERS_MAX][TANDEM_SITE_LEN_MAX + 1];
     struct tandem_site_action action;
+    char lost[TANDEM_SITE_HOMES_MAX][TANDEM_NAME_LEN_MAX + 1]; /* forced: members left behind */
+    char *lost_ptrs[TANDEM_SITE_HOMES_MAX];
     char by[TANDEM_SITE_BY_LEN_MAX + 1];
     char from_role[16], to_role[16];
     struct tandem_site_controller *controller;
@@ -480,6 +495,24 @@ static void build_homes(struct tandem_bcp *b, struct proposal *p)
     p->homes.members = p->home_ptrs;
     p->command.body_case = TANDEM__COMMAND__BODY_MEMBER_HOME_SET;
     p->command.member_home_set = &p->homes;
+}
+
+/* A forced invoke names the members it left behind: those with a home record that are not in
+ * the recovered configuration. */
+static void build_lost(struct tandem_bcp *b, struct proposal *p)
+{
+    struct tandem_site_table *t = tandem_bcp_table_load(b);
+    struct tandem_member m;
+    for (unsigned i = 0; t != NULL && i < t->n_homes; i++) {
+        if (tandem_raft_member_by_name(b->env.raft, t->homes[i].name, &m, NULL) == 0) {
+            continue;
+        }
+        size_t k = p->update.n_lost_members++;
+        snprintf(p->lost[k], sizeof p->lost[k], "%s", t->homes[i].name);
+        p->lost_ptrs[k] = p->lost[k];
+    }
+    p->update.lost_members = p->lost_ptrs;
+    free(t);
 }
 
 static void build_update(struct proposal *p, int change)
@@ -550,6 +583,9 @@ static int propose_cb(struct tandem_site_controller *c, const struct tandem_site
     int change = site_change_of(a->kind);
     if (change >= 0) {
         build_update(p, change);
+        if (change == TANDEM_SITE_INVOKE && a->force) {
+            build_lost(b, p);
+        }
     } else if (a->kind == TANDEM_SITE_ACTION_RECORD_HOMES) {
         build_homes(b, p);
     } else {
@@ -574,10 +610,13 @@ int tandem_bcp_plan_input(struct tandem_bcp *b, struct tandem_site_plan_input *i
     return gather_cb(&b->controller, in);
 }
 
-static void controller_log_cb(struct tandem_site_controller *c, const char *msg)
+static void controller_log_cb(struct tandem_site_controller *c, int level, const char *msg)
 {
     (void)c;
-    tandem_log(TANDEM_LOG_INFO, "%s", msg);
+    tandem_log(level == TANDEM_SITE_LOG_WARN    ? TANDEM_LOG_WARN
+               : level == TANDEM_SITE_LOG_DEBUG ? TANDEM_LOG_DEBUG
+                                                : TANDEM_LOG_INFO,
+               "%s", msg);
 }
 
 /* ---- status ---- */
@@ -587,8 +626,10 @@ struct node_lag {
     json_int_t ms;      /* -1 unknown */
 };
 
+/* in_config false: a member known only by its home record; lost: a forced failover left it
+ * behind, shown with the role "lost". */
 static json_t *node_json(struct tandem_bcp *b, const char *name, int role, int home_role,
-                         uint64_t id, bool in_config, struct node_lag *lag)
+                         uint64_t id, bool in_config, bool lost, struct node_lag *lag)
 {
     struct raft *r = &b->env.raft->raft;
     raft_index match = 0;
@@ -602,10 +643,10 @@ static json_t *node_json(struct tandem_bcp *b, const char *name, int role, int h
         lag->entries = last > match ? (json_int_t)(last - match) : 0;
         lag->ms = lag_ms(b, match);
     }
-    json_t *out = json_pack("{s:s,s:s,s:s,s:b}", "name", name, "role",
-                            in_config ? tandem_role_name(role) : "none", "home_role",
-                            home_role < 0 ? "unknown" : tandem_role_name(home_role), "reachable",
-                            tandem_bcp_reachable(b, name));
+    json_t *out = json_pack("{s:s,s:s,s:s,s:b,s:b}", "name", name, "role",
+                            in_config ? tandem_role_name(role) : (lost ? "lost" : "none"),
+                            "home_role", home_role < 0 ? "unknown" : tandem_role_name(home_role),
+                            "reachable", tandem_bcp_reachable(b, name), "lost", !in_config && lost);
     if (out == NULL) {
         return NULL;
     }
@@ -639,9 +680,10 @@ static json_t *site_nodes(struct tandem_bcp *b, const struct tandem_site_table *
             continue;
         }
         const struct tandem_member_home *home = tandem_site_table_home(t, m.name);
-        json_array_append_new(
-            nodes, node_json(b, m.name, tandem_raft_role_from_raft(conf->servers[i].role),
-                             home == NULL ? -1 : home->role, conf->servers[i].id, true, &lag));
+        json_array_append_new(nodes, node_json(b, m.name,
+                                               tandem_raft_role_from_raft(conf->servers[i].role),
+                                               home == NULL ? -1 : home->role, conf->servers[i].id,
+                                               true, false, &lag));
         lag_max(site_lag, &lag);
     }
     for (unsigned i = 0; nodes != NULL && i < t->n_homes; i++) {
@@ -650,8 +692,8 @@ static json_t *site_nodes(struct tandem_bcp *b, const struct tandem_site_table *
             tandem_raft_member_by_name(b->env.raft, t->homes[i].name, &m, NULL) == 0) {
             continue;
         }
-        json_array_append_new(nodes,
-                              node_json(b, t->homes[i].name, -1, t->homes[i].role, 0, false, &lag));
+        json_array_append_new(nodes, node_json(b, t->homes[i].name, -1, t->homes[i].role, 0, false,
+                                               t->homes[i].lost, &lag));
     }
     return nodes;
 }
@@ -741,6 +783,34 @@ json_t *tandem_bcp_status_json(struct tandem_bcp *b, MDB_txn *txn)
                   "decisions", decisions, "node", b->env.self->name, "mode", config->mode);
     free(t);
     return out;
+}
+
+/* libraft's name of state; it has none for RAFT_UNAVAILABLE (and crashes asked for one). */
+static const char *raft_state_text(int state)
+{
+    return state >= RAFT_FOLLOWER && state <= RAFT_LEADER ? raft_state_name(state) : "unavailable";
+}
+
+json_t *tandem_bcp_local_json(struct tandem_bcp *b, int64_t wall_now_ms)
+{
+    struct raft *r = &b->env.raft->raft;
+    struct tandem_member leader;
+    char as_of[TANDEM_RFC3339_LEN_MAX + 1], seen[TANDEM_RFC3339_LEN_MAX + 1];
+    json_t *last = json_null();
+    leader_seen(b);
+    if (b->leader_seen_ms != 0) {
+        uint64_t age = bcp_now(b) - b->leader_seen_ms;
+        tandem_rfc3339_format_ms(wall_now_ms - (int64_t)age, seen);
+        last = json_pack("{s:s,s:s,s:I}", "name", b->leader_seen_name, "seen", seen, "age_ms",
+                         (json_int_t)age);
+    }
+    tandem_rfc3339_format_ms(wall_now_ms, as_of);
+    return json_pack(
+        "{s:b,s:s,s:s,s:I,s:I,s:I,s:I,s:b,s:o}", "local", true, "as_of", as_of, "node_state",
+        raft_state_text(raft_state(r)), "term", (json_int_t)raft_current_term(r), "commit_index",
+        (json_int_t)raft_commit_index(r), "applied_index", (json_int_t)raft_last_applied(r),
+        "last_index", (json_int_t)raft_last_index(r), "leader_known",
+        tandem_raft_leader(b->env.raft, &leader) == 0, "last_leader", last);
 }
 
 /* ---- restart in place ---- */

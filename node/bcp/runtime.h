@@ -71,6 +71,8 @@ struct tandem_bcp {
     unsigned n_reported;
     char forced_site[TANDEM_SITE_LEN_MAX + 1]; /* forced-invoke note still to record */
     uint64_t started_ms;
+    uint64_t leader_seen_ms; /* uv_now when this node last knew a leader; 0 = never */
+    char leader_seen_name[TANDEM_NAME_LEN_MAX + 1];
     bool fenced_logged;
     bool restart_pending;
     unsigned handles_open; /* the controller, the pool and the two timers while open */
@@ -93,6 +95,10 @@ bool tandem_bcp_reachable(struct tandem_bcp *b, const char *name);
 json_t *tandem_bcp_leader_json(struct tandem_bcp *b);
 /* The body of GET /v1/bcp/status, from the applied state in txn. NULL on an LMDB error. */
 json_t *tandem_bcp_status_json(struct tandem_bcp *b, MDB_txn *txn);
+/* What GET /v1/bcp/status?consistency=local adds: "local": true, "as_of" (wall_now_ms, RFC 3339),
+ * this node's raft state and indexes, whether it knows a leader, and the leader it last knew
+ * ("last_leader": {"name", "seen", "age_ms"} or null). NULL when out of memory. */
+json_t *tandem_bcp_local_json(struct tandem_bcp *b, int64_t wall_now_ms);
 /* Stops the node after TANDEM_BCP_RESTART_DELAY_MS and re-executes tandemd with the same
  * arguments; the markers written before (consensus/recover.h) say what the next start does. */
 void tandem_bcp_restart(struct tandem_bcp *b, const char *why);

@@ -227,13 +227,23 @@ void tandem_ctl_cell_time(const json_t *item, const struct tandem_ctl_column *co
 {
     const json_t *value = json_object_get(item, column->field);
     json_int_t ms = json_is_integer(value) ? json_integer_value(value) : 0;
-    time_t seconds = (time_t)(ms / 1000);
-    struct tm tm;
     (void)context;
-    if (ms <= 0 || gmtime_r(&seconds, &tm) == NULL ||
-        strftime(out, size, "%Y-%m-%d %H:%M:%S", &tm) == 0) {
+    if (ms <= 0 || tandem_ctl_time_text((long long)ms, out, size) != 0) {
         snprintf(out, size, "%s", column->absent);
     }
+}
+
+int tandem_ctl_time_text(long long ms, char *out, size_t size)
+{
+    time_t seconds = (time_t)(ms / 1000);
+    struct tm tm;
+    char stamp[32];
+    if (ms < 0 || gmtime_r(&seconds, &tm) == NULL ||
+        strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm) == 0 ||
+        (size_t)snprintf(out, size, "%s.%03lldZ", stamp, ms % 1000) >= size) {
+        return -1;
+    }
+    return 0;
 }
 
 /* "yes" when the field is true, else "no". */

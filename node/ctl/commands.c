@@ -72,8 +72,9 @@ const struct tandem_ctl_command tandem_ctl_commands[] = {
      "purge trace events older than the retention period (leaves disposal records)"},
     {"trace", "disposals", "[--limit N]", 0, 0, tandem_ctl_trace_disposals,
      "list disposal records (disposed boxes and purges)"},
-    {"bcp", "status", "", 0, 0, tandem_ctl_bcp_status,
-     "sites with state, epoch, nodes and lag (RPO exposure); leader and recent decisions"},
+    {"bcp", "status", "[--local]", 0, 0, tandem_ctl_bcp_status,
+     "sites with state, epoch, nodes and lag (RPO exposure); leader and recent decisions; "
+     "without a leader (or with --local) one node's own view, marked local and dated"},
     {"bcp", "invoke", "SITE [--reason TEXT] [--force]", 1, 1, tandem_ctl_bcp_invoke,
      "take SITE out of service (planned); --force: quorum lost, recover the survivors"},
     {"bcp", "revoke", "SITE [--failback] [--reason TEXT]", 1, 1, tandem_ctl_bcp_revoke,

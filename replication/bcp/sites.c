@@ -308,12 +308,26 @@ static int decision_append(const struct tandem_apply_ctx *ctx, const struct deci
 
 /* ---- JSON ---- */
 
+/* Adds name (RFC 3339 UTC with milliseconds) beside a field holding Unix milliseconds, for the
+ * people who read the JSON; the milliseconds stay for scripts. */
+static json_t *with_time(json_t *object, const char *name, int64_t ms)
+{
+    char text[TANDEM_RFC3339_LEN_MAX + 1];
+    tandem_rfc3339_format_ms(ms, text);
+    if (object != NULL) {
+        json_object_set_new(object, name, json_string(text));
+    }
+    return object;
+}
+
 json_t *tandem_site_json(const struct tandem_site *site)
 {
-    return json_pack("{s:s,s:s,s:I,s:I,s:s,s:s,s:I,s:b,s:b}", "name", site->name, "state",
-                     tandem_site_state_name(site->state), "epoch", (json_int_t)site->epoch, "since",
-                     (json_int_t)site->since_ms, "reason", site->reason, "by", site->by, "capacity",
-                     (json_int_t)site->capacity, "witness", site->witness, "forced", site->forced);
+    json_t *out =
+        json_pack("{s:s,s:s,s:I,s:I,s:s,s:s,s:I,s:b,s:b}", "name", site->name, "state",
+                  tandem_site_state_name(site->state), "epoch", (json_int_t)site->epoch, "since",
+                  (json_int_t)site->since_ms, "reason", site->reason, "by", site->by, "capacity",
+                  (json_int_t)site->capacity, "witness", site->witness, "forced", site->forced);
+    return with_time(out, "since_time", site->since_ms);
 }
 
 static void site_from_record(const Tandem__SiteRecord *r, struct tandem_site *out)
@@ -330,17 +344,19 @@ static void site_from_record(const Tandem__SiteRecord *r, struct tandem_site *ou
     out->forced = r->forced;
 }
 
+/* jobs: how many jobs the change moved, "jobs_returned" (to the site, a revoke) when returned,
+ * else "jobs_moved" (away from it, an invoke). */
 static void result_site(struct tandem_result *result, const Tandem__SiteRecord *r,
-                        const char *preferred, unsigned jobs_moved)
+                        const char *preferred, unsigned jobs, bool returned)
 {
     struct tandem_site site;
     if (result == NULL) {
         return;
     }
     site_from_record(r, &site);
-    json_t *body =
-        json_pack("{s:o,s:s,s:I}", "site", tandem_site_json(&site), "preferred_site",
-                  preferred == NULL ? "" : preferred, "jobs_moved", (json_int_t)jobs_moved);
+    json_t *body = json_pack("{s:o,s:s,s:I}", "site", tandem_site_json(&site), "preferred_site",
+                             preferred == NULL ? "" : preferred,
+                             returned ? "jobs_returned" : "jobs_moved", (json_int_t)jobs);
     char *text = body == NULL ? NULL : json_dumps(body, JSON_COMPACT);
     json_decref(body);
     tandem_result_set(result, 200, "%s", text == NULL ? "{}" : text);
@@ -380,7 +396,7 @@ static int apply_register(const struct tandem_apply_ctx *ctx, const Tandem__Site
         return rv;
     }
     if (existing != NULL) {
-        result_site(result, existing, NULL, 0);
+        result_site(result, existing, NULL, 0, false);
         tandem__site_record__free_unpacked(existing, NULL);
         return 0;
     }
@@ -405,7 +421,7 @@ static int apply_register(const struct tandem_apply_ctx *ctx, const Tandem__Site
     struct decision_fields d = {
         .action = "register", .site = u->site, .reason = u->reason, .by = u->by};
     if ((rv = decision_append(ctx, &d, NULL)) == 0) {
-        result_site(result, &record, NULL, 0);
+        result_site(result, &record, NULL, 0, false);
     }
     return rv;
 }
@@ -508,6 +524,50 @@ static int other_site_serving(const struct tandem_apply_ctx *ctx, const char *si
     return rv;
 }
 
+/* A forced invoke marks the home records of the members it left behind as lost. */
+static int homes_mark_lost(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u)
+{
+    char key[KEY_LEN_MAX];
+    MDB_val v;
+    int rv = 0;
+    for (size_t i = 0; rv == 0 && i < u->n_lost_members; i++) {
+        if (!text_ok(u->lost_members[i], TANDEM_NAME_LEN_MAX)) {
+            continue;
+        }
+        snprintf(key, sizeof key, HOME_PREFIX "%s", u->lost_members[i]);
+        rv = record_get(ctx->store, ctx->txn, TANDEM_DB_SITES, key, &v);
+        if (rv == MDB_NOTFOUND) {
+            rv = 0; /* no home record: nothing known to show it by */
+            continue;
+        }
+        Tandem__MemberHome *h =
+            rv == 0 ? tandem__member_home__unpack(NULL, v.mv_size, v.mv_data) : NULL;
+        if (rv == 0 && h == NULL) {
+            return tandem_error_set(ctx->store->errmsg, TANDEM_CORRUPT,
+                                    "corrupt member home record");
+        }
+        if (h != NULL) {
+            h->lost = true;
+            rv = record_put(ctx, TANDEM_DB_SITES, key, &h->base);
+            tandem__member_home__free_unpacked(h, NULL);
+        }
+    }
+    return rv;
+}
+
+/* What an invoke does besides the move: the preference leaves the site, a forced invoke marks
+ * the members it left behind, and the site's open work moves to target. */
+static int invoke_effects(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u,
+                          const char *target, unsigned *moved)
+{
+    /* Leadership leaves for good: only a revoke with failback brings it back. */
+    int rv = unprefer_site(ctx, u->site);
+    if (rv == 0 && u->force) {
+        rv = homes_mark_lost(ctx, u);
+    }
+    return rv == 0 ? tandem_bcp_jobs_move(ctx, u->site, target, false, u->by, moved) : rv;
+}
+
 static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u,
                             struct tandem_result *result)
 {
@@ -557,11 +617,7 @@ static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__Si
                 rv = tandem_bcp_jobs_move(ctx, u->site, NULL, true, u->by, &moved);
             }
         } else if (rv == 0 && change == TANDEM_SITE_INVOKE) {
-            /* Leadership leaves for good: only a revoke with failback brings it back. */
-            rv = unprefer_site(ctx, u->site);
-            if (rv == 0) {
-                rv = tandem_bcp_jobs_move(ctx, u->site, target, false, u->by, &moved);
-            }
+            rv = invoke_effects(ctx, u, target, &moved);
         }
         struct decision_fields d = {.action = change_name(change),
                                     .site = u->site,
@@ -570,7 +626,8 @@ static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__Si
                                     .by = u->by};
         if (rv == 0 && (rv = decision_append(ctx, &d, NULL)) == 0) {
             result_site(result, record,
-                        change == TANDEM_SITE_REVOKE && u->failback ? u->site : NULL, moved);
+                        change == TANDEM_SITE_REVOKE && u->failback ? u->site : NULL, moved,
+                        change == TANDEM_SITE_REVOKE);
         }
         record->reason = old_reason;
         record->by = old_by;
@@ -667,6 +724,11 @@ int tandem_sites_apply_member_home(const struct tandem_apply_ctx *ctx,
     for (size_t i = 0; rv == 0 && i < set->n_members; i++) {
         snprintf(key, sizeof key, HOME_PREFIX "%s", set->members[i]->name);
         rv = record_get(ctx->store, ctx->txn, TANDEM_DB_SITES, key, &v);
+        if (set->members[i]->forget) {
+            count -= rv == 0 ? 1 : 0;
+            rv = rv == 0 || rv == MDB_NOTFOUND ? record_del(ctx, TANDEM_DB_SITES, key) : rv;
+            continue;
+        }
         if (rv == MDB_NOTFOUND && count >= TANDEM_SITE_HOMES_MAX) {
             tandem_result_error(result, 409, "member home table is full (%d)",
                                 TANDEM_SITE_HOMES_MAX);
@@ -677,7 +739,10 @@ int tandem_sites_apply_member_home(const struct tandem_apply_ctx *ctx,
             rv = record_put(ctx, TANDEM_DB_SITES, key, &set->members[i]->base);
         }
     }
-    if (rv == 0) {
+    if (rv == 0 && set->n_members == 1 && set->members[0]->forget) {
+        /* member remove of a lost member answers as a removal does */
+        tandem_result_set(result, 200, "{\"removed\":\"%s\"}", set->members[0]->name);
+    } else if (rv == 0) {
         tandem_result_set(result, 200, "{\"homes\":%zu}", set->n_members);
     }
     return rv;
@@ -733,6 +798,7 @@ static int load_one(struct tandem_store *store, const MDB_val *k, const MDB_val 
             snprintf(home->site, sizeof home->site, "%s", h->site);
             snprintf(home->address, sizeof home->address, "%s", h->address);
             home->role = h->role;
+            home->lost = h->lost;
         }
         tandem__member_home__free_unpacked(h, NULL);
     }
@@ -820,10 +886,11 @@ static json_t *listing_open(struct tandem_store *store, MDB_txn *txn, int db, MD
 
 static json_t *decision_json(const Tandem__SiteDecisionRecord *d)
 {
-    return json_pack("{s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "seq", (json_int_t)d->seq, "at",
-                     (json_int_t)d->at_ms, "index", (json_int_t)d->index, "action", d->action,
-                     "member", d->member, "site", d->site, "from_role", d->from_role, "to_role",
-                     d->to_role, "reason", d->reason, "by", d->by);
+    json_t *out = json_pack("{s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "seq", (json_int_t)d->seq,
+                            "at", (json_int_t)d->at_ms, "index", (json_int_t)d->index, "action",
+                            d->action, "member", d->member, "site", d->site, "from_role",
+                            d->from_role, "to_role", d->to_role, "reason", d->reason, "by", d->by);
+    return with_time(out, "at_time", d->at_ms);
 }
 
 json_t *tandem_sites_decisions_json(struct tandem_store *store, MDB_txn *txn, unsigned limit)
@@ -864,7 +931,8 @@ static json_t *drill_json(const Tandem__DrillRecord *d, bool full)
                   "site", d->site, "started", (json_int_t)d->started_ms, "finished",
                   (json_int_t)d->finished_ms, "ok", d->ok, "rto_ms", (json_int_t)d->rto_ms,
                   "rpo_writes", (json_int_t)d->rpo_writes, "digests_equal", d->digests_equal);
-    if (out == NULL) {
+    if (with_time(with_time(out, "started_time", d->started_ms), "finished_time", d->finished_ms) ==
+        NULL) {
         return NULL;
     }
     json_object_set_new(out, "jobs_moved",

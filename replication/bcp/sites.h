@@ -58,7 +58,8 @@ struct tandem_member_home {
     char name[TANDEM_NAME_LEN_MAX + 1];
     char site[TANDEM_SITE_LEN_MAX + 1];
     char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
-    int role; /* enum tandem_role */
+    int role;  /* enum tandem_role */
+    bool lost; /* left behind by a forced failover (until rejoined or removed) */
 };
 
 struct tandem_site_table {

@@ -71,9 +71,10 @@ static const struct {
      "[{\"name\": \"w\", \"state\": \"active\", \"witness\": true, \"epoch\": 2, "
      "\"since\": 1700000000000, \"nodes\": [{\"name\": \"w-1\", \"role\": \"voter\", "
      "\"reachable\": false}], \"lag_entries\": -1}]",
-     "SITE  STATE             EPOCH  SINCE                NODES       LAG_ENTRIES  LAG_MS  BY  "
-     "REASON\n"
-     "w     active (witness)  2      2023-11-14 22:13:20  w-1:voter!  -            -           \n"},
+     "SITE  STATE             EPOCH  SINCE                     NODES       LAG_ENTRIES  LAG_MS  "
+     "BY  REASON\n"
+     "w     active (witness)  2      2023-11-14T22:13:20.000Z  w-1:voter!  -            -       "
+     "    \n"},
 };
 
 static void test_views_print_exact_text(void **state)
@@ -162,7 +163,8 @@ static void test_field_text_formats(void **state)
         tandem_ctl_cell_format *format;
         const char *absent, *want;
     } cases[] = {
-        {"at", tandem_ctl_cell_time, "-", "2023-11-14 22:13:20"},
+        {"at", tandem_ctl_cell_time, "-", "2023-11-14T22:13:20.000Z"},
+        {"at_ms", tandem_ctl_cell_time, "-", "2023-11-14T22:13:20.250Z"},
         {"zero", tandem_ctl_cell_time, "-", "-"},
         {"neg", tandem_ctl_cell_index, "-", "-"},
         {"neg", tandem_ctl_cell_integer, "-", "-1"},
@@ -172,8 +174,9 @@ static void test_field_text_formats(void **state)
     };
     char out[64];
     (void)state;
-    json_t *item = parse("{\"at\": 1700000000000, \"zero\": 0, \"neg\": -1, \"h\": 1.5, "
-                         "\"s\": \"x\"}");
+    json_t *item = parse(
+        "{\"at\": 1700000000000, \"at_ms\": 1700000000250, \"zero\": 0, \"neg\": -1, \"h\": 1.5, "
+        "\"s\": \"x\"}");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         tandem_ctl_field_text(item, cases[i].field, cases[i].format, cases[i].absent, out,
                               sizeof out);

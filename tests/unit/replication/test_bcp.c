@@ -83,12 +83,26 @@ static void job_expect(struct dom *d, const char *id, const char *site, const ch
     tandem__job_record__free_unpacked(job, NULL);
 }
 
-static json_int_t jobs_moved(struct dom *d)
+/* The answer's count of jobs moved away by an invoke ("jobs_moved") or returned by a revoke
+ * ("jobs_returned"); the other name must be absent. */
+static json_int_t jobs_counted(struct dom *d, const char *name, const char *absent)
 {
     json_t *body = dom_body(d);
-    json_int_t moved = json_integer_value(json_object_get(body, "jobs_moved"));
+    json_int_t moved = json_integer_value(json_object_get(body, name));
+    assert_true(json_is_integer(json_object_get(body, name)));
+    assert_null(json_object_get(body, absent));
     json_decref(body);
     return moved;
+}
+
+static json_int_t jobs_moved(struct dom *d)
+{
+    return jobs_counted(d, "jobs_moved", "jobs_returned");
+}
+
+static json_int_t jobs_returned(struct dom *d)
+{
+    return jobs_counted(d, "jobs_returned", "jobs_moved");
 }
 
 /* A fresh store with east and west registered (both active). */
@@ -247,7 +261,7 @@ static void test_failback_returns_still_queued(void **state)
     job_act(&d, "Q2", TANDEM_JOB_ACTION_ADVANCE, NULL); /* started at west meanwhile */
 
     assert_int_equal(site_change(&d, "east", TANDEM_SITE_REVOKE, true), 200);
-    assert_int_equal(jobs_moved(&d), 1);
+    assert_int_equal(jobs_returned(&d), 1);
     job_expect(&d, "Q1", "east", "", "queued");
     job_expect(&d, "Q2", "west", "", "in_progress");
     job_expect(&d, "P1", "west", "", "in_progress");
@@ -259,8 +273,79 @@ static void test_failback_returns_still_queued(void **state)
     assert_int_equal(site_change(&d, "east", TANDEM_SITE_INVOKE, false), 200);
     assert_int_equal(jobs_moved(&d), 1);
     assert_int_equal(site_change(&d, "east", TANDEM_SITE_REVOKE, false), 200);
-    assert_int_equal(jobs_moved(&d), 0);
+    assert_int_equal(jobs_returned(&d), 0);
     job_expect(&d, "Q1", "west", "east", "queued");
+    dom_check_indexes(&d);
+    dom_close(&d);
+}
+
+/* Records home records for name (site east, voter) and the others, like the controller does. */
+static void homes_record(struct dom *d, const char *const *names, size_t n, bool forget)
+{
+    struct dom_cmd c;
+    Tandem__Command *command = dom_command(&c, NULL);
+    Tandem__MemberHomeSet set = TANDEM__MEMBER_HOME_SET__INIT;
+    Tandem__MemberHome homes[4], *ptrs[4];
+    char addresses[4][128];
+    assert_true(n <= 4);
+    for (size_t i = 0; i < n; i++) {
+        tandem__member_home__init(&homes[i]);
+        snprintf(addresses[i], sizeof addresses[i], "%s|east|127.0.0.1:%zu|http://127.0.0.1:%zu",
+                 names[i], 9000 + i, 8000 + i);
+        homes[i].name = (char *)names[i];
+        homes[i].site = "east";
+        homes[i].address = addresses[i];
+        homes[i].role = TANDEM_ROLE_VOTER;
+        homes[i].forget = forget;
+        ptrs[i] = &homes[i];
+    }
+    set.n_members = n;
+    set.members = ptrs;
+    command->body_case = TANDEM__COMMAND__BODY_MEMBER_HOME_SET;
+    command->member_home_set = &set;
+    dom_apply_expect(d, command, 200);
+}
+
+static struct tandem_site_table *table_now(struct dom *d)
+{
+    static struct tandem_site_table table;
+    MDB_txn *txn = dom_read(d);
+    assert_int_equal(tandem_sites_load(&d->store, txn, &table), 0);
+    mdb_txn_abort(txn);
+    return &table;
+}
+
+/* A forced invoke marks the home records of the members it names as lost (others, and names
+ * without a home record, are left alone); removing a lost member forgets its record. */
+static void test_forced_invoke_marks_lost_members(void **state)
+{
+    (void)state;
+    struct dom d;
+    struct dom_cmd c;
+    Tandem__SiteUpdate u;
+    static const char *const names[] = {"east-1", "east-2", "west-1"};
+    char *lost[] = {"east-1", "east-2", "nobody"};
+    two_sites(&d);
+    homes_record(&d, names, 3, false);
+    Tandem__Command *command = site_update(&c, &u, "east", TANDEM_SITE_INVOKE);
+    u.force = true;
+    u.n_lost_members = 3;
+    u.lost_members = lost;
+    dom_apply_expect(&d, command, 200);
+    struct tandem_site_table *t = table_now(&d);
+    assert_int_equal(t->n_homes, 3);
+    assert_true(tandem_site_table_home(t, "east-1")->lost);
+    assert_true(tandem_site_table_home(t, "east-2")->lost);
+    assert_false(tandem_site_table_home(t, "west-1")->lost);
+    assert_true(site_now(&d, "east").forced);
+    homes_record(&d, names + 1, 1, true);
+    json_t *body = dom_body(&d);
+    assert_string_equal(json_string_value(json_object_get(body, "removed")), "east-2");
+    json_decref(body);
+    t = table_now(&d);
+    assert_int_equal(t->n_homes, 2);
+    assert_null(tandem_site_table_home(t, "east-2"));
+    assert_true(tandem_site_table_home(t, "east-1")->lost);
     dom_check_indexes(&d);
     dom_close(&d);
 }
@@ -273,6 +358,7 @@ int main(void)
         cmocka_unit_test(test_invoke_guards),
         cmocka_unit_test(test_invoke_moves_open_work),
         cmocka_unit_test(test_failback_returns_still_queued),
+        cmocka_unit_test(test_forced_invoke_marks_lost_members),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
