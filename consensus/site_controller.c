@@ -503,10 +503,22 @@ static bool executor_invariant(const struct tandem_sm *sm, int prev, void *data)
     }
 }
 
+static void tick_cb(uv_timer_t *timer);
+
 static void executor_move(struct tandem_site_controller *c, int next)
 {
+    bool was_transferring = c->busy == TANDEM_SITE_TRANSFERRING;
     c->busy = next;
     tandem_sm_move(&c->executor, next);
+    /* A transfer is watched closely: its target is caught up for a few milliseconds at a time
+     * under load, and every write waits while libraft transfers. */
+    if (!c->closing && was_transferring != (next == TANDEM_SITE_TRANSFERRING)) {
+        uint64_t pace =
+            next == TANDEM_SITE_TRANSFERRING ? TANDEM_SITE_TRANSFER_POLL_MS : TANDEM_SITE_TICK_MS;
+        /* uv_timer_start fails only for a closing handle or a NULL callback. */
+        int rv = uv_timer_start(&c->timer, tick_cb, pace, pace);
+        tandem_assert(rv == 0);
+    }
 }
 
 static void step_failed(struct tandem_site_controller *c, const char *what)
@@ -539,6 +551,13 @@ static void transfer_cb(struct raft_transfer *req)
     c->transfer_cb_pending = false; /* the struct is ours again; never freed here */
 }
 
+bool tandem_site_transfer_ready(struct raft *r, raft_id id)
+{
+    raft_index match = 0;
+    return raft_state(r) == RAFT_LEADER && raft_match_index(r, id, &match) == 0 &&
+           match == raft_last_index(r);
+}
+
 static int transfer_start(struct tandem_site_controller *c)
 {
     tandem_assert(c->busy == TANDEM_SITE_TRANSFERRING && !c->transfer_cb_pending);
@@ -548,6 +567,21 @@ static int transfer_start(struct tandem_site_controller *c)
         c->transfer_cb_pending = true;
         c->transfer_attempts++;
     }
+    return rv;
+}
+
+/* Starts the next raft_transfer once the target holds our last entry (or it had its time to
+ * catch up): returns 0 when it started or still waits, else raft's error. */
+static int transfer_try(struct tandem_site_controller *c)
+{
+    if (!tandem_site_transfer_ready(c->raft, c->current.member_id) &&
+        now_ms(c) < c->transfer_catch_up_until_ms) {
+        return 0;
+    }
+    int rv = transfer_start(c);
+    /* A transfer libraft dropped (its callback while we still lead) waits again for a
+     * caught-up target before the next attempt. */
+    c->transfer_catch_up_until_ms = now_ms(c) + TANDEM_SITE_TRANSFER_CATCH_UP_MS;
     return rv;
 }
 
@@ -575,7 +609,7 @@ static void transfer_poll(struct tandem_site_controller *c)
         return;
     }
     if (leading && !c->transfer_cb_pending &&
-        c->transfer_attempts < TANDEM_SITE_TRANSFER_ATTEMPTS_MAX && transfer_start(c) != 0) {
+        c->transfer_attempts < TANDEM_SITE_TRANSFER_ATTEMPTS_MAX && transfer_try(c) != 0) {
         c->transfers_failed++;
         step_failed(c, "raft_transfer refused");
     }
@@ -601,8 +635,9 @@ static void decision_done(struct tandem_site_controller *c, int status)
     if (kind == TANDEM_SITE_ACTION_TRANSFER) {
         c->transfer_attempts = 0;
         c->transfer_deadline_ms = now_ms(c) + 4u * c->election_timeout_ms;
+        c->transfer_catch_up_until_ms = now_ms(c) + TANDEM_SITE_TRANSFER_CATCH_UP_MS;
         executor_move(c, TANDEM_SITE_TRANSFERRING);
-        if (c->transfer_cb_pending || transfer_start(c) != 0) {
+        if (c->transfer_cb_pending || transfer_try(c) != 0) {
             c->transfers_failed++;
             step_failed(c, "raft_transfer refused");
         }

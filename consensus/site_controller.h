@@ -20,9 +20,14 @@
 /* A member is caught up (may be promoted, may receive leadership) within this many entries of
  * the leader's last index. */
 #define TANDEM_SITE_CATCH_UP_ENTRIES_MAX  64
-#define TANDEM_SITE_TRANSFER_ATTEMPTS_MAX 3    /* raft_transfer calls per confirmed transfer */
-#define TANDEM_SITE_BACKOFF_MS            2000 /* pause after a failed step before re-planning */
-#define TANDEM_SITE_REASON_TEXT_MAX       160
+#define TANDEM_SITE_TRANSFER_ATTEMPTS_MAX 3 /* raft_transfer calls per confirmed transfer */
+/* While a transfer waits for its target to hold the leader's last entry, the executor looks
+ * this often, and after this long it calls raft_transfer anyway (see tandem_site_transfer_ready).
+ */
+#define TANDEM_SITE_TRANSFER_POLL_MS     5
+#define TANDEM_SITE_TRANSFER_CATCH_UP_MS 500
+#define TANDEM_SITE_BACKOFF_MS           2000 /* pause after a failed step before re-planning */
+#define TANDEM_SITE_REASON_TEXT_MAX      160
 
 /* Site states as in replication/bcp/sites.h (the planner must not depend on replication/). */
 enum { TANDEM_PLAN_SITE_ACTIVE = 0, TANDEM_PLAN_SITE_INVOKED = 1, TANDEM_PLAN_SITE_RECOVERING = 2 };
@@ -98,6 +103,15 @@ bool tandem_site_config_stuck(struct raft *r);
  * RAFT_NOMEM. */
 int tandem_site_config_repair(struct raft *r);
 
+/* True when r leads and server id has acknowledged r's last entry. libraft 0.22.1 sends the
+ * TimeoutNow of a raft_transfer at once only to such a target; to any other it sends it on the
+ * target's next AppendEntries result whether or not that result reaches the last index
+ * (replicationUpdate compares the match index with the index the result reported, not with the
+ * leader's last index), so a lagging target gets a TimeoutNow for an index it does not hold,
+ * ignores it, and the transfer holds every write until libraft gives up after an election
+ * timeout. Call raft_transfer when this is true. */
+bool tandem_site_transfer_ready(struct raft *r, raft_id id);
+
 /* Desired role of one member given the input (exposed for tests and status). */
 int tandem_site_desired_role(const struct tandem_site_plan_input *in,
                              const struct tandem_site_plan_member *m);
@@ -136,6 +150,7 @@ struct tandem_site_controller {
     struct tandem_site_plan_input *input; /* owned scratch for gather */
     unsigned election_timeout_ms;
     uint64_t transfer_deadline_ms;
+    uint64_t transfer_catch_up_until_ms; /* raft_transfer waits for a caught-up target till then */
     unsigned transfer_attempts;
     bool transfer_cb_pending; /* c->transfer is raft's until its callback */
     bool change_cb_pending;   /* c->change likewise */
