@@ -241,11 +241,41 @@ static void probe_tick(uv_timer_t *timer)
     }
 }
 
-/* The longest gap between consecutive acknowledged writes (by acknowledgement time), outside
- * the pause the drill makes for the digest check. */
+static void sort_u64(uint64_t *v, unsigned n)
+{
+    for (unsigned i = 1; i < n; i++) { /* insertion sort: acks are nearly in order */
+        uint64_t x = v[i];
+        unsigned j = i;
+        for (; j > 0 && v[j - 1] > x; j--) {
+            v[j] = v[j - 1];
+        }
+        v[j] = x;
+    }
+}
+
+uint64_t tandem_drill_longest_gap(uint64_t *acks, unsigned n, uint64_t pause_from,
+                                  uint64_t pause_to)
+{
+    uint64_t gap = 0;
+    bool paused = pause_to > pause_from;
+    sort_u64(acks, n);
+    for (unsigned i = 1; i < n; i++) {
+        uint64_t a = acks[i - 1], b = acks[i], g = b - a;
+        /* The part of [a, b] inside the pause is the drill's own doing, whichever side of the
+         * pause's start the acknowledgement of a probe sent before it fell. */
+        uint64_t from = a > pause_from ? a : pause_from, to = b < pause_to ? b : pause_to;
+        if (paused && to > from) {
+            g -= to - from;
+        }
+        gap = g > gap ? g : gap;
+    }
+    return gap;
+}
+
+/* The takeover as the probe writer saw it: the longest time without an acknowledged write,
+ * the drill's digest pause left out. */
 static int64_t rto(const struct drill *d, unsigned *acked, unsigned *failed)
 {
-    uint64_t previous = 0, gap = 0;
     *acked = *failed = 0;
     uint64_t *acks = malloc((d->n_probes + 1) * sizeof *acks);
     if (acks == NULL) {
@@ -258,24 +288,7 @@ static int64_t rto(const struct drill *d, unsigned *acked, unsigned *failed)
             (*failed)++;
         }
     }
-    for (unsigned i = 1; i < *acked; i++) { /* insertion sort: acks are nearly in order */
-        uint64_t v = acks[i];
-        unsigned j = i;
-        for (; j > 0 && acks[j - 1] > v; j--) {
-            acks[j] = acks[j - 1];
-        }
-        acks[j] = v;
-    }
-    for (unsigned i = 0; i < *acked; i++) {
-        bool across_pause =
-            previous > 0 && previous <= d->pause_from && acks[i] >= d->pause_to && d->pause_to > 0;
-        uint64_t g = previous == 0 ? 0 : acks[i] - previous;
-        if (across_pause) {
-            g = (d->pause_from - previous) + (acks[i] - d->pause_to);
-        }
-        gap = g > gap ? g : gap;
-        previous = acks[i];
-    }
+    uint64_t gap = tandem_drill_longest_gap(acks, *acked, d->pause_from, d->pause_to);
     free(acks);
     return (int64_t)gap;
 }

@@ -1,6 +1,6 @@
 /* Tests of the BCP step tables run through storage/sm.h: every allowed and every refused move of
  * the drill and of member rejoin, their names and end states, the sequences they take, and that a
- * refused move aborts the process. */
+ * refused move aborts the process; and the drill's rto_ms measure. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -239,6 +239,35 @@ static void test_refused_start_and_end_abort(void **state)
     expect_abort(&rejoin, START, J(ADD), -1);
 }
 
+/* rto_ms: a probe sent before the digest pause and acknowledged inside it must not make the
+ * pause a gap (the measure counted 1,460 ms while an outside writer saw 18 ms). */
+static void test_gap_probe_acked_inside_pause(void **state)
+{
+    (void)state;
+    uint64_t acks[] = {1000, 1020, 1040, 1055, 2010, 2030}; /* pause [1050, 2000) */
+    assert_int_equal(tandem_drill_longest_gap(acks, 6, 1050, 2000), 20);
+}
+
+static void test_gap_across_pause_counts_both_sides(void **state)
+{
+    (void)state;
+    uint64_t acks[] = {2060, 1000, 1040}; /* unsorted on purpose; pause [1050, 2000) */
+    /* 10 ms before the pause and 60 ms after it: the first probe after the pause took 60 ms */
+    assert_int_equal(tandem_drill_longest_gap(acks, 3, 1050, 2000), 70);
+    assert_int_equal(acks[0], 1000);
+}
+
+static void test_gap_outside_pause_is_kept(void **state)
+{
+    (void)state;
+    uint64_t acks[] = {1000, 1020, 1820, 1840, 3000, 3020};
+    assert_int_equal(tandem_drill_longest_gap(acks, 6, 2000, 2990), 800); /* the takeover */
+    uint64_t none[] = {1000, 1020, 1820};
+    assert_int_equal(tandem_drill_longest_gap(none, 3, 0, 0), 800); /* no pause */
+    assert_int_equal(tandem_drill_longest_gap(none, 1, 0, 0), 0);
+    assert_int_equal(tandem_drill_longest_gap(none, 0, 0, 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -248,6 +277,9 @@ int main(void)
         cmocka_unit_test(test_rejoin_sequences),
         cmocka_unit_test(test_refused_move_aborts),
         cmocka_unit_test(test_refused_start_and_end_abort),
+        cmocka_unit_test(test_gap_probe_acked_inside_pause),
+        cmocka_unit_test(test_gap_across_pause_counts_both_sides),
+        cmocka_unit_test(test_gap_outside_pause_is_kept),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
