@@ -110,14 +110,53 @@ static bool plan_prefer(const struct tandem_site_plan_input *in, struct tandem_s
     return true;
 }
 
+/* The site that serves once forced_site is recorded as invoked: NULL when another non-witness
+ * site is not invoked (it takes the work over), else the invoked non-witness site holding the
+ * most members of the configuration, the leader's first. The forced configuration holds only
+ * survivors, so those are where the survivors are: the site must serve again. */
+static const struct tandem_site_plan_site *
+forced_revoke_site(const struct tandem_site_plan_input *in, const char *forced_site)
+{
+    const struct tandem_site_plan_site *best = NULL;
+    unsigned best_members = 0;
+    for (unsigned i = 0; i < in->n_sites; i++) {
+        const struct tandem_site_plan_site *s = &in->sites[i];
+        if (s->witness || strcmp(s->name, forced_site) == 0) {
+            continue;
+        }
+        if (s->state != TANDEM_PLAN_SITE_INVOKED) {
+            return NULL;
+        }
+        unsigned members = 0; /* the leader's site wins: it weighs more than any count */
+        for (unsigned j = 0; j < in->n_members; j++) {
+            bool here = strcmp(in->members[j].site, s->name) == 0;
+            members += here ? (in->members[j].self ? TANDEM_SITE_PLAN_MEMBERS_MAX : 1) : 0;
+        }
+        if (members > best_members) {
+            best = s;
+            best_members = members;
+        }
+    }
+    return best;
+}
+
 static bool plan_forced(const struct tandem_site_plan_input *in, struct tandem_site_action *out)
 {
     const struct tandem_site_plan_site *s = plan_site(in, in->forced_site);
-    if (in->forced_site[0] == '\0' || s == NULL || s->state == TANDEM_PLAN_SITE_INVOKED) {
+    if (in->forced_site[0] == '\0' || s == NULL || s->state == TANDEM_PLAN_SITE_INVOKED ||
+        s->witness) {
         return false;
     }
-    set_action(out, TANDEM_SITE_ACTION_INVOKE, s->name, "invoke",
-               "forced failover: quorum was lost with site %s", s->name);
+    const struct tandem_site_plan_site *back = forced_revoke_site(in, s->name);
+    if (back != NULL) {
+        set_action(out, TANDEM_SITE_ACTION_REVOKE, back->name, "revoke", "%s", "");
+        snprintf(out->reason, sizeof out->reason,
+                 "forced failover of %s: the survivors are in invoked site %s, which serves again",
+                 s->name, back->name);
+    } else {
+        set_action(out, TANDEM_SITE_ACTION_INVOKE, s->name, "invoke",
+                   "forced failover: quorum was lost with site %s", s->name);
+    }
     out->force = true;
     return true;
 }
@@ -418,6 +457,7 @@ static bool plan_action_ok(const struct tandem_site_plan_input *in,
         case TANDEM_SITE_ACTION_INVOKE:
         case TANDEM_SITE_ACTION_RECOVERED:
         case TANDEM_SITE_ACTION_REPORT:
+        case TANDEM_SITE_ACTION_REVOKE:
             return true;
         case TANDEM_SITE_ACTION_TRANSFER:
             return a->member_id != 0 && a->member[0] != '\0' && !to_self;

@@ -42,6 +42,7 @@ enum tandem_site_action_kind {
     TANDEM_SITE_ACTION_REPORT,       /* command: a decision record only */
     TANDEM_SITE_ACTION_TRANSFER,     /* decision record, then a confirmed raft_transfer */
     TANDEM_SITE_ACTION_ASSIGN,       /* decision record, then raft_assign */
+    TANDEM_SITE_ACTION_REVOKE,       /* command: revoke invoked `site` (forced failover) */
 };
 
 struct tandem_site_plan_site {
@@ -87,7 +88,8 @@ struct tandem_site_action {
 };
 
 /* Chooses the next single step, or TANDEM_SITE_ACTION_NONE when everything matches. Order:
- * register sites, record home roles, seed the preference, record a forced invoke, automatic
+ * register sites, record home roles, seed the preference, record a forced invoke (revoking
+ * first the invoked site whose members survived when no other site serves), automatic
  * invoke, report an unreachable witness, move leadership off an invoked or witness site,
  * demotions, promotions, finish recoveries, move leadership to the preferred site. */
 void tandem_site_plan(const struct tandem_site_plan_input *in, struct tandem_site_action *out);

@@ -523,6 +523,7 @@ static int site_change_of(int kind)
         {TANDEM_SITE_ACTION_PREFER, TANDEM_SITE_PREFER},
         {TANDEM_SITE_ACTION_INVOKE, TANDEM_SITE_INVOKE},
         {TANDEM_SITE_ACTION_RECOVERED, TANDEM_SITE_RECOVERED},
+        {TANDEM_SITE_ACTION_REVOKE, TANDEM_SITE_REVOKE},
     };
     for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
         if (changes[i].kind == kind) {
