@@ -114,6 +114,13 @@ static void force_print(struct tandem_ctl_context *ctx, const json_t *root)
     {
         fprintf(ctx->out, " %s", json_string_value(v));
     }
+    if (json_is_array(json_object_get(root, "confirmed_lost"))) {
+        fprintf(ctx->out, "\nconfirmed lost by the operator:");
+        json_array_foreach(json_object_get(root, "confirmed_lost"), i, v)
+        {
+            fprintf(ctx->out, " %s", json_string_value(v));
+        }
+    }
     fprintf(ctx->out, "\nlost (fenced when they return; re-seed with member rejoin):");
     json_array_foreach(json_object_get(root, "lost"), i, v)
     {
@@ -153,9 +160,47 @@ static int invoke_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_
     return TANDEM_CTL_OK;
 }
 
+/* --confirm-lost NAME,... as a JSON array of names, or NULL after a usage error. */
+static json_t *confirm_lost_list(struct tandem_ctl_context *ctx, const char *names, int *rc)
+{
+    json_t *list = json_array();
+    char copy[1024], *save = NULL;
+    snprintf(copy, sizeof copy, "%s", names);
+    for (char *name = strtok_r(copy, ",", &save); list != NULL && name != NULL;
+         name = strtok_r(NULL, ",", &save)) {
+        json_array_append_new(list, json_string(name));
+    }
+    if (list == NULL || json_array_size(list) == 0 || strlen(names) >= sizeof copy) {
+        json_decref(list);
+        *rc = tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE,
+                              "--confirm-lost needs member names separated by commas");
+        return NULL;
+    }
+    return list;
+}
+
 int tandem_ctl_bcp_invoke(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    return site_change(ctx, args, "/v1/bcp/invoke", "force", invoke_print);
+    const char *confirm = tandem_ctl_args_flag(args, "confirm-lost");
+    int rc = TANDEM_CTL_OK;
+    if (confirm == NULL) {
+        return site_change(ctx, args, "/v1/bcp/invoke", "force", invoke_print);
+    }
+    if (tandem_ctl_args_flag(args, "force") == NULL) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--confirm-lost goes with --force");
+    }
+    json_t *list = confirm_lost_list(ctx, confirm, &rc);
+    if (list == NULL) {
+        return rc;
+    }
+    const char *reason = tandem_ctl_args_flag(args, "reason");
+    tandem_ctl_timeout_at_least(ctx, CHANGE_TIMEOUT_MS);
+    json_t *body = json_pack("{s:s,s:b,s:o}", "site", args->positional[0], "force", true,
+                             "confirm_lost", list);
+    if (body != NULL && reason != NULL) {
+        json_object_set_new(body, "reason", json_string(reason));
+    }
+    return tandem_ctl_post_answer(ctx, args, TANDEM_CTL_OK, "/v1/bcp/invoke", body, invoke_print);
 }
 
 static int revoke_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
