@@ -500,10 +500,15 @@ static void route_member_rejoin(struct tandem_node *node, struct tandem_http_req
 static void route_node_epoch(struct tandem_node *node, struct tandem_http_request *r, const char *p)
 {
     (void)p;
-    tandem_route_jansson(node, r, 200,
-                         json_pack("{s:I,s:s,s:b}", "epoch", (json_int_t)node->bcp.epoch,
-                                   "cluster_id", node->config->cluster_id, "fenced",
-                                   node->bcp.fenced));
+    json_t *body = json_pack("{s:I,s:s,s:b}", "epoch", (json_int_t)node->bcp.epoch, "cluster_id",
+                             node->config->cluster_id, "fenced", node->bcp.fenced);
+    json_t *lag = tandem_bcp_lag_view(&node->bcp);
+    if (body != NULL && lag != NULL) {
+        json_object_set_new(body, "lag", lag); /* the leader's: survivors keep the last one */
+    } else {
+        json_decref(lag);
+    }
+    tandem_route_jansson(node, r, 200, body);
 }
 
 static void reseed_body(struct tandem_node *node, struct tandem_http_request *r, json_t *body)

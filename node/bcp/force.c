@@ -428,6 +428,29 @@ static json_t *names_json(const struct force *f, bool survivors)
     return list;
 }
 
+/* The seed's lag as the lost leader last told this node (JSON null when never heard): the
+ * least that the seed lacked of what the leader had, in entries, client writes and time. */
+static json_t *last_known_lag(const struct force *f)
+{
+    const struct tandem_bcp_lag_heard *h = &f->bcp->lag_heard;
+    const char *seed = f->cand[f->seed].member.name;
+    for (unsigned i = 0; i < h->n; i++) {
+        const struct tandem_bcp_lag *l = &h->members[i];
+        if (strcmp(l->name, seed) != 0) {
+            continue;
+        }
+        json_t *out = json_pack("{s:s,s:s,s:I}", "member", seed, "heard_from", h->from, "age_ms",
+                                (json_int_t)(uv_now(f->bcp->env.loop) - h->at_ms));
+        json_object_set_new(out, "entries",
+                            l->entries < 0 ? json_null() : json_integer(l->entries));
+        json_object_set_new(out, "commands",
+                            l->commands < 0 ? json_null() : json_integer(l->commands));
+        json_object_set_new(out, "ms", l->ms < 0 ? json_null() : json_integer(l->ms));
+        return out;
+    }
+    return json_null();
+}
+
 static void force_report(struct force *f)
 {
     const struct tandem_recover_candidate *seed = &f->cand[f->seed];
@@ -444,6 +467,9 @@ static void force_report(struct force *f)
         "committed_index_seen", (json_int_t)committed, "lost_entries_max",
         safe ? json_integer(0) : json_null(), "no_committed_loss", safe, "survivors",
         names_json(f, true), "lost", names_json(f, false), "instructed", f->instructed);
+    if (body != NULL) {
+        json_object_set_new(body, "last_known_lag", last_known_lag(f));
+    }
     if (body != NULL && f->n_confirmed > 0) {
         json_t *confirmed = json_array();
         for (unsigned i = 0; i < f->n_confirmed; i++) {

@@ -93,6 +93,28 @@ static void change_print(struct tandem_ctl_context *ctx, const json_t *root, con
     }
 }
 
+/* "last known lag of west-1 ...": what the seed lacked when the lost leader last said. */
+static void force_print_lag(struct tandem_ctl_context *ctx, const json_t *lag)
+{
+    char commands[48] = "unknown", ms[48] = "unknown";
+    if (!json_is_object(lag)) {
+        return;
+    }
+    if (json_is_integer(json_object_get(lag, "commands"))) {
+        snprintf(commands, sizeof commands, "%" JSON_INTEGER_FORMAT, num(lag, "commands", 0));
+    }
+    if (json_is_integer(json_object_get(lag, "ms"))) {
+        snprintf(ms, sizeof ms, "%" JSON_INTEGER_FORMAT " ms", num(lag, "ms", 0));
+    }
+    fprintf(ctx->out,
+            "last known lag of %s (heard from %s %" JSON_INTEGER_FORMAT
+            " ms before the force): %" JSON_INTEGER_FORMAT
+            " raft entries holding %s client writes, %s behind; writes accepted after that are "
+            "lost too\n",
+            str(lag, "member"), str(lag, "heard_from"), num(lag, "age_ms", 0),
+            num(lag, "entries", -1), commands, ms);
+}
+
 static void force_print(struct tandem_ctl_context *ctx, const json_t *root)
 {
     size_t i;
@@ -109,6 +131,7 @@ static void force_print(struct tandem_ctl_context *ctx, const json_t *root)
     } else {
         fprintf(ctx->out, "entries that may be lost: unknown (%s)\n", str(root, "note"));
     }
+    force_print_lag(ctx, json_object_get(root, "last_known_lag"));
     fprintf(ctx->out, "survivors:");
     json_array_foreach(json_object_get(root, "survivors"), i, v)
     {

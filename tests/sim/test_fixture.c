@@ -1677,6 +1677,42 @@ static void test_lagging_follower_catches_up_by_snapshot(void **state)
     sim_destroy(s);
 }
 
+/* A lagging follower's lag in client writes: the proposer packs the writes of a step into one
+ * entry, so entries undercount what a lost site would lose (550 entries shown, 718 writes lost). */
+static void test_lag_counts_client_writes(void **state)
+{
+    (void)state;
+    struct sim *s = scenario_start(103, 4096, 8192);
+    scenario_writes(s, 1);
+    unsigned leader = sim_pick_leader(s, true);
+    assert_true(leader < SIM_SERVERS);
+    struct raft *r = sim_raft(s, leader);
+    struct tandem_proposer *p = &s->servers[leader].proposer;
+    unsigned lagging = (leader + 1) % SIM_SERVERS;
+    sim_isolate(s, lagging);
+    raft_index from = raft_last_index(r);
+    for (unsigned round = 0; round < 3; round++) {
+        struct sim_write *w = NULL;
+        for (unsigned k = 0; k < 5; k++) { /* queued in one step: one entry */
+            w = sim_new_write(s, leader, true);
+            assert_non_null(w);
+            sim_propose_via_proposer(s, w);
+        }
+        assert_sim_ok(s, sim_wait(s, sim_write_done, w, SIM_SETTLE_MS, "a round of writes"));
+        assert_int_equal(w->state, SIM_ACKED);
+    }
+    raft_index last = raft_last_index(r);
+    assert_true(last - from >= 3 && last - from < 15);
+    assert_int_equal(tandem_proposer_commands_between(p, from, last), 15);
+    assert_int_equal(tandem_proposer_commands_between(p, last, last), 0);
+    assert_int_equal(tandem_proposer_commands_between(p, 0, last), -1); /* earlier terms' */
+    assert_int_equal(tandem_proposer_commands_between(&s->servers[lagging].proposer, from, last),
+                     -1); /* not the leader */
+    sim_recover(s, lagging);
+    assert_sim_ok(s, sim_finish(s));
+    sim_destroy(s);
+}
+
 static void test_restarts_keep_state(void **state)
 {
     (void)state;
@@ -1722,6 +1758,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_leader_failover),
         cmocka_unit_test(test_lagging_follower_catches_up_by_snapshot),
+        cmocka_unit_test(test_lag_counts_client_writes),
         cmocka_unit_test(test_restarts_keep_state),
         cmocka_unit_test(test_seed_is_reproducible),
         cmocka_unit_test(test_random_schedules),
