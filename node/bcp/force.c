@@ -9,6 +9,7 @@
 #include "consensus/recover.h"
 #include "node/bcp/force.h"
 #include "node/log.h"
+#include "replication/bcp/sites.h"
 #include "storage/assert.h"
 #include "storage/error.h"
 #include "storage/sm.h"
@@ -233,6 +234,45 @@ static int confirm_refuse(struct force *f)
     return 0;
 }
 
+/* Whether the site is a witness in this node's copy of the site table (by its label when the
+ * table cannot be read). */
+static bool site_witness(const struct force *f)
+{
+    struct tandem_site_table *t = tandem_bcp_table_load(f->bcp);
+    const struct tandem_site *s = t == NULL ? NULL : tandem_site_table_find(t, f->site);
+    bool witness = s != NULL ? s->witness : strcmp(f->site, TANDEM_SITE_WITNESS_NAME) == 0;
+    free(t);
+    return witness;
+}
+
+/* The note of a force whose site's work has nowhere to go but an invoked site: the survivors'
+ * site is revoked by the new leader first (consensus/site_controller.c), said in the report. */
+static json_t *revoke_note(const struct force *f)
+{
+    struct tandem_site_table *t = tandem_bcp_table_load(f->bcp);
+    const char *invoked = NULL;
+    bool serving = false;
+    for (unsigned i = 0; t != NULL && i < t->n_sites; i++) {
+        const struct tandem_site *s = &t->sites[i];
+        if (s->witness || strcmp(s->name, f->site) == 0) {
+            continue;
+        }
+        serving |= s->state != TANDEM_SITE_INVOKED;
+        invoked = s->state == TANDEM_SITE_INVOKED && invoked == NULL ? s->name : invoked;
+    }
+    json_t *note = NULL;
+    if (t != NULL && !serving && invoked != NULL) {
+        char text[256];
+        snprintf(text, sizeof text,
+                 "every other site was invoked: the new leader revokes the survivors' site (%s) "
+                 "so that it serves, then records %s as invoked",
+                 invoked, f->site);
+        note = json_string(text);
+    }
+    free(t);
+    return note;
+}
+
 /* 409 when a reachable majority of the old voters could still elect a leader. */
 static int majority_refuse(struct force *f)
 {
@@ -271,6 +311,13 @@ static int force_refuse(struct force *f)
     }
     if (!site_known) {
         tandem_bcp_reply_error(&f->reply, 404, "no member of site %s in the configuration",
+                               f->site);
+        return -1;
+    }
+    if (site_witness(f)) {
+        tandem_bcp_reply_error(&f->reply, 409,
+                               "site %s is a witness: it holds no work to take over; force the "
+                               "invoke of the lost site that held work",
                                f->site);
         return -1;
     }
@@ -469,6 +516,10 @@ static void force_report(struct force *f)
         names_json(f, true), "lost", names_json(f, false), "instructed", f->instructed);
     if (body != NULL) {
         json_object_set_new(body, "last_known_lag", last_known_lag(f));
+        json_t *revoke = revoke_note(f);
+        if (revoke != NULL) {
+            json_object_set_new(body, "revoke_note", revoke);
+        }
     }
     if (body != NULL && f->n_confirmed > 0) {
         json_t *confirmed = json_array();

@@ -132,6 +132,9 @@ static void force_print(struct tandem_ctl_context *ctx, const json_t *root)
         fprintf(ctx->out, "entries that may be lost: unknown (%s)\n", str(root, "note"));
     }
     force_print_lag(ctx, json_object_get(root, "last_known_lag"));
+    if (json_is_string(json_object_get(root, "revoke_note"))) {
+        fprintf(ctx->out, "%s\n", str(root, "revoke_note"));
+    }
     fprintf(ctx->out, "survivors:");
     json_array_foreach(json_object_get(root, "survivors"), i, v)
     {

@@ -63,10 +63,13 @@ def test_forced_invoke_while_the_other_site_is_invoked():
         survivors = west + ["witness-1"]
         # The standbys never campaign: the witness, the one surviving voter, shows the loss.
         wait_until(lambda: no_leader(c, ["witness-1"]), 15, "no leader without east")
+        p = c.ctl("bcp", "invoke", "witness", "--force", check=False, endpoints=[c.url(west[0])])
+        assert p.returncode == 1 and "is a witness" in p.stderr, p.stderr
         report = json.loads(c.ctl("-o", "json", "bcp", "invoke", "east", "--force",
                                   endpoints=[c.url(west[0])]).stdout)
         print("MEASURED forced invoke report: %s" % report, flush=True)
         assert sorted(report["survivors"]) == sorted(survivors), report
+        assert "revokes the survivors' site (west)" in report["revoke_note"], report
         # east held two of the three voters: what they committed later is unknown, and said.
         assert report["no_committed_loss"] is False and report["lost_entries_max"] is None, report
 
