@@ -1658,15 +1658,24 @@ static void test_leader_failover(void **state)
     sim_destroy(s);
 }
 
+/* A scenario with one write done and then one follower cut off: *leader and *lagging. */
+static struct sim *scenario_lagging(uint64_t seed, unsigned threshold, unsigned trailing,
+                                    unsigned *leader, unsigned *lagging)
+{
+    struct sim *s = scenario_start(seed, threshold, trailing);
+    scenario_writes(s, 1);
+    *leader = sim_pick_leader(s, true);
+    assert_true(*leader < SIM_SERVERS);
+    *lagging = (*leader + 1) % SIM_SERVERS;
+    sim_isolate(s, *lagging);
+    return s;
+}
+
 static void test_lagging_follower_catches_up_by_snapshot(void **state)
 {
     (void)state;
-    struct sim *s = scenario_start(102, 16, 32);
-    scenario_writes(s, 1);
-    unsigned leader = sim_pick_leader(s, true);
-    assert_true(leader < SIM_SERVERS);
-    unsigned lagging = (leader + 1) % SIM_SERVERS;
-    sim_isolate(s, lagging);
+    unsigned leader, lagging;
+    struct sim *s = scenario_lagging(102, 16, 32, &leader, &lagging);
     scenario_writes(s, 120); /* far more than threshold + trailing */
     assert_int_equal(s->servers[lagging].fsm.snapshots_restored, 0);
     uint64_t behind = s->servers[lagging].store.applied_index;
@@ -1682,14 +1691,10 @@ static void test_lagging_follower_catches_up_by_snapshot(void **state)
 static void test_lag_counts_client_writes(void **state)
 {
     (void)state;
-    struct sim *s = scenario_start(103, 4096, 8192);
-    scenario_writes(s, 1);
-    unsigned leader = sim_pick_leader(s, true);
-    assert_true(leader < SIM_SERVERS);
+    unsigned leader, lagging;
+    struct sim *s = scenario_lagging(103, 4096, 8192, &leader, &lagging);
     struct raft *r = sim_raft(s, leader);
     struct tandem_proposer *p = &s->servers[leader].proposer;
-    unsigned lagging = (leader + 1) % SIM_SERVERS;
-    sim_isolate(s, lagging);
     raft_index from = raft_last_index(r);
     for (unsigned round = 0; round < 3; round++) {
         struct sim_write *w = NULL;

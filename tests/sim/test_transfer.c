@@ -141,9 +141,26 @@ static bool target_ready(struct raft_fixture *f, void *arg)
     return tandem_site_transfer_ready(raft_fixture_get(f, LEADER), raft_fixture_get(f, TARGET)->id);
 }
 
+/* A started cluster whose target is behind; freed by cluster_stop. */
+static struct cluster *cluster_behind(void)
+{
+    struct cluster *c = malloc(sizeof *c);
+    assert_non_null(c);
+    cluster_start(c);
+    append_behind(c);
+    c->transfer.data = c;
+    return c;
+}
+
+static int transfer_to_target(struct cluster *c)
+{
+    return raft_transfer(server(c, LEADER), &c->transfer, server(c, TARGET)->id, transfer_cb);
+}
+
 static void cluster_stop(struct cluster *c)
 {
     raft_fixture_close(&c->fixture);
+    free(c);
 }
 
 /* The bug the shield exists for: a transfer to a lagging target is ignored and aborted after
@@ -151,13 +168,9 @@ static void cluster_stop(struct cluster *c)
 static void test_transfer_to_a_lagging_target_is_ignored(void **state)
 {
     (void)state;
-    struct cluster *c = malloc(sizeof *c);
-    assert_non_null(c);
-    cluster_start(c);
-    append_behind(c);
+    struct cluster *c = cluster_behind();
     struct raft *leader = server(c, LEADER);
-    c->transfer.data = c;
-    assert_int_equal(raft_transfer(leader, &c->transfer, server(c, TARGET)->id, transfer_cb), 0);
+    assert_int_equal(transfer_to_target(c), 0);
     raft_time started = raft_fixture_time(&c->fixture);
     assert_false(raft_fixture_step_until(&c->fixture, target_leads, NULL, ELECTION_TIMEOUT_MS / 2));
     assert_int_equal(raft_state(leader), RAFT_LEADER);
@@ -170,7 +183,6 @@ static void test_transfer_to_a_lagging_target_is_ignored(void **state)
     assert_int_equal(raft_state(leader), RAFT_LEADER);
     assert_true(raft_fixture_time(&c->fixture) - started >= ELECTION_TIMEOUT_MS);
     cluster_stop(c);
-    free(c);
 }
 
 /* The shield: waiting for tandem_site_transfer_ready, the same transfer moves leadership within
@@ -178,17 +190,11 @@ static void test_transfer_to_a_lagging_target_is_ignored(void **state)
 static void test_transfer_to_a_caught_up_target_completes(void **state)
 {
     (void)state;
-    struct cluster *c = malloc(sizeof *c);
-    assert_non_null(c);
-    cluster_start(c);
-    append_behind(c);
+    struct cluster *c = cluster_behind();
     assert_true(raft_fixture_step_until(&c->fixture, target_ready, NULL, READY_WAIT_MS));
-    c->transfer.data = c;
-    assert_int_equal(
-        raft_transfer(server(c, LEADER), &c->transfer, server(c, TARGET)->id, transfer_cb), 0);
+    assert_int_equal(transfer_to_target(c), 0);
     assert_true(raft_fixture_step_until(&c->fixture, target_leads, NULL, ELECTION_TIMEOUT_MS / 2));
     cluster_stop(c);
-    free(c);
 }
 
 int main(void)
