@@ -52,12 +52,27 @@ def cycle(c, load):
     return invoke_gap, load.max_gap_ms(since=started), out.get("elapsed_ms")
 
 
-def drill(c, load):
+def longest_gap_at(load, since):
+    """(longest gap in ms, ms after since when it began) of the writer's acknowledgements."""
+    with load.lock:
+        times = sorted(t for _, t in load.acked if t >= since)
+    pairs = list(zip(times, times[1:]))
+    if not pairs:
+        return 0, 0
+    a, b = max(pairs, key=lambda p: p[1] - p[0])
+    return int((b - a) * 1000), int((a - since) * 1000)
+
+
+def drill(c, load, verbose):
     """One drill of SITE; returns (writer gap over the drill, the drill's rto_ms)."""
     started = time.monotonic()
     report = json.loads(c.ctl("-o", "json", "bcp", "drill", SITE, timeout=180).stdout)
     wait_until(lambda: leader_site(c) == SITE, STEP_TIMEOUT_S, "leadership back on %s" % SITE)
     time.sleep(SETTLE_S)
+    if verbose:
+        gap, at = longest_gap_at(load, started)
+        print("  longest writer gap %d ms from %d ms; drill timeline %s" %
+              (gap, at, [(e["t_ms"], e["event"]) for e in report["timeline"]]), flush=True)
     return load.max_gap_ms(since=started), report["rto_ms"], report["ok"]
 
 
@@ -71,6 +86,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cycles", type=int, default=4)
     parser.add_argument("--drills", type=int, default=4)
+    parser.add_argument("--verbose", action="store_true",
+                        help="also print where each drill's longest gap fell in its timeline")
     args = parser.parse_args()
     with Cluster(topology="2+2+1", settings={"preferred_site": SITE}) as c:
         c.leader()
@@ -90,7 +107,7 @@ def main():
                 print("cycle %d: invoke gap %5d ms, failback gap %5d ms (revoke answered after "
                       "%s ms)" % (i + 1, inv, fb, elapsed), flush=True)
             for i in range(args.drills):
-                gap, rto, ok = drill(c, load)
+                gap, rto, ok = drill(c, load, args.verbose)
                 drill_gaps.append(gap)
                 rtos.append(rto)
                 print("drill %d: writer gap %5d ms, drill rto_ms %5d, ok %s" % (i + 1, gap, rto, ok),
