@@ -234,15 +234,49 @@ static int confirm_refuse(struct force *f)
     return 0;
 }
 
-/* Whether the site is a witness in this node's copy of the site table (by its label when the
- * table cannot be read). */
-static bool site_witness(const struct force *f)
+/* Whether site is a witness in t, this node's copy of the site table (by its label when the
+ * table could not be read or does not list it). */
+static bool table_witness(const struct tandem_site_table *t, const char *site)
+{
+    const struct tandem_site *s = t == NULL ? NULL : tandem_site_table_find(t, site);
+    return s != NULL ? s->witness : strcmp(site, TANDEM_SITE_WITNESS_NAME) == 0;
+}
+
+/* 409 when the site cannot be the lost one: a witness (it holds no work), a site already
+ * invoked (its work went elsewhere before: the lost site is another), or a site whose work no
+ * survivor of another non-witness site could take over (the force would leave the leader in
+ * an invoked site and the work at a site without members). */
+static int site_refuse(struct force *f)
 {
     struct tandem_site_table *t = tandem_bcp_table_load(f->bcp);
     const struct tandem_site *s = t == NULL ? NULL : tandem_site_table_find(t, f->site);
-    bool witness = s != NULL ? s->witness : strcmp(f->site, TANDEM_SITE_WITNESS_NAME) == 0;
+    bool elsewhere = false;
+    for (unsigned i = 0; i < f->n; i++) {
+        const char *site = f->cand[i].member.site;
+        elsewhere |= f->cand[i].reachable && strcmp(site, f->site) != 0 && !table_witness(t, site);
+    }
+    int rv = -1;
+    if (table_witness(t, f->site)) {
+        tandem_bcp_reply_error(&f->reply, 409,
+                               "site %s is a witness: it holds no work to take over; force the "
+                               "invoke of the lost site that held work",
+                               f->site);
+    } else if (s != NULL && s->state == TANDEM_SITE_INVOKED) {
+        tandem_bcp_reply_error(&f->reply, 409,
+                               "site %s is already invoked: force the invoke of the site whose "
+                               "members were lost",
+                               f->site);
+    } else if (!elsewhere) {
+        tandem_bcp_reply_error(&f->reply, 409,
+                               "no member of another non-witness site answers: none could take "
+                               "over the work of %s; force the invoke of the site whose members "
+                               "were lost",
+                               f->site);
+    } else {
+        rv = 0;
+    }
     free(t);
-    return witness;
+    return rv;
 }
 
 /* The note of a force whose site's work has nowhere to go but an invoked site: the survivors'
@@ -314,14 +348,7 @@ static int force_refuse(struct force *f)
                                f->site);
         return -1;
     }
-    if (site_witness(f)) {
-        tandem_bcp_reply_error(&f->reply, 409,
-                               "site %s is a witness: it holds no work to take over; force the "
-                               "invoke of the lost site that held work",
-                               f->site);
-        return -1;
-    }
-    if (majority_refuse(f) != 0) {
+    if (site_refuse(f) != 0 || majority_refuse(f) != 0) {
         return -1;
     }
     if (f->n_confirmed > 0) {

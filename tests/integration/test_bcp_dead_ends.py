@@ -65,6 +65,8 @@ def test_forced_invoke_while_the_other_site_is_invoked():
         wait_until(lambda: no_leader(c, ["witness-1"]), 15, "no leader without east")
         p = c.ctl("bcp", "invoke", "witness", "--force", check=False, endpoints=[c.url(west[0])])
         assert p.returncode == 1 and "is a witness" in p.stderr, p.stderr
+        p = c.ctl("bcp", "invoke", "west", "--force", check=False, endpoints=[c.url(west[0])])
+        assert p.returncode == 1 and "already invoked" in p.stderr, p.stderr
         report = json.loads(c.ctl("-o", "json", "bcp", "invoke", "east", "--force",
                                   endpoints=[c.url(west[0])]).stdout)
         print("MEASURED forced invoke report: %s" % report, flush=True)
