@@ -127,6 +127,12 @@ def test_confirm_lost_gets_a_two_plus_two_out_of_a_dead_end():
         assert p.returncode == 1 and "not a member" in p.stderr, p.stderr
         p = c.ctl("bcp", "invoke", "east", "--confirm-lost", east[1], check=False, endpoints=ends)
         assert p.returncode == 2, (p.returncode, p.stderr)
+        for body in ({"site": "east", "force": True, "confirm_lost": east[1]},
+                     {"site": "east", "confirm_lost": [east[1]]},
+                     {"site": "east", "force": True, "confirm_lost": [east[1], east[1]]},
+                     {"site": "east", "force": True, "confirm_lost": ["bad name!"]}):
+            status, _, answer = c.api(west[0], "POST", "/v1/bcp/invoke", body)
+            assert status == 400 and b"confirm_lost" in answer, (body, status, answer)
         assert all(c.status(n)["node"]["epoch"] == 1 for n in alive)  # nothing changed
         report = json.loads(c.ctl("-o", "json", "bcp", "invoke", "east", "--force",
                                   "--confirm-lost", "%s,%s" % (east[1], west[1]),
