@@ -55,6 +55,8 @@ def test_drill_rto_agrees_with_an_outside_writer():
                                                           tolerance_ms, report["timeline"]),
                       flush=True)
                 assert report["ok"] is True, report
+                assert report["rto_ms"] == max(report["takeover_gap_ms"],
+                                               report["failback_gap_ms"]), report
                 assert report["probe"]["acked"] > 100, report
         finally:
             load.stop()
