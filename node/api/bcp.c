@@ -350,13 +350,54 @@ static void relay_to_leader(struct tandem_node *node, struct tandem_http_request
     tandem_bcp_relay_to_leader(&node->bcp, &reply, r->url, r->body, forwarded(r));
 }
 
+/* "confirm_lost": an array of 1..TANDEM_BCP_CONFIRM_LOST_MAX distinct member names, or absent
+ * (*n = 0). Answers 400 and returns -1 otherwise. */
+static int confirm_lost_field(struct tandem_node *node, struct tandem_http_request *r, json_t *body,
+                              const char **names, unsigned *n)
+{
+    json_t *list = json_object_get(body, "confirm_lost"), *v;
+    size_t i;
+    *n = 0;
+    if (list == NULL) {
+        return 0;
+    }
+    bool ok = json_is_array(list) && json_array_size(list) > 0 &&
+              json_array_size(list) <= TANDEM_BCP_CONFIRM_LOST_MAX &&
+              json_is_true(json_object_get(body, "force"));
+    json_array_foreach(list, i, v)
+    {
+        const char *name = json_string_value(v);
+        ok = ok && name != NULL && tandem_member_name_ok(name, TANDEM_NAME_LEN_MAX);
+        for (unsigned k = 0; ok && k < *n; k++) {
+            ok = strcmp(names[k], name) != 0;
+        }
+        if (ok) {
+            names[(*n)++] = name;
+        }
+    }
+    if (!ok) {
+        tandem_route_error(node, r, 400,
+                           "\"confirm_lost\" needs \"force\": true and 1-%d distinct member names",
+                           TANDEM_BCP_CONFIRM_LOST_MAX);
+        return -1;
+    }
+    return 0;
+}
+
 static void invoke_body(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
 {
+    const char *confirmed[TANDEM_BCP_CONFIRM_LOST_MAX];
+    unsigned n_confirmed = 0;
+    if (confirm_lost_field(node, r, body, confirmed, &n_confirmed) != 0) {
+        return;
+    }
     if (json_is_true(json_object_get(body, "force"))) {
         const char *site, *reason, *by;
         if (site_fields(node, r, body, &site, &reason, &by) == 0) {
             struct tandem_bcp_reply reply = reply_to(node, r);
-            tandem_bcp_force_invoke(&node->bcp, &reply, site, reason ? reason : "forced failover");
+            tandem_bcp_force_invoke_confirmed(&node->bcp, &reply, site,
+                                              reason ? reason : "forced failover", confirmed,
+                                              n_confirmed);
         }
     } else if (raft_state(&node->raft.raft) == RAFT_LEADER && !node->bcp.fenced) {
         invoke_planned(node, r, body);
@@ -484,10 +525,15 @@ static void route_member_rejoin(struct tandem_node *node, struct tandem_http_req
 static void route_node_epoch(struct tandem_node *node, struct tandem_http_request *r, const char *p)
 {
     (void)p;
-    tandem_route_jansson(node, r, 200,
-                         json_pack("{s:I,s:s,s:b}", "epoch", (json_int_t)node->bcp.epoch,
-                                   "cluster_id", node->config->cluster_id, "fenced",
-                                   node->bcp.fenced));
+    json_t *body = json_pack("{s:I,s:s,s:b}", "epoch", (json_int_t)node->bcp.epoch, "cluster_id",
+                             node->config->cluster_id, "fenced", node->bcp.fenced);
+    json_t *lag = tandem_bcp_lag_view(&node->bcp);
+    if (body != NULL && lag != NULL) {
+        json_object_set_new(body, "lag", lag); /* the leader's: survivors keep the last one */
+    } else {
+        json_decref(lag);
+    }
+    tandem_route_jansson(node, r, 200, body);
 }
 
 static void reseed_body(struct tandem_node *node, struct tandem_http_request *r, json_t *body)

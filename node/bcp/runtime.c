@@ -103,6 +103,38 @@ bool tandem_bcp_reachable(struct tandem_bcp *b, const char *name)
 
 static void fence(struct tandem_bcp *b, uint64_t epoch, const char *by);
 
+static int64_t lag_field(json_t *member, const char *name)
+{
+    json_t *v = json_object_get(member, name);
+    return json_is_integer(v) && json_integer_value(v) >= 0 ? (int64_t)json_integer_value(v) : -1;
+}
+
+/* Keeps the leader's view of every member's lag, as its probe answer told it: after the
+ * leader is lost, the survivors still know what the lag was (the forced invoke reports it). */
+static void lag_heard(struct tandem_bcp_peer *p, json_t *view)
+{
+    struct tandem_bcp_lag_heard *h = &p->bcp->lag_heard;
+    const char *name;
+    json_t *member;
+    if (!json_is_object(view)) {
+        return;
+    }
+    snprintf(h->from, sizeof h->from, "%s", p->name);
+    h->at_ms = bcp_now(p->bcp);
+    h->n = 0;
+    json_object_foreach(view, name, member)
+    {
+        if (h->n >= TANDEM_BCP_PEERS_MAX || !tandem_member_name_ok(name, TANDEM_NAME_LEN_MAX)) {
+            break;
+        }
+        struct tandem_bcp_lag *l = &h->members[h->n++];
+        snprintf(l->name, sizeof l->name, "%s", name);
+        l->entries = lag_field(member, "entries");
+        l->commands = lag_field(member, "commands");
+        l->ms = lag_field(member, "ms");
+    }
+}
+
 /* A peer of our cluster at a newer fencing epoch means the cluster moved on without us: this is
  * how a follower of the old configuration, which dials no survivor itself, learns it. */
 static void probe_epoch(struct tandem_bcp_peer *p, const struct tandem_httpc_response *resp)
@@ -115,6 +147,7 @@ static void probe_epoch(struct tandem_bcp_peer *p, const struct tandem_httpc_res
         (uint64_t)json_integer_value(epoch) > p->bcp->epoch) {
         fence(p->bcp, (uint64_t)json_integer_value(epoch), p->name);
     }
+    lag_heard(p, json_object_get(root, "lag"));
     json_decref(root);
 }
 
@@ -556,6 +589,7 @@ static int site_change_of(int kind)
         {TANDEM_SITE_ACTION_PREFER, TANDEM_SITE_PREFER},
         {TANDEM_SITE_ACTION_INVOKE, TANDEM_SITE_INVOKE},
         {TANDEM_SITE_ACTION_RECOVERED, TANDEM_SITE_RECOVERED},
+        {TANDEM_SITE_ACTION_REVOKE, TANDEM_SITE_REVOKE},
     };
     for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
         if (changes[i].kind == kind) {
@@ -622,26 +656,43 @@ static void controller_log_cb(struct tandem_site_controller *c, int level, const
 /* ---- status ---- */
 
 struct node_lag {
-    json_int_t entries; /* -1 unknown */
-    json_int_t ms;      /* -1 unknown */
+    json_int_t entries;  /* raft log entries the member lacks; -1 unknown */
+    json_int_t commands; /* client writes packed in those entries; -1 unknown */
+    json_int_t ms;       /* -1 unknown */
 };
+
+/* The lag of member id as this node, the leader, sees it; *match its match index. */
+static void member_lag(struct tandem_bcp *b, uint64_t id, struct node_lag *lag, raft_index *match)
+{
+    struct raft *r = &b->env.raft->raft;
+    lag->entries = lag->commands = lag->ms = -1;
+    *match = 0;
+    if (raft_state(r) != RAFT_LEADER || raft_match_index(r, id, match) != 0) {
+        return;
+    }
+    raft_index last = raft_last_index(r);
+    if (id == b->env.raft->id) {
+        *match = last;
+    }
+    lag->entries = last > *match ? (json_int_t)(last - *match) : 0;
+    lag->commands = tandem_proposer_commands_between(b->env.proposer, *match, last);
+    lag->ms = lag_ms(b, *match);
+}
+
+static json_t *lag_value(json_int_t v)
+{
+    return v < 0 ? json_null() : json_integer(v);
+}
 
 /* in_config false: a member known only by its home record; lost: a forced failover left it
  * behind, shown with the role "lost". */
 static json_t *node_json(struct tandem_bcp *b, const char *name, int role, int home_role,
                          uint64_t id, bool in_config, bool lost, struct node_lag *lag)
 {
-    struct raft *r = &b->env.raft->raft;
     raft_index match = 0;
-    lag->entries = lag->ms = -1;
-    bool leader = raft_state(r) == RAFT_LEADER;
-    if (in_config && leader && raft_match_index(r, id, &match) == 0) {
-        if (id == b->env.raft->id) {
-            match = raft_last_index(r);
-        }
-        raft_index last = raft_last_index(r);
-        lag->entries = last > match ? (json_int_t)(last - match) : 0;
-        lag->ms = lag_ms(b, match);
+    lag->entries = lag->commands = lag->ms = -1;
+    if (in_config) {
+        member_lag(b, id, lag, &match);
     }
     json_t *out = json_pack("{s:s,s:s,s:s,s:b,s:b}", "name", name, "role",
                             in_config ? tandem_role_name(role) : (lost ? "lost" : "none"),
@@ -655,13 +706,39 @@ static json_t *node_json(struct tandem_bcp *b, const char *name, int role, int h
     json_object_set_new(out, "lag_entries",
                         lag->entries < 0 ? json_null() : json_integer(lag->entries));
     json_object_set_new(out, "lag_ms", lag->ms < 0 ? json_null() : json_integer(lag->ms));
+    json_object_set_new(out, "lag_commands", lag_value(lag->commands));
     return out;
 }
 
 static void lag_max(struct node_lag *site, const struct node_lag *n)
 {
     site->entries = n->entries > site->entries ? n->entries : site->entries;
+    site->commands = n->commands > site->commands ? n->commands : site->commands;
     site->ms = n->ms > site->ms ? n->ms : site->ms;
+}
+
+json_t *tandem_bcp_lag_view(struct tandem_bcp *b)
+{
+    const struct raft_configuration *conf = &b->env.raft->raft.configuration;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    if (raft_state(&b->env.raft->raft) != RAFT_LEADER || b->fenced) {
+        return NULL;
+    }
+    json_t *view = json_object();
+    for (unsigned i = 0; view != NULL && i < conf->n; i++) {
+        struct tandem_member m;
+        struct node_lag lag;
+        raft_index match;
+        if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0) {
+            continue;
+        }
+        member_lag(b, conf->servers[i].id, &lag, &match);
+        json_object_set_new(view, m.name,
+                            json_pack("{s:o,s:o,s:o}", "entries", lag_value(lag.entries),
+                                      "commands", lag_value(lag.commands), "ms",
+                                      lag_value(lag.ms)));
+    }
+    return view;
 }
 
 /* Nodes of one site: members of the configuration, then home records no longer in it. */
@@ -672,7 +749,7 @@ static json_t *site_nodes(struct tandem_bcp *b, const struct tandem_site_table *
     json_t *nodes = json_array();
     char errmsg[TANDEM_ERRMSG_SIZE];
     struct node_lag lag;
-    site_lag->entries = site_lag->ms = -1;
+    site_lag->entries = site_lag->commands = site_lag->ms = -1;
     for (unsigned i = 0; nodes != NULL && i < conf->n; i++) {
         struct tandem_member m;
         if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0 ||
@@ -710,6 +787,7 @@ static json_t *site_entry(struct tandem_bcp *b, const struct tandem_site_table *
     json_object_set_new(out, "lag_entries",
                         lag.entries < 0 ? json_null() : json_integer(lag.entries));
     json_object_set_new(out, "lag_ms", lag.ms < 0 ? json_null() : json_integer(lag.ms));
+    json_object_set_new(out, "lag_commands", lag_value(lag.commands));
     return out;
 }
 

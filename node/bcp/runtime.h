@@ -56,6 +56,22 @@ struct tandem_bcp_sample {
     uint64_t index;
 };
 
+/* One member's replication lag as the leader saw it; -1 where unknown. */
+struct tandem_bcp_lag {
+    char name[TANDEM_NAME_LEN_MAX + 1];
+    int64_t entries;  /* raft log entries */
+    int64_t commands; /* client writes in those entries */
+    int64_t ms;       /* age of the oldest entry missing */
+};
+
+/* The leader's lag view from its last probe answer (n == 0: none heard yet). */
+struct tandem_bcp_lag_heard {
+    char from[TANDEM_NAME_LEN_MAX + 1];
+    uint64_t at_ms; /* loop time it was heard */
+    struct tandem_bcp_lag members[TANDEM_BCP_PEERS_MAX];
+    unsigned n;
+};
+
 struct tandem_bcp {
     struct tandem_bcp_env env;
     uint64_t epoch; /* this node's fencing epoch, from the data directory (1 when absent) */
@@ -70,6 +86,7 @@ struct tandem_bcp {
     char reported[TANDEM_SITE_PLAN_SITES_MAX][TANDEM_SITE_LEN_MAX + 1]; /* down reports written */
     unsigned n_reported;
     char forced_site[TANDEM_SITE_LEN_MAX + 1]; /* forced-invoke note still to record */
+    struct tandem_bcp_lag_heard lag_heard;
     uint64_t started_ms;
     uint64_t leader_seen_ms; /* uv_now when this node last knew a leader; 0 = never */
     char leader_seen_name[TANDEM_NAME_LEN_MAX + 1];
@@ -91,6 +108,9 @@ int tandem_bcp_plan_input(struct tandem_bcp *b, struct tandem_site_plan_input *i
 
 /* Whether a member answered a probe within site_down_after_ms (this node: always). */
 bool tandem_bcp_reachable(struct tandem_bcp *b, const char *name);
+/* On the leader: {"<member>": {"entries", "commands", "ms"}} (null where unknown), the lag of
+ * every member; NULL elsewhere. Every probe answer carries it to the other members. */
+json_t *tandem_bcp_lag_view(struct tandem_bcp *b);
 /* {"name", "api", "site"} of the leader this node knows, or JSON null. */
 json_t *tandem_bcp_leader_json(struct tandem_bcp *b);
 /* The body of GET /v1/bcp/status, from the applied state in txn. NULL on an LMDB error. */

@@ -191,6 +191,28 @@ static void change_print(struct tandem_ctl_context *ctx, const json_t *root, con
     }
 }
 
+/* "last known lag of west-1 ...": what the seed lacked when the lost leader last said. */
+static void force_print_lag(struct tandem_ctl_context *ctx, const json_t *lag)
+{
+    char commands[48] = "unknown", ms[48] = "unknown";
+    if (!json_is_object(lag)) {
+        return;
+    }
+    if (json_is_integer(json_object_get(lag, "commands"))) {
+        snprintf(commands, sizeof commands, "%" JSON_INTEGER_FORMAT, num(lag, "commands", 0));
+    }
+    if (json_is_integer(json_object_get(lag, "ms"))) {
+        snprintf(ms, sizeof ms, "%" JSON_INTEGER_FORMAT " ms", num(lag, "ms", 0));
+    }
+    fprintf(ctx->out,
+            "last known lag of %s (heard from %s %" JSON_INTEGER_FORMAT
+            " ms before the force): %" JSON_INTEGER_FORMAT
+            " raft entries holding %s client writes, %s behind; writes accepted after that are "
+            "lost too\n",
+            str(lag, "member"), str(lag, "heard_from"), num(lag, "age_ms", 0),
+            num(lag, "entries", -1), commands, ms);
+}
+
 static void force_print(struct tandem_ctl_context *ctx, const json_t *root)
 {
     size_t i;
@@ -207,10 +229,21 @@ static void force_print(struct tandem_ctl_context *ctx, const json_t *root)
     } else {
         fprintf(ctx->out, "entries that may be lost: unknown (%s)\n", str(root, "note"));
     }
+    force_print_lag(ctx, json_object_get(root, "last_known_lag"));
+    if (json_is_string(json_object_get(root, "revoke_note"))) {
+        fprintf(ctx->out, "%s\n", str(root, "revoke_note"));
+    }
     fprintf(ctx->out, "survivors:");
     json_array_foreach(json_object_get(root, "survivors"), i, v)
     {
         fprintf(ctx->out, " %s", json_string_value(v));
+    }
+    if (json_is_array(json_object_get(root, "confirmed_lost"))) {
+        fprintf(ctx->out, "\nconfirmed lost by the operator:");
+        json_array_foreach(json_object_get(root, "confirmed_lost"), i, v)
+        {
+            fprintf(ctx->out, " %s", json_string_value(v));
+        }
     }
     fprintf(ctx->out, "\nlost (fenced when they return; re-seed with member rejoin):");
     json_array_foreach(json_object_get(root, "lost"), i, v)
@@ -251,9 +284,47 @@ static int invoke_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_
     return TANDEM_CTL_OK;
 }
 
+/* --confirm-lost NAME,... as a JSON array of names, or NULL after a usage error. */
+static json_t *confirm_lost_list(struct tandem_ctl_context *ctx, const char *names, int *rc)
+{
+    json_t *list = json_array();
+    char copy[1024], *save = NULL;
+    snprintf(copy, sizeof copy, "%s", names);
+    for (char *name = strtok_r(copy, ",", &save); list != NULL && name != NULL;
+         name = strtok_r(NULL, ",", &save)) {
+        json_array_append_new(list, json_string(name));
+    }
+    if (list == NULL || json_array_size(list) == 0 || strlen(names) >= sizeof copy) {
+        json_decref(list);
+        *rc = tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE,
+                              "--confirm-lost needs member names separated by commas");
+        return NULL;
+    }
+    return list;
+}
+
 int tandem_ctl_bcp_invoke(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
-    return site_change(ctx, args, "/v1/bcp/invoke", "force", invoke_print);
+    const char *confirm = tandem_ctl_args_flag(args, "confirm-lost");
+    int rc = TANDEM_CTL_OK;
+    if (confirm == NULL) {
+        return site_change(ctx, args, "/v1/bcp/invoke", "force", invoke_print);
+    }
+    if (tandem_ctl_args_flag(args, "force") == NULL) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--confirm-lost goes with --force");
+    }
+    json_t *list = confirm_lost_list(ctx, confirm, &rc);
+    if (list == NULL) {
+        return rc;
+    }
+    const char *reason = tandem_ctl_args_flag(args, "reason");
+    tandem_ctl_timeout_at_least(ctx, CHANGE_TIMEOUT_MS);
+    json_t *body = json_pack("{s:s,s:b,s:o}", "site", args->positional[0], "force", true,
+                             "confirm_lost", list);
+    if (body != NULL && reason != NULL) {
+        json_object_set_new(body, "reason", json_string(reason));
+    }
+    return tandem_ctl_post_answer(ctx, args, TANDEM_CTL_OK, "/v1/bcp/invoke", body, invoke_print);
 }
 
 static int revoke_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,

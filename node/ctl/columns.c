@@ -113,6 +113,8 @@ static const struct view_column columns[] = {
     {TANDEM_CTL_VIEW_BCP_SITES, {"SINCE", "since", tandem_ctl_cell_time, "-"}},
     {TANDEM_CTL_VIEW_BCP_SITES, {"NODES", "nodes", cell_nodes, "-"}},
     {TANDEM_CTL_VIEW_BCP_SITES, {"LAG_ENTRIES", "lag_entries", tandem_ctl_cell_index, "-"}},
+    /* client writes in the entries lacking: an entry packs a loop iteration's writes */
+    {TANDEM_CTL_VIEW_BCP_SITES, {"LAG_WRITES", "lag_commands", tandem_ctl_cell_index, "-"}},
     {TANDEM_CTL_VIEW_BCP_SITES, {"LAG_MS", "lag_ms", tandem_ctl_cell_index, "-"}},
     {TANDEM_CTL_VIEW_BCP_SITES, {"BY", "by", cell_text, ""}},
     {TANDEM_CTL_VIEW_BCP_SITES, {"REASON", "reason", cell_text, ""}},

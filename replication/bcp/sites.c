@@ -455,28 +455,29 @@ static int apply_prefer(const struct tandem_apply_ctx *ctx, const Tandem__SiteUp
     return rv;
 }
 
-/* Sets the preferred site on revoke --failback. */
-static int prefer_site(const struct tandem_apply_ctx *ctx, const char *site)
+/* The preferred site as a site change moves it: to u->site on revoke --failback, to none on an
+ * invoke of the preferred site. A move is recorded as a "prefer" decision of the same author,
+ * saying why and from which site to which, so that no preference changes without a record. */
+static int preference_move(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u,
+                           bool failback)
 {
     struct settings_handle h;
+    char reason[TANDEM_SITE_REASON_LEN_MAX + 1];
     int rv = settings_open(ctx->store, ctx->txn, &h);
-    if (rv != 0) {
+    const char *old = rv == 0 ? h.s->preferred_site : "", *want = failback ? u->site : "";
+    bool moves = failback ? strcmp(old, u->site) != 0 : strcmp(old, u->site) == 0;
+    if (rv != 0 || !moves) {
         settings_close(&h);
         return rv;
     }
-    return settings_save(ctx, &h, site);
-}
-
-/* Clears the preference when it names site. */
-static int unprefer_site(const struct tandem_apply_ctx *ctx, const char *site)
-{
-    struct settings_handle h;
-    int rv = settings_open(ctx->store, ctx->txn, &h);
-    if (rv != 0 || strcmp(h.s->preferred_site, site) != 0) {
-        settings_close(&h);
+    snprintf(reason, sizeof reason, "%s of %s: preferred site %s -> %s (%s)",
+             failback ? "revoke --failback" : "invoke", u->site, old[0] != '\0' ? old : "none",
+             want[0] != '\0' ? want : "none", u->reason);
+    if ((rv = settings_save(ctx, &h, want)) != 0) {
         return rv;
     }
-    return settings_save(ctx, &h, "");
+    struct decision_fields d = {.action = "prefer", .site = want, .reason = reason, .by = u->by};
+    return decision_append(ctx, &d, NULL);
 }
 
 struct serving_walk {
@@ -561,7 +562,7 @@ static int invoke_effects(const struct tandem_apply_ctx *ctx, const Tandem__Site
                           const char *target, unsigned *moved)
 {
     /* Leadership leaves for good: only a revoke with failback brings it back. */
-    int rv = unprefer_site(ctx, u->site);
+    int rv = preference_move(ctx, u, false);
     if (rv == 0 && u->force) {
         rv = homes_mark_lost(ctx, u);
     }
@@ -612,7 +613,7 @@ static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__Si
         snprintf(key, sizeof key, SITE_PREFIX "%s", u->site);
         rv = record_put(ctx, TANDEM_DB_SITES, key, &record->base);
         if (rv == 0 && change == TANDEM_SITE_REVOKE && (u->failback || u->return_jobs)) {
-            rv = u->failback ? prefer_site(ctx, u->site) : 0;
+            rv = u->failback ? preference_move(ctx, u, true) : 0;
             if (rv == 0) {
                 rv = tandem_bcp_jobs_move(ctx, u->site, NULL, true, u->by, &moved);
             }

@@ -66,15 +66,17 @@ static const struct {
      "k\\x01  3          v\n"
      "bin    4          \\x00\\x01\\x02\n"
      "bad    5          ?\n"},
-    /* LAG_ENTRIES -1 and LAG_MS missing show "-"; BY and REASON missing stay blank. */
+    /* LAG_ENTRIES -1, LAG_WRITES null and LAG_MS missing show "-"; BY and REASON missing stay
+     * blank. */
     {TANDEM_CTL_VIEW_BCP_SITES,
      "[{\"name\": \"w\", \"state\": \"active\", \"witness\": true, \"epoch\": 2, "
      "\"since\": 1700000000000, \"nodes\": [{\"name\": \"w-1\", \"role\": \"voter\", "
-     "\"reachable\": false}], \"lag_entries\": -1}]",
-     "SITE  STATE             EPOCH  SINCE                     NODES       LAG_ENTRIES  LAG_MS  "
-     "BY  REASON\n"
-     "w     active (witness)  2      2023-11-14T22:13:20.000Z  w-1:voter!  -            -       "
-     "    \n"},
+     "\"reachable\": false}], \"lag_entries\": -1, \"lag_commands\": null}]",
+     "SITE  STATE             EPOCH  SINCE                     NODES       LAG_ENTRIES  "
+     "LAG_WRITES  LAG_MS  BY  REASON\n"
+     "w     active (witness)  2      2023-11-14T22:13:20.000Z  w-1:voter!  -            -          "
+     " "
+     "-           \n"},
 };
 
 static void test_views_print_exact_text(void **state)

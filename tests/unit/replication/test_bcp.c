@@ -350,6 +350,84 @@ static void test_forced_invoke_marks_lost_members(void **state)
     dom_close(&d);
 }
 
+/* The newest decision as JSON (caller decrefs). */
+static json_t *last_decision(struct dom *d)
+{
+    MDB_txn *txn = dom_read(d);
+    json_t *list = tandem_sites_decisions_json(&d->store, txn, 1);
+    mdb_txn_abort(txn);
+    assert_non_null(list);
+    json_t *last = json_incref(json_array_get(list, 0));
+    json_decref(list);
+    assert_non_null(last);
+    return last;
+}
+
+static const char *preferred_now(struct dom *d)
+{
+    static struct tandem_site_table table;
+    MDB_txn *txn = dom_read(d);
+    assert_int_equal(tandem_sites_load(&d->store, txn, &table), 0);
+    mdb_txn_abort(txn);
+    return table.preferred_site;
+}
+
+/* revoke --failback and an invoke of the preferred site move the preference: each move is a
+ * recorded decision saying who, why, and from which site to which. */
+static void test_preference_moves_are_recorded(void **state)
+{
+    (void)state;
+    struct dom d;
+    two_sites(&d);
+    assert_int_equal(site_change(&d, "east", TANDEM_SITE_INVOKE, false), 200);
+    assert_string_equal(preferred_now(&d), ""); /* none was set: nothing to record */
+    json_t *last = last_decision(&d);
+    assert_string_equal(json_string_value(json_object_get(last, "action")), "invoke");
+    json_decref(last);
+    assert_int_equal(site_change(&d, "east", TANDEM_SITE_REVOKE, true), 200);
+    assert_string_equal(preferred_now(&d), "east");
+    last = last_decision(&d);
+    assert_string_equal(json_string_value(json_object_get(last, "action")), "revoke");
+    json_decref(last);
+    MDB_txn *txn = dom_read(&d);
+    json_t *list = tandem_sites_decisions_json(&d.store, txn, 2);
+    mdb_txn_abort(txn);
+    json_t *prefer = json_array_get(list, 0); /* recorded with the revoke, just before it */
+    assert_string_equal(json_string_value(json_object_get(prefer, "action")), "prefer");
+    assert_string_equal(json_string_value(json_object_get(prefer, "site")), "east");
+    assert_string_equal(json_string_value(json_object_get(prefer, "by")), "operator");
+    assert_string_equal(json_string_value(json_object_get(prefer, "reason")),
+                        "revoke --failback of east: preferred site none -> east (test)");
+    json_decref(list);
+    /* Recovered, then invoked again: the preference it held is cleared, and that is recorded. */
+    assert_int_equal(site_change(&d, "east", TANDEM_SITE_RECOVERED, false), 200);
+    assert_int_equal(site_change(&d, "east", TANDEM_SITE_INVOKE, false), 200);
+    assert_string_equal(preferred_now(&d), "");
+    txn = dom_read(&d);
+    list = tandem_sites_decisions_json(&d.store, txn, 2);
+    mdb_txn_abort(txn);
+    prefer = json_array_get(list, 0);
+    assert_string_equal(json_string_value(json_object_get(prefer, "action")), "prefer");
+    assert_string_equal(json_string_value(json_object_get(prefer, "reason")),
+                        "invoke of east: preferred site east -> none (test)");
+    json_decref(list);
+    /* An invoke of a site that is not the preferred one leaves the preference unrecorded. */
+    assert_int_equal(site_change(&d, "east", TANDEM_SITE_REVOKE, true), 200);
+    assert_int_equal(site_change(&d, "east", TANDEM_SITE_RECOVERED, false), 200);
+    assert_int_equal(site_change(&d, "west", TANDEM_SITE_INVOKE, false), 200);
+    assert_string_equal(preferred_now(&d), "east");
+    last = last_decision(&d);
+    assert_string_equal(json_string_value(json_object_get(last, "action")), "invoke");
+    json_decref(last);
+    txn = dom_read(&d);
+    list = tandem_sites_decisions_json(&d.store, txn, 2);
+    mdb_txn_abort(txn);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "action")),
+                        "recovered");
+    json_decref(list);
+    dom_close(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -359,6 +437,7 @@ int main(void)
         cmocka_unit_test(test_invoke_moves_open_work),
         cmocka_unit_test(test_failback_returns_still_queued),
         cmocka_unit_test(test_forced_invoke_marks_lost_members),
+        cmocka_unit_test(test_preference_moves_are_recorded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
