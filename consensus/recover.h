@@ -15,12 +15,20 @@
 #define TANDEM_RECOVER_FILE_BYTES_MAX (64u * 1024u) /* a marker file; larger is corrupt */
 
 /* Files in the data directory (beside raft/ and state/). */
-#define TANDEM_EPOCH_FILE   "epoch"         /* the fencing epoch, decimal */
-#define TANDEM_RESEED_FILE  "reseed"        /* next start: wipe raft/ and state/, then join */
-#define TANDEM_RECOVER_FILE "recover"       /* next start: raft_recover into this config */
-#define TANDEM_FORCED_FILE  "forced-invoke" /* after recover: the site to record as invoked */
-#define TANDEM_JOIN_FILE    "join"          /* never bootstrap from this data directory */
-#define TANDEM_FENCED_FILE  "fenced"        /* newest epoch seen while fenced, decimal */
+#define TANDEM_EPOCH_FILE       "epoch"         /* the fencing epoch, decimal */
+#define TANDEM_RESEED_FILE      "reseed"        /* next start: move the data aside, then join */
+#define TANDEM_RECOVER_FILE     "recover"       /* next start: raft_recover into this config */
+#define TANDEM_FORCED_FILE      "forced-invoke" /* after recover: the site to record as invoked */
+#define TANDEM_JOIN_FILE        "join"          /* never bootstrap from this data directory */
+#define TANDEM_FENCED_FILE      "fenced"        /* newest epoch seen while fenced, decimal */
+#define TANDEM_RESEED_INFO_FILE "reseed.json"   /* what the cluster said when it asked to re-seed */
+#define TANDEM_FORCED_HISTORY_FILE                                                                 \
+    "forced-history" /* the seed's log before raft_recover, for the forced record */
+
+/* A re-seed keeps the old data in DATA_DIR/fenced-<old epoch>-<UTC time>/ (never removed by
+ * tandemd): raft/, state/ and the markers exactly as they were. */
+#define TANDEM_ASIDE_PREFIX   "fenced-"
+#define TANDEM_ASIDE_NAME_MAX 64
 
 /* What one member said about itself when the forced path polled it. */
 struct tandem_recover_candidate {
@@ -67,9 +75,28 @@ int tandem_recover_plan_done(const char *data_dir, char *errmsg);
 /* Returns 1 with site filled (TANDEM_SITE_LEN_MAX + 1) when a forced-invoke note exists. */
 int tandem_recover_forced_note(const char *data_dir, char *site);
 
-/* Runs before the state store opens: a pending reseed wipes raft/ and state/, writes the new
- * epoch and the join marker; a pending recover writes its epoch. Returns 0, or a tandem error
- * code with errmsg filled. */
-int tandem_recover_prepare(const char *data_dir, char *errmsg);
+/* Asks the next start to re-seed at epoch, keeping the old data in DATA_DIR/aside (a name from
+ * tandem_recover_aside_name; NULL: chosen at that start). */
+int tandem_recover_reseed_write(const char *data_dir, uint64_t epoch, const char *aside,
+                                char *errmsg);
+/* "fenced-<old_epoch>-<YYYYMMDDTHHMMSSZ>" (UTC, sorts by time) into out (TANDEM_ASIDE_NAME_MAX
+ * + 1 bytes), with "-2", "-3" ... appended while DATA_DIR already holds that name. */
+void tandem_recover_aside_name(const char *data_dir, uint64_t old_epoch, int64_t now_ms, char *out);
+/* The aside folder a pending re-seed moves the data to, into out (TANDEM_ASIDE_NAME_MAX + 1):
+ * 1 when named, 0 when none is pending or not yet named. */
+int tandem_recover_reseed_aside(const char *data_dir, char *out);
+
+/* Called once the old data is in aside_dir (an absolute or data_dir-relative path) and before
+ * the node starts empty: writes the divergence report there. Its failures are its own (logged);
+ * the re-seed goes on, since the data is kept either way. */
+typedef void (*tandem_recover_aside_cb)(void *data, const char *aside_dir, uint64_t old_epoch,
+                                        uint64_t new_epoch);
+
+/* Runs before the state store opens: a pending reseed moves raft/, state/ and the markers into
+ * the aside folder (crash-safe: each item is renamed, the reseed marker goes last), calls
+ * aside_cb (may be NULL), writes the new epoch and the join marker; a pending recover writes its
+ * epoch. Returns 0, or a tandem error code with errmsg filled. */
+int tandem_recover_prepare(const char *data_dir, tandem_recover_aside_cb aside_cb, void *data,
+                           char *errmsg);
 
 #endif

@@ -341,7 +341,7 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
         return -1;
     }
     /* A pending re-seed or forced recovery acts before anything reads the data directory. */
-    if (tandem_recover_prepare(c->data_dir, errmsg) != 0) {
+    if (tandem_recover_prepare(c->data_dir, NULL, NULL, errmsg) != 0) {
         tandem_log(TANDEM_LOG_ERROR, "data directory: %s", errmsg);
         return -1;
     }
