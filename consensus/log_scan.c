@@ -205,6 +205,7 @@ int tandem_log_scan_load(const char *raft_dir, const char *scratch_dir, struct t
 {
     uv_loop_t loop;
     memset(out, 0, sizeof *out);
+    scratch_remove(scratch_dir); /* left over by a crash during an earlier scan */
     if (mkdir(scratch_dir, 0700) != 0) {
         return scan_error(errno, "create", scratch_dir, errmsg);
     }

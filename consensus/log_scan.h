@@ -22,7 +22,7 @@ struct tandem_log_scan {
     size_t n;
 };
 
-/* Loads raft_dir through a scratch copy made in scratch_dir (which must not exist; removed
+/* Loads raft_dir through a scratch copy made in scratch_dir (a leftover one is replaced; removed
  * afterwards): closed segments and snapshots are hard-linked, open segments and metadata are
  * copied, because raft_uv's load finalises open segments in place. raft_dir is never written.
  * Returns 0, or a tandem error code with errmsg filled. */

@@ -1,6 +1,7 @@
 /* Forced failover helpers: survivor choice, loss bound, and the data-directory markers that the
  * next start of tandemd acts on (raft_recover, move-aside-and-join, fencing epoch). */
 #include "consensus/recover.h"
+#include "storage/assert.h"
 #include "storage/error.h"
 
 #include <errno.h>
@@ -281,6 +282,63 @@ int tandem_recover_forced_note(const char *data_dir, char *site)
     }
     free(text);
     return found;
+}
+
+/* ---- the seed's history ---- */
+
+/* Format: "epoch E\nseed NAME\nfirst F\nlast I T\nterm T I\n..." */
+int tandem_recover_history_write(const char *data_dir, const struct tandem_forced_history *f,
+                                 char *errmsg)
+{
+    const struct tandem_term_history *h = &f->history;
+    char text[256 + TANDEM_TERM_HISTORY_MAX * 48];
+    size_t used = (size_t)snprintf(text, sizeof text,
+                                   "epoch %" PRIu64 "\nseed %s\nfirst %" PRIu64 "\nlast %" PRIu64
+                                   " %" PRIu64 "\n",
+                                   f->epoch, f->seed, h->first_index, h->last_index, h->last_term);
+    for (unsigned k = 0; k < h->n && used < sizeof text; k++) {
+        used += (size_t)snprintf(text + used, sizeof text - used, "term %" PRIu64 " %" PRIu64 "\n",
+                                 h->terms[k].term, h->terms[k].first_index);
+    }
+    tandem_assert(used < sizeof text);
+    return write_atomic(data_dir, TANDEM_FORCED_HISTORY_FILE, text, errmsg);
+}
+
+static bool history_line(const char *line, struct tandem_forced_history *f)
+{
+    struct tandem_term_history *h = &f->history;
+    struct tandem_term_start *s = &h->terms[h->n < TANDEM_TERM_HISTORY_MAX ? h->n : 0];
+    if (sscanf(line, "epoch %" SCNu64, &f->epoch) == 1 ||
+        sscanf(line, "first %" SCNu64, &h->first_index) == 1 ||
+        sscanf(line, "last %" SCNu64 " %" SCNu64, &h->last_index, &h->last_term) == 2) {
+        return true;
+    }
+    if (strncmp(line, "seed ", 5) == 0) {
+        snprintf(f->seed, sizeof f->seed, "%s", line + 5);
+        return tandem_member_name_ok(f->seed, TANDEM_NAME_LEN_MAX);
+    }
+    if (h->n < TANDEM_TERM_HISTORY_MAX &&
+        sscanf(line, "term %" SCNu64 " %" SCNu64, &s->term, &s->first_index) == 2) {
+        h->n++;
+        return true;
+    }
+    return false;
+}
+
+int tandem_recover_history_read(const char *data_dir, struct tandem_forced_history *f)
+{
+    char *text = read_small(data_dir, TANDEM_FORCED_HISTORY_FILE), *save = NULL;
+    bool ok = true;
+    memset(f, 0, sizeof *f);
+    if (text == NULL) {
+        return tandem_recover_file_exists(data_dir, TANDEM_FORCED_HISTORY_FILE) ? -1 : 0;
+    }
+    for (char *line = strtok_r(text, "\n", &save); line != NULL && ok;
+         line = strtok_r(NULL, "\n", &save)) {
+        ok = history_line(line, f);
+    }
+    free(text);
+    return ok && f->epoch > 0 && tandem_term_history_ok(&f->history) ? 1 : -1;
 }
 
 /* ---- re-seed: the old data moves aside ---- */

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "consensus/log_scan.h"
 #include "consensus/member.h"
 #include "storage/error.h"
 
@@ -91,6 +92,18 @@ int tandem_recover_reseed_aside(const char *data_dir, char *out);
  * the re-seed goes on, since the data is kept either way. */
 typedef void (*tandem_recover_aside_cb)(void *data, const char *aside_dir, uint64_t old_epoch,
                                         uint64_t new_epoch);
+
+/* The seed's log history before raft_recover (TANDEM_FORCED_HISTORY_FILE), kept until the
+ * forced invoke that carries it is recorded. read returns 1 when present and valid, 0 when
+ * absent, -1 when corrupt. */
+struct tandem_forced_history {
+    uint64_t epoch;
+    char seed[TANDEM_NAME_LEN_MAX + 1];
+    struct tandem_term_history history;
+};
+int tandem_recover_history_write(const char *data_dir, const struct tandem_forced_history *f,
+                                 char *errmsg);
+int tandem_recover_history_read(const char *data_dir, struct tandem_forced_history *f);
 
 /* Runs before the state store opens: a pending reseed moves raft/, state/ and the markers into
  * the aside folder (crash-safe: each item is renamed, the reseed marker goes last), calls

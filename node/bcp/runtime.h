@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "consensus/raft_node.h"
+#include "consensus/recover.h"
 #include "consensus/site_controller.h"
 #include "node/config.h"
 #include "node/http/client.h"
@@ -69,7 +70,9 @@ struct tandem_bcp {
     unsigned sample_next, sample_count;
     char reported[TANDEM_SITE_PLAN_SITES_MAX][TANDEM_SITE_LEN_MAX + 1]; /* down reports written */
     unsigned n_reported;
-    char forced_site[TANDEM_SITE_LEN_MAX + 1]; /* forced-invoke note still to record */
+    char forced_site[TANDEM_SITE_LEN_MAX + 1];   /* forced-invoke note still to record */
+    struct tandem_forced_history forced_history; /* the seed's log, recorded with that invoke */
+    bool forced_history_set;
     uint64_t started_ms;
     bool fenced_logged;
     bool restart_pending;

@@ -472,6 +472,32 @@ static void test_writes_into_a_missing_directory_fail_with_reason(void **state)
     assert_int_equal(tandem_recover_file_remove(f->dir, TANDEM_JOIN_FILE, errmsg), 0);
 }
 
+static void test_seed_history_round_trip(void **state)
+{
+    struct dir_fixture *f = *state;
+    char errmsg[TANDEM_ERRMSG_SIZE] = "";
+    struct tandem_forced_history h, back;
+    memset(&h, 0, sizeof h);
+    h.epoch = 2;
+    snprintf(h.seed, sizeof h.seed, "east-1");
+    h.history.terms[0] = (struct tandem_term_start){1, 1};
+    h.history.terms[1] = (struct tandem_term_start){4, 1000};
+    h.history.n = 2;
+    h.history.first_index = 1;
+    h.history.last_index = 1057;
+    h.history.last_term = 4;
+    assert_int_equal(tandem_recover_history_read(f->dir, &back), 0);
+    assert_int_equal(tandem_recover_history_write(f->dir, &h, errmsg), 0);
+    assert_int_equal(tandem_recover_history_read(f->dir, &back), 1);
+    assert_int_equal(back.epoch, 2);
+    assert_string_equal(back.seed, "east-1");
+    assert_int_equal(back.history.n, 2);
+    assert_int_equal(back.history.terms[1].first_index, 1000);
+    assert_int_equal(back.history.last_index, 1057);
+    write_file(f->dir, TANDEM_FORCED_HISTORY_FILE, "epoch 2\nseed east-1\nterm 4 1\nterm 3 9\n");
+    assert_int_equal(tandem_recover_history_read(f->dir, &back), -1); /* terms must rise */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -498,6 +524,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reseed_refuses_to_overwrite_a_kept_item, dir_setup,
                                         dir_teardown),
         cmocka_unit_test_setup_teardown(test_reseed_without_epoch_refuses, dir_setup, dir_teardown),
+        cmocka_unit_test_setup_teardown(test_seed_history_round_trip, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_writes_into_a_missing_directory_fail_with_reason,
                                         dir_setup, dir_teardown),
     };
