@@ -141,6 +141,12 @@ int tandem_recover_write_u64(const char *data_dir, const char *file, uint64_t va
     return write_atomic(data_dir, file, text, errmsg);
 }
 
+int tandem_recover_file_write(const char *data_dir, const char *file, const char *text,
+                              char *errmsg)
+{
+    return write_atomic(data_dir, file, text, errmsg);
+}
+
 int tandem_epoch_write(const char *data_dir, uint64_t epoch, char *errmsg)
 {
     return tandem_recover_write_u64(data_dir, TANDEM_EPOCH_FILE, epoch, errmsg);

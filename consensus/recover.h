@@ -65,6 +65,9 @@ uint64_t tandem_recover_file_u64(const char *data_dir, const char *file);
 bool tandem_recover_file_exists(const char *data_dir, const char *file);
 int tandem_recover_file_remove(const char *data_dir, const char *file, char *errmsg);
 int tandem_recover_write_u64(const char *data_dir, const char *file, uint64_t value, char *errmsg);
+/* Writes text (at most TANDEM_RECOVER_FILE_BYTES_MAX bytes to be read back) as DATA_DIR/file. */
+int tandem_recover_file_write(const char *data_dir, const char *file, const char *text,
+                              char *errmsg);
 
 int tandem_recover_plan_write(const char *data_dir, const struct tandem_recover_plan *plan,
                               char *errmsg);
