@@ -1,0 +1,170 @@
+"""Integration test of `member rejoin` keeping a fenced node's data: on a real 2+2 cluster the
+east leader accepts writes the west nodes never get (west is down, so nothing can commit), east
+is then lost, west comes back and is recovered by a forced invoke. When east returns fenced,
+`member rejoin` moves each east node's data into DATA_DIR/fenced-1-<time>/ (raft log, LMDB
+store, markers) instead of wiping it, with a divergence.json that names the fork point and the
+keys written only on the lost side; `member divergence` shows it, the rejoin is a recorded
+decision, and every write acknowledged to a client survives."""
+
+import json
+import os
+import sys
+import threading
+
+sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bcp_load import bcp_status, site_names  # noqa: E402
+from cluster import Cluster, ClusterError, run_tests, wait_until  # noqa: E402
+
+RECOVER_TIMEOUT_S = 30
+ACKED_WRITES = 20
+LOST_WRITES = 5
+LOST_PUT_TIMEOUT_S = 3  # a write that cannot commit is abandoned by the client after this
+
+
+def data_dir(c, name):
+    return os.path.join(c.nodes[name]["dir"], "data")
+
+
+def fenced_folders(c, name):
+    return sorted(d for d in os.listdir(data_dir(c, name)) if d.startswith("fenced-"))
+
+
+def put_without_quorum(c, name, key):
+    """A write the leader appends but cannot commit: the client never gets an ok."""
+    try:
+        status, _, body = c.api(name, "PUT", "/v1/kv/" + key, body=b"only-east",
+                                timeout=LOST_PUT_TIMEOUT_S)
+    except OSError:
+        return  # timed out waiting: not acknowledged
+    assert status != 200, (key, status, body)
+
+
+def lose_writes_on_east(c, leader, west):
+    """Stops west, sends writes to the east leader (appended, never committed), then kills
+    east: the writes exist only in east's logs. (Pausing west with SIGSTOP is not enough: the
+    leader's appends wait in west's socket buffers and arrive when it resumes.)"""
+    for name in west:
+        c.stop(name)
+    threads = [threading.Thread(target=put_without_quorum, args=(c, leader, "lost-%d" % i))
+               for i in range(LOST_WRITES)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(LOST_PUT_TIMEOUT_S + 5)
+    assert not any(t.is_alive() for t in threads)
+
+
+def test_rejoin_keeps_the_data_and_reports_the_divergence():
+    with Cluster(topology="2+2") as c:
+        leader = c.leader()
+        east, west = site_names(c, "east"), site_names(c, "west")
+        wait_until(lambda: all(n["home_role"] != "unknown" for s in bcp_status(c, leader)["sites"]
+                               for n in s["nodes"]), 10, "home roles recorded")
+        if leader not in east:
+            c.ctl("member", "transfer-leader", east[0])
+            leader = c.leader(among=c.names)
+        assert leader in east, leader
+        acked = ["acked-%d" % i for i in range(ACKED_WRITES)]
+        for key in acked:
+            c.kv_put(leader, key, key.encode())
+        lose_writes_on_east(c, leader, west)
+        for name in east:
+            c.kill(name)
+        for name in west:
+            c.start(name)
+        wait_until(lambda: all(c.status(n)["leader"] is None for n in west), 10, "no leader")
+        report = json.loads(c.ctl("-o", "json", "bcp", "invoke", "east", "--force",
+                                  endpoints=[c.url(west[0])]).stdout)
+        assert report["epoch"] == 2, report
+        new_leader = c.leader(among=west, timeout=RECOVER_TIMEOUT_S)
+        c.kv_put(new_leader, "after-force", b"y")
+        acked.append("after-force")
+        # The forced record carries the seed's history (used below for the fork point).
+        wait_until(lambda: bcp_status(c, new_leader)["sites"] and
+                   any(s["name"] == "east" and s["state"] == "invoked"
+                       for s in bcp_status(c, new_leader)["sites"]),
+                   RECOVER_TIMEOUT_S, "the forced invoke recorded")
+
+        for name in east:
+            c.start(name)
+        for name in east:
+            wait_until(lambda n=name: c.status(n)["node"]["fenced"], 15, "%s fenced" % name)
+            assert fenced_folders(c, name) == [], fenced_folders(c, name)
+            # Before any re-seed the node has no report: a 404 that names it.
+            status, _, body = c.api(name, "GET", "/v1/node/divergence")
+            assert status == 404 and name.encode() in body, (status, body)
+
+        for name in east:
+            out = json.loads(c.ctl("-o", "json", "member", "rejoin", name,
+                                   endpoints=[c.url(w) for w in west]).stdout)
+            assert out["member"]["role"] == "standby", out
+            kept = out["data_kept_at"]
+            assert kept.startswith(os.path.realpath(data_dir(c, name)) + "/fenced-1-"), out
+            assert out["decision_recorded"] is True, out
+            assert out["divergence"]["entries_after_fork"] >= 1, out
+            assert out["divergence"]["fork"]["certainty"] == "exact", out
+
+        for name in east:
+            folders = fenced_folders(c, name)
+            assert len(folders) == 1, folders
+            folder = os.path.join(data_dir(c, name), folders[0])
+            for item in ("raft", "state", "fenced", "divergence.json"):
+                assert os.path.exists(os.path.join(folder, item)), (folder, os.listdir(folder))
+            with open(os.path.join(folder, "fenced")) as f:
+                assert f.read().strip() == "2"  # the fenced marker, exactly as it was
+            assert not os.path.exists(os.path.join(folder, "epoch"))  # none at epoch 1: none kept
+            with open(os.path.join(folder, "divergence.json")) as f:
+                d = json.load(f)
+            print("MEASURED %s divergence: fork %s, %d entries after it, keys %s" %
+                  (name, d["fork"], d["entries_after_fork"], d["touched"]["keys"]), flush=True)
+            assert d["node"] == name and d["old_epoch"] == 1 and d["cluster_epoch"] == 2, d
+            assert d["fork"]["certainty"] == "exact" and d["fork"]["index"] > ACKED_WRITES, d
+            assert d["fork"]["compared_with"]["epoch"] == 2, d
+            lost = set(k for k in d["touched"]["keys"])
+            assert lost and all(k.startswith("lost-") for k in lost), d["touched"]
+            assert not lost & set(acked), d["touched"]
+            assert b"only-east" not in open(os.path.join(folder, "divergence.json"), "rb").read()
+            # The lost keys really are only on the kept side.
+            for key in lost:
+                assert c.kv_get(new_leader, key) is None, key
+
+            table = c.ctl("member", "divergence", name, endpoints=[c.url(name)]).stdout
+            assert folder in table and "exact" in table, table
+            assert all(k in table for k in lost), table
+            via_cluster = json.loads(c.ctl("-o", "json", "member", "divergence", name,
+                                           endpoints=[c.url(w) for w in west]).stdout)
+            assert via_cluster["node"] == name, via_cluster
+            assert via_cluster["reports"][0]["folder"] == folder, via_cluster
+
+        decisions = bcp_status(c, new_leader)["decisions"]
+        rejoins = [d for d in decisions if d["action"] == "rejoin"]
+        assert sorted(d["member"] for d in rejoins) == sorted(east), decisions
+        assert all("fenced-1-" in d["reason"] and "entries after the fork" in d["reason"]
+                   for d in rejoins), rejoins
+
+        c.wait_converged(names=c.names, timeout=RECOVER_TIMEOUT_S)
+        for key in acked:
+            expected = b"y" if key == "after-force" else key.encode()
+            assert c.kv_get(new_leader, key) == expected, key
+            assert c.kv_get(east[0], key, local=True) == expected, key
+        # A later restart neither moves nor reads the kept folder.
+        c.stop(east[0])
+        c.start(east[0])
+        wait_until(lambda: c.status(east[0])["node"]["applied_index"] > 0, 15, "east restarted")
+        assert len(fenced_folders(c, east[0])) == 1
+
+
+def test_divergence_of_an_unknown_or_silent_node_fails_clearly():
+    with Cluster(topology="2+2") as c:
+        c.leader()
+        p = c.ctl("member", "divergence", "nobody", check=False)
+        assert p.returncode == 3 and "nobody did not answer" in p.stderr, p.stderr
+        name = c.names[0]
+        p = c.ctl("member", "divergence", name, check=False)
+        assert p.returncode == 1 and "no divergence reports" in p.stderr, p.stderr
+        assert name in p.stderr
+
+
+if __name__ == "__main__":
+    run_tests()
