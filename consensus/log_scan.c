@@ -146,6 +146,16 @@ static void stub_close(struct raft_uv_transport *t, raft_uv_transport_close_cb c
     cb(t);
 }
 
+void tandem_log_scan_offline_transport(struct raft_uv_transport *t)
+{
+    memset(t, 0, sizeof *t);
+    t->version = 1;
+    t->init = stub_init;
+    t->listen = stub_listen;
+    t->connect = stub_connect;
+    t->close = stub_close;
+}
+
 static void io_closed_cb(struct raft_io *io)
 {
     *(bool *)io->data = true;
@@ -154,17 +164,14 @@ static void io_closed_cb(struct raft_io *io)
 static int load_with_raft_uv(uv_loop_t *loop, const char *dir, struct tandem_log_scan *out,
                              char *errmsg)
 {
-    struct raft_uv_transport transport = {.version = 1,
-                                          .init = stub_init,
-                                          .listen = stub_listen,
-                                          .connect = stub_connect,
-                                          .close = stub_close};
+    struct raft_uv_transport transport;
     struct raft_io io;
     struct raft_snapshot *snapshot = NULL;
     raft_term term;
     raft_id voted_for;
     raft_index start = 1;
     bool closed = false;
+    tandem_log_scan_offline_transport(&transport);
     memset(&io, 0, sizeof io);
     int rv = raft_uv_init(&io, loop, dir, &transport);
     if (rv != 0) {

@@ -29,6 +29,10 @@ struct tandem_log_scan {
 int tandem_log_scan_load(const char *raft_dir, const char *scratch_dir, struct tandem_log_scan *out,
                          char *errmsg);
 void tandem_log_scan_free(struct tandem_log_scan *scan);
+/* Fills t with a raft_uv transport that never listens nor connects, for raft_uv used offline
+ * (loading a kept log, writing one in a test). */
+struct raft_uv_transport;
+void tandem_log_scan_offline_transport(struct raft_uv_transport *t);
 
 struct tandem_term_start {
     uint64_t term;

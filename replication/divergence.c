@@ -113,40 +113,36 @@ static void job_created(const Tandem__JobCreate *c, uint64_t index, unsigned *ge
     json_object_set_new(out, "generated_id", json_true());
 }
 
+static void box_acted(const Tandem__BoxAction *a, json_t *out, struct touched *t)
+{
+    id_add(out, "box", t, TOUCHED_BOX, json_string(a->id));
+    if (a->job != NULL && a->job[0] != '\0') {
+        id_add(out, "job", t, TOUCHED_JOB, json_string(a->job)); /* a pick */
+    }
+}
+
+/* {"type"} plus the identifiers the command names; sites, capacity, retention and drills name
+ * no key, job or box: their type says enough. */
 static json_t *command_json(const Tandem__Command *c, uint64_t index, unsigned *generated,
                             struct touched *t)
 {
     json_t *out = json_pack("{s:s}", "type", tandem_command_name(c));
-    switch (c->body_case) {
-        case TANDEM__COMMAND__BODY_KV_PUT:
-            id_add(out, "key", t, TOUCHED_KEY, key_json(c->kv_put->key));
-            break;
-        case TANDEM__COMMAND__BODY_KV_DELETE:
-            id_add(out, "key", t, TOUCHED_KEY, key_json(c->kv_delete->key));
-            break;
-        case TANDEM__COMMAND__BODY_TXN:
-            txn_keys(c->txn, out, t);
-            break;
-        case TANDEM__COMMAND__BODY_JOB_CREATE:
-            job_created(c->job_create, index, generated, out, t);
-            break;
-        case TANDEM__COMMAND__BODY_JOB_ACTION:
-            id_add(out, "job", t, TOUCHED_JOB, json_string(c->job_action->id));
-            break;
-        case TANDEM__COMMAND__BODY_BOX_CHECKIN:
-            boxes_checked_in(c->box_checkin, out, t);
-            break;
-        case TANDEM__COMMAND__BODY_BOX_ACTION:
-            id_add(out, "box", t, TOUCHED_BOX, json_string(c->box_action->id));
-            if (c->box_action->job != NULL && c->box_action->job[0] != '\0') {
-                id_add(out, "job", t, TOUCHED_JOB, json_string(c->box_action->job));
-            }
-            break;
-        case TANDEM__COMMAND__BODY_REBALANCE_APPLY:
-            jobs_moved(c->rebalance_apply, out, t);
-            break;
-        default:
-            break; /* sites, capacity, retention, drills: the type says enough */
+    int body = (int)c->body_case;
+    if (body == TANDEM__COMMAND__BODY_KV_PUT || body == TANDEM__COMMAND__BODY_KV_DELETE) {
+        id_add(out, "key", t, TOUCHED_KEY,
+               key_json(body == TANDEM__COMMAND__BODY_KV_PUT ? c->kv_put->key : c->kv_delete->key));
+    } else if (body == TANDEM__COMMAND__BODY_TXN) {
+        txn_keys(c->txn, out, t);
+    } else if (body == TANDEM__COMMAND__BODY_JOB_CREATE) {
+        job_created(c->job_create, index, generated, out, t);
+    } else if (body == TANDEM__COMMAND__BODY_JOB_ACTION) {
+        id_add(out, "job", t, TOUCHED_JOB, json_string(c->job_action->id));
+    } else if (body == TANDEM__COMMAND__BODY_BOX_CHECKIN) {
+        boxes_checked_in(c->box_checkin, out, t);
+    } else if (body == TANDEM__COMMAND__BODY_BOX_ACTION) {
+        box_acted(c->box_action, out, t);
+    } else if (body == TANDEM__COMMAND__BODY_REBALANCE_APPLY) {
+        jobs_moved(c->rebalance_apply, out, t);
     }
     return out;
 }

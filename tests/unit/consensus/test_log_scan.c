@@ -52,22 +52,33 @@ static void test_term_at_follows_the_starts(void **state)
     assert_int_equal(tandem_term_history_term_at(&h, 0), 0);
 }
 
+/* A log of n entries whose terms step up at the given indexes: {{term, first index}, ...}. */
+static uint64_t *terms_of(const uint64_t (*steps)[2], unsigned n_steps, size_t n)
+{
+    uint64_t *terms = calloc(n, sizeof *terms);
+    assert_non_null(terms);
+    for (size_t i = 0; i < n; i++) {
+        for (unsigned k = 0; k < n_steps; k++) {
+            terms[i] = i + 1 >= steps[k][1] ? steps[k][0] : terms[i];
+        }
+    }
+    return terms;
+}
+
 /* The issue's case: the old site's leader took writes at term 5 the survivors never had; the
  * survivors' log went on at term 4 from index 1058. */
 static void test_fork_where_the_terms_part(void **state)
 {
     (void)state;
-    const uint64_t starts[][2] = {{1, 1}, {4, 1000}};
+    const uint64_t starts[][2] = {{1, 1}, {4, 1000}}, node[][2] = {{1, 1}, {4, 1000}, {5, 1058}};
     struct tandem_term_history cluster = history(starts, 2, 1060);
-    uint64_t terms[1062];
-    for (size_t i = 0; i < 1062; i++) {
-        terms[i] = i + 1 < 1000 ? 1 : (i + 1 <= 1057 ? 4 : 5);
-    }
+    uint64_t *terms = terms_of(node, 3, 1062);
     struct tandem_fork fork;
     tandem_fork_find(terms, 1, 1062, &cluster, &fork);
     assert_int_equal(fork.index, 1057);
     assert_int_equal(fork.term, 4);
     assert_int_equal(fork.certainty, TANDEM_FORK_EXACT);
+    free(terms);
 }
 
 static void test_fork_at_the_end_of_a_shorter_log(void **state)
@@ -75,7 +86,7 @@ static void test_fork_at_the_end_of_a_shorter_log(void **state)
     (void)state;
     const uint64_t starts[][2] = {{2, 1}};
     struct tandem_term_history cluster = history(starts, 1, 10);
-    const uint64_t terms[] = {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}; /* two more than the cluster */
+    uint64_t *terms = terms_of(starts, 1, 12); /* two entries more than the cluster */
     struct tandem_fork fork;
     tandem_fork_find(terms, 1, 12, &cluster, &fork);
     assert_int_equal(fork.index, 10);
@@ -83,6 +94,7 @@ static void test_fork_at_the_end_of_a_shorter_log(void **state)
     tandem_fork_find(terms, 1, 7, &cluster, &fork); /* a prefix: nothing after the fork */
     assert_int_equal(fork.index, 7);
     assert_int_equal(fork.term, 2);
+    free(terms);
 }
 
 /* The cluster's history starts at 100 (older terms dropped): a node that shares no term with
@@ -90,12 +102,9 @@ static void test_fork_at_the_end_of_a_shorter_log(void **state)
 static void test_fork_below_a_short_history_is_at_or_before(void **state)
 {
     (void)state;
-    const uint64_t starts[][2] = {{7, 100}, {8, 150}};
+    const uint64_t starts[][2] = {{7, 100}, {8, 150}}, node[][2] = {{6, 1}};
     struct tandem_term_history cluster = history(starts, 2, 200);
-    uint64_t terms[200];
-    for (size_t i = 0; i < 200; i++) {
-        terms[i] = 6; /* every entry from a term the cluster's history does not hold */
-    }
+    uint64_t *terms = terms_of(node, 1, 200); /* a term the cluster's history does not hold */
     struct tandem_fork fork;
     tandem_fork_find(terms, 1, 200, &cluster, &fork);
     assert_int_equal(fork.index, 99);
@@ -107,6 +116,7 @@ static void test_fork_below_a_short_history_is_at_or_before(void **state)
     tandem_fork_find(terms, 1, 3, &cluster, &fork); /* nothing in common at all: index 0 */
     assert_int_equal(fork.index, 0);
     assert_int_equal(fork.certainty, TANDEM_FORK_EXACT);
+    free(terms);
 }
 
 static void test_history_keeps_the_newest_terms(void **state)
@@ -131,25 +141,11 @@ static void test_history_keeps_the_newest_terms(void **state)
 
 /* ---- a real raft_uv directory ---- */
 
+/* nftw's visitor (FTW_DEPTH: a directory comes after its files). */
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int stub_init(struct raft_uv_transport *t, raft_id id, const char *address)
-{
-    (void)t;
-    (void)id;
-    (void)address;
-    return 0;
-}
-
-static void stub_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb)
-{
-    cb(t);
+    (void)st, (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
 }
 
 static void closed_cb(struct raft_io *io)
@@ -161,11 +157,12 @@ static void closed_cb(struct raft_io *io)
 static void bootstrap_log(const char *dir)
 {
     uv_loop_t loop;
-    struct raft_uv_transport transport = {.version = 1, .init = stub_init, .close = stub_close};
+    struct raft_uv_transport transport;
     struct raft_io io;
     struct raft_configuration conf;
     bool closed = false;
     assert_int_equal(uv_loop_init(&loop), 0);
+    tandem_log_scan_offline_transport(&transport);
     memset(&io, 0, sizeof io);
     assert_int_equal(raft_uv_init(&io, &loop, dir, &transport), 0);
     assert_int_equal(io.init(&io, 1, "127.0.0.1:1"), 0);

@@ -180,12 +180,39 @@ static void test_the_list_is_bounded_but_the_count_is_not(void **state)
     free(l);
 }
 
+/* Ids apply generates count from 1 within each entry, as apply numbers them. */
+static void test_generated_job_ids_restart_in_each_entry(void **state)
+{
+    (void)state;
+    struct log *l = calloc(1, sizeof *l);
+    Tandem__JobRecord job = TANDEM__JOB_RECORD__INIT;
+    job.id = "";
+    Tandem__JobCreate create = TANDEM__JOB_CREATE__INIT;
+    create.job = &job;
+    Tandem__Command c = TANDEM__COMMAND__INIT;
+    c.body_case = TANDEM__COMMAND__BODY_JOB_CREATE;
+    c.job_create = &create;
+    Tandem__Command *two[] = {&c, &c};
+    append_batch(l, 4, two, 2);
+    append_batch(l, 4, two, 1);
+    json_t *out = tandem_divergence_entries_json(l->entries, 41, l->n);
+    json_t *jobs = json_object_get(json_object_get(out, "touched"), "jobs");
+    assert_int_equal(json_array_size(jobs), 3);
+    assert_string_equal(string_at(jobs, 0), "J41-1");
+    assert_string_equal(string_at(jobs, 1), "J41-2");
+    assert_string_equal(string_at(jobs, 2), "J42-1");
+    json_decref(out);
+    log_free(l);
+    free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_identifier_once_and_no_value),
         cmocka_unit_test(test_binary_keys_txns_and_bad_entries),
         cmocka_unit_test(test_the_list_is_bounded_but_the_count_is_not),
+        cmocka_unit_test(test_generated_job_ids_restart_in_each_entry),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests_name("divergence report entries", tests, NULL, NULL);
 }
