@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 #include "storage/domain_codec.h"
 #include "storage/error.h"
 
+#define KEPT_WALK_FDS 16 /* descriptors nftw may hold while it sizes a kept folder */
 #define WHAT_TO_DO                                                                                 \
     "The entries after the fork were never part of the cluster's history: the keys, jobs and "     \
     "boxes listed may hold changes that exist only here. Compare them with the cluster (for "      \
@@ -79,6 +81,11 @@ json_t *tandem_divergence_fork_json(const uint64_t *terms, uint64_t first_index,
     struct tandem_term_history h;
     struct tandem_fork fork;
     json_t *record = forced_record_for(forced, old_epoch);
+    if (!json_is_array(forced)) {
+        return fork_unknown("this re-seed came without the cluster's history (a forced failover "
+                            "re-seeds its other survivors this way, before it is recorded): "
+                            "nothing to compare with");
+    }
     if (record == NULL) {
         return fork_unknown("the cluster recorded no forced failover after this node's epoch, "
                             "so there is no history of its log to compare with");
@@ -142,6 +149,23 @@ static void report_log(json_t *report, const struct tandem_log_scan *scan, json_
     json_decref(entries);
 }
 
+static uint64_t kept_bytes; /* nftw's visitor has no user data: the walk's running sum */
+
+static int count_bytes(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)path, (void)flag, (void)ftw;
+    kept_bytes += (uint64_t)st->st_blocks * 512u; /* what the disk holds, sparse files counted */
+    return 0;
+}
+
+/* Disk space the kept folder takes (the loop thread is not running yet: a plain walk). */
+static uint64_t folder_bytes(const char *dir)
+{
+    kept_bytes = 0;
+    (void)nftw(dir, count_bytes, KEPT_WALK_FDS, FTW_PHYS);
+    return kept_bytes;
+}
+
 static int write_report(const char *aside_dir, json_t *report, char *errmsg)
 {
     char path[PATH_MAX], tmp[PATH_MAX];
@@ -200,6 +224,7 @@ void tandem_divergence_write_cb(void *data, const char *aside_dir, uint64_t old_
         json_object_set_new(report, "fork", fork_unknown("the kept raft log could not be read"));
     }
     json_decref(info);
+    json_object_set_new(report, "bytes_kept", json_integer((json_int_t)folder_bytes(aside_dir)));
     json_t *after = json_object_get(report, "entries_after_fork");
     if (write_report(aside_dir, report, errmsg) != 0) {
         tandem_log(TANDEM_LOG_ERROR, "divergence report: %s (the old data is kept in %s)", errmsg,

@@ -124,20 +124,17 @@ static void rejoin_poll(uv_timer_t *timer);
 static json_t *divergence_summary(json_t *report)
 {
     json_t *touched = json_object_get(report, "touched");
-    json_t *out =
-        json_pack("{s:O?,s:O?,s:O?,s:O?}", "folder", json_object_get(report, "folder"), "created",
-                  json_object_get(report, "created"), "fork", json_object_get(report, "fork"),
-                  "entries_after_fork", json_object_get(report, "entries_after_fork"));
-    if (out != NULL && json_is_object(touched)) {
-        json_object_set_new(
-            out, "keys",
-            json_integer((json_int_t)json_array_size(json_object_get(touched, "keys"))));
-        json_object_set_new(
-            out, "jobs",
-            json_integer((json_int_t)json_array_size(json_object_get(touched, "jobs"))));
-        json_object_set_new(
-            out, "boxes",
-            json_integer((json_int_t)json_array_size(json_object_get(touched, "boxes"))));
+    static const char *const copied[] = {"folder", "created", "fork", "entries_after_fork",
+                                         "bytes_kept"};
+    static const char *const counted[] = {"keys", "jobs", "boxes"};
+    json_t *out = json_object();
+    for (size_t i = 0; out != NULL && i < sizeof copied / sizeof copied[0]; i++) {
+        json_t *value = json_object_get(report, copied[i]);
+        json_object_set(out, copied[i], value != NULL ? value : json_null());
+    }
+    for (size_t i = 0; out != NULL && i < sizeof counted / sizeof counted[0]; i++) {
+        json_t *ids = json_object_get(touched, counted[i]);
+        json_object_set_new(out, counted[i], json_integer((json_int_t)json_array_size(ids)));
     }
     return out;
 }

@@ -373,9 +373,10 @@ static int member_rejoin_print(struct tandem_ctl_context *ctx, const struct tand
             args->positional[0], json_index_or(root, "epoch", 0));
     if (kept != NULL && kept[0] != '\0') {
         fprintf(ctx->out,
-                "its old data is kept in %s (on %s; never deleted automatically: delete it by "
-                "hand once reconciled)\n",
-                kept, args->positional[0]);
+                "its old data is kept in %s on %s (%.1f MiB; never deleted automatically: "
+                "delete it by hand once reconciled)\n",
+                kept, args->positional[0],
+                (double)json_index_or(d, "bytes_kept", 0) / (1024.0 * 1024.0));
     }
     if (json_is_object(d)) {
         fprintf(ctx->out,

@@ -129,10 +129,12 @@ static void report_print(FILE *f, json_t *r)
     if (json_is_integer(n)) {
         snprintf(after, sizeof after, "%" JSON_INTEGER_FORMAT, json_integer_value(n));
     }
-    fprintf(f, "%-25s %-24s %-6s %5zu %5zu %6zu  %s\n", text(r, "created", "-"), fork, after,
+    json_t *bytes = json_object_get(r, "bytes_kept");
+    fprintf(f, "%-25s %-24s %-6s %5zu %5zu %6zu %8.1f  %s\n", text(r, "created", "-"), fork, after,
             json_array_size(json_object_get(touched, "keys")),
             json_array_size(json_object_get(touched, "jobs")),
-            json_array_size(json_object_get(touched, "boxes")), text(r, "folder", "?"));
+            json_array_size(json_object_get(touched, "boxes")),
+            (double)json_integer_value(bytes) / (1024.0 * 1024.0), text(r, "folder", "?"));
     ids_print(f, "keys", json_object_get(touched, "keys"));
     ids_print(f, "jobs", json_object_get(touched, "jobs"));
     ids_print(f, "boxes", json_object_get(touched, "boxes"));
@@ -148,8 +150,8 @@ static int divergence_print(struct tandem_ctl_context *ctx, const struct tandem_
     size_t i;
     fprintf(ctx->out, "divergence reports of %s (newest first; kept until deleted by hand):\n",
             args->positional[0]);
-    fprintf(ctx->out, "%-25s %-24s %-6s %5s %5s %6s  %s\n", "CREATED", "FORK (INDEX/TERM)", "AFTER",
-            "KEYS", "JOBS", "BOXES", "FOLDER");
+    fprintf(ctx->out, "%-25s %-24s %-6s %5s %5s %6s %8s  %s\n", "CREATED", "FORK (INDEX/TERM)",
+            "AFTER", "KEYS", "JOBS", "BOXES", "MIB", "FOLDER");
     json_array_foreach(reports, i, r)
     {
         report_print(ctx->out, r);
