@@ -3,7 +3,7 @@ east leader accepts writes the west nodes never get (west is down, so nothing ca
 is then lost, west comes back and is recovered by a forced invoke. When east returns fenced,
 `member rejoin` moves each east node's data into DATA_DIR/fenced-1-<time>/ (raft log, LMDB
 store, markers) instead of wiping it, with a divergence.json that names the fork point and the
-keys written only on the lost side; `member divergence` shows it, the rejoin is a recorded
+keys, the job and the box written only on the lost side (never a value or personal data); `member divergence` shows it, the rejoin is a recorded
 decision, and every write acknowledged to a client survives."""
 
 import json
@@ -30,14 +30,20 @@ def fenced_folders(c, name):
     return sorted(d for d in os.listdir(data_dir(c, name)) if d.startswith("fenced-"))
 
 
-def put_without_quorum(c, name, key):
+LOST_REQUESTS = [("PUT", "/v1/kv/lost-%d" % i, b"only-east") for i in range(LOST_WRITES)] + [
+    ("POST", "/v1/jobs", {"id": "JOB-LOST", "client": "acme", "kind": "scan", "site": "east",
+                          "individual_number": "123456789012"}),
+    ("POST", "/v1/boxes", {"id": "BOX-LOST", "ledger": "L-9", "client": "acme", "site": "east"}),
+]
+
+
+def write_without_quorum(c, name, method, path, body):
     """A write the leader appends but cannot commit: the client never gets an ok."""
     try:
-        status, _, body = c.api(name, "PUT", "/v1/kv/" + key, body=b"only-east",
-                                timeout=LOST_PUT_TIMEOUT_S)
+        status, _, answer = c.api(name, method, path, body=body, timeout=LOST_PUT_TIMEOUT_S)
     except OSError:
         return  # timed out waiting: not acknowledged
-    assert status != 200, (key, status, body)
+    assert status not in (200, 201), (path, status, answer)
 
 
 def lose_writes_on_east(c, leader, west):
@@ -46,8 +52,8 @@ def lose_writes_on_east(c, leader, west):
     leader's appends wait in west's socket buffers and arrive when it resumes.)"""
     for name in west:
         c.stop(name)
-    threads = [threading.Thread(target=put_without_quorum, args=(c, leader, "lost-%d" % i))
-               for i in range(LOST_WRITES)]
+    threads = [threading.Thread(target=write_without_quorum, args=(c, leader) + r)
+               for r in LOST_REQUESTS]
     for t in threads:
         t.start()
     for t in threads:
@@ -129,7 +135,11 @@ def test_rejoin_keeps_the_data_and_reports_the_divergence():
             lost = set(k for k in d["touched"]["keys"])
             assert lost and all(k.startswith("lost-") for k in lost), d["touched"]
             assert not lost & set(acked), d["touched"]
-            assert b"only-east" not in open(os.path.join(folder, "divergence.json"), "rb").read()
+            assert d["touched"]["jobs"] == ["JOB-LOST"], d["touched"]
+            assert d["touched"]["boxes"] == ["BOX-LOST"], d["touched"]
+            with open(os.path.join(folder, "divergence.json"), "rb") as f:
+                text = f.read()  # identifiers only: no value, no personal data
+            assert b"only-east" not in text and b"123456789012" not in text
             # The lost keys really are only on the kept side.
             for key in lost:
                 assert c.kv_get(new_leader, key) is None, key
@@ -138,7 +148,7 @@ def test_rejoin_keeps_the_data_and_reports_the_divergence():
             table = c.ctl("member", "divergence", name, endpoints=[c.url(name)]).stdout
             print(table, flush=True)
             assert folder in table and "exact" in table, table
-            assert all(k in table for k in lost), table
+            assert all(k in table for k in lost) and "JOB-LOST" in table, table
             via_cluster = json.loads(c.ctl("-o", "json", "member", "divergence", name,
                                            endpoints=[c.url(w) for w in west]).stdout)
             assert via_cluster["node"] == name, via_cluster
