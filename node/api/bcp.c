@@ -454,7 +454,9 @@ static void route_member_rejoin(struct tandem_node *node, struct tandem_http_req
     memcpy(name, param, len);
     name[len] = '\0';
     json_t *body = r->body_len > 0 ? body_json(node, r) : json_object();
-    const char *by = json_string_value(json_object_get(body, "by"));
+    /* Who: the person tandemctl names (TANDEM_USER), else the body's "by", else "operator". */
+    const char *by = tandem_http_request_header(r, TANDEM_USER_HEADER);
+    by = by != NULL ? by : json_string_value(json_object_get(body, "by"));
     if (body == NULL) {
         return; /* answered 400 */
     }
