@@ -3,11 +3,10 @@
 #include "node/bcp/rejoin.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <limits.h>
 
 #include "node/log.h"
 #include "replication/bcp/sites.h"
@@ -284,8 +283,10 @@ static void rejoin_recorded_cb(struct tandem_write *w, int status, struct tandem
     struct rejoin *j = w->data;
     bool recorded = status == 0 && result != NULL && result->status == 200;
     if (!recorded) {
-        tandem_log(TANDEM_LOG_WARN, "rejoin %s: the decision was not recorded (status %d)",
-                   j->member.name, status);
+        tandem_log(TANDEM_LOG_WARN, "rejoin %s: the decision was not recorded: %s", j->member.name,
+                   status != 0                              ? tandem_strerror(status)
+                   : result != NULL && result->body != NULL ? result->body
+                                                            : "no result");
     }
     rejoin_answer(j, recorded);
 }
