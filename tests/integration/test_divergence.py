@@ -178,7 +178,7 @@ def test_rejoin_keeps_the_data_and_reports_the_divergence():
         assert len(fenced_folders(c, east[0])) == 1
 
 
-def test_divergence_of_an_unknown_or_silent_node_fails_clearly():
+def test_unknown_nodes_and_bad_input_fail_clearly_and_change_nothing():
     with Cluster(topology="2+2") as c:
         c.leader()
         p = c.ctl("member", "divergence", "nobody", check=False)
@@ -187,6 +187,18 @@ def test_divergence_of_an_unknown_or_silent_node_fails_clearly():
         p = c.ctl("member", "divergence", name, check=False)
         assert p.returncode == 1 and "no divergence reports" in p.stderr, p.stderr
         assert name in p.stderr
+        # Bad input to the re-seed and the rejoin is refused and changes nothing.
+        epoch = c.status(name)["node"]["epoch"]
+        for body in ({"epoch": epoch + 1, "forced": "all of them"},
+                     {"epoch": epoch + 1, "by": "x" * 200},
+                     {"epoch": epoch + 1, "forced": [{}] * 17}):
+            status, _, answer = c.api(name, "POST", "/v1/node/reseed", body=body)
+            assert status == 400 and b"forced" in answer, (status, answer)
+        assert not os.path.exists(os.path.join(data_dir(c, name), "reseed"))
+        status, _, answer = c.api(name, "POST", "/v1/members/%s/rejoin" % c.names[1],
+                                  body={"by": "y" * 200})
+        assert status == 400 and b"by" in answer, (status, answer)
+        assert c.status(name)["node"]["epoch"] == epoch and not c.status(name)["node"]["fenced"]
 
 
 if __name__ == "__main__":
