@@ -201,5 +201,35 @@ def test_unknown_nodes_and_bad_input_fail_clearly_and_change_nothing():
         assert c.status(name)["node"]["epoch"] == epoch and not c.status(name)["node"]["fenced"]
 
 
+def test_a_crash_half_way_through_the_move_is_finished_at_the_next_start():
+    """A re-seed that crashed after moving raft/ but before state/: the next start finishes the
+    move and starts empty; it never runs on the half-moved directory."""
+    with Cluster(topology="2+2+1") as c:
+        c.leader()
+        c.kv_put(c.leader(), "kept", b"v")
+        target = [n for n in site_names(c, "west") if n != c.leader()][0]
+        c.wait_converged(names=c.names)
+        c.stop(target)
+        d = data_dir(c, target)
+        folder = "fenced-1-20261205T061500Z"
+        with open(os.path.join(d, "reseed"), "w") as f:
+            f.write("1\naside %s\n" % folder)  # named first, as the re-seed route does
+        os.mkdir(os.path.join(d, folder))
+        os.rename(os.path.join(d, "raft"), os.path.join(d, folder, "raft"))  # then the crash
+        c.start(target)
+        wait_until(lambda: c.status(target)["node"]["last_index"] == 0, 15, "%s empty" % target)
+        assert sorted(os.listdir(os.path.join(d, folder))) == [
+            "divergence.json", "raft", "state"], os.listdir(os.path.join(d, folder))
+        assert "reseed" not in os.listdir(d) and os.path.exists(os.path.join(d, "join"))
+        with open(os.path.join(d, folder, "divergence.json")) as f:
+            report = json.load(f)
+        assert report["log"]["last_index"] > 0 and report["fork"]["certainty"] == "unknown"
+        assert "without" in report["fork"]["reason"], report["fork"]
+        # raft takes an emptied member's rejections for stale ones: a rejoin brings it back.
+        c.ctl("member", "rejoin", target)
+        wait_until(lambda: c.kv_get(target, "kept", local=True) == b"v", 30,
+                   "%s caught up after the rejoin" % target)
+
+
 if __name__ == "__main__":
     run_tests()
