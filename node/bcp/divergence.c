@@ -24,11 +24,11 @@
 
 #define KEPT_WALK_FDS 16 /* descriptors nftw may hold while it sizes a kept folder */
 #define WHAT_TO_DO                                                                                 \
-    "The entries after the fork were never part of the cluster's history: the keys, jobs and "     \
-    "boxes listed may hold changes that exist only here. Compare them with the cluster (for "      \
-    "example: start a tandemd on a copy of this folder's raft/ and state/ with join=false, or "    \
-    "read state/ with mdb_dump), re-enter what must be kept, then delete this folder by hand: "    \
-    "tandemd never deletes it."
+    "The entries after the fork were never part of the cluster's history. Check each key, job "    \
+    "and box listed against the cluster (tandemctl kv get, job get, box get) and with whoever "    \
+    "made the change (each entry has its time), re-enter what must be kept, then delete this "     \
+    "folder by hand: tandemd never deletes it. The entries' full content stays in raft/ here; "    \
+    "state/ holds what this node had applied."
 
 /* ---- the fork point ---- */
 
