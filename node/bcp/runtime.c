@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "consensus/log_scan.h"
 #include "consensus/recover.h"
 #include "consensus/transport.h"
 #include "node/log.h"
@@ -409,6 +410,17 @@ static void reports_refresh(struct tandem_bcp *b, const struct tandem_site_plan_
     }
 }
 
+/* The forced invoke is recorded: its note and the seed's history are done with. */
+static void forced_recorded(struct tandem_bcp *b)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    const char *data_dir = b->env.config->data_dir;
+    (void)tandem_recover_file_remove(data_dir, TANDEM_FORCED_FILE, errmsg);
+    (void)tandem_recover_file_remove(data_dir, TANDEM_FORCED_HISTORY_FILE, errmsg);
+    b->forced_site[0] = '\0';
+    b->forced_history_set = false;
+}
+
 static int gather_cb(struct tandem_site_controller *c, struct tandem_site_plan_input *in)
 {
     struct tandem_bcp *b = c->data;
@@ -437,9 +449,7 @@ static int gather_cb(struct tandem_site_controller *c, struct tandem_site_plan_i
     }
     const struct tandem_site *forced = tandem_site_table_find(t, b->forced_site);
     if (b->forced_site[0] != '\0' && forced != NULL && forced->state == TANDEM_SITE_INVOKED) {
-        char errmsg[TANDEM_ERRMSG_SIZE];
-        (void)tandem_recover_file_remove(config->data_dir, TANDEM_FORCED_FILE, errmsg);
-        b->forced_site[0] = '\0';
+        forced_recorded(b);
     }
     snprintf(in->preferred_site, sizeof in->preferred_site, "%s", t->preferred_site);
     in->preferred_set = t->preferred_set;
@@ -466,6 +476,8 @@ struct proposal {
     struct tandem_site_action action;
     char lost[TANDEM_SITE_HOMES_MAX][TANDEM_NAME_LEN_MAX + 1]; /* forced: members left behind */
     char *lost_ptrs[TANDEM_SITE_HOMES_MAX];
+    Tandem__ForcedHistory history;
+    uint64_t start_terms[TANDEM_TERM_HISTORY_MAX], start_indexes[TANDEM_TERM_HISTORY_MAX];
     char by[TANDEM_SITE_BY_LEN_MAX + 1];
     char from_role[16], to_role[16];
     struct tandem_site_controller *controller;
@@ -486,9 +498,7 @@ static void proposal_cb(struct tandem_write *w, int status, struct tandem_result
         snprintf(b->reported[b->n_reported++], TANDEM_SITE_LEN_MAX + 1, "%s", p->action.site);
     }
     if (outcome == 0 && p->action.kind == TANDEM_SITE_ACTION_INVOKE && p->action.force) {
-        char errmsg[TANDEM_ERRMSG_SIZE];
-        (void)tandem_recover_file_remove(b->env.config->data_dir, TANDEM_FORCED_FILE, errmsg);
-        b->forced_site[0] = '\0';
+        forced_recorded(b);
     }
     p->done(p->controller, outcome);
     free(p);
@@ -546,6 +556,27 @@ static void build_lost(struct tandem_bcp *b, struct proposal *p)
     }
     p->update.lost_members = p->lost_ptrs;
     free(t);
+}
+
+/* A forced invoke carries the seed's log history, for the fork points of fenced nodes. */
+static void build_history(struct tandem_bcp *b, struct proposal *p)
+{
+    const struct tandem_term_history *h = &b->forced_history.history;
+    tandem__forced_history__init(&p->history);
+    p->history.epoch = b->forced_history.epoch;
+    p->history.seed = b->forced_history.seed;
+    p->history.first_index = h->first_index;
+    p->history.last_index = h->last_index;
+    p->history.last_term = h->last_term;
+    for (unsigned k = 0; k < h->n; k++) {
+        p->start_terms[k] = h->terms[k].term;
+        p->start_indexes[k] = h->terms[k].first_index;
+    }
+    p->history.start_terms = p->start_terms;
+    p->history.n_start_terms = h->n;
+    p->history.start_indexes = p->start_indexes;
+    p->history.n_start_indexes = h->n;
+    p->update.history = &p->history;
 }
 
 static void build_update(struct proposal *p, int change)
@@ -619,6 +650,9 @@ static int propose_cb(struct tandem_site_controller *c, const struct tandem_site
         build_update(p, change);
         if (change == TANDEM_SITE_INVOKE && a->force) {
             build_lost(b, p);
+            if (b->forced_history_set) {
+                build_history(b, p);
+            }
         }
     } else if (a->kind == TANDEM_SITE_ACTION_RECORD_HOMES) {
         build_homes(b, p);
@@ -916,6 +950,30 @@ void tandem_bcp_restart(struct tandem_bcp *b, const char *why)
     }
 }
 
+/* The seed's log before raft_recover, for the forced record (consensus/recover.h). A failure
+ * costs only the fork points of later divergence reports, never the failover: logged. */
+static void seed_history_write(const char *data_dir, const struct tandem_raft_options *o,
+                               uint64_t epoch)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE], scratch[PATH_MAX];
+    struct tandem_log_scan scan;
+    struct tandem_forced_history *f = calloc(1, sizeof *f);
+    snprintf(scratch, sizeof scratch, "%s/.forced-scan", data_dir);
+    int rv = f == NULL ? TANDEM_NOMEM : tandem_log_scan_load(o->raft_dir, scratch, &scan, errmsg);
+    if (rv == 0) {
+        f->epoch = epoch;
+        snprintf(f->seed, sizeof f->seed, "%s", o->self->name);
+        tandem_term_history_of(&scan, &f->history);
+        tandem_log_scan_free(&scan);
+        rv = tandem_recover_history_write(data_dir, f, errmsg);
+    }
+    if (rv != 0) {
+        tandem_log(TANDEM_LOG_WARN, "forced failover: the seed's log history is not recorded: %s",
+                   f == NULL ? "out of memory" : errmsg);
+    }
+    free(f);
+}
+
 int tandem_bcp_raft_prepare(const char *data_dir, struct tandem_raft_options *o,
                             struct tandem_recover_plan **plan)
 {
@@ -943,6 +1001,7 @@ int tandem_bcp_raft_prepare(const char *data_dir, struct tandem_raft_options *o,
     tandem_log(TANDEM_LOG_WARN,
                "forced failover: raft_recover into %u members at epoch %" PRIu64 " (site %s lost)",
                p->n_members, p->epoch, p->site);
+    seed_history_write(data_dir, o, p->epoch);
     o->recover_members = p->members;
     o->n_recover_members = p->n_members;
     *plan = p;
@@ -1032,6 +1091,7 @@ static void markers_load(struct tandem_bcp *b)
     if (tandem_recover_forced_note(data_dir, b->forced_site) == 1) {
         tandem_log(TANDEM_LOG_WARN, "forced failover note: site %s to be recorded as invoked",
                    b->forced_site);
+        b->forced_history_set = tandem_recover_history_read(data_dir, &b->forced_history) == 1;
     }
 }
 

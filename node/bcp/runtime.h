@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "consensus/raft_node.h"
+#include "consensus/recover.h"
 #include "consensus/site_controller.h"
 #include "node/config.h"
 #include "node/http/client.h"
@@ -85,7 +86,9 @@ struct tandem_bcp {
     unsigned sample_next, sample_count;
     char reported[TANDEM_SITE_PLAN_SITES_MAX][TANDEM_SITE_LEN_MAX + 1]; /* down reports written */
     unsigned n_reported;
-    char forced_site[TANDEM_SITE_LEN_MAX + 1]; /* forced-invoke note still to record */
+    char forced_site[TANDEM_SITE_LEN_MAX + 1];   /* forced-invoke note still to record */
+    struct tandem_forced_history forced_history; /* the seed's log, recorded with that invoke */
+    bool forced_history_set;
     struct tandem_bcp_lag_heard lag_heard;
     uint64_t started_ms;
     uint64_t leader_seen_ms; /* uv_now when this node last knew a leader; 0 = never */

@@ -414,10 +414,31 @@ int tandem_ctl_member_transfer(struct tandem_ctl_context *ctx, const struct tand
 static int member_rejoin_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
                                const json_t *root)
 {
+    const char *kept = member_string(root, "data_kept_at");
+    json_t *d = json_object_get(root, "divergence");
+    json_t *fork = json_object_get(d, "fork");
     fprintf(ctx->out,
             "%s re-seeded at epoch %" JSON_INTEGER_FORMAT
             " and re-added as a standby; it catches up from the leader\n",
             args->positional[0], json_index_or(root, "epoch", 0));
+    if (kept != NULL && kept[0] != '\0') {
+        fprintf(ctx->out,
+                "its old data is kept in %s on %s (%.1f MiB; never deleted automatically: "
+                "delete it by hand once reconciled)\n",
+                kept, args->positional[0],
+                (double)json_index_or(d, "bytes_kept", 0) / (1024.0 * 1024.0));
+    }
+    if (json_is_object(d)) {
+        fprintf(ctx->out,
+                "divergence: %" JSON_INTEGER_FORMAT
+                " entries after the fork at index %" JSON_INTEGER_FORMAT
+                " (%s), touching %" JSON_INTEGER_FORMAT " keys, %" JSON_INTEGER_FORMAT
+                " jobs, %" JSON_INTEGER_FORMAT " boxes; details: tandemctl member divergence %s\n",
+                json_index_or(d, "entries_after_fork", -1), json_index_or(fork, "index", -1),
+                member_string(fork, "certainty") ? member_string(fork, "certainty") : "unknown",
+                json_index_or(d, "keys", 0), json_index_or(d, "jobs", 0),
+                json_index_or(d, "boxes", 0), args->positional[0]);
+    }
     return TANDEM_CTL_OK;
 }
 

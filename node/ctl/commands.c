@@ -30,7 +30,11 @@ const struct tandem_ctl_command tandem_ctl_commands[] = {
     {"member", "transfer-leader", "NAME", 1, 1, tandem_ctl_member_transfer,
      "move leadership to the voter NAME"},
     {"member", "rejoin", "NAME", 1, 1, tandem_ctl_member_rejoin,
-     "re-seed a fenced or broken member: wipe it, re-add it as a standby, let it catch up"},
+     "re-seed a fenced or broken member: move its old data aside (DATA_DIR/fenced-*, never "
+     "deleted) with a divergence report, re-add it as a standby, let it catch up"},
+    {"member", "divergence", "NAME", 1, 1, tandem_ctl_member_divergence,
+     "show NAME's divergence reports (asked of NAME itself): fork point, entries after it, "
+     "keys, jobs and boxes touched, where the old data is kept"},
     {"job", "create",
      "CLIENT KIND SITE [--id ID] [--stages a,b,..] [--effort N] [--due TIME] [--priority N] "
      "[--operator NAME] [--pinned] [--file JOB.json]",

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "consensus/log_scan.h"
 #include "replication/apply.h"
 #include "storage/assert.h"
 #include "storage/domain_codec.h"
@@ -18,6 +19,7 @@
 #define SITE_PREFIX      "site/"
 #define HOME_PREFIX      "home/"
 #define DECISION_PREFIX  "decision/"
+#define FORCED_PREFIX    "forced/"
 #define SETTINGS_KEY     "settings"
 #define SITE_EPOCH_FIRST 1
 
@@ -525,6 +527,39 @@ static int other_site_serving(const struct tandem_apply_ctx *ctx, const char *si
     return rv;
 }
 
+/* The forced failover's history as a term history; false when it is not a valid one. */
+static bool forced_history_of(const Tandem__ForcedHistory *f, struct tandem_term_history *h)
+{
+    memset(h, 0, sizeof *h);
+    if (f->epoch == 0 || f->n_start_terms != f->n_start_indexes ||
+        f->n_start_terms > TANDEM_TERM_HISTORY_MAX || !text_ok(f->seed, TANDEM_NAME_LEN_MAX)) {
+        return false;
+    }
+    for (size_t k = 0; k < f->n_start_terms; k++) {
+        h->terms[k] = (struct tandem_term_start){f->start_terms[k], f->start_indexes[k]};
+    }
+    h->n = (unsigned)f->n_start_terms;
+    h->first_index = f->first_index;
+    h->last_index = f->last_index;
+    h->last_term = f->last_term;
+    return tandem_term_history_ok(h);
+}
+
+/* Records a forced failover's history under its epoch, keeping the newest TANDEM_FORCED_KEPT.
+ * A malformed history is left out: the invoke itself stands. */
+static int forced_put(const struct tandem_apply_ctx *ctx, const Tandem__ForcedHistory *in)
+{
+    struct tandem_term_history h;
+    if (!forced_history_of(in, &h)) {
+        return 0;
+    }
+    Tandem__ForcedHistory record = *in;
+    record.at_ms = ctx->now_ms;
+    record.index = ctx->index;
+    return windowed_put(ctx, TANDEM_DB_SITES, FORCED_PREFIX, in->epoch, TANDEM_FORCED_KEPT,
+                        &record.base);
+}
+
 /* A forced invoke marks the home records of the members it left behind as lost. */
 static int homes_mark_lost(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u)
 {
@@ -557,7 +592,8 @@ static int homes_mark_lost(const struct tandem_apply_ctx *ctx, const Tandem__Sit
 }
 
 /* What an invoke does besides the move: the preference leaves the site, a forced invoke marks
- * the members it left behind, and the site's open work moves to target. */
+ * the members it left behind and records the seed's log history, and the site's open work moves
+ * to target. */
 static int invoke_effects(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u,
                           const char *target, unsigned *moved)
 {
@@ -565,6 +601,9 @@ static int invoke_effects(const struct tandem_apply_ctx *ctx, const Tandem__Site
     int rv = preference_move(ctx, u, false);
     if (rv == 0 && u->force) {
         rv = homes_mark_lost(ctx, u);
+    }
+    if (rv == 0 && u->force && u->history != NULL) {
+        rv = forced_put(ctx, u->history);
     }
     return rv == 0 ? tandem_bcp_jobs_move(ctx, u->site, target, false, u->by, moved) : rv;
 }
@@ -960,6 +999,48 @@ json_t *tandem_sites_drills_json(struct tandem_store *store, MDB_txn *txn, unsig
         if (d != NULL) {
             json_array_append_new(list, drill_json(d, full));
             tandem__drill_record__free_unpacked(d, NULL);
+        }
+    }
+    mdb_cursor_close(cursor);
+    return list;
+}
+
+/* ---- forced failover histories ---- */
+
+static json_t *forced_json(const Tandem__ForcedHistory *f)
+{
+    char at[TANDEM_RFC3339_LEN_MAX + 1];
+    json_t *terms = json_array();
+    for (size_t k = 0; k < f->n_start_terms && k < f->n_start_indexes; k++) {
+        json_array_append_new(terms, json_pack("[I,I]", (json_int_t)f->start_terms[k],
+                                               (json_int_t)f->start_indexes[k]));
+    }
+    tandem_rfc3339_format(f->at_ms, at);
+    return json_pack("{s:I,s:s,s:s,s:I,s:I,s:I,s:I,s:o}", "epoch", (json_int_t)f->epoch, "seed",
+                     f->seed, "at", at, "index", (json_int_t)f->index, "first_index",
+                     (json_int_t)f->first_index, "last_index", (json_int_t)f->last_index,
+                     "last_term", (json_int_t)f->last_term, "terms", terms);
+}
+
+json_t *tandem_sites_forced_json(struct tandem_store *store, MDB_txn *txn)
+{
+    MDB_cursor *cursor;
+    MDB_val k = {.mv_size = strlen(FORCED_PREFIX), .mv_data = FORCED_PREFIX}, v;
+    json_t *list = listing_open(store, txn, TANDEM_DB_SITES, &cursor);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (int rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
+         rv == 0 && json_array_size(list) < TANDEM_FORCED_KEPT;
+         rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+        if (k.mv_size <= strlen(FORCED_PREFIX) ||
+            memcmp(k.mv_data, FORCED_PREFIX, strlen(FORCED_PREFIX)) != 0) {
+            break;
+        }
+        Tandem__ForcedHistory *f = tandem__forced_history__unpack(NULL, v.mv_size, v.mv_data);
+        if (f != NULL) {
+            json_array_insert_new(list, 0, forced_json(f)); /* newest first */
+            tandem__forced_history__free_unpacked(f, NULL);
         }
     }
     mdb_cursor_close(cursor);

@@ -555,15 +555,15 @@ static void test_rejoin_refusals(void **state)
     struct fixture *f = *state;
     struct tandem_bcp_reply reply = reply_of(f);
     bcp_start(f);
-    tandem_bcp_rejoin_start(&f->bcp, &reply, "ghost");
+    tandem_bcp_rejoin_start(&f->bcp, &reply, "ghost", NULL);
     assert_int_equal(f->reply_status, 404);
     assert_string_equal(f->reply_body,
                         "no member named ghost (not in the configuration, no home record)");
-    tandem_bcp_rejoin_start(&f->bcp, &reply, "self-1");
+    tandem_bcp_rejoin_start(&f->bcp, &reply, "self-1", NULL);
     assert_int_equal(f->reply_status, 409);
     assert_string_equal(f->reply_body, "self-1 is the leader: transfer leadership first");
     /* this node does not lead: raft refuses to remove the member, nothing else happens */
-    tandem_bcp_rejoin_start(&f->bcp, &reply, "peer-2");
+    tandem_bcp_rejoin_start(&f->bcp, &reply, "peer-2", NULL);
     assert_int_equal(f->replies, 3);
     assert_int_equal(f->reply_status, 503);
     assert_non_null(strstr(f->reply_body, "rejoin peer-2: removing it failed: "));

@@ -42,9 +42,9 @@ static const int drill_moves[][2] = {
 };
 
 static const int rejoin_moves[][2] = {
-    {J(REMOVE), J(RESEED)}, {J(RESEED), J(BACK)},   {J(BACK), J(ADD)},      {J(ADD), J(ASSIGN)},
-    {J(ASSIGN), J(DONE)},   {J(REMOVE), J(FAILED)}, {J(RESEED), J(FAILED)}, {J(BACK), J(FAILED)},
-    {J(ADD), J(FAILED)},    {J(ASSIGN), J(FAILED)},
+    {J(REMOVE), J(RESEED)}, {J(RESEED), J(BACK)}, {J(BACK), J(ADD)},      {J(ADD), J(ASSIGN)},
+    {J(ASSIGN), J(RECORD)}, {J(RECORD), J(DONE)}, {J(REMOVE), J(FAILED)}, {J(RESEED), J(FAILED)},
+    {J(BACK), J(FAILED)},   {J(ADD), J(FAILED)},  {J(ASSIGN), J(FAILED)}, {J(RECORD), J(FAILED)},
 };
 
 /* The names, starts and ends, written out independently of drill.c's and rejoin.c's tables. */
@@ -53,8 +53,8 @@ static const char *const drill_names[] = {
     "revoke",    "failback", "cooldown", "drain",    "digest_after_revoke", "verify",
     "store",     "done",
 };
-static const char *const rejoin_names[] = {"remove", "reseed", "back",  "add",
-                                           "assign", "done",   "failed"};
+static const char *const rejoin_names[] = {"remove", "reseed", "back", "add",
+                                           "assign", "record", "done", "failed"};
 
 struct machine {
     const char *name;
@@ -182,7 +182,7 @@ static void test_drill_sequences(void **state)
 static void test_rejoin_sequences(void **state)
 {
     (void)state;
-    const int member[] = {J(REMOVE), J(RESEED), J(BACK), J(ADD), J(ASSIGN), J(DONE)};
+    const int member[] = {J(REMOVE), J(RESEED), J(BACK), J(ADD), J(ASSIGN), J(RECORD), J(DONE)};
     walk(&rejoin, member, COUNT(member));
     const int gone_member[] = {J(REMOVE), J(RESEED), J(FAILED)};
     walk(&rejoin, gone_member, COUNT(gone_member));

@@ -428,6 +428,62 @@ static void test_preference_moves_are_recorded(void **state)
     dom_close(&d);
 }
 
+/* A forced invoke carrying the seed's log history stores it under its epoch, where a fenced
+ * node's rejoin finds it; a malformed history is left out and the invoke still stands. */
+static void test_forced_invoke_records_the_seed_history(void **state)
+{
+    (void)state;
+    struct dom d;
+    struct dom_cmd c;
+    Tandem__SiteUpdate u;
+    Tandem__ForcedHistory h = TANDEM__FORCED_HISTORY__INIT;
+    uint64_t terms[] = {1, 4}, starts[] = {1, 1000};
+    two_sites(&d);
+    Tandem__Command *command = site_update(&c, &u, "west", TANDEM_SITE_INVOKE);
+    h.epoch = 2;
+    h.seed = "east-1";
+    h.first_index = 1;
+    h.last_index = 1057;
+    h.last_term = 4;
+    h.start_terms = terms;
+    h.n_start_terms = 2;
+    h.start_indexes = starts;
+    h.n_start_indexes = 2;
+    u.force = true;
+    u.history = &h;
+    dom_apply_expect(&d, command, 200);
+    MDB_txn *txn = dom_read(&d);
+    json_t *forced = tandem_sites_forced_json(&d.store, txn);
+    mdb_txn_abort(txn);
+    assert_int_equal(json_array_size(forced), 1);
+    json_t *r = json_array_get(forced, 0);
+    assert_int_equal(json_integer_value(json_object_get(r, "epoch")), 2);
+    assert_string_equal(json_string_value(json_object_get(r, "seed")), "east-1");
+    assert_int_equal(json_integer_value(json_object_get(r, "last_index")), 1057);
+    assert_int_equal(json_integer_value(json_object_get(r, "index")), (json_int_t)d.index);
+    json_t *second = json_array_get(json_object_get(r, "terms"), 1);
+    assert_int_equal(json_integer_value(json_array_get(second, 0)), 4);
+    assert_int_equal(json_integer_value(json_array_get(second, 1)), 1000);
+    json_decref(forced);
+
+    /* Terms that do not rise: not stored, the invoke of east still applies. */
+    assert_int_equal(site_change(&d, "west", TANDEM_SITE_REVOKE, false), 200);
+    assert_int_equal(site_change(&d, "west", TANDEM_SITE_RECOVERED, false), 200);
+    command = site_update(&c, &u, "east", TANDEM_SITE_INVOKE);
+    terms[1] = 1;
+    h.epoch = 3;
+    u.force = true;
+    u.history = &h;
+    dom_apply_expect(&d, command, 200);
+    assert_int_equal(site_now(&d, "east").state, TANDEM_SITE_INVOKED);
+    txn = dom_read(&d);
+    forced = tandem_sites_forced_json(&d.store, txn);
+    mdb_txn_abort(txn);
+    assert_int_equal(json_array_size(forced), 1);
+    json_decref(forced);
+    dom_close(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -438,6 +494,7 @@ int main(void)
         cmocka_unit_test(test_failback_returns_still_queued),
         cmocka_unit_test(test_forced_invoke_marks_lost_members),
         cmocka_unit_test(test_preference_moves_are_recorded),
+        cmocka_unit_test(test_forced_invoke_records_the_seed_history),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
