@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "consensus/site_controller.h"
 #include "storage/assert.h"
 
 enum change_kind { CHANGE_ADD, CHANGE_REMOVE, CHANGE_TRANSFER };
@@ -16,8 +17,9 @@ struct change {
     bool timer_open, inflight;
     enum change_kind kind;
     unsigned attempts, polls_left;
-    struct tandem_raft *n; /* borrowed */
-    uv_loop_t *loop;       /* borrowed */
+    unsigned unready_polls; /* polls since the last attempt with the target not caught up */
+    struct tandem_raft *n;  /* borrowed */
+    uv_loop_t *loop;        /* borrowed */
     struct tandem_member member;
     uint64_t id;
     tandem_membership_cb cb;
@@ -196,9 +198,15 @@ static void transfer_poll(uv_timer_t *timer)
         return;
     }
     bool leader = raft_state(&c->n->raft) == RAFT_LEADER;
-    if (leader && c->attempts < TANDEM_MEMBERSHIP_TRANSFER_ATTEMPTS_MAX &&
+    /* A target that lacks our last entry would ignore the transfer and hold writes for an
+     * election timeout (tandem_site_transfer_ready): wait a little for it to catch up. */
+    bool ready =
+        tandem_site_transfer_ready(&c->n->raft, c->id) ||
+        ++c->unready_polls * TANDEM_MEMBERSHIP_TRANSFER_POLL_MS >= TANDEM_SITE_TRANSFER_CATCH_UP_MS;
+    if (leader && ready && c->attempts < TANDEM_MEMBERSHIP_TRANSFER_ATTEMPTS_MAX &&
         raft_transfer(&c->n->raft, &c->transfer, c->id, transfer_cb) == 0) {
         c->attempts++;
+        c->unready_polls = 0;
         c->inflight = true;
         return;
     }

@@ -1,9 +1,9 @@
 /* Forced failover helpers: survivor choice, loss bound, and the data-directory markers that the
- * next start of tandemd acts on (raft_recover, wipe-and-join, fencing epoch). */
+ * next start of tandemd acts on (raft_recover, move-aside-and-join, fencing epoch). */
 #include "consensus/recover.h"
+#include "storage/assert.h"
 #include "storage/error.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-#define WIPE_DEPTH_MAX   4    /* raft/ and state/ hold files, not deep trees */
-#define WIPE_ENTRIES_MAX 4096 /* files removed from one directory before giving up */
+#define ASIDE_SUFFIX_MAX 100 /* re-seeds within one second that still get their own folder */
 
 int tandem_recover_choose(const struct tandem_recover_candidate *c, unsigned n,
                           const char *lost_site)
@@ -138,6 +138,12 @@ int tandem_recover_write_u64(const char *data_dir, const char *file, uint64_t va
 {
     char text[32];
     snprintf(text, sizeof text, "%" PRIu64 "\n", value);
+    return write_atomic(data_dir, file, text, errmsg);
+}
+
+int tandem_recover_file_write(const char *data_dir, const char *file, const char *text,
+                              char *errmsg)
+{
     return write_atomic(data_dir, file, text, errmsg);
 }
 
@@ -284,86 +290,267 @@ int tandem_recover_forced_note(const char *data_dir, char *site)
     return found;
 }
 
-/* Removes path: a file, or a directory emptied first (wipe_dir's recursion). */
-static int wipe_entry(const char *path, int depth, char *errmsg);
+/* ---- the seed's history ---- */
 
-/* Removes everything inside dir (not dir itself), depth- and count-bounded: a tree deeper or
- * larger than raft/ and state/ ever are is refused rather than half-removed in silence. */
-static int wipe_dir(const char *dir, int depth, char *errmsg)
+/* Format: "epoch E\nseed NAME\nfirst F\nlast I T\nterm T I\n..." */
+int tandem_recover_history_write(const char *data_dir, const struct tandem_forced_history *f,
+                                 char *errmsg)
 {
-    DIR *d = opendir(dir);
-    if (d == NULL) {
-        return errno == ENOENT ? 0 : file_error(errno, "open", dir, errmsg);
+    const struct tandem_term_history *h = &f->history;
+    char text[256 + TANDEM_TERM_HISTORY_MAX * 48];
+    size_t used = (size_t)snprintf(text, sizeof text,
+                                   "epoch %" PRIu64 "\nseed %s\nfirst %" PRIu64 "\nlast %" PRIu64
+                                   " %" PRIu64 "\n",
+                                   f->epoch, f->seed, h->first_index, h->last_index, h->last_term);
+    for (unsigned k = 0; k < h->n && used < sizeof text; k++) {
+        used += (size_t)snprintf(text + used, sizeof text - used, "term %" PRIu64 " %" PRIu64 "\n",
+                                 h->terms[k].term, h->terms[k].first_index);
     }
-    int rv = 0;
-    unsigned entries = 0;
-    struct dirent *e;
-    while (rv == 0 && (e = readdir(d)) != NULL) {
-        char path[PATH_MAX];
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
-            continue;
-        }
-        if (++entries > WIPE_ENTRIES_MAX) {
-            rv = tandem_error_set(errmsg, TANDEM_LIMIT, "wipe %s: more than %d entries", dir,
-                                  WIPE_ENTRIES_MAX);
-            break;
-        }
-        path_join(path, sizeof path, dir, e->d_name);
-        rv = wipe_entry(path, depth, errmsg);
+    tandem_assert(used < sizeof text);
+    return write_atomic(data_dir, TANDEM_FORCED_HISTORY_FILE, text, errmsg);
+}
+
+static bool history_line(const char *line, struct tandem_forced_history *f)
+{
+    struct tandem_term_history *h = &f->history;
+    struct tandem_term_start *s = &h->terms[h->n < TANDEM_TERM_HISTORY_MAX ? h->n : 0];
+    if (sscanf(line, "epoch %" SCNu64, &f->epoch) == 1 ||
+        sscanf(line, "first %" SCNu64, &h->first_index) == 1 ||
+        sscanf(line, "last %" SCNu64 " %" SCNu64, &h->last_index, &h->last_term) == 2) {
+        return true;
     }
-    closedir(d);
+    if (strncmp(line, "seed ", 5) == 0) {
+        snprintf(f->seed, sizeof f->seed, "%s", line + 5);
+        return tandem_member_name_ok(f->seed, TANDEM_NAME_LEN_MAX);
+    }
+    if (h->n < TANDEM_TERM_HISTORY_MAX &&
+        sscanf(line, "term %" SCNu64 " %" SCNu64, &s->term, &s->first_index) == 2) {
+        h->n++;
+        return true;
+    }
+    return false;
+}
+
+int tandem_recover_history_read(const char *data_dir, struct tandem_forced_history *f)
+{
+    char *text = read_small(data_dir, TANDEM_FORCED_HISTORY_FILE), *save = NULL;
+    bool ok = true;
+    memset(f, 0, sizeof *f);
+    if (text == NULL) {
+        return tandem_recover_file_exists(data_dir, TANDEM_FORCED_HISTORY_FILE) ? -1 : 0;
+    }
+    for (char *line = strtok_r(text, "\n", &save); line != NULL && ok;
+         line = strtok_r(NULL, "\n", &save)) {
+        ok = history_line(line, f);
+    }
+    free(text);
+    return ok && f->epoch > 0 && tandem_term_history_ok(&f->history) ? 1 : -1;
+}
+
+/* ---- re-seed: the old data moves aside ---- */
+
+/* What the old data directory holds beside the lock, moved as a whole (the reseed marker
+ * itself stays until the end). */
+static const char *const aside_items[] = {
+    "raft",
+    "state",
+    "state.new",
+    "state.old",
+    TANDEM_EPOCH_FILE,
+    TANDEM_FENCED_FILE,
+    TANDEM_RECOVER_FILE,
+    TANDEM_FORCED_FILE,
+    TANDEM_JOIN_FILE,
+    TANDEM_FORCED_HISTORY_FILE,
+    TANDEM_RESEED_INFO_FILE,
+};
+
+/* The reseed marker: "<epoch>\n[aside NAME\n][moved\n]". */
+struct reseed_marker {
+    uint64_t epoch;
+    char aside[TANDEM_ASIDE_NAME_MAX + 1];
+    bool moved; /* every item is in the aside folder, durably */
+};
+
+/* A name we made: "fenced-" then digits, letters and dashes only, never a path. */
+static bool aside_name_ok(const char *name)
+{
+    size_t len = strlen(name);
+    if (len <= strlen(TANDEM_ASIDE_PREFIX) || len > TANDEM_ASIDE_NAME_MAX ||
+        strncmp(name, TANDEM_ASIDE_PREFIX, strlen(TANDEM_ASIDE_PREFIX)) != 0) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+              c == '-')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* 1 and m filled when the marker exists, 0 when absent, -1 when it is corrupt. */
+static int reseed_marker_read(const char *data_dir, struct reseed_marker *m, char *errmsg)
+{
+    char *text = read_small(data_dir, TANDEM_RESEED_FILE), *save = NULL;
+    memset(m, 0, sizeof *m);
+    if (text == NULL) {
+        return tandem_recover_file_exists(data_dir, TANDEM_RESEED_FILE) ? -1 : 0;
+    }
+    int rv = sscanf(text, "%" SCNu64, &m->epoch) == 1 && m->epoch > 0 ? 1 : -1;
+    for (char *line = strtok_r(text, "\n", &save); line != NULL && rv == 1;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(line, "aside ", 6) == 0) {
+            snprintf(m->aside, sizeof m->aside, "%s", line + 6);
+            rv = aside_name_ok(m->aside) ? 1 : -1;
+        } else if (strcmp(line, "moved") == 0) {
+            m->moved = true;
+        }
+    }
+    free(text);
+    if (rv < 0) {
+        (void)tandem_error_set(errmsg, TANDEM_CORRUPT, "%s/%s holds no epoch or a bad aside name",
+                               data_dir, TANDEM_RESEED_FILE);
+    }
     return rv;
 }
 
-static int wipe_entry(const char *path, int depth, char *errmsg)
+static int reseed_marker_write(const char *data_dir, const struct reseed_marker *m, char *errmsg)
 {
+    char text[TANDEM_ASIDE_NAME_MAX + 64];
+    snprintf(text, sizeof text, "%" PRIu64 "\n%s%s%s%s", m->epoch, m->aside[0] ? "aside " : "",
+             m->aside, m->aside[0] ? "\n" : "", m->moved ? "moved\n" : "");
+    return write_atomic(data_dir, TANDEM_RESEED_FILE, text, errmsg);
+}
+
+int tandem_recover_reseed_write(const char *data_dir, uint64_t epoch, const char *aside,
+                                char *errmsg)
+{
+    struct reseed_marker m = {.epoch = epoch};
+    if (aside != NULL) {
+        if (!aside_name_ok(aside)) {
+            return tandem_error_set(errmsg, TANDEM_INVALID, "bad aside folder name '%s'", aside);
+        }
+        snprintf(m.aside, sizeof m.aside, "%s", aside);
+    }
+    return reseed_marker_write(data_dir, &m, errmsg);
+}
+
+int tandem_recover_reseed_aside(const char *data_dir, char *out)
+{
+    struct reseed_marker m;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    if (reseed_marker_read(data_dir, &m, errmsg) != 1 || m.aside[0] == '\0') {
+        return 0;
+    }
+    snprintf(out, TANDEM_ASIDE_NAME_MAX + 1, "%s", m.aside);
+    return 1;
+}
+
+void tandem_recover_aside_name(const char *data_dir, uint64_t old_epoch, int64_t now_ms, char *out)
+{
+    char when[32];
+    struct tm tm;
+    time_t seconds = (time_t)(now_ms / 1000);
+    if (gmtime_r(&seconds, &tm) == NULL ||
+        strftime(when, sizeof when, "%Y%m%dT%H%M%SZ", &tm) == 0) {
+        snprintf(when, sizeof when, "0");
+    }
+    snprintf(out, TANDEM_ASIDE_NAME_MAX + 1, TANDEM_ASIDE_PREFIX "%" PRIu64 "-%s", old_epoch, when);
+    for (unsigned n = 2; tandem_recover_file_exists(data_dir, out) && n < ASIDE_SUFFIX_MAX; n++) {
+        snprintf(out, TANDEM_ASIDE_NAME_MAX + 1, TANDEM_ASIDE_PREFIX "%" PRIu64 "-%s-%u", old_epoch,
+                 when, n);
+    }
+}
+
+/* Renames every item of the data directory into aside_dir, then makes the renames durable.
+ * Each rename is atomic, so a crash leaves every item in one place or the other, and the next
+ * start finishes the move: an item that is in both places is refused, never overwritten. */
+static int move_aside(const char *data_dir, const char *aside_dir, char *errmsg)
+{
+    char from[PATH_MAX], to[PATH_MAX];
     struct stat st;
-    if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        return unlink(path) == 0 ? 0 : file_error(errno, "remove", path, errmsg);
+    if (mkdir(aside_dir, 0700) != 0 && errno != EEXIST) {
+        return file_error(errno, "create", aside_dir, errmsg);
     }
-    if (depth >= WIPE_DEPTH_MAX) {
-        return tandem_error_set(errmsg, TANDEM_LIMIT, "wipe %s: deeper than %d levels", path,
-                                WIPE_DEPTH_MAX);
+    if (fsync_dir(data_dir) != 0) {
+        return file_error(errno, "fsync", data_dir, errmsg);
     }
-    int rv = wipe_dir(path, depth + 1, errmsg);
-    if (rv == 0 && rmdir(path) != 0) {
-        rv = file_error(errno, "remove", path, errmsg);
+    for (size_t i = 0; i < sizeof aside_items / sizeof aside_items[0]; i++) {
+        path_join(from, sizeof from, data_dir, aside_items[i]);
+        path_join(to, sizeof to, aside_dir, aside_items[i]);
+        if (lstat(from, &st) != 0) {
+            continue; /* absent, or moved before a crash */
+        }
+        if (lstat(to, &st) == 0) {
+            return tandem_error_set(errmsg, TANDEM_STATE,
+                                    "both %s and %s exist: move one away by hand", from, to);
+        }
+        if (rename(from, to) != 0) {
+            return file_error(errno, "move", from, errmsg);
+        }
     }
-    return rv;
+    if (fsync_dir(aside_dir) != 0) {
+        return file_error(errno, "fsync", aside_dir, errmsg);
+    }
+    if (fsync_dir(data_dir) != 0) {
+        return file_error(errno, "fsync", data_dir, errmsg);
+    }
+    return 0;
 }
 
-static int reseed_now(const char *data_dir, uint64_t epoch, char *errmsg)
+/* Name first (in the marker), then the move, then the report, then the new epoch and the join
+ * marker; the reseed marker goes last, so a crash anywhere repeats only what is left. */
+static int reseed_now(const char *data_dir, struct reseed_marker *m, tandem_recover_aside_cb cb,
+                      void *data, char *errmsg)
 {
-    static const char *const dirs[] = {"raft", "state", "state.new", "state.old"};
-    char path[PATH_MAX];
-    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
-        path_join(path, sizeof path, data_dir, dirs[i]);
-        int rv = wipe_dir(path, 0, errmsg);
+    char aside_dir[PATH_MAX];
+    uint64_t old_epoch = 0;
+    if (m->aside[0] == '\0') {
+        uint64_t epoch = tandem_recover_file_u64(data_dir, TANDEM_EPOCH_FILE);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        tandem_recover_aside_name(data_dir, epoch == 0 ? 1 : epoch,
+                                  (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, m->aside);
+        if (reseed_marker_write(data_dir, m, errmsg) != 0) {
+            return TANDEM_IO;
+        }
+    }
+    path_join(aside_dir, sizeof aside_dir, data_dir, m->aside);
+    if (!m->moved) {
+        int rv = move_aside(data_dir, aside_dir, errmsg);
         if (rv != 0) {
             return rv;
         }
+        m->moved = true;
+        if (reseed_marker_write(data_dir, m, errmsg) != 0) {
+            return TANDEM_IO;
+        }
+    }
+    (void)sscanf(m->aside, TANDEM_ASIDE_PREFIX "%" SCNu64, &old_epoch);
+    if (cb != NULL) {
+        cb(data, aside_dir, old_epoch, m->epoch);
     }
     if (write_atomic(data_dir, TANDEM_JOIN_FILE, "join\n", errmsg) != 0 ||
-        tandem_epoch_write(data_dir, epoch, errmsg) != 0 ||
-        tandem_recover_file_remove(data_dir, TANDEM_FENCED_FILE, errmsg) != 0 ||
-        tandem_recover_file_remove(data_dir, TANDEM_RECOVER_FILE, errmsg) != 0 ||
-        tandem_recover_file_remove(data_dir, TANDEM_FORCED_FILE, errmsg) != 0) {
+        tandem_epoch_write(data_dir, m->epoch, errmsg) != 0) {
         return TANDEM_IO; /* errmsg says which file */
     }
-    /* Last: a crash before this line repeats the wipe on the next start. */
+    /* Last: a crash before this line repeats the steps not done yet on the next start. */
     return tandem_recover_file_remove(data_dir, TANDEM_RESEED_FILE, errmsg);
 }
 
-int tandem_recover_prepare(const char *data_dir, char *errmsg)
+int tandem_recover_prepare(const char *data_dir, tandem_recover_aside_cb aside_cb, void *data,
+                           char *errmsg)
 {
     struct tandem_recover_plan *plan;
-    uint64_t epoch = tandem_recover_file_u64(data_dir, TANDEM_RESEED_FILE);
-    if (tandem_recover_file_exists(data_dir, TANDEM_RESEED_FILE)) {
-        if (epoch == 0) {
-            return tandem_error_set(errmsg, TANDEM_CORRUPT, "%s/%s holds no epoch", data_dir,
-                                    TANDEM_RESEED_FILE);
-        }
-        return reseed_now(data_dir, epoch, errmsg);
+    struct reseed_marker marker;
+    int pending = reseed_marker_read(data_dir, &marker, errmsg);
+    if (pending < 0) {
+        return TANDEM_CORRUPT; /* nothing moved: the operator looks at the marker */
+    }
+    if (pending == 1) {
+        return reseed_now(data_dir, &marker, aside_cb, data, errmsg);
     }
     plan = malloc(sizeof *plan);
     if (plan == NULL) {

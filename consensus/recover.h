@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "consensus/log_scan.h"
 #include "consensus/member.h"
 #include "storage/error.h"
 
@@ -15,12 +16,20 @@
 #define TANDEM_RECOVER_FILE_BYTES_MAX (64u * 1024u) /* a marker file; larger is corrupt */
 
 /* Files in the data directory (beside raft/ and state/). */
-#define TANDEM_EPOCH_FILE   "epoch"         /* the fencing epoch, decimal */
-#define TANDEM_RESEED_FILE  "reseed"        /* next start: wipe raft/ and state/, then join */
-#define TANDEM_RECOVER_FILE "recover"       /* next start: raft_recover into this config */
-#define TANDEM_FORCED_FILE  "forced-invoke" /* after recover: the site to record as invoked */
-#define TANDEM_JOIN_FILE    "join"          /* never bootstrap from this data directory */
-#define TANDEM_FENCED_FILE  "fenced"        /* newest epoch seen while fenced, decimal */
+#define TANDEM_EPOCH_FILE       "epoch"         /* the fencing epoch, decimal */
+#define TANDEM_RESEED_FILE      "reseed"        /* next start: move the data aside, then join */
+#define TANDEM_RECOVER_FILE     "recover"       /* next start: raft_recover into this config */
+#define TANDEM_FORCED_FILE      "forced-invoke" /* after recover: the site to record as invoked */
+#define TANDEM_JOIN_FILE        "join"          /* never bootstrap from this data directory */
+#define TANDEM_FENCED_FILE      "fenced"        /* newest epoch seen while fenced, decimal */
+#define TANDEM_RESEED_INFO_FILE "reseed.json"   /* what the cluster said when it asked to re-seed */
+#define TANDEM_FORCED_HISTORY_FILE                                                                 \
+    "forced-history" /* the seed's log before raft_recover, for the forced record */
+
+/* A re-seed keeps the old data in DATA_DIR/fenced-<old epoch>-<UTC time>/ (never removed by
+ * tandemd): raft/, state/ and the markers exactly as they were. */
+#define TANDEM_ASIDE_PREFIX   "fenced-"
+#define TANDEM_ASIDE_NAME_MAX 64
 
 /* What one member said about itself when the forced path polled it. */
 struct tandem_recover_candidate {
@@ -56,6 +65,9 @@ uint64_t tandem_recover_file_u64(const char *data_dir, const char *file);
 bool tandem_recover_file_exists(const char *data_dir, const char *file);
 int tandem_recover_file_remove(const char *data_dir, const char *file, char *errmsg);
 int tandem_recover_write_u64(const char *data_dir, const char *file, uint64_t value, char *errmsg);
+/* Writes text (at most TANDEM_RECOVER_FILE_BYTES_MAX bytes to be read back) as DATA_DIR/file. */
+int tandem_recover_file_write(const char *data_dir, const char *file, const char *text,
+                              char *errmsg);
 
 int tandem_recover_plan_write(const char *data_dir, const struct tandem_recover_plan *plan,
                               char *errmsg);
@@ -67,9 +79,40 @@ int tandem_recover_plan_done(const char *data_dir, char *errmsg);
 /* Returns 1 with site filled (TANDEM_SITE_LEN_MAX + 1) when a forced-invoke note exists. */
 int tandem_recover_forced_note(const char *data_dir, char *site);
 
-/* Runs before the state store opens: a pending reseed wipes raft/ and state/, writes the new
- * epoch and the join marker; a pending recover writes its epoch. Returns 0, or a tandem error
- * code with errmsg filled. */
-int tandem_recover_prepare(const char *data_dir, char *errmsg);
+/* Asks the next start to re-seed at epoch, keeping the old data in DATA_DIR/aside (a name from
+ * tandem_recover_aside_name; NULL: chosen at that start). */
+int tandem_recover_reseed_write(const char *data_dir, uint64_t epoch, const char *aside,
+                                char *errmsg);
+/* "fenced-<old_epoch>-<YYYYMMDDTHHMMSSZ>" (UTC, sorts by time) into out (TANDEM_ASIDE_NAME_MAX
+ * + 1 bytes), with "-2", "-3" ... appended while DATA_DIR already holds that name. */
+void tandem_recover_aside_name(const char *data_dir, uint64_t old_epoch, int64_t now_ms, char *out);
+/* The aside folder a pending re-seed moves the data to, into out (TANDEM_ASIDE_NAME_MAX + 1):
+ * 1 when named, 0 when none is pending or not yet named. */
+int tandem_recover_reseed_aside(const char *data_dir, char *out);
+
+/* Called once the old data is in aside_dir (an absolute or data_dir-relative path) and before
+ * the node starts empty: writes the divergence report there. Its failures are its own (logged);
+ * the re-seed goes on, since the data is kept either way. */
+typedef void (*tandem_recover_aside_cb)(void *data, const char *aside_dir, uint64_t old_epoch,
+                                        uint64_t new_epoch);
+
+/* The seed's log history before raft_recover (TANDEM_FORCED_HISTORY_FILE), kept until the
+ * forced invoke that carries it is recorded. read returns 1 when present and valid, 0 when
+ * absent, -1 when corrupt. */
+struct tandem_forced_history {
+    uint64_t epoch;
+    char seed[TANDEM_NAME_LEN_MAX + 1];
+    struct tandem_term_history history;
+};
+int tandem_recover_history_write(const char *data_dir, const struct tandem_forced_history *f,
+                                 char *errmsg);
+int tandem_recover_history_read(const char *data_dir, struct tandem_forced_history *f);
+
+/* Runs before the state store opens: a pending reseed moves raft/, state/ and the markers into
+ * the aside folder (crash-safe: each item is renamed, the reseed marker goes last), calls
+ * aside_cb (may be NULL), writes the new epoch and the join marker; a pending recover writes its
+ * epoch. Returns 0, or a tandem error code with errmsg filled. */
+int tandem_recover_prepare(const char *data_dir, tandem_recover_aside_cb aside_cb, void *data,
+                           char *errmsg);
 
 #endif

@@ -110,14 +110,53 @@ static bool plan_prefer(const struct tandem_site_plan_input *in, struct tandem_s
     return true;
 }
 
+/* The site that serves once forced_site is recorded as invoked: NULL when another non-witness
+ * site is not invoked (it takes the work over), else the invoked non-witness site holding the
+ * most members of the configuration, the leader's first. The forced configuration holds only
+ * survivors, so those are where the survivors are: the site must serve again. */
+static const struct tandem_site_plan_site *
+forced_revoke_site(const struct tandem_site_plan_input *in, const char *forced_site)
+{
+    const struct tandem_site_plan_site *best = NULL;
+    unsigned best_members = 0;
+    for (unsigned i = 0; i < in->n_sites; i++) {
+        const struct tandem_site_plan_site *s = &in->sites[i];
+        if (s->witness || strcmp(s->name, forced_site) == 0) {
+            continue;
+        }
+        if (s->state != TANDEM_PLAN_SITE_INVOKED) {
+            return NULL;
+        }
+        unsigned members = 0; /* the leader's site wins: it weighs more than any count */
+        for (unsigned j = 0; j < in->n_members; j++) {
+            bool here = strcmp(in->members[j].site, s->name) == 0;
+            members += here ? (in->members[j].self ? TANDEM_SITE_PLAN_MEMBERS_MAX : 1) : 0;
+        }
+        if (members > best_members) {
+            best = s;
+            best_members = members;
+        }
+    }
+    return best;
+}
+
 static bool plan_forced(const struct tandem_site_plan_input *in, struct tandem_site_action *out)
 {
     const struct tandem_site_plan_site *s = plan_site(in, in->forced_site);
-    if (in->forced_site[0] == '\0' || s == NULL || s->state == TANDEM_PLAN_SITE_INVOKED) {
+    if (in->forced_site[0] == '\0' || s == NULL || s->state == TANDEM_PLAN_SITE_INVOKED ||
+        s->witness) {
         return false;
     }
-    set_action(out, TANDEM_SITE_ACTION_INVOKE, s->name, "invoke",
-               "forced failover: quorum was lost with site %s", s->name);
+    const struct tandem_site_plan_site *back = forced_revoke_site(in, s->name);
+    if (back != NULL) {
+        set_action(out, TANDEM_SITE_ACTION_REVOKE, back->name, "revoke", "%s", "");
+        snprintf(out->reason, sizeof out->reason,
+                 "forced failover of %s: the survivors are in invoked site %s, which serves again",
+                 s->name, back->name);
+    } else {
+        set_action(out, TANDEM_SITE_ACTION_INVOKE, s->name, "invoke",
+                   "forced failover: quorum was lost with site %s", s->name);
+    }
     out->force = true;
     return true;
 }
@@ -418,6 +457,7 @@ static bool plan_action_ok(const struct tandem_site_plan_input *in,
         case TANDEM_SITE_ACTION_INVOKE:
         case TANDEM_SITE_ACTION_RECOVERED:
         case TANDEM_SITE_ACTION_REPORT:
+        case TANDEM_SITE_ACTION_REVOKE:
             return true;
         case TANDEM_SITE_ACTION_TRANSFER:
             return a->member_id != 0 && a->member[0] != '\0' && !to_self;
@@ -452,12 +492,23 @@ static void plan_step(const struct tandem_site_plan_input *in, struct tandem_sit
 
 /* ---- runtime ---- */
 
-static void controller_log(struct tandem_site_controller *c, const char *fmt, const char *a,
-                           const char *b)
+int tandem_site_action_log_level(const struct tandem_site_action *a)
+{
+    switch (a->kind) {
+        case TANDEM_SITE_ACTION_INVOKE: /* a failover, automatic or forced */
+        case TANDEM_SITE_ACTION_REPORT: /* a site lost: one failure less is tolerated */
+            return TANDEM_SITE_LOG_WARN;
+        default:
+            return TANDEM_SITE_LOG_INFO;
+    }
+}
+
+static void controller_log(struct tandem_site_controller *c, int level, const char *fmt,
+                           const char *a, const char *b)
 {
     snprintf(c->last, sizeof c->last, fmt, a, b);
     if (c->log != NULL) {
-        c->log(c, c->last);
+        c->log(c, level, c->last);
     }
 }
 
@@ -503,17 +554,29 @@ static bool executor_invariant(const struct tandem_sm *sm, int prev, void *data)
     }
 }
 
+static void tick_cb(uv_timer_t *timer);
+
 static void executor_move(struct tandem_site_controller *c, int next)
 {
+    bool was_transferring = c->busy == TANDEM_SITE_TRANSFERRING;
     c->busy = next;
     tandem_sm_move(&c->executor, next);
+    /* A transfer is watched closely: its target is caught up for a few milliseconds at a time
+     * under load, and every write waits while libraft transfers. */
+    if (!c->closing && was_transferring != (next == TANDEM_SITE_TRANSFERRING)) {
+        uint64_t pace =
+            next == TANDEM_SITE_TRANSFERRING ? TANDEM_SITE_TRANSFER_POLL_MS : TANDEM_SITE_TICK_MS;
+        /* uv_timer_start fails only for a closing handle or a NULL callback. */
+        int rv = uv_timer_start(&c->timer, tick_cb, pace, pace);
+        tandem_assert(rv == 0);
+    }
 }
 
 static void step_failed(struct tandem_site_controller *c, const char *what)
 {
     executor_move(c, TANDEM_SITE_IDLE);
     c->backoff_until_ms = now_ms(c) + TANDEM_SITE_BACKOFF_MS;
-    controller_log(c, "site controller: %s: %s", c->current.reason, what);
+    controller_log(c, TANDEM_SITE_LOG_WARN, "site controller: %s: %s", c->current.reason, what);
 }
 
 static void assign_cb(struct raft_change *req, int status)
@@ -530,13 +593,21 @@ static void assign_cb(struct raft_change *req, int status)
     }
     c->assigns_ok++;
     executor_move(c, TANDEM_SITE_IDLE);
-    controller_log(c, "site controller: %s %s done", c->current.action_name, c->current.member);
+    controller_log(c, TANDEM_SITE_LOG_INFO, "site controller: %s %s done", c->current.action_name,
+                   c->current.member);
 }
 
 static void transfer_cb(struct raft_transfer *req)
 {
     struct tandem_site_controller *c = req->data;
     c->transfer_cb_pending = false; /* the struct is ours again; never freed here */
+}
+
+bool tandem_site_transfer_ready(struct raft *r, raft_id id)
+{
+    raft_index match = 0;
+    return raft_state(r) == RAFT_LEADER && raft_match_index(r, id, &match) == 0 &&
+           match == raft_last_index(r);
 }
 
 static int transfer_start(struct tandem_site_controller *c)
@@ -551,6 +622,21 @@ static int transfer_start(struct tandem_site_controller *c)
     return rv;
 }
 
+/* Starts the next raft_transfer once the target holds our last entry (or it had its time to
+ * catch up): returns 0 when it started or still waits, else raft's error. */
+static int transfer_try(struct tandem_site_controller *c)
+{
+    if (!tandem_site_transfer_ready(c->raft, c->current.member_id) &&
+        now_ms(c) < c->transfer_catch_up_until_ms) {
+        return 0;
+    }
+    int rv = transfer_start(c);
+    /* A transfer libraft dropped (its callback while we still lead) waits again for a
+     * caught-up target before the next attempt. */
+    c->transfer_catch_up_until_ms = now_ms(c) + TANDEM_SITE_TRANSFER_CATCH_UP_MS;
+    return rv;
+}
+
 /* Confirms the transfer by watching the leader; retries while we still lead. */
 static void transfer_poll(struct tandem_site_controller *c)
 {
@@ -560,7 +646,8 @@ static void transfer_poll(struct tandem_site_controller *c)
     if (leader_id == c->current.member_id) {
         c->transfers_confirmed++;
         executor_move(c, TANDEM_SITE_IDLE);
-        controller_log(c, "site controller: leadership moved to %s%s", c->current.member, "");
+        controller_log(c, TANDEM_SITE_LOG_INFO, "site controller: leadership moved to %s%s",
+                       c->current.member, "");
         return;
     }
     bool leading = raft_state(c->raft) == RAFT_LEADER;
@@ -575,7 +662,7 @@ static void transfer_poll(struct tandem_site_controller *c)
         return;
     }
     if (leading && !c->transfer_cb_pending &&
-        c->transfer_attempts < TANDEM_SITE_TRANSFER_ATTEMPTS_MAX && transfer_start(c) != 0) {
+        c->transfer_attempts < TANDEM_SITE_TRANSFER_ATTEMPTS_MAX && transfer_try(c) != 0) {
         c->transfers_failed++;
         step_failed(c, "raft_transfer refused");
     }
@@ -601,8 +688,9 @@ static void decision_done(struct tandem_site_controller *c, int status)
     if (kind == TANDEM_SITE_ACTION_TRANSFER) {
         c->transfer_attempts = 0;
         c->transfer_deadline_ms = now_ms(c) + 4u * c->election_timeout_ms;
+        c->transfer_catch_up_until_ms = now_ms(c) + TANDEM_SITE_TRANSFER_CATCH_UP_MS;
         executor_move(c, TANDEM_SITE_TRANSFERRING);
-        if (c->transfer_cb_pending || transfer_start(c) != 0) {
+        if (c->transfer_cb_pending || transfer_try(c) != 0) {
             c->transfers_failed++;
             step_failed(c, "raft_transfer refused");
         }
@@ -620,7 +708,7 @@ static void decision_done(struct tandem_site_controller *c, int status)
                  (unsigned long long)c->raft->configuration_uncommitted_index);
         if (tandem_site_config_repair(c->raft) == 0) {
             c->config_repairs++;
-            controller_log(c,
+            controller_log(c, TANDEM_SITE_LOG_DEBUG,
                            "site controller: libraft still marked %s uncommitted although "
                            "committed; cleared the stale marker%s",
                            what, "");
@@ -652,7 +740,8 @@ static void tick_cb(uv_timer_t *timer)
     if (c->current.kind == TANDEM_SITE_ACTION_NONE) {
         return;
     }
-    controller_log(c, "site controller: %s (%s)", c->current.action_name, c->current.reason);
+    controller_log(c, tandem_site_action_log_level(&c->current), "site controller: %s (%s)",
+                   c->current.action_name, c->current.reason);
     executor_move(c, TANDEM_SITE_PROPOSING);
     if (c->propose(c, &c->current, decision_done) != 0) {
         step_failed(c, "could not propose its command");

@@ -20,9 +20,14 @@
 /* A member is caught up (may be promoted, may receive leadership) within this many entries of
  * the leader's last index. */
 #define TANDEM_SITE_CATCH_UP_ENTRIES_MAX  64
-#define TANDEM_SITE_TRANSFER_ATTEMPTS_MAX 3    /* raft_transfer calls per confirmed transfer */
-#define TANDEM_SITE_BACKOFF_MS            2000 /* pause after a failed step before re-planning */
-#define TANDEM_SITE_REASON_TEXT_MAX       160
+#define TANDEM_SITE_TRANSFER_ATTEMPTS_MAX 3 /* raft_transfer calls per confirmed transfer */
+/* While a transfer waits for its target to hold the leader's last entry, the executor looks
+ * this often, and after this long it calls raft_transfer anyway (see tandem_site_transfer_ready).
+ */
+#define TANDEM_SITE_TRANSFER_POLL_MS     5
+#define TANDEM_SITE_TRANSFER_CATCH_UP_MS 500
+#define TANDEM_SITE_BACKOFF_MS           2000 /* pause after a failed step before re-planning */
+#define TANDEM_SITE_REASON_TEXT_MAX      160
 
 /* Site states as in replication/bcp/sites.h (the planner must not depend on replication/). */
 enum { TANDEM_PLAN_SITE_ACTIVE = 0, TANDEM_PLAN_SITE_INVOKED = 1, TANDEM_PLAN_SITE_RECOVERING = 2 };
@@ -37,6 +42,7 @@ enum tandem_site_action_kind {
     TANDEM_SITE_ACTION_REPORT,       /* command: a decision record only */
     TANDEM_SITE_ACTION_TRANSFER,     /* decision record, then a confirmed raft_transfer */
     TANDEM_SITE_ACTION_ASSIGN,       /* decision record, then raft_assign */
+    TANDEM_SITE_ACTION_REVOKE,       /* command: revoke invoked `site` (forced failover) */
 };
 
 struct tandem_site_plan_site {
@@ -82,7 +88,8 @@ struct tandem_site_action {
 };
 
 /* Chooses the next single step, or TANDEM_SITE_ACTION_NONE when everything matches. Order:
- * register sites, record home roles, seed the preference, record a forced invoke, automatic
+ * register sites, record home roles, seed the preference, record a forced invoke (revoking
+ * first the invoked site whose members survived when no other site serves), automatic
  * invoke, report an unreachable witness, move leadership off an invoked or witness site,
  * demotions, promotions, finish recoveries, move leadership to the preferred site. */
 void tandem_site_plan(const struct tandem_site_plan_input *in, struct tandem_site_action *out);
@@ -97,6 +104,15 @@ bool tandem_site_config_stuck(struct raft *r);
  * configuration becomes the committed one). Only when tandem_site_config_stuck. Returns 0, or
  * RAFT_NOMEM. */
 int tandem_site_config_repair(struct raft *r);
+
+/* True when r leads and server id has acknowledged r's last entry. libraft 0.22.1 sends the
+ * TimeoutNow of a raft_transfer at once only to such a target; to any other it sends it on the
+ * target's next AppendEntries result whether or not that result reaches the last index
+ * (replicationUpdate compares the match index with the index the result reported, not with the
+ * leader's last index), so a lagging target gets a TimeoutNow for an index it does not hold,
+ * ignores it, and the transfer holds every write until libraft gives up after an election
+ * timeout. Call raft_transfer when this is true. */
+bool tandem_site_transfer_ready(struct raft *r, raft_id id);
 
 /* Desired role of one member given the input (exposed for tests and status). */
 int tandem_site_desired_role(const struct tandem_site_plan_input *in,
@@ -114,7 +130,13 @@ typedef int (*tandem_site_gather_fn)(struct tandem_site_controller *c,
  * never calls done. */
 typedef int (*tandem_site_propose_fn)(struct tandem_site_controller *c,
                                       const struct tandem_site_action *a, tandem_site_done_fn done);
-typedef void (*tandem_site_log_fn)(struct tandem_site_controller *c, const char *msg);
+/* How much a controller message matters; the node maps it onto its log levels. Failovers
+ * (invoke, forced or automatic), a site reported down and failed steps warn; routine steps
+ * inform; routine repairs are debug. */
+enum tandem_site_log_level { TANDEM_SITE_LOG_DEBUG, TANDEM_SITE_LOG_INFO, TANDEM_SITE_LOG_WARN };
+typedef void (*tandem_site_log_fn)(struct tandem_site_controller *c, int level, const char *msg);
+/* The level the controller logs action a at when it starts it (enum tandem_site_log_level). */
+int tandem_site_action_log_level(const struct tandem_site_action *a);
 
 enum tandem_site_busy {
     TANDEM_SITE_IDLE = 0,
@@ -136,6 +158,7 @@ struct tandem_site_controller {
     struct tandem_site_plan_input *input; /* owned scratch for gather */
     unsigned election_timeout_ms;
     uint64_t transfer_deadline_ms;
+    uint64_t transfer_catch_up_until_ms; /* raft_transfer waits for a caught-up target till then */
     unsigned transfer_attempts;
     bool transfer_cb_pending; /* c->transfer is raft's until its callback */
     bool change_cb_pending;   /* c->change likewise */

@@ -14,6 +14,7 @@
 
 #include "consensus/recover.h"
 #include "node/api/api.h"
+#include "node/bcp/divergence.h"
 #include "node/log.h"
 #include "storage/assert.h"
 #include "storage/dir_lock.h"
@@ -386,7 +387,8 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
         return -1;
     }
     /* A pending re-seed or forced recovery acts before anything reads the data directory. */
-    if (tandem_recover_prepare(c->data_dir, errmsg) != 0) {
+    struct tandem_divergence_self divergence = {c->name, c->site};
+    if (tandem_recover_prepare(c->data_dir, tandem_divergence_write_cb, &divergence, errmsg) != 0) {
         tandem_log(TANDEM_LOG_ERROR, "data directory: %s", errmsg);
         return -1;
     }

@@ -225,6 +225,42 @@ static size_t batch_count(const struct tandem_proposer *p)
     return n;
 }
 
+/* Remembers that entry index of term packs commands client writes; a new term starts over. */
+static void counts_record(struct tandem_proposer *p, uint64_t term, uint64_t index,
+                          uint64_t commands)
+{
+    if (term != p->counts_term) {
+        p->counts_term = term;
+        p->counts_n = p->counts_next = 0;
+    }
+    p->counts[p->counts_next] = (struct tandem_proposer_count){index, commands};
+    p->counts_next = (p->counts_next + 1) % TANDEM_PROPOSER_COUNTS_KEPT;
+    p->counts_n += p->counts_n < TANDEM_PROPOSER_COUNTS_KEPT ? 1 : 0;
+}
+
+int64_t tandem_proposer_commands_between(const struct tandem_proposer *p, uint64_t after,
+                                         uint64_t upto)
+{
+    if (upto <= after) {
+        return 0;
+    }
+    unsigned oldest =
+        (p->counts_next + TANDEM_PROPOSER_COUNTS_KEPT - p->counts_n) % TANDEM_PROPOSER_COUNTS_KEPT;
+    /* Entries before the oldest one remembered may be another leader's, or forgotten. */
+    if (raft_state(p->raft) != RAFT_LEADER || raft_current_term(p->raft) != p->counts_term ||
+        p->counts_n == 0 || after + 1 < p->counts[oldest].index ||
+        upto > raft_last_index(p->raft)) {
+        return -1;
+    }
+    int64_t commands = 0;
+    for (unsigned k = 0; k < p->counts_n; k++) {
+        const struct tandem_proposer_count *c =
+            &p->counts[(oldest + k) % TANDEM_PROPOSER_COUNTS_KEPT];
+        commands += c->index > after && c->index <= upto ? (int64_t)c->commands : 0;
+    }
+    return commands;
+}
+
 /* Takes up to the limits off the queue into one batch and proposes it. */
 static int propose_one(struct tandem_proposer *p)
 {
@@ -272,6 +308,8 @@ static int propose_one(struct tandem_proposer *p)
         p->inflight_head = b;
     }
     p->inflight_tail = b;
+    /* The index raft_apply gives the entry (read before: a single voter may apply within). */
+    uint64_t index = raft_last_index(p->raft) + 1, term = raft_current_term(p->raft);
     int rv = tandem_entry_encode(&message, &buf);
     free(commands);
     raft_index last_before = raft_last_index(p->raft);
@@ -291,6 +329,7 @@ static int propose_one(struct tandem_proposer *p)
     }
     p->entries_proposed++;
     p->commands_proposed += n;
+    counts_record(p, term, index, n);
     return 0;
 }
 

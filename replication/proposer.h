@@ -12,6 +12,9 @@
 #include "replication/fsm.h"
 
 #define TANDEM_BARRIERS_INFLIGHT_MAX 256 /* outstanding raft_barrier requests */
+/* Entries whose client-write count the leader remembers, so that a replication lag can be told
+ * in writes as well as in entries (one entry packs every write of a loop iteration). */
+#define TANDEM_PROPOSER_COUNTS_KEPT 8192
 
 struct tandem_write;
 /* status 0: result holds the applied outcome; result->body stays the proposer's and is valid
@@ -45,6 +48,12 @@ struct tandem_proposer_limits {
 
 struct tandem_batch; /* in-flight entry, internal */
 
+/* One entry this node proposed as leader and the client writes (commands) it packs. */
+struct tandem_proposer_count {
+    uint64_t index;
+    uint64_t commands;
+};
+
 struct tandem_proposer {
     struct raft *raft; /* borrowed */
     uint64_t id;       /* this node's raft id, stamped into each batch */
@@ -59,6 +68,11 @@ struct tandem_proposer {
     uint64_t next_serial;
     uint64_t limbo_ns; /* how long a batch whose leader stepped down waits for its outcome */
     uint64_t entries_proposed, commands_proposed, barriers_proposed, propose_errors;
+    /* The newest TANDEM_PROPOSER_COUNTS_KEPT entries proposed in term counts_term, oldest at
+     * counts_next once full: see tandem_proposer_commands_between. */
+    struct tandem_proposer_count counts[TANDEM_PROPOSER_COUNTS_KEPT];
+    unsigned counts_n, counts_next;
+    uint64_t counts_term;
 };
 
 void tandem_proposer_init(struct tandem_proposer *p, struct raft *raft, uint64_t id,
@@ -73,6 +87,12 @@ int tandem_proposer_read(struct tandem_proposer *p, struct tandem_read *r);
 void tandem_proposer_flush(struct tandem_proposer *p);
 /* Fails everything queued (not in flight: raft fails those) with status. */
 void tandem_proposer_fail_queued(struct tandem_proposer *p, int status);
+/* The client writes in the log entries (after, upto]: -1 (unknown) unless this node leads,
+ * proposed entries in its current term up to upto, and remembers every entry of its term from
+ * after + 1 on. Entries of the term the proposer did not make (the leader's first no-op,
+ * barriers, configuration changes) hold no client write. */
+int64_t tandem_proposer_commands_between(const struct tandem_proposer *p, uint64_t after,
+                                         uint64_t upto);
 /* The FSM's claim hook (see tandem_fsm_claim_fn). */
 struct tandem_result *tandem_proposer_claim(void *data, uint64_t proposer_id, uint64_t serial,
                                             size_t n_commands);

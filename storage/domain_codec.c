@@ -202,7 +202,8 @@ static char *put_digits(char *out, unsigned value, unsigned width)
     return out + width;
 }
 
-void tandem_rfc3339_format(int64_t ms, char out[TANDEM_RFC3339_LEN_MAX + 1])
+/* millis_always: ".000" too, for times shown to people (one width in logs and errors). */
+static void rfc3339_format(int64_t ms, char out[TANDEM_RFC3339_LEN_MAX + 1], bool millis_always)
 {
     int64_t seconds = ms >= 0 ? ms / MS_PER_SECOND : (ms - (MS_PER_SECOND - 1)) / MS_PER_SECOND;
     unsigned millis = (unsigned)(ms - seconds * MS_PER_SECOND);
@@ -228,12 +229,22 @@ void tandem_rfc3339_format(int64_t ms, char out[TANDEM_RFC3339_LEN_MAX + 1])
     p = put_digits(p, rest / 60 % 60, 2);
     *p++ = ':';
     p = put_digits(p, rest % 60, 2);
-    if (millis != 0) {
+    if (millis != 0 || millis_always) {
         *p++ = '.';
         p = put_digits(p, millis, 3);
     }
     *p++ = 'Z';
     *p = '\0';
+}
+
+void tandem_rfc3339_format(int64_t ms, char out[TANDEM_RFC3339_LEN_MAX + 1])
+{
+    rfc3339_format(ms, out, false);
+}
+
+void tandem_rfc3339_format_ms(int64_t ms, char out[TANDEM_RFC3339_LEN_MAX + 1])
+{
+    rfc3339_format(ms, out, true);
 }
 
 void tandem_text_init(struct tandem_text *t, size_t max)

@@ -29,6 +29,9 @@ bool tandem_domain_text_ok(const char *text, bool empty_ok);
 int tandem_rfc3339_parse(const char *text, int64_t *ms);
 /* Formats ms as UTC, "2024-05-01T00:30:00Z" or with ".250" when there are milliseconds. */
 void tandem_rfc3339_format(int64_t ms, char out[TANDEM_RFC3339_LEN_MAX + 1]);
+/* The same, always with milliseconds ("2024-05-01T00:30:00.000Z"): times shown to people in
+ * errors, logs and status views. */
+void tandem_rfc3339_format_ms(int64_t ms, char out[TANDEM_RFC3339_LEN_MAX + 1]);
 
 void tandem_be64_put(uint8_t out[8], uint64_t value);
 uint64_t tandem_be64_get(const void *in);

@@ -2,12 +2,15 @@
  * forced invoke, drills and their history, member rejoin, and the node-local re-seed and
  * recover endpoints the forced path and rejoin call. */
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "consensus/recover.h"
 #include "node/api/api.h"
+#include "node/bcp/divergence.h"
 #include "node/bcp/drill.h"
 #include "node/bcp/force.h"
 #include "node/bcp/rejoin.h"
@@ -115,9 +118,17 @@ static void status_serve(struct tandem_node *node, struct tandem_http_request *r
         tandem_route_error(node, r, 500, "site table: %s", node->store.errmsg);
         return;
     }
+    if (tandem_route_local(r)) {
+        /* This node's own view, never forwarded: say so, and how old it is. */
+        json_t *local = tandem_bcp_local_json(&node->bcp, node->proposer.now_ms());
+        json_object_update(body, local);
+        json_decref(local);
+    }
     tandem_route_jansson(node, r, 200, body);
 }
 
+/* ?consistency=local: this node's view at once, leader or not (tandemctl bcp status --local and
+ * its fallback when no leader answers). */
 static void route_bcp_status(struct tandem_node *node, struct tandem_http_request *r, const char *p)
 {
     (void)p;
@@ -245,16 +256,33 @@ struct change_request {
     unsigned wait_ms;
 };
 
+/* A site taken out of service is a failover: warn, whoever asked (an operator, a drill). */
+static void change_log(const struct change_request *c, const struct tandem_result *result)
+{
+    const Tandem__SiteUpdate *u = &c->sc->update;
+    if (result->status == 200 && c->kind == TANDEM_BCP_WAIT_INVOKE) {
+        tandem_log(TANDEM_LOG_WARN, "site %s invoked by %s (%s): its work moves to another site",
+                   u->site, u->by, u->reason);
+    } else if (result->status == 200 && c->kind == TANDEM_BCP_WAIT_REVOKE) {
+        tandem_log(TANDEM_LOG_INFO, "site %s revoked by %s (%s)%s", u->site, u->by, u->reason,
+                   c->failback ? ", with failback" : "");
+    }
+}
+
 static void change_cb(struct tandem_write *w, int status, struct tandem_result *result)
 {
     struct change_request *c = w->data;
+    if (status == 0) {
+        change_log(c, result);
+    }
     if (status != 0) {
         tandem_route_raft_error(c->node, c->r, status);
     } else if (result->status != 200 || c->kind < 0 || c->wait_ms == 0) {
         tandem_route_json(c->node, c->r, result->status, NULL, result->body);
     } else {
         json_t *applied = json_loads(result->body == NULL ? "{}" : result->body, 0, NULL);
-        json_int_t moved = json_integer_value(json_object_get(applied, "jobs_moved"));
+        const char *key = c->kind == TANDEM_BCP_WAIT_REVOKE ? "jobs_returned" : "jobs_moved";
+        json_int_t moved = json_integer_value(json_object_get(applied, key));
         json_decref(applied);
         struct tandem_bcp_reply reply = reply_to(c->node, c->r);
         tandem_bcp_wait_start(&c->node->bcp, &reply, (enum tandem_bcp_wait_kind)c->kind,
@@ -325,13 +353,54 @@ static void relay_to_leader(struct tandem_node *node, struct tandem_http_request
     tandem_bcp_relay_to_leader(&node->bcp, &reply, r->url, r->body, forwarded(r));
 }
 
+/* "confirm_lost": an array of 1..TANDEM_BCP_CONFIRM_LOST_MAX distinct member names, or absent
+ * (*n = 0). Answers 400 and returns -1 otherwise. */
+static int confirm_lost_field(struct tandem_node *node, struct tandem_http_request *r, json_t *body,
+                              const char **names, unsigned *n)
+{
+    json_t *list = json_object_get(body, "confirm_lost"), *v;
+    size_t i;
+    *n = 0;
+    if (list == NULL) {
+        return 0;
+    }
+    bool ok = json_is_array(list) && json_array_size(list) > 0 &&
+              json_array_size(list) <= TANDEM_BCP_CONFIRM_LOST_MAX &&
+              json_is_true(json_object_get(body, "force"));
+    json_array_foreach(list, i, v)
+    {
+        const char *name = json_string_value(v);
+        ok = ok && name != NULL && tandem_member_name_ok(name, TANDEM_NAME_LEN_MAX);
+        for (unsigned k = 0; ok && k < *n; k++) {
+            ok = strcmp(names[k], name) != 0;
+        }
+        if (ok) {
+            names[(*n)++] = name;
+        }
+    }
+    if (!ok) {
+        tandem_route_error(node, r, 400,
+                           "\"confirm_lost\" needs \"force\": true and 1-%d distinct member names",
+                           TANDEM_BCP_CONFIRM_LOST_MAX);
+        return -1;
+    }
+    return 0;
+}
+
 static void invoke_body(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
 {
+    const char *confirmed[TANDEM_BCP_CONFIRM_LOST_MAX];
+    unsigned n_confirmed = 0;
+    if (confirm_lost_field(node, r, body, confirmed, &n_confirmed) != 0) {
+        return;
+    }
     if (json_is_true(json_object_get(body, "force"))) {
         const char *site, *reason, *by;
         if (site_fields(node, r, body, &site, &reason, &by) == 0) {
             struct tandem_bcp_reply reply = reply_to(node, r);
-            tandem_bcp_force_invoke(&node->bcp, &reply, site, reason ? reason : "forced failover");
+            tandem_bcp_force_invoke_confirmed(&node->bcp, &reply, site,
+                                              reason ? reason : "forced failover", confirmed,
+                                              n_confirmed);
         }
     } else if (raft_state(&node->raft.raft) == RAFT_LEADER && !node->bcp.fenced) {
         invoke_planned(node, r, body);
@@ -450,8 +519,20 @@ static void route_member_rejoin(struct tandem_node *node, struct tandem_http_req
     }
     memcpy(name, param, len);
     name[len] = '\0';
-    struct tandem_bcp_reply reply = reply_to(node, r);
-    tandem_bcp_rejoin_start(&node->bcp, &reply, name);
+    json_t *body = r->body_len > 0 ? body_json(node, r) : json_object();
+    /* Who: the person tandemctl names (TANDEM_USER), else the body's "by", else "operator". */
+    const char *by = tandem_http_request_header(r, TANDEM_USER_HEADER);
+    by = by != NULL ? by : json_string_value(json_object_get(body, "by"));
+    if (body == NULL) {
+        return; /* answered 400 */
+    }
+    if (by != NULL && strlen(by) > TANDEM_SITE_BY_LEN_MAX) {
+        tandem_route_error(node, r, 400, "\"by\" is longer than %d bytes", TANDEM_SITE_BY_LEN_MAX);
+    } else {
+        struct tandem_bcp_reply reply = reply_to(node, r);
+        tandem_bcp_rejoin_start(&node->bcp, &reply, name, by);
+    }
+    json_decref(body);
 }
 
 /* ---- node-local: epoch (probed by peers), re-seed and recover ---- */
@@ -459,15 +540,83 @@ static void route_member_rejoin(struct tandem_node *node, struct tandem_http_req
 static void route_node_epoch(struct tandem_node *node, struct tandem_http_request *r, const char *p)
 {
     (void)p;
-    tandem_route_jansson(node, r, 200,
-                         json_pack("{s:I,s:s,s:b}", "epoch", (json_int_t)node->bcp.epoch,
-                                   "cluster_id", node->config->cluster_id, "fenced",
-                                   node->bcp.fenced));
+    json_t *body = json_pack("{s:I,s:s,s:b}", "epoch", (json_int_t)node->bcp.epoch, "cluster_id",
+                             node->config->cluster_id, "fenced", node->bcp.fenced);
+    json_t *lag = tandem_bcp_lag_view(&node->bcp);
+    if (body != NULL && lag != NULL) {
+        json_object_set_new(body, "lag", lag); /* the leader's: survivors keep the last one */
+    } else {
+        json_decref(lag);
+    }
+    tandem_route_jansson(node, r, 200, body);
+}
+
+/* What the cluster said when it asked for the re-seed, kept with the old data for its
+ * divergence report: who asked and the forced failovers' histories of the cluster's log. A
+ * re-seed without them removes an older file, so it is never moved into the wrong folder. */
+static int reseed_info_write(struct tandem_node *node, json_t *body, char *errmsg)
+{
+    json_t *forced = json_object_get(body, "forced");
+    json_t *by = json_object_get(body, "by");
+    if (!json_is_array(forced) && by == NULL) {
+        return tandem_recover_file_remove(node->config->data_dir, TANDEM_RESEED_INFO_FILE, errmsg);
+    }
+    json_t *info = json_pack("{s:O?,s:O?}", "by", by, "forced", forced);
+    char *text = info != NULL ? json_dumps(info, JSON_COMPACT) : NULL;
+    json_decref(info);
+    int rv = text == NULL ? tandem_error_set(errmsg, TANDEM_NOMEM, "out of memory")
+                          : tandem_recover_file_write(node->config->data_dir,
+                                                      TANDEM_RESEED_INFO_FILE, text, errmsg);
+    free(text);
+    return rv;
+}
+
+/* Where the re-seed keeps this node's data: DATA_DIR/fenced-<our epoch>-<now>. */
+static void reseed_aside(struct tandem_node *node, char *name, char *path, size_t size)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    tandem_recover_aside_name(node->config->data_dir, node->bcp.epoch,
+                              (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, name);
+    char dir[PATH_MAX];
+    if (realpath(node->config->data_dir, dir) == NULL) {
+        snprintf(dir, sizeof dir, "%s", node->config->data_dir);
+    }
+    snprintf(path, size, "%s/%s", dir, name);
+}
+
+static void reseed_accept(struct tandem_node *node, struct tandem_http_request *r, json_t *body,
+                          uint64_t epoch)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE], aside[TANDEM_ASIDE_NAME_MAX + 1], kept[PATH_MAX];
+    reseed_aside(node, aside, kept, sizeof kept);
+    if (reseed_info_write(node, body, errmsg) != 0 ||
+        tandem_recover_reseed_write(node->config->data_dir, epoch, aside, errmsg) != 0) {
+        tandem_route_error(node, r, 500, "%s", errmsg);
+        return;
+    }
+    tandem_route_jansson(
+        node, r, 202,
+        json_pack("{s:s,s:I,s:s,s:s}", "reseeding", node->self.name, "epoch", (json_int_t)epoch,
+                  "data_kept_at", kept, "note",
+                  "the old data moves there at the restart, with divergence.json; tandemd never "
+                  "deletes it"));
+    tandem_log(TANDEM_LOG_WARN, "re-seed at epoch %" PRIu64 ": the old data goes to %s", epoch,
+               kept);
+    tandem_bcp_restart(&node->bcp, "re-seed: moving the old data aside, joining at the new epoch");
+}
+
+/* "forced" (the histories) and "by" (who asked) are optional; bad ones are a 400. */
+static bool reseed_extras_ok(json_t *body)
+{
+    json_t *forced = json_object_get(body, "forced"), *by = json_object_get(body, "by");
+    return (forced == NULL ||
+            (json_is_array(forced) && json_array_size(forced) <= TANDEM_FORCED_KEPT)) &&
+           (by == NULL || (json_is_string(by) && json_string_length(by) <= TANDEM_SITE_BY_LEN_MAX));
 }
 
 static void reseed_body(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
 {
-    char errmsg[TANDEM_ERRMSG_SIZE];
     json_t *epoch_json = json_object_get(body, "epoch");
     const char *cluster = json_string_value(json_object_get(body, "cluster_id"));
     bool force = json_is_true(json_object_get(body, "force"));
@@ -478,27 +627,47 @@ static void reseed_body(struct tandem_node *node, struct tandem_http_request *r,
     if (epoch == 0 || other_cluster) {
         tandem_route_error(node, r, 400, "body must be {\"epoch\": N, \"cluster_id\": \"%s\"}",
                            node->config->cluster_id);
+    } else if (!reseed_extras_ok(body)) {
+        tandem_route_error(node, r, 400,
+                           "\"forced\" must be an array of at most %d histories and \"by\" a "
+                           "string of at most %d bytes",
+                           TANDEM_FORCED_KEPT, TANDEM_SITE_BY_LEN_MAX);
     } else if (raft_state(&node->raft.raft) == RAFT_LEADER && !node->bcp.fenced) {
         /* A fenced leader leads an old configuration nobody else follows: it may go. */
-        tandem_route_error(node, r, 409, "%s is a leader: it is never wiped", node->self.name);
+        tandem_route_error(node, r, 409, "%s is a leader: it is never re-seeded", node->self.name);
     } else if (epoch < node->bcp.epoch ||
                (!node->bcp.fenced && epoch == node->bcp.epoch && !force)) {
         tandem_route_error(node, r, 409,
                            "epoch %" PRIu64 " is not newer than ours (%" PRIu64
                            ") and this node is not fenced",
                            epoch, node->bcp.epoch);
-    } else if (tandem_recover_write_u64(node->config->data_dir, TANDEM_RESEED_FILE, epoch,
-                                        errmsg) != 0) {
-        tandem_route_error(node, r, 500, "%s", errmsg);
     } else {
-        tandem_route_jansson(
-            node, r, 202,
-            json_pack("{s:s,s:I}", "reseeding", node->self.name, "epoch", (json_int_t)epoch));
-        tandem_bcp_restart(&node->bcp, "re-seed: wiping raft and state, joining at the new epoch");
+        reseed_accept(node, r, body, epoch);
     }
 }
 
 BODY_ROUTE(route_node_reseed, reseed_body)
+
+/* This node's divergence reports, newest first; served by the node itself, fenced or not. */
+static void route_node_divergence(struct tandem_node *node, struct tandem_http_request *r,
+                                  const char *p)
+{
+    (void)p;
+    json_t *reports = tandem_divergence_list(node->config->data_dir);
+    if (reports == NULL) {
+        tandem_route_error(node, r, 500, "out of memory");
+    } else if (json_array_size(reports) == 0) {
+        json_decref(reports);
+        tandem_route_error(node, r, 404,
+                           "node %s has no divergence reports (no %s/" TANDEM_ASIDE_PREFIX
+                           "* folder: it was never re-seeded)",
+                           node->self.name, node->config->data_dir);
+    } else {
+        tandem_route_jansson(node, r, 200,
+                             json_pack("{s:s,s:s,s:o}", "node", node->self.name, "data_dir",
+                                       node->config->data_dir, "reports", reports));
+    }
+}
 
 static const char *field(json_t *object, const char *name)
 {
@@ -591,6 +760,7 @@ static const struct tandem_route routes[] = {
      route_member_rejoin},
     {"node_epoch", HTTP_GET, "/v1/node/epoch", TANDEM_ROUTE_LOCAL, route_node_epoch},
     {"node_reseed", HTTP_POST, "/v1/node/reseed", TANDEM_ROUTE_LOCAL, route_node_reseed},
+    {"node_divergence", HTTP_GET, "/v1/node/divergence", TANDEM_ROUTE_LOCAL, route_node_divergence},
     {"node_recover", HTTP_POST, "/v1/node/recover", TANDEM_ROUTE_LOCAL, route_node_recover},
 };
 

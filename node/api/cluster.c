@@ -9,7 +9,9 @@
 #include "consensus/membership.h"
 #include "consensus/transport.h"
 #include "node/api/api.h"
+#include "node/bcp/site_metrics.h"
 #include "node/node.h"
+#include "replication/bcp/sites.h"
 #include "storage/error.h"
 
 /* X(id, method, pattern, flags, handler): ids are metrics labels, in this order. */
@@ -86,6 +88,26 @@ static json_t *members_json(struct tandem_node *node)
     return members;
 }
 
+/* Appends the members a forced failover left behind (home records marked lost, not in the
+ * configuration): "role": "lost" until they are rejoined or removed. */
+static void lost_members_append(struct tandem_node *node, json_t *members)
+{
+    struct tandem_site_table *t = tandem_bcp_table_load(&node->bcp);
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    for (unsigned i = 0; t != NULL && i < t->n_homes; i++) {
+        struct tandem_member m;
+        if (!t->homes[i].lost ||
+            tandem_raft_member_by_name(&node->raft, t->homes[i].name, &m, NULL) == 0 ||
+            tandem_member_address_parse(t->homes[i].address, &m, errmsg) != 0) {
+            continue;
+        }
+        json_array_append_new(members, json_pack("{s:s,s:s,s:s,s:s,s:s,s:n,s:b}", "name", m.name,
+                                                 "site", m.site, "role", "lost", "raft", m.raft,
+                                                 "api", m.api, "match_index", "lost", true));
+    }
+    free(t);
+}
+
 static const char *state_name(struct tandem_node *node)
 {
     switch (raft_state(&node->raft.raft)) {
@@ -122,9 +144,11 @@ static void route_status(struct tandem_node *node, struct tandem_http_request *r
     json_t *leader_json = tandem_raft_leader(&node->raft, &leader) == 0
                               ? json_pack("{s:s,s:s}", "name", leader.name, "api", leader.api)
                               : json_null();
-    tandem_route_jansson(node, r, 200,
-                         json_pack("{s:o,s:o,s:o}", "node", self, "leader", leader_json, "members",
-                                   members_json(node)));
+    json_t *members = members_json(node);
+    lost_members_append(node, members);
+    tandem_route_jansson(
+        node, r, 200,
+        json_pack("{s:o,s:o,s:o}", "node", self, "leader", leader_json, "members", members));
 }
 
 static void route_members_list(struct tandem_node *node, struct tandem_http_request *r,
@@ -174,6 +198,22 @@ static void reach_metrics(struct tandem_node *node, FILE *out)
                 tandem_bcp_raft_reachable(&node->bcp, m.name, NULL));
         fprintf(out, "tandem_peer_reachable{peer=\"%s\",via=\"api\"} %d\n", m.name,
                 tandem_bcp_api_reachable(&node->bcp, m.name, NULL));
+    }
+}
+
+/* The per-site series, from this node's committed site table (skipped if it cannot be read;
+ * a scrape does not commit the grouped writes, so it may trail them by a few milliseconds). */
+static void site_metrics(struct tandem_node *node, FILE *out)
+{
+    MDB_txn *txn;
+    if (tandem_store_read_txn(&node->store, &txn) != 0) {
+        return;
+    }
+    json_t *status = tandem_bcp_status_json(&node->bcp, txn);
+    mdb_txn_abort(txn);
+    if (status != NULL) {
+        tandem_bcp_site_metrics_write(out, status);
+        json_decref(status);
     }
 }
 
@@ -237,6 +277,7 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
     const char *const *names;
     unsigned names_count = tandem_route_names(&names);
     tandem_route_counts_write(out, &node->metrics, names, names_count);
+    site_metrics(node, out);
     fclose(out);
     tandem_node_respond(node, r, 200, "text/plain; version=0.0.4", NULL, text, len);
     free(text);
@@ -362,10 +403,65 @@ static void route_members_add(struct tandem_node *node, struct tandem_http_reque
     }
 }
 
+/* Removing a member a forced failover left behind (no longer in the configuration) forgets its
+ * home record, so it is no longer shown as lost. */
+struct home_forget {
+    Tandem__Command command;
+    Tandem__MemberHomeSet set;
+    Tandem__MemberHome home;
+    Tandem__MemberHome *homes[1];
+    char name[TANDEM_NAME_LEN_MAX + 1];
+    char site[TANDEM_SITE_LEN_MAX + 1];
+    char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
+};
+
+/* Returns true when name is a lost member: then r is answered (the home record forgotten). */
+static bool lost_member_remove(struct tandem_node *node, struct tandem_http_request *r,
+                               const char *name)
+{
+    struct tandem_member m;
+    struct tandem_site_table *t = NULL;
+    const struct tandem_member_home *home = NULL;
+    if (tandem_raft_member_by_name(&node->raft, name, &m, NULL) != 0) {
+        t = tandem_bcp_table_load(&node->bcp);
+        home = t == NULL ? NULL : tandem_site_table_home(t, name);
+    }
+    struct home_forget *f = home != NULL && home->lost ? calloc(1, sizeof *f) : NULL;
+    if (f != NULL) {
+        tandem__command__init(&f->command);
+        tandem__member_home_set__init(&f->set);
+        tandem__member_home__init(&f->home);
+        snprintf(f->name, sizeof f->name, "%s", home->name);
+        snprintf(f->site, sizeof f->site, "%s", home->site);
+        snprintf(f->address, sizeof f->address, "%s", home->address);
+        f->home = (Tandem__MemberHome){.base = f->home.base,
+                                       .name = f->name,
+                                       .site = f->site,
+                                       .address = f->address,
+                                       .role = home->role,
+                                       .forget = true};
+        f->homes[0] = &f->home;
+        f->set.n_members = 1;
+        f->set.members = f->homes;
+        f->command.body_case = TANDEM__COMMAND__BODY_MEMBER_HOME_SET;
+        f->command.member_home_set = &f->set;
+        tandem_route_submit(node, r, &f->command, free, f);
+    }
+    bool lost = home != NULL && home->lost;
+    if (lost && f == NULL) {
+        tandem_route_error(node, r, 500, "out of memory");
+    }
+    free(t);
+    return lost;
+}
+
 static void route_members_remove(struct tandem_node *node, struct tandem_http_request *r,
                                  const char *name)
 {
     char errmsg[TANDEM_ERRMSG_SIZE];
+    if (lost_member_remove(node, r, name)) {
+        return;
+    }
     struct membership_call *call = membership_call_new(node, r, member_removed_json);
     if (call != NULL) {
         membership_started(

@@ -81,7 +81,9 @@ struct drill {
     unsigned n_probes, inflight;
     bool probing;
     uint64_t pause_from, pause_to; /* the digest pause, excluded from the gap measure */
-    struct tandem_sm sm;           /* the step: tandem_drill_sm_conf */
+    /* [takeover, failback]: from the invoke (revoke) being sent until it completed */
+    struct tandem_drill_span switchovers[2];
+    struct tandem_sm sm; /* the step: tandem_drill_sm_conf */
     bool call_pending;
     uint64_t step_started_ms, started_ms;
     int64_t started_wall_ms;
@@ -241,12 +243,48 @@ static void probe_tick(uv_timer_t *timer)
     }
 }
 
-/* The longest gap between consecutive acknowledged writes (by acknowledgement time), outside
- * the pause the drill makes for the digest check. */
-static int64_t rto(const struct drill *d, unsigned *acked, unsigned *failed)
+static void sort_u64(uint64_t *v, unsigned n)
 {
-    uint64_t previous = 0, gap = 0;
+    for (unsigned i = 1; i < n; i++) { /* insertion sort: acks are nearly in order */
+        uint64_t x = v[i];
+        unsigned j = i;
+        for (; j > 0 && v[j - 1] > x; j--) {
+            v[j] = v[j - 1];
+        }
+        v[j] = x;
+    }
+}
+
+uint64_t tandem_drill_longest_gap(uint64_t *acks, unsigned n, struct tandem_drill_span within,
+                                  struct tandem_drill_span pause)
+{
+    uint64_t gap = 0;
+    bool paused = pause.to > pause.from;
+    sort_u64(acks, n);
+    for (unsigned i = 1; i < n; i++) {
+        uint64_t a = acks[i - 1], b = acks[i], g = b - a;
+        if (b < within.from || a >= within.to) {
+            continue; /* writes went on throughout the switchover's span */
+        }
+        /* The part of [a, b] inside the pause is the drill's own doing, whichever side of the
+         * pause's start the acknowledgement of a probe sent before it fell. */
+        uint64_t from = a > pause.from ? a : pause.from, to = b < pause.to ? b : pause.to;
+        if (paused && to > from) {
+            g -= to - from;
+        }
+        gap = g > gap ? g : gap;
+    }
+    return gap;
+}
+
+/* The switchovers as the probe writer saw them: for the takeover (k 0) and the failback (k 1),
+ * the longest time without an acknowledged write that meets the span from the change being
+ * sent until it completed (until now if it did not), the drill's digest pause left out; -1 for
+ * a switchover never started. With neither started, every gap counts. */
+static int64_t rto(struct drill *d, unsigned *acked, unsigned *failed, int64_t gaps[2])
+{
     *acked = *failed = 0;
+    gaps[0] = gaps[1] = -1;
     uint64_t *acks = malloc((d->n_probes + 1) * sizeof *acks);
     if (acks == NULL) {
         return -1;
@@ -258,26 +296,22 @@ static int64_t rto(const struct drill *d, unsigned *acked, unsigned *failed)
             (*failed)++;
         }
     }
-    for (unsigned i = 1; i < *acked; i++) { /* insertion sort: acks are nearly in order */
-        uint64_t v = acks[i];
-        unsigned j = i;
-        for (; j > 0 && acks[j - 1] > v; j--) {
-            acks[j] = acks[j - 1];
+    struct tandem_drill_span pause = {d->pause_from, d->pause_to};
+    int64_t longest = -1;
+    for (int k = 0; k < 2; k++) {
+        struct tandem_drill_span *w = &d->switchovers[k];
+        if (w->from > 0) {
+            struct tandem_drill_span within = {w->from, w->to > 0 ? w->to : now_ms(d) + 1};
+            gaps[k] = (int64_t)tandem_drill_longest_gap(acks, *acked, within, pause);
+            longest = gaps[k] > longest ? gaps[k] : longest;
         }
-        acks[j] = v;
     }
-    for (unsigned i = 0; i < *acked; i++) {
-        bool across_pause =
-            previous > 0 && previous <= d->pause_from && acks[i] >= d->pause_to && d->pause_to > 0;
-        uint64_t g = previous == 0 ? 0 : acks[i] - previous;
-        if (across_pause) {
-            g = (d->pause_from - previous) + (acks[i] - d->pause_to);
-        }
-        gap = g > gap ? g : gap;
-        previous = acks[i];
+    if (longest < 0) {
+        longest = (int64_t)tandem_drill_longest_gap(
+            acks, *acked, (struct tandem_drill_span){0, UINT64_MAX}, pause);
     }
     free(acks);
-    return (int64_t)gap;
+    return longest;
 }
 
 /* ---- preflight ---- */
@@ -396,10 +430,10 @@ static void change_cb(void *data, int status, int http_status, const char *body,
         return;
     }
     json_t *answer = body == NULL ? NULL : json_loadb(body, len, 0, NULL);
-    json_t *moved = json_object_get(answer, "jobs_moved");
+    bool invoke = drill_step(d) == TANDEM_DRILL_INVOKE;
+    json_t *moved = json_object_get(answer, invoke ? "jobs_moved" : "jobs_returned");
     if (json_is_integer(moved)) {
-        *(drill_step(d) == TANDEM_DRILL_INVOKE ? &d->jobs_moved : &d->jobs_returned) =
-            json_integer_value(moved);
+        *(invoke ? &d->jobs_moved : &d->jobs_returned) = json_integer_value(moved);
     }
     json_decref(answer);
     event(d, drill_step(d) == TANDEM_DRILL_INVOKE
@@ -421,6 +455,7 @@ static void change_start(struct drill *d, bool invoke)
              "\"return_jobs\":true,\"wait_ms\":0}",
              d->site, d->id, d->id, d->failback ? "true" : "false");
     d->call_pending = true;
+    d->switchovers[invoke ? 0 : 1].from = now_ms(d);
     if (tandem_bcp_call(d->bcp, d->bcp->env.self->api, "POST",
                         invoke ? "/v1/bcp/invoke" : "/v1/bcp/revoke", NULL, body, CALL_TIMEOUT_MS,
                         change_cb, d) != 0) {
@@ -576,7 +611,8 @@ static void verify_start(struct drill *d)
 static json_t *report_build(struct drill *d)
 {
     unsigned acked, failed;
-    int64_t gap = rto(d, &acked, &failed);
+    int64_t gaps[2];
+    int64_t gap = rto(d, &acked, &failed, gaps);
     bool ok = !d->aborted && d->takeover_ok && d->failback_ok && d->digests_equal[0] &&
               d->digests_equal[1] && d->rpo_writes == 0;
     json_t *report = json_pack(
@@ -591,6 +627,10 @@ static json_t *report_build(struct drill *d)
         (json_int_t)acked, "failed", (json_int_t)failed, "verified", (json_int_t)d->verified);
     if (report != NULL) {
         json_object_set_new(report, "failback", json_boolean(d->failback));
+        json_object_set_new(report, "takeover_gap_ms",
+                            gaps[0] < 0 ? json_null() : json_integer((json_int_t)gaps[0]));
+        json_object_set_new(report, "failback_gap_ms",
+                            gaps[1] < 0 ? json_null() : json_integer((json_int_t)gaps[1]));
         if (d->jobs_moved < 0) {
             json_object_set_new(report, "jobs_moved", json_null());
         }
@@ -682,6 +722,7 @@ static void step_wait(struct drill *d, bool done, bool invoke)
     tandem_assert(drill_step(d) == (invoke ? TANDEM_DRILL_TAKEOVER : TANDEM_DRILL_FAILBACK));
     int64_t took = (int64_t)(now_ms(d) - d->step_started_ms);
     if (done) {
+        d->switchovers[invoke ? 0 : 1].to = now_ms(d);
         snprintf(what, sizeof what, "%s complete after %" PRId64 " ms",
                  invoke ? "takeover" : "failback", took);
         event(d, what);
@@ -808,6 +849,29 @@ static json_t *dry_run_jobs(struct tandem_bcp *b, const char *site)
 }
 
 /* What an invoke of the site would change, from the site controller's own planner. */
+/* Why a drill of site started now would be refused before it changed anything (a drill is
+ * running, or the local preflight fails), as JSON text, or JSON null when it would start. */
+static json_t *dry_run_refusal(struct tandem_bcp *b, const char *site)
+{
+    char why[TANDEM_ERRMSG_SIZE] = "";
+    if (active_drill != NULL) {
+        snprintf(why, sizeof why, "drill %s is already running on this node", active_drill->id);
+        return json_string(why);
+    }
+    struct drill *d = calloc(1, sizeof *d);
+    struct tandem_site_table *t = tandem_bcp_table_load(b);
+    if (d == NULL || t == NULL) {
+        snprintf(why, sizeof why, "cannot read the site table");
+    } else {
+        d->bcp = b;
+        snprintf(d->site, sizeof d->site, "%s", site);
+        (void)preflight_local(d, t, why);
+    }
+    free(t);
+    free(d);
+    return why[0] == '\0' ? json_null() : json_string(why);
+}
+
 static void dry_run(struct tandem_bcp *b, const struct tandem_bcp_reply *reply, const char *site)
 {
     struct tandem_site_plan_input *in = malloc(sizeof *in);
@@ -835,10 +899,10 @@ static void dry_run(struct tandem_bcp *b, const struct tandem_bcp_reply *reply, 
     }
     bool moves = tandem_raft_leader(b->env.raft, &leader) == 0 && strcmp(leader.site, site) == 0;
     json_t *jobs = dry_run_jobs(b, site);
-    json_t *body =
-        json_pack("{s:b,s:s,s:o,s:s?,s:b,s:I,s:o}", "dry_run", true, "site", site, "role_changes",
-                  changes, "leader", moves ? leader.name : NULL, "leadership_moves", moves,
-                  "jobs_moved", (json_int_t)json_array_size(jobs), "jobs", jobs);
+    json_t *body = json_pack(
+        "{s:b,s:s,s:o,s:s?,s:b,s:I,s:o,s:o}", "dry_run", true, "site", site, "role_changes",
+        changes, "leader", moves ? leader.name : NULL, "leadership_moves", moves, "jobs_moved",
+        (json_int_t)json_array_size(jobs), "jobs", jobs, "refusal", dry_run_refusal(b, site));
     free(in);
     tandem_bcp_reply_json(reply, 200, body);
 }

@@ -5,6 +5,7 @@
 #define TANDEM_NODE_BCP_DRILL_H
 
 #include <jansson.h>
+#include <stdint.h>
 
 #include "node/bcp/reply.h"
 #include "node/bcp/runtime.h"
@@ -43,6 +44,19 @@ enum tandem_drill_step {
 
 /* The drill's step machine (storage/sm.h): names, allowed moves, where a drill may end. */
 extern const struct tandem_sm_conf tandem_drill_sm_conf[TANDEM_DRILL_STEPS];
+
+/* A span of loop time in ms, [from, to). */
+struct tandem_drill_span {
+    uint64_t from, to;
+};
+
+/* The drill's write gap: the longest time between two consecutive acknowledgements among the n
+ * times in acks (sorted in place) whose gap meets `within` (a switchover: from the change sent
+ * until it completed), leaving out the time inside `pause`, the drill's own digest pause (none
+ * when pause.to <= pause.from). A probe sent before the pause and acknowledged inside it does
+ * not turn the pause into a gap. */
+uint64_t tandem_drill_longest_gap(uint64_t *acks, unsigned n, struct tandem_drill_span within,
+                                  struct tandem_drill_span pause);
 
 /* Runs a drill for body {"site", "dry_run"?, "rate"?} and answers reply with its report (or,
  * dry, with the plan). One drill per node at a time (409 otherwise). */

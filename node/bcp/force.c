@@ -9,6 +9,7 @@
 #include "consensus/recover.h"
 #include "node/bcp/force.h"
 #include "node/log.h"
+#include "replication/bcp/sites.h"
 #include "storage/assert.h"
 #include "storage/error.h"
 #include "storage/sm.h"
@@ -40,6 +41,11 @@ struct force {
     int seed;
     uint64_t epoch;
     json_t *instructed; /* owned: what each survivor was told and how it answered */
+    /* --confirm-lost: members the operator guarantees are lost (powered off or isolated). With
+     * them named, answering members of the site survive too (as standbys of the invoked site)
+     * and the seed may be one of them. */
+    char confirmed[TANDEM_BCP_CONFIRM_LOST_MAX][TANDEM_NAME_LEN_MAX + 1];
+    unsigned n_confirmed;
 };
 
 struct force_call {
@@ -54,7 +60,8 @@ static int force_phase(const struct force *f)
 
 /* Past the poll a seed is chosen among the members polled, at an epoch above ours, or none
  * when the poll could not be sent; the survivors are told only once a seed was chosen, and
- * the seed is a reachable member outside the failed site. */
+ * the seed is a reachable member outside the failed site (or, with members confirmed lost,
+ * any reachable member). */
 static bool force_invariant(const struct tandem_sm *sm, int prev, void *data)
 {
     (void)prev;
@@ -62,7 +69,8 @@ static bool force_invariant(const struct tandem_sm *sm, int prev, void *data)
     int phase = tandem_sm_state(sm);
     bool decided = phase != FORCE_POLL, instructing = phase >= FORCE_JOINERS;
     bool seed_ok = f->seed >= 0 && (unsigned)f->seed < f->n && f->epoch > f->bcp->epoch &&
-                   f->cand[f->seed].reachable && strcmp(f->cand[f->seed].member.site, f->site) != 0;
+                   f->cand[f->seed].reachable &&
+                   (f->n_confirmed > 0 || strcmp(f->cand[f->seed].member.site, f->site) != 0);
     return f->n <= TANDEM_RECOVER_MEMBERS_MAX && (!decided || f->seed < 0 || seed_ok) &&
            (!instructing || seed_ok) && (decided || f->seed < 0);
 }
@@ -164,10 +172,167 @@ static int force_poll(struct force *f)
     return 0;
 }
 
-/* 409 while quorum may exist: a leader answered, or a node of the site answered. */
+static bool confirmed_lost(const struct force *f, const char *name)
+{
+    for (unsigned i = 0; i < f->n_confirmed; i++) {
+        if (strcmp(f->confirmed[i], name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The members that did not answer the poll, comma-separated, into out. */
+static void silent_members(const struct force *f, char *out, size_t size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (unsigned i = 0; i < f->n && used < size; i++) {
+        if (!f->cand[i].reachable) {
+            used += (size_t)snprintf(out + used, size - used, "%s%s", used > 0 ? "," : "",
+                                     f->cand[i].member.name);
+        }
+    }
+}
+
+/* 409 when a member the operator confirmed lost answers (404 when it is no member), or when a
+ * member that does not answer is not confirmed lost: nothing is guessed about an unnamed node. */
+static int confirm_refuse(struct force *f)
+{
+    char silent[512];
+    for (unsigned k = 0; k < f->n_confirmed; k++) {
+        unsigned i = 0;
+        while (i < f->n && strcmp(f->cand[i].member.name, f->confirmed[k]) != 0) {
+            i++;
+        }
+        if (i == f->n) {
+            tandem_bcp_reply_error(&f->reply, 404,
+                                   "--confirm-lost names %s, which is not a member of the "
+                                   "configuration",
+                                   f->confirmed[k]);
+            return -1;
+        }
+        if (f->cand[i].reachable) {
+            tandem_bcp_reply_error(&f->reply, 409,
+                                   "%s answers its API now: it is not lost; power it off or "
+                                   "isolate it before naming it in --confirm-lost",
+                                   f->confirmed[k]);
+            return -1;
+        }
+    }
+    silent_members(f, silent, sizeof silent);
+    for (unsigned i = 0; i < f->n; i++) {
+        if (!f->cand[i].reachable && !confirmed_lost(f, f->cand[i].member.name)) {
+            tandem_bcp_reply_error(&f->reply, 409,
+                                   "%s does not answer but is not named in --confirm-lost: name "
+                                   "every member that does not answer (%s) once each is powered "
+                                   "off or isolated for good",
+                                   f->cand[i].member.name, silent);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Whether site is a witness in t, this node's copy of the site table (by its label when the
+ * table could not be read or does not list it). */
+static bool table_witness(const struct tandem_site_table *t, const char *site)
+{
+    const struct tandem_site *s = t == NULL ? NULL : tandem_site_table_find(t, site);
+    return s != NULL ? s->witness : strcmp(site, TANDEM_SITE_WITNESS_NAME) == 0;
+}
+
+/* 409 when the site cannot be the lost one: a witness (it holds no work), a site already
+ * invoked (its work went elsewhere before: the lost site is another), or a site whose work no
+ * survivor of another non-witness site could take over (the force would leave the leader in
+ * an invoked site and the work at a site without members). */
+static int site_refuse(struct force *f)
+{
+    struct tandem_site_table *t = tandem_bcp_table_load(f->bcp);
+    const struct tandem_site *s = t == NULL ? NULL : tandem_site_table_find(t, f->site);
+    bool elsewhere = false;
+    for (unsigned i = 0; i < f->n; i++) {
+        const char *site = f->cand[i].member.site;
+        elsewhere |= f->cand[i].reachable && strcmp(site, f->site) != 0 && !table_witness(t, site);
+    }
+    int rv = -1;
+    if (table_witness(t, f->site)) {
+        tandem_bcp_reply_error(&f->reply, 409,
+                               "site %s is a witness: it holds no work to take over; force the "
+                               "invoke of the lost site that held work",
+                               f->site);
+    } else if (s != NULL && s->state == TANDEM_SITE_INVOKED) {
+        tandem_bcp_reply_error(&f->reply, 409,
+                               "site %s is already invoked: force the invoke of the site whose "
+                               "members were lost",
+                               f->site);
+    } else if (!elsewhere) {
+        tandem_bcp_reply_error(&f->reply, 409,
+                               "no member of another non-witness site answers: none could take "
+                               "over the work of %s; force the invoke of the site whose members "
+                               "were lost",
+                               f->site);
+    } else {
+        rv = 0;
+    }
+    free(t);
+    return rv;
+}
+
+/* The note of a force whose site's work has nowhere to go but an invoked site: the survivors'
+ * site is revoked by the new leader first (consensus/site_controller.c), said in the report. */
+static json_t *revoke_note(const struct force *f)
+{
+    struct tandem_site_table *t = tandem_bcp_table_load(f->bcp);
+    const char *invoked = NULL;
+    bool serving = false;
+    for (unsigned i = 0; t != NULL && i < t->n_sites; i++) {
+        const struct tandem_site *s = &t->sites[i];
+        if (s->witness || strcmp(s->name, f->site) == 0) {
+            continue;
+        }
+        serving |= s->state != TANDEM_SITE_INVOKED;
+        invoked = s->state == TANDEM_SITE_INVOKED && invoked == NULL ? s->name : invoked;
+    }
+    json_t *note = NULL;
+    if (t != NULL && !serving && invoked != NULL) {
+        char text[256];
+        snprintf(text, sizeof text,
+                 "every other site was invoked: the new leader revokes the survivors' site (%s) "
+                 "so that it serves, then records %s as invoked",
+                 invoked, f->site);
+        note = json_string(text);
+    }
+    free(t);
+    return note;
+}
+
+/* 409 when a reachable majority of the old voters could still elect a leader. */
+static int majority_refuse(struct force *f)
+{
+    unsigned voters = 0, answering = 0;
+    for (unsigned i = 0; i < f->n; i++) {
+        if (f->cand[i].member.role == TANDEM_ROLE_VOTER) {
+            voters++;
+            answering += f->cand[i].reachable ? 1 : 0;
+        }
+    }
+    if (voters > 0 && answering * 2 > voters) {
+        tandem_bcp_reply_error(&f->reply, 409,
+                               "%u of %u voters answer: quorum is not lost, a leader is being "
+                               "elected; use a planned invoke once bcp status shows it",
+                               answering, voters);
+        return -1;
+    }
+    return 0;
+}
+
+/* 409 while quorum may exist: a leader answered, a majority of voters answered, or a node of
+ * the site answered (unless the operator confirmed which members are lost). */
 static int force_refuse(struct force *f)
 {
     bool site_known = false;
+    char silent[512];
     for (unsigned i = 0; i < f->n; i++) {
         const struct tandem_recover_candidate *c = &f->cand[i];
         site_known |= strcmp(c->member.site, f->site) == 0;
@@ -177,18 +342,29 @@ static int force_refuse(struct force *f)
                                    c->member.name);
             return -1;
         }
-        if (c->reachable && strcmp(c->member.site, f->site) == 0) {
-            tandem_bcp_reply_error(&f->reply, 409,
-                                   "%s of site %s answers: the site is not lost, so forcing would "
-                                   "split the cluster; use a planned invoke once quorum is back",
-                                   c->member.name, f->site);
-            return -1;
-        }
     }
     if (!site_known) {
         tandem_bcp_reply_error(&f->reply, 404, "no member of site %s in the configuration",
                                f->site);
         return -1;
+    }
+    if (site_refuse(f) != 0 || majority_refuse(f) != 0) {
+        return -1;
+    }
+    if (f->n_confirmed > 0) {
+        return confirm_refuse(f);
+    }
+    silent_members(f, silent, sizeof silent);
+    for (unsigned i = 0; i < f->n; i++) {
+        const struct tandem_recover_candidate *c = &f->cand[i];
+        if (c->reachable && strcmp(c->member.site, f->site) == 0) {
+            tandem_bcp_reply_error(&f->reply, 409,
+                                   "%s of site %s answers, so the site is not lost (forcing would "
+                                   "split the cluster); if %s are powered off or isolated for "
+                                   "good: tandemctl bcp invoke %s --force --confirm-lost %s",
+                                   c->member.name, f->site, silent, f->site, silent);
+            return -1;
+        }
     }
     return 0;
 }
@@ -203,7 +379,7 @@ static void force_decide(struct force *f)
         force_free(f);
         return;
     }
-    f->seed = tandem_recover_choose(f->cand, f->n, f->site);
+    f->seed = tandem_recover_choose(f->cand, f->n, f->n_confirmed > 0 ? "" : f->site);
     if (f->seed < 0) {
         tandem_bcp_reply_error(&f->reply, 503, "no surviving member answers");
         force_free(f);
@@ -227,9 +403,11 @@ static void force_decide(struct force *f)
     force_instruct_next(f);
 }
 
+/* Every reachable member outside the site; with members confirmed lost, every reachable one. */
 static bool survivor(const struct force *f, unsigned i)
 {
-    return f->cand[i].reachable && strcmp(f->cand[i].member.site, f->site) != 0;
+    return f->cand[i].reachable &&
+           (f->n_confirmed > 0 || strcmp(f->cand[i].member.site, f->site) != 0);
 }
 
 /* {"epoch","site","reason","members":[seed voter, other survivors standby]} */
@@ -350,6 +528,29 @@ static void force_guarantee_add(json_t *body)
     }
 }
 
+/* The seed's lag as the lost leader last told this node (JSON null when never heard): the
+ * least that the seed lacked of what the leader had, in entries, client writes and time. */
+static json_t *last_known_lag(const struct force *f)
+{
+    const struct tandem_bcp_lag_heard *h = &f->bcp->lag_heard;
+    const char *seed = f->cand[f->seed].member.name;
+    for (unsigned i = 0; i < h->n; i++) {
+        const struct tandem_bcp_lag *l = &h->members[i];
+        if (strcmp(l->name, seed) != 0) {
+            continue;
+        }
+        json_t *out = json_pack("{s:s,s:s,s:I}", "member", seed, "heard_from", h->from, "age_ms",
+                                (json_int_t)(uv_now(f->bcp->env.loop) - h->at_ms));
+        json_object_set_new(out, "entries",
+                            l->entries < 0 ? json_null() : json_integer(l->entries));
+        json_object_set_new(out, "commands",
+                            l->commands < 0 ? json_null() : json_integer(l->commands));
+        json_object_set_new(out, "ms", l->ms < 0 ? json_null() : json_integer(l->ms));
+        return out;
+    }
+    return json_null();
+}
+
 static void force_report(struct force *f)
 {
     const struct tandem_recover_candidate *seed = &f->cand[f->seed];
@@ -359,13 +560,27 @@ static void force_report(struct force *f)
             committed = f->cand[i].commit_index;
         }
     }
-    bool safe = tandem_recover_no_committed_loss(f->cand, f->n, f->site);
+    bool safe = tandem_recover_no_committed_loss(f->cand, f->n, f->n_confirmed > 0 ? "" : f->site);
     json_t *body = json_pack(
         "{s:s,s:s,s:I,s:I,s:I,s:o,s:b,s:o,s:o,s:O}", "site", f->site, "seed", seed->member.name,
         "epoch", (json_int_t)f->epoch, "highest_index", (json_int_t)seed->last_index,
         "committed_index_seen", (json_int_t)committed, "lost_entries_max",
         safe ? json_integer(0) : json_null(), "no_committed_loss", safe, "survivors",
         names_json(f, true), "lost", names_json(f, false), "instructed", f->instructed);
+    if (body != NULL) {
+        json_object_set_new(body, "last_known_lag", last_known_lag(f));
+        json_t *revoke = revoke_note(f);
+        if (revoke != NULL) {
+            json_object_set_new(body, "revoke_note", revoke);
+        }
+    }
+    if (body != NULL && f->n_confirmed > 0) {
+        json_t *confirmed = json_array();
+        for (unsigned i = 0; i < f->n_confirmed; i++) {
+            json_array_append_new(confirmed, json_string(f->confirmed[i]));
+        }
+        json_object_set_new(body, "confirmed_lost", confirmed);
+    }
     if (body != NULL && !safe) {
         json_object_set_new(body, "note",
                             json_string("the lost members held a majority of the old voters: "
@@ -450,6 +665,14 @@ static void force_instruct_next(struct force *f)
 void tandem_bcp_force_invoke(struct tandem_bcp *b, const struct tandem_bcp_reply *reply,
                              const char *site, const char *reason)
 {
+    tandem_bcp_force_invoke_confirmed(b, reply, site, reason, NULL, 0);
+}
+
+void tandem_bcp_force_invoke_confirmed(struct tandem_bcp *b, const struct tandem_bcp_reply *reply,
+                                       const char *site, const char *reason,
+                                       const char *const *confirmed_lost, unsigned n_confirmed)
+{
+    tandem_assert(n_confirmed <= TANDEM_BCP_CONFIRM_LOST_MAX);
     struct force *f = calloc(1, sizeof *f);
     if (f == NULL || (f->instructed = json_array()) == NULL) {
         free(f);
@@ -459,6 +682,10 @@ void tandem_bcp_force_invoke(struct tandem_bcp *b, const struct tandem_bcp_reply
     f->bcp = b;
     f->reply = *reply;
     f->seed = -1;
+    for (unsigned i = 0; i < n_confirmed; i++) {
+        snprintf(f->confirmed[i], sizeof f->confirmed[i], "%s", confirmed_lost[i]);
+    }
+    f->n_confirmed = n_confirmed;
     tandem_sm_init(&f->sm, "forced failover", force_phases, FORCE_PHASES, FORCE_POLL,
                    force_invariant, f);
     snprintf(f->site, sizeof f->site, "%s", site);

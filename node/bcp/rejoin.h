@@ -1,6 +1,7 @@
 /* Member rejoin, run at the leader: take a fenced or diverged member out of the configuration,
- * have it re-seed (wipe and join at our epoch), wait until it answers again with an empty log,
- * then add it back as a standby. */
+ * have it re-seed (its old data moved aside with a divergence report, then join at our epoch),
+ * wait until it answers again with an empty log, add it back as a standby, and record the
+ * decision (who, which node, where its old data went, entries after the fork). */
 #ifndef TANDEM_NODE_BCP_REJOIN_H
 #define TANDEM_NODE_BCP_REJOIN_H
 
@@ -18,6 +19,7 @@ enum tandem_rejoin_step {
     TANDEM_REJOIN_BACK,   /* polling its status until it is back, empty, at our epoch */
     TANDEM_REJOIN_ADD,    /* raft_add in flight */
     TANDEM_REJOIN_ASSIGN, /* raft_assign to standby in flight */
+    TANDEM_REJOIN_RECORD, /* the rejoin decision being written to the replicated history */
     TANDEM_REJOIN_DONE,   /* answered 200 */
     TANDEM_REJOIN_FAILED, /* answered with the error */
     TANDEM_REJOIN_STEPS,
@@ -26,9 +28,11 @@ enum tandem_rejoin_step {
 /* The rejoin's step machine (storage/sm.h): names, allowed moves, where a rejoin may end. */
 extern const struct tandem_sm_conf tandem_rejoin_sm_conf[TANDEM_REJOIN_STEPS];
 
-/* Rejoins the member called name and answers reply with it (as a standby) and our epoch, or
- * with what failed: 404 unknown, 409 it is this node (the leader), 502/503/504 a step failed. */
+/* Rejoins the member called name on behalf of by (recorded; NULL: "operator") and answers
+ * reply with it (as a standby), our epoch, where its old data is kept and its divergence
+ * summary, or with what failed: 404 unknown, 409 it is this node (the leader), 502/503/504 a
+ * step failed. */
 void tandem_bcp_rejoin_start(struct tandem_bcp *b, const struct tandem_bcp_reply *reply,
-                             const char *name);
+                             const char *name, const char *by);
 
 #endif

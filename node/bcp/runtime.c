@@ -9,11 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "consensus/log_scan.h"
 #include "consensus/recover.h"
 #include "consensus/transport.h"
 #include "node/log.h"
 #include "replication/bcp/sites.h"
 #include "storage/assert.h"
+#include "storage/domain_codec.h"
 #include "storage/error.h"
 
 /* ---- clients and one-shot calls ---- */
@@ -130,6 +132,38 @@ bool tandem_bcp_reachable(struct tandem_bcp *b, const char *name)
 
 static void fence(struct tandem_bcp *b, uint64_t epoch, const char *by);
 
+static int64_t lag_field(json_t *member, const char *name)
+{
+    json_t *v = json_object_get(member, name);
+    return json_is_integer(v) && json_integer_value(v) >= 0 ? (int64_t)json_integer_value(v) : -1;
+}
+
+/* Keeps the leader's view of every member's lag, as its probe answer told it: after the
+ * leader is lost, the survivors still know what the lag was (the forced invoke reports it). */
+static void lag_heard(struct tandem_bcp_peer *p, json_t *view)
+{
+    struct tandem_bcp_lag_heard *h = &p->bcp->lag_heard;
+    const char *name;
+    json_t *member;
+    if (!json_is_object(view)) {
+        return;
+    }
+    snprintf(h->from, sizeof h->from, "%s", p->name);
+    h->at_ms = bcp_now(p->bcp);
+    h->n = 0;
+    json_object_foreach(view, name, member)
+    {
+        if (h->n >= TANDEM_BCP_PEERS_MAX || !tandem_member_name_ok(name, TANDEM_NAME_LEN_MAX)) {
+            break;
+        }
+        struct tandem_bcp_lag *l = &h->members[h->n++];
+        snprintf(l->name, sizeof l->name, "%s", name);
+        l->entries = lag_field(member, "entries");
+        l->commands = lag_field(member, "commands");
+        l->ms = lag_field(member, "ms");
+    }
+}
+
 /* A peer of our cluster at a newer fencing epoch means the cluster moved on without us: this is
  * how a follower of the old configuration, which dials no survivor itself, learns it. */
 static void probe_epoch(struct tandem_bcp_peer *p, const struct tandem_httpc_response *resp)
@@ -142,6 +176,7 @@ static void probe_epoch(struct tandem_bcp_peer *p, const struct tandem_httpc_res
         (uint64_t)json_integer_value(epoch) > p->bcp->epoch) {
         fence(p->bcp, (uint64_t)json_integer_value(epoch), p->name);
     }
+    lag_heard(p, json_object_get(root, "lag"));
     json_decref(root);
 }
 
@@ -327,7 +362,8 @@ static void config_check(struct tandem_bcp *b)
     unsigned long long index = r->configuration_uncommitted_index;
     if (tandem_site_config_repair(r) == 0) {
         b->controller.config_repairs++;
-        tandem_log(TANDEM_LOG_WARN,
+        /* A routine repair of a libraft quirk: nothing for an operator to do. */
+        tandem_log(TANDEM_LOG_DEBUG,
                    "libraft kept configuration entry %llu marked uncommitted after applying it; "
                    "cleared the stale marker",
                    index);
@@ -337,12 +373,23 @@ static void config_check(struct tandem_bcp *b)
 static void quarantine_check(struct tandem_bcp *b);
 static void release_note(struct tandem_bcp *b);
 
+/* Remembers the leader this node knows, for the age of a local status view. */
+static void leader_seen(struct tandem_bcp *b)
+{
+    struct tandem_member leader;
+    if (tandem_raft_leader(b->env.raft, &leader) == 0) {
+        b->leader_seen_ms = bcp_now(b);
+        snprintf(b->leader_seen_name, sizeof b->leader_seen_name, "%s", leader.name);
+    }
+}
+
 static void tick_cb(uv_timer_t *timer)
 {
     struct tandem_bcp *b = timer->data;
     if (b->closing) {
         return;
     }
+    leader_seen(b);
     config_check(b);
     fenced_check(b);
     sample(b);
@@ -563,6 +610,17 @@ static void reports_refresh(struct tandem_bcp *b, const struct tandem_site_plan_
     }
 }
 
+/* The forced invoke is recorded: its note and the seed's history are done with. */
+static void forced_recorded(struct tandem_bcp *b)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    const char *data_dir = b->env.config->data_dir;
+    (void)tandem_recover_file_remove(data_dir, TANDEM_FORCED_FILE, errmsg);
+    (void)tandem_recover_file_remove(data_dir, TANDEM_FORCED_HISTORY_FILE, errmsg);
+    b->forced_site[0] = '\0';
+    b->forced_history_set = false;
+}
+
 static int gather_cb(struct tandem_site_controller *c, struct tandem_site_plan_input *in)
 {
     struct tandem_bcp *b = c->data;
@@ -591,9 +649,7 @@ static int gather_cb(struct tandem_site_controller *c, struct tandem_site_plan_i
     }
     const struct tandem_site *forced = tandem_site_table_find(t, b->forced_site);
     if (b->forced_site[0] != '\0' && forced != NULL && forced->state == TANDEM_SITE_INVOKED) {
-        char errmsg[TANDEM_ERRMSG_SIZE];
-        (void)tandem_recover_file_remove(config->data_dir, TANDEM_FORCED_FILE, errmsg);
-        b->forced_site[0] = '\0';
+        forced_recorded(b);
     }
     snprintf(in->preferred_site, sizeof in->preferred_site, "%s", t->preferred_site);
     in->preferred_set = t->preferred_set;
@@ -618,6 +674,10 @@ struct proposal {
     char names[TANDEM_SITE_PLAN_MEMBERS_MAX][TANDEM_NAME_LEN_MAX + 1];
     char sites[TANDEM_SITE_PLAN_MEMBERS_MAX][TANDEM_SITE_LEN_MAX + 1];
     struct tandem_site_action action;
+    char lost[TANDEM_SITE_HOMES_MAX][TANDEM_NAME_LEN_MAX + 1]; /* forced: members left behind */
+    char *lost_ptrs[TANDEM_SITE_HOMES_MAX];
+    Tandem__ForcedHistory history;
+    uint64_t start_terms[TANDEM_TERM_HISTORY_MAX], start_indexes[TANDEM_TERM_HISTORY_MAX];
     char by[TANDEM_SITE_BY_LEN_MAX + 1];
     char from_role[16], to_role[16];
     struct tandem_site_controller *controller;
@@ -638,9 +698,7 @@ static void proposal_cb(struct tandem_write *w, int status, struct tandem_result
         snprintf(b->reported[b->n_reported++], TANDEM_SITE_LEN_MAX + 1, "%s", p->action.site);
     }
     if (outcome == 0 && p->action.kind == TANDEM_SITE_ACTION_INVOKE && p->action.force) {
-        char errmsg[TANDEM_ERRMSG_SIZE];
-        (void)tandem_recover_file_remove(b->env.config->data_dir, TANDEM_FORCED_FILE, errmsg);
-        b->forced_site[0] = '\0';
+        forced_recorded(b);
     }
     p->done(p->controller, outcome);
     free(p);
@@ -680,6 +738,45 @@ static void build_homes(struct tandem_bcp *b, struct proposal *p)
     p->homes.members = p->home_ptrs;
     p->command.body_case = TANDEM__COMMAND__BODY_MEMBER_HOME_SET;
     p->command.member_home_set = &p->homes;
+}
+
+/* A forced invoke names the members it left behind: those with a home record that are not in
+ * the recovered configuration. */
+static void build_lost(struct tandem_bcp *b, struct proposal *p)
+{
+    struct tandem_site_table *t = tandem_bcp_table_load(b);
+    struct tandem_member m;
+    for (unsigned i = 0; t != NULL && i < t->n_homes; i++) {
+        if (tandem_raft_member_by_name(b->env.raft, t->homes[i].name, &m, NULL) == 0) {
+            continue;
+        }
+        size_t k = p->update.n_lost_members++;
+        snprintf(p->lost[k], sizeof p->lost[k], "%s", t->homes[i].name);
+        p->lost_ptrs[k] = p->lost[k];
+    }
+    p->update.lost_members = p->lost_ptrs;
+    free(t);
+}
+
+/* A forced invoke carries the seed's log history, for the fork points of fenced nodes. */
+static void build_history(struct tandem_bcp *b, struct proposal *p)
+{
+    const struct tandem_term_history *h = &b->forced_history.history;
+    tandem__forced_history__init(&p->history);
+    p->history.epoch = b->forced_history.epoch;
+    p->history.seed = b->forced_history.seed;
+    p->history.first_index = h->first_index;
+    p->history.last_index = h->last_index;
+    p->history.last_term = h->last_term;
+    for (unsigned k = 0; k < h->n; k++) {
+        p->start_terms[k] = h->terms[k].term;
+        p->start_indexes[k] = h->terms[k].first_index;
+    }
+    p->history.start_terms = p->start_terms;
+    p->history.n_start_terms = h->n;
+    p->history.start_indexes = p->start_indexes;
+    p->history.n_start_indexes = h->n;
+    p->update.history = &p->history;
 }
 
 static void build_update(struct proposal *p, int change)
@@ -723,6 +820,7 @@ static int site_change_of(int kind)
         {TANDEM_SITE_ACTION_PREFER, TANDEM_SITE_PREFER},
         {TANDEM_SITE_ACTION_INVOKE, TANDEM_SITE_INVOKE},
         {TANDEM_SITE_ACTION_RECOVERED, TANDEM_SITE_RECOVERED},
+        {TANDEM_SITE_ACTION_REVOKE, TANDEM_SITE_REVOKE},
     };
     for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
         if (changes[i].kind == kind) {
@@ -750,6 +848,12 @@ static int propose_cb(struct tandem_site_controller *c, const struct tandem_site
     int change = site_change_of(a->kind);
     if (change >= 0) {
         build_update(p, change);
+        if (change == TANDEM_SITE_INVOKE && a->force) {
+            build_lost(b, p);
+            if (b->forced_history_set) {
+                build_history(b, p);
+            }
+        }
     } else if (a->kind == TANDEM_SITE_ACTION_RECORD_HOMES) {
         build_homes(b, p);
     } else {
@@ -774,17 +878,21 @@ int tandem_bcp_plan_input(struct tandem_bcp *b, struct tandem_site_plan_input *i
     return gather_cb(&b->controller, in);
 }
 
-static void controller_log_cb(struct tandem_site_controller *c, const char *msg)
+static void controller_log_cb(struct tandem_site_controller *c, int level, const char *msg)
 {
     (void)c;
-    tandem_log(TANDEM_LOG_INFO, "%s", msg);
+    tandem_log(level == TANDEM_SITE_LOG_WARN    ? TANDEM_LOG_WARN
+               : level == TANDEM_SITE_LOG_DEBUG ? TANDEM_LOG_DEBUG
+                                                : TANDEM_LOG_INFO,
+               "%s", msg);
 }
 
 /* ---- status ---- */
 
 struct node_lag {
-    json_int_t entries; /* -1 unknown */
-    json_int_t ms;      /* -1 unknown */
+    json_int_t entries;  /* raft log entries the member lacks; -1 unknown */
+    json_int_t commands; /* client writes packed in those entries; -1 unknown */
+    json_int_t ms;       /* -1 unknown */
 };
 
 /* "api_reachable", "raft_reachable" and the age of each one's last contact (null: never). */
@@ -801,25 +909,43 @@ static void reach_json(struct tandem_bcp *b, const char *name, json_t *out)
                         raft_age < 0 ? json_null() : json_integer((json_int_t)raft_age));
 }
 
-static json_t *node_json(struct tandem_bcp *b, const char *name, int role, int home_role,
-                         uint64_t id, bool in_config, struct node_lag *lag)
+/* The lag of member id as this node, the leader, sees it; *match its match index. */
+static void member_lag(struct tandem_bcp *b, uint64_t id, struct node_lag *lag, raft_index *match)
 {
     struct raft *r = &b->env.raft->raft;
-    raft_index match = 0;
-    lag->entries = lag->ms = -1;
-    bool leader = raft_state(r) == RAFT_LEADER;
-    if (in_config && leader && raft_match_index(r, id, &match) == 0) {
-        if (id == b->env.raft->id) {
-            match = raft_last_index(r);
-        }
-        raft_index last = raft_last_index(r);
-        lag->entries = last > match ? (json_int_t)(last - match) : 0;
-        lag->ms = lag_ms(b, match);
+    lag->entries = lag->commands = lag->ms = -1;
+    *match = 0;
+    if (raft_state(r) != RAFT_LEADER || raft_match_index(r, id, match) != 0) {
+        return;
     }
-    json_t *out = json_pack("{s:s,s:s,s:s,s:b}", "name", name, "role",
-                            in_config ? tandem_role_name(role) : "none", "home_role",
-                            home_role < 0 ? "unknown" : tandem_role_name(home_role), "reachable",
-                            tandem_bcp_reachable(b, name));
+    raft_index last = raft_last_index(r);
+    if (id == b->env.raft->id) {
+        *match = last;
+    }
+    lag->entries = last > *match ? (json_int_t)(last - *match) : 0;
+    lag->commands = tandem_proposer_commands_between(b->env.proposer, *match, last);
+    lag->ms = lag_ms(b, *match);
+}
+
+static json_t *lag_value(json_int_t v)
+{
+    return v < 0 ? json_null() : json_integer(v);
+}
+
+/* in_config false: a member known only by its home record; lost: a forced failover left it
+ * behind, shown with the role "lost". */
+static json_t *node_json(struct tandem_bcp *b, const char *name, int role, int home_role,
+                         uint64_t id, bool in_config, bool lost, struct node_lag *lag)
+{
+    raft_index match = 0;
+    lag->entries = lag->commands = lag->ms = -1;
+    if (in_config) {
+        member_lag(b, id, lag, &match);
+    }
+    json_t *out = json_pack("{s:s,s:s,s:s,s:b,s:b}", "name", name, "role",
+                            in_config ? tandem_role_name(role) : (lost ? "lost" : "none"),
+                            "home_role", home_role < 0 ? "unknown" : tandem_role_name(home_role),
+                            "reachable", tandem_bcp_reachable(b, name), "lost", !in_config && lost);
     if (out == NULL) {
         return NULL;
     }
@@ -828,6 +954,7 @@ static json_t *node_json(struct tandem_bcp *b, const char *name, int role, int h
     json_object_set_new(out, "lag_entries",
                         lag->entries < 0 ? json_null() : json_integer(lag->entries));
     json_object_set_new(out, "lag_ms", lag->ms < 0 ? json_null() : json_integer(lag->ms));
+    json_object_set_new(out, "lag_commands", lag_value(lag->commands));
     reach_json(b, name, out);
     return out;
 }
@@ -835,7 +962,32 @@ static json_t *node_json(struct tandem_bcp *b, const char *name, int role, int h
 static void lag_max(struct node_lag *site, const struct node_lag *n)
 {
     site->entries = n->entries > site->entries ? n->entries : site->entries;
+    site->commands = n->commands > site->commands ? n->commands : site->commands;
     site->ms = n->ms > site->ms ? n->ms : site->ms;
+}
+
+json_t *tandem_bcp_lag_view(struct tandem_bcp *b)
+{
+    const struct raft_configuration *conf = &b->env.raft->raft.configuration;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    if (raft_state(&b->env.raft->raft) != RAFT_LEADER || b->fenced) {
+        return NULL;
+    }
+    json_t *view = json_object();
+    for (unsigned i = 0; view != NULL && i < conf->n; i++) {
+        struct tandem_member m;
+        struct node_lag lag;
+        raft_index match;
+        if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0) {
+            continue;
+        }
+        member_lag(b, conf->servers[i].id, &lag, &match);
+        json_object_set_new(view, m.name,
+                            json_pack("{s:o,s:o,s:o}", "entries", lag_value(lag.entries),
+                                      "commands", lag_value(lag.commands), "ms",
+                                      lag_value(lag.ms)));
+    }
+    return view;
 }
 
 /* Nodes of one site: members of the configuration, then home records no longer in it. */
@@ -846,7 +998,7 @@ static json_t *site_nodes(struct tandem_bcp *b, const struct tandem_site_table *
     json_t *nodes = json_array();
     char errmsg[TANDEM_ERRMSG_SIZE];
     struct node_lag lag;
-    site_lag->entries = site_lag->ms = -1;
+    site_lag->entries = site_lag->commands = site_lag->ms = -1;
     for (unsigned i = 0; nodes != NULL && i < conf->n; i++) {
         struct tandem_member m;
         if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0 ||
@@ -854,9 +1006,10 @@ static json_t *site_nodes(struct tandem_bcp *b, const struct tandem_site_table *
             continue;
         }
         const struct tandem_member_home *home = tandem_site_table_home(t, m.name);
-        json_array_append_new(
-            nodes, node_json(b, m.name, tandem_raft_role_from_raft(conf->servers[i].role),
-                             home == NULL ? -1 : home->role, conf->servers[i].id, true, &lag));
+        json_array_append_new(nodes, node_json(b, m.name,
+                                               tandem_raft_role_from_raft(conf->servers[i].role),
+                                               home == NULL ? -1 : home->role, conf->servers[i].id,
+                                               true, false, &lag));
         lag_max(site_lag, &lag);
     }
     for (unsigned i = 0; nodes != NULL && i < t->n_homes; i++) {
@@ -865,8 +1018,8 @@ static json_t *site_nodes(struct tandem_bcp *b, const struct tandem_site_table *
             tandem_raft_member_by_name(b->env.raft, t->homes[i].name, &m, NULL) == 0) {
             continue;
         }
-        json_array_append_new(nodes,
-                              node_json(b, t->homes[i].name, -1, t->homes[i].role, 0, false, &lag));
+        json_array_append_new(nodes, node_json(b, t->homes[i].name, -1, t->homes[i].role, 0, false,
+                                               t->homes[i].lost, &lag));
     }
     return nodes;
 }
@@ -883,6 +1036,7 @@ static json_t *site_entry(struct tandem_bcp *b, const struct tandem_site_table *
     json_object_set_new(out, "lag_entries",
                         lag.entries < 0 ? json_null() : json_integer(lag.entries));
     json_object_set_new(out, "lag_ms", lag.ms < 0 ? json_null() : json_integer(lag.ms));
+    json_object_set_new(out, "lag_commands", lag_value(lag.commands));
     return out;
 }
 
@@ -962,6 +1116,34 @@ json_t *tandem_bcp_status_json(struct tandem_bcp *b, MDB_txn *txn)
     return out;
 }
 
+/* libraft's name of state; it has none for RAFT_UNAVAILABLE (and crashes asked for one). */
+static const char *raft_state_text(int state)
+{
+    return state >= RAFT_FOLLOWER && state <= RAFT_LEADER ? raft_state_name(state) : "unavailable";
+}
+
+json_t *tandem_bcp_local_json(struct tandem_bcp *b, int64_t wall_now_ms)
+{
+    struct raft *r = &b->env.raft->raft;
+    struct tandem_member leader;
+    char as_of[TANDEM_RFC3339_LEN_MAX + 1], seen[TANDEM_RFC3339_LEN_MAX + 1];
+    json_t *last = json_null();
+    leader_seen(b);
+    if (b->leader_seen_ms != 0) {
+        uint64_t age = bcp_now(b) - b->leader_seen_ms;
+        tandem_rfc3339_format_ms(wall_now_ms - (int64_t)age, seen);
+        last = json_pack("{s:s,s:s,s:I}", "name", b->leader_seen_name, "seen", seen, "age_ms",
+                         (json_int_t)age);
+    }
+    tandem_rfc3339_format_ms(wall_now_ms, as_of);
+    return json_pack(
+        "{s:b,s:s,s:s,s:I,s:I,s:I,s:I,s:b,s:o}", "local", true, "as_of", as_of, "node_state",
+        raft_state_text(raft_state(r)), "term", (json_int_t)raft_current_term(r), "commit_index",
+        (json_int_t)raft_commit_index(r), "applied_index", (json_int_t)raft_last_applied(r),
+        "last_index", (json_int_t)raft_last_index(r), "leader_known",
+        tandem_raft_leader(b->env.raft, &leader) == 0, "last_leader", last);
+}
+
 /* ---- restart in place ---- */
 
 static void restart_cb(uv_timer_t *timer)
@@ -985,6 +1167,30 @@ void tandem_bcp_restart(struct tandem_bcp *b, const char *why)
         tandem_log(TANDEM_LOG_ERROR, "%s: restarting at once", errmsg);
         b->env.stop(b->env.data, true);
     }
+}
+
+/* The seed's log before raft_recover, for the forced record (consensus/recover.h). A failure
+ * costs only the fork points of later divergence reports, never the failover: logged. */
+static void seed_history_write(const char *data_dir, const struct tandem_raft_options *o,
+                               uint64_t epoch)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE], scratch[PATH_MAX];
+    struct tandem_log_scan scan;
+    struct tandem_forced_history *f = calloc(1, sizeof *f);
+    snprintf(scratch, sizeof scratch, "%s/.forced-scan", data_dir);
+    int rv = f == NULL ? TANDEM_NOMEM : tandem_log_scan_load(o->raft_dir, scratch, &scan, errmsg);
+    if (rv == 0) {
+        f->epoch = epoch;
+        snprintf(f->seed, sizeof f->seed, "%s", o->self->name);
+        tandem_term_history_of(&scan, &f->history);
+        tandem_log_scan_free(&scan);
+        rv = tandem_recover_history_write(data_dir, f, errmsg);
+    }
+    if (rv != 0) {
+        tandem_log(TANDEM_LOG_WARN, "forced failover: the seed's log history is not recorded: %s",
+                   f == NULL ? "out of memory" : errmsg);
+    }
+    free(f);
 }
 
 int tandem_bcp_raft_prepare(const char *data_dir, struct tandem_raft_options *o,
@@ -1014,6 +1220,7 @@ int tandem_bcp_raft_prepare(const char *data_dir, struct tandem_raft_options *o,
     tandem_log(TANDEM_LOG_WARN,
                "forced failover: raft_recover into %u members at epoch %" PRIu64 " (site %s lost)",
                p->n_members, p->epoch, p->site);
+    seed_history_write(data_dir, o, p->epoch);
     o->recover_members = p->members;
     o->n_recover_members = p->n_members;
     *plan = p;
@@ -1105,6 +1312,7 @@ static void markers_load(struct tandem_bcp *b)
     if (tandem_recover_forced_note(data_dir, b->forced_site) == 1) {
         tandem_log(TANDEM_LOG_WARN, "forced failover note: site %s to be recorded as invoked",
                    b->forced_site);
+        b->forced_history_set = tandem_recover_history_read(data_dir, &b->forced_history) == 1;
     }
 }
 

@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "consensus/raft_node.h"
+#include "consensus/recover.h"
 #include "consensus/site_controller.h"
 #include "node/bcp/quarantine.h"
 #include "node/config.h"
@@ -64,6 +65,22 @@ struct tandem_bcp_sample {
     uint64_t index;
 };
 
+/* One member's replication lag as the leader saw it; -1 where unknown. */
+struct tandem_bcp_lag {
+    char name[TANDEM_NAME_LEN_MAX + 1];
+    int64_t entries;  /* raft log entries */
+    int64_t commands; /* client writes in those entries */
+    int64_t ms;       /* age of the oldest entry missing */
+};
+
+/* The leader's lag view from its last probe answer (n == 0: none heard yet). */
+struct tandem_bcp_lag_heard {
+    char from[TANDEM_NAME_LEN_MAX + 1];
+    uint64_t at_ms; /* loop time it was heard */
+    struct tandem_bcp_lag members[TANDEM_BCP_PEERS_MAX];
+    unsigned n;
+};
+
 struct tandem_bcp {
     struct tandem_bcp_env env;
     uint64_t epoch; /* this node's fencing epoch, from the data directory (1 when absent) */
@@ -77,8 +94,13 @@ struct tandem_bcp {
     unsigned sample_next, sample_count;
     char reported[TANDEM_SITE_PLAN_SITES_MAX][TANDEM_SITE_LEN_MAX + 1]; /* down reports written */
     unsigned n_reported;
-    char forced_site[TANDEM_SITE_LEN_MAX + 1]; /* forced-invoke note still to record */
+    char forced_site[TANDEM_SITE_LEN_MAX + 1];   /* forced-invoke note still to record */
+    struct tandem_forced_history forced_history; /* the seed's log, recorded with that invoke */
+    bool forced_history_set;
+    struct tandem_bcp_lag_heard lag_heard;
     uint64_t started_ms;
+    uint64_t leader_seen_ms; /* uv_now when this node last knew a leader; 0 = never */
+    char leader_seen_name[TANDEM_NAME_LEN_MAX + 1];
     bool fenced_logged;
     /* Start-up quarantine: on at every start until node/bcp/quarantine.h releases it. */
     bool quarantined;
@@ -115,10 +137,18 @@ bool tandem_bcp_raft_reachable(struct tandem_bcp *b, const char *name, int64_t *
  * reason) and records the decision in the replicated history once a leader is known. Returns
  * 0, or -1 with errmsg (TANDEM_ERRMSG_SIZE) filled when the node is not quarantined. */
 int tandem_bcp_release(struct tandem_bcp *b, const char *reason, char *errmsg);
+
+/* On the leader: {"<member>": {"entries", "commands", "ms"}} (null where unknown), the lag of
+ * every member; NULL elsewhere. Every probe answer carries it to the other members. */
+json_t *tandem_bcp_lag_view(struct tandem_bcp *b);
 /* {"name", "api", "site"} of the leader this node knows, or JSON null. */
 json_t *tandem_bcp_leader_json(struct tandem_bcp *b);
 /* The body of GET /v1/bcp/status, from the applied state in txn. NULL on an LMDB error. */
 json_t *tandem_bcp_status_json(struct tandem_bcp *b, MDB_txn *txn);
+/* What GET /v1/bcp/status?consistency=local adds: "local": true, "as_of" (wall_now_ms, RFC 3339),
+ * this node's raft state and indexes, whether it knows a leader, and the leader it last knew
+ * ("last_leader": {"name", "seen", "age_ms"} or null). NULL when out of memory. */
+json_t *tandem_bcp_local_json(struct tandem_bcp *b, int64_t wall_now_ms);
 /* Stops the node after TANDEM_BCP_RESTART_DELAY_MS and re-executes tandemd with the same
  * arguments; the markers written before (consensus/recover.h) say what the next start does. */
 void tandem_bcp_restart(struct tandem_bcp *b, const char *why);

@@ -10,6 +10,7 @@
 #include "node/http/forward.h"
 #include "replication/bcp/sites.h"
 #include "storage/assert.h"
+#include "storage/domain_codec.h"
 #include "storage/error.h"
 
 bool tandem_bcp_invoke_done(struct tandem_bcp *b, const char *site)
@@ -70,6 +71,40 @@ static void invoke_count(struct tandem_bcp *b, const struct tandem_site_table *t
     }
 }
 
+#define DRILL_BY_PREFIX "drill:" /* the "by" of a drill's invoke and revoke (node/bcp/drill.c) */
+
+/* A site other than `except` that a drill has taken out of service (invoked, or recovering on
+ * its way back), or NULL. */
+static const struct tandem_site *drill_holding(const struct tandem_site_table *t,
+                                               const char *except)
+{
+    for (unsigned i = 0; i < t->n_sites; i++) {
+        const struct tandem_site *s = &t->sites[i];
+        if (strcmp(s->name, except) != 0 && s->state != TANDEM_SITE_ACTIVE &&
+            strncmp(s->by, DRILL_BY_PREFIX, strlen(DRILL_BY_PREFIX)) == 0) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+/* 409: site is already invoked, by a drill (named, with the way out) or by someone else. */
+static void refuse_invoked(const struct tandem_site *s, const struct tandem_bcp_reply *reply)
+{
+    char since[TANDEM_RFC3339_LEN_MAX + 1];
+    tandem_rfc3339_format_ms(s->since_ms, since);
+    if (strncmp(s->by, DRILL_BY_PREFIX, strlen(DRILL_BY_PREFIX)) == 0) {
+        tandem_bcp_reply_error(reply, 409,
+                               "site %s is held by drill %s (since %s): wait for the drill to "
+                               "end, it revokes the site itself (tandemctl bcp drills shows its "
+                               "report)",
+                               s->name, s->by + strlen(DRILL_BY_PREFIX), since);
+    } else {
+        tandem_bcp_reply_error(reply, 409, "site %s is already invoked (since %s, by %s)", s->name,
+                               since, s->by);
+    }
+}
+
 int tandem_bcp_invoke_precheck(struct tandem_bcp *b, const struct tandem_site_table *t,
                                const char *site, const struct tandem_bcp_reply *reply)
 {
@@ -85,11 +120,22 @@ int tandem_bcp_invoke_precheck(struct tandem_bcp *b, const struct tandem_site_ta
         return -1;
     }
     if (s->state == TANDEM_SITE_INVOKED) {
-        tandem_bcp_reply_error(reply, 409, "site %s is already invoked (since %" PRId64 ", by %s)",
-                               site, s->since_ms, s->by);
+        refuse_invoked(s, reply);
         return -1;
     }
     invoke_count(b, t, site, &check);
+    const struct tandem_site *drilled = drill_holding(t, site);
+    if (check.voters_elsewhere_active == 0 && drilled != NULL) {
+        char since[TANDEM_RFC3339_LEN_MAX + 1];
+        tandem_rfc3339_format_ms(drilled->since_ms, since);
+        tandem_bcp_reply_error(reply, 409,
+                               "site %s is held by drill %s (%s since %s), so no other site can "
+                               "take over from %s: wait for the drill to end, it revokes %s "
+                               "itself (tandemctl bcp drills shows its report)",
+                               drilled->name, drilled->by + strlen(DRILL_BY_PREFIX),
+                               tandem_site_state_name(drilled->state), since, site, drilled->name);
+        return -1;
+    }
     if (check.voters_elsewhere_active == 0) {
         bool async = strcmp(b->env.config->mode, "async") == 0;
         tandem_bcp_reply_error(reply, 409,
@@ -119,7 +165,7 @@ struct waiter {
     bool failback;
     char site[TANDEM_SITE_LEN_MAX + 1];
     uint64_t started_ms, deadline_ms;
-    json_int_t jobs_moved; /* from the applied change */
+    json_int_t jobs_moved; /* from the applied change: returned to the site by a revoke */
 };
 
 static void waiter_closed_cb(uv_handle_t *handle)
@@ -133,7 +179,8 @@ static void waiter_answer(struct waiter *w, const struct tandem_site_table *t, b
     json_t *body = json_pack(
         "{s:o,s:o,s:b,s:I,s:I}", "site", s == NULL ? json_null() : tandem_site_json(s), "leader",
         tandem_bcp_leader_json(w->bcp), "complete", complete, "elapsed_ms",
-        (json_int_t)(uv_now(w->bcp->env.loop) - w->started_ms), "jobs_moved", w->jobs_moved);
+        (json_int_t)(uv_now(w->bcp->env.loop) - w->started_ms),
+        w->kind == TANDEM_BCP_WAIT_REVOKE ? "jobs_returned" : "jobs_moved", w->jobs_moved);
     if (!complete && body != NULL) {
         json_object_set_new(body, "note",
                             json_string(w->kind == TANDEM_BCP_WAIT_INVOKE

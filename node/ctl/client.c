@@ -215,6 +215,41 @@ static enum attempt_result classify_failure(CURL *curl, CURLcode code)
     }
 }
 
+long long tandem_ctl_now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* The bound of the next attempt: the timeout, cut to what is left before the deadline; 0 when
+ * the deadline has passed. */
+static long attempt_timeout_ms(const struct tandem_ctl_client *c)
+{
+    long bound = c->attempt_ms_max > 0 && c->attempt_ms_max < c->timeout_ms ? c->attempt_ms_max
+                                                                            : c->timeout_ms;
+    if (c->deadline_ms <= 0) {
+        return bound;
+    }
+    long long left = c->deadline_ms - tandem_ctl_now_ms();
+    if (left <= 0) {
+        return 0;
+    }
+    return left < bound ? (long)left : bound;
+}
+
+void tandem_ctl_client_prefer(struct tandem_ctl_client *c, const char *base)
+{
+    for (size_t i = 1; i < c->endpoint_count; i++) {
+        if (strcmp(c->endpoints[i], base) == 0) {
+            char *chosen = c->endpoints[i];
+            memmove(&c->endpoints[1], &c->endpoints[0], i * sizeof c->endpoints[0]);
+            c->endpoints[0] = chosen;
+            return;
+        }
+    }
+}
+
 static enum attempt_result client_attempt(struct tandem_ctl_client *c, const char *base,
                                           const struct tandem_ctl_request *req,
                                           struct tandem_ctl_response *resp)
@@ -259,7 +294,7 @@ static enum attempt_result client_attempt(struct tandem_ctl_client *c, const cha
     }
 
     curl_easy_reset(curl);
-    easy_prepare(curl, url, c->timeout_ms, resp, headers);
+    easy_prepare(curl, url, attempt_timeout_ms(c), resp, headers);
     if (strcmp(req->method, "GET") == 0) {
         curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
     } else {
@@ -327,6 +362,10 @@ static int client_try_endpoint(struct tandem_ctl_client *c, size_t i,
                                struct tandem_ctl_response *unavailable, bool *saw_unavailable)
 {
     bool idempotent = strcmp(req->method, "POST") != 0;
+    if (attempt_timeout_ms(c) == 0) {
+        client_error(c, "%s: not tried, no time left", c->endpoints[i]);
+        return -1;
+    }
     enum attempt_result r = client_attempt(c, c->endpoints[i], req, resp);
 
     switch (r) {
@@ -364,7 +403,8 @@ int tandem_ctl_client_send(struct tandem_ctl_client *c, const struct tandem_ctl_
 
     tandem_ctl_response_init(&unavailable);
     c->errmsg[0] = '\0';
-    for (int round = 0; round < TANDEM_CTL_ROUNDS_MAX && rc < 0; round++) {
+    int rounds = c->rounds_max > 0 ? c->rounds_max : TANDEM_CTL_ROUNDS_MAX;
+    for (int round = 0; round < rounds && rc < 0; round++) {
         if (round > 0) {
             sleep_ms(TANDEM_CTL_ROUND_PAUSE_MS);
         }

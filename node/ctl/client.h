@@ -23,6 +23,13 @@ struct tandem_ctl_client {
     char *endpoints[TANDEM_CTL_ENDPOINTS_MAX]; /* owned; base URLs without trailing '/' */
     size_t endpoint_count;
     long timeout_ms; /* whole-attempt bound for each request on each endpoint */
+    /* Optional bounds of one tandem_ctl_client_send, set by a command that must answer within
+     * its timeout (bcp status): deadline_ms is CLOCK_MONOTONIC milliseconds (0: none) that no
+     * attempt runs past; attempt_ms_max (0: none) bounds each attempt, so that one stalled
+     * node leaves time for the next; rounds_max replaces TANDEM_CTL_ROUNDS_MAX when above 0. */
+    long long deadline_ms;
+    long attempt_ms_max;
+    int rounds_max;
     char errmsg[TANDEM_CTL_ERRMSG_SIZE];
 };
 
@@ -70,6 +77,12 @@ void tandem_ctl_client_close(struct tandem_ctl_client *c);
  * local failure (out of memory, answer too large); c->errmsg says why. */
 int tandem_ctl_client_send(struct tandem_ctl_client *c, const struct tandem_ctl_request *req,
                            struct tandem_ctl_response *resp);
+
+/* CLOCK_MONOTONIC now in milliseconds, the clock of deadline_ms. */
+long long tandem_ctl_now_ms(void);
+
+/* Moves the endpoint whose base URL is base to the front of the list (nothing when absent). */
+void tandem_ctl_client_prefer(struct tandem_ctl_client *c, const char *base);
 
 /* GETs each absolute URL once, all at the same time, each bounded by timeout_ms. responses
  * must hold count initialised entries; responses[i].status is 0 when urls[i] did not answer

@@ -27,6 +27,11 @@ struct status_summary {
     json_t *leader_node;     /* borrowed; the leader's "node" object, NULL when unknown */
     json_t *leader_members;  /* borrowed; members with match_index from the leader, or NULL */
     json_int_t commit_index; /* the leader's when known, else the answering node's; -1 unknown */
+    /* What LAG is counted against: the leader's commit index when the leader answered, else
+     * the highest commit or applied index any node reported (never a node's own, which made
+     * every node's lag 0 without a leader); -1 unknown. */
+    json_int_t lag_reference;
+    bool lag_from_leader;
     json_int_t term;
     const char *cluster_id; /* borrowed */
 };
@@ -88,6 +93,24 @@ static int status_probe(struct tandem_ctl_context *ctx, struct member_view *view
     return TANDEM_CTL_OK;
 }
 
+static json_int_t index_max(json_int_t a, json_int_t b)
+{
+    return a > b ? a : b;
+}
+
+/* The highest commit or applied index the answering node and every member that answered
+ * reported; -1 when none did. */
+static json_int_t highest_index(const json_t *node, const struct member_view *views, size_t count)
+{
+    json_int_t highest = index_max(json_index_or(node, "commit_index", -1),
+                                   json_index_or(node, "applied_index", -1));
+    for (size_t i = 0; i < count; i++) {
+        highest = index_max(highest, json_index_or(views[i].self_node, "commit_index", -1));
+        highest = index_max(highest, json_index_or(views[i].self_node, "applied_index", -1));
+    }
+    return highest;
+}
+
 /* Picks the leader's own view: its probe if it answered as leader, else the answering node
  * when that is the leader. Commit index and term come from there when possible. */
 static void status_summarise(json_t *root, const struct member_view *views, size_t count,
@@ -116,6 +139,8 @@ static void status_summarise(json_t *root, const struct member_view *views, size
     json_t *source = s->leader_node ? s->leader_node : node;
     s->commit_index = json_index_or(source, "commit_index", -1);
     s->term = json_index_or(source, "term", -1);
+    s->lag_from_leader = s->leader_node != NULL;
+    s->lag_reference = s->lag_from_leader ? s->commit_index : highest_index(node, views, count);
 }
 
 /* The leader's match index for name, -1 when unknown. */
@@ -133,23 +158,36 @@ static json_int_t leader_match_index(const struct status_summary *s, const char 
     return -1;
 }
 
-/* Lag in entries behind the leader's commit: from the member's own applied index when it
- * answered, else from the leader's match index; -1 when neither is known. */
+/* A member a forced failover left behind: not in the configuration until rejoined. */
+static bool member_lost(const struct member_view *v)
+{
+    return json_is_true(json_object_get(v->member, "lost"));
+}
+
+/* Lag in entries behind the lag reference (status_summary): from the member's own applied
+ * index when it answered, else from the leader's match index; -1 when neither is known. */
 static json_int_t member_lag(const struct status_summary *s, const struct member_view *v)
 {
+    if (member_lost(v)) {
+        return -1; /* not replicated to: its lag means nothing */
+    }
     json_int_t behind = json_index_or(v->self_node, "applied_index", -1);
     if (behind < 0) {
         behind = leader_match_index(s, member_string(v->member, "name"));
     }
-    if (behind < 0 || s->commit_index < 0) {
+    if (behind < 0 || s->lag_reference < 0) {
         return -1;
     }
-    return s->commit_index > behind ? s->commit_index - behind : 0;
+    return s->lag_reference > behind ? s->lag_reference - behind : 0;
 }
 
 static void member_state(const struct member_view *v, char *out, size_t out_size)
 {
     const char *state = member_string(v->self_node, "state");
+    if (member_lost(v)) {
+        snprintf(out, out_size, "lost");
+        return;
+    }
     if (v->self_node == NULL) {
         snprintf(out, out_size, "down");
         return;
@@ -170,6 +208,15 @@ static int status_print_table(struct tandem_ctl_context *ctx, const struct tande
                           sizeof commit);
     fprintf(ctx->out, "cluster %s  leader %s  term %s  commit %s\n", cluster_id ? cluster_id : "-",
             leader ? leader : "none", term, commit);
+    const json_t *against = json_object_get(status, "lag_against");
+    if (!json_is_true(json_object_get(against, "leader"))) {
+        char index[24];
+        tandem_ctl_field_text(against, "index", tandem_ctl_cell_index, "-", index, sizeof index);
+        fprintf(ctx->out,
+                "no leader answered: LAG is behind the highest index any node reported "
+                "(%s), not behind a leader's commit\n",
+                index);
+    }
     return tandem_ctl_view_print(ctx, json_object_get(status, "members"), TANDEM_CTL_VIEW_STATUS,
                                  NULL);
 }
@@ -220,10 +267,13 @@ static json_t *status_compose(json_t *root, const struct status_summary *s,
     if (members == NULL) {
         return NULL;
     }
-    return json_pack("{s:o?,s:O?,s:o,s:o,s:o}", "cluster_id",
+    json_t *against = json_pack("{s:o,s:b}", "index", json_index_value(s->lag_reference), "leader",
+                                s->lag_from_leader);
+    return json_pack("{s:o?,s:O?,s:o,s:o,s:o,s:o}", "cluster_id",
                      s->cluster_id ? json_string(s->cluster_id) : NULL, "leader",
                      json_object_get(root, "leader"), "term", json_index_value(s->term),
-                     "commit_index", json_index_value(s->commit_index), "members", members);
+                     "commit_index", json_index_value(s->commit_index), "lag_against", against,
+                     "members", members);
 }
 
 int tandem_ctl_status(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
@@ -364,10 +414,31 @@ int tandem_ctl_member_transfer(struct tandem_ctl_context *ctx, const struct tand
 static int member_rejoin_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
                                const json_t *root)
 {
+    const char *kept = member_string(root, "data_kept_at");
+    json_t *d = json_object_get(root, "divergence");
+    json_t *fork = json_object_get(d, "fork");
     fprintf(ctx->out,
             "%s re-seeded at epoch %" JSON_INTEGER_FORMAT
             " and re-added as a standby; it catches up from the leader\n",
             args->positional[0], json_index_or(root, "epoch", 0));
+    if (kept != NULL && kept[0] != '\0') {
+        fprintf(ctx->out,
+                "its old data is kept in %s on %s (%.1f MiB; never deleted automatically: "
+                "delete it by hand once reconciled)\n",
+                kept, args->positional[0],
+                (double)json_index_or(d, "bytes_kept", 0) / (1024.0 * 1024.0));
+    }
+    if (json_is_object(d)) {
+        fprintf(ctx->out,
+                "divergence: %" JSON_INTEGER_FORMAT
+                " entries after the fork at index %" JSON_INTEGER_FORMAT
+                " (%s), touching %" JSON_INTEGER_FORMAT " keys, %" JSON_INTEGER_FORMAT
+                " jobs, %" JSON_INTEGER_FORMAT " boxes; details: tandemctl member divergence %s\n",
+                json_index_or(d, "entries_after_fork", -1), json_index_or(fork, "index", -1),
+                member_string(fork, "certainty") ? member_string(fork, "certainty") : "unknown",
+                json_index_or(d, "keys", 0), json_index_or(d, "jobs", 0),
+                json_index_or(d, "boxes", 0), args->positional[0]);
+    }
     return TANDEM_CTL_OK;
 }
 

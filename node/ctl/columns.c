@@ -114,6 +114,8 @@ static const struct view_column columns[] = {
     {TANDEM_CTL_VIEW_BCP_SITES, {"NODES", "nodes", cell_nodes, "-"}},
     {TANDEM_CTL_VIEW_BCP_SITES, {"REACH", "nodes", cell_reach, "-"}},
     {TANDEM_CTL_VIEW_BCP_SITES, {"LAG_ENTRIES", "lag_entries", tandem_ctl_cell_index, "-"}},
+    /* client writes in the entries lacking: an entry packs a loop iteration's writes */
+    {TANDEM_CTL_VIEW_BCP_SITES, {"LAG_WRITES", "lag_commands", tandem_ctl_cell_index, "-"}},
     {TANDEM_CTL_VIEW_BCP_SITES, {"LAG_MS", "lag_ms", tandem_ctl_cell_index, "-"}},
     {TANDEM_CTL_VIEW_BCP_SITES, {"BY", "by", cell_text, ""}},
     {TANDEM_CTL_VIEW_BCP_SITES, {"REASON", "reason", cell_text, ""}},
@@ -228,13 +230,23 @@ void tandem_ctl_cell_time(const json_t *item, const struct tandem_ctl_column *co
 {
     const json_t *value = json_object_get(item, column->field);
     json_int_t ms = json_is_integer(value) ? json_integer_value(value) : 0;
-    time_t seconds = (time_t)(ms / 1000);
-    struct tm tm;
     (void)context;
-    if (ms <= 0 || gmtime_r(&seconds, &tm) == NULL ||
-        strftime(out, size, "%Y-%m-%d %H:%M:%S", &tm) == 0) {
+    if (ms <= 0 || tandem_ctl_time_text((long long)ms, out, size) != 0) {
         snprintf(out, size, "%s", column->absent);
     }
+}
+
+int tandem_ctl_time_text(long long ms, char *out, size_t size)
+{
+    time_t seconds = (time_t)(ms / 1000);
+    struct tm tm;
+    char stamp[32];
+    if (ms < 0 || gmtime_r(&seconds, &tm) == NULL ||
+        strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm) == 0 ||
+        (size_t)snprintf(out, size, "%s.%03lldZ", stamp, ms % 1000) >= size) {
+        return -1;
+    }
+    return 0;
 }
 
 /* "yes" when the field is true, else "no". */

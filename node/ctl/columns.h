@@ -75,7 +75,11 @@ tandem_ctl_cell_format tandem_ctl_cell_integer;
 tandem_ctl_cell_format tandem_ctl_cell_index;
 /* A number of hours with two decimals. */
 tandem_ctl_cell_format tandem_ctl_cell_hours;
-/* Milliseconds since the epoch (above 0) as "YYYY-MM-DD HH:MM:SS" UTC. */
+/* Milliseconds since the epoch (above 0) as RFC 3339 UTC (tandem_ctl_time_text). */
 tandem_ctl_cell_format tandem_ctl_cell_time;
+/* Unix milliseconds as RFC 3339 UTC with milliseconds ("2024-05-01T09:30:00.250Z"), the one
+ * way tandemctl shows a time. Returns 0, or -1 (out untouched or cut) when ms is negative or
+ * out is too small. */
+int tandem_ctl_time_text(long long ms, char *out, size_t size);
 
 #endif

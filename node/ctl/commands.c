@@ -30,7 +30,11 @@ const struct tandem_ctl_command tandem_ctl_commands[] = {
     {"member", "transfer-leader", "NAME", 1, 1, tandem_ctl_member_transfer,
      "move leadership to the voter NAME"},
     {"member", "rejoin", "NAME", 1, 1, tandem_ctl_member_rejoin,
-     "re-seed a fenced or broken member: wipe it, re-add it as a standby, let it catch up"},
+     "re-seed a fenced or broken member: move its old data aside (DATA_DIR/fenced-*, never "
+     "deleted) with a divergence report, re-add it as a standby, let it catch up"},
+    {"member", "divergence", "NAME", 1, 1, tandem_ctl_member_divergence,
+     "show NAME's divergence reports (asked of NAME itself): fork point, entries after it, "
+     "keys, jobs and boxes touched, where the old data is kept"},
     {"member", "release", "NAME [--reason TEXT]", 1, 1, tandem_ctl_member_release,
      "lift NAME's start-up quarantine (audited): only when you know no newer epoch runs "
      "elsewhere"},
@@ -75,10 +79,13 @@ const struct tandem_ctl_command tandem_ctl_commands[] = {
      "purge trace events older than the retention period (leaves disposal records)"},
     {"trace", "disposals", "[--limit N]", 0, 0, tandem_ctl_trace_disposals,
      "list disposal records (disposed boxes and purges)"},
-    {"bcp", "status", "", 0, 0, tandem_ctl_bcp_status,
-     "sites with state, epoch, nodes and lag (RPO exposure); leader and recent decisions"},
-    {"bcp", "invoke", "SITE [--reason TEXT] [--force]", 1, 1, tandem_ctl_bcp_invoke,
-     "take SITE out of service (planned); --force: quorum lost, recover the survivors"},
+    {"bcp", "status", "[--local]", 0, 0, tandem_ctl_bcp_status,
+     "sites with state, epoch, nodes and lag (RPO exposure); leader and recent decisions; "
+     "without a leader (or with --local) one node's own view, marked local and dated"},
+    {"bcp", "invoke", "SITE [--reason TEXT] [--force] [--confirm-lost NAME,...]", 1, 1,
+     tandem_ctl_bcp_invoke,
+     "take SITE out of service (planned); --force: quorum lost, recover the survivors; "
+     "--confirm-lost: the members you guarantee are powered off or isolated"},
     {"bcp", "revoke", "SITE [--failback] [--reason TEXT]", 1, 1, tandem_ctl_bcp_revoke,
      "bring SITE back; --failback also returns leadership to it"},
     {"bcp", "drill", "SITE [--dry-run] [--rate N]", 1, 1, tandem_ctl_bcp_drill,

@@ -148,6 +148,9 @@ int tandem_ctl_item_action(struct tandem_ctl_context *ctx, const struct tandem_c
 int tandem_ctl_status(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_member_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_member_add(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+/* cmd_divergence.c */
+int tandem_ctl_member_divergence(struct tandem_ctl_context *ctx,
+                                 const struct tandem_ctl_args *args);
 int tandem_ctl_member_remove(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_member_transfer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_member_rejoin(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);

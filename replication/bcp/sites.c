@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "consensus/log_scan.h"
 #include "replication/apply.h"
 #include "storage/assert.h"
 #include "storage/domain_codec.h"
@@ -18,6 +19,7 @@
 #define SITE_PREFIX      "site/"
 #define HOME_PREFIX      "home/"
 #define DECISION_PREFIX  "decision/"
+#define FORCED_PREFIX    "forced/"
 #define SETTINGS_KEY     "settings"
 #define SITE_EPOCH_FIRST 1
 
@@ -308,12 +310,26 @@ static int decision_append(const struct tandem_apply_ctx *ctx, const struct deci
 
 /* ---- JSON ---- */
 
+/* Adds name (RFC 3339 UTC with milliseconds) beside a field holding Unix milliseconds, for the
+ * people who read the JSON; the milliseconds stay for scripts. */
+static json_t *with_time(json_t *object, const char *name, int64_t ms)
+{
+    char text[TANDEM_RFC3339_LEN_MAX + 1];
+    tandem_rfc3339_format_ms(ms, text);
+    if (object != NULL) {
+        json_object_set_new(object, name, json_string(text));
+    }
+    return object;
+}
+
 json_t *tandem_site_json(const struct tandem_site *site)
 {
-    return json_pack("{s:s,s:s,s:I,s:I,s:s,s:s,s:I,s:b,s:b}", "name", site->name, "state",
-                     tandem_site_state_name(site->state), "epoch", (json_int_t)site->epoch, "since",
-                     (json_int_t)site->since_ms, "reason", site->reason, "by", site->by, "capacity",
-                     (json_int_t)site->capacity, "witness", site->witness, "forced", site->forced);
+    json_t *out =
+        json_pack("{s:s,s:s,s:I,s:I,s:s,s:s,s:I,s:b,s:b}", "name", site->name, "state",
+                  tandem_site_state_name(site->state), "epoch", (json_int_t)site->epoch, "since",
+                  (json_int_t)site->since_ms, "reason", site->reason, "by", site->by, "capacity",
+                  (json_int_t)site->capacity, "witness", site->witness, "forced", site->forced);
+    return with_time(out, "since_time", site->since_ms);
 }
 
 static void site_from_record(const Tandem__SiteRecord *r, struct tandem_site *out)
@@ -330,17 +346,19 @@ static void site_from_record(const Tandem__SiteRecord *r, struct tandem_site *ou
     out->forced = r->forced;
 }
 
+/* jobs: how many jobs the change moved, "jobs_returned" (to the site, a revoke) when returned,
+ * else "jobs_moved" (away from it, an invoke). */
 static void result_site(struct tandem_result *result, const Tandem__SiteRecord *r,
-                        const char *preferred, unsigned jobs_moved)
+                        const char *preferred, unsigned jobs, bool returned)
 {
     struct tandem_site site;
     if (result == NULL) {
         return;
     }
     site_from_record(r, &site);
-    json_t *body =
-        json_pack("{s:o,s:s,s:I}", "site", tandem_site_json(&site), "preferred_site",
-                  preferred == NULL ? "" : preferred, "jobs_moved", (json_int_t)jobs_moved);
+    json_t *body = json_pack("{s:o,s:s,s:I}", "site", tandem_site_json(&site), "preferred_site",
+                             preferred == NULL ? "" : preferred,
+                             returned ? "jobs_returned" : "jobs_moved", (json_int_t)jobs);
     char *text = body == NULL ? NULL : json_dumps(body, JSON_COMPACT);
     json_decref(body);
     tandem_result_set(result, 200, "%s", text == NULL ? "{}" : text);
@@ -380,7 +398,7 @@ static int apply_register(const struct tandem_apply_ctx *ctx, const Tandem__Site
         return rv;
     }
     if (existing != NULL) {
-        result_site(result, existing, NULL, 0);
+        result_site(result, existing, NULL, 0, false);
         tandem__site_record__free_unpacked(existing, NULL);
         return 0;
     }
@@ -405,7 +423,7 @@ static int apply_register(const struct tandem_apply_ctx *ctx, const Tandem__Site
     struct decision_fields d = {
         .action = "register", .site = u->site, .reason = u->reason, .by = u->by};
     if ((rv = decision_append(ctx, &d, NULL)) == 0) {
-        result_site(result, &record, NULL, 0);
+        result_site(result, &record, NULL, 0, false);
     }
     return rv;
 }
@@ -439,28 +457,29 @@ static int apply_prefer(const struct tandem_apply_ctx *ctx, const Tandem__SiteUp
     return rv;
 }
 
-/* Sets the preferred site on revoke --failback. */
-static int prefer_site(const struct tandem_apply_ctx *ctx, const char *site)
+/* The preferred site as a site change moves it: to u->site on revoke --failback, to none on an
+ * invoke of the preferred site. A move is recorded as a "prefer" decision of the same author,
+ * saying why and from which site to which, so that no preference changes without a record. */
+static int preference_move(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u,
+                           bool failback)
 {
     struct settings_handle h;
+    char reason[TANDEM_SITE_REASON_LEN_MAX + 1];
     int rv = settings_open(ctx->store, ctx->txn, &h);
-    if (rv != 0) {
+    const char *old = rv == 0 ? h.s->preferred_site : "", *want = failback ? u->site : "";
+    bool moves = failback ? strcmp(old, u->site) != 0 : strcmp(old, u->site) == 0;
+    if (rv != 0 || !moves) {
         settings_close(&h);
         return rv;
     }
-    return settings_save(ctx, &h, site);
-}
-
-/* Clears the preference when it names site. */
-static int unprefer_site(const struct tandem_apply_ctx *ctx, const char *site)
-{
-    struct settings_handle h;
-    int rv = settings_open(ctx->store, ctx->txn, &h);
-    if (rv != 0 || strcmp(h.s->preferred_site, site) != 0) {
-        settings_close(&h);
+    snprintf(reason, sizeof reason, "%s of %s: preferred site %s -> %s (%s)",
+             failback ? "revoke --failback" : "invoke", u->site, old[0] != '\0' ? old : "none",
+             want[0] != '\0' ? want : "none", u->reason);
+    if ((rv = settings_save(ctx, &h, want)) != 0) {
         return rv;
     }
-    return settings_save(ctx, &h, "");
+    struct decision_fields d = {.action = "prefer", .site = want, .reason = reason, .by = u->by};
+    return decision_append(ctx, &d, NULL);
 }
 
 struct serving_walk {
@@ -508,6 +527,87 @@ static int other_site_serving(const struct tandem_apply_ctx *ctx, const char *si
     return rv;
 }
 
+/* The forced failover's history as a term history; false when it is not a valid one. */
+static bool forced_history_of(const Tandem__ForcedHistory *f, struct tandem_term_history *h)
+{
+    memset(h, 0, sizeof *h);
+    if (f->epoch == 0 || f->n_start_terms != f->n_start_indexes ||
+        f->n_start_terms > TANDEM_TERM_HISTORY_MAX || !text_ok(f->seed, TANDEM_NAME_LEN_MAX)) {
+        return false;
+    }
+    for (size_t k = 0; k < f->n_start_terms; k++) {
+        h->terms[k] = (struct tandem_term_start){f->start_terms[k], f->start_indexes[k]};
+    }
+    h->n = (unsigned)f->n_start_terms;
+    h->first_index = f->first_index;
+    h->last_index = f->last_index;
+    h->last_term = f->last_term;
+    return tandem_term_history_ok(h);
+}
+
+/* Records a forced failover's history under its epoch, keeping the newest TANDEM_FORCED_KEPT.
+ * A malformed history is left out: the invoke itself stands. */
+static int forced_put(const struct tandem_apply_ctx *ctx, const Tandem__ForcedHistory *in)
+{
+    struct tandem_term_history h;
+    if (!forced_history_of(in, &h)) {
+        return 0;
+    }
+    Tandem__ForcedHistory record = *in;
+    record.at_ms = ctx->now_ms;
+    record.index = ctx->index;
+    return windowed_put(ctx, TANDEM_DB_SITES, FORCED_PREFIX, in->epoch, TANDEM_FORCED_KEPT,
+                        &record.base);
+}
+
+/* A forced invoke marks the home records of the members it left behind as lost. */
+static int homes_mark_lost(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u)
+{
+    char key[KEY_LEN_MAX];
+    MDB_val v;
+    int rv = 0;
+    for (size_t i = 0; rv == 0 && i < u->n_lost_members; i++) {
+        if (!text_ok(u->lost_members[i], TANDEM_NAME_LEN_MAX)) {
+            continue;
+        }
+        snprintf(key, sizeof key, HOME_PREFIX "%s", u->lost_members[i]);
+        rv = record_get(ctx->store, ctx->txn, TANDEM_DB_SITES, key, &v);
+        if (rv == MDB_NOTFOUND) {
+            rv = 0; /* no home record: nothing known to show it by */
+            continue;
+        }
+        Tandem__MemberHome *h =
+            rv == 0 ? tandem__member_home__unpack(NULL, v.mv_size, v.mv_data) : NULL;
+        if (rv == 0 && h == NULL) {
+            return tandem_error_set(ctx->store->errmsg, TANDEM_CORRUPT,
+                                    "corrupt member home record");
+        }
+        if (h != NULL) {
+            h->lost = true;
+            rv = record_put(ctx, TANDEM_DB_SITES, key, &h->base);
+            tandem__member_home__free_unpacked(h, NULL);
+        }
+    }
+    return rv;
+}
+
+/* What an invoke does besides the move: the preference leaves the site, a forced invoke marks
+ * the members it left behind and records the seed's log history, and the site's open work moves
+ * to target. */
+static int invoke_effects(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u,
+                          const char *target, unsigned *moved)
+{
+    /* Leadership leaves for good: only a revoke with failback brings it back. */
+    int rv = preference_move(ctx, u, false);
+    if (rv == 0 && u->force) {
+        rv = homes_mark_lost(ctx, u);
+    }
+    if (rv == 0 && u->force && u->history != NULL) {
+        rv = forced_put(ctx, u->history);
+    }
+    return rv == 0 ? tandem_bcp_jobs_move(ctx, u->site, target, false, u->by, moved) : rv;
+}
+
 static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__SiteUpdate *u,
                             struct tandem_result *result)
 {
@@ -552,16 +652,12 @@ static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__Si
         snprintf(key, sizeof key, SITE_PREFIX "%s", u->site);
         rv = record_put(ctx, TANDEM_DB_SITES, key, &record->base);
         if (rv == 0 && change == TANDEM_SITE_REVOKE && (u->failback || u->return_jobs)) {
-            rv = u->failback ? prefer_site(ctx, u->site) : 0;
+            rv = u->failback ? preference_move(ctx, u, true) : 0;
             if (rv == 0) {
                 rv = tandem_bcp_jobs_move(ctx, u->site, NULL, true, u->by, &moved);
             }
         } else if (rv == 0 && change == TANDEM_SITE_INVOKE) {
-            /* Leadership leaves for good: only a revoke with failback brings it back. */
-            rv = unprefer_site(ctx, u->site);
-            if (rv == 0) {
-                rv = tandem_bcp_jobs_move(ctx, u->site, target, false, u->by, &moved);
-            }
+            rv = invoke_effects(ctx, u, target, &moved);
         }
         struct decision_fields d = {.action = change_name(change),
                                     .site = u->site,
@@ -570,7 +666,8 @@ static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__Si
                                     .by = u->by};
         if (rv == 0 && (rv = decision_append(ctx, &d, NULL)) == 0) {
             result_site(result, record,
-                        change == TANDEM_SITE_REVOKE && u->failback ? u->site : NULL, moved);
+                        change == TANDEM_SITE_REVOKE && u->failback ? u->site : NULL, moved,
+                        change == TANDEM_SITE_REVOKE);
         }
         record->reason = old_reason;
         record->by = old_by;
@@ -667,6 +764,11 @@ int tandem_sites_apply_member_home(const struct tandem_apply_ctx *ctx,
     for (size_t i = 0; rv == 0 && i < set->n_members; i++) {
         snprintf(key, sizeof key, HOME_PREFIX "%s", set->members[i]->name);
         rv = record_get(ctx->store, ctx->txn, TANDEM_DB_SITES, key, &v);
+        if (set->members[i]->forget) {
+            count -= rv == 0 ? 1 : 0;
+            rv = rv == 0 || rv == MDB_NOTFOUND ? record_del(ctx, TANDEM_DB_SITES, key) : rv;
+            continue;
+        }
         if (rv == MDB_NOTFOUND && count >= TANDEM_SITE_HOMES_MAX) {
             tandem_result_error(result, 409, "member home table is full (%d)",
                                 TANDEM_SITE_HOMES_MAX);
@@ -677,7 +779,10 @@ int tandem_sites_apply_member_home(const struct tandem_apply_ctx *ctx,
             rv = record_put(ctx, TANDEM_DB_SITES, key, &set->members[i]->base);
         }
     }
-    if (rv == 0) {
+    if (rv == 0 && set->n_members == 1 && set->members[0]->forget) {
+        /* member remove of a lost member answers as a removal does */
+        tandem_result_set(result, 200, "{\"removed\":\"%s\"}", set->members[0]->name);
+    } else if (rv == 0) {
         tandem_result_set(result, 200, "{\"homes\":%zu}", set->n_members);
     }
     return rv;
@@ -733,6 +838,7 @@ static int load_one(struct tandem_store *store, const MDB_val *k, const MDB_val 
             snprintf(home->site, sizeof home->site, "%s", h->site);
             snprintf(home->address, sizeof home->address, "%s", h->address);
             home->role = h->role;
+            home->lost = h->lost;
         }
         tandem__member_home__free_unpacked(h, NULL);
     }
@@ -820,10 +926,11 @@ static json_t *listing_open(struct tandem_store *store, MDB_txn *txn, int db, MD
 
 static json_t *decision_json(const Tandem__SiteDecisionRecord *d)
 {
-    return json_pack("{s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "seq", (json_int_t)d->seq, "at",
-                     (json_int_t)d->at_ms, "index", (json_int_t)d->index, "action", d->action,
-                     "member", d->member, "site", d->site, "from_role", d->from_role, "to_role",
-                     d->to_role, "reason", d->reason, "by", d->by);
+    json_t *out = json_pack("{s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "seq", (json_int_t)d->seq,
+                            "at", (json_int_t)d->at_ms, "index", (json_int_t)d->index, "action",
+                            d->action, "member", d->member, "site", d->site, "from_role",
+                            d->from_role, "to_role", d->to_role, "reason", d->reason, "by", d->by);
+    return with_time(out, "at_time", d->at_ms);
 }
 
 json_t *tandem_sites_decisions_json(struct tandem_store *store, MDB_txn *txn, unsigned limit)
@@ -864,7 +971,8 @@ static json_t *drill_json(const Tandem__DrillRecord *d, bool full)
                   "site", d->site, "started", (json_int_t)d->started_ms, "finished",
                   (json_int_t)d->finished_ms, "ok", d->ok, "rto_ms", (json_int_t)d->rto_ms,
                   "rpo_writes", (json_int_t)d->rpo_writes, "digests_equal", d->digests_equal);
-    if (out == NULL) {
+    if (with_time(with_time(out, "started_time", d->started_ms), "finished_time", d->finished_ms) ==
+        NULL) {
         return NULL;
     }
     json_object_set_new(out, "jobs_moved",
@@ -891,6 +999,48 @@ json_t *tandem_sites_drills_json(struct tandem_store *store, MDB_txn *txn, unsig
         if (d != NULL) {
             json_array_append_new(list, drill_json(d, full));
             tandem__drill_record__free_unpacked(d, NULL);
+        }
+    }
+    mdb_cursor_close(cursor);
+    return list;
+}
+
+/* ---- forced failover histories ---- */
+
+static json_t *forced_json(const Tandem__ForcedHistory *f)
+{
+    char at[TANDEM_RFC3339_LEN_MAX + 1];
+    json_t *terms = json_array();
+    for (size_t k = 0; k < f->n_start_terms && k < f->n_start_indexes; k++) {
+        json_array_append_new(terms, json_pack("[I,I]", (json_int_t)f->start_terms[k],
+                                               (json_int_t)f->start_indexes[k]));
+    }
+    tandem_rfc3339_format(f->at_ms, at);
+    return json_pack("{s:I,s:s,s:s,s:I,s:I,s:I,s:I,s:o}", "epoch", (json_int_t)f->epoch, "seed",
+                     f->seed, "at", at, "index", (json_int_t)f->index, "first_index",
+                     (json_int_t)f->first_index, "last_index", (json_int_t)f->last_index,
+                     "last_term", (json_int_t)f->last_term, "terms", terms);
+}
+
+json_t *tandem_sites_forced_json(struct tandem_store *store, MDB_txn *txn)
+{
+    MDB_cursor *cursor;
+    MDB_val k = {.mv_size = strlen(FORCED_PREFIX), .mv_data = FORCED_PREFIX}, v;
+    json_t *list = listing_open(store, txn, TANDEM_DB_SITES, &cursor);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (int rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
+         rv == 0 && json_array_size(list) < TANDEM_FORCED_KEPT;
+         rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+        if (k.mv_size <= strlen(FORCED_PREFIX) ||
+            memcmp(k.mv_data, FORCED_PREFIX, strlen(FORCED_PREFIX)) != 0) {
+            break;
+        }
+        Tandem__ForcedHistory *f = tandem__forced_history__unpack(NULL, v.mv_size, v.mv_data);
+        if (f != NULL) {
+            json_array_insert_new(list, 0, forced_json(f)); /* newest first */
+            tandem__forced_history__free_unpacked(f, NULL);
         }
     }
     mdb_cursor_close(cursor);

@@ -16,6 +16,7 @@
 #define TANDEM_SITE_HOMES_MAX         64  /* member home records; more are refused */
 #define TANDEM_SITE_DECISIONS_KEPT    256 /* newest decision records kept; older ones are pruned */
 #define TANDEM_DRILLS_KEPT            100 /* newest drill reports kept */
+#define TANDEM_FORCED_KEPT            16  /* newest forced failover histories kept */
 #define TANDEM_SITE_REASON_LEN_MAX    255 /* reason text of a state change or decision */
 #define TANDEM_SITE_BY_LEN_MAX        127 /* who decided: "operator", "auto:west-1", "drill:<id>" */
 #define TANDEM_SITE_ACTION_LEN_MAX    31  /* decision action names */
@@ -58,7 +59,8 @@ struct tandem_member_home {
     char name[TANDEM_NAME_LEN_MAX + 1];
     char site[TANDEM_SITE_LEN_MAX + 1];
     char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
-    int role; /* enum tandem_role */
+    int role;  /* enum tandem_role */
+    bool lost; /* left behind by a forced failover (until rejoined or removed) */
 };
 
 struct tandem_site_table {
@@ -96,6 +98,10 @@ json_t *tandem_sites_decisions_json(struct tandem_store *store, MDB_txn *txn, un
 /* The newest `limit` drill reports, newest first: summaries, or the full reports when full. */
 json_t *tandem_sites_drills_json(struct tandem_store *store, MDB_txn *txn, unsigned limit,
                                  bool full);
+
+/* The forced failovers' histories, newest first: {"epoch","seed","at","index","first_index",
+ * "last_index","last_term","terms":[[term, first index], ...]}; NULL with store->errmsg. */
+json_t *tandem_sites_forced_json(struct tandem_store *store, MDB_txn *txn);
 
 /* BCP's rows of the command table, applied in sites.c. */
 #define TANDEM_SITE_COMMANDS(X)                                                                    \

@@ -21,10 +21,14 @@ WRITE_PAUSE_S = 0.01    # between one writer's writes
 class Load:
     """Writers through each URL in urls until stop(); results in the attributes below."""
 
-    def __init__(self, urls, prefix, writers_per_url=2):
+    def __init__(self, urls, prefix, writers_per_url=2, limit_writes=None, limit_s=None):
+        """limit_writes, limit_s: every writer also stops after that many writes of its own or
+        that many seconds, whatever stop() does (bounded load)."""
         self.urls = list(urls)
         self.prefix = prefix
         self.writers_per_url = writers_per_url
+        self.limit_writes = limit_writes
+        self.limit_s = limit_s
         self.lock = threading.Lock()
         self.acked = []          # (key, monotonic ack time)
         self.failed = []         # (key, last status or error)
@@ -67,7 +71,11 @@ class Load:
     def _writer(self, url, tag):
         conn_box = [None]
         n = 0
+        ends = time.monotonic() + self.limit_s if self.limit_s is not None else None
         while not self._stop.is_set():
+            if (self.limit_writes is not None and n >= self.limit_writes) or \
+                    (ends is not None and time.monotonic() >= ends):
+                break
             n += 1
             key = "%s/%s/%d" % (self.prefix, tag, n)
             deadline = time.monotonic() + RETRY_BUDGET_S

@@ -11,7 +11,7 @@ import time
 
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bcp_load import bcp_status, roles, site_names, site_of  # noqa: E402
+from bcp_load import Load, bcp_status, roles, site_names, site_of  # noqa: E402
 from cluster import Cluster, ClusterError, run_tests, wait_until  # noqa: E402
 
 RECOVER_TIMEOUT_S = 30
@@ -144,6 +144,12 @@ def test_async_mode_forced_failover_fences_every_old_node():
         report = json.loads(c.ctl("-o", "json", "bcp", "invoke", "east", "--force",
                                   endpoints=[c.url(west[0])]).stdout)
         assert report["lost_entries_max"] is None and report["no_committed_loss"] is False, report
+        # The lag the lost leader last told the survivors is reported, in entries and writes.
+        lag = report["last_known_lag"]
+        assert lag is not None and lag["member"] == report["seed"], report
+        assert lag["heard_from"] in east and lag["age_ms"] >= 0, lag
+        assert isinstance(lag["entries"], int) and isinstance(lag["commands"], int), lag
+        assert lag["commands"] >= 0 and lag["entries"] >= 0, lag
         leader = c.leader(among=west, timeout=RECOVER_TIMEOUT_S)
         for key in keys:
             assert c.kv_get(leader, key) == key.encode(), key
@@ -160,6 +166,34 @@ def test_async_mode_forced_failover_fences_every_old_node():
                    roles(bcp_status(c, west[0]), "west") == {n: "standby" for n in west},
                    RECOVER_TIMEOUT_S, "async roles restored")
         c.wait_converged(names=c.names, timeout=RECOVER_TIMEOUT_S)
+
+
+def test_lag_counts_client_writes():
+    """lag_entries counts raft entries, and one entry packs the writes of a loop iteration:
+    lag_commands counts the client writes a lagging member lacks (550 entries were shown while
+    718 acknowledged writes were lost)."""
+    with Cluster(topology="2+2-async") as c:
+        leader = c.leader()
+        west = site_names(c, "west")
+        wait_until(lambda: all(isinstance(n["lag_commands"], int) and n["lag_commands"] == 0
+                               for n in site_of(bcp_status(c, leader), "west")["nodes"]),
+                   10, "west caught up")
+        c.pause(west[1])
+        writers, each = 8, 15
+        load = Load([c.url(leader)], "lag", writers_per_url=writers, limit_writes=each,
+                    limit_s=60).start()
+        wait_until(lambda: len(load.acked) + len(load.failed) == writers * each, 60,
+                   "the bounded writers done")
+        load.stop()
+        assert not load.failed, load.failed[:5]
+        node = {n["name"]: n for n in site_of(bcp_status(c, leader), "west")["nodes"]}[west[1]]
+        print("MEASURED lag of a paused standby after %d writes: %d entries, %d client writes" %
+              (writers * each, node["lag_entries"], node["lag_commands"]), flush=True)
+        assert node["lag_commands"] == writers * each, node
+        assert node["lag_entries"] <= node["lag_commands"], node
+        c.resume(west[1])
+        wait_until(lambda: {n["name"]: n for n in site_of(bcp_status(c, leader), "west")["nodes"]}
+                   [west[1]]["lag_commands"] == 0, 20, "the standby caught up")
 
 
 if __name__ == "__main__":

@@ -74,7 +74,8 @@ def test_invoke_moves_open_work_and_failback_returns_queued():
 
         action(c, via, "E2", "cancel")     # closed at west while east was away
         out = json.loads(c.ctl("-o", "json", "bcp", "revoke", "east", "--failback").stdout)
-        assert out["jobs_moved"] == 2, out  # E0 and E1: still queued; E3 is being worked on
+        assert out["jobs_returned"] == 2, out  # E0 and E1: still queued; E3 is being worked on
+        assert "jobs_moved" not in out, out
         assert job(c, via, "E3")["site"] == "west"
         for j in ("E0", "E1"):
             record = job(c, via, j)

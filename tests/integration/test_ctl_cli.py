@@ -21,6 +21,7 @@ BIN_DIR = os.environ.get("TANDEM_BIN_DIR") or os.path.join(REPO, "build")
 CTL = os.path.join(BIN_DIR, "tandemctl")
 RUN_TIMEOUT_S = 30  # bound on every tandemctl run
 PAGE_CAP = 2  # the fake answers at most this many keys per list page, to force paging
+PARK_S = 0.3  # how long a fake node without a leader holds a request before its 503
 
 
 class Cluster:
@@ -53,6 +54,7 @@ class Node:
         self.site = site
         self.state = state
         self.lag = lag  # how far this node's applied index trails the cluster's
+        self.commit_lag = 0  # how far its commit index trails (a node cut off from the others)
         self.unavailable = 0  # answer this many requests with 503 "no leader" first
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self.handler_class())
         self.server.daemon_threads = True
@@ -80,7 +82,7 @@ class Node:
                 m["match_index"] = c.index - 1
             members.append(m)
         return {"node": {"name": self.name, "site": self.site, "role": "voter",
-                         "state": self.state, "term": 7, "commit_index": c.index,
+                         "state": self.state, "term": 7, "commit_index": c.index - self.commit_lag,
                          "applied_index": c.index - self.lag, "apply_digest": "00" * 32,
                          "fenced": False, "epoch": 1, "cluster_id": "fake-cluster"},
                 "leader": {"name": leader.name, "api": leader.url} if leader else None,
@@ -134,6 +136,8 @@ def route(h, node, body):
     path = url.path
     if path == "/v1/status" and h.command == "GET":
         return h.answer(200, node.status())
+    if path == "/v1/bcp/status" and h.command == "GET":
+        return bcp_status(h, node, query)
     if path == "/v1/members" and h.command == "GET":
         return h.answer(200, {"members": c.members})
     if path == "/v1/members" and h.command == "POST":
@@ -158,6 +162,25 @@ def route(h, node, body):
     if path.startswith("/v1/kv/"):
         return kv_one(h, c, urllib.parse.unquote_to_bytes(path[len("/v1/kv/"):]), body, query)
     return h.answer(404, {"error": "no route: " + path})
+
+
+def bcp_status(h, node, query):
+    """The leader's view through any node while there is a leader; without one, a 503 after a
+    park (as tandemd parks a request for a leader), or the node's own view when asked."""
+    view = {"sites": [{"name": "east", "state": "active", "epoch": 1, "since": 1700000000250,
+                       "nodes": [{"name": "east-1", "role": "voter", "reachable": True}]}],
+            "leader": None, "preferred_site": "", "auto_bcp": True, "epoch": 1,
+            "decisions": [], "node": node.name}
+    if query.get("consistency") == "local":
+        view.update({"local": True, "as_of": "2023-11-14T22:13:21.000Z", "node_state": "candidate",
+                     "term": 7, "applied_index": 831, "commit_index": 831, "leader_known": False,
+                     "last_leader": {"name": "west-2", "seen": "2023-11-14T22:13:09.000Z",
+                                     "age_ms": 12000}})
+        return h.answer(200, view)
+    if node.cluster.leader is None:
+        time.sleep(PARK_S)
+        return h.answer(503, {"error": "no leader", "leader": None}, {"Retry-After": 1})
+    return h.answer(200, view)
 
 
 def kv_one(h, c, key, body, query):
@@ -468,6 +491,64 @@ def test_status_table(f):
     # Columns line up: every row's STATE starts where the header's does.
     col = lines[1].index("STATE")
     assert all(l[col:].split()[0] in ("leader", "follower", "down") for l in lines[2:])
+
+
+def test_status_lag_without_a_leader(f):
+    """No leader: a node that stopped at 831 while another applied 5,119 is 4,288 behind, not 0
+    (each node's lag used to be counted against its own commit index)."""
+    f.cluster.leader = None
+    f.cluster.index = 5119
+    f.leader.state = "candidate"
+    f.follower.state = "candidate"
+    f.follower.lag = f.follower.commit_lag = 5119 - 831
+    rc, out, err = ctl("-e", f.follower.url, "status")
+    assert rc == 0, err
+    lines = out.decode().splitlines()
+    assert lines[0].startswith("cluster fake-cluster  leader none"), lines[0]
+    assert "highest index any node reported (5119)" in lines[1], lines[1]
+    rows = {l.split()[0]: l.split() for l in lines[3:]}
+    assert rows["west-1"][3:] == ["candidate", "831", "4288"], rows["west-1"]
+    assert rows["east-1"][3:] == ["candidate", "5119", "0"], rows["east-1"]
+    assert rows["witness-1"][3:] == ["down", "-", "-"], rows["witness-1"]
+    rc, out, err = ctl("-e", f.follower.url, "-o", "json", "status")
+    doc = json.loads(out)
+    assert doc["lag_against"] == {"index": 5119, "leader": False}, doc["lag_against"]
+    assert {m["name"]: m["lag"] for m in doc["members"]} == \
+        {"east-1": 0, "west-1": 4288, "witness-1": None}, doc["members"]
+
+
+def test_bcp_status_without_a_leader_falls_back_to_a_local_view(f):
+    """A stalled node first in the list and no leader: bcp status still answers within --timeout,
+    from the first node that answers, marked local and dated; it asks that node first."""
+    f.cluster.leader = None
+    sock, hole = blackhole()
+    try:
+        rc, out, err = ctl("--timeout", "3", "-e", ",".join([hole, f.follower.url, f.leader.url]),
+                           "bcp", "status")
+    finally:
+        sock.close()
+    assert rc == 0, (rc, out, err)
+    lines = out.decode().splitlines()
+    asked = [r for r in f.cluster.received("GET", "/v1/bcp/status?") if "local" in r["path"]]
+    assert len(asked) == 1 and asked[0]["node"] in ("west-1", "east-1"), asked
+    assert lines[0] == ("LOCAL VIEW of %s, not the leader's: as of 2023-11-14T22:13:21.000Z, "
+                        "candidate, term 7, applied index 831, commit index 831"
+                        % asked[0]["node"]), lines[0]
+    assert lines[1] == ("last leader known here: west-2, seen 2023-11-14T22:13:09.000Z "
+                        "(12.0 s before)"), lines[1]
+    assert lines[2].startswith("why local: ") and "(HTTP 503)" in lines[2], lines[2]
+    assert lines[3].startswith("leader none"), lines[3]
+    assert "2023-11-14T22:13:20.250Z" in out.decode(), out  # SINCE, never raw milliseconds
+    paths = [r["path"] for r in f.cluster.received("GET", "/v1/bcp/status")]
+    # One pass for the leader's view (a 503 from each answering node, no repeated rounds),
+    # then the local view from a node that had answered, not the stalled one first.
+    assert paths == ["/v1/bcp/status", "/v1/bcp/status",
+                     "/v1/bcp/status?consistency=local"], paths
+    # --local never asks for the leader's view.
+    rc, out, err = ctl("-e", f.leader.url, "-o", "json", "bcp", "status", "--local")
+    doc = json.loads(out)
+    assert rc == 0 and doc["local"] is True and "fallback_reason" not in doc, (rc, doc, err)
+    assert f.cluster.received("GET", "/v1/bcp/status")[-1]["path"].endswith("consistency=local")
 
 
 def test_status_json(f):

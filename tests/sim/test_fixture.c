@@ -1658,15 +1658,24 @@ static void test_leader_failover(void **state)
     sim_destroy(s);
 }
 
+/* A scenario with one write done and then one follower cut off: *leader and *lagging. */
+static struct sim *scenario_lagging(uint64_t seed, unsigned threshold, unsigned trailing,
+                                    unsigned *leader, unsigned *lagging)
+{
+    struct sim *s = scenario_start(seed, threshold, trailing);
+    scenario_writes(s, 1);
+    *leader = sim_pick_leader(s, true);
+    assert_true(*leader < SIM_SERVERS);
+    *lagging = (*leader + 1) % SIM_SERVERS;
+    sim_isolate(s, *lagging);
+    return s;
+}
+
 static void test_lagging_follower_catches_up_by_snapshot(void **state)
 {
     (void)state;
-    struct sim *s = scenario_start(102, 16, 32);
-    scenario_writes(s, 1);
-    unsigned leader = sim_pick_leader(s, true);
-    assert_true(leader < SIM_SERVERS);
-    unsigned lagging = (leader + 1) % SIM_SERVERS;
-    sim_isolate(s, lagging);
+    unsigned leader, lagging;
+    struct sim *s = scenario_lagging(102, 16, 32, &leader, &lagging);
     scenario_writes(s, 120); /* far more than threshold + trailing */
     assert_int_equal(s->servers[lagging].fsm.snapshots_restored, 0);
     uint64_t behind = s->servers[lagging].store.applied_index;
@@ -1674,6 +1683,38 @@ static void test_lagging_follower_catches_up_by_snapshot(void **state)
     assert_sim_ok(s, sim_finish(s));
     assert_true(s->servers[lagging].fsm.snapshots_restored >= 1);
     assert_true(s->servers[lagging].store.applied_index > behind + 120);
+    sim_destroy(s);
+}
+
+/* A lagging follower's lag in client writes: the proposer packs the writes of a step into one
+ * entry, so entries undercount what a lost site would lose (550 entries shown, 718 writes lost). */
+static void test_lag_counts_client_writes(void **state)
+{
+    (void)state;
+    unsigned leader, lagging;
+    struct sim *s = scenario_lagging(103, 4096, 8192, &leader, &lagging);
+    struct raft *r = sim_raft(s, leader);
+    struct tandem_proposer *p = &s->servers[leader].proposer;
+    raft_index from = raft_last_index(r);
+    for (unsigned round = 0; round < 3; round++) {
+        struct sim_write *w = NULL;
+        for (unsigned k = 0; k < 5; k++) { /* queued in one step: one entry */
+            w = sim_new_write(s, leader, true);
+            assert_non_null(w);
+            sim_propose_via_proposer(s, w);
+        }
+        assert_sim_ok(s, sim_wait(s, sim_write_done, w, SIM_SETTLE_MS, "a round of writes"));
+        assert_int_equal(w->state, SIM_ACKED);
+    }
+    raft_index last = raft_last_index(r);
+    assert_true(last - from >= 3 && last - from < 15);
+    assert_int_equal(tandem_proposer_commands_between(p, from, last), 15);
+    assert_int_equal(tandem_proposer_commands_between(p, last, last), 0);
+    assert_int_equal(tandem_proposer_commands_between(p, 0, last), -1); /* earlier terms' */
+    assert_int_equal(tandem_proposer_commands_between(&s->servers[lagging].proposer, from, last),
+                     -1); /* not the leader */
+    sim_recover(s, lagging);
+    assert_sim_ok(s, sim_finish(s));
     sim_destroy(s);
 }
 
@@ -1722,6 +1763,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_leader_failover),
         cmocka_unit_test(test_lagging_follower_catches_up_by_snapshot),
+        cmocka_unit_test(test_lag_counts_client_writes),
         cmocka_unit_test(test_restarts_keep_state),
         cmocka_unit_test(test_seed_is_reproducible),
         cmocka_unit_test(test_random_schedules),

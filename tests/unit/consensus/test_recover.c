@@ -264,7 +264,7 @@ static void test_plan_round_trip_and_done(void **state)
     assert_string_equal(back.members[1].name, "west-2");
     assert_int_equal(back.members[1].role, STANDBY);
 
-    assert_int_equal(tandem_recover_prepare(f->dir, errmsg), 0);
+    assert_int_equal(tandem_recover_prepare(f->dir, NULL, NULL, errmsg), 0);
     assert_int_equal(tandem_recover_file_u64(f->dir, TANDEM_EPOCH_FILE), 3);
     assert_int_equal(tandem_recover_plan_done(f->dir, errmsg), 0);
     assert_false(tandem_recover_file_exists(f->dir, TANDEM_RECOVER_FILE));
@@ -294,32 +294,159 @@ static void test_corrupt_plans_refuse(void **state)
         assert_int_equal(tandem_recover_plan_read(f->dir, &plan, errmsg), -1);
         assert_true(errmsg[0] != '\0');
         errmsg[0] = '\0';
-        assert_int_not_equal(tandem_recover_prepare(f->dir, errmsg), 0);
+        assert_int_not_equal(tandem_recover_prepare(f->dir, NULL, NULL, errmsg), 0);
         assert_true(errmsg[0] != '\0');
     }
 }
 
-static void test_reseed_wipes_and_joins(void **state)
+/* What the aside callback was told. */
+struct aside_seen {
+    unsigned calls;
+    char dir[PATH_MAX];
+    uint64_t old_epoch, new_epoch;
+    bool raft_there; /* the old log was in the aside folder when the report ran */
+};
+
+static void aside_cb(void *data, const char *aside_dir, uint64_t old_epoch, uint64_t new_epoch)
+{
+    struct aside_seen *seen = data;
+    seen->calls++;
+    snprintf(seen->dir, sizeof seen->dir, "%s", aside_dir);
+    seen->old_epoch = old_epoch;
+    seen->new_epoch = new_epoch;
+    seen->raft_there = tandem_recover_file_exists(aside_dir, "raft/0000001-0000002");
+}
+
+static void old_data(const char *dir)
+{
+    make_subdir(dir, "raft");
+    make_subdir(dir, "raft/deeper");
+    make_subdir(dir, "state");
+    write_file(dir, "raft/0000001-0000002", "segment");
+    write_file(dir, "raft/deeper/x", "x");
+    write_file(dir, "state/data.mdb", "data");
+    write_file(dir, TANDEM_EPOCH_FILE, "3\n");
+    write_file(dir, TANDEM_FENCED_FILE, "4\n");
+    write_file(dir, "lock", "123\n");
+}
+
+/* The old data directory's content, byte for byte, in aside/. */
+static void assert_kept(const char *dir, const char *aside)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, aside);
+    assert_true(tandem_recover_file_exists(path, "raft/0000001-0000002"));
+    assert_true(tandem_recover_file_exists(path, "raft/deeper/x"));
+    assert_true(tandem_recover_file_exists(path, "state/data.mdb"));
+    assert_int_equal(tandem_recover_file_u64(path, TANDEM_EPOCH_FILE), 3);
+    assert_int_equal(tandem_recover_file_u64(path, TANDEM_FENCED_FILE), 4);
+    assert_false(tandem_recover_file_exists(path, "lock")); /* the held lock stays */
+    assert_false(tandem_recover_file_exists(path, TANDEM_RESEED_FILE));
+}
+
+static void assert_joined_empty(const char *dir, uint64_t epoch)
+{
+    assert_false(tandem_recover_file_exists(dir, "raft"));
+    assert_false(tandem_recover_file_exists(dir, "state"));
+    assert_true(tandem_recover_file_exists(dir, "lock"));
+    assert_true(tandem_recover_file_exists(dir, TANDEM_JOIN_FILE));
+    assert_false(tandem_recover_file_exists(dir, TANDEM_RESEED_FILE));
+    assert_false(tandem_recover_file_exists(dir, TANDEM_FENCED_FILE));
+    assert_int_equal(tandem_recover_file_u64(dir, TANDEM_EPOCH_FILE), epoch);
+}
+
+static void test_reseed_moves_the_data_aside_and_joins(void **state)
+{
+    struct dir_fixture *f = *state;
+    char errmsg[TANDEM_ERRMSG_SIZE] = "", aside[TANDEM_ASIDE_NAME_MAX + 1];
+    struct aside_seen seen = {0};
+    old_data(f->dir);
+    write_file(f->dir, TANDEM_RESEED_FILE, "5\n"); /* as the forced path writes it: no name */
+    assert_int_equal(tandem_recover_reseed_aside(f->dir, aside), 0);
+    assert_int_equal(tandem_recover_prepare(f->dir, aside_cb, &seen, errmsg), 0);
+    assert_int_equal(seen.calls, 1);
+    assert_true(seen.raft_there);
+    assert_int_equal(seen.old_epoch, 3);
+    assert_int_equal(seen.new_epoch, 5);
+    const char *name = strrchr(seen.dir, '/') + 1;
+    assert_int_equal(strncmp(name, "fenced-3-", 9), 0);
+    assert_int_equal(strlen(name), strlen("fenced-3-20261205T061500Z"));
+    assert_kept(f->dir, name);
+    assert_joined_empty(f->dir, 5);
+    /* A later start leaves the kept folder alone. */
+    seen.calls = 0;
+    assert_int_equal(tandem_recover_prepare(f->dir, aside_cb, &seen, errmsg), 0);
+    assert_int_equal(seen.calls, 0);
+    assert_kept(f->dir, name);
+}
+
+static void test_aside_names_sort_by_time_and_never_collide(void **state)
+{
+    struct dir_fixture *f = *state;
+    char a[TANDEM_ASIDE_NAME_MAX + 1], b[TANDEM_ASIDE_NAME_MAX + 1];
+    char errmsg[TANDEM_ERRMSG_SIZE] = "";
+    tandem_recover_aside_name(f->dir, 1, 1796452500123, a); /* 2026-12-05T06:35:00.123Z */
+    assert_string_equal(a, "fenced-1-20261205T063500Z");
+    make_subdir(f->dir, a);
+    tandem_recover_aside_name(f->dir, 1, 1796452500999, b);
+    assert_string_equal(b, "fenced-1-20261205T063500Z-2");
+    /* Named by the route that accepted the re-seed: the marker carries it. */
+    assert_int_equal(tandem_recover_reseed_write(f->dir, 2, b, errmsg), 0);
+    assert_int_equal(tandem_recover_reseed_aside(f->dir, a), 1);
+    assert_string_equal(a, b);
+    assert_int_equal(tandem_recover_reseed_write(f->dir, 2, "../etc", errmsg), TANDEM_INVALID);
+}
+
+/* A crash half-way: some items moved, the marker still names the folder and is not "moved". */
+static void test_reseed_after_a_crash_half_way_finishes_the_move(void **state)
+{
+    struct dir_fixture *f = *state;
+    char errmsg[TANDEM_ERRMSG_SIZE] = "", path[PATH_MAX], from[PATH_MAX];
+    struct aside_seen seen = {0};
+    old_data(f->dir);
+    write_file(f->dir, TANDEM_RESEED_FILE, "5\naside fenced-3-20261205T061500Z\n");
+    snprintf(path, sizeof path, "%s/fenced-3-20261205T061500Z", f->dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(from, sizeof from, "%s/raft", f->dir);
+    snprintf(path, sizeof path, "%s/fenced-3-20261205T061500Z/raft", f->dir);
+    assert_int_equal(rename(from, path), 0);
+    assert_int_equal(tandem_recover_prepare(f->dir, aside_cb, &seen, errmsg), 0);
+    assert_int_equal(seen.calls, 1);
+    assert_kept(f->dir, "fenced-3-20261205T061500Z");
+    assert_joined_empty(f->dir, 5);
+}
+
+/* A crash after the move and the new epoch, before the marker went: the new epoch and join
+ * marker are not moved over the kept ones. */
+static void test_reseed_after_a_crash_late_keeps_the_old_markers(void **state)
 {
     struct dir_fixture *f = *state;
     char errmsg[TANDEM_ERRMSG_SIZE] = "";
-    make_subdir(f->dir, "raft");
-    make_subdir(f->dir, "raft/deeper");
-    make_subdir(f->dir, "state");
-    write_file(f->dir, "raft/0000001-0000002", "segment");
-    write_file(f->dir, "raft/deeper/x", "x");
-    write_file(f->dir, "state/data.mdb", "data");
-    write_file(f->dir, TANDEM_FENCED_FILE, "4\n");
-    write_file(f->dir, TANDEM_RESEED_FILE, "5\n");
-    assert_int_equal(tandem_recover_prepare(f->dir, errmsg), 0);
-    assert_false(tandem_recover_file_exists(f->dir, "raft/0000001-0000002"));
-    assert_false(tandem_recover_file_exists(f->dir, "raft/deeper"));
-    assert_false(tandem_recover_file_exists(f->dir, "state/data.mdb"));
-    assert_true(tandem_recover_file_exists(f->dir, "raft")); /* emptied, not removed */
-    assert_true(tandem_recover_file_exists(f->dir, TANDEM_JOIN_FILE));
-    assert_false(tandem_recover_file_exists(f->dir, TANDEM_RESEED_FILE));
-    assert_false(tandem_recover_file_exists(f->dir, TANDEM_FENCED_FILE));
-    assert_int_equal(tandem_recover_file_u64(f->dir, TANDEM_EPOCH_FILE), 5);
+    struct aside_seen seen = {0};
+    old_data(f->dir);
+    write_file(f->dir, TANDEM_RESEED_FILE, "5\naside fenced-3-20261205T061500Z\n");
+    assert_int_equal(tandem_recover_prepare(f->dir, NULL, NULL, errmsg), 0);
+    write_file(f->dir, TANDEM_RESEED_FILE, "5\naside fenced-3-20261205T061500Z\nmoved\n");
+    assert_int_equal(tandem_recover_prepare(f->dir, aside_cb, &seen, errmsg), 0);
+    assert_int_equal(seen.calls, 1); /* the report is written again */
+    assert_kept(f->dir, "fenced-3-20261205T061500Z");
+    assert_joined_empty(f->dir, 5);
+}
+
+/* The same item in both places is never overwritten: the start refuses and says which. */
+static void test_reseed_refuses_to_overwrite_a_kept_item(void **state)
+{
+    struct dir_fixture *f = *state;
+    char errmsg[TANDEM_ERRMSG_SIZE] = "", path[PATH_MAX];
+    old_data(f->dir);
+    write_file(f->dir, TANDEM_RESEED_FILE, "5\naside fenced-3-x\n");
+    snprintf(path, sizeof path, "%s/fenced-3-x", f->dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    write_file(path, "state", "kept before");
+    assert_int_equal(tandem_recover_prepare(f->dir, NULL, NULL, errmsg), TANDEM_STATE);
+    assert_non_null(strstr(errmsg, "both"));
+    assert_true(tandem_recover_file_exists(f->dir, "state/data.mdb"));
+    assert_true(tandem_recover_file_exists(f->dir, TANDEM_RESEED_FILE));
 }
 
 static void test_reseed_without_epoch_refuses(void **state)
@@ -329,7 +456,7 @@ static void test_reseed_without_epoch_refuses(void **state)
     make_subdir(f->dir, "state");
     write_file(f->dir, "state/data.mdb", "data");
     write_file(f->dir, TANDEM_RESEED_FILE, "soon\n");
-    assert_int_equal(tandem_recover_prepare(f->dir, errmsg), TANDEM_CORRUPT);
+    assert_int_equal(tandem_recover_prepare(f->dir, NULL, NULL, errmsg), TANDEM_CORRUPT);
     assert_non_null(strstr(errmsg, "holds no epoch"));
     assert_true(tandem_recover_file_exists(f->dir, "state/data.mdb")); /* nothing wiped */
 }
@@ -343,6 +470,32 @@ static void test_writes_into_a_missing_directory_fail_with_reason(void **state)
     assert_non_null(strstr(errmsg, "absent"));
     assert_int_equal(tandem_recover_file_u64(missing, TANDEM_EPOCH_FILE), 0);
     assert_int_equal(tandem_recover_file_remove(f->dir, TANDEM_JOIN_FILE, errmsg), 0);
+}
+
+static void test_seed_history_round_trip(void **state)
+{
+    struct dir_fixture *f = *state;
+    char errmsg[TANDEM_ERRMSG_SIZE] = "";
+    struct tandem_forced_history h, back;
+    memset(&h, 0, sizeof h);
+    h.epoch = 2;
+    snprintf(h.seed, sizeof h.seed, "east-1");
+    h.history.terms[0] = (struct tandem_term_start){1, 1};
+    h.history.terms[1] = (struct tandem_term_start){4, 1000};
+    h.history.n = 2;
+    h.history.first_index = 1;
+    h.history.last_index = 1057;
+    h.history.last_term = 4;
+    assert_int_equal(tandem_recover_history_read(f->dir, &back), 0);
+    assert_int_equal(tandem_recover_history_write(f->dir, &h, errmsg), 0);
+    assert_int_equal(tandem_recover_history_read(f->dir, &back), 1);
+    assert_int_equal(back.epoch, 2);
+    assert_string_equal(back.seed, "east-1");
+    assert_int_equal(back.history.n, 2);
+    assert_int_equal(back.history.terms[1].first_index, 1000);
+    assert_int_equal(back.history.last_index, 1057);
+    write_file(f->dir, TANDEM_FORCED_HISTORY_FILE, "epoch 2\nseed east-1\nterm 4 1\nterm 3 9\n");
+    assert_int_equal(tandem_recover_history_read(f->dir, &back), -1); /* terms must rise */
 }
 
 int main(void)
@@ -360,8 +513,18 @@ int main(void)
         cmocka_unit_test(test_survivors_without_quorum_refuse),
         cmocka_unit_test_setup_teardown(test_plan_round_trip_and_done, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_plans_refuse, dir_setup, dir_teardown),
-        cmocka_unit_test_setup_teardown(test_reseed_wipes_and_joins, dir_setup, dir_teardown),
+        cmocka_unit_test_setup_teardown(test_reseed_moves_the_data_aside_and_joins, dir_setup,
+                                        dir_teardown),
+        cmocka_unit_test_setup_teardown(test_aside_names_sort_by_time_and_never_collide, dir_setup,
+                                        dir_teardown),
+        cmocka_unit_test_setup_teardown(test_reseed_after_a_crash_half_way_finishes_the_move,
+                                        dir_setup, dir_teardown),
+        cmocka_unit_test_setup_teardown(test_reseed_after_a_crash_late_keeps_the_old_markers,
+                                        dir_setup, dir_teardown),
+        cmocka_unit_test_setup_teardown(test_reseed_refuses_to_overwrite_a_kept_item, dir_setup,
+                                        dir_teardown),
         cmocka_unit_test_setup_teardown(test_reseed_without_epoch_refuses, dir_setup, dir_teardown),
+        cmocka_unit_test_setup_teardown(test_seed_history_round_trip, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_writes_into_a_missing_directory_fail_with_reason,
                                         dir_setup, dir_teardown),
     };

@@ -236,6 +236,43 @@ static void test_forced_note_and_config_preference(void **state)
     expect(&in, TANDEM_SITE_ACTION_NONE, NULL, NULL);
 }
 
+/* A forced invoke while the other site is invoked: the survivors' site is revoked first (an
+ * invoke needs a site to take over), then the lost site is invoked, then the survivors vote.
+ * Before, the invoke was refused every 2 s and the survivors stayed standbys. */
+static void test_forced_note_with_the_other_site_invoked(void **state)
+{
+    struct tandem_site_plan_input in;
+    (void)state;
+    settled(&in, WEST1); /* after raft_recover: east's members are gone, west-1 the only voter */
+    in.members[0] = in.members[WEST1];
+    in.members[1] = in.members[WEST2];
+    in.members[2] = in.members[WITNESS1];
+    in.n_members = 3;
+    in.members[1].role = in.members[2].role = TANDEM_ROLE_STANDBY;
+    set_state(&in, "west", TANDEM_PLAN_SITE_INVOKED);
+    snprintf(in.forced_site, sizeof in.forced_site, "east");
+    struct tandem_site_action a;
+    tandem_site_plan(&in, &a);
+    assert_int_equal(a.kind, TANDEM_SITE_ACTION_REVOKE);
+    assert_string_equal(a.site, "west");
+    assert_true(a.force);
+    assert_non_null(strstr(a.reason, "forced failover of east"));
+    set_state(&in, "west", TANDEM_PLAN_SITE_RECOVERING);
+    tandem_site_plan(&in, &a);
+    assert_int_equal(a.kind, TANDEM_SITE_ACTION_INVOKE);
+    assert_string_equal(a.site, "east");
+    set_state(&in, "east", TANDEM_PLAN_SITE_INVOKED);
+    in.forced_site[0] = '\0';
+    expect(&in, TANDEM_SITE_ACTION_ASSIGN, "west", "west-2"); /* home voter of a recovering site */
+    in.members[1].role = TANDEM_ROLE_VOTER;
+    expect(&in, TANDEM_SITE_ACTION_ASSIGN, "witness", "witness-1");
+    in.members[2].role = TANDEM_ROLE_VOTER; /* three voters: one failure tolerated */
+    expect(&in, TANDEM_SITE_ACTION_RECOVERED, "west", NULL);
+    settled(&in, EAST1);
+    snprintf(in.forced_site, sizeof in.forced_site, "witness");
+    expect(&in, TANDEM_SITE_ACTION_NONE, NULL, NULL); /* a witness is never forced */
+}
+
 /* The workaround for libraft's stale "uncommitted configuration" marker. */
 static void test_stale_configuration_marker_is_repaired(void **state)
 {
@@ -277,6 +314,7 @@ int main(void)
         cmocka_unit_test(test_witness_loss_is_reported_once_not_invoked),
         cmocka_unit_test(test_demotion_never_loses_the_quorum),
         cmocka_unit_test(test_forced_note_and_config_preference),
+        cmocka_unit_test(test_forced_note_with_the_other_site_invoked),
         cmocka_unit_test(test_stale_configuration_marker_is_repaired),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

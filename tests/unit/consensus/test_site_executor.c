@@ -30,6 +30,7 @@ struct fixture {
     tandem_site_done_fn pending_done;
     unsigned gathered, proposed, closed;
     char last_log[TANDEM_ERRMSG_SIZE];
+    int last_level;
 };
 
 static int gather_cb(struct tandem_site_controller *c, struct tandem_site_plan_input *in)
@@ -62,10 +63,11 @@ static int propose_cb(struct tandem_site_controller *c, const struct tandem_site
     return 0;
 }
 
-static void log_cb(struct tandem_site_controller *c, const char *msg)
+static void log_cb(struct tandem_site_controller *c, int level, const char *msg)
 {
     struct fixture *f = c->data;
     snprintf(f->last_log, sizeof f->last_log, "%s", msg);
+    f->last_level = level;
 }
 
 static void controller_closed_cb(struct tandem_site_controller *c)
@@ -138,6 +140,7 @@ static void test_refused_proposal_backs_off(void **state)
     assert_int_equal(f.c.executor.moves, 2);
     assert_true(f.c.backoff_until_ms > 0);
     assert_non_null(strstr(f.last_log, "could not propose its command"));
+    assert_int_equal(f.last_level, TANDEM_SITE_LOG_WARN); /* a failed step is worth a look */
 }
 
 static void test_command_not_applied_backs_off(void **state)
@@ -151,6 +154,27 @@ static void test_command_not_applied_backs_off(void **state)
     assert_non_null(strstr(f.last_log, "its command was not applied"));
 }
 
+/* Failovers (automatic or forced invokes) and a lost site warn; routine steps inform. */
+static void test_log_levels_of_actions(void **state)
+{
+    struct tandem_site_action a;
+    (void)state;
+    memset(&a, 0, sizeof a);
+    a.kind = TANDEM_SITE_ACTION_INVOKE;
+    assert_int_equal(tandem_site_action_log_level(&a), TANDEM_SITE_LOG_WARN);
+    a.force = true;
+    assert_int_equal(tandem_site_action_log_level(&a), TANDEM_SITE_LOG_WARN);
+    a.kind = TANDEM_SITE_ACTION_REPORT;
+    assert_int_equal(tandem_site_action_log_level(&a), TANDEM_SITE_LOG_WARN);
+    static const int routine[] = {TANDEM_SITE_ACTION_REGISTER, TANDEM_SITE_ACTION_RECORD_HOMES,
+                                  TANDEM_SITE_ACTION_PREFER,   TANDEM_SITE_ACTION_RECOVERED,
+                                  TANDEM_SITE_ACTION_TRANSFER, TANDEM_SITE_ACTION_ASSIGN};
+    for (size_t i = 0; i < sizeof routine / sizeof routine[0]; i++) {
+        a.kind = routine[i];
+        assert_int_equal(tandem_site_action_log_level(&a), TANDEM_SITE_LOG_INFO);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -158,6 +182,7 @@ int main(void)
         cmocka_unit_test(test_step_applied_returns_to_idle),
         cmocka_unit_test(test_refused_proposal_backs_off),
         cmocka_unit_test(test_command_not_applied_backs_off),
+        cmocka_unit_test(test_log_levels_of_actions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

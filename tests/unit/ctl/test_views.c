@@ -66,16 +66,16 @@ static const struct {
      "k\\x01  3          v\n"
      "bin    4          \\x00\\x01\\x02\n"
      "bad    5          ?\n"},
-    /* LAG_ENTRIES -1 and LAG_MS missing show "-"; BY and REASON missing stay blank; REACH
-     * unknown without the reachability fields. */
+    /* LAG_ENTRIES -1, LAG_WRITES null and LAG_MS missing show "-"; BY and REASON missing stay
+     * blank; REACH unknown without the reachability fields. */
     {TANDEM_CTL_VIEW_BCP_SITES,
      "[{\"name\": \"w\", \"state\": \"active\", \"witness\": true, \"epoch\": 2, "
      "\"since\": 1700000000000, \"nodes\": [{\"name\": \"w-1\", \"role\": \"voter\", "
-     "\"reachable\": false}], \"lag_entries\": -1}]",
-     "SITE  STATE             EPOCH  SINCE                NODES       REACH  LAG_ENTRIES  LAG_MS  "
-     "BY  REASON\n"
-     "w     active (witness)  2      2023-11-14 22:13:20  w-1:voter!  -      -            -       "
-     "    \n"},
+     "\"reachable\": false}], \"lag_entries\": -1, \"lag_commands\": null}]",
+     "SITE  STATE             EPOCH  SINCE                     NODES       REACH  LAG_ENTRIES  "
+     "LAG_WRITES  LAG_MS  BY  REASON\n"
+     "w     active (witness)  2      2023-11-14T22:13:20.000Z  w-1:voter!  -      -            "
+     "-           -           \n"},
     /* REACH: one word when every node answers both ways, else the nodes that do not. */
     {TANDEM_CTL_VIEW_BCP_SITES,
      "[{\"name\": \"e\", \"state\": \"active\", \"nodes\": [{\"name\": \"e-1\", \"role\": "
@@ -90,12 +90,12 @@ static const struct {
      "false}]}]",
      "SITE  STATE   EPOCH  SINCE  NODES                                    REACH                   "
      "  "
-     "             LAG_ENTRIES  LAG_MS  BY  REASON\n"
+     "             LAG_ENTRIES  LAG_WRITES  LAG_MS  BY  REASON\n"
      "e     active  -      -      e-1:voter                                raft+api                "
      "  "
-     "             -            -           \n"
+     "             -            -           -           \n"
      "w     active  -      -      w-1:voter w-2:voter w-3:voter w-4:voter  w-1 api only, w-3 raft "
-     "only, w-4 none  -            -           \n"},
+     "only, w-4 none  -            -           -           \n"},
 };
 
 static void test_views_print_exact_text(void **state)
@@ -184,7 +184,8 @@ static void test_field_text_formats(void **state)
         tandem_ctl_cell_format *format;
         const char *absent, *want;
     } cases[] = {
-        {"at", tandem_ctl_cell_time, "-", "2023-11-14 22:13:20"},
+        {"at", tandem_ctl_cell_time, "-", "2023-11-14T22:13:20.000Z"},
+        {"at_ms", tandem_ctl_cell_time, "-", "2023-11-14T22:13:20.250Z"},
         {"zero", tandem_ctl_cell_time, "-", "-"},
         {"neg", tandem_ctl_cell_index, "-", "-"},
         {"neg", tandem_ctl_cell_integer, "-", "-1"},
@@ -194,8 +195,9 @@ static void test_field_text_formats(void **state)
     };
     char out[64];
     (void)state;
-    json_t *item = parse("{\"at\": 1700000000000, \"zero\": 0, \"neg\": -1, \"h\": 1.5, "
-                         "\"s\": \"x\"}");
+    json_t *item = parse(
+        "{\"at\": 1700000000000, \"at_ms\": 1700000000250, \"zero\": 0, \"neg\": -1, \"h\": 1.5, "
+        "\"s\": \"x\"}");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         tandem_ctl_field_text(item, cases[i].field, cases[i].format, cases[i].absent, out,
                               sizeof out);

@@ -17,6 +17,7 @@
 #include "node/bcp/runtime.h"
 #include "node/bcp/takeover.h"
 #include "peer.h"
+#include "replication/bcp/sites.h"
 
 #define DOWN_AFTER_MS 600 /* site_down_after_ms: probes every 100 ms, each waits 200 ms */
 #define PEER_ID       2
@@ -577,6 +578,12 @@ static int replied(void *arg)
     return f->replies > 0;
 }
 
+static int replied_twice(void *arg)
+{
+    struct fixture *f = arg;
+    return f->replies > 1;
+}
+
 static void test_relay_refusals(void **state)
 {
     struct fixture *f = *state;
@@ -648,7 +655,9 @@ static void test_relay_odd_status(void **state)
     leader_forget(f);
 }
 
-/* The takeover never completes here (no leader): 202 once wait_ms has passed. */
+/* The takeover never completes here (no leader): 202 once wait_ms has passed. An invoke's
+ * answer counts the jobs it moved away as "jobs_moved", a revoke's those it returned as
+ * "jobs_returned", never the other name. */
 static void test_wait_answers_202_at_the_bound(void **state)
 {
     struct fixture *f = *state;
@@ -663,8 +672,14 @@ static void test_wait_answers_202_at_the_bound(void **state)
     assert_int_equal(f->reply_status, 202);
     assert_non_null(strstr(f->reply_body, "\"complete\":false"));
     assert_non_null(strstr(f->reply_body, "\"jobs_moved\":4"));
+    assert_null(strstr(f->reply_body, "jobs_returned"));
     assert_non_null(strstr(f->reply_body, "\"leader\":null"));
     assert_non_null(strstr(f->reply_body, "invoke recorded; the site controller is still"));
+    tandem_bcp_wait_start(&f->bcp, &reply, TANDEM_BCP_WAIT_REVOKE, "east", false, 100, 3);
+    assert_true(harness_run_until(&f->h, replied_twice, f));
+    assert_int_equal(f->reply_status, 202);
+    assert_non_null(strstr(f->reply_body, "\"jobs_returned\":3"));
+    assert_null(strstr(f->reply_body, "jobs_moved"));
 }
 
 /* A node that stops answers its waits at once rather than holding them. */
@@ -689,15 +704,15 @@ static void test_rejoin_refusals(void **state)
     struct fixture *f = *state;
     struct tandem_bcp_reply reply = reply_of(f);
     bcp_start(f);
-    tandem_bcp_rejoin_start(&f->bcp, &reply, "ghost");
+    tandem_bcp_rejoin_start(&f->bcp, &reply, "ghost", NULL);
     assert_int_equal(f->reply_status, 404);
     assert_string_equal(f->reply_body,
                         "no member named ghost (not in the configuration, no home record)");
-    tandem_bcp_rejoin_start(&f->bcp, &reply, "self-1");
+    tandem_bcp_rejoin_start(&f->bcp, &reply, "self-1", NULL);
     assert_int_equal(f->reply_status, 409);
     assert_string_equal(f->reply_body, "self-1 is the leader: transfer leadership first");
     /* this node does not lead: raft refuses to remove the member, nothing else happens */
-    tandem_bcp_rejoin_start(&f->bcp, &reply, "peer-2");
+    tandem_bcp_rejoin_start(&f->bcp, &reply, "peer-2", NULL);
     assert_int_equal(f->replies, 3);
     assert_int_equal(f->reply_status, 503);
     assert_non_null(strstr(f->reply_body, "rejoin peer-2: removing it failed: "));
@@ -712,6 +727,53 @@ static void drill(struct fixture *f, const char *body_text)
     assert_non_null(body);
     tandem_bcp_drill_start(&f->bcp, &reply, body);
     json_decref(body);
+}
+
+/* A site table by hand: east and west, east in `state` since 2023-11-14T22:13:20.250Z by `by`. */
+static void table_of(struct tandem_site_table *t, int east_state, const char *by)
+{
+    memset(t, 0, sizeof *t);
+    t->n_sites = 2;
+    snprintf(t->sites[0].name, sizeof t->sites[0].name, "east");
+    t->sites[0].state = east_state;
+    t->sites[0].epoch = 2;
+    t->sites[0].since_ms = 1700000000250;
+    snprintf(t->sites[0].by, sizeof t->sites[0].by, "%s", by);
+    snprintf(t->sites[1].name, sizeof t->sites[1].name, "west");
+    t->sites[1].epoch = 1;
+}
+
+/* An invoke refused because a drill holds the other site names the drill and says to wait; an
+ * invoked site's time is RFC 3339, never raw milliseconds. */
+static void test_invoke_refusals_name_the_drill(void **state)
+{
+    struct fixture *f = *state;
+    struct tandem_bcp_reply reply = reply_of(f);
+    struct tandem_site_table t;
+    bcp_start(f);
+    table_of(&t, TANDEM_SITE_INVOKED, "drill:d1700000000000");
+    assert_int_equal(tandem_bcp_invoke_precheck(&f->bcp, &t, "west", &reply), -1);
+    assert_int_equal(f->reply_status, 409);
+    assert_string_equal(f->reply_body,
+                        "site east is held by drill d1700000000000 (invoked since "
+                        "2023-11-14T22:13:20.250Z), so no other site can take over from west: "
+                        "wait for the drill to end, it revokes east itself (tandemctl bcp drills "
+                        "shows its report)");
+    assert_int_equal(tandem_bcp_invoke_precheck(&f->bcp, &t, "east", &reply), -1);
+    assert_string_equal(f->reply_body,
+                        "site east is held by drill d1700000000000 (since "
+                        "2023-11-14T22:13:20.250Z): wait for the drill to end, it revokes the "
+                        "site itself (tandemctl bcp drills shows its report)");
+    table_of(&t, TANDEM_SITE_RECOVERING, "drill:d1700000000000");
+    assert_int_equal(tandem_bcp_invoke_precheck(&f->bcp, &t, "west", &reply), -1);
+    assert_non_null(strstr(f->reply_body, "held by drill d1700000000000 (recovering since "));
+    table_of(&t, TANDEM_SITE_INVOKED, "operator");
+    assert_int_equal(tandem_bcp_invoke_precheck(&f->bcp, &t, "east", &reply), -1);
+    assert_string_equal(f->reply_body,
+                        "site east is already invoked (since 2023-11-14T22:13:20.250Z, by "
+                        "operator)");
+    assert_int_equal(tandem_bcp_invoke_precheck(&f->bcp, &t, "west", &reply), -1);
+    assert_non_null(strstr(f->reply_body, "no voter in another active site could take over"));
 }
 
 /* Refused before anything changes: a bad body, and a site the (empty) site table lacks. The
@@ -732,6 +794,10 @@ static void test_drill_refusals(void **state)
     drill(f, "{\"site\":\"west\"}"); /* the refused drill is no longer the active one */
     assert_int_equal(f->reply_status, 409);
     assert_string_equal(f->reply_body, "drill west: site west is unknown");
+    /* The dry run says the same, so tandemctl can tell before it announces a drill. */
+    drill(f, "{\"site\":\"west\",\"dry_run\":true}");
+    assert_int_equal(f->reply_status, 200);
+    assert_non_null(strstr(f->reply_body, "\"refusal\":\"site west is unknown\""));
 }
 
 int main(void)
@@ -754,6 +820,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wait_ends_when_the_runtime_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejoin_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drill_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invoke_refusals_name_the_drill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_raft_unreachable_while_api_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quarantine_waits_for_the_other_site, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quarantine_operator_release, setup, teardown),

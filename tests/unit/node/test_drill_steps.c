@@ -1,6 +1,6 @@
 /* Tests of the BCP step tables run through storage/sm.h: every allowed and every refused move of
  * the drill and of member rejoin, their names and end states, the sequences they take, and that a
- * refused move aborts the process. */
+ * refused move aborts the process; and the drill's rto_ms measure. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -42,9 +42,9 @@ static const int drill_moves[][2] = {
 };
 
 static const int rejoin_moves[][2] = {
-    {J(REMOVE), J(RESEED)}, {J(RESEED), J(BACK)},   {J(BACK), J(ADD)},      {J(ADD), J(ASSIGN)},
-    {J(ASSIGN), J(DONE)},   {J(REMOVE), J(FAILED)}, {J(RESEED), J(FAILED)}, {J(BACK), J(FAILED)},
-    {J(ADD), J(FAILED)},    {J(ASSIGN), J(FAILED)},
+    {J(REMOVE), J(RESEED)}, {J(RESEED), J(BACK)}, {J(BACK), J(ADD)},      {J(ADD), J(ASSIGN)},
+    {J(ASSIGN), J(RECORD)}, {J(RECORD), J(DONE)}, {J(REMOVE), J(FAILED)}, {J(RESEED), J(FAILED)},
+    {J(BACK), J(FAILED)},   {J(ADD), J(FAILED)},  {J(ASSIGN), J(FAILED)}, {J(RECORD), J(FAILED)},
 };
 
 /* The names, starts and ends, written out independently of drill.c's and rejoin.c's tables. */
@@ -53,8 +53,8 @@ static const char *const drill_names[] = {
     "revoke",    "failback", "cooldown", "drain",    "digest_after_revoke", "verify",
     "store",     "done",
 };
-static const char *const rejoin_names[] = {"remove", "reseed", "back",  "add",
-                                           "assign", "done",   "failed"};
+static const char *const rejoin_names[] = {"remove", "reseed", "back", "add",
+                                           "assign", "record", "done", "failed"};
 
 struct machine {
     const char *name;
@@ -182,7 +182,7 @@ static void test_drill_sequences(void **state)
 static void test_rejoin_sequences(void **state)
 {
     (void)state;
-    const int member[] = {J(REMOVE), J(RESEED), J(BACK), J(ADD), J(ASSIGN), J(DONE)};
+    const int member[] = {J(REMOVE), J(RESEED), J(BACK), J(ADD), J(ASSIGN), J(RECORD), J(DONE)};
     walk(&rejoin, member, COUNT(member));
     const int gone_member[] = {J(REMOVE), J(RESEED), J(FAILED)};
     walk(&rejoin, gone_member, COUNT(gone_member));
@@ -239,6 +239,51 @@ static void test_refused_start_and_end_abort(void **state)
     expect_abort(&rejoin, START, J(ADD), -1);
 }
 
+#define SPAN(from, to) ((struct tandem_drill_span){(from), (to)})
+#define ALL            SPAN(0, UINT64_MAX)
+
+/* rto_ms: a probe sent before the digest pause and acknowledged inside it must not make the
+ * pause a gap (the measure counted 1,460 ms while an outside writer saw 18 ms). */
+static void test_gap_probe_acked_inside_pause(void **state)
+{
+    (void)state;
+    uint64_t acks[] = {1000, 1020, 1040, 1055, 2010, 2030}; /* pause [1050, 2000) */
+    assert_int_equal(tandem_drill_longest_gap(acks, 6, ALL, SPAN(1050, 2000)), 20);
+}
+
+static void test_gap_across_pause_counts_both_sides(void **state)
+{
+    (void)state;
+    uint64_t acks[] = {2060, 1000, 1040}; /* unsorted on purpose; pause [1050, 2000) */
+    /* 10 ms before the pause and 60 ms after it: the first probe after the pause took 60 ms */
+    assert_int_equal(tandem_drill_longest_gap(acks, 3, ALL, SPAN(1050, 2000)), 70);
+    assert_int_equal(acks[0], 1000);
+}
+
+static void test_gap_outside_pause_is_kept(void **state)
+{
+    (void)state;
+    uint64_t acks[] = {1000, 1020, 1820, 1840, 3000, 3020};
+    assert_int_equal(tandem_drill_longest_gap(acks, 6, ALL, SPAN(2000, 2990)), 800);
+    uint64_t none[] = {1000, 1020, 1820};
+    assert_int_equal(tandem_drill_longest_gap(none, 3, ALL, SPAN(0, 0)), 800); /* no pause */
+    assert_int_equal(tandem_drill_longest_gap(none, 1, ALL, SPAN(0, 0)), 0);
+    assert_int_equal(tandem_drill_longest_gap(none, 0, ALL, SPAN(0, 0)), 0);
+}
+
+/* Only gaps that meet a switchover's span count: a slow write while nothing switched over is
+ * no takeover. */
+static void test_gap_only_during_the_switchover(void **state)
+{
+    (void)state;
+    uint64_t acks[] = {1000, 1300, 1940, 1960, 2340, 2360}; /* slow: 300 and 640 ms */
+    /* invoke sent at 1950, takeover complete at 2330: the 380 ms gap from 1960 */
+    assert_int_equal(tandem_drill_longest_gap(acks, 6, SPAN(1950, 2330), SPAN(0, 0)), 380);
+    /* a gap that began before the change was sent and ended after counts whole */
+    assert_int_equal(tandem_drill_longest_gap(acks, 6, SPAN(1100, 1200), SPAN(0, 0)), 300);
+    assert_int_equal(tandem_drill_longest_gap(acks, 6, SPAN(3000, 3100), SPAN(0, 0)), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -248,6 +293,10 @@ int main(void)
         cmocka_unit_test(test_rejoin_sequences),
         cmocka_unit_test(test_refused_move_aborts),
         cmocka_unit_test(test_refused_start_and_end_abort),
+        cmocka_unit_test(test_gap_probe_acked_inside_pause),
+        cmocka_unit_test(test_gap_across_pause_counts_both_sides),
+        cmocka_unit_test(test_gap_outside_pause_is_kept),
+        cmocka_unit_test(test_gap_only_during_the_switchover),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,6 +2,7 @@
  * route matching by method and prefix with percent-decoding, JSON 404/405 bodies, and the
  * leader check that runs a route here, forwards it, parks it or refuses it. */
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "node/api/api.h"
@@ -16,6 +17,7 @@ struct fixture {
     struct tandem_httpc client;
     struct leader leader;
     char leader_address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
+    char store_dir[64]; /* an empty state store: member removal looks for lost members there */
     int http_closed, forwarder_closed, park_closed;
 };
 
@@ -48,6 +50,10 @@ static void fixture_start(struct fixture *f)
     snprintf(f->node.self.name, sizeof f->node.self.name, "east-1");
     snprintf(f->node.self.site, sizeof f->node.self.site, "east");
     f->node.raft.raft.state = RAFT_LEADER;
+    snprintf(f->store_dir, sizeof f->store_dir, "/tmp/tandem-test-router-XXXXXX");
+    assert_non_null(mkdtemp(f->store_dir));
+    assert_int_equal(tandem_store_open(&f->node.store, f->store_dir, 1u << 20), 0);
+    f->node.bcp.env.store = &f->node.store;
     tandem_router_init(&f->node);
     assert_int_equal(
         tandem_http_server_init(&f->node.http, &f->h.loop, NULL, tandem_routes_handle, &f->node),
@@ -109,6 +115,14 @@ static void fixture_stop(struct fixture *f)
         leader_stop(&f->h, &f->leader);
     }
     harness_close(&f->h);
+    tandem_store_close(&f->node.store);
+    char path[96];
+    for (const char *const *name = (const char *const[]){"data.mdb", "lock.mdb", NULL}; *name;
+         name++) {
+        snprintf(path, sizeof path, "%s/%s", f->store_dir, *name);
+        (void)unlink(path);
+    }
+    assert_int_equal(rmdir(f->store_dir), 0);
 }
 
 /* Sends one request and waits for its answer. */

@@ -83,12 +83,26 @@ static void job_expect(struct dom *d, const char *id, const char *site, const ch
     tandem__job_record__free_unpacked(job, NULL);
 }
 
-static json_int_t jobs_moved(struct dom *d)
+/* The answer's count of jobs moved away by an invoke ("jobs_moved") or returned by a revoke
+ * ("jobs_returned"); the other name must be absent. */
+static json_int_t jobs_counted(struct dom *d, const char *name, const char *absent)
 {
     json_t *body = dom_body(d);
-    json_int_t moved = json_integer_value(json_object_get(body, "jobs_moved"));
+    json_int_t moved = json_integer_value(json_object_get(body, name));
+    assert_true(json_is_integer(json_object_get(body, name)));
+    assert_null(json_object_get(body, absent));
     json_decref(body);
     return moved;
+}
+
+static json_int_t jobs_moved(struct dom *d)
+{
+    return jobs_counted(d, "jobs_moved", "jobs_returned");
+}
+
+static json_int_t jobs_returned(struct dom *d)
+{
+    return jobs_counted(d, "jobs_returned", "jobs_moved");
 }
 
 /* A fresh store with east and west registered (both active). */
@@ -247,7 +261,7 @@ static void test_failback_returns_still_queued(void **state)
     job_act(&d, "Q2", TANDEM_JOB_ACTION_ADVANCE, NULL); /* started at west meanwhile */
 
     assert_int_equal(site_change(&d, "east", TANDEM_SITE_REVOKE, true), 200);
-    assert_int_equal(jobs_moved(&d), 1);
+    assert_int_equal(jobs_returned(&d), 1);
     job_expect(&d, "Q1", "east", "", "queued");
     job_expect(&d, "Q2", "west", "", "in_progress");
     job_expect(&d, "P1", "west", "", "in_progress");
@@ -259,9 +273,214 @@ static void test_failback_returns_still_queued(void **state)
     assert_int_equal(site_change(&d, "east", TANDEM_SITE_INVOKE, false), 200);
     assert_int_equal(jobs_moved(&d), 1);
     assert_int_equal(site_change(&d, "east", TANDEM_SITE_REVOKE, false), 200);
-    assert_int_equal(jobs_moved(&d), 0);
+    assert_int_equal(jobs_returned(&d), 0);
     job_expect(&d, "Q1", "west", "east", "queued");
     dom_check_indexes(&d);
+    dom_close(&d);
+}
+
+/* Records home records for name (site east, voter) and the others, like the controller does. */
+static void homes_record(struct dom *d, const char *const *names, size_t n, bool forget)
+{
+    struct dom_cmd c;
+    Tandem__Command *command = dom_command(&c, NULL);
+    Tandem__MemberHomeSet set = TANDEM__MEMBER_HOME_SET__INIT;
+    Tandem__MemberHome homes[4], *ptrs[4];
+    char addresses[4][128];
+    assert_true(n <= 4);
+    for (size_t i = 0; i < n; i++) {
+        tandem__member_home__init(&homes[i]);
+        snprintf(addresses[i], sizeof addresses[i], "%s|east|127.0.0.1:%zu|http://127.0.0.1:%zu",
+                 names[i], 9000 + i, 8000 + i);
+        homes[i].name = (char *)names[i];
+        homes[i].site = "east";
+        homes[i].address = addresses[i];
+        homes[i].role = TANDEM_ROLE_VOTER;
+        homes[i].forget = forget;
+        ptrs[i] = &homes[i];
+    }
+    set.n_members = n;
+    set.members = ptrs;
+    command->body_case = TANDEM__COMMAND__BODY_MEMBER_HOME_SET;
+    command->member_home_set = &set;
+    dom_apply_expect(d, command, 200);
+}
+
+static struct tandem_site_table *table_now(struct dom *d)
+{
+    static struct tandem_site_table table;
+    MDB_txn *txn = dom_read(d);
+    assert_int_equal(tandem_sites_load(&d->store, txn, &table), 0);
+    mdb_txn_abort(txn);
+    return &table;
+}
+
+/* A forced invoke marks the home records of the members it names as lost (others, and names
+ * without a home record, are left alone); removing a lost member forgets its record. */
+static void test_forced_invoke_marks_lost_members(void **state)
+{
+    (void)state;
+    struct dom d;
+    struct dom_cmd c;
+    Tandem__SiteUpdate u;
+    static const char *const names[] = {"east-1", "east-2", "west-1"};
+    char *lost[] = {"east-1", "east-2", "nobody"};
+    two_sites(&d);
+    homes_record(&d, names, 3, false);
+    Tandem__Command *command = site_update(&c, &u, "east", TANDEM_SITE_INVOKE);
+    u.force = true;
+    u.n_lost_members = 3;
+    u.lost_members = lost;
+    dom_apply_expect(&d, command, 200);
+    struct tandem_site_table *t = table_now(&d);
+    assert_int_equal(t->n_homes, 3);
+    assert_true(tandem_site_table_home(t, "east-1")->lost);
+    assert_true(tandem_site_table_home(t, "east-2")->lost);
+    assert_false(tandem_site_table_home(t, "west-1")->lost);
+    assert_true(site_now(&d, "east").forced);
+    homes_record(&d, names + 1, 1, true);
+    json_t *body = dom_body(&d);
+    assert_string_equal(json_string_value(json_object_get(body, "removed")), "east-2");
+    json_decref(body);
+    t = table_now(&d);
+    assert_int_equal(t->n_homes, 2);
+    assert_null(tandem_site_table_home(t, "east-2"));
+    assert_true(tandem_site_table_home(t, "east-1")->lost);
+    dom_check_indexes(&d);
+    dom_close(&d);
+}
+
+/* The newest decision as JSON (caller decrefs). */
+static json_t *last_decision(struct dom *d)
+{
+    MDB_txn *txn = dom_read(d);
+    json_t *list = tandem_sites_decisions_json(&d->store, txn, 1);
+    mdb_txn_abort(txn);
+    assert_non_null(list);
+    json_t *last = json_incref(json_array_get(list, 0));
+    json_decref(list);
+    assert_non_null(last);
+    return last;
+}
+
+static const char *preferred_now(struct dom *d)
+{
+    static struct tandem_site_table table;
+    MDB_txn *txn = dom_read(d);
+    assert_int_equal(tandem_sites_load(&d->store, txn, &table), 0);
+    mdb_txn_abort(txn);
+    return table.preferred_site;
+}
+
+/* revoke --failback and an invoke of the preferred site move the preference: each move is a
+ * recorded decision saying who, why, and from which site to which. */
+static void test_preference_moves_are_recorded(void **state)
+{
+    (void)state;
+    struct dom d;
+    two_sites(&d);
+    assert_int_equal(site_change(&d, "east", TANDEM_SITE_INVOKE, false), 200);
+    assert_string_equal(preferred_now(&d), ""); /* none was set: nothing to record */
+    json_t *last = last_decision(&d);
+    assert_string_equal(json_string_value(json_object_get(last, "action")), "invoke");
+    json_decref(last);
+    assert_int_equal(site_change(&d, "east", TANDEM_SITE_REVOKE, true), 200);
+    assert_string_equal(preferred_now(&d), "east");
+    last = last_decision(&d);
+    assert_string_equal(json_string_value(json_object_get(last, "action")), "revoke");
+    json_decref(last);
+    MDB_txn *txn = dom_read(&d);
+    json_t *list = tandem_sites_decisions_json(&d.store, txn, 2);
+    mdb_txn_abort(txn);
+    json_t *prefer = json_array_get(list, 0); /* recorded with the revoke, just before it */
+    assert_string_equal(json_string_value(json_object_get(prefer, "action")), "prefer");
+    assert_string_equal(json_string_value(json_object_get(prefer, "site")), "east");
+    assert_string_equal(json_string_value(json_object_get(prefer, "by")), "operator");
+    assert_string_equal(json_string_value(json_object_get(prefer, "reason")),
+                        "revoke --failback of east: preferred site none -> east (test)");
+    json_decref(list);
+    /* Recovered, then invoked again: the preference it held is cleared, and that is recorded. */
+    assert_int_equal(site_change(&d, "east", TANDEM_SITE_RECOVERED, false), 200);
+    assert_int_equal(site_change(&d, "east", TANDEM_SITE_INVOKE, false), 200);
+    assert_string_equal(preferred_now(&d), "");
+    txn = dom_read(&d);
+    list = tandem_sites_decisions_json(&d.store, txn, 2);
+    mdb_txn_abort(txn);
+    prefer = json_array_get(list, 0);
+    assert_string_equal(json_string_value(json_object_get(prefer, "action")), "prefer");
+    assert_string_equal(json_string_value(json_object_get(prefer, "reason")),
+                        "invoke of east: preferred site east -> none (test)");
+    json_decref(list);
+    /* An invoke of a site that is not the preferred one leaves the preference unrecorded. */
+    assert_int_equal(site_change(&d, "east", TANDEM_SITE_REVOKE, true), 200);
+    assert_int_equal(site_change(&d, "east", TANDEM_SITE_RECOVERED, false), 200);
+    assert_int_equal(site_change(&d, "west", TANDEM_SITE_INVOKE, false), 200);
+    assert_string_equal(preferred_now(&d), "east");
+    last = last_decision(&d);
+    assert_string_equal(json_string_value(json_object_get(last, "action")), "invoke");
+    json_decref(last);
+    txn = dom_read(&d);
+    list = tandem_sites_decisions_json(&d.store, txn, 2);
+    mdb_txn_abort(txn);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "action")),
+                        "recovered");
+    json_decref(list);
+    dom_close(&d);
+}
+
+/* A forced invoke carrying the seed's log history stores it under its epoch, where a fenced
+ * node's rejoin finds it; a malformed history is left out and the invoke still stands. */
+static void test_forced_invoke_records_the_seed_history(void **state)
+{
+    (void)state;
+    struct dom d;
+    struct dom_cmd c;
+    Tandem__SiteUpdate u;
+    Tandem__ForcedHistory h = TANDEM__FORCED_HISTORY__INIT;
+    uint64_t terms[] = {1, 4}, starts[] = {1, 1000};
+    two_sites(&d);
+    Tandem__Command *command = site_update(&c, &u, "west", TANDEM_SITE_INVOKE);
+    h.epoch = 2;
+    h.seed = "east-1";
+    h.first_index = 1;
+    h.last_index = 1057;
+    h.last_term = 4;
+    h.start_terms = terms;
+    h.n_start_terms = 2;
+    h.start_indexes = starts;
+    h.n_start_indexes = 2;
+    u.force = true;
+    u.history = &h;
+    dom_apply_expect(&d, command, 200);
+    MDB_txn *txn = dom_read(&d);
+    json_t *forced = tandem_sites_forced_json(&d.store, txn);
+    mdb_txn_abort(txn);
+    assert_int_equal(json_array_size(forced), 1);
+    json_t *r = json_array_get(forced, 0);
+    assert_int_equal(json_integer_value(json_object_get(r, "epoch")), 2);
+    assert_string_equal(json_string_value(json_object_get(r, "seed")), "east-1");
+    assert_int_equal(json_integer_value(json_object_get(r, "last_index")), 1057);
+    assert_int_equal(json_integer_value(json_object_get(r, "index")), (json_int_t)d.index);
+    json_t *second = json_array_get(json_object_get(r, "terms"), 1);
+    assert_int_equal(json_integer_value(json_array_get(second, 0)), 4);
+    assert_int_equal(json_integer_value(json_array_get(second, 1)), 1000);
+    json_decref(forced);
+
+    /* Terms that do not rise: not stored, the invoke of east still applies. */
+    assert_int_equal(site_change(&d, "west", TANDEM_SITE_REVOKE, false), 200);
+    assert_int_equal(site_change(&d, "west", TANDEM_SITE_RECOVERED, false), 200);
+    command = site_update(&c, &u, "east", TANDEM_SITE_INVOKE);
+    terms[1] = 1;
+    h.epoch = 3;
+    u.force = true;
+    u.history = &h;
+    dom_apply_expect(&d, command, 200);
+    assert_int_equal(site_now(&d, "east").state, TANDEM_SITE_INVOKED);
+    txn = dom_read(&d);
+    forced = tandem_sites_forced_json(&d.store, txn);
+    mdb_txn_abort(txn);
+    assert_int_equal(json_array_size(forced), 1);
+    json_decref(forced);
     dom_close(&d);
 }
 
@@ -273,6 +492,9 @@ int main(void)
         cmocka_unit_test(test_invoke_guards),
         cmocka_unit_test(test_invoke_moves_open_work),
         cmocka_unit_test(test_failback_returns_still_queued),
+        cmocka_unit_test(test_forced_invoke_marks_lost_members),
+        cmocka_unit_test(test_preference_moves_are_recorded),
+        cmocka_unit_test(test_forced_invoke_records_the_seed_history),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -81,6 +81,11 @@ static void test_rfc3339(void **state)
     assert_string_equal(text, "2024-02-29T03:34:56.789Z");
     tandem_rfc3339_format(0, text);
     assert_string_equal(text, "1970-01-01T00:00:00Z");
+    /* Times shown to people always carry milliseconds. */
+    tandem_rfc3339_format_ms(0, text);
+    assert_string_equal(text, "1970-01-01T00:00:00.000Z");
+    tandem_rfc3339_format_ms(1796436146843LL, text);
+    assert_string_equal(text, "2026-12-05T02:02:26.843Z");
     srandom(42);
     for (int i = 0; i < ROUND_TRIPS; i++) {
         int64_t want =
