@@ -127,6 +127,26 @@ static void test_site_rules_and_release(void **state)
     expect(&in, TANDEM_QUARANTINE_ONLY_VOTER, "the only voter");
 }
 
+/* Three sites: each one still waited for is named, once, with its unreachable nodes. */
+static void test_every_site_waited_for_is_named(void **state)
+{
+    (void)state;
+    static struct tandem_quarantine_input in;
+    memset(&in, 0, sizeof in);
+    add(&in, "north-1", "north", TANDEM_ROLE_VOTER, false)->self = true;
+    add(&in, "north-2", "north", TANDEM_ROLE_VOTER, true);
+    add(&in, "east-1", "east", TANDEM_ROLE_VOTER, false);
+    add(&in, "west-1", "west", TANDEM_ROLE_VOTER, false);
+    add(&in, "west-2", "west", TANDEM_ROLE_STANDBY, false);
+    const char *why = expect(&in, TANDEM_QUARANTINE_WAIT,
+                             "waiting for a node of site east: east-1 unreachable; and for a node "
+                             "of site west: west-1, west-2 unreachable, or a leader of this epoch");
+    assert_null(strstr(why, "north"));
+    in.members[3].reached = true;
+    why = expect(&in, TANDEM_QUARANTINE_WAIT, "site east: east-1 unreachable, or a leader");
+    assert_null(strstr(why, "west"));
+}
+
 /* Every site unreachable and every name long: the text is cut, never overrun. */
 static void test_why_bounded(void **state)
 {
@@ -152,6 +172,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_two_one_cases),
         cmocka_unit_test(test_site_rules_and_release),
+        cmocka_unit_test(test_every_site_waited_for_is_named),
         cmocka_unit_test(test_why_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
