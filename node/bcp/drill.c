@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "node/bcp/gap.h"
 #include "node/bcp/takeover.h"
 #include "node/log.h"
 #include "replication/bcp/moves.h"
@@ -245,7 +246,6 @@ static void probe_tick(uv_timer_t *timer)
  * the pause the drill makes for the digest check. */
 static int64_t rto(const struct drill *d, unsigned *acked, unsigned *failed)
 {
-    uint64_t previous = 0, gap = 0;
     *acked = *failed = 0;
     uint64_t *acks = malloc((d->n_probes + 1) * sizeof *acks);
     if (acks == NULL) {
@@ -266,18 +266,13 @@ static int64_t rto(const struct drill *d, unsigned *acked, unsigned *failed)
         }
         acks[j] = v;
     }
+    struct tandem_gap gap;
+    tandem_gap_init(&gap, d->pause_from, d->pause_to);
     for (unsigned i = 0; i < *acked; i++) {
-        bool across_pause =
-            previous > 0 && previous <= d->pause_from && acks[i] >= d->pause_to && d->pause_to > 0;
-        uint64_t g = previous == 0 ? 0 : acks[i] - previous;
-        if (across_pause) {
-            g = (d->pause_from - previous) + (acks[i] - d->pause_to);
-        }
-        gap = g > gap ? g : gap;
-        previous = acks[i];
+        (void)tandem_gap_add(&gap, acks[i]);
     }
     free(acks);
-    return (int64_t)gap;
+    return (int64_t)gap.longest_ms;
 }
 
 /* ---- preflight ---- */
