@@ -18,6 +18,7 @@
 #define SITE_PREFIX      "site/"
 #define HOME_PREFIX      "home/"
 #define DECISION_PREFIX  "decision/"
+#define INCIDENT_PREFIX  "incident/"
 #define SETTINGS_KEY     "settings"
 #define SITE_EPOCH_FIRST 1
 
@@ -247,6 +248,7 @@ static bool text_ok(const char *text, size_t len_max)
 
 struct decision_fields {
     const char *action, *member, *site, *from_role, *to_role, *reason, *by;
+    int64_t jobs_moved; /* invoke and revoke */
 };
 
 /* Takes the next number of a sequence the settings keep (the decisions' or the drills'). */
@@ -299,6 +301,7 @@ static int decision_append(const struct tandem_apply_ctx *ctx, const struct deci
     record.to_role = (char *)(d->to_role ? d->to_role : "");
     record.reason = (char *)(d->reason ? d->reason : "");
     record.by = (char *)(d->by ? d->by : "");
+    record.jobs_moved = d->jobs_moved;
     if (seq_out != NULL) {
         *seq_out = seq;
     }
@@ -567,7 +570,8 @@ static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__Si
                                     .site = u->site,
                                     .from_role = NULL,
                                     .reason = u->reason,
-                                    .by = u->by};
+                                    .by = u->by,
+                                    .jobs_moved = moved};
         if (rv == 0 && (rv = decision_append(ctx, &d, NULL)) == 0) {
             result_site(result, record,
                         change == TANDEM_SITE_REVOKE && u->failback ? u->site : NULL, moved);
@@ -626,7 +630,7 @@ int tandem_sites_apply_decision(const struct tandem_apply_ctx *ctx, const Tandem
         return 0;
     }
     struct decision_fields fields = {d->action,  d->member, d->site, d->from_role,
-                                     d->to_role, d->reason, d->by};
+                                     d->to_role, d->reason, d->by,   0};
     int rv = decision_append(ctx, &fields, &seq);
     if (rv == 0) {
         tandem_result_set(result, 200, "{\"seq\":%" PRIu64 "}", seq);
@@ -820,10 +824,11 @@ static json_t *listing_open(struct tandem_store *store, MDB_txn *txn, int db, MD
 
 static json_t *decision_json(const Tandem__SiteDecisionRecord *d)
 {
-    return json_pack("{s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "seq", (json_int_t)d->seq, "at",
-                     (json_int_t)d->at_ms, "index", (json_int_t)d->index, "action", d->action,
+    return json_pack("{s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I}", "seq", (json_int_t)d->seq,
+                     "at", (json_int_t)d->at_ms, "index", (json_int_t)d->index, "action", d->action,
                      "member", d->member, "site", d->site, "from_role", d->from_role, "to_role",
-                     d->to_role, "reason", d->reason, "by", d->by);
+                     d->to_role, "reason", d->reason, "by", d->by, "jobs_moved",
+                     (json_int_t)d->jobs_moved);
 }
 
 json_t *tandem_sites_decisions_json(struct tandem_store *store, MDB_txn *txn, unsigned limit)
@@ -891,6 +896,153 @@ json_t *tandem_sites_drills_json(struct tandem_store *store, MDB_txn *txn, unsig
         if (d != NULL) {
             json_array_append_new(list, drill_json(d, full));
             tandem__drill_record__free_unpacked(d, NULL);
+        }
+    }
+    mdb_cursor_close(cursor);
+    return list;
+}
+
+int tandem_sites_decisions_after(struct tandem_store *store, MDB_txn *txn, uint64_t after,
+                                 unsigned limit,
+                                 void (*visit)(void *arg, const Tandem__SiteDecisionRecord *d),
+                                 void *arg)
+{
+    MDB_cursor *cursor;
+    MDB_val k, v;
+    char key[KEY_LEN_MAX];
+    int rv = tandem_error_from_mdb(mdb_cursor_open(txn, store->dbi[TANDEM_DB_SITES], &cursor),
+                                   store->errmsg, "decisions cursor");
+    if (rv != 0) {
+        return rv;
+    }
+    snprintf(key, sizeof key, DECISION_PREFIX "%020" PRIu64, after + 1);
+    k.mv_size = strlen(key);
+    k.mv_data = key;
+    unsigned n = 0;
+    for (rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rv == 0 && n < limit;
+         rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT), n++) {
+        if (k.mv_size <= strlen(DECISION_PREFIX) ||
+            memcmp(k.mv_data, DECISION_PREFIX, strlen(DECISION_PREFIX)) != 0) {
+            break;
+        }
+        Tandem__SiteDecisionRecord *d =
+            tandem__site_decision_record__unpack(NULL, v.mv_size, v.mv_data);
+        if (d != NULL) {
+            visit(arg, d);
+            tandem__site_decision_record__free_unpacked(d, NULL);
+        }
+    }
+    mdb_cursor_close(cursor);
+    return rv == 0 || rv == MDB_NOTFOUND ? 0
+                                         : tandem_error_from_mdb(rv, store->errmsg, "decisions");
+}
+
+/* ---- incidents ---- */
+
+static bool incident_ok(const Tandem__IncidentRecord *in)
+{
+    return in != NULL && in->decision_seq > 0 && text_ok(in->site, TANDEM_SITE_LEN_MAX) &&
+           in->site[0] != '\0' && text_ok(in->kind, TANDEM_INCIDENT_KIND_LEN_MAX) &&
+           text_ok(in->report_json, TANDEM_INCIDENT_REPORT_BYTES_MAX);
+}
+
+/* Deletes the oldest incident reports beyond TANDEM_INCIDENTS_KEPT (keys sort by decision). */
+static int incidents_prune(const struct tandem_apply_ctx *ctx)
+{
+    unsigned count = 0;
+    MDB_cursor *cursor;
+    MDB_val k = {.mv_size = strlen(INCIDENT_PREFIX), .mv_data = (void *)INCIDENT_PREFIX}, v;
+    int rv = count_prefix(ctx, INCIDENT_PREFIX, &count);
+    if (rv != 0 || count <= TANDEM_INCIDENTS_KEPT) {
+        return rv;
+    }
+    rv = mdb_cursor_open(ctx->txn, ctx->store->dbi[TANDEM_DB_SITES], &cursor);
+    if (rv != 0) {
+        return tandem_error_from_mdb(rv, ctx->store->errmsg, "incidents cursor");
+    }
+    rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
+    for (; rv == 0 && count > TANDEM_INCIDENTS_KEPT; count--) {
+        rv = mdb_cursor_del(cursor, 0); /* the cursor moves on to the next report */
+        rv = rv != 0 ? rv : mdb_cursor_get(cursor, &k, &v, MDB_GET_CURRENT);
+    }
+    mdb_cursor_close(cursor);
+    return rv == 0 || rv == MDB_NOTFOUND
+               ? 0
+               : tandem_error_from_mdb(rv, ctx->store->errmsg, "incident prune");
+}
+
+int tandem_sites_apply_incident(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
+                                struct tandem_result *result)
+{
+    const Tandem__IncidentStore *store = command->incident_store;
+    const Tandem__IncidentRecord *in = store == NULL ? NULL : store->record;
+    char key[KEY_LEN_MAX];
+    MDB_val v;
+    if (!incident_ok(in)) {
+        tandem_result_error(result, 400, "malformed incident record");
+        return 0;
+    }
+    snprintf(key, sizeof key, INCIDENT_PREFIX "%020" PRIu64, in->decision_seq);
+    int rv = record_get(ctx->store, ctx->txn, TANDEM_DB_SITES, key, &v);
+    if (rv == 0) {
+        tandem_result_error(result, 409, "the incident of decision %" PRIu64 " is stored already",
+                            in->decision_seq);
+        return 0;
+    }
+    if (rv != MDB_NOTFOUND) {
+        return rv;
+    }
+    rv = record_put(ctx, TANDEM_DB_SITES, key, &in->base);
+    rv = rv != 0 ? rv : incidents_prune(ctx);
+    if (rv == 0) {
+        tandem_result_set(result, 200, "{\"decision_seq\":%" PRIu64 "}", in->decision_seq);
+    }
+    return rv;
+}
+
+static json_t *incident_json(const Tandem__IncidentRecord *d, bool full)
+{
+    json_t *out = json_pack("{s:I,s:s,s:s,s:I,s:I}", "decision_seq", (json_int_t)d->decision_seq,
+                            "site", d->site, "kind", d->kind, "decided", (json_int_t)d->decided_ms,
+                            "jobs_moved", (json_int_t)d->jobs_moved);
+    if (out == NULL) {
+        return NULL;
+    }
+    json_object_set_new(out, "longest_write_gap_ms",
+                        d->longest_write_gap_ms < 0 ? json_null()
+                                                    : json_integer(d->longest_write_gap_ms));
+    if (full) {
+        json_t *report = json_loads(d->report_json, 0, NULL);
+        json_object_set_new(out, "report", report == NULL ? json_null() : report);
+    }
+    return out;
+}
+
+json_t *tandem_sites_incidents_json(struct tandem_store *store, MDB_txn *txn, unsigned limit,
+                                    bool full)
+{
+    MDB_cursor *cursor;
+    MDB_val k, v;
+    json_t *list = listing_open(store, txn, TANDEM_DB_SITES, &cursor);
+    if (list == NULL) {
+        return NULL;
+    }
+    char last[] = "incident0"; /* '0' sorts right after '/': walk back from there */
+    k.mv_size = strlen(last);
+    k.mv_data = last;
+    int rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
+    rv = rv == 0 ? mdb_cursor_get(cursor, &k, &v, MDB_PREV)
+                 : mdb_cursor_get(cursor, &k, &v, MDB_LAST);
+    for (; rv == 0 && json_array_size(list) < limit;
+         rv = mdb_cursor_get(cursor, &k, &v, MDB_PREV)) {
+        if (k.mv_size <= strlen(INCIDENT_PREFIX) ||
+            memcmp(k.mv_data, INCIDENT_PREFIX, strlen(INCIDENT_PREFIX)) != 0) {
+            break;
+        }
+        Tandem__IncidentRecord *d = tandem__incident_record__unpack(NULL, v.mv_size, v.mv_data);
+        if (d != NULL) {
+            json_array_append_new(list, incident_json(d, full));
+            tandem__incident_record__free_unpacked(d, NULL);
         }
     }
     mdb_cursor_close(cursor);
