@@ -22,7 +22,7 @@
 /* Tables tried in order; route ids (metrics labels) number their rows consecutively. */
 static const struct tandem_route_table *const route_tables[] = {
     &tandem_cluster_route_table, &tandem_kv_route_table,        &tandem_domain_route_table,
-    &tandem_bcp_route_table,     &tandem_rebalance_route_table,
+    &tandem_bcp_route_table,     &tandem_rebalance_route_table, &tandem_events_route_table,
 };
 #define ROUTE_TABLES_COUNT (sizeof route_tables / sizeof route_tables[0])
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "node/bcp/events.h"
 #include "node/bcp/gap.h"
 #include "node/bcp/takeover.h"
 #include "node/log.h"
@@ -652,6 +653,15 @@ static void finish(struct drill *d)
 {
     if (d->report == NULL) {
         d->report = report_build(d);
+    }
+    if (d->report != NULL && drill_step(d) != TANDEM_DRILL_PREFLIGHT) {
+        json_t *ok = json_object_get(d->report, "ok");
+        tandem_events_emit(d->bcp->env.events, "drill_result", d->site,
+                           "drill %s of site %s %s: longest write gap %" JSON_INTEGER_FORMAT
+                           " ms, %" JSON_INTEGER_FORMAT " acknowledged writes missing",
+                           d->id, d->site, json_is_true(ok) ? "passed" : "FAILED",
+                           json_integer_value(json_object_get(d->report, "rto_ms")),
+                           json_integer_value(json_object_get(d->report, "rpo_writes")));
     }
     if (d->reply_pending) {
         d->reply_pending = false;

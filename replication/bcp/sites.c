@@ -1002,9 +1002,11 @@ int tandem_sites_apply_incident(const struct tandem_apply_ctx *ctx, const Tandem
 
 static json_t *incident_json(const Tandem__IncidentRecord *d, bool full)
 {
-    json_t *out = json_pack("{s:I,s:s,s:s,s:I,s:I}", "decision_seq", (json_int_t)d->decision_seq,
-                            "site", d->site, "kind", d->kind, "decided", (json_int_t)d->decided_ms,
-                            "jobs_moved", (json_int_t)d->jobs_moved);
+    char decided[TANDEM_RFC3339_LEN_MAX + 1];
+    tandem_rfc3339_format(d->decided_ms, decided);
+    json_t *out = json_pack("{s:I,s:s,s:s,s:s,s:I}", "decision_seq", (json_int_t)d->decision_seq,
+                            "site", d->site, "kind", d->kind, "decided", decided, "jobs_moved",
+                            (json_int_t)d->jobs_moved);
     if (out == NULL) {
         return NULL;
     }
