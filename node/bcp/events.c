@@ -213,9 +213,13 @@ json_t *tandem_events_list_json(struct tandem_events *e, bool has_since, uint64_
         }
     }
     uint64_t oldest = e->ring.count > 0 ? tandem_event_ring_at(&e->ring, 0)->seq : 0;
-    return json_pack("{s:o,s:b,s:I,s:I,s:I}", "events", list, "gap", gap, "oldest_seq",
-                     (json_int_t)oldest, "last_seq", (json_int_t)e->last_seq, "kept",
-                     (json_int_t)e->ring.capacity);
+    const struct tandem_events_stats *st = &e->stats;
+    return json_pack("{s:o,s:b,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I}}", "events", list, "gap", gap,
+                     "oldest_seq", (json_int_t)oldest, "last_seq", (json_int_t)e->last_seq, "kept",
+                     (json_int_t)e->ring.capacity, "streams", (json_int_t)e->n_streams, "command",
+                     "runs", (json_int_t)st->command_runs, "failures",
+                     (json_int_t)st->command_failures, "timeouts", (json_int_t)st->command_timeouts,
+                     "dropped", (json_int_t)st->command_dropped);
 }
 
 /* ---- bcp_event_command ---- */

@@ -70,10 +70,14 @@ static const char *invoke_kind(const char *by)
     return "planned";
 }
 
-static void leader_name(struct tandem_bcp *b, char *out, size_t size)
+/* The leader now, and whether it is in site (then leadership has to move out of it). */
+static void leader_name(struct tandem_bcp *b, char *out, size_t size, bool *in_site,
+                        const char *site)
 {
     struct tandem_member leader;
-    snprintf(out, size, "%s", tandem_raft_leader(b->env.raft, &leader) == 0 ? leader.name : "");
+    bool known = tandem_raft_leader(b->env.raft, &leader) == 0;
+    snprintf(out, size, "%s", known ? leader.name : "");
+    *in_site = known && strcmp(leader.site, site) == 0;
 }
 
 void tandem_incidents_invoke(struct tandem_incidents *in, const Tandem__SiteDecisionRecord *d,
@@ -95,7 +99,8 @@ void tandem_incidents_invoke(struct tandem_incidents *in, const Tandem__SiteDeci
     snprintf(x->kind, sizeof x->kind, "%s", invoke_kind(d->by));
     snprintf(x->by, sizeof x->by, "%s", d->by);
     snprintf(x->reason, sizeof x->reason, "%s", d->reason);
-    leader_name(in->bcp, x->leader_before, sizeof x->leader_before);
+    leader_name(in->bcp, x->leader_before, sizeof x->leader_before, &x->leader_was_in_site,
+                x->site);
     x->decided_wall_ms = d->at_ms;
     int64_t ago = now_wall_ms - d->at_ms;
     x->decided_ms = ago > 0 && (uint64_t)ago < now_ms ? now_ms - (uint64_t)ago : now_ms;
@@ -190,6 +195,7 @@ static json_t *report_build(struct tandem_incidents *in, const struct tandem_inc
     if (report == NULL) {
         return NULL;
     }
+    json_object_set_new(report, "leader_was_in_site", json_boolean(x->leader_was_in_site));
     json_object_set_new(report, "timeline", timeline_json(x, now, wall));
     json_object_set_new(report, "longest_write_gap_ms", nullable(gap));
     json_object_set_new(report, "longest_write_gap_ended",

@@ -27,6 +27,7 @@ struct tandem_write_gap {
 /* The invoke being followed. Times are this node's monotonic milliseconds (0: not yet). */
 struct tandem_incident {
     bool used, posting;
+    bool leader_was_in_site; /* when decided: leadership had to leave the site */
     uint64_t decision_seq;
     char site[TANDEM_SITE_LEN_MAX + 1];
     char kind[TANDEM_INCIDENT_KIND_LEN_MAX + 1];
