@@ -27,7 +27,7 @@ INCIDENT_TIMEOUT_S = 45  # the report waits for the first write after the invoke
 STREAM_READ_TIMEOUT_S = 30  # heartbeats come every 5 s: a silent stream is a broken one
 LOAD_SETTLE_S = 1.5
 PREFERS_MAX = 24         # planned decisions made to overflow a ring of 16
-RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z$")
 
 
 class EventReader:
