@@ -1,6 +1,6 @@
 /* tandemd's option table and what is generated from it: INI parsing, flags, help and docs. */
 #include "node/config.h"
-#include "node/bcp/events.h"
+#include "node/bcp/event_command.h"
 #include "storage/error.h"
 
 #include <errno.h>

@@ -279,10 +279,10 @@ static void bcp_init(struct tandem_node *node)
         .store = &node->store,
         .proposer = &node->proposer,
         .self = &node->self,
-        .events = &node->events,
         .stop = bcp_stop,
         .data = node,
     };
+    env.events = &node->events; /* where the runtime, the drill and quarantine tell events */
     tandem_bcp_init(&node->bcp, &env);
 }
 

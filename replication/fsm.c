@@ -114,6 +114,7 @@ static bool client_command(const Tandem__Command *command)
 #define TANDEM_SITE_CASE_(name, body_case, fn) case body_case:
     switch (command->body_case) {
         TANDEM_SITE_COMMANDS(TANDEM_SITE_CASE_)
+        TANDEM_INCIDENT_COMMANDS(TANDEM_SITE_CASE_)
         return false;
         default:
             return true;

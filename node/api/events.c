@@ -56,6 +56,10 @@ static void route_events(struct tandem_node *node, struct tandem_http_request *r
                              body == NULL ? json_pack("{s:s}", "error", "out of memory") : body);
         return;
     }
+    if (r->method == HTTP_HEAD) {
+        tandem_node_respond(node, r, 200, "text/event-stream", NULL, NULL, 0); /* no stream */
+        return;
+    }
     snprintf(headers, sizeof headers, "X-Tandem-Node: %s\r\n", node->self.name);
     rv = tandem_events_stream(&node->events, r, has_since == 1, since, headers);
     if (rv == UV_EAGAIN) {
@@ -76,36 +80,6 @@ static void route_events(struct tandem_node *node, struct tandem_http_request *r
 }
 
 /* ---- incident reports ---- */
-
-static void incidents_serve(struct tandem_node *node, struct tandem_http_request *r, void *arg)
-{
-    char text[16];
-    uint64_t limit = INCIDENTS_LIMIT_DEFAULT;
-    MDB_txn *txn;
-    (void)arg;
-    if (tandem_route_query_number(r, "limit", 1, TANDEM_INCIDENTS_KEPT, &limit) < 0) {
-        tandem_route_error(node, r, 400, "limit must be 1 to %d", TANDEM_INCIDENTS_KEPT);
-        return;
-    }
-    bool full = tandem_http_query_get(r->query, "full", text, sizeof text) == 1 &&
-                strcmp(text, "0") != 0 && strcmp(text, "false") != 0;
-    if (tandem_route_read_txn(node, r, &txn) != 0) {
-        return;
-    }
-    json_t *list = tandem_sites_incidents_json(&node->store, txn, (unsigned)limit, full);
-    mdb_txn_abort(txn);
-    if (list == NULL) {
-        tandem_route_error(node, r, 500, "incident reports: %s", node->store.errmsg);
-        return;
-    }
-    tandem_route_jansson(node, r, 200, json_pack("{s:o}", "incidents", list));
-}
-
-static void route_incidents(struct tandem_node *node, struct tandem_http_request *r, const char *p)
-{
-    (void)p;
-    tandem_route_read(node, r, incidents_serve, NULL, NULL);
-}
 
 /* The command storing one report, alive until its proposal finished. */
 struct incident_command {
@@ -130,37 +104,29 @@ static int64_t integer_or(json_t *body, const char *name, int64_t fallback)
     return json_is_integer(v) ? (int64_t)json_integer_value(v) : fallback;
 }
 
-static void route_incident_store(struct tandem_node *node, struct tandem_http_request *r,
-                                 const char *p)
+/* A report has a decision (> 0), a site label and a kind, and fits the stored record. */
+static bool incident_body_ok(json_t *body, const char *report)
 {
-    (void)p;
-    struct incident_command *ic = calloc(1, sizeof *ic);
-    json_t *body = json_loadb(r->body, r->body_len, 0, NULL);
     const char *site = json_string_value(json_object_get(body, "site"));
     const char *kind = json_string_value(json_object_get(body, "kind"));
-    json_int_t decision = json_integer_value(json_object_get(body, "decision_seq"));
-    char *report = body == NULL ? NULL : json_dumps(body, JSON_COMPACT);
-    if (ic == NULL || report == NULL || site == NULL || kind == NULL || decision <= 0 ||
-        !tandem_member_name_ok(site, TANDEM_SITE_LEN_MAX) ||
-        strlen(kind) > TANDEM_INCIDENT_KIND_LEN_MAX ||
-        strlen(report) > TANDEM_INCIDENT_REPORT_BYTES_MAX) {
-        tandem_route_error(node, r, 400,
-                           "an incident report is a JSON object with \"decision_seq\" (> 0), "
-                           "\"site\" and \"kind\", at most %u bytes",
-                           TANDEM_INCIDENT_REPORT_BYTES_MAX);
-        json_decref(body);
-        free(report);
-        free(ic);
-        return;
-    }
+    return report != NULL && site != NULL && kind != NULL &&
+           json_integer_value(json_object_get(body, "decision_seq")) > 0 &&
+           tandem_member_name_ok(site, TANDEM_SITE_LEN_MAX) &&
+           strlen(kind) <= TANDEM_INCIDENT_KIND_LEN_MAX &&
+           strlen(report) <= TANDEM_INCIDENT_REPORT_BYTES_MAX;
+}
+
+/* The command for a checked report; takes body and report. */
+static void incident_command_fill(struct incident_command *ic, json_t *body, char *report)
+{
     tandem__command__init(&ic->command);
     tandem__incident_store__init(&ic->store);
     tandem__incident_record__init(&ic->record);
     ic->body = body;
     ic->report = report;
-    ic->record.decision_seq = (uint64_t)decision;
-    ic->record.site = (char *)site;
-    ic->record.kind = (char *)kind;
+    ic->record.decision_seq = (uint64_t)json_integer_value(json_object_get(body, "decision_seq"));
+    ic->record.site = (char *)json_string_value(json_object_get(body, "site"));
+    ic->record.kind = (char *)json_string_value(json_object_get(body, "kind"));
     ic->record.decided_ms = integer_or(body, "decided_ms", 0);
     ic->record.longest_write_gap_ms = integer_or(body, "longest_write_gap_ms", -1);
     ic->record.jobs_moved = integer_or(body, "jobs_moved", 0);
@@ -168,7 +134,40 @@ static void route_incident_store(struct tandem_node *node, struct tandem_http_re
     ic->store.record = &ic->record;
     ic->command.body_case = TANDEM__COMMAND__BODY_INCIDENT_STORE;
     ic->command.incident_store = &ic->store;
-    tandem_route_submit(node, r, &ic->command, incident_command_free, ic);
+}
+
+static void route_incident_store(struct tandem_node *node, struct tandem_http_request *r,
+                                 const char *p)
+{
+    (void)p;
+    json_t *body = json_loadb(r->body, r->body_len, 0, NULL);
+    char *report = body == NULL ? NULL : json_dumps(body, JSON_COMPACT);
+    bool ok = incident_body_ok(body, report);
+    struct incident_command *ic = ok ? calloc(1, sizeof *ic) : NULL;
+    if (ic != NULL) {
+        incident_command_fill(ic, body, report);
+        tandem_route_submit(node, r, &ic->command, incident_command_free, ic);
+        return;
+    }
+    json_decref(body);
+    free(report);
+    if (ok) {
+        tandem_route_error(node, r, 503, "out of memory");
+        return;
+    }
+    tandem_route_error(node, r, 400,
+                       "an incident report is a JSON object with \"decision_seq\" (> 0), "
+                       "\"site\" and \"kind\", at most %u bytes",
+                       TANDEM_INCIDENT_REPORT_BYTES_MAX);
+}
+
+static const struct tandem_route_history incidents_history = {
+    "incidents", INCIDENTS_LIMIT_DEFAULT, TANDEM_INCIDENTS_KEPT, tandem_sites_incidents_json};
+
+static void route_incidents(struct tandem_node *node, struct tandem_http_request *r, const char *p)
+{
+    (void)p;
+    tandem_route_history(node, r, &incidents_history);
 }
 
 /* ---- the route table ---- */

@@ -1,6 +1,7 @@
 /* BCP notifications: the event ring, server-sent-events framing, the /v1/events streams and the
  * bcp_event_command runs (uv_spawn, bounded in time and in queue, never blocking the loop). */
 #include "node/bcp/events.h"
+#include "node/bcp/event_command.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -223,46 +224,6 @@ json_t *tandem_events_list_json(struct tandem_events *e, bool has_since, uint64_
 }
 
 /* ---- bcp_event_command ---- */
-
-int tandem_events_command_split(const char *command, char *buf, size_t buf_size,
-                                char *argv[TANDEM_EVENT_COMMAND_ARGS_MAX + 1])
-{
-    size_t o = 0;
-    int argc = 0;
-    const char *p = command;
-    for (;;) {
-        while (*p == ' ' || *p == '\t') {
-            p++;
-        }
-        if (*p == '\0') {
-            break;
-        }
-        if (argc == TANDEM_EVENT_COMMAND_ARGS_MAX) {
-            return -1;
-        }
-        argv[argc++] = buf + o;
-        while (*p != '\0' && *p != ' ' && *p != '\t') {
-            char quote = (*p == '\'' || *p == '"') ? *p++ : '\0';
-            while (*p != '\0' &&
-                   (quote != '\0' ? *p != quote
-                                  : (*p != ' ' && *p != '\t' && *p != '\'' && *p != '"'))) {
-                if (o + 1 >= buf_size) {
-                    return -1;
-                }
-                buf[o++] = *p++;
-            }
-            if (quote != '\0') {
-                if (*p != quote) {
-                    return -1; /* unclosed quote */
-                }
-                p++;
-            }
-        }
-        buf[o++] = '\0';
-    }
-    argv[argc] = NULL;
-    return argc;
-}
 
 static void command_next(struct tandem_events *e);
 
@@ -524,25 +485,27 @@ int tandem_events_init(struct tandem_events *e, uv_loop_t *loop, const struct ta
     return 0;
 }
 
+/* The heartbeat and the kill timer close with the hub. */
+static void timer_closed_cb(uv_handle_t *handle)
+{
+    struct tandem_events *e = handle->data;
+    tandem_assert(e->handles_open > 0);
+    e->handles_open--;
+    events_maybe_closed(e);
+}
+
 int tandem_events_start(struct tandem_events *e)
 {
     int rv = uv_timer_init(e->loop, &e->heartbeat);
-    if (rv == 0) {
-        e->handles_open++;
-        e->heartbeat.data = e;
-        rv = uv_timer_init(e->loop, &e->kill_timer);
-    }
-    if (rv == 0) {
-        e->handles_open++;
-        e->kill_timer.data = e;
-        rv = uv_timer_start(&e->heartbeat, heartbeat_cb, TANDEM_EVENT_HEARTBEAT_MS,
-                            TANDEM_EVENT_HEARTBEAT_MS);
-    }
-    if (rv != 0) {
-        tandem_log(TANDEM_LOG_ERROR, "events: %s", uv_strerror(rv));
-        return -1;
-    }
+    tandem_assert(rv == 0); /* a timer on a live loop cannot fail to initialise */
+    rv = uv_timer_init(e->loop, &e->kill_timer);
+    tandem_assert(rv == 0);
+    e->heartbeat.data = e->kill_timer.data = e;
+    e->handles_open = 2;
     e->started = true;
+    rv = uv_timer_start(&e->heartbeat, heartbeat_cb, TANDEM_EVENT_HEARTBEAT_MS,
+                        TANDEM_EVENT_HEARTBEAT_MS);
+    tandem_assert(rv == 0); /* a timer with a callback always starts */
     return 0;
 }
 
@@ -561,14 +524,6 @@ static void events_maybe_closed(struct tandem_events *e)
     void (*cb)(struct tandem_events *) = e->close_cb;
     e->close_cb = NULL;
     cb(e);
-}
-
-static void timer_closed_cb(uv_handle_t *handle)
-{
-    struct tandem_events *e = handle->data;
-    tandem_assert(e->handles_open > 0);
-    e->handles_open--;
-    events_maybe_closed(e);
 }
 
 void tandem_events_close(struct tandem_events *e, void (*close_cb)(struct tandem_events *e))

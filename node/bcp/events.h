@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "node/bcp/event_command.h"
 #include "node/config.h"
 #include "node/http/server.h"
 #include "storage/list.h"
@@ -18,7 +19,6 @@
 #define TANDEM_EVENT_MESSAGE_BYTES_MAX  512
 #define TANDEM_EVENT_HEARTBEAT_MS       5000 /* a comment line on every stream this often */
 #define TANDEM_EVENT_COMMAND_QUEUE_MAX  64   /* events waiting for bcp_event_command */
-#define TANDEM_EVENT_COMMAND_ARGS_MAX   32   /* words of bcp_event_command */
 #define TANDEM_EVENT_COMMAND_OUTPUT_MAX 1024 /* of its stdout/stderr kept for the log */
 /* Sequence numbers: a decision of the replicated history with sequence d has event seq
  * d * TANDEM_EVENT_SEQ_STRIDE on every node; node-local events take the numbers between the
@@ -122,10 +122,5 @@ int tandem_events_stream(struct tandem_events *e, struct tandem_http_request *r,
                          uint64_t since, const char *extra_headers);
 /* {"events":[...], "gap": bool, "oldest_seq", "last_seq"}: the kept events after since. */
 json_t *tandem_events_list_json(struct tandem_events *e, bool has_since, uint64_t since);
-
-/* bcp_event_command split into words: plain words, or '...'/"..." groups (no escapes). Returns
- * the count (argv NULL-terminated, pointing into buf), or -1 on an unclosed quote or too many. */
-int tandem_events_command_split(const char *command, char *buf, size_t buf_size,
-                                char *argv[TANDEM_EVENT_COMMAND_ARGS_MAX + 1]);
 
 #endif

@@ -27,27 +27,25 @@ static uint64_t mono_ms(void)
 
 const char *tandem_bcp_watch_decision_type(const char *action, const char *by)
 {
-    static const struct {
-        const char *action, *by, *type;
-    } types[] = {
-        {"invoke", "auto:", "auto_invoke"},
-        {"invoke", "forced:", "forced_invoke"},
-        {"invoke", "drill:", "drill_invoke"},
-        {"invoke", "", "planned_invoke"},
-        {"revoke", "drill:", "drill_revoke"},
-        {"revoke", "", "planned_revoke"},
-        {"recovered", "", "site_recovered"},
-        {"register", "", "site_registered"},
-        {"prefer", "", "preferred_site"},
-        {"promote", "", "role_change"},
-        {"demote", "", "role_change"},
-        {"transfer", "", "leadership_transfer"},
-        {"witness-unreachable", "", "site_down"},
-    };
-    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
-        if (strcmp(action, types[i].action) == 0 &&
-            strncmp(by, types[i].by, strlen(types[i].by)) == 0) {
-            return types[i].type;
+    /* Invokes and revokes are named by who decided: "auto:east-1" makes auto_invoke. */
+    static const char *const kinds[][3] = {{"auto:", "auto_invoke", "auto_revoke"},
+                                           {"forced:", "forced_invoke", "forced_revoke"},
+                                           {"drill:", "drill_invoke", "drill_revoke"},
+                                           {"", "planned_invoke", "planned_revoke"}};
+    static const char *const others[][2] = {
+        {"recovered", "site_recovered"},     {"register", "site_registered"},
+        {"prefer", "preferred_site"},        {"promote", "role_change"},
+        {"demote", "role_change"},           {"transfer", "leadership_transfer"},
+        {"witness-unreachable", "site_down"}};
+    bool invoke = strcmp(action, "invoke") == 0, revoke = strcmp(action, "revoke") == 0;
+    for (size_t i = 0; (invoke || revoke) && i < sizeof kinds / sizeof kinds[0]; i++) {
+        if (strncmp(by, kinds[i][0], strlen(kinds[i][0])) == 0) {
+            return kinds[i][invoke ? 1 : 2];
+        }
+    }
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        if (strcmp(action, others[i][0]) == 0) {
+            return others[i][1];
         }
     }
     return "decision";

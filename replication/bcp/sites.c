@@ -822,8 +822,10 @@ static json_t *listing_open(struct tandem_store *store, MDB_txn *txn, int db, MD
     return list;
 }
 
-static json_t *decision_json(const Tandem__SiteDecisionRecord *d)
+static json_t *decision_json(const ProtobufCMessage *m, bool full)
 {
+    const Tandem__SiteDecisionRecord *d = (const Tandem__SiteDecisionRecord *)m;
+    (void)full;
     return json_pack("{s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I}", "seq", (json_int_t)d->seq,
                      "at", (json_int_t)d->at_ms, "index", (json_int_t)d->index, "action", d->action,
                      "member", d->member, "site", d->site, "from_role", d->from_role, "to_role",
@@ -831,39 +833,82 @@ static json_t *decision_json(const Tandem__SiteDecisionRecord *d)
                      (json_int_t)d->jobs_moved);
 }
 
-json_t *tandem_sites_decisions_json(struct tandem_store *store, MDB_txn *txn, unsigned limit)
+/* Puts cursor on the last key below stop (the key right after a prefix's range, e.g.
+ * "decision0" for "decision/"), or on the last key of the database (stop NULL). */
+static int cursor_last_before(MDB_cursor *cursor, const char *stop, MDB_val *k, MDB_val *v)
+{
+    if (stop == NULL) {
+        return mdb_cursor_get(cursor, k, v, MDB_LAST);
+    }
+    k->mv_size = strlen(stop);
+    k->mv_data = (void *)stop;
+    int rv = mdb_cursor_get(cursor, k, v, MDB_SET_RANGE);
+    return rv == 0 ? mdb_cursor_get(cursor, k, v, MDB_PREV)
+                   : mdb_cursor_get(cursor, k, v, MDB_LAST);
+}
+
+static bool key_in(const MDB_val *k, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return k->mv_size > n && memcmp(k->mv_data, prefix, n) == 0;
+}
+
+/* A listing of stored records: the records of db with keys in [prefix, stop) ("" and NULL: the
+ * whole database), each unpacked as descriptor and shown by item. */
+struct listing {
+    int db;
+    const char *prefix, *stop;
+    const ProtobufCMessageDescriptor *descriptor;
+    json_t *(*item)(const ProtobufCMessage *record, bool full);
+};
+
+/* The newest `limit` records of l, newest first (oldest_first: the same ones reversed); NULL
+ * with store->errmsg when the listing cannot be opened. Records that do not unpack are left
+ * out. */
+static json_t *listing_newest(struct tandem_store *store, MDB_txn *txn, const struct listing *l,
+                              unsigned limit, bool full, bool oldest_first)
 {
     MDB_cursor *cursor;
     MDB_val k, v;
-    json_t *list = listing_open(store, txn, TANDEM_DB_SITES, &cursor);
+    json_t *list = listing_open(store, txn, l->db, &cursor);
     if (list == NULL) {
         return NULL;
     }
-    /* Walk back from the end of the decision range: the newest `limit`, then reverse. */
-    char last[] = "decision0"; /* '0' sorts right after '/' */
-    k.mv_size = strlen(last);
-    k.mv_data = last;
-    int rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
-    rv = rv == 0 ? mdb_cursor_get(cursor, &k, &v, MDB_PREV)
-                 : mdb_cursor_get(cursor, &k, &v, MDB_LAST);
-    for (; rv == 0 && json_array_size(list) < limit;
+    for (int rv = cursor_last_before(cursor, l->stop, &k, &v);
+         rv == 0 && json_array_size(list) < limit && key_in(&k, l->prefix);
          rv = mdb_cursor_get(cursor, &k, &v, MDB_PREV)) {
-        if (k.mv_size <= strlen(DECISION_PREFIX) || memcmp(k.mv_data, DECISION_PREFIX, 9) != 0) {
-            break;
-        }
-        Tandem__SiteDecisionRecord *d =
-            tandem__site_decision_record__unpack(NULL, v.mv_size, v.mv_data);
-        if (d != NULL) {
-            json_array_insert_new(list, 0, decision_json(d));
-            tandem__site_decision_record__free_unpacked(d, NULL);
+        ProtobufCMessage *m = protobuf_c_message_unpack(l->descriptor, NULL, v.mv_size, v.mv_data);
+        if (m != NULL) {
+            json_t *item = l->item(m, full);
+            (void)(oldest_first ? json_array_insert_new(list, 0, item)
+                                : json_array_append_new(list, item));
+            protobuf_c_message_free_unpacked(m, NULL);
         }
     }
     mdb_cursor_close(cursor);
     return list;
 }
 
-static json_t *drill_json(const Tandem__DrillRecord *d, bool full)
+json_t *tandem_sites_decisions_json(struct tandem_store *store, MDB_txn *txn, unsigned limit)
 {
+    static const struct listing decisions = {TANDEM_DB_SITES, DECISION_PREFIX, "decision0",
+                                             &tandem__site_decision_record__descriptor,
+                                             decision_json};
+    return listing_newest(store, txn, &decisions, limit, false, true);
+}
+
+/* The stored report as JSON under "report" when full. */
+static void report_attach(json_t *out, const char *report_json, bool full)
+{
+    if (full) {
+        json_t *report = json_loads(report_json, 0, NULL);
+        json_object_set_new(out, "report", report == NULL ? json_null() : report);
+    }
+}
+
+static json_t *drill_json(const ProtobufCMessage *m, bool full)
+{
+    const Tandem__DrillRecord *d = (const Tandem__DrillRecord *)m;
     json_t *out =
         json_pack("{s:I,s:s,s:s,s:I,s:I,s:b,s:I,s:I,s:b}", "seq", (json_int_t)d->seq, "id", d->id,
                   "site", d->site, "started", (json_int_t)d->started_ms, "finished",
@@ -874,32 +919,16 @@ static json_t *drill_json(const Tandem__DrillRecord *d, bool full)
     }
     json_object_set_new(out, "jobs_moved",
                         d->jobs_moved < 0 ? json_null() : json_integer((json_int_t)d->jobs_moved));
-    if (full) {
-        json_t *report = json_loads(d->report_json, 0, NULL);
-        json_object_set_new(out, "report", report == NULL ? json_null() : report);
-    }
+    report_attach(out, d->report_json, full);
     return out;
 }
 
 json_t *tandem_sites_drills_json(struct tandem_store *store, MDB_txn *txn, unsigned limit,
                                  bool full)
 {
-    MDB_cursor *cursor;
-    MDB_val k, v;
-    json_t *list = listing_open(store, txn, TANDEM_DB_DRILLS, &cursor);
-    if (list == NULL) {
-        return NULL;
-    }
-    for (int rv = mdb_cursor_get(cursor, &k, &v, MDB_LAST);
-         rv == 0 && json_array_size(list) < limit; rv = mdb_cursor_get(cursor, &k, &v, MDB_PREV)) {
-        Tandem__DrillRecord *d = tandem__drill_record__unpack(NULL, v.mv_size, v.mv_data);
-        if (d != NULL) {
-            json_array_append_new(list, drill_json(d, full));
-            tandem__drill_record__free_unpacked(d, NULL);
-        }
-    }
-    mdb_cursor_close(cursor);
-    return list;
+    static const struct listing drills = {TANDEM_DB_DRILLS, "", NULL,
+                                          &tandem__drill_record__descriptor, drill_json};
+    return listing_newest(store, txn, &drills, limit, full, false);
 }
 
 int tandem_sites_decisions_after(struct tandem_store *store, MDB_txn *txn, uint64_t after,
@@ -921,8 +950,7 @@ int tandem_sites_decisions_after(struct tandem_store *store, MDB_txn *txn, uint6
     unsigned n = 0;
     for (rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rv == 0 && n < limit;
          rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT), n++) {
-        if (k.mv_size <= strlen(DECISION_PREFIX) ||
-            memcmp(k.mv_data, DECISION_PREFIX, strlen(DECISION_PREFIX)) != 0) {
+        if (!key_in(&k, DECISION_PREFIX)) {
             break;
         }
         Tandem__SiteDecisionRecord *d =
@@ -1000,8 +1028,9 @@ int tandem_sites_apply_incident(const struct tandem_apply_ctx *ctx, const Tandem
     return rv;
 }
 
-static json_t *incident_json(const Tandem__IncidentRecord *d, bool full)
+static json_t *incident_json(const ProtobufCMessage *m, bool full)
 {
+    const Tandem__IncidentRecord *d = (const Tandem__IncidentRecord *)m;
     char decided[TANDEM_RFC3339_LEN_MAX + 1];
     tandem_rfc3339_format(d->decided_ms, decided);
     json_t *out = json_pack("{s:I,s:s,s:s,s:s,s:I}", "decision_seq", (json_int_t)d->decision_seq,
@@ -1013,40 +1042,14 @@ static json_t *incident_json(const Tandem__IncidentRecord *d, bool full)
     json_object_set_new(out, "longest_write_gap_ms",
                         d->longest_write_gap_ms < 0 ? json_null()
                                                     : json_integer(d->longest_write_gap_ms));
-    if (full) {
-        json_t *report = json_loads(d->report_json, 0, NULL);
-        json_object_set_new(out, "report", report == NULL ? json_null() : report);
-    }
+    report_attach(out, d->report_json, full);
     return out;
 }
 
 json_t *tandem_sites_incidents_json(struct tandem_store *store, MDB_txn *txn, unsigned limit,
                                     bool full)
 {
-    MDB_cursor *cursor;
-    MDB_val k, v;
-    json_t *list = listing_open(store, txn, TANDEM_DB_SITES, &cursor);
-    if (list == NULL) {
-        return NULL;
-    }
-    char last[] = "incident0"; /* '0' sorts right after '/': walk back from there */
-    k.mv_size = strlen(last);
-    k.mv_data = last;
-    int rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
-    rv = rv == 0 ? mdb_cursor_get(cursor, &k, &v, MDB_PREV)
-                 : mdb_cursor_get(cursor, &k, &v, MDB_LAST);
-    for (; rv == 0 && json_array_size(list) < limit;
-         rv = mdb_cursor_get(cursor, &k, &v, MDB_PREV)) {
-        if (k.mv_size <= strlen(INCIDENT_PREFIX) ||
-            memcmp(k.mv_data, INCIDENT_PREFIX, strlen(INCIDENT_PREFIX)) != 0) {
-            break;
-        }
-        Tandem__IncidentRecord *d = tandem__incident_record__unpack(NULL, v.mv_size, v.mv_data);
-        if (d != NULL) {
-            json_array_append_new(list, incident_json(d, full));
-            tandem__incident_record__free_unpacked(d, NULL);
-        }
-    }
-    mdb_cursor_close(cursor);
-    return list;
+    static const struct listing incidents = {TANDEM_DB_SITES, INCIDENT_PREFIX, "incident0",
+                                             &tandem__incident_record__descriptor, incident_json};
+    return listing_newest(store, txn, &incidents, limit, full, false);
 }

@@ -115,7 +115,9 @@ int tandem_sites_decisions_after(struct tandem_store *store, MDB_txn *txn, uint6
     X(site_update, TANDEM__COMMAND__BODY_SITE_UPDATE, tandem_sites_apply_update)                   \
     X(site_decision, TANDEM__COMMAND__BODY_SITE_DECISION, tandem_sites_apply_decision)             \
     X(member_home_set, TANDEM__COMMAND__BODY_MEMBER_HOME_SET, tandem_sites_apply_member_home)      \
-    X(drill_store, TANDEM__COMMAND__BODY_DRILL_STORE, tandem_sites_apply_drill)                    \
+    X(drill_store, TANDEM__COMMAND__BODY_DRILL_STORE, tandem_sites_apply_drill)
+/* The incident reports' row, applied in sites.c too. */
+#define TANDEM_INCIDENT_COMMANDS(X)                                                                \
     X(incident_store, TANDEM__COMMAND__BODY_INCIDENT_STORE, tandem_sites_apply_incident)
 
 #endif

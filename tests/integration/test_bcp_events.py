@@ -196,9 +196,14 @@ def test_site_kill_events_resume_command_and_incident():
                            "incident report on " + name)
                 check_incident(incident_of(c, name, victim), victim)
             load.stop()
-            reader.wait_for("incident event", of_type("incident_reported", victim), 10)
             reader.close()
             incident = incident_of(c, watch, victim)
+            # The node that led when the invoke was decided wrote it, and says so in its events.
+            reporter = incident["report"]["reported_by"]
+            assert reporter in survivors, incident
+            wait_until(lambda: any(e["type"] == "incident_reported" and e.get("site") == victim
+                                   for e in events_json(c, reporter)["events"]), 10,
+                       "incident event on " + reporter)
             print("MEASURED auto invoke incident: longest write gap %s ms, lag %s, timeline %s"
                   % (incident["longest_write_gap_ms"], incident["report"]["lag_at_invoke"],
                      incident["report"]["timeline"]["after_decided_ms"]), flush=True)
