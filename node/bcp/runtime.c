@@ -275,6 +275,9 @@ int tandem_bcp_site_lag(struct tandem_bcp *b, const char *site, int64_t *entries
             continue;
         }
         match = conf->servers[i].id == b->env.raft->id ? last : match;
+        if (match == 0) {
+            continue; /* not heard from since this node leads: its lag is unknown */
+        }
         int64_t e = last > match ? (int64_t)(last - match) : 0, t = lag_ms(b, match);
         *entries = e > *entries ? e : *entries;
         *ms = t > *ms ? t : *ms;
