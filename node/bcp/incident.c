@@ -177,12 +177,25 @@ static json_t *nullable(int64_t value)
     return value < 0 ? json_null() : json_integer((json_int_t)value);
 }
 
-static json_t *report_build(struct tandem_incidents *in, const struct tandem_incident *x,
-                            uint64_t now, int64_t wall)
+/* Where the write gap is looked for: from the decision for a planned or forced invoke (nothing
+ * stopped writes before it); for an auto invoke from when the site can have failed: before it
+ * was seen down by site_down_after_ms and two election timeouts (a new leader, if the old one
+ * was in it). */
+static uint64_t window_start(const struct tandem_incidents *in, const struct tandem_incident *x)
 {
     const struct tandem_config *c = in->bcp->env.config;
     uint64_t lookback = (uint64_t)c->site_down_after_ms + 2u * c->election_timeout_ms;
-    uint64_t from = x->decided_ms > lookback ? x->decided_ms - lookback : 1, end = 0;
+    uint64_t seen = x->detected_ms != 0 ? x->detected_ms : x->decided_ms;
+    if (strcmp(x->kind, "auto") != 0) {
+        return x->decided_ms;
+    }
+    return seen > lookback ? seen - lookback : 1;
+}
+
+static json_t *report_build(struct tandem_incidents *in, const struct tandem_incident *x,
+                            uint64_t now, int64_t wall)
+{
+    uint64_t from = window_start(in, x), end = 0;
     int64_t gap = tandem_incidents_longest_gap(in, from, now, &end);
     char decided[TANDEM_RFC3339_LEN_MAX + 1];
     tandem_rfc3339_format(x->decided_wall_ms, decided);

@@ -13,8 +13,8 @@
 #include "replication/bcp/sites.h"
 
 #define TANDEM_INCIDENTS_OPEN_MAX       4     /* invokes followed at once */
-#define TANDEM_INCIDENT_GAPS_KEPT       1024  /* recent write gaps remembered */
-#define TANDEM_INCIDENT_GAP_FLOOR_MS    10    /* shorter gaps between writes are not remembered */
+#define TANDEM_INCIDENT_GAPS_KEPT       16384 /* recent write gaps remembered (256 KiB) */
+#define TANDEM_INCIDENT_GAP_FLOOR_MS    1     /* writes within the same ms leave no gap */
 #define TANDEM_INCIDENT_SETTLE_MS       1000  /* after the last timeline point, before reporting */
 #define TANDEM_INCIDENT_WAIT_MS         30000 /* report with what is known by then */
 #define TANDEM_INCIDENT_POST_TIMEOUT_MS 10000
@@ -60,8 +60,8 @@ void tandem_incidents_invoke(struct tandem_incidents *in, const Tandem__SiteDeci
 /* Each tick: timeline points, and the report of an incident that settled. */
 void tandem_incidents_tick(struct tandem_incidents *in, uint64_t now_ms, int64_t now_wall_ms);
 
-/* The longest part of a remembered gap inside [from_ms, to_ms]; -1 when no gap of at least
- * TANDEM_INCIDENT_GAP_FLOOR_MS overlaps it. */
+/* The longest part inside [from_ms, to_ms] of a remembered gap; -1 when none overlaps it (no
+ * client write there, or all of them within the same ms). */
 int64_t tandem_incidents_longest_gap(const struct tandem_incidents *in, uint64_t from_ms,
                                      uint64_t to_ms, uint64_t *end_ms);
 

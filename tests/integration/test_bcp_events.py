@@ -125,9 +125,9 @@ def survivors_and_victim(c):
     return victim, survivors
 
 
-def incident_of(c, name, site):
+def incident_of(c, name, site, kind="auto"):
     body = c.get_json(name, "/v1/bcp/incidents?full=1&consistency=local")
-    found = [i for i in body["incidents"] if i["site"] == site and i["kind"] == "auto"]
+    found = [i for i in body["incidents"] if i["site"] == site and i["kind"] == kind]
     return found[0] if found else None
 
 
@@ -298,6 +298,44 @@ def test_ring_overflow_gap_stream_limit_and_hung_command():
         status, _, body = c.api(name, "PUT", "/v1/kv/after-hung-command", b"ok", timeout=10)
         assert status == 200, body
         assert c.kv_get(name, "after-hung-command") is not None
+
+
+def test_drill_result_event_and_planned_invoke_incident():
+    with Cluster(topology="2+2+1") as c:
+        # A drill tells its result on the node that ran it, and makes no incident report.
+        status, _, body = c.api("east-1", "POST", "/v1/bcp/drill",
+                                json.dumps({"site": "west"}).encode(), timeout=120)
+        assert status == 200 and json.loads(body)["ok"] is True, body
+        results = [e for e in events_json(c, "east-1")["events"] if e["type"] == "drill_result"]
+        assert results and results[-1]["site"] == "west" and "passed" in results[-1]["message"]
+        assert results[-1]["local"] is True, results
+        types = [e["type"] for e in events_json(c, "west-1")["events"]]
+        assert "drill_invoke" in types and "drill_revoke" in types, types
+        assert c.get_json("east-1", "/v1/bcp/incidents")["incidents"] == []
+
+        # A planned invoke of the leader's site: the old leader reports it after leadership left.
+        wait_until(lambda: c.nodes[c.leader()]["site"] != "witness", 20, "leader off the witness")
+        leader = c.leader()
+        site = c.nodes[leader]["site"]
+        other = "west" if site == "east" else "east"
+        load = Load([c.nodes[n]["api"] for n in site_names(c, other)], "planned").start()
+        time.sleep(LOAD_SETTLE_S)
+        out = json.loads(c.ctl("-o", "json", "bcp", "invoke", site, "--reason", "test").stdout)
+        assert out["site"]["state"] == "invoked", out
+        for name in c.names:
+            wait_until(lambda: incident_of(c, name, site, "planned") is not None,
+                       INCIDENT_TIMEOUT_S, "planned incident on " + name)
+        load.stop()
+        incident = incident_of(c, "witness-1", site, "planned")
+        report = incident["report"]
+        assert report["leader_was_in_site"] is True and report["leader_before"] == leader, report
+        assert report["reported_by"] == leader and report["leader_after"] != leader, report
+        assert report["complete"] is True and isinstance(report["lag_at_invoke"]["entries"], int)
+        assert all(report["timeline"][p] is not None for p in ("config_committed", "leader_moved",
+                                                               "first_write_accepted")), report
+        print("MEASURED planned invoke incident: longest write gap %s ms, timeline %s"
+              % (incident["longest_write_gap_ms"], report["timeline"]["after_decided_ms"]),
+              flush=True)
 
 
 if __name__ == "__main__":
