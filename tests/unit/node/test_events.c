@@ -14,6 +14,7 @@
 
 #include "node/bcp/events.h"
 #include "node/bcp/gap.h"
+#include "node/bcp/incident.h"
 #include "node/bcp/watch.h"
 
 #define RUN_TIMEOUT_MS 10000 /* every wait in these tests ends by then */
@@ -272,7 +273,37 @@ static void test_hung_command_killed(void **state)
     }
     hub_run_until(&h, one_killed_and_idle);
     assert_int_equal(h.events.stats.command_timeouts, 1);
+    /* stopping the node while a run is in flight kills it and still closes everything */
+    tandem_events_emit(&h.events, "site_up", "west", "back");
+    assert_true(h.events.running);
     hub_stop(&h);
+}
+
+/* The incident report's write gap: gaps between applied client writes, clipped to the window;
+ * writes in the same ms leave none. */
+static void test_incident_write_gaps(void **state)
+{
+    static struct tandem_incidents in;
+    uint64_t end = 0;
+    (void)state;
+    tandem_incidents_init(&in, NULL);
+    assert_int_equal(tandem_incidents_longest_gap(&in, 0, 100000, &end), -1);
+    tandem_incidents_write(&in, 1000);
+    tandem_incidents_write(&in, 1000); /* same ms: no gap */
+    tandem_incidents_write(&in, 1005);
+    tandem_incidents_write(&in, 1900); /* 895 ms without a write */
+    tandem_incidents_write(&in, 1920);
+    tandem_incidents_write(&in, 5000); /* 3080 ms, mostly before the window below */
+    tandem_incidents_write(&in, 5010);
+    assert_int_equal(tandem_incidents_longest_gap(&in, 0, 100000, &end), 3080);
+    assert_int_equal(end, 5000);
+    assert_int_equal(tandem_incidents_longest_gap(&in, 4500, 100000, &end), 500); /* clipped */
+    assert_int_equal(tandem_incidents_longest_gap(&in, 1000, 2000, &end), 895);
+    assert_int_equal(end, 1900);
+    assert_int_equal(tandem_incidents_longest_gap(&in, 6000, 7000, &end), -1);
+    /* a clock read out of order never makes a negative gap */
+    tandem_incidents_write(&in, 5009);
+    assert_int_equal(in.writes.previous_ms, 5010);
 }
 
 static int two_failed_and_idle(struct hub *h)
@@ -306,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_command_gets_event_on_stdin),
         cmocka_unit_test(test_hung_command_killed),
         cmocka_unit_test(test_command_missing),
+        cmocka_unit_test(test_incident_write_gaps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
