@@ -10,7 +10,9 @@ import json
 import os
 import re
 import shutil
+import select
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -277,6 +279,28 @@ def test_ring_overflow_gap_stream_limit_and_hung_command():
         assert gap["event"] == "gap" and gap["id"] is None, gap
         assert gap["data"]["since"] == 65536 and gap["data"]["oldest_kept"] > 65536, gap
         assert first.snapshot()[1]["data"]["seq"] == gap["data"]["oldest_kept"]
+
+        # tandemctl --follow prints new events as JSON lines, resuming after --since.
+        since = events_json(c, name)["last_seq"]
+        follow = subprocess.Popen(
+            [os.path.join(c.bin_dir, "tandemctl"), "-o", "json", "bcp", "events", "--follow",
+             "--since", str(since)],
+            env=dict(os.environ, TANDEM_ENDPOINTS=c.url(name)), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        try:
+            wait_until(lambda: events_json(c, name)["streams"] == 2, 10, "tandemctl following")
+            status, _, body = c.api(name, "POST", "/v1/bcp/prefer",
+                                    json.dumps({"site": "east"}).encode(), timeout=10)
+            assert status == 200, body
+            ready, _, _ = select.select([follow.stdout], [], [], EVENT_TIMEOUT_S)
+            assert ready, "tandemctl --follow printed nothing"
+            line = follow.stdout.readline()  # the stream's first event after since
+            event = json.loads(line)
+            assert event["seq"] > since and event["type"] == "preferred_site", line
+        finally:
+            follow.kill()  # the process this test started, by its pid
+            follow.communicate(timeout=10)
+        wait_until(lambda: events_json(c, name)["streams"] == 1, 10, "tandemctl gone")
 
         # Two streams at most: the third is refused with a JSON answer.
         second = EventReader(c.url(name))
