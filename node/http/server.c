@@ -696,6 +696,9 @@ int tandem_http_stream_open(struct tandem_http_request *r, int status, const cha
     }
     *st = (struct tandem_http_stream){.conn = c, .close_cb = close_cb, .data = data};
     c->stream = st;
+    /* A reader that vanished without a FIN is found by TCP keepalive, not by the idle timer
+     * (which a stream does not have). Best effort: the stream works without it. */
+    (void)uv_tcp_keepalive(&c->tcp, 1, TANDEM_HTTP_STREAM_KEEPALIVE_S);
     c->stopped = 1;
     c->server->stats.requests_outstanding--;
     c->server->stats.streams_open++;
