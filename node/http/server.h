@@ -45,11 +45,11 @@
 #define TANDEM_HTTP_REJECT_HEADERS_BYTES_MAX 256  /* header lines on the server's refusals */
 #define TANDEM_HTTP_ERROR_MESSAGE_BYTES_MAX  1024 /* formatted text of respond_error */
 #define TANDEM_HTTP_QUERY_NAME_BYTES_MAX     256  /* longer query names never match */
-#define TANDEM_HTTP_STREAM_BUFFERED_BYTES_MAX                                                      \
-#define TANDEM_HTTP_STREAM_KEEPALIVE_S 60 /* TCP keepalive idle time of a stream */
-(1024u * 1024u)                               /* a stream's unsent bytes; more: closed */
+/* A stream's bytes not yet written; a reader further behind is disconnected. */
+#define TANDEM_HTTP_STREAM_BUFFERED_BYTES_MAX (1024u * 1024u)
+#define TANDEM_HTTP_STREAM_KEEPALIVE_S        60 /* TCP keepalive idle time of a stream */
 
-    struct tandem_http_limits {
+struct tandem_http_limits {
     size_t body_bytes_max;       /* larger request bodies are answered 413 by the server */
     size_t header_bytes_max;     /* request line + header fields; larger -> 431 */
     unsigned connections_max;    /* further connections are accepted and closed at once */
