@@ -310,15 +310,18 @@ static void output_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b
     }
 }
 
-/* Spawns the command with json on stdin; stdout and stderr are kept for the log. */
+/* Spawns the command with json (owned from here on) on stdin; its stdout is kept for the log
+ * line of a failed run, its stderr is the node's. */
 static int command_spawn(struct tandem_events *e, char *json)
 {
-    char words[1024], *argv[TANDEM_EVENT_COMMAND_ARGS_MAX + 1];
+    char words[TANDEM_EVENT_COMMAND_LEN_MAX + 1], *argv[TANDEM_EVENT_COMMAND_ARGS_MAX + 1];
     if (tandem_events_command_split(e->config->bcp_event_command, words, sizeof words, argv) <= 0) {
-        return UV_EINVAL; /* the config check refuses this: not reached */
+        free(json);
+        return UV_EINVAL; /* the config check refuses such a command: not reached */
     }
-    uv_pipe_init(e->loop, &e->stdin_pipe, 0);
-    uv_pipe_init(e->loop, &e->stdout_pipe, 0);
+    int rv = uv_pipe_init(e->loop, &e->stdin_pipe, 0);
+    rv = rv != 0 ? rv : uv_pipe_init(e->loop, &e->stdout_pipe, 0);
+    tandem_assert(rv == 0); /* a pipe handle on a live loop cannot fail to initialise */
     e->stdin_pipe.data = e->stdout_pipe.data = e->process.data = e;
     uv_stdio_container_t stdio[3] = {
         {.flags = UV_CREATE_PIPE | UV_READABLE_PIPE, .data.stream = (uv_stream_t *)&e->stdin_pipe},
@@ -332,7 +335,7 @@ static int command_spawn(struct tandem_events *e, char *json)
     e->output_len = 0;
     e->running_json = json;
     e->run_handles = 3;
-    int rv = uv_spawn(e->loop, &e->process, &options);
+    rv = uv_spawn(e->loop, &e->process, &options);
     if (rv != 0) {
         /* A failed spawn's handle still needs closing; the last close frees json and starts
          * the next run. */
