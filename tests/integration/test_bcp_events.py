@@ -250,7 +250,7 @@ def pid_gone(pid):
 
 def test_ring_overflow_gap_stream_limit_and_hung_command():
     settings = {"bcp_events_kept": 16, "bcp_event_streams_max": 2,
-                "bcp_event_command": "sleep 30", "bcp_event_command_timeout_ms": 300}
+                "bcp_event_command": "sleep 10", "bcp_event_command_timeout_ms": 300}
     with Cluster(topology="2+2+1", settings=settings) as c:
         name = "east-1"
         # Bad input is refused and changes nothing.
