@@ -70,16 +70,6 @@ static const char *invoke_kind(const char *by)
     return "planned";
 }
 
-/* The leader now, and whether it is in site (then leadership has to move out of it). */
-static void leader_name(struct tandem_bcp *b, char *out, size_t size, bool *in_site,
-                        const char *site)
-{
-    struct tandem_member leader;
-    bool known = tandem_raft_leader(b->env.raft, &leader) == 0;
-    snprintf(out, size, "%s", known ? leader.name : "");
-    *in_site = known && strcmp(leader.site, site) == 0;
-}
-
 void tandem_incidents_invoke(struct tandem_incidents *in, const Tandem__SiteDecisionRecord *d,
                              uint64_t now_ms, int64_t now_wall_ms, uint64_t site_down_ms)
 {
@@ -99,8 +89,10 @@ void tandem_incidents_invoke(struct tandem_incidents *in, const Tandem__SiteDeci
     snprintf(x->kind, sizeof x->kind, "%s", invoke_kind(d->by));
     snprintf(x->by, sizeof x->by, "%s", d->by);
     snprintf(x->reason, sizeof x->reason, "%s", d->reason);
-    leader_name(in->bcp, x->leader_before, sizeof x->leader_before, &x->leader_was_in_site,
-                x->site);
+    /* Only the node that led when the invoke was decided follows it (node/bcp/watch.c). */
+    const struct tandem_member *self = in->bcp->env.self;
+    snprintf(x->leader_before, sizeof x->leader_before, "%s", self->name);
+    x->leader_was_in_site = strcmp(self->site, x->site) == 0;
     x->decided_wall_ms = d->at_ms;
     int64_t ago = now_wall_ms - d->at_ms;
     x->decided_ms = ago > 0 && (uint64_t)ago < now_ms ? now_ms - (uint64_t)ago : now_ms;

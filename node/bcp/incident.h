@@ -53,7 +53,8 @@ struct tandem_incidents {
 void tandem_incidents_init(struct tandem_incidents *in, struct tandem_bcp *b);
 /* A client write was applied at now_ms (monotonic). */
 void tandem_incidents_write(struct tandem_incidents *in, uint64_t now_ms);
-/* An invoke decision this node led for (d borrowed), seen at now_ms: starts following it.
+/* An invoke decision this node led for (d borrowed), seen at now_ms: starts following it (this
+ * node is the leader before it in the report).
  * site_down_ms: when this node saw the site go down (0: it did not). */
 void tandem_incidents_invoke(struct tandem_incidents *in, const Tandem__SiteDecisionRecord *d,
                              uint64_t now_ms, int64_t now_wall_ms, uint64_t site_down_ms);

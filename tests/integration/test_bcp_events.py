@@ -292,11 +292,20 @@ def test_ring_overflow_gap_stream_limit_and_hung_command():
             status, _, body = c.api(name, "POST", "/v1/bcp/prefer",
                                     json.dumps({"site": "east"}).encode(), timeout=10)
             assert status == 200, body
-            ready, _, _ = select.select([follow.stdout], [], [], EVENT_TIMEOUT_S)
-            assert ready, "tandemctl --follow printed nothing"
-            line = follow.stdout.readline()  # the stream's first event after since
-            event = json.loads(line)
-            assert event["seq"] > since and event["type"] == "preferred_site", line
+            # Every line is an event after since, in order, up to the new preference (a
+            # leadership transfer of an earlier one may come first).
+            seqs, deadline = [since], time.monotonic() + EVENT_TIMEOUT_S
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([follow.stdout], [], [], 1)
+                line = follow.stdout.readline() if ready else ""
+                event = json.loads(line) if line else None
+                if event is None:
+                    continue
+                assert event["seq"] > seqs[-1], (seqs, line)
+                seqs.append(event["seq"])
+                if event["type"] == "preferred_site":
+                    break
+            assert len(seqs) > 1 and event is not None and event["type"] == "preferred_site", seqs
         finally:
             follow.kill()  # the process this test started, by its pid
             follow.communicate(timeout=10)
