@@ -170,6 +170,7 @@ int tandem_fsm_apply_entry(struct tandem_fsm *f, uint64_t index, const void *dat
         goto out;
     }
     ctx.now_ms = batch->now_ms;
+    ctx.proposer_id = batch->proposer_id;
     if ((rv = batch_apply(f, &ctx, batch)) != 0) {
         goto out;
     }

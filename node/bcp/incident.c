@@ -59,6 +59,22 @@ int64_t tandem_incidents_longest_gap(const struct tandem_incidents *in, uint64_t
 
 /* ---- following an invoke ---- */
 
+/* The first client write applied at or after from_ms, from the remembered gaps (the invoke is
+ * seen a tick after it was decided); 0 when there was none yet. */
+static uint64_t first_write_since(const struct tandem_incidents *in, uint64_t from_ms)
+{
+    if (in->writes.previous_ms < from_ms) {
+        return 0;
+    }
+    for (unsigned k = 0; k < in->gaps_count; k++) {
+        const struct tandem_write_gap *g = &in->gaps[k];
+        if (g->end_ms - g->length_ms < from_ms && g->end_ms >= from_ms) {
+            return g->end_ms; /* the gap open at from_ms ended with that write */
+        }
+    }
+    return from_ms; /* writes within the same ms as from_ms: no gap spans it */
+}
+
 static const char *invoke_kind(const char *by)
 {
     if (strncmp(by, "auto:", 5) == 0) {
@@ -71,7 +87,8 @@ static const char *invoke_kind(const char *by)
 }
 
 void tandem_incidents_invoke(struct tandem_incidents *in, const Tandem__SiteDecisionRecord *d,
-                             uint64_t now_ms, int64_t now_wall_ms, uint64_t site_down_ms)
+                             uint64_t now_ms, int64_t now_wall_ms, uint64_t site_down_ms,
+                             int64_t lag_entries, int64_t lag_ms)
 {
     struct tandem_incident *x = NULL;
     for (unsigned i = 0; x == NULL && i < TANDEM_INCIDENTS_OPEN_MAX; i++) {
@@ -97,9 +114,10 @@ void tandem_incidents_invoke(struct tandem_incidents *in, const Tandem__SiteDeci
     int64_t ago = now_wall_ms - d->at_ms;
     x->decided_ms = ago > 0 && (uint64_t)ago < now_ms ? now_ms - (uint64_t)ago : now_ms;
     x->detected_ms = strcmp(x->kind, "auto") == 0 ? site_down_ms : x->decided_ms;
+    x->first_write_ms = first_write_since(in, x->decided_ms);
     x->jobs_moved = d->jobs_moved;
-    x->lag_entries = x->lag_ms = -1;
-    (void)tandem_bcp_site_lag(in->bcp, x->site, &x->lag_entries, &x->lag_ms);
+    x->lag_entries = lag_entries;
+    x->lag_ms = lag_ms;
     tandem_log(TANDEM_LOG_WARN, "incident: %s invoke of site %s (decision %" PRIu64 ") followed",
                x->kind, x->site, x->decision_seq);
 }

@@ -57,7 +57,8 @@ void tandem_incidents_write(struct tandem_incidents *in, uint64_t now_ms);
  * node is the leader before it in the report).
  * site_down_ms: when this node saw the site go down (0: it did not). */
 void tandem_incidents_invoke(struct tandem_incidents *in, const Tandem__SiteDecisionRecord *d,
-                             uint64_t now_ms, int64_t now_wall_ms, uint64_t site_down_ms);
+                             uint64_t now_ms, int64_t now_wall_ms, uint64_t site_down_ms,
+                             int64_t lag_entries, int64_t lag_ms);
 /* Each tick: timeline points, and the report of an incident that settled. */
 void tandem_incidents_tick(struct tandem_incidents *in, uint64_t now_ms, int64_t now_wall_ms);
 

@@ -61,13 +61,48 @@ static uint64_t site_down_since(const struct tandem_bcp_watch *w, const char *si
     return 0;
 }
 
-/* This node led the cluster when the decision was recorded at at_ms (leader clock = ours: the
- * check allows two ticks either way). */
-static bool led_at(const struct tandem_bcp_watch *w, int64_t at_ms)
+/* The lag of site when the decision was recorded at at_ms: now if this node still leads, else
+ * the last sample it took as the leader, if that is recent enough. */
+static void lag_at(struct tandem_bcp_watch *w, const char *site, int64_t at_ms, int64_t *entries,
+                   int64_t *ms)
 {
-    int64_t slack = 2 * TANDEM_WATCH_TICK_MS;
-    return w->lead_to_wall_ms > 0 && at_ms >= w->lead_from_wall_ms - slack &&
-           at_ms <= w->lead_to_wall_ms + slack;
+    if (tandem_bcp_site_lag(w->bcp, site, entries, ms) == 0) {
+        return;
+    }
+    for (unsigned i = 0; i < w->n_lags; i++) {
+        const struct tandem_watch_lag *l = &w->lags[i];
+        if (strcmp(l->site, site) == 0 && l->wall_ms >= at_ms - 2 * TANDEM_WATCH_TICK_MS) {
+            *entries = l->entries;
+            *ms = l->ms;
+        }
+    }
+}
+
+/* While leading: every site's lag now, for lag_at. */
+static void lags_sample(struct tandem_bcp_watch *w, int64_t now_wall)
+{
+    const struct raft_configuration *conf = &w->bcp->env.raft->raft.configuration;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    if (!w->leading) {
+        return;
+    }
+    w->n_lags = 0;
+    for (unsigned i = 0; i < conf->n && w->n_lags < TANDEM_SITES_MAX; i++) {
+        struct tandem_member m;
+        bool known = false;
+        if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0) {
+            continue;
+        }
+        for (unsigned k = 0; k < w->n_lags; k++) {
+            known |= strcmp(w->lags[k].site, m.site) == 0;
+        }
+        struct tandem_watch_lag *l = &w->lags[w->n_lags];
+        if (!known && tandem_bcp_site_lag(w->bcp, m.site, &l->entries, &l->ms) == 0) {
+            snprintf(l->site, sizeof l->site, "%s", m.site);
+            l->wall_ms = now_wall;
+            w->n_lags++;
+        }
+    }
 }
 
 static void decision_visit(void *arg, const Tandem__SiteDecisionRecord *d)
@@ -92,10 +127,13 @@ static void decision_visit(void *arg, const Tandem__SiteDecisionRecord *d)
     bool fresh = w->seeded && d->at_ms >= w->started_wall_ms;
     tandem_events_decision(w->events, d->seq, d->at_ms, type, d->site, message, fields, fresh);
     json_decref(fields);
+    /* The node that proposed the invoke led then: it follows it (exactly one node does). */
     if (fresh && strcmp(d->action, "invoke") == 0 && strncmp(d->by, "drill:", 6) != 0 &&
-        led_at(w, d->at_ms)) {
-        tandem_incidents_invoke(&w->incidents, d, mono_ms(), wall_ms(),
-                                site_down_since(w, d->site));
+        d->proposer_id == w->bcp->env.raft->id) {
+        int64_t entries = -1, ms = -1;
+        lag_at(w, d->site, d->at_ms, &entries, &ms);
+        tandem_incidents_invoke(&w->incidents, d, mono_ms(), wall_ms(), site_down_since(w, d->site),
+                                entries, ms);
     }
 }
 
@@ -117,18 +155,6 @@ static void decisions_poll(struct tandem_bcp_watch *w)
 }
 
 /* ---- this node's view ---- */
-
-static void leadership_note(struct tandem_bcp_watch *w, int64_t now_wall)
-{
-    bool leading = raft_state(&w->bcp->env.raft->raft) == RAFT_LEADER;
-    if (leading && !w->leading) {
-        w->lead_from_wall_ms = now_wall;
-    }
-    if (leading) {
-        w->lead_to_wall_ms = now_wall;
-    }
-    w->leading = leading;
-}
 
 static void site_down_note(struct tandem_bcp_watch *w, const char *site, bool down, uint64_t now)
 {
@@ -213,13 +239,16 @@ static void tick_cb(uv_timer_t *timer)
     struct tandem_bcp_watch *w = timer->data;
     uint64_t now = mono_ms();
     int64_t now_wall = wall_ms();
-    leadership_note(w, now_wall);
-    decisions_poll(w);
+    w->leading = raft_state(&w->bcp->env.raft->raft) == RAFT_LEADER;
     fenced_check(w);
-    /* Probes give every peer the benefit of the doubt at first: judge after one down period. */
+    /* Probes give every peer the benefit of the doubt at first: judge after one down period.
+     * Before the decisions: a site seen down by the same rule the controller invokes it by is
+     * noted (and told) before its invoke is. */
     if (now - w->started_ms >= w->bcp->env.config->site_down_after_ms) {
         view_check(w, now);
     }
+    decisions_poll(w);
+    lags_sample(w, now_wall);
     tandem_incidents_tick(&w->incidents, now, now_wall);
 }
 

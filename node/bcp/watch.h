@@ -23,8 +23,16 @@ struct tandem_bcp_watch {
     uv_timer_t timer;
     bool open, seeded, fenced_seen, leading, tolerance_known;
     uint64_t started_ms, client_commands_seen;
-    int64_t started_wall_ms, lead_from_wall_ms, lead_to_wall_ms;
+    int64_t started_wall_ms;
     int tolerance; /* voter failures the configuration survives, as this node sees it */
+    /* Each site's replication lag, sampled every tick while this node leads: a planned invoke
+     * of the leader's site moves leadership away before the decision is seen here. */
+    struct tandem_watch_lag {
+        char site[TANDEM_SITE_LEN_MAX + 1];
+        int64_t entries, ms; /* -1 unknown */
+        int64_t wall_ms;     /* when sampled */
+    } lags[TANDEM_SITES_MAX];
+    unsigned n_lags;
     char down[TANDEM_SITES_MAX][TANDEM_SITE_LEN_MAX + 1];
     uint64_t down_since_ms[TANDEM_SITES_MAX];
     unsigned n_down;

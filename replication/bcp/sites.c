@@ -302,6 +302,7 @@ static int decision_append(const struct tandem_apply_ctx *ctx, const struct deci
     record.reason = (char *)(d->reason ? d->reason : "");
     record.by = (char *)(d->by ? d->by : "");
     record.jobs_moved = d->jobs_moved;
+    record.proposer_id = ctx->proposer_id;
     if (seq_out != NULL) {
         *seq_out = seq;
     }

@@ -192,10 +192,10 @@ def test_site_kill_events_resume_command_and_incident():
 
             # Resuming after an event gives exactly the ones after it, in order, no gap.
             seen = reader.snapshot()
-            k = next(i for i, e in enumerate(seen) if e["id"] == down["id"])
+            k = min(i for i, e in enumerate(seen) if e["id"] in (down["id"], invoke["id"]))
             missed = [e["id"] for e in seen[k + 1:]]
             assert missed, seen
-            again = EventReader(c.url(watch), last_id=down["id"])
+            again = EventReader(c.url(watch), last_id=seen[k]["id"])
             wait_until(lambda: len(again.snapshot()) >= len(missed), 10, "resumed events")
             got = [e["id"] for e in again.snapshot()][:len(missed)]
             assert got == missed, (got, missed)
@@ -230,7 +230,8 @@ def test_site_kill_events_resume_command_and_incident():
             assert any(e["seq"] == invoke["data"]["seq"] for e in mine), mine
 
             # tandemctl: JSON lines after a seq, a table, and the incident reports.
-            out = c.ctl("-o", "json", "bcp", "events", "--since", down["id"]).stdout
+            out = c.ctl("-o", "json", "bcp", "events", "--since", down["id"],
+                        endpoints=c.url(watch)).stdout
             lines = [json.loads(line) for line in out.splitlines() if line.strip()]
             assert lines and all(e["seq"] > int(down["id"]) for e in lines), out
             assert any(e["type"] == "auto_invoke" for e in lines), out
@@ -357,9 +358,13 @@ def test_drill_result_event_and_planned_invoke_incident():
         assert c.get_json("east-1", "/v1/bcp/incidents")["incidents"] == []
 
         # A planned invoke of the leader's site: the old leader reports it after leadership left.
-        leader = wait_until(lambda: steady_leader(c), 30, "a steady leader off the witness")
-        site = c.nodes[leader]["site"]
-        other = "west" if site == "east" else "east"
+        # Leadership kept in east by preference, so it cannot move away before the invoke.
+        site, other = "east", "west"
+        status, _, body = c.api("east-1", "POST", "/v1/bcp/prefer",
+                                json.dumps({"site": site}).encode(), timeout=10)
+        assert status == 200, body
+        leader = wait_until(lambda: c.nodes[steady_leader(c) or "witness-1"]["site"] == site and
+                            c.leader(), 30, "a steady leader in " + site)
         load = Load([c.nodes[n]["api"] for n in site_names(c, other)], "planned").start()
         time.sleep(LOAD_SETTLE_S)
         out = json.loads(c.ctl("-o", "json", "bcp", "invoke", site, "--reason", "test").stdout)
