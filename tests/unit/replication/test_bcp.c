@@ -287,6 +287,12 @@ static int incident_store(struct dom *d, uint64_t decision, const char *report)
     return dom_apply(d, command);
 }
 
+static void decision_proposer(void *arg, const Tandem__SiteDecisionRecord *d)
+{
+    uint64_t *proposers = arg;
+    proposers[d->seq < 8 ? d->seq : 0] = d->proposer_id;
+}
+
 /* One incident report per invoke decision, the newest TANDEM_INCIDENTS_KEPT kept, newest
  * listed first; malformed ones refused; the invoke decision carries the jobs it moved. */
 static void test_incidents(void **state)
@@ -303,6 +309,15 @@ static void test_incidents(void **state)
     assert_string_equal(json_string_value(json_object_get(invoke, "action")), "invoke");
     assert_int_equal(json_integer_value(json_object_get(invoke, "jobs_moved")), 1);
     json_decref(decisions);
+    /* every decision names the node that proposed it: the incident's follower */
+    uint64_t proposers[8] = {0};
+    txn = dom_read(&d);
+    assert_int_equal(
+        tandem_sites_decisions_after(&d.store, txn, 0, 8, decision_proposer, proposers), 0);
+    mdb_txn_abort(txn);
+    for (unsigned seq = 1; seq <= 3; seq++) { /* register east, register west, invoke east */
+        assert_int_equal(proposers[seq], DOM_PROPOSER);
+    }
 
     assert_int_equal(incident_store(&d, 7, "{\"timeline\":{}}"), 200);
     assert_int_equal(incident_store(&d, 7, "{}"), 409); /* once per decision */
