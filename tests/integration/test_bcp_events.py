@@ -3,7 +3,8 @@
 invoke and site down events, replicated seqs equal across nodes), resuming with Last-Event-ID,
 the gap event after a ring overflow, the stream limit, bcp_event_command (its stdin, and a hung
 one killed after its timeout while the node stays healthy), and the replicated incident report
-of an auto invoke on every node."""
+of an auto invoke on every node, a planned one reported by the old leader, a forced one, and a
+drill's result event."""
 
 import http.client as httpclient
 import json
@@ -21,7 +22,7 @@ import urllib.parse
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bcp_load import Load, site_names  # noqa: E402
+from bcp_load import Load, bcp_status, site_names  # noqa: E402
 from cluster import Cluster, run_tests, wait_until  # noqa: E402
 
 EVENT_TIMEOUT_S = 30     # site_down_after_ms plus an election plus the controller's steps
@@ -383,6 +384,34 @@ def test_drill_result_event_and_planned_invoke_incident():
         print("MEASURED planned invoke incident: longest write gap %s ms, timeline %s"
               % (incident["longest_write_gap_ms"], report["timeline"]["after_decided_ms"]),
               flush=True)
+
+
+def test_forced_invoke_incident_and_event():
+    """Quorum lost (async mode, primary site killed): the forced invoke is an event on the
+    survivors and gets its incident report, with the lag honestly unknown."""
+    with Cluster(topology="2+2-async") as c:
+        c.leader()
+        west, east = site_names(c, "west"), site_names(c, "east")
+        wait_until(lambda: all(n["home_role"] != "unknown" for s in bcp_status(c, west[0])["sites"]
+                               for n in s["nodes"]), 10, "home roles recorded")
+        c.script("stop-site", c.dir, "east", "--kill")
+        for name in east:
+            c.nodes[name]["pid"] = None
+        c.ctl("bcp", "invoke", "east", "--force", endpoints=[c.url(west[0])])
+        c.leader(among=west, timeout=30)
+        load = Load([c.url(w) for w in west], "forced").start()
+        for name in west:
+            wait_until(lambda: incident_of(c, name, "east", "forced") is not None,
+                       INCIDENT_TIMEOUT_S, "forced incident on " + name)
+        load.stop()
+        report = incident_of(c, west[1], "east", "forced")["report"]
+        assert report["by"].startswith("forced:") and report["complete"] is True, report
+        assert report["lag_at_invoke"]["entries"] is None, report  # the old leader's view is gone
+        assert all(report["timeline"][p] is not None for p in ("decided", "config_committed",
+                                                               "first_write_accepted")), report
+        for name in west:
+            types = [e["type"] for e in events_json(c, name)["events"]]
+            assert "forced_invoke" in types, (name, types)
 
 
 if __name__ == "__main__":
