@@ -295,6 +295,32 @@ static int64_t lag_ms(struct tandem_bcp *b, uint64_t match)
     return 0;
 }
 
+int tandem_bcp_site_lag(struct tandem_bcp *b, const char *site, int64_t *entries, int64_t *ms)
+{
+    struct raft *r = &b->env.raft->raft;
+    const struct raft_configuration *conf = &r->configuration;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    bool known = false;
+    *entries = *ms = -1;
+    for (unsigned i = 0; raft_state(r) == RAFT_LEADER && i < conf->n; i++) {
+        struct tandem_member m;
+        raft_index match = 0, last = raft_last_index(r);
+        if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0 ||
+            strcmp(m.site, site) != 0 || raft_match_index(r, conf->servers[i].id, &match) != 0) {
+            continue;
+        }
+        match = conf->servers[i].id == b->env.raft->id ? last : match;
+        if (match == 0) {
+            continue; /* not heard from since this node leads: its lag is unknown */
+        }
+        int64_t e = last > match ? (int64_t)(last - match) : 0, t = lag_ms(b, match);
+        *entries = e > *entries ? e : *entries;
+        *ms = t > *ms ? t : *ms;
+        known = true;
+    }
+    return known ? 0 : -1;
+}
+
 /* See tandem_site_config_stuck: checked on every node, leader or not. */
 static void config_check(struct tandem_bcp *b)
 {
