@@ -1,5 +1,6 @@
 /* tandemd's option table and what is generated from it: INI parsing, flags, help and docs. */
 #include "node/config.h"
+#include "node/bcp/event_command.h"
 #include "storage/error.h"
 
 #include <errno.h>
@@ -19,7 +20,14 @@
 enum option_type { OPTION_STRING, OPTION_UINT, OPTION_BOOL, OPTION_MEMBER, OPTION_ACTION };
 
 /* How a string option's value is checked, both when set and in tandem_config_validate. */
-enum option_check { CHECK_NONE, CHECK_LABEL, CHECK_HOSTPORT, CHECK_URL, CHECK_LOG_LEVEL };
+enum option_check {
+    CHECK_NONE,
+    CHECK_LABEL,
+    CHECK_HOSTPORT,
+    CHECK_URL,
+    CHECK_LOG_LEVEL,
+    CHECK_COMMAND
+};
 
 /* Flag-only actions, in increasing precedence when several are given. */
 enum option_action {
@@ -166,6 +174,17 @@ static const struct option options[] = {
                   "sync: voters in both sites and a witness, RPO 0; async: voters at the primary "
                   "site, standbys at the DR site, lag is the RPO exposure and BCP of the primary "
                   "is the forced path"),
+    STRING_OPTION("bcp_event_command", bcp_event_command, CHECK_COMMAND, NULL, 0, "bcp",
+                  "program args",
+                  "Run for every BCP event with the event's JSON line on stdin, one run at a "
+                  "time, without a shell (words split on blanks, '...' and \"...\" group; use "
+                  "/bin/sh -c '...' for shell syntax); empty: none"),
+    UINT_OPTION(bcp_event_command_timeout_ms, 5000, 100, 600000, "bcp",
+                "A bcp_event_command run still going after this is killed (SIGKILL), in ms"),
+    UINT_OPTION(bcp_events_kept, 1024, 16, 65536, "bcp",
+                "BCP events kept in memory for GET /v1/events to resume from"),
+    UINT_OPTION(bcp_event_streams_max, 16, 1, 1024, "bcp",
+                "Concurrent GET /v1/events streams; more are answered 503"),
     STRING_OPTION("config", config_path, CHECK_NONE, NULL, OPTION_CLI_ONLY, "command_line", "path",
                   "INI file read before the flags, which override it"),
     ACTION_OPTION("help", ACTION_HELP, "Print this help and exit"),
@@ -326,6 +345,16 @@ static int string_check(const struct option *opt, const char *value, char *errms
                             opt->name, value);
             }
             return 0;
+        case CHECK_COMMAND: {
+            char words[TANDEM_EVENT_COMMAND_LEN_MAX + 1];
+            char *argv[TANDEM_EVENT_COMMAND_ARGS_MAX + 1];
+            if (value[0] != '\0' &&
+                tandem_events_command_split(value, words, sizeof words, argv) <= 0) {
+                return fail(errmsg, "option %s: '%s' has an unclosed quote or more than %d words",
+                            opt->name, value, TANDEM_EVENT_COMMAND_ARGS_MAX);
+            }
+            return 0;
+        }
     }
     return fail(errmsg, "option %s: unknown check", opt->name);
 }

@@ -13,8 +13,9 @@
 #define TANDEM_VERSION "0.1.0"
 #endif
 
-#define TANDEM_MEMBERS_MAX       16 /* initial members accepted from the config */
-#define TANDEM_LOG_LEVEL_LEN_MAX 7  /* "debug", "info", "warn", "error" */
+#define TANDEM_MEMBERS_MAX           16   /* initial members accepted from the config */
+#define TANDEM_LOG_LEVEL_LEN_MAX     7    /* "debug", "info", "warn", "error" */
+#define TANDEM_EVENT_COMMAND_LEN_MAX 1023 /* bcp_event_command: the program and its arguments */
 
 struct tandem_config {
     char config_path[PATH_MAX]; /* "" when no --config was given */
@@ -57,6 +58,11 @@ struct tandem_config {
     bool auto_bcp;               /* the leader invokes BCP for a down site by itself */
     char preferred_site[TANDEM_SITE_LEN_MAX + 1]; /* seeds the site table's preference; "" none */
     char mode[8]; /* sync | async (voters at the primary, standbys at the DR site) */
+    /* notifications (node/bcp/events.h) */
+    char bcp_event_command[TANDEM_EVENT_COMMAND_LEN_MAX + 1]; /* "" none */
+    unsigned bcp_event_command_timeout_ms;
+    unsigned bcp_events_kept;       /* the ring /v1/events resumes from */
+    unsigned bcp_event_streams_max; /* concurrent GET /v1/events */
 };
 
 void tandem_config_defaults(struct tandem_config *c);

@@ -95,6 +95,16 @@ static void bcp_closed_cb(struct tandem_bcp *b)
     handle_closed(b->env.data);
 }
 
+static void events_closed_cb(struct tandem_events *e)
+{
+    handle_closed(e->data);
+}
+
+static void watch_closed_cb(struct tandem_bcp_watch *w)
+{
+    handle_closed(w->bcp->env.data);
+}
+
 /* The BCP runtime's way to stop the node (a restart in place sets reexec). */
 static void bcp_stop(void *data, bool reexec)
 {
@@ -123,7 +133,7 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     node->exit_code = exit_code;
     tandem_log(TANDEM_LOG_INFO, "stopping");
     tandem_proposer_fail_queued(&node->proposer, RAFT_SHUTDOWN);
-    node->handles_open = 9;
+    node->handles_open = 11;
     uv_close((uv_handle_t *)&node->sigterm, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sigint, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->flush_check, uv_handle_closed_cb);
@@ -132,6 +142,8 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     tandem_leader_watch_close(&node->leader_watch, leader_watch_closed_cb);
     tandem_park_close(&node->park, park_closed_cb);
     tandem_bcp_close(&node->bcp, bcp_closed_cb);
+    tandem_bcp_watch_close(&node->watch, watch_closed_cb);
+    tandem_events_close(&node->events, events_closed_cb);
     tandem_raft_close(&node->raft, raft_closed_cb);
 }
 
@@ -154,6 +166,7 @@ static void apply_observe(void *data, uint64_t ns)
 {
     struct tandem_node *node = data;
     tandem_histogram_observe(&node->metrics.apply, ns);
+    tandem_bcp_watch_applied(&node->watch);
 }
 
 static int make_dir(const char *path)
@@ -276,6 +289,7 @@ static void bcp_init(struct tandem_node *node)
         .stop = bcp_stop,
         .data = node,
     };
+    env.events = &node->events; /* where the runtime, the drill and quarantine tell events */
     tandem_bcp_init(&node->bcp, &env);
 }
 
@@ -392,6 +406,10 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
         tandem_log(TANDEM_LOG_ERROR, "data directory: %s", errmsg);
         return -1;
     }
+    if (tandem_events_init(&node->events, loop, c, node->self.name, &node->bcp.epoch) != 0) {
+        return -1;
+    }
+    node->events.data = node;
     bcp_init(node);
     if (start_state(node, c) != 0) {
         return -1;
@@ -405,7 +423,10 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
         tandem_log(TANDEM_LOG_ERROR, "%s", errmsg);
         return -1;
     }
-    if (start_api(node, c) != 0 || tandem_bcp_start(&node->bcp) != 0) {
+    if (start_api(node, c) != 0 || tandem_bcp_start(&node->bcp) != 0 ||
+        tandem_events_start(&node->events) != 0 ||
+        tandem_bcp_watch_start(&node->watch, &node->bcp, &node->events,
+                               &node->fsm.client_commands_applied) != 0) {
         return -1; /* the process exits: nothing to hand back */
     }
     return 0;

@@ -7,7 +7,9 @@
 #include <uv.h>
 
 #include "consensus/raft_node.h"
+#include "node/bcp/events.h"
 #include "node/bcp/runtime.h"
+#include "node/bcp/watch.h"
 #include "node/config.h"
 #include "node/http/forward.h"
 #include "node/http/park.h"
@@ -31,8 +33,10 @@ struct tandem_node {
     struct tandem_leader_watch leader_watch; /* gates follower snapshots */
     struct tandem_park park;                 /* requests waiting out a leader change */
     struct tandem_metrics metrics;
-    struct tandem_bcp bcp;  /* probes, fencing (epoch, fenced), site controller, restarts */
-    uv_check_t flush_check; /* once per loop iteration: group commit, then propose */
+    struct tandem_bcp bcp;         /* probes, fencing (epoch, fenced), site controller, restarts */
+    struct tandem_events events;   /* BCP events: /v1/events and bcp_event_command */
+    struct tandem_bcp_watch watch; /* what becomes an event; incident reports */
+    uv_check_t flush_check;        /* once per loop iteration: group commit, then propose */
     uv_signal_t sigterm, sigint;
     int data_dir_lock; /* owned: held from start to exit (storage/dir_lock.h); -1 when none */
     bool reexec;       /* after stopping, main re-executes tandemd (forced failover, re-seed) */

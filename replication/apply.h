@@ -33,6 +33,7 @@ struct tandem_apply_ctx {
     MDB_txn *txn;                       /* borrowed: the grouped write transaction */
     uint64_t index;                     /* raft index of the entry being applied */
     int64_t now_ms;                     /* the leader's clock stamped into the batch */
+    uint64_t proposer_id;               /* raft id of the node that proposed the batch */
     const struct tandem_apply_ops *ops; /* borrowed: set by the state machine on every apply */
 };
 

@@ -14,7 +14,8 @@
  * its apply functions (kv.h, domain.h, rebalance.h, sites.h); the table is their union. */
 #define TANDEM_COMMANDS(X)                                                                         \
     TANDEM_KV_COMMANDS(X)                                                                          \
-    TANDEM_DOMAIN_COMMANDS(X) TANDEM_REBALANCE_COMMANDS(X) TANDEM_SITE_COMMANDS(X)
+    TANDEM_DOMAIN_COMMANDS(X)                                                                      \
+    TANDEM_REBALANCE_COMMANDS(X) TANDEM_SITE_COMMANDS(X) TANDEM_INCIDENT_COMMANDS(X)
 
 #define TANDEM_COMMAND_DECLARE(name, body_case, fn)                                                \
     int fn(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,                     \

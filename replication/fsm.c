@@ -107,6 +107,21 @@ static bool state_ok(struct tandem_fsm *f, MDB_txn *txn, uint64_t index)
     return rv == 0 && sites_ok;
 }
 
+/* A client's command, not the site table's own bookkeeping (decisions, drills, incidents):
+ * what the BCP write-gap measure counts. */
+static bool client_command(const Tandem__Command *command)
+{
+#define TANDEM_SITE_CASE_(name, body_case, fn) case body_case:
+    switch (command->body_case) {
+        TANDEM_SITE_COMMANDS(TANDEM_SITE_CASE_)
+        TANDEM_INCIDENT_COMMANDS(TANDEM_SITE_CASE_)
+        return false;
+        default:
+            return true;
+    }
+#undef TANDEM_SITE_CASE_
+}
+
 /* Applies every command of batch in ctx's write transaction; non-zero (a store error, fatal)
  * with f->errmsg naming the command. */
 static int batch_apply(struct tandem_fsm *f, const struct tandem_apply_ctx *ctx,
@@ -127,6 +142,7 @@ static int batch_apply(struct tandem_fsm *f, const struct tandem_apply_ctx *ctx,
         }
         /* Whoever waits gets an answer: an apply function that returned 0 filled its result. */
         tandem_assert(results == NULL || results[i].status != 0);
+        f->client_commands_applied += client_command(batch->commands[i]) ? 1 : 0;
     }
     return 0;
 }
@@ -154,6 +170,7 @@ int tandem_fsm_apply_entry(struct tandem_fsm *f, uint64_t index, const void *dat
         goto out;
     }
     ctx.now_ms = batch->now_ms;
+    ctx.proposer_id = batch->proposer_id;
     if ((rv = batch_apply(f, &ctx, batch)) != 0) {
         goto out;
     }

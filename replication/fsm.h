@@ -33,6 +33,7 @@ struct tandem_fsm {
     struct raft_buffer *snapshot_bufs; /* the array raft sees; owned */
     uint64_t entries_applied, entries_skipped, commands_applied, snapshots_taken,
         snapshots_restored;
+    uint64_t client_commands_applied; /* commands other than the site table's own (BCP) */
     uint64_t apply_ns_total;
     void (*apply_observe)(void *data, uint64_t ns); /* optional latency hook */
     /* Optional: whether a snapshot may be taken now; see node/leader_watch.h for why. */

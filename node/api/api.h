@@ -61,6 +61,7 @@ extern const struct tandem_route_table tandem_domain_route_table;
 extern const struct tandem_route_table tandem_bcp_route_table; /* node/api/bcp.c */
 extern const struct tandem_route_table tandem_rebalance_route_table;
 extern const struct tandem_route_table tandem_quarantine_route_table; /* node/api/quarantine.c */
+extern const struct tandem_route_table tandem_events_route_table;     /* node/api/events.c */
 
 /* The metrics labels of every route, by route id, then "unmatched"; returns their count. */
 unsigned tandem_route_names(const char *const **names);
@@ -80,6 +81,19 @@ bool tandem_route_local(const struct tandem_http_request *r);
  * untouched), -1 when malformed, negative or out of range. */
 int tandem_route_query_number(const struct tandem_http_request *r, const char *name, uint64_t min,
                               uint64_t max, uint64_t *out);
+/* A replicated history's listing: the newest `limit` records, full reports when full. */
+typedef json_t *(*tandem_route_history_fn)(struct tandem_store *store, MDB_txn *txn, unsigned limit,
+                                           bool full);
+struct tandem_route_history {
+    const char *name; /* the answer's array */
+    unsigned limit_default, limit_max;
+    tandem_route_history_fn list;
+};
+/* A read route (tandem_route_read) answering {name: list(...)} for ?limit= (1..limit_max,
+ * default limit_default) and ?full=1; 400 on a bad limit, 500 on a store error. */
+void tandem_route_history(struct tandem_node *node, struct tandem_http_request *r,
+                          const struct tandem_route_history *history);
+
 /* A read transaction on everything applied so far (grouped writes are committed first). The
  * caller aborts it. Returns 0, or -1 after answering r with 500. */
 int tandem_route_read_txn(struct tandem_node *node, struct tandem_http_request *r, MDB_txn **txn);

@@ -135,37 +135,13 @@ static void route_bcp_status(struct tandem_node *node, struct tandem_http_reques
     tandem_route_read(node, r, status_serve, NULL, NULL);
 }
 
-static void drills_serve(struct tandem_node *node, struct tandem_http_request *r, void *arg)
-{
-    char text[16];
-    MDB_txn *txn;
-    long limit = DRILLS_LIMIT_DEFAULT;
-    (void)arg;
-    if (tandem_http_query_get(r->query, "limit", text, sizeof text) == 1) {
-        limit = strtol(text, NULL, 10);
-    }
-    if (limit < 1 || limit > DRILLS_LIMIT_MAX) {
-        tandem_route_error(node, r, 400, "limit must be 1 to %d", DRILLS_LIMIT_MAX);
-        return;
-    }
-    bool full = tandem_http_query_get(r->query, "full", text, sizeof text) == 1 &&
-                strcmp(text, "0") != 0 && strcmp(text, "false") != 0;
-    if (tandem_route_read_txn(node, r, &txn) != 0) {
-        return;
-    }
-    json_t *list = tandem_sites_drills_json(&node->store, txn, (unsigned)limit, full);
-    mdb_txn_abort(txn);
-    if (list == NULL) {
-        tandem_route_error(node, r, 500, "drill history: %s", node->store.errmsg);
-        return;
-    }
-    tandem_route_jansson(node, r, 200, json_pack("{s:o}", "drills", list));
-}
+static const struct tandem_route_history drills_history = {
+    "drills", DRILLS_LIMIT_DEFAULT, DRILLS_LIMIT_MAX, tandem_sites_drills_json};
 
 static void route_bcp_drills(struct tandem_node *node, struct tandem_http_request *r, const char *p)
 {
     (void)p;
-    tandem_route_read(node, r, drills_serve, NULL, NULL);
+    tandem_route_history(node, r, &drills_history);
 }
 
 /* ---- proposals ---- */

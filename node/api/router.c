@@ -23,6 +23,7 @@
 static const struct tandem_route_table *const route_tables[] = {
     &tandem_cluster_route_table, &tandem_kv_route_table,        &tandem_domain_route_table,
     &tandem_bcp_route_table,     &tandem_rebalance_route_table, &tandem_quarantine_route_table,
+    &tandem_events_route_table,
 };
 #define ROUTE_TABLES_COUNT (sizeof route_tables / sizeof route_tables[0])
 
@@ -200,6 +201,36 @@ int tandem_route_read_txn(struct tandem_node *node, struct tandem_http_request *
         return -1;
     }
     return 0;
+}
+
+static void history_serve(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+{
+    const struct tandem_route_history *h = arg;
+    char text[16];
+    uint64_t limit = h->limit_default;
+    MDB_txn *txn;
+    if (tandem_route_query_number(r, "limit", 1, h->limit_max, &limit) < 0) {
+        tandem_route_error(node, r, 400, "limit must be 1 to %u", h->limit_max);
+        return;
+    }
+    bool full = tandem_http_query_get(r->query, "full", text, sizeof text) == 1 &&
+                strcmp(text, "0") != 0 && strcmp(text, "false") != 0;
+    if (tandem_route_read_txn(node, r, &txn) != 0) {
+        return;
+    }
+    json_t *items = h->list(&node->store, txn, (unsigned)limit, full);
+    mdb_txn_abort(txn);
+    if (items == NULL) {
+        tandem_route_error(node, r, 500, "%s: %s", h->name, node->store.errmsg);
+        return;
+    }
+    tandem_route_jansson(node, r, 200, json_pack("{s:o}", h->name, items));
+}
+
+void tandem_route_history(struct tandem_node *node, struct tandem_http_request *r,
+                          const struct tandem_route_history *history)
+{
+    tandem_route_read(node, r, history_serve, (void *)history, NULL);
 }
 
 /* The actor and the body of a write; returns the body, or NULL after answering r 400. */

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "node/bcp/events.h"
+#include "node/bcp/gap.h"
 #include "node/bcp/takeover.h"
 #include "node/log.h"
 #include "replication/bcp/moves.h"
@@ -259,19 +261,13 @@ uint64_t tandem_drill_longest_gap(uint64_t *acks, unsigned n, struct tandem_dril
                                   struct tandem_drill_span pause)
 {
     uint64_t gap = 0;
-    bool paused = pause.to > pause.from;
     sort_u64(acks, n);
     for (unsigned i = 1; i < n; i++) {
-        uint64_t a = acks[i - 1], b = acks[i], g = b - a;
+        uint64_t a = acks[i - 1], b = acks[i];
         if (b < within.from || a >= within.to) {
             continue; /* writes went on throughout the switchover's span */
         }
-        /* The part of [a, b] inside the pause is the drill's own doing, whichever side of the
-         * pause's start the acknowledgement of a probe sent before it fell. */
-        uint64_t from = a > pause.from ? a : pause.from, to = b < pause.to ? b : pause.to;
-        if (paused && to > from) {
-            g -= to - from;
-        }
+        uint64_t g = tandem_gap_between(a, b, pause.from, pause.to);
         gap = g > gap ? g : gap;
     }
     return gap;
@@ -697,6 +693,15 @@ static void finish(struct drill *d)
 {
     if (d->report == NULL) {
         d->report = report_build(d);
+    }
+    if (d->report != NULL && drill_step(d) != TANDEM_DRILL_PREFLIGHT) {
+        json_t *ok = json_object_get(d->report, "ok");
+        tandem_events_emit(d->bcp->env.events, "drill_result", d->site,
+                           "drill %s of site %s %s: longest write gap %" JSON_INTEGER_FORMAT
+                           " ms, %" JSON_INTEGER_FORMAT " acknowledged writes missing",
+                           d->id, d->site, json_is_true(ok) ? "passed" : "FAILED",
+                           json_integer_value(json_object_get(d->report, "rto_ms")),
+                           json_integer_value(json_object_get(d->report, "rpo_writes")));
     }
     if (d->reply_pending) {
         d->reply_pending = false;

@@ -12,6 +12,7 @@
 #include "consensus/log_scan.h"
 #include "consensus/recover.h"
 #include "consensus/transport.h"
+#include "node/bcp/events.h"
 #include "node/log.h"
 #include "replication/bcp/sites.h"
 #include "storage/assert.h"
@@ -352,6 +353,32 @@ static int64_t lag_ms(struct tandem_bcp *b, uint64_t match)
     return 0;
 }
 
+int tandem_bcp_site_lag(struct tandem_bcp *b, const char *site, int64_t *entries, int64_t *ms)
+{
+    struct raft *r = &b->env.raft->raft;
+    const struct raft_configuration *conf = &r->configuration;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    bool known = false;
+    *entries = *ms = -1;
+    for (unsigned i = 0; raft_state(r) == RAFT_LEADER && i < conf->n; i++) {
+        struct tandem_member m;
+        raft_index match = 0, last = raft_last_index(r);
+        if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0 ||
+            strcmp(m.site, site) != 0 || raft_match_index(r, conf->servers[i].id, &match) != 0) {
+            continue;
+        }
+        match = conf->servers[i].id == b->env.raft->id ? last : match;
+        if (match == 0) {
+            continue; /* not heard from since this node leads: its lag is unknown */
+        }
+        int64_t e = last > match ? (int64_t)(last - match) : 0, t = lag_ms(b, match);
+        *entries = e > *entries ? e : *entries;
+        *ms = t > *ms ? t : *ms;
+        known = true;
+    }
+    return known ? 0 : -1;
+}
+
 /* See tandem_site_config_stuck: checked on every node, leader or not. */
 static void config_check(struct tandem_bcp *b)
 {
@@ -441,6 +468,11 @@ static void quarantine_gather(struct tandem_bcp *b, struct tandem_quarantine_inp
 
 static void quarantine_lift(struct tandem_bcp *b, const char *why)
 {
+    /* An event only when it waited (or was released by hand): a node let go at once, as in a
+     * restart into a healthy cluster, has nothing to tell. */
+    if (b->quarantine_why[0] != '\0' || b->released_by_operator) {
+        tandem_events_emit(b->env.events, "quarantine_release", b->env.self->site, "%s", why);
+    }
     tandem_transport_set_quarantine(&b->env.raft->transport, false);
     b->quarantined = false;
     snprintf(b->quarantine_why, sizeof b->quarantine_why, "%s", why);
@@ -463,6 +495,10 @@ static void quarantine_check(struct tandem_bcp *b)
     if (verdict != TANDEM_QUARANTINE_WAIT) {
         quarantine_lift(b, why);
     } else if (strcmp(why, b->quarantine_why) != 0) {
+        if (b->quarantine_why[0] == '\0') {
+            tandem_events_emit(b->env.events, "quarantine_enter", b->env.self->site,
+                               "neither voting nor campaigning: %s", why);
+        }
         snprintf(b->quarantine_why, sizeof b->quarantine_why, "%s", why);
         tandem_log(TANDEM_LOG_WARN,
                    "start-up quarantine: this node neither votes nor campaigns, %s", why);

@@ -19,6 +19,8 @@
 #include "replication/proposer.h"
 #include "storage/store.h"
 
+struct tandem_events;
+
 #define TANDEM_BCP_TICK_MS               50 /* probes, fenced check and lag samples */
 #define TANDEM_BCP_PEERS_MAX             64 /* members probed */
 #define TANDEM_BCP_CLIENTS_MAX           64 /* kept-alive HTTP clients to other nodes' APIs */
@@ -41,6 +43,8 @@ struct tandem_bcp_env {
     struct tandem_store *store;
     struct tandem_proposer *proposer;
     const struct tandem_member *self;
+    struct tandem_events
+        *events; /* node/bcp/events.h: tandem_events_emit(events, ...); may be NULL */
     /* Stops the node with exit code 0; reexec: the process re-executes tandemd afterwards. */
     void (*stop)(void *data, bool reexec);
     void *data; /* the owner's, passed to stop */
@@ -124,6 +128,10 @@ void tandem_bcp_close(struct tandem_bcp *b, void (*cb)(struct tandem_bcp *b));
 
 /* The site controller's view right now (the dry-run drill plans with it). Returns 0 or -1. */
 int tandem_bcp_plan_input(struct tandem_bcp *b, struct tandem_site_plan_input *in);
+
+/* At the leader: the largest replication lag of site's members in the configuration, in entries
+ * and in ms (-1 when unknown). Returns 0, or -1 when this node does not lead or knows none. */
+int tandem_bcp_site_lag(struct tandem_bcp *b, const char *site, int64_t *entries, int64_t *ms);
 
 /* Whether a member answered an API probe, and completed a raft transport handshake at our
  * epoch, both within site_down_after_ms (this node: always). A new peer gets the benefit of

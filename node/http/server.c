@@ -8,6 +8,25 @@
 #include <string.h>
 #include <strings.h>
 
+/* A streaming response on one connection: bytes written before its head went out wait in
+ * pending. Freed with its connection, after close_cb. */
+struct tandem_http_stream {
+    struct tandem_http_conn *conn; /* borrowed: the connection owns the stream */
+    tandem_http_stream_close_fn close_cb;
+    void *data;
+    char *pending; /* owned */
+    size_t pending_len, pending_cap;
+    size_t buffered; /* pending + written but not yet confirmed */
+    int head_sent;
+};
+
+/* One chunk of a stream in a uv_write. */
+struct stream_chunk {
+    uv_write_t req;
+    size_t len;
+    char data[];
+};
+
 /* One accepted socket. Requests live in `queue` from completion until their response is written;
  * the first `writing` of them are in write_req. Freed when both handles have closed. */
 struct tandem_http_conn {
@@ -16,6 +35,7 @@ struct tandem_http_conn {
     struct tandem_list resume_link;    /* in server->resume when resume_queued */
     struct tandem_list queue; /* owned tandem_http_request, oldest first, except handed ones */
     struct tandem_http_request *parsing; /* owned: the request being parsed */
+    struct tandem_http_stream *stream;   /* owned: set once a request became a stream */
     uv_tcp_t tcp;
     uv_timer_t timer; /* idle timeout, then the linger timeout */
     uv_write_t write_req;
@@ -526,7 +546,7 @@ static int request_format(struct tandem_http_request *r, int status, const char 
     }
     int bodyless = (status >= 100 && status < 200) || status == 204 || status == 304;
     char length[48] = "";
-    if (!bodyless) {
+    if (!bodyless && !r->streaming) {
         snprintf(length, sizeof length, "Content-Length: %zu\r\n", body_len);
     }
     const char *connection = "";
@@ -601,6 +621,120 @@ void tandem_http_respond_error(struct tandem_http_request *r, int status, const 
     tandem_http_respond(r, status, "application/json", NULL, body, len);
 }
 
+/* ---- streams ---- */
+
+static void stream_write_cb(uv_write_t *req, int status)
+{
+    struct stream_chunk *chunk = (struct stream_chunk *)req;
+    struct tandem_http_stream *st = req->data;
+    tandem_assert(st->buffered >= chunk->len);
+    st->buffered -= chunk->len;
+    free(chunk);
+    if (status < 0 && !st->conn->closing) {
+        conn_close(st->conn);
+    }
+}
+
+static int stream_send(struct tandem_http_stream *st, const void *bytes, size_t len)
+{
+    struct tandem_http_conn *c = st->conn;
+    struct stream_chunk *chunk = malloc(sizeof *chunk + len);
+    if (chunk == NULL) {
+        conn_close(c);
+        return UV_ENOMEM;
+    }
+    memcpy(chunk->data, bytes, len);
+    chunk->len = len;
+    chunk->req.data = st;
+    uv_buf_t buf = uv_buf_init(chunk->data, (unsigned)len);
+    int rv = uv_write(&chunk->req, (uv_stream_t *)&c->tcp, &buf, 1, stream_write_cb);
+    if (rv != 0) {
+        free(chunk);
+        conn_close(c);
+        return rv;
+    }
+    st->buffered += len;
+    return 0;
+}
+
+/* The head is out: what was written meanwhile follows it. */
+static void stream_head_sent(struct tandem_http_conn *c)
+{
+    struct tandem_http_stream *st = c->stream;
+    tandem_assert(st != NULL && !st->head_sent);
+    st->head_sent = 1;
+    size_t len = st->pending_len;
+    st->buffered -= len;
+    st->pending_len = 0;
+    if (len > 0) {
+        (void)stream_send(st, st->pending, len); /* a failure closes the connection */
+    }
+}
+
+int tandem_http_stream_open(struct tandem_http_request *r, int status, const char *content_type,
+                            const char *extra_headers, tandem_http_stream_close_fn close_cb,
+                            void *data, struct tandem_http_stream **out)
+{
+    tandem_assert(r->handed && !r->responded && close_cb != NULL);
+    struct tandem_http_conn *c = r->conn;
+    if (c == NULL || c->closing) {
+        return UV_ENOTCONN;
+    }
+    if (r->link.next != &c->queue || c->stream != NULL) {
+        return UV_EBUSY; /* answers after it would land inside the stream */
+    }
+    struct tandem_http_stream *st = calloc(1, sizeof *st);
+    if (st == NULL) {
+        return UV_ENOMEM;
+    }
+    r->keep_alive = 0;
+    r->streaming = 1;
+    if (request_format(r, status, content_type, extra_headers, NULL, 0) != 0) {
+        r->streaming = 0;
+        free(st);
+        return UV_ENOMEM;
+    }
+    *st = (struct tandem_http_stream){.conn = c, .close_cb = close_cb, .data = data};
+    c->stream = st;
+    /* A reader that vanished without a FIN is found by TCP keepalive, not by the idle timer
+     * (which a stream does not have). Best effort: the stream works without it. */
+    (void)uv_tcp_keepalive(&c->tcp, 1, TANDEM_HTTP_STREAM_KEEPALIVE_S);
+    c->stopped = 1;
+    c->server->stats.requests_outstanding--;
+    c->server->stats.streams_open++;
+    *out = st;
+    conn_write(c);
+    return 0;
+}
+
+int tandem_http_stream_write(struct tandem_http_stream *st, const void *bytes, size_t len)
+{
+    struct tandem_http_conn *c = st->conn;
+    if (c->closing) {
+        return UV_EPIPE;
+    }
+    if (st->buffered + len > TANDEM_HTTP_STREAM_BUFFERED_BYTES_MAX) {
+        conn_close(c); /* a reader this slow resumes from its last event id */
+        return UV_ENOBUFS;
+    }
+    if (st->head_sent) {
+        return stream_send(st, bytes, len);
+    }
+    if (tandem_http_buf_append(&st->pending, &st->pending_len, &st->pending_cap, bytes, len) != 0) {
+        conn_close(c);
+        return UV_ENOMEM;
+    }
+    st->buffered += len;
+    return 0;
+}
+
+void tandem_http_stream_close(struct tandem_http_stream *st)
+{
+    if (!st->conn->closing) {
+        conn_close(st->conn);
+    }
+}
+
 /* ---- connection queue and writes ---- */
 
 static void queue_push(struct tandem_http_conn *c, struct tandem_http_request *r)
@@ -668,18 +802,26 @@ static void conn_linger(struct tandem_http_conn *c)
     conn_timer_start(c, TANDEM_HTTP_LINGER_MS);
 }
 
+static void stream_head_sent(struct tandem_http_conn *c);
+
 static void conn_write_cb(uv_write_t *req, int status)
 {
     struct tandem_http_conn *c = req->data;
     int last = 0;
     unsigned n = c->writing;
     c->writing = 0;
+    int stream_head = 0;
     for (unsigned i = 0; i < n; i++) {
         struct tandem_http_request *r = queue_pop(c);
-        last |= !r->keep_alive;
+        last |= !r->keep_alive && !r->streaming;
+        stream_head |= r->streaming;
         request_release(r);
     }
     if (c->closing) {
+        return;
+    }
+    if (status >= 0 && stream_head && !c->peer_eof) {
+        stream_head_sent(c);
         return;
     }
     if (status < 0) {
@@ -936,7 +1078,7 @@ static void conn_timer_cb(uv_timer_t *timer)
     if (c->closing) {
         return;
     }
-    if (!c->lingering && c->depth > 0) {
+    if (!c->lingering && (c->depth > 0 || c->stream != NULL)) {
         conn_timer_start(c, c->server->limits.idle_timeout_ms);
         return;
     }
@@ -951,6 +1093,12 @@ static void conn_handle_close_cb(uv_handle_t *handle)
     struct tandem_http_server *s = c->server;
     if (--c->handles_open > 0) {
         return;
+    }
+    if (c->stream != NULL) {
+        c->stream->close_cb(c->stream, c->stream->data);
+        free(c->stream->pending);
+        free(c->stream);
+        s->stats.streams_open--;
     }
     tandem_list_remove(&c->link);
     s->stats.connections_open--;

@@ -45,6 +45,9 @@
 #define TANDEM_HTTP_REJECT_HEADERS_BYTES_MAX 256  /* header lines on the server's refusals */
 #define TANDEM_HTTP_ERROR_MESSAGE_BYTES_MAX  1024 /* formatted text of respond_error */
 #define TANDEM_HTTP_QUERY_NAME_BYTES_MAX     256  /* longer query names never match */
+/* A stream's bytes not yet written; a reader further behind is disconnected. */
+#define TANDEM_HTTP_STREAM_BUFFERED_BYTES_MAX (1024u * 1024u)
+#define TANDEM_HTTP_STREAM_KEEPALIVE_S        60 /* TCP keepalive idle time of a stream */
 
 struct tandem_http_limits {
     size_t body_bytes_max;       /* larger request bodies are answered 413 by the server */
@@ -63,6 +66,7 @@ int tandem_http_limits_check(const struct tandem_http_limits *l, char *errmsg);
 
 struct tandem_http_server;
 struct tandem_http_conn;
+struct tandem_http_stream;
 
 /* A complete request handed to the handler. Everything is owned by the server and stays valid,
  * unchanged, until tandem_http_respond*() is called on it, even if the client disconnects
@@ -90,6 +94,7 @@ struct tandem_http_request {
     int keep_alive; /* the connection stays open after this response */
     int handed;     /* given to the handler, awaiting respond */
     int responded;  /* resp holds the response */
+    int streaming;  /* resp is the head of the connection's stream */
 };
 
 /* Returns the value of header `name` (case-insensitive), NULL if absent. The first of repeated
@@ -111,6 +116,7 @@ struct tandem_http_server_stats {
     uint64_t requests_total; /* handed to the handler */
     uint64_t requests_outstanding;
     uint64_t rejected_400, rejected_413, rejected_431, rejected_503;
+    uint64_t streams_open;
 };
 
 struct tandem_http_server {
@@ -177,6 +183,27 @@ void tandem_http_respond_json(struct tandem_http_request *r, int status, const c
  * TANDEM_HTTP_ERROR_MESSAGE_BYTES_MAX. */
 void tandem_http_respond_error(struct tandem_http_request *r, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Streaming responses (server-sent events): the head goes out without Content-Length and with
+ * "Connection: close", then chunks are written as they come until either side closes. */
+
+/* Runs once when the stream's connection is gone (the client left, a write failed, more than
+ * TANDEM_HTTP_STREAM_BUFFERED_BYTES_MAX were waiting, tandem_http_stream_close, or the server
+ * closed), from the loop and never inside a stream call. The stream is freed after it returns. */
+typedef void (*tandem_http_stream_close_fn)(struct tandem_http_stream *stream, void *data);
+
+/* Answers r with the head of a streaming response (extra_headers as for tandem_http_respond)
+ * and returns the stream through *out; r must not be touched afterwards. Reads no further
+ * requests on the connection. Returns 0, UV_EBUSY when requests pipelined after r are already
+ * waiting (r is then not answered), or UV_ENOMEM (r not answered). */
+int tandem_http_stream_open(struct tandem_http_request *r, int status, const char *content_type,
+                            const char *extra_headers, tandem_http_stream_close_fn close_cb,
+                            void *data, struct tandem_http_stream **out);
+/* Queues bytes (copied) after what was written before. Returns 0, or a UV_* code when the
+ * stream is closing or over its buffer bound; then the connection closes and close_cb follows. */
+int tandem_http_stream_write(struct tandem_http_stream *stream, const void *bytes, size_t len);
+/* Closes the connection after nothing more; close_cb still runs. Idempotent. */
+void tandem_http_stream_close(struct tandem_http_stream *stream);
 
 /* Writes `{"error":"<escaped text>"}` into out; returns its length, or the length it needs (and
  * writes nothing usable) when out_size is too small, like snprintf. */

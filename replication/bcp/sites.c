@@ -20,6 +20,7 @@
 #define HOME_PREFIX      "home/"
 #define DECISION_PREFIX  "decision/"
 #define FORCED_PREFIX    "forced/"
+#define INCIDENT_PREFIX  "incident/"
 #define SETTINGS_KEY     "settings"
 #define SITE_EPOCH_FIRST 1
 
@@ -249,6 +250,7 @@ static bool text_ok(const char *text, size_t len_max)
 
 struct decision_fields {
     const char *action, *member, *site, *from_role, *to_role, *reason, *by;
+    int64_t jobs_moved; /* invoke and revoke */
 };
 
 /* Takes the next number of a sequence the settings keep (the decisions' or the drills'). */
@@ -301,6 +303,8 @@ static int decision_append(const struct tandem_apply_ctx *ctx, const struct deci
     record.to_role = (char *)(d->to_role ? d->to_role : "");
     record.reason = (char *)(d->reason ? d->reason : "");
     record.by = (char *)(d->by ? d->by : "");
+    record.jobs_moved = d->jobs_moved;
+    record.proposer_id = ctx->proposer_id;
     if (seq_out != NULL) {
         *seq_out = seq;
     }
@@ -663,7 +667,8 @@ static int apply_transition(const struct tandem_apply_ctx *ctx, const Tandem__Si
                                     .site = u->site,
                                     .from_role = NULL,
                                     .reason = u->reason,
-                                    .by = u->by};
+                                    .by = u->by,
+                                    .jobs_moved = moved};
         if (rv == 0 && (rv = decision_append(ctx, &d, NULL)) == 0) {
             result_site(result, record,
                         change == TANDEM_SITE_REVOKE && u->failback ? u->site : NULL, moved,
@@ -723,7 +728,7 @@ int tandem_sites_apply_decision(const struct tandem_apply_ctx *ctx, const Tandem
         return 0;
     }
     struct decision_fields fields = {d->action,  d->member, d->site, d->from_role,
-                                     d->to_role, d->reason, d->by};
+                                     d->to_role, d->reason, d->by,   0};
     int rv = decision_append(ctx, &fields, &seq);
     if (rv == 0) {
         tandem_result_set(result, 200, "{\"seq\":%" PRIu64 "}", seq);
@@ -924,48 +929,94 @@ static json_t *listing_open(struct tandem_store *store, MDB_txn *txn, int db, MD
     return list;
 }
 
-static json_t *decision_json(const Tandem__SiteDecisionRecord *d)
+static json_t *decision_json(const ProtobufCMessage *m, bool full)
 {
-    json_t *out = json_pack("{s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "seq", (json_int_t)d->seq,
-                            "at", (json_int_t)d->at_ms, "index", (json_int_t)d->index, "action",
-                            d->action, "member", d->member, "site", d->site, "from_role",
-                            d->from_role, "to_role", d->to_role, "reason", d->reason, "by", d->by);
+    const Tandem__SiteDecisionRecord *d = (const Tandem__SiteDecisionRecord *)m;
+    (void)full;
+    json_t *out = json_pack("{s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I}", "seq",
+                            (json_int_t)d->seq, "at", (json_int_t)d->at_ms, "index",
+                            (json_int_t)d->index, "action", d->action, "member", d->member, "site",
+                            d->site, "from_role", d->from_role, "to_role", d->to_role, "reason",
+                            d->reason, "by", d->by, "jobs_moved", (json_int_t)d->jobs_moved);
     return with_time(out, "at_time", d->at_ms);
 }
 
-json_t *tandem_sites_decisions_json(struct tandem_store *store, MDB_txn *txn, unsigned limit)
+/* Puts cursor on the last key below stop (the key right after a prefix's range, e.g.
+ * "decision0" for "decision/"), or on the last key of the database (stop NULL). */
+static int cursor_last_before(MDB_cursor *cursor, const char *stop, MDB_val *k, MDB_val *v)
+{
+    if (stop == NULL) {
+        return mdb_cursor_get(cursor, k, v, MDB_LAST);
+    }
+    k->mv_size = strlen(stop);
+    k->mv_data = (void *)stop;
+    int rv = mdb_cursor_get(cursor, k, v, MDB_SET_RANGE);
+    return rv == 0 ? mdb_cursor_get(cursor, k, v, MDB_PREV)
+                   : mdb_cursor_get(cursor, k, v, MDB_LAST);
+}
+
+static bool key_in(const MDB_val *k, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return k->mv_size > n && memcmp(k->mv_data, prefix, n) == 0;
+}
+
+/* A listing of stored records: the records of db with keys in [prefix, stop) ("" and NULL: the
+ * whole database), each unpacked as descriptor and shown by item. */
+struct listing {
+    int db;
+    const char *prefix, *stop;
+    const ProtobufCMessageDescriptor *descriptor;
+    json_t *(*item)(const ProtobufCMessage *record, bool full);
+};
+
+/* The newest `limit` records of l, newest first (oldest_first: the same ones reversed); NULL
+ * with store->errmsg when the listing cannot be opened. Records that do not unpack are left
+ * out. */
+static json_t *listing_newest(struct tandem_store *store, MDB_txn *txn, const struct listing *l,
+                              unsigned limit, bool full, bool oldest_first)
 {
     MDB_cursor *cursor;
     MDB_val k, v;
-    json_t *list = listing_open(store, txn, TANDEM_DB_SITES, &cursor);
+    json_t *list = listing_open(store, txn, l->db, &cursor);
     if (list == NULL) {
         return NULL;
     }
-    /* Walk back from the end of the decision range: the newest `limit`, then reverse. */
-    char last[] = "decision0"; /* '0' sorts right after '/' */
-    k.mv_size = strlen(last);
-    k.mv_data = last;
-    int rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
-    rv = rv == 0 ? mdb_cursor_get(cursor, &k, &v, MDB_PREV)
-                 : mdb_cursor_get(cursor, &k, &v, MDB_LAST);
-    for (; rv == 0 && json_array_size(list) < limit;
+    for (int rv = cursor_last_before(cursor, l->stop, &k, &v);
+         rv == 0 && json_array_size(list) < limit && key_in(&k, l->prefix);
          rv = mdb_cursor_get(cursor, &k, &v, MDB_PREV)) {
-        if (k.mv_size <= strlen(DECISION_PREFIX) || memcmp(k.mv_data, DECISION_PREFIX, 9) != 0) {
-            break;
-        }
-        Tandem__SiteDecisionRecord *d =
-            tandem__site_decision_record__unpack(NULL, v.mv_size, v.mv_data);
-        if (d != NULL) {
-            json_array_insert_new(list, 0, decision_json(d));
-            tandem__site_decision_record__free_unpacked(d, NULL);
+        ProtobufCMessage *m = protobuf_c_message_unpack(l->descriptor, NULL, v.mv_size, v.mv_data);
+        if (m != NULL) {
+            json_t *item = l->item(m, full);
+            (void)(oldest_first ? json_array_insert_new(list, 0, item)
+                                : json_array_append_new(list, item));
+            protobuf_c_message_free_unpacked(m, NULL);
         }
     }
     mdb_cursor_close(cursor);
     return list;
 }
 
-static json_t *drill_json(const Tandem__DrillRecord *d, bool full)
+json_t *tandem_sites_decisions_json(struct tandem_store *store, MDB_txn *txn, unsigned limit)
 {
+    static const struct listing decisions = {TANDEM_DB_SITES, DECISION_PREFIX, "decision0",
+                                             &tandem__site_decision_record__descriptor,
+                                             decision_json};
+    return listing_newest(store, txn, &decisions, limit, false, true);
+}
+
+/* The stored report as JSON under "report" when full. */
+static void report_attach(json_t *out, const char *report_json, bool full)
+{
+    if (full) {
+        json_t *report = json_loads(report_json, 0, NULL);
+        json_object_set_new(out, "report", report == NULL ? json_null() : report);
+    }
+}
+
+static json_t *drill_json(const ProtobufCMessage *m, bool full)
+{
+    const Tandem__DrillRecord *d = (const Tandem__DrillRecord *)m;
     json_t *out =
         json_pack("{s:I,s:s,s:s,s:I,s:I,s:b,s:I,s:I,s:b}", "seq", (json_int_t)d->seq, "id", d->id,
                   "site", d->site, "started", (json_int_t)d->started_ms, "finished",
@@ -977,38 +1028,147 @@ static json_t *drill_json(const Tandem__DrillRecord *d, bool full)
     }
     json_object_set_new(out, "jobs_moved",
                         d->jobs_moved < 0 ? json_null() : json_integer((json_int_t)d->jobs_moved));
-    if (full) {
-        json_t *report = json_loads(d->report_json, 0, NULL);
-        json_object_set_new(out, "report", report == NULL ? json_null() : report);
-    }
+    report_attach(out, d->report_json, full);
     return out;
 }
 
 json_t *tandem_sites_drills_json(struct tandem_store *store, MDB_txn *txn, unsigned limit,
                                  bool full)
 {
+    static const struct listing drills = {TANDEM_DB_DRILLS, "", NULL,
+                                          &tandem__drill_record__descriptor, drill_json};
+    return listing_newest(store, txn, &drills, limit, full, false);
+}
+
+int tandem_sites_decisions_after(struct tandem_store *store, MDB_txn *txn, uint64_t after,
+                                 unsigned limit,
+                                 void (*visit)(void *arg, const Tandem__SiteDecisionRecord *d),
+                                 void *arg)
+{
     MDB_cursor *cursor;
     MDB_val k, v;
-    json_t *list = listing_open(store, txn, TANDEM_DB_DRILLS, &cursor);
-    if (list == NULL) {
-        return NULL;
+    char key[KEY_LEN_MAX];
+    int rv = tandem_error_from_mdb(mdb_cursor_open(txn, store->dbi[TANDEM_DB_SITES], &cursor),
+                                   store->errmsg, "decisions cursor");
+    if (rv != 0) {
+        return rv;
     }
-    for (int rv = mdb_cursor_get(cursor, &k, &v, MDB_LAST);
-         rv == 0 && json_array_size(list) < limit; rv = mdb_cursor_get(cursor, &k, &v, MDB_PREV)) {
-        Tandem__DrillRecord *d = tandem__drill_record__unpack(NULL, v.mv_size, v.mv_data);
+    snprintf(key, sizeof key, DECISION_PREFIX "%020" PRIu64, after + 1);
+    k.mv_size = strlen(key);
+    k.mv_data = key;
+    unsigned n = 0;
+    for (rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rv == 0 && n < limit;
+         rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT), n++) {
+        if (!key_in(&k, DECISION_PREFIX)) {
+            break;
+        }
+        Tandem__SiteDecisionRecord *d =
+            tandem__site_decision_record__unpack(NULL, v.mv_size, v.mv_data);
         if (d != NULL) {
-            json_array_append_new(list, drill_json(d, full));
-            tandem__drill_record__free_unpacked(d, NULL);
+            visit(arg, d);
+            tandem__site_decision_record__free_unpacked(d, NULL);
         }
     }
     mdb_cursor_close(cursor);
-    return list;
+    return rv == 0 || rv == MDB_NOTFOUND ? 0
+                                         : tandem_error_from_mdb(rv, store->errmsg, "decisions");
+}
+
+/* ---- incidents ---- */
+
+static bool incident_ok(const Tandem__IncidentRecord *in)
+{
+    return in != NULL && in->decision_seq > 0 && text_ok(in->site, TANDEM_SITE_LEN_MAX) &&
+           in->site[0] != '\0' && text_ok(in->kind, TANDEM_INCIDENT_KIND_LEN_MAX) &&
+           text_ok(in->report_json, TANDEM_INCIDENT_REPORT_BYTES_MAX);
+}
+
+/* Deletes the oldest incident reports beyond TANDEM_INCIDENTS_KEPT (keys sort by decision). */
+static int incidents_prune(const struct tandem_apply_ctx *ctx)
+{
+    unsigned count = 0;
+    MDB_cursor *cursor;
+    MDB_val k = {.mv_size = strlen(INCIDENT_PREFIX), .mv_data = (void *)INCIDENT_PREFIX}, v;
+    int rv = count_prefix(ctx, INCIDENT_PREFIX, &count);
+    if (rv != 0 || count <= TANDEM_INCIDENTS_KEPT) {
+        return rv;
+    }
+    rv = mdb_cursor_open(ctx->txn, ctx->store->dbi[TANDEM_DB_SITES], &cursor);
+    if (rv != 0) {
+        return tandem_error_from_mdb(rv, ctx->store->errmsg, "incidents cursor");
+    }
+    rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
+    for (; rv == 0 && count > TANDEM_INCIDENTS_KEPT; count--) {
+        rv = mdb_cursor_del(cursor, 0); /* the cursor moves on to the next report */
+        rv = rv != 0 ? rv : mdb_cursor_get(cursor, &k, &v, MDB_GET_CURRENT);
+    }
+    mdb_cursor_close(cursor);
+    return rv == 0 || rv == MDB_NOTFOUND
+               ? 0
+               : tandem_error_from_mdb(rv, ctx->store->errmsg, "incident prune");
+}
+
+int tandem_sites_apply_incident(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
+                                struct tandem_result *result)
+{
+    const Tandem__IncidentStore *store = command->incident_store;
+    const Tandem__IncidentRecord *in = store == NULL ? NULL : store->record;
+    char key[KEY_LEN_MAX];
+    MDB_val v;
+    if (!incident_ok(in)) {
+        tandem_result_error(result, 400, "malformed incident record");
+        return 0;
+    }
+    snprintf(key, sizeof key, INCIDENT_PREFIX "%020" PRIu64, in->decision_seq);
+    int rv = record_get(ctx->store, ctx->txn, TANDEM_DB_SITES, key, &v);
+    if (rv == 0) {
+        tandem_result_error(result, 409, "the incident of decision %" PRIu64 " is stored already",
+                            in->decision_seq);
+        return 0;
+    }
+    if (rv != MDB_NOTFOUND) {
+        return rv;
+    }
+    rv = record_put(ctx, TANDEM_DB_SITES, key, &in->base);
+    rv = rv != 0 ? rv : incidents_prune(ctx);
+    if (rv == 0) {
+        tandem_result_set(result, 200, "{\"decision_seq\":%" PRIu64 "}", in->decision_seq);
+    }
+    return rv;
+}
+
+static json_t *incident_json(const ProtobufCMessage *m, bool full)
+{
+    const Tandem__IncidentRecord *d = (const Tandem__IncidentRecord *)m;
+    char decided[TANDEM_RFC3339_LEN_MAX + 1];
+    tandem_rfc3339_format(d->decided_ms, decided);
+    json_t *out = json_pack("{s:I,s:s,s:s,s:s,s:I}", "decision_seq", (json_int_t)d->decision_seq,
+                            "site", d->site, "kind", d->kind, "decided", decided, "jobs_moved",
+                            (json_int_t)d->jobs_moved);
+    if (out == NULL) {
+        return NULL;
+    }
+    json_object_set_new(out, "longest_write_gap_ms",
+                        d->longest_write_gap_ms < 0 ? json_null()
+                                                    : json_integer(d->longest_write_gap_ms));
+    report_attach(out, d->report_json, full);
+    return out;
+}
+
+json_t *tandem_sites_incidents_json(struct tandem_store *store, MDB_txn *txn, unsigned limit,
+                                    bool full)
+{
+    static const struct listing incidents = {TANDEM_DB_SITES, INCIDENT_PREFIX, "incident0",
+                                             &tandem__incident_record__descriptor, incident_json};
+    return listing_newest(store, txn, &incidents, limit, full, false);
 }
 
 /* ---- forced failover histories ---- */
 
-static json_t *forced_json(const Tandem__ForcedHistory *f)
+static json_t *forced_json(const ProtobufCMessage *m, bool full)
 {
+    const Tandem__ForcedHistory *f = (const Tandem__ForcedHistory *)m;
+    (void)full;
     char at[TANDEM_RFC3339_LEN_MAX + 1];
     json_t *terms = json_array();
     for (size_t k = 0; k < f->n_start_terms && k < f->n_start_indexes; k++) {
@@ -1024,25 +1184,7 @@ static json_t *forced_json(const Tandem__ForcedHistory *f)
 
 json_t *tandem_sites_forced_json(struct tandem_store *store, MDB_txn *txn)
 {
-    MDB_cursor *cursor;
-    MDB_val k = {.mv_size = strlen(FORCED_PREFIX), .mv_data = FORCED_PREFIX}, v;
-    json_t *list = listing_open(store, txn, TANDEM_DB_SITES, &cursor);
-    if (list == NULL) {
-        return NULL;
-    }
-    for (int rv = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
-         rv == 0 && json_array_size(list) < TANDEM_FORCED_KEPT;
-         rv = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-        if (k.mv_size <= strlen(FORCED_PREFIX) ||
-            memcmp(k.mv_data, FORCED_PREFIX, strlen(FORCED_PREFIX)) != 0) {
-            break;
-        }
-        Tandem__ForcedHistory *f = tandem__forced_history__unpack(NULL, v.mv_size, v.mv_data);
-        if (f != NULL) {
-            json_array_insert_new(list, 0, forced_json(f)); /* newest first */
-            tandem__forced_history__free_unpacked(f, NULL);
-        }
-    }
-    mdb_cursor_close(cursor);
-    return list;
+    static const struct listing forced = {TANDEM_DB_SITES, FORCED_PREFIX, "forced0",
+                                          &tandem__forced_history__descriptor, forced_json};
+    return listing_newest(store, txn, &forced, TANDEM_FORCED_KEPT, false, false);
 }

@@ -12,16 +12,19 @@
 #include "replication/apply.h"
 #include "storage/store.h"
 
-#define TANDEM_SITES_MAX              16  /* sites in the table; more are refused at register */
-#define TANDEM_SITE_HOMES_MAX         64  /* member home records; more are refused */
-#define TANDEM_SITE_DECISIONS_KEPT    256 /* newest decision records kept; older ones are pruned */
-#define TANDEM_DRILLS_KEPT            100 /* newest drill reports kept */
-#define TANDEM_FORCED_KEPT            16  /* newest forced failover histories kept */
-#define TANDEM_SITE_REASON_LEN_MAX    255 /* reason text of a state change or decision */
-#define TANDEM_SITE_BY_LEN_MAX        127 /* who decided: "operator", "auto:west-1", "drill:<id>" */
-#define TANDEM_SITE_ACTION_LEN_MAX    31  /* decision action names */
-#define TANDEM_DRILL_ID_LEN_MAX       63
-#define TANDEM_DRILL_REPORT_BYTES_MAX (256u * 1024u) /* one stored drill report (JSON) */
+#define TANDEM_SITES_MAX                 16 /* sites in the table; more are refused at register */
+#define TANDEM_SITE_HOMES_MAX            64 /* member home records; more are refused */
+#define TANDEM_SITE_DECISIONS_KEPT       256 /* newest decision records kept; older ones are pruned */
+#define TANDEM_DRILLS_KEPT               100 /* newest drill reports kept */
+#define TANDEM_FORCED_KEPT               16  /* newest forced failover histories kept */
+#define TANDEM_SITE_REASON_LEN_MAX       255 /* reason text of a state change or decision */
+#define TANDEM_SITE_BY_LEN_MAX           127 /* who decided: "operator", "auto:west-1", "drill:<id>" */
+#define TANDEM_SITE_ACTION_LEN_MAX       31 /* decision action names */
+#define TANDEM_DRILL_ID_LEN_MAX          63
+#define TANDEM_DRILL_REPORT_BYTES_MAX    (256u * 1024u) /* one stored drill report (JSON) */
+#define TANDEM_INCIDENTS_KEPT            100 /* newest incident reports kept (by decision order) */
+#define TANDEM_INCIDENT_REPORT_BYTES_MAX (64u * 1024u) /* one stored incident report (JSON) */
+#define TANDEM_INCIDENT_KIND_LEN_MAX     15
 /* Sites with this label are witnesses unless registered otherwise: they hold no work. */
 #define TANDEM_SITE_WITNESS_NAME "witness"
 
@@ -98,6 +101,16 @@ json_t *tandem_sites_decisions_json(struct tandem_store *store, MDB_txn *txn, un
 /* The newest `limit` drill reports, newest first: summaries, or the full reports when full. */
 json_t *tandem_sites_drills_json(struct tandem_store *store, MDB_txn *txn, unsigned limit,
                                  bool full);
+/* The newest `limit` incident reports, newest first: summaries, or the full reports when full.
+ * NULL with store->errmsg on an LMDB error. */
+json_t *tandem_sites_incidents_json(struct tandem_store *store, MDB_txn *txn, unsigned limit,
+                                    bool full);
+/* Decisions with sequence above after, oldest first, at most limit of them: visit(arg, record)
+ * for each (it must not keep record). Returns 0 or an LMDB error (store->errmsg). */
+int tandem_sites_decisions_after(struct tandem_store *store, MDB_txn *txn, uint64_t after,
+                                 unsigned limit,
+                                 void (*visit)(void *arg, const Tandem__SiteDecisionRecord *d),
+                                 void *arg);
 
 /* The forced failovers' histories, newest first: {"epoch","seed","at","index","first_index",
  * "last_index","last_term","terms":[[term, first index], ...]}; NULL with store->errmsg. */
@@ -109,5 +122,8 @@ json_t *tandem_sites_forced_json(struct tandem_store *store, MDB_txn *txn);
     X(site_decision, TANDEM__COMMAND__BODY_SITE_DECISION, tandem_sites_apply_decision)             \
     X(member_home_set, TANDEM__COMMAND__BODY_MEMBER_HOME_SET, tandem_sites_apply_member_home)      \
     X(drill_store, TANDEM__COMMAND__BODY_DRILL_STORE, tandem_sites_apply_drill)
+/* The incident reports' row, applied in sites.c too. */
+#define TANDEM_INCIDENT_COMMANDS(X)                                                                \
+    X(incident_store, TANDEM__COMMAND__BODY_INCIDENT_STORE, tandem_sites_apply_incident)
 
 #endif

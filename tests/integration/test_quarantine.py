@@ -346,6 +346,13 @@ def test_old_majority_without_east_waits_for_release():
         wait_until(releases_recorded, RELEASE_TIMEOUT_S, "the releases recorded")
         p = c.ctl("member", "release", "west-1", check=False)
         assert p.returncode == 1 and "409" in p.stderr and "not quarantined" in p.stderr, p.stderr
+        # Entering and leaving are events of each node (GET /v1/events).
+        for name in OLD_MAJORITY:
+            events = c.get_json(name, "/v1/events?format=json")["events"]
+            types = [e["type"] for e in events]
+            assert "quarantine_enter" in types and "quarantine_release" in types, types
+            release = [e for e in events if e["type"] == "quarantine_release"][-1]
+            assert "east burnt down" in release["message"], release
         p = c.ctl("member", "release", "nobody-9", check=False)
         assert p.returncode == 1 and "no member named 'nobody-9'" in p.stderr, p.stderr
 

@@ -932,6 +932,116 @@ static void test_limits_check(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- streaming responses ---- */
+
+static unsigned stream_closes;
+
+static void stream_closed_cb(struct tandem_http_stream *stream, void *data)
+{
+    (void)stream;
+    assert_ptr_equal(data, &stream_closes);
+    stream_closes++;
+}
+
+static int stream_bytes_seen(void *arg)
+{
+    struct raw_client *rc = arg;
+    return strstr(rc->recv, "data: two") != NULL || rc->eof;
+}
+
+static int streams_zero(void *arg)
+{
+    return ((struct fixture *)arg)->server.stats.streams_open == 0;
+}
+
+/* A stream behind a pipelined request waits for it and keeps order,
+ * and refuses to open before a later request, and tells its owner when the client leaves. */
+static void test_stream(void **state)
+{
+    struct fixture *f = *state;
+    struct raw_client rc;
+    struct tandem_http_stream *st = NULL;
+    f->mode = MODE_HOLD;
+    stream_closes = 0;
+    raw_open(f, &rc);
+    rc.no_parse = 1;
+    raw_send_text(&rc, "GET /first HTTP/1.1\r\n\r\nGET /events HTTP/1.1\r\n\r\n");
+    run_for(f, 50);
+    assert_int_equal(f->held_count, 2);
+    /* not the newest request on its connection: refused, still the handler's to answer */
+    assert_int_equal(tandem_http_stream_open(f->held[0], 200, "text/event-stream", NULL,
+                                             stream_closed_cb, &stream_closes, &st),
+                     UV_EBUSY);
+    assert_int_equal(tandem_http_stream_open(f->held[1], 200, "text/event-stream",
+                                             "Cache-Control: no-cache\r\n", stream_closed_cb,
+                                             &stream_closes, &st),
+                     0);
+    f->held_count = 1;
+    assert_int_equal(tandem_http_stream_write(st, "data: one\n\n", 11), 0);
+    run_for(f, 50);
+    assert_null(strstr(rc.recv, "HTTP/1.1")); /* /first is not answered yet: nothing goes out */
+    respond_held_reverse(f);
+    assert_int_equal(tandem_http_stream_write(st, "data: two\n\n", 11), 0);
+    assert_true(run_until(f, stream_bytes_seen, &rc));
+    const char *first = strstr(rc.recv, "GET /first");
+    const char *head = strstr(rc.recv, "Content-Type: text/event-stream");
+    const char *one = strstr(rc.recv, "data: one"), *two = strstr(rc.recv, "data: two");
+    assert_non_null(first);
+    assert_non_null(head);
+    assert_true(first < head && head < one && one < two);
+    assert_null(strstr(head, "Content-Length"));
+    assert_non_null(strstr(rc.recv, "Connection: close"));
+    assert_int_equal(f->server.stats.streams_open, 1);
+    assert_int_equal(f->server.stats.requests_outstanding, 0);
+    assert_int_equal(stream_closes, 0);
+    raw_free(f, &rc);
+    assert_true(run_until(f, streams_zero, f));
+    assert_int_equal(stream_closes, 1);
+
+    /* the server closing ends an open stream too */
+    raw_open(f, &rc);
+    raw_send_text(&rc, "GET /events HTTP/1.1\r\n\r\n");
+    run_for(f, 50);
+    assert_int_equal(f->held_count, 1);
+    assert_int_equal(tandem_http_stream_open(f->held[0], 200, "text/event-stream", NULL,
+                                             stream_closed_cb, &stream_closes, &st),
+                     0);
+    f->held_count = 0;
+    tandem_http_server_close(&f->server, server_close_cb);
+    assert_true(run_until(f, server_closed, f));
+    assert_int_equal(stream_closes, 2);
+    raw_free(f, &rc);
+}
+
+/* Over the buffer bound the stream closes instead of growing. */
+static void test_stream_bound(void **state)
+{
+    struct fixture *f = *state;
+    struct raw_client rc;
+    struct tandem_http_stream *st = NULL;
+    static char big[64 * 1024];
+    f->mode = MODE_HOLD;
+    stream_closes = 0;
+    raw_open(f, &rc);
+    raw_send_text(&rc, "GET /first HTTP/1.1\r\n\r\nGET /events HTTP/1.1\r\n\r\n");
+    run_for(f, 50);
+    assert_int_equal(f->held_count, 2);
+    assert_int_equal(tandem_http_stream_open(f->held[1], 200, "text/event-stream", NULL,
+                                             stream_closed_cb, &stream_closes, &st),
+                     0);
+    f->held_count = 1;
+    int rv = 0;
+    /* the head waits for /first, so every byte stays buffered */
+    for (unsigned i = 0; rv == 0 && i <= TANDEM_HTTP_STREAM_BUFFERED_BYTES_MAX / sizeof big; i++) {
+        rv = tandem_http_stream_write(st, big, sizeof big);
+    }
+    assert_int_equal(rv, UV_ENOBUFS);
+    assert_true(run_until(f, streams_zero, f));
+    assert_int_equal(stream_closes, 1);
+    respond_held_reverse(f); /* its connection is gone: answering only releases it */
+    raw_free(f, &rc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -949,6 +1059,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expect_continue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_split_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_respond_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_bound, setup, teardown),
         cmocka_unit_test(test_query_helpers),
         cmocka_unit_test(test_error_json),
         cmocka_unit_test(test_limits_check),

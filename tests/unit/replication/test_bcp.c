@@ -484,6 +484,85 @@ static void test_forced_invoke_records_the_seed_history(void **state)
     dom_close(&d);
 }
 
+/* Applies one incident report for decision; returns its status. */
+static int incident_store(struct dom *d, uint64_t decision, const char *report)
+{
+    struct dom_cmd c;
+    Tandem__IncidentStore store;
+    Tandem__IncidentRecord record;
+    Tandem__Command *command = dom_command(&c, NULL);
+    tandem__incident_store__init(&store);
+    tandem__incident_record__init(&record);
+    record.decision_seq = decision;
+    record.site = "east";
+    record.kind = "auto";
+    record.decided_ms = 1000 + (int64_t)decision;
+    record.longest_write_gap_ms = (int64_t)decision;
+    record.jobs_moved = 2;
+    record.report_json = (char *)report;
+    store.record = &record;
+    command->body_case = TANDEM__COMMAND__BODY_INCIDENT_STORE;
+    command->incident_store = &store;
+    return dom_apply(d, command);
+}
+
+static void decision_proposer(void *arg, const Tandem__SiteDecisionRecord *d)
+{
+    uint64_t *proposers = arg;
+    proposers[d->seq < 8 ? d->seq : 0] = d->proposer_id;
+}
+
+/* One incident report per invoke decision, the newest TANDEM_INCIDENTS_KEPT kept, newest
+ * listed first; malformed ones refused; the invoke decision carries the jobs it moved. */
+static void test_incidents(void **state)
+{
+    struct dom d;
+    (void)state;
+    two_sites(&d);
+    job_create(&d, "Q1", "east");
+    assert_int_equal(site_change(&d, "east", TANDEM_SITE_INVOKE, false), 200);
+    MDB_txn *txn = dom_read(&d);
+    json_t *decisions = tandem_sites_decisions_json(&d.store, txn, 1);
+    mdb_txn_abort(txn);
+    json_t *invoke = json_array_get(decisions, 0);
+    assert_string_equal(json_string_value(json_object_get(invoke, "action")), "invoke");
+    assert_int_equal(json_integer_value(json_object_get(invoke, "jobs_moved")), 1);
+    json_decref(decisions);
+    /* every decision names the node that proposed it: the incident's follower */
+    uint64_t proposers[8] = {0};
+    txn = dom_read(&d);
+    assert_int_equal(
+        tandem_sites_decisions_after(&d.store, txn, 0, 8, decision_proposer, proposers), 0);
+    mdb_txn_abort(txn);
+    for (unsigned seq = 1; seq <= 3; seq++) { /* register east, register west, invoke east */
+        assert_int_equal(proposers[seq], DOM_PROPOSER);
+    }
+
+    assert_int_equal(incident_store(&d, 7, "{\"timeline\":{}}"), 200);
+    assert_int_equal(incident_store(&d, 7, "{}"), 409); /* once per decision */
+    assert_int_equal(incident_store(&d, 0, "{}"), 400);
+    for (uint64_t n = 8; n < 8 + TANDEM_INCIDENTS_KEPT; n++) {
+        assert_int_equal(incident_store(&d, n, "{}"), 200);
+    }
+    txn = dom_read(&d);
+    json_t *list = tandem_sites_incidents_json(&d.store, txn, TANDEM_INCIDENTS_KEPT + 5, true);
+    json_t *first = tandem_sites_incidents_json(&d.store, txn, 1, false);
+    mdb_txn_abort(txn);
+    assert_int_equal(json_array_size(list), TANDEM_INCIDENTS_KEPT); /* 7 was pruned */
+    json_t *newest = json_array_get(list, 0), *oldest = json_array_get(list, 99);
+    assert_int_equal(json_integer_value(json_object_get(newest, "decision_seq")),
+                     7 + TANDEM_INCIDENTS_KEPT);
+    assert_int_equal(json_integer_value(json_object_get(oldest, "decision_seq")), 8);
+    assert_true(json_is_object(json_object_get(newest, "report")));
+    assert_null(json_object_get(json_array_get(first, 0), "report"));
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(first, 0), "jobs_moved")),
+                     2);
+    json_decref(list);
+    json_decref(first);
+    assert_true(site_now(&d, "east").state == TANDEM_SITE_INVOKED); /* the table still loads */
+    dom_close(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -492,6 +571,7 @@ int main(void)
         cmocka_unit_test(test_invoke_guards),
         cmocka_unit_test(test_invoke_moves_open_work),
         cmocka_unit_test(test_failback_returns_still_queued),
+        cmocka_unit_test(test_incidents),
         cmocka_unit_test(test_forced_invoke_marks_lost_members),
         cmocka_unit_test(test_preference_moves_are_recorded),
         cmocka_unit_test(test_forced_invoke_records_the_seed_history),
