@@ -115,6 +115,22 @@ static void respond_no_leader(struct tandem_node *node, struct tandem_http_reque
                       "{\"error\":\"no leader\",\"leader\":null}");
 }
 
+/* 503 with Retry-After, like "no leader": {"error", "quarantined": true, "leader": null}. */
+static void respond_quarantined(struct tandem_node *node, struct tandem_http_request *r)
+{
+    char error[TANDEM_QUARANTINE_WHY_MAX + 128];
+    snprintf(error, sizeof error,
+             "this node is in start-up quarantine (%s); ask another node, or see tandemctl bcp "
+             "status",
+             node->bcp.quarantine_why[0] != '\0' ? node->bcp.quarantine_why : "just started");
+    json_t *body = json_pack("{s:s,s:b,s:n}", "error", error, "quarantined", true, "leader");
+    char *text = body == NULL ? NULL : json_dumps(body, JSON_COMPACT);
+    tandem_route_json(node, r, 503, "Retry-After: 1\r\n",
+                      text != NULL ? text : "{\"error\":\"start-up quarantine\"}");
+    free(text);
+    json_decref(body);
+}
+
 static void router_answer(void *data, struct tandem_http_request *r, int status,
                           const char *extra_headers, const char *json)
 {
@@ -421,12 +437,7 @@ static void dispatch(struct tandem_node *node, const struct tandem_route *route,
         return;
     }
     if (node->bcp.quarantined && needs_leader(route, r)) {
-        /* Not forwarded either: a quarantined node may belong to an old configuration. */
-        tandem_route_error(node, r, 503,
-                           "this node is in start-up quarantine (%s); ask another node, or see "
-                           "tandemctl bcp status",
-                           node->bcp.quarantine_why[0] != '\0' ? node->bcp.quarantine_why
-                                                               : "just started");
+        respond_quarantined(node, r); /* not forwarded either: it may be of an old configuration */
         return;
     }
     if (!needs_leader(route, r) || raft_state(&node->raft.raft) == RAFT_LEADER) {

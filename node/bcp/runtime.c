@@ -397,7 +397,7 @@ static void config_check(struct tandem_bcp *b)
     }
 }
 
-static void quarantine_check(struct tandem_bcp *b);
+static void quarantine_check(struct tandem_bcp *b, bool announce);
 static void release_note(struct tandem_bcp *b);
 
 /* Remembers the leader this node knows, for the age of a local status view. */
@@ -421,7 +421,7 @@ static void tick_cb(uv_timer_t *timer)
     fenced_check(b);
     sample(b);
     peers_sync(b);
-    quarantine_check(b);
+    quarantine_check(b, true);
     release_note(b);
 }
 
@@ -481,7 +481,7 @@ static void quarantine_lift(struct tandem_bcp *b, const char *why)
 
 /* Lifts the quarantine once the policy allows it; says at warn what it waits for whenever that
  * changes. A fenced node stays quarantined: it must take no part in raft at all. */
-static void quarantine_check(struct tandem_bcp *b)
+static void quarantine_check(struct tandem_bcp *b, bool announce)
 {
     struct tandem_quarantine_input *in = malloc(sizeof *in);
     char why[TANDEM_QUARANTINE_WHY_MAX];
@@ -494,7 +494,7 @@ static void quarantine_check(struct tandem_bcp *b)
     free(in);
     if (verdict != TANDEM_QUARANTINE_WAIT) {
         quarantine_lift(b, why);
-    } else if (strcmp(why, b->quarantine_why) != 0) {
+    } else if (announce && strcmp(why, b->quarantine_why) != 0) {
         if (b->quarantine_why[0] == '\0') {
             tandem_events_emit(b->env.events, "quarantine_enter", b->env.self->site,
                                "neither voting nor campaigning: %s", why);
@@ -1378,6 +1378,9 @@ int tandem_bcp_start(struct tandem_bcp *b)
     }
     b->started_ms = uv_now(b->env.loop);
     markers_load(b);
+    /* Nothing to protect (a joining node, a sole voter) is let go before the API answers; a
+     * node that must wait says so at the first tick, once events are running. */
+    quarantine_check(b, false);
     if (b->quarantined) {
         tandem_log(TANDEM_LOG_WARN,
                    "start-up quarantine: neither voting nor campaigning until this node reaches a "
