@@ -136,11 +136,24 @@ static int start_failed(struct tandem_raft *n, int raft_rc)
     return tandem_error_from_raft(raft_rc, detail, n->errmsg, "raft_start");
 }
 
+/* The transport tells peers in every handshake whether we lead (start-up quarantine and
+ * reachability rely on it). */
+static bool leading_cb(void *data)
+{
+    struct tandem_raft *n = data;
+    return raft_state(&n->raft) == RAFT_LEADER;
+}
+
 int tandem_raft_start(struct tandem_raft *n, uv_loop_t *loop, const struct tandem_raft_options *o,
                       struct raft_fsm *fsm)
 {
-    struct tandem_transport_config tc = {
-        .cluster_id = o->cluster_id, .epoch = o->epoch, .log = o->log, .log_data = o->log_data};
+    struct tandem_transport_config tc = {.cluster_id = o->cluster_id,
+                                         .epoch = o->epoch,
+                                         .log = o->log,
+                                         .log_data = o->log_data,
+                                         .leading = leading_cb,
+                                         .leading_data = n,
+                                         .quarantine = o->quarantine};
     int rv;
     tandem_assert(o->self != NULL && fsm != NULL);
     memset(n, 0, sizeof *n);

@@ -24,6 +24,9 @@ struct tandem_raft_options {
      * configuration into the log before raft_start. Only ever on the one chosen survivor. */
     const struct tandem_member *recover_members;
     unsigned n_recover_members;
+    /* Start with the transport's quarantine gate on: raft sends nothing until it is lifted
+     * (tandem_transport_set_quarantine on n->transport). */
+    bool quarantine;
     unsigned heartbeat_ms, election_timeout_ms, install_snapshot_timeout_ms;
     unsigned snapshot_threshold, snapshot_trailing, max_inflight_entries, segment_size_kib;
     void (*log)(void *data, int level, const char *msg);

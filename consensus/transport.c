@@ -1,5 +1,7 @@
 /* The raft_uv transport over TCP: a hello/ack handshake that checks cluster id and epoch on
- * every connection, after which the bare stream belongs to raft_uv.
+ * every connection, after which the bare stream belongs to raft_uv; probe handshakes that only
+ * ask "are you there, at which epoch, leading?", the contact table they fill, and the start-up
+ * quarantine gate that keeps raft from sending anything.
  *
  * Layering, so that TLS can slot in later: the wire frames (hello, ack) are pure codecs; a
  * handshake moves them with handshake_send/handshake_recv only; handshake_handover_* is the one
@@ -23,32 +25,51 @@
 
 /* ---- wire format (all integers little-endian, every frame a multiple of 8 bytes) ----
  *
- * hello, connector -> acceptor, 392 bytes:
+ * Protocol version 2. Both frames start with the same 16-byte head (magic, version, one u32),
+ * judged as soon as it arrived, so a peer speaking another version is told so whatever size
+ * its frames have.
+ *
+ * hello, connector -> acceptor, 400 bytes:
  *   0  u64 magic "TNDMHELO"       16 u64 epoch
  *   8  u32 protocol version       24 u64 raft id of the sender
- *   12 u32 address length         32 char[64] cluster id, NUL padded
- *                                 96 char[296] sender's member address, NUL padded
- * ack, acceptor -> connector, 24 bytes:
+ *   12 u32 address length         32 u64 flags: HELLO_PROBE, FLAG_LEADER
+ *                                 40 char[64] cluster id, NUL padded
+ *                                 104 char[296] sender's member address, NUL padded
+ * ack, acceptor -> connector, 32 bytes:
  *   0  u64 magic "TNDMACK!"   8 u32 protocol version   12 u32 status   16 u64 acceptor's epoch
- */
+ *   24 u64 flags: FLAG_LEADER
+ *
+ * HELLO_PROBE: the connector only probes; the acceptor answers the ack and closes, raft never
+ * sees the connection. FLAG_LEADER: the sender of the frame is raft leader right now. Unknown
+ * flag bits make the frame malformed. Version 1 (no flags, 392/24 bytes) is refused. */
 #define HELLO_MAGIC           0x4f4c45484d444e54ULL /* bytes "TNDMHELO" */
 #define ACK_MAGIC             0x214b43414d444e54ULL /* bytes "TNDMACK!" */
-#define PROTOCOL_VERSION      1
+#define PROTOCOL_VERSION      2
+#define FRAME_HEAD_SIZE       16 /* magic, version and one u32: judged before the rest */
+#define FRAME_OFF_VERSION     8
 #define HELLO_CLUSTER_FIELD   64
 #define HELLO_ADDRESS_FIELD   (((TANDEM_MEMBER_ADDRESS_LEN_MAX + 1) + 7) / 8 * 8)
-#define HELLO_OFF_VERSION     8
+#define HELLO_OFF_VERSION     FRAME_OFF_VERSION
 #define HELLO_OFF_ADDRESS_LEN 12
 #define HELLO_OFF_EPOCH       16
 #define HELLO_OFF_ID          24
-#define HELLO_OFF_CLUSTER     32
+#define HELLO_OFF_FLAGS       32
+#define HELLO_OFF_CLUSTER     40
 #define HELLO_OFF_ADDRESS     (HELLO_OFF_CLUSTER + HELLO_CLUSTER_FIELD)
 #define HELLO_SIZE            (HELLO_OFF_ADDRESS + HELLO_ADDRESS_FIELD)
-#define ACK_OFF_VERSION       8
+#define ACK_OFF_VERSION       FRAME_OFF_VERSION
 #define ACK_OFF_STATUS        12
 #define ACK_OFF_EPOCH         16
-#define ACK_SIZE              24
+#define ACK_OFF_FLAGS         24
+#define ACK_SIZE              32
+#define HELLO_PROBE           UINT64_C(1) /* hello only: answer and close, no raft */
+#define FLAG_LEADER           UINT64_C(2) /* the frame's sender is raft leader now */
+#define HELLO_FLAGS_KNOWN     (HELLO_PROBE | FLAG_LEADER)
+#define ACK_FLAGS_KNOWN       FLAG_LEADER
 
 _Static_assert(HELLO_SIZE % 8 == 0 && ACK_SIZE % 8 == 0, "frames are 8-byte multiples");
+_Static_assert(HELLO_SIZE == 400 && ACK_SIZE == 32, "the layout comment above says so");
+_Static_assert(FRAME_HEAD_SIZE <= ACK_SIZE && FRAME_HEAD_SIZE % 8 == 0, "heads fit every frame");
 _Static_assert(HELLO_CLUSTER_FIELD > TANDEM_CLUSTER_ID_LEN_MAX, "cluster id fits with its NUL");
 
 /* Outcomes of a handshake. The first ones travel as ack status; the rest are local only. */
@@ -83,6 +104,7 @@ static const char *outcome_text(int outcome)
 
 struct hello {
     uint64_t epoch;
+    uint64_t flags;
     raft_id id;
     char cluster_id[HELLO_CLUSTER_FIELD];
     char address[HELLO_ADDRESS_FIELD];
@@ -156,16 +178,28 @@ struct handshake {
     uint8_t out[HELLO_SIZE];
     uint8_t in[HELLO_SIZE];
     size_t in_len, in_want;
+    uint64_t in_magic; /* magic of the frame being read: its head is judged on arrival */
     void (*in_done)(struct handshake *h);
     void (*out_done)(struct handshake *h);
     uint64_t epoch;              /* ours when the handshake started */
     struct raft_uv_connect *req; /* borrowed; outbound; NULL once its cb must not run */
-    int refusal;                 /* inbound: outcome sent in the ack */
-    struct hello hello;          /* inbound: what the peer said */
+    bool probe;                  /* outbound: ours is a probe; inbound: the peer's hello is */
+    bool answered;               /* outbound: the peer accepted us at our epoch */
+    raft_id peer_id;             /* outbound: the id dialled; inbound: from the hello */
+    char peer_address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1]; /* outbound: the address dialled */
+    int refusal;                                          /* inbound: outcome sent in the ack */
+    struct hello hello;                                   /* inbound: what the peer said */
     char peer_key[TRANSPORT_PEER_KEY_MAX];
     char peer_label[TRANSPORT_PEER_LABEL_MAX];
     bool counted_inbound;      /* counts towards t->n_inbound */
     struct tandem_sm phase_sm; /* enum phase */
+};
+
+/* One row of the contact table. */
+struct contact {
+    struct tandem_transport_contact pub;
+    uint64_t touched_ms; /* last time anything was recorded: the oldest makes room */
+    bool used;
 };
 
 struct log_memo {
@@ -186,6 +220,11 @@ struct transport {
     uint64_t handshake_timeout_ms;
     void (*log)(void *data, int level, const char *msg);
     void *log_data; /* borrowed */
+    bool (*leading)(void *data);
+    void *leading_data; /* borrowed */
+    bool quarantine;
+    uint64_t fenced_epoch; /* 0, or the newer epoch that fenced us: refuse every inbound */
+    struct contact contacts[TANDEM_TRANSPORT_CONTACTS_MAX];
     raft_uv_accept_cb accept_cb;
     struct uv_tcp_s listener;
     struct tandem_sm listener_sm;
@@ -231,7 +270,7 @@ static bool phase_invariant(const struct tandem_sm *sm, int prev, void *data)
         case PHASE_NEW:
             return !h->resolving && tandem_sm_state(&h->tcp_sm) == HANDLE_NONE;
         case PHASE_RESOLVING:
-            return outbound && h->resolving && h->req != NULL;
+            return outbound && h->resolving && (h->req != NULL) != h->probe;
         case PHASE_CONNECTING:
             return outbound && !h->resolving && h->next_addr < h->n_addrs;
         case PHASE_SENDING_HELLO:
@@ -239,8 +278,10 @@ static bool phase_invariant(const struct tandem_sm *sm, int prev, void *data)
             return outbound && tcp_open;
         case PHASE_AWAITING_HELLO:
             return !outbound && tcp_open && h->counted_inbound;
-        case PHASE_SENDING_ACK:
-            return !outbound && tcp_open && h->in_len == HELLO_SIZE;
+        case PHASE_SENDING_ACK: /* a refused head is answered before the rest arrives */
+            return !outbound && tcp_open &&
+                   (h->in_len == HELLO_SIZE ||
+                    (h->refusal != OUTCOME_OK && h->in_len >= FRAME_HEAD_SIZE));
         case PHASE_HANDED_OVER:
             return h->tcp == NULL && !h->counted_inbound && !h->resolving;
         case PHASE_FAILING:
@@ -312,20 +353,21 @@ static void printable(char *text)
 /* ---- frames ---- */
 
 static void hello_encode(uint8_t *out, const char *cluster_id, uint64_t epoch, raft_id id,
-                         const char *address)
+                         const char *address, uint64_t flags)
 {
     size_t address_len = strlen(address), cluster_len = strlen(cluster_id);
     /* Both were checked when they became ours (config_check, transport_init_identity): a
      * longer one would overrun its field and the peer would read garbage. */
     tandem_assert(address_len >= 1 && address_len <= TANDEM_MEMBER_ADDRESS_LEN_MAX);
     tandem_assert(cluster_len >= 1 && cluster_len < HELLO_CLUSTER_FIELD);
-    tandem_assert(id != 0);
+    tandem_assert(id != 0 && (flags & ~HELLO_FLAGS_KNOWN) == 0);
     memset(out, 0, HELLO_SIZE);
     put64(out, HELLO_MAGIC);
     put32(out + HELLO_OFF_VERSION, PROTOCOL_VERSION);
     put32(out + HELLO_OFF_ADDRESS_LEN, (uint32_t)address_len);
     put64(out + HELLO_OFF_EPOCH, epoch);
     put64(out + HELLO_OFF_ID, id);
+    put64(out + HELLO_OFF_FLAGS, flags);
     memcpy(out + HELLO_OFF_CLUSTER, cluster_id, cluster_len);
     memcpy(out + HELLO_OFF_ADDRESS, address, address_len);
 }
@@ -337,19 +379,38 @@ static bool text_field_ok(const uint8_t *field, size_t field_size, size_t len, s
            all_zero(field + len, field_size - len);
 }
 
-/* Decodes a hello; every malformation is OUTCOME_MALFORMED or _VERSION with detail filled.
- * The peer is untrusted: nothing is copied out until its bounds were checked. */
-static int hello_decode(const uint8_t *in, struct hello *hello, char *detail)
+/* Judges a frame's first FRAME_HEAD_SIZE bytes: OUTCOME_OK, or _MALFORMED (another magic) or
+ * _VERSION (another protocol version) with detail filled. */
+static int frame_head_check(const uint8_t *in, uint64_t magic, char *detail)
 {
-    if (get64(in) != HELLO_MAGIC) {
-        snprintf(detail, TRANSPORT_DETAIL_MAX, "not a tandem raft hello");
+    if (get64(in) != magic) {
+        snprintf(detail, TRANSPORT_DETAIL_MAX, "not a tandem raft %s",
+                 magic == HELLO_MAGIC ? "hello" : "ack");
         return OUTCOME_MALFORMED;
     }
-    uint32_t version = get32(in + HELLO_OFF_VERSION);
+    uint32_t version = get32(in + FRAME_OFF_VERSION);
     if (version != PROTOCOL_VERSION) {
         snprintf(detail, TRANSPORT_DETAIL_MAX, "protocol version %u, we speak %u",
                  (unsigned)version, PROTOCOL_VERSION);
         return OUTCOME_VERSION;
+    }
+    return OUTCOME_OK;
+}
+
+/* Decodes a hello; every malformation is OUTCOME_MALFORMED or _VERSION with detail filled.
+ * The peer is untrusted: nothing is copied out until its bounds were checked. in holds at
+ * least the head; the rest is read only once the head is judged good. */
+static int hello_decode(const uint8_t *in, struct hello *hello, char *detail)
+{
+    int head = frame_head_check(in, HELLO_MAGIC, detail);
+    if (head != OUTCOME_OK) {
+        return head;
+    }
+    hello->flags = get64(in + HELLO_OFF_FLAGS);
+    if ((hello->flags & ~HELLO_FLAGS_KNOWN) != 0) {
+        snprintf(detail, TRANSPORT_DETAIL_MAX, "unknown flags 0x%llx",
+                 (unsigned long long)hello->flags);
+        return OUTCOME_MALFORMED;
     }
     const uint8_t *cluster = in + HELLO_OFF_CLUSTER;
     size_t cluster_len = strnlen((const char *)cluster, HELLO_CLUSTER_FIELD);
@@ -386,16 +447,20 @@ static int hello_decode(const uint8_t *in, struct hello *hello, char *detail)
     return OUTCOME_OK;
 }
 
-static void ack_encode(uint8_t *out, int outcome, uint64_t epoch)
+static void ack_encode(uint8_t *out, int outcome, uint64_t epoch, uint64_t flags)
 {
+    tandem_assert((flags & ~ACK_FLAGS_KNOWN) == 0);
+    memset(out, 0, ACK_SIZE);
     put64(out, ACK_MAGIC);
     put32(out + ACK_OFF_VERSION, PROTOCOL_VERSION);
     put32(out + ACK_OFF_STATUS, (uint32_t)outcome);
     put64(out + ACK_OFF_EPOCH, epoch);
+    put64(out + ACK_OFF_FLAGS, flags);
 }
 
-/* Returns the status the acceptor sent, or -1 for a frame that isn't an ack we understand. */
-static int ack_decode(const uint8_t *in, uint64_t *epoch)
+/* Returns the status the acceptor sent, or -1 for a frame that isn't an ack we understand. The
+ * head was judged already (frame_head_check). */
+static int ack_decode(const uint8_t *in, uint64_t *epoch, uint64_t *flags)
 {
     uint32_t status = get32(in + ACK_OFF_STATUS);
     if (get64(in) != ACK_MAGIC || get32(in + ACK_OFF_VERSION) != PROTOCOL_VERSION ||
@@ -403,6 +468,10 @@ static int ack_decode(const uint8_t *in, uint64_t *epoch)
         return -1;
     }
     *epoch = get64(in + ACK_OFF_EPOCH);
+    *flags = get64(in + ACK_OFF_FLAGS);
+    if ((*flags & ~ACK_FLAGS_KNOWN) != 0) {
+        return -1;
+    }
     return (int)status;
 }
 
@@ -474,6 +543,72 @@ static void note_epoch(struct transport *t, uint64_t epoch)
     }
 }
 
+/* ---- the contact table ---- */
+
+static bool is_leading(struct transport *t)
+{
+    return t->leading != NULL && t->leading(t->leading_data);
+}
+
+static struct contact *contact_find(struct transport *t, raft_id id)
+{
+    for (unsigned i = 0; i < TANDEM_TRANSPORT_CONTACTS_MAX; i++) {
+        if (t->contacts[i].used && t->contacts[i].pub.id == id) {
+            return &t->contacts[i];
+        }
+    }
+    return NULL;
+}
+
+/* The row of id, made when absent by reusing a free one or the one touched longest ago (never
+ * one with a probe in flight). NULL only when every row has a probe in flight. */
+static struct contact *contact_get(struct transport *t, raft_id id)
+{
+    struct contact *c = contact_find(t, id), *oldest = NULL;
+    for (unsigned i = 0; c == NULL && i < TANDEM_TRANSPORT_CONTACTS_MAX; i++) {
+        struct contact *row = &t->contacts[i];
+        if (!row->used) {
+            oldest = row;
+            break;
+        }
+        if (!row->pub.probing && (oldest == NULL || row->touched_ms < oldest->touched_ms)) {
+            oldest = row;
+        }
+    }
+    if (c == NULL && oldest != NULL) {
+        c = oldest;
+        memset(c, 0, sizeof *c);
+        c->used = true;
+        c->pub.id = id;
+    }
+    if (c != NULL) {
+        c->touched_ms = uv_now(t->loop);
+    }
+    return c;
+}
+
+/* Records a same-cluster handshake with a peer: the epoch it reported, and when it completed at
+ * our epoch (ok) whether it said it leads. */
+static void contact_heard(struct transport *t, raft_id id, const char *address, uint64_t epoch,
+                          uint64_t flags, bool ok)
+{
+    struct contact *c = contact_get(t, id);
+    if (c == NULL) {
+        return;
+    }
+    snprintf(c->pub.address, sizeof c->pub.address, "%s", address);
+    c->pub.epoch = epoch;
+    if (!ok) {
+        c->pub.ok_since_ms = 0;
+    } else {
+        c->pub.last_ok_ms = uv_now(t->loop);
+        c->pub.ok_since_ms = c->pub.ok_since_ms != 0 ? c->pub.ok_since_ms : c->pub.last_ok_ms;
+        if ((flags & FLAG_LEADER) != 0) {
+            c->pub.last_leader_ms = c->pub.last_ok_ms;
+        }
+    }
+}
+
 /* ---- handshake lifecycle ---- */
 
 static void transport_maybe_closed(struct transport *t)
@@ -503,6 +638,13 @@ static void handshake_maybe_free(struct handshake *h)
         return;
     }
     struct raft_uv_connect *req = phase(h) == PHASE_HANDED_OVER ? NULL : h->req;
+    struct contact *dialled = h->direction == OUTBOUND ? contact_find(t, h->peer_id) : NULL;
+    if (dialled != NULL && h->probe) {
+        dialled->pub.probing = false;
+    }
+    if (dialled != NULL && !h->answered) {
+        dialled->pub.ok_since_ms = 0; /* unreachable now, whatever it was before */
+    }
     tandem_sm_fini(&h->phase_sm);
     tandem_sm_fini(&h->tcp_sm);
     tandem_sm_fini(&h->timer_sm);
@@ -650,24 +792,33 @@ static void handshake_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t
         return;
     }
     tandem_assert((size_t)nread <= h->in_want - h->in_len); /* alloc_cb gave no more room */
+    size_t before = h->in_len;
     h->in_len += (size_t)nread;
     if (h->in_len < h->in_want) {
-        return;
+        /* A head that just arrived and is bad (another version: another frame size) is judged
+         * at once, so a peer speaking another version hears why instead of timing out. */
+        char detail[TRANSPORT_DETAIL_MAX];
+        if (before >= FRAME_HEAD_SIZE || h->in_len < FRAME_HEAD_SIZE ||
+            frame_head_check(h->in, h->in_magic, detail) == OUTCOME_OK) {
+            return;
+        }
     }
     /* Only fails for a stream that is not a stream: ours always is. Stopping here keeps raft's
      * first bytes in the kernel until raft_uv reads them itself. */
     int rv = uv_read_stop(stream);
     tandem_assert(rv == 0);
-    tandem_assert(h->in_len == h->in_want);
+    tandem_assert(h->in_len == h->in_want || h->in_len >= FRAME_HEAD_SIZE);
     h->in_done(h);
 }
 
-static void handshake_recv(struct handshake *h, size_t size, void (*done)(struct handshake *h))
+static void handshake_recv(struct handshake *h, size_t size, uint64_t magic,
+                           void (*done)(struct handshake *h))
 {
-    tandem_assert(size > 0 && size <= sizeof h->in && size % 8 == 0);
+    tandem_assert(size >= FRAME_HEAD_SIZE && size <= sizeof h->in && size % 8 == 0);
     tandem_assert(tandem_sm_state(&h->tcp_sm) == HANDLE_OPEN);
     h->in_len = 0;
     h->in_want = size;
+    h->in_magic = magic;
     h->in_done = done;
     int rv = uv_read_start((uv_stream_t *)h->tcp, handshake_alloc_cb, handshake_read_cb);
     if (rv != 0) {
@@ -757,6 +908,13 @@ static void inbound_ack_sent(struct handshake *h)
         handshake_fail(h);
         return;
     }
+    contact_heard(t, h->hello.id, h->hello.address, h->hello.epoch, h->hello.flags, true);
+    if (h->probe) {
+        t->stats.probes_answered++;
+        memo_forget_peer(t, h->peer_key);
+        handshake_fail(h); /* a probe is answered, never handed to raft */
+        return;
+    }
     t->stats.accepted++;
     /* hello lives in h, which survives this call: its timer is closing, not closed. */
     raft_id id = h->hello.id;
@@ -785,11 +943,14 @@ static void inbound_hello_received(struct handshake *h)
             outcome = OUTCOME_CLUSTER;
             snprintf(detail, sizeof detail, "theirs '%s', ours '%s'", h->hello.cluster_id,
                      t->cluster_id);
-        } else if (h->hello.epoch != h->epoch) {
+        } else if (h->hello.epoch != h->epoch || t->fenced_epoch > h->epoch) {
             outcome = OUTCOME_EPOCH;
-            snprintf(detail, sizeof detail, "theirs %llu, ours %llu",
-                     (unsigned long long)h->hello.epoch, (unsigned long long)h->epoch);
+            snprintf(detail, sizeof detail, "theirs %llu, ours %llu%s",
+                     (unsigned long long)h->hello.epoch, (unsigned long long)h->epoch,
+                     t->fenced_epoch > h->epoch ? " (fenced: a newer one exists)" : "");
+            contact_heard(t, h->hello.id, h->hello.address, h->hello.epoch, 0, false);
         }
+        h->probe = (h->hello.flags & HELLO_PROBE) != 0;
     }
     h->refusal = outcome;
     if (outcome != OUTCOME_OK) {
@@ -799,7 +960,10 @@ static void inbound_hello_received(struct handshake *h)
                           h->peer_label, outcome_text(outcome), detail);
         }
     }
-    ack_encode(h->out, outcome, h->epoch);
+    /* A fenced node tells an older peer the newest epoch it knows, so that peer is fenced too. */
+    bool tell_newer = t->fenced_epoch > h->epoch && h->hello.epoch < t->fenced_epoch;
+    ack_encode(h->out, outcome, tell_newer ? t->fenced_epoch : h->epoch,
+               outcome == OUTCOME_OK && is_leading(t) ? FLAG_LEADER : 0);
     tandem_sm_move(&h->phase_sm, PHASE_SENDING_ACK);
     handshake_send(h, ACK_SIZE, inbound_ack_sent);
 }
@@ -890,7 +1054,7 @@ static void transport_listen_cb(uv_stream_t *listener, int status)
         return;
     }
     tandem_sm_move(&h->phase_sm, PHASE_AWAITING_HELLO);
-    handshake_recv(h, HELLO_SIZE, inbound_hello_received);
+    handshake_recv(h, HELLO_SIZE, HELLO_MAGIC, inbound_hello_received);
 }
 
 /* ---- outbound ---- */
@@ -898,15 +1062,22 @@ static void transport_listen_cb(uv_stream_t *listener, int status)
 static void outbound_ack_received(struct handshake *h)
 {
     struct transport *t = h->t;
-    uint64_t epoch = 0;
+    uint64_t epoch = 0, flags = 0;
     char detail[TRANSPORT_DETAIL_MAX] = "";
-    int status = ack_decode(h->in, &epoch);
+    int head = frame_head_check(h->in, ACK_MAGIC, detail);
+    if (head == OUTCOME_VERSION) {
+        handshake_refuse(h, OUTCOME_VERSION, LOG_WARNING, detail);
+        return;
+    }
+    int status = head == OUTCOME_OK ? ack_decode(h->in, &epoch, &flags) : -1;
     if (status < 0) {
         handshake_refuse(h, OUTCOME_MALFORMED, LOG_WARNING, "the peer's answer is no tandem ack");
         return;
     }
     if (status != OUTCOME_CLUSTER) {
         note_epoch(t, epoch);
+        contact_heard(t, h->peer_id, h->peer_address, epoch, flags,
+                      status == OUTCOME_OK && epoch == h->epoch);
     }
     if (status == OUTCOME_OK && epoch != h->epoch) {
         status = OUTCOME_EPOCH; /* an acceptor must not say OK to another epoch */
@@ -915,6 +1086,13 @@ static void outbound_ack_received(struct handshake *h)
         snprintf(detail, sizeof detail, "refused by the peer (its epoch %llu, ours %llu)",
                  (unsigned long long)epoch, (unsigned long long)h->epoch);
         handshake_refuse(h, status, LOG_WARNING, detail);
+        return;
+    }
+    h->answered = true;
+    if (h->probe) {
+        t->stats.probed++;
+        memo_forget_peer(t, h->peer_key);
+        handshake_fail(h); /* the answer is all a probe wanted */
         return;
     }
     if (t->closing) {
@@ -932,7 +1110,7 @@ static void outbound_hello_sent(struct handshake *h)
     /* Nothing more is written until the ack arrives, so the acceptor never reads raft bytes
      * as part of the handshake. */
     tandem_sm_move(&h->phase_sm, PHASE_AWAITING_ACK);
-    handshake_recv(h, ACK_SIZE, outbound_ack_received);
+    handshake_recv(h, ACK_SIZE, ACK_MAGIC, outbound_ack_received);
 }
 
 static void outbound_connect_next(struct handshake *h);
@@ -1015,16 +1193,17 @@ static void outbound_resolve_cb(uv_getaddrinfo_t *resolve, int status, struct ad
     outbound_connect_next(h);
 }
 
-/* Implements raft_uv_transport->connect. */
-static int transport_connect(struct raft_uv_transport *raft, struct raft_uv_connect *req,
-                             raft_id id, const char *address, raft_uv_connect_cb cb)
+/* Starts an outbound handshake to a member address: a raft connection (req and cb given) or a
+ * probe (req NULL). Returns 0, or a raft code with raft->errmsg filled; then no callback runs. */
+static int outbound_start(struct transport *t, raft_id id, const char *address,
+                          struct raft_uv_connect *req, raft_uv_connect_cb cb)
 {
-    struct transport *t = raft->impl;
+    struct raft_uv_transport *raft = t->raft;
     struct tandem_member m;
     char errmsg[TANDEM_ERRMSG_SIZE] = "bad raft host:port", host[TANDEM_HOSTPORT_LEN_MAX + 1],
          port[16];
     int port_number;
-    if (tandem_member_address_parse(address, &m, errmsg) != 0 ||
+    if (id == 0 || tandem_member_address_parse(address, &m, errmsg) != 0 ||
         tandem_hostport_split(m.raft, host, sizeof host, &port_number) != 0) {
         snprintf(raft->errmsg, sizeof raft->errmsg, "raft peer %llu: %.200s",
                  (unsigned long long)id, errmsg);
@@ -1039,9 +1218,13 @@ static int transport_connect(struct raft_uv_transport *raft, struct raft_uv_conn
         snprintf(raft->errmsg, sizeof raft->errmsg, "out of memory connecting to %s", m.raft);
         return RAFT_NOMEM;
     }
+    h->probe = req == NULL;
+    h->peer_id = id;
+    snprintf(h->peer_address, sizeof h->peer_address, "%s", address);
     snprintf(h->peer_key, sizeof h->peer_key, "%s", m.raft);
     snprintf(h->peer_label, sizeof h->peer_label, "%s (%s)", m.name, m.raft);
-    hello_encode(h->out, t->cluster_id, h->epoch, t->id, t->address);
+    hello_encode(h->out, t->cluster_id, h->epoch, t->id, t->address,
+                 (h->probe ? HELLO_PROBE : 0) | (is_leading(t) ? FLAG_LEADER : 0));
     struct addrinfo hints;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
@@ -1056,9 +1239,41 @@ static int transport_connect(struct raft_uv_transport *raft, struct raft_uv_conn
     }
     h->resolving = true;
     h->req = req;
-    req->cb = cb;
+    if (req != NULL) {
+        req->cb = cb;
+    }
     tandem_sm_move(&h->phase_sm, PHASE_RESOLVING);
     return 0;
+}
+
+/* Quarantined: raft's connect fails from the loop, as for a peer that cannot be reached. The
+ * handshake goes straight to failing; its timer's close callback reports RAFT_NOCONNECTION, so
+ * raft_uv (uv_send.c) keeps at most a few messages queued and retries after its delay. */
+static int quarantine_refuse(struct transport *t, struct raft_uv_connect *req,
+                             raft_uv_connect_cb cb)
+{
+    struct handshake *h = handshake_new(t, OUTBOUND);
+    if (h == NULL) {
+        snprintf(t->raft->errmsg, sizeof t->raft->errmsg, "out of memory");
+        return RAFT_NOMEM;
+    }
+    t->stats.quarantine_refused++;
+    h->req = req;
+    req->cb = cb;
+    handshake_fail(h);
+    return 0;
+}
+
+/* Implements raft_uv_transport->connect. */
+static int transport_connect(struct raft_uv_transport *raft, struct raft_uv_connect *req,
+                             raft_id id, const char *address, raft_uv_connect_cb cb)
+{
+    struct transport *t = raft->impl;
+    tandem_assert(req != NULL && cb != NULL);
+    if (t->quarantine) {
+        return quarantine_refuse(t, req, cb);
+    }
+    return outbound_start(t, id, address, req, cb);
 }
 
 /* ---- raft_uv_transport methods ---- */
@@ -1221,6 +1436,9 @@ int tandem_transport_init(struct raft_uv_transport *raft, struct uv_loop_s *loop
                                   : TANDEM_TRANSPORT_HANDSHAKE_TIMEOUT_MS_DEFAULT;
     t->log = config->log;
     t->log_data = config->log_data;
+    t->leading = config->leading;
+    t->leading_data = config->leading_data;
+    t->quarantine = config->quarantine;
     raft->version = 1;
     raft->impl = t;
     raft->init = transport_init_identity;
@@ -1248,6 +1466,84 @@ void tandem_transport_stats(const struct raft_uv_transport *raft,
 {
     const struct transport *t = raft->impl;
     *out = t->stats;
+}
+
+int tandem_transport_probe(struct raft_uv_transport *raft, raft_id id, const char *address)
+{
+    struct transport *t = raft->impl;
+    if (t == NULL || t->closing) {
+        snprintf(raft->errmsg, sizeof raft->errmsg, "transport closing");
+        return RAFT_CANCELED;
+    }
+    if (t->id == 0) {
+        snprintf(raft->errmsg, sizeof raft->errmsg, "no identity yet: raft has not started");
+        return RAFT_INVALID;
+    }
+    struct contact *c = contact_find(t, id);
+    if (c != NULL && c->pub.probing) {
+        return RAFT_BUSY;
+    }
+    int rv = outbound_start(t, id, address, NULL, NULL);
+    if (rv != 0) {
+        return rv;
+    }
+    /* Made after the start, so a bad address leaves no row behind. A full table of probes in
+     * flight (64 at once) only loses the in-flight mark. */
+    c = contact_get(t, id);
+    if (c != NULL) {
+        snprintf(c->pub.address, sizeof c->pub.address, "%s", address);
+        c->pub.probing = true;
+        c->pub.last_probe_ms = uv_now(t->loop);
+    }
+    return 0;
+}
+
+int tandem_transport_contact(const struct raft_uv_transport *raft, raft_id id,
+                             struct tandem_transport_contact *out)
+{
+    const struct transport *t = raft->impl;
+    for (unsigned i = 0; t != NULL && i < TANDEM_TRANSPORT_CONTACTS_MAX; i++) {
+        if (t->contacts[i].used && t->contacts[i].pub.id == id) {
+            *out = t->contacts[i].pub;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+unsigned tandem_transport_contacts(const struct raft_uv_transport *raft,
+                                   struct tandem_transport_contact *out, unsigned max)
+{
+    const struct transport *t = raft->impl;
+    unsigned n = 0;
+    for (unsigned i = 0; t != NULL && i < TANDEM_TRANSPORT_CONTACTS_MAX && n < max; i++) {
+        if (t->contacts[i].used) {
+            out[n++] = t->contacts[i].pub;
+        }
+    }
+    return n;
+}
+
+void tandem_transport_set_quarantine(struct raft_uv_transport *raft, bool on)
+{
+    struct transport *t = raft->impl;
+    if (t != NULL) {
+        t->quarantine = on;
+    }
+}
+
+void tandem_transport_set_fenced(struct raft_uv_transport *raft, uint64_t newest_epoch)
+{
+    struct transport *t = raft->impl;
+    if (t != NULL && newest_epoch > t->epoch) {
+        t->fenced_epoch = newest_epoch;
+    }
+}
+
+bool tandem_transport_quarantined(const struct raft_uv_transport *raft)
+{
+    const struct transport *t = raft->impl;
+    return t != NULL && t->quarantine;
 }
 
 void tandem_transport_close(struct raft_uv_transport *raft)

@@ -1,8 +1,10 @@
 /* tandem's raft_uv transport: TCP connections between members that prove, in a hello/ack
- * handshake, that both ends belong to the same cluster and epoch before raft_uv gets the stream. */
+ * handshake, that both ends belong to the same cluster and epoch before raft_uv gets the stream;
+ * probe handshakes, a per-peer contact table and the start-up quarantine gate. */
 #ifndef TANDEM_CONSENSUS_TRANSPORT_H
 #define TANDEM_CONSENSUS_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <raft.h>
@@ -20,6 +22,9 @@
  * silent clients cannot use up memory or descriptors beyond this. */
 #define TANDEM_TRANSPORT_PENDING_INBOUND_MAX 64
 
+/* Peers remembered in the contact table; the least recently heard one makes room. */
+#define TANDEM_TRANSPORT_CONTACTS_MAX 64
+
 struct tandem_transport_config {
     const char *cluster_id;        /* borrowed, copied at init */
     uint64_t epoch;                /* fencing epoch; peers with another epoch are refused */
@@ -30,19 +35,42 @@ struct tandem_transport_config {
      * LOG_INFO). msg is only valid during the call. May be NULL. */
     void (*log)(void *data, int level, const char *msg);
     void *log_data; /* borrowed */
+    /* Whether this node is raft leader right now; said to peers in every hello and ack. May be
+     * NULL (never leader). */
+    bool (*leading)(void *data);
+    void *leading_data; /* borrowed */
+    bool quarantine;    /* start with the quarantine gate on (tandem_transport_set_quarantine) */
 };
 
 /* Counters since init, for metrics and tests. */
 struct tandem_transport_stats {
-    uint64_t accepted;          /* inbound handshakes handed to raft */
-    uint64_t connected;         /* outbound handshakes handed to raft */
-    uint64_t refused_cluster;   /* handshakes refused (either side) for a cluster id mismatch */
-    uint64_t refused_epoch;     /* ... for an epoch mismatch */
-    uint64_t refused_malformed; /* ... for a malformed, oversized, truncated or foreign frame */
-    uint64_t timed_out;         /* handshakes closed by the handshake timeout */
-    uint64_t dropped_busy;      /* inbound connections closed at PENDING_INBOUND_MAX */
-    uint64_t epoch_newest_seen; /* highest epoch a peer reported (0 = none); above ours means
-                                   the cluster moved on without us: we are fenced */
+    uint64_t accepted;           /* inbound handshakes handed to raft */
+    uint64_t connected;          /* outbound handshakes handed to raft */
+    uint64_t refused_cluster;    /* handshakes refused (either side) for a cluster id mismatch */
+    uint64_t refused_epoch;      /* ... for an epoch mismatch */
+    uint64_t refused_malformed;  /* ... for a malformed, oversized, truncated or foreign frame */
+    uint64_t timed_out;          /* handshakes closed by the handshake timeout */
+    uint64_t dropped_busy;       /* inbound connections closed at PENDING_INBOUND_MAX */
+    uint64_t epoch_newest_seen;  /* highest epoch a peer reported (0 = none); above ours means
+                                    the cluster moved on without us: we are fenced */
+    uint64_t probed;             /* outbound probe handshakes completed */
+    uint64_t probes_answered;    /* inbound probe handshakes answered */
+    uint64_t quarantine_refused; /* raft connects failed by the quarantine gate */
+};
+
+/* What the transport knows of one peer, by raft id. Times are the loop's (uv_now), 0 = never. */
+struct tandem_transport_contact {
+    raft_id id;
+    char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1]; /* the member address last dialled or said */
+    uint64_t last_ok_ms;     /* last completed handshake at our cluster and epoch, either
+                                direction, probe or raft */
+    uint64_t ok_since_ms;    /* first of the handshakes completed since the last one that
+                                failed or was refused (0: the last one did): how long the peer
+                                has stayed reachable at our epoch */
+    uint64_t last_leader_ms; /* last such handshake in which the peer said it leads */
+    uint64_t epoch;          /* the epoch it last reported (0 = none yet) */
+    uint64_t last_probe_ms;  /* when our last probe to it started */
+    bool probing;            /* a probe of ours to it is in flight */
 };
 
 /* Fills t (version 1, impl, methods) for raft_uv_init. t->data is preserved. Returns 0, or
@@ -58,6 +86,36 @@ void tandem_transport_set_epoch(struct raft_uv_transport *t, uint64_t epoch);
 uint64_t tandem_transport_epoch(const struct raft_uv_transport *t);
 
 void tandem_transport_stats(const struct raft_uv_transport *t, struct tandem_transport_stats *out);
+
+/* Starts one outbound PROBE handshake to the peer (a tandem member address): the peer answers
+ * the ack and both ends close; the result lands in the contact table. Returns 0 when started,
+ * RAFT_BUSY when a probe to that peer is already in flight (nothing started), RAFT_INVALID for
+ * a bad address or id, RAFT_CANCELED while closing, RAFT_NOMEM or RAFT_NOCONNECTION (t->errmsg
+ * filled). */
+int tandem_transport_probe(struct raft_uv_transport *t, raft_id id, const char *address);
+
+/* The contact of one peer: 0, or -1 when the table has no entry for id. */
+int tandem_transport_contact(const struct raft_uv_transport *t, raft_id id,
+                             struct tandem_transport_contact *out);
+/* Copies up to max contacts into out; returns how many. These and the functions below do
+ * nothing (find nothing) once the transport was freed. */
+unsigned tandem_transport_contacts(const struct raft_uv_transport *t,
+                                   struct tandem_transport_contact *out, unsigned max);
+
+/* The quarantine gate. While on, every connect raft_uv asks for fails (from the loop, with
+ * RAFT_NOCONNECTION, as for an unreachable peer), so raft sends nothing: no pre-vote, vote,
+ * vote grant or append response leaves this node. Inbound handshakes (raft's included) and
+ * probes still work, so a leader can reach us and we learn of it. Connections raft already
+ * holds stay open: turn it on before raft starts. */
+void tandem_transport_set_quarantine(struct raft_uv_transport *t, bool on);
+
+/* This node is fenced: a peer reported newest_epoch, above ours. From now on every inbound
+ * handshake of our cluster is refused as an epoch mismatch whose ack carries newest_epoch, so
+ * old-epoch peers that reach us learn of the newer epoch too (and are fenced) instead of
+ * counting us as a node of their epoch. Outbound connections are the quarantine gate's to
+ * stop. */
+void tandem_transport_set_fenced(struct raft_uv_transport *t, uint64_t newest_epoch);
+bool tandem_transport_quarantined(const struct raft_uv_transport *t);
 
 /* Releases the memory of init. Call it only after t->close's callback has fired (raft_uv calls
  * t->close while closing the raft instance), or when t->listen and t->connect were never

@@ -202,6 +202,7 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
         .raft_dir = path,
         .cluster_id = c->cluster_id,
         .epoch = node->bcp.epoch,
+        .quarantine = node->bcp.quarantined, /* every start: node/bcp/quarantine.h */
         .join = c->join,
         .members = c->members,
         .n_members = c->n_members,

@@ -41,6 +41,10 @@ static void route_readyz(struct tandem_node *node, struct tandem_http_request *r
     (void)p;
     if (node->bcp.fenced) {
         tandem_route_json(node, r, 503, NULL, "{\"ready\":false,\"reason\":\"fenced\"}");
+    } else if (node->bcp.quarantined) {
+        tandem_route_jansson(node, r, 503,
+                             json_pack("{s:b,s:s,s:s}", "ready", false, "reason", "quarantined",
+                                       "quarantine", node->bcp.quarantine_why));
     } else if (tandem_raft_leader(&node->raft, &leader) != 0) {
         tandem_route_json(node, r, 503, NULL, "{\"ready\":false,\"reason\":\"no leader\"}");
     } else if (raft_last_applied(&node->raft.raft) < raft_commit_index(&node->raft.raft)) {
@@ -135,6 +139,8 @@ static void route_status(struct tandem_node *node, struct tandem_http_request *r
         "last_index", (json_int_t)raft_last_index(raft), "apply_digest", digest, "fenced",
         node->bcp.fenced, "epoch", (json_int_t)node->bcp.epoch, "cluster_id",
         node->config->cluster_id);
+    json_object_set_new(self, "quarantined", json_boolean(node->bcp.quarantined));
+    json_object_set_new(self, "quarantine", json_string(node->bcp.quarantine_why));
     json_t *leader_json = tandem_raft_leader(&node->raft, &leader) == 0
                               ? json_pack("{s:s,s:s}", "name", leader.name, "api", leader.api)
                               : json_null();
@@ -172,6 +178,27 @@ static void route_digest(struct tandem_node *node, struct tandem_http_request *r
     tandem_route_jansson(
         node, r, 200,
         json_pack("{s:I,s:s}", "applied_index", (json_int_t)applied, "state_digest", hex));
+}
+
+/* The start-up quarantine flag and, per member, whether its raft port and its API answered
+ * within site_down_after_ms. */
+static void reach_metrics(struct tandem_node *node, FILE *out)
+{
+    const struct raft_configuration *conf = &node->raft.raft.configuration;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    fprintf(out, "# TYPE tandem_quarantined gauge\ntandem_quarantined %d\n", node->bcp.quarantined);
+    fprintf(out, "# TYPE tandem_peer_reachable gauge\n");
+    for (unsigned i = 0; i < conf->n; i++) {
+        struct tandem_member m;
+        if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0 ||
+            strcmp(m.name, node->self.name) == 0) {
+            continue;
+        }
+        fprintf(out, "tandem_peer_reachable{peer=\"%s\",via=\"raft\"} %d\n", m.name,
+                tandem_bcp_raft_reachable(&node->bcp, m.name, NULL));
+        fprintf(out, "tandem_peer_reachable{peer=\"%s\",via=\"api\"} %d\n", m.name,
+                tandem_bcp_api_reachable(&node->bcp, m.name, NULL));
+    }
 }
 
 /* The per-site series, from this node's committed site table (skipped if it cannot be read;
@@ -242,6 +269,7 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
             (unsigned long long)node->forwarder.forwarded, (unsigned long long)ts.refused_cluster,
             (unsigned long long)ts.refused_epoch, (unsigned long long)ts.refused_malformed,
             (unsigned long long)hs.connections_open);
+    reach_metrics(node, out);
     tandem_histogram_write(out, "tandem_apply_duration_seconds",
                            "Time to apply one raft entry to LMDB.", &node->metrics.apply);
     tandem_histogram_write(out, "tandem_http_request_duration_seconds",

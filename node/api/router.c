@@ -22,7 +22,8 @@
 /* Tables tried in order; route ids (metrics labels) number their rows consecutively. */
 static const struct tandem_route_table *const route_tables[] = {
     &tandem_cluster_route_table, &tandem_kv_route_table,        &tandem_domain_route_table,
-    &tandem_bcp_route_table,     &tandem_rebalance_route_table, &tandem_events_route_table,
+    &tandem_bcp_route_table,     &tandem_rebalance_route_table, &tandem_quarantine_route_table,
+    &tandem_events_route_table,
 };
 #define ROUTE_TABLES_COUNT (sizeof route_tables / sizeof route_tables[0])
 
@@ -112,6 +113,22 @@ static void respond_no_leader(struct tandem_node *node, struct tandem_http_reque
     }
     tandem_route_json(node, r, 503, "Retry-After: 1\r\n",
                       "{\"error\":\"no leader\",\"leader\":null}");
+}
+
+/* 503 with Retry-After, like "no leader": {"error", "quarantined": true, "leader": null}. */
+static void respond_quarantined(struct tandem_node *node, struct tandem_http_request *r)
+{
+    char error[TANDEM_QUARANTINE_WHY_MAX + 128];
+    snprintf(error, sizeof error,
+             "this node is in start-up quarantine (%s); ask another node, or see tandemctl bcp "
+             "status",
+             node->bcp.quarantine_why[0] != '\0' ? node->bcp.quarantine_why : "just started");
+    json_t *body = json_pack("{s:s,s:b,s:n}", "error", error, "quarantined", true, "leader");
+    char *text = body == NULL ? NULL : json_dumps(body, JSON_COMPACT);
+    tandem_route_json(node, r, 503, "Retry-After: 1\r\n",
+                      text != NULL ? text : "{\"error\":\"start-up quarantine\"}");
+    free(text);
+    json_decref(body);
 }
 
 static void router_answer(void *data, struct tandem_http_request *r, int status,
@@ -417,6 +434,10 @@ static void dispatch(struct tandem_node *node, const struct tandem_route *route,
     if (node->stopping) {
         tandem_route_json(node, r, 503, "Retry-After: 1\r\n",
                           "{\"error\":\"node is shutting down\"}");
+        return;
+    }
+    if (node->bcp.quarantined && needs_leader(route, r)) {
+        respond_quarantined(node, r); /* not forwarded either: it may be of an old configuration */
         return;
     }
     if (!needs_leader(route, r) || raft_state(&node->raft.raft) == RAFT_LEADER) {

@@ -502,6 +502,32 @@ static json_t *names_json(const struct force *f, bool survivors)
     return list;
 }
 
+/* What the operator must guarantee after a forced invoke, and what start-up quarantine does and
+ * does not cover (issue 10 section 1). */
+#define FORCE_OPERATOR_MUST                                                                        \
+    "keep every lost node powered off or isolated from clients until it is fenced (it learns the " \
+    "new epoch when it reaches a survivor) or re-seeded with tandemctl member rejoin"
+#define FORCE_QUARANTINE_COVERS                                                                    \
+    "lost nodes that restart (a majority of the old configuration included) neither vote nor "     \
+    "campaign until they reach a node of every non-witness site or a leader of their epoch, or "   \
+    "an operator releases them with tandemctl member release; reaching a survivor fences them"
+#define FORCE_QUARANTINE_MISSES                                                                    \
+    "lost nodes that never stopped: if the 'lost' site was cut off rather than down and still "    \
+    "holds a majority of the old voters, it keeps its leader and accepts writes that the new "     \
+    "epoch never sees; quarantine only acts when a node starts"
+
+static void force_guarantee_add(json_t *body)
+{
+    json_t *q = json_pack("{s:s,s:s}", "covers", FORCE_QUARANTINE_COVERS, "does_not_cover",
+                          FORCE_QUARANTINE_MISSES);
+    if (body != NULL) {
+        json_object_set_new(body, "operator_must", json_string(FORCE_OPERATOR_MUST));
+        json_object_set_new(body, "quarantine", q);
+    } else {
+        json_decref(q);
+    }
+}
+
 /* The seed's lag as the lost leader last told this node (JSON null when never heard): the
  * least that the seed lacked of what the leader had, in entries, client writes and time. */
 static json_t *last_known_lag(const struct force *f)
@@ -561,6 +587,7 @@ static void force_report(struct force *f)
                                         "entries they committed after the survivors last heard "
                                         "from them may be lost, and their number is unknown"));
     }
+    force_guarantee_add(body);
     tandem_bcp_reply_json(&f->reply, 200, body);
 }
 

@@ -12,6 +12,7 @@
 #include "consensus/log_scan.h"
 #include "consensus/recover.h"
 #include "consensus/transport.h"
+#include "node/bcp/events.h"
 #include "node/log.h"
 #include "replication/bcp/sites.h"
 #include "storage/assert.h"
@@ -93,13 +94,41 @@ static struct tandem_bcp_peer *peer_find(struct tandem_bcp *b, const char *name)
     return NULL;
 }
 
+bool tandem_bcp_api_reachable(struct tandem_bcp *b, const char *name, int64_t *age_ms)
+{
+    struct tandem_bcp_peer *p = peer_find(b, name);
+    bool self = strcmp(name, b->env.self->name) == 0;
+    uint64_t now = bcp_now(b);
+    if (age_ms != NULL) {
+        *age_ms =
+            self
+                ? 0
+                : (p == NULL || p->last_ok_ms <= p->since_ms ? -1 : (int64_t)(now - p->last_ok_ms));
+    }
+    return self || (p != NULL && now - p->last_ok_ms < b->env.config->site_down_after_ms);
+}
+
+/* Section 2 of issue 10: a member whose API answers but whose raft port we cannot reach is as
+ * good as down for raft; the runtime probes every member's raft port through the transport. */
+bool tandem_bcp_raft_reachable(struct tandem_bcp *b, const char *name, int64_t *age_ms)
+{
+    struct tandem_bcp_peer *p = peer_find(b, name);
+    bool self = strcmp(name, b->env.self->name) == 0;
+    struct tandem_transport_contact c = {.last_ok_ms = 0};
+    uint64_t now = bcp_now(b);
+    if (p != NULL) {
+        (void)tandem_transport_contact(&b->env.raft->transport, p->id, &c);
+    }
+    if (age_ms != NULL) {
+        *age_ms = self ? 0 : (c.last_ok_ms == 0 ? -1 : (int64_t)(now - c.last_ok_ms));
+    }
+    uint64_t last = p == NULL ? 0 : (c.last_ok_ms > p->since_ms ? c.last_ok_ms : p->since_ms);
+    return self || (p != NULL && now - last < b->env.config->site_down_after_ms);
+}
+
 bool tandem_bcp_reachable(struct tandem_bcp *b, const char *name)
 {
-    if (strcmp(name, b->env.self->name) == 0) {
-        return true;
-    }
-    struct tandem_bcp_peer *p = peer_find(b, name);
-    return p != NULL && bcp_now(b) - p->last_ok_ms < b->env.config->site_down_after_ms;
+    return tandem_bcp_api_reachable(b, name, NULL) && tandem_bcp_raft_reachable(b, name, NULL);
 }
 
 static void fence(struct tandem_bcp *b, uint64_t epoch, const char *by);
@@ -163,11 +192,32 @@ static void probe_cb(struct tandem_httpc_request *req, int status,
     }
 }
 
-static void peer_probe(struct tandem_bcp *b, struct tandem_bcp_peer *p)
+static unsigned probe_interval_ms(struct tandem_bcp *b)
 {
     unsigned down = b->env.config->site_down_after_ms;
-    unsigned interval =
-        down / 6 > TANDEM_BCP_PROBE_INTERVAL_MIN_MS ? down / 6 : TANDEM_BCP_PROBE_INTERVAL_MIN_MS;
+    return down / 6 > TANDEM_BCP_PROBE_INTERVAL_MIN_MS ? down / 6
+                                                       : TANDEM_BCP_PROBE_INTERVAL_MIN_MS;
+}
+
+/* A PROBE handshake to the member's raft port: what it answers lands in the transport's
+ * contact table (raft reachability, quarantine, and a newer epoch that fences us). */
+static void peer_probe_raft(struct tandem_bcp *b, struct tandem_bcp_peer *p)
+{
+    uint64_t now = bcp_now(b);
+    if (b->closing || now - p->raft_sent_ms < probe_interval_ms(b)) {
+        return;
+    }
+    p->raft_sent_ms = now;
+    int rv = tandem_transport_probe(&b->env.raft->transport, p->id, p->address);
+    if (rv != 0 && rv != RAFT_BUSY) {
+        tandem_log(TANDEM_LOG_DEBUG, "raft probe of %s: %s", p->name,
+                   b->env.raft->transport.errmsg);
+    }
+}
+
+static void peer_probe(struct tandem_bcp *b, struct tandem_bcp_peer *p)
+{
+    unsigned interval = probe_interval_ms(b);
     uint64_t now = bcp_now(b);
     if (p->inflight || now - p->last_sent_ms < interval) {
         return;
@@ -209,13 +259,16 @@ static void peers_sync(struct tandem_bcp *b)
                 p->used = true;
                 p->bcp = b;
                 p->last_ok_ms = bcp_now(b); /* a new peer gets the benefit of the doubt */
+                p->since_ms = p->last_ok_ms;
                 snprintf(p->name, sizeof p->name, "%s", m.name);
             }
         }
         if (p != NULL) {
             p->seen = true;
+            p->id = conf->servers[i].id;
             snprintf(p->site, sizeof p->site, "%s", m.site);
             snprintf(p->api, sizeof p->api, "%s", m.api);
+            snprintf(p->address, sizeof p->address, "%s", conf->servers[i].address);
         }
     }
     for (unsigned i = 0; i < TANDEM_BCP_PEERS_MAX; i++) {
@@ -224,6 +277,7 @@ static void peers_sync(struct tandem_bcp *b)
             p->used = false; /* its probe, if any, still completes into this slot */
         } else if (p->used) {
             peer_probe(b, p);
+            peer_probe_raft(b, p);
         }
     }
 }
@@ -234,6 +288,10 @@ static void fence(struct tandem_bcp *b, uint64_t epoch, const char *by)
 {
     char errmsg[TANDEM_ERRMSG_SIZE];
     tandem_assert(epoch > b->epoch);
+    /* Refuse old-epoch peers with the newer epoch (they are fenced in turn) and open no raft
+     * connection any more. */
+    tandem_transport_set_fenced(&b->env.raft->transport, epoch);
+    tandem_transport_set_quarantine(&b->env.raft->transport, true);
     if (!b->fenced) {
         b->fenced = true;
         if (tandem_recover_write_u64(b->env.config->data_dir, TANDEM_FENCED_FILE, epoch, errmsg) !=
@@ -339,6 +397,9 @@ static void config_check(struct tandem_bcp *b)
     }
 }
 
+static void quarantine_check(struct tandem_bcp *b, bool announce);
+static void release_note(struct tandem_bcp *b);
+
 /* Remembers the leader this node knows, for the age of a local status view. */
 static void leader_seen(struct tandem_bcp *b)
 {
@@ -360,6 +421,155 @@ static void tick_cb(uv_timer_t *timer)
     fenced_check(b);
     sample(b);
     peers_sync(b);
+    quarantine_check(b, true);
+    release_note(b);
+}
+
+/* ---- start-up quarantine (the policy: node/bcp/quarantine.h) ---- */
+
+static bool site_is_witness(const struct tandem_site_table *t, const char *site)
+{
+    const struct tandem_site *s = t == NULL ? NULL : tandem_site_table_find(t, site);
+    return s != NULL ? s->witness : strcmp(site, TANDEM_SITE_WITNESS_NAME) == 0;
+}
+
+/* The configuration as the policy sees it, with what the raft transport heard of each. A
+ * member counts as reached once it stayed at our epoch for two probe intervals: a node of the
+ * other site that returns at the same time as we do and learns of a newer epoch from its own
+ * site-mate refuses our next probe, instead of releasing us with a single answer. */
+static void quarantine_gather(struct tandem_bcp *b, struct tandem_quarantine_input *in)
+{
+    uint64_t settle_ms = 2 * (uint64_t)probe_interval_ms(b);
+    const struct raft_configuration *conf = &b->env.raft->raft.configuration;
+    struct tandem_site_table *t = tandem_bcp_table_load(b); /* NULL: fall back to site names */
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    memset(in, 0, sizeof *in);
+    in->operator_release = b->released_by_operator;
+    for (unsigned i = 0; i < conf->n && in->n_members < TANDEM_QUARANTINE_MEMBERS_MAX; i++) {
+        struct tandem_member m;
+        struct tandem_transport_contact c = {.last_ok_ms = 0};
+        if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0) {
+            continue;
+        }
+        struct tandem_quarantine_member *q = &in->members[in->n_members++];
+        snprintf(q->name, sizeof q->name, "%s", m.name);
+        snprintf(q->site, sizeof q->site, "%s", m.site);
+        q->role = tandem_raft_role_from_raft(conf->servers[i].role);
+        q->self = conf->servers[i].id == b->env.raft->id;
+        q->witness = site_is_witness(t, m.site);
+        if (!q->self &&
+            tandem_transport_contact(&b->env.raft->transport, conf->servers[i].id, &c) == 0) {
+            q->reached = c.ok_since_ms != 0 && c.last_ok_ms - c.ok_since_ms >= settle_ms;
+            q->leading = c.last_leader_ms != 0; /* set only by handshakes at our epoch */
+        }
+    }
+    free(t);
+}
+
+static void quarantine_lift(struct tandem_bcp *b, const char *why)
+{
+    /* An event only when it waited (or was released by hand): a node let go at once, as in a
+     * restart into a healthy cluster, has nothing to tell. */
+    if (b->quarantine_why[0] != '\0' || b->released_by_operator) {
+        tandem_events_emit(b->env.events, "quarantine_release", b->env.self->site, "%s", why);
+    }
+    tandem_transport_set_quarantine(&b->env.raft->transport, false);
+    b->quarantined = false;
+    snprintf(b->quarantine_why, sizeof b->quarantine_why, "%s", why);
+    tandem_log(TANDEM_LOG_WARN, "start-up quarantine lifted: %s", why);
+}
+
+/* Lifts the quarantine once the policy allows it; says at warn what it waits for whenever that
+ * changes. A fenced node stays quarantined: it must take no part in raft at all. */
+static void quarantine_check(struct tandem_bcp *b, bool announce)
+{
+    struct tandem_quarantine_input *in = malloc(sizeof *in);
+    char why[TANDEM_QUARANTINE_WHY_MAX];
+    if (!b->quarantined || b->fenced || in == NULL) {
+        free(in);
+        return;
+    }
+    quarantine_gather(b, in);
+    enum tandem_quarantine_verdict verdict = tandem_quarantine_decide(in, why);
+    free(in);
+    if (verdict != TANDEM_QUARANTINE_WAIT) {
+        quarantine_lift(b, why);
+    } else if (announce && strcmp(why, b->quarantine_why) != 0) {
+        if (b->quarantine_why[0] == '\0') {
+            tandem_events_emit(b->env.events, "quarantine_enter", b->env.self->site,
+                               "neither voting nor campaigning: %s", why);
+        }
+        snprintf(b->quarantine_why, sizeof b->quarantine_why, "%s", why);
+        tandem_log(TANDEM_LOG_WARN,
+                   "start-up quarantine: this node neither votes nor campaigns, %s", why);
+    }
+}
+
+int tandem_bcp_release(struct tandem_bcp *b, const char *reason, char *errmsg)
+{
+    if (!b->quarantined) {
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "%s is not quarantined%s", b->env.self->name,
+                 b->fenced ? " (it is fenced: re-seed it with tandemctl member rejoin)" : "");
+        return -1;
+    }
+    if (b->fenced) {
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE,
+                 "%s is fenced: the cluster moved to a newer epoch; re-seed it with tandemctl "
+                 "member rejoin",
+                 b->env.self->name);
+        return -1;
+    }
+    char why[TANDEM_QUARANTINE_WHY_MAX + TANDEM_BCP_RELEASE_REASON_MAX + 64];
+    snprintf(b->release_reason, sizeof b->release_reason, "%s", reason);
+    snprintf(why, sizeof why, "released by an operator (%s); it was %s", reason,
+             b->quarantine_why[0] != '\0' ? b->quarantine_why : "just started");
+    b->released_by_operator = true;
+    b->release_note_pending = true;
+    quarantine_lift(b, why);
+    return 0;
+}
+
+static void release_note_cb(void *data, int status, int http_status, const char *body,
+                            size_t body_len)
+{
+    struct tandem_bcp *b = data;
+    b->release_note_inflight = false;
+    if (status == 0 && http_status == 200) {
+        b->release_note_pending = false;
+        tandem_log(TANDEM_LOG_INFO, "operator release of %s recorded in the decisions",
+                   b->env.self->name);
+    } else {
+        tandem_log(TANDEM_LOG_DEBUG, "recording the operator release: %s %.*s",
+                   status != 0 ? uv_strerror(status) : "HTTP",
+                   (int)(body_len > 200 ? 200 : body_len), body == NULL ? "" : body);
+    }
+}
+
+/* The operator's release goes into the replicated history once a leader is known (like the
+ * forced-invoke note): POSTed to the leader's API, retried until it is recorded. */
+static void release_note(struct tandem_bcp *b)
+{
+    struct tandem_member leader;
+    uint64_t now = bcp_now(b);
+    if (!b->release_note_pending || b->release_note_inflight || b->fenced || b->closing ||
+        now - b->release_note_sent_ms < TANDEM_BCP_NOTE_RETRY_MS ||
+        tandem_raft_leader(b->env.raft, &leader) != 0) {
+        return;
+    }
+    char by[TANDEM_NAME_LEN_MAX + 16];
+    snprintf(by, sizeof by, "operator:%s", b->env.self->name);
+    json_t *body = json_pack("{s:s,s:s,s:s,s:s,s:s}", "action", TANDEM_BCP_RELEASE_ACTION, "member",
+                             b->env.self->name, "site", b->env.self->site, "reason",
+                             b->release_reason, "by", by);
+    char *text = body == NULL ? NULL : json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    b->release_note_sent_ms = now;
+    if (text != NULL &&
+        tandem_bcp_call(b, leader.api, "POST", "/v1/bcp/decisions", NULL, text,
+                        TANDEM_BCP_PROBE_TIMEOUT_MAX_MS * 5, release_note_cb, b) == 0) {
+        b->release_note_inflight = true;
+    }
+    free(text);
 }
 
 /* ---- site controller glue ---- */
@@ -721,6 +931,20 @@ struct node_lag {
     json_int_t ms;       /* -1 unknown */
 };
 
+/* "api_reachable", "raft_reachable" and the age of each one's last contact (null: never). */
+static void reach_json(struct tandem_bcp *b, const char *name, json_t *out)
+{
+    int64_t api_age, raft_age;
+    bool api = tandem_bcp_api_reachable(b, name, &api_age);
+    bool raft = tandem_bcp_raft_reachable(b, name, &raft_age);
+    json_object_set_new(out, "api_reachable", json_boolean(api));
+    json_object_set_new(out, "raft_reachable", json_boolean(raft));
+    json_object_set_new(out, "api_contact_age_ms",
+                        api_age < 0 ? json_null() : json_integer((json_int_t)api_age));
+    json_object_set_new(out, "raft_contact_age_ms",
+                        raft_age < 0 ? json_null() : json_integer((json_int_t)raft_age));
+}
+
 /* The lag of member id as this node, the leader, sees it; *match its match index. */
 static void member_lag(struct tandem_bcp *b, uint64_t id, struct node_lag *lag, raft_index *match)
 {
@@ -767,6 +991,7 @@ static json_t *node_json(struct tandem_bcp *b, const char *name, int role, int h
                         lag->entries < 0 ? json_null() : json_integer(lag->entries));
     json_object_set_new(out, "lag_ms", lag->ms < 0 ? json_null() : json_integer(lag->ms));
     json_object_set_new(out, "lag_commands", lag_value(lag->commands));
+    reach_json(b, name, out);
     return out;
 }
 
@@ -919,6 +1144,10 @@ json_t *tandem_bcp_status_json(struct tandem_bcp *b, MDB_txn *txn)
                   config->auto_bcp, "site_down_after_ms", (json_int_t)config->site_down_after_ms,
                   "epoch", (json_int_t)b->epoch, "fenced", b->fenced, "controller", controller,
                   "decisions", decisions, "node", b->env.self->name, "mode", config->mode);
+    if (out != NULL) {
+        json_object_set_new(out, "quarantined", json_boolean(b->quarantined));
+        json_object_set_new(out, "quarantine", json_string(b->quarantine_why));
+    }
     free(t);
     return out;
 }
@@ -1098,6 +1327,7 @@ void tandem_bcp_init(struct tandem_bcp *b, const struct tandem_bcp_env *env)
     tandem_assert(env->stop != NULL);
     memset(b, 0, sizeof *b);
     b->env = *env;
+    b->quarantined = true; /* on every start; the raft options start the transport's gate on */
     b->epoch = epoch_load(env->config->data_dir);
     tandem_assert(b->epoch > 0);
 }
@@ -1109,6 +1339,7 @@ static void markers_load(struct tandem_bcp *b)
     uint64_t fenced_at = tandem_recover_file_u64(data_dir, TANDEM_FENCED_FILE);
     if (fenced_at > b->epoch) {
         b->fenced = true; /* fenced before a restart stays fenced until re-seeded */
+        tandem_transport_set_fenced(&b->env.raft->transport, fenced_at);
         tandem_log(TANDEM_LOG_ERROR,
                    "fenced: cluster is at epoch %" PRIu64 ", this node at %" PRIu64, fenced_at,
                    b->epoch);
@@ -1147,6 +1378,16 @@ int tandem_bcp_start(struct tandem_bcp *b)
     }
     b->started_ms = uv_now(b->env.loop);
     markers_load(b);
+    /* Nothing to protect (a joining node, a sole voter) is let go before the API answers; a
+     * node that must wait says so at the first tick, once events are running. */
+    quarantine_check(b, false);
+    if (b->quarantined) {
+        tandem_log(TANDEM_LOG_WARN,
+                   "start-up quarantine: neither voting nor campaigning until this node reaches a "
+                   "leader of epoch %" PRIu64 " or a node of every non-witness site, or an "
+                   "operator runs tandemctl member release %s",
+                   b->epoch, b->env.self->name);
+    }
     if (tandem_site_controller_init(&b->controller, b->env.loop, &b->env.raft->raft,
                                     config->election_timeout_ms, gather_cb, propose_cb,
                                     controller_log_cb, b) != 0) {

@@ -13,6 +13,7 @@
 #include "consensus/raft_node.h"
 #include "consensus/recover.h"
 #include "consensus/site_controller.h"
+#include "node/bcp/quarantine.h"
 #include "node/config.h"
 #include "node/http/client.h"
 #include "replication/proposer.h"
@@ -29,6 +30,9 @@ struct tandem_events;
 #define TANDEM_BCP_SAMPLES               1200 /* (time, last index) ring: lag_ms horizon of 60 s */
 #define TANDEM_BCP_RESTART_DELAY_MS      300  /* lets the answer that caused a restart go out */
 #define TANDEM_BCP_DECISIONS_SHOWN       20   /* decisions in /v1/bcp/status */
+#define TANDEM_BCP_RELEASE_REASON_MAX    200  /* bytes of an operator's release reason */
+#define TANDEM_BCP_NOTE_RETRY_MS         1000 /* between attempts to record a release */
+#define TANDEM_BCP_RELEASE_ACTION        "quarantine release" /* its decision's action */
 
 /* What the BCP runtime (and the drill, forced failover, rejoin and takeover waits built on it)
  * borrows from the node that owns it. Every pointer is borrowed and outlives the runtime. */
@@ -50,10 +54,14 @@ struct tandem_bcp_peer {
     char name[TANDEM_NAME_LEN_MAX + 1];
     char site[TANDEM_SITE_LEN_MAX + 1];
     char api[TANDEM_URL_LEN_MAX + 1];
-    struct tandem_httpc_request req; /* the probe in flight */
-    struct tandem_bcp *bcp;          /* borrowed */
+    char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1]; /* its member address, probed over raft */
+    uint64_t id;                                     /* its raft id */
+    struct tandem_httpc_request req;                 /* the probe in flight */
+    struct tandem_bcp *bcp;                          /* borrowed */
     bool used, inflight, seen;
-    uint64_t last_ok_ms, last_sent_ms;
+    uint64_t last_ok_ms, last_sent_ms; /* API probe: last answer at our epoch, last sent */
+    uint64_t since_ms;                 /* when it became a peer: the benefit of the doubt */
+    uint64_t raft_sent_ms;             /* last raft transport probe started */
 };
 
 struct tandem_bcp_sample {
@@ -98,6 +106,14 @@ struct tandem_bcp {
     uint64_t leader_seen_ms; /* uv_now when this node last knew a leader; 0 = never */
     char leader_seen_name[TANDEM_NAME_LEN_MAX + 1];
     bool fenced_logged;
+    /* Start-up quarantine: on at every start until node/bcp/quarantine.h releases it. */
+    bool quarantined;
+    bool released_by_operator;
+    char quarantine_why[TANDEM_QUARANTINE_WHY_MAX]; /* what it waits for, or what released it */
+    char release_reason[TANDEM_BCP_RELEASE_REASON_MAX + 1];
+    bool release_note_pending; /* the operator's release still to record at a leader */
+    bool release_note_inflight;
+    uint64_t release_note_sent_ms;
     bool restart_pending;
     unsigned handles_open; /* the controller, the pool and the two timers while open */
     bool closing;
@@ -117,8 +133,19 @@ int tandem_bcp_plan_input(struct tandem_bcp *b, struct tandem_site_plan_input *i
  * and in ms (-1 when unknown). Returns 0, or -1 when this node does not lead or knows none. */
 int tandem_bcp_site_lag(struct tandem_bcp *b, const char *site, int64_t *entries, int64_t *ms);
 
-/* Whether a member answered a probe within site_down_after_ms (this node: always). */
+/* Whether a member answered an API probe, and completed a raft transport handshake at our
+ * epoch, both within site_down_after_ms (this node: always). A new peer gets the benefit of
+ * the doubt for site_down_after_ms. */
 bool tandem_bcp_reachable(struct tandem_bcp *b, const char *name);
+/* Each half of it; *age_ms (may be NULL) is the age of the last contact, -1 when never. */
+bool tandem_bcp_api_reachable(struct tandem_bcp *b, const char *name, int64_t *age_ms);
+bool tandem_bcp_raft_reachable(struct tandem_bcp *b, const char *name, int64_t *age_ms);
+
+/* tandemctl member release: lifts this node's start-up quarantine now (logged at warn with
+ * reason) and records the decision in the replicated history once a leader is known. Returns
+ * 0, or -1 with errmsg (TANDEM_ERRMSG_SIZE) filled when the node is not quarantined. */
+int tandem_bcp_release(struct tandem_bcp *b, const char *reason, char *errmsg);
+
 /* On the leader: {"<member>": {"entries", "commands", "ms"}} (null where unknown), the lag of
  * every member; NULL elsewhere. Every probe answer carries it to the other members. */
 json_t *tandem_bcp_lag_view(struct tandem_bcp *b);

@@ -256,6 +256,15 @@ static void force_print(struct tandem_ctl_context *ctx, const json_t *root)
         fprintf(ctx->out, "  %s: %s %s%s\n", str(v, "name"), str(v, "action"),
                 json_is_true(json_object_get(v, "ok")) ? "accepted" : "FAILED ", str(v, "error"));
     }
+    const json_t *quarantine = json_object_get(root, "quarantine");
+    if (str(root, "operator_must")[0] != '\0') {
+        fprintf(ctx->out,
+                "YOU MUST: %s\n"
+                "start-up quarantine covers: %s\n"
+                "it does NOT cover: %s\n",
+                str(root, "operator_must"), str(quarantine, "covers"),
+                str(quarantine, "does_not_cover"));
+    }
 }
 
 /* POSTs {"site": SITE, <flag>: --<flag> given, "reason": --reason} to path and prints the

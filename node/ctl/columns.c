@@ -19,8 +19,8 @@
 #define CHANGE_CELL_SIZE     96  /* a plan's "before -> after" cell */
 
 static tandem_ctl_cell_format cell_value, cell_text, cell_yes_no, cell_site_state, cell_leader,
-    cell_kv_key, cell_kv_value, cell_nodes, cell_plan_site, cell_integer_change, cell_hours_change,
-    cell_load_change;
+    cell_kv_key, cell_kv_value, cell_nodes, cell_reach, cell_plan_site, cell_integer_change,
+    cell_hours_change, cell_load_change;
 
 /* A column of one view. */
 struct view_column {
@@ -112,6 +112,7 @@ static const struct view_column columns[] = {
     {TANDEM_CTL_VIEW_BCP_SITES, {"EPOCH", "epoch", tandem_ctl_cell_index, "-"}},
     {TANDEM_CTL_VIEW_BCP_SITES, {"SINCE", "since", tandem_ctl_cell_time, "-"}},
     {TANDEM_CTL_VIEW_BCP_SITES, {"NODES", "nodes", cell_nodes, "-"}},
+    {TANDEM_CTL_VIEW_BCP_SITES, {"REACH", "nodes", cell_reach, "-"}},
     {TANDEM_CTL_VIEW_BCP_SITES, {"LAG_ENTRIES", "lag_entries", tandem_ctl_cell_index, "-"}},
     /* client writes in the entries lacking: an entry packs a loop iteration's writes */
     {TANDEM_CTL_VIEW_BCP_SITES, {"LAG_WRITES", "lag_commands", tandem_ctl_cell_index, "-"}},
@@ -331,6 +332,49 @@ static void cell_nodes(const json_t *item, const struct tandem_ctl_column *colum
             break;
         }
         used += (size_t)n;
+    }
+}
+
+/* How a node answers: over raft and the API, one of them, or neither. NULL when the server did
+ * not say. */
+static const char *reach_label(const json_t *node)
+{
+    json_t *raft = json_object_get(node, "raft_reachable");
+    json_t *api = json_object_get(node, "api_reachable");
+    if (!json_is_boolean(raft) || !json_is_boolean(api)) {
+        return NULL;
+    }
+    static const char *const labels[2][2] = {{"none", "api only"}, {"raft only", "raft+api"}};
+    return labels[json_is_true(raft)][json_is_true(api)];
+}
+
+/* A site's reachability: "raft+api" when every node answers both ways, else each node that does
+ * not with how it answers ("west-1 api only, west-2 none"); cut at NODES_CELL_SIZE. */
+static void cell_reach(const json_t *item, const struct tandem_ctl_column *column,
+                       const void *context, char *out, size_t size)
+{
+    size_t used = 0, i, known = 0;
+    json_t *node;
+    (void)context;
+    size = size < NODES_CELL_SIZE ? size : NODES_CELL_SIZE;
+    out[0] = '\0';
+    json_array_foreach(json_object_get(item, column->field), i, node)
+    {
+        const char *label = reach_label(node);
+        const char *name = json_string_value(json_object_get(node, "name"));
+        known += label != NULL;
+        if (label == NULL || strcmp(label, "raft+api") == 0) {
+            continue;
+        }
+        int n = snprintf(out + used, size - used, "%s%s %s", used > 0 ? ", " : "", name ? name : "",
+                         label);
+        if (n < 0 || (size_t)n >= size - used) {
+            break;
+        }
+        used += (size_t)n;
+    }
+    if (used == 0) {
+        snprintf(out, size, "%s", known > 0 ? "raft+api" : column->absent);
     }
 }
 

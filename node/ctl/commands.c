@@ -35,6 +35,9 @@ const struct tandem_ctl_command tandem_ctl_commands[] = {
     {"member", "divergence", "NAME", 1, 1, tandem_ctl_member_divergence,
      "show NAME's divergence reports (asked of NAME itself): fork point, entries after it, "
      "keys, jobs and boxes touched, where the old data is kept"},
+    {"member", "release", "NAME [--reason TEXT]", 1, 1, tandem_ctl_member_release,
+     "lift NAME's start-up quarantine (audited): only when you know no newer epoch runs "
+     "elsewhere"},
     {"job", "create",
      "CLIENT KIND SITE [--id ID] [--stages a,b,..] [--effort N] [--due TIME] [--priority N] "
      "[--operator NAME] [--pinned] [--file JOB.json]",

@@ -154,6 +154,8 @@ int tandem_ctl_member_divergence(struct tandem_ctl_context *ctx,
 int tandem_ctl_member_remove(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_member_transfer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_member_rejoin(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+/* Command handler: cmd_release.c. */
+int tandem_ctl_member_release(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 
 /* Command handlers: cmd_kv.c. */
 int tandem_ctl_kv_put(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);

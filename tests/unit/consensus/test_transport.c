@@ -1,5 +1,6 @@
-/* Tests for the raft transport: handshake acceptance and refusals on real loopback sockets, and
- * two raft_uv instances electing a leader and committing an entry over it. */
+/* Tests for the raft transport: handshake acceptance and refusals on real loopback sockets, probes
+ * and the contact table, the quarantine gate, and two raft_uv instances electing a leader and
+ * committing an entry over it (and not electing one while quarantined). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,8 +31,17 @@
 #define WAIT_MS            3000   /* ceiling for an event that should come at once */
 #define RAW_BUF_MAX        4096   /* bytes a raw client or receiver keeps */
 #define BUSY_CLIENTS       (TANDEM_TRANSPORT_PENDING_INBOUND_MAX + 1)
-#define HELLO_SIZE         392 /* the wire frames, spelled out again so a format change shows here */
-#define ACK_SIZE           24
+#define HELLO_SIZE         400 /* the wire frames, spelled out again so a format change shows here */
+#define ACK_SIZE           32
+#define HELLO_V1_SIZE      392 /* protocol version 1, refused */
+#define HELLO_OFF_FLAGS    32
+#define HELLO_OFF_CLUSTER  40
+#define HELLO_OFF_ADDRESS  104
+#define ACK_OFF_FLAGS      24
+#define FLAG_PROBE         1
+#define FLAG_LEADER        2
+#define STATUS_MALFORMED   3
+#define STATUS_VERSION     4
 
 /* ---- loop helpers ---- */
 
@@ -122,7 +132,13 @@ struct node {
     unsigned warnings;
     unsigned infos;
     bool closed;
+    bool leader; /* what the leading callback answers */
 };
+
+static bool node_leading(void *data)
+{
+    return ((struct node *)data)->leader;
+}
 
 static void node_log(void *data, int level, const char *msg)
 {
@@ -166,7 +182,9 @@ static void node_start(struct node *n, uv_loop_t *loop, const char *name, const 
                                              .epoch = epoch,
                                              .handshake_timeout_ms = timeout_ms,
                                              .log = node_log,
-                                             .log_data = n};
+                                             .log_data = n,
+                                             .leading = node_leading,
+                                             .leading_data = n};
     assert_int_equal(tandem_transport_init(&n->transport, loop, &config), 0);
     assert_int_equal(n->transport.version, 1);
     n->transport.data = n;
@@ -499,22 +517,22 @@ static void expect_malformed(uv_loop_t *loop, struct raw *r, size_t len, bool ex
     if (expect_ack) {
         assert_int_equal(r->in_len, ACK_SIZE);
         assert_memory_equal(r->in, "TNDMACK!", 8);
-        assert_int_equal(get_le32(r->in + 12), 3); /* status: malformed */
+        assert_int_equal(get_le32(r->in + 12), STATUS_MALFORMED);
     }
     raw_stop(r, loop);
 }
 
-/* A hello that is right up to its address field. */
+/* A version 2 hello at epoch 1 from raft id 42 that is right up to its address field. */
 static void hello_build(uint8_t *out, uint32_t address_len, const char *address)
 {
     memset(out, 0, HELLO_SIZE);
     memcpy(out, "TNDMHELO", 8);
-    put_le(out + 8, 1, 4);
+    put_le(out + 8, 2, 4);
     put_le(out + 12, address_len, 4);
     put_le(out + 16, 1, 8);
     put_le(out + 24, 42, 8);
-    memcpy(out + 32, "prod", 4);
-    memcpy(out + 96, address, strlen(address));
+    memcpy(out + HELLO_OFF_CLUSTER, "prod", 4);
+    memcpy(out + HELLO_OFF_ADDRESS, address, strlen(address));
 }
 
 static void test_malformed_hello(void **state)
@@ -536,11 +554,17 @@ static void test_malformed_hello(void **state)
 
     raw_start(&r, &loop, n.port); /* the right magic and version, an oversized address */
     hello_build(r.out, 100000, "");
-    memset(r.out + 96, 'x', HELLO_SIZE - 96);
+    memset(r.out + HELLO_OFF_ADDRESS, 'x', HELLO_SIZE - HELLO_OFF_ADDRESS);
     expect_malformed(&loop, &r, HELLO_SIZE, true);
 
     raw_start(&r, &loop, n.port); /* a valid frame whose address is not a member address */
     hello_build(r.out, 5, "a|b|c");
+    expect_malformed(&loop, &r, HELLO_SIZE, true);
+
+    raw_start(&r, &loop, n.port); /* a valid hello but for a flag this version does not know */
+    static const char valid[] = "raw-1|west|127.0.0.1:1|http://127.0.0.1:1";
+    hello_build(r.out, (uint32_t)strlen(valid), valid);
+    put_le(r.out + HELLO_OFF_FLAGS, 0x100, 8);
     expect_malformed(&loop, &r, HELLO_SIZE, true);
 
     raw_start(&r, &loop, n.port); /* a hello cut short */
@@ -554,7 +578,7 @@ static void test_malformed_hello(void **state)
 
     settle(&loop, 20);
     struct tandem_transport_stats stats = node_stats(&n);
-    assert_int_equal(stats.refused_malformed, 5);
+    assert_int_equal(stats.refused_malformed, 6);
     assert_int_equal(stats.accepted, 0);
     assert_int_equal(n.accepts, 0);
     assert_int_equal(n.warnings, 1); /* all from 127.0.0.1, all malformed: said once */
@@ -757,6 +781,281 @@ static void test_close_cancels_connects(void **state)
     loop_finish(&loop);
 }
 
+/* ---- 8. protocol version 1 is refused, and said so ---- */
+
+/* A loop with up to three transports: east-1, west-1, west-2, at the epochs given. */
+struct nodes {
+    uv_loop_t loop;
+    struct node n[3];
+    unsigned count;
+};
+
+static void nodes_start(struct nodes *s, unsigned count, const uint64_t *epochs)
+{
+    static const char *const names[] = {"east-1", "west-1", "west-2"};
+    assert_true(count <= 3);
+    assert_int_equal(uv_loop_init(&s->loop), 0);
+    s->count = count;
+    for (unsigned i = 0; i < count; i++) {
+        node_start(&s->n[i], &s->loop, names[i], "prod", epochs[i], 0);
+    }
+}
+
+/* Stops the nodes a test left running and checks the loop is empty. */
+static void nodes_stop(struct nodes *s)
+{
+    for (unsigned i = 0; i < s->count; i++) {
+        if (!s->n[i].closed) {
+            node_stop(&s->n[i], &s->loop);
+        }
+    }
+    loop_finish(&s->loop);
+}
+
+static void test_version_1_refused(void **state)
+{
+    (void)state;
+    static struct nodes s;
+    static struct raw r;
+    static const char address[] = "old-1|west|127.0.0.1:1|http://127.0.0.1:1";
+    nodes_start(&s, 1, (uint64_t[]){1});
+    struct node *n = &s.n[0];
+    raw_start(&r, &s.loop, n->port);
+    assert_true(run_until(&s.loop, flag_set, &r.connected, WAIT_MS));
+    /* A version 1 hello is 8 bytes shorter: the head alone must get the answer, no timeout. */
+    hello_build(r.out, (uint32_t)strlen(address), address);
+    put_le(r.out + 8, 1, 4);
+    raw_send(&r, HELLO_V1_SIZE);
+    assert_true(run_until(&s.loop, raw_eof, &r, WAIT_MS));
+    assert_int_equal(r.in_len, ACK_SIZE);
+    assert_memory_equal(r.in, "TNDMACK!", 8);
+    assert_int_equal(get_le32(r.in + 8), 2);
+    assert_int_equal(get_le32(r.in + 12), STATUS_VERSION);
+    raw_stop(&r, &s.loop);
+    struct tandem_transport_stats stats = node_stats(n);
+    assert_int_equal(stats.refused_malformed, 1);
+    assert_int_equal(stats.timed_out, 0);
+    assert_int_equal(n->accepts, 0);
+    assert_int_equal(n->warnings, 1);
+    nodes_stop(&s);
+}
+
+/* ---- 9. flags, probes and the contact table ---- */
+
+static struct tandem_transport_contact node_contact(const struct node *of, const struct node *peer)
+{
+    struct tandem_transport_contact c;
+    assert_int_equal(tandem_transport_contact(&of->transport, peer->id, &c), 0);
+    assert_int_equal(c.id, peer->id);
+    return c;
+}
+
+/* A raft connection fills both ends' contacts; only a leader's hello or ack marks leadership. */
+static void test_contacts_and_leader_flag(void **state)
+{
+    (void)state;
+    static struct nodes s;
+    nodes_start(&s, 2, (uint64_t[]){7, 7});
+    struct node *a = &s.n[0], *b = &s.n[1];
+    struct tandem_transport_contact c;
+    assert_int_equal(tandem_transport_contact(&a->transport, b->id, &c), -1);
+
+    a->leader = true;
+    struct conn conn;
+    assert_int_equal(node_connect(a, b, &s.loop, &conn), 0);
+    assert_true(run_until(&s.loop, node_accepted, b, WAIT_MS));
+    struct tandem_transport_contact ab = node_contact(a, b), ba = node_contact(b, a);
+    assert_true(ab.last_ok_ms > 0 && ba.last_ok_ms > 0);
+    assert_int_equal(ab.last_leader_ms, 0); /* b does not lead */
+    assert_int_equal(ba.last_leader_ms, ba.last_ok_ms);
+    assert_int_equal(ab.epoch, 7);
+    assert_int_equal(ba.epoch, 7);
+    assert_string_equal(ba.address, a->address);
+    assert_string_equal(ab.address, b->address);
+    assert_false(ab.probing);
+    conn_close(&conn);
+
+    a->leader = false; /* now b leads: its ack says so */
+    b->leader = true;
+    assert_int_equal(node_connect(a, b, &s.loop, &conn), 0);
+    assert_true(node_contact(a, b).last_leader_ms > 0);
+    struct tandem_transport_contact all[TANDEM_TRANSPORT_CONTACTS_MAX];
+    assert_int_equal(tandem_transport_contacts(&a->transport, all, TANDEM_TRANSPORT_CONTACTS_MAX),
+                     1);
+    conn_close(&conn);
+    nodes_stop(&s);
+}
+
+static bool not_probing(void *arg)
+{
+    struct node **pair = arg;
+    struct tandem_transport_contact c;
+    return tandem_transport_contact(&pair[0]->transport, pair[1]->id, &c) == 0 && !c.probing;
+}
+
+/* Probes and waits for it to finish; returns the prober's contact of the peer. */
+static struct tandem_transport_contact probe_wait(uv_loop_t *loop, struct node *from,
+                                                  struct node *to)
+{
+    struct node *pair[2] = {from, to};
+    assert_int_equal(tandem_transport_probe(&from->transport, to->id, to->address), 0);
+    assert_int_equal(tandem_transport_probe(&from->transport, to->id, to->address), RAFT_BUSY);
+    assert_true(run_until(loop, not_probing, pair, WAIT_MS));
+    return node_contact(from, to);
+}
+
+/* A probe is answered and closed: raft never sees it, but both contact tables do. */
+static void test_probe(void **state)
+{
+    (void)state;
+    static struct nodes s;
+    nodes_start(&s, 3, (uint64_t[]){3, 3, 2});
+    struct node *a = &s.n[0], *b = &s.n[1], *old = &s.n[2];
+    b->leader = true;
+    struct tandem_transport_contact c = probe_wait(&s.loop, a, b);
+    assert_true(c.last_ok_ms > 0 && c.last_probe_ms > 0);
+    assert_int_equal(c.last_leader_ms, c.last_ok_ms);
+    assert_int_equal(c.ok_since_ms, c.last_ok_ms);
+    assert_int_equal(c.epoch, 3);
+    settle(&s.loop, 20);
+    uint64_t first_ok_ms = c.last_ok_ms;
+    c = probe_wait(&s.loop, a, b); /* still there: the run of answers goes on */
+    assert_true(c.last_ok_ms > first_ok_ms);
+    assert_int_equal(c.ok_since_ms, first_ok_ms);
+    settle(&s.loop, 20);
+    assert_int_equal(b->accepts, 0);
+    assert_int_equal(node_stats(a).probed, 2);
+    assert_int_equal(node_stats(b).probes_answered, 2);
+    assert_int_equal(node_stats(a).connected + node_stats(b).accepted, 0);
+    assert_true(node_contact(b, a).last_ok_ms > 0);
+
+    /* Another epoch: no contact at ours, but its epoch is known (and fences the older side). */
+    c = probe_wait(&s.loop, a, old);
+    assert_int_equal(c.last_ok_ms, 0);
+    assert_int_equal(c.epoch, 2);
+    c = probe_wait(&s.loop, old, a);
+    assert_int_equal(c.last_ok_ms, 0);
+    assert_int_equal(c.epoch, 3);
+    assert_int_equal(node_stats(old).epoch_newest_seen, 3);
+
+    /* Nobody listening: the probe ends, nothing was heard. */
+    node_stop(old, &s.loop);
+    c = probe_wait(&s.loop, a, old);
+    assert_true(c.last_probe_ms > 0);
+    assert_int_equal(c.last_ok_ms, 0);
+
+    /* b moves to another epoch: the run of answers at ours ends. */
+    tandem_transport_set_epoch(&b->transport, 4);
+    c = probe_wait(&s.loop, a, b);
+    assert_int_equal(c.ok_since_ms, 0);
+    assert_int_equal(c.epoch, 4);
+    assert_true(c.last_ok_ms > 0); /* when it last was at ours */
+
+    assert_int_equal(tandem_transport_probe(&a->transport, b->id, "not an address"), RAFT_INVALID);
+    assert_int_equal(tandem_transport_probe(&a->transport, 0, b->address), RAFT_INVALID);
+    nodes_stop(&s);
+}
+
+/* The table keeps at most TANDEM_TRANSPORT_CONTACTS_MAX peers, the latest heard among them. */
+static void test_contacts_bounded(void **state)
+{
+    (void)state;
+    static struct nodes s;
+    static struct raw r;
+    static struct tandem_transport_contact all[TANDEM_TRANSPORT_CONTACTS_MAX + 8];
+    const unsigned peers = TANDEM_TRANSPORT_CONTACTS_MAX + 6;
+    nodes_start(&s, 1, (uint64_t[]){1});
+    struct node *n = &s.n[0];
+    for (unsigned i = 1; i <= peers; i++) {
+        char address[64];
+        snprintf(address, sizeof address, "p-%u|west|127.0.0.1:1|http://127.0.0.1:1", i);
+        raw_start(&r, &s.loop, n->port);
+        assert_true(run_until(&s.loop, flag_set, &r.connected, WAIT_MS));
+        hello_build(r.out, (uint32_t)strlen(address), address);
+        put_le(r.out + 24, i, 8);                       /* raft id i */
+        put_le(r.out + HELLO_OFF_FLAGS, FLAG_PROBE, 8); /* answered and closed */
+        raw_send(&r, HELLO_SIZE);
+        assert_true(run_until(&s.loop, raw_eof, &r, WAIT_MS));
+        assert_int_equal(r.in_len, ACK_SIZE);
+        assert_int_equal(get_le32(r.in + 12), 0);
+        raw_stop(&r, &s.loop);
+    }
+    assert_int_equal(
+        tandem_transport_contacts(&n->transport, all, TANDEM_TRANSPORT_CONTACTS_MAX + 8),
+        TANDEM_TRANSPORT_CONTACTS_MAX);
+    struct tandem_transport_contact c;
+    assert_int_equal(tandem_transport_contact(&n->transport, peers, &c), 0);
+    assert_string_equal(c.address, "p-70|west|127.0.0.1:1|http://127.0.0.1:1");
+    assert_int_equal(node_stats(n).probes_answered, peers);
+    assert_int_equal(n->accepts, 0);
+    nodes_stop(&s);
+}
+
+/* A fenced node refuses peers of its own (old) epoch and tells them the newer one. */
+static void test_fenced_node_tells_the_newer_epoch(void **state)
+{
+    (void)state;
+    static struct nodes s;
+    nodes_start(&s, 3, (uint64_t[]){1, 1, 2});
+    struct node *old = &s.n[0], *fenced = &s.n[1], *newer = &s.n[2];
+    assert_true(probe_wait(&s.loop, old, fenced).ok_since_ms > 0); /* before: same epoch */
+    tandem_transport_set_fenced(&fenced->transport, 2);
+    struct tandem_transport_contact c = probe_wait(&s.loop, old, fenced);
+    assert_int_equal(c.ok_since_ms, 0);
+    assert_int_equal(c.epoch, 2);
+    assert_int_equal(node_stats(old).epoch_newest_seen, 2);
+    struct conn conn;
+    assert_int_equal(node_connect(old, fenced, &s.loop, &conn), RAFT_NOCONNECTION);
+    settle(&s.loop, 20);
+    assert_int_equal(fenced->accepts, 0);
+    /* a node of the newer epoch is refused too, and told the fenced node's own epoch */
+    c = probe_wait(&s.loop, newer, fenced);
+    assert_int_equal(c.last_ok_ms, 0);
+    assert_int_equal(c.epoch, 1);
+    nodes_stop(&s);
+}
+
+/* ---- 10. the quarantine gate ---- */
+
+static void test_quarantine_gate(void **state)
+{
+    (void)state;
+    static struct nodes s;
+    nodes_start(&s, 2, (uint64_t[]){1, 1});
+    struct node *leader = &s.n[0], *q = &s.n[1];
+    tandem_transport_set_quarantine(&q->transport, true);
+    assert_true(tandem_transport_quarantined(&q->transport));
+
+    /* raft's connect fails, from the loop (never inside the call), as for an unreachable peer */
+    struct conn c;
+    memset(&c, 0, sizeof c);
+    c.req.data = &c;
+    assert_int_equal(
+        q->transport.connect(&q->transport, &c.req, leader->id, leader->address, conn_cb), 0);
+    assert_false(c.done);
+    assert_true(run_until(&s.loop, flag_set, &c.done, WAIT_MS));
+    assert_int_equal(c.status, RAFT_NOCONNECTION);
+    assert_null(c.stream);
+    settle(&s.loop, 20);
+    assert_int_equal(leader->accepts, 0);
+    assert_int_equal(node_stats(q).quarantine_refused, 1);
+
+    /* inbound raft connections and probes still work: a leader reaches us and we hear of it */
+    leader->leader = true;
+    assert_int_equal(node_connect(leader, q, &s.loop, &c), 0);
+    assert_true(run_until(&s.loop, node_accepted, q, WAIT_MS));
+    assert_true(node_contact(q, leader).last_leader_ms > 0);
+    conn_close(&c);
+    assert_true(probe_wait(&s.loop, q, leader).last_ok_ms > 0);
+
+    tandem_transport_set_quarantine(&q->transport, false);
+    assert_false(tandem_transport_quarantined(&q->transport));
+    assert_int_equal(node_connect(q, leader, &s.loop, &c), 0);
+    conn_close(&c);
+    assert_int_equal(node_stats(q).quarantine_refused, 1);
+    nodes_stop(&s);
+}
+
 /* ---- 6. raft_uv over the transport ---- */
 
 struct raft_node {
@@ -813,7 +1112,8 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     return 0;
 }
 
-static void raft_node_init(struct raft_node *n, uv_loop_t *loop, const char *name, int port)
+static void raft_node_init(struct raft_node *n, uv_loop_t *loop, const char *name, int port,
+                           bool quarantine)
 {
     memset(n, 0, sizeof *n);
     snprintf(n->dir, sizeof n->dir, "/tmp/tandem-transport-XXXXXX");
@@ -825,7 +1125,8 @@ static void raft_node_init(struct raft_node *n, uv_loop_t *loop, const char *nam
                                .apply = fsm_apply,
                                .snapshot = fsm_snapshot,
                                .restore = fsm_restore};
-    struct tandem_transport_config config = {.cluster_id = "prod", .epoch = 3};
+    struct tandem_transport_config config = {
+        .cluster_id = "prod", .epoch = 3, .quarantine = quarantine};
     assert_int_equal(tandem_transport_init(&n->transport, loop, &config), 0);
     assert_int_equal(raft_uv_init(&n->io, loop, n->dir, &n->transport), 0);
     raft_uv_set_auto_recovery(&n->io, false);
@@ -860,6 +1161,7 @@ static void remove_dir(const char *path)
 }
 
 struct cluster {
+    uv_loop_t loop;
     struct raft_node *nodes;
     struct raft_apply apply;
     bool apply_done;
@@ -918,18 +1220,45 @@ static void cluster_bootstrap_start(struct cluster *c)
     }
 }
 
+static void cluster_close(struct cluster *c, uv_loop_t *loop)
+{
+    for (unsigned i = 0; i < 2; i++) {
+        raft_close(&c->nodes[i].raft, raft_node_close_cb);
+    }
+    assert_true(run_until(loop, cluster_closed, c, WAIT_MS));
+    for (unsigned i = 0; i < 2; i++) {
+        raft_uv_close(&c->nodes[i].io);
+        tandem_transport_close(&c->nodes[i].transport);
+        assert_null(c->nodes[i].transport.impl);
+        remove_dir(c->nodes[i].dir);
+    }
+    loop_finish(loop);
+}
+
+/* Two voters with pre-vote on (as tandemd runs them), bootstrapped and started on loop; the
+ * first one's transport with the quarantine gate on when asked. */
+static void cluster_start(struct cluster *c, bool quarantine_first)
+{
+    static struct raft_node nodes[2];
+    uv_loop_t *loop = &c->loop;
+    memset(c, 0, sizeof *c);
+    assert_int_equal(uv_loop_init(loop), 0);
+    raft_node_init(&nodes[0], loop, "east-1", free_port(), quarantine_first);
+    raft_node_init(&nodes[1], loop, "west-1", free_port(), false);
+    for (unsigned i = 0; i < 2; i++) {
+        raft_set_pre_vote(&nodes[i].raft, true);
+    }
+    c->nodes = nodes;
+    cluster_bootstrap_start(c);
+}
+
 static void test_raft_over_transport(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    static struct raft_node nodes[2];
-    raft_node_init(&nodes[0], &loop, "east-1", free_port());
-    raft_node_init(&nodes[1], &loop, "west-1", free_port());
-    struct cluster c = {.nodes = nodes};
-    cluster_bootstrap_start(&c);
+    static struct cluster c;
+    cluster_start(&c, false);
 
-    assert_true(run_until(&loop, cluster_has_leader, &c, 5000));
+    assert_true(run_until(&c.loop, cluster_has_leader, &c, 5000));
     struct raft_node *leader = cluster_leader(&c);
     struct raft_buffer buf = {.base = raft_malloc(8), .len = 8}; /* padded to 8 bytes */
     assert_non_null(buf.base);
@@ -937,27 +1266,43 @@ static void test_raft_over_transport(void **state)
     memcpy(buf.base, &value, 8);
     c.apply.data = &c;
     assert_int_equal(raft_apply(&leader->raft, &c.apply, &buf, 1, apply_cb), 0);
-    assert_true(run_until(&loop, cluster_applied, &c, 5000));
+    assert_true(run_until(&c.loop, cluster_applied, &c, 5000));
     assert_int_equal(c.apply_status, 0);
     for (unsigned i = 0; i < 2; i++) {
-        assert_int_equal(nodes[i].last_value, value);
+        assert_int_equal(c.nodes[i].last_value, value);
         struct tandem_transport_stats stats;
-        tandem_transport_stats(&nodes[i].transport, &stats);
+        tandem_transport_stats(&c.nodes[i].transport, &stats);
         assert_true(stats.connected >= 1 && stats.accepted >= 1);
         assert_int_equal(stats.refused_cluster + stats.refused_epoch + stats.refused_malformed, 0);
     }
 
+    cluster_close(&c, &c.loop);
+}
+
+/* One of two voters quarantined: it grants nothing and asks for nothing, so no leader is
+ * elected, and with pre-vote neither raises its term (a pre-candidate asks at term + 1 without
+ * taking it: libraft's election.c, electionStart). Lifting the gate lets them elect. */
+static void test_raft_quarantined_elects_nobody(void **state)
+{
+    (void)state;
+    static struct cluster c;
+    cluster_start(&c, true);
+    raft_term terms[2] = {raft_current_term(&c.nodes[0].raft), raft_current_term(&c.nodes[1].raft)};
+
+    /* ten election timeouts: west-1 pre-votes in every one of them */
+    assert_false(run_until(&c.loop, cluster_has_leader, &c, 3000));
     for (unsigned i = 0; i < 2; i++) {
-        raft_close(&nodes[i].raft, raft_node_close_cb);
+        assert_int_equal(raft_current_term(&c.nodes[i].raft), terms[i]);
     }
-    assert_true(run_until(&loop, cluster_closed, &c, WAIT_MS));
-    for (unsigned i = 0; i < 2; i++) {
-        raft_uv_close(&nodes[i].io);
-        tandem_transport_close(&nodes[i].transport);
-        assert_null(nodes[i].transport.impl);
-        remove_dir(nodes[i].dir);
-    }
-    loop_finish(&loop);
+    struct tandem_transport_stats stats;
+    tandem_transport_stats(&c.nodes[0].transport, &stats);
+    assert_true(stats.quarantine_refused >= 1);
+    assert_int_equal(stats.connected, 0);
+    assert_true(stats.accepted >= 1); /* west-1's pre-vote requests arrived */
+
+    tandem_transport_set_quarantine(&c.nodes[0].transport, false);
+    assert_true(run_until(&c.loop, cluster_has_leader, &c, 5000));
+    cluster_close(&c, &c.loop);
 }
 
 /* ---- config validation ---- */
@@ -998,6 +1343,13 @@ int main(void)
         cmocka_unit_test(test_pending_handshakes_bounded),
         cmocka_unit_test(test_close_cancels_connects),
         cmocka_unit_test(test_config_rejected),
+        cmocka_unit_test(test_version_1_refused),
+        cmocka_unit_test(test_contacts_and_leader_flag),
+        cmocka_unit_test(test_probe),
+        cmocka_unit_test(test_contacts_bounded),
+        cmocka_unit_test(test_quarantine_gate),
+        cmocka_unit_test(test_fenced_node_tells_the_newer_epoch),
+        cmocka_unit_test(test_raft_quarantined_elects_nobody),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -67,16 +67,35 @@ static const struct {
      "bin    4          \\x00\\x01\\x02\n"
      "bad    5          ?\n"},
     /* LAG_ENTRIES -1, LAG_WRITES null and LAG_MS missing show "-"; BY and REASON missing stay
-     * blank. */
+     * blank; REACH unknown without the reachability fields. */
     {TANDEM_CTL_VIEW_BCP_SITES,
      "[{\"name\": \"w\", \"state\": \"active\", \"witness\": true, \"epoch\": 2, "
      "\"since\": 1700000000000, \"nodes\": [{\"name\": \"w-1\", \"role\": \"voter\", "
      "\"reachable\": false}], \"lag_entries\": -1, \"lag_commands\": null}]",
-     "SITE  STATE             EPOCH  SINCE                     NODES       LAG_ENTRIES  "
+     "SITE  STATE             EPOCH  SINCE                     NODES       REACH  LAG_ENTRIES  "
      "LAG_WRITES  LAG_MS  BY  REASON\n"
-     "w     active (witness)  2      2023-11-14T22:13:20.000Z  w-1:voter!  -            -          "
-     " "
-     "-           \n"},
+     "w     active (witness)  2      2023-11-14T22:13:20.000Z  w-1:voter!  -      -            "
+     "-           -           \n"},
+    /* REACH: one word when every node answers both ways, else the nodes that do not. */
+    {TANDEM_CTL_VIEW_BCP_SITES,
+     "[{\"name\": \"e\", \"state\": \"active\", \"nodes\": [{\"name\": \"e-1\", \"role\": "
+     "\"voter\", \"raft_reachable\": true, \"api_reachable\": true}]}, "
+     "{\"name\": \"w\", \"state\": \"active\", \"nodes\": ["
+     "{\"name\": \"w-1\", \"role\": \"voter\", \"raft_reachable\": false, \"api_reachable\": "
+     "true}, "
+     "{\"name\": \"w-2\", \"role\": \"voter\", \"raft_reachable\": true, \"api_reachable\": true}, "
+     "{\"name\": \"w-3\", \"role\": \"voter\", \"raft_reachable\": true, \"api_reachable\": "
+     "false}, "
+     "{\"name\": \"w-4\", \"role\": \"voter\", \"raft_reachable\": false, \"api_reachable\": "
+     "false}]}]",
+     "SITE  STATE   EPOCH  SINCE  NODES                                    REACH                   "
+     "  "
+     "             LAG_ENTRIES  LAG_WRITES  LAG_MS  BY  REASON\n"
+     "e     active  -      -      e-1:voter                                raft+api                "
+     "  "
+     "             -            -           -           \n"
+     "w     active  -      -      w-1:voter w-2:voter w-3:voter w-4:voter  w-1 api only, w-3 raft "
+     "only, w-4 none  -            -           -           \n"},
 };
 
 static void test_views_print_exact_text(void **state)

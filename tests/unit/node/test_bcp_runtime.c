@@ -1,6 +1,7 @@
 /* Tests of the BCP runtime on a real loop with a borrowed env: the fencing epoch from the data
  * directory, fencing by a peer's newer epoch (and not by another cluster's), probes' reachability
- * bookkeeping, one-shot calls and restart in place; and the refusals and answers of the
+ * bookkeeping (API and raft transport), the start-up quarantine's glue, one-shot calls and
+ * restart in place; and the refusals and answers of the
  * orchestrations built on it (leader relay, takeover wait, rejoin, drill). The peer is a tiny
  * HTTP server on 127.0.0.1; raft is not started: the configuration is filled in by hand and this
  * node is no leader; the state store is a real, empty one. */
@@ -44,6 +45,10 @@ struct fixture {
     char reply_body[1024];
     char reply_headers[128];
     char peer_address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
+    char self_address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
+    int peer_raft_port;
+    struct raft_uv_transport peer_raft; /* peer-2's raft transport, when a test starts it */
+    bool peer_raft_started, transport_closed;
 };
 
 static void env_stop(void *data, bool reexec)
@@ -59,12 +64,11 @@ static void config_add(struct fixture *f, uint64_t id, const char *name, const c
     char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
     snprintf(m.name, sizeof m.name, "%s", name);
     snprintf(m.site, sizeof m.site, "%s", id == 1 ? "east" : "west");
-    snprintf(m.raft, sizeof m.raft, "127.0.0.1:%u", (unsigned)(9000 + id));
+    snprintf(m.raft, sizeof m.raft, "127.0.0.1:%d", id == PEER_ID ? f->peer_raft_port : 1);
     snprintf(m.api, sizeof m.api, "%s", api);
     assert_int_equal(tandem_member_address_format(&m, address, sizeof address), 0);
-    if (id == PEER_ID) {
-        snprintf(f->peer_address, sizeof f->peer_address, "%s", address);
-    }
+    snprintf(id == PEER_ID ? f->peer_address : f->self_address, sizeof f->peer_address, "%s",
+             address);
     assert_int_equal(raft_configuration_add(&f->raft.raft.configuration, id, address, RAFT_VOTER),
                      0);
 }
@@ -93,11 +97,15 @@ static int setup(void **state)
     f->config.election_timeout_ms = 1000;
     snprintf(f->self.name, sizeof f->self.name, "self-1");
     snprintf(f->self.api, sizeof f->self.api, "http://127.0.0.1:1");
-    struct tandem_transport_config transport = {.cluster_id = "tandem", .epoch = 1};
+    struct tandem_transport_config transport = {
+        .cluster_id = "tandem", .epoch = 1, .quarantine = true};
     assert_int_equal(tandem_transport_init(&f->raft.transport, &f->h.loop, &transport), 0);
+    f->peer_raft_port = harness_dead_port(&f->h); /* nobody listens until peer_raft_start */
     raft_configuration_init(&f->raft.raft.configuration);
     config_add(f, 1, "self-1", f->self.api);
     config_add(f, PEER_ID, "peer-2", f->peer.url);
+    f->raft.id = 1;
+    assert_int_equal(f->raft.transport.init(&f->raft.transport, 1, f->self_address), 0);
     f->raft.raft.state = RAFT_FOLLOWER; /* knowing no leader until a test names one */
     char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/state", f->config.data_dir);
@@ -152,6 +160,47 @@ static void remove_data_dir(struct fixture *f)
     assert_int_equal(nftw(f->config.data_dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS), 0);
 }
 
+static void transport_closed_cb(struct raft_uv_transport *t)
+{
+    struct fixture *f = t->data;
+    f->transport_closed = true;
+}
+
+static int transport_closed(void *arg)
+{
+    return ((struct fixture *)arg)->transport_closed;
+}
+
+/* Closes a transport (its probes in flight end) and frees it. */
+static void transport_stop(struct fixture *f, struct raft_uv_transport *t)
+{
+    f->transport_closed = false;
+    t->data = f;
+    t->close(t, transport_closed_cb);
+    assert_true(harness_run_until(&f->h, transport_closed, f));
+    tandem_transport_close(t);
+    assert_null(t->impl);
+}
+
+static void peer_raft_accept_cb(struct raft_uv_transport *t, raft_id id, const char *address,
+                                uv_stream_t *stream)
+{
+    (void)t;
+    (void)id;
+    (void)address;
+    uv_close((uv_handle_t *)stream, (uv_close_cb)raft_free);
+}
+
+/* peer-2's raft port answers (probes only: this runtime's raft never connects). */
+static void peer_raft_start(struct fixture *f, uint64_t epoch)
+{
+    struct tandem_transport_config config = {.cluster_id = "tandem", .epoch = epoch};
+    assert_int_equal(tandem_transport_init(&f->peer_raft, &f->h.loop, &config), 0);
+    assert_int_equal(f->peer_raft.init(&f->peer_raft, PEER_ID, f->peer_address), 0);
+    assert_int_equal(f->peer_raft.listen(&f->peer_raft, peer_raft_accept_cb), 0);
+    f->peer_raft_started = true;
+}
+
 static int teardown(void **state)
 {
     struct fixture *f = *state;
@@ -160,10 +209,13 @@ static int teardown(void **state)
         assert_true(harness_run_until(&f->h, bcp_closed, f));
         assert_int_equal(f->bcp_closed, 1);
     }
+    transport_stop(f, &f->raft.transport);
+    if (f->peer_raft_started) {
+        transport_stop(f, &f->peer_raft);
+    }
     peer_stop(&f->h, &f->peer);
     harness_close(&f->h);
     tandem_store_close(&f->store);
-    tandem_transport_close(&f->raft.transport);
     raft_configuration_close(&f->raft.raft.configuration);
     remove_data_dir(f);
     free(f);
@@ -289,6 +341,7 @@ static void test_reachability_follows_answers(void **state)
 {
     struct fixture *f = *state;
     f->peer.status = 0; /* the peer answers 503 */
+    peer_raft_start(f, 1);
     bcp_start(f);
     harness_run_for(&f->h, 2 * 50);
     assert_true(tandem_bcp_reachable(&f->bcp, "peer-2"));
@@ -300,6 +353,102 @@ static void test_reachability_follows_answers(void **state)
     assert_true(harness_run_until(&f->h, probed_twice, f));
     harness_run_for(&f->h, 300);
     assert_true(tandem_bcp_reachable(&f->bcp, "peer-2"));
+}
+
+/* ---- raft-level reachability (issue 10 section 2) ---- */
+
+static int raft_unreachable(void *arg)
+{
+    struct fixture *f = arg; /* once it is a peer, probed over its API */
+    return f->peer.requests > 0 && !tandem_bcp_raft_reachable(&f->bcp, "peer-2", NULL);
+}
+
+static int peer_reachable(void *arg)
+{
+    struct fixture *f = arg;
+    return tandem_bcp_reachable(&f->bcp, "peer-2");
+}
+
+/* An API that answers is not enough: a member whose raft port does not is unreachable. */
+static void test_raft_unreachable_while_api_answers(void **state)
+{
+    struct fixture *f = *state;
+    int64_t age;
+    peer_says(f, 1, "tandem");
+    bcp_start(f);
+    assert_true(harness_run_until(&f->h, raft_unreachable, f)); /* after the benefit of doubt */
+    assert_true(tandem_bcp_api_reachable(&f->bcp, "peer-2", &age));
+    assert_true(age >= 0 && age < DOWN_AFTER_MS);
+    assert_false(tandem_bcp_raft_reachable(&f->bcp, "peer-2", &age));
+    assert_int_equal(age, -1); /* never */
+    assert_false(tandem_bcp_reachable(&f->bcp, "peer-2"));
+    assert_true(tandem_bcp_raft_reachable(&f->bcp, "self-1", &age));
+
+    peer_raft_start(f, 1);
+    assert_true(harness_run_until(&f->h, peer_reachable, f));
+    assert_true(tandem_bcp_raft_reachable(&f->bcp, "peer-2", &age));
+    assert_true(age >= 0 && age < DOWN_AFTER_MS);
+}
+
+/* ---- start-up quarantine glue ---- */
+
+static int released(void *arg)
+{
+    return !((struct fixture *)arg)->bcp.quarantined;
+}
+
+/* self-1 (alone at east) waits for a node of west; peer-2's raft port answering releases it. */
+static void test_quarantine_waits_for_the_other_site(void **state)
+{
+    struct fixture *f = *state;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    peer_says(f, 1, "tandem"); /* its API answers: not enough */
+    bcp_start(f);
+    harness_run_for(&f->h, 300);
+    assert_true(f->bcp.quarantined);
+    assert_true(tandem_transport_quarantined(&f->raft.transport));
+    assert_non_null(
+        strstr(f->bcp.quarantine_why, "waiting for a node of site west: peer-2 unreachable"));
+
+    peer_raft_start(f, 1);
+    assert_true(harness_run_until(&f->h, released, f));
+    assert_false(tandem_transport_quarantined(&f->raft.transport));
+    assert_non_null(strstr(f->bcp.quarantine_why, "every non-witness site"));
+    assert_int_equal(tandem_bcp_release(&f->bcp, "too late", errmsg), -1);
+    assert_non_null(strstr(errmsg, "self-1 is not quarantined"));
+    assert_false(f->bcp.release_note_pending);
+}
+
+static void test_quarantine_operator_release(void **state)
+{
+    struct fixture *f = *state;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    bcp_start(f);
+    harness_run_for(&f->h, 300);
+    assert_true(f->bcp.quarantined);
+    assert_int_equal(tandem_bcp_release(&f->bcp, "west is gone for good", errmsg), 0);
+    assert_false(f->bcp.quarantined);
+    assert_false(tandem_transport_quarantined(&f->raft.transport));
+    assert_non_null(strstr(f->bcp.quarantine_why,
+                           "released by an operator (west is gone for good); it was "
+                           "waiting for a node of site west"));
+    assert_true(f->bcp.release_note_pending); /* recorded once a leader is known */
+}
+
+/* A raft port at a newer epoch fences at once, and a fenced node stays quarantined. */
+static void test_quarantine_newer_epoch_fences(void **state)
+{
+    struct fixture *f = *state;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    peer_raft_start(f, 2);
+    bcp_start(f);
+    assert_true(harness_run_until(&f->h, fenced, f));
+    harness_run_for(&f->h, 200);
+    assert_true(f->bcp.quarantined);
+    assert_true(tandem_transport_quarantined(&f->raft.transport));
+    assert_int_equal(tandem_recover_file_u64(f->config.data_dir, TANDEM_FENCED_FILE), 2);
+    assert_int_equal(tandem_bcp_release(&f->bcp, "no", errmsg), -1);
+    assert_non_null(strstr(errmsg, "fenced"));
 }
 
 /* A member that left the configuration is no longer probed nor reachable. */
@@ -672,6 +821,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rejoin_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drill_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invoke_refusals_name_the_drill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_raft_unreachable_while_api_answers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quarantine_waits_for_the_other_site, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quarantine_operator_release, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quarantine_newer_epoch_fences, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
