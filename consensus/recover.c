@@ -2,6 +2,7 @@
  * next start of tandemd acts on (raft_recover, move-aside-and-join, fencing epoch). */
 #include "consensus/recover.h"
 #include "storage/assert.h"
+#include "storage/clock.h"
 #include "storage/error.h"
 
 #include <errno.h>
@@ -509,10 +510,7 @@ static int reseed_now(const char *data_dir, struct reseed_marker *m, tandem_reco
     uint64_t old_epoch = 0;
     if (m->aside[0] == '\0') {
         uint64_t epoch = tandem_recover_file_u64(data_dir, TANDEM_EPOCH_FILE);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        tandem_recover_aside_name(data_dir, epoch == 0 ? 1 : epoch,
-                                  (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, m->aside);
+        tandem_recover_aside_name(data_dir, epoch == 0 ? 1 : epoch, tandem_wall_ms(), m->aside);
         if (reseed_marker_write(data_dir, m, errmsg) != 0) {
             return TANDEM_IO;
         }

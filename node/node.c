@@ -18,6 +18,7 @@
 #include "node/log.h"
 #include "storage/assert.h"
 #include "storage/dir_lock.h"
+#include "storage/clock.h"
 #include "storage/error.h"
 
 /* Open files a node keeps for everything but API connections: raft's connections and
@@ -269,13 +270,6 @@ static void self_from_config(struct tandem_member *self, const struct tandem_con
     snprintf(self->api, sizeof self->api, "%s", c->api_url);
 }
 
-static int64_t wall_clock_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The BCP runtime's view of the node: borrowed pointers and the way to stop. */
 static void bcp_init(struct tandem_node *node)
 {
@@ -301,10 +295,10 @@ static void start_proposer(struct tandem_node *node, const struct tandem_config 
         .pending_max = c->pending_requests_max,
     };
     tandem_proposer_init(&node->proposer, &node->raft.raft, node->raft.id, &limits);
-    node->proposer.now_ms = wall_clock_ms;
+    node->proposer.now_ms = tandem_wall_ms;
     /* Serials must not repeat across restarts: an entry proposed before a restart can still be
      * committed and applied afterwards, and must not be claimed by a new batch. */
-    node->proposer.next_serial = (uint64_t)wall_clock_ms() << 20;
+    node->proposer.next_serial = (uint64_t)tandem_wall_ms() << 20;
     node->proposer.limbo_ns = (uint64_t)c->election_timeout_ms * 4 * 1000000u;
     tandem_fsm_set_claim(&node->fsm, tandem_proposer_claim, &node->proposer);
 }

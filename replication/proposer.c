@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "storage/assert.h"
+#include "storage/clock.h"
 
 struct tandem_batch {
     struct raft_apply req;
@@ -27,13 +28,6 @@ struct barrier {
     struct tandem_read *reads;
 };
 
-static int64_t wall_clock_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void tandem_proposer_init(struct tandem_proposer *p, struct raft *raft, uint64_t id,
                           const struct tandem_proposer_limits *limits)
 {
@@ -45,7 +39,7 @@ void tandem_proposer_init(struct tandem_proposer *p, struct raft *raft, uint64_t
     p->raft = raft;
     p->id = id;
     p->limits = *limits;
-    p->now_ms = wall_clock_ms;
+    p->now_ms = tandem_wall_ms;
     p->next_serial = 1;
     p->limbo_ns = 2000000000ull; /* callers may change it (two election timeouts and more) */
 }

@@ -18,6 +18,7 @@
 #include "node/log.h"
 #include "node/node.h"
 #include "replication/bcp/sites.h"
+#include "storage/clock.h"
 #include "storage/error.h"
 
 #define WAIT_MS_DEFAULT       8000 /* invoke/revoke answer after the takeover, or 202 after this */
@@ -550,10 +551,7 @@ static int reseed_info_write(struct tandem_node *node, json_t *body, char *errms
 /* Where the re-seed keeps this node's data: DATA_DIR/fenced-<our epoch>-<now>. */
 static void reseed_aside(struct tandem_node *node, char *name, char *path, size_t size)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    tandem_recover_aside_name(node->config->data_dir, node->bcp.epoch,
-                              (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, name);
+    tandem_recover_aside_name(node->config->data_dir, node->bcp.epoch, tandem_wall_ms(), name);
     char dir[PATH_MAX];
     if (realpath(node->config->data_dir, dir) == NULL) {
         snprintf(dir, sizeof dir, "%s", node->config->data_dir);

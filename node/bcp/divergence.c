@@ -19,6 +19,7 @@
 #include "consensus/recover.h"
 #include "node/log.h"
 #include "replication/divergence.h"
+#include "storage/clock.h"
 #include "storage/domain_codec.h"
 #include "storage/error.h"
 
@@ -191,9 +192,7 @@ static json_t *report_new(const struct tandem_divergence_self *self, const char 
                           uint64_t old_epoch, uint64_t new_epoch, json_t *info)
 {
     char folder[PATH_MAX], now[TANDEM_RFC3339_LEN_MAX + 1];
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    tandem_rfc3339_format((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, now);
+    tandem_rfc3339_format(tandem_wall_ms(), now);
     if (realpath(aside_dir, folder) == NULL) {
         snprintf(folder, sizeof folder, "%s", aside_dir);
     }

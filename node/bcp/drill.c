@@ -15,6 +15,7 @@
 #include "replication/bcp/moves.h"
 #include "replication/bcp/sites.h"
 #include "storage/assert.h"
+#include "storage/clock.h"
 #include "storage/error.h"
 
 #define STEP_POLL_MS     50
@@ -109,13 +110,6 @@ static struct drill *active_drill; /* one drill per process */
 static uint64_t now_ms(struct drill *d)
 {
     return uv_now(d->bcp->env.loop);
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void event(struct drill *d, const char *what)
@@ -614,7 +608,7 @@ static json_t *report_build(struct drill *d)
     json_t *report = json_pack(
         "{s:s,s:s,s:I,s:I,s:b,s:I,s:I,s:b,s:I,s:I,s:I,s:I,s:O,s:O,s:{s:I,s:I,s:I,s:I,s:I}}", "id",
         d->id, "site", d->site, "started", (json_int_t)d->started_wall_ms, "finished",
-        (json_int_t)wall_ms(), "ok", ok, "rto_ms", (json_int_t)gap, "rpo_writes",
+        (json_int_t)tandem_wall_ms(), "ok", ok, "rto_ms", (json_int_t)gap, "rpo_writes",
         (json_int_t)d->rpo_writes, "digests_equal", d->digests_equal[0] && d->digests_equal[1],
         "jobs_moved", (json_int_t)d->jobs_moved, "jobs_returned", (json_int_t)d->jobs_returned,
         "takeover_ms", (json_int_t)d->takeover_ms, "failback_ms", (json_int_t)d->failback_ms,
@@ -954,7 +948,7 @@ static struct drill *drill_new(struct tandem_bcp *b, const struct tandem_bcp_rep
     d->rate = rate;
     d->jobs_moved = d->jobs_returned = -1;
     snprintf(d->site, sizeof d->site, "%s", site);
-    d->started_wall_ms = wall_ms();
+    d->started_wall_ms = tandem_wall_ms();
     snprintf(d->id, sizeof d->id, "d%" PRId64, d->started_wall_ms);
     d->started_ms = uv_now(b->env.loop);
     if (drill_timers_init(d, errmsg) != 0) {

@@ -12,6 +12,7 @@
 
 #include "node/log.h"
 #include "storage/assert.h"
+#include "storage/clock.h"
 #include "storage/domain_codec.h"
 #include "storage/error.h"
 
@@ -430,13 +431,6 @@ static void event_publish(struct tandem_events *e, uint64_t seq, const char *typ
     free(json);
 }
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void tandem_events_emit(struct tandem_events *e, const char *type, const char *site,
                         const char *fmt, ...)
 {
@@ -452,7 +446,7 @@ void tandem_events_emit(struct tandem_events *e, const char *type, const char *s
     uint64_t seq = e->decision_seen * TANDEM_EVENT_SEQ_STRIDE + 1;
     seq = seq > e->last_seq + 1 ? seq : e->last_seq + 1;
     json_t *fields = json_pack("{s:b}", "local", true);
-    event_publish(e, seq, type, wall_ms(), site, message, fields, true);
+    event_publish(e, seq, type, tandem_wall_ms(), site, message, fields, true);
     json_decref(fields);
 }
 

@@ -10,13 +10,7 @@
 
 #include "node/log.h"
 #include "storage/assert.h"
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "storage/clock.h"
 
 static uint64_t mono_ms(void)
 {
@@ -132,8 +126,8 @@ static void decision_visit(void *arg, const Tandem__SiteDecisionRecord *d)
         d->proposer_id == w->bcp->env.raft->id) {
         int64_t entries = -1, ms = -1;
         lag_at(w, d->site, d->at_ms, &entries, &ms);
-        tandem_incidents_invoke(&w->incidents, d, mono_ms(), wall_ms(), site_down_since(w, d->site),
-                                entries, ms);
+        tandem_incidents_invoke(&w->incidents, d, mono_ms(), tandem_wall_ms(),
+                                site_down_since(w, d->site), entries, ms);
     }
 }
 
@@ -238,7 +232,7 @@ static void tick_cb(uv_timer_t *timer)
 {
     struct tandem_bcp_watch *w = timer->data;
     uint64_t now = mono_ms();
-    int64_t now_wall = wall_ms();
+    int64_t now_wall = tandem_wall_ms();
     w->leading = raft_state(&w->bcp->env.raft->raft) == RAFT_LEADER;
     fenced_check(w);
     /* Probes give every peer the benefit of the doubt at first: judge after one down period.
@@ -272,7 +266,7 @@ int tandem_bcp_watch_start(struct tandem_bcp_watch *w, struct tandem_bcp *b,
     w->client_commands = client_commands;
     w->client_commands_seen = *client_commands;
     w->started_ms = mono_ms();
-    w->started_wall_ms = wall_ms();
+    w->started_wall_ms = tandem_wall_ms();
     tandem_incidents_init(&w->incidents, b);
     int rv = uv_timer_init(b->env.loop, &w->timer);
     w->timer.data = w;
