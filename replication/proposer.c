@@ -306,11 +306,10 @@ static int propose_one(struct tandem_proposer *p)
     uint64_t index = raft_last_index(p->raft) + 1, term = raft_current_term(p->raft);
     int rv = tandem_entry_encode(&message, &buf);
     free(commands);
-    raft_index last_before = raft_last_index(p->raft);
     if (rv != 0) {
         rv = RAFT_NOMEM;
     } else if ((rv = raft_apply(p->raft, &b->req, &buf, 1, batch_apply_cb)) != 0) {
-        if (raft_last_index(p->raft) > last_before) {
+        if (raft_last_index(p->raft) >= index) {
             apply_failed_after_append(b);
             return rv;
         }
