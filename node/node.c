@@ -245,6 +245,7 @@ static int start_api(struct tandem_node *node, const struct tandem_config *c)
     tandem_http_limits_default(&limits);
     limits.body_bytes_max = (size_t)c->body_bytes_max_kib * 1024;
     limits.connections_max = c->connections_max;
+    limits.header_timeout_ms = c->header_timeout_ms;
     if (tandem_http_server_init(&node->http, node->loop, &limits, tandem_routes_handle, node) !=
         0) {
         tandem_log(TANDEM_LOG_ERROR, "API: %s", node->http.errmsg);
