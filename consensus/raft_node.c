@@ -144,6 +144,13 @@ static bool leading_cb(void *data)
     return raft_state(&n->raft) == RAFT_LEADER;
 }
 
+/* The transport bounds inbound terms by ours (consensus/frame_check.h). */
+static uint64_t term_cb(void *data)
+{
+    struct tandem_raft *n = data;
+    return raft_current_term(&n->raft);
+}
+
 int tandem_raft_start(struct tandem_raft *n, uv_loop_t *loop, const struct tandem_raft_options *o,
                       struct raft_fsm *fsm)
 {
@@ -153,7 +160,10 @@ int tandem_raft_start(struct tandem_raft *n, uv_loop_t *loop, const struct tande
                                          .log_data = o->log_data,
                                          .leading = leading_cb,
                                          .leading_data = n,
-                                         .quarantine = o->quarantine};
+                                         .quarantine = o->quarantine,
+                                         .frame_limits = o->frame_limits,
+                                         .term = term_cb,
+                                         .term_data = n};
     int rv;
     tandem_assert(o->self != NULL && fsm != NULL);
     memset(n, 0, sizeof *n);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "consensus/frame_check.h"
 #include "consensus/member.h"
 #include "storage/error.h"
 
@@ -29,6 +30,7 @@ struct tandem_raft_options {
     bool quarantine;
     unsigned heartbeat_ms, election_timeout_ms, install_snapshot_timeout_ms;
     unsigned snapshot_threshold, snapshot_trailing, max_inflight_entries, segment_size_kib;
+    struct tandem_frame_limits frame_limits; /* inbound raft frames (consensus/frame_check.h) */
     void (*log)(void *data, int level, const char *msg);
     void *log_data;
 };

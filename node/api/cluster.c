@@ -254,6 +254,10 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
             "tandem_transport_refused_total{reason=\"cluster\"} %llu\n"
             "tandem_transport_refused_total{reason=\"epoch\"} %llu\n"
             "tandem_transport_refused_total{reason=\"malformed\"} %llu\n"
+            "tandem_transport_refused_total{reason=\"frame\"} %llu\n"
+            "# TYPE tandem_raft_connections_open gauge\ntandem_raft_connections_open %llu\n"
+            "# TYPE tandem_raft_connections_replaced_total counter\n"
+            "tandem_raft_connections_replaced_total %llu\n"
             "# TYPE tandem_http_connections_open gauge\ntandem_http_connections_open %llu\n",
             (unsigned long long)raft_current_term(raft),
             (unsigned long long)raft_commit_index(raft),
@@ -268,7 +272,8 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
             (unsigned long long)node->fsm.snapshots_restored,
             (unsigned long long)node->forwarder.forwarded, (unsigned long long)ts.refused_cluster,
             (unsigned long long)ts.refused_epoch, (unsigned long long)ts.refused_malformed,
-            (unsigned long long)hs.connections_open);
+            (unsigned long long)ts.refused_frame, (unsigned long long)ts.relays_open,
+            (unsigned long long)ts.relays_replaced, (unsigned long long)hs.connections_open);
     reach_metrics(node, out);
     tandem_histogram_write(out, "tandem_apply_duration_seconds",
                            "Time to apply one raft entry to LMDB.", &node->metrics.apply);
