@@ -151,6 +151,18 @@ static uint64_t term_cb(void *data)
     return raft_current_term(&n->raft);
 }
 
+/* The transport learns a newer epoch only from a server of our configuration. */
+static bool member_cb(void *data, raft_id id, const char *address)
+{
+    const struct raft_configuration *c = &((struct tandem_raft *)data)->raft.configuration;
+    for (unsigned i = 0; i < c->n; i++) {
+        if (c->servers[i].id == id && strcmp(c->servers[i].address, address) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 int tandem_raft_start(struct tandem_raft *n, uv_loop_t *loop, const struct tandem_raft_options *o,
                       struct raft_fsm *fsm)
 {
@@ -163,7 +175,9 @@ int tandem_raft_start(struct tandem_raft *n, uv_loop_t *loop, const struct tande
                                          .quarantine = o->quarantine,
                                          .frame_limits = o->frame_limits,
                                          .term = term_cb,
-                                         .term_data = n};
+                                         .term_data = n,
+                                         .member = member_cb,
+                                         .member_data = n};
     int rv;
     tandem_assert(o->self != NULL && fsm != NULL);
     memset(n, 0, sizeof *n);

@@ -8,7 +8,9 @@
  * place a stream leaves our hands. A TLS layer would wrap those three steps. */
 #include "consensus/transport.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -226,6 +228,8 @@ struct transport {
     void *leading_data; /* borrowed */
     uint64_t (*term)(void *data);
     void *term_data; /* borrowed */
+    bool (*member)(void *data, raft_id id, const char *address);
+    void *member_data; /* borrowed */
     bool quarantine;
     uint64_t fenced_epoch; /* 0, or the newer epoch that fenced us: refuse every inbound */
     struct contact contacts[TANDEM_TRANSPORT_CONTACTS_MAX];
@@ -975,6 +979,51 @@ static uint64_t relay_term_cb(void *data)
 
 /* ---- inbound ---- */
 
+/* The IP literal host of a "host:port", as bytes; false for a name (or garbage). An IPv4-mapped
+ * IPv6 address counts as its IPv4 one. */
+static bool ip_bytes(const char *host, uint8_t out[16], size_t *len)
+{
+    struct in6_addr v6;
+    if (inet_pton(AF_INET, host, out) == 1) {
+        *len = 4;
+        return true;
+    }
+    if (inet_pton(AF_INET6, host, &v6) != 1) {
+        return false;
+    }
+    if (IN6_IS_ADDR_V4MAPPED(&v6)) {
+        memcpy(out, v6.s6_addr + 12, 4);
+        *len = 4;
+    } else {
+        memcpy(out, v6.s6_addr, 16);
+        *len = 16;
+    }
+    return true;
+}
+
+/* Whether a hello may teach us its (newer) epoch: its sender is a member of our configuration
+ * at the address it claims, and connects from the host that address names (when an IP). */
+static bool hello_teaches_epoch(struct transport *t, const struct handshake *h, const char *ip)
+{
+    if (t->member == NULL) {
+        return true;
+    }
+    if (!t->member(t->member_data, h->hello.id, h->hello.address)) {
+        return false;
+    }
+    char host[TANDEM_HOSTPORT_LEN_MAX + 1];
+    int port;
+    uint8_t want[16], got[16];
+    size_t want_len = 0, got_len = 0;
+    if (tandem_hostport_split(h->hello.member.raft, host, sizeof host, &port) != 0) {
+        return false;
+    }
+    if (!ip_bytes(host, want, &want_len)) {
+        return true; /* a host name: the source cannot be judged without a lookup */
+    }
+    return ip_bytes(ip, got, &got_len) && got_len == want_len && memcmp(want, got, want_len) == 0;
+}
+
 static void inbound_ack_sent(struct handshake *h)
 {
     struct transport *t = h->t;
@@ -1025,7 +1074,16 @@ static void inbound_hello_received(struct handshake *h)
         snprintf(ip, sizeof ip, "%s", h->peer_key);
         snprintf(h->peer_key, sizeof h->peer_key, "%s", m->raft);
         snprintf(h->peer_label, sizeof h->peer_label, "%s (%s) from %s", m->name, m->raft, ip);
-        if (strcmp(h->hello.cluster_id, t->cluster_id) == 0) {
+        if (strcmp(h->hello.cluster_id, t->cluster_id) == 0 && h->hello.epoch > h->epoch &&
+            !hello_teaches_epoch(t, h, ip)) {
+            t->stats.epoch_ignored++;
+            if (memo_first(t, h->peer_key, OUTCOME_EPOCH)) {
+                transport_log(t, LOG_WARNING,
+                              "raft transport: %s claims epoch %llu; not learnt: it is no member "
+                              "of our configuration at that address",
+                              h->peer_label, (unsigned long long)h->hello.epoch);
+            }
+        } else if (strcmp(h->hello.cluster_id, t->cluster_id) == 0) {
             note_epoch(t, h->hello.epoch);
         }
         if (strcmp(h->hello.cluster_id, t->cluster_id) != 0) {
@@ -1533,6 +1591,8 @@ int tandem_transport_init(struct raft_uv_transport *raft, struct uv_loop_s *loop
     t->quarantine = config->quarantine;
     t->term = config->term;
     t->term_data = config->term_data;
+    t->member = config->member;
+    t->member_data = config->member_data;
     t->relay_config = (struct tandem_relay_config){
         .limits = config->frame_limits,
         .term = relay_term_cb,

@@ -53,6 +53,12 @@ struct tandem_transport_config {
      * it. May be NULL (then 0). */
     uint64_t (*term)(void *data);
     void *term_data; /* borrowed */
+    /* Whether id is a server of this node's raft configuration at exactly address (a member
+     * address, consensus/member.h). A newer epoch in an inbound hello is learnt (and fences this
+     * node) only from such a member, connecting from the host its raft address names when that
+     * is an IP literal: anyone can reach the port and say any epoch. NULL: every peer counts. */
+    bool (*member)(void *data, raft_id id, const char *address);
+    void *member_data; /* borrowed */
 };
 
 #define TANDEM_TRANSPORT_APPEND_BYTES_DEFAULT   ((uint64_t)1 << 30)
@@ -75,6 +81,7 @@ struct tandem_transport_stats {
     uint64_t refused_frame;      /* inbound connections dropped for a frame libraft must not see */
     uint64_t relays_open;        /* inbound raft connections open now */
     uint64_t relays_replaced;    /* ... closed for a newer one from the same id, or the cap */
+    uint64_t epoch_ignored;      /* newer epochs in hellos not learnt: not from a member */
 };
 
 /* What the transport knows of one peer, by raft id. Times are the loop's (uv_now), 0 = never. */

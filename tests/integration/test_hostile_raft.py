@@ -99,6 +99,60 @@ def send_hostile(c, target, frame):
         s.close()
 
 
+def member_id(name):
+    """consensus/member.c tandem_member_id: FNV-1a 64 of the name, top bit cleared."""
+    h = 1469598103934665603
+    for b in name.encode():
+        h = ((h ^ b) * 1099511628211) % 2 ** 64
+    h &= 0x7fffffffffffffff
+    return h or 1
+
+
+def claim_epoch(c, target, raft_id, address, epoch, source="127.0.0.1"):
+    """A hello claiming epoch from source; returns the ack's status (1 = epoch mismatch)."""
+    st = c.status(target)
+    host, port = c.nodes[target]["raft"].rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=SOCKET_TIMEOUT_S,
+                                 source_address=(source, 0))
+    try:
+        s.sendall(hello(st["node"]["cluster_id"], epoch, raft_id, address))
+        ack = b""
+        while len(ack) < ACK_SIZE:
+            chunk = s.recv(ACK_SIZE - len(ack))
+            assert chunk, "no ack from %s" % target
+            ack += chunk
+        return struct.unpack_from("<I", ack, 12)[0]
+    finally:
+        s.close()
+
+
+def test_newer_epoch_from_a_stranger_fences_nobody():
+    """The review fenced a node for good with one hello claiming epoch 2^64-1. A newer epoch is
+    learnt only from a member of the node's configuration, at its address, from its host."""
+    with Cluster("3") as c:
+        leader = c.leader()
+        target = next(n for n in c.names if n != leader)
+        other = next(n for n in c.names if n not in (leader, target))
+        member_address = "|".join([other, c.nodes[other]["site"], c.nodes[other]["raft"],
+                                   c.nodes[other]["api"]])
+        claims = [
+            ("a stranger", member_id("evil-1"), "evil-1|east|127.0.0.1:1|http://127.0.0.1:1",
+             "127.0.0.1"),
+            ("a member's id and address from another host", member_id(other), member_address,
+             "127.0.0.2"),
+            ("a member's id at another address", member_id(other),
+             "%s|%s|127.0.0.1:1|http://127.0.0.1:1" % (other, c.nodes[other]["site"]),
+             "127.0.0.1"),
+        ]
+        for what, raft_id, address, source in claims:
+            assert claim_epoch(c, target, raft_id, address, 2 ** 64 - 1, source) == 2, what
+        time.sleep(3)  # the node's BCP tick reads the transport's newest epoch every 100 ms
+        for name in c.names:
+            st = c.status(name)["node"]
+            assert not st["fenced"] and st["epoch"] == 1, (name, st)
+        c.kv_put(c.leader(), "still-writable", b"1")
+
+
 def refused_count(c, name):
     _, _, body = c.api(name, "GET", "/metrics")
     for line in body.decode().splitlines():
