@@ -5,7 +5,7 @@
  *   LD_PRELOAD=BUILD/libtandem_lostwrites.so TANDEM_LOSTWRITES_DIR=JOURNALS \
  *       TANDEM_LOSTWRITES_ROOT=DATA_DIR tandemd ...      # then kill -9 it
  *   BUILD/tandem-lostwrites-rollback JOURNALS              # DATA_DIR is now as at its last syncs
- * Without TANDEM_LOSTWRITES_DIR the shim does nothing (every call goes straight to libc). With it
+ * Without TANDEM_LOSTWRITES_DIR the shim does nothing (every call goes straight through). With it
  * but without TANDEM_LOSTWRITES_ROOT the process stops at start with one line on stderr: a fault
  * that silently injects nothing would make a chaos run prove nothing. With an ASan-built program,
  * put the sanitizer's runtime first: LD_PRELOAD="$(gcc -print-file-name=libasan.so) ...".

@@ -5,10 +5,11 @@ after tandem-lostwrites-rollback every file holds exactly what it held at its la
 fsync/fdatasync (content and size), whatever the child did after. Also: without
 TANDEM_LOSTWRITES_DIR the shim changes nothing; with it but no root the process refuses to run."""
 
-import ctypes  # noqa: F401  (used by the child's code below)
+import ctypes
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,19 @@ def make(path, data, flags=0):
     os.write(fd, data)
     return fd
 """
+
+
+def statx_btime(path):
+    """(seconds, nanoseconds) of path's birth time, as the shim records it (0, 0 when none)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(256)
+    AT_FDCWD, STATX_BTIME = -100, 0x800
+    assert libc.statx(AT_FDCWD, path.encode(), 0, STATX_BTIME | 0x7ff, buf) == 0
+    mask = struct.unpack_from("=I", buf, 0)[0]
+    if not mask & STATX_BTIME:
+        return 0, 0
+    seconds, nanoseconds = struct.unpack_from("=qI", buf, 80)
+    return seconds, nanoseconds
 
 
 class Scratch:
@@ -172,6 +186,73 @@ die()
         s.rollback()
         assert s.read("s") == b"0" * 64
         assert s.read("d") == b"kept"
+
+
+
+def test_io_submit_writes_are_journaled_unless_flagged_rwf_dsync():
+    """libraft writes its open segments so (src/uv_writer.c, always with RWF_DSYNC)."""
+    with Scratch() as s:
+        s.child(r"""
+root = sys.argv[1]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+SYS_io_setup, SYS_io_submit, SYS_io_getevents = 206, 209, 208
+IOCB_CMD_PWRITE, RWF_DSYNC = 1, 2
+class Iocb(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_uint64), ("key", ctypes.c_uint32), ("rw_flags", ctypes.c_int),
+                ("opcode", ctypes.c_uint16), ("prio", ctypes.c_int16), ("fd", ctypes.c_uint32),
+                ("buf", ctypes.c_uint64), ("nbytes", ctypes.c_uint64), ("offset", ctypes.c_int64),
+                ("reserved", ctypes.c_uint64), ("flags", ctypes.c_uint32), ("resfd", ctypes.c_uint32)]
+ctx = ctypes.c_ulong(0)
+assert libc.syscall(ctypes.c_long(SYS_io_setup), ctypes.c_long(4), ctypes.byref(ctx)) == 0
+events = (ctypes.c_uint64 * 16)()
+def submit(fd, data, offset, rw_flags):
+    buf = ctypes.create_string_buffer(data)
+    cb = Iocb(opcode=IOCB_CMD_PWRITE, fd=fd, buf=ctypes.addressof(buf), nbytes=len(data),
+              offset=offset, rw_flags=rw_flags)
+    cbs = (ctypes.POINTER(Iocb) * 1)(ctypes.pointer(cb))
+    assert libc.syscall(ctypes.c_long(SYS_io_submit), ctx, ctypes.c_long(1), cbs) == 1
+    assert libc.syscall(ctypes.c_long(SYS_io_getevents), ctx, ctypes.c_long(1), ctypes.c_long(1),
+                        events, None) == 1
+    assert ctypes.c_int64(events[2]).value == len(data), events[2]  # io_event.res
+plain = make(root + "/plain", b"p" * 32)
+os.fsync(plain)
+submit(plain, b"X" * 8, 4, 0)                  # not durable: undone
+dsync = make(root + "/dsync", b"d" * 32)
+os.fsync(dsync)
+submit(dsync, b"Y" * 8, 4, RWF_DSYNC)          # durable on completion: kept
+die()
+""")
+        s.rollback()
+        assert s.read("plain") == b"p" * 32
+        assert s.read("dsync") == b"d" * 4 + b"Y" * 8 + b"d" * 20
+
+
+def test_rollback_keeps_what_a_sync_covered_and_ignores_a_torn_last_record():
+    """A journal as the shim leaves it when a write ran during an fsync (an LW_SYNC record) and
+    the kill cut the last record short (chaos/lostwrites/journal.h)."""
+    with Scratch() as s:
+        path = s.path("f")
+        with open(path, "wb") as f:
+            f.write(b"2" * 10 + b"3" * 10)         # "1"*10 was durable, "2" synced, "3" not
+        st = os.stat(path)
+        btime = statx_btime(path)
+        header = struct.pack("=8sQQqII", b"TLWJRNL1", (os.major(st.st_dev) << 32)
+                             | os.minor(st.st_dev), st.st_ino, btime[0], btime[1], 0)
+        header = header + struct.pack("=II", len(path), len(s.root)) + path.encode() \
+            + s.root.encode()
+
+        def record(kind, offset, old_size, data=b""):
+            return struct.pack("=IIQQQ", 0x4c57524b, kind, offset, old_size, len(data)) + data
+        first = record(1, 0, 0, b"")                     # the "2"s written over an empty file
+        second = record(1, 10, 10, b"")                  # the "3"s appended after it
+        sync = record(4, len(header) + len(first), 0)    # the sync covered the first only
+        journal = header + first + second + sync + record(1, 0, 20, b"torn")[:-2]
+        os.mkdir(s.journal)
+        with open(os.path.join(s.journal, "x.journal"), "wb") as f:
+            f.write(journal)
+        s.rollback()
+        assert s.read("f") == b"2" * 10
 
 
 def test_files_outside_the_root_and_a_shim_without_its_variables_are_left_alone():
