@@ -69,9 +69,11 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define LW_FDS_MAX     65536 /* descriptors the shim can track: a higher one stops the process */
-#define LW_INODES_MAX  256   /* files with unsynced journaled writes at one time */
-#define LW_EXPORT      __attribute__((visibility("default")))
+#define LW_FDS_MAX    65536 /* descriptors the shim can track: a higher one stops the process */
+#define LW_INODES_MAX 256   /* files with unsynced journaled writes at one time */
+#define LW_EXPORT     __attribute__((visibility("default")))
+/* The 64 variants are the same functions on a 64-bit system. */
+#define LW_ALIAS(name) __attribute__((alias(#name), visibility("default")))
 #define LW_SYNC_FLAGS  (O_DSYNC | O_SYNC)
 #define LW_RWF_DURABLE (RWF_DSYNC | RWF_SYNC)
 
@@ -576,10 +578,7 @@ LW_EXPORT ssize_t pwrite(int fd, const void *buf, size_t n, off_t offset)
     LW_JOURNALED(fd, offset, n, 0, real.pwrite(fd, buf, n, offset));
 }
 
-LW_EXPORT ssize_t pwrite64(int fd, const void *buf, size_t n, off_t offset)
-{
-    return pwrite(fd, buf, n, offset);
-}
+ssize_t pwrite64(int fd, const void *buf, size_t n, off_t offset) LW_ALIAS(pwrite);
 
 LW_EXPORT ssize_t writev(int fd, const struct iovec *iov, int count)
 {
@@ -591,10 +590,7 @@ LW_EXPORT ssize_t pwritev(int fd, const struct iovec *iov, int count, off_t offs
     LW_JOURNALED(fd, offset, lw_iov_len(iov, count), 0, real.pwritev(fd, iov, count, offset));
 }
 
-LW_EXPORT ssize_t pwritev64(int fd, const struct iovec *iov, int count, off_t offset)
-{
-    return pwritev(fd, iov, count, offset);
-}
+ssize_t pwritev64(int fd, const struct iovec *iov, int count, off_t offset) LW_ALIAS(pwritev);
 
 LW_EXPORT ssize_t pwritev2(int fd, const struct iovec *iov, int count, off_t offset, int flags)
 {
@@ -602,10 +598,8 @@ LW_EXPORT ssize_t pwritev2(int fd, const struct iovec *iov, int count, off_t off
                  real.pwritev2(fd, iov, count, offset, flags));
 }
 
-LW_EXPORT ssize_t pwritev64v2(int fd, const struct iovec *iov, int count, off_t offset, int flags)
-{
-    return pwritev2(fd, iov, count, offset, flags);
-}
+ssize_t pwritev64v2(int fd, const struct iovec *iov, int count, off_t offset, int flags)
+    LW_ALIAS(pwritev2);
 
 LW_EXPORT int ftruncate(int fd, off_t length)
 {
@@ -621,10 +615,7 @@ LW_EXPORT int ftruncate(int fd, off_t length)
     return rv;
 }
 
-LW_EXPORT int ftruncate64(int fd, off_t length)
-{
-    return ftruncate(fd, length);
-}
+int ftruncate64(int fd, off_t length) LW_ALIAS(ftruncate);
 
 LW_EXPORT int truncate(const char *path, off_t length)
 {
@@ -640,10 +631,7 @@ LW_EXPORT int truncate(const char *path, off_t length)
     return rv;
 }
 
-LW_EXPORT int truncate64(const char *path, off_t length)
-{
-    return truncate(path, length);
-}
+int truncate64(const char *path, off_t length) LW_ALIAS(truncate);
 
 /* Every open variant: journals an O_TRUNC cut, opens, tracks. */
 static int lw_open(int dirfd, const char *path, int flags, mode_t mode)
@@ -668,49 +656,34 @@ static mode_t lw_mode(int flags, va_list ap)
     return (flags & (O_CREAT | O_TMPFILE)) ? (mode_t)va_arg(ap, int) : 0;
 }
 
+/* The mode argument an open variant was given, when its flags say there is one. */
+#define LW_VA_MODE(flags, mode)                                                                    \
+    do {                                                                                           \
+        va_list lw_ap_;                                                                            \
+        va_start(lw_ap_, flags);                                                                   \
+        mode = lw_mode(flags, lw_ap_);                                                             \
+        va_end(lw_ap_);                                                                            \
+    } while (0)
+
 LW_EXPORT int open(const char *path, int flags, ...)
 {
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = lw_mode(flags, ap);
-    va_end(ap);
-    return lw_open(AT_FDCWD, path, flags, mode);
-}
-
-LW_EXPORT int open64(const char *path, int flags, ...)
-{
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = lw_mode(flags, ap);
-    va_end(ap);
+    mode_t mode;
+    LW_VA_MODE(flags, mode);
     return lw_open(AT_FDCWD, path, flags, mode);
 }
 
 LW_EXPORT int openat(int dirfd, const char *path, int flags, ...)
 {
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = lw_mode(flags, ap);
-    va_end(ap);
+    mode_t mode;
+    LW_VA_MODE(flags, mode);
     return lw_open(dirfd, path, flags, mode);
 }
 
-LW_EXPORT int openat64(int dirfd, const char *path, int flags, ...)
-{
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = lw_mode(flags, ap);
-    va_end(ap);
-    return lw_open(dirfd, path, flags, mode);
-}
+int open64(const char *path, int flags, ...) LW_ALIAS(open);
+int openat64(int dirfd, const char *path, int flags, ...) LW_ALIAS(openat);
 
 /* The _FORTIFY_SOURCE entry points (their callers pass no mode). */
 LW_EXPORT int __open_2(const char *path, int flags)
-{
-    return lw_open(AT_FDCWD, path, flags, 0);
-}
-
-LW_EXPORT int __open64_2(const char *path, int flags)
 {
     return lw_open(AT_FDCWD, path, flags, 0);
 }
@@ -720,20 +693,15 @@ LW_EXPORT int __openat_2(int dirfd, const char *path, int flags)
     return lw_open(dirfd, path, flags, 0);
 }
 
-LW_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
-{
-    return lw_open(dirfd, path, flags, 0);
-}
+int __open64_2(const char *path, int flags) LW_ALIAS(__open_2);
+int __openat64_2(int dirfd, const char *path, int flags) LW_ALIAS(__openat_2);
 
 LW_EXPORT int creat(const char *path, mode_t mode)
 {
     return lw_open(AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode);
 }
 
-LW_EXPORT int creat64(const char *path, mode_t mode)
-{
-    return creat(path, mode);
-}
+int creat64(const char *path, mode_t mode) LW_ALIAS(creat);
 
 LW_EXPORT int fsync(int fd)
 {

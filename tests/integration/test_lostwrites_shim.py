@@ -31,6 +31,11 @@ def make(path, data, flags=0):
     fd = os.open(path, os.O_RDWR | os.O_CREAT | flags, 0o600)
     os.write(fd, data)
     return fd
+def synced(path, data):
+    fd = make(path, data)
+    os.fsync(fd)
+    return fd
+root = sys.argv[1]
 """
 
 
@@ -91,9 +96,7 @@ class Scratch:
 def test_after_rollback_a_file_holds_what_its_last_fsync_made_durable():
     with Scratch() as s:
         s.child(r"""
-root = sys.argv[1]
-fd = make(root + "/a", b"A" * 5000)
-os.fsync(fd)
+fd = synced(root + "/a", b"A" * 5000)
 os.pwrite(fd, b"B" * 100, 10)                 # overwrite, not synced
 os.lseek(fd, 0, os.SEEK_END)
 os.write(fd, b"C" * 3000)                     # append, not synced
@@ -117,7 +120,6 @@ def test_a_file_never_synced_goes_back_to_empty_and_an_o_trunc_is_undone():
         with open(s.path("old"), "wb") as f:
             f.write(b"durable" * 1000)
         s.child(r"""
-root = sys.argv[1]
 fd = make(root + "/new", b"N" * 10000)
 os.write(fd, b"M" * 10)
 t = os.open(root + "/old", os.O_WRONLY | os.O_TRUNC)
@@ -133,10 +135,8 @@ die()
 def test_ftruncate_after_the_sync_is_undone_with_every_byte_it_cut():
     with Scratch() as s:
         s.child(r"""
-root = sys.argv[1]
 data = b"P" * 70000 + bytes(200000) + b"Q" * 1234    # a zero run longer than a journal chunk
-fd = make(root + "/t", data)
-os.fsync(fd)
+fd = synced(root + "/t", data)
 os.ftruncate(fd, 10)
 os.pwrite(fd, b"R" * 50, 5)
 os.ftruncate(fd, 400000)                             # grows: the undo shrinks it back
@@ -150,9 +150,7 @@ die()
 def test_a_write_after_a_rename_is_undone_where_the_file_now_is():
     with Scratch() as s:
         s.child(r"""
-root = sys.argv[1]
-fd = make(root + "/x", b"1" * 100)
-os.fsync(fd)
+fd = synced(root + "/x", b"1" * 100)
 os.write(fd, b"2" * 100)
 os.mkdir(root + "/sub")
 os.rename(root + "/x", root + "/sub/y")
@@ -169,12 +167,10 @@ die()
 def test_writes_through_syscall_are_journaled_and_a_dsync_write_is_durable():
     with Scratch() as s:
         s.child(r"""
-root = sys.argv[1]
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 SYS_pwrite64, SYS_close = 18, 3
-fd = make(root + "/s", b"0" * 64)
-os.fsync(fd)
+fd = synced(root + "/s", b"0" * 64)
 buf = ctypes.create_string_buffer(b"9" * 16)
 assert libc.syscall(ctypes.c_long(SYS_pwrite64), ctypes.c_long(fd), buf, ctypes.c_long(16),
                     ctypes.c_long(8)) == 16
@@ -193,7 +189,6 @@ def test_io_submit_writes_are_journaled_unless_flagged_rwf_dsync():
     """libraft writes its open segments so (src/uv_writer.c, always with RWF_DSYNC)."""
     with Scratch() as s:
         s.child(r"""
-root = sys.argv[1]
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 SYS_io_setup, SYS_io_submit, SYS_io_getevents = 206, 209, 208
@@ -215,11 +210,9 @@ def submit(fd, data, offset, rw_flags):
     assert libc.syscall(ctypes.c_long(SYS_io_getevents), ctx, ctypes.c_long(1), ctypes.c_long(1),
                         events, None) == 1
     assert ctypes.c_int64(events[2]).value == len(data), events[2]  # io_event.res
-plain = make(root + "/plain", b"p" * 32)
-os.fsync(plain)
+plain = synced(root + "/plain", b"p" * 32)
 submit(plain, b"X" * 8, 4, 0)                  # not durable: undone
-dsync = make(root + "/dsync", b"d" * 32)
-os.fsync(dsync)
+dsync = synced(root + "/dsync", b"d" * 32)
 submit(dsync, b"Y" * 8, 4, RWF_DSYNC)          # durable on completion: kept
 die()
 """)
@@ -259,7 +252,7 @@ def test_files_outside_the_root_and_a_shim_without_its_variables_are_left_alone(
     with Scratch() as s:
         outside = os.path.join(s.dir, "outside")
         s.child(r"""
-fd = make(sys.argv[1] + "/../outside", b"o" * 10)
+fd = make(root + "/../outside", b"o" * 10)
 die()
 """)
         assert not os.path.exists(s.journal) or os.listdir(s.journal) == []
@@ -268,7 +261,7 @@ die()
         # Loaded but not asked to do anything: no journal directory, writes stay.
         shutil.rmtree(s.journal, ignore_errors=True)
         p = s.child(r"""
-fd = make(sys.argv[1] + "/plain", b"p" * 10)
+fd = make(root + "/plain", b"p" * 10)
 os.close(fd)
 """, env={}, expect_kill=False)
         assert p.returncode == 0, p.stderr
@@ -284,7 +277,7 @@ os.close(fd)
 def test_rollback_dry_run_changes_nothing_and_bad_usage_exits_2():
     with Scratch() as s:
         s.child(r"""
-fd = make(sys.argv[1] + "/f", b"z" * 10)
+fd = make(root + "/f", b"z" * 10)
 die()
 """)
         out = s.rollback("--dry-run")
