@@ -533,14 +533,32 @@ static int lw_sync_fd(int fd, int (*sync_fn)(int))
     return rv;
 }
 
-/* sync() and syncfs(): every journal (of dev, when dev_only) was made durable. */
-static void lw_synced_all(bool dev_only, uint64_t dev)
+/* Where each journal (of dev, when dev_only) stood before a sync() or syncfs() began. */
+struct lw_mark {
+    struct lw_identity id;
+    uint64_t through;
+};
+
+static size_t lw_mark_all(struct lw_mark *marks, bool dev_only, uint64_t dev)
 {
+    size_t count = 0;
     pthread_mutex_lock(&lock);
     for (size_t i = 0; i < LW_INODES_MAX; i++) {
         if (inodes[i].used && (!dev_only || inodes[i].id.dev == dev)) {
-            lw_forget(&inodes[i]);
+            marks[count].id = inodes[i].id;
+            marks[count++].through = inodes[i].journal_len;
         }
+    }
+    pthread_mutex_unlock(&lock);
+    return count;
+}
+
+/* After the sync succeeded: what each marked journal held before it is durable. */
+static void lw_synced_marks(const struct lw_mark *marks, size_t count)
+{
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < count; i++) {
+        lw_synced(&marks[i].id, marks[i].through);
     }
     pthread_mutex_unlock(&lock);
 }
@@ -639,14 +657,19 @@ static int lw_open(int dirfd, const char *path, int flags, mode_t mode)
     if (!active) {
         return (int)real.syscall(SYS_openat, dirfd, path, flags, mode);
     }
-    pthread_mutex_lock(&lock);
-    if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY) {
+    /* The lock spans the open only when it cuts the file: journal, then cut, with no write in
+     * between. Tracking needs no lock: no other thread uses fd before open returns it. */
+    bool cuts = (flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY;
+    if (cuts) {
+        pthread_mutex_lock(&lock);
         lw_truncate_path(dirfd, path, 0);
     }
     int fd = (int)real.syscall(SYS_openat, dirfd, path, flags, mode);
     int saved = errno;
+    if (cuts) {
+        pthread_mutex_unlock(&lock);
+    }
     lw_track(fd, flags);
-    pthread_mutex_unlock(&lock);
     errno = saved;
     return fd;
 }
@@ -715,21 +738,31 @@ LW_EXPORT int fdatasync(int fd)
 
 LW_EXPORT void sync(void)
 {
-    real.sync();
-    if (active) {
-        lw_synced_all(false, 0);
+    static struct lw_mark marks[LW_INODES_MAX]; /* sync() has no way to report an error */
+    static pthread_mutex_t marks_lock = PTHREAD_MUTEX_INITIALIZER;
+    if (!active) {
+        real.sync();
+        return;
     }
+    pthread_mutex_lock(&marks_lock);
+    size_t count = lw_mark_all(marks, false, 0);
+    real.sync();
+    lw_synced_marks(marks, count);
+    pthread_mutex_unlock(&marks_lock);
 }
 
 LW_EXPORT int syncfs(int fd)
 {
+    struct lw_mark marks[LW_INODES_MAX];
     struct statx st;
+    if (!active || statx(fd, "", AT_EMPTY_PATH, 0, &st) != 0) {
+        return real.syncfs(fd);
+    }
+    size_t count = lw_mark_all(marks, true, ((uint64_t)st.stx_dev_major << 32) | st.stx_dev_minor);
     int rv = real.syncfs(fd);
-    if (rv == 0 && active) {
+    if (rv == 0) {
         int saved = errno;
-        if (statx(fd, "", AT_EMPTY_PATH, 0, &st) == 0) {
-            lw_synced_all(true, ((uint64_t)st.stx_dev_major << 32) | st.stx_dev_minor);
-        }
+        lw_synced_marks(marks, count);
         errno = saved;
     }
     return rv;

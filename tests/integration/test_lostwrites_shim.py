@@ -185,6 +185,24 @@ die()
 
 
 
+
+def test_sync_and_syncfs_make_every_file_durable():
+    with Scratch() as s:
+        s.child(r"""
+libc = ctypes.CDLL(None, use_errno=True)
+a = make(root + "/a", b"a" * 10)
+b = make(root + "/b", b"b" * 10)
+os.sync()                                      # both durable
+os.write(a, b"A" * 10)
+c = make(root + "/c", b"c" * 10)
+assert libc.syncfs(c) == 0                     # the same file system: all three durable
+os.write(b, b"B" * 10)                         # lost
+die()
+""")
+        s.rollback()
+        assert (s.read("a"), s.read("b"), s.read("c")) == (b"a" * 10 + b"A" * 10, b"b" * 10,
+                                                           b"c" * 10)
+
 def test_io_submit_writes_are_journaled_unless_flagged_rwf_dsync():
     """libraft writes its open segments so (src/uv_writer.c, always with RWF_DSYNC)."""
     with Scratch() as s:
