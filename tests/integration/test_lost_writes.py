@@ -17,11 +17,11 @@ from cluster import Cluster, ClusterError, run_tests, wait_until  # noqa: E402
 
 WRITES_MAX = 3000          # bound on the load loop, in writes
 LOAD_SECONDS_MAX = 60      # and in time
-WRITES_BEFORE_KILL = 300   # acknowledged writes before the kill
-WRITES_AFTER_KILL = 100    # and after it, before the node comes back
+WRITES_BEFORE_KILL = 200   # acknowledged writes before the kill
+WRITES_AFTER_KILL = 50     # and after it, before the node comes back
 CONVERGE_TIMEOUT_S = 60
 TOOL_TIMEOUT_S = 60
-BEHIND_WRITES = 600        # writes a stopped follower misses: a snapshot install to catch up
+BEHIND_WRITES = 400        # writes a stopped follower misses: a snapshot install to catch up
 AFTER_INSTALL_WRITES = 50
 SETTINGS = {"snapshot_threshold": 128, "snapshot_trailing": 256}  # snapshots during the load
 
