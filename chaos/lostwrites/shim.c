@@ -13,7 +13,8 @@
  * How: before a write changes a regular file under ROOT opened for writing, the shim appends an
  * undo record (offset, the bytes about to be overwritten, the old size) to that file's journal in
  * JOURNALS (chaos/lostwrites/journal.h), with a plain write: a killed process's page cache
- * survives, so the journal does too. A successful fsync/fdatasync of the file empties its journal.
+ * survives, so the journal does too. A successful fsync/fdatasync of the file drops the records
+ * appended before it began (a write racing with it stays journaled).
  * The rollback undoes every journal's records last to first, so each file gets back the content
  * and size it had at its last sync. The model is a power cut at the moment of the kill on a file
  * system that keeps namespace operations (create, rename, unlink, directory fsync) and loses
@@ -23,20 +24,23 @@
  * pwritev2 (and their 64 variants, and the same system calls made through syscall(), which libuv
  * 1.44 uses for pwritev), ftruncate, truncate, open/openat/creat with O_TRUNC, and io_submit
  * writes without RWF_DSYNC/RWF_SYNC. Syncs: fsync, fdatasync (also through syscall()), sync and
- * syncfs (every journal). Already durable, so never journaled: writes on a descriptor opened
- * O_DSYNC or O_SYNC, pwritev2 and io_submit writes flagged RWF_DSYNC or RWF_SYNC.
+ * syncfs (every journal of the file system). Already durable, so never journaled: writes on a
+ * descriptor opened O_DSYNC or O_SYNC, pwritev2 and io_submit writes flagged RWF_DSYNC or RWF_SYNC.
  *
  * What tandemd writes, and how (LMDB 0.9.24, libraft 0.22.1 raft_uv, libuv 1.44, all checked):
  *   - LMDB data.mdb (storage/store.c: MDB_NOMETASYNC, no MDB_WRITEMAP, no MDB_NOSYNC): pages by
  *     pwrite/writev, fdatasync per commit, then the meta page by pwrite without a sync (the next
  *     commit's fdatasync covers it): covered; a kill loses at least the last commit's meta page.
  *   - LMDB lock.mdb: the reader table, written through a shared mapping: not covered (mapped
- *     writes cannot be seen from here), and LMDB rebuilds it when it opens the environment.
+ *     writes cannot be seen from here); its ftruncate at creation is, so a rollback may leave it
+ *     empty, and LMDB rebuilds it when it opens the environment.
  *   - raft segments (open-N): io_submit with RWF_DSYNC on an O_DIRECT descriptor
  *     (src/uv_writer.c): durable on completion, never journaled; their posix_fallocate is not
  *     journaled either (it only reserves zeros). Finalising one (ftruncate, fsync, rename,
- *     directory fsync), metadata1/2 (pwrite, fdatasync), snapshots (write, fsync, rename,
- *     directory fsync): covered, and all synced before libraft relies on them.
+ *     directory fsync), metadata1/2 (pwrite, fdatasync), snapshots (an O_TMPFILE written by
+ *     pwritev through syscall(), fsync, linkat, directory fsync): covered, and all synced before
+ *     libraft relies on them. tandemd's restore of a snapshot into LMDB (storage/store.c) builds
+ *     the new environment beside the old one and syncs it (mdb_env_sync) before the rename.
  *   - DATA_DIR/lock (storage/dir_lock.c: ftruncate + pwrite of the pid, never synced): covered;
  *     after a rollback it names an older pid, which only the lock's error message reads.
  *   - the recovery markers (consensus/recover.c: write, fsync, rename, directory fsync): covered.
