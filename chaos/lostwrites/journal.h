@@ -51,6 +51,8 @@ struct lw_journal_header {
     struct lw_identity id;
     uint32_t path_len;
     uint32_t root_len;
+    uint32_t writer_pid; /* the process that made it: no rollback while it holds the journal */
+    uint32_t pad;
 };
 
 struct lw_record {

@@ -8,7 +8,8 @@
  * under the journal's root; undoes the records after the last sync, last to first; fsyncs the
  * file and removes the journal. A journal whose file no longer exists is removed ("gone": the
  * model keeps namespace operations). One line per journal on stdout; exit 0 when every journal
- * was applied or gone, 1 when one could not be (it is kept, and named on stderr), 2 on bad usage.
+ * was applied or gone, 1 when one could not be (it is kept, and named on stderr; so is one whose
+ * writer still has it open: the process must be dead first), 2 on bad usage.
  * --dry-run prints what would be undone and changes nothing. */
 #include "journal.h"
 
@@ -113,6 +114,33 @@ static int walk_visit(const char *path, const struct stat *st, int type, struct 
         return 1;
     }
     return 0;
+}
+
+/* Whether the process that made the journal still holds it open: undoing its writes under it
+ * would corrupt a live process's files (it must be killed, and gone, first). */
+static bool writer_alive(const char *dir, const struct journal *j)
+{
+    char proc[64], link[PATH_MAX + 64], target[PATH_MAX], journal_path[PATH_MAX];
+    if (realpath(dir, journal_path) == NULL) {
+        return false;
+    }
+    snprintf(link, sizeof link, "%s/%s", journal_path, j->name);
+    snprintf(journal_path, sizeof journal_path, "%s", link);
+    snprintf(proc, sizeof proc, "/proc/%u/fd", j->header.writer_pid);
+    DIR *fds = opendir(proc);
+    bool alive = false;
+    for (struct dirent *e; fds != NULL && !alive && (e = readdir(fds)) != NULL;) {
+        snprintf(link, sizeof link, "%s/%s", proc, e->d_name);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        if (n > 0) {
+            target[n] = '\0';
+            alive = strcmp(target, journal_path) == 0;
+        }
+    }
+    if (fds != NULL) {
+        closedir(fds);
+    }
+    return alive;
 }
 
 /* Where the journal's file is now: its path, or where a rename took it under the root. */
@@ -222,7 +250,7 @@ static int undo_all(const struct journal *j, const char *path, const size_t *off
     return 0;
 }
 
-static int rollback_one(int dir_fd, const char *name, bool dry_run)
+static int rollback_one(const char *dir, int dir_fd, const char *name, bool dry_run)
 {
     struct journal j = {.name = name};
     char path[PATH_MAX];
@@ -234,6 +262,12 @@ static int rollback_one(int dir_fd, const char *name, bool dry_run)
         offsets = records_to_undo(&j, &count, &torn);
         if (offsets == NULL) {
             rv = fail(name, "out of memory", ENOMEM);
+        } else if (writer_alive(dir, &j)) {
+            fprintf(stderr,
+                    "tandem-lostwrites-rollback: %s: its writer (pid %u) is still running: kill "
+                    "it, and let it die, first\n",
+                    name, j.header.writer_pid);
+            rv = -1; /* the journal stays */
         } else if (!find_file(&j, path, sizeof path)) {
             printf("%s: gone (%zu records not needed)\n", j.path, count);
         } else if (dry_run) {
@@ -276,7 +310,7 @@ int main(int argc, char **argv)
     }
     int failed = 0;
     for (int i = 0; i < n; i++) {
-        failed += rollback_one(dir_fd, entries[i]->d_name, dry_run) != 0;
+        failed += rollback_one(dir, dir_fd, entries[i]->d_name, dry_run) != 0;
         free(entries[i]);
     }
     free(entries);

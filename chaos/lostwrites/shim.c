@@ -341,6 +341,7 @@ static void lw_journal_start(struct lw_inode *in, const char *path, const char *
     memcpy(h.magic, LW_JOURNAL_MAGIC, 8);
     h.path_len = (uint32_t)strlen(file_path);
     h.root_len = (uint32_t)root_len;
+    h.writer_pid = (uint32_t)getpid();
     struct iovec iov[3] = {{&h, sizeof h}, {(void *)file_path, h.path_len}, {root_dir, root_len}};
     in->header_len = sizeof h + h.path_len + h.root_len;
     if (real.writev(in->journal_fd, iov, 3) != (ssize_t)in->header_len) {

@@ -250,7 +250,7 @@ def test_rollback_keeps_what_a_sync_covered_and_ignores_a_torn_last_record():
         btime = statx_btime(path)
         header = struct.pack("=8sQQqII", b"TLWJRNL1", (os.major(st.st_dev) << 32)
                              | os.minor(st.st_dev), st.st_ino, btime[0], btime[1], 0)
-        header = header + struct.pack("=II", len(path), len(s.root)) + path.encode() \
+        header = header + struct.pack("=IIII", len(path), len(s.root), 0, 0) + path.encode() \
             + s.root.encode()
 
         def record(kind, offset, old_size, data=b""):
@@ -265,6 +265,30 @@ def test_rollback_keeps_what_a_sync_covered_and_ignores_a_torn_last_record():
         s.rollback()
         assert s.read("f") == b"2" * 10
 
+
+
+def test_rollback_refuses_while_the_writer_still_runs():
+    with Scratch() as s:
+        code = PRELUDE + r"""
+fd = make(root + "/live", b"l" * 10)
+print("written", flush=True)
+sys.stdin.read()
+"""
+        env = dict(os.environ, LD_PRELOAD=SHIM, TANDEM_LOSTWRITES_DIR=s.journal,
+                   TANDEM_LOSTWRITES_ROOT=s.root)
+        child = subprocess.Popen([sys.executable, "-c", code, s.root], env=env,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout.readline() == "written\n"
+            p = subprocess.run([ROLLBACK, s.journal], capture_output=True, text=True,
+                               timeout=CHILD_TIMEOUT_S)
+            assert p.returncode == 1 and "pid %d) is still running" % child.pid in p.stderr, p
+            assert s.read("live") == b"l" * 10
+        finally:
+            child.kill()
+            child.communicate(timeout=CHILD_TIMEOUT_S)
+        s.rollback()
+        assert s.read("live") == b""
 
 def test_files_outside_the_root_and_a_shim_without_its_variables_are_left_alone():
     with Scratch() as s:
