@@ -120,12 +120,12 @@ static int walk_visit(const char *path, const struct stat *st, int type, struct 
  * would corrupt a live process's files (it must be killed, and gone, first). */
 static bool writer_alive(const char *dir, const struct journal *j)
 {
-    char proc[64], link[PATH_MAX + 64], target[PATH_MAX], journal_path[PATH_MAX];
-    if (realpath(dir, journal_path) == NULL) {
+    char proc[64], link[PATH_MAX + 64], target[PATH_MAX + 64], dir_path[PATH_MAX];
+    char journal_path[PATH_MAX + 64];
+    if (realpath(dir, dir_path) == NULL) {
         return false;
     }
-    snprintf(link, sizeof link, "%s/%s", journal_path, j->name);
-    snprintf(journal_path, sizeof journal_path, "%s", link);
+    snprintf(journal_path, sizeof journal_path, "%s/%s", dir_path, j->name);
     snprintf(proc, sizeof proc, "/proc/%u/fd", j->header.writer_pid);
     DIR *fds = opendir(proc);
     bool alive = false;
