@@ -9,65 +9,23 @@ configuration of 3 servers). Leak detection is on for this test's nodes only; on
 without ASan the leak check cannot run, and the test says so instead of passing silently."""
 
 import os
-import shutil
-import signal
-import subprocess
 import sys
 import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import Cluster, pid_alive, run_tests, wait_until  # noqa: E402
+from cluster import Cluster, run_tests  # noqa: E402
+from sanitizers import asan_build, sanitizer_report, sigterm  # noqa: E402
 
 SETTINGS = {"snapshot_threshold": 16, "snapshot_trailing": 16}
 ROUNDS = 4                  # stop / write / start / SIGTERM-while-installing rounds
 WRITES_PER_ROUND = 120      # entries the stopped follower misses: past snapshot_trailing
 VALUE = "v" * 3000          # a snapshot of some size, sent in one message
-EXIT_TIMEOUT_S = 60         # an ASan node writing its leak report on the way out
-SANITIZER_MARKS = ("LeakSanitizer", "AddressSanitizer", "runtime error:")
-
-
-def asan_build(binary):
-    """Whether binary was built with AddressSanitizer (it references __asan_init)."""
-    if shutil.which("nm"):
-        out = subprocess.run(["nm", "-D", binary], capture_output=True, text=True).stdout
-        out += subprocess.run(["nm", binary], capture_output=True, text=True).stdout
-        return "__asan_init" in out
-    with open(binary, "rb") as f:
-        return b"__asan_init" in f.read()
-
-
-def log_since_last_start(c, name):
-    """The node's log from its last start (local-cluster.sh marks each with ====)."""
-    with open(os.path.join(c.nodes[name]["dir"], "tandemd.log"), errors="replace") as f:
-        text = f.read()
-    return text[text.rfind("==== "):]
-
-
-def sanitizer_report(c, name):
-    text = log_since_last_start(c, name)
-    marks = [m for m in SANITIZER_MARKS if m in text]
-    if not marks:
-        return None
-    at = min(text.index(m) for m in marks)
-    return text[max(0, at - 200):at + 4000]
-
-
-def sigterm(c, name):
-    """SIGTERM node name by PID and wait for its exit (leak report written by then)."""
-    pid = c.nodes[name]["pid"]
-    os.kill(pid, signal.SIGTERM)
-    wait_until(lambda: not pid_alive(pid), EXIT_TIMEOUT_S, "%s (pid %d) to exit" % (name, pid))
-    c.nodes[name]["pid"] = None
-    try:
-        os.remove(os.path.join(c.nodes[name]["dir"], "tandemd.pid"))
-    except FileNotFoundError:
-        pass
 
 
 def test_no_leak_report_at_sigterm():
     binary = os.path.join(os.environ.get("TANDEM_BIN_DIR", ""), "tandemd")
-    checked = os.path.exists(binary) and asan_build(binary)
+    checked = asan_build(binary)
     if checked:
         os.environ["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0"
         os.environ.pop("LSAN_OPTIONS", None)
