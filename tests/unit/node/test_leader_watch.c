@@ -141,6 +141,18 @@ static void test_leader_always_allowed(void **state)
     assert_true(tandem_leader_watch_snapshot_allowed(&f->watch));
 }
 
+/* A stopping node takes no new snapshot, leader or not: raft's close waits for one in flight
+ * (consensus/raft_node.c), and a new one would only make it wait longer. */
+static void test_closing_refuses(void **state)
+{
+    struct fixture *f = *state;
+    f->view.leading = true;
+    assert_true(tandem_leader_watch_snapshot_allowed(&f->watch));
+    f->watch.closing = true;
+    assert_false(tandem_leader_watch_snapshot_allowed(&f->watch));
+    f->watch.closing = false; /* teardown closes it for real */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -149,6 +161,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stale_look_refuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_non_leader_answer_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leader_always_allowed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_closing_refuses, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
