@@ -68,14 +68,7 @@ static void heap_aligned_free(void *data, size_t alignment, void *ptr)
 }
 
 static struct raft_heap watching_heap = {
-    .data = NULL,
-    .malloc = heap_malloc,
-    .free = heap_free,
-    .calloc = heap_calloc,
-    .realloc = heap_realloc,
-    .aligned_alloc = heap_aligned_alloc,
-    .aligned_free = heap_aligned_free,
-};
+    NULL, heap_malloc, heap_free, heap_calloc, heap_realloc, heap_aligned_alloc, heap_aligned_free};
 
 void tandem_raft_heap_install(void)
 {
