@@ -146,6 +146,22 @@ static void add_cb(struct raft_change *req, int status)
     }
 }
 
+/* raft_add and raft_remove encode the new configuration before libraft 0.22.1 checks that this
+ * node may change it, and leak the encoding when it may not (clientChangeConfiguration returns
+ * the submission's refusal without freeing the entry). So the checks libraft makes come first:
+ * ClientSubmit's and membershipCanChangeConfiguration's, on raft's fields (read only). Returns 0,
+ * RAFT_NOTLEADER or RAFT_CANTCHANGE. */
+static int change_allowed(const struct raft *r)
+{
+    if (r->state != RAFT_LEADER || raft_transferee(r) != 0) {
+        return RAFT_NOTLEADER;
+    }
+    if (r->configuration_uncommitted_index != 0 || r->leader_state.promotee_id != 0) {
+        return RAFT_CANTCHANGE;
+    }
+    return 0;
+}
+
 /* TANDEM_EXISTS when m's name or raft address is in the configuration. */
 static int add_check(struct tandem_raft *n, const struct tandem_member *m, char *errmsg)
 {
@@ -180,7 +196,9 @@ int tandem_membership_add(struct tandem_raft *n, uv_loop_t *loop, const struct t
     c->member = *m;
     c->id = tandem_member_id(m->name);
     tandem_member_address_format(m, address, sizeof address);
-    rv = raft_add(&n->raft, &c->change, c->id, address, add_cb);
+    if ((rv = change_allowed(&n->raft)) == 0) {
+        rv = raft_add(&n->raft, &c->change, c->id, address, add_cb);
+    }
     if (rv != 0) {
         rv = change_raft_error(c, rv, errmsg);
         free(c);
@@ -200,7 +218,10 @@ int tandem_membership_remove(struct tandem_raft *n, const char *name, char *errm
         free(c);
         return tandem_error_set(errmsg, TANDEM_NOTFOUND, "no member named %s", name);
     }
-    int rv = raft_remove(&n->raft, &c->change, c->id, change_done_cb);
+    int rv = change_allowed(&n->raft);
+    if (rv == 0) {
+        rv = raft_remove(&n->raft, &c->change, c->id, change_done_cb);
+    }
     if (rv != 0) {
         rv = change_raft_error(c, rv, errmsg);
         free(c);

@@ -1,7 +1,8 @@
-/* Tests of consensus/membership.c's ownership of its raft_change request when raft_assign fails:
+/* Tests of consensus/membership.c's ownership of what it hands libraft when a change fails:
  * libraft 0.22.1's raft_assign makes the request its pending change before the submission that
- * can fail, and keeps it after the failure (src/legacy.c). raft_add and raft_assign are
- * replaced at link time (-Wl,--wrap, see CMakeLists.txt) to play libraft's part. */
+ * can fail, and keeps it after the failure; raft_add leaks its encoded configuration when the
+ * node may not change it (src/legacy.c). raft_add and raft_assign are replaced at link time
+ * (-Wl,--wrap, see CMakeLists.txt) to play libraft's part. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -75,6 +76,7 @@ static int setup(void **state)
     memset(&fake, 0, sizeof fake);
     assert_int_equal(uv_loop_init(&loop), 0);
     node.loop = &loop;
+    node.raft.state = RAFT_LEADER; /* leader_state zeroed: no transfer, no promotion */
     raft_configuration_init(&node.raft.configuration);
     return 0;
 }
@@ -142,12 +144,37 @@ static void test_failed_assign_not_held_finishes_at_once(void **state)
     assert_null(node.raft.legacy.change);
 }
 
+/* raft_add on a node that may not change the configuration: libraft 0.22.1 would encode the
+ * configuration and leak it; tandem refuses before calling raft (the wrapped raft_add is never
+ * reached) and says why. */
+static void test_add_refused_before_raft_when_not_allowed(void **state)
+{
+    (void)state;
+    struct tandem_member m;
+    struct result res = {0};
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    memset(&m, 0, sizeof m);
+    snprintf(m.name, sizeof m.name, "east-3");
+    snprintf(m.raft, sizeof m.raft, "127.0.0.1:9200");
+    node.raft.state = RAFT_FOLLOWER;
+    assert_int_equal(tandem_membership_add(&node, &loop, &m, errmsg, result_cb, &res),
+                     TANDEM_NOTLEADER);
+    node.raft.state = RAFT_LEADER;
+    node.raft.configuration_uncommitted_index = 7; /* a change not yet committed */
+    assert_int_equal(tandem_membership_add(&node, &loop, &m, errmsg, result_cb, &res), TANDEM_RAFT);
+    assert_non_null(strstr(errmsg, raft_strerror(RAFT_CANTCHANGE)));
+    assert_null(fake.added);
+    assert_int_equal(res.calls, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_failed_assign_held_by_raft_is_freed_when_raft_lets_go,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_assign_not_held_finishes_at_once, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_add_refused_before_raft_when_not_allowed, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
