@@ -189,7 +189,7 @@ struct tandem_result *tandem_proposer_claim(void *data, uint64_t proposer_id, ui
 /* raft_apply failed after the entry entered raft's log (libraft 0.22.1's legacy layer fails
  * when it cannot persist or send it, e.g. when file descriptors run out): the entry may still
  * commit, so its outcome is unknown until we see what is applied at its index, as for a leader
- * that steps down. Who frees the buffer is settled apart (apply_buffer_settle). */
+ * that steps down. Who frees the buffer is settled apart (apply_owned). */
 static void apply_failed_after_append(struct tandem_batch *b)
 {
     tandem_assert(b->req.index != 0);
