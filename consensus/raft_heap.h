@@ -23,7 +23,9 @@
 
 /* Stacks the watching heap on raft's current heap (raft_heap_get), unless it already is the
  * current one. Every operation is passed to that heap, so blocks allocated before are freed
- * correctly after. Call it on the loop thread before raft runs; calling it again is harmless. */
+ * correctly after. Call it on the loop thread before raft runs (raft_heap_set is not safe while
+ * libuv's threadpool allocates through raft's heap): tandem_raft_start does. Calling it again is
+ * harmless. */
 void tandem_raft_heap_install(void);
 
 /* Starts watching ptr (a block from raft_malloc). Returns false, watching nothing, when the

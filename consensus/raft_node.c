@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "consensus/raft_error.h"
+#include "consensus/raft_heap.h"
 #include "consensus/transport.h"
 #include "storage/assert.h"
 #include "storage/error.h"
@@ -157,6 +158,9 @@ int tandem_raft_start(struct tandem_raft *n, uv_loop_t *loop, const struct tande
                                          .quarantine = o->quarantine};
     int rv;
     tandem_assert(o->self != NULL && fsm != NULL);
+    /* Before raft or raft_uv allocate anything, and before libuv's threadpool runs raft_uv's
+     * work: the proposer relies on it (consensus/raft_heap.h). */
+    tandem_raft_heap_install();
     memset(n, 0, sizeof *n);
     n->loop = loop;
     n->close_wait_ms = TANDEM_RAFT_CLOSE_WAIT_MS;
