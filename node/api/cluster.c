@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "consensus/membership.h"
+#include "consensus/raft_heap.h"
 #include "consensus/transport.h"
 #include "node/api/api.h"
 #include "node/bcp/site_metrics.h"
@@ -274,6 +275,11 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
             (unsigned long long)ts.refused_epoch, (unsigned long long)ts.refused_malformed,
             (unsigned long long)ts.refused_frame, (unsigned long long)ts.relays_open,
             (unsigned long long)ts.relays_replaced, (unsigned long long)hs.connections_open);
+    /* libraft double frees absorbed by the watching heap (consensus/raft_heap.h). */
+    fprintf(out,
+            "# TYPE tandem_raft_double_frees_absorbed_total counter\n"
+            "tandem_raft_double_frees_absorbed_total %llu\n",
+            (unsigned long long)tandem_raft_heap_double_frees());
     reach_metrics(node, out);
     tandem_histogram_write(out, "tandem_apply_duration_seconds",
                            "Time to apply one raft entry to LMDB.", &node->metrics.apply);
