@@ -89,14 +89,21 @@ def _replay_job_event(state, event, final):
         return True
     if action in JOB_SYSTEM:
         return True
-    move = JOB_MOVES.get(action)
+    target = _table_target(state, "job", JOB_MOVES, action)
+    return target is not None and _job_move(state, action, target)
+
+
+def _table_target(state, kind, table, action):
+    """Where the transition table leads action from the current status; None (with the
+    problem noted) when the table has no such action or does not allow it from there."""
+    move = table.get(action)
     if move is None:
-        state.problems.append(f"unknown job action {action}")
-        return False
-    if state.status not in move[0]:
-        state.problems.append(f"illegal job transition: {action} from {state.status}")
-        return False
-    return _job_move(state, action, move[1])
+        state.problems.append(f"unknown {kind} action {action}")
+    elif state.status not in move[0]:
+        state.problems.append(f"illegal {kind} transition: {action} from {state.status}")
+    else:
+        return move[1]
+    return None
 
 
 def _job_move(state, action, target):
@@ -123,14 +130,10 @@ def _replay_box_event(state, event):
             return False
         state.status = details.get("status", "stored")
         return True
-    move = BOX_MOVES.get(action)
-    if move is None:
-        state.problems.append(f"unknown box action {action}")
+    target = _table_target(state, "box", BOX_MOVES, action)
+    if target is None:
         return False
-    if state.status not in move[0]:
-        state.problems.append(f"illegal box transition: {action} from {state.status}")
-        return False
-    state.status = move[1]
+    state.status = target
     if action == "pick":
         state.job = details.get("job")
         state.open_picks.add(state.job)

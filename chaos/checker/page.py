@@ -13,6 +13,7 @@ from checker.anomalies import KINDS
 WIDTH, LEFT, RIGHT = 1200, 110, 20
 PLOT = WIDTH - LEFT - RIGHT
 COLUMN_PX = 2
+LABEL_CHAR_PX = 6.5  # width of a character of a 10px label, generously
 FAULT_ROW_PX = 16
 LATENCY_PX = 180
 ANOMALY_MARKS_MAX = 300
@@ -68,19 +69,28 @@ def _ticks(scale, top, bottom):
     while t <= scale.t1:
         x = scale.x(t)
         out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}" stroke="#eee"/>'
-                   f'<text x="{x:.1f}" y="{bottom + 12}" text-anchor="middle">{clock(t)}</text>')
+                   f'<text x="{x:.1f}" y="{bottom + 12}" text-anchor="middle">'
+                   f'{clock(t)[:-2]}</text>')
         t += step
     return out
+
+
+def _label_at(fault, scale):
+    """(x, anchor, left, right) of a fault's label: after its bar's start, or ending at its
+    bar's end when it would run off the right edge."""
+    x0, x1 = scale.x(fault.start), scale.x(fault.end)
+    width = LABEL_CHAR_PX * len(_fault_label(fault))
+    if x0 + width > WIDTH:
+        return x1 - 2, "end", x1 - 2 - width, max(x1, x0)
+    return x0 + 2, "start", x0, max(x1, x0 + 2 + width)
 
 
 def _fault_rows(faults, scale):
     """Assigns each fault a row so no bar or label overlaps another; returns [(fault, row)]."""
     rows, placed = [], []
-    for fault in sorted(faults, key=lambda f: f.start):
-        x0 = scale.x(fault.start)
-        label = _fault_label(fault)
-        right = max(scale.x(fault.end), x0 + 6 * len(label)) + 4
-        row = next((i for i, end in enumerate(rows) if end < x0), None)
+    spans = sorted(((_label_at(f, scale)[2:], f) for f in faults), key=lambda s: s[0])
+    for (left, right), fault in spans:
+        row = next((i for i, end in enumerate(rows) if end + 4 < left), None)
         if row is None:
             rows.append(right)
             row = len(rows) - 1
@@ -100,12 +110,13 @@ def _fault_strip(faults, scale):
         x0, x1 = scale.x(fault.start), scale.x(fault.end)
         y = row * FAULT_ROW_PX
         colour = FAULT_COLOURS.get(fault.kind, "#757575")
-        title = (f"{_fault_label(fault)} {clock(fault.start)}-{clock(fault.end)} "
-                 f"{fault.detail}")
+        label = _fault_label(fault)
+        title = f"{label} {clock(fault.start)}-{clock(fault.end)} {fault.detail}"
+        tx, anchor = _label_at(fault, scale)[:2]
         out.append(f'<g><title>{_e(title)}</title><rect x="{x0:.1f}" y="{y + 2}" '
                    f'width="{max(x1 - x0, 2):.1f}" height="{FAULT_ROW_PX - 4}" fill="{colour}" '
-                   f'opacity="0.8"/><text x="{x0 + 2:.1f}" y="{y + FAULT_ROW_PX - 5}" '
-                   f'fill="#000">{_e(_fault_label(fault))}</text></g>')
+                   f'opacity="0.55"/><text x="{tx:.1f}" y="{y + FAULT_ROW_PX - 5}" '
+                   f'text-anchor="{anchor}" fill="#000">{_e(label)}</text></g>')
     return out, n_rows * FAULT_ROW_PX
 
 
@@ -177,7 +188,7 @@ def _latency_chart(ops, scale, top):
         dots = "".join(f"M{LEFT + c * COLUMN_PX + 1},{b * 2 + 1}h0"
                        for (c, b, w) in bins if w == workload)
         out.append(f'<path d="{dots}" stroke="{colour}" stroke-width="2.5" '
-                   'stroke-linecap="round"/>')
+                   'stroke-linecap="round" stroke-opacity="0.45"/>')
     return out, len(bins)
 
 

@@ -20,6 +20,9 @@ STAGES = ["receive", "scan", "enter", "verify", "ship"]
 ELF_CORE_HEADER = b"\x7fELF\x02\x01\x01" + bytes(9) + b"\x04\x00"
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from cluster import run_tests  # noqa: E402  (the test-runner convention of every Python test)
+
 _spec = importlib.util.spec_from_file_location("check_py", CHECK)
 check_py = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(check_py)
@@ -436,20 +439,5 @@ def test_unreadable_runs_exit_2():
     unreadable(os.path.join(tempfile.gettempdir(), "no-such-chaos-run"), "not a directory")
 
 
-def main():
-    tests = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
-    passed = failed = 0
-    for t in tests:
-        try:
-            t()
-            passed += 1
-            print(f"ok {t.__name__}")
-        except AssertionError as e:
-            failed += 1
-            print(f"FAIL {t.__name__}: {e}")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tests()
