@@ -230,7 +230,7 @@ def _check_object(domain, name, anomalies):
     domain.replays[name] = state
     problems = state.problems or _compare(kind, state, final)
     if problems:
-        anomalies.add("trace_replay", f"{name}: " + "; ".join(problems), [])
+        anomalies.add("trace_replay", f"{name}: " + "; ".join(problems), [op.id for op in ops])
     _match_ops(domain, name, kind, events, ops, anomalies)
 
 

@@ -8,9 +8,12 @@ real-time rules then reduce to comparing lengths and positions in F (sweeps in O
 SHOWN = 8  # elements of a list quoted in an anomaly's detail
 
 
-def _quote(items):
-    head = ", ".join(str(v) for v in items[:SHOWN])
-    return f"[{head}{', ...' if len(items) > SHOWN else ''}] ({len(items)} elements)"
+def _quote(items, around=0):
+    """items as [a, b, ...] with at most SHOWN elements, from a little before index around."""
+    low = max(0, around - 2)
+    shown = ", ".join(str(v) for v in items[low:low + SHOWN])
+    return (f"[{'..., ' if low > 0 else ''}{shown}{', ...' if low + SHOWN < len(items) else ''}]"
+            f" ({len(items)} elements)")
 
 
 class Key:
@@ -115,8 +118,9 @@ def _check_reads(key, anomalies):
         got = op.items[i] if i < len(op.items) else "(end)"
         want = key.final[i] if i < len(key.final) else "(end)"
         anomalies.add("read_not_prefix",
-                      f"key {key.name}: read op {op.id} {_quote(op.items)} is not a prefix of "
-                      f"the final list {_quote(key.final)}: index {i} is {got}, final has {want}",
+                      f"key {key.name}: read op {op.id} {_quote(op.items, i)} is not a prefix "
+                      f"of the final list {_quote(key.final, i)}: index {i} is {got}, final has "
+                      f"{want}",
                       [op.id])
 
 
