@@ -35,7 +35,8 @@ def decide(run):
         "stats": stats.compute(run),
         "run": {"path": os.path.abspath(run.path), "seed": final.get("seed"),
                 "seconds": final.get("seconds"), "faults": final.get("faults"),
-                "started": final.get("started")},
+                "started": final.get("started"),
+                "unavailable_faults": final.get("unavailable_faults") or {}},
         "checked": {"keys": keys, "objects": objects, "logs": logs,
                     "nodes": sorted(final["nodes"]), "digests": sorted(final["digests"])},
     }

@@ -136,6 +136,10 @@ def check_exits(run, anomalies):
         if fault.kind in KILLING_FAULTS:
             killed.update(fault.target)
     for node, info in sorted(run.final["nodes"].items()):
+        crashes = info.get("crashes") if isinstance(info, dict) else None
+        if crashes:
+            anomalies.add("unexpected_exit", f"{node} died during the run without the harness "
+                          f"killing it ({len(crashes)} times, exits {crashes})", [])
         code = info.get("exit") if isinstance(info, dict) else None
         if code is None or code == 0:
             continue

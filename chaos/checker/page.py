@@ -280,6 +280,11 @@ def _fault_list(run):
             "<table>" + notes + "</table></details>")
 
 
+def _unavailable(info):
+    left_out = info.get("unavailable_faults") or {}
+    return "".join(f" ({_e(kind)} never injected: {_e(why)})" for kind, why in left_out.items())
+
+
 def render(run, report):
     """The whole page as text."""
     valid = report["valid"]
@@ -295,8 +300,8 @@ def render(run, report):
             f"<div class='verdict {'valid' if valid else 'invalid'}'>{_e(verdict)}</div>"
             f"<p class=small>run {_e(info['path'])}: seed {_e(info.get('seed'))}, "
             f"{_e(info.get('seconds'))} s{started}, faults enabled: "
-            f"{_e(', '.join(info.get('faults') or []) or 'none')}. Times are minutes:seconds "
-            "since the run's start.</p>"
+            f"{_e(', '.join(info.get('faults') or []) or 'none')}{_unavailable(info)}. Times "
+            "are minutes:seconds since the run's start.</p>"
             "<h2>Anomalies</h2>" + _anomaly_table(report) +
             "<h2>Timeline</h2><p class=small>Faults are bars on top (kind and target) and bands "
             "behind the operations; each row below is one client process.</p>" + _legend() +

@@ -409,6 +409,12 @@ def test_sigkill_without_a_kill_fault():
     assert code == 0, f"{err} {report and report['anomalies']}"
 
 
+def test_death_nobody_caused():
+    run = base()
+    run["final"]["nodes"]["east-2"]["crashes"] = [-6]  # the harness found it dead, restarted it
+    assert "east-2 died" in expect(run, "unexpected_exit")[0]["detail"]
+
+
 def test_harness_error():
     run = base()
     run["final"]["errors"] = ["partition east|west could not be healed"]
