@@ -17,6 +17,8 @@ LABEL_CHAR_PX = 6.5  # width of a character of a 10px label, generously
 FAULT_ROW_PX = 16
 LATENCY_PX = 180
 ANOMALY_MARKS_MAX = 300
+PROCESS_LANES_MAX = 60  # more client processes than this: one row per workload and node
+BAND_SHARE_MAX = 0.5    # a fault longer than this share of the run is a bar only, not a band
 ANOMALIES_SHOWN = 200
 OUTCOME_COLOURS = {"ok": "#2e7d32", "fail": "#1565c0", "info": "#f9a825"}
 WORKLOAD_COLOURS = {"append": "#37474f", "domain": "#8e24aa"}
@@ -121,30 +123,39 @@ def _fault_strip(faults, scale):
 
 
 def _bands(faults, scale, top, height):
+    """Background bands of the faults, except those lasting most of the run (settings such as
+    snapshot_heavy), which would tint everything."""
+    longest = BAND_SHARE_MAX * (scale.t1 - scale.t0)
     return [f'<rect x="{scale.x(f.start):.1f}" y="{top}" '
             f'width="{max(scale.x(f.end) - scale.x(f.start), 1):.1f}" height="{height}" '
-            f'fill="{FAULT_COLOURS.get(f.kind, "#757575")}" opacity="0.10"/>' for f in faults]
+            f'fill="{FAULT_COLOURS.get(f.kind, "#757575")}" opacity="0.10"/>' for f in faults
+            if f.end - f.start <= longest]
+
+
+def _lane_of(op, by_node):
+    return (op.workload, str(op.node) if by_node else op.process)
 
 
 def _lanes(ops):
-    def order(process):
-        return (len(process), process)
-    by_workload = {}
-    for op in ops:
-        by_workload.setdefault(op.workload, set()).add(op.process)
-    lanes = []
-    for workload in sorted(by_workload):
-        lanes += [(workload, p) for p in sorted(by_workload[workload], key=order)]
-    return {lane: i for i, lane in enumerate(lanes)}
+    """Rows of the timeline: one per client process, or one per workload and node when there
+    are more than PROCESS_LANES_MAX processes (a harness that gives a client a new process id
+    after each indeterminate operation makes hundreds). Returns ({lane: row}, by_node)."""
+    processes = {(op.workload, op.process) for op in ops}
+    by_node = len(processes) > PROCESS_LANES_MAX
+    lanes = {_lane_of(op, by_node) for op in ops}
+
+    def order(lane):
+        return (lane[0], len(lane[1]), lane[1])
+    return {lane: i for i, lane in enumerate(sorted(lanes, key=order))}, by_node
 
 
-def _op_dots(ops, scale, lanes, lane_px, top, marked):
+def _op_dots(ops, scale, lanes, by_node, lane_px, top, marked):
     """One dot per (lane, column, outcome); anomalous ops as red crosses on top."""
     bins = set()
     for op in ops:
         t = op.end if op.end != math.inf else op.start
         column = int((scale.x(t) - LEFT) // COLUMN_PX)
-        bins.add((lanes[(op.workload, op.process)], column, op.outcome))
+        bins.add((lanes[_lane_of(op, by_node)], column, op.outcome))
     out = []
     for outcome in ("ok", "fail", "info"):
         colour = OUTCOME_COLOURS[outcome]
@@ -154,7 +165,7 @@ def _op_dots(ops, scale, lanes, lane_px, top, marked):
                    'stroke-linecap="round"/>')
     for op in marked[:ANOMALY_MARKS_MAX]:
         t = op.end if op.end != math.inf else op.start
-        x, y = scale.x(t), top + lanes[(op.workload, op.process)] * lane_px + lane_px / 2
+        x, y = scale.x(t), top + lanes[_lane_of(op, by_node)] * lane_px + lane_px / 2
         out.append(f'<path d="M{x - 4:.1f},{y - 4:.1f}l8,8m0,-8l-8,8" stroke="#d50000" '
                    f'stroke-width="2"><title>op {_e(op.id)}</title></path>')
     return out, len(bins)
@@ -198,7 +209,7 @@ def timeline(run, report):
     span = report["stats"]["span_ms"]
     scale = Scale(min([span["from"]] + [f.start for f in run.faults]),
                   max([span["to"]] + [f.end for f in run.faults]))
-    lanes = _lanes(ops)
+    lanes, by_node = _lanes(ops)
     lane_px = max(3, min(14, 420 / max(len(lanes), 1)))
     faults, fault_h = _fault_strip(run.faults, scale)
     ops_top = fault_h + 8
@@ -207,7 +218,7 @@ def timeline(run, report):
     bottom = lat_top + LATENCY_PX
     marked_ids = {i for a in report["anomalies"] for i in a["ops"]}
     marked = [op for op in ops if op.id in marked_ids]
-    dots, n_dots = _op_dots(ops, scale, lanes, lane_px, ops_top, marked)
+    dots, n_dots = _op_dots(ops, scale, lanes, by_node, lane_px, ops_top, marked)
     latency, n_lat = _latency_chart(ops, scale, lat_top)
     parts = (_bands(run.faults, scale, ops_top, bottom - ops_top) +
              _ticks(scale, ops_top, bottom) + faults + _lane_labels(lanes, lane_px, ops_top) +
@@ -216,7 +227,8 @@ def timeline(run, report):
               'operations (end - start), log scale</text>'] + dots + latency)
     svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{bottom + 20:.0f}" '
            f'viewBox="0 0 {WIDTH} {bottom + 20:.0f}">' + "".join(parts) + "</svg>")
-    note = (f"{len(ops):,} operations drawn as {n_dots:,} dots (one per process, "
+    note = (f"{len(ops):,} operations drawn as {n_dots:,} dots (one per "
+            f"{'workload and node (more than %d processes)' % PROCESS_LANES_MAX if by_node else 'process'}, "
             f"{COLUMN_PX}-pixel column and outcome; x is the end, or the start of an operation "
             f"that never ended) and {n_lat:,} latency dots (one per column, latency band and "
             f"workload); {min(len(marked), ANOMALY_MARKS_MAX)} operations named by anomalies "
@@ -304,7 +316,9 @@ def render(run, report):
             "are minutes:seconds since the run's start.</p>"
             "<h2>Anomalies</h2>" + _anomaly_table(report) +
             "<h2>Timeline</h2><p class=small>Faults are bars on top (kind and target) and bands "
-            "behind the operations; each row below is one client process.</p>" + _legend() +
+            "behind the operations (not for faults lasting most of the run); each row below is "
+            "a client process, or a workload and node when there are many processes.</p>" +
+            _legend() +
             svg + f"<p class=small>{_e(note)}</p>" +
             "<h2>Figures</h2>" + _stats_table(report["stats"]) + _fault_list(run) +
             "</body></html>\n")

@@ -421,6 +421,30 @@ def test_harness_error():
     assert "could not be healed" in expect(run, "harness_error")[0]["detail"]
 
 
+# ---- report.html ----
+
+def test_page_marks_anomalous_ops_and_faults():
+    run = base()
+    run["final"]["keys"]["k1"] = [1, 2, 3]
+    find(run, 7)["result"] = [1, 2, 3]
+    code, report, err = check(run)
+    page = report["html"]
+    assert code == 1 and "INVALID: 1 anomalies (lost_append)" in page, err
+    assert "<title>op 6</title>" in page  # the lost append's red cross
+    assert "1 operations named by anomalies are red crosses" in page
+    assert "an acknowledged append is missing from the final list" in page  # the rule
+
+
+def test_page_rows_by_node_when_processes_are_many():
+    run = base()
+    for i in range(100):  # clients that get a new process id after each indeterminate op
+        run["history"].append(read(1000 + i, 100 + i, 200 + i, 201 + i, "ok", [1, 2, 3, 6]))
+    code, report, err = check(run)
+    assert code == 0, f"{err} {report and report['anomalies']}"
+    assert "one per workload and node (more than 60 processes)" in report["html"]
+    assert ">append east-1</text>" in report["html"]
+
+
 # ---- runs that cannot be read ----
 
 def unreadable(run_or_path, words, subprocess_run=False):
