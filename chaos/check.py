@@ -13,7 +13,7 @@ import sys
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from checker import domain, health, listappend, page, runfile, stats  # noqa: E402
+from checker import domain, health, listappend, page, runfile, stats, trace_order  # noqa: E402
 from checker.anomalies import Anomalies  # noqa: E402
 
 
@@ -23,6 +23,7 @@ def decide(run):
     health.check_errors(run, anomalies)
     keys = listappend.check(run, anomalies)
     objects = domain.check(run, anomalies)
+    trace_order.check(domain.Domain(run), anomalies)
     health.check_digests(run, anomalies)
     logs = health.check_logs(run, anomalies)
     health.check_cores(run, anomalies)

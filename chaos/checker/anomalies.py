@@ -20,6 +20,7 @@ KINDS = {
     "trace_replay": "an object's trace breaks the transition rules or does not replay to its state",
     "trace_missing_op": "an acknowledged domain operation left no event in its object's trace",
     "trace_phantom": "a trace event that no attempted operation explains",
+    "trace_order": "trace events are in an order real time or the raft index rules out",
     "domain_object_missing": "an acknowledged create or check-in has no object at the end",
     "digest_mismatch": "nodes ended with different applied indexes or state digests",
     "sanitizer": "a node log holds a sanitizer report",

@@ -326,8 +326,9 @@ def _check_history_picks(domain, name, anomalies):
                    key=lambda op: op.start)
     for first, second in zip(picks, picks[1:]):
         low, high = first.start, max(first.end, second.end)
-        between = {_action_of(op)[1] for op in ops
-                   if op.outcome != "fail" and op.start < high and op.end > low}
+        # An info op may take effect after its answer: it could come between until the end.
+        between = {_action_of(op)[1] for op in ops if op.outcome != "fail" and op.start < high
+                   and (op.end > low or op.outcome == "info")}
         if not {"return", "move"} <= between:
             anomalies.add("box_double_pick",
                           f"{name}: picked for job {first.job} by op {first.id} and for job "

@@ -332,8 +332,8 @@ def test_trace_replay_final_state_differs():
 
 def test_trace_replay_illegal_transition():
     run = base()
-    run["final"]["traces"]["box/B1"].insert(1, event(2, "box", "B1", "dispose"))
-    assert "illegal box transition" in expect(run, "trace_replay", also={"trace_phantom"})[0][
+    run["final"]["traces"]["box/B1"].append(event(12, "box", "B1", "process", job="J1"))
+    assert "illegal box transition: process from returned" in expect(run, "trace_replay")[0][
         "detail"]
 
 
@@ -347,6 +347,21 @@ def test_trace_phantom():
     run = base()
     find(run, 26)["outcome"] = "fail"  # the pin failed, yet its event is in the trace
     assert "pin" in expect(run, "trace_phantom")[0]["detail"]
+
+
+def test_trace_order_against_real_time():
+    run = base()
+    find(run, 26).update(start_ms=1, end_ms=2)  # the pin was acknowledged before the advance
+    assert expect(run, "trace_order")[0]["ops"][0] == 26
+
+
+def test_trace_order_seq_twice_or_index_back():
+    run = base()
+    run["final"]["traces"]["box/B2"][0]["seq"] = 8  # the seq of J1's pin
+    assert "seq 8 appears twice" in expect(run, "trace_order")[0]["detail"]
+    run = base()
+    run["final"]["traces"]["box/B2"][1]["index"] = 3  # seq 11 written below seq 10's index
+    assert "raft index 3" in expect(run, "trace_order")[0]["detail"]
 
 
 def test_domain_object_missing():
