@@ -259,7 +259,9 @@ def _anomaly_table(report):
             (f"<p class=small>{more} more in report.json.</p>" if more > 0 else ""))
 
 
-def _stats_table(stats):
+def _stats_table(stats, snapshots):
+    """The figures; snapshots is final.json's per-node snapshot counts when the harness read
+    them (they show whether snapshot-heavy settings made snapshots happen)."""
     rows = [("operations", stats["operations"]), ("ok (acknowledged)", stats["ok"]),
             ("fail", stats["fail"]), ("info (indeterminate)", stats["info"]),
             ("appends", stats["appends"]), ("reads", stats["reads"]),
@@ -272,6 +274,9 @@ def _stats_table(stats):
         if lat["count"]:
             rows.append((f"latency of ok {workload} ops", f"p50 {lat['p50']} ms, p99 "
                          f"{lat['p99']} ms, max {lat['max']} ms"))
+    if isinstance(snapshots, dict):
+        rows += [(f"snapshots on {node}", ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
+                 for node, c in sorted(snapshots.items()) if isinstance(c, dict)]
     body = "".join(f"<tr><td>{_e(k)}</td><td class=n>"
                    f"{f'{v:,}' if isinstance(v, int) else _e(v)}</td></tr>" for k, v in rows)
     by_f = "".join(f"<tr><td>{_e(f)}</td><td class=n>{c['ok']:,}</td><td class=n>"
@@ -320,5 +325,5 @@ def render(run, report):
             "a client process, or a workload and node when there are many processes.</p>" +
             _legend() +
             svg + f"<p class=small>{_e(note)}</p>" +
-            "<h2>Figures</h2>" + _stats_table(report["stats"]) + _fault_list(run) +
+            "<h2>Figures</h2>" + _stats_table(report["stats"], run.final.get("snapshots")) + _fault_list(run) +
             "</body></html>\n")

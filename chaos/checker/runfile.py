@@ -19,16 +19,17 @@ class RunError(Exception):
 
 
 class Op:
-    """One operation of the history. end is math.inf for an operation that never ended."""
+    """One operation of the history. end is math.inf for an operation that never ended; a read
+    keeps length, prefix (whether it is a prefix of its key's final list) and items (its list,
+    only when it is not a prefix)."""
 
     __slots__ = ("id", "process", "workload", "f", "node", "start", "end", "outcome", "key",
                  "value", "length", "prefix", "items", "object", "job", "line")
 
-    def latency(self):
-        return self.end - self.start if self.end != math.inf else None
-
 
 class Fault:
+    """One fault: kind, target names, start and end (ms since the run's start), detail."""
+
     __slots__ = ("kind", "target", "start", "end", "detail")
 
 
