@@ -52,9 +52,11 @@ def check_digests(run, anomalies):
 
 
 def _log_paths(run):
-    """nodes/*.log plus every log final.json names (absolute, or relative to the run or to its
-    parent directory, as "RUN/nodes/NAME.log" is)."""
+    """nodes/*.log, RUN/*.log (the harness's own output, where bash reports a child's
+    "Segmentation fault"), and every log final.json names (absolute, or relative to the run or
+    to its parent directory, as "RUN/nodes/NAME.log" is)."""
     paths = set(glob.glob(os.path.join(run.path, "nodes", "*.log")))
+    paths |= set(glob.glob(os.path.join(run.path, "*.log")))
     for info in run.final["nodes"].values():
         log = info.get("log") if isinstance(info, dict) else None
         if not isinstance(log, str):

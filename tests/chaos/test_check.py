@@ -396,6 +396,13 @@ def test_assertion_failure():
     assert "east-2" in expect(run, "crash")[0]["detail"]
 
 
+def test_segfault_reported_by_the_harness_shell():
+    run = base()
+    run["files"]["harness.log"] = (b"deploy/local-cluster.sh: line 350: 30520 Segmentation fault"
+                                   b"      ( exec setsid tandemd --config x )\n")
+    assert "harness.log:1" in expect(run, "crash")[0]["detail"]
+
+
 def test_libc_abort():
     run = base()
     run["logs"]["east-1"] += "double free or corruption (!prev)\n"
