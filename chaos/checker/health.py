@@ -132,6 +132,13 @@ def _signal_of(code):
     return None
 
 
+def _exit_text(code):
+    sig = _signal_of(code)
+    if sig is not None:
+        return sig.name
+    return "exit status unknown" if code is None else f"exit {code}"
+
+
 def check_exits(run, anomalies):
     killed = set()
     for fault in run.faults:
@@ -140,8 +147,9 @@ def check_exits(run, anomalies):
     for node, info in sorted(run.final["nodes"].items()):
         crashes = info.get("crashes") if isinstance(info, dict) else None
         if crashes:
+            exits = ", ".join(_exit_text(code) for code in crashes)
             anomalies.add("unexpected_exit", f"{node} died during the run without the harness "
-                          f"killing it ({len(crashes)} times, exits {crashes})", [])
+                          f"killing it: {exits}", [])
         code = info.get("exit") if isinstance(info, dict) else None
         if code is None or code == 0:
             continue

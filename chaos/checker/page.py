@@ -307,8 +307,9 @@ def render(run, report):
     valid = report["valid"]
     info = report["run"]
     kinds = ", ".join(sorted(report["anomaly_counts"]))
+    count = sum(report["anomaly_counts"].values())
     verdict = ("VALID: no anomaly" if valid else
-               f"INVALID: {sum(report['anomaly_counts'].values()):,} anomalies ({kinds})")
+               f"INVALID: {count:,} {'anomaly' if count == 1 else 'anomalies'} ({kinds})")
     started = f", started {_e(info['started'])}" if info.get("started") else ""
     svg, note = timeline(run, report)
     return ("<!DOCTYPE html><html><head><meta charset=utf-8><title>chaos run "

@@ -433,8 +433,9 @@ def test_sigkill_without_a_kill_fault():
 
 def test_death_nobody_caused():
     run = base()
-    run["final"]["nodes"]["east-2"]["crashes"] = [-6]  # the harness found it dead, restarted it
-    assert "east-2 died" in expect(run, "unexpected_exit")[0]["detail"]
+    run["final"]["nodes"]["east-2"]["crashes"] = [-11, None]  # found dead twice, restarted
+    found = expect(run, "unexpected_exit")[0]["detail"]
+    assert "east-2 died" in found and "SIGSEGV, exit status unknown" in found, found
 
 
 def test_harness_error():
@@ -451,7 +452,7 @@ def test_page_marks_anomalous_ops_and_faults():
     find(run, 7)["result"] = [1, 2, 3]
     code, report, err = check(run)
     page = report["html"]
-    assert code == 1 and "INVALID: 1 anomalies (lost_append)" in page, err
+    assert code == 1 and "INVALID: 1 anomaly (lost_append)" in page, err
     assert "<title>op 6</title>" in page  # the lost append's red cross
     assert "1 operations named by anomalies are red crosses" in page
     assert "an acknowledged append is missing from the final list" in page  # the rule
