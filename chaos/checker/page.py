@@ -5,6 +5,7 @@ Dots are binned so a 10-minute run of 100k operations stays light: the timeline 
 per process, COLUMN_PX-pixel column and outcome, the latency chart one per column, latency band
 and workload; the page says how many operations the dots stand for."""
 
+import datetime
 import html
 import math
 
@@ -227,8 +228,9 @@ def timeline(run, report):
               'operations (end - start), log scale</text>'] + dots + latency)
     svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{bottom + 20:.0f}" '
            f'viewBox="0 0 {WIDTH} {bottom + 20:.0f}">' + "".join(parts) + "</svg>")
-    note = (f"{len(ops):,} operations drawn as {n_dots:,} dots (one per "
-            f"{'workload and node (more than %d processes)' % PROCESS_LANES_MAX if by_node else 'process'}, "
+    row = (f"workload and node (more than {PROCESS_LANES_MAX} processes)" if by_node
+           else "process")
+    note = (f"{len(ops):,} operations drawn as {n_dots:,} dots (one per {row}, "
             f"{COLUMN_PX}-pixel column and outcome; x is the end, or the start of an operation "
             f"that never ended) and {n_lat:,} latency dots (one per column, latency band and "
             f"workload); {min(len(marked), ANOMALY_MARKS_MAX)} operations named by anomalies "
@@ -286,13 +288,30 @@ def _stats_table(stats, snapshots):
             "<th>info</th></tr>" + by_f + "</table>")
 
 
+def wall_clock(started, ms):
+    """The RFC 3339 UTC time (milliseconds) of ms since the run's start, when final.json gives
+    the start as RFC 3339; "" otherwise."""
+    try:
+        start = datetime.datetime.fromisoformat(str(started).replace("Z", "+00:00"))
+    except ValueError:
+        return ""
+    if start.tzinfo is None:
+        return ""
+    at = (start + datetime.timedelta(milliseconds=ms)).astimezone(datetime.timezone.utc)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
 def _fault_list(run):
-    rows = "".join(f"<tr><td>{clock(f.start)}</td><td>{clock(f.end)}</td><td>{_e(f.kind)}</td>"
+    started = run.final.get("started")
+    rows = "".join(f"<tr><td>{clock(f.start)}</td><td>{clock(f.end)}</td>"
+                   f"<td>{wall_clock(started, f.start)}</td><td>{_e(f.kind)}</td>"
                    f"<td>{_e(', '.join(f.target))}</td><td>{_e(f.detail)}</td></tr>"
                    for f in sorted(run.faults, key=lambda f: f.start))
-    notes = "".join(f"<tr><td>{clock(t)}</td><td>{_e(text)}</td></tr>" for t, text in run.notes)
+    notes = "".join(f"<tr><td>{clock(t)}</td><td>{wall_clock(started, t)}</td>"
+                    f"<td>{_e(text)}</td></tr>" for t, text in run.notes)
     return (f"<details><summary>{len(run.faults)} faults</summary><table><tr><th>from</th>"
-            "<th>to</th><th>kind</th><th>target</th><th>detail</th></tr>" + rows +
+            "<th>to</th><th>from (UTC)</th><th>kind</th><th>target</th><th>detail</th></tr>" +
+            rows +
             f"</table></details><details><summary>{len(run.notes)} harness notes</summary>"
             "<table>" + notes + "</table></details>")
 
@@ -326,5 +345,6 @@ def render(run, report):
             "a client process, or a workload and node when there are many processes.</p>" +
             _legend() +
             svg + f"<p class=small>{_e(note)}</p>" +
-            "<h2>Figures</h2>" + _stats_table(report["stats"], run.final.get("snapshots")) + _fault_list(run) +
+            "<h2>Figures</h2>" + _stats_table(report["stats"], run.final.get("snapshots")) +
+            _fault_list(run) +
             "</body></html>\n")

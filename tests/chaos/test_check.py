@@ -96,7 +96,7 @@ def base():
     }
     digest = {"applied_index": 420, "state_digest": "ab12"}
     final = {
-        "seed": 7, "seconds": 1, "faults": ["kill", "pause"],
+        "seed": 7, "seconds": 1, "faults": ["kill", "pause"], "started": "2026-12-05T08:00:00.000Z",
         "keys": {"k1": [1, 2, 3, 6], "k2": [7]},
         "digests": {n: dict(digest) for n in ("east-1", "east-2", "west-1", "west-2")},
         "jobs": [{"id": "J1", "status": "in_progress", "stage": "scan", "stages": STAGES,
@@ -193,6 +193,7 @@ def test_valid_run_passes():
     page = report["html"]
     assert "VALID: no anomaly" in page and "<svg" in page and "<script" not in page
     assert "kill east-1" in page and "pause west-1" in page
+    assert "2026-12-05T08:00:00.030Z" in page  # the kill at 30 ms, with final.json's "started"
 
 
 def test_info_append_absent_everywhere_passes():
