@@ -30,6 +30,9 @@ STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 def check_errors(run, anomalies):
     for error in run.final["errors"]:
         anomalies.add("harness_error", f"the harness reported: {error}", [])
+    if not any(op.outcome == "ok" for op in run.ops):
+        anomalies.add("harness_error", f"none of the history's {len(run.ops)} operations was "
+                      "acknowledged: the run shows nothing", [])
 
 
 def check_digests(run, anomalies):

@@ -469,6 +469,21 @@ def test_page_rows_by_node_when_processes_are_many():
     assert ">append east-1</text>" in report["html"]
 
 
+def test_same_value_appended_twice_is_a_harness_error():
+    run = base()
+    run["history"].append(append(17, 3, 120, 130, "fail", 6))  # values must be unique
+    assert expect(run, "harness_error")[0]["ops"] == [6, 17]
+
+
+def test_run_without_an_acknowledged_op_is_a_harness_error():
+    run = base()
+    run["history"] = [r for r in run["history"] if r["type"] != "op"]
+    run["final"].update(keys={}, jobs=[], boxes=[], traces={})
+    code, report, err = check(run)  # the page copes with a run without operations
+    assert code == 1 and set(report["anomaly_counts"]) == {"harness_error"}, err
+    assert "none of the history's 0 operations" in report["anomalies"][0]["detail"]
+
+
 # ---- runs that cannot be read ----
 
 def unreadable(run_or_path, words, subprocess_run=False):
