@@ -137,14 +137,21 @@ def _sweep(earlier, later, size):
         yield best, op
 
 
+def _monotonic(ops, size, kind, describe, anomalies):
+    """The rule stale reads and write order share: an op that ended before another began is
+    not larger (a read's length, an append's position in the final list)."""
+    for best, op in _sweep(ops, ops, size):
+        if best is not None and size(best) > size(op):
+            anomalies.add(kind, describe(best, op), [best.id, op.id])
+
+
 def _check_stale(key, anomalies):
-    prefix_reads = [op for op in key.reads if op.prefix]
-    for best, op in _sweep(prefix_reads, prefix_reads, lambda r: r.length):
-        if best is not None and best.length > op.length:
-            anomalies.add("stale_read",
-                          f"key {key.name}: read op {op.id} (began {op.start} ms) saw "
-                          f"{op.length} elements, read op {best.id} (ended {best.end} ms) "
-                          f"had already seen {best.length}", [best.id, op.id])
+    def describe(best, op):
+        return (f"key {key.name}: read op {op.id} (began {op.start} ms) saw {op.length} "
+                f"elements, read op {best.id} (ended {best.end} ms) had already seen "
+                f"{best.length}")
+    _monotonic([op for op in key.reads if op.prefix], lambda r: r.length, "stale_read",
+               describe, anomalies)
 
 
 def _check_missing_acked(key, anomalies):
@@ -181,12 +188,11 @@ def _check_future(key, anomalies):
 
 
 def _check_write_order(key, anomalies):
-    placed = [op for op in key.appends if op.outcome == "ok" and op.value in key.position]
     position = key.position
-    for best, op in _sweep(placed, placed, lambda a: position[a.value]):
-        if best is not None and position[best.value] > position[op.value]:
-            anomalies.add("write_order",
-                          f"key {key.name}: append op {best.id} ({best.value}, acknowledged at "
-                          f"{best.end} ms) is at index {position[best.value]}, after append op "
-                          f"{op.id} ({op.value}, began {op.start} ms) at index "
-                          f"{position[op.value]}", [best.id, op.id])
+
+    def describe(best, op):
+        return (f"key {key.name}: append op {best.id} ({best.value}, acknowledged at "
+                f"{best.end} ms) is at index {position[best.value]}, after append op {op.id} "
+                f"({op.value}, began {op.start} ms) at index {position[op.value]}")
+    _monotonic([op for op in key.appends if op.outcome == "ok" and op.value in position],
+               lambda a: position[a.value], "write_order", describe, anomalies)
