@@ -2,8 +2,9 @@
 anomalies, a timeline of faults and operations, latency over time, and the run's figures.
 
 Dots are binned so a 10-minute run of 100k operations stays light: the timeline draws one dot
-per process, COLUMN_PX-pixel column and outcome, the latency chart one per column, latency band
-and workload; the page says how many operations the dots stand for."""
+per row (a process, or a workload and node), COLUMN_PX-pixel column and outcome, the latency
+chart one per column, latency band and workload; the page says how many operations the dots
+stand for."""
 
 import datetime
 import html
@@ -52,6 +53,8 @@ def clock(ms):
 
 
 class Scale:
+    """Run time (ms) to the x of the plot area, clamped to the run."""
+
     def __init__(self, t0, t1):
         self.t0, self.t1 = t0, max(t1, t0 + 1)
 
