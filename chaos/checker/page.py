@@ -12,7 +12,7 @@ import math
 
 from checker.anomalies import KINDS
 
-WIDTH, LEFT, RIGHT = 1200, 110, 20
+WIDTH, LEFT, RIGHT = 1200, 130, 20
 PLOT = WIDTH - LEFT - RIGHT
 COLUMN_PX = 2
 LABEL_CHAR_PX = 6.5  # width of a character of a 10px label, generously
