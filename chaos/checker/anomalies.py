@@ -2,6 +2,7 @@
 kind kept with their details and operation ids."""
 
 LISTED_PER_KIND = 100  # anomalies of one kind kept in report.json; the rest are only counted
+OPS_PER_GROUP = 10     # op ids a grouped anomaly names besides its culprit
 
 # Every kind the checker reports, with the one-line rule it stands for (report.html and
 # chaos/README.md show these).
@@ -45,6 +46,18 @@ class Anomalies:
         if n < LISTED_PER_KIND:
             self.listed.append({"kind": kind, "detail": detail,
                                 "ops": [op_id for op_id in ops if op_id is not None]})
+
+    def add_grouped(self, kind, conflicts):
+        """conflicts: [(culprit op id, other op id, detail)] in the order found. One anomaly per
+        culprit, with its first conflict's detail and the count of the others: one misplaced
+        op can conflict with thousands that came after it."""
+        groups = {}
+        for culprit, other, detail in conflicts:
+            groups.setdefault(culprit, (detail, []))[1].append(other)
+        for culprit, (detail, others) in groups.items():
+            more = f" (and {len(others) - 1} more ops in the same conflict with op {culprit})" \
+                if len(others) > 1 else ""
+            self.add(kind, detail + more, [culprit] + others[:OPS_PER_GROUP])
 
     def kinds(self):
         return set(self.counts)

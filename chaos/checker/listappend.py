@@ -106,7 +106,10 @@ def _check_lost(key, anomalies, key_present):
 
 def _check_reads(key, anomalies):
     """A read that is not a prefix of the final list: the most specific kind is reported (a
-    duplicate, phantom or failed element in it), else read_not_prefix with the first difference."""
+    duplicate, phantom or failed element in it), else read_not_prefix with the first difference,
+    grouped by the append of the element the read has there (one element the final list lost
+    makes every read that saw it differ)."""
+    conflicts = []
     for op in key.reads:
         if op.prefix:
             continue
@@ -117,11 +120,12 @@ def _check_reads(key, anomalies):
                  min(len(op.items), len(key.final)))
         got = op.items[i] if i < len(op.items) else "(end)"
         want = key.final[i] if i < len(key.final) else "(end)"
-        anomalies.add("read_not_prefix",
-                      f"key {key.name}: read op {op.id} {_quote(op.items, i)} is not a prefix "
-                      f"of the final list {_quote(key.final, i)}: index {i} is {got}, final has "
-                      f"{want}",
-                      [op.id])
+        append = key.by_value.get(got)
+        conflicts.append((append.id if append is not None else op.id, op.id,
+                          f"key {key.name}: read op {op.id} {_quote(op.items, i)} is not a "
+                          f"prefix of the final list {_quote(key.final, i)}: index {i} is {got}, "
+                          f"final has {want}"))
+    anomalies.add_grouped("read_not_prefix", conflicts)
 
 
 def _sweep(earlier, later, size):
@@ -140,9 +144,9 @@ def _sweep(earlier, later, size):
 def _monotonic(ops, size, kind, describe, anomalies):
     """The rule stale reads and write order share: an op that ended before another began is
     not larger (a read's length, an append's position in the final list)."""
-    for best, op in _sweep(ops, ops, size):
-        if best is not None and size(best) > size(op):
-            anomalies.add(kind, describe(best, op), [best.id, op.id])
+    anomalies.add_grouped(kind, [(best.id, op.id, describe(best, op))
+                                 for best, op in _sweep(ops, ops, size)
+                                 if best is not None and size(best) > size(op)])
 
 
 def _check_stale(key, anomalies):
@@ -157,15 +161,17 @@ def _check_stale(key, anomalies):
 def _check_missing_acked(key, anomalies):
     acked = [op for op in key.appends if op.outcome == "ok" and op.value in key.position]
     position = key.position
+    conflicts = []
     for best, op in _sweep(acked, key.reads, lambda a: position[a.value]):
         if best is None:
             continue
         seen = (position[best.value] < op.length if op.prefix else best.value in set(op.items))
         if not seen:
-            anomalies.add("read_missing_acked",
-                          f"key {key.name}: read op {op.id} (began {op.start} ms, "
-                          f"{op.length} elements) misses {best.value}, acknowledged at "
-                          f"{best.end} ms by op {best.id}", [best.id, op.id])
+            conflicts.append((best.id, op.id,
+                              f"key {key.name}: read op {op.id} (began {op.start} ms, "
+                              f"{op.length} elements) misses {best.value}, acknowledged at "
+                              f"{best.end} ms by op {best.id}"))
+    anomalies.add_grouped("read_missing_acked", conflicts)
 
 
 def _check_future(key, anomalies):

@@ -38,7 +38,7 @@ def _pairs(domain):
 def _check_real_time(pairs, anomalies):
     """Sweep: for each op by start, the largest seq among ok ops that ended before it began."""
     done = sorted((p for p in pairs if p[0].outcome == "ok"), key=lambda p: p[0].end)
-    best, i = None, 0
+    best, i, conflicts = None, 0, []
     for op, seq in sorted(pairs, key=lambda p: p[0].start):
         while i < len(done) and done[i][0].end < op.start:
             if best is None or done[i][1] > best[1]:
@@ -46,11 +46,11 @@ def _check_real_time(pairs, anomalies):
             i += 1
         if best is not None and best[1] > seq:
             before, before_seq = best
-            anomalies.add("trace_order",
-                          f"{before.f} of {before.object} (op {before.id}, acknowledged at "
-                          f"{before.end} ms) has event seq {before_seq}, after seq {seq} of "
-                          f"{op.f} of {op.object} (op {op.id}, began {op.start} ms)",
-                          [before.id, op.id])
+            conflicts.append((before.id, op.id,
+                              f"{before.f} of {before.object} (op {before.id}, acknowledged "
+                              f"at {before.end} ms) has event seq {before_seq}, after seq {seq} "
+                              f"of {op.f} of {op.object} (op {op.id}, began {op.start} ms)"))
+    anomalies.add_grouped("trace_order", conflicts)
 
 
 def _check_sequence(domain, anomalies):

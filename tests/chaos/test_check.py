@@ -264,14 +264,20 @@ def test_failed_append_visible():
 def test_read_not_prefix():
     run = base()
     find(run, 7)["result"] = [1, 3, 2, 6]
-    assert expect(run, "read_not_prefix")[0]["ops"] == [7]
+    assert expect(run, "read_not_prefix")[0]["ops"] == [4, 7]  # 3's append, the read
+    run["history"].append(read(11, 3, 96, 99, "ok", [1, 3, 2, 6]))  # the same difference
+    found = expect(run, "read_not_prefix")
+    assert len(found) == 1 and found[0]["ops"] == [4, 7, 11], found
+    assert "and 1 more ops in the same conflict with op 4" in found[0]["detail"]
 
 
 def test_stale_read():
     run = base()
     run["history"].append(read(11, 2, 41, 44, "ok", [1, 2, 3]))
     run["history"].append(read(12, 3, 46, 48, "ok", [1, 2]))
-    assert expect(run, "stale_read")[0]["ops"] == [11, 12]
+    run["history"].append(read(13, 1, 46, 49, "ok", [1, 2]))  # stale after op 11 as well
+    found = expect(run, "stale_read")
+    assert len(found) == 1 and found[0]["ops"] == [11, 12, 13], found
 
 
 def test_read_missing_acked():
