@@ -35,14 +35,14 @@ MAY_BE_NOOP = {"pin", "unpin", "operator", "move"}
 CREATE = {"job": "create", "box": "checkin"}
 
 
-def _action_of(op):
+def action_of(op):
     """("job"|"box", action) of a domain op: f "box_pick" on "box/B1" is ("box", "pick")."""
     kind = op.object.split("/", 1)[0] if op.object else op.f.split("_", 1)[0]
     action = op.f[len(kind) + 1:] if op.f.startswith(kind + "_") else op.f
     return kind, action
 
 
-def _events(traces, name):
+def trace_events(traces, name):
     events = traces.get(name)
     if isinstance(events, dict):
         events = events.get("events")
@@ -185,7 +185,7 @@ class Domain:
             if op.object:
                 self.ops.setdefault(op.object, []).append(op)
             elif op.outcome != "fail":
-                key = _action_of(op)
+                key = action_of(op)
                 self.unattributed[key] = self.unattributed.get(key, 0) + 1
         self.replays = {}
 
@@ -210,10 +210,10 @@ def _check_object(domain, name, anomalies):
     kind = name.split("/", 1)[0]
     if kind not in CREATE:
         return
-    final, events = domain.objects.get(name), _events(domain.traces, name)
+    final, events = domain.objects.get(name), trace_events(domain.traces, name)
     ops = domain.ops.get(name, [])
     if final is None:
-        created = [op.id for op in ops if _action_of(op)[1] == CREATE[kind] and op.outcome == "ok"]
+        created = [op.id for op in ops if action_of(op)[1] == CREATE[kind] and op.outcome == "ok"]
         if created:
             anomalies.add("domain_object_missing",
                           f"{name}: {CREATE[kind]} acknowledged but the object is not in the "
@@ -245,7 +245,7 @@ def _match_ops(domain, name, kind, events, ops, anomalies):
             counted.setdefault(action, []).append(event)
     by_action = {}
     for op in ops:
-        by_action.setdefault(_action_of(op)[1], []).append(op)
+        by_action.setdefault(action_of(op)[1], []).append(op)
     for action in sorted(set(counted) | set(by_action)):
         seen = counted.get(action, [])
         ok = [op for op in by_action.get(action, []) if op.outcome == "ok"]
@@ -292,7 +292,7 @@ def _check_system_event(domain, name, event, anomalies):
     else:
         return
     tried = [op for op in domain.ops.get(cause, [])
-             if _action_of(op)[1] == want and op.outcome != "fail"]
+             if action_of(op)[1] == want and op.outcome != "fail"]
     if not tried and domain.unattributed.get((cause.split("/")[0], want), 0) == 0:
         anomalies.add("trace_phantom", f"{name}: {action} event (seq {event.get('seq')}) but "
                       f"no attempted {want} of {cause}", [])
@@ -322,12 +322,12 @@ def _check_history_picks(domain, name, anomalies):
     """Two acknowledged picks of one box need a return and a move of it that could have
     happened between them (pick is allowed from stored only)."""
     ops = domain.ops.get(name, [])
-    picks = sorted((op for op in ops if _action_of(op)[1] == "pick" and op.outcome == "ok"),
+    picks = sorted((op for op in ops if action_of(op)[1] == "pick" and op.outcome == "ok"),
                    key=lambda op: op.start)
     for first, second in zip(picks, picks[1:]):
         low, high = first.start, max(first.end, second.end)
         # An info op may take effect after its answer: it could come between until the end.
-        between = {_action_of(op)[1] for op in ops if op.outcome != "fail" and op.start < high
+        between = {action_of(op)[1] for op in ops if op.outcome != "fail" and op.start < high
                    and (op.end > low or op.outcome == "info")}
         if not {"return", "move"} <= between:
             anomalies.add("box_double_pick",

@@ -9,14 +9,14 @@ effect after its answer, so only ok operations count as having ended."""
 
 import math
 
-from checker.domain import BOX_SYSTEM, JOB_SYSTEM, _action_of, _events
+from checker.domain import BOX_SYSTEM, JOB_SYSTEM, action_of, trace_events
 
 
 def _pairs(domain):
     """[(op, seq)] for every operation whose event is certain."""
     pairs = []
     for name, ops in domain.ops.items():
-        events = _events(domain.traces, name) or []
+        events = trace_events(domain.traces, name) or []
         by_action = {}
         for event in events:
             action = event.get("action")
@@ -25,7 +25,7 @@ def _pairs(domain):
         attempted = {}
         for op in ops:
             if op.outcome != "fail":
-                attempted.setdefault(_action_of(op)[1], []).append(op)
+                attempted.setdefault(action_of(op)[1], []).append(op)
         for action, tried in attempted.items():
             seqs = by_action.get(action, [])
             tried.sort(key=lambda op: op.start)
@@ -57,7 +57,7 @@ def _check_sequence(domain, anomalies):
     """No seq in two places; index never goes down as seq goes up."""
     owner, events = {}, []
     for name in domain.traces:
-        for event in _events(domain.traces, name) or []:
+        for event in trace_events(domain.traces, name) or []:
             seq = event.get("seq")
             if not isinstance(seq, int):
                 continue
