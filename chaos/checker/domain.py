@@ -43,6 +43,8 @@ def action_of(op):
 
 
 def trace_events(traces, name):
+    """The events of object name in seq order (a list, or an API page {"events": [...]}), or
+    None when final.json has no trace of it."""
     events = traces.get(name)
     if isinstance(events, dict):
         events = events.get("events")
