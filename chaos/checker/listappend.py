@@ -128,7 +128,7 @@ def _check_reads(key, anomalies):
     anomalies.add_grouped("read_not_prefix", conflicts)
 
 
-def _sweep(earlier, later, size):
+def sweep(earlier, later, size):
     """For each op of later (by start), the op of earlier with the largest size() among those
     that ended before it began. Yields (best earlier op or None, later op)."""
     by_end = sorted(earlier, key=lambda op: op.end)
@@ -145,7 +145,7 @@ def _monotonic(ops, size, kind, describe, anomalies):
     """The rule stale reads and write order share: an op that ended before another began is
     not larger (a read's length, an append's position in the final list)."""
     anomalies.add_grouped(kind, [(best.id, op.id, describe(best, op))
-                                 for best, op in _sweep(ops, ops, size)
+                                 for best, op in sweep(ops, ops, size)
                                  if best is not None and size(best) > size(op)])
 
 
@@ -162,7 +162,7 @@ def _check_missing_acked(key, anomalies):
     acked = [op for op in key.appends if op.outcome == "ok" and op.value in key.position]
     position = key.position
     conflicts = []
-    for best, op in _sweep(acked, key.reads, lambda a: position[a.value]):
+    for best, op in sweep(acked, key.reads, lambda a: position[a.value]):
         if best is None:
             continue
         seen = (position[best.value] < op.length if op.prefix else best.value in set(op.items))

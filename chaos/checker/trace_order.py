@@ -10,10 +10,20 @@ effect after its answer, so only ok operations count as having ended."""
 import math
 
 from checker.domain import BOX_SYSTEM, JOB_SYSTEM, action_of, trace_events
+from checker.listappend import sweep
+
+
+class Paired:
+    """An operation with the seq of its event (what listappend.sweep needs: start, end)."""
+
+    __slots__ = ("op", "seq", "start", "end")
+
+    def __init__(self, op, seq):
+        self.op, self.seq, self.start, self.end = op, seq, op.start, op.end
 
 
 def _pairs(domain):
-    """[(op, seq)] for every operation whose event is certain."""
+    """[Paired] for every operation whose event is certain."""
     pairs = []
     for name, ops in domain.ops.items():
         events = trace_events(domain.traces, name) or []
@@ -31,25 +41,22 @@ def _pairs(domain):
             tried.sort(key=lambda op: op.start)
             ordered = all(a.outcome == "ok" and a.end < b.start for a, b in zip(tried, tried[1:]))
             if len(seqs) == len(tried) and ordered:
-                pairs += [(op, seq) for op, seq in zip(tried, seqs) if isinstance(seq, int)]
+                pairs += [Paired(op, seq) for op, seq in zip(tried, seqs) if isinstance(seq, int)]
     return pairs
 
 
 def _check_real_time(pairs, anomalies):
-    """Sweep: for each op by start, the largest seq among ok ops that ended before it began."""
-    done = sorted((p for p in pairs if p[0].outcome == "ok"), key=lambda p: p[0].end)
-    best, i, conflicts = None, 0, []
-    for op, seq in sorted(pairs, key=lambda p: p[0].start):
-        while i < len(done) and done[i][0].end < op.start:
-            if best is None or done[i][1] > best[1]:
-                best = done[i]
-            i += 1
-        if best is not None and best[1] > seq:
-            before, before_seq = best
+    """For each op, the largest seq among ok ops that ended before it began is smaller."""
+    done = [p for p in pairs if p.op.outcome == "ok"]
+    conflicts = []
+    for best, later in sweep(done, pairs, lambda p: p.seq):
+        if best is not None and best.seq > later.seq:
+            before, op = best.op, later.op
             conflicts.append((before.id, op.id,
                               f"{before.f} of {before.object} (op {before.id}, acknowledged "
-                              f"at {before.end} ms) has event seq {before_seq}, after seq {seq} "
-                              f"of {op.f} of {op.object} (op {op.id}, began {op.start} ms)"))
+                              f"at {before.end} ms) has event seq {best.seq}, after seq "
+                              f"{later.seq} of {op.f} of {op.object} (op {op.id}, began "
+                              f"{op.start} ms)"))
     anomalies.add_grouped("trace_order", conflicts)
 
 
