@@ -59,10 +59,16 @@ def main(argv):
     except runfile.RunError as e:
         print(f"check.py: cannot read the run: {e}", file=sys.stderr)
         return 2
-    report = decide(run)
+    try:
+        report = decide(run)
+        html = page.render(run, report)
+    except Exception as e:  # a shape the reader let through: never mistaken for a verdict
+        print(f"check.py: cannot judge the run: {type(e).__name__}: {e} (a checker bug, or a "
+              "run whose final.json holds values of unexpected types)", file=sys.stderr)
+        return 2
     try:
         _write(os.path.join(run.path, "report.json"), json.dumps(report, indent=1) + "\n")
-        _write(os.path.join(run.path, "report.html"), page.render(run, report))
+        _write(os.path.join(run.path, "report.html"), html)
     except OSError as e:
         print(f"check.py: cannot write the report: {e}", file=sys.stderr)
         return 2

@@ -248,7 +248,7 @@ def _match_ops(domain, name, kind, events, ops, anomalies):
     by_action = {}
     for op in ops:
         by_action.setdefault(action_of(op)[1], []).append(op)
-    for action in sorted(set(counted) | set(by_action)):
+    for action in sorted(set(counted) | set(by_action), key=str):
         seen = counted.get(action, [])
         ok = [op for op in by_action.get(action, []) if op.outcome == "ok"]
         info = [op for op in by_action.get(action, []) if op.outcome == "info"]

@@ -3,6 +3,7 @@ node log, no core file in the run directory, no exit the harness did not cause, 
 harness reported about itself."""
 
 import glob
+import json
 import os
 import re
 import signal
@@ -46,7 +47,7 @@ def check_digests(run, anomalies):
         if not isinstance(digest, dict) or "state_digest" not in digest:
             anomalies.add("digest_mismatch", f"{node}: no digest ({digest!r})", [])
             continue
-        pair = (digest.get("applied_index"), digest.get("state_digest"))
+        pair = (json.dumps(digest.get("applied_index")), json.dumps(digest.get("state_digest")))
         seen.setdefault(pair, []).append(node)
     if len(seen) > 1:
         groups = "; ".join(f"{', '.join(nodes)}: applied_index {index}, digest {value}"

@@ -319,8 +319,14 @@ def _fault_list(run):
             "<table>" + notes + "</table></details>")
 
 
+def _listed(value):
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
 def _unavailable(info):
-    left_out = info.get("unavailable_faults") or {}
+    left_out = info.get("unavailable_faults")
+    if not isinstance(left_out, dict):
+        return ""
     return "".join(f" ({_e(kind)} never injected: {_e(why)})" for kind, why in left_out.items())
 
 
@@ -340,7 +346,8 @@ def render(run, report):
             f"<div class='verdict {'valid' if valid else 'invalid'}'>{_e(verdict)}</div>"
             f"<p class=small>run {_e(info['path'])}: seed {_e(info.get('seed'))}, "
             f"{_e(info.get('seconds'))} s{started}, faults enabled: "
-            f"{_e(', '.join(info.get('faults') or []) or 'none')}{_unavailable(info)}. Times "
+            f"{_e(', '.join(map(str, _listed(info.get('faults')))) or 'none')}"
+            f"{_unavailable(info)}. Times "
             "are minutes:seconds since the run's start.</p>"
             "<h2>Anomalies</h2>" + _anomaly_table(report) +
             "<h2>Timeline</h2><p class=small>Faults are bars on top (kind and target) and bands "

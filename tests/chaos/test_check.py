@@ -511,5 +511,28 @@ def test_unreadable_runs_exit_2():
     unreadable(os.path.join(tempfile.gettempdir(), "no-such-chaos-run"), "not a directory")
 
 
+def test_checker_failure_is_exit_2_not_a_verdict():
+    """An exception inside the checker must not exit 1, which reads as "anomaly found"."""
+    decide = check_py.decide
+
+    def broken(run):
+        raise KeyError("boom")
+    check_py.decide = broken
+    try:
+        unreadable(base(), "cannot judge the run: KeyError")
+    finally:
+        check_py.decide = decide
+
+
+def test_odd_values_in_final_json_still_judged():
+    run = base()
+    run["final"].update(faults=5, unavailable_faults="none", snapshots=[1])
+    run["final"]["digests"]["west-2"]["applied_index"] = {"odd": 1}
+    run["final"]["traces"]["job/J1"].append({"seq": 20, "index": 20, "action": None})
+    code, report, err = check(run)
+    assert code == 1 and report is not None, err
+    assert set(report["anomaly_counts"]) <= {"digest_mismatch", "trace_replay", "trace_phantom"}
+
+
 if __name__ == "__main__":
     run_tests()
