@@ -28,10 +28,31 @@ static void install_drop(struct raft_message *message)
     raft_free(message->install_snapshot.data.base);
 }
 
+/* Shield 4: ends an AppendEntries before a configuration entry that is not its first, so that
+ * raft marks the configuration at its true index. The entries cut off stay in the batch that
+ * entries[0].batch owns (raft_uv and the fixture decode all of a message's entries into one), so
+ * freeing is unchanged; the follower acknowledges only what it kept and the leader sends the rest
+ * again, the configuration entry first. */
+static void append_cut(struct tandem_raft_shield *s, struct raft_append_entries *append)
+{
+    for (unsigned k = 1; k < append->n_entries; k++) {
+        if (append->entries[k].type == RAFT_CHANGE) {
+            tandem_assert(append->entries[k].batch == append->entries[0].batch);
+            append->n_entries = k;
+            s->stats.appends_cut++;
+            return;
+        }
+    }
+}
+
 static void shield_recv(struct raft_io *io, struct raft_message *message)
 {
     struct tandem_raft_shield *s = shield_of(io);
     struct raft *r = io->data; /* raft_init's */
+    if (message->type == RAFT_APPEND_ENTRIES && (s->flags & TANDEM_RAFT_SHIELD_CONFIG_INDEX) &&
+        !s->closing) {
+        append_cut(s, &message->append_entries);
+    }
     if (message->type == RAFT_INSTALL_SNAPSHOT && !s->closing &&
         message->install_snapshot.term >= raft_current_term(r)) {
         if ((s->flags & TANDEM_RAFT_SHIELD_INSTALL_INSTALL) && s->install_raft_req != NULL) {
