@@ -55,12 +55,12 @@ static void shield_recv(struct raft_io *io, struct raft_message *message)
     }
     if (message->type == RAFT_INSTALL_SNAPSHOT && !s->closing &&
         message->install_snapshot.term >= raft_current_term(r)) {
-        if ((s->flags & TANDEM_RAFT_SHIELD_INSTALL_INSTALL) && s->install_raft_req != NULL) {
+        if ((s->flags & TANDEM_RAFT_SHIELD_INSTALL_INSTALL) && s->install.raft_req != NULL) {
             install_drop(message);
             s->stats.dropped_installing++;
             return;
         }
-        if ((s->flags & TANDEM_RAFT_SHIELD_INSTALL_OWN) && s->own_raft_req != NULL) {
+        if ((s->flags & TANDEM_RAFT_SHIELD_INSTALL_OWN) && s->own.raft_req != NULL) {
             install_drop(message);
             s->stats.dropped_snapshotting++;
             return;
@@ -84,48 +84,31 @@ static void shield_close(struct raft_io *io, raft_io_close_cb cb)
     s->inner.close(io, cb);
 }
 
-static void own_put_cb(struct raft_io_snapshot_put *put, int status)
+static void shield_put_cb(struct raft_io_snapshot_put *put, int status)
 {
-    struct tandem_raft_shield *s = put->data;
-    struct raft_io_snapshot_put *req = s->own_raft_req;
-    raft_io_snapshot_put_cb cb = s->own_raft_cb;
+    struct tandem_raft_shield_put *slot = put->data;
+    struct raft_io_snapshot_put *req = slot->raft_req;
     tandem_assert(req != NULL);
-    s->own_raft_req = NULL;
-    cb(req, status);
+    slot->raft_req = NULL;
+    slot->raft_cb(req, status);
 }
 
-static void install_put_cb(struct raft_io_snapshot_put *put, int status)
-{
-    struct tandem_raft_shield *s = put->data;
-    struct raft_io_snapshot_put *req = s->install_raft_req;
-    raft_io_snapshot_put_cb cb = s->install_raft_cb;
-    tandem_assert(req != NULL);
-    s->install_raft_req = NULL;
-    cb(req, status);
-}
-
-/* Puts through our own request, so that the callback finds the shield and knows the put is over. */
+/* Puts through our own request, so that the callback knows the put is over. */
 static int shield_snapshot_put(struct raft_io *io, unsigned trailing,
                                struct raft_io_snapshot_put *req,
                                const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
 {
     struct tandem_raft_shield *s = shield_of(io);
-    bool own = trailing > 0;
-    struct raft_io_snapshot_put *ours = own ? &s->own_put : &s->install_put;
-    struct raft_io_snapshot_put **slot = own ? &s->own_raft_req : &s->install_raft_req;
-    if (*slot != NULL) {
+    struct tandem_raft_shield_put *slot = trailing > 0 ? &s->own : &s->install;
+    if (slot->raft_req != NULL) {
         /* Not something 0.22.1 does (one of each at a time): leave it untracked. */
         return s->inner.snapshot_put(io, trailing, req, snapshot, cb);
     }
-    ours->data = s;
-    int rv = s->inner.snapshot_put(io, trailing, ours, snapshot, own ? own_put_cb : install_put_cb);
+    slot->put.data = slot;
+    int rv = s->inner.snapshot_put(io, trailing, &slot->put, snapshot, shield_put_cb);
     if (rv == 0) {
-        *slot = req;
-        if (own) {
-            s->own_raft_cb = cb;
-        } else {
-            s->install_raft_cb = cb;
-        }
+        slot->raft_req = req;
+        slot->raft_cb = cb;
     }
     return rv;
 }

@@ -74,16 +74,20 @@ struct tandem_raft_shield_stats {
     uint64_t appends_cut;          /* AppendEntries ended before a configuration entry */
 };
 
+/* A snapshot put in flight: our own request stands for raft's. */
+struct tandem_raft_shield_put {
+    struct raft_io_snapshot_put put;       /* ours, given to the inner io */
+    struct raft_io_snapshot_put *raft_req; /* borrowed; NULL: no put in flight */
+    raft_io_snapshot_put_cb raft_cb;
+};
+
 struct tandem_raft_shield {
     struct raft_io *io;   /* borrowed: the wrapped raft_io, whose methods now lead here */
     struct raft_io inner; /* the methods io had before, called through */
     unsigned flags;
     raft_io_recv_cb raft_recv; /* raft's receive callback, from io->start */
     bool closing;              /* raft closed the io: raft frees what it receives itself */
-    /* Our own request for each kind of snapshot put in flight, standing for raft's. */
-    struct raft_io_snapshot_put own_put, install_put;
-    struct raft_io_snapshot_put *own_raft_req, *install_raft_req; /* borrowed; NULL: none */
-    raft_io_snapshot_put_cb own_raft_cb, install_raft_cb;
+    struct tandem_raft_shield_put own, install; /* snapshot puts in flight: trailing > 0, 0 */
     bool loading; /* inside a snapshot_get callback: raft sends the InstallSnapshot now */
     raft_index loaded_index;
     raft_term loaded_term;
