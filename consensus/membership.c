@@ -15,6 +15,7 @@ struct change {
     struct raft_transfer transfer; /* never freed while raft holds it (inflight) */
     uv_timer_t timer;              /* assignment after an add, transfer polls */
     bool timer_open, inflight;
+    bool raft_holds; /* a failed raft_assign left c->change as libraft's pending change */
     enum change_kind kind;
     unsigned attempts, polls_left;
     unsigned unready_polls; /* polls since the last attempt with the target not caught up */
@@ -49,7 +50,11 @@ static struct change *change_new(struct tandem_raft *n, uv_loop_t *loop, enum ch
 
 static void change_closed_cb(uv_handle_t *handle)
 {
-    free(handle->data);
+    struct change *c = handle->data;
+    c->timer_open = false;
+    if (!c->raft_holds) {
+        free(c);
+    }
 }
 
 /* Reports and frees c: from the loop after its timer closed, else at once. */
@@ -76,7 +81,33 @@ static void change_done_cb(struct raft_change *req, int status)
 {
     struct change *c = req->data;
     tandem_assert(c->kind != CHANGE_TRANSFER);
+    if (c->raft_holds) {
+        /* raft lets go of a request whose failure was reported already: only freed here. */
+        c->raft_holds = false;
+        if (!c->timer_open) {
+            free(c);
+        }
+        return;
+    }
     change_finish(c, status == 0 ? TANDEM_OK : change_raft_error(c, status, c->errmsg));
+}
+
+/* raft_assign failed after libraft 0.22.1 made c->change its pending change (src/legacy.c,
+ * raft_assign sets r->legacy.change before the submission or catch-up that failed, and leaves it
+ * set): raft still holds the request and calls change_done_cb with it later (a configuration
+ * change applied, leadership lost, or raft_close). Freeing c now would leave raft a dangling
+ * request. The failure is reported now; c is freed when raft lets go of it. */
+static void assign_failed_held(struct change *c, int rv)
+{
+    int status = tandem_error_set(c->errmsg, TANDEM_RAFT,
+                                  "membership change for %s failed: %s (raft still holds the "
+                                  "change and may yet apply it: check the members)",
+                                  c->member.name, raft_strerror(rv));
+    c->raft_holds = true;
+    c->cb(c->data, status, c->errmsg, &c->member);
+    if (c->timer_open) {
+        uv_close((uv_handle_t *)&c->timer, change_closed_cb);
+    }
 }
 
 static void assign_try(uv_timer_t *timer)
@@ -89,6 +120,8 @@ static void assign_try(uv_timer_t *timer)
         if (rv != 0) {
             change_finish(c, tandem_error_from_uv(rv, c->errmsg, "membership: assign retry"));
         }
+    } else if (rv != 0 && c->n->raft.legacy.change == &c->change) {
+        assign_failed_held(c, rv);
     } else if (rv != 0) {
         change_finish(c, change_raft_error(c, rv, c->errmsg));
     }
@@ -111,6 +144,22 @@ static void add_cb(struct raft_change *req, int status)
     if (rv != 0) {
         change_finish(c, tandem_error_from_uv(rv, c->errmsg, "membership: assign timer"));
     }
+}
+
+/* raft_add and raft_remove encode the new configuration before libraft 0.22.1 checks that this
+ * node may change it, and leak the encoding when it may not (clientChangeConfiguration returns
+ * the submission's refusal without freeing the entry). So the checks libraft makes come first:
+ * ClientSubmit's and membershipCanChangeConfiguration's, on raft's fields (read only). Returns 0,
+ * RAFT_NOTLEADER or RAFT_CANTCHANGE. */
+static int change_allowed(const struct raft *r)
+{
+    if (r->state != RAFT_LEADER || raft_transferee(r) != 0) {
+        return RAFT_NOTLEADER;
+    }
+    if (r->configuration_uncommitted_index != 0 || r->leader_state.promotee_id != 0) {
+        return RAFT_CANTCHANGE;
+    }
+    return 0;
 }
 
 /* TANDEM_EXISTS when m's name or raft address is in the configuration. */
@@ -147,7 +196,9 @@ int tandem_membership_add(struct tandem_raft *n, uv_loop_t *loop, const struct t
     c->member = *m;
     c->id = tandem_member_id(m->name);
     tandem_member_address_format(m, address, sizeof address);
-    rv = raft_add(&n->raft, &c->change, c->id, address, add_cb);
+    if ((rv = change_allowed(&n->raft)) == 0) {
+        rv = raft_add(&n->raft, &c->change, c->id, address, add_cb);
+    }
     if (rv != 0) {
         rv = change_raft_error(c, rv, errmsg);
         free(c);
@@ -167,7 +218,10 @@ int tandem_membership_remove(struct tandem_raft *n, const char *name, char *errm
         free(c);
         return tandem_error_set(errmsg, TANDEM_NOTFOUND, "no member named %s", name);
     }
-    int rv = raft_remove(&n->raft, &c->change, c->id, change_done_cb);
+    int rv = change_allowed(&n->raft);
+    if (rv == 0) {
+        rv = raft_remove(&n->raft, &c->change, c->id, change_done_cb);
+    }
     if (rv != 0) {
         rv = change_raft_error(c, rv, errmsg);
         free(c);

@@ -3,9 +3,11 @@
 #include "consensus/raft_node.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "consensus/raft_error.h"
+#include "consensus/raft_heap.h"
 #include "consensus/transport.h"
 #include "storage/assert.h"
 #include "storage/error.h"
@@ -147,6 +149,25 @@ static bool leading_cb(void *data)
     return raft_state(&n->raft) == RAFT_LEADER;
 }
 
+/* The transport bounds inbound terms by ours (consensus/frame_check.h). */
+static uint64_t term_cb(void *data)
+{
+    struct tandem_raft *n = data;
+    return raft_current_term(&n->raft);
+}
+
+/* The transport learns a newer epoch only from a server of our configuration. */
+static bool member_cb(void *data, raft_id id, const char *address)
+{
+    const struct raft_configuration *c = &((struct tandem_raft *)data)->raft.configuration;
+    for (unsigned i = 0; i < c->n; i++) {
+        if (c->servers[i].id == id && strcmp(c->servers[i].address, address) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 int tandem_raft_start(struct tandem_raft *n, uv_loop_t *loop, const struct tandem_raft_options *o,
                       struct raft_fsm *fsm)
 {
@@ -156,11 +177,20 @@ int tandem_raft_start(struct tandem_raft *n, uv_loop_t *loop, const struct tande
                                          .log_data = o->log_data,
                                          .leading = leading_cb,
                                          .leading_data = n,
-                                         .quarantine = o->quarantine};
+                                         .quarantine = o->quarantine,
+                                         .frame_limits = o->frame_limits,
+                                         .term = term_cb,
+                                         .term_data = n,
+                                         .member = member_cb,
+                                         .member_data = n};
     int rv;
     tandem_assert(o->self != NULL && fsm != NULL);
+    /* Before raft or raft_uv allocate anything, and before libuv's threadpool runs raft_uv's
+     * work: the proposer relies on it (consensus/raft_heap.h). */
+    tandem_raft_heap_install();
     memset(n, 0, sizeof *n);
     n->loop = loop;
+    n->close_wait_ms = TANDEM_RAFT_CLOSE_WAIT_MS;
     n->id = tandem_member_id(o->self->name);
     if (tandem_member_address_format(o->self, n->address, sizeof n->address) != 0) {
         return tandem_error_set(n->errmsg, TANDEM_INVALID, "invalid identity for %s",
@@ -219,10 +249,49 @@ static void node_close_cb(struct raft *r)
     }
 }
 
+/* A snapshot in flight in libraft's legacy layer (fields of struct raft, read only). */
+static bool snapshot_in_flight(const struct raft *r)
+{
+    return r->legacy.snapshot_install || r->legacy.snapshot_taking;
+}
+
+struct close_wait {
+    uv_timer_t timer;
+    struct tandem_raft *n; /* borrowed */
+    uint64_t deadline_ms;  /* uv_now() */
+};
+
+static void close_wait_closed_cb(uv_handle_t *handle)
+{
+    free(handle->data);
+}
+
+static void close_wait_cb(uv_timer_t *timer)
+{
+    struct close_wait *w = timer->data;
+    if (snapshot_in_flight(&w->n->raft) && uv_now(timer->loop) < w->deadline_ms) {
+        return;
+    }
+    uv_timer_stop(timer);
+    uv_close((uv_handle_t *)timer, close_wait_closed_cb);
+    raft_close(&w->n->raft, node_close_cb);
+}
+
 void tandem_raft_close(struct tandem_raft *n, void (*cb)(struct tandem_raft *n))
 {
     n->close_cb = cb;
-    raft_close(&n->raft, node_close_cb);
+    struct close_wait *w = snapshot_in_flight(&n->raft) ? malloc(sizeof *w) : NULL;
+    if (w == NULL || uv_timer_init(n->loop, &w->timer) != 0) {
+        free(w); /* nothing in flight, or no timer: close now */
+        raft_close(&n->raft, node_close_cb);
+        return;
+    }
+    w->timer.data = w;
+    w->n = n;
+    w->deadline_ms = uv_now(n->loop) + n->close_wait_ms;
+    int rv = uv_timer_start(&w->timer, close_wait_cb, TANDEM_RAFT_CLOSE_POLL_MS,
+                            TANDEM_RAFT_CLOSE_POLL_MS);
+    tandem_assert(rv == 0); /* fails only without a callback or on a closing handle */
 }
 
 int tandem_raft_member_by_name(struct tandem_raft *n, const char *name, struct tandem_member *out,

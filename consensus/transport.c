@@ -8,7 +8,9 @@
  * place a stream leaves our hands. A TLS layer would wrap those three steps. */
 #include "consensus/transport.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -18,6 +20,7 @@
 #include <uv.h>
 
 #include "consensus/member.h"
+#include "consensus/raft_relay.h"
 #include "storage/assert.h"
 #include "storage/error.h"
 #include "storage/list.h"
@@ -81,7 +84,8 @@ _Static_assert(HELLO_CLUSTER_FIELD > TANDEM_CLUSTER_ID_LEN_MAX, "cluster id fits
     X(VERSION, "unsupported handshake version")                                                    \
     X(TIMEOUT, "handshake timed out")                                                              \
     X(IO, "connection failed")                                                                     \
-    X(BUSY, "too many pending handshakes")
+    X(BUSY, "too many pending handshakes")                                                         \
+    X(FRAME, "refused raft frame")
 #define OUTCOME_ENUM(name, text) OUTCOME_##name,
 enum { TRANSPORT_OUTCOMES(OUTCOME_ENUM) OUTCOME_COUNT };
 #define OUTCOME_WIRE_MAX OUTCOME_VERSION /* highest outcome a peer may send in an ack */
@@ -222,6 +226,10 @@ struct transport {
     void *log_data; /* borrowed */
     bool (*leading)(void *data);
     void *leading_data; /* borrowed */
+    uint64_t (*term)(void *data);
+    void *term_data; /* borrowed */
+    bool (*member)(void *data, raft_id id, const char *address);
+    void *member_data; /* borrowed */
     bool quarantine;
     uint64_t fenced_epoch; /* 0, or the newer epoch that fenced us: refuse every inbound */
     struct contact contacts[TANDEM_TRANSPORT_CONTACTS_MAX];
@@ -236,6 +244,10 @@ struct transport {
     struct tandem_transport_stats stats;
     struct log_memo memo[TRANSPORT_LOG_MEMO_MAX];
     unsigned memo_next;
+    struct tandem_relay_config relay_config;
+    struct tandem_relay *relays[TANDEM_TRANSPORT_RELAYS_MAX]; /* open, oldest first */
+    unsigned n_relays;
+    unsigned n_relays_closing; /* relays closed but not yet called back */
 };
 
 /* A tcp handle in use has its memory (raft_malloc'd, freed with the handshake). */
@@ -529,6 +541,7 @@ static void count_refusal(struct transport *t, int outcome)
         [OUTCOME_MALFORMED] = &t->stats.refused_malformed,
         [OUTCOME_VERSION] = &t->stats.refused_malformed,
         [OUTCOME_TIMEOUT] = &t->stats.timed_out,
+        [OUTCOME_FRAME] = &t->stats.refused_frame,
     };
     tandem_assert(outcome >= 0 && outcome < OUTCOME_COUNT);
     if (counters[outcome] != NULL) {
@@ -617,7 +630,7 @@ static void transport_maybe_closed(struct transport *t)
         return;
     }
     if (tandem_sm_state(&t->listener_sm) != HANDLE_NONE || !tandem_list_empty(&t->handshakes) ||
-        t->n_dropping > 0) {
+        t->n_dropping > 0 || t->n_relays > 0 || t->n_relays_closing > 0) {
         return;
     }
     raft_uv_transport_close_cb cb = t->close_cb;
@@ -895,7 +908,121 @@ static struct uv_stream_s *handshake_handover(struct handshake *h)
     return stream;
 }
 
+/* ---- inbound relays (consensus/raft_relay.h) ---- */
+
+static void relays_remove(struct transport *t, const struct tandem_relay *relay)
+{
+    for (unsigned i = 0; i < t->n_relays; i++) {
+        if (t->relays[i] == relay) {
+            memmove(&t->relays[i], &t->relays[i + 1], (t->n_relays - i - 1) * sizeof t->relays[0]);
+            t->n_relays--;
+            t->stats.relays_open = t->n_relays;
+            return;
+        }
+    }
+}
+
+/* Closes a relay we still list: it leaves the list now and calls back once closed. */
+static void relays_close(struct transport *t, struct tandem_relay *relay)
+{
+    relays_remove(t, relay);
+    t->n_relays_closing++;
+    tandem_relay_close(relay);
+}
+
+/* Lists a new relay: an older one from the same peer id, and the oldest past the cap, go. */
+static void relays_add(struct transport *t, struct tandem_relay *relay)
+{
+    for (unsigned i = 0; i < t->n_relays;) {
+        if (tandem_relay_peer(t->relays[i]) == tandem_relay_peer(relay)) {
+            t->stats.relays_replaced++;
+            relays_close(t, t->relays[i]);
+        } else {
+            i++;
+        }
+    }
+    if (t->n_relays == TANDEM_TRANSPORT_RELAYS_MAX) {
+        t->stats.relays_replaced++;
+        relays_close(t, t->relays[0]);
+    }
+    t->relays[t->n_relays++] = relay;
+    t->stats.relays_open = t->n_relays;
+}
+
+static void relay_refused_cb(void *data, const struct tandem_relay *relay, const char *why)
+{
+    struct transport *t = data;
+    count_refusal(t, OUTCOME_FRAME);
+    if (memo_first(t, tandem_relay_label(relay), OUTCOME_FRAME)) {
+        transport_log(t, LOG_WARNING, "raft transport: dropped connection from %s: %s: %s",
+                      tandem_relay_label(relay), outcome_text(OUTCOME_FRAME), why);
+    }
+}
+
+static void relay_closed_cb(void *data, struct tandem_relay *relay)
+{
+    struct transport *t = data;
+    unsigned before = t->n_relays;
+    relays_remove(t, relay); /* closed by itself (peer gone, bad frame): still listed */
+    if (t->n_relays == before) {
+        tandem_assert(t->n_relays_closing > 0); /* closed by us: counted when we closed it */
+        t->n_relays_closing--;
+    }
+    transport_maybe_closed(t);
+}
+
+static uint64_t relay_term_cb(void *data)
+{
+    struct transport *t = data;
+    return t->term != NULL ? t->term(t->term_data) : 0;
+}
+
 /* ---- inbound ---- */
+
+/* The IP literal host of a "host:port", as bytes; false for a name (or garbage). An IPv4-mapped
+ * IPv6 address counts as its IPv4 one. */
+static bool ip_bytes(const char *host, uint8_t out[16], size_t *len)
+{
+    struct in6_addr v6;
+    if (inet_pton(AF_INET, host, out) == 1) {
+        *len = 4;
+        return true;
+    }
+    if (inet_pton(AF_INET6, host, &v6) != 1) {
+        return false;
+    }
+    if (IN6_IS_ADDR_V4MAPPED(&v6)) {
+        memcpy(out, v6.s6_addr + 12, 4);
+        *len = 4;
+    } else {
+        memcpy(out, v6.s6_addr, 16);
+        *len = 16;
+    }
+    return true;
+}
+
+/* Whether a hello may teach us its (newer) epoch: its sender is a member of our configuration
+ * at the address it claims, and connects from the host that address names (when an IP). */
+static bool hello_teaches_epoch(struct transport *t, const struct handshake *h, const char *ip)
+{
+    if (t->member == NULL) {
+        return true;
+    }
+    if (!t->member(t->member_data, h->hello.id, h->hello.address)) {
+        return false;
+    }
+    char host[TANDEM_HOSTPORT_LEN_MAX + 1];
+    int port;
+    uint8_t want[16], got[16];
+    size_t want_len = 0, got_len = 0;
+    if (tandem_hostport_split(h->hello.member.raft, host, sizeof host, &port) != 0) {
+        return false;
+    }
+    if (!ip_bytes(host, want, &want_len)) {
+        return true; /* a host name: the source cannot be judged without a lookup */
+    }
+    return ip_bytes(ip, got, &got_len) && got_len == want_len && memcmp(want, got, want_len) == 0;
+}
 
 static void inbound_ack_sent(struct handshake *h)
 {
@@ -919,8 +1046,19 @@ static void inbound_ack_sent(struct handshake *h)
     /* hello lives in h, which survives this call: its timer is closing, not closed. */
     raft_id id = h->hello.id;
     const char *address = h->hello.address;
+    char label[TANDEM_RELAY_LABEL_MAX], errmsg[TANDEM_ERRMSG_SIZE];
+    snprintf(label, sizeof label, "%s", h->peer_label);
     struct uv_stream_s *stream = handshake_handover(h);
-    t->accept_cb(t->raft, id, address, stream);
+    struct tandem_relay *relay = NULL;
+    uv_stream_t *raft_side = NULL;
+    if (tandem_relay_start(t->loop, (uv_tcp_t *)stream, id, label, &t->relay_config, &relay,
+                           &raft_side, errmsg) != 0) {
+        transport_log(t, LOG_WARNING, "raft transport: dropped connection from %s: %s", label,
+                      errmsg);
+        return;
+    }
+    relays_add(t, relay);
+    t->accept_cb(t->raft, id, address, raft_side);
 }
 
 /* Judges a complete hello and answers it; refusals are logged here, before the ack is out. */
@@ -936,7 +1074,16 @@ static void inbound_hello_received(struct handshake *h)
         snprintf(ip, sizeof ip, "%s", h->peer_key);
         snprintf(h->peer_key, sizeof h->peer_key, "%s", m->raft);
         snprintf(h->peer_label, sizeof h->peer_label, "%s (%s) from %s", m->name, m->raft, ip);
-        if (strcmp(h->hello.cluster_id, t->cluster_id) == 0) {
+        if (strcmp(h->hello.cluster_id, t->cluster_id) == 0 && h->hello.epoch > h->epoch &&
+            !hello_teaches_epoch(t, h, ip)) {
+            t->stats.epoch_ignored++;
+            if (memo_first(t, h->peer_key, OUTCOME_EPOCH)) {
+                transport_log(t, LOG_WARNING,
+                              "raft transport: %s claims epoch %llu; not learnt: it is no member "
+                              "of our configuration at that address",
+                              h->peer_label, (unsigned long long)h->hello.epoch);
+            }
+        } else if (strcmp(h->hello.cluster_id, t->cluster_id) == 0) {
             note_epoch(t, h->hello.epoch);
         }
         if (strcmp(h->hello.cluster_id, t->cluster_id) != 0) {
@@ -1376,6 +1523,9 @@ static void transport_close_method(struct raft_uv_transport *raft, raft_uv_trans
         handshake_fail(tandem_list_entry(link, struct handshake, link));
         link = next;
     }
+    while (t->n_relays > 0) {
+        relays_close(t, t->relays[t->n_relays - 1]);
+    }
     transport_maybe_closed(t);
 }
 
@@ -1439,6 +1589,23 @@ int tandem_transport_init(struct raft_uv_transport *raft, struct uv_loop_s *loop
     t->leading = config->leading;
     t->leading_data = config->leading_data;
     t->quarantine = config->quarantine;
+    t->term = config->term;
+    t->term_data = config->term_data;
+    t->member = config->member;
+    t->member_data = config->member_data;
+    t->relay_config = (struct tandem_relay_config){
+        .limits = config->frame_limits,
+        .term = relay_term_cb,
+        .refused = relay_refused_cb,
+        .closed = relay_closed_cb,
+        .data = t,
+    };
+    if (t->relay_config.limits.append_bytes_max == 0) {
+        t->relay_config.limits.append_bytes_max = TANDEM_TRANSPORT_APPEND_BYTES_DEFAULT;
+    }
+    if (t->relay_config.limits.snapshot_bytes_max == 0) {
+        t->relay_config.limits.snapshot_bytes_max = TANDEM_TRANSPORT_SNAPSHOT_BYTES_DEFAULT;
+    }
     raft->version = 1;
     raft->impl = t;
     raft->init = transport_init_identity;
@@ -1554,7 +1721,7 @@ void tandem_transport_close(struct raft_uv_transport *raft)
     }
     /* Freeing with handles still on the loop would leave libuv pointing into freed memory. */
     if (tandem_sm_state(&t->listener_sm) != HANDLE_NONE || !tandem_list_empty(&t->handshakes) ||
-        t->n_dropping > 0) {
+        t->n_dropping > 0 || t->n_relays > 0 || t->n_relays_closing > 0) {
         transport_log(t, LOG_ERR, "raft transport: closed with connections still open");
         return;
     }

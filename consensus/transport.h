@@ -10,6 +10,7 @@
 #include <raft.h>
 #include <raft/uv.h>
 
+#include "consensus/frame_check.h"
 #include "consensus/member.h"
 
 /* How long a new connection may take to complete the handshake (both directions, including
@@ -24,6 +25,11 @@
 
 /* Peers remembered in the contact table; the least recently heard one makes room. */
 #define TANDEM_TRANSPORT_CONTACTS_MAX 64
+
+/* Inbound raft connections handed over (each through a consensus/raft_relay.h relay). A new one
+ * from a peer id replaces that id's older one, and past this many the oldest is dropped: a
+ * flood of connections cannot use up descriptors (a cluster needs one per peer). */
+#define TANDEM_TRANSPORT_RELAYS_MAX 64
 
 struct tandem_transport_config {
     const char *cluster_id;        /* borrowed, copied at init */
@@ -40,7 +46,23 @@ struct tandem_transport_config {
     bool (*leading)(void *data);
     void *leading_data; /* borrowed */
     bool quarantine;    /* start with the quarantine gate on (tandem_transport_set_quarantine) */
+    /* Ceilings for inbound raft frames (consensus/frame_check.h); zero fields take the defaults
+     * TANDEM_TRANSPORT_APPEND_BYTES_DEFAULT and TANDEM_TRANSPORT_SNAPSHOT_BYTES_DEFAULT. */
+    struct tandem_frame_limits frame_limits;
+    /* This node's raft term now: inbound frames may be at most TANDEM_FRAME_TERM_JUMP_MAX above
+     * it. May be NULL (then 0). */
+    uint64_t (*term)(void *data);
+    void *term_data; /* borrowed */
+    /* Whether id is a server of this node's raft configuration at exactly address (a member
+     * address, consensus/member.h). A newer epoch in an inbound hello is learnt (and fences this
+     * node) only from such a member, connecting from the host its raft address names when that
+     * is an IP literal: anyone can reach the port and say any epoch. NULL: every peer counts. */
+    bool (*member)(void *data, raft_id id, const char *address);
+    void *member_data; /* borrowed */
 };
+
+#define TANDEM_TRANSPORT_APPEND_BYTES_DEFAULT   ((uint64_t)1 << 30)
+#define TANDEM_TRANSPORT_SNAPSHOT_BYTES_DEFAULT ((uint64_t)4 << 30)
 
 /* Counters since init, for metrics and tests. */
 struct tandem_transport_stats {
@@ -56,6 +78,10 @@ struct tandem_transport_stats {
     uint64_t probed;             /* outbound probe handshakes completed */
     uint64_t probes_answered;    /* inbound probe handshakes answered */
     uint64_t quarantine_refused; /* raft connects failed by the quarantine gate */
+    uint64_t refused_frame;      /* inbound connections dropped for a frame libraft must not see */
+    uint64_t relays_open;        /* inbound raft connections open now */
+    uint64_t relays_replaced;    /* ... closed for a newer one from the same id, or the cap */
+    uint64_t epoch_ignored;      /* newer epochs in hellos not learnt: not from a member */
 };
 
 /* What the transport knows of one peer, by raft id. Times are the loop's (uv_now), 0 = never. */

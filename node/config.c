@@ -147,6 +147,9 @@ static const struct option options[] = {
                 "Open API connections; more are refused. tandemd raises its open-files soft limit "
                 "to the hard "
                 "limit and refuses to start when that is below connections_max + 1024"),
+    UINT_OPTION(header_timeout_ms, 10000, 10, 600000, "api",
+                "Time a request's head may take to arrive from its first byte (and a new "
+                "connection's first request from the accept), in ms; slower clients get HTTP 408"),
     UINT_OPTION(forward_connections, 16, 1, 1024, "api",
                 "Kept-alive connections from a follower to the leader for forwarded requests"),
     UINT_OPTION(forward_timeout_ms, 10000, 100, 600000, "api",

@@ -47,6 +47,7 @@ struct tandem_config {
     /* API */
     unsigned body_bytes_max_kib; /* at most batch_bytes_max_kib */
     unsigned connections_max;
+    unsigned header_timeout_ms;
     unsigned forward_connections;
     unsigned forward_timeout_ms;
     /* domain */

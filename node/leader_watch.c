@@ -98,6 +98,9 @@ bool tandem_leader_watch_snapshot_allowed(void *data)
 {
     struct tandem_leader_watch *w = data;
     struct tandem_leader_view view;
+    if (w->closing) {
+        return false; /* stopping: raft's close waits for a snapshot in flight, start none */
+    }
     w->look(w->look_data, false, &view);
     if (view.leading) {
         return true;

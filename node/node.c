@@ -214,6 +214,14 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
         .snapshot_trailing = c->snapshot_trailing,
         .max_inflight_entries = c->max_inflight_entries,
         .segment_size_kib = c->segment_size_kib,
+        /* An AppendEntries holds at most max_inflight_entries entries, each one proposer batch
+         * (with slack for its framing); a snapshot is the state, which fits the LMDB map. */
+        .frame_limits =
+            {
+                .append_bytes_max = (uint64_t)c->max_inflight_entries *
+                                    ((uint64_t)c->batch_bytes_max_kib * 1024 + (1u << 20)),
+                .snapshot_bytes_max = ((uint64_t)c->map_size_mib << 20) + (16u << 20),
+            },
         .log = tandem_log_syslog,
     };
     struct tandem_recover_plan *plan = NULL;
@@ -245,6 +253,7 @@ static int start_api(struct tandem_node *node, const struct tandem_config *c)
     tandem_http_limits_default(&limits);
     limits.body_bytes_max = (size_t)c->body_bytes_max_kib * 1024;
     limits.connections_max = c->connections_max;
+    limits.header_timeout_ms = c->header_timeout_ms;
     if (tandem_http_server_init(&node->http, node->loop, &limits, tandem_routes_handle, node) !=
         0) {
         tandem_log(TANDEM_LOG_ERROR, "API: %s", node->http.errmsg);

@@ -326,7 +326,20 @@ static int fsm_snapshot_finalize(struct raft_fsm *raft_fsm, struct raft_buffer *
     return 0;
 }
 
-/* raft owns buf->base until we return 0; then it is ours to free. */
+/* Whether raft calls restore from an installed snapshot (legacyHandleUpdateCommitIndex) rather
+ * than from raft_start: raft_start restores before it loads the log into its trail (empty until
+ * then), an install after TrailRestore put the snapshot's index there. */
+static bool restore_at_runtime(const struct tandem_fsm *f)
+{
+    return f->raft != NULL && raft_last_index(f->raft) != 0;
+}
+
+/* Ours to free once we return 0. On a failure libraft 0.22.1 differs by caller (src/legacy.c):
+ * raft_start frees the buffer (snapshotDestroy) and fails; an install at runtime neither frees
+ * it nor uses it again (a leak), and goes on with a state machine that missed the snapshot while
+ * its log holds nothing before it: the node could never apply again. So at runtime we free the
+ * buffer and poison the store: the node stops (node.c), and on restart raft_start retries the
+ * restore from the snapshot raft persisted, or fails and says so. */
 static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
 {
     struct tandem_fsm *f = raft_fsm->data;
@@ -334,6 +347,10 @@ static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
     if (rv != 0) {
         snprintf(f->errmsg, sizeof f->errmsg, "%s", f->store->errmsg);
         fprintf(stderr, "tandem: restore failed: %s\n", f->errmsg);
+        if (restore_at_runtime(f)) {
+            raft_free(buf->base);
+            tandem_store_poison(f->store);
+        }
         return RAFT_IOERR;
     }
     f->snapshots_restored++;

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include "consensus/raft_heap.h"
 #include "storage/assert.h"
 #include "storage/clock.h"
 
@@ -42,6 +43,7 @@ void tandem_proposer_init(struct tandem_proposer *p, struct raft *raft, uint64_t
     p->now_ms = tandem_wall_ms;
     p->next_serial = 1;
     p->limbo_ns = 2000000000ull; /* callers may change it (two election timeouts and more) */
+    tandem_raft_heap_install();  /* who frees an entry's buffer after a failed call */
 }
 
 /* The counters agree with the queues: queued writes are a part of the pending ones, and the
@@ -185,17 +187,31 @@ struct tandem_result *tandem_proposer_claim(void *data, uint64_t proposer_id, ui
 }
 
 /* raft_apply failed after the entry entered raft's log (libraft 0.22.1's legacy layer fails
- * when it cannot persist or send it, e.g. when file descriptors run out). By then libraft has
- * freed our buffer (it copies the entry, then frees the original: freeing it again was a double
- * free), and the entry may still commit: its outcome is unknown until we see what is applied
- * at its index, as for a leader that steps down. Only a failed allocation inside libraft before
- * that copy leaves the buffer with us; it then leaks, which beats a double free. */
+ * when it cannot persist or send it, e.g. when file descriptors run out): the entry may still
+ * commit, so its outcome is unknown until we see what is applied at its index, as for a leader
+ * that steps down. Who frees the buffer is settled apart (apply_owned). */
 static void apply_failed_after_append(struct tandem_batch *b)
 {
     tandem_assert(b->req.index != 0);
     b->p->propose_errors++;
     b->limbo = true;
     b->limbo_until = uv_hrtime() + b->p->limbo_ns;
+}
+
+/* raft_apply with the ownership of buf settled, as libraft 0.22.1 leaves it on a failure: freed
+ * when the failure came after it copied the entry into its log, ours before (not leader, or out
+ * of memory before or during the copy; consensus/raft_heap.h says why neither the code nor the
+ * index tells). The watching heap says which; without it (another heap was set) a failure with
+ * the entry in raft's log is taken as freed: a leak on out of memory beats a double free. */
+static int apply_owned(struct tandem_batch *b, struct raft_buffer *buf, uint64_t index)
+{
+    bool watched = tandem_raft_heap_watch(buf->base);
+    int rv = raft_apply(b->p->raft, &b->req, buf, 1, batch_apply_cb);
+    unsigned frees = watched ? tandem_raft_heap_unwatch() : 0;
+    if (rv != 0 && (watched ? frees == 0 : raft_last_index(b->p->raft) < index)) {
+        raft_free(buf->base); /* raft never took or copied it: the buffer is still ours */
+    }
+    return rv;
 }
 
 /* How many queued writes the next batch takes: up to the command limit and the byte limit,
@@ -308,12 +324,9 @@ static int propose_one(struct tandem_proposer *p)
     free(commands);
     if (rv != 0) {
         rv = RAFT_NOMEM;
-    } else if ((rv = raft_apply(p->raft, &b->req, &buf, 1, batch_apply_cb)) != 0) {
-        if (raft_last_index(p->raft) >= index) {
-            apply_failed_after_append(b);
-            return rv;
-        }
-        raft_free(buf.base); /* refused before raft took the entry: the buffer is still ours */
+    } else if ((rv = apply_owned(b, &buf, index)) != 0 && raft_last_index(p->raft) >= index) {
+        apply_failed_after_append(b);
+        return rv;
     }
     if (rv != 0) {
         p->propose_errors++;
@@ -360,7 +373,13 @@ static void flush_reads(struct tandem_proposer *p)
         b->req.data = b;
         p->reads_head = p->reads_tail = NULL;
         p->barriers_inflight++;
+        /* libraft 0.22.1's raft_barrier frees its 8-byte entry buffer (its first allocation)
+         * twice when the append or a send fails after the copy: the watch absorbs the second. */
+        bool watched = tandem_raft_heap_watch_next(8);
         rv = raft_barrier(p->raft, &b->req, barrier_cb);
+        if (watched) {
+            (void)tandem_raft_heap_unwatch();
+        }
         if (rv == 0) {
             p->barriers_proposed++;
         } else {

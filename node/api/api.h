@@ -77,6 +77,12 @@ void tandem_route_error(struct tandem_node *node, struct tandem_http_request *r,
 /* RAFT_BUSY -> 429, RAFT_NOTLEADER -> 503 no leader, lost leadership -> 503 outcome unknown. */
 void tandem_route_raft_error(struct tandem_node *node, struct tandem_http_request *r, int rv);
 bool tandem_route_local(const struct tandem_http_request *r);
+/* Returns 0 when every field of object is named in known (NULL-terminated), else -1 with why
+ * (TANDEM_ERRMSG_SIZE bytes) naming the first unknown field. A NULL object has no fields. */
+int tandem_route_fields_only(json_t *object, const char *const *known, char *why);
+/* An id a client may name in a path or a body: the record id rule, without "." and "..", which
+ * would read as path segments. */
+bool tandem_route_id_ok(const char *id);
 /* The query parameter name as a decimal number in [min, max]: 1 (*out set), 0 when absent (*out
  * untouched), -1 when malformed, negative or out of range. */
 int tandem_route_query_number(const struct tandem_http_request *r, const char *name, uint64_t min,

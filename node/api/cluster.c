@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "consensus/membership.h"
+#include "consensus/raft_heap.h"
 #include "consensus/transport.h"
 #include "node/api/api.h"
 #include "node/bcp/site_metrics.h"
@@ -270,6 +271,10 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
             "tandem_transport_refused_total{reason=\"cluster\"} %llu\n"
             "tandem_transport_refused_total{reason=\"epoch\"} %llu\n"
             "tandem_transport_refused_total{reason=\"malformed\"} %llu\n"
+            "tandem_transport_refused_total{reason=\"frame\"} %llu\n"
+            "# TYPE tandem_raft_connections_open gauge\ntandem_raft_connections_open %llu\n"
+            "# TYPE tandem_raft_connections_replaced_total counter\n"
+            "tandem_raft_connections_replaced_total %llu\n"
             "# TYPE tandem_http_connections_open gauge\ntandem_http_connections_open %llu\n",
             (unsigned long long)raft_current_term(raft),
             (unsigned long long)raft_commit_index(raft),
@@ -284,7 +289,13 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
             (unsigned long long)node->fsm.snapshots_restored,
             (unsigned long long)node->forwarder.forwarded, (unsigned long long)ts.refused_cluster,
             (unsigned long long)ts.refused_epoch, (unsigned long long)ts.refused_malformed,
-            (unsigned long long)hs.connections_open);
+            (unsigned long long)ts.refused_frame, (unsigned long long)ts.relays_open,
+            (unsigned long long)ts.relays_replaced, (unsigned long long)hs.connections_open);
+    /* libraft double frees absorbed by the watching heap (consensus/raft_heap.h). */
+    fprintf(out,
+            "# TYPE tandem_raft_double_frees_absorbed_total counter\n"
+            "tandem_raft_double_frees_absorbed_total %llu\n",
+            (unsigned long long)tandem_raft_heap_double_frees());
     reach_metrics(node, out);
     shield_metrics(node, out);
     tandem_histogram_write(out, "tandem_apply_duration_seconds",

@@ -131,24 +131,6 @@ static void route_write(struct tandem_node *node, struct tandem_http_request *r,
 
 /* ---- JSON field helpers: each returns 0, or -1 with why (TANDEM_ERRMSG_SIZE bytes) ---- */
 
-static int unknown_fields(json_t *object, const char *const *known, char *why)
-{
-    const char *key;
-    json_t *value;
-    json_object_foreach(object, key, value)
-    {
-        bool found = false;
-        for (size_t i = 0; known[i] != NULL && !found; i++) {
-            found = strcmp(key, known[i]) == 0;
-        }
-        if (!found) {
-            snprintf(why, TANDEM_ERRMSG_SIZE, "unknown field \"%s\"", key);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* A string field; absent (or null when nullable) leaves *out unchanged. */
 static int field_string(json_t *object, const char *name, bool required, char **out, char *why)
 {
@@ -254,7 +236,8 @@ static int job_from_json(struct domain_write *w, json_t *body, Tandem__JobRecord
     char *individual = NULL;
     json_t *pinned = json_object_get(body, "pinned");
     tandem__job_record__init(job);
-    if (unknown_fields(body, known, why) != 0 || field_string(body, "id", false, &job->id, why) ||
+    if (tandem_route_fields_only(body, known, why) != 0 ||
+        field_string(body, "id", false, &job->id, why) ||
         field_string(body, "client", true, &job->client, why) ||
         field_string(body, "kind", true, &job->kind, why) ||
         field_string(body, "site", true, &job->site, why) ||
@@ -270,6 +253,10 @@ static int job_from_json(struct domain_write *w, json_t *body, Tandem__JobRecord
     }
     if (pinned != NULL && !json_is_boolean(pinned)) {
         snprintf(why, TANDEM_ERRMSG_SIZE, "\"pinned\" must be true or false");
+        return -1;
+    }
+    if (job->id != NULL && (strcmp(job->id, ".") == 0 || strcmp(job->id, "..") == 0)) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "\"id\" cannot be \".\" or \"..\"");
         return -1;
     }
     job->pinned = json_is_true(pinned);
@@ -311,7 +298,7 @@ static int split_action(struct tandem_node *node, struct tandem_http_request *r,
     }
     memcpy(id, param, id_len);
     id[id_len] = '\0';
-    if (!tandem_domain_id_ok(id)) {
+    if (!tandem_route_id_ok(id)) {
         tandem_route_error(node, r, 400, "%s id must be 1 to %d of [A-Za-z0-9._:-]", noun,
                            TANDEM_DOMAIN_ID_LEN_MAX);
         return -1;
@@ -332,8 +319,11 @@ static int job_action_fill(struct domain_write *w, int action, char *why)
     ACTION_FIELDS_SET(a, w, action);
     w->base.command.body_case = TANDEM__COMMAND__BODY_JOB_ACTION;
     w->base.command.job_action = a;
-    if (action == TANDEM_JOB_ACTION_OPERATOR &&
-        (unknown_fields(w->base.json, known, why) != 0 ||
+    static const char *const none[] = {NULL};
+    if (action != TANDEM_JOB_ACTION_OPERATOR) {
+        return tandem_route_fields_only(w->base.json, none, why) != 0 ? -1 : 0;
+    }
+    if ((tandem_route_fields_only(w->base.json, known, why) != 0 ||
          field_string(w->base.json, "operator", false, &a->operator_, why) != 0 ||
          !tandem_domain_text_ok(a->operator_, true))) {
         snprintf(why, TANDEM_ERRMSG_SIZE, "body must be {\"operator\": \"name\"|null}");
@@ -357,7 +347,8 @@ static int box_from_json(struct domain_write *w, json_t *row, Tandem__BoxRecord 
         snprintf(why, TANDEM_ERRMSG_SIZE, "a box must be a JSON object");
         return -1;
     }
-    if (unknown_fields(row, known, why) != 0 || field_string(row, "id", true, &box->id, why) ||
+    if (tandem_route_fields_only(row, known, why) != 0 ||
+        field_string(row, "id", true, &box->id, why) ||
         field_string(row, "ledger", true, &box->ledger, why) ||
         field_string(row, "client", true, &box->client, why) ||
         field_string(row, "site", true, &box->site, why) ||
@@ -365,6 +356,10 @@ static int box_from_json(struct domain_write *w, json_t *row, Tandem__BoxRecord 
         field_strings(w, row, "volumes", TANDEM_BOX_VOLUMES_MAX, &box->volumes, &box->n_volumes,
                       why) ||
         field_time(row, "retain_until", &box->has_retain_until, &box->retain_until_ms, why)) {
+        return -1;
+    }
+    if (strcmp(box->id, ".") == 0 || strcmp(box->id, "..") == 0) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "\"id\" cannot be \".\" or \"..\"");
         return -1;
     }
     return tandem_box_fields_check(box, why);
@@ -449,18 +444,19 @@ static int box_action_body(struct domain_write *w, int action, char *why)
 {
     static const char *const pick_fields[] = {"job", NULL};
     static const char *const move_fields[] = {"site", "shelf", NULL};
+    static const char *const none[] = {NULL};
     Tandem__BoxAction *a = &w->box_action;
     if (action == TANDEM_BOX_ACTION_PICK) {
-        if (unknown_fields(w->base.json, pick_fields, why) != 0 ||
+        if (tandem_route_fields_only(w->base.json, pick_fields, why) != 0 ||
             field_string(w->base.json, "job", true, &a->job, why) != 0) {
             return -1;
         }
-        if (!tandem_domain_id_ok(a->job)) {
+        if (!tandem_route_id_ok(a->job)) {
             snprintf(why, TANDEM_ERRMSG_SIZE, "\"job\" must be a job id");
             return -1;
         }
     } else if (action == TANDEM_BOX_ACTION_MOVE) {
-        if (unknown_fields(w->base.json, move_fields, why) != 0 ||
+        if (tandem_route_fields_only(w->base.json, move_fields, why) != 0 ||
             field_string(w->base.json, "site", true, &a->site, why) != 0 ||
             field_string(w->base.json, "shelf", true, &a->shelf, why) != 0) {
             return -1;
@@ -470,6 +466,8 @@ static int box_action_body(struct domain_write *w, int action, char *why)
                      "move needs a site label and a shelf of printable text");
             return -1;
         }
+    } else if (tandem_route_fields_only(w->base.json, none, why) != 0) {
+        return -1; /* return and dispose take no fields */
     }
     return 0;
 }
@@ -543,7 +541,7 @@ static int purge_fill(struct tandem_node *node, struct tandem_http_request *r,
     static const char *const known[] = {"events_max", NULL};
     json_int_t events_max = 0;
     (void)r, (void)arg;
-    if (unknown_fields(w->base.json, known, why) != 0 ||
+    if (tandem_route_fields_only(w->base.json, known, why) != 0 ||
         field_integer(w->base.json, "events_max", 1, TANDEM_PURGE_EVENTS_MAX, &events_max, why) !=
             0) {
         return 400;
@@ -632,7 +630,7 @@ static int query_limit(struct tandem_http_request *r, unsigned *limit, char *why
 static int query_after_id(struct tandem_http_request *r, char *after, char *why)
 {
     int rv = tandem_http_query_get(r->query, "after", after, QUERY_MAX);
-    if (rv < 0 || (rv == 1 && !tandem_domain_id_ok(after))) {
+    if (rv < 0 || (rv == 1 && !tandem_route_id_ok(after))) {
         snprintf(why, TANDEM_ERRMSG_SIZE, "after must be an id from a previous page's \"next\"");
         return -1;
     }
@@ -694,7 +692,7 @@ static void serve_get(struct tandem_node *node, struct tandem_http_request *r, v
 static struct domain_read *read_by_id(struct tandem_node *node, struct tandem_http_request *r,
                                       const char *param, const char *noun)
 {
-    if (!tandem_domain_id_ok(param)) {
+    if (!tandem_route_id_ok(param)) {
         if (strchr(param, '/') != NULL) {
             tandem_route_error(node, r, 404, "no such route: %s", r->path);
         } else {
@@ -929,7 +927,7 @@ static void route_trace_get(struct tandem_node *node, struct tandem_http_request
                            r->path);
         return;
     }
-    if (!tandem_domain_id_ok(slash + 1)) {
+    if (!tandem_route_id_ok(slash + 1)) {
         tandem_route_error(node, r, 400, "id must be 1 to %d of [A-Za-z0-9._:-]",
                            TANDEM_DOMAIN_ID_LEN_MAX);
         return;

@@ -309,9 +309,24 @@ static int txn_key(json_t *object, ProtobufCBinaryData *out, char *why)
     return 0;
 }
 
+/* A compare carries the operand of its own target only (value, mod_index or exists). */
+static int txn_only_one(json_t *c, const char *operand, char *why)
+{
+    static const char *const operands[] = {"value", "mod_index", "exists"};
+    for (size_t i = 0; i < sizeof operands / sizeof operands[0]; i++) {
+        if (strcmp(operands[i], operand) != 0 && json_object_get(c, operands[i]) != NULL) {
+            snprintf(why, TANDEM_ERRMSG_SIZE, "a %s compare takes no \"%s\"", operand, operands[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int txn_compare_parse(struct kv_request *k, json_t *c, Tandem__TxnCompare *out, char *why)
 {
     static const char *const ops[] = {"==", "!=", "<", ">"};
+    static const char *const fields[] = {"key",       "op",     "target", "value",
+                                         "mod_index", "exists", NULL};
     const char *target = json_string_value(json_object_get(c, "target"));
     const char *op = json_string_value(json_object_get(c, "op"));
     tandem__txn_compare__init(out);
@@ -319,6 +334,9 @@ static int txn_compare_parse(struct kv_request *k, json_t *c, Tandem__TxnCompare
         return json_is_object(c)
                    ? -1
                    : (snprintf(why, TANDEM_ERRMSG_SIZE, "compare must be an object"), -1);
+    }
+    if (tandem_route_fields_only(c, fields, why) != 0) {
+        return -1;
     }
     int op_index = -1;
     for (int i = 0; op != NULL && i < 4; i++) {
@@ -331,13 +349,18 @@ static int txn_compare_parse(struct kv_request *k, json_t *c, Tandem__TxnCompare
     out->op = (Tandem__TxnCompare__Op)op_index;
     if (target != NULL && strcmp(target, "value") == 0) {
         out->target = TANDEM__TXN_COMPARE__TARGET__VALUE;
-        return txn_bytes(k, json_object_get(c, "value"), &out->value, why);
+        return txn_only_one(c, "value", why) != 0
+                   ? -1
+                   : txn_bytes(k, json_object_get(c, "value"), &out->value, why);
     }
     if (target != NULL && strcmp(target, "mod_index") == 0) {
         json_t *index = json_object_get(c, "mod_index");
         if (!json_is_integer(index) || json_integer_value(index) < 0) {
             snprintf(why, TANDEM_ERRMSG_SIZE,
                      "mod_index compare needs a non-negative integer \"mod_index\"");
+            return -1;
+        }
+        if (txn_only_one(c, "mod_index", why) != 0) {
             return -1;
         }
         out->target = TANDEM__TXN_COMPARE__TARGET__MOD_INDEX;
@@ -349,6 +372,9 @@ static int txn_compare_parse(struct kv_request *k, json_t *c, Tandem__TxnCompare
         if (!json_is_boolean(exists) || op_index > 1) {
             snprintf(why, TANDEM_ERRMSG_SIZE,
                      "exists compare needs a boolean \"exists\" and op == or !=");
+            return -1;
+        }
+        if (txn_only_one(c, "exists", why) != 0) {
             return -1;
         }
         out->target = TANDEM__TXN_COMPARE__TARGET__EXISTS;
@@ -367,10 +393,14 @@ static int txn_op_parse(struct kv_request *k, json_t *o, Tandem__TxnOp *out, cha
         snprintf(why, TANDEM_ERRMSG_SIZE, "operation must be an object");
         return -1;
     }
-    if (txn_key(o, &out->key, why) != 0) {
+    static const char *const put_fields[] = {"key", "op", "value", NULL};
+    static const char *const key_fields[] = {"key", "op", NULL};
+    bool put = op != NULL && strcmp(op, "put") == 0;
+    if (txn_key(o, &out->key, why) != 0 ||
+        tandem_route_fields_only(o, put ? put_fields : key_fields, why) != 0) {
         return -1;
     }
-    if (op != NULL && strcmp(op, "put") == 0) {
+    if (put) {
         out->kind = TANDEM__TXN_OP__KIND__PUT;
         return txn_bytes(k, json_object_get(o, "value"), &out->value, why);
     }
@@ -410,11 +440,15 @@ static int txn_ops_parse(struct kv_request *k, json_t *list, size_t base, size_t
 
 static int txn_parse(struct kv_request *k, char *why)
 {
+    static const char *const fields[] = {"compare", "success", "failure", NULL};
     json_t *compare = json_object_get(k->json, "compare");
     tandem__txn__init(&k->t->txn);
     if (!json_is_object(k->json)) {
         snprintf(why, TANDEM_ERRMSG_SIZE,
                  "body must be a JSON object with compare, success and failure");
+        return -1;
+    }
+    if (tandem_route_fields_only(k->json, fields, why) != 0) {
         return -1;
     }
     if (compare != NULL &&
@@ -435,6 +469,11 @@ static int txn_parse(struct kv_request *k, char *why)
                       "success") != 0 ||
         txn_ops_parse(k, json_object_get(k->json, "failure"), TANDEM_TXN_OPS_MAX,
                       &k->t->txn.n_failure, why, "failure") != 0) {
+        return -1;
+    }
+    if (k->t->txn.n_success == 0 && k->t->txn.n_failure == 0) {
+        snprintf(why, TANDEM_ERRMSG_SIZE,
+                 "a txn needs at least one operation in success or failure");
         return -1;
     }
     k->t->txn.success = k->t->op_ptrs;

@@ -186,6 +186,43 @@ bool tandem_route_local(const struct tandem_http_request *r)
            strcmp(value, "local") == 0;
 }
 
+/* ?consistency= is local or linearizable (the default) on every route; anything else would
+ * silently read linearizably. Returns 0, or -1 with why. */
+static int consistency_check(const struct tandem_http_request *r, char *why)
+{
+    char value[16];
+    int rv = tandem_http_query_get(r->query, "consistency", value, sizeof value);
+    if (rv == 0 ||
+        (rv == 1 && (strcmp(value, "local") == 0 || strcmp(value, "linearizable") == 0))) {
+        return 0;
+    }
+    snprintf(why, TANDEM_ERRMSG_SIZE, "consistency must be local or linearizable");
+    return -1;
+}
+
+int tandem_route_fields_only(json_t *object, const char *const *known, char *why)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(object, key, value)
+    {
+        bool found = false;
+        for (size_t i = 0; known[i] != NULL && !found; i++) {
+            found = strcmp(key, known[i]) == 0;
+        }
+        if (!found) {
+            snprintf(why, TANDEM_ERRMSG_SIZE, "unknown field \"%s\"", key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+bool tandem_route_id_ok(const char *id)
+{
+    return id != NULL && tandem_domain_id_ok(id) && strcmp(id, ".") != 0 && strcmp(id, "..") != 0;
+}
+
 int tandem_route_query_number(const struct tandem_http_request *r, const char *name, uint64_t min,
                               uint64_t max, uint64_t *out)
 {
@@ -425,6 +462,11 @@ static void dispatch(struct tandem_node *node, const struct tandem_route *route,
                      struct tandem_http_request *r, const char *param)
 {
     struct tandem_member leader;
+    char why[TANDEM_ERRMSG_SIZE];
+    if (consistency_check(r, why) != 0) {
+        tandem_route_error(node, r, 400, "%s", why);
+        return;
+    }
     if (node->bcp.fenced && route->flags != ROUTE_LOCAL) {
         tandem_route_error(node, r, 503,
                            "this node is fenced: the cluster moved to a newer epoch without it; "

@@ -3,6 +3,8 @@
 #include "storage/assert.h"
 #include "storage/error.h"
 
+#include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +39,7 @@ struct tandem_http_conn {
     struct tandem_http_request *parsing; /* owned: the request being parsed */
     struct tandem_http_stream *stream;   /* owned: set once a request became a stream */
     uv_tcp_t tcp;
-    uv_timer_t timer; /* idle timeout, then the linger timeout */
+    uv_timer_t timer; /* idle timeout (or the head deadline, if sooner), then the linger timeout */
     uv_write_t write_req;
     uv_write_t continue_req;
     uv_shutdown_t shutdown_req;
@@ -46,7 +48,8 @@ struct tandem_http_conn {
     unsigned writing; /* queue head requests in write_req */
     char *pending;    /* owned: bytes read but not parsed while paused */
     size_t pending_len;
-    int reject_status; /* set by a parser callback refusing the request */
+    uint64_t head_deadline; /* uv_now by which the request head parsed must be complete; 0: none */
+    int reject_status;      /* set by a parser callback refusing the request */
     char reject_message[TANDEM_ERRMSG_SIZE];
     unsigned handles_open;
     int reading, paused, resume_queued, stopped, peer_eof, lingering, closing;
@@ -58,6 +61,7 @@ static char continue_text[] = "HTTP/1.1 100 Continue\r\n\r\n";
 static void conn_close(struct tandem_http_conn *c);
 static void conn_write(struct tandem_http_conn *c);
 static void conn_read_start(struct tandem_http_conn *c);
+static void conn_timer_start(struct tandem_http_conn *c, uint64_t timeout_ms);
 static void server_maybe_finish(struct tandem_http_server *s);
 static void server_resume_cb(uv_idle_t *idle);
 
@@ -69,6 +73,7 @@ static const struct tandem_http_limits limits_default = {
     .connections_max = TANDEM_HTTP_CONNECTIONS_DEFAULT,
     .pipeline_depth_max = TANDEM_HTTP_PIPELINE_DEPTH_DEFAULT,
     .idle_timeout_ms = TANDEM_HTTP_IDLE_TIMEOUT_MS_DEFAULT,
+    .header_timeout_ms = TANDEM_HTTP_HEADER_TIMEOUT_MS_DEFAULT,
     .requests_max = TANDEM_HTTP_REQUESTS_DEFAULT,
 };
 
@@ -99,6 +104,8 @@ int tandem_http_limits_check(const struct tandem_http_limits *l, char *errmsg)
                     TANDEM_HTTP_PIPELINE_DEPTH_MAX, errmsg) != 0 ||
         limit_check("idle_timeout_ms", l->idle_timeout_ms, TANDEM_HTTP_IDLE_TIMEOUT_MS_MIN,
                     TANDEM_HTTP_IDLE_TIMEOUT_MS_MAX, errmsg) != 0 ||
+        limit_check("header_timeout_ms", l->header_timeout_ms, TANDEM_HTTP_HEADER_TIMEOUT_MS_MIN,
+                    TANDEM_HTTP_HEADER_TIMEOUT_MS_MAX, errmsg) != 0 ||
         limit_check("requests_max", l->requests_max, TANDEM_HTTP_REQUESTS_MIN,
                     TANDEM_HTTP_REQUESTS_MAX, errmsg) != 0) {
         return -1;
@@ -408,6 +415,10 @@ static int on_message_begin(http_parser *p)
     if (c->parsing == NULL) {
         return reject(c, 503, "server out of memory");
     }
+    if (c->head_deadline == 0) {
+        c->head_deadline = uv_now(s->loop) + s->limits.header_timeout_ms;
+        conn_timer_start(c, s->limits.idle_timeout_ms);
+    }
     return 0;
 }
 
@@ -417,9 +428,24 @@ static int on_url(http_parser *p, const char *at, size_t len)
     return head_reject(c, tandem_http_head_lead(&c->parsing->head, at, len));
 }
 
+/* RFC 9110's tchar: http_parser, built lenient, lets a space or a separator into a field name. */
+static bool field_name_ok(const char *at, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)at[i];
+        if (!isalnum(ch) && strchr("!#$%&'*+-.^_`|~", ch) == NULL) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct tandem_http_conn *c = p->data;
+    if (!field_name_ok(at, len)) {
+        return reject(c, 400, "malformed HTTP request: invalid character in a header field name");
+    }
     return head_reject(c, tandem_http_head_field(&c->parsing->head, at, len));
 }
 
@@ -458,6 +484,12 @@ static int on_headers_complete(http_parser *p)
     if (head_reject(c, tandem_http_head_end(&r->head)) != 0) {
         return -1;
     }
+    if (p->http_major != 1 || p->http_minor > 1) {
+        return reject(c, 505, "HTTP/%u.%u is not supported: send HTTP/1.1 or HTTP/1.0",
+                      p->http_major, p->http_minor);
+    }
+    c->head_deadline = 0; /* the head is in: the idle timeout governs from here */
+    conn_timer_start(c, c->server->limits.idle_timeout_ms);
     size_t max = c->server->limits.body_bytes_max;
     if ((p->flags & F_CONTENTLENGTH) != 0 && p->content_length > max) {
         return reject(c, 413, "request body exceeds %zu bytes", max);
@@ -767,11 +799,17 @@ static void conn_maybe_resume(struct tandem_http_conn *c)
 
 static void conn_timer_cb(uv_timer_t *timer);
 
-/* (Re)arms a connection's timer: the idle timeout, or the linger timeout once lingering. */
+/* (Re)arms a connection's timer: the idle timeout, or the head deadline if it comes first, or
+ * the linger timeout once lingering. */
 static void conn_timer_start(struct tandem_http_conn *c, uint64_t timeout_ms)
 {
     if (c->closing) {
         return; /* the timer is closing with the connection */
+    }
+    uint64_t now = uv_now(c->server->loop);
+    if (!c->lingering && !c->stopped && c->head_deadline != 0) {
+        uint64_t left = c->head_deadline > now ? c->head_deadline - now : 0;
+        timeout_ms = left < timeout_ms ? left : timeout_ms;
     }
     int rv = uv_timer_start(&c->timer, conn_timer_cb, timeout_ms, 0);
     tandem_assert(rv == 0); /* fails only without a callback or on a closing handle */
@@ -895,6 +933,12 @@ static void conn_reject(struct tandem_http_conn *c, int status, const char *mess
     switch (status) {
         case 400:
             s->stats.rejected_400++;
+            break;
+        case 408:
+            s->stats.rejected_408++;
+            break;
+        case 505:
+            s->stats.rejected_505++;
             break;
         case 413:
             s->stats.rejected_413++;
@@ -1070,12 +1114,31 @@ static void conn_read_start(struct tandem_http_conn *c)
     c->reading = 1;
 }
 
+/* The head deadline passed: 408, in order after the requests before it, then close. */
+static void conn_head_timeout(struct tandem_http_conn *c)
+{
+    char message[96];
+    c->head_deadline = 0;
+    if (c->paused || c->pending != NULL) {
+        conn_close(c); /* bytes are held back unparsed: nothing sensible to answer */
+        return;
+    }
+    snprintf(message, sizeof message, "request head not received within %u ms",
+             c->server->limits.header_timeout_ms);
+    conn_reject(c, 408, message);
+}
+
 /* The idle timer does not close a connection whose requests are still with the handler or
  * being written: then the server, not the client, is the slow side. */
 static void conn_timer_cb(uv_timer_t *timer)
 {
     struct tandem_http_conn *c = timer->data;
     if (c->closing) {
+        return;
+    }
+    if (!c->lingering && !c->stopped && c->head_deadline != 0 &&
+        uv_now(c->server->loop) >= c->head_deadline) {
+        conn_head_timeout(c);
         return;
     }
     if (!c->lingering && (c->depth > 0 || c->stream != NULL)) {
@@ -1212,6 +1275,7 @@ static void server_connection_cb(uv_stream_t *listener, int status)
         return;
     }
     conn_read_start(c);
+    c->head_deadline = uv_now(s->loop) + s->limits.header_timeout_ms; /* the first request's */
     conn_timer_start(c, s->limits.idle_timeout_ms);
 }
 

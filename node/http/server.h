@@ -30,6 +30,12 @@
 #define TANDEM_HTTP_IDLE_TIMEOUT_MS_DEFAULT 60000u
 #define TANDEM_HTTP_IDLE_TIMEOUT_MS_MIN     10u
 #define TANDEM_HTTP_IDLE_TIMEOUT_MS_MAX     3600000u
+/* A request's head (request line and header fields) must arrive within this time of its first
+ * byte, and a new connection's first request head within this time of the accept: a client that
+ * trickles bytes to hold connections open (slowloris) is answered 408 and closed. */
+#define TANDEM_HTTP_HEADER_TIMEOUT_MS_DEFAULT 10000u
+#define TANDEM_HTTP_HEADER_TIMEOUT_MS_MIN     10u
+#define TANDEM_HTTP_HEADER_TIMEOUT_MS_MAX     600000u
 #define TANDEM_HTTP_REQUESTS_DEFAULT        65536u /* requests handed out, not yet answered */
 #define TANDEM_HTTP_REQUESTS_MIN            1u
 #define TANDEM_HTTP_REQUESTS_MAX            (1u << 20)
@@ -55,6 +61,7 @@ struct tandem_http_limits {
     unsigned connections_max;    /* further connections are accepted and closed at once */
     unsigned pipeline_depth_max; /* per connection; when full, reading pauses (backpressure) */
     unsigned idle_timeout_ms;    /* a connection with nothing in flight for this long closes */
+    unsigned header_timeout_ms;  /* a request head not complete this long after it began -> 408 */
     unsigned requests_max;       /* server-wide requests handed out and unanswered; more -> 503 */
 };
 
@@ -115,7 +122,7 @@ struct tandem_http_server_stats {
     uint64_t connections_open, connections_total, connections_rejected;
     uint64_t requests_total; /* handed to the handler */
     uint64_t requests_outstanding;
-    uint64_t rejected_400, rejected_413, rejected_431, rejected_503;
+    uint64_t rejected_400, rejected_408, rejected_413, rejected_431, rejected_503, rejected_505;
     uint64_t streams_open;
 };
 

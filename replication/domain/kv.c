@@ -274,24 +274,34 @@ json_t *tandem_base64_json(const void *data, size_t len)
     return text;
 }
 
+static int base64_digit(char c)
+{
+    return c >= 'A' && c <= 'Z'   ? c - 'A'
+           : c >= 'a' && c <= 'z' ? c - 'a' + 26
+           : c >= '0' && c <= '9' ? c - '0' + 52
+           : c == '+' || c == '-' ? 62
+           : c == '/' || c == '_' ? 63
+                                  : -1;
+}
+
+/* Strict (RFC 4648 section 3.5): whole 4-character groups, at most two '=' and only at the end,
+ * and the bits a padded group leaves over are zero, so every value has exactly one encoding. */
 int tandem_base64_decode(const char *in, size_t in_len, uint8_t **out, size_t *out_len)
 {
-    uint8_t *buf = malloc(in_len / 4 * 3 + 3);
+    size_t pad =
+        in_len >= 1 && in[in_len - 1] == '=' ? (in_len >= 2 && in[in_len - 2] == '=' ? 2 : 1) : 0;
+    if (in_len % 4 != 0) {
+        return TANDEM_INVALID;
+    }
+    uint8_t *buf = malloc(in_len / 4 * 3 + 1);
     size_t o = 0;
     uint32_t acc = 0;
     int bits = 0;
-    size_t i = 0;
     if (buf == NULL) {
         return TANDEM_NOMEM;
     }
-    for (; i < in_len && in[i] != '='; i++) {
-        char c = in[i];
-        int v = c >= 'A' && c <= 'Z'   ? c - 'A'
-                : c >= 'a' && c <= 'z' ? c - 'a' + 26
-                : c >= '0' && c <= '9' ? c - '0' + 52
-                : c == '+' || c == '-' ? 62
-                : c == '/' || c == '_' ? 63
-                                       : -1;
+    for (size_t i = 0; i < in_len - pad; i++) {
+        int v = base64_digit(in[i]);
         if (v < 0) {
             free(buf);
             return TANDEM_INVALID;
@@ -303,11 +313,9 @@ int tandem_base64_decode(const char *in, size_t in_len, uint8_t **out, size_t *o
             buf[o++] = (uint8_t)(acc >> bits);
         }
     }
-    for (; i < in_len; i++) {
-        if (in[i] != '=') {
-            free(buf);
-            return TANDEM_INVALID;
-        }
+    if ((acc & ((1u << bits) - 1u)) != 0) { /* a non-canonical last group */
+        free(buf);
+        return TANDEM_INVALID;
     }
     *out = buf;
     *out_len = o;

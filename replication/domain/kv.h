@@ -20,8 +20,8 @@ int tandem_kv_get(struct tandem_store *store, MDB_txn *txn, const void *key, siz
 /* {"key","value"(base64),"mod_index","create_index"}; value null when record is NULL. */
 json_t *tandem_kv_record_json(const void *key, size_t key_len, const Tandem__KvRecord *record);
 json_t *tandem_base64_json(const void *data, size_t len);
-/* Accepts standard and URL-safe alphabets; *out malloc'd. Returns 0,
- * TANDEM_INVALID or TANDEM_NOMEM. */
+/* Strict: padded, whole groups, canonical last group; standard or URL-safe alphabet. *out
+ * malloc'd. Returns 0, TANDEM_INVALID or TANDEM_NOMEM. */
 int tandem_base64_decode(const char *in, size_t in_len, uint8_t **out, size_t *out_len);
 
 /* This header's rows of the command table (replication/commands.h), applied in kv.c. */

@@ -18,7 +18,8 @@ from cluster import BIN_DIR, Cluster, run_tests  # noqa: E402
 
 BODY_MAX_KIB = 8  # body_bytes_max_kib for the cluster: 413 tests stay small
 BODY_MAX = BODY_MAX_KIB * 1024
-SETTINGS = {"body_bytes_max_kib": BODY_MAX_KIB}
+HEADER_TIMEOUT_MS = 2000  # header_timeout_ms for the cluster: the slowloris test stays short
+SETTINGS = {"body_bytes_max_kib": BODY_MAX_KIB, "header_timeout_ms": HEADER_TIMEOUT_MS}
 KEY_MAX = 511
 TXN_MAX = 64           # compares, and operations per branch
 LIST_LIMIT_MAX = 10000
@@ -136,6 +137,43 @@ def bad_requests(c):
         ("txn valid compare then bad compare", "POST", "/v1/txn",
          txn(compare=[EXISTS, {"key": WITNESS_KEY, "target": "nope", "op": "=="}],
              success=[PUT_NEW]), 400),
+        # strict input (issue 12): unknown fields, operands of another target, empty txn, base64
+        ("txn unknown top-level field", "POST", "/v1/txn",
+         json.dumps({"success": [PUT_NEW], "x": 1}), 400),
+        ("txn only an unknown field", "POST", "/v1/txn", json.dumps({"x": 1}), 400),
+        ("txn with no operation", "POST", "/v1/txn", "{}", 400),
+        ("txn compare-only", "POST", "/v1/txn", txn(compare=[EXISTS]), 400),
+        ("txn unknown compare field", "POST", "/v1/txn",
+         txn(compare=[dict(EXISTS, extra=1)], success=[PUT_NEW]), 400),
+        ("txn compare with another target's operand", "POST", "/v1/txn",
+         txn(compare=[dict(EXISTS, mod_index=3)], success=[PUT_NEW]), 400),
+        ("txn unknown operation field", "POST", "/v1/txn",
+         txn(success=[dict(PUT_NEW, lease=5)]), 400),
+        ("txn delete with a value", "POST", "/v1/txn",
+         txn(success=[{"op": "delete", "key": WITNESS_KEY, "value": "MQ=="}]), 400),
+        ("txn base64 a=== (was stored empty)", "POST", "/v1/txn",
+         txn(success=[{"op": "put", "key": WITNESS_KEY, "value": "a==="}]), 400),
+        ("txn base64 unpadded bmV (was stored as ne)", "POST", "/v1/txn",
+         txn(success=[{"op": "put", "key": WITNESS_KEY, "value": "bmV"}]), 400),
+        ("txn base64 non-canonical Zh==", "POST", "/v1/txn",
+         txn(success=[{"op": "put", "key": WITNESS_KEY, "value": "Zh=="}]), 400),
+        ("consistency=bogus on a key", "GET", kv(WITNESS_KEY) + "?consistency=bogus", None, 400),
+        ("consistency=bogus on status", "GET", "/v1/status?consistency=bogus", None, 400),
+        ("consistency=bogus on jobs", "GET", "/v1/jobs?consistency=bogus", None, 400),
+        ("job action with an unknown field", "POST", "/v1/jobs/J-none/advance",
+         json.dumps({"x": 1}), 400),
+        ("job cancel with an unknown field", "POST", "/v1/jobs/J-none/cancel",
+         json.dumps({"x": 1}), 400),
+        ("box return with an unknown field", "POST", "/v1/boxes/B-none/return",
+         json.dumps({"x": 1}), 400),
+        ("job id .. in the path", "POST", "/v1/jobs/../advance", "{}", 400),
+        ("job id . in the path", "POST", "/v1/jobs/./advance", "{}", 400),
+        ("job read of id ..", "GET", "/v1/jobs/..", None, 400),
+        ("job create with id ..", "POST", "/v1/jobs",
+         json.dumps({"id": "..", "client": "acme", "kind": "scan", "site": "east"}), 400),
+        ("box checkin with id .", "POST", "/v1/boxes",
+         json.dumps({"boxes": [{"id": ".", "ledger": "L1", "client": "acme", "site": "east",
+                                "shelf": "S1"}]}), 400),
         ("txn over body_bytes_max", "POST", "/v1/txn",
          txn(success=[{"op": "put", "key": WITNESS_KEY, "value": b64(b"z" * BODY_MAX)}]), 413),
         # membership and leadership
@@ -313,6 +351,12 @@ MALFORMED_HTTP = [
     ("Content-Length over body_bytes_max, body never sent",
      b"PUT /v1/kv/witness HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (BODY_MAX + 1),
      413),
+    ("HTTP/9.9", b"GET /v1/status HTTP/9.9\r\nHost: x\r\n\r\n", 505),
+    ("HTTP/1.2", b"GET /v1/status HTTP/1.2\r\nHost: x\r\n\r\n", 505),
+    ("a header name with a space", b"GET /v1/status HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n",
+     400),
+    ("a header name with a separator",
+     b"GET /v1/status HTTP/1.1\r\nHost: x\r\nBad(Name): v\r\n\r\n", 400),
     ("chunked body over body_bytes_max",
      b"PUT /v1/kv/witness HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
      + (b"%x\r\n" % (BODY_MAX + 1)) + b"c" * (BODY_MAX + 1) + b"\r\n0\r\n\r\n", 413),
@@ -345,6 +389,70 @@ def test_malformed_http_gets_400_and_close():
         c.wait_converged()
         for name in c.names:
             assert observe(c, name) == baseline, name
+
+
+def read_until_closed(s, limit_s):
+    """Reads until the server closes the connection or limit_s passes: (bytes, closed)."""
+    got, deadline = b"", time.monotonic() + limit_s
+    while time.monotonic() < deadline and len(got) < RAW_READ_MAX:
+        s.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            return got, True
+        if not chunk:
+            return got, True
+        got += chunk
+    return got, False
+
+
+def test_slow_request_heads_get_408():
+    """Slowloris: a head trickled a byte at a time, or never sent, is answered 408 and closed
+    once header_timeout_ms has passed; a kept-alive connection idle between requests is not."""
+    limit_s = HEADER_TIMEOUT_MS / 1000.0
+    with Cluster("3", settings=SETTINGS) as c:
+        settle(c)
+        host, port = c.nodes[c.names[0]]["api"][len("http://"):].rsplit(":", 1)
+        trickle = socket.create_connection((host, int(port)), timeout=RAW_TIMEOUT_S)
+        silent = socket.create_connection((host, int(port)), timeout=RAW_TIMEOUT_S)
+        started = time.monotonic()
+        try:
+            trickle.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n")
+            closed = False
+            for byte in b"X-Slow: " + b"z" * 40:  # 40 x 0.2 s: well past the deadline
+                try:
+                    trickle.sendall(bytes([byte]))
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+                    break
+                time.sleep(0.2)
+            got, closed_now = read_until_closed(trickle, RAW_TIMEOUT_S)
+            (status, headers, body), = parse_responses(got)
+            assert status == 408 and (closed or closed_now), got[:300]
+            assert "request head not received" in json.loads(body)["error"], body
+            got, closed = read_until_closed(silent, RAW_TIMEOUT_S)
+            (status, _, _), = parse_responses(got)
+            assert status == 408 and closed, got[:300]
+            assert time.monotonic() - started >= limit_s * 0.9
+        finally:
+            trickle.close()
+            silent.close()
+        kept = socket.create_connection((host, int(port)), timeout=RAW_TIMEOUT_S)
+        try:
+            request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            for _ in range(2):
+                kept.sendall(request)
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = kept.recv(4096)
+                    assert chunk, "the kept-alive connection was closed between requests"
+                    head += chunk
+                assert head.startswith(b"HTTP/1.1 200"), head[:200]
+                time.sleep(limit_s * 1.5)
+        finally:
+            kept.close()
 
 
 def test_every_answer_names_the_node():

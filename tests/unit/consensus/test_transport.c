@@ -25,6 +25,7 @@
 
 #include "consensus/member.h"
 #include "consensus/transport.h"
+#include "tests/unit/consensus/frame_build.h"
 
 #define RUN_ITERATIONS_MAX 200000 /* loop iterations any single wait may take */
 #define TICK_MS            5      /* wakes the loop so waits notice their deadline */
@@ -409,21 +410,21 @@ static void test_connect_and_handover(void **state)
     assert_int_equal(b.accepted_id, a.id);
     assert_string_equal(b.accepted_address, a.address);
     assert_int_equal(a.accepts, 0);
-    assert_tuned(c.stream);
-    assert_tuned(b.accepted_stream);
+    assert_tuned(c.stream); /* the accepted side is a relay's socketpair (consensus/raft_relay.h) */
 
-    static const char payload[] = "raft bytes after the handshake";
+    static uint8_t payload[64];
+    size_t payload_len = fb_request_vote(payload, 1, 0, 0); /* a frame, passed on as it is */
     struct sink sink = {.len = 0};
     b.accepted_stream->data = &sink;
     assert_int_equal(uv_read_start(b.accepted_stream, sink_alloc_cb, sink_read_cb), 0);
     uv_write_t write_req;
-    uv_buf_t buf = uv_buf_init((char *)payload, sizeof payload);
+    uv_buf_t buf = uv_buf_init((char *)payload, (unsigned)payload_len);
     assert_int_equal(uv_write(&write_req, c.stream, &buf, 1, NULL), 0);
     uv_run(&loop, UV_RUN_NOWAIT);
     conn_close(&c); /* the acceptor then reads exactly the payload and EOF */
     assert_true(run_until(&loop, sink_eof, &sink, WAIT_MS));
-    assert_int_equal(sink.len, sizeof payload);
-    assert_memory_equal(sink.data, payload, sizeof payload);
+    assert_int_equal(sink.len, payload_len);
+    assert_memory_equal(sink.data, payload, payload_len);
 
     struct tandem_transport_stats sa = node_stats(&a), sb = node_stats(&b);
     assert_int_equal(sa.connected, 1);
@@ -596,12 +597,13 @@ static void test_pipelined_bytes_stay_in_stream(void **state)
     node_start(&n, &loop, "east-1", "prod", 1, 0);
     static struct raw r;
     static const char address[] = "raw-1|west|127.0.0.1:1|http://127.0.0.1:1";
-    static const char payload[] = "raft preamble right behind the hello";
+    static uint8_t payload[64];
+    size_t payload_len = fb_request_vote(payload, 1, 0, 0); /* right behind the hello */
     raw_start(&r, &loop, n.port);
     assert_true(run_until(&loop, flag_set, &r.connected, WAIT_MS));
     hello_build(r.out, (uint32_t)strlen(address), address);
-    memcpy(r.out + HELLO_SIZE, payload, sizeof payload);
-    raw_send(&r, HELLO_SIZE + sizeof payload);
+    memcpy(r.out + HELLO_SIZE, payload, payload_len);
+    raw_send(&r, HELLO_SIZE + payload_len);
     assert_true(run_until(&loop, node_accepted, &n, WAIT_MS));
     assert_int_equal(n.accepted_id, 42);
     assert_string_equal(n.accepted_address, address);
@@ -612,14 +614,77 @@ static void test_pipelined_bytes_stay_in_stream(void **state)
     uv_shutdown_t shutdown_req;
     assert_int_equal(uv_shutdown(&shutdown_req, (uv_stream_t *)&r.tcp, NULL), 0);
     assert_true(run_until(&loop, sink_eof, &sink, WAIT_MS));
-    assert_int_equal(sink.len, sizeof payload);
-    assert_memory_equal(sink.data, payload, sizeof payload);
+    assert_int_equal(sink.len, payload_len);
+    assert_memory_equal(sink.data, payload, payload_len);
     assert_int_equal(r.in_len, ACK_SIZE); /* the OK ack */
     assert_memory_equal(r.in, "TNDMACK!", 8);
     assert_int_equal(get_le32(r.in + 12), 0);
     raw_stop(&r, &loop);
     node_stop(&n, &loop);
     loop_finish(&loop);
+}
+
+/* Sends a hello, then frame (len bytes) in two writes split at split, and returns what the
+ * accepted stream gave raft before its EOF. */
+static size_t relayed_after_hello(const uint8_t *frame, size_t len, size_t split,
+                                  struct tandem_transport_stats *stats)
+{
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct node n;
+    node_start(&n, &loop, "east-1", "prod", 1, 0);
+    static struct raw r;
+    static const char address[] = "raw-1|west|127.0.0.1:1|http://127.0.0.1:1";
+    raw_start(&r, &loop, n.port);
+    assert_true(run_until(&loop, flag_set, &r.connected, WAIT_MS));
+    hello_build(r.out, (uint32_t)strlen(address), address);
+    memcpy(r.out + HELLO_SIZE, frame, split);
+    raw_send(&r, HELLO_SIZE + split);
+    assert_true(run_until(&loop, node_accepted, &n, WAIT_MS));
+    static struct sink sink;
+    sink.len = 0;
+    sink.eof = false;
+    n.accepted_stream->data = &sink;
+    assert_int_equal(uv_read_start(n.accepted_stream, sink_alloc_cb, sink_read_cb), 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    memcpy(r.out, frame + split, len - split);
+    raw_send(&r, len - split);
+    uv_shutdown_t shutdown_req;
+    assert_int_equal(uv_shutdown(&shutdown_req, (uv_stream_t *)&r.tcp, NULL), 0);
+    assert_true(run_until(&loop, sink_eof, &sink, WAIT_MS));
+    *stats = node_stats(&n);
+    raw_stop(&r, &loop);
+    node_stop(&n, &loop);
+    loop_finish(&loop);
+    return sink.len;
+}
+
+/* Frames reach raft whole, however TCP splits them; a frame libraft must not decode drops the
+ * connection with nothing of it passed on (the channel-security review's frames). */
+static void test_frames_checked_before_raft(void **state)
+{
+    (void)state;
+    static uint8_t frame[2048];
+    struct tandem_transport_stats stats;
+    uint8_t types[2] = {RAFT_COMMAND, RAFT_CHANGE};
+    uint32_t sizes[2] = {100, 0};
+    size_t len = fb_append(frame, 1, 2, types, sizes);
+    for (size_t split = 0; split <= len; split += 37) {
+        assert_int_equal(relayed_after_hello(frame, len, split, &stats), len);
+        assert_int_equal(stats.refused_frame, 0);
+    }
+    fb_put64(frame + 16 + 32, 0xffffffff); /* entry count: libraft segfaulted on this */
+    assert_int_equal(relayed_after_hello(frame, len, len, &stats), 0);
+    assert_int_equal(stats.refused_frame, 1);
+    len = fb_request_vote(frame, UINT64_MAX - 1, 1, 1); /* pins every term at 2^64-1 on main */
+    assert_int_equal(relayed_after_hello(frame, len, 10, &stats), 0);
+    assert_int_equal(stats.refused_frame, 1);
+    srand(7);
+    for (size_t i = 0; i < sizeof frame; i++) {
+        frame[i] = (uint8_t)rand(); /* random bytes after a hello */
+    }
+    assert_int_equal(relayed_after_hello(frame, RAW_BUF_MAX - HELLO_SIZE, 0, &stats), 0);
+    assert_int_equal(stats.refused_frame, 1);
 }
 
 /* ---- 5. silent client ---- */
@@ -1338,6 +1403,7 @@ int main(void)
         cmocka_unit_test(test_epoch_mismatch_then_set_epoch),
         cmocka_unit_test(test_malformed_hello),
         cmocka_unit_test(test_pipelined_bytes_stay_in_stream),
+        cmocka_unit_test(test_frames_checked_before_raft),
         cmocka_unit_test(test_silent_client_times_out),
         cmocka_unit_test(test_raft_over_transport),
         cmocka_unit_test(test_pending_handshakes_bounded),

@@ -991,6 +991,28 @@ static void test_snapshot_restore_refuses_corrupt(void **state)
     raft_free(snap.base);
 }
 
+/* An installed snapshot that fails to restore at runtime (raft's trail already at the snapshot's
+ * index): libraft 0.22.1 would neither free the buffer nor stop, so the FSM frees it (no leak
+ * under LSan; raft_free here would be a double free) and poisons the store, which stops the node.
+ */
+static void test_runtime_restore_failure_frees_and_poisons(void **state)
+{
+    struct fixture *f = *state;
+    struct raft raft;
+    build_script(f);
+    apply_script(&f->fa, f, 0, SCRIPT_LEN, 0);
+    apply_script(&f->fb, f, 0, 3, 0);
+    struct raft_buffer snap = snapshot_via_raft(&f->fa, NULL, 0);
+    ((uint8_t *)snap.base)[snap.len - 1] ^= 0x20;
+    memset(&raft, 0, sizeof raft);
+    raft.trail.snapshot.index = raft.trail.offset = SCRIPT_LEN; /* as TrailRestore leaves it */
+    tandem_fsm_set_raft(&f->fb, &raft);
+    assert_int_not_equal(f->fb.raft_fsm.restore(&f->fb.raft_fsm, &snap), 0);
+    assert_true(f->b.poisoned);
+    assert_int_equal(f->b.applied_index, 3); /* the old state, intact on disk */
+    assert_int_equal(f->fb.snapshots_restored, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1010,6 +1032,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_claim_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_via_raft_callbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_restore_refuses_corrupt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_runtime_restore_failure_frees_and_poisons, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

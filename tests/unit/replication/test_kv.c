@@ -32,6 +32,30 @@ static void test_base64_vectors(void **state)
     expect_base64("foobar", "Zm9vYmFy");
 }
 
+/* Strict decoding: a value has exactly one accepted encoding (issue 12: "a===" was stored as
+ * empty and "bmV" as "ne"). */
+static void test_base64_refuses_lenient_forms(void **state)
+{
+    static const char *const bad[] = {"a===", "bmV",  "Zg=",      "Zg",   "Zh==",  "Zm9=",
+                                      "Zm8",  "====", "Zg==Zg==", "Z===", "Zm9v=", "Zm 9v"};
+    (void)state;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint8_t *out = NULL;
+        size_t len = 0;
+        assert_int_equal(tandem_base64_decode(bad[i], strlen(bad[i]), &out, &len), TANDEM_INVALID);
+        assert_null(out);
+    }
+    uint8_t *out = NULL;
+    size_t len = 0;
+    assert_int_equal(tandem_base64_decode("bmU=", 4, &out, &len), 0);
+    assert_int_equal(len, 2);
+    assert_memory_equal(out, "ne", 2);
+    free(out);
+    assert_int_equal(tandem_base64_decode("", 0, &out, &len), 0);
+    assert_int_equal(len, 0);
+    free(out);
+}
+
 static void test_base64_round_trip(void **state)
 {
     (void)state;
@@ -75,6 +99,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_base64_vectors),
         cmocka_unit_test(test_base64_round_trip),
+        cmocka_unit_test(test_base64_refuses_lenient_forms),
         cmocka_unit_test(test_stage_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

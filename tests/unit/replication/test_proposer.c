@@ -2,7 +2,8 @@
  * calls are replaced at link time (-Wl,--wrap, see CMakeLists.txt) so each failure libraft can
  * produce is injected: refused before raft took the entry (the buffer is ours to free) and
  * failed after raft took and freed it (freeing it again was a double free; the write's outcome
- * is then unknown until the applied index says). */
+ * is then unknown until the applied index says), and out of memory after the trail took it but
+ * before the copy (the buffer is still ours: the watching heap of consensus/raft_heap.h tells). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,7 +15,7 @@
 
 #include "replication/proposer.h"
 
-enum fake_mode { FAKE_REFUSE, FAKE_TAKE_AND_FAIL };
+enum fake_mode { FAKE_REFUSE, FAKE_TAKE_AND_FAIL, FAKE_TAKE_NOMEM };
 
 static struct {
     enum fake_mode mode;
@@ -49,7 +50,9 @@ raft_index __wrap_raft_last_applied(struct raft *r)
 }
 
 /* As libraft 0.22.1: FAKE_REFUSE fails before touching anything (not leader); FAKE_TAKE_AND_FAIL
- * appends the entry to its log, frees the caller's buffer, then fails to persist it. */
+ * appends the entry to its log, frees the caller's buffer, then fails to persist it;
+ * FAKE_TAKE_NOMEM appends the entry to its in-memory trail (raft_last_index moves) but runs out
+ * of memory copying it (legacyHandleUpdateEntries' entryCopy): the buffer is not freed. */
 int __wrap_raft_apply(struct raft *r, struct raft_apply *req, const struct raft_buffer bufs[],
                       unsigned n, raft_apply_cb cb)
 {
@@ -61,9 +64,64 @@ int __wrap_raft_apply(struct raft *r, struct raft_apply *req, const struct raft_
         return RAFT_NOTLEADER;
     }
     req->index = ++fake.last_index;
+    if (fake.mode == FAKE_TAKE_NOMEM) {
+        return RAFT_NOMEM;
+    }
     raft_free(bufs[0].base);
     return RAFT_IOERR;
 }
+
+/* The heap under the proposer's watching heap (consensus/raft_heap.h): counts live blocks, so a
+ * leaked entry buffer fails the test without LeakSanitizer. */
+static long heap_live;
+
+static void *h_malloc(void *data, size_t size)
+{
+    (void)data;
+    void *p = malloc(size);
+    heap_live += p != NULL;
+    return p;
+}
+
+static void h_free(void *data, void *ptr)
+{
+    (void)data;
+    heap_live -= ptr != NULL;
+    free(ptr);
+}
+
+static void *h_calloc(void *data, size_t nmemb, size_t size)
+{
+    (void)data;
+    void *p = calloc(nmemb, size);
+    heap_live += p != NULL;
+    return p;
+}
+
+static void *h_realloc(void *data, void *ptr, size_t size)
+{
+    (void)data;
+    void *p = realloc(ptr, size);
+    heap_live += ptr == NULL && p != NULL;
+    return p;
+}
+
+static void *h_aligned_alloc(void *data, size_t alignment, size_t size)
+{
+    (void)data;
+    void *p = aligned_alloc(alignment, size);
+    heap_live += p != NULL;
+    return p;
+}
+
+static void h_aligned_free(void *data, size_t alignment, void *ptr)
+{
+    (void)alignment;
+    h_free(data, ptr);
+}
+
+static struct raft_heap counting_heap = {NULL,      h_malloc,        h_free,        h_calloc,
+                                         h_realloc, h_aligned_alloc, h_aligned_free};
 
 struct answer {
     struct tandem_write w;
@@ -88,6 +146,8 @@ static void setup(struct tandem_proposer *p, struct answer *a, enum fake_mode mo
     static const struct tandem_proposer_limits limits = {8, 65536, 16};
     memset(&fake, 0, sizeof fake);
     fake.mode = mode;
+    heap_live = 0;
+    raft_heap_set(&counting_heap); /* the proposer stacks its watching heap on this one */
     fake.last_index = 10;
     fake.applied = 10;
     tandem_proposer_init(p, &fake_raft, 7, &limits);
@@ -111,6 +171,18 @@ static void test_refused_apply_frees_and_fails_the_write(void **state)
     assert_int_equal(a.calls, 1);
     assert_int_equal(a.status, RAFT_NOTLEADER);
     assert_int_equal(p.propose_errors, 1);
+    assert_int_equal(heap_live, 0);
+}
+
+/* Something else is applied at the entry's index (unclaimed): the write is answered, outcome
+ * unknown. */
+static void settled_unknown(struct tandem_proposer *p, struct answer *a)
+{
+    fake.applied = fake.last_index;
+    tandem_proposer_flush(p);
+    assert_int_equal(a->calls, 1);
+    assert_int_equal(a->status, RAFT_LEADERSHIPLOST);
+    assert_false(a->result);
 }
 
 static void test_apply_failed_after_append_waits_for_the_outcome(void **state)
@@ -125,11 +197,23 @@ static void test_apply_failed_after_append_waits_for_the_outcome(void **state)
     assert_int_equal(p.propose_errors, 1);
     tandem_proposer_flush(&p);
     assert_int_equal(a.calls, 0);
-    fake.applied = fake.last_index; /* something was applied at its index, unclaimed */
+    settled_unknown(&p, &a);
+    assert_int_equal(heap_live, 0);
+}
+
+/* raft_apply ran out of memory copying the entry after its trail took it: the buffer is still
+ * ours (freed: no leak), and the entry's outcome is as open as after a failed append. */
+static void test_apply_out_of_memory_in_the_copy_frees_the_buffer(void **state)
+{
+    (void)state;
+    struct tandem_proposer p;
+    struct answer a;
+    setup(&p, &a, FAKE_TAKE_NOMEM);
     tandem_proposer_flush(&p);
-    assert_int_equal(a.calls, 1);
-    assert_int_equal(a.status, RAFT_LEADERSHIPLOST);
-    assert_false(a.result);
+    assert_int_equal(fake.applies, 1);
+    assert_int_equal(heap_live, 0); /* leaked on a proposer that took it for freed */
+    assert_int_equal(a.calls, 0);
+    settled_unknown(&p, &a);
 }
 
 static void test_apply_failed_after_append_then_applied(void **state)
@@ -156,6 +240,7 @@ int main(void)
         cmocka_unit_test(test_refused_apply_frees_and_fails_the_write),
         cmocka_unit_test(test_apply_failed_after_append_waits_for_the_outcome),
         cmocka_unit_test(test_apply_failed_after_append_then_applied),
+        cmocka_unit_test(test_apply_out_of_memory_in_the_copy_frees_the_buffer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -25,6 +27,9 @@
 #define SNAPSHOT_HEADER_SIZE 136   /* magic 8, format 4, dbs 4, index/records/len 24, digests 96 */
 #define HEADER_INDEX_OFFSET  16    /* applied_index in the snapshot header */
 #define HEADER_APPLY_OFFSET  40    /* apply_digest in the snapshot header */
+#define TINY_MAP_SIZE        ((size_t)1024 * 1024) /* a map LMDB fills within a few hundred puts */
+#define BIG_VALUE_SIZE       4000                  /* bytes of one value filling the tiny map */
+#define FILL_PUTS_MAX        1000                  /* bound on the puts before MDB_MAP_FULL */
 
 /* One test's scratch directory holding the store directories. */
 struct fixture {
@@ -689,6 +694,132 @@ static void test_open_errors_are_tandem_codes(void **state)
     assert_int_equal(tandem_store_open(&s, long_dir, MAP_SIZE), TANDEM_INVALID);
 }
 
+/* Puts BIG_VALUE_SIZE-byte values into s's write transaction until LMDB refuses one; returns
+ * how many went in before the refusal, which must be MDB_MAP_FULL. */
+static unsigned fill_until_full(struct tandem_store *s)
+{
+    static char big[BIG_VALUE_SIZE];
+    char key[KEY_TEXT_MAX];
+    MDB_txn *txn;
+    memset(big, 'x', sizeof big);
+    assert_int_equal(tandem_store_write_txn(s, &txn), 0);
+    for (unsigned i = 0; i < FILL_PUTS_MAX; i++) {
+        snprintf(key, sizeof key, "big-%06u", i);
+        MDB_val k = {.mv_size = strlen(key), .mv_data = key};
+        MDB_val v = {.mv_size = sizeof big, .mv_data = big};
+        int rv = mdb_put(txn, s->dbi[TANDEM_DB_KV], &k, &v, 0);
+        if (rv != 0) {
+            assert_int_equal(rv, MDB_MAP_FULL);
+            return i;
+        }
+    }
+    fail_msg("no MDB_MAP_FULL after %d puts into a %zu-byte map", FILL_PUTS_MAX, TINY_MAP_SIZE);
+    return 0;
+}
+
+/* LMDB's rule: after a failed mdb_put the transaction can only be aborted (a commit fails and
+ * frees it). tandem_store_abort aborts it once, reloads the committed meta, and the store
+ * takes writes again (ASan: no double free, no leak). */
+static void test_map_full_write_is_aborted_and_the_store_recovers(void **state)
+{
+    struct fixture *f = *state;
+    char text[KEY_TEXT_MAX];
+    assert_int_equal(tandem_store_open(&f->a, f->dir_a, TINY_MAP_SIZE), 0);
+    f->a_open = true;
+    put(&f->a, "kept", "1");
+    set_applied(&f->a, 5, 0x11);
+    assert_int_equal(tandem_store_commit(&f->a), 0);
+    assert_true(fill_until_full(&f->a) > 0);
+    tandem_store_abort(&f->a);
+    assert_null(f->a.write_txn);
+    assert_false(f->a.poisoned);
+    assert_applied(&f->a, 5, 0x11); /* the committed meta, reloaded */
+    assert_null(get(&f->a, "big-000000", text, sizeof text));
+    put(&f->a, "after", "2");
+    set_applied(&f->a, 6, 0x12);
+    assert_int_equal(tandem_store_commit(&f->a), 0);
+    close_store(&f->a, &f->a_open);
+    open_store(&f->a, f->dir_a, &f->a_open);
+    assert_string_equal(get(&f->a, "kept", text, sizeof text), "1");
+    assert_string_equal(get(&f->a, "after", text, sizeof text), "2");
+    assert_applied(&f->a, 6, 0x12);
+}
+
+/* A commit of a transaction LMDB already failed: mdb_txn_commit frees it and fails, the store
+ * forgets it (no abort after the commit: that was a double free) and is poisoned. */
+static void test_commit_after_map_full_poisons_without_double_free(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(tandem_store_open(&f->a, f->dir_a, TINY_MAP_SIZE), 0);
+    f->a_open = true;
+    assert_true(fill_until_full(&f->a) > 0);
+    assert_int_not_equal(tandem_store_commit(&f->a), 0);
+    assert_null(f->a.write_txn);
+    assert_true(f->a.poisoned);
+    MDB_txn *txn;
+    assert_int_not_equal(tandem_store_write_txn(&f->a, &txn), 0);
+    tandem_store_abort(&f->a); /* nothing left to abort: only the meta is reloaded */
+    assert_null(f->a.write_txn);
+}
+
+/* A snapshot larger than the map: the restore fails in a put of the new environment, which is
+ * aborted and discarded; the store keeps its old state and stays usable. */
+static void test_restore_into_a_full_map_keeps_the_old_state(void **state)
+{
+    struct fixture *f = *state;
+    void *buf;
+    size_t len;
+    char text[KEY_TEXT_MAX], key[KEY_TEXT_MAX], value[BIG_VALUE_SIZE];
+    open_store(&f->a, f->dir_a, &f->a_open);
+    memset(value, 'y', sizeof value - 1);
+    value[sizeof value - 1] = '\0';
+    for (unsigned i = 0; i < 2 * TINY_MAP_SIZE / BIG_VALUE_SIZE; i++) {
+        snprintf(key, sizeof key, "big-%06u", i);
+        put(&f->a, key, value);
+    }
+    set_applied(&f->a, 900, 0x33);
+    assert_int_equal(tandem_store_commit(&f->a), 0);
+    snapshot_of(&f->a, &buf, &len);
+    assert_int_equal(tandem_store_open(&f->b, f->dir_b, TINY_MAP_SIZE), 0);
+    f->b_open = true;
+    put(&f->b, "mine", "3");
+    set_applied(&f->b, 7, 0x44);
+    assert_int_equal(tandem_store_commit(&f->b), 0);
+    assert_int_not_equal(tandem_store_restore(&f->b, buf, len), 0);
+    free(buf);
+    assert_non_null(f->b.env);
+    assert_applied(&f->b, 7, 0x44);
+    assert_string_equal(get(&f->b, "mine", text, sizeof text), "3");
+    put(&f->b, "later", "4");
+    assert_int_equal(tandem_store_commit(&f->b), 0);
+}
+
+/* Opening with no descriptor left (RLIMIT_NOFILE at what is open): mdb_env_open fails, and the
+ * handle is closed exactly once. Run in a child, whose exit status carries the verdict (and
+ * LeakSanitizer's, under ASan: a leak makes it exit non-zero). */
+static void test_open_out_of_descriptors_fails_cleanly(void **state)
+{
+    struct fixture *f = *state;
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct tandem_store s;
+        int fd = open("/dev/null", O_RDONLY);
+        struct rlimit lim = {.rlim_cur = (rlim_t)fd + 1, .rlim_max = (rlim_t)fd + 1};
+        close(fd); /* exactly one descriptor free: not enough for data.mdb and lock.mdb */
+        if (fd < 0 || setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+            _exit(2);
+        }
+        int rv = tandem_store_open(&s, f->dir_a, MAP_SIZE);
+        exit(rv != 0 && s.env == NULL && s.errmsg[0] != '\0' ? 0 : 1);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static void test_digest_hex(void **state)
 {
     (void)state;
@@ -720,6 +851,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_header_tamper_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_interrupted_swap_finished_by_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unfinished_restore_discarded_by_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_map_full_write_is_aborted_and_the_store_recovers,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_after_map_full_poisons_without_double_free,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_into_a_full_map_keeps_the_old_state, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_open_out_of_descriptors_fails_cleanly, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_poisoned_store_refuses_writes_until_reopened, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_open_errors_are_tandem_codes, setup, teardown),
