@@ -15,6 +15,7 @@
  * (TANDEM_SHIELD_CONFIG=1: the configuration schedule); adding TANDEM_SHIELD_OFF=MASK runs it
  * once in this process with the shields in MASK off, for a debugger. */
 #include <errno.h>
+#include <malloc.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -90,46 +91,63 @@ static struct sh *sh_current;
 /* Which schedules sh_schedule runs: configuration changes, or cuts and snapshots. */
 static bool sh_config_schedules;
 
-/* raft's heap, counted: the leak check. */
+/* raft's heap, counted in blocks and bytes: the leak check. */
 static long sh_live;
+static size_t sh_live_bytes;
+
+static void *sh_counted(void *ptr)
+{
+    if (ptr != NULL) {
+        sh_live++;
+        sh_live_bytes += malloc_usable_size(ptr);
+    }
+    return ptr;
+}
+
+static void sh_uncount(void *ptr)
+{
+    if (ptr != NULL) {
+        sh_live--;
+        sh_live_bytes -= malloc_usable_size(ptr);
+    }
+}
 
 static void *sh_malloc(void *data, size_t size)
 {
     (void)data;
-    void *p = malloc(size);
-    sh_live += p != NULL;
-    return p;
+    return sh_counted(malloc(size));
 }
 
 static void sh_free(void *data, void *ptr)
 {
     (void)data;
-    sh_live -= ptr != NULL;
+    sh_uncount(ptr);
     free(ptr);
 }
 
 static void *sh_calloc(void *data, size_t n, size_t size)
 {
     (void)data;
-    void *p = calloc(n, size);
-    sh_live += p != NULL;
-    return p;
+    return sh_counted(calloc(n, size));
 }
 
 static void *sh_realloc(void *data, void *ptr, size_t size)
 {
     (void)data;
-    void *p = realloc(ptr, size);
-    sh_live += ptr == NULL && p != NULL;
-    return p;
+    size_t before = ptr != NULL ? malloc_usable_size(ptr) : 0;
+    void *moved = realloc(ptr, size);
+    if (moved == NULL) {
+        return NULL; /* ptr is still allocated, and counted (raft never reallocs to 0) */
+    }
+    sh_live += ptr == NULL;
+    sh_live_bytes += malloc_usable_size(moved) - before; /* modulo 2^64: a shrink subtracts */
+    return moved;
 }
 
 static void *sh_aligned_alloc(void *data, size_t alignment, size_t size)
 {
     (void)data;
-    void *p = aligned_alloc(alignment, size);
-    sh_live += p != NULL;
-    return p;
+    return sh_counted(aligned_alloc(alignment, size));
 }
 
 static void sh_aligned_free(void *data, size_t alignment, void *ptr)
@@ -508,6 +526,7 @@ static enum sh_outcome sh_schedule(uint64_t seed, unsigned flags,
     sh_current = s;
     raft_heap_set(&sh_heap);
     sh_live = 0;
+    sh_live_bytes = 0;
     sh_start(s, flags);
     enum sh_outcome outcome = SH_CLEAN;
     raft_fixture_step_until_has_leader(&s->fixture, 10000);
@@ -536,7 +555,8 @@ static enum sh_outcome sh_schedule(uint64_t seed, unsigned flags,
         tandem_raft_shield_remove(&s->servers[i].shield);
     }
     if (outcome == SH_CLEAN && sh_live != 0) {
-        fprintf(stderr, "raft's heap holds %ld allocations after close\n", sh_live);
+        fprintf(stderr, "raft's heap holds %ld blocks (%zu bytes) after close\n", sh_live,
+                sh_live_bytes);
         outcome = SH_LEAK;
     }
     raft_heap_set_default();
