@@ -1,4 +1,4 @@
-/* The raft_io wrapper that shields tandem from libraft 0.22.1's snapshot bugs (raft_shield.h). */
+/* The raft_io wrapper that shields tandem from libraft 0.22.1's known bugs (raft_shield.h). */
 #include "consensus/raft_shield.h"
 
 #include <string.h>
