@@ -1,4 +1,5 @@
-/* libraft wiring: raft_uv with our transport, the LIBRAFT-NOTES.md must-dos, bootstrap/start. */
+/* libraft wiring: raft_uv with our transport and the raft_shield.h shields, the LIBRAFT-NOTES.md
+ * must-dos, bootstrap/start. */
 #include "consensus/raft_node.h"
 
 #include <stdio.h>
@@ -111,6 +112,7 @@ static void start_failed_close_cb(struct raft *r)
 {
     struct tandem_raft *n = r->data;
     raft_uv_close(&n->io);
+    tandem_raft_shield_remove(&n->shield);
     tandem_transport_close(&n->transport);
 }
 
@@ -125,6 +127,7 @@ static int io_init(struct tandem_raft *n, uv_loop_t *loop, const struct tandem_r
     raft_uv_set_auto_recovery(&n->io, false);
     raft_uv_set_segment_size(&n->io, (size_t)o->segment_size_kib * 1024);
     raft_uv_set_connect_retry_delay(&n->io, 250);
+    tandem_raft_shield_install(&n->shield, &n->io, TANDEM_RAFT_SHIELD_ALL);
     return 0;
 }
 
@@ -229,6 +232,7 @@ err_after_raft:
     return rv;
 err_after_io:
     raft_uv_close(&n->io);
+    tandem_raft_shield_remove(&n->shield);
 err_after_transport:
     tandem_transport_close(&n->transport);
     return rv;
@@ -238,6 +242,7 @@ static void node_close_cb(struct raft *r)
 {
     struct tandem_raft *n = r->data;
     raft_uv_close(&n->io);
+    tandem_raft_shield_remove(&n->shield);
     tandem_transport_close(&n->transport);
     if (n->close_cb != NULL) {
         n->close_cb(n);

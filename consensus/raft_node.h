@@ -11,6 +11,7 @@
 
 #include "consensus/frame_check.h"
 #include "consensus/member.h"
+#include "consensus/raft_shield.h"
 #include "storage/error.h"
 
 struct tandem_raft_options {
@@ -38,6 +39,7 @@ struct tandem_raft_options {
 struct tandem_raft {
     struct raft raft;
     struct raft_io io;
+    struct tandem_raft_shield shield; /* wraps io against libraft 0.22.1's snapshot bugs */
     struct raft_uv_transport transport;
     uv_loop_t *loop; /* borrowed */
     uint64_t id;

@@ -417,6 +417,17 @@ bool tandem_site_config_stuck(struct raft *r)
            r->configuration_uncommitted_index <= raft_last_applied(r);
 }
 
+/* Writes libraft's internal fields, which nothing else in tandem does. Why it stays: shield 4 of
+ * consensus/raft_shield.h removes the known cause, so in tandemd this runs only if libraft leaves
+ * the marker stale some other way, and then the alternative is a leader that can never change
+ * its configuration again (stepping down does not clear a follower's marker, and each new leader
+ * inherits its own). Why it is safe: it does exactly what replicationApplyConfigurationChange
+ * does when the marked entry is applied, and only in the state where raft would have done so:
+ * the marker names an entry at or below the applied index, above the committed configuration's
+ * index, and the current configuration is the one raft decoded from the newest configuration
+ * entry it received (membershipUncommittedChange). The index recorded is the marker's, which may
+ * be below the entry's own (the cause shield 4 addresses): a later snapshot then records a
+ * configuration index a few entries early, which raft only compares with newer entries. */
 int tandem_site_config_repair(struct raft *r)
 {
     struct raft_configuration committed;
@@ -424,6 +435,11 @@ int tandem_site_config_repair(struct raft *r)
     if (!tandem_site_config_stuck(r)) {
         return 0;
     }
+    tandem_assert(raft_state(r) == RAFT_FOLLOWER || raft_state(r) == RAFT_LEADER ||
+                  raft_state(r) == RAFT_CANDIDATE);
+    tandem_assert(r->configuration_committed_index < r->configuration_uncommitted_index);
+    tandem_assert(r->configuration_uncommitted_index <= raft_commit_index(r));
+    tandem_assert(r->configuration.n > 0);
     raft_configuration_init(&committed);
     for (unsigned i = 0; i < r->configuration.n && rv == 0; i++) {
         const struct raft_server *server = &r->configuration.servers[i];
@@ -708,7 +724,7 @@ static void decision_done(struct tandem_site_controller *c, int status)
                  (unsigned long long)c->raft->configuration_uncommitted_index);
         if (tandem_site_config_repair(c->raft) == 0) {
             c->config_repairs++;
-            controller_log(c, TANDEM_SITE_LOG_DEBUG,
+            controller_log(c, TANDEM_SITE_LOG_WARN,
                            "site controller: libraft still marked %s uncommitted although "
                            "committed; cleared the stale marker%s",
                            what, "");

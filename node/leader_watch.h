@@ -1,7 +1,13 @@
 /* A follower's periodic look at the leader's progress, which decides whether the follower may
- * take its own snapshot: libraft 0.22.1's legacy layer crashes a follower that receives an
- * InstallSnapshot while it is writing its own (LIBRAFT-NOTES.md), and a follower only receives
- * one when it is far behind. So a follower snapshots only when a fresh look says it is close. */
+ * take its own snapshot: a follower only receives an InstallSnapshot when it is far behind, and
+ * one that arrives while it writes its own snapshot is dropped by consensus/raft_shield.h (libraft
+ * 0.22.1 would crash on it), to be sent again only after install_snapshot_timeout_ms (30 s by
+ * default). So a follower snapshots only when a fresh look says it is close.
+ *
+ * The gate is no longer what keeps the node alive: tests/sim/test_shields.c shows the crash with
+ * the shield off and none with it on, without any gate (the fixture has none). It stays for the
+ * catch-up time: in the 20 schedules of test_all_shields_on, 147 InstallSnapshots arrived during
+ * the follower's own snapshot write, each one a resend timeout lost without the gate. */
 #ifndef TANDEM_NODE_LEADER_WATCH_H
 #define TANDEM_NODE_LEADER_WATCH_H
 

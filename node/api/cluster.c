@@ -202,6 +202,22 @@ static void reach_metrics(struct tandem_node *node, FILE *out)
     }
 }
 
+/* What consensus/raft_shield.h did against libraft 0.22.1's bugs (each count a bug avoided). */
+static void shield_metrics(struct tandem_node *node, FILE *out)
+{
+    const struct tandem_raft_shield_stats *st = &node->raft.shield.stats;
+    fprintf(out,
+            "# TYPE tandem_raft_shield_terms_fixed_total counter\n"
+            "tandem_raft_shield_terms_fixed_total %llu\n"
+            "# TYPE tandem_raft_shield_installs_dropped_total counter\n"
+            "tandem_raft_shield_installs_dropped_total{during=\"install\"} %llu\n"
+            "tandem_raft_shield_installs_dropped_total{during=\"snapshot\"} %llu\n"
+            "# TYPE tandem_raft_shield_appends_cut_total counter\n"
+            "tandem_raft_shield_appends_cut_total %llu\n",
+            (unsigned long long)st->terms_fixed, (unsigned long long)st->dropped_installing,
+            (unsigned long long)st->dropped_snapshotting, (unsigned long long)st->appends_cut);
+}
+
 /* The per-site series, from this node's committed site table (skipped if it cannot be read;
  * a scrape does not commit the grouped writes, so it may trail them by a few milliseconds). */
 static void site_metrics(struct tandem_node *node, FILE *out)
@@ -281,6 +297,7 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
             "tandem_raft_double_frees_absorbed_total %llu\n",
             (unsigned long long)tandem_raft_heap_double_frees());
     reach_metrics(node, out);
+    shield_metrics(node, out);
     tandem_histogram_write(out, "tandem_apply_duration_seconds",
                            "Time to apply one raft entry to LMDB.", &node->metrics.apply);
     tandem_histogram_write(out, "tandem_http_request_duration_seconds",

@@ -389,8 +389,9 @@ static void config_check(struct tandem_bcp *b)
     unsigned long long index = r->configuration_uncommitted_index;
     if (tandem_site_config_repair(r) == 0) {
         b->controller.config_repairs++;
-        /* A routine repair of a libraft quirk: nothing for an operator to do. */
-        tandem_log(TANDEM_LOG_DEBUG,
+        /* consensus/raft_shield.h removes the known cause: a repair now means libraft found
+         * another way to it, worth a report upstream. */
+        tandem_log(TANDEM_LOG_WARN,
                    "libraft kept configuration entry %llu marked uncommitted after applying it; "
                    "cleared the stale marker",
                    index);

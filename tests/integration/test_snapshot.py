@@ -348,6 +348,10 @@ def test_paused_follower_catches_up_by_snapshot():
             restored = metric(c, paused, "tandem_snapshots_restored_total")
             assert restored > restored_before, "%s caught up without a snapshot install (%d)" % (
                 paused, restored)
+            # The raft_io shields are installed in tandemd and count what they did.
+            for name in (leader, paused):
+                assert metric(c, name, "tandem_raft_shield_terms_fixed_total") >= 0
+                assert metric(c, name, "tandem_raft_shield_appends_cut_total") >= 0
             check_has(c, paused, {k: v for k, v in acked.items() if k.startswith("p%d/" % cycle)},
                       "p%d/" % cycle)
         for name in c.names:

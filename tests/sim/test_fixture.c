@@ -6,7 +6,8 @@
  * TANDEM_SIM_SEEDS=N runs seeds 1..N (default 50), each in a child process; a failing seed is
  * printed with the command that replays it: TANDEM_SIM_SEED=N runs that one seed in-process.
  * TANDEM_SIM_THRESHOLD / TANDEM_SIM_TRAILING override every schedule's snapshot settings;
- * TANDEM_SIM_RAW_RAFT=1 turns off the workarounds for libraft bugs (see SIM_RAFT_SHIMS);
+ * TANDEM_SIM_RAW_RAFT=1 turns off the workarounds for libraft bugs (see SIM_RAFT_SHIMS) and the
+ * shields of consensus/raft_shield.h;
  * TANDEM_SIM_DIR names where the stores go (default /dev/shm when writable). */
 #include <dirent.h>
 #include <errno.h>
@@ -29,6 +30,7 @@
 #include <raft.h>
 #include <raft/fixture.h>
 
+#include "consensus/raft_shield.h"
 #include "replication/fsm.h"
 #include "replication/domain/kv.h"
 #include "replication/proposer.h"
@@ -55,7 +57,6 @@
 #define SIM_FAILURE_MAX    512    /* bytes of the first invariant violation's description */
 #define SIM_TRACE_LINES    64     /* raft diagnostics kept to print with a failure */
 #define SIM_APPENDS_MAX    1024   /* disk appends one server may have in flight */
-#define SIM_LOADS_MAX      8      /* snapshot loads one server may have in flight */
 #define SIM_TRACE_LINE_MAX 160    /* bytes of one kept diagnostic */
 #define SIM_ELECTION_MS    1000   /* raft's election timeout in the fixture */
 #define SIM_LIMBO_NS       (3600ull * 1000 * 1000 * 1000) /* proposer limbo: never times out */
@@ -80,12 +81,11 @@ struct sim_write {
     struct raft_buffer entry; /* raw mode: copy of the proposed bytes, for replay checks; owned */
 };
 
-/* What the workarounds for libraft 0.22.1 bugs keep per server (see sim_wrap_io). */
+/* What the workaround for the fixture's truncation bug keeps per server (see sim_wrap_io). */
 struct sim_io_shim {
-    struct raft_io fixture;    /* a copy of the fixture's methods, called through */
-    raft_io_recv_cb raft_recv; /* raft's receive callback, behind sim_recv */
-    raft_index log_start;      /* the fixture's in-memory log starts after this index */
-    raft_index log_last;       /* and ends at this one */
+    struct raft_io fixture; /* a copy of the fixture's methods, called through */
+    raft_index log_start;   /* the fixture's in-memory log starts after this index */
+    raft_index log_last;    /* and ends at this one */
     struct {
         struct raft_io_append *req; /* borrowed; NULL for a free slot */
         raft_io_append_cb cb;
@@ -94,13 +94,6 @@ struct sim_io_shim {
     struct raft_io_snapshot_put *install_req; /* borrowed: the InstallSnapshot being stored */
     raft_io_snapshot_put_cb install_cb;
     raft_index install_index;
-    struct {
-        struct raft_io_snapshot_get *req; /* borrowed; NULL for a free slot */
-        raft_io_snapshot_get_cb cb;
-    } loads[SIM_LOADS_MAX];
-    bool loading; /* raft is handling a loaded snapshot, which it frees before sending it */
-    raft_index loaded_index;
-    raft_term loaded_term;
 };
 
 struct sim_server {
@@ -115,7 +108,8 @@ struct sim_server {
     struct sim *sim; /* borrowed: the tracer's way back */
     unsigned index;
     struct sim_io_shim shim;
-    uint64_t applied_seen; /* highest applied_index seen: it must never go back */
+    struct tandem_raft_shield shield; /* libraft's snapshot bugs, as tandemd shields them */
+    uint64_t applied_seen;            /* highest applied_index seen: it must never go back */
 };
 
 struct sim_config {
@@ -270,10 +264,9 @@ static void sim_print_trace(const struct sim *s, FILE *out)
     }
 }
 
-/* Workarounds for four libraft 0.22.1 bugs the simulation runs into, so that it keeps testing
- * our code rather than stopping at raft's. Each wraps a raft_io method of the fixture; all go
- * when raft is upgraded past 0.22.1 (re-check then) or when TANDEM_SIM_RAW_RAFT=1 asks to see
- * the bugs themselves.
+/* Workarounds for libraft 0.22.1 bugs the simulation runs into, so that it keeps testing our
+ * code rather than stopping at raft's. All go when raft is upgraded past 0.22.1 (re-check then)
+ * or when TANDEM_SIM_RAW_RAFT=1 asks to see the bugs themselves.
  *
  * 1. The fixture (src/fixture.c ioMethodTruncate) counts the entries to keep as index - 1, as if
  *    its in-memory log always began at index 1. After an InstallSnapshot it begins after the
@@ -281,21 +274,9 @@ static void sim_print_trace(const struct sim *s, FILE *out)
  *    memcpy's past the end of its entry array. Test double only. sim_truncate, sim_append and
  *    sim_snapshot_put mirror where the fixture's log starts and ends and pass the index it
  *    expects.
- * 2. src/replication.c replicationInstallSnapshot ignores an InstallSnapshot that arrives while
- *    another is being installed without freeing its data or configuration: a whole snapshot
- *    leaks each time (fixed upstream after 0.22.1). sim_recv frees what raft dropped.
- * 3. src/legacy.c legacyLoadSnapshotCb: a leader decides to send snapshot N to a lagging
- *    follower; if it takes a newer snapshot M before N is loaded, it sends M's data and index
- *    with N's term. When a term began between N and M the follower records the wrong term at M,
- *    then refuses the leader's next entries as "conflicting terms for a committed entry" and
- *    shuts down (with asserts compiled out: a double free in recvCb). Unfixed upstream, and
- *    tandemd runs the same legacy layer over raft_uv. sim_send gives the message the term of the
- *    snapshot actually loaded.
- * 4. src/legacy.c takeSnapshotCb: an InstallSnapshot that arrives while a follower writes its
- *    own snapshot is parked; when the write completes, the callback clears the parked request
- *    before reading it and passes NULL on: SIGSEGV (the crash LIBRAFT-NOTES describes; unfixed
- *    upstream). sim_recv loses such a message instead, as a network may: the leader resends it
- *    after its install-snapshot timeout. */
+ * 2-4. The snapshot term mismatch, the InstallSnapshot leaked during an install and the
+ *    takeSnapshotCb crash are libraft's own and hit tandemd too: consensus/raft_shield.h shields
+ *    them, here as in tandemd (tests/sim/test_shields.c proves each shield). */
 #define SIM_RAFT_SHIMS (RAFT_VERSION_NUMBER <= 2201)
 
 static struct sim_server *sim_server_of(struct raft_io *io)
@@ -395,95 +376,8 @@ static int sim_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_i
     return rv;
 }
 
-/* Bug 4: loses an InstallSnapshot that arrives while this server writes its own snapshot, as a
- * network could (the leader sends it again); bug 2: frees one raft is about to drop. */
-static void sim_recv(struct raft_io *io, struct raft_message *message)
-{
-    struct sim_server *server = sim_server_of(io);
-    struct raft *r = raft_fixture_get(&sim_current->fixture, server->index);
-    struct raft_install_snapshot install = message->install_snapshot;
-    bool install_type = message->type == RAFT_INSTALL_SNAPSHOT && !r->legacy.closing;
-    if (install_type && r->legacy.snapshot_taking) {
-        raft_configuration_close(&install.conf);
-        raft_free(install.data.base);
-        sim_current->stats.installs_deferred++;
-        return;
-    }
-    bool dropped =
-        install_type && r->snapshot.installing && message->install_snapshot.term >= r->current_term;
-    server->shim.raft_recv(io, message);
-    if (dropped) {
-        raft_configuration_close(&install.conf);
-        raft_free(install.data.base);
-        sim_current->stats.installs_dropped++;
-    }
-}
-
-static int sim_io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
-                        raft_io_recv_cb recv)
-{
-    struct sim_server *server = sim_server_of(io);
-    server->shim.raft_recv = recv;
-    return server->shim.fixture.start(io, msecs, tick, sim_recv);
-}
-
-/* Bug 3: remembers which snapshot raft loaded while it builds the InstallSnapshot. */
-static void sim_snapshot_get_cb(struct raft_io_snapshot_get *req, struct raft_snapshot *snapshot,
-                                int status)
-{
-    for (unsigned i = 0; i < SIM_SERVERS; i++) {
-        struct sim_server *server = &sim_current->servers[i];
-        for (unsigned k = 0; k < SIM_LOADS_MAX; k++) {
-            if (server->shim.loads[k].req == req) {
-                raft_io_snapshot_get_cb cb = server->shim.loads[k].cb;
-                server->shim.loads[k].req = NULL;
-                server->shim.loading = status == 0;
-                if (status == 0) {
-                    server->shim.loaded_index = snapshot->index;
-                    server->shim.loaded_term = snapshot->term;
-                }
-                cb(req, snapshot, status); /* frees snapshot, then sends the InstallSnapshot */
-                server->shim.loading = false;
-                return;
-            }
-        }
-    }
-    abort();
-}
-
-static int sim_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
-                            raft_io_snapshot_get_cb cb)
-{
-    struct sim_server *server = sim_server_of(io);
-    for (unsigned k = 0; k < SIM_LOADS_MAX; k++) {
-        if (server->shim.loads[k].req == NULL) {
-            int rv = server->shim.fixture.snapshot_get(io, req, sim_snapshot_get_cb);
-            if (rv == 0) {
-                server->shim.loads[k].req = req;
-                server->shim.loads[k].cb = cb;
-            }
-            return rv;
-        }
-    }
-    return RAFT_NOMEM; /* SIM_LOADS_MAX in flight */
-}
-
-static int sim_send(struct raft_io *io, struct raft_io_send *req,
-                    const struct raft_message *message, raft_io_send_cb cb)
-{
-    struct sim_server *server = sim_server_of(io);
-    if (message->type == RAFT_INSTALL_SNAPSHOT && server->shim.loading &&
-        message->install_snapshot.last_index == server->shim.loaded_index &&
-        message->install_snapshot.last_term != server->shim.loaded_term) {
-        struct raft_message fixed = *message; /* the fixture copies the message it is given */
-        fixed.install_snapshot.last_term = server->shim.loaded_term;
-        sim_current->stats.install_terms_fixed++;
-        return server->shim.fixture.send(io, req, &fixed, cb);
-    }
-    return server->shim.fixture.send(io, req, message, cb);
-}
-
-/* Installs the workarounds on server's fixture I/O, before bootstrap and start. */
+/* Installs the workarounds on server's fixture I/O, before bootstrap and start: the fixture's
+ * own, then tandemd's shields over them. */
 static void sim_wrap_io(struct sim_server *server, struct raft *r)
 {
     const char *raw = getenv("TANDEM_SIM_RAW_RAFT");
@@ -495,9 +389,7 @@ static void sim_wrap_io(struct sim_server *server, struct raft *r)
     r->io->truncate = sim_truncate;
     r->io->append = sim_append;
     r->io->snapshot_put = sim_snapshot_put;
-    r->io->start = sim_io_start;
-    r->io->snapshot_get = sim_snapshot_get;
-    r->io->send = sim_send;
+    tandem_raft_shield_install(&server->shield, r->io, TANDEM_RAFT_SHIELD_ALL);
 }
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -631,6 +523,7 @@ static void sim_destroy(struct sim *s)
         raft_fixture_close(&s->fixture);
     }
     for (unsigned i = 0; i < SIM_SERVERS; i++) {
+        tandem_raft_shield_remove(&s->servers[i].shield);
         if (s->servers[i].store_open) {
             tandem_store_close(&s->servers[i].store);
         }
@@ -1338,6 +1231,9 @@ static int sim_finish(struct sim *s)
     for (unsigned i = 0; i < SIM_SERVERS; i++) {
         s->stats.snapshots_taken += s->servers[i].fsm.snapshots_taken;
         s->stats.snapshots_restored += s->servers[i].fsm.snapshots_restored;
+        s->stats.installs_dropped += (unsigned)s->servers[i].shield.stats.dropped_installing;
+        s->stats.install_terms_fixed += (unsigned)s->servers[i].shield.stats.terms_fixed;
+        s->stats.installs_deferred += (unsigned)s->servers[i].shield.stats.dropped_snapshotting;
     }
     s->stats.sim_time_ms = raft_fixture_time(&s->fixture);
     return 0;

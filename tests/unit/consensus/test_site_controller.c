@@ -289,6 +289,8 @@ static void test_stale_configuration_marker_is_repaired(void **state)
     assert_false(tandem_site_config_stuck(&r));
     assert_int_equal(tandem_site_config_repair(&r), 0);
     assert_int_equal(r.configuration_uncommitted_index, 52);
+    r.state = RAFT_FOLLOWER;
+    r.commit_index = 60;
     r.last_applied = 60; /* applied but still marked: stale */
     assert_true(tandem_site_config_stuck(&r));
     assert_int_equal(tandem_site_config_repair(&r), 0);

@@ -1,0 +1,208 @@
+/* The raft_io wrapper that shields tandem from libraft 0.22.1's known bugs (raft_shield.h). */
+#include "consensus/raft_shield.h"
+
+#include <string.h>
+
+#include "storage/assert.h"
+
+/* The shields in use on this thread. raft_io calls its methods and callbacks on one loop thread,
+ * and a method is given only the io: this list leads from the io back to its shield. It holds
+ * one shield in tandemd and one per simulated server in the simulations. */
+static _Thread_local struct tandem_raft_shield *shields;
+
+static struct tandem_raft_shield *shield_of(struct raft_io *io)
+{
+    for (struct tandem_raft_shield *s = shields; s != NULL; s = s->next) {
+        if (s->io == io) {
+            return s;
+        }
+    }
+    tandem_assert(false); /* only wrapped methods lead here, and only while wrapped */
+    return NULL;
+}
+
+/* Frees what raft owns in a received InstallSnapshot: src/legacy.c recvCb's rule. */
+static void install_drop(struct raft_message *message)
+{
+    raft_configuration_close(&message->install_snapshot.conf);
+    raft_free(message->install_snapshot.data.base);
+}
+
+/* Shield 4: ends an AppendEntries before a configuration entry that is not its first, so that
+ * raft marks the configuration at its true index. The entries cut off stay in the batch that
+ * entries[0].batch owns (raft_uv and the fixture decode all of a message's entries into one), so
+ * freeing is unchanged; the follower acknowledges only what it kept and the leader sends the rest
+ * again, the configuration entry first. */
+static void append_cut(struct tandem_raft_shield *s, struct raft_append_entries *append)
+{
+    for (unsigned k = 1; k < append->n_entries; k++) {
+        if (append->entries[k].type == RAFT_CHANGE) {
+            tandem_assert(append->entries[k].batch == append->entries[0].batch);
+            append->n_entries = k;
+            s->stats.appends_cut++;
+            return;
+        }
+    }
+}
+
+static void shield_recv(struct raft_io *io, struct raft_message *message)
+{
+    struct tandem_raft_shield *s = shield_of(io);
+    struct raft *r = io->data; /* raft_init's */
+    if (message->type == RAFT_APPEND_ENTRIES && (s->flags & TANDEM_RAFT_SHIELD_CONFIG_INDEX) &&
+        !s->closing) {
+        append_cut(s, &message->append_entries);
+    }
+    if (message->type == RAFT_INSTALL_SNAPSHOT && !s->closing &&
+        message->install_snapshot.term >= raft_current_term(r)) {
+        if ((s->flags & TANDEM_RAFT_SHIELD_INSTALL_INSTALL) && s->install.raft_req != NULL) {
+            install_drop(message);
+            s->stats.dropped_installing++;
+            return;
+        }
+        if ((s->flags & TANDEM_RAFT_SHIELD_INSTALL_OWN) && s->own.raft_req != NULL) {
+            install_drop(message);
+            s->stats.dropped_snapshotting++;
+            return;
+        }
+    }
+    s->raft_recv(io, message);
+}
+
+static int shield_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                        raft_io_recv_cb recv)
+{
+    struct tandem_raft_shield *s = shield_of(io);
+    s->raft_recv = recv;
+    return s->inner.start(io, msecs, tick, shield_recv);
+}
+
+static void shield_close(struct raft_io *io, raft_io_close_cb cb)
+{
+    struct tandem_raft_shield *s = shield_of(io);
+    s->closing = true; /* raft_close sets its own closing flag just before */
+    s->inner.close(io, cb);
+}
+
+static void shield_put_cb(struct raft_io_snapshot_put *put, int status)
+{
+    struct tandem_raft_shield_put *slot = put->data;
+    struct raft_io_snapshot_put *req = slot->raft_req;
+    tandem_assert(req != NULL);
+    slot->raft_req = NULL;
+    slot->raft_cb(req, status);
+}
+
+/* Puts through our own request, so that the callback knows the put is over. */
+static int shield_snapshot_put(struct raft_io *io, unsigned trailing,
+                               struct raft_io_snapshot_put *req,
+                               const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    struct tandem_raft_shield *s = shield_of(io);
+    struct tandem_raft_shield_put *slot = trailing > 0 ? &s->own : &s->install;
+    if (slot->raft_req != NULL) {
+        /* Not something 0.22.1 does (one of each at a time): leave it untracked. */
+        return s->inner.snapshot_put(io, trailing, req, snapshot, cb);
+    }
+    slot->put.data = slot;
+    int rv = s->inner.snapshot_put(io, trailing, &slot->put, snapshot, shield_put_cb);
+    if (rv == 0) {
+        slot->raft_req = req;
+        slot->raft_cb = cb;
+    }
+    return rv;
+}
+
+/* One snapshot load raft asked for, with our callback in front of raft's. */
+struct shield_get {
+    struct raft_io_snapshot_get get; /* ours, given to the inner io */
+    struct tandem_raft_shield *shield;
+    struct raft_io_snapshot_get *raft_req; /* borrowed */
+    raft_io_snapshot_get_cb raft_cb;
+};
+
+static void shield_get_cb(struct raft_io_snapshot_get *get, struct raft_snapshot *snapshot,
+                          int status)
+{
+    struct shield_get *g = get->data;
+    struct tandem_raft_shield *s = g->shield;
+    struct raft_io_snapshot_get *req = g->raft_req;
+    raft_io_snapshot_get_cb cb = g->raft_cb;
+    raft_free(g);
+    s->loading = status == 0;
+    if (status == 0) {
+        s->loaded_index = snapshot->index;
+        s->loaded_term = snapshot->term;
+    }
+    cb(req, snapshot, status); /* frees snapshot, then sends the InstallSnapshot */
+    s->loading = false;
+}
+
+static int shield_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
+                               raft_io_snapshot_get_cb cb)
+{
+    struct tandem_raft_shield *s = shield_of(io);
+    struct shield_get *g = raft_malloc(sizeof *g);
+    if (g == NULL) {
+        return RAFT_NOMEM;
+    }
+    *g = (struct shield_get){.shield = s, .raft_req = req, .raft_cb = cb};
+    g->get.data = g;
+    int rv = s->inner.snapshot_get(io, &g->get, shield_get_cb);
+    if (rv != 0) {
+        raft_free(g); /* the callback never runs */
+    }
+    return rv;
+}
+
+static int shield_send(struct raft_io *io, struct raft_io_send *req,
+                       const struct raft_message *message, raft_io_send_cb cb)
+{
+    struct tandem_raft_shield *s = shield_of(io);
+    if (message->type == RAFT_INSTALL_SNAPSHOT && s->loading &&
+        message->install_snapshot.last_index == s->loaded_index &&
+        message->install_snapshot.last_term != s->loaded_term) {
+        /* raft_uv encodes the message and the fixture copies it before send returns. */
+        struct raft_message fixed = *message;
+        fixed.install_snapshot.last_term = s->loaded_term;
+        s->stats.terms_fixed++;
+        return s->inner.send(io, req, &fixed, cb);
+    }
+    return s->inner.send(io, req, message, cb);
+}
+
+void tandem_raft_shield_install(struct tandem_raft_shield *shield, struct raft_io *io,
+                                unsigned flags)
+{
+    tandem_assert(io != NULL && (flags & ~TANDEM_RAFT_SHIELD_ALL) == 0);
+    memset(shield, 0, sizeof *shield);
+    shield->io = io;
+    shield->flags = flags;
+    if (flags == 0) {
+        return;
+    }
+    for (struct tandem_raft_shield *s = shields; s != NULL; s = s->next) {
+        tandem_assert(s->io != io); /* one shield per io */
+    }
+    shield->inner = *io;
+    shield->next = shields;
+    shields = shield;
+    io->start = shield_start;
+    io->close = shield_close;
+    io->snapshot_put = shield_snapshot_put;
+    if (flags & TANDEM_RAFT_SHIELD_SNAPSHOT_TERM) {
+        io->snapshot_get = shield_snapshot_get;
+        io->send = shield_send;
+    }
+}
+
+void tandem_raft_shield_remove(struct tandem_raft_shield *shield)
+{
+    for (struct tandem_raft_shield **p = &shields; *p != NULL; p = &(*p)->next) {
+        if (*p == shield) {
+            *p = shield->next;
+            shield->next = NULL;
+            return;
+        }
+    }
+}

@@ -1,0 +1,109 @@
+/* A raft_io wrapper that shields tandem from libraft 0.22.1's known bugs, in tandemd (over raft_uv)
+ * and in the simulations (over raft's fixture) alike.
+ *
+ * What it shields, and why this way (libraft source: cowsql/raft v0.22.1, src/ paths below):
+ *
+ * 1. Snapshot term mismatch (src/legacy.c legacyLoadSnapshotCb; unfixed upstream). A leader
+ *    decides to send its snapshot N (index, term) to a lagging follower and asks raft_io for "the"
+ *    snapshot; raft_io returns the newest one, M, if the leader took M in between. raft then
+ *    sends M's data, index and configuration with N's term. When a term began between N and M the
+ *    follower records the wrong term at M, later refuses the leader's entries as "conflicting
+ *    terms for a committed entry" and shuts down (asserts compiled out, as in Debian's build: a
+ *    double free in recvCb). The shield remembers the (index, term) of the snapshot that
+ *    snapshot_get actually loaded and gives the InstallSnapshot sent from inside that callback
+ *    (raft sends it synchronously there) the loaded snapshot's term. This is the sound fix: the
+ *    message then describes one snapshot, M, whose term is the term of entry M in the leader's
+ *    log (the legacy layer stores that term with M). Preventing the race instead (no snapshot
+ *    taken while one is being loaded) would need to hold back the FSM's snapshots, which raft_io
+ *    cannot do, and would still depend on raft_io's loading order.
+ * 2. InstallSnapshot during an install (src/replication.c replicationInstallSnapshot; fixed
+ *    upstream after 0.22.1): one that arrives while another is being stored is ignored with its
+ *    data and configuration never freed (src/recv.c meant to free on RAFT_BUSY, which is never
+ *    returned): a whole snapshot leaks each time. The shield drops it before raft sees it and
+ *    frees it by raft's rule for received messages (src/legacy.c recvCb while closing: close the
+ *    configuration, raft_free the data). raft would have ignored it; while installing, a
+ *    follower neither votes nor times out (src/timeout.c), so nothing else is lost, and the
+ *    leader sends it again after install_snapshot_timeout if still needed.
+ * 3. InstallSnapshot while this server writes its own snapshot (src/legacy.c takeSnapshotCb,
+ *    fixed upstream by cowsql/raft#164 after 0.22.1). raft parks it; when the write completes the
+ *    callback clears the parked request before reading it and dereferences NULL: SIGSEGV. The
+ *    shield drops it (freeing as in 2) while its own snapshot_put is in flight, as a lossy
+ *    network may; the leader resends after install_snapshot_timeout.
+ * 4. The stale configuration marker (src/replication.c replicationAppend; still in upstream's
+ *    main). A follower marks each configuration entry of an AppendEntries as uncommitted with
+ *    membershipUncommittedChange(r, index, entry), index being the message's first new entry,
+ *    not the configuration entry's own (src/client.c, the leader's side, passes index + i). When
+ *    the entry is applied, raft clears the marker only if it names that entry's index
+ *    (replicationApplyConfigurationChange), so it stays: on a leader every later raft_assign fails
+ *    with RAFT_CANTCHANGE, the snapshots record the configuration before it, and a truncation
+ *    between the two indexes would not roll the configuration back (deleteConflictingEntries
+ *    compares with the marker). In 10,000 simulated BCP seeds the marker went stale 5,079 times.
+ *    The shield ends an AppendEntries before any configuration entry other than its first: then a
+ *    new configuration entry is always the first new entry of its message and index is right
+ *    (200 seeds of tests/sim/test_bcp.c with it: 0 stale markers; without: 95). The cost is one
+ *    more round trip per configuration change. consensus/site_controller.h keeps its repair as a
+ *    backstop.
+ *
+ * Both drops apply only to an InstallSnapshot whose term is at least ours: an older one raft
+ * rejects and frees itself, and its reply tells a deposed leader of the newer term.
+ *
+ * "In flight" is tracked at the raft_io level: from snapshot_put to its callback. raft issues one
+ * own-snapshot put (trailing > 0, src/legacy.c putSnapshot, between snapshot_taking being set and
+ * cleared) and one install put (trailing == 0, legacyPersistSnapshotStart, while
+ * raft->snapshot.installing) at a time. tandem never sets snapshot_trailing to 0; if it did, an
+ * own put would count as an install, and the drop would be the same.
+ *
+ * All of this goes when libraft is upgraded past 0.22.1: re-check each bug then
+ * (tests/sim/test_shields.c reproduces each one with its shield off). */
+#ifndef TANDEM_CONSENSUS_RAFT_SHIELD_H
+#define TANDEM_CONSENSUS_RAFT_SHIELD_H
+
+#include <raft.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Which shields to turn on: tandemd always uses all; the tests turn one off to see its bug. */
+#define TANDEM_RAFT_SHIELD_SNAPSHOT_TERM   0x1u /* 1 above */
+#define TANDEM_RAFT_SHIELD_INSTALL_INSTALL 0x2u /* 2 above */
+#define TANDEM_RAFT_SHIELD_INSTALL_OWN     0x4u /* 3 above */
+#define TANDEM_RAFT_SHIELD_CONFIG_INDEX    0x8u /* 4 above */
+#define TANDEM_RAFT_SHIELD_ALL             0xfu
+
+struct tandem_raft_shield_stats {
+    uint64_t terms_fixed;          /* InstallSnapshots sent with the loaded snapshot's term */
+    uint64_t dropped_installing;   /* InstallSnapshots dropped during an install */
+    uint64_t dropped_snapshotting; /* InstallSnapshots dropped during our own snapshot write */
+    uint64_t appends_cut;          /* AppendEntries ended before a configuration entry */
+};
+
+/* A snapshot put in flight: our own request stands for raft's. */
+struct tandem_raft_shield_put {
+    struct raft_io_snapshot_put put;       /* ours, given to the inner io */
+    struct raft_io_snapshot_put *raft_req; /* borrowed; NULL: no put in flight */
+    raft_io_snapshot_put_cb raft_cb;
+};
+
+struct tandem_raft_shield {
+    struct raft_io *io;   /* borrowed: the wrapped raft_io, whose methods now lead here */
+    struct raft_io inner; /* the methods io had before, called through */
+    unsigned flags;
+    raft_io_recv_cb raft_recv; /* raft's receive callback, from io->start */
+    bool closing;              /* raft closed the io: raft frees what it receives itself */
+    struct tandem_raft_shield_put own, install; /* snapshot puts in flight: trailing > 0, 0 */
+    bool loading; /* inside a snapshot_get callback: raft sends the InstallSnapshot now */
+    raft_index loaded_index;
+    raft_term loaded_term;
+    struct tandem_raft_shield_stats stats;
+    struct tandem_raft_shield *next; /* the list of shields in use on this thread */
+};
+
+/* Wraps io's start, send, snapshot_get, snapshot_put and close with the shields in flags. Call
+ * once io is initialised and before raft_start (before or after raft_init: the methods run only
+ * once raft_init has set io->data to the raft). With flags 0 nothing is wrapped. shield must
+ * stay put until tandem_raft_shield_remove. */
+void tandem_raft_shield_install(struct tandem_raft_shield *shield, struct raft_io *io,
+                                unsigned flags);
+/* Forgets shield; call once io is closed (no callback of io runs after). Idempotent. */
+void tandem_raft_shield_remove(struct tandem_raft_shield *shield);
+
+#endif
