@@ -318,10 +318,11 @@ class Cluster:
         _exit_codes.pop(pid, None)
         self.nodes[name]["pid"] = pid if pid_is_tandemd(pid, self._conf(name)) else None
 
-    def script(self, *args, timeout=SCRIPT_TIMEOUT_S):
+    def script(self, *args, timeout=SCRIPT_TIMEOUT_S, env=None):
         """Runs deploy/local-cluster.sh with args; returns its output, raises ClusterError if it
-        fails (its output in the message)."""
-        env = dict(os.environ, TANDEM_BIN_DIR=self.bin_dir,
+        fails (its output in the message). env: extra environment variables for the script and
+        the nodes it starts (chaos/ starts a node under an LD_PRELOAD shim this way)."""
+        env = dict(os.environ, **(env or {}), TANDEM_BIN_DIR=self.bin_dir,
                    TANDEM_UP_TIMEOUT=str(self.up_timeout))
         env.pop("TANDEM_CGROUP_ROOT", None)
         if self.cgroup_root is not None:
@@ -467,9 +468,10 @@ class Cluster:
         self.script("stop", self.dir, name)
         self.nodes[name]["pid"] = None
 
-    def start(self, name):
-        """Starts node name again from its data through local-cluster.sh start."""
-        self.script("start", self.dir, name)
+    def start(self, name, env=None):
+        """Starts node name again from its data through local-cluster.sh start (env: extra
+        environment variables for that process, see script())."""
+        self.script("start", self.dir, name, env=env)
         self._reload_pid(name)
         if self.nodes[name]["pid"] is None:
             raise ClusterError("%s did not stay up after start" % name)
