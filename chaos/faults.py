@@ -50,6 +50,14 @@ class Nemesis(threading.Thread):
         self.crashes = {}            # name -> exit codes of deaths nobody caused
         self.errors = []
         self.lost_writes_runs = 0
+        self.unavailable = {}        # kind -> why it cannot run here (left out of the schedule)
+        if "lost_writes" in self.kinds and self.lostwrites_tools() is None:
+            self.unavailable["lost_writes"] = (
+                "%s or %s not built in %s (chaos/lostwrites/)"
+                % (LOSTWRITES_LIB, LOSTWRITES_TOOL, self.c.bin_dir))
+            self.kinds.remove("lost_writes")
+            history.note("fault lost_writes unavailable, never injected: "
+                         + self.unavailable["lost_writes"])
 
     # ---- the loop --------------------------------------------------------------------------
 
@@ -218,13 +226,15 @@ class Nemesis(threading.Thread):
         return site_names(self.c, site), detail
 
     def site_state(self, site):
-        """The site's BCP state as some live node's leader sees it, or "unknown"."""
+        """The site's BCP state in the local view of a node that says it leads, or "unknown"
+        (local: during a partition a forwarded read would wait for an unreachable leader)."""
         for name in self.running():
             try:
-                for s in bcp_status(self.c, name)["sites"]:
-                    if s["name"] == site:
-                        return s["state"]
-            except (ClusterError, OSError, ValueError, KeyError):
+                if self.c.status(name, timeout=2)["node"]["state"] != "leader":
+                    continue
+                view = self.c.get_json(name, "/v1/bcp/status?consistency=local", timeout=2)
+                return next(s["state"] for s in view["sites"] if s["name"] == site)
+            except (ClusterError, OSError, ValueError, KeyError, StopIteration):
                 continue
         return "unknown"
 
@@ -244,11 +254,7 @@ class Nemesis(threading.Thread):
     def fault_lost_writes(self):
         """Restarts a node under the shim, lets it write, kills it, rolls its files back to
         their last fsync and starts it again without the shim."""
-        tools = self.lostwrites_tools()
-        if tools is None:
-            return [], ("unavailable: %s or %s not built in %s (chaos/lostwrites/); nothing done"
-                        % (LOSTWRITES_LIB, LOSTWRITES_TOOL, self.c.bin_dir))
-        lib, rollback = tools
+        lib, rollback = self.lostwrites_tools()
         name = self.rng.choice(self.running())
         self.lost_writes_runs += 1
         journal = os.path.join(self.work_dir, "lostwrites-%s-%d" % (name, self.lost_writes_runs))

@@ -81,13 +81,29 @@ def final_objects(cluster, refs):
     return jobs, boxes, traces
 
 
+def snapshot_counts(cluster):
+    """node -> {"taken", "deferred", "restored"} from each node's /metrics: whether the run's
+    snapshot settings made snapshots (and installs) happen."""
+    out = {}
+    for name in cluster.names:
+        answer = request(cluster.nodes[name]["api"], "GET", "/metrics")
+        counts = {}
+        for line in answer.body.decode(errors="replace").splitlines():
+            for what in ("taken", "deferred", "restored"):
+                if line.startswith("tandem_snapshots_%s_total " % what):
+                    counts[what] = int(float(line.split()[1]))
+        out[name] = counts
+    return out
+
+
 def collect(cluster, refs, errors):
     """The final.json fields read from the cluster; problems go to errors, not exceptions."""
-    out = {"keys": {}, "digests": {}, "jobs": [], "boxes": [], "traces": {}}
+    out = {"keys": {}, "digests": {}, "jobs": [], "boxes": [], "traces": {}, "snapshots": {}}
     started = time.monotonic()
     steps = (("keys", lambda: final_keys(cluster)),
              ("digests", lambda: final_digests(cluster)),
-             ("objects", lambda: final_objects(cluster, refs)))
+             ("objects", lambda: final_objects(cluster, refs)),
+             ("snapshots", lambda: snapshot_counts(cluster)))
     for name, step in steps:
         try:
             value = step()

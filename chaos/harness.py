@@ -175,6 +175,7 @@ def run_cluster(args, run, history):
             for name, codes in nemesis.crashes.items():
                 final["nodes"][name]["crashes"] = codes
             final["errors"] = errors + nemesis.errors
+            final["unavailable_faults"] = nemesis.unavailable
             return final
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -207,6 +208,7 @@ def summary(args, run, history, final, rc, report):
                  history.total(), history.counts["ok"], history.counts["fail"],
                  history.counts["info"]),
              "faults: %s" % faults,
+             "unavailable faults: %s" % (final.get("unavailable_faults") or "none"),
              "longest gap between acknowledged appends: %d ms" % history.longest_write_gap_ms,
              "crashes: %s" % (crashes or "none"),
              "harness errors: %s" % (final.get("errors") or "none"),
