@@ -90,6 +90,7 @@ class Nemesis(threading.Thread):
         return kind
 
     def inject(self, kind):
+        self.restart_dead()  # a node that died since the last recovery is a crash: noted
         start = self.history.now_ms()
         self.history.note("fault %s starting" % kind)
         try:
@@ -109,8 +110,8 @@ class Nemesis(threading.Thread):
     # ---- processes -------------------------------------------------------------------------
 
     def kill_node(self, name):
+        self.c.kill(name)   # raises when name is not running: restart_dead() then notes why
         self.down.add(name)
-        self.c.kill(name)
 
     def start_node(self, name, env=None):
         self.c.start(name, env=env)
@@ -300,7 +301,7 @@ class Nemesis(threading.Thread):
             if name not in self.down:
                 code = exit_code(pid) if pid is not None else None
                 self.crashes.setdefault(name, []).append(code)
-                self.history.note("node %s (pid %s) died without a fault: exit %s"
+                self.history.note("node %s (pid %s) died without a fault: exit status %s"
                                   % (name, pid, code))
             try:
                 self.start_node(name)
