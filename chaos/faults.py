@@ -262,6 +262,7 @@ class Nemesis(threading.Thread):
         os.makedirs(journal)
         asan = os.environ.get("ASAN_OPTIONS", "")
         env = {"LD_PRELOAD": lib, "TANDEM_LOSTWRITES_DIR": journal,
+               "TANDEM_LOSTWRITES_ROOT": os.path.join(self.c.nodes[name]["dir"], "data"),
                "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0"}
         self.kill_node(name)
         self.start_node(name, env=env)

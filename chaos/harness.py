@@ -253,7 +253,8 @@ def main(argv):
         return HARNESS_FAILED
     finally:
         history.close()
-    final = dict({"seed": args.seed, "seconds": args.seconds, "faults": args.faults}, **final)
+    final = dict({"seed": args.seed, "seconds": args.seconds, "faults": args.faults,
+                  "started": history.started}, **final)
     with open(os.path.join(run, "final.json"), "w") as f:
         json.dump(final, f, indent=1)
         f.write("\n")

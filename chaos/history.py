@@ -19,6 +19,9 @@ class History:
 
     def __init__(self, path, echo=print):
         self.t0 = time.monotonic()
+        wall = time.time()
+        self.started = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + ".%03dZ" % (
+            int(wall * 1000) % 1000)   # RFC 3339 (UTC, ms) of time 0 of the run
         self.path = path
         self._file = open(path, "w")
         self._lock = threading.Lock()
