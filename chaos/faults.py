@@ -45,6 +45,7 @@ class Nemesis(threading.Thread):
         self.deadline = deadline
         self.stop_event = stop
         self.work_dir = work_dir
+        self.abort = threading.Event()   # the run is being torn down: start nothing again
         self.bag = []
         self.down = set()            # nodes the nemesis stopped on purpose and not yet restarted
         self.crashes = {}            # name -> exit codes of deaths nobody caused
@@ -114,6 +115,8 @@ class Nemesis(threading.Thread):
         self.down.add(name)
 
     def start_node(self, name, env=None):
+        if self.abort.is_set():
+            raise ClusterError("not starting %s: the run is being torn down" % name)
         self.c.start(name, env=env)
         self.down.discard(name)
 
@@ -281,6 +284,8 @@ class Nemesis(threading.Thread):
         bounded, until every node is up, out of quarantine, and every site active with its
         members back in their home roles. Returns True when all of that was reached."""
         self.heal()
+        if self.abort.is_set():
+            return False
         self.restart_dead()
         try:
             wait_until(self.all_serving, timeout, "every node serving with a leader",
@@ -296,6 +301,8 @@ class Nemesis(threading.Thread):
 
     def restart_dead(self):
         for name in self.c.names:
+            if self.abort.is_set():
+                return
             pid = self.c.nodes[name]["pid"]
             if pid is not None and pid_alive(pid):
                 continue

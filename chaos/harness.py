@@ -43,6 +43,7 @@ DOMAIN_PAUSE_S = 0.1
 # so snapshots are taken all the time and a node down for a second catches up by InstallSnapshot.
 SNAPSHOT_HEAVY = {"snapshot_threshold": 64, "snapshot_trailing": 128}
 NEMESIS_JOIN_S = 200        # a drill running at the end may take this long
+NEMESIS_ABORT_JOIN_S = 30   # a fault step under way when the run is cut short
 RECOVER_END_S = 90
 SECONDS_MAX = 24 * 3600
 CHECKER_MISSING = 3
@@ -120,7 +121,13 @@ def run_phase(args, c, net, history, run, work_dir):
     workers, models = start_workers(c, history, args.seed, stop, deadline)
     nemesis = Nemesis(c, net, history, args.seed, args.faults, deadline, stop, work_dir)
     nemesis.start()
-    stop.wait(max(0, deadline - time.monotonic()))
+    try:
+        stop.wait(max(0, deadline - time.monotonic()))
+    except BaseException:  # SIGTERM or ^C: the nemesis must not restart nodes during teardown
+        nemesis.abort.set()
+        stop.set()
+        nemesis.join(NEMESIS_ABORT_JOIN_S)
+        raise
     stop.set()
     history.note("workload time over: stopping the clients and the nemesis")
     errors = []
@@ -241,8 +248,15 @@ def summary(args, run, history, final, rc, report):
     print("\n".join(lines), flush=True)
 
 
+def terminated(signum, frame):
+    """SIGTERM (ctest's timeout, say) ends the run through the normal teardown: the cluster's
+    processes, cgroups and nftables table are removed however the run stops."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv):
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, terminated)
     run = make_run_dir(args)
     history = History(os.path.join(run, "history.jsonl"))
     try:
