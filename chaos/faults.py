@@ -97,7 +97,7 @@ class Nemesis(threading.Thread):
         try:
             targets, detail = getattr(self, "fault_" + kind)()
         except (ClusterError, OSError, subprocess.SubprocessError, ValueError) as e:
-            targets, detail = [], "harness error: %s: %s" % (type(e).__name__, e)
+            targets, detail = [], "step failed: %s: %s" % (type(e).__name__, str(e)[-400:])
             self.errors.append("fault %s: %s" % (kind, detail))
         self.heal()
         self.history.fault(kind, targets, start, self.history.now_ms(), detail)
