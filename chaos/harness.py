@@ -3,7 +3,7 @@ and domain workloads, seeded faults from chaos/faults.py, then the healed cluste
 the history and the node logs in a run directory, judged by chaos/check.py.
 
     chaos/run.sh --seconds 60 --seed 7 [--faults kill,pause,...] [--out DIR] [--bin-dir DIR]
-                 [--keep] [--force]
+                 [--set KEY=VALUE ...] [--keep] [--force]
 
 Exit status: the checker's (0 valid, 1 anomaly, 2 unreadable run); 3 when chaos/check.py is
 missing; 4 when the harness itself failed (the cluster did not start, say); 2 for bad arguments.
@@ -59,6 +59,8 @@ def parse_args(argv):
                    % ",".join(FAULT_KINDS))
     p.add_argument("--out", help="run directory (default: a new one under the temp dir)")
     p.add_argument("--bin-dir", help="tandemd/tandemctl (default: TANDEM_BIN_DIR or build/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a tandem.conf setting for every node (repeatable; after snapshot_heavy's)")
     p.add_argument("--keep", action="store_true", help="keep the cluster's data in RUN/cluster")
     p.add_argument("--force", action="store_true", help="replace a run already in --out")
     args = p.parse_args(argv)
@@ -74,6 +76,12 @@ def parse_args(argv):
         if unknown or not args.faults:
             p.error("unknown fault kind(s) %s; known: %s"
                     % (",".join(unknown) or "(none given)", ",".join(FAULT_KINDS)))
+    args.settings = dict(SNAPSHOT_HEAVY) if "snapshot_heavy" in args.faults else {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            p.error("--set needs KEY=VALUE, not %r" % item)
+        args.settings[key] = value
     args.bin_dir = os.path.abspath(args.bin_dir or os.environ.get("TANDEM_BIN_DIR")
                                    or os.path.join(SOURCE_DIR, "build"))
     if not os.access(os.path.join(args.bin_dir, "tandemd"), os.X_OK):
@@ -140,7 +148,7 @@ def run_phase(args, c, net, history, run, work_dir):
         errors.append("the nemesis did not stop within %ds" % NEMESIS_JOIN_S)
     if "snapshot_heavy" in args.faults:
         history.fault("snapshot_heavy", c.names, 0, history.now_ms(),
-                      " ".join("%s=%d" % kv for kv in SNAPSHOT_HEAVY.items()))
+                      " ".join("%s=%s" % (k, args.settings[k]) for k in SNAPSHOT_HEAVY))
     history.note("healing: every fault ended, dead nodes restarted, sites revoked")
     if not nemesis.recover(timeout=RECOVER_END_S):
         errors.append("the cluster did not recover within %ds of the end" % RECOVER_END_S)
@@ -189,7 +197,7 @@ def stop_cluster(c, run, keep):
 
 def run_cluster(args, run, history):
     """Everything that needs the cluster; returns the final.json document."""
-    settings = dict(SNAPSHOT_HEAVY) if "snapshot_heavy" in args.faults else {}
+    settings = args.settings
     work_dir = tempfile.mkdtemp(prefix="tandem-chaos-work-")
     try:
         with Cluster(topology="2+2+1", isolate=True, settings=settings,
