@@ -273,6 +273,9 @@ class Nemesis(threading.Thread):
         self.kill_node(name)
         p = subprocess.run([rollback, journal], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, timeout=CTL_TIMEOUT_S)
+        if p.returncode != 0:
+            self.errors.append("lost_writes: %s exited %d, %s restarted without a rollback"
+                               % (rollback, p.returncode, name))
         self.start_node(name)
         return [name], "under the shim, kill -9, rollback exit %d: %s" % (
             p.returncode, p.stdout.strip().replace("\n", " | ")[:300])
