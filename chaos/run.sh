@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs one seeded chaos run against a local 2+2+1 cluster of real tandemd processes and judges
+# it with chaos/check.py; the arguments are chaos/harness.py's (--help lists them).
+#   chaos/run.sh --seconds 60 --seed 7 [--faults LIST] [--out DIR] [--bin-dir DIR] [--keep]
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+exec python3 "$here/harness.py" "$@"
