@@ -32,6 +32,7 @@
 #include "replication/fsm.h"
 #include "replication/domain/kv.h"
 #include "replication/proposer.h"
+#include "tests/sim/sim_heap.h"
 
 #define SIM_SERVERS        3
 #define SIM_SEEDS_DEFAULT  50
@@ -1586,7 +1587,9 @@ static void test_random_schedules(void **state)
         return;
     }
     unsigned seeds = env_unsigned("TANDEM_SIM_SEEDS", SIM_SEEDS_DEFAULT, SIM_SEEDS_MAX);
+    struct sim_clock clock = sim_clock_start();
     unsigned failed = run_seeds(1, seeds, &total, &first_failed);
+    sim_clock_print(&clock, "sim_test_fixture", 0, seeds, SIM_PARALLEL);
     fprintf(stderr, "sim: %u seeds, %u failed\n", seeds, failed);
     sim_print_stats(&total, stderr);
     if (failed > 0) {
@@ -1757,6 +1760,7 @@ static void test_seed_is_reproducible(void **state)
 
 int main(void)
 {
+    raft_heap_set(&sim_heap); /* before the first raft allocation */
     for (size_t i = 0; i < SIM_CRASH_SIGNALS; i++) {
         sigaction(sim_crash_signals[i], NULL, &sim_crash_actions[i]);
     }
