@@ -254,7 +254,6 @@ static int sim_start(struct sim *s)
         raft_set_capacity_threshold(r, 0);
         raft_set_pre_vote(r, true);
         raft_fixture_set_randomized_election_timeout(&s->fixture, i, 1000 + sim_rand(s, 1000));
-        s->timer_start[i] = r->election_timer_start;
         raft_fixture_set_network_latency(&s->fixture, i, 5 + sim_rand(s, 30));
         raft_fixture_set_disk_latency(&s->fixture, i, 2 + sim_rand(s, 20));
     }
