@@ -39,10 +39,11 @@ struct sim_heap_block {
 };
 
 static struct sim_heap_block sim_heap_blocks[SIM_HEAP_BLOCKS];
+static unsigned sim_heap_top; /* slots at or above it were never used: every free stops there */
 
 static struct sim_heap_block *sim_heap_find(const void *ptr)
 {
-    for (unsigned i = 0; ptr != NULL && i < SIM_HEAP_BLOCKS; i++) {
+    for (unsigned i = 0; ptr != NULL && i < sim_heap_top; i++) {
         if (sim_heap_blocks[i].ptr == ptr) {
             return &sim_heap_blocks[i];
         }
@@ -55,6 +56,7 @@ static struct sim_heap_block *sim_heap_slot(void)
 {
     for (unsigned i = 0; i < SIM_HEAP_BLOCKS; i++) {
         if (sim_heap_blocks[i].ptr == NULL) {
+            sim_heap_top = i >= sim_heap_top ? i + 1 : sim_heap_top;
             return &sim_heap_blocks[i];
         }
     }
