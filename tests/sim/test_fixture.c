@@ -6,7 +6,7 @@
  * TANDEM_SIM_SEEDS=N runs seeds 1..N (default 2,000: with sim_test_bcp's 8,000 the 10,000
  * schedules of a CI run), each in a child process; a failing seed is printed with the command
  * that replays it: TANDEM_SIM_SEED=N runs that one seed in-process. A seed costs about 0.16 s of
- * CPU unsanitized and 0.9 s under ASan+UBSan (the summary prints the figure).
+ * CPU unsanitized and 1.2 s under ASan+UBSan (the summary prints the figure).
  * TANDEM_SIM_THRESHOLD / TANDEM_SIM_TRAILING override every schedule's snapshot settings;
  * TANDEM_SIM_RAW_RAFT=1 turns off the workarounds for libraft bugs (see SIM_RAFT_SHIMS);
  * TANDEM_SIM_DIR names where the stores go (default /dev/shm when writable). */
