@@ -417,17 +417,17 @@ bool tandem_site_config_stuck(struct raft *r)
            r->configuration_uncommitted_index <= raft_last_applied(r);
 }
 
-/* Writes libraft's internal fields, which nothing else in tandem does. Why it stays: shield 4 of
- * consensus/raft_shield.h removes the known cause, so in tandemd this runs only if libraft leaves
- * the marker stale some other way, and then the alternative is a leader that can never change
- * its configuration again (stepping down does not clear a follower's marker, and each new leader
- * inherits its own). Why it is safe: it does exactly what replicationApplyConfigurationChange
- * does when the marked entry is applied, and only in the state where raft would have done so:
- * the marker names an entry at or below the applied index, above the committed configuration's
- * index, and the current configuration is the one raft decoded from the newest configuration
- * entry it received (membershipUncommittedChange). The index recorded is the marker's, which may
- * be below the entry's own (the cause shield 4 addresses): a later snapshot then records a
- * configuration index a few entries early, which raft only compares with newer entries. */
+/* Writes libraft's internal fields, which nothing else in tandem does. Why: the alternative is a
+ * leader that can never change its configuration again (stepping down does not clear a
+ * follower's marker, and each new leader inherits its own), and the shield that removes the
+ * cause (consensus/raft_shield.h, shield 4) stalls followers, so it is not installed. Why it is
+ * safe: it does exactly what replicationApplyConfigurationChange does when the marked entry is
+ * applied, and only in the state where raft would have done so: the marker names an entry at or
+ * below the applied index, above the committed configuration's index, and the current
+ * configuration is the one raft decoded from the newest configuration entry it received
+ * (membershipUncommittedChange). The index recorded is the marker's, which may be below the
+ * entry's own: a later snapshot then records a configuration index a few entries early, which
+ * raft only compares with newer entries. */
 int tandem_site_config_repair(struct raft *r)
 {
     struct raft_configuration committed;
@@ -724,7 +724,7 @@ static void decision_done(struct tandem_site_controller *c, int status)
                  (unsigned long long)c->raft->configuration_uncommitted_index);
         if (tandem_site_config_repair(c->raft) == 0) {
             c->config_repairs++;
-            controller_log(c, TANDEM_SITE_LOG_WARN,
+            controller_log(c, TANDEM_SITE_LOG_DEBUG,
                            "site controller: libraft still marked %s uncommitted although "
                            "committed; cleared the stale marker%s",
                            what, "");

@@ -98,9 +98,9 @@ void tandem_site_plan(const struct tandem_site_plan_input *in, struct tandem_sit
  * has already applied. On a leader every raft_assign then fails with RAFT_CANTCHANGE for good; on
  * any server the committed configuration (which snapshots record) stays an old one. The cause is
  * a follower marking a configuration entry with the index of its AppendEntries' first new entry
- * (consensus/raft_shield.h, shield 4, which tandemd installs: with it, 200 seeds of
- * tests/sim/test_bcp.c needed 0 repairs instead of 95). The repair below stays as a backstop
- * that writes raft's fields only in exactly that state. True in that state, on any server. */
+ * (consensus/raft_shield.h, shield 4, which is not installed: it stalls followers). The repair
+ * below clears it, writing raft's fields only in exactly that state. True in that state, on any
+ * server. */
 bool tandem_site_config_stuck(struct raft *r);
 /* Clears that stale marker the way raft does when it applies the entry (the current
  * configuration becomes the committed one). Only when tandem_site_config_stuck. Returns 0, or

@@ -392,7 +392,7 @@ static void sim_wrap_io(struct sim_server *server, struct raft *r)
     r->io->truncate = sim_truncate;
     r->io->append = sim_append;
     r->io->snapshot_put = sim_snapshot_put;
-    tandem_raft_shield_install(&server->shield, r->io, TANDEM_RAFT_SHIELD_ALL);
+    tandem_raft_shield_install(&server->shield, r->io, TANDEM_RAFT_SHIELD_TANDEMD);
 }
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
