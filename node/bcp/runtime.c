@@ -389,9 +389,9 @@ static void config_check(struct tandem_bcp *b)
     unsigned long long index = r->configuration_uncommitted_index;
     if (tandem_site_config_repair(r) == 0) {
         b->controller.config_repairs++;
-        /* consensus/raft_shield.h removes the known cause: a repair now means libraft found
-         * another way to it, worth a report upstream. */
-        tandem_log(TANDEM_LOG_WARN,
+        /* Routine: the shield that removes the cause stalls followers and is not installed
+         * (consensus/raft_shield.h, shield 4). */
+        tandem_log(TANDEM_LOG_DEBUG,
                    "libraft kept configuration entry %llu marked uncommitted after applying it; "
                    "cleared the stale marker",
                    index);
