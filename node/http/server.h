@@ -36,9 +36,9 @@
 #define TANDEM_HTTP_HEADER_TIMEOUT_MS_DEFAULT 10000u
 #define TANDEM_HTTP_HEADER_TIMEOUT_MS_MIN     10u
 #define TANDEM_HTTP_HEADER_TIMEOUT_MS_MAX     600000u
-#define TANDEM_HTTP_REQUESTS_DEFAULT        65536u /* requests handed out, not yet answered */
-#define TANDEM_HTTP_REQUESTS_MIN            1u
-#define TANDEM_HTTP_REQUESTS_MAX            (1u << 20)
+#define TANDEM_HTTP_REQUESTS_DEFAULT          65536u /* requests handed out, not yet answered */
+#define TANDEM_HTTP_REQUESTS_MIN              1u
+#define TANDEM_HTTP_REQUESTS_MAX              (1u << 20)
 
 /* Fixed bounds of the implementation. */
 #define TANDEM_HTTP_HEADERS_KEPT_MAX         TANDEM_HTTP_FIELDS_MAX /* per request; more -> 431 */
