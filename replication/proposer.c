@@ -203,11 +203,29 @@ static void apply_failed_after_append(struct tandem_batch *b)
  * of memory before or during the copy; consensus/raft_heap.h says why neither the code nor the
  * index tells). The watching heap says which; without it (another heap was set) a failure with
  * the entry in raft's log is taken as freed: a leak on out of memory beats a double free. */
+/* libraft 0.22.1's legacy layer, when it fails after raft's core took new entries
+ * (legacyHandleUpdateEntries: the copy running out of memory, io->truncate or io->append failing
+ * as when descriptors run out), discards them from its log while the core keeps them: the next
+ * append then starts past the log's end, logAcquire finds nothing, and io->append runs on a NULL
+ * array (SIGSEGV, seen under descriptor exhaustion; or worse, entries persisted at the wrong
+ * index). Nothing in libraft's API repairs that, so the node stops at once and a restart reads the
+ * log from disk; the other voters elect a leader meanwhile, and nothing acknowledged is lost. */
+static void fail_stop_after_copy(int rv, const char *what)
+{
+    tandem_fatal("%s failed after libraft copied the entry into its log (%s): libraft 0.22.1 "
+                 "cannot append again after that; stopping so that a restart reads the raft log "
+                 "from disk",
+                 what, raft_strerror(rv));
+}
+
 static int apply_owned(struct tandem_batch *b, struct raft_buffer *buf, uint64_t index)
 {
     bool watched = tandem_raft_heap_watch(buf->base);
     int rv = raft_apply(b->p->raft, &b->req, buf, 1, batch_apply_cb);
     unsigned frees = watched ? tandem_raft_heap_unwatch() : 0;
+    if (rv != 0 && raft_last_index(b->p->raft) >= index) {
+        fail_stop_after_copy(rv, "raft_apply"); /* its core took the entry: see above */
+    }
     if (rv != 0 && (watched ? frees == 0 : raft_last_index(b->p->raft) < index)) {
         raft_free(buf->base); /* raft never took or copied it: the buffer is still ours */
     }
@@ -376,9 +394,13 @@ static void flush_reads(struct tandem_proposer *p)
         /* libraft 0.22.1's raft_barrier frees its 8-byte entry buffer (its first allocation)
          * twice when the append or a send fails after the copy: the watch absorbs the second. */
         bool watched = tandem_raft_heap_watch_next(8);
+        raft_index last = raft_last_index(p->raft);
         rv = raft_barrier(p->raft, &b->req, barrier_cb);
         if (watched) {
             (void)tandem_raft_heap_unwatch();
+        }
+        if (rv != 0 && raft_last_index(p->raft) > last) {
+            fail_stop_after_copy(rv, "raft_barrier"); /* its core took the entry: see above */
         }
         if (rv == 0) {
             p->barriers_proposed++;

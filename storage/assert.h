@@ -9,6 +9,14 @@
 _Noreturn void tandem_assert_fail(const char *expression, const char *file, int line,
                                   const char *function);
 
+/* Exit status of a fail-stop (EX_SOFTWARE): the node found itself in a state it must not go on
+ * from, said why, and stopped so that a restart starts from what is on disk. */
+#define TANDEM_FATAL_EXIT_STATUS 70
+
+/* Logs "tandem: fatal: <message>" to stderr and exits with TANDEM_FATAL_EXIT_STATUS at once
+ * (_exit: no atexit handlers, no leak report of a process that stops on purpose). */
+_Noreturn void tandem_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Kept in every build: an assertion states something a neighbour's bug could make false, and
  * a node that goes on past a broken assumption can corrupt replicated state. */
 #define tandem_assert(expression)                                                                  \
