@@ -154,6 +154,44 @@ static const struct option options[] = {
                 "Kept-alive connections from a follower to the leader for forwarded requests"),
     UINT_OPTION(forward_timeout_ms, 10000, 100, 600000, "api",
                 "Time a forwarded request may take before the client gets HTTP 503, in ms"),
+    STRING_OPTION(
+        "metrics_address", metrics_address, CHECK_NONE, NULL, 0, "api", "host:port",
+        "Extra listener serving only GET /metrics, without a credential (limit it to the "
+        "monitoring host with a firewall); empty: /metrics on the API, credential needed"),
+    STRING_OPTION("api_allow", api_allow, CHECK_NONE, NULL, 0, "api", "cidr,...",
+                  "Sources (IPv4/IPv6 CIDR, comma-separated) allowed to connect to the API and "
+                  "metrics listeners; others are closed before TLS; empty: every source"),
+    UINT_OPTION(connections_per_source_max, 1024, 1, 1048576, "api",
+                "Open API connections from one source address; more are closed on arrival"),
+    UINT_OPTION(rate_limit_rps, 10000, 0, 10000000, "api",
+                "Requests per second one credential may make (token bucket; HTTP 429 with "
+                "Retry-After above it); 0: no limit"),
+    UINT_OPTION(rate_limit_burst, 20000, 1, 10000000, "api",
+                "Requests one credential may make at once before rate_limit_rps applies"),
+    {.name = "insecure",
+     .type = OPTION_BOOL,
+     FIELD(insecure),
+     .default_uint = 0,
+     .max = 1,
+     .group = "security",
+     .value_doc = "bool",
+     .help = "No TLS on any listener and no authentication: for benchmarks only, never with "
+             "personal data; logged at warn on every start"},
+    STRING_OPTION("tls_ca", tls_ca, CHECK_NONE, NULL, 0, "security", "path",
+                  "PEM file of the cluster CA: every peer, node or user, must chain to it; "
+                  "required unless insecure"),
+    STRING_OPTION("tls_cert", tls_cert, CHECK_NONE, NULL, 0, "security", "path",
+                  "PEM file of this node's certificate (CN and a SAN DNS name = the node name); "
+                  "required unless insecure; reloaded on SIGHUP"),
+    STRING_OPTION("tls_key", tls_key, CHECK_NONE, NULL, 0, "security", "path",
+                  "PEM file of the certificate's private key; required unless insecure; reloaded "
+                  "on SIGHUP"),
+    STRING_OPTION("tls_crl", tls_crl, CHECK_NONE, NULL, 0, "security", "path",
+                  "PEM file of the CA's revocation list, honoured on every listener and reloaded "
+                  "on SIGHUP; empty: none"),
+    STRING_OPTION("raft_allow", raft_allow, CHECK_NONE, NULL, 0, "security", "cidr,...",
+                  "Sources (IPv4/IPv6 CIDR, comma-separated) allowed to connect to the raft "
+                  "transport; others are closed before TLS; empty: every source"),
     UINT_OPTION(retention_days, 90, 1, 36500, "domain",
                 "Days trace events are kept; POST /v1/retention/purge removes older ones"),
     STRING_OPTION("log_level", log_level, CHECK_LOG_LEVEL, "info", 0, "logging",
@@ -723,7 +761,7 @@ int tandem_config_load(struct tandem_config *c, int argc, char **argv, FILE *out
         return -1;
     }
     if (c->api_url[0] == '\0' && c->api_address[0] != '\0') {
-        /* Fits: "http://" plus at most TANDEM_HOSTPORT_LEN_MAX is below TANDEM_URL_LEN_MAX. */
+        /* Fits: "https://" plus at most TANDEM_HOSTPORT_LEN_MAX is below TANDEM_URL_LEN_MAX. */
         snprintf(c->api_url, sizeof c->api_url, "http://%s", c->api_address);
     }
     if (tandem_config_validate(c, errmsg) != 0) {

@@ -16,6 +16,7 @@
 #define TANDEM_MEMBERS_MAX           16   /* initial members accepted from the config */
 #define TANDEM_LOG_LEVEL_LEN_MAX     7    /* "debug", "info", "warn", "error" */
 #define TANDEM_EVENT_COMMAND_LEN_MAX 1023 /* bcp_event_command: the program and its arguments */
+#define TANDEM_ALLOW_LEN_MAX         1023 /* api_allow, raft_allow: comma-separated CIDR lists */
 
 struct tandem_config {
     char config_path[PATH_MAX]; /* "" when no --config was given */
@@ -50,6 +51,18 @@ struct tandem_config {
     unsigned header_timeout_ms;
     unsigned forward_connections;
     unsigned forward_timeout_ms;
+    char metrics_address[TANDEM_HOSTPORT_LEN_MAX + 1]; /* "" = /metrics on the API listener only */
+    char api_allow[TANDEM_ALLOW_LEN_MAX + 1];          /* CIDR list; "" = every source */
+    unsigned connections_per_source_max;               /* open API connections from one address */
+    unsigned rate_limit_rps;   /* requests per second per credential; 0 = off */
+    unsigned rate_limit_burst; /* requests a credential may send at once */
+    /* channel security (consensus/tls.h) */
+    bool insecure; /* no TLS and no authentication: benchmarks only, logged at warn */
+    char tls_ca[PATH_MAX];
+    char tls_cert[PATH_MAX];
+    char tls_key[PATH_MAX];
+    char tls_crl[PATH_MAX];                    /* "" = no CRL */
+    char raft_allow[TANDEM_ALLOW_LEN_MAX + 1]; /* CIDR list; "" = every source */
     /* domain */
     unsigned retention_days; /* trace events older than this may be purged */
     /* logging */
