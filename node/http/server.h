@@ -10,6 +10,7 @@
 #include <http_parser.h>
 #include <uv.h>
 
+#include "consensus/tls.h"
 #include "node/http/head.h"
 #include "storage/error.h"
 #include "storage/list.h"
@@ -89,6 +90,9 @@ struct tandem_http_request {
     size_t body_len;
     uint64_t start_ns; /* uv_hrtime() when the request was complete */
     void *data;        /* free for the handler; NULL when handed over */
+    /* Who the connection's TLS handshake proved the client to be: kind TANDEM_TLS_PEER_NONE on a
+     * plaintext (insecure) server. Set by the server before the handler runs. */
+    struct tandem_tls_peer peer;
     /* internal */
     struct tandem_http_server *server; /* borrowed */
     struct tandem_http_conn *conn;     /* borrowed; NULL once the connection is gone */
