@@ -62,6 +62,7 @@ struct tandem_tls {
     bool reading;       /* the caller wants plaintext */
     bool tcp_reading;   /* uv_read_start is in force on tcp */
     bool read_end_delivered;
+    bool in_handshake_cb; /* a read_start now is served by the drain that follows */
     char expect_node[TANDEM_TLS_NAME_MAX + 1]; /* CLIENT: the node the server must be; "" any */
     struct tandem_tls_peer peer;
     char error[TANDEM_ERRMSG_SIZE];
@@ -417,7 +418,9 @@ static int tls_ssl_ctx_new(const struct tandem_tls_files *files, X509_STORE *sto
         rc = tls_file_error(errmsg, "tls_cert", files->cert);
         goto err_after_ctx;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, files->key, SSL_FILETYPE_PEM) != 1) {
+    if (SSL_CTX_use_PrivateKey_file(ctx, files->key, SSL_FILETYPE_PEM) != 1 &&
+        !(ERR_GET_LIB(ERR_peek_last_error()) == ERR_LIB_X509 &&
+          ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)) {
         rc = tls_file_error(errmsg, "tls_key", files->key);
         goto err_after_ctx;
     }
@@ -744,7 +747,9 @@ static void tls_handshake_end(struct tandem_tls *tls, int status)
         tls->handshake_failed = true;
         tls_tcp_reading_update(tls);
     }
+    tls->in_handshake_cb = true;
     tls->handshake_cb(tls->data, status);
+    tls->in_handshake_cb = false;
 }
 
 /* One handshake move on what tcp brought; ends the handshake on success or failure. */
@@ -965,8 +970,8 @@ int tandem_tls_read_start(struct tandem_tls *tls, tandem_tls_read_cb cb)
     }
     tls->read_cb = cb;
     tls->reading = true;
-    if (tls_draining == tls) {
-        return TANDEM_OK; /* the drain under way goes on with it */
+    if (tls_draining == tls || tls->in_handshake_cb) {
+        return TANDEM_OK; /* the drain under way, or the one after the handshake, serves it */
     }
     bool kept = BIO_ctrl_pending(tls->rbio) > 0 || SSL_pending(tls->ssl) > 0 ||
                 (tls->read_end != 0 && !tls->read_end_delivered);

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -228,6 +229,8 @@ struct end {
     unsigned reads;
     size_t read_largest;
     bool stop_each_read;
+    bool read_in_handshake_cb; /* read_start from the handshake callback */
+    const char *hello;         /* written from the handshake callback */
     unsigned writes_done;
     unsigned writes_ok;
     unsigned writes_net;
@@ -246,6 +249,9 @@ struct pair {
     int port;
 };
 
+static void end_read_cb(void *data, ssize_t n, const char *buf);
+static void end_write_cb(void *data, void *write_data, int status);
+
 static void end_handshake_cb(void *data, int status)
 {
     struct end *e = data;
@@ -253,6 +259,13 @@ static void end_handshake_cb(void *data, int status)
     e->handshake_done = true;
     e->handshake_status = status;
     snprintf(e->error, sizeof e->error, "%s", tandem_tls_error(e->tls));
+    if (status == TANDEM_OK && e->read_in_handshake_cb) {
+        assert_int_equal(tandem_tls_read_start(e->tls, end_read_cb), TANDEM_OK);
+    }
+    if (status == TANDEM_OK && e->hello != NULL) {
+        uv_buf_t buf = uv_buf_init((char *)e->hello, (unsigned)strlen(e->hello));
+        assert_int_equal(tandem_tls_write(e->tls, &buf, 1, NULL, end_write_cb), TANDEM_OK);
+    }
 }
 
 static void end_read_cb(void *data, ssize_t n, const char *buf)
@@ -457,6 +470,31 @@ static void test_handshake_data_and_identities(void **state)
     tandem_tls_ctx_free(n2);
 }
 
+/* Data right behind the client's Finished reaches a server that reads from its handshake
+ * callback, and writes from the handshake callbacks go out. */
+static void test_reading_from_the_handshake_callback(void **state)
+{
+    (void)state;
+    struct tandem_tls_ctx *n1 = ctx_of("node-1", "ca.pem", NULL);
+    struct tandem_tls_ctx *n2 = ctx_of("node-2", "ca.pem", NULL);
+    struct pair p;
+    pair_open(&p, n1, n2, NULL);
+    p.client.hello = "early";
+    p.server.hello = "welcome";
+    p.server.read_in_handshake_cb = true;
+    p.client.read_in_handshake_cb = true;
+    assert_true(run_until(&p.loop, pair_server_has, &p, WAIT_MS));
+    assert_true(run_until(&p.loop, pair_client_has, &p, WAIT_MS));
+    (void)run_until(&p.loop, never, NULL, 20);
+    assert_int_equal(p.server.rx_len, 5);
+    assert_memory_equal(p.server.rx, "early", 5);
+    assert_int_equal(p.client.rx_len, 7);
+    assert_memory_equal(p.client.rx, "welcome", 7);
+    pair_close(&p);
+    tandem_tls_ctx_free(n1);
+    tandem_tls_ctx_free(n2);
+}
+
 static bool end_read_once(void *arg)
 {
     struct end *e = arg;
@@ -652,10 +690,31 @@ static void test_bad_cn_refused(void **state)
 
 struct raw_client {
     int port;
-    SSL_CTX *ctx; /* NULL: send plaintext */
+    SSL_CTX *ctx;     /* NULL: send plaintext */
+    bool key_updates; /* talks: key update, "abc", reads 3 bytes, key update, "def", closes */
+    char reply[4];
     pthread_t thread;
     atomic_bool done;
 };
+
+/* Key updates both ways around data, then close_notify; the reply is kept for the test. */
+static void raw_client_talk(struct raw_client *r, SSL *ssl)
+{
+    if (SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED) != 1 || SSL_write(ssl, "abc", 3) != 3) {
+        return;
+    }
+    size_t got = 0;
+    while (got < 3) {
+        int n = SSL_read(ssl, r->reply + got, (int)(3 - got));
+        if (n <= 0) {
+            return;
+        }
+        got += (size_t)n;
+    }
+    if (SSL_key_update(ssl, SSL_KEY_UPDATE_NOT_REQUESTED) == 1 && SSL_write(ssl, "def", 3) == 3) {
+        (void)SSL_shutdown(ssl);
+    }
+}
 
 static void *raw_client_main(void *arg)
 {
@@ -677,7 +736,10 @@ static void *raw_client_main(void *arg)
         } else {
             SSL *ssl = SSL_new(r->ctx);
             SSL_set_fd(ssl, fd);
-            if (SSL_connect(ssl) == 1) {
+            bool connected = SSL_connect(ssl) == 1;
+            if (connected && r->key_updates) {
+                raw_client_talk(r, ssl);
+            } else if (connected) {
                 (void)SSL_read(ssl, &byte, 1);
             }
             SSL_free(ssl);
@@ -751,6 +813,43 @@ static void test_plaintext_refused(void **state)
     raw_refusal(NULL, TANDEM_PROTOCOL, "TLS handshake: ");
 }
 
+static bool end_has_three(void *arg)
+{
+    return ((struct end *)arg)->rx_len >= 3;
+}
+
+static bool end_ended(void *arg)
+{
+    return ((struct end *)arg)->rx_end != 0;
+}
+
+/* TLS 1.3 key updates from the peer, one asking for ours, leave the stream working. */
+static void test_key_update(void **state)
+{
+    (void)state;
+    struct tandem_tls_ctx *n1 = ctx_of("node-1", "ca.pem", NULL);
+    struct pair p;
+    pair_open(&p, n1, NULL, NULL);
+    struct raw_client r = {
+        .port = p.port, .ctx = raw_ctx("node-2", TLS1_3_VERSION), .key_updates = true};
+    assert_int_equal(pthread_create(&r.thread, NULL, raw_client_main, &r), 0);
+    assert_true(run_until(&p.loop, pair_handshakes_done, &p, WAIT_MS));
+    assert_int_equal(p.server.handshake_status, TANDEM_OK);
+    assert_int_equal(tandem_tls_read_start(p.server.tls, end_read_cb), TANDEM_OK);
+    assert_true(run_until(&p.loop, end_has_three, &p.server, WAIT_MS));
+    end_write(&p.server, "xyz", 3);
+    assert_true(run_until(&p.loop, end_ended, &p.server, WAIT_MS));
+    assert_int_equal(p.server.rx_end, UV_EOF);
+    assert_int_equal(p.server.rx_len, 6);
+    assert_memory_equal(p.server.rx, "abcdef", 6);
+    end_close(&p.server);
+    assert_int_equal(pthread_join(r.thread, NULL), 0);
+    assert_string_equal(r.reply, "xyz");
+    pair_close(&p);
+    SSL_CTX_free(r.ctx);
+    tandem_tls_ctx_free(n1);
+}
+
 /* ---- the end of a stream ---- */
 
 static void test_close_notify_and_tcp_eof(void **state)
@@ -815,10 +914,146 @@ static void test_close_mid_write(void **state)
     tandem_tls_ctx_free(n2);
 }
 
+/* ---- loading and reloading ---- */
+
+/* tandem_tls_ctx_new on the given files: the code, with errmsg naming what is wrong. */
+static int ctx_try(const char *ca, const char *cert, const char *key, const char *crl, char *errmsg)
+{
+    char files[4][128];
+    const char *names[4] = {ca, cert, key, crl};
+    for (unsigned i = 0; i < 4; i++) {
+        snprintf(files[i], sizeof files[i], "%s/%s", cert_dir, names[i] == NULL ? "" : names[i]);
+    }
+    struct tandem_tls_files f = {
+        .ca = files[0], .cert = files[1], .key = files[2], .crl = crl == NULL ? NULL : files[3]};
+    struct tandem_tls_ctx *ctx = NULL;
+    errmsg[0] = '\0';
+    int rc = tandem_tls_ctx_new(&f, &ctx, errmsg);
+    assert_true((rc == TANDEM_OK) == (ctx != NULL));
+    tandem_tls_ctx_free(ctx);
+    assert_int_equal(ERR_peek_error(), 0);
+    return rc;
+}
+
+static void expect_config_error(const char *ca, const char *cert, const char *key, const char *crl,
+                                const char *reason)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    assert_int_equal(ctx_try(ca, cert, key, crl, errmsg), TANDEM_CONFIG);
+    if (strstr(errmsg, reason) == NULL) {
+        fail_msg("errmsg \"%s\" lacks \"%s\"", errmsg, reason);
+    }
+}
+
+static void test_ctx_new_refuses_bad_files(void **state)
+{
+    (void)state;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    assert_int_equal(ctx_try("ca.pem", "node-1.pem", "node-1.key", "ca.crl", errmsg), TANDEM_OK);
+    expect_config_error("ca.pem", "node-1.pem", "node-2.key", NULL, "does not match tls_cert");
+    expect_config_error("ca.pem", "missing.pem", "node-1.key", NULL, "tls_cert ");
+    expect_config_error("ca.pem", "missing.pem", "node-1.key", NULL, "missing.pem");
+    expect_config_error("missing.pem", "node-1.pem", "node-1.key", NULL, "tls_ca ");
+    expect_config_error("ca.pem", "node-1.pem", "missing.key", NULL, "tls_key ");
+    expect_config_error("ca.pem", "node-1.pem", "node-1.key", "missing.crl", "tls_crl");
+    expect_config_error("ca.pem", "node-1.pem", "node-1.key", "ca.pem", "no PEM CRL");
+    expect_config_error("ca.pem", "other.pem", "other.key", NULL,
+                        "unable to get local issuer certificate");
+    expect_config_error("ca.pem", "expired.pem", "expired.key", NULL, "certificate has expired");
+    /* Revoked: fine without the CRL, a configuration error with it. */
+    assert_int_equal(ctx_try("ca.pem", "revoked.pem", "revoked.key", NULL, errmsg), TANDEM_OK);
+    expect_config_error("ca.pem", "revoked.pem", "revoked.key", "ca.crl", "certificate revoked");
+    struct tandem_tls_files none = {.ca = "", .cert = "", .key = ""};
+    struct tandem_tls_ctx *ctx = NULL;
+    assert_int_equal(tandem_tls_ctx_new(&none, &ctx, errmsg), TANDEM_CONFIG);
+    assert_null(ctx);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    char command[512];
+    snprintf(command, sizeof command, "cp %s/%s %s/%s", cert_dir, from, cert_dir, to);
+    assert_int_equal(system(command), 0);
+}
+
+static void server_name_is(struct tandem_tls_ctx *server, struct tandem_tls_ctx *client,
+                           const char *name)
+{
+    struct pair p;
+    pair_open_ok(&p, server, client, name);
+    struct tandem_tls_peer peer;
+    tandem_tls_peer(p.client.tls, &peer);
+    assert_string_equal(peer.name, name);
+    pair_close(&p);
+}
+
+static void test_ctx_info_and_reload(void **state)
+{
+    (void)state;
+    copy_file("node-1.pem", "live.pem");
+    copy_file("node-1.key", "live.key");
+    struct tandem_tls_ctx *live = ctx_of("live", "ca.pem", "ca.crl");
+    struct tandem_tls_ctx *n2 = ctx_of("node-2", "ca.pem", NULL);
+    struct tandem_tls_cert_info info;
+    tandem_tls_ctx_info(live, &info);
+    assert_string_equal(info.name, "node-1");
+    int64_t now = now_ms();
+    int64_t day_ms = 24 * 3600 * 1000;
+    assert_true(info.cert_not_after_ms > now + 29 * day_ms);
+    assert_true(info.cert_not_after_ms < now + 31 * day_ms);
+    assert_true(info.ca_not_after_ms > now + 29 * day_ms);
+    assert_true(info.crl_next_update_ms > now + 6 * day_ms);
+    assert_true(info.crl_next_update_ms < now + 8 * day_ms);
+    assert_int_equal(info.reloads, 0);
+
+    /* An open connection keeps its certificate; new ones get the reloaded one. */
+    struct pair open;
+    pair_open_ok(&open, live, n2, "node-1");
+    copy_file("node-2.pem", "live.pem");
+    copy_file("node-2.key", "live.key");
+    char errmsg[TANDEM_ERRMSG_SIZE] = "";
+    assert_int_equal(tandem_tls_ctx_reload(live, errmsg), TANDEM_OK);
+    tandem_tls_ctx_info(live, &info);
+    assert_string_equal(info.name, "node-2");
+    assert_int_equal(info.reloads, 1);
+    server_name_is(live, n2, "node-2");
+    assert_int_equal(tandem_tls_read_start(open.server.tls, end_read_cb), TANDEM_OK);
+    end_write(&open.client, "still", 5);
+    assert_true(run_until(&open.loop, pair_server_has, &open, WAIT_MS));
+    assert_int_equal(open.server.rx_len, 5);
+    pair_close(&open);
+
+    /* A bad reload keeps what is loaded. */
+    copy_file("node-1.pem", "live.pem"); /* no longer matches live.key */
+    assert_int_equal(tandem_tls_ctx_reload(live, errmsg), TANDEM_CONFIG);
+    assert_non_null(strstr(errmsg, "does not match"));
+    tandem_tls_ctx_info(live, &info);
+    assert_string_equal(info.name, "node-2");
+    assert_int_equal(info.reloads, 1);
+    server_name_is(live, n2, "node-2");
+    /* The context goes before a connection made from it ends. */
+    struct pair last;
+    pair_open_ok(&last, live, n2, NULL);
+    tandem_tls_ctx_free(live);
+    end_write(&last.client, "x", 1);
+    assert_int_equal(tandem_tls_read_start(last.server.tls, end_read_cb), TANDEM_OK);
+    assert_true(run_until(&last.loop, pair_server_has, &last, WAIT_MS));
+    pair_close(&last);
+    tandem_tls_ctx_free(n2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_handshake_data_and_identities),
+        cmocka_unit_test(test_reading_from_the_handshake_callback),
         cmocka_unit_test(test_bulk_with_backpressure),
         cmocka_unit_test(test_user_certificate_peer),
         cmocka_unit_test(test_other_ca_refused),
@@ -830,8 +1065,11 @@ int main(void)
         cmocka_unit_test(test_expired_client_refused),
         cmocka_unit_test(test_other_ca_client_refused_by_server),
         cmocka_unit_test(test_plaintext_refused),
+        cmocka_unit_test(test_key_update),
         cmocka_unit_test(test_close_notify_and_tcp_eof),
         cmocka_unit_test(test_close_mid_write),
+        cmocka_unit_test(test_ctx_new_refuses_bad_files),
+        cmocka_unit_test(test_ctx_info_and_reload),
     };
     return cmocka_run_group_tests(tests, certs_setup, certs_teardown);
 }
