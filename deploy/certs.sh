@@ -163,28 +163,26 @@ split_list() {
 }
 
 cmd_make() {
-    local dir="" days=$DEFAULT_DAYS force=0 nodes_arg="" users_arg="" addresses_arg="" name
+    local dir force=0 name
+    local -a dirs=()
+    local -A opt=([--days]=$DEFAULT_DAYS)
     while (($# > 0)); do
         case $1 in
             --nodes | --users | --days | --addresses)
                 (($# >= 2)) || die "$1 needs a value"
-                case $1 in
-                    --nodes) nodes_arg=$2 ;;
-                    --users) users_arg=$2 ;;
-                    --days) days=$2 ;;
-                    --addresses) addresses_arg=$2 ;;
-                esac
+                opt[$1]=$2
                 shift
                 ;;
             --force) force=1 ;;
             -*) die "unknown option '$1'" ;;
-            *)
-                [[ -z $dir ]] || die "one DIR only (got '$dir' and '$1')"
-                dir=$1
-                ;;
+            *) dirs+=("$1") ;;
         esac
         shift
     done
+    ((${#dirs[@]} <= 1)) || die "one DIR only (got: ${dirs[*]})"
+    dir=${dirs[0]:-}
+    local nodes_arg=${opt[--nodes]:-} users_arg=${opt[--users]:-} days=${opt[--days]}
+    local addresses_arg=${opt[--addresses]:-}
     [[ -n $dir ]] || die "missing DIR (usage: certs.sh DIR --nodes NAME,... [--users NAME,...])"
     [[ -n $nodes_arg || -n $users_arg ]] || die "nothing to make: give --nodes and/or --users"
     check_days "$days"

@@ -188,7 +188,7 @@ check_keys_on() {
 # from DIR/env, and a client without a certificate turned away.
 show_certificates() {
     section "Certificates (deploy/certs.sh, run by local-cluster.sh up) in $CLUSTER_DIR/tls"
-    (cd "$CLUSTER_DIR/tls" && ls ./*.pem | tr '\n' ' ' && echo)
+    (cd "$CLUSTER_DIR/tls" && printf '%s ' ./*.pem && echo)
     local cert
     for cert in ca east-1 admin; do
         echo "$cert.pem:"

@@ -301,26 +301,11 @@ def raw_exchange(c, name, data):
     """Sends data on a fresh connection and reads until the server closes it (bounded in time
     and bytes). Returns (bytes read, closed by the server)."""
     s = tls_socket(c.nodes[name]["api"], timeout=RAW_TIMEOUT_S)
-    got, closed = b"", False
-    deadline = time.monotonic() + RAW_TIMEOUT_S
     try:
         s.sendall(data)
-        while len(got) < RAW_READ_MAX and time.monotonic() < deadline:
-            s.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
-                chunk = s.recv(65536)
-            except socket.timeout:
-                break
-            except (ConnectionResetError, ssl.SSLError):  # a TLS close without close_notify
-                closed = True
-                break
-            if not chunk:
-                closed = True
-                break
-            got += chunk
+        return read_until_closed(s, RAW_TIMEOUT_S)
     finally:
         s.close()
-    return got, closed
 
 
 def parse_responses(data):

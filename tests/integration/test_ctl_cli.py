@@ -626,14 +626,16 @@ def test_members(f):
 TESTS = [v for k, v in list(globals().items()) if k.startswith("test_")]
 
 
-def main():
+def run_all(tests, make_fixture):
+    """Runs each test with a fresh fixture (make_fixture(test)); prints one line per test and
+    `N passed, M failed`; returns the exit code."""
     if not os.access(CTL, os.X_OK):
         print("tandemctl not found at %s (set TANDEM_BIN_DIR)" % CTL)
         print("0 passed, 1 failed")
         return 1
     passed = failed = 0
-    for test in TESTS:
-        f = Fixture()
+    for test in tests:
+        f = make_fixture(test)
         try:
             test(f)
             passed += 1
@@ -646,6 +648,10 @@ def main():
             f.stop()
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
+
+
+def main():
+    return run_all(TESTS, lambda test: Fixture())
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import traceback
 
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -168,29 +167,11 @@ TESTS = [v for k, v in list(globals().items()) if k.startswith("test_")]
 
 
 def main():
-    if not os.access(cli.CTL, os.X_OK):
-        print("tandemctl not found at %s (set TANDEM_BIN_DIR)" % cli.CTL)
-        print("0 passed, 1 failed")
-        return 1
     root = tempfile.mkdtemp(prefix="tandem-ctl-tls-")
-    passed = failed = 0
     try:
-        for test in TESTS:
-            f = Fixture(os.path.join(root, test.__name__))
-            try:
-                test(f)
-                passed += 1
-                print("ok   %s" % test.__name__)
-            except Exception:
-                failed += 1
-                print("FAIL %s" % test.__name__)
-                traceback.print_exc(file=sys.stdout)
-            finally:
-                f.stop()
+        return cli.run_all(TESTS, lambda test: Fixture(os.path.join(root, test.__name__)))
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":
