@@ -12,7 +12,8 @@
 #
 # Layout of DIR: nodes (name site raft_address api_url role, one node a line), ports (name
 # raft_port api_port), topology, mode, endpoints, env, tls/ (the cluster CA, one certificate per
-# node and the users admin and operator, made by deploy/certs.sh; not with --insecure), and per
+# node and the users admin and operator, and crl.pem, made by deploy/certs.sh; not with
+# --insecure: deploy/certs.sh revoke DIR/tls NAME and a SIGHUP to the nodes revoke one), and per
 # node NAME/tandem.conf, NAME/data/, NAME/tandemd.log, NAME/tandemd.pid. Running `up` again on
 # a DIR that holds a stopped cluster restarts it from its data with the same ports.
 #
@@ -117,13 +118,16 @@ load_tls() {
     CTL_TLS=(--cacert "$dir/tls/ca.pem" --cert "$dir/tls/admin.pem" --key "$dir/tls/admin.key")
 }
 
-# Makes DIR/tls: the CA, a certificate per node and one per user in TLS_USERS (certs.sh keeps
-# what exists, so running up again changes nothing).
+# Makes DIR/tls: the CA, a certificate per node, one per user in TLS_USERS (certs.sh keeps what
+# exists, so running up again changes nothing) and an empty revocation list, so that every node
+# names one from the start and revoking needs only a SIGHUP (README: Certificates).
 make_certs() {
     local dir=$1 nodes
     nodes=$(IFS=, && echo "${NODE_NAMES[*]}")
     bash "$SCRIPT_DIR/certs.sh" "$dir/tls" --nodes "$nodes" --users "$TLS_USERS" >/dev/null ||
         die "deploy/certs.sh could not make the certificates in $dir/tls"
+    [[ -f $dir/tls/crl.pem ]] || bash "$SCRIPT_DIR/certs.sh" crl "$dir/tls" >/dev/null ||
+        die "deploy/certs.sh could not write $dir/tls/crl.pem"
 }
 
 known_node() {

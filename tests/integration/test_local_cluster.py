@@ -78,7 +78,7 @@ def check_tls_layout(c, env_lines):
             continue
         assert "insecure" not in conf, conf
         for key, file in (("tls_ca", "ca.pem"), ("tls_cert", name + ".pem"),
-                          ("tls_key", name + ".key")):
+                          ("tls_key", name + ".key"), ("tls_crl", "crl.pem")):
             assert "%s = %s\n" % (key, c.tls_path(file)) in conf, (key, conf)
             assert os.path.isfile(c.tls_path(file)), file
         assert os.stat(c.tls_path(name + ".key")).st_mode & 0o077 == 0, name
