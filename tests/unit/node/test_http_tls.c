@@ -61,18 +61,34 @@ static void tls_handle(struct tandem_http_server *s, struct tandem_http_request 
     tandem_http_respond(r, 200, "text/plain", NULL, text, (size_t)n);
 }
 
+static char certs_dir[TLS_CERTS_DIR_MAX]; /* made once for the whole group */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    tls_certs_make(certs_dir);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    tls_certs_remove(certs_dir);
+    return 0;
+}
+
 static int tls_setup(void **state)
 {
     struct tls_fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    tls_certs_make(f->dir);
+    snprintf(f->dir, sizeof f->dir, "%s", certs_dir);
     f->east = tls_certs_ctx(f->dir, "ca", "east-1");
     f->west = tls_certs_ctx(f->dir, "ca", "west-1");
     f->alice = tls_certs_ctx(f->dir, "ca", "alice");
     harness_init(&f->h);
     tandem_http_limits_default(&f->limits);
-    f->limits.pipeline_depth_max = 4; /* pipelined requests meet backpressure */
-    f->limits.header_timeout_ms = 2000;
+    f->limits.pipeline_depth_max = 4;   /* pipelined requests meet backpressure */
+    f->limits.header_timeout_ms = 1000; /* a silent client goes soon */
     char errmsg[TANDEM_ERRMSG_SIZE];
     assert_int_equal(tandem_http_server_init(&f->server, &f->h.loop, &f->limits, tls_handle, f), 0);
     tandem_http_server_set_tls(&f->server, f->east);
@@ -90,7 +106,6 @@ static int tls_teardown(void **state)
     tandem_tls_ctx_free(f->east);
     tandem_tls_ctx_free(f->west);
     tandem_tls_ctx_free(f->alice);
-    tls_certs_remove(f->dir);
     free(f);
     return 0;
 }
@@ -341,7 +356,7 @@ static void test_silent_client_dropped(void **state)
 {
     struct tls_fixture *f = *state;
     struct raw r;
-    raw_exchange(f, &r, ""); /* ends within header_timeout_ms (2 s) */
+    raw_exchange(f, &r, ""); /* ends within header_timeout_ms (1 s) */
     assert_int_equal(r.recv_len, 0);
     struct tandem_http_server_stats stats;
     tandem_http_server_stats(&f->server, &stats);
@@ -497,5 +512,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_identity_load_errors, tls_setup, tls_teardown),
         cmocka_unit_test_setup_teardown(test_identity_status_and_metrics, tls_setup, tls_teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
