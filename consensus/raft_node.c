@@ -182,7 +182,8 @@ int tandem_raft_start(struct tandem_raft *n, uv_loop_t *loop, const struct tande
                                          .term = term_cb,
                                          .term_data = n,
                                          .member = member_cb,
-                                         .member_data = n};
+                                         .member_data = n,
+                                         .tls = o->tls};
     int rv;
     tandem_assert(o->self != NULL && fsm != NULL);
     /* Before raft or raft_uv allocate anything, and before libuv's threadpool runs raft_uv's

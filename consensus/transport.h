@@ -93,6 +93,7 @@ struct tandem_transport_stats {
     uint64_t epoch_ignored;      /* newer epochs in hellos not learnt: not from a member */
     uint64_t refused_tls;        /* TLS handshakes failed (plaintext, unknown CA, no cert ...) */
     uint64_t refused_identity;   /* certificate not a node's, or naming another member */
+    uint64_t refused_allow;      /* inbound connections from outside raft_allow, closed at once */
     uint64_t relays_outbound_open; /* outbound raft connections relayed over TLS open now */
 };
 
