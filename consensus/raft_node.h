@@ -35,6 +35,8 @@ struct tandem_raft_options {
     struct tandem_frame_limits frame_limits; /* inbound raft frames (consensus/frame_check.h) */
     struct tandem_tls_ctx *tls; /* borrowed, outlives raft: mutual TLS on the raft transport;
                                    NULL = plaintext (--insecure) */
+    const char *raft_allow;     /* borrowed: CIDR list of raft sources (consensus/allow.h); NULL or
+                                   "" = every source */
     void (*log)(void *data, int level, const char *msg);
     void *log_data;
 };

@@ -88,7 +88,8 @@ _Static_assert(HELLO_CLUSTER_FIELD > TANDEM_CLUSTER_ID_LEN_MAX, "cluster id fits
     X(BUSY, "too many pending handshakes")                                                         \
     X(FRAME, "refused raft frame")                                                                 \
     X(TLS, "TLS handshake failed")                                                                 \
-    X(IDENTITY, "certificate does not name the member")
+    X(IDENTITY, "certificate does not name the member")                                            \
+    X(ALLOW, "source not in raft_allow")
 #define OUTCOME_ENUM(name, text) OUTCOME_##name,
 enum { TRANSPORT_OUTCOMES(OUTCOME_ENUM) OUTCOME_COUNT };
 #define OUTCOME_WIRE_MAX OUTCOME_VERSION /* highest outcome a peer may send in an ack */
@@ -267,6 +268,7 @@ struct transport {
     struct relay_list relays_out;
     unsigned n_relays_closing;  /* relays closed but not yet called back */
     struct tandem_tls_ctx *tls; /* borrowed; NULL: plaintext */
+    struct tandem_allow allow;  /* raft_allow; n == 0: every source */
 };
 
 /* A tcp handle in use has its memory (raft_malloc'd, freed with the handshake). */
@@ -572,6 +574,7 @@ static void count_refusal(struct transport *t, int outcome)
         [OUTCOME_FRAME] = &t->stats.refused_frame,
         [OUTCOME_TLS] = &t->stats.refused_tls,
         [OUTCOME_IDENTITY] = &t->stats.refused_identity,
+        [OUTCOME_ALLOW] = &t->stats.refused_allow,
     };
     tandem_assert(outcome >= 0 && outcome < OUTCOME_COUNT);
     if (counters[outcome] != NULL) {
@@ -1345,12 +1348,15 @@ static void inbound_hello_received(struct handshake *h)
     handshake_send(h, ACK_SIZE, inbound_ack_sent);
 }
 
-static void inbound_peer_ip(struct handshake *h)
+/* Names the peer by its IP; returns whether raft_allow lets that source in (an unknown one is
+ * refused when the list is not empty). */
+static bool inbound_peer_ip(struct handshake *h)
 {
     struct sockaddr_storage addr;
     int len = (int)sizeof addr;
     char ip[TRANSPORT_PEER_KEY_MAX] = "unknown peer";
-    if (uv_tcp_getpeername(h->tcp, (struct sockaddr *)&addr, &len) == 0) {
+    bool known = uv_tcp_getpeername(h->tcp, (struct sockaddr *)&addr, &len) == 0;
+    if (known) {
         int rv = addr.ss_family == AF_INET6
                      ? uv_ip6_name((struct sockaddr_in6 *)&addr, ip, sizeof ip)
                      : uv_ip4_name((struct sockaddr_in *)&addr, ip, sizeof ip);
@@ -1360,6 +1366,8 @@ static void inbound_peer_ip(struct handshake *h)
     }
     snprintf(h->peer_key, sizeof h->peer_key, "%s", ip);
     snprintf(h->peer_label, sizeof h->peer_label, "%s", ip);
+    return known ? tandem_allow_match(&h->t->allow, (const struct sockaddr *)&addr)
+                 : h->t->allow.n == 0;
 }
 
 static void drop_close_cb(uv_handle_t *handle)
@@ -1426,7 +1434,10 @@ static void transport_listen_cb(uv_stream_t *listener, int status)
         handshake_refuse(h, OUTCOME_IO, LOG_WARNING, uv_strerror(rv));
         return;
     }
-    inbound_peer_ip(h);
+    if (!inbound_peer_ip(h)) {
+        handshake_refuse(h, OUTCOME_ALLOW, LOG_INFO, "closed before TLS");
+        return;
+    }
     if (handshake_tune(h) != 0) {
         return;
     }
@@ -1857,6 +1868,9 @@ int tandem_transport_init(struct raft_uv_transport *raft, struct uv_loop_s *loop
     t->member = config->member;
     t->member_data = config->member_data;
     t->tls = config->tls;
+    if (config->allow != NULL) {
+        t->allow = *config->allow;
+    }
     t->relay_config = (struct tandem_relay_config){
         .limits = config->frame_limits,
         .term = relay_term_cb,

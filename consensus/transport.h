@@ -13,6 +13,7 @@
 #include <raft/uv.h>
 
 #include "consensus/frame_check.h"
+#include "consensus/allow.h"
 #include "consensus/member.h"
 #include "consensus/tls.h"
 
@@ -68,6 +69,9 @@ struct tandem_transport_config {
      * member dialled; inbound, a node certificate naming the member the hello claims. NULL:
      * plaintext (--insecure, tests). */
     struct tandem_tls_ctx *tls;
+    /* raft_allow (consensus/allow.h), borrowed, copied at init: an inbound connection from a
+     * source outside it is closed right after accept, before TLS. NULL: every source. */
+    const struct tandem_allow *allow;
 };
 
 #define TANDEM_TRANSPORT_APPEND_BYTES_DEFAULT   ((uint64_t)1 << 30)
