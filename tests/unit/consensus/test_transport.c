@@ -26,6 +26,7 @@
 #include <uv.h>
 
 #include "consensus/member.h"
+#include "consensus/raft_relay.h"
 #include "consensus/tls.h"
 #include "consensus/transport.h"
 #include "tests/unit/consensus/frame_build.h"
@@ -1691,6 +1692,166 @@ static void test_raft_allow_refuses_source(void **state)
     tandem_tls_ctx_free(west);
 }
 
+/* A TLS server that acks like a member and then writes, which an acceptor's raft_uv never does:
+ * behind its ack in one record (the handshake refuses the extra bytes) or later, once raft has
+ * the stream (the outbound relay drops it). */
+struct chatty {
+    uv_tcp_t listener;
+    struct tandem_relay_conn conn; /* tcp first, for the close callback */
+    uv_timer_t later;
+    struct tandem_tls_ctx *ctx;
+    uint8_t hello[HELLO_SIZE];
+    size_t hello_len;
+    bool junk_in_ack, accepted, closed;
+    int port;
+};
+
+static const char chatty_junk[] = "an acceptor never writes this";
+
+static void chatty_written_cb(void *data, void *write_data, int status)
+{
+    (void)data, (void)write_data, (void)status;
+}
+
+static void chatty_write(struct chatty *m, bool ack, bool junk)
+{
+    uint8_t out[ACK_SIZE + sizeof chatty_junk];
+    size_t len = 0;
+    if (ack) {
+        memset(out, 0, ACK_SIZE);
+        memcpy(out, "TNDMACK!", 8);
+        put_le(out + 8, 2, 4);
+        put_le(out + 16, 7, 8); /* epoch 7, status OK */
+        len = ACK_SIZE;
+    }
+    if (junk) {
+        memcpy(out + len, chatty_junk, sizeof chatty_junk);
+        len += sizeof chatty_junk;
+    }
+    uv_buf_t buf = uv_buf_init((char *)out, (unsigned)len);
+    assert_int_equal(tandem_tls_write(m->conn.tls, &buf, 1, m, chatty_written_cb), 0);
+}
+
+static void chatty_later_cb(uv_timer_t *timer)
+{
+    chatty_write(timer->data, false, true);
+}
+
+static void chatty_read_cb(void *data, ssize_t n, const char *bytes)
+{
+    struct chatty *m = ((struct tandem_relay_conn *)data)->owner;
+    if (n <= 0 || m->hello_len + (size_t)n > HELLO_SIZE) {
+        return;
+    }
+    memcpy(m->hello + m->hello_len, bytes, (size_t)n);
+    m->hello_len += (size_t)n;
+    if (m->hello_len == HELLO_SIZE) {
+        chatty_write(m, true, m->junk_in_ack);
+        if (!m->junk_in_ack) {
+            assert_int_equal(uv_timer_start(&m->later, chatty_later_cb, 100, 0), 0);
+        }
+    }
+}
+
+static void chatty_handshake_cb(void *data, int status)
+{
+    assert_int_equal(status, 0);
+    assert_int_equal(tandem_tls_read_start(((struct tandem_relay_conn *)data)->tls, chatty_read_cb),
+                     0);
+}
+
+static void chatty_listen_cb(uv_stream_t *listener, int status)
+{
+    struct chatty *m = listener->data;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    assert_int_equal(status, 0);
+    assert_false(m->accepted); /* one connection */
+    assert_int_equal(uv_tcp_init(listener->loop, &m->conn.tcp), 0);
+    assert_int_equal(uv_accept(listener, (uv_stream_t *)&m->conn.tcp), 0);
+    m->accepted = true;
+    assert_int_equal(tandem_tls_new(m->ctx, &m->conn.tcp, TANDEM_TLS_SERVER, NULL, &m->conn,
+                                    &m->conn.tls, errmsg),
+                     0);
+    assert_int_equal(tandem_tls_handshake(m->conn.tls, chatty_handshake_cb), 0);
+}
+
+static void chatty_start(struct chatty *m, uv_loop_t *loop, bool junk_in_ack)
+{
+    memset(m, 0, sizeof *m);
+    m->junk_in_ack = junk_in_ack;
+    m->conn.owner = m;
+    m->ctx = tls_ctx("ca", "west-1");
+    m->port = free_port();
+    struct sockaddr_in addr;
+    assert_int_equal(uv_ip4_addr("127.0.0.1", m->port, &addr), 0);
+    assert_int_equal(uv_tcp_init(loop, &m->listener), 0);
+    m->listener.data = m;
+    assert_int_equal(uv_tcp_bind(&m->listener, (struct sockaddr *)&addr, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&m->listener, 4, chatty_listen_cb), 0);
+    assert_int_equal(uv_timer_init(loop, &m->later), 0);
+    m->later.data = m;
+}
+
+static void chatty_conn_close_cb(uv_handle_t *handle)
+{
+    struct tandem_relay_conn *conn = tandem_relay_conn_of(handle);
+    struct chatty *m = conn->owner;
+    tandem_tls_free(conn->tls);
+    m->closed = true;
+}
+
+static void chatty_stop(struct chatty *m, uv_loop_t *loop)
+{
+    uv_close((uv_handle_t *)&m->listener, NULL);
+    uv_close((uv_handle_t *)&m->later, NULL);
+    if (m->accepted) {
+        uv_close((uv_handle_t *)&m->conn.tcp, chatty_conn_close_cb);
+        assert_true(run_until(loop, flag_set, &m->closed, WAIT_MS));
+    }
+    settle(loop, 10);
+    tandem_tls_ctx_free(m->ctx);
+}
+
+static bool frame_refused(void *arg)
+{
+    return node_stats(arg).refused_frame > 0;
+}
+
+static void test_tls_acceptor_that_writes_is_dropped(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct tandem_tls_ctx *east = tls_ctx("ca", "east-1");
+    struct node a, peer;
+    node_start_tls(&a, &loop, "east-1", "prod", 7, 0, east);
+    static struct chatty m;
+    struct conn c;
+    for (int junk_in_ack = 1; junk_in_ack >= 0; junk_in_ack--) {
+        chatty_start(&m, &loop, junk_in_ack == 1);
+        memset(&peer, 0, sizeof peer);
+        peer.id = tandem_member_id("west-1");
+        snprintf(peer.address, sizeof peer.address, "west-1|west|127.0.0.1:%d|http://127.0.0.1:1",
+                 m.port);
+        if (junk_in_ack) {
+            assert_int_equal(node_connect(&a, &peer, &loop, &c), RAFT_NOCONNECTION);
+            assert_int_equal(node_stats(&a).refused_malformed, 1);
+        } else {
+            assert_int_equal(node_connect(&a, &peer, &loop, &c), 0);
+            assert_int_equal(node_stats(&a).relays_outbound_open, 1);
+            assert_true(run_until(&loop, frame_refused, &a, WAIT_MS));
+            settle(&loop, 20);
+            assert_int_equal(node_stats(&a).relays_outbound_open, 0);
+            conn_close(&c);
+        }
+        chatty_stop(&m, &loop);
+    }
+    assert_int_equal(node_stats(&a).connected, 1);
+    node_stop(&a, &loop);
+    loop_finish(&loop);
+    tandem_tls_ctx_free(east);
+}
+
 static int tls_group_setup(void **state)
 {
     (void)state;
@@ -1756,6 +1917,7 @@ int main(void)
         cmocka_unit_test(test_tls_plaintext_and_silent_refused),
         cmocka_unit_test(test_raft_over_tls),
         cmocka_unit_test(test_raft_allow_refuses_source),
+        cmocka_unit_test(test_tls_acceptor_that_writes_is_dropped),
     };
     return cmocka_run_group_tests(tests, tls_group_setup, tls_group_teardown);
 }
