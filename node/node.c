@@ -234,6 +234,7 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
             },
         .log = tandem_log_syslog,
         .raft_allow = c->raft_allow,
+        .tls = node->tls, /* NULL when insecure: raft in plaintext */
     };
     struct tandem_recover_plan *plan = NULL;
     snprintf(path, sizeof path, "%s/raft", c->data_dir);
