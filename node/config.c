@@ -1,6 +1,7 @@
 /* tandemd's option table and what is generated from it: INI parsing, flags, help and docs. */
 #include "node/config.h"
 #include "node/bcp/event_command.h"
+#include "consensus/allow.h"
 #include "storage/error.h"
 
 #include <errno.h>
@@ -865,8 +866,29 @@ static int validate_self_in_members(const struct tandem_config *c, char *errmsg)
     return 0;
 }
 
+/* The allow-lists must parse, so that a typo is a refusal to start, not an open listener. */
+static int validate_allow_lists(const struct tandem_config *c, char *errmsg)
+{
+    struct tandem_allow allow;
+    char why[TANDEM_ERRMSG_SIZE];
+    if (tandem_allow_parse(&allow, c->api_allow, why) != TANDEM_OK) {
+        return fail(errmsg, "option api_allow: %s", why);
+    }
+    if (tandem_allow_parse(&allow, c->raft_allow, why) != TANDEM_OK) {
+        return fail(errmsg, "option raft_allow: %s", why);
+    }
+    if (c->metrics_address[0] != '\0' && !hostport_ok(c->metrics_address)) {
+        return fail(errmsg, "option metrics_address: '%s' is not a valid host:port",
+                    c->metrics_address);
+    }
+    return 0;
+}
+
 static int validate_relations(const struct tandem_config *c, char *errmsg)
 {
+    if (validate_allow_lists(c, errmsg) != 0) {
+        return -1;
+    }
     if ((unsigned long long)c->election_timeout_ms <
         (unsigned long long)ELECTION_HEARTBEAT_RATIO_MIN * c->heartbeat_ms) {
         return fail(errmsg,

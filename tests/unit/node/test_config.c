@@ -476,6 +476,23 @@ static void test_relations(void **state)
                           "option body_bytes_max_kib: 4097 must not exceed batch_bytes_max_kib");
 }
 
+static void test_allow_lists(void **state)
+{
+    (void)state;
+    struct run *run =
+        run_args(REQUIRED_FLAGS, "--api_allow=10.0.0.0/8, ::1", "--raft_allow=192.168.1.0/24",
+                 "--metrics_address=127.0.0.1:9100", NULL);
+    assert_int_equal(run->rc, 0);
+    assert_string_equal(run->config.api_allow, "10.0.0.0/8, ::1");
+    assert_error(run_args(REQUIRED_FLAGS, "--api_allow=10.0.0.0/8,bogus", NULL),
+                 "option api_allow: \"bogus\": not an IPv4 address");
+    assert_error(run_args(REQUIRED_FLAGS, "--raft_allow=10.0.0.5/24", NULL),
+                 "option raft_allow: \"10.0.0.5/24\": bits set past the /24 prefix (write the "
+                 "network address, or the host alone)");
+    assert_error(run_args(REQUIRED_FLAGS, "--metrics_address=9100", NULL),
+                 "option metrics_address: '9100' is not a valid host:port");
+}
+
 static void test_validate_direct(void **state)
 {
     (void)state;
@@ -650,6 +667,7 @@ int main(void)
         cmocka_unit_test(test_members),
         cmocka_unit_test(test_members_max),
         cmocka_unit_test(test_relations),
+        cmocka_unit_test(test_allow_lists),
         cmocka_unit_test(test_validate_direct),
         cmocka_unit_test(test_tls_rule),
         cmocka_unit_test(test_help_and_version),
