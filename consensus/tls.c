@@ -34,6 +34,8 @@
 #define TLS_RECORD_OVERHEAD  32u    /* header 5 + content type 1 + AEAD tag 16, with room */
 #define TLS_VERIFY_DEPTH     4      /* CA chains are short: root, maybe one intermediate */
 #define TLS_MAP_CAPACITY_MIN 16u
+#define TLS_WRITE_BYTES_MAX                                                                        \
+    (1u << 30) /* one write's plaintext; its ciphertext goes in one uv_buf */
 
 struct tandem_tls_ctx {
     struct tandem_tls_files files; /* owned copies of the paths; crl "" = none */
@@ -1060,6 +1062,10 @@ int tandem_tls_write(struct tandem_tls *tls, const uv_buf_t bufs[], unsigned nbu
     size_t total = 0;
     for (unsigned i = 0; i < nbufs; i++) {
         total += bufs[i].len;
+    }
+    if (total > TLS_WRITE_BYTES_MAX) {
+        return tandem_error_set(tls->error, TANDEM_INVALID, "write: %zu bytes at once is too much",
+                                total);
     }
     size_t records = total / TLS_RECORD_PLAIN_MAX + 1;
     struct tls_write *w =

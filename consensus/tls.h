@@ -82,7 +82,8 @@ typedef void (*tandem_tls_handshake_cb)(void *data, int status);
 typedef void (*tandem_tls_read_cb)(void *data, ssize_t n, const char *buf);
 typedef void (*tandem_tls_write_cb)(void *data, void *write_data, int status);
 
-/* Wraps tcp (connected, owned by the caller, not reading) in a TLS session of ctx. For
+/* Wraps tcp (connected, owned by the caller, not reading) in a TLS session of ctx; tcp->data
+ * stays the caller's (the module finds its session by the handle). For
  * TANDEM_TLS_CLIENT, expect_node (may be NULL = any node) is the node name the server's
  * certificate must carry. Returns TANDEM_OK or TANDEM_NOMEM / TANDEM_CRYPTO with errmsg. The
  * caller still owns and closes tcp; free the tls object in tcp's close callback (pending
