@@ -238,6 +238,16 @@ static void site_metrics(struct tandem_node *node, FILE *out)
     }
 }
 
+/* Connections refused before they could do anything, per listener and reason (the raft
+ * transport's here: identity mismatches count as tls, pending-handshake drops as cap). */
+static void connections_refused_metrics(FILE *out, const struct tandem_transport_stats *ts)
+{
+    fprintf(out, "# TYPE tandem_connections_refused_total counter\n");
+    tandem_connections_refused_write(out, "raft", "allow", ts->refused_allow);
+    tandem_connections_refused_write(out, "raft", "tls", ts->refused_tls + ts->refused_identity);
+    tandem_connections_refused_write(out, "raft", "cap", ts->dropped_busy);
+}
+
 static void route_metrics(struct tandem_node *node, struct tandem_http_request *r, const char *p)
 {
     struct raft *raft = &node->raft.raft;
@@ -276,6 +286,8 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
             "tandem_transport_refused_total{reason=\"epoch\"} %llu\n"
             "tandem_transport_refused_total{reason=\"malformed\"} %llu\n"
             "tandem_transport_refused_total{reason=\"frame\"} %llu\n"
+            "tandem_transport_refused_total{reason=\"tls\"} %llu\n"
+            "tandem_transport_refused_total{reason=\"identity\"} %llu\n"
             "# TYPE tandem_raft_connections_open gauge\ntandem_raft_connections_open %llu\n"
             "# TYPE tandem_raft_connections_replaced_total counter\n"
             "tandem_raft_connections_replaced_total %llu\n"
@@ -293,13 +305,15 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
             (unsigned long long)node->fsm.snapshots_restored,
             (unsigned long long)node->forwarder.forwarded, (unsigned long long)ts.refused_cluster,
             (unsigned long long)ts.refused_epoch, (unsigned long long)ts.refused_malformed,
-            (unsigned long long)ts.refused_frame, (unsigned long long)ts.relays_open,
+            (unsigned long long)ts.refused_frame, (unsigned long long)ts.refused_tls,
+            (unsigned long long)ts.refused_identity, (unsigned long long)ts.relays_open,
             (unsigned long long)ts.relays_replaced, (unsigned long long)hs.connections_open);
     /* libraft double frees absorbed by the watching heap (consensus/raft_heap.h). */
     fprintf(out,
             "# TYPE tandem_raft_double_frees_absorbed_total counter\n"
             "tandem_raft_double_frees_absorbed_total %llu\n",
             (unsigned long long)tandem_raft_heap_double_frees());
+    connections_refused_metrics(out, &ts);
     reach_metrics(node, out);
     shield_metrics(node, out);
     tandem_tls_identity_metrics(node->tls, tandem_wall_ms(), hs.tls_refused, out);
