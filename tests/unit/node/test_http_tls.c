@@ -431,6 +431,9 @@ static void test_identity_load_errors(void **state)
     c->tls_key[0] = '\0';
     assert_int_equal(tandem_tls_identity_load(c, &ctx, errmsg), TANDEM_CONFIG);
     assert_string_equal(errmsg, "option tls_key is required with TLS (or start with --insecure)");
+    memset(c, 0, sizeof *c); /* no files and not insecure: never plaintext by omission */
+    assert_int_equal(tandem_tls_identity_load(c, &ctx, errmsg), TANDEM_CONFIG);
+    assert_string_equal(errmsg, "option tls_ca is required with TLS (or start with --insecure)");
     c->insecure = true; /* no TLS at all */
     assert_int_equal(tandem_tls_identity_load(c, &ctx, errmsg), TANDEM_OK);
     assert_null(ctx);
