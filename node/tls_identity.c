@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "node/log.h"
+#include "storage/assert.h"
 #include "storage/domain_codec.h"
 #include "storage/error.h"
 
@@ -12,9 +13,11 @@ int tandem_tls_identity_load(const struct tandem_config *c, struct tandem_tls_ct
                              char *errmsg)
 {
     *out = NULL;
-    if (c->insecure || (c->tls_ca[0] == '\0' && c->tls_cert[0] == '\0' && c->tls_key[0] == '\0')) {
+    if (c->insecure) {
         return TANDEM_OK;
     }
+    /* The config requires the three unless insecure; checked again so that no path starts a
+     * node in plaintext without --insecure. */
     const char *missing = c->tls_ca[0] == '\0'     ? "tls_ca"
                           : c->tls_cert[0] == '\0' ? "tls_cert"
                           : c->tls_key[0] == '\0'  ? "tls_key"
@@ -36,10 +39,9 @@ int tandem_tls_identity_load(const struct tandem_config *c, struct tandem_tls_ct
 void tandem_tls_identity_log_start(const struct tandem_config *c, const struct tandem_tls_ctx *tls)
 {
     if (tls == NULL) {
-        tandem_log(TANDEM_LOG_WARN,
-                   "insecure: TLS and authentication are off%s; for benchmarks only, never with "
-                   "personal data",
-                   c->insecure ? "" : " (no tls_ca, tls_cert or tls_key given)");
+        tandem_assert(c->insecure); /* tandem_tls_identity_load gave a context otherwise */
+        tandem_log(TANDEM_LOG_WARN, "insecure: TLS and authentication are off; for benchmarks "
+                                    "only, never with personal data");
         return;
     }
     struct tandem_tls_cert_info info;
@@ -128,13 +130,8 @@ json_t *tandem_tls_identity_status(const struct tandem_tls_ctx *tls, int64_t now
                      time_json(info.crl_next_update_ms), "reloads", (json_int_t)info.reloads);
 }
 
-void tandem_tls_identity_metrics(const struct tandem_tls_ctx *tls, int64_t now_ms,
-                                 uint64_t api_refused, FILE *out)
+void tandem_tls_identity_metrics(const struct tandem_tls_ctx *tls, int64_t now_ms, FILE *out)
 {
-    fprintf(out,
-            "# TYPE tandem_connections_refused_total counter\n"
-            "tandem_connections_refused_total{listener=\"api\",reason=\"tls\"} %" PRIu64 "\n",
-            api_refused);
     if (tls == NULL) {
         return;
     }
