@@ -42,6 +42,10 @@ static void route_readyz(struct tandem_node *node, struct tandem_http_request *r
     (void)p;
     if (node->bcp.fenced) {
         tandem_route_json(node, r, 503, NULL, "{\"ready\":false,\"reason\":\"fenced\"}");
+    } else if (node->bcp.quarantined && node->http.tls_required &&
+               r->identity.kind == TANDEM_TLS_PEER_NONE) {
+        /* Without a credential, health only: why it is quarantined names members and epochs. */
+        tandem_route_json(node, r, 503, NULL, "{\"ready\":false,\"reason\":\"quarantined\"}");
     } else if (node->bcp.quarantined) {
         tandem_route_jansson(node, r, 503,
                              json_pack("{s:b,s:s,s:s}", "ready", false, "reason", "quarantined",
@@ -234,6 +238,28 @@ static void site_metrics(struct tandem_node *node, FILE *out)
     }
 }
 
+/* Connections the API and metrics listeners closed on arrival, and requests over the rate. */
+static void refused_metrics(struct tandem_node *node, const struct tandem_http_server_stats *api,
+                            FILE *out)
+{
+    struct tandem_http_server_stats ms;
+    tandem_refused_header_write(out);
+    tandem_refused_write(out, "api", "allow", api->refused_allow);
+    tandem_refused_write(out, "api", "per_source", api->refused_per_source);
+    tandem_refused_write(out, "api", "cap", api->connections_rejected);
+    if (node->metrics_http_open) {
+        tandem_http_server_stats(&node->metrics_http, &ms);
+        tandem_refused_write(out, "metrics", "allow", ms.refused_allow);
+        tandem_refused_write(out, "metrics", "per_source", ms.refused_per_source);
+        tandem_refused_write(out, "metrics", "cap", ms.connections_rejected);
+    }
+    fprintf(out,
+            "# HELP tandem_http_rate_limited_total Requests answered 429 by the rate limit per "
+            "credential.\n# TYPE tandem_http_rate_limited_total counter\n"
+            "tandem_http_rate_limited_total %llu\n",
+            (unsigned long long)node->rate_limit.limited);
+}
+
 static void route_metrics(struct tandem_node *node, struct tandem_http_request *r, const char *p)
 {
     struct raft *raft = &node->raft.raft;
@@ -298,6 +324,7 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
             (unsigned long long)tandem_raft_heap_double_frees());
     reach_metrics(node, out);
     shield_metrics(node, out);
+    refused_metrics(node, &hs, out);
     tandem_histogram_write(out, "tandem_apply_duration_seconds",
                            "Time to apply one raft entry to LMDB.", &node->metrics.apply);
     tandem_histogram_write(out, "tandem_http_request_duration_seconds",

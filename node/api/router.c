@@ -10,6 +10,7 @@
 
 #include "node/node.h"
 #include "node/api/api.h"
+#include "node/api/authz.h"
 #include "replication/domain/domain.h"
 #include "storage/assert.h"
 #include "storage/error.h"
@@ -67,8 +68,15 @@ void tandem_node_respond(struct tandem_node *node, struct tandem_http_request *r
                          size_t body_len)
 {
     char headers[512];
-    snprintf(headers, sizeof headers, "X-Tandem-Node: %s\r\nX-Tandem-Applied-Index: %llu\r\n%s",
-             node->self.name, (unsigned long long)raft_last_applied(&node->raft.raft),
+    /* Without a credential on a TLS listener (health checks, refusals) nothing but the node. */
+    bool anonymous = node->http.tls_required && r->identity.kind == TANDEM_TLS_PEER_NONE;
+    int used = snprintf(headers, sizeof headers, "X-Tandem-Node: %s\r\n", node->self.name);
+    if (!anonymous) {
+        used += snprintf(headers + used, sizeof headers - (size_t)used,
+                         "X-Tandem-Applied-Index: %llu\r\n",
+                         (unsigned long long)raft_last_applied(&node->raft.raft));
+    }
+    snprintf(headers + used, sizeof headers - (size_t)used, "%s",
              extra_headers == NULL ? "" : extra_headers);
     tandem_metrics_count(&node->metrics, route_of(r), status);
     tandem_histogram_observe(&node->metrics.request, uv_hrtime() - r->start_ns);
@@ -137,10 +145,12 @@ static void router_answer(void *data, struct tandem_http_request *r, int status,
     tandem_route_json(data, r, status, extra_headers, json);
 }
 
+static void route_request(struct tandem_node *node, struct tandem_http_request *r);
+
+/* A parked request was admitted when it arrived: it is routed again, not charged again. */
 static void router_redispatch(void *data, struct tandem_http_request *r)
 {
-    struct tandem_node *node = data;
-    tandem_routes_handle(&node->http, r);
+    route_request(data, r);
 }
 
 void tandem_router_init(struct tandem_node *node)
@@ -500,13 +510,11 @@ static void dispatch(struct tandem_node *node, const struct tandem_route *route,
     tandem_forwarder_send(&node->forwarder, r, &leader);
 }
 
-void tandem_routes_handle(struct tandem_http_server *s, struct tandem_http_request *r)
+/* The id of the route r's method and path match, or routes_count; *path_known tells whether
+ * some route has the path. */
+static unsigned route_match(const struct tandem_http_request *r, bool *path_known)
 {
-    struct tandem_node *node = s->data;
-    char param[PARAM_BYTES_MAX];
-    bool path_known = false;
-    routes_flatten();
-    r->data = (void *)(uintptr_t)routes_count;
+    *path_known = false;
     for (unsigned i = 0; i < routes_count; i++) {
         const struct tandem_route *route = all_routes[i];
         size_t len = strlen(route->pattern);
@@ -516,11 +524,23 @@ void tandem_routes_handle(struct tandem_http_server *s, struct tandem_http_reque
         if (!match) {
             continue;
         }
-        path_known = true;
-        if (route->method != r->method && !(route->method == HTTP_GET && r->method == HTTP_HEAD)) {
-            continue;
+        *path_known = true;
+        if (route->method == r->method || (route->method == HTTP_GET && r->method == HTTP_HEAD)) {
+            return i;
         }
-        r->data = (void *)(uintptr_t)i;
+    }
+    return routes_count;
+}
+
+static void route_request(struct tandem_node *node, struct tandem_http_request *r)
+{
+    char param[PARAM_BYTES_MAX];
+    bool path_known;
+    unsigned id = route_match(r, &path_known);
+    r->data = (void *)(uintptr_t)id;
+    if (id < routes_count) {
+        const struct tandem_route *route = all_routes[id];
+        size_t len = strlen(route->pattern);
         param[0] = '\0';
         if ((route->flags & ROUTE_PREFIX) != 0 &&
             tandem_http_path_decode(r->path + len, strlen(r->path + len), param, sizeof param,
@@ -536,5 +556,46 @@ void tandem_routes_handle(struct tandem_http_server *s, struct tandem_http_reque
                            http_method_str((enum http_method)r->method), r->path);
     } else {
         tandem_route_error(node, r, 404, "no such route: %s", r->path);
+    }
+}
+
+/* Who may call (node/api/authz.h), then the rate limit per credential: before any JSON is parsed
+ * or anything proposed. Returns 0, or -1 after answering r. */
+static int admit(struct tandem_node *node, const struct tandem_http_server *s,
+                 struct tandem_http_request *r)
+{
+    char why[TANDEM_ERRMSG_SIZE], body[TANDEM_ERRMSG_SIZE + 32], headers[64];
+    int status = tandem_authz_check(s->tls_required != 0, r, &r->identity, why);
+    unsigned wait_s = 0;
+    if (status == 0) {
+        wait_s = tandem_rate_limit_take(&node->rate_limit, &r->peer, uv_hrtime());
+        if (wait_s == 0) {
+            return 0;
+        }
+        status = 429;
+        snprintf(why, sizeof why, "rate limit: %u requests per second for %s", node->rate_limit.rps,
+                 r->peer.name);
+    }
+    if (status == 401) {
+        snprintf(headers, sizeof headers, "%s", TANDEM_AUTHZ_CHALLENGE);
+    } else if (status == 429) {
+        snprintf(headers, sizeof headers, "Retry-After: %u\r\n", wait_s);
+    } else {
+        headers[0] = '\0';
+    }
+    tandem_http_error_json(body, sizeof body, why);
+    tandem_route_json(node, r, status, headers, body);
+    return -1;
+}
+
+void tandem_routes_handle(struct tandem_http_server *s, struct tandem_http_request *r)
+{
+    struct tandem_node *node = s->data;
+    bool path_known;
+    routes_flatten();
+    /* Refusals are counted under the route asked for. */
+    r->data = (void *)(uintptr_t)route_match(r, &path_known);
+    if (admit(node, s, r) == 0) {
+        route_request(node, r);
     }
 }

@@ -95,6 +95,9 @@ struct tandem_http_request {
     /* Who the connection's TLS handshake proved the client to be: kind TANDEM_TLS_PEER_NONE on a
      * plaintext (insecure) server. Set by the server before the handler runs. */
     struct tandem_tls_peer peer;
+    /* Who the request acts as, set by the router's authorisation (node/api/authz.h): peer, or
+     * the user a node forwarded the request for. */
+    struct tandem_tls_peer identity;
     /* internal */
     struct tandem_http_server *server; /* borrowed */
     struct tandem_http_conn *conn;     /* borrowed; NULL once the connection is gone */
