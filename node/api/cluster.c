@@ -417,10 +417,25 @@ static json_t *leader_moved_json(const struct tandem_member *m)
     return json_pack("{s:s}", "leader", m->name);
 }
 
+static const struct tandem_route_field member_fields[] = {
+    {"name", TANDEM_FIELD_STRING, true},  {"site", TANDEM_FIELD_STRING, true},
+    {"raft", TANDEM_FIELD_STRING, true},  {"api", TANDEM_FIELD_STRING, true},
+    {"role", TANDEM_FIELD_STRING, false}, {NULL, 0, false}};
+
+static const struct tandem_route_field transfer_fields[] = {{"name", TANDEM_FIELD_STRING, true},
+                                                            {NULL, 0, false}};
+
 static int member_from_json(json_t *body, struct tandem_member *m, char *errmsg)
 {
     const char *name = NULL, *site = NULL, *raft_addr = NULL, *api = NULL, *role = "voter";
     char spec[512];
+    if (!json_is_object(body)) {
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "the body must be a JSON object");
+        return -1;
+    }
+    if (tandem_route_fields_check(body, member_fields, errmsg) != 0) {
+        return -1;
+    }
     if (json_unpack(body, "{s:s,s:s,s:s,s:s,s?:s}", "name", &name, "site", &site, "raft",
                     &raft_addr, "api", &api, "role", &role) != 0) {
         snprintf(errmsg, TANDEM_ERRMSG_SIZE,
@@ -532,6 +547,12 @@ static void route_leader_transfer(struct tandem_node *node, struct tandem_http_r
     json_error_t jerr;
     (void)p;
     json_t *body = json_loadb(r->body, r->body_len, 0, &jerr);
+    if (body != NULL && json_is_object(body) &&
+        tandem_route_fields_check(body, transfer_fields, errmsg) != 0) {
+        tandem_route_error(node, r, 400, "%s: the body must be {\"name\": \"<member>\"}", errmsg);
+        json_decref(body);
+        return;
+    }
     if (body == NULL || json_unpack(body, "{s:s}", "name", &text) != 0) {
         tandem_route_error(node, r, 400, "body must be {\"name\": \"<member>\"}");
         json_decref(body);

@@ -228,6 +228,60 @@ int tandem_route_fields_only(json_t *object, const char *const *known, char *why
     return 0;
 }
 
+static const char *const field_type_names[] = {
+    [TANDEM_FIELD_ANY] = "any value",  [TANDEM_FIELD_STRING] = "a string",
+    [TANDEM_FIELD_BOOL] = "a boolean", [TANDEM_FIELD_INT] = "an integer",
+    [TANDEM_FIELD_ARRAY] = "an array", [TANDEM_FIELD_OBJECT] = "an object",
+};
+
+static bool field_type_ok(json_t *value, enum tandem_route_field_type type)
+{
+    switch (type) {
+        case TANDEM_FIELD_ANY:
+            return true;
+        case TANDEM_FIELD_STRING:
+            return json_is_string(value);
+        case TANDEM_FIELD_BOOL:
+            return json_is_boolean(value);
+        case TANDEM_FIELD_INT:
+            return json_is_integer(value);
+        case TANDEM_FIELD_ARRAY:
+            return json_is_array(value);
+        case TANDEM_FIELD_OBJECT:
+            return json_is_object(value);
+    }
+    return false;
+}
+
+int tandem_route_fields_check(json_t *object, const struct tandem_route_field *fields, char *why)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(object, key, value)
+    {
+        const struct tandem_route_field *f = fields;
+        while (f->name != NULL && strcmp(f->name, key) != 0) {
+            f++;
+        }
+        if (f->name == NULL) {
+            snprintf(why, TANDEM_ERRMSG_SIZE, "unknown field \"%s\"", key);
+            return -1;
+        }
+        if (!field_type_ok(value, f->type)) {
+            snprintf(why, TANDEM_ERRMSG_SIZE, "field \"%s\" must be %s", key,
+                     field_type_names[f->type]);
+            return -1;
+        }
+    }
+    for (const struct tandem_route_field *f = fields; f->name != NULL; f++) {
+        if (f->required && json_object_get(object, f->name) == NULL) {
+            snprintf(why, TANDEM_ERRMSG_SIZE, "missing field \"%s\"", f->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 bool tandem_route_id_ok(const char *id)
 {
     return id != NULL && tandem_domain_id_ok(id) && strcmp(id, ".") != 0 && strcmp(id, "..") != 0;
@@ -276,8 +330,12 @@ static void history_serve(struct tandem_node *node, struct tandem_http_request *
         tandem_route_error(node, r, 400, "limit must be 1 to %u", h->limit_max);
         return;
     }
-    bool full = tandem_http_query_get(r->query, "full", text, sizeof text) == 1 &&
-                strcmp(text, "0") != 0 && strcmp(text, "false") != 0;
+    int rv = tandem_http_query_get(r->query, "full", text, sizeof text);
+    bool full = rv == 1 && (strcmp(text, "1") == 0 || strcmp(text, "true") == 0);
+    if (rv < 0 || (rv == 1 && !full && strcmp(text, "0") != 0 && strcmp(text, "false") != 0)) {
+        tandem_route_error(node, r, 400, "full must be 1, true, 0 or false");
+        return;
+    }
     if (tandem_route_read_txn(node, r, &txn) != 0) {
         return;
     }
