@@ -16,6 +16,7 @@
 #include "node/api/api.h"
 #include "node/bcp/divergence.h"
 #include "node/log.h"
+#include "node/tls_identity.h"
 #include "storage/assert.h"
 #include "storage/dir_lock.h"
 #include "storage/clock.h"
@@ -137,7 +138,8 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     node->exit_code = exit_code;
     tandem_log(TANDEM_LOG_INFO, "stopping");
     tandem_proposer_fail_queued(&node->proposer, RAFT_SHUTDOWN);
-    node->handles_open = node->metrics_http_open ? 12 : 11;
+    node->handles_open = node->metrics_http_open ? 13 : 12;
+    uv_close((uv_handle_t *)&node->sighup, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sigterm, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sigint, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->flush_check, uv_handle_closed_cb);
@@ -167,6 +169,14 @@ static void signal_cb(uv_signal_t *handle, int signum)
     struct tandem_node *node = handle->data;
     tandem_log(TANDEM_LOG_INFO, "signal %d", signum);
     tandem_node_stop(node, 0);
+}
+
+/* SIGHUP: new connections use the re-read certificates; open ones keep theirs. */
+static void sighup_cb(uv_signal_t *handle, int signum)
+{
+    struct tandem_node *node = handle->data;
+    (void)signum;
+    tandem_tls_identity_reload(node->tls);
 }
 
 static void apply_observe(void *data, uint64_t ns)
@@ -329,6 +339,7 @@ static int start_api(struct tandem_node *node, const struct tandem_config *c)
     }
     snprintf(errmsg, sizeof errmsg, "X-Tandem-Node: %s\r\n", c->name);
     tandem_http_server_set_reject_headers(&node->http, errmsg);
+    tandem_http_server_set_tls(&node->http, node->tls);
     if (start_api_bounds(node, c) != 0) {
         return -1;
     }
@@ -337,7 +348,8 @@ static int start_api(struct tandem_node *node, const struct tandem_config *c)
         tandem_log(TANDEM_LOG_ERROR, "API listen on %s: %s", c->api_address, errmsg);
         return -1;
     }
-    tandem_log(TANDEM_LOG_INFO, "API on %s (%s)", c->api_address, c->api_url);
+    tandem_log(TANDEM_LOG_INFO, "API on %s (%s, %s)", c->api_address, c->api_url,
+               node->tls != NULL ? "TLS" : "plaintext");
     return start_metrics_listener(node, c);
 }
 
@@ -400,6 +412,13 @@ static int start_handles(struct tandem_node *node, char *errmsg)
             rv = uv_signal_start(signals[i], signal_cb, signums[i]);
         }
     }
+    if (rv == 0) {
+        rv = uv_signal_init(node->loop, &node->sighup);
+        node->sighup.data = node;
+    }
+    if (rv == 0) {
+        rv = uv_signal_start(&node->sighup, sighup_cb, SIGHUP);
+    }
     return rv == 0 ? 0 : tandem_error_from_uv(rv, errmsg, "node handles");
 }
 
@@ -415,6 +434,9 @@ static int start_follower_side(struct tandem_node *node, const struct tandem_con
     }
     node->fsm.snapshot_gate = tandem_leader_watch_snapshot_allowed;
     node->fsm.snapshot_gate_data = &node->leader_watch;
+    /* Node-to-node HTTP speaks TLS with this node's certificate as the client's. */
+    tandem_forwarder_set_tls(&node->forwarder, node->tls);
+    tandem_http_pool_set_tls(&node->leader_watch.pool, node->tls);
     return 0;
 }
 
@@ -461,6 +483,7 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
     loop->data = node; /* raft's close callback finds the node through its loop */
     node->config = c;
     self_from_config(&node->self, c);
+    tandem_tls_identity_log_start(c, node->tls);
     if (fd_limit_raise(c, errmsg) != 0) {
         tandem_log(TANDEM_LOG_ERROR, "%s", errmsg);
         return -1;
@@ -497,8 +520,11 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
         tandem_log(TANDEM_LOG_ERROR, "%s", errmsg);
         return -1;
     }
-    if (start_api(node, c) != 0 || tandem_bcp_start(&node->bcp) != 0 ||
-        tandem_events_start(&node->events) != 0 ||
+    if (start_api(node, c) != 0 || tandem_bcp_start(&node->bcp) != 0) {
+        return -1;
+    }
+    tandem_http_pool_set_tls(&node->bcp.clients, node->tls); /* probes and BCP calls */
+    if (tandem_events_start(&node->events) != 0 ||
         tandem_bcp_watch_start(&node->watch, &node->bcp, &node->events,
                                &node->fsm.client_commands_applied) != 0) {
         return -1; /* the process exits: nothing to hand back */

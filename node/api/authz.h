@@ -7,11 +7,8 @@
 #include <stdbool.h>
 
 #include "consensus/tls.h"
+#include "node/http/forward.h" /* TANDEM_FORWARDED_USER_HEADER, TANDEM_FORWARDED_KIND_HEADER */
 #include "node/http/server.h"
-
-/* Set by a forwarding node: the user the request acts for, and its kind (user|node). */
-#define TANDEM_FORWARDED_USER_HEADER "X-Tandem-Forwarded-User"
-#define TANDEM_FORWARDED_KIND_HEADER "X-Tandem-Forwarded-Kind"
 /* Paths under it answer only node certificates (every method). */
 #define TANDEM_AUTHZ_NODE_PREFIX "/v1/node/"
 /* On every 401: the client must present a certificate in the TLS handshake. */

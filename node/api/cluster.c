@@ -12,7 +12,9 @@
 #include "node/api/api.h"
 #include "node/bcp/site_metrics.h"
 #include "node/node.h"
+#include "node/tls_identity.h"
 #include "replication/bcp/sites.h"
+#include "storage/clock.h"
 #include "storage/error.h"
 
 /* X(id, method, pattern, flags, handler): ids are metrics labels, in this order. */
@@ -151,9 +153,11 @@ static void route_status(struct tandem_node *node, struct tandem_http_request *r
                               : json_null();
     json_t *members = members_json(node);
     lost_members_append(node, members);
-    tandem_route_jansson(
-        node, r, 200,
-        json_pack("{s:o,s:o,s:o}", "node", self, "leader", leader_json, "members", members));
+    json_t *warnings = json_array(); /* what an operator should act on soon */
+    json_t *tls = tandem_tls_identity_status(node->tls, tandem_wall_ms(), warnings);
+    tandem_route_jansson(node, r, 200,
+                         json_pack("{s:o,s:o,s:o,s:o,s:o}", "node", self, "leader", leader_json,
+                                   "members", members, "tls", tls, "warnings", warnings));
 }
 
 static void route_members_list(struct tandem_node *node, struct tandem_http_request *r,
@@ -247,6 +251,7 @@ static void refused_metrics(struct tandem_node *node, const struct tandem_http_s
     tandem_refused_write(out, "api", "allow", api->refused_allow);
     tandem_refused_write(out, "api", "per_source", api->refused_per_source);
     tandem_refused_write(out, "api", "cap", api->connections_rejected);
+    tandem_refused_write(out, "api", "tls", api->tls_refused);
     if (node->metrics_http_open) {
         tandem_http_server_stats(&node->metrics_http, &ms);
         tandem_refused_write(out, "metrics", "allow", ms.refused_allow);
@@ -325,6 +330,7 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
     reach_metrics(node, out);
     shield_metrics(node, out);
     refused_metrics(node, &hs, out);
+    tandem_tls_identity_metrics(node->tls, tandem_wall_ms(), out);
     tandem_histogram_write(out, "tandem_apply_duration_seconds",
                            "Time to apply one raft entry to LMDB.", &node->metrics.apply);
     tandem_histogram_write(out, "tandem_http_request_duration_seconds",

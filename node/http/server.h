@@ -57,6 +57,12 @@
 /* A stream's bytes not yet written; a reader further behind is disconnected. */
 #define TANDEM_HTTP_STREAM_BUFFERED_BYTES_MAX (1024u * 1024u)
 #define TANDEM_HTTP_STREAM_KEEPALIVE_S        60 /* TCP keepalive idle time of a stream */
+/* Refused TLS handshakes are logged once per source address per this long (the rest counted);
+ * at most this many sources are remembered, so a flood from many addresses logs a bounded
+ * number of lines a minute. */
+#define TANDEM_HTTP_TLS_REFUSAL_LOG_MS      60000u
+#define TANDEM_HTTP_TLS_REFUSAL_SOURCES_MAX 64
+#define TANDEM_HTTP_SOURCE_BYTES_MAX        64 /* an address as text (INET6_ADDRSTRLEN fits) */
 
 struct tandem_http_limits {
     size_t body_bytes_max;       /* larger request bodies are answered 413 by the server */
@@ -136,6 +142,13 @@ struct tandem_http_server_stats {
     /* Connections closed right after accept, before anything is read: source outside the
      * allow-list, or already at per_source_max open connections. */
     uint64_t refused_allow, refused_per_source;
+    uint64_t tls_refused; /* failed or timed-out TLS handshakes (connection closed) */
+};
+
+/* A source whose refused handshake was logged, and when (uv_now). */
+struct tandem_http_refusal_source {
+    char source[TANDEM_HTTP_SOURCE_BYTES_MAX];
+    uint64_t logged_ms;
 };
 
 struct tandem_http_server {
@@ -165,6 +178,8 @@ struct tandem_http_server {
     const struct tandem_allow *allow;                          /* borrowed; NULL: every source */
     unsigned per_source_max;       /* open connections from one address; 0: no limit */
     struct tandem_sources sources; /* owned when per_source_max > 0 */
+    struct tandem_tls_ctx *tls;    /* borrowed: NULL = plaintext */
+    struct tandem_http_refusal_source refusals[TANDEM_HTTP_TLS_REFUSAL_SOURCES_MAX];
 };
 
 /* Validates limits (NULL = defaults) and initialises s. Returns 0, or a UV_* code with s->errmsg
@@ -180,6 +195,14 @@ int tandem_http_server_listen(struct tandem_http_server *s, const char *host, in
 
 /* The bound port, or -1 when not listening. */
 int tandem_http_server_port(const struct tandem_http_server *s);
+
+/* Serves HTTPS: every connection accepted from now on runs a TLS server handshake of tls
+ * (borrowed, outlives s; NULL = plaintext, the default) before any HTTP byte is read. The
+ * head deadline (header_timeout_ms from the accept) also bounds the handshake. A failed or late
+ * handshake closes the connection without an answer, counts in stats.tls_refused and is logged
+ * at warn once per source per TANDEM_HTTP_TLS_REFUSAL_LOG_MS. Each request's peer says who the
+ * client certificate names. */
+void tandem_http_server_set_tls(struct tandem_http_server *s, struct tandem_tls_ctx *tls);
 
 /* Header lines ("Name: value\r\n"...) added to the answers the server gives itself (400, 413,
  * 431, 503), so they name the node like every other answer. Returns 0, or -1 when too long. */
