@@ -64,15 +64,8 @@ void tandem_route_counts_write(FILE *out, const struct tandem_metrics *m,
     }
 }
 
-void tandem_refused_header_write(FILE *out)
-{
-    fprintf(out, "# HELP tandem_connections_refused_total Connections closed on arrival, by "
-                 "listener and reason (allow: source outside the allow-list; per_source: "
-                 "connections_per_source_max; cap: connections_max; tls: failed handshake).\n"
-                 "# TYPE tandem_connections_refused_total counter\n");
-}
-
-void tandem_refused_write(FILE *out, const char *listener, const char *reason, uint64_t count)
+void tandem_connections_refused_write(FILE *out, const char *listener, const char *reason,
+                                      uint64_t count)
 {
     fprintf(out, "tandem_connections_refused_total{listener=\"%s\",reason=\"%s\"} %llu\n", listener,
             reason, (unsigned long long)count);

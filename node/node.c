@@ -239,6 +239,8 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
                 .snapshot_bytes_max = ((uint64_t)c->map_size_mib << 20) + (16u << 20),
             },
         .log = tandem_log_syslog,
+        .raft_allow = c->raft_allow,
+        .tls = node->tls, /* NULL when insecure: raft in plaintext */
     };
     struct tandem_recover_plan *plan = NULL;
     snprintf(path, sizeof path, "%s/raft", c->data_dir);

@@ -242,21 +242,30 @@ static void site_metrics(struct tandem_node *node, FILE *out)
     }
 }
 
-/* Connections the API and metrics listeners closed on arrival, and requests over the rate. */
-static void refused_metrics(struct tandem_node *node, const struct tandem_http_server_stats *api,
-                            FILE *out)
+/* Connections refused before they could do anything, per listener and reason: the raft
+ * transport's (identity mismatches count as tls, pending-handshake drops as cap), the API's and
+ * the metrics listener's (node/http/server.h); then requests over the rate limit. */
+static void connections_refused_metrics(struct tandem_node *node,
+                                        const struct tandem_transport_stats *ts,
+                                        const struct tandem_http_server_stats *api, FILE *out)
 {
     struct tandem_http_server_stats ms;
-    tandem_refused_header_write(out);
-    tandem_refused_write(out, "api", "allow", api->refused_allow);
-    tandem_refused_write(out, "api", "per_source", api->refused_per_source);
-    tandem_refused_write(out, "api", "cap", api->connections_rejected);
-    tandem_refused_write(out, "api", "tls", api->tls_refused);
+    fprintf(out, "# HELP tandem_connections_refused_total Connections closed on arrival, by "
+                 "listener and reason (allow: source outside the allow-list; per_source: "
+                 "connections_per_source_max; cap: connections_max; tls: failed handshake).\n"
+                 "# TYPE tandem_connections_refused_total counter\n");
+    tandem_connections_refused_write(out, "raft", "allow", ts->refused_allow);
+    tandem_connections_refused_write(out, "raft", "tls", ts->refused_tls + ts->refused_identity);
+    tandem_connections_refused_write(out, "raft", "cap", ts->dropped_busy);
+    tandem_connections_refused_write(out, "api", "allow", api->refused_allow);
+    tandem_connections_refused_write(out, "api", "per_source", api->refused_per_source);
+    tandem_connections_refused_write(out, "api", "cap", api->connections_rejected);
+    tandem_connections_refused_write(out, "api", "tls", api->tls_refused);
     if (node->metrics_http_open) {
         tandem_http_server_stats(&node->metrics_http, &ms);
-        tandem_refused_write(out, "metrics", "allow", ms.refused_allow);
-        tandem_refused_write(out, "metrics", "per_source", ms.refused_per_source);
-        tandem_refused_write(out, "metrics", "cap", ms.connections_rejected);
+        tandem_connections_refused_write(out, "metrics", "allow", ms.refused_allow);
+        tandem_connections_refused_write(out, "metrics", "per_source", ms.refused_per_source);
+        tandem_connections_refused_write(out, "metrics", "cap", ms.connections_rejected);
     }
     fprintf(out,
             "# HELP tandem_http_rate_limited_total Requests answered 429 by the rate limit per "
@@ -303,6 +312,8 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
             "tandem_transport_refused_total{reason=\"epoch\"} %llu\n"
             "tandem_transport_refused_total{reason=\"malformed\"} %llu\n"
             "tandem_transport_refused_total{reason=\"frame\"} %llu\n"
+            "tandem_transport_refused_total{reason=\"tls\"} %llu\n"
+            "tandem_transport_refused_total{reason=\"identity\"} %llu\n"
             "# TYPE tandem_raft_connections_open gauge\ntandem_raft_connections_open %llu\n"
             "# TYPE tandem_raft_connections_replaced_total counter\n"
             "tandem_raft_connections_replaced_total %llu\n"
@@ -320,16 +331,17 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
             (unsigned long long)node->fsm.snapshots_restored,
             (unsigned long long)node->forwarder.forwarded, (unsigned long long)ts.refused_cluster,
             (unsigned long long)ts.refused_epoch, (unsigned long long)ts.refused_malformed,
-            (unsigned long long)ts.refused_frame, (unsigned long long)ts.relays_open,
+            (unsigned long long)ts.refused_frame, (unsigned long long)ts.refused_tls,
+            (unsigned long long)ts.refused_identity, (unsigned long long)ts.relays_open,
             (unsigned long long)ts.relays_replaced, (unsigned long long)hs.connections_open);
     /* libraft double frees absorbed by the watching heap (consensus/raft_heap.h). */
     fprintf(out,
             "# TYPE tandem_raft_double_frees_absorbed_total counter\n"
             "tandem_raft_double_frees_absorbed_total %llu\n",
             (unsigned long long)tandem_raft_heap_double_frees());
+    connections_refused_metrics(node, &ts, &hs, out);
     reach_metrics(node, out);
     shield_metrics(node, out);
-    refused_metrics(node, &hs, out);
     tandem_tls_identity_metrics(node->tls, tandem_wall_ms(), out);
     tandem_histogram_write(out, "tandem_apply_duration_seconds",
                            "Time to apply one raft entry to LMDB.", &node->metrics.apply);

@@ -9,12 +9,13 @@ import base64
 import json
 import os
 import socket
+import ssl
 import sys
 import time
 
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import BIN_DIR, Cluster, run_tests  # noqa: E402
+from cluster import BIN_DIR, Cluster, run_tests, tls_socket  # noqa: E402
 
 BODY_MAX_KIB = 8  # body_bytes_max_kib for the cluster: 413 tests stay small
 BODY_MAX = BODY_MAX_KIB * 1024
@@ -337,28 +338,12 @@ def test_bad_requests_refused_and_change_nothing():
 def raw_exchange(c, name, data):
     """Sends data on a fresh connection and reads until the server closes it (bounded in time
     and bytes). Returns (bytes read, closed by the server)."""
-    host, port = c.nodes[name]["api"][len("http://"):].rsplit(":", 1)
-    s = socket.create_connection((host, int(port)), timeout=RAW_TIMEOUT_S)
-    got, closed = b"", False
-    deadline = time.monotonic() + RAW_TIMEOUT_S
+    s = tls_socket(c.nodes[name]["api"], timeout=RAW_TIMEOUT_S)
     try:
         s.sendall(data)
-        while len(got) < RAW_READ_MAX and time.monotonic() < deadline:
-            s.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
-                chunk = s.recv(65536)
-            except socket.timeout:
-                break
-            except ConnectionResetError:
-                closed = True
-                break
-            if not chunk:
-                closed = True
-                break
-            got += chunk
+        return read_until_closed(s, RAW_TIMEOUT_S)
     finally:
         s.close()
-    return got, closed
 
 
 def parse_responses(data):
@@ -438,7 +423,7 @@ def read_until_closed(s, limit_s):
             chunk = s.recv(65536)
         except socket.timeout:
             continue
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLError):  # a TLS close without close_notify
             return got, True
         if not chunk:
             return got, True
@@ -452,9 +437,9 @@ def test_slow_request_heads_get_408():
     limit_s = HEADER_TIMEOUT_MS / 1000.0
     with Cluster("3", settings=SETTINGS) as c:
         settle(c)
-        host, port = c.nodes[c.names[0]]["api"][len("http://"):].rsplit(":", 1)
-        trickle = socket.create_connection((host, int(port)), timeout=RAW_TIMEOUT_S)
-        silent = socket.create_connection((host, int(port)), timeout=RAW_TIMEOUT_S)
+        api = c.nodes[c.names[0]]["api"]
+        trickle = tls_socket(api, timeout=RAW_TIMEOUT_S)
+        silent = tls_socket(api, timeout=RAW_TIMEOUT_S)
         started = time.monotonic()
         try:
             trickle.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n")
@@ -462,7 +447,7 @@ def test_slow_request_heads_get_408():
             for byte in b"X-Slow: " + b"z" * 40:  # 40 x 0.2 s: well past the deadline
                 try:
                     trickle.sendall(bytes([byte]))
-                except (BrokenPipeError, ConnectionResetError):
+                except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
                     closed = True
                     break
                 time.sleep(0.2)
@@ -477,7 +462,7 @@ def test_slow_request_heads_get_408():
         finally:
             trickle.close()
             silent.close()
-        kept = socket.create_connection((host, int(port)), timeout=RAW_TIMEOUT_S)
+        kept = tls_socket(api, timeout=RAW_TIMEOUT_S)
         try:
             request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
             for _ in range(2):

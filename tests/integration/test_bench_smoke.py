@@ -68,7 +68,8 @@ def check_clean(r):
 
 
 def test_tandem_target():
-    with Cluster(topology="3") as c:
+    # Plaintext: benchmarks are what --insecure is for (the TLS mode is compare-etcd.sh's).
+    with Cluster(topology="3", insecure=True) as c:
         leader_api = c.nodes[c.leader()]["api"]
         preload = bench("--target", "tandem", "--endpoints", leader_api, "--connections", 8,
                         "--ops", PRELOAD_KEYS, "--keys", PRELOAD_KEYS, "--key-order",
