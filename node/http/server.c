@@ -1132,13 +1132,15 @@ static void conn_read_start(struct tandem_http_conn *c)
     if (c->reading || c->closing || c->peer_eof || c->handshaking) {
         return;
     }
+    /* Set first: the TLS stream may hand over bytes it kept from inside read_start, and a
+     * pause there must stop it. */
+    c->reading = 1;
     int rv = c->tls != NULL ? tandem_tls_read_start(c->tls, conn_tls_read_cb)
                             : uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb);
     if (rv != 0) {
+        c->reading = 0;
         conn_close(c);
-        return;
     }
-    c->reading = 1;
 }
 
 static void conn_read_stop(struct tandem_http_conn *c)

@@ -85,6 +85,7 @@ class Node:
         self.lag = lag  # how far this node's applied index trails the cluster's
         self.commit_lag = 0  # how far its commit index trails (a node cut off from the others)
         self.unavailable = 0  # answer this many requests with 503 "no leader" first
+        self.warnings = []  # its status's "warnings" (a certificate near its expiry)
         server_class = ThreadingHTTPServer
         if tls is not None:
             server_class = type("NodeTLSServer", (TLSServer,), {"tls": tls})
@@ -120,7 +121,7 @@ class Node:
                          "applied_index": c.index - self.lag, "apply_digest": "00" * 32,
                          "fenced": False, "epoch": 1, "cluster_id": "fake-cluster"},
                 "leader": {"name": leader.name, "api": leader.url} if leader else None,
-                "members": members}
+                "members": members, "warnings": self.warnings}
 
     def handler_class(self, tls=None):
         node = self
@@ -528,6 +529,24 @@ def test_status_table(f):
     # Columns line up: every row's STATE starts where the header's does.
     col = lines[1].index("STATE")
     assert all(l[col:].split()[0] in ("leader", "follower", "down") for l in lines[2:])
+
+
+def test_status_warnings(f):
+    """Each member's own warnings (a TLS certificate within 30 days of expiry) show in status."""
+    text = ("TLS certificate west-1 expires at 2027-01-01T00:00:00.000Z, in 12 days: renew it "
+            "and send SIGHUP")
+    f.follower.warnings = [text]
+    try:
+        rc, out, err = ctl("-e", f.leader.url, "status")
+        assert rc == 0, err
+        lines = out.decode().splitlines()
+        assert lines[1] == "warning: west-1: " + text, lines[:3]
+        rc, out, err = ctl("-e", f.leader.url, "-o", "json", "status")
+        assert rc == 0 and json.loads(out)["warnings"] == ["west-1: " + text], out
+    finally:
+        f.follower.warnings = []
+    rc, out, err = ctl("-e", f.leader.url, "status")
+    assert rc == 0 and b"warning:" not in out, out
 
 
 def test_status_lag_without_a_leader(f):

@@ -194,14 +194,17 @@ def test_newer_epoch_from_a_stranger_fences_nobody():
         c.kv_put(c.leader(), "still-writable", b"1")
 
 
-def refused_count(c, name, reason="frame"):
-    """tandem_transport_refused_total{reason=...} in name's /metrics."""
+def metric(c, name, series):
+    """The value of one series (name and labels, as printed) in name's /metrics."""
     _, _, body = c.api(name, "GET", "/metrics")
-    prefix = 'tandem_transport_refused_total{reason="%s"}' % reason
     for line in body.decode().splitlines():
-        if line.startswith(prefix):
+        if line.startswith(series + " "):
             return int(float(line.split()[-1]))
-    raise AssertionError("no %s refusals in /metrics of %s" % (reason, name))
+    raise AssertionError("no %s in /metrics of %s" % (series, name))
+
+
+def refused_count(c, name, reason="frame"):
+    return metric(c, name, 'tandem_transport_refused_total{reason="%s"}' % reason)
 
 
 def rogue_context(c, name):
@@ -234,8 +237,9 @@ def refused_before_hello(c, target, cluster_id, epoch, claimed, **how):
 def test_strangers_refused_before_the_hello():
     """Plaintext, no certificate, a user's certificate, another CA's and a member's certificate
     claiming another member: no ack, nothing reaches raft, each refusal is counted; the cluster
-    goes on."""
-    with Cluster("3") as c:
+    goes on. A source outside raft_allow is closed before TLS, even with a member's certificate."""
+    allowed = 'tandem_connections_refused_total{listener="raft",reason="allow"}'
+    with Cluster("3", settings={"raft_allow": "127.0.0.1/32"}) as c:
         target, other, third = c.names[0], c.names[1], c.names[2]
         st = c.status(target)["node"]
         tls_before = refused_count(c, target, "tls")
@@ -250,6 +254,10 @@ def test_strangers_refused_before_the_hello():
             refused_before_hello(c, target, st["cluster_id"], st["epoch"], other, **how)
         # A valid member certificate naming another member than the hello claims.
         refused_before_hello(c, target, st["cluster_id"], st["epoch"], third, cert=other)
+        assert metric(c, target, allowed) == 0
+        refused_before_hello(c, target, st["cluster_id"], st["epoch"], other, cert=other,
+                             source="127.0.0.2")
+        wait_until(lambda: metric(c, target, allowed) == 1, 10, "the outside source counted")
         wait_until(lambda: refused_count(c, target, "tls") >= tls_before + 3, 10,
                    "three TLS refusals counted")
         wait_until(lambda: refused_count(c, target, "identity") >= identity_before + 2, 10,

@@ -24,6 +24,9 @@ struct tls_fixture {
     struct tandem_tls_peer peer; /* the last request's */
     struct tandem_http_limits limits;
     struct tandem_http_stream *stream; /* the one /stream opened, until it closed */
+    struct tandem_httpc clients[2];    /* a test's clients, closed by the teardown */
+    unsigned clients_open;
+    struct tandem_tls_ctx *extra; /* a test's own identity, freed by the teardown */
 };
 
 /* Answers "<kind>:<name> <path> <body length> <byte sum>", or opens a stream for /stream. */
@@ -61,18 +64,34 @@ static void tls_handle(struct tandem_http_server *s, struct tandem_http_request 
     tandem_http_respond(r, 200, "text/plain", NULL, text, (size_t)n);
 }
 
+static char certs_dir[TLS_CERTS_DIR_MAX]; /* made once for the whole group */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    tls_certs_make(certs_dir);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    tls_certs_remove(certs_dir);
+    return 0;
+}
+
 static int tls_setup(void **state)
 {
     struct tls_fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    tls_certs_make(f->dir);
+    snprintf(f->dir, sizeof f->dir, "%s", certs_dir);
     f->east = tls_certs_ctx(f->dir, "ca", "east-1");
     f->west = tls_certs_ctx(f->dir, "ca", "west-1");
     f->alice = tls_certs_ctx(f->dir, "ca", "alice");
     harness_init(&f->h);
     tandem_http_limits_default(&f->limits);
-    f->limits.pipeline_depth_max = 4; /* pipelined requests meet backpressure */
-    f->limits.header_timeout_ms = 2000;
+    f->limits.pipeline_depth_max = 4;   /* pipelined requests meet backpressure */
+    f->limits.header_timeout_ms = 1000; /* a silent client goes soon */
     char errmsg[TANDEM_ERRMSG_SIZE];
     assert_int_equal(tandem_http_server_init(&f->server, &f->h.loop, &f->limits, tls_handle, f), 0);
     tandem_http_server_set_tls(&f->server, f->east);
@@ -85,22 +104,30 @@ static int tls_setup(void **state)
 static int tls_teardown(void **state)
 {
     struct tls_fixture *f = *state;
+    for (unsigned i = 0; i < f->clients_open; i++) {
+        client_stop(&f->h, &f->clients[i]);
+    }
     harness_stop_one(&f->h, NULL, &f->server);
     harness_close(&f->h);
     tandem_tls_ctx_free(f->east);
     tandem_tls_ctx_free(f->west);
     tandem_tls_ctx_free(f->alice);
-    tls_certs_remove(f->dir);
+    if (f->extra != NULL) {
+        tandem_tls_ctx_free(f->extra);
+    }
     free(f);
     return 0;
 }
 
 /* A client of the server with identity ctx, expecting the server to be node (NULL: any). */
-static void tls_client(struct tls_fixture *f, struct tandem_httpc *c, struct tandem_tls_ctx *ctx,
-                       const char *node)
+static struct tandem_httpc *tls_client(struct tls_fixture *f, struct tandem_tls_ctx *ctx,
+                                       const char *node)
 {
+    assert_true(f->clients_open < sizeof f->clients / sizeof f->clients[0]);
+    struct tandem_httpc *c = &f->clients[f->clients_open++];
     assert_int_equal(tandem_httpc_init(c, &f->h.loop, "127.0.0.1", f->port, 1, 5000), 0);
     assert_int_equal(tandem_httpc_set_tls(c, ctx, node), 0);
+    return c;
 }
 
 static void tls_get(struct tls_fixture *f, struct tandem_httpc *c, const char *path,
@@ -132,12 +159,9 @@ static void raw_alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *buf)
 static void raw_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct raw *r = s->data;
-    (void)buf;
-    if (nread > 0) {
-        r->recv_len += (size_t)nread;
-    } else if (nread < 0) {
-        r->ended = 1;
-    }
+    (void)buf; /* it is r->recv, filled in place */
+    r->recv_len += nread > 0 ? (size_t)nread : 0;
+    r->ended |= nread < 0;
 }
 
 static void raw_connect_cb(uv_connect_t *req, int status)
@@ -185,6 +209,15 @@ static void raw_exchange(struct tls_fixture *f, struct raw *r, const char *text)
     assert_true(harness_run_until(&f->h, raw_closed, r));
 }
 
+/* One handshake refused (counted), and nothing reached the handler. */
+static void assert_refused_once(struct tls_fixture *f)
+{
+    struct tandem_http_server_stats stats;
+    tandem_http_server_stats(&f->server, &stats);
+    assert_int_equal(stats.tls_refused, 1);
+    assert_int_equal(f->handled, 0);
+}
+
 /* A plaintext HTTP request to the TLS server: closed, no HTTP answer, counted, no handler. */
 static void test_plaintext_client_refused(void **state)
 {
@@ -192,10 +225,7 @@ static void test_plaintext_client_refused(void **state)
     struct raw r;
     raw_exchange(f, &r, "GET /plain HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_null(strstr(r.recv, "HTTP/")); /* at most a TLS alert, never an HTTP answer */
-    assert_int_equal(f->handled, 0);
-    struct tandem_http_server_stats stats;
-    tandem_http_server_stats(&f->server, &stats);
-    assert_int_equal(stats.tls_refused, 1);
+    assert_refused_once(f);
 }
 
 /* A client certificate of another CA (the client trusts both CAs, so it gets as far as sending
@@ -203,53 +233,42 @@ static void test_plaintext_client_refused(void **state)
 static void test_foreign_client_certificate_refused(void **state)
 {
     struct tls_fixture *f = *state;
-    struct tandem_httpc c;
     struct call call;
-    struct tandem_tls_ctx *foreign = tls_certs_ctx(f->dir, "both", "foreign");
-    tls_client(f, &c, foreign, NULL);
-    tls_get(f, &c, "/x", &call);
+    f->extra = tls_certs_ctx(f->dir, "both", "foreign");
+    struct tandem_httpc *c = tls_client(f, f->extra, NULL);
+    tls_get(f, c, "/x", &call);
     assert_int_not_equal(call.status, 0);
-    assert_int_equal(f->handled, 0);
-    struct tandem_http_server_stats stats;
-    tandem_http_server_stats(&f->server, &stats);
-    assert_int_equal(stats.tls_refused, 1);
-    client_stop(&f->h, &c);
-    tandem_tls_ctx_free(foreign);
+    assert_refused_once(f);
 }
 
 /* Each request carries who the client certificate names: a node, or a user. */
 static void test_peer_is_node_or_user(void **state)
 {
     struct tls_fixture *f = *state;
-    struct tandem_httpc node_client, user_client;
     struct call call;
-    tls_client(f, &node_client, f->west, "east-1");
-    tls_get(f, &node_client, "/a", &call);
+    struct tandem_httpc *node_client = tls_client(f, f->west, "east-1");
+    tls_get(f, node_client, "/a", &call);
     assert_int_equal(call.status, 0);
     assert_string_equal(call.body, "node:west-1 /a 0 0");
     assert_int_equal(f->peer.kind, TANDEM_TLS_PEER_NODE);
-    tls_client(f, &user_client, f->alice, NULL);
-    tls_get(f, &user_client, "/b", &call);
+    struct tandem_httpc *user_client = tls_client(f, f->alice, NULL);
+    tls_get(f, user_client, "/b", &call);
     assert_int_equal(call.status, 0);
     assert_string_equal(call.body, "user:alice /b 0 0");
     assert_int_equal(f->peer.kind, TANDEM_TLS_PEER_USER);
     assert_string_equal(f->peer.name, "alice");
-    client_stop(&f->h, &node_client);
-    client_stop(&f->h, &user_client);
 }
 
 /* The client insists on the node it meant: a server proving another name is refused. */
 static void test_client_expects_node_name(void **state)
 {
     struct tls_fixture *f = *state;
-    struct tandem_httpc c;
     struct call call;
-    tls_client(f, &c, f->west, "north-9");
-    tls_get(f, &c, "/x", &call);
+    struct tandem_httpc *c = tls_client(f, f->west, "north-9");
+    tls_get(f, c, "/x", &call);
     assert_int_equal(call.status, UV_EPROTO);
-    assert_int_equal(c.stats.tls_refused, 1);
+    assert_int_equal(c->stats.tls_refused, 1);
     assert_int_equal(f->handled, 0);
-    client_stop(&f->h, &c);
 }
 
 struct pipelined {
@@ -272,14 +291,13 @@ static int all_done(void *arg)
 static void test_pipeline_and_large_body(void **state)
 {
     struct tls_fixture *f = *state;
-    struct tandem_httpc c;
     struct pipelined *p = calloc(1, sizeof *p);
     char path[32], expect[64];
     assert_non_null(p);
-    tls_client(f, &c, f->west, "east-1");
+    struct tandem_httpc *c = tls_client(f, f->west, "east-1");
     for (unsigned i = 0; i < PIPELINED; i++) {
         snprintf(path, sizeof path, "/p/%u", i);
-        call_send(&c, &p->calls[i], "POST", path, NULL, "xy");
+        call_send(c, &p->calls[i], "POST", path, NULL, "xy");
     }
     assert_true(harness_run_until(&f->h, all_done, p));
     for (unsigned i = 0; i < PIPELINED; i++) {
@@ -291,25 +309,23 @@ static void test_pipeline_and_large_body(void **state)
     assert_non_null(big);
     memset(big, 'a', BIG_BODY);
     big[BIG_BODY] = '\0';
-    call_send(&c, &p->calls[0], "PUT", "/big", NULL, big);
+    call_send(c, &p->calls[0], "PUT", "/big", NULL, big);
     assert_true(harness_run_until(&f->h, call_done, &p->calls[0]));
     snprintf(expect, sizeof expect, "node:west-1 /big %u %lu", BIG_BODY, 97ul * BIG_BODY);
     assert_int_equal(p->calls[0].status, 0);
     assert_string_equal(p->calls[0].body, expect);
-    assert_int_equal(c.stats.connects, 1); /* all of it on one kept-alive connection */
+    assert_int_equal(c->stats.connects, 1); /* all of it on one kept-alive connection */
     free(big);
     free(p);
-    client_stop(&f->h, &c);
 }
 
 /* A stream's chunks go through TLS, and its end is a clean one (close_notify). */
 static void test_stream_over_tls(void **state)
 {
     struct tls_fixture *f = *state;
-    struct tandem_httpc c;
     struct call call;
-    tls_client(f, &c, f->west, "east-1");
-    call_send(&c, &call, "GET", "/stream", NULL, NULL);
+    struct tandem_httpc *c = tls_client(f, f->west, "east-1");
+    call_send(c, &call, "GET", "/stream", NULL, NULL);
     harness_run_for(&f->h, 200); /* the head, then the chunk written before it */
     assert_non_null(f->stream);
     assert_int_equal(tandem_http_stream_write(f->stream, "data: two\n\n", 11), 0);
@@ -319,21 +335,18 @@ static void test_stream_over_tls(void **state)
     assert_int_equal(call.status, 0);
     assert_int_equal(call.http_status, 200);
     assert_string_equal(call.body, "data: one\n\ndata: two\n\n");
-    client_stop(&f->h, &c);
 }
 
 /* A request with "Expect: 100-continue" gets its interim answer through TLS, then the answer. */
 static void test_expect_continue_over_tls(void **state)
 {
     struct tls_fixture *f = *state;
-    struct tandem_httpc c;
     struct call call;
-    tls_client(f, &c, f->west, "east-1");
-    call_send(&c, &call, "POST", "/c", "Expect: 100-continue\r\n", "abc");
+    struct tandem_httpc *c = tls_client(f, f->west, "east-1");
+    call_send(c, &call, "POST", "/c", "Expect: 100-continue\r\n", "abc");
     assert_true(harness_run_until(&f->h, call_done, &call));
     assert_int_equal(call.status, 0);
     assert_string_equal(call.body, "node:west-1 /c 3 294");
-    client_stop(&f->h, &c);
 }
 
 /* A handshake that never comes (a silent TCP client) is dropped at the head deadline. */
@@ -341,11 +354,9 @@ static void test_silent_client_dropped(void **state)
 {
     struct tls_fixture *f = *state;
     struct raw r;
-    raw_exchange(f, &r, ""); /* ends within header_timeout_ms (2 s) */
+    raw_exchange(f, &r, ""); /* ends within header_timeout_ms (1 s) */
     assert_int_equal(r.recv_len, 0);
-    struct tandem_http_server_stats stats;
-    tandem_http_server_stats(&f->server, &stats);
-    assert_int_equal(stats.tls_refused, 1);
+    assert_refused_once(f);
 }
 
 static void copy_file(const char *dir, const char *from, const char *to)
@@ -359,7 +370,6 @@ static void copy_file(const char *dir, const char *from, const char *to)
 static void test_reload_keeps_open_connections(void **state)
 {
     struct tls_fixture *f = *state;
-    struct tandem_httpc before, after;
     struct call call;
     char errmsg[TANDEM_ERRMSG_SIZE];
     copy_file(f->dir, "east-1.pem", "srv.pem");
@@ -368,8 +378,8 @@ static void test_reload_keeps_open_connections(void **state)
     tandem_http_server_set_tls(&f->server, srv);
     struct tandem_tls_cert_info was, now;
     tandem_tls_ctx_info(srv, &was);
-    tls_client(f, &before, f->west, "east-1");
-    tls_get(f, &before, "/1", &call);
+    struct tandem_httpc *before = tls_client(f, f->west, "east-1");
+    tls_get(f, before, "/1", &call);
     assert_int_equal(call.status, 0);
     copy_file(f->dir, "soon.pem", "srv.pem"); /* east-1 again, expiring in 10 days */
     copy_file(f->dir, "soon.key", "srv.key");
@@ -377,19 +387,17 @@ static void test_reload_keeps_open_connections(void **state)
     tandem_tls_ctx_info(srv, &now);
     assert_int_equal(now.reloads, was.reloads + 1);
     assert_true(now.cert_not_after_ms < was.cert_not_after_ms);
-    tls_get(f, &before, "/2", &call); /* the open connection */
+    tls_get(f, before, "/2", &call); /* the open connection */
     assert_int_equal(call.status, 0);
-    assert_int_equal(before.stats.connects, 1);
-    tls_client(f, &after, f->west, "east-1");
-    tls_get(f, &after, "/3", &call); /* a new one, with the new certificate */
+    assert_int_equal(before->stats.connects, 1);
+    struct tandem_httpc *after = tls_client(f, f->west, "east-1");
+    tls_get(f, after, "/3", &call); /* a new one, with the new certificate */
     assert_int_equal(call.status, 0);
     assert_string_equal(call.body, "node:west-1 /3 0 0");
     /* A broken file: the reload fails and the loaded identity stays in use. */
     copy_file(f->dir, "west-1.key", "srv.key");
     assert_int_not_equal(tandem_tls_ctx_reload(srv, errmsg), TANDEM_OK);
     assert_non_null(strstr(errmsg, "srv"));
-    client_stop(&f->h, &before);
-    client_stop(&f->h, &after);
     tandem_http_server_set_tls(&f->server, f->east);
     tandem_tls_ctx_free(srv); /* connections still closing keep what they use */
 }
@@ -482,20 +490,20 @@ static void test_identity_status_and_metrics(void **state)
 
 int main(void)
 {
+/* Each test with its own server (and the group's certificates). */
+#define TLS_TEST(name) cmocka_unit_test_setup_teardown(name, tls_setup, tls_teardown)
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_plaintext_client_refused, tls_setup, tls_teardown),
-        cmocka_unit_test_setup_teardown(test_foreign_client_certificate_refused, tls_setup,
-                                        tls_teardown),
-        cmocka_unit_test_setup_teardown(test_peer_is_node_or_user, tls_setup, tls_teardown),
-        cmocka_unit_test_setup_teardown(test_client_expects_node_name, tls_setup, tls_teardown),
-        cmocka_unit_test_setup_teardown(test_pipeline_and_large_body, tls_setup, tls_teardown),
-        cmocka_unit_test_setup_teardown(test_stream_over_tls, tls_setup, tls_teardown),
-        cmocka_unit_test_setup_teardown(test_expect_continue_over_tls, tls_setup, tls_teardown),
-        cmocka_unit_test_setup_teardown(test_silent_client_dropped, tls_setup, tls_teardown),
-        cmocka_unit_test_setup_teardown(test_reload_keeps_open_connections, tls_setup,
-                                        tls_teardown),
-        cmocka_unit_test_setup_teardown(test_identity_load_errors, tls_setup, tls_teardown),
-        cmocka_unit_test_setup_teardown(test_identity_status_and_metrics, tls_setup, tls_teardown),
+        TLS_TEST(test_plaintext_client_refused),
+        TLS_TEST(test_foreign_client_certificate_refused),
+        TLS_TEST(test_peer_is_node_or_user),
+        TLS_TEST(test_client_expects_node_name),
+        TLS_TEST(test_pipeline_and_large_body),
+        TLS_TEST(test_stream_over_tls),
+        TLS_TEST(test_expect_continue_over_tls),
+        TLS_TEST(test_silent_client_dropped),
+        TLS_TEST(test_reload_keeps_open_connections),
+        TLS_TEST(test_identity_load_errors),
+        TLS_TEST(test_identity_status_and_metrics),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
