@@ -1421,7 +1421,9 @@ static void conn_handshake_cb(void *data, int status)
 static void conn_tls_start(struct tandem_http_conn *c)
 {
     char errmsg[TANDEM_ERRMSG_SIZE];
-    if (tandem_tls_new(c->server->tls, &c->tcp, TANDEM_TLS_SERVER, NULL, c, &c->tls, errmsg) != 0) {
+    /* No certificate is allowed: the router answers such a client 401 (node/api/authz.h). */
+    if (tandem_tls_new(c->server->tls, &c->tcp, TANDEM_TLS_SERVER_CERT_OPTIONAL, NULL, c, &c->tls,
+                       errmsg) != 0) {
         c->tls = NULL;
         tandem_log(TANDEM_LOG_ERROR, "API: %s", errmsg);
         conn_close(c);
