@@ -379,6 +379,42 @@ static void test_router_rate_limit(void **state)
     fixture_stop(f);
 }
 
+/* The field checker the strict routes share: unknown, mistyped and missing fields, each named. */
+static void test_router_fields_check(void **state)
+{
+    static const struct tandem_route_field fields[] = {{"site", TANDEM_FIELD_STRING, true},
+                                                       {"force", TANDEM_FIELD_BOOL, false},
+                                                       {"wait_ms", TANDEM_FIELD_INT, false},
+                                                       {"list", TANDEM_FIELD_ARRAY, false},
+                                                       {"plan", TANDEM_FIELD_OBJECT, false},
+                                                       {"any", TANDEM_FIELD_ANY, false},
+                                                       {NULL, 0, false}};
+    const struct {
+        const char *json, *why;
+    } cases[] = {
+        {"{\"site\":\"east\"}", ""},
+        {"{\"site\":\"east\",\"force\":true,\"wait_ms\":5,\"list\":[],\"plan\":{},\"any\":null}",
+         ""},
+        {"{\"site\":\"east\",\"x\":1}", "unknown field \"x\""},
+        {"{\"force\":false}", "missing field \"site\""},
+        {"{\"site\":1}", "field \"site\" must be a string"},
+        {"{\"site\":\"e\",\"force\":\"yes\"}", "field \"force\" must be a boolean"},
+        {"{\"site\":\"e\",\"wait_ms\":1.5}", "field \"wait_ms\" must be an integer"},
+        {"{\"site\":\"e\",\"list\":{}}", "field \"list\" must be an array"},
+        {"{\"site\":\"e\",\"plan\":[]}", "field \"plan\" must be an object"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char why[TANDEM_ERRMSG_SIZE] = "";
+        json_t *object = json_loads(cases[i].json, 0, NULL);
+        assert_non_null(object);
+        int rv = tandem_route_fields_check(object, fields, why);
+        assert_int_equal(rv, cases[i].why[0] == '\0' ? 0 : -1);
+        assert_string_equal(why, cases[i].why);
+        json_decref(object);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -391,6 +427,7 @@ int main(void)
         cmocka_unit_test(test_router_anonymous_every_route),
         cmocka_unit_test(test_router_user_and_node),
         cmocka_unit_test(test_router_rate_limit),
+        cmocka_unit_test(test_router_fields_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
