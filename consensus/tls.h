@@ -72,6 +72,10 @@ struct tandem_tls;
 enum tandem_tls_role {
     TANDEM_TLS_SERVER, /* we accepted: the peer must present a certificate of the CA */
     TANDEM_TLS_CLIENT, /* we connected: the peer must present a NODE certificate */
+    /* we accepted, and the peer may present no certificate (peer kind NONE): the API server,
+     * which answers such a client 401 except for health checks; a certificate presented must
+     * still chain to the CA (added for issue 12's 401, after the interface was settled) */
+    TANDEM_TLS_SERVER_CERT_OPTIONAL,
 };
 
 /* Callbacks. data is the one given to tandem_tls_new. status is 0 or a TANDEM_* code with a
