@@ -264,6 +264,7 @@ struct pair {
     struct tandem_tls_ctx *server_ctx; /* borrowed */
     struct tandem_tls_ctx *client_ctx; /* borrowed; NULL: the test connects by itself */
     const char *expect_node;
+    enum tandem_tls_role server_role; /* TANDEM_TLS_SERVER unless a test sets it */
     int port;
 };
 
@@ -345,7 +346,7 @@ static void pair_connection_cb(uv_stream_t *listener, int status)
     assert_int_equal(uv_tcp_init(&p->loop, &p->server.tcp), 0);
     p->server.open = true;
     assert_int_equal(uv_accept(listener, (uv_stream_t *)&p->server.tcp), 0);
-    end_start(&p->server, p->server_ctx, TANDEM_TLS_SERVER, NULL);
+    end_start(&p->server, p->server_ctx, p->server_role, NULL);
 }
 
 static void pair_connect_cb(uv_connect_t *req, int status)
@@ -778,6 +779,36 @@ static void test_other_ca_client_refused_by_server(void **state)
                 "certificate verify failed: unable to get local issuer certificate");
 }
 
+/* TANDEM_TLS_SERVER_CERT_OPTIONAL (the API server): a client without a certificate is let in as
+ * NONE, one with a certificate of the CA is identified, one of another CA is still refused. */
+static void test_server_certificate_optional(void **state)
+{
+    (void)state;
+    SSL_CTX *anonymous = SSL_CTX_new(TLS_client_method());
+    assert_non_null(anonymous);
+    SSL_CTX *clients[] = {anonymous, raw_ctx("alice", TLS1_3_VERSION),
+                          raw_ctx("other", TLS1_3_VERSION)};
+    const int statuses[] = {TANDEM_OK, TANDEM_OK, TANDEM_CRYPTO};
+    const enum tandem_tls_peer_kind kinds[] = {TANDEM_TLS_PEER_NONE, TANDEM_TLS_PEER_USER,
+                                               TANDEM_TLS_PEER_NONE};
+    const char *names[] = {"", "alice", ""};
+    for (unsigned i = 0; i < 3; i++) {
+        struct pair p;
+        pair_open(&p, ids.node1, NULL, NULL);
+        p.server_role = TANDEM_TLS_SERVER_CERT_OPTIONAL;
+        struct raw_client r = {.port = p.port, .ctx = clients[i]};
+        assert_int_equal(pthread_create(&r.thread, NULL, raw_client_main, &r), 0);
+        assert_true(run_until(&p.loop, pair_handshakes_done, &p, WAIT_MS));
+        assert_int_equal(p.server.handshake_status, statuses[i]);
+        expect_peer(p.server.tls, kinds[i], names[i]);
+        assert_false(tandem_tls_peer_is_node(p.server.tls, "node-1"));
+        end_close(&p.server);
+        assert_int_equal(pthread_join(r.thread, NULL), 0);
+        pair_close(&p);
+        SSL_CTX_free(clients[i]);
+    }
+}
+
 /* A peer that goes away during the handshake ends it with TANDEM_NET, not a hang. */
 static void test_hang_up_during_handshake(void **state)
 {
@@ -1051,6 +1082,7 @@ int main(void)
         cmocka_unit_test(test_other_ca_client_refused_by_server),
         cmocka_unit_test(test_plaintext_refused),
         cmocka_unit_test(test_hang_up_during_handshake),
+        cmocka_unit_test(test_server_certificate_optional),
         cmocka_unit_test(test_expect_node_checked),
         cmocka_unit_test(test_key_update),
         cmocka_unit_test(test_close_notify_and_tcp_eof),
