@@ -391,7 +391,8 @@ static void test_stream_over_tls(void **state)
     assert_string_equal(call.body, "data: one\n\ndata: two\n\n");
 }
 
-/* A request with "Expect: 100-continue" gets its interim answer through TLS, then the answer. */
+/* A request with "Expect: 100-continue" gets its interim answer through TLS, then the answer;
+ * one with "Connection: close" ends the connection cleanly. */
 static void test_expect_continue_over_tls(void **state)
 {
     struct tls_fixture *f = *state;
@@ -401,6 +402,15 @@ static void test_expect_continue_over_tls(void **state)
     assert_true(harness_run_until(&f->h, call_done, &call));
     assert_int_equal(call.status, 0);
     assert_string_equal(call.body, "node:west-1 /c 3 294");
+    /* "Connection: close": the answer, then close_notify, FIN and the linger; the client's
+     * next request opens a new connection. */
+    call_send(c, &call, "GET", "/last", "Connection: close\r\n", NULL);
+    assert_true(harness_run_until(&f->h, call_done, &call));
+    assert_int_equal(call.status, 0);
+    assert_string_equal(call.body, "node:west-1 /last 0 0");
+    tls_get(f, c, "/again", &call);
+    assert_string_equal(call.body, "node:west-1 /again 0 0");
+    assert_int_equal(c->stats.connects, 2);
 }
 
 /* A handshake that never comes (a silent TCP client) is dropped at the head deadline. */
