@@ -94,6 +94,20 @@ struct tandem_route_field {
     enum tandem_route_field_type type;
     bool required;
 };
+/* Entries of a field list: TANDEM_REQUIRED("site", STRING), TANDEM_OPTIONAL("by", STRING), ...,
+ * TANDEM_FIELDS_END. */
+#define TANDEM_REQUIRED(name, type)                                                                \
+    {                                                                                              \
+        name, TANDEM_FIELD_##type, true                                                            \
+    }
+#define TANDEM_OPTIONAL(name, type)                                                                \
+    {                                                                                              \
+        name, TANDEM_FIELD_##type, false                                                           \
+    }
+#define TANDEM_FIELDS_END                                                                          \
+    {                                                                                              \
+        NULL, TANDEM_FIELD_ANY, false                                                              \
+    }
 /* Returns 0 when every field of object is in fields (NULL-name terminated) with its type and
  * every required one is there; else -1 with why (TANDEM_ERRMSG_SIZE bytes) naming the first
  * field at fault: unknown field "x", missing field "x", field "x" must be a boolean. */

@@ -68,64 +68,56 @@ static void with_body(struct tandem_node *node, struct tandem_http_request *r,
         with_body(node, r, fields, handler);                                                       \
     }
 
-/* The bodies the routes take (the drill report is node/bcp/drill.c's report_build). */
+/* The bodies the routes take. What every site change takes; invoke and revoke add theirs. */
+#define SITE_CHANGE_FIELDS                                                                         \
+    TANDEM_REQUIRED("site", STRING), TANDEM_OPTIONAL("reason", STRING),                            \
+        TANDEM_OPTIONAL("by", STRING), TANDEM_OPTIONAL("wait_ms", INT)
 static const struct tandem_route_field invoke_fields[] = {
-    {"site", TANDEM_FIELD_STRING, true},
-    {"reason", TANDEM_FIELD_STRING, false},
-    {"by", TANDEM_FIELD_STRING, false},
-    {"wait_ms", TANDEM_FIELD_INT, false},
-    {"force", TANDEM_FIELD_BOOL, false},
-    {"confirm_lost", TANDEM_FIELD_ARRAY, false},
-    {NULL, 0, false}};
-static const struct tandem_route_field revoke_fields[] = {{"site", TANDEM_FIELD_STRING, true},
-                                                          {"reason", TANDEM_FIELD_STRING, false},
-                                                          {"by", TANDEM_FIELD_STRING, false},
-                                                          {"wait_ms", TANDEM_FIELD_INT, false},
-                                                          {"failback", TANDEM_FIELD_BOOL, false},
-                                                          {"return_jobs", TANDEM_FIELD_BOOL, false},
-                                                          {NULL, 0, false}};
-static const struct tandem_route_field prefer_fields[] = {{"site", TANDEM_FIELD_STRING, true},
-                                                          {NULL, 0, false}};
-static const struct tandem_route_field drill_fields[] = {{"site", TANDEM_FIELD_STRING, true},
-                                                         {"dry_run", TANDEM_FIELD_BOOL, false},
-                                                         {"rate", TANDEM_FIELD_INT, false},
-                                                         {NULL, 0, false}};
+    SITE_CHANGE_FIELDS, TANDEM_OPTIONAL("force", BOOL), TANDEM_OPTIONAL("confirm_lost", ARRAY),
+    TANDEM_FIELDS_END};
+static const struct tandem_route_field revoke_fields[] = {
+    SITE_CHANGE_FIELDS, TANDEM_OPTIONAL("failback", BOOL), TANDEM_OPTIONAL("return_jobs", BOOL),
+    TANDEM_FIELDS_END};
+static const struct tandem_route_field prefer_fields[] = {TANDEM_REQUIRED("site", STRING),
+                                                          TANDEM_FIELDS_END};
+static const struct tandem_route_field drill_fields[] = {
+    TANDEM_REQUIRED("site", STRING), TANDEM_OPTIONAL("dry_run", BOOL), TANDEM_OPTIONAL("rate", INT),
+    TANDEM_FIELDS_END};
+/* The drill report as node/bcp/drill.c's report_build writes it. */
 static const struct tandem_route_field drill_report_fields[] = {
-    {"id", TANDEM_FIELD_STRING, true},
-    {"site", TANDEM_FIELD_STRING, true},
-    {"started", TANDEM_FIELD_INT, true},
-    {"finished", TANDEM_FIELD_INT, true},
-    {"ok", TANDEM_FIELD_BOOL, true},
-    {"rto_ms", TANDEM_FIELD_INT, true},
-    {"rpo_writes", TANDEM_FIELD_INT, true},
-    {"digests_equal", TANDEM_FIELD_BOOL, true},
-    {"jobs_moved", TANDEM_FIELD_ANY, false},
-    {"jobs_returned", TANDEM_FIELD_ANY, false},
-    {"takeover_ms", TANDEM_FIELD_INT, false},
-    {"failback_ms", TANDEM_FIELD_INT, false},
-    {"timeline", TANDEM_FIELD_ANY, false},
-    {"preflight", TANDEM_FIELD_ANY, false},
-    {"probe", TANDEM_FIELD_OBJECT, false},
-    {"failback", TANDEM_FIELD_BOOL, false},
-    {"takeover_gap_ms", TANDEM_FIELD_ANY, false},
-    {"failback_gap_ms", TANDEM_FIELD_ANY, false},
-    {"error", TANDEM_FIELD_STRING, false},
-    {NULL, 0, false}};
-static const struct tandem_route_field rejoin_fields[] = {{"by", TANDEM_FIELD_STRING, false},
-                                                          {NULL, 0, false}};
+    TANDEM_REQUIRED("id", STRING),
+    TANDEM_REQUIRED("site", STRING),
+    TANDEM_REQUIRED("started", INT),
+    TANDEM_REQUIRED("finished", INT),
+    TANDEM_REQUIRED("ok", BOOL),
+    TANDEM_REQUIRED("rto_ms", INT),
+    TANDEM_REQUIRED("rpo_writes", INT),
+    TANDEM_REQUIRED("digests_equal", BOOL),
+    TANDEM_OPTIONAL("jobs_moved", ANY),
+    TANDEM_OPTIONAL("jobs_returned", ANY),
+    TANDEM_OPTIONAL("takeover_ms", INT),
+    TANDEM_OPTIONAL("failback_ms", INT),
+    TANDEM_OPTIONAL("timeline", ANY),
+    TANDEM_OPTIONAL("preflight", ANY),
+    TANDEM_OPTIONAL("probe", OBJECT),
+    TANDEM_OPTIONAL("failback", BOOL),
+    TANDEM_OPTIONAL("takeover_gap_ms", ANY),
+    TANDEM_OPTIONAL("failback_gap_ms", ANY),
+    TANDEM_OPTIONAL("error", STRING),
+    TANDEM_FIELDS_END};
+static const struct tandem_route_field rejoin_fields[] = {TANDEM_OPTIONAL("by", STRING),
+                                                          TANDEM_FIELDS_END};
 static const struct tandem_route_field reseed_fields[] = {
-    {"epoch", TANDEM_FIELD_INT, true},   {"cluster_id", TANDEM_FIELD_STRING, false},
-    {"force", TANDEM_FIELD_BOOL, false}, {"forced", TANDEM_FIELD_ARRAY, false},
-    {"by", TANDEM_FIELD_STRING, false},  {NULL, 0, false}};
-static const struct tandem_route_field recover_fields[] = {{"epoch", TANDEM_FIELD_INT, true},
-                                                           {"site", TANDEM_FIELD_STRING, true},
-                                                           {"reason", TANDEM_FIELD_STRING, false},
-                                                           {"members", TANDEM_FIELD_ARRAY, true},
-                                                           {NULL, 0, false}};
+    TANDEM_REQUIRED("epoch", INT),  TANDEM_OPTIONAL("cluster_id", STRING),
+    TANDEM_OPTIONAL("force", BOOL), TANDEM_OPTIONAL("forced", ARRAY),
+    TANDEM_OPTIONAL("by", STRING),  TANDEM_FIELDS_END};
+static const struct tandem_route_field recover_fields[] = {
+    TANDEM_REQUIRED("epoch", INT), TANDEM_REQUIRED("site", STRING),
+    TANDEM_OPTIONAL("reason", STRING), TANDEM_REQUIRED("members", ARRAY), TANDEM_FIELDS_END};
 static const struct tandem_route_field recover_member_fields[] = {
-    {"name", TANDEM_FIELD_STRING, true},  {"site", TANDEM_FIELD_STRING, true},
-    {"raft", TANDEM_FIELD_STRING, true},  {"api", TANDEM_FIELD_STRING, true},
-    {"role", TANDEM_FIELD_STRING, false}, {NULL, 0, false}};
+    TANDEM_REQUIRED("name", STRING), TANDEM_REQUIRED("site", STRING),
+    TANDEM_REQUIRED("raft", STRING), TANDEM_REQUIRED("api", STRING),
+    TANDEM_OPTIONAL("role", STRING), TANDEM_FIELDS_END};
 
 static int load_table(struct tandem_node *node, struct tandem_http_request *r,
                       struct tandem_site_table *t)

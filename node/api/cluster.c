@@ -436,12 +436,12 @@ static json_t *leader_moved_json(const struct tandem_member *m)
 }
 
 static const struct tandem_route_field member_fields[] = {
-    {"name", TANDEM_FIELD_STRING, true},  {"site", TANDEM_FIELD_STRING, true},
-    {"raft", TANDEM_FIELD_STRING, true},  {"api", TANDEM_FIELD_STRING, true},
-    {"role", TANDEM_FIELD_STRING, false}, {NULL, 0, false}};
+    TANDEM_REQUIRED("name", STRING), TANDEM_REQUIRED("site", STRING),
+    TANDEM_REQUIRED("raft", STRING), TANDEM_REQUIRED("api", STRING),
+    TANDEM_OPTIONAL("role", STRING), TANDEM_FIELDS_END};
 
-static const struct tandem_route_field transfer_fields[] = {{"name", TANDEM_FIELD_STRING, true},
-                                                            {NULL, 0, false}};
+static const struct tandem_route_field transfer_fields[] = {TANDEM_REQUIRED("name", STRING),
+                                                            TANDEM_FIELDS_END};
 
 static int member_from_json(json_t *body, struct tandem_member *m, char *errmsg)
 {

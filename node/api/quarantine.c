@@ -19,8 +19,8 @@ static void route_node_release(struct tandem_node *node, struct tandem_http_requ
     char errmsg[TANDEM_ERRMSG_SIZE];
     json_error_t jerr;
     (void)p;
-    static const struct tandem_route_field fields[] = {{"reason", TANDEM_FIELD_STRING, false},
-                                                       {NULL, 0, false}};
+    static const struct tandem_route_field fields[] = {TANDEM_OPTIONAL("reason", STRING),
+                                                       TANDEM_FIELDS_END};
     json_t *body = r->body_len == 0 ? json_object() : json_loadb(r->body, r->body_len, 0, &jerr);
     if (json_is_object(body) && tandem_route_fields_check(body, fields, errmsg) != 0) {
         tandem_route_error(node, r, 400, "%s", errmsg);
@@ -77,9 +77,9 @@ static void route_bcp_decision(struct tandem_node *node, struct tandem_http_requ
                                const char *p)
 {
     static const struct tandem_route_field fields[] = {
-        {"action", TANDEM_FIELD_STRING, true}, {"member", TANDEM_FIELD_STRING, true},
-        {"site", TANDEM_FIELD_STRING, true},   {"reason", TANDEM_FIELD_STRING, true},
-        {"by", TANDEM_FIELD_STRING, true},     {NULL, 0, false}};
+        TANDEM_REQUIRED("action", STRING), TANDEM_REQUIRED("member", STRING),
+        TANDEM_REQUIRED("site", STRING),   TANDEM_REQUIRED("reason", STRING),
+        TANDEM_REQUIRED("by", STRING),     TANDEM_FIELDS_END};
     char why[TANDEM_ERRMSG_SIZE];
     json_t *body = json_loadb(r->body, r->body_len, 0, NULL);
     (void)p;

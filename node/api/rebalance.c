@@ -297,8 +297,8 @@ static void route_site_capacity_set(struct tandem_node *node, struct tandem_http
     if (w == NULL) {
         return;
     }
-    static const struct tandem_route_field fields[] = {{"capacity", TANDEM_FIELD_INT, true},
-                                                       {NULL, 0, false}};
+    static const struct tandem_route_field fields[] = {TANDEM_REQUIRED("capacity", INT),
+                                                       TANDEM_FIELDS_END};
     char why[TANDEM_ERRMSG_SIZE];
     json_t *capacity = json_object_get(w->base.json, "capacity");
     if (tandem_route_fields_check(w->base.json, fields, why) != 0) {
@@ -431,15 +431,15 @@ static int apply_from_plan(struct tandem_node *node, struct tandem_http_request 
 }
 
 /* What POST /v1/rebalance/apply takes: {"id"}, or the plan as GET /v1/rebalance/plan gave it. */
-static const struct tandem_route_field plan_id_fields[] = {{"id", TANDEM_FIELD_STRING, true},
-                                                           {NULL, 0, false}};
+static const struct tandem_route_field plan_id_fields[] = {TANDEM_REQUIRED("id", STRING),
+                                                           TANDEM_FIELDS_END};
 static const struct tandem_route_field plan_fields[] = {
-    {"id", TANDEM_FIELD_STRING, true},           {"index", TANDEM_FIELD_INT, true},
-    {"objective", TANDEM_FIELD_STRING, true},    {"moves", TANDEM_FIELD_ARRAY, true},
-    {"at", TANDEM_FIELD_STRING, false},          {"max_moves", TANDEM_FIELD_INT, false},
-    {"sites", TANDEM_FIELD_ARRAY, false},        {"before", TANDEM_FIELD_ANY, false},
-    {"after", TANDEM_FIELD_ANY, false},          {"excluded", TANDEM_FIELD_ANY, false},
-    {"excluded_total", TANDEM_FIELD_INT, false}, {NULL, 0, false}};
+    TANDEM_REQUIRED("id", STRING),          TANDEM_REQUIRED("index", INT),
+    TANDEM_REQUIRED("objective", STRING),   TANDEM_REQUIRED("moves", ARRAY),
+    TANDEM_OPTIONAL("at", STRING),          TANDEM_OPTIONAL("max_moves", INT),
+    TANDEM_OPTIONAL("sites", ARRAY),        TANDEM_OPTIONAL("before", ANY),
+    TANDEM_OPTIONAL("after", ANY),          TANDEM_OPTIONAL("excluded", ANY),
+    TANDEM_OPTIONAL("excluded_total", INT), TANDEM_FIELDS_END};
 
 /* POST /v1/rebalance/apply {"id"} (a plan this node computed) or the whole plan */
 static void route_rebalance_apply(struct tandem_node *node, struct tandem_http_request *r,

@@ -59,6 +59,17 @@ static int check(const struct tandem_http_request *r, struct tandem_tls_peer *id
     return tandem_authz_check(true, r, identity, why);
 }
 
+/* r is allowed, acting as kind name. */
+static void assert_acts_as(const struct tandem_http_request *r, enum tandem_tls_peer_kind kind,
+                           const char *name)
+{
+    struct tandem_tls_peer id;
+    char why[TANDEM_ERRMSG_SIZE];
+    assert_int_equal(check(r, &id, why), 0);
+    assert_int_equal(id.kind, kind);
+    assert_string_equal(id.name, name);
+}
+
 static void test_insecure_allows_everything(void **state)
 {
     (void)state;
@@ -112,13 +123,11 @@ static void test_user(void **state)
     (void)state;
     struct tandem_tls_peer id;
     char why[TANDEM_ERRMSG_SIZE];
-    struct tandem_http_request *r =
-        request(HTTP_POST, "/v1/bcp/invoke", TANDEM_TLS_PEER_USER, "alice", NULL);
-    assert_int_equal(check(r, &id, why), 0);
-    assert_int_equal(id.kind, TANDEM_TLS_PEER_USER);
-    assert_string_equal(id.name, "alice");
-    assert_int_equal(
-        check(request(HTTP_GET, "/metrics", TANDEM_TLS_PEER_USER, "alice", NULL), &id, why), 0);
+    assert_acts_as(request(HTTP_POST, "/v1/bcp/invoke", TANDEM_TLS_PEER_USER, "alice", NULL),
+                   TANDEM_TLS_PEER_USER, "alice");
+    assert_acts_as(request(HTTP_GET, "/metrics", TANDEM_TLS_PEER_USER, "alice", NULL),
+                   TANDEM_TLS_PEER_USER, "alice");
+    struct tandem_http_request *r;
     /* Every method under /v1/node/. */
     const int methods[] = {HTTP_GET, HTTP_POST, HTTP_PUT, HTTP_DELETE, HTTP_HEAD};
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
@@ -157,24 +166,17 @@ static void test_node(void **state)
     (void)state;
     struct tandem_tls_peer id;
     char why[TANDEM_ERRMSG_SIZE];
-    struct tandem_http_request *r =
-        request(HTTP_POST, "/v1/node/reseed", TANDEM_TLS_PEER_NODE, "west-1", NULL);
-    assert_int_equal(check(r, &id, why), 0);
-    assert_int_equal(id.kind, TANDEM_TLS_PEER_NODE);
-    assert_string_equal(id.name, "west-1");
+    assert_acts_as(request(HTTP_POST, "/v1/node/reseed", TANDEM_TLS_PEER_NODE, "west-1", NULL),
+                   TANDEM_TLS_PEER_NODE, "west-1");
     /* Forwarding a user: the request acts as that user. */
-    r = request(HTTP_PUT, "/v1/kv/a", TANDEM_TLS_PEER_NODE, "west-1", TANDEM_FORWARDED_HEADER,
-                "west-1", TANDEM_FORWARDED_USER_HEADER, "Jane Doe", TANDEM_FORWARDED_KIND_HEADER,
-                "user", NULL);
-    assert_int_equal(check(r, &id, why), 0);
-    assert_int_equal(id.kind, TANDEM_TLS_PEER_USER);
-    assert_string_equal(id.name, "Jane Doe");
+    struct tandem_http_request *r = request(
+        HTTP_PUT, "/v1/kv/a", TANDEM_TLS_PEER_NODE, "west-1", TANDEM_FORWARDED_HEADER, "west-1",
+        TANDEM_FORWARDED_USER_HEADER, "Jane Doe", TANDEM_FORWARDED_KIND_HEADER, "user", NULL);
+    assert_acts_as(r, TANDEM_TLS_PEER_USER, "Jane Doe");
     /* Forwarding for another node (a relayed BCP call). */
     r = request(HTTP_POST, "/v1/node/epoch", TANDEM_TLS_PEER_NODE, "west-1",
                 TANDEM_FORWARDED_USER_HEADER, "east-2", TANDEM_FORWARDED_KIND_HEADER, "node", NULL);
-    assert_int_equal(check(r, &id, why), 0);
-    assert_int_equal(id.kind, TANDEM_TLS_PEER_NODE);
-    assert_string_equal(id.name, "east-2");
+    assert_acts_as(r, TANDEM_TLS_PEER_NODE, "east-2");
     /* A node relaying a user does not lend it its power over /v1/node/. */
     r = request(HTTP_POST, "/v1/node/reseed", TANDEM_TLS_PEER_NODE, "west-1",
                 TANDEM_FORWARDED_USER_HEADER, "alice", TANDEM_FORWARDED_KIND_HEADER, "user", NULL);

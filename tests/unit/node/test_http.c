@@ -783,6 +783,17 @@ static int setup_allow(void **state)
     return fixture_start(state, NULL);
 }
 
+/* Opens rc from source and GETs path on it: one answer. */
+static void raw_get_from(struct fixture *f, struct raw_client *rc, const char *source,
+                         const char *path)
+{
+    char request[128];
+    raw_open_from(f, rc, source);
+    snprintf(request, sizeof request, "GET %s HTTP/1.1\r\n\r\n", path);
+    raw_send_text(rc, request);
+    raw_wait(rc, 1);
+}
+
 /* A source outside the allow-list is closed before a byte is read: no answer, no handler. */
 static void test_allow_list(void **state)
 {
@@ -792,9 +803,7 @@ static void test_allow_list(void **state)
     raw_send_text(&refused, "GET /a HTTP/1.1\r\n\r\n");
     raw_wait_eof(&refused);
     assert_int_equal(refused.recv_len, 0);
-    raw_open_from(f, &allowed, "127.0.0.2");
-    raw_send_text(&allowed, "GET /b HTTP/1.1\r\n\r\n");
-    raw_wait(&allowed, 1);
+    raw_get_from(f, &allowed, "127.0.0.2", "/b");
     assert_int_equal(allowed.resp[0].status, 200);
     struct tandem_http_server_stats st;
     tandem_http_server_stats(&f->server, &st);
@@ -824,19 +833,13 @@ static void test_per_source(void **state)
 {
     struct fixture *f = *state;
     struct raw_client a, b, c, other;
-    raw_open(f, &a);
-    raw_send_text(&a, "GET /a HTTP/1.1\r\n\r\n");
-    raw_wait(&a, 1);
-    raw_open(f, &b);
-    raw_send_text(&b, "GET /b HTTP/1.1\r\n\r\n");
-    raw_wait(&b, 1);
+    raw_get_from(f, &a, "127.0.0.1", "/a");
+    raw_get_from(f, &b, "127.0.0.1", "/b");
     raw_open(f, &c);
     raw_send_text(&c, "GET /c HTTP/1.1\r\n\r\n");
     raw_wait_eof(&c);
     assert_int_equal(c.recv_len, 0);
-    raw_open_from(f, &other, "127.0.0.2");
-    raw_send_text(&other, "GET /other HTTP/1.1\r\n\r\n");
-    raw_wait(&other, 1);
+    raw_get_from(f, &other, "127.0.0.2", "/other");
     struct tandem_http_server_stats st;
     tandem_http_server_stats(&f->server, &st);
     assert_int_equal(st.refused_per_source, 1);
@@ -845,9 +848,7 @@ static void test_per_source(void **state)
     raw_free(f, &c);
     raw_free(f, &a);
     assert_true(run_until(f, two_connections_open, f)); /* b and other */
-    raw_open(f, &c);
-    raw_send_text(&c, "GET /again HTTP/1.1\r\n\r\n");
-    raw_wait(&c, 1);
+    raw_get_from(f, &c, "127.0.0.1", "/again");
     assert_int_equal(c.resp[0].status, 200);
     raw_free(f, &c);
     raw_free(f, &b);

@@ -11,31 +11,22 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <uv.h>
 
 #include "node/http/sources.h"
 
 #define CHURN_SOURCES 300   /* distinct addresses in the churn test */
 #define CHURN_STEPS   50000 /* acquire or release steps, bounded */
 
-static struct tandem_source source_v4(const char *text)
+/* The source of an IPv4 or IPv6 address in text (libuv parses it). */
+static struct tandem_source source_at(const char *text)
 {
-    struct sockaddr_in in;
-    memset(&in, 0, sizeof in);
-    in.sin_family = AF_INET;
-    assert_int_equal(inet_pton(AF_INET, text, &in.sin_addr), 1);
+    struct sockaddr_storage ss;
+    int rv = strchr(text, ':') != NULL ? uv_ip6_addr(text, 0, (struct sockaddr_in6 *)&ss)
+                                       : uv_ip4_addr(text, 0, (struct sockaddr_in *)&ss);
+    assert_int_equal(rv, 0);
     struct tandem_source s;
-    assert_true(tandem_source_of((const struct sockaddr *)&in, &s));
-    return s;
-}
-
-static struct tandem_source source_v6(const char *text)
-{
-    struct sockaddr_in6 in6;
-    memset(&in6, 0, sizeof in6);
-    in6.sin6_family = AF_INET6;
-    assert_int_equal(inet_pton(AF_INET6, text, &in6.sin6_addr), 1);
-    struct tandem_source s;
-    assert_true(tandem_source_of((const struct sockaddr *)&in6, &s));
+    assert_true(tandem_source_of((const struct sockaddr *)&ss, &s));
     return s;
 }
 
@@ -44,7 +35,7 @@ static void test_limit_per_source(void **state)
     (void)state;
     struct tandem_sources t;
     assert_int_equal(tandem_sources_init(&t, 16), 0);
-    struct tandem_source a = source_v4("192.0.2.1"), b = source_v6("2001:db8::1");
+    struct tandem_source a = source_at("192.0.2.1"), b = source_at("2001:db8::1");
     assert_true(tandem_sources_acquire(&t, &a, 2));
     assert_true(tandem_sources_acquire(&t, &a, 2));
     assert_false(tandem_sources_acquire(&t, &a, 2));
@@ -67,8 +58,8 @@ static void test_v4_mapped_is_one_source(void **state)
     (void)state;
     struct tandem_sources t;
     assert_int_equal(tandem_sources_init(&t, 4), 0);
-    struct tandem_source plain = source_v4("198.51.100.7");
-    struct tandem_source mapped = source_v6("::ffff:198.51.100.7");
+    struct tandem_source plain = source_at("198.51.100.7");
+    struct tandem_source mapped = source_at("::ffff:198.51.100.7");
     assert_memory_equal(plain.addr, mapped.addr, sizeof plain.addr);
     assert_true(tandem_sources_acquire(&t, &plain, 1));
     assert_false(tandem_sources_acquire(&t, &mapped, 1));
@@ -84,8 +75,8 @@ static void test_table_full(void **state)
     (void)state;
     struct tandem_sources t;
     assert_int_equal(tandem_sources_init(&t, 3), 0);
-    struct tandem_source s[4] = {source_v4("10.0.0.1"), source_v4("10.0.0.2"),
-                                 source_v4("10.0.0.3"), source_v4("10.0.0.4")};
+    struct tandem_source s[4] = {source_at("10.0.0.1"), source_at("10.0.0.2"),
+                                 source_at("10.0.0.3"), source_at("10.0.0.4")};
     for (int i = 0; i < 3; i++) {
         assert_true(tandem_sources_acquire(&t, &s[i], 10));
     }
