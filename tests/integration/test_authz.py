@@ -177,6 +177,17 @@ def test_who_may_call_what():
 def check_metrics_listener(c, name, metrics_url):
     status, _, body = http("GET", metrics_url + "/metrics")
     assert status == 200 and b"tandem_connections_refused_total" in body, status
+    # Valid exposition: each family's TYPE once; the refusals of every listener in one block.
+    families = re.findall(r"^# TYPE (\S+) ", body.decode(), re.M)
+    assert len(families) == len(set(families)), sorted(f for f in families
+                                                       if families.count(f) > 1)
+    lines = body.decode().splitlines()
+    at = [i for i, line in enumerate(lines) if line.startswith("tandem_connections_refused_total{")]
+    assert at == list(range(at[0], at[0] + len(at))), at  # one block
+    assert lines[at[0] - 1] == "# TYPE tandem_connections_refused_total counter", lines[at[0] - 1]
+    refused = [lines[i] for i in at]
+    assert {"raft", "api", "metrics"} <= {re.search(r'listener="(\w+)"', line).group(1)
+                                          for line in refused}, refused
     status, _, _ = http("HEAD", metrics_url + "/metrics")
     assert status == 200
     for method, path, expected in (("GET", "/v1/status", 404), ("GET", "/healthz", 404),
