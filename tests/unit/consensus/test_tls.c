@@ -809,6 +809,41 @@ static void test_server_certificate_optional(void **state)
     }
 }
 
+/* The module finds a session from its stream through a table of its own: many sessions made and
+ * freed in a scrambled order (each free looks its session up) leave every other one findable. */
+static void test_many_sessions_freed_in_any_order(void **state)
+{
+    (void)state;
+    enum { SESSIONS = 1000 };
+    uv_tcp_t *tcps = calloc(SESSIONS, sizeof *tcps); /* never opened: no I/O happens */
+    struct tandem_tls **tls = calloc(SESSIONS, sizeof *tls);
+    assert_non_null(tcps);
+    assert_non_null(tls);
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    for (unsigned round = 0; round < 3; round++) {
+        for (unsigned i = 0; i < SESSIONS; i++) {
+            if (tls[i] == NULL) {
+                assert_int_equal(tandem_tls_new(ids.node1, &tcps[i], TANDEM_TLS_SERVER, NULL, NULL,
+                                                &tls[i], errmsg),
+                                 TANDEM_OK);
+            }
+        }
+        /* Frees a scrambled two thirds (all in the last round). */
+        for (unsigned k = 0; k < SESSIONS; k++) {
+            unsigned i = (k * 617u + round * 31u) % SESSIONS;
+            if (round == 2 || i % 3 != round) {
+                tandem_tls_free(tls[i]);
+                tls[i] = NULL;
+            }
+        }
+    }
+    for (unsigned i = 0; i < SESSIONS; i++) {
+        assert_null(tls[i]);
+    }
+    free(tls);
+    free(tcps);
+}
+
 /* A peer that goes away during the handshake ends it with TANDEM_NET, not a hang. */
 static void test_hang_up_during_handshake(void **state)
 {
@@ -1084,6 +1119,7 @@ int main(void)
         cmocka_unit_test(test_hang_up_during_handshake),
         cmocka_unit_test(test_server_certificate_optional),
         cmocka_unit_test(test_expect_node_checked),
+        cmocka_unit_test(test_many_sessions_freed_in_any_order),
         cmocka_unit_test(test_key_update),
         cmocka_unit_test(test_close_notify_and_tcp_eof),
         cmocka_unit_test(test_close_mid_write),
