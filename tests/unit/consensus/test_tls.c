@@ -110,6 +110,8 @@ static const char cert_script[] =
     "2>/dev/null\n"
     "openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -gencrl -out ca.crl "
     "2>/dev/null\n"
+    "openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -gencrl -out expired.crl "
+    "-crl_lastupdate 20200101000000Z -crl_nextupdate 20200102000000Z 2>/dev/null\n"
     "mkca other-ca\n"
     "key other\n"
     "openssl req -new -key other.key -subj /CN=node-1 -out other.csr -config ca.cnf\n"
@@ -1101,6 +1103,26 @@ static void test_ctx_info_and_reload(void **state)
     pair_close(&last);
 }
 
+/* A CRL past its nextUpdate still refuses what it revokes and lets the rest in; loading it is
+ * no error, and the info shows its nextUpdate in the past. */
+static void test_expired_crl_still_applies(void **state)
+{
+    (void)state;
+    struct tandem_tls_ctx *stale = ctx_of("node-1", "ca.pem", "expired.crl");
+    assert_non_null(stale);
+    struct tandem_tls_cert_info info;
+    tandem_tls_ctx_info(stale, &info);
+    assert_true(info.crl_next_update_ms > 0 && info.crl_next_update_ms < now_ms());
+    refused_by_server(stale, ids.revoked, TANDEM_CRYPTO, "certificate revoked");
+    struct pair p;
+    pair_open_ok(&p, stale, ids.node2, NULL);
+    pair_close(&p);
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    assert_int_equal(ctx_try("ca.pem", "revoked.pem", "revoked.key", "expired.crl", errmsg),
+                     TANDEM_CONFIG);
+    tandem_tls_ctx_free(stale);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1111,6 +1133,7 @@ int main(void)
         cmocka_unit_test(test_user_certificate_as_server_refused),
         cmocka_unit_test(test_expect_node_mismatch_refused),
         cmocka_unit_test(test_revoked_refused_with_crl),
+        cmocka_unit_test(test_expired_crl_still_applies),
         cmocka_unit_test(test_bad_cn_refused),
         cmocka_unit_test(test_tls12_client_refused),
         cmocka_unit_test(test_expired_client_refused),
