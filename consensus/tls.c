@@ -259,6 +259,14 @@ static void tls_set_error(struct tandem_tls *tls, const char *fmt, const char *d
     }
 }
 
+/* A CRL past its nextUpdate still applies: its revocations hold, and the node warns about it
+ * (status, metrics) instead of refusing every connection, raft's included, until one is
+ * published. Every other verification error stands. */
+static int tls_crl_expiry_cb(int ok, X509_STORE_CTX *store)
+{
+    return ok || X509_STORE_CTX_get_error(store) == X509_V_ERR_CRL_HAS_EXPIRED;
+}
+
 /* OpenSSL's chain verification callback: keeps the first reason, and at the leaf refuses what is
  * not a certificate of the kind the role accepts. */
 static int tls_verify_cb(int ok, X509_STORE_CTX *store)
@@ -266,6 +274,9 @@ static int tls_verify_cb(int ok, X509_STORE_CTX *store)
     SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
     struct tandem_tls *tls = SSL_get_app_data(ssl);
     int depth = X509_STORE_CTX_get_error_depth(store);
+    if (!ok && tls_crl_expiry_cb(ok, store)) {
+        return 1;
+    }
     if (!ok) {
         int error = X509_STORE_CTX_get_error(store);
         tls->verify_failed = true;
@@ -462,6 +473,7 @@ static int tls_check_own_cert(SSL_CTX *ctx, X509_STORE *store, const struct tand
         X509_STORE_CTX_free(verify);
         return tandem_error_from_ssl(errmsg, "checking tls_cert");
     }
+    X509_STORE_CTX_set_verify_cb(verify, tls_crl_expiry_cb);
     int verified = X509_verify_cert(verify);
     int error = X509_STORE_CTX_get_error(verify);
     X509_STORE_CTX_free(verify);
@@ -731,7 +743,9 @@ static int tls_peer_load(struct tandem_tls *tls)
         tls->peer = (struct tandem_tls_peer){.kind = TANDEM_TLS_PEER_NONE};
         return TANDEM_OK;
     }
-    if (cert == NULL || SSL_get_verify_result(tls->ssl) != X509_V_OK) {
+    /* The result keeps the last error the verification callback let pass (tls_crl_expiry_cb). */
+    long verified = SSL_get_verify_result(tls->ssl);
+    if (cert == NULL || (verified != X509_V_OK && verified != X509_V_ERR_CRL_HAS_EXPIRED)) {
         tls_set_error(tls, "%s", "the peer presented no verified certificate");
         return TANDEM_CRYPTO;
     }

@@ -25,7 +25,8 @@ struct tandem_tls_files {
     const char *ca;   /* PEM, the cluster CA (one or more certificates) */
     const char *cert; /* PEM, our certificate (chain) */
     const char *key;  /* PEM, its private key, unencrypted */
-    const char *crl;  /* PEM, revoked certificates of the CA; NULL or "" = none */
+    const char *crl;  /* PEM, revoked certificates of the CA; NULL or "" = none. Past its
+                       * nextUpdate it still applies (crl_next_update_ms shows it) */
 };
 
 /* Expiry and subject of the loaded certificates, for /v1/status and /metrics. Times are Unix

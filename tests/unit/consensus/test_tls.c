@@ -110,6 +110,8 @@ static const char cert_script[] =
     "2>/dev/null\n"
     "openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -gencrl -out ca.crl "
     "2>/dev/null\n"
+    "openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -gencrl -out expired.crl "
+    "-crl_lastupdate 20200101000000Z -crl_nextupdate 20200102000000Z 2>/dev/null\n"
     "mkca other-ca\n"
     "key other\n"
     "openssl req -new -key other.key -subj /CN=node-1 -out other.csr -config ca.cnf\n"
@@ -809,6 +811,41 @@ static void test_server_certificate_optional(void **state)
     }
 }
 
+/* The module finds a session from its stream through a table of its own: many sessions made and
+ * freed in a scrambled order (each free looks its session up) leave every other one findable. */
+static void test_many_sessions_freed_in_any_order(void **state)
+{
+    (void)state;
+    enum { SESSIONS = 1000 };
+    uv_tcp_t *tcps = calloc(SESSIONS, sizeof *tcps); /* never opened: no I/O happens */
+    struct tandem_tls **tls = calloc(SESSIONS, sizeof *tls);
+    assert_non_null(tcps);
+    assert_non_null(tls);
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    for (unsigned round = 0; round < 3; round++) {
+        for (unsigned i = 0; i < SESSIONS; i++) {
+            if (tls[i] == NULL) {
+                assert_int_equal(tandem_tls_new(ids.node1, &tcps[i], TANDEM_TLS_SERVER, NULL, NULL,
+                                                &tls[i], errmsg),
+                                 TANDEM_OK);
+            }
+        }
+        /* Frees a scrambled two thirds (all in the last round). */
+        for (unsigned k = 0; k < SESSIONS; k++) {
+            unsigned i = (k * 617u + round * 31u) % SESSIONS;
+            if (round == 2 || i % 3 != round) {
+                tandem_tls_free(tls[i]);
+                tls[i] = NULL;
+            }
+        }
+    }
+    for (unsigned i = 0; i < SESSIONS; i++) {
+        assert_null(tls[i]);
+    }
+    free(tls);
+    free(tcps);
+}
+
 /* A peer that goes away during the handshake ends it with TANDEM_NET, not a hang. */
 static void test_hang_up_during_handshake(void **state)
 {
@@ -1066,6 +1103,26 @@ static void test_ctx_info_and_reload(void **state)
     pair_close(&last);
 }
 
+/* A CRL past its nextUpdate still refuses what it revokes and lets the rest in; loading it is
+ * no error, and the info shows its nextUpdate in the past. */
+static void test_expired_crl_still_applies(void **state)
+{
+    (void)state;
+    struct tandem_tls_ctx *stale = ctx_of("node-1", "ca.pem", "expired.crl");
+    assert_non_null(stale);
+    struct tandem_tls_cert_info info;
+    tandem_tls_ctx_info(stale, &info);
+    assert_true(info.crl_next_update_ms > 0 && info.crl_next_update_ms < now_ms());
+    refused_by_server(stale, ids.revoked, TANDEM_CRYPTO, "certificate revoked");
+    struct pair p;
+    pair_open_ok(&p, stale, ids.node2, NULL);
+    pair_close(&p);
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    assert_int_equal(ctx_try("ca.pem", "revoked.pem", "revoked.key", "expired.crl", errmsg),
+                     TANDEM_CONFIG);
+    tandem_tls_ctx_free(stale);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1076,6 +1133,7 @@ int main(void)
         cmocka_unit_test(test_user_certificate_as_server_refused),
         cmocka_unit_test(test_expect_node_mismatch_refused),
         cmocka_unit_test(test_revoked_refused_with_crl),
+        cmocka_unit_test(test_expired_crl_still_applies),
         cmocka_unit_test(test_bad_cn_refused),
         cmocka_unit_test(test_tls12_client_refused),
         cmocka_unit_test(test_expired_client_refused),
@@ -1084,6 +1142,7 @@ int main(void)
         cmocka_unit_test(test_hang_up_during_handshake),
         cmocka_unit_test(test_server_certificate_optional),
         cmocka_unit_test(test_expect_node_checked),
+        cmocka_unit_test(test_many_sessions_freed_in_any_order),
         cmocka_unit_test(test_key_update),
         cmocka_unit_test(test_close_notify_and_tcp_eof),
         cmocka_unit_test(test_close_mid_write),
