@@ -130,13 +130,8 @@ json_t *tandem_tls_identity_status(const struct tandem_tls_ctx *tls, int64_t now
                      time_json(info.crl_next_update_ms), "reloads", (json_int_t)info.reloads);
 }
 
-void tandem_tls_identity_metrics(const struct tandem_tls_ctx *tls, int64_t now_ms,
-                                 uint64_t api_refused, FILE *out)
+void tandem_tls_identity_metrics(const struct tandem_tls_ctx *tls, int64_t now_ms, FILE *out)
 {
-    fprintf(out,
-            "# TYPE tandem_connections_refused_total counter\n"
-            "tandem_connections_refused_total{listener=\"api\",reason=\"tls\"} %" PRIu64 "\n",
-            api_refused);
     if (tls == NULL) {
         return;
     }

@@ -26,8 +26,8 @@ void tandem_tls_identity_reload(struct tandem_tls_ctx *tls);
  * past its next update. now_ms: the wall clock. */
 json_t *tandem_tls_identity_status(const struct tandem_tls_ctx *tls, int64_t now_ms,
                                    json_t *warnings);
-/* The TLS lines of /metrics: certificate expiry, reloads, the API's refused handshakes. */
-void tandem_tls_identity_metrics(const struct tandem_tls_ctx *tls, int64_t now_ms,
-                                 uint64_t api_refused, FILE *out);
+/* The TLS lines of /metrics: certificate expiry and reloads (the API's refused handshakes are
+ * tandem_connections_refused_total{listener="api",reason="tls"}, with the other refusals). */
+void tandem_tls_identity_metrics(const struct tandem_tls_ctx *tls, int64_t now_ms, FILE *out);
 
 #endif

@@ -239,13 +239,16 @@ static void site_metrics(struct tandem_node *node, FILE *out)
 }
 
 /* Connections refused before they could do anything, per listener and reason (the raft
- * transport's here: identity mismatches count as tls, pending-handshake drops as cap). */
-static void connections_refused_metrics(FILE *out, const struct tandem_transport_stats *ts)
+ * transport's: identity mismatches count as tls, pending-handshake drops as cap; the API's
+ * failed handshakes), one family. */
+static void connections_refused_metrics(FILE *out, const struct tandem_transport_stats *ts,
+                                        const struct tandem_http_server_stats *api)
 {
     fprintf(out, "# TYPE tandem_connections_refused_total counter\n");
     tandem_connections_refused_write(out, "raft", "allow", ts->refused_allow);
     tandem_connections_refused_write(out, "raft", "tls", ts->refused_tls + ts->refused_identity);
     tandem_connections_refused_write(out, "raft", "cap", ts->dropped_busy);
+    tandem_connections_refused_write(out, "api", "tls", api->tls_refused);
 }
 
 static void route_metrics(struct tandem_node *node, struct tandem_http_request *r, const char *p)
@@ -313,10 +316,10 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
             "# TYPE tandem_raft_double_frees_absorbed_total counter\n"
             "tandem_raft_double_frees_absorbed_total %llu\n",
             (unsigned long long)tandem_raft_heap_double_frees());
-    connections_refused_metrics(out, &ts);
+    connections_refused_metrics(out, &ts, &hs);
     reach_metrics(node, out);
     shield_metrics(node, out);
-    tandem_tls_identity_metrics(node->tls, tandem_wall_ms(), hs.tls_refused, out);
+    tandem_tls_identity_metrics(node->tls, tandem_wall_ms(), out);
     tandem_histogram_write(out, "tandem_apply_duration_seconds",
                            "Time to apply one raft entry to LMDB.", &node->metrics.apply);
     tandem_histogram_write(out, "tandem_http_request_duration_seconds",

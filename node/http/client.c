@@ -470,8 +470,8 @@ static void conn_handshake_cb(void *data, int status)
     if (status != 0) {
         uint64_t now = uv_now(c->loop);
         c->stats.tls_refused++;
-        if (c->tls_logged_ms == 0 || now - c->tls_logged_ms >= TLS_FAILURE_LOG_MS) {
-            c->tls_logged_ms = now + 1; /* 0 means never */
+        if (now >= c->tls_quiet_until_ms) {
+            c->tls_quiet_until_ms = now + TLS_FAILURE_LOG_MS;
             tandem_log(TANDEM_LOG_WARN, "TLS to %s (%s) failed: %s", c->host_header,
                        c->expect_node[0] != '\0' ? c->expect_node : "any node",
                        tandem_tls_error(conn->tls));

@@ -104,7 +104,7 @@ struct tandem_httpc {
     void (*idle_cb)(struct tandem_httpc *c);   /* the pool's: after a callback left pending at 0 */
     struct tandem_tls_ctx *tls;                /* borrowed: NULL = plaintext */
     char expect_node[TANDEM_TLS_NAME_MAX + 1]; /* "" = any node certificate */
-    uint64_t tls_logged_ms;                    /* uv_now of the last handshake failure logged */
+    uint64_t tls_quiet_until_ms; /* uv_now until which handshake failures are only counted */
 };
 
 /* host: numeric IPv4/IPv6 or a name (resolved asynchronously per connection; IPv4 results are

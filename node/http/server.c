@@ -1329,25 +1329,27 @@ static void conn_source(struct tandem_http_conn *c, char *out, size_t size)
 static bool refusal_log_due(struct tandem_http_server *s, const char *source)
 {
     uint64_t now = uv_now(s->loop);
-    struct tandem_http_refusal_source *oldest = &s->refusals[0];
+    struct tandem_http_refusal_source *pick =
+        NULL; /* a free slot, else the one whose quiet ends first */
     for (unsigned i = 0; i < TANDEM_HTTP_TLS_REFUSAL_SOURCES_MAX; i++) {
         struct tandem_http_refusal_source *e = &s->refusals[i];
-        if (strcmp(e->source, source) == 0) {
-            if (e->logged_ms != 0 && now - e->logged_ms < TANDEM_HTTP_TLS_REFUSAL_LOG_MS) {
+        if (e->source[0] != '\0' && strcmp(e->source, source) == 0) {
+            if (now < e->quiet_until_ms) {
                 return false;
             }
-            e->logged_ms = now + 1; /* 0 means never */
+            e->quiet_until_ms = now + TANDEM_HTTP_TLS_REFUSAL_LOG_MS;
             return true;
         }
-        if (e->logged_ms < oldest->logged_ms) {
-            oldest = e;
+        if (pick == NULL || (pick->source[0] != '\0' &&
+                             (e->source[0] == '\0' || e->quiet_until_ms < pick->quiet_until_ms))) {
+            pick = e;
         }
     }
-    if (oldest->logged_ms != 0 && now - oldest->logged_ms < TANDEM_HTTP_TLS_REFUSAL_LOG_MS) {
+    if (pick->source[0] != '\0' && now < pick->quiet_until_ms) {
         return false;
     }
-    snprintf(oldest->source, sizeof oldest->source, "%s", source);
-    oldest->logged_ms = now + 1;
+    snprintf(pick->source, sizeof pick->source, "%s", source);
+    pick->quiet_until_ms = now + TANDEM_HTTP_TLS_REFUSAL_LOG_MS;
     return true;
 }
 

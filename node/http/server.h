@@ -137,10 +137,11 @@ struct tandem_http_server_stats {
     uint64_t tls_refused; /* failed or timed-out TLS handshakes (connection closed) */
 };
 
-/* A source whose refused handshake was logged, and when (uv_now). */
+/* A source whose refused handshake was logged ("" = a free slot), and until when (uv_now) its
+ * next refusals are only counted. */
 struct tandem_http_refusal_source {
     char source[TANDEM_HTTP_SOURCE_BYTES_MAX];
-    uint64_t logged_ms;
+    uint64_t quiet_until_ms;
 };
 
 struct tandem_http_server {
