@@ -34,6 +34,8 @@
 #define TLS_RECORD_OVERHEAD  32u    /* header 5 + content type 1 + AEAD tag 16, with room */
 #define TLS_VERIFY_DEPTH     4      /* CA chains are short: root, maybe one intermediate */
 #define TLS_MAP_CAPACITY_MIN 16u
+#define TLS_WRITE_BYTES_MAX                                                                        \
+    (1u << 30) /* one write's plaintext; its ciphertext goes in one uv_buf */
 
 struct tandem_tls_ctx {
     struct tandem_tls_files files; /* owned copies of the paths; crl "" = none */
@@ -725,6 +727,10 @@ static void tls_ssl_error(struct tandem_tls *tls, const char *what)
 static int tls_peer_load(struct tandem_tls *tls)
 {
     X509 *cert = SSL_get0_peer_certificate(tls->ssl);
+    if (cert == NULL && tls->role == TANDEM_TLS_SERVER_CERT_OPTIONAL) {
+        tls->peer = (struct tandem_tls_peer){.kind = TANDEM_TLS_PEER_NONE};
+        return TANDEM_OK;
+    }
     if (cert == NULL || SSL_get_verify_result(tls->ssl) != X509_V_OK) {
         tls_set_error(tls, "%s", "the peer presented no verified certificate");
         return TANDEM_CRYPTO;
@@ -904,7 +910,7 @@ int tandem_tls_new(struct tandem_tls_ctx *ctx, uv_tcp_t *tcp, enum tandem_tls_ro
         snprintf(tls->expect_node, sizeof tls->expect_node, "%s", expect_node);
     }
     int rc = TANDEM_CRYPTO;
-    tls->ssl = SSL_new(role == TANDEM_TLS_SERVER ? ctx->server : ctx->client);
+    tls->ssl = SSL_new(role == TANDEM_TLS_CLIENT ? ctx->client : ctx->server);
     tls->rbio = BIO_new(BIO_s_mem());
     tls->wbio = BIO_new(BIO_s_mem());
     if (tls->ssl == NULL || tls->rbio == NULL || tls->wbio == NULL) {
@@ -922,6 +928,10 @@ int tandem_tls_new(struct tandem_tls_ctx *ctx, uv_tcp_t *tcp, enum tandem_tls_ro
         SSL_set_connect_state(tls->ssl);
     } else {
         SSL_set_accept_state(tls->ssl);
+    }
+    if (role == TANDEM_TLS_SERVER_CERT_OPTIONAL) {
+        /* The certificate is asked for and verified when given, but its absence is no failure. */
+        SSL_set_verify(tls->ssl, SSL_VERIFY_PEER, tls_verify_cb);
     }
     rc = tls_map_add(tls);
     if (rc != TANDEM_OK) {
@@ -1060,6 +1070,10 @@ int tandem_tls_write(struct tandem_tls *tls, const uv_buf_t bufs[], unsigned nbu
     size_t total = 0;
     for (unsigned i = 0; i < nbufs; i++) {
         total += bufs[i].len;
+    }
+    if (total > TLS_WRITE_BYTES_MAX) {
+        return tandem_error_set(tls->error, TANDEM_INVALID, "write: %zu bytes at once is too much",
+                                total);
     }
     size_t records = total / TLS_RECORD_PLAIN_MAX + 1;
     struct tls_write *w =

@@ -161,8 +161,9 @@ static const struct option options[] = {
                 "Time a forwarded request may take before the client gets HTTP 503, in ms"),
     STRING_OPTION(
         "metrics_address", metrics_address, CHECK_NONE, NULL, 0, "api", "host:port",
-        "Extra listener serving only GET /metrics, without a credential (limit it to the "
-        "monitoring host with a firewall); empty: /metrics on the API, credential needed"),
+        "Extra listener serving only GET /metrics, plaintext HTTP without a credential (bind it "
+        "to the monitoring network; api_allow applies to it too); empty: /metrics on the API, "
+        "credential needed"),
     STRING_OPTION("api_allow", api_allow, CHECK_NONE, NULL, 0, "api", "cidr,...",
                   "Sources (IPv4/IPv6 CIDR, comma-separated) allowed to connect to the API and "
                   "metrics listeners; others are closed before TLS; empty: every source"),

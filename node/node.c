@@ -25,6 +25,8 @@
 /* Open files a node keeps for everything but API connections: raft's connections and
  * handshakes, LMDB, the BCP and forwarding clients (up to 64 peers x 4 each), logs. */
 #define TANDEM_NODE_FDS_RESERVED 1024u
+/* Connections the metrics_address listener takes at once (scrapers; within the reserve above). */
+#define TANDEM_NODE_METRICS_CONNECTIONS_MAX 64u
 
 static void check_cb(uv_check_t *check)
 {
@@ -56,6 +58,7 @@ static void handle_closed(struct tandem_node *node)
 {
     if (--node->handles_open == 0) {
         tandem_store_close(&node->store);
+        tandem_rate_limit_free(&node->rate_limit);
         tandem_dir_unlock(node->data_dir_lock); /* last: nothing touches the directory now */
         node->data_dir_lock = -1;
         tandem_log(TANDEM_LOG_INFO, "stopped");
@@ -135,12 +138,15 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     node->exit_code = exit_code;
     tandem_log(TANDEM_LOG_INFO, "stopping");
     tandem_proposer_fail_queued(&node->proposer, RAFT_SHUTDOWN);
-    node->handles_open = 12;
+    node->handles_open = node->metrics_http_open ? 13 : 12;
     uv_close((uv_handle_t *)&node->sighup, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sigterm, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sigint, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->flush_check, uv_handle_closed_cb);
     tandem_http_server_close(&node->http, http_closed_cb);
+    if (node->metrics_http_open) {
+        tandem_http_server_close(&node->metrics_http, http_closed_cb);
+    }
     tandem_forwarder_close(&node->forwarder, forwarder_closed_cb);
     tandem_leader_watch_close(&node->leader_watch, leader_watch_closed_cb);
     tandem_park_close(&node->park, park_closed_cb);
@@ -257,6 +263,68 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
     return 0;
 }
 
+/* The metrics_address listener's handler: GET (or HEAD) /metrics and nothing else, without a
+ * credential. It is plaintext HTTP: point it at the monitoring network and limit it with
+ * api_allow (it shares the API's list) or a firewall. */
+static void metrics_only_handle(struct tandem_http_server *s, struct tandem_http_request *r)
+{
+    if (strcmp(r->path, "/metrics") != 0) {
+        tandem_http_respond_error(r, 404, "this listener serves only GET /metrics");
+    } else if (r->method != HTTP_GET && r->method != HTTP_HEAD) {
+        tandem_http_respond_error(r, 405, "this listener serves only GET /metrics");
+    } else {
+        tandem_routes_handle(s, r); /* no TLS here: the router asks for no credential */
+    }
+}
+
+static int start_metrics_listener(struct tandem_node *node, const struct tandem_config *c)
+{
+    struct tandem_http_limits limits;
+    char host[TANDEM_HOSTPORT_LEN_MAX + 1], errmsg[TANDEM_ERRMSG_SIZE];
+    int port;
+    if (c->metrics_address[0] == '\0') {
+        return 0;
+    }
+    tandem_http_limits_default(&limits);
+    limits.connections_max = TANDEM_NODE_METRICS_CONNECTIONS_MAX;
+    limits.body_bytes_max = TANDEM_HTTP_BODY_BYTES_MIN;
+    limits.header_timeout_ms = c->header_timeout_ms;
+    if (tandem_http_server_init(&node->metrics_http, node->loop, &limits, metrics_only_handle,
+                                node) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "metrics listener: %s", node->metrics_http.errmsg);
+        return -1;
+    }
+    node->metrics_http_open = true;
+    if (tandem_http_server_set_sources(&node->metrics_http, &node->api_allow,
+                                       c->connections_per_source_max) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "metrics listener: %s", node->metrics_http.errmsg);
+        return -1;
+    }
+    tandem_hostport_split(c->metrics_address, host, sizeof host, &port);
+    if (tandem_http_server_listen(&node->metrics_http, host, port, errmsg) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "metrics listen on %s: %s", c->metrics_address, errmsg);
+        return -1;
+    }
+    tandem_log(TANDEM_LOG_INFO, "metrics on http://%s/metrics (no credential, plaintext)",
+               c->metrics_address);
+    return 0;
+}
+
+/* api_allow, connections per source and the rate limit, before the API listens. */
+static int start_api_bounds(struct tandem_node *node, const struct tandem_config *c)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    int rc = tandem_allow_parse(&node->api_allow, c->api_allow, errmsg);
+    tandem_assert(rc == TANDEM_OK); /* tandem_config_validate parsed it */
+    tandem_rate_limit_init(&node->rate_limit, c->rate_limit_rps, c->rate_limit_burst);
+    if (tandem_http_server_set_sources(&node->http, &node->api_allow,
+                                       c->connections_per_source_max) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "API: %s", node->http.errmsg);
+        return -1;
+    }
+    return 0;
+}
+
 static int start_api(struct tandem_node *node, const struct tandem_config *c)
 {
     struct tandem_http_limits limits;
@@ -274,6 +342,9 @@ static int start_api(struct tandem_node *node, const struct tandem_config *c)
     snprintf(errmsg, sizeof errmsg, "X-Tandem-Node: %s\r\n", c->name);
     tandem_http_server_set_reject_headers(&node->http, errmsg);
     tandem_http_server_set_tls(&node->http, node->tls);
+    if (start_api_bounds(node, c) != 0) {
+        return -1;
+    }
     tandem_hostport_split(c->api_address, host, sizeof host, &port);
     if (tandem_http_server_listen(&node->http, host, port, errmsg) != 0) {
         tandem_log(TANDEM_LOG_ERROR, "API listen on %s: %s", c->api_address, errmsg);
@@ -281,7 +352,7 @@ static int start_api(struct tandem_node *node, const struct tandem_config *c)
     }
     tandem_log(TANDEM_LOG_INFO, "API on %s (%s, %s)", c->api_address, c->api_url,
                node->tls != NULL ? "TLS" : "plaintext");
-    return 0;
+    return start_metrics_listener(node, c);
 }
 
 static void self_from_config(struct tandem_member *self, const struct tandem_config *c)

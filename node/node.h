@@ -10,6 +10,7 @@
 #include "node/bcp/events.h"
 #include "node/bcp/runtime.h"
 #include "node/bcp/watch.h"
+#include "node/api/ratelimit.h"
 #include "node/config.h"
 #include "node/http/forward.h"
 #include "node/http/park.h"
@@ -29,6 +30,10 @@ struct tandem_node {
     struct tandem_raft raft;
     struct tandem_proposer proposer;
     struct tandem_http_server http;
+    struct tandem_http_server metrics_http; /* metrics_address: plaintext, GET /metrics only */
+    bool metrics_http_open;                 /* metrics_http was initialised (closed on stop) */
+    struct tandem_allow api_allow;          /* api_allow parsed: the API and metrics listeners */
+    struct tandem_rate_limit rate_limit;    /* per user certificate, checked by the router */
     struct tandem_forwarder forwarder;
     struct tandem_leader_watch leader_watch; /* gates follower snapshots */
     struct tandem_park park;                 /* requests waiting out a leader change */

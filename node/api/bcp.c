@@ -45,24 +45,87 @@ static json_t *body_json(struct tandem_node *node, struct tandem_http_request *r
 typedef void (*body_route_fn)(struct tandem_node *node, struct tandem_http_request *r,
                               json_t *body);
 
-/* Runs handler with r's body parsed as a JSON object (400 when it is not one). */
+/* Runs handler with r's body parsed as a JSON object whose fields are all in fields, with their
+ * types (400 naming the field otherwise). */
 static void with_body(struct tandem_node *node, struct tandem_http_request *r,
-                      body_route_fn handler)
+                      const struct tandem_route_field *fields, body_route_fn handler)
 {
+    char why[TANDEM_ERRMSG_SIZE];
     json_t *body = body_json(node, r);
-    if (body != NULL) {
+    if (body != NULL && tandem_route_fields_check(body, fields, why) != 0) {
+        tandem_route_error(node, r, 400, "%s", why);
+    } else if (body != NULL) {
         handler(node, r, body);
-        json_decref(body);
     }
+    json_decref(body);
 }
 
-/* A route of the table whose handler takes the parsed body. */
-#define BODY_ROUTE(route, handler)                                                                 \
+/* A route of the table whose handler takes the parsed body, checked against fields. */
+#define BODY_ROUTE(route, fields, handler)                                                         \
     static void route(struct tandem_node *node, struct tandem_http_request *r, const char *p)      \
     {                                                                                              \
         (void)p;                                                                                   \
-        with_body(node, r, handler);                                                               \
+        with_body(node, r, fields, handler);                                                       \
     }
+
+/* The bodies the routes take (the drill report is node/bcp/drill.c's report_build). */
+static const struct tandem_route_field invoke_fields[] = {
+    {"site", TANDEM_FIELD_STRING, true},
+    {"reason", TANDEM_FIELD_STRING, false},
+    {"by", TANDEM_FIELD_STRING, false},
+    {"wait_ms", TANDEM_FIELD_INT, false},
+    {"force", TANDEM_FIELD_BOOL, false},
+    {"confirm_lost", TANDEM_FIELD_ARRAY, false},
+    {NULL, 0, false}};
+static const struct tandem_route_field revoke_fields[] = {{"site", TANDEM_FIELD_STRING, true},
+                                                          {"reason", TANDEM_FIELD_STRING, false},
+                                                          {"by", TANDEM_FIELD_STRING, false},
+                                                          {"wait_ms", TANDEM_FIELD_INT, false},
+                                                          {"failback", TANDEM_FIELD_BOOL, false},
+                                                          {"return_jobs", TANDEM_FIELD_BOOL, false},
+                                                          {NULL, 0, false}};
+static const struct tandem_route_field prefer_fields[] = {{"site", TANDEM_FIELD_STRING, true},
+                                                          {NULL, 0, false}};
+static const struct tandem_route_field drill_fields[] = {{"site", TANDEM_FIELD_STRING, true},
+                                                         {"dry_run", TANDEM_FIELD_BOOL, false},
+                                                         {"rate", TANDEM_FIELD_INT, false},
+                                                         {NULL, 0, false}};
+static const struct tandem_route_field drill_report_fields[] = {
+    {"id", TANDEM_FIELD_STRING, true},
+    {"site", TANDEM_FIELD_STRING, true},
+    {"started", TANDEM_FIELD_INT, true},
+    {"finished", TANDEM_FIELD_INT, true},
+    {"ok", TANDEM_FIELD_BOOL, true},
+    {"rto_ms", TANDEM_FIELD_INT, true},
+    {"rpo_writes", TANDEM_FIELD_INT, true},
+    {"digests_equal", TANDEM_FIELD_BOOL, true},
+    {"jobs_moved", TANDEM_FIELD_ANY, false},
+    {"jobs_returned", TANDEM_FIELD_ANY, false},
+    {"takeover_ms", TANDEM_FIELD_INT, false},
+    {"failback_ms", TANDEM_FIELD_INT, false},
+    {"timeline", TANDEM_FIELD_ANY, false},
+    {"preflight", TANDEM_FIELD_ANY, false},
+    {"probe", TANDEM_FIELD_OBJECT, false},
+    {"failback", TANDEM_FIELD_BOOL, false},
+    {"takeover_gap_ms", TANDEM_FIELD_ANY, false},
+    {"failback_gap_ms", TANDEM_FIELD_ANY, false},
+    {"error", TANDEM_FIELD_STRING, false},
+    {NULL, 0, false}};
+static const struct tandem_route_field rejoin_fields[] = {{"by", TANDEM_FIELD_STRING, false},
+                                                          {NULL, 0, false}};
+static const struct tandem_route_field reseed_fields[] = {
+    {"epoch", TANDEM_FIELD_INT, true},   {"cluster_id", TANDEM_FIELD_STRING, false},
+    {"force", TANDEM_FIELD_BOOL, false}, {"forced", TANDEM_FIELD_ARRAY, false},
+    {"by", TANDEM_FIELD_STRING, false},  {NULL, 0, false}};
+static const struct tandem_route_field recover_fields[] = {{"epoch", TANDEM_FIELD_INT, true},
+                                                           {"site", TANDEM_FIELD_STRING, true},
+                                                           {"reason", TANDEM_FIELD_STRING, false},
+                                                           {"members", TANDEM_FIELD_ARRAY, true},
+                                                           {NULL, 0, false}};
+static const struct tandem_route_field recover_member_fields[] = {
+    {"name", TANDEM_FIELD_STRING, true},  {"site", TANDEM_FIELD_STRING, true},
+    {"raft", TANDEM_FIELD_STRING, true},  {"api", TANDEM_FIELD_STRING, true},
+    {"role", TANDEM_FIELD_STRING, false}, {NULL, 0, false}};
 
 static int load_table(struct tandem_node *node, struct tandem_http_request *r,
                       struct tandem_site_table *t)
@@ -386,7 +449,7 @@ static void invoke_body(struct tandem_node *node, struct tandem_http_request *r,
     }
 }
 
-BODY_ROUTE(route_bcp_invoke, invoke_body)
+BODY_ROUTE(route_bcp_invoke, invoke_fields, invoke_body)
 
 static void revoke_body(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
 {
@@ -403,15 +466,17 @@ static void revoke_body(struct tandem_node *node, struct tandem_http_request *r,
     }
 }
 
-static void route_bcp_revoke(struct tandem_node *node, struct tandem_http_request *r, const char *p)
+/* Checked here before it is relayed: a bad body gets its 400 from the node asked. */
+static void revoke_or_relay(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
 {
-    (void)p;
     if (raft_state(&node->raft.raft) != RAFT_LEADER || node->bcp.fenced) {
         relay_to_leader(node, r);
     } else {
-        with_body(node, r, revoke_body);
+        revoke_body(node, r, body);
     }
 }
+
+BODY_ROUTE(route_bcp_revoke, revoke_fields, revoke_or_relay)
 
 static void prefer_body(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
 {
@@ -425,7 +490,7 @@ static void prefer_body(struct tandem_node *node, struct tandem_http_request *r,
     }
 }
 
-BODY_ROUTE(route_bcp_prefer, prefer_body)
+BODY_ROUTE(route_bcp_prefer, prefer_fields, prefer_body)
 
 /* ---- drills ---- */
 
@@ -439,7 +504,7 @@ static void drill_body(struct tandem_node *node, struct tandem_http_request *r, 
     }
 }
 
-BODY_ROUTE(route_bcp_drill, drill_body)
+BODY_ROUTE(route_bcp_drill, drill_fields, drill_body)
 
 static void drill_store_body(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
 {
@@ -480,7 +545,7 @@ static void drill_store_body(struct tandem_node *node, struct tandem_http_reques
     tandem_route_submit(node, r, &sc->command, site_command_free, sc);
 }
 
-BODY_ROUTE(route_bcp_drill_store, drill_store_body)
+BODY_ROUTE(route_bcp_drill_store, drill_report_fields, drill_store_body)
 
 /* ---- member rejoin (at the leader: node/bcp/rejoin.h) ---- */
 
@@ -500,10 +565,13 @@ static void route_member_rejoin(struct tandem_node *node, struct tandem_http_req
     /* Who: the person tandemctl names (TANDEM_USER), else the body's "by", else "operator". */
     const char *by = tandem_http_request_header(r, TANDEM_USER_HEADER);
     by = by != NULL ? by : json_string_value(json_object_get(body, "by"));
+    char why[TANDEM_ERRMSG_SIZE];
     if (body == NULL) {
         return; /* answered 400 */
     }
-    if (by != NULL && strlen(by) > TANDEM_SITE_BY_LEN_MAX) {
+    if (tandem_route_fields_check(body, rejoin_fields, why) != 0) {
+        tandem_route_error(node, r, 400, "%s", why);
+    } else if (by != NULL && strlen(by) > TANDEM_SITE_BY_LEN_MAX) {
         tandem_route_error(node, r, 400, "\"by\" is longer than %d bytes", TANDEM_SITE_BY_LEN_MAX);
     } else {
         struct tandem_bcp_reply reply = reply_to(node, r);
@@ -620,7 +688,7 @@ static void reseed_body(struct tandem_node *node, struct tandem_http_request *r,
     }
 }
 
-BODY_ROUTE(route_node_reseed, reseed_body)
+BODY_ROUTE(route_node_reseed, reseed_fields, reseed_body)
 
 /* This node's divergence reports, newest first; served by the node itself, fenced or not. */
 static void route_node_divergence(struct tandem_node *node, struct tandem_http_request *r,
@@ -673,7 +741,12 @@ static int plan_from_json(struct tandem_node *node, json_t *body, struct tandem_
     snprintf(plan->reason, sizeof plan->reason, "%s", reason == NULL ? "forced failover" : reason);
     json_array_foreach(members, i, m)
     {
-        char spec[512];
+        char spec[512], why[TANDEM_ERRMSG_SIZE];
+        if (!json_is_object(m) || tandem_route_fields_check(m, recover_member_fields, why) != 0) {
+            snprintf(errmsg, TANDEM_ERRMSG_SIZE, "members[%zu]: %s", i,
+                     json_is_object(m) ? why : "must be an object");
+            return -1;
+        }
         const char *role = json_string_value(json_object_get(m, "role"));
         snprintf(spec, sizeof spec, "%s,%s,%s,%s,%s", field(m, "name"), field(m, "site"),
                  field(m, "raft"), field(m, "api"), role ? role : "voter");
@@ -716,7 +789,7 @@ static void recover_body(struct tandem_node *node, struct tandem_http_request *r
     free(plan);
 }
 
-BODY_ROUTE(route_node_recover, recover_body)
+BODY_ROUTE(route_node_recover, recover_fields, recover_body)
 
 /* ---- the route table ---- */
 

@@ -53,6 +53,8 @@ struct tandem_http_conn {
     int reject_status;      /* set by a parser callback refusing the request */
     char reject_message[TANDEM_ERRMSG_SIZE];
     unsigned handles_open;
+    struct tandem_source source; /* counted in server->sources when source_counted */
+    int source_counted;
     int reading, paused, resume_queued, stopped, peer_eof, lingering, closing;
     int continue_in_flight;
     /* HTTPS: NULL on a plaintext server. Owned, freed once the tcp handle has closed. */
@@ -1230,6 +1232,9 @@ static void conn_handle_close_cb(uv_handle_t *handle)
         free(c->stream);
         s->stats.streams_open--;
     }
+    if (c->source_counted) {
+        tandem_sources_release(&s->sources, &c->source);
+    }
     tandem_list_remove(&c->link);
     s->stats.connections_open--;
     if (c->tls != NULL) {
@@ -1303,6 +1308,33 @@ static void server_reject_connection(struct tandem_http_server *s)
     s->rejecting++;
     s->stats.connections_rejected++;
     uv_close((uv_handle_t *)tcp, reject_close_cb);
+}
+
+/* Admission right after accept, before anything is read or any TLS: the source must be allowed
+ * and under its per-source count. Returns 0, or -1 (refusals counted) to close c at once. */
+static int conn_admit(struct tandem_http_server *s, struct tandem_http_conn *c)
+{
+    struct sockaddr_storage peer;
+    int len = (int)sizeof peer;
+    if (s->allow == NULL && s->per_source_max == 0) {
+        return 0;
+    }
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &len) != 0) {
+        return -1; /* the client is already gone */
+    }
+    if (s->allow != NULL && !tandem_allow_match(s->allow, (struct sockaddr *)&peer)) {
+        s->stats.refused_allow++;
+        return -1;
+    }
+    if (s->per_source_max > 0) {
+        if (!tandem_source_of((struct sockaddr *)&peer, &c->source) ||
+            !tandem_sources_acquire(&s->sources, &c->source, s->per_source_max)) {
+            s->stats.refused_per_source++;
+            return -1;
+        }
+        c->source_counted = 1;
+    }
+    return 0;
 }
 
 /* ---- TLS ---- */
@@ -1391,7 +1423,9 @@ static void conn_handshake_cb(void *data, int status)
 static void conn_tls_start(struct tandem_http_conn *c)
 {
     char errmsg[TANDEM_ERRMSG_SIZE];
-    if (tandem_tls_new(c->server->tls, &c->tcp, TANDEM_TLS_SERVER, NULL, c, &c->tls, errmsg) != 0) {
+    /* No certificate is allowed: the router answers such a client 401 (node/api/authz.h). */
+    if (tandem_tls_new(c->server->tls, &c->tcp, TANDEM_TLS_SERVER_CERT_OPTIONAL, NULL, c, &c->tls,
+                       errmsg) != 0) {
         c->tls = NULL;
         tandem_log(TANDEM_LOG_ERROR, "API: %s", errmsg);
         conn_close(c);
@@ -1406,6 +1440,7 @@ static void conn_tls_start(struct tandem_http_conn *c)
 void tandem_http_server_set_tls(struct tandem_http_server *s, struct tandem_tls_ctx *tls)
 {
     s->tls = tls;
+    s->tls_required = tls != NULL; /* the router asks for credentials (node/api/authz.h) */
 }
 
 static void server_connection_cb(uv_stream_t *listener, int status)
@@ -1441,7 +1476,7 @@ static void server_connection_cb(uv_stream_t *listener, int status)
     s->stats.connections_total++;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || conn_admit(s, c) != 0) {
         conn_close(c);
         return;
     }
@@ -1567,6 +1602,20 @@ int tandem_http_server_set_reject_headers(struct tandem_http_server *s, const ch
     return 0;
 }
 
+int tandem_http_server_set_sources(struct tandem_http_server *s, const struct tandem_allow *allow,
+                                   unsigned per_source_max)
+{
+    tandem_assert(!s->listening && s->sources.slots == NULL); /* once, before listen */
+    s->allow = allow;
+    s->per_source_max = per_source_max;
+    if (per_source_max > 0 && tandem_sources_init(&s->sources, s->limits.connections_max) != 0) {
+        s->per_source_max = 0;
+        snprintf(s->errmsg, sizeof s->errmsg, "http server: out of memory");
+        return UV_ENOMEM;
+    }
+    return 0;
+}
+
 void tandem_http_server_stats(const struct tandem_http_server *s,
                               struct tandem_http_server_stats *out)
 {
@@ -1593,6 +1642,7 @@ static void server_maybe_finish(struct tandem_http_server *s)
     s->pool_count = 0;
     free(s->read_buf);
     s->read_buf = NULL;
+    tandem_sources_free(&s->sources);
     if (s->close_cb != NULL) {
         s->close_cb(s); /* last: it may free s */
     }

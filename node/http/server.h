@@ -10,8 +10,10 @@
 #include <http_parser.h>
 #include <uv.h>
 
+#include "consensus/allow.h"
 #include "consensus/tls.h"
 #include "node/http/head.h"
+#include "node/http/sources.h"
 #include "storage/error.h"
 #include "storage/list.h"
 
@@ -99,6 +101,9 @@ struct tandem_http_request {
     /* Who the connection's TLS handshake proved the client to be: kind TANDEM_TLS_PEER_NONE on a
      * plaintext (insecure) server. Set by the server before the handler runs. */
     struct tandem_tls_peer peer;
+    /* Who the request acts as, set by the router's authorisation (node/api/authz.h): peer, or
+     * the user a node forwarded the request for. */
+    struct tandem_tls_peer identity;
     /* internal */
     struct tandem_http_server *server; /* borrowed */
     struct tandem_http_conn *conn;     /* borrowed; NULL once the connection is gone */
@@ -134,6 +139,9 @@ struct tandem_http_server_stats {
     uint64_t requests_outstanding;
     uint64_t rejected_400, rejected_408, rejected_413, rejected_431, rejected_503, rejected_505;
     uint64_t streams_open;
+    /* Connections closed right after accept, before anything is read: source outside the
+     * allow-list, or already at per_source_max open connections. */
+    uint64_t refused_allow, refused_per_source;
     uint64_t tls_refused; /* failed or timed-out TLS handshakes (connection closed) */
 };
 
@@ -147,6 +155,9 @@ struct tandem_http_refusal_source {
 struct tandem_http_server {
     void *data; /* free for the owner (set by init); the handler reads it through s->data */
     char errmsg[TANDEM_ERRMSG_SIZE];
+    /* Set by the owner when the listener speaks TLS (0 by init): the router then asks every
+     * request for a credential (node/api/authz.h). */
+    int tls_required;
     /* internal */
     uv_loop_t *loop; /* borrowed */
     uv_tcp_t listener;
@@ -165,7 +176,10 @@ struct tandem_http_server {
     void (*close_cb)(struct tandem_http_server *s);
     struct tandem_http_server_stats stats;
     char reject_headers[TANDEM_HTTP_REJECT_HEADERS_BYTES_MAX]; /* on the server's own refusals */
-    struct tandem_tls_ctx *tls;                                /* borrowed: NULL = plaintext */
+    const struct tandem_allow *allow;                          /* borrowed; NULL: every source */
+    unsigned per_source_max;       /* open connections from one address; 0: no limit */
+    struct tandem_sources sources; /* owned when per_source_max > 0 */
+    struct tandem_tls_ctx *tls;    /* borrowed: NULL = plaintext */
     struct tandem_http_refusal_source refusals[TANDEM_HTTP_TLS_REFUSAL_SOURCES_MAX];
 };
 
@@ -194,6 +208,14 @@ void tandem_http_server_set_tls(struct tandem_http_server *s, struct tandem_tls_
 /* Header lines ("Name: value\r\n"...) added to the answers the server gives itself (400, 413,
  * 431, 503), so they name the node like every other answer. Returns 0, or -1 when too long. */
 int tandem_http_server_set_reject_headers(struct tandem_http_server *s, const char *headers);
+
+/* Admission of new connections, checked right after accept and before anything is read (so
+ * before any TLS): the source address must match allow (borrowed, must outlive s; NULL = every
+ * source) and have fewer than per_source_max (0 = no limit) connections open. Refused
+ * connections are closed at once and counted (refused_allow, refused_per_source). Call before
+ * listen. Returns 0, or UV_ENOMEM with s->errmsg filled. */
+int tandem_http_server_set_sources(struct tandem_http_server *s, const struct tandem_allow *allow,
+                                   unsigned per_source_max);
 
 void tandem_http_server_stats(const struct tandem_http_server *s,
                               struct tandem_http_server_stats *out);

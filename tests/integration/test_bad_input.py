@@ -55,6 +55,9 @@ def txn(compare=None, success=None, failure=None):
 PUT_NEW = {"op": "put", "key": WITNESS_KEY, "value": b64(b"CHANGED")}
 EXISTS = {"key": WITNESS_KEY, "target": "exists", "op": "==", "exists": True}
 LONG_KEY = "a" * (KEY_MAX + 1)
+# A drill report as node/bcp/drill.c posts it (the forged ones below differ by one field).
+DRILL_REPORT = {"id": "d-1", "site": "east", "started": 1, "finished": 2, "ok": True, "rto_ms": 1,
+                "rpo_writes": 0, "digests_equal": True}
 
 
 def member(name, raft, api, role="voter"):
@@ -167,6 +170,41 @@ def bad_requests(c):
          json.dumps({"x": 1}), 400),
         ("box return with an unknown field", "POST", "/v1/boxes/B-none/return",
          json.dumps({"x": 1}), 400),
+        # strict input on the BCP, member and rebalance routes (issue 12): unknown, missing and
+        # mistyped fields are 400 before anything is relayed or proposed
+        ("bcp invoke with an unknown field", "POST", "/v1/bcp/invoke",
+         json.dumps({"site": "east", "x": 1}), 400),
+        ("bcp invoke without site", "POST", "/v1/bcp/invoke", json.dumps({"reason": "r"}), 400),
+        ("bcp invoke force not a boolean", "POST", "/v1/bcp/invoke",
+         json.dumps({"site": "east", "force": "yes"}), 400),
+        ("bcp revoke with a misspelt field", "POST", "/v1/bcp/revoke",
+         json.dumps({"site": "east", "failbak": True}), 400),
+        ("bcp prefer with an unknown field", "POST", "/v1/bcp/prefer",
+         json.dumps({"site": "", "x": 1}), 400),
+        ("bcp drill with an unknown field", "POST", "/v1/bcp/drill",
+         json.dumps({"site": "east", "dry_run": True, "x": 1}), 400),
+        ("bcp drill report with an unknown field", "POST", "/v1/bcp/drills",
+         json.dumps(dict(DRILL_REPORT, forged=True)), 400),
+        ("bcp drill report without rto_ms", "POST", "/v1/bcp/drills",
+         json.dumps({k: v for k, v in DRILL_REPORT.items() if k != "rto_ms"}), 400),
+        ("bcp drills ?full=bogus", "GET", "/v1/bcp/drills?full=bogus", None, 400),
+        ("bcp decision with an unknown field", "POST", "/v1/bcp/decisions",
+         json.dumps({"action": "release", "member": "east-1", "site": "east", "reason": "r",
+                     "by": "me", "x": 1}), 400),
+        ("member rejoin with an unknown field", "POST", "/v1/members/east-1/rejoin",
+         json.dumps({"x": 1}), 400),
+        ("members add with an unknown field", "POST", "/v1/members",
+         json.dumps({"name": "east-9", "site": "east", "raft": "127.0.0.1:1",
+                     "api": "http://127.0.0.1:2", "x": 1}), 400),
+        ("transfer with an unknown field", "POST", "/v1/leader/transfer",
+         json.dumps({"name": "no-such-node", "x": 1}), 400),
+        ("capacity with an unknown field", "POST", "/v1/sites/east/capacity",
+         json.dumps({"capacity": 1, "x": 1}), 400),
+        ("rebalance apply with an unknown field", "POST", "/v1/rebalance/apply",
+         json.dumps({"id": "0" * 32, "x": 1}), 400),
+        ("rebalance apply plan with an unknown field", "POST", "/v1/rebalance/apply",
+         json.dumps({"id": "0" * 32, "index": 1, "objective": "makespan", "moves": [], "x": 1}),
+         400),
         ("job id .. in the path", "POST", "/v1/jobs/../advance", "{}", 400),
         ("job id . in the path", "POST", "/v1/jobs/./advance", "{}", 400),
         ("job read of id ..", "GET", "/v1/jobs/..", None, 400),

@@ -302,7 +302,11 @@ def test_https_endpoints():
         r = bench("--target", "tandem", "--endpoints", good.url, "--ops", 2, "--cacert",
                   both_cas, *other_tls)
         assert r["errors"]["total"] == 2 and r["ops"] == 0, r
-        assert "alert" in json.dumps(r["errors"]["samples"]), r
+        # The request races the server's alert: the client reads the alert, or its write meets
+        # the closed socket first.
+        assert r["errors"]["io"] == 2, r
+        sample = r["errors"]["samples"]["io"]
+        assert "alert" in sample or "broken pipe" in sample or "reset" in sample, r
 
         # Flags: all three or none; an https endpoint needs them; files must load.
         err = bench("--target", "tandem", "--endpoints", good.url, "--cacert", ca, expect_rc=1)

@@ -264,6 +264,7 @@ struct pair {
     struct tandem_tls_ctx *server_ctx; /* borrowed */
     struct tandem_tls_ctx *client_ctx; /* borrowed; NULL: the test connects by itself */
     const char *expect_node;
+    enum tandem_tls_role server_role; /* TANDEM_TLS_SERVER unless a test sets it */
     int port;
 };
 
@@ -345,7 +346,7 @@ static void pair_connection_cb(uv_stream_t *listener, int status)
     assert_int_equal(uv_tcp_init(&p->loop, &p->server.tcp), 0);
     p->server.open = true;
     assert_int_equal(uv_accept(listener, (uv_stream_t *)&p->server.tcp), 0);
-    end_start(&p->server, p->server_ctx, TANDEM_TLS_SERVER, NULL);
+    end_start(&p->server, p->server_ctx, p->server_role, NULL);
 }
 
 static void pair_connect_cb(uv_connect_t *req, int status)
@@ -661,6 +662,7 @@ struct raw_client {
     int port;
     SSL_CTX *ctx;     /* NULL: send plaintext */
     bool key_updates; /* talks: key update, "abc", reads 3 bytes, key update, "def", closes */
+    bool hang_up;     /* closes right after connecting */
     char reply[4];
     pthread_t thread;
     atomic_bool done;
@@ -696,7 +698,9 @@ static void *raw_client_main(void *arg)
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0) {
         char byte;
-        if (r->ctx == NULL) {
+        if (r->hang_up) {
+            /* nothing: the server sees the end before any ClientHello */
+        } else if (r->ctx == NULL) {
             static const char request[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
             ssize_t sent = write(fd, request, sizeof request - 1);
             (void)sent;
@@ -734,11 +738,11 @@ static SSL_CTX *raw_ctx(const char *name, int max_version)
     return ctx;
 }
 
-static void raw_refusal(SSL_CTX *client, int status, const char *reason)
+static void raw_refusal(SSL_CTX *client, bool hang_up, int status, const char *reason)
 {
     struct pair p;
     pair_open(&p, ids.node1, NULL, NULL);
-    struct raw_client r = {.port = p.port, .ctx = client};
+    struct raw_client r = {.port = p.port, .ctx = client, .hang_up = hang_up};
     assert_int_equal(pthread_create(&r.thread, NULL, raw_client_main, &r), 0);
     assert_true(run_until(&p.loop, pair_handshakes_done, &p, WAIT_MS));
     assert_int_equal(p.server.handshake_status, status);
@@ -757,27 +761,86 @@ static void raw_refusal(SSL_CTX *client, int status, const char *reason)
 static void test_tls12_client_refused(void **state)
 {
     (void)state;
-    raw_refusal(raw_ctx("node-2", TLS1_2_VERSION), TANDEM_PROTOCOL, "only TLS 1.3");
+    raw_refusal(raw_ctx("node-2", TLS1_2_VERSION), false, TANDEM_PROTOCOL, "only TLS 1.3");
 }
 
 static void test_expired_client_refused(void **state)
 {
     (void)state;
-    raw_refusal(raw_ctx("expired", TLS1_3_VERSION), TANDEM_CRYPTO, "certificate has expired");
+    raw_refusal(raw_ctx("expired", TLS1_3_VERSION), false, TANDEM_CRYPTO,
+                "certificate has expired");
 }
 
 /* The server's own judgement of a client from another CA (this client judges nobody). */
 static void test_other_ca_client_refused_by_server(void **state)
 {
     (void)state;
-    raw_refusal(raw_ctx("other", TLS1_3_VERSION), TANDEM_CRYPTO,
+    raw_refusal(raw_ctx("other", TLS1_3_VERSION), false, TANDEM_CRYPTO,
                 "certificate verify failed: unable to get local issuer certificate");
+}
+
+/* TANDEM_TLS_SERVER_CERT_OPTIONAL (the API server): a client without a certificate is let in as
+ * NONE, one with a certificate of the CA is identified, one of another CA is still refused. */
+static void test_server_certificate_optional(void **state)
+{
+    (void)state;
+    SSL_CTX *anonymous = SSL_CTX_new(TLS_client_method());
+    assert_non_null(anonymous);
+    SSL_CTX *clients[] = {anonymous, raw_ctx("alice", TLS1_3_VERSION),
+                          raw_ctx("other", TLS1_3_VERSION)};
+    const int statuses[] = {TANDEM_OK, TANDEM_OK, TANDEM_CRYPTO};
+    const enum tandem_tls_peer_kind kinds[] = {TANDEM_TLS_PEER_NONE, TANDEM_TLS_PEER_USER,
+                                               TANDEM_TLS_PEER_NONE};
+    const char *names[] = {"", "alice", ""};
+    for (unsigned i = 0; i < 3; i++) {
+        struct pair p;
+        pair_open(&p, ids.node1, NULL, NULL);
+        p.server_role = TANDEM_TLS_SERVER_CERT_OPTIONAL;
+        struct raw_client r = {.port = p.port, .ctx = clients[i]};
+        assert_int_equal(pthread_create(&r.thread, NULL, raw_client_main, &r), 0);
+        assert_true(run_until(&p.loop, pair_handshakes_done, &p, WAIT_MS));
+        assert_int_equal(p.server.handshake_status, statuses[i]);
+        expect_peer(p.server.tls, kinds[i], names[i]);
+        assert_false(tandem_tls_peer_is_node(p.server.tls, "node-1"));
+        end_close(&p.server);
+        assert_int_equal(pthread_join(r.thread, NULL), 0);
+        pair_close(&p);
+        SSL_CTX_free(clients[i]);
+    }
+}
+
+/* A peer that goes away during the handshake ends it with TANDEM_NET, not a hang. */
+static void test_hang_up_during_handshake(void **state)
+{
+    (void)state;
+    raw_refusal(NULL, true, TANDEM_NET, "TLS handshake: the connection ended");
+}
+
+/* An expected node name must be a node name, and only a client expects one. */
+static void test_expect_node_checked(void **state)
+{
+    (void)state;
+    uv_tcp_t tcp;
+    struct tandem_tls *tls = NULL;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    assert_int_equal(
+        tandem_tls_new(ids.node1, &tcp, TANDEM_TLS_CLIENT, "bad name", NULL, &tls, errmsg),
+        TANDEM_INVALID);
+    assert_int_equal(
+        tandem_tls_new(ids.node1, &tcp, TANDEM_TLS_SERVER, "node-2", NULL, &tls, errmsg),
+        TANDEM_INVALID);
+    assert_null(tls);
+    /* Freed before any I/O call, as the header allows. */
+    assert_int_equal(
+        tandem_tls_new(ids.node1, &tcp, TANDEM_TLS_CLIENT, "node-2", NULL, &tls, errmsg),
+        TANDEM_OK);
+    tandem_tls_free(tls);
 }
 
 static void test_plaintext_refused(void **state)
 {
     (void)state;
-    raw_refusal(NULL, TANDEM_PROTOCOL, "TLS handshake: ");
+    raw_refusal(NULL, false, TANDEM_PROTOCOL, "TLS handshake: ");
 }
 
 static bool end_has_three(void *arg)
@@ -1018,6 +1081,9 @@ int main(void)
         cmocka_unit_test(test_expired_client_refused),
         cmocka_unit_test(test_other_ca_client_refused_by_server),
         cmocka_unit_test(test_plaintext_refused),
+        cmocka_unit_test(test_hang_up_during_handshake),
+        cmocka_unit_test(test_server_certificate_optional),
+        cmocka_unit_test(test_expect_node_checked),
         cmocka_unit_test(test_key_update),
         cmocka_unit_test(test_close_notify_and_tcp_eof),
         cmocka_unit_test(test_close_mid_write),

@@ -215,6 +215,7 @@ struct call {
     char body[HARNESS_TEXT_MAX];
     char mod_index[HARNESS_TEXT_MAX], node[HARNESS_TEXT_MAX], retry_after[HARNESS_TEXT_MAX];
     char private_header[HARNESS_TEXT_MAX];
+    char www_authenticate[HARNESS_TEXT_MAX], applied_index[HARNESS_TEXT_MAX];
 };
 
 static inline void call_cb(struct tandem_httpc_request *req, int status,
@@ -230,6 +231,8 @@ static inline void call_cb(struct tandem_httpc_request *req, int status,
         leader_copy(c->node, tandem_httpc_response_header(resp, "X-Tandem-Node"));
         leader_copy(c->retry_after, tandem_httpc_response_header(resp, "Retry-After"));
         leader_copy(c->private_header, tandem_httpc_response_header(resp, "X-Private"));
+        leader_copy(c->www_authenticate, tandem_httpc_response_header(resp, "WWW-Authenticate"));
+        leader_copy(c->applied_index, tandem_httpc_response_header(resp, "X-Tandem-Applied-Index"));
     }
 }
 
