@@ -200,13 +200,23 @@ show_certificates() {
     source "$CLUSTER_DIR/env"
     echo "tandemctl and this demo use TANDEM_CACERT=$TANDEM_CACERT,"
     echo "  TANDEM_CERT=$TANDEM_CERT, TANDEM_KEY=$TANDEM_KEY (from $CLUSTER_DIR/env)"
-    local url=${API[east-1]} code
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert "$TANDEM_CACERT" \
-        "$url/v1/status") || true
-    echo "GET $url/v1/status without a client certificate: HTTP $code"
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://${url#https://}/v1/status") ||
-        true
-    echo "the same in plaintext (http://): HTTP $code (no TLS, no answer)"
+    local url=${API[east-1]}
+    echo "GET $url/v1/status without a client certificate: $(answer_to --cacert "$TANDEM_CACERT" \
+        "$url/v1/status")"
+    echo "the same in plaintext (http://): $(answer_to "http://${url#https://}/v1/status")"
+    echo "the same with admin's certificate: $(answer_to --cacert "$TANDEM_CACERT" \
+        --cert "$TANDEM_CERT" --key "$TANDEM_KEY" "$url/v1/status")"
+}
+
+# What curl ARGS... got: "HTTP <status>", or that the node turned the connection away.
+answer_to() {
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@") || true
+    if [[ $code == 000 ]]; then
+        echo "refused, no HTTP answer"
+    else
+        echo "HTTP $code"
+    fi
 }
 
 main() {
