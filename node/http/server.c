@@ -1310,6 +1310,25 @@ static void server_reject_connection(struct tandem_http_server *s)
     uv_close((uv_handle_t *)tcp, reject_close_cb);
 }
 
+static void conn_source(struct tandem_http_conn *c, char *out, size_t size);
+static bool refusal_log_due(struct tandem_http_server *s, const char *source);
+
+/* Counts a refusal on arrival and logs it at warn once per source a minute; returns -1. */
+static int conn_admit_refuse(struct tandem_http_server *s, struct tandem_http_conn *c,
+                             uint64_t *counter, const char *why)
+{
+    char source[TANDEM_HTTP_SOURCE_BYTES_MAX];
+    (*counter)++;
+    conn_source(c, source, sizeof source);
+    if (refusal_log_due(s, source)) {
+        tandem_log(TANDEM_LOG_WARN,
+                   "connection from %s refused before TLS: %s (further refusals from it for %u s "
+                   "are only counted)",
+                   source, why, TANDEM_HTTP_TLS_REFUSAL_LOG_MS / 1000u);
+    }
+    return -1;
+}
+
 /* Admission right after accept, before anything is read or any TLS: the source must be allowed
  * and under its per-source count. Returns 0, or -1 (refusals counted) to close c at once. */
 static int conn_admit(struct tandem_http_server *s, struct tandem_http_conn *c)
@@ -1323,14 +1342,13 @@ static int conn_admit(struct tandem_http_server *s, struct tandem_http_conn *c)
         return -1; /* the client is already gone */
     }
     if (s->allow != NULL && !tandem_allow_match(s->allow, (struct sockaddr *)&peer)) {
-        s->stats.refused_allow++;
-        return -1;
+        return conn_admit_refuse(s, c, &s->stats.refused_allow, "not in the allow-list");
     }
     if (s->per_source_max > 0) {
         if (!tandem_source_of((struct sockaddr *)&peer, &c->source) ||
             !tandem_sources_acquire(&s->sources, &c->source, s->per_source_max)) {
-            s->stats.refused_per_source++;
-            return -1;
+            return conn_admit_refuse(s, c, &s->stats.refused_per_source,
+                                     "it has connections_per_source_max connections open");
         }
         c->source_counted = 1;
     }

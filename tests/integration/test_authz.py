@@ -235,6 +235,11 @@ def check_allow_list(c, name):
     before = refused_count(c, name, "api", "allow")
     assert closed_without_server_hello(connect_from(OUTSIDE, url), c.tls_context())
     assert refused_count(c, name, "api", "allow") == before + 1
+    # Told once a minute per source: a second refusal is only counted.
+    assert closed_without_server_hello(connect_from(OUTSIDE, url), c.tls_context())
+    assert refused_count(c, name, "api", "allow") == before + 2
+    line = "connection from %s refused before TLS: not in the allow-list" % OUTSIDE
+    assert c.log_tail(name, 1000).count(line) == 1, c.log_tail(name, 20)
     # From inside the list the same handshake is answered.
     with c.tls_context().wrap_socket(connect_from(INSIDE, url), server_hostname="127.0.0.1"):
         pass
