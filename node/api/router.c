@@ -622,7 +622,7 @@ static void route_request(struct tandem_node *node, struct tandem_http_request *
 static int admit(struct tandem_node *node, const struct tandem_http_server *s,
                  struct tandem_http_request *r)
 {
-    char why[TANDEM_ERRMSG_SIZE], body[TANDEM_ERRMSG_SIZE + 32], headers[64];
+    char why[TANDEM_ERRMSG_SIZE], body[TANDEM_HTTP_ERROR_MESSAGE_BYTES_MAX], headers[64];
     int status = tandem_authz_check(s->tls_required != 0, r, &r->identity, why);
     unsigned wait_s = 0;
     if (status == 0) {
