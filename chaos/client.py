@@ -12,6 +12,8 @@ import json
 import socket
 import urllib.parse
 
+from cluster import http_connection
+
 REQUEST_TIMEOUT_S = 4.0
 
 
@@ -50,13 +52,13 @@ def _classify(status):
 
 
 def request(base_url, method, path, body=None, headers=None, timeout=REQUEST_TIMEOUT_S):
-    """Sends one request to base_url (a node's API URL); never raises for network trouble."""
-    parts = urllib.parse.urlsplit(base_url)
+    """Sends one request to base_url (a node's API URL, https:// with the cluster's TLS settings);
+    never raises for network trouble. A refused TLS handshake counts as not sent."""
     headers = dict(headers or {})
     if isinstance(body, (dict, list)):
         body = json.dumps(body).encode()
         headers["Content-Type"] = "application/json"
-    conn = httpclient.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    conn = http_connection(base_url, timeout=timeout)
     try:
         try:
             conn.connect()

@@ -182,7 +182,9 @@ int tandem_raft_start(struct tandem_raft *n, uv_loop_t *loop, const struct tande
                                          .term = term_cb,
                                          .term_data = n,
                                          .member = member_cb,
-                                         .member_data = n};
+                                         .member_data = n,
+                                         .tls = o->tls};
+    struct tandem_allow allow;
     int rv;
     tandem_assert(o->self != NULL && fsm != NULL);
     /* Before raft or raft_uv allocate anything, and before libuv's threadpool runs raft_uv's
@@ -196,6 +198,11 @@ int tandem_raft_start(struct tandem_raft *n, uv_loop_t *loop, const struct tande
         return tandem_error_set(n->errmsg, TANDEM_INVALID, "invalid identity for %s",
                                 o->self->name);
     }
+    if (tandem_allow_parse(&allow, o->raft_allow != NULL ? o->raft_allow : "", n->errmsg) !=
+        TANDEM_OK) {
+        return TANDEM_CONFIG; /* errmsg names the bad entry */
+    }
+    tc.allow = &allow;
     n->transport.version = 1; /* raft_uv refuses version 0 */
     rv = tandem_transport_init(&n->transport, loop, &tc);
     if (rv != 0) {

@@ -12,6 +12,7 @@
 #include "consensus/frame_check.h"
 #include "consensus/member.h"
 #include "consensus/raft_shield.h"
+#include "consensus/tls.h"
 #include "storage/error.h"
 
 struct tandem_raft_options {
@@ -32,6 +33,10 @@ struct tandem_raft_options {
     unsigned heartbeat_ms, election_timeout_ms, install_snapshot_timeout_ms;
     unsigned snapshot_threshold, snapshot_trailing, max_inflight_entries, segment_size_kib;
     struct tandem_frame_limits frame_limits; /* inbound raft frames (consensus/frame_check.h) */
+    struct tandem_tls_ctx *tls; /* borrowed, outlives raft: mutual TLS on the raft transport;
+                                   NULL = plaintext (--insecure) */
+    const char *raft_allow;     /* borrowed: CIDR list of raft sources (consensus/allow.h); NULL or
+                                   "" = every source */
     void (*log)(void *data, int level, const char *msg);
     void *log_data;
 };

@@ -25,7 +25,8 @@ struct tandem_tls_files {
     const char *ca;   /* PEM, the cluster CA (one or more certificates) */
     const char *cert; /* PEM, our certificate (chain) */
     const char *key;  /* PEM, its private key, unencrypted */
-    const char *crl;  /* PEM, revoked certificates of the CA; NULL or "" = none */
+    const char *crl;  /* PEM, revoked certificates of the CA; NULL or "" = none. Past its
+                       * nextUpdate it still applies (crl_next_update_ms shows it) */
 };
 
 /* Expiry and subject of the loaded certificates, for /v1/status and /metrics. Times are Unix
@@ -72,6 +73,10 @@ struct tandem_tls;
 enum tandem_tls_role {
     TANDEM_TLS_SERVER, /* we accepted: the peer must present a certificate of the CA */
     TANDEM_TLS_CLIENT, /* we connected: the peer must present a NODE certificate */
+    /* we accepted, and the peer may present no certificate (peer kind NONE): the API server,
+     * which answers such a client 401 except for health checks; a certificate presented must
+     * still chain to the CA (added for issue 12's 401, after the interface was settled) */
+    TANDEM_TLS_SERVER_CERT_OPTIONAL,
 };
 
 /* Callbacks. data is the one given to tandem_tls_new. status is 0 or a TANDEM_* code with a
@@ -82,7 +87,8 @@ typedef void (*tandem_tls_handshake_cb)(void *data, int status);
 typedef void (*tandem_tls_read_cb)(void *data, ssize_t n, const char *buf);
 typedef void (*tandem_tls_write_cb)(void *data, void *write_data, int status);
 
-/* Wraps tcp (connected, owned by the caller, not reading) in a TLS session of ctx. For
+/* Wraps tcp (connected, owned by the caller, not reading) in a TLS session of ctx; tcp->data
+ * stays the caller's (the module finds its session by the handle). For
  * TANDEM_TLS_CLIENT, expect_node (may be NULL = any node) is the node name the server's
  * certificate must carry. Returns TANDEM_OK or TANDEM_NOMEM / TANDEM_CRYPTO with errmsg. The
  * caller still owns and closes tcp; free the tls object in tcp's close callback (pending

@@ -1,11 +1,12 @@
-/* The raft_uv transport over TCP: a hello/ack handshake that checks cluster id and epoch on
- * every connection, after which the bare stream belongs to raft_uv; probe handshakes that only
- * ask "are you there, at which epoch, leading?", the contact table they fill, and the start-up
- * quarantine gate that keeps raft from sending anything.
+/* The raft_uv transport over TCP, mutual TLS unless insecure: a hello/ack handshake that checks
+ * cluster id and epoch (and, over TLS, that the peer's certificate names the member it claims)
+ * on every connection, after which the stream belongs to raft_uv (over TLS through a relay); probe
+ * handshakes that only ask "are you there, at which epoch, leading?", the contact table they fill,
+ * and the start-up quarantine gate that keeps raft from sending anything.
  *
- * Layering, so that TLS can slot in later: the wire frames (hello, ack) are pure codecs; a
- * handshake moves them with handshake_send/handshake_recv only; handshake_handover_* is the one
- * place a stream leaves our hands. A TLS layer would wrap those three steps. */
+ * Layering: the wire frames (hello, ack) are pure codecs; a handshake moves them with
+ * handshake_send/handshake_recv only, over TCP or the TLS session; handshake_handover is the one
+ * place a stream leaves our hands. */
 #include "consensus/transport.h"
 
 #include <arpa/inet.h>
@@ -85,7 +86,10 @@ _Static_assert(HELLO_CLUSTER_FIELD > TANDEM_CLUSTER_ID_LEN_MAX, "cluster id fits
     X(TIMEOUT, "handshake timed out")                                                              \
     X(IO, "connection failed")                                                                     \
     X(BUSY, "too many pending handshakes")                                                         \
-    X(FRAME, "refused raft frame")
+    X(FRAME, "refused raft frame")                                                                 \
+    X(TLS, "TLS handshake failed")                                                                 \
+    X(IDENTITY, "certificate does not name the member")                                            \
+    X(ALLOW, "source not in raft_allow")
 #define OUTCOME_ENUM(name, text) OUTCOME_##name,
 enum { TRANSPORT_OUTCOMES(OUTCOME_ENUM) OUTCOME_COUNT };
 #define OUTCOME_WIRE_MAX OUTCOME_VERSION /* highest outcome a peer may send in an ack */
@@ -97,14 +101,15 @@ static const char *outcome_text(int outcome)
     return outcome >= 0 && outcome < OUTCOME_COUNT ? texts[outcome] : "unknown";
 }
 
-#define TRANSPORT_LISTEN_BACKLOG    128 /* kernel queue of connections not yet accepted */
-#define TRANSPORT_KEEPALIVE_DELAY_S 15  /* idle seconds before TCP keepalive probes start */
-#define TRANSPORT_RESOLVED_MAX      4   /* addresses of a peer's host tried, in resolver order */
-#define TRANSPORT_LOG_MEMO_MAX      64  /* (peer, reason) pairs remembered as already logged */
-#define TRANSPORT_LOG_MSG_MAX       512 /* one log line */
-#define TRANSPORT_PEER_KEY_MAX      64  /* peer's raft host:port, or its IP before its hello */
-#define TRANSPORT_PEER_LABEL_MAX    200 /* "name (host:port) from ip" for log lines */
-#define TRANSPORT_DETAIL_MAX        256 /* why a frame was malformed */
+#define TRANSPORT_LISTEN_BACKLOG    128   /* kernel queue of connections not yet accepted */
+#define TRANSPORT_KEEPALIVE_DELAY_S 15    /* idle seconds before TCP keepalive probes start */
+#define TRANSPORT_RESOLVED_MAX      4     /* addresses of a peer's host tried, in resolver order */
+#define TRANSPORT_LOG_MEMO_MAX      64    /* (peer, reason) pairs remembered as already logged */
+#define TRANSPORT_LOG_MSG_MAX       512   /* one log line */
+#define TRANSPORT_PEER_KEY_MAX      64    /* peer's raft host:port, or its IP before its hello */
+#define TRANSPORT_PEER_LABEL_MAX    200   /* "name (host:port) from ip" for log lines */
+#define TRANSPORT_DETAIL_MAX        256   /* why a frame was malformed */
+#define TRANSPORT_LOG_INTERVAL_MS   60000 /* a (peer, reason) is logged at most once a minute */
 
 struct hello {
     uint64_t epoch;
@@ -127,13 +132,15 @@ static const struct tandem_sm_conf handle_states[HANDLE_STATES] = {
 };
 enum direction { INBOUND, OUTBOUND };
 
-/* Where a handshake is. Outbound: resolving -> connecting (once per address tried) -> sending
- * its hello -> awaiting the ack -> handed over. Inbound: awaiting the hello -> sending the ack
- * -> handed over (or failing, after a refusal was sent). Any undecided phase may fail. */
+/* Where a handshake is. Outbound: resolving -> connecting (once per address tried) -> TLS (unless
+ * insecure) -> sending its hello -> awaiting the ack -> handed over. Inbound: TLS (unless
+ * insecure) -> awaiting the hello -> sending the ack -> handed over (or failing, after a refusal
+ * was sent). Any undecided phase may fail. */
 enum phase {
     PHASE_NEW,
     PHASE_RESOLVING,
     PHASE_CONNECTING,
+    PHASE_TLS,
     PHASE_SENDING_HELLO,
     PHASE_AWAITING_ACK,
     PHASE_AWAITING_HELLO,
@@ -147,11 +154,14 @@ enum phase {
 static const struct tandem_sm_conf phases[PHASE_COUNT] = {
     [PHASE_NEW] = {"new", TANDEM_SM_INITIAL,
                    TANDEM_SM_BIT(PHASE_RESOLVING) | TANDEM_SM_BIT(PHASE_AWAITING_HELLO) |
-                       PHASE_FAIL},
+                       TANDEM_SM_BIT(PHASE_TLS) | PHASE_FAIL},
     [PHASE_RESOLVING] = {"resolving", 0, TANDEM_SM_BIT(PHASE_CONNECTING) | PHASE_FAIL},
     [PHASE_CONNECTING] = {"connecting", 0,
                           TANDEM_SM_BIT(PHASE_CONNECTING) | TANDEM_SM_BIT(PHASE_SENDING_HELLO) |
-                              PHASE_FAIL},
+                              TANDEM_SM_BIT(PHASE_TLS) | PHASE_FAIL},
+    [PHASE_TLS] = {"tls", 0,
+                   TANDEM_SM_BIT(PHASE_SENDING_HELLO) | TANDEM_SM_BIT(PHASE_AWAITING_HELLO) |
+                       PHASE_FAIL},
     [PHASE_SENDING_HELLO] = {"sending hello", 0, TANDEM_SM_BIT(PHASE_AWAITING_ACK) | PHASE_FAIL},
     [PHASE_AWAITING_ACK] = {"awaiting ack", 0, TANDEM_SM_BIT(PHASE_HANDED_OVER) | PHASE_FAIL},
     [PHASE_AWAITING_HELLO] = {"awaiting hello", 0, TANDEM_SM_BIT(PHASE_SENDING_ACK) | PHASE_FAIL},
@@ -167,8 +177,9 @@ struct handshake {
     struct transport *t;     /* borrowed */
     struct tandem_list link; /* in t->handshakes */
     int direction;
-    struct uv_tcp_s *tcp;    /* owned until handed over; raft_malloc'd since raft_uv frees the
-                                streams it is given with raft_free (uv_recv.c, uv_send.c) */
+    struct uv_tcp_s *tcp;    /* owned until handed over: the first field of a raft_malloc'd
+                                struct tandem_relay_conn (TLS session alongside), since raft_uv
+                                frees the streams it is given with raft_free (uv_send.c) */
     struct tandem_sm tcp_sm; /* enum handle_state of *tcp */
     struct uv_timer_s timer; /* handshake deadline */
     struct tandem_sm timer_sm;
@@ -191,6 +202,7 @@ struct handshake {
     bool answered;               /* outbound: the peer accepted us at our epoch */
     raft_id peer_id;             /* outbound: the id dialled; inbound: from the hello */
     char peer_address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1]; /* outbound: the address dialled */
+    char peer_name[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];    /* outbound: its member name */
     int refusal;                                          /* inbound: outcome sent in the ack */
     struct hello hello;                                   /* inbound: what the peer said */
     char peer_key[TRANSPORT_PEER_KEY_MAX];
@@ -209,7 +221,14 @@ struct contact {
 struct log_memo {
     char peer_key[TRANSPORT_PEER_KEY_MAX];
     int outcome;
+    uint64_t logged_ms; /* uv_now when last logged */
     bool used;
+};
+
+/* Relays open, oldest first: inbound ones, and outbound ones over TLS, each capped. */
+struct relay_list {
+    struct tandem_relay *items[TANDEM_TRANSPORT_RELAYS_MAX];
+    unsigned n;
 };
 
 struct transport {
@@ -245,9 +264,11 @@ struct transport {
     struct log_memo memo[TRANSPORT_LOG_MEMO_MAX];
     unsigned memo_next;
     struct tandem_relay_config relay_config;
-    struct tandem_relay *relays[TANDEM_TRANSPORT_RELAYS_MAX]; /* open, oldest first */
-    unsigned n_relays;
-    unsigned n_relays_closing; /* relays closed but not yet called back */
+    struct relay_list relays_in;
+    struct relay_list relays_out;
+    unsigned n_relays_closing;  /* relays closed but not yet called back */
+    struct tandem_tls_ctx *tls; /* borrowed; NULL: plaintext */
+    struct tandem_allow allow;  /* raft_allow; n == 0: every source */
 };
 
 /* A tcp handle in use has its memory (raft_malloc'd, freed with the handshake). */
@@ -285,6 +306,8 @@ static bool phase_invariant(const struct tandem_sm *sm, int prev, void *data)
             return outbound && h->resolving && (h->req != NULL) != h->probe;
         case PHASE_CONNECTING:
             return outbound && !h->resolving && h->next_addr < h->n_addrs;
+        case PHASE_TLS:
+            return tcp_open && (outbound || h->counted_inbound);
         case PHASE_SENDING_HELLO:
         case PHASE_AWAITING_ACK:
             return outbound && tcp_open;
@@ -505,20 +528,27 @@ static void transport_log(struct transport *t, int level, const char *format, ..
     t->log(t->log_data, level, msg);
 }
 
-/* True the first time (peer, outcome) is seen since that peer last succeeded: raft retries a
- * failing connection every second and the log should say so once, not every second. */
+/* True the first time (peer, outcome) is seen since that peer last succeeded, and again once a
+ * minute while it goes on: raft retries a failing connection every second, and a stranger may
+ * knock as often as it likes; the log should say so once a minute, not every time. */
 static bool memo_first(struct transport *t, const char *peer_key, int outcome)
 {
+    uint64_t now = uv_now(t->loop);
     for (unsigned i = 0; i < TRANSPORT_LOG_MEMO_MAX; i++) {
         struct log_memo *m = &t->memo[i];
         if (m->used && m->outcome == outcome && strcmp(m->peer_key, peer_key) == 0) {
-            return false;
+            if (now - m->logged_ms < TRANSPORT_LOG_INTERVAL_MS) {
+                return false;
+            }
+            m->logged_ms = now;
+            return true;
         }
     }
     struct log_memo *m = &t->memo[t->memo_next];
     t->memo_next = (t->memo_next + 1) % TRANSPORT_LOG_MEMO_MAX;
     snprintf(m->peer_key, sizeof m->peer_key, "%s", peer_key);
     m->outcome = outcome;
+    m->logged_ms = now;
     m->used = true;
     return true;
 }
@@ -542,6 +572,9 @@ static void count_refusal(struct transport *t, int outcome)
         [OUTCOME_VERSION] = &t->stats.refused_malformed,
         [OUTCOME_TIMEOUT] = &t->stats.timed_out,
         [OUTCOME_FRAME] = &t->stats.refused_frame,
+        [OUTCOME_TLS] = &t->stats.refused_tls,
+        [OUTCOME_IDENTITY] = &t->stats.refused_identity,
+        [OUTCOME_ALLOW] = &t->stats.refused_allow,
     };
     tandem_assert(outcome >= 0 && outcome < OUTCOME_COUNT);
     if (counters[outcome] != NULL) {
@@ -630,7 +663,7 @@ static void transport_maybe_closed(struct transport *t)
         return;
     }
     if (tandem_sm_state(&t->listener_sm) != HANDLE_NONE || !tandem_list_empty(&t->handshakes) ||
-        t->n_dropping > 0 || t->n_relays > 0 || t->n_relays_closing > 0) {
+        t->n_dropping > 0 || t->relays_in.n > 0 || t->relays_out.n > 0 || t->n_relays_closing > 0) {
         return;
     }
     raft_uv_transport_close_cb cb = t->close_cb;
@@ -744,10 +777,12 @@ static struct handshake *handshake_new(struct transport *t, int direction)
     if (h == NULL) {
         goto err;
     }
-    h->tcp = raft_malloc(sizeof *h->tcp);
-    if (h->tcp == NULL) {
+    struct tandem_relay_conn *conn = raft_calloc(1, sizeof *conn);
+    if (conn == NULL) {
         goto err_after_handshake;
     }
+    conn->owner = h;
+    h->tcp = &conn->tcp;
     h->t = t;
     tandem_sm_init(&h->tcp_sm, "handshake tcp", handle_states, HANDLE_STATES, HANDLE_NONE,
                    tcp_invariant, h);
@@ -790,6 +825,26 @@ static void handshake_alloc_cb(uv_handle_t *handle, size_t suggested_size, uv_bu
     buf->len = h->in_want - h->in_len;
 }
 
+static struct tandem_relay_conn *handshake_conn(const struct handshake *h)
+{
+    return tandem_relay_conn_of((uv_handle_t *)h->tcp);
+}
+
+static void handshake_read_failed(struct handshake *h, ssize_t nread)
+{
+    char detail[TRANSPORT_DETAIL_MAX];
+    struct tandem_tls *tls = handshake_conn(h)->tls;
+    if (tls != NULL && nread == UV_EPROTO) {
+        handshake_refuse(h, OUTCOME_TLS, LOG_INFO, tandem_tls_error(tls));
+        return;
+    }
+    snprintf(detail, sizeof detail, "%s after %zu of %zu bytes", uv_strerror((int)nread), h->in_len,
+             h->in_want);
+    handshake_refuse(h, h->in_len > 0 ? OUTCOME_MALFORMED : OUTCOME_IO, LOG_INFO, detail);
+}
+
+static void handshake_got(struct handshake *h, size_t before);
+
 static void handshake_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct handshake *h = stream->data;
@@ -798,15 +853,42 @@ static void handshake_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t
         return;
     }
     if (nread < 0) {
-        char detail[TRANSPORT_DETAIL_MAX];
-        snprintf(detail, sizeof detail, "%s after %zu of %zu bytes", uv_strerror((int)nread),
-                 h->in_len, h->in_want);
-        handshake_refuse(h, h->in_len > 0 ? OUTCOME_MALFORMED : OUTCOME_IO, LOG_INFO, detail);
+        handshake_read_failed(h, nread);
         return;
     }
     tandem_assert((size_t)nread <= h->in_want - h->in_len); /* alloc_cb gave no more room */
     size_t before = h->in_len;
     h->in_len += (size_t)nread;
+    handshake_got(h, before);
+}
+
+/* Over TLS the session hands over what it decrypted. An honest peer writes nothing after its
+ * frame until it has our answer (and an acceptor never writes after its ack): more is refused. */
+static void handshake_tls_read_cb(void *data, ssize_t n, const char *bytes)
+{
+    struct handshake *h = ((struct tandem_relay_conn *)data)->owner;
+    if (n == 0 || phase(h) == PHASE_FAILING) {
+        return;
+    }
+    if (n < 0) {
+        handshake_read_failed(h, n);
+        return;
+    }
+    if ((size_t)n > h->in_want - h->in_len) {
+        handshake_refuse(h, OUTCOME_MALFORMED, LOG_INFO, "bytes past the handshake frame");
+        return;
+    }
+    size_t before = h->in_len;
+    memcpy(h->in + h->in_len, bytes, (size_t)n);
+    h->in_len += (size_t)n;
+    handshake_got(h, before);
+}
+
+/* After bytes of the frame arrived: judges a new head, and once the frame is whole (or its head
+ * bad) stops reading and hands it on. */
+static void handshake_got(struct handshake *h, size_t before)
+{
+    struct tandem_tls *tls = handshake_conn(h)->tls;
     if (h->in_len < h->in_want) {
         /* A head that just arrived and is bad (another version: another frame size) is judged
          * at once, so a peer speaking another version hears why instead of timing out. */
@@ -818,7 +900,7 @@ static void handshake_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t
     }
     /* Only fails for a stream that is not a stream: ours always is. Stopping here keeps raft's
      * first bytes in the kernel until raft_uv reads them itself. */
-    int rv = uv_read_stop(stream);
+    int rv = tls != NULL ? tandem_tls_read_stop(tls) : uv_read_stop((uv_stream_t *)h->tcp);
     tandem_assert(rv == 0);
     tandem_assert(h->in_len == h->in_want || h->in_len >= FRAME_HEAD_SIZE);
     h->in_done(h);
@@ -833,6 +915,13 @@ static void handshake_recv(struct handshake *h, size_t size, uint64_t magic,
     h->in_want = size;
     h->in_magic = magic;
     h->in_done = done;
+    struct tandem_tls *tls = handshake_conn(h)->tls;
+    if (tls != NULL) {
+        if (tandem_tls_read_start(tls, handshake_tls_read_cb) != TANDEM_OK) {
+            handshake_refuse(h, OUTCOME_IO, LOG_WARNING, tandem_tls_error(tls));
+        }
+        return;
+    }
     int rv = uv_read_start((uv_stream_t *)h->tcp, handshake_alloc_cb, handshake_read_cb);
     if (rv != 0) {
         handshake_refuse(h, OUTCOME_IO, LOG_WARNING, uv_strerror(rv));
@@ -852,6 +941,20 @@ static void handshake_write_cb(uv_write_t *write_req, int status)
     h->out_done(h);
 }
 
+static void handshake_tls_write_cb(void *data, void *write_data, int status)
+{
+    struct handshake *h = write_data;
+    (void)data;
+    if (phase(h) == PHASE_FAILING) {
+        return; /* cancelled by our own uv_close */
+    }
+    if (status != TANDEM_OK) {
+        handshake_refuse(h, OUTCOME_IO, LOG_INFO, tandem_tls_error(handshake_conn(h)->tls));
+        return;
+    }
+    h->out_done(h);
+}
+
 static void handshake_send(struct handshake *h, size_t size, void (*done)(struct handshake *h))
 {
     tandem_assert(size > 0 && size <= sizeof h->out && size % 8 == 0);
@@ -859,6 +962,13 @@ static void handshake_send(struct handshake *h, size_t size, void (*done)(struct
     uv_buf_t buf = uv_buf_init((char *)h->out, (unsigned)size);
     h->out_done = done;
     h->write.data = h;
+    struct tandem_tls *tls = handshake_conn(h)->tls;
+    if (tls != NULL) {
+        if (tandem_tls_write(tls, &buf, 1, h, handshake_tls_write_cb) != TANDEM_OK) {
+            handshake_refuse(h, OUTCOME_IO, LOG_WARNING, tandem_tls_error(tls));
+        }
+        return;
+    }
     int rv = uv_write(&h->write, (uv_stream_t *)h->tcp, &buf, 1, handshake_write_cb);
     if (rv != 0) {
         handshake_refuse(h, OUTCOME_IO, LOG_WARNING, uv_strerror(rv));
@@ -908,45 +1018,160 @@ static struct uv_stream_s *handshake_handover(struct handshake *h)
     return stream;
 }
 
-/* ---- inbound relays (consensus/raft_relay.h) ---- */
+/* ---- TLS: the session under the handshake ---- */
 
-static void relays_remove(struct transport *t, const struct tandem_relay *relay)
+static void outbound_hello_sent(struct handshake *h);
+static void inbound_hello_received(struct handshake *h);
+
+/* The handshake's next step on a connection that is secure (or plaintext by configuration). */
+static void handshake_exchange(struct handshake *h)
 {
-    for (unsigned i = 0; i < t->n_relays; i++) {
-        if (t->relays[i] == relay) {
-            memmove(&t->relays[i], &t->relays[i + 1], (t->n_relays - i - 1) * sizeof t->relays[0]);
-            t->n_relays--;
-            t->stats.relays_open = t->n_relays;
-            return;
+    if (h->direction == OUTBOUND) {
+        tandem_sm_move(&h->phase_sm, PHASE_SENDING_HELLO);
+        handshake_send(h, HELLO_SIZE, outbound_hello_sent);
+    } else {
+        tandem_sm_move(&h->phase_sm, PHASE_AWAITING_HELLO);
+        handshake_recv(h, HELLO_SIZE, HELLO_MAGIC, inbound_hello_received);
+    }
+}
+
+/* Whether the certificate the peer proved is a node's (and, outbound, the one dialled); refuses
+ * h when not. Inbound, the member its hello names is judged once the hello is in. */
+static bool handshake_tls_peer_ok(struct handshake *h, struct tandem_tls *tls)
+{
+    struct tandem_tls_peer peer;
+    char detail[TRANSPORT_DETAIL_MAX];
+    tandem_tls_peer(tls, &peer);
+    printable(peer.name);
+    if (peer.kind != TANDEM_TLS_PEER_NODE) {
+        snprintf(detail, sizeof detail, "a %s certificate ('%s'), not a node's",
+                 peer.kind == TANDEM_TLS_PEER_USER ? "user" : "missing", peer.name);
+    } else if (h->direction == OUTBOUND && !tandem_tls_peer_is_node(tls, h->peer_name)) {
+        snprintf(detail, sizeof detail, "the certificate of '%s' answered for '%s'", peer.name,
+                 h->peer_name);
+    } else {
+        return true;
+    }
+    handshake_refuse(h, OUTCOME_IDENTITY, LOG_WARNING, detail);
+    return false;
+}
+
+static void handshake_tls_cb(void *data, int status)
+{
+    struct handshake *h = ((struct tandem_relay_conn *)data)->owner;
+    struct tandem_tls *tls = handshake_conn(h)->tls;
+    if (phase(h) != PHASE_TLS) {
+        return; /* failing already (timeout, transport closing) */
+    }
+    if (status != TANDEM_OK) {
+        handshake_refuse(h, OUTCOME_TLS, LOG_INFO, tandem_tls_error(tls));
+        return;
+    }
+    if (handshake_tls_peer_ok(h, tls)) {
+        handshake_exchange(h);
+    }
+}
+
+/* Starts the TLS handshake on h's connected, tuned tcp, or goes straight to the exchange when
+ * the transport is plaintext. The handshake timer covers both. */
+static void handshake_secure(struct handshake *h)
+{
+    struct transport *t = h->t;
+    struct tandem_relay_conn *conn = handshake_conn(h);
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    if (t->tls == NULL) {
+        handshake_exchange(h);
+        return;
+    }
+    tandem_sm_move(&h->phase_sm, PHASE_TLS);
+    bool outbound = h->direction == OUTBOUND;
+    int rv = tandem_tls_new(t->tls, h->tcp, outbound ? TANDEM_TLS_CLIENT : TANDEM_TLS_SERVER,
+                            outbound ? h->peer_name : NULL, conn, &conn->tls, errmsg);
+    if (rv != TANDEM_OK) {
+        conn->tls = NULL;
+        handshake_refuse(h, OUTCOME_IO, LOG_WARNING, errmsg);
+        return;
+    }
+    if (tandem_tls_handshake(conn->tls, handshake_tls_cb) != TANDEM_OK) {
+        handshake_refuse(h, OUTCOME_TLS, LOG_INFO, tandem_tls_error(conn->tls));
+    }
+}
+
+/* Over TLS, the hello must come from the member the certificate names: its name, and the raft
+ * id derived from it. Refuses h (no ack) when not. */
+static bool inbound_identity_ok(struct handshake *h)
+{
+    struct tandem_tls *tls = handshake_conn(h)->tls;
+    const char *claimed = h->hello.member.name;
+    if (tls == NULL ||
+        (tandem_tls_peer_is_node(tls, claimed) && h->hello.id == tandem_member_id(claimed))) {
+        return true;
+    }
+    struct tandem_tls_peer peer;
+    char detail[TRANSPORT_DETAIL_MAX];
+    tandem_tls_peer(tls, &peer);
+    printable(peer.name);
+    snprintf(detail, sizeof detail, "the certificate of '%s' claims to be '%s' (raft id %llu)",
+             peer.name, claimed, (unsigned long long)h->hello.id);
+    handshake_refuse(h, OUTCOME_IDENTITY, LOG_WARNING, detail);
+    return false;
+}
+
+/* ---- relays (consensus/raft_relay.h) ---- */
+
+static struct relay_list *relays_of(struct transport *t, const struct tandem_relay *relay)
+{
+    return tandem_relay_outbound(relay) ? &t->relays_out : &t->relays_in;
+}
+
+static void relays_count(struct transport *t)
+{
+    t->stats.relays_open = t->relays_in.n;
+    t->stats.relays_outbound_open = t->relays_out.n;
+}
+
+static bool relays_remove(struct transport *t, const struct tandem_relay *relay)
+{
+    struct relay_list *list = relays_of(t, relay);
+    for (unsigned i = 0; i < list->n; i++) {
+        if (list->items[i] == relay) {
+            memmove(&list->items[i], &list->items[i + 1],
+                    (list->n - i - 1) * sizeof list->items[0]);
+            list->n--;
+            relays_count(t);
+            return true;
         }
     }
+    return false;
 }
 
 /* Closes a relay we still list: it leaves the list now and calls back once closed. */
 static void relays_close(struct transport *t, struct tandem_relay *relay)
 {
-    relays_remove(t, relay);
+    (void)relays_remove(t, relay);
     t->n_relays_closing++;
     tandem_relay_close(relay);
 }
 
-/* Lists a new relay: an older one from the same peer id, and the oldest past the cap, go. */
+/* Lists a new relay: an older one of the same direction from the same peer id, and the oldest
+ * past the cap, go. */
 static void relays_add(struct transport *t, struct tandem_relay *relay)
 {
-    for (unsigned i = 0; i < t->n_relays;) {
-        if (tandem_relay_peer(t->relays[i]) == tandem_relay_peer(relay)) {
+    struct relay_list *list = relays_of(t, relay);
+    for (unsigned i = 0; i < list->n;) {
+        if (tandem_relay_peer(list->items[i]) == tandem_relay_peer(relay)) {
             t->stats.relays_replaced++;
-            relays_close(t, t->relays[i]);
+            relays_close(t, list->items[i]);
         } else {
             i++;
         }
     }
-    if (t->n_relays == TANDEM_TRANSPORT_RELAYS_MAX) {
+    if (list->n == TANDEM_TRANSPORT_RELAYS_MAX) {
         t->stats.relays_replaced++;
-        relays_close(t, t->relays[0]);
+        relays_close(t, list->items[0]);
     }
-    t->relays[t->n_relays++] = relay;
-    t->stats.relays_open = t->n_relays;
+    list->items[list->n++] = relay;
+    relays_count(t);
 }
 
 static void relay_refused_cb(void *data, const struct tandem_relay *relay, const char *why)
@@ -954,17 +1179,17 @@ static void relay_refused_cb(void *data, const struct tandem_relay *relay, const
     struct transport *t = data;
     count_refusal(t, OUTCOME_FRAME);
     if (memo_first(t, tandem_relay_label(relay), OUTCOME_FRAME)) {
-        transport_log(t, LOG_WARNING, "raft transport: dropped connection from %s: %s: %s",
-                      tandem_relay_label(relay), outcome_text(OUTCOME_FRAME), why);
+        transport_log(t, LOG_WARNING, "raft transport: dropped connection %s %s: %s: %s",
+                      tandem_relay_outbound(relay) ? "to" : "from", tandem_relay_label(relay),
+                      outcome_text(OUTCOME_FRAME), why);
     }
 }
 
 static void relay_closed_cb(void *data, struct tandem_relay *relay)
 {
     struct transport *t = data;
-    unsigned before = t->n_relays;
-    relays_remove(t, relay); /* closed by itself (peer gone, bad frame): still listed */
-    if (t->n_relays == before) {
+    /* closed by itself (peer gone, bad frame): still listed */
+    if (!relays_remove(t, relay)) {
         tandem_assert(t->n_relays_closing > 0); /* closed by us: counted when we closed it */
         t->n_relays_closing--;
     }
@@ -1049,10 +1274,15 @@ static void inbound_ack_sent(struct handshake *h)
     char label[TANDEM_RELAY_LABEL_MAX], errmsg[TANDEM_ERRMSG_SIZE];
     snprintf(label, sizeof label, "%s", h->peer_label);
     struct uv_stream_s *stream = handshake_handover(h);
+    struct tandem_relay_conn *conn = tandem_relay_conn_of((uv_handle_t *)stream);
     struct tandem_relay *relay = NULL;
     uv_stream_t *raft_side = NULL;
-    if (tandem_relay_start(t->loop, (uv_tcp_t *)stream, id, label, &t->relay_config, &relay,
-                           &raft_side, errmsg) != 0) {
+    int rv = conn->tls != NULL
+                 ? tandem_relay_start_tls(t->loop, conn, false, id, label, &t->relay_config, &relay,
+                                          &raft_side, errmsg)
+                 : tandem_relay_start(t->loop, &conn->tcp, id, label, &t->relay_config, &relay,
+                                      &raft_side, errmsg);
+    if (rv != 0) {
         transport_log(t, LOG_WARNING, "raft transport: dropped connection from %s: %s", label,
                       errmsg);
         return;
@@ -1068,6 +1298,9 @@ static void inbound_hello_received(struct handshake *h)
     char detail[TRANSPORT_DETAIL_MAX] = "";
     h->epoch = t->epoch; /* a set_epoch while the hello was on its way applies to it */
     int outcome = hello_decode(h->in, &h->hello, detail);
+    if (outcome == OUTCOME_OK && !inbound_identity_ok(h)) {
+        return; /* before anything of the hello is believed: its epoch included */
+    }
     if (outcome == OUTCOME_OK) {
         const struct tandem_member *m = &h->hello.member;
         char ip[TRANSPORT_PEER_KEY_MAX];
@@ -1115,12 +1348,15 @@ static void inbound_hello_received(struct handshake *h)
     handshake_send(h, ACK_SIZE, inbound_ack_sent);
 }
 
-static void inbound_peer_ip(struct handshake *h)
+/* Names the peer by its IP; returns whether raft_allow lets that source in (an unknown one is
+ * refused when the list is not empty). */
+static bool inbound_peer_ip(struct handshake *h)
 {
     struct sockaddr_storage addr;
     int len = (int)sizeof addr;
     char ip[TRANSPORT_PEER_KEY_MAX] = "unknown peer";
-    if (uv_tcp_getpeername(h->tcp, (struct sockaddr *)&addr, &len) == 0) {
+    bool known = uv_tcp_getpeername(h->tcp, (struct sockaddr *)&addr, &len) == 0;
+    if (known) {
         int rv = addr.ss_family == AF_INET6
                      ? uv_ip6_name((struct sockaddr_in6 *)&addr, ip, sizeof ip)
                      : uv_ip4_name((struct sockaddr_in *)&addr, ip, sizeof ip);
@@ -1130,6 +1366,8 @@ static void inbound_peer_ip(struct handshake *h)
     }
     snprintf(h->peer_key, sizeof h->peer_key, "%s", ip);
     snprintf(h->peer_label, sizeof h->peer_label, "%s", ip);
+    return known ? tandem_allow_match(&h->t->allow, (const struct sockaddr *)&addr)
+                 : h->t->allow.n == 0;
 }
 
 static void drop_close_cb(uv_handle_t *handle)
@@ -1196,15 +1434,35 @@ static void transport_listen_cb(uv_stream_t *listener, int status)
         handshake_refuse(h, OUTCOME_IO, LOG_WARNING, uv_strerror(rv));
         return;
     }
-    inbound_peer_ip(h);
+    if (!inbound_peer_ip(h)) {
+        handshake_refuse(h, OUTCOME_ALLOW, LOG_INFO, "closed before TLS");
+        return;
+    }
     if (handshake_tune(h) != 0) {
         return;
     }
-    tandem_sm_move(&h->phase_sm, PHASE_AWAITING_HELLO);
-    handshake_recv(h, HELLO_SIZE, HELLO_MAGIC, inbound_hello_received);
+    handshake_secure(h);
 }
 
 /* ---- outbound ---- */
+
+/* Over TLS raft_uv writes plaintext into a relay, which encrypts it to the peer. */
+static void outbound_relay(struct transport *t, struct tandem_relay_conn *conn,
+                           struct raft_uv_connect *req, raft_id id, const char *label)
+{
+    struct tandem_relay *relay = NULL;
+    uv_stream_t *raft_side = NULL;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    if (tandem_relay_start_tls(t->loop, conn, true, id, label, &t->relay_config, &relay, &raft_side,
+                               errmsg) != 0) {
+        transport_log(t, LOG_WARNING, "raft transport: dropped connection to %s: %s", label,
+                      errmsg);
+        req->cb(req, NULL, RAFT_NOCONNECTION);
+        return;
+    }
+    relays_add(t, relay);
+    req->cb(req, raft_side, 0);
+}
 
 static void outbound_ack_received(struct handshake *h)
 {
@@ -1248,8 +1506,16 @@ static void outbound_ack_received(struct handshake *h)
     }
     t->stats.connected++;
     struct raft_uv_connect *req = h->req;
+    char label[TANDEM_RELAY_LABEL_MAX];
+    snprintf(label, sizeof label, "%s", h->peer_label);
+    raft_id id = h->peer_id;
     struct uv_stream_s *stream = handshake_handover(h);
-    req->cb(req, stream, 0);
+    struct tandem_relay_conn *conn = tandem_relay_conn_of((uv_handle_t *)stream);
+    if (conn->tls == NULL) {
+        req->cb(req, stream, 0);
+        return;
+    }
+    outbound_relay(t, conn, req, id, label);
 }
 
 static void outbound_hello_sent(struct handshake *h)
@@ -1281,8 +1547,7 @@ static void outbound_connect_cb(uv_connect_t *connect_req, int status)
     if (handshake_tune(h) != 0) {
         return;
     }
-    tandem_sm_move(&h->phase_sm, PHASE_SENDING_HELLO);
-    handshake_send(h, HELLO_SIZE, outbound_hello_sent);
+    handshake_secure(h);
 }
 
 static void outbound_connect_next(struct handshake *h)
@@ -1302,7 +1567,12 @@ static void outbound_connect_next(struct handshake *h)
 
 static void handshake_tcp_close_cb(uv_handle_t *handle)
 {
-    struct handshake *h = handle->data;
+    struct tandem_relay_conn *conn = tandem_relay_conn_of(handle);
+    struct handshake *h = conn->owner;
+    if (conn->tls != NULL) {
+        tandem_tls_free(conn->tls);
+        conn->tls = NULL;
+    }
     tandem_sm_move(&h->tcp_sm, HANDLE_NONE);
     if (h->retry_connect && phase(h) != PHASE_FAILING) {
         h->retry_connect = false;
@@ -1370,6 +1640,7 @@ static int outbound_start(struct transport *t, raft_id id, const char *address,
     snprintf(h->peer_address, sizeof h->peer_address, "%s", address);
     snprintf(h->peer_key, sizeof h->peer_key, "%s", m.raft);
     snprintf(h->peer_label, sizeof h->peer_label, "%s (%s)", m.name, m.raft);
+    snprintf(h->peer_name, sizeof h->peer_name, "%s", m.name);
     hello_encode(h->out, t->cluster_id, h->epoch, t->id, t->address,
                  (h->probe ? HELLO_PROBE : 0) | (is_leading(t) ? FLAG_LEADER : 0));
     struct addrinfo hints;
@@ -1523,8 +1794,11 @@ static void transport_close_method(struct raft_uv_transport *raft, raft_uv_trans
         handshake_fail(tandem_list_entry(link, struct handshake, link));
         link = next;
     }
-    while (t->n_relays > 0) {
-        relays_close(t, t->relays[t->n_relays - 1]);
+    while (t->relays_in.n > 0) {
+        relays_close(t, t->relays_in.items[t->relays_in.n - 1]);
+    }
+    while (t->relays_out.n > 0) {
+        relays_close(t, t->relays_out.items[t->relays_out.n - 1]);
     }
     transport_maybe_closed(t);
 }
@@ -1593,6 +1867,10 @@ int tandem_transport_init(struct raft_uv_transport *raft, struct uv_loop_s *loop
     t->term_data = config->term_data;
     t->member = config->member;
     t->member_data = config->member_data;
+    t->tls = config->tls;
+    if (config->allow != NULL) {
+        t->allow = *config->allow;
+    }
     t->relay_config = (struct tandem_relay_config){
         .limits = config->frame_limits,
         .term = relay_term_cb,
@@ -1721,7 +1999,7 @@ void tandem_transport_close(struct raft_uv_transport *raft)
     }
     /* Freeing with handles still on the loop would leave libuv pointing into freed memory. */
     if (tandem_sm_state(&t->listener_sm) != HANDLE_NONE || !tandem_list_empty(&t->handshakes) ||
-        t->n_dropping > 0 || t->n_relays > 0 || t->n_relays_closing > 0) {
+        t->n_dropping > 0 || t->relays_in.n > 0 || t->relays_out.n > 0 || t->n_relays_closing > 0) {
         transport_log(t, LOG_ERR, "raft transport: closed with connections still open");
         return;
     }

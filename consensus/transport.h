@@ -1,6 +1,8 @@
-/* tandem's raft_uv transport: TCP connections between members that prove, in a hello/ack
- * handshake, that both ends belong to the same cluster and epoch before raft_uv gets the stream;
- * probe handshakes, a per-peer contact table and the start-up quarantine gate. */
+/* tandem's raft_uv transport: TCP connections between members, mutual TLS (consensus/tls.h)
+ * unless the node runs insecure, that prove in a hello/ack handshake that both ends belong to the
+ * same cluster and epoch (and, over TLS, that the certificate names the member the hello claims)
+ * before raft_uv gets the stream; probe handshakes, a per-peer contact table and the start-up
+ * quarantine gate. */
 #ifndef TANDEM_CONSENSUS_TRANSPORT_H
 #define TANDEM_CONSENSUS_TRANSPORT_H
 
@@ -11,7 +13,9 @@
 #include <raft/uv.h>
 
 #include "consensus/frame_check.h"
+#include "consensus/allow.h"
 #include "consensus/member.h"
+#include "consensus/tls.h"
 
 /* How long a new connection may take to complete the handshake (both directions, including
  * name resolution and TCP connect for outbound ones) before it is closed. */
@@ -28,7 +32,8 @@
 
 /* Inbound raft connections handed over (each through a consensus/raft_relay.h relay). A new one
  * from a peer id replaces that id's older one, and past this many the oldest is dropped: a
- * flood of connections cannot use up descriptors (a cluster needs one per peer). */
+ * flood of connections cannot use up descriptors (a cluster needs one per peer). Outbound ones
+ * over TLS go through relays too, capped the same way in a list of their own. */
 #define TANDEM_TRANSPORT_RELAYS_MAX 64
 
 struct tandem_transport_config {
@@ -59,6 +64,14 @@ struct tandem_transport_config {
      * is an IP literal: anyone can reach the port and say any epoch. NULL: every peer counts. */
     bool (*member)(void *data, raft_id id, const char *address);
     void *member_data; /* borrowed */
+    /* Mutual TLS on every connection (raft and probe, both directions), borrowed: it must outlive
+     * the transport. Outbound, the server's certificate must be a node certificate naming the
+     * member dialled; inbound, a node certificate naming the member the hello claims. NULL:
+     * plaintext (--insecure, tests). */
+    struct tandem_tls_ctx *tls;
+    /* raft_allow (consensus/allow.h), borrowed, copied at init: an inbound connection from a
+     * source outside it is closed right after accept, before TLS. NULL: every source. */
+    const struct tandem_allow *allow;
 };
 
 #define TANDEM_TRANSPORT_APPEND_BYTES_DEFAULT   ((uint64_t)1 << 30)
@@ -82,6 +95,10 @@ struct tandem_transport_stats {
     uint64_t relays_open;        /* inbound raft connections open now */
     uint64_t relays_replaced;    /* ... closed for a newer one from the same id, or the cap */
     uint64_t epoch_ignored;      /* newer epochs in hellos not learnt: not from a member */
+    uint64_t refused_tls;        /* TLS handshakes failed (plaintext, unknown CA, no cert ...) */
+    uint64_t refused_identity;   /* certificate not a node's, or naming another member */
+    uint64_t refused_allow;      /* inbound connections from outside raft_allow, closed at once */
+    uint64_t relays_outbound_open; /* outbound raft connections relayed over TLS open now */
 };
 
 /* What the transport knows of one peer, by raft id. Times are the loop's (uv_now), 0 = never. */

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-command tour of tandem on a fresh Debian 12 (as root): installs the dependencies, builds,
-# runs a 2+2+1 cluster on this machine, writes through both sites, kills the leader, shows the
+# runs a 2+2+1 cluster on this machine with TLS (shows the certificates deploy/certs.sh made and
+# that a client without one is refused), writes through both sites, kills the leader, shows the
 # takeover and that nothing was lost, then brings the killed node back and shows it caught up.
 #
 #   deploy/demo.sh [--keep] [--no-build]
@@ -64,12 +65,17 @@ section() {
 #     prints one line per node.
 poll_status() {
     python3 - "$@" <<'PY'
-import json, sys, time, urllib.request
+import json, os, ssl, sys, time, urllib.request
 
 mode, args = sys.argv[1], sys.argv[2:]
+# The cluster's CA and the admin certificate, as DIR/env exports them.
+tls = None
+if os.environ.get("TANDEM_CACERT"):
+    tls = ssl.create_default_context(cafile=os.environ["TANDEM_CACERT"])
+    tls.load_cert_chain(os.environ["TANDEM_CERT"], os.environ["TANDEM_KEY"])
 def status(url):
     try:
-        with urllib.request.urlopen(url + "/v1/status", timeout=1) as r:
+        with urllib.request.urlopen(url + "/v1/status", timeout=1, context=tls) as r:
             return json.load(r)
     except (OSError, ValueError):
         return None
@@ -178,6 +184,41 @@ check_keys_on() {
     echo "  $node: all $reads keys present with the written values"
 }
 
+# The certificates local-cluster.sh made with deploy/certs.sh, the TLS settings tandemctl takes
+# from DIR/env, and a client without a certificate turned away.
+show_certificates() {
+    section "Certificates (deploy/certs.sh, run by local-cluster.sh up) in $CLUSTER_DIR/tls"
+    (cd "$CLUSTER_DIR/tls" && printf '%s ' ./*.pem && echo)
+    local cert
+    for cert in ca east-1 admin; do
+        echo "$cert.pem:"
+        openssl x509 -in "$CLUSTER_DIR/tls/$cert.pem" -noout -subject -enddate \
+            -ext basicConstraints,extendedKeyUsage,subjectAltName 2>/dev/null |
+            grep -v '^X509v3\|^ *$' | sed 's/^ */    /'
+    done
+    # shellcheck source=/dev/null
+    source "$CLUSTER_DIR/env"
+    echo "tandemctl and this demo use TANDEM_CACERT=$TANDEM_CACERT,"
+    echo "  TANDEM_CERT=$TANDEM_CERT, TANDEM_KEY=$TANDEM_KEY (from $CLUSTER_DIR/env)"
+    local url=${API[east-1]}
+    echo "GET $url/v1/status without a client certificate: $(answer_to --cacert "$TANDEM_CACERT" \
+        "$url/v1/status")"
+    echo "the same in plaintext (http://): $(answer_to "http://${url#https://}/v1/status")"
+    echo "the same with admin's certificate: $(answer_to --cacert "$TANDEM_CACERT" \
+        --cert "$TANDEM_CERT" --key "$TANDEM_KEY" "$url/v1/status")"
+}
+
+# What curl ARGS... got: "HTTP <status>", or that the node turned the connection away.
+answer_to() {
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@") || true
+    if [[ $code == 000 ]]; then
+        echo "refused, no HTTP answer"
+    else
+        echo "HTTP $code"
+    fi
+}
+
 main() {
     parse_args "$@"
     trap 'on_error $? "$BASH_COMMAND" $LINENO' ERR
@@ -191,13 +232,14 @@ main() {
     TANDEMCTL=$TANDEM_BIN_DIR/tandemctl
     [[ -x $TANDEMCTL ]] || fail "tandemctl not found in $TANDEM_BIN_DIR"
 
-    section "Starting a 2+2+1 cluster on 127.0.0.1 (east-1 east-2 | west-1 west-2 | witness-1)"
+    section "Starting a 2+2+1 cluster with TLS on 127.0.0.1 (east-1 east-2 | west-1 west-2 | witness-1)"
     CLUSTER_DIR=$(mktemp -d "${TMPDIR:-/tmp}/tandem-demo.XXXXXX")
     CLUSTER_UP=1
     "$LOCAL_CLUSTER" up "$CLUSTER_DIR" --topology 2+2+1 || fail "the cluster did not come up"
     load_nodes
     local endpoints
     endpoints=$(<"$CLUSTER_DIR/endpoints")
+    show_certificates
 
     section "Writing through both sites"
     write_keys east east-1

@@ -11,9 +11,15 @@
 #   local-cluster.sh start-site DIR SITE
 #
 # Layout of DIR: nodes (name site raft_address api_url role, one node a line), ports (name
-# raft_port api_port), topology, endpoints, env, and per node NAME/tandem.conf, NAME/data/,
-# NAME/tandemd.log, NAME/tandemd.pid. Running `up` again on a DIR that holds a stopped cluster
-# restarts it from its data with the same ports.
+# raft_port api_port), topology, mode, endpoints, env, tls/ (the cluster CA, one certificate per
+# node and the users admin and operator, and crl.pem, made by deploy/certs.sh; not with
+# --insecure: deploy/certs.sh revoke DIR/tls NAME and a SIGHUP to the nodes revoke one), and per
+# node NAME/tandem.conf, NAME/data/, NAME/tandemd.log, NAME/tandemd.pid. Running `up` again on
+# a DIR that holds a stopped cluster restarts it from its data with the same ports.
+#
+# TLS is on unless --insecure (benchmarks only): API and member URLs are https://, every node's
+# config names its certificate in DIR/tls, and DIR/env exports TANDEM_CACERT, TANDEM_CERT and
+# TANDEM_KEY (user admin) for tandemctl; this script's own requests use the same files.
 #
 # Environment: TANDEM_BIN_DIR (default <repo>/build), TANDEM_UP_TIMEOUT (seconds to wait for a
 # leader, default 30), TANDEM_STOP_TIMEOUT (seconds to wait after SIGTERM, default 15),
@@ -38,7 +44,9 @@ EXEC_WAIT_TRIES=50
 # (even at the same moment) never hand out the same port twice.
 PORT_REGISTRY=${TMPDIR:-/tmp}/tandem-local-cluster-ports
 # Per-node config keys this script owns; --set may not override them.
-MANAGED_KEYS=" name site cluster_id data_dir raft_address api_address api_url join member "
+MANAGED_KEYS=" name site cluster_id data_dir raft_address api_address api_url join member insecure tls_ca tls_cert tls_key tls_crl "
+# Users that get a client certificate in DIR/tls; admin's is the one DIR/env exports.
+TLS_USERS=admin,operator
 
 die() {
     echo "local-cluster: $*" >&2
@@ -71,9 +79,14 @@ print("" if value is None else (str(value).lower() if isinstance(value, bool) el
 ' "$1"
 }
 
+# curl with the cluster's TLS material (CURL_TLS, set by load_nodes) for https:// URLs.
+tcurl() {
+    curl "${CURL_TLS[@]}" "$@"
+}
+
 # Fetches URL/v1/status; prints nothing and fails when the node does not answer.
 node_status() {
-    curl -sf --max-time 2 "$1/v1/status"
+    tcurl -sf --max-time 2 "$1/v1/status"
 }
 
 # Node table of a cluster directory: sets NODE_NAMES and NODE_SITE/RAFT/API/ROLE maps.
@@ -91,6 +104,30 @@ load_nodes() {
         NODE_ROLE[$name]=$role
     done <"$dir/nodes"
     ((${#NODE_NAMES[@]} > 0)) || die "$dir/nodes lists no nodes"
+    load_tls "$dir"
+}
+
+# TLS material of a cluster directory: sets CURL_TLS (curl options) and CTL_TLS (tandemctl's),
+# both empty for an --insecure cluster (one whose nodes have http:// URLs).
+load_tls() {
+    local dir=$1
+    CURL_TLS=()
+    CTL_TLS=()
+    [[ ${NODE_API[${NODE_NAMES[0]}]} == https://* ]] || return 0
+    CURL_TLS=(--cacert "$dir/tls/ca.pem" --cert "$dir/tls/admin.pem" --key "$dir/tls/admin.key")
+    CTL_TLS=(--cacert "$dir/tls/ca.pem" --cert "$dir/tls/admin.pem" --key "$dir/tls/admin.key")
+}
+
+# Makes DIR/tls: the CA, a certificate per node, one per user in TLS_USERS (certs.sh keeps what
+# exists, so running up again changes nothing) and an empty revocation list, so that every node
+# names one from the start and revoking needs only a SIGHUP (README: Certificates).
+make_certs() {
+    local dir=$1 nodes
+    nodes=$(IFS=, && echo "${NODE_NAMES[*]}")
+    bash "$SCRIPT_DIR/certs.sh" "$dir/tls" --nodes "$nodes" --users "$TLS_USERS" >/dev/null ||
+        die "deploy/certs.sh could not make the certificates in $dir/tls"
+    [[ -f $dir/tls/crl.pem ]] || bash "$SCRIPT_DIR/certs.sh" crl "$dir/tls" >/dev/null ||
+        die "deploy/certs.sh could not write $dir/tls/crl.pem"
 }
 
 known_node() {
@@ -190,8 +227,9 @@ topology_nodes() {
 
 # Writes DIR/ports, DIR/nodes and every DIR/NAME/tandem.conf of a new cluster.
 write_cluster() {
-    local dir=$1 topology=$2
-    shift 2
+    local dir=$1 topology=$2 insecure=$3 scheme=https
+    shift 3
+    ((insecure == 0)) || scheme=http
     local -a specs ports extra=("log_level=info") members=()
     local spec name site role i=0 cluster_id line key words
     [[ $topology != *-async ]] || extra+=("mode=async")
@@ -215,11 +253,17 @@ write_cluster() {
         IFS=: read -r name site role <<<"$spec"
         role=${role:-voter}
         echo "$name ${ports[i]} ${ports[i + 1]}" >>"$dir/ports"
-        echo "$name $site 127.0.0.1:${ports[i]} http://127.0.0.1:${ports[i + 1]} $role" >>"$dir/nodes"
-        members+=("member = $name,$site,127.0.0.1:${ports[i]},http://127.0.0.1:${ports[i + 1]},$role")
+        echo "$name $site 127.0.0.1:${ports[i]} $scheme://127.0.0.1:${ports[i + 1]} $role" >>"$dir/nodes"
+        members+=("member = $name,$site,127.0.0.1:${ports[i]},$scheme://127.0.0.1:${ports[i + 1]},$role")
         i=$((i + 2))
     done
     echo "$topology" >"$dir/topology"
+    # The node table comes before the certificates, which load_nodes then finds.
+    if ((insecure == 0)); then
+        NODE_NAMES=()
+        while read -r name _; do NODE_NAMES+=("$name"); done <"$dir/nodes"
+        make_certs "$dir"
+    fi
     load_nodes "$dir"
     for name in "${NODE_NAMES[@]}"; do
         mkdir -p "$dir/$name/data"
@@ -231,15 +275,29 @@ write_cluster() {
             echo "cluster_id = $cluster_id"
             echo "data_dir = $dir/$name/data"
             echo "raft_address = ${NODE_RAFT[$name]}"
-            echo "api_address = ${NODE_API[$name]#http://}"
+            echo "api_address = ${NODE_API[$name]#"$scheme://"}"
             echo "api_url = ${NODE_API[$name]}"
             echo "join = false"
+            write_tls_conf "$dir" "$name" "$insecure"
             printf '%s\n' "${members[@]}"
             for line in "${extra[@]}"; do
                 echo "${line%%=*} = ${line#*=}"
             done
         } >"$dir/$name/tandem.conf"
     done
+}
+
+# The security lines of NAME's tandem.conf.
+write_tls_conf() {
+    local dir=$1 name=$2 insecure=$3
+    if ((insecure != 0)); then
+        echo "insecure = true"
+        return
+    fi
+    echo "tls_ca = $dir/tls/ca.pem"
+    echo "tls_cert = $dir/tls/$name.pem"
+    echo "tls_key = $dir/tls/$name.key"
+    [[ ! -f $dir/tls/crl.pem ]] || echo "tls_crl = $dir/tls/crl.pem"
 }
 
 start_node() {
@@ -290,7 +348,7 @@ wait_healthy() {
             echo "local-cluster: $name exited during start-up (log: $dir/$name/tandemd.log)" >&2
             return 1
         fi
-        if curl -sf --max-time 1 -o /dev/null "${NODE_API[$name]}/healthz"; then
+        if tcurl -sf --max-time 1 -o /dev/null "${NODE_API[$name]}/healthz"; then
             return 0
         fi
         sleep 0.1
@@ -339,8 +397,14 @@ write_endpoints() {
     {
         echo "# Source this file to point tandemctl at the local cluster in $dir."
         echo "export TANDEM_ENDPOINTS=$endpoints"
-        echo "# TLS material (CA, client certificate and key) will be exported here once the"
-        echo "# cluster runs with TLS; --insecure clusters have none."
+        if ((${#CURL_TLS[@]} > 0)); then
+            echo "# TLS: the cluster CA, and the client certificate and key of user admin."
+            echo "export TANDEM_CACERT=$dir/tls/ca.pem"
+            echo "export TANDEM_CERT=$dir/tls/admin.pem"
+            echo "export TANDEM_KEY=$dir/tls/admin.key"
+        else
+            echo "# --insecure cluster: no TLS, so no certificates to export."
+        fi
     } >"$dir/env"
 }
 
@@ -399,14 +463,19 @@ cmd_up() {
         load_nodes "$dir"
     else
         [[ -z $(ls -A "$dir") ]] || die "$dir is neither empty nor a local cluster"
-        write_cluster "$dir" "${topology:-2+2+1}" "${settings[@]}"
+        write_cluster "$dir" "${topology:-2+2+1}" "$insecure" "${settings[@]}"
     fi
     for name in "${NODE_NAMES[@]}"; do
         if pid=$(running_pid "$dir" "$name"); then
             die "$name of $dir is already running (pid $pid): run down first"
         fi
     done
-    # --insecure is the only mode until TLS lands; remember the choice for then.
+    # The mode is the cluster's, chosen when it was made; up again keeps it.
+    if [[ ${NODE_API[${NODE_NAMES[0]}]} == https://* ]]; then
+        ((insecure == 0)) || die "$dir holds a TLS cluster: --insecure applies to new ones"
+    else
+        insecure=1
+    fi
     echo "insecure=$insecure" >"$dir/mode"
     # Whatever fails from here on, leave no node running behind.
     UP_DIR=$dir
@@ -607,7 +676,7 @@ cmd_status() {
     load_nodes "$dir"
     [[ -f $dir/endpoints ]] || write_endpoints "$dir"
     if [[ -x $BIN_DIR/tandemctl ]]; then
-        "$BIN_DIR/tandemctl" -e "$(<"$dir/endpoints")" status
+        "$BIN_DIR/tandemctl" "${CTL_TLS[@]}" -e "$(<"$dir/endpoints")" status
         return
     fi
     printf '%-10s %-8s %-10s %-6s %-8s %-8s %s\n' NAME SITE STATE TERM COMMIT APPLIED LEADER

@@ -1,14 +1,18 @@
 /* tandemd's option table and what is generated from it: INI parsing, flags, help and docs. */
 #include "node/config.h"
 #include "node/bcp/event_command.h"
+#include "consensus/allow.h"
 #include "storage/error.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* A config file beyond this is a mistake (a log or a binary), not a config. */
 #define CONFIG_FILE_BYTES_MAX (1024 * 1024)
@@ -99,8 +103,9 @@ static const struct option options[] = {
      .check = CHECK_URL,
      .group = "identity",
      .value_doc = "url",
-     .default_doc = "http://<api_address>",
-     .help = "Base URL of this node's API as advertised to peers and clients"},
+     .default_doc = "https://<api_address>",
+     .help = "Base URL of this node's API as advertised to peers and clients; must be https:// "
+             "unless insecure (then the default is http://<api_address>)"},
     {.name = "join",
      .type = OPTION_BOOL,
      FIELD(join),
@@ -156,8 +161,9 @@ static const struct option options[] = {
                 "Time a forwarded request may take before the client gets HTTP 503, in ms"),
     STRING_OPTION(
         "metrics_address", metrics_address, CHECK_NONE, NULL, 0, "api", "host:port",
-        "Extra listener serving only GET /metrics, without a credential (limit it to the "
-        "monitoring host with a firewall); empty: /metrics on the API, credential needed"),
+        "Extra listener serving only GET /metrics, plaintext HTTP without a credential (bind it "
+        "to the monitoring network; api_allow applies to it too); empty: /metrics on the API, "
+        "credential needed"),
     STRING_OPTION("api_allow", api_allow, CHECK_NONE, NULL, 0, "api", "cidr,...",
                   "Sources (IPv4/IPv6 CIDR, comma-separated) allowed to connect to the API and "
                   "metrics listeners; others are closed before TLS; empty: every source"),
@@ -762,7 +768,8 @@ int tandem_config_load(struct tandem_config *c, int argc, char **argv, FILE *out
     }
     if (c->api_url[0] == '\0' && c->api_address[0] != '\0') {
         /* Fits: "https://" plus at most TANDEM_HOSTPORT_LEN_MAX is below TANDEM_URL_LEN_MAX. */
-        snprintf(c->api_url, sizeof c->api_url, "http://%s", c->api_address);
+        snprintf(c->api_url, sizeof c->api_url, "%s://%s", c->insecure ? "http" : "https",
+                 c->api_address);
     }
     if (tandem_config_validate(c, errmsg) != 0) {
         return -1;
@@ -860,8 +867,29 @@ static int validate_self_in_members(const struct tandem_config *c, char *errmsg)
     return 0;
 }
 
+/* The allow-lists must parse, so that a typo is a refusal to start, not an open listener. */
+static int validate_allow_lists(const struct tandem_config *c, char *errmsg)
+{
+    struct tandem_allow allow;
+    char why[TANDEM_ERRMSG_SIZE];
+    if (tandem_allow_parse(&allow, c->api_allow, why) != TANDEM_OK) {
+        return fail(errmsg, "option api_allow: %s", why);
+    }
+    if (tandem_allow_parse(&allow, c->raft_allow, why) != TANDEM_OK) {
+        return fail(errmsg, "option raft_allow: %s", why);
+    }
+    if (c->metrics_address[0] != '\0' && !hostport_ok(c->metrics_address)) {
+        return fail(errmsg, "option metrics_address: '%s' is not a valid host:port",
+                    c->metrics_address);
+    }
+    return 0;
+}
+
 static int validate_relations(const struct tandem_config *c, char *errmsg)
 {
+    if (validate_allow_lists(c, errmsg) != 0) {
+        return -1;
+    }
     if ((unsigned long long)c->election_timeout_ms <
         (unsigned long long)ELECTION_HEARTBEAT_RATIO_MIN * c->heartbeat_ms) {
         return fail(errmsg,
@@ -887,6 +915,57 @@ static int validate_relations(const struct tandem_config *c, char *errmsg)
     return 0;
 }
 
+/* A TLS file option names a readable regular file, or nothing when it is optional. */
+static int validate_tls_file(const char *option, const char *path, bool required, char *errmsg)
+{
+    struct stat st;
+    if (path[0] == '\0') {
+        return required ? fail(errmsg,
+                               "option %s is required unless insecure = true (deploy/certs.sh "
+                               "makes the certificates)",
+                               option)
+                        : 0;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return fail(errmsg, "option %s: cannot read '%s': %s", option, path, strerror(errno));
+    }
+    int rc = fstat(fd, &st);
+    close(fd);
+    if (rc != 0 || !S_ISREG(st.st_mode)) {
+        return fail(errmsg, "option %s: '%s' is not a regular file", option, path);
+    }
+    return 0;
+}
+
+/* With TLS on (the default) the node needs its CA, certificate and key, and every URL it
+ * advertises or dials must be https://. */
+static int validate_tls(const struct tandem_config *c, char *errmsg)
+{
+    static const char https[] = "https://";
+    if (c->insecure) {
+        return 0;
+    }
+    if (validate_tls_file("tls_ca", c->tls_ca, true, errmsg) != 0 ||
+        validate_tls_file("tls_cert", c->tls_cert, true, errmsg) != 0 ||
+        validate_tls_file("tls_key", c->tls_key, true, errmsg) != 0 ||
+        validate_tls_file("tls_crl", c->tls_crl, false, errmsg) != 0) {
+        return -1;
+    }
+    if (strncmp(c->api_url, https, sizeof https - 1) != 0) {
+        return fail(errmsg, "option api_url: '%s' must be https:// unless insecure = true",
+                    c->api_url);
+    }
+    for (unsigned i = 0; i < c->n_members; i++) {
+        if (strncmp(c->members[i].api, https, sizeof https - 1) != 0) {
+            return fail(errmsg,
+                        "option member: %s's url '%s' must be https:// unless insecure = true",
+                        c->members[i].name, c->members[i].api);
+        }
+    }
+    return 0;
+}
+
 int tandem_config_validate(const struct tandem_config *c, char *errmsg)
 {
     for (unsigned i = 0; i < OPTIONS_COUNT; i++) {
@@ -897,7 +976,10 @@ int tandem_config_validate(const struct tandem_config *c, char *errmsg)
     if (validate_member_list(c, errmsg) != 0 || validate_self_in_members(c, errmsg) != 0) {
         return -1;
     }
-    return validate_relations(c, errmsg);
+    if (validate_relations(c, errmsg) != 0) {
+        return -1;
+    }
+    return validate_tls(c, errmsg);
 }
 
 /* ---- generated text ---------------------------------------------------------------------- */

@@ -57,8 +57,8 @@ static void timer_cb(uv_timer_t *timer)
     }
     w->req.data = w;
     /* The pool holds one client: a new leader's URL retires the former leader's. */
-    if (tandem_http_pool_send(&w->pool, view.leader.api, &w->req, "GET", "/v1/status", NULL, NULL,
-                              0, status_cb) == 0) {
+    if (tandem_http_pool_send_node(&w->pool, view.leader.api, view.leader.name, &w->req, "GET",
+                                   "/v1/status", NULL, NULL, 0, status_cb) == 0) {
         w->inflight = true;
     }
 }

@@ -8,6 +8,7 @@
 
 #include "node/log.h"
 #include "node/node.h"
+#include "node/tls_identity.h"
 #include "storage/error.h"
 
 int main(int argc, char **argv)
@@ -25,6 +26,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "tandemd: %s\n", errmsg);
         return 2;
     }
+    /* The TLS files are part of the config: a missing or mismatched one is one line and exit 2. */
+    struct tandem_tls_ctx *tls = NULL;
+    if (tandem_tls_identity_load(&config, &tls, errmsg) != TANDEM_OK) {
+        fprintf(stderr, "tandemd: %s\n", errmsg);
+        return 2;
+    }
+    node.tls = tls;
     tandem_log_setup(config.name, config.log_level);
     uv_loop_t *loop = uv_default_loop();
     tandem_log(TANDEM_LOG_INFO, "tandemd %s starting: site %s, cluster %s, data %s", TANDEM_VERSION,
@@ -35,6 +43,9 @@ int main(int argc, char **argv)
         rv = node.exit_code;
     }
     uv_loop_close(loop);
+    if (tls != NULL) {
+        tandem_tls_ctx_free(tls); /* every connection has closed with the loop */
+    }
     if (node.reexec) {
         /* Forced failover or re-seed: the markers in the data directory say what the new
          * process does; the same PID keeps supervisors and pid files right. */

@@ -63,3 +63,10 @@ void tandem_route_counts_write(FILE *out, const struct tandem_metrics *m,
         }
     }
 }
+
+void tandem_connections_refused_write(FILE *out, const char *listener, const char *reason,
+                                      uint64_t count)
+{
+    fprintf(out, "tandem_connections_refused_total{listener=\"%s\",reason=\"%s\"} %llu\n", listener,
+            reason, (unsigned long long)count);
+}

@@ -33,6 +33,10 @@ void tandem_metrics_count(struct tandem_metrics *m, unsigned route, int code);
 /* Writes a histogram in Prometheus text format (seconds). */
 void tandem_histogram_write(FILE *out, const char *name, const char *help,
                             const struct tandem_histogram *h);
+/* One line of tandem_connections_refused_total{listener, reason}; the family's TYPE line comes
+ * once, before the first listener's lines (node/api/cluster.c). */
+void tandem_connections_refused_write(FILE *out, const char *listener, const char *reason,
+                                      uint64_t count);
 void tandem_route_counts_write(FILE *out, const struct tandem_metrics *m,
                                const char *const *route_names, unsigned n_routes);
 

@@ -16,6 +16,7 @@
 #include "node/api/api.h"
 #include "node/bcp/divergence.h"
 #include "node/log.h"
+#include "node/tls_identity.h"
 #include "storage/assert.h"
 #include "storage/dir_lock.h"
 #include "storage/clock.h"
@@ -24,6 +25,8 @@
 /* Open files a node keeps for everything but API connections: raft's connections and
  * handshakes, LMDB, the BCP and forwarding clients (up to 64 peers x 4 each), logs. */
 #define TANDEM_NODE_FDS_RESERVED 1024u
+/* Connections the metrics_address listener takes at once (scrapers; within the reserve above). */
+#define TANDEM_NODE_METRICS_CONNECTIONS_MAX 64u
 
 static void check_cb(uv_check_t *check)
 {
@@ -55,6 +58,7 @@ static void handle_closed(struct tandem_node *node)
 {
     if (--node->handles_open == 0) {
         tandem_store_close(&node->store);
+        tandem_rate_limit_free(&node->rate_limit);
         tandem_dir_unlock(node->data_dir_lock); /* last: nothing touches the directory now */
         node->data_dir_lock = -1;
         tandem_log(TANDEM_LOG_INFO, "stopped");
@@ -134,11 +138,15 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     node->exit_code = exit_code;
     tandem_log(TANDEM_LOG_INFO, "stopping");
     tandem_proposer_fail_queued(&node->proposer, RAFT_SHUTDOWN);
-    node->handles_open = 11;
+    node->handles_open = node->metrics_http_open ? 13 : 12;
+    uv_close((uv_handle_t *)&node->sighup, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sigterm, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sigint, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->flush_check, uv_handle_closed_cb);
     tandem_http_server_close(&node->http, http_closed_cb);
+    if (node->metrics_http_open) {
+        tandem_http_server_close(&node->metrics_http, http_closed_cb);
+    }
     tandem_forwarder_close(&node->forwarder, forwarder_closed_cb);
     tandem_leader_watch_close(&node->leader_watch, leader_watch_closed_cb);
     tandem_park_close(&node->park, park_closed_cb);
@@ -161,6 +169,14 @@ static void signal_cb(uv_signal_t *handle, int signum)
     struct tandem_node *node = handle->data;
     tandem_log(TANDEM_LOG_INFO, "signal %d", signum);
     tandem_node_stop(node, 0);
+}
+
+/* SIGHUP: new connections use the re-read certificates; open ones keep theirs. */
+static void sighup_cb(uv_signal_t *handle, int signum)
+{
+    struct tandem_node *node = handle->data;
+    (void)signum;
+    tandem_tls_identity_reload(node->tls);
 }
 
 static void apply_observe(void *data, uint64_t ns)
@@ -223,6 +239,8 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
                 .snapshot_bytes_max = ((uint64_t)c->map_size_mib << 20) + (16u << 20),
             },
         .log = tandem_log_syslog,
+        .raft_allow = c->raft_allow,
+        .tls = node->tls, /* NULL when insecure: raft in plaintext */
     };
     struct tandem_recover_plan *plan = NULL;
     snprintf(path, sizeof path, "%s/raft", c->data_dir);
@@ -245,6 +263,68 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
     return 0;
 }
 
+/* The metrics_address listener's handler: GET (or HEAD) /metrics and nothing else, without a
+ * credential. It is plaintext HTTP: point it at the monitoring network and limit it with
+ * api_allow (it shares the API's list) or a firewall. */
+static void metrics_only_handle(struct tandem_http_server *s, struct tandem_http_request *r)
+{
+    if (strcmp(r->path, "/metrics") != 0) {
+        tandem_http_respond_error(r, 404, "this listener serves only GET /metrics");
+    } else if (r->method != HTTP_GET && r->method != HTTP_HEAD) {
+        tandem_http_respond_error(r, 405, "this listener serves only GET /metrics");
+    } else {
+        tandem_routes_handle(s, r); /* no TLS here: the router asks for no credential */
+    }
+}
+
+static int start_metrics_listener(struct tandem_node *node, const struct tandem_config *c)
+{
+    struct tandem_http_limits limits;
+    char host[TANDEM_HOSTPORT_LEN_MAX + 1], errmsg[TANDEM_ERRMSG_SIZE];
+    int port;
+    if (c->metrics_address[0] == '\0') {
+        return 0;
+    }
+    tandem_http_limits_default(&limits);
+    limits.connections_max = TANDEM_NODE_METRICS_CONNECTIONS_MAX;
+    limits.body_bytes_max = TANDEM_HTTP_BODY_BYTES_MIN;
+    limits.header_timeout_ms = c->header_timeout_ms;
+    if (tandem_http_server_init(&node->metrics_http, node->loop, &limits, metrics_only_handle,
+                                node) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "metrics listener: %s", node->metrics_http.errmsg);
+        return -1;
+    }
+    node->metrics_http_open = true;
+    if (tandem_http_server_set_sources(&node->metrics_http, &node->api_allow,
+                                       c->connections_per_source_max) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "metrics listener: %s", node->metrics_http.errmsg);
+        return -1;
+    }
+    tandem_hostport_split(c->metrics_address, host, sizeof host, &port);
+    if (tandem_http_server_listen(&node->metrics_http, host, port, errmsg) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "metrics listen on %s: %s", c->metrics_address, errmsg);
+        return -1;
+    }
+    tandem_log(TANDEM_LOG_INFO, "metrics on http://%s/metrics (no credential, plaintext)",
+               c->metrics_address);
+    return 0;
+}
+
+/* api_allow, connections per source and the rate limit, before the API listens. */
+static int start_api_bounds(struct tandem_node *node, const struct tandem_config *c)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    int rc = tandem_allow_parse(&node->api_allow, c->api_allow, errmsg);
+    tandem_assert(rc == TANDEM_OK); /* tandem_config_validate parsed it */
+    tandem_rate_limit_init(&node->rate_limit, c->rate_limit_rps, c->rate_limit_burst);
+    if (tandem_http_server_set_sources(&node->http, &node->api_allow,
+                                       c->connections_per_source_max) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "API: %s", node->http.errmsg);
+        return -1;
+    }
+    return 0;
+}
+
 static int start_api(struct tandem_node *node, const struct tandem_config *c)
 {
     struct tandem_http_limits limits;
@@ -261,13 +341,18 @@ static int start_api(struct tandem_node *node, const struct tandem_config *c)
     }
     snprintf(errmsg, sizeof errmsg, "X-Tandem-Node: %s\r\n", c->name);
     tandem_http_server_set_reject_headers(&node->http, errmsg);
+    tandem_http_server_set_tls(&node->http, node->tls);
+    if (start_api_bounds(node, c) != 0) {
+        return -1;
+    }
     tandem_hostport_split(c->api_address, host, sizeof host, &port);
     if (tandem_http_server_listen(&node->http, host, port, errmsg) != 0) {
         tandem_log(TANDEM_LOG_ERROR, "API listen on %s: %s", c->api_address, errmsg);
         return -1;
     }
-    tandem_log(TANDEM_LOG_INFO, "API on %s (%s)", c->api_address, c->api_url);
-    return 0;
+    tandem_log(TANDEM_LOG_INFO, "API on %s (%s, %s)", c->api_address, c->api_url,
+               node->tls != NULL ? "TLS" : "plaintext");
+    return start_metrics_listener(node, c);
 }
 
 static void self_from_config(struct tandem_member *self, const struct tandem_config *c)
@@ -329,6 +414,13 @@ static int start_handles(struct tandem_node *node, char *errmsg)
             rv = uv_signal_start(signals[i], signal_cb, signums[i]);
         }
     }
+    if (rv == 0) {
+        rv = uv_signal_init(node->loop, &node->sighup);
+        node->sighup.data = node;
+    }
+    if (rv == 0) {
+        rv = uv_signal_start(&node->sighup, sighup_cb, SIGHUP);
+    }
     return rv == 0 ? 0 : tandem_error_from_uv(rv, errmsg, "node handles");
 }
 
@@ -344,6 +436,9 @@ static int start_follower_side(struct tandem_node *node, const struct tandem_con
     }
     node->fsm.snapshot_gate = tandem_leader_watch_snapshot_allowed;
     node->fsm.snapshot_gate_data = &node->leader_watch;
+    /* Node-to-node HTTP speaks TLS with this node's certificate as the client's. */
+    tandem_forwarder_set_tls(&node->forwarder, node->tls);
+    tandem_http_pool_set_tls(&node->leader_watch.pool, node->tls);
     return 0;
 }
 
@@ -390,6 +485,7 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
     loop->data = node; /* raft's close callback finds the node through its loop */
     node->config = c;
     self_from_config(&node->self, c);
+    tandem_tls_identity_log_start(c, node->tls);
     if (fd_limit_raise(c, errmsg) != 0) {
         tandem_log(TANDEM_LOG_ERROR, "%s", errmsg);
         return -1;
@@ -426,8 +522,11 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
         tandem_log(TANDEM_LOG_ERROR, "%s", errmsg);
         return -1;
     }
-    if (start_api(node, c) != 0 || tandem_bcp_start(&node->bcp) != 0 ||
-        tandem_events_start(&node->events) != 0 ||
+    if (start_api(node, c) != 0 || tandem_bcp_start(&node->bcp) != 0) {
+        return -1;
+    }
+    tandem_http_pool_set_tls(&node->bcp.clients, node->tls); /* probes and BCP calls */
+    if (tandem_events_start(&node->events) != 0 ||
         tandem_bcp_watch_start(&node->watch, &node->bcp, &node->events,
                                &node->fsm.client_commands_applied) != 0) {
         return -1; /* the process exits: nothing to hand back */

@@ -10,6 +10,7 @@
 #include "node/bcp/events.h"
 #include "node/bcp/runtime.h"
 #include "node/bcp/watch.h"
+#include "node/api/ratelimit.h"
 #include "node/config.h"
 #include "node/http/forward.h"
 #include "node/http/park.h"
@@ -29,6 +30,10 @@ struct tandem_node {
     struct tandem_raft raft;
     struct tandem_proposer proposer;
     struct tandem_http_server http;
+    struct tandem_http_server metrics_http; /* metrics_address: plaintext, GET /metrics only */
+    bool metrics_http_open;                 /* metrics_http was initialised (closed on stop) */
+    struct tandem_allow api_allow;          /* api_allow parsed: the API and metrics listeners */
+    struct tandem_rate_limit rate_limit;    /* per user certificate, checked by the router */
     struct tandem_forwarder forwarder;
     struct tandem_leader_watch leader_watch; /* gates follower snapshots */
     struct tandem_park park;                 /* requests waiting out a leader change */
@@ -38,6 +43,8 @@ struct tandem_node {
     struct tandem_bcp_watch watch; /* what becomes an event; incident reports */
     uv_check_t flush_check;        /* once per loop iteration: group commit, then propose */
     uv_signal_t sigterm, sigint;
+    uv_signal_t sighup;         /* reloads the TLS certificates */
+    struct tandem_tls_ctx *tls; /* borrowed (main owns it): NULL when TLS is off */
     int data_dir_lock; /* owned: held from start to exit (storage/dir_lock.h); -1 when none */
     bool reexec;       /* after stopping, main re-executes tandemd (forced failover, re-seed) */
     bool stopping;
@@ -46,8 +53,9 @@ struct tandem_node {
 };
 
 /* Opens the state, starts raft, the API and the BCP runtime on loop with config (borrowed,
- * outlives the node). Returns 0, or -1 (logged): the process exits, nothing is handed back.
- * Run the loop afterwards; it ends after tandem_node_stop with exit_code and reexec set. */
+ * outlives the node), with node->tls (set before, NULL = no TLS) on the API and the clients.
+ * Returns 0, or -1 (logged): the process exits, nothing is handed back. Run the loop afterwards; it
+ * ends after tandem_node_stop with exit_code and reexec set. */
 int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct tandem_config *c);
 /* Closes everything; the loop ends once all is closed. Idempotent. */
 void tandem_node_stop(struct tandem_node *node, int exit_code);

@@ -80,6 +80,38 @@ bool tandem_route_local(const struct tandem_http_request *r);
 /* Returns 0 when every field of object is named in known (NULL-terminated), else -1 with why
  * (TANDEM_ERRMSG_SIZE bytes) naming the first unknown field. A NULL object has no fields. */
 int tandem_route_fields_only(json_t *object, const char *const *known, char *why);
+/* One field of a request body: its name, its JSON type and whether it must be there. */
+enum tandem_route_field_type {
+    TANDEM_FIELD_ANY = 0, /* any value, null included (the handler checks it) */
+    TANDEM_FIELD_STRING,
+    TANDEM_FIELD_BOOL,
+    TANDEM_FIELD_INT,
+    TANDEM_FIELD_ARRAY,
+    TANDEM_FIELD_OBJECT,
+};
+struct tandem_route_field {
+    const char *name; /* NULL ends a list */
+    enum tandem_route_field_type type;
+    bool required;
+};
+/* Entries of a field list: TANDEM_REQUIRED("site", STRING), TANDEM_OPTIONAL("by", STRING), ...,
+ * TANDEM_FIELDS_END. */
+#define TANDEM_REQUIRED(name, type)                                                                \
+    {                                                                                              \
+        name, TANDEM_FIELD_##type, true                                                            \
+    }
+#define TANDEM_OPTIONAL(name, type)                                                                \
+    {                                                                                              \
+        name, TANDEM_FIELD_##type, false                                                           \
+    }
+#define TANDEM_FIELDS_END                                                                          \
+    {                                                                                              \
+        NULL, TANDEM_FIELD_ANY, false                                                              \
+    }
+/* Returns 0 when every field of object is in fields (NULL-name terminated) with its type and
+ * every required one is there; else -1 with why (TANDEM_ERRMSG_SIZE bytes) naming the first
+ * field at fault: unknown field "x", missing field "x", field "x" must be a boolean. */
+int tandem_route_fields_check(json_t *object, const struct tandem_route_field *fields, char *why);
 /* An id a client may name in a path or a body: the record id rule, without "." and "..", which
  * would read as path segments. */
 bool tandem_route_id_ok(const char *id);

@@ -45,24 +45,79 @@ static json_t *body_json(struct tandem_node *node, struct tandem_http_request *r
 typedef void (*body_route_fn)(struct tandem_node *node, struct tandem_http_request *r,
                               json_t *body);
 
-/* Runs handler with r's body parsed as a JSON object (400 when it is not one). */
+/* Runs handler with r's body parsed as a JSON object whose fields are all in fields, with their
+ * types (400 naming the field otherwise). */
 static void with_body(struct tandem_node *node, struct tandem_http_request *r,
-                      body_route_fn handler)
+                      const struct tandem_route_field *fields, body_route_fn handler)
 {
+    char why[TANDEM_ERRMSG_SIZE];
     json_t *body = body_json(node, r);
-    if (body != NULL) {
+    if (body != NULL && tandem_route_fields_check(body, fields, why) != 0) {
+        tandem_route_error(node, r, 400, "%s", why);
+    } else if (body != NULL) {
         handler(node, r, body);
-        json_decref(body);
     }
+    json_decref(body);
 }
 
-/* A route of the table whose handler takes the parsed body. */
-#define BODY_ROUTE(route, handler)                                                                 \
+/* A route of the table whose handler takes the parsed body, checked against fields. */
+#define BODY_ROUTE(route, fields, handler)                                                         \
     static void route(struct tandem_node *node, struct tandem_http_request *r, const char *p)      \
     {                                                                                              \
         (void)p;                                                                                   \
-        with_body(node, r, handler);                                                               \
+        with_body(node, r, fields, handler);                                                       \
     }
+
+/* The bodies the routes take. What every site change takes; invoke and revoke add theirs. */
+#define SITE_CHANGE_FIELDS                                                                         \
+    TANDEM_REQUIRED("site", STRING), TANDEM_OPTIONAL("reason", STRING),                            \
+        TANDEM_OPTIONAL("by", STRING), TANDEM_OPTIONAL("wait_ms", INT)
+static const struct tandem_route_field invoke_fields[] = {
+    SITE_CHANGE_FIELDS, TANDEM_OPTIONAL("force", BOOL), TANDEM_OPTIONAL("confirm_lost", ARRAY),
+    TANDEM_FIELDS_END};
+static const struct tandem_route_field revoke_fields[] = {
+    SITE_CHANGE_FIELDS, TANDEM_OPTIONAL("failback", BOOL), TANDEM_OPTIONAL("return_jobs", BOOL),
+    TANDEM_FIELDS_END};
+static const struct tandem_route_field prefer_fields[] = {TANDEM_REQUIRED("site", STRING),
+                                                          TANDEM_FIELDS_END};
+static const struct tandem_route_field drill_fields[] = {
+    TANDEM_REQUIRED("site", STRING), TANDEM_OPTIONAL("dry_run", BOOL), TANDEM_OPTIONAL("rate", INT),
+    TANDEM_FIELDS_END};
+/* The drill report as node/bcp/drill.c's report_build writes it. */
+static const struct tandem_route_field drill_report_fields[] = {
+    TANDEM_REQUIRED("id", STRING),
+    TANDEM_REQUIRED("site", STRING),
+    TANDEM_REQUIRED("started", INT),
+    TANDEM_REQUIRED("finished", INT),
+    TANDEM_REQUIRED("ok", BOOL),
+    TANDEM_REQUIRED("rto_ms", INT),
+    TANDEM_REQUIRED("rpo_writes", INT),
+    TANDEM_REQUIRED("digests_equal", BOOL),
+    TANDEM_OPTIONAL("jobs_moved", ANY),
+    TANDEM_OPTIONAL("jobs_returned", ANY),
+    TANDEM_OPTIONAL("takeover_ms", INT),
+    TANDEM_OPTIONAL("failback_ms", INT),
+    TANDEM_OPTIONAL("timeline", ANY),
+    TANDEM_OPTIONAL("preflight", ANY),
+    TANDEM_OPTIONAL("probe", OBJECT),
+    TANDEM_OPTIONAL("failback", BOOL),
+    TANDEM_OPTIONAL("takeover_gap_ms", ANY),
+    TANDEM_OPTIONAL("failback_gap_ms", ANY),
+    TANDEM_OPTIONAL("error", STRING),
+    TANDEM_FIELDS_END};
+static const struct tandem_route_field rejoin_fields[] = {TANDEM_OPTIONAL("by", STRING),
+                                                          TANDEM_FIELDS_END};
+static const struct tandem_route_field reseed_fields[] = {
+    TANDEM_REQUIRED("epoch", INT),  TANDEM_OPTIONAL("cluster_id", STRING),
+    TANDEM_OPTIONAL("force", BOOL), TANDEM_OPTIONAL("forced", ARRAY),
+    TANDEM_OPTIONAL("by", STRING),  TANDEM_FIELDS_END};
+static const struct tandem_route_field recover_fields[] = {
+    TANDEM_REQUIRED("epoch", INT), TANDEM_REQUIRED("site", STRING),
+    TANDEM_OPTIONAL("reason", STRING), TANDEM_REQUIRED("members", ARRAY), TANDEM_FIELDS_END};
+static const struct tandem_route_field recover_member_fields[] = {
+    TANDEM_REQUIRED("name", STRING), TANDEM_REQUIRED("site", STRING),
+    TANDEM_REQUIRED("raft", STRING), TANDEM_REQUIRED("api", STRING),
+    TANDEM_OPTIONAL("role", STRING), TANDEM_FIELDS_END};
 
 static int load_table(struct tandem_node *node, struct tandem_http_request *r,
                       struct tandem_site_table *t)
@@ -386,7 +441,7 @@ static void invoke_body(struct tandem_node *node, struct tandem_http_request *r,
     }
 }
 
-BODY_ROUTE(route_bcp_invoke, invoke_body)
+BODY_ROUTE(route_bcp_invoke, invoke_fields, invoke_body)
 
 static void revoke_body(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
 {
@@ -403,15 +458,17 @@ static void revoke_body(struct tandem_node *node, struct tandem_http_request *r,
     }
 }
 
-static void route_bcp_revoke(struct tandem_node *node, struct tandem_http_request *r, const char *p)
+/* Checked here before it is relayed: a bad body gets its 400 from the node asked. */
+static void revoke_or_relay(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
 {
-    (void)p;
     if (raft_state(&node->raft.raft) != RAFT_LEADER || node->bcp.fenced) {
         relay_to_leader(node, r);
     } else {
-        with_body(node, r, revoke_body);
+        revoke_body(node, r, body);
     }
 }
+
+BODY_ROUTE(route_bcp_revoke, revoke_fields, revoke_or_relay)
 
 static void prefer_body(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
 {
@@ -425,7 +482,7 @@ static void prefer_body(struct tandem_node *node, struct tandem_http_request *r,
     }
 }
 
-BODY_ROUTE(route_bcp_prefer, prefer_body)
+BODY_ROUTE(route_bcp_prefer, prefer_fields, prefer_body)
 
 /* ---- drills ---- */
 
@@ -439,7 +496,7 @@ static void drill_body(struct tandem_node *node, struct tandem_http_request *r, 
     }
 }
 
-BODY_ROUTE(route_bcp_drill, drill_body)
+BODY_ROUTE(route_bcp_drill, drill_fields, drill_body)
 
 static void drill_store_body(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
 {
@@ -480,7 +537,7 @@ static void drill_store_body(struct tandem_node *node, struct tandem_http_reques
     tandem_route_submit(node, r, &sc->command, site_command_free, sc);
 }
 
-BODY_ROUTE(route_bcp_drill_store, drill_store_body)
+BODY_ROUTE(route_bcp_drill_store, drill_report_fields, drill_store_body)
 
 /* ---- member rejoin (at the leader: node/bcp/rejoin.h) ---- */
 
@@ -500,10 +557,13 @@ static void route_member_rejoin(struct tandem_node *node, struct tandem_http_req
     /* Who: the person tandemctl names (TANDEM_USER), else the body's "by", else "operator". */
     const char *by = tandem_http_request_header(r, TANDEM_USER_HEADER);
     by = by != NULL ? by : json_string_value(json_object_get(body, "by"));
+    char why[TANDEM_ERRMSG_SIZE];
     if (body == NULL) {
         return; /* answered 400 */
     }
-    if (by != NULL && strlen(by) > TANDEM_SITE_BY_LEN_MAX) {
+    if (tandem_route_fields_check(body, rejoin_fields, why) != 0) {
+        tandem_route_error(node, r, 400, "%s", why);
+    } else if (by != NULL && strlen(by) > TANDEM_SITE_BY_LEN_MAX) {
         tandem_route_error(node, r, 400, "\"by\" is longer than %d bytes", TANDEM_SITE_BY_LEN_MAX);
     } else {
         struct tandem_bcp_reply reply = reply_to(node, r);
@@ -620,7 +680,7 @@ static void reseed_body(struct tandem_node *node, struct tandem_http_request *r,
     }
 }
 
-BODY_ROUTE(route_node_reseed, reseed_body)
+BODY_ROUTE(route_node_reseed, reseed_fields, reseed_body)
 
 /* This node's divergence reports, newest first; served by the node itself, fenced or not. */
 static void route_node_divergence(struct tandem_node *node, struct tandem_http_request *r,
@@ -673,7 +733,12 @@ static int plan_from_json(struct tandem_node *node, json_t *body, struct tandem_
     snprintf(plan->reason, sizeof plan->reason, "%s", reason == NULL ? "forced failover" : reason);
     json_array_foreach(members, i, m)
     {
-        char spec[512];
+        char spec[512], why[TANDEM_ERRMSG_SIZE];
+        if (!json_is_object(m) || tandem_route_fields_check(m, recover_member_fields, why) != 0) {
+            snprintf(errmsg, TANDEM_ERRMSG_SIZE, "members[%zu]: %s", i,
+                     json_is_object(m) ? why : "must be an object");
+            return -1;
+        }
         const char *role = json_string_value(json_object_get(m, "role"));
         snprintf(spec, sizeof spec, "%s,%s,%s,%s,%s", field(m, "name"), field(m, "site"),
                  field(m, "raft"), field(m, "api"), role ? role : "voter");
@@ -716,7 +781,7 @@ static void recover_body(struct tandem_node *node, struct tandem_http_request *r
     free(plan);
 }
 
-BODY_ROUTE(route_node_recover, recover_body)
+BODY_ROUTE(route_node_recover, recover_fields, recover_body)
 
 /* ---- the route table ---- */
 

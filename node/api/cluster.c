@@ -12,7 +12,9 @@
 #include "node/api/api.h"
 #include "node/bcp/site_metrics.h"
 #include "node/node.h"
+#include "node/tls_identity.h"
 #include "replication/bcp/sites.h"
+#include "storage/clock.h"
 #include "storage/error.h"
 
 /* X(id, method, pattern, flags, handler): ids are metrics labels, in this order. */
@@ -42,6 +44,10 @@ static void route_readyz(struct tandem_node *node, struct tandem_http_request *r
     (void)p;
     if (node->bcp.fenced) {
         tandem_route_json(node, r, 503, NULL, "{\"ready\":false,\"reason\":\"fenced\"}");
+    } else if (node->bcp.quarantined && node->http.tls_required &&
+               r->identity.kind == TANDEM_TLS_PEER_NONE) {
+        /* Without a credential, health only: why it is quarantined names members and epochs. */
+        tandem_route_json(node, r, 503, NULL, "{\"ready\":false,\"reason\":\"quarantined\"}");
     } else if (node->bcp.quarantined) {
         tandem_route_jansson(node, r, 503,
                              json_pack("{s:b,s:s,s:s}", "ready", false, "reason", "quarantined",
@@ -147,9 +153,11 @@ static void route_status(struct tandem_node *node, struct tandem_http_request *r
                               : json_null();
     json_t *members = members_json(node);
     lost_members_append(node, members);
-    tandem_route_jansson(
-        node, r, 200,
-        json_pack("{s:o,s:o,s:o}", "node", self, "leader", leader_json, "members", members));
+    json_t *warnings = json_array(); /* what an operator should act on soon */
+    json_t *tls = tandem_tls_identity_status(node->tls, tandem_wall_ms(), warnings);
+    tandem_route_jansson(node, r, 200,
+                         json_pack("{s:o,s:o,s:o,s:o,s:o}", "node", self, "leader", leader_json,
+                                   "members", members, "tls", tls, "warnings", warnings));
 }
 
 static void route_members_list(struct tandem_node *node, struct tandem_http_request *r,
@@ -234,6 +242,38 @@ static void site_metrics(struct tandem_node *node, FILE *out)
     }
 }
 
+/* Connections refused before they could do anything, per listener and reason: the raft
+ * transport's (identity mismatches count as tls, pending-handshake drops as cap), the API's and
+ * the metrics listener's (node/http/server.h); then requests over the rate limit. */
+static void connections_refused_metrics(struct tandem_node *node,
+                                        const struct tandem_transport_stats *ts,
+                                        const struct tandem_http_server_stats *api, FILE *out)
+{
+    struct tandem_http_server_stats ms;
+    fprintf(out, "# HELP tandem_connections_refused_total Connections closed on arrival, by "
+                 "listener and reason (allow: source outside the allow-list; per_source: "
+                 "connections_per_source_max; cap: connections_max; tls: failed handshake).\n"
+                 "# TYPE tandem_connections_refused_total counter\n");
+    tandem_connections_refused_write(out, "raft", "allow", ts->refused_allow);
+    tandem_connections_refused_write(out, "raft", "tls", ts->refused_tls + ts->refused_identity);
+    tandem_connections_refused_write(out, "raft", "cap", ts->dropped_busy);
+    tandem_connections_refused_write(out, "api", "allow", api->refused_allow);
+    tandem_connections_refused_write(out, "api", "per_source", api->refused_per_source);
+    tandem_connections_refused_write(out, "api", "cap", api->connections_rejected);
+    tandem_connections_refused_write(out, "api", "tls", api->tls_refused);
+    if (node->metrics_http_open) {
+        tandem_http_server_stats(&node->metrics_http, &ms);
+        tandem_connections_refused_write(out, "metrics", "allow", ms.refused_allow);
+        tandem_connections_refused_write(out, "metrics", "per_source", ms.refused_per_source);
+        tandem_connections_refused_write(out, "metrics", "cap", ms.connections_rejected);
+    }
+    fprintf(out,
+            "# HELP tandem_http_rate_limited_total Requests answered 429 by the rate limit per "
+            "credential.\n# TYPE tandem_http_rate_limited_total counter\n"
+            "tandem_http_rate_limited_total %llu\n",
+            (unsigned long long)node->rate_limit.limited);
+}
+
 static void route_metrics(struct tandem_node *node, struct tandem_http_request *r, const char *p)
 {
     struct raft *raft = &node->raft.raft;
@@ -272,6 +312,8 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
             "tandem_transport_refused_total{reason=\"epoch\"} %llu\n"
             "tandem_transport_refused_total{reason=\"malformed\"} %llu\n"
             "tandem_transport_refused_total{reason=\"frame\"} %llu\n"
+            "tandem_transport_refused_total{reason=\"tls\"} %llu\n"
+            "tandem_transport_refused_total{reason=\"identity\"} %llu\n"
             "# TYPE tandem_raft_connections_open gauge\ntandem_raft_connections_open %llu\n"
             "# TYPE tandem_raft_connections_replaced_total counter\n"
             "tandem_raft_connections_replaced_total %llu\n"
@@ -289,15 +331,18 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
             (unsigned long long)node->fsm.snapshots_restored,
             (unsigned long long)node->forwarder.forwarded, (unsigned long long)ts.refused_cluster,
             (unsigned long long)ts.refused_epoch, (unsigned long long)ts.refused_malformed,
-            (unsigned long long)ts.refused_frame, (unsigned long long)ts.relays_open,
+            (unsigned long long)ts.refused_frame, (unsigned long long)ts.refused_tls,
+            (unsigned long long)ts.refused_identity, (unsigned long long)ts.relays_open,
             (unsigned long long)ts.relays_replaced, (unsigned long long)hs.connections_open);
     /* libraft double frees absorbed by the watching heap (consensus/raft_heap.h). */
     fprintf(out,
             "# TYPE tandem_raft_double_frees_absorbed_total counter\n"
             "tandem_raft_double_frees_absorbed_total %llu\n",
             (unsigned long long)tandem_raft_heap_double_frees());
+    connections_refused_metrics(node, &ts, &hs, out);
     reach_metrics(node, out);
     shield_metrics(node, out);
+    tandem_tls_identity_metrics(node->tls, tandem_wall_ms(), out);
     tandem_histogram_write(out, "tandem_apply_duration_seconds",
                            "Time to apply one raft entry to LMDB.", &node->metrics.apply);
     tandem_histogram_write(out, "tandem_http_request_duration_seconds",
@@ -390,10 +435,25 @@ static json_t *leader_moved_json(const struct tandem_member *m)
     return json_pack("{s:s}", "leader", m->name);
 }
 
+static const struct tandem_route_field member_fields[] = {
+    TANDEM_REQUIRED("name", STRING), TANDEM_REQUIRED("site", STRING),
+    TANDEM_REQUIRED("raft", STRING), TANDEM_REQUIRED("api", STRING),
+    TANDEM_OPTIONAL("role", STRING), TANDEM_FIELDS_END};
+
+static const struct tandem_route_field transfer_fields[] = {TANDEM_REQUIRED("name", STRING),
+                                                            TANDEM_FIELDS_END};
+
 static int member_from_json(json_t *body, struct tandem_member *m, char *errmsg)
 {
     const char *name = NULL, *site = NULL, *raft_addr = NULL, *api = NULL, *role = "voter";
     char spec[512];
+    if (!json_is_object(body)) {
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "the body must be a JSON object");
+        return -1;
+    }
+    if (tandem_route_fields_check(body, member_fields, errmsg) != 0) {
+        return -1;
+    }
     if (json_unpack(body, "{s:s,s:s,s:s,s:s,s?:s}", "name", &name, "site", &site, "raft",
                     &raft_addr, "api", &api, "role", &role) != 0) {
         snprintf(errmsg, TANDEM_ERRMSG_SIZE,
@@ -505,6 +565,12 @@ static void route_leader_transfer(struct tandem_node *node, struct tandem_http_r
     json_error_t jerr;
     (void)p;
     json_t *body = json_loadb(r->body, r->body_len, 0, &jerr);
+    if (body != NULL && json_is_object(body) &&
+        tandem_route_fields_check(body, transfer_fields, errmsg) != 0) {
+        tandem_route_error(node, r, 400, "%s: the body must be {\"name\": \"<member>\"}", errmsg);
+        json_decref(body);
+        return;
+    }
     if (body == NULL || json_unpack(body, "{s:s}", "name", &text) != 0) {
         tandem_route_error(node, r, 400, "body must be {\"name\": \"<member>\"}");
         json_decref(body);

@@ -19,7 +19,14 @@ static void route_node_release(struct tandem_node *node, struct tandem_http_requ
     char errmsg[TANDEM_ERRMSG_SIZE];
     json_error_t jerr;
     (void)p;
+    static const struct tandem_route_field fields[] = {TANDEM_OPTIONAL("reason", STRING),
+                                                       TANDEM_FIELDS_END};
     json_t *body = r->body_len == 0 ? json_object() : json_loadb(r->body, r->body_len, 0, &jerr);
+    if (json_is_object(body) && tandem_route_fields_check(body, fields, errmsg) != 0) {
+        tandem_route_error(node, r, 400, "%s", errmsg);
+        json_decref(body);
+        return;
+    }
     json_t *reason_json = json_object_get(body, "reason");
     const char *reason = json_string_value(reason_json);
     if (!json_is_object(body) || (reason_json != NULL && reason == NULL) ||
@@ -69,9 +76,19 @@ static char *text_field(json_t *body, const char *name, size_t len_max)
 static void route_bcp_decision(struct tandem_node *node, struct tandem_http_request *r,
                                const char *p)
 {
+    static const struct tandem_route_field fields[] = {
+        TANDEM_REQUIRED("action", STRING), TANDEM_REQUIRED("member", STRING),
+        TANDEM_REQUIRED("site", STRING),   TANDEM_REQUIRED("reason", STRING),
+        TANDEM_REQUIRED("by", STRING),     TANDEM_FIELDS_END};
+    char why[TANDEM_ERRMSG_SIZE];
     json_t *body = json_loadb(r->body, r->body_len, 0, NULL);
-    struct decision_command *dc = calloc(1, sizeof *dc);
     (void)p;
+    if (json_is_object(body) && tandem_route_fields_check(body, fields, why) != 0) {
+        tandem_route_error(node, r, 400, "%s", why);
+        json_decref(body);
+        return;
+    }
+    struct decision_command *dc = calloc(1, sizeof *dc);
     if (dc == NULL) {
         json_decref(body);
         tandem_route_error(node, r, 500, "out of memory");

@@ -297,9 +297,16 @@ static void route_site_capacity_set(struct tandem_node *node, struct tandem_http
     if (w == NULL) {
         return;
     }
+    static const struct tandem_route_field fields[] = {TANDEM_REQUIRED("capacity", INT),
+                                                       TANDEM_FIELDS_END};
+    char why[TANDEM_ERRMSG_SIZE];
     json_t *capacity = json_object_get(w->base.json, "capacity");
-    if (json_object_size(w->base.json) != 1 || !json_is_integer(capacity) ||
-        json_integer_value(capacity) < 0 ||
+    if (tandem_route_fields_check(w->base.json, fields, why) != 0) {
+        tandem_route_error(node, r, 400, "%s: the body must be {\"capacity\": N}", why);
+        rebalance_write_free(w);
+        return;
+    }
+    if (!json_is_integer(capacity) || json_integer_value(capacity) < 0 ||
         json_integer_value(capacity) > (json_int_t)TANDEM_SITE_CAPACITY_MAX) {
         tandem_route_error(node, r, 400,
                            "body must be {\"capacity\": N}, N effort units per hour from 0 to %u",
@@ -423,6 +430,17 @@ static int apply_from_plan(struct tandem_node *node, struct tandem_http_request 
     return 0;
 }
 
+/* What POST /v1/rebalance/apply takes: {"id"}, or the plan as GET /v1/rebalance/plan gave it. */
+static const struct tandem_route_field plan_id_fields[] = {TANDEM_REQUIRED("id", STRING),
+                                                           TANDEM_FIELDS_END};
+static const struct tandem_route_field plan_fields[] = {
+    TANDEM_REQUIRED("id", STRING),          TANDEM_REQUIRED("index", INT),
+    TANDEM_REQUIRED("objective", STRING),   TANDEM_REQUIRED("moves", ARRAY),
+    TANDEM_OPTIONAL("at", STRING),          TANDEM_OPTIONAL("max_moves", INT),
+    TANDEM_OPTIONAL("sites", ARRAY),        TANDEM_OPTIONAL("before", ANY),
+    TANDEM_OPTIONAL("after", ANY),          TANDEM_OPTIONAL("excluded", ANY),
+    TANDEM_OPTIONAL("excluded_total", INT), TANDEM_FIELDS_END};
+
 /* POST /v1/rebalance/apply {"id"} (a plan this node computed) or the whole plan */
 static void route_rebalance_apply(struct tandem_node *node, struct tandem_http_request *r,
                                   const char *param)
@@ -430,6 +448,14 @@ static void route_rebalance_apply(struct tandem_node *node, struct tandem_http_r
     (void)param;
     struct rebalance_write *w = rebalance_write_new(node, r);
     if (w == NULL) {
+        return;
+    }
+    char why[TANDEM_ERRMSG_SIZE];
+    bool whole = json_object_get(w->base.json, "moves") != NULL;
+    if (tandem_route_fields_check(w->base.json, whole ? plan_fields : plan_id_fields, why) != 0) {
+        tandem_route_error(node, r, 400, "%s: the body must be {\"id\": PLAN_ID} or the whole plan",
+                           why);
+        rebalance_write_free(w);
         return;
     }
     const char *id = json_string_value(json_object_get(w->base.json, "id"));

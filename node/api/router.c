@@ -10,6 +10,7 @@
 
 #include "node/node.h"
 #include "node/api/api.h"
+#include "node/api/authz.h"
 #include "replication/domain/domain.h"
 #include "storage/assert.h"
 #include "storage/error.h"
@@ -67,8 +68,15 @@ void tandem_node_respond(struct tandem_node *node, struct tandem_http_request *r
                          size_t body_len)
 {
     char headers[512];
-    snprintf(headers, sizeof headers, "X-Tandem-Node: %s\r\nX-Tandem-Applied-Index: %llu\r\n%s",
-             node->self.name, (unsigned long long)raft_last_applied(&node->raft.raft),
+    /* Without a credential on a TLS listener (health checks, refusals) nothing but the node. */
+    bool anonymous = node->http.tls_required && r->identity.kind == TANDEM_TLS_PEER_NONE;
+    int used = snprintf(headers, sizeof headers, "X-Tandem-Node: %s\r\n", node->self.name);
+    if (!anonymous) {
+        used += snprintf(headers + used, sizeof headers - (size_t)used,
+                         "X-Tandem-Applied-Index: %llu\r\n",
+                         (unsigned long long)raft_last_applied(&node->raft.raft));
+    }
+    snprintf(headers + used, sizeof headers - (size_t)used, "%s",
              extra_headers == NULL ? "" : extra_headers);
     tandem_metrics_count(&node->metrics, route_of(r), status);
     tandem_histogram_observe(&node->metrics.request, uv_hrtime() - r->start_ns);
@@ -137,10 +145,12 @@ static void router_answer(void *data, struct tandem_http_request *r, int status,
     tandem_route_json(data, r, status, extra_headers, json);
 }
 
+static void route_request(struct tandem_node *node, struct tandem_http_request *r);
+
+/* A parked request was admitted when it arrived: it is routed again, not charged again. */
 static void router_redispatch(void *data, struct tandem_http_request *r)
 {
-    struct tandem_node *node = data;
-    tandem_routes_handle(&node->http, r);
+    route_request(data, r);
 }
 
 void tandem_router_init(struct tandem_node *node)
@@ -218,6 +228,60 @@ int tandem_route_fields_only(json_t *object, const char *const *known, char *why
     return 0;
 }
 
+static const char *const field_type_names[] = {
+    [TANDEM_FIELD_ANY] = "any value",  [TANDEM_FIELD_STRING] = "a string",
+    [TANDEM_FIELD_BOOL] = "a boolean", [TANDEM_FIELD_INT] = "an integer",
+    [TANDEM_FIELD_ARRAY] = "an array", [TANDEM_FIELD_OBJECT] = "an object",
+};
+
+static bool field_type_ok(json_t *value, enum tandem_route_field_type type)
+{
+    switch (type) {
+        case TANDEM_FIELD_ANY:
+            return true;
+        case TANDEM_FIELD_STRING:
+            return json_is_string(value);
+        case TANDEM_FIELD_BOOL:
+            return json_is_boolean(value);
+        case TANDEM_FIELD_INT:
+            return json_is_integer(value);
+        case TANDEM_FIELD_ARRAY:
+            return json_is_array(value);
+        case TANDEM_FIELD_OBJECT:
+            return json_is_object(value);
+    }
+    return false;
+}
+
+int tandem_route_fields_check(json_t *object, const struct tandem_route_field *fields, char *why)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(object, key, value)
+    {
+        const struct tandem_route_field *f = fields;
+        while (f->name != NULL && strcmp(f->name, key) != 0) {
+            f++;
+        }
+        if (f->name == NULL) {
+            snprintf(why, TANDEM_ERRMSG_SIZE, "unknown field \"%s\"", key);
+            return -1;
+        }
+        if (!field_type_ok(value, f->type)) {
+            snprintf(why, TANDEM_ERRMSG_SIZE, "field \"%s\" must be %s", key,
+                     field_type_names[f->type]);
+            return -1;
+        }
+    }
+    for (const struct tandem_route_field *f = fields; f->name != NULL; f++) {
+        if (f->required && json_object_get(object, f->name) == NULL) {
+            snprintf(why, TANDEM_ERRMSG_SIZE, "missing field \"%s\"", f->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 bool tandem_route_id_ok(const char *id)
 {
     return id != NULL && tandem_domain_id_ok(id) && strcmp(id, ".") != 0 && strcmp(id, "..") != 0;
@@ -266,8 +330,12 @@ static void history_serve(struct tandem_node *node, struct tandem_http_request *
         tandem_route_error(node, r, 400, "limit must be 1 to %u", h->limit_max);
         return;
     }
-    bool full = tandem_http_query_get(r->query, "full", text, sizeof text) == 1 &&
-                strcmp(text, "0") != 0 && strcmp(text, "false") != 0;
+    int rv = tandem_http_query_get(r->query, "full", text, sizeof text);
+    bool full = rv == 1 && (strcmp(text, "1") == 0 || strcmp(text, "true") == 0);
+    if (rv < 0 || (rv == 1 && !full && strcmp(text, "0") != 0 && strcmp(text, "false") != 0)) {
+        tandem_route_error(node, r, 400, "full must be 1, true, 0 or false");
+        return;
+    }
     if (tandem_route_read_txn(node, r, &txn) != 0) {
         return;
     }
@@ -500,13 +568,11 @@ static void dispatch(struct tandem_node *node, const struct tandem_route *route,
     tandem_forwarder_send(&node->forwarder, r, &leader);
 }
 
-void tandem_routes_handle(struct tandem_http_server *s, struct tandem_http_request *r)
+/* The id of the route r's method and path match, or routes_count; *path_known tells whether
+ * some route has the path. */
+static unsigned route_match(const struct tandem_http_request *r, bool *path_known)
 {
-    struct tandem_node *node = s->data;
-    char param[PARAM_BYTES_MAX];
-    bool path_known = false;
-    routes_flatten();
-    r->data = (void *)(uintptr_t)routes_count;
+    *path_known = false;
     for (unsigned i = 0; i < routes_count; i++) {
         const struct tandem_route *route = all_routes[i];
         size_t len = strlen(route->pattern);
@@ -516,11 +582,23 @@ void tandem_routes_handle(struct tandem_http_server *s, struct tandem_http_reque
         if (!match) {
             continue;
         }
-        path_known = true;
-        if (route->method != r->method && !(route->method == HTTP_GET && r->method == HTTP_HEAD)) {
-            continue;
+        *path_known = true;
+        if (route->method == r->method || (route->method == HTTP_GET && r->method == HTTP_HEAD)) {
+            return i;
         }
-        r->data = (void *)(uintptr_t)i;
+    }
+    return routes_count;
+}
+
+static void route_request(struct tandem_node *node, struct tandem_http_request *r)
+{
+    char param[PARAM_BYTES_MAX];
+    bool path_known;
+    unsigned id = route_match(r, &path_known);
+    r->data = (void *)(uintptr_t)id;
+    if (id < routes_count) {
+        const struct tandem_route *route = all_routes[id];
+        size_t len = strlen(route->pattern);
         param[0] = '\0';
         if ((route->flags & ROUTE_PREFIX) != 0 &&
             tandem_http_path_decode(r->path + len, strlen(r->path + len), param, sizeof param,
@@ -536,5 +614,46 @@ void tandem_routes_handle(struct tandem_http_server *s, struct tandem_http_reque
                            http_method_str((enum http_method)r->method), r->path);
     } else {
         tandem_route_error(node, r, 404, "no such route: %s", r->path);
+    }
+}
+
+/* Who may call (node/api/authz.h), then the rate limit per credential: before any JSON is parsed
+ * or anything proposed. Returns 0, or -1 after answering r. */
+static int admit(struct tandem_node *node, const struct tandem_http_server *s,
+                 struct tandem_http_request *r)
+{
+    char why[TANDEM_ERRMSG_SIZE], body[TANDEM_HTTP_ERROR_MESSAGE_BYTES_MAX], headers[64];
+    int status = tandem_authz_check(s->tls_required != 0, r, &r->identity, why);
+    unsigned wait_s = 0;
+    if (status == 0) {
+        wait_s = tandem_rate_limit_take(&node->rate_limit, &r->peer, uv_hrtime());
+        if (wait_s == 0) {
+            return 0;
+        }
+        status = 429;
+        snprintf(why, sizeof why, "rate limit: %u requests per second for %s", node->rate_limit.rps,
+                 r->peer.name);
+    }
+    if (status == 401) {
+        snprintf(headers, sizeof headers, "%s", TANDEM_AUTHZ_CHALLENGE);
+    } else if (status == 429) {
+        snprintf(headers, sizeof headers, "Retry-After: %u\r\n", wait_s);
+    } else {
+        headers[0] = '\0';
+    }
+    tandem_http_error_json(body, sizeof body, why);
+    tandem_route_json(node, r, status, headers, body);
+    return -1;
+}
+
+void tandem_routes_handle(struct tandem_http_server *s, struct tandem_http_request *r)
+{
+    struct tandem_node *node = s->data;
+    bool path_known;
+    routes_flatten();
+    /* Refusals are counted under the route asked for. */
+    r->data = (void *)(uintptr_t)route_match(r, &path_known);
+    if (admit(node, s, r) == 0) {
+        route_request(node, r);
     }
 }

@@ -440,10 +440,12 @@ static void change_start(struct drill *d, bool invoke)
     char body[512];
     tandem_assert(drill_step(d) == (invoke ? TANDEM_DRILL_INVOKE : TANDEM_DRILL_REVOKE));
     tandem_assert(!d->call_pending);
+    /* Only the revoke takes failback and return_jobs: the routes refuse unknown fields. */
     snprintf(body, sizeof body,
-             "{\"site\":\"%s\",\"reason\":\"drill %s\",\"by\":\"drill:%s\",\"failback\":%s,"
-             "\"return_jobs\":true,\"wait_ms\":0}",
-             d->site, d->id, d->id, d->failback ? "true" : "false");
+             "{\"site\":\"%s\",\"reason\":\"drill %s\",\"by\":\"drill:%s\",\"wait_ms\":0%s%s}",
+             d->site, d->id, d->id,
+             invoke ? "" : (d->failback ? ",\"failback\":true" : ",\"failback\":false"),
+             invoke ? "" : ",\"return_jobs\":true");
     d->call_pending = true;
     d->switchovers[invoke ? 0 : 1].from = now_ms(d);
     if (tandem_bcp_call(d->bcp, d->bcp->env.self->api, "POST",

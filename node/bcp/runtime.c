@@ -49,6 +49,24 @@ static void call_cb(struct tandem_httpc_request *req, int status,
     free(call);
 }
 
+/* The member whose API is base_url, for TLS to check the server's certificate names it; NULL
+ * when no member of the configuration has that URL (then any node certificate will do). */
+static const char *call_node(struct tandem_bcp *b, const char *base_url, struct tandem_member *m)
+{
+    const struct raft_configuration *conf = &b->env.raft->raft.configuration;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    if (strcmp(base_url, b->env.self->api) == 0) {
+        return b->env.self->name;
+    }
+    for (unsigned i = 0; i < conf->n; i++) {
+        if (tandem_member_address_parse(conf->servers[i].address, m, errmsg) == 0 &&
+            strcmp(m->api, base_url) == 0) {
+            return m->name;
+        }
+    }
+    return NULL;
+}
+
 int tandem_bcp_call(struct tandem_bcp *b, const char *base_url, const char *method,
                     const char *path, const char *extra_headers, const char *body,
                     unsigned timeout_ms, tandem_bcp_call_cb cb, void *data)
@@ -68,9 +86,10 @@ int tandem_bcp_call(struct tandem_bcp *b, const char *base_url, const char *meth
     snprintf(headers, sizeof headers, "%s%s",
              body != NULL ? "Content-Type: application/json\r\n" : "",
              extra_headers != NULL ? extra_headers : "");
-    int rv = tandem_http_pool_send(&b->clients, base_url, &call->req, method, path,
-                                   headers[0] != '\0' ? headers : NULL, body,
-                                   body == NULL ? 0 : strlen(body), call_cb);
+    struct tandem_member member;
+    int rv = tandem_http_pool_send_node(
+        &b->clients, base_url, call_node(b, base_url, &member), &call->req, method, path,
+        headers[0] != '\0' ? headers : NULL, body, body == NULL ? 0 : strlen(body), call_cb);
     if (rv != 0) {
         free(call);
     }
@@ -230,8 +249,8 @@ static void peer_probe(struct tandem_bcp *b, struct tandem_bcp_peer *p)
                             ? 2 * interval
                             : TANDEM_BCP_PROBE_TIMEOUT_MAX_MS;
     p->last_sent_ms = now;
-    if (tandem_http_pool_send(&b->clients, p->api, &p->req, "GET", "/v1/node/epoch", NULL, NULL, 0,
-                              probe_cb) == 0) {
+    if (tandem_http_pool_send_node(&b->clients, p->api, p->name, &p->req, "GET", "/v1/node/epoch",
+                                   NULL, NULL, 0, probe_cb) == 0) {
         p->inflight = true;
     }
 }

@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "node/ctl/encode.h"
+#include "node/ctl/tls.h"
 
 _Static_assert(TANDEM_CTL_ERRMSG_SIZE >= CURL_ERROR_SIZE, "curl error buffer must fit errmsg");
 
@@ -184,6 +185,7 @@ static void easy_prepare(CURL *curl, const char *url, long timeout_ms,
     curl_easy_setopt(curl, CURLOPT_HEADERDATA, resp);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, resp->errmsg);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    tandem_ctl_tls_apply(curl);
 }
 
 /* Sorts a failed transfer into "never arrived" (safe to send elsewhere) or "may have been
@@ -203,6 +205,9 @@ static enum attempt_result classify_failure(CURL *curl, CURLcode code)
         case CURLE_COULDNT_RESOLVE_PROXY:
         case CURLE_COULDNT_CONNECT:
         case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_CERTPROBLEM:
+        case CURLE_SSL_CACERT_BADFILE:
             return ATTEMPT_NOT_DELIVERED;
         case CURLE_OPERATION_TIMEDOUT:
             if (curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME_T, &connect_us) == CURLE_OK &&
@@ -321,6 +326,7 @@ static enum attempt_result client_attempt(struct tandem_ctl_client *c, const cha
         } else if (code == CURLE_WRITE_ERROR) {
             snprintf(resp->errmsg, sizeof(resp->errmsg), "out of memory for the answer");
         }
+        tandem_ctl_tls_explain(code, url, resp->errmsg, sizeof(resp->errmsg));
         result = classify_failure(curl, code);
     }
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, NULL);
@@ -538,6 +544,10 @@ static void probe_run(CURLM *multi, CURL **easies, size_t count,
                 } else if (responses[i].errmsg[0] == '\0') {
                     snprintf(responses[i].errmsg, sizeof(responses[i].errmsg), "%s",
                              curl_easy_strerror(msg->data.result));
+                }
+                if (msg->data.result != CURLE_OK) {
+                    tandem_ctl_tls_explain(msg->data.result, responses[i].endpoint,
+                                           responses[i].errmsg, sizeof(responses[i].errmsg));
                 }
             }
         }

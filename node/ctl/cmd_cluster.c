@@ -217,8 +217,34 @@ static int status_print_table(struct tandem_ctl_context *ctx, const struct tande
                 "(%s), not behind a leader's commit\n",
                 index);
     }
+    size_t i;
+    json_t *warning;
+    json_array_foreach(json_object_get(status, "warnings"), i, warning)
+    {
+        fprintf(ctx->out, "warning: %s\n", json_string_value(warning));
+    }
     return tandem_ctl_view_print(ctx, json_object_get(status, "members"), TANDEM_CTL_VIEW_STATUS,
                                  NULL);
+}
+
+/* Every answering member's own warnings (a certificate near its expiry, say), each prefixed
+ * with the member's name. */
+static json_t *status_warnings(const struct member_view *views, size_t count)
+{
+    json_t *all = json_array();
+    for (size_t i = 0; i < count && all != NULL; i++) {
+        const char *name = member_string(views[i].member, "name");
+        size_t j;
+        json_t *warning;
+        json_array_foreach(json_object_get(views[i].self_status, "warnings"), j, warning)
+        {
+            if (json_is_string(warning)) {
+                json_array_append_new(
+                    all, json_sprintf("%s: %s", name ? name : "?", json_string_value(warning)));
+            }
+        }
+    }
+    return all;
 }
 
 static json_t *json_index_value(json_int_t v)
@@ -269,11 +295,11 @@ static json_t *status_compose(json_t *root, const struct status_summary *s,
     }
     json_t *against = json_pack("{s:o,s:b}", "index", json_index_value(s->lag_reference), "leader",
                                 s->lag_from_leader);
-    return json_pack("{s:o?,s:O?,s:o,s:o,s:o,s:o}", "cluster_id",
+    return json_pack("{s:o?,s:O?,s:o,s:o,s:o,s:o,s:o}", "cluster_id",
                      s->cluster_id ? json_string(s->cluster_id) : NULL, "leader",
                      json_object_get(root, "leader"), "term", json_index_value(s->term),
                      "commit_index", json_index_value(s->commit_index), "lag_against", against,
-                     "members", members);
+                     "members", members, "warnings", status_warnings(views, count));
 }
 
 int tandem_ctl_status(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)

@@ -8,6 +8,7 @@
 
 #include "node/ctl/client.h"
 #include "node/ctl/ctl.h"
+#include "node/ctl/tls.h"
 
 #define FOLLOW_RETRIES_MAX      10 /* reconnections in a row that bring nothing */
 #define FOLLOW_RETRY_PAUSE_MS   1000
@@ -181,6 +182,7 @@ static long follow_once(struct follow *f, const char *endpoint, bool has_since,
     /* The server sends a heartbeat every few seconds: a silent minute means a dead link. */
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 60L);
+    tandem_ctl_tls_apply(curl);
     curl_easy_perform(curl);
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     curl_slist_free_all(headers);

@@ -9,13 +9,15 @@
 #include "node/ctl/client.h"
 #include "node/ctl/ctl.h"
 #include "node/ctl/encode.h"
+#include "node/ctl/tls.h"
 
 #define TIMEOUT_S_DEFAULT 10.0   /* per request attempt; leader transfer answers within it */
 #define TIMEOUT_S_MAX     3600.0 /* longer waits are a typo */
 #define ENDPOINTS_ENV     "TANDEM_ENDPOINTS"
 
 struct options {
-    const char *endpoints; /* borrowed from argv or the environment; NULL when not given */
+    const char *endpoints;     /* borrowed from argv or the environment; NULL when not given */
+    struct tandem_ctl_tls tls; /* from the flags only; the environment fills the gaps later */
     enum tandem_ctl_output output;
     double timeout_s;
     bool help;
@@ -48,11 +50,16 @@ static void print_command_usage(FILE *out, const struct tandem_ctl_command *c)
 static void print_usage(FILE *out, const char *noun)
 {
     fprintf(out,
-            "usage: tandemctl [-e URL,...] [-o table|json] [--timeout SECONDS] <command> "
-            "[args]\n\n"
+            "usage: tandemctl [-e URL,...] [--cacert FILE] [--cert FILE --key FILE] "
+            "[-o table|json] [--timeout SECONDS] <command> [args]\n\n"
             "options:\n"
             "  -e, --endpoints URL,...  API base URLs tried in order (default: $" ENDPOINTS_ENV
             ")\n"
+            "      --cacert FILE        cluster CA that https:// servers must chain to "
+            "(default: $" TANDEM_CTL_CACERT_ENV ")\n"
+            "      --cert FILE          client certificate naming the user (default: "
+            "$" TANDEM_CTL_CERT_ENV ")\n"
+            "      --key FILE           its private key (default: $" TANDEM_CTL_KEY_ENV ")\n"
             "  -o, --output FORMAT      table (default) or json\n"
             "      --timeout SECONDS    bound on each request attempt (default %.0f)\n"
             "  -h, --help               this help; '<command> --help' for one command\n"
@@ -185,12 +192,16 @@ static int parse_global(struct options *o, int argc, char **argv, int *i)
     bool endpoints = OPTION_IS("-e") || OPTION_IS("--endpoints");
     bool output = OPTION_IS("-o") || OPTION_IS("--output");
     bool timeout = OPTION_IS("--timeout");
+    const char **tls = OPTION_IS("--cacert") ? &o->tls.cacert
+                       : OPTION_IS("--cert") ? &o->tls.cert
+                       : OPTION_IS("--key")  ? &o->tls.key
+                                             : NULL;
 #undef OPTION_IS
     if (help) {
         o->help = true;
         return eq == NULL ? 0 : usage_error(o, "--help takes no value");
     }
-    if (!endpoints && !output && !timeout) {
+    if (!endpoints && !output && !timeout && tls == NULL) {
         return -1;
     }
     const char *value = option_value(argc, argv, i, eq);
@@ -199,6 +210,10 @@ static int parse_global(struct options *o, int argc, char **argv, int *i)
     }
     if (endpoints) {
         o->endpoints = value;
+        return 0;
+    }
+    if (tls != NULL) {
+        *tls = value;
         return 0;
     }
     return output ? parse_output(o, value) : parse_timeout(o, value);
@@ -351,6 +366,11 @@ static int run(const struct options *o)
     /* Rounded up by hand: tandemctl does not link libm. */
     long timeout_ms = (long)(o->timeout_s * 1000.0 + 0.999);
 
+    char errmsg[TANDEM_CTL_ERRMSG_SIZE];
+    if (tandem_ctl_tls_set(&o->tls, errmsg, sizeof errmsg) != 0) {
+        fprintf(stderr, "tandemctl: %s\n", errmsg);
+        return TANDEM_CTL_EUSAGE;
+    }
     if (tandem_ctl_client_init(&client, endpoints ? endpoints : "", timeout_ms) != 0) {
         fprintf(stderr, "tandemctl: %s\n", client.errmsg);
         return TANDEM_CTL_EUSAGE;

@@ -7,7 +7,10 @@
 #include <strings.h>
 
 #include "node/http/head.h"
+#include "node/log.h"
 #include "storage/assert.h"
+
+#define TLS_FAILURE_LOG_MS 60000u /* a client logs a failed handshake at most this often */
 
 enum conn_state { CONN_RESOLVING, CONN_CONNECTING, CONN_OPEN, CONN_CLOSING };
 
@@ -30,6 +33,7 @@ struct tandem_httpc_conn {
     size_t out_len, out_cap;
     char *inflight; /* owned: bytes in write_req */
     size_t inflight_len, inflight_cap;
+    struct tandem_tls *tls; /* owned when the client speaks TLS; freed once tcp has closed */
     /* the response being parsed */
     struct tandem_http_head head; /* the response's header fields */
     char *body;                   /* owned */
@@ -160,6 +164,9 @@ static void conn_maybe_free(struct tandem_httpc_conn *conn)
         return;
     }
     tandem_list_remove(&conn->link); /* it stayed on its client's list until now */
+    if (conn->tls != NULL) {
+        tandem_tls_free(conn->tls);
+    }
     free(conn->out);
     free(conn->inflight);
     tandem_http_head_free(&conn->head);
@@ -180,6 +187,9 @@ static void conn_begin_close(struct tandem_httpc_conn *conn)
 {
     if (conn->state == CONN_CLOSING) {
         return;
+    }
+    if (conn->tls != NULL && conn->state == CONN_OPEN) {
+        tandem_tls_close_notify(conn->tls); /* best effort: the server sees a clean end */
     }
     conn->state = CONN_CLOSING;
     conn->client->conns_active--;
@@ -226,9 +236,8 @@ static void conn_defer_error(struct tandem_httpc_conn *conn, int error)
 
 static void conn_flush(struct tandem_httpc_conn *conn);
 
-static void conn_write_cb(uv_write_t *req, int status)
+static void conn_written(struct tandem_httpc_conn *conn, int status)
 {
-    struct tandem_httpc_conn *conn = req->data;
     conn->writing = 0;
     conn->inflight_len = 0;
     if (conn->state == CONN_CLOSING) {
@@ -239,6 +248,17 @@ static void conn_write_cb(uv_write_t *req, int status)
         return;
     }
     conn_flush(conn);
+}
+
+static void conn_write_cb(uv_write_t *req, int status)
+{
+    conn_written(req->data, status);
+}
+
+static void conn_tls_write_cb(void *data, void *write_data, int status)
+{
+    (void)write_data;
+    conn_written(data, status == 0 ? 0 : UV_EPIPE);
 }
 
 /* Starts writing what is queued; one write in flight, the next batch follows its callback. */
@@ -260,7 +280,9 @@ static void conn_flush(struct tandem_httpc_conn *conn)
         request_of(l)->sent = 1;
     }
     uv_buf_t b = uv_buf_init(conn->inflight, (unsigned)conn->inflight_len);
-    int rc = uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, &b, 1, conn_write_cb);
+    int rc = conn->tls != NULL
+                 ? (tandem_tls_write(conn->tls, &b, 1, NULL, conn_tls_write_cb) == 0 ? 0 : UV_EPIPE)
+                 : uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, &b, 1, conn_write_cb);
     if (rc != 0) {
         conn_defer_error(conn, rc);
         return;
@@ -399,12 +421,11 @@ static void conn_alloc_cb(uv_handle_t *handle, size_t suggested_size, uv_buf_t *
     *buf = uv_buf_init(p, p != NULL ? TANDEM_HTTPC_READ_BUFFER_BYTES : 0);
 }
 
-static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+/* Bytes (decrypted when TLS) or the end of the connection (nread < 0). */
+static void conn_on_read(struct tandem_httpc_conn *conn, ssize_t nread, const char *bytes)
 {
-    struct tandem_httpc_conn *conn = stream->data;
-    struct tandem_httpc *c = conn->client;
     if (nread > 0 && conn->state != CONN_CLOSING) {
-        conn_feed(conn, buf->base, (size_t)nread);
+        conn_feed(conn, bytes, (size_t)nread);
     } else if (nread < 0 && conn->state != CONN_CLOSING) {
         if (nread == UV_EOF) {
             /* A response delimited by the end of the connection completes now. */
@@ -418,11 +439,82 @@ static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
             conn_fail(conn, NULL, 0, (int)nread);
         }
     }
+}
+
+static void conn_tls_read_cb(void *data, ssize_t nread, const char *bytes)
+{
+    conn_on_read(data, nread, bytes);
+}
+
+static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct tandem_httpc_conn *conn = stream->data;
+    struct tandem_httpc *c = conn->client;
+    conn_on_read(conn, nread, buf->base);
     if (buf->base == c->read_buf) {
         c->read_buf_busy = 0;
     } else {
         free(buf->base);
     }
+}
+
+/* ---- TLS ---- */
+
+static void conn_handshake_cb(void *data, int status)
+{
+    struct tandem_httpc_conn *conn = data;
+    struct tandem_httpc *c = conn->client;
+    if (conn->state == CONN_CLOSING) {
+        return;
+    }
+    if (status != 0) {
+        uint64_t now = uv_now(c->loop);
+        c->stats.tls_refused++;
+        if (now >= c->tls_quiet_until_ms) {
+            c->tls_quiet_until_ms = now + TLS_FAILURE_LOG_MS;
+            tandem_log(TANDEM_LOG_WARN, "TLS to %s (%s) failed: %s", c->host_header,
+                       c->expect_node[0] != '\0' ? c->expect_node : "any node",
+                       tandem_tls_error(conn->tls));
+        }
+        conn_fail(conn, NULL, 0, UV_EPROTO);
+        return;
+    }
+    conn->state = CONN_OPEN;
+    if (tandem_tls_read_start(conn->tls, conn_tls_read_cb) != 0) {
+        conn_fail(conn, NULL, 0, UV_EPROTO);
+        return;
+    }
+    conn_flush(conn);
+}
+
+/* Wraps the connected socket in a TLS client session and starts the handshake. Returns 0 or a
+ * UV_* code. */
+static int conn_tls_start(struct tandem_httpc_conn *conn)
+{
+    struct tandem_httpc *c = conn->client;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    const char *expect = c->expect_node[0] != '\0' ? c->expect_node : NULL;
+    if (tandem_tls_new(c->tls, &conn->tcp, TANDEM_TLS_CLIENT, expect, conn, &conn->tls, errmsg) !=
+        0) {
+        conn->tls = NULL;
+        tandem_log(TANDEM_LOG_ERROR, "TLS to %s: %s", c->host_header, errmsg);
+        return UV_ENOMEM;
+    }
+    if (tandem_tls_handshake(conn->tls, conn_handshake_cb) != 0) {
+        return UV_EPROTO;
+    }
+    return 0;
+}
+
+int tandem_httpc_set_tls(struct tandem_httpc *c, struct tandem_tls_ctx *tls,
+                         const char *expect_node)
+{
+    if (expect_node != NULL && strlen(expect_node) >= sizeof c->expect_node) {
+        return UV_EINVAL;
+    }
+    c->tls = tls;
+    snprintf(c->expect_node, sizeof c->expect_node, "%s", expect_node != NULL ? expect_node : "");
+    return 0;
 }
 
 static void conn_connect_cb(uv_connect_t *req, int status)
@@ -436,9 +528,16 @@ static void conn_connect_cb(uv_connect_t *req, int status)
         conn_fail(conn, NULL, 0, status);
         return;
     }
-    conn->state = CONN_OPEN;
     /* Requests are small writes that wait for their answer: Nagle would hold them back. */
     int rc = uv_tcp_nodelay(&conn->tcp, 1);
+    if (rc == 0 && conn->client->tls != NULL) {
+        rc = conn_tls_start(conn); /* the connection opens when the handshake succeeds */
+        if (rc != 0) {
+            conn_fail(conn, NULL, 0, rc);
+        }
+        return;
+    }
+    conn->state = CONN_OPEN;
     if (rc == 0) {
         rc = uv_read_start((uv_stream_t *)&conn->tcp, conn_alloc_cb, conn_read_cb);
     }

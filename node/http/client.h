@@ -8,7 +8,9 @@
 #include <stdint.h>
 
 #include <http_parser.h>
+#include <stdbool.h>
 #include <uv.h>
+#include "consensus/tls.h"
 #include "node/http/head.h"
 #include "storage/error.h"
 #include "storage/list.h"
@@ -74,6 +76,7 @@ int tandem_httpc_request_sent(const struct tandem_httpc_request *req);
 
 struct tandem_httpc_stats {
     uint64_t connects, connect_errors, requests, responses, errors;
+    uint64_t tls_refused; /* TLS handshakes that failed (the server's certificate, mostly) */
 };
 
 struct tandem_httpc {
@@ -97,8 +100,11 @@ struct tandem_httpc {
     int read_buf_busy, timer_open, closing, finished;
     void (*close_cb)(struct tandem_httpc *c);
     struct tandem_httpc_stats stats;
-    unsigned pending;                        /* sent and not yet called back */
-    void (*idle_cb)(struct tandem_httpc *c); /* the pool's: after a callback left pending at 0 */
+    unsigned pending;                          /* sent and not yet called back */
+    void (*idle_cb)(struct tandem_httpc *c);   /* the pool's: after a callback left pending at 0 */
+    struct tandem_tls_ctx *tls;                /* borrowed: NULL = plaintext */
+    char expect_node[TANDEM_TLS_NAME_MAX + 1]; /* "" = any node certificate */
+    uint64_t tls_quiet_until_ms; /* uv_now until which handshake failures are only counted */
 };
 
 /* host: numeric IPv4/IPv6 or a name (resolved asynchronously per connection; IPv4 results are
@@ -106,6 +112,14 @@ struct tandem_httpc {
  * Returns 0 or a UV_* code with c->errmsg filled (then nothing needs closing). Connects lazily. */
 int tandem_httpc_init(struct tandem_httpc *c, uv_loop_t *loop, const char *host, int port,
                       unsigned connections_max, unsigned timeout_ms);
+
+/* Speaks TLS (tandem_tls CLIENT role: our certificate is the client certificate) on every
+ * connection made from now on; call before the first send. The server must present a NODE
+ * certificate of the cluster CA, naming expect_node when not NULL. tls is borrowed and outlives
+ * c. A failed handshake fails the requests on that connection with UV_EPROTO and is logged at
+ * warn (once a minute per client) with the reason. Returns 0 or UV_EINVAL (name too long). */
+int tandem_httpc_set_tls(struct tandem_httpc *c, struct tandem_tls_ctx *tls,
+                         const char *expect_node);
 
 /* Queues a request: method and target are copied, extra_headers (NULL or complete lines each
  * ending "\r\n") and body too. Host and, when there is a body or the method is POST/PUT/PATCH,
@@ -123,10 +137,12 @@ void tandem_httpc_close(struct tandem_httpc *c, void (*close_cb)(struct tandem_h
 
 /* ---- URLs ---- */
 
-/* Splits "http://host:port[/path]" (IPv6 hosts in brackets) into host (room for host_size bytes),
- * port and, when path is not NULL, the path ("" or "/...", pointing into url). Returns 0 or
- * UV_EINVAL (another scheme, no port, a host too long). */
+/* Splits "http://host:port[/path]" or "https://..." (IPv6 hosts in brackets) into host (room for
+ * host_size bytes), port and, when path is not NULL, the path ("" or "/...", pointing into url).
+ * Returns 0 or UV_EINVAL (another scheme, no port, a host too long). */
 int tandem_url_parse(const char *url, char *host, size_t host_size, int *port, const char **path);
+/* Whether url starts with "https://". */
+bool tandem_url_is_https(const char *url);
 
 /* ---- a pool of clients keyed by URL ---- */
 
@@ -148,6 +164,7 @@ struct tandem_http_pool {
     struct tandem_list retiring; /* owned entries: finishing their requests */
     unsigned open_count, retiring_count, closing_count;
     int closing;
+    struct tandem_tls_ctx *tls; /* borrowed: NULL = plaintext (set by tandem_http_pool_set_tls) */
     void (*close_cb)(struct tandem_http_pool *p);
 };
 
@@ -157,10 +174,19 @@ struct tandem_http_pool {
 int tandem_http_pool_init(struct tandem_http_pool *p, uv_loop_t *loop, unsigned clients_max,
                           unsigned connections, unsigned timeout_ms);
 
+/* With tls (borrowed, outlives p) the pool talks only https:// URLs, with tls as the client
+ * identity; without (the default, an insecure node) only http:// ones. The other scheme fails
+ * get with UV_EINVAL: a TLS node never sends a byte in plaintext. Call before the first get. */
+void tandem_http_pool_set_tls(struct tandem_http_pool *p, struct tandem_tls_ctx *tls);
+
 /* The client for url's host:port (made now if needed), valid until the next pool call from the
  * owner. Returns 0, or with *out NULL and p->errmsg filled: UV_EINVAL (url, see tandem_url_parse),
  * UV_ECANCELED (closing), UV_ENOMEM, or tandem_httpc_init's error. */
 int tandem_http_pool_get(struct tandem_http_pool *p, const char *url, struct tandem_httpc **out);
+/* The same for a server that must prove, over TLS, to be the node named node (NULL = any node of
+ * the cluster CA): one client per host:port and name. */
+int tandem_http_pool_get_node(struct tandem_http_pool *p, const char *url, const char *node,
+                              struct tandem_httpc **out);
 
 /* tandem_http_pool_get, then tandem_httpc_send with target as given (url's own path is not
  * used); same returns and ownership as those two. */
@@ -168,6 +194,12 @@ int tandem_http_pool_send(struct tandem_http_pool *p, const char *url,
                           struct tandem_httpc_request *req, const char *method, const char *target,
                           const char *extra_headers, const void *body, size_t body_len,
                           tandem_httpc_cb cb);
+
+/* tandem_http_pool_send to a server that must be node (see tandem_http_pool_get_node). */
+int tandem_http_pool_send_node(struct tandem_http_pool *p, const char *url, const char *node,
+                               struct tandem_httpc_request *req, const char *method,
+                               const char *target, const char *extra_headers, const void *body,
+                               size_t body_len, tandem_httpc_cb cb);
 
 /* Every open client retires (its requests finish, then it closes). */
 void tandem_http_pool_retire(struct tandem_http_pool *p);

@@ -137,12 +137,27 @@ static void forward_cb(struct tandem_httpc_request *req, int status,
     free(fw);
 }
 
+/* The caller the TLS handshake proved, for the leader to act as (node/api/router.c decides
+ * whether it trusts it: only from a node's certificate). Nothing for a plaintext caller. */
+static size_t caller_headers(char *out, size_t out_size, size_t used,
+                             const struct tandem_http_request *r)
+{
+    if (r->peer.kind == TANDEM_TLS_PEER_NONE || used >= out_size) {
+        return used;
+    }
+    int n = snprintf(out + used, out_size - used, "%s: %s\r\n%s: %s\r\n",
+                     TANDEM_FORWARDED_USER_HEADER, r->peer.name, TANDEM_FORWARDED_KIND_HEADER,
+                     r->peer.kind == TANDEM_TLS_PEER_NODE ? "node" : "user");
+    return used + (n > 0 ? (size_t)n : 0);
+}
+
 static int forward_start(struct forward *fw)
 {
     struct tandem_http_request *r = fw->r;
     char headers[512];
     size_t used = (size_t)snprintf(headers, sizeof headers, "%s: %s\r\n", TANDEM_FORWARDED_HEADER,
                                    fw->f->self_name);
+    used = caller_headers(headers, sizeof headers, used, r);
     used = headers_copy(headers, sizeof headers, used, forwarded_headers,
                         sizeof forwarded_headers / sizeof forwarded_headers[0], request_header, r);
     if (used >= sizeof headers) {
@@ -153,9 +168,9 @@ static int forward_start(struct forward *fw)
     }
     fw->attempts++;
     fw->req.data = fw;
-    return tandem_http_pool_send(&fw->f->pool, fw->f->target, &fw->req,
-                                 http_method_str((enum http_method)r->method), r->url, headers,
-                                 r->body, r->body_len, forward_cb);
+    return tandem_http_pool_send_node(&fw->f->pool, fw->f->target, fw->f->target_node, &fw->req,
+                                      http_method_str((enum http_method)r->method), r->url, headers,
+                                      r->body, r->body_len, forward_cb);
 }
 
 void tandem_forwarder_send(struct tandem_forwarder *f, struct tandem_http_request *r,
@@ -163,8 +178,9 @@ void tandem_forwarder_send(struct tandem_forwarder *f, struct tandem_http_reques
 {
     struct tandem_httpc *c = NULL;
     tandem_assert(r->handed && !r->responded); /* only a request still waiting for its answer */
-    if (!f->closing && tandem_http_pool_get(&f->pool, leader->api, &c) == 0) {
+    if (!f->closing && tandem_http_pool_get_node(&f->pool, leader->api, leader->name, &c) == 0) {
         snprintf(f->target, sizeof f->target, "%s", leader->api);
+        snprintf(f->target_node, sizeof f->target_node, "%s", leader->name);
     } else if (!f->closing) {
         f->target[0] = '\0'; /* no client to any leader now: retries wait in the park */
         tandem_http_pool_retire(&f->pool);
@@ -184,6 +200,11 @@ void tandem_forwarder_send(struct tandem_forwarder *f, struct tandem_http_reques
         return;
     }
     f->forwarded++;
+}
+
+void tandem_forwarder_set_tls(struct tandem_forwarder *f, struct tandem_tls_ctx *tls)
+{
+    tandem_http_pool_set_tls(&f->pool, tls);
 }
 
 static void pool_closed_cb(struct tandem_http_pool *p)

@@ -13,6 +13,10 @@
 /* Marks a forwarded request so that a node that is not the leader either never forwards it
  * again (no loops during elections). */
 #define TANDEM_FORWARDED_HEADER "X-Tandem-Forwarded-By"
+/* Who called the forwarding node (its TLS client certificate's name) and what kind of
+ * certificate that was ("user" or "node"); trusted only from a peer with a NODE certificate. */
+#define TANDEM_FORWARDED_USER_HEADER "X-Tandem-Forwarded-User"
+#define TANDEM_FORWARDED_KIND_HEADER "X-Tandem-Forwarded-Kind"
 /* Who acts (the per-person user id), recorded as the actor of domain writes. */
 #define TANDEM_USER_HEADER "X-Tandem-User"
 /* On a 503 from a node that is not the leader: the request was not acted on. */
@@ -35,14 +39,19 @@ struct tandem_forwarder {
     bool closing;
     void (*close_cb)(struct tandem_forwarder *f);
     uint64_t forwarded, failed;
+    /* The leader's name, which its TLS certificate must carry. */
+    char target_node[TANDEM_NAME_LEN_MAX + 1];
 };
 
 /* connections and timeout_ms per client as in tandem_httpc_init. Returns 0 or UV_EINVAL. */
 int tandem_forwarder_init(struct tandem_forwarder *f, uv_loop_t *loop, const char *self_name,
                           struct tandem_park *park, unsigned connections, unsigned timeout_ms,
                           tandem_forward_answer_fn answer, void *answer_data);
-/* Sends r to the leader and relays the answer; on failure parks r (when nothing reached a leader)
- * or answers 503 through answer. */
+/* The pool's TLS identity (NULL = plaintext): see tandem_http_pool_set_tls. */
+void tandem_forwarder_set_tls(struct tandem_forwarder *f, struct tandem_tls_ctx *tls);
+/* Sends r to the leader and relays the answer, with r's caller (r->peer, when it has one) in
+ * TANDEM_FORWARDED_USER_HEADER and TANDEM_FORWARDED_KIND_HEADER; on failure parks r (when nothing
+ * reached a leader) or answers 503 through answer. */
 void tandem_forwarder_send(struct tandem_forwarder *f, struct tandem_http_request *r,
                            const struct tandem_member *leader);
 /* Cancels what is in flight (answered 503); cb runs once every client closed (from this call

@@ -1,5 +1,5 @@
-/* The one "http://host:port" URL parser and the one pool of kept-alive HTTP clients keyed by URL.
- */
+/* The one "http(s)://host:port" URL parser and the one pool of kept-alive HTTP clients keyed by
+ * URL. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,16 +8,27 @@
 #include "node/http/client.h"
 #include "storage/assert.h"
 
-#define URL_SCHEME     "http://"
-#define URL_SCHEME_LEN (sizeof URL_SCHEME - 1)
+#define URL_SCHEME      "http://"
+#define URL_SCHEME_LEN  (sizeof URL_SCHEME - 1)
+#define URL_SCHEMES     "https://"
+#define URL_SCHEMES_LEN (sizeof URL_SCHEMES - 1)
+
+bool tandem_url_is_https(const char *url)
+{
+    return strncmp(url, URL_SCHEMES, URL_SCHEMES_LEN) == 0;
+}
 
 int tandem_url_parse(const char *url, char *host, size_t host_size, int *port, const char **path)
 {
     char hostport[TANDEM_URL_LEN_MAX + 1];
-    if (strncmp(url, URL_SCHEME, URL_SCHEME_LEN) != 0) {
+    const char *rest;
+    if (strncmp(url, URL_SCHEME, URL_SCHEME_LEN) == 0) {
+        rest = url + URL_SCHEME_LEN;
+    } else if (tandem_url_is_https(url)) {
+        rest = url + URL_SCHEMES_LEN;
+    } else {
         return UV_EINVAL;
     }
-    const char *rest = url + URL_SCHEME_LEN;
     size_t len = strcspn(rest, "/");
     if (len >= sizeof hostport) {
         return UV_EINVAL;
@@ -43,7 +54,7 @@ enum entry_state { ENTRY_OPEN, ENTRY_RETIRING, ENTRY_CLOSING };
 struct tandem_http_pool_entry {
     struct tandem_httpc http;      /* first: the client's callbacks find the entry from it */
     struct tandem_http_pool *pool; /* borrowed */
-    char key[TANDEM_HTTPC_HOST_BYTES_MAX + 8]; /* host:port */
+    char key[TANDEM_HTTPC_HOST_BYTES_MAX + TANDEM_TLS_NAME_MAX + 16]; /* host:port node */
     enum entry_state state;
     struct tandem_list link; /* in pool->open or pool->retiring, as state says */
 };
@@ -146,14 +157,18 @@ static struct tandem_http_pool_entry *entry_find(struct tandem_http_pool *p, con
     return NULL;
 }
 
-static int entry_make(struct tandem_http_pool *p, const char *host, int port, const char *key,
-                      struct tandem_http_pool_entry **out)
+static int entry_make(struct tandem_http_pool *p, const char *host, int port, const char *node,
+                      const char *key, struct tandem_http_pool_entry **out)
 {
     struct tandem_http_pool_entry *e = calloc(1, sizeof *e);
     if (e == NULL) {
         return tandem_error_set(p->errmsg, UV_ENOMEM, "http pool: out of memory");
     }
     int rv = tandem_httpc_init(&e->http, p->loop, host, port, p->connections, p->timeout_ms);
+    if (rv == 0 && p->tls != NULL) {
+        int tls_rv = tandem_httpc_set_tls(&e->http, p->tls, node);
+        tandem_assert(tls_rv == 0); /* the name's length was checked by get */
+    }
     if (rv != 0) {
         snprintf(p->errmsg, sizeof p->errmsg, "%s", e->http.errmsg);
         free(e);
@@ -169,9 +184,22 @@ static int entry_make(struct tandem_http_pool *p, const char *host, int port, co
     return 0;
 }
 
+void tandem_http_pool_set_tls(struct tandem_http_pool *p, struct tandem_tls_ctx *tls)
+{
+    tandem_assert(p->open_count + p->retiring_count + p->closing_count == 0); /* before use */
+    p->tls = tls;
+}
+
 int tandem_http_pool_get(struct tandem_http_pool *p, const char *url, struct tandem_httpc **out)
 {
-    char host[TANDEM_HTTPC_HOST_BYTES_MAX], key[TANDEM_HTTPC_HOST_BYTES_MAX + 8];
+    return tandem_http_pool_get_node(p, url, NULL, out);
+}
+
+int tandem_http_pool_get_node(struct tandem_http_pool *p, const char *url, const char *node,
+                              struct tandem_httpc **out)
+{
+    char host[TANDEM_HTTPC_HOST_BYTES_MAX];
+    char key[sizeof((struct tandem_http_pool_entry *)0)->key];
     int port;
     *out = NULL;
     if (p->closing) {
@@ -179,15 +207,25 @@ int tandem_http_pool_get(struct tandem_http_pool *p, const char *url, struct tan
     }
     if (tandem_url_parse(url, host, sizeof host, &port, NULL) != 0) {
         return tandem_error_set(p->errmsg, UV_EINVAL,
-                                "http pool: not an http://host:port URL: %.128s", url);
+                                "http pool: not an http(s)://host:port URL: %.128s", url);
     }
-    snprintf(key, sizeof key, "%s:%d", host, port);
+    if (node != NULL && strlen(node) > TANDEM_TLS_NAME_MAX) {
+        return tandem_error_set(p->errmsg, UV_EINVAL, "http pool: node name too long");
+    }
+    if (tandem_url_is_https(url) != (p->tls != NULL)) {
+        return tandem_error_set(p->errmsg, UV_EINVAL,
+                                p->tls != NULL
+                                    ? "http pool: %.128s is plaintext HTTP but this node speaks TLS"
+                                    : "http pool: %.128s needs TLS but this node runs insecure",
+                                url);
+    }
+    snprintf(key, sizeof key, "%s:%d %s", host, port, node != NULL ? node : "");
     struct tandem_http_pool_entry *e = entry_find(p, key);
     if (e == NULL) {
         while (p->open_count >= p->clients_max) {
             entry_retire(entry_of(p->open.prev)); /* the least recently used makes room */
         }
-        int rv = entry_make(p, host, port, key, &e);
+        int rv = entry_make(p, host, port, node, key, &e);
         if (rv != 0) {
             return rv;
         }
@@ -202,8 +240,17 @@ int tandem_http_pool_send(struct tandem_http_pool *p, const char *url,
                           const char *extra_headers, const void *body, size_t body_len,
                           tandem_httpc_cb cb)
 {
+    return tandem_http_pool_send_node(p, url, NULL, req, method, target, extra_headers, body,
+                                      body_len, cb);
+}
+
+int tandem_http_pool_send_node(struct tandem_http_pool *p, const char *url, const char *node,
+                               struct tandem_httpc_request *req, const char *method,
+                               const char *target, const char *extra_headers, const void *body,
+                               size_t body_len, tandem_httpc_cb cb)
+{
     struct tandem_httpc *c;
-    int rv = tandem_http_pool_get(p, url, &c);
+    int rv = tandem_http_pool_get_node(p, url, node, &c);
     if (rv != 0) {
         return rv;
     }

@@ -1,5 +1,6 @@
 /* HTTP/1.1 server on libuv + http-parser: connections, pipelining, in-order responses. */
 #include "node/http/server.h"
+#include "node/log.h"
 #include "storage/assert.h"
 #include "storage/error.h"
 
@@ -52,8 +53,15 @@ struct tandem_http_conn {
     int reject_status;      /* set by a parser callback refusing the request */
     char reject_message[TANDEM_ERRMSG_SIZE];
     unsigned handles_open;
+    struct tandem_source source; /* counted in server->sources when source_counted */
+    int source_counted;
     int reading, paused, resume_queued, stopped, peer_eof, lingering, closing;
     int continue_in_flight;
+    /* HTTPS: NULL on a plaintext server. Owned, freed once the tcp handle has closed. */
+    struct tandem_tls *tls;
+    struct tandem_tls_peer peer; /* who the handshake proved the client to be; NONE in plaintext */
+    int handshaking;             /* no HTTP byte is read or written until it succeeds */
+    int tls_quiet;               /* no close_notify: sent already, or the session failed */
 };
 
 static char continue_text[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -64,6 +72,10 @@ static void conn_read_start(struct tandem_http_conn *c);
 static void conn_timer_start(struct tandem_http_conn *c, uint64_t timeout_ms);
 static void server_maybe_finish(struct tandem_http_server *s);
 static void server_resume_cb(uv_idle_t *idle);
+static void conn_read_stop(struct tandem_http_conn *c);
+static void conn_tls_refuse(struct tandem_http_conn *c, const char *why);
+static int conn_send(struct tandem_http_conn *c, uv_write_t *req, const uv_buf_t bufs[],
+                     unsigned nbufs, uv_write_cb cb);
 
 /* ---- limits ---- */
 
@@ -472,7 +484,7 @@ static void conn_send_continue(struct tandem_http_conn *c)
         return;
     }
     uv_buf_t buf = uv_buf_init(continue_text, (unsigned)(sizeof continue_text - 1));
-    if (uv_write(&c->continue_req, (uv_stream_t *)&c->tcp, &buf, 1, conn_continue_cb) == 0) {
+    if (conn_send(c, &c->continue_req, &buf, 1, conn_continue_cb) == 0) {
         c->continue_in_flight = 1;
     }
 }
@@ -679,7 +691,7 @@ static int stream_send(struct tandem_http_stream *st, const void *bytes, size_t 
     chunk->len = len;
     chunk->req.data = st;
     uv_buf_t buf = uv_buf_init(chunk->data, (unsigned)len);
-    int rv = uv_write(&chunk->req, (uv_stream_t *)&c->tcp, &buf, 1, stream_write_cb);
+    int rv = conn_send(c, &chunk->req, &buf, 1, stream_write_cb);
     if (rv != 0) {
         free(chunk);
         conn_close(c);
@@ -832,6 +844,10 @@ static void conn_linger(struct tandem_http_conn *c)
         return;
     }
     c->lingering = 1;
+    if (c->tls != NULL) {
+        tandem_tls_close_notify(c->tls); /* before the FIN, so the client sees a clean end */
+        c->tls_quiet = 1;
+    }
     if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, conn_shutdown_cb) != 0) {
         conn_close(c);
         return;
@@ -898,7 +914,7 @@ static void conn_write(struct tandem_http_conn *c)
     if (n == 0) {
         return;
     }
-    if (uv_write(&c->write_req, (uv_stream_t *)&c->tcp, bufs, n, conn_write_cb) != 0) {
+    if (conn_send(c, &c->write_req, bufs, n, conn_write_cb) != 0) {
         conn_close(c);
         return;
     }
@@ -963,6 +979,7 @@ static void conn_dispatch(struct tandem_http_conn *c)
     c->parsing = NULL;
     queue_push(c, r);
     r->handed = 1;
+    r->peer = c->peer;
     s->stats.requests_outstanding++;
     s->stats.requests_total++;
     if (!r->keep_alive) {
@@ -974,11 +991,7 @@ static void conn_dispatch(struct tandem_http_conn *c)
 static void conn_pause(struct tandem_http_conn *c, const char *data, size_t len)
 {
     c->paused = 1;
-    if (c->reading) {
-        int rv = uv_read_stop((uv_stream_t *)&c->tcp);
-        tandem_assert(rv == 0); /* stopping a reading stream cannot fail */
-        c->reading = 0;
-    }
+    conn_read_stop(c);
     if (len == 0) {
         return;
     }
@@ -1079,19 +1092,20 @@ static void read_buf_release(struct tandem_http_server *s, const uv_buf_t *buf)
     }
 }
 
-static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+/* Bytes (plaintext, decrypted when TLS) or the end of the connection (nread < 0). */
+static void conn_on_read(struct tandem_http_conn *c, ssize_t nread, const char *bytes)
 {
-    struct tandem_http_conn *c = stream->data;
     struct tandem_http_server *s = c->server;
     if (nread > 0 && !c->closing) {
         if (!c->lingering) {
             conn_timer_start(c, s->limits.idle_timeout_ms);
             if (!c->stopped) {
-                conn_feed(c, buf->base, (size_t)nread);
+                conn_feed(c, bytes, (size_t)nread);
             }
         }
     } else if (nread < 0 && !c->closing) {
         c->reading = 0;
+        c->tls_quiet |= nread != UV_EOF; /* a broken TLS session gets no close_notify */
         if (nread == UV_EOF && !c->lingering && c->depth > 0) {
             /* Half-closed: answer what was asked, then close (conn_write_cb). */
             c->peer_eof = 1;
@@ -1099,19 +1113,66 @@ static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
             conn_close(c);
         }
     }
-    read_buf_release(s, buf);
+}
+
+static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct tandem_http_conn *c = stream->data;
+    conn_on_read(c, nread, buf->base);
+    read_buf_release(c->server, buf);
+}
+
+static void conn_tls_read_cb(void *data, ssize_t nread, const char *bytes)
+{
+    conn_on_read(data, nread, bytes);
 }
 
 static void conn_read_start(struct tandem_http_conn *c)
 {
-    if (c->reading || c->closing || c->peer_eof) {
+    if (c->reading || c->closing || c->peer_eof || c->handshaking) {
         return;
     }
-    if (uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb) != 0) {
-        conn_close(c);
-        return;
-    }
+    /* Set first: the TLS stream may hand over bytes it kept from inside read_start, and a
+     * pause there must stop it. */
     c->reading = 1;
+    int rv = c->tls != NULL ? tandem_tls_read_start(c->tls, conn_tls_read_cb)
+                            : uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb);
+    if (rv != 0) {
+        c->reading = 0;
+        conn_close(c);
+    }
+}
+
+static void conn_read_stop(struct tandem_http_conn *c)
+{
+    if (!c->reading) {
+        return;
+    }
+    int rv = c->tls != NULL ? tandem_tls_read_stop(c->tls) : uv_read_stop((uv_stream_t *)&c->tcp);
+    tandem_assert(rv == 0); /* stopping a reading stream cannot fail */
+    c->reading = 0;
+}
+
+/* A TLS write finished: its uv_write_t's callback runs as libuv would run it (write_data is
+ * the request conn_send was given). */
+static void conn_tls_write_cb(void *data, void *write_data, int status)
+{
+    uv_write_t *req = write_data;
+    (void)data;
+    req->cb(req, status == 0 ? 0 : (status == TANDEM_NET ? UV_ECANCELED : UV_EPIPE));
+}
+
+/* Writes bufs on the connection, through TLS when it has a session: cb(req, status) runs once,
+ * as for uv_write. Returns 0 or a UV_* code (then cb does not run). */
+static int conn_send(struct tandem_http_conn *c, uv_write_t *req, const uv_buf_t bufs[],
+                     unsigned nbufs, uv_write_cb cb)
+{
+    if (c->tls == NULL) {
+        return uv_write(req, (uv_stream_t *)&c->tcp, bufs, nbufs, cb);
+    }
+    req->cb = cb;
+    req->handle = (uv_stream_t *)&c->tcp;
+    return tandem_tls_write(c->tls, bufs, nbufs, req, conn_tls_write_cb) == 0 ? 0 : UV_EPIPE;
 }
 
 /* The head deadline passed: 408, in order after the requests before it, then close. */
@@ -1134,6 +1195,14 @@ static void conn_timer_cb(uv_timer_t *timer)
 {
     struct tandem_http_conn *c = timer->data;
     if (c->closing) {
+        return;
+    }
+    if (c->handshaking) {
+        /* Only the head deadline runs during a handshake: nothing can be answered yet. */
+        char why[96];
+        snprintf(why, sizeof why, "handshake not finished within %u ms",
+                 c->server->limits.header_timeout_ms);
+        conn_tls_refuse(c, why);
         return;
     }
     if (!c->lingering && !c->stopped && c->head_deadline != 0 &&
@@ -1163,8 +1232,14 @@ static void conn_handle_close_cb(uv_handle_t *handle)
         free(c->stream);
         s->stats.streams_open--;
     }
+    if (c->source_counted) {
+        tandem_sources_release(&s->sources, &c->source);
+    }
     tandem_list_remove(&c->link);
     s->stats.connections_open--;
+    if (c->tls != NULL) {
+        tandem_tls_free(c->tls); /* the tcp handle has closed: its writes were called back */
+    }
     free(c);
     server_maybe_finish(s);
 }
@@ -1186,6 +1261,9 @@ static void conn_close(struct tandem_http_conn *c)
     if (c->parsing != NULL) {
         request_release(c->parsing);
         c->parsing = NULL;
+    }
+    if (c->tls != NULL && !c->handshaking && !c->tls_quiet) {
+        tandem_tls_close_notify(c->tls); /* best effort: a stream's reader sees a clean end */
     }
     struct tandem_list *link = c->queue.next;
     for (unsigned i = 0; i < c->writing; i++) {
@@ -1232,6 +1310,157 @@ static void server_reject_connection(struct tandem_http_server *s)
     uv_close((uv_handle_t *)tcp, reject_close_cb);
 }
 
+static void conn_source(struct tandem_http_conn *c, char *out, size_t size);
+static bool refusal_log_due(struct tandem_http_server *s, const char *source);
+
+/* Counts a refusal on arrival and logs it at warn once per source a minute; returns -1. */
+static int conn_admit_refuse(struct tandem_http_server *s, struct tandem_http_conn *c,
+                             uint64_t *counter, const char *why)
+{
+    char source[TANDEM_HTTP_SOURCE_BYTES_MAX];
+    (*counter)++;
+    conn_source(c, source, sizeof source);
+    if (refusal_log_due(s, source)) {
+        tandem_log(TANDEM_LOG_WARN,
+                   "connection from %s refused before TLS: %s (further refusals from it for %u s "
+                   "are only counted)",
+                   source, why, TANDEM_HTTP_TLS_REFUSAL_LOG_MS / 1000u);
+    }
+    return -1;
+}
+
+/* Admission right after accept, before anything is read or any TLS: the source must be allowed
+ * and under its per-source count. Returns 0, or -1 (refusals counted) to close c at once. */
+static int conn_admit(struct tandem_http_server *s, struct tandem_http_conn *c)
+{
+    struct sockaddr_storage peer;
+    int len = (int)sizeof peer;
+    if (s->allow == NULL && s->per_source_max == 0) {
+        return 0;
+    }
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &len) != 0) {
+        return -1; /* the client is already gone */
+    }
+    if (s->allow != NULL && !tandem_allow_match(s->allow, (struct sockaddr *)&peer)) {
+        return conn_admit_refuse(s, c, &s->stats.refused_allow, "not in the allow-list");
+    }
+    if (s->per_source_max > 0) {
+        if (!tandem_source_of((struct sockaddr *)&peer, &c->source) ||
+            !tandem_sources_acquire(&s->sources, &c->source, s->per_source_max)) {
+            return conn_admit_refuse(s, c, &s->stats.refused_per_source,
+                                     "it has connections_per_source_max connections open");
+        }
+        c->source_counted = 1;
+    }
+    return 0;
+}
+
+/* ---- TLS ---- */
+
+/* The client's address as text ("?" when the socket no longer knows it). */
+static void conn_source(struct tandem_http_conn *c, char *out, size_t size)
+{
+    struct sockaddr_storage addr;
+    int len = (int)sizeof addr;
+    snprintf(out, size, "?");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&addr, &len) != 0) {
+        return;
+    }
+    if (addr.ss_family == AF_INET6) {
+        (void)uv_ip6_name((const struct sockaddr_in6 *)&addr, out, size);
+    } else if (addr.ss_family == AF_INET) {
+        (void)uv_ip4_name((const struct sockaddr_in *)&addr, out, size);
+    }
+}
+
+/* Whether a refusal from source is to be logged now: once per source per
+ * TANDEM_HTTP_TLS_REFUSAL_LOG_MS, and not at all while every remembered source is that recent
+ * (a flood from many addresses is counted, not logged line by line). */
+static bool refusal_log_due(struct tandem_http_server *s, const char *source)
+{
+    uint64_t now = uv_now(s->loop);
+    struct tandem_http_refusal_source *pick =
+        NULL; /* a free slot, else the one whose quiet ends first */
+    for (unsigned i = 0; i < TANDEM_HTTP_TLS_REFUSAL_SOURCES_MAX; i++) {
+        struct tandem_http_refusal_source *e = &s->refusals[i];
+        if (e->source[0] != '\0' && strcmp(e->source, source) == 0) {
+            if (now < e->quiet_until_ms) {
+                return false;
+            }
+            e->quiet_until_ms = now + TANDEM_HTTP_TLS_REFUSAL_LOG_MS;
+            return true;
+        }
+        if (pick == NULL || (pick->source[0] != '\0' &&
+                             (e->source[0] == '\0' || e->quiet_until_ms < pick->quiet_until_ms))) {
+            pick = e;
+        }
+    }
+    if (pick->source[0] != '\0' && now < pick->quiet_until_ms) {
+        return false;
+    }
+    snprintf(pick->source, sizeof pick->source, "%s", source);
+    pick->quiet_until_ms = now + TANDEM_HTTP_TLS_REFUSAL_LOG_MS;
+    return true;
+}
+
+/* A handshake failed or took too long: close without an answer, count, maybe log. */
+static void conn_tls_refuse(struct tandem_http_conn *c, const char *why)
+{
+    struct tandem_http_server *s = c->server;
+    char source[TANDEM_HTTP_SOURCE_BYTES_MAX];
+    conn_source(c, source, sizeof source);
+    s->stats.tls_refused++;
+    if (refusal_log_due(s, source)) {
+        tandem_log(TANDEM_LOG_WARN,
+                   "API: TLS connection from %s refused: %s (further refusals from it for %u s "
+                   "are only counted)",
+                   source, why, TANDEM_HTTP_TLS_REFUSAL_LOG_MS / 1000u);
+    }
+    c->handshaking = 0;
+    c->tls_quiet = 1;
+    conn_close(c);
+}
+
+static void conn_handshake_cb(void *data, int status)
+{
+    struct tandem_http_conn *c = data;
+    if (c->closing) {
+        return;
+    }
+    if (status != 0) {
+        const char *why = tandem_tls_error(c->tls);
+        conn_tls_refuse(c, why[0] != '\0' ? why : tandem_strerror(status));
+        return;
+    }
+    c->handshaking = 0;
+    tandem_tls_peer(c->tls, &c->peer);
+    conn_read_start(c);
+}
+
+/* Wraps the accepted socket in a TLS server session and starts the handshake. */
+static void conn_tls_start(struct tandem_http_conn *c)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    /* No certificate is allowed: the router answers such a client 401 (node/api/authz.h). */
+    if (tandem_tls_new(c->server->tls, &c->tcp, TANDEM_TLS_SERVER_CERT_OPTIONAL, NULL, c, &c->tls,
+                       errmsg) != 0) {
+        c->tls = NULL;
+        tandem_log(TANDEM_LOG_ERROR, "API: %s", errmsg);
+        conn_close(c);
+        return;
+    }
+    c->handshaking = 1;
+    if (tandem_tls_handshake(c->tls, conn_handshake_cb) != 0) {
+        conn_tls_refuse(c, tandem_tls_error(c->tls));
+    }
+}
+
+void tandem_http_server_set_tls(struct tandem_http_server *s, struct tandem_tls_ctx *tls)
+{
+    s->tls = tls;
+    s->tls_required = tls != NULL; /* the router asks for credentials (node/api/authz.h) */
+}
+
 static void server_connection_cb(uv_stream_t *listener, int status)
 {
     struct tandem_http_server *s = listener->data;
@@ -1265,7 +1494,7 @@ static void server_connection_cb(uv_stream_t *listener, int status)
     s->stats.connections_total++;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || conn_admit(s, c) != 0) {
         conn_close(c);
         return;
     }
@@ -1274,9 +1503,14 @@ static void server_connection_cb(uv_stream_t *listener, int status)
         conn_close(c);
         return;
     }
-    conn_read_start(c);
-    c->head_deadline = uv_now(s->loop) + s->limits.header_timeout_ms; /* the first request's */
+    /* The first request's head deadline; with TLS it bounds the handshake too. */
+    c->head_deadline = uv_now(s->loop) + s->limits.header_timeout_ms;
     conn_timer_start(c, s->limits.idle_timeout_ms);
+    if (s->tls != NULL) {
+        conn_tls_start(c);
+    } else {
+        conn_read_start(c);
+    }
 }
 
 /* ---- server ---- */
@@ -1386,6 +1620,20 @@ int tandem_http_server_set_reject_headers(struct tandem_http_server *s, const ch
     return 0;
 }
 
+int tandem_http_server_set_sources(struct tandem_http_server *s, const struct tandem_allow *allow,
+                                   unsigned per_source_max)
+{
+    tandem_assert(!s->listening && s->sources.slots == NULL); /* once, before listen */
+    s->allow = allow;
+    s->per_source_max = per_source_max;
+    if (per_source_max > 0 && tandem_sources_init(&s->sources, s->limits.connections_max) != 0) {
+        s->per_source_max = 0;
+        snprintf(s->errmsg, sizeof s->errmsg, "http server: out of memory");
+        return UV_ENOMEM;
+    }
+    return 0;
+}
+
 void tandem_http_server_stats(const struct tandem_http_server *s,
                               struct tandem_http_server_stats *out)
 {
@@ -1412,6 +1660,7 @@ static void server_maybe_finish(struct tandem_http_server *s)
     s->pool_count = 0;
     free(s->read_buf);
     s->read_buf = NULL;
+    tandem_sources_free(&s->sources);
     if (s->close_cb != NULL) {
         s->close_cb(s); /* last: it may free s */
     }

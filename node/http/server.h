@@ -10,8 +10,10 @@
 #include <http_parser.h>
 #include <uv.h>
 
+#include "consensus/allow.h"
 #include "consensus/tls.h"
 #include "node/http/head.h"
+#include "node/http/sources.h"
 #include "storage/error.h"
 #include "storage/list.h"
 
@@ -55,6 +57,12 @@
 /* A stream's bytes not yet written; a reader further behind is disconnected. */
 #define TANDEM_HTTP_STREAM_BUFFERED_BYTES_MAX (1024u * 1024u)
 #define TANDEM_HTTP_STREAM_KEEPALIVE_S        60 /* TCP keepalive idle time of a stream */
+/* Refused TLS handshakes are logged once per source address per this long (the rest counted);
+ * at most this many sources are remembered, so a flood from many addresses logs a bounded
+ * number of lines a minute. */
+#define TANDEM_HTTP_TLS_REFUSAL_LOG_MS      60000u
+#define TANDEM_HTTP_TLS_REFUSAL_SOURCES_MAX 64
+#define TANDEM_HTTP_SOURCE_BYTES_MAX        64 /* an address as text (INET6_ADDRSTRLEN fits) */
 
 struct tandem_http_limits {
     size_t body_bytes_max;       /* larger request bodies are answered 413 by the server */
@@ -93,6 +101,9 @@ struct tandem_http_request {
     /* Who the connection's TLS handshake proved the client to be: kind TANDEM_TLS_PEER_NONE on a
      * plaintext (insecure) server. Set by the server before the handler runs. */
     struct tandem_tls_peer peer;
+    /* Who the request acts as, set by the router's authorisation (node/api/authz.h): peer, or
+     * the user a node forwarded the request for. */
+    struct tandem_tls_peer identity;
     /* internal */
     struct tandem_http_server *server; /* borrowed */
     struct tandem_http_conn *conn;     /* borrowed; NULL once the connection is gone */
@@ -128,11 +139,25 @@ struct tandem_http_server_stats {
     uint64_t requests_outstanding;
     uint64_t rejected_400, rejected_408, rejected_413, rejected_431, rejected_503, rejected_505;
     uint64_t streams_open;
+    /* Connections closed right after accept, before anything is read: source outside the
+     * allow-list, or already at per_source_max open connections. */
+    uint64_t refused_allow, refused_per_source;
+    uint64_t tls_refused; /* failed or timed-out TLS handshakes (connection closed) */
+};
+
+/* A source whose refused handshake was logged ("" = a free slot), and until when (uv_now) its
+ * next refusals are only counted. */
+struct tandem_http_refusal_source {
+    char source[TANDEM_HTTP_SOURCE_BYTES_MAX];
+    uint64_t quiet_until_ms;
 };
 
 struct tandem_http_server {
     void *data; /* free for the owner (set by init); the handler reads it through s->data */
     char errmsg[TANDEM_ERRMSG_SIZE];
+    /* Set by the owner when the listener speaks TLS (0 by init): the router then asks every
+     * request for a credential (node/api/authz.h). */
+    int tls_required;
     /* internal */
     uv_loop_t *loop; /* borrowed */
     uv_tcp_t listener;
@@ -151,6 +176,11 @@ struct tandem_http_server {
     void (*close_cb)(struct tandem_http_server *s);
     struct tandem_http_server_stats stats;
     char reject_headers[TANDEM_HTTP_REJECT_HEADERS_BYTES_MAX]; /* on the server's own refusals */
+    const struct tandem_allow *allow;                          /* borrowed; NULL: every source */
+    unsigned per_source_max;       /* open connections from one address; 0: no limit */
+    struct tandem_sources sources; /* owned when per_source_max > 0 */
+    struct tandem_tls_ctx *tls;    /* borrowed: NULL = plaintext */
+    struct tandem_http_refusal_source refusals[TANDEM_HTTP_TLS_REFUSAL_SOURCES_MAX];
 };
 
 /* Validates limits (NULL = defaults) and initialises s. Returns 0, or a UV_* code with s->errmsg
@@ -167,9 +197,25 @@ int tandem_http_server_listen(struct tandem_http_server *s, const char *host, in
 /* The bound port, or -1 when not listening. */
 int tandem_http_server_port(const struct tandem_http_server *s);
 
+/* Serves HTTPS: every connection accepted from now on runs a TLS server handshake of tls
+ * (borrowed, outlives s; NULL = plaintext, the default) before any HTTP byte is read. The
+ * head deadline (header_timeout_ms from the accept) also bounds the handshake. A failed or late
+ * handshake closes the connection without an answer, counts in stats.tls_refused and is logged
+ * at warn once per source per TANDEM_HTTP_TLS_REFUSAL_LOG_MS. Each request's peer says who the
+ * client certificate names. */
+void tandem_http_server_set_tls(struct tandem_http_server *s, struct tandem_tls_ctx *tls);
+
 /* Header lines ("Name: value\r\n"...) added to the answers the server gives itself (400, 413,
  * 431, 503), so they name the node like every other answer. Returns 0, or -1 when too long. */
 int tandem_http_server_set_reject_headers(struct tandem_http_server *s, const char *headers);
+
+/* Admission of new connections, checked right after accept and before anything is read (so
+ * before any TLS): the source address must match allow (borrowed, must outlive s; NULL = every
+ * source) and have fewer than per_source_max (0 = no limit) connections open. Refused
+ * connections are closed at once and counted (refused_allow, refused_per_source). Call before
+ * listen. Returns 0, or UV_ENOMEM with s->errmsg filled. */
+int tandem_http_server_set_sources(struct tandem_http_server *s, const struct tandem_allow *allow,
+                                   unsigned per_source_max);
 
 void tandem_http_server_stats(const struct tandem_http_server *s,
                               struct tandem_http_server_stats *out);

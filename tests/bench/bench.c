@@ -40,6 +40,7 @@ struct bench_options {
     double rate, duration_s, warmup_s, read_ratio;
     uint64_t ops, keys, seed;
     size_t value_size;
+    const char *cacert, *cert, *key; /* borrowed from argv or the environment; NULL = none */
     int local_reads, json, sequential;
 };
 
@@ -62,9 +63,10 @@ struct bench_run {
     struct tandem_bench_endpoint endpoints[BENCH_ENDPOINTS_MAX];
     unsigned endpoint_count;
     struct tandem_bench_payload payload;
-    struct bench_worker *workers; /* owned */
-    unsigned workers_ready;       /* workers[0..workers_ready) have both handles open */
-    uv_timer_t phase;             /* end of warmup, then end of the run */
+    struct tandem_tls_ctx *tls_ctx; /* owned; NULL without --cacert/--cert/--key */
+    struct bench_worker *workers;   /* owned */
+    unsigned workers_ready;         /* workers[0..workers_ready) have both handles open */
+    uv_timer_t phase;               /* end of warmup, then end of the run */
     uv_signal_t sigint;
     int phase_open, sigint_open;
     uint64_t begin_ns, measure_start_ns, measure_end_ns;
@@ -99,8 +101,9 @@ static void keep_sample(struct bench_run *run, struct bench_worker *w,
     }
     const struct tandem_bench_conn *c = &w->conn;
     if (outcome == TANDEM_BENCH_OUTCOME_CONNECT || outcome == TANDEM_BENCH_OUTCOME_IO) {
+        const char *why = c->last_error != 0 ? uv_strerror(c->last_error) : "connection closed";
         snprintf(sample, BENCH_SAMPLE_BYTES, "%s: %s", c->endpoint->url,
-                 c->last_error != 0 ? uv_strerror(c->last_error) : "connection closed");
+                 c->last_error == UV_EPROTO && c->tls_error[0] != '\0' ? c->tls_error : why);
     } else if (outcome == TANDEM_BENCH_OUTCOME_TIMEOUT) {
         snprintf(sample, BENCH_SAMPLE_BYTES, "%s: no response in %u ms", c->endpoint->url,
                  c->timeout_ms);
@@ -329,11 +332,11 @@ static int parse_endpoints(struct bench_run *run, const char *list, char errmsg[
             if (tandem_bench_endpoint_parse(e, url, errmsg) != 0) {
                 return -1;
             }
-            if (e->tls) {
-                /* The bytes already pass through transport_write/transport_feed in
-                 * bench_conn.c; a TLS layer with client certificates belongs there once the
-                 * API serves HTTPS. */
-                snprintf(errmsg, 256, "%s: https endpoints are not supported by this build", url);
+            if (e->tls && run->tls_ctx == NULL) {
+                snprintf(errmsg, 256,
+                         "%s: an https endpoint needs --cacert, --cert and --key "
+                         "(or TANDEM_CACERT, TANDEM_CERT, TANDEM_KEY)",
+                         url);
                 return -1;
             }
             run->endpoint_count++;
@@ -358,7 +361,7 @@ static int start_workers(struct bench_run *run, char errmsg[256])
         w->conn.data = w;
         int rv =
             tandem_bench_conn_init(&w->conn, &run->loop, &run->endpoints[i % run->endpoint_count],
-                                   &run->payload, opt->timeout_ms, conn_cb);
+                                   &run->payload, run->tls_ctx, opt->timeout_ms, conn_cb);
         if (rv == 0) {
             rv = uv_timer_init(&run->loop, &w->pace);
             if (rv != 0) {
@@ -382,18 +385,43 @@ static int start_workers(struct bench_run *run, char errmsg[256])
     return 0;
 }
 
+/* Loads the client identity for https:// endpoints when --cacert/--cert/--key (or the
+ * environment) name one: all three or none. */
+static int tls_init(struct bench_run *run, char errmsg[256])
+{
+    const struct bench_options *opt = run->opt;
+    int given = (opt->cacert != NULL) + (opt->cert != NULL) + (opt->key != NULL);
+    if (given == 0) {
+        return 0;
+    }
+    if (given != 3) {
+        snprintf(errmsg, 256, "--cacert, --cert and --key go together");
+        return -1;
+    }
+    struct tandem_tls_files files = {.ca = opt->cacert, .cert = opt->cert, .key = opt->key};
+    char why[TANDEM_ERRMSG_SIZE];
+    if (tandem_tls_ctx_new(&files, &run->tls_ctx, why) != TANDEM_OK) {
+        snprintf(errmsg, 256, "TLS: %s", why);
+        return -1;
+    }
+    return 0;
+}
+
 /* Everything of run that needs no undoing beyond run_free: loop, handles, payload, workers. */
 static int run_init(struct bench_run *run, const struct bench_options *opt, char errmsg[256])
 {
     memset(run, 0, sizeof *run);
     run->opt = opt;
     tandem_bench_hist_reset(&run->hist);
-    if (parse_endpoints(run, opt->endpoints, errmsg) != 0) {
+    if (tls_init(run, errmsg) != 0) {
         return -1;
+    }
+    if (parse_endpoints(run, opt->endpoints, errmsg) != 0) {
+        goto err_after_tls;
     }
     if (tandem_bench_payload_init(&run->payload, opt->target, opt->value_size, opt->local_reads,
                                   opt->seed, errmsg) != 0) {
-        return -1;
+        goto err_after_tls;
     }
     run->workers = calloc(opt->connections, sizeof *run->workers);
     int rv = run->workers == NULL ? UV_ENOMEM : uv_loop_init(&run->loop);
@@ -424,6 +452,8 @@ err_after_loop:
 err_after_payload:
     free(run->workers);
     tandem_bench_payload_free(&run->payload);
+err_after_tls:
+    tandem_tls_ctx_free(run->tls_ctx);
     return -1;
 }
 
@@ -465,6 +495,8 @@ static void run_free(struct bench_run *run)
     free(run->workers);
     run->workers = NULL;
     tandem_bench_payload_free(&run->payload);
+    tandem_tls_ctx_free(run->tls_ctx);
+    run->tls_ctx = NULL;
 }
 
 /* TCP connections made over the whole run, warmup included: more than --connections means
@@ -631,6 +663,10 @@ static const char usage_text[] =
     "  --consistency linearizable|local   reads: tandem ?consistency=local, etcd serializable\n"
     "  --timeout-ms MS      per request, connect included (default 10000)\n"
     "  --seed N             key choice and value bytes (default 1)\n"
+    "  --cacert FILE --cert FILE --key FILE   for https:// endpoints: the cluster CA and the\n"
+    "                       client certificate (a user's or a node's) with its key; default\n"
+    "                       TANDEM_CACERT, TANDEM_CERT, TANDEM_KEY. TLS 1.3, the server must\n"
+    "                       present a node certificate of the CA\n"
     "  -o table|json        report format (default table)\n"
     "tandem: PUT/GET /v1/kv/bench-<n>. etcd: POST /v3/kv/put and /v3/kv/range, base64 keys.\n"
     "Writes sent to a tandem follower are forwarded to the leader: point write benchmarks at\n"
@@ -676,6 +712,9 @@ enum {
     OPT_CONSISTENCY,
     OPT_TIMEOUT,
     OPT_SEED,
+    OPT_CACERT,
+    OPT_CERT,
+    OPT_KEY,
 };
 
 static const struct option long_options[] = {
@@ -693,6 +732,9 @@ static const struct option long_options[] = {
     {"consistency", required_argument, NULL, OPT_CONSISTENCY},
     {"timeout-ms", required_argument, NULL, OPT_TIMEOUT},
     {"seed", required_argument, NULL, OPT_SEED},
+    {"cacert", required_argument, NULL, OPT_CACERT},
+    {"cert", required_argument, NULL, OPT_CERT},
+    {"key", required_argument, NULL, OPT_KEY},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -752,6 +794,12 @@ static int apply_option(struct bench_options *opt, int c, const char *arg, char 
         case OPT_SEED:
             rv = parse_u64(arg, 0, UINT64_MAX, &opt->seed);
             break;
+        case OPT_CACERT:
+        case OPT_CERT:
+        case OPT_KEY:
+            rv = arg[0] != '\0' ? 0 : -1;
+            *(c == OPT_CACERT ? &opt->cacert : c == OPT_CERT ? &opt->cert : &opt->key) = arg;
+            break;
         case 'o':
             rv = strcmp(arg, "table") == 0 || strcmp(arg, "json") == 0 ? 0 : -1;
             opt->json = strcmp(arg, "json") == 0;
@@ -766,13 +814,22 @@ static int apply_option(struct bench_options *opt, int c, const char *arg, char 
     return rv;
 }
 
+static const char *env_or_null(const char *name)
+{
+    const char *value = getenv(name);
+    return value != NULL && value[0] != '\0' ? value : NULL;
+}
+
 static int parse_options(struct bench_options *opt, int argc, char **argv, char errmsg[256])
 {
     *opt = (struct bench_options){.connections = 16,
                                   .timeout_ms = BENCH_TIMEOUT_MS_DEF,
                                   .keys = 10000,
                                   .value_size = 256,
-                                  .seed = 1};
+                                  .seed = 1,
+                                  .cacert = env_or_null("TANDEM_CACERT"),
+                                  .cert = env_or_null("TANDEM_CERT"),
+                                  .key = env_or_null("TANDEM_KEY")};
     int target_given = 0, duration_given = 0, c;
     while ((c = getopt_long(argc, argv, "o:h", long_options, NULL)) != -1) {
         if (c == 'h') {

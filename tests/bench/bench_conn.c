@@ -1,7 +1,9 @@
-/* One tandem-bench connection: connect, write one request, parse its response, reconnect. */
+/* One tandem-bench connection: connect (and TLS handshake), write one request, parse its
+ * response, reconnect. */
 #include "tests/bench/bench_conn.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 static int on_body(http_parser *p, const char *at, size_t len);
@@ -14,6 +16,7 @@ static const http_parser_settings parser_settings = {
 
 static void tcp_close_cb(uv_handle_t *handle);
 static void connect_cb(uv_connect_t *req, int status);
+static void stream_read(struct tandem_bench_conn *conn, ssize_t nread, const char *data);
 
 static int on_body(http_parser *p, const char *at, size_t len)
 {
@@ -49,7 +52,11 @@ static void close_socket(struct tandem_bench_conn *conn)
     if (conn->state == TANDEM_BENCH_CONN_CLOSED || conn->state == TANDEM_BENCH_CONN_CLOSING) {
         return;
     }
-    uv_read_stop((uv_stream_t *)&conn->tcp);
+    if (conn->tls != NULL) {
+        tandem_tls_read_stop(conn->tls);
+    } else {
+        uv_read_stop((uv_stream_t *)&conn->tcp);
+    }
     uv_close((uv_handle_t *)&conn->tcp, tcp_close_cb);
     conn->state = TANDEM_BENCH_CONN_CLOSING;
 }
@@ -75,10 +82,20 @@ static void fail(struct tandem_bench_conn *conn, enum tandem_bench_outcome outco
 }
 
 static void write_cb(uv_write_t *req, int status);
+static void tls_write_cb(void *data, void *write_data, int status);
 
-/* The one place request bytes go to the socket: a TLS layer encrypts here. */
+/* The one place request bytes go to the socket: over TLS they are encrypted at once. */
 static int transport_write(struct tandem_bench_conn *conn)
 {
+    if (conn->tls != NULL) {
+        int rc = tandem_tls_write(conn->tls, conn->request.bufs, conn->request.nbufs, NULL,
+                                  tls_write_cb);
+        if (rc != TANDEM_OK) {
+            snprintf(conn->tls_error, sizeof conn->tls_error, "%s", tandem_tls_error(conn->tls));
+            return UV_EPROTO;
+        }
+        return 0;
+    }
     return uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, conn->request.bufs,
                     conn->request.nbufs, write_cb);
 }
@@ -106,9 +123,9 @@ static int write_request(struct tandem_bench_conn *conn)
     return 0;
 }
 
-static void write_cb(uv_write_t *req, int status)
+/* The request's bytes left (status 0) or could not (a UV_* code). */
+static void write_done(struct tandem_bench_conn *conn, int status)
 {
-    struct tandem_bench_conn *conn = req->data;
     conn->writing = 0;
     if (conn->state != TANDEM_BENCH_CONN_BUSY) {
         return; /* cancelled by a close, or the response already ended the request */
@@ -128,6 +145,17 @@ static void write_cb(uv_write_t *req, int status)
         }
         conn->writing = 1;
     }
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+    write_done(req->data, status);
+}
+
+static void tls_write_cb(void *data, void *write_data, int status)
+{
+    (void)write_data;
+    write_done(data, status == TANDEM_OK ? 0 : UV_EPIPE);
 }
 
 static int open_socket(struct tandem_bench_conn *conn)
@@ -156,6 +184,8 @@ static int open_socket(struct tandem_bench_conn *conn)
 static void tcp_close_cb(uv_handle_t *handle)
 {
     struct tandem_bench_conn *conn = handle->data;
+    tandem_tls_free(conn->tls); /* uv_close ran its write callbacks already */
+    conn->tls = NULL;
     conn->handles_open--;
     conn->state = TANDEM_BENCH_CONN_CLOSED;
     if (conn->closing) {
@@ -216,7 +246,21 @@ static void transport_feed(struct tandem_bench_conn *conn, const char *data, siz
 
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
-    struct tandem_bench_conn *conn = stream->data;
+    stream_read(stream->data, nread, buf->base);
+}
+
+static void tls_read_cb(void *data, ssize_t nread, const char *buf)
+{
+    struct tandem_bench_conn *conn = data;
+    if (nread == UV_EPROTO) {
+        snprintf(conn->tls_error, sizeof conn->tls_error, "%s", tandem_tls_error(conn->tls));
+    }
+    stream_read(conn, nread, buf);
+}
+
+/* Response bytes (nread > 0) or the end of the stream (a UV_* code), plain or decrypted. */
+static void stream_read(struct tandem_bench_conn *conn, ssize_t nread, const char *data)
+{
     if (nread == 0) {
         return;
     }
@@ -230,7 +274,51 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         }
         return;
     }
-    transport_feed(conn, buf->base, (size_t)nread);
+    transport_feed(conn, data, (size_t)nread);
+}
+
+static void send_after_connect(struct tandem_bench_conn *conn)
+{
+    conn->last_error = write_request(conn);
+    if (conn->last_error != 0) {
+        fail(conn, TANDEM_BENCH_OUTCOME_IO);
+    }
+}
+
+static void tls_handshake_cb(void *data, int status)
+{
+    struct tandem_bench_conn *conn = data;
+    if (conn->state != TANDEM_BENCH_CONN_CONNECTING) {
+        return; /* closed meanwhile */
+    }
+    if (status == TANDEM_OK && tandem_tls_read_start(conn->tls, tls_read_cb) == TANDEM_OK) {
+        send_after_connect(conn);
+        return;
+    }
+    snprintf(conn->tls_error, sizeof conn->tls_error, "%s", tandem_tls_error(conn->tls));
+    conn->last_error = UV_EPROTO;
+    fail(conn, TANDEM_BENCH_OUTCOME_CONNECT);
+}
+
+/* Wraps the connected socket in TLS; the request goes out from tls_handshake_cb. */
+static int tls_start(struct tandem_bench_conn *conn)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    if (conn->tls_ctx == NULL) {
+        snprintf(conn->tls_error, sizeof conn->tls_error, "https:// needs --cacert/--cert/--key");
+        return UV_EPROTO;
+    }
+    /* Any node certificate of the CA serves: the bench names endpoints by address. */
+    if (tandem_tls_new(conn->tls_ctx, &conn->tcp, TANDEM_TLS_CLIENT, NULL, conn, &conn->tls,
+                       errmsg) != TANDEM_OK) {
+        snprintf(conn->tls_error, sizeof conn->tls_error, "%s", errmsg);
+        return UV_EPROTO;
+    }
+    if (tandem_tls_handshake(conn->tls, tls_handshake_cb) != TANDEM_OK) {
+        snprintf(conn->tls_error, sizeof conn->tls_error, "%s", tandem_tls_error(conn->tls));
+        return UV_EPROTO;
+    }
+    return 0;
 }
 
 static void connect_cb(uv_connect_t *req, int status)
@@ -240,7 +328,10 @@ static void connect_cb(uv_connect_t *req, int status)
         return; /* closed meanwhile */
     }
     conn->last_error = status;
-    if (status == 0) {
+    if (status == 0 && conn->endpoint->tls) {
+        conn->connects++;
+        conn->last_error = tls_start(conn);
+    } else if (status == 0) {
         conn->connects++;
         conn->last_error = uv_read_start((uv_stream_t *)&conn->tcp, alloc_cb, read_cb);
     }
@@ -248,9 +339,8 @@ static void connect_cb(uv_connect_t *req, int status)
         fail(conn, TANDEM_BENCH_OUTCOME_CONNECT);
         return;
     }
-    conn->last_error = write_request(conn);
-    if (conn->last_error != 0) {
-        fail(conn, TANDEM_BENCH_OUTCOME_IO);
+    if (!conn->endpoint->tls) {
+        send_after_connect(conn);
     }
 }
 
@@ -268,7 +358,8 @@ static void deadline_close_cb(uv_handle_t *handle)
 
 int tandem_bench_conn_init(struct tandem_bench_conn *conn, uv_loop_t *loop,
                            const struct tandem_bench_endpoint *endpoint,
-                           const struct tandem_bench_payload *payload, unsigned timeout_ms,
+                           const struct tandem_bench_payload *payload,
+                           struct tandem_tls_ctx *tls_ctx, unsigned timeout_ms,
                            tandem_bench_conn_cb cb)
 {
     void *data = conn->data;
@@ -277,6 +368,7 @@ int tandem_bench_conn_init(struct tandem_bench_conn *conn, uv_loop_t *loop,
     conn->loop = loop;
     conn->endpoint = endpoint;
     conn->payload = payload;
+    conn->tls_ctx = tls_ctx;
     conn->timeout_ms = timeout_ms;
     conn->cb = cb;
     conn->state = TANDEM_BENCH_CONN_CLOSED;

@@ -1,5 +1,6 @@
-/* One tandem-bench connection: keep-alive HTTP/1.1 over libuv with exactly one request in flight
- * (no pipelining), reconnecting on demand, reporting every request's outcome once. */
+/* One tandem-bench connection: keep-alive HTTP/1.1 over libuv, plain or through TLS
+ * (consensus/tls.h) for https:// endpoints, with exactly one request in flight (no pipelining),
+ * reconnecting on demand, reporting every request's outcome once. */
 #ifndef TANDEM_BENCH_CONN_H
 #define TANDEM_BENCH_CONN_H
 
@@ -8,6 +9,8 @@
 #include <http_parser.h>
 #include <uv.h>
 
+#include "consensus/tls.h"
+#include "storage/error.h"
 #include "tests/bench/bench_http.h"
 
 /* Bytes handed to one read callback; a response may span several reads. */
@@ -39,6 +42,8 @@ struct tandem_bench_conn {
     uv_loop_t *loop;                              /* borrowed */
     const struct tandem_bench_endpoint *endpoint; /* borrowed */
     const struct tandem_bench_payload *payload;   /* borrowed */
+    struct tandem_tls_ctx *tls_ctx;               /* borrowed; needed for https:// endpoints */
+    struct tandem_tls *tls;                       /* owned while tcp is open over TLS */
     tandem_bench_conn_cb cb;
     void (*close_cb)(struct tandem_bench_conn *conn);
     enum tandem_bench_conn_state state;
@@ -51,6 +56,7 @@ struct tandem_bench_conn {
     int status;              /* of the response being parsed */
     int last_error;          /* UV_* code behind the last CONNECT/IO outcome, for samples */
     const char *parse_error; /* static text behind the last PARSE outcome, for samples */
+    char tls_error[TANDEM_ERRMSG_SIZE]; /* why the last TLS handshake or record failed */
     struct tandem_bench_request request;
     char body_prefix[TANDEM_BENCH_BODY_PREFIX_BYTES];
     size_t body_prefix_len;
@@ -58,10 +64,12 @@ struct tandem_bench_conn {
     char read_buf[TANDEM_BENCH_READ_BUFFER_BYTES];
 };
 
-/* Connects lazily (on the first send). Returns 0 or a UV_* code (nothing to close then). */
+/* Connects lazily (on the first send); tls_ctx (borrowed, may be NULL for http://) is the client
+ * identity for an https:// endpoint. Returns 0 or a UV_* code (nothing to close then). */
 int tandem_bench_conn_init(struct tandem_bench_conn *conn, uv_loop_t *loop,
                            const struct tandem_bench_endpoint *endpoint,
-                           const struct tandem_bench_payload *payload, unsigned timeout_ms,
+                           const struct tandem_bench_payload *payload,
+                           struct tandem_tls_ctx *tls_ctx, unsigned timeout_ms,
                            tandem_bench_conn_cb cb);
 
 /* Sends op on key_index; the connection must not be CONNECTING or BUSY (one request in flight).

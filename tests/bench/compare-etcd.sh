@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks tandem against etcd side by side on this machine and prints one comparison table.
 #
-#   tests/bench/compare-etcd.sh [--seconds S] [--json FILE] [--dir DIR] [--keep]
+#   tests/bench/compare-etcd.sh [--tls] [--seconds S] [--json FILE] [--dir DIR] [--keep]
 #
+#   --tls         both systems with TLS 1.3 and client certificates on the client API and
+#                 between members (the default is plaintext for both)
 #   --seconds S   measured seconds per workload and system (default 10), after a 2 s warmup
 #   --json FILE   also write the table, with every tandem-bench report, as JSON to FILE
 #   --dir DIR     where the data of both clusters goes (default: a new directory in $TMPDIR or
@@ -11,7 +13,12 @@
 #
 # What runs: a 3-member etcd cluster (Debian's etcd-server, installed when `etcd` is missing) and
 # a 3-member tandem cluster (deploy/local-cluster.sh up --topology 3 --insecure), all on
-# 127.0.0.1. Both keep their default durable settings: etcd fsyncs its WAL (no
+# 127.0.0.1. With --tls, one CA from deploy/certs.sh signs a node certificate per etcd member
+# and a user certificate for tandem-bench; etcd runs with --cert-file/--key-file/
+# --client-cert-auth/--trusted-ca-file and the --peer-* equivalents, tandem with its default TLS
+# (local-cluster.sh up without --insecure: its own CA in DIR/tls, mutual TLS on raft and the
+# API, tandem-bench as user admin). tandem's per-credential rate limit is off in both modes
+# (rate_limit_rps=0): etcd has none. Both keep their default durable settings: etcd fsyncs its WAL (no
 # --unsafe-no-fsync), tandem fsyncs its raft log and never opens LMDB with MDB_NOSYNC.
 # Workloads, in order, each run against tandem and then against etcd before the next one starts,
 # so slow drift of the machine (page cache, CPU heat, compaction) hits both alike:
@@ -54,6 +61,7 @@ BENCH_SLACK_S=60
 SETTLE_S=1 # pause between runs so one system's background work does not land in the other's
 
 JSON_OUT=""
+TLS=0
 BASE_DIR=""
 KEEP=0
 WORK=""
@@ -66,7 +74,7 @@ die() {
 }
 
 usage() {
-    sed -n '3,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '3,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -89,6 +97,7 @@ parse_args() {
                 shift
                 ;;
             --keep) KEEP=1 ;;
+            --tls) TLS=1 ;;
             -h | --help) usage ;;
             *) die "unknown argument '$1' (see --help)" ;;
         esac
@@ -186,22 +195,48 @@ etcd_is_ours() {
     [[ $cmdline == *etcd* && $cmdline == *"$WORK/etcd/"* ]]
 }
 
+# --tls: one CA, a node certificate per etcd member (serverAuth+clientAuth, SAN 127.0.0.1) and
+# a user certificate for tandem-bench and curl; ETCD_CURL/ETCD_BENCH hold the client options.
+make_etcd_certs() {
+    ETCD_CURL=()
+    ETCD_BENCH=()
+    ((TLS)) || return 0
+    local certs=$WORK/etcd-certs nodes="" i
+    for ((i = 0; i < ETCD_MEMBERS; i++)); do nodes+=${nodes:+,}etcd-$i; done
+    bash "$REPO_DIR/deploy/certs.sh" "$certs" --nodes "$nodes" --users bench >/dev/null
+    ETCD_CURL=(--cacert "$certs/ca.pem" --cert "$certs/bench.pem" --key "$certs/bench.key")
+    ETCD_BENCH=("${ETCD_CURL[@]}")
+}
+
+# The TLS options of etcd member NAME (none without --tls).
+etcd_tls_flags() {
+    ((TLS)) || return 0
+    local certs=$WORK/etcd-certs
+    printf '%s\n' --cert-file "$certs/$1.pem" --key-file "$certs/$1.key" --client-cert-auth \
+        --trusted-ca-file "$certs/ca.pem" --peer-cert-file "$certs/$1.pem" \
+        --peer-key-file "$certs/$1.key" --peer-client-cert-auth \
+        --peer-trusted-ca-file "$certs/ca.pem"
+}
+
 start_etcd() {
-    local ports i name cluster="" peer client
-    local -a p
+    local ports i name cluster="" peer client scheme=http
+    local -a p tls_flags
+    ((TLS)) && scheme=https
+    make_etcd_certs
     ports=$(free_ports $((2 * ETCD_MEMBERS)))
     read -r -a p <<<"$ports"
     ETCD_URLS=()
     for ((i = 0; i < ETCD_MEMBERS; i++)); do
-        cluster+=${cluster:+,}etcd-$i=http://127.0.0.1:${p[2 * i + 1]}
-        ETCD_URLS+=("http://127.0.0.1:${p[2 * i]}")
+        cluster+=${cluster:+,}etcd-$i=$scheme://127.0.0.1:${p[2 * i + 1]}
+        ETCD_URLS+=("$scheme://127.0.0.1:${p[2 * i]}")
     done
     mkdir -p "$WORK/etcd"
     for ((i = 0; i < ETCD_MEMBERS; i++)); do
         name=etcd-$i
         client=${ETCD_URLS[i]}
-        peer=http://127.0.0.1:${p[2 * i + 1]}
-        etcd --name "$name" --data-dir "$WORK/etcd/$name" \
+        peer=$scheme://127.0.0.1:${p[2 * i + 1]}
+        mapfile -t tls_flags < <(etcd_tls_flags "$name")
+        etcd --name "$name" --data-dir "$WORK/etcd/$name" "${tls_flags[@]}" \
             --listen-client-urls "$client" --advertise-client-urls "$client" \
             --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
             --initial-cluster "$cluster" --initial-cluster-state new \
@@ -224,7 +259,8 @@ wait_etcd_healthy() {
         done
         healthy=0
         for i in "${!ETCD_URLS[@]}"; do
-            if curl -sf --max-time 2 "${ETCD_URLS[i]}/health" | grep -q '"health":"true"'; then
+            if curl -sf --max-time 2 "${ETCD_CURL[@]}" "${ETCD_URLS[i]}/health" |
+                grep -q '"health":"true"'; then
                 healthy=$((healthy + 1))
             fi
         done
@@ -238,18 +274,20 @@ wait_etcd_healthy() {
 # answers a put and a range with the base64 JSON tandem-bench sends before trusting any number.
 check_etcd_gateway() {
     local url=${ETCD_URLS[0]} answer
-    answer=$(curl -sf --max-time 5 -X POST "$url/v3/kv/put" \
+    answer=$(curl -sf --max-time 5 "${ETCD_CURL[@]}" -X POST "$url/v3/kv/put" \
         -d '{"key":"Y29tcGFyZS1wcm9iZQ==","value":"MQ=="}') ||
         die "etcd $url does not serve POST /v3/kv/put (etcd $(etcd --version | head -n1)): needs >= 3.4"
     [[ $answer == *'"header"'* ]] || die "unexpected answer from $url/v3/kv/put: $answer"
-    answer=$(curl -sf --max-time 5 -X POST "$url/v3/kv/range" -d '{"key":"Y29tcGFyZS1wcm9iZQ=="}')
+    answer=$(curl -sf --max-time 5 "${ETCD_CURL[@]}" -X POST "$url/v3/kv/range" \
+        -d '{"key":"Y29tcGFyZS1wcm9iZQ=="}')
     [[ $answer == *'"value":"MQ=="'* ]] || die "unexpected answer from $url/v3/kv/range: $answer"
 }
 
 etcd_leader_url() {
     local url json member leader
     for url in "${ETCD_URLS[@]}"; do
-        json=$(curl -sf --max-time 2 -X POST "$url/v3/maintenance/status" -d '{}') || continue
+        json=$(curl -sf --max-time 2 "${ETCD_CURL[@]}" -X POST "$url/v3/maintenance/status" \
+            -d '{}') || continue
         member=$(json_get header.member_id <<<"$json") || continue
         leader=$(json_get leader <<<"$json") || continue
         if [[ -n $member && $member == "$leader" ]]; then
@@ -263,7 +301,7 @@ etcd_leader_url() {
 tandem_leader_url() {
     local url json api
     for url in $(tr ',' ' ' <"$WORK/tandem/endpoints"); do
-        json=$(curl -sf --max-time 2 "$url/v1/status") || continue
+        json=$(curl -sf --max-time 2 "${TANDEM_CURL[@]}" "$url/v1/status") || continue
         api=$(json_get leader.api <<<"$json") || continue
         if [[ -n $api ]]; then
             echo "$api"
@@ -273,9 +311,21 @@ tandem_leader_url() {
     return 1
 }
 
+# Plaintext with --insecure; with --tls the cluster's own CA (DIR/tls) and user admin for
+# tandem-bench and curl (TANDEM_CURL/TANDEM_BENCH).
 start_tandem() {
+    local -a mode=(--insecure)
+    local tls=$WORK/tandem/tls
+    TANDEM_CURL=()
+    TANDEM_BENCH=()
+    if ((TLS)); then
+        mode=()
+        TANDEM_CURL=(--cacert "$tls/ca.pem" --cert "$tls/admin.pem" --key "$tls/admin.key")
+        TANDEM_BENCH=("${TANDEM_CURL[@]}")
+    fi
     TANDEM_UP=1
-    TANDEM_BIN_DIR=$BIN_DIR bash "$LOCAL_CLUSTER" up "$WORK/tandem" --topology 3 --insecure >&2
+    TANDEM_BIN_DIR=$BIN_DIR bash "$LOCAL_CLUSTER" up "$WORK/tandem" --topology 3 "${mode[@]}" \
+        --set rate_limit_rps=0 >&2
 }
 
 stop_everything() {
@@ -312,16 +362,19 @@ stop_everything() {
 # comparison goes on.
 bench() {
     local system=$1 name=$2 url out limit rc=0
+    local -a tls
     shift 2
     out=$WORK/results/$name-$system.json
     if [[ $system == tandem ]]; then
         url=$(tandem_leader_url) || { echo '{"failed":"no tandem leader"}' >"$out"; return 0; }
+        tls=("${TANDEM_BENCH[@]}")
     else
         url=$(etcd_leader_url) || { echo '{"failed":"no etcd leader"}' >"$out"; return 0; }
+        tls=("${ETCD_BENCH[@]}")
     fi
     limit=$((WARMUP_S + MEASURE_S + BENCH_SLACK_S))
     timeout --signal=INT --kill-after=10 "$limit" "$BIN_DIR/tandem-bench" --target "$system" \
-        --endpoints "$url" -o json "$@" >"$out" 2>"$out.err" || rc=$?
+        --endpoints "$url" "${tls[@]}" -o json "$@" >"$out" 2>"$out.err" || rc=$?
     if ((rc != 0)); then
         python3 -c 'import json, sys; print(json.dumps({"failed": "tandem-bench exited %s: %s"
             % (sys.argv[1], open(sys.argv[2], errors="replace").read()[:200].strip())}))' \
@@ -374,9 +427,9 @@ run_workloads() {
 
 # Prints the table (and writes --json): one row per workload, ratio = tandem/etcd ops/s.
 report() {
-    python3 - "$WORK/results" "$JSON_OUT" "$MEASURE_S" "$WARMUP_S" "$1" <<'PY'
+    python3 - "$WORK/results" "$JSON_OUT" "$MEASURE_S" "$WARMUP_S" "$1" "$TLS" <<'PY'
 import json, os, sys
-results, json_out, measure_s, warmup_s, header = sys.argv[1:]
+results, json_out, measure_s, warmup_s, header, tls = sys.argv[1:]
 rows = [("write-c1", "write c=1"), ("write-c64", "write c=64"), ("write-c256", "write c=256"),
         ("read-c64", "linearizable read c=64")]
 def load(name, system):
@@ -395,7 +448,7 @@ print(header)
 fmt = "%-24s %13s %14s %11s %12s %7s"
 print(fmt % ("workload", "tandem ops/s", "tandem p99 ms", "etcd ops/s", "etcd p99 ms", "ratio"))
 doc = {"header": header.splitlines(), "seconds": int(measure_s), "warmup_s": int(warmup_s),
-       "workloads": []}
+       "tls": tls == "1", "workloads": []}
 notes = []
 for name, label in rows:
     t, e = load(name, "tandem"), load(name, "etcd")
@@ -415,6 +468,8 @@ for note in notes:
     print("  ! " + note)
 print("ratio = tandem ops/s / etcd ops/s; all connections to each system's leader; etcd through "
       "its v3 JSON gateway (HTTP/1.1), tandem through its HTTP API; 256-byte values.")
+print("channel: " + ("TLS 1.3 with client certificates on the API and between members, for both"
+                     if tls == "1" else "plaintext for both (etcd http://, tandem --insecure)"))
 if json_out:
     with open(json_out, "w") as f:
         json.dump(doc, f, indent=2)

@@ -12,6 +12,8 @@ import threading
 import time
 import urllib.parse
 
+from cluster import http_connection
+
 RETRY_BUDGET_S = 10.0   # a write that cannot land in this long has failed
 RETRY_PAUSE_S = 0.05
 REQUEST_TIMEOUT_S = 5.0
@@ -53,10 +55,8 @@ class Load:
         return self
 
     def _put(self, conn_box, url, key):
-        parts = urllib.parse.urlsplit(url)
         if conn_box[0] is None:
-            conn_box[0] = httpclient.HTTPConnection(parts.hostname, parts.port,
-                                                    timeout=REQUEST_TIMEOUT_S)
+            conn_box[0] = http_connection(url, timeout=REQUEST_TIMEOUT_S)
         conn = conn_box[0]
         try:
             conn.request("PUT", "/v1/kv/" + urllib.parse.quote(key, safe=""), body=key.encode())

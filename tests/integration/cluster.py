@@ -16,6 +16,12 @@ follows (python3 standard library only).
     if __name__ == "__main__":
         run_tests()
 
+Clusters run with TLS (mutual, the default of tandemd) unless Cluster(insecure=True): the
+cluster's CA and client certificates are in <dir>/tls (deploy/certs.sh, users admin and
+operator). http(), http_connection() and tls_socket() pick the TLS settings of the cluster that
+owns an https:// URL's address (client certificate: admin), so tests call them as they did over
+plain HTTP; pass context=Cluster.tls_context(user) to act as another user or as nobody.
+
 Environment: TANDEM_BIN_DIR (tandemd/tandemctl, default <source>/build) and TANDEM_SOURCE_DIR
 (default: two levels above this file); ctest sets both.
 """
@@ -26,6 +32,8 @@ import json
 import os
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -130,12 +138,50 @@ def wait_until(predicate, timeout, what, interval=POLL_INTERVAL_S):
         time.sleep(interval)
 
 
-def http(method, url, body=None, headers=None, timeout=5):
+# "host:port" -> ssl.SSLContext of the TLS cluster that serves there (registered by Cluster).
+_tls_contexts = {}
+
+
+def tls_context_for(url):
+    """The client ssl.SSLContext for an https:// URL: that of the cluster serving its address
+    (admin's certificate), else one that trusts the system's CAs; None for http:// URLs."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "https":
+        return None
+    return _tls_contexts.get(parts.netloc) or ssl.create_default_context()
+
+
+def http_connection(url, timeout=5, context=None):
+    """An http.client connection (HTTPSConnection for https://) to the host and port of url;
+    context replaces the cluster's TLS settings (see Cluster.tls_context)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https":
+        return httpclient.HTTPSConnection(parts.hostname, parts.port, timeout=timeout,
+                                          context=context or tls_context_for(url))
+    return httpclient.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+
+
+def tls_socket(url, timeout=5, context=None):
+    """A connected socket to url's host and port for raw HTTP exchanges: TLS-wrapped (handshake
+    done) for https://, plain for http://."""
+    parts = urllib.parse.urlsplit(url)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=timeout)
+    if parts.scheme != "https":
+        return sock
+    try:
+        return (context or tls_context_for(url)).wrap_socket(sock, server_hostname=parts.hostname)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def http(method, url, body=None, headers=None, timeout=5, context=None):
     """One HTTP request; returns (status, headers, body bytes) for every status code.
 
     body may be bytes, str (sent as UTF-8) or a dict/list (sent as JSON). headers in the answer
     is an http.client.HTTPMessage: case-insensitive, headers["X-Tandem-Node"] or None.
-    Raises OSError when the node cannot be reached.
+    Raises OSError when the node cannot be reached. https:// URLs use the TLS settings of the
+    cluster serving them unless context is given.
     """
     parts = urllib.parse.urlsplit(url)
     headers = dict(headers or {})
@@ -147,7 +193,7 @@ def http(method, url, body=None, headers=None, timeout=5):
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    conn = httpclient.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    conn = http_connection(url, timeout=timeout, context=context)
     try:
         conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
@@ -204,10 +250,11 @@ class Cluster:
     base URLs, in node order), names (node names in order).
     """
 
-    def __init__(self, topology="2+2+1", settings=None, insecure=True, bin_dir=None,
+    def __init__(self, topology="2+2+1", settings=None, insecure=False, bin_dir=None,
                  up_timeout=UP_TIMEOUT_S, isolate=False):
         """isolate: run each node in a cgroup v2 of its own (cgroup_dir(name)), so that
-        netcut.NetCut can cut the traffic between nodes; needs root and a cgroup2 mount."""
+        netcut.NetCut can cut the traffic between nodes; needs root and a cgroup2 mount.
+        insecure: no TLS (benchmarks only; tandemd logs it at warn)."""
         self.topology = topology
         self.isolate = isolate
         self.cgroup_root = None
@@ -220,6 +267,7 @@ class Cluster:
         self.names = []
         self.endpoints = []
         self.paused = set()
+        self._tls = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -266,6 +314,7 @@ class Cluster:
             print("cluster files kept in %s" % self.dir, flush=True)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+        self._unregister_tls()
         self.dir = None
         self._remove_cgroups()
 
@@ -303,6 +352,70 @@ class Cluster:
             self._reload_pid(name)
         with open(os.path.join(self.dir, "endpoints")) as f:
             self.endpoints = f.read().strip().split(",")
+        self._register_tls()
+
+    # ---- TLS -------------------------------------------------------------------------------
+
+    def tls_path(self, name):
+        """Path of a file in the cluster's certificate directory: tls_path("admin.pem")."""
+        return os.path.join(self.dir, "tls", name)
+
+    def tls_context(self, user="admin", ca=None):
+        """A client ssl.SSLContext trusting the cluster CA (or the CA file ca) and presenting
+        user's certificate (user=None: no client certificate, an anonymous client)."""
+        ctx = ssl.create_default_context(cafile=ca or self.tls_path("ca.pem"))
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        if user is not None:
+            ctx.load_cert_chain(self.tls_path(user + ".pem"), self.tls_path(user + ".key"))
+        return ctx
+
+    def ctl_env(self, user="admin"):
+        """Environment variables that give tandemctl this cluster's TLS settings (empty for an
+        insecure cluster)."""
+        if self.insecure:
+            return {}
+        return {"TANDEM_CACERT": self.tls_path("ca.pem"),
+                "TANDEM_CERT": self.tls_path(user + ".pem"),
+                "TANDEM_KEY": self.tls_path(user + ".key")}
+
+    @property
+    def scheme(self):
+        """URL scheme of the cluster's APIs: "https", or "http" when insecure."""
+        return "http" if self.insecure else "https"
+
+    def node_tls_settings(self, name):
+        """For a node started outside local-cluster.sh: makes its node certificate in the
+        cluster's tls directory (deploy/certs.sh) and returns the config settings naming it
+        ({} when insecure). Call trust(url) once its API URL is known."""
+        if self.insecure:
+            return {}
+        certs = os.path.join(SOURCE_DIR, "deploy", "certs.sh")
+        p = subprocess.run(["bash", certs, os.path.join(self.dir, "tls"), "--nodes", name],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=SCRIPT_TIMEOUT_S)
+        if p.returncode != 0:
+            raise ClusterError("certs.sh for %s failed: %s" % (name, p.stderr.strip()))
+        return {"tls_cert": self.tls_path(name + ".pem"), "tls_key": self.tls_path(name + ".key")}
+
+    def trust(self, url):
+        """Makes http() use this cluster's TLS settings for url's address too."""
+        if self._tls is not None:
+            _tls_contexts[urllib.parse.urlsplit(url).netloc] = self._tls
+
+    def _register_tls(self):
+        self._unregister_tls()
+        if self.insecure:
+            return
+        self._tls = self.tls_context()
+        for node in self.nodes.values():
+            netloc = urllib.parse.urlsplit(node["api"]).netloc
+            _tls_contexts[netloc] = self._tls
+
+    def _unregister_tls(self):
+        ctx = getattr(self, "_tls", None)
+        for netloc in [k for k, v in _tls_contexts.items() if v is ctx]:
+            del _tls_contexts[netloc]
+        self._tls = None
 
     def _conf(self, name):
         return os.path.join(self.nodes[name]["dir"], "tandem.conf")
@@ -341,16 +454,18 @@ class Cluster:
 
     # ---- HTTP ------------------------------------------------------------------------------
 
-    def http(self, method, url, body=None, headers=None, timeout=5):
+    def http(self, method, url, body=None, headers=None, timeout=5, context=None):
         """See the module-level http(): (status, headers, body bytes)."""
-        return http(method, url, body=body, headers=headers, timeout=timeout)
+        return http(method, url, body=body, headers=headers, timeout=timeout, context=context)
 
     def url(self, name, path=""):
         return self.nodes[name]["api"] + path
 
-    def api(self, name, method, path, body=None, headers=None, timeout=5):
-        """HTTP request to node name's API: api("east-1", "GET", "/v1/status")."""
-        return http(method, self.url(name, path), body=body, headers=headers, timeout=timeout)
+    def api(self, name, method, path, body=None, headers=None, timeout=5, context=None):
+        """HTTP request to node name's API: api("east-1", "GET", "/v1/status"); context: see
+        tls_context (another user, or none)."""
+        return http(method, self.url(name, path), body=body, headers=headers, timeout=timeout,
+                    context=context)
 
     def get_json(self, name, path, timeout=5):
         """GET path from node name; returns the decoded JSON, raises ClusterError unless 200."""
@@ -490,15 +605,17 @@ class Cluster:
 
     # ---- tools and diagnostics -------------------------------------------------------------
 
-    def ctl(self, *args, check=True, timeout=60, endpoints=None, stdin=None):
+    def ctl(self, *args, check=True, timeout=60, endpoints=None, stdin=None, user="admin"):
         """Runs tandemctl with TANDEM_ENDPOINTS set to the cluster (or endpoints, a list or a
-        comma-separated string); returns the CompletedProcess (text). check: ClusterError on a
-        non-zero exit."""
+        comma-separated string) and the cluster's TLS settings for user; returns the
+        CompletedProcess (text). check: ClusterError on a non-zero exit."""
         if endpoints is None:
             endpoints = self.endpoints
         if not isinstance(endpoints, str):
             endpoints = ",".join(endpoints)
-        env = dict(os.environ, TANDEM_ENDPOINTS=endpoints)
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("TANDEM_CACERT", "TANDEM_CERT", "TANDEM_KEY")}
+        env.update(self.ctl_env(user), TANDEM_ENDPOINTS=endpoints)
         argv = [os.path.join(self.bin_dir, "tandemctl")] + [str(a) for a in args]
         p = subprocess.run(argv, env=env, input=stdin, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, timeout=timeout)

@@ -9,12 +9,13 @@ import base64
 import json
 import os
 import socket
+import ssl
 import sys
 import time
 
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import BIN_DIR, Cluster, run_tests  # noqa: E402
+from cluster import BIN_DIR, Cluster, run_tests, tls_socket  # noqa: E402
 
 BODY_MAX_KIB = 8  # body_bytes_max_kib for the cluster: 413 tests stay small
 BODY_MAX = BODY_MAX_KIB * 1024
@@ -54,6 +55,9 @@ def txn(compare=None, success=None, failure=None):
 PUT_NEW = {"op": "put", "key": WITNESS_KEY, "value": b64(b"CHANGED")}
 EXISTS = {"key": WITNESS_KEY, "target": "exists", "op": "==", "exists": True}
 LONG_KEY = "a" * (KEY_MAX + 1)
+# A drill report as node/bcp/drill.c posts it (the forged ones below differ by one field).
+DRILL_REPORT = {"id": "d-1", "site": "east", "started": 1, "finished": 2, "ok": True, "rto_ms": 1,
+                "rpo_writes": 0, "digests_equal": True}
 
 
 def member(name, raft, api, role="voter"):
@@ -166,6 +170,41 @@ def bad_requests(c):
          json.dumps({"x": 1}), 400),
         ("box return with an unknown field", "POST", "/v1/boxes/B-none/return",
          json.dumps({"x": 1}), 400),
+        # strict input on the BCP, member and rebalance routes (issue 12): unknown, missing and
+        # mistyped fields are 400 before anything is relayed or proposed
+        ("bcp invoke with an unknown field", "POST", "/v1/bcp/invoke",
+         json.dumps({"site": "east", "x": 1}), 400),
+        ("bcp invoke without site", "POST", "/v1/bcp/invoke", json.dumps({"reason": "r"}), 400),
+        ("bcp invoke force not a boolean", "POST", "/v1/bcp/invoke",
+         json.dumps({"site": "east", "force": "yes"}), 400),
+        ("bcp revoke with a misspelt field", "POST", "/v1/bcp/revoke",
+         json.dumps({"site": "east", "failbak": True}), 400),
+        ("bcp prefer with an unknown field", "POST", "/v1/bcp/prefer",
+         json.dumps({"site": "", "x": 1}), 400),
+        ("bcp drill with an unknown field", "POST", "/v1/bcp/drill",
+         json.dumps({"site": "east", "dry_run": True, "x": 1}), 400),
+        ("bcp drill report with an unknown field", "POST", "/v1/bcp/drills",
+         json.dumps(dict(DRILL_REPORT, forged=True)), 400),
+        ("bcp drill report without rto_ms", "POST", "/v1/bcp/drills",
+         json.dumps({k: v for k, v in DRILL_REPORT.items() if k != "rto_ms"}), 400),
+        ("bcp drills ?full=bogus", "GET", "/v1/bcp/drills?full=bogus", None, 400),
+        ("bcp decision with an unknown field", "POST", "/v1/bcp/decisions",
+         json.dumps({"action": "release", "member": "east-1", "site": "east", "reason": "r",
+                     "by": "me", "x": 1}), 400),
+        ("member rejoin with an unknown field", "POST", "/v1/members/east-1/rejoin",
+         json.dumps({"x": 1}), 400),
+        ("members add with an unknown field", "POST", "/v1/members",
+         json.dumps({"name": "east-9", "site": "east", "raft": "127.0.0.1:1",
+                     "api": "http://127.0.0.1:2", "x": 1}), 400),
+        ("transfer with an unknown field", "POST", "/v1/leader/transfer",
+         json.dumps({"name": "no-such-node", "x": 1}), 400),
+        ("capacity with an unknown field", "POST", "/v1/sites/east/capacity",
+         json.dumps({"capacity": 1, "x": 1}), 400),
+        ("rebalance apply with an unknown field", "POST", "/v1/rebalance/apply",
+         json.dumps({"id": "0" * 32, "x": 1}), 400),
+        ("rebalance apply plan with an unknown field", "POST", "/v1/rebalance/apply",
+         json.dumps({"id": "0" * 32, "index": 1, "objective": "makespan", "moves": [], "x": 1}),
+         400),
         ("job id .. in the path", "POST", "/v1/jobs/../advance", "{}", 400),
         ("job id . in the path", "POST", "/v1/jobs/./advance", "{}", 400),
         ("job read of id ..", "GET", "/v1/jobs/..", None, 400),
@@ -299,28 +338,12 @@ def test_bad_requests_refused_and_change_nothing():
 def raw_exchange(c, name, data):
     """Sends data on a fresh connection and reads until the server closes it (bounded in time
     and bytes). Returns (bytes read, closed by the server)."""
-    host, port = c.nodes[name]["api"][len("http://"):].rsplit(":", 1)
-    s = socket.create_connection((host, int(port)), timeout=RAW_TIMEOUT_S)
-    got, closed = b"", False
-    deadline = time.monotonic() + RAW_TIMEOUT_S
+    s = tls_socket(c.nodes[name]["api"], timeout=RAW_TIMEOUT_S)
     try:
         s.sendall(data)
-        while len(got) < RAW_READ_MAX and time.monotonic() < deadline:
-            s.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
-                chunk = s.recv(65536)
-            except socket.timeout:
-                break
-            except ConnectionResetError:
-                closed = True
-                break
-            if not chunk:
-                closed = True
-                break
-            got += chunk
+        return read_until_closed(s, RAW_TIMEOUT_S)
     finally:
         s.close()
-    return got, closed
 
 
 def parse_responses(data):
@@ -400,7 +423,7 @@ def read_until_closed(s, limit_s):
             chunk = s.recv(65536)
         except socket.timeout:
             continue
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLError):  # a TLS close without close_notify
             return got, True
         if not chunk:
             return got, True
@@ -414,9 +437,9 @@ def test_slow_request_heads_get_408():
     limit_s = HEADER_TIMEOUT_MS / 1000.0
     with Cluster("3", settings=SETTINGS) as c:
         settle(c)
-        host, port = c.nodes[c.names[0]]["api"][len("http://"):].rsplit(":", 1)
-        trickle = socket.create_connection((host, int(port)), timeout=RAW_TIMEOUT_S)
-        silent = socket.create_connection((host, int(port)), timeout=RAW_TIMEOUT_S)
+        api = c.nodes[c.names[0]]["api"]
+        trickle = tls_socket(api, timeout=RAW_TIMEOUT_S)
+        silent = tls_socket(api, timeout=RAW_TIMEOUT_S)
         started = time.monotonic()
         try:
             trickle.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n")
@@ -424,7 +447,7 @@ def test_slow_request_heads_get_408():
             for byte in b"X-Slow: " + b"z" * 40:  # 40 x 0.2 s: well past the deadline
                 try:
                     trickle.sendall(bytes([byte]))
-                except (BrokenPipeError, ConnectionResetError):
+                except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
                     closed = True
                     break
                 time.sleep(0.2)
@@ -439,7 +462,7 @@ def test_slow_request_heads_get_408():
         finally:
             trickle.close()
             silent.close()
-        kept = socket.create_connection((host, int(port)), timeout=RAW_TIMEOUT_S)
+        kept = tls_socket(api, timeout=RAW_TIMEOUT_S)
         try:
             request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
             for _ in range(2):

@@ -18,12 +18,11 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bcp_load import Load, bcp_status, site_names  # noqa: E402
-from cluster import Cluster, run_tests, wait_until  # noqa: E402
+from cluster import Cluster, http_connection, run_tests, wait_until  # noqa: E402
 
 EVENT_TIMEOUT_S = 30     # site_down_after_ms plus an election plus the controller's steps
 INCIDENT_TIMEOUT_S = 45  # the report waits for the first write after the invoke, then settles
@@ -38,9 +37,7 @@ class EventReader:
     in arrival order (id is None for events without one, like "gap")."""
 
     def __init__(self, base_url, last_id=None, query=""):
-        parts = urllib.parse.urlsplit(base_url)
-        self.conn = httpclient.HTTPConnection(parts.hostname, parts.port,
-                                              timeout=STREAM_READ_TIMEOUT_S)
+        self.conn = http_connection(base_url, timeout=STREAM_READ_TIMEOUT_S)
         headers = {} if last_id is None else {"Last-Event-ID": str(last_id)}
         self.conn.request("GET", "/v1/events" + query, headers=headers)
         self.sock = self.conn.sock  # the response keeps it after the connection lets go
@@ -300,8 +297,8 @@ def test_ring_overflow_gap_stream_limit_and_hung_command():
         follow = subprocess.Popen(
             [os.path.join(c.bin_dir, "tandemctl"), "-o", "json", "bcp", "events", "--follow",
              "--since", str(since)],
-            env=dict(os.environ, TANDEM_ENDPOINTS=c.url(name)), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
+            env=dict(os.environ, TANDEM_ENDPOINTS=c.url(name), **c.ctl_env()),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             wait_until(lambda: events_json(c, name)["streams"] == 2, 10, "tandemctl following")
             status, _, body = c.api(name, "POST", "/v1/bcp/prefer",

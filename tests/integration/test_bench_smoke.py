@@ -1,13 +1,15 @@
 """Smoke test of tandem-bench (tests/bench/): against a real 3-node tandem cluster it preloads
 keys that really land, runs closed-loop writes and reads and an open-loop run at a fixed rate
-with -o json, and reports errors by kind against dead and silent servers; against a one-member
-etcd when etcd is installed (compare-etcd.sh installs it; CI may not have it)."""
+with -o json, and reports errors by kind against dead and silent servers; https:// endpoints
+with client certificates against a TLS 1.3 test server, and the refusals on either side; against
+a one-member etcd when etcd is installed (compare-etcd.sh installs it; CI may not have it)."""
 
 import base64
 import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -16,7 +18,7 @@ import time
 
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import BIN_DIR, Cluster, http, run_tests, wait_until  # noqa: E402
+from cluster import BIN_DIR, SOURCE_DIR, Cluster, http, run_tests, wait_until  # noqa: E402
 
 BENCH = os.path.join(BIN_DIR, "tandem-bench")
 BENCH_TIMEOUT_S = 60  # any single tandem-bench run here asks for at most a few seconds
@@ -68,7 +70,8 @@ def check_clean(r):
 
 
 def test_tandem_target():
-    with Cluster(topology="3") as c:
+    # Plaintext: benchmarks are what --insecure is for (the TLS mode is compare-etcd.sh's).
+    with Cluster(topology="3", insecure=True) as c:
         leader_api = c.nodes[c.leader()]["api"]
         preload = bench("--target", "tandem", "--endpoints", leader_api, "--connections", 8,
                         "--ops", PRELOAD_KEYS, "--keys", PRELOAD_KEYS, "--key-order",
@@ -195,6 +198,128 @@ def test_usage_errors():
         assert "tandem-bench:" in err, err
     err = bench("--target", "tandem", "--endpoints", "ftp://127.0.0.1:1", expect_rc=1)
     assert "http://" in err, err
+
+
+class TlsHttpServer:
+    """A TLS 1.3 HTTP/1.1 server on 127.0.0.1 that wants a client certificate of ca and answers
+    every request 200 {} on a kept-alive connection; it records the client CNs it saw."""
+
+    def __init__(self, certs, ca, name):
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_3
+        self.context.verify_mode = ssl.CERT_REQUIRED
+        self.context.load_verify_locations(os.path.join(certs, ca))
+        self.context.load_cert_chain(os.path.join(certs, name + ".pem"),
+                                     os.path.join(certs, name + ".key"))
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.listener.settimeout(0.2)
+        self.url = "https://127.0.0.1:%d" % self.listener.getsockname()[1]
+        self.client_names = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.accept, daemon=True)]
+        self.threads[0].start()
+
+    def accept(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                continue
+            t = threading.Thread(target=self.serve, args=(conn,), daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def serve(self, conn):
+        conn.settimeout(5)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            with self.context.wrap_socket(conn, server_side=True) as tls:
+                subject = dict(x[0] for x in tls.getpeercert()["subject"])
+                self.client_names.append(subject["commonName"])
+                pending = b""
+                while not self.stop.is_set():
+                    while b"\r\n\r\n" not in pending:
+                        chunk = tls.recv(65536)
+                        if not chunk:
+                            return
+                        pending += chunk
+                    head, pending = pending.split(b"\r\n\r\n", 1)
+                    length = 0
+                    for line in head.split(b"\r\n")[1:]:
+                        if line.lower().startswith(b"content-length:"):
+                            length = int(line.split(b":", 1)[1])
+                    while len(pending) < length:
+                        pending += tls.recv(65536)
+                    pending = pending[length:]
+                    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        except (OSError, ssl.SSLError, ValueError):
+            pass  # a refused handshake or a client gone
+
+    def close(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(10)
+        self.listener.close()
+
+
+def test_https_endpoints():
+    work = tempfile.mkdtemp(prefix="tandem-bench-tls-")
+    certs, other = os.path.join(work, "certs"), os.path.join(work, "other")
+    script = os.path.join(SOURCE_DIR, "deploy", "certs.sh")
+    for d in (certs, other):
+        subprocess.run(["bash", script, d, "--nodes", "node-1", "--users", "admin"], check=True,
+                       stdout=subprocess.DEVNULL, timeout=60)
+    ca, admin, admin_key = (os.path.join(certs, f) for f in ("ca.pem", "admin.pem", "admin.key"))
+    good = TlsHttpServer(certs, "ca.pem", "node-1")
+    user_server = TlsHttpServer(certs, "ca.pem", "admin")  # a user certificate as a server
+    try:
+        tls = ("--cacert", ca, "--cert", admin, "--key", admin_key)
+        r = bench("--target", "tandem", "--endpoints", good.url, "--connections", 2, "--ops",
+                  20, "--value-size", VALUE_SIZE, *tls)
+        check_report(r, "tandem", 2)
+        check_clean(r)
+        assert r["connects"] == 2, r  # kept alive over TLS
+        assert good.client_names == ["admin", "admin"], good.client_names
+
+        # The server must be a node certificate of our CA.
+        r = bench("--target", "tandem", "--endpoints", user_server.url, "--ops", 2, *tls)
+        assert r["errors"]["connect"] == 2, r
+        assert "peer is not a node certificate" in r["errors"]["samples"]["connect"], r
+        other_tls = ("--cert", os.path.join(other, "admin.pem"), "--key",
+                     os.path.join(other, "admin.key"))
+        r = bench("--target", "tandem", "--endpoints", good.url, "--ops", 2, "--cacert",
+                  os.path.join(other, "ca.pem"), *other_tls)
+        assert r["errors"]["connect"] == 2, r
+        assert "certificate verify failed" in r["errors"]["samples"]["connect"], r
+        # A client certificate of another CA (this client trusts both CAs): the server refuses
+        # it, which TLS 1.3 tells the client after its handshake, so the request fails.
+        both_cas = os.path.join(work, "both-cas.pem")
+        with open(both_cas, "w") as f:
+            for d in (certs, other):
+                f.write(open(os.path.join(d, "ca.pem")).read())
+        r = bench("--target", "tandem", "--endpoints", good.url, "--ops", 2, "--cacert",
+                  both_cas, *other_tls)
+        assert r["errors"]["total"] == 2 and r["ops"] == 0, r
+        # The request races the server's alert: the client reads the alert, or its write meets
+        # the closed socket first.
+        assert r["errors"]["io"] == 2, r
+        sample = r["errors"]["samples"]["io"]
+        assert "alert" in sample or "broken pipe" in sample or "reset" in sample, r
+
+        # Flags: all three or none; an https endpoint needs them; files must load.
+        err = bench("--target", "tandem", "--endpoints", good.url, "--cacert", ca, expect_rc=1)
+        assert "go together" in err, err
+        err = bench("--target", "tandem", "--endpoints", good.url, expect_rc=1)
+        assert "needs --cacert, --cert and --key" in err, err
+        err = bench("--target", "tandem", "--endpoints", good.url, "--cacert", ca, "--cert",
+                    admin, "--key", os.path.join(certs, "node-1.key"), expect_rc=1)
+        assert "does not match" in err, err
+    finally:
+        good.close()
+        user_server.close()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_etcd_target():

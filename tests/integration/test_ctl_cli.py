@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -45,10 +46,38 @@ class Cluster:
                     if (method is None or r["method"] == method) and r["path"].startswith(prefix)]
 
 
+class TLSServer(ThreadingHTTPServer):
+    """An https server for test_ctl_tls.py that handshakes in the request's thread; a refused
+    handshake sends its alert, then waits for the client to close, so that the client reads the
+    alert instead of a reset."""
+
+    tls = None  # the server-side ssl.SSLContext
+    HANDSHAKE_TIMEOUT_S = 5
+
+    def finish_request(self, request, client_address):
+        conn = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+        try:
+            conn.settimeout(self.HANDSHAKE_TIMEOUT_S)
+            try:
+                conn.do_handshake()
+            except (ssl.SSLError, OSError):
+                conn.shutdown(socket.SHUT_WR)
+                while conn.recv(4096):
+                    pass
+                return
+            conn.settimeout(None)
+            self.RequestHandlerClass(conn, client_address, self)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+
 class Node:
     """One fake tandemd: answers a slice of the v1 API from the shared Cluster."""
 
-    def __init__(self, cluster, name, site, state="follower", lag=0):
+    def __init__(self, cluster, name, site, state="follower", lag=0, tls=None):
+        """tls: an ssl.SSLContext (server side) to serve https:// instead (test_ctl_tls.py)."""
         self.cluster = cluster
         self.name = name
         self.site = site
@@ -56,9 +85,15 @@ class Node:
         self.lag = lag  # how far this node's applied index trails the cluster's
         self.commit_lag = 0  # how far its commit index trails (a node cut off from the others)
         self.unavailable = 0  # answer this many requests with 503 "no leader" first
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self.handler_class())
+        self.warnings = []  # its status's "warnings" (a certificate near its expiry)
+        server_class = ThreadingHTTPServer
+        if tls is not None:
+            server_class = type("NodeTLSServer", (TLSServer,), {"tls": tls})
+        self.server = server_class(("127.0.0.1", 0), self.handler_class(tls))
         self.server.daemon_threads = True
-        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.peers = []  # subject CNs of the client certificates of TLS connections
+        self.url = "%s://127.0.0.1:%d" % ("https" if tls else "http",
+                                          self.server.server_address[1])
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
                                        daemon=True)
         self.thread.start()
@@ -86,9 +121,9 @@ class Node:
                          "applied_index": c.index - self.lag, "apply_digest": "00" * 32,
                          "fenced": False, "epoch": 1, "cluster_id": "fake-cluster"},
                 "leader": {"name": leader.name, "api": leader.url} if leader else None,
-                "members": members}
+                "members": members, "warnings": self.warnings}
 
-    def handler_class(self):
+    def handler_class(self, tls=None):
         node = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -111,6 +146,9 @@ class Node:
                 self.wfile.write(data)
 
             def handle_any(self):
+                cert = self.connection.getpeercert() if tls is not None else None
+                if cert:
+                    node.peers.append(dict(x[0] for x in cert["subject"])["commonName"])
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 with node.cluster.lock:
@@ -493,6 +531,24 @@ def test_status_table(f):
     assert all(l[col:].split()[0] in ("leader", "follower", "down") for l in lines[2:])
 
 
+def test_status_warnings(f):
+    """Each member's own warnings (a TLS certificate within 30 days of expiry) show in status."""
+    text = ("TLS certificate west-1 expires at 2027-01-01T00:00:00.000Z, in 12 days: renew it "
+            "and send SIGHUP")
+    f.follower.warnings = [text]
+    try:
+        rc, out, err = ctl("-e", f.leader.url, "status")
+        assert rc == 0, err
+        lines = out.decode().splitlines()
+        assert lines[1] == "warning: west-1: " + text, lines[:3]
+        rc, out, err = ctl("-e", f.leader.url, "-o", "json", "status")
+        assert rc == 0 and json.loads(out)["warnings"] == ["west-1: " + text], out
+    finally:
+        f.follower.warnings = []
+    rc, out, err = ctl("-e", f.leader.url, "status")
+    assert rc == 0 and b"warning:" not in out, out
+
+
 def test_status_lag_without_a_leader(f):
     """No leader: a node that stopped at 831 while another applied 5,119 is 4,288 behind, not 0
     (each node's lag used to be counted against its own commit index)."""
@@ -589,14 +645,16 @@ def test_members(f):
 TESTS = [v for k, v in list(globals().items()) if k.startswith("test_")]
 
 
-def main():
+def run_all(tests, make_fixture):
+    """Runs each test with a fresh fixture (make_fixture(test)); prints one line per test and
+    `N passed, M failed`; returns the exit code."""
     if not os.access(CTL, os.X_OK):
         print("tandemctl not found at %s (set TANDEM_BIN_DIR)" % CTL)
         print("0 passed, 1 failed")
         return 1
     passed = failed = 0
-    for test in TESTS:
-        f = Fixture()
+    for test in tests:
+        f = make_fixture(test)
         try:
             test(f)
             passed += 1
@@ -609,6 +667,10 @@ def main():
             f.stop()
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
+
+
+def main():
+    return run_all(TESTS, lambda test: Fixture())
 
 
 if __name__ == "__main__":

@@ -98,7 +98,8 @@ def test_rejoin_keeps_the_data_and_reports_the_divergence():
             wait_until(lambda n=name: c.status(n)["node"]["fenced"], 15, "%s fenced" % name)
             assert fenced_folders(c, name) == [], fenced_folders(c, name)
             # Before any re-seed the node has no report: a 404 that names it.
-            status, _, body = c.api(name, "GET", "/v1/node/divergence")
+            status, _, body = c.api(name, "GET", "/v1/node/divergence",
+                                    context=c.tls_context(name))  # /v1/node/: node certificates
             assert status == 404 and name.encode() in body, (status, body)
 
         # One rejoin answered as JSON, the other as the table people read.
@@ -149,12 +150,12 @@ def test_rejoin_keeps_the_data_and_reports_the_divergence():
                 assert c.kv_get(new_leader, key) is None, key
 
             assert d["bytes_kept"] > 0, d
-            table = c.ctl("member", "divergence", name, endpoints=[c.url(name)]).stdout
+            table = c.ctl("member", "divergence", name, endpoints=[c.url(name)], user=name).stdout
             print(table, flush=True)
             assert folder in table and "exact" in table, table
             assert all(k in table for k in lost) and "JOB-LOST" in table, table
             via_cluster = json.loads(c.ctl("-o", "json", "member", "divergence", name,
-                                           endpoints=[c.url(w) for w in west]).stdout)
+                                           endpoints=[c.url(w) for w in west], user=name).stdout)
             assert via_cluster["node"] == name, via_cluster
             assert via_cluster["reports"][0]["folder"] == folder, via_cluster
 
@@ -184,7 +185,7 @@ def test_unknown_nodes_and_bad_input_fail_clearly_and_change_nothing():
         p = c.ctl("member", "divergence", "nobody", check=False)
         assert p.returncode == 3 and "nobody did not answer" in p.stderr, p.stderr
         name = c.names[0]
-        p = c.ctl("member", "divergence", name, check=False)
+        p = c.ctl("member", "divergence", name, check=False, user=name)
         assert p.returncode == 1 and "no divergence reports" in p.stderr, p.stderr
         assert name in p.stderr
         # Bad input to the re-seed and the rejoin is refused and changes nothing.
@@ -192,7 +193,8 @@ def test_unknown_nodes_and_bad_input_fail_clearly_and_change_nothing():
         for body in ({"epoch": epoch + 1, "forced": "all of them"},
                      {"epoch": epoch + 1, "by": "x" * 200},
                      {"epoch": epoch + 1, "forced": [{}] * 17}):
-            status, _, answer = c.api(name, "POST", "/v1/node/reseed", body=body)
+            status, _, answer = c.api(name, "POST", "/v1/node/reseed", body=body,
+                                      context=c.tls_context(name))
             assert status == 400 and b"forced" in answer, (status, answer)
         assert not os.path.exists(os.path.join(data_dir(c, name), "reseed"))
         status, _, answer = c.api(name, "POST", "/v1/members/%s/rejoin" % c.names[1],

@@ -17,7 +17,7 @@ import http.client as httpclient
 
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import BIN_DIR, Cluster, http, run_tests, wait_until  # noqa: E402
+from cluster import BIN_DIR, Cluster, http, http_connection, run_tests, wait_until  # noqa: E402
 
 ROUND_ROBIN_WRITES = 1000
 ROUND_ROBIN_THREADS = 4      # coprime with 5 nodes, so every thread writes through every node
@@ -45,14 +45,13 @@ class Conn:
     """One kept-alive HTTP/1.1 connection to a node's API, reopened after any failure."""
 
     def __init__(self, api, timeout=REQUEST_TIMEOUT_S):
-        parts = urllib.parse.urlsplit(api)
-        self.host, self.port, self.timeout = parts.hostname, parts.port, timeout
+        self.api, self.timeout = api, timeout
         self.conn = None
 
     def request(self, method, path, body=None, headers=None):
         """(status, headers, body bytes); raises OSError/HTTPException (connection closed)."""
         if self.conn is None:
-            self.conn = httpclient.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            self.conn = http_connection(self.api, timeout=self.timeout)
         try:
             self.conn.request(method, path, body=body, headers=headers or {})
             resp = self.conn.getresponse()
@@ -382,11 +381,13 @@ class JoinNode:
         self.log = os.path.join(self.dir, "tandemd.log")
         self.raft = "127.0.0.1:%d" % free_port()
         api_port = free_port()
-        self.api = "http://127.0.0.1:%d" % api_port
+        self.api = "%s://127.0.0.1:%d" % (c.scheme, api_port)
         os.makedirs(os.path.join(self.dir, "data"))
         own = {"name": name, "site": site, "data_dir": os.path.join(self.dir, "data"),
                "raft_address": self.raft, "api_address": "127.0.0.1:%d" % api_port,
                "api_url": self.api, "join": "true"}
+        own.update(c.node_tls_settings(name))
+        c.trust(self.api)
         lines = []
         with open(os.path.join(c.nodes[template]["dir"], "tandem.conf")) as f:
             for line in f:

@@ -1,23 +1,30 @@
 #!/usr/bin/env python3
-"""Hostile raft frames against real tandemd nodes (the channel-security review's cases): after a
-valid hello (its cluster id and epoch are public in GET /v1/status), an AppendEntries claiming
-0xffffffff entries, 4 KiB of random bytes, a RequestVote with the disrupt-leader flag and a term
-of 2^64-2, an InstallSnapshot announcing more data than any snapshot, and a configuration entry
-libraft would read past. On main each of the first three crashed a node or pinned every term at
-2^64-1. Now the transport checks every frame before libraft decodes it: every node stays up, the
-term stays where it was, the cluster keeps a leader and takes writes, and the refusals are
-counted (tandem_transport_refused_total{reason="frame"} in /metrics)."""
+"""Hostile raft peers against real tandemd nodes on a mutual-TLS cluster (the channel-security
+review's cases). Strangers do not get as far as a hello: plaintext, a TLS client without a
+certificate, a user's certificate, another CA's certificate and a member's certificate claiming
+another member are refused and counted (tandem_transport_refused_total{reason="tls"|"identity"}).
+What is left is a compromised member: with a valid node certificate and a valid hello (cluster id
+and epoch are in GET /v1/status) it sends an AppendEntries claiming 0xffffffff entries, 4 KiB of
+random bytes, a RequestVote with the disrupt-leader flag and a term of 2^64-2, an InstallSnapshot
+announcing more data than any snapshot, and a configuration entry libraft would read past. On
+c5a8a2b each of the first three crashed a node or pinned every term at 2^64-1. The transport
+checks every frame before libraft decodes it: every node stays up, the term stays where it was,
+the cluster keeps a leader and takes writes, and the refusals are counted
+(tandem_transport_refused_total{reason="frame"}). A newer epoch is learnt only from a member."""
 
 import os
 import random
 import socket
+import ssl
 import struct
+import subprocess
 import sys
+import tempfile
 import time
 
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import Cluster, pid_alive, run_tests, wait_until  # noqa: E402
+from cluster import SOURCE_DIR, Cluster, pid_alive, run_tests, wait_until  # noqa: E402
 
 HELLO_SIZE = 400
 ACK_SIZE = 32
@@ -69,36 +76,6 @@ def hostile_frames():
     ]
 
 
-def send_hostile(c, target, frame):
-    """Connects to target's raft port as a stranger, passes the handshake, sends frame; returns
-    once the node has dropped the connection (or after SOCKET_TIMEOUT_S)."""
-    st = c.status(target)
-    host, port = c.nodes[target]["raft"].rsplit(":", 1)
-    address = "evil-1|east|127.0.0.1:1|http://127.0.0.1:1"
-    s = socket.create_connection((host, int(port)), timeout=SOCKET_TIMEOUT_S)
-    try:
-        s.sendall(hello(st["node"]["cluster_id"], st["node"]["epoch"], 424242, address))
-        ack = b""
-        while len(ack) < ACK_SIZE:
-            chunk = s.recv(ACK_SIZE - len(ack))
-            assert chunk, "no ack from %s" % target
-            ack += chunk
-        assert ack[:8] == b"TNDMACK!" and struct.unpack_from("<I", ack, 12)[0] == 0, ack
-        s.sendall(frame)
-        deadline = time.monotonic() + SOCKET_TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                if not s.recv(4096):
-                    return True
-            except socket.timeout:
-                break
-            except ConnectionResetError:
-                return True
-        return False
-    finally:
-        s.close()
-
-
 def member_id(name):
     """consensus/member.c tandem_member_id: FNV-1a 64 of the name, top bit cleared."""
     h = 1469598103934665603
@@ -108,44 +85,108 @@ def member_id(name):
     return h or 1
 
 
-def claim_epoch(c, target, raft_id, address, epoch, source="127.0.0.1"):
-    """A hello claiming epoch from source; returns the ack's status (1 = epoch mismatch)."""
-    st = c.status(target)
+def member_address(c, name):
+    return "|".join([name, c.nodes[name]["site"], c.nodes[name]["raft"], c.nodes[name]["api"]])
+
+
+def raft_socket(c, target, cert="", source="127.0.0.1", context=None):
+    """A connection to target's raft port from source: plaintext when cert is "" (and no
+    context), else TLS presenting cert's certificate from the cluster's tls directory (a node's
+    or a user's; None: no certificate), or the client context given."""
     host, port = c.nodes[target]["raft"].rsplit(":", 1)
     s = socket.create_connection((host, int(port)), timeout=SOCKET_TIMEOUT_S,
                                  source_address=(source, 0))
+    if context is None and cert == "":
+        return s
     try:
-        s.sendall(hello(st["node"]["cluster_id"], epoch, raft_id, address))
+        ctx = context or c.tls_context(user=cert)
+        return ctx.wrap_socket(s, server_hostname=target)
+    except BaseException:
+        s.close()
+        raise
+
+
+def handshake(s, cluster_id, epoch, raft_id, address):
+    """Sends a hello; returns the ack's status, or None when the node closed without one."""
+    try:
+        s.sendall(hello(cluster_id, epoch, raft_id, address))
         ack = b""
         while len(ack) < ACK_SIZE:
             chunk = s.recv(ACK_SIZE - len(ack))
-            assert chunk, "no ack from %s" % target
+            if not chunk:
+                return None
             ack += chunk
-        return struct.unpack_from("<I", ack, 12)[0]
+    except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
+        return None
+    assert ack[:8] == b"TNDMACK!", ack
+    return struct.unpack_from("<I", ack, 12)[0]
+
+
+def dropped(s):
+    """Whether the node closes s within SOCKET_TIMEOUT_S."""
+    deadline = time.monotonic() + SOCKET_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            if not s.recv(4096):
+                return True
+        except socket.timeout:
+            break
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+    return False
+
+
+def send_hostile(c, target, frame):
+    """Connects to target's raft port as a compromised member (another member's certificate and
+    its true hello), passes the handshake, sends frame; returns whether the node then dropped the
+    connection (within SOCKET_TIMEOUT_S)."""
+    st = c.status(target)
+    attacker = next(n for n in c.names if n != target)
+    s = raft_socket(c, target, cert=attacker)
+    try:
+        status = handshake(s, st["node"]["cluster_id"], st["node"]["epoch"], member_id(attacker),
+                           member_address(c, attacker))
+        assert status == 0, "%s refused %s's hello: %s" % (target, attacker, status)
+        s.sendall(frame)
+        return dropped(s)
+    finally:
+        s.close()
+
+
+def claim_epoch(c, target, cert, raft_id, address, epoch, source="127.0.0.1"):
+    """A hello claiming epoch from source with cert's node certificate; returns the ack's status
+    (2 = epoch mismatch)."""
+    st = c.status(target)
+    s = raft_socket(c, target, cert=cert, source=source)
+    try:
+        status = handshake(s, st["node"]["cluster_id"], epoch, raft_id, address)
+        assert status is not None, "no ack from %s" % target
+        return status
     finally:
         s.close()
 
 
 def test_newer_epoch_from_a_stranger_fences_nobody():
     """The review fenced a node for good with one hello claiming epoch 2^64-1. A newer epoch is
-    learnt only from a member of the node's configuration, at its address, from its host."""
+    learnt only from a member of the node's configuration, at its address, from its host: not
+    from a valid node certificate of the CA that is no member, nor from a member's certificate
+    connecting from elsewhere or claiming another address."""
     with Cluster("3") as c:
         leader = c.leader()
         target = next(n for n in c.names if n != leader)
         other = next(n for n in c.names if n not in (leader, target))
-        member_address = "|".join([other, c.nodes[other]["site"], c.nodes[other]["raft"],
-                                   c.nodes[other]["api"]])
+        c.node_tls_settings("evil-1")  # a node certificate of the CA, for no member
         claims = [
-            ("a stranger", member_id("evil-1"), "evil-1|east|127.0.0.1:1|http://127.0.0.1:1",
-             "127.0.0.1"),
-            ("a member's id and address from another host", member_id(other), member_address,
-             "127.0.0.2"),
-            ("a member's id at another address", member_id(other),
-             "%s|%s|127.0.0.1:1|http://127.0.0.1:1" % (other, c.nodes[other]["site"]),
+            ("a node that is no member", "evil-1", member_id("evil-1"),
+             "evil-1|east|127.0.0.1:1|https://127.0.0.1:1", "127.0.0.1"),
+            ("a member's id and address from another host", other, member_id(other),
+             member_address(c, other), "127.0.0.2"),
+            ("a member's id at another address", other, member_id(other),
+             "%s|%s|127.0.0.1:1|https://127.0.0.1:1" % (other, c.nodes[other]["site"]),
              "127.0.0.1"),
         ]
-        for what, raft_id, address, source in claims:
-            assert claim_epoch(c, target, raft_id, address, 2 ** 64 - 1, source) == 2, what
+        for what, cert, raft_id, address, source in claims:
+            assert claim_epoch(c, target, cert, raft_id, address, 2 ** 64 - 1, source) == 2, what
         time.sleep(3)  # the node's BCP tick reads the transport's newest epoch every 100 ms
         for name in c.names:
             st = c.status(name)["node"]
@@ -153,12 +194,77 @@ def test_newer_epoch_from_a_stranger_fences_nobody():
         c.kv_put(c.leader(), "still-writable", b"1")
 
 
-def refused_count(c, name):
+def metric(c, name, series):
+    """The value of one series (name and labels, as printed) in name's /metrics."""
     _, _, body = c.api(name, "GET", "/metrics")
     for line in body.decode().splitlines():
-        if line.startswith('tandem_transport_refused_total{reason="frame"}'):
+        if line.startswith(series + " "):
             return int(float(line.split()[-1]))
-    raise AssertionError("no frame refusals in /metrics of %s" % name)
+    raise AssertionError("no %s in /metrics of %s" % (series, name))
+
+
+def refused_count(c, name, reason="frame"):
+    return metric(c, name, 'tandem_transport_refused_total{reason="%s"}' % reason)
+
+
+def rogue_context(c, name):
+    """A client context presenting a node certificate for name from another CA (deploy/certs.sh
+    in a directory of its own), trusting the cluster's CA."""
+    rogue_dir = tempfile.mkdtemp(prefix="rogue-ca-", dir=c.dir)
+    certs = os.path.join(SOURCE_DIR, "deploy", "certs.sh")
+    subprocess.run(["bash", certs, rogue_dir, "--nodes", name], check=True,
+                   stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    ctx = c.tls_context(user=None)
+    ctx.load_cert_chain(os.path.join(rogue_dir, name + ".pem"),
+                        os.path.join(rogue_dir, name + ".key"))
+    return ctx
+
+
+def refused_before_hello(c, target, cluster_id, epoch, claimed, **how):
+    """Connects as how says (raft_socket's arguments) and sends claimed's true hello; asserts
+    that target answers no ack and closes."""
+    try:
+        s = raft_socket(c, target, **how)
+    except (ssl.SSLError, ConnectionResetError):
+        return  # refused within the TLS handshake
+    try:
+        status = handshake(s, cluster_id, epoch, member_id(claimed), member_address(c, claimed))
+        assert status is None, "%s acked %r with status %s" % (target, how, status)
+    finally:
+        s.close()
+
+
+def test_strangers_refused_before_the_hello():
+    """Plaintext, no certificate, a user's certificate, another CA's and a member's certificate
+    claiming another member: no ack, nothing reaches raft, each refusal is counted; the cluster
+    goes on. A source outside raft_allow is closed before TLS, even with a member's certificate."""
+    allowed = 'tandem_connections_refused_total{listener="raft",reason="allow"}'
+    with Cluster("3", settings={"raft_allow": "127.0.0.1/32"}) as c:
+        target, other, third = c.names[0], c.names[1], c.names[2]
+        st = c.status(target)["node"]
+        tls_before = refused_count(c, target, "tls")
+        identity_before = refused_count(c, target, "identity")
+        cases = [
+            dict(cert=""),  # plaintext
+            dict(cert=None),  # TLS without a client certificate
+            dict(context=rogue_context(c, other)),  # another CA's certificate for a member
+            dict(cert="admin"),  # a user's certificate
+        ]
+        for how in cases:
+            refused_before_hello(c, target, st["cluster_id"], st["epoch"], other, **how)
+        # A valid member certificate naming another member than the hello claims.
+        refused_before_hello(c, target, st["cluster_id"], st["epoch"], third, cert=other)
+        assert metric(c, target, allowed) == 0
+        refused_before_hello(c, target, st["cluster_id"], st["epoch"], other, cert=other,
+                             source="127.0.0.2")
+        wait_until(lambda: metric(c, target, allowed) == 1, 10, "the outside source counted")
+        wait_until(lambda: refused_count(c, target, "tls") >= tls_before + 3, 10,
+                   "three TLS refusals counted")
+        wait_until(lambda: refused_count(c, target, "identity") >= identity_before + 2, 10,
+                   "two identity refusals counted")
+        assert not c.status(target)["node"]["fenced"]
+        c.kv_put(c.leader(), "after-strangers", b"1")
+        c.wait_converged()
 
 
 def test_hostile_frames_change_nothing():

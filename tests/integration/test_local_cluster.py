@@ -3,14 +3,16 @@ stop --kill / start of single nodes, and down leaving no tandemd process behind.
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import (BIN_DIR, SCRIPT, SUBREAPER, Cluster, exit_code, pid_alive,  # noqa: E402
-                     run_tests, wait_until)
+from cluster import (BIN_DIR, SCRIPT, SUBREAPER, Cluster, ClusterError, exit_code,  # noqa: E402
+                     pid_alive, run_tests, wait_until)
 
 TOPOLOGY_SITES = {
     "2+2+1": {"east-1": "east", "east-2": "east", "west-1": "west", "west-2": "west",
@@ -29,9 +31,9 @@ def port_of(address):
 
 
 def refuses_connections(api):
-    host, port = api[len("http://"):].rsplit(":", 1)
+    parts = urllib.parse.urlsplit(api)
     try:
-        socket.create_connection((host, int(port)), timeout=1).close()
+        socket.create_connection((parts.hostname, parts.port), timeout=1).close()
     except OSError:
         return True
     return False
@@ -53,12 +55,55 @@ def check_layout(c, topology):
     assert read(os.path.join(c.dir, "endpoints")).strip() == ",".join(apis)
     env_lines = read(os.path.join(c.dir, "env")).splitlines()
     assert "export TANDEM_ENDPOINTS=%s" % ",".join(apis) in env_lines, env_lines
+    check_tls_layout(c, env_lines)
     ports = {}
     for line in read(os.path.join(c.dir, "ports")).splitlines():
         name, raft_port, api_port = line.split()
         ports[name] = (int(raft_port), int(api_port))
     assert ports == {n: (port_of(c.nodes[n]["raft"]), port_of(c.nodes[n]["api"]))
                      for n in c.names}, ports
+
+
+def check_tls_layout(c, env_lines):
+    """TLS clusters: https:// URLs, each node's certificate in its config, DIR/env exporting
+    admin's; insecure ones: http:// URLs, insecure = true, nothing exported."""
+    exported = [line for line in env_lines if line.startswith("export TANDEM_C")
+                or line.startswith("export TANDEM_KEY")]
+    for name, node in c.nodes.items():
+        conf = read(os.path.join(node["dir"], "tandem.conf"))
+        assert node["api"].startswith(c.scheme + "://"), node
+        assert conf.count("member = ") == conf.count(",%s://" % c.scheme), conf
+        if c.insecure:
+            assert "insecure = true\n" in conf and "tls_" not in conf, conf
+            continue
+        assert "insecure" not in conf, conf
+        for key, file in (("tls_ca", "ca.pem"), ("tls_cert", name + ".pem"),
+                          ("tls_key", name + ".key"), ("tls_crl", "crl.pem")):
+            assert "%s = %s\n" % (key, c.tls_path(file)) in conf, (key, conf)
+            assert os.path.isfile(c.tls_path(file)), file
+        assert os.stat(c.tls_path(name + ".key")).st_mode & 0o077 == 0, name
+    if c.insecure:
+        assert exported == [], env_lines
+        return
+    assert exported == ["export TANDEM_CACERT=%s" % c.tls_path("ca.pem"),
+                        "export TANDEM_CERT=%s" % c.tls_path("admin.pem"),
+                        "export TANDEM_KEY=%s" % c.tls_path("admin.key")], env_lines
+    assert os.path.isfile(c.tls_path("operator.pem")), "no certificate for user operator"
+    # tandemctl honours what DIR/env exports.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TANDEM_")}
+    p = subprocess.run(["bash", "-c", 'source "$1/env" && "$2" status', "-",
+                        c.dir, os.path.join(c.bin_dir, "tandemctl")], env=env,
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "leader" in p.stdout, (p.returncode, p.stdout, p.stderr)
+
+
+def refused(c, name, context):
+    """True when a request to node name with the ssl context fails or is turned away."""
+    try:
+        status, _, _ = c.api(name, "GET", "/v1/status", context=context)
+    except OSError:
+        return True
+    return status in (401, 403)
 
 
 def check_nodes_answer(c):
@@ -105,10 +150,34 @@ def test_two_clusters_side_by_side():
         assert a.leader() in a.names and b.leader() in b.names
         id_a, id_b = check_nodes_answer(a), check_nodes_answer(b)
         assert id_a != id_b, id_a
+        # Each cluster has its own CA: a's admin is nobody to b, and b's nodes are unknown to a.
+        stranger = b.tls_context(user=None)
+        stranger.load_cert_chain(a.tls_path("admin.pem"), a.tls_path("admin.key"))
+        assert refused(b, b.names[0], stranger), "b accepted a certificate of a's CA"
+        try:
+            b.api(b.names[0], "GET", "/healthz", context=a.tls_context())
+            raise AssertionError("a's CA verified a node of b")
+        except ssl.SSLCertVerificationError:
+            pass
         # The clusters are separate: a write to one never shows in the other.
         a.kv_put(a.leader(), "side-by-side", b"only-in-a")
         assert a.kv_get(a.leader(), "side-by-side") == b"only-in-a"
         assert b.kv_get(b.leader(), "side-by-side") is None
+
+
+def test_insecure_cluster():
+    """--insecure (benchmarks only): plaintext http:// everywhere, no certificates."""
+    with Cluster("3", insecure=True) as c:
+        check_layout(c, "3")
+        check_nodes_answer(c)
+        assert not os.path.exists(os.path.join(c.dir, "tls"))
+        c.kv_put(c.leader(), "plain", b"text")
+        assert c.ctl("kv", "get", "plain").stdout == "text"
+        # The mode belongs to the cluster: up again keeps it.
+        c.script("down", c.dir)
+        c.script("up", c.dir)
+        c.reload()
+        assert all(n["api"].startswith("http://") for n in c.nodes.values())
 
 
 def test_stop_kill_and_start():
@@ -208,6 +277,11 @@ def test_down_leaves_nothing_and_up_restarts():
             assert not os.path.exists(os.path.join(c.nodes[name]["dir"], "tandemd.pid"))
             assert refuses_connections(c.nodes[name]["api"]), name
         c.script("down", c.dir)  # nothing running: still succeeds
+        try:
+            c.script("up", c.dir, "--insecure")
+            raise AssertionError("up --insecure switched TLS off on a TLS cluster")
+        except ClusterError as e:
+            assert "holds a TLS cluster: --insecure applies to new ones" in str(e), e
 
         # up on the same directory restarts the nodes from their data on the same ports.
         c.script("up", c.dir)

@@ -16,8 +16,8 @@ import http.client as httpclient
 
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import (BIN_DIR, SUBREAPER, Cluster, exit_code, pid_alive,  # noqa: E402
-                     run_tests, wait_until)
+from cluster import (BIN_DIR, SUBREAPER, Cluster, exit_code, http_connection,  # noqa: E402
+                     pid_alive, run_tests, wait_until)
 
 # Snapshots every 64 entries keeping 128 behind; 64 KiB segments so that truncation removes whole
 # segment files (a batch must fit in a segment, and a body in a batch). max_inflight_entries is
@@ -53,13 +53,12 @@ class Conn:
     """One kept-alive HTTP/1.1 connection to a node's API, reopened after any failure."""
 
     def __init__(self, api, timeout=REQUEST_TIMEOUT_S):
-        parts = urllib.parse.urlsplit(api)
-        self.host, self.port, self.timeout = parts.hostname, parts.port, timeout
+        self.api, self.timeout = api, timeout
         self.conn = None
 
     def request(self, method, path, body=None):
         if self.conn is None:
-            self.conn = httpclient.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            self.conn = http_connection(self.api, timeout=self.timeout)
         try:
             self.conn.request(method, path, body=body)
             resp = self.conn.getresponse()

@@ -1,6 +1,8 @@
 /* Tests for the raft transport: handshake acceptance and refusals on real loopback sockets, probes
- * and the contact table, the quarantine gate, and two raft_uv instances electing a leader and
- * committing an entry over it (and not electing one while quarantined). */
+ * and the contact table, the quarantine gate, two raft_uv instances electing a leader and
+ * committing an entry over it (and not electing one while quarantined), and the same over mutual
+ * TLS with certificates the openssl CLI makes, whose refusals (another member's certificate, a
+ * user's, another CA's, plaintext) come before anything reaches raft. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,6 +26,8 @@
 #include <uv.h>
 
 #include "consensus/member.h"
+#include "consensus/raft_relay.h"
+#include "consensus/tls.h"
 #include "consensus/transport.h"
 #include "tests/unit/consensus/frame_build.h"
 
@@ -170,8 +174,9 @@ static bool node_accepted(void *arg)
     return ((struct node *)arg)->accepts > 0;
 }
 
-static void node_start(struct node *n, uv_loop_t *loop, const char *name, const char *cluster,
-                       uint64_t epoch, unsigned timeout_ms)
+static void node_start_with(struct node *n, uv_loop_t *loop, const char *name, const char *cluster,
+                            uint64_t epoch, unsigned timeout_ms, struct tandem_tls_ctx *tls,
+                            const struct tandem_allow *allow)
 {
     memset(n, 0, sizeof *n);
     snprintf(n->name, sizeof n->name, "%s", name);
@@ -186,11 +191,33 @@ static void node_start(struct node *n, uv_loop_t *loop, const char *name, const 
                                              .log_data = n,
                                              .leading = node_leading,
                                              .leading_data = n};
+    config.tls = tls;
+    config.allow = allow;
     assert_int_equal(tandem_transport_init(&n->transport, loop, &config), 0);
     assert_int_equal(n->transport.version, 1);
     n->transport.data = n;
     assert_int_equal(n->transport.init(&n->transport, n->id, n->address), 0);
     assert_int_equal(n->transport.listen(&n->transport, node_accept_cb), 0);
+}
+
+static void node_start_tls(struct node *n, uv_loop_t *loop, const char *name, const char *cluster,
+                           uint64_t epoch, unsigned timeout_ms, struct tandem_tls_ctx *tls)
+{
+    node_start_with(n, loop, name, cluster, epoch, timeout_ms, tls, NULL);
+}
+
+/* In cluster "prod" at epoch 1, over TLS with tls and behind raft_allow allow. */
+static void node_start_config(struct node *n, uv_loop_t *loop, const char *name,
+                              unsigned timeout_ms, struct tandem_tls_ctx *tls,
+                              const struct tandem_allow *allow)
+{
+    node_start_with(n, loop, name, "prod", 1, timeout_ms, tls, allow);
+}
+
+static void node_start(struct node *n, uv_loop_t *loop, const char *name, const char *cluster,
+                       uint64_t epoch, unsigned timeout_ms)
+{
+    node_start_with(n, loop, name, cluster, epoch, timeout_ms, NULL, NULL);
 }
 
 static void node_close_cb(struct raft_uv_transport *t)
@@ -301,16 +328,25 @@ static void raw_connect_cb(uv_connect_t *req, int status)
     assert_int_equal(uv_read_start((uv_stream_t *)&r->tcp, raw_alloc_cb, raw_read_cb), 0);
 }
 
-static void raw_start(struct raw *r, uv_loop_t *loop, int port)
+/* Connects from source (NULL: any) to port on 127.0.0.1. */
+static void raw_start_from(struct raw *r, uv_loop_t *loop, int port, const struct sockaddr *source)
 {
     memset(r, 0, sizeof *r);
     struct sockaddr_in addr;
     assert_int_equal(uv_ip4_addr("127.0.0.1", port, &addr), 0);
     assert_int_equal(uv_tcp_init(loop, &r->tcp), 0);
+    if (source != NULL) {
+        assert_int_equal(uv_tcp_bind(&r->tcp, source, 0), 0);
+    }
     r->tcp.data = r;
     r->connect_req.data = r;
     assert_int_equal(
         uv_tcp_connect(&r->connect_req, &r->tcp, (struct sockaddr *)&addr, raw_connect_cb), 0);
+}
+
+static void raw_start(struct raw *r, uv_loop_t *loop, int port)
+{
+    raw_start_from(r, loop, port, NULL);
 }
 
 static void raw_send(struct raw *r, size_t len)
@@ -1179,7 +1215,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 }
 
 static void raft_node_init(struct raft_node *n, uv_loop_t *loop, const char *name, int port,
-                           bool quarantine)
+                           bool quarantine, struct tandem_tls_ctx *tls)
 {
     memset(n, 0, sizeof *n);
     snprintf(n->dir, sizeof n->dir, "/tmp/tandem-transport-XXXXXX");
@@ -1192,7 +1228,7 @@ static void raft_node_init(struct raft_node *n, uv_loop_t *loop, const char *nam
                                .snapshot = fsm_snapshot,
                                .restore = fsm_restore};
     struct tandem_transport_config config = {
-        .cluster_id = "prod", .epoch = 3, .quarantine = quarantine};
+        .cluster_id = "prod", .epoch = 3, .quarantine = quarantine, .tls = tls};
     assert_int_equal(tandem_transport_init(&n->transport, loop, &config), 0);
     assert_int_equal(raft_uv_init(&n->io, loop, n->dir, &n->transport), 0);
     raft_uv_set_auto_recovery(&n->io, false);
@@ -1302,15 +1338,18 @@ static void cluster_close(struct cluster *c, uv_loop_t *loop)
 }
 
 /* Two voters with pre-vote on (as tandemd runs them), bootstrapped and started on loop; the
- * first one's transport with the quarantine gate on when asked. */
-static void cluster_start(struct cluster *c, bool quarantine_first)
+ * first one's transport with the quarantine gate on when asked; over TLS when tls is given (one
+ * ctx per node, NULL: plaintext). */
+static void cluster_start_tls(struct cluster *c, bool quarantine_first,
+                              struct tandem_tls_ctx *const tls[2])
 {
     static struct raft_node nodes[2];
     uv_loop_t *loop = &c->loop;
     memset(c, 0, sizeof *c);
     assert_int_equal(uv_loop_init(loop), 0);
-    raft_node_init(&nodes[0], loop, "east-1", free_port(), quarantine_first);
-    raft_node_init(&nodes[1], loop, "west-1", free_port(), false);
+    raft_node_init(&nodes[0], loop, "east-1", free_port(), quarantine_first,
+                   tls != NULL ? tls[0] : NULL);
+    raft_node_init(&nodes[1], loop, "west-1", free_port(), false, tls != NULL ? tls[1] : NULL);
     for (unsigned i = 0; i < 2; i++) {
         raft_set_pre_vote(&nodes[i].raft, true);
     }
@@ -1318,30 +1357,41 @@ static void cluster_start(struct cluster *c, bool quarantine_first)
     cluster_bootstrap_start(c);
 }
 
+static void cluster_start(struct cluster *c, bool quarantine_first)
+{
+    cluster_start_tls(c, quarantine_first, NULL);
+}
+
+/* Elects a leader, commits one entry on both and checks the transports refused nothing. */
+static void cluster_elect_and_commit(struct cluster *c)
+{
+    assert_true(run_until(&c->loop, cluster_has_leader, c, 5000));
+    struct raft_node *leader = cluster_leader(c);
+    struct raft_buffer buf = {.base = raft_malloc(8), .len = 8}; /* padded to 8 bytes */
+    assert_non_null(buf.base);
+    uint64_t value = 0x7a6e646d;
+    memcpy(buf.base, &value, 8);
+    c->apply.data = c;
+    assert_int_equal(raft_apply(&leader->raft, &c->apply, &buf, 1, apply_cb), 0);
+    assert_true(run_until(&c->loop, cluster_applied, c, 5000));
+    assert_int_equal(c->apply_status, 0);
+    for (unsigned i = 0; i < 2; i++) {
+        assert_int_equal(c->nodes[i].last_value, value);
+        struct tandem_transport_stats stats;
+        tandem_transport_stats(&c->nodes[i].transport, &stats);
+        assert_true(stats.connected >= 1 && stats.accepted >= 1);
+        assert_int_equal(stats.refused_cluster + stats.refused_epoch + stats.refused_malformed +
+                             stats.refused_tls + stats.refused_identity + stats.refused_frame,
+                         0);
+    }
+}
+
 static void test_raft_over_transport(void **state)
 {
     (void)state;
     static struct cluster c;
     cluster_start(&c, false);
-
-    assert_true(run_until(&c.loop, cluster_has_leader, &c, 5000));
-    struct raft_node *leader = cluster_leader(&c);
-    struct raft_buffer buf = {.base = raft_malloc(8), .len = 8}; /* padded to 8 bytes */
-    assert_non_null(buf.base);
-    uint64_t value = 0x7a6e646d;
-    memcpy(buf.base, &value, 8);
-    c.apply.data = &c;
-    assert_int_equal(raft_apply(&leader->raft, &c.apply, &buf, 1, apply_cb), 0);
-    assert_true(run_until(&c.loop, cluster_applied, &c, 5000));
-    assert_int_equal(c.apply_status, 0);
-    for (unsigned i = 0; i < 2; i++) {
-        assert_int_equal(c.nodes[i].last_value, value);
-        struct tandem_transport_stats stats;
-        tandem_transport_stats(&c.nodes[i].transport, &stats);
-        assert_true(stats.connected >= 1 && stats.accepted >= 1);
-        assert_int_equal(stats.refused_cluster + stats.refused_epoch + stats.refused_malformed, 0);
-    }
-
+    cluster_elect_and_commit(&c);
     cluster_close(&c, &c.loop);
 }
 
@@ -1369,6 +1419,451 @@ static void test_raft_quarantined_elects_nobody(void **state)
     tandem_transport_set_quarantine(&c.nodes[0].transport, false);
     assert_true(run_until(&c.loop, cluster_has_leader, &c, 5000));
     cluster_close(&c, &c.loop);
+}
+
+/* ---- mutual TLS ---- */
+
+/* Certificates as deploy/certs.sh makes them (consensus/tls.h): a cluster CA (ECDSA P-256), node
+ * certificates (serverAuth + clientAuth, CN and SAN DNS = node name, SAN IP 127.0.0.1), a user
+ * certificate (clientAuth only) and a second CA with a node certificate of its own. */
+#define TLS_DIR_MAX 64
+static char tls_dir[TLS_DIR_MAX];
+
+static const char tls_script[] =
+    "set -e; cd '%s'; exec 2>/dev/null\n"
+    "ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+    "-keyout $1.key -out $1.pem -subj /CN=$1 -addext basicConstraints=critical,CA:TRUE "
+    "-addext keyUsage=critical,keyCertSign,cRLSign; }\n"
+    "cert() { printf 'basicConstraints=CA:FALSE\\nkeyUsage=critical,digitalSignature\\n"
+    "extendedKeyUsage=%%s\\n%%s' \"$3\" \"$4\" > $2.ext;"
+    " openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $2.key "
+    "-out $2.csr -subj /CN=$2;"
+    " openssl x509 -req -in $2.csr -CA $1.pem -CAkey $1.key -CAcreateserial -days 2 "
+    "-extfile $2.ext -out $2.pem; }\n"
+    "node() { cert $1 $2 serverAuth,clientAuth \"subjectAltName=DNS:$2,IP:127.0.0.1\"; }\n"
+    "ca ca; ca rogue-ca\n"
+    "node ca east-1; node ca west-1; node ca mallory-1; cert ca admin clientAuth ''\n"
+    "node rogue-ca rogue-1\n";
+
+static void tls_certs_make(void)
+{
+    char command[sizeof tls_script + TLS_DIR_MAX];
+    snprintf(tls_dir, sizeof tls_dir, "/tmp/tandem-transport-tls-XXXXXX");
+    assert_non_null(mkdtemp(tls_dir));
+    snprintf(command, sizeof command, tls_script, tls_dir);
+    assert_int_equal(system(command), 0);
+}
+
+static void tls_certs_remove(void)
+{
+    char command[TLS_DIR_MAX + 16];
+    snprintf(command, sizeof command, "rm -rf '%s'", tls_dir);
+    assert_int_equal(system(command), 0);
+}
+
+/* A TLS identity of the cluster CA (or ca): cert.pem and cert.key. */
+static struct tandem_tls_ctx *tls_ctx(const char *ca, const char *cert)
+{
+    char ca_path[TLS_DIR_MAX + 32], cert_path[TLS_DIR_MAX + 32], key_path[TLS_DIR_MAX + 32];
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    snprintf(ca_path, sizeof ca_path, "%s/%s.pem", tls_dir, ca);
+    snprintf(cert_path, sizeof cert_path, "%s/%s.pem", tls_dir, cert);
+    snprintf(key_path, sizeof key_path, "%s/%s.key", tls_dir, cert);
+    struct tandem_tls_files files = {.ca = ca_path, .cert = cert_path, .key = key_path};
+    struct tandem_tls_ctx *ctx = NULL;
+    int rv = tandem_tls_ctx_new(&files, &ctx, errmsg);
+    if (rv != 0) {
+        fail_msg("TLS identity %s: %s", cert, errmsg);
+    }
+    return ctx;
+}
+
+/* Writes len bytes of frame on a raft stream from connect. */
+static void stream_send(uv_loop_t *loop, uv_stream_t *stream, const uint8_t *frame, size_t len)
+{
+    static uv_write_t write_req;
+    uv_buf_t buf = uv_buf_init((char *)frame, (unsigned)len);
+    assert_int_equal(uv_write(&write_req, stream, &buf, 1, NULL), 0);
+    uv_run(loop, UV_RUN_NOWAIT);
+}
+
+/* Connects a to b over TLS, sends frame and returns what b's raft stream got before its EOF. */
+static size_t tls_relayed(uv_loop_t *loop, struct node *a, struct node *b, const uint8_t *frame,
+                          size_t len)
+{
+    struct conn c;
+    b->accepts = 0;
+    assert_int_equal(node_connect(a, b, loop, &c), 0);
+    assert_true(run_until(loop, node_accepted, b, WAIT_MS));
+    assert_int_equal(b->accepted_id, a->id);
+    static struct sink sink;
+    memset(&sink, 0, sizeof sink);
+    b->accepted_stream->data = &sink;
+    assert_int_equal(uv_read_start(b->accepted_stream, sink_alloc_cb, sink_read_cb), 0);
+    stream_send(loop, c.stream, frame, len);
+    settle(loop, 50);
+    conn_close(&c); /* the relay ends the session; b's stream ends after what it passed on */
+    assert_true(run_until(loop, sink_eof, &sink, WAIT_MS));
+    assert_memory_equal(sink.data, frame, sink.len);
+    return sink.len;
+}
+
+/* Two members with node certificates: raft frames pass both relays, a frame libraft must not
+ * decode is still refused (a member's certificate may be stolen), probes work. */
+static void test_tls_connect_and_frames(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct tandem_tls_ctx *east = tls_ctx("ca", "east-1"), *west = tls_ctx("ca", "west-1");
+    struct node a, b;
+    node_start_tls(&a, &loop, "east-1", "prod", 7, 0, east);
+    node_start_tls(&b, &loop, "west-1", "prod", 7, 0, west);
+    static uint8_t frame[2048];
+    uint8_t types[2] = {RAFT_COMMAND, RAFT_CHANGE};
+    uint32_t sizes[2] = {100, 0};
+    size_t len = fb_append(frame, 1, 2, types, sizes);
+    assert_int_equal(tls_relayed(&loop, &a, &b, frame, len), len);
+    assert_int_equal(node_stats(&a).relays_outbound_open + node_stats(&b).relays_open, 0);
+    fb_put64(frame + 16 + 32, 0xffffffff); /* entry count: libraft segfaulted on this */
+    assert_int_equal(tls_relayed(&loop, &a, &b, frame, len), 0);
+    assert_int_equal(node_stats(&b).refused_frame, 1);
+
+    struct tandem_transport_contact c = probe_wait(&loop, &a, &b);
+    assert_true(c.last_ok_ms > 0);
+    struct tandem_transport_stats sa = node_stats(&a), sb = node_stats(&b);
+    assert_int_equal(sa.connected, 2);
+    assert_int_equal(sa.probed, 1);
+    assert_int_equal(sb.accepted, 2);
+    assert_int_equal(sa.refused_tls + sa.refused_identity + sb.refused_tls + sb.refused_identity,
+                     0);
+    node_stop(&a, &loop);
+    node_stop(&b, &loop);
+    loop_finish(&loop);
+    tandem_tls_ctx_free(east);
+    tandem_tls_ctx_free(west);
+}
+
+/* b (as west-1) holds cert of the same CA: a refuses it (identity or TLS), raft never sees it,
+ * and once a minute is said at warn (identity) or info. Then returns the stats of a. */
+static struct tandem_transport_stats tls_refused(const char *ca, const char *cert,
+                                                 unsigned *warnings)
+{
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct tandem_tls_ctx *east = tls_ctx("ca", "east-1"), *intruder = tls_ctx(ca, cert);
+    struct node a, b;
+    node_start_tls(&a, &loop, "east-1", "prod", 7, 0, east);
+    node_start_tls(&b, &loop, "west-1", "prod", 7, 0, intruder);
+    struct conn c;
+    for (unsigned attempt = 0; attempt < 3; attempt++) {
+        assert_int_equal(node_connect(&b, &a, &loop, &c), RAFT_NOCONNECTION);
+    }
+    settle(&loop, 50);
+    assert_int_equal(a.accepts, 0);
+    struct tandem_transport_stats sa = node_stats(&a);
+    assert_int_equal(sa.accepted + sa.probes_answered, 0);
+    assert_int_equal(sa.refused_tls + sa.refused_identity, 3);
+    assert_int_equal(sa.epoch_newest_seen, 0);
+    assert_int_equal(a.warnings + a.infos, 1); /* one line per peer and minute */
+    *warnings = a.warnings;
+    /* The other way round, a's client refuses whoever answers for west-1 with that cert. */
+    assert_int_equal(node_connect(&a, &b, &loop, &c), RAFT_NOCONNECTION);
+    assert_int_equal(node_stats(&a).connected, 0);
+    assert_int_equal(b.accepts, 0);
+    node_stop(&a, &loop);
+    node_stop(&b, &loop);
+    loop_finish(&loop);
+    tandem_tls_ctx_free(east);
+    tandem_tls_ctx_free(intruder);
+    return sa;
+}
+
+/* Another member's valid node certificate and a user's are refused for their identity (at warn),
+ * another CA's in the TLS handshake (at info). */
+static void test_tls_strangers_refused(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *ca, *cert;
+        bool identity; /* refused as an identity, else in TLS */
+    } cases[] = {
+        {"ca", "mallory-1", true},
+        {"ca", "admin", true},
+        {"rogue-ca", "rogue-1", false},
+    };
+    for (unsigned i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        unsigned warnings = 0;
+        struct tandem_transport_stats s = tls_refused(cases[i].ca, cases[i].cert, &warnings);
+        assert_int_equal(cases[i].identity ? s.refused_identity : s.refused_tls, 3);
+        assert_int_equal(warnings, cases[i].identity ? 1 : 0);
+    }
+}
+
+/* A plaintext hello to a TLS transport is refused before it is read as one; a silent client is
+ * dropped by the handshake timeout, its pending slot freed. */
+static void test_tls_plaintext_and_silent_refused(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct tandem_tls_ctx *east = tls_ctx("ca", "east-1");
+    struct node n;
+    node_start_tls(&n, &loop, "east-1", "prod", 1, 300, east);
+    static struct raw r, silent;
+    static const char address[] = "west-1|west|127.0.0.1:1|http://127.0.0.1:1";
+    raw_start(&r, &loop, n.port);
+    raw_start(&silent, &loop, n.port);
+    assert_true(run_until(&loop, flag_set, &r.connected, WAIT_MS));
+    hello_build(r.out, (uint32_t)strlen(address), address);
+    raw_send(&r, HELLO_SIZE);
+    assert_true(run_until(&loop, raw_eof, &r, WAIT_MS));
+    assert_true(r.in_len < 8 || memcmp(r.in, "TNDMACK!", 8) != 0); /* no ack, at most an alert */
+    assert_int_equal(node_stats(&n).refused_tls, 1);
+    assert_int_equal(node_stats(&n).timed_out, 0);
+    assert_true(run_until(&loop, raw_eof, &silent, WAIT_MS));
+    assert_int_equal(silent.in_len, 0);
+    struct tandem_transport_stats stats = node_stats(&n);
+    assert_int_equal(stats.timed_out, 1);
+    assert_int_equal(stats.accepted + n.accepts, 0);
+    assert_int_equal(stats.epoch_newest_seen, 0);
+    raw_stop(&r, &loop);
+    raw_stop(&silent, &loop);
+    node_stop(&n, &loop);
+    loop_finish(&loop);
+    tandem_tls_ctx_free(east);
+}
+
+static void test_raft_over_tls(void **state)
+{
+    (void)state;
+    static struct cluster c;
+    struct tandem_tls_ctx *tls[2] = {tls_ctx("ca", "east-1"), tls_ctx("ca", "west-1")};
+    cluster_start_tls(&c, false, tls);
+    cluster_elect_and_commit(&c);
+    for (unsigned i = 0; i < 2; i++) {
+        struct tandem_transport_stats stats;
+        tandem_transport_stats(&c.nodes[i].transport, &stats);
+        assert_true(stats.relays_outbound_open >= 1);
+    }
+    cluster_close(&c, &c.loop);
+    tandem_tls_ctx_free(tls[0]);
+    tandem_tls_ctx_free(tls[1]);
+}
+
+/* raft_allow: a source outside the list is closed right after accept, before TLS or a hello is
+ * read (no handshake timeout, no TLS refusal), and counted; a source inside gets on as usual. */
+static void test_raft_allow_refuses_source(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct tandem_allow allow;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    assert_int_equal(tandem_allow_parse(&allow, "127.0.0.1/32, ::1", errmsg), 0);
+    struct tandem_tls_ctx *east = tls_ctx("ca", "east-1"), *west = tls_ctx("ca", "west-1");
+    struct node a, b;
+    node_start_config(&a, &loop, "east-1", 5000, east, &allow);
+    node_start_tls(&b, &loop, "west-1", "prod", 1, 0, west);
+    static struct raw outsider;
+    struct sockaddr_in from;
+    assert_int_equal(uv_ip4_addr("127.0.0.2", 0, &from), 0);
+    raw_start_from(&outsider, &loop, a.port, (const struct sockaddr *)&from);
+    assert_true(run_until(&loop, flag_set, &outsider.connected, WAIT_MS));
+    uint64_t connected_at = uv_now(&loop);
+    assert_true(run_until(&loop, raw_eof, &outsider, WAIT_MS));
+    assert_true(outsider.eof_at_ms - connected_at < 1000); /* not the 5 s handshake timeout */
+    assert_int_equal(outsider.in_len, 0);                  /* not even a TLS alert */
+    struct tandem_transport_stats stats = node_stats(&a);
+    assert_int_equal(stats.refused_allow, 1);
+    assert_int_equal(stats.refused_tls + stats.timed_out + stats.accepted, 0);
+    assert_int_equal(a.infos, 1);
+
+    struct conn c; /* from 127.0.0.1: allowed */
+    assert_int_equal(node_connect(&b, &a, &loop, &c), 0);
+    assert_true(run_until(&loop, node_accepted, &a, WAIT_MS));
+    assert_int_equal(node_stats(&a).refused_allow, 1);
+    conn_close(&c);
+    raw_stop(&outsider, &loop);
+    node_stop(&a, &loop);
+    node_stop(&b, &loop);
+    loop_finish(&loop);
+    tandem_tls_ctx_free(east);
+    tandem_tls_ctx_free(west);
+}
+
+/* A TLS server that acks like a member and then writes, which an acceptor's raft_uv never does:
+ * behind its ack in one record (the handshake refuses the extra bytes) or later, once raft has
+ * the stream (the outbound relay drops it). */
+struct chatty {
+    uv_tcp_t listener;
+    struct tandem_relay_conn conn; /* tcp first, for the close callback */
+    uv_timer_t later;
+    struct tandem_tls_ctx *ctx;
+    uint8_t hello[HELLO_SIZE];
+    size_t hello_len;
+    bool junk_in_ack, accepted, closed;
+    int port;
+};
+
+static const char chatty_junk[] = "an acceptor never writes this";
+
+static void chatty_written_cb(void *data, void *write_data, int status)
+{
+    (void)data, (void)write_data, (void)status;
+}
+
+static void chatty_write(struct chatty *m, bool ack, bool junk)
+{
+    uint8_t out[ACK_SIZE + sizeof chatty_junk];
+    size_t len = 0;
+    if (ack) {
+        memset(out, 0, ACK_SIZE);
+        memcpy(out, "TNDMACK!", 8);
+        put_le(out + 8, 2, 4);
+        put_le(out + 16, 7, 8); /* epoch 7, status OK */
+        len = ACK_SIZE;
+    }
+    if (junk) {
+        memcpy(out + len, chatty_junk, sizeof chatty_junk);
+        len += sizeof chatty_junk;
+    }
+    uv_buf_t buf = uv_buf_init((char *)out, (unsigned)len);
+    assert_int_equal(tandem_tls_write(m->conn.tls, &buf, 1, m, chatty_written_cb), 0);
+}
+
+static void chatty_later_cb(uv_timer_t *timer)
+{
+    chatty_write(timer->data, false, true);
+}
+
+static void chatty_read_cb(void *data, ssize_t n, const char *bytes)
+{
+    struct chatty *m = ((struct tandem_relay_conn *)data)->owner;
+    if (n <= 0 || m->hello_len + (size_t)n > HELLO_SIZE) {
+        return;
+    }
+    memcpy(m->hello + m->hello_len, bytes, (size_t)n);
+    m->hello_len += (size_t)n;
+    if (m->hello_len == HELLO_SIZE) {
+        chatty_write(m, true, m->junk_in_ack);
+        if (!m->junk_in_ack) {
+            assert_int_equal(uv_timer_start(&m->later, chatty_later_cb, 100, 0), 0);
+        }
+    }
+}
+
+static void chatty_handshake_cb(void *data, int status)
+{
+    assert_int_equal(status, 0);
+    assert_int_equal(tandem_tls_read_start(((struct tandem_relay_conn *)data)->tls, chatty_read_cb),
+                     0);
+}
+
+static void chatty_listen_cb(uv_stream_t *listener, int status)
+{
+    struct chatty *m = listener->data;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    assert_int_equal(status, 0);
+    assert_false(m->accepted); /* one connection */
+    assert_int_equal(uv_tcp_init(listener->loop, &m->conn.tcp), 0);
+    assert_int_equal(uv_accept(listener, (uv_stream_t *)&m->conn.tcp), 0);
+    m->accepted = true;
+    assert_int_equal(tandem_tls_new(m->ctx, &m->conn.tcp, TANDEM_TLS_SERVER, NULL, &m->conn,
+                                    &m->conn.tls, errmsg),
+                     0);
+    assert_int_equal(tandem_tls_handshake(m->conn.tls, chatty_handshake_cb), 0);
+}
+
+static void chatty_start(struct chatty *m, uv_loop_t *loop, bool junk_in_ack)
+{
+    memset(m, 0, sizeof *m);
+    m->junk_in_ack = junk_in_ack;
+    m->conn.owner = m;
+    m->ctx = tls_ctx("ca", "west-1");
+    m->port = free_port();
+    struct sockaddr_in addr;
+    assert_int_equal(uv_ip4_addr("127.0.0.1", m->port, &addr), 0);
+    assert_int_equal(uv_tcp_init(loop, &m->listener), 0);
+    m->listener.data = m;
+    assert_int_equal(uv_tcp_bind(&m->listener, (struct sockaddr *)&addr, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&m->listener, 4, chatty_listen_cb), 0);
+    assert_int_equal(uv_timer_init(loop, &m->later), 0);
+    m->later.data = m;
+}
+
+static void chatty_conn_close_cb(uv_handle_t *handle)
+{
+    struct tandem_relay_conn *conn = tandem_relay_conn_of(handle);
+    struct chatty *m = conn->owner;
+    tandem_tls_free(conn->tls);
+    m->closed = true;
+}
+
+static void chatty_stop(struct chatty *m, uv_loop_t *loop)
+{
+    uv_close((uv_handle_t *)&m->listener, NULL);
+    uv_close((uv_handle_t *)&m->later, NULL);
+    if (m->accepted) {
+        uv_close((uv_handle_t *)&m->conn.tcp, chatty_conn_close_cb);
+        assert_true(run_until(loop, flag_set, &m->closed, WAIT_MS));
+    }
+    settle(loop, 10);
+    tandem_tls_ctx_free(m->ctx);
+}
+
+static bool frame_refused(void *arg)
+{
+    return node_stats(arg).refused_frame > 0;
+}
+
+static void test_tls_acceptor_that_writes_is_dropped(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct tandem_tls_ctx *east = tls_ctx("ca", "east-1");
+    struct node a, peer;
+    node_start_tls(&a, &loop, "east-1", "prod", 7, 0, east);
+    static struct chatty m;
+    struct conn c;
+    for (int junk_in_ack = 1; junk_in_ack >= 0; junk_in_ack--) {
+        chatty_start(&m, &loop, junk_in_ack == 1);
+        memset(&peer, 0, sizeof peer);
+        peer.id = tandem_member_id("west-1");
+        snprintf(peer.address, sizeof peer.address, "west-1|west|127.0.0.1:%d|http://127.0.0.1:1",
+                 m.port);
+        if (junk_in_ack) {
+            assert_int_equal(node_connect(&a, &peer, &loop, &c), RAFT_NOCONNECTION);
+            assert_int_equal(node_stats(&a).refused_malformed, 1);
+        } else {
+            assert_int_equal(node_connect(&a, &peer, &loop, &c), 0);
+            assert_int_equal(node_stats(&a).relays_outbound_open, 1);
+            assert_true(run_until(&loop, frame_refused, &a, WAIT_MS));
+            settle(&loop, 20);
+            assert_int_equal(node_stats(&a).relays_outbound_open, 0);
+            conn_close(&c);
+        }
+        chatty_stop(&m, &loop);
+    }
+    assert_int_equal(node_stats(&a).connected, 1);
+    node_stop(&a, &loop);
+    loop_finish(&loop);
+    tandem_tls_ctx_free(east);
+}
+
+static int tls_group_setup(void **state)
+{
+    (void)state;
+    tls_certs_make();
+    return 0;
+}
+
+static int tls_group_teardown(void **state)
+{
+    (void)state;
+    tls_certs_remove();
+    return 0;
 }
 
 /* ---- config validation ---- */
@@ -1417,6 +1912,12 @@ int main(void)
         cmocka_unit_test(test_quarantine_gate),
         cmocka_unit_test(test_fenced_node_tells_the_newer_epoch),
         cmocka_unit_test(test_raft_quarantined_elects_nobody),
+        cmocka_unit_test(test_tls_connect_and_frames),
+        cmocka_unit_test(test_tls_strangers_refused),
+        cmocka_unit_test(test_tls_plaintext_and_silent_refused),
+        cmocka_unit_test(test_raft_over_tls),
+        cmocka_unit_test(test_raft_allow_refuses_source),
+        cmocka_unit_test(test_tls_acceptor_that_writes_is_dropped),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, tls_group_setup, tls_group_teardown);
 }

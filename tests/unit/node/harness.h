@@ -153,6 +153,8 @@ struct leader {
     int port, handled;
     char forwarded_by[HARNESS_TEXT_MAX], user[HARNESS_TEXT_MAX], content_type[HARNESS_TEXT_MAX];
     char method_url[HARNESS_TEXT_MAX], body[HARNESS_TEXT_MAX];
+    char forwarded_user[HARNESS_TEXT_MAX], forwarded_kind[HARNESS_TEXT_MAX];
+    struct tandem_tls_peer peer; /* the last request's */
     int answer_status; /* 0: 200 with the echo; else this status (503 adds the retry-safe header) */
 };
 
@@ -168,6 +170,9 @@ static inline void leader_handle(struct tandem_http_server *s, struct tandem_htt
     leader_copy(l->forwarded_by, tandem_http_request_header(r, "X-Tandem-Forwarded-By"));
     leader_copy(l->user, tandem_http_request_header(r, "X-Tandem-User"));
     leader_copy(l->content_type, tandem_http_request_header(r, "Content-Type"));
+    leader_copy(l->forwarded_user, tandem_http_request_header(r, "X-Tandem-Forwarded-User"));
+    leader_copy(l->forwarded_kind, tandem_http_request_header(r, "X-Tandem-Forwarded-Kind"));
+    l->peer = r->peer;
     snprintf(l->method_url, sizeof l->method_url, "%s %s",
              http_method_str((enum http_method)r->method), r->url);
     leader_copy(l->body, r->body);
@@ -210,6 +215,7 @@ struct call {
     char body[HARNESS_TEXT_MAX];
     char mod_index[HARNESS_TEXT_MAX], node[HARNESS_TEXT_MAX], retry_after[HARNESS_TEXT_MAX];
     char private_header[HARNESS_TEXT_MAX];
+    char www_authenticate[HARNESS_TEXT_MAX], applied_index[HARNESS_TEXT_MAX];
 };
 
 static inline void call_cb(struct tandem_httpc_request *req, int status,
@@ -225,6 +231,8 @@ static inline void call_cb(struct tandem_httpc_request *req, int status,
         leader_copy(c->node, tandem_httpc_response_header(resp, "X-Tandem-Node"));
         leader_copy(c->retry_after, tandem_httpc_response_header(resp, "Retry-After"));
         leader_copy(c->private_header, tandem_httpc_response_header(resp, "X-Private"));
+        leader_copy(c->www_authenticate, tandem_httpc_response_header(resp, "WWW-Authenticate"));
+        leader_copy(c->applied_index, tandem_httpc_response_header(resp, "X-Tandem-Applied-Index"));
     }
 }
 

@@ -24,7 +24,14 @@ static void test_url_parse(void **state)
     assert_int_equal(tandem_url_parse("http://[::1]:9000/", host, sizeof host, &port, NULL), 0);
     assert_string_equal(host, "::1");
     assert_int_equal(port, 9000);
-    assert_int_equal(tandem_url_parse("https://127.0.0.1:1", host, sizeof host, &port, NULL),
+    assert_int_equal(
+        tandem_url_parse("https://east-1.example:8101/v1", host, sizeof host, &port, &path), 0);
+    assert_string_equal(host, "east-1.example");
+    assert_int_equal(port, 8101);
+    assert_string_equal(path, "/v1");
+    assert_true(tandem_url_is_https("https://h:1"));
+    assert_false(tandem_url_is_https("http://h:1"));
+    assert_int_equal(tandem_url_parse("ftp://127.0.0.1:1", host, sizeof host, &port, NULL),
                      UV_EINVAL);
     assert_int_equal(tandem_url_parse("http://127.0.0.1", host, sizeof host, &port, NULL),
                      UV_EINVAL);
@@ -57,6 +64,37 @@ static void pool_stop(struct harness *h, struct tandem_http_pool *p)
     tandem_http_pool_close(p, pool_closed_cb);
     assert_true(harness_run_until(h, pool_is_closed, &flag));
     assert_int_equal(flag.closed, 1);
+}
+
+/* A TLS pool talks https only, a plaintext pool http only; with TLS one client per host:port and
+ * expected node name. (The context is never used: nothing is sent.) */
+static void test_pool_schemes_and_node_keys(void **state)
+{
+    struct harness h;
+    struct tandem_http_pool plain, secure;
+    struct tandem_httpc *c1, *c2, *c3;
+    int never_dereferenced = 0;
+    (void)state;
+    harness_init(&h);
+    assert_int_equal(tandem_http_pool_init(&plain, &h.loop, 4, 1, 2000), 0);
+    assert_int_equal(tandem_http_pool_get(&plain, "https://127.0.0.1:9", &c1), UV_EINVAL);
+    assert_string_equal(plain.errmsg,
+                        "http pool: https://127.0.0.1:9 needs TLS but this node runs insecure");
+    assert_int_equal(tandem_http_pool_init(&secure, &h.loop, 4, 1, 2000), 0);
+    tandem_http_pool_set_tls(&secure, (struct tandem_tls_ctx *)&never_dereferenced);
+    assert_int_equal(tandem_http_pool_get(&secure, "http://127.0.0.1:9", &c1), UV_EINVAL);
+    assert_string_equal(secure.errmsg,
+                        "http pool: http://127.0.0.1:9 is plaintext HTTP but this node speaks TLS");
+    assert_int_equal(tandem_http_pool_get_node(&secure, "https://127.0.0.1:9", "east-1", &c1), 0);
+    assert_int_equal(tandem_http_pool_get_node(&secure, "https://127.0.0.1:9", "west-1", &c2), 0);
+    assert_int_equal(tandem_http_pool_get_node(&secure, "https://127.0.0.1:9/x", "east-1", &c3), 0);
+    assert_ptr_not_equal(c1, c2);
+    assert_ptr_equal(c1, c3);
+    assert_string_equal(c1->expect_node, "east-1");
+    assert_ptr_equal(c1->tls, &never_dereferenced);
+    pool_stop(&h, &plain);
+    pool_stop(&h, &secure);
+    harness_close(&h);
 }
 
 static void url_of(char *out, size_t size, int port)
@@ -171,9 +209,8 @@ static void test_pool_close(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_url_parse),
-        cmocka_unit_test(test_pool_keys_and_lru),
-        cmocka_unit_test(test_pool_retiring_finishes),
+        cmocka_unit_test(test_url_parse),         cmocka_unit_test(test_pool_schemes_and_node_keys),
+        cmocka_unit_test(test_pool_keys_and_lru), cmocka_unit_test(test_pool_retiring_finishes),
         cmocka_unit_test(test_pool_close),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

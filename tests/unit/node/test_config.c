@@ -15,10 +15,10 @@
 #define ARGS_MAX   64   /* argv entries a test builds */
 #define OUTPUT_MAX 8192 /* bytes of generated text a test inspects */
 
-/* The flags every valid configuration needs. */
+/* The flags every valid configuration needs (without TLS material: see test_tls_rule). */
 #define REQUIRED_FLAGS                                                                             \
     "--name", "east-1", "--site", "east", "--data_dir", "/var/lib/tandem", "--raft_address",       \
-        "127.0.0.1:7001", "--api_address", "127.0.0.1:8101"
+        "127.0.0.1:7001", "--api_address", "127.0.0.1:8101", "--insecure"
 
 struct run {
     struct tandem_config config;
@@ -135,7 +135,7 @@ static void test_minimal_flags(void **state)
 
     run = run_args("--name=west-2", "--site=west", "--data-dir=/d", "--raft-address=[::1]:7002",
                    "--api_address", "localhost:8102", "--heartbeat-ms=100",
-                   "--api_url=https://west-2.example:8443", NULL);
+                   "--api_url=https://west-2.example:8443", "--insecure", NULL);
     assert_int_equal(run->rc, 0);
     assert_string_equal(run->config.name, "west-2");
     assert_string_equal(run->config.raft_address, "[::1]:7002");
@@ -151,6 +151,7 @@ static const char example_ini[] = "; tandemd test configuration\n"
                                   "data_dir = /srv/tandem\n"
                                   "raft_address = 127.0.0.1:7001\n"
                                   "api_address = 127.0.0.1:8101\n"
+                                  "insecure = true\n"
                                   "member = east-1,east,127.0.0.1:7001,http://127.0.0.1:8101\n"
                                   "member = west-1,west,127.0.0.1:7002,http://127.0.0.1:8102\n"
                                   "member = wit-1,witness,127.0.0.1:7003,http://127.0.0.1:8103,"
@@ -475,6 +476,23 @@ static void test_relations(void **state)
                           "option body_bytes_max_kib: 4097 must not exceed batch_bytes_max_kib");
 }
 
+static void test_allow_lists(void **state)
+{
+    (void)state;
+    struct run *run =
+        run_args(REQUIRED_FLAGS, "--api_allow=10.0.0.0/8, ::1", "--raft_allow=192.168.1.0/24",
+                 "--metrics_address=127.0.0.1:9100", NULL);
+    assert_int_equal(run->rc, 0);
+    assert_string_equal(run->config.api_allow, "10.0.0.0/8, ::1");
+    assert_error(run_args(REQUIRED_FLAGS, "--api_allow=10.0.0.0/8,bogus", NULL),
+                 "option api_allow: \"bogus\": not an IPv4 address");
+    assert_error(run_args(REQUIRED_FLAGS, "--raft_allow=10.0.0.5/24", NULL),
+                 "option raft_allow: \"10.0.0.5/24\": bits set past the /24 prefix (write the "
+                 "network address, or the host alone)");
+    assert_error(run_args(REQUIRED_FLAGS, "--metrics_address=9100", NULL),
+                 "option metrics_address: '9100' is not a valid host:port");
+}
+
 static void test_validate_direct(void **state)
 {
     (void)state;
@@ -493,6 +511,58 @@ static void test_validate_direct(void **state)
     c.n_members = TANDEM_MEMBERS_MAX + 1;
     assert_int_equal(tandem_config_validate(&c, errmsg), -1);
     assert_string_equal(errmsg, "option member: 17 members, more than 16");
+}
+
+/* Without insecure, tls_ca/tls_cert/tls_key must name readable files and URLs are https://. */
+static void test_tls_rule(void **state)
+{
+    (void)state;
+    char pem[128];
+    char ca[160];
+    char cert[160];
+    char key[160];
+    char crl[160];
+    temp_file(pem, sizeof pem, "-----BEGIN CERTIFICATE-----\n");
+    snprintf(ca, sizeof ca, "--tls_ca=%s", pem);
+    snprintf(cert, sizeof cert, "--tls_cert=%s", pem);
+    snprintf(key, sizeof key, "--tls_key=%s", pem);
+    snprintf(crl, sizeof crl, "--tls_crl=%s", pem);
+#define TLS_BASE                                                                                   \
+    "--name", "east-1", "--site", "east", "--data_dir", "/d", "--raft_address", "127.0.0.1:7001",  \
+        "--api_address", "127.0.0.1:8101"
+    assert_error(run_args(TLS_BASE, NULL), "option tls_ca is required unless insecure = true "
+                                           "(deploy/certs.sh makes the certificates)");
+    assert_error(run_args(TLS_BASE, ca, NULL), "option tls_cert is required unless insecure = "
+                                               "true (deploy/certs.sh makes the certificates)");
+    assert_error(run_args(TLS_BASE, ca, cert, NULL),
+                 "option tls_key is required unless insecure = true (deploy/certs.sh makes the "
+                 "certificates)");
+    struct run *run = run_args(TLS_BASE, ca, cert, key, crl, NULL);
+    if (run->rc != 0) {
+        fail_msg("load failed: %s", run->errmsg);
+    }
+    assert_string_equal(run->config.api_url, "https://127.0.0.1:8101");
+    assert_false(run->config.insecure);
+    assert_error(run_args(TLS_BASE, ca, cert, key, "--tls_crl=/nonexistent/crl.pem", NULL),
+                 "option tls_crl: cannot read '/nonexistent/crl.pem': No such file or directory");
+    assert_error(run_args(TLS_BASE, ca, cert, key, "--tls_key=/", NULL),
+                 "option tls_key: '/' is not a regular file");
+    assert_error(run_args(TLS_BASE, ca, cert, key, "--api_url=http://127.0.0.1:8101", NULL),
+                 "option api_url: 'http://127.0.0.1:8101' must be https:// unless insecure = true");
+    assert_error(run_args(TLS_BASE, ca, cert, key, "--member",
+                          "east-1,east,127.0.0.1:7001,http://127.0.0.1:8101", NULL),
+                 "option member: east-1's url 'http://127.0.0.1:8101' must be https:// unless "
+                 "insecure = true");
+    assert_int_equal(run_args(TLS_BASE, ca, cert, key, "--member",
+                              "east-1,east,127.0.0.1:7001,https://127.0.0.1:8101", NULL)
+                         ->rc,
+                     0);
+    /* insecure needs none of it and advertises http://. */
+    run = run_args(TLS_BASE, "--insecure", "--tls_ca=/nonexistent", NULL);
+    assert_int_equal(run->rc, 0);
+    assert_string_equal(run->config.api_url, "http://127.0.0.1:8101");
+#undef TLS_BASE
+    unlink(pem);
 }
 
 static void test_help_and_version(void **state)
@@ -597,7 +667,9 @@ int main(void)
         cmocka_unit_test(test_members),
         cmocka_unit_test(test_members_max),
         cmocka_unit_test(test_relations),
+        cmocka_unit_test(test_allow_lists),
         cmocka_unit_test(test_validate_direct),
+        cmocka_unit_test(test_tls_rule),
         cmocka_unit_test(test_help_and_version),
         cmocka_unit_test(test_markdown),
         cmocka_unit_test(test_print_config_round_trip),

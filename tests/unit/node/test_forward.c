@@ -5,6 +5,7 @@
 #include "harness.h"
 #include "node/http/forward.h"
 #include "node/http/park.h"
+#include "tls_certs.h"
 
 #define PARK_WAIT_LONG_NS (5000ull * 1000000ull)
 
@@ -245,6 +246,62 @@ static void test_forward_close_answers_parked(void **state)
     harness_close(&h);
 }
 
+/* Over TLS: the follower's client certificate (a node's) reaches the leader, with the caller the
+ * follower's own handshake proved in the forwarded identity headers. */
+static void forward_tls_case(const char *dir, const char *caller, const char *leader_name,
+                             const char *kind)
+{
+    struct harness h;
+    struct leader l;
+    struct follower f;
+    struct call c;
+    struct tandem_tls_ctx *east = tls_certs_ctx(dir, "ca", "east-1");
+    struct tandem_tls_ctx *west = tls_certs_ctx(dir, "ca", "west-1");
+    struct tandem_tls_ctx *client = tls_certs_ctx(dir, "ca", caller);
+    harness_init(&h);
+    leader_start(&h, &l, 0);
+    tandem_http_server_set_tls(&l.server, west);
+    follower_start(&h, &f, l.port, 0);
+    snprintf(f.leader.name, sizeof f.leader.name, "%s", leader_name);
+    snprintf(f.leader.api, sizeof f.leader.api, "https://127.0.0.1:%d", l.port);
+    tandem_http_server_set_tls(&f.server, east);
+    tandem_forwarder_set_tls(&f.forwarder, east);
+    assert_int_equal(tandem_httpc_set_tls(&f.client, client, "east-1"), 0);
+    call_send(&f.client, &c, "POST", "/v1/txn", "X-Tandem-Forwarded-User: mallory\r\n", "{}");
+    assert_true(harness_run_until(&h, call_done, &c));
+    assert_int_equal(c.status, 0);
+    if (kind == NULL) { /* the leader did not prove to be leader_name: nothing reached it */
+        assert_int_equal(c.http_status, 503);
+        assert_string_equal(c.body, "{\"error\":\"forwarding to the leader failed: protocol "
+                                    "error\"}");
+        assert_int_equal(l.handled, 0);
+    } else {
+        assert_int_equal(c.http_status, 200);
+        assert_string_equal(l.forwarded_by, "east-1");
+        assert_string_equal(l.forwarded_user, caller); /* never what the caller claimed */
+        assert_string_equal(l.forwarded_kind, kind);
+        assert_int_equal(l.peer.kind, TANDEM_TLS_PEER_NODE);
+        assert_string_equal(l.peer.name, "east-1");
+    }
+    follower_stop(&f);
+    leader_stop(&h, &l);
+    harness_close(&h);
+    tandem_tls_ctx_free(east);
+    tandem_tls_ctx_free(west);
+    tandem_tls_ctx_free(client);
+}
+
+static void test_forward_over_tls(void **state)
+{
+    char dir[TLS_CERTS_DIR_MAX];
+    (void)state;
+    tls_certs_make(dir);
+    forward_tls_case(dir, "alice", "west-1", "user");
+    forward_tls_case(dir, "west-1", "west-1", "node");
+    forward_tls_case(dir, "alice", "north-9", NULL); /* west-1's certificate, not north-9's */
+    tls_certs_remove(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -254,6 +311,7 @@ int main(void)
         cmocka_unit_test(test_forward_unsent_is_retried),
         cmocka_unit_test(test_forward_retry_safe_503),
         cmocka_unit_test(test_forward_close_answers_parked),
+        cmocka_unit_test(test_forward_over_tls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -283,7 +283,8 @@ static int raw_connected(void *arg)
     return ((struct raw_client *)arg)->connected;
 }
 
-static void raw_open(struct fixture *f, struct raw_client *rc)
+/* Connects rc to the server from source (a loopback address) and waits for the connection. */
+static void raw_open_from(struct fixture *f, struct raw_client *rc, const char *source)
 {
     memset(rc, 0, sizeof *rc);
     rc->f = f;
@@ -294,6 +295,9 @@ static void raw_open(struct fixture *f, struct raw_client *rc)
     assert_int_equal(uv_tcp_init(&f->loop, &rc->tcp), 0);
     rc->tcp.data = rc;
     rc->connect_req.data = rc;
+    struct sockaddr_in from;
+    assert_int_equal(uv_ip4_addr(source, 0, &from), 0);
+    assert_int_equal(uv_tcp_bind(&rc->tcp, (const struct sockaddr *)&from, 0), 0);
     struct sockaddr_in addr;
     assert_int_equal(uv_ip4_addr("127.0.0.1", f->port, &addr), 0);
     assert_int_equal(
@@ -301,6 +305,11 @@ static void raw_open(struct fixture *f, struct raw_client *rc)
         0);
     assert_true(run_until(f, raw_connected, rc));
     assert_int_equal(rc->connect_status, 0);
+}
+
+static void raw_open(struct fixture *f, struct raw_client *rc)
+{
+    raw_open_from(f, rc, "127.0.0.1");
 }
 
 static void raw_close_cb(uv_handle_t *h)
@@ -365,6 +374,11 @@ static void raw_wait_eof(struct raw_client *rc)
 
 /* ---- setup / teardown ---- */
 
+/* The admission settings the next fixture_start gives the server (reset by it). */
+static struct tandem_allow fixture_allow;
+static const char *fixture_allow_text;
+static unsigned fixture_per_source_max;
+
 static int fixture_start(void **state, const struct tandem_http_limits *limits)
 {
     struct fixture *f = calloc(1, sizeof *f);
@@ -375,6 +389,15 @@ static int fixture_start(void **state, const struct tandem_http_limits *limits)
     f->defer.data = f;
     assert_int_equal(tandem_http_server_init(&f->server, &f->loop, limits, handler, f), 0);
     char errmsg[256];
+    if (fixture_allow_text != NULL || fixture_per_source_max > 0) {
+        assert_int_equal(tandem_allow_parse(&fixture_allow,
+                                            fixture_allow_text ? fixture_allow_text : "", errmsg),
+                         0);
+        assert_int_equal(
+            tandem_http_server_set_sources(&f->server, &fixture_allow, fixture_per_source_max), 0);
+    }
+    fixture_allow_text = NULL;
+    fixture_per_source_max = 0;
     assert_int_equal(tandem_http_server_listen(&f->server, "127.0.0.1", 0, errmsg), 0);
     f->port = tandem_http_server_port(&f->server);
     assert_true(f->port > 0);
@@ -754,6 +777,84 @@ static void test_connections_max(void **state)
     raw_free(f, &b);
 }
 
+static int setup_allow(void **state)
+{
+    fixture_allow_text = "10.0.0.0/8, 127.0.0.2/32";
+    return fixture_start(state, NULL);
+}
+
+/* Opens rc from source and GETs path on it: one answer. */
+static void raw_get_from(struct fixture *f, struct raw_client *rc, const char *source,
+                         const char *path)
+{
+    char request[128];
+    raw_open_from(f, rc, source);
+    snprintf(request, sizeof request, "GET %s HTTP/1.1\r\n\r\n", path);
+    raw_send_text(rc, request);
+    raw_wait(rc, 1);
+}
+
+/* A source outside the allow-list is closed before a byte is read: no answer, no handler. */
+static void test_allow_list(void **state)
+{
+    struct fixture *f = *state;
+    struct raw_client refused, allowed;
+    raw_open(f, &refused); /* from 127.0.0.1 */
+    raw_send_text(&refused, "GET /a HTTP/1.1\r\n\r\n");
+    raw_wait_eof(&refused);
+    assert_int_equal(refused.recv_len, 0);
+    raw_get_from(f, &allowed, "127.0.0.2", "/b");
+    assert_int_equal(allowed.resp[0].status, 200);
+    struct tandem_http_server_stats st;
+    tandem_http_server_stats(&f->server, &st);
+    assert_int_equal(st.refused_allow, 1);
+    assert_int_equal(st.refused_per_source, 0);
+    assert_int_equal(f->handled, 1);
+    assert_string_equal(f->last_path, "/b");
+    raw_free(f, &refused);
+    raw_free(f, &allowed);
+}
+
+static int setup_per_source(void **state)
+{
+    fixture_per_source_max = 2;
+    return fixture_start(state, NULL);
+}
+
+static int two_connections_open(void *arg)
+{
+    struct fixture *f = arg;
+    return f->server.stats.connections_open == 2;
+}
+
+/* The third connection from one address is closed at once; another address still gets in, and
+ * the first gets its room back when one of its connections ends. */
+static void test_per_source(void **state)
+{
+    struct fixture *f = *state;
+    struct raw_client a, b, c, other;
+    raw_get_from(f, &a, "127.0.0.1", "/a");
+    raw_get_from(f, &b, "127.0.0.1", "/b");
+    raw_open(f, &c);
+    raw_send_text(&c, "GET /c HTTP/1.1\r\n\r\n");
+    raw_wait_eof(&c);
+    assert_int_equal(c.recv_len, 0);
+    raw_get_from(f, &other, "127.0.0.2", "/other");
+    struct tandem_http_server_stats st;
+    tandem_http_server_stats(&f->server, &st);
+    assert_int_equal(st.refused_per_source, 1);
+    assert_int_equal(st.refused_allow, 0);
+    assert_int_equal(f->handled, 3);
+    raw_free(f, &c);
+    raw_free(f, &a);
+    assert_true(run_until(f, two_connections_open, f)); /* b and other */
+    raw_get_from(f, &c, "127.0.0.1", "/again");
+    assert_int_equal(c.resp[0].status, 200);
+    raw_free(f, &c);
+    raw_free(f, &b);
+    raw_free(f, &other);
+}
+
 static int setup_small(void **state)
 {
     struct tandem_http_limits l;
@@ -1046,6 +1147,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_get_and_put, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_allow_list, setup_allow, teardown),
+        cmocka_unit_test_setup_teardown(test_per_source, setup_per_source, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_reverse_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_backpressure, setup_depth4, teardown),
         cmocka_unit_test_setup_teardown(test_keep_alive_sequential, setup, teardown),

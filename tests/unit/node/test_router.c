@@ -1,11 +1,13 @@
 /* Tests of the router on a stand-in node (raft is never started; its state is set by hand):
- * route matching by method and prefix with percent-decoding, JSON 404/405 bodies, and the
- * leader check that runs a route here, forwards it, parks it or refuses it. */
+ * route matching by method and prefix with percent-decoding, JSON 404/405 bodies, the
+ * leader check that runs a route here, forwards it, parks it or refuses it, and the
+ * authorisation and rate limit in front of every route (the TLS peer set by hand). */
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "harness.h"
 #include "node/api/api.h"
+#include "node/api/authz.h"
 #include "node/node.h"
 
 #define ELECTION_TIMEOUT_MS 15 /* the park holds a request about four of these */
@@ -36,6 +38,18 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     fail_msg("tandem_node_stop: %d", exit_code);
 }
 
+/* Plays the TLS server's part: the peer is what X-Test-Peer says ("user:alice", "node:west-1"),
+ * none without it. */
+static void peer_handle(struct tandem_http_server *s, struct tandem_http_request *r)
+{
+    const char *peer = tandem_http_request_header(r, "X-Test-Peer");
+    if (peer != NULL) {
+        r->peer.kind = strncmp(peer, "node:", 5) == 0 ? TANDEM_TLS_PEER_NODE : TANDEM_TLS_PEER_USER;
+        snprintf(r->peer.name, sizeof r->peer.name, "%s", strchr(peer, ':') + 1);
+    }
+    tandem_routes_handle(s, r);
+}
+
 static void fixture_start(struct fixture *f)
 {
     char errmsg[TANDEM_ERRMSG_SIZE];
@@ -56,8 +70,7 @@ static void fixture_start(struct fixture *f)
     f->node.bcp.env.store = &f->node.store;
     tandem_router_init(&f->node);
     assert_int_equal(
-        tandem_http_server_init(&f->node.http, &f->h.loop, NULL, tandem_routes_handle, &f->node),
-        0);
+        tandem_http_server_init(&f->node.http, &f->h.loop, NULL, peer_handle, &f->node), 0);
     assert_int_equal(tandem_http_server_listen(&f->node.http, "127.0.0.1", 0, errmsg), 0);
     assert_int_equal(tandem_httpc_init(&f->client, &f->h.loop, "127.0.0.1",
                                        tandem_http_server_port(&f->node.http), 1, 5000),
@@ -247,6 +260,165 @@ static void test_router_fenced(void **state)
     fixture_stop(f);
 }
 
+/* Every route of every table, asked without a credential on a TLS listener: 401 with the
+ * challenge, before the route runs; only GET /healthz and /readyz answer. */
+static void test_router_anonymous_every_route(void **state)
+{
+    const struct tandem_route_table *const tables[] = {
+        &tandem_cluster_route_table, &tandem_kv_route_table,        &tandem_domain_route_table,
+        &tandem_bcp_route_table,     &tandem_rebalance_route_table, &tandem_quarantine_route_table,
+        &tandem_events_route_table,
+    };
+    struct fixture *f = &fixture;
+    struct call c;
+    char target[128];
+    unsigned routes = 0, refused = 0;
+    (void)state;
+    fixture_start(f);
+    f->node.http.tls_required = 1;
+    for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++) {
+        for (unsigned i = 0; i < tables[t]->count; i++) {
+            const struct tandem_route *route = &tables[t]->routes[i];
+            bool prefix = (route->flags & TANDEM_ROUTE_PREFIX) != 0;
+            snprintf(target, sizeof target, "%s%s", route->pattern, prefix ? "x/advance" : "");
+            ask(f, &c, http_method_str((enum http_method)route->method), target, NULL, "{}");
+            routes++;
+            if (strcmp(route->pattern, "/healthz") == 0 || strcmp(route->pattern, "/readyz") == 0) {
+                assert_int_not_equal(c.http_status, 401);
+                continue;
+            }
+            if (c.http_status != 401) {
+                fail_msg("%s %s answered %d without a credential", http_method_str(route->method),
+                         target, c.http_status);
+            }
+            assert_string_equal(c.body, "{\"error\":\"authentication required: present a client "
+                                        "certificate of the cluster CA\"}");
+            assert_string_equal(c.www_authenticate, "Certificate realm=\"tandem\"");
+            assert_string_equal(c.node, "east-1");
+            assert_string_equal(c.applied_index, ""); /* nothing but the node's name */
+            refused++;
+        }
+    }
+    const char *const *names;
+    assert_int_equal(routes + 1, tandem_route_names(&names)); /* every table was asked */
+    assert_int_equal(refused, routes - 2);
+    ask(f, &c, "GET", "/no/such/route", NULL, NULL); /* 401, not 404: nothing is disclosed */
+    assert_int_equal(c.http_status, 401);
+    ask(f, &c, "GET", "/healthz", NULL, NULL);
+    assert_int_equal(c.http_status, 200);
+    assert_string_equal(c.body, "{\"ok\":true}");
+    fixture_stop(f);
+}
+
+#define AS_ALICE "X-Test-Peer: user:alice\r\n"
+#define AS_WEST  "X-Test-Peer: node:west-1\r\n"
+#define FOR_ADMIN                                                                                  \
+    TANDEM_FORWARDED_USER_HEADER ": admin\r\n" TANDEM_FORWARDED_KIND_HEADER ": user\r\n"
+
+/* With a credential: user certificates reach the routes but not /v1/node/, nor may they claim a
+ * forwarded identity; node certificates may. A 404 or 400 here means the route itself ran. */
+static void test_router_user_and_node(void **state)
+{
+    static const struct {
+        const char *method, *path, *headers, *body;
+        int status;
+        const char *answer; /* NULL: not checked */
+    } cases[] = {
+        {"GET", "/healthz", AS_ALICE, NULL, 200, "{\"ok\":true}"},
+        {"DELETE", "/v1/members/nobody", AS_ALICE, NULL, 404, NULL},
+        {"GET", "/v1/node/epoch", AS_ALICE, NULL, 403,
+         "{\"error\":\"/v1/node/* answers only node certificates, not user alice\"}"},
+        {"POST", "/v1/node/release", AS_WEST, "[]", 400, NULL},
+        {"DELETE", "/v1/members/nobody", AS_ALICE FOR_ADMIN, NULL, 403,
+         "{\"error\":\"forwarded identity from a peer that is not a node\"}"},
+        {"DELETE", "/v1/members/nobody", AS_WEST FOR_ADMIN, NULL, 404, NULL},
+    };
+    struct fixture *f = &fixture;
+    struct call c;
+    (void)state;
+    fixture_start(f);
+    f->node.http.tls_required = 1;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ask(f, &c, cases[i].method, cases[i].path, cases[i].headers, cases[i].body);
+        assert_int_equal(c.http_status, cases[i].status);
+        assert_string_not_equal(c.applied_index, ""); /* a credential: the full answer */
+        if (cases[i].answer != NULL) {
+            assert_string_equal(c.body, cases[i].answer);
+        }
+    }
+    fixture_stop(f);
+}
+
+/* Over the rate: 429 with Retry-After before the route runs; another user and nodes are not
+ * held back. Bounded in requests, and robust to a slow machine (a refill only delays the 429). */
+static void test_router_rate_limit(void **state)
+{
+    struct fixture *f = &fixture;
+    struct call c;
+    (void)state;
+    fixture_start(f);
+    f->node.http.tls_required = 1;
+    tandem_rate_limit_init(&f->node.rate_limit, 1, 3);
+    unsigned ok = 0;
+    for (unsigned i = 0; i < 20; i++) {
+        ask(f, &c, "GET", "/v1/members", "X-Test-Peer: user:alice\r\n", NULL);
+        if (c.http_status == 429) {
+            break;
+        }
+        assert_int_equal(c.http_status, 200);
+        ok++;
+    }
+    assert_int_equal(c.http_status, 429);
+    assert_true(ok >= 3);
+    assert_string_equal(c.retry_after, "1");
+    assert_string_equal(c.body, "{\"error\":\"rate limit: 1 requests per second for alice\"}");
+    assert_int_equal(f->node.rate_limit.limited, 1);
+    ask(f, &c, "GET", "/v1/members", "X-Test-Peer: user:bob\r\n", NULL);
+    assert_int_equal(c.http_status, 200);
+    for (unsigned i = 0; i < 10; i++) {
+        ask(f, &c, "GET", "/v1/members", "X-Test-Peer: node:west-1\r\n", NULL);
+        assert_int_equal(c.http_status, 200);
+    }
+    tandem_rate_limit_free(&f->node.rate_limit);
+    fixture_stop(f);
+}
+
+/* The field checker the strict routes share: unknown, mistyped and missing fields, each named. */
+static void test_router_fields_check(void **state)
+{
+    static const struct tandem_route_field fields[] = {TANDEM_REQUIRED("site", STRING),
+                                                       TANDEM_OPTIONAL("force", BOOL),
+                                                       TANDEM_OPTIONAL("wait_ms", INT),
+                                                       TANDEM_OPTIONAL("list", ARRAY),
+                                                       TANDEM_OPTIONAL("plan", OBJECT),
+                                                       TANDEM_OPTIONAL("any", ANY),
+                                                       TANDEM_FIELDS_END};
+    const struct {
+        const char *json, *why;
+    } cases[] = {
+        {"{\"site\":\"east\"}", ""},
+        {"{\"site\":\"east\",\"force\":true,\"wait_ms\":5,\"list\":[],\"plan\":{},\"any\":null}",
+         ""},
+        {"{\"site\":\"east\",\"x\":1}", "unknown field \"x\""},
+        {"{\"force\":false}", "missing field \"site\""},
+        {"{\"site\":1}", "field \"site\" must be a string"},
+        {"{\"site\":\"e\",\"force\":\"yes\"}", "field \"force\" must be a boolean"},
+        {"{\"site\":\"e\",\"wait_ms\":1.5}", "field \"wait_ms\" must be an integer"},
+        {"{\"site\":\"e\",\"list\":{}}", "field \"list\" must be an array"},
+        {"{\"site\":\"e\",\"plan\":[]}", "field \"plan\" must be an object"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char why[TANDEM_ERRMSG_SIZE] = "";
+        json_t *object = json_loads(cases[i].json, 0, NULL);
+        assert_non_null(object);
+        int rv = tandem_route_fields_check(object, fields, why);
+        assert_int_equal(rv, cases[i].why[0] == '\0' ? 0 : -1);
+        assert_string_equal(why, cases[i].why);
+        json_decref(object);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -256,6 +428,10 @@ int main(void)
         cmocka_unit_test(test_router_no_second_forward),
         cmocka_unit_test(test_router_no_leader),
         cmocka_unit_test(test_router_fenced),
+        cmocka_unit_test(test_router_anonymous_every_route),
+        cmocka_unit_test(test_router_user_and_node),
+        cmocka_unit_test(test_router_rate_limit),
+        cmocka_unit_test(test_router_fields_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

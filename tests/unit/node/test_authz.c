@@ -1,0 +1,237 @@
+/* Unit tests for the API's authorisation decisions (node/api/authz.h) on requests built by hand
+ * with the TLS peer set: anonymous, user and node certificates, the /v1/node/ routes, forwarded
+ * identities, and the insecure mode. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "node/api/authz.h"
+#include "node/http/forward.h"
+
+#define ANONYMOUS "authentication required: present a client certificate of the cluster CA"
+#define NOT_NODE  "forwarded identity from a peer that is not a node"
+
+struct built {
+    struct tandem_http_request r;
+    char path[128];
+};
+
+static struct built built;
+
+/* A request for method and path from a peer of kind named name, with header lines given as
+ * name, value, ..., NULL. */
+static struct tandem_http_request *request(int method, const char *path,
+                                           enum tandem_tls_peer_kind kind, const char *name, ...)
+{
+    struct tandem_http_request *r = &built.r;
+    tandem_http_head_free(&r->head);
+    memset(r, 0, sizeof *r);
+    snprintf(built.path, sizeof built.path, "%s", path);
+    r->method = method;
+    r->path = built.path;
+    r->query = "";
+    r->peer.kind = kind;
+    snprintf(r->peer.name, sizeof r->peer.name, "%s", name);
+    tandem_http_head_start(&r->head, 16384, false);
+    assert_int_equal(tandem_http_head_lead(&r->head, path, strlen(path)), 0);
+    va_list args;
+    va_start(args, name);
+    for (const char *field = va_arg(args, const char *); field != NULL;
+         field = va_arg(args, const char *)) {
+        const char *value = va_arg(args, const char *);
+        assert_int_equal(tandem_http_head_field(&r->head, field, strlen(field)), 0);
+        assert_int_equal(tandem_http_head_value(&r->head, value, strlen(value)), 0);
+    }
+    va_end(args);
+    assert_int_equal(tandem_http_head_end(&r->head), 0);
+    return r;
+}
+
+/* tandem_authz_check with TLS on: the status, and why when it is not 0. */
+static int check(const struct tandem_http_request *r, struct tandem_tls_peer *identity, char *why)
+{
+    why[0] = '\0';
+    return tandem_authz_check(true, r, identity, why);
+}
+
+/* r is allowed, acting as kind name. */
+static void assert_acts_as(const struct tandem_http_request *r, enum tandem_tls_peer_kind kind,
+                           const char *name)
+{
+    struct tandem_tls_peer id;
+    char why[TANDEM_ERRMSG_SIZE];
+    assert_int_equal(check(r, &id, why), 0);
+    assert_int_equal(id.kind, kind);
+    assert_string_equal(id.name, name);
+}
+
+static void test_insecure_allows_everything(void **state)
+{
+    (void)state;
+    struct tandem_tls_peer id;
+    char why[TANDEM_ERRMSG_SIZE];
+    const char *paths[] = {"/v1/kv/a", "/v1/node/reseed", "/metrics", "/nope"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        struct tandem_http_request *r = request(HTTP_POST, paths[i], TANDEM_TLS_PEER_NONE, "",
+                                                TANDEM_FORWARDED_USER_HEADER, "mallory", NULL);
+        assert_int_equal(tandem_authz_check(false, r, &id, why), 0);
+        assert_int_equal(id.kind, TANDEM_TLS_PEER_NONE);
+    }
+}
+
+static void test_anonymous(void **state)
+{
+    (void)state;
+    struct tandem_tls_peer id;
+    char why[TANDEM_ERRMSG_SIZE];
+    /* Health only. */
+    assert_int_equal(check(request(HTTP_GET, "/healthz", TANDEM_TLS_PEER_NONE, "", NULL), &id, why),
+                     0);
+    assert_int_equal(
+        check(request(HTTP_HEAD, "/healthz", TANDEM_TLS_PEER_NONE, "", NULL), &id, why), 0);
+    assert_int_equal(check(request(HTTP_GET, "/readyz", TANDEM_TLS_PEER_NONE, "", NULL), &id, why),
+                     0);
+    assert_int_equal(id.kind, TANDEM_TLS_PEER_NONE);
+    const struct {
+        int method;
+        const char *path;
+    } refused[] = {
+        {HTTP_POST, "/healthz"},        {HTTP_DELETE, "/readyz"}, {HTTP_GET, "/healthz/x"},
+        {HTTP_GET, "/metrics"},         {HTTP_GET, "/v1/status"}, {HTTP_PUT, "/v1/kv/a"},
+        {HTTP_POST, "/v1/node/reseed"}, {HTTP_GET, "/nope"},      {HTTP_POST, "/v1/bcp/invoke"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        struct tandem_http_request *r =
+            request(refused[i].method, refused[i].path, TANDEM_TLS_PEER_NONE, "", NULL);
+        assert_int_equal(check(r, &id, why), 401);
+        assert_string_equal(why, ANONYMOUS);
+    }
+    /* A forwarded identity does not stand in for a credential. */
+    struct tandem_http_request *r =
+        request(HTTP_GET, "/v1/status", TANDEM_TLS_PEER_NONE, "", TANDEM_FORWARDED_USER_HEADER,
+                "admin", TANDEM_FORWARDED_KIND_HEADER, "user", NULL);
+    assert_int_equal(check(r, &id, why), 401);
+}
+
+static void test_user(void **state)
+{
+    (void)state;
+    struct tandem_tls_peer id;
+    char why[TANDEM_ERRMSG_SIZE];
+    assert_acts_as(request(HTTP_POST, "/v1/bcp/invoke", TANDEM_TLS_PEER_USER, "alice", NULL),
+                   TANDEM_TLS_PEER_USER, "alice");
+    assert_acts_as(request(HTTP_GET, "/metrics", TANDEM_TLS_PEER_USER, "alice", NULL),
+                   TANDEM_TLS_PEER_USER, "alice");
+    struct tandem_http_request *r;
+    /* Every method under /v1/node/. */
+    const int methods[] = {HTTP_GET, HTTP_POST, HTTP_PUT, HTTP_DELETE, HTTP_HEAD};
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+        r = request(methods[i], "/v1/node/epoch", TANDEM_TLS_PEER_USER, "alice", NULL);
+        assert_int_equal(check(r, &id, why), 403);
+        assert_string_equal(why, "/v1/node/* answers only node certificates, not user alice");
+    }
+    r = request(HTTP_GET, "/v1/node", TANDEM_TLS_PEER_USER, "alice", NULL);
+    assert_int_equal(check(r, &id, why), 403);
+    r = request(HTTP_GET, "/v1/nodes", TANDEM_TLS_PEER_USER, "alice", NULL); /* not a node route */
+    assert_int_equal(check(r, &id, why), 0);
+}
+
+static void test_forwarded_from_user_refused(void **state)
+{
+    (void)state;
+    struct tandem_tls_peer id;
+    char why[TANDEM_ERRMSG_SIZE];
+    const char *headers[][4] = {
+        {TANDEM_FORWARDED_USER_HEADER, "admin", TANDEM_FORWARDED_KIND_HEADER, "user"},
+        {TANDEM_FORWARDED_USER_HEADER, "east-1", TANDEM_FORWARDED_KIND_HEADER, "node"},
+        {TANDEM_FORWARDED_KIND_HEADER, "node", "X-Other", "1"},
+        {TANDEM_FORWARDED_HEADER, "east-1", "X-Other", "1"},
+    };
+    for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++) {
+        struct tandem_http_request *r =
+            request(HTTP_PUT, "/v1/kv/a", TANDEM_TLS_PEER_USER, "alice", headers[i][0],
+                    headers[i][1], headers[i][2], headers[i][3], NULL);
+        assert_int_equal(check(r, &id, why), 403);
+        assert_string_equal(why, NOT_NODE);
+    }
+}
+
+static void test_node(void **state)
+{
+    (void)state;
+    struct tandem_tls_peer id;
+    char why[TANDEM_ERRMSG_SIZE];
+    assert_acts_as(request(HTTP_POST, "/v1/node/reseed", TANDEM_TLS_PEER_NODE, "west-1", NULL),
+                   TANDEM_TLS_PEER_NODE, "west-1");
+    /* Forwarding a user: the request acts as that user. */
+    struct tandem_http_request *r = request(
+        HTTP_PUT, "/v1/kv/a", TANDEM_TLS_PEER_NODE, "west-1", TANDEM_FORWARDED_HEADER, "west-1",
+        TANDEM_FORWARDED_USER_HEADER, "Jane Doe", TANDEM_FORWARDED_KIND_HEADER, "user", NULL);
+    assert_acts_as(r, TANDEM_TLS_PEER_USER, "Jane Doe");
+    /* Forwarding for another node (a relayed BCP call). */
+    r = request(HTTP_POST, "/v1/node/epoch", TANDEM_TLS_PEER_NODE, "west-1",
+                TANDEM_FORWARDED_USER_HEADER, "east-2", TANDEM_FORWARDED_KIND_HEADER, "node", NULL);
+    assert_acts_as(r, TANDEM_TLS_PEER_NODE, "east-2");
+    /* A node relaying a user does not lend it its power over /v1/node/. */
+    r = request(HTTP_POST, "/v1/node/reseed", TANDEM_TLS_PEER_NODE, "west-1",
+                TANDEM_FORWARDED_USER_HEADER, "alice", TANDEM_FORWARDED_KIND_HEADER, "user", NULL);
+    assert_int_equal(check(r, &id, why), 403);
+    assert_string_equal(why, "/v1/node/* answers only node certificates, not user alice");
+}
+
+static void test_forwarded_malformed(void **state)
+{
+    (void)state;
+    struct tandem_tls_peer id;
+    char why[TANDEM_ERRMSG_SIZE];
+    char long_name[TANDEM_TLS_NAME_MAX + 2];
+    memset(long_name, 'a', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    const struct {
+        const char *user, *kind, *why;
+    } cases[] = {
+        {"alice", NULL, "X-Tandem-Forwarded-Kind must be user or node"},
+        {"alice", "admin", "X-Tandem-Forwarded-Kind must be user or node"},
+        {"alice", "", "X-Tandem-Forwarded-Kind must be user or node"},
+        {NULL, "user", "X-Tandem-Forwarded-User must be a certificate name of 1 to 63 bytes"},
+        {"", "user", "X-Tandem-Forwarded-User must be a certificate name of 1 to 63 bytes"},
+        {long_name, "user", "X-Tandem-Forwarded-User must be a certificate name of 1 to 63 bytes"},
+        {"a\tb", "user", "X-Tandem-Forwarded-User must be a certificate name of 1 to 63 bytes"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct tandem_http_request *r =
+            request(HTTP_GET, "/v1/status", TANDEM_TLS_PEER_NODE, "west-1",
+                    cases[i].user ? TANDEM_FORWARDED_USER_HEADER : "X-Other",
+                    cases[i].user ? cases[i].user : "1",
+                    cases[i].kind ? TANDEM_FORWARDED_KIND_HEADER : "X-Other2",
+                    cases[i].kind ? cases[i].kind : "1", NULL);
+        assert_int_equal(check(r, &id, why), 400);
+        assert_string_equal(why, cases[i].why);
+    }
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tandem_http_head_free(&built.r.head);
+    memset(&built, 0, sizeof built);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_insecure_allows_everything, teardown),
+        cmocka_unit_test_teardown(test_anonymous, teardown),
+        cmocka_unit_test_teardown(test_user, teardown),
+        cmocka_unit_test_teardown(test_forwarded_from_user_refused, teardown),
+        cmocka_unit_test_teardown(test_node, teardown),
+        cmocka_unit_test_teardown(test_forwarded_malformed, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
