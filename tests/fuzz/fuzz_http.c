@@ -1,7 +1,8 @@
 /* Fuzz target: the HTTP server (node/http/server.c, head.c, http-parser) as a client reaches it:
- * the input is the bytes of one connection (tests/fuzz/http_client.h), read by a real server on
- * 127.0.0.1 whose handler looks up headers and query values, percent-decodes the path, and
- * answers at once, later and out of order (/later...), with an error (/error...) or as a stream
+ * the input is a chunk size (one byte) and the bytes of one connection (http_client.h), read by a
+ * real server on 127.0.0.1 whose handler looks up headers and query values, percent-decodes the
+ * path, and answers at once, later and out of order (/later...), with an error (/error...) or as a
+ * stream
  * (/stream...). Small limits make the 413, 431 and backpressure paths reachable. */
 #include <string.h>
 
@@ -99,7 +100,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct fuzz_client client;
     server_start_once();
-    fuzz_client_start(&client, &loop, port, data, size);
+    if (size == 0) {
+        return 0;
+    }
+    /* The first byte: the size of the client's writes (0: all at once). */
+    fuzz_client_start(&client, &loop, port, data + 1, size - 1, data[0]);
     fuzz_run_until(&loop, &tick, exchange_done, &client, "the HTTP exchange");
     return 0;
 }

@@ -1,8 +1,7 @@
 /* The fuzzing HTTP client the HTTP and API targets share: it connects to a server on
  * 127.0.0.1 on the same loop, writes the input in chunks that the server reads one at a time
  * (each chunk written after a poll phase: the server's read came between), half-closes, and
- * reads the answers until the server closes. The input's first byte picks the chunk size
- * (0: all at once). */
+ * reads the answers until the server closes (echoed on stderr when TANDEM_FUZZ_ECHO is set). */
 #ifndef TANDEM_TESTS_FUZZ_HTTP_CLIENT_H
 #define TANDEM_TESTS_FUZZ_HTTP_CLIENT_H
 
@@ -48,9 +47,11 @@ static void fuzz_client_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t
 static void fuzz_client_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct fuzz_client *c = stream->data;
-    (void)buf;
     if (nread > 0) {
         c->received += (size_t)nread;
+        if (getenv("TANDEM_FUZZ_ECHO") != NULL) { /* to see what a seed gets back */
+            fwrite(buf->base, 1, (size_t)nread, stderr);
+        }
     } else if (nread < 0) {
         c->eof = true; /* EOF or a reset: the server is done with us */
         fuzz_client_finish(c);
@@ -108,15 +109,15 @@ static void fuzz_client_connect_cb(uv_connect_t *req, int status)
     uv_read_start((uv_stream_t *)&c->tcp, fuzz_client_alloc_cb, fuzz_client_read_cb);
 }
 
-/* Starts sending data (the chunk-size byte first) to 127.0.0.1:port. */
+/* Starts sending data to 127.0.0.1:port in writes of chunk bytes (0: all at once). */
 static void fuzz_client_start(struct fuzz_client *c, uv_loop_t *loop, int port, const uint8_t *data,
-                              size_t size)
+                              size_t size, size_t chunk)
 {
     struct sockaddr_in addr;
     memset(c, 0, sizeof *c);
-    c->chunk = size > 0 && data[0] != 0 ? data[0] : SIZE_MAX;
-    c->data = size > 0 ? data + 1 : data;
-    c->size = size > 0 ? size - 1 : 0;
+    c->chunk = chunk != 0 ? chunk : SIZE_MAX;
+    c->data = data;
+    c->size = size;
     uv_ip4_addr("127.0.0.1", port, &addr);
     if (uv_tcp_init(loop, &c->tcp) != 0 || uv_check_init(loop, &c->feeder) != 0) {
         abort();

@@ -190,41 +190,62 @@ HTTP_REQUESTS = {
 API_REQUESTS = {
     "kv_put": ("PUT", "/v1/kv/k", "v"),
     "kv_get": ("GET", "/v1/kv/k?consistency=local", ""),
-    "kv_list": ("GET", "/v1/kv?prefix=a&after=b&limit=10&consistency=local", ""),
-    "txn": ("POST", "/v1/txn", '{"compare":[{"key":"YQ==","target":"value","op":"eq",'
-            '"value":"MQ=="},{"key":"Yg==","target":"exists","exists":false},'
-            '{"key":"YQ==","target":"mod_index","op":"lt","mod_index":5}],'
-            '"success":[{"put":{"key":"Yg==","value":"Mg=="}},{"get":{"key":"YQ=="}}],'
-            '"failure":[{"delete":{"key":"YQ=="}}]}'),
+    "kv_delete": ("DELETE", "/v1/kv/k", ""),
+    "kv_list": ("GET", "/v1/kv?prefix=a&after=b&limit=10", ""),
+    "txn": ("POST", "/v1/txn", '{"compare":[{"key":"YQ==","target":"value","op":"==",'
+            '"value":"MQ=="},{"key":"Yg==","target":"exists","op":"==","exists":false},'
+            '{"key":"YQ==","target":"mod_index","op":"<","mod_index":5}],'
+            '"success":[{"op":"put","key":"Yg==","value":"Mg=="},{"op":"get","key":"YQ=="}],'
+            '"failure":[{"op":"delete","key":"YQ=="}]}'),
     "job_create": ("POST", "/v1/jobs", '{"id":"J-1","client":"acme","kind":"scan",'
                    '"stages":["intake","scan"],"site":"east","effort":5,'
                    '"due":"2026-12-31T00:00:00.000Z","priority":2,"individual_number":"123"}'),
-    "job_action": ("POST", "/v1/jobs/J-1/advance", "{}"),
-    "job_operator": ("POST", "/v1/jobs/J-1/assign", '{"operator":"bob"}'),
-    "job_get": ("GET", "/v1/jobs/J-1?consistency=local", ""),
+    "job_advance": ("POST", "/v1/jobs/J-1/advance", "{}"),
+    "job_operator": ("POST", "/v1/jobs/J-1/operator", '{"operator":"bob"}'),
+    "job_get": ("GET", "/v1/jobs/J-1", ""),
     "jobs_list": ("GET", "/v1/jobs?status=queued&site=east&limit=5&consistency=local", ""),
     "boxes": ("POST", "/v1/boxes", '{"boxes":[{"id":"B-1","ledger":"L","client":"acme",'
               '"volumes":["v1"],"site":"east","shelf":"A-1",'
-              '"retain_until":"2030-01-01T00:00:00.000Z"}],"bulk":true}'),
+              '"retain_until":"2030-01-01T00:00:00.000Z"}]}'),
     "box_pick": ("POST", "/v1/boxes/B-1/pick", '{"job":"J-1"}'),
     "box_move": ("POST", "/v1/boxes/B-1/move", '{"site":"west","shelf":"B-2"}'),
-    "purge": ("POST", "/v1/retention/purge", '{"retention_days":90,"events_max":100}'),
-    "bcp_invoke": ("POST", "/v1/bcp/invoke", '{"site":"west","reason":"drill","force":false}'),
-    "bcp_revoke": ("POST", "/v1/bcp/revoke", '{"site":"west","failback":true}'),
-    "bcp_prefer": ("POST", "/v1/bcp/prefer", '{"site":"east"}'),
+    "boxes_list": ("GET", "/v1/boxes?after=A&limit=3", ""),
+    "trace": ("GET", "/v1/trace/job/J-1?after=0&limit=5", ""),
+    "disposals": ("GET", "/v1/disposals?limit=2", ""),
+    "purge": ("POST", "/v1/retention/purge", '{"events_max":100}'),
+    "bcp_invoke": ("POST", "/v1/bcp/invoke", '{"site":"west","reason":"drill","force":false,'
+                   '"wait_ms":100,"confirm_lost":["west-1"]}'),
+    "bcp_revoke": ("POST", "/v1/bcp/revoke", '{"site":"west","failback":true,"return_jobs":true}'),
+    "bcp_prefer": ("POST", "/v1/bcp/prefer", '{"site":"east","by":"admin"}'),
     "bcp_drill": ("POST", "/v1/bcp/drill", '{"site":"west"}'),
-    "bcp_drills_store": ("POST", "/v1/bcp/drills", '{"id":"d1","site":"west","rto_ms":1}'),
-    "bcp_decision": ("POST", "/v1/bcp/decisions", '{"action":"release","member":"east-2"}'),
+    "bcp_drills_store": ("POST", "/v1/bcp/drills", '{"id":"d1","site":"west","started":1,'
+                         '"finished":2,"ok":true,"rto_ms":1,"rpo_writes":0,'
+                         '"digests_equal":true,"jobs_moved":3}'),
+    "bcp_status": ("GET", "/v1/bcp/status", ""),
+    "bcp_decision": ("POST", "/v1/bcp/decisions", '{"action":"quarantine release",'
+                     '"member":"east-2","site":"east","reason":"checked","by":"admin"}'),
+    "bcp_incident": ("POST", "/v1/bcp/incidents", '{"decision_seq":1,"site":"east",'
+                     '"kind":"auto","decided":1,"longest_write_gap_ms":-1,"report":{}}'),
     "members_add": ("POST", "/v1/members", '{"name":"east-3","site":"east",'
                     '"raft":"127.0.0.1:7009","api":"http://127.0.0.1:8009","role":"voter"}'),
     "members_remove": ("DELETE", "/v1/members/east-3", ""),
-    "leader_transfer": ("POST", "/v1/leader/transfer", '{"to":"west-1"}'),
-    "rebalance_plan": ("POST", "/v1/rebalance/plan", '{"objective":"balance"}'),
-    "rebalance_apply": ("POST", "/v1/rebalance/apply", '{"plan_id":"p1"}'),
-    "capacity": ("PUT", "/v1/capacity/east", '{"capacity":10}'),
-    "incidents": ("POST", "/v1/incidents", '{"site":"east","report":{}}'),
-    "node_epoch": ("POST", "/v1/node/epoch", '{"epoch":2}'),
+    "member_rejoin": ("POST", "/v1/members/east-3/rejoin", '{"by":"admin"}'),
+    "leader_transfer": ("POST", "/v1/leader/transfer", '{"name":"west-1"}'),
+    "node_release": ("POST", "/v1/node/release", '{"reason":"checked"}'),
+    "node_epoch": ("GET", "/v1/node/epoch", ""),
+    "sites": ("GET", "/v1/sites/east", ""),
+    "capacity": ("POST", "/v1/sites/east/capacity", '{"capacity":10}'),
+    "rebalance_plan": ("GET", "/v1/rebalance/plan?objective=makespan", ""),
+    "rebalance_apply": ("POST", "/v1/rebalance/apply", '{"id":"p1"}'),
     "status": ("GET", "/v1/status", ""),
+    "digest": ("GET", "/v1/digest", ""),
+}
+
+SEQUENCES = {
+    "jobs": ["job_create", "job_advance", "job_operator", "job_get", "jobs_list", "trace"],
+    "boxes": ["job_create", "boxes", "box_pick", "box_move", "boxes_list", "purge", "disposals"],
+    "kv": ["kv_put", "txn", "kv_get", "kv_list", "kv_delete"],
+    "capacity": ["capacity", "job_create", "rebalance_plan", "rebalance_apply", "sites"],
 }
 
 
@@ -251,6 +272,10 @@ def main():
     write("http", "chunked_in_3_byte_chunks", "\3" + HTTP_REQUESTS["chunked"])
     for name, (method, target, body) in API_REQUESTS.items():
         write("api", name, "\0" + http_request(method, target, body))
+    # Requests that build on one another, on one connection: the store is fresh per input.
+    for name, names in SEQUENCES.items():
+        write("api", "sequence_" + name,
+              "\0" + "".join(http_request(*API_REQUESTS[n]) for n in names))
 
 
 if __name__ == "__main__":
