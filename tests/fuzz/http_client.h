@@ -124,6 +124,7 @@ static void fuzz_client_start(struct fuzz_client *c, uv_loop_t *loop, int port, 
     }
     c->tcp.data = c->feeder.data = c->connect_req.data = c;
     c->handles_open = 2;
+    uv_tcp_nodelay(&c->tcp, 1); /* small writes go out at once, as a real peer's would */
     uv_check_start(&c->feeder, fuzz_client_feed_cb);
     if (uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&addr,
                        fuzz_client_connect_cb) != 0) {

@@ -4,6 +4,7 @@ nearly valid inputs from which libFuzzer mutates. Run from anywhere; protoc-c en
 command seeds. The files are committed; rerun after a format changes.
 Usage: make_seeds.py [CORPUS_DIR]"""
 import os
+import ssl
 import struct
 import subprocess
 import sys
@@ -256,6 +257,38 @@ def http_request(method, target, body):
     return head + "\r\n" + body
 
 
+def client_hello(maximum=ssl.TLSVersion.TLSv1_3, minimum=ssl.TLSVersion.TLSv1_2):
+    """The first flight of a TLS client, taken from Python's ssl through memory BIOs."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version, context.maximum_version = minimum, maximum
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    session = context.wrap_bio(incoming, outgoing, server_hostname="node-1")
+    try:
+        session.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+
+def tls():
+    # The target's first byte: mode (mod 3) and the raw write size (div 3); see fuzz_tls.c.
+    yield "raw_client_hello_tls13", b"\0" + client_hello()
+    yield "raw_client_hello_in_5_byte_writes", bytes([15]) + client_hello()
+    yield "raw_client_hello_tls12_only", b"\0" + client_hello(ssl.TLSVersion.TLSv1_2,
+                                                               ssl.TLSVersion.TLSv1_2)
+    yield "raw_alert", b"\0" + bytes([0x15, 3, 3, 0, 2, 2, 40])
+    yield "raw_http", b"\0" + b"GET / HTTP/1.1\r\n\r\n"
+    yield "plaintext_small", b"\1" + b"hello"
+    yield "plaintext_empty", b"\1"
+    yield "plaintext_past_a_record", b"\1" + bytes(range(256)) * 65  # 16,640 > 16 KiB
+    yield "raw_after_handshake_appdata", b"\2" + bytes([0x17, 3, 3, 0, 16]) + b"\xaa" * 16
+    yield "raw_after_handshake_alert", b"\2" + bytes([0x15, 3, 3, 0, 2, 1, 0])
+    yield "raw_after_handshake_ccs", b"\2" + bytes([0x14, 3, 3, 0, 1, 1])
+    yield "raw_after_handshake_huge_length", b"\2" + bytes([0x17, 3, 3, 0xff, 0xff]) + b"x" * 64
+
+
 def main():
     for name, data in frames():
         write("frame", name, data)
@@ -263,6 +296,8 @@ def main():
         write("transport", name, data)
     for name, data in commands():
         write("command", name, data)
+    for name, data in tls():
+        write("tls", name, data)
     for name, data in configs():
         write("config", name, data)
     # The HTTP and API targets' first byte: the chunk size the client writes (0: all at once).
