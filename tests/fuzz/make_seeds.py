@@ -188,59 +188,50 @@ HTTP_REQUESTS = {
     "many_fields": "GET / HTTP/1.1\r\n" + "".join("F%d: v\r\n" % i for i in range(70)) + "\r\n",
 }
 
-API_REQUESTS = {
-    "kv_put": ("PUT", "/v1/kv/k", "v"),
-    "kv_get": ("GET", "/v1/kv/k?consistency=local", ""),
-    "kv_delete": ("DELETE", "/v1/kv/k", ""),
-    "kv_list": ("GET", "/v1/kv?prefix=a&after=b&limit=10", ""),
-    "txn": ("POST", "/v1/txn", '{"compare":[{"key":"YQ==","target":"value","op":"==",'
-            '"value":"MQ=="},{"key":"Yg==","target":"exists","op":"==","exists":false},'
-            '{"key":"YQ==","target":"mod_index","op":"<","mod_index":5}],'
-            '"success":[{"op":"put","key":"Yg==","value":"Mg=="},{"op":"get","key":"YQ=="}],'
-            '"failure":[{"op":"delete","key":"YQ=="}]}'),
-    "job_create": ("POST", "/v1/jobs", '{"id":"J-1","client":"acme","kind":"scan",'
-                   '"stages":["intake","scan"],"site":"east","effort":5,'
-                   '"due":"2026-12-31T00:00:00.000Z","priority":2,"individual_number":"123"}'),
-    "job_advance": ("POST", "/v1/jobs/J-1/advance", "{}"),
-    "job_operator": ("POST", "/v1/jobs/J-1/operator", '{"operator":"bob"}'),
-    "job_get": ("GET", "/v1/jobs/J-1", ""),
-    "jobs_list": ("GET", "/v1/jobs?status=queued&site=east&limit=5&consistency=local", ""),
-    "boxes": ("POST", "/v1/boxes", '{"boxes":[{"id":"B-1","ledger":"L","client":"acme",'
-              '"volumes":["v1"],"site":"east","shelf":"A-1",'
-              '"retain_until":"2030-01-01T00:00:00.000Z"}]}'),
-    "box_pick": ("POST", "/v1/boxes/B-1/pick", '{"job":"J-1"}'),
-    "box_move": ("POST", "/v1/boxes/B-1/move", '{"site":"west","shelf":"B-2"}'),
-    "boxes_list": ("GET", "/v1/boxes?after=A&limit=3", ""),
-    "trace": ("GET", "/v1/trace/job/J-1?after=0&limit=5", ""),
-    "disposals": ("GET", "/v1/disposals?limit=2", ""),
-    "purge": ("POST", "/v1/retention/purge", '{"events_max":100}'),
-    "bcp_invoke": ("POST", "/v1/bcp/invoke", '{"site":"west","reason":"drill","force":false,'
-                   '"wait_ms":100,"confirm_lost":["west-1"]}'),
-    "bcp_revoke": ("POST", "/v1/bcp/revoke", '{"site":"west","failback":true,"return_jobs":true}'),
-    "bcp_prefer": ("POST", "/v1/bcp/prefer", '{"site":"east","by":"admin"}'),
-    "bcp_drill": ("POST", "/v1/bcp/drill", '{"site":"west"}'),
-    "bcp_drills_store": ("POST", "/v1/bcp/drills", '{"id":"d1","site":"west","started":1,'
-                         '"finished":2,"ok":true,"rto_ms":1,"rpo_writes":0,'
-                         '"digests_equal":true,"jobs_moved":3}'),
-    "bcp_status": ("GET", "/v1/bcp/status", ""),
-    "bcp_decision": ("POST", "/v1/bcp/decisions", '{"action":"quarantine release",'
-                     '"member":"east-2","site":"east","reason":"checked","by":"admin"}'),
-    "bcp_incident": ("POST", "/v1/bcp/incidents", '{"decision_seq":1,"site":"east",'
-                     '"kind":"auto","decided":1,"longest_write_gap_ms":-1,"report":{}}'),
-    "members_add": ("POST", "/v1/members", '{"name":"east-3","site":"east",'
-                    '"raft":"127.0.0.1:7009","api":"http://127.0.0.1:8009","role":"voter"}'),
-    "members_remove": ("DELETE", "/v1/members/east-3", ""),
-    "member_rejoin": ("POST", "/v1/members/east-3/rejoin", '{"by":"admin"}'),
-    "leader_transfer": ("POST", "/v1/leader/transfer", '{"name":"west-1"}'),
-    "node_release": ("POST", "/v1/node/release", '{"reason":"checked"}'),
-    "node_epoch": ("GET", "/v1/node/epoch", ""),
-    "sites": ("GET", "/v1/sites/east", ""),
-    "capacity": ("POST", "/v1/sites/east/capacity", '{"capacity":10}'),
-    "rebalance_plan": ("GET", "/v1/rebalance/plan?objective=makespan", ""),
-    "rebalance_apply": ("POST", "/v1/rebalance/apply", '{"id":"p1"}'),
-    "status": ("GET", "/v1/status", ""),
-    "digest": ("GET", "/v1/digest", ""),
-}
+# One API request a line: name, method, target, then the body (the rest of the line, if any).
+API_TEXT = r"""
+kv_put PUT /v1/kv/k v
+kv_get GET /v1/kv/k?consistency=local
+kv_delete DELETE /v1/kv/k
+kv_list GET /v1/kv?prefix=a&after=b&limit=10
+txn POST /v1/txn {"compare":[{"key":"YQ==","target":"value","op":"==","value":"MQ=="},{"key":"Yg==","target":"exists","op":"==","exists":false},{"key":"YQ==","target":"mod_index","op":"<","mod_index":5}],"success":[{"op":"put","key":"Yg==","value":"Mg=="},{"op":"get","key":"YQ=="}],"failure":[{"op":"delete","key":"YQ=="}]}
+job_create POST /v1/jobs {"id":"J-1","client":"acme","kind":"scan","stages":["intake","scan"],"site":"east","effort":5,"due":"2026-12-31T00:00:00.000Z","priority":2,"individual_number":"123"}
+job_advance POST /v1/jobs/J-1/advance {}
+job_operator POST /v1/jobs/J-1/operator {"operator":"bob"}
+job_get GET /v1/jobs/J-1
+jobs_list GET /v1/jobs?status=queued&site=east&limit=5&consistency=local
+boxes POST /v1/boxes {"boxes":[{"id":"B-1","ledger":"L","client":"acme","volumes":["v1"],"site":"east","shelf":"A-1","retain_until":"2030-01-01T00:00:00.000Z"}]}
+box_pick POST /v1/boxes/B-1/pick {"job":"J-1"}
+box_move POST /v1/boxes/B-1/move {"site":"west","shelf":"B-2"}
+boxes_list GET /v1/boxes?after=A&limit=3
+trace GET /v1/trace/job/J-1?after=0&limit=5
+disposals GET /v1/disposals?limit=2
+purge POST /v1/retention/purge {"events_max":100}
+bcp_invoke POST /v1/bcp/invoke {"site":"west","reason":"drill","force":false,"wait_ms":100,"confirm_lost":["west-1"]}
+bcp_revoke POST /v1/bcp/revoke {"site":"west","failback":true,"return_jobs":true}
+bcp_prefer POST /v1/bcp/prefer {"site":"east","by":"admin"}
+bcp_drill POST /v1/bcp/drill {"site":"west"}
+bcp_drills_store POST /v1/bcp/drills {"id":"d1","site":"west","started":1,"finished":2,"ok":true,"rto_ms":1,"rpo_writes":0,"digests_equal":true,"jobs_moved":3}
+bcp_status GET /v1/bcp/status
+bcp_decision POST /v1/bcp/decisions {"action":"quarantine release","member":"east-2","site":"east","reason":"checked","by":"admin"}
+bcp_incident POST /v1/bcp/incidents {"decision_seq":1,"site":"east","kind":"auto","decided":1,"longest_write_gap_ms":-1,"report":{}}
+members_add POST /v1/members {"name":"east-3","site":"east","raft":"127.0.0.1:7009","api":"http://127.0.0.1:8009","role":"voter"}
+members_remove DELETE /v1/members/east-3
+member_rejoin POST /v1/members/east-3/rejoin {"by":"admin"}
+leader_transfer POST /v1/leader/transfer {"name":"west-1"}
+node_release POST /v1/node/release {"reason":"checked"}
+node_epoch GET /v1/node/epoch
+sites GET /v1/sites/east
+capacity POST /v1/sites/east/capacity {"capacity":10}
+rebalance_plan GET /v1/rebalance/plan?objective=makespan
+rebalance_apply POST /v1/rebalance/apply {"id":"p1"}
+status GET /v1/status
+digest GET /v1/digest
+"""
+API_REQUESTS = {}
+for row in API_TEXT.strip().splitlines():
+    name, method, target, *body = row.split(" ", 3)
+    API_REQUESTS[name] = (method, target, body[0] if body else "")
 
 SEQUENCES = {
     "jobs": ["job_create", "job_advance", "job_operator", "job_get", "jobs_list", "trace"],
