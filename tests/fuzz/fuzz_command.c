@@ -76,6 +76,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     for (size_t i = 0; i < results_claimed; i++) {
         tandem_assert(rv != 0 || results[i].status != 0);
+        if (getenv("TANDEM_FUZZ_ECHO") != NULL) { /* to see what a seed's commands did */
+            fprintf(stderr, "%d %s\n", results[i].status, results[i].body ? results[i].body : "");
+        }
         free(results[i].body);
     }
     tandem_store_abort(&store);

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the fuzz targets (tests/fuzz/corpus/<target>/): small valid and
 nearly valid inputs from which libFuzzer mutates. Run from anywhere; protoc-c encodes the
-command seeds. The files are committed; rerun after a format changes.
+command seeds; the TLS ClientHellos differ on every run (their random fields). The files are
+committed; rerun after a format changes.
 Usage: make_seeds.py [CORPUS_DIR]"""
 import os
 import ssl
@@ -118,11 +119,12 @@ COMMANDS = {
                           % (ACTOR, ACTOR, ACTOR),
     "boxes": 'commands { box_checkin { %s bulk: true boxes { id: "B-1" ledger: "L-1" '
              'client: "acme" volumes: "v1" site: "east" shelf: "A-1" has_retain_until: true '
-             'retain_until_ms: 1767225600000 } boxes { id: "B-2" client: "acme" site: "west" } } } '
+             'retain_until_ms: 1767225600000 } '
+             'boxes { id: "B-2" ledger: "L-2" client: "acme" site: "west" } } } '
              'commands { box_action { %s id: "B-1" action: 1 job: "J-1" } } '
              'commands { box_action { %s id: "B-2" action: 2 site: "east" shelf: "B-2" } }'
              % (ACTOR, ACTOR, ACTOR),
-    "purge": 'commands { retention_purge { %s cutoff_ms: 1767225600000 retention_days: 90 '
+    "purge": 'commands { retention_purge { %s cutoff_ms: 1700000000000 retention_days: 90 '
              'events_max: 100 } }' % ACTOR,
     "capacity_rebalance": 'commands { capacity_set { %s site: "east" capacity: 10 } } '
                           'commands { rebalance_apply { %s plan_id: "p1" index: 1 '
