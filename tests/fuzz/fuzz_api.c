@@ -85,6 +85,18 @@ static void handler(struct tandem_http_server *s, struct tandem_http_request *r)
     tandem_routes_handle(s, r);
 }
 
+/* What the state machine checks after every apply (replication/fsm.c, with invariants on):
+ * every index matches its records. */
+static void indexes_check(MDB_txn *txn)
+{
+    if (tandem_job_index_check(&node.store, txn) != 0 ||
+        tandem_box_index_check(&node.store, txn) != 0 ||
+        tandem_trace_index_check(&node.store, txn) != 0) {
+        fprintf(stderr, "fuzz_api: an index broke: %s\n", node.store.errmsg);
+        abort();
+    }
+}
+
 /* The proposer's and raft's part: every queued write is applied (one entry each) and answered
  * with its result; queued reads find everything applied. */
 static void propose_cb(uv_check_t *check)
@@ -116,6 +128,7 @@ static void propose_cb(uv_check_t *check)
         } else {
             uint8_t digest[TANDEM_DIGEST_LEN] = {0};
             tandem_store_set_applied(&node.store, ctx.index, digest);
+            indexes_check(txn);
             w->cb(w, 0, &result);
         }
         free(result.body);
