@@ -69,9 +69,10 @@ if [ $# -eq 0 ]; then
             -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build-fuzz.cmake.log" 2>&1 \
             || { cat "$build-fuzz.cmake.log"; exit 1; }
         nice -n 10 cmake --build "$build-fuzz" -j"$(nproc)" --target fuzz_targets 2>&1 | tail -n 3
-        start=$SECONDS
-        nice -n 10 tests/fuzz/run.sh "$build-fuzz" "${TANDEM_FUZZ_SECONDS:-20}"
+        start=$SECONDS fuzz_status=0
+        nice -n 10 tests/fuzz/run.sh "$build-fuzz" "${TANDEM_FUZZ_SECONDS:-20}" || fuzz_status=$?
         echo "fuzzing took $((SECONDS - start)) s after its build"
+        exit "$fuzz_status"
     ) >"$build-fuzz.log" 2>&1 &
     fuzz_pid=$!
     trap '[ -z "$sim_pid" ] || kill "$sim_pid" 2>/dev/null || true
