@@ -3,9 +3,10 @@
  * tests/unit/node/test_router.c). Each write a route proposes is applied at once through the
  * command table to the node's LMDB store and answered with its result, so a decoded command
  * also meets its apply; reads are served from the same store. The store is fresh for every
- * input. Input: the client's chunk size (one byte, 0 = all at once), then one connection's
- * bytes. Not reached: /v1/node/reseed and /v1/node/recover (they replace the node's state and
- * re-execute it), /v1/events (a stream); they answer 404 here. */
+ * input, with the sites east, west and witness registered. Input: the client's chunk size (one
+ * byte, 0 = all at once), then one connection's bytes. Not reached: /v1/node/reseed and
+ * /v1/node/recover (they replace the node's state and re-execute it), /v1/events (a stream); they
+ * answer 404 here. */
 #include <string.h>
 
 #include "fuzz.h"
@@ -97,6 +98,36 @@ static void indexes_check(MDB_txn *txn)
     }
 }
 
+/* The leader's clock, fixed: proposals and applies agree on it, and inputs replay alike. */
+static int64_t fixed_now_ms(void)
+{
+    return 1767225600000; /* 2026-01-01T00:00:00Z */
+}
+
+/* Applies command as the next entry (what raft and the state machine do for a committed one);
+ * returns 0, or -1 when the store failed (a full map: a node would stop). */
+static int apply_next(const Tandem__Command *command, struct tandem_result *result)
+{
+    MDB_txn *txn;
+    if (tandem_store_write_txn(&node.store, &txn) != 0) {
+        tandem_node_fatal(&node, node.store.errmsg);
+    }
+    struct tandem_apply_ctx ctx = {.store = &node.store,
+                                   .txn = txn,
+                                   .index = node.store.applied_index + 1,
+                                   .now_ms = fixed_now_ms(),
+                                   .proposer_id = 1,
+                                   .ops = &apply_ops};
+    if (tandem_command_apply(&ctx, command, result) != 0) {
+        tandem_store_abort(&node.store);
+        return -1;
+    }
+    uint8_t digest[TANDEM_DIGEST_LEN] = {0};
+    tandem_store_set_applied(&node.store, ctx.index, digest);
+    indexes_check(txn);
+    return 0;
+}
+
 /* The proposer's and raft's part: every queued write is applied (one entry each) and answered
  * with its result; queued reads find everything applied. */
 static void propose_cb(uv_check_t *check)
@@ -112,23 +143,9 @@ static void propose_cb(uv_check_t *check)
         p->queued--;
         p->pending--;
         struct tandem_result result = {0};
-        MDB_txn *txn;
-        if (tandem_store_write_txn(&node.store, &txn) != 0) {
-            tandem_node_fatal(&node, node.store.errmsg);
-        }
-        struct tandem_apply_ctx ctx = {.store = &node.store,
-                                       .txn = txn,
-                                       .index = node.store.applied_index + 1,
-                                       .now_ms = 1767225600000,
-                                       .proposer_id = 1,
-                                       .ops = &apply_ops};
-        if (tandem_command_apply(&ctx, w->command, &result) != 0 && result.status == 0) {
-            tandem_store_abort(&node.store); /* a full map; a node would stop */
+        if (apply_next(w->command, &result) != 0) {
             w->cb(w, RAFT_NOTLEADER, NULL);
         } else {
-            uint8_t digest[TANDEM_DIGEST_LEN] = {0};
-            tandem_store_set_applied(&node.store, ctx.index, digest);
-            indexes_check(txn);
             w->cb(w, 0, &result);
         }
         free(result.body);
@@ -139,6 +156,33 @@ static void propose_cb(uv_check_t *check)
         struct tandem_read *next = r->next;
         r->cb(r, 0);
         r = next;
+    }
+}
+
+/* The sites a cluster registers at its start (east, west and a witness), so that the BCP,
+ * capacity and rebalance routes find them. */
+static void sites_register(void)
+{
+    static const char *const sites[] = {"east", "west", "witness"};
+    for (unsigned i = 0; i < 3; i++) {
+        Tandem__SiteUpdate update = TANDEM__SITE_UPDATE__INIT;
+        Tandem__Command command = TANDEM__COMMAND__INIT;
+        struct tandem_result result = {0};
+        update.action = TANDEM__SITE_UPDATE__ACTION__REGISTER;
+        update.site = (char *)sites[i];
+        update.by = "config";
+        update.witness = i == 2;
+        command.body_case = TANDEM__COMMAND__BODY_SITE_UPDATE;
+        command.site_update = &update;
+        if (apply_next(&command, &result) != 0 || result.status != 200) {
+            fprintf(stderr, "fuzz_api: cannot register site %s: %s\n", sites[i],
+                    result.body ? result.body : "");
+            abort();
+        }
+        free(result.body);
+    }
+    if (tandem_store_commit(&node.store) != 0) {
+        tandem_node_fatal(&node, node.store.errmsg);
     }
 }
 
@@ -190,6 +234,7 @@ static void node_start_once(void)
     struct tandem_proposer_limits limits = {
         .batch_commands_max = 64, .batch_bytes_max = 1u << 20, .pending_max = 64};
     tandem_proposer_init(&node.proposer, &node.raft.raft, 1, &limits);
+    node.proposer.now_ms = fixed_now_ms;
     if (uv_loop_init(&loop) != 0 || uv_timer_init(&loop, &tick) != 0 ||
         uv_check_init(&loop, &propose_check) != 0) {
         abort();
@@ -212,6 +257,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     node_start_once();
     store_empty();
+    sites_register();
     fuzz_client_start(&client, &loop, port, data + 1, size - 1, data[0]);
     fuzz_run_until(&loop, &tick, fuzz_client_closed, &client, "the API exchange");
     return 0;

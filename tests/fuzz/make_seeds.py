@@ -210,6 +210,7 @@ trace GET /v1/trace/job/J-1?after=0&limit=5
 disposals GET /v1/disposals?limit=2
 purge POST /v1/retention/purge {"events_max":100}
 bcp_invoke POST /v1/bcp/invoke {"site":"west","reason":"drill","force":false,"wait_ms":100,"confirm_lost":["west-1"]}
+bcp_invoke_planned POST /v1/bcp/invoke {"site":"west","reason":"planned move"}
 bcp_revoke POST /v1/bcp/revoke {"site":"west","failback":true,"return_jobs":true}
 bcp_prefer POST /v1/bcp/prefer {"site":"east","by":"admin"}
 bcp_drill POST /v1/bcp/drill {"site":"west"}
@@ -239,6 +240,8 @@ SEQUENCES = {
     "jobs": ["job_create", "job_advance", "job_operator", "job_get", "jobs_list", "trace"],
     "boxes": ["job_create", "boxes", "box_pick", "box_move", "boxes_list", "purge", "disposals"],
     "kv": ["kv_put", "txn", "kv_get", "kv_list", "kv_delete"],
+    "bcp": ["job_create", "bcp_invoke_planned", "bcp_status", "bcp_revoke", "bcp_prefer",
+            "bcp_drills_store", "bcp_incident"],
     "capacity": ["capacity", "job_create", "rebalance_plan", "rebalance_apply", "sites"],
 }
 
