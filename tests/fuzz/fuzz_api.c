@@ -215,6 +215,8 @@ static void node_start_once(void)
         abort();
     }
     tandem_config_defaults(&config);
+    config.insecure = true;    /* a plaintext server: the peer is anonymous and allowed */
+    config.rate_limit_rps = 0; /* the fuzzer asks faster than any client may */
     config.forward_connections = 1;
     config.pending_requests_max = 64;
     node.loop = &loop;
