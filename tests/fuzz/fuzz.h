@@ -4,11 +4,13 @@
 #ifndef TANDEM_TESTS_FUZZ_FUZZ_H
 #define TANDEM_TESTS_FUZZ_FUZZ_H
 
+#include <ftw.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -18,25 +20,41 @@
 /* Defined by each target; libFuzzer calls it (tests/fuzz/replay.c does without clang). */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* A directory of this process's own in /dev/shm when writable, else under TMPDIR, made once.
- * It is left behind (a crash cannot clean up); tests/fuzz/run.sh removes its runs' dirs. */
+static inline int fuzz_tmp_remove_entry(const char *path, const struct stat *st, int flag,
+                                        struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static char fuzz_tmp_path[256];
+
+static inline void fuzz_tmp_remove(void)
+{
+    nftw(fuzz_tmp_path, fuzz_tmp_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A directory of this process's own, removed at exit (a crash leaves it: tests/fuzz/run.sh
+ * points TANDEM_FUZZ_TMPDIR at a directory it removes). In TANDEM_FUZZ_TMPDIR when set, else
+ * /dev/shm when writable (LMDB's syncs cost nothing there), else TMPDIR or /tmp. */
 static inline const char *fuzz_tmp_dir(void)
 {
-    static char dir[128];
-    if (dir[0] == '\0') {
-        const char *base = getenv("TMPDIR");
-        if (access("/dev/shm", W_OK) == 0) {
-            base = "/dev/shm"; /* LMDB's syncs cost nothing there */
-        } else if (base == NULL || base[0] == '\0') {
+    if (fuzz_tmp_path[0] == '\0') {
+        const char *base = getenv("TANDEM_FUZZ_TMPDIR");
+        if (base == NULL || base[0] == '\0') {
+            base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
+        }
+        if (base == NULL || base[0] == '\0') {
             base = "/tmp";
         }
-        snprintf(dir, sizeof dir, "%s/tandem-fuzz-XXXXXX", base);
-        if (mkdtemp(dir) == NULL) {
+        snprintf(fuzz_tmp_path, sizeof fuzz_tmp_path, "%s/tandem-fuzz-XXXXXX", base);
+        if (mkdtemp(fuzz_tmp_path) == NULL) {
             perror("fuzz: mkdtemp");
             abort();
         }
+        atexit(fuzz_tmp_remove);
     }
-    return dir;
+    return fuzz_tmp_path;
 }
 
 static inline void fuzz_tick_cb(uv_timer_t *t)

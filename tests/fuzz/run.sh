@@ -15,8 +15,12 @@ if [ $# -gt 0 ]; then
 else
     mapfile -t targets < <(cd "$here" && ls fuzz_*.c | sed 's/^fuzz_//; s/\.c$//')
 fi
-work=$(mktemp -d "${TMPDIR:-/tmp}/tandem-fuzz-run.XXXXXX")
+# In shared memory when there is some: the targets' LMDB stores sync there for nothing.
+tmp=${TMPDIR:-/tmp}
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then tmp=/dev/shm; fi
+work=$(mktemp -d "$tmp/tandem-fuzz-run.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+export TANDEM_FUZZ_TMPDIR=$work # the targets' own directories, left there by a crash
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
