@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <raft.h>
@@ -144,10 +145,40 @@ int tandem_frame_size(const uint8_t *buf, size_t have, const struct tandem_frame
     return have >= *need ? TANDEM_FRAME_WHOLE : TANDEM_FRAME_MORE;
 }
 
+static int id_compare(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int address_compare(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* libraft's configurationDecode refuses a second server with an id or an address already
+ * seen, so a configuration with one must not pass (sorted: a frame may hold thousands). */
+static int conf_unique(uint64_t *ids, const char **addresses, uint64_t n, char *why)
+{
+    qsort(ids, (size_t)n, sizeof *ids, id_compare);
+    qsort(addresses, (size_t)n, sizeof *addresses, address_compare);
+    for (uint64_t i = 1; i < n; i++) {
+        if (ids[i] == ids[i - 1]) {
+            return bad(why, "configuration names server id %llu twice", ids[i], 0);
+        }
+        if (strcmp(addresses[i], addresses[i - 1]) == 0) {
+            return bad(why, "configuration names an address twice", 0, 0);
+        }
+    }
+    return 0;
+}
+
 /* A configuration as configurationEncode writes it: format, count, then per server an id, a
  * NUL-terminated address and a role; zero padding to a multiple of 8. */
 static int conf_check(const uint8_t *conf, uint64_t len, char *why)
 {
+    uint64_t ids[TANDEM_FRAME_SERVERS_MAX];
+    const char *addresses[TANDEM_FRAME_SERVERS_MAX];
     if (len < CONF_HEAD || conf[0] != CONF_FORMAT) {
         return bad(why, "configuration of %llu bytes, format %llu", len, len > 0 ? conf[0] : 0);
     }
@@ -159,7 +190,9 @@ static int conf_check(const uint8_t *conf, uint64_t len, char *why)
         if (len - at < 8 || get64(conf + at) == 0) {
             return bad(why, "configuration server %llu: no id at byte %llu", i, at);
         }
+        ids[i] = get64(conf + at);
         at += 8;
+        addresses[i] = (const char *)conf + at;
         const uint8_t *nul = memchr(conf + at, 0, len - at);
         if (nul == NULL || nul == conf + at || (uint64_t)(nul - conf) + 1 >= len) {
             return bad(why, "configuration server %llu: no address at byte %llu", i, at);
@@ -172,6 +205,9 @@ static int conf_check(const uint8_t *conf, uint64_t len, char *why)
     }
     if ((at + 7) / 8 * 8 != len) {
         return bad(why, "configuration of %llu bytes for %llu", len, at);
+    }
+    if (conf_unique(ids, addresses, n, why) != 0) {
+        return TANDEM_FRAME_BAD;
     }
     for (uint64_t k = at; k < len; k++) {
         if (conf[k] != 0) {

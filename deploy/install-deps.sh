@@ -8,6 +8,7 @@ PACKAGES=(
     libraft-dev libuv1-dev liblmdb-dev libssl-dev libcmocka-dev libhttp-parser-dev
     libjansson-dev libinih-dev libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev
     curl openssl iproute2 nftables procps python3
+    clang libclang-rt-14-dev # tests/fuzz: clang's libFuzzer (libclang_rt.fuzzer) and sanitizers
 )
 
 missing=()

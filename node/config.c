@@ -471,6 +471,26 @@ static int member_append(struct tandem_config *c, const char *spec, char *errmsg
     return 0;
 }
 
+/* Whether an INI file can hold value so that it reads back the same (what --print-config
+ * writes must load again): inih strips blanks at either end of a value and takes a ';' at its
+ * start or after a blank as the start of a comment, and a control character would break the line
+ * (fuzz_config found a data_dir ";x" that printed and read back as ""). */
+static bool ini_value_ok(const char *value, size_t len)
+{
+    if (len > 0 && (value[0] == ' ' || value[0] == '\t' || value[0] == ';' ||
+                    value[len - 1] == ' ' || value[len - 1] == '\t')) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)value[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f ||
+            (ch == ';' && (value[i - 1] == ' ' || value[i - 1] == '\t'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static int option_set(struct tandem_config *c, const struct option *opt, const char *value,
                       char *errmsg)
 {
@@ -481,6 +501,12 @@ static int option_set(struct tandem_config *c, const struct option *opt, const c
             if (len >= opt->size) {
                 return fail(errmsg, "option %s: value is longer than %zu characters", opt->name,
                             opt->size - 1);
+            }
+            if (!ini_value_ok(value, len)) {
+                return fail(errmsg,
+                            "option %s: a config file cannot hold this value (a blank at either "
+                            "end, a ';' first or after a blank, or a control character)",
+                            opt->name);
             }
             if (len > 0 && string_check(opt, value, errmsg) != 0) {
                 return -1;

@@ -37,6 +37,45 @@ int tandem_entry_encode(const Tandem__Batch *batch, struct raft_buffer *buf)
     return 0;
 }
 
+static void unknown_fields_strip(ProtobufCMessage *m);
+
+/* The sub-messages a field of m holds (one, or a repeated field's), each stripped. */
+static void field_strip(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+{
+    char *at = (char *)m + f->offset;
+    if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0 &&
+        *(uint32_t *)((char *)m + f->quantifier_offset) != f->id) {
+        return; /* another member of the oneof is the one set */
+    }
+    if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+        size_t n = *(size_t *)((char *)m + f->quantifier_offset);
+        for (size_t i = 0; i < n; i++) {
+            unknown_fields_strip((*(ProtobufCMessage ***)at)[i]);
+        }
+    } else if (*(ProtobufCMessage **)at != NULL) {
+        unknown_fields_strip(*(ProtobufCMessage **)at);
+    }
+}
+
+/* Drops the fields this version does not know, here and in every sub-message. protobuf-c keeps
+ * them, and an apply that stores a record copied from the command (job_create's JobRecord) would
+ * repack them: one protobuf-c accepts but cannot read back once repacked (field number 0 in a
+ * non-minimal varint) made a stored record unreadable (tests/fuzz/regressions/command/). */
+static void unknown_fields_strip(ProtobufCMessage *m)
+{
+    for (unsigned i = 0; i < m->n_unknown_fields; i++) {
+        free(m->unknown_fields[i].data); /* unpacked with the default allocator */
+    }
+    free(m->unknown_fields);
+    m->unknown_fields = NULL;
+    m->n_unknown_fields = 0;
+    for (unsigned i = 0; i < m->descriptor->n_fields; i++) {
+        if (m->descriptor->fields[i].type == PROTOBUF_C_TYPE_MESSAGE) {
+            field_strip(m, &m->descriptor->fields[i]);
+        }
+    }
+}
+
 int tandem_entry_decode(const void *data, size_t len, Tandem__Batch **out, char *errmsg)
 {
     uint32_t header[2];
@@ -56,6 +95,7 @@ int tandem_entry_decode(const void *data, size_t len, Tandem__Batch **out, char 
         return tandem_error_set(errmsg, TANDEM_CORRUPT,
                                 "entry payload is not a valid Batch message");
     }
+    unknown_fields_strip(&(*out)->base);
     return 0;
 }
 

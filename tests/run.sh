@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: installs dependencies, builds with ASan+UBSan and -Werror, checks
-# formatting, then runs every test (unit, sim, integration) through ctest.
+# formatting, then runs every test (unit, sim, integration) through ctest, and fuzzes each
+# tests/fuzz target for a bounded time (a clang build of its own).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -56,6 +57,29 @@ if [ $# -eq 0 ]; then
         "(pid $sim_pid, log $build-sim.log)"
 fi
 
+# Fuzzing (tests/fuzz): a clang build of the libFuzzer targets, then each target replays its kept
+# reproducers and seeds and fuzzes for TANDEM_FUZZ_SECONDS (20) from a temporary copy of its
+# corpus, one at a time, in the background below the foreground tests' priority (most of those
+# wait on timers and processes). A crash fails the run and prints the reproducer.
+fuzz_pid=""
+if [ $# -eq 0 ]; then
+    step "fuzzing: libFuzzer build (clang) and ${TANDEM_FUZZ_SECONDS:-20} s per target, in the background"
+    (
+        CC=${TANDEM_FUZZ_CC:-clang} cmake -S . -B "$build-fuzz" -DTANDEM_FUZZ=ON \
+            -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build-fuzz.cmake.log" 2>&1 \
+            || { cat "$build-fuzz.cmake.log"; exit 1; }
+        nice -n 10 cmake --build "$build-fuzz" -j"$(nproc)" --target fuzz_targets 2>&1 | tail -n 3
+        start=$SECONDS fuzz_status=0
+        nice -n 10 tests/fuzz/run.sh "$build-fuzz" "${TANDEM_FUZZ_SECONDS:-20}" || fuzz_status=$?
+        echo "fuzzing took $((SECONDS - start)) s after its build"
+        exit "$fuzz_status"
+    ) >"$build-fuzz.log" 2>&1 &
+    fuzz_pid=$!
+    trap '[ -z "$sim_pid" ] || kill "$sim_pid" 2>/dev/null || true
+          [ -z "$fuzz_pid" ] || kill "$fuzz_pid" 2>/dev/null || true' EXIT
+    echo "fuzz targets building and running in the background (pid $fuzz_pid, log $build-fuzz.log)"
+fi
+
 step "tests"
 export TANDEM_BIN_DIR="$root/$build"
 # Leaks are checked in the unit tests; daemons killed by SIGKILL in integration tests cannot
@@ -73,4 +97,11 @@ status=0
 wait "$sim_pid" || status=$?
 sim_pid=""
 cat "$root/$build-sim.log"
+
+step "fuzzing (tests/fuzz/run.sh)"
+fuzz_status=0
+wait "$fuzz_pid" || fuzz_status=$?
+fuzz_pid=""
+cat "$root/$build-fuzz.log"
+[ "$fuzz_status" -eq 0 ] || status=$fuzz_status
 exit "$status"

@@ -186,6 +186,24 @@ static void test_malformed_configurations_refused(void **state)
     assert_refused(buf, len, 5, "role 7");
 }
 
+/* libraft cannot decode a configuration naming an id or an address twice (the fuzz target
+ * fuzz_frame found the checker passing one: tests/fuzz/regressions/frame/). */
+static void test_duplicate_servers_refused(void **state)
+{
+    (void)state;
+    uint8_t *conf = buf + 16 + 40; /* servers: id 1 "127.0.0.1:9000", id 2 "127.0.0.1:9001" ... */
+    size_t len = fb_install_snapshot(buf, 5, 3, 8);
+    assert_good(buf, len, 5);
+    fb_put64(conf + 9 + 24, 1); /* the second server's id */
+    assert_refused(buf, len, 5, "id 1 twice");
+    len = fb_install_snapshot(buf, 5, 3, 8);
+    conf[9 + 24 + 8 + 13] = '0'; /* the second server's address ends "9000" too */
+    assert_refused(buf, len, 5, "address 127.0.0.1:9000 twice");
+    len = fb_install_snapshot(buf, 5, 3, 8);
+    fb_put64(conf + 9 + 2 * 24, 1); /* the third server's id, sorted apart from the first */
+    assert_refused(buf, len, 5, "id 1 first and last");
+}
+
 /* Random bytes (the review sent 4 KiB after a hello): never a frame that passes both checks
  * unless it is one, and never a need beyond the ceilings. Bounded: 20,000 buffers. */
 static void test_random_bytes(void **state)
@@ -224,6 +242,7 @@ int main(void)
         cmocka_unit_test(test_hostile_frames_from_the_review),
         cmocka_unit_test(test_malformed_fields_refused),
         cmocka_unit_test(test_malformed_configurations_refused),
+        cmocka_unit_test(test_duplicate_servers_refused),
         cmocka_unit_test(test_random_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

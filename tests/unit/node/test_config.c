@@ -216,6 +216,36 @@ static void test_flags_override_file(void **state)
     assert_string_equal(run->config.members[0].name, "solo");
 }
 
+#define CANNOT_HOLD(name)                                                                          \
+    "option " name ": a config file cannot hold this value (a blank at either end, a ';' first "   \
+    "or after a blank, or a control character)"
+
+/* What --print-config writes must load back the same, so a string value an INI file cannot hold
+ * is refused wherever it comes from (fuzz_config found a data_dir ";x" that read back as ""). */
+static void test_values_a_config_file_cannot_hold(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *flag, *name;
+    } cases[] = {
+        {"--data_dir=;x", "data_dir"},
+        {"--data_dir= /var/lib/tandem", "data_dir"},
+        {"--data_dir=/var/lib/tandem\t", "data_dir"},
+        {"--data_dir=/a\nname = other", "data_dir"},
+        {"--bcp_event_command=/bin/sh -c 'a ; b'", "bcp_event_command"},
+        {"--tls_crl=/etc/x.crl\t;old", "tls_crl"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char expected[TANDEM_ERRMSG_SIZE];
+        snprintf(expected, sizeof expected, CANNOT_HOLD("%s"), cases[i].name);
+        assert_error(run_args(REQUIRED_FLAGS, cases[i].flag, NULL), expected);
+    }
+    /* A ';' inside a word stays a character. */
+    struct run *run = run_args(REQUIRED_FLAGS, "--bcp_event_command=/bin/sh -c 'a; b'", NULL);
+    assert_int_equal(run->rc, 0);
+    assert_string_equal(run->config.bcp_event_command, "/bin/sh -c 'a; b'");
+}
+
 static void test_ini_errors(void **state)
 {
     (void)state;
@@ -233,6 +263,7 @@ static void test_ini_errors(void **state)
         {"join = maybe\n", "1: option join: 'maybe' is not a boolean (true|false|1|0|yes|no)"},
         {"member = a,b\n",
          "1: option member: malformed member 'a,b' (want name,site,host:port,url)"},
+        {"data_dir =;x\n", "1: " CANNOT_HOLD("data_dir")},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char path[128], expected[2 * TANDEM_ERRMSG_SIZE];
@@ -658,6 +689,7 @@ int main(void)
         cmocka_unit_test(test_ini_file),
         cmocka_unit_test(test_flags_override_file),
         cmocka_unit_test(test_ini_errors),
+        cmocka_unit_test(test_values_a_config_file_cannot_hold),
         cmocka_unit_test(test_ini_long_line_and_missing_file),
         cmocka_unit_test(test_integer_parsing),
         cmocka_unit_test(test_bool_flags),

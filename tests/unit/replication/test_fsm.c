@@ -467,6 +467,36 @@ static void test_entry_decode_rejects(void **state)
     raft_free(buf.base);
 }
 
+/* Fields this version does not know are dropped at decode, in every sub-message: an apply that
+ * stores a record copied from its command must not store them (fuzz_command's reproducer in
+ * tests/fuzz/regressions/command/ made a stored job unreadable that way). */
+static void test_entry_decode_drops_unknown_fields(void **state)
+{
+    (void)state;
+    uint8_t value[] = {42};
+    ProtobufCMessageUnknownField unknown = {
+        .tag = 99, .wire_type = PROTOBUF_C_WIRE_TYPE_VARINT, .len = 1, .data = value};
+    Tandem__JobRecord job = TANDEM__JOB_RECORD__INIT;
+    Tandem__JobCreate create = TANDEM__JOB_CREATE__INIT;
+    Tandem__Command command = TANDEM__COMMAND__INIT, *commands[] = {&command};
+    job.id = "J-1";
+    job.base.n_unknown_fields = command.base.n_unknown_fields = 1;
+    job.base.unknown_fields = command.base.unknown_fields = &unknown;
+    create.job = &job;
+    command.body_case = TANDEM__COMMAND__BODY_JOB_CREATE;
+    command.job_create = &create;
+    struct raft_buffer buf = encode(TEST_PROPOSER, 1, commands, 1);
+    Tandem__Batch *batch = NULL;
+    char errmsg[256] = "";
+    assert_int_equal(tandem_entry_decode(buf.base, buf.len, &batch, errmsg), 0);
+    assert_int_equal(batch->commands[0]->base.n_unknown_fields, 0);
+    assert_int_equal(batch->commands[0]->job_create->job->base.n_unknown_fields, 0);
+    assert_null(batch->commands[0]->job_create->job->base.unknown_fields);
+    assert_string_equal(batch->commands[0]->job_create->job->id, "J-1");
+    tandem__batch__free_unpacked(batch, NULL);
+    raft_free(buf.base);
+}
+
 static void test_apply_puts_deletes_txns(void **state)
 {
     struct fixture *f = *state;
@@ -1018,6 +1048,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_entry_codec_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entry_decode_rejects, setup, teardown),
+        cmocka_unit_test(test_entry_decode_drops_unknown_fields),
         cmocka_unit_test_setup_teardown(test_apply_puts_deletes_txns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_after_lost_group_commit, setup, teardown),
