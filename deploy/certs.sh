@@ -138,8 +138,10 @@ write_ext() {
 issue() {
     local dir=$1 name=$2 days=$3 serial
     serial=0x$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n' | sed 's/^./4/')
-    (umask 077 && ossl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$dir/$name.key.tmp")
-    ossl req -new -key "$dir/$name.key.tmp" -subj "/CN=$name" -out "$dir/ca-db/$name.csr"
+    # One openssl run for the key and the request: local-cluster.sh runs this for every node of
+    # every test cluster.
+    (umask 077 && ossl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc \
+        -keyout "$dir/$name.key.tmp" -subj "/CN=$name" -out "$dir/ca-db/$name.csr")
     ossl x509 -req -in "$dir/ca-db/$name.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
         -set_serial "$serial" -days "$days" -sha256 -extfile "$dir/ca-db/$name.ext" \
         -out "$dir/$name.pem.tmp"
