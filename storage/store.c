@@ -716,7 +716,7 @@ static int restore_records(struct tandem_store *s, MDB_env *env, const uint8_t *
         }
         for (unsigned n = 0; n < RESTORE_RECORDS_PER_TXN && offset < len; n++) {
             MDB_val key, value;
-            int db;
+            int db = 0; /* set by restore_frame_next; zero quiets -Wmaybe-uninitialized at -O2 */
             rv = restore_frame_next(s, payload, len, &offset, done, &db, &key, &value);
             if (rv == 0 && (rv = mdb_put(txn, s->dbi[db], &key, &value, MDB_APPEND)) != 0) {
                 rv = store_mdb_fail(s, rv, "restore: put");

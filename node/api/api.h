@@ -31,6 +31,7 @@ struct tandem_route {
     const char *pattern;
     int flags;
     tandem_route_fn fn;
+    int perm; /* enum tandem_perm (node/api/perms.h) the caller must hold; UNDECLARED = refused */
 };
 
 /* A module's table; the dispatcher tries tables in order, the first match wins. */

@@ -13,6 +13,7 @@
 #include "consensus/allow.h"
 #include "consensus/tls.h"
 #include "node/http/head.h"
+#include "node/http/principal.h"
 #include "node/http/sources.h"
 #include "storage/error.h"
 #include "storage/list.h"
@@ -104,6 +105,9 @@ struct tandem_http_request {
     /* Who the request acts as, set by the router's authorisation (node/api/authz.h): peer, or
      * the user a node forwarded the request for. */
     struct tandem_tls_peer identity;
+    /* The person, node or nobody the request acts as, with its roles (node/http/principal.h);
+     * resolved by the router before the handler runs. */
+    struct tandem_principal principal;
     /* internal */
     struct tandem_http_server *server; /* borrowed */
     struct tandem_http_conn *conn;     /* borrowed; NULL once the connection is gone */

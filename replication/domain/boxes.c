@@ -202,7 +202,7 @@ int tandem_box_apply_checkin(const struct tandem_apply_ctx *ctx, const Tandem__C
 {
     const Tandem__BoxCheckin *c = command->box_checkin;
     char errmsg[TANDEM_ERRMSG_SIZE];
-    bool refused;
+    bool refused = false;
     if (c == NULL || tandem_actor_check(c->actor, errmsg) != 0 || c->n_boxes == 0 ||
         c->n_boxes > (c->bulk ? TANDEM_BULK_CHECKIN_ROWS_MAX : 1)) {
         tandem_result_error(result, 400, "%s",
