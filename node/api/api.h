@@ -45,7 +45,7 @@ struct tandem_route_table {
  * metrics labels, counted in table order. */
 #define TANDEM_ROUTE_HANDLER_(id, method, pattern, flags, fn)                                      \
     static void fn(struct tandem_node *node, struct tandem_http_request *r, const char *param);
-#define TANDEM_ROUTE_ROW_(id, method, pattern, flags, fn) {#id, method, pattern, flags, fn},
+#define TANDEM_ROUTE_ROW_(id, method, pattern, flags, fn) {#id, method, pattern, flags, fn, 0},
 #define TANDEM_ROUTE_TABLE(name, ROUTES)                                                           \
     ROUTES(TANDEM_ROUTE_HANDLER_)                                                                  \
     static const struct tandem_route name##_rows[] = {ROUTES(TANDEM_ROUTE_ROW_)};                  \
