@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "consensus/member.h"
+#include "node/api/perms.h"
 #include "node/http/server.h"
 #include "replication/domain/domain.h"
 #include "tandem.pb-c.h"
@@ -41,11 +42,12 @@ struct tandem_route_table {
 };
 
 /* Defines the route table `name` from an X-macro list of routes, each
- * X(id, method, pattern, flags, handler), and declares the (static) handlers. The ids are the
- * metrics labels, counted in table order. */
-#define TANDEM_ROUTE_HANDLER_(id, method, pattern, flags, fn)                                      \
+ * X(id, method, pattern, flags, perm, handler) (perm: a TANDEM_PERM_ of node/api/perms.h), and
+ * declares the (static) handlers. The ids are the metrics labels, counted in table order. */
+#define TANDEM_ROUTE_HANDLER_(id, method, pattern, flags, perm, fn)                                \
     static void fn(struct tandem_node *node, struct tandem_http_request *r, const char *param);
-#define TANDEM_ROUTE_ROW_(id, method, pattern, flags, fn) {#id, method, pattern, flags, fn, 0},
+#define TANDEM_ROUTE_ROW_(id, method, pattern, flags, perm, fn)                                    \
+    {#id, method, pattern, flags, fn, perm},
 #define TANDEM_ROUTE_TABLE(name, ROUTES)                                                           \
     ROUTES(TANDEM_ROUTE_HANDLER_)                                                                  \
     static const struct tandem_route name##_rows[] = {ROUTES(TANDEM_ROUTE_ROW_)};                  \
