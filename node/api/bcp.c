@@ -554,8 +554,8 @@ static void route_member_rejoin(struct tandem_node *node, struct tandem_http_req
     memcpy(name, param, len);
     name[len] = '\0';
     json_t *body = r->body_len > 0 ? body_json(node, r) : json_object();
-    /* Who: the person tandemctl names (TANDEM_USER), else the body's "by", else "operator". */
-    const char *by = tandem_http_request_header(r, TANDEM_USER_HEADER);
+    /* Who: the authenticated principal, else (anonymous) the body's "by", else "operator". */
+    const char *by = r->principal.kind != TANDEM_PRINCIPAL_ANONYMOUS ? r->principal.name : NULL;
     by = by != NULL ? by : json_string_value(json_object_get(body, "by"));
     char why[TANDEM_ERRMSG_SIZE];
     if (body == NULL) {
