@@ -341,6 +341,11 @@ static void test_router_user_and_node(void **state)
         {"DELETE", "/v1/members/nobody", AS_ALICE FOR_ADMIN, NULL, 403,
          "{\"error\":\"forwarded identity from a peer that is not a node\"}"},
         {"DELETE", "/v1/members/nobody", AS_WEST FOR_ADMIN, NULL, 404, NULL},
+        /* A forwarded user is resolved on this node: no record here, refused here too. */
+        {"DELETE", "/v1/members/nobody",
+         AS_WEST TANDEM_FORWARDED_USER_HEADER ": alice\r\n" TANDEM_FORWARDED_KIND_HEADER
+                                              ": user\r\n",
+         NULL, 403, "{\"error\":\"no user record for certificate alice\"}"},
     };
     struct fixture *f = &fixture;
     struct call c;
