@@ -7,6 +7,7 @@
 #include "replication/bcp/sites.h"
 #include "replication/domain/domain.h"
 #include "replication/domain/kv.h"
+#include "replication/identity/users.h"
 #include "replication/rebalance/rebalance.h"
 #include "tandem.pb-c.h"
 
@@ -15,7 +16,8 @@
 #define TANDEM_COMMANDS(X)                                                                         \
     TANDEM_KV_COMMANDS(X)                                                                          \
     TANDEM_DOMAIN_COMMANDS(X)                                                                      \
-    TANDEM_REBALANCE_COMMANDS(X) TANDEM_SITE_COMMANDS(X) TANDEM_INCIDENT_COMMANDS(X)
+    TANDEM_REBALANCE_COMMANDS(X)                                                                   \
+    TANDEM_SITE_COMMANDS(X) TANDEM_INCIDENT_COMMANDS(X) TANDEM_USER_COMMANDS(X)
 
 #define TANDEM_COMMAND_DECLARE(name, body_case, fn)                                                \
     int fn(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,                     \
