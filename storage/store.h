@@ -33,6 +33,7 @@
     X(DRILLS, "drills")                                                                            \
     X(CAPACITY, "capacity")                                                                        \
     X(CAPACITY_HISTORY, "capacity_history")                                                        \
+    X(USERS, "users")                                                                              \
     X(AUDIT, "audit")
 
 enum tandem_store_db {
