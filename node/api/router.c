@@ -25,7 +25,7 @@
 static const struct tandem_route_table *const route_tables[] = {
     &tandem_cluster_route_table, &tandem_kv_route_table,        &tandem_domain_route_table,
     &tandem_bcp_route_table,     &tandem_rebalance_route_table, &tandem_quarantine_route_table,
-    &tandem_events_route_table,
+    &tandem_events_route_table,  &tandem_audit_route_table,
 };
 #define ROUTE_TABLES_COUNT (sizeof route_tables / sizeof route_tables[0])
 
@@ -72,7 +72,7 @@ static unsigned route_of(const struct tandem_http_request *r)
 static void respond_audit(struct tandem_node *node, const struct tandem_http_request *r, int status)
 {
     if (r->method == HTTP_GET || r->method == HTTP_HEAD ||
-        ((uintptr_t)r->data & ROUTE_FORWARDED_BIT) != 0) {
+        ((uintptr_t)r->data & ROUTE_FORWARDED_BIT) != 0 || strcmp(r->path, "/v1/node/audit") == 0) {
         return;
     }
     unsigned id = route_of(r);
