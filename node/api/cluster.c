@@ -158,9 +158,11 @@ static void route_status(struct tandem_node *node, struct tandem_http_request *r
     lost_members_append(node, members);
     json_t *warnings = json_array(); /* what an operator should act on soon */
     json_t *tls = tandem_tls_identity_status(node->tls, tandem_wall_ms(), warnings);
+    json_t *audit = tandem_audit_head_json(node); /* the audit chain's head (node/audit.h) */
     tandem_route_jansson(node, r, 200,
-                         json_pack("{s:o,s:o,s:o,s:o,s:o}", "node", self, "leader", leader_json,
-                                   "members", members, "tls", tls, "warnings", warnings));
+                         json_pack("{s:o,s:o,s:o,s:o,s:o,s:o}", "node", self, "leader", leader_json,
+                                   "members", members, "tls", tls, "warnings", warnings, "audit",
+                                   audit != NULL ? audit : json_null()));
 }
 
 static void route_members_list(struct tandem_node *node, struct tandem_http_request *r,

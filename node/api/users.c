@@ -11,6 +11,7 @@
 
 #include "node/api/api.h"
 #include "node/api/perms.h"
+#include "node/audit.h"
 #include "node/node.h"
 #include "replication/identity/credentials.h"
 #include "replication/identity/roles.h"
@@ -367,6 +368,12 @@ static void password_after(struct users_req *q)
 
 /* ---- POST /v1/auth/login ---- */
 
+/* Every login outcome is audited: success, failure, lockout and refusal (never the password). */
+static void login_audit(struct users_req *q, const char *name, int status, const char *detail)
+{
+    tandem_audit(q->node, q->r, "login", name, status, detail);
+}
+
 static void login_answer(struct users_req *q)
 {
     char token[TANDEM_TOKEN_LEN_MAX + 1], expires[TANDEM_RFC3339_LEN_MAX + 1];
@@ -376,6 +383,7 @@ static void login_answer(struct users_req *q)
         tandem_route_error(q->node, q->r, 500, "%s", q->errmsg);
     } else {
         tandem_rfc3339_format_ms(expires_ms, expires);
+        login_audit(q, q->name, 200, "token issued");
         tandem_route_jansson(q->node, q->r, 200,
                              json_pack("{s:s,s:s}", "token", token, "expires", expires));
         OPENSSL_cleanse(token, sizeof token);
@@ -448,20 +456,21 @@ static void login_key_propose(struct users_req *q)
 static void login_attempt_cb(struct tandem_write *w, int status, struct tandem_result *result)
 {
     struct users_req *q = w->data;
-    (void)result;
     if (status != 0) {
         tandem_route_raft_error(q->node, q->r, status);
         users_req_free(q);
         return;
     }
-    /* AUDIT(i3): tandem_audit(q->node, q->r, "login", q->name, status, detail) goes here once
-     * node/audit.h is merged: failure, lockout and success are each recorded. */
     if (!q->match) {
+        bool locked = result != NULL && result->body != NULL &&
+                      strstr(result->body, "\"locked_until\"") != NULL;
+        login_audit(q, q->name, 401, locked ? "wrong password: user locked" : "wrong password");
         tandem_route_error(q->node, q->r, 401, "wrong user or password");
         users_req_free(q);
         return;
     }
     if (q->expired) {
+        login_audit(q, q->name, 403, "password expired");
         tandem_route_error(q->node, q->r, 403,
                            "password expired: change it with POST /v1/users/%s/password", q->name);
         users_req_free(q);
@@ -496,15 +505,19 @@ static void login_after(struct users_req *q)
 }
 
 /* Refuses a login before any hashing: unknown, disabled or locked. -1 after answering. */
-static int login_refused(struct users_req *q, const Tandem__UserRecord *u, int64_t now_ms)
+static int login_refused(struct users_req *q, const char *name, const Tandem__UserRecord *u,
+                         int64_t now_ms)
 {
     char until[TANDEM_RFC3339_LEN_MAX + 1];
     if (u == NULL) {
+        login_audit(q, name, 401, "unknown user");
         tandem_route_error(q->node, q->r, 401, "wrong user or password");
     } else if (u->disabled) {
+        login_audit(q, u->name, 403, "user disabled");
         tandem_route_error(q->node, q->r, 403, "user %s is disabled", u->name);
     } else if (u->locked_until_ms > now_ms) {
         tandem_rfc3339_format_ms(u->locked_until_ms, until);
+        login_audit(q, u->name, 403, "user locked");
         tandem_route_error(q->node, q->r, 403, "locked until %s", until);
     } else {
         return 0;
@@ -526,7 +539,8 @@ static void route_login(struct tandem_node *node, struct tandem_http_request *r,
     q->job = JOB_LOGIN;
     q->password = body_string(q, "password");
     int64_t now_ms = tandem_wall_ms();
-    if (q->password == NULL || record_load(q, name, &u) != 0 || login_refused(q, u, now_ms) != 0) {
+    if (q->password == NULL || record_load(q, name, &u) != 0 ||
+        login_refused(q, name, u, now_ms) != 0) {
         tandem__user_record__free_unpacked(u, NULL);
         users_req_free(q);
         return;

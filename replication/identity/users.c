@@ -249,6 +249,9 @@ static void attempt_count(const struct tandem_apply_ctx *ctx, Tandem__UserRecord
         r->locked_until_ms = 0;
         return;
     }
+    if (r->locked_until_ms <= ctx->now_ms) {
+        r->locked_until_ms = 0; /* a lock that ended is no longer shown */
+    }
     r->failed_attempts++;
     uint32_t fails =
         in->lockout_failures > LOCKOUT_FAILS_MAX ? LOCKOUT_FAILS_MAX : in->lockout_failures;
