@@ -371,7 +371,7 @@ static void password_after(struct users_req *q)
 /* Every login outcome is audited: success, failure, lockout and refusal (never the password). */
 static void login_audit(struct users_req *q, const char *name, int status, const char *detail)
 {
-    tandem_audit(q->node, q->r, "login", name, status, detail);
+    tandem_audit(q->node, q->r, status == 200 ? "login" : "login_failed", name, status, detail);
 }
 
 static void login_answer(struct users_req *q)

@@ -12,7 +12,7 @@ import sys
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import Cluster, run_tests  # noqa: E402
+from cluster import Cluster, run_tests, wait_until  # noqa: E402
 
 LOCKOUT_FAILURES = 5
 PASSWORD = "first-pass1"
@@ -40,6 +40,19 @@ def create(c, node, user, password=PASSWORD, roles="viewer", site="east"):
 
 def login(c, node, user, password):
     return call(c, node, "POST", "/v1/auth/login", {"user": user, "password": password})
+
+
+def login_audited(c, node, user):
+    """Whether the audit trail holds a successful login, failed ones and a refused locked one
+    of user."""
+    status, answer = call(c, node, "GET", "/v1/audit?limit=1000")
+    assert status == 200, answer
+    seen = {(r.get("action"), r.get("status"), r.get("detail")) for r in answer["records"]
+            if r.get("object") == user}
+    return (("login", 200, "token issued") in seen
+            and ("login_failed", 401, "wrong password") in seen
+            and ("login_failed", 401, "wrong password: user locked") in seen
+            and ("login_failed", 403, "user locked") in seen)
 
 
 def test_users_and_policy():
@@ -95,6 +108,7 @@ def test_users_and_policy():
         for node in nodes:
             status, answer = login(c, node, "alice", passwords[0])
             assert status == 403 and "locked until" in answer["error"], (node, answer)
+        wait_until(lambda: login_audited(c, first, "alice"), 30, "login outcomes audited")
         listed = expect(c, other, "GET", "/v1/users", None, 200)["users"][0]
         assert "locked_until" in listed, listed
         # A reset by a security admin unlocks.
