@@ -137,6 +137,23 @@ def test_expired_password():
                                    "/v1/users/carol/password"), answer
         expect(c, node, "POST", "/v1/users/carol/password", {"new_password": "fresh-pass2"},
                200)
+        # tandemctl: the password only ever on stdin.
+        c.ctl("user", "add", "dave", "--roles", "viewer,auditor", "--site", "west",
+              "--password-stdin", stdin="dave-pass1\n")
+        listing = c.ctl("user", "list").stdout
+        assert "dave" in listing and "viewer,auditor" in listing, listing
+        p = c.ctl("user", "add", "erin", "--roles", "viewer", "--site", "west", check=False)
+        assert p.returncode == 2 and "--password-stdin" in p.stderr, p
+        p = c.ctl("user", "passwd", "dave", "--password-stdin", stdin="dave-pass1\n",
+                  check=False)
+        assert p.returncode == 1 and "may not repeat" in p.stderr, p
+        c.ctl("user", "passwd", "dave", "--password-stdin", stdin="dave-pass2\n")
+        assert login(c, node, "dave", "dave-pass2")[0] == 403  # expired at once here
+        c.ctl("user", "roles", "dave", "operator")
+        c.ctl("user", "disable", "dave")
+        assert "disabled" in c.ctl("user", "list").stdout
+        c.ctl("user", "delete", "dave")
+        assert "dave" not in c.ctl("user", "list").stdout
 
 
 if __name__ == "__main__":
