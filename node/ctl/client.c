@@ -284,6 +284,15 @@ static enum attempt_result client_attempt(struct tandem_ctl_client *c, const cha
     }
     headers = h2;
     /* The actor is whoever the certificate (or token) authenticates: no X-Tandem-User. */
+    if (c->authorization[0] != '\0') {
+        struct curl_slist *h3 = curl_slist_append(h2, c->authorization);
+        if (h3 == NULL) {
+            curl_slist_free_all(h2);
+            snprintf(resp->errmsg, sizeof(resp->errmsg), "out of memory");
+            return ATTEMPT_LOCAL_ERROR;
+        }
+        headers = h3;
+    }
 
     curl_easy_reset(curl);
     easy_prepare(curl, url, attempt_timeout_ms(c), resp, headers);

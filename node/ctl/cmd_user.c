@@ -1,7 +1,12 @@
 /* tandemctl user add|list|roles|disable|delete|passwd: the users API (issue 13). Passwords are
  * read from stdin (--password-stdin), never from the command line, where ps would show them. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "node/ctl/client.h"
 #include "node/ctl/columns.h"
@@ -166,4 +171,108 @@ int tandem_ctl_user_passwd(struct tandem_ctl_context *ctx, const struct tandem_c
     memset(new_password, 0, sizeof new_password);
     rc = tandem_ctl_post_packed(ctx, path, body, &answer);
     return tandem_ctl_answer(ctx, args, rc, answer, user_print);
+}
+
+#define TOKEN_MAX 256 /* TANDEM_TOKEN_LEN_MAX of the server */
+
+/* $XDG_CONFIG_HOME/tandem (or ~/.config/tandem) into dir; -1 when neither is set. */
+static int token_dir(char *dir, size_t size)
+{
+    const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+    int n = xdg != NULL && xdg[0] != '\0' ? snprintf(dir, size, "%s/tandem", xdg)
+            : home != NULL                ? snprintf(dir, size, "%s/.config/tandem", home)
+                                          : -1;
+    return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+void tandem_ctl_token_load(char *out, size_t size)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 8], token[TOKEN_MAX + 2] = "";
+    const char *env = getenv("TANDEM_TOKEN");
+    out[0] = '\0';
+    if (env != NULL && env[0] != '\0') {
+        snprintf(token, sizeof token, "%s", env);
+    } else if (token_dir(dir, sizeof dir) == 0) {
+        snprintf(path, sizeof path, "%s/token", dir);
+        FILE *f = fopen(path, "r");
+        if (f != NULL) {
+            if (fgets(token, sizeof token, f) == NULL) {
+                token[0] = '\0';
+            }
+            fclose(f);
+        }
+    }
+    token[strcspn(token, "\r\n")] = '\0';
+    if (token[0] != '\0' && strlen(token) <= TOKEN_MAX) {
+        snprintf(out, size, "Authorization: Bearer %s", token);
+    }
+}
+
+/* Writes token to the token file: directory 0700, file 0600, replaced whole. */
+static int token_save(struct tandem_ctl_context *ctx, const char *token)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 8], tmp[PATH_MAX + 16];
+    if (token_dir(dir, sizeof dir) != 0) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "neither XDG_CONFIG_HOME nor HOME is set");
+    }
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", dir);
+    char *slash = strrchr(parent, '/');
+    if (slash != NULL && slash != parent) {
+        *slash = '\0';
+        (void)mkdir(parent, 0700); /* ~/.config: exists or is made; errors show below */
+    }
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "%s: %s", dir, strerror(errno));
+    }
+    (void)chmod(dir, 0700);
+    snprintf(path, sizeof path, "%s/token", dir);
+    snprintf(tmp, sizeof tmp, "%s/token.tmp", dir);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "%s: %s", tmp, strerror(errno));
+    }
+    size_t len = strlen(token);
+    bool ok = fchmod(fd, 0600) == 0 && write(fd, token, len) == (ssize_t)len &&
+              write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+    ok = close(fd) == 0 && ok && rename(tmp, path) == 0;
+    if (!ok) {
+        int saved = errno;
+        (void)unlink(tmp);
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "%s: %s", path, strerror(saved));
+    }
+    return TANDEM_CTL_OK;
+}
+
+int tandem_ctl_login(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
+{
+    char password[PASSWORD_MAX + 2];
+    const char *user = tandem_ctl_args_flag(args, "user");
+    json_t *answer = NULL;
+    if (user == NULL || user[0] == '\0') {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--user NAME is required");
+    }
+    int rc = need_stdin(ctx, args);
+    if (rc == TANDEM_CTL_OK) {
+        rc = password_read(ctx, "password", password, sizeof password);
+    }
+    if (rc != TANDEM_CTL_OK) {
+        return rc;
+    }
+    json_t *body = json_pack("{s:s,s:s}", "user", user, "password", password);
+    memset(password, 0, sizeof password);
+    rc = tandem_ctl_post_packed(ctx, "/v1/auth/login", body, &answer);
+    const char *token = json_string_value(json_object_get(answer, "token"));
+    if (rc == TANDEM_CTL_OK && token == NULL) {
+        rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "the server answered no token");
+    }
+    if (rc == TANDEM_CTL_OK) {
+        rc = token_save(ctx, token);
+    }
+    if (rc == TANDEM_CTL_OK) {
+        fprintf(ctx->out, "logged in as %s until %s\n", user,
+                json_string_value(json_object_get(answer, "expires")));
+    }
+    json_decref(answer);
+    return rc;
 }

@@ -26,6 +26,8 @@ const struct tandem_ctl_command tandem_ctl_commands[] = {
     {"member", "list", "", 0, 0, tandem_ctl_member_list, "list cluster members"},
     {"user", "add", "NAME --roles R,.. --site S [--password-stdin]", 1, 1, tandem_ctl_user_add,
      "create a person's user (password: one line on stdin)"},
+    {"login", NULL, "--user NAME [--password-stdin]", 0, 0, tandem_ctl_login,
+     "log in with a password from stdin; later commands without a certificate send the token"},
     {"user", "list", "", 0, 0, tandem_ctl_user_list, "list users (never a password hash)"},
     {"user", "roles", "NAME R,..", 2, 2, tandem_ctl_user_roles,
      "set a user's roles (ends the user's sessions)"},

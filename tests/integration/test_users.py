@@ -55,6 +55,26 @@ def login_audited(c, node, user):
             and ("login_failed", 403, "user locked") in seen)
 
 
+def ctl_login(c, user, password):
+    """tandemctl login keeps the token in $XDG_CONFIG_HOME/tandem/token: file 0600, dir 0700."""
+    config_home = os.path.join(c.dir, "xdg")
+    os.environ["XDG_CONFIG_HOME"] = config_home
+    try:
+        p = c.ctl("login", "--user", user, "--password-stdin", stdin=password + "\n")
+        assert "logged in as %s until " % user in p.stdout, p
+        p = c.ctl("login", "--user", user, check=False)
+        assert p.returncode == 2 and "--password-stdin" in p.stderr, p
+    finally:
+        del os.environ["XDG_CONFIG_HOME"]
+    folder = os.path.join(config_home, "tandem")
+    path = os.path.join(folder, "token")
+    assert os.stat(folder).st_mode & 0o777 == 0o700, oct(os.stat(folder).st_mode)
+    assert os.stat(path).st_mode & 0o777 == 0o600, oct(os.stat(path).st_mode)
+    with open(path) as f:
+        token = f.read().strip()
+    assert token.count(".") == 1 and len(token) > 40, token
+
+
 def test_users_and_policy():
     with Cluster(topology="2+2+1") as c:
         nodes = [n for n in c.names if not n.startswith("witness")] or c.names
@@ -115,6 +135,7 @@ def test_users_and_policy():
         expect(c, first, "POST", "/v1/users/alice/password", {"new_password": "reset-pass9"},
                200)
         assert login(c, other, "alice", "reset-pass9")[0] == 200
+        ctl_login(c, "alice", "reset-pass9")
 
         expect(c, first, "POST", "/v1/users/alice/roles", {"roles": "auditor"}, 200,
                "auditor")
