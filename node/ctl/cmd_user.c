@@ -112,24 +112,16 @@ int tandem_ctl_user_list(struct tandem_ctl_context *ctx, const struct tandem_ctl
 int tandem_ctl_user_roles(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
     char path[TANDEM_CTL_URL_MAX];
-    json_t *answer = NULL;
     int rc = user_path(ctx, args->positional[0], "/roles", path, sizeof path);
-    if (rc == TANDEM_CTL_OK) {
-        rc = tandem_ctl_post_packed(ctx, path, json_pack("{s:s}", "roles", args->positional[1]),
-                                    &answer);
-    }
-    return tandem_ctl_answer(ctx, args, rc, answer, user_print);
+    return tandem_ctl_post_answer(ctx, args, rc, path,
+                                  json_pack("{s:s}", "roles", args->positional[1]), user_print);
 }
 
 int tandem_ctl_user_disable(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
     char path[TANDEM_CTL_URL_MAX];
-    json_t *answer = NULL;
     int rc = user_path(ctx, args->positional[0], "/disable", path, sizeof path);
-    if (rc == TANDEM_CTL_OK) {
-        rc = tandem_ctl_post_json(ctx, path, NULL, &answer);
-    }
-    return tandem_ctl_answer(ctx, args, rc, answer, user_print);
+    return tandem_ctl_post_answer(ctx, args, rc, path, json_object(), user_print);
 }
 
 int tandem_ctl_user_delete(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)

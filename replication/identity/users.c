@@ -33,6 +33,20 @@ static int user_put(const struct tandem_apply_ctx *ctx, const Tandem__UserRecord
     return 0;
 }
 
+/* Stamps and stores next (a changed shallow copy of old), answers it, and frees old. */
+static int user_replace(const struct tandem_apply_ctx *ctx, Tandem__UserRecord *old,
+                        Tandem__UserRecord *next, struct tandem_result *result)
+{
+    next->updated_ms = ctx->now_ms;
+    next->mod_index = ctx->index;
+    int rv = user_put(ctx, next);
+    if (rv == 0) {
+        tandem_result_jansson(result, 200, tandem_user_json(next));
+    }
+    tandem__user_record__free_unpacked(old, NULL);
+    return rv;
+}
+
 static bool hash_ok(const char *hash)
 {
     return hash != NULL && strncmp(hash, HASH_SCHEME, strlen(HASH_SCHEME)) == 0 &&
@@ -204,15 +218,11 @@ int tandem_apply_user_update(const struct tandem_apply_ctx *ctx, const Tandem__C
         return 0;
     }
     Tandem__UserRecord next = *old; /* shallow: borrows old's and the command's strings */
-    if (update_record(ctx, &next, in, history, result) == 0) {
-        next.updated_ms = ctx->now_ms;
-        next.mod_index = ctx->index;
-        if ((rv = user_put(ctx, &next)) == 0) {
-            tandem_result_jansson(result, 200, tandem_user_json(&next));
-        }
+    if (update_record(ctx, &next, in, history, result) != 0) {
+        tandem__user_record__free_unpacked(old, NULL);
+        return 0;
     }
-    tandem__user_record__free_unpacked(old, NULL);
-    return rv;
+    return user_replace(ctx, old, &next, result);
 }
 
 int tandem_apply_user_delete(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
@@ -280,12 +290,7 @@ int tandem_apply_auth_attempt(const struct tandem_apply_ctx *ctx, const Tandem__
     }
     Tandem__UserRecord next = *old;
     attempt_count(ctx, &next, in);
-    next.mod_index = ctx->index;
-    if ((rv = user_put(ctx, &next)) == 0) {
-        tandem_result_jansson(result, 200, tandem_user_json(&next));
-    }
-    tandem__user_record__free_unpacked(old, NULL);
-    return rv;
+    return user_replace(ctx, old, &next, result);
 }
 
 int tandem_apply_token_key_set(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
