@@ -13,16 +13,16 @@
 #include "replication/identity/users.h"
 #include "storage/store.h"
 
-#define TANDEM_SCRYPT_LOG2_N       15 /* N = 2^15, r = 8, p = 1: about 50 ms per hash */
-#define TANDEM_SCRYPT_R            8
-#define TANDEM_SCRYPT_P            1
-#define TANDEM_SCRYPT_SALT_LEN     16
-#define TANDEM_SCRYPT_HASH_LEN     32
-#define TANDEM_SCRYPT_LOG2_N_MAX   20 /* a stored hash asking for more is refused (memory) */
-#define TANDEM_PASSWORD_LEN_MIN    8
-#define TANDEM_PASSWORD_LEN_MAX    1024
-#define TANDEM_TOKEN_LEN_MAX       256
-#define TANDEM_TOKEN_RANDOM_LEN    16
+#define TANDEM_SCRYPT_LOG2_N     15 /* N = 2^15, r = 8, p = 1: about 50 ms per hash */
+#define TANDEM_SCRYPT_R          8
+#define TANDEM_SCRYPT_P          1
+#define TANDEM_SCRYPT_SALT_LEN   16
+#define TANDEM_SCRYPT_HASH_LEN   32
+#define TANDEM_SCRYPT_LOG2_N_MAX 20 /* a stored hash asking for more is refused (memory) */
+#define TANDEM_PASSWORD_LEN_MIN  8
+#define TANDEM_PASSWORD_LEN_MAX  1024
+#define TANDEM_TOKEN_LEN_MAX     256
+#define TANDEM_TOKEN_RANDOM_LEN  16
 
 /* Checks the password text rule: TANDEM_PASSWORD_LEN_MIN..MAX bytes with at least one letter and
  * one digit. Returns 0, or -1 with why (TANDEM_ERRMSG_SIZE bytes) naming the rule broken. */
