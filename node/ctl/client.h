@@ -18,6 +18,8 @@
 #define TANDEM_CTL_PROBES_MAX         64                   /* members probed at once by status */
 #define TANDEM_CTL_NODE_NAME_SIZE     64 /* X-Tandem-Node: node names are at most 63 bytes */
 
+#define TANDEM_CTL_AUTHORIZATION_MAX 320 /* the header line with a token of up to 256 bytes */
+
 struct tandem_ctl_client {
     void *curl; /* owned; CURL *, reused so a multi-page listing keeps its connection */
     char *endpoints[TANDEM_CTL_ENDPOINTS_MAX]; /* owned; base URLs without trailing '/' */
@@ -30,6 +32,9 @@ struct tandem_ctl_client {
     long long deadline_ms;
     long attempt_ms_max;
     int rounds_max;
+    /* "Authorization: Bearer <token>" sent with every request when no client certificate is
+     * given ("" none): from TANDEM_TOKEN or the file `tandemctl login` wrote. */
+    char authorization[TANDEM_CTL_AUTHORIZATION_MAX];
     char errmsg[TANDEM_CTL_ERRMSG_SIZE];
 };
 

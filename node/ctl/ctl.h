@@ -199,6 +199,19 @@ int tandem_ctl_bcp_incidents(struct tandem_ctl_context *ctx, const struct tandem
 
 /* Command handlers: cmd_site.c. */
 int tandem_ctl_site_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+/* Users (cmd_user.c, issue 13). */
+int tandem_ctl_user_add(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_user_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_user_roles(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_user_disable(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_user_delete(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_user_passwd(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+/* login --user NAME --password-stdin: keeps the token in $XDG_CONFIG_HOME/tandem/token (default
+ * ~/.config/tandem/token; directory 0700, file 0600). */
+int tandem_ctl_login(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+/* "Authorization: Bearer <token>" from $TANDEM_TOKEN or the token file into out; "" when
+ * neither holds one. */
+void tandem_ctl_token_load(char *out, size_t size);
 int tandem_ctl_site_set_capacity(struct tandem_ctl_context *ctx,
                                  const struct tandem_ctl_args *args);
 int tandem_ctl_site_capacity_history(struct tandem_ctl_context *ctx,

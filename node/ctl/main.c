@@ -375,6 +375,9 @@ static int run(const struct options *o)
         fprintf(stderr, "tandemctl: %s\n", client.errmsg);
         return TANDEM_CTL_EUSAGE;
     }
+    if (o->tls.cert == NULL && getenv("TANDEM_CERT") == NULL) {
+        tandem_ctl_token_load(client.authorization, sizeof client.authorization);
+    }
     memset(&ctx, 0, sizeof(ctx));
     ctx.command = o->command;
     ctx.client = &client;
