@@ -59,9 +59,25 @@ unsigned tandem_route_names(const char *const **names)
 
 #define PARAM_BYTES_MAX 1024 /* a decoded path parameter (keys are at most 511 bytes) */
 
+/* Set in r->data beside the route id when this node forwarded r: the leader audits it. */
+#define ROUTE_FORWARDED_BIT ((uintptr_t)1 << 30)
+
 static unsigned route_of(const struct tandem_http_request *r)
 {
-    return (unsigned)(uintptr_t)r->data;
+    return (unsigned)((uintptr_t)r->data & ~ROUTE_FORWARDED_BIT);
+}
+
+/* Every mutating request becomes an audit record once its status is known, on the node that
+ * acted on it (a follower that forwarded it leaves it to the leader). */
+static void respond_audit(struct tandem_node *node, const struct tandem_http_request *r, int status)
+{
+    if (r->method == HTTP_GET || r->method == HTTP_HEAD ||
+        ((uintptr_t)r->data & ROUTE_FORWARDED_BIT) != 0) {
+        return;
+    }
+    unsigned id = route_of(r);
+    tandem_audit(node, r, id <= routes_count ? route_names[id] : "unmatched", r->path, status,
+                 NULL);
 }
 
 void tandem_node_respond(struct tandem_node *node, struct tandem_http_request *r, int status,
@@ -80,6 +96,7 @@ void tandem_node_respond(struct tandem_node *node, struct tandem_http_request *r
     snprintf(headers + used, sizeof headers - (size_t)used, "%s",
              extra_headers == NULL ? "" : extra_headers);
     tandem_metrics_count(&node->metrics, route_of(r), status);
+    respond_audit(node, r, status);
     tandem_histogram_observe(&node->metrics.request, uv_hrtime() - r->start_ns);
     tandem_http_respond(r, status, content_type, headers, body, body_len);
 }
@@ -562,6 +579,7 @@ static void dispatch(struct tandem_node *node, const struct tandem_route *route,
         respond_no_leader(node, r);
         return;
     }
+    r->data = (void *)((uintptr_t)r->data | ROUTE_FORWARDED_BIT);
     tandem_forwarder_send(&node->forwarder, r, &leader);
 }
 
