@@ -167,6 +167,11 @@ def test_who_may_call_what():
         check_anonymous_every_route(c, follower)
         check_node_routes(c, leader)
         check_forwarded_identity(c, leader, follower)
+        # The operator certificate acts as a user record (issue 13): a viewer's.
+        status, _, body = c.api(leader, "POST", "/v1/users", json.dumps(
+            {"name": "operator", "roles": "viewer", "site": "east",
+             "password": "operator-pass1"}).encode(), timeout=20)
+        assert status == 201, (status, body)
         # /metrics on the API needs a credential, any user's.
         status, _, _ = c.api(leader, "GET", "/metrics", context=c.tls_context(None))
         assert status == 401
