@@ -167,11 +167,24 @@ def test_who_may_call_what():
         check_anonymous_every_route(c, follower)
         check_node_routes(c, leader)
         check_forwarded_identity(c, leader, follower)
+        make_operator_record(c, leader)
         # /metrics on the API needs a credential, any user's.
         status, _, _ = c.api(leader, "GET", "/metrics", context=c.tls_context(None))
         assert status == 401
         status, _, body = c.api(leader, "GET", "/metrics", context=c.tls_context("operator"))
         assert status == 200 and b"tandem_raft_term" in body, status
+
+
+def make_operator_record(c, node):
+    """The operator certificate acts as its user record (issue 13): a viewer's."""
+    status, _, body = c.api(node, "POST", "/v1/users", json.dumps(
+        {"name": "operator", "roles": "viewer", "site": "east",
+         "password": "operator-pass1"}).encode(), timeout=20)
+    assert status == 201, (status, body)
+    # Each node resolves the certificate on its own records: wait for node to apply it.
+    # (asked as admin, not to spend the operator's rate-limit tokens).
+    wait_until(lambda: b'"operator"' in c.api(node, "GET", "/v1/users?consistency=local")[2],
+               10, "the operator record on %s" % node)
 
 
 def check_metrics_listener(c, name, metrics_url):
@@ -285,6 +298,7 @@ def test_bounds_per_client():
         check_allow_list(c, name)
         check_per_source(c, name)
         check_metrics_listener(c, name, "http://127.0.0.1:%d" % metrics_port)
+        make_operator_record(c, name)
         check_rate_limit(c, name)
 
 
