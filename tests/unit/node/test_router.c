@@ -123,6 +123,7 @@ static void fixture_stop(struct fixture *f)
     tandem_forwarder_close(&f->node.forwarder, forwarder_closed_cb);
     tandem_park_close(&f->node.park, park_closed_cb);
     tandem_http_server_close(&f->node.http, http_closed_cb);
+    tandem_audit_fail_queued(&f->node, RAFT_SHUTDOWN); /* the records the router queued */
     assert_true(harness_run_until(&f->h, fixture_closed, f));
     if (f->leader.port != 0) {
         leader_stop(&f->h, &f->leader);
@@ -273,12 +274,12 @@ static void test_router_anonymous_every_route(void **state)
     const struct tandem_route_table *const tables[] = {
         &tandem_cluster_route_table, &tandem_kv_route_table,        &tandem_domain_route_table,
         &tandem_bcp_route_table,     &tandem_rebalance_route_table, &tandem_quarantine_route_table,
-        &tandem_events_route_table,
+        &tandem_events_route_table,  &tandem_audit_route_table,
     };
     struct fixture *f = &fixture;
     struct call c;
     char target[128];
-    unsigned routes = 0, refused = 0;
+    unsigned routes = 0, refused = 0, mutating = 0;
     (void)state;
     fixture_start(f);
     f->node.http.tls_required = 1;
@@ -287,8 +288,14 @@ static void test_router_anonymous_every_route(void **state)
             const struct tandem_route *route = &tables[t]->routes[i];
             bool prefix = (route->flags & TANDEM_ROUTE_PREFIX) != 0;
             snprintf(target, sizeof target, "%s%s", route->pattern, prefix ? "x/advance" : "");
+            uint64_t queued = f->node.audit.queued;
             ask(f, &c, http_method_str((enum http_method)route->method), target, NULL, "{}");
             routes++;
+            /* Every mutating request is audited with its status, even a refused one. */
+            bool reads = route->method == HTTP_GET || route->method == HTTP_HEAD;
+            bool own = strcmp(route->pattern, "/v1/node/audit") == 0;
+            assert_int_equal(f->node.audit.queued, queued + (reads || own ? 0 : 1));
+            mutating += reads || own ? 0 : 1;
             if (strcmp(route->pattern, "/healthz") == 0 || strcmp(route->pattern, "/readyz") == 0) {
                 assert_int_not_equal(c.http_status, 401);
                 continue;
@@ -308,6 +315,8 @@ static void test_router_anonymous_every_route(void **state)
     const char *const *names;
     assert_int_equal(routes + 1, tandem_route_names(&names)); /* every table was asked */
     assert_int_equal(refused, routes - 2);
+    assert_int_equal(f->node.audit.queued, mutating);
+    assert_true(mutating > 0);
     ask(f, &c, "GET", "/no/such/route", NULL, NULL); /* 401, not 404: nothing is disclosed */
     assert_int_equal(c.http_status, 401);
     ask(f, &c, "GET", "/healthz", NULL, NULL);
