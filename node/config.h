@@ -64,7 +64,8 @@ struct tandem_config {
     char tls_crl[PATH_MAX];                    /* "" = no CRL */
     char raft_allow[TANDEM_ALLOW_LEN_MAX + 1]; /* CIDR list; "" = every source */
     /* domain */
-    unsigned retention_days; /* trace events older than this may be purged */
+    unsigned retention_days;       /* trace events older than this may be purged */
+    unsigned audit_retention_days; /* audit records younger than this are never purged */
     /* logging */
     char log_level[TANDEM_LOG_LEVEL_LEN_MAX + 1]; /* debug|info|warn|error */
     /* sites and BCP (consensus/site_controller.h) */
