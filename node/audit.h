@@ -12,10 +12,20 @@
 struct tandem_node;
 struct tandem_http_request;
 
-#define TANDEM_AUDIT_QUEUE_MAX 8192 /* records waiting for their AuditAppend on one node */
-#define TANDEM_AUDIT_RETRY_MS  200  /* a follower's wait after the leader did not take records */
+#define TANDEM_AUDIT_QUEUE_MAX           8192 /* records waiting for their AuditAppend on one node */
+#define TANDEM_AUDIT_RETRY_MS            200 /* a follower's wait after the leader did not take records */
+#define TANDEM_AUDIT_ANONYMOUS_SOURCES   64    /* sources whose anonymous refusals are counted */
+#define TANDEM_AUDIT_ANONYMOUS_WINDOW_MS 60000 /* one record per source per this long */
+#define TANDEM_AUDIT_SOURCE_BYTES        64    /* an IPv6 address */
 
 struct tandem_audit_item; /* internal */
+
+/* Anonymous refusals (401) from one source: one record a minute, the rest counted into it. */
+struct tandem_audit_source {
+    char source[TANDEM_AUDIT_SOURCE_BYTES]; /* "" = a free slot */
+    uint64_t window_ms;                     /* uv_now of its last record */
+    uint64_t suppressed;                    /* refusals since, not recorded one by one */
+};
 
 struct tandem_audit {
     struct tandem_audit_item *head, *tail;  /* owned: queued, oldest first */
@@ -27,6 +37,7 @@ struct tandem_audit {
     uint64_t proposals;      /* AuditAppend commands proposed */
     bool forwarding;         /* a follower's POST /v1/node/audit is in flight */
     uint64_t retry_after_ms; /* uv_now before which a follower does not send again */
+    struct tandem_audit_source anonymous[TANDEM_AUDIT_ANONYMOUS_SOURCES];
 };
 
 /* Batched into replicated audit records; never blocks; detail may be NULL; never put a
@@ -40,6 +51,10 @@ void tandem_audit_then(struct tandem_node *node, const struct tandem_http_reques
                        const char *action, const char *object,
                        void (*committed)(void *arg, int status), void *arg);
 
+/* An anonymous refusal (401): recorded once a minute per source, with the number of refusals
+ * from it since the previous record in detail, so a flood cannot fill the trail. */
+void tandem_audit_anonymous(struct tandem_node *node, const struct tandem_http_request *r,
+                            const char *action, const char *object, int status);
 /* The leader's side of a follower's forwarded records: queues n records given as JSON objects
  * {actor, actor_kind, via, source, node, action, object, status, detail} (checked first: returns
  * -1 with why and queues nothing when one is malformed, or when they do not fit the queue);

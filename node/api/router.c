@@ -71,13 +71,19 @@ static unsigned route_of(const struct tandem_http_request *r)
  * acted on it (a follower that forwarded it leaves it to the leader). */
 static void respond_audit(struct tandem_node *node, const struct tandem_http_request *r, int status)
 {
-    if (r->method == HTTP_GET || r->method == HTTP_HEAD ||
-        ((uintptr_t)r->data & ROUTE_FORWARDED_BIT) != 0 || strcmp(r->path, "/v1/node/audit") == 0) {
+    unsigned id = route_of(r);
+    const char *action = id <= routes_count ? route_names[id] : "unmatched";
+    if (((uintptr_t)r->data & ROUTE_FORWARDED_BIT) != 0) {
         return;
     }
-    unsigned id = route_of(r);
-    tandem_audit(node, r, id <= routes_count ? route_names[id] : "unmatched", r->path, status,
-                 NULL);
+    if (status == 401) { /* anonymous: rate-limited per source, any method */
+        tandem_audit_anonymous(node, r, action, r->path, status);
+        return;
+    }
+    if (r->method == HTTP_GET || r->method == HTTP_HEAD || strcmp(r->path, "/v1/node/audit") == 0) {
+        return;
+    }
+    tandem_audit(node, r, action, r->path, status, NULL);
 }
 
 void tandem_node_respond(struct tandem_node *node, struct tandem_http_request *r, int status,
