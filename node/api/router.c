@@ -11,6 +11,7 @@
 #include "node/node.h"
 #include "node/api/api.h"
 #include "node/api/authz.h"
+#include "node/audit.h"
 #include "replication/domain/domain.h"
 #include "replication/identity/users.h"
 #include "storage/assert.h"
@@ -73,8 +74,8 @@ static void respond_audit(struct tandem_node *node, const struct tandem_http_req
 {
     unsigned id = route_of(r);
     const char *action = id <= routes_count ? route_names[id] : "unmatched";
-    if (((uintptr_t)r->data & ROUTE_FORWARDED_BIT) != 0) {
-        return;
+    if (((uintptr_t)r->data & ROUTE_FORWARDED_BIT) != 0 || tandem_audit_full(node)) {
+        return; /* the leader records it; a full queue already refused it (admit) */
     }
     if (status == 401) { /* anonymous: rate-limited per source, any method */
         tandem_audit_anonymous(node, r, action, r->path, status);
@@ -698,6 +699,11 @@ static int admit(struct tandem_node *node, const struct tandem_http_server *s,
                  struct tandem_http_request *r)
 {
     char why[TANDEM_ERRMSG_SIZE], body[TANDEM_HTTP_ERROR_MESSAGE_BYTES_MAX], headers[64];
+    if (tandem_audit_full(node)) { /* an unrecorded request would defeat the audit trail */
+        tandem_route_json(node, r, 503, "Retry-After: 1\r\n",
+                          "{\"error\":\"the audit queue is full; try again\"}");
+        return -1;
+    }
     int status = tandem_authz_check(s->tls_required != 0, r, &r->identity, why);
     unsigned wait_s = 0;
     if (status == 0) {
