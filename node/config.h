@@ -64,8 +64,7 @@ struct tandem_config {
     char tls_crl[PATH_MAX];                    /* "" = no CRL */
     char raft_allow[TANDEM_ALLOW_LEN_MAX + 1]; /* CIDR list; "" = every source */
     /* domain */
-    unsigned retention_days;       /* trace events older than this may be purged */
-    unsigned audit_retention_days; /* audit records younger than this are never purged */
+    unsigned retention_days; /* trace events older than this may be purged */
     /* logging */
     char log_level[TANDEM_LOG_LEVEL_LEN_MAX + 1]; /* debug|info|warn|error */
     /* sites and BCP (consensus/site_controller.h) */
@@ -78,6 +77,8 @@ struct tandem_config {
     unsigned bcp_event_command_timeout_ms;
     unsigned bcp_events_kept;       /* the ring /v1/events resumes from */
     unsigned bcp_event_streams_max; /* concurrent GET /v1/events */
+    /* audit */
+    unsigned audit_retention_days; /* audit records younger than this are never purged */
 };
 
 void tandem_config_defaults(struct tandem_config *c);
