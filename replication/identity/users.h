@@ -4,6 +4,7 @@
 #ifndef TANDEM_REPLICATION_IDENTITY_USERS_H
 #define TANDEM_REPLICATION_IDENTITY_USERS_H
 
+#include <jansson.h>
 #include <lmdb.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -65,6 +66,14 @@ bool tandem_user_name_ok(const char *name);
  * stop with that value. Returns 0, the visitor's value, or a store error. */
 int tandem_users_each(MDB_txn *txn, struct tandem_store *store,
                       int (*visit)(void *arg, const Tandem__UserRecord *record), void *arg);
+
+/* A non-empty set of known roles. */
+bool tandem_user_roles_ok(uint32_t roles);
+
+/* A record as people see it, never with a hash: {"name","roles":[..],"site","disabled","created",
+ * "password_changed","failed_attempts","locked_until"?} (times RFC 3339). NULL when out of
+ * memory. */
+json_t *tandem_user_json(const Tandem__UserRecord *record);
 
 /* The commands this folder applies (a row group of replication/commands.h's table). */
 #define TANDEM_USER_COMMANDS(X)                                                                    \

@@ -3,7 +3,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "replication/identity/roles.h"
 #include "replication/identity/users.h"
+#include "storage/domain_codec.h"
 #include "storage/error.h"
 #include "storage/token.h"
 
@@ -132,4 +134,32 @@ int tandem_users_each(MDB_txn *txn, struct tandem_store *store,
     rv = users_each_row(cursor, store, visit, arg);
     mdb_cursor_close(cursor);
     return rv;
+}
+
+bool tandem_user_roles_ok(uint32_t roles)
+{
+    return roles != 0 && (roles & ~TANDEM_ROLES_ALL) == 0;
+}
+
+json_t *tandem_user_json(const Tandem__UserRecord *r)
+{
+    char created[TANDEM_RFC3339_LEN_MAX + 1], changed[TANDEM_RFC3339_LEN_MAX + 1];
+    json_t *roles = json_array();
+    for (unsigned bit = 0; bit < TANDEM_ROLE_COUNT; bit++) {
+        if (r->roles & (1u << bit)) {
+            json_array_append_new(roles, json_string(tandem_role_name_of(1u << bit)));
+        }
+    }
+    tandem_rfc3339_format_ms(r->created_ms, created);
+    tandem_rfc3339_format_ms(r->password_changed_ms, changed);
+    json_t *out =
+        json_pack("{s:s,s:o,s:s,s:b,s:s,s:s,s:i}", "name", r->name, "roles", roles, "site", r->site,
+                  "disabled", r->disabled, "created", created, "password_changed", changed,
+                  "failed_attempts", (json_int_t)r->failed_attempts);
+    if (out != NULL && r->locked_until_ms > 0) {
+        char locked[TANDEM_RFC3339_LEN_MAX + 1];
+        tandem_rfc3339_format_ms(r->locked_until_ms, locked);
+        json_object_set_new(out, "locked_until", json_string(locked));
+    }
+    return out;
 }
