@@ -13,7 +13,7 @@
 #include "node/config.h"
 
 #define ARGS_MAX   64   /* argv entries a test builds */
-#define OUTPUT_MAX 8192 /* bytes of generated text a test inspects */
+#define OUTPUT_MAX 16384 /* bytes of generated text a test inspects */
 
 /* The flags every valid configuration needs (without TLS material: see test_tls_rule). */
 #define REQUIRED_FLAGS                                                                             \
