@@ -94,6 +94,44 @@ static struct tandem_audit_item *item_new(struct tandem_node *node,
     return item;
 }
 
+void tandem_audit_anonymous(struct tandem_node *node, const struct tandem_http_request *r,
+                            const char *action, const char *object, int status)
+{
+    struct tandem_audit *a = &node->audit;
+    char source[TANDEM_AUDIT_SOURCE_BYTES], detail[96] = "";
+    uint64_t now = uv_now(node->loop);
+    struct tandem_audit_source *slot = NULL, *oldest = &a->anonymous[0];
+    tandem_http_request_source(r, source, sizeof source);
+    for (unsigned i = 0; i < TANDEM_AUDIT_ANONYMOUS_SOURCES && slot == NULL; i++) {
+        struct tandem_audit_source *s = &a->anonymous[i];
+        if (s->source[0] != '\0' && strcmp(s->source, source) == 0) {
+            slot = s;
+        } else if (oldest->source[0] != '\0' &&
+                   (s->source[0] == '\0' || s->window_ms < oldest->window_ms)) {
+            oldest = s; /* a free slot, else the least recently recorded source */
+        }
+    }
+    if (slot != NULL && now < slot->window_ms + TANDEM_AUDIT_ANONYMOUS_WINDOW_MS) {
+        slot->suppressed++; /* in the next record's count */
+        return;
+    }
+    if (slot != NULL && slot->suppressed > 0) {
+        snprintf(detail, sizeof detail, "{\"refused_before_unrecorded\":%llu}",
+                 (unsigned long long)slot->suppressed);
+    }
+    if (slot == NULL) {
+        slot = oldest; /* a forgotten source's suppressed count is lost: logged */
+        if (slot->suppressed > 0) {
+            tandem_log(TANDEM_LOG_WARN, "%llu anonymous refusals from %s not audited one by one",
+                       (unsigned long long)slot->suppressed, slot->source);
+        }
+        snprintf(slot->source, sizeof slot->source, "%s", source);
+    }
+    slot->window_ms = now;
+    slot->suppressed = 0;
+    tandem_audit(node, r, action, object, status, detail[0] != '\0' ? detail : NULL);
+}
+
 bool tandem_audit_full(const struct tandem_node *node)
 {
     return node->audit.queued >= TANDEM_AUDIT_QUEUE_MAX;
@@ -158,6 +196,32 @@ static void items_finish(struct tandem_node *node, struct tandem_audit_item *ite
     }
 }
 
+static void items_requeue(struct tandem_node *node, struct tandem_audit_item *items, unsigned n);
+
+/* Records whose fate is unknown or that no leader took: a waiting read is refused now (status),
+ * the others go back to the queue to be sent again (kept twice at worst, never lost), unless
+ * the node is stopping. */
+static void items_retry(struct tandem_node *node, struct tandem_audit_item *items, int status)
+{
+    struct tandem_audit_item *again = NULL, **tail = &again;
+    unsigned n = 0;
+    while (items != NULL) {
+        struct tandem_audit_item *next = items->next;
+        items->next = NULL;
+        if (items->committed != NULL || node->stopping || status == RAFT_SHUTDOWN) {
+            items_finish(node, items, status);
+        } else {
+            *tail = items;
+            tail = &items->next;
+            n++;
+        }
+        items = next;
+    }
+    if (again != NULL) {
+        items_requeue(node, again, n);
+    }
+}
+
 static void batch_cb(struct tandem_write *w, int status, struct tandem_result *result)
 {
     struct audit_batch *b = w->data;
@@ -166,8 +230,12 @@ static void batch_cb(struct tandem_write *w, int status, struct tandem_result *r
                    result->body != NULL ? result->body : "");
         status = result->status;
     } else if (status != 0) {
-        tandem_log(TANDEM_LOG_ERROR, "%zu audit records not recorded: %s", b->append.n_records,
-                   raft_strerror(status));
+        tandem_log(TANDEM_LOG_WARN, "%zu audit records not known to be recorded (%s): sent again",
+                   b->append.n_records, raft_strerror(status));
+        items_retry(b->node, b->items, status);
+        free(b->records);
+        free(b);
+        return;
     }
     items_finish(b->node, b->items, status);
     free(b->records);
@@ -251,12 +319,17 @@ static void forward_cb(struct tandem_httpc_request *req, int status,
     node->audit.forwarding = false;
     if (status == 0 && resp->status == 200) {
         items_finish(node, f->items, 0);
+    } else if (status == 0 && resp->status >= 400 && resp->status < 500) {
+        /* Refused as malformed: sending them again would never succeed. */
+        tandem_log(TANDEM_LOG_ERROR, "%u audit records refused by the leader (HTTP %d)", f->n,
+                   resp->status);
+        items_finish(node, f->items, resp->status);
     } else {
         /* Sent again at the next turn: an audit record is kept twice rather than lost. */
         tandem_log(TANDEM_LOG_WARN, "%u audit records not taken by the leader (%s %d); retrying",
                    f->n, status == 0 ? "HTTP" : "error", status == 0 ? resp->status : status);
         node->audit.retry_after_ms = uv_now(node->loop) + TANDEM_AUDIT_RETRY_MS;
-        items_requeue(node, f->items, f->n);
+        items_retry(node, f->items, RAFT_NOTLEADER);
     }
     free(f);
 }
@@ -323,7 +396,7 @@ void tandem_audit_flush(struct tandem_node *node)
         struct tandem_audit_item *items = b->items;
         free(b->records);
         free(b);
-        items_finish(node, items, rv);
+        items_retry(node, items, rv); /* leadership just went: a follower forwards them */
         return;
     }
     a->proposals++;

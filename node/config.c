@@ -244,6 +244,9 @@ static const struct option options[] = {
                 "BCP events kept in memory for GET /v1/events to resume from"),
     UINT_OPTION(bcp_event_streams_max, 16, 1, 1024, "bcp",
                 "Concurrent GET /v1/events streams; more are answered 503"),
+    UINT_OPTION(audit_retention_days, 400, 30, 36500, "audit",
+                "Days audit records are kept at least; POST /v1/retention/purge removes older ones "
+                "(the last removed record's hash stays as the chain's anchor)"),
     STRING_OPTION("config", config_path, CHECK_NONE, NULL, OPTION_CLI_ONLY, "command_line", "path",
                   "INI file read before the flags, which override it"),
     ACTION_OPTION("help", ACTION_HELP, "Print this help and exit"),

@@ -83,6 +83,8 @@ struct tandem_config {
     unsigned bcp_event_command_timeout_ms;
     unsigned bcp_events_kept;       /* the ring /v1/events resumes from */
     unsigned bcp_event_streams_max; /* concurrent GET /v1/events */
+    /* audit */
+    unsigned audit_retention_days; /* audit records younger than this are never purged */
 };
 
 void tandem_config_defaults(struct tandem_config *c);

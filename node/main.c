@@ -19,7 +19,7 @@ int main(int argc, char **argv)
     /* Neither libuv nor raft_uv ignores SIGPIPE: a peer closing a socket would kill us. */
     signal(SIGPIPE, SIG_IGN);
     if (argc == 3 && strcmp(argv[1], "--audit-verify") == 0) {
-        return tandem_audit_verify_dir(argv[2], stdout, stderr); /* offline: node/audit.h */
+        return tandem_audit_verify_dir(argv[2], stdout, stderr); /* offline: node/audit_queue.h */
     }
     int rv = tandem_config_load(&config, argc, argv, stdout, errmsg);
     if (rv == 1) {

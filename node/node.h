@@ -11,7 +11,7 @@
 #include "node/bcp/runtime.h"
 #include "node/bcp/watch.h"
 #include "node/api/ratelimit.h"
-#include "node/audit.h"
+#include "node/audit_queue.h"
 #include "node/config.h"
 #include "node/http/forward.h"
 #include "node/http/park.h"

@@ -262,17 +262,16 @@ static void route_node_audit(struct tandem_node *node, struct tandem_http_reques
     }
 }
 
-static const struct tandem_route audit_rows[] = {
-    {"audit_list", HTTP_GET, "/v1/audit", TANDEM_ROUTE_READ, route_audit_list, TANDEM_PERM_AUDIT},
-    {"audit_verify", HTTP_GET, "/v1/audit/verify", TANDEM_ROUTE_READ, route_audit_verify,
-     TANDEM_PERM_AUDIT},
-    {"audit_failures", HTTP_GET, "/v1/audit/failures", TANDEM_ROUTE_READ, route_audit_failures,
-     TANDEM_PERM_AUDIT},
-    {"audit_show", HTTP_GET, "/v1/audit/records/", TANDEM_ROUTE_READ | TANDEM_ROUTE_PREFIX,
-     route_audit_show, TANDEM_PERM_AUDIT},
-    {"node_audit", HTTP_POST, "/v1/node/audit", TANDEM_ROUTE_WRITE, route_node_audit,
-     TANDEM_PERM_NODE},
-};
+/* X(id, method, pattern, flags, permission, handler) */
+#define AUDIT_ROUTES(X)                                                                            \
+    X(audit_list, HTTP_GET, "/v1/audit", TANDEM_ROUTE_READ, TANDEM_PERM_AUDIT, route_audit_list)   \
+    X(audit_verify, HTTP_GET, "/v1/audit/verify", TANDEM_ROUTE_READ, TANDEM_PERM_AUDIT,            \
+      route_audit_verify)                                                                          \
+    X(audit_failures, HTTP_GET, "/v1/audit/failures", TANDEM_ROUTE_READ, TANDEM_PERM_AUDIT,        \
+      route_audit_failures)                                                                        \
+    X(audit_show, HTTP_GET, "/v1/audit/records/", TANDEM_ROUTE_READ | TANDEM_ROUTE_PREFIX,         \
+      TANDEM_PERM_AUDIT, route_audit_show)                                                         \
+    X(node_audit, HTTP_POST, "/v1/node/audit", TANDEM_ROUTE_WRITE, TANDEM_PERM_NODE,               \
+      route_node_audit)
 
-const struct tandem_route_table tandem_audit_route_table = {
-    audit_rows, (unsigned)(sizeof audit_rows / sizeof audit_rows[0])};
+TANDEM_ROUTE_TABLE(tandem_audit_route_table, AUDIT_ROUTES);

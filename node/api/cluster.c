@@ -10,6 +10,7 @@
 #include "consensus/raft_heap.h"
 #include "consensus/transport.h"
 #include "node/api/api.h"
+#include "node/audit.h"
 #include "node/bcp/site_metrics.h"
 #include "node/node.h"
 #include "node/tls_identity.h"

@@ -559,6 +559,9 @@ static int purge_fill(struct tandem_node *node, struct tandem_http_request *r,
     w->purge.cutoff_ms = node->proposer.now_ms() - (int64_t)days * TANDEM_MS_PER_DAY;
     w->purge.retention_days = days;
     w->purge.events_max = (uint32_t)events_max;
+    w->purge.audit_retention_days = node->config->audit_retention_days;
+    w->purge.audit_cutoff_ms =
+        node->proposer.now_ms() - (int64_t)w->purge.audit_retention_days * TANDEM_MS_PER_DAY;
     w->base.command.body_case = TANDEM__COMMAND__BODY_RETENTION_PURGE;
     w->base.command.retention_purge = &w->purge;
     return 0;

@@ -193,6 +193,11 @@ int tandem_ctl_bcp_revoke(struct tandem_ctl_context *ctx, const struct tandem_ct
 int tandem_ctl_bcp_drill(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_bcp_drills(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_bcp_prefer(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+/* cmd_audit.c */
+int tandem_ctl_audit_tail(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_audit_show(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_audit_verify(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_audit_failures(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 /* cmd_events.c */
 int tandem_ctl_bcp_events(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_bcp_incidents(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);

@@ -4,6 +4,7 @@
 
 #include <endian.h>
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -396,4 +397,67 @@ int tandem_audit_purge(MDB_txn *txn, struct tandem_store *store, int64_t before_
         rv = link_write(txn, store, TANDEM_AUDIT_KEY_ANCHOR, &anchor);
     }
     return rv == 0 ? 0 : tandem_store_error(store, rv, "audit purge");
+}
+
+int tandem_audit_retention_check(const struct tandem_apply_ctx *ctx,
+                                 const Tandem__RetentionPurge *p, char *errmsg)
+{
+    if (p->audit_retention_days == 0) {
+        return 0;
+    }
+    if (p->audit_retention_days < TANDEM_AUDIT_RETENTION_DAYS_MIN ||
+        p->audit_retention_days > 36500) {
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "audit_retention_days must be %d..36500",
+                 TANDEM_AUDIT_RETENTION_DAYS_MIN);
+        return -1;
+    }
+    if (p->audit_cutoff_ms > ctx->now_ms - (int64_t)p->audit_retention_days * 86400000LL) {
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE,
+                 "audit cutoff is inside the audit retention period of %u days",
+                 p->audit_retention_days);
+        return -1;
+    }
+    return 0;
+}
+
+int tandem_audit_apply_retention(const struct tandem_apply_ctx *ctx,
+                                 const Tandem__RetentionPurge *p, json_t **out)
+{
+    uint64_t purged;
+    struct tandem_audit_link head, anchor;
+    char detail[160];
+    *out = NULL;
+    if (p->audit_retention_days == 0) {
+        return 0;
+    }
+    int rv = tandem_audit_purge(ctx->txn, ctx->store, p->audit_cutoff_ms, TANDEM_AUDIT_PURGE_MAX,
+                                &purged);
+    if (rv == 0) {
+        rv = tandem_audit_anchor(ctx->txn, ctx->store, &anchor);
+    }
+    if (rv == 0 && purged > 0) {
+        /* The deletion record: the purge itself is on the chain it shortened. */
+        Tandem__AuditRecord record = TANDEM__AUDIT_RECORD__INIT;
+        snprintf(
+            detail, sizeof detail, "{\"purged\":%llu,\"anchor_seq\":%llu,\"retention_days\":%u}",
+            (unsigned long long)purged, (unsigned long long)anchor.seq, p->audit_retention_days);
+        record.actor = p->actor != NULL ? p->actor->user : "";
+        record.actor_kind = TANDEM_AUDIT_USER;
+        record.source = "";
+        record.node = p->actor != NULL ? p->actor->site : "";
+        record.action = "audit_purge";
+        record.object = "audit";
+        record.status = 200;
+        record.detail = detail;
+        rv = tandem_audit_head(ctx->txn, ctx->store, &head);
+        if (rv == 0 && (rv = append_one(ctx, &record, &head)) == 0) {
+            rv = link_write(ctx->txn, ctx->store, TANDEM_AUDIT_KEY_HEAD, &head);
+        }
+    }
+    if (rv != 0) {
+        return tandem_store_error(ctx->store, rv, "audit retention");
+    }
+    *out =
+        json_pack("{s:I,s:I}", "purged", (json_int_t)purged, "anchor_seq", (json_int_t)anchor.seq);
+    return 0;
 }

@@ -19,6 +19,8 @@
 #define TANDEM_AUDIT_DETAIL_LEN_MAX         1024 /* detail (short JSON) */
 #define TANDEM_AUDIT_LIST_LIMIT_MAX         1000 /* records in one page of GET /v1/audit */
 #define TANDEM_AUDIT_RETENTION_DAYS_DEFAULT 400
+#define TANDEM_AUDIT_RETENTION_DAYS_MIN     30    /* the config's floor, checked again at apply */
+#define TANDEM_AUDIT_PURGE_MAX              50000 /* records one purge command removes */
 
 /* Keys in TANDEM_DB_AUDIT: 'r' + big-endian seq -> packed AuditRecord; 'h' -> the head
  * (big-endian seq + hash); 'a' -> the anchor left by a purge (the last purged seq + its hash;
@@ -79,6 +81,18 @@ int tandem_audit_get(MDB_txn *txn, const struct tandem_store *store, uint64_t se
  * removed; at most max_records. *purged counts them. Returns 0 or an LMDB error. */
 int tandem_audit_purge(MDB_txn *txn, struct tandem_store *store, int64_t before_ms,
                        unsigned max_records, uint64_t *purged);
+
+/* The audit part of a retention purge: audit_retention_days 0 leaves the trail alone; otherwise
+ * it must be TANDEM_AUDIT_RETENTION_DAYS_MIN or more and audit_cutoff_ms outside that period of
+ * the batch's clock. Returns 0, or -1 with errmsg (TANDEM_ERRMSG_SIZE) - nothing changed. */
+int tandem_audit_retention_check(const struct tandem_apply_ctx *ctx,
+                                 const Tandem__RetentionPurge *p, char *errmsg);
+/* After the check: removes up to TANDEM_AUDIT_PURGE_MAX records older than the cutoff and, when
+ * any went, appends a deletion record (action "audit_purge": who, how many, the new anchor).
+ * *out: {"purged","anchor_seq"} or NULL when the trail was left alone. Returns 0 or a store
+ * error. */
+int tandem_audit_apply_retention(const struct tandem_apply_ctx *ctx,
+                                 const Tandem__RetentionPurge *p, json_t **out);
 
 /* This header's rows of the command table (replication/commands.h). */
 #define TANDEM_AUDIT_COMMANDS(X)                                                                   \

@@ -6,6 +6,7 @@
 
 #include "consensus/member.h"
 #include "replication/apply.h"
+#include "replication/domain/audit.h"
 #include "replication/domain/domain.h"
 #include "replication/domain/records.h"
 #include "storage/error.h"
@@ -352,6 +353,9 @@ static int purge_check(const struct tandem_apply_ctx *ctx, const Tandem__Retenti
                  TANDEM_RETENTION_DAYS_MIN, TANDEM_RETENTION_DAYS_MAX, TANDEM_PURGE_EVENTS_MAX);
         return -1;
     }
+    if (tandem_audit_retention_check(ctx, p, errmsg) != 0) {
+        return -1;
+    }
     /* Nothing inside the retention period may go, whatever the proposer computed. */
     if (p->cutoff_ms > ctx->now_ms - (int64_t)p->retention_days * TANDEM_MS_PER_DAY) {
         snprintf(errmsg, TANDEM_ERRMSG_SIZE, "cutoff is inside the retention period of %u days",
@@ -393,7 +397,13 @@ int tandem_trace_apply_purge(const struct tandem_apply_ctx *ctx, const Tandem__C
     if ((rv = tandem_disposal_append(ctx, &d)) != 0) {
         return rv;
     }
-    tandem_result_jansson(result, 200, json_pack("{s:o}", "disposal", tandem_disposal_json(&d)));
+    json_t *audit = NULL; /* the audit trail's own purge, with its deletion record */
+    if ((rv = tandem_audit_apply_retention(ctx, cmd, &audit)) != 0) {
+        return rv;
+    }
+    tandem_result_jansson(result, 200,
+                          json_pack("{s:o,s:o}", "disposal", tandem_disposal_json(&d), "audit",
+                                    audit != NULL ? audit : json_null()));
     return 0;
 }
 

@@ -134,6 +134,10 @@ static void propose_cb(uv_check_t *check)
 {
     struct tandem_proposer *p = &node.proposer;
     (void)check;
+    /* The node's flush check proposes the audit records first (node/node.c); what it could not
+     * propose (this node is no raft leader) is dropped so that inputs do not pile records up. */
+    tandem_audit_flush(&node);
+    tandem_audit_fail_queued(&node, RAFT_SHUTDOWN);
     while (p->queue_head != NULL) {
         struct tandem_write *w = p->queue_head;
         p->queue_head = w->next;

@@ -35,6 +35,28 @@ def verify_dir(data_dir):
     return run.returncode, run.stdout, run.stderr
 
 
+def check_cli_and_bad_input(c, leader, seq, denied):
+    """tandemctl audit verify|tail|show|failures, and the routes' 400/404 answers."""
+    out = c.ctl("audit", "verify").stdout
+    assert out.startswith("ok: ") and "records" in out, out
+    tail = c.ctl("audit", "tail", "--limit", "2").stdout.strip().splitlines()
+    assert tail[0].split()[:2] == ["SEQ", "TIME"] and len(tail) == 3, tail
+    shown = json.loads(c.ctl("audit", "show", seq).stdout)
+    assert shown["seq"] == seq and shown["object"] == "/v1/kv/" + TAMPER_KEY, shown
+    failures = json.loads(c.ctl("-o", "json", "audit", "failures", "--since", "1h").stdout)
+    groups = failures["failures"]
+    assert len(groups) == 1 and groups[0]["count"] == 1, failures
+    assert groups[0]["actions"] == {denied["action"]: 1}, failures
+    bad = c.ctl("audit", "failures", "--since", "yesterday", check=False)
+    assert bad.returncode == 2 and "--since" in bad.stderr, bad
+    for path, status in (("/v1/audit?since=yesterday", 400), ("/v1/audit?limit=0", 400),
+                         ("/v1/audit/records/abc", 400), ("/v1/audit/records/999999", 404)):
+        got, _, body = c.api(leader, "GET", path)
+        assert got == status and b"error" in body, (path, got, body)
+    got, _, _ = c.api(leader, "GET", "/v1/audit", context=c.tls_context("operator"))
+    assert got in (401, 403), got
+
+
 def test_records_agree_and_tampering_is_named():
     with Cluster(topology="3") as c:
         leader = c.leader()
@@ -69,6 +91,7 @@ def test_records_agree_and_tampering_is_named():
         denied = [r for r in records if r["object"] == "/v1/retention/purge"]
         assert len(denied) == 1 and denied[0]["status"] == status, records
         tampered = puts[1]["seq"]
+        check_cli_and_bad_input(c, leader, tampered, denied[0])
 
         c.stop(follower)
         original = os.path.join(c.nodes[follower]["dir"], "data")

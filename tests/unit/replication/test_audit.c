@@ -225,6 +225,67 @@ static void test_bad_append_changes_nothing(void **state)
     dom_close(&d);
 }
 
+static Tandem__Command *purge_command(Tandem__Command *command, Tandem__RetentionPurge *purge,
+                                      Tandem__Actor *actor, int64_t now_ms, uint32_t audit_days,
+                                      int64_t audit_cutoff_ms)
+{
+    tandem__actor__init(actor);
+    actor->user = "sec";
+    actor->site = "east";
+    tandem__retention_purge__init(purge);
+    purge->actor = actor;
+    purge->retention_days = 90;
+    purge->cutoff_ms = now_ms - 90 * TANDEM_MS_PER_DAY;
+    purge->audit_retention_days = audit_days;
+    purge->audit_cutoff_ms = audit_cutoff_ms;
+    tandem__command__init(command);
+    command->body_case = TANDEM__COMMAND__BODY_RETENTION_PURGE;
+    command->retention_purge = purge;
+    return command;
+}
+
+/* POST /v1/retention/purge's command: audit records inside audit_retention_days stay (a cutoff
+ * inside the period or a period under the floor is refused, nothing removed); older ones go,
+ * a deletion record takes their place on the chain, and the chain still verifies. */
+static void test_retention_purge_keeps_the_period_and_records_the_deletion(void **state)
+{
+    struct dom d;
+    Tandem__Command command;
+    Tandem__RetentionPurge purge;
+    Tandem__Actor actor;
+    (void)state;
+    dom_open(&d);
+    apply_five(&d); /* records at DOM_T0 (3) and DOM_T0 + 1 day (2) */
+    d.now_ms = DOM_T0 + 31 * TANDEM_MS_PER_DAY;
+    int64_t period = 30 * TANDEM_MS_PER_DAY;
+    dom_apply_expect(&d, purge_command(&command, &purge, &actor, d.now_ms, 30, d.now_ms), 400);
+    dom_apply_expect(&d, purge_command(&command, &purge, &actor, d.now_ms, 10, 0), 400);
+    struct tandem_audit_verdict v = verify(&d);
+    assert_int_equal(v.records, 5);
+    dom_apply_expect(&d, purge_command(&command, &purge, &actor, d.now_ms, 30, d.now_ms - period),
+                     200);
+    json_t *body = dom_body(&d);
+    json_t *audit = json_object_get(body, "audit");
+    assert_int_equal(json_integer_value(json_object_get(audit, "purged")), 3);
+    assert_int_equal(json_integer_value(json_object_get(audit, "anchor_seq")), 3);
+    json_decref(body);
+    v = verify(&d);
+    assert_true(v.ok);
+    assert_int_equal(v.anchor.seq, 3);
+    assert_int_equal(v.head.seq, 6);
+    assert_int_equal(v.records, 3);
+    MDB_txn *txn = dom_read(&d);
+    Tandem__AuditRecord *r;
+    assert_int_equal(tandem_audit_get(txn, &d.store, 6, &r), 0);
+    assert_non_null(r);
+    assert_string_equal(r->action, "audit_purge");
+    assert_string_equal(r->actor, "sec");
+    assert_non_null(strstr(r->detail, "\"purged\":3"));
+    tandem__audit_record__free_unpacked(r, NULL);
+    mdb_txn_abort(txn);
+    dom_close(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -233,6 +294,7 @@ int main(void)
         cmocka_unit_test(test_verify_names_the_broken_link),
         cmocka_unit_test(test_purge_leaves_an_anchor),
         cmocka_unit_test(test_bad_append_changes_nothing),
+        cmocka_unit_test(test_retention_purge_keeps_the_period_and_records_the_deletion),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
