@@ -65,6 +65,9 @@ struct tandem_config {
     char raft_allow[TANDEM_ALLOW_LEN_MAX + 1]; /* CIDR list; "" = every source */
     /* domain */
     unsigned retention_days; /* trace events older than this may be purged */
+    /* issue 13, personal data (I4) */
+    char key_file[PATH_MAX];               /* "" = personal data refused */
+    unsigned personal_data_retention_days; /* after done/cancelled, then erased */
     /* logging */
     char log_level[TANDEM_LOG_LEVEL_LEN_MAX + 1]; /* debug|info|warn|error */
     /* sites and BCP (consensus/site_controller.h) */

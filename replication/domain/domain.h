@@ -26,8 +26,9 @@
 #define TANDEM_BULK_CHECKIN_ROWS_MAX     10000      /* rows of one bulk check-in */
 #define TANDEM_BULK_ROW_ERRORS_MAX       100        /* row errors listed in one refusal */
 #define TANDEM_INDIVIDUAL_NUMBER_LEN_MAX 64         /* bytes of the personal-data field */
-#define TANDEM_LIST_LIMIT_DEFAULT        100        /* page size when none is asked for */
-#define TANDEM_LIST_LIMIT_MAX            1000       /* largest page of jobs, boxes or events */
+#define TANDEM_INDIVIDUAL_STORED_LEN_MAX (TANDEM_INDIVIDUAL_NUMBER_LEN_MAX + 33) /* sealed */
+#define TANDEM_LIST_LIMIT_DEFAULT        100    /* page size when none is asked for */
+#define TANDEM_LIST_LIMIT_MAX            1000   /* largest page of jobs, boxes or events */
 #define TANDEM_LIST_SCAN_MAX             100000 /* index entries one filtered page may examine */
 #define TANDEM_LIST_PAGE_BYTES           (8 * 1024 * 1024)  /* a page ends early past this text */
 #define TANDEM_LIST_BYTES_MAX            (16 * 1024 * 1024) /* text buffer of one page */

@@ -1,0 +1,117 @@
+/* The node's personal-data keyring and the sealing and showing of a job's personal-data fields
+ * (node/api/pdata.h). */
+#include "node/api/pdata.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "node/log.h"
+#include "node/node.h"
+#include "storage/error.h"
+
+int tandem_pdata_keys_load(struct tandem_node *node, bool at_start)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    const char *path = node->config->key_file;
+    if (path[0] == '\0') {
+        if (at_start) {
+            tandem_log(node->config->insecure ? TANDEM_LOG_WARN : TANDEM_LOG_INFO,
+                       "no key_file: personal data will be refused");
+        }
+        return 0;
+    }
+    struct tandem_keyring fresh;
+    if (tandem_keyring_load(&fresh, path, errmsg) != TANDEM_OK) {
+        tandem_log(TANDEM_LOG_ERROR, "%s%s", errmsg, at_start ? "" : " (the old keys stay)");
+        return at_start ? -1 : 0;
+    }
+    tandem_keyring_clear(&node->keyring);
+    node->keyring = fresh;
+    tandem_keyring_clear(&fresh);
+    tandem_log(TANDEM_LOG_INFO, "key_file: %u personal-data keys, current key id %u",
+               node->keyring.n_keys, tandem_keyring_current(&node->keyring));
+    return 0;
+}
+
+/* A fresh id for a job created without one: the sealed value's associated data needs it now. */
+static int pdata_job_id(Tandem__JobRecord *job, uint8_t *buffer, char *why)
+{
+    unsigned char random[8];
+    if (RAND_bytes(random, sizeof random) != 1) {
+        tandem_error_from_ssl(why, "job id");
+        return 500;
+    }
+    char *id = (char *)buffer;
+    int at = snprintf(id, 32, "%s", TANDEM_PDATA_JOB_ID_PREFIX);
+    for (size_t i = 0; i < sizeof random; i++) {
+        at += snprintf(id + at, 32 - (size_t)at, "%02x", random[i]);
+    }
+    job->id = id;
+    return 0;
+}
+
+int tandem_pdata_job_seal(struct tandem_node *node, Tandem__JobRecord *job, uint8_t *buffer,
+                          char *why)
+{
+    size_t len = 0;
+    if (job->individual_number.len == 0) {
+        return 0;
+    }
+    if (node->keyring.n_keys == 0) {
+        if (node->config->insecure) {
+            return 0; /* benchmark mode: documented as never holding personal data */
+        }
+        snprintf(why, TANDEM_ERRMSG_SIZE, "no key_file: personal data cannot be stored");
+        return 400;
+    }
+    if ((job->id == NULL || job->id[0] == '\0') && pdata_job_id(job, buffer, why) != 0) {
+        return 500;
+    }
+    uint8_t *out = buffer + 32;
+    if (tandem_pdata_seal(&node->keyring, job->id, TANDEM_PDATA_FIELD_INDIVIDUAL,
+                          job->individual_number.data, job->individual_number.len, out, &len,
+                          why) != TANDEM_OK) {
+        return 500;
+    }
+    job->individual_number.data = out;
+    job->individual_number.len = len;
+    return 0;
+}
+
+bool tandem_pdata_reader_allowed(const struct tandem_http_request *r)
+{
+    const struct tandem_principal *p = &r->principal;
+    return tandem_pdata_roles_allow(p->roles) || p->bootstrap || p->insecure;
+}
+
+void tandem_pdata_job_reveal(struct tandem_node *node, const struct tandem_http_request *r,
+                             Tandem__JobRecord *job, uint8_t *clear, ProtobufCBinaryData *saved)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    uint32_t key_id = 0;
+    size_t len = 0;
+    *saved = job->individual_number;
+    if (saved->len == 0) {
+        return;
+    }
+    bool sealed = tandem_pdata_is_sealed(saved->data, saved->len, &key_id);
+    if (!tandem_pdata_reader_allowed(r)) {
+        job->individual_number.data = (uint8_t *)TANDEM_PDATA_MASK;
+        job->individual_number.len = strlen(TANDEM_PDATA_MASK);
+        return;
+    }
+    if (!sealed) {
+        return; /* stored in clear by an insecure (benchmark) node */
+    }
+    if (tandem_pdata_open(&node->keyring, job->id, TANDEM_PDATA_FIELD_INDIVIDUAL, saved->data,
+                          saved->len, clear, &len, errmsg) != TANDEM_OK) {
+        tandem_log(TANDEM_LOG_ERROR, "personal data: %s", errmsg);
+        job->individual_number.data = (uint8_t *)TANDEM_PDATA_MASK;
+        job->individual_number.len = strlen(TANDEM_PDATA_MASK);
+        return;
+    }
+    job->individual_number.data = clear;
+    job->individual_number.len = len;
+}
