@@ -263,7 +263,7 @@ int tandem_job_apply_create(const struct tandem_apply_ctx *ctx, const Tandem__Co
         rv = tandem_trace_append(ctx, c->actor, "job", id, "create", job_create_details(&job));
     }
     if (rv == 0) {
-        tandem_result_jansson(result, 201, tandem_job_json(&job, true));
+        tandem_result_jansson(result, 201, tandem_job_json(&job, false));
     }
     return rv;
 }

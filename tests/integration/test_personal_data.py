@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Personal data on a real TLS cluster (issue 13 item 6): individual_number is sealed before it is
+proposed, so after jobs are created through several nodes, snapshots are taken and a node is
+restarted, a byte search of every file under the cluster directory (every node's data directory
+- raft segments, snapshots, LMDB - its config and its log) finds neither the number nor its
+base64 or hex form; a reader with personal-data sees the value, one without sees "***", and
+listings never show it."""
+
+import base64
+import json
+import os
+import re
+import sys
+
+sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cluster import Cluster, ClusterError, run_tests, wait_until  # noqa: E402
+
+NUMBER = "123456789012"
+MARKER = "client-marker-7f3a"  # stored in clear: shows the search reaches every kind of file
+JOBS_PER_NODE = 3
+# Snapshots every 32 entries keeping 32 behind: the KV writes below take several on every node.
+SETTINGS = {"snapshot_threshold": 32, "snapshot_trailing": 32}
+FILLER_WRITES = 120
+REQUEST_TIMEOUT_S = 10
+SEARCH_FILE_BYTES_MAX = 512 * 1024 * 1024  # a file larger than this is a defect of its own
+CONVERGE_TIMEOUT_S = 30
+SEGMENT = re.compile(r"^\d{16}-\d{16}$|^open-\d+$")
+
+
+def forms(value):
+    raw = value.encode()
+    return {"clear": raw, "base64": base64.b64encode(raw),
+            "base64url": base64.urlsafe_b64encode(raw), "hex": raw.hex().encode(),
+            "HEX": raw.hex().upper().encode()}
+
+
+def byte_search(root, needles):
+    """(path, form) of every file under root holding one of needles' byte strings."""
+    found = []
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            if os.path.islink(path) or not os.path.isfile(path):
+                continue
+            size = os.path.getsize(path)
+            assert size <= SEARCH_FILE_BYTES_MAX, (path, size)
+            with open(path, "rb") as f:
+                data = f.read()
+            found += [(path, form) for form, needle in needles.items() if needle in data]
+    return found
+
+
+def create_job(c, name, job_id, number=NUMBER):
+    body = json.dumps({"id": job_id, "client": MARKER, "kind": "scan", "site": "east",
+                       "individual_number": number})
+    status, _, answer = c.api(name, "POST", "/v1/jobs", body=body, timeout=REQUEST_TIMEOUT_S)
+    if status not in (200, 201):
+        raise ClusterError("%s POST /v1/jobs %s: %d %s" % (name, job_id, status, answer[:200]))
+    assert NUMBER.encode() not in answer, answer  # the write's answer does not echo it
+
+
+def job_as(c, name, job_id, user):
+    status, _, answer = c.api(name, "GET", "/v1/jobs/" + job_id, timeout=REQUEST_TIMEOUT_S,
+                              context=c.tls_context(user=user))
+    assert status == 200, (status, answer[:200])
+    return json.loads(answer)
+
+
+def test_no_clear_value_anywhere_and_readers():
+    with Cluster(topology="2+2+1", settings=SETTINGS) as c:
+        ids = []
+        for name in c.names:
+            for i in range(JOBS_PER_NODE):
+                ids.append("PD-%s-%d" % (name, i))
+                create_job(c, name, ids[-1])
+        for i in range(FILLER_WRITES):
+            c.kv_put(c.names[i % len(c.names)], "filler-%d" % i, b"x" * 64)
+        for name in c.names:  # these stay in the raft log (behind the last snapshot)
+            ids.append("PD-%s-late" % name)
+            create_job(c, name, ids[-1])
+        restarted = c.names[1]
+        c.stop(restarted)
+        c.start(restarted)
+        wait_until(lambda: c.api(restarted, "GET", "/v1/jobs/" + ids[0])[0] == 200,
+                   CONVERGE_TIMEOUT_S, "%s serves the jobs after its restart" % restarted)
+        status, _, listing = c.api(c.names[0], "GET", "/v1/jobs?limit=1000",
+                                   timeout=REQUEST_TIMEOUT_S)
+        assert status == 200 and NUMBER.encode() not in listing, (status, listing[:200])
+        c.stop(restarted)  # its files closed, all flushed
+        found = byte_search(c.dir, forms(NUMBER))
+        assert found == [], found
+        # the search does read raft segments, snapshots and LMDB files: the clear marker is there
+        seen = {os.path.basename(p) for p, _ in byte_search(c.dir, {"m": MARKER.encode()})}
+        assert "data.mdb" in seen, seen
+        assert any(n.startswith("snapshot-") for n in seen), seen
+        assert any(SEGMENT.match(n) for n in seen), seen
+        c.start(restarted)
+        # a reader without personal-data sees ***, one with it the value, on every node
+        for name in c.names:
+            assert job_as(c, name, ids[-1], "operator")["individual_number"] == "***"
+            assert job_as(c, name, ids[-1], "admin")["individual_number"] == NUMBER
+
+
+def test_a_value_opens_only_with_its_record():
+    """The job id is the associated data: the sealed bytes of one job do not open as another's,
+    and an over-long value is refused with 400 naming the field and storing nothing."""
+    with Cluster(topology="3") as c:
+        leader = c.leader()
+        too_long = json.dumps({"id": "PD-LONG", "client": "acme", "kind": "scan", "site": "east",
+                               "individual_number": "9" * 65})
+        status, _, answer = c.api(leader, "POST", "/v1/jobs", body=too_long)
+        assert status == 400 and b"individual_number" in answer, (status, answer)
+        assert b"9" * 65 not in answer
+        status, _, _ = c.api(leader, "GET", "/v1/jobs/PD-LONG")
+        assert status == 404, status
+        # without an id the API names the job itself (the id is sealed into the value)
+        body = json.dumps({"client": "acme", "kind": "scan", "site": "east",
+                           "individual_number": NUMBER})
+        status, _, answer = c.api(leader, "POST", "/v1/jobs", body=body)
+        assert status in (200, 201), (status, answer)
+        job_id = json.loads(answer)["id"]
+        assert job_id.startswith("JP-"), job_id
+        assert job_as(c, leader, job_id, "admin")["individual_number"] == NUMBER
+
+
+if __name__ == "__main__":
+    run_tests()
