@@ -208,6 +208,18 @@ static const struct option options[] = {
                 "erased (with a deletion record)"),
     UINT_OPTION(retention_days, 90, 1, 36500, "domain",
                 "Days trace events are kept; POST /v1/retention/purge removes older ones"),
+    UINT_OPTION(password_max_age_days, 90, 0, 3650, "users",
+                "Days a password stays valid; an expired one can only be changed (POST "
+                "/v1/users/NAME/password); 0 expires every password at once (tests)"),
+    UINT_OPTION(password_history, 5, 1, 24, "users",
+                "Password hashes kept per user (the current one included) that a new password "
+                "may not repeat"),
+    UINT_OPTION(lockout_failures, 5, 1, 1000, "users",
+                "Consecutive failed logins that lock a user for lockout_minutes"),
+    UINT_OPTION(lockout_minutes, 15, 1, 10080, "users",
+                "Minutes a user stays locked after lockout_failures failed logins"),
+    UINT_OPTION(token_ttl_minutes, 60, 1, 1440, "users",
+                "Minutes a bearer token from POST /v1/auth/login stays valid"),
     STRING_OPTION("log_level", log_level, CHECK_LOG_LEVEL, "info", 0, "logging",
                   "debug|info|warn|error", "Least severe level written to the log"),
     UINT_OPTION(site_down_after_ms, 3000, 100, 600000, "bcp",

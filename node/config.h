@@ -68,6 +68,12 @@ struct tandem_config {
     /* issue 13, personal data (I4) */
     char key_file[PATH_MAX];               /* "" = personal data refused */
     unsigned personal_data_retention_days; /* after done/cancelled, then erased */
+    /* users (replication/identity/users.h): the leader puts these into its commands */
+    unsigned password_max_age_days; /* 0: every password is expired at once */
+    unsigned password_history;      /* hashes a new password may not repeat, current included */
+    unsigned lockout_failures;      /* consecutive failed logins that lock */
+    unsigned lockout_minutes;
+    unsigned token_ttl_minutes;
     /* logging */
     char log_level[TANDEM_LOG_LEVEL_LEN_MAX + 1]; /* debug|info|warn|error */
     /* sites and BCP (consensus/site_controller.h) */

@@ -52,6 +52,7 @@ static void check_cb(uv_check_t *check)
     if (node->stopping) {
         return;
     }
+    tandem_audit_flush(node); /* one AuditAppend per turn, packed with the turn's writes */
     tandem_proposer_flush(&node->proposer);
 }
 
@@ -138,6 +139,7 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     node->stopping = true;
     node->exit_code = exit_code;
     tandem_log(TANDEM_LOG_INFO, "stopping");
+    tandem_audit_fail_queued(node, RAFT_SHUTDOWN);
     tandem_proposer_fail_queued(&node->proposer, RAFT_SHUTDOWN);
     node->handles_open = node->metrics_http_open ? 13 : 12;
     uv_close((uv_handle_t *)&node->sighup, uv_handle_closed_cb);

@@ -11,6 +11,7 @@
 #include "node/bcp/runtime.h"
 #include "node/bcp/watch.h"
 #include "node/api/ratelimit.h"
+#include "node/audit.h"
 #include "node/config.h"
 #include "node/http/forward.h"
 #include "node/http/park.h"
@@ -39,6 +40,7 @@ struct tandem_node {
     struct tandem_leader_watch leader_watch; /* gates follower snapshots */
     struct tandem_park park;                 /* requests waiting out a leader change */
     struct tandem_metrics metrics;
+    struct tandem_audit audit;     /* records queued for the next AuditAppend (node/audit.h) */
     struct tandem_bcp bcp;         /* probes, fencing (epoch, fenced), site controller, restarts */
     struct tandem_events events;   /* BCP events: /v1/events and bcp_event_command */
     struct tandem_bcp_watch watch; /* what becomes an event; incident reports */

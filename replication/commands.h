@@ -5,8 +5,10 @@
 
 #include "replication/apply.h"
 #include "replication/bcp/sites.h"
+#include "replication/domain/audit.h"
 #include "replication/domain/domain.h"
 #include "replication/domain/kv.h"
+#include "replication/identity/users.h"
 #include "replication/rebalance/rebalance.h"
 #include "tandem.pb-c.h"
 
@@ -15,7 +17,9 @@
 #define TANDEM_COMMANDS(X)                                                                         \
     TANDEM_KV_COMMANDS(X)                                                                          \
     TANDEM_DOMAIN_COMMANDS(X)                                                                      \
-    TANDEM_REBALANCE_COMMANDS(X) TANDEM_SITE_COMMANDS(X) TANDEM_INCIDENT_COMMANDS(X)
+    TANDEM_REBALANCE_COMMANDS(X)                                                                   \
+    TANDEM_SITE_COMMANDS(X)                                                                        \
+    TANDEM_INCIDENT_COMMANDS(X) TANDEM_USER_COMMANDS(X) TANDEM_AUDIT_COMMANDS(X)
 
 #define TANDEM_COMMAND_DECLARE(name, body_case, fn)                                                \
     int fn(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,                     \

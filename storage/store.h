@@ -32,7 +32,9 @@
     X(SITES, "sites")                                                                              \
     X(DRILLS, "drills")                                                                            \
     X(CAPACITY, "capacity")                                                                        \
-    X(CAPACITY_HISTORY, "capacity_history")
+    X(CAPACITY_HISTORY, "capacity_history")                                                        \
+    X(USERS, "users")                                                                              \
+    X(AUDIT, "audit")
 
 enum tandem_store_db {
 #define TANDEM_STORE_DB_ENUM(id, name) TANDEM_DB_##id,

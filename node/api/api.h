@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "consensus/member.h"
+#include "node/api/perms.h"
 #include "node/http/server.h"
 #include "replication/domain/domain.h"
 #include "tandem.pb-c.h"
@@ -41,11 +42,12 @@ struct tandem_route_table {
 };
 
 /* Defines the route table `name` from an X-macro list of routes, each
- * X(id, method, pattern, flags, handler), and declares the (static) handlers. The ids are the
- * metrics labels, counted in table order. */
-#define TANDEM_ROUTE_HANDLER_(id, method, pattern, flags, fn)                                      \
+ * X(id, method, pattern, flags, perm, handler) (perm: a TANDEM_PERM_ of node/api/perms.h), and
+ * declares the (static) handlers. The ids are the metrics labels, counted in table order. */
+#define TANDEM_ROUTE_HANDLER_(id, method, pattern, flags, perm, fn)                                \
     static void fn(struct tandem_node *node, struct tandem_http_request *r, const char *param);
-#define TANDEM_ROUTE_ROW_(id, method, pattern, flags, fn) {#id, method, pattern, flags, fn, 0},
+#define TANDEM_ROUTE_ROW_(id, method, pattern, flags, perm, fn)                                    \
+    {#id, method, pattern, flags, fn, perm},
 #define TANDEM_ROUTE_TABLE(name, ROUTES)                                                           \
     ROUTES(TANDEM_ROUTE_HANDLER_)                                                                  \
     static const struct tandem_route name##_rows[] = {ROUTES(TANDEM_ROUTE_ROW_)};                  \
@@ -148,15 +150,15 @@ void tandem_route_submit(struct tandem_node *node, struct tandem_http_request *r
 struct tandem_route_write {
     Tandem__Command command;
     Tandem__Actor actor;                       /* user and site point below */
-    char user[TANDEM_DOMAIN_TEXT_LEN_MAX + 1]; /* X-Tandem-User; "anonymous" when absent */
+    char user[TANDEM_DOMAIN_TEXT_LEN_MAX + 1]; /* r->principal.name; "anonymous" when none */
     char site[TANDEM_SITE_LEN_MAX + 1]; /* of the node that took the request (the forwarder's) */
     json_t *json;                       /* owned: the body, an object ({} when empty) */
 };
 
 /* Allocates a zeroed request of size bytes whose first member is a struct tandem_route_write and
- * fills that part from r (the actor from X-Tandem-User, printable, 1..TANDEM_DOMAIN_TEXT_LEN_MAX
- * bytes). Returns it, or NULL after answering r: oom_status when out of memory, 400 for a bad
- * actor or body. The caller frees it after tandem_route_write_release. */
+ * fills that part from r (the actor is r->principal, the authenticated identity). Returns it, or
+ * NULL after answering r: oom_status when out of memory, 400 for a bad actor or body. The caller
+ * frees it after tandem_route_write_release. */
 void *tandem_route_write_new(struct tandem_node *node, struct tandem_http_request *r, size_t size,
                              int oom_status);
 void tandem_route_write_release(struct tandem_route_write *w);

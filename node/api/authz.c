@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "node/http/forward.h"
+#include "replication/domain/domain.h" /* TANDEM_ACTOR_DEFAULT */
 #include "storage/error.h"
 
 /* What anyone may ask without a credential: health only. */
@@ -93,4 +94,115 @@ int tandem_authz_check(bool tls_required, const struct tandem_http_request *r,
         return 403;
     }
     return 0;
+}
+
+/* ---- roles and permissions (issue 13) ---- */
+
+#define PERM_NAME(id, name, roles) name,
+static const char *const perm_names[] = {TANDEM_PERMS(PERM_NAME)};
+#undef PERM_NAME
+#define PERM_ROLES(id, name, roles) (uint32_t)(roles),
+static const uint32_t perm_roles[] = {TANDEM_PERMS(PERM_ROLES)};
+#undef PERM_ROLES
+
+const char *tandem_perm_name(int perm)
+{
+    return perm > 0 && perm < TANDEM_PERM_COUNT ? perm_names[perm]
+                                                : perm_names[TANDEM_PERM_UNDECLARED];
+}
+
+void tandem_perm_roles_text(int perm, char *out, size_t size)
+{
+    if (perm == TANDEM_PERM_NODE) {
+        snprintf(out, size, "node certificates");
+        return;
+    }
+    uint32_t roles = perm > 0 && perm < TANDEM_PERM_COUNT ? perm_roles[perm] : 0;
+    char text[TANDEM_ROLES_TEXT_MAX];
+    tandem_roles_format(roles, text, sizeof text);
+    snprintf(out, size, "%s", roles == 0 ? "none" : text);
+}
+
+bool tandem_principal_may(const struct tandem_principal *p, enum tandem_perm perm)
+{
+    switch (perm) {
+        case TANDEM_PERM_UNDECLARED:
+        case TANDEM_PERM_COUNT:
+            return false;
+        case TANDEM_PERM_PUBLIC:
+            return true;
+        case TANDEM_PERM_NODE:
+            return p->kind == TANDEM_PRINCIPAL_NODE || p->insecure;
+        case TANDEM_PERM_SELF:
+            return p->kind != TANDEM_PRINCIPAL_ANONYMOUS || p->insecure;
+        default:
+            return (p->roles & perm_roles[perm]) != 0;
+    }
+}
+
+int tandem_authz_permit(const struct tandem_principal *p, int perm, char *why)
+{
+    enum tandem_perm checked =
+        perm > 0 && perm < TANDEM_PERM_COUNT ? (enum tandem_perm)perm : TANDEM_PERM_UNDECLARED;
+    if (tandem_principal_may(p, checked)) {
+        return 0;
+    }
+    char roles[TANDEM_ROLES_TEXT_MAX + 32];
+    tandem_perm_roles_text(checked, roles, sizeof roles);
+    snprintf(why, TANDEM_ERRMSG_SIZE, "permission %s required (roles: %s)",
+             tandem_perm_name(checked), roles);
+    return 403;
+}
+
+/* A person: the user record of name (or the bootstrap identity for admin without one). */
+static int principal_user(const char *name, tandem_authz_user_fn user_get, void *arg,
+                          struct tandem_principal *out, char *why)
+{
+    struct tandem_user user;
+    int rv = user_get(arg, name, &user, why);
+    if (rv == TANDEM_NOTFOUND && strcmp(name, TANDEM_USER_BOOTSTRAP_NAME) == 0) {
+        out->roles = TANDEM_ROLES_ALL;
+        out->bootstrap = true;
+        return 0;
+    }
+    if (rv == TANDEM_NOTFOUND) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "no user record for certificate %s", name);
+        return 403;
+    }
+    if (rv != TANDEM_OK) {
+        return 500; /* why set by user_get */
+    }
+    if (user.disabled) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "user %s is disabled", name);
+        return 403;
+    }
+    out->roles = user.roles;
+    snprintf(out->site, sizeof out->site, "%s", user.site);
+    return 0;
+}
+
+int tandem_authz_principal(bool tls_required, const struct tandem_http_request *r,
+                           const struct tandem_tls_peer *identity, tandem_authz_user_fn user_get,
+                           void *arg, struct tandem_principal *out, char *why)
+{
+    *out = (struct tandem_principal){.kind = TANDEM_PRINCIPAL_ANONYMOUS};
+    if (!tls_required) {
+        out->insecure = true;
+        out->roles = TANDEM_ROLES_ALL;
+        snprintf(out->name, sizeof out->name, "%s", TANDEM_ACTOR_DEFAULT);
+        return 0;
+    }
+    if (identity->kind == TANDEM_TLS_PEER_NONE) {
+        return 0;
+    }
+    bool forwarded = tandem_http_request_header(r, TANDEM_FORWARDED_USER_HEADER) != NULL;
+    out->via = forwarded ? TANDEM_PRINCIPAL_VIA_FORWARDED : TANDEM_PRINCIPAL_VIA_CERT;
+    snprintf(out->name, sizeof out->name, "%s", identity->name);
+    if (identity->kind == TANDEM_TLS_PEER_NODE) {
+        out->kind = TANDEM_PRINCIPAL_NODE;
+        out->roles = TANDEM_ROLES_ALL & ~(uint32_t)TANDEM_ROLE_PERSONAL_DATA;
+        return 0;
+    }
+    out->kind = TANDEM_PRINCIPAL_USER;
+    return principal_user(identity->name, user_get, arg, out, why);
 }

@@ -7,6 +7,9 @@
 #include <stdbool.h>
 
 #include "consensus/tls.h"
+#include "node/api/perms.h"
+#include "node/http/principal.h"
+#include "replication/identity/users.h"
 #include "node/http/forward.h" /* TANDEM_FORWARDED_USER_HEADER, TANDEM_FORWARDED_KIND_HEADER */
 #include "node/http/server.h"
 /* Paths under it answer only node certificates (every method). */
@@ -21,5 +24,33 @@
  * answer's error text. */
 int tandem_authz_check(bool tls_required, const struct tandem_http_request *r,
                        struct tandem_tls_peer *identity, char *why);
+
+/* ---- roles and permissions (issue 13) ---- */
+
+/* The name of a permission ("domain-write"), or "undeclared" for an unknown value. */
+const char *tandem_perm_name(int perm);
+/* The roles that grant perm, comma-separated ("operator"), into out (TANDEM_ROLES_TEXT_MAX
+ * bytes); "node certificates" for NODE, "none" when no role grants it. */
+void tandem_perm_roles_text(int perm, char *out, size_t size);
+/* Whether p may use perm: UNDECLARED never; PUBLIC always; NODE only a node certificate (or an
+ * insecure node's principal); SELF any authenticated identity; otherwise one of p's roles
+ * grants it. */
+bool tandem_principal_may(const struct tandem_principal *p, enum tandem_perm perm);
+/* Default deny: 0 when p may use the route's perm, else 403 with why
+ * "permission <name> required (roles: <roles that grant it>)". */
+int tandem_authz_permit(const struct tandem_principal *p, int perm, char *why);
+
+/* Reads user name's record: TANDEM_OK, TANDEM_NOTFOUND, or another error with why. */
+typedef int (*tandem_authz_user_fn)(void *arg, const char *name, struct tandem_user *out,
+                                    char *why);
+/* Resolves who r acts as from identity (what tandem_authz_check answered) into *out: a user
+ * certificate's name (or a user a node forwarded) -> that user's record, read through user_get,
+ * its roles and home site; the name admin without a record -> the bootstrap identity, every role;
+ * a node -> every role but personal-data; tls_required false -> the insecure principal, every
+ * role; no credential -> anonymous, no role. Returns 0, 403 (no user record, disabled) or 500
+ * (the lookup failed) with why. */
+int tandem_authz_principal(bool tls_required, const struct tandem_http_request *r,
+                           const struct tandem_tls_peer *identity, tandem_authz_user_fn user_get,
+                           void *arg, struct tandem_principal *out, char *why);
 
 #endif

@@ -554,8 +554,8 @@ static void route_member_rejoin(struct tandem_node *node, struct tandem_http_req
     memcpy(name, param, len);
     name[len] = '\0';
     json_t *body = r->body_len > 0 ? body_json(node, r) : json_object();
-    /* Who: the person tandemctl names (TANDEM_USER), else the body's "by", else "operator". */
-    const char *by = tandem_http_request_header(r, TANDEM_USER_HEADER);
+    /* Who: the authenticated principal, else (anonymous) the body's "by", else "operator". */
+    const char *by = r->principal.kind != TANDEM_PRINCIPAL_ANONYMOUS ? r->principal.name : NULL;
     by = by != NULL ? by : json_string_value(json_object_get(body, "by"));
     char why[TANDEM_ERRMSG_SIZE];
     if (body == NULL) {
@@ -786,22 +786,31 @@ BODY_ROUTE(route_node_recover, recover_fields, recover_body)
 /* ---- the route table ---- */
 
 static const struct tandem_route routes[] = {
-    {"bcp_status", HTTP_GET, "/v1/bcp/status", TANDEM_ROUTE_READ, route_bcp_status, 0},
+    {"bcp_status", HTTP_GET, "/v1/bcp/status", TANDEM_ROUTE_READ, route_bcp_status,
+     TANDEM_PERM_READ},
     /* Local: a planned invoke is forwarded to the leader here, a forced one runs here. */
-    {"bcp_invoke", HTTP_POST, "/v1/bcp/invoke", TANDEM_ROUTE_LOCAL, route_bcp_invoke, 0},
+    {"bcp_invoke", HTTP_POST, "/v1/bcp/invoke", TANDEM_ROUTE_LOCAL, route_bcp_invoke,
+     TANDEM_PERM_BCP},
     /* Local too: relayed to the leader over a client a leader change does not cancel. */
-    {"bcp_revoke", HTTP_POST, "/v1/bcp/revoke", TANDEM_ROUTE_LOCAL, route_bcp_revoke, 0},
-    {"bcp_prefer", HTTP_POST, "/v1/bcp/prefer", TANDEM_ROUTE_WRITE, route_bcp_prefer, 0},
-    {"bcp_drill", HTTP_POST, "/v1/bcp/drill", TANDEM_ROUTE_LOCAL, route_bcp_drill, 0},
-    {"bcp_drills", HTTP_GET, "/v1/bcp/drills", TANDEM_ROUTE_READ, route_bcp_drills, 0},
-    {"bcp_drill_store", HTTP_POST, "/v1/bcp/drills", TANDEM_ROUTE_WRITE, route_bcp_drill_store, 0},
+    {"bcp_revoke", HTTP_POST, "/v1/bcp/revoke", TANDEM_ROUTE_LOCAL, route_bcp_revoke,
+     TANDEM_PERM_BCP},
+    {"bcp_prefer", HTTP_POST, "/v1/bcp/prefer", TANDEM_ROUTE_WRITE, route_bcp_prefer,
+     TANDEM_PERM_BCP},
+    {"bcp_drill", HTTP_POST, "/v1/bcp/drill", TANDEM_ROUTE_LOCAL, route_bcp_drill, TANDEM_PERM_BCP},
+    {"bcp_drills", HTTP_GET, "/v1/bcp/drills", TANDEM_ROUTE_READ, route_bcp_drills,
+     TANDEM_PERM_READ},
+    {"bcp_drill_store", HTTP_POST, "/v1/bcp/drills", TANDEM_ROUTE_WRITE, route_bcp_drill_store,
+     TANDEM_PERM_BCP},
     {"member_rejoin", HTTP_POST, "/v1/members/", TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX,
-     route_member_rejoin, 0},
-    {"node_epoch", HTTP_GET, "/v1/node/epoch", TANDEM_ROUTE_LOCAL, route_node_epoch, 0},
-    {"node_reseed", HTTP_POST, "/v1/node/reseed", TANDEM_ROUTE_LOCAL, route_node_reseed, 0},
+     route_member_rejoin, TANDEM_PERM_MEMBERS},
+    {"node_epoch", HTTP_GET, "/v1/node/epoch", TANDEM_ROUTE_LOCAL, route_node_epoch,
+     TANDEM_PERM_NODE},
+    {"node_reseed", HTTP_POST, "/v1/node/reseed", TANDEM_ROUTE_LOCAL, route_node_reseed,
+     TANDEM_PERM_NODE},
     {"node_divergence", HTTP_GET, "/v1/node/divergence", TANDEM_ROUTE_LOCAL, route_node_divergence,
-     0},
-    {"node_recover", HTTP_POST, "/v1/node/recover", TANDEM_ROUTE_LOCAL, route_node_recover, 0},
+     TANDEM_PERM_NODE},
+    {"node_recover", HTTP_POST, "/v1/node/recover", TANDEM_ROUTE_LOCAL, route_node_recover,
+     TANDEM_PERM_NODE},
 };
 
 const struct tandem_route_table tandem_bcp_route_table = {routes, sizeof routes / sizeof routes[0]};

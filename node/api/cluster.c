@@ -17,18 +17,21 @@
 #include "storage/clock.h"
 #include "storage/error.h"
 
-/* X(id, method, pattern, flags, handler): ids are metrics labels, in this order. */
+/* X(id, method, pattern, flags, perm, handler): ids are metrics labels, in this order. */
 #define CLUSTER_ROUTES(X)                                                                          \
-    X(healthz, HTTP_GET, "/healthz", TANDEM_ROUTE_LOCAL, route_healthz)                            \
-    X(readyz, HTTP_GET, "/readyz", TANDEM_ROUTE_LOCAL, route_readyz)                               \
-    X(metrics, HTTP_GET, "/metrics", TANDEM_ROUTE_LOCAL, route_metrics)                            \
-    X(status, HTTP_GET, "/v1/status", TANDEM_ROUTE_LOCAL, route_status)                            \
-    X(digest, HTTP_GET, "/v1/digest", TANDEM_ROUTE_LOCAL, route_digest)                            \
-    X(members_list, HTTP_GET, "/v1/members", TANDEM_ROUTE_LOCAL, route_members_list)               \
-    X(members_add, HTTP_POST, "/v1/members", TANDEM_ROUTE_WRITE, route_members_add)                \
+    X(healthz, HTTP_GET, "/healthz", TANDEM_ROUTE_LOCAL, TANDEM_PERM_PUBLIC, route_healthz)        \
+    X(readyz, HTTP_GET, "/readyz", TANDEM_ROUTE_LOCAL, TANDEM_PERM_PUBLIC, route_readyz)           \
+    X(metrics, HTTP_GET, "/metrics", TANDEM_ROUTE_LOCAL, TANDEM_PERM_READ, route_metrics)          \
+    X(status, HTTP_GET, "/v1/status", TANDEM_ROUTE_LOCAL, TANDEM_PERM_READ, route_status)          \
+    X(digest, HTTP_GET, "/v1/digest", TANDEM_ROUTE_LOCAL, TANDEM_PERM_READ, route_digest)          \
+    X(members_list, HTTP_GET, "/v1/members", TANDEM_ROUTE_LOCAL, TANDEM_PERM_READ,                 \
+      route_members_list)                                                                          \
+    X(members_add, HTTP_POST, "/v1/members", TANDEM_ROUTE_WRITE, TANDEM_PERM_MEMBERS,              \
+      route_members_add)                                                                           \
     X(members_remove, HTTP_DELETE, "/v1/members/", TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX,       \
-      route_members_remove)                                                                        \
-    X(leader_transfer, HTTP_POST, "/v1/leader/transfer", TANDEM_ROUTE_WRITE, route_leader_transfer)
+      TANDEM_PERM_MEMBERS, route_members_remove)                                                   \
+    X(leader_transfer, HTTP_POST, "/v1/leader/transfer", TANDEM_ROUTE_WRITE, TANDEM_PERM_MEMBERS,  \
+      route_leader_transfer)
 
 TANDEM_ROUTE_TABLE(tandem_cluster_route_table, CLUSTER_ROUTES);
 

@@ -16,22 +16,28 @@
 #define OWNED_MAX (TANDEM_BULK_CHECKIN_ROWS_MAX + 8)
 #define QUERY_MAX 160 /* a decoded query value: text fields are at most 128 bytes */
 
-/* X(id, method, pattern, flags, handler): ids are metrics labels, in this order. */
+/* X(id, method, pattern, flags, perm, handler): ids are metrics labels, in this order. */
 #define DOMAIN_ROUTES(X)                                                                           \
-    X(jobs_create, HTTP_POST, "/v1/jobs", TANDEM_ROUTE_WRITE, route_jobs_create)                   \
-    X(jobs_list, HTTP_GET, "/v1/jobs", TANDEM_ROUTE_READ, route_jobs_list)                         \
-    X(job_get, HTTP_GET, "/v1/jobs/", TANDEM_ROUTE_READ | TANDEM_ROUTE_PREFIX, route_job_get)      \
+    X(jobs_create, HTTP_POST, "/v1/jobs", TANDEM_ROUTE_WRITE, TANDEM_PERM_DOMAIN_WRITE,            \
+      route_jobs_create)                                                                           \
+    X(jobs_list, HTTP_GET, "/v1/jobs", TANDEM_ROUTE_READ, TANDEM_PERM_READ, route_jobs_list)       \
+    X(job_get, HTTP_GET, "/v1/jobs/", TANDEM_ROUTE_READ | TANDEM_ROUTE_PREFIX, TANDEM_PERM_READ,   \
+      route_job_get)                                                                               \
     X(job_action, HTTP_POST, "/v1/jobs/", TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX,                \
-      route_job_action)                                                                            \
-    X(boxes_checkin, HTTP_POST, "/v1/boxes", TANDEM_ROUTE_WRITE, route_boxes_checkin)              \
-    X(boxes_list, HTTP_GET, "/v1/boxes", TANDEM_ROUTE_READ, route_boxes_list)                      \
-    X(box_get, HTTP_GET, "/v1/boxes/", TANDEM_ROUTE_READ | TANDEM_ROUTE_PREFIX, route_box_get)     \
+      TANDEM_PERM_DOMAIN_WRITE, route_job_action)                                                  \
+    X(boxes_checkin, HTTP_POST, "/v1/boxes", TANDEM_ROUTE_WRITE, TANDEM_PERM_DOMAIN_WRITE,         \
+      route_boxes_checkin)                                                                         \
+    X(boxes_list, HTTP_GET, "/v1/boxes", TANDEM_ROUTE_READ, TANDEM_PERM_READ, route_boxes_list)    \
+    X(box_get, HTTP_GET, "/v1/boxes/", TANDEM_ROUTE_READ | TANDEM_ROUTE_PREFIX, TANDEM_PERM_READ,  \
+      route_box_get)                                                                               \
     X(box_action, HTTP_POST, "/v1/boxes/", TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX,               \
-      route_box_action)                                                                            \
-    X(trace_get, HTTP_GET, "/v1/trace/", TANDEM_ROUTE_READ | TANDEM_ROUTE_PREFIX, route_trace_get) \
+      TANDEM_PERM_DOMAIN_WRITE, route_box_action)                                                  \
+    X(trace_get, HTTP_GET, "/v1/trace/", TANDEM_ROUTE_READ | TANDEM_ROUTE_PREFIX,                  \
+      TANDEM_PERM_TRACE, route_trace_get)                                                          \
     X(retention_purge, HTTP_POST, "/v1/retention/purge", TANDEM_ROUTE_WRITE,                       \
-      route_retention_purge)                                                                       \
-    X(disposals_list, HTTP_GET, "/v1/disposals", TANDEM_ROUTE_READ, route_disposals_list)
+      TANDEM_PERM_RETENTION, route_retention_purge)                                                \
+    X(disposals_list, HTTP_GET, "/v1/disposals", TANDEM_ROUTE_READ, TANDEM_PERM_READ,              \
+      route_disposals_list)
 
 TANDEM_ROUTE_TABLE(tandem_domain_route_table, DOMAIN_ROUTES);
 

@@ -174,10 +174,11 @@ static void route_incidents(struct tandem_node *node, struct tandem_http_request
 
 static const struct tandem_route routes[] = {
     /* Local: each node streams what it sees (README: which events every node shows). */
-    {"events", HTTP_GET, "/v1/events", TANDEM_ROUTE_LOCAL, route_events, 0},
-    {"bcp_incidents", HTTP_GET, "/v1/bcp/incidents", TANDEM_ROUTE_READ, route_incidents, 0},
+    {"events", HTTP_GET, "/v1/events", TANDEM_ROUTE_LOCAL, route_events, TANDEM_PERM_READ},
+    {"bcp_incidents", HTTP_GET, "/v1/bcp/incidents", TANDEM_ROUTE_READ, route_incidents,
+     TANDEM_PERM_READ},
     {"bcp_incident_store", HTTP_POST, "/v1/bcp/incidents", TANDEM_ROUTE_WRITE, route_incident_store,
-     0},
+     TANDEM_PERM_BCP},
 };
 
 const struct tandem_route_table tandem_events_route_table = {routes,

@@ -10,14 +10,16 @@
 #include "storage/assert.h"
 #include "storage/error.h"
 
-/* X(id, method, pattern, flags, handler): ids are metrics labels, in this order. */
+/* X(id, method, pattern, flags, perm, handler): ids are metrics labels, in this order. */
 #define KV_ROUTES(X)                                                                               \
-    X(kv_list, HTTP_GET, "/v1/kv", TANDEM_ROUTE_READ, route_kv_list)                               \
-    X(kv_get, HTTP_GET, "/v1/kv/", TANDEM_ROUTE_READ | TANDEM_ROUTE_PREFIX, route_kv_get)          \
-    X(kv_put, HTTP_PUT, "/v1/kv/", TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX, route_kv_put)         \
+    X(kv_list, HTTP_GET, "/v1/kv", TANDEM_ROUTE_READ, TANDEM_PERM_READ, route_kv_list)             \
+    X(kv_get, HTTP_GET, "/v1/kv/", TANDEM_ROUTE_READ | TANDEM_ROUTE_PREFIX, TANDEM_PERM_READ,      \
+      route_kv_get)                                                                                \
+    X(kv_put, HTTP_PUT, "/v1/kv/", TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX, TANDEM_PERM_KV_WRITE, \
+      route_kv_put)                                                                                \
     X(kv_delete, HTTP_DELETE, "/v1/kv/", TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX,                 \
-      route_kv_delete)                                                                             \
-    X(txn, HTTP_POST, "/v1/txn", TANDEM_ROUTE_WRITE, route_txn)
+      TANDEM_PERM_KV_WRITE, route_kv_delete)                                                       \
+    X(txn, HTTP_POST, "/v1/txn", TANDEM_ROUTE_WRITE, TANDEM_PERM_KV_WRITE, route_txn)
 
 TANDEM_ROUTE_TABLE(tandem_kv_route_table, KV_ROUTES);
 

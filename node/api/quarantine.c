@@ -121,9 +121,11 @@ static void route_bcp_decision(struct tandem_node *node, struct tandem_http_requ
     tandem_route_submit(node, r, &dc->command, decision_command_free, dc);
 }
 
-/* X(id, method, pattern, flags, handler): ids are metrics labels, in this order. */
+/* X(id, method, pattern, flags, perm, handler): ids are metrics labels, in this order. */
 #define QUARANTINE_ROUTES(X)                                                                       \
-    X(node_release, HTTP_POST, "/v1/node/release", TANDEM_ROUTE_LOCAL, route_node_release)         \
-    X(bcp_decision, HTTP_POST, "/v1/bcp/decisions", TANDEM_ROUTE_WRITE, route_bcp_decision)
+    X(node_release, HTTP_POST, "/v1/node/release", TANDEM_ROUTE_LOCAL, TANDEM_PERM_NODE,           \
+      route_node_release)                                                                          \
+    X(bcp_decision, HTTP_POST, "/v1/bcp/decisions", TANDEM_ROUTE_WRITE, TANDEM_PERM_BCP,           \
+      route_bcp_decision)
 
 TANDEM_ROUTE_TABLE(tandem_quarantine_route_table, QUARANTINE_ROUTES);

@@ -18,14 +18,17 @@
 #define CAPACITY_SUFFIX "/capacity"
 #define HISTORY_SUFFIX  "/capacity/history"
 
-/* X(id, method, pattern, flags, handler): ids are metrics labels, in this order. */
+/* X(id, method, pattern, flags, perm, handler): ids are metrics labels, in this order. */
 #define REBALANCE_ROUTES(X)                                                                        \
-    X(sites_list, HTTP_GET, "/v1/sites", TANDEM_ROUTE_READ, route_sites_list)                      \
-    X(site_get, HTTP_GET, "/v1/sites/", TANDEM_ROUTE_READ | TANDEM_ROUTE_PREFIX, route_site_get)   \
+    X(sites_list, HTTP_GET, "/v1/sites", TANDEM_ROUTE_READ, TANDEM_PERM_READ, route_sites_list)    \
+    X(site_get, HTTP_GET, "/v1/sites/", TANDEM_ROUTE_READ | TANDEM_ROUTE_PREFIX, TANDEM_PERM_READ, \
+      route_site_get)                                                                              \
     X(site_capacity_set, HTTP_POST, "/v1/sites/", TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX,        \
-      route_site_capacity_set)                                                                     \
-    X(rebalance_plan, HTTP_GET, "/v1/rebalance/plan", TANDEM_ROUTE_READ, route_rebalance_plan)     \
-    X(rebalance_apply, HTTP_POST, "/v1/rebalance/apply", TANDEM_ROUTE_WRITE, route_rebalance_apply)
+      TANDEM_PERM_PLAN, route_site_capacity_set)                                                   \
+    X(rebalance_plan, HTTP_GET, "/v1/rebalance/plan", TANDEM_ROUTE_READ, TANDEM_PERM_PLAN,         \
+      route_rebalance_plan)                                                                        \
+    X(rebalance_apply, HTTP_POST, "/v1/rebalance/apply", TANDEM_ROUTE_WRITE, TANDEM_PERM_PLAN,     \
+      route_rebalance_apply)
 
 TANDEM_ROUTE_TABLE(tandem_rebalance_route_table, REBALANCE_ROUTES);
 

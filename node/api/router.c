@@ -12,6 +12,7 @@
 #include "node/api/api.h"
 #include "node/api/authz.h"
 #include "replication/domain/domain.h"
+#include "replication/identity/users.h"
 #include "storage/assert.h"
 #include "storage/error.h"
 
@@ -58,9 +59,25 @@ unsigned tandem_route_names(const char *const **names)
 
 #define PARAM_BYTES_MAX 1024 /* a decoded path parameter (keys are at most 511 bytes) */
 
+/* Set in r->data beside the route id when this node forwarded r: the leader audits it. */
+#define ROUTE_FORWARDED_BIT ((uintptr_t)1 << 30)
+
 static unsigned route_of(const struct tandem_http_request *r)
 {
-    return (unsigned)(uintptr_t)r->data;
+    return (unsigned)((uintptr_t)r->data & ~ROUTE_FORWARDED_BIT);
+}
+
+/* Every mutating request becomes an audit record once its status is known, on the node that
+ * acted on it (a follower that forwarded it leaves it to the leader). */
+static void respond_audit(struct tandem_node *node, const struct tandem_http_request *r, int status)
+{
+    if (r->method == HTTP_GET || r->method == HTTP_HEAD ||
+        ((uintptr_t)r->data & ROUTE_FORWARDED_BIT) != 0) {
+        return;
+    }
+    unsigned id = route_of(r);
+    tandem_audit(node, r, id <= routes_count ? route_names[id] : "unmatched", r->path, status,
+                 NULL);
 }
 
 void tandem_node_respond(struct tandem_node *node, struct tandem_http_request *r, int status,
@@ -79,6 +96,7 @@ void tandem_node_respond(struct tandem_node *node, struct tandem_http_request *r
     snprintf(headers + used, sizeof headers - (size_t)used, "%s",
              extra_headers == NULL ? "" : extra_headers);
     tandem_metrics_count(&node->metrics, route_of(r), status);
+    respond_audit(node, r, status);
     tandem_histogram_observe(&node->metrics.request, uv_hrtime() - r->start_ns);
     tandem_http_respond(r, status, content_type, headers, body, body_len);
 }
@@ -354,19 +372,14 @@ void tandem_route_history(struct tandem_node *node, struct tandem_http_request *
     tandem_route_read(node, r, history_serve, (void *)history, NULL);
 }
 
-/* The actor and the body of a write; returns the body, or NULL after answering r 400. */
+/* The actor (the authenticated principal, never a header) and the body of a write; returns the
+ * body, or NULL after answering r 400. */
 static json_t *route_actor_body(struct tandem_node *node, struct tandem_http_request *r,
                                 struct tandem_route_write *w)
 {
-    const char *header = tandem_http_request_header(r, TANDEM_USER_HEADER);
     const char *by = tandem_http_request_header(r, TANDEM_FORWARDED_HEADER);
     struct tandem_member m;
     json_error_t jerr;
-    if (header != NULL && !tandem_domain_text_ok(header, false)) {
-        tandem_route_error(node, r, 400, "%s must be printable text of 1 to %d bytes",
-                           TANDEM_USER_HEADER, TANDEM_DOMAIN_TEXT_LEN_MAX);
-        return NULL;
-    }
     json_t *body = r->body_len == 0 ? json_object() : json_loadb(r->body, r->body_len, 0, &jerr);
     if (body == NULL || !json_is_object(body)) {
         tandem_route_error(node, r, 400, "malformed JSON: %s",
@@ -374,7 +387,8 @@ static json_t *route_actor_body(struct tandem_node *node, struct tandem_http_req
         json_decref(body);
         return NULL;
     }
-    snprintf(w->user, sizeof w->user, "%s", header != NULL ? header : TANDEM_ACTOR_DEFAULT);
+    snprintf(w->user, sizeof w->user, "%s",
+             r->principal.name[0] != '\0' ? r->principal.name : TANDEM_ACTOR_DEFAULT);
     bool forwarded = by != NULL && tandem_raft_member_by_name(&node->raft, by, &m, NULL) == 0;
     snprintf(w->site, sizeof w->site, "%s", forwarded ? m.site : node->self.site);
     return body;
@@ -565,6 +579,7 @@ static void dispatch(struct tandem_node *node, const struct tandem_route *route,
         respond_no_leader(node, r);
         return;
     }
+    r->data = (void *)((uintptr_t)r->data | ROUTE_FORWARDED_BIT);
     tandem_forwarder_send(&node->forwarder, r, &leader);
 }
 
@@ -617,6 +632,60 @@ static void route_request(struct tandem_node *node, struct tandem_http_request *
     }
 }
 
+/* A user's record as committed on this node (grouped writes committed first, so a disable is
+ * seen from its commit on). */
+static int router_user_get(void *arg, const char *name, struct tandem_user *out, char *why)
+{
+    struct tandem_node *node = arg;
+    MDB_txn *txn;
+    if (tandem_store_commit(&node->store) != 0 || tandem_store_read_txn(&node->store, &txn) != 0) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "user records: %s", node->store.errmsg);
+        return TANDEM_STORE;
+    }
+    int rv = tandem_user_get(txn, &node->store, name, out);
+    mdb_txn_abort(txn);
+    if (rv != TANDEM_OK && rv != TANDEM_NOTFOUND) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "user records: %s", node->store.errmsg);
+    }
+    return rv;
+}
+
+/* X-Tandem-User names the actor only on a request a node forwarded (where the forwarded identity
+ * is the principal); from anyone else it is refused, so old clients notice. */
+static int actor_header_check(const struct tandem_http_request *r, char *why)
+{
+    if (tandem_http_request_header(r, TANDEM_USER_HEADER) == NULL ||
+        (r->peer.kind == TANDEM_TLS_PEER_NODE &&
+         tandem_http_request_header(r, TANDEM_FORWARDED_HEADER) != NULL)) {
+        return 0;
+    }
+    snprintf(why, TANDEM_ERRMSG_SIZE, "%s is not accepted: the actor is the authenticated identity",
+             TANDEM_USER_HEADER);
+    return 400;
+}
+
+/* Who r acts as (r->principal), then the route's permission (default deny). Unmatched routes
+ * are left to answer 404/405. Returns 0 or the refusal's status with why. */
+static int authorise(struct tandem_node *node, const struct tandem_http_server *s,
+                     struct tandem_http_request *r, char *why)
+{
+    int status = tandem_authz_principal(s->tls_required != 0, r, &r->identity, router_user_get,
+                                        node, &r->principal, why);
+    bool known = route_of(r) < routes_count;
+    if (status != 0 && known && all_routes[route_of(r)]->perm == TANDEM_PERM_PUBLIC) {
+        /* Health answers anyone, a certificate without a user record included. */
+        r->principal = (struct tandem_principal){.kind = TANDEM_PRINCIPAL_ANONYMOUS};
+        status = 0;
+    }
+    if (status == 0) {
+        status = actor_header_check(r, why);
+    }
+    if (status == 0 && known) {
+        status = tandem_authz_permit(&r->principal, all_routes[route_of(r)]->perm, why);
+    }
+    return status;
+}
+
 /* Who may call (node/api/authz.h), then the rate limit per credential: before any JSON is parsed
  * or anything proposed. Returns 0, or -1 after answering r. */
 static int admit(struct tandem_node *node, const struct tandem_http_server *s,
@@ -625,6 +694,9 @@ static int admit(struct tandem_node *node, const struct tandem_http_server *s,
     char why[TANDEM_ERRMSG_SIZE], body[TANDEM_HTTP_ERROR_MESSAGE_BYTES_MAX], headers[64];
     int status = tandem_authz_check(s->tls_required != 0, r, &r->identity, why);
     unsigned wait_s = 0;
+    if (status == 0) {
+        status = authorise(node, s, r, why);
+    }
     if (status == 0) {
         wait_s = tandem_rate_limit_take(&node->rate_limit, &r->peer, uv_hrtime());
         if (wait_s == 0) {

@@ -283,20 +283,7 @@ static enum attempt_result client_attempt(struct tandem_ctl_client *c, const cha
         return ATTEMPT_LOCAL_ERROR;
     }
     headers = h2;
-    /* Until per-person accounts exist, TANDEM_USER names who acts; the server records it in
-     * the trace as the actor. */
-    const char *user = getenv("TANDEM_USER");
-    if (user != NULL && user[0] != '\0' && strlen(user) < 128 && strpbrk(user, "\r\n") == NULL) {
-        char user_header[160];
-        snprintf(user_header, sizeof user_header, "X-Tandem-User: %s", user);
-        struct curl_slist *h3 = curl_slist_append(headers, user_header);
-        if (h3 == NULL) {
-            curl_slist_free_all(headers);
-            snprintf(resp->errmsg, sizeof(resp->errmsg), "out of memory");
-            return ATTEMPT_LOCAL_ERROR;
-        }
-        headers = h3;
-    }
+    /* The actor is whoever the certificate (or token) authenticates: no X-Tandem-User. */
 
     curl_easy_reset(curl);
     easy_prepare(curl, url, attempt_timeout_ms(c), resp, headers);

@@ -1373,6 +1373,15 @@ static void conn_source(struct tandem_http_conn *c, char *out, size_t size)
     }
 }
 
+void tandem_http_request_source(const struct tandem_http_request *r, char *out, size_t size)
+{
+    if (r->conn == NULL) {
+        snprintf(out, size, "?");
+        return;
+    }
+    conn_source(r->conn, out, size);
+}
+
 /* Whether a refusal from source is to be logged now: once per source per
  * TANDEM_HTTP_TLS_REFUSAL_LOG_MS, and not at all while every remembered source is that recent
  * (a flood from many addresses is counted, not logged line by line). */

@@ -126,6 +126,8 @@ struct tandem_http_request {
 /* Returns the value of header `name` (case-insensitive), NULL if absent. The first of repeated
  * fields wins. */
 const char *tandem_http_request_header(const struct tandem_http_request *r, const char *name);
+/* The client's address (IP) into out ("?" when unknown or the connection is gone). */
+void tandem_http_request_source(const struct tandem_http_request *r, char *out, size_t size);
 
 /* Called once per complete request, on the loop thread, in request order per connection. The
  * handler must eventually call exactly one tandem_http_respond*() on r, now or later. It may

@@ -1,6 +1,6 @@
 /* The least-privilege roles a person's user record holds (issue 13): their bits and names, shared
  * by the user records, the route table's permissions, the audit trail and the personal-data
- * fields. A role set is a bitwise OR of enum tandem_role values. */
+ * fields. A role set is a bitwise OR of enum tandem_user_role values. */
 #ifndef TANDEM_REPLICATION_IDENTITY_ROLES_H
 #define TANDEM_REPLICATION_IDENTITY_ROLES_H
 
@@ -18,7 +18,7 @@
     X(PERSONAL_DATA, 6, "personal-data", "personal-data fields in clear")
 
 #define TANDEM_ROLE_ENUM(id, bit, name, what) TANDEM_ROLE_##id = 1u << (bit),
-enum tandem_role { TANDEM_ROLES(TANDEM_ROLE_ENUM) };
+enum tandem_user_role { TANDEM_ROLES(TANDEM_ROLE_ENUM) };
 #undef TANDEM_ROLE_ENUM
 
 #define TANDEM_ROLE_COUNT     7

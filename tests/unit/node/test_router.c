@@ -195,12 +195,18 @@ static void test_router_forwards_when_follower(void **state)
     (void)state;
     fixture_start(f);
     fixture_follow(f);
+    /* The actor is the authenticated identity: a client's X-Tandem-User is refused here. */
     ask(f, &c, "PUT", "/v1/kv/k", "X-Tandem-User: bob\r\n", "v");
+    assert_int_equal(c.http_status, 400);
+    assert_string_equal(c.body, "{\"error\":\"X-Tandem-User is not accepted: the actor is the "
+                                "authenticated identity\"}");
+    assert_int_equal(f->leader.handled, 0);
+    ask(f, &c, "PUT", "/v1/kv/k", NULL, "v");
     assert_int_equal(c.http_status, 200);
     assert_string_equal(c.node, "leader-1");
     assert_string_equal(f->leader.method_url, "PUT /v1/kv/k");
     assert_string_equal(f->leader.forwarded_by, "east-1");
-    assert_string_equal(f->leader.user, "bob");
+    assert_string_equal(f->leader.user, "");
     ask(f, &c, "GET", "/v1/kv/k", NULL, NULL);
     assert_int_equal(c.http_status, 200);
     assert_string_equal(f->leader.method_url, "GET /v1/kv/k");
@@ -311,6 +317,7 @@ static void test_router_anonymous_every_route(void **state)
 }
 
 #define AS_ALICE "X-Test-Peer: user:alice\r\n"
+#define AS_ADMIN "X-Test-Peer: user:admin\r\n"
 #define AS_WEST  "X-Test-Peer: node:west-1\r\n"
 #define FOR_ADMIN                                                                                  \
     TANDEM_FORWARDED_USER_HEADER ": admin\r\n" TANDEM_FORWARDED_KIND_HEADER ": user\r\n"
@@ -325,13 +332,20 @@ static void test_router_user_and_node(void **state)
         const char *answer; /* NULL: not checked */
     } cases[] = {
         {"GET", "/healthz", AS_ALICE, NULL, 200, "{\"ok\":true}"},
-        {"DELETE", "/v1/members/nobody", AS_ALICE, NULL, 404, NULL},
+        {"DELETE", "/v1/members/nobody", AS_ALICE, NULL, 403,
+         "{\"error\":\"no user record for certificate alice\"}"},
+        {"DELETE", "/v1/members/nobody", AS_ADMIN, NULL, 404, NULL},
         {"GET", "/v1/node/epoch", AS_ALICE, NULL, 403,
          "{\"error\":\"/v1/node/* answers only node certificates, not user alice\"}"},
         {"POST", "/v1/node/release", AS_WEST, "[]", 400, NULL},
         {"DELETE", "/v1/members/nobody", AS_ALICE FOR_ADMIN, NULL, 403,
          "{\"error\":\"forwarded identity from a peer that is not a node\"}"},
         {"DELETE", "/v1/members/nobody", AS_WEST FOR_ADMIN, NULL, 404, NULL},
+        /* A forwarded user is resolved on this node: no record here, refused here too. */
+        {"DELETE", "/v1/members/nobody",
+         AS_WEST TANDEM_FORWARDED_USER_HEADER ": alice\r\n" TANDEM_FORWARDED_KIND_HEADER
+                                              ": user\r\n",
+         NULL, 403, "{\"error\":\"no user record for certificate alice\"}"},
     };
     struct fixture *f = &fixture;
     struct call c;
@@ -361,7 +375,7 @@ static void test_router_rate_limit(void **state)
     tandem_rate_limit_init(&f->node.rate_limit, 1, 3);
     unsigned ok = 0;
     for (unsigned i = 0; i < 20; i++) {
-        ask(f, &c, "GET", "/v1/members", "X-Test-Peer: user:alice\r\n", NULL);
+        ask(f, &c, "GET", "/v1/members", AS_ADMIN, NULL);
         if (c.http_status == 429) {
             break;
         }
@@ -371,9 +385,9 @@ static void test_router_rate_limit(void **state)
     assert_int_equal(c.http_status, 429);
     assert_true(ok >= 3);
     assert_string_equal(c.retry_after, "1");
-    assert_string_equal(c.body, "{\"error\":\"rate limit: 1 requests per second for alice\"}");
+    assert_string_equal(c.body, "{\"error\":\"rate limit: 1 requests per second for admin\"}");
     assert_int_equal(f->node.rate_limit.limited, 1);
-    ask(f, &c, "GET", "/v1/members", "X-Test-Peer: user:bob\r\n", NULL);
+    ask(f, &c, "GET", "/v1/members", "X-Test-Peer: node:west-2\r\n", NULL);
     assert_int_equal(c.http_status, 200);
     for (unsigned i = 0; i < 10; i++) {
         ask(f, &c, "GET", "/v1/members", "X-Test-Peer: node:west-1\r\n", NULL);
