@@ -1,6 +1,5 @@
 /* Route table of the process-management and warehouse domain (jobs, boxes, trace): requests are
  * checked and turned into commands here; the rules themselves live in replication/. */
-#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -704,19 +703,12 @@ static void serve_get(struct tandem_node *node, struct tandem_http_request *r, v
         tandem_route_error(node, r, 404, "%s not found: %s", q->kind, q->id);
         return;
     }
-    uint8_t clear[TANDEM_PDATA_CLEAR_MAX];
-    ProtobufCBinaryData sealed = {0};
     if (job != NULL) {
-        tandem_pdata_job_reveal(node, r, job, clear, &sealed);
+        tandem_pdata_job_answer(node, r, job); /* frees job; may wait for the read's audit */
+        return;
     }
-    tandem_route_jansson(node, r, 200, is_job ? tandem_job_json(job, true) : tandem_box_json(box));
-    if (job != NULL) {
-        OPENSSL_cleanse(clear, sizeof clear);
-        job->individual_number = sealed;
-        tandem__job_record__free_unpacked(job, NULL);
-    } else {
-        tandem__box_record__free_unpacked(box, NULL);
-    }
+    tandem_route_jansson(node, r, 200, tandem_box_json(box));
+    tandem__box_record__free_unpacked(box, NULL);
 }
 
 /* The id of a GET /v1/{jobs,boxes}/ID route; answers r and returns NULL when malformed. */

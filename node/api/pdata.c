@@ -5,10 +5,14 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "node/api/api.h"
+#include "node/audit.h"
 #include "node/log.h"
 #include "node/node.h"
+#include "replication/domain/domain.h"
 #include "storage/error.h"
 
 int tandem_pdata_keys_load(struct tandem_node *node, bool at_start)
@@ -114,4 +118,54 @@ void tandem_pdata_job_reveal(struct tandem_node *node, const struct tandem_http_
     }
     job->individual_number.data = clear;
     job->individual_number.len = len;
+}
+
+/* Answers r with job as its principal may see it, then frees job. */
+static void job_answer_now(struct tandem_node *node, struct tandem_http_request *r,
+                           Tandem__JobRecord *job)
+{
+    uint8_t clear[TANDEM_PDATA_CLEAR_MAX];
+    ProtobufCBinaryData sealed = {0};
+    tandem_pdata_job_reveal(node, r, job, clear, &sealed);
+    tandem_route_jansson(node, r, 200, tandem_job_json(job, true));
+    OPENSSL_cleanse(clear, sizeof clear);
+    job->individual_number = sealed;
+    tandem__job_record__free_unpacked(job, NULL);
+}
+
+struct pdata_read {
+    struct tandem_node *node;
+    struct tandem_http_request *r;
+    Tandem__JobRecord *job; /* owned */
+};
+
+static void pdata_read_audited_cb(void *arg, int status)
+{
+    struct pdata_read *read = arg;
+    if (status != 0) {
+        tandem_route_error(read->node, read->r, 503,
+                           "the audit record of this personal-data read could not be committed: "
+                           "nothing is shown; retry");
+        tandem__job_record__free_unpacked(read->job, NULL);
+    } else {
+        job_answer_now(read->node, read->r, read->job);
+    }
+    free(read);
+}
+
+void tandem_pdata_job_answer(struct tandem_node *node, struct tandem_http_request *r,
+                             Tandem__JobRecord *job)
+{
+    if (job->individual_number.len == 0 || !tandem_pdata_reader_allowed(r)) {
+        job_answer_now(node, r, job);
+        return;
+    }
+    struct pdata_read *read = malloc(sizeof *read);
+    if (read == NULL) {
+        tandem_route_error(node, r, 500, "out of memory");
+        tandem__job_record__free_unpacked(job, NULL);
+        return;
+    }
+    *read = (struct pdata_read){node, r, job};
+    tandem_audit_then(node, r, "personal_data_read", job->id, pdata_read_audited_cb, read);
 }

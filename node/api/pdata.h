@@ -38,4 +38,10 @@ bool tandem_pdata_reader_allowed(const struct tandem_http_request *r);
 void tandem_pdata_job_reveal(struct tandem_node *node, const struct tandem_http_request *r,
                              Tandem__JobRecord *job, uint8_t *clear, ProtobufCBinaryData *saved);
 
+/* Answers GET /v1/jobs/ID with job (owned: freed here). When the job holds personal data and r's
+ * principal may see it, the answer waits until the read's audit record is committed, and is 503
+ * (nothing shown) when it cannot be; otherwise it answers at once with "***" in the field. */
+void tandem_pdata_job_answer(struct tandem_node *node, struct tandem_http_request *r,
+                             Tandem__JobRecord *job);
+
 #endif

@@ -25,7 +25,7 @@
 static const struct tandem_route_table *const route_tables[] = {
     &tandem_cluster_route_table, &tandem_kv_route_table,        &tandem_domain_route_table,
     &tandem_bcp_route_table,     &tandem_rebalance_route_table, &tandem_quarantine_route_table,
-    &tandem_events_route_table,
+    &tandem_events_route_table,  &tandem_pdata_route_table,
 };
 #define ROUTE_TABLES_COUNT (sizeof route_tables / sizeof route_tables[0])
 

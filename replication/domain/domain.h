@@ -167,6 +167,11 @@ int tandem_box_get(struct tandem_store *s, MDB_txn *txn, const char *id, Tandem_
 typedef int (*tandem_job_visit_fn)(void *arg, const char *id, const Tandem__JobRecord *job);
 int tandem_jobs_runnable_walk(struct tandem_store *s, MDB_txn *txn, size_t scan_max,
                               tandem_job_visit_fn visit, void *arg, bool *exhausted);
+/* The same walk over the jobs of one status (enum tandem_job_status) from after (exclusive,
+ * "" = first). */
+int tandem_jobs_status_walk(struct tandem_store *s, MDB_txn *txn, uint32_t status,
+                            const char *after, size_t scan_max, tandem_job_visit_fn visit,
+                            void *arg, bool *exhausted);
 
 /* Stores next and moves its index entries from old (NULL for a new record). */
 int tandem_job_write(struct tandem_store *s, MDB_txn *txn, const Tandem__JobRecord *old,

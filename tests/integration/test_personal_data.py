@@ -124,5 +124,44 @@ def test_a_value_opens_only_with_its_record():
         assert job_as(c, leader, job_id, "admin")["individual_number"] == NUMBER
 
 
+def erase(c, name, body, user="admin"):
+    status, _, answer = c.api(name, "POST", "/v1/retention/erase", body=json.dumps(body),
+                              timeout=REQUEST_TIMEOUT_S, context=c.tls_context(user=user))
+    return status, json.loads(answer)
+
+
+def test_erasure_with_its_deletion_record():
+    """POST /v1/retention/erase: by policy nothing inside personal_data_retention_days goes; a job
+    named on demand loses its personal data on every node, with a disposal record saying what,
+    when and by whom; only the retention permission may ask; bad bodies change nothing."""
+    with Cluster(topology="3") as c:
+        leader = c.leader()
+        create_job(c, leader, "PD-ERASE")
+        status, answer = c.api(leader, "POST", "/v1/jobs/PD-ERASE/cancel")[:2]
+        assert status == 200, status
+        status, answer = erase(c, leader, {})
+        assert status == 200 and answer["erased"] == 0, (status, answer)  # inside retention
+        for bad in ({"jobs": []}, {"jobs": ["bad id"]}, {"jobs": "PD-ERASE"}, {"job": "x"}):
+            status, answer = erase(c, leader, bad)
+            assert status == 400, (bad, status, answer)
+        status, answer = erase(c, leader, {"jobs": ["PD-ERASE"]}, user="operator")
+        assert status == 403, (status, answer)
+        assert job_as(c, leader, "PD-ERASE", "admin")["individual_number"] == NUMBER
+        status, answer = erase(c, c.names[1], {"jobs": ["PD-ERASE", "PD-NONE"]})
+        assert status == 200 and answer["erased"] == 1, (status, answer)
+        record = answer["disposals"][0]
+        assert record["kind"] == "personal_data_erase" and record["job"] == "PD-ERASE", record
+        assert record["fields"] == ["individual_number"] and record["by"] == "actor", record
+        assert record["actor"] == "admin" and record["time"].endswith("Z"), record
+        for name in c.names:
+            wait_until(lambda: job_as(c, name, "PD-ERASE", "admin")["individual_number"] is None,
+                       CONVERGE_TIMEOUT_S, "%s shows the job erased" % name)
+        disposals = c.get_json(leader, "/v1/disposals")["disposals"]
+        assert [d["job"] for d in disposals if d["kind"] == "personal_data_erase"] == \
+            ["PD-ERASE"], disposals
+        status, answer = erase(c, leader, {"jobs": ["PD-ERASE"]})  # nothing left: no new record
+        assert status == 200 and answer["erased"] == 0, (status, answer)
+
+
 if __name__ == "__main__":
     run_tests()
