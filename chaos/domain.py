@@ -123,8 +123,7 @@ class DomainWorker(Worker):
         with self.model.lock:
             self.model.touched.add(obj_ref)
         op = self.invoke("domain", action, node, object=obj_ref, args=args)
-        answer = request(self.url(node), method, path, body=body,
-                         headers={"X-Tandem-User": "chaos-" + self.name})
+        answer = request(self.url(node), method, path, body=body)
         doc = answer.json() if answer.outcome == "ok" else None
         if answer.outcome != "ok" or not isinstance(doc, dict):
             self.complete(op, answer.outcome if answer.outcome != "ok" else "info",

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "node/http/forward.h"
 #include "replication/domain/domain.h" /* TANDEM_ACTOR_DEFAULT */
@@ -14,6 +15,8 @@ static bool health_route(const struct tandem_http_request *r)
     return (r->method == HTTP_GET || r->method == HTTP_HEAD) &&
            (strcmp(r->path, "/healthz") == 0 || strcmp(r->path, "/readyz") == 0);
 }
+
+static const char *bearer_token(const struct tandem_http_request *r);
 
 static bool node_route(const struct tandem_http_request *r)
 {
@@ -64,7 +67,7 @@ int tandem_authz_check(bool tls_required, const struct tandem_http_request *r,
         return 0;
     }
     if (r->peer.kind == TANDEM_TLS_PEER_NONE) {
-        if (health_route(r)) {
+        if (health_route(r) || bearer_token(r) != NULL) {
             return 0;
         }
         snprintf(why, TANDEM_ERRMSG_SIZE,
@@ -154,13 +157,41 @@ int tandem_authz_permit(const struct tandem_principal *p, int perm, char *why)
     return 403;
 }
 
+/* The bearer token of r (Authorization: Bearer <token>), or NULL. */
+static const char *bearer_token(const struct tandem_http_request *r)
+{
+    const char *value = tandem_http_request_header(r, "Authorization");
+    size_t len = strlen(TANDEM_AUTHZ_BEARER);
+    if (value == NULL || strncasecmp(value, TANDEM_AUTHZ_BEARER, len) != 0) {
+        return NULL;
+    }
+    return value + len;
+}
+
+/* The principal's roles and site from a user record; 403 when it is disabled. */
+static int principal_from_record(const struct tandem_user *user, struct tandem_principal *out,
+                                 char *why)
+{
+    if (user->disabled) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "user %s is disabled", user->name);
+        return 403;
+    }
+    out->kind = TANDEM_PRINCIPAL_USER;
+    out->roles = user->roles;
+    snprintf(out->name, sizeof out->name, "%s", user->name);
+    snprintf(out->site, sizeof out->site, "%s", user->site);
+    return 0;
+}
+
 /* A person: the user record of name (or the bootstrap identity for admin without one). */
-static int principal_user(const char *name, tandem_authz_user_fn user_get, void *arg,
+static int principal_user(const char *name, const struct tandem_authz_users *users,
                           struct tandem_principal *out, char *why)
 {
     struct tandem_user user;
-    int rv = user_get(arg, name, &user, why);
+    int rv = users->get(users->arg, name, &user, why);
     if (rv == TANDEM_NOTFOUND && strcmp(name, TANDEM_USER_BOOTSTRAP_NAME) == 0) {
+        out->kind = TANDEM_PRINCIPAL_USER;
+        snprintf(out->name, sizeof out->name, "%s", name);
         out->roles = TANDEM_ROLES_ALL;
         out->bootstrap = true;
         return 0;
@@ -169,21 +200,36 @@ static int principal_user(const char *name, tandem_authz_user_fn user_get, void 
         snprintf(why, TANDEM_ERRMSG_SIZE, "no user record for certificate %s", name);
         return 403;
     }
+    return rv != TANDEM_OK ? 500 /* why set by get */ : principal_from_record(&user, out, why);
+}
+
+/* A person by bearer token; with a user certificate, it must name the same user. */
+static int principal_token(const char *token, const struct tandem_tls_peer *identity,
+                           const struct tandem_authz_users *users, struct tandem_principal *out,
+                           char *why)
+{
+    struct tandem_user user;
+    int rv = users->token(users->arg, token, &user, why);
+    if (rv == TANDEM_NOTFOUND) {
+        return 401; /* why says which check failed */
+    }
     if (rv != TANDEM_OK) {
-        return 500; /* why set by user_get */
+        return 500;
     }
-    if (user.disabled) {
-        snprintf(why, TANDEM_ERRMSG_SIZE, "user %s is disabled", name);
-        return 403;
+    if (identity->kind == TANDEM_TLS_PEER_USER && strcmp(identity->name, user.name) != 0) {
+        snprintf(why, TANDEM_ERRMSG_SIZE,
+                 "the bearer token is of user %s but the client certificate of %s", user.name,
+                 identity->name);
+        return 400;
     }
-    out->roles = user.roles;
-    snprintf(out->site, sizeof out->site, "%s", user.site);
-    return 0;
+    out->via = TANDEM_PRINCIPAL_VIA_TOKEN;
+    return principal_from_record(&user, out, why);
 }
 
 int tandem_authz_principal(bool tls_required, const struct tandem_http_request *r,
-                           const struct tandem_tls_peer *identity, tandem_authz_user_fn user_get,
-                           void *arg, struct tandem_principal *out, char *why)
+                           const struct tandem_tls_peer *identity,
+                           const struct tandem_authz_users *users, struct tandem_principal *out,
+                           char *why)
 {
     *out = (struct tandem_principal){.kind = TANDEM_PRINCIPAL_ANONYMOUS};
     if (!tls_required) {
@@ -192,17 +238,20 @@ int tandem_authz_principal(bool tls_required, const struct tandem_http_request *
         snprintf(out->name, sizeof out->name, "%s", TANDEM_ACTOR_DEFAULT);
         return 0;
     }
+    const char *token = bearer_token(r);
+    bool forwarded = tandem_http_request_header(r, TANDEM_FORWARDED_USER_HEADER) != NULL;
+    if (token != NULL && !forwarded) {
+        return principal_token(token, identity, users, out, why);
+    }
     if (identity->kind == TANDEM_TLS_PEER_NONE) {
         return 0;
     }
-    bool forwarded = tandem_http_request_header(r, TANDEM_FORWARDED_USER_HEADER) != NULL;
     out->via = forwarded ? TANDEM_PRINCIPAL_VIA_FORWARDED : TANDEM_PRINCIPAL_VIA_CERT;
-    snprintf(out->name, sizeof out->name, "%s", identity->name);
     if (identity->kind == TANDEM_TLS_PEER_NODE) {
         out->kind = TANDEM_PRINCIPAL_NODE;
+        snprintf(out->name, sizeof out->name, "%s", identity->name);
         out->roles = TANDEM_ROLES_ALL & ~(uint32_t)TANDEM_ROLE_PERSONAL_DATA;
         return 0;
     }
-    out->kind = TANDEM_PRINCIPAL_USER;
-    return principal_user(identity->name, user_get, arg, out, why);
+    return principal_user(identity->name, users, out, why);
 }

@@ -15,6 +15,8 @@
 /* Paths under it answer only node certificates (every method). */
 #define TANDEM_AUTHZ_NODE_PREFIX "/v1/node/"
 /* On every 401: the client must present a certificate in the TLS handshake. */
+/* A bearer token from POST /v1/auth/login: "Authorization: Bearer <token>". */
+#define TANDEM_AUTHZ_BEARER    "Bearer "
 #define TANDEM_AUTHZ_CHALLENGE "WWW-Authenticate: Certificate realm=\"tandem\"\r\n"
 
 /* Decides whether r may run. tls_required: the listener speaks TLS (with 0, everything is allowed
@@ -40,17 +42,25 @@ bool tandem_principal_may(const struct tandem_principal *p, enum tandem_perm per
  * "permission <name> required (roles: <roles that grant it>)". */
 int tandem_authz_permit(const struct tandem_principal *p, int perm, char *why);
 
-/* Reads user name's record: TANDEM_OK, TANDEM_NOTFOUND, or another error with why. */
-typedef int (*tandem_authz_user_fn)(void *arg, const char *name, struct tandem_user *out,
-                                    char *why);
-/* Resolves who r acts as from identity (what tandem_authz_check answered) into *out: a user
- * certificate's name (or a user a node forwarded) -> that user's record, read through user_get,
- * its roles and home site; the name admin without a record -> the bootstrap identity, every role;
- * a node -> every role but personal-data; tls_required false -> the insecure principal, every
- * role; no credential -> anonymous, no role. Returns 0, 403 (no user record, disabled) or 500
- * (the lookup failed) with why. */
+/* The user records principal resolution reads (the router: this node's store). */
+struct tandem_authz_users {
+    /* User name's record: TANDEM_OK, TANDEM_NOTFOUND, or another error with why. */
+    int (*get)(void *arg, const char *name, struct tandem_user *out, char *why);
+    /* A bearer token's user (I1's tandem_token_check): TANDEM_OK, TANDEM_NOTFOUND with why when
+     * the token is refused, or another error with why. */
+    int (*token)(void *arg, const char *token, struct tandem_user *out, char *why);
+    void *arg;
+};
+/* Resolves who r acts as from identity (what tandem_authz_check answered) into *out: a bearer
+ * token (Authorization: Bearer) -> its user (with a user certificate, of the same name); a user
+ * certificate's name (or a user a node forwarded) -> that user's record, its roles and home
+ * site; the name admin without a record -> the bootstrap identity, every role; a node -> every
+ * role but personal-data; tls_required false -> the insecure principal, every role; no
+ * credential -> anonymous, no role. Returns 0, 400 (token and certificate of different users),
+ * 401 (token refused), 403 (no user record, disabled) or 500 (a lookup failed) with why. */
 int tandem_authz_principal(bool tls_required, const struct tandem_http_request *r,
-                           const struct tandem_tls_peer *identity, tandem_authz_user_fn user_get,
-                           void *arg, struct tandem_principal *out, char *why);
+                           const struct tandem_tls_peer *identity,
+                           const struct tandem_authz_users *users, struct tandem_principal *out,
+                           char *why);
 
 #endif

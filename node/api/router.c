@@ -12,7 +12,9 @@
 #include "node/api/api.h"
 #include "node/api/authz.h"
 #include "replication/domain/domain.h"
+#include "replication/identity/credentials.h"
 #include "replication/identity/users.h"
+#include "storage/clock.h"
 #include "storage/assert.h"
 #include "storage/error.h"
 
@@ -25,7 +27,9 @@
 static const struct tandem_route_table *const route_tables[] = {
     &tandem_cluster_route_table, &tandem_kv_route_table,        &tandem_domain_route_table,
     &tandem_bcp_route_table,     &tandem_rebalance_route_table, &tandem_quarantine_route_table,
-    &tandem_events_route_table,  &tandem_pdata_route_table,
+    &tandem_events_route_table,
+    &tandem_users_route_table, /* node/api/users.c (issue 13) */
+    &tandem_pdata_route_table, /* node/api/keys.c (issue 13) */
 };
 #define ROUTE_TABLES_COUNT (sizeof route_tables / sizeof route_tables[0])
 
@@ -650,6 +654,23 @@ static int router_user_get(void *arg, const char *name, struct tandem_user *out,
     return rv;
 }
 
+/* A bearer token's user (replication/identity/credentials.h), checked on this node's records. */
+static int router_token_check(void *arg, const char *token, struct tandem_user *out, char *why)
+{
+    struct tandem_node *node = arg;
+    MDB_txn *txn;
+    if (tandem_store_commit(&node->store) != 0 || tandem_store_read_txn(&node->store, &txn) != 0) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "user records: %s", node->store.errmsg);
+        return TANDEM_STORE;
+    }
+    int rv = tandem_token_check(txn, &node->store, token, tandem_wall_ms(), out, why);
+    mdb_txn_abort(txn);
+    if (rv != TANDEM_OK && rv != TANDEM_NOTFOUND) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "user records: %s", node->store.errmsg);
+    }
+    return rv;
+}
+
 /* X-Tandem-User names the actor only on a request a node forwarded (where the forwarded identity
  * is the principal); from anyone else it is refused, so old clients notice. */
 static int actor_header_check(const struct tandem_http_request *r, char *why)
@@ -669,8 +690,9 @@ static int actor_header_check(const struct tandem_http_request *r, char *why)
 static int authorise(struct tandem_node *node, const struct tandem_http_server *s,
                      struct tandem_http_request *r, char *why)
 {
-    int status = tandem_authz_principal(s->tls_required != 0, r, &r->identity, router_user_get,
-                                        node, &r->principal, why);
+    const struct tandem_authz_users users = {router_user_get, router_token_check, node};
+    int status =
+        tandem_authz_principal(s->tls_required != 0, r, &r->identity, &users, &r->principal, why);
     bool known = route_of(r) < routes_count;
     if (status != 0 && known && all_routes[route_of(r)]->perm == TANDEM_PERM_PUBLIC) {
         /* Health answers anyone, a certificate without a user record included. */
@@ -696,6 +718,12 @@ static int admit(struct tandem_node *node, const struct tandem_http_server *s,
     unsigned wait_s = 0;
     if (status == 0) {
         status = authorise(node, s, r, why);
+        if (status != 0 && (r->method == HTTP_GET || r->method == HTTP_HEAD)) {
+            /* Refused reads are audited here; refused writes by respond_audit, as every write. */
+            tandem_audit(node, r,
+                         route_of(r) < routes_count ? route_names[route_of(r)] : "unmatched",
+                         r->path, status, why);
+        }
     }
     if (status == 0) {
         wait_s = tandem_rate_limit_take(&node->rate_limit, &r->peer, uv_hrtime());

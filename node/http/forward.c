@@ -137,17 +137,21 @@ static void forward_cb(struct tandem_httpc_request *req, int status,
     free(fw);
 }
 
-/* The caller the TLS handshake proved, for the leader to act as (node/api/router.c decides
- * whether it trusts it: only from a node's certificate). Nothing for a plaintext caller. */
+/* The caller the router authenticated (r->principal: a certificate or a bearer token), else the
+ * one the TLS handshake proved, for the leader to act as (node/api/router.c decides whether it
+ * trusts it: only from a node's certificate). Nothing for an anonymous or plaintext caller. */
 static size_t caller_headers(char *out, size_t out_size, size_t used,
                              const struct tandem_http_request *r)
 {
-    if (r->peer.kind == TANDEM_TLS_PEER_NONE || used >= out_size) {
+    const struct tandem_principal *p = &r->principal;
+    bool resolved = p->kind != TANDEM_PRINCIPAL_ANONYMOUS && !p->insecure;
+    if ((!resolved && r->peer.kind == TANDEM_TLS_PEER_NONE) || used >= out_size) {
         return used;
     }
+    bool node = resolved ? p->kind == TANDEM_PRINCIPAL_NODE : r->peer.kind == TANDEM_TLS_PEER_NODE;
     int n = snprintf(out + used, out_size - used, "%s: %s\r\n%s: %s\r\n",
-                     TANDEM_FORWARDED_USER_HEADER, r->peer.name, TANDEM_FORWARDED_KIND_HEADER,
-                     r->peer.kind == TANDEM_TLS_PEER_NODE ? "node" : "user");
+                     TANDEM_FORWARDED_USER_HEADER, resolved ? p->name : r->peer.name,
+                     TANDEM_FORWARDED_KIND_HEADER, node ? "node" : "user");
     return used + (n > 0 ? (size_t)n : 0);
 }
 

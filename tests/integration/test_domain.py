@@ -28,7 +28,6 @@ RETRY_PAUSE_S = 0.25
 REQUEST_TIMEOUT_S = 10
 WORK_TIMEOUT_S = 300      # the whole workflow
 CONVERGE_TIMEOUT_S = 60
-USER = {"X-Tandem-User": "it-test"}
 BOX_STEPS = ["checkin", "pick", "process", "return", "dispose"]
 
 
@@ -67,7 +66,7 @@ class Driver:
             return live[self.turn % len(live)]
 
     def call(self, method, path, body=None, node=None):
-        status, _, data = self.c.api(node or self.node(), method, path, body=body, headers=USER,
+        status, _, data = self.c.api(node or self.node(), method, path, body=body,
                                      timeout=REQUEST_TIMEOUT_S)
         return status, json.loads(data) if data else {}
 

@@ -68,6 +68,21 @@ static int stub_user_get(void *arg, const char *name, struct tandem_user *out, c
     return TANDEM_NOTFOUND;
 }
 
+/* The stub token check: "tok-op" is op's token, "tok-admin-cert"... anything else is refused. */
+static int stub_token(void *arg, const char *token, struct tandem_user *out, char *why)
+{
+    if (strcmp(token, "tok-op") == 0) {
+        return stub_user_get(arg, "op", out, why);
+    }
+    if (strcmp(token, "tok-gone") == 0) {
+        return stub_user_get(arg, "gone", out, why);
+    }
+    snprintf(why, TANDEM_ERRMSG_SIZE, "token expired");
+    return TANDEM_NOTFOUND;
+}
+
+static const struct tandem_authz_users stub_users = {stub_user_get, stub_token, NULL};
+
 static int resolve(bool tls, enum tandem_tls_peer_kind kind, const char *name,
                    struct tandem_principal *p, char *why)
 {
@@ -76,7 +91,7 @@ static int resolve(bool tls, enum tandem_tls_peer_kind kind, const char *name,
     memset(&r, 0, sizeof r);
     snprintf(id.name, sizeof id.name, "%s", name);
     why[0] = '\0';
-    return tandem_authz_principal(tls, &r, &id, stub_user_get, NULL, p, why);
+    return tandem_authz_principal(tls, &r, &id, &stub_users, p, why);
 }
 
 static void test_resolution(void **state)

@@ -363,6 +363,24 @@ static void test_router_user_and_node(void **state)
     fixture_stop(f);
 }
 
+/* A bearer token stands in for a client certificate; a bad one is 401, never the route. */
+static void test_router_bearer_refused(void **state)
+{
+    struct fixture *f = &fixture;
+    struct call c;
+    (void)state;
+    fixture_start(f);
+    f->node.http.tls_required = 1;
+    ask(f, &c, "GET", "/v1/members", "Authorization: Bearer not-a-token\r\n", NULL);
+    assert_int_equal(c.http_status, 401);
+    assert_non_null(strstr(c.body, "\"error\":"));
+    ask(f, &c, "GET", "/v1/members", AS_ADMIN "Authorization: Bearer not-a-token\r\n", NULL);
+    assert_int_equal(c.http_status, 401);
+    ask(f, &c, "GET", "/v1/members", AS_ADMIN, NULL);
+    assert_int_equal(c.http_status, 200);
+    fixture_stop(f);
+}
+
 /* Over the rate: 429 with Retry-After before the route runs; another user and nodes are not
  * held back. Bounded in requests, and robust to a slow machine (a refill only delays the 429). */
 static void test_router_rate_limit(void **state)
@@ -444,6 +462,7 @@ int main(void)
         cmocka_unit_test(test_router_fenced),
         cmocka_unit_test(test_router_anonymous_every_route),
         cmocka_unit_test(test_router_user_and_node),
+        cmocka_unit_test(test_router_bearer_refused),
         cmocka_unit_test(test_router_rate_limit),
         cmocka_unit_test(test_router_fields_check),
     };

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Per-person users on a TLS cluster (issue 13 items 1 and 3), acting as the bootstrap admin
+certificate: create, list (never a hash), the password rule and the reuse of the last 5 refused
+with 400 naming the rule, login answering a token, the lockout after lockout_failures failures
+on a mix of nodes (agreed by every node: the outcome is replicated), disable and delete, and an
+expired password (password_max_age_days = 0) that only the password route accepts.
+"""
+
+import json
+import os
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cluster import Cluster, run_tests  # noqa: E402
+
+LOCKOUT_FAILURES = 5
+PASSWORD = "first-pass1"
+
+
+def call(c, name, method, path, body=None):
+    status, _, text = c.api(name, method, path,
+                            body=None if body is None else json.dumps(body).encode(),
+                            timeout=20)
+    return status, json.loads(text) if text else None
+
+
+def expect(c, name, method, path, body, status, contains=None):
+    got, answer = call(c, name, method, path, body)
+    assert got == status, (method, path, got, answer)
+    if contains is not None:
+        assert contains in json.dumps(answer), (contains, answer)
+    return answer
+
+
+def create(c, node, user, password=PASSWORD, roles="viewer", site="east"):
+    return expect(c, node, "POST", "/v1/users",
+                  {"name": user, "roles": roles, "site": site, "password": password}, 201)
+
+
+def login(c, node, user, password):
+    return call(c, node, "POST", "/v1/auth/login", {"user": user, "password": password})
+
+
+def test_users_and_policy():
+    with Cluster(topology="2+2+1") as c:
+        nodes = [n for n in c.names if not n.startswith("witness")] or c.names
+        first, other = nodes[0], nodes[-1]
+        answer = create(c, first, "alice", roles="viewer,operator")
+        assert answer["roles"] == ["viewer", "operator"], answer
+        expect(c, other, "POST", "/v1/users",
+               {"name": "alice", "roles": "viewer", "site": "east", "password": PASSWORD}, 409)
+        expect(c, first, "POST", "/v1/users",
+               {"name": "admin", "roles": "viewer", "site": "east", "password": PASSWORD}, 400,
+               "bootstrap")
+        expect(c, first, "POST", "/v1/users",
+               {"name": "bob", "roles": "viewer", "site": "mars", "password": PASSWORD}, 400,
+               "no such site")
+        expect(c, first, "POST", "/v1/users",
+               {"name": "bob", "roles": "wizard", "site": "east", "password": PASSWORD}, 400)
+        expect(c, first, "POST", "/v1/users",
+               {"name": "bob", "roles": "viewer", "site": "east", "password": "short1"}, 400,
+               "password rule")
+        expect(c, first, "POST", "/v1/users",
+               {"name": "bob", "roles": "viewer", "site": "east", "password": "lettersonly"},
+               400, "letter and one digit")
+        expect(c, first, "POST", "/v1/users",
+               {"name": "bob", "roles": "viewer", "site": "east", "password": PASSWORD,
+                "extra": 1}, 400, "unknown field")
+        listing = expect(c, other, "GET", "/v1/users", None, 200)
+        assert [u["name"] for u in listing["users"]] == ["alice"], listing
+        assert "scrypt" not in json.dumps(listing), listing
+
+        status, answer = login(c, other, "alice", PASSWORD)
+        assert status == 200 and answer["token"] and answer["expires"].endswith("Z"), answer
+        status, answer = login(c, first, "alice", "wrong-pass1")
+        assert status == 401, answer
+
+        # Reuse: the current password and the 4 before it are refused, the 6th back is fine.
+        passwords = [PASSWORD] + ["second-pass%d" % i for i in range(2, 7)]
+        for p in passwords[1:]:
+            expect(c, first, "POST", "/v1/users/alice/password", {"new_password": p}, 200)
+        for p in passwords[-5:]:
+            expect(c, other, "POST", "/v1/users/alice/password", {"new_password": p}, 400,
+                   "may not repeat")
+        expect(c, first, "POST", "/v1/users/alice/password", {"new_password": passwords[0]},
+               200)
+        expect(c, first, "POST", "/v1/users/alice/password", {"new_password": "nodigits!"},
+               400, "password rule")
+
+        # Lockout: failures on alternating nodes count together.
+        for i in range(LOCKOUT_FAILURES):
+            status, answer = login(c, nodes[i % len(nodes)], "alice", "wrong-pass1")
+            assert status == 401, (i, answer)
+        for node in nodes:
+            status, answer = login(c, node, "alice", passwords[0])
+            assert status == 403 and "locked until" in answer["error"], (node, answer)
+        listed = expect(c, other, "GET", "/v1/users", None, 200)["users"][0]
+        assert "locked_until" in listed, listed
+        # A reset by a security admin unlocks.
+        expect(c, first, "POST", "/v1/users/alice/password", {"new_password": "reset-pass9"},
+               200)
+        assert login(c, other, "alice", "reset-pass9")[0] == 200
+
+        expect(c, first, "POST", "/v1/users/alice/roles", {"roles": "auditor"}, 200,
+               "auditor")
+        expect(c, first, "POST", "/v1/users/alice/disable", None, 200)
+        for node in nodes:
+            status, answer = login(c, node, "alice", "reset-pass9")
+            assert status == 403 and "disabled" in answer["error"], (node, answer)
+        expect(c, first, "DELETE", "/v1/users/alice", None, 200)
+        expect(c, other, "DELETE", "/v1/users/alice", None, 404)
+        assert login(c, other, "alice", "reset-pass9")[0] == 401
+
+
+def test_expired_password():
+    with Cluster(topology="2+2+1", settings={"password_max_age_days": 0}) as c:
+        node = c.names[0]
+        create(c, node, "carol")
+        status, answer = login(c, node, "carol", PASSWORD)
+        assert status == 403, answer
+        assert answer["error"] == ("password expired: change it with POST "
+                                   "/v1/users/carol/password"), answer
+        expect(c, node, "POST", "/v1/users/carol/password", {"new_password": "fresh-pass2"},
+               200)
+
+
+if __name__ == "__main__":
+    run_tests()
