@@ -10,11 +10,12 @@ import base64
 import json
 import os
 import re
+import subprocess
 import sys
 
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import Cluster, ClusterError, run_tests, wait_until  # noqa: E402
+from cluster import SCRIPT_TIMEOUT_S, SOURCE_DIR, Cluster, ClusterError, run_tests, wait_until  # noqa: E402,E501
 
 NUMBER = "123456789012"
 MARKER = "client-marker-7f3a"  # stored in clear: shows the search reaches every kind of file
@@ -60,6 +61,20 @@ def create_job(c, name, job_id, number=NUMBER):
     assert NUMBER.encode() not in answer, answer  # the write's answer does not echo it
 
 
+def add_users(c):
+    """Gives the operator certificate a user record without personal-data, and makes a "clerk"
+    (certificate and user record) with it: the two readers of these tests besides the bootstrap
+    admin."""
+    subprocess.run(["bash", os.path.join(SOURCE_DIR, "deploy", "certs.sh"), c.tls_path(""),
+                    "--users", "clerk"], check=True, capture_output=True, timeout=SCRIPT_TIMEOUT_S)
+    for name, roles in (("operator", "operator"), ("clerk", "viewer,personal-data")):
+        body = json.dumps({"name": name, "roles": roles, "site": "east",
+                           "password": "Initial-pw-2026"})
+        status, _, answer = c.api(c.names[0], "POST", "/v1/users", body=body,
+                                  timeout=REQUEST_TIMEOUT_S)
+        assert status in (200, 201), (name, status, answer[:200])
+
+
 def job_as(c, name, job_id, user):
     status, _, answer = c.api(name, "GET", "/v1/jobs/" + job_id, timeout=REQUEST_TIMEOUT_S,
                               context=c.tls_context(user=user))
@@ -69,6 +84,7 @@ def job_as(c, name, job_id, user):
 
 def test_no_clear_value_anywhere_and_readers():
     with Cluster(topology="2+2+1", settings=SETTINGS) as c:
+        add_users(c)
         ids = []
         for name in c.names:
             for i in range(JOBS_PER_NODE):
@@ -100,6 +116,7 @@ def test_no_clear_value_anywhere_and_readers():
         for name in c.names:
             assert job_as(c, name, ids[-1], "operator")["individual_number"] == "***"
             assert job_as(c, name, ids[-1], "admin")["individual_number"] == NUMBER
+            assert job_as(c, name, ids[0], "clerk")["individual_number"] == NUMBER
 
 
 def test_a_value_opens_only_with_its_record():
@@ -136,6 +153,7 @@ def test_erasure_with_its_deletion_record():
     when and by whom; only the retention permission may ask; bad bodies change nothing."""
     with Cluster(topology="3") as c:
         leader = c.leader()
+        add_users(c)
         create_job(c, leader, "PD-ERASE")
         status, answer = c.api(leader, "POST", "/v1/jobs/PD-ERASE/cancel")[:2]
         assert status == 200, status
