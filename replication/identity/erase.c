@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "replication/domain/domain.h"
+#include "replication/identity/pdata.h"
 #include "storage/error.h"
 
 static const char *const erased_fields[] = {"individual_number"};
@@ -167,4 +168,93 @@ int tandem_pdata_apply_erase(const struct tandem_apply_ctx *ctx, const Tandem__C
                           json_pack("{s:I,s:o}", "erased", (json_int_t)json_array_size(disposals),
                                     "disposals", disposals));
     return 0;
+}
+
+/* ---- key rotation ---- */
+
+struct pdata_walk {
+    int (*visit)(void *arg, const char *id, const Tandem__JobRecord *job);
+    void *arg;
+};
+
+static int pdata_walk_visit(void *arg, const char *id, const Tandem__JobRecord *job)
+{
+    struct pdata_walk *w = arg;
+    return job->individual_number.len == 0 ? 0 : w->visit(w->arg, id, job);
+}
+
+int tandem_pdata_jobs_walk(struct tandem_store *s, MDB_txn *txn,
+                           int (*visit)(void *arg, const char *id, const Tandem__JobRecord *job),
+                           void *arg)
+{
+    struct pdata_walk w = {visit, arg};
+    bool exhausted = true;
+    int rv = 0;
+    for (uint32_t status = 0; status < TANDEM_JOB_STATUS_COUNT && rv == 0; status++) {
+        rv = tandem_jobs_status_walk(s, txn, status, "", TANDEM_PDATA_ERASE_SCAN_MAX,
+                                     pdata_walk_visit, &w, &exhausted);
+    }
+    return rv;
+}
+
+static int reseal_check(const Tandem__PersonalDataReseal *c, char *errmsg)
+{
+    uint32_t key_id = 0;
+    if (c == NULL || tandem_actor_check(c->actor, errmsg) != 0) {
+        if (c == NULL) {
+            snprintf(errmsg, TANDEM_ERRMSG_SIZE, "empty reseal command");
+        }
+        return -1;
+    }
+    if (c->n_values == 0 || c->n_values > TANDEM_PDATA_ERASE_BATCH) {
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "a reseal holds 1 to %d values",
+                 TANDEM_PDATA_ERASE_BATCH);
+        return -1;
+    }
+    for (size_t i = 0; i < c->n_values; i++) {
+        const Tandem__PersonalDataResealed *v = c->values[i];
+        if (!tandem_domain_id_ok(v->job) ||
+            !tandem_pdata_is_sealed(v->sealed.data, v->sealed.len, &key_id) ||
+            v->sealed.len > TANDEM_INDIVIDUAL_STORED_LEN_MAX) {
+            snprintf(errmsg, TANDEM_ERRMSG_SIZE, "reseal value %zu is not a sealed job value", i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int tandem_pdata_apply_reseal(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,
+                              struct tandem_result *result)
+{
+    const Tandem__PersonalDataReseal *c = command->personal_data_reseal;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    size_t done = 0, skipped = 0;
+    if (reseal_check(c, errmsg) != 0) {
+        tandem_result_error(result, 400, "%s", errmsg);
+        return 0;
+    }
+    int rv = 0;
+    for (size_t i = 0; i < c->n_values && rv == 0; i++) {
+        Tandem__JobRecord *job = NULL;
+        rv = tandem_job_get(ctx->store, ctx->txn, c->values[i]->job, &job);
+        /* compare-and-set: a job changed since the value was re-sealed keeps what it has */
+        if (rv == 0 && job != NULL && job->mod_index == c->values[i]->expected_mod_index &&
+            job->individual_number.len > 0) {
+            Tandem__JobRecord next = *job;
+            next.individual_number = c->values[i]->sealed; /* same content: mod_index stays */
+            rv = tandem_job_write(ctx->store, ctx->txn, job, &next);
+            done++;
+        } else {
+            skipped++;
+        }
+        if (job != NULL) {
+            tandem__job_record__free_unpacked(job, NULL);
+        }
+    }
+    if (rv == 0) {
+        tandem_result_jansson(
+            result, 200,
+            json_pack("{s:I,s:I}", "resealed", (json_int_t)done, "skipped", (json_int_t)skipped));
+    }
+    return rv;
 }

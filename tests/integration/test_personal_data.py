@@ -10,8 +10,12 @@ import base64
 import json
 import os
 import re
+import secrets
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -179,6 +183,90 @@ def test_erasure_with_its_deletion_record():
             ["PD-ERASE"], disposals
         status, answer = erase(c, leader, {"jobs": ["PD-ERASE"]})  # nothing left: no new record
         assert status == 200 and answer["erased"] == 0, (status, answer)
+
+
+ROTATE_JOBS = 40
+LOAD_OPS_MAX = 200      # the write load during the rotation: bounded in count...
+LOAD_MAX_S = 30         # ...and in time
+ROTATE_PASSES_MAX = 200
+
+
+def keys_status(c, name):
+    return c.get_json(name, "/v1/keys/status")
+
+
+def reload_keys(c, key_file, text, current):
+    with open(key_file, "w") as f:
+        f.write(text)
+    for name in c.names:
+        c._signal(name, signal.SIGHUP)
+    for name in c.names:
+        wait_until(lambda: keys_status(c, name)["current"] == current, CONVERGE_TIMEOUT_S,
+                   "%s reloads key_file" % name)
+
+
+def rotate_until_done(c, name):
+    for _ in range(ROTATE_PASSES_MAX):
+        status, _, answer = c.api(name, "POST", "/v1/keys/rotate", timeout=REQUEST_TIMEOUT_S)
+        assert status == 200, (status, answer)
+        if json.loads(answer)["resealed"] == 0:
+            return
+    raise AssertionError("rotation did not finish in %d passes" % ROTATE_PASSES_MAX)
+
+
+def write_load(c, stop, made):
+    """Creates jobs with personal data and cancels older ones until stop is set (bounded)."""
+    started = time.monotonic()
+    for i in range(LOAD_OPS_MAX):
+        if stop.is_set() or time.monotonic() - started > LOAD_MAX_S:
+            return
+        name = c.names[i % len(c.names)]
+        if i % 2 == 0:
+            made.append("PD-LOAD-%d" % i)
+            create_job(c, name, made[-1])
+        else:
+            c.api(name, "POST", "/v1/jobs/PD-ROT-%d/cancel" % (i % ROTATE_JOBS),
+                  timeout=REQUEST_TIMEOUT_S)
+
+
+def test_rotation_under_load():
+    """A second key added to key_file (SIGHUP) becomes current; POST /v1/keys/rotate re-seals
+    every value under it in bounded batches while jobs are created and cancelled; afterwards
+    every value is under the new key on every node, and stays readable once the old key is
+    removed from key_file."""
+    with Cluster(topology="3") as c:
+        leader = c.leader()
+        key_file = c.tls_path("data.key")
+        with open(key_file) as f:
+            first = f.read()
+        ids = ["PD-ROT-%d" % i for i in range(ROTATE_JOBS)]
+        for i, job_id in enumerate(ids):
+            create_job(c, c.names[i % len(c.names)], job_id)
+        assert keys_status(c, leader) == {"current": 1, "keys": 1, "pending": 0,
+                                          "done": ROTATE_JOBS}
+        second = "2 %s\n" % secrets.token_hex(32)
+        reload_keys(c, key_file, first + second, 2)
+        assert keys_status(c, leader)["pending"] == ROTATE_JOBS
+        stop, made = threading.Event(), []
+        load = threading.Thread(target=write_load, args=(c, stop, made))
+        load.start()
+        try:
+            rotate_until_done(c, c.names[1])
+        finally:
+            stop.set()
+            load.join(LOAD_MAX_S + REQUEST_TIMEOUT_S)
+        rotate_until_done(c, leader)
+        total = ROTATE_JOBS + len(made)
+        for name in c.names:
+            wait_until(lambda: keys_status(c, name)["done"] == total, CONVERGE_TIMEOUT_S,
+                       "%s: every value under key 2" % name)
+            assert keys_status(c, name)["pending"] == 0
+        reload_keys(c, key_file, second, 2)  # key 1 gone: nothing may need it any more
+        for job_id in ids + made:
+            assert job_as(c, c.names[2], job_id, "admin")["individual_number"] == NUMBER, job_id
+        status, _, answer = c.api(leader, "POST", "/v1/keys/rotate",
+                                  context=c.tls_context(user="operator"))
+        assert status == 403, (status, answer)  # before add_users: no record is also a refusal
 
 
 if __name__ == "__main__":
