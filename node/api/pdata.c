@@ -15,30 +15,6 @@
 #include "replication/domain/domain.h"
 #include "storage/error.h"
 
-int tandem_pdata_keys_load(struct tandem_node *node, bool at_start)
-{
-    char errmsg[TANDEM_ERRMSG_SIZE];
-    const char *path = node->config->key_file;
-    if (path[0] == '\0') {
-        if (at_start) {
-            tandem_log(node->config->insecure ? TANDEM_LOG_WARN : TANDEM_LOG_INFO,
-                       "no key_file: personal data will be refused");
-        }
-        return 0;
-    }
-    struct tandem_keyring fresh;
-    if (tandem_keyring_load(&fresh, path, errmsg) != TANDEM_OK) {
-        tandem_log(TANDEM_LOG_ERROR, "%s%s", errmsg, at_start ? "" : " (the old keys stay)");
-        return at_start ? -1 : 0;
-    }
-    tandem_keyring_clear(&node->keyring);
-    node->keyring = fresh;
-    tandem_keyring_clear(&fresh);
-    tandem_log(TANDEM_LOG_INFO, "key_file: %u personal-data keys, current key id %u",
-               node->keyring.n_keys, tandem_keyring_current(&node->keyring));
-    return 0;
-}
-
 /* A fresh id for a job created without one: the sealed value's associated data needs it now. */
 static int pdata_job_id(Tandem__JobRecord *job, uint8_t *buffer, char *why)
 {

@@ -16,11 +16,6 @@ struct tandem_http_request;
 #define TANDEM_PDATA_FIELD_INDIVIDUAL "individual_number"
 #define TANDEM_PDATA_JOB_ID_PREFIX    "JP-" /* ids the API gives jobs carrying personal data */
 
-/* Reads config->key_file into node->keyring (nothing when it is empty). At start a failure is
- * returned (the node refuses to start, one line logged); on SIGHUP it is logged and the old keys
- * stay. Never logs a key byte. */
-int tandem_pdata_keys_load(struct tandem_node *node, bool at_start);
-
 /* Seals job->individual_number in place (buffer: clear length + TANDEM_PDATA_OVERHEAD bytes,
  * kept by the caller until the command is packed) and gives the job an id first when it has
  * none (the id is the associated data). Returns 0, or an HTTP status with why filled: 400 when
