@@ -43,20 +43,6 @@ static const struct tandem_pdata_key *keyring_find(const struct tandem_keyring *
     return NULL;
 }
 
-static int hex_nibble(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* One "<id> <64 hex>" line (without its newline) into key; blank and '#' lines are skipped by
  * the caller. */
 static int keyring_line(const char *line, size_t len, struct tandem_pdata_key *key)
@@ -79,7 +65,8 @@ static int keyring_line(const char *line, size_t len, struct tandem_pdata_key *k
         return -1;
     }
     for (size_t i = 0; i < TANDEM_PDATA_KEY_BYTES; i++) {
-        int hi = hex_nibble(hex[2 * i]), lo = hex_nibble(hex[2 * i + 1]);
+        int hi = OPENSSL_hexchar2int((unsigned char)hex[2 * i]);
+        int lo = OPENSSL_hexchar2int((unsigned char)hex[2 * i + 1]);
         if (hi < 0 || lo < 0) {
             return -1;
         }
