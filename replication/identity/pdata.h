@@ -48,8 +48,7 @@ void tandem_keyring_clear(struct tandem_keyring *ring);
 uint32_t tandem_keyring_current(const struct tandem_keyring *ring);
 
 /* Whether a role set (replication/identity/roles.h) holds personal-data, which shows the clear
- * values. (Here because roles.h cannot be included next to consensus/member.h: both declare
- * enum tandem_role.) */
+ * values. */
 bool tandem_pdata_roles_allow(uint32_t roles);
 
 /* Whether value has a sealed value's shape (version byte and length), and its key id. */
