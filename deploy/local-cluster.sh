@@ -44,7 +44,7 @@ EXEC_WAIT_TRIES=50
 # (even at the same moment) never hand out the same port twice.
 PORT_REGISTRY=${TMPDIR:-/tmp}/tandem-local-cluster-ports
 # Per-node config keys this script owns; --set may not override them.
-MANAGED_KEYS=" name site cluster_id data_dir raft_address api_address api_url join member insecure tls_ca tls_cert tls_key tls_crl "
+MANAGED_KEYS=" name site cluster_id data_dir raft_address api_address api_url join member insecure tls_ca tls_cert tls_key tls_crl key_file "
 # Users that get a client certificate in DIR/tls; admin's is the one DIR/env exports.
 TLS_USERS=admin,operator
 
@@ -128,6 +128,16 @@ make_certs() {
         die "deploy/certs.sh could not make the certificates in $dir/tls"
     [[ -f $dir/tls/crl.pem ]] || bash "$SCRIPT_DIR/certs.sh" crl "$dir/tls" >/dev/null ||
         die "deploy/certs.sh could not write $dir/tls/crl.pem"
+    make_data_key "$dir/tls/data.key"
+}
+
+# The cluster's personal-data key file (README: Personal data): one key, id 1, mode 0600, kept
+# if it exists; every node's key_file names this same file.
+make_data_key() {
+    local path=$1 hex
+    [[ -f $path ]] && return 0
+    hex=$(openssl rand -hex 32) || die "openssl could not make the personal-data key $path"
+    (umask 077 && echo "1 $hex" >"$path") || die "cannot write $path"
 }
 
 known_node() {
@@ -298,6 +308,7 @@ write_tls_conf() {
     echo "tls_cert = $dir/tls/$name.pem"
     echo "tls_key = $dir/tls/$name.key"
     [[ ! -f $dir/tls/crl.pem ]] || echo "tls_crl = $dir/tls/crl.pem"
+    [[ ! -f $dir/tls/data.key ]] || echo "key_file = $dir/tls/data.key"
 }
 
 start_node() {

@@ -198,6 +198,14 @@ static const struct option options[] = {
     STRING_OPTION("raft_allow", raft_allow, CHECK_NONE, NULL, 0, "security", "cidr,...",
                   "Sources (IPv4/IPv6 CIDR, comma-separated) allowed to connect to the raft "
                   "transport; others are closed before TLS; empty: every source"),
+    /* issue 13, personal data (I4) */
+    STRING_OPTION("key_file", key_file, CHECK_NONE, NULL, 0, "security", "path",
+                  "File of personal-data keys, one \"<id> <64 hex digits>\" a line (highest id "
+                  "seals), mode 0600 or 0400, the same file on every node, never replicated; "
+                  "reloaded on SIGHUP; empty: personal data is refused"),
+    UINT_OPTION(personal_data_retention_days, 365, 1, 36500, "domain",
+                "Days after a job is done or cancelled before its personal-data fields are "
+                "erased (with a deletion record)"),
     UINT_OPTION(retention_days, 90, 1, 36500, "domain",
                 "Days trace events are kept; POST /v1/retention/purge removes older ones"),
     UINT_OPTION(password_max_age_days, 90, 0, 3650, "users",

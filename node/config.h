@@ -65,6 +65,9 @@ struct tandem_config {
     char raft_allow[TANDEM_ALLOW_LEN_MAX + 1]; /* CIDR list; "" = every source */
     /* domain */
     unsigned retention_days; /* trace events older than this may be purged */
+    /* issue 13, personal data (I4) */
+    char key_file[PATH_MAX];               /* "" = personal data refused */
+    unsigned personal_data_retention_days; /* after done/cancelled, then erased */
     /* users (replication/identity/users.h): the leader puts these into its commands */
     unsigned password_max_age_days; /* 0: every password is expired at once */
     unsigned password_history;      /* hashes a new password may not repeat, current included */

@@ -15,6 +15,7 @@
 #include "consensus/recover.h"
 #include "node/api/api.h"
 #include "node/bcp/divergence.h"
+#include "node/keyring.h"
 #include "node/log.h"
 #include "node/tls_identity.h"
 #include "storage/assert.h"
@@ -179,6 +180,7 @@ static void sighup_cb(uv_signal_t *handle, int signum)
     struct tandem_node *node = handle->data;
     (void)signum;
     tandem_tls_identity_reload(node->tls);
+    tandem_node_keyring_load(&node->keyring, node->config->key_file, node->config->insecure, false);
 }
 
 static void apply_observe(void *data, uint64_t ns)
@@ -488,6 +490,9 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
     node->config = c;
     self_from_config(&node->self, c);
     tandem_tls_identity_log_start(c, node->tls);
+    if (tandem_node_keyring_load(&node->keyring, c->key_file, c->insecure, true) != 0) {
+        return -1;
+    }
     if (fd_limit_raise(c, errmsg) != 0) {
         tandem_log(TANDEM_LOG_ERROR, "%s", errmsg);
         return -1;

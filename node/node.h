@@ -19,6 +19,7 @@
 #include "node/leader_watch.h"
 #include "node/metrics.h"
 #include "replication/fsm.h"
+#include "replication/identity/pdata.h"
 #include "replication/proposer.h"
 #include "storage/store.h"
 
@@ -45,8 +46,9 @@ struct tandem_node {
     struct tandem_bcp_watch watch; /* what becomes an event; incident reports */
     uv_check_t flush_check;        /* once per loop iteration: group commit, then propose */
     uv_signal_t sigterm, sigint;
-    uv_signal_t sighup;         /* reloads the TLS certificates */
-    struct tandem_tls_ctx *tls; /* borrowed (main owns it): NULL when TLS is off */
+    uv_signal_t sighup;            /* reloads the TLS certificates */
+    struct tandem_tls_ctx *tls;    /* borrowed (main owns it): NULL when TLS is off */
+    struct tandem_keyring keyring; /* personal-data keys from key_file (node/api/pdata.h) */
     int data_dir_lock; /* owned: held from start to exit (storage/dir_lock.h); -1 when none */
     bool reexec;       /* after stopping, main re-executes tandemd (forced failover, re-seed) */
     bool stopping;

@@ -9,6 +9,7 @@
 #include "replication/domain/domain.h"
 #include "replication/domain/kv.h"
 #include "replication/identity/users.h"
+#include "replication/identity/erase.h"
 #include "replication/rebalance/rebalance.h"
 #include "tandem.pb-c.h"
 
@@ -19,7 +20,7 @@
     TANDEM_DOMAIN_COMMANDS(X)                                                                      \
     TANDEM_REBALANCE_COMMANDS(X)                                                                   \
     TANDEM_SITE_COMMANDS(X) TANDEM_INCIDENT_COMMANDS(X) TANDEM_AUDIT_COMMANDS(X)                   \
-        TANDEM_USER_COMMANDS(X)
+        TANDEM_USER_COMMANDS(X) TANDEM_PDATA_COMMANDS(X)
 
 #define TANDEM_COMMAND_DECLARE(name, body_case, fn)                                                \
     int fn(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,                     \

@@ -67,6 +67,7 @@ extern const struct tandem_route_table tandem_quarantine_route_table; /* node/ap
 extern const struct tandem_route_table tandem_events_route_table;     /* node/api/events.c */
 extern const struct tandem_route_table tandem_audit_route_table;      /* node/api/audit.c */
 extern const struct tandem_route_table tandem_users_route_table;      /* node/api/users.c */
+extern const struct tandem_route_table tandem_pdata_route_table;      /* node/api/keys.c */
 
 /* The metrics labels of every route, by route id, then "unmatched"; returns their count. */
 unsigned tandem_route_names(const char *const **names);

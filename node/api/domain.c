@@ -6,6 +6,7 @@
 
 #include "node/node.h"
 #include "node/api/api.h"
+#include "node/api/pdata.h"
 #include "replication/domain/domain.h"
 #include "storage/error.h"
 
@@ -269,6 +270,11 @@ static int job_from_json(struct domain_write *w, json_t *body, Tandem__JobRecord
     job->effort = (uint64_t)effort;
     job->priority = priority;
     if (individual != NULL) {
+        if (strlen(individual) > TANDEM_INDIVIDUAL_NUMBER_LEN_MAX) {
+            snprintf(why, TANDEM_ERRMSG_SIZE, "individual_number is longer than %d bytes",
+                     TANDEM_INDIVIDUAL_NUMBER_LEN_MAX);
+            return -1;
+        }
         job->individual_number.data = (uint8_t *)individual;
         job->individual_number.len = strlen(individual);
     }
@@ -278,9 +284,20 @@ static int job_from_json(struct domain_write *w, json_t *body, Tandem__JobRecord
 static int job_create_fill(struct tandem_node *node, struct tandem_http_request *r,
                            struct domain_write *w, const void *arg, char *why)
 {
-    (void)node, (void)r, (void)arg;
+    (void)r, (void)arg;
     if (job_from_json(w, w->base.json, &w->job, why) != 0) {
         return 400;
+    }
+    /* Sealed before proposing: the raft log, snapshots and LMDB only ever see the sealed form. */
+    size_t len = w->job.individual_number.len;
+    uint8_t *sealed = len == 0 ? NULL : write_alloc(w, 32 + len + TANDEM_PDATA_OVERHEAD);
+    if (len > 0 && sealed == NULL) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "out of memory");
+        return 500;
+    }
+    int status = tandem_pdata_job_seal(node, &w->job, sealed, why);
+    if (status != 0) {
+        return status;
     }
     tandem__job_create__init(&w->job_create);
     w->job_create.actor = &w->base.actor;
@@ -689,12 +706,12 @@ static void serve_get(struct tandem_node *node, struct tandem_http_request *r, v
         tandem_route_error(node, r, 404, "%s not found: %s", q->kind, q->id);
         return;
     }
-    tandem_route_jansson(node, r, 200, is_job ? tandem_job_json(job, true) : tandem_box_json(box));
     if (job != NULL) {
-        tandem__job_record__free_unpacked(job, NULL);
-    } else {
-        tandem__box_record__free_unpacked(box, NULL);
+        tandem_pdata_job_answer(node, r, job); /* frees job; may wait for the read's audit */
+        return;
     }
+    tandem_route_jansson(node, r, 200, tandem_box_json(box));
+    tandem__box_record__free_unpacked(box, NULL);
 }
 
 /* The id of a GET /v1/{jobs,boxes}/ID route; answers r and returns NULL when malformed. */

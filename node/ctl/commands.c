@@ -87,6 +87,11 @@ const struct tandem_ctl_command tandem_ctl_commands[] = {
     {"box", "trace", "ID", 1, 1, tandem_ctl_trace_show, "print a box's timeline"},
     {"trace", "job", "ID", 1, 1, tandem_ctl_trace_show, "print a job's timeline"},
     {"trace", "box", "ID", 1, 1, tandem_ctl_trace_show, "print a box's timeline"},
+    {"key", "rotate", "", 0, 0, tandem_ctl_key_rotate,
+     "re-seal every personal-data value under key_file's current key (add the key on every node "
+     "and SIGHUP first)"},
+    {"key", "status", "", 0, 0, tandem_ctl_key_status,
+     "the current key id and how many values are under it or pending"},
     {"trace", "purge", "[--events-max N]", 0, 0, tandem_ctl_trace_purge,
      "purge trace events older than the retention period (leaves disposal records)"},
     {"trace", "disposals", "[--limit N]", 0, 0, tandem_ctl_trace_disposals,

@@ -184,6 +184,8 @@ int tandem_ctl_box_action(struct tandem_ctl_context *ctx, const struct tandem_ct
 /* Command handlers: cmd_trace.c. trace_show: trace job/box and job/box trace alike. */
 int tandem_ctl_trace_show(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_trace_purge(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_key_rotate(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_key_status(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_trace_disposals(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 
 /* Command handlers: cmd_bcp.c. */

@@ -26,8 +26,9 @@
 #define TANDEM_BULK_CHECKIN_ROWS_MAX     10000      /* rows of one bulk check-in */
 #define TANDEM_BULK_ROW_ERRORS_MAX       100        /* row errors listed in one refusal */
 #define TANDEM_INDIVIDUAL_NUMBER_LEN_MAX 64         /* bytes of the personal-data field */
-#define TANDEM_LIST_LIMIT_DEFAULT        100        /* page size when none is asked for */
-#define TANDEM_LIST_LIMIT_MAX            1000       /* largest page of jobs, boxes or events */
+#define TANDEM_INDIVIDUAL_STORED_LEN_MAX (TANDEM_INDIVIDUAL_NUMBER_LEN_MAX + 33) /* sealed */
+#define TANDEM_LIST_LIMIT_DEFAULT        100    /* page size when none is asked for */
+#define TANDEM_LIST_LIMIT_MAX            1000   /* largest page of jobs, boxes or events */
 #define TANDEM_LIST_SCAN_MAX             100000 /* index entries one filtered page may examine */
 #define TANDEM_LIST_PAGE_BYTES           (8 * 1024 * 1024)  /* a page ends early past this text */
 #define TANDEM_LIST_BYTES_MAX            (16 * 1024 * 1024) /* text buffer of one page */
@@ -166,6 +167,11 @@ int tandem_box_get(struct tandem_store *s, MDB_txn *txn, const char *id, Tandem_
 typedef int (*tandem_job_visit_fn)(void *arg, const char *id, const Tandem__JobRecord *job);
 int tandem_jobs_runnable_walk(struct tandem_store *s, MDB_txn *txn, size_t scan_max,
                               tandem_job_visit_fn visit, void *arg, bool *exhausted);
+/* The same walk over the jobs of one status (enum tandem_job_status) from after (exclusive,
+ * "" = first). */
+int tandem_jobs_status_walk(struct tandem_store *s, MDB_txn *txn, uint32_t status,
+                            const char *after, size_t scan_max, tandem_job_visit_fn visit,
+                            void *arg, bool *exhausted);
 
 /* Stores next and moves its index entries from old (NULL for a new record). */
 int tandem_job_write(struct tandem_store *s, MDB_txn *txn, const Tandem__JobRecord *old,

@@ -56,7 +56,7 @@ int tandem_job_fields_check(const Tandem__JobRecord *job, char *errmsg)
                     errmsg, "priority must be within +-%d", TANDEM_JOB_PRIORITY_ABS_MAX) &&
         domain_rule(!job->has_due || job->due_ms >= 0, errmsg, "due must not be before 1970") &&
         domain_text_rule("operator", job->operator_, true, errmsg) &&
-        domain_rule(job->individual_number.len <= TANDEM_INDIVIDUAL_NUMBER_LEN_MAX, errmsg,
+        domain_rule(job->individual_number.len <= TANDEM_INDIVIDUAL_STORED_LEN_MAX, errmsg,
                     "individual_number is longer than %d bytes", TANDEM_INDIVIDUAL_NUMBER_LEN_MAX);
     return ok ? stages_check(job->stages, job->n_stages, errmsg) : -1;
 }
@@ -263,7 +263,7 @@ int tandem_job_apply_create(const struct tandem_apply_ctx *ctx, const Tandem__Co
         rv = tandem_trace_append(ctx, c->actor, "job", id, "create", job_create_details(&job));
     }
     if (rv == 0) {
-        tandem_result_jansson(result, 201, tandem_job_json(&job, true));
+        tandem_result_jansson(result, 201, tandem_job_json(&job, false));
     }
     return rv;
 }

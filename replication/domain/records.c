@@ -332,6 +332,17 @@ int tandem_jobs_runnable_walk(struct tandem_store *s, MDB_txn *txn, size_t scan_
     return rv;
 }
 
+int tandem_jobs_status_walk(struct tandem_store *s, MDB_txn *txn, uint32_t status,
+                            const char *after, size_t scan_max, tandem_job_visit_fn visit,
+                            void *arg, bool *exhausted)
+{
+    struct runnable_walk w = {s, txn, visit, arg};
+    uint8_t prefix[TANDEM_INDEX_KEY_LEN_MAX];
+    size_t len = tandem_index_key(TANDEM_IDX_STATUS, tandem_job_status_name(status), "", prefix);
+    return tandem_index_scan(s, txn, TANDEM_DB_JOB_IDX, prefix, len, (const uint8_t *)after,
+                             strlen(after), scan_max, runnable_visit, &w, exhausted);
+}
+
 bool domain_rule(bool ok, char *errmsg, const char *fmt, ...)
 {
     if (!ok) {

@@ -172,6 +172,18 @@ json_t *tandem_disposal_json(const Tandem__DisposalRecord *d)
         json_object_set_new(out, "job", d->job[0] != '\0' ? json_string(d->job) : json_null());
         return out;
     }
+    if (strcmp(d->kind, "personal_data_erase") == 0) { /* replication/identity/erase.h */
+        json_t *fields = json_array();
+        for (size_t i = 0; i < d->n_fields; i++) {
+            json_array_append_new(fields, json_string(d->fields[i]));
+        }
+        json_object_set_new(out, "job", json_string(d->job));
+        json_object_set_new(out, "fields", fields);
+        json_object_set_new(out, "by", json_string(d->by_policy ? "policy" : "actor"));
+        json_object_set_new(out, "retention_days", json_integer(d->retention_days));
+        json_object_set_new(out, "cutoff", d->by_policy ? time_json(d->cutoff_ms) : json_null());
+        return out;
+    }
     json_object_set_new(out, "cutoff", time_json(d->cutoff_ms));
     json_object_set_new(out, "retention_days", json_integer(d->retention_days));
     json_object_set_new(out, "events_purged", json_integer((json_int_t)d->events_purged));

@@ -395,7 +395,8 @@ class Cluster:
                            timeout=SCRIPT_TIMEOUT_S)
         if p.returncode != 0:
             raise ClusterError("certs.sh for %s failed: %s" % (name, p.stderr.strip()))
-        return {"tls_cert": self.tls_path(name + ".pem"), "tls_key": self.tls_path(name + ".key")}
+        return {"tls_cert": self.tls_path(name + ".pem"), "tls_key": self.tls_path(name + ".key"),
+                "key_file": self.tls_path("data.key")}
 
     def trust(self, url):
         """Makes http() use this cluster's TLS settings for url's address too."""

@@ -1,0 +1,282 @@
+/* Personal-data routes (issue 13 items 6-7): POST /v1/retention/erase, the erasure of
+ * personal-data fields past personal_data_retention_days (or of named jobs, on demand), each
+ * with a deletion record in /v1/disposals; POST /v1/keys/rotate and GET /v1/keys/status, the
+ * re-sealing of every value under the current key of key_file in bounded batches. */
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/api/api.h"
+#include "node/api/perms.h"
+#include "node/node.h"
+#include "replication/domain/domain.h"
+#include "replication/identity/erase.h"
+#include "replication/identity/pdata.h"
+#include "storage/error.h"
+
+/* X(id, method, pattern, flags, perm, handler) */
+#define PDATA_ROUTES(X)                                                                            \
+    X(retention_erase, HTTP_POST, "/v1/retention/erase", TANDEM_ROUTE_WRITE,                       \
+      TANDEM_PERM_RETENTION, route_retention_erase)                                                \
+    X(keys_rotate, HTTP_POST, "/v1/keys/rotate", TANDEM_ROUTE_WRITE, TANDEM_PERM_KEYS,             \
+      route_keys_rotate)                                                                           \
+    X(keys_status, HTTP_GET, "/v1/keys/status", TANDEM_ROUTE_READ, TANDEM_PERM_KEYS,               \
+      route_keys_status)
+
+TANDEM_ROUTE_TABLE(tandem_pdata_route_table, PDATA_ROUTES);
+
+struct erase_write {
+    struct tandem_route_write base; /* first: command, actor, body */
+    Tandem__PersonalDataErase erase;
+    char ids[TANDEM_PDATA_ERASE_BATCH][TANDEM_DOMAIN_ID_LEN_MAX + 1];
+    char *id_ptrs[TANDEM_PDATA_ERASE_BATCH];
+};
+
+static void erase_write_free(void *arg)
+{
+    struct erase_write *w = arg;
+    tandem_route_write_release(&w->base);
+    free(w);
+}
+
+/* {"jobs":["ID",...]}: the named jobs, erased now on the actor's word. Returns 0 or 400. */
+static int erase_named(struct erase_write *w, json_t *jobs, char *why)
+{
+    if (!json_is_array(jobs) || json_array_size(jobs) == 0 ||
+        json_array_size(jobs) > TANDEM_PDATA_ERASE_BATCH) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "\"jobs\" must be a list of 1 to %d job ids",
+                 TANDEM_PDATA_ERASE_BATCH);
+        return 400;
+    }
+    for (size_t i = 0; i < json_array_size(jobs); i++) {
+        const char *id = json_string_value(json_array_get(jobs, i));
+        if (id == NULL || !tandem_domain_id_ok(id)) {
+            snprintf(why, TANDEM_ERRMSG_SIZE,
+                     "\"jobs\" must hold job ids (1 to %d of "
+                     "[A-Za-z0-9._:-])",
+                     TANDEM_DOMAIN_ID_LEN_MAX);
+            return 400;
+        }
+        snprintf(w->ids[i], sizeof w->ids[i], "%s", id);
+    }
+    w->erase.n_jobs = json_array_size(jobs);
+    return 0;
+}
+
+/* {}: the jobs past retention, chosen from this node's applied state (apply checks again). */
+static int erase_by_policy(struct tandem_node *node, struct tandem_http_request *r,
+                           struct erase_write *w, bool *more, char *why)
+{
+    MDB_txn *txn;
+    size_t n = 0;
+    unsigned days = node->config->personal_data_retention_days;
+    w->erase.by_policy = true;
+    w->erase.retention_days = days;
+    /* The leader's clock and config decide the cutoff; apply only checks it. */
+    w->erase.cutoff_ms = node->proposer.now_ms() - (int64_t)days * TANDEM_MS_PER_DAY;
+    if (tandem_route_read_txn(node, r, &txn) != 0) {
+        return -1; /* answered */
+    }
+    int rv = tandem_pdata_erase_choose(&node->store, txn, w->erase.cutoff_ms, w->ids, &n, more);
+    mdb_txn_abort(txn);
+    if (rv != 0) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "%s", node->store.errmsg);
+        return 500;
+    }
+    w->erase.n_jobs = n;
+    return 0;
+}
+
+static void route_retention_erase(struct tandem_node *node, struct tandem_http_request *r,
+                                  const char *param)
+{
+    static const char *const known[] = {"jobs", NULL};
+    char why[TANDEM_ERRMSG_SIZE];
+    bool more = false;
+    (void)param;
+    struct erase_write *w = tandem_route_write_new(node, r, sizeof *w, 500);
+    if (w == NULL) {
+        return;
+    }
+    tandem__personal_data_erase__init(&w->erase);
+    w->erase.actor = &w->base.actor;
+    for (size_t i = 0; i < TANDEM_PDATA_ERASE_BATCH; i++) {
+        w->id_ptrs[i] = w->ids[i];
+    }
+    w->erase.jobs = w->id_ptrs;
+    json_t *jobs = json_object_get(w->base.json, "jobs");
+    int status = tandem_route_fields_only(w->base.json, known, why) != 0 ? 400
+                 : jobs != NULL                                          ? erase_named(w, jobs, why)
+                                : erase_by_policy(node, r, w, &more, why);
+    if (status == 0 && w->erase.n_jobs == 0) {
+        tandem_route_jansson(node, r, 200,
+                             json_pack("{s:i,s:[],s:b}", "erased", 0, "disposals", "more", 0));
+        status = -1;
+    }
+    if (status == 0) {
+        w->base.command.body_case = TANDEM__COMMAND__BODY_PERSONAL_DATA_ERASE;
+        w->base.command.personal_data_erase = &w->erase;
+        tandem_route_submit(node, r, &w->base.command, erase_write_free, w);
+        return;
+    }
+    if (status > 0) {
+        tandem_route_error(node, r, status, "%s", why);
+    }
+    erase_write_free(w);
+}
+
+/* ---- keys: status and rotation ---- */
+
+struct key_count {
+    uint32_t current;
+    uint64_t pending, done;
+};
+
+static int key_count_visit(void *arg, const char *id, const Tandem__JobRecord *job)
+{
+    struct key_count *k = arg;
+    uint32_t key_id = 0;
+    (void)id;
+    bool sealed =
+        tandem_pdata_is_sealed(job->individual_number.data, job->individual_number.len, &key_id);
+    if (sealed && key_id == k->current) {
+        k->done++;
+    } else {
+        k->pending++; /* another key, or clear from an insecure node */
+    }
+    return 0;
+}
+
+static void serve_keys_status(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+{
+    struct key_count k = {.current = tandem_keyring_current(&node->keyring)};
+    MDB_txn *txn;
+    (void)arg;
+    if (tandem_route_read_txn(node, r, &txn) != 0) {
+        return;
+    }
+    int rv = tandem_pdata_jobs_walk(&node->store, txn, key_count_visit, &k);
+    mdb_txn_abort(txn);
+    if (rv != 0) {
+        tandem_route_error(node, r, 500, "%s", node->store.errmsg);
+        return;
+    }
+    tandem_route_jansson(node, r, 200,
+                         json_pack("{s:I,s:I,s:I,s:I}", "current", (json_int_t)k.current, "keys",
+                                   (json_int_t)node->keyring.n_keys, "pending",
+                                   (json_int_t)k.pending, "done", (json_int_t)k.done));
+}
+
+static void route_keys_status(struct tandem_node *node, struct tandem_http_request *r,
+                              const char *param)
+{
+    (void)param;
+    tandem_route_read(node, r, serve_keys_status, NULL, NULL);
+}
+
+struct reseal_write {
+    struct tandem_route_write base; /* first: command, actor, body */
+    struct tandem_node *node;
+    Tandem__PersonalDataReseal reseal;
+    Tandem__PersonalDataResealed values[TANDEM_PDATA_ERASE_BATCH];
+    Tandem__PersonalDataResealed *value_ptrs[TANDEM_PDATA_ERASE_BATCH];
+    char ids[TANDEM_PDATA_ERASE_BATCH][TANDEM_DOMAIN_ID_LEN_MAX + 1];
+    uint8_t sealed[TANDEM_PDATA_ERASE_BATCH][TANDEM_INDIVIDUAL_STORED_LEN_MAX];
+    uint32_t current;
+    bool more;
+    size_t unreadable; /* values under a key key_file does not hold */
+};
+
+/* Re-seals one job's value under the current key when it is under another one. */
+static int reseal_visit(void *arg, const char *id, const Tandem__JobRecord *job)
+{
+    struct reseal_write *w = arg;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    uint8_t clear[TANDEM_PDATA_CLEAR_MAX];
+    size_t clear_len = 0, n = w->reseal.n_values, len = 0;
+    uint32_t key_id = 0;
+    if (!tandem_pdata_is_sealed(job->individual_number.data, job->individual_number.len, &key_id) ||
+        key_id == w->current) {
+        return 0;
+    }
+    if (n == TANDEM_PDATA_ERASE_BATCH) {
+        w->more = true;
+        return 1;
+    }
+    if (tandem_pdata_open(&w->node->keyring, id, "individual_number", job->individual_number.data,
+                          job->individual_number.len, clear, &clear_len, errmsg) != TANDEM_OK ||
+        tandem_pdata_seal(&w->node->keyring, id, "individual_number", clear, clear_len,
+                          w->sealed[n], &len, errmsg) != TANDEM_OK) {
+        OPENSSL_cleanse(clear, sizeof clear);
+        w->unreadable++;
+        return 0;
+    }
+    OPENSSL_cleanse(clear, sizeof clear);
+    snprintf(w->ids[n], sizeof w->ids[n], "%s", id);
+    tandem__personal_data_resealed__init(&w->values[n]);
+    w->values[n].job = w->ids[n];
+    w->values[n].expected_mod_index = job->mod_index;
+    w->values[n].sealed.data = w->sealed[n];
+    w->values[n].sealed.len = len;
+    w->value_ptrs[n] = &w->values[n];
+    w->reseal.n_values = n + 1;
+    return 0;
+}
+
+static void reseal_write_free(void *arg)
+{
+    struct reseal_write *w = arg;
+    OPENSSL_cleanse(w->sealed, sizeof w->sealed);
+    tandem_route_write_release(&w->base);
+    free(w);
+}
+
+/* POST /v1/keys/rotate: one batch of values re-sealed under the current key. The answer says
+ * whether more remain; tandemctl key rotate calls it until none do. */
+static void route_keys_rotate(struct tandem_node *node, struct tandem_http_request *r,
+                              const char *param)
+{
+    static const char *const none[] = {NULL};
+    char why[TANDEM_ERRMSG_SIZE];
+    MDB_txn *txn;
+    (void)param;
+    struct reseal_write *w = tandem_route_write_new(node, r, sizeof *w, 500);
+    if (w == NULL) {
+        return;
+    }
+    w->node = node;
+    w->current = tandem_keyring_current(&node->keyring);
+    tandem__personal_data_reseal__init(&w->reseal);
+    w->reseal.actor = &w->base.actor;
+    w->reseal.values = w->value_ptrs;
+    if (tandem_route_fields_only(w->base.json, none, why) != 0 || w->current == 0) {
+        tandem_route_error(node, r, 400, "%s",
+                           w->current == 0 ? "no key_file: nothing to rotate to" : why);
+        reseal_write_free(w);
+        return;
+    }
+    if (tandem_route_read_txn(node, r, &txn) != 0) {
+        reseal_write_free(w);
+        return;
+    }
+    int rv = tandem_pdata_jobs_walk(&node->store, txn, reseal_visit, w);
+    mdb_txn_abort(txn);
+    if (rv != 0 && rv != 1) {
+        tandem_route_error(node, r, 500, "%s", node->store.errmsg);
+        reseal_write_free(w);
+        return;
+    }
+    if (w->reseal.n_values == 0) {
+        tandem_route_jansson(node, r, 200,
+                             json_pack("{s:i,s:b,s:I,s:I}", "resealed", 0, "more", 0, "current",
+                                       (json_int_t)w->current, "unreadable",
+                                       (json_int_t)w->unreadable));
+        reseal_write_free(w);
+        return;
+    }
+    w->base.command.body_case = TANDEM__COMMAND__BODY_PERSONAL_DATA_RESEAL;
+    w->base.command.personal_data_reseal = &w->reseal;
+    tandem_route_submit(node, r, &w->base.command, reseal_write_free, w);
+}
