@@ -11,6 +11,7 @@
 #include "node/node.h"
 #include "node/api/api.h"
 #include "node/api/authz.h"
+#include "node/audit.h"
 #include "replication/domain/domain.h"
 #include "replication/identity/credentials.h"
 #include "replication/identity/users.h"
@@ -25,9 +26,10 @@
 
 /* Tables tried in order; route ids (metrics labels) number their rows consecutively. */
 static const struct tandem_route_table *const route_tables[] = {
-    &tandem_cluster_route_table, &tandem_kv_route_table,        &tandem_domain_route_table,
-    &tandem_bcp_route_table,     &tandem_rebalance_route_table, &tandem_quarantine_route_table,
-    &tandem_events_route_table,  &tandem_audit_route_table,
+    &tandem_cluster_route_table,   &tandem_kv_route_table,
+    &tandem_domain_route_table,    &tandem_bcp_route_table,
+    &tandem_rebalance_route_table, &tandem_quarantine_route_table,
+    &tandem_events_route_table,    &tandem_audit_route_table,
     &tandem_users_route_table, /* node/api/users.c (issue 13) */
     &tandem_pdata_route_table, /* node/api/keys.c (issue 13) */
 };
