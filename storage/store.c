@@ -453,6 +453,7 @@ static int state_walk(struct tandem_store *s, MDB_txn *txn, record_visit_fn visi
 struct digest_walk {
     EVP_MD_CTX *ctx; /* owned */
     int db;          /* the database whose name was hashed last, -1 before the first */
+    int skip;        /* a database left out (-1: none) */
     char *errmsg;    /* borrowed: the store's */
 };
 
@@ -460,6 +461,9 @@ static int digest_visit(void *arg, int db, const MDB_val *key, const MDB_val *va
 {
     struct digest_walk *walk = arg;
     int rv = 0;
+    if (db == walk->skip) {
+        return 0;
+    }
     if (walk->db != db) {
         tandem_assert(db > walk->db); /* state_walk goes through the databases in order */
         rv = hash_update(walk->ctx, db_names[db], strlen(db_names[db]) + 1, walk->errmsg);
@@ -482,7 +486,13 @@ static int digest_visit(void *arg, int db, const MDB_val *key, const MDB_val *va
 
 int tandem_store_state_digest(struct tandem_store *s, MDB_txn *txn, uint8_t out[TANDEM_DIGEST_LEN])
 {
-    struct digest_walk walk = {.db = -1, .errmsg = s->errmsg};
+    return tandem_store_digest_without(s, txn, -1, out);
+}
+
+int tandem_store_digest_without(struct tandem_store *s, MDB_txn *txn, int skip_db,
+                                uint8_t out[TANDEM_DIGEST_LEN])
+{
+    struct digest_walk walk = {.db = -1, .skip = skip_db, .errmsg = s->errmsg};
     int rv = hash_begin(&walk.ctx, s->errmsg);
     if (rv != 0) {
         tandem_error_wrap(s->errmsg, "state digest");

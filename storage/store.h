@@ -93,6 +93,10 @@ int tandem_store_read_txn(struct tandem_store *s, MDB_txn **txn);
 /* SHA-256 over every state database (not meta), in key order, framed so that no two different
  * states hash alike. Computed in the given read transaction. */
 int tandem_store_state_digest(struct tandem_store *s, MDB_txn *txn, uint8_t out[TANDEM_DIGEST_LEN]);
+/* The same digest with one database (enum tandem_db) left out, -1 for none: GET /v1/digest's
+ * data_digest leaves the audit trail out, which grows with every request, refused ones too. */
+int tandem_store_digest_without(struct tandem_store *s, MDB_txn *txn, int skip_db,
+                                uint8_t out[TANDEM_DIGEST_LEN]);
 
 /* Serialises the state visible in txn into one malloc'd buffer (*out, *out_len; the caller
  * frees with free()). Header: magic, format, applied_index, apply_digest, record count and a

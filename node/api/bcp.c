@@ -554,16 +554,18 @@ static void route_member_rejoin(struct tandem_node *node, struct tandem_http_req
     memcpy(name, param, len);
     name[len] = '\0';
     json_t *body = r->body_len > 0 ? body_json(node, r) : json_object();
-    /* Who: the authenticated principal, else (anonymous) the body's "by", else "operator". */
-    const char *by = r->principal.kind != TANDEM_PRINCIPAL_ANONYMOUS ? r->principal.name : NULL;
-    by = by != NULL ? by : json_string_value(json_object_get(body, "by"));
     char why[TANDEM_ERRMSG_SIZE];
     if (body == NULL) {
         return; /* answered 400 */
     }
+    /* Who: the authenticated principal, else (anonymous) the body's "by", else "operator". A bad
+     * "by" is refused even when the principal names the caller: bad input changes nothing. */
+    const char *asked = json_string_value(json_object_get(body, "by"));
+    const char *by = r->principal.kind != TANDEM_PRINCIPAL_ANONYMOUS ? r->principal.name : asked;
     if (tandem_route_fields_check(body, rejoin_fields, why) != 0) {
         tandem_route_error(node, r, 400, "%s", why);
-    } else if (by != NULL && strlen(by) > TANDEM_SITE_BY_LEN_MAX) {
+    } else if ((asked != NULL && strlen(asked) > TANDEM_SITE_BY_LEN_MAX) ||
+               (by != NULL && strlen(by) > TANDEM_SITE_BY_LEN_MAX)) {
         tandem_route_error(node, r, 400, "\"by\" is longer than %d bytes", TANDEM_SITE_BY_LEN_MAX);
     } else {
         struct tandem_bcp_reply reply = reply_to(node, r);

@@ -176,23 +176,28 @@ static void route_members_list(struct tandem_node *node, struct tandem_http_requ
 static void route_digest(struct tandem_node *node, struct tandem_http_request *r, const char *p)
 {
     MDB_txn *txn;
-    uint8_t digest[TANDEM_DIGEST_LEN];
-    char hex[2 * TANDEM_DIGEST_LEN + 1];
+    uint8_t digest[TANDEM_DIGEST_LEN], data[TANDEM_DIGEST_LEN];
+    char hex[2 * TANDEM_DIGEST_LEN + 1], data_hex[2 * TANDEM_DIGEST_LEN + 1];
     (void)p;
     if (tandem_route_read_txn(node, r, &txn) != 0) {
         return;
     }
     uint64_t applied = node->store.applied_index;
     int rv = tandem_store_state_digest(&node->store, txn, digest);
+    if (rv == 0) {
+        rv = tandem_store_digest_without(&node->store, txn, TANDEM_DB_AUDIT, data);
+    }
     mdb_txn_abort(txn);
     if (rv != 0) {
         tandem_route_error(node, r, 500, "%s", node->store.errmsg);
         return;
     }
     tandem_digest_hex(digest, hex);
-    tandem_route_jansson(
-        node, r, 200,
-        json_pack("{s:I,s:s}", "applied_index", (json_int_t)applied, "state_digest", hex));
+    tandem_digest_hex(data, data_hex);
+    /* data_digest: everything but the audit trail, which records refused requests too. */
+    tandem_route_jansson(node, r, 200,
+                         json_pack("{s:I,s:s,s:s}", "applied_index", (json_int_t)applied,
+                                   "state_digest", hex, "data_digest", data_hex));
 }
 
 /* The start-up quarantine flag and, per member, whether its raft port and its API answered
