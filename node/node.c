@@ -8,9 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "consensus/recover.h"
 #include "node/api/api.h"
@@ -481,6 +483,17 @@ static int fd_limit_raise(const struct tandem_config *c, char *errmsg)
     return 0;
 }
 
+/* A fresh boot id: random; without entropy, the start time and the pid, which also differ from
+ * every earlier start of this data directory's process. */
+static void boot_id_make(char *out)
+{
+    uint64_t id = 0;
+    if (getrandom(&id, sizeof id, 0) != (ssize_t)sizeof id) {
+        id = ((uint64_t)tandem_wall_ms() << 20) ^ (uint64_t)getpid();
+    }
+    snprintf(out, TANDEM_NODE_BOOT_ID_LEN + 1, "%016" PRIx64, id);
+}
+
 int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct tandem_config *c)
 {
     char errmsg[TANDEM_ERRMSG_SIZE];
@@ -489,6 +502,7 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
     loop->data = node; /* raft's close callback finds the node through its loop */
     node->config = c;
     self_from_config(&node->self, c);
+    boot_id_make(node->boot_id);
     tandem_tls_identity_log_start(c, node->tls);
     if (tandem_node_keyring_load(&node->keyring, c->key_file, c->insecure, true) != 0) {
         return -1;

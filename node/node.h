@@ -23,6 +23,9 @@
 #include "replication/proposer.h"
 #include "storage/store.h"
 
+/* Hex digits of a node's boot id (struct tandem_node.boot_id). */
+#define TANDEM_NODE_BOOT_ID_LEN 16
+
 struct tandem_node {
     uv_loop_t *loop;                    /* borrowed */
     const struct tandem_config *config; /* borrowed */
@@ -51,6 +54,9 @@ struct tandem_node {
     struct tandem_keyring keyring; /* personal-data keys from key_file (node/api/pdata.h) */
     int data_dir_lock; /* owned: held from start to exit (storage/dir_lock.h); -1 when none */
     bool reexec;       /* after stopping, main re-executes tandemd (forced failover, re-seed) */
+    /* Random per start (a re-executed tandemd has a new one): tells the process that accepted a
+     * re-seed from the one that came back after it, even when both answer with an empty log. */
+    char boot_id[TANDEM_NODE_BOOT_ID_LEN + 1];
     bool stopping;
     int exit_code;
     unsigned handles_open;

@@ -633,8 +633,8 @@ static void reseed_accept(struct tandem_node *node, struct tandem_http_request *
     }
     tandem_route_jansson(
         node, r, 202,
-        json_pack("{s:s,s:I,s:s,s:s}", "reseeding", node->self.name, "epoch", (json_int_t)epoch,
-                  "data_kept_at", kept, "note",
+        json_pack("{s:s,s:I,s:s,s:s,s:s}", "reseeding", node->self.name, "epoch", (json_int_t)epoch,
+                  "boot_id", node->boot_id, "data_kept_at", kept, "note",
                   "the old data moves there at the restart, with divergence.json; tandemd never "
                   "deletes it"));
     tandem_log(TANDEM_LOG_WARN, "re-seed at epoch %" PRIu64 ": the old data goes to %s", epoch,

@@ -150,6 +150,7 @@ static void route_status(struct tandem_node *node, struct tandem_http_request *r
         "last_index", (json_int_t)raft_last_index(raft), "apply_digest", digest, "fenced",
         node->bcp.fenced, "epoch", (json_int_t)node->bcp.epoch, "cluster_id",
         node->config->cluster_id);
+    json_object_set_new(self, "boot_id", json_string(node->boot_id));
     json_object_set_new(self, "quarantined", json_boolean(node->bcp.quarantined));
     json_object_set_new(self, "quarantine", json_string(node->bcp.quarantine_why));
     json_t *leader_json = tandem_raft_leader(&node->raft, &leader) == 0

@@ -43,7 +43,8 @@ struct rejoin {
     struct tandem_sm sm; /* the step: tandem_rejoin_sm_conf */
     char by[TANDEM_SITE_BY_LEN_MAX + 1];
     char kept_at[PATH_MAX]; /* where it said its old data goes; "" when it did not say */
-    json_t *divergence;     /* owned: its newest divergence report's summary, or NULL */
+    char boot_id[TANDEM_REJOIN_BOOT_ID_MAX + 1]; /* of the process that accepted the re-seed */
+    json_t *divergence; /* owned: its newest divergence report's summary, or NULL */
     struct tandem_write write;
     Tandem__Command command;
     Tandem__SiteDecision decision;
@@ -169,7 +170,9 @@ static void rejoin_poll_later(struct rejoin *j)
     }
 }
 
-/* Back: a raft log of nothing (join mode, wiped), at our epoch, not fenced. */
+/* Back: a process started after the one that accepted the re-seed (another boot id: a node that
+ * was already empty answers the same before its restart, and entries it acknowledged then would
+ * be gone after it), with a raft log of nothing (join mode, wiped), at our epoch, not fenced. */
 static void rejoin_back_cb(void *data, int status, int http_status, const char *body, size_t len)
 {
     struct rejoin *j = data;
@@ -177,7 +180,9 @@ static void rejoin_back_cb(void *data, int status, int http_status, const char *
     json_t *root = status == 0 && http_status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
     json_t *n = json_object_get(root, "node");
     json_t *last = json_object_get(n, "last_index"), *epoch = json_object_get(n, "epoch");
-    bool back = json_is_integer(last) && json_integer_value(last) == 0 && json_is_integer(epoch) &&
+    const char *boot = json_string_value(json_object_get(n, "boot_id"));
+    bool back = boot != NULL && strcmp(boot, j->boot_id) != 0 && json_is_integer(last) &&
+                json_integer_value(last) == 0 && json_is_integer(epoch) &&
                 (uint64_t)json_integer_value(epoch) == j->bcp->epoch &&
                 json_is_false(json_object_get(n, "fenced"));
     json_decref(root);
@@ -216,8 +221,18 @@ static void rejoin_reseed_cb(void *data, int status, int http_status, const char
     }
     json_t *answer = json_loadb(body, body_len, 0, NULL);
     const char *kept = json_string_value(json_object_get(answer, "data_kept_at"));
+    const char *boot = json_string_value(json_object_get(answer, "boot_id"));
     snprintf(j->kept_at, sizeof j->kept_at, "%s", kept != NULL ? kept : "");
+    bool boot_ok = boot != NULL && strlen(boot) <= TANDEM_REJOIN_BOOT_ID_MAX;
+    snprintf(j->boot_id, sizeof j->boot_id, "%s", boot_ok ? boot : "");
     json_decref(answer);
+    if (!boot_ok) {
+        rejoin_fail(j, 502,
+                    "its re-seed answer has no boot_id, so its restart cannot be told apart (it "
+                    "is no longer a member if it was one; upgrade it and retry rejoin)",
+                    "boot_id missing or too long");
+        return;
+    }
     /* Re-adding it before its old process stopped would let that process acknowledge entries
      * the emptied one no longer has: wait until it answers again with an empty log. */
     j->reseeded = true;

@@ -12,6 +12,7 @@
 #define TANDEM_REJOIN_POLL_MS           200
 #define TANDEM_REJOIN_BACK_TIMEOUT_MS   20000 /* a re-seeded node restarts within this */
 #define TANDEM_REJOIN_RESEED_TIMEOUT_MS 5000
+#define TANDEM_REJOIN_BOOT_ID_MAX       64 /* a node's boot id, as its re-seed answer says it */
 
 enum tandem_rejoin_step {
     TANDEM_REJOIN_REMOVE, /* raft_remove in flight (skipped when it is not in the configuration) */
