@@ -8,6 +8,7 @@
 #include "harness.h"
 #include "node/api/api.h"
 #include "node/api/authz.h"
+#include "node/audit_queue.h"
 #include "node/node.h"
 
 #define ELECTION_TIMEOUT_MS 15 /* the park holds a request about four of these */
@@ -124,6 +125,7 @@ static void fixture_stop(struct fixture *f)
     tandem_park_close(&f->node.park, park_closed_cb);
     tandem_http_server_close(&f->node.http, http_closed_cb);
     assert_true(harness_run_until(&f->h, fixture_closed, f));
+    tandem_audit_fail_queued(&f->node, RAFT_SHUTDOWN); /* as tandemd's stop does */
     if (f->leader.port != 0) {
         leader_stop(&f->h, &f->leader);
     }
