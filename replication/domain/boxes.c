@@ -212,6 +212,12 @@ int tandem_box_apply_checkin(const struct tandem_apply_ctx *ctx, const Tandem__C
                                                                 : errmsg);
         return 0;
     }
+    for (size_t i = 0; i < c->n_boxes; i++) {
+        if (tandem_actor_site_refused(c->actor, "box", c->boxes[i]->id, c->boxes[i]->site,
+                                      result)) {
+            return 0;
+        }
+    }
     int rv = checkin_validate(ctx, c, result, &refused);
     if (rv != 0 || refused) {
         return rv;
