@@ -57,6 +57,10 @@ struct tandem_node {
     /* Random per start (a re-executed tandemd has a new one): tells the process that accepted a
      * re-seed from the one that came back after it, even when both answer with an empty log. */
     char boot_id[TANDEM_NODE_BOOT_ID_LEN + 1];
+    /* The automatic personal-data erasure (node/api/keys.c): the last pass (uv_now ms), a batch
+     * in flight, and whether the last batch left more past retention. */
+    uint64_t erase_last_ms;
+    bool erase_inflight, erase_again;
     bool stopping;
     int exit_code;
     unsigned handles_open;
