@@ -175,9 +175,12 @@ static void erase_pass_cb(struct tandem_write *write, int status, struct tandem_
 static void erase_pass_start(struct tandem_node *node)
 {
     MDB_txn *txn;
+    if (tandem_store_commit(&node->store) != 0) { /* reads see every applied entry */
+        tandem_node_fatal(node, node->store.errmsg);
+        return;
+    }
     struct erase_pass *p = calloc(1, sizeof *p);
-    if (p == NULL || tandem_store_commit(&node->store) != 0 ||
-        tandem_store_read_txn(&node->store, &txn) != 0) {
+    if (p == NULL || tandem_store_read_txn(&node->store, &txn) != 0) {
         tandem_log(TANDEM_LOG_WARN, "automatic personal-data erasure: %s",
                    p == NULL ? "out of memory" : node->store.errmsg);
         free(p);
