@@ -73,15 +73,20 @@ def test_operator_acts_at_own_site_until_bcp_moves_the_work():
                                   json.dumps(job_body("W1", "west")).encode(),
                                   timeout=REQUEST_TIMEOUT_S)
         assert status == 201, (status, answer)
+        box = {"id": "BOX-E1", "ledger": "L-1", "client": "acme", "site": "east", "shelf": "A-1"}
+        status, answer = as_operator(c, east, "/v1/boxes", box)
+        assert status == 201, (status, answer)
         c.wait_converged()
         before = c.get_json(leader, "/v1/digest")["data_digest"]
         # Another site's job: refused at apply, through the leader and a forwarding follower.
         for via in (leader, west):
             assert_refused(*as_operator(c, via, "/v1/jobs/W1/advance", {}), "advance via " + via)
         assert_refused(*as_operator(c, leader, "/v1/jobs", job_body("W2", "west")), "create")
-        box = {"id": "BOX-W1", "ledger": "L-1", "client": "acme", "site": "west",
-               "shelf": "A-1"}
-        assert_refused(*as_operator(c, leader, "/v1/boxes", box), "box check-in")
+        assert_refused(*as_operator(c, leader, "/v1/boxes", dict(box, id="BOX-W1", site="west")),
+                       "box check-in")
+        # The east box picked for the west job would change that job: refused too.
+        status, answer = as_operator(c, east, "/v1/boxes/BOX-E1/pick", {"job": "W1"})
+        assert status == 403 and answer["error"].startswith(RULE + " rule"), (status, answer)
         c.wait_converged()
         assert c.get_json(leader, "/v1/digest")["data_digest"] == before
         record = job(c, leader, "W1")
