@@ -76,6 +76,14 @@ void tandem_node_stop(struct tandem_node *node, int exit_code);
 /* Stops the node after a fatal error (the supervisor restarts it; raft replays). */
 void tandem_node_fatal(struct tandem_node *node, const char *what);
 
+/* The erasure after personal_data_retention_days without an operator (issue 13 item 7): on the
+ * leader only, at most every erase_interval_s, proposes one by-policy erase of at most
+ * TANDEM_PDATA_ERASE_BATCH jobs past retention (chosen as POST /v1/retention/erase {} chooses
+ * them, each with its "by policy" deletion record); a full batch is followed by the next one
+ * once it is applied. Followers do nothing. Called once per loop turn (node.c);
+ * node/api/keys.c. */
+void tandem_pdata_erase_tick(struct tandem_node *node);
+
 /* The HTTP handler: routes a request (node/api/router.c). */
 void tandem_routes_handle(struct tandem_http_server *s, struct tandem_http_request *r);
 /* Answers r and counts it in the metrics (node/api/router.c). */

@@ -39,11 +39,4 @@ void tandem_pdata_job_reveal(struct tandem_node *node, const struct tandem_http_
 void tandem_pdata_job_answer(struct tandem_node *node, struct tandem_http_request *r,
                              Tandem__JobRecord *job);
 
-/* The erasure after personal_data_retention_days without an operator (issue 13 item 7): on the
- * leader only, at most every erase_interval_s, proposes one by-policy erase of at most
- * TANDEM_PDATA_ERASE_BATCH jobs past retention (chosen as POST /v1/retention/erase {} chooses
- * them, each with its "by policy" deletion record); a full batch is followed by the next one
- * once it is applied. Followers do nothing. Called once per loop turn (node.c). */
-void tandem_pdata_erase_tick(struct tandem_node *node);
-
 #endif
