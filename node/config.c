@@ -206,6 +206,11 @@ static const struct option options[] = {
     UINT_OPTION(personal_data_retention_days, 365, 1, 36500, "domain",
                 "Days after a job is done or cancelled before its personal-data fields are "
                 "erased (with a deletion record)"),
+    /* issue 13, the automatic erasure (m13b) */
+    UINT_OPTION(erase_interval_s, 3600, 1, 86400, "domain",
+                "Seconds between the leader's passes that erase the personal-data fields of jobs "
+                "past personal_data_retention_days (in batches, each with a deletion record \"by "
+                "policy\"), without an operator"),
     UINT_OPTION(retention_days, 90, 1, 36500, "domain",
                 "Days trace events are kept; POST /v1/retention/purge removes older ones"),
     UINT_OPTION(password_max_age_days, 90, 0, 3650, "users",

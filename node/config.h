@@ -68,6 +68,7 @@ struct tandem_config {
     /* issue 13, personal data (I4) */
     char key_file[PATH_MAX];               /* "" = personal data refused */
     unsigned personal_data_retention_days; /* after done/cancelled, then erased */
+    unsigned erase_interval_s;             /* the leader's automatic erasure pass, every so often */
     /* users (replication/identity/users.h): the leader puts these into its commands */
     unsigned password_max_age_days; /* 0: every password is expired at once */
     unsigned password_history;      /* hashes a new password may not repeat, current included */

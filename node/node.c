@@ -54,7 +54,8 @@ static void check_cb(uv_check_t *check)
     if (node->stopping) {
         return;
     }
-    tandem_audit_flush(node); /* one AuditAppend per turn, packed with the turn's writes */
+    tandem_pdata_erase_tick(node); /* leader only, every erase_interval_s */
+    tandem_audit_flush(node);      /* one AuditAppend per turn, packed with the turn's writes */
     tandem_proposer_flush(&node->proposer);
 }
 

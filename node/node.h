@@ -57,6 +57,10 @@ struct tandem_node {
     /* Random per start (a re-executed tandemd has a new one): tells the process that accepted a
      * re-seed from the one that came back after it, even when both answer with an empty log. */
     char boot_id[TANDEM_NODE_BOOT_ID_LEN + 1];
+    /* The automatic personal-data erasure (node/api/keys.c): the last pass (uv_now ms), a batch
+     * in flight, and whether the last batch left more past retention. */
+    uint64_t erase_last_ms;
+    bool erase_inflight, erase_again;
     bool stopping;
     int exit_code;
     unsigned handles_open;
@@ -71,6 +75,14 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
 void tandem_node_stop(struct tandem_node *node, int exit_code);
 /* Stops the node after a fatal error (the supervisor restarts it; raft replays). */
 void tandem_node_fatal(struct tandem_node *node, const char *what);
+
+/* The erasure after personal_data_retention_days without an operator (issue 13 item 7): on the
+ * leader only, at most every erase_interval_s, proposes one by-policy erase of at most
+ * TANDEM_PDATA_ERASE_BATCH jobs past retention (chosen as POST /v1/retention/erase {} chooses
+ * them, each with its "by policy" deletion record); a full batch is followed by the next one
+ * once it is applied. Followers do nothing. Called once per loop turn (node.c);
+ * node/api/keys.c. */
+void tandem_pdata_erase_tick(struct tandem_node *node);
 
 /* The HTTP handler: routes a request (node/api/router.c). */
 void tandem_routes_handle(struct tandem_http_server *s, struct tandem_http_request *r);

@@ -143,6 +143,16 @@ bool tandem_principal_may(const struct tandem_principal *p, enum tandem_perm per
     }
 }
 
+bool tandem_principal_site_bound(const struct tandem_principal *p, enum tandem_perm perm)
+{
+    if (p->kind != TANDEM_PRINCIPAL_USER || p->bootstrap || p->insecure || perm <= 0 ||
+        perm >= TANDEM_PERM_COUNT) {
+        return false;
+    }
+    uint32_t granting = p->roles & perm_roles[perm];
+    return granting != 0 && (granting & ~(uint32_t)TANDEM_ROLES_SITE_BOUND) == 0;
+}
+
 int tandem_authz_permit(const struct tandem_principal *p, int perm, char *why)
 {
     enum tandem_perm checked =

@@ -38,6 +38,10 @@ void tandem_perm_roles_text(int perm, char *out, size_t size);
  * insecure node's principal); SELF any authenticated identity; otherwise one of p's roles
  * grants it. */
 bool tandem_principal_may(const struct tandem_principal *p, enum tandem_perm perm);
+/* Whether p holds perm only through site-bound roles (TANDEM_ROLES_SITE_BOUND: the operator's
+ * own-site rule). Never for nodes, the bootstrap identity, the insecure mode, or a user who also
+ * holds perm through another role. */
+bool tandem_principal_site_bound(const struct tandem_principal *p, enum tandem_perm perm);
 /* Default deny: 0 when p may use the route's perm, else 403 with why
  * "permission <name> required (roles: <roles that grant it>)". */
 int tandem_authz_permit(const struct tandem_principal *p, int perm, char *why);

@@ -6,6 +6,7 @@
 
 #include "node/node.h"
 #include "node/api/api.h"
+#include "node/api/authz.h"
 #include "node/api/pdata.h"
 #include "replication/domain/domain.h"
 #include "storage/error.h"
@@ -55,6 +56,7 @@ struct domain_write {
     void **owned; /* owned: arrays the command points to, each owned */
     size_t n_owned, cap_owned;
     char id[TANDEM_DOMAIN_ID_LEN_MAX + 1];
+    char home_site[TANDEM_SITE_LEN_MAX + 1]; /* the actor's home site (own-site rule) */
 };
 
 /* An action route's kind: how its verbs parse and how its command is filled. */
@@ -100,7 +102,16 @@ static void *write_alloc(struct domain_write *w, size_t size)
 static struct domain_write *domain_write_new(struct tandem_node *node,
                                              struct tandem_http_request *r)
 {
-    return tandem_route_write_new(node, r, sizeof(struct domain_write), 500);
+    struct domain_write *w = tandem_route_write_new(node, r, sizeof(struct domain_write), 500);
+    if (w != NULL) {
+        /* The operator's own-site rule: apply compares the record's site at that moment (a BCP
+         * invoke may move the work to the operator's site first). */
+        snprintf(w->home_site, sizeof w->home_site, "%s", r->principal.site);
+        w->base.actor.home_site = w->home_site;
+        w->base.actor.site_bound =
+            tandem_principal_site_bound(&r->principal, TANDEM_PERM_DOMAIN_WRITE);
+    }
+    return w;
 }
 
 /* Fills w's command from r: returns 0, an HTTP status with why filled (400, 404, 500), or

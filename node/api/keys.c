@@ -10,6 +10,7 @@
 
 #include "node/api/api.h"
 #include "node/api/perms.h"
+#include "node/log.h"
 #include "node/node.h"
 #include "replication/domain/domain.h"
 #include "replication/identity/erase.h"
@@ -41,6 +42,19 @@ static void erase_write_free(void *arg)
     free(w);
 }
 
+/* The command of w, its job list pointing at w->ids (n_jobs 0). */
+static void erase_write_init(struct erase_write *w)
+{
+    tandem__personal_data_erase__init(&w->erase);
+    w->erase.actor = &w->base.actor;
+    for (size_t i = 0; i < TANDEM_PDATA_ERASE_BATCH; i++) {
+        w->id_ptrs[i] = w->ids[i];
+    }
+    w->erase.jobs = w->id_ptrs;
+    w->base.command.body_case = TANDEM__COMMAND__BODY_PERSONAL_DATA_ERASE;
+    w->base.command.personal_data_erase = &w->erase;
+}
+
 /* {"jobs":["ID",...]}: the named jobs, erased now on the actor's word. Returns 0 or 400. */
 static int erase_named(struct erase_write *w, json_t *jobs, char *why)
 {
@@ -65,27 +79,36 @@ static int erase_named(struct erase_write *w, json_t *jobs, char *why)
     return 0;
 }
 
-/* {}: the jobs past retention, chosen from this node's applied state (apply checks again). */
-static int erase_by_policy(struct tandem_node *node, struct tandem_http_request *r,
-                           struct erase_write *w, bool *more, char *why)
+/* Fills w's by-policy erase with the jobs past retention in txn (this node's applied state;
+ * apply checks again): the route's {} and the automatic pass. 0 or a store error. */
+static int erase_policy_choose(struct tandem_node *node, MDB_txn *txn, struct erase_write *w,
+                               bool *more)
 {
-    MDB_txn *txn;
     size_t n = 0;
     unsigned days = node->config->personal_data_retention_days;
     w->erase.by_policy = true;
     w->erase.retention_days = days;
     /* The leader's clock and config decide the cutoff; apply only checks it. */
     w->erase.cutoff_ms = node->proposer.now_ms() - (int64_t)days * TANDEM_MS_PER_DAY;
+    int rv = tandem_pdata_erase_choose(&node->store, txn, w->erase.cutoff_ms, w->ids, &n, more);
+    w->erase.n_jobs = n;
+    return rv;
+}
+
+/* {}: the jobs past retention. */
+static int erase_by_policy(struct tandem_node *node, struct tandem_http_request *r,
+                           struct erase_write *w, bool *more, char *why)
+{
+    MDB_txn *txn;
     if (tandem_route_read_txn(node, r, &txn) != 0) {
         return -1; /* answered */
     }
-    int rv = tandem_pdata_erase_choose(&node->store, txn, w->erase.cutoff_ms, w->ids, &n, more);
+    int rv = erase_policy_choose(node, txn, w, more);
     mdb_txn_abort(txn);
     if (rv != 0) {
         snprintf(why, TANDEM_ERRMSG_SIZE, "%s", node->store.errmsg);
         return 500;
     }
-    w->erase.n_jobs = n;
     return 0;
 }
 
@@ -100,12 +123,7 @@ static void route_retention_erase(struct tandem_node *node, struct tandem_http_r
     if (w == NULL) {
         return;
     }
-    tandem__personal_data_erase__init(&w->erase);
-    w->erase.actor = &w->base.actor;
-    for (size_t i = 0; i < TANDEM_PDATA_ERASE_BATCH; i++) {
-        w->id_ptrs[i] = w->ids[i];
-    }
-    w->erase.jobs = w->id_ptrs;
+    erase_write_init(w);
     json_t *jobs = json_object_get(w->base.json, "jobs");
     int status = tandem_route_fields_only(w->base.json, known, why) != 0 ? 400
                  : jobs != NULL                                          ? erase_named(w, jobs, why)
@@ -116,8 +134,6 @@ static void route_retention_erase(struct tandem_node *node, struct tandem_http_r
         status = -1;
     }
     if (status == 0) {
-        w->base.command.body_case = TANDEM__COMMAND__BODY_PERSONAL_DATA_ERASE;
-        w->base.command.personal_data_erase = &w->erase;
         tandem_route_submit(node, r, &w->base.command, erase_write_free, w);
         return;
     }
@@ -125,6 +141,87 @@ static void route_retention_erase(struct tandem_node *node, struct tandem_http_r
         tandem_route_error(node, r, status, "%s", why);
     }
     erase_write_free(w);
+}
+
+/* ---- the automatic erasure after retention (issue 13 item 7) ---- */
+
+struct erase_pass {
+    struct erase_write w; /* first: the command and its actor (this node) */
+    struct tandem_write write;
+    struct tandem_node *node;
+    bool more; /* the batch was full: more jobs are past retention */
+};
+
+static void erase_pass_cb(struct tandem_write *write, int status, struct tandem_result *result)
+{
+    struct erase_pass *p = write->data;
+    struct tandem_node *node = p->node;
+    node->erase_inflight = false;
+    if (status != 0 || result == NULL || result->status != 200) {
+        tandem_log(TANDEM_LOG_WARN, "automatic personal-data erasure of %zu jobs failed: %s",
+                   p->w.erase.n_jobs,
+                   status != 0      ? "not committed"
+                   : result != NULL ? result->body
+                                    : "no result");
+    } else {
+        tandem_log(TANDEM_LOG_INFO, "personal data of %zu jobs erased by policy (%u days)",
+                   p->w.erase.n_jobs, p->w.erase.retention_days);
+        node->erase_again = p->more; /* the next batch without waiting an interval */
+    }
+    free(p);
+}
+
+/* One pass: a batch of the jobs past retention, proposed by policy. */
+static void erase_pass_start(struct tandem_node *node)
+{
+    MDB_txn *txn;
+    if (tandem_store_commit(&node->store) != 0) { /* reads see every applied entry */
+        tandem_node_fatal(node, node->store.errmsg);
+        return;
+    }
+    struct erase_pass *p = calloc(1, sizeof *p);
+    if (p == NULL || tandem_store_read_txn(&node->store, &txn) != 0) {
+        tandem_log(TANDEM_LOG_WARN, "automatic personal-data erasure: %s",
+                   p == NULL ? "out of memory" : node->store.errmsg);
+        free(p);
+        return;
+    }
+    p->node = node;
+    tandem__command__init(&p->w.base.command);
+    tandem__actor__init(&p->w.base.actor);
+    erase_write_init(&p->w);
+    snprintf(p->w.base.user, sizeof p->w.base.user, "%s", node->self.name);
+    snprintf(p->w.base.site, sizeof p->w.base.site, "%s", node->self.site);
+    p->w.base.actor.user = p->w.base.user;
+    p->w.base.actor.site = p->w.base.site;
+    int rv = erase_policy_choose(node, txn, &p->w, &p->more);
+    mdb_txn_abort(txn);
+    if (rv != 0 || p->w.erase.n_jobs == 0) {
+        if (rv != 0) {
+            tandem_log(TANDEM_LOG_WARN, "automatic personal-data erasure: %s", node->store.errmsg);
+        }
+        free(p);
+        return;
+    }
+    p->write = (struct tandem_write){.command = &p->w.base.command, .data = p, .cb = erase_pass_cb};
+    if (tandem_proposer_write(&node->proposer, &p->write) != 0) {
+        free(p); /* not leading after all: the next leader's pass takes it */
+        return;
+    }
+    node->erase_inflight = true;
+}
+
+void tandem_pdata_erase_tick(struct tandem_node *node)
+{
+    uint64_t now = uv_now(node->loop);
+    uint64_t interval_ms = (uint64_t)node->config->erase_interval_s * 1000u;
+    if (node->erase_inflight || raft_state(&node->raft.raft) != RAFT_LEADER ||
+        (!node->erase_again && now - node->erase_last_ms < interval_ms)) {
+        return;
+    }
+    node->erase_last_ms = now;
+    node->erase_again = false;
+    erase_pass_start(node);
 }
 
 /* ---- keys: status and rotation ---- */

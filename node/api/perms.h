@@ -9,6 +9,11 @@
 
 #include "replication/identity/roles.h"
 
+/* Roles whose permissions hold only at the user's home site (the operator's own-site rule,
+ * checked at apply): a request that holds its permission through these roles alone acts only on
+ * jobs and boxes at the user's site. */
+#define TANDEM_ROLES_SITE_BOUND TANDEM_ROLE_OPERATOR
+
 #define TANDEM_ROLES_STAFF                                                                         \
     (TANDEM_ROLE_VIEWER | TANDEM_ROLE_OPERATOR | TANDEM_ROLE_PLANNER | TANDEM_ROLE_BCP_ADMIN |     \
      TANDEM_ROLE_SECURITY_ADMIN | TANDEM_ROLE_AUDITOR)

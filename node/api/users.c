@@ -45,6 +45,7 @@ struct users_req {
     char hash[TANDEM_USER_HASH_LEN_MAX + 1];
     bool match, reused, old_ok;
     bool expired; /* login: the password is past password_max_age_days */
+    bool unknown; /* login: no such user (the same scrypt is paid, then 401) */
     int rv;
     char errmsg[TANDEM_ERRMSG_SIZE];
     Tandem__UserCreate create;
@@ -118,7 +119,8 @@ static void users_work_cb(uv_work_t *work)
     struct users_req *q = work->data;
     const unsigned log2_n = TANDEM_SCRYPT_LOG2_N;
     if (q->job == JOB_LOGIN) {
-        q->rv = tandem_password_verify(q->password, q->old_hash, &q->match, q->errmsg);
+        q->rv = q->unknown ? tandem_password_verify_unknown(q->password, &q->match, q->errmsg)
+                           : tandem_password_verify(q->password, q->old_hash, &q->match, q->errmsg);
         return;
     }
     if (q->job == JOB_PASSWORD) {
@@ -488,6 +490,12 @@ static void login_attempt_cb(struct tandem_write *w, int status, struct tandem_r
 
 static void login_after(struct users_req *q)
 {
+    if (q->unknown) { /* the answer of a wrong password, after as much work */
+        login_audit(q, q->name, 401, "unknown user");
+        tandem_route_error(q->node, q->r, 401, "wrong user or password");
+        users_req_free(q);
+        return;
+    }
     tandem__auth_attempt__init(&q->attempt);
     q->attempt.name = q->name;
     q->attempt.success = q->match;
@@ -504,15 +512,15 @@ static void login_after(struct users_req *q)
     }
 }
 
-/* Refuses a login before any hashing: unknown, disabled or locked. -1 after answering. */
-static int login_refused(struct users_req *q, const char *name, const Tandem__UserRecord *u,
-                         int64_t now_ms)
+/* Refuses a login before any hashing: disabled or locked (an unknown user is answered after the
+ * same scrypt, not here). -1 after answering. */
+static int login_refused(struct users_req *q, const Tandem__UserRecord *u, int64_t now_ms)
 {
     char until[TANDEM_RFC3339_LEN_MAX + 1];
     if (u == NULL) {
-        login_audit(q, name, 401, "unknown user");
-        tandem_route_error(q->node, q->r, 401, "wrong user or password");
-    } else if (u->disabled) {
+        return 0; /* answered after the same scrypt as a wrong password (login_after) */
+    }
+    if (u->disabled) {
         login_audit(q, u->name, 403, "user disabled");
         tandem_route_error(q->node, q->r, 403, "user %s is disabled", u->name);
     } else if (u->locked_until_ms > now_ms) {
@@ -539,10 +547,15 @@ static void route_login(struct tandem_node *node, struct tandem_http_request *r,
     q->job = JOB_LOGIN;
     q->password = body_string(q, "password");
     int64_t now_ms = tandem_wall_ms();
-    if (q->password == NULL || record_load(q, name, &u) != 0 ||
-        login_refused(q, name, u, now_ms) != 0) {
+    if (q->password == NULL || record_load(q, name, &u) != 0 || login_refused(q, u, now_ms) != 0) {
         tandem__user_record__free_unpacked(u, NULL);
         users_req_free(q);
+        return;
+    }
+    if (u == NULL) { /* unknown: the same scrypt as a known user's check, then 401 */
+        q->unknown = true;
+        snprintf(q->name, sizeof q->name, "%s", name);
+        users_queue(q);
         return;
     }
     snprintf(q->name, sizeof q->name, "%s", u->name);

@@ -212,6 +212,12 @@ int tandem_box_apply_checkin(const struct tandem_apply_ctx *ctx, const Tandem__C
                                                                 : errmsg);
         return 0;
     }
+    for (size_t i = 0; i < c->n_boxes; i++) {
+        if (tandem_actor_site_refused(c->actor, "box", c->boxes[i]->id, c->boxes[i]->site,
+                                      result)) {
+            return 0;
+        }
+    }
     int rv = checkin_validate(ctx, c, result, &refused);
     if (rv != 0 || refused) {
         return rv;
@@ -256,6 +262,12 @@ static void pick_guard(struct domain_change *c, const Tandem__JobRecord *job)
     } else if (strcmp(job->client, OLD_BOX(c)->client) != 0) {
         domain_refuse(c, 409, "box %s belongs to client %s, job %s to client %s", OLD_BOX(c)->id,
                       OLD_BOX(c)->client, job_id, job->client);
+    } else if (c->actor->site_bound && strcmp(c->actor->home_site, job->site) != 0) {
+        /* Picking changes the job too: the own-site rule holds for it as for the box. */
+        domain_refuse(c, 403,
+                      "%s rule: operator %s of site %s acts only at its own site, and job "
+                      "%s is at site %s",
+                      TANDEM_OWN_SITE_RULE, c->actor->user, c->actor->home_site, job_id, job->site);
     } else if (!job_has_box(job, OLD_BOX(c)->id) && job->n_boxes >= TANDEM_JOB_BOXES_MAX) {
         domain_refuse(c, 409, "job %s already has %d boxes", job_id, TANDEM_JOB_BOXES_MAX);
     }

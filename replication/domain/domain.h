@@ -140,6 +140,13 @@ int tandem_job_fields_check(const Tandem__JobRecord *job, char *errmsg);
 int tandem_box_fields_check(const Tandem__BoxRecord *box, char *errmsg);
 /* Actor user and site. Returns 0 or -1 with errmsg. */
 int tandem_actor_check(const Tandem__Actor *actor, char *errmsg);
+/* The operator's own-site rule (issue 13), checked at apply so that it cannot race with a BCP
+ * invoke moving the work: a site-bound actor acts only on a job or box whose current site is its
+ * home site. Returns false when the actor may act; true after filling result with a 403 whose
+ * body names the rule (TANDEM_OWN_SITE_RULE), the user's site and the record's. */
+#define TANDEM_OWN_SITE_RULE "operator-own-site"
+bool tandem_actor_site_refused(const Tandem__Actor *actor, const char *kind, const char *id,
+                               const char *site, struct tandem_result *result);
 
 /* ---- records ----
  * jobs:      id -> JobRecord          job_idx: "s\0<site>\0<id>", "t\0<status>\0<id>",

@@ -200,6 +200,10 @@ static int job_create_prepare(const struct tandem_apply_ctx *ctx, const Tandem__
         tandem_result_error(result, 400, "%s", c == NULL || c->job == NULL ? "empty job" : errmsg);
         return 0;
     }
+    if (tandem_actor_site_refused(c->actor, "job", c->job->id[0] != '\0' ? c->job->id : "(new)",
+                                  c->job->site, result)) {
+        return 0;
+    }
     int rv = c->job->id[0] == '\0' ? job_generate_id(ctx, id, &found) : 0;
     if (rv != 0) {
         return rv;

@@ -652,6 +652,12 @@ int domain_apply_action(const struct domain_actions *ops, const struct tandem_ap
     }
     tandem_assert(old->descriptor == ops->kind->descriptor &&
                   ops->kind->descriptor->sizeof_message <= sizeof c.next);
+    const char *site = ops->kind == &domain_job_kind ? ((const Tandem__JobRecord *)old)->site
+                                                     : ((const Tandem__BoxRecord *)old)->site;
+    if (tandem_actor_site_refused(c.actor, ops->kind->name, id, site, result)) {
+        protobuf_c_message_free_unpacked(old, NULL);
+        return 0;
+    }
     memcpy(&c.next, old, ops->kind->descriptor->sizeof_message);
     c.old = old;
     c.action_name = ops->action_name(c.action);

@@ -36,6 +36,25 @@ int tandem_actor_check(const Tandem__Actor *actor, char *errmsg)
     return 0;
 }
 
+bool tandem_actor_site_refused(const Tandem__Actor *actor, const char *kind, const char *id,
+                               const char *site, struct tandem_result *result)
+{
+    if (actor == NULL || !actor->site_bound || strcmp(actor->home_site, site) == 0) {
+        return false;
+    }
+    char message[TANDEM_ERRMSG_SIZE];
+    snprintf(message, sizeof message,
+             "%s rule: operator %s of site %s acts only at its own site, and %s %s is at site %s "
+             "(until BCP is invoked for %s and its work moved to %s)",
+             TANDEM_OWN_SITE_RULE, actor->user, actor->home_site, kind, id, site, site,
+             actor->home_site);
+    tandem_result_jansson(result, 403,
+                          json_pack("{s:s,s:s,s:s,s:s}", "error", message, "rule",
+                                    TANDEM_OWN_SITE_RULE, "user_site", actor->home_site, "site",
+                                    site));
+    return true;
+}
+
 int tandem_domain_counter_next(const struct tandem_apply_ctx *ctx, const char *key, uint64_t *value)
 {
     MDB_dbi dbi = ctx->store->dbi[TANDEM_DB_DOMAIN_META];

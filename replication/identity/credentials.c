@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +43,17 @@ int tandem_password_rule_check(const char *password, char *why)
     return 0;
 }
 
+static atomic_uint_fast64_t kdf_runs; /* threadpool threads derive: atomic */
+
+uint64_t tandem_password_kdf_runs(void)
+{
+    return (uint64_t)atomic_load(&kdf_runs);
+}
+
 static int scrypt(const char *password, const uint8_t *salt, size_t salt_len, uint64_t n,
                   uint32_t r, uint32_t p, uint8_t *out, size_t out_len, char *errmsg)
 {
+    atomic_fetch_add(&kdf_runs, 1);
     EVP_KDF *kdf = EVP_KDF_fetch(NULL, "SCRYPT", NULL);
     if (kdf == NULL) {
         return tandem_error_from_ssl(errmsg, "scrypt fetch");
@@ -174,6 +183,17 @@ int tandem_password_verify(const char *password, const char *hash, bool *match, 
     *match = CRYPTO_memcmp(computed, h.hash, sizeof computed) == 0;
     OPENSSL_cleanse(computed, sizeof computed);
     return 0;
+}
+
+int tandem_password_verify_unknown(const char *password, bool *match, char *errmsg)
+{
+    static const uint8_t salt[TANDEM_SCRYPT_SALT_LEN]; /* no secret: nothing is compared */
+    uint8_t computed[TANDEM_SCRYPT_HASH_LEN];
+    *match = false;
+    int rv = scrypt(password, salt, sizeof salt, (uint64_t)1 << TANDEM_SCRYPT_LOG2_N,
+                    TANDEM_SCRYPT_R, TANDEM_SCRYPT_P, computed, sizeof computed, errmsg);
+    OPENSSL_cleanse(computed, sizeof computed);
+    return rv;
 }
 
 /* base64url without padding. */

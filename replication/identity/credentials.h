@@ -37,6 +37,13 @@ int tandem_password_hash(const char *password, unsigned log2_n, char *out, char 
  * hash. Returns 0 with *match set, TANDEM_INVALID for a malformed hash, TANDEM_CRYPTO. */
 int tandem_password_verify(const char *password, const char *hash, bool *match, char *errmsg);
 
+/* For a login whose user does not exist: the same scrypt at the default parameters as a check
+ * against a stored hash, so that the time of the answer does not tell which names exist. *match
+ * is always false. Returns 0 or TANDEM_CRYPTO with errmsg. */
+int tandem_password_verify_unknown(const char *password, bool *match, char *errmsg);
+/* The scrypt derivations this process ran (hashes and checks): tests count the KDF calls. */
+uint64_t tandem_password_kdf_runs(void);
+
 /* Signs a token for user at generation, valid until expires_ms, into out
  * (TANDEM_TOKEN_LEN_MAX + 1 bytes): base64url("user.generation.expires_ms.random") "."
  * base64url(HMAC-SHA256(key, first part)). Returns 0 or TANDEM_CRYPTO with errmsg. */

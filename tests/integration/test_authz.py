@@ -18,40 +18,17 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import SOURCE_DIR, Cluster, http, run_tests, wait_until  # noqa: E402
+from api_routes import api_routes  # noqa: E402
+from cluster import Cluster, http, run_tests, wait_until  # noqa: E402
 
 ANONYMOUS = "authentication required: present a client certificate of the cluster CA"
 NOT_A_NODE = "forwarded identity from a peer that is not a node"
 FORWARDED = {"X-Tandem-Forwarded-User": "admin", "X-Tandem-Forwarded-Kind": "user"}
-ROUTES_MIN = 40           # the tables hold more than this: fewer means the parsing broke
 RATE_RPS, RATE_BURST = 1, 60  # the burst covers the cluster's own start-up calls as admin
 RATE_REQUESTS_MAX = 150   # operator's requests until the 429, bounded
 PER_SOURCE_MAX = 100  # nodes share 127.0.0.1 with each other: the test uses another source
 REFUSED_TIMEOUT_S = 5     # a refused connection is closed at once; this bounds the wait
 OUTSIDE, INSIDE = "127.0.0.2", "127.0.0.3"  # loopback sources outside and inside api_allow
-
-# Rows of the route tables: X(id, HTTP_METHOD, "pattern", FLAGS, ...) in the X-macro tables and
-# {"id", HTTP_METHOD, "pattern", FLAGS, ...} in the plain ones.
-ROUTE_ROW = re.compile(r'(?:X\(\s*(\w+)|\{\s*"(\w+)")\s*,\s*HTTP_(\w+)\s*,\s*"([^"]+)"\s*,'
-                       r'\s*([A-Z_| ]+)')
-
-
-def api_routes():
-    """(name, method, path) of every route in node/api/*.c; prefix routes get a parameter."""
-    routes = []
-    folder = os.path.join(SOURCE_DIR, "node", "api")
-    for name in sorted(os.listdir(folder)):
-        if not name.endswith(".c"):
-            continue
-        with open(os.path.join(folder, name)) as f:
-            text = f.read()
-        for m in ROUTE_ROW.finditer(text):
-            route = m.group(1) or m.group(2)
-            path = m.group(4) + ("x/advance" if "PREFIX" in m.group(5) else "")
-            routes.append((route, m.group(3), path))
-    assert len(routes) >= ROUTES_MIN, routes
-    return routes
-
 
 def free_port():
     with socket.socket() as s:
@@ -100,7 +77,7 @@ def refused_count(c, name, listener, reason):
 def check_anonymous_every_route(c, name):
     nobody = c.tls_context(None)
     refused = 0
-    for route, method, path in api_routes():
+    for route, method, path, _ in api_routes():
         status, headers, body = c.api(name, method, path, body={}, context=nobody)
         if route in ("healthz", "readyz"):
             assert status != 401, (route, status)

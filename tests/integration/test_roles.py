@@ -10,16 +10,15 @@ disabled user is refused on every node from the commit on.
 
 import json
 import os
-import re
 import subprocess
 import sys
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from api_routes import api_routes  # noqa: E402
 from cluster import SOURCE_DIR, Cluster, run_tests, wait_until  # noqa: E402
 
 PASSWORD = "role-pass1"
-ROUTES_MIN = 40
 REQUEST_TIMEOUT_S = 20
 ROUTE_TIMEOUT_S = 5  # one route's answer: refused or a 4xx on the empty body, at once
 DISABLE_TIMEOUT_S = 10
@@ -40,23 +39,6 @@ ROLES = ["viewer", "operator", "planner", "bcp-admin", "security-admin", "audito
 # Routes that would disturb the cluster under test when allowed (leadership, membership).
 DISRUPTIVE = {"leader_transfer", "members_remove", "member_rejoin", "bcp_invoke", "bcp_revoke",
               "bcp_drill", "retention_purge"}
-ROUTE_ROW = re.compile(r'(?:X\(\s*(\w+)|\{\s*"(\w+)")\s*,\s*HTTP_(\w+)\s*,\s*"([^"]+)"\s*,'
-                       r'\s*([A-Z_| ]+),[\s\\]*(?:\w+,\s*)?TANDEM_PERM_(\w+)')
-
-
-def api_routes():
-    """(name, method, path, permission) of every route in node/api/*.c."""
-    routes = []
-    folder = os.path.join(SOURCE_DIR, "node", "api")
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(".c"):
-            with open(os.path.join(folder, name)) as f:
-                for m in ROUTE_ROW.finditer(f.read()):
-                    path = m.group(4) + ("x/advance" if "PREFIX" in m.group(5) else "")
-                    path += "?format=json" if path == "/v1/events" else ""  # not the stream
-                    routes.append((m.group(1) or m.group(2), m.group(3), path, m.group(6)))
-    assert len(routes) >= ROUTES_MIN, routes
-    return routes
 
 
 def user_name(role):

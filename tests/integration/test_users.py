@@ -108,6 +108,8 @@ def test_users_and_policy():
         assert status == 200 and answer["token"] and answer["expires"].endswith("Z"), answer
         status, answer = login(c, first, "alice", "wrong-pass1")
         assert status == 401, answer
+        # An unknown name gets the very same answer (after the same scrypt: test_users.c).
+        assert login(c, first, "nobody-here", "wrong-pass1") == (status, answer)
 
         # Reuse: the current password and the 4 before it are refused, the 6th back is fine.
         passwords = [PASSWORD] + ["second-pass%d" % i for i in range(2, 7)]

@@ -159,6 +159,13 @@ static void test_decisions(void **state)
     assert_true(tandem_principal_may(&view, TANDEM_PERM_SELF));
     assert_true(tandem_principal_may(&insecure, TANDEM_PERM_NODE));
     assert_true(tandem_principal_may(&insecure, TANDEM_PERM_PERSONAL_DATA));
+    /* The own-site rule binds a user holding the permission through the operator role only. */
+    assert_true(tandem_principal_site_bound(&op, TANDEM_PERM_DOMAIN_WRITE));
+    assert_false(tandem_principal_site_bound(&view, TANDEM_PERM_READ));
+    assert_false(tandem_principal_site_bound(&view, TANDEM_PERM_DOMAIN_WRITE));
+    assert_false(tandem_principal_site_bound(&admin, TANDEM_PERM_DOMAIN_WRITE));
+    assert_false(tandem_principal_site_bound(&node, TANDEM_PERM_DOMAIN_WRITE));
+    assert_false(tandem_principal_site_bound(&insecure, TANDEM_PERM_DOMAIN_WRITE));
 }
 
 int main(void)

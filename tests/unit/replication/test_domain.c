@@ -782,6 +782,49 @@ static void test_trace_and_purge(void **state)
     dom_check_indexes(d);
 }
 
+/* c's command, its actor an operator of site east bound to it (the own-site rule). */
+static Tandem__Command *east_operator(struct dom_cmd *c, Tandem__Command *command)
+{
+    c->actor.home_site = "east";
+    c->actor.site_bound = true;
+    return command;
+}
+
+/* The operator's own-site rule at apply: a site-bound actor acts on records of its home site
+ * only (403, nothing changed); once the record's site is the actor's, the same command applies;
+ * an actor not bound (the default) acts anywhere. */
+static void test_own_site_rule(void **state)
+{
+    struct fixture *f = *state;
+    struct dom *d = &f->d;
+    struct dom_cmd c;
+    uint8_t before[TANDEM_DIGEST_LEN], after[TANDEM_DIGEST_LEN];
+    dom_apply_expect(d, east_operator(&c, dom_job_create(&c, "OS-E", "acme", "east", "a,b")), 201);
+    dom_apply_expect(d, dom_job_create(&c, "OS-W", "acme", "west", "a,b"), 201);
+    dom_apply_expect(d, east_operator(&c, dom_box_checkin(&c, "OSBOX1", "acme", "east", "A1")),
+                     201);
+    dom_digest(d, before);
+    assert_int_equal(
+        dom_apply(d, east_operator(&c, dom_job_create(&c, "OS-W2", "acme", "west", "a,b"))), 403);
+    assert_non_null(strstr(d->results[0].body, "\"rule\":\"operator-own-site\""));
+    assert_non_null(strstr(d->results[0].body, "\"site\":\"west\""));
+    assert_int_equal(
+        dom_apply(d,
+                  east_operator(&c, dom_job_action(&c, "OS-W", TANDEM_JOB_ACTION_ADVANCE, NULL))),
+        403);
+    assert_int_equal(
+        dom_apply(d, east_operator(&c, dom_box_checkin(&c, "OSBOX2", "acme", "west", "A1"))), 403);
+    assert_int_equal(
+        dom_apply(d, east_operator(&c, dom_box_action(&c, "OSBOX1", TANDEM_BOX_ACTION_PICK, "OS-W",
+                                                      NULL, NULL))),
+        403);
+    dom_digest(d, after);
+    assert_memory_equal(before, after, TANDEM_DIGEST_LEN);
+    dom_apply_expect(
+        d, east_operator(&c, dom_job_action(&c, "OS-E", TANDEM_JOB_ACTION_ADVANCE, NULL)), 200);
+    dom_apply_expect(d, dom_job_action(&c, "OS-W", TANDEM_JOB_ACTION_ADVANCE, NULL), 200);
+}
+
 static void test_invalid_commands(void **state)
 {
     struct fixture *f = *state;
@@ -820,6 +863,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_listing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_box_listing_by_job, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trace_and_purge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_own_site_rule, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_commands, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -331,6 +331,24 @@ static void test_hash_verify(void **state)
     assert_int_equal(tandem_password_hash("x", 40, hash, errmsg), TANDEM_INVALID);
 }
 
+/* A login for a name without a record pays one scrypt at the default parameters, as the check
+ * of a known user's (default) hash does: the answer's time does not tell names apart. */
+static void test_unknown_user_pays_the_kdf(void **state)
+{
+    (void)state;
+    char hash[TANDEM_USER_HASH_LEN_MAX + 1], errmsg[TANDEM_ERRMSG_SIZE];
+    bool match = true;
+    uint64_t before = tandem_password_kdf_runs();
+    assert_int_equal(tandem_password_verify_unknown("any-pass1", &match, errmsg), 0);
+    assert_false(match);
+    assert_int_equal(tandem_password_kdf_runs(), before + 1);
+    assert_int_equal(tandem_password_hash("known-pass1", TANDEM_SCRYPT_LOG2_N, hash, errmsg), 0);
+    before = tandem_password_kdf_runs();
+    assert_int_equal(tandem_password_verify("wrong-pass1", hash, &match, errmsg), 0);
+    assert_false(match);
+    assert_int_equal(tandem_password_kdf_runs(), before + 1);
+}
+
 /* A store with user erin and a token key; *token is erin's, valid until DOM_T0 + 60 s. */
 static void token_setup(struct dom *d, char *token)
 {
@@ -419,11 +437,16 @@ static void test_token_revoked(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_create_rules),         cmocka_unit_test(test_generation),
-        cmocka_unit_test(test_password_history),     cmocka_unit_test(test_lockout),
-        cmocka_unit_test(test_token_key_first_wins), cmocka_unit_test(test_password_rule),
-        cmocka_unit_test(test_hash_verify),          cmocka_unit_test(test_token_verify),
+        cmocka_unit_test(test_create_rules),
+        cmocka_unit_test(test_generation),
+        cmocka_unit_test(test_password_history),
+        cmocka_unit_test(test_lockout),
+        cmocka_unit_test(test_token_key_first_wins),
+        cmocka_unit_test(test_password_rule),
+        cmocka_unit_test(test_hash_verify),
+        cmocka_unit_test(test_token_verify),
         cmocka_unit_test(test_token_revoked),
+        cmocka_unit_test(test_unknown_user_pays_the_kdf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
