@@ -155,6 +155,47 @@ static int shield_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *
     return rv;
 }
 
+/* One log write raft asked for, with our callback in front of raft's. */
+struct shield_append {
+    struct raft_io_append append; /* ours, given to the inner io */
+    struct tandem_raft_shield *shield;
+    struct raft_io_append *raft_req; /* borrowed */
+    raft_io_append_cb raft_cb;
+};
+
+static void shield_append_cb(struct raft_io_append *append, int status)
+{
+    struct shield_append *a = append->data;
+    struct tandem_raft_shield *s = a->shield;
+    struct raft_io_append *req = a->raft_req;
+    raft_io_append_cb cb = a->raft_cb;
+    raft_free(a);
+    if (status != 0 && !s->closing) {
+        tandem_fatal("raft log write failed: %s (%s); libraft 0.22.1 would go on and write later "
+                     "entries in their place: stopping so that a restart reads the raft log from "
+                     "disk",
+                     raft_strerror(status), s->io->errmsg);
+    }
+    cb(req, status);
+}
+
+static int shield_append(struct raft_io *io, struct raft_io_append *req,
+                         const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
+{
+    struct tandem_raft_shield *s = shield_of(io);
+    struct shield_append *a = raft_malloc(sizeof *a);
+    if (a == NULL) {
+        return RAFT_NOMEM; /* raft fails the write at once: it never took the entries */
+    }
+    *a = (struct shield_append){.shield = s, .raft_req = req, .raft_cb = cb};
+    a->append.data = a;
+    int rv = s->inner.append(io, &a->append, entries, n, shield_append_cb);
+    if (rv != 0) {
+        raft_free(a); /* the callback never runs */
+    }
+    return rv;
+}
+
 static int shield_send(struct raft_io *io, struct raft_io_send *req,
                        const struct raft_message *message, raft_io_send_cb cb)
 {
@@ -193,6 +234,9 @@ void tandem_raft_shield_install(struct tandem_raft_shield *shield, struct raft_i
     if (flags & TANDEM_RAFT_SHIELD_SNAPSHOT_TERM) {
         io->snapshot_get = shield_snapshot_get;
         io->send = shield_send;
+    }
+    if (flags & TANDEM_RAFT_SHIELD_APPEND_FAILED) {
+        io->append = shield_append;
     }
 }
 

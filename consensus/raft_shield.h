@@ -49,6 +49,17 @@
  *    stuck 37 entries behind for 60 s). consensus/site_controller.c's repair clears the stale
  *    marker instead; tests/sim/test_shields.c still shows the shield removes the bug's cause.
  *
+ * 5. A failed log write (src/legacy.c legacyPersistEntriesCb; src/uv_append.c). When raft_uv's
+ *    asynchronous append fails (preparing a segment hits EMFILE or ENOSPC, a write fails), the
+ *    callback's only check is assert(closing), compiled out in Debian's build: the entries stay
+ *    in raft's memory as never persisted, raft_uv has already moved its next write index back,
+ *    and the next append writes later entries at the failed ones' places on disk, found only
+ *    at a restart, if at all. The shield stops the process at such a failure (tandem_fatal,
+ *    exit status 70, the reason on stderr), as replication/proposer.c does when raft_apply
+ *    fails after libraft took the entry: a restart reads the log from disk. tandemd only
+ *    (TANDEM_RAFT_SHIELD_APPEND_FAILED): the simulations fail appends on purpose and check
+ *    what raft does then.
+ *
  * Both drops apply only to an InstallSnapshot whose term is at least ours: an older one raft
  * rejects and frees itself, and its reply tells a deposed leader of the newer term.
  *
@@ -69,11 +80,12 @@
 
 /* Which shields to turn on: tandemd and the simulations use TANDEM_RAFT_SHIELD_TANDEMD; the
  * tests turn one off to see its bug. */
-#define TANDEM_RAFT_SHIELD_SNAPSHOT_TERM   0x1u /* 1 above */
-#define TANDEM_RAFT_SHIELD_INSTALL_INSTALL 0x2u /* 2 above */
-#define TANDEM_RAFT_SHIELD_INSTALL_OWN     0x4u /* 3 above */
-#define TANDEM_RAFT_SHIELD_CONFIG_INDEX    0x8u /* 4 above */
-#define TANDEM_RAFT_SHIELD_ALL             0xfu
+#define TANDEM_RAFT_SHIELD_SNAPSHOT_TERM   0x1u  /* 1 above */
+#define TANDEM_RAFT_SHIELD_INSTALL_INSTALL 0x2u  /* 2 above */
+#define TANDEM_RAFT_SHIELD_INSTALL_OWN     0x4u  /* 3 above */
+#define TANDEM_RAFT_SHIELD_CONFIG_INDEX    0x8u  /* 4 above */
+#define TANDEM_RAFT_SHIELD_APPEND_FAILED   0x10u /* 5 above */
+#define TANDEM_RAFT_SHIELD_ALL             0x1fu
 #define TANDEM_RAFT_SHIELD_TANDEMD                                                                 \
     (TANDEM_RAFT_SHIELD_SNAPSHOT_TERM | TANDEM_RAFT_SHIELD_INSTALL_INSTALL |                       \
      TANDEM_RAFT_SHIELD_INSTALL_OWN)
@@ -106,9 +118,9 @@ struct tandem_raft_shield {
     struct tandem_raft_shield *next; /* the list of shields in use on this thread */
 };
 
-/* Wraps io's start, send, snapshot_get, snapshot_put and close with the shields in flags. Call
- * once io is initialised and before raft_start (before or after raft_init: the methods run only
- * once raft_init has set io->data to the raft). With flags 0 nothing is wrapped. shield must
+/* Wraps io's start, send, snapshot_get, snapshot_put, append and close with the shields in flags.
+ * Call once io is initialised and before raft_start (before or after raft_init: the methods run
+ * only once raft_init has set io->data to the raft). With flags 0 nothing is wrapped. shield must
  * stay put until tandem_raft_shield_remove. */
 void tandem_raft_shield_install(struct tandem_raft_shield *shield, struct raft_io *io,
                                 unsigned flags);

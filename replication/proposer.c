@@ -6,6 +6,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include "consensus/raft_error.h"
 #include "consensus/raft_heap.h"
 #include "storage/assert.h"
 #include "storage/clock.h"
@@ -209,13 +210,17 @@ static void apply_failed_after_append(struct tandem_batch *b)
  * append then starts past the log's end, logAcquire finds nothing, and io->append runs on a NULL
  * array (SIGSEGV, seen under descriptor exhaustion; or worse, entries persisted at the wrong
  * index). Nothing in libraft's API repairs that, so the node stops at once and a restart reads the
- * log from disk; the other voters elect a leader meanwhile, and nothing acknowledged is lost. */
-static void fail_stop_after_copy(int rv, const char *what)
+ * log from disk; the other voters elect a leader meanwhile, and nothing acknowledged is lost.
+ * The fatal line names raft's own reason (raft_errmsg, e.g. "append 1 entries: setup writer for
+ * open-3: eventfd: too many open files"), not only its code: "I/O error" alone does not tell an
+ * operator whether descriptors, the disk or memory ran out. */
+static void fail_stop_after_copy(struct raft *raft, int rv, const char *what)
 {
-    tandem_fatal("%s failed after libraft copied the entry into its log (%s): libraft 0.22.1 "
-                 "cannot append again after that; stopping so that a restart reads the raft log "
-                 "from disk",
-                 what, raft_strerror(rv));
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    (void)tandem_error_from_raft(rv, raft_errmsg(raft), errmsg, what);
+    tandem_fatal("%s; libraft had copied the entry into its log and 0.22.1 cannot append again "
+                 "after that: stopping so that a restart reads the raft log from disk",
+                 errmsg);
 }
 
 static int apply_owned(struct tandem_batch *b, struct raft_buffer *buf, uint64_t index)
@@ -224,7 +229,7 @@ static int apply_owned(struct tandem_batch *b, struct raft_buffer *buf, uint64_t
     int rv = raft_apply(b->p->raft, &b->req, buf, 1, batch_apply_cb);
     unsigned frees = watched ? tandem_raft_heap_unwatch() : 0;
     if (rv != 0 && raft_last_index(b->p->raft) >= index) {
-        fail_stop_after_copy(rv, "raft_apply"); /* its core took the entry: see above */
+        fail_stop_after_copy(b->p->raft, rv, "raft_apply"); /* its core took the entry: see above */
     }
     if (rv != 0 && (watched ? frees == 0 : raft_last_index(b->p->raft) < index)) {
         raft_free(buf->base); /* raft never took or copied it: the buffer is still ours */
@@ -400,7 +405,8 @@ static void flush_reads(struct tandem_proposer *p)
             (void)tandem_raft_heap_unwatch();
         }
         if (rv != 0 && raft_last_index(p->raft) > last) {
-            fail_stop_after_copy(rv, "raft_barrier"); /* its core took the entry: see above */
+            /* its core took the entry: see above */
+            fail_stop_after_copy(p->raft, rv, "raft_barrier");
         }
         if (rv == 0) {
             p->barriers_proposed++;

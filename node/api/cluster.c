@@ -569,6 +569,36 @@ static void route_members_remove(struct tandem_node *node, struct tandem_http_re
     }
 }
 
+/* The site controller moves leadership off a witness site and off an invoked site at once
+ * (consensus/site_controller.c, plan_leave): a transfer there would be confirmed, answered 200,
+ * and undone within a tick. Refused instead, saying why (409). Returns 0 when the transfer may
+ * go on (also when name is no member: tandem_membership_transfer answers that). */
+static int transfer_target_check(struct tandem_node *node, const char *name, char *errmsg)
+{
+    struct tandem_member m;
+    if (tandem_raft_member_by_name(&node->raft, name, &m, NULL) != 0) {
+        return TANDEM_OK;
+    }
+    struct tandem_site_table *t = tandem_bcp_table_load(&node->bcp);
+    const struct tandem_site *s = t == NULL ? NULL : tandem_site_table_find(t, m.site);
+    bool witness = s != NULL ? s->witness : strcmp(m.site, TANDEM_SITE_WITNESS_NAME) == 0;
+    bool invoked = s != NULL && s->state == TANDEM_SITE_INVOKED;
+    free(t);
+    if (witness) {
+        return tandem_error_set(errmsg, TANDEM_STATE,
+                                "%s is in witness site %s, which never keeps leadership: the "
+                                "site controller would move it off at once",
+                                name, m.site);
+    }
+    if (invoked) {
+        return tandem_error_set(errmsg, TANDEM_STATE,
+                                "%s is in invoked site %s: the site controller would move "
+                                "leadership off it at once (revoke the site first)",
+                                name, m.site);
+    }
+    return TANDEM_OK;
+}
+
 static void route_leader_transfer(struct tandem_node *node, struct tandem_http_request *r,
                                   const char *p)
 {
@@ -590,6 +620,10 @@ static void route_leader_transfer(struct tandem_node *node, struct tandem_http_r
     }
     snprintf(name, sizeof name, "%s", text);
     json_decref(body);
+    if (transfer_target_check(node, name, errmsg) != TANDEM_OK) {
+        tandem_route_error(node, r, 409, "%s", errmsg);
+        return;
+    }
     struct membership_call *call = membership_call_new(node, r, leader_moved_json);
     if (call != NULL) {
         /* Confirmed within about four election timeouts. */

@@ -233,6 +233,10 @@ def bad_requests(c):
         ("transfer to unknown member", "POST", "/v1/leader/transfer",
          json.dumps({"name": "no-such-node"}), 404),
         ("transfer without name", "POST", "/v1/leader/transfer", json.dumps({"nom": "x"}), 400),
+        # the site controller would move leadership off the witness at once: refused, not a 200
+        # undone a tick later
+        ("transfer to the witness", "POST", "/v1/leader/transfer",
+         json.dumps({"name": "witness-1"}), 409),
         ("transfer malformed JSON", "POST", "/v1/leader/transfer", "not json", 400),
         # routes and methods
         ("unknown route", "GET", "/v1/nope", None, 404),

@@ -24,6 +24,7 @@ TOOL_TIMEOUT_S = 60
 BEHIND_WRITES = 700        # writes a stopped follower misses: past two snapshots, so an install
 AFTER_INSTALL_WRITES = 50
 TRANSFER_ATTEMPTS = 10     # leader transfers tried (a second each) until the victim leads
+LEADER_SETTLE_S = 30       # for the site controller to move leadership off the witness
 SETTINGS = {"snapshot_threshold": 128, "snapshot_trailing": 256}  # snapshots during the load
 
 
@@ -131,9 +132,19 @@ def test_follower_losing_its_unsynced_writes_rejoins_with_nothing_acknowledged_l
         kill_under_load(c, victim, journal, "follower")
 
 
+def settled_leader(c):
+    """The leader once it is outside the witness site. A cluster may come up led by the
+    witness; its site controller moves leadership off at once (a witness never keeps it, and a
+    transfer to it is refused), so the witness cannot be the leader this test kills."""
+    def off_witness():
+        leader = c.leader()
+        return leader if c.nodes[leader]["site"] != "witness" else None
+    return wait_until(off_witness, LEADER_SETTLE_S, "a leader outside the witness site")
+
+
 def test_leader_losing_its_unsynced_writes_rejoins_with_nothing_acknowledged_lost():
     with Cluster(topology="3", settings=SETTINGS) as c:
-        victim = c.leader()
+        victim = settled_leader(c)
         journal = os.path.join(c.dir, "lostwrites-" + victim)
         c.stop(victim)
         c.start(victim, env=shim_env(c, victim, journal))

@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +54,10 @@ raft_index __wrap_raft_last_applied(struct raft *r)
     return fake.applied;
 }
 
+/* What libraft 0.22.1 leaves in raft_errmsg when a new segment's writer cannot get an eventfd
+ * (legacyHandleUpdateEntries wrapping raft_uv's text). */
+#define FAKE_APPEND_ERRMSG "append 1 entries: setup writer for open-3: eventfd: too many open files"
+
 /* As libraft 0.22.1: FAKE_REFUSE fails before touching anything (not leader); FAKE_TAKE_AND_FAIL
  * appends the entry to its log, frees the caller's buffer, then fails to persist it;
  * FAKE_TAKE_NOMEM appends the entry to its in-memory trail (raft_last_index moves) but runs out
@@ -60,7 +65,6 @@ raft_index __wrap_raft_last_applied(struct raft *r)
 int __wrap_raft_apply(struct raft *r, struct raft_apply *req, const struct raft_buffer bufs[],
                       unsigned n, raft_apply_cb cb)
 {
-    (void)r;
     (void)cb;
     assert_int_equal(n, 1);
     fake.applies++;
@@ -72,6 +76,7 @@ int __wrap_raft_apply(struct raft *r, struct raft_apply *req, const struct raft_
         return RAFT_NOMEM;
     }
     raft_free(bufs[0].base);
+    snprintf(r->errmsg, sizeof r->errmsg, "%s", FAKE_APPEND_ERRMSG);
     return RAFT_IOERR;
 }
 
@@ -180,19 +185,33 @@ static void test_refused_apply_frees_and_fails_the_write(void **state)
 
 /* raft's core took the entry, then the call failed: libraft 0.22.1 cannot append again after
  * that (replication/proposer.c fail_stop_after_copy), so the node stops at once with
- * TANDEM_FATAL_EXIT_STATUS. Run in a child: returns the child's exit status (-1: it went on). */
-static int flush_in_child(int mode)
+ * TANDEM_FATAL_EXIT_STATUS. Run in a child: returns the child's exit status (-1: it went on) and
+ * what it wrote to stderr in out (size bytes, NUL-terminated). */
+static int flush_in_child(int mode, char *out, size_t size)
 {
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
     fflush(NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], STDERR_FILENO);
         struct tandem_proposer p;
         struct answer a;
         setup(&p, &a, mode);
         tandem_proposer_flush(&p);
         _exit(100); /* went on past the failure */
     }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t got;
+    while (len + 1 < size &&
+           ((got = read(fds[0], out + len, size - 1 - len)) > 0 || (got < 0 && errno == EINTR))) {
+        len += got > 0 ? (size_t)got : 0;
+    }
+    out[len] = '\0';
+    close(fds[0]);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0) {
         assert_int_equal(errno, EINTR);
@@ -200,18 +219,23 @@ static int flush_in_child(int mode)
     return WIFEXITED(status) && WEXITSTATUS(status) != 100 ? WEXITSTATUS(status) : -1;
 }
 
-/* The append failed after the copy (descriptors ran out): the node stops, no second free. */
+/* The append failed after the copy (descriptors ran out): the node stops, no second free, and
+ * its fatal line says why in raft's words, not only "I/O error". */
 static void test_apply_failed_after_append_stops_the_node(void **state)
 {
     (void)state;
-    assert_int_equal(flush_in_child(FAKE_TAKE_AND_FAIL), TANDEM_FATAL_EXIT_STATUS);
+    char err[1024];
+    assert_int_equal(flush_in_child(FAKE_TAKE_AND_FAIL, err, sizeof err), TANDEM_FATAL_EXIT_STATUS);
+    assert_non_null(strstr(err, "tandem: fatal: raft_apply: I/O error: " FAKE_APPEND_ERRMSG));
 }
 
 /* The copy ran out of memory after raft's core took the entry: the same gap, the same stop. */
 static void test_apply_out_of_memory_in_the_copy_stops_the_node(void **state)
 {
     (void)state;
-    assert_int_equal(flush_in_child(FAKE_TAKE_NOMEM), TANDEM_FATAL_EXIT_STATUS);
+    char err[1024];
+    assert_int_equal(flush_in_child(FAKE_TAKE_NOMEM, err, sizeof err), TANDEM_FATAL_EXIT_STATUS);
+    assert_non_null(strstr(err, "tandem: fatal: raft_apply: out of memory"));
 }
 
 int main(void)
