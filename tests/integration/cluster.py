@@ -138,6 +138,23 @@ def wait_until(predicate, timeout, what, interval=POLL_INTERVAL_S):
         time.sleep(interval)
 
 
+class Diverged(AssertionError):
+    """Nodes at the same applied index hold different states (never a "not yet" of wait_until)."""
+
+
+def check_not_diverged(digests):
+    """Raises Diverged when two /v1/digest answers (name -> {"applied_index", "state_digest"})
+    name the same applied_index with different state digests."""
+    by_index = {}
+    for name, d in digests.items():
+        by_index.setdefault(d["applied_index"], {}).setdefault(d["state_digest"], []).append(name)
+    for index, states in by_index.items():
+        if len(states) > 1:
+            raise Diverged("different state digests at applied_index %d: %s" % (
+                index, "; ".join("%s: %s" % (",".join(sorted(ns)), digest[:16])
+                                 for digest, ns in sorted(states.items()))))
+
+
 # "host:port" -> ssl.SSLContext of the TLS cluster that serves there (registered by Cluster).
 _tls_contexts = {}
 
@@ -553,8 +570,33 @@ class Cluster:
             raise ClusterError("%s; last seen %s" % (e, seen))
 
     def digests(self, names=None):
-        """GET /v1/digest from each live node (or names): name -> {"applied_index", "state_digest"}."""
+        """GET /v1/digest from each live node (or names): name -> {"applied_index", "state_digest"}.
+
+        One request after the other: a write applied in between (a site-controller decision, say)
+        leaves the answers at different applied indexes, whose digests differ without any
+        divergence. To compare nodes, use converged_digests()."""
         return {n: self.get_json(n, "/v1/digest") for n in (names or self.live())}
+
+    def converged_digests(self, names=None, timeout=30):
+        """/v1/digest of the live nodes (or names), taken again until every answer names the same
+        applied_index; returns name -> {"applied_index", "state_digest"}, all equal.
+
+        Each answer is one node's state at one index (the node commits, then digests one read
+        transaction), so two answers at the same applied_index with different state digests
+        mean the nodes diverged: Diverged at once, never retried. ClusterError when no round of
+        answers shares one index within timeout seconds."""
+        seen = {}
+
+        def same_index():
+            seen.clear()
+            for n in names or self.live():
+                seen[n] = self.get_json(n, "/v1/digest", timeout=2)
+            check_not_diverged(seen)
+            return len({d["applied_index"] for d in seen.values()}) == 1 and dict(seen)
+        try:
+            return wait_until(same_index, timeout, "one applied_index in every /v1/digest")
+        except ClusterError as e:
+            raise ClusterError("%s; last seen %s" % (e, seen))
 
     # ---- processes -------------------------------------------------------------------------
 
