@@ -25,7 +25,9 @@
 # leader, default 30), TANDEM_STOP_TIMEOUT (seconds to wait after SIGTERM, default 15),
 # TANDEM_CGROUP_ROOT (optional, for tests: a directory in a cgroup v2 hierarchy; each node then
 # runs in its own cgroup ROOT/NAME from its first instruction, so that nftables rules can match
-# every socket of one node by cgroup: see tests/integration/netcut.py).
+# every socket of one node by cgroup: see tests/integration/netcut.py), TANDEM_CERT_CACHE (optional,
+# for tests: a directory where certificate sets are made once and copied into each new cluster;
+# see cached_certs).
 set -euo pipefail
 # No job control: a background job must not lead its own process group, or setsid would fork
 # and the PID recorded for a node would be that of the short-lived setsid parent.
@@ -120,14 +122,56 @@ load_tls() {
 
 # Makes DIR/tls: the CA, a certificate per node, one per user in TLS_USERS (certs.sh keeps what
 # exists, so running up again changes nothing) and an empty revocation list, so that every node
-# names one from the start and revoking needs only a SIGHUP (README: Certificates).
+# names one from the start and revoking needs only a SIGHUP (README: Certificates). With
+# TANDEM_CERT_CACHE set, a new DIR/tls is a copy of a cached set (see cached_certs).
 make_certs() {
     local dir=$1 nodes
     nodes=$(IFS=, && echo "${NODE_NAMES[*]}")
-    bash "$SCRIPT_DIR/certs.sh" "$dir/tls" --nodes "$nodes" --users "$TLS_USERS" >/dev/null ||
-        die "deploy/certs.sh could not make the certificates in $dir/tls"
-    [[ -f $dir/tls/crl.pem ]] || bash "$SCRIPT_DIR/certs.sh" crl "$dir/tls" >/dev/null ||
-        die "deploy/certs.sh could not write $dir/tls/crl.pem"
+    if [[ -n ${TANDEM_CERT_CACHE:-} && ! -e $dir/tls ]] && cached_certs "$dir/tls" "$nodes"; then
+        return 0
+    fi
+    tls_files "$dir/tls" "$nodes"
+}
+
+tls_files() {
+    local tls=$1 nodes=$2
+    bash "$SCRIPT_DIR/certs.sh" "$tls" --nodes "$nodes" --users "$TLS_USERS" >/dev/null ||
+        die "deploy/certs.sh could not make the certificates in $tls"
+    [[ -f $tls/crl.pem ]] || bash "$SCRIPT_DIR/certs.sh" crl "$tls" >/dev/null ||
+        die "deploy/certs.sh could not write $tls/crl.pem"
+}
+
+# Tests only (tests/integration/cluster.py sets TANDEM_CERT_CACHE): TLS is a copy of the cached
+# set of certificates for these node names, which is made once (under a key that covers the
+# names, TLS_USERS and certs.sh itself) and put in place by a rename, so that clusters started
+# side by side never see half of one. A set older than CERT_CACHE_MAX_AGE_MIN is made again. Each
+# cluster has its own copy: renewing or revoking in it changes no other cluster. Clusters with
+# the same node names share a CA (so they trust each other's certificates). Returns non-zero
+# (and leaves no TLS) when the cache cannot be used; make_certs then makes the files in place.
+CERT_CACHE_MAX_AGE_MIN=720
+cached_certs() {
+    local tls=$1 nodes=$2 cache=$TANDEM_CERT_CACHE key entry tmp
+    key=$({ printf '%s\n' "$nodes" "$TLS_USERS" && cat "$SCRIPT_DIR/certs.sh"; } | sha256sum) ||
+        return 1
+    entry=$cache/${key:0:16}
+    if [[ -f $entry/ca.pem && -n $(find "$entry/ca.pem" -mmin +"$CERT_CACHE_MAX_AGE_MIN") ]]; then
+        tmp=$cache/.stale.$$.$RANDOM
+        ! mv -T "$entry" "$tmp" 2>/dev/null || rm -rf "$tmp"
+    fi
+    if [[ ! -d $entry ]]; then
+        mkdir -p "$cache" && tmp=$(mktemp -d "$cache/.new.XXXXXX") || return 1
+        (tls_files "$tmp/tls" "$nodes") || {
+            rm -rf "$tmp"
+            return 1
+        }
+        # rename(2) onto an existing, non-empty directory fails: then another cluster's set won.
+        mv -T "$tmp/tls" "$entry" 2>/dev/null || true
+        rm -rf "$tmp"
+    fi
+    if ! cp -a "$entry" "$tls.tmp" 2>/dev/null || ! mv -T "$tls.tmp" "$tls"; then
+        rm -rf "$tls.tmp" "$tls"
+        return 1
+    fi
 }
 
 known_node() {

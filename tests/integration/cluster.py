@@ -22,8 +22,16 @@ operator). http(), http_connection() and tls_socket() pick the TLS settings of t
 owns an https:// URL's address (client certificate: admin), so tests call them as they did over
 plain HTTP; pass context=Cluster.tls_context(user) to act as another user or as nobody.
 
+Certificates: a cluster's <dir>/tls is a copy of a set made once per set of node names and
+kept in CERT_CACHE (local-cluster.sh's TANDEM_CERT_CACHE; making one costs a second or more of
+openssl runs, and the tests start about a hundred clusters). Copies are independent: renewing or
+revoking in one changes no other. Clusters with the same node names share a CA, except two open
+at once in one process (the second makes its own). Tests of the certificates themselves, or that
+change the tls directory, pass Cluster(cert_cache=False): their set is made in place.
+
 Environment: TANDEM_BIN_DIR (tandemd/tandemctl, default <source>/build) and TANDEM_SOURCE_DIR
-(default: two levels above this file); ctest sets both.
+(default: two levels above this file); ctest sets both. TANDEM_CERT_CACHE: the certificate cache
+directory (default <bin dir>/cert-cache; empty: no cache).
 """
 
 import ctypes
@@ -45,6 +53,7 @@ SOURCE_DIR = os.environ.get("TANDEM_SOURCE_DIR") or os.path.abspath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 BIN_DIR = os.environ.get("TANDEM_BIN_DIR") or os.path.join(SOURCE_DIR, "build")
 SCRIPT = os.path.join(SOURCE_DIR, "deploy", "local-cluster.sh")
+CERT_CACHE = os.environ.get("TANDEM_CERT_CACHE", os.path.join(BIN_DIR, "cert-cache"))
 
 # Bounds on every wait this module does; callers pass shorter ones where they know better.
 UP_TIMEOUT_S = 30            # leader election after `up`, as local-cluster.sh waits
@@ -154,6 +163,9 @@ def check_not_diverged(digests):
                 index, "; ".join("%s: %s" % (",".join(sorted(ns)), digest[:16])
                                  for digest, ns in sorted(states.items()))))
 
+
+# Topologies of the open clusters whose certificates came from CERT_CACHE (one CA per topology).
+_cached_sets_open = set()
 
 # "host:port" -> ssl.SSLContext of the TLS cluster that serves there (registered by Cluster).
 _tls_contexts = {}
@@ -268,10 +280,11 @@ class Cluster:
     """
 
     def __init__(self, topology="2+2+1", settings=None, insecure=False, bin_dir=None,
-                 up_timeout=UP_TIMEOUT_S, isolate=False):
+                 up_timeout=UP_TIMEOUT_S, isolate=False, cert_cache=True):
         """isolate: run each node in a cgroup v2 of its own (cgroup_dir(name)), so that
         netcut.NetCut can cut the traffic between nodes; needs root and a cgroup2 mount.
-        insecure: no TLS (benchmarks only; tandemd logs it at warn)."""
+        insecure: no TLS (benchmarks only; tandemd logs it at warn). cert_cache=False: the
+        cluster's certificates are made for it alone (see the module's Certificates)."""
         self.topology = topology
         self.isolate = isolate
         self.cgroup_root = None
@@ -285,6 +298,8 @@ class Cluster:
         self.endpoints = []
         self.paused = set()
         self._tls = None
+        self.cert_cache = cert_cache
+        self._cache_key = None  # the topology while this cluster holds a cached set
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -301,8 +316,14 @@ class Cluster:
             args.append("--insecure")
         for key, value in self.settings.items():
             args += ["--set", "%s=%s" % (key, value)]
+        env = {}
+        if (self.cert_cache and CERT_CACHE and not self.insecure
+                and self.topology not in _cached_sets_open):
+            self._cache_key = self.topology
+            _cached_sets_open.add(self.topology)
+            env["TANDEM_CERT_CACHE"] = CERT_CACHE
         try:
-            out = self.script(*args)
+            out = self.script(*args, env=env)
             print(out, end="", flush=True)
             self.reload()
         except BaseException:
@@ -333,6 +354,8 @@ class Cluster:
             shutil.rmtree(self.dir, ignore_errors=True)
         self._unregister_tls()
         self.dir = None
+        _cached_sets_open.discard(self._cache_key)
+        self._cache_key = None
         self._remove_cgroups()
 
     def _remove_cgroups(self):
@@ -452,7 +475,9 @@ class Cluster:
         """Runs deploy/local-cluster.sh with args; returns its output, raises ClusterError if it
         fails (its output in the message). env: extra environment variables for the script and
         the nodes it starts (chaos/ starts a node under an LD_PRELOAD shim this way)."""
-        env = dict(os.environ, **(env or {}), TANDEM_BIN_DIR=self.bin_dir,
+        inherited = {k: v for k, v in os.environ.items()
+                     if k != "TANDEM_CERT_CACHE"}  # only for up, when __enter__ passes it
+        env = dict(inherited, **(env or {}), TANDEM_BIN_DIR=self.bin_dir,
                    TANDEM_UP_TIMEOUT=str(self.up_timeout))
         env.pop("TANDEM_CGROUP_ROOT", None)
         if self.cgroup_root is not None:

@@ -458,7 +458,7 @@ def member_names(c, name):
 
 
 def test_member_add_and_remove_3():
-    with Cluster("3") as c:
+    with Cluster("3", cert_cache=False) as c:
         leader = settled_leader(c)
         before = {"members/%02d" % i: b"before-%d" % i for i in range(20)}
         for i, (key, value) in enumerate(sorted(before.items())):
