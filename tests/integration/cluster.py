@@ -478,7 +478,7 @@ class Cluster:
         inherited = {k: v for k, v in os.environ.items()
                      if k != "TANDEM_CERT_CACHE"}  # only for up, when __enter__ passes it
         env = dict(inherited, **(env or {}), TANDEM_BIN_DIR=self.bin_dir,
-                   TANDEM_UP_TIMEOUT=str(self.up_timeout))
+                   TANDEM_UP_TIMEOUT=str(self.up_timeout), TANDEM_PYTHON=sys.executable)
         env.pop("TANDEM_CGROUP_ROOT", None)
         if self.cgroup_root is not None:
             env["TANDEM_CGROUP_ROOT"] = self.cgroup_root
