@@ -31,7 +31,8 @@ change the tls directory, pass Cluster(cert_cache=False): their set is made in p
 
 Environment: TANDEM_BIN_DIR (tandemd/tandemctl, default <source>/build) and TANDEM_SOURCE_DIR
 (default: two levels above this file); ctest sets both. TANDEM_CERT_CACHE: the certificate cache
-directory (default <bin dir>/cert-cache; empty: no cache).
+directory (default <bin dir>/cert-cache; empty: no cache). local-cluster.sh runs its Python
+helpers with this process's interpreter (TANDEM_PYTHON), not through a pyenv shim.
 """
 
 import ctypes
