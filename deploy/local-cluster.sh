@@ -25,7 +25,10 @@
 # leader, default 30), TANDEM_STOP_TIMEOUT (seconds to wait after SIGTERM, default 15),
 # TANDEM_CGROUP_ROOT (optional, for tests: a directory in a cgroup v2 hierarchy; each node then
 # runs in its own cgroup ROOT/NAME from its first instruction, so that nftables rules can match
-# every socket of one node by cgroup: see tests/integration/netcut.py).
+# every socket of one node by cgroup: see tests/integration/netcut.py), TANDEM_CERT_CACHE (optional,
+# for tests: a directory where certificate sets are made once and copied into each new cluster;
+# see cached_certs), TANDEM_PYTHON (the Python interpreter to run, default python3: tests pass
+# their own, as a pyenv shim costs a second and more per start on a loaded machine).
 set -euo pipefail
 # No job control: a background job must not lead its own process group, or setsid would fork
 # and the PID recorded for a node would be that of the short-lived setsid parent.
@@ -35,6 +38,7 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
 BIN_DIR=${TANDEM_BIN_DIR:-$REPO_DIR/build}
 UP_TIMEOUT_S=${TANDEM_UP_TIMEOUT:-30}
+PYTHON=${TANDEM_PYTHON:-python3}
 STOP_TIMEOUT_S=${TANDEM_STOP_TIMEOUT:-15}
 # A node that does not answer /healthz this long after being started is reported as failed.
 START_TIMEOUT_S=15
@@ -67,7 +71,7 @@ need_tandemd() {
 # Prints the value at a dotted path (e.g. leader.name) of the JSON document on stdin; empty for
 # null or missing, exit status 1 when stdin is not JSON.
 json_get() {
-    python3 -c '
+    "$PYTHON" -c '
 import json, sys
 try:
     value = json.load(sys.stdin)
@@ -120,15 +124,15 @@ load_tls() {
 
 # Makes DIR/tls: the CA, a certificate per node, one per user in TLS_USERS (certs.sh keeps what
 # exists, so running up again changes nothing) and an empty revocation list, so that every node
-# names one from the start and revoking needs only a SIGHUP (README: Certificates).
+# names one from the start and revoking needs only a SIGHUP (README: Certificates). With
+# TANDEM_CERT_CACHE set, a new DIR/tls is a copy of a cached set (see cached_certs).
 make_certs() {
     local dir=$1 nodes
     nodes=$(IFS=, && echo "${NODE_NAMES[*]}")
-    bash "$SCRIPT_DIR/certs.sh" "$dir/tls" --nodes "$nodes" --users "$TLS_USERS" >/dev/null ||
-        die "deploy/certs.sh could not make the certificates in $dir/tls"
-    [[ -f $dir/tls/crl.pem ]] || bash "$SCRIPT_DIR/certs.sh" crl "$dir/tls" >/dev/null ||
-        die "deploy/certs.sh could not write $dir/tls/crl.pem"
-    make_data_key "$dir/tls/data.key"
+    if [[ -z ${TANDEM_CERT_CACHE:-} || -e $dir/tls ]] || ! cached_certs "$dir/tls" "$nodes"; then
+        tls_files "$dir/tls" "$nodes"
+    fi
+    make_data_key "$dir/tls/data.key" # never cached: every cluster has its own
 }
 
 # The cluster's personal-data key file (README: Personal data): one key, id 1, mode 0600, kept
@@ -140,6 +144,47 @@ make_data_key() {
     (umask 077 && echo "1 $hex" >"$path") || die "cannot write $path"
 }
 
+tls_files() {
+    local tls=$1 nodes=$2
+    bash "$SCRIPT_DIR/certs.sh" "$tls" --nodes "$nodes" --users "$TLS_USERS" >/dev/null ||
+        die "deploy/certs.sh could not make the certificates in $tls"
+    [[ -f $tls/crl.pem ]] || bash "$SCRIPT_DIR/certs.sh" crl "$tls" >/dev/null ||
+        die "deploy/certs.sh could not write $tls/crl.pem"
+}
+
+# Tests only (tests/integration/cluster.py sets TANDEM_CERT_CACHE): TLS is a copy of the cached
+# set of certificates for these node names, which is made once (under a key that covers the
+# names, TLS_USERS and certs.sh itself) and put in place by a rename, so that clusters started
+# side by side never see half of one. A set older than CERT_CACHE_MAX_AGE_MIN is made again. Each
+# cluster has its own copy: renewing or revoking in it changes no other cluster. Clusters with
+# the same node names share a CA (so they trust each other's certificates). Returns non-zero
+# (and leaves no TLS) when the cache cannot be used; make_certs then makes the files in place.
+CERT_CACHE_MAX_AGE_MIN=720
+cached_certs() {
+    local tls=$1 nodes=$2 cache=$TANDEM_CERT_CACHE key entry tmp
+    key=$({ printf '%s\n' "$nodes" "$TLS_USERS" && cat "$SCRIPT_DIR/certs.sh"; } | sha256sum) ||
+        return 1
+    entry=$cache/${key:0:16}
+    if [[ -f $entry/ca.pem && -n $(find "$entry/ca.pem" -mmin +"$CERT_CACHE_MAX_AGE_MIN") ]]; then
+        tmp=$cache/.stale.$$.$RANDOM
+        ! mv -T "$entry" "$tmp" 2>/dev/null || rm -rf "$tmp"
+    fi
+    if [[ ! -d $entry ]]; then
+        mkdir -p "$cache" && tmp=$(mktemp -d "$cache/.new.XXXXXX") || return 1
+        (tls_files "$tmp/tls" "$nodes") || {
+            rm -rf "$tmp"
+            return 1
+        }
+        # rename(2) onto an existing, non-empty directory fails: then another cluster's set won.
+        mv -T "$tmp/tls" "$entry" 2>/dev/null || true
+        rm -rf "$tmp"
+    fi
+    if ! cp -a "$entry" "$tls.tmp" 2>/dev/null || ! mv -T "$tls.tmp" "$tls"; then
+        rm -rf "$tls.tmp" "$tls"
+        return 1
+    fi
+}
+
 known_node() {
     [[ -n ${NODE_API[$1]+set} ]] || die "no node named '$1' (nodes: ${NODE_NAMES[*]})"
 }
@@ -147,14 +192,19 @@ known_node() {
 # True when PID is alive (not a zombie) and is a tandemd running the given config file: pid files
 # can outlive their process and the PID can be reused by anything else.
 pid_is_ours() {
-    local pid=$1 conf=$2 cmdline state
+    local pid=$1 conf=$2 cmdline stat state IFS=' '
+    local -a argv=()
     [[ $pid =~ ^[0-9]+$ ]] || return 1
-    state=$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) || return 1
+    # Shell built-ins only (no awk or tr: this runs for every node at every poll). The state
+    # follows the command name, which is in parentheses and may hold spaces. The process may
+    # exit between the reads: the braces catch the failed redirection's message.
+    { read -r stat <"/proc/$pid/stat"; } 2>/dev/null || return 1
+    state=${stat##*) }
+    state=${state%% *}
     [[ -n $state && $state != Z && $state != X ]] || return 1
-    # 2>/dev/null first: the process may exit between the two reads, and the shell reports a
-    # failed < redirection before any redirection that follows it.
-    cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
-    [[ $cmdline == *tandemd* && $cmdline == *"--config $conf"* ]]
+    { mapfile -d '' -t argv <"/proc/$pid/cmdline"; } 2>/dev/null || return 1
+    cmdline="${argv[*]} "
+    [[ $cmdline == *tandemd* && $cmdline == *"--config $conf "* ]]
 }
 
 # Prints the PID of NAME's tandemd when it is running.
@@ -177,7 +227,7 @@ log_tail() {
 # under a lock, as owned by DIR. Entries of directories that no longer exist are dropped.
 allocate_ports() {
     local count=$1 dir=$2
-    python3 - "$count" "$dir" "$PORT_REGISTRY" <<'PY'
+    "$PYTHON" - "$count" "$dir" "$PORT_REGISTRY" <<'PY'
 import fcntl, os, random, socket, sys
 
 count, owner, registry = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -734,7 +784,7 @@ cmd_leader() {
 main() {
     (($# >= 1)) || usage
     command -v curl >/dev/null || die "curl is required (deploy/install-deps.sh installs it)"
-    command -v python3 >/dev/null || die "python3 is required (deploy/install-deps.sh installs it)"
+    command -v "$PYTHON" >/dev/null || die "$PYTHON is required (deploy/install-deps.sh installs python3)"
     local cmd=$1
     shift
     case $cmd in

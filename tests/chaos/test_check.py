@@ -3,6 +3,7 @@
 anomaly planted alone in it is reported with that kind, indeterminate operations pass either
 way, and a run it cannot read exits 2."""
 
+import atexit
 import contextlib
 import importlib.util
 import io
@@ -117,8 +118,22 @@ def find(run, op_id):
     return next(r for r in run["history"] if r.get("id") == op_id)
 
 
+_runs_dir = None
+
+
+def runs_dir():
+    """One directory per process for the runs write() makes, removed when the process exits:
+    check() removes each run it judged, but a script that imports write() (a mutation loop, say)
+    must not leave thousands of them in /tmp."""
+    global _runs_dir
+    if _runs_dir is None:
+        _runs_dir = tempfile.mkdtemp(prefix="chaos-check-")
+        atexit.register(shutil.rmtree, _runs_dir, True)
+    return _runs_dir
+
+
 def write(run):
-    path = tempfile.mkdtemp(prefix="chaos-check-")
+    path = tempfile.mkdtemp(prefix="run-", dir=runs_dir())
     with open(os.path.join(path, "history.jsonl"), "w") as f:
         for record in run["history"]:
             f.write((record if isinstance(record, str) else json.dumps(record)) + "\n")

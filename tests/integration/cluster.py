@@ -22,8 +22,17 @@ operator). http(), http_connection() and tls_socket() pick the TLS settings of t
 owns an https:// URL's address (client certificate: admin), so tests call them as they did over
 plain HTTP; pass context=Cluster.tls_context(user) to act as another user or as nobody.
 
+Certificates: a cluster's <dir>/tls is a copy of a set made once per set of node names and
+kept in CERT_CACHE (local-cluster.sh's TANDEM_CERT_CACHE; making one costs a second or more of
+openssl runs, and the tests start about a hundred clusters). Copies are independent: renewing or
+revoking in one changes no other. Clusters with the same node names share a CA, except two open
+at once in one process (the second makes its own). Tests of the certificates themselves, or that
+change the tls directory, pass Cluster(cert_cache=False): their set is made in place.
+
 Environment: TANDEM_BIN_DIR (tandemd/tandemctl, default <source>/build) and TANDEM_SOURCE_DIR
-(default: two levels above this file); ctest sets both.
+(default: two levels above this file); ctest sets both. TANDEM_CERT_CACHE: the certificate cache
+directory (default <bin dir>/cert-cache; empty: no cache). local-cluster.sh runs its Python
+helpers with this process's interpreter (TANDEM_PYTHON), not through a pyenv shim.
 """
 
 import ctypes
@@ -45,6 +54,7 @@ SOURCE_DIR = os.environ.get("TANDEM_SOURCE_DIR") or os.path.abspath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 BIN_DIR = os.environ.get("TANDEM_BIN_DIR") or os.path.join(SOURCE_DIR, "build")
 SCRIPT = os.path.join(SOURCE_DIR, "deploy", "local-cluster.sh")
+CERT_CACHE = os.environ.get("TANDEM_CERT_CACHE", os.path.join(BIN_DIR, "cert-cache"))
 
 # Bounds on every wait this module does; callers pass shorter ones where they know better.
 UP_TIMEOUT_S = 30            # leader election after `up`, as local-cluster.sh waits
@@ -137,6 +147,26 @@ def wait_until(predicate, timeout, what, interval=POLL_INTERVAL_S):
             raise ClusterError("timed out after %.1fs waiting for %s%s" % (timeout, what, detail))
         time.sleep(interval)
 
+
+class Diverged(AssertionError):
+    """Nodes at the same applied index hold different states (never a "not yet" of wait_until)."""
+
+
+def check_not_diverged(digests):
+    """Raises Diverged when two /v1/digest answers (name -> {"applied_index", "state_digest"})
+    name the same applied_index with different state digests."""
+    by_index = {}
+    for name, d in digests.items():
+        by_index.setdefault(d["applied_index"], {}).setdefault(d["state_digest"], []).append(name)
+    for index, states in by_index.items():
+        if len(states) > 1:
+            raise Diverged("different state digests at applied_index %d: %s" % (
+                index, "; ".join("%s: %s" % (",".join(sorted(ns)), digest[:16])
+                                 for digest, ns in sorted(states.items()))))
+
+
+# Topologies of the open clusters whose certificates came from CERT_CACHE (one CA per topology).
+_cached_sets_open = set()
 
 # "host:port" -> ssl.SSLContext of the TLS cluster that serves there (registered by Cluster).
 _tls_contexts = {}
@@ -251,10 +281,11 @@ class Cluster:
     """
 
     def __init__(self, topology="2+2+1", settings=None, insecure=False, bin_dir=None,
-                 up_timeout=UP_TIMEOUT_S, isolate=False):
+                 up_timeout=UP_TIMEOUT_S, isolate=False, cert_cache=True):
         """isolate: run each node in a cgroup v2 of its own (cgroup_dir(name)), so that
         netcut.NetCut can cut the traffic between nodes; needs root and a cgroup2 mount.
-        insecure: no TLS (benchmarks only; tandemd logs it at warn)."""
+        insecure: no TLS (benchmarks only; tandemd logs it at warn). cert_cache=False: the
+        cluster's certificates are made for it alone (see the module's Certificates)."""
         self.topology = topology
         self.isolate = isolate
         self.cgroup_root = None
@@ -268,6 +299,8 @@ class Cluster:
         self.endpoints = []
         self.paused = set()
         self._tls = None
+        self.cert_cache = cert_cache
+        self._cache_key = None  # the topology while this cluster holds a cached set
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -284,8 +317,14 @@ class Cluster:
             args.append("--insecure")
         for key, value in self.settings.items():
             args += ["--set", "%s=%s" % (key, value)]
+        env = {}
+        if (self.cert_cache and CERT_CACHE and not self.insecure
+                and self.topology not in _cached_sets_open):
+            self._cache_key = self.topology
+            _cached_sets_open.add(self.topology)
+            env["TANDEM_CERT_CACHE"] = CERT_CACHE
         try:
-            out = self.script(*args)
+            out = self.script(*args, env=env)
             print(out, end="", flush=True)
             self.reload()
         except BaseException:
@@ -316,6 +355,8 @@ class Cluster:
             shutil.rmtree(self.dir, ignore_errors=True)
         self._unregister_tls()
         self.dir = None
+        _cached_sets_open.discard(self._cache_key)
+        self._cache_key = None
         self._remove_cgroups()
 
     def _remove_cgroups(self):
@@ -436,8 +477,10 @@ class Cluster:
         """Runs deploy/local-cluster.sh with args; returns its output, raises ClusterError if it
         fails (its output in the message). env: extra environment variables for the script and
         the nodes it starts (chaos/ starts a node under an LD_PRELOAD shim this way)."""
-        env = dict(os.environ, **(env or {}), TANDEM_BIN_DIR=self.bin_dir,
-                   TANDEM_UP_TIMEOUT=str(self.up_timeout))
+        inherited = {k: v for k, v in os.environ.items()
+                     if k != "TANDEM_CERT_CACHE"}  # only for up, when __enter__ passes it
+        env = dict(inherited, **(env or {}), TANDEM_BIN_DIR=self.bin_dir,
+                   TANDEM_UP_TIMEOUT=str(self.up_timeout), TANDEM_PYTHON=sys.executable)
         env.pop("TANDEM_CGROUP_ROOT", None)
         if self.cgroup_root is not None:
             env["TANDEM_CGROUP_ROOT"] = self.cgroup_root
@@ -554,8 +597,33 @@ class Cluster:
             raise ClusterError("%s; last seen %s" % (e, seen))
 
     def digests(self, names=None):
-        """GET /v1/digest from each live node (or names): name -> {"applied_index", "state_digest"}."""
+        """GET /v1/digest from each live node (or names): name -> {"applied_index", "state_digest"}.
+
+        One request after the other: a write applied in between (a site-controller decision, say)
+        leaves the answers at different applied indexes, whose digests differ without any
+        divergence. To compare nodes, use converged_digests()."""
         return {n: self.get_json(n, "/v1/digest") for n in (names or self.live())}
+
+    def converged_digests(self, names=None, timeout=30):
+        """/v1/digest of the live nodes (or names), taken again until every answer names the same
+        applied_index; returns name -> {"applied_index", "state_digest"}, all equal.
+
+        Each answer is one node's state at one index (the node commits, then digests one read
+        transaction), so two answers at the same applied_index with different state digests
+        mean the nodes diverged: Diverged at once, never retried. ClusterError when no round of
+        answers shares one index within timeout seconds."""
+        seen = {}
+
+        def same_index():
+            seen.clear()
+            for n in names or self.live():
+                seen[n] = self.get_json(n, "/v1/digest", timeout=2)
+            check_not_diverged(seen)
+            return len({d["applied_index"] for d in seen.values()}) == 1 and dict(seen)
+        try:
+            return wait_until(same_index, timeout, "one applied_index in every /v1/digest")
+        except ClusterError as e:
+            raise ClusterError("%s; last seen %s" % (e, seen))
 
     # ---- processes -------------------------------------------------------------------------
 

@@ -331,7 +331,7 @@ def test_bad_requests_refused_and_change_nothing():
                     what, via, baseline, now)
         # Every node still holds exactly the baseline state.
         index, _ = c.wait_converged()
-        for name, d in c.digests().items():
+        for name, d in c.converged_digests().items():
             assert d["data_digest"] == baseline["state_digest"], (name, d, baseline)
             assert observe(c, name) == baseline, name
         print("%d bad requests x 2 nodes refused; applied index %d" % (len(cases), index))

@@ -99,7 +99,7 @@ def test_planned_invoke_under_load_then_revoke_with_failback():
         applied, _ = c.wait_converged()
         for key, _ in load.acked[::50]:
             assert c.kv_get("west-2", key, local=True) is not None, key
-        assert len(set(d["state_digest"] for d in c.digests().values())) == 1
+        assert len(set(d["state_digest"] for d in c.converged_digests().values())) == 1
 
 
 def test_site_kill_with_leader_auto_invokes():

@@ -99,7 +99,7 @@ def test_forced_failover_fencing_and_rejoin():
         wait_until(lambda: set(roles(bcp_status(c, west[0]), "east").values()) == {"voter"},
                    RECOVER_TIMEOUT_S, "east voting again")
         c.wait_converged(names=c.names, timeout=RECOVER_TIMEOUT_S)
-        assert len(set(d["state_digest"] for d in c.digests(c.names).values())) == 1
+        assert len(set(d["state_digest"] for d in c.converged_digests(c.names).values())) == 1
         for key in keys:
             assert c.kv_get(east[1], key, local=True) == key.encode(), key
 

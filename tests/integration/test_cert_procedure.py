@@ -80,7 +80,7 @@ def refused(c, name, user):
 
 
 def test_renew_and_sighup_while_writing():
-    with Cluster("3") as c:
+    with Cluster("3", cert_cache=False) as c:
         leader = c.leader()
         target = next(n for n in c.names if n != leader)
         pid = c.nodes[target]["pid"]
@@ -107,7 +107,7 @@ def test_renew_and_sighup_while_writing():
 
 
 def test_revoke_a_user_and_add_one():
-    with Cluster("3") as c:
+    with Cluster("3", cert_cache=False) as c:
         name = c.leader()
         assert not refused(c, name, "operator")
         out = certs("revoke", c.tls_path(""), "operator")

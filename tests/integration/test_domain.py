@@ -301,7 +301,7 @@ def test_domain_workflow_with_leader_kill_2_2_1():
         # The killed leader restarts from its data and catches up; then all five agree.
         c.start(old)
         c.wait_converged(c.names, timeout=CONVERGE_TIMEOUT_S)
-        digests = c.digests(c.names)
+        digests = c.converged_digests(c.names)
         assert len({x["state_digest"] for x in digests.values()}) == 1, digests
         assert len({x["applied_index"] for x in digests.values()}) == 1, digests
         print("state digest on all %d nodes: %s" % (len(digests),

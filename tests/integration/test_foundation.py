@@ -160,7 +160,7 @@ def check_readable_everywhere(c, names, expected, prefix, mod_indexes=None):
 
 def check_digests_equal(c, names):
     """/v1/digest of every node in names: same applied_index and state_digest."""
-    digests = c.digests(names)
+    digests = c.converged_digests(names)
     assert len({(d["applied_index"], d["state_digest"]) for d in digests.values()}) == 1, digests
     return digests
 
@@ -328,7 +328,10 @@ def test_leader_kill_under_writes_2_2_1():
         c.start(old)
         index, digest = converge(c, c.names)
         st = c.status(old)["node"]
-        assert (st["applied_index"], st["apply_digest"]) == (index, digest), st
+        # converge() had old at (index, digest) among the others; the site controller may have
+        # applied more since, so only the same index must show the same digest.
+        assert st["applied_index"] > index or st["apply_digest"] == digest, (st, index, digest)
+        assert st["applied_index"] >= index, (st, index)
         assert st["state"] == "follower", st
         check_readable_everywhere(c, [old], acked, "kill/")
 
@@ -455,7 +458,7 @@ def member_names(c, name):
 
 
 def test_member_add_and_remove_3():
-    with Cluster("3") as c:
+    with Cluster("3", cert_cache=False) as c:
         leader = settled_leader(c)
         before = {"members/%02d" % i: b"before-%d" % i for i in range(20)}
         for i, (key, value) in enumerate(sorted(before.items())):

@@ -171,7 +171,7 @@ def test_newer_epoch_from_a_stranger_fences_nobody():
     learnt only from a member of the node's configuration, at its address, from its host: not
     from a valid node certificate of the CA that is no member, nor from a member's certificate
     connecting from elsewhere or claiming another address."""
-    with Cluster("3") as c:
+    with Cluster("3", cert_cache=False) as c:
         leader = c.leader()
         target = next(n for n in c.names if n != leader)
         other = next(n for n in c.names if n not in (leader, target))

@@ -11,6 +11,7 @@ import urllib.parse
 
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cluster  # noqa: E402
 from cluster import (BIN_DIR, SCRIPT, SUBREAPER, Cluster, ClusterError, exit_code,  # noqa: E402
                      pid_alive, run_tests, wait_until)
 
@@ -140,7 +141,8 @@ def test_missing_tandemd_is_reported():
 
 
 def test_two_clusters_side_by_side():
-    with Cluster("2+2+1", settings={"snapshot_threshold": 64}) as a, Cluster("3") as b:
+    with Cluster("2+2+1", settings={"snapshot_threshold": 64}, cert_cache=False) as a, \
+            Cluster("3", cert_cache=False) as b:
         check_layout(a, "2+2+1")
         check_layout(b, "3")
         assert "snapshot_threshold = 64\n" in read(os.path.join(a.dir, "east-1", "tandem.conf"))
@@ -165,6 +167,39 @@ def test_two_clusters_side_by_side():
         assert b.kv_get(b.leader(), "side-by-side") is None
 
 
+def test_certificate_cache():
+    """With TANDEM_CERT_CACHE (what cluster.py gives up), DIR/tls is a copy of one set made for
+    the node names: a real directory of the cluster's own, keys private, the CA that of the
+    cached set; renewing in it leaves the cache alone, and a second cluster of the same names
+    open at the same time in this process makes its own CA (so the two do not trust each other)."""
+    saved = cluster.CERT_CACHE
+    with tempfile.TemporaryDirectory() as cache:
+        cluster.CERT_CACHE = cache
+        try:
+            with Cluster("3") as a, Cluster("3") as b:
+                check_layout(a, "3")
+                check_layout(b, "3")
+                entries = [e for e in os.listdir(cache) if not e.startswith(".")]
+                assert len(entries) == 1, os.listdir(cache)
+                entry = os.path.join(cache, entries[0])
+                assert sorted(os.listdir(cache)) == entries, os.listdir(cache)  # no leftovers
+                tls = os.path.join(a.dir, "tls")
+                assert os.path.isdir(tls) and not os.path.islink(tls), tls
+                for f in os.listdir(entry):
+                    if f.endswith(".pem"):
+                        assert read(os.path.join(tls, f)) == read(os.path.join(entry, f)), f
+                assert read(b.tls_path("ca.pem")) != read(a.tls_path("ca.pem")), "b shares a's CA"
+                assert refused(b, b.names[0], a.tls_context()), "b accepted a's admin"
+                cached = read(os.path.join(entry, "east-1.pem"))
+                subprocess.run(["bash", os.path.join(os.path.dirname(SCRIPT), "certs.sh"),
+                                "renew", a.tls_path(""), "east-1"], check=True,
+                               capture_output=True, timeout=60)
+                assert read(a.tls_path("east-1.pem")) != cached
+                assert read(os.path.join(entry, "east-1.pem")) == cached
+        finally:
+            cluster.CERT_CACHE = saved
+
+
 def test_insecure_cluster():
     """--insecure (benchmarks only): plaintext http:// everywhere, no certificates."""
     with Cluster("3", insecure=True) as c:
@@ -181,7 +216,7 @@ def test_insecure_cluster():
 
 
 def test_stop_kill_and_start():
-    with Cluster("2+2+1") as c:
+    with Cluster("2+2+1", cert_cache=False) as c:
         leader = c.leader()
         follower = next(n for n in c.names if n != leader)
         c.kv_put(leader, "before", b"1")
@@ -239,7 +274,7 @@ def tandemd_pids_of(conf):
 def test_concurrent_starts_start_one_node():
     """Two `start` of one stopped node at once: one starts it, the other says it is running;
     the pid file names the one tandemd that runs, and no stray /proc error is printed."""
-    with Cluster("3") as c:
+    with Cluster("3", cert_cache=False) as c:
         follower = next(n for n in c.names if n != c.leader())
         c.stop(follower)
         env = dict(os.environ, TANDEM_BIN_DIR=c.bin_dir)
@@ -264,7 +299,7 @@ def test_concurrent_starts_start_one_node():
 
 
 def test_down_leaves_nothing_and_up_restarts():
-    with Cluster("3") as c:
+    with Cluster("3", cert_cache=False) as c:
         c.kv_put(c.leader(), "survives-restart", b"yes")
         pids = {n: c.nodes[n]["pid"] for n in c.names}
         endpoints = list(c.endpoints)

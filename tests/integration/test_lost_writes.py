@@ -91,7 +91,7 @@ def rollback(c, journal):
 
 def check_converged(c, acked):
     c.wait_converged(timeout=CONVERGE_TIMEOUT_S)
-    digests = c.digests()
+    digests = c.converged_digests()
     assert len({d["state_digest"] for d in digests.values()}) == 1, digests
     for name in c.names:
         missing = [k for k in acked if c.kv_get(name, k, local=True) is None]

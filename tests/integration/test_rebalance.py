@@ -134,8 +134,8 @@ def test_plan_apply_replan_stale():
         c.ctl("rebalance", "apply", fresh["id"])
         assert plan_json(c)["moves"] == []
         c.wait_converged()
-        digests = {d["state_digest"] for d in c.digests().values()}
-        assert len(digests) == 1, c.digests()
+        digests = c.converged_digests()
+        assert len({d["state_digest"] for d in digests.values()}) == 1, digests
 
 
 def test_exclusions():

@@ -238,7 +238,7 @@ def converge_watching(c, names, watch):
         if time.monotonic() >= deadline:
             raise AssertionError("no convergence in %d s: %s" % (CONVERGE_TIMEOUT_S, seen))
         time.sleep(0.1)
-    digests = c.digests(names)
+    digests = c.converged_digests(names)
     assert len({(d["applied_index"], d["state_digest"]) for d in digests.values()}) == 1, digests
     return seen[names[0]]
 

@@ -52,7 +52,7 @@ def tandemd(c, name, *flags):
 def test_sighup_swaps_certificates_while_writes_continue():
     """Also the plaintext refusal, the metrics and the start checks: one cluster for all of it,
     as starting one costs seconds of CI."""
-    with Cluster("3") as c:
+    with Cluster("3", cert_cache=False) as c:
         leader = c.leader()
         follower = next(n for n in c.names if n != leader and not n.startswith("witness"))
         old = c.status(leader)["tls"]
