@@ -260,6 +260,40 @@ static const struct option options[] = {
     UINT_OPTION(audit_retention_days, 400, 30, 36500, "audit",
                 "Days audit records are kept at least; POST /v1/retention/purge removes older ones "
                 "(the last removed record's hash stays as the chain's anchor)"),
+    /* issue 14, scheduled mutual backup between the sites */
+    {.name = "backup_dir",
+     .type = OPTION_STRING,
+     FIELD(backup_dir),
+     .check = CHECK_NONE,
+     .group = "backup",
+     .value_doc = "path",
+     .default_doc = "<data_dir>/backups",
+     .help = "Directory holding the other site's backups this node keeps (and the manifests a "
+             "witness keeps); never inside data_dir's raft/ or state/"},
+    UINT_OPTION(backup_interval_minutes, 0, 0, 525600, "backup",
+                "Minutes between the scheduled backups of each site, taken by a caught-up node "
+                "of the site and shipped to the other site's nodes; 0: no scheduled backups"),
+    UINT_OPTION(backup_interval_s, 0, 0, 31536000, "backup",
+                "Seconds between scheduled backups; overrides backup_interval_minutes when not 0 "
+                "(tests and drills)"),
+    UINT_OPTION(backup_keep, 7, 1, 512, "backup",
+                "Newest backups of each site kept; older ones are removed from their holders"),
+    UINT_OPTION(backup_keep_days, 30, 1, 36500, "backup",
+                "Days a backup is kept at most (each site's newest backup is always kept)"),
+    UINT_OPTION(backup_verify_interval_s, 86400, 0, 31536000, "backup",
+                "Seconds between level-2 verifications (the state opened and its digest "
+                "recomputed) of each site's newest backup at a holder; 0: never"),
+    UINT_OPTION(backup_check_interval_s, 60, 1, 86400, "backup",
+                "Seconds between a holder's checks that the backups recorded as kept by it are "
+                "there with their size; a missing one is reported as lost"),
+    UINT_OPTION(backup_attempts, 3, 1, 100, "backup",
+                "Tries of one scheduled backup before the failure is raised as an event "
+                "(backup_failed)"),
+    UINT_OPTION(backup_retry_s, 30, 1, 86400, "backup",
+                "Seconds before a failed scheduled backup is tried again, doubled after each try"),
+    UINT_OPTION(backup_timeout_s, 1800, 10, 3600, "backup",
+                "Seconds one scheduled backup (take, ship to every holder) may take before it "
+                "counts as failed"),
     STRING_OPTION("config", config_path, CHECK_NONE, NULL, OPTION_CLI_ONLY, "command_line", "path",
                   "INI file read before the flags, which override it"),
     ACTION_OPTION("help", ACTION_HELP, "Print this help and exit"),
@@ -939,6 +973,54 @@ static int validate_allow_lists(const struct tandem_config *c, char *errmsg)
     return 0;
 }
 
+/* Whether path is dir or lies under it, by their text (trailing slashes ignored). */
+static bool path_within(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') {
+        n--;
+    }
+    return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+/* A backup directory inside raft/ or state/ would be moved aside with them by a re-seed, and
+ * files there are not the state's: refused. (The start checks the resolved paths again.) */
+static int validate_backup_dir(const struct tandem_config *c, char *errmsg)
+{
+    char dir[PATH_MAX], inner[PATH_MAX + 8];
+    static const char *const inners[] = {"raft", "state"};
+    if (c->data_dir[0] == '\0') {
+        return 0; /* data_dir's own check says what is missing */
+    }
+    tandem_config_backup_dir(c, dir);
+    if (path_within(c->data_dir, dir)) {
+        return fail(errmsg, "option backup_dir: '%s' must not be data_dir or hold it", dir);
+    }
+    for (unsigned i = 0; i < sizeof inners / sizeof inners[0]; i++) {
+        snprintf(inner, sizeof inner, "%s/%s", c->data_dir, inners[i]);
+        if (path_within(dir, inner)) {
+            return fail(errmsg, "option backup_dir: '%s' must not be inside data_dir's %s/", dir,
+                        inners[i]);
+        }
+    }
+    return 0;
+}
+
+void tandem_config_backup_dir(const struct tandem_config *c, char *out)
+{
+    if (c->backup_dir[0] != '\0') {
+        snprintf(out, PATH_MAX, "%s", c->backup_dir);
+    } else {
+        snprintf(out, PATH_MAX, "%.*s/backups", PATH_MAX - 9, c->data_dir);
+    }
+}
+
+uint64_t tandem_config_backup_interval_ms(const struct tandem_config *c)
+{
+    return c->backup_interval_s != 0 ? (uint64_t)c->backup_interval_s * 1000u
+                                     : (uint64_t)c->backup_interval_minutes * 60000u;
+}
+
 static int validate_relations(const struct tandem_config *c, char *errmsg)
 {
     if (validate_allow_lists(c, errmsg) != 0) {
@@ -966,7 +1048,7 @@ static int validate_relations(const struct tandem_config *c, char *errmsg)
                     "request must fit in one batch",
                     c->body_bytes_max_kib, c->batch_bytes_max_kib);
     }
-    return 0;
+    return validate_backup_dir(c, errmsg);
 }
 
 /* A TLS file option names a readable regular file, or nothing when it is optional. */

@@ -4,6 +4,7 @@
 
 #include <limits.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "consensus/member.h"
@@ -89,7 +90,23 @@ struct tandem_config {
     unsigned bcp_event_streams_max; /* concurrent GET /v1/events */
     /* audit */
     unsigned audit_retention_days; /* audit records younger than this are never purged */
+    /* issue 14, scheduled mutual backup between the sites (node/bcp/backup_schedule.h) */
+    char backup_dir[PATH_MAX];        /* "" = <data_dir>/backups (tandem_config_backup_dir) */
+    unsigned backup_interval_minutes; /* 0 = no scheduled backups */
+    unsigned backup_interval_s;       /* when not 0, overrides the minutes (tests, drills) */
+    unsigned backup_keep;             /* newest backups kept per site */
+    unsigned backup_keep_days;        /* older ones are retired (the newest always stays) */
+    unsigned backup_verify_interval_s; /* level 2 of each site's newest backup; 0 = never */
+    unsigned backup_check_interval_s;  /* holders look at their copies this often */
+    unsigned backup_attempts;          /* tries of one scheduled backup before it is raised */
+    unsigned backup_retry_s;           /* first wait between tries, doubled each time */
+    unsigned backup_timeout_s;         /* one take-and-ship, at most */
 };
+
+/* The effective backup directory into out (PATH_MAX bytes): backup_dir, or <data_dir>/backups. */
+void tandem_config_backup_dir(const struct tandem_config *c, char *out);
+/* The effective interval between scheduled backups of a site in ms; 0 when off. */
+uint64_t tandem_config_backup_interval_ms(const struct tandem_config *c);
 
 void tandem_config_defaults(struct tandem_config *c);
 

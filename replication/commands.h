@@ -4,6 +4,7 @@
 #define TANDEM_REPLICATION_COMMANDS_H
 
 #include "replication/apply.h"
+#include "replication/bcp/backups.h"
 #include "replication/bcp/sites.h"
 #include "replication/domain/audit.h"
 #include "replication/domain/domain.h"
@@ -21,7 +22,8 @@
     TANDEM_REBALANCE_COMMANDS(X)                                                                   \
     TANDEM_SITE_COMMANDS(X)                                                                        \
     TANDEM_INCIDENT_COMMANDS(X)                                                                    \
-    TANDEM_AUDIT_COMMANDS(X) TANDEM_USER_COMMANDS(X) TANDEM_PDATA_COMMANDS(X)
+    TANDEM_AUDIT_COMMANDS(X) TANDEM_USER_COMMANDS(X) TANDEM_PDATA_COMMANDS(X)                   \
+    TANDEM_BACKUP_COMMANDS(X)
 
 #define TANDEM_COMMAND_DECLARE(name, body_case, fn)                                                \
     int fn(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,                     \

@@ -147,14 +147,15 @@ static bool state_ok(struct tandem_fsm *f, MDB_txn *txn, uint64_t index)
     return rv == 0 && sites_ok;
 }
 
-/* A client's command, not the site table's own bookkeeping (decisions, drills, incidents):
- * what the BCP write-gap measure counts. */
+/* A client's command, not the site table's own bookkeeping (decisions, drills, incidents,
+ * shipped backups): what the BCP write-gap measure counts. */
 static bool client_command(const Tandem__Command *command)
 {
 #define TANDEM_SITE_CASE_(name, body_case, fn) case body_case:
     switch (command->body_case) {
         TANDEM_SITE_COMMANDS(TANDEM_SITE_CASE_)
         TANDEM_INCIDENT_COMMANDS(TANDEM_SITE_CASE_)
+        TANDEM_BACKUP_COMMANDS(TANDEM_SITE_CASE_)
         return false;
         default:
             return true;

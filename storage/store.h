@@ -34,7 +34,8 @@
     X(CAPACITY, "capacity")                                                                        \
     X(CAPACITY_HISTORY, "capacity_history")                                                        \
     X(USERS, "users")                                                                              \
-    X(AUDIT, "audit")
+    X(AUDIT, "audit")                                                                              \
+    X(BACKUPS, "backups")
 
 enum tandem_store_db {
 #define TANDEM_STORE_DB_ENUM(id, name) TANDEM_DB_##id,
