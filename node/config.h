@@ -89,6 +89,9 @@ struct tandem_config {
     unsigned bcp_event_streams_max; /* concurrent GET /v1/events */
     /* audit */
     unsigned audit_retention_days; /* audit records younger than this are never purged */
+    /* backups (issue 14, node/backup.h); the schedule's options follow (B2) */
+    char backup_dir[PATH_MAX];      /* "" = <data_dir>/backups (tandem_config_load derives it) */
+    char backup_key_file[PATH_MAX]; /* "" = backups are written plain */
 };
 
 void tandem_config_defaults(struct tandem_config *c);
