@@ -260,7 +260,7 @@ static const struct option options[] = {
     UINT_OPTION(audit_retention_days, 400, 30, 36500, "audit",
                 "Days audit records are kept at least; POST /v1/retention/purge removes older ones "
                 "(the last removed record's hash stays as the chain's anchor)"),
-    /* issue 14, scheduled mutual backup between the sites */
+    /* issue 14, backups (node/backup.h) and their schedule (node/backup_sched.h) */
     {.name = "backup_dir",
      .type = OPTION_STRING,
      FIELD(backup_dir),
@@ -268,8 +268,14 @@ static const struct option options[] = {
      .group = "backup",
      .value_doc = "path",
      .default_doc = "<data_dir>/backups",
-     .help = "Directory holding the other site's backups this node keeps (and the manifests a "
-             "witness keeps); never inside data_dir's raft/ or state/"},
+     .help = "Directory where this node writes the backups it takes (POST /v1/backups, the "
+             "schedule) and keeps the ones shipped to it; created with mode 0700; never inside "
+             "data_dir's raft/ or state/"},
+    STRING_OPTION("backup_key_file", backup_key_file, CHECK_NONE, NULL, 0, "backup", "path",
+                  "File of backup keys in key_file's format (\"<id> <64 hex digits>\" a line, "
+                  "mode 0600 or 0400); the highest id seals each backup's state with "
+                  "AES-256-GCM, any listed id opens one; empty: backups are written plain "
+                  "(personal-data fields stay sealed inside either way)"),
     UINT_OPTION(backup_interval_minutes, 0, 0, 525600, "backup",
                 "Minutes between the scheduled backups of each site, taken by a caught-up node "
                 "of the site and shipped to the other site's nodes; 0: no scheduled backups"),
@@ -858,6 +864,9 @@ int tandem_config_load(struct tandem_config *c, int argc, char **argv, FILE *out
         /* Fits: "https://" plus at most TANDEM_HOSTPORT_LEN_MAX is below TANDEM_URL_LEN_MAX. */
         snprintf(c->api_url, sizeof c->api_url, "%s://%s", c->insecure ? "http" : "https",
                  c->api_address);
+    }
+    if (c->backup_dir[0] == '\0' && c->data_dir[0] != '\0') {
+        snprintf(c->backup_dir, sizeof c->backup_dir, "%.*s/backups", PATH_MAX - 16, c->data_dir);
     }
     if (tandem_config_validate(c, errmsg) != 0) {
         return -1;

@@ -90,8 +90,9 @@ struct tandem_config {
     unsigned bcp_event_streams_max; /* concurrent GET /v1/events */
     /* audit */
     unsigned audit_retention_days; /* audit records younger than this are never purged */
-    /* issue 14, scheduled mutual backup between the sites (node/bcp/backup_schedule.h) */
-    char backup_dir[PATH_MAX];        /* "" = <data_dir>/backups (tandem_config_backup_dir) */
+    /* backups (issue 14, node/backup.h); then the schedule (node/backup_sched.h) */
+    char backup_dir[PATH_MAX];      /* "" = <data_dir>/backups (tandem_config_load derives it) */
+    char backup_key_file[PATH_MAX]; /* "" = backups are written plain */
     unsigned backup_interval_minutes; /* 0 = no scheduled backups */
     unsigned backup_interval_s;       /* when not 0, overrides the minutes (tests, drills) */
     unsigned backup_keep;             /* newest backups kept per site */

@@ -31,6 +31,7 @@
     X(PLAN, "plan", TANDEM_ROLE_PLANNER)                                                           \
     X(BCP, "bcp", TANDEM_ROLE_BCP_ADMIN)                                                           \
     X(MEMBERS, "members", TANDEM_ROLE_BCP_ADMIN)                                                   \
+    X(BACKUP, "backup", TANDEM_ROLE_BCP_ADMIN)                                                     \
     X(USERS, "users", TANDEM_ROLE_SECURITY_ADMIN)                                                  \
     X(KEYS, "keys", TANDEM_ROLE_SECURITY_ADMIN)                                                    \
     X(RETENTION, "retention", TANDEM_ROLE_SECURITY_ADMIN)                                          \
