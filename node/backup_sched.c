@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "node/bcp/backup_plan.h"
+#include "storage/backup.h"
 #include "node/log.h"
 #include "node/node.h"
 #include "replication/bcp/sites.h"
@@ -24,8 +25,8 @@
 
 void tandem_backup_path(const char *dir, const char *id, bool manifest, char *out)
 {
-    snprintf(out, PATH_MAX, "%.*s/%s%s", PATH_MAX - 96, dir, id,
-             manifest ? TANDEM_BACKUP_MANIFEST_SUFFIX : ".tbk");
+    snprintf(out, PATH_MAX, "%.*s/" TANDEM_BACKUP_KEPT_DIR "/%s%s", PATH_MAX - 128, dir, id,
+             manifest ? TANDEM_BACKUP_MANIFEST_SUFFIX : TANDEM_BACKUP_SUFFIX);
 }
 
 static int dir_make(const char *path)
@@ -69,13 +70,13 @@ int tandem_backups_init(struct tandem_node *node)
     if (dir_make(b->dir) != 0) {
         return -1;
     }
-    snprintf(path, sizeof path, "%s/" TANDEM_BACKUP_INCOMING_DIR, b->dir);
-    if (dir_make(path) != 0) {
-        return -1;
-    }
-    snprintf(path, sizeof path, "%s/" TANDEM_BACKUP_OUTGOING_DIR, b->dir);
-    if (dir_make(path) != 0) {
-        return -1;
+    static const char *const subdirs[] = {TANDEM_BACKUP_KEPT_DIR, TANDEM_BACKUP_INCOMING_DIR,
+                                          TANDEM_BACKUP_OUTGOING_DIR};
+    for (unsigned i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", b->dir, subdirs[i]);
+        if (dir_make(path) != 0) {
+            return -1;
+        }
     }
     return dir_outside(b->dir, node->config->data_dir);
 }
@@ -650,12 +651,11 @@ static void leader_tick(struct tandem_node *node)
         schedule(node, in, sums, n_sums);
     }
     for (unsigned i = 0; rv == 0 && i < node->backups.n_runs; i++) {
-        memset(w, 0, offsetof(struct site_walk, kept));
-        w->n = 0;
-        w->newest[0] = '\0';
-        w->newest_ms = 0;
-        w->n_holders = 0;
         w->site = node->backups.runs[i].site;
+        w->n = w->n_holders = 0;
+        w->newest[0] = '\0';
+        w->newest_ms = w->newest_verified_ms = 0;
+        w->newest_level = 0;
         rv = tandem_backups_walk(&node->store, txn, site_visit, w);
         if (rv == 0) {
             verification(node, in, &node->backups.runs[i], w);
@@ -669,10 +669,6 @@ static void leader_tick(struct tandem_node *node)
     free(in);
     free(w);
 }
-
-/* ---- the holder's check ---- */
-
-void tandem_backups_holder_check(struct tandem_node *node); /* node/backup_keep.c */
 
 void tandem_backups_tick(struct tandem_node *node)
 {

@@ -29,6 +29,7 @@ struct tandem_node;
 #define TANDEM_BACKUP_REPORTED_MAX     64     /* losses this node reported, not yet recorded */
 #define TANDEM_BACKUP_FILE_SLACK_BYTES (64ull * 1024 * 1024) /* a file's size over the LMDB map */
 #define TANDEM_BACKUP_ERROR_LEN_MAX    255
+#define TANDEM_BACKUP_KEPT_DIR         "kept"     /* under backup_dir: the other sites' backups */
 #define TANDEM_BACKUP_INCOMING_DIR     "incoming" /* under backup_dir: uploads in progress */
 #define TANDEM_BACKUP_OUTGOING_DIR     "outgoing" /* under backup_dir: the taker's file in flight */
 #define TANDEM_BACKUP_MANIFEST_SUFFIX  ".manifest.json"
@@ -83,7 +84,7 @@ struct tandem_backups {
     struct tandem_backup_stats stats;
 };
 
-/* Makes backup_dir (and its incoming/ and outgoing/) and checks that it lies outside data_dir's
+/* Makes backup_dir (and its kept/, incoming/ and outgoing/) and checks that it lies outside data_dir's
  * raft/ and state/ once resolved. Returns 0 or -1 (logged): the node does not start. */
 int tandem_backups_init(struct tandem_node *node);
 /* Once per loop turn (node.c): at most every TANDEM_BACKUP_TICK_MS, the holder's check (every
@@ -123,7 +124,14 @@ void tandem_backup_manifest_keep(struct tandem_node *node, struct tandem_http_re
 void tandem_backup_verify_local(struct tandem_node *node, struct tandem_http_request *r,
                                 const char *id, int level);
 
-/* The path of id's file (or manifest) under dir into out (PATH_MAX bytes). */
+/* The holder's check (node/backup_keep.c): every backup recorded as kept here is there with its
+ * size (else reported lost to the leader, with a backup_lost event); retired ones are removed;
+ * files of no record older than twice backup_timeout_s are swept. */
+void tandem_backups_holder_check(struct tandem_node *node);
+/* The id of a take in flight (node/backup_ship.c). */
+const char *tandem_backup_take_id(const struct tandem_backup_take *t);
+
+/* The path of a kept backup's file (or manifest), dir/kept/<id>.tbk, into out (PATH_MAX bytes). */
 void tandem_backup_path(const char *dir, const char *id, bool manifest, char *out);
 
 #endif

@@ -55,6 +55,7 @@ static void check_cb(uv_check_t *check)
         return;
     }
     tandem_pdata_erase_tick(node); /* leader only, every erase_interval_s */
+    tandem_backups_tick(node);     /* holders' checks; the leader's schedule */
     tandem_audit_flush(node);      /* one AuditAppend per turn, packed with the turn's writes */
     tandem_proposer_flush(&node->proposer);
 }
@@ -115,6 +116,11 @@ static void watch_closed_cb(struct tandem_bcp_watch *w)
     handle_closed(w->bcp->env.data);
 }
 
+static void backups_closed_cb(struct tandem_node *node)
+{
+    handle_closed(node);
+}
+
 /* The BCP runtime's way to stop the node (a restart in place sets reexec). */
 static void bcp_stop(void *data, bool reexec)
 {
@@ -144,7 +150,7 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     tandem_log(TANDEM_LOG_INFO, "stopping");
     tandem_audit_fail_queued(node, RAFT_SHUTDOWN);
     tandem_proposer_fail_queued(&node->proposer, RAFT_SHUTDOWN);
-    node->handles_open = node->metrics_http_open ? 13 : 12;
+    node->handles_open = node->metrics_http_open ? 14 : 13;
     uv_close((uv_handle_t *)&node->sighup, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sigterm, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sigint, uv_handle_closed_cb);
@@ -159,6 +165,7 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     tandem_bcp_close(&node->bcp, bcp_closed_cb);
     tandem_bcp_watch_close(&node->watch, watch_closed_cb);
     tandem_events_close(&node->events, events_closed_cb);
+    tandem_backups_close(node, backups_closed_cb); /* waits for backup work using the store */
     tandem_raft_close(&node->raft, raft_closed_cb);
 }
 
@@ -533,6 +540,10 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
     node->events.data = node;
     bcp_init(node);
     if (start_state(node, c) != 0) {
+        return -1;
+    }
+    if (tandem_backups_init(node) != 0) {
+        tandem_store_close(&node->store);
         return -1;
     }
     if (start_raft(node, c) != 0) {

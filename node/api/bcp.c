@@ -174,6 +174,8 @@ static void status_serve(struct tandem_node *node, struct tandem_http_request *r
         tandem_route_error(node, r, 500, "site table: %s", node->store.errmsg);
         return;
     }
+    json_t *backups = tandem_backups_status_json(node); /* issue 14 item 5 */
+    json_object_set_new(body, "backups", backups != NULL ? backups : json_null());
     if (tandem_route_local(r)) {
         /* This node's own view, never forwarded: say so, and how old it is. */
         json_t *local = tandem_bcp_local_json(&node->bcp, node->proposer.now_ms());

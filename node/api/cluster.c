@@ -161,10 +161,12 @@ static void route_status(struct tandem_node *node, struct tandem_http_request *r
     json_t *warnings = json_array(); /* what an operator should act on soon */
     json_t *tls = tandem_tls_identity_status(node->tls, tandem_wall_ms(), warnings);
     json_t *audit = tandem_audit_head_json(node); /* the audit chain's head (node/audit.h) */
+    json_t *backups = tandem_backups_status_json(node); /* each site's newest (verified) backup */
     tandem_route_jansson(node, r, 200,
-                         json_pack("{s:o,s:o,s:o,s:o,s:o,s:o}", "node", self, "leader", leader_json,
-                                   "members", members, "tls", tls, "warnings", warnings, "audit",
-                                   audit != NULL ? audit : json_null()));
+                         json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "node", self, "leader",
+                                   leader_json, "members", members, "tls", tls, "warnings",
+                                   warnings, "audit", audit != NULL ? audit : json_null(),
+                                   "backups", backups != NULL ? backups : json_null()));
 }
 
 static void route_members_list(struct tandem_node *node, struct tandem_http_request *r,
@@ -363,6 +365,7 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
     unsigned names_count = tandem_route_names(&names);
     tandem_route_counts_write(out, &node->metrics, names, names_count);
     site_metrics(node, out);
+    tandem_backups_metrics_write(node, out);
     fclose(out);
     tandem_node_respond(node, r, 200, "text/plain; version=0.0.4", NULL, text, len);
     free(text);

@@ -32,6 +32,7 @@ static const struct tandem_route_table *const route_tables[] = {
     &tandem_events_route_table,    &tandem_audit_route_table,
     &tandem_users_route_table, /* node/api/users.c (issue 13) */
     &tandem_pdata_route_table, /* node/api/keys.c (issue 13) */
+    &tandem_backup_site_route_table, /* node/api/backup_sites.c (issue 14) */
 };
 #define ROUTE_TABLES_COUNT (sizeof route_tables / sizeof route_tables[0])
 
@@ -79,6 +80,10 @@ static void respond_audit(struct tandem_node *node, const struct tandem_http_req
 {
     if (r->method == HTTP_GET || r->method == HTTP_HEAD ||
         ((uintptr_t)r->data & ROUTE_FORWARDED_BIT) != 0 || strcmp(r->path, "/v1/node/audit") == 0) {
+        return;
+    }
+    /* A shipped backup is audited where it arrives (its final request), not chunk by chunk. */
+    if (strcmp(r->path, "/v1/node/backups/upload") == 0 && strstr(r->query, "final=1") == NULL) {
         return;
     }
     unsigned id = route_of(r);

@@ -77,6 +77,37 @@ static void status_local_header(struct tandem_ctl_context *ctx, const json_t *ro
     }
 }
 
+/* An age in ms as seconds for a status line; "none" when null. */
+static void age_text(const json_t *ms, char *out, size_t size)
+{
+    if (json_is_integer(ms)) {
+        snprintf(out, size, "%.1fs ago", (double)json_integer_value(ms) / 1000.0);
+    } else {
+        snprintf(out, size, "none");
+    }
+}
+
+/* One line per site with a backup: the age of its newest and newest verified backup. */
+static void status_backups(struct tandem_ctl_context *ctx, const json_t *backups)
+{
+    const char *site;
+    json_t *s;
+    if (!json_is_object(backups)) {
+        return;
+    }
+    fprintf(ctx->out, "backups: %s\n",
+            json_is_true(json_object_get(backups, "scheduled")) ? "scheduled" : "not scheduled");
+    json_object_foreach(json_object_get(backups, "sites"), site, s)
+    {
+        char newest[32], verified[32];
+        age_text(json_object_get(s, "newest_age_ms"), newest, sizeof newest);
+        age_text(json_object_get(s, "newest_verified_age_ms"), verified, sizeof verified);
+        fprintf(ctx->out, "  %s: newest %s (index %" JSON_INTEGER_FORMAT "), newest verified %s, %"
+                JSON_INTEGER_FORMAT " lost\n",
+                site, newest, num(s, "newest_index", 0), verified, num(s, "lost", 0));
+    }
+}
+
 static int status_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
                         const json_t *root)
 {
@@ -96,6 +127,7 @@ static int status_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_
     int rc =
         tandem_ctl_view_print(ctx, json_object_get(root, "sites"), TANDEM_CTL_VIEW_BCP_SITES, NULL);
     if (rc == TANDEM_CTL_OK) {
+        status_backups(ctx, json_object_get(root, "backups"));
         status_decisions(ctx, json_object_get(root, "decisions"));
     }
     return rc;

@@ -20,7 +20,7 @@
 
 static tandem_ctl_cell_format cell_value, cell_text, cell_yes_no, cell_site_state, cell_leader,
     cell_kv_key, cell_kv_value, cell_nodes, cell_reach, cell_plan_site, cell_integer_change,
-    cell_hours_change, cell_load_change;
+    cell_hours_change, cell_load_change, cell_age, cell_bytes, cell_verified;
 
 /* A column of one view. */
 struct view_column {
@@ -128,6 +128,16 @@ static const struct view_column columns[] = {
     {TANDEM_CTL_VIEW_DRILLS, {"DIGESTS_EQ", "digests_equal", cell_yes_no, "-"}},
     {TANDEM_CTL_VIEW_DRILLS, {"JOBS_MOVED", "jobs_moved", tandem_ctl_cell_index, "-"}},
     {TANDEM_CTL_VIEW_DRILLS, {"STARTED", "started", tandem_ctl_cell_time, "-"}},
+    {TANDEM_CTL_VIEW_SITE_BACKUPS, {"SITE", "site", cell_text, ""}},
+    {TANDEM_CTL_VIEW_SITE_BACKUPS, {"ID", "id", cell_text, ""}},
+    {TANDEM_CTL_VIEW_SITE_BACKUPS, {"INDEX", "index", tandem_ctl_cell_index, "-"}},
+    {TANDEM_CTL_VIEW_SITE_BACKUPS, {"AGE", "age_ms", cell_age, "-"}},
+    {TANDEM_CTL_VIEW_SITE_BACKUPS, {"SIZE", "size", cell_bytes, "-"}},
+    {TANDEM_CTL_VIEW_SITE_BACKUPS, {"KEPT_ON", "holders", cell_value, "-"}},
+    {TANDEM_CTL_VIEW_SITE_BACKUPS, {"MANIFEST_ON", "manifest_holders", cell_value, "-"}},
+    {TANDEM_CTL_VIEW_SITE_BACKUPS, {"STATE", "state", cell_text, ""}},
+    {TANDEM_CTL_VIEW_SITE_BACKUPS, {"LOST_ON", "lost", cell_value, "-"}},
+    {TANDEM_CTL_VIEW_SITE_BACKUPS, {"VERIFIED", "verified", cell_verified, "never"}},
 };
 #define COLUMN_COUNT (sizeof(columns) / sizeof(columns[0]))
 
@@ -258,6 +268,62 @@ static void cell_yes_no(const json_t *item, const struct tandem_ctl_column *colu
 }
 
 /* ---- formatters of one view ---- */
+
+/* An age in ms as "45s", "12m03s", "5h02m" or "3d04h". */
+static void cell_age(const json_t *item, const struct tandem_ctl_column *column,
+                     const void *context, char *out, size_t size)
+{
+    const json_t *value = json_object_get(item, column->field);
+    json_int_t s = json_is_integer(value) ? json_integer_value(value) / 1000 : -1;
+    (void)context;
+    if (s < 0) {
+        snprintf(out, size, "%s", column->absent);
+    } else if (s < 60) {
+        snprintf(out, size, "%llds", (long long)s);
+    } else if (s < 3600) {
+        snprintf(out, size, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
+    } else if (s < 86400) {
+        snprintf(out, size, "%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+    } else {
+        snprintf(out, size, "%lldd%02lldh", (long long)(s / 86400), (long long)(s % 86400 / 3600));
+    }
+}
+
+/* A byte count as "812 B", "3.4 KiB", "12.0 MiB" or "1.50 GiB". */
+static void cell_bytes(const json_t *item, const struct tandem_ctl_column *column,
+                       const void *context, char *out, size_t size)
+{
+    const json_t *value = json_object_get(item, column->field);
+    double b = json_is_integer(value) ? (double)json_integer_value(value) : -1.0;
+    (void)context;
+    if (b < 0) {
+        snprintf(out, size, "%s", column->absent);
+    } else if (b < 1024) {
+        snprintf(out, size, "%.0f B", b);
+    } else if (b < 1024.0 * 1024) {
+        snprintf(out, size, "%.1f KiB", b / 1024);
+    } else if (b < 1024.0 * 1024 * 1024) {
+        snprintf(out, size, "%.1f MiB", b / (1024.0 * 1024));
+    } else {
+        snprintf(out, size, "%.2f GiB", b / (1024.0 * 1024 * 1024));
+    }
+}
+
+/* A backup's last verification: "L2 2024-05-01T09:30:00.250Z west-1". */
+static void cell_verified(const json_t *item, const struct tandem_ctl_column *column,
+                          const void *context, char *out, size_t size)
+{
+    const json_t *v = json_object_get(item, column->field);
+    const char *at = json_string_value(json_object_get(v, "at"));
+    const char *by = json_string_value(json_object_get(v, "by"));
+    (void)context;
+    if (at == NULL || by == NULL) {
+        snprintf(out, size, "%s", column->absent);
+        return;
+    }
+    snprintf(out, size, "L%" JSON_INTEGER_FORMAT " %s %s",
+             json_integer_value(json_object_get(v, "level")), at, by);
+}
 
 /* A site's state, with " (witness)" when the site is a witness. */
 static void cell_site_state(const json_t *item, const struct tandem_ctl_column *column,

@@ -28,6 +28,7 @@ enum tandem_ctl_view {
     TANDEM_CTL_VIEW_PLAN_MOVES,       /* rebalance plan: the moves */
     TANDEM_CTL_VIEW_BCP_SITES,        /* bcp status */
     TANDEM_CTL_VIEW_DRILLS,           /* bcp drills */
+    TANDEM_CTL_VIEW_SITE_BACKUPS,     /* backup list: the sites' shipped backups */
     TANDEM_CTL_VIEW_COUNT
 };
 

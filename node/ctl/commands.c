@@ -87,6 +87,9 @@ const struct tandem_ctl_command tandem_ctl_commands[] = {
     {"box", "trace", "ID", 1, 1, tandem_ctl_trace_show, "print a box's timeline"},
     {"trace", "job", "ID", 1, 1, tandem_ctl_trace_show, "print a job's timeline"},
     {"trace", "box", "ID", 1, 1, tandem_ctl_trace_show, "print a box's timeline"},
+    {"backup", "list", "[--site S] [--retired] [--local]", 0, 0, tandem_ctl_backup_list,
+     "each site's shipped backups: index, age, size, the nodes keeping them (and the witnesses "
+     "keeping their manifests), state and last verification"},
     {"key", "rotate", "", 0, 0, tandem_ctl_key_rotate,
      "re-seal every personal-data value under key_file's current key (add the key on every node "
      "and SIGHUP first)"},

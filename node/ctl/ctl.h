@@ -190,6 +190,8 @@ int tandem_ctl_trace_disposals(struct tandem_ctl_context *ctx, const struct tand
 
 /* Command handlers: cmd_bcp.c. */
 int tandem_ctl_bcp_status(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+/* backup list (node/ctl/cmd_site_backups.c) */
+int tandem_ctl_backup_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_bcp_invoke(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_bcp_revoke(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_bcp_drill(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
