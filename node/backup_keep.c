@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "node/api/api.h"
-#include "node/backup_sched.h"
+#include "node/backup_state.h"
 #include "node/log.h"
 #include "node/node.h"
 #include "replication/identity/backup_keys.h"
@@ -28,8 +28,7 @@
 
 static void incoming_path(const char *dir, const char *id, char *out)
 {
-    snprintf(out, PATH_MAX, "%.*s/" TANDEM_BACKUP_INCOMING_DIR "/%s.part", PATH_MAX - 128, dir,
-             id);
+    snprintf(out, PATH_MAX, "%.*s/" TANDEM_BACKUP_INCOMING_DIR "/%s.part", PATH_MAX - 128, dir, id);
 }
 
 /* SHA-256 of the file at path in hex; 0 or a tandem code with errmsg. */
@@ -156,10 +155,10 @@ static struct tandem_backup_upload *upload_slot(struct tandem_node *node,
     }
     if (offset != 0) {
         if (u == NULL || u->offset != offset) {
-            tandem_route_jansson(
-                node, r, 409,
-                json_pack("{s:s,s:I}", "error", "offset is not where the upload stands",
-                          "expected", (json_int_t)(u != NULL ? u->offset : 0)));
+            tandem_route_jansson(node, r, 409,
+                                 json_pack("{s:s,s:I}", "error",
+                                           "offset is not where the upload stands", "expected",
+                                           (json_int_t)(u != NULL ? u->offset : 0)));
             return NULL;
         }
         return u;
@@ -327,8 +326,8 @@ void tandem_backup_upload(struct tandem_node *node, struct tandem_http_request *
         return;
     }
     if (offset + r->body_len > size_max) {
-        tandem_route_error(node, r, 413, "a backup is at most %" PRIu64 " bytes here (map_size_mib)",
-                           size_max);
+        tandem_route_error(node, r, 413,
+                           "a backup is at most %" PRIu64 " bytes here (map_size_mib)", size_max);
         return;
     }
     if (node->backups.closing) {
@@ -408,8 +407,8 @@ static void keep_after_cb(uv_work_t *work, int status)
     if (j->rv == 0) {
         json_t *m = tandem_backup_manifest_json(&j->manifest);
         tandem_route_jansson(node, j->r, 200,
-                             json_pack("{s:s,s:i,s:o}", "id", j->id, "level", j->level,
-                                       "manifest", m != NULL ? m : json_null()));
+                             json_pack("{s:s,s:i,s:o}", "id", j->id, "level", j->level, "manifest",
+                                       m != NULL ? m : json_null()));
     } else {
         /* 404 and 422 say the copy is gone or damaged; anything else (no key, I/O) is not. */
         int code = j->absent ? 404 : j->rv == TANDEM_CORRUPT ? 422 : 500;
@@ -551,6 +550,17 @@ static bool known_id(const struct check_job *j, const char *name, size_t id_len)
     return false;
 }
 
+/* Whether name is "<id>.<anything>" of a known id (ids may hold dots themselves). */
+static bool file_of_known(const struct check_job *j, const char *name)
+{
+    for (const char *dot = strchr(name, '.'); dot != NULL; dot = strchr(dot + 1, '.')) {
+        if (known_id(j, name, (size_t)(dot - name))) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Removes files of sub (kept/, incoming/ or outgoing/) that belong to no record and no upload
  * and are older than the grace period: shipped but never recorded, or left by a crash. */
 static void sweep(struct check_job *j, const char *sub)
@@ -562,11 +572,9 @@ static void sweep(struct check_job *j, const char *sub)
     for (unsigned n = 0; d != NULL && (e = readdir(d)) != NULL && n < 4 * TANDEM_BACKUP_RECORDS_MAX;
          n++) {
         struct stat st;
-        const char *dot = strchr(e->d_name, '.');
         snprintf(path, sizeof path, "%s/%s", folder, e->d_name);
-        if (e->d_name[0] == '.' || dot == NULL || known_id(j, e->d_name, (size_t)(dot - e->d_name)) ||
-            lstat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
-            j->now_ms - (int64_t)st.st_mtime * 1000 < j->grace_ms) {
+        if (e->d_name[0] == '.' || file_of_known(j, e->d_name) || lstat(path, &st) != 0 ||
+            !S_ISREG(st.st_mode) || j->now_ms - (int64_t)st.st_mtime * 1000 < j->grace_ms) {
             continue;
         }
         if (unlink(path) == 0) {
@@ -642,8 +650,8 @@ static void loss_report(struct tandem_node *node, const struct check_item *item)
             snprintf(b->reported[b->n_reported++], TANDEM_BACKUP_ID_LEN_MAX + 1, "%s", item->id);
         }
     }
-    json_t *body = json_pack("{s:s,s:s,s:s}", "id", item->id, "node", node->self.name, "reason",
-                             item->reason);
+    json_t *body =
+        json_pack("{s:s,s:s,s:s}", "id", item->id, "node", node->self.name, "reason", item->reason);
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (text != NULL && tandem_raft_leader(&node->raft, &leader) == 0 &&

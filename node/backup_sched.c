@@ -1,7 +1,7 @@
 /* The scheduled mutual backup's runtime on one node: the leader's schedule, retries and events,
  * retention and level-2 verifications, every holder's check of what it keeps, and the status
- * and metrics views (node/backup_sched.h). */
-#include "node/backup_sched.h"
+ * and metrics views (node/backup_state.h). */
+#include "node/backup_state.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -175,8 +175,9 @@ static void try_failed(struct tandem_node *node, struct tandem_backup_run *run, 
     if (run->attempts < c->backup_attempts) {
         uint64_t wait = tandem_backup_plan_backoff((uint64_t)c->backup_retry_s * 1000u,
                                                    run->attempts, interval);
-        tandem_log(TANDEM_LOG_WARN, "backup of %s failed (try %u of %u, again in %" PRIu64 " ms): %s",
-                   run->site, run->attempts, c->backup_attempts, wait, why);
+        tandem_log(TANDEM_LOG_WARN,
+                   "backup of %s failed (try %u of %u, again in %" PRIu64 " ms): %s", run->site,
+                   run->attempts, c->backup_attempts, wait, why);
         run->next_ms = now + wait;
         return;
     }
@@ -198,13 +199,15 @@ static void store_cb(struct tandem_write *w, int status, struct tandem_result *r
     if (run != NULL && status == 0 && result != NULL && result->status == 200) {
         run->inflight = false;
         run->attempts = 0;
-        tandem_log(TANDEM_LOG_INFO, "backup %s of %s recorded (index %" PRIu64 ", %" PRIu64
+        tandem_log(TANDEM_LOG_INFO,
+                   "backup %s of %s recorded (index %" PRIu64 ", %" PRIu64
                    " bytes, kept on %zu nodes)",
                    p->record.id, p->site, p->record.index, p->record.size, p->record.n_holders);
     } else if (run != NULL) {
-        try_failed(p->node, run, status != 0 ? "the record was not committed"
-                                 : result != NULL && result->body != NULL ? result->body
-                                                                         : "no result");
+        try_failed(p->node, run,
+                   status != 0                              ? "the record was not committed"
+                   : result != NULL && result->body != NULL ? result->body
+                                                            : "no result");
     }
     proposal_free(p);
 }
@@ -275,8 +278,7 @@ struct take_call {
     char site[TANDEM_SITE_LEN_MAX + 1];
 };
 
-static void take_call_cb(void *data, int status, int http_status, const char *body,
-                         size_t body_len)
+static void take_call_cb(void *data, int status, int http_status, const char *body, size_t body_len)
 {
     struct take_call *call = data;
     struct tandem_node *node = call->node;
@@ -380,7 +382,8 @@ static int take_start(struct tandem_node *node, const struct tandem_backup_plan_
 {
     unsigned holders[TANDEM_BACKUP_HOLDERS_MAX], witnesses[TANDEM_BACKUP_HOLDERS_MAX];
     int taker = tandem_backup_plan_taker(in, run->site);
-    unsigned n_holders = tandem_backup_plan_holders(in, run->site, holders, TANDEM_BACKUP_HOLDERS_MAX);
+    unsigned n_holders =
+        tandem_backup_plan_holders(in, run->site, holders, TANDEM_BACKUP_HOLDERS_MAX);
     unsigned n_witnesses = tandem_backup_plan_witnesses(in, witnesses, TANDEM_BACKUP_HOLDERS_MAX);
     if (taker < 0 || n_holders == 0) {
         snprintf(why, why_size, "%s",
@@ -400,8 +403,9 @@ static int take_start(struct tandem_node *node, const struct tandem_backup_plan_
     if (text != NULL && call != NULL) {
         call->node = node;
         snprintf(call->site, sizeof call->site, "%s", run->site);
-        rv = tandem_bcp_call(&node->bcp, in->members[taker].api, "POST", "/v1/node/backups/take",
-                             NULL, text, node->config->backup_timeout_s * 1000u, take_call_cb, call);
+        rv =
+            tandem_bcp_call(&node->bcp, in->members[taker].api, "POST", "/v1/node/backups/take",
+                            NULL, text, node->config->backup_timeout_s * 1000u, take_call_cb, call);
     }
     free(text);
     if (rv != 0) {
@@ -494,7 +498,9 @@ static void update_cb(struct tandem_write *w, int status, struct tandem_result *
     }
     if (status != 0 || result == NULL || result->status != 200) {
         tandem_log(TANDEM_LOG_WARN, "backup %s: update not recorded: %s", p->id,
-                   status != 0 ? "not committed" : result != NULL && result->body ? result->body : "");
+                   status != 0                      ? "not committed"
+                   : result != NULL && result->body ? result->body
+                                                    : "");
     }
     proposal_free(p);
 }
@@ -540,9 +546,8 @@ static void retention(struct tandem_node *node, struct site_walk *w)
         return;
     }
     for (unsigned i = 0; i < w->n; i++) {
-        if (retire[i] &&
-            update_propose(node, w->kept[i].id, TANDEM__BACKUP_UPDATE__KIND__RETIRED, "", 0,
-                           "retention") == 0) {
+        if (retire[i] && update_propose(node, w->kept[i].id, TANDEM__BACKUP_UPDATE__KIND__RETIRED,
+                                        "", 0, "retention") == 0) {
             node->backups.retire_inflight = true;
             tandem_log(TANDEM_LOG_INFO, "backup %s retired (backup_keep %u, backup_keep_days %u)",
                        w->kept[i].id, c->backup_keep, c->backup_keep_days);
@@ -585,7 +590,10 @@ static void verify_call_cb(void *data, int status, int http_status, const char *
                              err != NULL ? err : "verification failed");
     } else if (!node->stopping) {
         tandem_log(TANDEM_LOG_WARN, "backup %s: level-2 verification at %s not done: %s", call->id,
-                   call->holder, status != 0 ? uv_strerror(status) : err != NULL ? err : "HTTP");
+                   call->holder,
+                   status != 0   ? uv_strerror(status)
+                   : err != NULL ? err
+                                 : "HTTP");
     }
     json_decref(answer);
     free(call);
@@ -756,8 +764,9 @@ void tandem_backups_metrics_write(struct tandem_node *node, FILE *out)
         age_line(out, sums[i].site, "newest", sums[i].newest_created_ms, now);
         age_line(out, sums[i].site, "verified", sums[i].verified_created_ms, now);
     }
-    fprintf(out, "# HELP tandem_backups Backups of each site by state (kept, degraded: some holders "
-                 "lost their copy, lost: all did).\n# TYPE tandem_backups gauge\n");
+    fprintf(out,
+            "# HELP tandem_backups Backups of each site by state (kept, degraded: some holders "
+            "lost their copy, lost: all did).\n# TYPE tandem_backups gauge\n");
     for (unsigned i = 0; i < n; i++) {
         fprintf(out,
                 "tandem_backups{site=\"%s\",state=\"kept\"} %u\n"

@@ -12,7 +12,7 @@
 
 #include "node/api/api.h"
 #include "node/backup.h"
-#include "node/backup_sched.h"
+#include "node/backup_state.h"
 #include "node/log.h"
 #include "node/node.h"
 #include "storage/assert.h"
@@ -110,8 +110,7 @@ static void finish_after_cb(uv_work_t *work, int status)
         any |= t->holders[i].ok;
         if (!t->holders[i].ok && used < sizeof errors) {
             used += (size_t)snprintf(errors + used, sizeof errors - used, "%s%s: %s",
-                                     used > 0 ? "; " : "", t->holders[i].name,
-                                     t->holders[i].error);
+                                     used > 0 ? "; " : "", t->holders[i].name, t->holders[i].error);
         }
     }
     if (t->rv != 0) {
@@ -146,8 +145,7 @@ static void take_finish(struct tandem_backup_take *t)
 
 static void witness_next(struct tandem_backup_take *t);
 
-static void witness_cb(void *data, int status, int http_status, const char *body,
-                       size_t body_len)
+static void witness_cb(void *data, int status, int http_status, const char *body, size_t body_len)
 {
     struct tandem_backup_take *t = data;
     struct ship_peer *w = &t->witnesses[t->current];
@@ -202,9 +200,8 @@ static void upload_cb(struct tandem_httpc_request *req, int status,
     if (status != 0 || resp == NULL || resp->status != 200) {
         json_t *body = resp != NULL ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
         const char *why = json_string_value(json_object_get(body, "error"));
-        snprintf(error, sizeof error, "%s%s%s",
-                 status != 0 ? uv_strerror(status) : "refused", why != NULL ? ": " : "",
-                 why != NULL ? why : "");
+        snprintf(error, sizeof error, "%s%s%s", status != 0 ? uv_strerror(status) : "refused",
+                 why != NULL ? ": " : "", why != NULL ? why : "");
         json_decref(body);
         holder_done(t, false, error);
         return;

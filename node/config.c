@@ -260,7 +260,7 @@ static const struct option options[] = {
     UINT_OPTION(audit_retention_days, 400, 30, 36500, "audit",
                 "Days audit records are kept at least; POST /v1/retention/purge removes older ones "
                 "(the last removed record's hash stays as the chain's anchor)"),
-    /* issue 14, backups (node/backup.h) and their schedule (node/backup_sched.h) */
+    /* issue 14, backups (node/backup.h) and their schedule (node/backup_state.h) */
     {.name = "backup_dir",
      .type = OPTION_STRING,
      FIELD(backup_dir),

@@ -90,13 +90,13 @@ struct tandem_config {
     unsigned bcp_event_streams_max; /* concurrent GET /v1/events */
     /* audit */
     unsigned audit_retention_days; /* audit records younger than this are never purged */
-    /* backups (issue 14, node/backup.h); then the schedule (node/backup_sched.h) */
-    char backup_dir[PATH_MAX];      /* "" = <data_dir>/backups (tandem_config_load derives it) */
-    char backup_key_file[PATH_MAX]; /* "" = backups are written plain */
-    unsigned backup_interval_minutes; /* 0 = no scheduled backups */
-    unsigned backup_interval_s;       /* when not 0, overrides the minutes (tests, drills) */
-    unsigned backup_keep;             /* newest backups kept per site */
-    unsigned backup_keep_days;        /* older ones are retired (the newest always stays) */
+    /* backups (issue 14, node/backup.h); then the schedule (node/backup_state.h) */
+    char backup_dir[PATH_MAX];         /* "" = <data_dir>/backups (tandem_config_load derives it) */
+    char backup_key_file[PATH_MAX];    /* "" = backups are written plain */
+    unsigned backup_interval_minutes;  /* 0 = no scheduled backups */
+    unsigned backup_interval_s;        /* when not 0, overrides the minutes (tests, drills) */
+    unsigned backup_keep;              /* newest backups kept per site */
+    unsigned backup_keep_days;         /* older ones are retired (the newest always stays) */
     unsigned backup_verify_interval_s; /* level 2 of each site's newest backup; 0 = never */
     unsigned backup_check_interval_s;  /* holders look at their copies this often */
     unsigned backup_attempts;          /* tries of one scheduled backup before it is raised */

@@ -12,7 +12,7 @@
 #include "node/bcp/watch.h"
 #include "node/api/ratelimit.h"
 #include "node/audit_queue.h"
-#include "node/backup_sched.h"
+#include "node/backup_state.h"
 #include "node/config.h"
 #include "node/http/forward.h"
 #include "node/http/park.h"
@@ -48,7 +48,7 @@ struct tandem_node {
     struct tandem_bcp bcp;         /* probes, fencing (epoch, fenced), site controller, restarts */
     struct tandem_events events;   /* BCP events: /v1/events and bcp_event_command */
     struct tandem_bcp_watch watch; /* what becomes an event; incident reports */
-    struct tandem_backups backups; /* the scheduled mutual backup (node/backup_sched.h) */
+    struct tandem_backups backups; /* the scheduled mutual backup (node/backup_state.h) */
     uv_check_t flush_check;        /* once per loop iteration: group commit, then propose */
     uv_signal_t sigterm, sigint;
     uv_signal_t sighup;            /* reloads the TLS certificates */

@@ -22,8 +22,8 @@
     TANDEM_REBALANCE_COMMANDS(X)                                                                   \
     TANDEM_SITE_COMMANDS(X)                                                                        \
     TANDEM_INCIDENT_COMMANDS(X)                                                                    \
-    TANDEM_AUDIT_COMMANDS(X) TANDEM_USER_COMMANDS(X) TANDEM_PDATA_COMMANDS(X)                   \
-    TANDEM_BACKUP_COMMANDS(X)
+    TANDEM_AUDIT_COMMANDS(X)                                                                       \
+    TANDEM_USER_COMMANDS(X) TANDEM_PDATA_COMMANDS(X) TANDEM_BACKUP_COMMANDS(X)
 
 #define TANDEM_COMMAND_DECLARE(name, body_case, fn)                                                \
     int fn(const struct tandem_apply_ctx *ctx, const Tandem__Command *command,                     \

@@ -63,11 +63,11 @@ extern const struct tandem_route_table tandem_kv_route_table;      /* node/api/k
 extern const struct tandem_route_table tandem_domain_route_table;
 extern const struct tandem_route_table tandem_bcp_route_table; /* node/api/bcp.c */
 extern const struct tandem_route_table tandem_rebalance_route_table;
-extern const struct tandem_route_table tandem_quarantine_route_table; /* node/api/quarantine.c */
-extern const struct tandem_route_table tandem_events_route_table;     /* node/api/events.c */
-extern const struct tandem_route_table tandem_audit_route_table;      /* node/api/audit.c */
-extern const struct tandem_route_table tandem_users_route_table;      /* node/api/users.c */
-extern const struct tandem_route_table tandem_pdata_route_table;      /* node/api/keys.c */
+extern const struct tandem_route_table tandem_quarantine_route_table;  /* node/api/quarantine.c */
+extern const struct tandem_route_table tandem_events_route_table;      /* node/api/events.c */
+extern const struct tandem_route_table tandem_audit_route_table;       /* node/api/audit.c */
+extern const struct tandem_route_table tandem_users_route_table;       /* node/api/users.c */
+extern const struct tandem_route_table tandem_pdata_route_table;       /* node/api/keys.c */
 extern const struct tandem_route_table tandem_backup_site_route_table; /* node/api/backup_sites.c */
 
 /* The metrics labels of every route, by route id, then "unmatched"; returns their count. */

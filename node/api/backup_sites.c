@@ -10,7 +10,7 @@
 
 #include "node/api/api.h"
 #include "node/api/perms.h"
-#include "node/backup_sched.h"
+#include "node/backup_state.h"
 #include "node/node.h"
 #include "replication/bcp/backups.h"
 #include "storage/clock.h"
@@ -51,9 +51,9 @@ static void list_serve(struct tandem_node *node, struct tandem_http_request *r, 
     json_t *body = tandem_backups_list_json(&node->store, txn, q->site, q->retired, now);
     struct tandem_backup_site_summary sums[TANDEM_BACKUP_SITES_MAX];
     unsigned n = 0;
-    int rv = body == NULL ? -1
-                          : tandem_backups_summary(&node->store, txn, sums,
-                                                   TANDEM_BACKUP_SITES_MAX, &n);
+    int rv = body == NULL
+                 ? -1
+                 : tandem_backups_summary(&node->store, txn, sums, TANDEM_BACKUP_SITES_MAX, &n);
     mdb_txn_abort(txn);
     if (rv != 0) {
         json_decref(body);
@@ -117,7 +117,8 @@ static json_t *body_object(struct tandem_node *node, struct tandem_http_request 
     json_error_t error;
     json_t *body = json_loadb(r->body, r->body_len, 0, &error);
     if (!json_is_object(body) || tandem_route_fields_check(body, fields, why) != 0) {
-        tandem_route_error(node, r, 400, "%s", json_is_object(body) ? why : "the body must be a JSON object");
+        tandem_route_error(node, r, 400, "%s",
+                           json_is_object(body) ? why : "the body must be a JSON object");
         json_decref(body);
         return NULL;
     }
@@ -234,8 +235,10 @@ static void route_node_backup_report(struct tandem_node *node, struct tandem_htt
     if (status == 0 && (!id_ok(id) || !tandem_member_name_ok(holder, TANDEM_NAME_LEN_MAX) ||
                         strlen(reason) > TANDEM_BACKUP_REASON_LEN_MAX)) {
         status = 400;
-        snprintf(why, sizeof why, "\"id\", \"node\" (a member name) and \"reason\" (at most %d "
-                 "bytes) are required", TANDEM_BACKUP_REASON_LEN_MAX);
+        snprintf(why, sizeof why,
+                 "\"id\", \"node\" (a member name) and \"reason\" (at most %d "
+                 "bytes) are required",
+                 TANDEM_BACKUP_REASON_LEN_MAX);
     }
     /* A node reports only its own copies. */
     if (status == 0 && !r->principal.insecure && strcmp(r->principal.name, holder) != 0) {

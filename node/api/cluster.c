@@ -160,7 +160,7 @@ static void route_status(struct tandem_node *node, struct tandem_http_request *r
     lost_members_append(node, members);
     json_t *warnings = json_array(); /* what an operator should act on soon */
     json_t *tls = tandem_tls_identity_status(node->tls, tandem_wall_ms(), warnings);
-    json_t *audit = tandem_audit_head_json(node); /* the audit chain's head (node/audit.h) */
+    json_t *audit = tandem_audit_head_json(node);       /* the audit chain's head (node/audit.h) */
     json_t *backups = tandem_backups_status_json(node); /* each site's newest (verified) backup */
     tandem_route_jansson(node, r, 200,
                          json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "node", self, "leader",

@@ -86,9 +86,8 @@ uint64_t tandem_backup_plan_backoff(uint64_t retry_ms, unsigned attempt, uint64_
     return wait < cap_ms || cap_ms == 0 ? wait : cap_ms;
 }
 
-unsigned tandem_backup_plan_retire(const struct tandem_backup_kept *kept, unsigned n,
-                                   unsigned keep, unsigned keep_days, int64_t now_ms,
-                                   bool *retire)
+unsigned tandem_backup_plan_retire(const struct tandem_backup_kept *kept, unsigned n, unsigned keep,
+                                   unsigned keep_days, int64_t now_ms, bool *retire)
 {
     unsigned marked = 0;
     tandem_assert(keep >= 1);

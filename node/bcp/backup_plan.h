@@ -58,8 +58,7 @@ struct tandem_backup_kept {
 };
 /* Marks in retire[i] the backups retention removes: every one past the newest keep, and every
  * one older than keep_days at now_ms except the newest. Returns how many are marked. */
-unsigned tandem_backup_plan_retire(const struct tandem_backup_kept *kept, unsigned n,
-                                   unsigned keep, unsigned keep_days, int64_t now_ms,
-                                   bool *retire);
+unsigned tandem_backup_plan_retire(const struct tandem_backup_kept *kept, unsigned n, unsigned keep,
+                                   unsigned keep_days, int64_t now_ms, bool *retire);
 
 #endif

@@ -102,8 +102,9 @@ static void status_backups(struct tandem_ctl_context *ctx, const json_t *backups
         char newest[32], verified[32];
         age_text(json_object_get(s, "newest_age_ms"), newest, sizeof newest);
         age_text(json_object_get(s, "newest_verified_age_ms"), verified, sizeof verified);
-        fprintf(ctx->out, "  %s: newest %s (index %" JSON_INTEGER_FORMAT "), newest verified %s, %"
-                JSON_INTEGER_FORMAT " lost\n",
+        fprintf(ctx->out,
+                "  %s: newest %s (index %" JSON_INTEGER_FORMAT
+                "), newest verified %s, %" JSON_INTEGER_FORMAT " lost\n",
                 site, newest, num(s, "newest_index", 0), verified, num(s, "lost", 0));
     }
 }

@@ -21,9 +21,9 @@ static void sites_print(struct tandem_ctl_context *ctx, const json_t *sites)
         const char *newest = json_string_value(json_object_get(s, "newest"));
         const char *verified = json_string_value(json_object_get(s, "newest_verified"));
         fprintf(ctx->out,
-                "%s: newest %s (index %" JSON_INTEGER_FORMAT "), newest verified %s; %"
-                JSON_INTEGER_FORMAT " kept, %" JSON_INTEGER_FORMAT " degraded, %"
-                JSON_INTEGER_FORMAT " lost\n",
+                "%s: newest %s (index %" JSON_INTEGER_FORMAT
+                "), newest verified %s; %" JSON_INTEGER_FORMAT " kept, %" JSON_INTEGER_FORMAT
+                " degraded, %" JSON_INTEGER_FORMAT " lost\n",
                 site, newest != NULL ? newest : "none",
                 json_integer_value(json_object_get(s, "newest_index")),
                 verified != NULL ? verified : "none",
@@ -37,8 +37,8 @@ int tandem_ctl_backup_list(struct tandem_ctl_context *ctx, const struct tandem_c
 {
     char path[BACKUPS_PATH_MAX] = "/v1/backups";
     json_t *answer = NULL;
-    int rc = tandem_ctl_query_append(ctx, path, sizeof path, "site",
-                                     tandem_ctl_args_flag(args, "site"));
+    int rc =
+        tandem_ctl_query_append(ctx, path, sizeof path, "site", tandem_ctl_args_flag(args, "site"));
     if (rc == TANDEM_CTL_OK && tandem_ctl_args_flag(args, "retired") != NULL) {
         rc = tandem_ctl_query_append(ctx, path, sizeof path, "retired", "1");
     }

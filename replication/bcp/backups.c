@@ -42,7 +42,7 @@ enum tandem_backup_state tandem_backup_state_of(const Tandem__BackupRecord *r)
     for (size_t i = 0; i < r->n_holders; i++) {
         lost += tandem_backup_lost_at(r, r->holders[i]) ? 1 : 0;
     }
-    return lost == 0 ? TANDEM_BACKUP_KEPT
+    return lost == 0             ? TANDEM_BACKUP_KEPT
            : lost < r->n_holders ? TANDEM_BACKUP_DEGRADED
                                  : TANDEM_BACKUP_LOST;
 }
@@ -144,20 +144,21 @@ static json_t *verified_json(const Tandem__BackupRecord *r, int64_t now_ms)
 
 json_t *tandem_backup_json(const Tandem__BackupRecord *r, int64_t now_ms)
 {
-    json_t *out = json_pack(
-        "{s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:s,s:o,s:o,s:o,s:o,s:s}", "id", r->id, "site", r->site,
-        "taken_by", r->taken_by, "index", (json_int_t)r->index, "term", (json_int_t)r->term, "size",
-        (json_int_t)r->size, "sha256", r->sha256, "state_digest", r->state_digest, "created",
-        time_json(r->created_ms), "age_ms", age_json(r->created_ms, now_ms), "holders",
-        strings_json(r->holders, r->n_holders), "manifest_holders",
-        strings_json(r->manifest_holders, r->n_manifest_holders), "state",
-        tandem_backup_state_name(tandem_backup_state_of(r)));
+    json_t *out = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:s,s:o,s:o,s:o,s:o,s:s}", "id", r->id,
+                            "site", r->site, "taken_by", r->taken_by, "index", (json_int_t)r->index,
+                            "term", (json_int_t)r->term, "size", (json_int_t)r->size, "sha256",
+                            r->sha256, "state_digest", r->state_digest, "created",
+                            time_json(r->created_ms), "age_ms", age_json(r->created_ms, now_ms),
+                            "holders", strings_json(r->holders, r->n_holders), "manifest_holders",
+                            strings_json(r->manifest_holders, r->n_manifest_holders), "state",
+                            tandem_backup_state_name(tandem_backup_state_of(r)));
     if (out == NULL) {
         return NULL;
     }
     json_object_set_new(out, "verified", verified_json(r, now_ms));
     json_object_set_new(out, "lost", strings_json(r->lost, r->n_lost));
-    json_object_set_new(out, "lost_reason", r->n_lost > 0 ? json_string(r->lost_reason) : json_null());
+    json_object_set_new(out, "lost_reason",
+                        r->n_lost > 0 ? json_string(r->lost_reason) : json_null());
     json_object_set_new(out, "lost_at", time_json(r->lost_ms));
     json_object_set_new(out, "retired", time_json(r->retired_ms));
     json_object_set_new(out, "recorded", time_json(r->recorded_ms));

@@ -85,8 +85,8 @@ static void test_holders_and_witnesses(void **state)
 static void test_due_and_backoff(void **state)
 {
     (void)state;
-    assert_false(tandem_backup_plan_due(0, 1000, 0));      /* off */
-    assert_true(tandem_backup_plan_due(0, 1000, 60000));   /* never taken */
+    assert_false(tandem_backup_plan_due(0, 1000, 0));    /* off */
+    assert_true(tandem_backup_plan_due(0, 1000, 60000)); /* never taken */
     assert_false(tandem_backup_plan_due(1000, 60999, 60000));
     assert_true(tandem_backup_plan_due(1000, 61000, 60000));
     assert_false(tandem_backup_plan_due(90000, 1000, 60000)); /* a clock behind waits */
@@ -98,8 +98,10 @@ static void test_due_and_backoff(void **state)
 
 static void test_retire(void **state)
 {
-    struct tandem_backup_kept kept[5] = {{"e5", 5 * DAY_MS}, {"e4", 4 * DAY_MS},
-                                         {"e3", 3 * DAY_MS}, {"e2", 2 * DAY_MS},
+    struct tandem_backup_kept kept[5] = {{"e5", 5 * DAY_MS},
+                                         {"e4", 4 * DAY_MS},
+                                         {"e3", 3 * DAY_MS},
+                                         {"e2", 2 * DAY_MS},
                                          {"e1", 1 * DAY_MS}};
     bool retire[5];
     (void)state;

@@ -216,12 +216,12 @@ static void test_summary_per_site(void **state)
     store_expect(&d, "east", DOM_T0 - T_MIN, 9, 200);
     store_expect(&d, "west", DOM_T0 - 2 * T_MIN, 7, 200);
     /* Every copy of east's newest is lost: the newest east backup is the older one. */
-    assert_int_equal(update(&d, "east-1699999940000", TANDEM__BACKUP_UPDATE__KIND__LOST, "west-1",
-                            0, "missing"),
-                     200);
-    assert_int_equal(update(&d, "east-1699999940000", TANDEM__BACKUP_UPDATE__KIND__LOST, "west-2",
-                            0, "missing"),
-                     200);
+    assert_int_equal(
+        update(&d, "east-1699999940000", TANDEM__BACKUP_UPDATE__KIND__LOST, "west-1", 0, "missing"),
+        200);
+    assert_int_equal(
+        update(&d, "east-1699999940000", TANDEM__BACKUP_UPDATE__KIND__LOST, "west-2", 0, "missing"),
+        200);
     MDB_txn *txn = dom_read(&d);
     assert_int_equal(tandem_backups_summary(&d.store, txn, sums, TANDEM_BACKUP_SITES_MAX, &n), 0);
     json_t *east = tandem_backups_list_json(&d.store, txn, "east", false, DOM_T0);

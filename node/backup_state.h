@@ -5,8 +5,8 @@
  * it keeps is still there. struct tandem_node embeds struct tandem_backups; the code is in
  * node/backup_sched.c (schedule, checks, views), node/backup_ship.c (taker) and
  * node/backup_keep.c (holder). */
-#ifndef TANDEM_NODE_BACKUP_SCHED_H
-#define TANDEM_NODE_BACKUP_SCHED_H
+#ifndef TANDEM_NODE_BACKUP_STATE_H
+#define TANDEM_NODE_BACKUP_STATE_H
 
 #include <limits.h>
 #include <stdbool.h>
@@ -37,13 +37,13 @@ struct tandem_node;
 /* The leader's schedule of one site. */
 struct tandem_backup_run {
     char site[TANDEM_SITE_LEN_MAX + 1];
-    bool inflight;                           /* a take-and-ship, or its record, in flight */
-    char id[TANDEM_BACKUP_ID_LEN_MAX + 1];   /* its id */
-    char taker[TANDEM_NAME_LEN_MAX + 1];     /* and who takes it */
-    unsigned attempts;                       /* failed tries of the backup now due */
-    uint64_t next_ms;                        /* uv_now before which no try starts */
-    uint64_t failures;                       /* failed tries, ever (this leadership) */
-    uint64_t raised;                         /* failures raised as backup_failed events */
+    bool inflight;                         /* a take-and-ship, or its record, in flight */
+    char id[TANDEM_BACKUP_ID_LEN_MAX + 1]; /* its id */
+    char taker[TANDEM_NAME_LEN_MAX + 1];   /* and who takes it */
+    unsigned attempts;                     /* failed tries of the backup now due */
+    uint64_t next_ms;                      /* uv_now before which no try starts */
+    uint64_t failures;                     /* failed tries, ever (this leadership) */
+    uint64_t raised;                       /* failures raised as backup_failed events */
     char last_error[TANDEM_BACKUP_ERROR_LEN_MAX + 1];
     int64_t last_error_ms; /* wall clock; 0: none */
     bool verify_inflight;
@@ -84,8 +84,8 @@ struct tandem_backups {
     struct tandem_backup_stats stats;
 };
 
-/* Makes backup_dir (and its kept/, incoming/ and outgoing/) and checks that it lies outside data_dir's
- * raft/ and state/ once resolved. Returns 0 or -1 (logged): the node does not start. */
+/* Makes backup_dir (and its kept/, incoming/ and outgoing/) and checks that it lies outside
+ * data_dir's raft/ and state/ once resolved. Returns 0 or -1 (logged): the node does not start. */
 int tandem_backups_init(struct tandem_node *node);
 /* Once per loop turn (node.c): at most every TANDEM_BACKUP_TICK_MS, the holder's check (every
  * backup_check_interval_s) on every node, and on the leader the schedule, retention and the
