@@ -31,8 +31,7 @@ static void incoming_path(const char *dir, const char *id, char *out)
     snprintf(out, PATH_MAX, "%.*s/" TANDEM_BACKUP_INCOMING_DIR "/%s.part", PATH_MAX - 128, dir, id);
 }
 
-/* SHA-256 of the file at path in hex; 0 or a tandem code with errmsg. */
-static int file_sha256(const char *path, char *hex, uint64_t *size, char *errmsg)
+int tandem_backup_file_sha256(const char *path, char *hex, uint64_t *size, char *errmsg)
 {
     uint8_t digest[TANDEM_DIGEST_LEN];
     char *buf = malloc(TANDEM_BACKUP_IO_CHUNK);
@@ -100,9 +99,7 @@ static struct tandem_backup_upload *upload_find(struct tandem_backups *b, const 
 static void upload_drop(struct tandem_node *node, struct tandem_backup_upload *u)
 {
     char path[PATH_MAX];
-    uv_fs_t req;
-    (void)uv_fs_close(NULL, &req, u->fd, NULL); /* no I/O of note: the data was written already */
-    uv_fs_req_cleanup(&req);
+    (void)close(u->fd); /* nothing to flush: the part is thrown away */
     incoming_path(node->backups.dir, u->id, path);
     (void)unlink(path);
     u->used = false;
@@ -237,7 +234,7 @@ static void arrival_work_cb(uv_work_t *work)
     if (close(a->fd) != 0 || !synced) {
         a->rv = tandem_error_from_errno(synced ? errno : saved, a->errmsg, part);
         a->status = 507;
-    } else if ((a->rv = file_sha256(part, hex, &size, a->errmsg)) == 0 &&
+    } else if ((a->rv = tandem_backup_file_sha256(part, hex, &size, a->errmsg)) == 0 &&
                strcmp(hex, a->sha256) != 0) {
         a->rv = tandem_error_set(a->errmsg, TANDEM_CORRUPT,
                                  "the file's SHA-256 %s is not the taker's %s", hex, a->sha256);

@@ -3,7 +3,6 @@
  * and metrics views (node/backup_state.h). */
 #include "node/backup_state.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -111,9 +110,7 @@ void tandem_backups_close(struct tandem_node *node, void (*cb)(struct tandem_nod
     for (unsigned i = 0; i < TANDEM_BACKUP_UPLOADS_MAX; i++) {
         struct tandem_backup_upload *u = &b->uploads[i];
         if (u->used && !u->busy) {
-            uv_fs_t req;
-            (void)uv_fs_close(NULL, &req, u->fd, NULL); /* synchronous: the loop is ending */
-            uv_fs_req_cleanup(&req);
+            (void)close(u->fd); /* the part is swept later: the upload cannot finish now */
             u->used = false;
         }
     }
@@ -121,8 +118,6 @@ void tandem_backups_close(struct tandem_node *node, void (*cb)(struct tandem_nod
 }
 
 /* ---- proposals of the leader ---- */
-
-enum proposal_kind { PROPOSE_STORE, PROPOSE_UPDATE };
 
 struct proposal {
     struct tandem_write write;
@@ -692,6 +687,13 @@ void tandem_backups_tick(struct tandem_node *node)
     }
     if (raft_state(&node->raft.raft) != RAFT_LEADER) {
         b->n_runs = 0; /* a later leadership starts afresh from the replicated records */
+        b->leading_since_ms = 0;
+        return;
+    }
+    /* A new leader first hears from every member (their match index, their probes) for
+     * site_down_after_ms, so it does not fail tries for want of a caught-up node. */
+    b->leading_since_ms = b->leading_since_ms != 0 ? b->leading_since_ms : now;
+    if (now - b->leading_since_ms < node->config->site_down_after_ms) {
         return;
     }
     if (tandem_store_commit(&node->store) != 0) { /* the schedule reads every applied record */

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -276,38 +275,16 @@ static void holder_next(struct tandem_backup_take *t)
 
 /* ---- taking and hashing ---- */
 
-/* On the thread pool: opens the file, its size and SHA-256 (what the holders check). */
+/* On the thread pool: the file's size and SHA-256 (what the holders check), then it is opened
+ * for the chunks. */
 static void hash_work_cb(uv_work_t *work)
 {
     struct tandem_backup_take *t = work->data;
-    uint8_t digest[TANDEM_DIGEST_LEN];
-    EVP_MD_CTX *sha = EVP_MD_CTX_new();
-    int fd = open(t->path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = 0;
-    t->size = 0;
-    if (fd < 0 || sha == NULL || EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1) {
-        t->rv = fd < 0 ? tandem_error_from_errno(errno, t->errmsg, t->path)
-                       : tandem_error_set(t->errmsg, TANDEM_CRYPTO, "SHA-256 init");
-    }
-    while (t->rv == 0 && (n = read(fd, t->chunk, t->chunk_max)) > 0) {
-        t->size += (uint64_t)n;
-        if (EVP_DigestUpdate(sha, t->chunk, (size_t)n) != 1) {
-            t->rv = tandem_error_set(t->errmsg, TANDEM_CRYPTO, "SHA-256 update");
-        }
-    }
-    if (t->rv == 0 && n < 0) {
-        t->rv = tandem_error_from_errno(errno, t->errmsg, t->path);
-    }
-    if (t->rv == 0 && EVP_DigestFinal_ex(sha, digest, NULL) != 1) {
-        t->rv = tandem_error_set(t->errmsg, TANDEM_CRYPTO, "SHA-256 final");
-    }
-    EVP_MD_CTX_free(sha);
+    t->rv = tandem_backup_file_sha256(t->path, t->sha256, &t->size, t->errmsg);
     if (t->rv == 0) {
-        tandem_digest_hex(digest, t->sha256);
-        t->fd = fd;
-        t->fd_open = true;
-    } else if (fd >= 0) {
-        (void)close(fd);
+        t->fd = open(t->path, O_RDONLY | O_CLOEXEC);
+        t->rv = t->fd < 0 ? tandem_error_from_errno(errno, t->errmsg, t->path) : 0;
+        t->fd_open = t->fd >= 0;
     }
 }
 

@@ -70,6 +70,7 @@ struct tandem_backup_stats {
 struct tandem_backups {
     char dir[PATH_MAX]; /* the effective backup_dir */
     uint64_t last_tick_ms, last_check_ms;
+    uint64_t leading_since_ms; /* uv_now when this node became leader; 0 while it is not */
     struct tandem_backup_run runs[TANDEM_BACKUP_SITES_MAX];
     unsigned n_runs;
     bool retire_inflight;
@@ -128,6 +129,9 @@ void tandem_backup_verify_local(struct tandem_node *node, struct tandem_http_req
  * size (else reported lost to the leader, with a backup_lost event); retired ones are removed;
  * files of no record older than twice backup_timeout_s are swept. */
 void tandem_backups_holder_check(struct tandem_node *node);
+/* The SHA-256 of the file at path in hex (2 * TANDEM_DIGEST_LEN + 1 bytes) and its size; 0 or
+ * a tandem code with errmsg. Blocking: for the thread pool. */
+int tandem_backup_file_sha256(const char *path, char *hex, uint64_t *size, char *errmsg);
 /* The id of a take in flight (node/backup_ship.c). */
 const char *tandem_backup_take_id(const struct tandem_backup_take *t);
 

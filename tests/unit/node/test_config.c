@@ -507,6 +507,35 @@ static void test_relations(void **state)
                           "option body_bytes_max_kib: 4097 must not exceed batch_bytes_max_kib");
 }
 
+/* backup_dir (issue 14): never data_dir itself or a parent of it, never inside raft/ or state/;
+ * derived as DATA_DIR/backups; the schedule's interval in seconds wins over the minutes. */
+static void test_backup_options(void **state)
+{
+    (void)state;
+    struct run *run = run_args(REQUIRED_FLAGS, NULL);
+    assert_int_equal(run->rc, 0);
+    assert_string_equal(run->config.backup_dir, "/var/lib/tandem/backups");
+    assert_int_equal(tandem_config_backup_interval_ms(&run->config), 0); /* off by default */
+    run = run_args(REQUIRED_FLAGS, "--backup_dir", "/var/lib/tandem/raft/b", NULL);
+    assert_error(run, "option backup_dir: '/var/lib/tandem/raft/b' must not be inside data_dir's "
+                      "raft/");
+    run = run_args(REQUIRED_FLAGS, "--backup_dir", "/var/lib/tandem/state", NULL);
+    assert_error_contains(run, "inside data_dir's state/");
+    run = run_args(REQUIRED_FLAGS, "--backup_dir", "/var/lib/tandem/", NULL);
+    assert_error_contains(run, "must not be data_dir or hold it");
+    run = run_args(REQUIRED_FLAGS, "--backup_dir", "/var/lib", NULL);
+    assert_error_contains(run, "must not be data_dir or hold it");
+    run = run_args(REQUIRED_FLAGS, "--backup_dir", "/var/lib/tandem/raftish", NULL);
+    assert_int_equal(run->rc, 0); /* a sibling with a longer name is not inside raft/ */
+    run = run_args(REQUIRED_FLAGS, "--backup_interval_minutes", "60", NULL);
+    assert_int_equal(tandem_config_backup_interval_ms(&run->config), 3600000);
+    run = run_args(REQUIRED_FLAGS, "--backup_interval_minutes", "60", "--backup_interval_s", "3",
+                   NULL);
+    assert_int_equal(tandem_config_backup_interval_ms(&run->config), 3000);
+    run = run_args(REQUIRED_FLAGS, "--backup_keep", "0", NULL);
+    assert_error_contains(run, "backup_keep");
+}
+
 static void test_allow_lists(void **state)
 {
     (void)state;
@@ -700,6 +729,7 @@ int main(void)
         cmocka_unit_test(test_members_max),
         cmocka_unit_test(test_relations),
         cmocka_unit_test(test_allow_lists),
+        cmocka_unit_test(test_backup_options),
         cmocka_unit_test(test_validate_direct),
         cmocka_unit_test(test_tls_rule),
         cmocka_unit_test(test_help_and_version),
