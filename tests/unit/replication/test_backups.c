@@ -135,7 +135,10 @@ static void test_malformed_refused(void **state)
     r.record.retired_ms = 5; /* born retired */
     dom_apply_expect(&d, command, 400);
     command = store_cmd(&c, &r, "east", DOM_T0, 1);
-    r.record.n_holders = TANDEM_BACKUP_HOLDERS_MAX + 1;
+    for (int i = 0; i <= TANDEM_BACKUP_HOLDERS_MAX; i++) {
+        r.holders[i] = "west-1";
+    }
+    r.record.n_holders = TANDEM_BACKUP_HOLDERS_MAX + 1; /* too many to keep it */
     dom_apply_expect(&d, command, 400);
     assert_int_equal(update(&d, "east-1", TANDEM__BACKUP_UPDATE__KIND__LOST, "west-1", 0, "x"),
                      404);
