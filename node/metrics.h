@@ -7,7 +7,7 @@
 #include <stdio.h>
 
 #define TANDEM_HISTOGRAM_BUCKETS  16 /* 50us .. ~1.6s, doubling */
-#define TANDEM_METRICS_ROUTES_MAX 64
+#define TANDEM_METRICS_ROUTES_MAX 96
 #define TANDEM_METRICS_CODES_MAX  12 /* distinct status codes tracked per route */
 
 struct tandem_histogram {

@@ -68,6 +68,7 @@ extern const struct tandem_route_table tandem_events_route_table;     /* node/ap
 extern const struct tandem_route_table tandem_audit_route_table;      /* node/api/audit.c */
 extern const struct tandem_route_table tandem_users_route_table;      /* node/api/users.c */
 extern const struct tandem_route_table tandem_pdata_route_table;      /* node/api/keys.c */
+extern const struct tandem_route_table tandem_backups_route_table;    /* node/api/backups.c */
 
 /* The metrics labels of every route, by route id, then "unmatched"; returns their count. */
 unsigned tandem_route_names(const char *const **names);

@@ -30,8 +30,9 @@ static const struct tandem_route_table *const route_tables[] = {
     &tandem_domain_route_table,    &tandem_bcp_route_table,
     &tandem_rebalance_route_table, &tandem_quarantine_route_table,
     &tandem_events_route_table,    &tandem_audit_route_table,
-    &tandem_users_route_table, /* node/api/users.c (issue 13) */
-    &tandem_pdata_route_table, /* node/api/keys.c (issue 13) */
+    &tandem_users_route_table,   /* node/api/users.c (issue 13) */
+    &tandem_pdata_route_table,   /* node/api/keys.c (issue 13) */
+    &tandem_backups_route_table, /* node/api/backups.c (issue 14) */
 };
 #define ROUTE_TABLES_COUNT (sizeof route_tables / sizeof route_tables[0])
 
