@@ -279,6 +279,16 @@ main() {
     echo "$leader caught up: same applied_index and apply_digest as the leader"
     check_keys_on "$leader"
 
+    section "Backup, verification and restore"
+    local backup=$CLUSTER_DIR/demo-backup.tbk
+    "$TANDEMCTL" -e "$endpoints" backup create --out "$backup" || fail "backup create failed"
+    local level
+    for level in 1 2 3; do
+        "$TANDEMCTL" backup verify "$backup" --level "$level" || fail "backup verify --level $level failed"
+    done
+    "$TANDEMCTL" backup restore "$backup" --data-dir "$CLUSTER_DIR/restored" --name restored-1 ||
+        fail "backup restore failed"
+
     section "Done"
     echo "takeover after killing the leader: ${takeover_ms} ms; $((2 * KEYS_PER_SITE)) writes on every node"
     if ((KEEP)); then

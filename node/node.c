@@ -19,6 +19,7 @@
 #include "node/bcp/divergence.h"
 #include "node/keyring.h"
 #include "node/log.h"
+#include "node/restore.h"
 #include "node/tls_identity.h"
 #include "storage/assert.h"
 #include "storage/dir_lock.h"
@@ -151,6 +152,8 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     tandem_audit_fail_queued(node, RAFT_SHUTDOWN);
     tandem_proposer_fail_queued(&node->proposer, RAFT_SHUTDOWN);
     node->handles_open = node->metrics_http_open ? 14 : 13;
+    /* A backup copying the store on the thread pool: the store closes after it (node/backup.c). */
+    node->handles_open += node->backup != NULL ? 1 : 0;
     uv_close((uv_handle_t *)&node->sighup, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sigterm, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sigint, uv_handle_closed_cb);
@@ -258,6 +261,10 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
     };
     struct tandem_recover_plan *plan = NULL;
     snprintf(path, sizeof path, "%s/raft", c->data_dir);
+    /* A restored directory: its cluster id, and raft seeded at the backup's index (issue 14). */
+    if (tandem_node_restore_start(&node->store, &node->self, c) != 0) {
+        return -1;
+    }
     if (make_dir(path) != 0 || tandem_bcp_raft_prepare(c->data_dir, &o, &plan) != 0) {
         return -1;
     }
@@ -508,6 +515,7 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
     tandem_assert(loop != NULL && c != NULL && !node->stopping);
     node->loop = loop;
     loop->data = node; /* raft's close callback finds the node through its loop */
+    node->closed = handle_closed;
     node->config = c;
     self_from_config(&node->self, c);
     boot_id_make(node->boot_id);

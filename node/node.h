@@ -24,6 +24,8 @@
 #include "replication/proposer.h"
 #include "storage/store.h"
 
+struct tandem_node_backup;
+
 /* Hex digits of a node's boot id (struct tandem_node.boot_id). */
 #define TANDEM_NODE_BOOT_ID_LEN 16
 
@@ -63,6 +65,10 @@ struct tandem_node {
      * in flight, and whether the last batch left more past retention. */
     uint64_t erase_last_ms;
     bool erase_inflight, erase_again;
+    struct tandem_node_backup *backup; /* owned: the backup being taken (node/backup.h) or NULL */
+    /* Set by tandem_node_start: one of the things tandem_node_stop waits for has closed (a backup
+     * in flight counts); the last one closes the store and releases the data directory. */
+    void (*closed)(struct tandem_node *node);
     bool stopping;
     int exit_code;
     unsigned handles_open;

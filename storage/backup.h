@@ -25,22 +25,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "storage/backup_file.h"
 #include "storage/error.h"
 #include "storage/store.h"
 
-#define TANDEM_BACKUP_MAGIC           "TANDEMBK"
-#define TANDEM_BACKUP_FORMAT          1u
-#define TANDEM_BACKUP_HEADER_BYTES    120u
 #define TANDEM_BACKUP_SUFFIX          ".tbk"
-#define TANDEM_BACKUP_MANIFEST_MAX    (64u * 1024u)       /* bytes of manifest JSON */
-#define TANDEM_BACKUP_KEY_BYTES       32u                 /* AES-256 */
-#define TANDEM_BACKUP_NONCE_BYTES     12u                 /* GCM's standard nonce */
-#define TANDEM_BACKUP_TAG_BYTES       16u                 /* GCM's full tag */
-#define TANDEM_BACKUP_KEYS_MAX        64u                 /* keys a reader may try, by id */
-#define TANDEM_BACKUP_LABEL_LEN_MAX   63u                 /* cluster id, node name, site */
-#define TANDEM_BACKUP_VERSION_LEN_MAX 31u                 /* tandem version text */
-#define TANDEM_BACKUP_IO_CHUNK        (1024u * 1024u)     /* bytes read or written at once */
-#define TANDEM_BACKUP_STATE_BYTES_MAX ((uint64_t)1 << 40) /* 1 TiB: a larger length is damage */
+#define TANDEM_BACKUP_KEYS_MAX        64u /* keys a reader may try, by id */
+#define TANDEM_BACKUP_LABEL_LEN_MAX   63u /* cluster id, node name, site */
+#define TANDEM_BACKUP_VERSION_LEN_MAX 31u /* tandem version text */
 
 /* The parts of a file, in file order: a check names the first one found damaged. */
 #define TANDEM_BACKUP_PARTS(X)                                                                     \
@@ -83,14 +75,6 @@ struct tandem_backup_manifest {
     uint8_t state_sha256[TANDEM_DIGEST_LEN]; /* of the state part as stored */
     bool encrypted;
     uint32_t key_id; /* 0 when plain */
-};
-
-/* A backup key, read from backup_key_file (the format of key_file: "<id> <64 hex>" lines, loaded
- * by node/backup.h with replication/identity/pdata.h's checks; the highest id seals, any listed
- * id opens). Zero it after use. */
-struct tandem_backup_key {
-    uint32_t id;
-    uint8_t key[TANDEM_BACKUP_KEY_BYTES];
 };
 
 /* Facts about the source the store cannot know, stamped into the manifest. */
@@ -137,11 +121,11 @@ int tandem_backup_unpack(const char *path, const struct tandem_backup_key *keys,
                          const char *state_dir, struct tandem_backup_manifest *out,
                          enum tandem_backup_part *damaged, char *errmsg);
 
-/* Opens the environment in dir read-only and reads what a manifest says about it: applied
- * index, apply digest, state and data digests (the same functions as GET /v1/digest) and the
- * counts. Fails TANDEM_CORRUPT when a database is missing or LMDB finds the file damaged. */
-int tandem_backup_state_facts(const char *dir, size_t map_size,
-                              struct tandem_backup_manifest *facts, char *errmsg);
+/* Opens the LMDB data file `file` read-only (tandem_store_open_readonly) and reads what a
+ * manifest says about it: applied index, apply digest, state and data digests (the functions
+ * GET /v1/digest calls) and the counts. TANDEM_CORRUPT when a database is missing or LMDB finds
+ * the file damaged. */
+int tandem_backup_state_facts(const char *file, struct tandem_backup_manifest *facts, char *errmsg);
 
 /* The record counts of the state visible in txn (mdb_stat: constant time). */
 int tandem_backup_counts_read(struct tandem_store *s, MDB_txn *txn,

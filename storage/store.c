@@ -2,6 +2,7 @@
 #include "storage/store.h"
 #include "storage/assert.h"
 #include "storage/error.h"
+#include "storage/sha256.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -251,6 +252,75 @@ int tandem_store_open(struct tandem_store *s, const char *dir, size_t map_size)
     return rv;
 }
 
+/* LMDB's codes for a file that is not, or no longer, a sound environment. */
+static bool mdb_damage(int mdb_rc)
+{
+    return mdb_rc == MDB_INVALID || mdb_rc == MDB_CORRUPTED || mdb_rc == MDB_PAGE_NOTFOUND ||
+           mdb_rc == MDB_VERSION_MISMATCH || mdb_rc == MDB_INCOMPATIBLE || mdb_rc == MDB_NOTFOUND;
+}
+
+/* Opens every named database of a read-only environment in one read transaction and loads the
+ * meta record. */
+static int readonly_dbs(struct tandem_store *s)
+{
+    MDB_txn *txn;
+    int rv = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rv != 0) {
+        return store_mdb_fail(s, rv, "begin read transaction");
+    }
+    for (int i = 0; i < TANDEM_DB_COUNT && rv == 0; i++) {
+        int mdb_rc = mdb_dbi_open(txn, db_names[i], 0, &s->dbi[i]);
+        if (mdb_rc != 0) {
+            char what[64];
+            snprintf(what, sizeof what, "database %s", db_names[i]);
+            rv = store_mdb_fail(s, mdb_rc, what);
+            rv = mdb_damage(mdb_rc) ? TANDEM_CORRUPT : rv;
+        }
+    }
+    if (rv == 0) {
+        rv = load_meta(s, txn);
+    }
+    if (rv != 0) {
+        mdb_txn_abort(txn);
+        return rv;
+    }
+    /* Committing a read transaction keeps its database handles for the environment. */
+    if ((rv = mdb_txn_commit(txn)) != 0) {
+        return store_mdb_fail(s, rv, "commit read transaction");
+    }
+    return 0;
+}
+
+int tandem_store_open_readonly(struct tandem_store *s, const char *file)
+{
+    memset(s, 0, sizeof *s);
+    if (strlen(file) + 8 >= sizeof s->dir) {
+        return tandem_error_set(s->errmsg, TANDEM_INVALID, "state file path too long");
+    }
+    snprintf(s->dir, sizeof s->dir, "%s", file);
+    int rv = mdb_env_create(&s->env);
+    if (rv != 0) {
+        s->env = NULL;
+        return store_mdb_fail(s, rv, "mdb_env_create");
+    }
+    if ((rv = mdb_env_set_maxdbs(s->env, STORE_DBS_MAX)) == 0) {
+        rv = mdb_env_open(s->env, file,
+                          MDB_RDONLY | MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOTLS | MDB_NORDAHEAD, 0600);
+    }
+    if (rv != 0) {
+        int code = store_mdb_fail(s, rv, "open LMDB copy");
+        mdb_env_close(s->env);
+        s->env = NULL;
+        return mdb_damage(rv) ? TANDEM_CORRUPT : code;
+    }
+    if ((rv = readonly_dbs(s)) != 0) {
+        mdb_env_close(s->env);
+        s->env = NULL;
+    }
+    s->poisoned = true; /* read-only: tandem_store_write_txn refuses */
+    return rv;
+}
+
 void tandem_store_close(struct tandem_store *s)
 {
     if (s->write_txn != NULL) {
@@ -373,49 +443,11 @@ int tandem_store_read_txn(struct tandem_store *s, MDB_txn **txn)
     return 0;
 }
 
-/* Feeds one field to a SHA-256 context. OpenSSL failures are rare (an engine or memory
- * failure), but these digests are the proof that replicas match: none may pass unnoticed. */
-static int hash_update(EVP_MD_CTX *ctx, const void *data, size_t len, char *errmsg)
-{
-    if (EVP_DigestUpdate(ctx, data, len) != 1) {
-        return tandem_error_from_ssl(errmsg, "EVP_DigestUpdate");
-    }
-    return 0;
-}
-
 static int hash_u32(EVP_MD_CTX *ctx, size_t value, char *errmsg)
 {
     tandem_assert(value <= UINT32_MAX);
     uint32_t le = htole32((uint32_t)value);
-    return hash_update(ctx, &le, sizeof le, errmsg);
-}
-
-/* A fresh SHA-256 context in *ctx. Returns 0 or TANDEM_CRYPTO/TANDEM_NOMEM with errmsg. */
-static int hash_begin(EVP_MD_CTX **ctx, char *errmsg)
-{
-    *ctx = EVP_MD_CTX_new();
-    if (*ctx == NULL) {
-        return tandem_error_set(errmsg, TANDEM_NOMEM, "EVP_MD_CTX_new: out of memory");
-    }
-    if (EVP_DigestInit_ex(*ctx, EVP_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(*ctx);
-        *ctx = NULL;
-        return tandem_error_from_ssl(errmsg, "EVP_DigestInit_ex");
-    }
-    return 0;
-}
-
-/* Finishes *ctx into out (TANDEM_DIGEST_LEN bytes) and frees it. */
-static int hash_end(EVP_MD_CTX **ctx, uint8_t out[TANDEM_DIGEST_LEN], char *errmsg)
-{
-    unsigned len = 0;
-    int rv = EVP_DigestFinal_ex(*ctx, out, &len) == 1
-                 ? 0
-                 : tandem_error_from_ssl(errmsg, "EVP_DigestFinal_ex");
-    EVP_MD_CTX_free(*ctx);
-    *ctx = NULL;
-    tandem_assert(rv != 0 || len == TANDEM_DIGEST_LEN);
-    return rv;
+    return tandem_sha256_update(ctx, &le, sizeof le, errmsg);
 }
 
 /* Walks every state database in key order; visit gets each record. */
@@ -466,20 +498,20 @@ static int digest_visit(void *arg, int db, const MDB_val *key, const MDB_val *va
     }
     if (walk->db != db) {
         tandem_assert(db > walk->db); /* state_walk goes through the databases in order */
-        rv = hash_update(walk->ctx, db_names[db], strlen(db_names[db]) + 1, walk->errmsg);
+        rv = tandem_sha256_update(walk->ctx, db_names[db], strlen(db_names[db]) + 1, walk->errmsg);
         walk->db = db;
     }
     if (rv == 0) {
         rv = hash_u32(walk->ctx, key->mv_size, walk->errmsg);
     }
     if (rv == 0) {
-        rv = hash_update(walk->ctx, key->mv_data, key->mv_size, walk->errmsg);
+        rv = tandem_sha256_update(walk->ctx, key->mv_data, key->mv_size, walk->errmsg);
     }
     if (rv == 0) {
         rv = hash_u32(walk->ctx, value->mv_size, walk->errmsg);
     }
     if (rv == 0) {
-        rv = hash_update(walk->ctx, value->mv_data, value->mv_size, walk->errmsg);
+        rv = tandem_sha256_update(walk->ctx, value->mv_data, value->mv_size, walk->errmsg);
     }
     return rv;
 }
@@ -493,7 +525,7 @@ int tandem_store_digest_without(struct tandem_store *s, MDB_txn *txn, int skip_d
                                 uint8_t out[TANDEM_DIGEST_LEN])
 {
     struct digest_walk walk = {.db = -1, .skip = skip_db, .errmsg = s->errmsg};
-    int rv = hash_begin(&walk.ctx, s->errmsg);
+    int rv = tandem_sha256_begin(&walk.ctx, s->errmsg);
     if (rv != 0) {
         tandem_error_wrap(s->errmsg, "state digest");
         return rv;
@@ -503,7 +535,7 @@ int tandem_store_digest_without(struct tandem_store *s, MDB_txn *txn, int skip_d
         EVP_MD_CTX_free(walk.ctx);
         return rv;
     }
-    return hash_end(&walk.ctx, out, s->errmsg);
+    return tandem_sha256_end(&walk.ctx, out, s->errmsg);
 }
 
 struct snapshot_walk {
@@ -563,19 +595,19 @@ static int snapshot_checksum(const struct snapshot_header *header, const void *p
                              uint8_t out[TANDEM_DIGEST_LEN], char *errmsg)
 {
     EVP_MD_CTX *ctx;
-    int rv = hash_begin(&ctx, errmsg);
+    int rv = tandem_sha256_begin(&ctx, errmsg);
     if (rv != 0) {
         return rv;
     }
-    rv = hash_update(ctx, header, offsetof(struct snapshot_header, checksum), errmsg);
+    rv = tandem_sha256_update(ctx, header, offsetof(struct snapshot_header, checksum), errmsg);
     if (rv == 0) {
-        rv = hash_update(ctx, payload, len, errmsg);
+        rv = tandem_sha256_update(ctx, payload, len, errmsg);
     }
     if (rv != 0) {
         EVP_MD_CTX_free(ctx);
         return rv;
     }
-    return hash_end(&ctx, out, errmsg);
+    return tandem_sha256_end(&ctx, out, errmsg);
 }
 
 static int header_read(const void *buf, size_t len, struct snapshot_header *header, char *errmsg);
@@ -592,7 +624,7 @@ static int snapshot_seal(struct snapshot_walk *w, const struct tandem_store *vie
     header.records = htole64(w->records);
     header.payload_len = htole64(w->len - sizeof header);
     memcpy(header.apply_digest, view->apply_digest, TANDEM_DIGEST_LEN);
-    int rv = hash_end(&w->digest.ctx, header.state_digest, w->s->errmsg);
+    int rv = tandem_sha256_end(&w->digest.ctx, header.state_digest, w->s->errmsg);
     if (rv == 0) {
         rv = snapshot_checksum(&header, w->buf + sizeof header, w->len - sizeof header,
                                header.checksum, w->s->errmsg);
@@ -610,7 +642,7 @@ int tandem_store_snapshot_write(struct tandem_store *s, MDB_txn *txn, void **out
     int rv;
 
     s->errmsg[0] = '\0';
-    if ((rv = hash_begin(&w.digest.ctx, s->errmsg)) != 0) {
+    if ((rv = tandem_sha256_begin(&w.digest.ctx, s->errmsg)) != 0) {
         goto err_after_ctx;
     }
     if ((rv = load_meta(&view, txn)) != 0) {
@@ -795,6 +827,20 @@ static int restore_build(struct tandem_store *s, const char *next, const uint8_t
     return rv;
 }
 
+/* A backup copy reads s->env from the thread pool: closing it under the copy would crash. The
+ * swap waits (blocking the loop: installs are rare and a copy takes seconds to minutes). */
+static int copies_wait(struct tandem_store *s)
+{
+    for (unsigned waited_ms = 0; atomic_load(&s->copies) > 0; waited_ms += 10) {
+        if (waited_ms >= TANDEM_STORE_COPY_WAIT_MS) {
+            return tandem_error_set(s->errmsg, TANDEM_BUSY,
+                                    "restore: a backup copy still reads the store");
+        }
+        (void)usleep(10 * 1000);
+    }
+    return 0;
+}
+
 int tandem_store_restore(struct tandem_store *s, const void *buf, size_t len)
 {
     struct snapshot_header header;
@@ -813,6 +859,10 @@ int tandem_store_restore(struct tandem_store *s, const void *buf, size_t len)
     snprintf(next, sizeof next, "%s.new", s->dir);
     snprintf(old, sizeof old, "%s.old", s->dir);
     if ((rv = restore_build(s, next, buf, len, &header)) != 0) {
+        return rv;
+    }
+    if ((rv = copies_wait(s)) != 0) {
+        (void)remove_env_dir(next);
         return rv;
     }
     mdb_env_close(s->env);

@@ -5,6 +5,7 @@
 
 #include <lmdb.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -15,6 +16,8 @@
 /* A snapshot must stay well under 2 GiB (DESIGN.md): raft_uv keeps it in one buffer. */
 #define TANDEM_SNAPSHOT_BYTES_MAX ((size_t)1900 * 1024 * 1024)
 #define TANDEM_SNAPSHOT_FORMAT    1
+/* How long a snapshot restore waits for backup copies of the environment to finish. */
+#define TANDEM_STORE_COPY_WAIT_MS (30u * 60u * 1000u)
 
 /* The named databases inside the environment; `meta` holds applied_index and apply_digest and is
  * not part of the state digest. Later domains add rows here: snapshots and digests follow. */
@@ -54,6 +57,9 @@ struct tandem_store {
     uint8_t apply_digest[TANDEM_DIGEST_LEN]; /* likewise */
     uint64_t commits;                        /* grouped commits done */
     uint64_t write_txn_opened_ns;            /* uv_hrtime() when the open write txn began */
+    /* Backup copies reading env from the thread pool (node/backup.c): a restore waits for them
+     * (up to TANDEM_STORE_COPY_WAIT_MS) before it closes env and swaps the directory. */
+    atomic_uint copies;
     bool poisoned; /* a commit failed or an abort could not reload applied_index: writes are
                       refused until the store is reopened */
     char errmsg[TANDEM_ERRMSG_SIZE];
@@ -65,6 +71,12 @@ struct tandem_store {
 /* Opens (creating when absent) the environment in dir. */
 int tandem_store_open(struct tandem_store *s, const char *dir, size_t map_size);
 void tandem_store_close(struct tandem_store *s);
+/* Opens the LMDB data file `file` (an environment without its directory: MDB_NOSUBDIR) read-only
+ * and without a lock file, for a backup's copy: every named database must be there and the meta
+ * record well-formed (TANDEM_CORRUPT otherwise, as for LMDB's own damage codes); applied_index
+ * and apply_digest are loaded. Writes are refused (there is no write transaction). Close it with
+ * tandem_store_close. */
+int tandem_store_open_readonly(struct tandem_store *s, const char *file);
 
 /* Returns the grouped write transaction, opening it when none is open. Refused (TANDEM_STATE)
  * once the store is poisoned. */

@@ -15,6 +15,7 @@
 #include "node/node.h"
 #include "node/tls_identity.h"
 #include "replication/bcp/sites.h"
+#include "storage/backup.h"
 #include "storage/clock.h"
 #include "storage/error.h"
 
@@ -186,21 +187,32 @@ static void route_digest(struct tandem_node *node, struct tandem_http_request *r
         return;
     }
     uint64_t applied = node->store.applied_index;
+    struct tandem_backup_counts counts;
+    char errmsg[TANDEM_ERRMSG_SIZE];
     int rv = tandem_store_state_digest(&node->store, txn, digest);
     if (rv == 0) {
         rv = tandem_store_digest_without(&node->store, txn, TANDEM_DB_AUDIT, data);
     }
+    if (rv != 0) {
+        snprintf(errmsg, sizeof errmsg, "%s", node->store.errmsg);
+    } else {
+        rv = tandem_backup_counts_read(&node->store, txn, &counts, errmsg);
+    }
     mdb_txn_abort(txn);
     if (rv != 0) {
-        tandem_route_error(node, r, 500, "%s", node->store.errmsg);
+        tandem_route_error(node, r, 500, "%s", errmsg);
         return;
     }
     tandem_digest_hex(digest, hex);
     tandem_digest_hex(data, data_hex);
-    /* data_digest: everything but the audit trail, which records refused requests too. */
+    /* data_digest: everything but the audit trail, which records refused requests too; counts:
+     * what a backup's manifest records (storage/backup.h), for a restore to be compared. */
     tandem_route_jansson(node, r, 200,
-                         json_pack("{s:I,s:s,s:s}", "applied_index", (json_int_t)applied,
-                                   "state_digest", hex, "data_digest", data_hex));
+                         json_pack("{s:I,s:s,s:s,s:{s:I,s:I,s:I,s:I}}", "applied_index",
+                                   (json_int_t)applied, "state_digest", hex, "data_digest",
+                                   data_hex, "counts", "keys", (json_int_t)counts.keys, "jobs",
+                                   (json_int_t)counts.jobs, "boxes", (json_int_t)counts.boxes,
+                                   "trace_events", (json_int_t)counts.trace_events));
 }
 
 /* The start-up quarantine flag and, per member, whether its raft port and its API answered

@@ -23,6 +23,17 @@ const struct tandem_ctl_command tandem_ctl_commands[] = {
      "list keys starting with PREFIX (all keys by default)"},
     {"kv", "cas", "KEY OLD NEW", 3, 3, tandem_ctl_kv_cas,
      "set KEY to NEW only if its value is OLD ('-' and '@FILE' work as for put)"},
+    {"backup", "create", "[--out FILE]", 0, 0, tandem_ctl_backup_create,
+     "take a backup at a leader-confirmed index (kept in the leader's backup_dir; --out also "
+     "downloads it and checks it at level 1)"},
+    {"backup", "verify", "FILE [--level 1|2|3] [--key-file FILE] [--scratch DIR] [--tandemd PATH]",
+     1, 1, tandem_ctl_backup_verify,
+     "check a backup file: 1 manifest and SHA-256, 2 also the state's digest and counts, 3 also "
+     "a scratch node started on it; a damaged file names its first damaged part"},
+    {"backup", "restore", "FILE --data-dir DIR --name NAME [--new-cluster-id ID] [--key-file FILE]",
+     1, 1, tandem_ctl_backup_restore,
+     "seed an empty data directory from a backup for node NAME, under a new cluster id (random "
+     "unless given) so it cannot join the cluster it came from"},
     {"member", "list", "", 0, 0, tandem_ctl_member_list, "list cluster members"},
     {"user", "add", "NAME --roles R,.. --site S [--password-stdin]", 1, 1, tandem_ctl_user_add,
      "create a person's user (password: one line on stdin)"},

@@ -144,6 +144,11 @@ int tandem_ctl_item_action(struct tandem_ctl_context *ctx, const struct tandem_c
                            const char *collection, const char *verb, const json_t *body,
                            tandem_ctl_answer_print *print);
 
+/* Command handlers: cmd_backup.c (issue 14). */
+int tandem_ctl_backup_create(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_backup_verify(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+int tandem_ctl_backup_restore(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
+
 /* Command handlers: cmd_cluster.c. */
 int tandem_ctl_status(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);
 int tandem_ctl_member_list(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args);

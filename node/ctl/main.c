@@ -358,6 +358,12 @@ static void context_what(const struct options *o, char *what, size_t size)
     snprintf(what, size, "%s%s%s%s", c->noun, c->verb ? " " : "", c->verb ? c->verb : "", first);
 }
 
+/* Commands that work on local files only (backup verify and restore) and need no endpoint. */
+static bool command_offline(const struct tandem_ctl_command *c)
+{
+    return c->handler == tandem_ctl_backup_verify || c->handler == tandem_ctl_backup_restore;
+}
+
 static int run(const struct options *o)
 {
     struct tandem_ctl_client client;
@@ -372,8 +378,11 @@ static int run(const struct options *o)
         return TANDEM_CTL_EUSAGE;
     }
     if (tandem_ctl_client_init(&client, endpoints ? endpoints : "", timeout_ms) != 0) {
-        fprintf(stderr, "tandemctl: %s\n", client.errmsg);
-        return TANDEM_CTL_EUSAGE;
+        if (!command_offline(o->command)) {
+            fprintf(stderr, "tandemctl: %s\n", client.errmsg);
+            return TANDEM_CTL_EUSAGE;
+        }
+        memset(&client, 0, sizeof client); /* local files only: no endpoint is called */
     }
     if (o->tls.cert == NULL && getenv("TANDEM_CERT") == NULL) {
         tandem_ctl_token_load(client.authorization, sizeof client.authorization);

@@ -1,0 +1,46 @@
+/* What tandemctl does with backup files on this machine (issue 14): checks at levels 1-3 (level
+ * 3 restores into a scratch directory and starts a scratch tandemd on it) and the restore that
+ * seeds a data directory. */
+#ifndef TANDEM_CTL_BACKUP_LOCAL_H
+#define TANDEM_CTL_BACKUP_LOCAL_H
+
+#include "node/ctl/ctl.h"
+#include "storage/backup.h"
+
+/* How long a level-3 check waits for its scratch tandemd to answer, and to stop. */
+#define TANDEM_CTL_VERIFY_START_MS 60000L
+#define TANDEM_CTL_VERIFY_STOP_MS  10000L
+
+struct tandem_ctl_backup_check {
+    const char *file;
+    int level;                            /* 1, 2 or 3 */
+    const struct tandem_backup_key *keys; /* borrowed: to open a sealed state (levels 2, 3) */
+    unsigned n_keys;
+    const char *scratch; /* where scratch directories go; NULL: $TMPDIR or /tmp */
+    const char *tandemd; /* level 3: the tandemd program; NULL: beside tandemctl, else $PATH */
+};
+
+/* Checks check->file at check->level; *m is its manifest when it passes. Returns an exit code
+ * with ctx->errmsg naming the first damaged part ("<file>: <part> damaged: <why>"). */
+int tandem_ctl_backup_check(struct tandem_ctl_context *ctx,
+                            const struct tandem_ctl_backup_check *check,
+                            struct tandem_backup_manifest *m);
+
+struct tandem_ctl_backup_restore {
+    const char *file;
+    const char *data_dir;   /* refused unless absent or empty */
+    const char *name;       /* the node that will start on it */
+    const char *cluster_id; /* NULL: a new random one, so it cannot join its old cluster */
+    const struct tandem_backup_key *keys;
+    unsigned n_keys;
+};
+
+/* Seeds data_dir from the backup: state/ (checked as level 2 does), the epoch, the cluster id
+ * file and the restore marker tandemd acts on at its first start (consensus/seed.h). cluster_id
+ * receives the id used (TANDEM_BACKUP_LABEL_LEN_MAX + 1). Returns an exit code; on failure what
+ * it wrote is removed again. */
+int tandem_ctl_backup_restore_dir(struct tandem_ctl_context *ctx,
+                                  const struct tandem_ctl_backup_restore *restore,
+                                  struct tandem_backup_manifest *m, char *cluster_id);
+
+#endif

@@ -1,0 +1,238 @@
+/* tandemctl backup commands (issue 14): create (POST /v1/backups, --out downloads the file and
+ * checks it), verify FILE --level 1|2|3 and restore FILE --data-dir DIR --name N, which work on
+ * local files with storage/backup.h (level 3 starts a scratch tandemd: node/ctl/backup_local.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "node/ctl/backup_local.h"
+#include "node/ctl/client.h"
+#include "node/ctl/ctl.h"
+#include "node/ctl/encode.h"
+#include "replication/identity/backup_keys.h"
+#include "storage/backup.h"
+#include "storage/backup_file.h"
+#include "storage/error.h"
+
+#define CREATE_TIMEOUT_MS (60L * 60 * 1000) /* a backup of a large state takes minutes */
+
+/* Writes the body of resp to path, refusing to replace an existing file. */
+static int file_save(struct tandem_ctl_context *ctx, const char *path,
+                     const struct tandem_ctl_response *resp)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--out %s: %s", path, strerror(errno));
+    }
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    int rv = tandem_backup_write_full(fd, resp->body, resp->body_len, "write", errmsg);
+    if (rv == 0 && fsync(fd) != 0) {
+        rv = tandem_error_from_errno(errno, errmsg, "fsync");
+    }
+    if (close(fd) != 0 && rv == 0) {
+        rv = tandem_error_from_errno(errno, errmsg, "close");
+    }
+    if (rv != 0) {
+        (void)unlink(path);
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "--out %s: %s", path, errmsg);
+    }
+    return TANDEM_CTL_OK;
+}
+
+/* GETs the backup from the node that took it and saves it to out; then checks it (level 1). */
+static int download(struct tandem_ctl_context *ctx, const json_t *answer, const char *out)
+{
+    const char *name = json_string_value(json_object_get(answer, "name"));
+    const char *node = json_string_value(json_object_get(answer, "node"));
+    const char *api = json_string_value(json_object_get(answer, "api"));
+    char path[TANDEM_CTL_URL_MAX], encoded[1024], errmsg[TANDEM_ERRMSG_SIZE];
+    struct tandem_ctl_response resp;
+    struct tandem_backup_manifest m;
+    if (name == NULL || node == NULL || api == NULL ||
+        tandem_ctl_percent_encode(name, strlen(name), encoded, sizeof encoded) != 0) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "answer names no backup file");
+    }
+    snprintf(path, sizeof path, "/v1/backups/%s", encoded);
+    struct tandem_ctl_request req = {"GET", path, NULL, 0, NULL};
+    tandem_ctl_client_prefer(ctx->client, api); /* the file is on the node that took it */
+    tandem_ctl_response_init(&resp);
+    int rc = tandem_ctl_call(ctx, &req, &resp);
+    if (rc == TANDEM_CTL_OK && strcmp(resp.node, node) != 0) {
+        rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED,
+                             "the backup is on %s (%s), which is not among the endpoints", node,
+                             api);
+    }
+    rc = rc == TANDEM_CTL_OK ? file_save(ctx, out, &resp) : rc;
+    tandem_ctl_response_free(&resp);
+    if (rc == TANDEM_CTL_OK && tandem_backup_verify(out, 1, NULL, 0, NULL, &m, NULL, errmsg) != 0) {
+        rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "downloaded %s fails level 1: %s", out,
+                             errmsg);
+    }
+    return rc;
+}
+
+static int created_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                         const json_t *answer)
+{
+    const json_t *m = json_object_get(answer, "manifest");
+    const char *out = tandem_ctl_args_flag(args, "out");
+    fprintf(ctx->out,
+            "backup %s on %s at index %" JSON_INTEGER_FORMAT " (term %" JSON_INTEGER_FORMAT
+            ", epoch %" JSON_INTEGER_FORMAT "), %" JSON_INTEGER_FORMAT " bytes%s\n"
+            "state digest %s\nkeys %" JSON_INTEGER_FORMAT ", jobs %" JSON_INTEGER_FORMAT
+            ", boxes %" JSON_INTEGER_FORMAT ", trace events %" JSON_INTEGER_FORMAT "\n",
+            json_string_value(json_object_get(answer, "name")),
+            json_string_value(json_object_get(answer, "node")),
+            json_integer_value(json_object_get(m, "applied_index")),
+            json_integer_value(json_object_get(m, "term")),
+            json_integer_value(json_object_get(m, "epoch")),
+            json_integer_value(json_object_get(answer, "bytes")),
+            json_is_true(json_object_get(m, "encrypted")) ? ", sealed" : "",
+            json_string_value(json_object_get(m, "state_digest")),
+            json_integer_value(json_object_get(json_object_get(m, "counts"), "keys")),
+            json_integer_value(json_object_get(json_object_get(m, "counts"), "jobs")),
+            json_integer_value(json_object_get(json_object_get(m, "counts"), "boxes")),
+            json_integer_value(json_object_get(json_object_get(m, "counts"), "trace_events")));
+    if (out != NULL) {
+        fprintf(ctx->out, "saved to %s (checked: level 1)\n", out);
+    }
+    return TANDEM_CTL_OK;
+}
+
+int tandem_ctl_backup_create(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
+{
+    const char *out = tandem_ctl_args_flag(args, "out");
+    json_t *answer = NULL, *body = json_object();
+    if (out != NULL && (out[0] == '\0' || access(out, F_OK) == 0)) {
+        json_decref(body);
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--out %s: %s", out,
+                               out[0] == '\0' ? "needs a file name" : "the file exists");
+    }
+    tandem_ctl_timeout_at_least(ctx, CREATE_TIMEOUT_MS);
+    int rc = tandem_ctl_post_json(ctx, "/v1/backups", body, &answer);
+    json_decref(body);
+    if (rc == TANDEM_CTL_OK && out != NULL) {
+        rc = download(ctx, answer, out);
+    }
+    if (rc != TANDEM_CTL_OK) {
+        json_decref(answer);
+        return rc;
+    }
+    return tandem_ctl_answer(ctx, args, rc, answer, created_print);
+}
+
+/* --key-file into keys (none without the flag). */
+static int keys_load(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                     struct tandem_backup_key *keys, unsigned *n)
+{
+    const char *path = tandem_ctl_args_flag(args, "key-file");
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    *n = 0;
+    if (path != NULL && tandem_backup_keys_load(path, keys, n, errmsg) != 0) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--key-file: %s", errmsg);
+    }
+    return TANDEM_CTL_OK;
+}
+
+static int verified_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                          const json_t *answer)
+{
+    const json_t *m = json_object_get(answer, "manifest");
+    (void)args;
+    fprintf(ctx->out,
+            "%s: level %" JSON_INTEGER_FORMAT " passed: index %" JSON_INTEGER_FORMAT
+            ", cluster %s, taken on %s (%s) at %s\nstate digest %s\n",
+            json_string_value(json_object_get(answer, "file")),
+            json_integer_value(json_object_get(answer, "level")),
+            json_integer_value(json_object_get(m, "applied_index")),
+            json_string_value(json_object_get(m, "cluster_id")),
+            json_string_value(json_object_get(m, "node")),
+            json_string_value(json_object_get(m, "site")),
+            json_string_value(json_object_get(m, "created")),
+            json_string_value(json_object_get(m, "state_digest")));
+    return TANDEM_CTL_OK;
+}
+
+int tandem_ctl_backup_verify(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
+{
+    const char *level_text = tandem_ctl_args_flag(args, "level");
+    struct tandem_backup_key keys[TANDEM_BACKUP_KEYS_MAX];
+    struct tandem_backup_manifest m;
+    unsigned n_keys = 0;
+    int level = level_text == NULL ? 1 : atoi(level_text);
+    if (level < 1 || level > 3 || (level_text != NULL && strlen(level_text) != 1)) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--level must be 1, 2 or 3");
+    }
+    int rc = keys_load(ctx, args, keys, &n_keys);
+    if (rc == TANDEM_CTL_OK) {
+        struct tandem_ctl_backup_check check = {
+            .file = args->positional[0],
+            .level = level,
+            .keys = keys,
+            .n_keys = n_keys,
+            .scratch = tandem_ctl_args_flag(args, "scratch"),
+            .tandemd = tandem_ctl_args_flag(args, "tandemd"),
+        };
+        rc = tandem_ctl_backup_check(ctx, &check, &m);
+    }
+    OPENSSL_cleanse(keys, sizeof keys);
+    if (rc != TANDEM_CTL_OK) {
+        return rc;
+    }
+    json_t *answer = json_pack("{s:s,s:i,s:b,s:o}", "file", args->positional[0], "level", level,
+                               "ok", 1, "manifest", tandem_backup_manifest_json(&m));
+    return tandem_ctl_answer(ctx, args, rc, answer, verified_print);
+}
+
+static int restored_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                          const json_t *answer)
+{
+    (void)args;
+    fprintf(ctx->out,
+            "restored %s into %s for node %s at index %" JSON_INTEGER_FORMAT
+            " under cluster id %s\nstart tandemd there with name = %s and cluster_id = %s (a "
+            "single voter unless its configuration lists members)\n",
+            json_string_value(json_object_get(answer, "file")),
+            json_string_value(json_object_get(answer, "data_dir")),
+            json_string_value(json_object_get(answer, "name")),
+            json_integer_value(json_object_get(answer, "applied_index")),
+            json_string_value(json_object_get(answer, "cluster_id")),
+            json_string_value(json_object_get(answer, "name")),
+            json_string_value(json_object_get(answer, "cluster_id")));
+    return TANDEM_CTL_OK;
+}
+
+int tandem_ctl_backup_restore(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
+{
+    struct tandem_backup_key keys[TANDEM_BACKUP_KEYS_MAX];
+    struct tandem_backup_manifest m;
+    char cluster_id[TANDEM_BACKUP_LABEL_LEN_MAX + 1];
+    unsigned n_keys = 0;
+    struct tandem_ctl_backup_restore restore = {
+        .file = args->positional[0],
+        .data_dir = tandem_ctl_args_flag(args, "data-dir"),
+        .name = tandem_ctl_args_flag(args, "name"),
+        .cluster_id = tandem_ctl_args_flag(args, "new-cluster-id"),
+    };
+    if (restore.data_dir == NULL || restore.name == NULL) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--data-dir DIR and --name NAME are needed");
+    }
+    int rc = keys_load(ctx, args, keys, &n_keys);
+    restore.keys = keys;
+    restore.n_keys = n_keys;
+    rc = rc != TANDEM_CTL_OK ? rc : tandem_ctl_backup_restore_dir(ctx, &restore, &m, cluster_id);
+    OPENSSL_cleanse(keys, sizeof keys);
+    if (rc != TANDEM_CTL_OK) {
+        return rc;
+    }
+    json_t *answer =
+        json_pack("{s:s,s:s,s:s,s:s,s:I,s:o}", "file", restore.file, "data_dir", restore.data_dir,
+                  "name", restore.name, "cluster_id", cluster_id, "applied_index",
+                  (json_int_t)m.applied_index, "manifest", tandem_backup_manifest_json(&m));
+    return tandem_ctl_answer(ctx, args, rc, answer, restored_print);
+}

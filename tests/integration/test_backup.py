@@ -1,0 +1,312 @@
+"""Backups (issue 14, items 1-3): a backup taken while a writer runs holds every acknowledged
+write before its index and restores to the manifest's digest; a flipped byte is caught at level
+1, a structurally damaged state at level 2, level 3 starts a node on it; restore refuses a
+non-empty directory; a restored node under a new cluster id is refused by the old cluster's
+transport and cannot start under the old id; a restored node runs as a cluster of its own."""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cluster import Cluster, http, run_tests, wait_until  # noqa: E402
+
+WRITES_MAX = 5000          # bound on the writer's puts
+WRITER_SECONDS_MAX = 60    # and on its time
+START_TIMEOUT_S = 30
+STOP_TIMEOUT_S = 10
+HEADER_BYTES = 120
+LMDB_META_BYTES = 8192     # LMDB's two meta pages (4 KiB pages)
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+class Writer(threading.Thread):
+    """Puts w-<i> = v<i> through the leader until stopped; records (i, mod_index, acked at)."""
+
+    def __init__(self, c, leader):
+        super().__init__(daemon=True)
+        self.c, self.leader = c, leader
+        self.acked = []
+        self.stop_flag = threading.Event()
+        self.error = None
+
+    def run(self):
+        deadline = time.monotonic() + WRITER_SECONDS_MAX
+        try:
+            for i in range(WRITES_MAX):
+                if self.stop_flag.is_set() or time.monotonic() > deadline:
+                    break
+                index = self.c.kv_put(self.leader, "w-%05d" % i, b"v%d" % i)
+                self.acked.append((i, index, time.monotonic()))
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.error = e
+
+
+class RestoredNode:
+    """tandemd started here on a restored data directory, with the config of a cluster node
+    (TLS files of the cluster's CA) under its own name, ports and cluster id; stopped by PID."""
+
+    def __init__(self, c, name, data_dir, cluster_id, extra_members=()):
+        self.c, self.name, self.dir = c, name, os.path.dirname(data_dir)
+        self.conf = os.path.join(self.dir, name + ".conf")
+        self.log = os.path.join(self.dir, name + ".log")
+        self.raft = "127.0.0.1:%d" % free_port()
+        port = free_port()
+        self.api = "%s://127.0.0.1:%d" % (c.scheme, port)
+        own = {"name": name, "site": "east", "data_dir": data_dir, "raft_address": self.raft,
+               "api_address": "127.0.0.1:%d" % port, "api_url": self.api,
+               "cluster_id": cluster_id}
+        own.update(c.node_tls_settings(name))
+        c.trust(self.api)
+        template = os.path.join(c.nodes[c.names[0]]["dir"], "tandem.conf")
+        lines = []
+        with open(template) as f:
+            for line in f:
+                key = line.split("=", 1)[0].strip()
+                if key in ("member", "join"):
+                    continue
+                if key in own:
+                    line = "%s = %s\n" % (key, own.pop(key))
+                lines.append(line)
+        lines += ["%s = %s\n" % kv for kv in own.items()]
+        lines.append("member = %s,east,%s,%s,voter\n" % (name, self.raft, self.api))
+        lines += ["member = %s\n" % m for m in extra_members]
+        with open(self.conf, "w") as f:
+            f.writelines(lines)
+        self.proc = None
+
+    def start(self, wait=True):
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [os.path.join(self.c.bin_dir, "tandemd"), "--config", self.conf],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        if wait:
+            wait_until(lambda: self.alive() and self.get("/healthz")[0] == 200,
+                       START_TIMEOUT_S, "%s to answer /healthz" % self.name)
+
+    def alive(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("%s exited with %s:\n%s" % (self.name, self.proc.returncode,
+                                                             self.log_tail()))
+        return True
+
+    def get(self, path):
+        try:
+            return http("GET", self.api + path, timeout=2)
+        except OSError:
+            return 0, {}, b""
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(STOP_TIMEOUT_S)
+
+    def log_tail(self, lines=30):
+        try:
+            with open(self.log, errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError as e:
+            return "(no log: %s)" % e
+
+
+def refused_cluster(c, name):
+    """tandem_transport_refused_total{reason="cluster"} of node name."""
+    status, _, body = c.api(name, "GET", "/metrics")
+    assert status == 200, body
+    for line in body.decode().splitlines():
+        if line.startswith('tandem_transport_refused_total{reason="cluster"}'):
+            return int(line.split()[-1])
+    raise AssertionError("no cluster refusal counter in /metrics")
+
+
+def backup_create(c, path):
+    p = c.ctl("-o", "json", "backup", "create", "--out", path, timeout=120)
+    return json.loads(p.stdout)
+
+
+def damage_state_rehash(src, dst):
+    """Copies src to dst with the state's LMDB meta pages zeroed and every checksum recomputed:
+    level 1 passes, the state is no LMDB file any more."""
+    with open(src, "rb") as f:
+        raw = bytearray(f.read())
+    manifest_len, state_len = struct.unpack_from("<QQ", raw, 40)
+    state_at = HEADER_BYTES + manifest_len
+    raw[state_at:state_at + LMDB_META_BYTES] = bytes(LMDB_META_BYTES)
+    manifest = json.loads(bytes(raw[HEADER_BYTES:state_at]))
+    manifest["state_sha256"] = hashlib.sha256(raw[state_at:state_at + state_len]).hexdigest()
+    text = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
+    assert len(text) <= manifest_len
+    raw[HEADER_BYTES:state_at] = text + b" " * (manifest_len - len(text))
+    raw[56:88] = hashlib.sha256(raw[HEADER_BYTES:state_at]).digest()
+    raw[88:120] = hashlib.sha256(raw[:88]).digest()
+    raw[-32:] = hashlib.sha256(raw[:-32]).digest()
+    with open(dst, "wb") as f:
+        f.write(raw)
+
+
+def verify(c, path, level, check=True):
+    return c.ctl("backup", "verify", path, "--level", str(level), check=check, timeout=120)
+
+
+def test_backup_under_writer_restores_and_checks():
+    with Cluster(topology="3") as c:
+        leader = c.leader()
+        work = os.path.join(c.dir, "backups")
+        os.makedirs(work)
+        writer = Writer(c, leader)
+        writer.start()
+        wait_until(lambda: len(writer.acked) >= 200 or writer.error, 30, "200 writes")
+        asked_at = time.monotonic()
+        path = os.path.join(work, "b1.tbk")
+        answer = backup_create(c, path)
+        after = len(writer.acked)
+        wait_until(lambda: len(writer.acked) > after + 20 or writer.error, 30,
+                   "writes after the backup")
+        writer.stop_flag.set()
+        writer.join(30)
+        assert writer.error is None, writer.error
+        m = answer["manifest"]
+        index = m["applied_index"]
+        before = [w for w in writer.acked if w[2] < asked_at]
+        assert before and all(w[1] <= index for w in before), (index, before[-1])
+        assert any(w[1] > index for w in writer.acked), "the writer went on during the backup"
+        assert m["cluster_id"] == c.status(leader)["node"]["cluster_id"]
+        assert m["counts"]["keys"] == sum(1 for w in writer.acked if w[1] <= index)
+
+        # Levels 1, 2 and 3 pass on the intact file.
+        for level in (1, 2, 3):
+            p = verify(c, path, level)
+            assert "level %d passed" % level in p.stdout, p.stdout
+
+        # A flipped byte: level 1 names the part.
+        size = os.path.getsize(path)
+        for at, part in ((12, "header"), (HEADER_BYTES + 30, "manifest"),
+                         (size // 2, "state"), (size - 1, "trailer")):
+            bad = os.path.join(work, "flip-%d.tbk" % at)
+            shutil.copy(path, bad)
+            with open(bad, "r+b") as f:
+                f.seek(at)
+                byte = f.read(1)
+                f.seek(at)
+                f.write(bytes([byte[0] ^ 0x01]))
+            p = verify(c, bad, 1, check=False)
+            assert p.returncode == 1, (p.returncode, p.stderr)
+            assert "%s damaged" % part in p.stderr, p.stderr
+
+        # A structurally damaged state with consistent checksums: level 1 passes, 2 names it.
+        broken = os.path.join(work, "broken.tbk")
+        damage_state_rehash(path, broken)
+        verify(c, broken, 1)
+        p = verify(c, broken, 2, check=False)
+        assert p.returncode == 1 and "state damaged" in p.stderr, (p.returncode, p.stderr)
+
+        # Restore into a non-empty directory is refused and changes nothing.
+        busy = os.path.join(work, "busy")
+        os.makedirs(busy)
+        with open(os.path.join(busy, "keep"), "w") as f:
+            f.write("x")
+        p = c.ctl("backup", "restore", path, "--data-dir", busy, "--name", "r1", check=False)
+        assert p.returncode == 2 and "not empty" in p.stderr, (p.returncode, p.stderr)
+        assert os.listdir(busy) == ["keep"]
+
+        # Restore under a new cluster id (the default): the node starts at the manifest's index
+        # and digest. Its configuration names the old east-1 as a second voter, so it keeps
+        # asking the old cluster for votes; the old cluster's transport refuses every handshake
+        # (cluster id), and it never leads, so nothing changes its state while it is compared.
+        data = os.path.join(work, "r1", "data")
+        p = c.ctl("-o", "json", "backup", "restore", path, "--data-dir", data, "--name", "r1")
+        restored = json.loads(p.stdout)
+        assert restored["cluster_id"] != m["cluster_id"], restored
+        old = c.names[0]
+        refused_before = refused_cluster(c, old)
+        east1 = c.nodes[old]
+        node = RestoredNode(c, "r1", data, restored["cluster_id"],
+                            extra_members=["%s,%s,%s,%s,voter" % (old, east1["site"],
+                                                                 east1["raft"], east1["api"])])
+        try:
+            node.start()
+            digest = json.loads(node.get("/v1/digest")[2])
+            assert digest["applied_index"] == index, (digest, index)
+            assert digest["state_digest"] == m["state_digest"], (digest, m)
+            assert digest["counts"] == m["counts"], (digest, m)
+            for i, w_index, _ in writer.acked:
+                key = "w-%05d" % i
+                got = node.get("/v1/kv/%s?consistency=local" % key)
+                if w_index <= index:
+                    assert got[0] == 200 and got[2] == b"v%d" % i, (key, got[0])
+                else:
+                    assert got[0] == 404, (key, got[0])
+            wait_until(lambda: refused_cluster(c, old) > refused_before, 20,
+                       "the old cluster to refuse the restored node")
+            assert sorted(x["name"] for x in c.status(old)["members"]) == sorted(c.names)
+            c.kv_put(leader, "after-restore", b"ok")  # the old cluster goes on undisturbed
+        finally:
+            node.stop()
+
+        # The restored directory refuses to start under the old cluster id.
+        with open(node.conf) as f:
+            conf = f.read()
+        with open(node.conf, "w") as f:
+            f.write(conf.replace("cluster_id = %s" % restored["cluster_id"],
+                                 "cluster_id = %s" % m["cluster_id"]))
+        node.start(wait=False)
+        try:
+            node.proc.wait(START_TIMEOUT_S)
+        finally:
+            node.stop()
+        assert node.proc.returncode != 0
+        assert "belongs to cluster" in node.log_tail(), node.log_tail()
+
+
+def test_restored_node_runs_alone():
+    """A restore seeds raft at the backup's index: a single restored voter leads, applies new
+    writes after that index, and keeps the old state."""
+    with Cluster(topology="3") as c:
+        leader = c.leader()
+        for i in range(50):
+            c.kv_put(leader, "k-%02d" % i, b"x%d" % i)
+        work = os.path.join(c.dir, "backups")
+        os.makedirs(work)
+        path = os.path.join(work, "b.tbk")
+        m = backup_create(c, path)["manifest"]
+        data = os.path.join(work, "solo", "data")
+        c.ctl("backup", "restore", path, "--data-dir", data, "--name", "solo",
+              "--new-cluster-id", "solo-cluster")
+        node = RestoredNode(c, "solo", data, "solo-cluster")
+        try:
+            node.start()
+            wait_until(lambda: node.get("/readyz")[0] == 200, START_TIMEOUT_S, "solo to lead")
+            status, _, body = http("PUT", node.api + "/v1/kv/new", b"fresh", timeout=5)
+            assert status == 200, body
+            assert json.loads(body)["mod_index"] > m["applied_index"]
+            assert http("GET", node.api + "/v1/kv/k-07", timeout=5)[2] == b"x7"
+            assert not os.path.exists(os.path.join(data, "restored")), "the marker stays"
+        finally:
+            node.stop()
+
+
+if __name__ == "__main__":
+    run_tests()
