@@ -81,6 +81,23 @@ static int dir_empty(const char *dir)
     return empty;
 }
 
+/* mkdir -p with mode 0700, as an operator expects of a new data directory. */
+static int dir_make(const char *dir)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1; *p != '\0'; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+                return -1;
+            }
+            *p = '/';
+        }
+    }
+    return mkdir(path, 0700) != 0 && errno != EEXIST ? -1 : 0;
+}
+
 static void cluster_id_new(char *out)
 {
     unsigned char random[6] = {0};
@@ -129,7 +146,7 @@ int tandem_ctl_backup_restore_dir(struct tandem_ctl_context *ctx,
                                "--data-dir %s %s: a restore never mixes with existing data",
                                r->data_dir, empty == 0 ? "is not empty" : "cannot be read");
     }
-    if (mkdir(r->data_dir, 0700) != 0 && errno != EEXIST) {
+    if (dir_make(r->data_dir) != 0) {
         return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--data-dir %s: %s", r->data_dir,
                                strerror(errno));
     }

@@ -276,7 +276,7 @@ static void test_router_anonymous_every_route(void **state)
         &tandem_cluster_route_table, &tandem_kv_route_table,        &tandem_domain_route_table,
         &tandem_bcp_route_table,     &tandem_rebalance_route_table, &tandem_quarantine_route_table,
         &tandem_events_route_table,  &tandem_audit_route_table,     &tandem_users_route_table,
-        &tandem_pdata_route_table,
+        &tandem_pdata_route_table,   &tandem_backups_route_table,   &tandem_backup_site_route_table,
     };
     struct fixture *f = &fixture;
     struct call c;
