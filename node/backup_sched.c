@@ -448,8 +448,8 @@ struct site_walk {
     unsigned n;
     /* the newest record still kept somewhere, for the verification */
     char newest[TANDEM_BACKUP_ID_LEN_MAX + 1];
-    int64_t newest_ms, newest_verified_ms;
-    uint32_t newest_level;
+    int64_t newest_ms;
+    int64_t level2_ms; /* the site's last level-2 verification, of whichever backup */
     char holder[TANDEM_BACKUP_HOLDERS_MAX][TANDEM_NAME_LEN_MAX + 1];
     unsigned n_holders;
 };
@@ -463,11 +463,12 @@ static int site_visit(void *arg, const Tandem__BackupRecord *r)
     snprintf(w->ids[w->n], sizeof w->ids[w->n], "%s", r->id);
     w->kept[w->n] = (struct tandem_backup_kept){w->ids[w->n], r->created_ms};
     w->n++;
+    if (r->verified_level >= 2 && r->verified_ms > w->level2_ms) {
+        w->level2_ms = r->verified_ms;
+    }
     if (tandem_backup_state_of(r) != TANDEM_BACKUP_LOST && r->created_ms >= w->newest_ms) {
         snprintf(w->newest, sizeof w->newest, "%s", r->id);
         w->newest_ms = r->created_ms;
-        w->newest_verified_ms = r->verified_level >= 2 ? r->verified_ms : 0;
-        w->newest_level = r->verified_level;
         w->n_holders = 0;
         for (size_t i = 0; i < r->n_holders; i++) {
             if (!tandem_backup_lost_at(r, r->holders[i])) {
@@ -594,8 +595,8 @@ static void verify_call_cb(void *data, int status, int http_status, const char *
     free(call);
 }
 
-/* The newest backup of a site gets a level-2 check at one of its holders every
- * backup_verify_interval_s (the first one soon after it arrived). */
+/* Every backup_verify_interval_s (the first time soon after the first backup arrived), the
+ * newest backup of a site gets a level-2 check at one of its holders. */
 static void verification(struct tandem_node *node, const struct tandem_backup_plan_input *in,
                          struct tandem_backup_run *run, const struct site_walk *w)
 {
@@ -603,7 +604,7 @@ static void verification(struct tandem_node *node, const struct tandem_backup_pl
     uint64_t now = uv_now(node->loop);
     int64_t wall = tandem_wall_ms();
     if (every == 0 || w->newest[0] == '\0' || run->verify_inflight || now < run->verify_next_ms ||
-        (w->newest_verified_ms > 0 && wall - w->newest_verified_ms < (int64_t)every)) {
+        (w->level2_ms > 0 && wall - w->level2_ms < (int64_t)every)) {
         return;
     }
     for (unsigned h = 0; h < w->n_holders; h++) {
@@ -657,8 +658,7 @@ static void leader_tick(struct tandem_node *node)
         w->site = node->backups.runs[i].site;
         w->n = w->n_holders = 0;
         w->newest[0] = '\0';
-        w->newest_ms = w->newest_verified_ms = 0;
-        w->newest_level = 0;
+        w->newest_ms = w->level2_ms = 0;
         rv = tandem_backups_walk(&node->store, txn, site_visit, w);
         if (rv == 0) {
             verification(node, in, &node->backups.runs[i], w);

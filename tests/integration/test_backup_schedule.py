@@ -176,6 +176,39 @@ def test_loss_reported():
         shutil.rmtree(sink_dir, ignore_errors=True)
 
 
+def test_damaged_copy_caught_by_level_2():
+    """One backup per site (an hour apart), level 2 every 2 s: a byte flipped in every copy of
+    east's backup keeps its size (the holders' check cannot see it) and is caught by the next
+    level-2 verification at each holder: recorded lost, with a backup_verify_failed event."""
+    settings = dict(SETTINGS, backup_interval_s=3600, backup_verify_interval_s=2)
+    with Cluster(settings=settings) as c:
+        answer = both_sites_backed_up(c)
+        victim = next(b for b in answer["backups"] if b["site"] == "east")
+        wait_until(lambda: any(b["id"] == victim["id"] and b["verified"]["level"] == 2
+                               for b in backups(c, "east-1")["backups"]),
+                   ARRIVE_TIMEOUT_S, "a first level-2 verification that passes")
+        for holder in victim["holders"]:
+            path = os.path.join(kept_dir(c, holder), victim["id"] + ".tbk")
+            with open(path, "r+b") as f:
+                f.seek(victim["size"] // 2)
+                byte = f.read(1)
+                f.seek(victim["size"] // 2)
+                f.write(bytes([byte[0] ^ 0x5a]))
+
+        def lost():
+            b = next(b for b in backups(c, "witness-1")["backups"] if b["id"] == victim["id"])
+            return b if b["state"] == "lost" else None
+        record = wait_until(lost, ARRIVE_TIMEOUT_S, "both damaged copies recorded lost")
+        assert sorted(record["lost"]) == sorted(victim["holders"]), record
+        assert os.path.getsize(path) == victim["size"]  # the size alone did not tell
+        events = c.get_json(c.leader(), "/v1/events?format=json")["events"]
+        assert any(e["type"] == "backup_verify_failed" and victim["id"] in e["message"]
+                   for e in events), events
+        west = next(b for b in answer["backups"] if b["site"] == "west")
+        assert next(b for b in backups(c, "east-2")["backups"]
+                    if b["id"] == west["id"])["state"] == "kept"  # west's backup is untouched
+
+
 def test_bad_input_changes_nothing():
     with Cluster(settings={"backup_interval_s": 0}) as c:
         node = c.tls_context("east-1")  # the node-to-node routes answer node certificates only
