@@ -209,6 +209,34 @@ def test_damaged_copy_caught_by_level_2():
                     if b["id"] == west["id"])["state"] == "kept"  # west's backup is untouched
 
 
+def test_failure_retried_then_raised():
+    """With west's nodes stopped, east's backup has nowhere to go: the leader tries
+    backup_attempts times (backing off) and then raises backup_failed, which /v1/status shows
+    as the site's last failure; west's nodes back, east's backups land again."""
+    with Cluster(settings=dict(SETTINGS, backup_keep=50, backup_verify_interval_s=0)) as c:
+        both_sites_backed_up(c)
+        for name in ("west-1", "west-2"):
+            c.stop(name)
+        leader = c.leader(among=["east-1", "east-2", "witness-1"])
+
+        def raised():
+            events = c.get_json(leader, "/v1/events?format=json")["events"]
+            return [e for e in events if e["type"] == "backup_failed" and e.get("site") == "east"]
+        failed = wait_until(raised, ARRIVE_TIMEOUT_S, "backup_failed for east")
+        assert "3 times" in failed[0]["message"] and "another site" in failed[0]["message"], failed
+        site = c.status(leader)["backups"]["sites"]["east"]
+        assert "another site" in site["last_failure"]["error"], site
+        assert site["last_failure"]["failures"] >= 3, site
+        _, _, metrics = c.api(leader, "GET", "/metrics")
+        assert re.search(rb'tandem_backup_failures_total\{site="east"\} [3-9]', metrics), metrics
+        before = max(b["created"] for b in backups(c, leader)["backups"] if b["site"] == "east")
+        for name in ("west-1", "west-2"):
+            c.start(name)
+        wait_until(lambda: any(b["site"] == "east" and b["created"] > before
+                               for b in backups(c, leader)["backups"]),
+                   3 * ARRIVE_TIMEOUT_S, "an east backup after west came back")
+
+
 def test_bad_input_changes_nothing():
     with Cluster(settings={"backup_interval_s": 0}) as c:
         node = c.tls_context("east-1")  # the node-to-node routes answer node certificates only
