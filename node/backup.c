@@ -67,6 +67,13 @@ bool tandem_node_backup_running(const struct tandem_node *node)
     return node->backup != NULL;
 }
 
+/* Wipes the key and frees b. */
+static void backup_free(struct tandem_node_backup *b)
+{
+    OPENSSL_cleanse(&b->key, sizeof b->key);
+    free(b);
+}
+
 static void backup_work_cb(uv_work_t *work)
 {
     struct tandem_node_backup *b = work->data;
@@ -81,7 +88,6 @@ static void backup_after_work_cb(uv_work_t *work, int status)
     tandem_assert(node->backup == b);
     atomic_fetch_sub(&node->store.copies, 1);
     node->backup = NULL;
-    OPENSSL_cleanse(&b->key, sizeof b->key);
     if (status != 0 && b->status == 0) {
         b->status = tandem_error_from_uv(status, b->errmsg, "backup work");
     }
@@ -93,7 +99,7 @@ static void backup_after_work_cb(uv_work_t *work, int status)
         tandem_log(TANDEM_LOG_WARN, "backup %s failed: %s", b->path, b->errmsg);
     }
     b->cb(b->data, b->status, b->status == 0 ? &b->manifest : NULL, b->path, b->errmsg);
-    free(b);
+    backup_free(b);
     if (node->stopping && node->closed != NULL) {
         node->closed(node); /* tandem_node_stop counted this backup */
     }
@@ -167,8 +173,7 @@ int tandem_node_backup_take(struct tandem_node *node, const char *path, tandem_n
     int rv = backup_path(node, b, path, errmsg);
     rv = rv != 0 ? rv : backup_key(node, b, errmsg);
     if (rv != 0) {
-        OPENSSL_cleanse(&b->key, sizeof b->key);
-        free(b);
+        backup_free(b);
         return rv;
     }
     b->node = node;
@@ -180,8 +185,7 @@ int tandem_node_backup_take(struct tandem_node *node, const char *path, tandem_n
     rv = uv_queue_work(node->loop, &b->work, backup_work_cb, backup_after_work_cb);
     if (rv != 0) {
         atomic_fetch_sub(&node->store.copies, 1);
-        OPENSSL_cleanse(&b->key, sizeof b->key);
-        free(b);
+        backup_free(b);
         return tandem_error_from_uv(rv, errmsg, "uv_queue_work");
     }
     node->backup = b;

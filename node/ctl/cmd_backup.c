@@ -192,18 +192,18 @@ int tandem_ctl_backup_verify(struct tandem_ctl_context *ctx, const struct tandem
 static int restored_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
                           const json_t *answer)
 {
+    const char *name = json_string_value(json_object_get(answer, "name"));
+    const char *cluster_id = json_string_value(json_object_get(answer, "cluster_id"));
     (void)args;
-    fprintf(ctx->out,
-            "restored %s into %s for node %s at index %" JSON_INTEGER_FORMAT
-            " under cluster id %s\nstart tandemd there with name = %s and cluster_id = %s (a "
-            "single voter unless its configuration lists members)\n",
+    fprintf(ctx->out, "restored %s into %s at index %" JSON_INTEGER_FORMAT "\n",
             json_string_value(json_object_get(answer, "file")),
             json_string_value(json_object_get(answer, "data_dir")),
-            json_string_value(json_object_get(answer, "name")),
-            json_integer_value(json_object_get(answer, "applied_index")),
-            json_string_value(json_object_get(answer, "cluster_id")),
-            json_string_value(json_object_get(answer, "name")),
-            json_string_value(json_object_get(answer, "cluster_id")));
+            json_integer_value(json_object_get(answer, "applied_index")));
+    /* What the operator does next: the directory refuses any other name or cluster id. */
+    fprintf(ctx->out,
+            "start tandemd there with name = %s and cluster_id = %s (a single voter unless its "
+            "configuration lists members)\n",
+            name, cluster_id);
     return TANDEM_CTL_OK;
 }
 
