@@ -163,23 +163,25 @@ int tandem_node_backup_take(struct tandem_node *node, const char *path, tandem_n
         return tandem_error_set(errmsg, TANDEM_NOMEM, "backup: out of memory");
     }
     const struct tandem_config *c = node->config;
-    b->source = (struct tandem_backup_source){.cluster_id = c->cluster_id,
-                                              .node = node->self.name,
-                                              .site = node->self.site,
-                                              .tandem_version = TANDEM_VERSION,
-                                              .epoch = node->bcp.epoch,
-                                              .term = raft_current_term(&node->raft.raft),
-                                              .created_ms = tandem_wall_ms()};
+    *b = (struct tandem_node_backup){
+        .node = node,
+        .cb = cb,
+        .data = data,
+        .source = {.cluster_id = c->cluster_id,
+                   .node = node->self.name,
+                   .site = node->self.site,
+                   .tandem_version = TANDEM_VERSION,
+                   .epoch = node->bcp.epoch,
+                   .term = raft_current_term(&node->raft.raft),
+                   .created_ms = tandem_wall_ms()},
+    };
+    b->work.data = b;
     int rv = backup_path(node, b, path, errmsg);
     rv = rv != 0 ? rv : backup_key(node, b, errmsg);
     if (rv != 0) {
         backup_free(b);
         return rv;
     }
-    b->node = node;
-    b->cb = cb;
-    b->data = data;
-    b->work.data = b;
     /* A snapshot install waits for the copy before it swaps the environment (storage/store.h). */
     atomic_fetch_add(&node->store.copies, 1);
     rv = uv_queue_work(node->loop, &b->work, backup_work_cb, backup_after_work_cb);

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster import Cluster, http, run_tests, wait_until  # noqa: E402
+from test_foundation import free_port  # noqa: E402
 
 WRITES_MAX = 5000          # bound on the writer's puts
 WRITER_SECONDS_MAX = 60    # and on its time
@@ -26,15 +26,6 @@ START_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 10
 HEADER_BYTES = 120
 LMDB_META_BYTES = 8192     # LMDB's two meta pages (4 KiB pages)
-
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
 
 
 class Writer(threading.Thread):
@@ -115,12 +106,14 @@ class RestoredNode:
             return 0, {}, b""
 
     def stop(self):
+        """SIGTERM by PID; SIGKILL when it is still there STOP_TIMEOUT_S later."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
+        os.kill(self.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(STOP_TIMEOUT_S)
 
