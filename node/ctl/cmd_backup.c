@@ -112,6 +112,25 @@ static int created_print(struct tandem_ctl_context *ctx, const struct tandem_ctl
     return TANDEM_CTL_OK;
 }
 
+/* Sends the backup to the leader first when an endpoint is the leader: a follower would forward
+ * it and give up after its forward_timeout_ms, while a large backup takes longer. Best effort:
+ * without an answer the endpoints are tried in order as usual. */
+static void leader_prefer(struct tandem_ctl_context *ctx)
+{
+    json_t *status = NULL;
+    char errmsg[TANDEM_CTL_ERRMSG_SIZE];
+    memcpy(errmsg, ctx->errmsg, sizeof errmsg);
+    if (tandem_ctl_get_json(ctx, "/v1/status", NULL, &status) == TANDEM_CTL_OK) {
+        const char *api =
+            json_string_value(json_object_get(json_object_get(status, "leader"), "api"));
+        if (api != NULL) {
+            tandem_ctl_client_prefer(ctx->client, api);
+        }
+    }
+    json_decref(status);
+    memcpy(ctx->errmsg, errmsg, sizeof errmsg); /* a failed look is no failure of the command */
+}
+
 int tandem_ctl_backup_create(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
     const char *out = tandem_ctl_args_flag(args, "out");
@@ -121,6 +140,7 @@ int tandem_ctl_backup_create(struct tandem_ctl_context *ctx, const struct tandem
         return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--out %s: %s", out,
                                out[0] == '\0' ? "needs a file name" : "the file exists");
     }
+    leader_prefer(ctx);
     tandem_ctl_timeout_at_least(ctx, CREATE_TIMEOUT_MS);
     int rc = tandem_ctl_post_json(ctx, "/v1/backups", body, &answer);
     json_decref(body);
