@@ -36,10 +36,9 @@ int tandem_raft_role_from_raft(int raft_role)
     }
 }
 
-/* Builds a raft configuration from members. Returns 0, or a tandem code with errmsg filled;
- * conf is initialised either way and the caller closes it. */
-static int configuration_build(struct raft_configuration *conf, const struct tandem_member *members,
-                               unsigned n_members, char *errmsg)
+int tandem_raft_configuration_build(struct raft_configuration *conf,
+                                    const struct tandem_member *members, unsigned n_members,
+                                    char *errmsg)
 {
     char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
     raft_configuration_init(conf);
@@ -63,7 +62,7 @@ static int configuration_build(struct raft_configuration *conf, const struct tan
 static int bootstrap(struct tandem_raft *n, const struct tandem_raft_options *o)
 {
     struct raft_configuration conf;
-    int rv = configuration_build(&conf, o->members, o->n_members, n->errmsg);
+    int rv = tandem_raft_configuration_build(&conf, o->members, o->n_members, n->errmsg);
     if (rv == 0) {
         rv = raft_bootstrap(&n->raft, &conf);
         if (rv == 0) {
@@ -82,7 +81,8 @@ static int bootstrap(struct tandem_raft *n, const struct tandem_raft_options *o)
 static int recover(struct tandem_raft *n, const struct tandem_raft_options *o)
 {
     struct raft_configuration conf;
-    int rv = configuration_build(&conf, o->recover_members, o->n_recover_members, n->errmsg);
+    int rv =
+        tandem_raft_configuration_build(&conf, o->recover_members, o->n_recover_members, n->errmsg);
     if (rv == 0) {
         rv = tandem_error_from_raft(raft_recover(&n->raft, &conf), NULL, n->errmsg, "raft_recover");
     } else {

@@ -62,6 +62,11 @@ struct tandem_raft {
 
 int tandem_raft_role_to_raft(int role);
 int tandem_raft_role_from_raft(int raft_role);
+/* Builds a raft configuration from members. Returns 0, or a tandem code with errmsg filled;
+ * conf is initialised either way and the caller closes it. */
+int tandem_raft_configuration_build(struct raft_configuration *conf,
+                                    const struct tandem_member *members, unsigned n_members,
+                                    char *errmsg);
 
 /* Initialises and starts raft. Returns 0, or a tandem error code (storage/error.h) with
  * n->errmsg filled; then nothing is left to close. */

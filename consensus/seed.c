@@ -233,24 +233,6 @@ err_after_loop:
     return rv;
 }
 
-static int configuration_make(struct raft_configuration *conf, const struct tandem_member *members,
-                              unsigned n_members, char *errmsg)
-{
-    char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
-    raft_configuration_init(conf);
-    for (unsigned i = 0; i < n_members; i++) {
-        if (tandem_member_address_format(&members[i], address, sizeof address) != 0) {
-            return tandem_error_set(errmsg, TANDEM_INVALID, "invalid member %s", members[i].name);
-        }
-        int rv = raft_configuration_add(conf, tandem_member_id(members[i].name), address,
-                                        tandem_raft_role_to_raft(members[i].role));
-        if (rv != 0) {
-            return tandem_error_from_raft(rv, NULL, errmsg, "seed: configuration");
-        }
-    }
-    return 0;
-}
-
 int tandem_raft_seed(const char *data_dir, const char *raft_dir, const struct tandem_member *self,
                      const struct tandem_member *members, unsigned n_members, uint64_t term,
                      uint64_t index, void *snapshot, size_t snapshot_len, char *errmsg)
@@ -270,7 +252,7 @@ int tandem_raft_seed(const char *data_dir, const char *raft_dir, const struct ta
     if (mkdir(seed_dir, 0700) != 0) {
         return tandem_error_from_errno(errno, errmsg, seed_dir);
     }
-    int rv = configuration_make(&s.configuration, members, n_members, errmsg);
+    int rv = tandem_raft_configuration_build(&s.configuration, members, n_members, errmsg);
     rv = rv != 0 ? rv : seed_run(seed_dir, self, &s, errmsg);
     raft_configuration_close(&s.configuration);
     if (rv == 0 && rename(seed_dir, raft_dir) != 0) {

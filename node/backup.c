@@ -67,6 +67,13 @@ bool tandem_node_backup_running(const struct tandem_node *node)
     return node->backup != NULL;
 }
 
+/* Wipes the key and frees b. */
+static void backup_free(struct tandem_node_backup *b)
+{
+    OPENSSL_cleanse(&b->key, sizeof b->key);
+    free(b);
+}
+
 static void backup_work_cb(uv_work_t *work)
 {
     struct tandem_node_backup *b = work->data;
@@ -81,7 +88,6 @@ static void backup_after_work_cb(uv_work_t *work, int status)
     tandem_assert(node->backup == b);
     atomic_fetch_sub(&node->store.copies, 1);
     node->backup = NULL;
-    OPENSSL_cleanse(&b->key, sizeof b->key);
     if (status != 0 && b->status == 0) {
         b->status = tandem_error_from_uv(status, b->errmsg, "backup work");
     }
@@ -93,7 +99,7 @@ static void backup_after_work_cb(uv_work_t *work, int status)
         tandem_log(TANDEM_LOG_WARN, "backup %s failed: %s", b->path, b->errmsg);
     }
     b->cb(b->data, b->status, b->status == 0 ? &b->manifest : NULL, b->path, b->errmsg);
-    free(b);
+    backup_free(b);
     if (node->stopping && node->closed != NULL) {
         node->closed(node); /* tandem_node_stop counted this backup */
     }
@@ -157,31 +163,31 @@ int tandem_node_backup_take(struct tandem_node *node, const char *path, tandem_n
         return tandem_error_set(errmsg, TANDEM_NOMEM, "backup: out of memory");
     }
     const struct tandem_config *c = node->config;
-    b->source = (struct tandem_backup_source){.cluster_id = c->cluster_id,
-                                              .node = node->self.name,
-                                              .site = node->self.site,
-                                              .tandem_version = TANDEM_VERSION,
-                                              .epoch = node->bcp.epoch,
-                                              .term = raft_current_term(&node->raft.raft),
-                                              .created_ms = tandem_wall_ms()};
+    *b = (struct tandem_node_backup){
+        .node = node,
+        .cb = cb,
+        .data = data,
+        .source = {.cluster_id = c->cluster_id,
+                   .node = node->self.name,
+                   .site = node->self.site,
+                   .tandem_version = TANDEM_VERSION,
+                   .epoch = node->bcp.epoch,
+                   .term = raft_current_term(&node->raft.raft),
+                   .created_ms = tandem_wall_ms()},
+    };
+    b->work.data = b;
     int rv = backup_path(node, b, path, errmsg);
     rv = rv != 0 ? rv : backup_key(node, b, errmsg);
     if (rv != 0) {
-        OPENSSL_cleanse(&b->key, sizeof b->key);
-        free(b);
+        backup_free(b);
         return rv;
     }
-    b->node = node;
-    b->cb = cb;
-    b->data = data;
-    b->work.data = b;
     /* A snapshot install waits for the copy before it swaps the environment (storage/store.h). */
     atomic_fetch_add(&node->store.copies, 1);
     rv = uv_queue_work(node->loop, &b->work, backup_work_cb, backup_after_work_cb);
     if (rv != 0) {
         atomic_fetch_sub(&node->store.copies, 1);
-        OPENSSL_cleanse(&b->key, sizeof b->key);
-        free(b);
+        backup_free(b);
         return tandem_error_from_uv(rv, errmsg, "uv_queue_work");
     }
     node->backup = b;

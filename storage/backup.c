@@ -196,23 +196,6 @@ done:
     return rv;
 }
 
-static void fsync_dir_of(const char *path)
-{
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL) {
-        snprintf(dir, sizeof dir, ".");
-    } else {
-        *(slash == dir ? slash + 1 : slash) = '\0';
-    }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd); /* best effort: the file itself is synced */
-        close(fd);
-    }
-}
-
 int tandem_backup_write(struct tandem_store *s, const char *path,
                         const struct tandem_backup_source *source,
                         const struct tandem_backup_key *key, struct tandem_backup_manifest *out,
@@ -249,6 +232,6 @@ int tandem_backup_write(struct tandem_store *s, const char *path,
         (void)unlink(tmp);
         return rv;
     }
-    fsync_dir_of(path);
+    tandem_store_fsync_parent(path);
     return 0;
 }

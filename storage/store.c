@@ -92,7 +92,7 @@ static int remove_env_dir(const char *dir)
 /* Makes a rename in dir's parent durable. A failure is not fatal on purpose: until the rename
  * is on disk, a crash leaves dir.new beside dir, and recover_interrupted_swap either finishes
  * the swap or drops dir.new (raft sends the snapshot again). */
-static void fsync_parent(const char *dir)
+void tandem_store_fsync_parent(const char *dir)
 {
     char parent[PATH_MAX];
     snprintf(parent, sizeof parent, "%s", dir);
@@ -125,7 +125,7 @@ static int recover_interrupted_swap(struct tandem_store *s, const char *dir)
             snprintf(what, sizeof what, "finish restore: rename %s", next);
             return tandem_error_from_errno(saved, s->errmsg, what);
         }
-        fsync_parent(dir);
+        tandem_store_fsync_parent(dir);
     }
     if (stat(old, &st) == 0 && stat(dir, &st) == 0) {
         (void)remove_env_dir(old);
@@ -870,7 +870,7 @@ int tandem_store_restore(struct tandem_store *s, const void *buf, size_t len)
     if (rename(s->dir, old) != 0 || rename(next, s->dir) != 0) {
         return tandem_error_from_errno(errno, s->errmsg, "restore: swap directories");
     }
-    fsync_parent(s->dir);
+    tandem_store_fsync_parent(s->dir);
     (void)remove_env_dir(old);
     rv = env_open(s, &s->env, s->dir, true);
     /* The state now is the snapshot's: its index and apply digest, nothing half-written. */

@@ -125,6 +125,10 @@ int tandem_store_snapshot_check(const void *buf, size_t len, uint64_t *applied_i
  * (after verifying the buffer). Any pending write transaction is committed first. */
 int tandem_store_restore(struct tandem_store *s, const void *buf, size_t len);
 
+/* fsyncs the directory that holds path (a file or a directory), best effort: makes a rename or
+ * a new entry there durable. */
+void tandem_store_fsync_parent(const char *path);
+
 /* Hex of a digest into out (2*TANDEM_DIGEST_LEN+1 bytes). */
 void tandem_digest_hex(const uint8_t digest[TANDEM_DIGEST_LEN], char *out);
 

@@ -146,6 +146,7 @@ int tandem_ctl_backup_restore_dir(struct tandem_ctl_context *ctx,
                                "--data-dir %s %s: a restore never mixes with existing data",
                                r->data_dir, empty == 0 ? "is not empty" : "cannot be read");
     }
+    bool created = access(r->data_dir, F_OK) != 0; /* removed again when the restore fails */
     if (dir_make(r->data_dir) != 0) {
         return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--data-dir %s: %s", r->data_dir,
                                strerror(errno));
@@ -157,12 +158,17 @@ int tandem_ctl_backup_restore_dir(struct tandem_ctl_context *ctx,
     }
     snprintf(state_dir, sizeof state_dir, "%s/state", r->data_dir);
     int rv = tandem_backup_unpack(r->file, r->keys, r->n_keys, state_dir, m, &part, errmsg);
-    if (rv != 0) {
-        return damaged_fail(ctx, r->file, rv, part, errmsg);
-    }
-    if (restore_files(r, m, cluster_id, errmsg) != 0) {
+    if (rv == 0 && restore_files(r, m, cluster_id, errmsg) != 0) {
         tree_remove(state_dir); /* nothing half-restored stays */
-        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "%s: %s", r->data_dir, errmsg);
+        rv = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "%s: %s", r->data_dir, errmsg);
+    } else if (rv != 0) {
+        rv = damaged_fail(ctx, r->file, rv, part, errmsg);
+    }
+    if (rv != 0) {
+        if (created) {
+            (void)rmdir(r->data_dir);
+        }
+        return rv;
     }
     return TANDEM_CTL_OK;
 }

@@ -76,32 +76,59 @@ static int download(struct tandem_ctl_context *ctx, const json_t *answer, const 
     return rc;
 }
 
+/* The manifest's main facts, one "field value" line each, after a first line. */
+static void manifest_lines(FILE *out, const json_t *m)
+{
+    static const char *const texts[] = {"cluster_id", "node", "site", "created", "state_digest"};
+    static const char *const numbers[] = {"applied_index", "term", "epoch"};
+    const json_t *counts = json_object_get(m, "counts");
+    const char *key;
+    const json_t *value;
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
+        fprintf(out, "  %-14s %" JSON_INTEGER_FORMAT "\n", numbers[i],
+                json_integer_value(json_object_get(m, numbers[i])));
+    }
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        fprintf(out, "  %-14s %s\n", texts[i], json_string_value(json_object_get(m, texts[i])));
+    }
+    json_object_foreach((json_t *)counts, key, value)
+    {
+        fprintf(out, "  %-14s %" JSON_INTEGER_FORMAT "\n", key, json_integer_value(value));
+    }
+    fprintf(out, "  %-14s %s\n", "sealed",
+            json_is_true(json_object_get(m, "encrypted")) ? "yes" : "no");
+}
+
 static int created_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
                          const json_t *answer)
 {
-    const json_t *m = json_object_get(answer, "manifest");
     const char *out = tandem_ctl_args_flag(args, "out");
-    fprintf(ctx->out,
-            "backup %s on %s at index %" JSON_INTEGER_FORMAT " (term %" JSON_INTEGER_FORMAT
-            ", epoch %" JSON_INTEGER_FORMAT "), %" JSON_INTEGER_FORMAT " bytes%s\n"
-            "state digest %s\nkeys %" JSON_INTEGER_FORMAT ", jobs %" JSON_INTEGER_FORMAT
-            ", boxes %" JSON_INTEGER_FORMAT ", trace events %" JSON_INTEGER_FORMAT "\n",
+    fprintf(ctx->out, "backup %s on %s (%" JSON_INTEGER_FORMAT " bytes)%s%s%s\n",
             json_string_value(json_object_get(answer, "name")),
             json_string_value(json_object_get(answer, "node")),
-            json_integer_value(json_object_get(m, "applied_index")),
-            json_integer_value(json_object_get(m, "term")),
-            json_integer_value(json_object_get(m, "epoch")),
-            json_integer_value(json_object_get(answer, "bytes")),
-            json_is_true(json_object_get(m, "encrypted")) ? ", sealed" : "",
-            json_string_value(json_object_get(m, "state_digest")),
-            json_integer_value(json_object_get(json_object_get(m, "counts"), "keys")),
-            json_integer_value(json_object_get(json_object_get(m, "counts"), "jobs")),
-            json_integer_value(json_object_get(json_object_get(m, "counts"), "boxes")),
-            json_integer_value(json_object_get(json_object_get(m, "counts"), "trace_events")));
-    if (out != NULL) {
-        fprintf(ctx->out, "saved to %s (checked: level 1)\n", out);
-    }
+            json_integer_value(json_object_get(answer, "bytes")), out != NULL ? ", saved to " : "",
+            out != NULL ? out : "", out != NULL ? " (checked: level 1)" : "");
+    manifest_lines(ctx->out, json_object_get(answer, "manifest"));
     return TANDEM_CTL_OK;
+}
+
+/* Sends the backup to the leader first when an endpoint is the leader: a follower would forward
+ * it and give up after its forward_timeout_ms, while a large backup takes longer. Best effort:
+ * without an answer the endpoints are tried in order as usual. */
+static void leader_prefer(struct tandem_ctl_context *ctx)
+{
+    json_t *status = NULL;
+    char errmsg[TANDEM_CTL_ERRMSG_SIZE];
+    memcpy(errmsg, ctx->errmsg, sizeof errmsg);
+    if (tandem_ctl_get_json(ctx, "/v1/status", NULL, &status) == TANDEM_CTL_OK) {
+        const char *api =
+            json_string_value(json_object_get(json_object_get(status, "leader"), "api"));
+        if (api != NULL) {
+            tandem_ctl_client_prefer(ctx->client, api);
+        }
+    }
+    json_decref(status);
+    memcpy(ctx->errmsg, errmsg, sizeof errmsg); /* a failed look is no failure of the command */
 }
 
 int tandem_ctl_backup_create(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
@@ -113,6 +140,7 @@ int tandem_ctl_backup_create(struct tandem_ctl_context *ctx, const struct tandem
         return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--out %s: %s", out,
                                out[0] == '\0' ? "needs a file name" : "the file exists");
     }
+    leader_prefer(ctx);
     tandem_ctl_timeout_at_least(ctx, CREATE_TIMEOUT_MS);
     int rc = tandem_ctl_post_json(ctx, "/v1/backups", body, &answer);
     json_decref(body);
@@ -142,19 +170,11 @@ static int keys_load(struct tandem_ctl_context *ctx, const struct tandem_ctl_arg
 static int verified_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
                           const json_t *answer)
 {
-    const json_t *m = json_object_get(answer, "manifest");
     (void)args;
-    fprintf(ctx->out,
-            "%s: level %" JSON_INTEGER_FORMAT " passed: index %" JSON_INTEGER_FORMAT
-            ", cluster %s, taken on %s (%s) at %s\nstate digest %s\n",
+    fprintf(ctx->out, "%s: level %" JSON_INTEGER_FORMAT " passed\n",
             json_string_value(json_object_get(answer, "file")),
-            json_integer_value(json_object_get(answer, "level")),
-            json_integer_value(json_object_get(m, "applied_index")),
-            json_string_value(json_object_get(m, "cluster_id")),
-            json_string_value(json_object_get(m, "node")),
-            json_string_value(json_object_get(m, "site")),
-            json_string_value(json_object_get(m, "created")),
-            json_string_value(json_object_get(m, "state_digest")));
+            json_integer_value(json_object_get(answer, "level")));
+    manifest_lines(ctx->out, json_object_get(answer, "manifest"));
     return TANDEM_CTL_OK;
 }
 
@@ -192,18 +212,18 @@ int tandem_ctl_backup_verify(struct tandem_ctl_context *ctx, const struct tandem
 static int restored_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
                           const json_t *answer)
 {
+    const char *name = json_string_value(json_object_get(answer, "name"));
+    const char *cluster_id = json_string_value(json_object_get(answer, "cluster_id"));
     (void)args;
-    fprintf(ctx->out,
-            "restored %s into %s for node %s at index %" JSON_INTEGER_FORMAT
-            " under cluster id %s\nstart tandemd there with name = %s and cluster_id = %s (a "
-            "single voter unless its configuration lists members)\n",
+    fprintf(ctx->out, "restored %s into %s at index %" JSON_INTEGER_FORMAT "\n",
             json_string_value(json_object_get(answer, "file")),
             json_string_value(json_object_get(answer, "data_dir")),
-            json_string_value(json_object_get(answer, "name")),
-            json_integer_value(json_object_get(answer, "applied_index")),
-            json_string_value(json_object_get(answer, "cluster_id")),
-            json_string_value(json_object_get(answer, "name")),
-            json_string_value(json_object_get(answer, "cluster_id")));
+            json_integer_value(json_object_get(answer, "applied_index")));
+    /* What the operator does next: the directory refuses any other name or cluster id. */
+    fprintf(ctx->out,
+            "start tandemd there with name = %s and cluster_id = %s (a single voter unless its "
+            "configuration lists members)\n",
+            name, cluster_id);
     return TANDEM_CTL_OK;
 }
 

@@ -12,10 +12,12 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "replication/commands.h"
 #include "replication/domain/domain.h"
 #include "replication/fsm.h"
+#include "tests/bench/micro_apply.h"
 #include "storage/backup.h"
 
 #define JOBS_DEFAULT  100000
@@ -32,19 +34,18 @@ enum fill_kind { FILL_JOB, FILL_BOX, FILL_MOVE };
 static const char *const sites[] = {"east", "west"};
 static const char *const clients[] = {"acme", "globex", "initech", "umbrella"};
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+/* nftw's visit for the clean-up: directories come after their entries (FTW_DEPTH). */
+static int cleanup_visit(const char *path, const struct stat *st, int kind, struct FTW *ftw)
 {
     (void)st;
-    (void)flag;
     (void)ftw;
-    return remove(path);
+    return kind == FTW_DP ? rmdir(path) : unlink(path);
 }
 
+/* The loop-free monotonic clock, in milliseconds. */
 static double now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+    return (double)uv_hrtime() / 1e6;
 }
 
 /* Command i of an entry of the given kind (static storage: one entry at a time). */
@@ -108,27 +109,13 @@ static int fill_entry(struct tandem_fsm *fsm, uint64_t index, enum fill_kind kin
     static Tandem__Command commands[PER_ENTRY];
     static Tandem__Command *ptrs[PER_ENTRY];
     Tandem__Actor actor = TANDEM__ACTOR__INIT;
-    Tandem__Batch batch = TANDEM__BATCH__INIT;
-    struct raft_buffer buf;
     actor.user = "bench";
     actor.site = "east";
     for (size_t i = 0; i < n; i++) {
         command_make(&commands[i], &actor, kind, first + i, i);
         ptrs[i] = &commands[i];
     }
-    batch.now_ms = NOW_MS;
-    batch.n_commands = n;
-    batch.commands = ptrs;
-    if (tandem_entry_encode(&batch, &buf) != 0) {
-        fprintf(stderr, "encode failed\n");
-        return -1;
-    }
-    int rv = tandem_fsm_apply_entry(fsm, index, buf.base, buf.len);
-    raft_free(buf.base);
-    if (rv != 0) {
-        fprintf(stderr, "apply failed: %s\n", fsm->errmsg);
-    }
-    return rv;
+    return micro_apply(fsm, index, ptrs, n, NOW_MS);
 }
 
 static int fill(struct tandem_fsm *fsm, size_t jobs)
@@ -228,22 +215,18 @@ static int measure(struct tandem_store *store, const char *root, const char *kee
 int main(int argc, char **argv)
 {
     char root[PATH_MAX], dir[PATH_MAX + 8];
-    const char *tmp = getenv("TMPDIR");
     size_t jobs = JOBS_DEFAULT;
     struct tandem_store store;
     struct tandem_fsm fsm;
-    if (argc > 1) {
-        char *end = NULL;
-        unsigned long long v = strtoull(argv[1], &end, 10);
-        if (end == argv[1] || *end != '\0' || v == 0 || v > JOBS_MAX) {
-            fprintf(stderr, "usage: %s [JOBS (1..%d)] [KEEP_FILE]\n", argv[0], JOBS_MAX);
-            return 2;
-        }
-        jobs = (size_t)v;
+    /* JOBS: 1..JOBS_MAX; anything else (trailing text, 0, too many) is a usage error. */
+    char *end = NULL;
+    unsigned long long asked = argc > 1 ? strtoull(argv[1], &end, 10) : JOBS_DEFAULT;
+    if (argc > 1 && (end == argv[1] || *end != '\0' || asked == 0 || asked > JOBS_MAX)) {
+        fprintf(stderr, "usage: %s [JOBS (1..%d)] [KEEP_FILE]\n", argv[0], JOBS_MAX);
+        return 2;
     }
-    snprintf(root, sizeof root, "%s/tandem-bench-XXXXXX", tmp != NULL && tmp[0] ? tmp : "/tmp");
-    if (mkdtemp(root) == NULL) {
-        fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
+    jobs = (size_t)asked;
+    if (micro_scratch(root, sizeof root) != 0) {
         return 1;
     }
     snprintf(dir, sizeof dir, "%s/state", root);
@@ -258,6 +241,6 @@ int main(int argc, char **argv)
     } else {
         fprintf(stderr, "open: %s\n", store.errmsg);
     }
-    nftw(root, remove_entry, FD_MAX, FTW_DEPTH | FTW_PHYS);
+    nftw(root, cleanup_visit, FD_MAX, FTW_DEPTH | FTW_PHYS);
     return rv == 0 ? 0 : 1;
 }

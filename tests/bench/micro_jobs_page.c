@@ -14,6 +14,7 @@
 #include "replication/commands.h"
 #include "replication/domain/domain.h"
 #include "replication/fsm.h"
+#include "tests/bench/micro_apply.h"
 
 #define JOBS_DEFAULT 100000
 #define JOBS_MAX     10000000
@@ -52,8 +53,6 @@ static int fill_entry(struct tandem_fsm *fsm, uint64_t index, size_t first, size
     static Tandem__JobRecord jobs[PER_ENTRY];
     static char ids[PER_ENTRY][ID_LEN];
     Tandem__Actor actor = TANDEM__ACTOR__INIT;
-    Tandem__Batch batch = TANDEM__BATCH__INIT;
-    struct raft_buffer buf;
     actor.user = "bench";
     actor.site = "east";
     for (size_t i = 0; i < n; i++) {
@@ -72,19 +71,7 @@ static int fill_entry(struct tandem_fsm *fsm, uint64_t index, size_t first, size
         commands[i].job_create = &creates[i];
         ptrs[i] = &commands[i];
     }
-    batch.now_ms = NOW_MS;
-    batch.n_commands = n;
-    batch.commands = ptrs;
-    if (tandem_entry_encode(&batch, &buf) != 0) {
-        fprintf(stderr, "encode failed\n");
-        return -1;
-    }
-    int rv = tandem_fsm_apply_entry(fsm, index, buf.base, buf.len);
-    raft_free(buf.base);
-    if (rv != 0) {
-        fprintf(stderr, "apply failed: %s\n", fsm->errmsg);
-    }
-    return rv;
+    return micro_apply(fsm, index, ptrs, n, NOW_MS);
 }
 
 /* One pass over every page of q; returns the jobs listed (or -1), bytes of JSON in *bytes. */
@@ -181,7 +168,6 @@ static int bench(const char *dir, size_t n)
 int main(int argc, char **argv)
 {
     char dir[PATH_MAX];
-    const char *tmp = getenv("TMPDIR");
     size_t n = JOBS_DEFAULT;
     if (argc > 1) {
         char *end = NULL;
@@ -193,9 +179,7 @@ int main(int argc, char **argv)
         }
         n = (size_t)v;
     }
-    snprintf(dir, sizeof dir, "%s/tandem-bench-XXXXXX", tmp != NULL && tmp[0] ? tmp : "/tmp");
-    if (mkdtemp(dir) == NULL) {
-        fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
+    if (micro_scratch(dir, sizeof dir) != 0) {
         return 1;
     }
     int rv = bench(dir, n);

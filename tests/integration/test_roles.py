@@ -26,7 +26,7 @@ DISABLE_TIMEOUT_S = 10
 GRANTS = {
     "READ": {"viewer", "operator", "planner", "bcp-admin", "security-admin", "auditor"},
     "DOMAIN_WRITE": {"operator"}, "KV_WRITE": {"operator"}, "TRACE": {"auditor", "operator"},
-    "PLAN": {"planner"}, "BCP": {"bcp-admin"}, "MEMBERS": {"bcp-admin"},
+    "PLAN": {"planner"}, "BCP": {"bcp-admin"}, "MEMBERS": {"bcp-admin"}, "BACKUP": {"bcp-admin"},
     "USERS": {"security-admin"}, "KEYS": {"security-admin"}, "RETENTION": {"security-admin"},
     "AUDIT": {"auditor"}, "PERSONAL_DATA": {"personal-data"},
     "SELF": {"viewer", "operator", "planner", "bcp-admin", "security-admin", "auditor",

@@ -64,17 +64,25 @@ static void store_fill(struct tandem_store *s)
     assert_int_equal(tandem_store_commit(s), 0);
 }
 
-static int setup(void **state)
+/* The fixture's scratch root (made) and the paths inside it. */
+static void fixture_paths(struct fixture *f)
 {
-    struct fixture *f = calloc(1, sizeof *f);
+    const char *names[] = {"state", "b.tbk", "scratch"};
+    char *paths[] = {f->state, f->file, f->scratch};
     const char *tmp = getenv("TMPDIR");
-    assert_non_null(f);
     snprintf(f->root, sizeof f->root, "%s/tandem-backup-XXXXXX",
              tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
     assert_non_null(mkdtemp(f->root));
-    snprintf(f->state, sizeof f->state, "%s/state", f->root);
-    snprintf(f->file, sizeof f->file, "%s/b.tbk", f->root);
-    snprintf(f->scratch, sizeof f->scratch, "%s/scratch", f->root);
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(paths[i], PATH_MAX, "%s/%s", f->root, names[i]);
+    }
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    fixture_paths(f);
     assert_int_equal(mkdir(f->scratch, 0700), 0);
     assert_int_equal(tandem_store_open(&f->store, f->state, MAP_SIZE), 0);
     store_fill(&f->store);

@@ -1,0 +1,50 @@
+/* What the micro-benchmarks share (micro_jobs_page.c, micro_backup.c): a scratch directory, and
+ * filling a store with one batch of commands packed into one entry and applied through the
+ * state machine, as raft would. */
+#ifndef TANDEM_BENCH_MICRO_APPLY_H
+#define TANDEM_BENCH_MICRO_APPLY_H
+
+#include <raft.h>
+#include <stdint.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "replication/commands.h"
+#include "replication/fsm.h"
+
+/* Applies commands[0..n) as the entry at index, stamped now_ms. Returns 0 or -1 (printed). */
+static inline int micro_apply(struct tandem_fsm *fsm, uint64_t index, Tandem__Command **commands,
+                              size_t n, int64_t now_ms)
+{
+    Tandem__Batch batch = TANDEM__BATCH__INIT;
+    struct raft_buffer buf;
+    batch.now_ms = now_ms;
+    batch.n_commands = n;
+    batch.commands = commands;
+    if (tandem_entry_encode(&batch, &buf) != 0) {
+        fprintf(stderr, "encode failed\n");
+        return -1;
+    }
+    int rv = tandem_fsm_apply_entry(fsm, index, buf.base, buf.len);
+    raft_free(buf.base);
+    if (rv != 0) {
+        fprintf(stderr, "apply failed: %s\n", fsm->errmsg);
+    }
+    return rv;
+}
+
+/* A new directory tandem-bench-XXXXXX under $TMPDIR (or /tmp) into out. Returns 0 or -1. */
+static inline int micro_scratch(char *out, size_t size)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(out, size, "%s/tandem-bench-XXXXXX", tmp != NULL && tmp[0] ? tmp : "/tmp");
+    if (mkdtemp(out) == NULL) {
+        fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+#endif
