@@ -7,20 +7,6 @@ sealed backups (backup_key_file) are checked at level 1 without the key and at l
 retention keeps backup_keep of each site and removes the rest from the holders; a holder's files
 deleted by hand are reported lost (event, bcp_event_command alert, the list and the metrics); a
 byte flipped without changing the size is caught by level 2; a backup with nowhere to go is
-retried, then raised as backup_failed; bad input to the node-to-node routes changes nothing."""Scheduled mutual backup between the sites (issue 14 items 4-5) on a real TLS 2+2+1 cluster
-with a backup every few seconds: east's backups land on west's nodes and west's on east's, the
-witness keeps only their manifests, every node lists the same backups (tandemctl backup list),
-/v1/status, /v1/bcp/status and /metrics show each site's newest and newest verified backup, a
-holder's files deleted by hand are reported lost (event, bcp_event_command alert, the list and
-the metrics), and retention keeps backup_keep of each site and removes the rest from the
-holders."""Scheduled mutual backup between the sites (issue 14 items 4-5) on a real TLS 2+2+1 cluster
-with a backup every few seconds: east's backups land on west's nodes and west's on east's, the
-witness keeps only their manifests, every node lists the same backups (tandemctl backup list),
-/v1/status, /v1/bcp/status and /metrics show each site's newest and newest verified backup;
-sealed backups (backup_key_file) are checked at level 1 without the key and at level 2 with it;
-retention keeps backup_keep of each site and removes the rest from the holders; a holder's files
-deleted by hand are reported lost (event, bcp_event_command alert, the list and the metrics); a
-byte flipped without changing the size is caught by level 2; a backup with nowhere to go is
 retried, then raised as backup_failed; bad input to the node-to-node routes changes nothing."""
 
 import json
@@ -66,24 +52,8 @@ def both_sites_backed_up(c):
 
 
 def check_placement(c, answer):
-    """Scheduled mutual backup between the sites (issue 14 items 4-5) on a real TLS 2+2+1 cluster
-with a backup every few seconds: east's backups land on west's nodes and west's on east's, the
-witness keeps only their manifests, every node lists the same backups (tandemctl backup list),
-/v1/status, /v1/bcp/status and /metrics show each site's newest and newest verified backup;
-sealed backups (backup_key_file) are checked at level 1 without the key and at level 2 with it;
-retention keeps backup_keep of each site and removes the rest from the holders; a holder's files
-deleted by hand are reported lost (event, bcp_event_command alert, the list and the metrics); a
-byte flipped without changing the size is caught by level 2; a backup with nowhere to go is
-retried, then raised as backup_failed; bad input to the node-to-node routes changes nothing."""Each kept backup is on the other site's nodes, named in the record, and nowhere else; the
-    witness has its manifest and no file."""Scheduled mutual backup between the sites (issue 14 items 4-5) on a real TLS 2+2+1 cluster
-with a backup every few seconds: east's backups land on west's nodes and west's on east's, the
-witness keeps only their manifests, every node lists the same backups (tandemctl backup list),
-/v1/status, /v1/bcp/status and /metrics show each site's newest and newest verified backup;
-sealed backups (backup_key_file) are checked at level 1 without the key and at level 2 with it;
-retention keeps backup_keep of each site and removes the rest from the holders; a holder's files
-deleted by hand are reported lost (event, bcp_event_command alert, the list and the metrics); a
-byte flipped without changing the size is caught by level 2; a backup with nowhere to go is
-retried, then raised as backup_failed; bad input to the node-to-node routes changes nothing."""
+    """Each kept backup is on the other site's nodes, named in the record, and nowhere else; the
+    witness has its manifest and no file."""
     for b in answer["backups"]:
         if b["state"] != "kept":
             continue
@@ -147,24 +117,8 @@ def test_backups_cross_sites_and_witness_keeps_manifests():
 
 
 def test_sealed_backups_ship_and_verify():
-    """Scheduled mutual backup between the sites (issue 14 items 4-5) on a real TLS 2+2+1 cluster
-with a backup every few seconds: east's backups land on west's nodes and west's on east's, the
-witness keeps only their manifests, every node lists the same backups (tandemctl backup list),
-/v1/status, /v1/bcp/status and /metrics show each site's newest and newest verified backup;
-sealed backups (backup_key_file) are checked at level 1 without the key and at level 2 with it;
-retention keeps backup_keep of each site and removes the rest from the holders; a holder's files
-deleted by hand are reported lost (event, bcp_event_command alert, the list and the metrics); a
-byte flipped without changing the size is caught by level 2; a backup with nowhere to go is
-retried, then raised as backup_failed; bad input to the node-to-node routes changes nothing."""With backup_key_file on every node, the shipped backups are sealed: the holders check them
-    at level 1 without the key and at level 2 with their own copy of the key file."""Scheduled mutual backup between the sites (issue 14 items 4-5) on a real TLS 2+2+1 cluster
-with a backup every few seconds: east's backups land on west's nodes and west's on east's, the
-witness keeps only their manifests, every node lists the same backups (tandemctl backup list),
-/v1/status, /v1/bcp/status and /metrics show each site's newest and newest verified backup;
-sealed backups (backup_key_file) are checked at level 1 without the key and at level 2 with it;
-retention keeps backup_keep of each site and removes the rest from the holders; a holder's files
-deleted by hand are reported lost (event, bcp_event_command alert, the list and the metrics); a
-byte flipped without changing the size is caught by level 2; a backup with nowhere to go is
-retried, then raised as backup_failed; bad input to the node-to-node routes changes nothing."""
+    """With backup_key_file on every node, the shipped backups are sealed: the holders check them
+    at level 1 without the key and at level 2 with their own copy of the key file."""
     keys_dir = tempfile.mkdtemp(prefix="tandem-backup-keys-")
     key_file = os.path.join(keys_dir, "backup.keys")
     with open(key_file, "w") as f:
@@ -245,25 +199,9 @@ def test_loss_reported():
 
 
 def test_damaged_copy_caught_by_level_2():
-    """Scheduled mutual backup between the sites (issue 14 items 4-5) on a real TLS 2+2+1 cluster
-with a backup every few seconds: east's backups land on west's nodes and west's on east's, the
-witness keeps only their manifests, every node lists the same backups (tandemctl backup list),
-/v1/status, /v1/bcp/status and /metrics show each site's newest and newest verified backup;
-sealed backups (backup_key_file) are checked at level 1 without the key and at level 2 with it;
-retention keeps backup_keep of each site and removes the rest from the holders; a holder's files
-deleted by hand are reported lost (event, bcp_event_command alert, the list and the metrics); a
-byte flipped without changing the size is caught by level 2; a backup with nowhere to go is
-retried, then raised as backup_failed; bad input to the node-to-node routes changes nothing."""One backup per site (an hour apart), level 2 every 2 s: a byte flipped in every copy of
+    """One backup per site (an hour apart), level 2 every 2 s: a byte flipped in every copy of
     east's backup keeps its size (the holders' check cannot see it) and is caught by the next
-    level-2 verification at each holder: recorded lost, with a backup_verify_failed event."""Scheduled mutual backup between the sites (issue 14 items 4-5) on a real TLS 2+2+1 cluster
-with a backup every few seconds: east's backups land on west's nodes and west's on east's, the
-witness keeps only their manifests, every node lists the same backups (tandemctl backup list),
-/v1/status, /v1/bcp/status and /metrics show each site's newest and newest verified backup;
-sealed backups (backup_key_file) are checked at level 1 without the key and at level 2 with it;
-retention keeps backup_keep of each site and removes the rest from the holders; a holder's files
-deleted by hand are reported lost (event, bcp_event_command alert, the list and the metrics); a
-byte flipped without changing the size is caught by level 2; a backup with nowhere to go is
-retried, then raised as backup_failed; bad input to the node-to-node routes changes nothing."""
+    level-2 verification at each holder: recorded lost, with a backup_verify_failed event."""
     settings = dict(SETTINGS, backup_interval_s=3600, backup_verify_interval_s=2)
     with Cluster(settings=settings) as c:
         answer = both_sites_backed_up(c)
@@ -294,25 +232,9 @@ retried, then raised as backup_failed; bad input to the node-to-node routes chan
 
 
 def test_failure_retried_then_raised():
-    """Scheduled mutual backup between the sites (issue 14 items 4-5) on a real TLS 2+2+1 cluster
-with a backup every few seconds: east's backups land on west's nodes and west's on east's, the
-witness keeps only their manifests, every node lists the same backups (tandemctl backup list),
-/v1/status, /v1/bcp/status and /metrics show each site's newest and newest verified backup;
-sealed backups (backup_key_file) are checked at level 1 without the key and at level 2 with it;
-retention keeps backup_keep of each site and removes the rest from the holders; a holder's files
-deleted by hand are reported lost (event, bcp_event_command alert, the list and the metrics); a
-byte flipped without changing the size is caught by level 2; a backup with nowhere to go is
-retried, then raised as backup_failed; bad input to the node-to-node routes changes nothing."""With west's nodes stopped, east's backup has nowhere to go: the leader tries
+    """With west's nodes stopped, east's backup has nowhere to go: the leader tries
     backup_attempts times (backing off) and then raises backup_failed, which /v1/status shows
-    as the site's last failure; west's nodes back, east's backups land again."""Scheduled mutual backup between the sites (issue 14 items 4-5) on a real TLS 2+2+1 cluster
-with a backup every few seconds: east's backups land on west's nodes and west's on east's, the
-witness keeps only their manifests, every node lists the same backups (tandemctl backup list),
-/v1/status, /v1/bcp/status and /metrics show each site's newest and newest verified backup;
-sealed backups (backup_key_file) are checked at level 1 without the key and at level 2 with it;
-retention keeps backup_keep of each site and removes the rest from the holders; a holder's files
-deleted by hand are reported lost (event, bcp_event_command alert, the list and the metrics); a
-byte flipped without changing the size is caught by level 2; a backup with nowhere to go is
-retried, then raised as backup_failed; bad input to the node-to-node routes changes nothing."""
+    as the site's last failure; west's nodes back, east's backups land again."""
     with Cluster(settings=dict(SETTINGS, backup_keep=50, backup_verify_interval_s=0)) as c:
         both_sites_backed_up(c)
         for name in ("west-1", "west-2"):
