@@ -18,6 +18,7 @@
 #include "node/backup_state.h"
 #include "node/log.h"
 #include "node/node.h"
+#include "replication/bcp/sites.h"
 #include "replication/identity/backup_keys.h"
 #include "storage/assert.h"
 #include "storage/backup.h"
@@ -308,12 +309,23 @@ static void upload_final(struct tandem_node *node, struct tandem_http_request *r
     tandem_backups_work_begin(node);
 }
 
+/* Whether this node's site is a witness (the replicated site table says; its name when the
+ * table cannot be read or does not list the site yet). */
+static bool self_witness(struct tandem_node *node)
+{
+    struct tandem_site_table *t = tandem_bcp_table_load(&node->bcp);
+    const struct tandem_site *s = t == NULL ? NULL : tandem_site_table_find(t, node->self.site);
+    bool witness = s != NULL ? s->witness : strcmp(node->self.site, TANDEM_SITE_WITNESS_NAME) == 0;
+    free(t);
+    return witness;
+}
+
 void tandem_backup_upload(struct tandem_node *node, struct tandem_http_request *r, const char *id,
                           uint64_t offset, bool final, const char *sha256)
 {
     uint64_t size_max =
         ((uint64_t)node->config->map_size_mib << 20) + TANDEM_BACKUP_FILE_SLACK_BYTES;
-    if (strcmp(node->self.site, TANDEM_SITE_WITNESS_NAME) == 0) {
+    if (offset == 0 && self_witness(node)) {
         tandem_route_error(node, r, 409, "%s is a witness: it keeps manifests only",
                            node->self.name);
         return;

@@ -96,6 +96,20 @@ static const struct {
      "             -            -           -           \n"
      "w     active  -      -      w-1:voter w-2:voter w-3:voter w-4:voter  w-1 api only, w-3 raft "
      "only, w-4 none  -            -           -           \n"},
+    /* backup list: ages and sizes for people, lists joined, no verification as "never". */
+    {TANDEM_CTL_VIEW_SITE_BACKUPS,
+     "[{\"site\": \"east\", \"id\": \"east-1\", \"index\": 42, \"age_ms\": 125000, "
+     "\"size\": 1258291, \"holders\": [\"west-1\", \"west-2\"], \"manifest_holders\": "
+     "[\"witness-1\"], \"state\": \"degraded\", \"lost\": [\"west-2\"], \"verified\": "
+     "{\"at\": \"2026-12-05T15:01:04.512Z\", \"level\": 2, \"by\": \"west-1\"}}, "
+     "{\"site\": \"west\", \"id\": \"west-2\", \"index\": 7, \"age_ms\": 900, \"size\": 812, "
+     "\"holders\": [\"east-1\"], \"manifest_holders\": [], \"state\": \"kept\", \"lost\": [], "
+     "\"verified\": null}]",
+     "SITE  ID      INDEX  AGE    SIZE     KEPT_ON        MANIFEST_ON  STATE     LOST_ON  "
+     "VERIFIED\n"
+     "east  east-1  42     2m05s  1.2 MiB  west-1,west-2  witness-1    degraded  west-2   "
+     "L2 2026-12-05T15:01:04.512Z west-1\n"
+     "west  west-2  7      0s     812 B    east-1         -            kept      -        never\n"},
 };
 
 static void test_views_print_exact_text(void **state)
