@@ -419,6 +419,20 @@ class Cluster:
                 "TANDEM_CERT": self.tls_path(user + ".pem"),
                 "TANDEM_KEY": self.tls_path(user + ".key")}
 
+    def add_user(self, name, roles="viewer", site="east", password="user-pass1"):
+        """Creates user record name (as the bootstrap admin) and waits until every live node
+        applied it: each node resolves a user certificate on its own records (issue 13)."""
+        leader = self.leader()
+        status, _, body = self.api(leader, "POST", "/v1/users", json.dumps(
+            {"name": name, "roles": roles, "site": site, "password": password}).encode(),
+            timeout=20)
+        if status != 201:
+            raise ClusterError("creating user %s: %s %s" % (name, status, body[:200]))
+        quoted = ('"%s"' % name).encode()
+        for n in self.live():
+            wait_until(lambda: quoted in self.api(n, "GET", "/v1/users?consistency=local")[2],
+                       10, "the user record %s on %s" % (name, n))
+
     @property
     def scheme(self):
         """URL scheme of the cluster's APIs: "https", or "http" when insecure."""
