@@ -563,6 +563,15 @@ class Cluster:
         return [n for n in self.names
                 if n not in self.paused and pid_is_tandemd(self.nodes[n]["pid"], self._conf(n))]
 
+    def settled_leader(self, timeout=30):
+        """The agreed leader once it is outside the witness site. A cluster may come up led by
+        the witness; its site controller moves leadership off at once (a witness never keeps it,
+        and a transfer to it is refused), so what only a leader knows must be asked after."""
+        def outside_witness():
+            leader = self.leader()
+            return leader if self.nodes[leader]["site"] != "witness" else None
+        return wait_until(outside_witness, timeout, "a leader outside the witness site")
+
     def leader(self, timeout=UP_TIMEOUT_S, among=None):
         """Name of the leader once every node in among (default: live nodes) answers, names the
         same leader, and that leader says it leads. Raises ClusterError after timeout seconds."""
