@@ -314,11 +314,13 @@ static int propose_one(struct tandem_proposer *p)
         free(b);
         return RAFT_NOMEM;
     }
+    unsigned client_writes = 0; /* what the lag of a member counts: not the audit trail's */
     for (size_t i = 0; i < n; i++) {
         struct tandem_write *w = p->queue_head;
         p->queue_head = w->next;
         b->writes[i] = w;
         commands[i] = w->command;
+        client_writes += w->command->body_case != TANDEM__COMMAND__BODY_AUDIT_APPEND ? 1u : 0u;
     }
     if (p->queue_head == NULL) {
         p->queue_tail = NULL;
@@ -358,7 +360,7 @@ static int propose_one(struct tandem_proposer *p)
     }
     p->entries_proposed++;
     p->commands_proposed += n;
-    counts_record(p, term, index, n);
+    counts_record(p, term, index, client_writes);
     return 0;
 }
 

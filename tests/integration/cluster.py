@@ -419,6 +419,20 @@ class Cluster:
                 "TANDEM_CERT": self.tls_path(user + ".pem"),
                 "TANDEM_KEY": self.tls_path(user + ".key")}
 
+    def add_user(self, name, roles="viewer", site="east", password="user-pass1"):
+        """Creates user record name (as the bootstrap admin) and waits until every live node
+        applied it: each node resolves a user certificate on its own records (issue 13)."""
+        leader = self.leader()
+        status, _, body = self.api(leader, "POST", "/v1/users", json.dumps(
+            {"name": name, "roles": roles, "site": site, "password": password}).encode(),
+            timeout=20)
+        if status != 201:
+            raise ClusterError("creating user %s: %s %s" % (name, status, body[:200]))
+        quoted = ('"%s"' % name).encode()
+        for n in self.live():
+            wait_until(lambda: quoted in self.api(n, "GET", "/v1/users?consistency=local")[2],
+                       10, "the user record %s on %s" % (name, n))
+
     @property
     def scheme(self):
         """URL scheme of the cluster's APIs: "https", or "http" when insecure."""
@@ -548,6 +562,15 @@ class Cluster:
         """Names of nodes whose process runs and is not paused, in node order."""
         return [n for n in self.names
                 if n not in self.paused and pid_is_tandemd(self.nodes[n]["pid"], self._conf(n))]
+
+    def settled_leader(self, timeout=30):
+        """The agreed leader once it is outside the witness site. A cluster may come up led by
+        the witness; its site controller moves leadership off at once (a witness never keeps it,
+        and a transfer to it is refused), so what only a leader knows must be asked after."""
+        def outside_witness():
+            leader = self.leader()
+            return leader if self.nodes[leader]["site"] != "witness" else None
+        return wait_until(outside_witness, timeout, "a leader outside the witness site")
 
     def leader(self, timeout=UP_TIMEOUT_S, among=None):
         """Name of the leader once every node in among (default: live nodes) answers, names the

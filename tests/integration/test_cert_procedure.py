@@ -109,6 +109,7 @@ def test_renew_and_sighup_while_writing():
 def test_revoke_a_user_and_add_one():
     with Cluster("3", cert_cache=False) as c:
         name = c.leader()
+        c.add_user("operator")  # a certificate's user acts only with a user record (issue 13)
         assert not refused(c, name, "operator")
         out = certs("revoke", c.tls_path(""), "operator")
         assert "revoked operator" in out, out
@@ -122,6 +123,7 @@ def test_revoke_a_user_and_add_one():
         p = c.ctl("status", user="operator", check=False)
         assert p.returncode != 0 and p.stderr.count("\n") == 1, (p.returncode, p.stderr)
         certs(c.tls_path(""), "--users", "auditor")
+        c.add_user("auditor", roles="viewer,auditor")
         assert not refused(c, name, "auditor")
         assert "leader" in c.ctl("status", user="auditor").stdout
         assert c.live() == c.names

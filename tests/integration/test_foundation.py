@@ -92,15 +92,6 @@ def site_of(c, name):
     return c.nodes[name]["site"]
 
 
-def settled_leader(c):
-    """The agreed leader once it is in a non-witness site: the site controller moves leadership
-    off a witness that won the first election."""
-    def outside_witness():
-        leader = c.leader()
-        return site_of(c, leader) != "witness" and leader
-    return wait_until(outside_witness, SETTLE_TIMEOUT_S, "a leader outside the witness site")
-
-
 def kv_path(key, local=False):
     return "/v1/kv/" + urllib.parse.quote(key, safe="") + ("?consistency=local" if local else "")
 
@@ -178,7 +169,7 @@ def converge(c, names):
 
 def test_writes_through_every_node_2_2_1():
     with Cluster("2+2+1") as c:
-        leader = settled_leader(c)
+        leader = c.settled_leader(SETTLE_TIMEOUT_S)
         writes = {}  # key -> (value, mod_index)
         errors = []
         retried = [0]
@@ -288,7 +279,7 @@ class Writers:
 
 def test_leader_kill_under_writes_2_2_1():
     with Cluster("2+2+1") as c:
-        old = settled_leader(c)
+        old = c.settled_leader(SETTLE_TIMEOUT_S)
         w = Writers(c, "kill")
         w.start()
         time.sleep(KILL_AFTER_S)
@@ -343,7 +334,7 @@ def test_read_your_writes_across_nodes_3():
     with Cluster("3") as c:
         conns = {n: Conn(c.nodes[n]["api"]) for n in c.names}
         pairs = [(a, b) for a in c.names for b in c.names if a != b]
-        settled_leader(c)
+        c.settled_leader(SETTLE_TIMEOUT_S)
         for i in range(RYW_ROUNDS * len(pairs)):
             writer, reader = pairs[i % len(pairs)]
             value = b"v%04d-" % i + os.urandom(4)
@@ -459,7 +450,7 @@ def member_names(c, name):
 
 def test_member_add_and_remove_3():
     with Cluster("3", cert_cache=False) as c:
-        leader = settled_leader(c)
+        leader = c.settled_leader(SETTLE_TIMEOUT_S)
         before = {"members/%02d" % i: b"before-%d" % i for i in range(20)}
         for i, (key, value) in enumerate(sorted(before.items())):
             c.kv_put(c.names[i % len(c.names)], key, value)
@@ -530,7 +521,7 @@ def test_member_add_and_remove_3():
 def test_leader_transfer_3():
     with Cluster("3") as c:
         # Between the two non-witness voters: the site controller takes leadership off a witness.
-        old = settled_leader(c)
+        old = c.settled_leader(SETTLE_TIMEOUT_S)
         target = next(n for n in c.names if n != old and site_of(c, n) != "witness")
         started = time.monotonic()
         p = c.ctl("member", "transfer-leader", target)

@@ -132,19 +132,9 @@ def test_follower_losing_its_unsynced_writes_rejoins_with_nothing_acknowledged_l
         kill_under_load(c, victim, journal, "follower")
 
 
-def settled_leader(c):
-    """The leader once it is outside the witness site. A cluster may come up led by the
-    witness; its site controller moves leadership off at once (a witness never keeps it, and a
-    transfer to it is refused), so the witness cannot be the leader this test kills."""
-    def off_witness():
-        leader = c.leader()
-        return leader if c.nodes[leader]["site"] != "witness" else None
-    return wait_until(off_witness, LEADER_SETTLE_S, "a leader outside the witness site")
-
-
 def test_leader_losing_its_unsynced_writes_rejoins_with_nothing_acknowledged_lost():
     with Cluster(topology="3", settings=SETTINGS) as c:
-        victim = settled_leader(c)
+        victim = c.settled_leader(LEADER_SETTLE_S)
         journal = os.path.join(c.dir, "lostwrites-" + victim)
         c.stop(victim)
         c.start(victim, env=shim_env(c, victim, journal))

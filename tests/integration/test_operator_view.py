@@ -85,7 +85,7 @@ SITE_FAMILIES = ("tandem_site_state", "tandem_site_epoch", "tandem_site_lag_entr
 
 def test_site_metrics_and_the_invoke_and_revoke_outputs():
     with Cluster(topology="2+2+1") as c:
-        leader = c.leader()
+        leader = c.settled_leader()  # lag is known on the leader only: not one about to hand over
         wait_until(lambda: len(bcp_status(c, leader)["sites"]) == 3 and
                    all(n["home_role"] == "voter" for s in bcp_status(c, leader)["sites"]
                        for n in s["nodes"]), 15, "sites and home roles recorded")
