@@ -33,3 +33,18 @@ const char *tandem_command_name(const Tandem__Command *command)
             return "unknown";
     }
 }
+
+bool tandem_command_is_client(const Tandem__Command *command)
+{
+#define TANDEM_BOOKKEEPING_CASE_(name, body_case, fn) case body_case:
+    switch (command->body_case) {
+        TANDEM_SITE_COMMANDS(TANDEM_BOOKKEEPING_CASE_)
+        TANDEM_INCIDENT_COMMANDS(TANDEM_BOOKKEEPING_CASE_)
+        TANDEM_AUDIT_COMMANDS(TANDEM_BOOKKEEPING_CASE_)
+        TANDEM_BACKUP_COMMANDS(TANDEM_BOOKKEEPING_CASE_)
+        return false;
+        default:
+            return true;
+    }
+#undef TANDEM_BOOKKEEPING_CASE_
+}

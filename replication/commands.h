@@ -3,6 +3,8 @@
 #ifndef TANDEM_REPLICATION_COMMANDS_H
 #define TANDEM_REPLICATION_COMMANDS_H
 
+#include <stdbool.h>
+
 #include "replication/apply.h"
 #include "replication/bcp/backups.h"
 #include "replication/bcp/sites.h"
@@ -36,5 +38,9 @@ int tandem_command_apply(const struct tandem_apply_ctx *ctx, const Tandem__Comma
                          struct tandem_result *result);
 /* The table's name of command's body ("unknown" outside the table). */
 const char *tandem_command_name(const Tandem__Command *command);
+/* A client's command, not the cluster's own bookkeeping (site decisions, drills, incidents, the
+ * audit trail's appends, shipped backups): what the BCP write-gap measure and a member's lag in
+ * client writes count. */
+bool tandem_command_is_client(const Tandem__Command *command);
 
 #endif

@@ -147,22 +147,6 @@ static bool state_ok(struct tandem_fsm *f, MDB_txn *txn, uint64_t index)
     return rv == 0 && sites_ok;
 }
 
-/* A client's command, not the site table's own bookkeeping (decisions, drills, incidents,
- * shipped backups): what the BCP write-gap measure counts. */
-static bool client_command(const Tandem__Command *command)
-{
-#define TANDEM_SITE_CASE_(name, body_case, fn) case body_case:
-    switch (command->body_case) {
-        TANDEM_SITE_COMMANDS(TANDEM_SITE_CASE_)
-        TANDEM_INCIDENT_COMMANDS(TANDEM_SITE_CASE_)
-        TANDEM_BACKUP_COMMANDS(TANDEM_SITE_CASE_)
-        return false;
-        default:
-            return true;
-    }
-#undef TANDEM_SITE_CASE_
-}
-
 /* Applies every command of batch in ctx's write transaction; non-zero (a store error, fatal)
  * with f->errmsg naming the command. */
 static int batch_apply(struct tandem_fsm *f, const struct tandem_apply_ctx *ctx,
@@ -183,7 +167,7 @@ static int batch_apply(struct tandem_fsm *f, const struct tandem_apply_ctx *ctx,
         }
         /* Whoever waits gets an answer: an apply function that returned 0 filled its result. */
         tandem_assert(results == NULL || results[i].status != 0);
-        f->client_commands_applied += client_command(batch->commands[i]) ? 1 : 0;
+        f->client_commands_applied += tandem_command_is_client(batch->commands[i]) ? 1 : 0;
     }
     return 0;
 }

@@ -8,6 +8,7 @@
 
 #include "consensus/raft_error.h"
 #include "consensus/raft_heap.h"
+#include "replication/commands.h"
 #include "storage/assert.h"
 #include "storage/clock.h"
 
@@ -314,13 +315,13 @@ static int propose_one(struct tandem_proposer *p)
         free(b);
         return RAFT_NOMEM;
     }
-    unsigned client_writes = 0; /* what the lag of a member counts: not the audit trail's */
+    unsigned client_writes = 0; /* what the lag of a member counts */
     for (size_t i = 0; i < n; i++) {
         struct tandem_write *w = p->queue_head;
         p->queue_head = w->next;
         b->writes[i] = w;
         commands[i] = w->command;
-        client_writes += w->command->body_case != TANDEM__COMMAND__BODY_AUDIT_APPEND ? 1u : 0u;
+        client_writes += tandem_command_is_client(w->command) ? 1u : 0u;
     }
     if (p->queue_head == NULL) {
         p->queue_tail = NULL;
