@@ -59,7 +59,7 @@ def check_cli_and_bad_input(c, leader, seq, denied):
 
 def test_records_agree_and_tampering_is_named():
     with Cluster(topology="3") as c:
-        leader = c.leader()
+        leader = c.settled_leader()
         follower = next(n for n in c.names if n != leader)
         c.kv_put(leader, "audit-1", b"one")
         c.kv_put(follower, TAMPER_KEY, b"two")  # forwarded: the leader records it

@@ -59,7 +59,7 @@ def job(c, via, job_id):
 
 def test_operator_acts_at_own_site_until_bcp_moves_the_work():
     with Cluster(topology="2+2+1") as c:
-        leader = c.leader()
+        leader = c.settled_leader()
         east = next(n for n in c.live() if c.nodes[n]["site"] == "east" and n != leader)
         west = next(n for n in c.live() if c.nodes[n]["site"] == "west" and n != leader)
         make_operator(c, leader)

@@ -111,7 +111,7 @@ def check_no_record_and_disabled(c):
 
 def test_each_role_gets_exactly_its_routes():
     with Cluster("3") as c:
-        leader = c.leader()
+        leader = c.settled_leader()
         follower = next(n for n in c.names if n != leader)
         make_users(c, leader)
         check_every_route(c, follower)
