@@ -42,8 +42,10 @@ PYTHON=${TANDEM_PYTHON:-python3}
 STOP_TIMEOUT_S=${TANDEM_STOP_TIMEOUT:-15}
 # A node that does not answer /healthz this long after being started is reported as failed.
 START_TIMEOUT_S=15
-# Polls (20 ms apart) for a started process to become tandemd; a second is plenty for an exec.
-EXEC_WAIT_TRIES=50
+# Polls (20 ms apart) for a started process to become tandemd: up to 5 s, for a loaded machine
+# (the poll ends at the exec; since pid_is_ours uses built-ins only, 50 polls took a mere second,
+# and CI once saw a node restarted under ASan called "exited during start-up" while running).
+EXEC_WAIT_TRIES=250
 # Port registry shared by every local cluster of this user, so clusters set up side by side
 # (even at the same moment) never hand out the same port twice.
 PORT_REGISTRY=${TMPDIR:-/tmp}/tandem-local-cluster-ports
