@@ -104,11 +104,10 @@ static const struct tandem_apply_ops apply_ops = {
     .site_invoked = tandem_sites_invoked,
 };
 
-/* digest_n = SHA-256(digest_n-1 || index (LE) || entry bytes). This chain is the proof that
- * replicas applied the same entries: a failed step must stop the node, never leave a digest
- * half computed. Returns 0, or TANDEM_CRYPTO / TANDEM_NOMEM with errmsg. */
-static int digest_chain(const uint8_t prev[TANDEM_DIGEST_LEN], uint64_t index, const void *data,
-                        size_t len, uint8_t out[TANDEM_DIGEST_LEN], char *errmsg)
+/* This chain is the proof that replicas applied the same entries: a failed step must stop the
+ * node, never leave a digest half computed. */
+int tandem_fsm_digest_step(const uint8_t prev[TANDEM_DIGEST_LEN], uint64_t index, const void *data,
+                           size_t len, uint8_t out[TANDEM_DIGEST_LEN], char *errmsg)
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     uint64_t index_le = htole64(index);
@@ -200,7 +199,8 @@ int tandem_fsm_apply_entry(struct tandem_fsm *f, uint64_t index, const void *dat
         goto out;
     }
     tandem_invariant(state_ok(f, ctx.txn, index));
-    if ((rv = digest_chain(f->store->apply_digest, index, data, len, digest, f->errmsg)) != 0) {
+    if ((rv = tandem_fsm_digest_step(f->store->apply_digest, index, data, len, digest,
+                                     f->errmsg)) != 0) {
         goto out;
     }
     if ((rv = tandem_store_set_applied(f->store, index, digest)) != 0) {

@@ -59,6 +59,10 @@ int tandem_entry_encode(const Tandem__Batch *batch, struct raft_buffer *buf);
  * TANDEM_CORRUPT with errmsg (TANDEM_ERRMSG_SIZE bytes). */
 int tandem_entry_decode(const void *data, size_t len, Tandem__Batch **out, char *errmsg);
 
+/* One step of the apply digest chain: out = SHA-256(prev || index (LE) || entry bytes), taken by
+ * every applied entry. Returns 0, or TANDEM_CRYPTO / TANDEM_NOMEM with errmsg. */
+int tandem_fsm_digest_step(const uint8_t prev[TANDEM_DIGEST_LEN], uint64_t index, const void *data,
+                           size_t len, uint8_t out[TANDEM_DIGEST_LEN], char *errmsg);
 /* Applies one raw entry at index (used by apply, and by tests driving the FSM directly). */
 int tandem_fsm_apply_entry(struct tandem_fsm *f, uint64_t index, const void *data, size_t len);
 

@@ -291,24 +291,25 @@ static int readonly_dbs(struct tandem_store *s)
     return 0;
 }
 
-int tandem_store_open_readonly(struct tandem_store *s, const char *file)
+/* Opens path read-only with flags (MDB_RDONLY and more): every named database and the meta
+ * record are loaded; writes are refused. */
+static int open_readonly(struct tandem_store *s, const char *path, unsigned flags, const char *what)
 {
     memset(s, 0, sizeof *s);
-    if (strlen(file) + 8 >= sizeof s->dir) {
-        return tandem_error_set(s->errmsg, TANDEM_INVALID, "state file path too long");
+    if (strlen(path) + 8 >= sizeof s->dir) {
+        return tandem_error_set(s->errmsg, TANDEM_INVALID, "state path too long");
     }
-    snprintf(s->dir, sizeof s->dir, "%s", file);
+    snprintf(s->dir, sizeof s->dir, "%s", path);
     int rv = mdb_env_create(&s->env);
     if (rv != 0) {
         s->env = NULL;
         return store_mdb_fail(s, rv, "mdb_env_create");
     }
     if ((rv = mdb_env_set_maxdbs(s->env, STORE_DBS_MAX)) == 0) {
-        rv = mdb_env_open(s->env, file,
-                          MDB_RDONLY | MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOTLS | MDB_NORDAHEAD, 0600);
+        rv = mdb_env_open(s->env, path, MDB_RDONLY | MDB_NOTLS | MDB_NORDAHEAD | flags, 0600);
     }
     if (rv != 0) {
-        int code = store_mdb_fail(s, rv, "open LMDB copy");
+        int code = store_mdb_fail(s, rv, what);
         mdb_env_close(s->env);
         s->env = NULL;
         return mdb_damage(rv) ? TANDEM_CORRUPT : code;
@@ -319,6 +320,16 @@ int tandem_store_open_readonly(struct tandem_store *s, const char *file)
     }
     s->poisoned = true; /* read-only: tandem_store_write_txn refuses */
     return rv;
+}
+
+int tandem_store_open_readonly(struct tandem_store *s, const char *file)
+{
+    return open_readonly(s, file, MDB_NOSUBDIR | MDB_NOLOCK, "open LMDB copy");
+}
+
+int tandem_store_open_shared(struct tandem_store *s, const char *dir)
+{
+    return open_readonly(s, dir, 0, "open LMDB environment read-only");
 }
 
 void tandem_store_close(struct tandem_store *s)

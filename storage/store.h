@@ -77,6 +77,11 @@ void tandem_store_close(struct tandem_store *s);
  * and apply_digest are loaded. Writes are refused (there is no write transaction). Close it with
  * tandem_store_close. */
 int tandem_store_open_readonly(struct tandem_store *s, const char *file);
+/* Opens the environment in dir (a live node's state/) read-only beside the process that writes
+ * it: LMDB's lock file keeps this reader's pages from being reused, so it is safe while tandemd
+ * runs. applied_index and apply_digest are loaded; writes are refused. Close with
+ * tandem_store_close. */
+int tandem_store_open_shared(struct tandem_store *s, const char *dir);
 
 /* Returns the grouped write transaction, opening it when none is open. Refused (TANDEM_STATE)
  * once the store is poisoned. */

@@ -23,6 +23,7 @@
 #include "consensus/recover.h"
 #include "consensus/seed.h"
 #include "node/ctl/client.h"
+#include "storage/assert.h"
 #include "storage/error.h"
 
 #define VERIFY_NODE_NAME "verify"
@@ -127,6 +128,19 @@ static int restore_files(const struct tandem_ctl_backup_restore *r,
     return rv != 0 ? rv : tandem_restore_note_write(r->data_dir, &note, errmsg);
 }
 
+/* The unpacked state carried on to r->to_index through r->log_dir's log, when asked. */
+static int restore_state(const struct tandem_ctl_backup_restore *r,
+                         const struct tandem_backup_manifest *m, char *errmsg)
+{
+    if (r->log_dir == NULL) {
+        return 0;
+    }
+    tandem_assert(r->replayed != NULL);
+    r->replayed->state = *m;
+    return tandem_ctl_backup_replay(r->data_dir, r->log_dir, r->to_index, &r->replayed->state,
+                                    &r->replayed->replay, errmsg);
+}
+
 int tandem_ctl_backup_restore_dir(struct tandem_ctl_context *ctx,
                                   const struct tandem_ctl_backup_restore *r,
                                   struct tandem_backup_manifest *m, char *cluster_id)
@@ -158,11 +172,16 @@ int tandem_ctl_backup_restore_dir(struct tandem_ctl_context *ctx,
     }
     snprintf(state_dir, sizeof state_dir, "%s/state", r->data_dir);
     int rv = tandem_backup_unpack(r->file, r->keys, r->n_keys, state_dir, m, &part, errmsg);
-    if (rv == 0 && restore_files(r, m, cluster_id, errmsg) != 0) {
-        tree_remove(state_dir); /* nothing half-restored stays */
-        rv = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "%s: %s", r->data_dir, errmsg);
-    } else if (rv != 0) {
+    if (rv != 0) {
         rv = damaged_fail(ctx, r->file, rv, part, errmsg);
+    } else if ((rv = restore_state(r, m, errmsg)) != 0) {
+        tree_remove(state_dir); /* nothing half-restored stays */
+        rv = tandem_ctl_fail(ctx, rv == TANDEM_INVALID ? TANDEM_CTL_EUSAGE : TANDEM_CTL_EREFUSED,
+                             "%s", errmsg);
+    } else if (restore_files(r, r->log_dir != NULL ? &r->replayed->state : m, cluster_id, errmsg) !=
+               0) {
+        tree_remove(state_dir);
+        rv = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "%s: %s", r->data_dir, errmsg);
     }
     if (rv != 0) {
         if (created) {

@@ -5,6 +5,7 @@
 #define TANDEM_CTL_BACKUP_LOCAL_H
 
 #include "node/ctl/ctl.h"
+#include "replication/replay.h"
 #include "storage/backup.h"
 
 /* How long a level-3 check waits for its scratch tandemd to answer, and to stop. */
@@ -33,12 +34,30 @@ struct tandem_ctl_backup_restore {
     const char *cluster_id; /* NULL: a new random one, so it cannot join its old cluster */
     const struct tandem_backup_key *keys;
     unsigned n_keys;
+    /* Point in time: NULL for the backup's own index, else a node's data directory whose raft
+     * log carries the state on to to_index (replication/replay.h). */
+    const char *log_dir;
+    uint64_t to_index;
+    struct tandem_ctl_backup_replayed *replayed; /* filled when log_dir is set */
 };
 
-/* Seeds data_dir from the backup: state/ (checked as level 2 does), the epoch, the cluster id
- * file and the restore marker tandemd acts on at its first start (consensus/seed.h). cluster_id
- * receives the id used (TANDEM_BACKUP_LABEL_LEN_MAX + 1). Returns an exit code; on failure what
- * it wrote is removed again. */
+/* What a point-in-time restore reached: the restored state's facts as a manifest (index,
+ * term, epoch, digests, counts) and the replay's figures. */
+struct tandem_ctl_backup_replayed {
+    struct tandem_backup_manifest state;
+    struct tandem_replay_result replay;
+};
+
+/* Carries DATA_DIR/state (unpacked from the backup whose manifest is *m) through log_dir's raft
+ * log to to_index; *m is updated to describe the result. Returns a tandem code with errmsg. */
+int tandem_ctl_backup_replay(const char *data_dir, const char *log_dir, uint64_t to_index,
+                             struct tandem_backup_manifest *m, struct tandem_replay_result *res,
+                             char *errmsg);
+
+/* Seeds data_dir from the backup: state/ (checked as level 2 does; carried on to to_index when
+ * log_dir is set), the epoch, the cluster id file and the restore marker tandemd acts on at its
+ * first start (consensus/seed.h). cluster_id receives the id used (TANDEM_BACKUP_LABEL_LEN_MAX +
+ * 1). Returns an exit code; on failure what it wrote is removed again. */
 int tandem_ctl_backup_restore_dir(struct tandem_ctl_context *ctx,
                                   const struct tandem_ctl_backup_restore *restore,
                                   struct tandem_backup_manifest *m, char *cluster_id);

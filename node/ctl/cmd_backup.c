@@ -215,10 +215,22 @@ static int restored_print(struct tandem_ctl_context *ctx, const struct tandem_ct
     const char *name = json_string_value(json_object_get(answer, "name"));
     const char *cluster_id = json_string_value(json_object_get(answer, "cluster_id"));
     (void)args;
+    const json_t *pit = json_object_get(answer, "point_in_time");
     fprintf(ctx->out, "restored %s into %s at index %" JSON_INTEGER_FORMAT "\n",
             json_string_value(json_object_get(answer, "file")),
             json_string_value(json_object_get(answer, "data_dir")),
             json_integer_value(json_object_get(answer, "applied_index")));
+    if (pit != NULL) {
+        fprintf(ctx->out,
+                "point in time: backup at index %" JSON_INTEGER_FORMAT ", %" JSON_INTEGER_FORMAT
+                " entries replayed to index %" JSON_INTEGER_FORMAT
+                ", state_digest %s, data_digest %s\n",
+                json_integer_value(json_object_get(pit, "backup_index")),
+                json_integer_value(json_object_get(pit, "entries_applied")),
+                json_integer_value(json_object_get(pit, "to_index")),
+                json_string_value(json_object_get(pit, "state_digest")),
+                json_string_value(json_object_get(pit, "data_digest")));
+    }
     /* What the operator does next: the directory refuses any other name or cluster id. */
     fprintf(ctx->out,
             "start tandemd there with name = %s and cluster_id = %s (a single voter unless its "
@@ -227,8 +239,50 @@ static int restored_print(struct tandem_ctl_context *ctx, const struct tandem_ct
     return TANDEM_CTL_OK;
 }
 
+/* --to-index N with --log-dir DIR, both or neither. */
+static int point_in_time_flags(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
+                               struct tandem_ctl_backup_restore *restore)
+{
+    const char *text = tandem_ctl_args_flag(args, "to-index");
+    restore->log_dir = tandem_ctl_args_flag(args, "log-dir");
+    if ((text == NULL) != (restore->log_dir == NULL)) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE,
+                               "--to-index N and --log-dir DIR go together (the log that "
+                               "carries the backup on to index N)");
+    }
+    if (text == NULL) {
+        return TANDEM_CTL_OK;
+    }
+    char *end = NULL;
+    errno = 0;
+    unsigned long long n = strtoull(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || n == 0) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE,
+                               "--to-index: expected a raft index, got '%s'", text);
+    }
+    restore->to_index = n;
+    return TANDEM_CTL_OK;
+}
+
+/* The point-in-time part of a restore's answer. */
+static json_t *replayed_json(const struct tandem_ctl_backup_replayed *r, uint64_t to_index)
+{
+    char state[2 * TANDEM_DIGEST_LEN + 1], data[2 * TANDEM_DIGEST_LEN + 1];
+    tandem_digest_hex(r->state.state_digest, state);
+    tandem_digest_hex(r->state.data_digest, data);
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:s,s:s,s:{s:I,s:I,s:I,s:I}}", "to_index",
+                     (json_int_t)to_index, "backup_index", (json_int_t)r->replay.backup_index,
+                     "state_index", (json_int_t)r->replay.state_index, "term",
+                     (json_int_t)r->state.term, "entries_applied",
+                     (json_int_t)r->replay.entries_applied, "state_digest", state, "data_digest",
+                     data, "counts", "keys", (json_int_t)r->state.counts.keys, "jobs",
+                     (json_int_t)r->state.counts.jobs, "boxes", (json_int_t)r->state.counts.boxes,
+                     "trace_events", (json_int_t)r->state.counts.trace_events);
+}
+
 int tandem_ctl_backup_restore(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
+    struct tandem_ctl_backup_replayed replayed;
     struct tandem_backup_key keys[TANDEM_BACKUP_KEYS_MAX];
     struct tandem_backup_manifest m;
     char cluster_id[TANDEM_BACKUP_LABEL_LEN_MAX + 1];
@@ -242,7 +296,9 @@ int tandem_ctl_backup_restore(struct tandem_ctl_context *ctx, const struct tande
     if (restore.data_dir == NULL || restore.name == NULL) {
         return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--data-dir DIR and --name NAME are needed");
     }
-    int rc = keys_load(ctx, args, keys, &n_keys);
+    restore.replayed = &replayed;
+    int rc = point_in_time_flags(ctx, args, &restore);
+    rc = rc != TANDEM_CTL_OK ? rc : keys_load(ctx, args, keys, &n_keys);
     restore.keys = keys;
     restore.n_keys = n_keys;
     rc = rc != TANDEM_CTL_OK ? rc : tandem_ctl_backup_restore_dir(ctx, &restore, &m, cluster_id);
@@ -250,9 +306,13 @@ int tandem_ctl_backup_restore(struct tandem_ctl_context *ctx, const struct tande
     if (rc != TANDEM_CTL_OK) {
         return rc;
     }
-    json_t *answer =
-        json_pack("{s:s,s:s,s:s,s:s,s:I,s:o}", "file", restore.file, "data_dir", restore.data_dir,
-                  "name", restore.name, "cluster_id", cluster_id, "applied_index",
-                  (json_int_t)m.applied_index, "manifest", tandem_backup_manifest_json(&m));
+    json_t *answer = json_pack(
+        "{s:s,s:s,s:s,s:s,s:I,s:o}", "file", restore.file, "data_dir", restore.data_dir, "name",
+        restore.name, "cluster_id", cluster_id, "applied_index",
+        (json_int_t)(restore.log_dir != NULL ? replayed.state.applied_index : m.applied_index),
+        "manifest", tandem_backup_manifest_json(&m));
+    if (answer != NULL && restore.log_dir != NULL) {
+        json_object_set_new(answer, "point_in_time", replayed_json(&replayed, restore.to_index));
+    }
     return tandem_ctl_answer(ctx, args, rc, answer, restored_print);
 }

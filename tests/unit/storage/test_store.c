@@ -218,6 +218,29 @@ static void test_commit_persists_meta(void **state)
     assert_string_equal(get(&f->a, "k", buf, sizeof buf), "v");
 }
 
+/* A second, read-only handle beside the writer (what `backup restore --to-index` does to a live
+ * node's state): it sees the committed meta, not the open transaction, and refuses writes. */
+static void test_open_shared_beside_the_writer(void **state)
+{
+    struct fixture *f = *state;
+    struct tandem_store shared;
+    MDB_txn *txn;
+    populate_a(f);
+    put(&f->a, "delta", "4444");
+    set_applied(&f->a, 43, 0xB0); /* pending: not for the shared reader */
+    assert_int_equal(tandem_store_open_shared(&shared, f->dir_a), 0);
+    assert_applied(&shared, 42, 0xA0);
+    assert_int_equal(tandem_store_write_txn(&shared, &txn), TANDEM_STATE);
+    tandem_store_close(&shared);
+    assert_int_equal(tandem_store_commit(&f->a), 0);
+    assert_int_equal(tandem_store_open_shared(&shared, f->dir_a), 0);
+    assert_applied(&shared, 43, 0xB0);
+    tandem_store_close(&shared);
+    assert_int_equal(tandem_store_open_shared(&shared, f->dir_b),
+                     TANDEM_STORE); /* no environment */
+    tandem_store_close(&shared);
+}
+
 static void test_close_commits_pending(void **state)
 {
     struct fixture *f = *state;
@@ -840,6 +863,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_close_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_persists_meta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_commits_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_shared_beside_the_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort_drops_uncommitted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_digest_order_independent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_digest_differs, setup, teardown),
