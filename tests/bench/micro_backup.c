@@ -75,7 +75,9 @@ static void command_make(Tandem__Command *c, Tandem__Actor *actor, enum fill_kin
         return;
     }
     snprintf(ids[slot], ID_LEN, "B%07zu", kind == FILL_BOX ? n : n / MOVES_PER_BOX);
-    snprintf(shelves[slot], ID_LEN, "S%zu", n % 97);
+    /* Moves go to shelves of their own ("M..."): a move to the shelf a box already stands on
+     * records no event, and "S<n % 97>" was that shelf for every 97th box's first move. */
+    snprintf(shelves[slot], ID_LEN, "%c%zu", kind == FILL_BOX ? 'S' : 'M', n % 97);
     if (kind == FILL_BOX) {
         tandem__box_record__init(&boxes[slot]);
         boxes[slot].id = ids[slot];
