@@ -1,0 +1,182 @@
+"""Restoring a whole cluster from one backup (issue 14 item 3): a TLS 2+2+1 cluster with keys,
+jobs (personal data included) and boxes is backed up, and the backup seeds five new data
+directories under one new cluster id (local-cluster.sh up --restore, the README's steps) that
+start as one cluster: it elects a leader, every node answers the manifest's digests and counts
+before any new write, personal data opens with the old cluster's key file (and a restore checked
+against any other key file is refused), new writes reach all five, the BCP site table and epoch
+came through. The other operator path, one restored seed node that the others join empty, works
+too, and a directory restored under another cluster id refuses to start in the new cluster. (A
+restored node under a new cluster id is refused by the old cluster's transport: test_backup.)"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cluster import Cluster, run_tests, wait_until  # noqa: E402
+from test_backup import START_TIMEOUT_S, RestoredNode, backup_create  # noqa: E402
+from test_personal_data import NUMBER, add_users, create_job, job_as  # noqa: E402
+
+NEW_CLUSTER_ID = "restored-it-5"
+KEYS = 40
+JOBS = 10        # each with personal data
+BOXES = 30
+REPLICATE_TIMEOUT_S = 30
+JOIN_TIMEOUT_S = 60
+
+
+def populate(c):
+    """Users (operator without personal-data, clerk with it), keys, jobs with personal data and
+    boxes, written through every node; returns the job ids."""
+    add_users(c)
+    for i in range(KEYS):
+        c.kv_put(c.names[i % len(c.names)], "k-%02d" % i, b"v%d" % i)
+    jobs = ["PD-%02d" % i for i in range(JOBS)]
+    for i, job in enumerate(jobs):
+        create_job(c, c.names[i % len(c.names)], job)
+    rows = [{"id": "B-%03d" % i, "ledger": "L-1", "client": "acme", "site": "east"}
+            for i in range(BOXES)]
+    status, _, body = c.api(c.names[0], "POST", "/v1/boxes", {"boxes": rows}, timeout=20)
+    assert status == 201 and json.loads(body)["checked_in"] == BOXES, (status, body[:200])
+    return jobs
+
+
+def sites(c, name):
+    """The BCP site table as (site, state, epoch) rows, from the leader's view."""
+    return sorted((s["name"], s["state"], s["epoch"])
+                  for s in c.get_json(name, "/v1/bcp/status")["sites"])
+
+
+def restore_json(c, path, data_dir, name, *extra, check=True):
+    p = c.ctl("-o", "json", "backup", "restore", path, "--data-dir", data_dir, "--name", name,
+              *extra, check=check)
+    return p if not check else json.loads(p.stdout)
+
+
+def check_key_files(c, path, sealed):
+    """A restore checked against the old cluster's key file opens every value; against one that
+    does not open them it is refused and leaves nothing; without a key file it says how many
+    values need the old cluster's key."""
+    work = os.path.dirname(path)
+    checked = restore_json(c, path, os.path.join(work, "checked", "data"), "east-1",
+                           "--data-key-file", c.tls_path("data.key"))
+    assert checked["personal_data"] == {"sealed": sealed, "opened": sealed, "checked": True,
+                                        "key_ids": [1]}, checked
+    wrong = os.path.join(work, "wrong.key")
+    with open(wrong, "w") as f:
+        f.write("1 %s\n" % ("ef" * 32))
+    os.chmod(wrong, 0o600)
+    data = os.path.join(work, "wrong", "data")
+    p = restore_json(c, path, data, "east-1", "--data-key-file", wrong, check=False)
+    assert p.returncode == 1 and "opens 0 of the backup's %d" % sealed in p.stderr, (
+        p.returncode, p.stderr)
+    assert not os.path.exists(data), os.listdir(os.path.dirname(data))
+    unchecked = restore_json(c, path, os.path.join(work, "plain", "data"), "east-1")
+    assert unchecked["personal_data"] == {"sealed": sealed, "opened": 0, "checked": False,
+                                          "key_ids": [1]}, unchecked
+
+
+def test_whole_cluster_from_one_backup():
+    with Cluster(topology="2+2+1") as old:
+        leader = old.settled_leader()
+        jobs = populate(old)
+        work = os.path.join(old.dir, "backups")
+        os.makedirs(work)
+        path = os.path.join(work, "whole.tbk")
+        m = backup_create(old, path)["manifest"]
+        assert m["counts"]["jobs"] == JOBS and m["counts"]["boxes"] == BOXES, m["counts"]
+        old_sites = sites(old, leader)
+        check_key_files(old, path, JOBS)
+
+        started = time.monotonic()
+        with Cluster(topology="2+2+1", restore=path, cluster_id=NEW_CLUSTER_ID,
+                     tls_from=old.tls_path("")) as new:
+            print("restore of 5 nodes, start and election: %.1f s"
+                  % (time.monotonic() - started), flush=True)
+            new_leader = new.leader()
+            # Before any new write every node holds exactly the backup's state.
+            for name in new.names:
+                d = new.get_json(name, "/v1/digest")
+                assert d["applied_index"] == m["applied_index"], (name, d, m)
+                assert d["state_digest"] == m["state_digest"], (name, d, m)
+                assert d["data_digest"] == m["data_digest"], (name, d, m)
+                assert d["counts"] == m["counts"], (name, d["counts"], m["counts"])
+                st = new.status(name)["node"]
+                assert st["cluster_id"] == NEW_CLUSTER_ID != m["cluster_id"], st
+            new_leader = new.settled_leader()
+            assert sites(new, new_leader) == old_sites, (sites(new, new_leader), old_sites)
+            # Personal data opens with the old cluster's key file, on every node.
+            for name in new.names:
+                assert job_as(new, name, jobs[-1], "clerk")["individual_number"] == NUMBER
+                assert job_as(new, name, jobs[0], "operator")["individual_number"] == "***"
+            # New writes commit after the backup's index and reach all five.
+            index = new.kv_put(new_leader, "after-restore", b"new")
+            assert index > m["applied_index"], (index, m["applied_index"])
+            for name in new.names:
+                wait_until(lambda: new.kv_get(name, "after-restore", local=True) == b"new",
+                           REPLICATE_TIMEOUT_S, "the new write on %s" % name)
+                assert new.kv_get(name, "k-07", local=True) == b"v7"
+            new.converged_digests(new.names)
+        old.kv_put(leader, "old-goes-on", b"yes")  # the old cluster was never disturbed
+        assert sorted(x["name"] for x in old.status(leader)["members"]) == sorted(old.names)
+
+
+def test_seed_node_then_empty_members_join():
+    """One restored seed node started alone, two empty nodes started with join = true under the
+    same new cluster id and added with member add: they receive the backup's state as a
+    snapshot. A directory restored under another cluster id refuses to start in this cluster."""
+    with Cluster(topology="3") as old:
+        leader = old.settled_leader()
+        for i in range(KEYS):
+            old.kv_put(leader, "k-%02d" % i, b"v%d" % i)
+        work = os.path.join(old.dir, "backups")
+        os.makedirs(work)
+        path = os.path.join(work, "seed.tbk")
+        m = backup_create(old, path)["manifest"]
+        cluster_id = "restored-seed"
+        seed_data = os.path.join(work, "east-1", "data")
+        restore_json(old, path, seed_data, "east-1", "--new-cluster-id", cluster_id)
+        seed = RestoredNode(old, "east-1", seed_data, cluster_id)
+        joiners = []
+        for name, site in (("west-1", "west"), ("witness-1", "witness")):
+            os.makedirs(os.path.join(work, name, "data"))
+            joiners.append(RestoredNode(old, name, os.path.join(work, name, "data"), cluster_id,
+                                        site=site, join=True))
+        # A node restored without the cluster's id (a random one) does not start in it.
+        stray_data = os.path.join(work, "stray", "data")
+        stray_id = restore_json(old, path, stray_data, "west-2")["cluster_id"]
+        assert stray_id != cluster_id and stray_id.startswith("restored-"), stray_id
+        stray = RestoredNode(old, "west-2", stray_data, cluster_id, site="west")
+        try:
+            seed.start()
+            wait_until(lambda: seed.get("/readyz")[0] == 200, START_TIMEOUT_S, "the seed to lead")
+            for node in joiners:
+                node.start()
+                old.ctl("member", "add", node.name, node.site, node.raft, node.api, "--role",
+                        "voter", endpoints=[seed.api], timeout=JOIN_TIMEOUT_S)
+            status, _, body = old.http("PUT", seed.api + "/v1/kv/after-join", b"all")
+            assert status == 200, body
+            for node in joiners:
+                wait_until(lambda: node.get("/v1/kv/after-join?consistency=local")[2] == b"all",
+                           REPLICATE_TIMEOUT_S, "the new write on %s" % node.name)
+                assert node.get("/v1/kv/k-07?consistency=local")[2] == b"v7"
+            members = json.loads(seed.get("/v1/status")[2])["members"]
+            assert sorted(x["name"] for x in members) == ["east-1", "west-1", "witness-1"]
+            stray.start(wait=False)
+            try:
+                stray.proc.wait(START_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                raise AssertionError("a node restored under %s started in %s"
+                                     % (stray_id, cluster_id))
+            assert stray.proc.returncode != 0
+            assert "belongs to cluster '%s'" % stray_id in stray.log_tail(), stray.log_tail()
+        finally:
+            for node in [stray] + joiners + [seed]:
+                node.stop()
+
+
+if __name__ == "__main__":
+    run_tests()
