@@ -121,6 +121,7 @@ static int restore_files(const struct tandem_ctl_backup_restore *r,
     snprintf(note.name, sizeof note.name, "%s", r->name);
     snprintf(note.cluster_id, sizeof note.cluster_id, "%s", cluster_id);
     snprintf(note.backup, sizeof note.backup, "%s", base != NULL ? base + 1 : r->file);
+    tandem_digest_hex(m->state_digest, note.state_digest);
     int rv = tandem_epoch_write(r->data_dir, note.epoch, errmsg);
     rv = rv != 0 ? rv : tandem_cluster_id_write(r->data_dir, cluster_id, errmsg);
     /* Last: without the marker the directory is not a restore a start would act on. */

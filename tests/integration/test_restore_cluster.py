@@ -79,6 +79,40 @@ def check_key_files(c, path, sealed):
                                           "key_ids": [1]}, unchecked
 
 
+def seed_line(c, name):
+    """The line node name logged when it seeded raft from its restored directory."""
+    with open(os.path.join(c.nodes[name]["dir"], "tandemd.log"), errors="replace") as f:
+        lines = [line for line in f if "restored from backup" in line]
+    assert len(lines) == 1, (name, lines)
+    return lines[0]
+
+
+def check_restored_state(c, m):
+    """Every node started on exactly the backup's state, and holds it still but for what the
+    site controller may have recorded on its own (a leadership transfer off the witness is a
+    replicated decision) before any client wrote."""
+    for name in c.names:
+        line = seed_line(c, name)
+        assert ("raft seeded at index %d, term %d, with 5 member(s) under cluster id %s; "
+                "state_digest %s (the backup manifest's)" % (
+                    m["applied_index"], m["term"], NEW_CLUSTER_ID, m["state_digest"])) in line, (
+            name, line, m)
+        assert c.status(name)["node"]["cluster_id"] == NEW_CLUSTER_ID != m["cluster_id"]
+    digests = c.converged_digests(c.names)
+    d = digests[c.names[0]]
+    assert d["counts"] == m["counts"], (d["counts"], m["counts"])
+    if d["applied_index"] == m["applied_index"]:
+        assert d["state_digest"] == m["state_digest"], (d, m)
+        assert d["data_digest"] == m["data_digest"], (d, m)
+        print("every node at the backup's index %d with its digests" % d["applied_index"])
+        return
+    decisions = [x for x in c.get_json(c.leader(), "/v1/bcp/status")["decisions"]
+                 if x["index"] > m["applied_index"]]
+    assert decisions and all(x["by"].startswith("controller:") for x in decisions), decisions
+    print("every node seeded with the backup's digest, then moved on to %d by the site "
+          "controller: %s" % (d["applied_index"], [x["action"] for x in decisions]))
+
+
 def test_whole_cluster_from_one_backup():
     with Cluster(topology="2+2+1") as old:
         leader = old.settled_leader()
@@ -96,16 +130,8 @@ def test_whole_cluster_from_one_backup():
                      tls_from=old.tls_path("")) as new:
             print("restore of 5 nodes, start and election: %.1f s"
                   % (time.monotonic() - started), flush=True)
-            new_leader = new.leader()
-            # Before any new write every node holds exactly the backup's state.
-            for name in new.names:
-                d = new.get_json(name, "/v1/digest")
-                assert d["applied_index"] == m["applied_index"], (name, d, m)
-                assert d["state_digest"] == m["state_digest"], (name, d, m)
-                assert d["data_digest"] == m["data_digest"], (name, d, m)
-                assert d["counts"] == m["counts"], (name, d["counts"], m["counts"])
-                st = new.status(name)["node"]
-                assert st["cluster_id"] == NEW_CLUSTER_ID != m["cluster_id"], st
+            new.leader()
+            check_restored_state(new, m)
             new_leader = new.settled_leader()
             assert sites(new, new_leader) == old_sites, (sites(new, new_leader), old_sites)
             # Personal data opens with the old cluster's key file, on every node.
@@ -127,7 +153,8 @@ def test_whole_cluster_from_one_backup():
 def test_seed_node_then_empty_members_join():
     """One restored seed node started alone, two empty nodes started with join = true under the
     same new cluster id and added with member add: they receive the backup's state as a
-    snapshot. A directory restored under another cluster id refuses to start in this cluster."""
+    snapshot. A directory restored under another cluster id refuses to start in this cluster,
+    and one whose state is not the manifest's refuses to start at all."""
     with Cluster(topology="3") as old:
         leader = old.settled_leader()
         for i in range(KEYS):
@@ -150,6 +177,17 @@ def test_seed_node_then_empty_members_join():
         stray_id = restore_json(old, path, stray_data, "west-2")["cluster_id"]
         assert stray_id != cluster_id and stray_id.startswith("restored-"), stray_id
         stray = RestoredNode(old, "west-2", stray_data, cluster_id, site="west")
+        # A restored state that is not the manifest's (here: the marker's digest changed) is
+        # refused at the first start, before raft is seeded.
+        tampered_data = os.path.join(work, "tampered", "data")
+        restore_json(old, path, tampered_data, "west-2", "--new-cluster-id", cluster_id)
+        marker = os.path.join(tampered_data, "restored")
+        with open(marker) as f:
+            text = f.read()
+        assert "state_digest %s\n" % m["state_digest"] in text, text
+        with open(marker, "w") as f:
+            f.write(text.replace(m["state_digest"], "0" * 64))
+        tampered = RestoredNode(old, "west-2", tampered_data, cluster_id, site="west")
         try:
             seed.start()
             wait_until(lambda: seed.get("/readyz")[0] == 200, START_TIMEOUT_S, "the seed to lead")
@@ -173,8 +211,14 @@ def test_seed_node_then_empty_members_join():
                                      % (stray_id, cluster_id))
             assert stray.proc.returncode != 0
             assert "belongs to cluster '%s'" % stray_id in stray.log_tail(), stray.log_tail()
+            tampered.start(wait=False)
+            tampered.proc.wait(START_TIMEOUT_S)
+            assert tampered.proc.returncode != 0
+            assert "is not the backup manifest's %s" % ("0" * 64) in tampered.log_tail(), \
+                tampered.log_tail()
+            assert not os.path.exists(os.path.join(tampered_data, "raft"))
         finally:
-            for node in [stray] + joiners + [seed]:
+            for node in [tampered, stray] + joiners + [seed]:
                 node.stop()
 
 
