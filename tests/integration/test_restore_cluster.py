@@ -5,7 +5,9 @@ start as one cluster: it elects a leader, every node answers the manifest's dige
 before any new write, personal data opens with the old cluster's key file (and a restore checked
 against any other key file is refused), new writes reach all five, the BCP site table and epoch
 came through. The other operator path, one restored seed node that the others join empty, works
-too, and a directory restored under another cluster id refuses to start in the new cluster. (A
+too; a directory restored under another cluster id refuses to start in the new cluster, one whose
+state is not the manifest's refuses to start at all, and directories restored without one
+common id, started as one cluster each under its own id, refuse each other and elect nobody. (A
 restored node under a new cluster id is refused by the old cluster's transport: test_backup.)"""
 
 import json
@@ -219,6 +221,52 @@ def test_seed_node_then_empty_members_join():
             assert not os.path.exists(os.path.join(tampered_data, "raft"))
         finally:
             for node in [tampered, stray] + joiners + [seed]:
+                node.stop()
+
+
+def refused_for_cluster(node):
+    """tandem_transport_refused_total{reason="cluster"} of a RestoredNode."""
+    status, _, body = node.get("/metrics")
+    assert status == 200, body
+    for line in body.decode().splitlines():
+        if line.startswith('tandem_transport_refused_total{reason="cluster"}'):
+            return int(line.split()[-1])
+    raise AssertionError("no cluster refusal counter in /metrics")
+
+
+def test_restores_without_one_cluster_id_form_no_cluster():
+    """Three directories restored without --new-cluster-id (each a random id of its own) and
+    configured as one cluster, each with its own id: they refuse each other's handshakes, stay
+    in start-up quarantine and elect nobody, rather than running as separate clusters."""
+    with Cluster(topology="3") as old:
+        leader = old.settled_leader()
+        old.kv_put(leader, "k", b"v")
+        work = os.path.join(old.dir, "backups")
+        os.makedirs(work)
+        path = os.path.join(work, "mixed.tbk")
+        backup_create(old, path)
+        nodes = []
+        for name, site in (("east-1", "east"), ("west-1", "west"), ("witness-1", "witness")):
+            data = os.path.join(work, name, "data")
+            cluster_id = restore_json(old, path, data, name)["cluster_id"]
+            nodes.append(RestoredNode(old, name, data, cluster_id, site=site))
+        assert len({n.conf for n in nodes}) == 3
+        for node in nodes:
+            with open(node.conf, "a") as f:
+                f.writelines("member = %s\n" % o.member() for o in nodes if o is not node)
+        try:
+            for node in nodes:
+                node.start()
+            for node in nodes:
+                wait_until(lambda: refused_for_cluster(node) > 0, START_TIMEOUT_S,
+                           "%s to refuse the other restored directories" % node.name)
+            for node in nodes:
+                st = json.loads(node.get("/v1/status")[2])
+                assert st["node"]["quarantined"] is True and st["leader"] is None, st
+                assert st["node"]["state"] != "leader", st
+                assert node.get("/readyz")[0] == 503
+        finally:
+            for node in nodes:
                 node.stop()
 
 
