@@ -42,6 +42,9 @@ struct tandem_ctl_backup_restore {
 };
 
 #define TANDEM_CTL_RESTORE_KEY_IDS_MAX 16 /* distinct key ids a restore reports */
+/* Jobs of one status a restore's personal-data check reads at most (10 million, a hundred times
+ * the largest state measured for issue 14); a larger state is refused rather than half-checked. */
+#define TANDEM_CTL_RESTORE_JOBS_SCAN_MAX 10000000
 
 /* What a restore found about the personal data of the restored state. */
 struct tandem_ctl_restore_pdata {
@@ -54,10 +57,10 @@ struct tandem_ctl_restore_pdata {
     uint32_t first_key_id;
 };
 
-/* Counts the sealed personal-data values in the LMDB file state_file and, with ring (else
- * NULL), opens each of them (at most TANDEM_PDATA_ERASE_SCAN_MAX jobs of each status, the walk's
- * bound). Returns an exit code: TANDEM_CTL_EREFUSED with ctx->errmsg naming a job when a value
- * does not open with ring or the state cannot be read. */
+/* Counts the sealed personal-data values (every job's individual_number) in the LMDB file
+ * state_file and, with ring (else NULL), opens each of them. Returns an exit code:
+ * TANDEM_CTL_EREFUSED with ctx->errmsg naming a job when a value does not open with ring, the
+ * state cannot be read or holds more than TANDEM_CTL_RESTORE_JOBS_SCAN_MAX jobs of a status. */
 int tandem_ctl_restore_pdata_check(struct tandem_ctl_context *ctx, const char *state_file,
                                    const struct tandem_keyring *ring,
                                    struct tandem_ctl_restore_pdata *out);

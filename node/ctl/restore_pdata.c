@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "node/ctl/backup_local.h"
-#include "replication/identity/erase.h"
+#include "replication/domain/domain.h"
 #include "replication/identity/pdata.h"
 #include "storage/error.h"
 #include "storage/store.h"
@@ -67,7 +67,11 @@ int tandem_ctl_restore_pdata_check(struct tandem_ctl_context *ctx, const char *s
     out->checked = ring != NULL;
     int rv = tandem_store_open_readonly(&store, state_file);
     rv = rv != 0 ? rv : tandem_store_read_txn(&store, &txn);
-    rv = rv != 0 ? rv : tandem_pdata_jobs_walk(&store, txn, pdata_scan_visit, &scan);
+    bool exhausted = true;
+    for (uint32_t status = 0; status < TANDEM_JOB_STATUS_COUNT && rv == 0 && exhausted; status++) {
+        rv = tandem_jobs_status_walk(&store, txn, status, "", TANDEM_CTL_RESTORE_JOBS_SCAN_MAX,
+                                     pdata_scan_visit, &scan, &exhausted);
+    }
     if (txn != NULL) {
         mdb_txn_abort(txn);
     }
@@ -76,7 +80,11 @@ int tandem_ctl_restore_pdata_check(struct tandem_ctl_context *ctx, const char *s
                              store.errmsg);
     }
     tandem_store_close(&store);
-    if (rv == 0 && ring != NULL && out->opened < out->sealed) {
+    if (rv == 0 && !exhausted) {
+        rv = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED,
+                             "personal-data check of %s: more than %d jobs of one status",
+                             state_file, TANDEM_CTL_RESTORE_JOBS_SCAN_MAX);
+    } else if (rv == 0 && ring != NULL && out->opened < out->sealed) {
         rv = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED,
                              "--data-key-file opens %llu of the backup's %llu personal-data values "
                              "(job %s, sealed under key id %u, does not open): give the key file "
