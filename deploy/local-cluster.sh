@@ -599,9 +599,12 @@ restore_nodes() {
     [[ ! -f $dir/tls/data.key ]] || extra+=(--data-key-file "$dir/tls/data.key")
     [[ -z $backup_key ]] || extra+=(--key-file "$backup_key")
     for name in "${NODE_NAMES[@]}"; do
-        "$BIN_DIR/tandemctl" backup restore "$file" --data-dir "$dir/$name/data" --name "$name" \
-            --new-cluster-id "$cluster_id" "${extra[@]}" >/dev/null ||
-            die "restoring $file into $dir/$name/data failed"
+        if ! "$BIN_DIR/tandemctl" backup restore "$file" --data-dir "$dir/$name/data" \
+            --name "$name" --new-cluster-id "$cluster_id" "${extra[@]}" >/dev/null; then
+            # Half a restore must never start: without DIR/nodes, up refuses DIR from now on.
+            rm -f "$dir/nodes"
+            die "restoring $file into $dir/$name/data failed; $dir is kept for inspection: remove it before trying again"
+        fi
     done
     echo "local-cluster: restored $file into the ${#NODE_NAMES[@]} data directories under cluster id $cluster_id"
 }

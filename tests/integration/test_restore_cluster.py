@@ -12,13 +12,14 @@ restored node under a new cluster id is refused by the old cluster's transport: 
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import Cluster, run_tests, wait_until  # noqa: E402
+from cluster import Cluster, ClusterError, run_tests, wait_until  # noqa: E402
 from test_backup import START_TIMEOUT_S, RestoredNode, backup_create  # noqa: E402
 from test_personal_data import NUMBER, add_users, create_job, job_as  # noqa: E402
 
@@ -79,6 +80,16 @@ def check_key_files(c, path, sealed):
     unchecked = restore_json(c, path, os.path.join(work, "plain", "data"), "east-1")
     assert unchecked["personal_data"] == {"sealed": sealed, "opened": 0, "checked": False,
                                           "key_ids": [1]}, unchecked
+    # local-cluster.sh up --restore without the old key file (a new cluster's own, random) is
+    # refused before any node starts, and the directory can never be started half-restored.
+    fresh = os.path.join(work, "fresh")
+    try:
+        c.script("up", fresh, "--restore", path)
+        raise AssertionError("a cluster was restored without the personal-data key")
+    except ClusterError as e:
+        assert "opens 0 of the backup's %d" % sealed in str(e), e
+    assert not os.path.exists(os.path.join(fresh, "nodes")), os.listdir(fresh)
+    shutil.rmtree(fresh)
 
 
 def seed_line(c, name):
