@@ -2,7 +2,7 @@
 # Runs a tandem cluster of real tandemd processes on 127.0.0.1 for demos, development and tests.
 #
 #   local-cluster.sh up DIR [--topology 2+2+1|2+2|3|2+2-async] [--insecure] [--set key=value ...]
-#                           [--cluster-id ID] [--tls-from DIR] [--restore FILE [--backup-key-file F]]
+#                           [--cluster-id ID] [--tls-from DIR] [--restore FILE]
 #   local-cluster.sh down DIR
 #   local-cluster.sh start DIR NAME
 #   local-cluster.sh stop DIR NAME [--kill]
@@ -25,7 +25,8 @@
 # one cluster at the backup's index. --tls-from OLD copies OLD/tls (a cluster directory's, or any
 # directory of certs.sh's layout with data.key): the CA, the certificates and the personal-data
 # key file the restored personal data was sealed with; without it the restore is refused when the
-# backup holds personal data. --backup-key-file F opens a backup sealed under backup_key_file.
+# backup holds personal data. (A backup sealed under backup_key_file: restore it by hand,
+# tandemctl backup restore --key-file.)
 #
 # TLS is on unless --insecure (benchmarks only): API and member URLs are https://, every node's
 # config names its certificate in DIR/tls, and DIR/env exports TANDEM_CACERT, TANDEM_CERT and
@@ -501,7 +502,7 @@ print_summary() {
 }
 
 cmd_up() {
-    local dir="" topology="" insecure=0 name leader pid restore="" backup_key=""
+    local dir="" topology="" insecure=0 name leader pid restore=""
     local -a settings=() new_only=()
     while (($# > 0)); do
         case $1 in
@@ -518,14 +519,13 @@ cmd_up() {
                 settings+=("$2")
                 shift
                 ;;
-            --cluster-id | --tls-from | --restore | --backup-key-file)
+            --cluster-id | --tls-from | --restore)
                 (($# >= 2)) || die "$1 needs a value"
                 new_only+=("$1")
                 case $1 in
                     --cluster-id) UP_CLUSTER_ID=$2 ;;
                     --tls-from) UP_TLS_FROM=$(cd "$2" && pwd) || die "--tls-from: no directory $2" ;;
                     --restore) restore=$(realpath -e "$2") || die "--restore: no file $2" ;;
-                    --backup-key-file) backup_key=$(realpath -e "$2") || die "--backup-key-file: no file $2" ;;
                 esac
                 shift
                 ;;
@@ -551,10 +551,9 @@ cmd_up() {
         load_nodes "$dir"
     else
         [[ -z $(ls -A "$dir") ]] || die "$dir is neither empty nor a local cluster"
-        [[ -z $backup_key || -n $restore ]] || die "--backup-key-file goes with --restore"
         [[ -z ${UP_TLS_FROM:-} ]] || ((insecure == 0)) || die "--tls-from needs a TLS cluster"
         write_cluster "$dir" "${topology:-2+2+1}" "$insecure" "${settings[@]}"
-        [[ -z $restore ]] || restore_nodes "$dir" "$restore" "$backup_key"
+        [[ -z $restore ]] || restore_nodes "$dir" "$restore"
     fi
     for name in "${NODE_NAMES[@]}"; do
         if pid=$(running_pid "$dir" "$name"); then
@@ -592,12 +591,11 @@ cmd_up() {
 # key file is checked against the backup's sealed values (tandemctl refuses a key that does not
 # open them); an insecure cluster has none to check.
 restore_nodes() {
-    local dir=$1 file=$2 backup_key=$3 name cluster_id
+    local dir=$1 file=$2 name cluster_id
     local -a extra=()
     [[ -x $BIN_DIR/tandemctl ]] || die "tandemctl not found in $BIN_DIR: build first"
     cluster_id=$(sed -n 's/^cluster_id = //p' "$dir/${NODE_NAMES[0]}/tandem.conf")
     [[ ! -f $dir/tls/data.key ]] || extra+=(--data-key-file "$dir/tls/data.key")
-    [[ -z $backup_key ]] || extra+=(--key-file "$backup_key")
     for name in "${NODE_NAMES[@]}"; do
         if ! "$BIN_DIR/tandemctl" backup restore "$file" --data-dir "$dir/$name/data" \
             --name "$name" --new-cluster-id "$cluster_id" "${extra[@]}" >/dev/null; then
