@@ -504,6 +504,7 @@ print_summary() {
 cmd_up() {
     local dir="" topology="" insecure=0 name leader pid restore=""
     local -a settings=() new_only=()
+    UP_CLUSTER_ID="" UP_TLS_FROM="" # set by options only, never from the environment
     while (($# > 0)); do
         case $1 in
             --topology)
