@@ -28,10 +28,14 @@ int tandem_restore_note_write(const char *data_dir, const struct tandem_restore_
                               char *errmsg)
 {
     char text[NOTE_BYTES_MAX];
-    snprintf(text, sizeof text,
-             "name %s\ncluster_id %s\nindex %" PRIu64 "\nterm %" PRIu64 "\nepoch %" PRIu64
-             "\nbackup %s\n",
-             note->name, note->cluster_id, note->index, note->term, note->epoch, note->backup);
+    int n =
+        snprintf(text, sizeof text,
+                 "name %s\ncluster_id %s\nindex %" PRIu64 "\nterm %" PRIu64 "\nepoch %" PRIu64
+                 "\nbackup %s\n",
+                 note->name, note->cluster_id, note->index, note->term, note->epoch, note->backup);
+    if (note->state_digest[0] != '\0' && n > 0 && (size_t)n < sizeof text) {
+        snprintf(text + n, sizeof text - (size_t)n, "state_digest %s\n", note->state_digest);
+    }
     return tandem_recover_file_write(data_dir, TANDEM_RESTORE_FILE, text, errmsg);
 }
 
@@ -67,6 +71,12 @@ static bool note_line(const char *line, struct tandem_restore_note *note)
     if (strncmp(line, "cluster_id ", 11) == 0) {
         snprintf(note->cluster_id, sizeof note->cluster_id, "%s", line + 11);
         return tandem_member_name_ok(note->cluster_id, TANDEM_CLUSTER_ID_LEN_MAX);
+    }
+    if (strncmp(line, "state_digest ", 13) == 0) {
+        const char *hex = line + 13;
+        snprintf(note->state_digest, sizeof note->state_digest, "%s", hex);
+        return strlen(hex) == TANDEM_RESTORE_DIGEST_HEX &&
+               strspn(hex, "0123456789abcdef") == TANDEM_RESTORE_DIGEST_HEX;
     }
     if (strncmp(line, "backup ", 7) == 0) {
         snprintf(note->backup, sizeof note->backup, "%s", line + 7);

@@ -17,12 +17,17 @@
 #define TANDEM_CLUSTER_ID_FILE "cluster-id" /* the cluster id the directory belongs to */
 #define TANDEM_SEED_DIR        "raft.seed"  /* raft/ while it is being seeded */
 
+#define TANDEM_RESTORE_DIGEST_HEX 64 /* a SHA-256 in hex */
+
 /* What the restore marker says. */
 struct tandem_restore_note {
     char name[TANDEM_NAME_LEN_MAX + 1];             /* the node the data is for */
     char cluster_id[TANDEM_CLUSTER_ID_LEN_MAX + 1]; /* the cluster it starts */
     uint64_t index, term, epoch;                    /* of the backup's manifest */
     char backup[256];                               /* the backup file's name, for the log */
+    /* The manifest's state digest in hex (GET /v1/digest's state_digest at index); the first
+     * start checks the restored state against it. Empty in a marker without the line. */
+    char state_digest[TANDEM_RESTORE_DIGEST_HEX + 1];
 };
 
 /* Writes the marker atomically. Returns 0 or a tandem code with errmsg filled. */

@@ -2,7 +2,10 @@
 # One-command tour of tandem on a fresh Debian 12 (as root): installs the dependencies, builds,
 # runs a 2+2+1 cluster on this machine with TLS (shows the certificates deploy/certs.sh made and
 # that a client without one is refused), writes through both sites, kills the leader, shows the
-# takeover and that nothing was lost, then brings the killed node back and shows it caught up.
+# takeover and that nothing was lost, then brings the killed node back and shows it caught up;
+# last it takes a backup, verifies it at levels 1-3, restores it as a whole new 2+2+1 cluster
+# (five data directories, one new cluster id), shows every restored node answers the backup
+# manifest's digests and counts, and stops that cluster again.
 #
 #   deploy/demo.sh [--keep] [--no-build]
 #
@@ -26,6 +29,7 @@ KEEP=0
 BUILD=1
 CLUSTER_DIR=""
 CLUSTER_UP=0
+RESTORED_DIR="" # the cluster restored from the backup, while it runs
 
 fail() {
     echo "demo: FAILED: $*" >&2
@@ -39,6 +43,10 @@ on_error() {
 cleanup() {
     local status=$?
     [[ -n $CLUSTER_DIR ]] || return 0
+    if [[ -n $RESTORED_DIR && -f $RESTORED_DIR/nodes ]]; then
+        "$LOCAL_CLUSTER" down "$RESTORED_DIR" >/dev/null 2>&1 ||
+            echo "demo: could not stop the restored cluster: run '$LOCAL_CLUSTER down $RESTORED_DIR'" >&2
+    fi
     if [[ ! -f $CLUSTER_DIR/nodes ]]; then
         rm -rf "$CLUSTER_DIR" # up failed before writing anything worth keeping
         return 0
@@ -112,6 +120,50 @@ while time.monotonic() < deadline:
     time.sleep(0.1)
 last = {n: st and (st["node"]["state"], st["node"]["applied_index"]) for n, st in seen.items()}
 sys.exit("nodes did not converge within %gs; last seen %s" % (timeout, last))
+PY
+}
+
+# Shows that every node listed in NODES_FILE (local-cluster.sh's DIR/nodes) started on the
+# backup's state: the state digest it computed at its first start (its "restored from backup"
+# log line) against the manifest in MANIFEST_JSON (tandemctl -o json backup verify's answer),
+# then GET /v1/digest now: the manifest's index, digests and counts, unless the site
+# controller has recorded a decision of its own since (a leadership transfer off the witness),
+# which moves the index and digests but not the counts. Fails on the first difference.
+digests_match() {
+    python3 - "$@" <<'PY'
+import json, os, re, ssl, sys, urllib.request
+
+manifest = json.load(open(sys.argv[1]))["manifest"]
+tls = None
+if os.environ.get("TANDEM_CACERT"):
+    tls = ssl.create_default_context(cafile=os.environ["TANDEM_CACERT"])
+    tls.load_cert_chain(os.environ["TANDEM_CERT"], os.environ["TANDEM_KEY"])
+print("  manifest   applied_index=%s state_digest=%s... data_digest=%s... counts=%s" % (
+    manifest["applied_index"], manifest["state_digest"][:16], manifest["data_digest"][:16],
+    json.dumps(manifest["counts"], sort_keys=True)))
+cluster_dir = os.path.dirname(sys.argv[2])
+for line in open(sys.argv[2]):
+    if not line.strip() or line.startswith("#"):
+        continue
+    name, url = line.split()[0], line.split()[3]
+    with open(os.path.join(cluster_dir, name, "tandemd.log"), errors="replace") as f:
+        seeded = re.findall(r"raft seeded at index (\d+).*state_digest ([0-9a-f]{64})", f.read())
+    if seeded != [(str(manifest["applied_index"]), manifest["state_digest"])]:
+        sys.exit("%s did not start on the backup's state: %s" % (name, seeded))
+    with urllib.request.urlopen(url + "/v1/digest", timeout=5, context=tls) as r:
+        d = json.load(r)
+    if all(d[k] == manifest[k] for k in ("applied_index", "state_digest", "data_digest")):
+        now = "= manifest"
+    elif d["applied_index"] > manifest["applied_index"]:
+        now = "moved on by the site controller's own decisions"
+    else:
+        sys.exit("%s does not hold the backup's state: %s" % (name, d))
+    if d["counts"] != manifest["counts"]:
+        sys.exit("%s has other counts than the backup: %s" % (name, d["counts"]))
+    print("  %-10s seeded at %s with state_digest %s... = manifest; now applied_index=%s "
+          "state_digest=%s... %s, counts = manifest" % (
+              name, seeded[0][0], seeded[0][1][:16], d["applied_index"], d["state_digest"][:16],
+              now))
 PY
 }
 
@@ -286,8 +338,23 @@ main() {
     for level in 1 2 3; do
         "$TANDEMCTL" backup verify "$backup" --level "$level" || fail "backup verify --level $level failed"
     done
-    "$TANDEMCTL" backup restore "$backup" --data-dir "$CLUSTER_DIR/restored" --name restored-1 ||
-        fail "backup restore failed"
+    "$TANDEMCTL" -o json backup verify "$backup" --level 1 >"$CLUSTER_DIR/demo-backup.json" ||
+        fail "backup verify --level 1 -o json failed"
+
+    section "Restoring the backup as a new 2+2+1 cluster (README: Restoring a whole cluster)"
+    # Five data directories, each seeded by `tandemctl backup restore --name NAME
+    # --new-cluster-id demo-restored --data-key-file ...`, then started as one new cluster on new
+    # ports. The CA and the personal-data key file are the old cluster's (--tls-from).
+    RESTORED_DIR=$CLUSTER_DIR/restored
+    "$LOCAL_CLUSTER" up "$RESTORED_DIR" --restore "$backup" --cluster-id demo-restored \
+        --tls-from "$CLUSTER_DIR/tls" || fail "the restored cluster did not come up"
+    echo "every restored node against the backup's manifest, before any new write:"
+    digests_match "$CLUSTER_DIR/demo-backup.json" "$RESTORED_DIR/nodes" ||
+        fail "a restored node does not hold the backup's state"
+    "$TANDEMCTL" -e "$(<"$RESTORED_DIR/endpoints")" status || fail "tandemctl status failed on the restored cluster"
+    echo "stopping the restored cluster (the PIDs local-cluster.sh recorded in $RESTORED_DIR/*/tandemd.pid)"
+    "$LOCAL_CLUSTER" down "$RESTORED_DIR" || fail "could not stop the restored cluster"
+    RESTORED_DIR=""
 
     section "Done"
     echo "takeover after killing the leader: ${takeover_ms} ms; $((2 * KEYS_PER_SITE)) writes on every node"

@@ -2,6 +2,7 @@
 # Runs a tandem cluster of real tandemd processes on 127.0.0.1 for demos, development and tests.
 #
 #   local-cluster.sh up DIR [--topology 2+2+1|2+2|3|2+2-async] [--insecure] [--set key=value ...]
+#                           [--cluster-id ID] [--tls-from DIR] [--restore FILE]
 #   local-cluster.sh down DIR
 #   local-cluster.sh start DIR NAME
 #   local-cluster.sh stop DIR NAME [--kill]
@@ -16,6 +17,16 @@
 # --insecure: deploy/certs.sh revoke DIR/tls NAME and a SIGHUP to the nodes revoke one), and per
 # node NAME/tandem.conf, NAME/data/, NAME/tandemd.log, NAME/tandemd.pid. Running `up` again on
 # a DIR that holds a stopped cluster restarts it from its data with the same ports.
+#
+# A new cluster from a backup (README: Backups, "Restoring a whole cluster"): --restore FILE seeds
+# every node's empty data directory with `tandemctl backup restore FILE --data-dir DIR/NAME/data
+# --name NAME --new-cluster-id ID --data-key-file DIR/tls/data.key` before the first start, all
+# under the one new cluster id (--cluster-id ID, else a random local-...), so the nodes start as
+# one cluster at the backup's index. --tls-from OLD copies OLD/tls (a cluster directory's, or any
+# directory of certs.sh's layout with data.key): the CA, the certificates and the personal-data
+# key file the restored personal data was sealed with; without it the restore is refused when the
+# backup holds personal data. (A backup sealed under backup_key_file: restore it by hand,
+# tandemctl backup restore --key-file.)
 #
 # TLS is on unless --insecure (benchmarks only): API and member URLs are https://, every node's
 # config names its certificate in DIR/tls, and DIR/env exports TANDEM_CACERT, TANDEM_CERT and
@@ -60,7 +71,7 @@ die() {
 }
 
 usage() {
-    sed -n '3,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '3,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -307,7 +318,7 @@ write_cluster() {
         done
         extra+=("$line")
     done
-    cluster_id=local-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
+    cluster_id=${UP_CLUSTER_ID:-local-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')}
     : >"$dir/ports"
     : >"$dir/nodes"
     i=0
@@ -324,6 +335,9 @@ write_cluster() {
     if ((insecure == 0)); then
         NODE_NAMES=()
         while read -r name _; do NODE_NAMES+=("$name"); done <"$dir/nodes"
+        if [[ -n ${UP_TLS_FROM:-} ]]; then
+            cp -a "$UP_TLS_FROM" "$dir/tls" || die "cannot copy $UP_TLS_FROM to $dir/tls"
+        fi
         make_certs "$dir"
     fi
     load_nodes "$dir"
@@ -488,8 +502,9 @@ print_summary() {
 }
 
 cmd_up() {
-    local dir="" topology="" insecure=0 name leader pid
-    local -a settings=()
+    local dir="" topology="" insecure=0 name leader pid restore=""
+    local -a settings=() new_only=()
+    UP_CLUSTER_ID="" UP_TLS_FROM="" # set by options only, never from the environment
     while (($# > 0)); do
         case $1 in
             --topology)
@@ -503,6 +518,16 @@ cmd_up() {
                 [[ $2 =~ ^[a-z_][a-z0-9_]*=.*$ ]] || die "--set wants key=value, got '$2'"
                 [[ $MANAGED_KEYS != *" ${2%%=*} "* ]] || die "--set may not override '${2%%=*}'"
                 settings+=("$2")
+                shift
+                ;;
+            --cluster-id | --tls-from | --restore)
+                (($# >= 2)) || die "$1 needs a value"
+                new_only+=("$1")
+                case $1 in
+                    --cluster-id) UP_CLUSTER_ID=$2 ;;
+                    --tls-from) UP_TLS_FROM=$(cd "$2" && pwd) || die "--tls-from: no directory $2" ;;
+                    --restore) restore=$(realpath -e "$2") || die "--restore: no file $2" ;;
+                esac
                 shift
                 ;;
             -*) die "unknown option '$1' for up" ;;
@@ -523,10 +548,13 @@ cmd_up() {
             die "$dir already holds a $(<"$dir/topology") cluster"
         ((${#settings[@]} == 0)) ||
             die "$dir already holds a cluster: --set applies to new ones (edit NAME/tandem.conf)"
+        ((${#new_only[@]} == 0)) || die "$dir already holds a cluster: ${new_only[0]} applies to new ones"
         load_nodes "$dir"
     else
         [[ -z $(ls -A "$dir") ]] || die "$dir is neither empty nor a local cluster"
+        [[ -z ${UP_TLS_FROM:-} ]] || ((insecure == 0)) || die "--tls-from needs a TLS cluster"
         write_cluster "$dir" "${topology:-2+2+1}" "$insecure" "${settings[@]}"
+        [[ -z $restore ]] || restore_nodes "$dir" "$restore"
     fi
     for name in "${NODE_NAMES[@]}"; do
         if pid=$(running_pid "$dir" "$name"); then
@@ -557,6 +585,27 @@ cmd_up() {
     write_endpoints "$dir"
     trap - EXIT
     print_summary "$dir" "$leader"
+}
+
+# Seeds every node's (empty) data directory from the backup FILE under the cluster id of the
+# nodes' configs, as README's "Restoring a whole cluster" tells an operator to. The personal-data
+# key file is checked against the backup's sealed values (tandemctl refuses a key that does not
+# open them); an insecure cluster has none to check.
+restore_nodes() {
+    local dir=$1 file=$2 name cluster_id
+    local -a extra=()
+    [[ -x $BIN_DIR/tandemctl ]] || die "tandemctl not found in $BIN_DIR: build first"
+    cluster_id=$(sed -n 's/^cluster_id = //p' "$dir/${NODE_NAMES[0]}/tandem.conf")
+    [[ ! -f $dir/tls/data.key ]] || extra+=(--data-key-file "$dir/tls/data.key")
+    for name in "${NODE_NAMES[@]}"; do
+        if ! "$BIN_DIR/tandemctl" backup restore "$file" --data-dir "$dir/$name/data" \
+            --name "$name" --new-cluster-id "$cluster_id" "${extra[@]}" >/dev/null; then
+            # Half a restore must never start: without DIR/nodes, up refuses DIR from now on.
+            rm -f "$dir/nodes"
+            die "restoring $file into $dir/$name/data failed; $dir is kept for inspection: remove it before trying again"
+        fi
+    done
+    echo "local-cluster: restored $file into the ${#NODE_NAMES[@]} data directories under cluster id $cluster_id"
 }
 
 up_failed() {

@@ -41,6 +41,8 @@ static int seed(struct tandem_store *store, const struct tandem_member *me,
 {
     char errmsg[TANDEM_ERRMSG_SIZE];
     struct tandem_member self = *me;
+    uint8_t digest[TANDEM_DIGEST_LEN];
+    char hex[2 * TANDEM_DIGEST_LEN + 1];
     void *snapshot = NULL;
     size_t len = 0;
     MDB_txn *txn;
@@ -50,11 +52,23 @@ static int seed(struct tandem_store *store, const struct tandem_member *me,
         return -1;
     }
     if (tandem_store_read_txn(store, &txn) != 0 ||
+        tandem_store_state_digest(store, txn, digest) != 0 ||
         tandem_store_snapshot_write(store, txn, &snapshot, &len) != 0) {
         tandem_log(TANDEM_LOG_ERROR, "restore: %s", store->errmsg);
         return -1; /* the process exits: the transaction goes with it */
     }
     mdb_txn_abort(txn);
+    tandem_digest_hex(digest, hex);
+    /* The state as it is now, before raft applies anything on top, against the manifest: the
+     * one moment a node can prove it holds exactly the backup (later the site controller's own
+     * decisions may already have moved it on). */
+    if (note->state_digest[0] != '\0' && strcmp(hex, note->state_digest) != 0) {
+        tandem_log(TANDEM_LOG_ERROR,
+                   "restored state's digest %s is not the backup manifest's %s: restore again", hex,
+                   note->state_digest);
+        free(snapshot);
+        return -1;
+    }
     self.role = TANDEM_ROLE_VOTER;
     const struct tandem_member *members = c->n_members > 0 ? c->members : &self;
     unsigned n = c->n_members > 0 ? c->n_members : 1;
@@ -67,9 +81,10 @@ static int seed(struct tandem_store *store, const struct tandem_member *me,
     }
     tandem_log(TANDEM_LOG_INFO,
                "restored from backup %s: raft seeded at index %llu, term %llu, with %u member(s) "
-               "under cluster id %s",
+               "under cluster id %s; state_digest %s%s",
                note->backup, (unsigned long long)note->index, (unsigned long long)note->term, n,
-               note->cluster_id);
+               note->cluster_id, hex,
+               note->state_digest[0] != '\0' ? " (the backup manifest's)" : "");
     return 0;
 }
 

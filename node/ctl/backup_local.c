@@ -122,6 +122,7 @@ static int restore_files(const struct tandem_ctl_backup_restore *r,
     snprintf(note.name, sizeof note.name, "%s", r->name);
     snprintf(note.cluster_id, sizeof note.cluster_id, "%s", cluster_id);
     snprintf(note.backup, sizeof note.backup, "%s", base != NULL ? base + 1 : r->file);
+    tandem_digest_hex(m->state_digest, note.state_digest);
     int rv = tandem_epoch_write(r->data_dir, note.epoch, errmsg);
     rv = rv != 0 ? rv : tandem_cluster_id_write(r->data_dir, cluster_id, errmsg);
     /* Last: without the marker the directory is not a restore a start would act on. */
@@ -141,12 +142,43 @@ static int restore_state(const struct tandem_ctl_backup_restore *r,
                                     &r->replayed->replay, errmsg);
 }
 
+/* Unpacks the state into data_dir/state (carried on to r->to_index when asked), checks its personal
+ * data against ring (may be NULL) and writes the files beside it; on failure nothing of it stays.
+ */
+static int restore_seed(struct tandem_ctl_context *ctx, const struct tandem_ctl_backup_restore *r,
+                        const struct tandem_keyring *ring, struct tandem_backup_manifest *m,
+                        const char *cluster_id, struct tandem_ctl_restore_pdata *pdata)
+{
+    char state_dir[PATH_MAX], state_file[PATH_MAX + 16], errmsg[TANDEM_ERRMSG_SIZE];
+    enum tandem_backup_part part = TANDEM_BACKUP_PART_NONE;
+    snprintf(state_dir, sizeof state_dir, "%s/state", r->data_dir);
+    snprintf(state_file, sizeof state_file, "%s/data.mdb", state_dir);
+    int rv = tandem_backup_unpack(r->file, r->keys, r->n_keys, state_dir, m, &part, errmsg);
+    if (rv != 0) {
+        return damaged_fail(ctx, r->file, rv, part, errmsg);
+    }
+    if ((rv = restore_state(r, m, errmsg)) != 0) {
+        rv = tandem_ctl_fail(ctx, rv == TANDEM_INVALID ? TANDEM_CTL_EUSAGE : TANDEM_CTL_EREFUSED,
+                             "%s", errmsg);
+    }
+    rv = rv != 0 ? rv : tandem_ctl_restore_pdata_check(ctx, state_file, ring, pdata);
+    if (rv == 0 &&
+        restore_files(r, r->log_dir != NULL ? &r->replayed->state : m, cluster_id, errmsg) != 0) {
+        rv = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "%s: %s", r->data_dir, errmsg);
+    }
+    if (rv != 0) {
+        tree_remove(state_dir); /* nothing half-restored stays */
+    }
+    return rv;
+}
+
 int tandem_ctl_backup_restore_dir(struct tandem_ctl_context *ctx,
                                   const struct tandem_ctl_backup_restore *r,
-                                  struct tandem_backup_manifest *m, char *cluster_id)
+                                  struct tandem_backup_manifest *m, char *cluster_id,
+                                  struct tandem_ctl_restore_pdata *pdata)
 {
-    char state_dir[PATH_MAX], errmsg[TANDEM_ERRMSG_SIZE];
-    enum tandem_backup_part part = TANDEM_BACKUP_PART_NONE;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    struct tandem_keyring ring;
     if (!tandem_member_name_ok(r->name, TANDEM_NAME_LEN_MAX)) {
         return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--name: '%s' is not a node name", r->name);
     }
@@ -160,36 +192,28 @@ int tandem_ctl_backup_restore_dir(struct tandem_ctl_context *ctx,
                                "--data-dir %s %s: a restore never mixes with existing data",
                                r->data_dir, empty == 0 ? "is not empty" : "cannot be read");
     }
+    memset(&ring, 0, sizeof ring);
+    if (r->data_key_file != NULL && tandem_keyring_load(&ring, r->data_key_file, errmsg) != 0) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--data-key-file: %s", errmsg);
+    }
     bool created = access(r->data_dir, F_OK) != 0; /* removed again when the restore fails */
+    int rv = TANDEM_CTL_OK;
     if (dir_make(r->data_dir) != 0) {
-        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--data-dir %s: %s", r->data_dir,
-                               strerror(errno));
-    }
-    if (r->cluster_id != NULL) {
-        snprintf(cluster_id, TANDEM_BACKUP_LABEL_LEN_MAX + 1, "%s", r->cluster_id);
+        rv = tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--data-dir %s: %s", r->data_dir,
+                             strerror(errno));
     } else {
-        cluster_id_new(cluster_id);
-    }
-    snprintf(state_dir, sizeof state_dir, "%s/state", r->data_dir);
-    int rv = tandem_backup_unpack(r->file, r->keys, r->n_keys, state_dir, m, &part, errmsg);
-    if (rv != 0) {
-        rv = damaged_fail(ctx, r->file, rv, part, errmsg);
-    } else if ((rv = restore_state(r, m, errmsg)) != 0) {
-        tree_remove(state_dir); /* nothing half-restored stays */
-        rv = tandem_ctl_fail(ctx, rv == TANDEM_INVALID ? TANDEM_CTL_EUSAGE : TANDEM_CTL_EREFUSED,
-                             "%s", errmsg);
-    } else if (restore_files(r, r->log_dir != NULL ? &r->replayed->state : m, cluster_id, errmsg) !=
-               0) {
-        tree_remove(state_dir);
-        rv = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "%s: %s", r->data_dir, errmsg);
-    }
-    if (rv != 0) {
-        if (created) {
+        if (r->cluster_id != NULL) {
+            snprintf(cluster_id, TANDEM_BACKUP_LABEL_LEN_MAX + 1, "%s", r->cluster_id);
+        } else {
+            cluster_id_new(cluster_id);
+        }
+        rv = restore_seed(ctx, r, r->data_key_file != NULL ? &ring : NULL, m, cluster_id, pdata);
+        if (rv != 0 && created) {
             (void)rmdir(r->data_dir);
         }
-        return rv;
     }
-    return TANDEM_CTL_OK;
+    tandem_keyring_clear(&ring);
+    return rv;
 }
 
 /* A port nobody listens on now (bound to port 0, then released) into *port. */
@@ -423,7 +447,8 @@ static int level3(struct tandem_ctl_context *ctx, const struct tandem_ctl_backup
                                                 .cluster_id = "verify",
                                                 .keys = check->keys,
                                                 .n_keys = check->n_keys};
-    rc = tandem_ctl_backup_restore_dir(ctx, &restore, m, cluster_id);
+    struct tandem_ctl_restore_pdata pdata;
+    rc = tandem_ctl_backup_restore_dir(ctx, &restore, m, cluster_id, &pdata);
     rc = rc == TANDEM_CTL_OK ? level3_run(ctx, check, dir, m) : rc;
     if (rc == TANDEM_CTL_OK || getenv("TANDEM_VERIFY_KEEP") == NULL) {
         tree_remove(dir);

@@ -214,8 +214,9 @@ static int restored_print(struct tandem_ctl_context *ctx, const struct tandem_ct
 {
     const char *name = json_string_value(json_object_get(answer, "name"));
     const char *cluster_id = json_string_value(json_object_get(answer, "cluster_id"));
-    (void)args;
+    const json_t *pdata = json_object_get(answer, "personal_data");
     const json_t *pit = json_object_get(answer, "point_in_time");
+    (void)args;
     fprintf(ctx->out, "restored %s into %s at index %" JSON_INTEGER_FORMAT "\n",
             json_string_value(json_object_get(answer, "file")),
             json_string_value(json_object_get(answer, "data_dir")),
@@ -236,7 +237,28 @@ static int restored_print(struct tandem_ctl_context *ctx, const struct tandem_ct
             "start tandemd there with name = %s and cluster_id = %s (a single voter unless its "
             "configuration lists members)\n",
             name, cluster_id);
+    json_int_t sealed = json_integer_value(json_object_get(pdata, "sealed"));
+    if (sealed > 0 && !json_is_true(json_object_get(pdata, "checked"))) {
+        fprintf(ctx->out,
+                "%" JSON_INTEGER_FORMAT " personal-data values are sealed under the old "
+                "cluster's key_file: give the new nodes a key_file holding those keys (check it "
+                "with --data-key-file)\n",
+                sealed);
+    } else if (sealed > 0) {
+        fprintf(ctx->out, "all %" JSON_INTEGER_FORMAT " personal-data values open with %s\n",
+                sealed, tandem_ctl_args_flag(args, "data-key-file"));
+    }
     return TANDEM_CTL_OK;
+}
+
+static json_t *pdata_json(const struct tandem_ctl_restore_pdata *p)
+{
+    json_t *ids = json_array();
+    for (unsigned i = 0; i < p->n_key_ids; i++) {
+        json_array_append_new(ids, json_integer((json_int_t)p->key_ids[i]));
+    }
+    return json_pack("{s:I,s:I,s:b,s:o}", "sealed", (json_int_t)p->sealed, "opened",
+                     (json_int_t)p->opened, "checked", p->checked, "key_ids", ids);
 }
 
 /* --to-index N with --log-dir DIR, both or neither. */
@@ -285,6 +307,7 @@ int tandem_ctl_backup_restore(struct tandem_ctl_context *ctx, const struct tande
     struct tandem_ctl_backup_replayed replayed;
     struct tandem_backup_key keys[TANDEM_BACKUP_KEYS_MAX];
     struct tandem_backup_manifest m;
+    struct tandem_ctl_restore_pdata pdata;
     char cluster_id[TANDEM_BACKUP_LABEL_LEN_MAX + 1];
     unsigned n_keys = 0;
     struct tandem_ctl_backup_restore restore = {
@@ -292,6 +315,7 @@ int tandem_ctl_backup_restore(struct tandem_ctl_context *ctx, const struct tande
         .data_dir = tandem_ctl_args_flag(args, "data-dir"),
         .name = tandem_ctl_args_flag(args, "name"),
         .cluster_id = tandem_ctl_args_flag(args, "new-cluster-id"),
+        .data_key_file = tandem_ctl_args_flag(args, "data-key-file"),
     };
     if (restore.data_dir == NULL || restore.name == NULL) {
         return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--data-dir DIR and --name NAME are needed");
@@ -301,16 +325,17 @@ int tandem_ctl_backup_restore(struct tandem_ctl_context *ctx, const struct tande
     rc = rc != TANDEM_CTL_OK ? rc : keys_load(ctx, args, keys, &n_keys);
     restore.keys = keys;
     restore.n_keys = n_keys;
-    rc = rc != TANDEM_CTL_OK ? rc : tandem_ctl_backup_restore_dir(ctx, &restore, &m, cluster_id);
+    rc = rc != TANDEM_CTL_OK ? rc
+                             : tandem_ctl_backup_restore_dir(ctx, &restore, &m, cluster_id, &pdata);
     OPENSSL_cleanse(keys, sizeof keys);
     if (rc != TANDEM_CTL_OK) {
         return rc;
     }
     json_t *answer = json_pack(
-        "{s:s,s:s,s:s,s:s,s:I,s:o}", "file", restore.file, "data_dir", restore.data_dir, "name",
+        "{s:s,s:s,s:s,s:s,s:I,s:o,s:o}", "file", restore.file, "data_dir", restore.data_dir, "name",
         restore.name, "cluster_id", cluster_id, "applied_index",
         (json_int_t)(restore.log_dir != NULL ? replayed.state.applied_index : m.applied_index),
-        "manifest", tandem_backup_manifest_json(&m));
+        "manifest", tandem_backup_manifest_json(&m), "personal_data", pdata_json(&pdata));
     if (answer != NULL && restore.log_dir != NULL) {
         json_object_set_new(answer, "point_in_time", replayed_json(&replayed, restore.to_index));
     }

@@ -31,12 +31,14 @@ const struct tandem_ctl_command tandem_ctl_commands[] = {
      "check a backup file: 1 manifest and SHA-256, 2 also the state's digest and counts, 3 also "
      "a scratch node started on it; a damaged file names its first damaged part"},
     {"backup", "restore",
-     "FILE --data-dir DIR --name NAME [--new-cluster-id ID] [--key-file FILE] [--to-index N "
-     "--log-dir NODE_DATA_DIR]",
+     "FILE --data-dir DIR --name NAME [--new-cluster-id ID] [--key-file FILE] "
+     "[--data-key-file FILE] [--to-index N --log-dir NODE_DATA_DIR]",
      1, 1, tandem_ctl_backup_restore,
      "seed an empty data directory from a backup for node NAME, under a new cluster id (random "
-     "unless given) so it cannot join the cluster it came from; --to-index carries it on to "
-     "index N through the raft log a node of that cluster keeps"},
+     "unless given) so it cannot join the cluster it came from; a whole cluster: every node's "
+     "directory under one --new-cluster-id; --data-key-file: the key_file the new nodes will "
+     "run with, which must open every personal-data value of the backup; --to-index carries it "
+     "on to index N through the raft log a node of that cluster keeps"},
     {"member", "list", "", 0, 0, tandem_ctl_member_list, "list cluster members"},
     {"user", "add", "NAME --roles R,.. --site S [--password-stdin]", 1, 1, tandem_ctl_user_add,
      "create a person's user (password: one line on stdin)"},

@@ -281,11 +281,17 @@ class Cluster:
     """
 
     def __init__(self, topology="2+2+1", settings=None, insecure=False, bin_dir=None,
-                 up_timeout=UP_TIMEOUT_S, isolate=False, cert_cache=True):
+                 up_timeout=UP_TIMEOUT_S, isolate=False, cert_cache=True, restore=None,
+                 cluster_id=None, tls_from=None):
         """isolate: run each node in a cgroup v2 of its own (cgroup_dir(name)), so that
         netcut.NetCut can cut the traffic between nodes; needs root and a cgroup2 mount.
         insecure: no TLS (benchmarks only; tandemd logs it at warn). cert_cache=False: the
-        cluster's certificates are made for it alone (see the module's Certificates)."""
+        cluster's certificates are made for it alone (see the module's Certificates).
+        A cluster restored from a backup (local-cluster.sh up --restore): restore is the backup
+        file every node's data directory is seeded from before its first start, cluster_id the
+        new cluster's id (default: a random one), tls_from a directory whose certificates and
+        personal-data key file (data.key) the cluster takes instead of new ones (another
+        cluster's tls_path(""): the key that sealed the backup's personal data)."""
         self.topology = topology
         self.isolate = isolate
         self.cgroup_root = None
@@ -301,6 +307,7 @@ class Cluster:
         self._tls = None
         self.cert_cache = cert_cache
         self._cache_key = None  # the topology while this cluster holds a cached set
+        self.restore, self.cluster_id, self.tls_from = restore, cluster_id, tls_from
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -317,8 +324,12 @@ class Cluster:
             args.append("--insecure")
         for key, value in self.settings.items():
             args += ["--set", "%s=%s" % (key, value)]
+        for option, value in (("--restore", self.restore), ("--cluster-id", self.cluster_id),
+                              ("--tls-from", self.tls_from)):
+            if value is not None:
+                args += [option, value]
         env = {}
-        if (self.cert_cache and CERT_CACHE and not self.insecure
+        if (self.cert_cache and CERT_CACHE and not self.insecure and self.tls_from is None
                 and self.topology not in _cached_sets_open):
             self._cache_key = self.topology
             _cached_sets_open.add(self.topology)

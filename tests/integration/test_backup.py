@@ -53,18 +53,20 @@ class Writer(threading.Thread):
 
 class RestoredNode:
     """tandemd started here on a restored data directory, with the config of a cluster node
-    (TLS files of the cluster's CA) under its own name, ports and cluster id; stopped by PID."""
+    (TLS files of the cluster's CA and its personal-data key) under its own name, site, ports and
+    cluster id; stopped by PID. join: an empty node that waits for `member add` (data_dir then
+    holds nothing), listed in no member line."""
 
-    def __init__(self, c, name, data_dir, cluster_id, extra_members=()):
-        self.c, self.name, self.dir = c, name, os.path.dirname(data_dir)
+    def __init__(self, c, name, data_dir, cluster_id, extra_members=(), site="east", join=False):
+        self.c, self.name, self.site, self.dir = c, name, site, os.path.dirname(data_dir)
         self.conf = os.path.join(self.dir, name + ".conf")
         self.log = os.path.join(self.dir, name + ".log")
         self.raft = "127.0.0.1:%d" % free_port()
         port = free_port()
         self.api = "%s://127.0.0.1:%d" % (c.scheme, port)
-        own = {"name": name, "site": "east", "data_dir": data_dir, "raft_address": self.raft,
+        own = {"name": name, "site": site, "data_dir": data_dir, "raft_address": self.raft,
                "api_address": "127.0.0.1:%d" % port, "api_url": self.api,
-               "cluster_id": cluster_id}
+               "cluster_id": cluster_id, "join": "true" if join else "false"}
         own.update(c.node_tls_settings(name))
         c.trust(self.api)
         template = os.path.join(c.nodes[c.names[0]]["dir"], "tandem.conf")
@@ -78,11 +80,16 @@ class RestoredNode:
                     line = "%s = %s\n" % (key, own.pop(key))
                 lines.append(line)
         lines += ["%s = %s\n" % kv for kv in own.items()]
-        lines.append("member = %s,east,%s,%s,voter\n" % (name, self.raft, self.api))
+        if not join:
+            lines.append("member = %s\n" % self.member())
         lines += ["member = %s\n" % m for m in extra_members]
         with open(self.conf, "w") as f:
             f.writelines(lines)
         self.proc = None
+
+    def member(self):
+        """Its member line: NAME,SITE,RAFT,API,voter."""
+        return "%s,%s,%s,%s,voter" % (self.name, self.site, self.raft, self.api)
 
     def start(self, wait=True):
         with open(self.log, "ab") as log:
