@@ -3,6 +3,7 @@
  * and metrics views (node/backup_state.h). */
 #include "node/backup_state.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -60,6 +61,28 @@ static int dir_outside(const char *dir, const char *data_dir)
     return 0;
 }
 
+/* Files taken for a download are removed once sent or cut; what a crash left is removed at
+ * start, when no download can be running. */
+static void download_leftovers_remove(const char *folder)
+{
+    char path[PATH_MAX + 16];
+    DIR *d = opendir(folder);
+    struct dirent *e;
+    for (unsigned n = 0;
+         d != NULL && (e = readdir(d)) != NULL && n < TANDEM_BACKUP_DOWNLOAD_SWEEP_MAX; n++) {
+        if (e->d_name[0] == '.' && (e->d_name[1] == '\0' || strcmp(e->d_name, "..") == 0)) {
+            continue;
+        }
+        snprintf(path, sizeof path, "%.*s/%s", PATH_MAX - 256, folder, e->d_name);
+        if (unlink(path) == 0) {
+            tandem_log(TANDEM_LOG_INFO, "backup download left by a stop removed: %s", path);
+        }
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+}
+
 int tandem_backups_init(struct tandem_node *node)
 {
     struct tandem_backups *b = &node->backups;
@@ -70,14 +93,19 @@ int tandem_backups_init(struct tandem_node *node)
         return -1;
     }
     static const char *const subdirs[] = {TANDEM_BACKUP_KEPT_DIR, TANDEM_BACKUP_INCOMING_DIR,
-                                          TANDEM_BACKUP_OUTGOING_DIR};
+                                          TANDEM_BACKUP_OUTGOING_DIR, TANDEM_BACKUP_DOWNLOAD_DIR};
     for (unsigned i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", b->dir, subdirs[i]);
         if (dir_make(path) != 0) {
             return -1;
         }
     }
-    return dir_outside(b->dir, node->config->data_dir);
+    if (dir_outside(b->dir, node->config->data_dir) != 0) {
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/%s", b->dir, TANDEM_BACKUP_DOWNLOAD_DIR);
+    download_leftovers_remove(path);
+    return 0;
 }
 
 static void close_maybe(struct tandem_node *node)
