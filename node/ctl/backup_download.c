@@ -170,7 +170,10 @@ static int transfer(struct tandem_ctl_context *ctx, struct part_file *p, const c
     resp.sink = &sink;
     for (int hop = 0; rc == TANDEM_CTL_OK; hop++) {
         rc = tandem_ctl_client_send(ctx->client, &req, &resp);
-        if (rc != TANDEM_CTL_OK) {
+        if (sink.error != 0) {
+            rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "writing %s: %s; nothing saved", part,
+                                 strerror(sink.error));
+        } else if (rc != TANDEM_CTL_OK) {
             rc = tandem_ctl_fail(ctx, rc, "%s%s", ctx->client->errmsg,
                                  p->written > 0 ? "; the transfer was cut, nothing saved" : "");
         } else if (resp.status == 307 && hop < REDIRECTS_MAX &&
@@ -182,8 +185,6 @@ static int transfer(struct tandem_ctl_context *ctx, struct part_file *p, const c
         } else if (resp.status < 200 || resp.status > 299) {
             tandem_ctl_response_reason(&resp, reason, sizeof reason);
             rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "%s (HTTP %ld)", reason, resp.status);
-        } else if (sink.error != 0) {
-            rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "%s: %s", part, strerror(sink.error));
         }
         break;
     }
