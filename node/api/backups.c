@@ -57,18 +57,26 @@ static void backup_done_cb(void *data, int status, const struct tandem_backup_ma
     tandem_route_jansson(node, r, 201, body);
 }
 
-/* Runs after this loop iteration's raft barrier on the leader: everything acknowledged before
- * the request is applied, and the copy holds at least that. */
-static void backup_serve(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+/* Takes a backup into path (NULL: backup_dir) for r, which cb answers; or answers r with the
+ * refusal (409 one is being taken, 503 stopping, 500). */
+static void backup_take_for(struct tandem_node *node, struct tandem_http_request *r,
+                            const char *path, tandem_node_backup_cb cb)
 {
     char errmsg[TANDEM_ERRMSG_SIZE];
-    (void)arg;
-    int rv = tandem_node_backup_take(node, NULL, backup_done_cb, r, errmsg);
+    int rv = tandem_node_backup_take(node, path, cb, r, errmsg);
     if (rv == TANDEM_BUSY) {
         tandem_route_error(node, r, 409, "%s", errmsg);
     } else if (rv != 0) {
         tandem_route_error(node, r, rv == TANDEM_SHUTDOWN ? 503 : 500, "%s", errmsg);
     }
+}
+
+/* Runs after this loop iteration's raft barrier on the leader: everything acknowledged before
+ * the request is applied, and the copy holds at least that. */
+static void backup_serve(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+{
+    (void)arg;
+    backup_take_for(node, r, NULL, backup_done_cb);
 }
 
 /* The body (an empty object, or none) and the consistency of a request that takes a backup;
@@ -141,18 +149,13 @@ static void taken_for_download_cb(void *data, int status,
 /* After the leader's read barrier, as backup_serve: the file goes to backup_dir/download/. */
 static void download_serve(struct tandem_node *node, struct tandem_http_request *r, void *arg)
 {
-    char errmsg[TANDEM_ERRMSG_SIZE], name[TANDEM_BACKUP_NAME_LEN_MAX + 1], path[PATH_MAX];
+    char name[TANDEM_BACKUP_NAME_LEN_MAX + 1], path[PATH_MAX];
     (void)arg;
     tandem_node_backup_name(node->config->cluster_id, node->self.site, node->self.name,
                             node->store.applied_index, tandem_wall_ms(), name);
     snprintf(path, sizeof path, "%.*s/" TANDEM_BACKUP_DOWNLOAD_DIR "/%s",
              PATH_MAX - TANDEM_BACKUP_NAME_LEN_MAX - 32, node->backups.dir, name);
-    int rv = tandem_node_backup_take(node, path, taken_for_download_cb, r, errmsg);
-    if (rv == TANDEM_BUSY) {
-        tandem_route_error(node, r, 409, "%s", errmsg);
-    } else if (rv != 0) {
-        tandem_route_error(node, r, rv == TANDEM_SHUTDOWN ? 503 : 500, "%s", errmsg);
-    }
+    backup_take_for(node, r, path, taken_for_download_cb);
 }
 
 /* Not the leader: 307 to the leader's POST /v1/backups/download, which the client follows (the

@@ -1185,20 +1185,27 @@ static int raw_eof(void *arg)
     return ((struct raw_client *)arg)->eof;
 }
 
+/* A raw client asking GET /file, held by the handler; w reset to write total bytes. */
+static void sized_request(struct fixture *f, struct raw_client *rc, struct sized_writer *w,
+                          size_t total)
+{
+    memset(w, 0, sizeof *w);
+    w->total = total;
+    f->mode = MODE_HOLD;
+    stream_closes = 0;
+    raw_open(f, rc);
+    rc->no_parse = 1;
+    raw_send_text(rc, "GET /file HTTP/1.1\r\n\r\n");
+    run_for(f, 50);
+    assert_int_equal(f->held_count, 1);
+}
+
 static void test_stream_sized(void **state)
 {
     struct fixture *f = *state;
     struct raw_client rc;
     static struct sized_writer w;
-    memset(&w, 0, sizeof w);
-    w.total = SIZED_TOTAL;
-    f->mode = MODE_HOLD;
-    stream_closes = 0;
-    raw_open(f, &rc);
-    rc.no_parse = 1;
-    raw_send_text(&rc, "GET /file HTTP/1.1\r\n\r\n");
-    run_for(f, 50);
-    assert_int_equal(f->held_count, 1);
+    sized_request(f, &rc, &w, SIZED_TOTAL);
     assert_int_equal(tandem_http_stream_open_sized(f->held[0], 200, "application/octet-stream",
                                                    "X-File: f\r\n", SIZED_TOTAL, sized_drain_cb,
                                                    sized_closed_cb, &w, &w.st),
@@ -1232,16 +1239,8 @@ static void test_stream_sized_left(void **state)
     struct fixture *f = *state;
     struct raw_client rc;
     static struct sized_writer w;
-    memset(&w, 0, sizeof w);
-    w.total = (size_t)SIZED_TOTAL * 64; /* more than loopback's socket buffers hold */
-    f->mode = MODE_HOLD;
-    stream_closes = 0;
-    raw_open(f, &rc);
-    rc.no_parse = 1;
-    raw_send_text(&rc, "GET /file HTTP/1.1\r\n\r\n");
-    run_for(f, 50);
-    assert_int_equal(f->held_count, 1);
-    uv_read_stop((uv_stream_t *)&rc.tcp); /* the reader stops: the socket fills up */
+    sized_request(f, &rc, &w, (size_t)SIZED_TOTAL * 64); /* more than loopback's buffers hold */
+    uv_read_stop((uv_stream_t *)&rc.tcp);                /* the reader stops: the socket fills up */
     assert_int_equal(tandem_http_stream_open_sized(f->held[0], 200, NULL, NULL, SIZED_TOTAL * 64,
                                                    sized_drain_cb, sized_closed_cb, &w, &w.st),
                      0);
