@@ -495,125 +495,130 @@ class CuttingProxy(threading.Thread):
         self.listener.close()
 
 
-def test_download_streams_in_bounded_memory():
-    """A backup of ~36 MiB (well over the stream's 1 MiB queue and ~140 read chunks) goes from
-    the leader to tandemctl, asked through a follower (307 to the leader): it verifies at level
-    2, tandemd's anonymous memory grows by far less than the file, the file taken for it is gone
-    from the leader. GET /v1/backups/<name> streams a kept backup with the same headers."""
+def test_download_streamed():
+    """One cluster holding ~36 MiB of values (well over the stream's 1 MiB queue; ~140 read
+    chunks) for every streamed-download case below."""
     with Cluster(topology="3") as c:
         leader = c.settled_leader()
-        follower = next(n for n in c.names if n != leader)
         fill_big(c, leader)
         work = os.path.join(c.dir, "backups")
         os.makedirs(work)
-
-        status, headers, body = c.api(follower, "POST", DOWNLOAD_PATH, body={})
-        assert status == 307, (status, body)
-        assert headers["Location"] == c.url(leader) + DOWNLOAD_PATH, headers["Location"]
-
-        pid = c.nodes[leader]["pid"]
-        sampler = RssSampler(pid)
-        before = sampler.peak
-        sampler.start()
-        path = os.path.join(work, "big.tbk")
-        p = c.ctl("-o", "json", "backup", "create", "--out", path, timeout=120,
-                  endpoints=[c.url(follower)])
-        sampler.stop_flag.set()
-        sampler.join(10)
-        answer = json.loads(p.stdout)
-        size = os.path.getsize(path)
-        assert size > BIG_VALUES * BIG_VALUE_BYTES and size > 100 * STREAM_CHUNK_BYTES, size
-        assert answer["bytes"] == size and answer["node"] == leader, answer
-        assert not os.path.exists(path + ".part")
-        grown_kib = sampler.peak - before
-        assert grown_kib * 1024 < size // 2, (grown_kib, size)
-        print("download of %d bytes: tandemd RssAnon grew by %d KiB at most" % (size, grown_kib))
-        p = verify(c, path, 2)
-        assert "level 2 passed" in p.stdout, p.stdout
-        assert answer["manifest"]["counts"]["keys"] == BIG_VALUES, answer["manifest"]["counts"]
-        wait_until(lambda: download_dir_files(c, leader) == [], 10, "the file taken removed")
-        assert metric(c, leader, 'tandem_backup_downloads_total{result="complete"}') == 1
-
-        # A kept backup (POST /v1/backups) through GET: the same bytes its trailer announces.
-        kept = json.loads(c.api(leader, "POST", "/v1/backups", body={}, timeout=60)[2])
-        status, headers, body = c.api(leader, "GET", "/v1/backups/" + kept["name"], timeout=60)
-        assert status == 200 and len(body) == kept["bytes"], (status, len(body))
-        assert headers["X-Tandem-Backup-Sha256"] == body[-32:].hex()
-        assert hashlib.sha256(body[:-32]).hexdigest() == body[-32:].hex()
-        status, _, body = c.api(leader, "GET", "/v1/backups/nope-1.tbk")
-        assert status == 404 and b"error" in body, (status, body)
+        download_in_bounded_memory(c, leader, work)
+        download_reader_pauses_and_leaves(c, leader, work)
+        download_cut_or_refused_leaves_nothing(c, leader, work)
 
 
-def test_download_reader_pauses_and_leaves():
+def download_in_bounded_memory(c, leader, work):
+    """The backup goes from the leader to tandemctl, asked through a follower (307 to the
+    leader): it verifies at level 2, tandemd's anonymous memory grows by far less than the file,
+    the file taken for it is gone from the leader. GET /v1/backups/<name> streams a kept backup
+    with the same headers."""
+    follower = next(n for n in c.names if n != leader)
+    status, headers, body = c.api(follower, "POST", DOWNLOAD_PATH, body={})
+    assert status == 307, (status, body)
+    assert headers["Location"] == c.url(leader) + DOWNLOAD_PATH, headers["Location"]
+
+    pid = c.nodes[leader]["pid"]
+    sampler = RssSampler(pid)
+    before = sampler.peak
+    sampler.start()
+    path = os.path.join(work, "big.tbk")
+    p = c.ctl("-o", "json", "backup", "create", "--out", path, timeout=120,
+              endpoints=[c.url(follower)])
+    sampler.stop_flag.set()
+    sampler.join(10)
+    answer = json.loads(p.stdout)
+    size = os.path.getsize(path)
+    assert size > BIG_VALUES * BIG_VALUE_BYTES and size > 100 * STREAM_CHUNK_BYTES, size
+    assert answer["bytes"] == size and answer["node"] == leader, answer
+    assert not os.path.exists(path + ".part")
+    grown_kib = sampler.peak - before
+    assert grown_kib * 1024 < size // 2, (grown_kib, size)
+    print("download of %d bytes: tandemd RssAnon grew by %d KiB at most" % (size, grown_kib))
+    p = verify(c, path, 2)
+    assert "level 2 passed" in p.stdout, p.stdout
+    assert answer["manifest"]["counts"]["keys"] == BIG_VALUES, answer["manifest"]["counts"]
+    wait_until(lambda: download_dir_files(c, leader) == [], 10, "the file taken removed")
+    assert metric(c, leader, 'tandem_backup_downloads_total{result="complete"}') == 1
+
+    # A kept backup (POST /v1/backups) through GET: the same bytes its trailer announces.
+    kept = json.loads(c.api(leader, "POST", "/v1/backups", body={}, timeout=60)[2])
+    status, headers, body = c.api(leader, "GET", "/v1/backups/" + kept["name"], timeout=60)
+    assert status == 200 and len(body) == kept["bytes"], (status, len(body))
+    assert headers["X-Tandem-Backup-Sha256"] == body[-32:].hex()
+    assert hashlib.sha256(body[:-32]).hexdigest() == body[-32:].hex()
+    status, _, body = c.api(leader, "GET", "/v1/backups/nope-1.tbk")
+    assert status == 404 and b"error" in body, (status, body)
+
+
+def download_reader_pauses_and_leaves(c, leader, work):
     """A reader that stops reading is waited for (the node reads no further than its queue's
     bound; nothing is dropped); a reader that leaves mid-way frees the stream and the file taken
-    for it, and the node goes on serving downloads; a transfer cut on its way to tandemctl or
-    refused by its disk leaves neither FILE nor FILE.part."""
-    with Cluster(topology="3") as c:
-        leader = c.settled_leader()
-        fill_big(c, leader)
-        work = os.path.join(c.dir, "backups")
-        os.makedirs(work)
-        pid = c.nodes[leader]["pid"]
+    for it, and the node goes on serving."""
+    pid = c.nodes[leader]["pid"]
 
-        # Pausing for 2 s after the first MiB: the rest still arrives, whole.
-        sock, status, headers, body = raw_download(c, leader)
-        assert status == 200, (status, headers, body[:200])
-        total = int(headers["content-length"])
-        first = recv_exactly(sock, body, 1 << 20)
-        before = rss_anon_kib(pid)
-        time.sleep(2)
-        paused_growth_kib = rss_anon_kib(pid) - before
-        assert paused_growth_kib * 1024 < total // 4, (paused_growth_kib, total)
-        data = recv_exactly(sock, first, total)
-        sock.close()
-        assert headers["x-tandem-backup-sha256"] == data[-32:].hex()
-        assert hashlib.sha256(data[:-32]).hexdigest() == data[-32:].hex()
-        assert int(headers["x-tandem-backup-index"]) > 0
-        wait_until(lambda: download_dir_files(c, leader) == [], 10, "the paused one's file gone")
+    # Pausing for 2 s after the first MiB: the rest still arrives, whole.
+    sock, status, headers, body = raw_download(c, leader)
+    assert status == 200, (status, headers, body[:200])
+    total = int(headers["content-length"])
+    first = recv_exactly(sock, body, 1 << 20)
+    before = rss_anon_kib(pid)
+    time.sleep(2)
+    paused_growth_kib = rss_anon_kib(pid) - before
+    assert paused_growth_kib * 1024 < total // 4, (paused_growth_kib, total)
+    data = recv_exactly(sock, first, total)
+    sock.close()
+    assert headers["x-tandem-backup-sha256"] == data[-32:].hex()
+    assert hashlib.sha256(data[:-32]).hexdigest() == data[-32:].hex()
+    assert int(headers["x-tandem-backup-index"]) > 0
+    wait_until(lambda: download_dir_files(c, leader) == [], 10, "the paused one's file gone")
 
-        # Leaving after 512 KiB: the stream is freed, its file removed.
-        sock, status, headers, body = raw_download(c, leader)
-        assert status == 200
-        recv_exactly(sock, body, 512 * 1024)
-        assert download_dir_files(c, leader) != [], "the file is there while it is sent"
-        sock.close()
-        wait_until(lambda: download_dir_files(c, leader) == [], 10, "the cut one's file gone")
-        wait_until(lambda: metric(c, leader, "tandem_backup_downloads ") == 0, 10,
-                   "no download open")
-        assert metric(c, leader, 'tandem_backup_downloads_total{result="cut"}') == 1
-        assert c.status(leader)["node"]["name"] == leader
+    # Leaving after 512 KiB: the stream is freed, its file removed.
+    sock, status, headers, body = raw_download(c, leader)
+    assert status == 200
+    recv_exactly(sock, body, 512 * 1024)
+    assert download_dir_files(c, leader) != [], "the file is there while it is sent"
+    sock.close()
+    wait_until(lambda: download_dir_files(c, leader) == [], 10, "the cut one's file gone")
+    wait_until(lambda: metric(c, leader, "tandem_backup_downloads ") == 0, 10,
+               "no download open")
+    assert metric(c, leader, 'tandem_backup_downloads_total{result="cut"}') == 1
+    assert c.status(leader)["node"]["name"] == leader
 
-        # Cut on its way to tandemctl: exit non-zero, one line, no FILE, no FILE.part.
-        proxy = CuttingProxy(int(c.url(leader).rsplit(":", 1)[1]), CUT_AFTER_BYTES)
-        proxy.start()
-        try:
-            path = os.path.join(work, "cut.tbk")
-            p = c.ctl("backup", "create", "--out", path, check=False, timeout=120,
-                      endpoints=["%s://127.0.0.1:%d" % (c.scheme, proxy.port)])
-        finally:
-            proxy.stop_flag.set()
-            proxy.join(5)
-        assert proxy.cuts >= 1
-        assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1, (p.returncode,
-                                                                               p.stderr)
-        assert "cut" in p.stderr, p.stderr
-        assert not os.path.exists(path) and not os.path.exists(path + ".part")
-        wait_until(lambda: download_dir_files(c, leader) == [], 10, "the proxied one's file gone")
 
-        # The disk refuses more than 1 MiB: the error says so, nothing is left.
-        path = os.path.join(work, "full.tbk")
-        p = ctl_limited(c, ["backup", "create", "--out", path], c.endpoints, FSIZE_LIMIT_BYTES)
-        assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1, (p.returncode,
-                                                                               p.stderr)
-        assert "File too large" in p.stderr and "full.tbk.part" in p.stderr, p.stderr
-        assert not os.path.exists(path) and not os.path.exists(path + ".part")
+def download_cut_or_refused_leaves_nothing(c, leader, work):
+    """A transfer cut on its way to tandemctl or refused by its disk exits non-zero with one
+    line and leaves neither FILE nor FILE.part; the node then serves a whole download."""
+    # Cut on its way to tandemctl: exit non-zero, one line, no FILE, no FILE.part.
+    proxy = CuttingProxy(int(c.url(leader).rsplit(":", 1)[1]), CUT_AFTER_BYTES)
+    proxy.start()
+    try:
+        path = os.path.join(work, "cut.tbk")
+        p = c.ctl("backup", "create", "--out", path, check=False, timeout=120,
+                  endpoints=["%s://127.0.0.1:%d" % (c.scheme, proxy.port)])
+    finally:
+        proxy.stop_flag.set()
+        proxy.join(5)
+    assert proxy.cuts >= 1
+    assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1, (p.returncode,
+                                                                           p.stderr)
+    assert "cut" in p.stderr, p.stderr
+    assert not os.path.exists(path) and not os.path.exists(path + ".part")
+    wait_until(lambda: download_dir_files(c, leader) == [], 10, "the proxied one's file gone")
 
-        # And the node still serves a whole download.
-        path = os.path.join(work, "after.tbk")
-        c.ctl("backup", "create", "--out", path, timeout=120)
-        verify(c, path, 1)
-        wait_until(lambda: download_dir_files(c, leader) == [], 10, "the last file gone")
+    # The disk refuses more than 1 MiB: the error says so, nothing is left.
+    path = os.path.join(work, "full.tbk")
+    p = ctl_limited(c, ["backup", "create", "--out", path], c.endpoints, FSIZE_LIMIT_BYTES)
+    assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1, (p.returncode,
+                                                                           p.stderr)
+    assert "File too large" in p.stderr and "full.tbk.part" in p.stderr, p.stderr
+    assert not os.path.exists(path) and not os.path.exists(path + ".part")
+
+    # And the node still serves a whole download.
+    path = os.path.join(work, "after.tbk")
+    c.ctl("backup", "create", "--out", path, timeout=120)
+    verify(c, path, 1)
+    wait_until(lambda: download_dir_files(c, leader) == [], 10, "the last file gone")
 
 
 if __name__ == "__main__":
