@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The figures of a streamed backup download: the time of `tandemctl backup create --out` and
+# The figures of a streamed backup download: the time of `tandemctl backup create` (the take
+# alone) and of `tandemctl backup create --out` (take and download), and
 # tandemd's memory (RssAnon before and at its peak, VmHWM) for a state of JOBS jobs, 2 x JOBS
 # boxes and ~10 x JOBS trace events (micro_backup's file, restored into a single-voter node).
 #
@@ -58,6 +59,12 @@ for ((i = 0; i < 600; i++)); do
     sleep 0.1
 done
 curl -sf "http://$API/readyz" >/dev/null || { echo "tandemd did not become ready" >&2; exit 1; }
+
+echo "== the take alone: tandemctl backup create (POST /v1/backups, the file kept on the node)"
+t=$(ms)
+"$BIN_DIR/tandemctl" -e "http://$API" backup create >/dev/null
+echo "   $(($(ms) - t)) ms"
+rm -f "$WORK"/node/data/backups/*.tbk
 
 echo "== tandemctl backup create --out (POST /v1/backups/download), $RUNS runs"
 for ((run = 1; run <= RUNS; run++)); do
