@@ -38,6 +38,7 @@ struct backup_stream {
     uint64_t size, offset;
     char *chunk; /* owned, TANDEM_BACKUP_STREAM_CHUNK_BYTES */
     bool reading, closed;
+    bool head_only; /* a HEAD request: the head says it all, no byte follows */
     char sha256[2 * TANDEM_DIGEST_LEN + 1];
     int status; /* HTTP status of a failed open */
     char errmsg[TANDEM_ERRMSG_SIZE];
@@ -110,7 +111,7 @@ static void stream_pump(struct backup_stream *s)
     if (s->closed || s->reading) {
         return;
     }
-    if (s->offset == s->size) {
+    if (s->offset == s->size || s->head_only) {
         tandem_http_stream_end(s->stream);
         return;
     }
@@ -145,17 +146,19 @@ static void stream_closed_cb(struct tandem_http_stream *stream, void *data)
     s->closed = true;
     s->stream = NULL;
     bool complete = s->offset == s->size;
-    if (complete) {
-        s->node->backups.downloads_done++;
-    } else {
-        s->node->backups.downloads_cut++;
+    if (!s->head_only) {
+        if (complete) {
+            s->node->backups.downloads_done++;
+        } else {
+            s->node->backups.downloads_cut++;
+        }
+        tandem_log(complete ? TANDEM_LOG_INFO : TANDEM_LOG_WARN,
+                   "backup download %s: %s%" PRIu64 " of %" PRIu64 " bytes sent%s", s->path,
+                   complete ? "" : "cut, ", s->offset, s->size,
+                   s->remove_after ? "; the file is removed" : "");
     }
-    tandem_log(complete ? TANDEM_LOG_INFO : TANDEM_LOG_WARN,
-               "backup download %s: %s%" PRIu64 " of %" PRIu64 " bytes sent%s", s->path,
-               complete ? "" : "cut, ", s->offset, s->size,
-               s->remove_after ? "; the file is removed" : "");
     if (!s->reading) {
-        stream_release(s);
+        stream_release(s); /* else the read's callback does */
     }
 }
 
@@ -246,6 +249,7 @@ void tandem_backup_stream_start(struct tandem_node *node, struct tandem_http_req
     s->r = r;
     s->fd = -1;
     s->remove_after = remove_after;
+    s->head_only = r->method == HTTP_HEAD;
     snprintf(s->path, sizeof s->path, "%s", path);
     snprintf(s->extra, sizeof s->extra, "%s", extra_headers != NULL ? extra_headers : "");
     s->work.data = s;

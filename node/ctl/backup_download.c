@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,18 @@
 #include "storage/store.h"
 
 #define REDIRECTS_MAX 1 /* a follower names the leader; a second hop means it moved meanwhile */
+
+/* Set by SIGINT, SIGTERM or SIGHUP during a download: the transfer stops, FILE.part goes. */
+static volatile sig_atomic_t download_interrupted;
+
+static void interrupted_handler(int signum)
+{
+    (void)signum;
+    download_interrupted = 1;
+}
+
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+#define STOP_SIGNALS (sizeof stop_signals / sizeof stop_signals[0])
 
 void tandem_ctl_download_head_init(struct tandem_ctl_download_head *h)
 {
@@ -170,7 +183,9 @@ static int transfer(struct tandem_ctl_context *ctx, struct part_file *p, const c
     resp.sink = &sink;
     for (int hop = 0; rc == TANDEM_CTL_OK; hop++) {
         rc = tandem_ctl_client_send(ctx->client, &req, &resp);
-        if (sink.error != 0) {
+        if (download_interrupted) {
+            rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "interrupted; nothing saved");
+        } else if (sink.error != 0) {
             rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "writing %s: %s; nothing saved", part,
                                  strerror(sink.error));
         } else if (rc != TANDEM_CTL_OK) {
@@ -252,16 +267,30 @@ int tandem_ctl_backup_download(struct tandem_ctl_context *ctx, const char *out, 
         return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "%s: %s%s", part, strerror(errno),
                                errno == EEXIST ? " (left by an earlier download? remove it)" : "");
     }
+    struct sigaction stop = {.sa_handler = interrupted_handler}, before[STOP_SIGNALS];
+    sigemptyset(&stop.sa_mask);
+    download_interrupted = 0;
+    for (size_t i = 0; i < STOP_SIGNALS; i++) {
+        (void)sigaction(stop_signals[i], &stop, &before[i]);
+    }
     long stall_s = ctx->client->stall_s;
     ctx->client->stall_s = TANDEM_CTL_DOWNLOAD_STALL_S;
+    ctx->client->interrupted = &download_interrupted;
     int rc = transfer(ctx, &p, part);
     ctx->client->stall_s = stall_s;
+    ctx->client->interrupted = NULL;
+    rc = rc == TANDEM_CTL_OK && download_interrupted
+             ? tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "interrupted; nothing saved")
+             : rc;
     rc = rc == TANDEM_CTL_OK ? part_keep(ctx, &p, part, out, &m) : rc;
     if (close(p.fd) != 0 && rc == TANDEM_CTL_OK) {
         rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "close %s: %s", part, strerror(errno));
         (void)unlink(out);
     }
     (void)unlink(part); /* kept as out, or nothing to keep */
+    for (size_t i = 0; i < STOP_SIGNALS; i++) {
+        (void)sigaction(stop_signals[i], &before[i], NULL);
+    }
     if (rc != TANDEM_CTL_OK) {
         return rc;
     }

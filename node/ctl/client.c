@@ -212,6 +212,7 @@ static enum attempt_result classify_failure(CURL *curl, CURLcode code)
     switch (code) {
         case CURLE_WRITE_ERROR: /* only our write callback fails writes: size or memory */
         case CURLE_OUT_OF_MEMORY:
+        case CURLE_ABORTED_BY_CALLBACK: /* interrupted: no other endpoint either */
             return ATTEMPT_LOCAL_ERROR;
         case CURLE_URL_MALFORMAT:
         case CURLE_UNSUPPORTED_PROTOCOL:
@@ -292,6 +293,17 @@ int tandem_ctl_client_prefer_add(struct tandem_ctl_client *c, const char *base)
     return 0;
 }
 
+/* libcurl's progress callback (at least once a second): non-zero stops the transfer. */
+static int interrupted_cb(void *data, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                          curl_off_t ulnow)
+{
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return *(volatile sig_atomic_t *)data != 0;
+}
+
 static enum attempt_result client_attempt(struct tandem_ctl_client *c, const char *base,
                                           const struct tandem_ctl_request *req,
                                           struct tandem_ctl_response *resp)
@@ -347,6 +359,11 @@ static enum attempt_result client_attempt(struct tandem_ctl_client *c, const cha
         curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 0L);
         curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, c->stall_s);
+    }
+    if (c->interrupted != NULL) {
+        curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, interrupted_cb);
+        curl_easy_setopt(curl, CURLOPT_XFERINFODATA, (void *)c->interrupted);
+        curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
     }
 
     CURLcode code = curl_easy_perform(curl);

@@ -3,6 +3,7 @@
 #ifndef TANDEM_CTL_CLIENT_H
 #define TANDEM_CTL_CLIENT_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -38,6 +39,9 @@ struct tandem_ctl_client {
     /* Above 0: each attempt has no overall time bound, and fails instead when fewer than one
      * byte a second came for this many seconds (a download of any size, over any link). */
     long stall_s;
+    /* Non-NULL: a transfer stops (within a second) once *interrupted is set, by a signal
+     * handler; the send then fails, not tried elsewhere. */
+    volatile sig_atomic_t *interrupted;
     char errmsg[TANDEM_CTL_ERRMSG_SIZE];
 };
 

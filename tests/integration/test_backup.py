@@ -448,11 +448,12 @@ def ctl_limited(c, args, endpoints, fsize_bytes):
 
 class CuttingProxy(threading.Thread):
     """Relays TCP connections (TLS passes through untouched) from a local port to target_port,
-    closing a connection once more than cut_after bytes came back from the target."""
+    closing a connection once more than cut_after bytes came back from the target (stall: holding
+    it open, relaying nothing more, until stopped)."""
 
-    def __init__(self, target_port, cut_after):
+    def __init__(self, target_port, cut_after, stall=False):
         super().__init__(daemon=True)
-        self.target_port, self.cut_after = target_port, cut_after
+        self.target_port, self.cut_after, self.stall = target_port, cut_after, stall
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(8)
@@ -470,6 +471,8 @@ class CuttingProxy(threading.Thread):
                     break
                 if bound is not None and moved + len(data) > bound:
                     self.cuts += 1
+                    if self.stall:
+                        self.stop_flag.wait(120)
                     break
                 dst.sendall(data)
                 moved += len(data)
@@ -547,6 +550,18 @@ def download_in_bounded_memory(c, leader, work):
     assert status == 200 and len(body) == kept["bytes"], (status, len(body))
     assert headers["X-Tandem-Backup-Sha256"] == body[-32:].hex()
     assert hashlib.sha256(body[:-32]).hexdigest() == body[-32:].hex()
+    # HEAD: the head with the file's length, and no byte after it before the close.
+    sock = tls_socket(c.url(leader), timeout=30)
+    sock.sendall(("HEAD /v1/backups/%s HTTP/1.1\r\nHost: x\r\n\r\n" % kept["name"]).encode())
+    raw = b""
+    for _ in range(10000):
+        more = sock.recv(65536)
+        if not more:
+            break
+        raw += more
+    sock.close()
+    assert raw.startswith(b"HTTP/1.1 200") and raw.endswith(b"\r\n\r\n"), raw[:300]
+    assert ("Content-Length: %d\r\n" % kept["bytes"]).encode() in raw, raw[:300]
     status, _, body = c.api(leader, "GET", "/v1/backups/nope-1.tbk")
     assert status == 404 and b"error" in body, (status, body)
 
@@ -605,6 +620,32 @@ def download_cut_or_refused_leaves_nothing(c, leader, work):
     assert "cut" in p.stderr, p.stderr
     assert not os.path.exists(path) and not os.path.exists(path + ".part")
     wait_until(lambda: download_dir_files(c, leader) == [], 10, "the proxied one's file gone")
+
+    # Interrupted (SIGINT) while the transfer stalls: one line, no FILE, no FILE.part.
+    proxy = CuttingProxy(int(c.url(leader).rsplit(":", 1)[1]), CUT_AFTER_BYTES, stall=True)
+    proxy.start()
+    path = os.path.join(work, "interrupted.tbk")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TANDEM_CACERT", "TANDEM_CERT", "TANDEM_KEY")}
+    env.update(c.ctl_env(), TANDEM_ENDPOINTS="%s://127.0.0.1:%d" % (c.scheme, proxy.port))
+    ctl = subprocess.Popen([os.path.join(c.bin_dir, "tandemctl"), "backup", "create", "--out",
+                            path], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        wait_until(lambda: proxy.cuts >= 1, 60, "the transfer to stall")
+        ctl.send_signal(signal.SIGINT)
+        _, stderr = ctl.communicate(timeout=30)
+    finally:
+        if ctl.poll() is None:
+            ctl.kill()
+            ctl.wait(10)
+        proxy.stop_flag.set()
+        proxy.join(5)
+    assert ctl.returncode != 0 and stderr.strip().endswith("interrupted; nothing saved"), (
+        ctl.returncode, stderr)
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert not os.path.exists(path) and not os.path.exists(path + ".part")
+    wait_until(lambda: download_dir_files(c, leader) == [], 10, "the stalled one's file gone")
 
     # The disk refuses more than 1 MiB: the error says so, nothing is left.
     path = os.path.join(work, "full.tbk")
