@@ -430,12 +430,18 @@ def recv_exactly(sock, have, total):
     return b"".join(chunks)
 
 
-def ctl_limited(c, args, endpoints, fsize_bytes):
-    """tandemctl with the cluster's TLS settings under RLIMIT_FSIZE (SIGXFSZ ignored: a write past
-    it fails with EFBIG, as a full disk fails with ENOSPC)."""
+def ctl_environment(c, endpoints):
+    """The environment c.ctl gives tandemctl: the cluster's TLS settings and these endpoints."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("TANDEM_CACERT", "TANDEM_CERT", "TANDEM_KEY")}
     env.update(c.ctl_env(), TANDEM_ENDPOINTS=",".join(endpoints))
+    return env
+
+
+def ctl_limited(c, args, endpoints, fsize_bytes):
+    """tandemctl with the cluster's TLS settings under RLIMIT_FSIZE (SIGXFSZ ignored: a write past
+    it fails with EFBIG, as a full disk fails with ENOSPC)."""
+    env = ctl_environment(c, endpoints)
 
     def limit():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -625,9 +631,7 @@ def download_cut_or_refused_leaves_nothing(c, leader, work):
     proxy = CuttingProxy(int(c.url(leader).rsplit(":", 1)[1]), CUT_AFTER_BYTES, stall=True)
     proxy.start()
     path = os.path.join(work, "interrupted.tbk")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TANDEM_CACERT", "TANDEM_CERT", "TANDEM_KEY")}
-    env.update(c.ctl_env(), TANDEM_ENDPOINTS="%s://127.0.0.1:%d" % (c.scheme, proxy.port))
+    env = ctl_environment(c, ["%s://127.0.0.1:%d" % (c.scheme, proxy.port)])
     ctl = subprocess.Popen([os.path.join(c.bin_dir, "tandemctl"), "backup", "create", "--out",
                             path], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True)
