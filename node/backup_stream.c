@@ -230,6 +230,31 @@ static void stream_open_after_cb(uv_work_t *work, int status)
     stream_pump(s);
 }
 
+static void file_removed_cb(uv_fs_t *fs)
+{
+    struct tandem_node *node = fs->data;
+    uv_fs_req_cleanup(fs);
+    free(fs);
+    tandem_backups_work_end(node);
+}
+
+/* Removes a file taken for a download that will not be sent, on the thread pool (on the loop
+ * only when even that cannot start). */
+static void file_remove(struct tandem_node *node, const char *path)
+{
+    uv_fs_t *fs = malloc(sizeof *fs);
+    if (fs != NULL) {
+        fs->data = node;
+        tandem_backups_work_begin(node);
+        if (uv_fs_unlink(node->loop, fs, path, file_removed_cb) == 0) {
+            return;
+        }
+        free(fs);
+        tandem_backups_work_end(node);
+    }
+    (void)unlink(path);
+}
+
 void tandem_backup_stream_start(struct tandem_node *node, struct tandem_http_request *r,
                                 const char *path, bool remove_after, const char *extra_headers)
 {
@@ -265,6 +290,6 @@ void tandem_backup_stream_start(struct tandem_node *node, struct tandem_http_req
 
 err_remove:
     if (remove_after) {
-        (void)unlink(path); /* rare (refused or out of memory): one unlink on the loop */
+        file_remove(node, path);
     }
 }

@@ -351,6 +351,7 @@ STREAM_CHUNK_BYTES = 256 * 1024  # TANDEM_BACKUP_STREAM_CHUNK_BYTES: the file cr
 DOWNLOAD_PATH = "/v1/backups/download"
 CUT_AFTER_BYTES = 2 * 1024 * 1024  # the cutting proxy's bound on what reaches tandemctl
 FSIZE_LIMIT_BYTES = 1024 * 1024    # tandemctl's file size bound in the "disk full" case
+DOWNLOADS_MAX = 8                  # TANDEM_BACKUP_DOWNLOADS_MAX
 
 
 def rss_anon_kib(pid):
@@ -402,13 +403,16 @@ def metric(c, name, line_start):
     raise AssertionError("no %s in /metrics" % line_start)
 
 
-def raw_download(c, name):
-    """Sends POST /v1/backups/download on a raw (TLS) socket and reads the head; returns
-    (socket, status, headers dict (lower-case names), first body bytes)."""
+def raw_download(c, name, path=None):
+    """Sends POST /v1/backups/download (or GET path) on a raw (TLS) socket and reads the head;
+    returns (socket, status, headers dict (lower-case names), first body bytes)."""
     sock = tls_socket(c.url(name), timeout=60)
     host = c.url(name).split("://", 1)[1]
-    sock.sendall(("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                  "Content-Length: 2\r\n\r\n{}" % (DOWNLOAD_PATH, host)).encode())
+    if path is None:
+        sock.sendall(("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                      "Content-Length: 2\r\n\r\n{}" % (DOWNLOAD_PATH, host)).encode())
+    else:
+        sock.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path, host)).encode())
     data = b""
     while b"\r\n\r\n" not in data:
         more = sock.recv(65536)
@@ -568,6 +572,16 @@ def download_in_bounded_memory(c, leader, work):
     sock.close()
     assert raw.startswith(b"HTTP/1.1 200") and raw.endswith(b"\r\n\r\n"), raw[:300]
     assert ("Content-Length: %d\r\n" % kept["bytes"]).encode() in raw, raw[:300]
+    # At most 8 downloads at once per node (readers that do not read hold theirs): 503 beyond.
+    held = [raw_download(c, leader, "/v1/backups/" + kept["name"]) for _ in range(DOWNLOADS_MAX)]
+    assert all(h[1] == 200 for h in held), [h[1] for h in held]
+    status, headers, body = c.api(leader, "GET", "/v1/backups/" + kept["name"])
+    assert status == 503 and headers["Retry-After"] and b"at once" in body, (status, body)
+    for h in held:
+        h[0].close()
+    wait_until(lambda: metric(c, leader, "tandem_backup_downloads ") == 0, 10, "all closed")
+    status, _, body = c.api(leader, "GET", "/v1/backups/" + kept["name"], timeout=60)
+    assert status == 200 and len(body) == kept["bytes"], (status, len(body))
     status, _, body = c.api(leader, "GET", "/v1/backups/nope-1.tbk")
     assert status == 404 and b"error" in body, (status, body)
 
@@ -595,6 +609,7 @@ def download_reader_pauses_and_leaves(c, leader, work):
     wait_until(lambda: download_dir_files(c, leader) == [], 10, "the paused one's file gone")
 
     # Leaving after 512 KiB: the stream is freed, its file removed.
+    cut_before = metric(c, leader, 'tandem_backup_downloads_total{result="cut"}')
     sock, status, headers, body = raw_download(c, leader)
     assert status == 200
     recv_exactly(sock, body, 512 * 1024)
@@ -603,7 +618,7 @@ def download_reader_pauses_and_leaves(c, leader, work):
     wait_until(lambda: download_dir_files(c, leader) == [], 10, "the cut one's file gone")
     wait_until(lambda: metric(c, leader, "tandem_backup_downloads ") == 0, 10,
                "no download open")
-    assert metric(c, leader, 'tandem_backup_downloads_total{result="cut"}') == 1
+    assert metric(c, leader, 'tandem_backup_downloads_total{result="cut"}') == cut_before + 1
     assert c.status(leader)["node"]["name"] == leader
 
 
