@@ -818,8 +818,8 @@ void tandem_backups_metrics_write(struct tandem_node *node, FILE *out)
             "tandem_backups_lost_reported_total %" PRIu64 "\n",
             st->taken, st->received, st->arrival_refused, st->lost_reported);
     fprintf(out,
-            "# HELP tandem_backup_downloads Backup files being sent to clients now.\n"
-            "# TYPE tandem_backup_downloads gauge\ntandem_backup_downloads %u\n"
+            "# HELP tandem_backup_downloads_open Backup files being sent to clients now.\n"
+            "# TYPE tandem_backup_downloads_open gauge\ntandem_backup_downloads_open %u\n"
             "# HELP tandem_backup_downloads_total Backup files sent to clients: complete, or cut "
             "before their end.\n# TYPE tandem_backup_downloads_total counter\n"
             "tandem_backup_downloads_total{result=\"complete\"} %" PRIu64 "\n"

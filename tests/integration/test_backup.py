@@ -579,7 +579,7 @@ def download_in_bounded_memory(c, leader, work):
     assert status == 503 and headers["Retry-After"] and b"at once" in body, (status, body)
     for h in held:
         h[0].close()
-    wait_until(lambda: metric(c, leader, "tandem_backup_downloads ") == 0, 10, "all closed")
+    wait_until(lambda: metric(c, leader, "tandem_backup_downloads_open ") == 0, 10, "all closed")
     status, _, body = c.api(leader, "GET", "/v1/backups/" + kept["name"], timeout=60)
     assert status == 200 and len(body) == kept["bytes"], (status, len(body))
     status, _, body = c.api(leader, "GET", "/v1/backups/nope-1.tbk")
@@ -616,7 +616,7 @@ def download_reader_pauses_and_leaves(c, leader, work):
     assert download_dir_files(c, leader) != [], "the file is there while it is sent"
     sock.close()
     wait_until(lambda: download_dir_files(c, leader) == [], 10, "the cut one's file gone")
-    wait_until(lambda: metric(c, leader, "tandem_backup_downloads ") == 0, 10,
+    wait_until(lambda: metric(c, leader, "tandem_backup_downloads_open ") == 0, 10,
                "no download open")
     assert metric(c, leader, 'tandem_backup_downloads_total{result="cut"}') == cut_before + 1
     assert c.status(leader)["node"]["name"] == leader
