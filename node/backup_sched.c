@@ -2,6 +2,7 @@
  * retention and level-2 verifications, every holder's check of what it keeps, and the status
  * and metrics views (node/backup_state.h). */
 #include "node/backup_state.h"
+#include "node/backup_stream.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -88,6 +89,7 @@ int tandem_backups_init(struct tandem_node *node)
     struct tandem_backups *b = &node->backups;
     char path[PATH_MAX + 16];
     memset(b, 0, sizeof *b);
+    tandem_list_init(&b->streams);
     tandem_config_backup_dir(node->config, b->dir);
     if (dir_make(b->dir) != 0) {
         return -1;
@@ -709,6 +711,7 @@ void tandem_backups_tick(struct tandem_node *node)
         return;
     }
     b->last_tick_ms = now;
+    tandem_backup_streams_expire(node);
     if (now - b->last_check_ms >= (uint64_t)node->config->backup_check_interval_s * 1000u) {
         b->last_check_ms = now;
         tandem_backups_holder_check(node);

@@ -19,6 +19,7 @@
 #include "consensus/member.h"
 #include "node/http/server.h"
 #include "replication/bcp/backups.h"
+#include "storage/list.h"
 
 struct tandem_node;
 
@@ -85,8 +86,9 @@ struct tandem_backups {
     bool check_inflight;
     char reported[TANDEM_BACKUP_REPORTED_MAX][TANDEM_BACKUP_ID_LEN_MAX + 1];
     unsigned n_reported;
-    unsigned works;     /* thread-pool jobs, file requests and calls of ours in flight */
-    unsigned downloads; /* backup files being streamed to clients (node/backup_stream.c) */
+    unsigned works;             /* thread-pool jobs, file requests and calls of ours in flight */
+    unsigned downloads;         /* backup files being streamed to clients (node/backup_stream.c) */
+    struct tandem_list streams; /* borrowed: those whose head went out, for their stall check */
     uint64_t downloads_done, downloads_cut; /* streams completed, and ended before their end */
     bool closing;
     void (*close_cb)(struct tandem_node *node);

@@ -38,7 +38,9 @@ struct backup_stream {
     uint64_t size, offset;
     char *chunk; /* owned, TANDEM_BACKUP_STREAM_CHUNK_BYTES */
     bool reading, closed;
-    bool head_only; /* a HEAD request: the head says it all, no byte follows */
+    bool head_only;          /* a HEAD request: the head says it all, no byte follows */
+    struct tandem_list link; /* in node->backups.streams while the stream is open */
+    uint64_t progress_ms;    /* uv_now when the socket last took bytes (or the head went) */
     char sha256[2 * TANDEM_DIGEST_LEN + 1];
     int status; /* HTTP status of a failed open */
     char errmsg[TANDEM_ERRMSG_SIZE];
@@ -135,8 +137,26 @@ static void stream_pump(struct backup_stream *s)
 
 static void stream_drain_cb(struct tandem_http_stream *stream, void *data)
 {
+    struct backup_stream *s = data;
     (void)stream;
-    stream_pump(data);
+    s->progress_ms = uv_now(s->node->loop);
+    stream_pump(s);
+}
+
+void tandem_backup_streams_expire(struct tandem_node *node)
+{
+    uint64_t now = uv_now(node->loop), timeout = (uint64_t)node->config->backup_timeout_s * 1000u;
+    struct tandem_list *link = node->backups.streams.next;
+    for (unsigned n = 0; link != &node->backups.streams && n < TANDEM_BACKUP_DOWNLOADS_MAX; n++) {
+        struct backup_stream *s = tandem_list_entry(link, struct backup_stream, link);
+        link = link->next;
+        if (now - s->progress_ms > timeout) {
+            tandem_log(TANDEM_LOG_WARN, "backup download %s: the reader took nothing for %u s",
+                       s->path, node->config->backup_timeout_s);
+            s->progress_ms = now; /* closed once: the close callback follows */
+            tandem_http_stream_close(s->stream);
+        }
+    }
 }
 
 static void stream_closed_cb(struct tandem_http_stream *stream, void *data)
@@ -145,6 +165,7 @@ static void stream_closed_cb(struct tandem_http_stream *stream, void *data)
     (void)stream;
     s->closed = true;
     s->stream = NULL;
+    tandem_list_remove(&s->link);
     bool complete = s->offset == s->size;
     if (!s->head_only) {
         if (complete) {
@@ -227,6 +248,8 @@ static void stream_open_after_cb(uv_work_t *work, int status)
         return;
     }
     s->r = NULL; /* answered by the stream's head */
+    s->progress_ms = uv_now(node->loop);
+    tandem_list_push_back(&node->backups.streams, &s->link);
     stream_pump(s);
 }
 

@@ -26,4 +26,9 @@ struct tandem_node;
 void tandem_backup_stream_start(struct tandem_node *node, struct tandem_http_request *r,
                                 const char *path, bool remove_after, const char *extra_headers);
 
+/* Closes the downloads whose reader took no byte for backup_timeout_s (a live peer that stops
+ * reading keeps its connection open forever: TCP keepalive does not end it). Called from
+ * tandem_backups_tick. */
+void tandem_backup_streams_expire(struct tandem_node *node);
+
 #endif

@@ -352,6 +352,7 @@ DOWNLOAD_PATH = "/v1/backups/download"
 CUT_AFTER_BYTES = 2 * 1024 * 1024  # the cutting proxy's bound on what reaches tandemctl
 FSIZE_LIMIT_BYTES = 1024 * 1024    # tandemctl's file size bound in the "disk full" case
 DOWNLOADS_MAX = 8                  # TANDEM_BACKUP_DOWNLOADS_MAX
+STALL_TIMEOUT_S = 10               # backup_timeout_s: a reader taking nothing this long is cut
 
 
 def rss_anon_kib(pid):
@@ -511,7 +512,7 @@ class CuttingProxy(threading.Thread):
 def test_download_streamed():
     """One cluster holding ~36 MiB of values (well over the stream's 1 MiB queue; ~140 read
     chunks) for every streamed-download case below."""
-    with Cluster(topology="3") as c:
+    with Cluster(topology="3", settings={"backup_timeout_s": STALL_TIMEOUT_S}) as c:
         leader = c.settled_leader()
         fill_big(c, leader)
         work = os.path.join(c.dir, "backups")
@@ -588,8 +589,8 @@ def download_in_bounded_memory(c, leader, work):
 
 def download_reader_pauses_and_leaves(c, leader, work):
     """A reader that stops reading is waited for (the node reads no further than its queue's
-    bound; nothing is dropped); a reader that leaves mid-way frees the stream and the file taken
-    for it, and the node goes on serving."""
+    bound; nothing is dropped) up to backup_timeout_s; a reader that leaves mid-way frees the
+    stream and the file taken for it, and the node goes on serving."""
     pid = c.nodes[leader]["pid"]
 
     # Pausing for 2 s after the first MiB: the rest still arrives, whole.
@@ -620,6 +621,16 @@ def download_reader_pauses_and_leaves(c, leader, work):
                "no download open")
     assert metric(c, leader, 'tandem_backup_downloads_total{result="cut"}') == cut_before + 1
     assert c.status(leader)["node"]["name"] == leader
+
+    # Connected but taking nothing for backup_timeout_s: closed by the node, its file removed.
+    sock, status, headers, body = raw_download(c, leader)
+    assert status == 200
+    try:
+        wait_until(lambda: metric(c, leader, 'tandem_backup_downloads_total{result="cut"}')
+                   == cut_before + 2, STALL_TIMEOUT_S + 20, "the silent reader cut")
+    finally:
+        sock.close()
+    wait_until(lambda: download_dir_files(c, leader) == [], 10, "the silent one's file gone")
 
 
 def download_cut_or_refused_leaves_nothing(c, leader, work):
