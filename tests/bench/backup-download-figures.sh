@@ -62,8 +62,11 @@ curl -sf "http://$API/readyz" >/dev/null || { echo "tandemd did not become ready
 
 echo "== the take alone: tandemctl backup create (POST /v1/backups, the file kept on the node)"
 t=$(ms)
-"$BIN_DIR/tandemctl" -e "http://$API" backup create >/dev/null
+NAME=$("$BIN_DIR/tandemctl" -e "http://$API" -o json backup create |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["name"])')
 echo "   $(($(ms) - t)) ms"
+echo "== the stream alone: curl GET /v1/backups/NAME of that file to /dev/null"
+curl -sf -o /dev/null -w '   %{size_download} bytes in %{time_total} s\n' "http://$API/v1/backups/$NAME"
 rm -f "$WORK"/node/data/backups/*.tbk
 
 echo "== tandemctl backup create --out (POST /v1/backups/download), $RUNS runs"
