@@ -19,7 +19,7 @@
 #include "storage/error.h"
 #include "storage/store.h"
 
-#define REDIRECTS_MAX 1 /* a follower names the leader; a second hop means it moved meanwhile */
+#define REDIRECTS_MAX 3 /* a follower names the leader; more hops only while leadership moves */
 
 /* Set by SIGINT, SIGTERM or SIGHUP during a download: the transfer stops, FILE.part goes. */
 static volatile sig_atomic_t download_interrupted;
