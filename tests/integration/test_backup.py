@@ -24,7 +24,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import Cluster, http, run_tests, tls_socket, wait_until  # noqa: E402
+from cluster import Cluster, http, pid_alive, run_tests, tls_socket, wait_until  # noqa: E402
 from test_foundation import free_port  # noqa: E402
 
 WRITES_MAX = 5000          # bound on the writer's puts
@@ -690,6 +690,18 @@ def download_cut_or_refused_leaves_nothing(c, leader, work):
     c.ctl("backup", "create", "--out", path, timeout=120)
     verify(c, path, 1)
     wait_until(lambda: download_dir_files(c, leader) == [], 10, "the last file gone")
+
+    # Stopped (SIGTERM) while a download is open: it exits, and the stop itself removed the file.
+    pid = c.nodes[leader]["pid"]
+    sock, status, _, _ = raw_download(c, leader)
+    assert status == 200 and download_dir_files(c, leader) != []
+    os.kill(pid, signal.SIGTERM)
+    try:
+        wait_until(lambda: not pid_alive(pid), STOP_TIMEOUT_S, "the leader to stop")
+    finally:
+        sock.close()
+    c.nodes[leader]["pid"] = None
+    assert download_dir_files(c, leader) == []
 
 
 if __name__ == "__main__":
