@@ -11,9 +11,6 @@
 
 struct tandem_node;
 
-/* A backup is at most this large to be downloaded through GET /v1/backups/<name> (the answer is
- * held in memory); larger ones are copied from backup_dir by other means. */
-#define TANDEM_BACKUP_DOWNLOAD_BYTES_MAX ((size_t)1024 * 1024 * 1024)
 /* Length of a backup file name made by tandem_node_backup_name. */
 #define TANDEM_BACKUP_NAME_LEN_MAX 255
 

@@ -2,7 +2,9 @@
  * retention and level-2 verifications, every holder's check of what it keeps, and the status
  * and metrics views (node/backup_state.h). */
 #include "node/backup_state.h"
+#include "node/backup_stream.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -60,24 +62,52 @@ static int dir_outside(const char *dir, const char *data_dir)
     return 0;
 }
 
+/* Files taken for a download are removed once sent or cut; what a crash left is removed at
+ * start, when no download can be running. */
+static void download_leftovers_remove(const char *folder)
+{
+    char path[PATH_MAX + 16];
+    DIR *d = opendir(folder);
+    struct dirent *e;
+    for (unsigned n = 0;
+         d != NULL && (e = readdir(d)) != NULL && n < TANDEM_BACKUP_DOWNLOAD_SWEEP_MAX; n++) {
+        if (e->d_name[0] == '.' && (e->d_name[1] == '\0' || strcmp(e->d_name, "..") == 0)) {
+            continue;
+        }
+        snprintf(path, sizeof path, "%.*s/%s", PATH_MAX - 256, folder, e->d_name);
+        if (unlink(path) == 0) {
+            tandem_log(TANDEM_LOG_INFO, "backup download left by a stop removed: %s", path);
+        }
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+}
+
 int tandem_backups_init(struct tandem_node *node)
 {
     struct tandem_backups *b = &node->backups;
     char path[PATH_MAX + 16];
     memset(b, 0, sizeof *b);
+    tandem_list_init(&b->streams);
     tandem_config_backup_dir(node->config, b->dir);
     if (dir_make(b->dir) != 0) {
         return -1;
     }
     static const char *const subdirs[] = {TANDEM_BACKUP_KEPT_DIR, TANDEM_BACKUP_INCOMING_DIR,
-                                          TANDEM_BACKUP_OUTGOING_DIR};
+                                          TANDEM_BACKUP_OUTGOING_DIR, TANDEM_BACKUP_DOWNLOAD_DIR};
     for (unsigned i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", b->dir, subdirs[i]);
         if (dir_make(path) != 0) {
             return -1;
         }
     }
-    return dir_outside(b->dir, node->config->data_dir);
+    if (dir_outside(b->dir, node->config->data_dir) != 0) {
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/%s", b->dir, TANDEM_BACKUP_DOWNLOAD_DIR);
+    download_leftovers_remove(path);
+    return 0;
 }
 
 static void close_maybe(struct tandem_node *node)
@@ -681,6 +711,7 @@ void tandem_backups_tick(struct tandem_node *node)
         return;
     }
     b->last_tick_ms = now;
+    tandem_backup_streams_expire(node);
     if (now - b->last_check_ms >= (uint64_t)node->config->backup_check_interval_s * 1000u) {
         b->last_check_ms = now;
         tandem_backups_holder_check(node);
@@ -789,4 +820,12 @@ void tandem_backups_metrics_write(struct tandem_node *node, FILE *out)
             "\n# TYPE tandem_backups_lost_reported_total counter\n"
             "tandem_backups_lost_reported_total %" PRIu64 "\n",
             st->taken, st->received, st->arrival_refused, st->lost_reported);
+    fprintf(out,
+            "# HELP tandem_backup_downloads_open Backup files being sent to clients now.\n"
+            "# TYPE tandem_backup_downloads_open gauge\ntandem_backup_downloads_open %u\n"
+            "# HELP tandem_backup_downloads_total Backup files sent to clients: complete, or cut "
+            "before their end.\n# TYPE tandem_backup_downloads_total counter\n"
+            "tandem_backup_downloads_total{result=\"complete\"} %" PRIu64 "\n"
+            "tandem_backup_downloads_total{result=\"cut\"} %" PRIu64 "\n",
+            node->backups.downloads, node->backups.downloads_done, node->backups.downloads_cut);
 }

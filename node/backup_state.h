@@ -19,6 +19,7 @@
 #include "consensus/member.h"
 #include "node/http/server.h"
 #include "replication/bcp/backups.h"
+#include "storage/list.h"
 
 struct tandem_node;
 
@@ -32,7 +33,13 @@ struct tandem_node;
 #define TANDEM_BACKUP_KEPT_DIR         "kept"     /* under backup_dir: the other sites' backups */
 #define TANDEM_BACKUP_INCOMING_DIR     "incoming" /* under backup_dir: uploads in progress */
 #define TANDEM_BACKUP_OUTGOING_DIR     "outgoing" /* under backup_dir: the taker's file in flight */
+#define TANDEM_BACKUP_DOWNLOAD_DIR     "download" /* under backup_dir: taken to be downloaded */
 #define TANDEM_BACKUP_MANIFEST_SUFFIX  ".manifest.json"
+/* Downloads (node/backup_stream.c) streamed by one node at once; more: 503. Each holds one
+ * read chunk and at most TANDEM_HTTP_STREAM_BUFFERED_BYTES_MAX queued for the socket. */
+#define TANDEM_BACKUP_DOWNLOADS_MAX      8
+#define TANDEM_BACKUP_STREAM_CHUNK_BYTES (256u * 1024u) /* one read of a file being sent */
+#define TANDEM_BACKUP_DOWNLOAD_SWEEP_MAX 1024 /* leftover files removed at start, at most */
 
 /* The leader's schedule of one site. */
 struct tandem_backup_run {
@@ -79,13 +86,17 @@ struct tandem_backups {
     bool check_inflight;
     char reported[TANDEM_BACKUP_REPORTED_MAX][TANDEM_BACKUP_ID_LEN_MAX + 1];
     unsigned n_reported;
-    unsigned works; /* thread-pool jobs, file requests and calls of ours in flight */
+    unsigned works;             /* thread-pool jobs, file requests and calls of ours in flight */
+    unsigned downloads;         /* backup files being streamed to clients (node/backup_stream.c) */
+    struct tandem_list streams; /* borrowed: those whose head went out, for their stall check */
+    uint64_t downloads_done, downloads_cut; /* streams completed, and ended before their end */
     bool closing;
     void (*close_cb)(struct tandem_node *node);
     struct tandem_backup_stats stats;
 };
 
-/* Makes backup_dir (and its kept/, incoming/ and outgoing/) and checks that it lies outside
+/* Makes backup_dir (and its kept/, incoming/, outgoing/ and download/, emptied: what is there
+ * was taken for a download a crash cut) and checks that it lies outside
  * data_dir's raft/ and state/ once resolved. Returns 0 or -1 (logged): the node does not start. */
 int tandem_backups_init(struct tandem_node *node);
 /* Once per loop turn (node.c): at most every TANDEM_BACKUP_TICK_MS, the holder's check (every

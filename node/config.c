@@ -299,7 +299,8 @@ static const struct option options[] = {
                 "Seconds before a failed scheduled backup is tried again, doubled after each try"),
     UINT_OPTION(backup_timeout_s, 1800, 10, 3600, "backup",
                 "Seconds one scheduled backup (take, ship to every holder) may take before it "
-                "counts as failed"),
+                "counts as failed; also how long a backup download's reader may take no byte "
+                "before it is disconnected"),
     STRING_OPTION("config", config_path, CHECK_NONE, NULL, OPTION_CLI_ONLY, "command_line", "path",
                   "INI file read before the flags, which override it"),
     ACTION_OPTION("help", ACTION_HELP, "Print this help and exit"),

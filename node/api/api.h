@@ -74,6 +74,16 @@ extern const struct tandem_route_table tandem_backup_site_route_table; /* node/a
 /* The metrics labels of every route, by route id, then "unmatched"; returns their count. */
 unsigned tandem_route_names(const char *const **names);
 
+/* Answers r 200 with the head of a fixed-length stream (node/http/server.h's
+ * tandem_http_stream_open_sized), counted and audited as tandem_route_json's answers are, with
+ * X-Tandem-Node and X-Tandem-Applied-Index before extra_headers. Returns its code; on an error r
+ * is not answered (and was counted: the caller's error answer counts again). */
+int tandem_node_stream_sized(struct tandem_node *node, struct tandem_http_request *r,
+                             const char *content_type, const char *extra_headers, uint64_t length,
+                             tandem_http_stream_drain_fn drain_cb,
+                             tandem_http_stream_close_fn close_cb, void *data,
+                             struct tandem_http_stream **out);
+
 /* Answers r (counted in the metrics, X-Tandem-Node and X-Tandem-Applied-Index added). */
 void tandem_route_json(struct tandem_node *node, struct tandem_http_request *r, int status,
                        const char *extra_headers, const char *text);

@@ -92,25 +92,43 @@ static void respond_audit(struct tandem_node *node, const struct tandem_http_req
                  NULL);
 }
 
+/* The node's own header lines, then extra_headers, into headers; counts r's answer in the
+ * metrics and leaves its audit record. */
+static void respond_account(struct tandem_node *node, struct tandem_http_request *r, int status,
+                            const char *extra_headers, char *headers, size_t size)
+{
+    /* Without a credential on a TLS listener (health checks, refusals) nothing but the node. */
+    bool anonymous = node->http.tls_required && r->identity.kind == TANDEM_TLS_PEER_NONE;
+    int used = snprintf(headers, size, "X-Tandem-Node: %s\r\n", node->self.name);
+    if (!anonymous) {
+        used += snprintf(headers + used, size - (size_t)used, "X-Tandem-Applied-Index: %llu\r\n",
+                         (unsigned long long)raft_last_applied(&node->raft.raft));
+    }
+    snprintf(headers + used, size - (size_t)used, "%s", extra_headers == NULL ? "" : extra_headers);
+    tandem_metrics_count(&node->metrics, route_of(r), status);
+    respond_audit(node, r, status);
+    tandem_histogram_observe(&node->metrics.request, uv_hrtime() - r->start_ns);
+}
+
 void tandem_node_respond(struct tandem_node *node, struct tandem_http_request *r, int status,
                          const char *content_type, const char *extra_headers, const void *body,
                          size_t body_len)
 {
     char headers[512];
-    /* Without a credential on a TLS listener (health checks, refusals) nothing but the node. */
-    bool anonymous = node->http.tls_required && r->identity.kind == TANDEM_TLS_PEER_NONE;
-    int used = snprintf(headers, sizeof headers, "X-Tandem-Node: %s\r\n", node->self.name);
-    if (!anonymous) {
-        used += snprintf(headers + used, sizeof headers - (size_t)used,
-                         "X-Tandem-Applied-Index: %llu\r\n",
-                         (unsigned long long)raft_last_applied(&node->raft.raft));
-    }
-    snprintf(headers + used, sizeof headers - (size_t)used, "%s",
-             extra_headers == NULL ? "" : extra_headers);
-    tandem_metrics_count(&node->metrics, route_of(r), status);
-    respond_audit(node, r, status);
-    tandem_histogram_observe(&node->metrics.request, uv_hrtime() - r->start_ns);
+    respond_account(node, r, status, extra_headers, headers, sizeof headers);
     tandem_http_respond(r, status, content_type, headers, body, body_len);
+}
+
+int tandem_node_stream_sized(struct tandem_node *node, struct tandem_http_request *r,
+                             const char *content_type, const char *extra_headers, uint64_t length,
+                             tandem_http_stream_drain_fn drain_cb,
+                             tandem_http_stream_close_fn close_cb, void *data,
+                             struct tandem_http_stream **out)
+{
+    char headers[TANDEM_HTTP_STREAM_HEADERS_BYTES_MAX - 64];
+    respond_account(node, r, 200, extra_headers, headers, sizeof headers);
+    return tandem_http_stream_open_sized(r, 200, content_type, headers, length, drain_cb, close_cb,
+                                         data, out);
 }
 
 void tandem_route_json(struct tandem_node *node, struct tandem_http_request *r, int status,

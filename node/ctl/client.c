@@ -42,15 +42,17 @@ void tandem_ctl_response_free(struct tandem_ctl_response *resp)
     tandem_ctl_response_init(resp);
 }
 
-/* Clears what a previous attempt left, keeping the buffer for reuse. */
+/* Clears what a previous attempt left, keeping the buffer for reuse and the sink. */
 static void response_reset(struct tandem_ctl_response *resp)
 {
     char *body = resp->body;
     size_t capacity = resp->body_capacity;
+    struct tandem_ctl_sink *sink = resp->sink;
 
     tandem_ctl_response_init(resp);
     resp->body = body;
     resp->body_capacity = capacity;
+    resp->sink = sink;
     if (body != NULL) {
         body[0] = '\0';
     }
@@ -84,6 +86,10 @@ static size_t response_write_cb(char *data, size_t size, size_t count, void *use
     size_t len = size * count;
     size_t need = resp->body_len + len + 1;
 
+    if (resp->sink != NULL && resp->head_status >= 200 && resp->head_status <= 299) {
+        resp->sink->error = resp->sink->write(resp->sink->data, data, len);
+        return resp->sink->error == 0 ? len : 0;
+    }
     if (need > (size_t)TANDEM_CTL_RESPONSE_MAX) {
         resp->too_large = true;
         return 0;
@@ -150,10 +156,18 @@ static size_t response_header_cb(char *line, size_t size, size_t count, void *us
     size_t len = size * count;
     char value[TANDEM_CTL_NODE_NAME_SIZE];
 
+    if (resp->sink != NULL && resp->sink->header != NULL) {
+        resp->sink->header(resp->sink->data, line, len);
+    }
     if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) {
         /* A new status line (after 100 Continue, say) starts a new header set. */
         resp->mod_index = resp->create_index = resp->applied_index = -1;
         resp->node[0] = '\0';
+        resp->location[0] = '\0';
+        const char *space = memchr(line, ' ', len);
+        resp->head_status = space != NULL ? strtol(space + 1, NULL, 10) : 0;
+    } else if (header_match(line, len, "Location", resp->location, sizeof(resp->location))) {
+        /* kept for the caller */
     } else if (header_match(line, len, "X-Tandem-Mod-Index", value, sizeof(value))) {
         resp->mod_index = parse_index(value);
     } else if (header_match(line, len, "X-Tandem-Create-Index", value, sizeof(value))) {
@@ -198,6 +212,7 @@ static enum attempt_result classify_failure(CURL *curl, CURLcode code)
     switch (code) {
         case CURLE_WRITE_ERROR: /* only our write callback fails writes: size or memory */
         case CURLE_OUT_OF_MEMORY:
+        case CURLE_ABORTED_BY_CALLBACK: /* interrupted: no other endpoint either */
             return ATTEMPT_LOCAL_ERROR;
         case CURLE_URL_MALFORMAT:
         case CURLE_UNSUPPORTED_PROTOCOL:
@@ -255,6 +270,40 @@ void tandem_ctl_client_prefer(struct tandem_ctl_client *c, const char *base)
     }
 }
 
+int tandem_ctl_client_prefer_add(struct tandem_ctl_client *c, const char *base)
+{
+    for (size_t i = 0; i < c->endpoint_count; i++) {
+        if (strcmp(c->endpoints[i], base) == 0) {
+            tandem_ctl_client_prefer(c, base);
+            return 0;
+        }
+    }
+    if (c->endpoint_count == TANDEM_CTL_ENDPOINTS_MAX || strlen(base) >= TANDEM_CTL_URL_MAX / 2) {
+        snprintf(c->errmsg, sizeof(c->errmsg), "cannot add endpoint %.200s", base);
+        return -1;
+    }
+    char *copy = strdup(base);
+    if (copy == NULL) {
+        snprintf(c->errmsg, sizeof(c->errmsg), "out of memory");
+        return -1;
+    }
+    memmove(&c->endpoints[1], &c->endpoints[0], c->endpoint_count * sizeof c->endpoints[0]);
+    c->endpoints[0] = copy;
+    c->endpoint_count++;
+    return 0;
+}
+
+/* libcurl's progress callback (at least once a second): non-zero stops the transfer. */
+static int interrupted_cb(void *data, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                          curl_off_t ulnow)
+{
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return *(volatile sig_atomic_t *)data != 0;
+}
+
 static enum attempt_result client_attempt(struct tandem_ctl_client *c, const char *base,
                                           const struct tandem_ctl_request *req,
                                           struct tandem_ctl_response *resp)
@@ -306,6 +355,16 @@ static enum attempt_result client_attempt(struct tandem_ctl_client *c, const cha
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req->body != NULL ? req->body : "");
     }
     curl_easy_setopt(curl, CURLOPT_FRESH_CONNECT, is_post ? 1L : 0L);
+    if (c->stall_s > 0) {
+        curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 0L);
+        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, c->stall_s);
+    }
+    if (c->interrupted != NULL) {
+        curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, interrupted_cb);
+        curl_easy_setopt(curl, CURLOPT_XFERINFODATA, (void *)c->interrupted);
+        curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+    }
 
     CURLcode code = curl_easy_perform(curl);
     enum attempt_result result = ATTEMPT_ANSWERED;
@@ -319,6 +378,9 @@ static enum attempt_result client_attempt(struct tandem_ctl_client *c, const cha
         if (resp->too_large) {
             snprintf(resp->errmsg, sizeof(resp->errmsg), "answer larger than %ld bytes",
                      TANDEM_CTL_RESPONSE_MAX);
+        } else if (code == CURLE_WRITE_ERROR && resp->sink != NULL && resp->sink->error != 0) {
+            snprintf(resp->errmsg, sizeof(resp->errmsg), "writing the answer: %s",
+                     strerror(resp->sink->error));
         } else if (code == CURLE_WRITE_ERROR) {
             snprintf(resp->errmsg, sizeof(resp->errmsg), "out of memory for the answer");
         }

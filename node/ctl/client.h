@@ -3,6 +3,7 @@
 #ifndef TANDEM_CTL_CLIENT_H
 #define TANDEM_CTL_CLIENT_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,7 +15,7 @@
 #define TANDEM_CTL_ROUNDS_MAX         3    /* passes over the endpoints while all say "no leader" */
 #define TANDEM_CTL_ROUND_PAUSE_MS     300  /* between passes: an election takes a few hundred ms */
 #define TANDEM_CTL_CONNECT_TIMEOUT_MS 2000 /* a reachable node accepts well within this */
-#define TANDEM_CTL_RESPONSE_MAX       (256L * 1024 * 1024) /* larger answers are refused */
+#define TANDEM_CTL_RESPONSE_MAX       (256L * 1024 * 1024) /* larger answers in memory: refused */
 #define TANDEM_CTL_PROBES_MAX         64                   /* members probed at once by status */
 #define TANDEM_CTL_NODE_NAME_SIZE     64 /* X-Tandem-Node: node names are at most 63 bytes */
 
@@ -35,7 +36,24 @@ struct tandem_ctl_client {
     /* "Authorization: Bearer <token>" sent with every request when no client certificate is
      * given ("" none): from TANDEM_TOKEN or the file `tandemctl login` wrote. */
     char authorization[TANDEM_CTL_AUTHORIZATION_MAX];
+    /* Above 0: each attempt has no overall time bound, and fails instead when fewer than one
+     * byte a second came for this many seconds (a download of any size, over any link). */
+    long stall_s;
+    /* Non-NULL: a transfer stops (within a second) once *interrupted is set, by a signal
+     * handler; the send then fails, not tried elsewhere. */
+    volatile sig_atomic_t *interrupted;
     char errmsg[TANDEM_CTL_ERRMSG_SIZE];
+};
+
+/* Where a 2xx answer's body goes instead of memory (a file being downloaded): write gets each
+ * piece in order and returns 0, or an errno that stops the transfer (kept in error; the send
+ * then fails with TANDEM_CTL_EREFUSED, not tried elsewhere). Non-2xx bodies stay in memory.
+ * header (may be NULL) sees every header line of the answer as it arrives. */
+struct tandem_ctl_sink {
+    int (*write)(void *data, const char *bytes, size_t len);
+    void (*header)(void *data, const char *line, size_t len);
+    void *data;
+    int error;
 };
 
 struct tandem_ctl_request {
@@ -56,6 +74,9 @@ struct tandem_ctl_response {
     int64_t create_index;  /* X-Tandem-Create-Index, -1 when absent */
     int64_t applied_index; /* X-Tandem-Applied-Index, -1 when absent */
     char node[TANDEM_CTL_NODE_NAME_SIZE]; /* X-Tandem-Node, "" when absent */
+    char location[TANDEM_CTL_URL_MAX];    /* Location (of a redirect), "" when absent */
+    long head_status;                     /* of the last status line seen, 0 before any */
+    struct tandem_ctl_sink *sink;         /* borrowed; set by the caller, NULL: memory */
     char endpoint[TANDEM_CTL_URL_MAX];    /* base URL (or probe URL) that answered */
     char errmsg[TANDEM_CTL_ERRMSG_SIZE];  /* transport error when status is 0 */
 };
@@ -88,6 +109,10 @@ long long tandem_ctl_now_ms(void);
 
 /* Moves the endpoint whose base URL is base to the front of the list (nothing when absent). */
 void tandem_ctl_client_prefer(struct tandem_ctl_client *c, const char *base);
+/* As tandem_ctl_client_prefer, adding base first when it is not in the list (a member a node
+ * redirected to: its certificate is checked as every endpoint's). Returns 0, or -1 with
+ * c->errmsg filled (list full, base too long, out of memory). */
+int tandem_ctl_client_prefer_add(struct tandem_ctl_client *c, const char *base);
 
 /* GETs each absolute URL once, all at the same time, each bounded by timeout_ms. responses
  * must hold count initialised entries; responses[i].status is 0 when urls[i] did not answer

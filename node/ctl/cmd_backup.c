@@ -1,6 +1,7 @@
-/* tandemctl backup commands (issue 14): create (POST /v1/backups, --out downloads the file and
- * checks it), verify FILE --level 1|2|3 and restore FILE --data-dir DIR --name N, which work on
- * local files with storage/backup.h (level 3 starts a scratch tandemd: node/ctl/backup_local.h). */
+/* tandemctl backup commands (issue 14): create (POST /v1/backups; with --out the file is streamed
+ * from POST /v1/backups/download into FILE and checked: node/ctl/backup_download.h), verify FILE
+ * --level 1|2|3 and restore FILE --data-dir DIR --name N, which work on local files with
+ * storage/backup.h (level 3 starts a scratch tandemd: node/ctl/backup_local.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "node/ctl/backup_download.h"
 #include "node/ctl/backup_local.h"
 #include "node/ctl/client.h"
 #include "node/ctl/ctl.h"
@@ -20,61 +22,6 @@
 #include "storage/error.h"
 
 #define CREATE_TIMEOUT_MS (60L * 60 * 1000) /* a backup of a large state takes minutes */
-
-/* Writes the body of resp to path, refusing to replace an existing file. */
-static int file_save(struct tandem_ctl_context *ctx, const char *path,
-                     const struct tandem_ctl_response *resp)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE, "--out %s: %s", path, strerror(errno));
-    }
-    char errmsg[TANDEM_ERRMSG_SIZE];
-    int rv = tandem_backup_write_full(fd, resp->body, resp->body_len, "write", errmsg);
-    if (rv == 0 && fsync(fd) != 0) {
-        rv = tandem_error_from_errno(errno, errmsg, "fsync");
-    }
-    if (close(fd) != 0 && rv == 0) {
-        rv = tandem_error_from_errno(errno, errmsg, "close");
-    }
-    if (rv != 0) {
-        (void)unlink(path);
-        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "--out %s: %s", path, errmsg);
-    }
-    return TANDEM_CTL_OK;
-}
-
-/* GETs the backup from the node that took it and saves it to out; then checks it (level 1). */
-static int download(struct tandem_ctl_context *ctx, const json_t *answer, const char *out)
-{
-    const char *name = json_string_value(json_object_get(answer, "name"));
-    const char *node = json_string_value(json_object_get(answer, "node"));
-    const char *api = json_string_value(json_object_get(answer, "api"));
-    char path[TANDEM_CTL_URL_MAX], encoded[1024], errmsg[TANDEM_ERRMSG_SIZE];
-    struct tandem_ctl_response resp;
-    struct tandem_backup_manifest m;
-    if (name == NULL || node == NULL || api == NULL ||
-        tandem_ctl_percent_encode(name, strlen(name), encoded, sizeof encoded) != 0) {
-        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "answer names no backup file");
-    }
-    snprintf(path, sizeof path, "/v1/backups/%s", encoded);
-    struct tandem_ctl_request req = {"GET", path, NULL, 0, NULL};
-    tandem_ctl_client_prefer(ctx->client, api); /* the file is on the node that took it */
-    tandem_ctl_response_init(&resp);
-    int rc = tandem_ctl_call(ctx, &req, &resp);
-    if (rc == TANDEM_CTL_OK && strcmp(resp.node, node) != 0) {
-        rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED,
-                             "the backup is on %s (%s), which is not among the endpoints", node,
-                             api);
-    }
-    rc = rc == TANDEM_CTL_OK ? file_save(ctx, out, &resp) : rc;
-    tandem_ctl_response_free(&resp);
-    if (rc == TANDEM_CTL_OK && tandem_backup_verify(out, 1, NULL, 0, NULL, &m, NULL, errmsg) != 0) {
-        rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "downloaded %s fails level 1: %s", out,
-                             errmsg);
-    }
-    return rc;
-}
 
 /* The manifest's main facts, one "field value" line each, after a first line. */
 static void manifest_lines(FILE *out, const json_t *m)
@@ -103,8 +50,8 @@ static int created_print(struct tandem_ctl_context *ctx, const struct tandem_ctl
                          const json_t *answer)
 {
     const char *out = tandem_ctl_args_flag(args, "out");
-    fprintf(ctx->out, "backup %s on %s (%" JSON_INTEGER_FORMAT " bytes)%s%s%s\n",
-            json_string_value(json_object_get(answer, "name")),
+    fprintf(ctx->out, "backup %s %s %s (%" JSON_INTEGER_FORMAT " bytes)%s%s%s\n",
+            json_string_value(json_object_get(answer, "name")), out != NULL ? "taken by" : "on",
             json_string_value(json_object_get(answer, "node")),
             json_integer_value(json_object_get(answer, "bytes")), out != NULL ? ", saved to " : "",
             out != NULL ? out : "", out != NULL ? " (checked: level 1)" : "");
@@ -142,11 +89,10 @@ int tandem_ctl_backup_create(struct tandem_ctl_context *ctx, const struct tandem
     }
     leader_prefer(ctx);
     tandem_ctl_timeout_at_least(ctx, CREATE_TIMEOUT_MS);
-    int rc = tandem_ctl_post_json(ctx, "/v1/backups", body, &answer);
+    /* With --out the file comes in the answer itself and is not kept on the node. */
+    int rc = out != NULL ? tandem_ctl_backup_download(ctx, out, &answer)
+                         : tandem_ctl_post_json(ctx, "/v1/backups", body, &answer);
     json_decref(body);
-    if (rc == TANDEM_CTL_OK && out != NULL) {
-        rc = download(ctx, answer, out);
-    }
     if (rc != TANDEM_CTL_OK) {
         json_decref(answer);
         return rc;

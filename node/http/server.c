@@ -21,6 +21,8 @@ struct tandem_http_stream {
     size_t pending_len, pending_cap;
     size_t buffered; /* pending + written but not yet confirmed */
     int head_sent;
+    tandem_http_stream_drain_fn drain_cb; /* NULL: the writer is not told */
+    int ending; /* tandem_http_stream_end: linger once everything is written */
 };
 
 /* One chunk of a stream in a uv_write. */
@@ -667,6 +669,23 @@ void tandem_http_respond_error(struct tandem_http_request *r, int status, const 
 
 /* ---- streams ---- */
 
+static void conn_linger(struct tandem_http_conn *c);
+
+/* Everything written is out: an ended stream lingers (FIN, then drain the peer) and closes; a
+ * writer with a drain callback is asked for more whenever bytes left the buffer. */
+static void stream_written(struct tandem_http_stream *st)
+{
+    struct tandem_http_conn *c = st->conn;
+    if (c->closing || c->lingering || !st->head_sent) {
+        return;
+    }
+    if (st->ending && st->buffered == 0) {
+        conn_linger(c);
+    } else if (!st->ending && st->drain_cb != NULL) {
+        st->drain_cb(st, st->data);
+    }
+}
+
 static void stream_write_cb(uv_write_t *req, int status)
 {
     struct stream_chunk *chunk = (struct stream_chunk *)req;
@@ -676,7 +695,9 @@ static void stream_write_cb(uv_write_t *req, int status)
     free(chunk);
     if (status < 0 && !st->conn->closing) {
         conn_close(st->conn);
+        return;
     }
+    stream_written(st);
 }
 
 static int stream_send(struct tandem_http_stream *st, const void *bytes, size_t len)
@@ -712,6 +733,8 @@ static void stream_head_sent(struct tandem_http_conn *c)
     st->pending_len = 0;
     if (len > 0) {
         (void)stream_send(st, st->pending, len); /* a failure closes the connection */
+    } else {
+        stream_written(st); /* nothing was waiting: the writer may go on (or the end is here) */
     }
 }
 
@@ -770,6 +793,42 @@ int tandem_http_stream_write(struct tandem_http_stream *st, const void *bytes, s
     }
     st->buffered += len;
     return 0;
+}
+
+int tandem_http_stream_open_sized(struct tandem_http_request *r, int status,
+                                  const char *content_type, const char *extra_headers,
+                                  uint64_t content_length, tandem_http_stream_drain_fn drain_cb,
+                                  tandem_http_stream_close_fn close_cb, void *data,
+                                  struct tandem_http_stream **out)
+{
+    char headers[TANDEM_HTTP_STREAM_HEADERS_BYTES_MAX];
+    int n =
+        snprintf(headers, sizeof headers, "Content-Length: %llu\r\n%s",
+                 (unsigned long long)content_length, extra_headers != NULL ? extra_headers : "");
+    if (n < 0 || (size_t)n >= sizeof headers) {
+        return UV_E2BIG;
+    }
+    int rv = tandem_http_stream_open(r, status, content_type, headers, close_cb, data, out);
+    if (rv == 0) {
+        (*out)->drain_cb = drain_cb;
+    }
+    return rv;
+}
+
+size_t tandem_http_stream_buffered(const struct tandem_http_stream *st)
+{
+    return st->buffered;
+}
+
+void tandem_http_stream_end(struct tandem_http_stream *st)
+{
+    if (st->conn->closing || st->ending) {
+        return;
+    }
+    st->ending = 1;
+    if (st->head_sent && st->buffered == 0) {
+        conn_linger(st->conn);
+    }
 }
 
 void tandem_http_stream_close(struct tandem_http_stream *st)

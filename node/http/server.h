@@ -57,7 +57,8 @@
 #define TANDEM_HTTP_QUERY_NAME_BYTES_MAX     256  /* longer query names never match */
 /* A stream's bytes not yet written; a reader further behind is disconnected. */
 #define TANDEM_HTTP_STREAM_BUFFERED_BYTES_MAX (1024u * 1024u)
-#define TANDEM_HTTP_STREAM_KEEPALIVE_S        60 /* TCP keepalive idle time of a stream */
+#define TANDEM_HTTP_STREAM_KEEPALIVE_S        60   /* TCP keepalive idle time of a stream */
+#define TANDEM_HTTP_STREAM_HEADERS_BYTES_MAX  2048 /* extra header lines of a sized stream */
 /* Refused TLS handshakes are logged once per source address per this long (the rest counted);
  * at most this many sources are remembered, so a flood from many addresses logs a bounded
  * number of lines a minute. */
@@ -267,6 +268,30 @@ int tandem_http_stream_open(struct tandem_http_request *r, int status, const cha
 int tandem_http_stream_write(struct tandem_http_stream *stream, const void *bytes, size_t len);
 /* Closes the connection after nothing more; close_cb still runs. Idempotent. */
 void tandem_http_stream_close(struct tandem_http_stream *stream);
+
+/* Fixed-length streams (a file sent in chunks): the writer is told when bytes left its buffer,
+ * so it keeps at most TANDEM_HTTP_STREAM_BUFFERED_BYTES_MAX queued however slow the reader. */
+
+/* Runs from the loop after the head went out and whenever a write of the stream completed (so
+ * tandem_http_stream_buffered dropped), until tandem_http_stream_end or the close. It may write
+ * and end the stream. */
+typedef void (*tandem_http_stream_drain_fn)(struct tandem_http_stream *stream, void *data);
+
+/* As tandem_http_stream_open, with "Content-Length: content_length" in the head (the writer
+ * must write exactly that many bytes, then end) and drain_cb (may be NULL). Returns as
+ * tandem_http_stream_open does, or UV_E2BIG when extra_headers are over
+ * TANDEM_HTTP_STREAM_HEADERS_BYTES_MAX (r is then not answered). */
+int tandem_http_stream_open_sized(struct tandem_http_request *r, int status,
+                                  const char *content_type, const char *extra_headers,
+                                  uint64_t content_length, tandem_http_stream_drain_fn drain_cb,
+                                  tandem_http_stream_close_fn close_cb, void *data,
+                                  struct tandem_http_stream **out);
+/* Bytes written and not yet confirmed by the socket (TLS: encrypted and handed to tcp). */
+size_t tandem_http_stream_buffered(const struct tandem_http_stream *stream);
+/* Nothing more will be written: once every byte is out, the connection sends its FIN (TLS
+ * close_notify first), discards what the client still sends for up to TANDEM_HTTP_LINGER_MS
+ * and closes; close_cb runs then. Idempotent. */
+void tandem_http_stream_end(struct tandem_http_stream *stream);
 
 /* Writes `{"error":"<escaped text>"}` into out; returns its length, or the length it needs (and
  * writes nothing usable) when out_size is too small, like snprintf. */

@@ -2,13 +2,19 @@
 write before its index and restores to the manifest's digest; a flipped byte is caught at level
 1, a structurally damaged state at level 2, level 3 starts a node on it; restore refuses a
 non-empty directory; a restored node under a new cluster id is refused by the old cluster's
-transport and cannot start under the old id; a restored node runs as a cluster of its own."""
+transport and cannot start under the old id; a restored node runs as a cluster of its own; a
+download streams from disk: tandemd's anonymous memory does not grow with the file, a reader that
+pauses is waited for, one that leaves frees everything and removes the file taken for it, a
+follower redirects to the leader, and tandemctl leaves no FILE (nor FILE.part) when the transfer
+is cut or the disk refuses it."""
 
 import hashlib
 import json
 import os
+import resource
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -18,7 +24,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import Cluster, http, run_tests, wait_until  # noqa: E402
+from cluster import Cluster, http, pid_alive, run_tests, tls_socket, wait_until  # noqa: E402
 from test_foundation import free_port  # noqa: E402
 
 WRITES_MAX = 5000          # bound on the writer's puts
@@ -342,6 +348,367 @@ def test_sealed_backup_needs_its_key():
                   key_file)
     finally:
         shutil.rmtree(keys_dir, ignore_errors=True)
+
+
+# ---- streamed downloads ----------------------------------------------------------------------
+
+BIG_VALUES = 40                # values of BIG_VALUE_BYTES: a state of about 36 MiB
+BIG_VALUE_BYTES = 900 * 1024   # under the 1 MiB request body bound
+STREAM_CHUNK_BYTES = 256 * 1024  # TANDEM_BACKUP_STREAM_CHUNK_BYTES: the file crosses ~140
+DOWNLOAD_PATH = "/v1/backups/download"
+CUT_AFTER_BYTES = 2 * 1024 * 1024  # the cutting proxy's bound on what reaches tandemctl
+FSIZE_LIMIT_BYTES = 1024 * 1024    # tandemctl's file size bound in the "disk full" case
+DOWNLOADS_MAX = 8                  # TANDEM_BACKUP_DOWNLOADS_MAX
+STALL_TIMEOUT_S = 10               # backup_timeout_s: a reader taking nothing this long is cut
+
+
+def rss_anon_kib(pid):
+    """RssAnon of pid (KiB): the heap and anonymous maps, not LMDB's file-backed pages."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    raise AssertionError("no RssAnon in /proc/%d/status" % pid)
+
+
+class RssSampler(threading.Thread):
+    """Samples RssAnon of pid every 20 ms until stopped (bounded by SAMPLES_MAX); peak in KiB."""
+    SAMPLES_MAX = 30000
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak = pid, rss_anon_kib(pid)
+        self.stop_flag = threading.Event()
+
+    def run(self):
+        for _ in range(self.SAMPLES_MAX):
+            if self.stop_flag.wait(0.02):
+                break
+            self.peak = max(self.peak, rss_anon_kib(self.pid))
+
+
+def fill_big(c, leader):
+    for i in range(BIG_VALUES):
+        c.kv_put(leader, "big-%02d" % i, os.urandom(BIG_VALUE_BYTES), timeout=30)
+
+
+def download_dir(c, name):
+    return os.path.join(c.nodes[name]["dir"], "data", "backups", "download")
+
+
+def download_dir_files(c, name):
+    d = download_dir(c, name)
+    assert os.path.isdir(d), d
+    return os.listdir(d)
+
+
+def metric(c, name, line_start):
+    status, _, body = c.api(name, "GET", "/metrics")
+    assert status == 200, body
+    for line in body.decode().splitlines():
+        if line.startswith(line_start):
+            return float(line.split()[-1])
+    raise AssertionError("no %s in /metrics" % line_start)
+
+
+def raw_download(c, name, path=None):
+    """Sends POST /v1/backups/download (or GET path) on a raw (TLS) socket and reads the head;
+    returns (socket, status, headers dict (lower-case names), first body bytes)."""
+    sock = tls_socket(c.url(name), timeout=60)
+    host = c.url(name).split("://", 1)[1]
+    if path is None:
+        sock.sendall(("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                      "Content-Length: 2\r\n\r\n{}" % (DOWNLOAD_PATH, host)).encode())
+    else:
+        sock.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path, host)).encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = sock.recv(65536)
+        assert more, "closed before the head: %r" % data[:200]
+        data += more
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+    return sock, int(lines[0].split()[1]), headers, body
+
+
+def recv_exactly(sock, have, total):
+    chunks, got = [have], len(have)
+    while got < total:
+        more = sock.recv(min(1 << 20, total - got))
+        assert more, "closed after %d of %d bytes" % (got, total)
+        chunks.append(more)
+        got += len(more)
+    return b"".join(chunks)
+
+
+def ctl_environment(c, endpoints):
+    """The environment c.ctl gives tandemctl: the cluster's TLS settings and these endpoints."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TANDEM_CACERT", "TANDEM_CERT", "TANDEM_KEY")}
+    env.update(c.ctl_env(), TANDEM_ENDPOINTS=",".join(endpoints))
+    return env
+
+
+def ctl_limited(c, args, endpoints, fsize_bytes):
+    """tandemctl with the cluster's TLS settings under RLIMIT_FSIZE (SIGXFSZ ignored: a write past
+    it fails with EFBIG, as a full disk fails with ENOSPC)."""
+    env = ctl_environment(c, endpoints)
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize_bytes, fsize_bytes))
+
+    return subprocess.run([os.path.join(c.bin_dir, "tandemctl")] + args, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120,
+                          preexec_fn=limit)
+
+
+class CuttingProxy(threading.Thread):
+    """Relays TCP connections (TLS passes through untouched) from a local port to target_port,
+    closing a connection once more than cut_after bytes came back from the target (stall: holding
+    it open, relaying nothing more, until stopped)."""
+
+    def __init__(self, target_port, cut_after, stall=False):
+        super().__init__(daemon=True)
+        self.target_port, self.cut_after, self.stall = target_port, cut_after, stall
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.stop_flag = threading.Event()
+        self.cuts = 0
+
+    def pipe(self, src, dst, bound):
+        moved = 0
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if bound is not None and moved + len(data) > bound:
+                    self.cuts += 1
+                    if self.stall:
+                        self.stop_flag.wait(120)
+                    break
+                dst.sendall(data)
+                moved += len(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            server = socket.create_connection(("127.0.0.1", self.target_port), timeout=60)
+            client.settimeout(60)
+            threading.Thread(target=self.pipe, args=(client, server, None), daemon=True).start()
+            threading.Thread(target=self.pipe, args=(server, client, self.cut_after),
+                             daemon=True).start()
+        self.listener.close()
+
+
+def test_download_streamed():
+    """One cluster holding ~36 MiB of values (well over the stream's 1 MiB queue; ~140 read
+    chunks) for every streamed-download case below."""
+    with Cluster(topology="3", settings={"backup_timeout_s": STALL_TIMEOUT_S}) as c:
+        leader = c.settled_leader()
+        fill_big(c, leader)
+        work = os.path.join(c.dir, "backups")
+        os.makedirs(work)
+        download_in_bounded_memory(c, leader, work)
+        download_reader_pauses_and_leaves(c, leader, work)
+        download_cut_or_refused_leaves_nothing(c, leader, work)
+
+
+def download_in_bounded_memory(c, leader, work):
+    """The backup goes from the leader to tandemctl, asked through a follower (307 to the
+    leader): it verifies at level 2, tandemd's anonymous memory grows by far less than the file,
+    the file taken for it is gone from the leader. GET /v1/backups/<name> streams a kept backup
+    with the same headers."""
+    follower = next(n for n in c.names if n != leader)
+    status, headers, body = c.api(follower, "POST", DOWNLOAD_PATH, body={})
+    assert status == 307, (status, body)
+    assert headers["Location"] == c.url(leader) + DOWNLOAD_PATH, headers["Location"]
+
+    pid = c.nodes[leader]["pid"]
+    sampler = RssSampler(pid)
+    before = sampler.peak
+    sampler.start()
+    path = os.path.join(work, "big.tbk")
+    p = c.ctl("-o", "json", "backup", "create", "--out", path, timeout=120,
+              endpoints=[c.url(follower)])
+    sampler.stop_flag.set()
+    sampler.join(10)
+    answer = json.loads(p.stdout)
+    size = os.path.getsize(path)
+    assert size > BIG_VALUES * BIG_VALUE_BYTES and size > 100 * STREAM_CHUNK_BYTES, size
+    assert answer["bytes"] == size and answer["node"] == leader, answer
+    assert not os.path.exists(path + ".part")
+    grown_kib = sampler.peak - before
+    assert grown_kib * 1024 < size // 2, (grown_kib, size)
+    print("download of %d bytes: tandemd RssAnon grew by %d KiB at most" % (size, grown_kib))
+    p = verify(c, path, 2)
+    assert "level 2 passed" in p.stdout, p.stdout
+    assert answer["manifest"]["counts"]["keys"] == BIG_VALUES, answer["manifest"]["counts"]
+    wait_until(lambda: download_dir_files(c, leader) == [], 10, "the file taken removed")
+    assert metric(c, leader, 'tandem_backup_downloads_total{result="complete"}') == 1
+
+    # A kept backup (POST /v1/backups) through GET: the same bytes its trailer announces.
+    kept = json.loads(c.api(leader, "POST", "/v1/backups", body={}, timeout=60)[2])
+    status, headers, body = c.api(leader, "GET", "/v1/backups/" + kept["name"], timeout=60)
+    assert status == 200 and len(body) == kept["bytes"], (status, len(body))
+    assert headers["X-Tandem-Backup-Sha256"] == body[-32:].hex()
+    assert hashlib.sha256(body[:-32]).hexdigest() == body[-32:].hex()
+    # HEAD: the head with the file's length, and no byte after it before the close.
+    sock = tls_socket(c.url(leader), timeout=30)
+    sock.sendall(("HEAD /v1/backups/%s HTTP/1.1\r\nHost: x\r\n\r\n" % kept["name"]).encode())
+    raw = b""
+    for _ in range(10000):
+        more = sock.recv(65536)
+        if not more:
+            break
+        raw += more
+    sock.close()
+    assert raw.startswith(b"HTTP/1.1 200") and raw.endswith(b"\r\n\r\n"), raw[:300]
+    assert ("Content-Length: %d\r\n" % kept["bytes"]).encode() in raw, raw[:300]
+    # At most 8 downloads at once per node (readers that do not read hold theirs): 503 beyond.
+    held = [raw_download(c, leader, "/v1/backups/" + kept["name"]) for _ in range(DOWNLOADS_MAX)]
+    assert all(h[1] == 200 for h in held), [h[1] for h in held]
+    status, headers, body = c.api(leader, "GET", "/v1/backups/" + kept["name"])
+    assert status == 503 and headers["Retry-After"] and b"at once" in body, (status, body)
+    for h in held:
+        h[0].close()
+    wait_until(lambda: metric(c, leader, "tandem_backup_downloads_open ") == 0, 10, "all closed")
+    status, _, body = c.api(leader, "GET", "/v1/backups/" + kept["name"], timeout=60)
+    assert status == 200 and len(body) == kept["bytes"], (status, len(body))
+    status, _, body = c.api(leader, "GET", "/v1/backups/nope-1.tbk")
+    assert status == 404 and b"error" in body, (status, body)
+
+
+def download_reader_pauses_and_leaves(c, leader, work):
+    """A reader that stops reading is waited for (the node reads no further than its queue's
+    bound; nothing is dropped) up to backup_timeout_s; a reader that leaves mid-way frees the
+    stream and the file taken for it, and the node goes on serving."""
+    pid = c.nodes[leader]["pid"]
+
+    # Pausing for 2 s after the first MiB: the rest still arrives, whole.
+    sock, status, headers, body = raw_download(c, leader)
+    assert status == 200, (status, headers, body[:200])
+    total = int(headers["content-length"])
+    first = recv_exactly(sock, body, 1 << 20)
+    before = rss_anon_kib(pid)
+    time.sleep(2)
+    paused_growth_kib = rss_anon_kib(pid) - before
+    assert paused_growth_kib * 1024 < total // 4, (paused_growth_kib, total)
+    data = recv_exactly(sock, first, total)
+    sock.close()
+    assert headers["x-tandem-backup-sha256"] == data[-32:].hex()
+    assert hashlib.sha256(data[:-32]).hexdigest() == data[-32:].hex()
+    assert int(headers["x-tandem-backup-index"]) > 0
+    wait_until(lambda: download_dir_files(c, leader) == [], 10, "the paused one's file gone")
+
+    # Leaving after 512 KiB: the stream is freed, its file removed.
+    cut_before = metric(c, leader, 'tandem_backup_downloads_total{result="cut"}')
+    sock, status, headers, body = raw_download(c, leader)
+    assert status == 200
+    recv_exactly(sock, body, 512 * 1024)
+    assert download_dir_files(c, leader) != [], "the file is there while it is sent"
+    sock.close()
+    wait_until(lambda: download_dir_files(c, leader) == [], 10, "the cut one's file gone")
+    wait_until(lambda: metric(c, leader, "tandem_backup_downloads_open ") == 0, 10,
+               "no download open")
+    assert metric(c, leader, 'tandem_backup_downloads_total{result="cut"}') == cut_before + 1
+    assert c.status(leader)["node"]["name"] == leader
+
+    # Connected but taking nothing for backup_timeout_s: closed by the node, its file removed.
+    sock, status, headers, body = raw_download(c, leader)
+    assert status == 200
+    try:
+        wait_until(lambda: metric(c, leader, 'tandem_backup_downloads_total{result="cut"}')
+                   == cut_before + 2, STALL_TIMEOUT_S + 20, "the silent reader cut")
+    finally:
+        sock.close()
+    wait_until(lambda: download_dir_files(c, leader) == [], 10, "the silent one's file gone")
+
+
+def download_cut_or_refused_leaves_nothing(c, leader, work):
+    """A transfer cut on its way to tandemctl or refused by its disk exits non-zero with one
+    line and leaves neither FILE nor FILE.part; the node then serves a whole download."""
+    # Cut on its way to tandemctl: exit non-zero, one line, no FILE, no FILE.part.
+    proxy = CuttingProxy(int(c.url(leader).rsplit(":", 1)[1]), CUT_AFTER_BYTES)
+    proxy.start()
+    try:
+        path = os.path.join(work, "cut.tbk")
+        p = c.ctl("backup", "create", "--out", path, check=False, timeout=120,
+                  endpoints=["%s://127.0.0.1:%d" % (c.scheme, proxy.port)])
+    finally:
+        proxy.stop_flag.set()
+        proxy.join(5)
+    assert proxy.cuts >= 1
+    assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1, (p.returncode,
+                                                                           p.stderr)
+    assert "cut" in p.stderr, p.stderr
+    assert not os.path.exists(path) and not os.path.exists(path + ".part")
+    wait_until(lambda: download_dir_files(c, leader) == [], 10, "the proxied one's file gone")
+
+    # Interrupted (SIGINT) while the transfer stalls: one line, no FILE, no FILE.part.
+    proxy = CuttingProxy(int(c.url(leader).rsplit(":", 1)[1]), CUT_AFTER_BYTES, stall=True)
+    proxy.start()
+    path = os.path.join(work, "interrupted.tbk")
+    env = ctl_environment(c, ["%s://127.0.0.1:%d" % (c.scheme, proxy.port)])
+    ctl = subprocess.Popen([os.path.join(c.bin_dir, "tandemctl"), "backup", "create", "--out",
+                            path], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        wait_until(lambda: proxy.cuts >= 1, 60, "the transfer to stall")
+        ctl.send_signal(signal.SIGINT)
+        _, stderr = ctl.communicate(timeout=30)
+    finally:
+        if ctl.poll() is None:
+            ctl.kill()
+            ctl.wait(10)
+        proxy.stop_flag.set()
+        proxy.join(5)
+    assert ctl.returncode != 0 and stderr.strip().endswith("interrupted; nothing saved"), (
+        ctl.returncode, stderr)
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert not os.path.exists(path) and not os.path.exists(path + ".part")
+    wait_until(lambda: download_dir_files(c, leader) == [], 10, "the stalled one's file gone")
+
+    # The disk refuses more than 1 MiB: the error says so, nothing is left.
+    path = os.path.join(work, "full.tbk")
+    p = ctl_limited(c, ["backup", "create", "--out", path], c.endpoints, FSIZE_LIMIT_BYTES)
+    assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1, (p.returncode,
+                                                                           p.stderr)
+    assert "File too large" in p.stderr and "full.tbk.part" in p.stderr, p.stderr
+    assert not os.path.exists(path) and not os.path.exists(path + ".part")
+
+    # And the node still serves a whole download.
+    path = os.path.join(work, "after.tbk")
+    c.ctl("backup", "create", "--out", path, timeout=120)
+    verify(c, path, 1)
+    wait_until(lambda: download_dir_files(c, leader) == [], 10, "the last file gone")
+
+    # Stopped (SIGTERM) while a download is open: it exits, and the stop itself removed the file.
+    pid = c.nodes[leader]["pid"]
+    sock, status, _, _ = raw_download(c, leader)
+    assert status == 200 and download_dir_files(c, leader) != []
+    os.kill(pid, signal.SIGTERM)
+    try:
+        wait_until(lambda: not pid_alive(pid), STOP_TIMEOUT_S, "the leader to stop")
+    finally:
+        sock.close()
+    c.nodes[leader]["pid"] = None
+    assert download_dir_files(c, leader) == []
 
 
 if __name__ == "__main__":

@@ -1143,6 +1143,119 @@ static void test_stream_bound(void **state)
     raw_free(f, &rc);
 }
 
+/* A fixed-length stream: Content-Length in the head, the writer asked for more (from the head
+ * on, with no write to start it) whenever the socket took bytes, never more than the bound
+ * queued; after the end every byte arrives, then the FIN, then the close callback. */
+#define SIZED_TOTAL (3u << 20)
+#define SIZED_PIECE (64u * 1024u)
+
+struct sized_writer {
+    struct tandem_http_stream *st;
+    size_t total, written, buffered_max;
+    unsigned drains;
+    char piece[SIZED_PIECE];
+};
+
+static void sized_drain_cb(struct tandem_http_stream *st, void *data)
+{
+    struct sized_writer *w = data;
+    w->drains++;
+    while (w->written < w->total &&
+           tandem_http_stream_buffered(st) + SIZED_PIECE <= TANDEM_HTTP_STREAM_BUFFERED_BYTES_MAX) {
+        memset(w->piece, 'a' + (int)(w->written / SIZED_PIECE % 26), SIZED_PIECE);
+        assert_int_equal(tandem_http_stream_write(st, w->piece, SIZED_PIECE), 0);
+        w->written += SIZED_PIECE;
+        size_t b = tandem_http_stream_buffered(st);
+        w->buffered_max = b > w->buffered_max ? b : w->buffered_max;
+    }
+    if (w->written == w->total) {
+        tandem_http_stream_end(st);
+    }
+}
+
+static void sized_closed_cb(struct tandem_http_stream *stream, void *data)
+{
+    (void)stream;
+    (void)data;
+    stream_closes++;
+}
+
+static int raw_eof(void *arg)
+{
+    return ((struct raw_client *)arg)->eof;
+}
+
+/* A raw client asking GET /file, held by the handler; w reset to write total bytes. */
+static void sized_request(struct fixture *f, struct raw_client *rc, struct sized_writer *w,
+                          size_t total)
+{
+    memset(w, 0, sizeof *w);
+    w->total = total;
+    f->mode = MODE_HOLD;
+    stream_closes = 0;
+    raw_open(f, rc);
+    rc->no_parse = 1;
+    raw_send_text(rc, "GET /file HTTP/1.1\r\n\r\n");
+    run_for(f, 50);
+    assert_int_equal(f->held_count, 1);
+}
+
+static void test_stream_sized(void **state)
+{
+    struct fixture *f = *state;
+    struct raw_client rc;
+    static struct sized_writer w;
+    sized_request(f, &rc, &w, SIZED_TOTAL);
+    assert_int_equal(tandem_http_stream_open_sized(f->held[0], 200, "application/octet-stream",
+                                                   "X-File: f\r\n", SIZED_TOTAL, sized_drain_cb,
+                                                   sized_closed_cb, &w, &w.st),
+                     0);
+    f->held_count = 0;
+    assert_true(run_until(f, raw_eof, &rc));
+    assert_true(run_until(f, streams_zero, f));
+    assert_int_equal(stream_closes, 1);
+    assert_int_equal(w.written, SIZED_TOTAL);
+    assert_true(w.drains > SIZED_TOTAL / TANDEM_HTTP_STREAM_BUFFERED_BYTES_MAX);
+    assert_true(w.buffered_max <= TANDEM_HTTP_STREAM_BUFFERED_BYTES_MAX);
+    char length[64];
+    snprintf(length, sizeof length, "Content-Length: %u\r\n", SIZED_TOTAL);
+    assert_non_null(strstr(rc.recv, length));
+    assert_non_null(strstr(rc.recv, "X-File: f\r\n"));
+    assert_non_null(strstr(rc.recv, "Connection: close\r\n"));
+    const char *body = strstr(rc.recv, "\r\n\r\n");
+    assert_non_null(body);
+    body += 4;
+    assert_int_equal(rc.recv_len - (size_t)(body - rc.recv), SIZED_TOTAL);
+    for (size_t at = 0; at < SIZED_TOTAL; at += SIZED_PIECE) {
+        assert_int_equal(body[at], 'a' + (int)(at / SIZED_PIECE % 26));
+        assert_int_equal(body[at + SIZED_PIECE - 1], 'a' + (int)(at / SIZED_PIECE % 26));
+    }
+    raw_free(f, &rc);
+}
+
+/* A client that leaves mid-way: the close callback runs once, drains stop. */
+static void test_stream_sized_left(void **state)
+{
+    struct fixture *f = *state;
+    struct raw_client rc;
+    static struct sized_writer w;
+    sized_request(f, &rc, &w, (size_t)SIZED_TOTAL * 64); /* more than loopback's buffers hold */
+    uv_read_stop((uv_stream_t *)&rc.tcp);                /* the reader stops: the socket fills up */
+    assert_int_equal(tandem_http_stream_open_sized(f->held[0], 200, NULL, NULL, SIZED_TOTAL * 64,
+                                                   sized_drain_cb, sized_closed_cb, &w, &w.st),
+                     0);
+    f->held_count = 0;
+    run_for(f, 200);
+    assert_true(w.written > 0 && w.written < w.total);
+    assert_true(w.buffered_max <= TANDEM_HTTP_STREAM_BUFFERED_BYTES_MAX);
+    assert_int_equal(stream_closes, 0); /* a paused reader is waited for, not dropped */
+    unsigned drains = w.drains;
+    raw_free(f, &rc);
+    assert_true(run_until(f, streams_zero, f));
+    assert_int_equal(stream_closes, 1);
+    assert_true(w.drains >= drains);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1164,6 +1277,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_respond_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_sized, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_sized_left, setup, teardown),
         cmocka_unit_test(test_query_helpers),
         cmocka_unit_test(test_error_json),
         cmocka_unit_test(test_limits_check),
