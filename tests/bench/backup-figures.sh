@@ -2,7 +2,8 @@
 # The figures of issue 14's note: time and size of a backup, of verify at each level and of a
 # restore for JOBS jobs, 2 x JOBS boxes and about 10 x JOBS trace events (micro_backup, then
 # tandemctl on the file it keeps), and the write throughput and p99 of a 3-node cluster with and
-# without backups being taken (tandem-bench, POST /v1/backups in a loop).
+# without backups being taken (tandem-bench, POST /v1/backups in a loop), and a point-in-time
+# restore carrying a backup taken before those runs through a follower's raft log to its end.
 #
 # usage: tests/bench/backup-figures.sh [--jobs N] [--keys N] [--seconds S]
 #   --jobs N      micro_backup's jobs (default 100000: 200000 boxes, ~1000000 trace events)
@@ -69,6 +70,7 @@ bench() {
 }
 bench --keys "$KEYS" --key-order sequential --ops "$KEYS" >/dev/null
 report() { python3 -c 'import json,sys; r=json.load(sys.stdin); print("%9.0f writes/s  p50 %6.2f ms  p99 %6.2f ms  errors %d" % (r["ops_per_s"], r["latency_us"]["p50"]/1e3, r["latency_us"]["p99"]/1e3, r["errors"]["total"]))'; }
+"$BIN_DIR/tandemctl" -e "$LEADER" -o json backup create --out "$WORK/pitr.tbk" >"$WORK/pitr.json"
 echo -n "   without a backup: "
 bench --keys "$KEYS" --duration "$SECONDS_RUN" -o json | report
 (
@@ -91,4 +93,21 @@ times = [int(x) for x in open(sys.argv[1])]
 m = json.load(open(sys.argv[2]))
 print("   backups taken meanwhile: %d, %d..%d ms each, %.1f MiB at index %d" % (
     len(times), min(times), max(times), m["bytes"] / 1048576.0, m["manifest"]["applied_index"]))
+PY
+
+echo "== point in time: the backup taken before the runs, carried through a follower's log"
+FOLLOWER_DIR=$(awk -v leader="$LEADER" '$4 != leader {print $1; exit}' "$CLUSTER/nodes")
+LOG_DIR=$CLUSTER/$FOLLOWER_DIR/data
+TO_INDEX=$(curl -sf "$(awk -v n="$FOLLOWER_DIR" '$1 == n {print $4}' "$CLUSTER/nodes")/v1/status" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["node"]["applied_index"])')
+t=$(ms)
+"$BIN_DIR/tandemctl" -o json backup restore "$WORK/pitr.tbk" --data-dir "$WORK/pitr" --name p1 \
+    --to-index "$TO_INDEX" --log-dir "$LOG_DIR" >"$WORK/pitr-restore.json"
+elapsed=$(($(ms) - t))
+python3 - "$WORK/pitr-restore.json" "$elapsed" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["point_in_time"]
+print("   tandemctl backup restore --to-index %d: %s ms, backup at index %d, %d entries replayed"
+      " (%d keys at the end)" % (r["to_index"], sys.argv[2], r["backup_index"],
+                                 r["entries_applied"], r["counts"]["keys"]))
 PY
