@@ -1,4 +1,5 @@
-/* The periodic walk of the audit chain on the thread pool, whose verdict /metrics shows. */
+/* The audit chain's latest verdict on this node and its /metrics series; the periodic walk that
+ * reaches it is node/audit_walk.h. */
 #ifndef TANDEM_NODE_AUDIT_CHECK_H
 #define TANDEM_NODE_AUDIT_CHECK_H
 
@@ -10,7 +11,6 @@
  * a snapshot of the store on the thread pool: the loop is never held, whatever the chain's size. */
 #define TANDEM_AUDIT_CHECK_INTERVAL_MS (5u * 60u * 1000u)
 
-struct tandem_node;
 struct tandem_audit_verdict;
 
 /* The last verdict: by the periodic walk or by GET /v1/audit/verify, whichever came last. */
@@ -27,9 +27,6 @@ struct tandem_audit_check {
     uint64_t walks, failures; /* walks finished; walks that could not read the store */
 };
 
-/* Once per loop turn (node.c): starts a walk when TANDEM_AUDIT_CHECK_INTERVAL_MS have passed
- * since the last one started (at once after start) and none is running. */
-void tandem_audit_check_tick(struct tandem_node *node);
 /* A verdict reached elsewhere (GET /v1/audit/verify) becomes the latest one. */
 void tandem_audit_check_record(struct tandem_audit_check *check,
                                const struct tandem_audit_verdict *verdict, int64_t now_ms,

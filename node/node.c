@@ -16,6 +16,7 @@
 
 #include "consensus/recover.h"
 #include "node/api/api.h"
+#include "node/audit_walk.h"
 #include "node/bcp/divergence.h"
 #include "node/keyring.h"
 #include "node/log.h"
