@@ -1,5 +1,5 @@
 /* The audit chain's latest verdict on this node and its /metrics series; the periodic walk that
- * reaches it is node/audit_walk.h. */
+ * reaches it is node/audit_walk.c. */
 #ifndef TANDEM_NODE_AUDIT_CHECK_H
 #define TANDEM_NODE_AUDIT_CHECK_H
 
@@ -11,6 +11,7 @@
  * a snapshot of the store on the thread pool: the loop is never held, whatever the chain's size. */
 #define TANDEM_AUDIT_CHECK_INTERVAL_MS (5u * 60u * 1000u)
 
+struct tandem_node;
 struct tandem_audit_verdict;
 
 /* The last verdict: by the periodic walk or by GET /v1/audit/verify, whichever came last. */
@@ -27,6 +28,9 @@ struct tandem_audit_check {
     uint64_t walks, failures; /* walks finished; walks that could not read the store */
 };
 
+/* Once per loop turn (node.c): starts a walk when TANDEM_AUDIT_CHECK_INTERVAL_MS have passed
+ * since the last one started (at once after start) and none is running (node/audit_walk.c). */
+void tandem_audit_check_tick(struct tandem_node *node);
 /* A verdict reached elsewhere (GET /v1/audit/verify) becomes the latest one. */
 void tandem_audit_check_record(struct tandem_audit_check *check,
                                const struct tandem_audit_verdict *verdict, int64_t now_ms,

@@ -1,6 +1,4 @@
-/* The periodic audit chain walk on the thread pool (node/audit_walk.h). */
-#include "node/audit_walk.h"
-
+/* The periodic walk of the audit chain on the thread pool; its verdict: node/audit_check.h. */
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdlib.h>

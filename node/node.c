@@ -16,7 +16,6 @@
 
 #include "consensus/recover.h"
 #include "node/api/api.h"
-#include "node/audit_walk.h"
 #include "node/bcp/divergence.h"
 #include "node/keyring.h"
 #include "node/log.h"
