@@ -1,4 +1,5 @@
-"""Checks deploy/prometheus/tandem-alerts.yml: promtool check rules and promtool test rules pass;
+"""Checks deploy/prometheus/tandem-alerts.yml: promtool check rules and promtool test rules pass,
+and promtool check config on the example configuration that loads them;
 every alert has a unit test where it fires and one where it stays quiet; every alert has labels
 severity, annotations summary, description and runbook_url, and its runbook_url names a file in
 deploy/runbooks/ that says what the alert means, what to check and the commands; no runbook is
@@ -20,6 +21,7 @@ ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
                        os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 RULES = "deploy/prometheus/tandem-alerts.yml"
 TESTS = "deploy/prometheus/tandem-alerts.test.yml"
+CONFIG = "deploy/prometheus/prometheus.example.yml"
 RUNBOOKS = "deploy/runbooks"
 RUNBOOK_SECTIONS = ("## What it means", "## What to check", "## Commands")
 
@@ -105,7 +107,7 @@ def structure_problems(root, rules_doc, tests_doc):
 
 def promtool_problems(root):
     problems = []
-    for args in (["check", "rules", RULES], ["test", "rules", TESTS]):
+    for args in (["check", "rules", RULES], ["test", "rules", TESTS], ["check", "config", CONFIG]):
         try:
             p = subprocess.run(["promtool"] + args, cwd=root, capture_output=True, text=True,
                                timeout=120)
