@@ -28,9 +28,10 @@ struct tandem_route_counts {
 struct tandem_metrics {
     struct tandem_histogram apply;
     struct tandem_histogram request;
-    struct tandem_histogram log_append; /* raft log writes with their fsync (raft_shield.h) */
-    uint64_t leader_seen;               /* raft id of the last leader this node knew; 0: none */
-    uint64_t leader_changes;            /* times the leader this node knows became another one */
+    struct tandem_histogram log_append;  /* raft log writes with their fsync (raft_shield.h) */
+    struct tandem_histogram lmdb_commit; /* grouped LMDB commits with their fdatasync */
+    uint64_t leader_seen;                /* raft id of the last leader this node knew; 0: none */
+    uint64_t leader_changes;             /* times the leader this node knows became another one */
     struct tandem_route_counts routes[TANDEM_METRICS_ROUTES_MAX];
 };
 

@@ -215,6 +215,12 @@ static void log_append_observe(void *data, uint64_t ns)
     tandem_histogram_observe(&node->metrics.log_append, ns);
 }
 
+static void lmdb_commit_observe(void *data, uint64_t ns)
+{
+    struct tandem_node *node = data;
+    tandem_histogram_observe(&node->metrics.lmdb_commit, ns);
+}
+
 static void apply_observe(void *data, uint64_t ns)
 {
     struct tandem_node *node = data;
@@ -239,6 +245,8 @@ static int start_state(struct tandem_node *node, const struct tandem_config *c)
         tandem_log(TANDEM_LOG_ERROR, "state store: %s", node->store.errmsg);
         return -1;
     }
+    node->store.commit_observe = lmdb_commit_observe;
+    node->store.observe_data = node;
     tandem_fsm_init(&node->fsm, &node->store);
     node->fsm.apply_observe = apply_observe;
     node->fsm.observe_data = node;

@@ -432,6 +432,9 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
     tandem_histogram_write(out, "tandem_raft_log_append_duration_seconds",
                            "Time raft takes to write a batch of log entries and fsync it.",
                            &node->metrics.log_append);
+    tandem_histogram_write(out, "tandem_lmdb_commit_duration_seconds",
+                           "Time of one grouped LMDB commit of the state, with its fdatasync.",
+                           &node->metrics.lmdb_commit);
     tandem_histogram_write(out, "tandem_http_request_duration_seconds",
                            "Time from a complete request to its answer.", &node->metrics.request);
     const char *const *names;

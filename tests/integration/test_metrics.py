@@ -2,9 +2,9 @@
 `promtool check metrics` (text format 0.0.4, HELP and TYPE for every family, counters named
 _total, units in names); every metric deploy/prometheus/tandem-alerts.yml reads is one tandemd
 exports (an alert on a metric that does not exist never fires); the series alerts use carry
-real values (leader known, leader changes, the raft log write histogram, per-site members
-reached, certificate expiry, the audit chain's verdict); and a killed leader shows as a leader
-change and a member less reached."""
+real values (leader known, leader changes, the raft log write and LMDB commit histograms,
+per-site members reached, certificate expiry, the audit chain's verdict); and a killed leader
+shows as a leader change and a member less reached."""
 
 import datetime
 import os
@@ -131,6 +131,7 @@ def test_scrapes_lint_and_export_what_the_alerts_read():
             # Every node writes the log (followers too): real observations, cumulative buckets.
             assert check_histogram(s, "tandem_raft_log_append_duration_seconds") >= 1
             assert check_histogram(s, "tandem_apply_duration_seconds") >= WRITES
+            assert check_histogram(s, "tandem_lmdb_commit_duration_seconds") >= 1
             # Per site: members and members reached (all of them, on a healthy cluster).
             for site, members in (("east", 2), ("west", 2), ("witness", 1)):
                 assert s.samples['tandem_site_nodes{site="%s"}' % site] == members, (name, site)
