@@ -29,12 +29,15 @@ void tandem_audit_check_metrics_write(const struct tandem_audit_check *check, in
     if (check->known) {
         fprintf(out, "tandem_audit_chain_ok %d\n", check->ok ? 1 : 0);
     }
-    tandem_metrics_family(out, "tandem_audit_chain_broken_at", "gauge",
-                          "Sequence number of the first broken audit record (0: none).");
-    fprintf(out, "tandem_audit_chain_broken_at %" PRIu64 "\n", check->broken_at);
-    tandem_metrics_family(out, "tandem_audit_chain_records", "gauge",
-                          "Audit records the last walk checked.");
-    fprintf(out, "tandem_audit_chain_records %" PRIu64 "\n", check->records);
+    const struct tandem_metrics_scalar counts[] = {
+        {"tandem_audit_chain_broken_at", "gauge",
+         "Sequence number of the first broken audit record (0: none).", check->broken_at},
+        {"tandem_audit_chain_records", "gauge", "Audit records the last walk checked.",
+         check->records},
+        {"tandem_audit_chain_walk_failures_total", "counter",
+         "Walks of the audit chain that could not read the store.", check->failures},
+    };
+    tandem_metrics_scalars_write(out, counts, sizeof counts / sizeof counts[0]);
     tandem_metrics_family(out, "tandem_audit_chain_verified_age_seconds", "gauge",
                           "Seconds since the last finished walk of the audit chain (-1: none "
                           "since start).");
@@ -47,7 +50,4 @@ void tandem_audit_check_metrics_write(const struct tandem_audit_check *check, in
                           "How long the last walk of the audit chain took (on the thread pool).");
     fprintf(out, "tandem_audit_chain_verify_duration_seconds %.6f\n",
             (double)check->duration_ns / 1e9);
-    tandem_metrics_family(out, "tandem_audit_chain_walk_failures_total", "counter",
-                          "Walks of the audit chain that could not read the store.");
-    fprintf(out, "tandem_audit_chain_walk_failures_total %" PRIu64 "\n", check->failures);
 }

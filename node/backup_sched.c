@@ -796,24 +796,21 @@ void tandem_backups_metrics_write(struct tandem_node *node, FILE *out)
         age_line(out, sums[i].site, "verified", sums[i].verified_created_ms, now);
     }
     backup_counts_write(node, sums, n, out);
-    tandem_metrics_family(out, "tandem_backups_taken_total", "counter",
-                          "Backups this node took for the schedule.");
-    fprintf(out, "tandem_backups_taken_total %" PRIu64 "\n", st->taken);
-    tandem_metrics_family(out, "tandem_backups_received_total", "counter",
-                          "Backups of another site this node received and kept.");
-    fprintf(out, "tandem_backups_received_total %" PRIu64 "\n", st->received);
-    tandem_metrics_family(out, "tandem_backups_refused_total", "counter",
-                          "Backups this node refused on arrival (failed their check).");
-    fprintf(out, "tandem_backups_refused_total %" PRIu64 "\n", st->arrival_refused);
-    tandem_metrics_family(out, "tandem_backups_lost_reported_total", "counter",
-                          "Kept backups this node found missing or damaged and reported.");
-    fprintf(out, "tandem_backups_lost_reported_total %" PRIu64 "\n", st->lost_reported);
-    tandem_metrics_family(out, "tandem_backup_verifications_total", "counter",
-                          "Level-2 verifications of a kept backup that passed (run by the "
-                          "leader's schedule).");
-    fprintf(out, "tandem_backup_verifications_total %" PRIu64 "\n", st->verifications);
-    tandem_metrics_family(out, "tandem_backup_verification_failures_total", "counter",
-                          "Level-2 verifications that found the kept backup damaged or gone.");
-    fprintf(out, "tandem_backup_verification_failures_total %" PRIu64 "\n",
-            st->verification_failures);
+    const struct tandem_metrics_scalar counters[] = {
+        {"tandem_backups_taken_total", "counter", "Backups this node took for the schedule.",
+         st->taken},
+        {"tandem_backups_received_total", "counter",
+         "Backups of another site this node received and kept.", st->received},
+        {"tandem_backups_refused_total", "counter",
+         "Backups this node refused on arrival (failed their check).", st->arrival_refused},
+        {"tandem_backups_lost_reported_total", "counter",
+         "Kept backups this node found missing or damaged and reported.", st->lost_reported},
+        {"tandem_backup_verifications_total", "counter",
+         "Level-2 verifications of a kept backup that passed (run by the leader's schedule).",
+         st->verifications},
+        {"tandem_backup_verification_failures_total", "counter",
+         "Level-2 verifications that found the kept backup damaged or gone.",
+         st->verification_failures},
+    };
+    tandem_metrics_scalars_write(out, counters, sizeof counters / sizeof counters[0]);
 }

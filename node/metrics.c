@@ -41,6 +41,14 @@ void tandem_metrics_family(FILE *out, const char *name, const char *type, const 
     fprintf(out, "\n# TYPE %s %s\n", name, type);
 }
 
+void tandem_metrics_scalars_write(FILE *out, const struct tandem_metrics_scalar *scalars, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        tandem_metrics_family(out, scalars[i].name, scalars[i].type, scalars[i].help);
+        fprintf(out, "%s %llu\n", scalars[i].name, (unsigned long long)scalars[i].value);
+    }
+}
+
 void tandem_metrics_leader_seen(struct tandem_metrics *m, uint64_t leader_id)
 {
     if (leader_id != 0 && leader_id != m->leader_seen) {

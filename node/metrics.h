@@ -40,6 +40,15 @@ struct tandem_metrics {
 const char *tandem_metrics_label(const char *value, char *buf);
 /* The # HELP and # TYPE lines of a family (help escaped as the format asks). */
 void tandem_metrics_family(FILE *out, const char *name, const char *type, const char *help);
+/* A family of one sample without labels: its name, type, HELP text and value. */
+struct tandem_metrics_scalar {
+    const char *name;
+    const char *type;
+    const char *help;
+    uint64_t value;
+};
+/* Each of the n scalars: its family lines, then its one sample. */
+void tandem_metrics_scalars_write(FILE *out, const struct tandem_metrics_scalar *scalars, size_t n);
 /* Counts a change of the leader this node knows (leader_id 0: none known, not a change). */
 void tandem_metrics_leader_seen(struct tandem_metrics *m, uint64_t leader_id);
 

@@ -312,22 +312,6 @@ static void connections_refused_metrics(struct tandem_node *node,
             (unsigned long long)node->rate_limit.limited);
 }
 
-/* A series without labels: its family lines, then its one sample. */
-struct scalar_series {
-    const char *name;
-    const char *type;
-    const char *help;
-    unsigned long long value;
-};
-
-static void scalars_write(FILE *out, const struct scalar_series *series, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        tandem_metrics_family(out, series[i].name, series[i].type, series[i].help);
-        fprintf(out, "%s %llu\n", series[i].name, series[i].value);
-    }
-}
-
 /* raft's indexes and leadership, and what this node's state machine and proposer did. */
 static void raft_metrics(struct tandem_node *node, FILE *out)
 {
@@ -336,7 +320,7 @@ static void raft_metrics(struct tandem_node *node, FILE *out)
     const char *leader_address = NULL;
     raft_leader(raft, &leader, &leader_address);
     tandem_metrics_leader_seen(&node->metrics, leader);
-    const struct scalar_series series[] = {
+    const struct tandem_metrics_scalar series[] = {
         {"tandem_raft_term", "gauge", "Current raft term.", raft_current_term(raft)},
         {"tandem_raft_commit_index", "gauge", "Highest log index known committed.",
          raft_commit_index(raft)},
@@ -352,7 +336,7 @@ static void raft_metrics(struct tandem_node *node, FILE *out)
          leader != 0},
         {"tandem_raft_leader_changes_total", "counter",
          "Times the leader this node knows became another node (the first one it learns counts).",
-         (unsigned long long)node->metrics.leader_changes},
+         node->metrics.leader_changes},
         {"tandem_fenced", "gauge",
          "1 when this node is fenced: it saw a newer BCP epoch and refuses writes until it "
          "catches up.",
@@ -379,7 +363,7 @@ static void raft_metrics(struct tandem_node *node, FILE *out)
          "libraft double frees absorbed by the watching heap (consensus/raft_heap.h).",
          tandem_raft_heap_double_frees()},
     };
-    scalars_write(out, series, sizeof series / sizeof series[0]);
+    tandem_metrics_scalars_write(out, series, sizeof series / sizeof series[0]);
 }
 
 /* The raft transport's refusals and connections, and the API's open connections. */
@@ -398,13 +382,13 @@ static void transport_metrics(const struct tandem_transport_stats *ts,
             (unsigned long long)ts->refused_cluster, (unsigned long long)ts->refused_epoch,
             (unsigned long long)ts->refused_malformed, (unsigned long long)ts->refused_frame,
             (unsigned long long)ts->refused_tls, (unsigned long long)ts->refused_identity);
-    const struct scalar_series series[] = {
+    const struct tandem_metrics_scalar series[] = {
         {"tandem_raft_connections_open", "gauge", "raft connections open.", ts->relays_open},
         {"tandem_raft_connections_replaced_total", "counter",
          "raft connections replaced by a newer one to the same peer.", ts->relays_replaced},
         {"tandem_http_connections_open", "gauge", "API connections open.", hs->connections_open},
     };
-    scalars_write(out, series, sizeof series / sizeof series[0]);
+    tandem_metrics_scalars_write(out, series, sizeof series / sizeof series[0]);
 }
 
 static void route_metrics(struct tandem_node *node, struct tandem_http_request *r, const char *p)
