@@ -3,10 +3,12 @@
 _total, units in names); every metric deploy/prometheus/tandem-alerts.yml reads is one tandemd
 exports (an alert on a metric that does not exist never fires); the series alerts use carry
 real values (leader known, leader changes, the raft log write and LMDB commit histograms,
-per-site members reached, certificate expiry, the audit chain's verdict); and a killed leader
-shows as a leader change and a member less reached."""
+per-site members reached, certificate expiry, the audit chain's verdict); a killed leader shows as a leader
+change and a member less reached; and a record tampered with in a stopped node's store shows,
+once it restarts, as tandem_audit_chain_ok 0 naming that record (TandemAuditChainBroken)."""
 
 import datetime
+import json
 import os
 import re
 import subprocess
@@ -19,9 +21,11 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "alerts"))
 import check_alerts  # noqa: E402
 from cluster import Cluster, run_tests, wait_until  # noqa: E402
+from test_audit import audit_records, heads  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 WRITES = 30
+TAMPER_KEY = "metrics-tamper-5c1e"  # unique bytes to find the audit record by in the LMDB file
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$')
 
 
@@ -152,7 +156,7 @@ def test_scrapes_lint_and_export_what_the_alerts_read():
                    "the first audit chain walk on %s" % follower)
         status, _, body = c.api(follower, "GET", "/v1/audit/verify?consistency=local")
         assert status == 200, (status, body)
-        verdict = __import__("json").loads(body)
+        verdict = json.loads(body)
         assert verdict["ok"] is True and verdict["records"] >= 1, verdict
         s = scrape(c, follower)
         assert s.samples["tandem_audit_chain_ok"] == 1, s.samples
@@ -185,6 +189,39 @@ def test_a_killed_leader_is_a_leader_change_and_a_member_less_reached():
         assert changes >= before["tandem_raft_leader_changes_total"] + 1, (before, changes)
         # One east voter of five is gone: four reached, three make a quorum.
         assert after["tandem_failure_tolerance"] == 1, after
+
+
+def test_a_tampered_audit_record_shows_as_a_broken_chain():
+    with Cluster(topology="3") as c:
+        leader = c.settled_leader()
+        follower = next(n for n in c.names if n != leader)
+        c.kv_put(leader, TAMPER_KEY, b"x")
+        c.kv_put(leader, "metrics-after", b"y")
+        wait_until(lambda: len({json.dumps(h, sort_keys=True) for h in heads(c).values()}) == 1,
+                   30, "every node to hold the same audit head")
+        tampered = next(r["seq"] for r in audit_records(c, leader)
+                        if r["object"] == "/v1/kv/" + TAMPER_KEY)
+        c.stop(follower)
+        path = os.path.join(c.nodes[follower]["dir"], "data", "state", "data.mdb")
+        with open(path, "rb") as f:
+            data = bytearray(f.read())
+        needle = ("/v1/kv/" + TAMPER_KEY).encode()
+        at = data.find(needle)
+        assert at >= 0, "the record's bytes are in the LMDB file"
+        while at >= 0:  # every copy of the page (LMDB keeps old ones until reused)
+            data[at + len(needle) - 1] ^= 0x01
+            at = data.find(needle, at + 1)
+        with open(path, "wb") as f:
+            f.write(data)
+        c.start(follower)
+
+        def broken():
+            s = scrape(c, follower).samples
+            return s.get("tandem_audit_chain_ok") == 0 and s or None
+        s = wait_until(broken, 30, "the walk at start on %s to find the tampered record" %
+                       follower)
+        assert s["tandem_audit_chain_broken_at"] == tampered, (s, tampered)
+        assert scrape(c, leader).samples["tandem_audit_chain_ok"] == 1  # the leader's is intact
 
 
 if __name__ == "__main__":
