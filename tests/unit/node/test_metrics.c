@@ -171,6 +171,11 @@ static void test_audit_chain_series(void **state)
     assert_null(strstr(text, "\ntandem_audit_chain_ok "));
     assert_non_null(strstr(text, "tandem_audit_chain_verified_age_seconds -1.000\n"));
     free(text);
+    check.failures = 2; /* walks that could not read the store */
+    text = rendered(render_audit, &a);
+    assert_non_null(strstr(text, "# TYPE tandem_audit_chain_walk_failures_total counter\n"
+                                 "tandem_audit_chain_walk_failures_total 2\n"));
+    free(text);
 
     struct tandem_audit_verdict v;
     memset(&v, 0, sizeof v);
