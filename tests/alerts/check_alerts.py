@@ -6,10 +6,16 @@ deploy/runbooks/ that says what the alert means, what to check and the commands;
 left without its alert. The metric names the rules use are checked against a live scrape by
 tests/integration/test_metrics.py (rule_metric_names below).
 
-Run: python3 tests/alerts/check_alerts.py [REPO_ROOT]; exits 1 naming every problem found."""
+With a tandemctl binary, every `tandemctl ...` command line in the runbooks must name a command
+tandemctl knows (`tandemctl NOUN VERB --help` answers) and only options its usage lists: a
+runbook whose commands rotted is found here, not during an incident.
+
+Run: python3 tests/alerts/check_alerts.py [REPO_ROOT [TANDEMCTL]]; exits 1 naming every problem
+found."""
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -19,6 +25,10 @@ sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 
 ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
                        os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+TANDEMCTL = sys.argv[2] if len(sys.argv) > 2 else None
+# tandemctl's own options before the command, and whether each takes a value.
+CTL_GLOBAL_OPTIONS = {"-e": True, "--endpoints": True, "--cacert": True, "--cert": True,
+                      "--key": True, "-o": True, "--output": True, "--timeout": True}
 RULES = "deploy/prometheus/tandem-alerts.yml"
 TESTS = "deploy/prometheus/tandem-alerts.test.yml"
 CONFIG = "deploy/prometheus/prometheus.example.yml"
@@ -105,6 +115,41 @@ def structure_problems(root, rules_doc, tests_doc):
     return problems
 
 
+def runbook_commands(root):
+    """[(runbook file, command line)] of every line of a runbook that runs tandemctl."""
+    out = []
+    runbooks_dir = os.path.join(root, RUNBOOKS)
+    for f in sorted(os.listdir(runbooks_dir)):
+        if f.endswith(".md"):
+            with open(os.path.join(runbooks_dir, f), encoding="utf-8") as text:
+                out += [(f, line.strip()) for line in text
+                        if line.startswith("tandemctl ")]
+    return out
+
+
+def ctl_command_problems(root, tandemctl):
+    """Runbook lines whose tandemctl command or options tandemctl does not know."""
+    problems = []
+    for runbook, line in runbook_commands(root):
+        words = shlex.split(line.split(" #")[0])[1:]
+        while words and words[0] in CTL_GLOBAL_OPTIONS:
+            words = words[2:] if CTL_GLOBAL_OPTIONS[words[0]] else words[1:]
+        command = words[:1] if words[:1] == ["status"] else words[:2]
+        p = subprocess.run([tandemctl] + command + ["--help"], capture_output=True, text=True,
+                           timeout=30)
+        usage = p.stdout + p.stderr
+        if p.returncode != 0 or not command:
+            problems.append("%s: tandemctl does not know %r (%s)" %
+                            (runbook, " ".join(command), usage.strip().splitlines()[:1]))
+            continue
+        for word in words[len(command):]:
+            option = word.split("=")[0]
+            if option.startswith("--") and option not in usage:
+                problems.append("%s: tandemctl %s has no option %s" %
+                                (runbook, " ".join(command), option))
+    return problems
+
+
 def promtool_problems(root):
     problems = []
     for args in (["check", "rules", RULES], ["test", "rules", TESTS], ["check", "config", CONFIG]):
@@ -124,6 +169,10 @@ def main():
     rules_doc = load(os.path.join(ROOT, RULES))
     tests_doc = load(os.path.join(ROOT, TESTS))
     problems = promtool_problems(ROOT) + structure_problems(ROOT, rules_doc, tests_doc)
+    if TANDEMCTL is not None:
+        problems += ctl_command_problems(ROOT, TANDEMCTL)
+        print("check_alerts: %d tandemctl command lines in the runbooks checked against %s" %
+              (len(runbook_commands(ROOT)), TANDEMCTL))
     for p in problems:
         print("check_alerts: %s" % p, file=sys.stderr)
     alerts = alert_rules(rules_doc)

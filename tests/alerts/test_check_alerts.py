@@ -1,6 +1,7 @@
 """Self-test of tests/alerts/check_alerts.py on small made-up repositories: it reports a missing
 runbook, a runbook without its parts or commands, an alert tested only firing or only quiet, a
-missing annotation, an orphan runbook and a test of an unknown alert, and finds the metric names
+missing annotation, an orphan runbook and a test of an unknown alert, a tandemctl command or option
+a runbook names that tandemctl does not know (a stand-in tandemctl), and finds the metric names
 an expression reads; then the real rules pass every check but promtool's (run by the alerts test
 itself)."""
 
@@ -70,6 +71,33 @@ def test_a_runbook_url_elsewhere_is_refused():
     p = problems_of([rule("A", annotations={"runbook_url": "https://wiki/A"})],
                     [case("A", True), case("A", False)], {"A.md": GOOD_RUNBOOK})
     assert p == ["A: runbook_url is 'https://wiki/A', expected 'deploy/runbooks/A.md'"], p
+
+
+FAKE_CTL = """#!/bin/sh
+case "$1 $2" in
+  "bcp status") echo "usage: tandemctl [options] bcp status [--local]"; exit 0;;
+  "status --help") echo "usage: tandemctl [options] status"; exit 0;;
+esac
+echo "tandemctl: unknown command '$1 $2'" >&2
+exit 2
+"""
+
+
+def test_runbook_commands_tandemctl_does_not_know():
+    runbook = GOOD_RUNBOOK + ("```sh\ntandemctl -e https://east-1:7443 bcp status --local\n"
+                              "tandemctl bcp status --bogus\ntandemctl job nosuch\n```\n")
+    with tempfile.TemporaryDirectory() as root:
+        os.makedirs(os.path.join(root, "deploy", "runbooks"))
+        with open(os.path.join(root, "deploy", "runbooks", "A.md"), "w") as f:
+            f.write(runbook)
+        ctl = os.path.join(root, "tandemctl")
+        with open(ctl, "w") as f:
+            f.write(FAKE_CTL)
+        os.chmod(ctl, 0o755)
+        p = check_alerts.ctl_command_problems(root, ctl)
+    assert p == ["A.md: tandemctl bcp status has no option --bogus",
+                 "A.md: tandemctl does not know 'job nosuch' "
+                 "([\"tandemctl: unknown command 'job nosuch'\"])"], p
 
 
 def test_metric_names_of_expressions():
