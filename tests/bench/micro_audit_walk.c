@@ -26,9 +26,20 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* One AuditAppend of n records, as the node proposes a loop turn's (node/audit.c), at index. */
+/* One AuditAppend of n records, as the node proposes a loop turn's (node/audit.c), at index:
+ * each one a kv_put of its own key by a user, like most of a busy trail. */
 static int append_entry(struct tandem_fsm *fsm, uint64_t index, size_t n)
 {
+    static const Tandem__AuditRecord kv_put = {
+        .base = PROTOBUF_C_MESSAGE_INIT(&tandem__audit_record__descriptor),
+        .actor = "bench",
+        .actor_kind = 1,
+        .via = 1,
+        .source = "127.0.0.1",
+        .node = "east-1",
+        .action = "kv_put",
+        .status = 200,
+        .detail = ""};
     static Tandem__AuditRecord records[TANDEM_AUDIT_RECORDS_MAX];
     static Tandem__AuditRecord *ptrs[TANDEM_AUDIT_RECORDS_MAX];
     static char objects[TANDEM_AUDIT_RECORDS_MAX][32];
@@ -36,17 +47,9 @@ static int append_entry(struct tandem_fsm *fsm, uint64_t index, size_t n)
     Tandem__Command command = TANDEM__COMMAND__INIT;
     Tandem__Command *commands[1] = {&command};
     for (size_t i = 0; i < n; i++) {
-        tandem__audit_record__init(&records[i]);
+        records[i] = kv_put;
         snprintf(objects[i], sizeof objects[i], "/v1/kv/k%zu", i);
-        records[i].actor = "bench";
-        records[i].actor_kind = 1;
-        records[i].via = 1;
-        records[i].source = "127.0.0.1";
-        records[i].node = "east-1";
-        records[i].action = "kv_put";
         records[i].object = objects[i];
-        records[i].status = 200;
-        records[i].detail = "";
         ptrs[i] = &records[i];
     }
     append.records = ptrs;
@@ -82,20 +85,19 @@ static int bench(const char *dir, size_t n)
 {
     struct tandem_store store;
     struct tandem_fsm fsm;
-    if (tandem_store_open(&store, dir, MAP_SIZE) != 0) {
-        fprintf(stderr, "open: %s\n", store.errmsg);
+    if (micro_open(&store, &fsm, dir, MAP_SIZE) != 0) {
         return -1;
     }
-    tandem_fsm_init(&fsm, &store);
-    double start = now_ms();
+    double appended_ms = now_ms();
     int rv = 0;
-    for (size_t first = 0; first < n && rv == 0; first += TANDEM_AUDIT_RECORDS_MAX) {
-        size_t count = n - first < TANDEM_AUDIT_RECORDS_MAX ? n - first : TANDEM_AUDIT_RECORDS_MAX;
-        rv = append_entry(&fsm, first / TANDEM_AUDIT_RECORDS_MAX + 1, count);
+    for (size_t done = 0; done < n && rv == 0; done += TANDEM_AUDIT_RECORDS_MAX) {
+        size_t count = n - done < TANDEM_AUDIT_RECORDS_MAX ? n - done : TANDEM_AUDIT_RECORDS_MAX;
+        rv = append_entry(&fsm, done / TANDEM_AUDIT_RECORDS_MAX + 1, count);
     }
-    if (rv == 0 && (rv = tandem_store_commit(&store)) == 0) {
+    rv = rv == 0 ? tandem_store_commit(&store) : rv;
+    if (rv == 0) {
         printf("appended %zu audit records through the state machine in %.0f ms\n", n,
-               now_ms() - start);
+               now_ms() - appended_ms);
         rv = walk(&store, n);
         rv = rv == 0 ? walk(&store, n) : rv; /* again, with the pages in the cache */
     }
@@ -106,16 +108,9 @@ static int bench(const char *dir, size_t n)
 int main(int argc, char **argv)
 {
     char dir[PATH_MAX], path[PATH_MAX + 16];
-    size_t n = RECORDS_DEFAULT;
-    if (argc > 1) {
-        char *end = NULL;
-        errno = 0;
-        unsigned long long v = strtoull(argv[1], &end, 10);
-        if (errno != 0 || end == argv[1] || *end != '\0' || v == 0 || v > RECORDS_MAX) {
-            fprintf(stderr, "usage: %s [RECORDS (1..%d)]\n", argv[0], RECORDS_MAX);
-            return 2;
-        }
-        n = (size_t)v;
+    size_t n;
+    if (micro_count_arg(argc, argv, RECORDS_DEFAULT, RECORDS_MAX, &n) != 0) {
+        return 2;
     }
     if (micro_scratch(dir, sizeof dir) != 0) {
         return 1;
