@@ -2,6 +2,7 @@
 #include "consensus/raft_shield.h"
 
 #include <string.h>
+#include <uv.h>
 
 #include "storage/assert.h"
 
@@ -161,6 +162,7 @@ struct shield_append {
     struct tandem_raft_shield *shield;
     struct raft_io_append *raft_req; /* borrowed */
     raft_io_append_cb raft_cb;
+    uint64_t started_ns; /* uv_hrtime when given to the inner io (0: nobody observes) */
 };
 
 static void shield_append_cb(struct raft_io_append *append, int status)
@@ -169,7 +171,11 @@ static void shield_append_cb(struct raft_io_append *append, int status)
     struct tandem_raft_shield *s = a->shield;
     struct raft_io_append *req = a->raft_req;
     raft_io_append_cb cb = a->raft_cb;
+    uint64_t started_ns = a->started_ns;
     raft_free(a);
+    if (status == 0 && started_ns != 0 && s->append_observe != NULL) {
+        s->append_observe(s->observe_data, uv_hrtime() - started_ns);
+    }
     if (status != 0 && !s->closing) {
         tandem_fatal("raft log write failed: %s (%s); libraft 0.22.1 would go on and write later "
                      "entries in their place: stopping so that a restart reads the raft log from "
@@ -188,6 +194,7 @@ static int shield_append(struct raft_io *io, struct raft_io_append *req,
         return RAFT_NOMEM; /* raft fails the write at once: it never took the entries */
     }
     *a = (struct shield_append){.shield = s, .raft_req = req, .raft_cb = cb};
+    a->started_ns = s->append_observe != NULL ? uv_hrtime() : 0;
     a->append.data = a;
     int rv = s->inner.append(io, &a->append, entries, n, shield_append_cb);
     if (rv != 0) {

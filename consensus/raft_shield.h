@@ -115,6 +115,10 @@ struct tandem_raft_shield {
     raft_index loaded_index;
     raft_term loaded_term;
     struct tandem_raft_shield_stats stats;
+    /* With TANDEM_RAFT_SHIELD_APPEND_FAILED: called with the nanoseconds each successful log
+     * write took, from the inner append to its callback (the write and its fsync); NULL: none. */
+    void (*append_observe)(void *data, uint64_t ns);
+    void *observe_data;              /* borrowed: append_observe's */
     struct tandem_raft_shield *next; /* the list of shields in use on this thread */
 };
 

@@ -8,6 +8,7 @@ PACKAGES=(
     libraft-dev libuv1-dev liblmdb-dev libssl-dev libcmocka-dev libhttp-parser-dev
     libjansson-dev libinih-dev libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev
     curl openssl iproute2 nftables procps python3
+    prometheus python3-yaml # tests/alerts: promtool check/test rules, the rules read as YAML
     clang libclang-rt-14-dev # tests/fuzz: clang's libFuzzer (libclang_rt.fuzzer) and sanitizers
 )
 
@@ -50,8 +51,21 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
 fi
 
+# prometheus is wanted for promtool alone: its postinst would start (and enable) the server.
+# A policy-rc.d that denies every start, for this install only, keeps it stopped (invoke-rc.d
+# and deb-systemd-invoke both ask it); the unit is then disabled so no boot starts it either.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# tandem install-deps.sh: no service starts during this install\nexit 101\n' >"$policy"
+    chmod 0755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+fi
+
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
+if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable prometheus.service >/dev/null 2>&1 || true
+fi
 apt-get install -y -qq --no-install-recommends -t bookworm-backports libraft-dev libraft0 >/dev/null 2>&1 \
     || apt-get install -y -qq --no-install-recommends -t bookworm-backports libraft-dev >/dev/null
 

@@ -771,9 +771,38 @@ json_t *tandem_backups_status_json(struct tandem_node *node)
 static void age_line(FILE *out, const char *site, const char *kind, int64_t created_ms,
                      int64_t now_ms)
 {
+    char label[TANDEM_METRICS_LABEL_MAX];
     if (created_ms > 0) {
-        fprintf(out, "tandem_backup_age_seconds{site=\"%s\",backup=\"%s\"} %.3f\n", site, kind,
+        fprintf(out, "tandem_backup_age_seconds{site=\"%s\",backup=\"%s\"} %.3f\n",
+                tandem_metrics_label(site, label), kind,
                 (double)(now_ms > created_ms ? now_ms - created_ms : 0) / 1000.0);
+    }
+}
+
+/* The counts of each site's backups by state, and the scheduled runs' failures. */
+static void backup_counts_write(struct tandem_node *node,
+                                const struct tandem_backup_site_summary *sums, unsigned n,
+                                FILE *out)
+{
+    char label[TANDEM_METRICS_LABEL_MAX];
+    tandem_metrics_family(out, "tandem_backups", "gauge",
+                          "Backups of each site by state (kept, degraded: some holders lost "
+                          "their copy, lost: all did, or a verification found it damaged).");
+    for (unsigned i = 0; i < n; i++) {
+        tandem_metrics_label(sums[i].site, label);
+        fprintf(out,
+                "tandem_backups{site=\"%s\",state=\"kept\"} %u\n"
+                "tandem_backups{site=\"%s\",state=\"degraded\"} %u\n"
+                "tandem_backups{site=\"%s\",state=\"lost\"} %u\n",
+                label, sums[i].kept, label, sums[i].degraded, label, sums[i].lost);
+    }
+    tandem_metrics_family(out, "tandem_backup_failures_total", "counter",
+                          "Scheduled backup tries of each site that failed (on the leader that "
+                          "ran them).");
+    for (unsigned i = 0; i < node->backups.n_runs; i++) {
+        fprintf(out, "tandem_backup_failures_total{site=\"%s\"} %" PRIu64 "\n",
+                tandem_metrics_label(node->backups.runs[i].site, label),
+                node->backups.runs[i].failures);
     }
 }
 
@@ -790,36 +819,31 @@ void tandem_backups_metrics_write(struct tandem_node *node, FILE *out)
         }
         mdb_txn_abort(txn);
     }
-    fprintf(out, "# HELP tandem_backup_age_seconds Age of each site's newest backup still kept "
-                 "somewhere, and of its newest verified one.\n"
-                 "# TYPE tandem_backup_age_seconds gauge\n");
+    tandem_metrics_family(out, "tandem_backup_age_seconds", "gauge",
+                          "Age of each site's newest backup still kept somewhere "
+                          "(backup=newest), and of its newest verified one (backup=verified).");
     for (unsigned i = 0; i < n; i++) {
         age_line(out, sums[i].site, "newest", sums[i].newest_created_ms, now);
         age_line(out, sums[i].site, "verified", sums[i].verified_created_ms, now);
     }
-    fprintf(out,
-            "# HELP tandem_backups Backups of each site by state (kept, degraded: some holders "
-            "lost their copy, lost: all did).\n# TYPE tandem_backups gauge\n");
-    for (unsigned i = 0; i < n; i++) {
-        fprintf(out,
-                "tandem_backups{site=\"%s\",state=\"kept\"} %u\n"
-                "tandem_backups{site=\"%s\",state=\"degraded\"} %u\n"
-                "tandem_backups{site=\"%s\",state=\"lost\"} %u\n",
-                sums[i].site, sums[i].kept, sums[i].site, sums[i].degraded, sums[i].site,
-                sums[i].lost);
-    }
-    fprintf(out, "# TYPE tandem_backup_failures_total counter\n");
-    for (unsigned i = 0; i < node->backups.n_runs; i++) {
-        fprintf(out, "tandem_backup_failures_total{site=\"%s\"} %" PRIu64 "\n",
-                node->backups.runs[i].site, node->backups.runs[i].failures);
-    }
-    fprintf(out,
-            "# TYPE tandem_backups_taken_total counter\ntandem_backups_taken_total %" PRIu64 "\n"
-            "# TYPE tandem_backups_received_total counter\ntandem_backups_received_total %" PRIu64
-            "\n# TYPE tandem_backups_refused_total counter\ntandem_backups_refused_total %" PRIu64
-            "\n# TYPE tandem_backups_lost_reported_total counter\n"
-            "tandem_backups_lost_reported_total %" PRIu64 "\n",
-            st->taken, st->received, st->arrival_refused, st->lost_reported);
+    backup_counts_write(node, sums, n, out);
+    const struct tandem_metrics_scalar counters[] = {
+        {"tandem_backups_taken_total", "counter", "Backups this node took for the schedule.",
+         st->taken},
+        {"tandem_backups_received_total", "counter",
+         "Backups of another site this node received and kept.", st->received},
+        {"tandem_backups_refused_total", "counter",
+         "Backups this node refused on arrival (failed their check).", st->arrival_refused},
+        {"tandem_backups_lost_reported_total", "counter",
+         "Kept backups this node found missing or damaged and reported.", st->lost_reported},
+        {"tandem_backup_verifications_total", "counter",
+         "Level-2 verifications of a kept backup that passed (run by the leader's schedule).",
+         st->verifications},
+        {"tandem_backup_verification_failures_total", "counter",
+         "Level-2 verifications that found the kept backup damaged or gone.",
+         st->verification_failures},
+    };
+    tandem_metrics_scalars_write(out, counters, sizeof counters / sizeof counters[0]);
     fprintf(out,
             "# HELP tandem_backup_downloads_open Backup files being sent to clients now.\n"
             "# TYPE tandem_backup_downloads_open gauge\ntandem_backup_downloads_open %u\n"

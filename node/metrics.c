@@ -1,9 +1,60 @@
 /* Fixed-size histograms and counters rendered as Prometheus text. */
 #include "node/metrics.h"
 
+#include <string.h>
+
 static uint64_t bucket_bound_ns(unsigned i)
 {
     return (uint64_t)50000 << i;
+}
+
+const char *tandem_metrics_label(const char *value, char *buf)
+{
+    size_t n = 0;
+    for (const char *c = value != NULL ? value : ""; *c != '\0'; c++) {
+        const char *escaped = *c == '\\' ? "\\\\" : *c == '"' ? "\\\"" : *c == '\n' ? "\\n" : NULL;
+        size_t need = escaped != NULL ? 2 : 1;
+        if (n + need >= TANDEM_METRICS_LABEL_MAX) {
+            break;
+        }
+        if (escaped != NULL) {
+            memcpy(buf + n, escaped, 2);
+        } else {
+            buf[n] = *c;
+        }
+        n += need;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+void tandem_metrics_family(FILE *out, const char *name, const char *type, const char *help)
+{
+    fprintf(out, "# HELP %s ", name);
+    for (const char *c = help; *c != '\0'; c++) {
+        if (*c == '\\' || *c == '\n') {
+            fputs(*c == '\\' ? "\\\\" : "\\n", out);
+        } else {
+            fputc(*c, out);
+        }
+    }
+    fprintf(out, "\n# TYPE %s %s\n", name, type);
+}
+
+void tandem_metrics_scalars_write(FILE *out, const struct tandem_metrics_scalar *scalars, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        tandem_metrics_family(out, scalars[i].name, scalars[i].type, scalars[i].help);
+        fprintf(out, "%s %llu\n", scalars[i].name, (unsigned long long)scalars[i].value);
+    }
+}
+
+void tandem_metrics_leader_seen(struct tandem_metrics *m, uint64_t leader_id)
+{
+    if (leader_id != 0 && leader_id != m->leader_seen) {
+        m->leader_seen = leader_id;
+        m->leader_changes++;
+    }
 }
 
 void tandem_histogram_observe(struct tandem_histogram *h, uint64_t ns)
@@ -39,7 +90,7 @@ void tandem_histogram_write(FILE *out, const char *name, const char *help,
                             const struct tandem_histogram *h)
 {
     uint64_t cumulative = 0;
-    fprintf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    tandem_metrics_family(out, name, "histogram", help);
     for (unsigned i = 0; i < TANDEM_HISTOGRAM_BUCKETS; i++) {
         cumulative += h->buckets[i];
         fprintf(out, "%s_bucket{le=\"%.6f\"} %llu\n", name, (double)bucket_bound_ns(i) / 1e9,
@@ -53,13 +104,15 @@ void tandem_histogram_write(FILE *out, const char *name, const char *help,
 void tandem_route_counts_write(FILE *out, const struct tandem_metrics *m,
                                const char *const *route_names, unsigned n_routes)
 {
-    fprintf(out, "# HELP tandem_http_requests_total HTTP requests by route and status code.\n"
-                 "# TYPE tandem_http_requests_total counter\n");
+    char label[TANDEM_METRICS_LABEL_MAX];
+    tandem_metrics_family(out, "tandem_http_requests_total", "counter",
+                          "HTTP requests by route and status code.");
     for (unsigned r = 0; r < n_routes && r < TANDEM_METRICS_ROUTES_MAX; r++) {
         const struct tandem_route_counts *rc = &m->routes[r];
         for (unsigned i = 0; i < TANDEM_METRICS_CODES_MAX && rc->codes[i] != 0; i++) {
             fprintf(out, "tandem_http_requests_total{route=\"%s\",code=\"%d\"} %llu\n",
-                    route_names[r], rc->codes[i], (unsigned long long)rc->counts[i]);
+                    tandem_metrics_label(route_names[r], label), rc->codes[i],
+                    (unsigned long long)rc->counts[i]);
         }
     }
 }

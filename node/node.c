@@ -32,6 +32,15 @@
 /* Connections the metrics_address listener takes at once (scrapers; within the reserve above). */
 #define TANDEM_NODE_METRICS_CONNECTIONS_MAX 64u
 
+/* The raft id of the leader this node knows (itself included); 0: none. */
+static uint64_t leader_id(struct tandem_node *node)
+{
+    raft_id id = 0;
+    const char *address = NULL;
+    raft_leader(&node->raft.raft, &id, &address);
+    return id;
+}
+
 static void check_cb(uv_check_t *check)
 {
     struct tandem_node *node = check->data;
@@ -55,7 +64,9 @@ static void check_cb(uv_check_t *check)
     if (node->stopping) {
         return;
     }
+    tandem_metrics_leader_seen(&node->metrics, leader_id(node));
     tandem_pdata_erase_tick(node); /* leader only, every erase_interval_s */
+    tandem_audit_check_tick(node); /* every TANDEM_AUDIT_CHECK_INTERVAL_MS, on the thread pool */
     tandem_backups_tick(node);     /* holders' checks; the leader's schedule */
     tandem_audit_flush(node);      /* one AuditAppend per turn, packed with the turn's writes */
     tandem_proposer_flush(&node->proposer);
@@ -154,6 +165,8 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     node->handles_open = node->metrics_http_open ? 14 : 13;
     /* A backup copying the store on the thread pool: the store closes after it (node/backup.c). */
     node->handles_open += node->backup != NULL ? 1 : 0;
+    /* Likewise an audit chain walk (node/audit_check.c). */
+    node->handles_open += node->audit_check.running ? 1 : 0;
     uv_close((uv_handle_t *)&node->sighup, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sigterm, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sigint, uv_handle_closed_cb);
@@ -196,6 +209,18 @@ static void sighup_cb(uv_signal_t *handle, int signum)
     tandem_node_keyring_load(&node->keyring, node->config->key_file, node->config->insecure, false);
 }
 
+static void log_append_observe(void *data, uint64_t ns)
+{
+    struct tandem_node *node = data;
+    tandem_histogram_observe(&node->metrics.log_append, ns);
+}
+
+static void lmdb_commit_observe(void *data, uint64_t ns)
+{
+    struct tandem_node *node = data;
+    tandem_histogram_observe(&node->metrics.lmdb_commit, ns);
+}
+
 static void apply_observe(void *data, uint64_t ns)
 {
     struct tandem_node *node = data;
@@ -220,6 +245,8 @@ static int start_state(struct tandem_node *node, const struct tandem_config *c)
         tandem_log(TANDEM_LOG_ERROR, "state store: %s", node->store.errmsg);
         return -1;
     }
+    node->store.commit_observe = lmdb_commit_observe;
+    node->store.observe_data = node;
     tandem_fsm_init(&node->fsm, &node->store);
     node->fsm.apply_observe = apply_observe;
     node->fsm.observe_data = node;
@@ -276,6 +303,8 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
         free(plan);
         return -1;
     }
+    node->raft.shield.append_observe = log_append_observe; /* raft_start installed the shield */
+    node->raft.shield.observe_data = node;
     if (tandem_bcp_raft_started(c->data_dir, plan) != 0) {
         return -1;
     }

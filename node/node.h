@@ -18,6 +18,7 @@
 #include "node/http/park.h"
 #include "node/http/server.h"
 #include "node/leader_watch.h"
+#include "node/audit_check.h"
 #include "node/metrics.h"
 #include "replication/fsm.h"
 #include "replication/identity/pdata.h"
@@ -46,7 +47,8 @@ struct tandem_node {
     struct tandem_leader_watch leader_watch; /* gates follower snapshots */
     struct tandem_park park;                 /* requests waiting out a leader change */
     struct tandem_metrics metrics;
-    struct tandem_audit audit;     /* records queued for the next AuditAppend (node/audit.h) */
+    struct tandem_audit audit; /* records queued for the next AuditAppend (node/audit.h) */
+    struct tandem_audit_check audit_check; /* the periodic chain walk (node/audit_check.h) */
     struct tandem_bcp bcp;         /* probes, fencing (epoch, fenced), site controller, restarts */
     struct tandem_events events;   /* BCP events: /v1/events and bcp_event_command */
     struct tandem_bcp_watch watch; /* what becomes an event; incident reports */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "node/log.h"
+#include "node/metrics.h"
 #include "storage/assert.h"
 #include "storage/domain_codec.h"
 #include "storage/error.h"
@@ -137,11 +138,14 @@ void tandem_tls_identity_metrics(const struct tandem_tls_ctx *tls, int64_t now_m
     }
     struct tandem_tls_cert_info info;
     tandem_tls_ctx_info(tls, &info);
+    tandem_metrics_family(out, "tandem_tls_cert_expiry_seconds", "gauge",
+                          "Seconds until notAfter of this node's certificate (cert=node) and of "
+                          "the cluster CA's (cert=ca); negative: expired.");
     fprintf(out,
-            "# TYPE tandem_tls_cert_expiry_seconds gauge\n"
             "tandem_tls_cert_expiry_seconds{cert=\"node\"} %" PRId64 "\n"
-            "tandem_tls_cert_expiry_seconds{cert=\"ca\"} %" PRId64 "\n"
-            "# TYPE tandem_tls_reloads_total counter\ntandem_tls_reloads_total %" PRIu64 "\n",
-            (info.cert_not_after_ms - now_ms) / 1000, (info.ca_not_after_ms - now_ms) / 1000,
-            info.reloads);
+            "tandem_tls_cert_expiry_seconds{cert=\"ca\"} %" PRId64 "\n",
+            (info.cert_not_after_ms - now_ms) / 1000, (info.ca_not_after_ms - now_ms) / 1000);
+    tandem_metrics_family(out, "tandem_tls_reloads_total", "counter",
+                          "Certificate reloads (SIGHUP) that took effect.");
+    fprintf(out, "tandem_tls_reloads_total %" PRIu64 "\n", info.reloads);
 }

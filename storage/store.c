@@ -370,6 +370,7 @@ int tandem_store_commit(struct tandem_store *s)
         return 0;
     }
     tandem_assert(s->env != NULL);
+    uint64_t started_ns = s->commit_observe != NULL ? uv_hrtime() : 0;
     int rv = mdb_txn_commit(s->write_txn);
     s->write_txn = NULL; /* LMDB frees the transaction whether or not the commit worked */
     if (rv != 0) {
@@ -379,6 +380,9 @@ int tandem_store_commit(struct tandem_store *s)
         return store_mdb_fail(s, rv, "commit write transaction");
     }
     s->commits++;
+    if (s->commit_observe != NULL) {
+        s->commit_observe(s->observe_data, uv_hrtime() - started_ns);
+    }
     return 0;
 }
 

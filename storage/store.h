@@ -57,6 +57,10 @@ struct tandem_store {
     uint8_t apply_digest[TANDEM_DIGEST_LEN]; /* likewise */
     uint64_t commits;                        /* grouped commits done */
     uint64_t write_txn_opened_ns;            /* uv_hrtime() when the open write txn began */
+    /* Called after each grouped commit that worked, with the nanoseconds it took (LMDB's commit
+     * and its fdatasync); NULL: none. Set after tandem_store_open, which clears it. */
+    void (*commit_observe)(void *data, uint64_t ns);
+    void *observe_data; /* borrowed: commit_observe's */
     /* Backup copies reading env from the thread pool (node/backup.c): a restore waits for them
      * (up to TANDEM_STORE_COPY_WAIT_MS) before it closes env and swaps the directory. */
     atomic_uint copies;

@@ -7,8 +7,10 @@
 #include "node/api/api.h"
 #include "node/api/perms.h"
 #include "node/audit.h"
+#include "node/audit_check.h"
 #include "node/node.h"
 #include "replication/domain/audit.h"
+#include "storage/clock.h"
 #include "storage/domain_codec.h"
 
 #define AUDIT_LIST_LIMIT_DEFAULT  100
@@ -122,12 +124,15 @@ static void verify_serve(struct tandem_node *node, struct tandem_http_request *r
     if (tandem_route_read_txn(node, r, &txn) != 0) {
         return;
     }
+    uint64_t started_ns = uv_hrtime();
     int rv = tandem_audit_verify(txn, &node->store, &v);
     mdb_txn_abort(txn);
     if (rv != 0) {
         tandem_route_error(node, r, 500, "audit verify: %s", mdb_strerror(rv));
         return;
     }
+    /* The freshest verdict is the one /metrics shows (node/audit_check.h). */
+    tandem_audit_check_record(&node->audit_check, &v, tandem_wall_ms(), uv_hrtime() - started_ns);
     json_t *body =
         json_pack("{s:b,s:I,s:o,s:o,s:s}", "ok", v.ok, "records", (json_int_t)v.records, "head",
                   link_json(&v.head), "anchor", link_json(&v.anchor), "node", node->self.name);

@@ -220,18 +220,24 @@ static void route_digest(struct tandem_node *node, struct tandem_http_request *r
 static void reach_metrics(struct tandem_node *node, FILE *out)
 {
     const struct raft_configuration *conf = &node->raft.raft.configuration;
-    char errmsg[TANDEM_ERRMSG_SIZE];
-    fprintf(out, "# TYPE tandem_quarantined gauge\ntandem_quarantined %d\n", node->bcp.quarantined);
-    fprintf(out, "# TYPE tandem_peer_reachable gauge\n");
+    char errmsg[TANDEM_ERRMSG_SIZE], label[TANDEM_METRICS_LABEL_MAX];
+    tandem_metrics_family(out, "tandem_quarantined", "gauge",
+                          "1 while this node is held in its start-up quarantine (no vote, no "
+                          "lead) until it is released.");
+    fprintf(out, "tandem_quarantined %d\n", node->bcp.quarantined);
+    tandem_metrics_family(out, "tandem_peer_reachable", "gauge",
+                          "1 when the member's raft port (via=raft) or API (via=api) answered "
+                          "within site_down_after_ms.");
     for (unsigned i = 0; i < conf->n; i++) {
         struct tandem_member m;
         if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) != 0 ||
             strcmp(m.name, node->self.name) == 0) {
             continue;
         }
-        fprintf(out, "tandem_peer_reachable{peer=\"%s\",via=\"raft\"} %d\n", m.name,
+        tandem_metrics_label(m.name, label);
+        fprintf(out, "tandem_peer_reachable{peer=\"%s\",via=\"raft\"} %d\n", label,
                 tandem_bcp_raft_reachable(&node->bcp, m.name, NULL));
-        fprintf(out, "tandem_peer_reachable{peer=\"%s\",via=\"api\"} %d\n", m.name,
+        fprintf(out, "tandem_peer_reachable{peer=\"%s\",via=\"api\"} %d\n", label,
                 tandem_bcp_api_reachable(&node->bcp, m.name, NULL));
     }
 }
@@ -240,16 +246,23 @@ static void reach_metrics(struct tandem_node *node, FILE *out)
 static void shield_metrics(struct tandem_node *node, FILE *out)
 {
     const struct tandem_raft_shield_stats *st = &node->raft.shield.stats;
+    tandem_metrics_family(out, "tandem_raft_shield_terms_fixed_total", "counter",
+                          "InstallSnapshots sent with the loaded snapshot's term (libraft 0.22.1 "
+                          "bug avoided).");
+    fprintf(out, "tandem_raft_shield_terms_fixed_total %llu\n",
+            (unsigned long long)st->terms_fixed);
+    tandem_metrics_family(out, "tandem_raft_shield_installs_dropped_total", "counter",
+                          "InstallSnapshots dropped during an install or this node's own "
+                          "snapshot write (libraft 0.22.1 bugs avoided).");
     fprintf(out,
-            "# TYPE tandem_raft_shield_terms_fixed_total counter\n"
-            "tandem_raft_shield_terms_fixed_total %llu\n"
-            "# TYPE tandem_raft_shield_installs_dropped_total counter\n"
             "tandem_raft_shield_installs_dropped_total{during=\"install\"} %llu\n"
-            "tandem_raft_shield_installs_dropped_total{during=\"snapshot\"} %llu\n"
-            "# TYPE tandem_raft_shield_appends_cut_total counter\n"
-            "tandem_raft_shield_appends_cut_total %llu\n",
-            (unsigned long long)st->terms_fixed, (unsigned long long)st->dropped_installing,
-            (unsigned long long)st->dropped_snapshotting, (unsigned long long)st->appends_cut);
+            "tandem_raft_shield_installs_dropped_total{during=\"snapshot\"} %llu\n",
+            (unsigned long long)st->dropped_installing,
+            (unsigned long long)st->dropped_snapshotting);
+    tandem_metrics_family(out, "tandem_raft_shield_appends_cut_total", "counter",
+                          "AppendEntries cut before a second configuration entry.");
+    fprintf(out, "tandem_raft_shield_appends_cut_total %llu\n",
+            (unsigned long long)st->appends_cut);
 }
 
 /* The per-site series, from this node's committed site table (skipped if it cannot be read;
@@ -276,10 +289,10 @@ static void connections_refused_metrics(struct tandem_node *node,
                                         const struct tandem_http_server_stats *api, FILE *out)
 {
     struct tandem_http_server_stats ms;
-    fprintf(out, "# HELP tandem_connections_refused_total Connections closed on arrival, by "
-                 "listener and reason (allow: source outside the allow-list; per_source: "
-                 "connections_per_source_max; cap: connections_max; tls: failed handshake).\n"
-                 "# TYPE tandem_connections_refused_total counter\n");
+    tandem_metrics_family(out, "tandem_connections_refused_total", "counter",
+                          "Connections closed on arrival, by listener and reason (allow: source "
+                          "outside the allow-list; per_source: connections_per_source_max; cap: "
+                          "connections_max; tls: failed handshake).");
     tandem_connections_refused_write(out, "raft", "allow", ts->refused_allow);
     tandem_connections_refused_write(out, "raft", "tls", ts->refused_tls + ts->refused_identity);
     tandem_connections_refused_write(out, "raft", "cap", ts->dropped_busy);
@@ -293,16 +306,93 @@ static void connections_refused_metrics(struct tandem_node *node,
         tandem_connections_refused_write(out, "metrics", "per_source", ms.refused_per_source);
         tandem_connections_refused_write(out, "metrics", "cap", ms.connections_rejected);
     }
-    fprintf(out,
-            "# HELP tandem_http_rate_limited_total Requests answered 429 by the rate limit per "
-            "credential.\n# TYPE tandem_http_rate_limited_total counter\n"
-            "tandem_http_rate_limited_total %llu\n",
+    tandem_metrics_family(out, "tandem_http_rate_limited_total", "counter",
+                          "Requests answered 429 by the rate limit per credential.");
+    fprintf(out, "tandem_http_rate_limited_total %llu\n",
             (unsigned long long)node->rate_limit.limited);
+}
+
+/* raft's indexes and leadership, and what this node's state machine and proposer did. */
+static void raft_metrics(struct tandem_node *node, FILE *out)
+{
+    struct raft *raft = &node->raft.raft;
+    raft_id leader = 0;
+    const char *leader_address = NULL;
+    raft_leader(raft, &leader, &leader_address);
+    tandem_metrics_leader_seen(&node->metrics, leader);
+    const struct tandem_metrics_scalar series[] = {
+        {"tandem_raft_term", "gauge", "Current raft term.", raft_current_term(raft)},
+        {"tandem_raft_commit_index", "gauge", "Highest log index known committed.",
+         raft_commit_index(raft)},
+        {"tandem_raft_applied_index", "gauge", "Highest log index applied to the state store.",
+         node->store.applied_index},
+        {"tandem_raft_last_index", "gauge", "Index of the last entry in this node's log.",
+         raft_last_index(raft)},
+        {"tandem_raft_leader", "gauge", "1 when this node is the leader.",
+         raft_state(raft) == RAFT_LEADER},
+        {"tandem_raft_has_leader", "gauge",
+         "1 when this node knows a leader (itself included); 0 during an election or without a "
+         "quorum.",
+         leader != 0},
+        {"tandem_raft_leader_changes_total", "counter",
+         "Times the leader this node knows became another node (the first one it learns counts).",
+         node->metrics.leader_changes},
+        {"tandem_fenced", "gauge",
+         "1 when this node is fenced: it saw a newer BCP epoch and refuses writes until it "
+         "catches up.",
+         node->bcp.fenced},
+        {"tandem_entries_applied_total", "counter", "raft entries applied.",
+         node->fsm.entries_applied},
+        {"tandem_commands_applied_total", "counter", "Commands applied (an entry packs several).",
+         node->fsm.commands_applied},
+        {"tandem_entries_proposed_total", "counter", "raft entries this node proposed.",
+         node->proposer.entries_proposed},
+        {"tandem_barriers_total", "counter", "raft barriers this node proposed.",
+         node->proposer.barriers_proposed},
+        {"tandem_lmdb_commits_total", "counter", "Grouped LMDB commits (each one fdatasync).",
+         node->store.commits},
+        {"tandem_snapshots_taken_total", "counter", "raft snapshots taken.",
+         node->fsm.snapshots_taken},
+        {"tandem_snapshots_deferred_total", "counter", "raft snapshots put off.",
+         node->fsm.snapshots_deferred},
+        {"tandem_snapshots_restored_total", "counter", "raft snapshots installed.",
+         node->fsm.snapshots_restored},
+        {"tandem_forwarded_total", "counter", "Requests this follower forwarded to the leader.",
+         node->forwarder.forwarded},
+        {"tandem_raft_double_frees_absorbed_total", "counter",
+         "libraft double frees absorbed by the watching heap (consensus/raft_heap.h).",
+         tandem_raft_heap_double_frees()},
+    };
+    tandem_metrics_scalars_write(out, series, sizeof series / sizeof series[0]);
+}
+
+/* The raft transport's refusals and connections, and the API's open connections. */
+static void transport_metrics(const struct tandem_transport_stats *ts,
+                              const struct tandem_http_server_stats *hs, FILE *out)
+{
+    tandem_metrics_family(out, "tandem_transport_refused_total", "counter",
+                          "raft messages or connections the transport refused, by reason.");
+    fprintf(out,
+            "tandem_transport_refused_total{reason=\"cluster\"} %llu\n"
+            "tandem_transport_refused_total{reason=\"epoch\"} %llu\n"
+            "tandem_transport_refused_total{reason=\"malformed\"} %llu\n"
+            "tandem_transport_refused_total{reason=\"frame\"} %llu\n"
+            "tandem_transport_refused_total{reason=\"tls\"} %llu\n"
+            "tandem_transport_refused_total{reason=\"identity\"} %llu\n",
+            (unsigned long long)ts->refused_cluster, (unsigned long long)ts->refused_epoch,
+            (unsigned long long)ts->refused_malformed, (unsigned long long)ts->refused_frame,
+            (unsigned long long)ts->refused_tls, (unsigned long long)ts->refused_identity);
+    const struct tandem_metrics_scalar series[] = {
+        {"tandem_raft_connections_open", "gauge", "raft connections open.", ts->relays_open},
+        {"tandem_raft_connections_replaced_total", "counter",
+         "raft connections replaced by a newer one to the same peer.", ts->relays_replaced},
+        {"tandem_http_connections_open", "gauge", "API connections open.", hs->connections_open},
+    };
+    tandem_metrics_scalars_write(out, series, sizeof series / sizeof series[0]);
 }
 
 static void route_metrics(struct tandem_node *node, struct tandem_http_request *r, const char *p)
 {
-    struct raft *raft = &node->raft.raft;
     char *text = NULL;
     size_t len = 0;
     struct tandem_transport_stats ts;
@@ -315,62 +405,20 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
     }
     tandem_transport_stats(&node->raft.transport, &ts);
     tandem_http_server_stats(&node->http, &hs);
-    fprintf(out,
-            "# TYPE tandem_raft_term gauge\ntandem_raft_term %llu\n"
-            "# TYPE tandem_raft_commit_index gauge\ntandem_raft_commit_index %llu\n"
-            "# TYPE tandem_raft_applied_index gauge\ntandem_raft_applied_index %llu\n"
-            "# TYPE tandem_raft_last_index gauge\ntandem_raft_last_index %llu\n"
-            "# TYPE tandem_raft_leader gauge\ntandem_raft_leader %d\n"
-            "# TYPE tandem_fenced gauge\ntandem_fenced %d\n"
-            "# TYPE tandem_entries_applied_total counter\ntandem_entries_applied_total %llu\n"
-            "# TYPE tandem_commands_applied_total counter\ntandem_commands_applied_total %llu\n"
-            "# TYPE tandem_entries_proposed_total counter\ntandem_entries_proposed_total %llu\n"
-            "# TYPE tandem_barriers_total counter\ntandem_barriers_total %llu\n"
-            "# TYPE tandem_lmdb_commits_total counter\ntandem_lmdb_commits_total %llu\n"
-            "# TYPE tandem_snapshots_taken_total counter\ntandem_snapshots_taken_total %llu\n"
-            "# TYPE tandem_snapshots_deferred_total counter\n"
-            "tandem_snapshots_deferred_total %llu\n"
-            "# TYPE tandem_snapshots_restored_total counter\n"
-            "tandem_snapshots_restored_total %llu\n"
-            "# TYPE tandem_forwarded_total counter\ntandem_forwarded_total %llu\n"
-            "# TYPE tandem_transport_refused_total counter\n"
-            "tandem_transport_refused_total{reason=\"cluster\"} %llu\n"
-            "tandem_transport_refused_total{reason=\"epoch\"} %llu\n"
-            "tandem_transport_refused_total{reason=\"malformed\"} %llu\n"
-            "tandem_transport_refused_total{reason=\"frame\"} %llu\n"
-            "tandem_transport_refused_total{reason=\"tls\"} %llu\n"
-            "tandem_transport_refused_total{reason=\"identity\"} %llu\n"
-            "# TYPE tandem_raft_connections_open gauge\ntandem_raft_connections_open %llu\n"
-            "# TYPE tandem_raft_connections_replaced_total counter\n"
-            "tandem_raft_connections_replaced_total %llu\n"
-            "# TYPE tandem_http_connections_open gauge\ntandem_http_connections_open %llu\n",
-            (unsigned long long)raft_current_term(raft),
-            (unsigned long long)raft_commit_index(raft),
-            (unsigned long long)node->store.applied_index,
-            (unsigned long long)raft_last_index(raft), raft_state(raft) == RAFT_LEADER,
-            node->bcp.fenced, (unsigned long long)node->fsm.entries_applied,
-            (unsigned long long)node->fsm.commands_applied,
-            (unsigned long long)node->proposer.entries_proposed,
-            (unsigned long long)node->proposer.barriers_proposed,
-            (unsigned long long)node->store.commits, (unsigned long long)node->fsm.snapshots_taken,
-            (unsigned long long)node->fsm.snapshots_deferred,
-            (unsigned long long)node->fsm.snapshots_restored,
-            (unsigned long long)node->forwarder.forwarded, (unsigned long long)ts.refused_cluster,
-            (unsigned long long)ts.refused_epoch, (unsigned long long)ts.refused_malformed,
-            (unsigned long long)ts.refused_frame, (unsigned long long)ts.refused_tls,
-            (unsigned long long)ts.refused_identity, (unsigned long long)ts.relays_open,
-            (unsigned long long)ts.relays_replaced, (unsigned long long)hs.connections_open);
-    /* libraft double frees absorbed by the watching heap (consensus/raft_heap.h). */
-    fprintf(out,
-            "# TYPE tandem_raft_double_frees_absorbed_total counter\n"
-            "tandem_raft_double_frees_absorbed_total %llu\n",
-            (unsigned long long)tandem_raft_heap_double_frees());
+    raft_metrics(node, out);
+    transport_metrics(&ts, &hs, out);
     connections_refused_metrics(node, &ts, &hs, out);
     reach_metrics(node, out);
     shield_metrics(node, out);
     tandem_tls_identity_metrics(node->tls, tandem_wall_ms(), out);
     tandem_histogram_write(out, "tandem_apply_duration_seconds",
                            "Time to apply one raft entry to LMDB.", &node->metrics.apply);
+    tandem_histogram_write(out, "tandem_raft_log_append_duration_seconds",
+                           "Time raft takes to write a batch of log entries and fsync it.",
+                           &node->metrics.log_append);
+    tandem_histogram_write(out, "tandem_lmdb_commit_duration_seconds",
+                           "Time of one grouped LMDB commit of the state, with its fdatasync.",
+                           &node->metrics.lmdb_commit);
     tandem_histogram_write(out, "tandem_http_request_duration_seconds",
                            "Time from a complete request to its answer.", &node->metrics.request);
     const char *const *names;
@@ -378,6 +426,7 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
     tandem_route_counts_write(out, &node->metrics, names, names_count);
     site_metrics(node, out);
     tandem_backups_metrics_write(node, out);
+    tandem_audit_check_metrics_write(&node->audit_check, tandem_wall_ms(), out);
     fclose(out);
     tandem_node_respond(node, r, 200, "text/plain; version=0.0.4", NULL, text, len);
     free(text);

@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "node/metrics.h"
 #include "replication/bcp/sites.h"
 
 /* Voters in the status view, and those of them this node reaches; except: a site whose voters
@@ -30,7 +31,13 @@ static void voters_count(const json_t *sites, const char *except, long *voters, 
 
 static void family(FILE *out, const char *name, const char *help)
 {
-    fprintf(out, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+    tandem_metrics_family(out, name, "gauge", help);
+}
+
+/* The site's name as a label value, escaped into buf (TANDEM_METRICS_LABEL_MAX bytes). */
+static const char *site_label(const json_t *site, char *buf)
+{
+    return tandem_metrics_label(json_string_value(json_object_get(site, "name")), buf);
 }
 
 /* One sample per site of the integer field divided by divisor, where the site has one. */
@@ -43,7 +50,8 @@ static void per_site(FILE *out, const json_t *sites, const char *name, const cha
     json_array_foreach(sites, i, site)
     {
         json_t *value = json_object_get(site, field);
-        const char *site_name = json_string_value(json_object_get(site, "name"));
+        char site_name[TANDEM_METRICS_LABEL_MAX];
+        site_label(site, site_name);
         if (!json_is_integer(value)) {
             continue;
         }
@@ -65,8 +73,9 @@ static void site_states(FILE *out, const json_t *sites)
            "BCP state of each site: 1 for the state it is in, 0 for the others.");
     json_array_foreach(sites, i, site)
     {
-        const char *name = json_string_value(json_object_get(site, "name"));
+        char name[TANDEM_METRICS_LABEL_MAX];
         const char *state = json_string_value(json_object_get(site, "state"));
+        site_label(site, name);
         for (int s = 0; s < TANDEM_SITE_STATE_COUNT; s++) {
             const char *text = tandem_site_state_name(s);
             fprintf(out, "tandem_site_state{site=\"%s\",state=\"%s\"} %d\n", name, text,
@@ -91,10 +100,37 @@ static void tolerance(FILE *out, const json_t *sites)
            "1 when the cluster keeps a quorum if the whole site is lost, else 0.");
     json_array_foreach(sites, i, site)
     {
-        const char *name = json_string_value(json_object_get(site, "name"));
-        voters_count(sites, name, &voters, &reachable);
-        fprintf(out, "tandem_site_loss_tolerated{site=\"%s\"} %d\n", name,
+        char label[TANDEM_METRICS_LABEL_MAX];
+        voters_count(sites, json_string_value(json_object_get(site, "name")), &voters, &reachable);
+        fprintf(out, "tandem_site_loss_tolerated{site=\"%s\"} %d\n", site_label(site, label),
                 reachable >= voters / 2 + 1);
+    }
+}
+
+/* Per site: its members in the status view, and those this node reaches (itself counted). */
+static void reachability(FILE *out, const json_t *sites)
+{
+    size_t i, j;
+    json_t *site, *node;
+    char label[TANDEM_METRICS_LABEL_MAX];
+    family(out, "tandem_site_nodes", "Members of each site (voters, standbys and witnesses).");
+    json_array_foreach(sites, i, site)
+    {
+        fprintf(out, "tandem_site_nodes{site=\"%s\"} %zu\n", site_label(site, label),
+                json_array_size(json_object_get(site, "nodes")));
+    }
+    family(out, "tandem_site_nodes_reachable",
+           "Members of each site whose raft port and API this node reaches (itself included); "
+           "0: the site is cut off from this node.");
+    json_array_foreach(sites, i, site)
+    {
+        long reachable = 0;
+        json_array_foreach(json_object_get(site, "nodes"), j, node)
+        {
+            reachable += json_is_true(json_object_get(node, "reachable")) ? 1 : 0;
+        }
+        fprintf(out, "tandem_site_nodes_reachable{site=\"%s\"} %ld\n", site_label(site, label),
+                reachable);
     }
 }
 
@@ -112,4 +148,5 @@ void tandem_bcp_site_metrics_write(FILE *out, const json_t *status)
              "only).",
              "lag_ms", 1000);
     tolerance(out, sites);
+    reachability(out, sites);
 }

@@ -29,6 +29,21 @@ def heads(c):
     return {n: c.status(n)["audit"] for n in c.names}
 
 
+def tamper(path, text):
+    """Flips one bit of text in the audit record holding it, in the LMDB file at path (a stopped
+    node's, or a copy): every copy of the page, as LMDB keeps old ones until they are reused."""
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    needle = text.encode()
+    at = data.find(needle)
+    assert at >= 0, "the record's bytes are in the LMDB file"
+    while at >= 0:
+        data[at + len(needle) - 1] ^= 0x01
+        at = data.find(needle, at + 1)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
 def verify_dir(data_dir):
     run = subprocess.run([os.path.join(BIN_DIR, "tandemd"), "--audit-verify", data_dir],
                          capture_output=True, text=True, timeout=60)
@@ -100,17 +115,7 @@ def test_records_agree_and_tampering_is_named():
             shutil.copytree(os.path.join(original, "state"), os.path.join(copy, "state"))
             rc, out, err = verify_dir(copy)
             assert rc == 0 and json.loads(out)["ok"] is True, (rc, out, err)
-            path = os.path.join(copy, "state", "data.mdb")
-            with open(path, "rb") as f:
-                data = bytearray(f.read())
-            needle = ("/v1/kv/" + TAMPER_KEY).encode()
-            at = data.find(needle)
-            assert at >= 0, "the record's bytes are in the LMDB file"
-            while at >= 0:  # every copy of the page (LMDB keeps old ones until reused)
-                data[at + len(needle) - 1] ^= 0x01
-                at = data.find(needle, at + 1)
-            with open(path, "wb") as f:
-                f.write(data)
+            tamper(os.path.join(copy, "state", "data.mdb"), "/v1/kv/" + TAMPER_KEY)
             rc, out, err = verify_dir(copy)
             verdict = json.loads(out)
             assert rc == 1 and verdict["ok"] is False, (rc, out, err)

@@ -229,6 +229,18 @@ def test_damaged_copy_caught_by_level_2():
         west = next(b for b in answer["backups"] if b["site"] == "west")
         assert next(b for b in backups(c, "east-2")["backups"]
                     if b["id"] == west["id"])["state"] == "kept"  # west's backup is untouched
+        # The counters TandemBackupVerificationFailed reads: on the leader(s) that ran the checks.
+        def counter(name):
+            total = 0.0
+            for node in c.names:
+                status, _, body = c.api(node, "GET", "/metrics")
+                assert status == 200, (node, status)
+                m = re.search(r"^%s (\S+)$" % name, body.decode(), re.M)
+                assert m, (node, name)
+                total += float(m.group(1))
+            return total
+        assert counter("tandem_backup_verifications_total") >= 1
+        assert counter("tandem_backup_verification_failures_total") >= 1
 
 
 def test_failure_retried_then_raised():
