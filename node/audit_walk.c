@@ -1,6 +1,7 @@
 /* The periodic walk of the audit chain on the thread pool; its verdict: node/audit_check.h. */
 #include <inttypes.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "node/audit_check.h"
@@ -13,7 +14,8 @@ struct audit_walk {
     uv_work_t work;
     struct tandem_node *node; /* borrowed */
     struct tandem_audit_verdict verdict;
-    int rv; /* 0, or the LMDB code that stopped the walk */
+    int rv;             /* 0, or the LMDB code that stopped the walk */
+    bool copy_released; /* store.copies given back by the work itself */
     uint64_t duration_ns;
 };
 
@@ -29,6 +31,10 @@ static void walk_work_cb(uv_work_t *work)
         mdb_txn_abort(txn);
     }
     w->duration_ns = uv_hrtime() - started;
+    /* Released here, on the pool: a snapshot install waits on the loop for copies to reach 0,
+     * so the loop's after-work callback would never run to release it (a deadlock). */
+    atomic_fetch_sub(&w->node->store.copies, 1);
+    w->copy_released = true;
 }
 
 static void walk_after_work_cb(uv_work_t *work, int status)
@@ -36,7 +42,9 @@ static void walk_after_work_cb(uv_work_t *work, int status)
     struct audit_walk *w = work->data;
     struct tandem_node *node = w->node;
     struct tandem_audit_check *check = &node->audit_check;
-    atomic_fetch_sub(&node->store.copies, 1);
+    if (!w->copy_released) {
+        atomic_fetch_sub(&node->store.copies, 1); /* cancelled before it ran */
+    }
     check->running = false;
     if (status != 0 || w->rv != 0) {
         check->failures++;

@@ -24,6 +24,7 @@ struct tandem_node_backup {
     struct tandem_backup_source source;
     struct tandem_backup_key key; /* the sealing key (wiped when done) */
     bool sealed;
+    bool copy_released; /* store.copies given back by the work itself */
     char path[PATH_MAX];
     struct tandem_backup_manifest manifest;
     int status;
@@ -79,6 +80,10 @@ static void backup_work_cb(uv_work_t *work)
     struct tandem_node_backup *b = work->data;
     b->status = tandem_backup_write(&b->node->store, b->path, &b->source,
                                     b->sealed ? &b->key : NULL, &b->manifest, b->errmsg);
+    /* Released here, on the pool: a snapshot install waits on the loop for copies to reach 0,
+     * so the loop's after-work callback would never run to release it (a deadlock). */
+    atomic_fetch_sub(&b->node->store.copies, 1);
+    b->copy_released = true;
 }
 
 static void backup_after_work_cb(uv_work_t *work, int status)
@@ -86,7 +91,9 @@ static void backup_after_work_cb(uv_work_t *work, int status)
     struct tandem_node_backup *b = work->data;
     struct tandem_node *node = b->node;
     tandem_assert(node->backup == b);
-    atomic_fetch_sub(&node->store.copies, 1);
+    if (!b->copy_released) {
+        atomic_fetch_sub(&node->store.copies, 1); /* cancelled before it ran */
+    }
     node->backup = NULL;
     if (status != 0 && b->status == 0) {
         b->status = tandem_error_from_uv(status, b->errmsg, "backup work");
