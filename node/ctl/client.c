@@ -412,11 +412,16 @@ static void client_error(struct tandem_ctl_client *c, const char *fmt, ...)
 }
 
 /* Moves src's contents into dst (freeing dst's), leaving src empty. */
+/* Moves src's answer into dst; the sink stays with src, which the next endpoint answers into
+ * (a download that met a 503 first would otherwise go on into memory). */
 static void response_move(struct tandem_ctl_response *dst, struct tandem_ctl_response *src)
 {
+    struct tandem_ctl_sink *sink = src->sink;
     tandem_ctl_response_free(dst);
     memcpy(dst, src, sizeof(*dst));
+    dst->sink = NULL;
     tandem_ctl_response_init(src);
+    src->sink = sink;
 }
 
 /* One attempt on endpoint i. Returns -1 to go on to the next endpoint, else the final code. */

@@ -15,6 +15,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -526,6 +527,7 @@ def test_download_streamed():
         os.makedirs(work)
         download_in_bounded_memory(c, leader, work)
         download_reader_pauses_and_leaves(c, leader, work)
+        download_after_a_503(c, c.settled_leader(), work)
         download_cut_or_refused_leaves_nothing(c, leader, work)
 
 
@@ -638,6 +640,65 @@ def download_reader_pauses_and_leaves(c, leader, work):
     finally:
         sock.close()
     wait_until(lambda: download_dir_files(c, leader) == [], 10, "the silent one's file gone")
+
+
+class FalseLeader(threading.Thread):
+    """An HTTPS endpoint with node name's certificate that names itself the leader in GET
+    /v1/status and answers everything else 503 (a node that lost its leader right after), counting
+    those; stopped with stop_flag."""
+
+    def __init__(self, c, name):
+        super().__init__(daemon=True)
+        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ctx.load_cert_chain(c.tls_path(name + ".pem"), c.tls_path(name + ".key"))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.url = "https://127.0.0.1:%d" % self.port
+        self.stop_flag = threading.Event()
+        self.refused = 0
+
+    def answer(self, tls):
+        tls.settimeout(5)
+        request = tls.recv(65536)
+        if request.startswith(b"GET /v1/status"):
+            status, body = b"200 OK", json.dumps({"leader": {"api": self.url}}).encode()
+        else:
+            status, body = b"503 Service Unavailable", b'{"error":"no leader"}'
+            self.refused += 1
+        tls.sendall(b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                    b"Connection: close\r\n\r\n%s" % (status, len(body), body))
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            try:
+                with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                    self.answer(tls)
+            except OSError:
+                pass
+        self.listener.close()
+
+
+def download_after_a_503(c, leader, work):
+    """The endpoint asked first answers the download 503 (it lost its leader): the download the
+    next endpoint sends still goes to FILE."""
+    busy = FalseLeader(c, leader)
+    busy.start()
+    path = os.path.join(work, "after-503.tbk")
+    try:
+        p = c.ctl("-o", "json", "backup", "create", "--out", path, timeout=120,
+                  endpoints=[busy.url, c.url(leader)])
+    finally:
+        busy.stop_flag.set()
+        busy.join(5)
+    assert busy.refused >= 1
+    assert json.loads(p.stdout)["bytes"] == os.path.getsize(path), p.stdout
+    verify(c, path, 1)
+    assert not os.path.exists(path + ".part")
 
 
 def download_cut_or_refused_leaves_nothing(c, leader, work):
