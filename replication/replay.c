@@ -86,21 +86,27 @@ static int replay_apply(struct tandem_store *store, const struct raft_entry *ent
     return rv;
 }
 
-/* Carries the chain from the store's digest over the commands (to_index, proof_index]. */
+/* Carries the chain from the store's digest over the commands (store index, proof_index],
+ * before anything is applied: entries of another history never reach the state machine. *at_to
+ * receives the chain at to_index, which the replay must then reach. */
 static int replay_prove(const struct tandem_store *store, const struct raft_entry *entries,
-                        uint64_t first_index, const struct tandem_replay_plan *plan, char *errmsg)
+                        uint64_t first_index, const struct tandem_replay_plan *plan,
+                        uint8_t at_to[TANDEM_DIGEST_LEN], char *errmsg)
 {
     uint8_t digest[TANDEM_DIGEST_LEN];
     char want[2 * TANDEM_DIGEST_LEN + 1], got[2 * TANDEM_DIGEST_LEN + 1];
     memcpy(digest, store->apply_digest, sizeof digest);
-    for (uint64_t i = plan->to_index + 1; i <= plan->proof_index; i++) {
+    memcpy(at_to, digest, TANDEM_DIGEST_LEN);
+    for (uint64_t i = store->applied_index + 1; i <= plan->proof_index; i++) {
         const struct raft_entry *e = entry_at(entries, first_index, i);
-        if (e->type != RAFT_COMMAND) {
-            continue;
+        if (e->type == RAFT_COMMAND) {
+            int rv = tandem_fsm_digest_step(digest, i, e->buf.base, e->buf.len, digest, errmsg);
+            if (rv != 0) {
+                return rv;
+            }
         }
-        int rv = tandem_fsm_digest_step(digest, i, e->buf.base, e->buf.len, digest, errmsg);
-        if (rv != 0) {
-            return rv;
+        if (i == plan->to_index) {
+            memcpy(at_to, digest, TANDEM_DIGEST_LEN);
         }
     }
     if (memcmp(digest, plan->proof_digest, sizeof digest) != 0) {
@@ -123,9 +129,16 @@ int tandem_replay(struct tandem_store *store, const struct raft_entry *entries,
     memset(out, 0, sizeof *out);
     out->backup_index = store->applied_index;
     out->state_index = store->applied_index;
+    uint8_t at_to[TANDEM_DIGEST_LEN];
     int rv = replay_refuse(store, first_index, n, plan, errmsg);
+    rv = rv != 0 ? rv : replay_prove(store, entries, first_index, plan, at_to, errmsg);
     rv = rv != 0 ? rv : replay_apply(store, entries, first_index, plan->to_index, out, errmsg);
-    rv = rv != 0 ? rv : replay_prove(store, entries, first_index, plan, errmsg);
+    if (rv == 0 && memcmp(store->apply_digest, at_to, sizeof at_to) != 0) {
+        return tandem_error_set(errmsg, TANDEM_CORRUPT,
+                                "replay: the state's apply digest at index %" PRIu64
+                                " is not the proven chain's",
+                                out->state_index);
+    }
     /* Postcondition: the store stands at the last command the replay reached. */
     tandem_assert(rv != 0 || store->applied_index == out->state_index);
     return rv;

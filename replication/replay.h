@@ -29,12 +29,13 @@ struct tandem_replay_result {
     uint64_t entries_applied; /* command entries applied */
 };
 
-/* Applies the command entries (store->applied_index, plan->to_index] of the log (entries[0] is
- * first_index, n entries) to store through the state machine, commits, then checks the chain
- * on to plan->proof_index. Refused before anything is applied (TANDEM_INVALID) when to_index is
- * before the store's index or past proof_index; TANDEM_NOTFOUND when the log does not hold
- * every entry from the store's index + 1 to proof_index; TANDEM_CORRUPT when the chain does not
- * arrive at proof_digest (the store then holds replayed entries: the caller discards it).
+/* Checks the chain from the store's apply digest through the log's commands (entries[0] is
+ * first_index, n entries) on to plan->proof_index, then applies the commands (store's index,
+ * plan->to_index] to store through the state machine and commits. Refused before anything is
+ * applied: TANDEM_INVALID when to_index is before the store's index or past proof_index;
+ * TANDEM_NOTFOUND when the log does not hold every entry from the store's index + 1 to
+ * proof_index; TANDEM_CORRUPT when the chain does not arrive at proof_digest. A failed apply
+ * leaves replayed entries in the store: the caller discards it.
  * Returns 0 with *out filled, or a tandem code with errmsg (TANDEM_ERRMSG_SIZE). */
 int tandem_replay(struct tandem_store *store, const struct raft_entry *entries,
                   uint64_t first_index, size_t n, const struct tandem_replay_plan *plan,

@@ -7,11 +7,12 @@ leave nothing behind."""
 
 import json
 import os
+import shutil
 import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import Cluster, run_tests  # noqa: E402
+from cluster import Cluster, http, run_tests  # noqa: E402
 from test_backup import RestoredNode, backup_create  # noqa: E402
 
 KEYS_PER_ROUND = 40
@@ -86,6 +87,7 @@ def test_point_in_time_between_backups():
         assert pit["counts"] == m2["counts"], (pit, m2)
         assert pit["entries_applied"] > 0
         node = started(c, "p1", data, answer["cluster_id"])
+        fork = os.path.join(work, "fork")
         try:
             # It proves at its first start that it holds that state (the site controller may
             # record a decision of its own right after, so /v1/digest may have moved on).
@@ -94,8 +96,13 @@ def test_point_in_time_between_backups():
             assert "state_digest %s" % m2["state_digest"] in line, line
             d = digest_of(node)
             assert d["applied_index"] >= m2["applied_index"] and d["counts"] == m2["counts"], d
+            # A write of its own: from here on p1's history is a fork of the old cluster's.
+            status, _, body = http("PUT", node.api + "/v1/kv/fork", b"f", timeout=5)
+            assert status == 200, body
         finally:
             node.stop()
+        os.makedirs(fork)
+        shutil.copytree(os.path.join(data, "state"), os.path.join(fork, "state"))
 
         # Between the two backups: exactly the writes at or before the index.
         middle = second[KEYS_PER_ROUND // 2][2]
@@ -114,6 +121,18 @@ def test_point_in_time_between_backups():
             node.stop()
 
         refusals(c, work, b1, m1, log_dir, os.path.join(work, "at-b2", "data"))
+
+        # The old cluster's log beside the forked state (no cluster-id file to tell them apart):
+        # the apply digest chain refuses it, before anything is applied.
+        follower = os.path.basename(os.path.dirname(log_dir))
+        c.stop(follower)
+        shutil.copytree(os.path.join(log_dir, "raft"), os.path.join(fork, "raft"))
+        data = os.path.join(work, "forked", "data")
+        p = restore(c, b1, data, "f1", "--to-index", str(m2["applied_index"]), "--log-dir", fork,
+                    check=False)
+        assert p.returncode == 1 and "not this backup's history" in p.stderr, (p.returncode,
+                                                                                p.stderr)
+        assert not os.path.exists(data), os.listdir(data)
 
 
 def refusals(c, work, b1, m1, log_dir, other_history):

@@ -207,9 +207,15 @@ static void test_replay_catches_another_history(void **state)
 {
     struct fixture *f = *state;
     struct tandem_replay_result r;
+    uint8_t before[TANDEM_DIGEST_LEN], after[TANDEM_DIGEST_LEN];
     struct raft_entry saved = f->log[PROOF_AT - 2];
+    state_digest(&f->s[0], before);
     f->log[PROOF_AT - 2] = entry_make(PROOF_AT - 3); /* a different command at PROOF_AT - 1 */
     assert_refused(f, replay(f, 1, LOG_LEN, BACKUP_AT + 5, &r), TANDEM_CORRUPT, "history");
+    /* Proven before applied: nothing of the other history reached the state. */
+    state_digest(&f->s[0], after);
+    assert_memory_equal(before, after, sizeof before);
+    assert_int_equal(f->s[0].applied_index, BACKUP_AT);
     raft_free(f->log[PROOF_AT - 2].buf.base);
     f->log[PROOF_AT - 2] = saved;
     /* A proof from elsewhere (another cluster's node at the same index). */
