@@ -90,11 +90,15 @@ void tandem_ctl_download_head_line(struct tandem_ctl_download_head *h, const cha
     }
 }
 
-int tandem_ctl_download_base(const char *location, char *out, size_t out_size)
+int tandem_ctl_download_base(const char *location, const char *answered_by, char *out,
+                             size_t out_size)
 {
     size_t scheme = strncmp(location, "https://", 8) == 0  ? 8
                     : strncmp(location, "http://", 7) == 0 ? 7
                                                            : 0;
+    if (scheme == 7 && strncmp(answered_by, "https://", 8) == 0) {
+        return -1; /* from TLS to plaintext: a bearer token would travel in clear */
+    }
     const char *path = scheme > 0 ? strchr(location + scheme, '/') : NULL;
     if (path == NULL || path == location + scheme || strcmp(path, TANDEM_CTL_DOWNLOAD_PATH) != 0) {
         return -1;
@@ -192,7 +196,7 @@ static int transfer(struct tandem_ctl_context *ctx, struct part_file *p, const c
             rc = tandem_ctl_fail(ctx, rc, "%s%s", ctx->client->errmsg,
                                  p->written > 0 ? "; the transfer was cut, nothing saved" : "");
         } else if (resp.status == 307 && hop < REDIRECTS_MAX &&
-                   tandem_ctl_download_base(resp.location, base, sizeof base) == 0) {
+                   tandem_ctl_download_base(resp.location, resp.endpoint, base, sizeof base) == 0) {
             if (tandem_ctl_client_prefer_add(ctx->client, base) != 0) {
                 rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "%s", ctx->client->errmsg);
             }

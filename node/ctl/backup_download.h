@@ -33,8 +33,11 @@ void tandem_ctl_download_head_line(struct tandem_ctl_download_head *h, const cha
                                    size_t len);
 /* The base URL of a redirect to the download route: location without its path, which must be
  * TANDEM_CTL_DOWNLOAD_PATH, into out. Returns 0, or -1 when location is not such a URL
- * (http:// or https://, a host, that path, nothing after it) or does not fit out_size. */
-int tandem_ctl_download_base(const char *location, char *out, size_t out_size);
+ * (http:// or https://, a host, that path, nothing after it), does not fit out_size, or is
+ * http:// when answered_by (the endpoint that sent the redirect) is https://: the credentials
+ * tandemctl sends never leave TLS. */
+int tandem_ctl_download_base(const char *location, const char *answered_by, char *out,
+                             size_t out_size);
 /* Compares what the file's manifest and trailer (sha256_hex) say with the head; returns 0, or
  * -1 with why (TANDEM_CTL_ERRMSG_SIZE) naming the first difference. Absent head fields are not
  * compared, except sha256 and length, which the server always sends. */

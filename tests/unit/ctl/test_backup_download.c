@@ -49,16 +49,19 @@ static void test_head_lines(void **state)
     assert_string_equal(h.sha256, "");
 }
 
+#define HTTPS_ENDPOINT "https://127.0.0.1:9443"
+
 static void test_redirect_base(void **state)
 {
     char base[128];
     (void)state;
-    assert_int_equal(
-        tandem_ctl_download_base("https://127.0.0.1:8443/v1/backups/download", base, sizeof base),
-        0);
+    assert_int_equal(tandem_ctl_download_base("https://127.0.0.1:8443/v1/backups/download",
+                                              HTTPS_ENDPOINT, base, sizeof base),
+                     0);
     assert_string_equal(base, "https://127.0.0.1:8443");
-    assert_int_equal(
-        tandem_ctl_download_base("http://[::1]:80/v1/backups/download", base, sizeof base), 0);
+    assert_int_equal(tandem_ctl_download_base("http://[::1]:80/v1/backups/download",
+                                              "http://[::1]:81", base, sizeof base),
+                     0);
     assert_string_equal(base, "http://[::1]:80");
     static const char *const bad[] = {
         "",
@@ -72,10 +75,15 @@ static void test_redirect_base(void **state)
         "https://h:1/v1/kv/download",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        assert_int_equal(tandem_ctl_download_base(bad[i], base, sizeof base), -1);
+        assert_int_equal(tandem_ctl_download_base(bad[i], HTTPS_ENDPOINT, base, sizeof base), -1);
     }
-    assert_int_equal(
-        tandem_ctl_download_base("https://127.0.0.1:8443/v1/backups/download", base, 8), -1);
+    assert_int_equal(tandem_ctl_download_base("https://127.0.0.1:8443/v1/backups/download",
+                                              HTTPS_ENDPOINT, base, 8),
+                     -1);
+    /* An https endpoint never sends tandemctl (and its token) to plaintext. */
+    assert_int_equal(tandem_ctl_download_base("http://127.0.0.1:8443/v1/backups/download",
+                                              HTTPS_ENDPOINT, base, sizeof base),
+                     -1);
 }
 
 static void test_matches(void **state)
