@@ -41,6 +41,7 @@ struct backup_stream {
     bool head_only;          /* a HEAD request: the head says it all, no byte follows */
     struct tandem_list link; /* in node->backups.streams while the stream is open */
     uint64_t progress_ms;    /* uv_now when the socket last took bytes (or the head went) */
+    uint64_t started_ms;     /* uv_now when the head went */
     char sha256[2 * TANDEM_DIGEST_LEN + 1];
     int status; /* HTTP status of a failed open */
     char errmsg[TANDEM_ERRMSG_SIZE];
@@ -143,6 +144,18 @@ static void stream_drain_cb(struct tandem_http_stream *stream, void *data)
     stream_pump(s);
 }
 
+enum tandem_backup_stream_due tandem_backup_stream_due(uint64_t now_ms, uint64_t started_ms,
+                                                       uint64_t progress_ms, uint64_t size,
+                                                       uint64_t timeout_ms)
+{
+    if (now_ms - progress_ms > timeout_ms) {
+        return TANDEM_BACKUP_STREAM_STALLED;
+    }
+    /* A trickle keeps progress_ms fresh, so the whole answer has a deadline too. */
+    uint64_t deadline = started_ms + timeout_ms + size * 1000u / TANDEM_BACKUP_STREAM_RATE_MIN;
+    return now_ms > deadline ? TANDEM_BACKUP_STREAM_TOO_SLOW : TANDEM_BACKUP_STREAM_ON_TIME;
+}
+
 void tandem_backup_streams_expire(struct tandem_node *node)
 {
     uint64_t now = uv_now(node->loop), timeout = (uint64_t)node->config->backup_timeout_s * 1000u;
@@ -150,10 +163,20 @@ void tandem_backup_streams_expire(struct tandem_node *node)
     for (unsigned n = 0; link != &node->backups.streams && n < TANDEM_BACKUP_DOWNLOADS_MAX; n++) {
         struct backup_stream *s = tandem_list_entry(link, struct backup_stream, link);
         link = link->next;
-        if (now - s->progress_ms > timeout) {
-            tandem_log(TANDEM_LOG_WARN, "backup download %s: the reader took nothing for %u s",
-                       s->path, node->config->backup_timeout_s);
+        enum tandem_backup_stream_due due =
+            tandem_backup_stream_due(now, s->started_ms, s->progress_ms, s->size, timeout);
+        if (due != TANDEM_BACKUP_STREAM_ON_TIME) {
+            tandem_log(TANDEM_LOG_WARN,
+                       due == TANDEM_BACKUP_STREAM_STALLED
+                           ? "backup download %s: the reader took nothing for %u s"
+                           : "backup download %s: the reader is slower than %u KiB/s (after %u "
+                             "s of grace)",
+                       s->path,
+                       due == TANDEM_BACKUP_STREAM_STALLED ? node->config->backup_timeout_s
+                                                           : TANDEM_BACKUP_STREAM_RATE_MIN / 1024u,
+                       node->config->backup_timeout_s);
             s->progress_ms = now; /* closed once: the close callback follows */
+            s->started_ms = now;
             tandem_http_stream_close(s->stream);
         }
     }
@@ -162,11 +185,11 @@ void tandem_backup_streams_expire(struct tandem_node *node)
 static void stream_closed_cb(struct tandem_http_stream *stream, void *data)
 {
     struct backup_stream *s = data;
-    (void)stream;
     s->closed = true;
     s->stream = NULL;
     tandem_list_remove(&s->link);
-    bool complete = s->offset == s->size;
+    /* Read to the end is not sent: the last MiB may still have been queued at a cut. */
+    bool complete = s->offset == s->size && tandem_http_stream_delivered(stream);
     if (!s->head_only) {
         if (complete) {
             s->node->backups.downloads_done++;
@@ -249,6 +272,7 @@ static void stream_open_after_cb(uv_work_t *work, int status)
     }
     s->r = NULL; /* answered by the stream's head */
     s->progress_ms = uv_now(node->loop);
+    s->started_ms = s->progress_ms;
     tandem_list_push_back(&node->backups.streams, &s->link);
     stream_pump(s);
 }

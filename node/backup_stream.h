@@ -5,6 +5,7 @@
 #define TANDEM_NODE_BACKUP_STREAM_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "node/http/server.h"
 
@@ -26,9 +27,24 @@ struct tandem_node;
 void tandem_backup_stream_start(struct tandem_node *node, struct tandem_http_request *r,
                                 const char *path, bool remove_after, const char *extra_headers);
 
+/* The slowest reader a download waits for, on average, in bytes per second. */
+#define TANDEM_BACKUP_STREAM_RATE_MIN (64u * 1024u)
+
+enum tandem_backup_stream_due {
+    TANDEM_BACKUP_STREAM_ON_TIME,
+    TANDEM_BACKUP_STREAM_STALLED,  /* no byte taken for timeout_ms */
+    TANDEM_BACKUP_STREAM_TOO_SLOW, /* past timeout_ms + size at TANDEM_BACKUP_STREAM_RATE_MIN */
+};
+/* Whether a download of size bytes whose head went at started_ms, and whose reader last took
+ * bytes at progress_ms, is still on time at now_ms (all uv_now milliseconds). */
+enum tandem_backup_stream_due tandem_backup_stream_due(uint64_t now_ms, uint64_t started_ms,
+                                                       uint64_t progress_ms, uint64_t size,
+                                                       uint64_t timeout_ms);
+
 /* Closes the downloads whose reader took no byte for backup_timeout_s (a live peer that stops
- * reading keeps its connection open forever: TCP keepalive does not end it). Called from
- * tandem_backups_tick. */
+ * reading keeps its connection open forever: TCP keepalive does not end it), or took longer
+ * than backup_timeout_s plus the file's size at TANDEM_BACKUP_STREAM_RATE_MIN (a trickle that
+ * would hold a download slot and the file for ever). Called from tandem_backups_tick. */
 void tandem_backup_streams_expire(struct tandem_node *node);
 
 #endif

@@ -22,7 +22,8 @@ struct tandem_http_stream {
     size_t buffered; /* pending + written but not yet confirmed */
     int head_sent;
     tandem_http_stream_drain_fn drain_cb; /* NULL: the writer is not told */
-    int ending; /* tandem_http_stream_end: linger once everything is written */
+    int ending;    /* tandem_http_stream_end: linger once everything is written */
+    int delivered; /* ended, and every byte written was confirmed by the socket */
 };
 
 /* One chunk of a stream in a uv_write. */
@@ -680,6 +681,7 @@ static void stream_written(struct tandem_http_stream *st)
         return;
     }
     if (st->ending && st->buffered == 0) {
+        st->delivered = 1;
         conn_linger(c);
     } else if (!st->ending && st->drain_cb != NULL) {
         st->drain_cb(st, st->data);
@@ -827,8 +829,14 @@ void tandem_http_stream_end(struct tandem_http_stream *st)
     }
     st->ending = 1;
     if (st->head_sent && st->buffered == 0) {
+        st->delivered = 1;
         conn_linger(st->conn);
     }
+}
+
+bool tandem_http_stream_delivered(const struct tandem_http_stream *st)
+{
+    return st->delivered != 0;
 }
 
 void tandem_http_stream_close(struct tandem_http_stream *st)

@@ -292,6 +292,9 @@ size_t tandem_http_stream_buffered(const struct tandem_http_stream *stream);
  * close_notify first), discards what the client still sends for up to TANDEM_HTTP_LINGER_MS
  * and closes; close_cb runs then. Idempotent. */
 void tandem_http_stream_end(struct tandem_http_stream *stream);
+/* Whether the stream was ended and every byte written was confirmed by the socket (so a close
+ * after it is the clean one); meaningful in close_cb too. */
+bool tandem_http_stream_delivered(const struct tandem_http_stream *stream);
 
 /* Writes `{"error":"<escaped text>"}` into out; returns its length, or the length it needs (and
  * writes nothing usable) when out_size is too small, like snprintf. */
