@@ -92,9 +92,16 @@ static void respond_audit(struct tandem_node *node, const struct tandem_http_req
                  NULL);
 }
 
-/* The node's own header lines, then extra_headers, into headers; counts r's answer in the
- * metrics and leaves its audit record. */
-static void respond_account(struct tandem_node *node, struct tandem_http_request *r, int status,
+/* Counts r's answer in the metrics and leaves its audit record. */
+static void respond_count(struct tandem_node *node, struct tandem_http_request *r, int status)
+{
+    tandem_metrics_count(&node->metrics, route_of(r), status);
+    respond_audit(node, r, status);
+    tandem_histogram_observe(&node->metrics.request, uv_hrtime() - r->start_ns);
+}
+
+/* The node's own header lines, then extra_headers, into headers. */
+static void respond_headers(struct tandem_node *node, const struct tandem_http_request *r,
                             const char *extra_headers, char *headers, size_t size)
 {
     /* Without a credential on a TLS listener (health checks, refusals) nothing but the node. */
@@ -105,9 +112,6 @@ static void respond_account(struct tandem_node *node, struct tandem_http_request
                          (unsigned long long)raft_last_applied(&node->raft.raft));
     }
     snprintf(headers + used, size - (size_t)used, "%s", extra_headers == NULL ? "" : extra_headers);
-    tandem_metrics_count(&node->metrics, route_of(r), status);
-    respond_audit(node, r, status);
-    tandem_histogram_observe(&node->metrics.request, uv_hrtime() - r->start_ns);
 }
 
 void tandem_node_respond(struct tandem_node *node, struct tandem_http_request *r, int status,
@@ -115,7 +119,8 @@ void tandem_node_respond(struct tandem_node *node, struct tandem_http_request *r
                          size_t body_len)
 {
     char headers[512];
-    respond_account(node, r, status, extra_headers, headers, sizeof headers);
+    respond_headers(node, r, extra_headers, headers, sizeof headers);
+    respond_count(node, r, status);
     tandem_http_respond(r, status, content_type, headers, body, body_len);
 }
 
@@ -126,9 +131,13 @@ int tandem_node_stream_sized(struct tandem_node *node, struct tandem_http_reques
                              struct tandem_http_stream **out)
 {
     char headers[TANDEM_HTTP_STREAM_HEADERS_BYTES_MAX - 64];
-    respond_account(node, r, 200, extra_headers, headers, sizeof headers);
-    return tandem_http_stream_open_sized(r, 200, content_type, headers, length, drain_cb, close_cb,
-                                         data, out);
+    respond_headers(node, r, extra_headers, headers, sizeof headers);
+    int rv = tandem_http_stream_open_sized(r, 200, content_type, headers, length, drain_cb,
+                                           close_cb, data, out);
+    if (rv == 0) {
+        respond_count(node, r, 200); /* r is answered from the next loop turn on: still here */
+    }
+    return rv;
 }
 
 void tandem_route_json(struct tandem_node *node, struct tandem_http_request *r, int status,
