@@ -104,6 +104,8 @@ static const struct tandem_route_field drill_report_fields[] = {
     TANDEM_OPTIONAL("takeover_gap_ms", ANY),
     TANDEM_OPTIONAL("failback_gap_ms", ANY),
     TANDEM_OPTIONAL("error", STRING),
+    TANDEM_OPTIONAL("probe_latency", OBJECT), /* the console's chart (issue 15) */
+    TANDEM_OPTIONAL("digests", ARRAY),
     TANDEM_FIELDS_END};
 static const struct tandem_route_field rejoin_fields[] = {TANDEM_OPTIONAL("by", STRING),
                                                           TANDEM_FIELDS_END};

@@ -11,8 +11,12 @@
 
 /* Headers of the leader's answer that travel back to the client. */
 static const char *const relayed_headers[] = {
-    "X-Tandem-Mod-Index", "X-Tandem-Create-Index", "X-Tandem-Applied-Index",
-    "X-Tandem-Node",      "Retry-After",
+    "X-Tandem-Mod-Index",
+    "X-Tandem-Create-Index",
+    "X-Tandem-Applied-Index",
+    "X-Tandem-Node",
+    "Retry-After",
+    "Set-Cookie", /* the console's token from POST /v1/auth/login?cookie=1 (issue 15) */
 };
 
 /* Headers of the client's request that the leader needs (who acts, what the body is). */
