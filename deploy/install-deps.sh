@@ -9,6 +9,7 @@ PACKAGES=(
     libjansson-dev libinih-dev libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev
     curl openssl iproute2 nftables procps python3
     clang libclang-rt-14-dev # tests/fuzz: clang's libFuzzer (libclang_rt.fuzzer) and sanitizers
+    chromium chromium-driver # tests/integration/test_ui_browser.py: the console in headless Chromium
 )
 
 missing=()
