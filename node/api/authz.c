@@ -327,12 +327,12 @@ int tandem_authz_principal(bool tls_required, const struct tandem_http_request *
     const char *token = tandem_authz_token(r, cookie, &from_cookie);
     bool forwarded = tandem_http_request_header(r, TANDEM_FORWARDED_USER_HEADER) != NULL;
     if (token != NULL && !forwarded) {
-        int status = from_cookie ? csrf_check(r, why) : 0;
-        if (status == 0) {
-            status = principal_token(token, identity, users, out, why);
-        }
+        int status = principal_token(token, identity, users, out, why);
         if (status == 0 && from_cookie) {
+            /* Checked once the user is known, so the refusal's audit record names whose
+             * session a cross-site page tried to use. */
             out->via = TANDEM_PRINCIPAL_VIA_COOKIE;
+            status = csrf_check(r, why);
         }
         return status;
     }
