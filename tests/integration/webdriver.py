@@ -172,6 +172,18 @@ class Browser:
         value = self.command("POST", "/element", {"using": "css selector", "value": css})
         return Element(self, value[ELEMENT_KEY])
 
+    def click(self, css, timeout=10):
+        """Finds css and clicks it, again while the page redraws it under the click (a stale
+        element)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.find(css).click()
+            except WebDriverError as e:
+                if "stale element" not in str(e) or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
+
     def find_all(self, css):
         values = self.command("POST", "/elements", {"using": "css selector", "value": css})
         return [Element(self, v[ELEMENT_KEY]) for v in values]
