@@ -203,6 +203,9 @@ static bool cookie_value(const char *header, char *out, size_t size)
         if (len > name_len && strncmp(p, TANDEM_AUTHZ_COOKIE, name_len) == 0 &&
             p[name_len] == '=') {
             size_t value_len = len - name_len - 1;
+            while (value_len > 0 && p[name_len + value_len] == ' ') {
+                value_len--; /* "a=b ; c=d": the blank is no part of the value */
+            }
             if (value_len == 0 || value_len >= size) {
                 return false;
             }

@@ -197,8 +197,14 @@
         : api('POST', '/v1/bcp/drill', { site: site });
       /* The page is redrawn by the event stream, not by this answer. */
       request.then(function (answer) {
-        message.textContent = t('done') + (answer && answer.note ? ': ' + answer.note : '');
-        if (kind === 'drill' && answer && answer.id) { window.location.hash = '#/drill/' + encodeURIComponent(answer.id); closeDialog(); }
+        if (kind === 'drill' && answer && answer.id) {
+          closeDialog();
+          window.location.hash = '#/drill/' + encodeURIComponent(answer.id);
+        } else if (answer && answer.note) {
+          message.textContent = t('done') + ': ' + answer.note;
+        } else {
+          closeDialog();
+        }
       }, function (err) { message.textContent = t('error') + ': ' + err.message; confirm.disabled = false; });
     });
   }
