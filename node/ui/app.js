@@ -446,6 +446,9 @@
         refreshSoon();
       });
     });
+    /* A page left (or kept in the back-forward cache) gives its connection back: a browser
+     * holds at most six per node, and a forgotten stream would keep one. */
+    window.addEventListener('pagehide', function () { source.close(); }, { once: true });
     source.onerror = function () {
       if (source.readyState === EventSource.CLOSED) {
         streamState('polling');
@@ -458,10 +461,14 @@
   }
 
   window.addEventListener('hashchange', function () { closeDialog(); render(); });
+  window.addEventListener('pageshow', function (event) {
+    if (event.persisted) { refresh(); connect(); } /* back from the cache: the stream was closed */
+  });
+  /* Who, and the first figures, asked at once: the page is drawn after one round trip. */
+  var first = refresh();
   api('GET', '/v1/auth/session').then(function (session) {
     state.session = session;
     window.tandemConsole = { loadedAt: Date.now(), state: state };
-    render();
-    return refresh();
+    return first.then(render);
   }).then(connect, function (err) { TandemDom.clear(view).appendChild(failed(err)); });
 })();
