@@ -96,13 +96,25 @@ static const char *request_header(const void *msg, const char *name)
     return tandem_http_request_header(msg, name);
 }
 
+/* What a caller without a credential (the console's login) hears of the leader's answer:
+ * nothing of the cluster's state, as when a node answers it itself. */
+static const char *const anonymous_relayed_headers[] = {"X-Tandem-Node", "Retry-After",
+                                                        "Set-Cookie"};
+
 static void relay(struct forward *fw, const struct tandem_httpc_response *resp)
 {
     char headers[1024];
     headers[0] = '\0';
+    const struct tandem_principal *p = &fw->r->principal;
+    bool anonymous = p->kind == TANDEM_PRINCIPAL_ANONYMOUS && !p->insecure;
     size_t used =
-        headers_copy(headers, sizeof headers, 0, relayed_headers,
-                     sizeof relayed_headers / sizeof relayed_headers[0], response_header, resp);
+        anonymous
+            ? headers_copy(headers, sizeof headers, 0, anonymous_relayed_headers,
+                           sizeof anonymous_relayed_headers / sizeof anonymous_relayed_headers[0],
+                           response_header, resp)
+            : headers_copy(headers, sizeof headers, 0, relayed_headers,
+                           sizeof relayed_headers / sizeof relayed_headers[0], response_header,
+                           resp);
     if (used >= sizeof headers) {
         headers[0] = '\0';
     }

@@ -99,33 +99,51 @@
     return h('span', { class: 'muted', title: what }, '—');
   }
 
+  function bytes(n) {
+    if (n === null || n === undefined) { return missing(t('not_exposed')); }
+    var units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'], i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return n.toFixed(i === 0 ? 0 : 1) + ' ' + units[i];
+  }
+
+  /* A node's row: what it says of itself (bcp status "view", from the leader's probes; the
+   * serving node's own /v1/status for itself), what the leader sees of it (lag, contact). */
   function nodeRow(member, status, bcp, bcpNode) {
     var self = status.node.name === member.name;
     var leader = status.leader && status.leader.name === member.name;
     var n = bcpNode || {};
-    var contact = Math.min(n.api_contact_age_ms === undefined ? Infinity : n.api_contact_age_ms,
-                           n.raft_contact_age_ms === undefined ? Infinity : n.raft_contact_age_ms);
+    var view = n.view || null;
+    if (self) {
+      view = { state: status.node.state, term: status.node.term, commit_index: status.node.commit_index,
+               applied_index: status.node.applied_index, disk_free_bytes: view ? view.disk_free_bytes : null,
+               cert_days_left: status.tls && status.tls.cert ? status.tls.cert.days_left : null, age_ms: 0 };
+    }
+    var known = function (key) {
+      return view && view[key] !== null && view[key] !== undefined ? String(view[key]) : missing(t('only_self'));
+    };
+    var contact = Math.min(n.api_contact_age_ms === undefined || n.api_contact_age_ms === null ? Infinity : n.api_contact_age_ms,
+                           n.raft_contact_age_ms === undefined || n.raft_contact_age_ms === null ? Infinity : n.raft_contact_age_ms);
     var flags = [];
     if (self && status.node.fenced) { flags.push(t('fenced')); }
     if (self && status.node.quarantined) { flags.push(t('quarantined')); }
     if (bcpNode && !n.reachable) { flags.push(t('unreachable')); }
-    var raftState = self ? status.node.state : (leader ? 'leader' : (member.role === 'voter' ? 'follower' : member.role));
+    var raftState = view ? view.state : (leader ? 'leader' : missing(t('only_self')));
     return h('tr', { class: 'node' + (leader ? ' leader' : ''), 'data-node': member.name,
-                     'data-leader': leader ? '1' : null }, [
+                     'data-leader': leader ? '1' : null,
+                     title: view && view.age_ms ? view.age_ms + ' ms' : null }, [
       h('td', {}, [member.name, leader ? h('span', { class: 'leader-mark', title: t('leader_mark') }, ' ★ ' + t('leader_mark')) : null]),
       h('td', {}, member.site),
       h('td', {}, member.role),
       h('td', {}, raftState),
-      h('td', { class: 'num' }, self ? String(status.node.term) : missing(t('only_self'))),
-      h('td', { class: 'num' }, self ? String(status.node.commit_index) : missing(t('only_self'))),
-      h('td', { class: 'num' }, self ? String(status.node.applied_index) :
-        (n.match_index !== undefined && n.match_index !== null ? 'match ' + n.match_index : missing(t('only_self')))),
-      h('td', { class: 'num' }, n.lag_entries === undefined ? '—' :
+      h('td', { class: 'num' }, known('term')),
+      h('td', { class: 'num' }, known('commit_index')),
+      h('td', { class: 'num' }, known('applied_index')),
+      h('td', { class: 'num' }, n.lag_entries === undefined || n.lag_entries === null ? '—' :
         n.lag_entries + ' / ' + n.lag_ms + ' ms'),
       h('td', { class: 'num' }, contact === Infinity ? '—' : contact + ' ms'),
       h('td', { class: 'num' }, missing(t('not_exposed'))),
-      h('td', { class: 'num' }, missing(t('not_exposed'))),
-      h('td', { class: 'num' }, self && status.tls && status.tls.cert ? String(status.tls.cert.days_left) : missing(t('only_self'))),
+      h('td', { class: 'num' }, bytes(view ? view.disk_free_bytes : null)),
+      h('td', { class: 'num' + (view && view.cert_days_left !== null && view.cert_days_left <= 30 ? ' bad' : '') }, known('cert_days_left')),
       h('td', { class: flags.length ? 'bad' : '' }, flags.join(', '))
     ]);
   }

@@ -120,6 +120,7 @@ def test_console_routes_cookie_and_csrf():
             status, answer = as_cookie(c, follower, method, path, viewer, body=body)
             assert status == 403 and "permission" in answer["error"], (path, status, answer)
 
+        check_node_views(c, follower, viewer)
         admin = cookie_of(c, leader, "bea")
         dry = {"site": "west", "dry_run": True}
         status, answer = as_cookie(c, follower, "POST", "/v1/bcp/drill", admin, dry, ui=False)
@@ -171,6 +172,22 @@ def test_console_routes_cookie_and_csrf():
             print(json.dumps(last.get("records"), indent=1))
             raise
         check_drill_report_file(c)
+
+
+def check_node_views(c, node, cookie):
+    """Every node's row of bcp status carries what it says of itself (the console's Overview):
+    the leader's from its probes, the answering leader's own at once."""
+    def views():
+        status, answer = as_cookie(c, node, "GET", "/v1/bcp/status", cookie)
+        assert status == 200, answer
+        return {n["name"]: n.get("view") for s in answer["sites"] for n in s["nodes"]}
+    wait_until(lambda: all(views().values()), 20, "a view of every node")
+    for name, view in views().items():
+        assert view["state"] in ("leader", "follower"), (name, view)
+        assert view["term"] >= 1 and view["applied_index"] >= 1, (name, view)
+        assert view["commit_index"] >= view["applied_index"] - 1, (name, view)
+        assert 300 <= view["cert_days_left"] <= 400, (name, view)  # certs.sh's 365 days
+        assert view["disk_free_bytes"] > 0 and view["age_ms"] >= 0, (name, view)
 
 
 def check_drill_report_file(c):

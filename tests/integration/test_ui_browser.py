@@ -84,6 +84,10 @@ def admin_session(c, b, steps, url, leader, site):
     marked = [name for name, is_leader in rows if is_leader == "1"]
     assert sorted(n for n, _ in rows) == sorted(c.names) and marked == [leader], rows
     assert "★" in b.find("tr.node[data-leader='1']").text
+    # Each row's term, commit and applied index come from what that node says of itself.
+    b.wait_js("return Array.prototype.every.call(document.querySelectorAll('#nodes tr.node'),"
+              "function (r) { return /^[0-9]+$/.test(r.cells[4].textContent) &&"
+              " /^[0-9]+$/.test(r.cells[6].textContent); })", WAIT_S, "every node's term")
     steps.shot("overview")
 
     b.click("#nav-sites")
