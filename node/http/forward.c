@@ -106,7 +106,8 @@ static void relay(struct forward *fw, const struct tandem_httpc_response *resp)
     char headers[1024];
     headers[0] = '\0';
     const struct tandem_principal *p = &fw->r->principal;
-    bool anonymous = p->kind == TANDEM_PRINCIPAL_ANONYMOUS && !p->insecure;
+    bool anonymous = fw->r->server != NULL && fw->r->server->tls_required &&
+                     p->kind == TANDEM_PRINCIPAL_ANONYMOUS && !p->insecure;
     size_t used =
         anonymous
             ? headers_copy(headers, sizeof headers, 0, anonymous_relayed_headers,
