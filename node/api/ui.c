@@ -98,8 +98,9 @@ static void route_ui_asset(struct tandem_node *node, struct tandem_http_request 
     ui_serve(node, r, p);
 }
 
-/* Clears the cookie whoever asks (it only ever removes the caller's own): the token itself
- * stays valid until it expires, as a tandemctl token does after `logout` of the file. */
+/* Clears the cookie whoever asks (it only ever removes the caller's own). The token itself
+ * stays valid until it expires, like every token: tokens are signed, not stored, and end early
+ * only all at once for a user (disable, delete, a roles or password change). */
 static void route_logout(struct tandem_node *node, struct tandem_http_request *r, const char *p)
 {
     (void)p;

@@ -377,9 +377,13 @@
       var since = TandemDom.rfc3339(new Date(Date.now() - 24 * 3600 * 1000));
       api('GET', '/v1/audit/failures?since=' + encodeURIComponent(since)).then(function (f) {
         auditBox.appendChild(h('h3', {}, t('failed_logins')));
-        auditBox.appendChild(h('table', { class: 'grid', id: 'failures' }, h('tbody', {}, (f.failures || []).map(function (r) {
-          return h('tr', {}, Object.keys(r).map(function (k) { return h('td', { title: k }, scalar(r[k])); }));
-        }))));
+        auditBox.appendChild(h('table', { class: 'grid', id: 'failures' }, [
+          h('thead', {}, h('tr', {}, ['by', 'source', 'count', 'since', 'last', 'action'].map(function (k) { return h('th', {}, t(k)); }))),
+          h('tbody', {}, (f.failures || []).map(function (r) {
+            var actions = Object.keys(r.actions || {}).map(function (a) { return a + ' ×' + r.actions[a]; });
+            return h('tr', {}, [h('td', {}, r.actor || '—'), h('td', {}, r.source), h('td', { class: 'num' }, String(r.count)),
+                                h('td', {}, time(r.first)), h('td', {}, time(r.last)), h('td', {}, actions.join(', '))]);
+          }))]));
       }, function (err) { auditBox.appendChild(failed(err)); });
     } else {
       auditBox.appendChild(h('p', { class: 'muted' }, t('audit_chain') + ': ' + t('auditor_only')));

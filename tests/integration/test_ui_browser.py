@@ -3,8 +3,9 @@
 when"): a bcp-admin logs in at a follower, sees five node rows with the leader marked, invokes
 a site from the Sites page and sees its state change through the event stream without the page
 reloading, revokes it and runs a drill from the same page, and opens the drill's report whose
-latency chart is drawn (an SVG path with points); the language switch turns the page Japanese;
-a viewer sees the sites but no invoke, revoke or drill button. Screenshots of each step go to
+latency chart is drawn (an SVG path with points); the Capacity page shows the bars and the plan
+(planner), Backups and audit the audit chain intact (auditor); the language switch turns the
+page Japanese; a viewer sees the sites but no invoke, revoke or drill button, and no plan. Screenshots of each step go to
 TANDEM_ARTEFACTS (default BUILD/test-artefacts/ui), kept whatever the outcome.
 
 Chromium trusts exactly the cluster's node keys (SPKI pins, tests/integration/webdriver.py):
@@ -108,6 +109,17 @@ def admin_session(c, b, steps, url, leader, site):
     assert "#/drill/d" in b.url, b.url
     steps.shot("drill-report")
 
+    # Capacity (a planner sees the plan) and backups and audit (an auditor sees the chain).
+    b.click("#nav-capacity")
+    b.wait_js("return document.querySelectorAll('#capacity tbody tr').length === 2 &&"
+              " document.querySelector('#plan h3')", WAIT_S, "the capacity bars and the plan")
+    steps.shot("capacity")
+    b.click("#nav-backups")
+    chain = b.wait_js("var p = document.getElementById('audit-chain'); return p && p.innerText",
+                      WAIT_S, "the audit chain's state")
+    assert "intact" in chain, chain
+    b.wait_js("return document.getElementById('failures')", WAIT_S, "the failed logins table")
+    steps.shot("backups-audit")
     b.js("var s = document.getElementById('lang'); s.value = 'ja';"
          "s.dispatchEvent(new Event('change'));")
     b.wait_js("return document.getElementById('nav-overview').textContent === '概要'", WAIT_S,
@@ -122,7 +134,7 @@ def admin_session(c, b, steps, url, leader, site):
 def test_console_in_chromium():
     with Cluster(topology="2+2+1") as c:
         leader = c.settled_leader()
-        c.add_user("bea", roles="bcp-admin", site="east", password=PASSWORD)
+        c.add_user("bea", roles="bcp-admin,planner,auditor", site="east", password=PASSWORD)
         c.add_user("vera", roles="viewer", site="west", password=PASSWORD)
         follower = next(n for n in c.names if n != leader and not n.startswith("witness"))
         site = next(c.nodes[n]["site"] for n in c.names
@@ -142,6 +154,11 @@ def test_console_in_chromium():
                 assert buttons == 0, buttons
                 assert "viewer" in b.find("#who").text
                 steps.shot("viewer-sites")
+                b.click("#nav-capacity")
+                b.wait_js("return document.querySelector('#capacity') &&"
+                          " document.querySelector('#view .muted')", WAIT_S,
+                          "the viewer's capacity page without the plan")
+                assert b.js("return document.getElementById('apply-plan')") is None
             except BaseException:
                 steps.shot("failure")
                 raise
