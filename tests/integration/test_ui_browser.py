@@ -122,9 +122,10 @@ def admin_session(c, b, steps, url, leader, site):
     steps.shot("backups-audit")
     b.js("var s = document.getElementById('lang'); s.value = 'ja';"
          "s.dispatchEvent(new Event('change'));")
-    b.wait_js("return document.getElementById('nav-overview').textContent === '概要'", WAIT_S,
-              "the Japanese navigation")
-    steps.shot("drill-report-ja")
+    b.wait_js("return document.getElementById('nav-overview').textContent === '概要' &&"
+              " document.getElementById('audit-chain')", WAIT_S, "the page in Japanese")
+    assert "監査チェーン" in b.find("#audit-chain").text
+    steps.shot("backups-audit-ja")
     b.js("var s = document.getElementById('lang'); s.value = 'en';"
          "s.dispatchEvent(new Event('change'));")
     b.click("#logout")
