@@ -2,7 +2,8 @@
 """The web console's routes on a TLS 2+2+1 cluster (issue 15 item 1), as a browser without a
 client certificate meets them: the files under /ui/ with their security headers and ETags, the
 login that puts the token into an HttpOnly; Secure; SameSite=Strict cookie (through a follower
-too: the leader's Set-Cookie is relayed), the cookie accepted like a bearer token, a cookie write
+too: the leader's Set-Cookie is relayed), the cookie accepted like a bearer token (and a client
+certificate as before), every node's own view in bcp status, a cookie write
 without X-Tandem-UI: 1 refused (CSRF), a wrong password refused and audited, a viewer refused the
 bcp-admin and auditor routes, logout clearing the cookie, and `tandemctl bcp drill SITE --report
 FILE` writing the standalone report with the drill's latency series embedded.
@@ -121,6 +122,12 @@ def test_console_routes_cookie_and_csrf():
             assert status == 403 and "permission" in answer["error"], (path, status, answer)
 
         check_node_views(c, follower, viewer)
+        # A client certificate works as well (the bootstrap admin's here).
+        status, _, text = c.api(follower, "GET", "/v1/auth/session")
+        session = json.loads(text)
+        assert status == 200 and session["user"] == "admin" and session["via"] == "certificate", \
+            session
+        assert {"bcp-admin", "auditor", "planner", "viewer"} <= set(session["roles"]), session
         admin = cookie_of(c, leader, "bea")
         dry = {"site": "west", "dry_run": True}
         status, answer = as_cookie(c, follower, "POST", "/v1/bcp/drill", admin, dry, ui=False)
