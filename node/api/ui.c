@@ -87,10 +87,11 @@ static void route_ui_index(struct tandem_node *node, struct tandem_http_request 
     ui_serve(node, r, "index.html");
 }
 
+/* The same page: login.js shows the form at this path. */
 static void route_ui_login(struct tandem_node *node, struct tandem_http_request *r, const char *p)
 {
     (void)p;
-    ui_serve(node, r, "login.html");
+    ui_serve(node, r, "index.html");
 }
 
 static void route_ui_asset(struct tandem_node *node, struct tandem_http_request *r, const char *p)

@@ -4,6 +4,7 @@
  * the stream is down. Writes carry X-Tandem-UI: 1 (the API refuses cookie writes without it). */
 'use strict';
 (function () {
+  if (window.location.pathname === '/ui/login') { return; } /* login.js's page */
   var h = TandemDom.h, t = TandemI18n.t, time = TandemDom.time;
   var POLL_FALLBACK_MS = 30000, REFRESH_DEBOUNCE_MS = 150;
   var state = { session: null, status: null, bcp: null, events: 0, lastEvent: null,

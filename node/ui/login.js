@@ -1,9 +1,14 @@
-/* The console's login form (issue 15): trades user and password for the session cookie
- * (POST /v1/auth/login?cookie=1; the token never reaches this script), then opens the console. */
+/* The console's login form (issue 15), shown at /ui/login: trades user and password for the
+ * session cookie (POST /v1/auth/login?cookie=1; the token never reaches this script), then opens
+ * the console. */
 'use strict';
 (function () {
+  if (window.location.pathname !== '/ui/login') { return; }
   var t = TandemI18n.t;
   var form = document.getElementById('login-form');
+  document.body.classList.add('login-page');
+  document.getElementById('view').hidden = true;
+  document.getElementById('login-view').hidden = false;
   var message = document.getElementById('login-message');
 
   function label() {

@@ -28,8 +28,7 @@ static void test_types(void **state)
 static void test_embedded_match_the_sources(void **state)
 {
     (void)state;
-    const char *names[] = {"index.html", "login.html", "app.css", "i18n.js",
-                           "report.js",  "app.js",     "login.js"};
+    const char *names[] = {"index.html", "app.css", "i18n.js", "report.js", "app.js", "login.js"};
     const char *root = getenv("TANDEM_SOURCE_DIR");
     char path[4096];
     assert_true(tandem_ui_assets_count >= sizeof names / sizeof names[0]);
