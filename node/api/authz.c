@@ -29,6 +29,23 @@ static bool has_token(const struct tandem_http_request *r)
     return tandem_authz_token(r, cookie, &from_cookie) != NULL;
 }
 
+static bool ui_header(const struct tandem_http_request *r)
+{
+    const char *ui = tandem_http_request_header(r, TANDEM_AUTHZ_UI_HEADER);
+    return ui != NULL && strcmp(ui, "1") == 0;
+}
+
+/* A login asking for the cookie from a page that is not the console's (login CSRF: a foreign
+ * page logging the browser in as someone else). Checked where the request arrives: a node that
+ * forwards it to the leader checked it (and forwards no such header). */
+static bool cookie_login_forged(const struct tandem_http_request *r)
+{
+    char value[8];
+    return r->method == HTTP_POST && r->peer.kind != TANDEM_TLS_PEER_NODE &&
+           strcmp(r->path, "/v1/auth/login") == 0 &&
+           tandem_http_query_get(r->query, "cookie", value, sizeof value) == 1 && !ui_header(r);
+}
+
 static bool node_route(const struct tandem_http_request *r)
 {
     size_t len = strlen(TANDEM_AUTHZ_NODE_PREFIX);
@@ -76,6 +93,12 @@ int tandem_authz_check(bool tls_required, const struct tandem_http_request *r,
     *identity = r->peer;
     if (!tls_required) {
         return 0;
+    }
+    if (cookie_login_forged(r)) {
+        snprintf(why, TANDEM_ERRMSG_SIZE,
+                 "a login for the console's cookie must carry %s: 1 (cross-site request refused)",
+                 TANDEM_AUTHZ_UI_HEADER);
+        return 403;
     }
     if (r->peer.kind == TANDEM_TLS_PEER_NONE) {
         if (anonymous_route(r) || has_token(r)) {
@@ -244,8 +267,7 @@ int tandem_authz_cookie_header(const char *token, long long max_age_s, char *out
  * request that changes something must prove it came from the console's own script. */
 static int csrf_check(const struct tandem_http_request *r, char *why)
 {
-    const char *ui = tandem_http_request_header(r, TANDEM_AUTHZ_UI_HEADER);
-    if (r->method == HTTP_GET || r->method == HTTP_HEAD || (ui != NULL && strcmp(ui, "1") == 0)) {
+    if (r->method == HTTP_GET || r->method == HTTP_HEAD || ui_header(r)) {
         return 0;
     }
     snprintf(why, TANDEM_ERRMSG_SIZE,

@@ -148,6 +148,12 @@ def test_console_routes_cookie_and_csrf():
                                 context=anonymous(c))
         assert status == 200, (status, text)
 
+        # Login CSRF: a foreign page cannot log the browser in (no X-Tandem-UI: 1).
+        status, headers, text = c.api(follower, "POST", "/v1/auth/login?cookie=1",
+                                      body={"user": "vera", "password": PASSWORD},
+                                      context=anonymous(c))
+        assert status == 403 and headers["Set-Cookie"] is None and b"cross-site" in text, \
+            (status, text)
         status, _, text = login(c, follower, "vera", "wrong-pass1")
         assert status == 401 and b"wrong user or password" in text, (status, text)
         status, answer = as_cookie(c, follower, "GET", "/v1/status", "tandem_token=forged.value")

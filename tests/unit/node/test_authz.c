@@ -243,8 +243,20 @@ static void test_console_anonymous(void **state)
             request(cases[i].method, cases[i].path, TANDEM_TLS_PEER_NONE, "", NULL);
         assert_int_equal(check(r, &id, why), cases[i].status);
     }
-    struct tandem_http_request *r = request(HTTP_GET, "/v1/status", TANDEM_TLS_PEER_NONE, "",
-                                            "Cookie", "a=1; tandem_token=t.x; b=2", NULL);
+    /* A login for the cookie only from the console's script (login CSRF). */
+    struct tandem_http_request *r =
+        request(HTTP_POST, "/v1/auth/login", TANDEM_TLS_PEER_NONE, "", NULL);
+    built.r.query = "cookie=1";
+    assert_int_equal(check(r, &id, why), 403);
+    assert_non_null(strstr(why, "login for the console's cookie must carry X-Tandem-UI: 1"));
+    r = request(HTTP_POST, "/v1/auth/login", TANDEM_TLS_PEER_NONE, "", "X-Tandem-UI", "1", NULL);
+    built.r.query = "cookie=1";
+    assert_int_equal(check(r, &id, why), 0);
+    r = request(HTTP_POST, "/v1/auth/login", TANDEM_TLS_PEER_NODE, "east-2", NULL); /* forwarded */
+    built.r.query = "cookie=1";
+    assert_int_equal(check(r, &id, why), 0);
+    r = request(HTTP_GET, "/v1/status", TANDEM_TLS_PEER_NONE, "", "Cookie",
+                "a=1; tandem_token=t.x; b=2", NULL);
     assert_int_equal(check(r, &id, why), 0);
     r = request(HTTP_GET, "/v1/status", TANDEM_TLS_PEER_NONE, "", "Cookie",
                 "xtandem_token=t.x; tandem_token=", NULL);
