@@ -85,7 +85,7 @@ static const struct tandem_route_field prefer_fields[] = {TANDEM_REQUIRED("site"
                                                           TANDEM_FIELDS_END};
 static const struct tandem_route_field drill_fields[] = {
     TANDEM_REQUIRED("site", STRING), TANDEM_OPTIONAL("dry_run", BOOL), TANDEM_OPTIONAL("rate", INT),
-    TANDEM_FIELDS_END};
+    TANDEM_OPTIONAL("reason", STRING), TANDEM_FIELDS_END};
 /* The drill report as node/bcp/drill.c's report_build writes it. */
 static const struct tandem_route_field drill_report_fields[] = {
     TANDEM_REQUIRED("id", STRING),
@@ -108,6 +108,7 @@ static const struct tandem_route_field drill_report_fields[] = {
     TANDEM_OPTIONAL("failback_gap_ms", ANY),
     TANDEM_OPTIONAL("error", STRING),
     TANDEM_OPTIONAL("probe_latency", OBJECT), /* the console's chart (issue 15) */
+    TANDEM_OPTIONAL("reason", STRING),
     TANDEM_OPTIONAL("digests", ARRAY),
     TANDEM_FIELDS_END};
 static const struct tandem_route_field rejoin_fields[] = {TANDEM_OPTIONAL("by", STRING),

@@ -75,6 +75,7 @@ struct drill {
     bool reply_pending;
     char id[TANDEM_DRILL_ID_LEN_MAX + 1];
     char site[TANDEM_SITE_LEN_MAX + 1];
+    char reason[TANDEM_DRILL_REASON_LEN_MAX + 1]; /* the operator's, "" when none given */
     char targets[2][TANDEM_URL_LEN_MAX + 1];
     char target_names[2][TANDEM_NAME_LEN_MAX + 1];
     unsigned rate;
@@ -436,22 +437,38 @@ static void change_cb(void *data, int status, int http_status, const char *body,
               drill_step(d) == TANDEM_DRILL_INVOKE ? TANDEM_DRILL_TAKEOVER : TANDEM_DRILL_FAILBACK);
 }
 
+/* The invoke's or revoke's body: the decision's reason names the drill and the operator's
+ * reason (JSON-escaped by jansson); NULL when out of memory. */
+static char *change_body(struct drill *d, bool invoke)
+{
+    char reason[TANDEM_DRILL_REASON_LEN_MAX + TANDEM_DRILL_ID_LEN_MAX + 16], by[64];
+    snprintf(reason, sizeof reason, "drill %s%s%s", d->id, d->reason[0] != '\0' ? ": " : "",
+             d->reason);
+    snprintf(by, sizeof by, "drill:%s", d->id);
+    json_t *body =
+        json_pack("{s:s,s:s,s:s,s:i}", "site", d->site, "reason", reason, "by", by, "wait_ms", 0);
+    if (body != NULL && !invoke) { /* only the revoke takes these: the routes refuse others */
+        json_object_set_new(body, "failback", json_boolean(d->failback));
+        json_object_set_new(body, "return_jobs", json_true());
+    }
+    char *text = body == NULL ? NULL : json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    return text;
+}
+
 static void change_start(struct drill *d, bool invoke)
 {
-    char body[512];
     tandem_assert(drill_step(d) == (invoke ? TANDEM_DRILL_INVOKE : TANDEM_DRILL_REVOKE));
     tandem_assert(!d->call_pending);
-    /* Only the revoke takes failback and return_jobs: the routes refuse unknown fields. */
-    snprintf(body, sizeof body,
-             "{\"site\":\"%s\",\"reason\":\"drill %s\",\"by\":\"drill:%s\",\"wait_ms\":0%s%s}",
-             d->site, d->id, d->id,
-             invoke ? "" : (d->failback ? ",\"failback\":true" : ",\"failback\":false"),
-             invoke ? "" : ",\"return_jobs\":true");
+    char *body = change_body(d, invoke);
     d->call_pending = true;
     d->switchovers[invoke ? 0 : 1].from = now_ms(d);
-    if (tandem_bcp_call(d->bcp, d->bcp->env.self->api, "POST",
-                        invoke ? "/v1/bcp/invoke" : "/v1/bcp/revoke", NULL, body, CALL_TIMEOUT_MS,
-                        change_cb, d) != 0) {
+    int rv = body == NULL ? UV_ENOMEM
+                          : tandem_bcp_call(d->bcp, d->bcp->env.self->api, "POST",
+                                            invoke ? "/v1/bcp/invoke" : "/v1/bcp/revoke", NULL,
+                                            body, CALL_TIMEOUT_MS, change_cb, d);
+    free(body);
+    if (rv != 0) {
         d->call_pending = false;
         fail(d, invoke ? "cannot send the invoke" : "cannot send the revoke");
     }
@@ -697,6 +714,7 @@ static json_t *report_build(struct drill *d)
     if (report != NULL) {
         json_object_set_new(report, "failback", json_boolean(d->failback));
         json_object_set_new(report, "probe_latency", report_latency(d));
+        json_object_set_new(report, "reason", json_string(d->reason));
         json_object_set(report, "digests", d->digests);
         json_object_set_new(report, "takeover_gap_ms",
                             gaps[0] < 0 ? json_null() : json_integer((json_int_t)gaps[0]));
@@ -1052,12 +1070,15 @@ static int drill_body(const struct tandem_bcp_reply *reply, json_t *body, const 
     json_t *rate_json = json_object_get(body, "rate");
     json_int_t value =
         json_is_integer(rate_json) ? json_integer_value(rate_json) : TANDEM_DRILL_RATE_DEFAULT;
+    const char *reason = json_string_value(json_object_get(body, "reason"));
     *site = json_string_value(json_object_get(body, "site"));
     if (*site == NULL || !tandem_member_name_ok(*site, TANDEM_SITE_LEN_MAX) || value < 1 ||
-        value > TANDEM_DRILL_RATE_MAX) {
+        value > TANDEM_DRILL_RATE_MAX ||
+        (reason != NULL && strlen(reason) > TANDEM_DRILL_REASON_LEN_MAX)) {
         tandem_bcp_reply_error(reply, 400,
-                               "body must be {\"site\", \"dry_run\"?, \"rate\"? (1-%d)}",
-                               TANDEM_DRILL_RATE_MAX);
+                               "body must be {\"site\", \"dry_run\"?, \"rate\"? (1-%d), "
+                               "\"reason\"? (up to %d bytes)}",
+                               TANDEM_DRILL_RATE_MAX, TANDEM_DRILL_REASON_LEN_MAX);
         return -1;
     }
     *rate = (unsigned)value;
@@ -1108,6 +1129,8 @@ void tandem_bcp_drill_start(struct tandem_bcp *b, const struct tandem_bcp_reply 
     if (d == NULL) {
         return;
     }
+    const char *reason = json_string_value(json_object_get(body, "reason"));
+    snprintf(d->reason, sizeof d->reason, "%s", reason != NULL ? reason : "");
     struct tandem_site_table *t = tandem_bcp_table_load(b);
     if (t == NULL) {
         abort_early(d, 500, "cannot read the site table");

@@ -22,6 +22,7 @@
 #define TANDEM_DRILL_STEP_TIMEOUT_MS   30000 /* takeover or failback must complete within this */
 #define TANDEM_DRILL_DIGEST_TIMEOUT_MS 10000 /* live nodes must reach the same applied index */
 #define TANDEM_DRILL_TIMELINE_MAX      64
+#define TANDEM_DRILL_REASON_LEN_MAX    200 /* the operator's reason; the decision adds the id */
 /* The report's probe latency series (the console's chart, issue 15): probes grouped by the time
  * they were sent into at most this many buckets of at least TANDEM_DRILL_LATENCY_BUCKET_MS_MIN. */
 #define TANDEM_DRILL_LATENCY_POINTS_MAX    240

@@ -521,6 +521,10 @@ int tandem_ctl_bcp_drill(struct tandem_ctl_context *ctx, const struct tandem_ctl
     if (body != NULL && rate != NULL) {
         json_object_set_new(body, "rate", json_integer(rate_value));
     }
+    const char *reason = tandem_ctl_args_flag(args, "reason");
+    if (body != NULL && reason != NULL && !dry) {
+        json_object_set_new(body, "reason", json_string(reason)); /* NULL (not UTF-8): refused */
+    }
     int rc = tandem_ctl_post_packed(ctx, "/v1/bcp/drill", body, &root);
     bool failed = rc == TANDEM_CTL_OK && !dry && !json_is_true(json_object_get(root, "ok"));
     int written = rc == TANDEM_CTL_OK && report != NULL ? drill_report(ctx, report, root) : rc;

@@ -192,7 +192,7 @@
     var message = h('p', { id: 'dialog-message' });
     var dryRun = h('div', {});
     var confirm = h('button', { type: 'button', id: 'confirm', class: 'danger' }, t('confirm'));
-    var body = kind === 'drill' ? [] : [h('label', { for: 'reason' }, t('ask_reason')), reason];
+    var body = [h('label', { for: 'reason' }, t('ask_reason')), reason];
     if (kind === 'revoke') {
       body.push(h('p', {}, t('revoke_note')));
       body.push(h('label', {}, [failback, ' ', t('failback')]));
@@ -208,12 +208,12 @@
     }
     confirm.addEventListener('click', function () {
       var text = reason.value.trim();
-      if (kind !== 'drill' && text === '') { message.textContent = t('reason_required'); return; }
+      if (text === '') { message.textContent = t('reason_required'); return; }
       confirm.disabled = true;
       message.textContent = t('working');
       var request = kind === 'invoke' ? api('POST', '/v1/bcp/invoke', { site: site, reason: text })
         : kind === 'revoke' ? api('POST', '/v1/bcp/revoke', { site: site, reason: text, failback: failback.checked })
-        : api('POST', '/v1/bcp/drill', { site: site });
+        : api('POST', '/v1/bcp/drill', { site: site, reason: text });
       /* The page is redrawn by the event stream, not by this answer. */
       request.then(function (answer) {
         if (kind === 'drill' && answer && answer.id) {

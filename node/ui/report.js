@@ -190,6 +190,7 @@ var TandemReport = (function () {
         h('p', {}, [TandemDom.time(report.started), ' – ', TandemDom.time(report.finished), ' · ',
                     h('strong', { class: report.ok ? 'ok' : 'bad' },
                       report.ok ? t('passed') : t('failed'))]),
+        report.reason ? h('p', { id: 'drill-reason' }, t('reason') + ': ' + report.reason) : null,
         report.error ? h('p', { class: 'bad' }, t('error') + ': ' + report.error) : null
       ]),
       h('div', { class: 'figures' }, [

@@ -208,7 +208,8 @@ def check_drill_report_file(c):
     p = c.ctl("bcp", "drill", "west", "--dry-run", "--report", path, check=False)
     assert p.returncode == 2 and "a dry run has no report" in p.stderr, p
     assert not os.path.exists(path)
-    p = c.ctl("bcp", "drill", "west", "--report", path, timeout=120)
+    p = c.ctl("bcp", "drill", "west", "--reason", "audit </script> sample", "--report", path,
+              timeout=120)
     assert "report written to " + path in p.stdout, p.stdout
     with open(path, encoding="utf-8") as f:
         html = f.read()
@@ -218,6 +219,10 @@ def check_drill_report_file(c):
                      r'(.*?)</script>', html, re.S)
     report = json.loads(data.group(1))
     assert report["site"] == "west" and report["ok"] is True, report
+    assert report["reason"] == "audit </script> sample", report["reason"]  # escaped as \u003c
+    decisions = c.get_json(c.leader(), "/v1/bcp/status")["decisions"]
+    assert any(d["reason"] == "drill %s: audit </script> sample" % report["id"]
+               for d in decisions), decisions[-4:]
     points = report["probe_latency"]["points"]
     assert len(points) > 10 and sum(p[2] for p in points) == report["probe"]["acked"], points
     assert [d["after"] for d in report["digests"]] == ["invoke", "revoke"], report["digests"]

@@ -101,12 +101,14 @@ def admin_session(c, b, steps, url, leader, site):
 
     b.click("button.drill[data-site='%s']" % site)
     b.wait_js("return document.getElementById('dry-run')", WAIT_S, "the drill's dry run")
+    b.find("#reason").send_keys("console test: quarterly drill")
     b.click("#confirm")
     points = b.wait_js("var p = document.querySelector('#drill-report svg.chart path.latency');"
                        "return p && p.getAttribute('d').split('L').length", 60,
                        "the drill report's latency chart")
     assert points > 10, points
     assert "#/drill/d" in b.url, b.url
+    assert "console test: quarterly drill" in b.find("#drill-reason").text
     steps.shot("drill-report")
 
     # Capacity (a planner sees the plan) and backups and audit (an auditor sees the chain).
