@@ -10,6 +10,8 @@ PACKAGES=(
     curl openssl iproute2 nftables procps python3
     prometheus python3-yaml # tests/alerts: promtool check/test rules, the rules read as YAML
     clang libclang-rt-14-dev # tests/fuzz: clang's libFuzzer (libclang_rt.fuzzer) and sanitizers
+    chromium chromium-driver # tests/integration/test_ui_browser.py: the console in headless Chromium
+    fonts-ipafont-gothic # ... and its Japanese page legible in the test's screenshots
 )
 
 missing=()

@@ -9,14 +9,42 @@
 #include "replication/domain/domain.h" /* TANDEM_ACTOR_DEFAULT */
 #include "storage/error.h"
 
-/* What anyone may ask without a credential: health only. */
-static bool health_route(const struct tandem_http_request *r)
+/* What anyone may ask without a credential: health, the console's files (they hold no data:
+ * the login page must load before any login) and the login and logout that trade a password
+ * for a token or drop the console's cookie. */
+static bool anonymous_route(const struct tandem_http_request *r)
 {
+    if (r->method == HTTP_POST) {
+        return strcmp(r->path, "/v1/auth/login") == 0 || strcmp(r->path, "/v1/auth/logout") == 0;
+    }
     return (r->method == HTTP_GET || r->method == HTTP_HEAD) &&
-           (strcmp(r->path, "/healthz") == 0 || strcmp(r->path, "/readyz") == 0);
+           (strcmp(r->path, "/healthz") == 0 || strcmp(r->path, "/readyz") == 0 ||
+            strcmp(r->path, "/ui") == 0 || strncmp(r->path, "/ui/", 4) == 0);
 }
 
-static const char *bearer_token(const struct tandem_http_request *r);
+static bool has_token(const struct tandem_http_request *r)
+{
+    char cookie[TANDEM_AUTHZ_COOKIE_HEADER_MAX];
+    bool from_cookie;
+    return tandem_authz_token(r, cookie, &from_cookie) != NULL;
+}
+
+static bool ui_header(const struct tandem_http_request *r)
+{
+    const char *ui = tandem_http_request_header(r, TANDEM_AUTHZ_UI_HEADER);
+    return ui != NULL && strcmp(ui, "1") == 0;
+}
+
+/* A login asking for the cookie from a page that is not the console's (login CSRF: a foreign
+ * page logging the browser in as someone else). Checked where the request arrives: a node that
+ * forwards it to the leader checked it (and forwards no such header). */
+static bool cookie_login_forged(const struct tandem_http_request *r)
+{
+    char value[8];
+    return r->method == HTTP_POST && r->peer.kind != TANDEM_TLS_PEER_NODE &&
+           strcmp(r->path, "/v1/auth/login") == 0 &&
+           tandem_http_query_get(r->query, "cookie", value, sizeof value) == 1 && !ui_header(r);
+}
 
 static bool node_route(const struct tandem_http_request *r)
 {
@@ -66,8 +94,14 @@ int tandem_authz_check(bool tls_required, const struct tandem_http_request *r,
     if (!tls_required) {
         return 0;
     }
+    if (cookie_login_forged(r)) {
+        snprintf(why, TANDEM_ERRMSG_SIZE,
+                 "a login for the console's cookie must carry %s: 1 (cross-site request refused)",
+                 TANDEM_AUTHZ_UI_HEADER);
+        return 403;
+    }
     if (r->peer.kind == TANDEM_TLS_PEER_NONE) {
-        if (health_route(r) || bearer_token(r) != NULL) {
+        if (anonymous_route(r) || has_token(r)) {
             return 0;
         }
         snprintf(why, TANDEM_ERRMSG_SIZE,
@@ -178,6 +212,71 @@ static const char *bearer_token(const struct tandem_http_request *r)
     return value + len;
 }
 
+/* The value of the console's cookie in a Cookie header ("a=1; tandem_token=...; b=2") into out;
+ * false when absent, empty or too long. */
+static bool cookie_value(const char *header, char *out, size_t size)
+{
+    size_t name_len = strlen(TANDEM_AUTHZ_COOKIE);
+    for (const char *p = header; p != NULL && *p != '\0';) {
+        while (*p == ' ' || *p == ';') {
+            p++;
+        }
+        const char *end = strchr(p, ';');
+        size_t len = end == NULL ? strlen(p) : (size_t)(end - p);
+        if (len > name_len && strncmp(p, TANDEM_AUTHZ_COOKIE, name_len) == 0 &&
+            p[name_len] == '=') {
+            size_t value_len = len - name_len - 1;
+            while (value_len > 0 && p[name_len + value_len] == ' ') {
+                value_len--; /* "a=b ; c=d": the blank is no part of the value */
+            }
+            if (value_len == 0 || value_len >= size) {
+                return false;
+            }
+            memcpy(out, p + name_len + 1, value_len);
+            out[value_len] = '\0';
+            return true;
+        }
+        p = end;
+    }
+    return false;
+}
+
+const char *tandem_authz_token(const struct tandem_http_request *r, char *cookie, bool *from_cookie)
+{
+    *from_cookie = false;
+    const char *bearer = bearer_token(r);
+    if (bearer != NULL) {
+        return bearer;
+    }
+    const char *header = tandem_http_request_header(r, "Cookie");
+    if (header == NULL || !cookie_value(header, cookie, TANDEM_AUTHZ_COOKIE_HEADER_MAX)) {
+        return NULL;
+    }
+    *from_cookie = true;
+    return cookie;
+}
+
+int tandem_authz_cookie_header(const char *token, long long max_age_s, char *out, size_t size)
+{
+    int n = snprintf(out, size, "Set-Cookie: %s=%s%s; Max-Age=%lld\r\n", TANDEM_AUTHZ_COOKIE, token,
+                     TANDEM_AUTHZ_COOKIE_ATTRS, max_age_s);
+    return n > 0 && (size_t)n < size ? 0 : -1;
+}
+
+/* A cookie rides along with every request the browser sends to the node, from any page: a
+ * request that changes something must prove it came from the console's own script. */
+static int csrf_check(const struct tandem_http_request *r, char *why)
+{
+    if (r->method == HTTP_GET || r->method == HTTP_HEAD || ui_header(r)) {
+        return 0;
+    }
+    snprintf(why, TANDEM_ERRMSG_SIZE,
+             "a %s authenticated by the console's cookie must carry %s: 1 (cross-site request "
+             "refused)",
+             http_method_str((enum http_method)r->method), TANDEM_AUTHZ_UI_HEADER);
+    return 403;
+}
+
 /* The principal's roles and site from a user record; 403 when it is disabled. */
 static int principal_from_record(const struct tandem_user *user, struct tandem_principal *out,
                                  char *why)
@@ -248,10 +347,19 @@ int tandem_authz_principal(bool tls_required, const struct tandem_http_request *
         snprintf(out->name, sizeof out->name, "%s", TANDEM_ACTOR_DEFAULT);
         return 0;
     }
-    const char *token = bearer_token(r);
+    char cookie[TANDEM_AUTHZ_COOKIE_HEADER_MAX];
+    bool from_cookie;
+    const char *token = tandem_authz_token(r, cookie, &from_cookie);
     bool forwarded = tandem_http_request_header(r, TANDEM_FORWARDED_USER_HEADER) != NULL;
     if (token != NULL && !forwarded) {
-        return principal_token(token, identity, users, out, why);
+        int status = principal_token(token, identity, users, out, why);
+        if (status == 0 && from_cookie) {
+            /* Checked once the user is known, so the refusal's audit record names whose
+             * session a cross-site page tried to use. */
+            out->via = TANDEM_PRINCIPAL_VIA_COOKIE;
+            status = csrf_check(r, why);
+        }
+        return status;
     }
     if (identity->kind == TANDEM_TLS_PEER_NONE) {
         return 0;

@@ -19,6 +19,30 @@
 #define TANDEM_AUTHZ_BEARER    "Bearer "
 #define TANDEM_AUTHZ_CHALLENGE "WWW-Authenticate: Certificate realm=\"tandem\"\r\n"
 
+/* The web console (issue 15) keeps the same token in this cookie (HttpOnly; Secure;
+ * SameSite=Strict; Path=/), set by POST /v1/auth/login?cookie=1. A request carrying it and no
+ * Authorization header is authenticated exactly as with "Authorization: Bearer <token>". */
+#define TANDEM_AUTHZ_COOKIE "tandem_token"
+/* Every request but GET and HEAD authenticated by the cookie must carry this header with the
+ * value 1: a cross-site page cannot set it (no CORS is answered), so a forged form or fetch is
+ * refused (CSRF) even by a browser that ignored SameSite. */
+#define TANDEM_AUTHZ_UI_HEADER    "X-Tandem-UI"
+#define TANDEM_AUTHZ_COOKIE_ATTRS "; HttpOnly; Secure; SameSite=Strict; Path=/"
+/* The header line that removes the cookie (logout). */
+#define TANDEM_AUTHZ_COOKIE_CLEAR                                                                  \
+    "Set-Cookie: " TANDEM_AUTHZ_COOKIE "=" TANDEM_AUTHZ_COOKIE_ATTRS "; Max-Age=0\r\n"
+#define TANDEM_AUTHZ_COOKIE_HEADER_MAX 1024 /* the Set-Cookie line of a token */
+
+/* The "Set-Cookie: ...\r\n" line that keeps token for max_age_s seconds, into out
+ * (TANDEM_AUTHZ_COOKIE_HEADER_MAX bytes). Returns 0, or -1 when it does not fit. */
+int tandem_authz_cookie_header(const char *token, long long max_age_s, char *out, size_t size);
+
+/* The token r carries: "Authorization: Bearer <token>" first, else the console's cookie
+ * (*from_cookie set true); NULL without either. The cookie's value is copied into cookie
+ * (TANDEM_AUTHZ_COOKIE_HEADER_MAX bytes). */
+const char *tandem_authz_token(const struct tandem_http_request *r, char *cookie,
+                               bool *from_cookie);
+
 /* Decides whether r may run. tls_required: the listener speaks TLS (with 0, everything is allowed
  * as before: the insecure mode). Fills *identity with who r acts as: the connection's peer, or the
  * identity a node forwarded. Returns 0 (allowed), or 400 (malformed forwarded identity), 401 (no
@@ -61,7 +85,10 @@ struct tandem_authz_users {
  * site; the name admin without a record -> the bootstrap identity, every role; a node -> every
  * role but personal-data; tls_required false -> the insecure principal, every role; no
  * credential -> anonymous, no role. Returns 0, 400 (token and certificate of different users),
- * 401 (token refused), 403 (no user record, disabled) or 500 (a lookup failed) with why. */
+ * 401 (token refused), 403 (no user record, disabled, or a request authenticated by the
+ * console's cookie that is not GET or HEAD and lacks TANDEM_AUTHZ_UI_HEADER: 1) or 500 (a lookup
+ * failed) with why. The cookie is a token like a bearer one (principal via TANDEM_PRINCIPAL_VIA_
+ * COOKIE). */
 int tandem_authz_principal(bool tls_required, const struct tandem_http_request *r,
                            const struct tandem_tls_peer *identity,
                            const struct tandem_authz_users *users, struct tandem_principal *out,

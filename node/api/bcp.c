@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sys/statvfs.h>
+
 #include "consensus/recover.h"
 #include "node/api/api.h"
 #include "node/bcp/divergence.h"
@@ -17,6 +19,7 @@
 #include "node/bcp/takeover.h"
 #include "node/log.h"
 #include "node/node.h"
+#include "node/tls_identity.h"
 #include "replication/bcp/sites.h"
 #include "storage/clock.h"
 #include "storage/error.h"
@@ -82,7 +85,7 @@ static const struct tandem_route_field prefer_fields[] = {TANDEM_REQUIRED("site"
                                                           TANDEM_FIELDS_END};
 static const struct tandem_route_field drill_fields[] = {
     TANDEM_REQUIRED("site", STRING), TANDEM_OPTIONAL("dry_run", BOOL), TANDEM_OPTIONAL("rate", INT),
-    TANDEM_FIELDS_END};
+    TANDEM_OPTIONAL("reason", STRING), TANDEM_FIELDS_END};
 /* The drill report as node/bcp/drill.c's report_build writes it. */
 static const struct tandem_route_field drill_report_fields[] = {
     TANDEM_REQUIRED("id", STRING),
@@ -104,6 +107,9 @@ static const struct tandem_route_field drill_report_fields[] = {
     TANDEM_OPTIONAL("takeover_gap_ms", ANY),
     TANDEM_OPTIONAL("failback_gap_ms", ANY),
     TANDEM_OPTIONAL("error", STRING),
+    TANDEM_OPTIONAL("probe_latency", OBJECT), /* the console's chart (issue 15) */
+    TANDEM_OPTIONAL("reason", STRING),
+    TANDEM_OPTIONAL("digests", ARRAY),
     TANDEM_FIELDS_END};
 static const struct tandem_route_field rejoin_fields[] = {TANDEM_OPTIONAL("by", STRING),
                                                           TANDEM_FIELDS_END};
@@ -161,6 +167,28 @@ static struct tandem_bcp_reply reply_to(struct tandem_node *node, struct tandem_
 
 /* ---- status and drills history ---- */
 
+static json_t *node_view_json(struct tandem_node *node);
+
+/* The answering node's own row gets its view at once (the others' come from probes). */
+static void status_self_view(struct tandem_node *node, json_t *body)
+{
+    size_t i, j;
+    json_t *site, *member;
+    json_array_foreach(json_object_get(body, "sites"), i, site)
+    {
+        json_array_foreach(json_object_get(site, "nodes"), j, member)
+        {
+            const char *name = json_string_value(json_object_get(member, "name"));
+            json_t *view =
+                name != NULL && strcmp(name, node->self.name) == 0 ? node_view_json(node) : NULL;
+            if (view != NULL) {
+                json_object_set_new(view, "age_ms", json_integer(0));
+                json_object_set_new(member, "view", view);
+            }
+        }
+    }
+}
+
 static void status_serve(struct tandem_node *node, struct tandem_http_request *r, void *arg)
 {
     MDB_txn *txn;
@@ -176,6 +204,7 @@ static void status_serve(struct tandem_node *node, struct tandem_http_request *r
     }
     json_t *backups = tandem_backups_status_json(node); /* issue 14 item 5 */
     json_object_set_new(body, "backups", backups != NULL ? backups : json_null());
+    status_self_view(node, body);
     if (tandem_route_local(r)) {
         /* This node's own view, never forwarded: say so, and how old it is. */
         json_t *local = tandem_bcp_local_json(&node->bcp, node->proposer.now_ms());
@@ -578,11 +607,38 @@ static void route_member_rejoin(struct tandem_node *node, struct tandem_http_req
 
 /* ---- node-local: epoch (probed by peers), re-seed and recover ---- */
 
+/* This node as it sees itself, for the console's row of it (issue 15): raft state, term,
+ * commit and applied index, the certificate's days left and the data directory's free bytes
+ * (null when unknown). The leader shows every node's, from its probes (GET /v1/node/epoch). */
+static json_t *node_view_json(struct tandem_node *node)
+{
+    struct raft *raft = &node->raft.raft;
+    struct statvfs fs;
+    static const char *const states[] = {
+        [RAFT_FOLLOWER] = "follower", [RAFT_CANDIDATE] = "candidate", [RAFT_LEADER] = "leader"};
+    int state = raft_state(raft);
+    json_t *warnings = json_array();
+    json_t *tls = tandem_tls_identity_status(node->tls, tandem_wall_ms(), warnings);
+    json_t *days = json_object_get(json_object_get(tls, "cert"), "days_left");
+    bool disk = statvfs(node->config->data_dir, &fs) == 0;
+    json_t *view = json_pack(
+        "{s:s,s:I,s:I,s:I,s:O?,s:o}", "state",
+        state >= RAFT_FOLLOWER && state <= RAFT_LEADER ? states[state] : "unavailable", "term",
+        (json_int_t)raft_current_term(raft), "commit_index", (json_int_t)raft_commit_index(raft),
+        "applied_index", (json_int_t)raft_last_applied(raft), "cert_days_left",
+        json_is_integer(days) ? days : NULL, "disk_free_bytes",
+        disk ? json_integer((json_int_t)((uint64_t)fs.f_bavail * fs.f_frsize)) : json_null());
+    json_decref(tls);
+    json_decref(warnings);
+    return view;
+}
+
 static void route_node_epoch(struct tandem_node *node, struct tandem_http_request *r, const char *p)
 {
     (void)p;
-    json_t *body = json_pack("{s:I,s:s,s:b}", "epoch", (json_int_t)node->bcp.epoch, "cluster_id",
-                             node->config->cluster_id, "fenced", node->bcp.fenced);
+    json_t *body = json_pack("{s:I,s:s,s:b,s:o*}", "epoch", (json_int_t)node->bcp.epoch,
+                             "cluster_id", node->config->cluster_id, "fenced", node->bcp.fenced,
+                             "view", node_view_json(node));
     json_t *lag = tandem_bcp_lag_view(&node->bcp);
     if (body != NULL && lag != NULL) {
         json_object_set_new(body, "lag", lag); /* the leader's: survivors keep the last one */

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "node/api/api.h"
+#include "node/api/authz.h"
 #include "node/api/perms.h"
 #include "node/audit.h"
 #include "node/node.h"
@@ -376,6 +377,30 @@ static void login_audit(struct users_req *q, const char *name, int status, const
     tandem_audit(q->node, q->r, status == 200 ? "login" : "login_failed", name, status, detail);
 }
 
+/* ?cookie=1 (the web console, issue 15): the token goes into an HttpOnly cookie instead of the
+ * body, so no script of the page can read it. */
+static void login_respond(struct users_req *q, const char *token, const char *expires)
+{
+    char value[8], cookie[TANDEM_AUTHZ_COOKIE_HEADER_MAX] = "";
+    bool as_cookie = tandem_http_query_get(q->r->query, "cookie", value, sizeof value) == 1 &&
+                     strcmp(value, "1") == 0;
+    long long max_age_s = (long long)q->node->config->token_ttl_minutes * 60;
+    if (!as_cookie) {
+        tandem_route_jansson(q->node, q->r, 200,
+                             json_pack("{s:s,s:s}", "token", token, "expires", expires));
+    } else if (tandem_authz_cookie_header(token, max_age_s, cookie, sizeof cookie) != 0) {
+        tandem_route_error(q->node, q->r, 500, "the token does not fit a cookie");
+    } else {
+        json_t *body = json_pack("{s:s,s:s}", "user", q->name, "expires", expires);
+        char *text = body == NULL ? NULL : json_dumps(body, JSON_COMPACT);
+        tandem_route_json(q->node, q->r, text == NULL ? 500 : 200, cookie,
+                          text == NULL ? "{\"error\":\"out of memory\"}" : text);
+        free(text);
+        json_decref(body);
+    }
+    OPENSSL_cleanse(cookie, sizeof cookie);
+}
+
 static void login_answer(struct users_req *q)
 {
     char token[TANDEM_TOKEN_LEN_MAX + 1], expires[TANDEM_RFC3339_LEN_MAX + 1];
@@ -386,8 +411,7 @@ static void login_answer(struct users_req *q)
     } else {
         tandem_rfc3339_format_ms(expires_ms, expires);
         login_audit(q, q->name, 200, "token issued");
-        tandem_route_jansson(q->node, q->r, 200,
-                             json_pack("{s:s,s:s}", "token", token, "expires", expires));
+        login_respond(q, token, expires);
         OPENSSL_cleanse(token, sizeof token);
     }
     users_req_free(q);

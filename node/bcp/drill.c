@@ -75,6 +75,7 @@ struct drill {
     bool reply_pending;
     char id[TANDEM_DRILL_ID_LEN_MAX + 1];
     char site[TANDEM_SITE_LEN_MAX + 1];
+    char reason[TANDEM_DRILL_REASON_LEN_MAX + 1]; /* the operator's, "" when none given */
     char targets[2][TANDEM_URL_LEN_MAX + 1];
     char target_names[2][TANDEM_NAME_LEN_MAX + 1];
     unsigned rate;
@@ -91,6 +92,7 @@ struct drill {
     uint64_t step_started_ms, started_ms;
     int64_t started_wall_ms;
     json_t *timeline;  /* owned */
+    json_t *digests;   /* owned: each digest check, its nodes' digests */
     json_t *preflight; /* owned */
     bool failback;     /* leadership was in the site (or preferred there): return it on revoke */
     bool takeover_ok, failback_ok, digests_equal[2], aborted;
@@ -435,22 +437,38 @@ static void change_cb(void *data, int status, int http_status, const char *body,
               drill_step(d) == TANDEM_DRILL_INVOKE ? TANDEM_DRILL_TAKEOVER : TANDEM_DRILL_FAILBACK);
 }
 
+/* The invoke's or revoke's body: the decision's reason names the drill and the operator's
+ * reason (JSON-escaped by jansson); NULL when out of memory. */
+static char *change_body(struct drill *d, bool invoke)
+{
+    char reason[TANDEM_DRILL_REASON_LEN_MAX + TANDEM_DRILL_ID_LEN_MAX + 16], by[64];
+    snprintf(reason, sizeof reason, "drill %s%s%s", d->id, d->reason[0] != '\0' ? ": " : "",
+             d->reason);
+    snprintf(by, sizeof by, "drill:%s", d->id);
+    json_t *body =
+        json_pack("{s:s,s:s,s:s,s:i}", "site", d->site, "reason", reason, "by", by, "wait_ms", 0);
+    if (body != NULL && !invoke) { /* only the revoke takes these: the routes refuse others */
+        json_object_set_new(body, "failback", json_boolean(d->failback));
+        json_object_set_new(body, "return_jobs", json_true());
+    }
+    char *text = body == NULL ? NULL : json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    return text;
+}
+
 static void change_start(struct drill *d, bool invoke)
 {
-    char body[512];
     tandem_assert(drill_step(d) == (invoke ? TANDEM_DRILL_INVOKE : TANDEM_DRILL_REVOKE));
     tandem_assert(!d->call_pending);
-    /* Only the revoke takes failback and return_jobs: the routes refuse unknown fields. */
-    snprintf(body, sizeof body,
-             "{\"site\":\"%s\",\"reason\":\"drill %s\",\"by\":\"drill:%s\",\"wait_ms\":0%s%s}",
-             d->site, d->id, d->id,
-             invoke ? "" : (d->failback ? ",\"failback\":true" : ",\"failback\":false"),
-             invoke ? "" : ",\"return_jobs\":true");
+    char *body = change_body(d, invoke);
     d->call_pending = true;
     d->switchovers[invoke ? 0 : 1].from = now_ms(d);
-    if (tandem_bcp_call(d->bcp, d->bcp->env.self->api, "POST",
-                        invoke ? "/v1/bcp/invoke" : "/v1/bcp/revoke", NULL, body, CALL_TIMEOUT_MS,
-                        change_cb, d) != 0) {
+    int rv = body == NULL ? UV_ENOMEM
+                          : tandem_bcp_call(d->bcp, d->bcp->env.self->api, "POST",
+                                            invoke ? "/v1/bcp/invoke" : "/v1/bcp/revoke", NULL,
+                                            body, CALL_TIMEOUT_MS, change_cb, d);
+    free(body);
+    if (rv != 0) {
         d->call_pending = false;
         fail(d, invoke ? "cannot send the invoke" : "cannot send the revoke");
     }
@@ -508,6 +526,24 @@ static void digest_round(struct drill *d)
     }
 }
 
+/* Keeps what the check saw for the report: each node's applied index and state digest. */
+static void digest_record(struct drill *d, int which, bool same_index)
+{
+    json_t *nodes = json_array();
+    for (unsigned i = 0; nodes != NULL && i < d->n_views; i++) {
+        const struct digest_view *v = &d->views[i];
+        json_array_append_new(nodes, json_pack("{s:s,s:I,s:s?}", "name", v->name, "applied_index",
+                                               (json_int_t)v->applied, "digest",
+                                               v->answered ? v->digest : NULL));
+    }
+    json_t *check = json_pack("{s:s,s:b,s:b,s:I,s:o*}", "after", which == 0 ? "invoke" : "revoke",
+                              "equal", d->digests_equal[which], "same_index", same_index,
+                              "applied_index", (json_int_t)d->views[0].applied, "nodes", nodes);
+    if (check != NULL) {
+        json_array_append_new(d->digests, check);
+    }
+}
+
 /* Returns 1 when settled (equal or not, result stored), 0 to keep polling. */
 static int digest_settle(struct drill *d, int which)
 {
@@ -526,6 +562,7 @@ static int digest_settle(struct drill *d, int which)
              d->digests_equal[which] ? "equal" : (same_index ? "DIFFER" : "did not converge"),
              d->n_views, d->views[0].applied);
     event(d, what);
+    digest_record(d, which, same_index);
     return 1;
 }
 
@@ -600,6 +637,63 @@ static void verify_start(struct drill *d)
     }
 }
 
+json_t *tandem_drill_latency_series(const struct tandem_drill_probe_sample *probes, unsigned n,
+                                    uint64_t started_ms, uint64_t now_ms)
+{
+    uint64_t span = now_ms > started_ms ? now_ms - started_ms : 0;
+    uint64_t bucket =
+        (span + TANDEM_DRILL_LATENCY_POINTS_MAX - 1) / TANDEM_DRILL_LATENCY_POINTS_MAX;
+    bucket =
+        bucket < TANDEM_DRILL_LATENCY_BUCKET_MS_MIN ? TANDEM_DRILL_LATENCY_BUCKET_MS_MIN : bucket;
+    /* Per bucket: the longest acknowledged latency + 1 (0: none), acknowledged, failed. */
+    uint64_t(*b)[3] = calloc(TANDEM_DRILL_LATENCY_POINTS_MAX + 1, sizeof *b);
+    json_t *points = json_array();
+    if (b == NULL || points == NULL) {
+        free(b);
+        json_decref(points);
+        return NULL;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t t = probes[i].sent_ms > started_ms ? probes[i].sent_ms - started_ms : 0;
+        uint64_t k = t / bucket;
+        k = k > TANDEM_DRILL_LATENCY_POINTS_MAX ? TANDEM_DRILL_LATENCY_POINTS_MAX : k;
+        uint64_t latency =
+            probes[i].ack_ms > probes[i].sent_ms ? probes[i].ack_ms - probes[i].sent_ms : 0;
+        if (probes[i].ok) {
+            b[k][0] = latency + 1 > b[k][0] ? latency + 1 : b[k][0];
+            b[k][1]++;
+        } else {
+            b[k][2]++;
+        }
+    }
+    for (unsigned k = 0; k <= TANDEM_DRILL_LATENCY_POINTS_MAX; k++) {
+        if (b[k][1] + b[k][2] == 0) {
+            continue;
+        }
+        json_t *max = b[k][0] > 0 ? json_integer((json_int_t)(b[k][0] - 1)) : json_null();
+        json_array_append_new(points, json_pack("[I,o,I,I]", (json_int_t)(k * bucket), max,
+                                                (json_int_t)b[k][1], (json_int_t)b[k][2]));
+    }
+    free(b);
+    return json_pack("{s:I,s:o}", "bucket_ms", (json_int_t)bucket, "points", points);
+}
+
+/* The drill's probes as samples for tandem_drill_latency_series; NULL when out of memory. */
+static json_t *report_latency(struct drill *d)
+{
+    struct tandem_drill_probe_sample *samples = calloc(d->n_probes + 1, sizeof *samples);
+    if (samples == NULL) {
+        return NULL;
+    }
+    for (unsigned i = 0; i < d->n_probes; i++) {
+        samples[i] = (struct tandem_drill_probe_sample){d->probes[i].sent_ms, d->probes[i].ack_ms,
+                                                        d->probes[i].status == 200};
+    }
+    json_t *series = tandem_drill_latency_series(samples, d->n_probes, d->started_ms, now_ms(d));
+    free(samples);
+    return series;
+}
+
 static json_t *report_build(struct drill *d)
 {
     unsigned acked, failed;
@@ -619,6 +713,9 @@ static json_t *report_build(struct drill *d)
         (json_int_t)acked, "failed", (json_int_t)failed, "verified", (json_int_t)d->verified);
     if (report != NULL) {
         json_object_set_new(report, "failback", json_boolean(d->failback));
+        json_object_set_new(report, "probe_latency", report_latency(d));
+        json_object_set_new(report, "reason", json_string(d->reason));
+        json_object_set(report, "digests", d->digests);
         json_object_set_new(report, "takeover_gap_ms",
                             gaps[0] < 0 ? json_null() : json_integer((json_int_t)gaps[0]));
         json_object_set_new(report, "failback_gap_ms",
@@ -669,6 +766,7 @@ static void store_start(struct drill *d)
 static void drill_free(struct drill *d)
 {
     json_decref(d->timeline);
+    json_decref(d->digests);
     json_decref(d->preflight);
     json_decref(d->report);
     free(d->probes);
@@ -937,7 +1035,7 @@ static struct drill *drill_new(struct tandem_bcp *b, const struct tandem_bcp_rep
     char errmsg[TANDEM_ERRMSG_SIZE];
     struct drill *d = calloc(1, sizeof *d);
     if (d == NULL || (d->probes = calloc(TANDEM_DRILL_PROBES_MAX, sizeof *d->probes)) == NULL ||
-        (d->timeline = json_array()) == NULL) {
+        (d->timeline = json_array()) == NULL || (d->digests = json_array()) == NULL) {
         if (d != NULL) {
             drill_free(d);
         }
@@ -972,12 +1070,15 @@ static int drill_body(const struct tandem_bcp_reply *reply, json_t *body, const 
     json_t *rate_json = json_object_get(body, "rate");
     json_int_t value =
         json_is_integer(rate_json) ? json_integer_value(rate_json) : TANDEM_DRILL_RATE_DEFAULT;
+    const char *reason = json_string_value(json_object_get(body, "reason"));
     *site = json_string_value(json_object_get(body, "site"));
     if (*site == NULL || !tandem_member_name_ok(*site, TANDEM_SITE_LEN_MAX) || value < 1 ||
-        value > TANDEM_DRILL_RATE_MAX) {
+        value > TANDEM_DRILL_RATE_MAX ||
+        (reason != NULL && strlen(reason) > TANDEM_DRILL_REASON_LEN_MAX)) {
         tandem_bcp_reply_error(reply, 400,
-                               "body must be {\"site\", \"dry_run\"?, \"rate\"? (1-%d)}",
-                               TANDEM_DRILL_RATE_MAX);
+                               "body must be {\"site\", \"dry_run\"?, \"rate\"? (1-%d), "
+                               "\"reason\"? (up to %d bytes)}",
+                               TANDEM_DRILL_RATE_MAX, TANDEM_DRILL_REASON_LEN_MAX);
         return -1;
     }
     *rate = (unsigned)value;
@@ -1028,6 +1129,8 @@ void tandem_bcp_drill_start(struct tandem_bcp *b, const struct tandem_bcp_reply 
     if (d == NULL) {
         return;
     }
+    const char *reason = json_string_value(json_object_get(body, "reason"));
+    snprintf(d->reason, sizeof d->reason, "%s", reason != NULL ? reason : "");
     struct tandem_site_table *t = tandem_bcp_table_load(b);
     if (t == NULL) {
         abort_early(d, 500, "cannot read the site table");

@@ -5,6 +5,7 @@
 #define TANDEM_NODE_BCP_DRILL_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "node/bcp/reply.h"
@@ -21,6 +22,11 @@
 #define TANDEM_DRILL_STEP_TIMEOUT_MS   30000 /* takeover or failback must complete within this */
 #define TANDEM_DRILL_DIGEST_TIMEOUT_MS 10000 /* live nodes must reach the same applied index */
 #define TANDEM_DRILL_TIMELINE_MAX      64
+#define TANDEM_DRILL_REASON_LEN_MAX    200 /* the operator's reason; the decision adds the id */
+/* The report's probe latency series (the console's chart, issue 15): probes grouped by the time
+ * they were sent into at most this many buckets of at least TANDEM_DRILL_LATENCY_BUCKET_MS_MIN. */
+#define TANDEM_DRILL_LATENCY_POINTS_MAX    240
+#define TANDEM_DRILL_LATENCY_BUCKET_MS_MIN 20
 
 /* A drill's steps, in the order a drill that goes well takes them. A failure after the invoke
  * still revokes; any other failure drains the probe writer and stores the report. */
@@ -55,6 +61,19 @@ struct tandem_drill_span {
  * until it completed), leaving out the time inside `pause`, the drill's own digest pause (none
  * when pause.to <= pause.from). A probe sent before the pause and acknowledged inside it does
  * not turn the pause into a gap. */
+/* A probe write as the series sees it: sent and acknowledged at these loop times, ok when the
+ * write was acknowledged (HTTP 200). */
+struct tandem_drill_probe_sample {
+    uint64_t sent_ms, ack_ms;
+    bool ok;
+};
+
+/* The latency series of n probes of a drill started at started_ms (loop time): {"bucket_ms",
+ * "points": [[t_ms, max_latency_ms or null, acked, failed], ...]}, a point per bucket that holds
+ * a probe, t_ms the bucket's start after started_ms. NULL when out of memory. */
+json_t *tandem_drill_latency_series(const struct tandem_drill_probe_sample *probes, unsigned n,
+                                    uint64_t started_ms, uint64_t now_ms);
+
 uint64_t tandem_drill_longest_gap(uint64_t *acks, unsigned n, struct tandem_drill_span within,
                                   struct tandem_drill_span pause);
 

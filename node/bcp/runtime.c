@@ -197,6 +197,12 @@ static void probe_epoch(struct tandem_bcp_peer *p, const struct tandem_httpc_res
         fence(p->bcp, (uint64_t)json_integer_value(epoch), p->name);
     }
     lag_heard(p, json_object_get(root, "lag"));
+    json_t *view = json_object_get(root, "view");
+    if (json_is_object(view) && !p->bcp->closing) { /* close releases what is kept */
+        json_decref(p->view);
+        p->view = json_incref(view);
+        p->view_ms = bcp_now(p->bcp);
+    }
     json_decref(root);
 }
 
@@ -274,6 +280,7 @@ static void peers_sync(struct tandem_bcp *b)
         for (unsigned j = 0; p == NULL && j < TANDEM_BCP_PEERS_MAX; j++) {
             if (!b->peers[j].used && !b->peers[j].inflight) {
                 p = &b->peers[j];
+                json_decref(p->view);
                 memset(p, 0, sizeof *p);
                 p->used = true;
                 p->bcp = b;
@@ -1012,6 +1019,12 @@ static json_t *node_json(struct tandem_bcp *b, const char *name, int role, int h
     json_object_set_new(out, "lag_ms", lag->ms < 0 ? json_null() : json_integer(lag->ms));
     json_object_set_new(out, "lag_commands", lag_value(lag->commands));
     reach_json(b, name, out);
+    const struct tandem_bcp_peer *p = peer_find(b, name);
+    if (p != NULL && p->view != NULL) { /* what the node said of itself, and how long ago */
+        json_t *view = json_deep_copy(p->view);
+        json_object_set_new(view, "age_ms", json_integer((json_int_t)(bcp_now(b) - p->view_ms)));
+        json_object_set_new(out, "view", view);
+    }
     return out;
 }
 
@@ -1432,6 +1445,10 @@ int tandem_bcp_start(struct tandem_bcp *b)
 
 void tandem_bcp_close(struct tandem_bcp *b, void (*cb)(struct tandem_bcp *b))
 {
+    for (unsigned i = 0; i < TANDEM_BCP_PEERS_MAX; i++) {
+        json_decref(b->peers[i].view);
+        b->peers[i].view = NULL;
+    }
     b->closing = true;
     b->close_cb = cb;
     uv_close((uv_handle_t *)&b->timer, handle_closed_cb);

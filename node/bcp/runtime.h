@@ -62,6 +62,8 @@ struct tandem_bcp_peer {
     uint64_t last_ok_ms, last_sent_ms; /* API probe: last answer at our epoch, last sent */
     uint64_t since_ms;                 /* when it became a peer: the benefit of the doubt */
     uint64_t raft_sent_ms;             /* last raft transport probe started */
+    json_t *view;                      /* owned: its last probe answer's "view" (or NULL) */
+    uint64_t view_ms;                  /* when that answer came */
 };
 
 struct tandem_bcp_sample {

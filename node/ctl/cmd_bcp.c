@@ -6,6 +6,8 @@
 #include "node/ctl/columns.h"
 #include "node/ctl/ctl.h"
 #include "node/ctl/listing.h"
+#include "node/ctl/report_html.h"
+#include "storage/clock.h"
 
 #define CHANGE_TIMEOUT_MS 30000  /* invoke/revoke wait for the takeover server-side (<= 10 s) */
 #define DRILL_TIMEOUT_MS  180000 /* a drill takes tens of seconds */
@@ -475,10 +477,29 @@ static int drill_check(struct tandem_ctl_context *ctx, const char *site)
     return rc;
 }
 
+/* --report FILE: the drill's report as one standalone HTML file (node/ctl/report_html.h). */
+static int drill_report(struct tandem_ctl_context *ctx, const char *path, const json_t *root)
+{
+    char why[TANDEM_CTL_ERRMSG_SIZE];
+    if (tandem_ctl_report_write(root, tandem_wall_ms(), path, why, sizeof why) != 0) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "--report: %s", why);
+    }
+    if (ctx->output != TANDEM_CTL_OUTPUT_JSON) {
+        fprintf(ctx->out, "report written to %s\n", path);
+    }
+    return TANDEM_CTL_OK;
+}
+
 int tandem_ctl_bcp_drill(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args)
 {
     const char *rate = tandem_ctl_args_flag(args, "rate");
+    const char *report = tandem_ctl_args_flag(args, "report");
     bool dry = tandem_ctl_args_flag(args, "dry-run") != NULL;
+    if (report != NULL && (dry || report[0] == '\0')) {
+        return tandem_ctl_fail(ctx, TANDEM_CTL_EUSAGE,
+                               dry ? "--report: a dry run has no report"
+                                   : "--report: expected a file name");
+    }
     json_t *root = NULL;
     char *end = NULL;
     long rate_value = rate == NULL ? 0 : strtol(rate, &end, 10);
@@ -500,9 +521,15 @@ int tandem_ctl_bcp_drill(struct tandem_ctl_context *ctx, const struct tandem_ctl
     if (body != NULL && rate != NULL) {
         json_object_set_new(body, "rate", json_integer(rate_value));
     }
+    const char *reason = tandem_ctl_args_flag(args, "reason");
+    if (body != NULL && reason != NULL && !dry) {
+        json_object_set_new(body, "reason", json_string(reason)); /* NULL (not UTF-8): refused */
+    }
     int rc = tandem_ctl_post_packed(ctx, "/v1/bcp/drill", body, &root);
     bool failed = rc == TANDEM_CTL_OK && !dry && !json_is_true(json_object_get(root, "ok"));
+    int written = rc == TANDEM_CTL_OK && report != NULL ? drill_report(ctx, report, root) : rc;
     rc = tandem_ctl_answer(ctx, args, rc, root, drill_print);
+    rc = rc == TANDEM_CTL_OK ? written : rc;
     if (rc == TANDEM_CTL_OK && failed) {
         rc = tandem_ctl_fail(ctx, TANDEM_CTL_EREFUSED, "the drill did not pass (see the report)");
     }

@@ -124,8 +124,10 @@ const struct tandem_ctl_command tandem_ctl_commands[] = {
      "--confirm-lost: the members you guarantee are powered off or isolated"},
     {"bcp", "revoke", "SITE [--failback] [--reason TEXT]", 1, 1, tandem_ctl_bcp_revoke,
      "bring SITE back; --failback also returns leadership to it"},
-    {"bcp", "drill", "SITE [--dry-run] [--rate N]", 1, 1, tandem_ctl_bcp_drill,
-     "invoke + probe writes + verify + revoke, with an RTO/RPO report (--dry-run: plan only)"},
+    {"bcp", "drill", "SITE [--dry-run] [--rate N] [--reason TEXT] [--report FILE]", 1, 1,
+     tandem_ctl_bcp_drill,
+     "invoke + probe writes + verify + revoke, with an RTO/RPO report (--dry-run: plan only; "
+     "--report: also as a standalone HTML file)"},
     {"bcp", "drills", "[--limit N]", 0, 0, tandem_ctl_bcp_drills,
      "the replicated drill history, newest first"},
     {"bcp", "prefer", "SITE|-", 1, 1, tandem_ctl_bcp_prefer,

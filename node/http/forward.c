@@ -11,8 +11,12 @@
 
 /* Headers of the leader's answer that travel back to the client. */
 static const char *const relayed_headers[] = {
-    "X-Tandem-Mod-Index", "X-Tandem-Create-Index", "X-Tandem-Applied-Index",
-    "X-Tandem-Node",      "Retry-After",
+    "X-Tandem-Mod-Index",
+    "X-Tandem-Create-Index",
+    "X-Tandem-Applied-Index",
+    "X-Tandem-Node",
+    "Retry-After",
+    "Set-Cookie", /* the console's token from POST /v1/auth/login?cookie=1 (issue 15) */
 };
 
 /* Headers of the client's request that the leader needs (who acts, what the body is). */
@@ -92,13 +96,26 @@ static const char *request_header(const void *msg, const char *name)
     return tandem_http_request_header(msg, name);
 }
 
+/* What a caller without a credential (the console's login) hears of the leader's answer:
+ * nothing of the cluster's state, as when a node answers it itself. */
+static const char *const anonymous_relayed_headers[] = {"X-Tandem-Node", "Retry-After",
+                                                        "Set-Cookie"};
+
 static void relay(struct forward *fw, const struct tandem_httpc_response *resp)
 {
     char headers[1024];
     headers[0] = '\0';
+    const struct tandem_principal *p = &fw->r->principal;
+    bool anonymous = fw->r->server != NULL && fw->r->server->tls_required &&
+                     p->kind == TANDEM_PRINCIPAL_ANONYMOUS && !p->insecure;
     size_t used =
-        headers_copy(headers, sizeof headers, 0, relayed_headers,
-                     sizeof relayed_headers / sizeof relayed_headers[0], response_header, resp);
+        anonymous
+            ? headers_copy(headers, sizeof headers, 0, anonymous_relayed_headers,
+                           sizeof anonymous_relayed_headers / sizeof anonymous_relayed_headers[0],
+                           response_header, resp)
+            : headers_copy(headers, sizeof headers, 0, relayed_headers,
+                           sizeof relayed_headers / sizeof relayed_headers[0], response_header,
+                           resp);
     if (used >= sizeof headers) {
         headers[0] = '\0';
     }

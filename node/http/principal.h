@@ -22,6 +22,7 @@ enum tandem_principal_via {
     TANDEM_PRINCIPAL_VIA_CERT,      /* the connection's client certificate */
     TANDEM_PRINCIPAL_VIA_TOKEN,     /* Authorization: Bearer <token from /v1/auth/login> */
     TANDEM_PRINCIPAL_VIA_FORWARDED, /* a node forwarded the request for this user */
+    TANDEM_PRINCIPAL_VIA_COOKIE,    /* the web console's cookie holding such a token (issue 15) */
 };
 
 struct tandem_principal {

@@ -287,7 +287,8 @@ static json_t *hex_json(const ProtobufCBinaryData *b)
 json_t *tandem_audit_record_json(const Tandem__AuditRecord *r)
 {
     static const char *const kinds[] = {"anonymous", "user", "node"};
-    static const char *const vias[] = {"none", "cert", "token", "forwarded"};
+    /* node/http/principal.h's enum tandem_principal_via, in its order. */
+    static const char *const vias[] = {"none", "cert", "token", "forwarded", "cookie"};
     char time[TANDEM_RFC3339_LEN_MAX + 1];
     tandem_rfc3339_format_ms(r->time_ms, time);
     json_t *detail = r->detail[0] != '\0' ? json_loads(r->detail, 0, NULL) : NULL;
@@ -297,7 +298,7 @@ json_t *tandem_audit_record_json(const Tandem__AuditRecord *r)
     return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:o,s:o,s:o}", "seq",
                      (json_int_t)r->seq, "time", time, "actor", r->actor, "actor_kind",
                      kinds[r->actor_kind <= 2 ? r->actor_kind : 0], "via",
-                     vias[r->via <= 3 ? r->via : 0], "source", r->source, "node", r->node, "action",
+                     vias[r->via <= 4 ? r->via : 0], "source", r->source, "node", r->node, "action",
                      r->action, "object", r->object, "status", (int)r->status, "detail",
                      detail != NULL ? detail : json_null(), "prev_hash", hex_json(&r->prev_hash),
                      "hash", hex_json(&r->hash));

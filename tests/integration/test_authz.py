@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Who may call what, and the per-client bounds, on a TLS cluster (issue 12): an anonymous
 request to every route of node/api/ gets 401 (read from the route tables in the sources, so a
-new route is covered without touching this file) except GET /healthz and /readyz; /v1/node/*
+new route is covered without touching this file) except GET /healthz and /readyz and the web
+console's files, login and logout (ANONYMOUS_ROUTES); /v1/node/*
 refuses a user certificate and answers a node's; a forwarded identity is refused from a user
 certificate and taken from a node's (and a write through a follower carries its user); the
 metrics_address listener serves GET /metrics only; the rate limit per credential answers 429 with
@@ -22,6 +23,9 @@ from api_routes import api_routes  # noqa: E402
 from cluster import Cluster, http, run_tests, wait_until  # noqa: E402
 
 ANONYMOUS = "authentication required: present a client certificate of the cluster CA"
+# Health, and the web console's files, login and logout (issue 15): no data without a credential.
+ANONYMOUS_ROUTES = ("healthz", "readyz", "ui_root", "ui_index", "ui_login", "ui_asset",
+                    "auth_login", "auth_logout")
 NOT_A_NODE = "forwarded identity from a peer that is not a node"
 FORWARDED = {"X-Tandem-Forwarded-User": "admin", "X-Tandem-Forwarded-Kind": "user"}
 RATE_RPS, RATE_BURST = 1, 60  # the burst covers the cluster's own start-up calls as admin
@@ -79,8 +83,9 @@ def check_anonymous_every_route(c, name):
     refused = 0
     for route, method, path, _ in api_routes():
         status, headers, body = c.api(name, method, path, body={}, context=nobody)
-        if route in ("healthz", "readyz"):
+        if route in ANONYMOUS_ROUTES:
             assert status != 401, (route, status)
+            assert headers["X-Tandem-Applied-Index"] is None, (route, dict(headers))
             continue
         assert status == 401, "%s %s (%s) answered %d without a credential: %r" % (
             method, path, route, status, body[:200])

@@ -12,6 +12,7 @@
 
 #include "node/api/authz.h"
 #include "node/http/forward.h"
+#include "storage/error.h"
 
 #define ANONYMOUS "authentication required: present a client certificate of the cluster CA"
 #define NOT_NODE  "forwarded identity from a peer that is not a node"
@@ -215,6 +216,130 @@ static void test_forwarded_malformed(void **state)
     }
 }
 
+/* Issue 15: the console's files, login and logout need no credential; a cookie counts as one. */
+static void test_console_anonymous(void **state)
+{
+    (void)state;
+    struct tandem_tls_peer id;
+    char why[TANDEM_ERRMSG_SIZE];
+    const struct {
+        int method;
+        const char *path;
+        int status;
+    } cases[] = {
+        {HTTP_GET, "/ui", 0},
+        {HTTP_GET, "/ui/", 0},
+        {HTTP_HEAD, "/ui/app.js", 0},
+        {HTTP_GET, "/ui/login", 0},
+        {HTTP_POST, "/v1/auth/login", 0},
+        {HTTP_POST, "/v1/auth/logout", 0},
+        {HTTP_POST, "/ui/", 401},
+        {HTTP_GET, "/uix", 401},
+        {HTTP_GET, "/v1/auth/login", 401},
+        {HTTP_GET, "/v1/auth/session", 401},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct tandem_http_request *r =
+            request(cases[i].method, cases[i].path, TANDEM_TLS_PEER_NONE, "", NULL);
+        assert_int_equal(check(r, &id, why), cases[i].status);
+    }
+    /* A login for the cookie only from the console's script (login CSRF). */
+    struct tandem_http_request *r =
+        request(HTTP_POST, "/v1/auth/login", TANDEM_TLS_PEER_NONE, "", NULL);
+    built.r.query = "cookie=1";
+    assert_int_equal(check(r, &id, why), 403);
+    assert_non_null(strstr(why, "login for the console's cookie must carry X-Tandem-UI: 1"));
+    r = request(HTTP_POST, "/v1/auth/login", TANDEM_TLS_PEER_NONE, "", "X-Tandem-UI", "1", NULL);
+    built.r.query = "cookie=1";
+    assert_int_equal(check(r, &id, why), 0);
+    r = request(HTTP_POST, "/v1/auth/login", TANDEM_TLS_PEER_NODE, "east-2", NULL); /* forwarded */
+    built.r.query = "cookie=1";
+    assert_int_equal(check(r, &id, why), 0);
+    r = request(HTTP_GET, "/v1/status", TANDEM_TLS_PEER_NONE, "", "Cookie",
+                "a=1; tandem_token=t.x; b=2", NULL);
+    assert_int_equal(check(r, &id, why), 0);
+    r = request(HTTP_GET, "/v1/status", TANDEM_TLS_PEER_NONE, "", "Cookie",
+                "xtandem_token=t.x; tandem_token=", NULL);
+    assert_int_equal(check(r, &id, why), 401);
+}
+
+static void test_console_token(void **state)
+{
+    (void)state;
+    char cookie[TANDEM_AUTHZ_COOKIE_HEADER_MAX];
+    bool from_cookie;
+    struct tandem_http_request *r =
+        request(HTTP_GET, "/v1/status", TANDEM_TLS_PEER_NONE, "", "Cookie",
+                "theme=dark;tandem_token=abc.def ; x=1", NULL);
+    assert_string_equal(tandem_authz_token(r, cookie, &from_cookie), "abc.def");
+    assert_true(from_cookie);
+    /* The Authorization header wins over the cookie. */
+    r = request(HTTP_GET, "/v1/status", TANDEM_TLS_PEER_NONE, "", "Cookie", "tandem_token=c",
+                "Authorization", "Bearer b", NULL);
+    assert_string_equal(tandem_authz_token(r, cookie, &from_cookie), "b");
+    assert_false(from_cookie);
+    r = request(HTTP_GET, "/v1/status", TANDEM_TLS_PEER_NONE, "", "Cookie", "other=1", NULL);
+    assert_null(tandem_authz_token(r, cookie, &from_cookie));
+    char header[TANDEM_AUTHZ_COOKIE_HEADER_MAX];
+    assert_int_equal(tandem_authz_cookie_header("abc.def", 3600, header, sizeof header), 0);
+    assert_string_equal(header, "Set-Cookie: tandem_token=abc.def; HttpOnly; Secure; "
+                                "SameSite=Strict; Path=/; Max-Age=3600\r\n");
+    assert_int_equal(tandem_authz_cookie_header("abc.def", 3600, header, 20), -1);
+}
+
+static int stub_get(void *arg, const char *name, struct tandem_user *out, char *why)
+{
+    (void)arg;
+    (void)why;
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", name);
+    out->roles = TANDEM_ROLE_BCP_ADMIN;
+    return TANDEM_OK;
+}
+
+static int stub_token(void *arg, const char *token, struct tandem_user *out, char *why)
+{
+    if (strcmp(token, "good") == 0) {
+        return stub_get(arg, "bea", out, why);
+    }
+    snprintf(why, TANDEM_ERRMSG_SIZE, "token expired");
+    return TANDEM_NOTFOUND;
+}
+
+/* A cookie write needs X-Tandem-UI: 1 (CSRF); reads do not; a bearer token never does. */
+static void test_console_csrf(void **state)
+{
+    (void)state;
+    const struct tandem_authz_users users = {stub_get, stub_token, NULL};
+    struct tandem_principal p;
+    struct tandem_tls_peer none = {.kind = TANDEM_TLS_PEER_NONE};
+    char why[TANDEM_ERRMSG_SIZE];
+    struct tandem_http_request *r = request(HTTP_POST, "/v1/bcp/invoke", TANDEM_TLS_PEER_NONE, "",
+                                            "Cookie", "tandem_token=good", NULL);
+    assert_int_equal(tandem_authz_principal(true, r, &none, &users, &p, why), 403);
+    assert_non_null(strstr(why, "must carry X-Tandem-UI: 1"));
+    assert_string_equal(p.name, "bea"); /* the refusal is audited as bea's */
+    assert_int_equal(p.via, TANDEM_PRINCIPAL_VIA_COOKIE);
+    r = request(HTTP_POST, "/v1/bcp/invoke", TANDEM_TLS_PEER_NONE, "", "Cookie",
+                "tandem_token=good", "X-Tandem-UI", "yes", NULL);
+    assert_int_equal(tandem_authz_principal(true, r, &none, &users, &p, why), 403);
+    r = request(HTTP_POST, "/v1/bcp/invoke", TANDEM_TLS_PEER_NONE, "", "Cookie",
+                "tandem_token=good", "X-Tandem-UI", "1", NULL);
+    assert_int_equal(tandem_authz_principal(true, r, &none, &users, &p, why), 0);
+    assert_int_equal(p.via, TANDEM_PRINCIPAL_VIA_COOKIE);
+    assert_int_equal(p.roles, TANDEM_ROLE_BCP_ADMIN);
+    r = request(HTTP_GET, "/v1/bcp/status", TANDEM_TLS_PEER_NONE, "", "Cookie", "tandem_token=good",
+                NULL);
+    assert_int_equal(tandem_authz_principal(true, r, &none, &users, &p, why), 0);
+    r = request(HTTP_POST, "/v1/bcp/invoke", TANDEM_TLS_PEER_NONE, "", "Authorization",
+                "Bearer good", NULL);
+    assert_int_equal(tandem_authz_principal(true, r, &none, &users, &p, why), 0);
+    assert_int_equal(p.via, TANDEM_PRINCIPAL_VIA_TOKEN);
+    r = request(HTTP_GET, "/v1/bcp/status", TANDEM_TLS_PEER_NONE, "", "Cookie", "tandem_token=bad",
+                NULL);
+    assert_int_equal(tandem_authz_principal(true, r, &none, &users, &p, why), 401);
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -232,6 +357,9 @@ int main(void)
         cmocka_unit_test_teardown(test_forwarded_from_user_refused, teardown),
         cmocka_unit_test_teardown(test_node, teardown),
         cmocka_unit_test_teardown(test_forwarded_malformed, teardown),
+        cmocka_unit_test_teardown(test_console_anonymous, teardown),
+        cmocka_unit_test_teardown(test_console_token, teardown),
+        cmocka_unit_test_teardown(test_console_csrf, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,7 +15,7 @@
 static const struct tandem_route_table *const tables[] = {
     &tandem_cluster_route_table, &tandem_kv_route_table,        &tandem_domain_route_table,
     &tandem_bcp_route_table,     &tandem_rebalance_route_table, &tandem_quarantine_route_table,
-    &tandem_events_route_table,  &tandem_users_route_table,
+    &tandem_events_route_table,  &tandem_users_route_table,     &tandem_ui_route_table,
 };
 
 /* Every row of every table names a permission; prints the route -> permission table. */

@@ -786,9 +786,14 @@ static void test_drill_refusals(void **state)
     assert_int_equal(f->reply_status, 400);
     drill(f, "{\"site\":\"west\",\"rate\":100000}");
     assert_int_equal(f->reply_status, 400);
-    assert_string_equal(f->reply_body, "body must be {\"site\", \"dry_run\"?, \"rate\"? (1-500)}");
+    assert_string_equal(f->reply_body, "body must be {\"site\", \"dry_run\"?, \"rate\"? (1-500), "
+                                       "\"reason\"? (up to 200 bytes)}");
+    char body[400];
+    snprintf(body, sizeof body, "{\"site\":\"west\",\"reason\":\"%0201d\"}", 0); /* 201 bytes */
+    drill(f, body);
+    assert_int_equal(f->reply_status, 400);
     drill(f, "{\"site\":\"west\"}");
-    assert_int_equal(f->replies, 3);
+    assert_int_equal(f->replies, 4);
     assert_int_equal(f->reply_status, 409);
     assert_string_equal(f->reply_body, "drill west: site west is unknown");
     drill(f, "{\"site\":\"west\"}"); /* the refused drill is no longer the active one */

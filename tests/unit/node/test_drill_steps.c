@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -284,6 +285,34 @@ static void test_gap_only_during_the_switchover(void **state)
     assert_int_equal(tandem_drill_longest_gap(acks, 6, SPAN(3000, 3100), SPAN(0, 0)), 0);
 }
 
+/* The report's latency series: probes grouped by send time, the longest acknowledged latency
+ * per bucket, failures counted apart, empty buckets left out, the bucket at least 20 ms. */
+static void test_latency_series(void **state)
+{
+    (void)state;
+    const struct tandem_drill_probe_sample probes[] = {
+        {1000, 1012, true}, {1010, 1050, true},  {1030, 1031, false},
+        {1100, 1110, true}, {1101, 1400, false},
+    };
+    json_t *series = tandem_drill_latency_series(probes, 5, 1000, 1200);
+    assert_non_null(series);
+    assert_int_equal(json_integer_value(json_object_get(series, "bucket_ms")), 20);
+    char *text = json_dumps(json_object_get(series, "points"), JSON_COMPACT);
+    assert_string_equal(text, "[[0,40,2,0],[20,null,0,1],[100,10,1,1]]");
+    free(text);
+    json_decref(series);
+    /* A long drill: at most TANDEM_DRILL_LATENCY_POINTS_MAX + 1 buckets of a wider span. */
+    struct tandem_drill_probe_sample many[2000];
+    for (unsigned i = 0; i < 2000; i++) {
+        many[i] = (struct tandem_drill_probe_sample){i * 30, i * 30 + 5, true};
+    }
+    series = tandem_drill_latency_series(many, 2000, 0, 60000);
+    assert_int_equal(json_integer_value(json_object_get(series, "bucket_ms")), 250);
+    assert_true(json_array_size(json_object_get(series, "points")) <=
+                TANDEM_DRILL_LATENCY_POINTS_MAX + 1);
+    json_decref(series);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -297,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_gap_across_pause_counts_both_sides),
         cmocka_unit_test(test_gap_outside_pause_is_kept),
         cmocka_unit_test(test_gap_only_during_the_switchover),
+        cmocka_unit_test(test_latency_series),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
