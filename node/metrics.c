@@ -1,6 +1,8 @@
 /* Fixed-size histograms and counters rendered as Prometheus text. */
 #include "node/metrics.h"
 
+#include "storage/assert.h"
+
 #include <string.h>
 
 static uint64_t bucket_bound_ns(unsigned i)
@@ -68,6 +70,26 @@ void tandem_histogram_observe(struct tandem_histogram *h, uint64_t ns)
     }
     h->count++;
     h->sum_ns += ns;
+}
+
+uint64_t tandem_histogram_quantile_us(const struct tandem_histogram *h, double q)
+{
+    tandem_assert(q > 0.0 && q <= 1.0);
+    if (h->count == 0) {
+        return 0;
+    }
+    /* The rank of the quantile among the observations, 1-based, rounded up. */
+    uint64_t rank = (uint64_t)((double)h->count * q);
+    rank += (double)rank < (double)h->count * q ? 1 : 0;
+    rank = rank == 0 ? 1 : rank;
+    uint64_t cumulative = 0;
+    for (unsigned i = 0; i < TANDEM_HISTOGRAM_BUCKETS; i++) {
+        cumulative += h->buckets[i];
+        if (cumulative >= rank) {
+            return bucket_bound_ns(i) / 1000u;
+        }
+    }
+    return bucket_bound_ns(TANDEM_HISTOGRAM_BUCKETS - 1) / 1000u; /* past the largest bound */
 }
 
 void tandem_metrics_count(struct tandem_metrics *m, unsigned route, int code)

@@ -53,6 +53,10 @@ void tandem_metrics_scalars_write(FILE *out, const struct tandem_metrics_scalar 
 void tandem_metrics_leader_seen(struct tandem_metrics *m, uint64_t leader_id);
 
 void tandem_histogram_observe(struct tandem_histogram *h, uint64_t ns);
+/* The upper bound, in microseconds, of the bucket that holds the q-quantile (0 < q <= 1) of h's
+ * observations (an estimate from above, as a histogram gives); 0 when h is empty, the largest
+ * bound when the quantile lies past it. */
+uint64_t tandem_histogram_quantile_us(const struct tandem_histogram *h, double q);
 void tandem_metrics_count(struct tandem_metrics *m, unsigned route, int code);
 /* Writes a histogram in Prometheus text format (seconds). */
 void tandem_histogram_write(FILE *out, const char *name, const char *help,

@@ -608,8 +608,9 @@ static void route_member_rejoin(struct tandem_node *node, struct tandem_http_req
 /* ---- node-local: epoch (probed by peers), re-seed and recover ---- */
 
 /* This node as it sees itself, for the console's row of it (issue 15): raft state, term,
- * commit and applied index, the certificate's days left and the data directory's free bytes
- * (null when unknown). The leader shows every node's, from its probes (GET /v1/node/epoch). */
+ * commit and applied index, the certificate's days left, the data directory's free bytes and
+ * the p99 of its raft log writes with their fsync (the histogram bucket's bound; null when
+ * unknown). The leader shows every node's, from its probes (GET /v1/node/epoch). */
 static json_t *node_view_json(struct tandem_node *node)
 {
     struct raft *raft = &node->raft.raft;
@@ -621,13 +622,15 @@ static json_t *node_view_json(struct tandem_node *node)
     json_t *tls = tandem_tls_identity_status(node->tls, tandem_wall_ms(), warnings);
     json_t *days = json_object_get(json_object_get(tls, "cert"), "days_left");
     bool disk = statvfs(node->config->data_dir, &fs) == 0;
+    uint64_t fsync_us = tandem_histogram_quantile_us(&node->metrics.log_append, 0.99);
     json_t *view = json_pack(
-        "{s:s,s:I,s:I,s:I,s:O?,s:o}", "state",
+        "{s:s,s:I,s:I,s:I,s:O?,s:o,s:o}", "state",
         state >= RAFT_FOLLOWER && state <= RAFT_LEADER ? states[state] : "unavailable", "term",
         (json_int_t)raft_current_term(raft), "commit_index", (json_int_t)raft_commit_index(raft),
         "applied_index", (json_int_t)raft_last_applied(raft), "cert_days_left",
         json_is_integer(days) ? days : NULL, "disk_free_bytes",
-        disk ? json_integer((json_int_t)((uint64_t)fs.f_bavail * fs.f_frsize)) : json_null());
+        disk ? json_integer((json_int_t)((uint64_t)fs.f_bavail * fs.f_frsize)) : json_null(),
+        "fsync_p99_ms", fsync_us > 0 ? json_real((double)fsync_us / 1000.0) : json_null());
     json_decref(tls);
     json_decref(warnings);
     return view;

@@ -117,6 +117,7 @@
     if (self) {
       view = { state: status.node.state, term: status.node.term, commit_index: status.node.commit_index,
                applied_index: status.node.applied_index, disk_free_bytes: view ? view.disk_free_bytes : null,
+               fsync_p99_ms: view ? view.fsync_p99_ms : null,
                cert_days_left: status.tls && status.tls.cert ? status.tls.cert.days_left : null, age_ms: 0 };
     }
     var known = function (key) {
@@ -142,7 +143,8 @@
       h('td', { class: 'num' }, n.lag_entries === undefined || n.lag_entries === null ? '—' :
         n.lag_entries + ' / ' + n.lag_ms + ' ms'),
       h('td', { class: 'num' }, contact === Infinity ? '—' : contact + ' ms'),
-      h('td', { class: 'num' }, missing(t('not_exposed'))),
+      h('td', { class: 'num', title: t('fsync_bound') },
+        view && view.fsync_p99_ms !== null && view.fsync_p99_ms !== undefined ? '≤ ' + view.fsync_p99_ms + ' ms' : missing(t('only_self'))),
       h('td', { class: 'num' }, bytes(view ? view.disk_free_bytes : null)),
       h('td', { class: 'num' + (view && view.cert_days_left !== null && view.cert_days_left <= 30 ? ' bad' : '') }, known('cert_days_left')),
       h('td', { class: flags.length ? 'bad' : '' }, flags.join(', '))

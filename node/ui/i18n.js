@@ -85,6 +85,8 @@ var TandemI18n = (function () {
       '最終応答'],
     fsync_p99: ['fsync p99',
       'fsync p99'],
+    fsync_bound: ['raft log writes with their fsync: the p99, as the bound of its histogram bucket',
+      'raft ログ書き込み (fsync 込み) の p99: ヒストグラムの区間の上限'],
     free_disk: ['Free disk',
       'ディスク空き'],
     cert_days: ['Cert expiry (days)',

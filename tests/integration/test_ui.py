@@ -201,6 +201,8 @@ def check_node_views(c, node, cookie):
         assert view["commit_index"] >= view["applied_index"] - 1, (name, view)
         assert 300 <= view["cert_days_left"] <= 400, (name, view)  # certs.sh's 365 days
         assert view["disk_free_bytes"] > 0 and view["age_ms"] >= 0, (name, view)
+        # Every voter has written its log: a bucket bound of the fsync histogram, 50 us..1.6 s.
+        assert 0.05 <= view["fsync_p99_ms"] <= 1638.4, (name, view)
 
 
 def check_drill_report_file(c):

@@ -84,7 +84,11 @@ def admin_session(c, b, steps, url, leader, site):
                      WAIT_S, "five node rows")
     marked = [name for name, is_leader in rows if is_leader == "1"]
     assert sorted(n for n, _ in rows) == sorted(c.names) and marked == [leader], rows
-    assert "★" in b.find("tr.node[data-leader='1']").text
+    fsync = b.wait_js("var cell = document.querySelector('#nodes tr.leader').cells[9];"
+                      "return cell && /ms$/.test(cell.textContent) && cell.textContent;",
+                      WAIT_S, "the leader's fsync p99")
+    assert fsync.startswith("≤ "), fsync
+    assert "★" in b.text("tr.node[data-leader='1']")
     # Each row's term, commit and applied index come from what that node says of itself.
     b.wait_js("return Array.prototype.every.call(document.querySelectorAll('#nodes tr.node'),"
               "function (r) { return /^[0-9]+$/.test(r.cells[4].textContent) &&"
@@ -94,7 +98,7 @@ def admin_session(c, b, steps, url, leader, site):
     b.click("#nav-sites")
     b.wait_js("return document.querySelector('button.invoke')", WAIT_S, "the invoke buttons")
     change_site(b, steps, "invoke", site, "console test: planned invoke", "invoked")
-    decisions = b.find("#decisions").text
+    decisions = b.text("#decisions")
     assert "console test: planned invoke" in decisions, decisions
     steps.shot("sites-invoked")
     change_site(b, steps, "revoke", site, "console test: revoke", "active")
@@ -108,7 +112,7 @@ def admin_session(c, b, steps, url, leader, site):
                        "the drill report's latency chart")
     assert points > 10, points
     assert "#/drill/d" in b.url, b.url
-    assert "console test: quarterly drill" in b.find("#drill-reason").text
+    assert "console test: quarterly drill" in b.text("#drill-reason")
     steps.shot("drill-report")
 
     # Capacity (a planner sees the plan) and backups and audit (an auditor sees the chain).
@@ -126,7 +130,7 @@ def admin_session(c, b, steps, url, leader, site):
          "s.dispatchEvent(new Event('change'));")
     b.wait_js("return document.getElementById('nav-overview').textContent === '概要' &&"
               " document.getElementById('audit-chain')", WAIT_S, "the page in Japanese")
-    assert "監査チェーン" in b.find("#audit-chain").text
+    assert "監査チェーン" in b.text("#audit-chain")
     steps.shot("backups-audit-ja")
     b.js("var s = document.getElementById('lang'); s.value = 'en';"
          "s.dispatchEvent(new Event('change'));")
@@ -155,7 +159,7 @@ def test_console_in_chromium():
                 buttons = b.js("return document.querySelectorAll('button.invoke, button.revoke, "
                                "button.drill').length")
                 assert buttons == 0, buttons
-                assert "viewer" in b.find("#who").text
+                assert "viewer" in b.text("#who")
                 steps.shot("viewer-sites")
                 b.click("#nav-capacity")
                 b.wait_js("return document.querySelector('#capacity') &&"

@@ -184,6 +184,18 @@ class Browser:
                     raise
             time.sleep(0.05)
 
+    def text(self, css, timeout=10):
+        """The text of the element css names, read again while the page redraws it (a stale
+        element: the live updates replace the table under the read)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.find(css).text
+            except WebDriverError as e:
+                if "stale element" not in str(e) or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
+
     def find_all(self, css):
         values = self.command("POST", "/elements", {"using": "css selector", "value": css})
         return [Element(self, v[ELEMENT_KEY]) for v in values]

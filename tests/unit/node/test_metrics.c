@@ -89,6 +89,24 @@ static void test_histogram_cumulative(void **state)
     free(text);
 }
 
+/* The p99 the console shows: the bound of the bucket where 99% of observations are reached. */
+static void test_histogram_quantile(void **state)
+{
+    struct tandem_histogram h = {0};
+    (void)state;
+    assert_int_equal(tandem_histogram_quantile_us(&h, 0.99), 0);
+    for (int i = 0; i < 98; i++) {
+        tandem_histogram_observe(&h, 40000); /* <= 50 us */
+    }
+    tandem_histogram_observe(&h, 150000); /* <= 200 us */
+    tandem_histogram_observe(&h, 700000); /* <= 800 us */
+    assert_int_equal(tandem_histogram_quantile_us(&h, 0.5), 50);
+    assert_int_equal(tandem_histogram_quantile_us(&h, 0.99), 200);
+    assert_int_equal(tandem_histogram_quantile_us(&h, 1.0), 800);
+    tandem_histogram_observe(&h, 10000000000ull); /* 10 s: past every bucket */
+    assert_int_equal(tandem_histogram_quantile_us(&h, 1.0), (50ull << 15));
+}
+
 static void test_leader_changes(void **state)
 {
     (void)state;
@@ -208,7 +226,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_label_escaping),       cmocka_unit_test(test_family_lines),
         cmocka_unit_test(test_histogram_cumulative), cmocka_unit_test(test_leader_changes),
-        cmocka_unit_test(test_site_series),          cmocka_unit_test(test_audit_chain_series),
+        cmocka_unit_test(test_histogram_quantile),   cmocka_unit_test(test_site_series),
+        cmocka_unit_test(test_audit_chain_series),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
