@@ -77,10 +77,10 @@ static void with_body(struct tandem_node *node, struct tandem_http_request *r,
         TANDEM_OPTIONAL("by", STRING), TANDEM_OPTIONAL("wait_ms", INT)
 static const struct tandem_route_field invoke_fields[] = {
     SITE_CHANGE_FIELDS, TANDEM_OPTIONAL("force", BOOL), TANDEM_OPTIONAL("confirm_lost", ARRAY),
-    TANDEM_FIELDS_END};
+    TANDEM_OPTIONAL("dry_run", BOOL), TANDEM_FIELDS_END};
 static const struct tandem_route_field revoke_fields[] = {
     SITE_CHANGE_FIELDS, TANDEM_OPTIONAL("failback", BOOL), TANDEM_OPTIONAL("return_jobs", BOOL),
-    TANDEM_FIELDS_END};
+    TANDEM_OPTIONAL("dry_run", BOOL), TANDEM_FIELDS_END};
 static const struct tandem_route_field prefer_fields[] = {TANDEM_REQUIRED("site", STRING),
                                                           TANDEM_FIELDS_END};
 static const struct tandem_route_field drill_fields[] = {
@@ -383,6 +383,22 @@ static void change_submit(struct tandem_node *node, struct tandem_http_request *
 
 /* ---- planned invoke, revoke, prefer ---- */
 
+/* A dry run's answer: what the change would do now, and nothing done. */
+static void dry_run_answer(struct tandem_node *node, struct tandem_http_request *r,
+                           const char *action, const char *site, bool failback, bool return_jobs)
+{
+    bool invoke = strcmp(action, "invoke") == 0;
+    json_t *body = tandem_bcp_change_preview(&node->bcp, site, invoke, failback, return_jobs);
+    if (body == NULL) {
+        tandem_route_error(node, r, 500, "cannot read the site table");
+        return;
+    }
+    json_object_set_new(body, "dry_run", json_true());
+    json_object_set_new(body, "action", json_string(action));
+    json_object_set_new(body, "site", json_string(site));
+    tandem_route_jansson(node, r, 200, body);
+}
+
 static void invoke_planned(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
 {
     const char *site, *reason, *by;
@@ -398,6 +414,10 @@ static void invoke_planned(struct tandem_node *node, struct tandem_http_request 
         return;
     }
     free(t);
+    if (json_is_true(json_object_get(body, "dry_run"))) {
+        dry_run_answer(node, r, "invoke", site, false, false);
+        return;
+    }
     struct site_command *sc = site_command_new(
         TANDEM_SITE_INVOKE, site, reason ? reason : "planned invoke", by ? by : "operator");
     change_submit(node, r, sc, TANDEM_BCP_WAIT_INVOKE, false, wait_bound_ms(node, body));
@@ -457,7 +477,12 @@ static void invoke_body(struct tandem_node *node, struct tandem_http_request *r,
     if (confirm_lost_field(node, r, body, confirmed, &n_confirmed) != 0) {
         return;
     }
-    if (json_is_true(json_object_get(body, "force"))) {
+    if (json_is_true(json_object_get(body, "force")) &&
+        json_is_true(json_object_get(body, "dry_run"))) {
+        tandem_route_error(node, r, 400,
+                           "\"dry_run\" is for planned invokes: a forced one is decided by the "
+                           "members reachable when it runs");
+    } else if (json_is_true(json_object_get(body, "force"))) {
         const char *site, *reason, *by;
         if (site_fields(node, r, body, &site, &reason, &by) == 0) {
             struct tandem_bcp_reply reply = reply_to(node, r);
@@ -474,10 +499,41 @@ static void invoke_body(struct tandem_node *node, struct tandem_http_request *r,
 
 BODY_ROUTE(route_bcp_invoke, invoke_fields, invoke_body)
 
+/* A revoke's dry run: refused as the revoke itself would be (no such site, or not invoked). */
+static void revoke_dry_run(struct tandem_node *node, struct tandem_http_request *r,
+                           const char *site, json_t *body)
+{
+    struct tandem_site_table *t = malloc(sizeof *t);
+    if (t == NULL) {
+        tandem_route_error(node, r, 500, "out of memory");
+        return;
+    }
+    if (load_table(node, r, t) != 0) {
+        free(t);
+        return;
+    }
+    const struct tandem_site *s = tandem_site_table_find(t, site);
+    if (s == NULL) {
+        tandem_route_error(node, r, 404, "no site named %s in the site table", site);
+    } else if (s->state != TANDEM_SITE_INVOKED) {
+        tandem_route_error(node, r, 409, "site %s is %s: cannot revoke it", site,
+                           tandem_site_state_name(s->state));
+    } else {
+        dry_run_answer(node, r, "revoke", site, json_is_true(json_object_get(body, "failback")),
+                       json_is_true(json_object_get(body, "return_jobs")));
+    }
+    free(t);
+}
+
 static void revoke_body(struct tandem_node *node, struct tandem_http_request *r, json_t *body)
 {
     const char *site, *reason, *by;
-    if (site_fields(node, r, body, &site, &reason, &by) == 0) {
+    if (site_fields(node, r, body, &site, &reason, &by) != 0) {
+        return;
+    }
+    if (json_is_true(json_object_get(body, "dry_run"))) {
+        revoke_dry_run(node, r, site, body);
+    } else {
         bool failback = json_is_true(json_object_get(body, "failback"));
         struct site_command *sc = site_command_new(
             TANDEM_SITE_REVOKE, site, reason ? reason : "revoke", by ? by : "operator");

@@ -932,13 +932,14 @@ static void step_tick_end(uv_timer_t *timer)
 
 /* ---- dry run ---- */
 
-/* The jobs an invoke of site would move, or JSON null when they cannot be read. */
-static json_t *dry_run_jobs(struct tandem_bcp *b, const char *site)
+/* The jobs an invoke of site would move (or a failback bring back), or JSON null when they
+ * cannot be read. */
+static json_t *dry_run_jobs(struct tandem_bcp *b, const char *site, bool failback)
 {
     json_t *jobs = json_array();
     MDB_txn *txn;
     if (tandem_store_commit(b->env.store) == 0 && tandem_store_read_txn(b->env.store, &txn) == 0) {
-        if (tandem_bcp_jobs_list(b->env.store, txn, site, jobs) != 0) {
+        if (tandem_bcp_jobs_list(b->env.store, txn, site, failback, jobs) != 0) {
             json_decref(jobs);
             jobs = json_null();
         }
@@ -971,20 +972,19 @@ static json_t *dry_run_refusal(struct tandem_bcp *b, const char *site)
     return why[0] == '\0' ? json_null() : json_string(why);
 }
 
-static void dry_run(struct tandem_bcp *b, const struct tandem_bcp_reply *reply, const char *site)
+json_t *tandem_bcp_change_preview(struct tandem_bcp *b, const char *site, bool invoke,
+                                  bool failback, bool return_jobs)
 {
     struct tandem_site_plan_input *in = malloc(sizeof *in);
-    json_t *changes = json_array();
     struct tandem_member leader;
     if (in == NULL || tandem_bcp_plan_input(b, in) != 0) {
         free(in);
-        json_decref(changes);
-        tandem_bcp_reply_error(reply, 500, "cannot read the site table");
-        return;
+        return NULL;
     }
+    json_t *changes = json_array();
     for (unsigned i = 0; i < in->n_sites; i++) {
         if (strcmp(in->sites[i].name, site) == 0) {
-            in->sites[i].state = TANDEM_PLAN_SITE_INVOKED;
+            in->sites[i].state = invoke ? TANDEM_PLAN_SITE_INVOKED : TANDEM_PLAN_SITE_ACTIVE;
         }
     }
     for (unsigned i = 0; i < in->n_members; i++) {
@@ -996,13 +996,29 @@ static void dry_run(struct tandem_bcp *b, const struct tandem_bcp_reply *reply, 
                                                      "to", tandem_role_name(want)));
         }
     }
-    bool moves = tandem_raft_leader(b->env.raft, &leader) == 0 && strcmp(leader.site, site) == 0;
-    json_t *jobs = dry_run_jobs(b, site);
-    json_t *body = json_pack(
-        "{s:b,s:s,s:o,s:s?,s:b,s:I,s:o,s:o}", "dry_run", true, "site", site, "role_changes",
-        changes, "leader", moves ? leader.name : NULL, "leadership_moves", moves, "jobs_moved",
-        (json_int_t)json_array_size(jobs), "jobs", jobs, "refusal", dry_run_refusal(b, site));
     free(in);
+    bool known = tandem_raft_leader(b->env.raft, &leader) == 0;
+    bool here = known && strcmp(leader.site, site) == 0;
+    /* An invoke takes leadership away from the site; a failback brings it back. */
+    bool moves = known && (invoke ? here : failback && !here);
+    bool jobs_move = invoke || failback || return_jobs;
+    json_t *jobs = jobs_move ? dry_run_jobs(b, site, !invoke) : json_array();
+    return json_pack("{s:o,s:s?,s:b,s:I,s:o}", "role_changes", changes, "leader",
+                     known ? leader.name : NULL, "leadership_moves", moves,
+                     invoke ? "jobs_moved" : "jobs_returned", (json_int_t)json_array_size(jobs),
+                     "jobs", jobs);
+}
+
+static void dry_run(struct tandem_bcp *b, const struct tandem_bcp_reply *reply, const char *site)
+{
+    json_t *body = tandem_bcp_change_preview(b, site, true, false, false);
+    if (body == NULL) {
+        tandem_bcp_reply_error(reply, 500, "cannot read the site table");
+        return;
+    }
+    json_object_set_new(body, "dry_run", json_true());
+    json_object_set_new(body, "site", json_string(site));
+    json_object_set_new(body, "refusal", dry_run_refusal(b, site));
     tandem_bcp_reply_json(reply, 200, body);
 }
 

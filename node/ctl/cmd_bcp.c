@@ -309,18 +309,45 @@ static int site_change(struct tandem_ctl_context *ctx, const struct tandem_ctl_a
 {
     const char *reason = tandem_ctl_args_flag(args, "reason");
     bool on = tandem_ctl_args_flag(args, flag) != NULL;
+    bool dry = tandem_ctl_args_flag(args, "dry-run") != NULL;
     tandem_ctl_timeout_at_least(ctx, CHANGE_TIMEOUT_MS);
-    json_t *body = json_pack("{s:s,s:b}", "site", args->positional[0], flag, on);
+    json_t *body =
+        json_pack("{s:s,s:b,s:b}", "site", args->positional[0], flag, on, "dry_run", dry);
     if (body != NULL && reason != NULL) {
         json_object_set_new(body, "reason", json_string(reason));
     }
     return tandem_ctl_post_answer(ctx, args, TANDEM_CTL_OK, path, body, print);
 }
 
+/* A dry run's answer (invoke, revoke, drill): what the change would do; nothing was changed. */
+static void preview_print(struct tandem_ctl_context *ctx, const json_t *root, const char *verb)
+{
+    size_t i;
+    json_t *e;
+    bool invoke = json_object_get(root, "jobs_moved") != NULL;
+    fprintf(ctx->out, "dry run: %s %s would change (nothing was changed):\n", verb,
+            str(root, "site"));
+    json_array_foreach(json_object_get(root, "role_changes"), i, e)
+    {
+        fprintf(ctx->out, "  %s (%s): %s -> %s\n", str(e, "member"), str(e, "site"), str(e, "from"),
+                str(e, "to"));
+    }
+    if (json_is_true(json_object_get(root, "leadership_moves"))) {
+        fprintf(ctx->out,
+                invoke ? "  leadership leaves %s (now on %s)\n"
+                       : "  leadership returns to %s (now on %s)\n",
+                str(root, "site"), str(root, "leader"));
+    }
+    fprintf(ctx->out, "  jobs that would %s: %" JSON_INTEGER_FORMAT "\n",
+            invoke ? "move" : "come back", num(root, invoke ? "jobs_moved" : "jobs_returned", 0));
+}
+
 static int invoke_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_args *args,
                         const json_t *root)
 {
-    if (tandem_ctl_args_flag(args, "force") != NULL) {
+    if (json_is_true(json_object_get(root, "dry_run"))) {
+        preview_print(ctx, root, "invoking");
+    } else if (tandem_ctl_args_flag(args, "force") != NULL) {
         force_print(ctx, root);
     } else {
         change_print(ctx, root, "takeover", "jobs_moved");
@@ -375,7 +402,11 @@ static int revoke_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_
                         const json_t *root)
 {
     bool failback = tandem_ctl_args_flag(args, "failback") != NULL;
-    change_print(ctx, root, failback ? "recovery and failback" : "recovery", "jobs_returned");
+    if (json_is_true(json_object_get(root, "dry_run"))) {
+        preview_print(ctx, root, failback ? "revoking with failback" : "revoking");
+    } else {
+        change_print(ctx, root, failback ? "recovery and failback" : "recovery", "jobs_returned");
+    }
     return TANDEM_CTL_OK;
 }
 
@@ -414,19 +445,7 @@ static int drill_print(struct tandem_ctl_context *ctx, const struct tandem_ctl_a
     json_t *e;
     (void)args;
     if (json_is_true(json_object_get(root, "dry_run"))) {
-        fprintf(ctx->out, "dry run: invoking %s would change (nothing was changed):\n",
-                str(root, "site"));
-        json_array_foreach(json_object_get(root, "role_changes"), i, e)
-        {
-            fprintf(ctx->out, "  %s (%s): %s -> %s\n", str(e, "member"), str(e, "site"),
-                    str(e, "from"), str(e, "to"));
-        }
-        if (json_is_true(json_object_get(root, "leadership_moves"))) {
-            fprintf(ctx->out, "  leadership leaves %s (now on %s)\n", str(root, "site"),
-                    str(root, "leader"));
-        }
-        fprintf(ctx->out, "  jobs that would move: %" JSON_INTEGER_FORMAT "\n",
-                num(root, "jobs_moved", 0));
+        preview_print(ctx, root, "invoking");
         if (str(root, "refusal")[0] != '\0') {
             fprintf(ctx->out, "  a drill now would be refused: %s\n", str(root, "refusal"));
         }

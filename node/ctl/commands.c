@@ -118,12 +118,14 @@ const struct tandem_ctl_command tandem_ctl_commands[] = {
     {"bcp", "status", "[--local]", 0, 0, tandem_ctl_bcp_status,
      "sites with state, epoch, nodes and lag (RPO exposure); leader and recent decisions; "
      "without a leader (or with --local) one node's own view, marked local and dated"},
-    {"bcp", "invoke", "SITE [--reason TEXT] [--force] [--confirm-lost NAME,...]", 1, 1,
+    {"bcp", "invoke", "SITE [--reason TEXT] [--force] [--confirm-lost NAME,...] [--dry-run]", 1, 1,
      tandem_ctl_bcp_invoke,
      "take SITE out of service (planned); --force: quorum lost, recover the survivors; "
-     "--confirm-lost: the members you guarantee are powered off or isolated"},
-    {"bcp", "revoke", "SITE [--failback] [--reason TEXT]", 1, 1, tandem_ctl_bcp_revoke,
-     "bring SITE back; --failback also returns leadership to it"},
+     "--confirm-lost: the members you guarantee are powered off or isolated; --dry-run: say "
+     "which roles would change and which jobs would move, change nothing"},
+    {"bcp", "revoke", "SITE [--failback] [--reason TEXT] [--dry-run]", 1, 1, tandem_ctl_bcp_revoke,
+     "bring SITE back; --failback also returns leadership and the still-queued jobs to it; "
+     "--dry-run: say what would change, change nothing"},
     {"bcp", "drill", "SITE [--dry-run] [--rate N] [--reason TEXT] [--report FILE]", 1, 1,
      tandem_ctl_bcp_drill,
      "invoke + probe writes + verify + revoke, with an RTO/RPO report (--dry-run: plan only; "

@@ -182,7 +182,8 @@
         return c.member + ' ' + c.from + ' → ' + c.to;
       }).join(', ') || t('none'))),
       h('p', {}, t('leadership_moves') + ': ' + (answer.leadership_moves ? (answer.leader || '') + ' →' : t('none'))),
-      h('p', {}, t('jobs_moved') + ': ' + answer.jobs_moved)
+      answer.jobs_returned !== undefined ? h('p', {}, t('jobs_returned') + ': ' + answer.jobs_returned)
+        : h('p', {}, t('jobs_moved') + ': ' + answer.jobs_moved)
     ]);
   }
 
@@ -203,11 +204,18 @@
       h('h3', {}, t(kind) + ': ' + site)].concat(body, [dryRun, message,
       h('div', { class: 'buttons' }, [confirm, h('button', { type: 'button', onclick: closeDialog }, t('cancel'))])]));
     document.body.appendChild(state.dialog);
-    if (kind !== 'revoke') {
-      api('POST', '/v1/bcp/drill', { site: site, dry_run: true }).then(function (answer) {
+    /* What the change would do, from the change's own dry run (the leader's planner). */
+    var preview = function () {
+      var path = kind === 'revoke' ? '/v1/bcp/revoke' : kind === 'invoke' ? '/v1/bcp/invoke' : '/v1/bcp/drill';
+      var ask = { site: site, dry_run: true };
+      if (kind === 'revoke') { ask.failback = failback.checked; }
+      TandemDom.clear(dryRun);
+      api('POST', path, ask).then(function (answer) {
         dryRun.appendChild(dryRunView(answer));
       }, function (err) { dryRun.appendChild(failed(err)); });
-    }
+    };
+    failback.addEventListener('change', preview);
+    preview();
     confirm.addEventListener('click', function () {
       var text = reason.value.trim();
       if (text === '') { message.textContent = t('reason_required'); return; }

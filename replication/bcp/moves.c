@@ -149,13 +149,36 @@ int tandem_bcp_jobs_move(const struct tandem_apply_ctx *ctx, const char *site, c
     return rv;
 }
 
-int tandem_bcp_jobs_list(struct tandem_store *store, MDB_txn *txn, const char *site, json_t *out)
+/* Whether a failback would bring job id back to site (job_move's rule, read-only). */
+static int job_returns(const struct tandem_apply_ctx *ctx, const char *id, const char *site,
+                       bool *returns)
+{
+    Tandem__JobRecord *job = NULL;
+    int rv = tandem_job_get(ctx->store, ctx->txn, id, &job);
+    *returns =
+        rv == 0 && job != NULL && job->status == TANDEM_JOB_QUEUED && strcmp(job->site, site) != 0;
+    if (job != NULL) {
+        tandem__job_record__free_unpacked(job, NULL);
+    }
+    return rv;
+}
+
+int tandem_bcp_jobs_list(struct tandem_store *store, MDB_txn *txn, const char *site, bool failback,
+                         json_t *out)
 {
     struct tandem_apply_ctx ctx = {.store = store, .txn = txn};
     struct id_list ids = {0};
-    int rv = jobs_at_site(&ctx, site, &ids);
-    for (size_t i = 0; i < ids.n && rv == 0 && i < TANDEM_BCP_JOBS_LISTED_MAX; i++) {
-        json_array_append_new(out, json_string(ids.ids[i]));
+    int rv = failback ? jobs_moved_from(&ctx, site, &ids) : jobs_at_site(&ctx, site, &ids);
+    size_t listed = 0;
+    for (size_t i = 0; i < ids.n && rv == 0 && listed < TANDEM_BCP_JOBS_LISTED_MAX; i++) {
+        bool returns = true;
+        if (failback && (rv = job_returns(&ctx, ids.ids[i], site, &returns)) != 0) {
+            break;
+        }
+        if (returns) {
+            json_array_append_new(out, json_string(ids.ids[i]));
+            listed++;
+        }
     }
     free(ids.ids);
     return rv;

@@ -17,9 +17,12 @@
 int tandem_bcp_jobs_move(const struct tandem_apply_ctx *ctx, const char *site, const char *to,
                          bool failback, const char *by, unsigned *moved);
 
-/* Appends to out (a JSON array) the ids of the jobs an invoke of site would move now, at most
- * TANDEM_BCP_JOBS_LISTED_MAX of them (the dry run's answer). Returns 0 or an LMDB error. */
+/* Appends to out (a JSON array) the ids of the jobs an invoke of site would move now, or with
+ * failback those a revoke with failback would bring back to it (moved away by BCP and still
+ * queued elsewhere), at most TANDEM_BCP_JOBS_LISTED_MAX of them (the dry runs' answer). Returns
+ * 0 or an LMDB error. */
 #define TANDEM_BCP_JOBS_LISTED_MAX 10000
-int tandem_bcp_jobs_list(struct tandem_store *store, MDB_txn *txn, const char *site, json_t *out);
+int tandem_bcp_jobs_list(struct tandem_store *store, MDB_txn *txn, const char *site, bool failback,
+                         json_t *out);
 
 #endif

@@ -40,21 +40,21 @@ def action(c, via, job_id, verb):
     assert status == 200, (job_id, verb, status, answer)
 
 
-def dry_run_changes_nothing(c, via):
-    """The dry run lists E0-E3 and leaves via's data as it was: the same data digest (everything
-    but the audit trail, which records the dry-run request itself and so moves the applied index
-    every time). A site-controller decision applied during a dry run changes the data (then the
-    dry run goes again, a bounded number of times); a dry run that wrote anything itself would
-    change it every time and fail."""
+def dry_run_changes_nothing(c, via, args, jobs, key):
+    """tandemctl ARGS (a dry run) lists exactly jobs under key and leaves via's data as it was:
+    the same data digest (everything but the audit trail, which records the dry-run request
+    itself and so moves the applied index every time). A site-controller decision applied during
+    a dry run changes the data (then the dry run goes again, a bounded number of times); a dry
+    run that wrote anything itself would change it every time and fail. Returns the answer."""
     seen = []
     for _ in range(DRY_RUNS_MAX):
         before = c.get_json(via, "/v1/digest")
-        dry = json.loads(c.ctl("-o", "json", "bcp", "drill", "east", "--dry-run").stdout)
-        assert sorted(dry["jobs"]) == ["E0", "E1", "E2", "E3"], dry
-        assert dry["jobs_moved"] == 4, dry
+        dry = json.loads(c.ctl("-o", "json", *args).stdout)
+        assert dry["dry_run"] is True and sorted(dry["jobs"]) == sorted(jobs), dry
+        assert dry[key] == len(jobs), dry
         after = c.get_json(via, "/v1/digest")
         if after["data_digest"] == before["data_digest"]:
-            return
+            return dry
         seen.append((before["applied_index"], after["applied_index"]))
     raise AssertionError("the data of %s changed across each of %d dry runs (applied indexes %s)"
                          % (via, DRY_RUNS_MAX, seen))
@@ -72,7 +72,18 @@ def test_invoke_moves_open_work_and_failback_returns_queued():
         action(c, via, "E4", "hold")       # on hold: stays
         action(c, via, "E5", "cancel")     # cancelled: stays
         c.wait_converged()  # the dry run reads the answering node's own state
-        dry_run_changes_nothing(c, via)
+        east_open = ["E0", "E1", "E2", "E3"]
+        dry_run_changes_nothing(c, via, ("bcp", "drill", "east", "--dry-run"), east_open,
+                                "jobs_moved")
+        dry = dry_run_changes_nothing(c, via, ("bcp", "invoke", "east", "--dry-run"), east_open,
+                                      "jobs_moved")
+        assert dry["action"] == "invoke" and dry["site"] == "east", dry
+        assert any(x["site"] == "east" for x in dry["role_changes"]), dry
+        # Refused as the change itself would be, and a forced invoke has no dry run.
+        p = c.ctl("bcp", "revoke", "east", "--dry-run", check=False)
+        assert p.returncode != 0 and "is active: cannot revoke it" in p.stderr, p.stderr
+        p = c.ctl("bcp", "invoke", "east", "--force", "--dry-run", check=False)
+        assert p.returncode != 0 and "is for planned invokes" in p.stderr, p.stderr
 
         out = json.loads(c.ctl("-o", "json", "bcp", "invoke", "east", "--reason", "drill").stdout)
         assert out["jobs_moved"] == 4, out
@@ -90,6 +101,13 @@ def test_invoke_moves_open_work_and_failback_returns_queued():
         assert job(c, via, "W0")["site"] == "west"
 
         action(c, via, "E2", "cancel")     # closed at west while east was away
+        c.wait_converged()
+        dry = dry_run_changes_nothing(c, via, ("bcp", "revoke", "east", "--failback",
+                                               "--dry-run"), ["E0", "E1"], "jobs_returned")
+        assert dry["action"] == "revoke" and dry["leadership_moves"] is True, dry
+        assert any(x["site"] == "east" and x["to"] == "voter" for x in dry["role_changes"]), dry
+        dry_run_changes_nothing(c, via, ("bcp", "revoke", "east", "--dry-run"), [],
+                                "jobs_returned")
         out = json.loads(c.ctl("-o", "json", "bcp", "revoke", "east", "--failback").stdout)
         assert out["jobs_returned"] == 2, out  # E0 and E1: still queued; E3 is being worked on
         assert "jobs_moved" not in out, out

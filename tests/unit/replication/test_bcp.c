@@ -221,7 +221,7 @@ static void test_invoke_moves_open_work(void **state)
 
     MDB_txn *txn = dom_read(&d);
     json_t *listed = json_array();
-    assert_int_equal(tandem_bcp_jobs_list(&d.store, txn, "east", listed), 0);
+    assert_int_equal(tandem_bcp_jobs_list(&d.store, txn, "east", false, listed), 0);
     mdb_txn_abort(txn);
     assert_int_equal(json_array_size(listed), 2); /* the dry run names what will move */
     json_decref(listed);
@@ -259,6 +259,15 @@ static void test_failback_returns_still_queued(void **state)
     assert_int_equal(site_change(&d, "east", TANDEM_SITE_INVOKE, false), 200);
     assert_int_equal(jobs_moved(&d), 3);
     job_act(&d, "Q2", TANDEM_JOB_ACTION_ADVANCE, NULL); /* started at west meanwhile */
+
+    /* The revoke's dry run names exactly what the failback brings back. */
+    MDB_txn *txn = dom_read(&d);
+    json_t *listed = json_array();
+    assert_int_equal(tandem_bcp_jobs_list(&d.store, txn, "east", true, listed), 0);
+    mdb_txn_abort(txn);
+    assert_int_equal(json_array_size(listed), 1);
+    assert_string_equal(json_string_value(json_array_get(listed, 0)), "Q1");
+    json_decref(listed);
 
     assert_int_equal(site_change(&d, "east", TANDEM_SITE_REVOKE, true), 200);
     assert_int_equal(jobs_returned(&d), 1);
