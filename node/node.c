@@ -162,11 +162,12 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     tandem_log(TANDEM_LOG_INFO, "stopping");
     tandem_audit_fail_queued(node, RAFT_SHUTDOWN);
     tandem_proposer_fail_queued(&node->proposer, RAFT_SHUTDOWN);
-    node->handles_open = node->metrics_http_open ? 14 : 13;
+    node->handles_open = node->metrics_http_open ? 16 : 15; /* the sd timers: 2 */
     /* A backup copying the store on the thread pool: the store closes after it (node/backup.c). */
     node->handles_open += node->backup != NULL ? 1 : 0;
     /* Likewise an audit chain walk (node/audit_check.c). */
     node->handles_open += node->audit_check.running ? 1 : 0;
+    tandem_sd_close(&node->sd, node->reexec, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sighup, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sigterm, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sigint, uv_handle_closed_cb);
@@ -201,12 +202,17 @@ static void signal_cb(uv_signal_t *handle, int signum)
 }
 
 /* SIGHUP: new connections use the re-read certificates; open ones keep theirs. */
+static void reload_files(struct tandem_node *node)
+{
+    tandem_tls_identity_reload(node->tls);
+    tandem_node_keyring_load(&node->keyring, node->config->key_file, node->config->insecure, false);
+}
+
 static void sighup_cb(uv_signal_t *handle, int signum)
 {
     struct tandem_node *node = handle->data;
     (void)signum;
-    tandem_tls_identity_reload(node->tls);
-    tandem_node_keyring_load(&node->keyring, node->config->key_file, node->config->insecure, false);
+    tandem_sd_reload(&node->sd, node, reload_files); /* RELOADING=1 ... READY=1 under systemd */
 }
 
 static void log_append_observe(void *data, uint64_t ns)
@@ -470,6 +476,9 @@ static int start_handles(struct tandem_node *node, char *errmsg)
     }
     if (rv == 0) {
         rv = uv_signal_start(&node->sighup, sighup_cb, SIGHUP);
+    }
+    if (rv == 0) {
+        rv = tandem_sd_start(&node->sd, node->loop, node);
     }
     return rv == 0 ? 0 : tandem_error_from_uv(rv, errmsg, "node handles");
 }
