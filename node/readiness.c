@@ -1,7 +1,8 @@
 /* Whether a node is ready to serve: the one rule behind GET /readyz and systemd's READY=1. */
 #include "node/readiness.h"
 
-#include "node/node.h"
+#include "consensus/raft_node.h"
+#include "node/bcp/runtime.h"
 
 const char *tandem_readiness_reason(const struct tandem_readiness_facts *f)
 {
@@ -20,12 +21,13 @@ const char *tandem_readiness_reason(const struct tandem_readiness_facts *f)
     return NULL;
 }
 
-void tandem_readiness_facts_read(struct tandem_node *node, struct tandem_readiness_facts *out)
+void tandem_readiness_facts_read(struct tandem_raft *raft, const struct tandem_bcp *bcp,
+                                 struct tandem_readiness_facts *out)
 {
     struct tandem_member leader;
-    out->fenced = node->bcp.fenced;
-    out->quarantined = node->bcp.quarantined;
-    out->leader_known = tandem_raft_leader(&node->raft, &leader) == 0;
-    out->applied = raft_last_applied(&node->raft.raft);
-    out->commit = raft_commit_index(&node->raft.raft);
+    out->fenced = bcp->fenced;
+    out->quarantined = bcp->quarantined;
+    out->leader_known = tandem_raft_leader(raft, &leader) == 0;
+    out->applied = raft_last_applied(&raft->raft);
+    out->commit = raft_commit_index(&raft->raft);
 }

@@ -5,7 +5,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct tandem_node;
+struct tandem_raft;
+struct tandem_bcp;
 
 /* What readiness is decided from, read from the node at one moment. */
 struct tandem_readiness_facts {
@@ -20,7 +21,8 @@ struct tandem_readiness_facts {
  * reason, a constant string: "fenced", "quarantined", "no leader", "applying committed entries". */
 const char *tandem_readiness_reason(const struct tandem_readiness_facts *f);
 
-/* Reads the facts from node (its raft, its BCP state). */
-void tandem_readiness_facts_read(struct tandem_node *node, struct tandem_readiness_facts *out);
+/* Reads the facts from a node's raft and BCP runtime. */
+void tandem_readiness_facts_read(struct tandem_raft *raft, const struct tandem_bcp *bcp,
+                                 struct tandem_readiness_facts *out);
 
 #endif

@@ -3,6 +3,7 @@
 #include "node/sd_notify.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,8 +12,6 @@
 #include <systemd/sd-daemon.h>
 
 #include "node/log.h"
-#include "node/node.h"
-#include "node/readiness.h"
 #include "storage/assert.h"
 
 uint64_t tandem_sd_watchdog_period_ms(uint64_t usec)
@@ -44,18 +43,10 @@ static void notify(const char *state)
 
 static void poll_cb(uv_timer_t *timer)
 {
-    struct tandem_node *node = timer->data;
-    struct tandem_sd *sd = &node->sd;
-    struct tandem_readiness_facts facts;
-    struct tandem_member leader = {0};
-    tandem_readiness_facts_read(node, &facts);
-    const char *reason = tandem_readiness_reason(&facts);
-    bool leading = raft_state(&node->raft.raft) == RAFT_LEADER;
-    if (reason == NULL && !leading && tandem_raft_leader(&node->raft, &leader) != 0) {
-        reason = "no leader";
-    }
+    struct tandem_sd *sd =
+        (struct tandem_sd *)(void *)((char *)timer - offsetof(struct tandem_sd, poll));
     char status[TANDEM_SD_STATUS_MAX];
-    tandem_sd_status_text(reason, leading, leader.name, status, sizeof status);
+    const char *reason = sd->look(sd->data, status, sizeof status);
     if (reason == NULL && !sd->ready_sent) {
         char line[TANDEM_SD_STATUS_MAX + 32];
         snprintf(line, sizeof line, "READY=1\nSTATUS=%s", status);
@@ -77,15 +68,17 @@ static void watchdog_cb(uv_timer_t *timer)
     notify("WATCHDOG=1");
 }
 
-int tandem_sd_start(struct tandem_sd *sd, uv_loop_t *loop, struct tandem_node *node)
+int tandem_sd_start(struct tandem_sd *sd, uv_loop_t *loop, tandem_sd_look_fn look, void *data)
 {
     memset(sd, 0, sizeof *sd);
+    sd->look = look;
+    sd->data = data;
     int rv = uv_timer_init(loop, &sd->poll);
     if (rv == 0) {
         rv = uv_timer_init(loop, &sd->watchdog);
     }
-    sd->poll.data = node;
-    sd->watchdog.data = node;
+    sd->poll.data = data;
+    sd->watchdog.data = data;
     const char *socket = getenv("NOTIFY_SOCKET");
     sd->enabled = socket != NULL && socket[0] != '\0';
     if (rv != 0 || !sd->enabled) {
@@ -102,8 +95,7 @@ int tandem_sd_start(struct tandem_sd *sd, uv_loop_t *loop, struct tandem_node *n
     return rv;
 }
 
-void tandem_sd_reload(struct tandem_sd *sd, struct tandem_node *node,
-                      void (*reload)(struct tandem_node *node))
+void tandem_sd_reload(struct tandem_sd *sd, void (*reload)(void *data))
 {
     bool announce = sd->enabled && sd->ready_sent;
     if (announce) {
@@ -115,7 +107,7 @@ void tandem_sd_reload(struct tandem_sd *sd, struct tandem_node *node,
                  (uint64_t)now.tv_sec * 1000000u + (uint64_t)now.tv_nsec / 1000u);
         notify(line);
     }
-    reload(node);
+    reload(sd->data);
     if (announce) {
         notify("READY=1");
     }

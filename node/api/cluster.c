@@ -48,7 +48,7 @@ static void route_readyz(struct tandem_node *node, struct tandem_http_request *r
 {
     struct tandem_readiness_facts facts;
     (void)p;
-    tandem_readiness_facts_read(node, &facts);
+    tandem_readiness_facts_read(&node->raft, &node->bcp, &facts);
     const char *reason = tandem_readiness_reason(&facts);
     if (reason == NULL) {
         tandem_route_json(node, r, 200, NULL, "{\"ready\":true}");
