@@ -3,6 +3,7 @@
 # deploy/systemd/), then runs lintian on it: any error fails. The version is TANDEM_VERSION
 # (node/config.h). The sources are the working tree's files that git knows or would add.
 # Usage: deploy/package.sh [OUT_DIR]   (default: build-package; the .deb, lintian.txt, build.log)
+# Prints the .deb's path on stdout, its progress on stderr.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,13 +40,13 @@ tandem ($version) bookworm; urgency=medium
 CHANGELOG
 
 start=$SECONDS
-echo "package: dpkg-buildpackage of tandem $version (log: $out/build.log)"
+echo "package: dpkg-buildpackage of tandem $version (log: $out/build.log)" >&2
 if ! (cd "$src" && DEB_BUILD_OPTIONS="parallel=$(nproc) ${DEB_BUILD_OPTIONS:-}" \
     dpkg-buildpackage -b -us -uc) >"$out/build.log" 2>&1; then
     tail -n 40 "$out/build.log" >&2
     die "dpkg-buildpackage failed (log: $out/build.log)"
 fi
-echo "package: built in $((SECONDS - start)) s"
+echo "package: built in $((SECONDS - start)) s" >&2
 rm -f "$out"/tandem_*.deb "$out"/tandem-dbgsym_*.deb "$out"/tandem_*.changes "$out"/tandem_*.buildinfo
 mv "$stage"/*.deb "$stage"/*.changes "$stage"/*.buildinfo "$out"/
 deb=$out/tandem_${version}_amd64.deb
@@ -55,5 +56,5 @@ deb=$out/tandem_${version}_amd64.deb
 lintian --fail-on error --display-info "$out/tandem_${version}_amd64.changes" >"$out/lintian.txt" 2>&1 \
     || { cat "$out/lintian.txt" >&2; die "lintian reports errors ($out/lintian.txt)"; }
 echo "package: lintian: $(grep -c '^E:' "$out/lintian.txt" || true) errors," \
-    "$(grep -c '^W:' "$out/lintian.txt" || true) warnings ($out/lintian.txt)"
+    "$(grep -c '^W:' "$out/lintian.txt" || true) warnings ($out/lintian.txt)" >&2
 echo "$deb"

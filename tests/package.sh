@@ -43,21 +43,21 @@ getent passwd tandem >/dev/null && user_existed=1
 dpkg -i "$deb" >/dev/null || fail "dpkg -i $deb failed"
 files=$(dpkg -L tandem)
 [ "$(tandemd --version)" = "tandemd $version" ] || fail "tandemd --version: $(tandemd --version)"
-tandemctl --help | grep -q '^usage: tandemctl ' || fail "tandemctl --help printed no usage"
+grep -q '^usage: tandemctl ' <<<"$(tandemctl --help)" || fail "tandemctl --help printed no usage"
 tandem-bench --help >/dev/null 2>&1 || fail "tandem-bench --help failed"
 unit=/lib/systemd/system/tandemd@.service
 [ -f "$unit" ] && cmp -s "$unit" "$root/deploy/systemd/tandemd@.service" || fail "$unit is not deploy's"
 man=--man=yes
 command -v man >/dev/null || man=--man=no # a machine without man-db: the pages are checked below
 systemd-analyze verify "$man" "$unit" || fail "systemd-analyze verify $unit"
-getent passwd tandem | grep -q ':/var/lib/tandem:/usr/sbin/nologin$' || fail "no tandem system user"
+grep -q ':/var/lib/tandem:/usr/sbin/nologin$' <<<"$(getent passwd tandem)" || fail "no tandem system user"
 [ "$(stat -c '%a %U' /var/lib/tandem)" = "700 tandem" ] || fail "/var/lib/tandem: $(stat -c '%a %U' /var/lib/tandem)"
 for page in /usr/share/man/man8/tandemd.8.gz /usr/share/man/man1/tandemctl.1.gz \
     /usr/share/man/man1/tandem-bench.1.gz; do
-    zcat "$page" | grep -q '^\.TH ' || fail "$page is not a man page"
+    grep -q '^\.TH ' <<<"$(zcat "$page")" || fail "$page is not a man page"
 done
-zcat /usr/share/man/man8/tandemd.8.gz | grep -q 'election' || fail "tandemd(8) lacks the options"
-zcat /usr/share/man/man1/tandemctl.1.gz | grep -q 'transfer-leader' || fail "tandemctl(1) lacks the commands"
+grep -q 'election_timeout_ms' <<<"$(zcat /usr/share/man/man8/tandemd.8.gz)" || fail "tandemd(8) lacks the options"
+grep -q 'transfer-leader' <<<"$(zcat /usr/share/man/man1/tandemctl.1.gz)" || fail "tandemctl(1) lacks the commands"
 completion=/usr/share/bash-completion/completions/tandemctl
 complete_words() { # complete_words WORD...: what completing the last word offers
     bash -c 'source "$0"; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _tandemctl; echo "${COMPREPLY[*]}"' \

@@ -87,11 +87,13 @@ int tandem_ctl_print_markdown(FILE *out)
     return ferror(out) ? -1 : 0;
 }
 
-/* Writes the --flags of a synopsis ("KEY [--limit N] [--local]" -> " --limit --local"). */
+/* Writes the --flags of a synopsis ("KEY [--limit N] [--local]" -> "--limit --local"). */
 static void synopsis_flags(FILE *out, const char *synopsis)
 {
+    const char *sep = "";
     for (const char *p = strstr(synopsis, "--"); p != NULL; p = strstr(p + 2, "--")) {
-        fprintf(out, " %.*s", (int)strcspn(p, " ]|"), p);
+        fprintf(out, "%s%.*s", sep, (int)strcspn(p, " ]|"), p);
+        sep = " ";
     }
 }
 
@@ -127,9 +129,9 @@ static void bash_tables(FILE *out)
     fputs("    esac\n}\n\n_tandemctl_flags() {\n    case $1 in\n", out);
     for (size_t i = 0; i < tandem_ctl_command_count; i++) {
         const struct tandem_ctl_command *c = &tandem_ctl_commands[i];
-        fprintf(out, "        \"%s%s%s\") echo \"--help", c->noun, c->verb ? " " : "",
+        fprintf(out, "        \"%s%s%s\") echo \"", c->noun, c->verb ? " " : "",
                 c->verb ? c->verb : "");
-        synopsis_flags(out, c->synopsis);
+        synopsis_flags(out, c->synopsis); /* --help is a global option */
         fputs("\" ;;\n", out);
     }
     fputs("    esac\n}\n\n", out);
