@@ -7,6 +7,9 @@ PACKAGES=(
     build-essential cmake pkg-config clang-format
     libraft-dev libuv1-dev liblmdb-dev libssl-dev libcmocka-dev libhttp-parser-dev
     libjansson-dev libinih-dev libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev
+    libsystemd-dev # sd_notify: readiness, watchdog, reload and stop under systemd
+    systemd # tests/deploy: systemd-analyze verify of deploy/systemd (PID 1 need not be systemd)
+    debhelper lintian go-md2man # deploy/package.sh: the .deb, its check, man pages from Markdown
     curl openssl iproute2 nftables procps python3
     prometheus python3-yaml # tests/alerts: promtool check/test rules, the rules read as YAML
     clang libclang-rt-14-dev # tests/fuzz: clang's libFuzzer (libclang_rt.fuzzer) and sanitizers

@@ -19,6 +19,7 @@
 #include "node/bcp/divergence.h"
 #include "node/keyring.h"
 #include "node/log.h"
+#include "node/readiness.h"
 #include "node/restore.h"
 #include "node/tls_identity.h"
 #include "storage/assert.h"
@@ -162,11 +163,12 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     tandem_log(TANDEM_LOG_INFO, "stopping");
     tandem_audit_fail_queued(node, RAFT_SHUTDOWN);
     tandem_proposer_fail_queued(&node->proposer, RAFT_SHUTDOWN);
-    node->handles_open = node->metrics_http_open ? 14 : 13;
+    node->handles_open = node->metrics_http_open ? 16 : 15; /* the sd timers: 2 */
     /* A backup copying the store on the thread pool: the store closes after it (node/backup.c). */
     node->handles_open += node->backup != NULL ? 1 : 0;
     /* Likewise an audit chain walk (node/audit_check.c). */
     node->handles_open += node->audit_check.running ? 1 : 0;
+    tandem_sd_close(&node->sd, node->reexec, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sighup, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sigterm, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sigint, uv_handle_closed_cb);
@@ -201,12 +203,18 @@ static void signal_cb(uv_signal_t *handle, int signum)
 }
 
 /* SIGHUP: new connections use the re-read certificates; open ones keep theirs. */
+static void reload_files(void *data)
+{
+    struct tandem_node *node = data;
+    tandem_tls_identity_reload(node->tls);
+    tandem_node_keyring_load(&node->keyring, node->config->key_file, node->config->insecure, false);
+}
+
 static void sighup_cb(uv_signal_t *handle, int signum)
 {
     struct tandem_node *node = handle->data;
     (void)signum;
-    tandem_tls_identity_reload(node->tls);
-    tandem_node_keyring_load(&node->keyring, node->config->key_file, node->config->insecure, false);
+    tandem_sd_reload(&node->sd, reload_files); /* RELOADING=1 ... READY=1 under systemd */
 }
 
 static void log_append_observe(void *data, uint64_t ns)
@@ -447,7 +455,23 @@ static void start_proposer(struct tandem_node *node, const struct tandem_config 
     tandem_fsm_set_claim(&node->fsm, tandem_proposer_claim, &node->proposer);
 }
 
-/* The flush check and the signals. */
+/* systemd's poll (node/sd_notify.h): ready as /readyz says, and who leads. */
+static const char *sd_look(void *data, char *status, size_t size)
+{
+    struct tandem_node *node = data;
+    struct tandem_readiness_facts facts;
+    struct tandem_member leader = {0};
+    tandem_readiness_facts_read(&node->raft, &node->bcp, &facts);
+    const char *reason = tandem_readiness_reason(&facts);
+    bool leading = raft_state(&node->raft.raft) == RAFT_LEADER;
+    if (reason == NULL && !leading && tandem_raft_leader(&node->raft, &leader) != 0) {
+        reason = "no leader"; /* lost between the two looks */
+    }
+    tandem_sd_status_text(reason, leading, leader.name, status, size);
+    return reason;
+}
+
+/* The flush check, the signals and systemd's notifications. */
 static int start_handles(struct tandem_node *node, char *errmsg)
 {
     int rv = uv_check_init(node->loop, &node->flush_check);
@@ -470,6 +494,9 @@ static int start_handles(struct tandem_node *node, char *errmsg)
     }
     if (rv == 0) {
         rv = uv_signal_start(&node->sighup, sighup_cb, SIGHUP);
+    }
+    if (rv == 0) {
+        rv = tandem_sd_start(&node->sd, node->loop, sd_look, node);
     }
     return rv == 0 ? 0 : tandem_error_from_uv(rv, errmsg, "node handles");
 }

@@ -20,6 +20,7 @@
 #include "node/leader_watch.h"
 #include "node/audit_check.h"
 #include "node/metrics.h"
+#include "node/sd_notify.h"
 #include "replication/fsm.h"
 #include "replication/identity/pdata.h"
 #include "replication/proposer.h"
@@ -56,6 +57,7 @@ struct tandem_node {
     uv_check_t flush_check;        /* once per loop iteration: group commit, then propose */
     uv_signal_t sigterm, sigint;
     uv_signal_t sighup;            /* reloads the TLS certificates */
+    struct tandem_sd sd;           /* systemd's notifications (node/sd_notify.h) */
     struct tandem_tls_ctx *tls;    /* borrowed (main owns it): NULL when TLS is off */
     struct tandem_keyring keyring; /* personal-data keys from key_file (node/api/pdata.h) */
     int data_dir_lock; /* owned: held from start to exit (storage/dir_lock.h); -1 when none */

@@ -9,6 +9,7 @@
 #include "consensus/membership.h"
 #include "consensus/raft_heap.h"
 #include "consensus/transport.h"
+#include "node/readiness.h"
 #include "node/api/api.h"
 #include "node/audit.h"
 #include "node/bcp/site_metrics.h"
@@ -45,25 +46,23 @@ static void route_healthz(struct tandem_node *node, struct tandem_http_request *
 
 static void route_readyz(struct tandem_node *node, struct tandem_http_request *r, const char *p)
 {
-    struct tandem_member leader;
+    struct tandem_readiness_facts facts;
     (void)p;
-    if (node->bcp.fenced) {
-        tandem_route_json(node, r, 503, NULL, "{\"ready\":false,\"reason\":\"fenced\"}");
-    } else if (node->bcp.quarantined && node->http.tls_required &&
+    tandem_readiness_facts_read(&node->raft, &node->bcp, &facts);
+    const char *reason = tandem_readiness_reason(&facts);
+    if (reason == NULL) {
+        tandem_route_json(node, r, 200, NULL, "{\"ready\":true}");
+    } else if (!facts.fenced && facts.quarantined && node->http.tls_required &&
                r->identity.kind == TANDEM_TLS_PEER_NONE) {
         /* Without a credential, health only: why it is quarantined names members and epochs. */
         tandem_route_json(node, r, 503, NULL, "{\"ready\":false,\"reason\":\"quarantined\"}");
-    } else if (node->bcp.quarantined) {
+    } else if (!facts.fenced && facts.quarantined) {
         tandem_route_jansson(node, r, 503,
                              json_pack("{s:b,s:s,s:s}", "ready", false, "reason", "quarantined",
                                        "quarantine", node->bcp.quarantine_why));
-    } else if (tandem_raft_leader(&node->raft, &leader) != 0) {
-        tandem_route_json(node, r, 503, NULL, "{\"ready\":false,\"reason\":\"no leader\"}");
-    } else if (raft_last_applied(&node->raft.raft) < raft_commit_index(&node->raft.raft)) {
-        tandem_route_json(node, r, 503, NULL,
-                          "{\"ready\":false,\"reason\":\"applying committed entries\"}");
     } else {
-        tandem_route_json(node, r, 200, NULL, "{\"ready\":true}");
+        tandem_route_jansson(node, r, 503,
+                             json_pack("{s:b,s:s}", "ready", false, "reason", reason));
     }
 }
 

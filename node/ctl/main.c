@@ -9,11 +9,12 @@
 #include "node/ctl/client.h"
 #include "node/ctl/ctl.h"
 #include "node/ctl/encode.h"
+#include "node/ctl/help_formats.h"
 #include "node/ctl/tls.h"
 
-#define TIMEOUT_S_DEFAULT 10.0   /* per request attempt; leader transfer answers within it */
+#define TIMEOUT_S_DEFAULT ((double)TANDEM_CTL_TIMEOUT_S_DEFAULT)
 #define TIMEOUT_S_MAX     3600.0 /* longer waits are a typo */
-#define ENDPOINTS_ENV     "TANDEM_ENDPOINTS"
+#define ENDPOINTS_ENV     TANDEM_CTL_ENDPOINTS_ENV
 
 struct options {
     const char *endpoints;     /* borrowed from argv or the environment; NULL when not given */
@@ -49,23 +50,17 @@ static void print_command_usage(FILE *out, const struct tandem_ctl_command *c)
 
 static void print_usage(FILE *out, const char *noun)
 {
-    fprintf(out,
-            "usage: tandemctl [-e URL,...] [--cacert FILE] [--cert FILE --key FILE] "
-            "[-o table|json] [--timeout SECONDS] <command> [args]\n\n"
-            "options:\n"
-            "  -e, --endpoints URL,...  API base URLs tried in order (default: $" ENDPOINTS_ENV
-            ")\n"
-            "      --cacert FILE        cluster CA that https:// servers must chain to "
-            "(default: $" TANDEM_CTL_CACERT_ENV ")\n"
-            "      --cert FILE          client certificate naming the user (default: "
-            "$" TANDEM_CTL_CERT_ENV ")\n"
-            "      --key FILE           its private key (default: $" TANDEM_CTL_KEY_ENV ")\n"
-            "  -o, --output FORMAT      table (default) or json\n"
-            "      --timeout SECONDS    bound on each request attempt (default %.0f)\n"
-            "  -h, --help               this help; '<command> --help' for one command\n"
-            "  --                       ends options: a VALUE may then start with '-'\n\n"
-            "commands:\n",
-            TIMEOUT_S_DEFAULT);
+    fprintf(out, "usage: tandemctl [-e URL,...] [--cacert FILE] [--cert FILE --key FILE] "
+                 "[-o table|json] [--timeout SECONDS] <command> [args]\n\n"
+                 "options:\n");
+    for (size_t i = 0; i < tandem_ctl_global_option_count; i++) {
+        const struct tandem_ctl_global_option *g = &tandem_ctl_global_options[i];
+        char words[64];
+        snprintf(words, sizeof words, "%s%s%s", g->flags, g->value ? " " : "",
+                 g->value ? g->value : "");
+        fprintf(out, "  %-25s%s\n", words, g->help);
+    }
+    fprintf(out, "\ncommands:\n");
     for (size_t i = 0; i < tandem_ctl_command_count; i++) {
         if (noun == NULL || strcmp(noun, tandem_ctl_commands[i].noun) == 0) {
             print_command_usage(out, &tandem_ctl_commands[i]);
@@ -411,6 +406,15 @@ int main(int argc, char **argv)
 {
     struct options o;
 
+    if (argc == 2 && strcmp(argv[1], "--help-markdown") == 0) { /* the man page's source */
+        return tandem_ctl_print_markdown(stdout) == 0 && fflush(stdout) == 0 ? TANDEM_CTL_OK
+                                                                             : TANDEM_CTL_EREFUSED;
+    }
+    if (argc == 2 && strcmp(argv[1], "--bash-completion") == 0) {
+        return tandem_ctl_print_bash_completion(stdout) == 0 && fflush(stdout) == 0
+                   ? TANDEM_CTL_OK
+                   : TANDEM_CTL_EREFUSED;
+    }
     memset(&o, 0, sizeof(o));
     o.output = TANDEM_CTL_OUTPUT_TABLE;
     o.timeout_s = TIMEOUT_S_DEFAULT;
