@@ -276,14 +276,15 @@ lab_dir() {
 }
 
 cmd_cut() {
-    local dir state=hold
+    local dir pair state=hold
     (($# == 3 || $# == 4)) || usage
     if (($# == 4)); then
         [[ $4 == --reset ]] || die "unknown option '$4' for cut"
         state=reset
     fi
     dir=$(lab_dir "$1")
-    set_link "$dir" "$(pair_name "$2" "$3")" 6 "$state"
+    pair=$(pair_name "$2" "$3")
+    set_link "$dir" "$pair" 6 "$state"
     echo "cut $2-$3 ($state)"
 }
 
@@ -297,20 +298,22 @@ cmd_heal() {
 }
 
 cmd_slow() {
-    local dir
+    local dir pair
     (($# == 4)) || usage
     [[ $4 =~ ^[0-9]+$ ]] || die "slow wants a round-trip time in whole ms, got '$4'"
     dir=$(lab_dir "$1")
-    set_link "$dir" "$(pair_name "$2" "$3")" 3 "$4"
+    pair=$(pair_name "$2" "$3")
+    set_link "$dir" "$pair" 3 "$4"
     echo "$2-$3: rtt $4 ms"
 }
 
 cmd_loss() {
-    local dir
+    local dir pair
     (($# == 4)) || usage
     check_pct "$4"
     dir=$(lab_dir "$1")
-    set_link "$dir" "$(pair_name "$2" "$3")" 5 "$4"
+    pair=$(pair_name "$2" "$3")
+    set_link "$dir" "$pair" 5 "$4"
     echo "$2-$3: loss $4%"
 }
 
