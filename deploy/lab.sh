@@ -132,32 +132,32 @@ EOF
 # Writes DIR/lab/links from the up options: link PAIR RTT JITTER LOSS STATE.
 write_links() {
     local dir=$1 rtt_spec=$2 jitter=$3 loss=$4 item key value pair
-    local -A rtt=([east-west]=8 [east-witness]=20 [west-witness]=20)
+    local -A rtts=([east-west]=8 [east-witness]=20 [west-witness]=20)
     local -a items
     IFS=, read -r -a items <<<"$rtt_spec"
     for item in "${items[@]}"; do
         [[ $item =~ ^([a-z-]+)=([0-9]+)$ ]] || die "--rtt-ms wants PAIR=MS[,...], got '$item'"
         key=${BASH_REMATCH[1]} value=${BASH_REMATCH[2]}
         if [[ $key == witness ]]; then
-            rtt[east-witness]=$value rtt[west-witness]=$value
+            rtts[east-witness]=$value rtts[west-witness]=$value
         else
             [[ $key == *-* ]] || die "--rtt-ms: '$key' is not a site pair (e.g. east-west)"
             pair=$(pair_name "${key%-*}" "${key#*-}")
-            rtt[$pair]=$value
+            rtts[$pair]=$value
         fi
     done
     : >"$dir/lab/links"
     for pair in east-west east-witness west-witness; do
-        echo "link $pair ${rtt[$pair]} $jitter $loss up" >>"$dir/lab/links"
+        echo "link $pair ${rtts[$pair]} $jitter $loss up" >>"$dir/lab/links"
     done
 }
 
 # Writes DIR/lab/routes from DIR/nodes and DIR/ports: for each site, a listener on the root end
 # of its veth for every port of every node of the other sites.
 write_routes() {
-    local dir=$1 name site raft api role src port host
+    local dir=$1 site raft api src port host
     : >"$dir/lab/routes"
-    while read -r name site raft api role; do
+    while read -r _ site raft api _; do
         host=${raft%:*}
         for src in "${SITES[@]}"; do
             [[ $src != "$site" ]] || continue
@@ -201,8 +201,10 @@ cmd_links_start() {
 }
 
 cmd_up() {
-    local dir="" rtt="" jitter=$DEFAULT_JITTER_MS loss=0
+    local dir=${1:-} rtt="" jitter=$DEFAULT_JITTER_MS loss=0
     local -a pass=()
+    [[ -n $dir && $dir != -* ]] || usage
+    shift
     while (($# > 0)); do
         case $1 in
             --rtt-ms | --jitter-ms | --loss | --set)
@@ -222,15 +224,10 @@ cmd_up() {
                 shift
                 ;;
             --insecure) pass+=(--insecure) ;;
-            -*) die "unknown option '$1' for up" ;;
-            *)
-                [[ -z $dir ]] || die "up takes one DIR"
-                dir=$1
-                ;;
+            *) die "unknown option '$1' for up (lab.sh up DIR [options])" ;;
         esac
         shift
     done
-    [[ -n $dir ]] || usage
     need_root
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)

@@ -585,8 +585,10 @@ cmd_up() {
         ((${#new_only[@]} == 0)) || die "$dir already holds a cluster: ${new_only[0]} applies to new ones"
         load_nodes "$dir"
     else
-        # (A new lab cluster's DIR holds only lab/, its network, made by deploy/lab.sh.)
-        [[ -z $(ls -A "$dir" | grep -vx lab) ]] || die "$dir is neither empty nor a local cluster"
+        # A new lab cluster's DIR holds only lab/, its network, made by deploy/lab.sh.
+        local -a not_lab=()
+        [[ ! -f $dir/lab/sites ]] || not_lab=(! -name lab)
+        [[ -z $(find "$dir" -mindepth 1 -maxdepth 1 "${not_lab[@]}" -print -quit) ]] || die "$dir is neither empty nor a local cluster"
         [[ -z ${UP_TLS_FROM:-} ]] || ((insecure == 0)) || die "--tls-from needs a TLS cluster"
         write_cluster "$dir" "${topology:-2+2+1}" "$insecure" "${settings[@]}"
         [[ -z $restore ]] || restore_nodes "$dir" "$restore"
