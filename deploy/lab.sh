@@ -46,6 +46,12 @@ usage() {
     exit 2
 }
 
+# grep -q PATTERN on TEXT. Not `cmd | grep -q`: under pipefail, grep leaving at the first match
+# can kill cmd with SIGPIPE, and the pipeline then fails as if nothing matched.
+quiet_grep() {
+    grep -q "$2" <<<"$1"
+}
+
 need_root() {
     ((EUID == 0)) || die "the lab needs root (network namespaces, veth, nftables)"
     command -v ip >/dev/null || die "ip (iproute2) is required"
@@ -64,7 +70,7 @@ pick_octet() {
     local start=$((16#${LAB_ID:2:2})) i n
     for ((i = 0; i < 256; i++)); do
         n=$(((start + i) % 256))
-        if ! ip -4 -o addr show | grep -q " 10\.250\.$n\."; then
+        if ! quiet_grep "$(ip -4 -o addr show)" " 10\.250\.$n\."; then
             echo "$n"
             return 0
         fi
@@ -233,7 +239,7 @@ cmd_up() {
     dir=$(cd "$dir" && pwd)
     [[ -z $(ls -A "$dir") ]] || die "$dir is not empty (a lab is made in an empty directory)"
     lab_id "$dir"
-    ! ip netns list | grep -q "^$LAB_ID-" || die "namespaces $LAB_ID-* exist already: lab.sh down $dir"
+    ! quiet_grep "$(ip netns list)" "^$LAB_ID-" || die "namespaces $LAB_ID-* exist already: lab.sh down $dir"
     mkdir "$dir/lab"
     OCTET=$(pick_octet)
     printf 'LAB_ID=%s\nOCTET=%s\n' "$LAB_ID" "$OCTET" >"$dir/lab/lab.conf"
@@ -323,6 +329,19 @@ cmd_links() {
     cat "$dir/lab/links"
 }
 
+# Removes namespace NS if it exists. Its file stays busy (EBUSY) while a process that ran
+# through `ip netns exec` still holds a mount namespace with a copy of it (a node just stopped):
+# retried, up to NETNS_DEL_TRIES times 100 ms apart.
+NETNS_DEL_TRIES=50
+del_netns() {
+    local ns=$1 tries=0
+    while quiet_grep "$(ip netns list)" "^$ns\b"; do
+        ip netns del "$ns" 2>/dev/null && return 0
+        ((++tries < NETNS_DEL_TRIES)) || { ip netns del "$ns"; return 1; }
+        sleep 0.1
+    done
+}
+
 # Stops the nodes and tandem-wan, then removes the namespaces (their nft tables and the site
 # ends of the veths go with them) and the root ends of the veths; checks that nothing is left.
 cmd_down() {
@@ -339,11 +358,19 @@ cmd_down() {
     fi
     rm -f "$dir/lab/wan.pid"
     for site in "${SITES[@]}"; do
-        ! ip netns list | grep -q "^$LAB_ID-$site\b" || ip netns del "$LAB_ID-$site"
-        ! ip link show "$LAB_ID${SHORT[$site]}" >/dev/null 2>&1 || ip link del "$LAB_ID${SHORT[$site]}"
+        del_netns "$LAB_ID-$site"
     done
-    ! ip netns list | grep -q "^$LAB_ID-" || die "namespaces of $LAB_ID remain"
-    ! ip -o link show | grep -q ": $LAB_ID" || die "links of $LAB_ID remain"
+    # Deleting a namespace deletes its veth pair, root end included, but not at once: delete
+    # what is left (it may vanish meanwhile) and wait, boundedly, for the rest to go.
+    tries=0
+    while quiet_grep "$(ip -o link show)" ": $LAB_ID" && ((++tries < 50)); do
+        for site in "${SITES[@]}"; do
+            ip link del "$LAB_ID${SHORT[$site]}" 2>/dev/null || true
+        done
+        sleep 0.1
+    done
+    ! quiet_grep "$(ip netns list)" "^$LAB_ID-" || die "namespaces of $LAB_ID remain"
+    ! quiet_grep "$(ip -o link show)" ": $LAB_ID" || die "links of $LAB_ID remain"
     echo "lab $LAB_ID down: no namespace, link or process left"
 }
 

@@ -33,6 +33,7 @@ Environment: TANDEM_BIN_DIR (tandemd/tandemctl, default <source>/build) and TAND
 (default: two levels above this file); ctest sets both. TANDEM_CERT_CACHE: the certificate cache
 directory (default <bin dir>/cert-cache; empty: no cache). local-cluster.sh runs its Python
 helpers with this process's interpreter (TANDEM_PYTHON), not through a pyenv shim.
+TANDEM_IT_LAB=1: new plain 2+2+1 clusters run in the three-place lab (Cluster(lab=True)).
 """
 
 import ctypes
@@ -314,6 +315,11 @@ class Cluster:
         self.cert_cache = cert_cache
         self._cache_key = None  # the topology while this cluster holds a cached set
         self.restore, self.cluster_id, self.tls_from = restore, cluster_id, tls_from
+        # TANDEM_IT_LAB=1: every plain new 2+2+1 cluster runs in the lab (to run the BCP tests
+        # over emulated WAN links: TANDEM_IT_LAB=1 python3 test_bcp.py).
+        if (os.environ.get("TANDEM_IT_LAB") == "1" and topology == "2+2+1" and not isolate
+                and restore is None and tls_from is None and cluster_id is None):
+            lab = True
         self.lab, self.rtt_ms, self.loss_pct = lab, rtt_ms, loss_pct
         if lab and (topology != "2+2+1" or isolate or restore is not None):
             raise ValueError("a lab cluster is a new 2+2+1 cluster (no isolate, no restore)")
