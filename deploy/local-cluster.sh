@@ -142,7 +142,11 @@ load_tls() {
 make_certs() {
     local dir=$1 nodes
     nodes=$(IFS=, && echo "${NODE_NAMES[*]}")
-    if [[ -z ${TANDEM_CERT_CACHE:-} || -e $dir/tls ]] || ! cached_certs "$dir/tls" "$nodes"; then
+    if [[ -f $dir/lab/sites ]]; then
+        # A lab's nodes listen on their site's address, which their certificates name; the
+        # cache (keyed by node names only) is not used.
+        [[ -e $dir/tls ]] || tls_files "$dir/tls" "$nodes" "$(lab_addresses "$dir")"
+    elif [[ -z ${TANDEM_CERT_CACHE:-} || -e $dir/tls ]] || ! cached_certs "$dir/tls" "$nodes"; then
         tls_files "$dir/tls" "$nodes"
     fi
     make_data_key "$dir/tls/data.key" # never cached: every cluster has its own
@@ -157,9 +161,20 @@ make_data_key() {
     (umask 077 && echo "1 $hex" >"$path") || die "cannot write $path"
 }
 
+# certs.sh's --addresses for a lab cluster: NAME=HOST of every node in DIR/nodes.
+lab_addresses() {
+    local name raft addresses=""
+    while read -r name _ raft _; do
+        addresses+=${addresses:+,}$name=${raft%:*}
+    done <"$1/nodes"
+    echo "$addresses"
+}
+
 tls_files() {
     local tls=$1 nodes=$2
-    bash "$SCRIPT_DIR/certs.sh" "$tls" --nodes "$nodes" --users "$TLS_USERS" >/dev/null ||
+    local -a addresses=()
+    [[ -z ${3:-} ]] || addresses=(--addresses "$3")
+    bash "$SCRIPT_DIR/certs.sh" "$tls" --nodes "$nodes" --users "$TLS_USERS" "${addresses[@]}" >/dev/null ||
         die "deploy/certs.sh could not make the certificates in $tls"
     [[ -f $tls/crl.pem ]] || bash "$SCRIPT_DIR/certs.sh" crl "$tls" >/dev/null ||
         die "deploy/certs.sh could not write $tls/crl.pem"
@@ -298,13 +313,27 @@ topology_nodes() {
     esac
 }
 
+# A cluster of the three-place lab (deploy/lab.sh) has DIR/lab/sites, one "site netns host" a
+# line: its nodes listen on their site's host address and run in the site's network namespace.
+# Prints FIELD (netns or host) of SITE; fails for a plain local cluster.
+lab_site() {
+    local dir=$1 want=$2 field=$3 site netns host
+    [[ -f $dir/lab/sites ]] || return 1
+    while read -r site netns host; do
+        [[ $site == "$want" ]] || continue
+        if [[ $field == netns ]]; then echo "$netns"; else echo "$host"; fi
+        return 0
+    done <"$dir/lab/sites"
+    die "$dir/lab/sites names no site '$want'"
+}
+
 # Writes DIR/ports, DIR/nodes and every DIR/NAME/tandem.conf of a new cluster.
 write_cluster() {
     local dir=$1 topology=$2 insecure=$3 scheme=https
     shift 3
     ((insecure == 0)) || scheme=http
     local -a specs ports extra=("log_level=info") members=()
-    local spec name site role i=0 cluster_id line key words
+    local spec name site role i=0 cluster_id line key words host
     [[ $topology != *-async ]] || extra+=("mode=async")
     words=$(topology_nodes "$topology")
     read -r -a specs <<<"$words"
@@ -326,8 +355,9 @@ write_cluster() {
         IFS=: read -r name site role <<<"$spec"
         role=${role:-voter}
         echo "$name ${ports[i]} ${ports[i + 1]}" >>"$dir/ports"
-        echo "$name $site 127.0.0.1:${ports[i]} $scheme://127.0.0.1:${ports[i + 1]} $role" >>"$dir/nodes"
-        members+=("member = $name,$site,127.0.0.1:${ports[i]},$scheme://127.0.0.1:${ports[i + 1]},$role")
+        host=$(lab_site "$dir" "$site" host) || host=127.0.0.1
+        echo "$name $site $host:${ports[i]} $scheme://$host:${ports[i + 1]} $role" >>"$dir/nodes"
+        members+=("member = $name,$site,$host:${ports[i]},$scheme://$host:${ports[i + 1]},$role")
         i=$((i + 2))
     done
     echo "$topology" >"$dir/topology"
@@ -378,7 +408,7 @@ write_tls_conf() {
 }
 
 start_node() {
-    local dir=$1 name=$2 pid lock_fd
+    local dir=$1 name=$2 pid lock_fd ns
     # One start of NAME at a time, from the check to the exec: two concurrent starts would both
     # find it stopped and race on the pid file (tandemd's own lock on its data directory then
     # refuses the second process, but its pid could be the one recorded). The lock goes when
@@ -397,11 +427,15 @@ start_node() {
     # setsid: the node keeps running after this shell exits and ignores the terminal's ^C. The
     # subshell joins the node's cgroup (when asked) before it execs, so every socket tandemd
     # opens belongs to that cgroup; $! stays the node's PID through both execs.
+    local -a netns=()
+    if ns=$(lab_site "$dir" "${NODE_SITE[$name]}" netns); then
+        netns=(ip netns exec "$ns")
+    fi
     (
         if [[ -n $cgroup ]]; then
             echo "$BASHPID" >"$cgroup/cgroup.procs" || exit 1
         fi
-        exec setsid "$TANDEMD" --config "$dir/$name/tandem.conf" >>"$dir/$name/tandemd.log" \
+        exec "${netns[@]}" setsid "$TANDEMD" --config "$dir/$name/tandem.conf" >>"$dir/$name/tandemd.log" \
             2>&1 </dev/null {lock_fd}>&-
     ) &
     pid=$!
@@ -551,7 +585,10 @@ cmd_up() {
         ((${#new_only[@]} == 0)) || die "$dir already holds a cluster: ${new_only[0]} applies to new ones"
         load_nodes "$dir"
     else
-        [[ -z $(ls -A "$dir") ]] || die "$dir is neither empty nor a local cluster"
+        # A new lab cluster's DIR holds only lab/, its network, made by deploy/lab.sh.
+        local -a not_lab=()
+        [[ ! -f $dir/lab/sites ]] || not_lab=(! -name lab)
+        [[ -z $(find "$dir" -mindepth 1 -maxdepth 1 "${not_lab[@]}" -print -quit) ]] || die "$dir is neither empty nor a local cluster"
         [[ -z ${UP_TLS_FROM:-} ]] || ((insecure == 0)) || die "--tls-from needs a TLS cluster"
         write_cluster "$dir" "${topology:-2+2+1}" "$insecure" "${settings[@]}"
         [[ -z $restore ]] || restore_nodes "$dir" "$restore"
@@ -568,6 +605,10 @@ cmd_up() {
         insecure=1
     fi
     echo "insecure=$insecure" >"$dir/mode"
+    # A lab cluster (deploy/lab.sh): its WAN link emulator runs before its nodes do.
+    if [[ -f $dir/lab/sites ]]; then
+        bash "$SCRIPT_DIR/lab.sh" links-start "$dir" || die "the lab's links did not start"
+    fi
     # Whatever fails from here on, leave no node running behind.
     UP_DIR=$dir
     trap up_failed EXIT

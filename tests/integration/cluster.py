@@ -33,6 +33,7 @@ Environment: TANDEM_BIN_DIR (tandemd/tandemctl, default <source>/build) and TAND
 (default: two levels above this file); ctest sets both. TANDEM_CERT_CACHE: the certificate cache
 directory (default <bin dir>/cert-cache; empty: no cache). local-cluster.sh runs its Python
 helpers with this process's interpreter (TANDEM_PYTHON), not through a pyenv shim.
+TANDEM_IT_LAB=1: new plain 2+2+1 clusters run in the three-place lab (Cluster(lab=True)).
 """
 
 import ctypes
@@ -54,6 +55,7 @@ SOURCE_DIR = os.environ.get("TANDEM_SOURCE_DIR") or os.path.abspath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 BIN_DIR = os.environ.get("TANDEM_BIN_DIR") or os.path.join(SOURCE_DIR, "build")
 SCRIPT = os.path.join(SOURCE_DIR, "deploy", "local-cluster.sh")
+LAB_SCRIPT = os.path.join(SOURCE_DIR, "deploy", "lab.sh")
 CERT_CACHE = os.environ.get("TANDEM_CERT_CACHE", os.path.join(BIN_DIR, "cert-cache"))
 
 # Bounds on every wait this module does; callers pass shorter ones where they know better.
@@ -282,7 +284,7 @@ class Cluster:
 
     def __init__(self, topology="2+2+1", settings=None, insecure=False, bin_dir=None,
                  up_timeout=UP_TIMEOUT_S, isolate=False, cert_cache=True, restore=None,
-                 cluster_id=None, tls_from=None):
+                 cluster_id=None, tls_from=None, lab=False, rtt_ms=None, loss_pct=None):
         """isolate: run each node in a cgroup v2 of its own (cgroup_dir(name)), so that
         netcut.NetCut can cut the traffic between nodes; needs root and a cgroup2 mount.
         insecure: no TLS (benchmarks only; tandemd logs it at warn). cert_cache=False: the
@@ -291,7 +293,12 @@ class Cluster:
         file every node's data directory is seeded from before its first start, cluster_id the
         new cluster's id (default: a random one), tls_from a directory whose certificates and
         personal-data key file (data.key) the cluster takes instead of new ones (another
-        cluster's tls_path(""): the key that sealed the backup's personal data)."""
+        cluster's tls_path(""): the key that sealed the backup's personal data).
+        lab: a 2+2+1 cluster in the three-place lab (deploy/lab.sh, needs root): each site in a
+        network namespace, the site pairs joined through tandem-wan with rtt_ms (lab.sh's
+        --rtt-ms, e.g. "east-west=8,witness=20", its default) and loss_pct; lab_cut(),
+        lab_heal() and lab_slow() change the links, and the test runner reaches every node
+        directly. Every other method works as on loopback."""
         self.topology = topology
         self.isolate = isolate
         self.cgroup_root = None
@@ -308,6 +315,14 @@ class Cluster:
         self.cert_cache = cert_cache
         self._cache_key = None  # the topology while this cluster holds a cached set
         self.restore, self.cluster_id, self.tls_from = restore, cluster_id, tls_from
+        # TANDEM_IT_LAB=1: every plain new 2+2+1 cluster runs in the lab (to run the BCP tests
+        # over emulated WAN links: TANDEM_IT_LAB=1 python3 test_bcp.py).
+        if (os.environ.get("TANDEM_IT_LAB") == "1" and topology == "2+2+1" and not isolate
+                and restore is None and tls_from is None and cluster_id is None):
+            lab = True
+        self.lab, self.rtt_ms, self.loss_pct = lab, rtt_ms, loss_pct
+        if lab and (topology != "2+2+1" or isolate or restore is not None):
+            raise ValueError("a lab cluster is a new 2+2+1 cluster (no isolate, no restore)")
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -334,8 +349,15 @@ class Cluster:
             self._cache_key = self.topology
             _cached_sets_open.add(self.topology)
             env["TANDEM_CERT_CACHE"] = CERT_CACHE
+        if self.lab:
+            env = {}  # a lab's certificates name its addresses: made for it alone
+            args = ["up", self.dir] + args[4:]
+            if self.rtt_ms is not None:
+                args += ["--rtt-ms", self.rtt_ms]
+            if self.loss_pct is not None:
+                args += ["--loss", str(self.loss_pct)]
         try:
-            out = self.script(*args, env=env)
+            out = self.script(*args, env=env, script=LAB_SCRIPT if self.lab else SCRIPT)
             print(out, end="", flush=True)
             self.reload()
         except BaseException:
@@ -355,7 +377,9 @@ class Cluster:
         for name in list(self.paused):
             self.resume(name)
         try:
-            if os.path.exists(os.path.join(self.dir, "nodes")):
+            if self.lab and os.path.exists(os.path.join(self.dir, "lab", "lab.conf")):
+                self.script("down", self.dir, script=LAB_SCRIPT)
+            elif os.path.exists(os.path.join(self.dir, "nodes")):
                 self.script("down", self.dir)
         except ClusterError as e:
             print("cluster teardown: %s" % e, flush=True)
@@ -498,10 +522,11 @@ class Cluster:
         _exit_codes.pop(pid, None)
         self.nodes[name]["pid"] = pid if pid_is_tandemd(pid, self._conf(name)) else None
 
-    def script(self, *args, timeout=SCRIPT_TIMEOUT_S, env=None):
-        """Runs deploy/local-cluster.sh with args; returns its output, raises ClusterError if it
-        fails (its output in the message). env: extra environment variables for the script and
-        the nodes it starts (chaos/ starts a node under an LD_PRELOAD shim this way)."""
+    def script(self, *args, timeout=SCRIPT_TIMEOUT_S, env=None, script=SCRIPT):
+        """Runs deploy/local-cluster.sh (or script: LAB_SCRIPT) with args; returns its output,
+        raises ClusterError if it fails (its output in the message). env: extra environment
+        variables for the script and the nodes it starts (chaos/ starts a node under an
+        LD_PRELOAD shim this way)."""
         inherited = {k: v for k, v in os.environ.items()
                      if k != "TANDEM_CERT_CACHE"}  # only for up, when __enter__ passes it
         env = dict(inherited, **(env or {}), TANDEM_BIN_DIR=self.bin_dir,
@@ -510,16 +535,42 @@ class Cluster:
         if self.cgroup_root is not None:
             env["TANDEM_CGROUP_ROOT"] = self.cgroup_root
         try:
-            p = subprocess.run(["bash", SCRIPT] + list(args), env=env, stdin=subprocess.DEVNULL,
+            p = subprocess.run(["bash", script] + list(args), env=env, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                timeout=timeout)
         except subprocess.TimeoutExpired as e:
-            raise ClusterError("local-cluster.sh %s: no answer in %ds:\n%s"
-                               % (" ".join(args), timeout, e.output or ""))
+            raise ClusterError("%s %s: no answer in %ds:\n%s"
+                               % (os.path.basename(script), " ".join(args), timeout,
+                                  e.output or ""))
         if p.returncode != 0:
-            raise ClusterError("local-cluster.sh %s exited %d:\n%s"
-                               % (" ".join(args), p.returncode, p.stdout))
+            raise ClusterError("%s %s exited %d:\n%s"
+                               % (os.path.basename(script), " ".join(args), p.returncode,
+                                  p.stdout))
         return p.stdout
+
+    # ---- the three-place lab (Cluster(lab=True)) ---------------------------------------------
+
+    def _lab(self, *args):
+        if not self.lab:
+            raise ClusterError("not a lab cluster: Cluster(lab=True)")
+        return self.script(*args, script=LAB_SCRIPT, timeout=30)
+
+    def lab_cut(self, site_a, site_b, reset=False):
+        """Blackholes the link between two sites (reset: connections reset instead)."""
+        self._lab("cut", self.dir, site_a, site_b, *(["--reset"] if reset else []))
+
+    def lab_heal(self):
+        """Puts every link of the lab back up."""
+        self._lab("heal", self.dir)
+
+    def lab_slow(self, site_a, site_b, rtt_ms):
+        """Sets the round-trip time between two sites."""
+        self._lab("slow", self.dir, site_a, site_b, str(rtt_ms))
+
+    def lab_id(self):
+        """The lab's name prefix (tl + 6 hex digits) of its namespaces and links."""
+        with open(os.path.join(self.dir, "lab", "lab.conf")) as f:
+            return dict(line.strip().split("=", 1) for line in f if "=" in line)["LAB_ID"]
 
     # ---- HTTP ------------------------------------------------------------------------------
 
