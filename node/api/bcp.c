@@ -664,9 +664,10 @@ static void route_member_rejoin(struct tandem_node *node, struct tandem_http_req
 /* ---- node-local: epoch (probed by peers), re-seed and recover ---- */
 
 /* This node as it sees itself, for the console's row of it (issue 15): raft state, term,
- * commit and applied index, the certificate's days left, the data directory's free bytes and
- * the p99 of its raft log writes with their fsync (the histogram bucket's bound; null when
- * unknown). The leader shows every node's, from its probes (GET /v1/node/epoch). */
+ * commit and applied index, the certificate's days left, the data directory's free bytes, the
+ * p99 of its raft log writes with their fsync (the histogram bucket's bound; null when
+ * unknown), and whether it is fenced or in start-up quarantine. The leader shows every node's, from
+ * its probes (GET /v1/node/epoch). */
 static json_t *node_view_json(struct tandem_node *node)
 {
     struct raft *raft = &node->raft.raft;
@@ -687,6 +688,10 @@ static json_t *node_view_json(struct tandem_node *node)
         json_is_integer(days) ? days : NULL, "disk_free_bytes",
         disk ? json_integer((json_int_t)((uint64_t)fs.f_bavail * fs.f_frsize)) : json_null(),
         "fsync_p99_ms", fsync_us > 0 ? json_real((double)fsync_us / 1000.0) : json_null());
+    if (view != NULL) {
+        json_object_set_new(view, "fenced", json_boolean(node->bcp.fenced));
+        json_object_set_new(view, "quarantined", json_boolean(node->bcp.quarantined));
+    }
     json_decref(tls);
     json_decref(warnings);
     return view;

@@ -126,8 +126,8 @@
     var contact = Math.min(n.api_contact_age_ms === undefined || n.api_contact_age_ms === null ? Infinity : n.api_contact_age_ms,
                            n.raft_contact_age_ms === undefined || n.raft_contact_age_ms === null ? Infinity : n.raft_contact_age_ms);
     var flags = [];
-    if (self && status.node.fenced) { flags.push(t('fenced')); }
-    if (self && status.node.quarantined) { flags.push(t('quarantined')); }
+    if (self ? status.node.fenced : view && view.fenced) { flags.push(t('fenced')); }
+    if (self ? status.node.quarantined : view && view.quarantined) { flags.push(t('quarantined')); }
     if (bcpNode && !n.reachable) { flags.push(t('unreachable')); }
     var raftState = view ? view.state : (leader ? 'leader' : missing(t('only_self')));
     return h('tr', { class: 'node' + (leader ? ' leader' : ''), 'data-node': member.name,

@@ -143,6 +143,12 @@ def test_console_in_chromium():
         leader = c.settled_leader()
         c.add_user("bea", roles="bcp-admin,planner,auditor", site="east", password=PASSWORD)
         c.add_user("vera", roles="viewer", site="west", password=PASSWORD)
+        # The cluster's first login creates its token key (a follower verifies tokens once it
+        # has applied that entry): one login through the leader, then every node has the key.
+        status, _, body = c.api(leader, "POST", "/v1/auth/login",
+                                body={"user": "vera", "password": PASSWORD}, timeout=20)
+        assert status == 200, body
+        c.wait_converged()
         follower = next(n for n in c.names if n != leader and not n.startswith("witness"))
         site = next(c.nodes[n]["site"] for n in c.names
                     if c.nodes[n]["site"] not in ("witness", c.nodes[leader]["site"]))
