@@ -499,7 +499,8 @@ static void invoke_body(struct tandem_node *node, struct tandem_http_request *r,
 
 BODY_ROUTE(route_bcp_invoke, invoke_fields, invoke_body)
 
-/* A revoke's dry run: refused as the revoke itself would be (no such site, or not invoked). */
+/* A revoke's dry run: refused as the revoke itself would be (no such site, or a state the table
+ * of allowed moves has no revoke from). */
 static void revoke_dry_run(struct tandem_node *node, struct tandem_http_request *r,
                            const char *site, json_t *body)
 {
@@ -515,7 +516,7 @@ static void revoke_dry_run(struct tandem_node *node, struct tandem_http_request 
     const struct tandem_site *s = tandem_site_table_find(t, site);
     if (s == NULL) {
         tandem_route_error(node, r, 404, "no site named %s in the site table", site);
-    } else if (s->state != TANDEM_SITE_INVOKED) {
+    } else if (tandem_site_next_state(s->state, TANDEM_SITE_REVOKE) < 0) {
         tandem_route_error(node, r, 409, "site %s is %s: cannot revoke it", site,
                            tandem_site_state_name(s->state));
     } else {
