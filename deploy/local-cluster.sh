@@ -54,8 +54,8 @@ STOP_TIMEOUT_S=${TANDEM_STOP_TIMEOUT:-15}
 # A node that does not answer /healthz this long after being started is reported as failed.
 START_TIMEOUT_S=15
 # Polls (20 ms apart) for a started process to become tandemd: up to 5 s, for a loaded machine
-# (the poll ends at the exec; since pid_is_ours uses built-ins only, 50 polls took a mere second,
-# and CI once saw a node restarted under ASan called "exited during start-up" while running).
+# (the poll ends at tandemd's own exec, see pid_is_ours; since pid_is_ours uses built-ins only,
+# 50 polls took a mere second).
 EXEC_WAIT_TRIES=250
 # Port registry shared by every local cluster of this user, so clusters set up side by side
 # (even at the same moment) never hand out the same port twice.
@@ -220,7 +220,7 @@ known_node() {
 # True when PID is alive (not a zombie) and is a tandemd running the given config file: pid files
 # can outlive their process and the PID can be reused by anything else.
 pid_is_ours() {
-    local pid=$1 conf=$2 cmdline stat state IFS=' '
+    local pid=$1 conf=$2 cmdline stat state comm IFS=' '
     local -a argv=()
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     # Shell built-ins only (no awk or tr: this runs for every node at every poll). The state
@@ -230,6 +230,14 @@ pid_is_ours() {
     state=${stat##*) }
     state=${state%% *}
     [[ -n $state && $state != Z && $state != X ]] || return 1
+    # The process itself must be tandemd, not the setsid (or ip netns exec) that runs it: their
+    # command lines name tandemd too, and while the last one execs tandemd its command line reads
+    # empty for a moment, which made a later check call a node that was starting "exited" (and
+    # the start then SIGKILLed it: a CI failure of test_erase_policy). The name is set before the
+    # command line, so a process that passes both checks is past the exec for good.
+    comm=${stat#*(}
+    comm=${comm%)*}
+    [[ $comm == tandemd ]] || return 1
     { mapfile -d '' -t argv <"/proc/$pid/cmdline"; } 2>/dev/null || return 1
     cmdline="${argv[*]} "
     [[ $cmdline == *tandemd* && $cmdline == *"--config $conf "* ]]
