@@ -40,6 +40,7 @@ struct tandem_fsm {
     bool (*snapshot_gate)(void *data);
     void *snapshot_gate_data;
     uint64_t snapshots_deferred;
+    uint64_t state_checks_skip; /* entries applied before the next whole-state check (fsm.c) */
     void *observe_data;
     char errmsg[TANDEM_ERRMSG_SIZE];
 };
