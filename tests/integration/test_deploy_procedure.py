@@ -255,7 +255,7 @@ class Procedure:
             env["TANDEM_TEST_ROOT"] = root
             script = PRELUDE + machine_text(self.local(text), root)
             cwd = cwd or os.path.join(root, "home")
-        print("---- %s%s" % (block, " on %s" % node if node else ""), flush=True)
+        started = time.monotonic()
         p = subprocess.Popen(["bash", "-c", script], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              start_new_session=True)
@@ -266,7 +266,8 @@ class Procedure:
             out, _ = p.communicate()
             raise AssertionError("README block %s ran over %d s:\n%s" % (block, BLOCK_TIMEOUT_S,
                                                                          out))
-        print(out, end="", flush=True)
+        print("---- %s%s (%.1f s)\n%s" % (block, " on %s" % node if node else "",
+                                         time.monotonic() - started, out), end="", flush=True)
         assert p.returncode == 0, "README block %s exited %d:\n%s" % (block, p.returncode, out)
         self.note_pids()
         return out
@@ -488,7 +489,7 @@ def add_and_remove(p):
     pid = p.pid(name)
 
     out = p.run("remove")
-    assert name not in out.split("\n", 1)[1], "tandemctl status still lists %s:\n%s" % (name, out)
+    assert out.startswith("removed %s\n" % name), out
     p.order.remove(name)
     for n in p.order:
         wait_until(lambda: p.members(n) == sorted(p.order), CONVERGE_TIMEOUT_S,
