@@ -5,7 +5,7 @@ everything, restarts dead nodes (a node that died without being killed is a cras
 revokes BCP for any site the cluster invoked, before the next one starts.
 
 Only the harness's own things are touched: the cluster's tandemd PIDs, its cgroups and its
-NetCut nftables table.
+NetCut nftables table (in the lab: the lab's own links, chaos/labnet.py).
 """
 
 import json
@@ -35,7 +35,8 @@ LOSTWRITES_TOOL = "tandem-lostwrites-rollback"
 
 class Nemesis(threading.Thread):
 
-    def __init__(self, cluster, net, history, seed, kinds, deadline, stop, work_dir):
+    def __init__(self, cluster, net, history, seed, kinds, deadline, stop, work_dir,
+                 unavailable=None):
         super().__init__(name="nemesis", daemon=True)
         self.c = cluster
         self.net = net
@@ -52,13 +53,18 @@ class Nemesis(threading.Thread):
         self.errors = []
         self.lost_writes_runs = 0
         self.unavailable = {}        # kind -> why it cannot run here (left out of the schedule)
+        for kind, why in (unavailable or {}).items():
+            self.leave_out(kind, why)
         if "lost_writes" in self.kinds and self.lostwrites_tools() is None:
-            self.unavailable["lost_writes"] = (
-                "%s or %s not built in %s (chaos/lostwrites/)"
-                % (LOSTWRITES_LIB, LOSTWRITES_TOOL, self.c.bin_dir))
-            self.kinds.remove("lost_writes")
-            history.note("fault lost_writes unavailable, never injected: "
-                         + self.unavailable["lost_writes"])
+            self.leave_out("lost_writes", "%s or %s not built in %s (chaos/lostwrites/)"
+                           % (LOSTWRITES_LIB, LOSTWRITES_TOOL, self.c.bin_dir))
+
+    def leave_out(self, kind, why):
+        """Takes kind out of the schedule, noting why in the history and the run's summary."""
+        if kind in self.kinds:
+            self.kinds.remove(kind)
+            self.unavailable[kind] = why
+            self.history.note("fault %s unavailable, never injected: %s" % (kind, why))
 
     # ---- the loop --------------------------------------------------------------------------
 

@@ -1,9 +1,12 @@
 """The chaos run (chaos/run.sh): a local 2+2+1 cluster of real tandemd processes, the list-append
 and domain workloads, seeded faults from chaos/faults.py, then the healed cluster's final state,
-the history and the node logs in a run directory, judged by chaos/check.py.
+the history and the node logs in a run directory, judged by chaos/check.py. With --lab the
+cluster runs in the three-place lab (deploy/lab.sh: a network namespace per site, the sites
+joined through emulated WAN links) instead of on loopback.
 
     chaos/run.sh --seconds 60 --seed 7 [--faults kill,pause,...] [--out DIR] [--bin-dir DIR]
                  [--set KEY=VALUE ...] [--keep] [--force]
+                 [--lab [--rtt-ms east-west=8,witness=20] [--loss PCT]]
 
 Exit status: the checker's (0 valid, 1 anomaly, 2 unreadable run); 3 when chaos/check.py is
 missing; 4 when the harness itself failed (the cluster did not start, say); 2 for bad arguments.
@@ -33,6 +36,7 @@ from domain import DomainWorker, SiteModel  # noqa: E402
 from faults import FAULT_KINDS, Nemesis  # noqa: E402
 from final import collect  # noqa: E402
 from history import History  # noqa: E402
+from labnet import LabNet  # noqa: E402
 from netcut import NetCut  # noqa: E402
 
 APPEND_WORKERS = 4
@@ -48,6 +52,12 @@ RECOVER_END_S = 90
 SECONDS_MAX = 24 * 3600
 CHECKER_MISSING = 3
 HARNESS_FAILED = 4
+# Fault kinds a lab run leaves out, and why (chaos/labnet.py): printed at the start of the run and
+# listed under "unavailable faults" in its summary and final.json.
+LAB_UNAVAILABLE = {
+    "partition_node": "the lab cuts the WAN links between sites, so one node cannot be cut from "
+                      "the other node of its own site: run it on loopback (without --lab)",
+}
 
 
 def parse_args(argv):
@@ -63,7 +73,16 @@ def parse_args(argv):
                    help="a tandem.conf setting for every node (repeatable; after snapshot_heavy's)")
     p.add_argument("--keep", action="store_true", help="keep the cluster's data in RUN/cluster")
     p.add_argument("--force", action="store_true", help="replace a run already in --out")
+    p.add_argument("--lab", action="store_true",
+                   help="run the cluster in the three-place lab (deploy/lab.sh; needs root)")
+    p.add_argument("--rtt-ms", help="with --lab: the links' round-trip times, lab.sh's --rtt-ms "
+                   "(default east-west=8,witness=20)")
+    p.add_argument("--loss", help="with --lab: lab.sh's --loss PCT on every link")
     args = p.parse_args(argv)
+    if not args.lab and (args.rtt_ms is not None or args.loss is not None):
+        p.error("--rtt-ms and --loss are lab settings: add --lab")
+    if args.lab and os.geteuid() != 0:
+        p.error("--lab needs root (network namespaces, veth links, nftables)")
     if not 1 <= args.seconds <= SECONDS_MAX:
         p.error("--seconds must be 1..%d, not %d" % (SECONDS_MAX, args.seconds))
     if args.faults == "all":
@@ -122,12 +141,14 @@ def start_workers(cluster, history, seed, stop, deadline):
     return workers, models
 
 
-def run_phase(args, c, net, history, run, work_dir):
-    """Workloads and faults for args.seconds, then the heal; returns (nemesis, models, errors)."""
+def run_phase(args, c, net, history, run, work_dir, unavailable):
+    """Workloads and faults for args.seconds, then the heal; returns (nemesis, models, errors).
+    unavailable: fault kind -> why it cannot run on this cluster (left out, and reported)."""
     stop = threading.Event()
     deadline = time.monotonic() + args.seconds
     workers, models = start_workers(c, history, args.seed, stop, deadline)
-    nemesis = Nemesis(c, net, history, args.seed, args.faults, deadline, stop, work_dir)
+    nemesis = Nemesis(c, net, history, args.seed, args.faults, deadline, stop, work_dir,
+                      unavailable)
     nemesis.start()
     try:
         stop.wait(max(0, deadline - time.monotonic()))
@@ -199,12 +220,25 @@ def run_cluster(args, run, history):
     """Everything that needs the cluster; returns the final.json document."""
     settings = args.settings
     work_dir = tempfile.mkdtemp(prefix="tandem-chaos-work-")
+    unavailable = {}
+    if args.lab:
+        cluster = Cluster(topology="2+2+1", lab=True, rtt_ms=args.rtt_ms, loss_pct=args.loss,
+                          settings=settings, bin_dir=args.bin_dir)
+        unavailable = {k: v for k, v in LAB_UNAVAILABLE.items() if k in args.faults}
+        for kind, why in unavailable.items():
+            print("chaos: fault %s is not run in the lab: %s" % (kind, why), flush=True)
+    else:
+        cluster = Cluster(topology="2+2+1", isolate=True, settings=settings,
+                          bin_dir=args.bin_dir)
     try:
-        with Cluster(topology="2+2+1", isolate=True, settings=settings,
-                     bin_dir=args.bin_dir) as c, NetCut(c) as net:
-            history.note("cluster up in %s (settings %s); seed %d, faults %s"
-                         % (c.dir, settings or "default", args.seed, ",".join(args.faults)))
-            nemesis, models, errors = run_phase(args, c, net, history, run, work_dir)
+        with cluster as c, (LabNet(c) if args.lab else NetCut(c)) as net:
+            history.note("cluster up in %s%s (settings %s); seed %d, faults %s"
+                         % (c.dir, " (lab: rtt %s, loss %s)" % (args.rtt_ms or "default",
+                                                               args.loss or "0")
+                            if args.lab else "", settings or "default", args.seed,
+                            ",".join(args.faults)))
+            nemesis, models, errors = run_phase(args, c, net, history, run, work_dir,
+                                                unavailable)
             refs = set().union(*(m.touched for m in models.values()))
             history.note("reading the final state of %d keys and %d objects"
                          % (len(keys()), len(refs)))
@@ -241,8 +275,10 @@ def summary(args, run, history, final, rc, report):
     else:
         verdict = "not judged" if rc == CHECKER_MISSING else "checker exit %d" % rc
     crashes = {n: v["crashes"] for n, v in final.get("nodes", {}).items() if v.get("crashes")}
-    lines = ["chaos run: seed %d, %d s, faults enabled: %s" % (args.seed, args.seconds,
-                                                                ",".join(args.faults) or "none"),
+    place = "lab (rtt %s, loss %s%%)" % (args.rtt_ms or "east-west=8,witness=20",
+                                         args.loss or "0") if args.lab else "loopback"
+    lines = ["chaos run: seed %d, %d s, %s, faults enabled: %s" % (
+                 args.seed, args.seconds, place, ",".join(args.faults) or "none"),
              "operations %d: ok %d, fail %d, info %d" % (
                  history.total(), history.counts["ok"], history.counts["fail"],
                  history.counts["info"]),
