@@ -6,19 +6,30 @@
 # config), then removes and purges it: nothing of it is left but the tandem user (Debian keeps
 # system users). Needs root; refuses to run where tandem is installed already.
 # Usage: tests/package.sh [OUT_DIR]
+#        tests/package.sh --deb FILE   (test a package deploy/package.sh has built already: .ci/run
+#                                       builds it in the background while tests/run.sh runs)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-out=${1:-$root/build-package}
 fail() { echo "tests/package.sh: $*" >&2; exit 1; }
+deb=
+if [[ ${1:-} == --deb ]]; then
+    (($# == 2)) || fail "usage: tests/package.sh --deb FILE"
+    deb=$2
+    [[ -f $deb ]] || fail "no package file $deb"
+else
+    out=${1:-$root/build-package}
+fi
 [ "$(id -u)" -eq 0 ] || fail "needs root (dpkg -i)"
 if dpkg-query -W -f='${Status}' tandem 2>/dev/null | grep -q "installed"; then
     fail "tandem is installed on this machine already: not touching it"
 fi
 
 start=$SECONDS
-deb=$("$root/deploy/package.sh" "$out" | tail -n 1)
-echo "tests/package.sh: package and lintian in $((SECONDS - start)) s"
+if [[ -z $deb ]]; then
+    deb=$("$root/deploy/package.sh" "$out" | tail -n 1)
+    echo "tests/package.sh: package and lintian in $((SECONDS - start)) s"
+fi
 version=$(dpkg-deb -f "$deb" Version)
 
 # No service starts during the install (invoke-rc.d and deb-systemd-invoke ask policy-rc.d), and
