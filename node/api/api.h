@@ -20,6 +20,11 @@ enum tandem_route_flags {
     TANDEM_ROUTE_WRITE = 1,  /* the leader answers; followers forward */
     TANDEM_ROUTE_READ = 2,   /* linearizable unless ?consistency=local; followers forward */
     TANDEM_ROUTE_PREFIX = 4, /* pattern is a prefix; the decoded rest is the handler's param */
+    /* A write that changes who may call (users, passwords, the token key): a follower that
+     * forwarded it answers only once it has applied it itself, so that the caller's next
+     * request to that node (a bearer token it was just given, a disabled user) is judged by
+     * the state the answer spoke of (node/http/forward.h, tandem_forwarder_send_held). */
+    TANDEM_ROUTE_SESSION = 8,
 };
 
 /* param: the percent-decoded rest of the path for prefix routes ("" otherwise). */

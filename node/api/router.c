@@ -211,6 +211,13 @@ static void router_redispatch(void *data, struct tandem_http_request *r)
     route_request(data, r);
 }
 
+/* What this node has applied, as its answers' X-Tandem-Applied-Index says. */
+static uint64_t router_applied(void *data)
+{
+    struct tandem_node *node = data;
+    return raft_last_applied(&node->raft.raft);
+}
+
 void tandem_router_init(struct tandem_node *node)
 {
     const struct tandem_config *c = node->config;
@@ -222,6 +229,9 @@ void tandem_router_init(struct tandem_node *node)
     rv = tandem_forwarder_init(&node->forwarder, node->loop, node->self.name, &node->park,
                                c->forward_connections, c->forward_timeout_ms, router_answer, node);
     tandem_assert(rv == 0); /* one client per pool is within bounds */
+    /* A session write's answer waits here for this node's apply: about one heartbeat. */
+    tandem_forwarder_set_hold(&node->forwarder, router_applied, node,
+                              (unsigned)c->election_timeout_ms * 2);
 }
 
 /* Translates a raft error on a write or read into an HTTP answer. */
@@ -620,7 +630,11 @@ static void dispatch(struct tandem_node *node, const struct tandem_route *route,
         return;
     }
     r->data = (void *)((uintptr_t)r->data | ROUTE_FORWARDED_BIT);
-    tandem_forwarder_send(&node->forwarder, r, &leader);
+    if ((route->flags & TANDEM_ROUTE_SESSION) != 0) {
+        tandem_forwarder_send_held(&node->forwarder, r, &leader);
+    } else {
+        tandem_forwarder_send(&node->forwarder, r, &leader);
+    }
 }
 
 /* The id of the route r's method and path match, or routes_count; *path_known tells whether

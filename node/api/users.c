@@ -665,17 +665,19 @@ static void route_user_post(struct tandem_node *node, struct tandem_http_request
 }
 
 static const struct tandem_route users_rows[] = {
-    {"users_create", HTTP_POST, "/v1/users", TANDEM_ROUTE_WRITE, route_user_create,
-     TANDEM_PERM_USERS},
+    {"users_create", HTTP_POST, "/v1/users", TANDEM_ROUTE_WRITE | TANDEM_ROUTE_SESSION,
+     route_user_create, TANDEM_PERM_USERS},
     {"users_list", HTTP_GET, "/v1/users", TANDEM_ROUTE_READ, route_users_list, TANDEM_PERM_USERS},
     /* roles and disable need USERS; password is SELF (one's own, with old_password) and checks
      * the USERS part for a reset itself. */
-    {"users_post", HTTP_POST, USERS_PREFIX, TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX,
-     route_user_post, TANDEM_PERM_SELF},
-    {"users_delete", HTTP_DELETE, USERS_PREFIX, TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX,
-     route_user_delete, TANDEM_PERM_USERS},
-    {"auth_login", HTTP_POST, "/v1/auth/login", TANDEM_ROUTE_WRITE, route_login,
-     TANDEM_PERM_PUBLIC},
+    {"users_post", HTTP_POST, USERS_PREFIX,
+     TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX | TANDEM_ROUTE_SESSION, route_user_post,
+     TANDEM_PERM_SELF},
+    {"users_delete", HTTP_DELETE, USERS_PREFIX,
+     TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX | TANDEM_ROUTE_SESSION, route_user_delete,
+     TANDEM_PERM_USERS},
+    {"auth_login", HTTP_POST, "/v1/auth/login", TANDEM_ROUTE_WRITE | TANDEM_ROUTE_SESSION,
+     route_login, TANDEM_PERM_PUBLIC},
 };
 
 const struct tandem_route_table tandem_users_route_table = {

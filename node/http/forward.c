@@ -1,6 +1,7 @@
 /* Follower-to-leader forwarding over a pool of kept-alive connections, relaying the answer. */
 #include "node/http/forward.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,12 +26,26 @@ static const char *const forwarded_headers[] = {"Content-Type", TANDEM_USER_HEAD
 #define FORWARD_ATTEMPTS_MAX 3   /* sends of one request whose earlier tries wrote no byte */
 #define MESSAGE_BYTES_MAX    512 /* as tandem_route_error's */
 #define ERROR_BYTES_MAX      1200
+#define RELAY_HEADERS_MAX    1024
 
 struct forward {
     struct tandem_httpc_request req;
     struct tandem_forwarder *f;
     struct tandem_http_request *r; /* borrowed: answered exactly once from here or the park */
     unsigned attempts;
+    bool hold; /* tandem_forwarder_send_held */
+};
+
+/* A leader's answer waiting for this node to apply up to index (tandem_forwarder_send_held). */
+struct forward_held {
+    struct tandem_list link;       /* in f->held */
+    struct tandem_http_request *r; /* borrowed, as in struct forward */
+    uint64_t index, deadline_ns;
+    int status;
+    char *content_type; /* owned; NULL: none */
+    char *body;         /* owned; NULL when empty */
+    size_t body_len;
+    char headers[RELAY_HEADERS_MAX];
 };
 
 static int forward_start(struct forward *fw);
@@ -49,6 +64,12 @@ int tandem_forwarder_init(struct tandem_forwarder *f, uv_loop_t *loop, const cha
      * finish (cancelling them would turn writes it may still apply into errors). */
     int rv = tandem_http_pool_init(&f->pool, loop, 1, connections, timeout_ms);
     f->pool.data = f;
+    tandem_list_init(&f->held);
+    if (rv == 0) {
+        rv = uv_timer_init(loop, &f->hold_timer);
+        tandem_assert(rv == 0); /* a timer on a live loop cannot fail */
+        f->hold_timer.data = f;
+    }
     return rv;
 }
 
@@ -101,26 +122,142 @@ static const char *request_header(const void *msg, const char *name)
 static const char *const anonymous_relayed_headers[] = {"X-Tandem-Node", "Retry-After",
                                                         "Set-Cookie"};
 
-static void relay(struct forward *fw, const struct tandem_httpc_response *resp)
+/* The header lines of resp that travel back to r's caller (none when they do not fit). */
+static void relay_headers(const struct tandem_http_request *r,
+                          const struct tandem_httpc_response *resp, char headers[RELAY_HEADERS_MAX])
 {
-    char headers[1024];
     headers[0] = '\0';
-    const struct tandem_principal *p = &fw->r->principal;
-    bool anonymous = fw->r->server != NULL && fw->r->server->tls_required &&
+    const struct tandem_principal *p = &r->principal;
+    bool anonymous = r->server != NULL && r->server->tls_required &&
                      p->kind == TANDEM_PRINCIPAL_ANONYMOUS && !p->insecure;
     size_t used =
         anonymous
-            ? headers_copy(headers, sizeof headers, 0, anonymous_relayed_headers,
+            ? headers_copy(headers, RELAY_HEADERS_MAX, 0, anonymous_relayed_headers,
                            sizeof anonymous_relayed_headers / sizeof anonymous_relayed_headers[0],
                            response_header, resp)
-            : headers_copy(headers, sizeof headers, 0, relayed_headers,
+            : headers_copy(headers, RELAY_HEADERS_MAX, 0, relayed_headers,
                            sizeof relayed_headers / sizeof relayed_headers[0], response_header,
                            resp);
-    if (used >= sizeof headers) {
+    if (used >= RELAY_HEADERS_MAX) {
         headers[0] = '\0';
     }
+}
+
+static void relay(struct forward *fw, const struct tandem_httpc_response *resp)
+{
+    char headers[RELAY_HEADERS_MAX];
+    relay_headers(fw->r, resp, headers);
     const char *content_type = tandem_httpc_response_header(resp, "Content-Type");
     tandem_http_respond(fw->r, resp->status, content_type, headers, resp->body, resp->body_len);
+}
+
+/* ---- answers held until this node has applied what they speak of ---- */
+
+static void held_release(struct tandem_forwarder *f, struct forward_held *h)
+{
+    (void)f;
+    tandem_list_remove(&h->link);
+    tandem_http_respond(h->r, h->status, h->content_type, h->headers, h->body, h->body_len);
+    free(h->content_type);
+    free(h->body);
+    free(h);
+}
+
+/* While answers are held, this often the node's applied index is looked at (it moves in raft's
+ * apply, after which nothing here runs: so a poll, cheap, and only while something is held). */
+#define HOLD_POLL_MS 2
+
+/* Relays the held answers this node has applied, and those past their bound anyway: they are
+ * true, only this node lags behind. Stops the poll when none is left. */
+static void hold_check(struct tandem_forwarder *f)
+{
+    uint64_t applied = f->applied(f->applied_data);
+    uint64_t now = uv_hrtime();
+    struct tandem_list *link = tandem_list_first(&f->held);
+    while (link != &f->held) {
+        struct forward_held *h = tandem_list_entry(link, struct forward_held, link);
+        link = link->next;
+        if (h->index <= applied) {
+            held_release(f, h);
+        } else if (h->deadline_ns <= now) {
+            f->hold_expired++;
+            held_release(f, h);
+        }
+    }
+    if (tandem_list_empty(&f->held)) {
+        uv_timer_stop(&f->hold_timer);
+    }
+}
+
+static void hold_timer_cb(uv_timer_t *timer)
+{
+    hold_check(timer->data);
+}
+
+void tandem_forwarder_applied(struct tandem_forwarder *f)
+{
+    if (!tandem_list_empty(&f->held)) {
+        hold_check(f);
+    }
+}
+
+/* The leader's applied index in resp, or 0 when it gave none. */
+static uint64_t answer_index(const struct tandem_httpc_response *resp)
+{
+    const char *text = tandem_httpc_response_header(resp, "X-Tandem-Applied-Index");
+    char *end = NULL;
+    if (text == NULL || *text < '0' || *text > '9') {
+        return 0;
+    }
+    errno = 0;
+    unsigned long long index = strtoull(text, &end, 10);
+    return errno != 0 || *end != '\0' ? 0 : (uint64_t)index;
+}
+
+/* Keeps resp for r until this node has applied the leader's index; false (nothing kept: relay
+ * it now) when it has already, nothing is held here, or memory runs out. */
+static bool hold(struct tandem_forwarder *f, struct tandem_http_request *r,
+                 const struct tandem_httpc_response *resp)
+{
+    uint64_t index = answer_index(resp);
+    if (f->applied == NULL || f->closing || index == 0 || f->applied(f->applied_data) >= index) {
+        return false;
+    }
+    struct forward_held *h = calloc(1, sizeof *h);
+    const char *content_type = tandem_httpc_response_header(resp, "Content-Type");
+    if (h == NULL || (content_type != NULL && (h->content_type = strdup(content_type)) == NULL) ||
+        (resp->body_len > 0 && (h->body = malloc(resp->body_len)) == NULL)) {
+        if (h != NULL) {
+            free(h->content_type);
+        }
+        free(h);
+        return false;
+    }
+    if (resp->body_len > 0) {
+        memcpy(h->body, resp->body, resp->body_len);
+    }
+    h->body_len = resp->body_len;
+    h->r = r;
+    h->index = index;
+    h->status = resp->status;
+    h->deadline_ns = uv_hrtime() + f->hold_ns;
+    relay_headers(r, resp, h->headers);
+    bool was_empty = tandem_list_empty(&f->held);
+    tandem_list_push_back(&f->held, &h->link);
+    f->held_total++;
+    if (was_empty) {
+        uv_timer_start(&f->hold_timer, hold_timer_cb, HOLD_POLL_MS, HOLD_POLL_MS);
+    }
+    return true;
+}
+
+void tandem_forwarder_set_hold(struct tandem_forwarder *f, uint64_t (*applied)(void *data),
+                               void *data, unsigned hold_ms)
+{
+    tandem_assert(applied != NULL && hold_ms > 0);
+    f->applied = applied;
+    f->applied_data = data;
+    f->hold_ns = (uint64_t)hold_ms * 1000000u;
 }
 
 static void forward_cb(struct tandem_httpc_request *req, int status,
@@ -148,7 +285,7 @@ static void forward_cb(struct tandem_httpc_request *req, int status,
     if (status != 0 || resp == NULL) {
         f->failed++;
         forward_fail(f, fw->r, 503, "forwarding to the leader failed: %s", uv_strerror(status));
-    } else {
+    } else if (!fw->hold || !hold(f, fw->r, resp)) {
         relay(fw, resp);
     }
     free(fw);
@@ -194,8 +331,8 @@ static int forward_start(struct forward *fw)
                                       r->body, r->body_len, forward_cb);
 }
 
-void tandem_forwarder_send(struct tandem_forwarder *f, struct tandem_http_request *r,
-                           const struct tandem_member *leader)
+static void forwarder_send(struct tandem_forwarder *f, struct tandem_http_request *r,
+                           const struct tandem_member *leader, bool held)
 {
     struct tandem_httpc *c = NULL;
     tandem_assert(r->handed && !r->responded); /* only a request still waiting for its answer */
@@ -213,6 +350,7 @@ void tandem_forwarder_send(struct tandem_forwarder *f, struct tandem_http_reques
     }
     fw->f = f;
     fw->r = r;
+    fw->hold = held;
     int rv = forward_start(fw);
     if (rv != 0) {
         free(fw);
@@ -223,17 +361,36 @@ void tandem_forwarder_send(struct tandem_forwarder *f, struct tandem_http_reques
     f->forwarded++;
 }
 
+void tandem_forwarder_send(struct tandem_forwarder *f, struct tandem_http_request *r,
+                           const struct tandem_member *leader)
+{
+    forwarder_send(f, r, leader, false);
+}
+
+void tandem_forwarder_send_held(struct tandem_forwarder *f, struct tandem_http_request *r,
+                                const struct tandem_member *leader)
+{
+    forwarder_send(f, r, leader, true);
+}
+
 void tandem_forwarder_set_tls(struct tandem_forwarder *f, struct tandem_tls_ctx *tls)
 {
     tandem_http_pool_set_tls(&f->pool, tls);
 }
 
-static void pool_closed_cb(struct tandem_http_pool *p)
+/* The pool, then the hold timer: close_cb runs once both are closed. */
+static void hold_timer_closed_cb(uv_handle_t *handle)
 {
-    struct tandem_forwarder *f = p->data;
+    struct tandem_forwarder *f = handle->data;
     if (f->close_cb != NULL) {
         f->close_cb(f); /* last: it may free f */
     }
+}
+
+static void pool_closed_cb(struct tandem_http_pool *p)
+{
+    struct tandem_forwarder *f = p->data;
+    uv_close((uv_handle_t *)&f->hold_timer, hold_timer_closed_cb);
 }
 
 void tandem_forwarder_close(struct tandem_forwarder *f, void (*cb)(struct tandem_forwarder *f))
@@ -241,5 +398,9 @@ void tandem_forwarder_close(struct tandem_forwarder *f, void (*cb)(struct tandem
     f->closing = true;
     f->close_cb = cb;
     f->target[0] = '\0';
+    while (!tandem_list_empty(&f->held)) { /* true answers: out now rather than lost */
+        held_release(f, tandem_list_entry(tandem_list_first(&f->held), struct forward_held, link));
+    }
+    uv_timer_stop(&f->hold_timer);
     tandem_http_pool_close(&f->pool, pool_closed_cb); /* pending answers are cancelled */
 }

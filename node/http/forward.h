@@ -9,6 +9,7 @@
 #include "consensus/member.h"
 #include "node/http/server.h"
 #include "node/http/client.h"
+#include "storage/list.h"
 
 /* Marks a forwarded request so that a node that is not the leader either never forwards it
  * again (no loops during elections). */
@@ -41,6 +42,14 @@ struct tandem_forwarder {
     uint64_t forwarded, failed;
     /* The leader's name, which its TLS certificate must carry. */
     char target_node[TANDEM_NAME_LEN_MAX + 1];
+    /* Answers of tandem_forwarder_send_held waiting for this node to apply what the leader had
+     * applied when it answered (its X-Tandem-Applied-Index), at most hold_ns. */
+    uint64_t (*applied)(void *data); /* NULL: nothing is held */
+    void *applied_data;
+    uint64_t hold_ns;
+    struct tandem_list held; /* owned struct forward_held, oldest first */
+    uv_timer_t hold_timer;   /* polls while held is not empty */
+    uint64_t held_total, hold_expired;
 };
 
 /* connections and timeout_ms per client as in tandem_httpc_init. Returns 0 or UV_EINVAL. */
@@ -54,8 +63,20 @@ void tandem_forwarder_set_tls(struct tandem_forwarder *f, struct tandem_tls_ctx 
  * reached a leader) or answers 503 through answer. */
 void tandem_forwarder_send(struct tandem_forwarder *f, struct tandem_http_request *r,
                            const struct tandem_member *leader);
-/* Cancels what is in flight (answered 503); cb runs once every client closed (from this call
- * when none was open). */
+/* As tandem_forwarder_send, but the leader's answer reaches the client only once this node
+ * has applied the leader's applied index of that answer (tandem_forwarder_applied), or after
+ * hold_ms: the caller's next request to this node then sees what it changed. Without
+ * tandem_forwarder_set_hold it is tandem_forwarder_send. */
+void tandem_forwarder_send_held(struct tandem_forwarder *f, struct tandem_http_request *r,
+                                const struct tandem_member *leader);
+/* How tandem_forwarder_send_held learns this node's applied index, and its bound in ms. */
+void tandem_forwarder_set_hold(struct tandem_forwarder *f, uint64_t (*applied)(void *data),
+                               void *data, unsigned hold_ms);
+/* Relays the held answers this node has caught up with, or held hold_ms (the poll of the hold
+ * timer does it too, every few ms). Cheap when none is held. */
+void tandem_forwarder_applied(struct tandem_forwarder *f);
+/* Cancels what is in flight (answered 503) and relays what is held; cb runs once every client
+ * and the hold timer closed. */
 void tandem_forwarder_close(struct tandem_forwarder *f, void (*cb)(struct tandem_forwarder *f));
 
 #endif

@@ -156,6 +156,7 @@ struct leader {
     char forwarded_user[HARNESS_TEXT_MAX], forwarded_kind[HARNESS_TEXT_MAX];
     struct tandem_tls_peer peer; /* the last request's */
     int answer_status; /* 0: 200 with the echo; else this status (503 adds the retry-safe header) */
+    unsigned long long applied_index; /* sent as X-Tandem-Applied-Index when not 0 */
 };
 
 static inline void leader_copy(char *out, const char *value)
@@ -180,9 +181,14 @@ static inline void leader_handle(struct tandem_http_server *s, struct tandem_htt
         tandem_http_respond_json(r, 503, "X-Tandem-Retry-Safe: 1\r\n", "{\"error\":\"not me\"}");
         return;
     }
-    tandem_http_respond(r, 200, "application/json",
-                        "X-Tandem-Mod-Index: 7\r\nX-Tandem-Node: leader-1\r\nX-Private: no\r\n",
-                        "{\"ok\":true}", 11);
+    char headers[256];
+    int n = snprintf(headers, sizeof headers, "%s",
+                     "X-Tandem-Mod-Index: 7\r\nX-Tandem-Node: leader-1\r\nX-Private: no\r\n");
+    if (l->applied_index != 0) {
+        snprintf(headers + n, sizeof headers - (size_t)n, "X-Tandem-Applied-Index: %llu\r\n",
+                 l->applied_index);
+    }
+    tandem_http_respond(r, 200, "application/json", headers, "{\"ok\":true}", 11);
 }
 
 /* Listens on 127.0.0.1:port (0: any). */

@@ -17,12 +17,24 @@ struct follower {
     struct tandem_member leader;
     struct tandem_httpc client;
     int port, answered, server_closed, forwarder_closed, park_closed;
+    bool held;          /* requests go through tandem_forwarder_send_held */
+    uint64_t held_wait; /* held_until predicate: this many answers held so far */
+    uint64_t applied;   /* what "this node" has applied, for the hold */
 };
 
 static void follower_handle(struct tandem_http_server *s, struct tandem_http_request *r)
 {
     struct follower *f = s->data;
-    tandem_forwarder_send(&f->forwarder, r, &f->leader);
+    if (f->held) {
+        tandem_forwarder_send_held(&f->forwarder, r, &f->leader);
+    } else {
+        tandem_forwarder_send(&f->forwarder, r, &f->leader);
+    }
+}
+
+static uint64_t follower_applied(void *data)
+{
+    return ((struct follower *)data)->applied;
 }
 
 static void follower_redispatch(void *data, struct tandem_http_request *r)
@@ -302,6 +314,77 @@ static void test_forward_over_tls(void **state)
     tls_certs_remove(dir);
 }
 
+static int held_until(void *arg)
+{
+    struct follower *f = arg;
+    return f->forwarder.held_total >= f->held_wait;
+}
+
+/* A session write's answer (tandem_forwarder_send_held) waits until this node has applied the
+ * leader's X-Tandem-Applied-Index; a plain one does not; past hold_ms it goes anyway; closing
+ * the forwarder lets what is held out. */
+static void test_forward_held_until_applied(void **state)
+{
+    (void)state;
+    struct harness h;
+    struct leader l;
+    struct follower f;
+    struct call c;
+    harness_init(&h);
+    leader_start(&h, &l, 0);
+    l.applied_index = 10;
+    follower_start(&h, &f, l.port, PARK_WAIT_LONG_NS);
+    tandem_forwarder_set_hold(&f.forwarder, follower_applied, &f, 60000);
+    f.applied = 9;
+
+    call_send(&f.client, &c, "POST", "/v1/auth/login", NULL, "{}"); /* not held: sent plain */
+    assert_true(harness_run_until(&h, call_done, &c));
+    assert_int_equal(c.http_status, 200);
+    assert_int_equal(f.forwarder.held_total, 0);
+
+    f.held = true;
+    f.held_wait = 1;
+    call_send(&f.client, &c, "POST", "/v1/auth/login", NULL, "{}");
+    assert_true(harness_run_until(&h, held_until, &f));
+    harness_run_for(&h, 30);
+    assert_false(c.done); /* index 9 < 10: still held */
+    f.applied = 10;
+    assert_true(harness_run_until(&h, call_done, &c));
+    assert_int_equal(c.http_status, 200);
+    assert_string_equal(c.body, "{\"ok\":true}");
+    assert_string_equal(c.mod_index, "7");
+    assert_int_equal(f.forwarder.hold_expired, 0);
+
+    l.applied_index = 20; /* applied already: relayed at once, nothing held */
+    call_send(&f.client, &c, "POST", "/v1/auth/login", NULL, "{}");
+    f.applied = 20;
+    assert_true(harness_run_until(&h, call_done, &c));
+    assert_int_equal(f.forwarder.held_total, 1);
+
+    l.applied_index = 30; /* this node never gets there: out after hold_ms */
+    tandem_forwarder_set_hold(&f.forwarder, follower_applied, &f, 50);
+    call_send(&f.client, &c, "POST", "/v1/auth/login", NULL, "{}");
+    assert_true(harness_run_until(&h, call_done, &c));
+    assert_int_equal(c.http_status, 200);
+    assert_int_equal(f.forwarder.held_total, 2);
+    assert_int_equal(f.forwarder.hold_expired, 1);
+
+    tandem_forwarder_set_hold(&f.forwarder, follower_applied, &f, 60000);
+    f.held_wait = 3;
+    call_send(&f.client, &c, "POST", "/v1/auth/login", NULL, "{}");
+    assert_true(harness_run_until(&h, held_until, &f));
+    assert_false(c.done);
+    tandem_forwarder_close(&f.forwarder, follower_forwarder_closed); /* held: out now */
+    assert_true(harness_run_until(&h, call_done, &c));
+    assert_int_equal(c.http_status, 200);
+    client_stop(&h, &f.client);
+    tandem_park_close(&f.park, follower_park_closed);
+    tandem_http_server_close(&f.server, follower_server_closed);
+    assert_true(harness_run_until(&h, follower_closed, &f));
+    leader_stop(&h, &l);
+    harness_close(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -312,6 +395,7 @@ int main(void)
         cmocka_unit_test(test_forward_retry_safe_503),
         cmocka_unit_test(test_forward_close_answers_parked),
         cmocka_unit_test(test_forward_over_tls),
+        cmocka_unit_test(test_forward_held_until_applied),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
