@@ -283,10 +283,12 @@ static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], u
         f->snapshots_deferred++;
         return RAFT_BUSY;
     }
+    uint64_t start = uv_hrtime();
     int rv = tandem_store_commit(f->store);
     if (rv == 0) {
         rv = tandem_store_read_txn(f->store, &f->snapshot_txn);
     }
+    f->snapshot_ns_total += uv_hrtime() - start;
     if (rv != 0) {
         snprintf(f->errmsg, sizeof f->errmsg, "snapshot: %s", f->store->errmsg);
         f->snapshot_txn = NULL;
@@ -315,7 +317,9 @@ static int fsm_snapshot_async(struct raft_fsm *raft_fsm, struct raft_buffer *buf
     struct tandem_fsm *f = raft_fsm->data;
     size_t len = 0;
     tandem_assert(tandem_sm_state(&f->snapshot_sm) == SNAPSHOT_PINNED);
+    uint64_t start = uv_hrtime();
     int rv = tandem_store_snapshot_write(f->store, f->snapshot_txn, &f->snapshot_buf, &len);
+    f->snapshot_ns_total += uv_hrtime() - start;
     if (rv != 0) {
         snprintf(f->errmsg, sizeof f->errmsg, "snapshot: %s", f->store->errmsg);
         /* raft calls no snapshot_finalize after a failed snapshot_async: release here. */
@@ -368,7 +372,9 @@ static bool restore_at_runtime(const struct tandem_fsm *f)
 static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
 {
     struct tandem_fsm *f = raft_fsm->data;
+    uint64_t start = uv_hrtime();
     int rv = tandem_store_restore(f->store, buf->base, buf->len);
+    f->restore_ns_total += uv_hrtime() - start;
     if (rv != 0) {
         snprintf(f->errmsg, sizeof f->errmsg, "%s", f->store->errmsg);
         fprintf(stderr, "tandem: restore failed: %s\n", f->errmsg);

@@ -31,10 +31,12 @@ struct tandem_fsm {
     MDB_txn *snapshot_txn;
     void *snapshot_buf;                /* owned: malloc'd serialised state */
     struct raft_buffer *snapshot_bufs; /* the array raft sees; owned */
+    uint64_t snapshot_ns_total;      /* time serialising (and pinning) snapshots on the loop */
     uint64_t entries_applied, entries_skipped, commands_applied, snapshots_taken,
         snapshots_restored;
     uint64_t client_commands_applied; /* commands other than the site table's own (BCP) */
     uint64_t apply_ns_total;
+    uint64_t restore_ns_total; /* time spent installing snapshots (fsm_restore) */
     void (*apply_observe)(void *data, uint64_t ns); /* optional latency hook */
     /* Optional: whether a snapshot may be taken now; see node/leader_watch.h for why. */
     bool (*snapshot_gate)(void *data);
