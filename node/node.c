@@ -345,6 +345,12 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
     }
     node->raft.shield.append_observe = log_append_observe; /* raft_start installed the shield */
     node->raft.shield.observe_data = node;
+    /* Snapshots are serialised on the thread pool, not on the loop (raft_shield.h, 6). */
+    node->raft.shield.loop = node->loop;
+    node->raft.shield.own_fill = tandem_fsm_snapshot_fill;
+    node->raft.shield.own_filled = tandem_fsm_snapshot_filled;
+    node->raft.shield.fill_data = &node->fsm;
+    node->fsm.fill_later = true;
     if (tandem_bcp_raft_started(c->data_dir, plan) != 0) {
         return -1;
     }

@@ -2,6 +2,7 @@
 #include "replication/fsm.h"
 
 #include <endian.h>
+#include <stdatomic.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -317,6 +318,20 @@ static int fsm_snapshot_async(struct raft_fsm *raft_fsm, struct raft_buffer *buf
     struct tandem_fsm *f = raft_fsm->data;
     size_t len = 0;
     tandem_assert(tandem_sm_state(&f->snapshot_sm) == SNAPSHOT_PINNED);
+    if (f->fill_later) {
+        /* libraft 0.22.1 calls this on the loop thread: leave the bytes to the thread pool
+         * (shield 6 calls tandem_fsm_snapshot_fill before raft_uv reads the buffers). */
+        f->fill_view = malloc(sizeof *f->fill_view);
+        if (f->fill_view == NULL) {
+            fsm_snapshot_finalize(raft_fsm, bufs, n_bufs);
+            return RAFT_NOMEM;
+        }
+        memcpy(f->fill_view, f->store, sizeof *f->fill_view);
+        atomic_fetch_add(&f->store->copies, 1); /* a restore waits for the reader */
+        *bufs = f->snapshot_bufs;
+        *n_bufs = 1;
+        return 0;
+    }
     uint64_t start = uv_hrtime();
     int rv = tandem_store_snapshot_write(f->store, f->snapshot_txn, &f->snapshot_buf, &len);
     f->snapshot_ns_total += uv_hrtime() - start;
@@ -337,6 +352,45 @@ static int fsm_snapshot_async(struct raft_fsm *raft_fsm, struct raft_buffer *buf
     return 0;
 }
 
+int tandem_fsm_snapshot_fill(void *data)
+{
+    struct tandem_fsm *f = data;
+    uint64_t start = uv_hrtime();
+    /* Only this thread touches fill_view and the fill_ fields until filled runs; the pinned
+     * read transaction may be used here (MDB_NOTLS). */
+    f->fill_rv =
+        tandem_store_snapshot_write(f->fill_view, f->snapshot_txn, &f->fill_buf, &f->fill_len);
+    f->fill_ns = uv_hrtime() - start;
+    return f->fill_rv == 0 ? 0 : RAFT_IOERR;
+}
+
+void tandem_fsm_snapshot_filled(void *data, int status)
+{
+    struct tandem_fsm *f = data;
+    tandem_assert(f->fill_later && f->fill_view != NULL);
+    tandem_assert(tandem_sm_state(&f->snapshot_sm) == SNAPSHOT_PINNED);
+    atomic_fetch_sub(&f->store->copies, 1);
+    if (status == 0) {
+        f->snapshot_buf = f->fill_buf;
+        f->snapshot_bufs[0].base = f->fill_buf;
+        f->snapshot_bufs[0].len = f->fill_len;
+        tandem_sm_move(&f->snapshot_sm, SNAPSHOT_WRITTEN);
+        f->snapshots_taken++;
+    } else {
+        snprintf(f->errmsg, sizeof f->errmsg, "snapshot: %s",
+                 f->fill_rv != 0 ? f->fill_view->errmsg : "the thread pool refused the work");
+        fprintf(stderr, "tandem: %s\n", f->errmsg);
+        free(f->fill_buf); /* NULL unless the work failed after the worker wrote */
+    }
+    f->snapshot_fill_ns_total += f->fill_ns;
+    free(f->fill_view);
+    f->fill_view = NULL;
+    f->fill_buf = NULL;
+    f->fill_len = 0;
+    f->fill_ns = 0;
+    f->fill_rv = 0;
+}
+
 static int fsm_snapshot_finalize(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[],
                                  unsigned *n_bufs)
 {
@@ -345,6 +399,7 @@ static int fsm_snapshot_finalize(struct raft_fsm *raft_fsm, struct raft_buffer *
     (void)n_bufs;
     tandem_assert(tandem_sm_state(&f->snapshot_sm) != SNAPSHOT_IDLE);
     tandem_assert(f->snapshot_txn != NULL);
+    tandem_assert(f->fill_view == NULL); /* never while the thread pool reads the txn */
     mdb_txn_abort(f->snapshot_txn);
     f->snapshot_txn = NULL;
     free(f->snapshot_buf);

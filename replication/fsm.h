@@ -31,6 +31,15 @@ struct tandem_fsm {
     MDB_txn *snapshot_txn;
     void *snapshot_buf;                /* owned: malloc'd serialised state */
     struct raft_buffer *snapshot_bufs; /* the array raft sees; owned */
+    /* Serialise later, off the loop (tandem_fsm_snapshot_fill on the thread pool, called by
+     * consensus/raft_shield.h's shield 6): snapshot_async then only pins. */
+    bool fill_later;
+    struct tandem_store *fill_view; /* owned while filling: the worker's copy of the store */
+    int fill_rv;                    /* the worker's result, read back on the loop */
+    void *fill_buf;                 /* the worker's bytes, handed over on the loop */
+    size_t fill_len;
+    uint64_t fill_ns;                /* how long the worker took */
+    uint64_t snapshot_fill_ns_total; /* time serialising snapshots off the loop */
     uint64_t snapshot_ns_total;      /* time serialising (and pinning) snapshots on the loop */
     uint64_t entries_applied, entries_skipped, commands_applied, snapshots_taken,
         snapshots_restored;
@@ -65,6 +74,13 @@ int tandem_entry_decode(const void *data, size_t len, Tandem__Batch **out, char 
  * every applied entry. Returns 0, or TANDEM_CRYPTO / TANDEM_NOMEM with errmsg. */
 int tandem_fsm_digest_step(const uint8_t prev[TANDEM_DIGEST_LEN], uint64_t index, const void *data,
                            size_t len, uint8_t out[TANDEM_DIGEST_LEN], char *errmsg);
+/* Shield 6's hooks (consensus/raft_shield.h), for an fsm with fill_later set: fill runs on the
+ * thread pool and serialises the pinned state into the worker's own buffer (data: the fsm;
+ * returns 0 or a raft code); filled runs on the loop afterwards and hands the bytes to raft's
+ * buffer array (or, on failure, keeps nothing: raft's callback finalizes). */
+int tandem_fsm_snapshot_fill(void *data);
+void tandem_fsm_snapshot_filled(void *data, int status);
+
 /* Applies one raw entry at index (used by apply, and by tests driving the FSM directly). */
 int tandem_fsm_apply_entry(struct tandem_fsm *f, uint64_t index, const void *data, size_t len);
 

@@ -4,6 +4,8 @@
 #include <ftw.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1001,6 +1003,65 @@ static void test_snapshot_via_raft_callbacks(void **state)
     assert_memory_equal(da, db, TANDEM_DIGEST_LEN);
 }
 
+/* What a thread's fill saw: its result and whether it ran on another thread than the test's. */
+struct fill_thread {
+    struct tandem_fsm *f;
+    int rv;
+};
+
+static void *fill_thread_main(void *arg)
+{
+    struct fill_thread *t = arg;
+    t->rv = tandem_fsm_snapshot_fill(t->f);
+    return NULL;
+}
+
+/* With fill_later (tandemd, shield 6), snapshot_async only pins: no bytes on the loop. The fill,
+ * on another thread while apply goes on in new write transactions, serialises exactly the pinned
+ * state; filled hands raft the bytes, the same as an on-loop snapshot of that state. */
+static void test_snapshot_filled_off_the_loop(void **state)
+{
+    struct fixture *f = *state;
+    struct raft_buffer *bufs = NULL;
+    unsigned n = 0;
+    build_script(f);
+    apply_script(&f->fa, f, 0, SCRIPT_LEN - 1, 0);
+    struct raft_buffer on_loop = snapshot_via_raft(&f->fa, NULL, 0);
+
+    f->fa.fill_later = true;
+    assert_int_equal(f->fa.raft_fsm.snapshot(&f->fa.raft_fsm, &bufs, &n), 0);
+    assert_int_equal(f->fa.raft_fsm.snapshot_async(&f->fa.raft_fsm, &bufs, &n), 0);
+    assert_int_equal(n, 1);
+    assert_null(bufs[0].base);                      /* nothing serialised yet */
+    assert_int_equal(atomic_load(&f->a.copies), 1); /* a restore would wait for the reader */
+    apply_ok(&f->fa, SCRIPT_LEN, &f->script[SCRIPT_LEN - 1]); /* apply goes on meanwhile */
+    assert_int_equal(tandem_store_commit(&f->a), 0);
+
+    struct fill_thread t = {.f = &f->fa, .rv = -1};
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, fill_thread_main, &t), 0);
+    assert_int_equal(pthread_join(thread, NULL), 0);
+    assert_int_equal(t.rv, 0);
+    assert_null(bufs[0].base); /* handed over only on the loop */
+    tandem_fsm_snapshot_filled(&f->fa, 0);
+    assert_int_equal(atomic_load(&f->a.copies), 0);
+    assert_int_equal(f->fa.snapshots_taken, 2);
+    assert_int_equal(bufs[0].len, on_loop.len);
+    assert_memory_equal(bufs[0].base, on_loop.base, on_loop.len);
+    assert_int_equal(f->fa.raft_fsm.snapshot_finalize(&f->fa.raft_fsm, &bufs, &n), 0);
+    assert_null(f->fa.snapshot_txn);
+
+    /* A failed fill keeps nothing; raft's callback finalizes the pinned snapshot. */
+    assert_int_equal(f->fa.raft_fsm.snapshot(&f->fa.raft_fsm, &bufs, &n), 0);
+    assert_int_equal(f->fa.raft_fsm.snapshot_async(&f->fa.raft_fsm, &bufs, &n), 0);
+    tandem_fsm_snapshot_filled(&f->fa, RAFT_IOERR);
+    assert_null(bufs[0].base);
+    assert_int_equal(f->fa.snapshots_taken, 2);
+    assert_int_equal(f->fa.raft_fsm.snapshot_finalize(&f->fa.raft_fsm, &bufs, &n), 0);
+    assert_int_equal(atomic_load(&f->a.copies), 0);
+    raft_free(on_loop.base);
+}
+
 static void test_snapshot_restore_refuses_corrupt(void **state)
 {
     struct fixture *f = *state;
@@ -1062,6 +1123,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_txn_compare_invalid_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_via_raft_callbacks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_filled_off_the_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_restore_refuses_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runtime_restore_failure_frees_and_poisons, setup,
                                         teardown),
