@@ -108,6 +108,7 @@ static void handle_closed(struct tandem_node *node)
 {
     if (--node->handles_open == 0) {
         tandem_store_close(&node->store);
+        tandem_fsm_close(&node->fsm);
         tandem_rate_limit_free(&node->rate_limit);
         tandem_dir_unlock(node->data_dir_lock); /* last: nothing touches the directory now */
         node->data_dir_lock = -1;
@@ -338,6 +339,14 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
     /* raft_start may apply committed entries already (a single voter knows its commit index):
      * the FSM needs the raft instance before that. */
     tandem_fsm_set_raft(&node->fsm, &node->raft.raft);
+    /* Before raft_start: the entries it applies from the log count in the log's size. */
+    if (tandem_fsm_set_log_budget(&node->fsm, (uint64_t)c->snapshot_log_mib << 20,
+                                  (uint64_t)c->trailing_log_mib << 20, c->snapshot_threshold,
+                                  c->snapshot_trailing) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "%s", node->fsm.errmsg);
+        free(plan);
+        return -1;
+    }
     if (tandem_raft_start(&node->raft, node->loop, &o, &node->fsm.raft_fsm) != 0) {
         tandem_log(TANDEM_LOG_ERROR, "raft: %s", node->raft.errmsg);
         free(plan);

@@ -1062,6 +1062,64 @@ static void test_snapshot_filled_off_the_loop(void **state)
     raft_free(on_loop.base);
 }
 
+/* Retention by size: the threshold drops to 1 once the log since the last snapshot holds the
+ * byte budget, and stays at the entry ceiling before; the trailing count keeps the newest entries
+ * that fit the trailing bytes, at least 1, at most the entry ceiling; a snapshot starts the count
+ * again and entries already behind it no longer count. */
+static void test_log_budget_derivation(void **state)
+{
+    (void)state;
+    struct tandem_log_budget b;
+    assert_int_equal(tandem_log_budget_init(&b, 1000, 2500, 50, 8), 0);
+    assert_int_equal(b.ring_cap, 8);
+    assert_int_equal(tandem_log_budget_threshold(&b), 50);
+    for (uint64_t i = 1; i <= 3; i++) {
+        tandem_log_budget_applied(&b, i, 300); /* 900 bytes: under budget */
+    }
+    assert_int_equal(tandem_log_budget_threshold(&b), 50);
+    tandem_log_budget_applied(&b, 5, 100); /* index 4 was a barrier: 0 bytes */
+    assert_int_equal(tandem_log_budget_threshold(&b), 1);
+    /* Behind a snapshot at 5: 100 + 300 + 300 + 300 fit in 2500 bytes, all of 1..5. */
+    assert_int_equal(tandem_log_budget_trailing(&b, 5), 5);
+    tandem_log_budget_snapshot(&b, 5);
+    assert_int_equal(b.bytes_since, 0);
+    assert_int_equal(tandem_log_budget_threshold(&b), 50);
+    tandem_log_budget_applied(&b, 4, 300); /* a replay behind the snapshot: not counted */
+    assert_int_equal(b.bytes_since, 0);
+
+    /* Large entries: only the newest two of 1000 bytes fit in 2500. */
+    for (uint64_t i = 6; i <= 9; i++) {
+        tandem_log_budget_applied(&b, i, 1000);
+    }
+    assert_int_equal(tandem_log_budget_threshold(&b), 1);
+    assert_int_equal(tandem_log_budget_trailing(&b, 9), 2);
+    /* Entries applied after the snapshot's index do not count towards its trailing, but still
+     * count in the log since it. */
+    assert_int_equal(tandem_log_budget_trailing(&b, 8), 2);
+    tandem_log_budget_snapshot(&b, 8);
+    assert_int_equal(b.bytes_since, 1000);
+    /* One entry bigger than the whole trailing budget: keep 1 all the same. */
+    tandem_log_budget_applied(&b, 10, 9000);
+    assert_int_equal(tandem_log_budget_trailing(&b, 10), 1);
+    tandem_log_budget_snapshot(&b, 10);
+
+    /* Small entries: the entry ceiling wins, and the ring forgets past its capacity. */
+    for (uint64_t i = 11; i <= 30; i++) {
+        tandem_log_budget_applied(&b, i, 8);
+    }
+    assert_int_equal(b.ring_n, 8);
+    assert_int_equal(tandem_log_budget_trailing(&b, 30), 8);
+    assert_int_equal(tandem_log_budget_threshold(&b), 50); /* 160 bytes */
+    tandem_log_budget_free(&b);
+
+    /* A zero budget means entry counts only. */
+    assert_int_equal(tandem_log_budget_init(&b, 0, 0, 16, 32), 0);
+    tandem_log_budget_applied(&b, 1, 1u << 30);
+    assert_int_equal(tandem_log_budget_threshold(&b), 16);
+    assert_int_equal(tandem_log_budget_trailing(&b, 1), 32);
+    tandem_log_budget_free(&b);
+}
+
 static void test_snapshot_restore_refuses_corrupt(void **state)
 {
     struct fixture *f = *state;
@@ -1124,6 +1182,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_claim_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_via_raft_callbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_filled_off_the_loop, setup, teardown),
+        cmocka_unit_test(test_log_budget_derivation),
         cmocka_unit_test_setup_teardown(test_snapshot_restore_refuses_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runtime_restore_failure_frees_and_poisons, setup,
                                         teardown),
