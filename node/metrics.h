@@ -35,6 +35,8 @@ struct tandem_loop_work {
     uint64_t commit_ns;   /* grouped LMDB commits */
     uint64_t restore_ns;  /* installing snapshots */
     uint64_t snapshot_ns; /* taking snapshots: pinning, and serialising when on the loop */
+    uint64_t cpu_ns;      /* CPU time of the loop thread: a stall it did not run through was
+                             the process waiting (CPU starved, paging, a blocking call) */
 };
 
 struct tandem_loop_lag {

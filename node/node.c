@@ -82,6 +82,10 @@ static struct tandem_loop_work loop_work(const struct tandem_node *node)
         .restore_ns = node->fsm.restore_ns_total,
         .snapshot_ns = node->fsm.snapshot_ns_total,
     };
+    struct timespec cpu;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu) == 0) {
+        w.cpu_ns = (uint64_t)cpu.tv_sec * 1000000000u + (uint64_t)cpu.tv_nsec;
+    }
     return w;
 }
 
@@ -94,12 +98,14 @@ static void loop_lag_cb(uv_timer_t *timer)
     if (late_ns > (uint64_t)TANDEM_LOOP_LAG_WARN_MS * 1000000u) {
         tandem_log(TANDEM_LOG_WARN,
                    "event loop stalled %llu ms; meanwhile apply took %llu ms, LMDB commits "
-                   "%llu ms, snapshot installs %llu ms, snapshots taken %llu ms",
+                   "%llu ms, snapshot installs %llu ms, snapshots taken %llu ms; the loop "
+                   "thread ran %llu ms",
                    (unsigned long long)(late_ns / 1000000u),
                    (unsigned long long)((now.apply_ns - l->seen.apply_ns) / 1000000u),
                    (unsigned long long)((now.commit_ns - l->seen.commit_ns) / 1000000u),
                    (unsigned long long)((now.restore_ns - l->seen.restore_ns) / 1000000u),
-                   (unsigned long long)((now.snapshot_ns - l->seen.snapshot_ns) / 1000000u));
+                   (unsigned long long)((now.snapshot_ns - l->seen.snapshot_ns) / 1000000u),
+                   (unsigned long long)((now.cpu_ns - l->seen.cpu_ns) / 1000000u));
     }
     l->seen = now;
 }

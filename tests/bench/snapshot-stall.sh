@@ -2,8 +2,9 @@
 # Issue 17's stall figures: a 3-node cluster with frequent snapshots is preloaded with KEYS keys
 # of 256 bytes by tandem-bench, then every node reports its longest event-loop stall
 # (tandem_loop_lag_max_seconds), the loop-lag histogram's share of ticks late by more than 100 ms,
-# its raft term and leader changes, snapshots taken / installed / deferred, and the stall warnings
-# of its log, which say what ran on the loop meanwhile.
+# its raft term and leader changes, snapshots taken / installed / deferred, its RSS and raft log
+# on disk, and the stall warnings of its log, which say what ran on the loop meanwhile and how
+# much of the stall the loop thread actually ran (the rest it waited: CPU, disk).
 #
 # usage: tests/bench/snapshot-stall.sh [--keys N] [--threshold N] [--trailing N] [--connections N]
 #   --keys N         keys preloaded, sequentially (default 1000000)
@@ -77,6 +78,12 @@ for url in urls:
     over = count - m['tandem_loop_lag_seconds_bucket{le="0.102400"}']
     log = open(os.path.join(cluster, names[url], "tandemd.log")).read()
     stalls = [l for l in log.splitlines() if "event loop stalled" in l]
+    pid = open(os.path.join(cluster, names[url], "tandemd.pid")).read().strip()
+    rss = [l.split()[1] for l in open("/proc/%s/status" % pid) if l.startswith("VmRSS:")][0]
+    raft_dir = os.path.join(cluster, names[url], "data", "raft")
+    log_mib = sum(os.path.getsize(os.path.join(raft_dir, f)) for f in os.listdir(raft_dir)
+                  if not f.startswith("snapshot") and f != "metadata1" and f != "metadata2") / 2**20
+    print("   %s: RSS %d MiB, raft log on disk %.0f MiB" % (names[url], int(rss) // 1024, log_mib))
     print("   %s: longest stall %.0f ms, %d of %d ticks >102 ms late, term %s, leader changes %d,"
           " snapshots taken %d installed %d deferred %d, %d stall warnings" % (
               names[url], m["tandem_loop_lag_max_seconds"] * 1e3, over, count,
