@@ -258,19 +258,32 @@ static void fill_teardown(struct tandem_raft_shield *shield, uv_loop_t *loop)
     tandem_raft_shield_remove(shield);
 }
 
+/* One own snapshot put through shield 6, its fill returning fill_rv. */
+struct fill_case {
+    struct tandem_raft_shield shield;
+    uv_loop_t loop;
+    struct raft_buffer buf;
+    struct raft_snapshot snapshot;
+    struct raft_io_snapshot_put req;
+};
+
+static void fill_put(struct fill_case *t, int fill_rv)
+{
+    memset(t, 0, sizeof *t);
+    t->snapshot = (struct raft_snapshot){.index = 10, .term = 2, .bufs = &t->buf, .n_bufs = 1};
+    fill_setup(&t->shield, &t->loop, fill_rv);
+    probe.bufs = &t->buf;
+    assert_int_equal(fake.io.snapshot_put(&fake.io, 100, &t->req, &t->snapshot, raft_snapshot_cb),
+                     0);
+}
+
 static void test_an_own_snapshot_is_filled_off_the_loop(void **state)
 {
     (void)state;
-    struct tandem_raft_shield shield;
-    uv_loop_t loop;
-    struct raft_buffer buf = {0};
-    struct raft_snapshot snapshot = {.index = 10, .term = 2, .bufs = &buf, .n_bufs = 1};
-    struct raft_io_snapshot_put req;
-    fill_setup(&shield, &loop, 0);
-    probe.bufs = &buf;
-    assert_int_equal(fake.io.snapshot_put(&fake.io, 100, &req, &snapshot, raft_snapshot_cb), 0);
+    struct fill_case t;
+    fill_put(&t, 0);
     assert_int_equal(inner_puts, 0); /* nothing reaches raft_uv before the fill */
-    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_run(&t.loop, UV_RUN_DEFAULT), 0);
     assert_false(probe.fill_on_loop_thread);
     assert_int_equal(probe.puts_seen_by_fill, 0);
     assert_int_equal(probe.filled_calls, 1);
@@ -281,51 +294,39 @@ static void test_an_own_snapshot_is_filled_off_the_loop(void **state)
     put_cb(put_req, 0); /* raft_uv's write completes: raft hears of it */
     assert_int_equal(snapshot_done_calls, 1);
     assert_int_equal(snapshot_done_status, 0);
-    fill_teardown(&shield, &loop);
+    fill_teardown(&t.shield, &t.loop);
 }
 
 static void test_a_failed_fill_reaches_raft(void **state)
 {
     (void)state;
-    struct tandem_raft_shield shield;
-    uv_loop_t loop;
-    struct raft_buffer buf = {0};
-    struct raft_snapshot snapshot = {.index = 10, .term = 2, .bufs = &buf, .n_bufs = 1};
-    struct raft_io_snapshot_put req;
-    fill_setup(&shield, &loop, RAFT_IOERR);
-    probe.bufs = &buf;
-    assert_int_equal(fake.io.snapshot_put(&fake.io, 100, &req, &snapshot, raft_snapshot_cb), 0);
-    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    struct fill_case t;
+    fill_put(&t, RAFT_IOERR);
+    assert_int_equal(uv_run(&t.loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(probe.filled_status, RAFT_IOERR);
     assert_int_equal(inner_puts, 0);
     assert_int_equal(snapshot_done_calls, 1);
     assert_int_equal(snapshot_done_status, RAFT_IOERR);
-    fill_teardown(&shield, &loop);
+    fill_teardown(&t.shield, &t.loop);
 }
 
 /* A close while the fill runs waits for it, then raft's put ends as canceled, then the close. */
 static void test_a_close_waits_for_the_fill(void **state)
 {
     (void)state;
-    struct tandem_raft_shield shield;
-    uv_loop_t loop;
-    struct raft_buffer buf = {0};
-    struct raft_snapshot snapshot = {.index = 10, .term = 2, .bufs = &buf, .n_bufs = 1};
-    struct raft_io_snapshot_put req;
-    fill_setup(&shield, &loop, 0);
-    probe.bufs = &buf;
-    assert_int_equal(fake.io.snapshot_put(&fake.io, 100, &req, &snapshot, raft_snapshot_cb), 0);
+    struct fill_case t;
+    fill_put(&t, 0);
     fake.io.close(&fake.io, fake_close_cb);
     assert_false(io_closed); /* the worker may still read what the close frees */
-    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_run(&t.loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(probe.filled_calls, 1);
     assert_int_equal(inner_puts, 0);
     assert_int_equal(snapshot_done_status, RAFT_CANCELED);
     assert_true(io_closed);
     /* A put asked for while closing is refused at once. */
-    assert_int_equal(fake.io.snapshot_put(&fake.io, 100, &req, &snapshot, raft_snapshot_cb),
+    assert_int_equal(fake.io.snapshot_put(&fake.io, 100, &t.req, &t.snapshot, raft_snapshot_cb),
                      RAFT_CANCELED);
-    fill_teardown(&shield, &loop);
+    fill_teardown(&t.shield, &t.loop);
 }
 
 int main(void)
