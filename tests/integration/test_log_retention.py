@@ -23,12 +23,13 @@ SETTINGS = {"snapshot_log_mib": 1, "trailing_log_mib": 1,
             "install_snapshot_timeout_ms": 5000}
 VALUE_BYTES = 48 * 1024      # one write, one entry of about this size
 BATCHES = 4
-WRITES_PER_BATCH = 50        # 4 x 50 x 48 KiB = 9.4 MiB written, 3.5 x the byte budget
+WRITES_PER_BATCH = 50        # 4 x 50 x 48 KiB = 9.4 MiB written, 3.2 x the byte budget
 # The log a node may hold: what triggers a snapshot and what is kept behind it, plus segments
 # raft_uv removes only whole (one straddling the trailing boundary), the open segment and the
-# ones it prepares ahead, and the entries applied while a snapshot is being written.
+# ones it prepares ahead (2), and the entries applied while a snapshot is being written: 2.94 MiB.
+# Measured at rest: 2.0-2.5 MiB.
 BUDGET_BYTES = (SETTINGS["snapshot_log_mib"] + SETTINGS["trailing_log_mib"]) * MIB + \
-    4 * SEGMENT_KIB * 1024 + 4 * VALUE_BYTES
+    6 * SEGMENT_KIB * 1024 + 4 * VALUE_BYTES
 SETTLE_S = 20                # a snapshot in flight completes and trims within this
 SEGMENT = re.compile(r"^(\d{16}-\d{16}|open-\d+)$")
 
