@@ -82,6 +82,12 @@ static void shield_close(struct raft_io *io, raft_io_close_cb cb)
 {
     struct tandem_raft_shield *s = shield_of(io);
     s->closing = true; /* raft_close sets its own closing flag just before */
+    if (s->filling) {
+        /* The worker reads the state raft's close leads to freeing: close after it (6). */
+        s->close_pending = true;
+        s->close_after_fill = cb;
+        return;
+    }
     s->inner.close(io, cb);
 }
 
@@ -94,6 +100,59 @@ static void shield_put_cb(struct raft_io_snapshot_put *put, int status)
     slot->raft_cb(req, status);
 }
 
+/* Shield 6, on the thread pool: the FSM serialises the state it pinned. */
+static void fill_work_cb(uv_work_t *work)
+{
+    struct tandem_raft_shield *s = work->data;
+    s->fill_status = s->own_fill(s->fill_data);
+}
+
+/* Back on the loop: the inner put of the filled snapshot, or raft's callback with the failure
+ * (a close meanwhile: RAFT_CANCELED), then the close that waited. */
+static void fill_after_work_cb(uv_work_t *work, int status)
+{
+    struct tandem_raft_shield *s = work->data;
+    struct tandem_raft_shield_put *slot = &s->own;
+    int rv = status != 0 ? RAFT_IOERR : s->fill_status;
+    s->filling = false;
+    s->own_filled(s->fill_data, rv);
+    if (rv == 0 && s->closing) {
+        rv = RAFT_CANCELED;
+    }
+    if (rv == 0) {
+        slot->put.data = slot;
+        rv =
+            s->inner.snapshot_put(s->io, slot->trailing, &slot->put, slot->snapshot, shield_put_cb);
+    }
+    if (rv != 0) {
+        struct raft_io_snapshot_put *req = slot->raft_req;
+        slot->raft_req = NULL;
+        slot->raft_cb(req, rv); /* raft's takeSnapshotCb: finalize, and no snapshot recorded */
+    }
+    if (s->close_pending) {
+        s->close_pending = false;
+        s->inner.close(s->io, s->close_after_fill);
+    }
+}
+
+/* Shield 6: raft's own put waits for the fill on the thread pool; raft_uv gets it after. */
+static int fill_start(struct tandem_raft_shield *s, unsigned trailing,
+                      struct raft_io_snapshot_put *req, const struct raft_snapshot *snapshot,
+                      raft_io_snapshot_put_cb cb)
+{
+    s->fill_work.data = s;
+    int rv = uv_queue_work(s->loop, &s->fill_work, fill_work_cb, fill_after_work_cb);
+    if (rv != 0) {
+        return RAFT_IOERR; /* raft finalizes the snapshot and takes none this time */
+    }
+    s->filling = true;
+    s->own.raft_req = req;
+    s->own.raft_cb = cb;
+    s->own.trailing = trailing;
+    s->own.snapshot = snapshot;
+    return 0;
+}
+
 /* Puts through our own request, so that the callback knows the put is over. */
 static int shield_snapshot_put(struct raft_io *io, unsigned trailing,
                                struct raft_io_snapshot_put *req,
@@ -103,7 +162,12 @@ static int shield_snapshot_put(struct raft_io *io, unsigned trailing,
     struct tandem_raft_shield_put *slot = trailing > 0 ? &s->own : &s->install;
     if (slot->raft_req != NULL) {
         /* Not something 0.22.1 does (one of each at a time): leave it untracked. */
+        tandem_assert(s->own_fill == NULL || trailing == 0); /* an unfilled snapshot */
         return s->inner.snapshot_put(io, trailing, req, snapshot, cb);
+    }
+    if (trailing > 0 && s->own_fill != NULL) {
+        tandem_assert(s->loop != NULL && s->own_filled != NULL && !s->filling);
+        return s->closing ? RAFT_CANCELED : fill_start(s, trailing, req, snapshot, cb);
     }
     slot->put.data = slot;
     int rv = s->inner.snapshot_put(io, trailing, &slot->put, snapshot, shield_put_cb);

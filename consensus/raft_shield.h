@@ -60,6 +60,16 @@
  *    (TANDEM_RAFT_SHIELD_APPEND_FAILED): the simulations fail appends on purpose and check
  *    what raft does then.
  *
+ * 6. Snapshots serialised on the loop (src/legacy.c legacyTakeSnapshot calls the FSM's
+ *    snapshot_async synchronously, on the loop thread, despite its name). A state of hundreds of
+ *    MiB held the loop for seconds per snapshot: elections during a preload (issue 17). With a
+ *    fill hook (own_fill, not a flag: tandemd sets it) the FSM only pins its state in
+ *    snapshot/snapshot_async, and the shield fills the buffers on libuv's thread pool between
+ *    raft's snapshot_put and raft_uv's: raft_uv reads the buffers only from its own put on, and
+ *    raft's own-put counts as in flight throughout (shield 3 covers the whole fill). A close
+ *    while a fill runs waits for it (the worker reads state the close would free), then gives
+ *    raft its put back as RAFT_CANCELED, as raft_uv does for a put it cancels.
+ *
  * Both drops apply only to an InstallSnapshot whose term is at least ours: an older one raft
  * rejects and frees itself, and its reply tells a deposed leader of the newer term.
  *
@@ -77,6 +87,7 @@
 #include <raft.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <uv.h>
 
 /* Which shields to turn on: tandemd and the simulations use TANDEM_RAFT_SHIELD_TANDEMD; the
  * tests turn one off to see its bug. */
@@ -102,6 +113,8 @@ struct tandem_raft_shield_put {
     struct raft_io_snapshot_put put;       /* ours, given to the inner io */
     struct raft_io_snapshot_put *raft_req; /* borrowed; NULL: no put in flight */
     raft_io_snapshot_put_cb raft_cb;
+    unsigned trailing;                    /* raft's, for the inner put after a fill */
+    const struct raft_snapshot *snapshot; /* borrowed from raft until its callback */
 };
 
 struct tandem_raft_shield {
@@ -118,7 +131,20 @@ struct tandem_raft_shield {
     /* With TANDEM_RAFT_SHIELD_APPEND_FAILED: called with the nanoseconds each successful log
      * write took, from the inner append to its callback (the write and its fsync); NULL: none. */
     void (*append_observe)(void *data, uint64_t ns);
-    void *observe_data;              /* borrowed: append_observe's */
+    void *observe_data; /* borrowed: append_observe's */
+    /* Shield 6, set after install (tandemd): own_fill runs on loop's thread pool and fills the
+     * buffers of the snapshot raft puts (returns 0 or a raft error code); own_filled then runs
+     * on the loop thread with that code, before the inner put (or raft's callback on failure).
+     * NULL own_fill: buffers are filled before snapshot_put, as libraft expects. */
+    uv_loop_t *loop;
+    int (*own_fill)(void *data);
+    void (*own_filled)(void *data, int status);
+    void *fill_data; /* borrowed: own_fill's and own_filled's */
+    uv_work_t fill_work;
+    bool filling;                      /* fill_work queued, its after-callback not yet run */
+    int fill_status;                   /* own_fill's return, for the after-callback */
+    raft_io_close_cb close_after_fill; /* a close that waits for the fill */
+    bool close_pending;
     struct tandem_raft_shield *next; /* the list of shields in use on this thread */
 };
 

@@ -129,6 +129,12 @@ static const struct option options[] = {
     UINT_OPTION(snapshot_trailing, 131072, 16, 200000000, "raft",
                 "Entries kept after a snapshot so a lagging follower catches up from the log; "
                 "at least snapshot_threshold"),
+    UINT_OPTION(snapshot_log_mib, 64, 1, 65536, "raft",
+                "MiB of raft log since the last snapshot that trigger a new one (or "
+                "snapshot_threshold entries, whichever comes first)"),
+    UINT_OPTION(trailing_log_mib, 128, 1, 131072, "raft",
+                "MiB of raft log kept after a snapshot (or snapshot_trailing entries, whichever is "
+                "fewer); at least snapshot_log_mib"),
     UINT_OPTION(max_inflight_entries, 1024, 1, 65536, "raft",
                 "Entries sent to a follower before waiting for its acknowledgements"),
     UINT_OPTION(install_snapshot_timeout_ms, 30000, 1000, 3600000, "raft",
@@ -1041,6 +1047,10 @@ static int validate_relations(const struct tandem_config *c, char *errmsg)
         return fail(errmsg,
                     "option election_timeout_ms: %u must be at least %u x heartbeat_ms (%u)",
                     c->election_timeout_ms, ELECTION_HEARTBEAT_RATIO_MIN, c->heartbeat_ms);
+    }
+    if (c->trailing_log_mib < c->snapshot_log_mib) {
+        return fail(errmsg, "option trailing_log_mib: %u must be at least snapshot_log_mib (%u)",
+                    c->trailing_log_mib, c->snapshot_log_mib);
     }
     if (c->snapshot_trailing < c->snapshot_threshold) {
         return fail(errmsg, "option snapshot_trailing: %u must be at least snapshot_threshold (%u)",

@@ -37,6 +37,8 @@ struct tandem_config {
     unsigned election_timeout_ms; /* at least 2 * heartbeat_ms */
     unsigned snapshot_threshold;
     unsigned snapshot_trailing; /* at least snapshot_threshold */
+    unsigned snapshot_log_mib;  /* log since the last snapshot that triggers one (threshold too) */
+    unsigned trailing_log_mib;  /* log kept behind a snapshot (snapshot_trailing caps it) */
     unsigned max_inflight_entries;
     unsigned install_snapshot_timeout_ms;
     unsigned segment_size_kib;

@@ -59,6 +59,32 @@ void tandem_metrics_leader_seen(struct tandem_metrics *m, uint64_t leader_id)
     }
 }
 
+uint64_t tandem_loop_lag_tick(struct tandem_loop_lag *l, uint64_t now_ns)
+{
+    const uint64_t interval_ns = (uint64_t)TANDEM_LOOP_LAG_INTERVAL_MS * 1000000u;
+    uint64_t late_ns = 0;
+    if (l->last_ns != 0 && now_ns > l->last_ns + interval_ns) {
+        late_ns = now_ns - l->last_ns - interval_ns;
+    }
+    if (l->last_ns != 0) {
+        tandem_histogram_observe(&l->lag, late_ns);
+        l->max_ns = late_ns > l->max_ns ? late_ns : l->max_ns;
+    }
+    l->last_ns = now_ns;
+    return late_ns;
+}
+
+void tandem_loop_lag_write(FILE *out, const struct tandem_loop_lag *l)
+{
+    tandem_histogram_write(out, "tandem_loop_lag_seconds",
+                           "How late a timer repeating every 10 ms runs: how long the event loop "
+                           "was held by callbacks (heartbeats wait that long).",
+                           &l->lag);
+    tandem_metrics_family(out, "tandem_loop_lag_max_seconds", "gauge",
+                          "The longest loop lag since this process started.");
+    fprintf(out, "tandem_loop_lag_max_seconds %.9f\n", (double)l->max_ns / 1e9);
+}
+
 void tandem_histogram_observe(struct tandem_histogram *h, uint64_t ns)
 {
     unsigned i = 0;

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <uv.h>
 
 #define TANDEM_HISTOGRAM_BUCKETS  16 /* 50us .. ~1.6s, doubling */
 #define TANDEM_METRICS_ROUTES_MAX 128
@@ -19,6 +20,33 @@ struct tandem_histogram {
     uint64_t sum_ns;
 };
 
+/* The loop's lateness: a timer repeating every TANDEM_LOOP_LAG_INTERVAL_MS measures how late it
+ * runs. A timer, not the gap between iterations: an idle loop waits in poll between iterations,
+ * which is no lag, while a due timer that runs late is exactly what raft's tick (heartbeats,
+ * election timeouts) suffers when a callback holds the loop. Stalls under the interval go
+ * unseen; nothing that short threatens an election. */
+#define TANDEM_LOOP_LAG_INTERVAL_MS 10
+/* A stall this long is logged at warn with what ran on the loop meanwhile (node.c). */
+#define TANDEM_LOOP_LAG_WARN_MS 200
+
+/* Time spent in the loop's known heavy callbacks (running totals), for a stall's log line. */
+struct tandem_loop_work {
+    uint64_t apply_ns;    /* applying entries to LMDB */
+    uint64_t commit_ns;   /* grouped LMDB commits */
+    uint64_t restore_ns;  /* installing snapshots */
+    uint64_t snapshot_ns; /* taking snapshots: pinning, and serialising when on the loop */
+    uint64_t cpu_ns;      /* CPU time of the loop thread: a stall it did not run through was
+                             the process waiting (CPU starved, paging, a blocking call) */
+};
+
+struct tandem_loop_lag {
+    uv_timer_t timer; /* node.c starts and closes it; data: the node */
+    uint64_t last_ns; /* uv_hrtime of the previous tick; 0 before the first */
+    uint64_t max_ns;  /* the longest lateness since start */
+    struct tandem_histogram lag;
+    struct tandem_loop_work seen; /* the totals at the previous tick */
+};
+
 struct tandem_route_counts {
     int codes[TANDEM_METRICS_CODES_MAX];
     uint64_t counts[TANDEM_METRICS_CODES_MAX];
@@ -30,8 +58,9 @@ struct tandem_metrics {
     struct tandem_histogram request;
     struct tandem_histogram log_append;  /* raft log writes with their fsync (raft_shield.h) */
     struct tandem_histogram lmdb_commit; /* grouped LMDB commits with their fdatasync */
-    uint64_t leader_seen;                /* raft id of the last leader this node knew; 0: none */
-    uint64_t leader_changes;             /* times the leader this node knows became another one */
+    struct tandem_loop_lag loop_lag;
+    uint64_t leader_seen;    /* raft id of the last leader this node knew; 0: none */
+    uint64_t leader_changes; /* times the leader this node knows became another one */
     struct tandem_route_counts routes[TANDEM_METRICS_ROUTES_MAX];
 };
 
@@ -51,6 +80,13 @@ struct tandem_metrics_scalar {
 void tandem_metrics_scalars_write(FILE *out, const struct tandem_metrics_scalar *scalars, size_t n);
 /* Counts a change of the leader this node knows (leader_id 0: none known, not a change). */
 void tandem_metrics_leader_seen(struct tandem_metrics *m, uint64_t leader_id);
+
+/* One tick of the loop-lag timer at now_ns (uv_hrtime): its lateness past the interval since the
+ * previous tick, observed in the histogram and the maximum, and returned; 0 at the first tick or
+ * when on time. */
+uint64_t tandem_loop_lag_tick(struct tandem_loop_lag *l, uint64_t now_ns);
+/* tandem_loop_lag_seconds (histogram) and tandem_loop_lag_max_seconds (gauge). */
+void tandem_loop_lag_write(FILE *out, const struct tandem_loop_lag *l);
 
 void tandem_histogram_observe(struct tandem_histogram *h, uint64_t ns);
 /* The upper bound, in microseconds, of the bucket that holds the q-quantile (0 < q <= 1) of h's

@@ -73,10 +73,48 @@ static void check_cb(uv_check_t *check)
     tandem_proposer_flush(&node->proposer);
 }
 
+/* The running totals of the loop's known heavy work, for a stall's log line. */
+static struct tandem_loop_work loop_work(const struct tandem_node *node)
+{
+    struct tandem_loop_work w = {
+        .apply_ns = node->fsm.apply_ns_total,
+        .commit_ns = node->metrics.lmdb_commit.sum_ns,
+        .restore_ns = node->fsm.restore_ns_total,
+        .snapshot_ns = node->fsm.snapshot_ns_total,
+    };
+    struct timespec cpu;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu) == 0) {
+        w.cpu_ns = (uint64_t)cpu.tv_sec * 1000000000u + (uint64_t)cpu.tv_nsec;
+    }
+    return w;
+}
+
+static void loop_lag_cb(uv_timer_t *timer)
+{
+    struct tandem_node *node = timer->data;
+    struct tandem_loop_lag *l = &node->metrics.loop_lag;
+    uint64_t late_ns = tandem_loop_lag_tick(l, uv_hrtime());
+    struct tandem_loop_work now = loop_work(node);
+    if (late_ns > (uint64_t)TANDEM_LOOP_LAG_WARN_MS * 1000000u) {
+        tandem_log(TANDEM_LOG_WARN,
+                   "event loop stalled %llu ms; meanwhile apply took %llu ms, LMDB commits "
+                   "%llu ms, snapshot installs %llu ms, snapshots taken %llu ms; the loop "
+                   "thread ran %llu ms",
+                   (unsigned long long)(late_ns / 1000000u),
+                   (unsigned long long)((now.apply_ns - l->seen.apply_ns) / 1000000u),
+                   (unsigned long long)((now.commit_ns - l->seen.commit_ns) / 1000000u),
+                   (unsigned long long)((now.restore_ns - l->seen.restore_ns) / 1000000u),
+                   (unsigned long long)((now.snapshot_ns - l->seen.snapshot_ns) / 1000000u),
+                   (unsigned long long)((now.cpu_ns - l->seen.cpu_ns) / 1000000u));
+    }
+    l->seen = now;
+}
+
 static void handle_closed(struct tandem_node *node)
 {
     if (--node->handles_open == 0) {
         tandem_store_close(&node->store);
+        tandem_fsm_close(&node->fsm);
         tandem_rate_limit_free(&node->rate_limit);
         tandem_dir_unlock(node->data_dir_lock); /* last: nothing touches the directory now */
         node->data_dir_lock = -1;
@@ -163,7 +201,7 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     tandem_log(TANDEM_LOG_INFO, "stopping");
     tandem_audit_fail_queued(node, RAFT_SHUTDOWN);
     tandem_proposer_fail_queued(&node->proposer, RAFT_SHUTDOWN);
-    node->handles_open = node->metrics_http_open ? 16 : 15; /* the sd timers: 2 */
+    node->handles_open = node->metrics_http_open ? 17 : 16; /* the sd timers: 2 */
     /* A backup copying the store on the thread pool: the store closes after it (node/backup.c). */
     node->handles_open += node->backup != NULL ? 1 : 0;
     /* Likewise an audit chain walk (node/audit_check.c). */
@@ -173,6 +211,7 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     uv_close((uv_handle_t *)&node->sigterm, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sigint, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->flush_check, uv_handle_closed_cb);
+    uv_close((uv_handle_t *)&node->metrics.loop_lag.timer, uv_handle_closed_cb);
     tandem_http_server_close(&node->http, http_closed_cb);
     if (node->metrics_http_open) {
         tandem_http_server_close(&node->metrics_http, http_closed_cb);
@@ -306,6 +345,14 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
     /* raft_start may apply committed entries already (a single voter knows its commit index):
      * the FSM needs the raft instance before that. */
     tandem_fsm_set_raft(&node->fsm, &node->raft.raft);
+    /* Before raft_start: the entries it applies from the log count in the log's size. */
+    if (tandem_fsm_set_log_budget(&node->fsm, (uint64_t)c->snapshot_log_mib << 20,
+                                  (uint64_t)c->trailing_log_mib << 20, c->snapshot_threshold,
+                                  c->snapshot_trailing) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "%s", node->fsm.errmsg);
+        free(plan);
+        return -1;
+    }
     if (tandem_raft_start(&node->raft, node->loop, &o, &node->fsm.raft_fsm) != 0) {
         tandem_log(TANDEM_LOG_ERROR, "raft: %s", node->raft.errmsg);
         free(plan);
@@ -313,6 +360,12 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
     }
     node->raft.shield.append_observe = log_append_observe; /* raft_start installed the shield */
     node->raft.shield.observe_data = node;
+    /* Snapshots are serialised on the thread pool, not on the loop (raft_shield.h, 6). */
+    node->raft.shield.loop = node->loop;
+    node->raft.shield.own_fill = tandem_fsm_snapshot_fill;
+    node->raft.shield.own_filled = tandem_fsm_snapshot_filled;
+    node->raft.shield.fill_data = &node->fsm;
+    node->fsm.fill_later = true;
     if (tandem_bcp_raft_started(c->data_dir, plan) != 0) {
         return -1;
     }
@@ -478,6 +531,14 @@ static int start_handles(struct tandem_node *node, char *errmsg)
     node->flush_check.data = node;
     if (rv == 0) {
         rv = uv_check_start(&node->flush_check, check_cb);
+    }
+    if (rv == 0) {
+        rv = uv_timer_init(node->loop, &node->metrics.loop_lag.timer);
+        node->metrics.loop_lag.timer.data = node;
+    }
+    if (rv == 0) {
+        rv = uv_timer_start(&node->metrics.loop_lag.timer, loop_lag_cb, TANDEM_LOOP_LAG_INTERVAL_MS,
+                            TANDEM_LOOP_LAG_INTERVAL_MS);
     }
     uv_signal_t *signals[] = {&node->sigterm, &node->sigint};
     int signums[] = {SIGTERM, SIGINT};

@@ -2,6 +2,7 @@
 #include "replication/fsm.h"
 
 #include <endian.h>
+#include <stdatomic.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,6 +250,98 @@ out:
     return rv;
 }
 
+int tandem_log_budget_init(struct tandem_log_budget *b, uint64_t snapshot_bytes,
+                           uint64_t trailing_bytes, unsigned threshold_max, unsigned trailing_max)
+{
+    tandem_assert(threshold_max > 0 && trailing_max > 0);
+    memset(b, 0, sizeof *b);
+    b->snapshot_bytes = snapshot_bytes;
+    b->trailing_bytes = trailing_bytes;
+    b->threshold_max = threshold_max;
+    b->trailing_max = trailing_max;
+    b->ring_cap =
+        trailing_max < TANDEM_LOG_BUDGET_RING_MAX ? trailing_max : TANDEM_LOG_BUDGET_RING_MAX;
+    b->ring = calloc(b->ring_cap, sizeof *b->ring);
+    return b->ring == NULL ? TANDEM_NOMEM : 0;
+}
+
+void tandem_log_budget_free(struct tandem_log_budget *b)
+{
+    free(b->ring);
+    b->ring = NULL;
+    b->ring_cap = b->ring_n = b->ring_head = 0;
+}
+
+void tandem_log_budget_applied(struct tandem_log_budget *b, uint64_t index, uint64_t len)
+{
+    if (index <= b->snapshot_index) {
+        return; /* behind the snapshot: no longer counted in the log */
+    }
+    b->bytes_since += len;
+    size_t slot = (b->ring_head + b->ring_n) % b->ring_cap;
+    if (b->ring_n == b->ring_cap) {
+        b->ring_head = (b->ring_head + 1) % b->ring_cap; /* forget the oldest */
+    } else {
+        b->ring_n++;
+    }
+    b->ring[slot].index = index;
+    b->ring[slot].len = len;
+}
+
+unsigned tandem_log_budget_threshold(const struct tandem_log_budget *b)
+{
+    /* 1: raft snapshots at its next check whatever its own count since its last snapshot (which
+     * after a restart this budget does not know); raft counts threshold_max itself. */
+    return b->snapshot_bytes != 0 && b->bytes_since >= b->snapshot_bytes ? 1 : b->threshold_max;
+}
+
+unsigned tandem_log_budget_trailing(const struct tandem_log_budget *b, uint64_t index)
+{
+    if (b->trailing_bytes == 0) {
+        return b->trailing_max;
+    }
+    /* Walk back from the newest entry at or below index while the bytes fit. */
+    uint64_t bytes = 0, oldest = index + 1;
+    for (size_t k = b->ring_n; k > 0; k--) {
+        const struct tandem_log_budget_entry *e = &b->ring[(b->ring_head + k - 1) % b->ring_cap];
+        if (e->index > index) {
+            continue;
+        }
+        if (bytes + e->len > b->trailing_bytes) {
+            break;
+        }
+        bytes += e->len;
+        oldest = e->index;
+    }
+    uint64_t keep = index + 1 - oldest; /* entries from the oldest that fits up to index */
+    keep = keep == 0 ? 1 : keep;
+    return keep < b->trailing_max ? (unsigned)keep : b->trailing_max;
+}
+
+void tandem_log_budget_snapshot(struct tandem_log_budget *b, uint64_t index)
+{
+    if (index <= b->snapshot_index) {
+        return;
+    }
+    b->snapshot_index = index;
+    b->bytes_since = 0;
+    /* Entries after index (applied before the snapshot was recorded) still count. */
+    for (size_t k = 0; k < b->ring_n; k++) {
+        const struct tandem_log_budget_entry *e = &b->ring[(b->ring_head + k) % b->ring_cap];
+        b->bytes_since += e->index > index ? e->len : 0;
+    }
+}
+
+/* Tells raft the threshold the budget wants now, when it changed. */
+static void budget_threshold_set(struct tandem_fsm *f)
+{
+    unsigned threshold = tandem_log_budget_threshold(&f->log_budget);
+    if (threshold != f->snapshot_threshold_now) {
+        raft_set_snapshot_threshold(f->raft, threshold);
+        f->snapshot_threshold_now = threshold;
+    }
+}
+
 static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, void **result)
 {
     struct tandem_fsm *f = raft_fsm->data;
@@ -265,6 +358,11 @@ static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, v
         tandem_store_abort(f->store);
         tandem_store_poison(f->store);
         return RAFT_IOERR;
+    }
+    if (f->log_budget_on) {
+        /* raft reads the threshold after this apply (src/legacy.c legacyShouldTakeSnapshot). */
+        tandem_log_budget_applied(&f->log_budget, raft_last_applied(f->raft) + 1, buf->len);
+        budget_threshold_set(f);
     }
     return 0;
 }
@@ -310,10 +408,12 @@ static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], u
         f->snapshots_deferred++;
         return RAFT_BUSY;
     }
+    uint64_t start = uv_hrtime();
     int rv = tandem_store_commit(f->store);
     if (rv == 0) {
         rv = tandem_store_read_txn(f->store, &f->snapshot_txn);
     }
+    f->snapshot_ns_total += uv_hrtime() - start;
     if (rv != 0) {
         snprintf(f->errmsg, sizeof f->errmsg, "snapshot: %s", f->store->errmsg);
         f->snapshot_txn = NULL;
@@ -327,6 +427,15 @@ static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], u
     }
     f->snapshot_bufs[0].base = NULL;
     f->snapshot_bufs[0].len = 0;
+    if (f->log_budget_on) {
+        /* raft passes the trailing count to raft_uv right after this (putSnapshot) and trims its
+         * in-memory log with it when the snapshot is written (takeSnapshotCb). */
+        uint64_t index = raft_last_applied(f->raft);
+        f->snapshot_trailing_now = tandem_log_budget_trailing(&f->log_budget, index);
+        raft_set_snapshot_trailing(f->raft, f->snapshot_trailing_now);
+        tandem_log_budget_snapshot(&f->log_budget, index);
+        budget_threshold_set(f);
+    }
     tandem_sm_move(&f->snapshot_sm, SNAPSHOT_PINNED);
     *bufs = f->snapshot_bufs;
     *n_bufs = 1;
@@ -342,7 +451,23 @@ static int fsm_snapshot_async(struct raft_fsm *raft_fsm, struct raft_buffer *buf
     struct tandem_fsm *f = raft_fsm->data;
     size_t len = 0;
     tandem_assert(tandem_sm_state(&f->snapshot_sm) == SNAPSHOT_PINNED);
+    if (f->fill_later) {
+        /* libraft 0.22.1 calls this on the loop thread: leave the bytes to the thread pool
+         * (shield 6 calls tandem_fsm_snapshot_fill before raft_uv reads the buffers). */
+        f->fill_view = malloc(sizeof *f->fill_view);
+        if (f->fill_view == NULL) {
+            fsm_snapshot_finalize(raft_fsm, bufs, n_bufs);
+            return RAFT_NOMEM;
+        }
+        memcpy(f->fill_view, f->store, sizeof *f->fill_view);
+        atomic_fetch_add(&f->store->copies, 1); /* a restore waits for the reader */
+        *bufs = f->snapshot_bufs;
+        *n_bufs = 1;
+        return 0;
+    }
+    uint64_t start = uv_hrtime();
     int rv = tandem_store_snapshot_write(f->store, f->snapshot_txn, &f->snapshot_buf, &len);
+    f->snapshot_ns_total += uv_hrtime() - start;
     if (rv != 0) {
         snprintf(f->errmsg, sizeof f->errmsg, "snapshot: %s", f->store->errmsg);
         /* raft calls no snapshot_finalize after a failed snapshot_async: release here. */
@@ -360,6 +485,45 @@ static int fsm_snapshot_async(struct raft_fsm *raft_fsm, struct raft_buffer *buf
     return 0;
 }
 
+int tandem_fsm_snapshot_fill(void *data)
+{
+    struct tandem_fsm *f = data;
+    uint64_t start = uv_hrtime();
+    /* Only this thread touches fill_view and the fill_ fields until filled runs; the pinned
+     * read transaction may be used here (MDB_NOTLS). */
+    f->fill_rv =
+        tandem_store_snapshot_write(f->fill_view, f->snapshot_txn, &f->fill_buf, &f->fill_len);
+    f->fill_ns = uv_hrtime() - start;
+    return f->fill_rv == 0 ? 0 : RAFT_IOERR;
+}
+
+void tandem_fsm_snapshot_filled(void *data, int status)
+{
+    struct tandem_fsm *f = data;
+    tandem_assert(f->fill_later && f->fill_view != NULL);
+    tandem_assert(tandem_sm_state(&f->snapshot_sm) == SNAPSHOT_PINNED);
+    atomic_fetch_sub(&f->store->copies, 1);
+    if (status == 0) {
+        f->snapshot_buf = f->fill_buf;
+        f->snapshot_bufs[0].base = f->fill_buf;
+        f->snapshot_bufs[0].len = f->fill_len;
+        tandem_sm_move(&f->snapshot_sm, SNAPSHOT_WRITTEN);
+        f->snapshots_taken++;
+    } else {
+        snprintf(f->errmsg, sizeof f->errmsg, "snapshot: %s",
+                 f->fill_rv != 0 ? f->fill_view->errmsg : "the thread pool refused the work");
+        fprintf(stderr, "tandem: %s\n", f->errmsg);
+        free(f->fill_buf); /* NULL unless the work failed after the worker wrote */
+    }
+    f->snapshot_fill_ns_total += f->fill_ns;
+    free(f->fill_view);
+    f->fill_view = NULL;
+    f->fill_buf = NULL;
+    f->fill_len = 0;
+    f->fill_ns = 0;
+    f->fill_rv = 0;
+}
+
 static int fsm_snapshot_finalize(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[],
                                  unsigned *n_bufs)
 {
@@ -368,6 +532,7 @@ static int fsm_snapshot_finalize(struct raft_fsm *raft_fsm, struct raft_buffer *
     (void)n_bufs;
     tandem_assert(tandem_sm_state(&f->snapshot_sm) != SNAPSHOT_IDLE);
     tandem_assert(f->snapshot_txn != NULL);
+    tandem_assert(f->fill_view == NULL); /* never while the thread pool reads the txn */
     mdb_txn_abort(f->snapshot_txn);
     f->snapshot_txn = NULL;
     free(f->snapshot_buf);
@@ -395,7 +560,9 @@ static bool restore_at_runtime(const struct tandem_fsm *f)
 static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
 {
     struct tandem_fsm *f = raft_fsm->data;
+    uint64_t start = uv_hrtime();
     int rv = tandem_store_restore(f->store, buf->base, buf->len);
+    f->restore_ns_total += uv_hrtime() - start;
     if (rv != 0) {
         snprintf(f->errmsg, sizeof f->errmsg, "%s", f->store->errmsg);
         fprintf(stderr, "tandem: restore failed: %s\n", f->errmsg);
@@ -407,6 +574,9 @@ static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
     }
     f->snapshots_restored++;
     raft_free(buf->base);
+    if (f->log_budget_on) {
+        tandem_log_budget_snapshot(&f->log_budget, f->store->applied_index);
+    }
     return 0;
 }
 
@@ -429,6 +599,28 @@ void tandem_fsm_init(struct tandem_fsm *f, struct tandem_store *store)
 void tandem_fsm_set_raft(struct tandem_fsm *f, struct raft *raft)
 {
     f->raft = raft;
+}
+
+int tandem_fsm_set_log_budget(struct tandem_fsm *f, uint64_t snapshot_bytes,
+                              uint64_t trailing_bytes, unsigned threshold_max,
+                              unsigned trailing_max)
+{
+    tandem_assert(f->raft != NULL && !f->log_budget_on);
+    int rv = tandem_log_budget_init(&f->log_budget, snapshot_bytes, trailing_bytes, threshold_max,
+                                    trailing_max);
+    if (rv != 0) {
+        return tandem_error_set(f->errmsg, rv, "log budget: out of memory");
+    }
+    f->log_budget_on = true;
+    f->snapshot_threshold_now = threshold_max;
+    f->snapshot_trailing_now = trailing_max;
+    return 0;
+}
+
+void tandem_fsm_close(struct tandem_fsm *f)
+{
+    tandem_log_budget_free(&f->log_budget);
+    f->log_budget_on = false;
 }
 
 void tandem_fsm_set_claim(struct tandem_fsm *f, tandem_fsm_claim_fn claim, void *data)

@@ -14,6 +14,41 @@
 #include "storage/store.h"
 #include "tandem.pb-c.h"
 
+/* Retention by size (issue 17): libraft's legacy API counts the log in entries
+ * (raft_set_snapshot_threshold / raft_set_snapshot_trailing, read at each apply and snapshot), but
+ * an entry is a batch of up to batch_bytes_max_kib. The budget sees each applied entry's length
+ * and derives the counts: a snapshot once snapshot_bytes of log follow the last one (or
+ * threshold_max entries), and behind a snapshot as many entries as fit in trailing_bytes (at
+ * most trailing_max). Entries the FSM never sees (barriers, configurations) count as 0 bytes. */
+#define TANDEM_LOG_BUDGET_RING_MAX (1u << 18) /* entry sizes remembered: 4 MiB at most */
+struct tandem_log_budget_entry {
+    uint64_t index;
+    uint64_t len;
+};
+struct tandem_log_budget {
+    uint64_t snapshot_bytes, trailing_bytes; /* 0: by entry counts only */
+    unsigned threshold_max, trailing_max;    /* snapshot_threshold, snapshot_trailing */
+    uint64_t snapshot_index;                 /* the last snapshot (taken or installed) */
+    uint64_t bytes_since;                    /* log bytes applied after it */
+    struct tandem_log_budget_entry *ring;    /* owned: the newest entries, oldest at ring_head */
+    size_t ring_cap, ring_head, ring_n;
+};
+/* Sizes the ring for trailing_max entries (up to TANDEM_LOG_BUDGET_RING_MAX). Returns 0 or
+ * TANDEM_NOMEM. */
+int tandem_log_budget_init(struct tandem_log_budget *b, uint64_t snapshot_bytes,
+                           uint64_t trailing_bytes, unsigned threshold_max, unsigned trailing_max);
+void tandem_log_budget_free(struct tandem_log_budget *b);
+/* An entry of len bytes at index reached the FSM (applied or skipped as a replay). */
+void tandem_log_budget_applied(struct tandem_log_budget *b, uint64_t index, uint64_t len);
+/* The snapshot_threshold raft should use now: 1 once the entries since the last snapshot hold
+ * snapshot_bytes (raft snapshots at its next check), else threshold_max. */
+unsigned tandem_log_budget_threshold(const struct tandem_log_budget *b);
+/* The snapshot_trailing for a snapshot at index: the newest entries up to index whose bytes fit
+ * in trailing_bytes, at least 1 and at most trailing_max. */
+unsigned tandem_log_budget_trailing(const struct tandem_log_budget *b, uint64_t index);
+/* A snapshot at index was taken or installed: the count starts again after it. */
+void tandem_log_budget_snapshot(struct tandem_log_budget *b, uint64_t index);
+
 /* Asks the proposer whether this node waits for the batch (proposer_id, serial) with n commands;
  * returns an array of n results for apply to fill, or NULL when nobody waits. */
 typedef struct tandem_result *(*tandem_fsm_claim_fn)(void *data, uint64_t proposer_id,
@@ -31,22 +66,44 @@ struct tandem_fsm {
     MDB_txn *snapshot_txn;
     void *snapshot_buf;                /* owned: malloc'd serialised state */
     struct raft_buffer *snapshot_bufs; /* the array raft sees; owned */
+    /* Serialise later, off the loop (tandem_fsm_snapshot_fill on the thread pool, called by
+     * consensus/raft_shield.h's shield 6): snapshot_async then only pins. */
+    bool fill_later;
+    struct tandem_store *fill_view; /* owned while filling: the worker's copy of the store */
+    int fill_rv;                    /* the worker's result, read back on the loop */
+    void *fill_buf;                 /* the worker's bytes, handed over on the loop */
+    size_t fill_len;
+    uint64_t fill_ns;                /* how long the worker took */
+    uint64_t snapshot_fill_ns_total; /* time serialising snapshots off the loop */
+    uint64_t snapshot_ns_total;      /* time serialising (and pinning) snapshots on the loop */
     uint64_t entries_applied, entries_skipped, commands_applied, snapshots_taken,
         snapshots_restored;
     uint64_t client_commands_applied; /* commands other than the site table's own (BCP) */
     uint64_t apply_ns_total;
+    uint64_t restore_ns_total; /* time spent installing snapshots (fsm_restore) */
     void (*apply_observe)(void *data, uint64_t ns); /* optional latency hook */
     /* Optional: whether a snapshot may be taken now; see node/leader_watch.h for why. */
     bool (*snapshot_gate)(void *data);
     void *snapshot_gate_data;
     uint64_t snapshots_deferred;
     uint64_t state_checks_skip; /* entries applied before the next whole-state check (fsm.c) */
+    /* Retention by size: set by tandem_fsm_set_log_budget; inactive (counts only) otherwise. */
+    struct tandem_log_budget log_budget;
+    bool log_budget_on;
+    unsigned snapshot_threshold_now, snapshot_trailing_now; /* what raft was last told */
     void *observe_data;
     char errmsg[TANDEM_ERRMSG_SIZE];
 };
 
 void tandem_fsm_init(struct tandem_fsm *f, struct tandem_store *store);
 void tandem_fsm_set_raft(struct tandem_fsm *f, struct raft *raft);
+/* Turns retention by size on (after tandem_fsm_set_raft): the FSM adjusts raft's snapshot
+ * threshold and trailing from the entries it sees. Returns 0 or TANDEM_NOMEM. */
+int tandem_fsm_set_log_budget(struct tandem_fsm *f, uint64_t snapshot_bytes,
+                              uint64_t trailing_bytes, unsigned threshold_max,
+                              unsigned trailing_max);
+/* Releases what tandem_fsm_set_log_budget allocated. */
+void tandem_fsm_close(struct tandem_fsm *f);
 void tandem_fsm_set_claim(struct tandem_fsm *f, tandem_fsm_claim_fn claim, void *data);
 
 /* Entry framing: [u32 magic][u32 payload length][protobuf Batch][zero pad to 8 bytes]. raft_uv
@@ -64,6 +121,13 @@ int tandem_entry_decode(const void *data, size_t len, Tandem__Batch **out, char 
  * every applied entry. Returns 0, or TANDEM_CRYPTO / TANDEM_NOMEM with errmsg. */
 int tandem_fsm_digest_step(const uint8_t prev[TANDEM_DIGEST_LEN], uint64_t index, const void *data,
                            size_t len, uint8_t out[TANDEM_DIGEST_LEN], char *errmsg);
+/* Shield 6's hooks (consensus/raft_shield.h), for an fsm with fill_later set: fill runs on the
+ * thread pool and serialises the pinned state into the worker's own buffer (data: the fsm;
+ * returns 0 or a raft code); filled runs on the loop afterwards and hands the bytes to raft's
+ * buffer array (or, on failure, keeps nothing: raft's callback finalizes). */
+int tandem_fsm_snapshot_fill(void *data);
+void tandem_fsm_snapshot_filled(void *data, int status);
+
 /* Applies one raw entry at index (used by apply, and by tests driving the FSM directly). */
 int tandem_fsm_apply_entry(struct tandem_fsm *f, uint64_t index, const void *data, size_t len);
 

@@ -418,6 +418,7 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
     tandem_histogram_write(out, "tandem_lmdb_commit_duration_seconds",
                            "Time of one grouped LMDB commit of the state, with its fdatasync.",
                            &node->metrics.lmdb_commit);
+    tandem_loop_lag_write(out, &node->metrics.loop_lag);
     tandem_histogram_write(out, "tandem_http_request_duration_seconds",
                            "Time from a complete request to its answer.", &node->metrics.request);
     const char *const *names;

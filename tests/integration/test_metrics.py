@@ -136,6 +136,14 @@ def test_scrapes_lint_and_export_what_the_alerts_read():
             assert check_histogram(s, "tandem_raft_log_append_duration_seconds") >= 1
             assert check_histogram(s, "tandem_apply_duration_seconds") >= WRITES
             assert check_histogram(s, "tandem_lmdb_commit_duration_seconds") >= 1
+            # The loop-lag timer ticks every 10 ms from the start: many observations, and the
+            # longest one lies between their mean and their sum.
+            lag_count = check_histogram(s, "tandem_loop_lag_seconds")
+            assert lag_count >= 10, (name, lag_count)
+            lag_sum = s.samples["tandem_loop_lag_seconds_sum"]
+            lag_max = s.samples["tandem_loop_lag_max_seconds"]
+            assert s.families["tandem_loop_lag_max_seconds"] == "gauge"
+            assert lag_sum / lag_count <= lag_max + 1e-9 <= lag_sum + 2e-9, (name, lag_max)
             # Per site: members and members reached (all of them, on a healthy cluster).
             for site, members in (("east", 2), ("west", 2), ("witness", 1)):
                 assert s.samples['tandem_site_nodes{site="%s"}' % site] == members, (name, site)

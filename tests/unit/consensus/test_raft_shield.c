@@ -1,7 +1,8 @@
-/* Shield 5 of consensus/raft_shield.h on a raft_io of our own: a failed log write stops the
- * process (exit status 70, the reason on stderr) unless the io is closing; a write that succeeds,
- * or fails while closing, reaches raft's callback unchanged; without the flag append is not
- * wrapped at all. */
+/* Shields 5 and 6 of consensus/raft_shield.h on a raft_io of our own. 5: a failed log write
+ * stops the process (exit status 70, the reason on stderr) unless the io is closing; a write that
+ * succeeds, or fails while closing, reaches raft's callback unchanged; without the flag append is
+ * not wrapped at all. 6: an own snapshot is filled on the thread pool, and raft_uv's put sees it
+ * only once filled; a failed fill or a close meanwhile reaches raft's callback instead. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +14,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <pthread.h>
 #include <raft.h>
+#include <uv.h>
 
 #include "consensus/raft_shield.h"
 #include "storage/assert.h"
@@ -46,16 +49,36 @@ static void fake_close(struct raft_io *io, raft_io_close_cb cb)
     (void)cb;
 }
 
+/* The inner inner_puts: how many, and what the last one saw in the snapshot's first buffer. */
+static unsigned inner_puts;
+static void *put_base;
+static struct raft_io_snapshot_put *put_req;
+static raft_io_snapshot_put_cb put_cb;
+
 static int fake_snapshot_put(struct raft_io *io, unsigned trailing,
                              struct raft_io_snapshot_put *req, const struct raft_snapshot *snapshot,
                              raft_io_snapshot_put_cb cb)
 {
     (void)io;
     (void)trailing;
-    (void)req;
-    (void)snapshot;
-    (void)cb;
+    inner_puts++;
+    put_base = snapshot->bufs[0].base;
+    put_req = req;
+    put_cb = cb;
     return 0;
+}
+
+static bool io_closed;
+
+static void fake_close_cb(struct raft_io *io)
+{
+    (void)io;
+    io_closed = true;
+}
+
+static void fake_close_calls_back(struct raft_io *io, raft_io_close_cb cb)
+{
+    cb(io);
 }
 
 /* raft's side: which request completed, with which status. */
@@ -168,6 +191,144 @@ static void test_without_the_flag_append_is_not_wrapped(void **state)
     tandem_raft_shield_remove(&shield);
 }
 
+/* Shield 6's hooks: what the fill saw, and what reached raft. */
+struct fill_probe {
+    pthread_t loop_thread;
+    bool fill_on_loop_thread;
+    unsigned puts_seen_by_fill; /* inner inner_puts before the fill: must stay 0 */
+    int fill_rv, filled_status, filled_calls;
+    struct raft_buffer *bufs; /* the snapshot's buffers, filled by fill */
+    char bytes[8];
+};
+
+static struct fill_probe probe;
+static int snapshot_done_status = -1;
+static unsigned snapshot_done_calls;
+
+static int probe_fill(void *data)
+{
+    struct fill_probe *p = data;
+    p->fill_on_loop_thread = pthread_equal(pthread_self(), p->loop_thread) != 0;
+    p->puts_seen_by_fill = inner_puts;
+    return p->fill_rv;
+}
+
+static void probe_filled(void *data, int status)
+{
+    struct fill_probe *p = data;
+    p->filled_status = status;
+    p->filled_calls++;
+    if (status == 0) {
+        p->bufs[0].base = p->bytes; /* the FSM hands raft its bytes on the loop */
+        p->bufs[0].len = sizeof p->bytes;
+    }
+}
+
+static void raft_snapshot_cb(struct raft_io_snapshot_put *req, int status)
+{
+    (void)req;
+    snapshot_done_status = status;
+    snapshot_done_calls++;
+}
+
+static void fill_setup(struct tandem_raft_shield *shield, uv_loop_t *loop, int fill_rv)
+{
+    fake_setup(shield, TANDEM_RAFT_SHIELD_TANDEMD);
+    shield->inner.close = fake_close_calls_back;
+    memset(&probe, 0, sizeof probe);
+    probe.loop_thread = pthread_self();
+    probe.fill_rv = fill_rv;
+    probe.filled_status = -1;
+    inner_puts = 0;
+    put_base = NULL;
+    io_closed = false;
+    snapshot_done_status = -1;
+    snapshot_done_calls = 0;
+    assert_int_equal(uv_loop_init(loop), 0);
+    shield->loop = loop;
+    shield->own_fill = probe_fill;
+    shield->own_filled = probe_filled;
+    shield->fill_data = &probe;
+}
+
+static void fill_teardown(struct tandem_raft_shield *shield, uv_loop_t *loop)
+{
+    assert_int_equal(uv_run(loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(loop), 0); /* nothing left on the loop */
+    tandem_raft_shield_remove(shield);
+}
+
+/* One own snapshot put through shield 6, its fill returning fill_rv. */
+struct fill_case {
+    struct tandem_raft_shield shield;
+    uv_loop_t loop;
+    struct raft_buffer buf;
+    struct raft_snapshot snapshot;
+    struct raft_io_snapshot_put req;
+};
+
+static void fill_put(struct fill_case *t, int fill_rv)
+{
+    memset(t, 0, sizeof *t);
+    t->snapshot = (struct raft_snapshot){.index = 10, .term = 2, .bufs = &t->buf, .n_bufs = 1};
+    fill_setup(&t->shield, &t->loop, fill_rv);
+    probe.bufs = &t->buf;
+    assert_int_equal(fake.io.snapshot_put(&fake.io, 100, &t->req, &t->snapshot, raft_snapshot_cb),
+                     0);
+}
+
+static void test_an_own_snapshot_is_filled_off_the_loop(void **state)
+{
+    (void)state;
+    struct fill_case t;
+    fill_put(&t, 0);
+    assert_int_equal(inner_puts, 0); /* nothing reaches raft_uv before the fill */
+    assert_int_equal(uv_run(&t.loop, UV_RUN_DEFAULT), 0);
+    assert_false(probe.fill_on_loop_thread);
+    assert_int_equal(probe.puts_seen_by_fill, 0);
+    assert_int_equal(probe.filled_calls, 1);
+    assert_int_equal(probe.filled_status, 0);
+    assert_int_equal(inner_puts, 1);
+    assert_ptr_equal(put_base, probe.bytes); /* raft_uv writes the filled bytes */
+    assert_int_equal(snapshot_done_calls, 0);
+    put_cb(put_req, 0); /* raft_uv's write completes: raft hears of it */
+    assert_int_equal(snapshot_done_calls, 1);
+    assert_int_equal(snapshot_done_status, 0);
+    fill_teardown(&t.shield, &t.loop);
+}
+
+static void test_a_failed_fill_reaches_raft(void **state)
+{
+    (void)state;
+    struct fill_case t;
+    fill_put(&t, RAFT_IOERR);
+    assert_int_equal(uv_run(&t.loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(probe.filled_status, RAFT_IOERR);
+    assert_int_equal(inner_puts, 0);
+    assert_int_equal(snapshot_done_calls, 1);
+    assert_int_equal(snapshot_done_status, RAFT_IOERR);
+    fill_teardown(&t.shield, &t.loop);
+}
+
+/* A close while the fill runs waits for it, then raft's put ends as canceled, then the close. */
+static void test_a_close_waits_for_the_fill(void **state)
+{
+    (void)state;
+    struct fill_case t;
+    fill_put(&t, 0);
+    fake.io.close(&fake.io, fake_close_cb);
+    assert_false(io_closed); /* the worker may still read what the close frees */
+    assert_int_equal(uv_run(&t.loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(probe.filled_calls, 1);
+    assert_int_equal(inner_puts, 0);
+    assert_int_equal(snapshot_done_status, RAFT_CANCELED);
+    assert_true(io_closed);
+    /* A put asked for while closing is refused at once. */
+    assert_int_equal(fake.io.snapshot_put(&fake.io, 100, &t.req, &t.snapshot, raft_snapshot_cb),
+                     RAFT_CANCELED);
+    fill_teardown(&t.shield, &t.loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -175,6 +336,9 @@ int main(void)
         cmocka_unit_test(test_a_failure_while_closing_reaches_raft),
         cmocka_unit_test(test_a_failed_write_stops_the_process),
         cmocka_unit_test(test_without_the_flag_append_is_not_wrapped),
+        cmocka_unit_test(test_an_own_snapshot_is_filled_off_the_loop),
+        cmocka_unit_test(test_a_failed_fill_reaches_raft),
+        cmocka_unit_test(test_a_close_waits_for_the_fill),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

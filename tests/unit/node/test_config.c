@@ -105,6 +105,8 @@ static void test_defaults(void **state)
     assert_int_equal(c.election_timeout_ms, 750);
     assert_int_equal(c.snapshot_threshold, 65536);
     assert_int_equal(c.snapshot_trailing, 131072);
+    assert_int_equal(c.snapshot_log_mib, 64);
+    assert_int_equal(c.trailing_log_mib, 128);
     assert_int_equal(c.max_inflight_entries, 1024);
     assert_int_equal(c.install_snapshot_timeout_ms, 30000);
     assert_int_equal(c.segment_size_kib, 8192);
@@ -501,6 +503,10 @@ static void test_relations(void **state)
     assert_int_equal(
         run_args(REQUIRED_FLAGS, "--snapshot_threshold=1000", "--snapshot_trailing=1000", NULL)->rc,
         0);
+    assert_error(run_args(REQUIRED_FLAGS, "--snapshot_log_mib=8", "--trailing_log_mib=7", NULL),
+                 "option trailing_log_mib: 7 must be at least snapshot_log_mib (8)");
+    assert_int_equal(
+        run_args(REQUIRED_FLAGS, "--snapshot_log_mib=8", "--trailing_log_mib=8", NULL)->rc, 0);
     assert_error_contains(run_args(REQUIRED_FLAGS, "--segment_size_kib=4096", NULL),
                           "option batch_bytes_max_kib: 4096 must be below segment_size_kib (4096)");
     assert_error_contains(run_args(REQUIRED_FLAGS, "--body_bytes_max_kib=4097", NULL),

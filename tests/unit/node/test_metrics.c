@@ -221,13 +221,50 @@ static void test_audit_chain_series(void **state)
     assert_int_equal(check.walks, 2);
 }
 
+static void render_loop_lag(FILE *out, const void *arg)
+{
+    tandem_loop_lag_write(out, arg);
+}
+
+/* The loop-lag timer's ticks: lateness is the time past the interval since the previous tick,
+ * never negative; the first tick only sets the reference; the maximum is kept. */
+static void test_loop_lag(void **state)
+{
+    (void)state;
+    struct tandem_loop_lag l;
+    const uint64_t ms = 1000000u, interval = TANDEM_LOOP_LAG_INTERVAL_MS * ms;
+    memset(&l, 0, sizeof l);
+    assert_int_equal(tandem_loop_lag_tick(&l, 5000 * ms), 0); /* the reference */
+    assert_int_equal(l.lag.count, 0);
+    assert_int_equal(tandem_loop_lag_tick(&l, 5000 * ms + interval - ms), 0); /* early */
+    uint64_t t = 5000 * ms + interval - ms;
+    assert_int_equal(tandem_loop_lag_tick(&l, t + interval + 300 * ms), 300 * ms);
+    t += interval + 300 * ms;
+    assert_int_equal(tandem_loop_lag_tick(&l, t + interval + 2 * ms), 2 * ms);
+    assert_int_equal(l.lag.count, 3);
+    assert_int_equal(l.max_ns, 300 * ms);
+    assert_int_equal(l.lag.sum_ns, 302 * ms);
+    /* 0 lands in the first bucket, 2 ms in the 3.2 ms one, 300 ms in the 409.6 ms one. */
+    assert_int_equal(l.lag.buckets[0], 1);
+    assert_int_equal(l.lag.buckets[6], 1);
+    assert_int_equal(l.lag.buckets[13], 1);
+    char *text = rendered(render_loop_lag, &l);
+    assert_non_null(strstr(text, "# TYPE tandem_loop_lag_seconds histogram\n"));
+    assert_non_null(strstr(text, "tandem_loop_lag_seconds_count 3\n"));
+    assert_non_null(strstr(text, "tandem_loop_lag_seconds_bucket{le=\"0.409600\"} 3\n"));
+    assert_non_null(strstr(text, "tandem_loop_lag_seconds_bucket{le=\"0.204800\"} 2\n"));
+    assert_non_null(strstr(text, "# TYPE tandem_loop_lag_max_seconds gauge\n"
+                                 "tandem_loop_lag_max_seconds 0.300000000\n"));
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_label_escaping),       cmocka_unit_test(test_family_lines),
         cmocka_unit_test(test_histogram_cumulative), cmocka_unit_test(test_leader_changes),
         cmocka_unit_test(test_histogram_quantile),   cmocka_unit_test(test_site_series),
-        cmocka_unit_test(test_audit_chain_series),
+        cmocka_unit_test(test_audit_chain_series),   cmocka_unit_test(test_loop_lag),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,8 @@
 #include <ftw.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1001,6 +1003,123 @@ static void test_snapshot_via_raft_callbacks(void **state)
     assert_memory_equal(da, db, TANDEM_DIGEST_LEN);
 }
 
+/* What a thread's fill saw: its result and whether it ran on another thread than the test's. */
+struct fill_thread {
+    struct tandem_fsm *f;
+    int rv;
+};
+
+static void *fill_thread_main(void *arg)
+{
+    struct fill_thread *t = arg;
+    t->rv = tandem_fsm_snapshot_fill(t->f);
+    return NULL;
+}
+
+/* With fill_later (tandemd, shield 6), snapshot_async only pins: no bytes on the loop. The fill,
+ * on another thread while apply goes on in new write transactions, serialises exactly the pinned
+ * state; filled hands raft the bytes, the same as an on-loop snapshot of that state. */
+static void test_snapshot_filled_off_the_loop(void **state)
+{
+    struct fixture *f = *state;
+    struct raft_buffer *bufs = NULL;
+    unsigned n = 0;
+    build_script(f);
+    apply_script(&f->fa, f, 0, SCRIPT_LEN - 1, 0);
+    struct raft_buffer on_loop = snapshot_via_raft(&f->fa, NULL, 0);
+
+    f->fa.fill_later = true;
+    assert_int_equal(f->fa.raft_fsm.snapshot(&f->fa.raft_fsm, &bufs, &n), 0);
+    assert_int_equal(f->fa.raft_fsm.snapshot_async(&f->fa.raft_fsm, &bufs, &n), 0);
+    assert_int_equal(n, 1);
+    assert_null(bufs[0].base);                      /* nothing serialised yet */
+    assert_int_equal(atomic_load(&f->a.copies), 1); /* a restore would wait for the reader */
+    apply_ok(&f->fa, SCRIPT_LEN, &f->script[SCRIPT_LEN - 1]); /* apply goes on meanwhile */
+    assert_int_equal(tandem_store_commit(&f->a), 0);
+
+    struct fill_thread t = {.f = &f->fa, .rv = -1};
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, fill_thread_main, &t), 0);
+    assert_int_equal(pthread_join(thread, NULL), 0);
+    assert_int_equal(t.rv, 0);
+    assert_null(bufs[0].base); /* handed over only on the loop */
+    tandem_fsm_snapshot_filled(&f->fa, 0);
+    assert_int_equal(atomic_load(&f->a.copies), 0);
+    assert_int_equal(f->fa.snapshots_taken, 2);
+    assert_int_equal(bufs[0].len, on_loop.len);
+    assert_memory_equal(bufs[0].base, on_loop.base, on_loop.len);
+    assert_int_equal(f->fa.raft_fsm.snapshot_finalize(&f->fa.raft_fsm, &bufs, &n), 0);
+    assert_null(f->fa.snapshot_txn);
+
+    /* A failed fill keeps nothing; raft's callback finalizes the pinned snapshot. */
+    assert_int_equal(f->fa.raft_fsm.snapshot(&f->fa.raft_fsm, &bufs, &n), 0);
+    assert_int_equal(f->fa.raft_fsm.snapshot_async(&f->fa.raft_fsm, &bufs, &n), 0);
+    tandem_fsm_snapshot_filled(&f->fa, RAFT_IOERR);
+    assert_null(bufs[0].base);
+    assert_int_equal(f->fa.snapshots_taken, 2);
+    assert_int_equal(f->fa.raft_fsm.snapshot_finalize(&f->fa.raft_fsm, &bufs, &n), 0);
+    assert_int_equal(atomic_load(&f->a.copies), 0);
+    raft_free(on_loop.base);
+}
+
+/* Retention by size: the threshold drops to 1 once the log since the last snapshot holds the
+ * byte budget, and stays at the entry ceiling before; the trailing count keeps the newest entries
+ * that fit the trailing bytes, at least 1, at most the entry ceiling; a snapshot starts the count
+ * again and entries already behind it no longer count. */
+static void test_log_budget_derivation(void **state)
+{
+    (void)state;
+    struct tandem_log_budget b;
+    assert_int_equal(tandem_log_budget_init(&b, 1000, 2500, 50, 8), 0);
+    assert_int_equal(b.ring_cap, 8);
+    assert_int_equal(tandem_log_budget_threshold(&b), 50);
+    for (uint64_t i = 1; i <= 3; i++) {
+        tandem_log_budget_applied(&b, i, 300); /* 900 bytes: under budget */
+    }
+    assert_int_equal(tandem_log_budget_threshold(&b), 50);
+    tandem_log_budget_applied(&b, 5, 100); /* index 4 was a barrier: 0 bytes */
+    assert_int_equal(tandem_log_budget_threshold(&b), 1);
+    /* Behind a snapshot at 5: 100 + 300 + 300 + 300 fit in 2500 bytes, all of 1..5. */
+    assert_int_equal(tandem_log_budget_trailing(&b, 5), 5);
+    tandem_log_budget_snapshot(&b, 5);
+    assert_int_equal(b.bytes_since, 0);
+    assert_int_equal(tandem_log_budget_threshold(&b), 50);
+    tandem_log_budget_applied(&b, 4, 300); /* a replay behind the snapshot: not counted */
+    assert_int_equal(b.bytes_since, 0);
+
+    /* Large entries: only the newest two of 1000 bytes fit in 2500. */
+    for (uint64_t i = 6; i <= 9; i++) {
+        tandem_log_budget_applied(&b, i, 1000);
+    }
+    assert_int_equal(tandem_log_budget_threshold(&b), 1);
+    assert_int_equal(tandem_log_budget_trailing(&b, 9), 2);
+    /* Entries applied after the snapshot's index do not count towards its trailing, but still
+     * count in the log since it. */
+    assert_int_equal(tandem_log_budget_trailing(&b, 8), 2);
+    tandem_log_budget_snapshot(&b, 8);
+    assert_int_equal(b.bytes_since, 1000);
+    /* One entry bigger than the whole trailing budget: keep 1 all the same. */
+    tandem_log_budget_applied(&b, 10, 9000);
+    assert_int_equal(tandem_log_budget_trailing(&b, 10), 1);
+    tandem_log_budget_snapshot(&b, 10);
+
+    /* Small entries: the entry ceiling wins, and the ring forgets past its capacity. */
+    for (uint64_t i = 11; i <= 30; i++) {
+        tandem_log_budget_applied(&b, i, 8);
+    }
+    assert_int_equal(b.ring_n, 8);
+    assert_int_equal(tandem_log_budget_trailing(&b, 30), 8);
+    assert_int_equal(tandem_log_budget_threshold(&b), 50); /* 160 bytes */
+    tandem_log_budget_free(&b);
+
+    /* A zero budget means entry counts only. */
+    assert_int_equal(tandem_log_budget_init(&b, 0, 0, 16, 32), 0);
+    tandem_log_budget_applied(&b, 1, 1u << 30);
+    assert_int_equal(tandem_log_budget_threshold(&b), 16);
+    assert_int_equal(tandem_log_budget_trailing(&b, 1), 32);
+    tandem_log_budget_free(&b);
+}
+
 static void test_snapshot_restore_refuses_corrupt(void **state)
 {
     struct fixture *f = *state;
@@ -1062,6 +1181,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_txn_compare_invalid_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_via_raft_callbacks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_filled_off_the_loop, setup, teardown),
+        cmocka_unit_test(test_log_budget_derivation),
         cmocka_unit_test_setup_teardown(test_snapshot_restore_refuses_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runtime_restore_failure_frees_and_poisons, setup,
                                         teardown),
