@@ -629,8 +629,9 @@ bool tandem_site_transfer_ready(struct raft *r, raft_id id)
 bool tandem_site_transfer_resend(struct raft *r, raft_id id, struct raft_io_send *req,
                                  raft_io_send_cb cb)
 {
-    if (raft_transferee(r) != id || !r->leader_state.transferring ||
-        !tandem_site_transfer_ready(r, id)) {
+    /* leader_state is the live member of raft's union only while r leads */
+    if (id == 0 || raft_state(r) != RAFT_LEADER || raft_transferee(r) != id ||
+        !r->leader_state.transferring || !tandem_site_transfer_ready(r, id)) {
         return false;
     }
     const char *address = NULL;
