@@ -626,16 +626,81 @@ bool tandem_site_transfer_ready(struct raft *r, raft_id id)
            match == raft_last_index(r);
 }
 
+bool tandem_site_transfer_resend(struct raft *r, raft_id id, struct raft_io_send *req,
+                                 raft_io_send_cb cb)
+{
+    /* leader_state is the live member of raft's union only while r leads */
+    if (id == 0 || raft_state(r) != RAFT_LEADER || raft_transferee(r) != id ||
+        !r->leader_state.transferring || !tandem_site_transfer_ready(r, id)) {
+        return false;
+    }
+    const char *address = NULL;
+    for (unsigned i = 0; i < r->configuration.n; i++) {
+        if (r->configuration.servers[i].id == id) {
+            address = r->configuration.servers[i].address;
+        }
+    }
+    if (address == NULL) {
+        return false;
+    }
+    struct raft_message message = {.type = RAFT_TIMEOUT_NOW,
+                                   .server_id = id,
+                                   .server_address = address,
+                                   .timeout_now = {.version = 0,
+                                                   .term = raft_current_term(r),
+                                                   .last_log_index = raft_last_index(r),
+                                                   .last_log_term = raft_current_term(r)}};
+    return r->io->send(r->io, req, &message, cb) == 0;
+}
+
 static int transfer_start(struct tandem_site_controller *c)
 {
     tandem_assert(c->busy == TANDEM_SITE_TRANSFERRING && !c->transfer_cb_pending);
+    bool early = !tandem_site_transfer_ready(c->raft, c->current.member_id);
     c->transfer.data = c;
     int rv = raft_transfer(c->raft, &c->transfer, c->current.member_id, transfer_cb);
     if (rv == 0) {
         c->transfer_cb_pending = true;
         c->transfer_attempts++;
+        c->transfer_resends_left = early ? TANDEM_SITE_TRANSFER_RESENDS_MAX : 0;
+        c->transfer_resend_not_before_ms = 0;
+        c->transfers_early += early ? 1 : 0;
+        controller_log(c, TANDEM_SITE_LOG_INFO, "site controller: raft_transfer to %s%s",
+                       c->current.member,
+                       early ? " started before it held the last entry (no catch-up within the "
+                               "wait)"
+                             : " (it holds the last entry)");
     }
     return rv;
+}
+
+static void timeout_now_sent_cb(struct raft_io_send *req, int status)
+{
+    struct tandem_site_controller *c = req->data;
+    (void)status; /* a lost TimeoutNow is libraft's lost transfer: it aborts it in time */
+    c->timeout_now_pending = false;
+}
+
+/* While libraft holds a transfer started early, sends its TimeoutNow again once the target
+ * caught up (tandem_site_transfer_resend). */
+static void transfer_resend(struct tandem_site_controller *c)
+{
+    if (c->transfer_resends_left == 0 || c->timeout_now_pending ||
+        now_ms(c) < c->transfer_resend_not_before_ms) {
+        return;
+    }
+    c->timeout_now.data = c;
+    if (!tandem_site_transfer_resend(c->raft, c->current.member_id, &c->timeout_now,
+                                     timeout_now_sent_cb)) {
+        return;
+    }
+    c->timeout_now_pending = true;
+    c->transfer_resends_left--;
+    c->transfer_resend_not_before_ms = now_ms(c) + TANDEM_SITE_TRANSFER_RESEND_GAP_MS;
+    c->transfer_resends++;
+    controller_log(c, TANDEM_SITE_LOG_INFO,
+                   "site controller: %s caught up during the transfer: TimeoutNow sent again%s",
+                   c->current.member, "");
 }
 
 /* Starts the next raft_transfer once the target holds our last entry (or it had its time to
@@ -676,6 +741,9 @@ static void transfer_poll(struct tandem_site_controller *c)
         c->transfers_failed++;
         step_failed(c, "new leader not confirmed in time");
         return;
+    }
+    if (leading && c->transfer_cb_pending) {
+        transfer_resend(c);
     }
     if (leading && !c->transfer_cb_pending &&
         c->transfer_attempts < TANDEM_SITE_TRANSFER_ATTEMPTS_MAX && transfer_try(c) != 0) {

@@ -26,8 +26,12 @@
  */
 #define TANDEM_SITE_TRANSFER_POLL_MS     5
 #define TANDEM_SITE_TRANSFER_CATCH_UP_MS 500
-#define TANDEM_SITE_BACKOFF_MS           2000 /* pause after a failed step before re-planning */
-#define TANDEM_SITE_REASON_TEXT_MAX      160
+/* A raft_transfer started before its target held the last entry has its TimeoutNow sent again
+ * (tandem_site_transfer_resend) at most this many times, this far apart. */
+#define TANDEM_SITE_TRANSFER_RESENDS_MAX   2
+#define TANDEM_SITE_TRANSFER_RESEND_GAP_MS 50
+#define TANDEM_SITE_BACKOFF_MS             2000 /* pause after a failed step before re-planning */
+#define TANDEM_SITE_REASON_TEXT_MAX        160
 
 /* Site states as in replication/bcp/sites.h (the planner must not depend on replication/). */
 enum { TANDEM_PLAN_SITE_ACTIVE = 0, TANDEM_PLAN_SITE_INVOKED = 1, TANDEM_PLAN_SITE_RECOVERING = 2 };
@@ -116,6 +120,21 @@ int tandem_site_config_repair(struct raft *r);
  * timeout. Call raft_transfer when this is true. */
 bool tandem_site_transfer_ready(struct raft *r, raft_id id);
 
+/* When the wait for tandem_site_transfer_ready runs out (a target that never holds the last
+ * entry under steady load), raft_transfer goes ahead and its one TimeoutNow is ignored as above.
+ * But raft_transfer refuses new writes, so the target catches up within a round trip, and
+ * libraft never sends TimeoutNow again: it does so only on an AppendEntries result that
+ * advances the target's match index, and with writes held none does. Every write then waits
+ * until libraft aborts the transfer an election timeout later. This sends the TimeoutNow
+ * libraft would send (r's term, last index and term; r leads and has appended in its term since
+ * the transfer's decision record), through r's own raft_io, only while r leads, transfers to id,
+ * has sent its own TimeoutNow and id holds r's last entry. A TimeoutNow only makes a voter stand
+ * for election, so a second one is harmless: a target that already stood is a candidate, or leads
+ * at a higher term, and ignores it. Returns true when it sent it (cb then runs once, req must
+ * stay valid until then), false when the conditions do not hold or the send failed. */
+bool tandem_site_transfer_resend(struct raft *r, raft_id id, struct raft_io_send *req,
+                                 raft_io_send_cb cb);
+
 /* Desired role of one member given the input (exposed for tests and status). */
 int tandem_site_desired_role(const struct tandem_site_plan_input *in,
                              const struct tandem_site_plan_member *m);
@@ -162,6 +181,10 @@ struct tandem_site_controller {
     uint64_t transfer_deadline_ms;
     uint64_t transfer_catch_up_until_ms; /* raft_transfer waits for a caught-up target till then */
     unsigned transfer_attempts;
+    unsigned transfer_resends_left; /* for the raft_transfer in flight */
+    uint64_t transfer_resend_not_before_ms;
+    struct raft_io_send timeout_now; /* a resent TimeoutNow; raft_io's until its callback */
+    bool timeout_now_pending;
     bool transfer_cb_pending; /* c->transfer is raft's until its callback */
     bool change_cb_pending;   /* c->change likewise */
     uint64_t backoff_until_ms;
@@ -170,6 +193,8 @@ struct tandem_site_controller {
     tandem_site_propose_fn propose;
     tandem_site_log_fn log;
     uint64_t actions, transfers_confirmed, transfers_failed, assigns_ok, assigns_failed;
+    /* raft_transfer calls made before the target held the last entry, and TimeoutNows resent */
+    uint64_t transfers_early, transfer_resends;
     char last[TANDEM_ERRMSG_SIZE]; /* the last step and its outcome, for status */
     bool closing;
     void (*close_cb)(struct tandem_site_controller *c);

@@ -119,9 +119,9 @@ static const struct option options[] = {
      .group = "identity",
      .value_doc = "name,site,host:port,url[,role]",
      .help = "Initial member for bootstrap, once per member; --member flags replace the file's"},
-    UINT_OPTION(heartbeat_ms, 75, 10, 10000, "raft",
+    UINT_OPTION(heartbeat_ms, 50, 10, 10000, "raft",
                 "Interval between the leader's heartbeats, in milliseconds"),
-    UINT_OPTION(election_timeout_ms, 750, 50, 60000, "raft",
+    UINT_OPTION(election_timeout_ms, 400, 50, 60000, "raft",
                 "Silence from the leader before a follower stands for election, in milliseconds; "
                 "at least 2 x heartbeat_ms"),
     UINT_OPTION(snapshot_threshold, 65536, 16, 100000000, "raft",

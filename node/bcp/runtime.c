@@ -1166,10 +1166,12 @@ json_t *tandem_bcp_status_json(struct tandem_bcp *b, MDB_txn *txn)
     json_t *decisions = tandem_sites_decisions_json(b->env.store, txn, TANDEM_BCP_DECISIONS_SHOWN);
     json_t *leader_json = tandem_bcp_leader_json(b);
     json_t *controller =
-        json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "state", busy_name(b->controller.busy), "last",
-                  b->controller.last, "actions", (json_int_t)b->controller.actions,
+        json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "state", busy_name(b->controller.busy),
+                  "last", b->controller.last, "actions", (json_int_t)b->controller.actions,
                   "transfers_confirmed", (json_int_t)b->controller.transfers_confirmed,
-                  "transfers_failed", (json_int_t)b->controller.transfers_failed, "config_repairs",
+                  "transfers_failed", (json_int_t)b->controller.transfers_failed, "transfers_early",
+                  (json_int_t)b->controller.transfers_early, "transfer_resends",
+                  (json_int_t)b->controller.transfer_resends, "config_repairs",
                   (json_int_t)b->controller.config_repairs);
     json_t *out =
         json_pack("{s:o,s:o,s:s,s:b,s:I,s:I,s:b,s:o,s:o?,s:s,s:s}", "sites", sites_json(b, t),

@@ -3,7 +3,9 @@
  * not once the target holds the leader's last entry, so the target ignores it and the transfer
  * holds every write until libraft aborts it an election timeout later (the ~0.9 s failback
  * stall). The shield, tandem_site_transfer_ready, waits until the target holds the last entry;
- * the transfer then completes at once. Simulated time only: no wall-clock assertion. */
+ * the transfer then completes at once. When that wait runs out, tandem_site_transfer_resend
+ * sends the TimeoutNow again once the writes the transfer holds let the target catch up.
+ * Simulated time only: no wall-clock assertion. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -197,11 +199,55 @@ static void test_transfer_to_a_caught_up_target_completes(void **state)
     cluster_stop(c);
 }
 
+static bool timeout_now_sent(struct raft_fixture *f, void *arg)
+{
+    (void)arg;
+    return raft_fixture_get(f, LEADER)->leader_state.transferring;
+}
+
+static void resent_cb(struct raft_io_send *req, int status)
+{
+    int *statuses = req->data;
+    statuses[0]++;
+    statuses[1] = status;
+}
+
+/* The fallback once the wait for a caught-up target ran out: libraft's TimeoutNow is ignored,
+ * raft_transfer holds the writes so the target catches up, and libraft never sends another
+ * (without tandem_site_transfer_resend the first test shows the abort); the resent TimeoutNow
+ * then moves leadership while the transfer is still live. */
+static void test_transfer_resent_once_the_target_caught_up(void **state)
+{
+    (void)state;
+    struct cluster *c = cluster_behind();
+    struct raft *leader = server(c, LEADER);
+    raft_id target = server(c, TARGET)->id;
+    int sent[2] = {0, -1}; /* callbacks, last status */
+    struct raft_io_send req = {.data = sent};
+    assert_false(tandem_site_transfer_resend(leader, target, &req, resent_cb)); /* no transfer */
+    assert_int_equal(transfer_to_target(c), 0);
+    raft_time started = raft_fixture_time(&c->fixture);
+    assert_true(raft_fixture_step_until(&c->fixture, timeout_now_sent, NULL, READY_WAIT_MS));
+    /* libraft's own TimeoutNow is out; the target does not hold the last entry yet */
+    assert_false(tandem_site_transfer_resend(leader, target, &req, resent_cb));
+    assert_true(raft_fixture_step_until(&c->fixture, target_ready, NULL, READY_WAIT_MS));
+    assert_int_equal(raft_state(leader), RAFT_LEADER); /* that TimeoutNow was ignored */
+    assert_false(c->transfer_done);
+    assert_true(tandem_site_transfer_resend(leader, target, &req, resent_cb));
+    assert_true(raft_fixture_step_until(&c->fixture, target_leads, NULL, ELECTION_TIMEOUT_MS));
+    assert_int_equal(sent[0], 1);
+    assert_int_equal(sent[1], 0);
+    /* Moved by the resent TimeoutNow before libraft's abort (an election timeout after start). */
+    assert_true(raft_fixture_time(&c->fixture) - started < ELECTION_TIMEOUT_MS);
+    cluster_stop(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_transfer_to_a_lagging_target_is_ignored),
         cmocka_unit_test(test_transfer_to_a_caught_up_target_completes),
+        cmocka_unit_test(test_transfer_resent_once_the_target_caught_up),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -101,8 +101,8 @@ static void test_defaults(void **state)
     assert_string_equal(c.api_url, "");
     assert_false(c.join);
     assert_int_equal(c.n_members, 0);
-    assert_int_equal(c.heartbeat_ms, 75);
-    assert_int_equal(c.election_timeout_ms, 750);
+    assert_int_equal(c.heartbeat_ms, 50);
+    assert_int_equal(c.election_timeout_ms, 400);
     assert_int_equal(c.snapshot_threshold, 65536);
     assert_int_equal(c.snapshot_trailing, 131072);
     assert_int_equal(c.snapshot_log_mib, 64);
@@ -647,7 +647,7 @@ static void test_help_and_version(void **state)
             fail_msg("--help does not mention %s", flag);
         }
     }
-    assert_non_null(strstr(run->output, "--heartbeat_ms <integer 10..10000> (default 75)"));
+    assert_non_null(strstr(run->output, "--heartbeat_ms <integer 10..10000> (default 50)"));
     assert_non_null(strstr(run->output, "--name <name> (required)"));
 
     /* Help wins even when the rest would not load. */
