@@ -436,6 +436,7 @@ static void bcp_init(struct tandem_node *node)
         .data = node,
     };
     env.events = &node->events; /* where the runtime, the drill and quarantine tell events */
+    env.pool_reads = &node->pool_reads; /* dry runs list jobs on the thread pool */
     tandem_bcp_init(&node->bcp, &env);
 }
 
@@ -602,6 +603,7 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
         return -1;
     }
     node->events.data = node;
+    tandem_pool_reads_init(&node->pool_reads, loop, &node->store);
     bcp_init(node);
     if (start_state(node, c) != 0) {
         return -1;
