@@ -38,6 +38,16 @@ static void pool_work_cb(uv_work_t *work)
 
 static int pool_start(struct tandem_pool_reads *reads, struct tandem_pool_read *read);
 
+/* Tells the closer once nothing runs or waits. */
+static void close_maybe(struct tandem_pool_reads *reads)
+{
+    if (reads->closing && reads->close_cb != NULL && reads->running == 0 && reads->waiting == 0) {
+        void (*cb)(void *) = reads->close_cb;
+        reads->close_cb = NULL;
+        cb(reads->close_data);
+    }
+}
+
 /* Starts the oldest waiting read, if any and a slot is free. */
 static void pool_next(struct tandem_pool_reads *reads)
 {
@@ -68,6 +78,7 @@ static void pool_after_work_cb(uv_work_t *work, int status)
     reads->done_total++;
     read->done_cb(read->data, read->rv, read->store.errmsg); /* may free read */
     pool_next(reads);
+    close_maybe(reads);
 }
 
 /* The store as the pool reads it: the same environment and databases, nothing else shared. */
@@ -109,6 +120,9 @@ int tandem_pool_read_submit(struct tandem_pool_reads *reads, struct tandem_pool_
                             void *data)
 {
     tandem_assert(reads->loop != NULL && work_cb != NULL && done_cb != NULL);
+    if (reads->closing) {
+        return tandem_error_set(read->store.errmsg, TANDEM_SHUTDOWN, "the node is shutting down");
+    }
     if (reads->running >= TANDEM_POOL_READS_RUNNING_MAX &&
         reads->waiting >= TANDEM_POOL_READS_WAITING_MAX) {
         reads->refused_total++;
@@ -128,4 +142,13 @@ int tandem_pool_read_submit(struct tandem_pool_reads *reads, struct tandem_pool_
     tandem_list_push_back(&reads->queue, &read->link);
     reads->waiting++;
     return 0;
+}
+
+void tandem_pool_reads_close(struct tandem_pool_reads *reads, void (*close_cb)(void *data),
+                             void *data)
+{
+    reads->closing = true;
+    reads->close_cb = close_cb;
+    reads->close_data = data;
+    close_maybe(reads);
 }

@@ -35,6 +35,9 @@ struct tandem_pool_reads {
     unsigned running, waiting;
     struct tandem_list queue; /* struct tandem_pool_read waiting, oldest first */
     uint64_t done_total, refused_total;
+    bool closing;
+    void (*close_cb)(void *data); /* runs once nothing runs or waits any more */
+    void *close_data;
 };
 
 /* One read; its owner keeps it (embedded or allocated) until done runs. */
@@ -62,5 +65,10 @@ void tandem_pool_reads_init(struct tandem_pool_reads *reads, uv_loop_t *loop,
 int tandem_pool_read_submit(struct tandem_pool_reads *reads, struct tandem_pool_read *read,
                             tandem_pool_read_work_fn work_cb, tandem_pool_read_done_fn done_cb,
                             void *data);
+
+/* Refuses new reads (TANDEM_SHUTDOWN) and runs close_cb(data) once every read running or waiting
+ * is done (at once when none is): the store may close then. */
+void tandem_pool_reads_close(struct tandem_pool_reads *reads, void (*close_cb)(void *data),
+                             void *data);
 
 #endif

@@ -50,7 +50,7 @@ static void pooled_serve(struct tandem_node *node, struct tandem_http_request *r
         tandem_pool_read_submit(&node->pool_reads, &q->read, pooled_work_cb, pooled_done_cb, q);
     if (rv == 0) {
         q->submitted = true; /* pooled_done_cb finishes it, on a later turn */
-    } else if (rv == TANDEM_BUSY) {
+    } else if (rv == TANDEM_BUSY || rv == TANDEM_SHUTDOWN) {
         char text[TANDEM_ERRMSG_SIZE + 64], message[TANDEM_ERRMSG_SIZE + 32];
         snprintf(message, sizeof message, "%s: retry later", q->read.store.errmsg);
         tandem_http_error_json(text, sizeof text, message);

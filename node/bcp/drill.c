@@ -982,8 +982,9 @@ static void preview_jobs(struct tandem_bcp *b, struct preview *p)
         int rv =
             tandem_pool_read_submit(b->env.pool_reads, &p->read, preview_work, preview_done_cb, p);
         if (rv != 0) {
-            tandem_bcp_reply_error(&p->reply, rv == TANDEM_BUSY ? 503 : 500, "%s: retry later",
-                                   p->read.store.errmsg);
+            tandem_bcp_reply_error(&p->reply,
+                                   rv == TANDEM_BUSY || rv == TANDEM_SHUTDOWN ? 503 : 500,
+                                   "%s: retry later", p->read.store.errmsg);
             json_decref(p->body);
             free(p);
         }

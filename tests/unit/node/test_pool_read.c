@@ -1,7 +1,8 @@
 /* Tests of node/pool_read.h on a real loop and a real LMDB store: reads run on the thread pool
  * and see everything applied before them, at most RUNNING_MAX at once and WAITING_MAX waiting
  * (one more is refused), and a snapshot install while a read runs waits for it instead of
- * deadlocking (the store pin is given back on the pool, not on the loop). */
+ * deadlocking (the store pin is given back on the pool, not on the loop); a close waits for the
+ * reads in flight. */
 #include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -37,7 +38,7 @@ struct fixture {
     uv_sem_t gate;                /* blocking reads wait on it */
     atomic_uint entered, blocked; /* reads that began, reads inside the gate */
     atomic_bool slow_finished;    /* the slow read's work returned */
-    unsigned done, done_ok, found;
+    unsigned done, done_ok, found, closed;
     uint64_t applied_seen; /* what the slow read's store copy said */
 };
 
@@ -228,12 +229,43 @@ static void test_install_waits_for_read(void **state)
     assert_int_equal(f->found, 0);
 }
 
+static void closed_cb(void *data)
+{
+    struct fixture *f = data;
+    f->closed++;
+}
+
+/* A close waits for the read in flight, refuses new ones, and tells once. */
+static void test_close_waits_for_reads(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(tandem_pool_read_submit(&f->reads, &f->read[0], blocking_work, done_cb, f), 0);
+    tandem_pool_reads_close(&f->reads, closed_cb, f);
+    assert_int_equal(f->closed, 0);
+    assert_int_equal(tandem_pool_read_submit(&f->reads, &f->read[1], find_work, done_cb, f),
+                     TANDEM_SHUTDOWN);
+    uv_sem_post(&f->gate);
+    run_until_done(f, 1);
+    assert_int_equal(f->closed, 1);
+    assert_int_equal(atomic_load(&f->store.copies), 0);
+}
+
+/* A close with nothing in flight tells at once. */
+static void test_close_idle(void **state)
+{
+    struct fixture *f = *state;
+    tandem_pool_reads_close(&f->reads, closed_cb, f);
+    assert_int_equal(f->closed, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_read_sees_applied_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bound_refuses_one_more, setup, teardown),
         cmocka_unit_test_setup_teardown(test_install_waits_for_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_waits_for_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_idle, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
