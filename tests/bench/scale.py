@@ -42,7 +42,7 @@ DEFAULT_SETTINGS = {"snapshot_threshold": "8192", "snapshot_trailing": "16384"}
 PRELOAD_CONNECTIONS = 128
 JOB_WORKERS = 96
 JOB_REQUEST_TIMEOUT_S = 30
-JOB_ATTEMPTS = 5           # per request, on 503/connection errors
+JOB_ATTEMPTS = 30          # per request, on 503/429/connection errors (an election: seconds)
 WINDOW_S = 2               # one p99 window
 WINDOW_RATE = 500          # writes/s of the small load
 WINDOWS_MAX = 20           # windows of the snapshot phase
@@ -149,15 +149,15 @@ def jobs_preload(c, leader, count):
                 conn.request("POST", path, data, {"Content-Type": "application/json"})
                 resp = conn.getresponse()
                 text = resp.read()
-                if resp.status in (200, 201):
-                    return conn
+                if resp.status in (200, 201) or (attempt > 0 and resp.status == 409):
+                    return conn  # 409 after a retry: the first attempt was applied after all
                 if resp.status != 503 and resp.status != 429:
                     failures.append("%s: %d %s" % (path, resp.status, text[:200]))
                     return conn
             except (OSError, http.client.HTTPException):
                 conn.close()
                 conn = http.client.HTTPConnection(u.hostname, u.port, timeout=JOB_REQUEST_TIMEOUT_S)
-            time.sleep(0.2 * (attempt + 1))
+            time.sleep(min(2.0, 0.2 * (attempt + 1)))
         failures.append("%s: gave up" % path)
         return conn
 
