@@ -48,12 +48,12 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return remove(path);
 }
 
+/* Applies key = value in the grouped write transaction, not committed. */
 static void put(struct tandem_store *s, const char *key, const char *value)
 {
     MDB_txn *txn;
+    MDB_val k = {strlen(key), (void *)key}, v = {strlen(value), (void *)value};
     assert_int_equal(tandem_store_write_txn(s, &txn), 0);
-    MDB_val k = {.mv_size = strlen(key), .mv_data = (void *)key};
-    MDB_val v = {.mv_size = strlen(value), .mv_data = (void *)value};
     assert_int_equal(mdb_put(txn, s->dbi[TANDEM_DB_KV], &k, &v, 0), 0);
 }
 
