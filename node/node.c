@@ -172,6 +172,11 @@ static void backups_closed_cb(struct tandem_node *node)
     handle_closed(node);
 }
 
+static void pool_reads_closed_cb(void *data)
+{
+    handle_closed(data);
+}
+
 /* The BCP runtime's way to stop the node (a restart in place sets reexec). */
 static void bcp_stop(void *data, bool reexec)
 {
@@ -206,6 +211,7 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     node->handles_open += node->backup != NULL ? 1 : 0;
     /* Likewise an audit chain walk (node/audit_check.c). */
     node->handles_open += node->audit_check.running ? 1 : 0;
+    node->handles_open += 1; /* reads on the thread pool (node/pool_read.h) */
     tandem_sd_close(&node->sd, node->reexec, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sighup, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sigterm, uv_handle_closed_cb);
@@ -223,6 +229,7 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     tandem_bcp_watch_close(&node->watch, watch_closed_cb);
     tandem_events_close(&node->events, events_closed_cb);
     tandem_backups_close(node, backups_closed_cb); /* waits for backup work using the store */
+    tandem_pool_reads_close(&node->pool_reads, pool_reads_closed_cb, node);
     tandem_raft_close(&node->raft, raft_closed_cb);
 }
 
@@ -489,6 +496,7 @@ static void bcp_init(struct tandem_node *node)
         .data = node,
     };
     env.events = &node->events; /* where the runtime, the drill and quarantine tell events */
+    env.pool_reads = &node->pool_reads; /* dry runs list jobs on the thread pool */
     tandem_bcp_init(&node->bcp, &env);
 }
 
@@ -663,6 +671,7 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
         return -1;
     }
     node->events.data = node;
+    tandem_pool_reads_init(&node->pool_reads, loop, &node->store);
     bcp_init(node);
     if (start_state(node, c) != 0) {
         return -1;

@@ -159,6 +159,11 @@ static int load_meta(struct tandem_store *s, MDB_txn *txn)
     return 0;
 }
 
+int tandem_store_meta_read(struct tandem_store *s, MDB_txn *txn)
+{
+    return load_meta(s, txn);
+}
+
 /* Creates the environment handle with its limits and opens it in dir (made when absent). */
 static int env_create(struct tandem_store *s, MDB_env **out, const char *dir)
 {

@@ -112,6 +112,10 @@ int tandem_store_set_applied(struct tandem_store *s, uint64_t index,
  * aborts it. MDB_NOTLS is set, so it may be used from another thread. */
 int tandem_store_read_txn(struct tandem_store *s, MDB_txn **txn);
 
+/* Sets s->applied_index and s->apply_digest to what txn sees (a reader on the thread pool works
+ * on a copy of the store: the node's own fields move on with apply). */
+int tandem_store_meta_read(struct tandem_store *s, MDB_txn *txn);
+
 /* SHA-256 over every state database (not meta), in key order, framed so that no two different
  * states hash alike. Computed in the given read transaction. */
 int tandem_store_state_digest(struct tandem_store *s, MDB_txn *txn, uint8_t out[TANDEM_DIGEST_LEN]);

@@ -192,4 +192,26 @@ typedef void (*tandem_route_serve_fn)(struct tandem_node *node, struct tandem_ht
 void tandem_route_read(struct tandem_node *node, struct tandem_http_request *r,
                        tandem_route_serve_fn serve, void *arg, void (*done)(void *arg));
 
+/* A read that grows with the state (node/pool_read.h), answered from the thread pool. */
+struct tandem_route_pooled;
+/* Runs on a pool thread: txn and store as node/pool_read.h gives them; it must touch nothing of
+ * the node. Returns 0 or a tandem code with store->errmsg filled. */
+typedef int (*tandem_route_pool_fn)(struct tandem_store *store, MDB_txn *txn, void *arg);
+/* Runs on the loop after it and must answer r: rv and errmsg are the work's (or a commit's or the
+ * pool's failure, rv TANDEM_STORE or a uv code turned into one). */
+typedef void (*tandem_route_pool_answer_fn)(struct tandem_node *node, struct tandem_http_request *r,
+                                            void *arg, int rv, const char *errmsg);
+/* As tandem_route_read (the same barrier, ?consistency=local at once), but work runs on the
+ * thread pool from a read transaction of its own, then answer on the loop. When
+ * TANDEM_POOL_READS_WAITING_MAX reads already wait, r is answered 503 with Retry-After and a
+ * JSON body, and answer never runs. done(arg), if not NULL, runs exactly once after r is
+ * answered. The request stays valid until answered even when its client leaves meanwhile. */
+void tandem_route_read_pooled(struct tandem_node *node, struct tandem_http_request *r,
+                              tandem_route_pool_fn work, tandem_route_pool_answer_fn answer,
+                              void *arg, void (*done)(void *arg));
+/* The same on this node's state as it is, without the barrier, for a TANDEM_ROUTE_LOCAL route. */
+void tandem_route_local_pooled(struct tandem_node *node, struct tandem_http_request *r,
+                               tandem_route_pool_fn work, tandem_route_pool_answer_fn answer,
+                               void *arg, void (*done)(void *arg));
+
 #endif

@@ -33,41 +33,86 @@ static int since_param(struct tandem_node *node, struct tandem_http_request *r, 
     return 0;
 }
 
-static void list_serve(struct tandem_node *node, struct tandem_http_request *r, void *arg)
-{
-    uint64_t after = 0, limit = AUDIT_LIST_LIMIT_DEFAULT, next;
+/* GET /v1/audit[?after_seq=&limit=&since=]: a page; with since, the records before it are
+ * skipped one by one (the trail is in seq order), so that page is read on the thread pool. */
+struct list_read {
+    uint64_t after, limit, next;
     int64_t since_ms;
-    MDB_txn *txn;
-    (void)arg;
-    if (tandem_route_query_number(r, "after_seq", 0, UINT64_MAX, &after) < 0) {
-        tandem_route_error(node, r, 400, "after_seq must be a record number");
-        return;
+    json_t *records; /* owned */
+    int rv;          /* LMDB's */
+};
+
+static void list_read_free(void *arg)
+{
+    struct list_read *q = arg;
+    json_decref(q->records);
+    free(q);
+}
+
+static int list_work(struct tandem_store *store, MDB_txn *txn, void *arg)
+{
+    struct list_read *q = arg;
+    q->records = json_array();
+    if (q->records == NULL) {
+        return tandem_error_set(store->errmsg, TANDEM_NOMEM, "out of memory");
     }
-    if (tandem_route_query_number(r, "limit", 1, TANDEM_AUDIT_LIST_LIMIT_MAX, &limit) < 0) {
-        tandem_route_error(node, r, 400, "limit must be 1 to %u", TANDEM_AUDIT_LIST_LIMIT_MAX);
-        return;
-    }
-    if (since_param(node, r, &since_ms) != 0 || tandem_route_read_txn(node, r, &txn) != 0) {
-        return;
-    }
-    json_t *records = json_array();
-    int rv = tandem_audit_list(txn, &node->store, after, since_ms, (unsigned)limit, records, &next);
-    mdb_txn_abort(txn);
+    q->rv = tandem_audit_list(txn, store, q->after, q->since_ms, (unsigned)q->limit, q->records,
+                              &q->next);
+    return q->rv == 0 ? 0 : tandem_error_from_mdb(q->rv, store->errmsg, "audit records");
+}
+
+static void list_answer(struct tandem_node *node, struct tandem_http_request *r, void *arg, int rv,
+                        const char *errmsg)
+{
+    struct list_read *q = arg;
     if (rv != 0) {
-        json_decref(records);
-        tandem_route_error(node, r, 500, "audit records: %s", mdb_strerror(rv));
+        tandem_route_error(node, r, 500, "%s", errmsg);
         return;
     }
+    json_t *records = q->records;
+    q->records = NULL;
     tandem_route_jansson(node, r, 200,
                          json_pack("{s:o,s:o}", "records", records, "next_after_seq",
-                                   next == 0 ? json_null() : json_integer((json_int_t)next)));
+                                   q->next == 0 ? json_null() : json_integer((json_int_t)q->next)));
+}
+
+/* A page without since: at most limit records from after_seq, read on the loop. */
+static void list_serve(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+{
+    struct list_read *q = arg;
+    MDB_txn *txn;
+    if (tandem_route_read_txn(node, r, &txn) != 0) {
+        return;
+    }
+    int rv = list_work(&node->store, txn, q);
+    mdb_txn_abort(txn);
+    list_answer(node, r, q, rv, node->store.errmsg);
 }
 
 static void route_audit_list(struct tandem_node *node, struct tandem_http_request *r,
                              const char *param)
 {
     (void)param;
-    tandem_route_read(node, r, list_serve, NULL, NULL);
+    struct list_read *q = calloc(1, sizeof *q);
+    if (q == NULL) {
+        tandem_route_error(node, r, 503, "out of memory");
+        return;
+    }
+    q->limit = AUDIT_LIST_LIMIT_DEFAULT;
+    if (tandem_route_query_number(r, "after_seq", 0, UINT64_MAX, &q->after) < 0) {
+        tandem_route_error(node, r, 400, "after_seq must be a record number");
+    } else if (tandem_route_query_number(r, "limit", 1, TANDEM_AUDIT_LIST_LIMIT_MAX, &q->limit) <
+               0) {
+        tandem_route_error(node, r, 400, "limit must be 1 to %u", TANDEM_AUDIT_LIST_LIMIT_MAX);
+    } else if (since_param(node, r, &q->since_ms) == 0) {
+        if (q->since_ms != 0) {
+            tandem_route_read_pooled(node, r, list_work, list_answer, q, list_read_free);
+        } else {
+            tandem_route_read(node, r, list_serve, q, list_read_free);
+        }
+        return;
+    }
+    list_read_free(q);
 }
 
 static void show_serve(struct tandem_node *node, struct tandem_http_request *r, void *arg)
@@ -116,29 +161,38 @@ static json_t *link_json(const struct tandem_audit_link *link)
     return json_pack("{s:I,s:s}", "seq", (json_int_t)link->seq, "hash", hex);
 }
 
-static void verify_serve(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+/* GET /v1/audit/verify: walks the whole chain, on the thread pool. */
+struct verify_read {
+    struct tandem_audit_verdict verdict;
+    uint64_t duration_ns;
+};
+
+static int verify_work(struct tandem_store *store, MDB_txn *txn, void *arg)
 {
-    MDB_txn *txn;
-    struct tandem_audit_verdict v;
-    (void)arg;
-    if (tandem_route_read_txn(node, r, &txn) != 0) {
-        return;
-    }
+    struct verify_read *q = arg;
     uint64_t started_ns = uv_hrtime();
-    int rv = tandem_audit_verify(txn, &node->store, &v);
-    mdb_txn_abort(txn);
+    int rv = tandem_audit_verify(txn, store, &q->verdict);
+    q->duration_ns = uv_hrtime() - started_ns;
+    return rv == 0 ? 0 : tandem_error_from_mdb(rv, store->errmsg, "audit verify");
+}
+
+static void verify_answer(struct tandem_node *node, struct tandem_http_request *r, void *arg,
+                          int rv, const char *errmsg)
+{
+    struct verify_read *q = arg;
+    const struct tandem_audit_verdict *v = &q->verdict;
     if (rv != 0) {
-        tandem_route_error(node, r, 500, "audit verify: %s", mdb_strerror(rv));
+        tandem_route_error(node, r, 500, "%s", errmsg);
         return;
     }
     /* The freshest verdict is the one /metrics shows (node/audit_check.h). */
-    tandem_audit_check_record(&node->audit_check, &v, tandem_wall_ms(), uv_hrtime() - started_ns);
+    tandem_audit_check_record(&node->audit_check, v, tandem_wall_ms(), q->duration_ns);
     json_t *body =
-        json_pack("{s:b,s:I,s:o,s:o,s:s}", "ok", v.ok, "records", (json_int_t)v.records, "head",
-                  link_json(&v.head), "anchor", link_json(&v.anchor), "node", node->self.name);
-    if (!v.ok) {
-        json_object_set_new(body, "broken_at", json_integer((json_int_t)v.broken_at));
-        json_object_set_new(body, "reason", json_string(v.reason));
+        json_pack("{s:b,s:I,s:o,s:o,s:s}", "ok", v->ok, "records", (json_int_t)v->records, "head",
+                  link_json(&v->head), "anchor", link_json(&v->anchor), "node", node->self.name);
+    if (!v->ok) {
+        json_object_set_new(body, "broken_at", json_integer((json_int_t)v->broken_at));
+        json_object_set_new(body, "reason", json_string(v->reason));
     }
     tandem_route_jansson(node, r, 200, body);
 }
@@ -147,7 +201,12 @@ static void route_audit_verify(struct tandem_node *node, struct tandem_http_requ
                                const char *param)
 {
     (void)param;
-    tandem_route_read(node, r, verify_serve, NULL, NULL);
+    struct verify_read *q = calloc(1, sizeof *q);
+    if (q == NULL) {
+        tandem_route_error(node, r, 503, "out of memory");
+        return;
+    }
+    tandem_route_read_pooled(node, r, verify_work, verify_answer, q, free);
 }
 
 static bool is_failure(json_t *record)
@@ -184,55 +243,77 @@ static void failure_count(json_t *groups, json_t *record)
     json_object_set_new(actions, action, json_integer(n + 1));
 }
 
-static void failures_serve(struct tandem_node *node, struct tandem_http_request *r, void *arg)
-{
+/* GET /v1/audit/failures[?since=]: up to AUDIT_FAILURES_SCAN_MAX records, on the thread pool. */
+struct failures_read {
     int64_t since_ms;
-    uint64_t after = 0, scanned = 0;
-    MDB_txn *txn;
-    (void)arg;
-    if (since_param(node, r, &since_ms) != 0 || tandem_route_read_txn(node, r, &txn) != 0) {
-        return;
-    }
-    json_t *groups = json_object(), *page;
+    uint64_t after, scanned;
+    json_t *groups; /* owned: failures by actor and source */
+};
+
+static void failures_read_free(void *arg)
+{
+    struct failures_read *q = arg;
+    json_decref(q->groups);
+    free(q);
+}
+
+static int failures_work(struct tandem_store *store, MDB_txn *txn, void *arg)
+{
+    struct failures_read *q = arg;
     int rv = 0;
+    if ((q->groups = json_object()) == NULL) {
+        return tandem_error_set(store->errmsg, TANDEM_NOMEM, "out of memory");
+    }
     do {
-        page = json_array();
-        rv = tandem_audit_list(txn, &node->store, after, since_ms, TANDEM_AUDIT_LIST_LIMIT_MAX,
-                               page, &after);
+        json_t *page = json_array(), *record;
         size_t i;
-        json_t *record;
+        rv = tandem_audit_list(txn, store, q->after, q->since_ms, TANDEM_AUDIT_LIST_LIMIT_MAX, page,
+                               &q->after);
         json_array_foreach(page, i, record)
         {
             if (is_failure(record)) {
-                failure_count(groups, record);
+                failure_count(q->groups, record);
             }
         }
-        scanned += json_array_size(page);
+        q->scanned += json_array_size(page);
         json_decref(page);
-    } while (rv == 0 && after != 0 && scanned < AUDIT_FAILURES_SCAN_MAX);
-    mdb_txn_abort(txn);
+    } while (rv == 0 && q->after != 0 && q->scanned < AUDIT_FAILURES_SCAN_MAX);
+    return rv == 0 ? 0 : tandem_error_from_mdb(rv, store->errmsg, "audit records");
+}
+
+static void failures_answer(struct tandem_node *node, struct tandem_http_request *r, void *arg,
+                            int rv, const char *errmsg)
+{
+    struct failures_read *q = arg;
     if (rv != 0) {
-        json_decref(groups);
-        tandem_route_error(node, r, 500, "audit records: %s", mdb_strerror(rv));
+        tandem_route_error(node, r, 500, "%s", errmsg);
         return;
     }
     json_t *list = json_array(), *g;
     const char *key;
-    json_object_foreach(groups, key, g)
+    json_object_foreach(q->groups, key, g)
     {
         json_array_append(list, g);
     }
-    json_decref(groups);
     tandem_route_jansson(node, r, 200,
                          json_pack("{s:o,s:I,s:b}", "failures", list, "scanned",
-                                   (json_int_t)scanned, "complete", after == 0));
+                                   (json_int_t)q->scanned, "complete", q->after == 0));
 }
 
 static void route_audit_failures(struct tandem_node *node, struct tandem_http_request *r,
                                  const char *param)
 {
     (void)param;
-    tandem_route_read(node, r, failures_serve, NULL, NULL);
+    struct failures_read *q = calloc(1, sizeof *q);
+    if (q == NULL) {
+        tandem_route_error(node, r, 503, "out of memory");
+        return;
+    }
+    if (since_param(node, r, &q->since_ms) != 0) {
+        free(q);
+        return;
+    }
+    tandem_route_read_pooled(node, r, failures_work, failures_answer, q, failures_read_free);
 }
 
 /* A follower's records: answered once they are applied (200) or could not be (503). */

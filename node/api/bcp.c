@@ -388,15 +388,11 @@ static void dry_run_answer(struct tandem_node *node, struct tandem_http_request 
                            const char *action, const char *site, bool failback, bool return_jobs)
 {
     bool invoke = strcmp(action, "invoke") == 0;
-    json_t *body = tandem_bcp_change_preview(&node->bcp, site, invoke, failback, return_jobs);
-    if (body == NULL) {
-        tandem_route_error(node, r, 500, "cannot read the site table");
-        return;
-    }
-    json_object_set_new(body, "dry_run", json_true());
-    json_object_set_new(body, "action", json_string(action));
-    json_object_set_new(body, "site", json_string(site));
-    tandem_route_jansson(node, r, 200, body);
+    struct tandem_bcp_reply reply = reply_to(node, r);
+    /* The jobs that would move are read on the thread pool: the answer may come later. */
+    tandem_bcp_change_preview(
+        &node->bcp, &reply, site, invoke, failback, return_jobs,
+        json_pack("{s:b,s:s,s:s}", "dry_run", true, "action", action, "site", site));
 }
 
 static void invoke_planned(struct tandem_node *node, struct tandem_http_request *r, json_t *body)

@@ -176,42 +176,54 @@ static void route_members_list(struct tandem_node *node, struct tandem_http_requ
     tandem_route_jansson(node, r, 200, json_pack("{s:o}", "members", members_json(node)));
 }
 
-static void route_digest(struct tandem_node *node, struct tandem_http_request *r, const char *p)
-{
-    MDB_txn *txn;
+/* GET /v1/digest: hashes every record of the state, on the thread pool. */
+struct digest_read {
+    uint64_t applied;
     uint8_t digest[TANDEM_DIGEST_LEN], data[TANDEM_DIGEST_LEN];
-    char hex[2 * TANDEM_DIGEST_LEN + 1], data_hex[2 * TANDEM_DIGEST_LEN + 1];
-    (void)p;
-    if (tandem_route_read_txn(node, r, &txn) != 0) {
-        return;
-    }
-    uint64_t applied = node->store.applied_index;
     struct tandem_backup_counts counts;
-    char errmsg[TANDEM_ERRMSG_SIZE];
-    int rv = tandem_store_state_digest(&node->store, txn, digest);
+};
+
+static int digest_work(struct tandem_store *store, MDB_txn *txn, void *arg)
+{
+    struct digest_read *q = arg;
+    q->applied = store->applied_index; /* the transaction's (node/pool_read.h) */
+    int rv = tandem_store_state_digest(store, txn, q->digest);
     if (rv == 0) {
-        rv = tandem_store_digest_without(&node->store, txn, TANDEM_DB_AUDIT, data);
+        rv = tandem_store_digest_without(store, txn, TANDEM_DB_AUDIT, q->data);
     }
-    if (rv != 0) {
-        snprintf(errmsg, sizeof errmsg, "%s", node->store.errmsg);
-    } else {
-        rv = tandem_backup_counts_read(&node->store, txn, &counts, errmsg);
-    }
-    mdb_txn_abort(txn);
+    return rv != 0 ? rv : tandem_backup_counts_read(store, txn, &q->counts, store->errmsg);
+}
+
+static void digest_answer(struct tandem_node *node, struct tandem_http_request *r, void *arg,
+                          int rv, const char *errmsg)
+{
+    struct digest_read *q = arg;
+    char hex[2 * TANDEM_DIGEST_LEN + 1], data_hex[2 * TANDEM_DIGEST_LEN + 1];
     if (rv != 0) {
         tandem_route_error(node, r, 500, "%s", errmsg);
         return;
     }
-    tandem_digest_hex(digest, hex);
-    tandem_digest_hex(data, data_hex);
+    tandem_digest_hex(q->digest, hex);
+    tandem_digest_hex(q->data, data_hex);
     /* data_digest: everything but the audit trail, which records refused requests too; counts:
      * what a backup's manifest records (storage/backup.h), for a restore to be compared. */
     tandem_route_jansson(node, r, 200,
                          json_pack("{s:I,s:s,s:s,s:{s:I,s:I,s:I,s:I}}", "applied_index",
-                                   (json_int_t)applied, "state_digest", hex, "data_digest",
-                                   data_hex, "counts", "keys", (json_int_t)counts.keys, "jobs",
-                                   (json_int_t)counts.jobs, "boxes", (json_int_t)counts.boxes,
-                                   "trace_events", (json_int_t)counts.trace_events));
+                                   (json_int_t)q->applied, "state_digest", hex, "data_digest",
+                                   data_hex, "counts", "keys", (json_int_t)q->counts.keys, "jobs",
+                                   (json_int_t)q->counts.jobs, "boxes", (json_int_t)q->counts.boxes,
+                                   "trace_events", (json_int_t)q->counts.trace_events));
+}
+
+static void route_digest(struct tandem_node *node, struct tandem_http_request *r, const char *p)
+{
+    (void)p;
+    struct digest_read *q = calloc(1, sizeof *q);
+    if (q == NULL) {
+        tandem_route_error(node, r, 503, "out of memory");
+        return;
+    }
+    tandem_route_local_pooled(node, r, digest_work, digest_answer, q, free);
 }
 
 /* The start-up quarantine flag and, per member, whether its raft port and its API answered

@@ -622,11 +622,17 @@ struct domain_read {
     char after[QUERY_MAX];
     unsigned limit;
     uint64_t after_seq;
+    struct tandem_text items;                /* a listing read on the thread pool */
+    char next[TANDEM_DOMAIN_ID_LEN_MAX + 1]; /* likewise */
 };
 
 static void domain_read_free(void *arg)
 {
-    free(arg);
+    struct domain_read *q = arg;
+    if (q != NULL && q->items.data != NULL) {
+        tandem_text_free(&q->items);
+    }
+    free(q);
 }
 
 static struct domain_read *domain_read_new(struct tandem_node *node, struct tandem_http_request *r)
@@ -852,6 +858,36 @@ static void serve_list(struct tandem_node *node, struct tandem_http_request *r, 
     tandem_text_free(&items);
 }
 
+/* On the pool: a filtered page may examine up to TANDEM_LIST_SCAN_MAX index entries. */
+static int list_work(struct tandem_store *store, MDB_txn *txn, void *arg)
+{
+    struct domain_read *q = arg;
+    tandem_text_init(&q->items, TANDEM_LIST_BYTES_MAX);
+    return q->list->list(store, txn, q, &q->items, q->next);
+}
+
+static void list_answer(struct tandem_node *node, struct tandem_http_request *r, void *arg, int rv,
+                        const char *errmsg)
+{
+    struct domain_read *q = arg;
+    if (rv != 0) {
+        tandem_route_error(node, r, 500, "%s", errmsg);
+    } else {
+        serve_list_text(node, r, q->list->key, &q->items, q->next);
+    }
+}
+
+/* Whether the listing names a filter: it then walks an index, not the records by id. */
+static bool list_filtered(const struct domain_read *q)
+{
+    for (unsigned i = 0; i < LIST_FILTERS_MAX; i++) {
+        if (q->has_filter[i]) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* The listing's filters, limit and cursor from the query. Returns 0 or -1 with why filled. */
 static int list_params(struct tandem_http_request *r, struct domain_read *q, char *why)
 {
@@ -885,7 +921,12 @@ static void route_list(struct tandem_node *node, struct tandem_http_request *r,
         free(q);
         return;
     }
-    tandem_route_read(node, r, serve_list, q, domain_read_free);
+    /* Without a filter a page reads at most limit records by id: cheap enough for the loop. */
+    if (list_filtered(q)) {
+        tandem_route_read_pooled(node, r, list_work, list_answer, q, domain_read_free);
+    } else {
+        tandem_route_read(node, r, serve_list, q, domain_read_free);
+    }
 }
 
 static void route_jobs_list(struct tandem_node *node, struct tandem_http_request *r,

@@ -147,6 +147,7 @@ static void route_retention_erase(struct tandem_node *node, struct tandem_http_r
 
 struct erase_pass {
     struct erase_write w; /* first: the command and its actor (this node) */
+    struct tandem_pool_read read;
     struct tandem_write write;
     struct tandem_node *node;
     bool more; /* the batch was full: more jobs are past retention */
@@ -171,19 +172,42 @@ static void erase_pass_cb(struct tandem_write *write, int status, struct tandem_
     free(p);
 }
 
-/* One pass: a batch of the jobs past retention, proposed by policy. */
-static void erase_pass_start(struct tandem_node *node)
+/* On the pool: the jobs past retention (up to 2 x TANDEM_PDATA_ERASE_SCAN_MAX index entries). */
+static int erase_pass_work(struct tandem_store *store, MDB_txn *txn, void *data)
 {
-    MDB_txn *txn;
-    if (tandem_store_commit(&node->store) != 0) { /* reads see every applied entry */
-        tandem_node_fatal(node, node->store.errmsg);
+    struct erase_pass *p = data;
+    size_t n = 0;
+    int rv = tandem_pdata_erase_choose(store, txn, p->w.erase.cutoff_ms, p->w.ids, &n, &p->more);
+    p->w.erase.n_jobs = n;
+    return rv;
+}
+
+/* On the loop: proposes the batch chosen, if any (still leading). */
+static void erase_pass_chosen(void *data, int rv, const char *errmsg)
+{
+    struct erase_pass *p = data;
+    struct tandem_node *node = p->node;
+    if (rv != 0 || p->w.erase.n_jobs == 0 || node->stopping) {
+        if (rv != 0) {
+            tandem_log(TANDEM_LOG_WARN, "automatic personal-data erasure: %s", errmsg);
+        }
+        node->erase_inflight = false;
+        free(p);
         return;
     }
+    p->write = (struct tandem_write){.command = &p->w.base.command, .data = p, .cb = erase_pass_cb};
+    if (tandem_proposer_write(&node->proposer, &p->write) != 0) {
+        node->erase_inflight = false;
+        free(p); /* not leading after all: the next leader's pass takes it */
+    }
+}
+
+/* One pass: a batch of the jobs past retention, chosen on the thread pool, proposed by policy. */
+static void erase_pass_start(struct tandem_node *node)
+{
     struct erase_pass *p = calloc(1, sizeof *p);
-    if (p == NULL || tandem_store_read_txn(&node->store, &txn) != 0) {
-        tandem_log(TANDEM_LOG_WARN, "automatic personal-data erasure: %s",
-                   p == NULL ? "out of memory" : node->store.errmsg);
-        free(p);
+    if (p == NULL) {
+        tandem_log(TANDEM_LOG_WARN, "automatic personal-data erasure: out of memory");
         return;
     }
     p->node = node;
@@ -194,18 +218,16 @@ static void erase_pass_start(struct tandem_node *node)
     snprintf(p->w.base.site, sizeof p->w.base.site, "%s", node->self.site);
     p->w.base.actor.user = p->w.base.user;
     p->w.base.actor.site = p->w.base.site;
-    int rv = erase_policy_choose(node, txn, &p->w, &p->more);
-    mdb_txn_abort(txn);
-    if (rv != 0 || p->w.erase.n_jobs == 0) {
-        if (rv != 0) {
-            tandem_log(TANDEM_LOG_WARN, "automatic personal-data erasure: %s", node->store.errmsg);
-        }
+    unsigned days = node->config->personal_data_retention_days;
+    p->w.erase.by_policy = true;
+    p->w.erase.retention_days = days;
+    /* The leader's clock and config decide the cutoff; apply only checks it. */
+    p->w.erase.cutoff_ms = node->proposer.now_ms() - (int64_t)days * TANDEM_MS_PER_DAY;
+    int rv =
+        tandem_pool_read_submit(&node->pool_reads, &p->read, erase_pass_work, erase_pass_chosen, p);
+    if (rv != 0) { /* busy: the next tick tries again */
+        tandem_log(TANDEM_LOG_WARN, "automatic personal-data erasure: %s", p->read.store.errmsg);
         free(p);
-        return;
-    }
-    p->write = (struct tandem_write){.command = &p->w.base.command, .data = p, .cb = erase_pass_cb};
-    if (tandem_proposer_write(&node->proposer, &p->write) != 0) {
-        free(p); /* not leading after all: the next leader's pass takes it */
         return;
     }
     node->erase_inflight = true;
@@ -246,31 +268,37 @@ static int key_count_visit(void *arg, const char *id, const Tandem__JobRecord *j
     return 0;
 }
 
-static void serve_keys_status(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+/* On the pool: every job holding personal data is examined. */
+static int keys_status_work(struct tandem_store *store, MDB_txn *txn, void *arg)
 {
-    struct key_count k = {.current = tandem_keyring_current(&node->keyring)};
-    MDB_txn *txn;
-    (void)arg;
-    if (tandem_route_read_txn(node, r, &txn) != 0) {
-        return;
-    }
-    int rv = tandem_pdata_jobs_walk(&node->store, txn, key_count_visit, &k);
-    mdb_txn_abort(txn);
+    return tandem_pdata_jobs_walk(store, txn, key_count_visit, arg);
+}
+
+static void keys_status_answer(struct tandem_node *node, struct tandem_http_request *r, void *arg,
+                               int rv, const char *errmsg)
+{
+    struct key_count *k = arg;
     if (rv != 0) {
-        tandem_route_error(node, r, 500, "%s", node->store.errmsg);
+        tandem_route_error(node, r, 500, "%s", errmsg);
         return;
     }
     tandem_route_jansson(node, r, 200,
-                         json_pack("{s:I,s:I,s:I,s:I}", "current", (json_int_t)k.current, "keys",
+                         json_pack("{s:I,s:I,s:I,s:I}", "current", (json_int_t)k->current, "keys",
                                    (json_int_t)node->keyring.n_keys, "pending",
-                                   (json_int_t)k.pending, "done", (json_int_t)k.done));
+                                   (json_int_t)k->pending, "done", (json_int_t)k->done));
 }
 
 static void route_keys_status(struct tandem_node *node, struct tandem_http_request *r,
                               const char *param)
 {
     (void)param;
-    tandem_route_read(node, r, serve_keys_status, NULL, NULL);
+    struct key_count *k = calloc(1, sizeof *k);
+    if (k == NULL) {
+        tandem_route_error(node, r, 503, "out of memory");
+        return;
+    }
+    k->current = tandem_keyring_current(&node->keyring);
+    tandem_route_read_pooled(node, r, keys_status_work, keys_status_answer, k, free);
 }
 
 struct reseal_write {

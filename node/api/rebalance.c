@@ -97,27 +97,56 @@ static void respond_json(struct tandem_node *node, struct tandem_http_request *r
     free(text);
 }
 
-/* Reads the planning view in one read transaction; answers r and returns -1 on failure. */
-static int view_read(struct tandem_node *node, struct tandem_http_request *r,
-                     struct tandem_rebalance_view *view)
+/* Reads the planning view in txn (on the thread pool). Returns 0, or an error with *status
+ * (413 too many jobs or sites, 503 out of memory, 500) and store->errmsg. */
+static int view_read(struct tandem_store *store, MDB_txn *txn, struct tandem_rebalance_view *view,
+                     int *status)
 {
-    MDB_txn *txn;
-    memset(view, 0, sizeof *view);
-    if (tandem_route_read_txn(node, r, &txn) != 0) {
-        return -1;
-    }
-    int rv = tandem_rebalance_view_read(&node->store, txn, view);
-    mdb_txn_abort(txn);
+    int rv = tandem_rebalance_view_read(store, txn, view);
     if (rv != 0) {
-        tandem_route_error(node, r,
-                           rv == E2BIG    ? 413
-                           : rv == ENOMEM ? 503
-                                          : 500,
-                           "%s", node->store.errmsg);
+        *status = rv == E2BIG ? 413 : rv == ENOMEM ? 503 : 500;
         tandem_rebalance_view_free(view);
-        return -1;
     }
+    return rv;
+}
+
+/* What a pooled read of the planning view hands back to the loop. */
+struct view_result {
+    int status; /* of an error; 200 when body is set */
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    json_t *body; /* owned */
+    char *text;   /* owned: body rendered on the pool */
+};
+
+static void view_result_release(struct view_result *v)
+{
+    json_decref(v->body);
+    free(v->text);
+}
+
+/* On the pool: renders v->body (taken) into v->text. */
+static int view_result_render(struct view_result *v, json_t *body)
+{
+    v->body = body;
+    v->text = body != NULL ? json_dumps(body, PLAN_JSON_FLAGS) : NULL;
+    if (v->text == NULL) {
+        v->status = 503;
+        return tandem_error_set(v->errmsg, TANDEM_NOMEM, "out of memory");
+    }
+    v->status = 200;
     return 0;
+}
+
+/* On the loop: answers r from v (rv: the pool's result). */
+static void view_result_answer(struct tandem_node *node, struct tandem_http_request *r,
+                               struct view_result *v, int rv, const char *errmsg)
+{
+    if (v->status == 200 && rv == 0) {
+        tandem_route_json(node, r, 200, NULL, v->text);
+    } else {
+        tandem_route_error(node, r, v->status >= 400 ? v->status : 500, "%s",
+                           v->errmsg[0] != '\0' ? v->errmsg : errmsg);
+    }
 }
 
 /* A command with its actor and the parsed JSON body its strings point into. */
@@ -165,48 +194,62 @@ struct site_read {
     char site[TANDEM_SITE_LEN_MAX + 1]; /* "" for the whole list */
     bool history;
     unsigned limit;
+    int64_t now_ms;
+    struct view_result result;
 };
 
 static void site_read_free(void *arg)
 {
-    free(arg);
+    struct site_read *q = arg;
+    view_result_release(&q->result);
+    free(q);
 }
 
-/* Answers with the one site's object out of the sites listing. */
-static void respond_one_site(struct tandem_node *node, struct tandem_http_request *r, json_t *list,
-                             const char *name)
+/* The one site's object out of the sites listing (taken), or NULL when it has none. */
+static json_t *one_site(json_t *list, const char *name)
 {
-    json_t *sites = json_object_get(list, "sites"), *item;
+    json_t *sites = json_object_get(list, "sites"), *item, *found = NULL;
     size_t i;
     json_array_foreach(sites, i, item)
     {
         if (strcmp(json_string_value(json_object_get(item, "name")), name) == 0) {
-            respond_json(node, r, json_incref(item));
-            json_decref(list);
-            return;
+            found = json_incref(item);
+            break;
         }
     }
     json_decref(list);
-    tandem_route_error(node, r, 404, "site not found: %s", name);
+    return found;
 }
 
-static void serve_sites(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+/* On the pool: every queued and in-progress job is read to sum the sites' load. */
+static int sites_work(struct tandem_store *store, MDB_txn *txn, void *arg)
 {
     struct site_read *q = arg;
+    struct view_result *v = &q->result;
     struct tandem_rebalance_view view;
-    char errmsg[TANDEM_ERRMSG_SIZE];
-    if (view_read(node, r, &view) != 0) {
-        return;
+    int rv = view_read(store, txn, &view, &v->status);
+    if (rv != 0) {
+        snprintf(v->errmsg, sizeof v->errmsg, "%s", store->errmsg);
+        return rv;
     }
-    json_t *list = tandem_rebalance_sites_json(&view, node->proposer.now_ms(), errmsg);
+    json_t *list = tandem_rebalance_sites_json(&view, q->now_ms, v->errmsg);
     tandem_rebalance_view_free(&view);
     if (list == NULL) {
-        tandem_route_error(node, r, 503, "%s", errmsg);
-    } else if (q->site[0] != '\0') {
-        respond_one_site(node, r, list, q->site);
-    } else {
-        respond_json(node, r, list);
+        v->status = 503;
+        return TANDEM_NOMEM;
     }
+    if (q->site[0] != '\0' && (list = one_site(list, q->site)) == NULL) {
+        v->status = 404;
+        return tandem_error_set(v->errmsg, TANDEM_NOTFOUND, "site not found: %s", q->site);
+    }
+    return view_result_render(v, list);
+}
+
+static void sites_answer(struct tandem_node *node, struct tandem_http_request *r, void *arg, int rv,
+                         const char *errmsg)
+{
+    struct site_read *q = arg;
+    view_result_answer(node, r, &q->result, rv, errmsg);
 }
 
 static void serve_history(struct tandem_node *node, struct tandem_http_request *r, void *arg)
@@ -234,7 +277,8 @@ static void route_sites_list(struct tandem_node *node, struct tandem_http_reques
         tandem_route_error(node, r, 503, "out of memory");
         return;
     }
-    tandem_route_read(node, r, serve_sites, q, site_read_free);
+    q->now_ms = node->proposer.now_ms();
+    tandem_route_read_pooled(node, r, sites_work, sites_answer, q, site_read_free);
 }
 
 /* A query integer in [min, max]; *out keeps its default when absent. */
@@ -283,7 +327,12 @@ static void route_site_get(struct tandem_node *node, struct tandem_http_request 
         return;
     }
     q->limit = (unsigned)limit;
-    tandem_route_read(node, r, q->history ? serve_history : serve_sites, q, site_read_free);
+    q->now_ms = node->proposer.now_ms();
+    if (q->history) { /* a page of at most TANDEM_CAPACITY_HISTORY_LIMIT_MAX records */
+        tandem_route_read(node, r, serve_history, q, site_read_free);
+    } else {
+        tandem_route_read_pooled(node, r, sites_work, sites_answer, q, site_read_free);
+    }
 }
 
 /* POST /v1/sites/SITE/capacity {"capacity": N} */
@@ -332,33 +381,43 @@ static void route_site_capacity_set(struct tandem_node *node, struct tandem_http
 struct plan_read {
     int objective;
     size_t max_moves;
-    int64_t at_ms; /* 0: now */
+    int64_t at_ms; /* the plan's time: ?at= or now, taken on the loop */
+    struct view_result result;
 };
 
 static void plan_read_free(void *arg)
 {
-    free(arg);
+    struct plan_read *q = arg;
+    view_result_release(&q->result);
+    free(q);
 }
 
-static void serve_plan(struct tandem_node *node, struct tandem_http_request *r, void *arg)
+/* On the pool: the planner reads every queued and in-progress job (0.3 s per 100,000). */
+static int plan_work(struct tandem_store *store, MDB_txn *txn, void *arg)
 {
     struct plan_read *q = arg;
+    struct view_result *v = &q->result;
     struct tandem_rebalance_view view;
-    char errmsg[TANDEM_ERRMSG_SIZE];
-    int status = 500;
-    if (view_read(node, r, &view) != 0) {
-        return;
+    int rv = view_read(store, txn, &view, &v->status);
+    if (rv != 0) {
+        snprintf(v->errmsg, sizeof v->errmsg, "%s", store->errmsg);
+        return rv;
     }
-    int64_t at_ms = q->at_ms != 0 ? q->at_ms : node->proposer.now_ms();
-    json_t *plan =
-        tandem_rebalance_plan_json(&view, q->objective, q->max_moves, at_ms, &status, errmsg);
+    v->status = 500;
+    json_t *plan = tandem_rebalance_plan_json(&view, q->objective, q->max_moves, q->at_ms,
+                                              &v->status, v->errmsg);
     tandem_rebalance_view_free(&view);
-    if (plan == NULL) {
-        tandem_route_error(node, r, status, "%s", errmsg);
-        return;
+    return plan == NULL ? TANDEM_INVALID : view_result_render(v, plan);
+}
+
+static void plan_answer(struct tandem_node *node, struct tandem_http_request *r, void *arg, int rv,
+                        const char *errmsg)
+{
+    struct plan_read *q = arg;
+    if (rv == 0 && q->result.body != NULL) {
+        plan_keep(node, q->result.body); /* kept on the loop: POST /v1/rebalance/apply {"id"} */
     }
-    plan_keep(node, plan);
-    respond_json(node, r, plan);
+    view_result_answer(node, r, &q->result, rv, errmsg);
 }
 
 /* GET /v1/rebalance/plan[?objective=makespan|due&max_moves=N&at=TIME] */
@@ -388,10 +447,11 @@ static void route_rebalance_plan(struct tandem_node *node, struct tandem_http_re
                            "at must be an RFC 3339 date-time such as 2024-05-01T09:00:00Z");
     } else {
         q->max_moves = (size_t)max_moves;
-        tandem_route_read(node, r, serve_plan, q, plan_read_free);
+        q->at_ms = q->at_ms != 0 ? q->at_ms : node->proposer.now_ms();
+        tandem_route_read_pooled(node, r, plan_work, plan_answer, q, plan_read_free);
         return;
     }
-    free(q);
+    plan_read_free(q);
 }
 
 /* Fills the apply command from a plan object {"id","index","objective","moves"}; answers r with

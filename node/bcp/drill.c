@@ -12,6 +12,7 @@
 #include "node/bcp/gap.h"
 #include "node/bcp/takeover.h"
 #include "node/log.h"
+#include "node/pool_read.h"
 #include "replication/bcp/moves.h"
 #include "replication/bcp/sites.h"
 #include "storage/assert.h"
@@ -932,20 +933,68 @@ static void step_tick_end(uv_timer_t *timer)
 
 /* ---- dry run ---- */
 
-/* The jobs an invoke of site would move (or a failback bring back), or JSON null when they
- * cannot be read. */
-static json_t *dry_run_jobs(struct tandem_bcp *b, const char *site, bool failback)
+/* A dry run waiting for the jobs it would move, read on the thread pool. */
+struct preview {
+    struct tandem_pool_read read; /* first */
+    struct tandem_bcp_reply reply;
+    char site[TANDEM_SITE_LEN_MAX + 1];
+    bool failback;
+    const char *jobs_key; /* "jobs_moved" or "jobs_returned" */
+    json_t *body;         /* owned: the answer but its jobs */
+    json_t *jobs;         /* owned: the jobs an invoke of site would move (a failback bring
+                             back); NULL when they could not be read (answered as null) */
+};
+
+/* On the pool (or the loop without one): every job of the site is examined. */
+static int preview_work(struct tandem_store *store, MDB_txn *txn, void *data)
 {
-    json_t *jobs = json_array();
+    struct preview *p = data;
+    p->jobs = json_array();
+    if (p->jobs != NULL && tandem_bcp_jobs_list(store, txn, p->site, p->failback, p->jobs) != 0) {
+        json_decref(p->jobs);
+        p->jobs = NULL;
+    }
+    return 0;
+}
+
+static void preview_answer(struct preview *p)
+{
+    json_t *jobs = p->jobs != NULL ? p->jobs : json_null();
+    json_object_set_new(p->body, p->jobs_key, json_integer((json_int_t)json_array_size(jobs)));
+    json_object_set_new(p->body, "jobs", jobs);
+    tandem_bcp_reply_json(&p->reply, 200, p->body);
+    free(p);
+}
+
+static void preview_done_cb(void *data, int rv, const char *errmsg)
+{
+    (void)rv; /* a read that failed leaves jobs NULL: answered as null */
+    (void)errmsg;
+    preview_answer(data);
+}
+
+/* Reads the jobs of p on the thread pool, or here without one; answers p's reply after. */
+static void preview_jobs(struct tandem_bcp *b, struct preview *p)
+{
+    struct tandem_store *store = b->env.store;
     MDB_txn *txn;
-    if (tandem_store_commit(b->env.store) == 0 && tandem_store_read_txn(b->env.store, &txn) == 0) {
-        if (tandem_bcp_jobs_list(b->env.store, txn, site, failback, jobs) != 0) {
-            json_decref(jobs);
-            jobs = json_null();
+    if (b->env.pool_reads != NULL) {
+        int rv =
+            tandem_pool_read_submit(b->env.pool_reads, &p->read, preview_work, preview_done_cb, p);
+        if (rv != 0) {
+            tandem_bcp_reply_error(&p->reply,
+                                   rv == TANDEM_BUSY || rv == TANDEM_SHUTDOWN ? 503 : 500,
+                                   "%s: retry later", p->read.store.errmsg);
+            json_decref(p->body);
+            free(p);
         }
+        return;
+    }
+    if (tandem_store_commit(store) == 0 && tandem_store_read_txn(store, &txn) == 0) {
+        (void)preview_work(store, txn, p);
         mdb_txn_abort(txn);
     }
-    return jobs;
+    preview_answer(p);
 }
 
 /* What an invoke of the site would change, from the site controller's own planner. */
@@ -972,11 +1021,11 @@ static json_t *dry_run_refusal(struct tandem_bcp *b, const char *site)
     return why[0] == '\0' ? json_null() : json_string(why);
 }
 
-json_t *tandem_bcp_change_preview(struct tandem_bcp *b, const char *site, bool invoke,
-                                  bool failback, bool return_jobs)
+/* The role changes of the site's change, from the site controller's own planner; NULL when the
+ * site table cannot be read. */
+static json_t *preview_roles(struct tandem_bcp *b, const char *site, bool invoke)
 {
     struct tandem_site_plan_input *in = malloc(sizeof *in);
-    struct tandem_member leader;
     if (in == NULL || tandem_bcp_plan_input(b, in) != 0) {
         free(in);
         return NULL;
@@ -997,29 +1046,52 @@ json_t *tandem_bcp_change_preview(struct tandem_bcp *b, const char *site, bool i
         }
     }
     free(in);
+    return changes;
+}
+
+void tandem_bcp_change_preview(struct tandem_bcp *b, const struct tandem_bcp_reply *reply,
+                               const char *site, bool invoke, bool failback, bool return_jobs,
+                               json_t *extra)
+{
+    struct tandem_member leader;
+    struct preview *p = calloc(1, sizeof *p);
+    json_t *changes = p != NULL ? preview_roles(b, site, invoke) : NULL;
+    if (changes == NULL) {
+        tandem_bcp_reply_error(reply, 500, "cannot read the site table");
+        json_decref(extra);
+        free(p);
+        return;
+    }
     bool known = tandem_raft_leader(b->env.raft, &leader) == 0;
     bool here = known && strcmp(leader.site, site) == 0;
     /* An invoke takes leadership away from the site; a failback brings it back. */
     bool moves = known && (invoke ? here : failback && !here);
-    bool jobs_move = invoke || failback || return_jobs;
-    json_t *jobs = jobs_move ? dry_run_jobs(b, site, !invoke) : json_array();
-    return json_pack("{s:o,s:s?,s:b,s:I,s:o}", "role_changes", changes, "leader",
-                     known ? leader.name : NULL, "leadership_moves", moves,
-                     invoke ? "jobs_moved" : "jobs_returned", (json_int_t)json_array_size(jobs),
-                     "jobs", jobs);
+    p->reply = *reply;
+    snprintf(p->site, sizeof p->site, "%s", site);
+    p->failback = !invoke;
+    p->jobs_key = invoke ? "jobs_moved" : "jobs_returned";
+    p->body = json_pack("{s:o,s:s?,s:b}", "role_changes", changes, "leader",
+                        known ? leader.name : NULL, "leadership_moves", moves);
+    if (p->body != NULL && extra != NULL) {
+        json_object_update(p->body, extra);
+    }
+    json_decref(extra);
+    if (p->body == NULL) {
+        tandem_bcp_reply_error(reply, 500, "out of memory");
+        free(p);
+    } else if (invoke || failback || return_jobs) {
+        preview_jobs(b, p);
+    } else {
+        p->jobs = json_array(); /* nothing moves back */
+        preview_answer(p);
+    }
 }
 
 static void dry_run(struct tandem_bcp *b, const struct tandem_bcp_reply *reply, const char *site)
 {
-    json_t *body = tandem_bcp_change_preview(b, site, true, false, false);
-    if (body == NULL) {
-        tandem_bcp_reply_error(reply, 500, "cannot read the site table");
-        return;
-    }
-    json_object_set_new(body, "dry_run", json_true());
-    json_object_set_new(body, "site", json_string(site));
-    json_object_set_new(body, "refusal", dry_run_refusal(b, site));
-    tandem_bcp_reply_json(reply, 200, body);
+    json_t *extra = json_pack("{s:b,s:s,s:o}", "dry_run", true, "site", site, "refusal",
+                              dry_run_refusal(b, site));
+    tandem_bcp_change_preview(b, reply, site, true, false, false, extra);
 }
 
 /* ---- start ---- */

@@ -77,15 +77,18 @@ json_t *tandem_drill_latency_series(const struct tandem_drill_probe_sample *prob
 uint64_t tandem_drill_longest_gap(uint64_t *acks, unsigned n, struct tandem_drill_span within,
                                   struct tandem_drill_span pause);
 
-/* What a site change would do now, without doing it (the dry runs of invoke, revoke and
- * drill), from the site controller's own planner: {"role_changes": [{"member","site","from",
- * "to"}], "leader", "leadership_moves", "jobs_moved" (invoke) or "jobs_returned" (revoke): n,
- * "jobs": [ids]}. invoke: the site invoked, its leadership and open work leave. Revoke: the roles
- * once the site is active again; with failback leadership comes back and, with failback or
- * return_jobs, the jobs BCP moved away that are still queued. NULL when the site table cannot be
- * read. */
-json_t *tandem_bcp_change_preview(struct tandem_bcp *b, const char *site, bool invoke,
-                                  bool failback, bool return_jobs);
+/* Answers reply with what a site change would do now, without doing it (the dry runs of invoke,
+ * revoke and drill), from the site controller's own planner: {"role_changes": [{"member","site",
+ * "from","to"}], "leader", "leadership_moves", "jobs_moved" (invoke) or "jobs_returned"
+ * (revoke): n, "jobs": [ids] (null when they could not be read)} with the fields of extra
+ * (taken; NULL for none) added. invoke: the site invoked, its leadership and open work leave.
+ * Revoke: the roles once the site is active again; with failback leadership comes back and, with
+ * failback or return_jobs, the jobs BCP moved away that are still queued. The jobs are read on
+ * the thread pool (b->env.pool_reads; here when NULL), so the answer may come on a later loop
+ * turn; 503 when too many such reads are in flight, 500 when the site table cannot be read. */
+void tandem_bcp_change_preview(struct tandem_bcp *b, const struct tandem_bcp_reply *reply,
+                               const char *site, bool invoke, bool failback, bool return_jobs,
+                               json_t *extra);
 
 /* Runs a drill for body {"site", "dry_run"?, "rate"?} and answers reply with its report (or,
  * dry, with the plan). One drill per node at a time (409 otherwise). */

@@ -19,6 +19,8 @@
 #include "replication/proposer.h"
 #include "storage/store.h"
 
+struct tandem_pool_reads; /* node/pool_read.h */
+
 struct tandem_events;
 
 #define TANDEM_BCP_TICK_MS               50 /* probes, fenced check and lag samples */
@@ -45,6 +47,8 @@ struct tandem_bcp_env {
     const struct tandem_member *self;
     struct tandem_events
         *events; /* node/bcp/events.h: tandem_events_emit(events, ...); may be NULL */
+    /* Reads that grow with the state (node/pool_read.h); NULL: they run on the loop. */
+    struct tandem_pool_reads *pool_reads;
     /* Stops the node with exit code 0; reexec: the process re-executes tandemd afterwards. */
     void (*stop)(void *data, bool reexec);
     void *data; /* the owner's, passed to stop */

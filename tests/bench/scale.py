@@ -1,0 +1,415 @@
+#!/usr/bin/env python3
+"""Benchmark of growth (issue 17 item 4): a 2+2+1 cluster (insecure: a benchmark) preloaded with
+N keys (tandem-bench, sequential keys, 256 B) and M jobs with trace events (POST /v1/jobs with
+ids of our own, every other job advanced once: 1.5 events a job), then the figures the issue
+asks for. A figure, not a test: nothing here asserts a time. Run it through tests/bench/scale.sh.
+
+    TANDEM_BIN_DIR=build-rel python3 tests/bench/scale.py [--keys N] [--jobs N] [--set K=V]...
+
+Figures: preload rates; disk per node (raft log and LMDB state apart) and RSS; snapshots taken
+per node, the newest snapshot file's size, and the time micro_snapshot takes to serialise the
+leader's state (what a snapshot runs on the thread pool); the longest loop stall
+(tandem_loop_lag_max_seconds when the build has it, else n/a); leader changes during the preload
+(raft term and tandem_raft_leader_changes_total); GET /v1/rebalance/plan and /v1/digest times and
+the slowest /healthz answer while plans run (the loop's responsiveness); the restart-to-ready time
+of one node; the time a wiped node takes to rejoin by snapshot (stopped, its data directory wiped,
+started again with its configuration: the leader sends it a snapshot); and write p99 in 2 s windows of a small open-loop load: windows in which
+a node finished a snapshot, windows while the wiped node was being sent one, and the others.
+Every loop is bounded in count and time.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+sys.dont_write_bytecode = True
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+from cluster import Cluster, wait_until  # noqa: E402
+
+# Snapshots often enough to be measured during the preload, and a log short enough that a wiped
+# node is sent a snapshot (with the defaults, 65536/131072 entries, a 1M-key preload of ~40,000
+# entries would never snapshot). --set overrides them.
+DEFAULT_SETTINGS = {"snapshot_threshold": "8192", "snapshot_trailing": "16384"}
+PRELOAD_CONNECTIONS = 128
+JOB_WORKERS = 96
+JOB_REQUEST_TIMEOUT_S = 30
+JOB_ATTEMPTS = 30          # per request, on 503/429/connection errors (an election: seconds)
+WINDOW_S = 2               # one p99 window
+WINDOW_RATE = 500          # writes/s of the small load
+WINDOWS_MAX = 20           # windows of the snapshot phase
+REJOIN_TIMEOUT_S = 900
+READY_TIMEOUT_S = 300
+PLAN_CLIENTS = 4
+HEALTH_POLL_S = 0.01
+SAMPLE_S = 0.5
+CLIENTS = ["acme", "globex", "initech", "umbrella"]
+STAGES = ["scan", "index", "qa"]
+
+
+def log(msg):
+    print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+
+
+def metric(text, name):
+    """Sum of every sample of metric name (labels ignored); None when absent."""
+    total, seen = 0.0, False
+    for line in text.splitlines():
+        m = re.match(r"^%s(\{[^}]*\})? ([0-9.eE+-]+)$" % re.escape(name), line)
+        if m:
+            total += float(m.group(2))
+            seen = True
+    return total if seen else None
+
+
+class Node:
+    """Plain HTTP (the cluster is insecure) to one node."""
+
+    def __init__(self, c, name):
+        self.c, self.name = c, name
+
+    def get(self, path, timeout=10):
+        u = urllib.parse.urlsplit(self.c.nodes[self.name]["api"])
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def metrics(self):
+        try:
+            status, body = self.get("/metrics", timeout=5)
+            return body.decode() if status == 200 else ""
+        except OSError:
+            return ""
+
+    def status(self):
+        try:
+            status, body = self.get("/v1/status", timeout=5)
+            return json.loads(body) if status == 200 else None
+        except (OSError, ValueError):
+            return None
+
+
+class Sampler(threading.Thread):
+    """Every SAMPLE_S: the highest raft term and loop stall seen on any node."""
+
+    def __init__(self, nodes):
+        super().__init__(daemon=True)
+        self.nodes, self.stop_event = nodes, threading.Event()
+        self.term_max, self.lag_max, self.lag_known = 0, 0.0, False
+
+    def run(self):
+        while not self.stop_event.wait(SAMPLE_S):
+            for n in self.nodes:
+                s = n.status()
+                if s:
+                    self.term_max = max(self.term_max, s["node"]["term"])
+                lag = metric(n.metrics(), "tandem_loop_lag_max_seconds")
+                if lag is not None:
+                    self.lag_known = True
+                    self.lag_max = max(self.lag_max, lag)
+
+
+def bench(bin_dir, endpoint, *args, timeout):
+    argv = [os.path.join(bin_dir, "tandem-bench"), "--target", "tandem", "--endpoints", endpoint,
+            "-o", "json"] + [str(a) for a in args]
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=timeout)
+    if p.returncode != 0:
+        raise RuntimeError("tandem-bench %s: %s" % (" ".join(argv[3:]), p.stderr.strip()))
+    return json.loads(p.stdout)
+
+
+def p99_ms(report):
+    us = report.get("latency_us", {}).get("p99")
+    return None if us is None else us / 1000.0
+
+
+def jobs_preload(c, leader, count):
+    """POST /v1/jobs for count jobs, then advance every other one; returns (seconds, requests)."""
+    u = urllib.parse.urlsplit(c.nodes[leader]["api"])
+    failures = []
+    started = time.monotonic()
+
+    def send(conn, path, body):
+        data = json.dumps(body).encode() if body is not None else b""
+        for attempt in range(JOB_ATTEMPTS):
+            try:
+                conn.request("POST", path, data, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                text = resp.read()
+                if resp.status in (200, 201) or (attempt > 0 and resp.status == 409):
+                    return conn  # 409 after a retry: the first attempt was applied after all
+                if resp.status != 503 and resp.status != 429:
+                    failures.append("%s: %d %s" % (path, resp.status, text[:200]))
+                    return conn
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection(u.hostname, u.port, timeout=JOB_REQUEST_TIMEOUT_S)
+            time.sleep(min(2.0, 0.2 * (attempt + 1)))
+        failures.append("%s: gave up" % path)
+        return conn
+
+    def worker(first):
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=JOB_REQUEST_TIMEOUT_S)
+        for j in range(first, count, JOB_WORKERS):
+            if len(failures) > 100:
+                return
+            body = {"id": "S%07d" % j, "client": CLIENTS[j % 4], "kind": "scan",
+                    "site": ["east", "west"][j % 2], "stages": STAGES, "effort": 1 + j % 7,
+                    "priority": j % 3, "due": "2030-01-%02dT09:00:00Z" % (1 + j % 28)}
+            conn = send(conn, "/v1/jobs", body)
+            if j % 2 == 0:
+                conn = send(conn, "/v1/jobs/S%07d/advance" % j, None)
+        conn.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(JOB_WORKERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise RuntimeError("jobs preload: %d failures, first: %s" % (len(failures), failures[0]))
+    return time.monotonic() - started, count + (count + 1) // 2
+
+
+def du_bytes(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def rss_bytes(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, TypeError):
+        pass
+    return None
+
+
+def mib(n):
+    return "n/a" if n is None else "%.0f MiB" % (n / 1048576.0)
+
+
+def newest_snapshot_bytes(raft_dir):
+    snaps = [f for f in os.listdir(raft_dir) if f.startswith("snapshot-") and
+             not f.endswith(".meta")]
+    if not snaps:
+        return None
+    newest = max(snaps, key=lambda f: os.stat(os.path.join(raft_dir, f)).st_mtime)
+    return os.stat(os.path.join(raft_dir, newest)).st_size
+
+
+def timed_get(node, path, timeout=600):
+    started = time.monotonic()
+    status, body = node.get(path, timeout=timeout)
+    return time.monotonic() - started, status, body
+
+
+def plans_vs_health(leader_node):
+    """PLAN_CLIENTS concurrent plans while /healthz is polled; returns (plan s, worst health s)."""
+    done, worst, plan_times = threading.Event(), [0.0], []
+
+    def poll():
+        while not done.is_set():
+            try:
+                took, _, _ = timed_get(leader_node, "/healthz", timeout=30)
+                worst[0] = max(worst[0], took)
+            except OSError:
+                pass
+            time.sleep(HEALTH_POLL_S)
+
+    def plan():
+        took, status, _ = timed_get(leader_node, "/v1/rebalance/plan?max_moves=100")
+        plan_times.append((took, status))
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    planners = [threading.Thread(target=plan) for _ in range(PLAN_CLIENTS)]
+    for t in planners:
+        t.start()
+    for t in planners:
+        t.join()
+    done.set()
+    poller.join()
+    return plan_times, worst[0]
+
+
+def snapshots_taken(nodes):
+    return sum(metric(n.metrics(), "tandem_snapshots_taken_total") or 0 for n in nodes)
+
+
+def windows(bin_dir, endpoint, stop, classify, out, limit):
+    """2 s windows of WINDOW_RATE writes/s until stop() or limit windows; classify(before) ->
+    label after each window (before: classify's state at the window's start)."""
+    for _ in range(limit):
+        if stop():
+            return
+        before = classify(None)
+        try:
+            r = bench(bin_dir, endpoint, "--rate", WINDOW_RATE, "--duration", WINDOW_S,
+                      "--connections", 8, "--keys", 100000, timeout=WINDOW_S + 60)
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            log("window: %s" % e)
+            continue
+        out.append((classify(before), p99_ms(r)))
+
+
+def p99_summary(samples, label):
+    values = sorted(v for k, v in samples if k == label and v is not None)
+    if not values:
+        return "n/a (no window)"
+    return "%.1f ms worst, %.1f ms median of %d windows" % (values[-1], values[len(values) // 2],
+                                                           len(values))
+
+
+def rejoin_wiped(c, name, leader, bin_dir):
+    """Stops name, wipes its data directory and starts it with its configuration unchanged (as a
+    replaced disk would): it starts empty, and the leader, whose log no longer reaches back to
+    the start, sends it a snapshot. Returns seconds from the start until name's applied index
+    reached the leader's commit index at the start, the p99 windows run meanwhile, and name's
+    tandem_snapshots_restored_total."""
+    node = c.nodes[name]
+    c.stop(name)
+    shutil.rmtree(os.path.join(node["dir"], "data"))
+    os.makedirs(os.path.join(node["dir"], "data"))
+    target = Node(c, leader).status()["node"]["commit_index"]
+    samples, finished = [], threading.Event()
+    load = threading.Thread(target=windows, args=(
+        bin_dir, c.nodes[leader]["api"], finished.is_set, lambda before: "sending", samples,
+        REJOIN_TIMEOUT_S // WINDOW_S))
+    started = time.monotonic()
+    load.start()
+    c.start(name)
+    me = Node(c, name)
+
+    def caught_up():
+        s = me.status()
+        return s is not None and s["node"]["applied_index"] >= target
+
+    wait_until(caught_up, REJOIN_TIMEOUT_S, "%s to catch up" % name, interval=0.1)
+    took = time.monotonic() - started
+    finished.set()
+    load.join()
+    restored = metric(me.metrics(), "tandem_snapshots_restored_total")
+    return took, samples, restored
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--keys", type=int, default=1000000)
+    ap.add_argument("--jobs", type=int, default=100000)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--windows", type=int, default=WINDOWS_MAX,
+                    help="p99 windows of the snapshot phase (default %d)" % WINDOWS_MAX)
+    args = ap.parse_args()
+    bin_dir = os.environ.get("TANDEM_BIN_DIR")
+    settings = dict(DEFAULT_SETTINGS)
+    settings.update(kv.split("=", 1) for kv in args.set)
+    out = []
+
+    def say(line):
+        out.append(line)
+        print(line, flush=True)
+
+    say("scale: %d keys of 256 B + %d jobs (1.5 trace events a job), 2+2+1 insecure, %s"
+        % (args.keys, args.jobs, " ".join("%s=%s" % kv for kv in sorted(settings.items()))))
+    with Cluster("2+2+1", settings=settings, insecure=True, bin_dir=bin_dir) as c:
+        nodes = [Node(c, n) for n in c.names]
+        leader = c.settled_leader()
+        lnode = Node(c, leader)
+        term0 = max(n.status()["node"]["term"] for n in nodes)
+        changes0 = sum(metric(n.metrics(), "tandem_raft_leader_changes_total") or 0
+                       for n in nodes)
+        sampler = Sampler(nodes)
+        sampler.start()
+        log("preloading %d keys through %s" % (args.keys, leader))
+        r = bench(bin_dir, c.nodes[leader]["api"], "--connections", PRELOAD_CONNECTIONS,
+                  "--ops", args.keys, "--keys", args.keys, "--key-order", "sequential",
+                  "--value-size", 256, "--timeout-ms", 30000, timeout=7200)
+        say("preload keys: %d in %.1f s, %.0f ops/s, p99 %.1f ms, errors %s" % (
+            r["ops"], r["duration_s"], r["ops_per_s"], p99_ms(r), json.dumps(r["errors"])))
+        log("preloading %d jobs" % args.jobs)
+        took, requests = jobs_preload(c, leader, args.jobs)
+        say("preload jobs: %d requests in %.1f s (%.0f/s)" % (requests, took, requests / took))
+        sampler.stop_event.set()
+        sampler.join()
+        term1 = max(n.status()["node"]["term"] for n in nodes)
+        changes1 = sum(metric(n.metrics(), "tandem_raft_leader_changes_total") or 0
+                       for n in nodes)
+        say("leader changes during the preload: term %d -> %d (highest seen %d), "
+            "tandem_raft_leader_changes_total summed over nodes +%d"
+            % (term0, term1, sampler.term_max, changes1 - changes0))
+        say("longest loop stall: %s" % ("%.3f s" % sampler.lag_max if sampler.lag_known
+                                         else "n/a (no tandem_loop_lag_max_seconds in this build)"))
+        c.wait_converged(timeout=600)
+        for name in c.names:
+            data = os.path.join(c.nodes[name]["dir"], "data")
+            taken = metric(Node(c, name).metrics(), "tandem_snapshots_taken_total")
+            say("%-9s raft log %s, state %s, RSS %s, snapshots taken %s, newest snapshot %s" % (
+                name, mib(du_bytes(os.path.join(data, "raft"))),
+                mib(du_bytes(os.path.join(data, "state"))), mib(rss_bytes(c.nodes[name]["pid"])),
+                "n/a" if taken is None else "%d" % taken,
+                mib(newest_snapshot_bytes(os.path.join(data, "raft")))))
+        micro = os.path.join(bin_dir, "micro_snapshot")
+        if os.path.exists(micro):
+            p = subprocess.run([micro, os.path.join(c.nodes[leader]["dir"], "data", "state")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               timeout=1800)
+            say("snapshot serialisation of the leader's state (micro_snapshot): %s"
+                % (p.stdout.strip() or p.stderr.strip()))
+        took, status, body = timed_get(lnode, "/v1/digest")
+        say("GET /v1/digest: %.2f s (%d) %s" % (took, status, body.decode()[:200]))
+        plan_times, worst = plans_vs_health(lnode)
+        say("GET /v1/rebalance/plan x%d at once: %s; slowest /healthz meanwhile %.3f s" % (
+            PLAN_CLIENTS, ", ".join("%.2f s (%d)" % t for t in plan_times), worst))
+        follower = next(n for n in c.names if n != leader and not n.startswith("witness"))
+        c.stop(follower)
+        started = time.monotonic()
+        c.start(follower)
+        wait_until(lambda: Node(c, follower).get("/readyz", timeout=5)[0] == 200,
+                   READY_TIMEOUT_S, "%s ready" % follower, interval=0.05)
+        say("restart to ready (%s): %.2f s" % (follower, time.monotonic() - started))
+        samples = []
+        last = [snapshots_taken(nodes)]
+
+        def classify(before):
+            now = snapshots_taken(nodes)
+            if before is None:
+                last[0] = now
+                return now
+            return "snapshot" if now != before else "quiet"
+
+        windows(bin_dir, c.nodes[leader]["api"], lambda: False, classify, samples, args.windows)
+        say("write p99 (%d/s, %d s windows) while a snapshot was taken: %s"
+            % (WINDOW_RATE, WINDOW_S, p99_summary(samples, "snapshot")))
+        say("write p99 without a snapshot: %s" % p99_summary(samples, "quiet"))
+        wiped = next(n for n in reversed(c.names) if n != leader and n != follower
+                     and not n.startswith("witness"))
+        took, sent, restored = rejoin_wiped(c, wiped, leader, bin_dir)
+        say("wiped %s rejoined in %.1f s (snapshots restored: %s)" % (wiped, took, restored))
+        say("write p99 while the snapshot was sent: %s" % p99_summary(sent, "sending"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
