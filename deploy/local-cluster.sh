@@ -234,10 +234,12 @@ pid_is_ours() {
     # command lines name tandemd too, and while the last one execs tandemd its command line reads
     # empty for a moment, which made a later check call a node that was starting "exited" (and
     # the start then SIGKILLed it: a CI failure of test_erase_policy). The name is set before the
-    # command line, so a process that passes both checks is past the exec for good.
+    # command line, so a process that passes both checks is past the exec for good. "exe": a
+    # tandemd that re-executed itself (/proc/self/exe, after a forced failover or a re-seed)
+    # until it names itself again; refusing it left such nodes running after `down`.
     comm=${stat#*(}
     comm=${comm%)*}
-    [[ $comm == tandemd ]] || return 1
+    [[ $comm == tandemd || $comm == exe ]] || return 1
     { mapfile -d '' -t argv <"/proc/$pid/cmdline"; } 2>/dev/null || return 1
     cmdline="${argv[*]} "
     [[ $cmdline == *tandemd* && $cmdline == *"--config $conf "* ]]

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "node/log.h"
@@ -18,6 +19,9 @@ int main(int argc, char **argv)
     char errmsg[TANDEM_ERRMSG_SIZE];
     /* Neither libuv nor raft_uv ignores SIGPIPE: a peer closing a socket would kill us. */
     signal(SIGPIPE, SIG_IGN);
+    /* After a re-execution (/proc/self/exe, below) the kernel names the process "exe": ps, top
+     * and scripts that look for tandemd by name should still find it. */
+    (void)prctl(PR_SET_NAME, "tandemd", 0, 0, 0);
     if (argc == 3 && strcmp(argv[1], "--audit-verify") == 0) {
         return tandem_audit_verify_dir(argv[2], stdout, stderr); /* offline: node/audit_queue.h */
     }

@@ -366,12 +366,15 @@ class Cluster:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        self._teardown(failed=exc_type is not None)
+        leaked = self._teardown(failed=exc_type is not None)
+        if leaked and exc_type is None:
+            raise ClusterError("tandemd still running after down (killed): pids %s" % leaked)
         return False
 
     def _teardown(self, failed):
+        """Stops the cluster; returns the pids of nodes `down` left running (killed)."""
         if self.dir is None:
-            return
+            return []
         if failed:
             self.print_logs()
         for name in list(self.paused):
@@ -384,6 +387,9 @@ class Cluster:
         except ClusterError as e:
             print("cluster teardown: %s" % e, flush=True)
             failed = True
+        leaked = self._kill_leftovers()
+        if leaked:
+            failed = True
         if failed:
             print("cluster files kept in %s" % self.dir, flush=True)
         else:
@@ -393,6 +399,35 @@ class Cluster:
         _cached_sets_open.discard(self._cache_key)
         self._cache_key = None
         self._remove_cgroups()
+        return leaked
+
+    def _kill_leftovers(self):
+        """SIGKILLs any tandemd still running on this cluster's configs after `down` (a node
+        local-cluster.sh no longer recognised: once, a node that had re-executed itself) and
+        says so; returns their pids. The test then fails: a node left behind loads the machine
+        for every later test and keeps its ports."""
+        prefix = os.path.join(self.dir, "")
+        leaked = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open("/proc/%s/cmdline" % entry, "rb") as f:
+                    argv = f.read().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if "--config" in argv and any(a.startswith(prefix) for a in argv) and \
+                    any(a.endswith("tandemd") or a.endswith("/exe") for a in argv[:1]):
+                leaked.append(int(entry))
+        for pid in leaked:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if leaked:
+            print("cluster teardown: tandemd still running after down, killed: %s" % leaked,
+                  flush=True)
+        return leaked
 
     def _remove_cgroups(self):
         """Removes the nodes' cgroups (empty once their processes are gone) and their root."""

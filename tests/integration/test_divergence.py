@@ -61,8 +61,14 @@ def lose_writes_on_east(c, leader, west):
     assert not any(t.is_alive() for t in threads)
 
 
+# The lost writes must reach the east leader's log before it steps down for want of a quorum,
+# one election timeout after west stops: a wide margin over the default's 400 ms on a loaded
+# machine (CI once lost JOB-LOST to a leader already stepped down).
+LOST_WRITES_SETTINGS = {"election_timeout_ms": 2000}
+
+
 def test_rejoin_keeps_the_data_and_reports_the_divergence():
-    with Cluster(topology="2+2") as c:
+    with Cluster(topology="2+2", settings=LOST_WRITES_SETTINGS) as c:
         leader = c.leader()
         east, west = site_names(c, "east"), site_names(c, "west")
         wait_until(lambda: all(n["home_role"] != "unknown" for s in bcp_status(c, leader)["sites"]

@@ -2,6 +2,7 @@
 stop --kill / start of single nodes, and down leaving no tandemd process behind."""
 
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -327,6 +328,23 @@ def test_down_leaves_nothing_and_up_restarts():
         assert c.kv_get(c.leader(), "survives-restart") == b"yes"
         wait_until(lambda: all(c.kv_get(n, "survives-restart", local=True) == b"yes"
                                for n in c.names), 30, "the key on every node")
+
+
+def test_teardown_kills_and_reports_a_node_down_missed():
+    """A node local-cluster.sh down does not recognise (here: its pid file gone) is killed by the
+    test cluster's teardown, and the test fails saying so, instead of running on."""
+    c = Cluster(topology="3")
+    c.__enter__()
+    pid, kept = c.nodes["east-1"]["pid"], c.dir
+    os.remove(os.path.join(c.dir, "east-1", "tandemd.pid"))
+    try:
+        c.__exit__(None, None, None)
+        raise AssertionError("teardown did not report the node left running")
+    except ClusterError as e:
+        assert str(pid) in str(e), e
+    shutil.rmtree(kept, ignore_errors=True)  # kept for a failed test: this one is not
+    assert not os.path.exists("/proc/%d" % pid) or open("/proc/%d/stat" % pid).read().split()[2] \
+        in ("Z", "X"), pid
 
 
 if __name__ == "__main__":
