@@ -234,6 +234,7 @@ static void node_start_once(void)
                                  .store = &node.store,
                                  .proposer = &node.proposer,
                                  .self = &node.self,
+                                 .pool_reads = &node.pool_reads,
                                  .stop = bcp_stop};
     tandem_bcp_init(&node.bcp, &env); /* not started: no probes, no site controller */
     node.bcp.quarantined = false;     /* as once released: writes are taken */
@@ -245,6 +246,8 @@ static void node_start_once(void)
         uv_check_init(&loop, &propose_check) != 0) {
         abort();
     }
+    /* Reads of the whole state (plans, digests, dry runs) run on the thread pool, as in tandemd. */
+    tandem_pool_reads_init(&node.pool_reads, &loop, &node.store);
     tandem_router_init(&node);
     if (tandem_http_server_init(&node.http, &loop, NULL, handler, &node) != 0 ||
         tandem_http_server_listen(&node.http, "127.0.0.1", 0, errmsg) != 0) {
