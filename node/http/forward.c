@@ -153,9 +153,8 @@ static void relay(struct forward *fw, const struct tandem_httpc_response *resp)
 
 /* ---- answers held until this node has applied what they speak of ---- */
 
-static void held_release(struct tandem_forwarder *f, struct forward_held *h)
+static void held_release(struct forward_held *h)
 {
-    (void)f;
     tandem_list_remove(&h->link);
     tandem_http_respond(h->r, h->status, h->content_type, h->headers, h->body, h->body_len);
     free(h->content_type);
@@ -178,10 +177,10 @@ static void hold_check(struct tandem_forwarder *f)
         struct forward_held *h = tandem_list_entry(link, struct forward_held, link);
         link = link->next;
         if (h->index <= applied) {
-            held_release(f, h);
+            held_release(h);
         } else if (h->deadline_ns <= now) {
             f->hold_expired++;
-            held_release(f, h);
+            held_release(h);
         }
     }
     if (tandem_list_empty(&f->held)) {
@@ -192,13 +191,6 @@ static void hold_check(struct tandem_forwarder *f)
 static void hold_timer_cb(uv_timer_t *timer)
 {
     hold_check(timer->data);
-}
-
-void tandem_forwarder_applied(struct tandem_forwarder *f)
-{
-    if (!tandem_list_empty(&f->held)) {
-        hold_check(f);
-    }
 }
 
 /* The leader's applied index in resp, or 0 when it gave none. */
@@ -399,7 +391,7 @@ void tandem_forwarder_close(struct tandem_forwarder *f, void (*cb)(struct tandem
     f->close_cb = cb;
     f->target[0] = '\0';
     while (!tandem_list_empty(&f->held)) { /* true answers: out now rather than lost */
-        held_release(f, tandem_list_entry(tandem_list_first(&f->held), struct forward_held, link));
+        held_release(tandem_list_entry(tandem_list_first(&f->held), struct forward_held, link));
     }
     uv_timer_stop(&f->hold_timer);
     tandem_http_pool_close(&f->pool, pool_closed_cb); /* pending answers are cancelled */

@@ -64,7 +64,7 @@ void tandem_forwarder_set_tls(struct tandem_forwarder *f, struct tandem_tls_ctx 
 void tandem_forwarder_send(struct tandem_forwarder *f, struct tandem_http_request *r,
                            const struct tandem_member *leader);
 /* As tandem_forwarder_send, but the leader's answer reaches the client only once this node
- * has applied the leader's applied index of that answer (tandem_forwarder_applied), or after
+ * has applied the leader's applied index of that answer (the hold timer polls it), or after
  * hold_ms: the caller's next request to this node then sees what it changed. Without
  * tandem_forwarder_set_hold it is tandem_forwarder_send. */
 void tandem_forwarder_send_held(struct tandem_forwarder *f, struct tandem_http_request *r,
@@ -72,9 +72,6 @@ void tandem_forwarder_send_held(struct tandem_forwarder *f, struct tandem_http_r
 /* How tandem_forwarder_send_held learns this node's applied index, and its bound in ms. */
 void tandem_forwarder_set_hold(struct tandem_forwarder *f, uint64_t (*applied)(void *data),
                                void *data, unsigned hold_ms);
-/* Relays the held answers this node has caught up with, or held hold_ms (the poll of the hold
- * timer does it too, every few ms). Cheap when none is held. */
-void tandem_forwarder_applied(struct tandem_forwarder *f);
 /* Cancels what is in flight (answered 503) and relays what is held; cb runs once every client
  * and the hold timer closed. */
 void tandem_forwarder_close(struct tandem_forwarder *f, void (*cb)(struct tandem_forwarder *f));
