@@ -181,6 +181,16 @@ static void respond_no_leader(struct tandem_node *node, struct tandem_http_reque
                       "{\"error\":\"no leader\",\"leader\":null}");
 }
 
+/* A request a node forwarded here that this node cannot serve as leader, and that did nothing
+ * here: 503 marked safe to retry, so the forwarding node parks it and sends it to whoever leads
+ * now. */
+static void respond_hand_back(struct tandem_node *node, struct tandem_http_request *r)
+{
+    tandem_assert(tandem_http_request_header(r, TANDEM_FORWARDED_HEADER) != NULL);
+    tandem_route_json(node, r, 503, "Retry-After: 1\r\n" TANDEM_RETRY_SAFE_HEADER ": 1\r\n",
+                      "{\"error\":\"not the leader\"}");
+}
+
 /* 503 with Retry-After, like "no leader": {"error", "quarantined": true, "leader": null}. */
 static void respond_quarantined(struct tandem_node *node, struct tandem_http_request *r)
 {
@@ -484,13 +494,30 @@ struct pending {
     void *arg;
 };
 
+/* A linearizable read whose barrier lost the leadership (a transfer, an election) did nothing,
+ * whatever the moment: it is asked again of whoever leads next (parked until there is one), or,
+ * when a node forwarded it here, handed back to that node to send there (never forwarded
+ * twice). A write in the same case may have been applied: that stays a 503 the caller sees. */
+static void read_raft_error(struct tandem_node *node, struct tandem_http_request *r, int rv)
+{
+    if (rv != RAFT_LEADERSHIPLOST && rv != RAFT_NOTLEADER) {
+        tandem_route_raft_error(node, r, rv);
+    } else if (tandem_http_request_header(r, TANDEM_FORWARDED_HEADER) != NULL) {
+        respond_hand_back(node, r);
+    } else {
+        respond_no_leader(node, r);
+    }
+}
+
 /* Answers r (the raft error, the read served, or the write's applied result), then done. p is
  * NULL when it could not be allocated (status is then RAFT_NOMEM). */
 static void pending_finish(struct tandem_node *node, struct tandem_http_request *r,
                            struct pending *p, int status, const struct tandem_result *result)
 {
     tandem_assert(status != 0 || p != NULL);
-    if (status != 0) {
+    if (status != 0 && p != NULL && p->serve != NULL) {
+        read_raft_error(node, r, status);
+    } else if (status != 0) {
         tandem_route_raft_error(node, r, status);
     } else if (p->serve != NULL) {
         p->serve(node, r, p->arg);
@@ -621,8 +648,7 @@ static void dispatch(struct tandem_node *node, const struct tandem_route *route,
     if (tandem_http_request_header(r, TANDEM_FORWARDED_HEADER) != NULL) {
         /* Forwarded here but leadership moved on: nothing was done, so the forwarding node may
          * send it again to whoever leads now (it parks it until then). Never forward twice. */
-        tandem_route_json(node, r, 503, "Retry-After: 1\r\n" TANDEM_RETRY_SAFE_HEADER ": 1\r\n",
-                          "{\"error\":\"not the leader\"}");
+        respond_hand_back(node, r);
         return;
     }
     if (tandem_raft_leader(&node->raft, &leader) != 0) {

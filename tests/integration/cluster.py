@@ -427,6 +427,11 @@ class Cluster:
         if leaked:
             print("cluster teardown: tandemd still running after down, killed: %s" % leaked,
                   flush=True)
+            try:  # gone before the next test wants the machine and the ports
+                wait_until(lambda: not any(pid_alive(p) for p in leaked), EXIT_TIMEOUT_S,
+                           "killed tandemd %s gone" % leaked)
+            except ClusterError as e:
+                print("cluster teardown: %s" % e, flush=True)
         return leaked
 
     def _remove_cgroups(self):

@@ -35,6 +35,9 @@ RYW_ROUNDS = 15              # rounds over every (writer, reader) pair of a 3-no
 JOIN_START_TIMEOUT_S = 15
 STOP_TIMEOUT_S = 15
 TRANSFER_SEEN_S = 5          # every node names the new leader within this after a transfer
+TRANSFER_ROUNDS = 8          # leadership transfers under reads
+TRANSFER_READS_MAX = 5000    # bound on each reader thread's reads across them
+TRANSFER_READS_MAX_S = 60    # and on its time
 SETTLE_TIMEOUT_S = 20        # the site controller moves leadership off the witness within this
 RETRY_FOR_S = 10             # a write or read answered 503 (Retry-After) is retried this long
 RETRY_PAUSE_S = 0.05
@@ -218,6 +221,8 @@ def test_writes_through_every_node_2_2_1():
         converge(c, c.names)
         check_readable_everywhere(c, c.names, {k: v for k, (v, _) in writes.items()}, "rr/",
                                   {k: m for k, (_, m) in writes.items()})
+        # Between the two voters of the preferred site: the site controller leaves it there.
+        reads_across_transfers(c, ("east-1", "east-2"), "rr/0000", writes["rr/0000"][0])
 
 
 # ---- kill -9 of the leader under writes --------------------------------------------------------
@@ -546,6 +551,44 @@ def test_leader_transfer_3():
         c.kv_put(third, "transfer/2", b"back")
         converge(c, c.names)
         assert c.kv_get(target, "transfer/2", local=True) == b"back"
+
+
+def reads_across_transfers(c, voters, key, value):
+    """Linearizable reads of key through every node while leadership goes back and forth between
+    voters, TRANSFER_ROUNDS times: each is answered 200 with value, never a 503. A read whose
+    barrier the transfer cut (with 5 voters a transfer can start before the barrier's entry
+    commits) did nothing, so the node asks the new leader itself; the client never retries."""
+    stop = threading.Event()
+    outcomes = {n: [] for n in c.names}
+
+    def reader(name):
+        conn = Conn(c.nodes[name]["api"])
+        deadline = time.monotonic() + TRANSFER_READS_MAX_S
+        while not stop.is_set() and len(outcomes[name]) < TRANSFER_READS_MAX and \
+                time.monotonic() < deadline:
+            try:
+                status, _, data = conn.request("GET", kv_path(key))
+            except (OSError, httpclient.HTTPException) as e:
+                status, data = None, repr(e).encode()
+            outcomes[name].append((status, data))
+        conn.close()
+
+    threads = [threading.Thread(target=reader, args=(n,)) for n in c.names]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(TRANSFER_ROUNDS):
+            p = c.ctl("member", "transfer-leader", voters[(i + 1) % 2], check=False)
+            assert p.returncode == 0, p.stderr
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    for name, seen in outcomes.items():
+        bad = [o for o in seen if o != (200, value)]
+        print("%s: %d reads across %d transfers, %d not 200" % (name, len(seen),
+                                                                 TRANSFER_ROUNDS, len(bad)))
+        assert seen and not bad, (name, bad[:5])
 
 
 if __name__ == "__main__":
