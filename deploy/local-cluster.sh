@@ -49,6 +49,7 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
 BIN_DIR=${TANDEM_BIN_DIR:-$REPO_DIR/build}
 UP_TIMEOUT_S=${TANDEM_UP_TIMEOUT:-30}
+SETTLE_S=10 # up: how long a leader on the witness may take to hand over (wait_leader)
 PYTHON=${TANDEM_PYTHON:-python3}
 STOP_TIMEOUT_S=${TANDEM_STOP_TIMEOUT:-15}
 # A node that does not answer /healthz this long after being started is reported as failed.
@@ -481,10 +482,14 @@ wait_healthy() {
 
 # Prints the leader that the running nodes agree on: some node names it and it says it leads.
 # Nodes named in EXCLUDE are ignored (e.g. a leader just killed). Fails after TIMEOUT seconds,
-# and at once when REQUIRE_ALL is set and a node has exited (as during up).
+# and at once when REQUIRE_ALL is set and a node has exited (as during up), which also waits up
+# to SETTLE_S for the site controller to move a leader off the witness (its first transfer: a
+# client's write in it would be answered 503), then takes the witness if it still leads.
 wait_leader() {
-    local dir=$1 timeout=$2 exclude=${3:-} require_all=${4:-} deadline name leader json state
+    local dir=$1 timeout=$2 exclude=${3:-} require_all=${4:-} deadline settled name leader json
+    local state
     deadline=$((SECONDS + timeout))
+    settled=$((SECONDS + (${require_all:+$SETTLE_S} + 0)))
     while ((SECONDS < deadline)); do
         for name in "${NODE_NAMES[@]}"; do
             if [[ -n $require_all ]] && ! running_pid "$dir" "$name" >/dev/null; then
@@ -499,10 +504,12 @@ wait_leader() {
             [[ -n $leader && $leader != "$exclude" && -n ${NODE_API[$leader]+set} ]] || continue
             json=$(node_status "${NODE_API[$leader]}") || continue
             state=$(json_get node.state <<<"$json") || continue
-            if [[ $state == leader ]]; then
-                echo "$leader"
-                return 0
+            [[ $state == leader ]] || continue
+            if ((SECONDS < settled)) && [[ $(json_get node.site <<<"$json") == witness ]]; then
+                continue
             fi
+            echo "$leader"
+            return 0
         done
         sleep 0.2
     done
