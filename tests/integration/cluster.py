@@ -634,6 +634,17 @@ class Cluster:
             raise ClusterError("%s GET %s: %d %s" % (name, path, status, body[:200]))
         return json.loads(body)
 
+    def metric(self, name, series):
+        """The value of one series of node name's /metrics, named as printed (with its labels,
+        if any): metric("east-1", "tandem_raft_term")."""
+        status, _, body = self.api(name, "GET", "/metrics")
+        if status != 200:
+            raise ClusterError("%s GET /metrics: %d %s" % (name, status, body[:200]))
+        for line in body.decode().splitlines():
+            if line.startswith(series + " "):
+                return float(line.split()[-1])
+        raise ClusterError("%s: no %s in /metrics" % (name, series))
+
     def status(self, name, timeout=5):
         """GET /v1/status of node name as a dict (ClusterError unless 200, OSError if down)."""
         return self.get_json(name, "/v1/status", timeout=timeout)

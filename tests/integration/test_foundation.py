@@ -99,15 +99,6 @@ def kv_path(key, local=False):
     return "/v1/kv/" + urllib.parse.quote(key, safe="") + ("?consistency=local" if local else "")
 
 
-def metric(c, name, metric_name):
-    """Value of an unlabelled Prometheus metric from node name's /metrics."""
-    status, _, body = c.api(name, "GET", "/metrics")
-    assert status == 200, (name, status, body[:200])
-    for line in body.decode().splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] == metric_name:
-            return float(parts[1])
-    raise AssertionError("%s: no metric %s" % (name, metric_name))
 
 
 def list_local(c, name, prefix):
@@ -216,7 +207,7 @@ def test_writes_through_every_node_2_2_1():
 
         followers = [n for n in c.names if n != leader]
         for name in followers:
-            assert metric(c, name, "tandem_forwarded_total") > 0, "%s forwarded nothing" % name
+            assert c.metric(name, "tandem_forwarded_total") > 0, "%s forwarded nothing" % name
 
         converge(c, c.names)
         check_readable_everywhere(c, c.names, {k: v for k, (v, _) in writes.items()}, "rr/",

@@ -194,17 +194,10 @@ def test_newer_epoch_from_a_stranger_fences_nobody():
         c.kv_put(c.leader(), "still-writable", b"1")
 
 
-def metric(c, name, series):
-    """The value of one series (name and labels, as printed) in name's /metrics."""
-    _, _, body = c.api(name, "GET", "/metrics")
-    for line in body.decode().splitlines():
-        if line.startswith(series + " "):
-            return int(float(line.split()[-1]))
-    raise AssertionError("no %s in /metrics of %s" % (series, name))
 
 
 def refused_count(c, name, reason="frame"):
-    return metric(c, name, 'tandem_transport_refused_total{reason="%s"}' % reason)
+    return c.metric(name, 'tandem_transport_refused_total{reason="%s"}' % reason)
 
 
 def rogue_context(c, name):
@@ -254,10 +247,10 @@ def test_strangers_refused_before_the_hello():
             refused_before_hello(c, target, st["cluster_id"], st["epoch"], other, **how)
         # A valid member certificate naming another member than the hello claims.
         refused_before_hello(c, target, st["cluster_id"], st["epoch"], third, cert=other)
-        assert metric(c, target, allowed) == 0
+        assert c.metric(target, allowed) == 0
         refused_before_hello(c, target, st["cluster_id"], st["epoch"], other, cert=other,
                              source="127.0.0.2")
-        wait_until(lambda: metric(c, target, allowed) == 1, 10, "the outside source counted")
+        wait_until(lambda: c.metric(target, allowed) == 1, 10, "the outside source counted")
         wait_until(lambda: refused_count(c, target, "tls") >= tls_before + 3, 10,
                    "three TLS refusals counted")
         wait_until(lambda: refused_count(c, target, "identity") >= identity_before + 2, 10,

@@ -154,13 +154,6 @@ def test_leader_losing_its_unsynced_writes_rejoins_with_nothing_acknowledged_los
 
 
 
-def metric(c, name, metric_name):
-    status, _, body = c.api(name, "GET", "/metrics")
-    assert status == 200, (status, body)
-    for line in body.decode().splitlines():
-        if line.startswith(metric_name + " "):
-            return int(line.split()[1])
-    raise AssertionError("%s has no metric %s" % (name, metric_name))
 
 
 def test_a_snapshot_installed_under_the_shim_survives_the_kill_and_rollback():
@@ -177,7 +170,7 @@ def test_a_snapshot_installed_under_the_shim_survives_the_kill_and_rollback():
             acked.append("behind/%d" % i)
         c.start(victim, env=shim_env(c, victim, journal))
         c.wait_converged(timeout=CONVERGE_TIMEOUT_S)
-        restored = metric(c, victim, "tandem_snapshots_restored_total")
+        restored = c.metric(victim, "tandem_snapshots_restored_total")
         assert restored >= 1, "%s caught up without a snapshot install" % victim
         for i in range(AFTER_INSTALL_WRITES):
             c.kv_put(leader, "after/%d" % i, b"a%d" % i)

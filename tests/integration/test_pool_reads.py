@@ -87,6 +87,8 @@ def burst_past_the_bound(c, leader):
     """Plans, digests, plans pipelined on one connection: the first plans and digests up to the
     bound are answered with results, the rest refused."""
     want_digest = c.get_json(leader, "/v1/digest", timeout=REQUEST_TIMEOUT_S)["data_digest"]
+    done_before = c.metric(leader, "tandem_pool_reads_total")
+    refused_before = c.metric(leader, "tandem_pool_reads_refused_total")
     plan = "/v1/rebalance/plan?consistency=local"
     burst = ([request(plan)] * PLANS_FIRST + [request("/v1/digest")] * DIGESTS +
              [request(plan)] * PLANS_LAST)
@@ -117,6 +119,12 @@ def burst_past_the_bound(c, leader):
     assert accepted >= BOUND and refused >= 1, (accepted, refused)
     for status, headers, body in late_plans:  # the digests still fill the queue
         assert_refusal(status, headers, body)
+    # /metrics counts them; nothing runs or waits once all are answered.
+    assert c.metric(leader, "tandem_pool_reads_refused_total") - refused_before == \
+        refused + len(late_plans)
+    assert c.metric(leader, "tandem_pool_reads_total") - done_before >= accepted
+    assert c.metric(leader, "tandem_pool_reads_running") == 0
+    assert c.metric(leader, "tandem_pool_reads_waiting") == 0
     # Served afterwards as usual.
     status, _, body = c.api(leader, "GET", plan, timeout=REQUEST_TIMEOUT_S)
     assert status == 200 and json.loads(body)["id"] in ids, (status, body)

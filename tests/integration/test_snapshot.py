@@ -84,14 +84,6 @@ def value_for(key):
     return (key.encode() + b"|") * (VALUE_BYTES // (len(key) + 1))
 
 
-def metric(c, name, metric_name):
-    status, _, body = c.api(name, "GET", "/metrics")
-    assert status == 200, (name, status, body[:200])
-    for line in body.decode().splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] == metric_name:
-            return float(parts[1])
-    raise AssertionError("%s: no metric %s" % (name, metric_name))
 
 
 def put_retrying(conn, key):
@@ -244,7 +236,7 @@ def converge_watching(c, names, watch):
 
 
 def check_snapshotted_and_truncated(c, name):
-    taken = metric(c, name, "tandem_snapshots_taken_total")
+    taken = c.metric(name, "tandem_snapshots_taken_total")
     assert taken > 0, "%s took no snapshot" % name
     first = first_log_index(c, name)
     assert first is not None and first > 1, "%s's log was not truncated: segments %s" % (
@@ -317,7 +309,7 @@ def test_paused_follower_catches_up_by_snapshot():
         for cycle in range(PAUSE_CYCLES):
             paused = followers[cycle % len(followers)]
             other = next(n for n in followers if n != paused)
-            restored_before = metric(c, paused, "tandem_snapshots_restored_total")
+            restored_before = c.metric(paused, "tandem_snapshots_restored_total")
             behind = c.status(paused)["node"]["last_index"]
             c.pause(paused)
             load = Load(c, [leader, other], "p%d/" % cycle)
@@ -344,13 +336,13 @@ def test_paused_follower_catches_up_by_snapshot():
             print("cycle %d: %s converged %.1f s after the load stopped" % (
                 cycle, paused, time.monotonic() - started), flush=True)
             check_no_crash(c, paused)
-            restored = metric(c, paused, "tandem_snapshots_restored_total")
+            restored = c.metric(paused, "tandem_snapshots_restored_total")
             assert restored > restored_before, "%s caught up without a snapshot install (%d)" % (
                 paused, restored)
             # The raft_io shields are installed in tandemd and count what they did.
             for name in (leader, paused):
-                assert metric(c, name, "tandem_raft_shield_terms_fixed_total") >= 0
-                assert metric(c, name, "tandem_raft_shield_appends_cut_total") >= 0
+                assert c.metric(name, "tandem_raft_shield_terms_fixed_total") >= 0
+                assert c.metric(name, "tandem_raft_shield_appends_cut_total") >= 0
             check_has(c, paused, {k: v for k, v in acked.items() if k.startswith("p%d/" % cycle)},
                       "p%d/" % cycle)
         for name in c.names:
