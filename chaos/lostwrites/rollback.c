@@ -76,16 +76,26 @@ static int load(int dir_fd, struct journal *j)
     return j->bytes != NULL && done == j->len ? 0 : fail(j->name, "cannot read", EIO);
 }
 
+/* Returns 0, PARSE_TORN for a journal its writer died creating (killed between the open and
+ * the header's writev: the header comes before any record, so nothing was journaled and nothing
+ * needs undoing), or -1 for a file that is no journal. */
+enum { PARSE_TORN = 1 };
 static int parse_header(struct journal *j)
 {
     struct lw_journal_header *h = &j->header;
+    size_t magic_seen = j->len < 8 ? j->len : 8;
+    if (memcmp(j->bytes, LW_JOURNAL_MAGIC, magic_seen) != 0) {
+        return fail(j->name, "not a lost-writes journal", 0);
+    }
     if (j->len < sizeof *h) {
-        return fail(j->name, "shorter than a journal header", 0);
+        return PARSE_TORN;
     }
     memcpy(h, j->bytes, sizeof *h);
-    if (memcmp(h->magic, LW_JOURNAL_MAGIC, 8) != 0 || h->path_len == 0 || h->path_len >= PATH_MAX ||
-        h->root_len >= PATH_MAX || sizeof *h + h->path_len + h->root_len > j->len) {
+    if (h->path_len == 0 || h->path_len >= PATH_MAX || h->root_len >= PATH_MAX) {
         return fail(j->name, "not a lost-writes journal", 0);
+    }
+    if (sizeof *h + h->path_len + h->root_len > j->len) {
+        return PARSE_TORN;
     }
     memcpy(j->path, j->bytes + sizeof *h, h->path_len);
     j->path[h->path_len] = '\0';
@@ -258,7 +268,10 @@ static int rollback_one(const char *dir, int dir_fd, const char *name, bool dry_
     bool torn = false;
     size_t *offsets = NULL;
     int rv = load(dir_fd, &j);
-    if (rv == 0 && (rv = parse_header(&j)) == 0) {
+    if (rv == 0 && (rv = parse_header(&j)) == PARSE_TORN) {
+        printf("%s: header torn (its writer died creating it): no record to undo\n", name);
+        rv = 0;
+    } else if (rv == 0) {
         offsets = records_to_undo(&j, &count, &torn);
         if (offsets == NULL) {
             rv = fail(name, "out of memory", ENOMEM);

@@ -327,6 +327,13 @@ static void lw_journal_start(struct lw_inode *in, const char *path, const char *
     if (fstat(in->journal_fd, &st) != 0) {
         lw_fatal("cannot stat the journal", path, errno);
     }
+    if (st.st_size > 0 && (size_t)st.st_size < sizeof(struct lw_journal_header)) {
+        /* Torn by a writer killed while creating it: no record follows such a header. */
+        if (ftruncate(in->journal_fd, 0) != 0) {
+            lw_fatal("cannot truncate a torn journal", path, errno);
+        }
+        st.st_size = 0;
+    }
     if (st.st_size > 0) {
         struct lw_journal_header h;
         if (pread(in->journal_fd, &h, sizeof h, 0) != (ssize_t)sizeof h ||
