@@ -82,8 +82,8 @@ static void shield_close(struct raft_io *io, raft_io_close_cb cb)
 {
     struct tandem_raft_shield *s = shield_of(io);
     s->closing = true; /* raft_close sets its own closing flag just before */
-    if (s->filling) {
-        /* The worker reads the state raft's close leads to freeing: close after it (6). */
+    if (s->filling || s->preparing) {
+        /* The worker reads state raft's close leads to freeing: close after it (6, 7). */
         s->close_pending = true;
         s->close_after_fill = cb;
         return;
@@ -107,15 +107,12 @@ static void fill_work_cb(uv_work_t *work)
     s->fill_status = s->own_fill(s->fill_data);
 }
 
-/* Back on the loop: the inner put of the filled snapshot, or raft's callback with the failure
- * (a close meanwhile: RAFT_CANCELED), then the close that waited. */
-static void fill_after_work_cb(uv_work_t *work, int status)
+/* Back on the loop after the pool's part of slot's put (rv: how it went): the inner put, or
+ * raft's callback with the failure (a close meanwhile: RAFT_CANCELED), then the close that
+ * waited for the pool, once nothing runs there any more. */
+static void put_after_pool(struct tandem_raft_shield *s, struct tandem_raft_shield_put *slot,
+                           int rv)
 {
-    struct tandem_raft_shield *s = work->data;
-    struct tandem_raft_shield_put *slot = &s->own;
-    int rv = status != 0 ? RAFT_IOERR : s->fill_status;
-    s->filling = false;
-    s->own_filled(s->fill_data, rv);
     if (rv == 0 && s->closing) {
         rv = RAFT_CANCELED;
     }
@@ -127,29 +124,55 @@ static void fill_after_work_cb(uv_work_t *work, int status)
     if (rv != 0) {
         struct raft_io_snapshot_put *req = slot->raft_req;
         slot->raft_req = NULL;
-        slot->raft_cb(req, rv); /* raft's takeSnapshotCb: finalize, and no snapshot recorded */
+        slot->raft_cb(req, rv); /* raft's takeSnapshotCb or installSnapshotCb: nothing recorded */
     }
-    if (s->close_pending) {
+    if (s->close_pending && !s->filling && !s->preparing) {
         s->close_pending = false;
         s->inner.close(s->io, s->close_after_fill);
     }
 }
 
-/* Shield 6: raft's own put waits for the fill on the thread pool; raft_uv gets it after. */
-static int fill_start(struct tandem_raft_shield *s, unsigned trailing,
-                      struct raft_io_snapshot_put *req, const struct raft_snapshot *snapshot,
-                      raft_io_snapshot_put_cb cb)
+static void fill_after_work_cb(uv_work_t *work, int status)
 {
-    s->fill_work.data = s;
-    int rv = uv_queue_work(s->loop, &s->fill_work, fill_work_cb, fill_after_work_cb);
-    if (rv != 0) {
-        return RAFT_IOERR; /* raft finalizes the snapshot and takes none this time */
+    struct tandem_raft_shield *s = work->data;
+    int rv = status != 0 ? RAFT_IOERR : s->fill_status;
+    s->filling = false;
+    s->own_filled(s->fill_data, rv);
+    put_after_pool(s, &s->own, rv);
+}
+
+/* Shield 7, on the thread pool: the FSM builds the state of the snapshot raft installs. */
+static void prepare_work_cb(uv_work_t *work)
+{
+    struct tandem_raft_shield *s = work->data;
+    s->install_prepare(s->fill_data, s->install.snapshot);
+}
+
+static void prepare_after_work_cb(uv_work_t *work, int status)
+{
+    struct tandem_raft_shield *s = work->data;
+    (void)status; /* cancelled or not, the put goes on: the restore builds what is missing */
+    s->preparing = false;
+    put_after_pool(s, &s->install, 0);
+}
+
+/* Shields 6 and 7: raft's put waits for the pool's part (work: fill or prepare), raft_uv's put
+ * follows it. slot counts as in flight from now on. */
+static int pool_start(struct tandem_raft_shield *s, struct tandem_raft_shield_put *slot,
+                      uv_work_t *work, uv_work_cb work_cb, uv_after_work_cb after_cb,
+                      unsigned trailing, struct raft_io_snapshot_put *req,
+                      const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    /* Set before the work is queued: the worker reads slot->snapshot at once. */
+    slot->raft_req = req;
+    slot->raft_cb = cb;
+    slot->trailing = trailing;
+    slot->snapshot = snapshot;
+    work->data = s;
+    if (uv_queue_work(s->loop, work, work_cb, after_cb) != 0) {
+        slot->raft_req = NULL;
+        return RAFT_IOERR; /* raft gives this snapshot up (and asks again later) */
     }
-    s->filling = true;
-    s->own.raft_req = req;
-    s->own.raft_cb = cb;
-    s->own.trailing = trailing;
-    s->own.snapshot = snapshot;
     return 0;
 }
 
@@ -167,7 +190,19 @@ static int shield_snapshot_put(struct raft_io *io, unsigned trailing,
     }
     if (trailing > 0 && s->own_fill != NULL) {
         tandem_assert(s->loop != NULL && s->own_filled != NULL && !s->filling);
-        return s->closing ? RAFT_CANCELED : fill_start(s, trailing, req, snapshot, cb);
+        int rv = s->closing ? RAFT_CANCELED
+                            : pool_start(s, slot, &s->fill_work, fill_work_cb, fill_after_work_cb,
+                                         trailing, req, snapshot, cb);
+        s->filling = rv == 0;
+        return rv;
+    }
+    if (trailing == 0 && s->install_prepare != NULL) {
+        tandem_assert(s->loop != NULL && !s->preparing);
+        int rv = s->closing ? RAFT_CANCELED
+                            : pool_start(s, slot, &s->prepare_work, prepare_work_cb,
+                                         prepare_after_work_cb, trailing, req, snapshot, cb);
+        s->preparing = rv == 0;
+        return rv;
     }
     slot->put.data = slot;
     int rv = s->inner.snapshot_put(io, trailing, &slot->put, snapshot, shield_put_cb);

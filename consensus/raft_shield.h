@@ -70,6 +70,14 @@
  *    while a fill runs waits for it (the worker reads state the close would free), then gives
  *    raft its put back as RAFT_CANCELED, as raft_uv does for a put it cancels.
  *
+ * 7. Snapshots installed on the loop (src/legacy.c installSnapshotCb calls the FSM's restore on
+ *    the loop thread): rebuilding a state of hundreds of MiB from the received bytes held the
+ *    loop as long as serialising it did (6). With a prepare hook (install_prepare: tandemd sets
+ *    it) the shield runs it on the thread pool between raft's snapshot_put of the install and
+ *    raft_uv's, with the bytes raft holds until its callback; the FSM's restore then finds the
+ *    state built and only swaps it in. The install counts as in flight from raft's put on (the
+ *    drops of 2 cover it); a close waits for the prepare as for a fill.
+ *
  * Both drops apply only to an InstallSnapshot whose term is at least ours: an older one raft
  * rejects and frees itself, and its reply tells a deposed leader of the newer term.
  *
@@ -143,8 +151,15 @@ struct tandem_raft_shield {
     uv_work_t fill_work;
     bool filling;                      /* fill_work queued, its after-callback not yet run */
     int fill_status;                   /* own_fill's return, for the after-callback */
-    raft_io_close_cb close_after_fill; /* a close that waits for the fill */
+    raft_io_close_cb close_after_fill; /* a close that waits for the fill or the prepare */
     bool close_pending;
+    /* Shield 7, set after install (tandemd): install_prepare runs on loop's thread pool with the
+     * snapshot raft received, before raft_uv's put of the install, so that the FSM builds the
+     * state raft's restore will then only swap in (fill_data is its data). What it does is its
+     * own: the put follows whatever happened. NULL: the restore builds it on the loop. */
+    void (*install_prepare)(void *data, const struct raft_snapshot *snapshot);
+    uv_work_t prepare_work;
+    bool preparing;                  /* prepare_work queued, its after-callback not yet run */
     struct tandem_raft_shield *next; /* the list of shields in use on this thread */
 };
 

@@ -372,6 +372,8 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
     node->raft.shield.own_fill = tandem_fsm_snapshot_fill;
     node->raft.shield.own_filled = tandem_fsm_snapshot_filled;
     node->raft.shield.fill_data = &node->fsm;
+    /* And an installed snapshot's state is built there too, before raft restores it (7). */
+    node->raft.shield.install_prepare = tandem_fsm_install_prepare;
     node->fsm.fill_later = true;
     if (tandem_bcp_raft_started(c->data_dir, plan) != 0) {
         return -1;

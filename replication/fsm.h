@@ -81,6 +81,15 @@ struct tandem_fsm {
     uint64_t client_commands_applied; /* commands other than the site table's own (BCP) */
     uint64_t apply_ns_total;
     uint64_t restore_ns_total; /* time spent installing snapshots (fsm_restore) */
+    /* Shield 7 (tandem_fsm_install_prepare): the state of the snapshot raft installs, built on
+     * the thread pool before raft's restore, which then only swaps it in. Written by the worker,
+     * read on the loop after it (raft's put callback follows the work's). */
+    struct tandem_store_prepared prepared;
+    int prepare_rv;
+    uint64_t prepare_ns;               /* the last prepare's time on the pool */
+    uint64_t install_prepare_ns_total; /* time building installed snapshots off the loop */
+    uint64_t installs_prepared;        /* restores that only swapped a prepared state in */
+    char prepare_errmsg[TANDEM_ERRMSG_SIZE];
     void (*apply_observe)(void *data, uint64_t ns); /* optional latency hook */
     /* Optional: whether a snapshot may be taken now; see node/leader_watch.h for why. */
     bool (*snapshot_gate)(void *data);
@@ -127,6 +136,11 @@ int tandem_fsm_digest_step(const uint8_t prev[TANDEM_DIGEST_LEN], uint64_t index
  * buffer array (or, on failure, keeps nothing: raft's callback finalizes). */
 int tandem_fsm_snapshot_fill(void *data);
 void tandem_fsm_snapshot_filled(void *data, int status);
+
+/* Shield 7's hook (consensus/raft_shield.h): on the thread pool, builds the state of the
+ * snapshot raft is about to install beside the store (data: the fsm), for fsm_restore to swap
+ * in. A failure only costs the restore its shortcut: it builds on the loop and reports then. */
+void tandem_fsm_install_prepare(void *data, const struct raft_snapshot *snapshot);
 
 /* Applies one raw entry at index (used by apply, and by tests driving the FSM directly). */
 int tandem_fsm_apply_entry(struct tandem_fsm *f, uint64_t index, const void *data, size_t len);

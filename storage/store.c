@@ -696,9 +696,9 @@ err_after_ctx:
     return rv;
 }
 
-static int header_read(const void *buf, size_t len, struct snapshot_header *header, char *errmsg)
+/* The header of buf, its fields checked against len; the checksum is not verified. */
+static int header_peek(const void *buf, size_t len, struct snapshot_header *header, char *errmsg)
 {
-    uint8_t sha[TANDEM_DIGEST_LEN];
     if (len < sizeof *header) {
         return tandem_error_set(errmsg, TANDEM_CORRUPT, "snapshot too short: %zu bytes", len);
     }
@@ -715,8 +715,17 @@ static int header_read(const void *buf, size_t len, struct snapshot_header *head
             errmsg, TANDEM_CORRUPT, "snapshot length mismatch: header says %llu, have %zu",
             (unsigned long long)le64toh(header->payload_len), len - sizeof *header);
     }
-    int rv = snapshot_checksum(header, (const uint8_t *)buf + sizeof *header, len - sizeof *header,
+    return 0;
+}
+
+static int header_read(const void *buf, size_t len, struct snapshot_header *header, char *errmsg)
+{
+    uint8_t sha[TANDEM_DIGEST_LEN];
+    int rv = header_peek(buf, len, header, errmsg);
+    if (rv == 0) {
+        rv = snapshot_checksum(header, (const uint8_t *)buf + sizeof *header, len - sizeof *header,
                                sha, errmsg);
+    }
     if (rv != 0) {
         return rv;
     }
@@ -829,11 +838,12 @@ static int restore_fill(struct tandem_store *fresh, const uint8_t *buf, size_t l
     return rv;
 }
 
-/* Builds dir.new from the snapshot and checks its state digest against the header. */
-static int restore_build(struct tandem_store *s, const char *next, const uint8_t *buf, size_t len,
-                         const struct snapshot_header *header)
+/* Builds dir.new from the snapshot and checks its state digest against the header; errmsg
+ * (TANDEM_ERRMSG_SIZE bytes) says why not. Touches no open store: runs on any thread. */
+static int restore_build(size_t map_size, const char *next, const uint8_t *buf, size_t len,
+                         const struct snapshot_header *header, char *errmsg)
 {
-    struct tandem_store fresh = {.map_size = s->map_size};
+    struct tandem_store fresh = {.map_size = map_size};
     (void)remove_env_dir(next); /* a stale one from a crash; env_open reports what is left */
     int rv = env_open(&fresh, &fresh.env, next, false);
     if (rv == 0) {
@@ -841,10 +851,29 @@ static int restore_build(struct tandem_store *s, const char *next, const uint8_t
         tandem_store_close(&fresh);
     }
     if (rv != 0) {
-        snprintf(s->errmsg, sizeof s->errmsg, "restore: %.200s", fresh.errmsg);
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "restore: %.200s", fresh.errmsg);
         (void)remove_env_dir(next);
     }
     return rv;
+}
+
+int tandem_store_restore_prepare(const char *dir, size_t map_size, const void *buf, size_t len,
+                                 struct tandem_store_prepared *out, char *errmsg)
+{
+    struct snapshot_header header;
+    char next[PATH_MAX + 8];
+    memset(out, 0, sizeof *out);
+    int rv = header_read(buf, len, &header, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    snprintf(next, sizeof next, "%s.new", dir);
+    if ((rv = restore_build(map_size, next, buf, len, &header, errmsg)) != 0) {
+        return rv;
+    }
+    *out = (struct tandem_store_prepared){.buf = buf, .len = len, .ready = true};
+    memcpy(out->checksum, header.checksum, sizeof out->checksum);
+    return 0;
 }
 
 /* A backup copy reads s->env from the thread pool: closing it under the copy would crash. The
@@ -863,9 +892,27 @@ static int copies_wait(struct tandem_store *s)
 
 int tandem_store_restore(struct tandem_store *s, const void *buf, size_t len)
 {
+    return tandem_store_restore_prepared(s, buf, len, NULL);
+}
+
+int tandem_store_restore_prepared(struct tandem_store *s, const void *buf, size_t len,
+                                  const struct tandem_store_prepared *prepared)
+{
     struct snapshot_header header;
     char next[PATH_MAX + 8], old[PATH_MAX + 8];
-    int rv = header_read(buf, len, &header, s->errmsg);
+    snprintf(next, sizeof next, "%s.new", s->dir);
+    snprintf(old, sizeof old, "%s.old", s->dir);
+    /* The prepare verified these very bytes (raft hands restore the buffer it put). */
+    int rv = header_peek(buf, len, &header, s->errmsg);
+    bool ready = rv == 0 && prepared != NULL && prepared->ready && prepared->buf == buf &&
+                 prepared->len == len &&
+                 memcmp(prepared->checksum, header.checksum, sizeof header.checksum) == 0;
+    if (!ready && prepared != NULL && prepared->ready) {
+        (void)remove_env_dir(next); /* built for another buffer */
+    }
+    if (rv == 0 && !ready) {
+        rv = header_read(buf, len, &header, s->errmsg);
+    }
     if (rv != 0) {
         return rv;
     }
@@ -874,11 +921,12 @@ int tandem_store_restore(struct tandem_store *s, const void *buf, size_t len)
         return rv;
     }
     if (s->applied_index >= index) {
+        if (ready) {
+            (void)remove_env_dir(next);
+        }
         return 0; /* already at or past it: replay skips what the snapshot covers */
     }
-    snprintf(next, sizeof next, "%s.new", s->dir);
-    snprintf(old, sizeof old, "%s.old", s->dir);
-    if ((rv = restore_build(s, next, buf, len, &header)) != 0) {
+    if (!ready && (rv = restore_build(s->map_size, next, buf, len, &header, s->errmsg)) != 0) {
         return rv;
     }
     if ((rv = copies_wait(s)) != 0) {

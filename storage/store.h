@@ -138,6 +138,27 @@ int tandem_store_snapshot_check(const void *buf, size_t len, uint64_t *applied_i
  * (after verifying the buffer). Any pending write transaction is committed first. */
 int tandem_store_restore(struct tandem_store *s, const void *buf, size_t len);
 
+/* A snapshot's environment built ahead of its restore, off the loop. */
+struct tandem_store_prepared {
+    const void *buf; /* borrowed, for identity only: the buffer it was built from */
+    size_t len;
+    uint8_t checksum[TANDEM_DIGEST_LEN]; /* the header's, which covers every byte */
+    bool ready;                          /* DIR.new holds exactly buf's state, verified */
+};
+
+/* Builds, verifies and syncs the state of snapshot buf (checksum, records, state digest) in
+ * DIR.new beside the store at dir, as tandem_store_restore would: on any thread, touching no
+ * open store. *out is filled (ready) on success; else errmsg (TANDEM_ERRMSG_SIZE bytes) says why
+ * and nothing is left behind. */
+int tandem_store_restore_prepare(const char *dir, size_t map_size, const void *buf, size_t len,
+                                 struct tandem_store_prepared *out, char *errmsg);
+
+/* tandem_store_restore of a buffer prepared: when prepared is ready for this very buffer
+ * (pointer, length, header checksum) only the swap runs, with no pass over the bytes; otherwise,
+ * or with prepared NULL, the whole restore. A prepared environment left unused is removed. */
+int tandem_store_restore_prepared(struct tandem_store *s, const void *buf, size_t len,
+                                  const struct tandem_store_prepared *prepared);
+
 /* fsyncs the directory that holds path (a file or a directory), best effort: makes a rename or
  * a new entry there durable. */
 void tandem_store_fsync_parent(const char *path);

@@ -521,6 +521,78 @@ static void test_restore_skipped_when_ahead(void **state)
     free(buf);
 }
 
+/* Shield 7's split: the state built off the loop, then only swapped in by the restore. */
+static void test_restore_prepared_swaps_without_reading_again(void **state)
+{
+    struct fixture *f = *state;
+    void *buf;
+    size_t len;
+    struct tandem_store_prepared prepared;
+    char errmsg[TANDEM_ERRMSG_SIZE] = "", text[KEY_TEXT_MAX], side[PATH_MAX + 8];
+    uint8_t da[TANDEM_DIGEST_LEN], db[TANDEM_DIGEST_LEN];
+    populate_a(f);
+    snapshot_of(&f->a, &buf, &len);
+    digest_of(&f->a, da);
+    open_store(&f->b, f->dir_b, &f->b_open);
+    snprintf(side, sizeof side, "%s.new", f->dir_b);
+
+    /* The prepare builds DIR.new and leaves the open store as it was. */
+    assert_int_equal(
+        tandem_store_restore_prepare(f->dir_b, f->b.map_size, buf, len, &prepared, errmsg), 0);
+    assert_true(prepared.ready && prepared.buf == buf && prepared.len == len);
+    assert_true(path_exists(side));
+    assert_int_equal(f->b.applied_index, 0);
+    /* The restore of that very buffer only swaps: a byte flipped after the prepare (which
+     * verified the bytes) goes unread, where a restore without it refuses the buffer. */
+    ((uint8_t *)buf)[len - 1] ^= 0x01;
+    assert_int_equal(tandem_store_restore_prepared(&f->b, buf, len, &prepared), 0);
+    assert_applied(&f->b, 42, 0xA0);
+    digest_of(&f->b, db);
+    assert_memory_equal(da, db, TANDEM_DIGEST_LEN);
+    assert_string_equal(get(&f->b, "beta", text, sizeof text), "22");
+    assert_false(path_exists(side));
+    ((uint8_t *)buf)[len - 1] ^= 0x01;
+
+    /* Prepared from another buffer (a copy elsewhere): removed, and the given one restored. */
+    close_store(&f->b, &f->b_open);
+    assert_int_equal(nftw(f->dir_b, remove_entry, FD_MAX, FTW_DEPTH | FTW_PHYS), 0);
+    open_store(&f->b, f->dir_b, &f->b_open);
+    void *copy = malloc(len);
+    assert_non_null(copy);
+    memcpy(copy, buf, len);
+    assert_int_equal(
+        tandem_store_restore_prepare(f->dir_b, f->b.map_size, copy, len, &prepared, errmsg), 0);
+    ((uint8_t *)copy)[len - 1] ^= 0x01; /* the copy's prepared state must not be taken */
+    assert_int_equal(tandem_store_restore_prepared(&f->b, buf, len, &prepared), 0);
+    assert_applied(&f->b, 42, 0xA0);
+    digest_of(&f->b, db);
+    assert_memory_equal(da, db, TANDEM_DIGEST_LEN);
+    assert_false(path_exists(side));
+    free(copy);
+
+    /* Prepared, but the store is already at the snapshot's index: nothing swapped, DIR.new
+     * removed. */
+    put(&f->b, "local", "later");
+    set_applied(&f->b, 60, 0x60);
+    assert_int_equal(tandem_store_commit(&f->b), 0);
+    assert_int_equal(
+        tandem_store_restore_prepare(f->dir_b, f->b.map_size, buf, len, &prepared, errmsg), 0);
+    assert_int_equal(tandem_store_restore_prepared(&f->b, buf, len, &prepared), 0);
+    assert_applied(&f->b, 60, 0x60);
+    assert_string_equal(get(&f->b, "local", text, sizeof text), "later");
+    assert_false(path_exists(side));
+
+    /* A damaged buffer is refused by the prepare, which leaves nothing behind. */
+    ((uint8_t *)buf)[len - 1] ^= 0x01;
+    assert_int_equal(
+        tandem_store_restore_prepare(f->dir_b, f->b.map_size, buf, len, &prepared, errmsg),
+        TANDEM_CORRUPT);
+    assert_false(prepared.ready);
+    assert_non_null(strstr(errmsg, "checksum"));
+    assert_false(path_exists(side));
+    free(buf);
+}
+
 /* Restoring the damaged buffer fails with errmsg containing expected and leaves b as it was. */
 static void assert_refused(struct fixture *f, const void *buf, size_t len, const char *expected)
 {
@@ -871,6 +943,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_replaces_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_many_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_skipped_when_ahead, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_prepared_swaps_without_reading_again, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_snapshot_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_header_tamper_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_interrupted_swap_finished_by_open, setup, teardown),
