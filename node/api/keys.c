@@ -33,6 +33,8 @@ struct erase_write {
     Tandem__PersonalDataErase erase;
     char ids[TANDEM_PDATA_ERASE_BATCH][TANDEM_DOMAIN_ID_LEN_MAX + 1];
     char *id_ptrs[TANDEM_PDATA_ERASE_BATCH];
+    bool more;      /* by policy: the batch was full, more jobs are past retention */
+    bool submitted; /* the route's write owns it now (its done frees it) */
 };
 
 static void erase_write_free(void *arg)
@@ -79,37 +81,48 @@ static int erase_named(struct erase_write *w, json_t *jobs, char *why)
     return 0;
 }
 
-/* Fills w's by-policy erase with the jobs past retention in txn (this node's applied state;
- * apply checks again): the route's {} and the automatic pass. 0 or a store error. */
-static int erase_policy_choose(struct tandem_node *node, MDB_txn *txn, struct erase_write *w,
-                               bool *more)
+/* By policy: the leader's clock and config decide the cutoff; apply only checks it. */
+static void erase_policy_set(struct tandem_node *node, struct erase_write *w)
 {
-    size_t n = 0;
     unsigned days = node->config->personal_data_retention_days;
     w->erase.by_policy = true;
     w->erase.retention_days = days;
-    /* The leader's clock and config decide the cutoff; apply only checks it. */
     w->erase.cutoff_ms = node->proposer.now_ms() - (int64_t)days * TANDEM_MS_PER_DAY;
-    int rv = tandem_pdata_erase_choose(&node->store, txn, w->erase.cutoff_ms, w->ids, &n, more);
+}
+
+/* On the pool: w's batch of the jobs past its cutoff (up to 2 x TANDEM_PDATA_ERASE_SCAN_MAX
+ * index entries), from this node's applied state; apply checks each again. */
+static int erase_choose_work(struct tandem_store *store, MDB_txn *txn, void *arg)
+{
+    struct erase_write *w = arg;
+    size_t n = 0;
+    int rv = tandem_pdata_erase_choose(store, txn, w->erase.cutoff_ms, w->ids, &n, &w->more);
     w->erase.n_jobs = n;
     return rv;
 }
 
-/* {}: the jobs past retention. */
-static int erase_by_policy(struct tandem_node *node, struct tandem_http_request *r,
-                           struct erase_write *w, bool *more, char *why)
+/* {} back on the loop: the batch proposed, or the answer that no job is past retention. */
+static void erase_policy_answer(struct tandem_node *node, struct tandem_http_request *r, void *arg,
+                                int rv, const char *errmsg)
 {
-    MDB_txn *txn;
-    if (tandem_route_read_txn(node, r, &txn) != 0) {
-        return -1; /* answered */
-    }
-    int rv = erase_policy_choose(node, txn, w, more);
-    mdb_txn_abort(txn);
+    struct erase_write *w = arg;
     if (rv != 0) {
-        snprintf(why, TANDEM_ERRMSG_SIZE, "%s", node->store.errmsg);
-        return 500;
+        tandem_route_error(node, r, 500, "%s", errmsg);
+    } else if (w->erase.n_jobs == 0) {
+        tandem_route_jansson(node, r, 200,
+                             json_pack("{s:i,s:[],s:b}", "erased", 0, "disposals", "more", 0));
+    } else {
+        w->submitted = true;
+        tandem_route_submit(node, r, &w->base.command, erase_write_free, w);
     }
-    return 0;
+}
+
+static void erase_policy_done(void *arg)
+{
+    struct erase_write *w = arg;
+    if (!w->submitted) {
+        erase_write_free(w);
+    }
 }
 
 static void route_retention_erase(struct tandem_node *node, struct tandem_http_request *r,
@@ -117,7 +130,6 @@ static void route_retention_erase(struct tandem_node *node, struct tandem_http_r
 {
     static const char *const known[] = {"jobs", NULL};
     char why[TANDEM_ERRMSG_SIZE];
-    bool more = false;
     (void)param;
     struct erase_write *w = tandem_route_write_new(node, r, sizeof *w, 500);
     if (w == NULL) {
@@ -125,32 +137,27 @@ static void route_retention_erase(struct tandem_node *node, struct tandem_http_r
     }
     erase_write_init(w);
     json_t *jobs = json_object_get(w->base.json, "jobs");
-    int status = tandem_route_fields_only(w->base.json, known, why) != 0 ? 400
-                 : jobs != NULL                                          ? erase_named(w, jobs, why)
-                                : erase_by_policy(node, r, w, &more, why);
-    if (status == 0 && w->erase.n_jobs == 0) {
-        tandem_route_jansson(node, r, 200,
-                             json_pack("{s:i,s:[],s:b}", "erased", 0, "disposals", "more", 0));
-        status = -1;
-    }
-    if (status == 0) {
+    if (tandem_route_fields_only(w->base.json, known, why) != 0 ||
+        (jobs != NULL && erase_named(w, jobs, why) != 0)) {
+        tandem_route_error(node, r, 400, "%s", why);
+        erase_write_free(w);
+    } else if (jobs != NULL) {
         tandem_route_submit(node, r, &w->base.command, erase_write_free, w);
-        return;
+    } else {
+        /* {}: the jobs past retention, chosen on the pool from the leader's own state. */
+        erase_policy_set(node, w);
+        tandem_route_local_pooled(node, r, erase_choose_work, erase_policy_answer, w,
+                                  erase_policy_done);
     }
-    if (status > 0) {
-        tandem_route_error(node, r, status, "%s", why);
-    }
-    erase_write_free(w);
 }
 
 /* ---- the automatic erasure after retention (issue 13 item 7) ---- */
 
 struct erase_pass {
-    struct erase_write w; /* first: the command and its actor (this node) */
+    struct erase_write w; /* first: the command, its actor (this node) and the batch */
     struct tandem_pool_read read;
     struct tandem_write write;
     struct tandem_node *node;
-    bool more; /* the batch was full: more jobs are past retention */
 };
 
 static void erase_pass_cb(struct tandem_write *write, int status, struct tandem_result *result)
@@ -167,19 +174,9 @@ static void erase_pass_cb(struct tandem_write *write, int status, struct tandem_
     } else {
         tandem_log(TANDEM_LOG_INFO, "personal data of %zu jobs erased by policy (%u days)",
                    p->w.erase.n_jobs, p->w.erase.retention_days);
-        node->erase_again = p->more; /* the next batch without waiting an interval */
+        node->erase_again = p->w.more; /* the next batch without waiting an interval */
     }
     free(p);
-}
-
-/* On the pool: the jobs past retention (up to 2 x TANDEM_PDATA_ERASE_SCAN_MAX index entries). */
-static int erase_pass_work(struct tandem_store *store, MDB_txn *txn, void *data)
-{
-    struct erase_pass *p = data;
-    size_t n = 0;
-    int rv = tandem_pdata_erase_choose(store, txn, p->w.erase.cutoff_ms, p->w.ids, &n, &p->more);
-    p->w.erase.n_jobs = n;
-    return rv;
 }
 
 /* On the loop: proposes the batch chosen, if any (still leading). */
@@ -218,13 +215,9 @@ static void erase_pass_start(struct tandem_node *node)
     snprintf(p->w.base.site, sizeof p->w.base.site, "%s", node->self.site);
     p->w.base.actor.user = p->w.base.user;
     p->w.base.actor.site = p->w.base.site;
-    unsigned days = node->config->personal_data_retention_days;
-    p->w.erase.by_policy = true;
-    p->w.erase.retention_days = days;
-    /* The leader's clock and config decide the cutoff; apply only checks it. */
-    p->w.erase.cutoff_ms = node->proposer.now_ms() - (int64_t)days * TANDEM_MS_PER_DAY;
-    int rv =
-        tandem_pool_read_submit(&node->pool_reads, &p->read, erase_pass_work, erase_pass_chosen, p);
+    erase_policy_set(node, &p->w);
+    int rv = tandem_pool_read_submit(&node->pool_reads, &p->read, erase_choose_work,
+                                     erase_pass_chosen, p);
     if (rv != 0) { /* busy: the next tick tries again */
         tandem_log(TANDEM_LOG_WARN, "automatic personal-data erasure: %s", p->read.store.errmsg);
         free(p);
@@ -303,14 +296,15 @@ static void route_keys_status(struct tandem_node *node, struct tandem_http_reque
 
 struct reseal_write {
     struct tandem_route_write base; /* first: command, actor, body */
-    struct tandem_node *node;
+    /* The pool's copy: a SIGHUP reloads node->keyring on the loop while the walk runs. */
+    struct tandem_keyring ring;
+    bool submitted; /* the write owns it now: its done frees it, not the read's */
     Tandem__PersonalDataReseal reseal;
     Tandem__PersonalDataResealed values[TANDEM_PDATA_ERASE_BATCH];
     Tandem__PersonalDataResealed *value_ptrs[TANDEM_PDATA_ERASE_BATCH];
     char ids[TANDEM_PDATA_ERASE_BATCH][TANDEM_DOMAIN_ID_LEN_MAX + 1];
     uint8_t sealed[TANDEM_PDATA_ERASE_BATCH][TANDEM_INDIVIDUAL_STORED_LEN_MAX];
     uint32_t current;
-    bool more;
     size_t unreadable; /* values under a key key_file does not hold */
 };
 
@@ -327,13 +321,12 @@ static int reseal_visit(void *arg, const char *id, const Tandem__JobRecord *job)
         return 0;
     }
     if (n == TANDEM_PDATA_ERASE_BATCH) {
-        w->more = true;
-        return 1;
+        return 1; /* a full batch: the next call takes the rest */
     }
-    if (tandem_pdata_open(&w->node->keyring, id, "individual_number", job->individual_number.data,
+    if (tandem_pdata_open(&w->ring, id, "individual_number", job->individual_number.data,
                           job->individual_number.len, clear, &clear_len, errmsg) != TANDEM_OK ||
-        tandem_pdata_seal(&w->node->keyring, id, "individual_number", clear, clear_len,
-                          w->sealed[n], &len, errmsg) != TANDEM_OK) {
+        tandem_pdata_seal(&w->ring, id, "individual_number", clear, clear_len, w->sealed[n], &len,
+                          errmsg) != TANDEM_OK) {
         OPENSSL_cleanse(clear, sizeof clear);
         w->unreadable++;
         return 0;
@@ -354,8 +347,47 @@ static void reseal_write_free(void *arg)
 {
     struct reseal_write *w = arg;
     OPENSSL_cleanse(w->sealed, sizeof w->sealed);
+    tandem_keyring_clear(&w->ring);
     tandem_route_write_release(&w->base);
     free(w);
+}
+
+/* The pooled walk's done: frees w unless its batch went on as a write. */
+static void reseal_walk_done(void *arg)
+{
+    struct reseal_write *w = arg;
+    if (!w->submitted) {
+        reseal_write_free(w);
+    }
+}
+
+/* On the pool: the next batch of values under an older key (the walk grows with the jobs). */
+static int reseal_work(struct tandem_store *store, MDB_txn *txn, void *arg)
+{
+    int rv = tandem_pdata_jobs_walk(store, txn, reseal_visit, arg);
+    return rv == 1 ? 0 : rv; /* 1: the batch is full */
+}
+
+/* Back on the loop: the batch proposed, or the answer that nothing is left to re-seal. */
+static void reseal_answer(struct tandem_node *node, struct tandem_http_request *r, void *arg,
+                          int rv, const char *errmsg)
+{
+    struct reseal_write *w = arg;
+    if (rv != 0) {
+        tandem_route_error(node, r, 500, "%s", errmsg);
+        return;
+    }
+    if (w->reseal.n_values == 0) {
+        tandem_route_jansson(node, r, 200,
+                             json_pack("{s:i,s:b,s:I,s:I}", "resealed", 0, "more", 0, "current",
+                                       (json_int_t)w->current, "unreadable",
+                                       (json_int_t)w->unreadable));
+        return;
+    }
+    w->base.command.body_case = TANDEM__COMMAND__BODY_PERSONAL_DATA_RESEAL;
+    w->base.command.personal_data_reseal = &w->reseal;
+    w->submitted = true;
+    tandem_route_submit(node, r, &w->base.command, reseal_write_free, w);
 }
 
 /* POST /v1/keys/rotate: one batch of values re-sealed under the current key. The answer says
@@ -365,14 +397,13 @@ static void route_keys_rotate(struct tandem_node *node, struct tandem_http_reque
 {
     static const char *const none[] = {NULL};
     char why[TANDEM_ERRMSG_SIZE];
-    MDB_txn *txn;
     (void)param;
     struct reseal_write *w = tandem_route_write_new(node, r, sizeof *w, 500);
     if (w == NULL) {
         return;
     }
-    w->node = node;
-    w->current = tandem_keyring_current(&node->keyring);
+    w->ring = node->keyring;
+    w->current = tandem_keyring_current(&w->ring);
     tandem__personal_data_reseal__init(&w->reseal);
     w->reseal.actor = &w->base.actor;
     w->reseal.values = w->value_ptrs;
@@ -382,26 +413,7 @@ static void route_keys_rotate(struct tandem_node *node, struct tandem_http_reque
         reseal_write_free(w);
         return;
     }
-    if (tandem_route_read_txn(node, r, &txn) != 0) {
-        reseal_write_free(w);
-        return;
-    }
-    int rv = tandem_pdata_jobs_walk(&node->store, txn, reseal_visit, w);
-    mdb_txn_abort(txn);
-    if (rv != 0 && rv != 1) {
-        tandem_route_error(node, r, 500, "%s", node->store.errmsg);
-        reseal_write_free(w);
-        return;
-    }
-    if (w->reseal.n_values == 0) {
-        tandem_route_jansson(node, r, 200,
-                             json_pack("{s:i,s:b,s:I,s:I}", "resealed", 0, "more", 0, "current",
-                                       (json_int_t)w->current, "unreadable",
-                                       (json_int_t)w->unreadable));
-        reseal_write_free(w);
-        return;
-    }
-    w->base.command.body_case = TANDEM__COMMAND__BODY_PERSONAL_DATA_RESEAL;
-    w->base.command.personal_data_reseal = &w->reseal;
-    tandem_route_submit(node, r, &w->base.command, reseal_write_free, w);
+    /* The leader's own state (this runs on the leader), walked on the pool: the write carries
+     * each value's mod_index, so one changed meanwhile is left for the next batch. */
+    tandem_route_local_pooled(node, r, reseal_work, reseal_answer, w, reseal_walk_done);
 }
