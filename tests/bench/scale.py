@@ -195,6 +195,41 @@ def du_bytes(path):
     return total
 
 
+def raft_dir_bytes(raft_dir):
+    """(log segment bytes, snapshot bytes) of a node's raft directory: the log is what the byte
+    budget bounds; raft_uv keeps the last two snapshots beside it."""
+    log = snaps = 0
+    for f in os.listdir(raft_dir):
+        try:
+            size = os.lstat(os.path.join(raft_dir, f)).st_size
+        except OSError:
+            continue
+        if f.startswith("snapshot-"):
+            snaps += size
+        else:
+            log += size
+    return log, snaps
+
+
+def histogram_tail(text, name, bound):
+    """(samples above bound seconds, samples, the smallest bucket bound holding every sample) of
+    histogram name; None when absent."""
+    buckets, count = [], None
+    for line in text.splitlines():
+        m = re.match(r'^%s_bucket\{le="([^"]+)"\} ([0-9.eE+-]+)$' % re.escape(name), line)
+        if m:
+            buckets.append((float("inf") if m.group(1) == "+Inf" else float(m.group(1)),
+                            float(m.group(2))))
+        m = re.match(r"^%s_count ([0-9.eE+-]+)$" % re.escape(name), line)
+        if m:
+            count = float(m.group(1))
+    if count is None or not buckets:
+        return None
+    within = max((c for le, c in buckets if le <= bound), default=0.0)
+    top = min((le for le, c in buckets if c >= count), default=float("inf"))
+    return int(count - within), int(count), top
+
+
 def rss_bytes(pid):
     try:
         with open("/proc/%d/status" % pid) as f:
@@ -364,12 +399,24 @@ def main():
         c.wait_converged(timeout=600)
         for name in c.names:
             data = os.path.join(c.nodes[name]["dir"], "data")
-            taken = metric(Node(c, name).metrics(), "tandem_snapshots_taken_total")
-            say("%-9s raft log %s, state %s, RSS %s, snapshots taken %s, newest snapshot %s" % (
-                name, mib(du_bytes(os.path.join(data, "raft"))),
-                mib(du_bytes(os.path.join(data, "state"))), mib(rss_bytes(c.nodes[name]["pid"])),
-                "n/a" if taken is None else "%d" % taken,
-                mib(newest_snapshot_bytes(os.path.join(data, "raft")))))
+            text = Node(c, name).metrics()
+            taken = metric(text, "tandem_snapshots_taken_total")
+            log_bytes, snap_bytes = raft_dir_bytes(os.path.join(data, "raft"))
+            say("%-9s raft log %s (+ snapshot files %s), state %s, RSS %s, snapshots taken %s, "
+                "newest snapshot %s" % (
+                    name, mib(log_bytes), mib(snap_bytes),
+                    mib(du_bytes(os.path.join(data, "state"))),
+                    mib(rss_bytes(c.nodes[name]["pid"])),
+                    "n/a" if taken is None else "%d" % taken,
+                    mib(newest_snapshot_bytes(os.path.join(data, "raft")))))
+            lag = metric(text, "tandem_loop_lag_max_seconds")
+            commits = histogram_tail(text, "tandem_lmdb_commit_duration_seconds", 0.1)
+            appends = histogram_tail(text, "tandem_raft_log_append_duration_seconds", 0.1)
+            say("%-9s longest loop stall %s; LMDB commits over 100 ms: %s; raft log writes over "
+                "100 ms: %s" % (
+                    name, "n/a" if lag is None else "%.3f s" % lag,
+                    "n/a" if commits is None else "%d of %d (all within %g s)" % commits,
+                    "n/a" if appends is None else "%d of %d (all within %g s)" % appends))
         micro = os.path.join(bin_dir, "micro_snapshot")
         if os.path.exists(micro):
             p = subprocess.run([micro, os.path.join(c.nodes[leader]["dir"], "data", "state")],
