@@ -551,18 +551,15 @@ static bool restore_at_runtime(const struct tandem_fsm *f)
     return f->raft != NULL && raft_last_index(f->raft) != 0;
 }
 
-/* Ours to free once we return 0. On a failure libraft 0.22.1 differs by caller (src/legacy.c):
- * raft_start frees the buffer (snapshotDestroy) and fails; an install at runtime neither frees
- * it nor uses it again (a leak), and goes on with a state machine that missed the snapshot while
- * its log holds nothing before it: the node could never apply again. So at runtime we free the
- * buffer and poison the store: the node stops (node.c), and on restart raft_start retries the
- * restore from the snapshot raft persisted, or fails and says so. */
 void tandem_fsm_install_prepare(void *data, const struct raft_snapshot *snapshot)
 {
     struct tandem_fsm *f = data;
     uint64_t start = uv_hrtime();
-    tandem_assert(!f->prepared.ready); /* one install at a time, each consumed by its restore */
-    if (snapshot->n_bufs != 1) {       /* raft hands an install over in one buffer */
+    /* One install at a time. One whose put failed never reached the restore: its DIR.new is
+     * rebuilt below (or removed when the store next opens). */
+    memset(&f->prepared, 0, sizeof f->prepared);
+    f->prepare_rv = 0;
+    if (snapshot->n_bufs != 1) { /* raft hands an install over in one buffer */
         f->prepare_rv =
             tandem_error_set(f->prepare_errmsg, TANDEM_INVALID, "%u buffers", snapshot->n_bufs);
         return;
@@ -575,6 +572,12 @@ void tandem_fsm_install_prepare(void *data, const struct raft_snapshot *snapshot
     f->prepare_ns = uv_hrtime() - start;
 }
 
+/* Ours to free once we return 0. On a failure libraft 0.22.1 differs by caller (src/legacy.c):
+ * raft_start frees the buffer (snapshotDestroy) and fails; an install at runtime neither frees
+ * it nor uses it again (a leak), and goes on with a state machine that missed the snapshot while
+ * its log holds nothing before it: the node could never apply again. So at runtime we free the
+ * buffer and poison the store: the node stops (node.c), and on restart raft_start retries the
+ * restore from the snapshot raft persisted, or fails and says so. */
 static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
 {
     struct tandem_fsm *f = raft_fsm->data;
