@@ -1,8 +1,9 @@
-/* Shields 5 and 6 of consensus/raft_shield.h on a raft_io of our own. 5: a failed log write
+/* Shields 5, 6 and 7 of consensus/raft_shield.h on a raft_io of our own. 5: a failed log write
  * stops the process (exit status 70, the reason on stderr) unless the io is closing; a write that
  * succeeds, or fails while closing, reaches raft's callback unchanged; without the flag append is
  * not wrapped at all. 6: an own snapshot is filled on the thread pool, and raft_uv's put sees it
- * only once filled; a failed fill or a close meanwhile reaches raft's callback instead. */
+ * only once filled; a failed fill or a close meanwhile reaches raft's callback instead. 7: an
+ * install is prepared on the thread pool before raft_uv's put, and a close waits for it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -69,11 +70,14 @@ static int fake_snapshot_put(struct raft_io *io, unsigned trailing,
 }
 
 static bool io_closed;
+static unsigned snapshot_done_calls; /* raft's snapshot callbacks so far */
+static unsigned done_calls_at_close; /* ... when the inner close ran */
 
 static void fake_close_cb(struct raft_io *io)
 {
     (void)io;
     io_closed = true;
+    done_calls_at_close = snapshot_done_calls;
 }
 
 static void fake_close_calls_back(struct raft_io *io, raft_io_close_cb cb)
@@ -203,7 +207,6 @@ struct fill_probe {
 
 static struct fill_probe probe;
 static int snapshot_done_status = -1;
-static unsigned snapshot_done_calls;
 
 static int probe_fill(void *data)
 {
@@ -329,6 +332,96 @@ static void test_a_close_waits_for_the_fill(void **state)
     fill_teardown(&t.shield, &t.loop);
 }
 
+/* Shield 7: what the install prepare saw, on which thread. */
+static struct {
+    pthread_t loop_thread;
+    const struct raft_snapshot *seen;
+    bool on_loop_thread;
+    unsigned puts_seen, calls;
+} prepare_probe;
+
+static void probe_prepare(void *data, const struct raft_snapshot *snapshot)
+{
+    (void)data;
+    prepare_probe.on_loop_thread = pthread_equal(pthread_self(), prepare_probe.loop_thread) != 0;
+    prepare_probe.seen = snapshot;
+    prepare_probe.puts_seen = inner_puts;
+    prepare_probe.calls++;
+}
+
+/* An install (trailing 0) put through shield 7. */
+static void install_put(struct fill_case *t)
+{
+    memset(t, 0, sizeof *t);
+    t->buf = (struct raft_buffer){.base = probe.bytes, .len = sizeof probe.bytes};
+    t->snapshot = (struct raft_snapshot){.index = 10, .term = 2, .bufs = &t->buf, .n_bufs = 1};
+    fill_setup(&t->shield, &t->loop, 0);
+    memset(&prepare_probe, 0, sizeof prepare_probe);
+    prepare_probe.loop_thread = pthread_self();
+    t->shield.install_prepare = probe_prepare;
+    assert_int_equal(fake.io.snapshot_put(&fake.io, 0, &t->req, &t->snapshot, raft_snapshot_cb), 0);
+}
+
+static void test_an_install_is_prepared_off_the_loop(void **state)
+{
+    (void)state;
+    struct fill_case t;
+    install_put(&t);
+    assert_int_equal(inner_puts, 0); /* raft_uv's put waits for the prepare */
+    assert_int_equal(uv_run(&t.loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(prepare_probe.calls, 1);
+    assert_false(prepare_probe.on_loop_thread);
+    assert_ptr_equal(prepare_probe.seen, &t.snapshot); /* the bytes raft holds */
+    assert_int_equal(prepare_probe.puts_seen, 0);
+    assert_int_equal(inner_puts, 1);
+    assert_ptr_equal(put_base, probe.bytes);
+    assert_int_equal(probe.filled_calls, 0); /* an install is never filled */
+    assert_int_equal(snapshot_done_calls, 0);
+    put_cb(put_req, 0); /* raft_uv's write completes: raft restores then */
+    assert_int_equal(snapshot_done_calls, 1);
+    assert_int_equal(snapshot_done_status, 0);
+    fill_teardown(&t.shield, &t.loop);
+}
+
+/* A close while the prepare runs waits for it; raft's install then ends as canceled. */
+static void test_a_close_waits_for_the_prepare(void **state)
+{
+    (void)state;
+    struct fill_case t;
+    install_put(&t);
+    fake.io.close(&fake.io, fake_close_cb);
+    assert_false(io_closed);
+    assert_int_equal(uv_run(&t.loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(prepare_probe.calls, 1);
+    assert_int_equal(inner_puts, 0);
+    assert_int_equal(snapshot_done_status, RAFT_CANCELED);
+    assert_true(io_closed);
+    fill_teardown(&t.shield, &t.loop);
+}
+
+/* An own snapshot's fill and an install's prepare at once: the close waits for both. */
+static void test_a_close_waits_for_a_fill_and_a_prepare(void **state)
+{
+    (void)state;
+    struct fill_case t;
+    struct raft_io_snapshot_put own_req;
+    struct raft_buffer own_buf = {0};
+    struct raft_snapshot own = {.index = 9, .term = 2, .bufs = &own_buf, .n_bufs = 1};
+    install_put(&t);
+    probe.bufs = &own_buf;
+    assert_int_equal(fake.io.snapshot_put(&fake.io, 100, &own_req, &own, raft_snapshot_cb), 0);
+    fake.io.close(&fake.io, fake_close_cb);
+    assert_int_equal(uv_run(&t.loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(prepare_probe.calls, 1);
+    assert_int_equal(probe.filled_calls, 1);
+    assert_int_equal(inner_puts, 0);
+    assert_int_equal(snapshot_done_calls, 2); /* both canceled... */
+    assert_int_equal(done_calls_at_close, 2); /* ...before the close: no worker ran after it */
+    assert_int_equal(snapshot_done_status, RAFT_CANCELED);
+    assert_true(io_closed);
+    fill_teardown(&t.shield, &t.loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -339,6 +432,9 @@ int main(void)
         cmocka_unit_test(test_an_own_snapshot_is_filled_off_the_loop),
         cmocka_unit_test(test_a_failed_fill_reaches_raft),
         cmocka_unit_test(test_a_close_waits_for_the_fill),
+        cmocka_unit_test(test_an_install_is_prepared_off_the_loop),
+        cmocka_unit_test(test_a_close_waits_for_the_prepare),
+        cmocka_unit_test(test_a_close_waits_for_a_fill_and_a_prepare),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
