@@ -111,11 +111,19 @@ int tandem_authz_check(bool tls_required, const struct tandem_http_request *r,
     const char *user = tandem_http_request_header(r, TANDEM_FORWARDED_USER_HEADER);
     const char *kind = tandem_http_request_header(r, TANDEM_FORWARDED_KIND_HEADER);
     bool forwarded = user != NULL || kind != NULL;
-    /* X-Tandem-Forwarded-By steers the leader check and the actor's site: a node's word too. */
-    if ((forwarded || tandem_http_request_header(r, TANDEM_FORWARDED_HEADER) != NULL) &&
+    /* X-Tandem-Forwarded-By steers the leader check and the actor's site, and
+     * X-Tandem-Forwarded-Source the audit's source: a node's word too. */
+    const char *source = tandem_http_request_header(r, TANDEM_FORWARDED_SOURCE_HEADER);
+    if ((forwarded || source != NULL ||
+         tandem_http_request_header(r, TANDEM_FORWARDED_HEADER) != NULL) &&
         r->peer.kind != TANDEM_TLS_PEER_NODE) {
         snprintf(why, TANDEM_ERRMSG_SIZE, "forwarded identity from a peer that is not a node");
         return 403;
+    }
+    if (source != NULL && !tandem_http_source_text_ok(source)) {
+        snprintf(why, TANDEM_ERRMSG_SIZE, "%s must be an IPv4 or IPv6 address",
+                 TANDEM_FORWARDED_SOURCE_HEADER);
+        return 400;
     }
     if (forwarded) {
         int status = forwarded_identity(user, kind, identity, why);

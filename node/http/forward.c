@@ -305,8 +305,13 @@ static int forward_start(struct forward *fw)
 {
     struct tandem_http_request *r = fw->r;
     char headers[512];
-    size_t used = (size_t)snprintf(headers, sizeof headers, "%s: %s\r\n", TANDEM_FORWARDED_HEADER,
-                                   fw->f->self_name);
+    char source[TANDEM_HTTP_SOURCE_BYTES_MAX];
+    tandem_http_request_source(r, source, sizeof source);
+    /* The client's address goes along, for the leader's audit records of this request (a failed
+     * login through a follower names the client, not the follower). */
+    size_t used =
+        (size_t)snprintf(headers, sizeof headers, "%s: %s\r\n%s: %s\r\n", TANDEM_FORWARDED_HEADER,
+                         fw->f->self_name, TANDEM_FORWARDED_SOURCE_HEADER, source);
     used = caller_headers(headers, sizeof headers, used, r);
     used = headers_copy(headers, sizeof headers, used, forwarded_headers,
                         sizeof forwarded_headers / sizeof forwarded_headers[0], request_header, r);

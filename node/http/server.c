@@ -4,6 +4,7 @@
 #include "storage/assert.h"
 #include "storage/error.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -1440,8 +1441,21 @@ static void conn_source(struct tandem_http_conn *c, char *out, size_t size)
     }
 }
 
+bool tandem_http_source_text_ok(const char *text)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, text, addr) == 1 || inet_pton(AF_INET6, text, addr) == 1;
+}
+
 void tandem_http_request_source(const struct tandem_http_request *r, char *out, size_t size)
 {
+    const char *forwarded = r->peer.kind == TANDEM_TLS_PEER_NODE
+                                ? tandem_http_request_header(r, TANDEM_FORWARDED_SOURCE_HEADER)
+                                : NULL;
+    if (forwarded != NULL && tandem_http_source_text_ok(forwarded)) {
+        snprintf(out, size, "%s", forwarded);
+        return;
+    }
     if (r->conn == NULL) {
         snprintf(out, size, "?");
         return;

@@ -127,7 +127,13 @@ struct tandem_http_request {
 /* Returns the value of header `name` (case-insensitive), NULL if absent. The first of repeated
  * fields wins. */
 const char *tandem_http_request_header(const struct tandem_http_request *r, const char *name);
-/* The client's address (IP) into out ("?" when unknown or the connection is gone). */
+/* The address of the client a node forwarded a request for (node/http/forward.c sends it; a
+ * request that carries it from a peer other than a node is refused by node/api/authz.c). */
+#define TANDEM_FORWARDED_SOURCE_HEADER "X-Tandem-Forwarded-Source"
+/* Whether text is an IPv4 or IPv6 address as tandem_http_request_source writes it. */
+bool tandem_http_source_text_ok(const char *text);
+/* The client's address (IP) into out ("?" when unknown or the connection is gone): for a request
+ * a node forwarded (its certificate proved it), the address of the client it forwarded for. */
 void tandem_http_request_source(const struct tandem_http_request *r, char *out, size_t size);
 
 /* Called once per complete request, on the loop thread, in request order per connection. The

@@ -12,7 +12,9 @@ import sys
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import Cluster, run_tests, wait_until  # noqa: E402
+import http.client as httpclient  # noqa: E402
+import urllib.parse  # noqa: E402
+from cluster import Cluster, run_tests, tls_context_for, wait_until  # noqa: E402
 
 LOCKOUT_FAILURES = 5
 PASSWORD = "first-pass1"
@@ -53,6 +55,30 @@ def login_audited(c, node, user):
             and ("login_failed", 401, "wrong password") in seen
             and ("login_failed", 401, "wrong password: user locked") in seen
             and ("login_failed", 403, "user locked") in seen)
+
+
+CLIENT_ADDRESS = "127.0.0.99"  # a loopback address no node uses: the client's own
+
+
+def login_from(c, node, user, password, address):
+    """A login through node from a socket bound to address; returns the status."""
+    url = c.url(node)
+    parts = urllib.parse.urlsplit(url)
+    conn = httpclient.HTTPSConnection(parts.hostname, parts.port, timeout=10,
+                                      context=tls_context_for(url), source_address=(address, 0))
+    try:
+        conn.request("POST", "/v1/auth/login", body=json.dumps(
+            {"user": user, "password": password}), headers={"Content-Type": "application/json"})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def failed_login_sources(c, node, user):
+    status, answer = call(c, node, "GET", "/v1/audit?limit=1000")
+    assert status == 200, answer
+    return {r.get("source") for r in answer["records"]
+            if r.get("object") == user and r.get("action") == "login_failed"}
 
 
 def ctl_login(c, user, password):
@@ -108,6 +134,13 @@ def test_users_and_policy():
         assert status == 200 and answer["token"] and answer["expires"].endswith("Z"), answer
         status, answer = login(c, first, "alice", "wrong-pass1")
         assert status == 401, answer
+        # A failed login through a follower is audited by the leader with the client's address,
+        # not the follower's (which forwarded it from 127.0.0.1).
+        follower = next(n for n in nodes if n != c.leader())
+        assert login_from(c, follower, "mallory-probe", "wrong-pass1", CLIENT_ADDRESS) == 401
+        wait_until(lambda: CLIENT_ADDRESS in failed_login_sources(c, first, "mallory-probe"), 30,
+                   "the failed login audited with the client's address")
+        assert failed_login_sources(c, first, "mallory-probe") == {CLIENT_ADDRESS}
         # An unknown name gets the very same answer (after the same scrypt: test_users.c).
         assert login(c, first, "nobody-here", "wrong-pass1") == (status, answer)
 

@@ -152,6 +152,7 @@ static void test_forwarded_from_user_refused(void **state)
         {TANDEM_FORWARDED_USER_HEADER, "east-1", TANDEM_FORWARDED_KIND_HEADER, "node"},
         {TANDEM_FORWARDED_KIND_HEADER, "node", "X-Other", "1"},
         {TANDEM_FORWARDED_HEADER, "east-1", "X-Other", "1"},
+        {TANDEM_FORWARDED_SOURCE_HEADER, "203.0.113.9", "X-Other", "1"},
     };
     for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++) {
         struct tandem_http_request *r =
@@ -183,6 +184,39 @@ static void test_node(void **state)
                 TANDEM_FORWARDED_USER_HEADER, "alice", TANDEM_FORWARDED_KIND_HEADER, "user", NULL);
     assert_int_equal(check(r, &id, why), 403);
     assert_string_equal(why, "/v1/node/* answers only node certificates, not user alice");
+}
+
+/* The client's address a node forwarded for is the request's source; from anyone else, or
+ * malformed, it is not. */
+static void test_forwarded_source(void **state)
+{
+    (void)state;
+    struct tandem_tls_peer id;
+    char why[TANDEM_ERRMSG_SIZE], source[TANDEM_HTTP_SOURCE_BYTES_MAX];
+    const char *ok[] = {"203.0.113.9", "2001:db8::7", "127.0.0.99"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        struct tandem_http_request *r =
+            request(HTTP_POST, "/v1/login", TANDEM_TLS_PEER_NODE, "west-1", TANDEM_FORWARDED_HEADER,
+                    "west-1", TANDEM_FORWARDED_SOURCE_HEADER, ok[i], NULL);
+        assert_int_equal(check(r, &id, why), 0);
+        tandem_http_request_source(r, source, sizeof source);
+        assert_string_equal(source, ok[i]);
+    }
+    const char *bad[] = {"", "east-1", "203.0.113.9, 10.0.0.1", "203.0.113.9:80", "::g"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct tandem_http_request *r =
+            request(HTTP_POST, "/v1/login", TANDEM_TLS_PEER_NODE, "west-1",
+                    TANDEM_FORWARDED_SOURCE_HEADER, bad[i], NULL);
+        assert_int_equal(check(r, &id, why), 400);
+        assert_string_equal(why, "X-Tandem-Forwarded-Source must be an IPv4 or IPv6 address");
+        tandem_http_request_source(r, source, sizeof source);
+        assert_string_equal(source, "?"); /* the connection's own address (none here) */
+    }
+    /* A user's word for its address is not taken. */
+    struct tandem_http_request *r = request(HTTP_POST, "/v1/login", TANDEM_TLS_PEER_USER, "alice",
+                                            TANDEM_FORWARDED_SOURCE_HEADER, "203.0.113.9", NULL);
+    tandem_http_request_source(r, source, sizeof source);
+    assert_string_equal(source, "?");
 }
 
 static void test_forwarded_malformed(void **state)
@@ -356,6 +390,7 @@ int main(void)
         cmocka_unit_test_teardown(test_user, teardown),
         cmocka_unit_test_teardown(test_forwarded_from_user_refused, teardown),
         cmocka_unit_test_teardown(test_node, teardown),
+        cmocka_unit_test_teardown(test_forwarded_source, teardown),
         cmocka_unit_test_teardown(test_forwarded_malformed, teardown),
         cmocka_unit_test_teardown(test_console_anonymous, teardown),
         cmocka_unit_test_teardown(test_console_token, teardown),
