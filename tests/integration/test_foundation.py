@@ -6,6 +6,7 @@ read-your-writes across nodes, membership changes and leadership transfer."""
 import base64
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -505,6 +506,20 @@ def test_member_add_and_remove_3():
             new.alive()
             code = new.stop()
             assert code == 0, "%s exited %s after SIGTERM:\n%s" % (new.name, code, new.log_tail())
+
+            # Its disk lost, it comes back under its name and addresses as a new node (README,
+            # "Removing a node": an empty data directory, join = true, member add again).
+            shutil.rmtree(os.path.join(new.dir, "data"))
+            os.makedirs(os.path.join(new.dir, "data"))
+            new.start()
+            p = c.ctl("member", "add", new.name, new.site, new.raft, new.api, "--role", "voter",
+                      check=False)
+            assert p.returncode == 0 and p.stderr == "", (p.stdout, p.stderr, new.log_tail())
+            converge(c, c.names + [new.name])
+            check_readable_everywhere(c, [new.name], before, "members/")
+            c.kv_put(new.name, "members/after-readd", b"back")
+            assert c.kv_get(leader, "members/after-readd") == b"back"
+            assert new.stop() == 0, new.log_tail()
         except BaseException:
             print("---- %s: last lines of tandemd.log ----\n%s" % (new.name, new.log_tail()))
             new.kill()
