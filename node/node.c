@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "consensus/recover.h"
+#include "consensus/transport.h"
 #include "node/api/api.h"
 #include "node/bcp/divergence.h"
 #include "node/keyring.h"
@@ -89,6 +90,15 @@ static struct tandem_loop_work loop_work(const struct tandem_node *node)
     return w;
 }
 
+static void leader_loss_log(void *data, const char *leader, unsigned fast_timeout_ms)
+{
+    (void)data;
+    tandem_log(TANDEM_LOG_WARN,
+               "leader %s went quiet and its raft port refuses connections: its process is gone; "
+               "this election's timeout is %u ms",
+               leader, fast_timeout_ms);
+}
+
 static void loop_lag_cb(uv_timer_t *timer)
 {
     struct tandem_node *node = timer->data;
@@ -108,6 +118,11 @@ static void loop_lag_cb(uv_timer_t *timer)
                    (unsigned long long)((now.cpu_ns - l->seen.cpu_ns) / 1000000u));
     }
     l->seen = now;
+    /* The same 10 ms beat watches a quiet leader (consensus/leader_loss.h): cheap until it
+     * probes. */
+    if (node->leader_loss.raft != NULL && !node->stopping) {
+        tandem_leader_loss_tick(&node->leader_loss);
+    }
 }
 
 static void handle_closed(struct tandem_node *node)
@@ -375,6 +390,16 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
     /* And an installed snapshot's state is built there too, before raft restores it (7). */
     node->raft.shield.install_prepare = tandem_fsm_install_prepare;
     node->fsm.fill_later = true;
+    /* A leader whose port refuses a probe is gone: campaign after 2 heartbeats, not a whole
+     * election timeout (a probe slower than a fifth of the handshake timeout proves nothing). */
+    unsigned fast_ms = 2 * c->heartbeat_ms < c->election_timeout_ms ? 2 * c->heartbeat_ms
+                                                                    : c->election_timeout_ms / 2;
+    tandem_leader_loss_init(&node->leader_loss, &node->raft.raft, &node->raft.transport,
+                            c->heartbeat_ms, c->election_timeout_ms,
+                            fast_ms > c->heartbeat_ms ? fast_ms : c->heartbeat_ms,
+                            TANDEM_TRANSPORT_HANDSHAKE_TIMEOUT_MS_DEFAULT / 5);
+    node->leader_loss.log = leader_loss_log;
+    node->leader_loss.log_data = node;
     if (tandem_bcp_raft_started(c->data_dir, plan) != 0) {
         return -1;
     }

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "consensus/leader_loss.h"
 #include "consensus/raft_node.h"
 #include "node/bcp/events.h"
 #include "node/bcp/runtime.h"
@@ -47,6 +48,7 @@ struct tandem_node {
     struct tandem_rate_limit rate_limit;    /* per user certificate, checked by the router */
     struct tandem_forwarder forwarder;
     struct tandem_leader_watch leader_watch; /* gates follower snapshots */
+    struct tandem_leader_loss leader_loss;   /* a dead leader's followers campaign sooner */
     struct tandem_park park;                 /* requests waiting out a leader change */
     struct tandem_metrics metrics;
     struct tandem_audit audit; /* records queued for the next AuditAppend (node/audit.h) */

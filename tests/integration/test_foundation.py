@@ -308,6 +308,12 @@ def test_leader_kill_under_writes_2_2_1():
         survivors = [n for n in c.names if n != old]
         new = c.leader()
         assert new != old and new in survivors, (old, new)
+        # The survivors found the killed leader's raft port refusing their probe and campaigned
+        # after a short timeout (consensus/leader_loss.h): at least one of them says so.
+        fast = {n: c.metric(n, "tandem_leader_loss_fast_total") for n in survivors}
+        print("elections shortened after the kill: %s" % fast, flush=True)
+        assert sum(fast.values()) >= 1, fast
+        assert any("its process is gone" in c.log_tail(n, 200) for n in survivors), fast
         acked = {a[2]: a[3] for a in acks}
         converge(c, survivors)
         check_readable_everywhere(c, survivors, acked, "kill/")
@@ -595,6 +601,9 @@ def reads_across_transfers(c, voters, key, value):
         print("%s: %d reads across %d transfers, %d not 200" % (name, len(seen),
                                                                  TRANSFER_ROUNDS, len(bad)))
         assert seen and not bad, (name, bad[:5])
+    # Every old leader stayed up and kept listening: no follower took it for dead.
+    fast = {n: c.metric(n, "tandem_leader_loss_fast_total") for n in c.names}
+    assert not any(fast.values()), fast
 
 
 if __name__ == "__main__":
