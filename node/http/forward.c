@@ -304,14 +304,19 @@ static size_t caller_headers(char *out, size_t out_size, size_t used,
 static int forward_start(struct forward *fw)
 {
     struct tandem_http_request *r = fw->r;
-    char headers[512];
+    char headers[1024]; /* ours, the caller's, and Content-Type and the user copied */
     char source[TANDEM_HTTP_SOURCE_BYTES_MAX];
-    tandem_http_request_source(r, source, sizeof source);
+    size_t used = (size_t)snprintf(headers, sizeof headers, "%s: %s\r\n", TANDEM_FORWARDED_HEADER,
+                                   fw->f->self_name);
     /* The client's address goes along, for the leader's audit records of this request (a failed
-     * login through a follower names the client, not the follower). */
-    size_t used =
-        (size_t)snprintf(headers, sizeof headers, "%s: %s\r\n%s: %s\r\n", TANDEM_FORWARDED_HEADER,
-                         fw->f->self_name, TANDEM_FORWARDED_SOURCE_HEADER, source);
+     * login through a follower names the client, not the follower); none when the socket no
+     * longer knows it ("?"), which the leader would refuse. */
+    tandem_http_request_source(r, source, sizeof source);
+    if (tandem_http_source_text_ok(source) && used < sizeof headers) {
+        int n = snprintf(headers + used, sizeof headers - used, "%s: %s\r\n",
+                         TANDEM_FORWARDED_SOURCE_HEADER, source);
+        used += n > 0 ? (size_t)n : 0;
+    }
     used = caller_headers(headers, sizeof headers, used, r);
     used = headers_copy(headers, sizeof headers, used, forwarded_headers,
                         sizeof forwarded_headers / sizeof forwarded_headers[0], request_header, r);
