@@ -100,8 +100,6 @@ def kv_path(key, local=False):
     return "/v1/kv/" + urllib.parse.quote(key, safe="") + ("?consistency=local" if local else "")
 
 
-
-
 def list_local(c, name, prefix):
     """Every key under prefix in node name's own state: key -> (value bytes, mod_index)."""
     out, after = {}, ""

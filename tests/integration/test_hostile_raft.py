@@ -194,8 +194,6 @@ def test_newer_epoch_from_a_stranger_fences_nobody():
         c.kv_put(c.leader(), "still-writable", b"1")
 
 
-
-
 def refused_count(c, name, reason="frame"):
     return c.metric(name, 'tandem_transport_refused_total{reason="%s"}' % reason)
 

@@ -153,9 +153,6 @@ def test_leader_losing_its_unsynced_writes_rejoins_with_nothing_acknowledged_los
         kill_under_load(c, victim, journal, "leader")
 
 
-
-
-
 def test_a_snapshot_installed_under_the_shim_survives_the_kill_and_rollback():
     """A follower far behind catches up by an InstallSnapshot (LMDB rebuilt beside the old one
     and swapped in) while under the shim; whatever of that the kill loses, it rejoins intact."""

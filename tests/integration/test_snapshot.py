@@ -84,8 +84,6 @@ def value_for(key):
     return (key.encode() + b"|") * (VALUE_BYTES // (len(key) + 1))
 
 
-
-
 def put_retrying(conn, key):
     """PUT key, repeated while the answer is 503 (no leader for a moment) or the connection
     fails, for at most RETRY_FOR_S; returns (status, body)."""
