@@ -488,12 +488,10 @@ static int fsm_snapshot_async(struct raft_fsm *raft_fsm, struct raft_buffer *buf
 int tandem_fsm_snapshot_fill(void *data)
 {
     struct tandem_fsm *f = data;
-    uint64_t start = uv_hrtime();
     /* Only this thread touches fill_view and the fill_ fields until filled runs; the pinned
      * read transaction may be used here (MDB_NOTLS). */
     f->fill_rv =
         tandem_store_snapshot_write(f->fill_view, f->snapshot_txn, &f->fill_buf, &f->fill_len);
-    f->fill_ns = uv_hrtime() - start;
     return f->fill_rv == 0 ? 0 : RAFT_IOERR;
 }
 
@@ -515,12 +513,10 @@ void tandem_fsm_snapshot_filled(void *data, int status)
         fprintf(stderr, "tandem: %s\n", f->errmsg);
         free(f->fill_buf); /* NULL unless the work failed after the worker wrote */
     }
-    f->snapshot_fill_ns_total += f->fill_ns;
     free(f->fill_view);
     f->fill_view = NULL;
     f->fill_buf = NULL;
     f->fill_len = 0;
-    f->fill_ns = 0;
     f->fill_rv = 0;
 }
 
@@ -554,7 +550,6 @@ static bool restore_at_runtime(const struct tandem_fsm *f)
 void tandem_fsm_install_prepare(void *data, const struct raft_snapshot *snapshot)
 {
     struct tandem_fsm *f = data;
-    uint64_t start = uv_hrtime();
     /* One install at a time. One whose put failed never reached the restore: its DIR.new is
      * rebuilt below (or removed when the store next opens). */
     memset(&f->prepared, 0, sizeof f->prepared);
@@ -569,7 +564,6 @@ void tandem_fsm_install_prepare(void *data, const struct raft_snapshot *snapshot
     f->prepare_rv =
         tandem_store_restore_prepare(f->store->dir, f->store->map_size, snapshot->bufs[0].base,
                                      snapshot->bufs[0].len, &f->prepared, f->prepare_errmsg);
-    f->prepare_ns = uv_hrtime() - start;
 }
 
 /* Ours to free once we return 0. On a failure libraft 0.22.1 differs by caller (src/legacy.c):
@@ -590,10 +584,7 @@ static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
     }
     int rv = tandem_store_restore_prepared(f->store, buf->base, buf->len, &f->prepared);
     memset(&f->prepared, 0, sizeof f->prepared); /* used, or removed: never twice */
-    if (prepared) {
-        f->install_prepare_ns_total += f->prepare_ns;
-        f->installs_prepared += rv == 0 ? 1 : 0;
-    }
+    f->installs_prepared += prepared && rv == 0 ? 1 : 0;
     f->restore_ns_total += uv_hrtime() - start;
     if (rv != 0) {
         snprintf(f->errmsg, sizeof f->errmsg, "%s", f->store->errmsg);

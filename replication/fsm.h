@@ -73,9 +73,7 @@ struct tandem_fsm {
     int fill_rv;                    /* the worker's result, read back on the loop */
     void *fill_buf;                 /* the worker's bytes, handed over on the loop */
     size_t fill_len;
-    uint64_t fill_ns;                /* how long the worker took */
-    uint64_t snapshot_fill_ns_total; /* time serialising snapshots off the loop */
-    uint64_t snapshot_ns_total;      /* time serialising (and pinning) snapshots on the loop */
+    uint64_t snapshot_ns_total; /* time serialising (and pinning) snapshots on the loop */
     uint64_t entries_applied, entries_skipped, commands_applied, snapshots_taken,
         snapshots_restored;
     uint64_t client_commands_applied; /* commands other than the site table's own (BCP) */
@@ -86,9 +84,7 @@ struct tandem_fsm {
      * read on the loop after it (raft's put callback follows the work's). */
     struct tandem_store_prepared prepared;
     int prepare_rv;
-    uint64_t prepare_ns;               /* the last prepare's time on the pool */
-    uint64_t install_prepare_ns_total; /* time building installed snapshots off the loop */
-    uint64_t installs_prepared;        /* restores that only swapped a prepared state in */
+    uint64_t installs_prepared; /* restores that only swapped a prepared state in */
     char prepare_errmsg[TANDEM_ERRMSG_SIZE];
     void (*apply_observe)(void *data, uint64_t ns); /* optional latency hook */
     /* Optional: whether a snapshot may be taken now; see node/leader_watch.h for why. */
