@@ -262,6 +262,23 @@ def pid_alive(pid):
     return True
 
 
+def tandemd_configs():
+    """{pid: config path} of every tandemd running (argv[0] a tandemd, or /proc/self/exe's "exe"
+    after a re-execution) with --config, from /proc; zombies have no cmdline and are left out."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if argv[0].endswith(("tandemd", "/exe")) and "--config" in argv[1:-1]:
+            found[int(entry)] = argv[argv.index("--config", 1) + 1]
+    return found
+
+
 def pid_is_tandemd(pid, conf):
     """True when pid is alive and runs tandemd with the given config file."""
     if not pid_alive(pid):
@@ -407,18 +424,7 @@ class Cluster:
         says so; returns their pids. The test then fails: a node left behind loads the machine
         for every later test and keeps its ports."""
         prefix = os.path.join(self.dir, "")
-        leaked = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open("/proc/%s/cmdline" % entry, "rb") as f:
-                    argv = f.read().decode(errors="replace").split("\0")
-            except OSError:
-                continue
-            if "--config" in argv and any(a.startswith(prefix) for a in argv) and \
-                    any(a.endswith("tandemd") or a.endswith("/exe") for a in argv[:1]):
-                leaked.append(int(entry))
+        leaked = [pid for pid, conf in tandemd_configs().items() if conf.startswith(prefix)]
         for pid in leaked:
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -258,18 +258,7 @@ def test_stop_kill_and_start():
 
 def tandemd_pids_of(conf):
     """PIDs of live tandemd processes running conf, from /proc."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % entry, "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if any(a.endswith(b"tandemd") for a in argv[:1]) and conf.encode() in argv:
-            pids.append(int(entry))
-    return pids
+    return [pid for pid, running in cluster.tandemd_configs().items() if running == conf]
 
 
 def test_concurrent_starts_start_one_node():
