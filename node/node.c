@@ -392,11 +392,10 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
     node->fsm.fill_later = true;
     /* A leader whose port refuses a probe is gone: campaign after 2 heartbeats, not a whole
      * election timeout (a probe slower than a fifth of the handshake timeout proves nothing). */
-    unsigned fast_ms = 2 * c->heartbeat_ms < c->election_timeout_ms ? 2 * c->heartbeat_ms
-                                                                    : c->election_timeout_ms / 2;
+    unsigned fast_ms =
+        2 * c->heartbeat_ms < c->election_timeout_ms ? 2 * c->heartbeat_ms : c->heartbeat_ms;
     tandem_leader_loss_init(&node->leader_loss, &node->raft.raft, &node->raft.transport,
-                            c->heartbeat_ms, c->election_timeout_ms,
-                            fast_ms > c->heartbeat_ms ? fast_ms : c->heartbeat_ms,
+                            c->heartbeat_ms, c->election_timeout_ms, fast_ms,
                             TANDEM_TRANSPORT_HANDSHAKE_TIMEOUT_MS_DEFAULT / 5);
     node->leader_loss.log = leader_loss_log;
     node->leader_loss.log_data = node;
