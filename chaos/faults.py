@@ -263,7 +263,8 @@ class Nemesis(threading.Thread):
 
     def fault_lost_writes(self):
         """Restarts a node under the shim, lets it write, kills it, rolls its files back to
-        their last fsync and starts it again without the shim."""
+        their last fsync and starts it again under the shim, which answers the boot id the
+        rollback's simulated reboot made (tandemd then rebuilds a store with unsynced commits)."""
         lib, rollback = self.lostwrites_tools()
         name = self.rng.choice(self.running())
         self.lost_writes_runs += 1
@@ -282,7 +283,7 @@ class Nemesis(threading.Thread):
         if p.returncode != 0:
             self.errors.append("lost_writes: %s exited %d, %s restarted without a rollback"
                                % (rollback, p.returncode, name))
-        self.start_node(name)
+        self.start_node(name, env=env)
         return [name], "under the shim, kill -9, rollback exit %d: %s" % (
             p.returncode, p.stdout.strip().replace("\n", " | ")[:300])
 

@@ -57,7 +57,8 @@ struct tandem_metrics {
     struct tandem_histogram apply;
     struct tandem_histogram request;
     struct tandem_histogram log_append;  /* raft log writes with their fsync (raft_shield.h) */
-    struct tandem_histogram lmdb_commit; /* grouped LMDB commits with their fdatasync */
+    struct tandem_histogram lmdb_commit; /* grouped LMDB commits (to the page cache) */
+    struct tandem_histogram lmdb_sync;   /* the store's fdatasync on the thread pool */
     struct tandem_loop_lag loop_lag;
     uint64_t leader_seen;    /* raft id of the last leader this node knew; 0: none */
     uint64_t leader_changes; /* times the leader this node knows became another one */

@@ -57,6 +57,7 @@ static void check_cb(uv_check_t *check)
         tandem_node_fatal(node, node->store.errmsg);
         return;
     }
+    tandem_store_sync_tick(&node->store_sync, uv_hrtime(), TANDEM_STORE_SYNC_INTERVAL_MS);
     /* A failed apply or a failed commit anywhere (snapshot, BCP, drill) poisons the store: a
      * node that can no longer apply must not go on voting, leading or answering. */
     if (node->store.poisoned) {
@@ -192,6 +193,11 @@ static void pool_reads_closed_cb(void *data)
     handle_closed(data);
 }
 
+static void store_sync_closed_cb(void *data)
+{
+    handle_closed(data);
+}
+
 /* The BCP runtime's way to stop the node (a restart in place sets reexec). */
 static void bcp_stop(void *data, bool reexec)
 {
@@ -227,6 +233,7 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     /* Likewise an audit chain walk (node/audit_check.c). */
     node->handles_open += node->audit_check.running ? 1 : 0;
     node->handles_open += 1; /* reads on the thread pool (node/pool_read.h) */
+    node->handles_open += 1; /* the store's sync on the thread pool (node/store_sync.h) */
     tandem_sd_close(&node->sd, node->reexec, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sighup, uv_handle_closed_cb);
     uv_close((uv_handle_t *)&node->sigterm, uv_handle_closed_cb);
@@ -245,6 +252,7 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     tandem_events_close(&node->events, events_closed_cb);
     tandem_backups_close(node, backups_closed_cb); /* waits for backup work using the store */
     tandem_pool_reads_close(&node->pool_reads, pool_reads_closed_cb, node);
+    tandem_store_sync_close(&node->store_sync, store_sync_closed_cb, node);
     tandem_raft_close(&node->raft, raft_closed_cb);
 }
 
@@ -284,6 +292,21 @@ static void log_append_observe(void *data, uint64_t ns)
     tandem_histogram_observe(&node->metrics.log_append, ns);
 }
 
+static void lmdb_sync_observe(void *data, uint64_t ns)
+{
+    struct tandem_node *node = data;
+    tandem_histogram_observe(&node->metrics.lmdb_sync, ns);
+}
+
+/* A failed fdatasync may have dropped pages the disk never got: the store's mark now says so
+ * (no later open trusts it), and the node stops rather than serve from it. */
+static void lmdb_sync_failed(void *data, const char *errmsg)
+{
+    struct tandem_node *node = data;
+    tandem_store_poison(&node->store);
+    tandem_node_fatal(node, errmsg);
+}
+
 static void lmdb_commit_observe(void *data, uint64_t ns)
 {
     struct tandem_node *node = data;
@@ -310,7 +333,25 @@ static int start_state(struct tandem_node *node, const struct tandem_config *c)
 {
     char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/state", c->data_dir);
-    if (tandem_store_open(&node->store, path, (size_t)c->map_size_mib * 1024 * 1024) != 0) {
+    size_t map_size = (size_t)c->map_size_mib * 1024 * 1024;
+    int rv = tandem_store_open(&node->store, path, map_size);
+    if (rv != 0 && node->store.untrusted) {
+        /* raft's snapshot and log hold everything the store did (raft syncs them before it
+         * relies on them): raft_start restores the snapshot into the empty store, and the log
+         * replays from there. */
+        char errmsg[TANDEM_ERRMSG_SIZE];
+        tandem_log(TANDEM_LOG_WARN,
+                   "state store: %s; discarding it: raft's snapshot and log rebuild the state",
+                   node->store.errmsg);
+        rv = tandem_store_discard(path, errmsg);
+        if (rv != 0) {
+            tandem_log(TANDEM_LOG_ERROR, "state store: discard: %s", errmsg);
+            return -1;
+        }
+        node->store_rebuilt = true;
+        rv = tandem_store_open(&node->store, path, map_size);
+    }
+    if (rv != 0) {
         tandem_log(TANDEM_LOG_ERROR, "state store: %s", node->store.errmsg);
         return -1;
     }
@@ -698,6 +739,10 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
     }
     node->events.data = node;
     tandem_pool_reads_init(&node->pool_reads, loop, &node->store);
+    tandem_store_sync_init(&node->store_sync, loop, &node->store);
+    node->store_sync.observe = lmdb_sync_observe;
+    node->store_sync.failed = lmdb_sync_failed;
+    node->store_sync.data = node;
     bcp_init(node);
     if (start_state(node, c) != 0) {
         return -1;

@@ -22,6 +22,7 @@
 #include "node/audit_check.h"
 #include "node/metrics.h"
 #include "node/pool_read.h"
+#include "node/store_sync.h"
 #include "node/sd_notify.h"
 #include "replication/fsm.h"
 #include "replication/identity/pdata.h"
@@ -58,7 +59,9 @@ struct tandem_node {
     struct tandem_bcp_watch watch; /* what becomes an event; incident reports */
     struct tandem_backups backups; /* the scheduled mutual backup (node/backup_state.h) */
     struct tandem_pool_reads pool_reads; /* reads that grow with the state (node/pool_read.h) */
-    uv_check_t flush_check;              /* once per loop iteration: group commit, then propose */
+    struct tandem_store_sync store_sync; /* the state store's syncs (node/store_sync.h) */
+    bool store_rebuilt;     /* the state store was discarded at start (storage/unsynced.h) */
+    uv_check_t flush_check; /* once per loop iteration: group commit, then propose */
     uv_signal_t sigterm, sigint;
     uv_signal_t sighup;            /* reloads the TLS certificates */
     struct tandem_sd sd;           /* systemd's notifications (node/sd_notify.h) */

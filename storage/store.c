@@ -76,7 +76,7 @@ void tandem_digest_hex(const uint8_t digest[TANDEM_DIGEST_LEN], char *out)
 static int remove_env_dir(const char *dir)
 {
     char path[PATH_MAX + 16];
-    const char *files[] = {"data.mdb", "lock.mdb"};
+    const char *files[] = {"data.mdb", "lock.mdb", TANDEM_UNSYNCED_FILE};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
         if (unlink(path) != 0 && errno != ENOENT) {
@@ -187,9 +187,11 @@ static int env_create(struct tandem_store *s, MDB_env **out, const char *dir)
         rv = tandem_error_from_errno(saved, s->errmsg, what);
         goto err_after_env;
     }
-    /* NOMETASYNC, never NOSYNC: a crash may lose the last commit's meta page (raft replays it),
-     * but can never corrupt the tree. */
-    rv = mdb_env_open(env, dir, MDB_NOMETASYNC | MDB_NOTLS | MDB_NORDAHEAD, 0600);
+    /* NOSYNC: a commit only writes to the page cache, and the thread pool syncs (node/
+     * store_sync.h), so the loop never waits on the disk. A process crash keeps every commit
+     * (the page cache survives it); a power loss may tear the tree, which the unsynced mark
+     * tells the next open (storage/unsynced.h). */
+    rv = mdb_env_open(env, dir, MDB_NOSYNC | MDB_NOTLS | MDB_NORDAHEAD, 0600);
     if (rv != 0) {
         char what[PATH_MAX + 32];
         snprintf(what, sizeof what, "open LMDB environment %s", dir);
@@ -230,6 +232,12 @@ static int env_open(struct tandem_store *s, MDB_env **out, const char *dir, bool
         rv = store_mdb_fail(s, rv, "commit open transaction");
         goto err_after_env;
     }
+    /* A new environment's first pages and the databases just created, on disk before the mark
+     * can be: a store never written to carries no mark and is trusted by every boot. */
+    if ((rv = mdb_env_sync(env, 1)) != 0) {
+        rv = store_mdb_fail(s, rv, "sync open transaction");
+        goto err_after_env;
+    }
     *out = env;
     return 0;
 
@@ -238,6 +246,32 @@ err_after_txn:
 err_after_env:
     mdb_env_close(env);
     return rv;
+}
+
+/* Whether dir may be opened: its unsynced mark, if any, must name the running boot (the page
+ * cache then still holds every commit the process made). */
+static int trust_check(struct tandem_store *s, const char *dir)
+{
+    char boot[TANDEM_BOOT_ID_LEN + 1];
+    bool present;
+    int rv = tandem_boot_id(s->boot_id, s->errmsg);
+    if (rv == 0) {
+        rv = tandem_unsynced_read(dir, &present, boot, s->errmsg);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (present && strcmp(boot, s->boot_id) != 0) {
+        const char *when = strcmp(boot, TANDEM_UNSYNCED_FAILED) == 0 ? "before a sync failed"
+                           : boot[0] == '\0'                         ? "while its mark was written"
+                                             : "before the machine restarted";
+        s->untrusted = true;
+        return tandem_error_set(s->errmsg, TANDEM_CORRUPT,
+                                "%s holds commits never synced to disk, made %s", dir, when);
+    }
+    s->mark_unsynced = true;
+    s->marked = present;
+    return 0;
 }
 
 int tandem_store_open(struct tandem_store *s, const char *dir, size_t map_size)
@@ -249,6 +283,9 @@ int tandem_store_open(struct tandem_store *s, const char *dir, size_t map_size)
     }
     snprintf(s->dir, sizeof s->dir, "%s", dir);
     int rv = recover_interrupted_swap(s, dir);
+    if (rv == 0) {
+        rv = trust_check(s, dir);
+    }
     if (rv != 0) {
         return rv;
     }
@@ -343,10 +380,36 @@ void tandem_store_close(struct tandem_store *s)
         (void)tandem_store_commit(s); /* a failure is in s->errmsg; raft replays what it lost */
     }
     if (s->env != NULL) {
+        /* Everything on disk now: the next open trusts the store whatever the boot. */
+        if (s->marked && !s->poisoned && tandem_store_sync(s->env, s->dir, s->errmsg) == 0 &&
+            tandem_unsynced_clear(s->dir, s->errmsg) == 0) {
+            s->marked = false;
+        }
         mdb_env_close(s->env);
         s->env = NULL;
     }
     tandem_assert(s->write_txn == NULL);
+}
+
+int tandem_store_discard(const char *dir, char *errmsg)
+{
+    if (remove_env_dir(dir) != 0) {
+        return tandem_error_from_errno(errno, errmsg, dir);
+    }
+    tandem_store_fsync_parent(dir);
+    return 0;
+}
+
+int tandem_store_sync(MDB_env *env, const char *dir, char *errmsg)
+{
+    int rv = mdb_env_sync(env, 1);
+    if (rv == 0) {
+        return 0;
+    }
+    rv = tandem_error_from_mdb(rv, errmsg, "sync the state store");
+    char ignored[TANDEM_ERRMSG_SIZE];
+    (void)tandem_unsynced_mark(dir, TANDEM_UNSYNCED_FAILED, ignored);
+    return rv;
 }
 
 int tandem_store_write_txn(struct tandem_store *s, MDB_txn **txn)
@@ -376,6 +439,16 @@ int tandem_store_commit(struct tandem_store *s)
     }
     tandem_assert(s->env != NULL);
     uint64_t started_ns = s->commit_observe != NULL ? uv_hrtime() : 0;
+    if (s->mark_unsynced && !s->marked) { /* once per open or install: the mark's fsyncs */
+        int rv = tandem_unsynced_mark(s->dir, s->boot_id, s->errmsg);
+        if (rv != 0) {
+            mdb_txn_abort(s->write_txn);
+            s->write_txn = NULL;
+            s->poisoned = true;
+            return rv;
+        }
+        s->marked = true;
+    }
     int rv = mdb_txn_commit(s->write_txn);
     s->write_txn = NULL; /* LMDB frees the transaction whether or not the commit worked */
     if (rv != 0) {
@@ -940,6 +1013,7 @@ int tandem_store_restore_prepared(struct tandem_store *s, const void *buf, size_
     }
     tandem_store_fsync_parent(s->dir);
     (void)remove_env_dir(old);
+    s->marked = false; /* the mark went with the old directory; the new one is all synced */
     rv = env_open(s, &s->env, s->dir, true);
     /* The state now is the snapshot's: its index and apply digest, nothing half-written. */
     tandem_assert(rv != 0 ||

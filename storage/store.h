@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "storage/error.h"
+#include "storage/unsynced.h"
 
 #define TANDEM_DIGEST_LEN        32
 #define TANDEM_STORE_KEY_LEN_MAX 511 /* LMDB's default max key size */
@@ -66,15 +67,33 @@ struct tandem_store {
     atomic_uint copies;
     bool poisoned; /* a commit failed or an abort could not reload applied_index: writes are
                       refused until the store is reopened */
+    /* Commits are not synced (MDB_NOSYNC; storage/unsynced.h): a store opened with
+     * tandem_store_open marks its directory with the running boot before its first commit
+     * (marked), and a close that synced everything removes the mark. */
+    char boot_id[TANDEM_BOOT_ID_LEN + 1];
+    bool mark_unsynced; /* this store marks its directory (the live one; not a restore's build) */
+    bool marked;        /* the mark is on disk */
+    /* tandem_store_open refused dir: it holds commits never synced, made under another boot (or
+     * before a sync failed). The node discards it (tandem_store_discard) and raft rebuilds it. */
+    bool untrusted;
     char errmsg[TANDEM_ERRMSG_SIZE];
 };
 
 /* Every function below that returns int returns 0 or a tandem error code (storage/error.h) and
  * writes the reason into s->errmsg (TANDEM_ERRMSG_SIZE bytes), unless it says otherwise. */
 
-/* Opens (creating when absent) the environment in dir. */
+/* Opens (creating when absent) the environment in dir. Refused (TANDEM_CORRUPT, with untrusted
+ * set) when dir's unsynced mark names another boot than the running one, or a failed sync. */
 int tandem_store_open(struct tandem_store *s, const char *dir, size_t map_size);
+/* Commits, and for a marked store syncs the environment and removes the mark (unless the store
+ * is poisoned: what it holds is then left for the next open to judge). */
 void tandem_store_close(struct tandem_store *s);
+/* Removes the environment in dir (its files, its mark and the directory), durably. */
+int tandem_store_discard(const char *dir, char *errmsg);
+/* Syncs env's data file (dir its directory) to disk: callable from any thread while the loop
+ * commits. A failure marks dir TANDEM_UNSYNCED_FAILED (no later open trusts it) and returns a
+ * tandem code with errmsg filled; the caller must stop the node. */
+int tandem_store_sync(MDB_env *env, const char *dir, char *errmsg);
 /* Opens the LMDB data file `file` (an environment without its directory: MDB_NOSUBDIR) read-only
  * and without a lock file, for a backup's copy: every named database must be there and the meta
  * record well-formed (TANDEM_CORRUPT otherwise, as for LMDB's own damage codes); applied_index

@@ -29,6 +29,10 @@
 #define LW_RECORD_MAGIC   0x4c57524bu /* "LWRK" */
 #define LW_JOURNAL_SUFFIX ".journal"
 #define LW_CHUNK_BYTES    65536 /* truncations are captured and checked for zeros in chunks */
+/* A rollback is a power cut, and the next start a new boot: the rollback writes a fresh boot id
+ * into JOURNALS/LW_BOOT_ID_FILE and the shim answers opens of the kernel's with it. */
+#define LW_BOOT_ID_PATH "/proc/sys/kernel/random/boot_id"
+#define LW_BOOT_ID_FILE "boot_id"
 
 enum lw_record_type {
     LW_WRITE = 1,

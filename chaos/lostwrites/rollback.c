@@ -303,6 +303,31 @@ static int is_journal(const struct dirent *e)
     return len > suffix && strcmp(e->d_name + len - suffix, LW_JOURNAL_SUFFIX) == 0;
 }
 
+/* The reboot after the power cut: a fresh boot id (the kernel's random UUID) for the shim to
+ * answer with (journal.h). */
+static int new_boot(const char *dir)
+{
+    char boot[64] = {0}, path[PATH_MAX + 16];
+    int in = open("/proc/sys/kernel/random/uuid", O_RDONLY | O_CLOEXEC);
+    ssize_t n = in < 0 ? -1 : read(in, boot, sizeof boot - 1);
+    if (in >= 0) {
+        close(in);
+    }
+    snprintf(path, sizeof path, "%s/%s", dir, LW_BOOT_ID_FILE);
+    int out = n <= 0 ? -1 : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (out < 0 || write(out, boot, (size_t)n) != n) {
+        fprintf(stderr, "tandem-lostwrites-rollback: %s: cannot write a new boot id: %s\n", path,
+                strerror(errno));
+        if (out >= 0) {
+            close(out);
+        }
+        return -1;
+    }
+    close(out);
+    printf("new boot id %s", boot);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     bool dry_run = argc == 3 && strcmp(argv[1], "--dry-run") == 0;
@@ -328,6 +353,9 @@ int main(int argc, char **argv)
     }
     free(entries);
     close(dir_fd);
+    if (!dry_run && failed == 0 && new_boot(dir) != 0) {
+        failed++;
+    }
     printf("%d journals, %d failed\n", n, failed);
     return failed > 0 ? 1 : 0;
 }

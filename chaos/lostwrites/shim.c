@@ -20,6 +20,11 @@
  * system that keeps namespace operations (create, rename, unlink, directory fsync) and loses
  * exactly the file data and sizes not yet synced.
  *
+ * The rollback also simulates the reboot that follows a power cut: it writes a fresh boot id into
+ * JOURNALS/boot_id, and the shim answers an open of /proc/sys/kernel/random/boot_id with that
+ * file when it exists (tandemd trusts a store with unsynced commits only within the boot that
+ * made them: storage/unsynced.h).
+ *
  * Covered (journaled, so lost at the kill unless synced): write, pwrite, writev, pwritev,
  * pwritev2 (and their 64 variants, and the same system calls made through syscall(), which libuv
  * 1.44 uses for pwritev), ftruncate, truncate, open/openat/creat with O_TRUNC, and io_submit
@@ -28,9 +33,11 @@
  * descriptor opened O_DSYNC or O_SYNC, pwritev2 and io_submit writes flagged RWF_DSYNC or RWF_SYNC.
  *
  * What tandemd writes, and how (LMDB 0.9.24, libraft 0.22.1 raft_uv, libuv 1.44, all checked):
- *   - LMDB data.mdb (storage/store.c: MDB_NOMETASYNC, no MDB_WRITEMAP, no MDB_NOSYNC): pages by
- *     pwrite/writev, fdatasync per commit, then the meta page by pwrite without a sync (the next
- *     commit's fdatasync covers it): covered; a kill loses at least the last commit's meta page.
+ *   - LMDB data.mdb (storage/store.c: MDB_NOSYNC, no MDB_WRITEMAP): pages and the meta page by
+ *     pwrite/writev without a sync; fdatasync from the thread pool about once a second
+ *     (node/store_sync.c) and at a clean close: covered; a kill loses every commit since the
+ *     last sync, in no particular order (a torn tree), and the unsynced mark beside it
+ *     (storage/unsynced.c: write, fsync, directory fsync) tells the next start.
  *   - LMDB lock.mdb: the reader table, written through a shared mapping: not covered (mapped
  *     writes cannot be seen from here); its ftruncate at creation is, so a rollback may leave it
  *     empty, and LMDB rebuilds it when it opens the environment.
@@ -668,6 +675,14 @@ static int lw_open(int dirfd, const char *path, int flags, mode_t mode)
 {
     if (!active) {
         return (int)real.syscall(SYS_openat, dirfd, path, flags, mode);
+    }
+    if (strcmp(path, LW_BOOT_ID_PATH) == 0) { /* the boot a rollback simulated, if any */
+        char boot[PATH_MAX + 16];
+        snprintf(boot, sizeof boot, "%s/%s", journal_dir, LW_BOOT_ID_FILE);
+        int fd = (int)real.syscall(SYS_openat, AT_FDCWD, boot, O_RDONLY | O_CLOEXEC, 0);
+        if (fd >= 0) {
+            return fd;
+        }
     }
     /* The lock spans the open only when it cuts the file: journal, then cut, with no write in
      * between. Tracking needs no lock: no other thread uses fd before open returns it. */

@@ -360,8 +360,13 @@ static void raft_metrics(struct tandem_node *node, FILE *out)
          node->proposer.entries_proposed},
         {"tandem_barriers_total", "counter", "raft barriers this node proposed.",
          node->proposer.barriers_proposed},
-        {"tandem_lmdb_commits_total", "counter", "Grouped LMDB commits (each one fdatasync).",
+        {"tandem_lmdb_commits_total", "counter", "Grouped LMDB commits (to the page cache).",
          node->store.commits},
+        {"tandem_lmdb_syncs_total", "counter", "fdatasyncs of the state store, on the thread pool.",
+         node->store_sync.syncs_total},
+        {"tandem_state_rebuilt", "gauge",
+         "1 when this process discarded a state store a power loss may have torn.",
+         node->store_rebuilt ? 1u : 0u},
         {"tandem_snapshots_taken_total", "counter", "raft snapshots taken.",
          node->fsm.snapshots_taken},
         {"tandem_snapshots_deferred_total", "counter", "raft snapshots put off.",
@@ -443,8 +448,12 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
                            "Time raft takes to write a batch of log entries and fsync it.",
                            &node->metrics.log_append);
     tandem_histogram_write(out, "tandem_lmdb_commit_duration_seconds",
-                           "Time of one grouped LMDB commit of the state, with its fdatasync.",
+                           "Time of one grouped LMDB commit of the state (no sync: see "
+                           "tandem_lmdb_sync_duration_seconds).",
                            &node->metrics.lmdb_commit);
+    tandem_histogram_write(out, "tandem_lmdb_sync_duration_seconds",
+                           "Time of one fdatasync of the state store, on the thread pool.",
+                           &node->metrics.lmdb_sync);
     tandem_loop_lag_write(out, &node->metrics.loop_lag);
     tandem_histogram_write(out, "tandem_http_request_duration_seconds",
                            "Time from a complete request to its answer.", &node->metrics.request);

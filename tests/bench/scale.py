@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Benchmark of growth (issue 17 item 4): a 2+2+1 cluster (insecure: a benchmark) preloaded with
-N keys (tandem-bench, sequential keys, 256 B) and M jobs with trace events (POST /v1/jobs with
+N keys (tandem-bench, sequential keys, 256 B values unless --value-size) and M jobs with trace events (POST /v1/jobs with
 ids of our own, every other job advanced once: 1.5 events a job), then the figures the issue
 asks for. A figure, not a test: nothing here asserts a time. Run it through tests/bench/scale.sh.
 
-    TANDEM_BIN_DIR=build-rel python3 tests/bench/scale.py [--keys N] [--jobs N] [--set K=V]...
+    TANDEM_BIN_DIR=build-rel python3 tests/bench/scale.py [--keys N] [--jobs N] [--value-size B]
+        [--set K=V]...
 
 Figures: preload rates; disk per node (raft log and LMDB state apart) and RSS; snapshots taken
 per node, the newest snapshot file's size, and the time micro_snapshot takes to serialise the
@@ -353,6 +354,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--keys", type=int, default=1000000)
     ap.add_argument("--jobs", type=int, default=100000)
+    ap.add_argument("--value-size", type=int, default=256,
+                    help="bytes of each preloaded key's value (default 256)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--windows", type=int, default=WINDOWS_MAX,
                     help="p99 windows of the snapshot phase (default %d)" % WINDOWS_MAX)
@@ -366,8 +369,8 @@ def main():
         out.append(line)
         print(line, flush=True)
 
-    say("scale: %d keys of 256 B + %d jobs (1.5 trace events a job), 2+2+1 insecure, %s"
-        % (args.keys, args.jobs, " ".join("%s=%s" % kv for kv in sorted(settings.items()))))
+    say("scale: %d keys of %d B + %d jobs (1.5 trace events a job), 2+2+1 insecure, %s"
+        % (args.keys, args.value_size, args.jobs, " ".join("%s=%s" % kv for kv in sorted(settings.items()))))
     with Cluster("2+2+1", settings=settings, insecure=True, bin_dir=bin_dir) as c:
         nodes = [Node(c, n) for n in c.names]
         leader = c.settled_leader()
@@ -380,7 +383,7 @@ def main():
         log("preloading %d keys through %s" % (args.keys, leader))
         r = bench(bin_dir, c.nodes[leader]["api"], "--connections", PRELOAD_CONNECTIONS,
                   "--ops", args.keys, "--keys", args.keys, "--key-order", "sequential",
-                  "--value-size", 256, "--timeout-ms", 30000, timeout=7200)
+                  "--value-size", args.value_size, "--timeout-ms", 30000, timeout=7200)
         say("preload keys: %d in %.1f s, %.0f ops/s, p99 %.1f ms, errors %s" % (
             r["ops"], r["duration_s"], r["ops_per_s"], p99_ms(r), json.dumps(r["errors"])))
         log("preloading %d jobs" % args.jobs)

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The benchmark of growth (issue 17 item 4): tests/bench/scale.sh BUILD_DIR [--keys N] [--jobs N]
-# [--set KEY=VALUE]... runs tests/bench/scale.py against BUILD_DIR's tandemd, tandemctl,
+# [--value-size B] [--set KEY=VALUE]... runs tests/bench/scale.py against BUILD_DIR's tandemd, tandemctl,
 # tandem-bench and micro_snapshot (a Release build: cmake -DCMAKE_BUILD_TYPE=Release) and prints
 # its figures, then the command and the machine's load. Defaults: 1,000,000 keys, 100,000 jobs.
 set -euo pipefail
 [[ $# -ge 1 && -d $1 ]] || {
-    echo "usage: tests/bench/scale.sh BUILD_DIR [--keys N] [--jobs N] [--set KEY=VALUE]..." >&2
+    echo "usage: tests/bench/scale.sh BUILD_DIR [--keys N] [--jobs N] [--value-size B] [--set KEY=VALUE]..." >&2
     exit 2
 }
 BUILD_DIR=$(cd "$1" && pwd)

@@ -112,7 +112,7 @@ die()
         assert "undid" in out and "1 journals, 0 failed" in out, out
         assert s.read("a") == b"A" * 5000
         assert s.read("b") == b"x" * 100
-        assert os.listdir(s.journal) == []
+        assert os.listdir(s.journal) == ["boot_id"]  # the reboot the rollback simulated
 
 
 def test_a_file_never_synced_goes_back_to_empty_and_an_o_trunc_is_undone():
@@ -277,7 +277,7 @@ def test_rollback_passes_over_a_journal_its_writer_died_creating():
                 f.write(data)
         out = s.rollback()
         assert out.count("header torn") == 2 and "2 journals, 0 failed" in out, out
-        assert os.listdir(s.journal) == [], os.listdir(s.journal)
+        assert os.listdir(s.journal) == ["boot_id"], os.listdir(s.journal)
         with open(os.path.join(s.journal, "junk.journal"), "wb") as f:
             f.write(b"not a journal")
         p = subprocess.run([ROLLBACK, s.journal], capture_output=True, text=True,
@@ -332,6 +332,34 @@ os.close(fd)
         assert p.returncode == 2 and "TANDEM_LOSTWRITES_ROOT" in p.stderr, (p.returncode,
                                                                             p.stderr)
         assert "ran" not in p.stdout
+
+
+def test_a_rollback_is_a_reboot_the_shim_answers_the_boot_id_with():
+    """A power cut is followed by a new boot: after each rollback a process under the shim reads
+    a new boot id where the kernel keeps it (tandemd distrusts a state store whose unsynced
+    commits another boot made), and one not under the shim still reads the kernel's."""
+    read = r"""
+fd = os.open("/proc/sys/kernel/random/boot_id", os.O_RDONLY)
+print(os.read(fd, 64).decode().strip())
+"""
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        real = f.read().strip()
+    with Scratch() as s:
+        assert s.child(read, expect_kill=False).stdout.strip() == real  # no rollback yet
+        s.child(r"""
+fd = make(root + "/f", b"z" * 10)
+die()
+""")
+        seen = []
+        for _ in range(2):
+            out = s.rollback()
+            p = s.child(read, expect_kill=False)
+            assert p.returncode == 0, p.stderr
+            boot = p.stdout.strip()
+            assert len(boot) == 36 and boot != real and boot not in seen, (boot, real, seen)
+            assert "new boot id " + boot in out, out
+            seen.append(boot)
+        assert s.child(read, env={}, expect_kill=False).stdout.strip() == real
 
 
 def test_rollback_dry_run_changes_nothing_and_bad_usage_exits_2():

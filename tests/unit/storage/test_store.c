@@ -181,6 +181,113 @@ static void populate_a(struct fixture *f)
     assert_int_equal(tandem_store_commit(&f->a), 0);
 }
 
+/* The unsynced mark's text in dir ("" when there is none). */
+static void mark_of(const char *dir, char *out, size_t size)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/%s", dir, TANDEM_UNSYNCED_FILE);
+    out[0] = '\0';
+    int fd = open(path, O_RDONLY);
+    if (fd >= 0) {
+        ssize_t n = read(fd, out, size - 1);
+        out[n > 0 ? n : 0] = '\0';
+        out[strcspn(out, "\n")] = '\0';
+        close(fd);
+    }
+}
+
+static void write_mark(const char *dir, const char *text)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/%s", dir, TANDEM_UNSYNCED_FILE);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+static void test_unsynced_mark_from_first_commit_to_clean_close(void **state)
+{
+    struct fixture *f = *state;
+    char boot[TANDEM_BOOT_ID_LEN + 1], errmsg[TANDEM_ERRMSG_SIZE], mark[64];
+    assert_int_equal(tandem_boot_id(boot, errmsg), 0);
+    open_store(&f->a, f->dir_a, &f->a_open);
+    mark_of(f->dir_a, mark, sizeof mark);
+    assert_string_equal(mark, ""); /* nothing unsynced yet: a store never written is trusted */
+    put(&f->a, "k", "v");
+    set_applied(&f->a, 1, 0x01);
+    assert_int_equal(tandem_store_commit(&f->a), 0);
+    mark_of(f->dir_a, mark, sizeof mark);
+    assert_string_equal(mark, boot); /* on disk before the commit was */
+    assert_true(f->a.marked);
+    close_store(&f->a, &f->a_open);
+    mark_of(f->dir_a, mark, sizeof mark);
+    assert_string_equal(mark, ""); /* synced at the close */
+
+    /* A crash (no close) in this boot: the page cache kept every commit, so it is trusted. */
+    write_mark(f->dir_a, boot);
+    open_store(&f->a, f->dir_a, &f->a_open);
+    assert_true(f->a.marked && !f->a.untrusted);
+    assert_applied(&f->a, 1, 0x01);
+    /* A poisoned store's close leaves its mark for the next open to judge. */
+    tandem_store_poison(&f->a);
+    close_store(&f->a, &f->a_open);
+    mark_of(f->dir_a, mark, sizeof mark);
+    assert_string_equal(mark, boot);
+}
+
+static void test_unsynced_commits_of_another_boot_are_not_trusted(void **state)
+{
+    struct fixture *f = *state;
+    char errmsg[TANDEM_ERRMSG_SIZE], text[KEY_TEXT_MAX], path[PATH_MAX + 16];
+    const char *marks[] = {"00000000-0000-4000-8000-000000000000\n", TANDEM_UNSYNCED_FAILED "\n",
+                           "" /* torn: created, never written */};
+    populate_a(f);
+    close_store(&f->a, &f->a_open);
+    for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++) {
+        write_mark(f->dir_a, marks[i]);
+        int rv = tandem_store_open(&f->a, f->dir_a, MAP_SIZE);
+        assert_int_equal(rv, TANDEM_CORRUPT);
+        assert_true(f->a.untrusted && f->a.env == NULL);
+        assert_non_null(strstr(f->a.errmsg, "never synced"));
+    }
+    /* Refused, not touched: the store is as it was until the owner discards it. */
+    snprintf(path, sizeof path, "%s/data.mdb", f->dir_a);
+    assert_true(path_exists(path));
+    assert_int_equal(tandem_store_discard(f->dir_a, errmsg), 0);
+    assert_false(path_exists(f->dir_a));
+    open_store(&f->a, f->dir_a, &f->a_open);
+    assert_int_equal(f->a.applied_index, 0);
+    assert_null(get(&f->a, "alpha", text, sizeof text));
+}
+
+static void test_an_installed_snapshot_is_marked_at_its_first_commit(void **state)
+{
+    struct fixture *f = *state;
+    void *buf;
+    size_t len;
+    char boot[TANDEM_BOOT_ID_LEN + 1], errmsg[TANDEM_ERRMSG_SIZE], mark[64];
+    assert_int_equal(tandem_boot_id(boot, errmsg), 0);
+    populate_a(f);
+    snapshot_of(&f->a, &buf, &len);
+    open_store(&f->b, f->dir_b, &f->b_open);
+    put(&f->b, "old", "x");
+    set_applied(&f->b, 3, 0x03);
+    assert_int_equal(tandem_store_commit(&f->b), 0);
+    assert_true(f->b.marked);
+    /* The swapped-in directory was synced whole: no mark until something is committed on it. */
+    assert_int_equal(tandem_store_restore(&f->b, buf, len), 0);
+    free(buf);
+    assert_false(f->b.marked);
+    mark_of(f->dir_b, mark, sizeof mark);
+    assert_string_equal(mark, "");
+    put(&f->b, "new", "y");
+    set_applied(&f->b, 43, 0x43);
+    assert_int_equal(tandem_store_commit(&f->b), 0);
+    mark_of(f->dir_b, mark, sizeof mark);
+    assert_string_equal(mark, boot);
+}
+
 static void test_open_close_empty(void **state)
 {
     struct fixture *f = *state;
@@ -934,6 +1041,12 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_close_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_persists_meta, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unsynced_mark_from_first_commit_to_clean_close, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_unsynced_commits_of_another_boot_are_not_trusted,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_an_installed_snapshot_is_marked_at_its_first_commit,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_commits_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_shared_beside_the_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort_drops_uncommitted, setup, teardown),
