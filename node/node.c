@@ -365,6 +365,24 @@ static int start_state(struct tandem_node *node, const struct tandem_config *c)
     return 0;
 }
 
+/* This node's share of the snapshot stagger: its place among the members spread over half the
+ * thresholds (0, 100, ... 400 permille for five), so no two members snapshot at the same index
+ * and the log a node holds stays within 1.5 x its budget; a node not listed (a joiner) takes a
+ * share from its name. */
+static unsigned snapshot_stagger_permille(const struct tandem_config *c)
+{
+    for (unsigned i = 0; i < c->n_members; i++) {
+        if (strcmp(c->members[i].name, c->name) == 0) {
+            return i * TANDEM_SNAPSHOT_STAGGER_PERMILLE_MAX / c->n_members;
+        }
+    }
+    uint32_t hash = 2166136261u; /* FNV-1a */
+    for (const char *p = c->name; *p != '\0'; p++) {
+        hash = (hash ^ (uint8_t)*p) * 16777619u;
+    }
+    return hash % TANDEM_SNAPSHOT_STAGGER_PERMILLE_MAX;
+}
+
 static int start_raft(struct tandem_node *node, const struct tandem_config *c)
 {
     char path[PATH_MAX + 16];
@@ -416,6 +434,7 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
         free(plan);
         return -1;
     }
+    tandem_fsm_set_snapshot_stagger(&node->fsm, snapshot_stagger_permille(c));
     if (tandem_raft_start(&node->raft, node->loop, &o, &node->fsm.raft_fsm) != 0) {
         tandem_log(TANDEM_LOG_ERROR, "raft: %s", node->raft.errmsg);
         free(plan);

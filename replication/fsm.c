@@ -2,6 +2,7 @@
 #include "replication/fsm.h"
 
 #include <endian.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -292,7 +293,13 @@ unsigned tandem_log_budget_threshold(const struct tandem_log_budget *b)
 {
     /* 1: raft snapshots at its next check whatever its own count since its last snapshot (which
      * after a restart this budget does not know); raft counts threshold_max itself. */
-    return b->snapshot_bytes != 0 && b->bytes_since >= b->snapshot_bytes ? 1 : b->threshold_max;
+    uint64_t stretch = b->taken ? 0 : b->stagger_permille;
+    uint64_t bytes = b->snapshot_bytes + b->snapshot_bytes * stretch / 1000;
+    uint64_t entries = (uint64_t)b->threshold_max + (uint64_t)b->threshold_max * stretch / 1000;
+    if (b->snapshot_bytes != 0 && b->bytes_since >= bytes) {
+        return 1;
+    }
+    return entries < UINT_MAX ? (unsigned)entries : UINT_MAX;
 }
 
 unsigned tandem_log_budget_trailing(const struct tandem_log_budget *b, uint64_t index)
@@ -434,6 +441,7 @@ static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], u
         f->snapshot_trailing_now = tandem_log_budget_trailing(&f->log_budget, index);
         raft_set_snapshot_trailing(f->raft, f->snapshot_trailing_now);
         tandem_log_budget_snapshot(&f->log_budget, index);
+        f->log_budget.taken = true; /* from here on, every snapshot_log_mib: the phase is kept */
         budget_threshold_set(f);
     }
     tandem_sm_move(&f->snapshot_sm, SNAPSHOT_PINNED);
@@ -599,6 +607,8 @@ static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
     raft_free(buf->base);
     if (f->log_budget_on) {
         tandem_log_budget_snapshot(&f->log_budget, f->store->applied_index);
+        f->log_budget.taken = false; /* now in the sender's phase: stagger again */
+        budget_threshold_set(f);
     }
     return 0;
 }
@@ -638,6 +648,12 @@ int tandem_fsm_set_log_budget(struct tandem_fsm *f, uint64_t snapshot_bytes,
     f->snapshot_threshold_now = threshold_max;
     f->snapshot_trailing_now = trailing_max;
     return 0;
+}
+
+void tandem_fsm_set_snapshot_stagger(struct tandem_fsm *f, unsigned permille)
+{
+    tandem_assert(f->log_budget_on && permille < 1000);
+    f->log_budget.stagger_permille = permille;
 }
 
 void tandem_fsm_close(struct tandem_fsm *f)

@@ -21,6 +21,9 @@
  * threshold_max entries), and behind a snapshot as many entries as fit in trailing_bytes (at
  * most trailing_max). Entries the FSM never sees (barriers, configurations) count as 0 bytes. */
 #define TANDEM_LOG_BUDGET_RING_MAX (1u << 18) /* entry sizes remembered: 4 MiB at most */
+/* The largest snapshot stagger a node takes, in thousandths of the thresholds: the log a node
+ * holds before its first snapshot is then at most 1.5 x snapshot_log_mib (plus the trailing). */
+#define TANDEM_SNAPSHOT_STAGGER_PERMILLE_MAX 500u
 struct tandem_log_budget_entry {
     uint64_t index;
     uint64_t len;
@@ -32,6 +35,11 @@ struct tandem_log_budget {
     uint64_t bytes_since;                    /* log bytes applied after it */
     struct tandem_log_budget_entry *ring;    /* owned: the newest entries, oldest at ring_head */
     size_t ring_cap, ring_head, ring_n;
+    /* The first snapshot this node takes after it starts or installs one waits this many
+     * thousandths of the thresholds longer, so that the members, which all see the same log,
+     * do not all snapshot at the same index (tandem_fsm_set_snapshot_stagger). */
+    unsigned stagger_permille;
+    bool taken; /* this node took a snapshot since it started or last installed one */
 };
 /* Sizes the ring for trailing_max entries (up to TANDEM_LOG_BUDGET_RING_MAX). Returns 0 or
  * TANDEM_NOMEM. */
@@ -41,7 +49,8 @@ void tandem_log_budget_free(struct tandem_log_budget *b);
 /* An entry of len bytes at index reached the FSM (applied or skipped as a replay). */
 void tandem_log_budget_applied(struct tandem_log_budget *b, uint64_t index, uint64_t len);
 /* The snapshot_threshold raft should use now: 1 once the entries since the last snapshot hold
- * snapshot_bytes (raft snapshots at its next check), else threshold_max. */
+ * snapshot_bytes (raft snapshots at its next check), else threshold_max; both stretched by
+ * stagger_permille until this node has taken a snapshot. */
 unsigned tandem_log_budget_threshold(const struct tandem_log_budget *b);
 /* The snapshot_trailing for a snapshot at index: the newest entries up to index whose bytes fit
  * in trailing_bytes, at least 1 and at most trailing_max. */
@@ -107,6 +116,10 @@ void tandem_fsm_set_raft(struct tandem_fsm *f, struct raft *raft);
 int tandem_fsm_set_log_budget(struct tandem_fsm *f, uint64_t snapshot_bytes,
                               uint64_t trailing_bytes, unsigned threshold_max,
                               unsigned trailing_max);
+/* Staggers this node's snapshots (after tandem_fsm_set_log_budget): its first one after a start
+ * or an install waits permille thousandths (below 1000) of the thresholds longer. Give each
+ * member its own share, and their snapshots stay that far apart: they all see the same log. */
+void tandem_fsm_set_snapshot_stagger(struct tandem_fsm *f, unsigned permille);
 /* Releases what tandem_fsm_set_log_budget allocated. */
 void tandem_fsm_close(struct tandem_fsm *f);
 void tandem_fsm_set_claim(struct tandem_fsm *f, tandem_fsm_claim_fn claim, void *data);

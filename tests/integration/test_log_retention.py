@@ -32,6 +32,7 @@ BUDGET_BYTES = (SETTINGS["snapshot_log_mib"] + SETTINGS["trailing_log_mib"]) * M
     6 * SEGMENT_KIB * 1024 + 4 * VALUE_BYTES
 SETTLE_S = 20                # a snapshot in flight completes and trims within this
 SEGMENT = re.compile(r"^(\d{16}-\d{16}|open-\d+)$")
+SNAPSHOT = re.compile(r"^snapshot-\d+-(\d+)-\d+$")  # raft_uv's: term, index, timestamp
 
 
 def log_bytes(c, name):
@@ -39,6 +40,12 @@ def log_bytes(c, name):
     raft_dir = os.path.join(c.nodes[name]["dir"], "data", "raft")
     return sum(os.path.getsize(os.path.join(raft_dir, f)) for f in os.listdir(raft_dir)
                if SEGMENT.match(f))
+
+
+def snapshot_indexes(c, name):
+    """The indexes of the snapshots node name's raft directory holds."""
+    raft_dir = os.path.join(c.nodes[name]["dir"], "data", "raft")
+    return {int(m.group(1)) for m in map(SNAPSHOT.match, os.listdir(raft_dir)) if m}
 
 
 def value_for(i):
@@ -72,6 +79,11 @@ def test_log_stays_within_its_byte_budget_and_a_follower_catches_up():
                                           c.metric(n, "tandem_snapshots_taken_total")),
                   flush=True)
             assert c.metric(n, "tandem_snapshots_taken_total") >= 3, n
+        # Staggered: each member takes its snapshots at its own indexes (its place among the
+        # members delays its first one), so they never all write one at once.
+        kept = {n: snapshot_indexes(c, n) for n in live}
+        print("MEASURED snapshot indexes kept: %s" % kept, flush=True)
+        assert all(kept.values()) and not set.intersection(*kept.values()), kept
 
         c.start(follower)
         converge_watching(c, c.names, follower)

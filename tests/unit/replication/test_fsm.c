@@ -1120,6 +1120,31 @@ static void test_log_budget_derivation(void **state)
     tandem_log_budget_free(&b);
 }
 
+/* The stagger stretches both thresholds until this node has taken a snapshot, then the plain
+ * period keeps the phase; an install starts the stretch again. */
+static void test_log_budget_stagger(void **state)
+{
+    (void)state;
+    struct tandem_log_budget b;
+    assert_int_equal(tandem_log_budget_init(&b, 1000, 2500, 50, 8), 0);
+    b.stagger_permille = 400;
+    assert_int_equal(tandem_log_budget_threshold(&b), 70); /* 50 + 40 % */
+    tandem_log_budget_applied(&b, 1, 1000);
+    assert_int_equal(tandem_log_budget_threshold(&b), 70); /* 1000 of 1400 bytes */
+    tandem_log_budget_applied(&b, 2, 400);
+    assert_int_equal(tandem_log_budget_threshold(&b), 1);
+    tandem_log_budget_snapshot(&b, 2);
+    b.taken = true; /* what the FSM's snapshot records */
+    assert_int_equal(tandem_log_budget_threshold(&b), 50);
+    tandem_log_budget_applied(&b, 3, 1000);
+    assert_int_equal(tandem_log_budget_threshold(&b), 1); /* the plain byte budget now */
+    tandem_log_budget_snapshot(&b, 3);
+    b.taken = false; /* an install: in the sender's phase, so stagger again */
+    tandem_log_budget_applied(&b, 4, 1000);
+    assert_int_equal(tandem_log_budget_threshold(&b), 70);
+    tandem_log_budget_free(&b);
+}
+
 static void test_snapshot_restore_refuses_corrupt(void **state)
 {
     struct fixture *f = *state;
@@ -1183,6 +1208,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_via_raft_callbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_filled_off_the_loop, setup, teardown),
         cmocka_unit_test(test_log_budget_derivation),
+        cmocka_unit_test(test_log_budget_stagger),
         cmocka_unit_test_setup_teardown(test_snapshot_restore_refuses_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runtime_restore_failure_frees_and_poisons, setup,
                                         teardown),
