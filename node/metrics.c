@@ -83,6 +83,11 @@ void tandem_loop_lag_write(FILE *out, const struct tandem_loop_lag *l)
     tandem_metrics_family(out, "tandem_loop_lag_max_seconds", "gauge",
                           "The longest loop lag since this process started.");
     fprintf(out, "tandem_loop_lag_max_seconds %.9f\n", (double)l->max_ns / 1e9);
+    tandem_metrics_family(out, "tandem_loop_cpu_wait_seconds_total", "counter",
+                          "Time the loop thread was ready to run but waited for a CPU (other "
+                          "processes and threads had them): lag that is the machine's, not the "
+                          "loop's own work.");
+    fprintf(out, "tandem_loop_cpu_wait_seconds_total %.9f\n", (double)l->seen.runq_ns / 1e9);
 }
 
 void tandem_histogram_observe(struct tandem_histogram *h, uint64_t ns)

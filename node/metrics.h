@@ -37,6 +37,8 @@ struct tandem_loop_work {
     uint64_t snapshot_ns; /* taking snapshots: pinning, and serialising when on the loop */
     uint64_t cpu_ns;      /* CPU time of the loop thread: a stall it did not run through was
                              the process waiting (CPU starved, paging, a blocking call) */
+    uint64_t runq_ns;     /* time the loop thread was ready to run but waited for a CPU
+                             (schedstat): of that waiting, what the machine's other work cost */
 };
 
 struct tandem_loop_lag {
@@ -45,6 +47,7 @@ struct tandem_loop_lag {
     uint64_t max_ns;  /* the longest lateness since start */
     struct tandem_histogram lag;
     struct tandem_loop_work seen; /* the totals at the previous tick */
+    int schedstat_fd;             /* owned: the loop thread's /proc/thread-self/schedstat, or -1 */
 };
 
 struct tandem_route_counts {
@@ -86,7 +89,8 @@ void tandem_metrics_leader_seen(struct tandem_metrics *m, uint64_t leader_id);
  * previous tick, observed in the histogram and the maximum, and returned; 0 at the first tick or
  * when on time. */
 uint64_t tandem_loop_lag_tick(struct tandem_loop_lag *l, uint64_t now_ns);
-/* tandem_loop_lag_seconds (histogram) and tandem_loop_lag_max_seconds (gauge). */
+/* tandem_loop_lag_seconds (histogram), tandem_loop_lag_max_seconds (gauge) and
+ * tandem_loop_cpu_wait_seconds_total (counter: l->seen.runq_ns). */
 void tandem_loop_lag_write(FILE *out, const struct tandem_loop_lag *l);
 
 void tandem_histogram_observe(struct tandem_histogram *h, uint64_t ns);

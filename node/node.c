@@ -3,6 +3,7 @@
 #include "node/node.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -88,6 +89,17 @@ static struct tandem_loop_work loop_work(const struct tandem_node *node)
     if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu) == 0) {
         w.cpu_ns = (uint64_t)cpu.tv_sec * 1000000000u + (uint64_t)cpu.tv_nsec;
     }
+    /* schedstat: "<ns on a CPU> <ns waiting on a run queue> <time slices>" */
+    char text[96];
+    int fd = node->metrics.loop_lag.schedstat_fd;
+    ssize_t n = fd >= 0 ? pread(fd, text, sizeof text - 1, 0) : -1;
+    unsigned long long run_ns, runq_ns;
+    if (n > 0) {
+        text[n] = '\0';
+        if (sscanf(text, "%llu %llu", &run_ns, &runq_ns) == 2) {
+            w.runq_ns = runq_ns;
+        }
+    }
     return w;
 }
 
@@ -110,13 +122,14 @@ static void loop_lag_cb(uv_timer_t *timer)
         tandem_log(TANDEM_LOG_WARN,
                    "event loop stalled %llu ms; meanwhile apply took %llu ms, LMDB commits "
                    "%llu ms, snapshot installs %llu ms, snapshots taken %llu ms; the loop "
-                   "thread ran %llu ms",
+                   "thread ran %llu ms and waited %llu ms for a CPU",
                    (unsigned long long)(late_ns / 1000000u),
                    (unsigned long long)((now.apply_ns - l->seen.apply_ns) / 1000000u),
                    (unsigned long long)((now.commit_ns - l->seen.commit_ns) / 1000000u),
                    (unsigned long long)((now.restore_ns - l->seen.restore_ns) / 1000000u),
                    (unsigned long long)((now.snapshot_ns - l->seen.snapshot_ns) / 1000000u),
-                   (unsigned long long)((now.cpu_ns - l->seen.cpu_ns) / 1000000u));
+                   (unsigned long long)((now.cpu_ns - l->seen.cpu_ns) / 1000000u),
+                   (unsigned long long)((now.runq_ns - l->seen.runq_ns) / 1000000u));
     }
     l->seen = now;
     /* The same 10 ms beat watches a quiet leader (consensus/leader_loss.h): cheap until it
@@ -132,6 +145,10 @@ static void handle_closed(struct tandem_node *node)
         tandem_store_close(&node->store);
         tandem_fsm_close(&node->fsm);
         tandem_rate_limit_free(&node->rate_limit);
+        if (node->metrics.loop_lag.schedstat_fd >= 0) {
+            close(node->metrics.loop_lag.schedstat_fd);
+            node->metrics.loop_lag.schedstat_fd = -1;
+        }
         tandem_dir_unlock(node->data_dir_lock); /* last: nothing touches the directory now */
         node->data_dir_lock = -1;
         tandem_log(TANDEM_LOG_INFO, "stopped");
@@ -629,6 +646,9 @@ static int start_handles(struct tandem_node *node, char *errmsg)
     if (rv == 0) {
         rv = uv_timer_init(node->loop, &node->metrics.loop_lag.timer);
         node->metrics.loop_lag.timer.data = node;
+        /* Opened here, on the loop thread: thread-self is the thread that opens it. */
+        node->metrics.loop_lag.schedstat_fd =
+            open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
     }
     if (rv == 0) {
         rv = uv_timer_start(&node->metrics.loop_lag.timer, loop_lag_cb, TANDEM_LOOP_LAG_INTERVAL_MS,
@@ -757,6 +777,7 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
         return -1;
     }
     node->events.data = node;
+    node->metrics.loop_lag.schedstat_fd = -1; /* opened with the loop-lag timer */
     tandem_pool_reads_init(&node->pool_reads, loop, &node->store);
     tandem_store_sync_init(&node->store_sync, loop, &node->store);
     node->store_sync.observe = lmdb_sync_observe;

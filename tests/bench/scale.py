@@ -132,6 +132,22 @@ def bench(bin_dir, endpoint, *args, timeout):
     return json.loads(p.stdout)
 
 
+STALL_LOGGED_MS = 200  # node/metrics.h TANDEM_LOOP_LAG_WARN_MS
+STALL_LINE = re.compile(r"event loop stalled (\d+) ms;.* the loop thread ran (\d+) ms"
+                        r"(?: and waited (\d+) ms for a CPU)?")
+
+
+def logged_stalls(path):
+    """(stall ms, loop thread CPU ms, CPU wait ms or None) of each stall tandemd logged."""
+    try:
+        with open(path, errors="replace") as f:
+            found = [STALL_LINE.search(line) for line in f]
+    except OSError:
+        return []
+    return [(int(m.group(1)), int(m.group(2)), None if m.group(3) is None else int(m.group(3)))
+            for m in found if m]
+
+
 def p99_ms(report):
     us = report.get("latency_us", {}).get("p99")
     return None if us is None else us / 1000.0
@@ -413,13 +429,25 @@ def main():
                     "n/a" if taken is None else "%d" % taken,
                     mib(newest_snapshot_bytes(os.path.join(data, "raft")))))
             lag = metric(text, "tandem_loop_lag_max_seconds")
+            wait = metric(text, "tandem_loop_cpu_wait_seconds_total")
             commits = histogram_tail(text, "tandem_lmdb_commit_duration_seconds", 0.1)
+            syncs = histogram_tail(text, "tandem_lmdb_sync_duration_seconds", 0.1)
             appends = histogram_tail(text, "tandem_raft_log_append_duration_seconds", 0.1)
-            say("%-9s longest loop stall %s; LMDB commits over 100 ms: %s; raft log writes over "
-                "100 ms: %s" % (
+            say("%-9s longest loop stall %s (the loop thread waited %s for a CPU in all); LMDB "
+                "commits over 100 ms: %s; LMDB syncs (thread pool) over 100 ms: %s; raft log "
+                "writes over 100 ms: %s" % (
                     name, "n/a" if lag is None else "%.3f s" % lag,
+                    "n/a" if wait is None else "%.1f s" % wait,
                     "n/a" if commits is None else "%d of %d (all within %g s)" % commits,
+                    "n/a" if syncs is None else "%d of %d (all within %g s)" % syncs,
                     "n/a" if appends is None else "%d of %d (all within %g s)" % appends))
+            stalls = logged_stalls(os.path.join(c.nodes[name]["dir"], "tandemd.log"))
+            if stalls:
+                worst = max(stalls, key=lambda t: t[0])
+                say("%-9s stalls over %d ms logged: %d; worst %d ms, in which the loop thread ran "
+                    "%d ms and waited %s ms for a CPU" % (
+                        name, STALL_LOGGED_MS, len(stalls), worst[0], worst[1],
+                        "?" if worst[2] is None else worst[2]))
         micro = os.path.join(bin_dir, "micro_snapshot")
         if os.path.exists(micro):
             p = subprocess.run([micro, os.path.join(c.nodes[leader]["dir"], "data", "state")],

@@ -25,6 +25,7 @@ from test_audit import audit_records, heads, tamper  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 WRITES = 30
+SYNC_WAIT_S = 15  # the store syncs about once a second after a commit
 TAMPER_KEY = "metrics-tamper-5c1e"  # unique bytes to find the audit record by in the LMDB file
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$')
 
@@ -118,6 +119,9 @@ def test_scrapes_lint_and_export_what_the_alerts_read():
         for i in range(WRITES):
             c.kv_put(leader, "metrics/%d" % i, b"x")
         follower = next(n for n in c.names if n != leader and c.nodes[n]["site"] != "witness")
+        for name in (leader, follower):  # the writes' commits synced, within about a second
+            wait_until(lambda: c.metric(name, "tandem_lmdb_syncs_total") >= 1, SYNC_WAIT_S,
+                       "%s synced its state store" % name)
         for name in (leader, follower):
             started = time.monotonic()
             s = scrape(c, name)
@@ -136,6 +140,10 @@ def test_scrapes_lint_and_export_what_the_alerts_read():
             assert check_histogram(s, "tandem_raft_log_append_duration_seconds") >= 1
             assert check_histogram(s, "tandem_apply_duration_seconds") >= WRITES
             assert check_histogram(s, "tandem_lmdb_commit_duration_seconds") >= 1
+            # The store's commits are synced on the thread pool (waited for above).
+            syncs = check_histogram(s, "tandem_lmdb_sync_duration_seconds")
+            assert syncs == s.samples["tandem_lmdb_syncs_total"] >= 1, (name, syncs)
+            assert s.samples["tandem_state_rebuilt"] == 0, name
             # The loop-lag timer ticks every 10 ms from the start: many observations, and the
             # longest one lies between their mean and their sum.
             lag_count = check_histogram(s, "tandem_loop_lag_seconds")
@@ -144,6 +152,9 @@ def test_scrapes_lint_and_export_what_the_alerts_read():
             lag_max = s.samples["tandem_loop_lag_max_seconds"]
             assert s.families["tandem_loop_lag_max_seconds"] == "gauge"
             assert lag_sum / lag_count <= lag_max + 1e-9 <= lag_sum + 2e-9, (name, lag_max)
+            # The loop thread's wait for a CPU (schedstat): some, on a machine running 5 nodes.
+            assert s.families["tandem_loop_cpu_wait_seconds_total"] == "counter"
+            assert 0 < s.samples["tandem_loop_cpu_wait_seconds_total"] < 3600, name
             # Per site: members and members reached (all of them, on a healthy cluster).
             for site, members in (("east", 2), ("west", 2), ("witness", 1)):
                 assert s.samples['tandem_site_nodes{site="%s"}' % site] == members, (name, site)
