@@ -519,7 +519,8 @@ void tandem_fsm_snapshot_filled(void *data, int status)
         snprintf(f->errmsg, sizeof f->errmsg, "snapshot: %s",
                  f->fill_rv != 0 ? f->fill_view->errmsg : "the thread pool refused the work");
         fprintf(stderr, "tandem: %s\n", f->errmsg);
-        free(f->fill_buf); /* NULL unless the work failed after the worker wrote */
+        f->snapshots_failed++; /* raft tries again later; meanwhile its log keeps growing */
+        free(f->fill_buf);     /* NULL unless the work failed after the worker wrote */
     }
     free(f->fill_view);
     f->fill_view = NULL;

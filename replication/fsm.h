@@ -85,6 +85,7 @@ struct tandem_fsm {
     uint64_t snapshot_ns_total; /* time serialising (and pinning) snapshots on the loop */
     uint64_t entries_applied, entries_skipped, commands_applied, snapshots_taken,
         snapshots_restored;
+    uint64_t snapshots_failed; /* serialisations that failed (a state past the snapshot's cap) */
     uint64_t client_commands_applied; /* commands other than the site table's own (BCP) */
     uint64_t apply_ns_total;
     uint64_t restore_ns_total; /* time spent installing snapshots (fsm_restore) */

@@ -371,6 +371,10 @@ static void raft_metrics(struct tandem_node *node, FILE *out)
          node->fsm.snapshots_taken},
         {"tandem_snapshots_deferred_total", "counter", "raft snapshots put off.",
          node->fsm.snapshots_deferred},
+        {"tandem_snapshots_failed_total", "counter",
+         "raft snapshots whose serialisation failed (the state past what one snapshot holds, "
+         "or out of memory): the log is not trimmed meanwhile.",
+         node->fsm.snapshots_failed},
         {"tandem_snapshots_restored_total", "counter", "raft snapshots installed.",
          node->fsm.snapshots_restored},
         {"tandem_snapshots_prepared_total", "counter",

@@ -1054,9 +1054,11 @@ static void test_snapshot_filled_off_the_loop(void **state)
     /* A failed fill keeps nothing; raft's callback finalizes the pinned snapshot. */
     assert_int_equal(f->fa.raft_fsm.snapshot(&f->fa.raft_fsm, &bufs, &n), 0);
     assert_int_equal(f->fa.raft_fsm.snapshot_async(&f->fa.raft_fsm, &bufs, &n), 0);
+    assert_int_equal(f->fa.snapshots_failed, 0);
     tandem_fsm_snapshot_filled(&f->fa, RAFT_IOERR);
     assert_null(bufs[0].base);
     assert_int_equal(f->fa.snapshots_taken, 2);
+    assert_int_equal(f->fa.snapshots_failed, 1); /* what TandemSnapshotFailing reads */
     assert_int_equal(f->fa.raft_fsm.snapshot_finalize(&f->fa.raft_fsm, &bufs, &n), 0);
     assert_int_equal(atomic_load(&f->a.copies), 0);
     raft_free(on_loop.base);
