@@ -516,6 +516,26 @@ wait_leader() {
     return 1
 }
 
+# Waits up to SETTLE_S for the site controller to register every site of the configuration in
+# the site table (its first proposals after an election): a drill or an invoke naming a site not
+# yet there is refused as unknown. Goes on after SETTLE_S whatever the table holds.
+wait_sites() {
+    local dir=$1 leader=$2 deadline want have
+    want=$(printf '%s\n' "${NODE_SITE[@]}" | sort -u | wc -l)
+    deadline=$((SECONDS + SETTLE_S))
+    while ((SECONDS < deadline)); do
+        have=$(tcurl -sf --max-time 2 "${NODE_API[$leader]}/v1/bcp/status" | "$PYTHON" -c '
+import json, sys
+try:
+    print(len(json.load(sys.stdin).get("sites") or []))
+except ValueError:
+    print(0)
+') || have=0
+        ((have < want)) || return 0
+        sleep 0.2
+    done
+}
+
 write_endpoints() {
     local dir=$1 name endpoints=""
     for name in "${NODE_NAMES[@]}"; do
@@ -640,6 +660,7 @@ cmd_up() {
         echo "local-cluster: no leader elected (waited at most ${UP_TIMEOUT_S}s)" >&2
         exit 1
     fi
+    wait_sites "$dir" "$leader"
     write_endpoints "$dir"
     trap - EXIT
     print_summary "$dir" "$leader"

@@ -169,9 +169,11 @@ def test_async_mode_forced_failover_fences_every_old_node():
 
 
 def test_lag_counts_client_writes():
-    """lag_entries counts raft entries, and one entry packs the writes of a loop iteration:
-    lag_commands counts the client writes a lagging member lacks (550 entries were shown while
-    718 acknowledged writes were lost)."""
+    """lag_entries counts raft entries, which are no measure of writes: one entry packs the
+    writes of a loop iteration, and the audit trail's records of those writes are commands of
+    their own. lag_commands counts exactly the client writes a lagging member lacks (550 entries
+    were shown while 718 acknowledged writes were lost; on a fast loop, one entry a write plus the
+    audit's makes more entries than writes)."""
     with Cluster(topology="2+2-async") as c:
         leader = c.leader()
         west = site_names(c, "west")
@@ -190,7 +192,7 @@ def test_lag_counts_client_writes():
         print("MEASURED lag of a paused standby after %d writes: %d entries, %d client writes" %
               (writers * each, node["lag_entries"], node["lag_commands"]), flush=True)
         assert node["lag_commands"] == writers * each, node
-        assert node["lag_entries"] <= node["lag_commands"], node
+        assert node["lag_entries"] > 0, node
         c.resume(west[1])
         wait_until(lambda: {n["name"]: n for n in site_of(bcp_status(c, leader), "west")["nodes"]}
                    [west[1]]["lag_commands"] == 0, 20, "the standby caught up")
