@@ -16,6 +16,8 @@
 
 /* A config file beyond this is a mistake (a log or a binary), not a config. */
 #define CONFIG_FILE_BYTES_MAX (1024 * 1024)
+/* The longest line inih reads (its buffer holds the newline and the NUL too). */
+#define CONFIG_LINE_MAX (INI_MAX_LINE - 2)
 /* Followers must be able to miss a heartbeat before standing for election. */
 #define ELECTION_HEARTBEAT_RATIO_MIN 2u
 /* Longest option name a flag may spell; longer ones are unknown by construction. */
@@ -842,6 +844,8 @@ static int flags_apply(struct tandem_config *c, int argc, char **argv, char *err
     return 0;
 }
 
+static int printed_lines_fit(const struct tandem_config *c, char *errmsg);
+
 int tandem_config_load(struct tandem_config *c, int argc, char **argv, FILE *out, char *errmsg)
 {
     enum option_action action;
@@ -875,7 +879,7 @@ int tandem_config_load(struct tandem_config *c, int argc, char **argv, FILE *out
     if (c->backup_dir[0] == '\0' && c->data_dir[0] != '\0') {
         snprintf(c->backup_dir, sizeof c->backup_dir, "%.*s/backups", PATH_MAX - 16, c->data_dir);
     }
-    if (tandem_config_validate(c, errmsg) != 0) {
+    if (tandem_config_validate(c, errmsg) != 0 || printed_lines_fit(c, errmsg) != 0) {
         return -1;
     }
     if (action == ACTION_PRINT_CONFIG) {
@@ -886,6 +890,40 @@ int tandem_config_load(struct tandem_config *c, int argc, char **argv, FILE *out
 }
 
 /* ---- validation -------------------------------------------------------------------------- */
+
+/* What --print-config writes must load again, and inih reads lines of at most CONFIG_LINE_MAX
+ * characters: a value that would print a longer line (a long data_dir given as a flag, or the
+ * backup_dir derived from a data_dir that fits) is refused here (fuzz_config found the second). */
+static int printed_lines_fit(const struct tandem_config *c, char *errmsg)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    if (out == NULL) {
+        return fail(errmsg, "print the configuration: %s", strerror(errno));
+    }
+    tandem_config_print_ini(c, out);
+    if (fclose(out) != 0) {
+        free(text);
+        return fail(errmsg, "print the configuration: %s", strerror(errno));
+    }
+    int rv = 0;
+    for (const char *line = text, *end = text + size; rv == 0 && line < end;) {
+        const char *newline = memchr(line, '\n', (size_t)(end - line));
+        size_t len = (size_t)((newline != NULL ? newline : end) - line);
+        if (len > CONFIG_LINE_MAX) {
+            const char *eq = memchr(line, '=', len);
+            int key_len = eq != NULL && eq > line ? (int)(eq - line) - 1 : 0;
+            rv = fail(errmsg,
+                      "option %.*s: its value is too long: written as INI its line would be %zu "
+                      "characters, and a line holds at most %d",
+                      key_len, line, len, CONFIG_LINE_MAX);
+        }
+        line += len + 1;
+    }
+    free(text);
+    return rv;
+}
 
 static int validate_option(const struct tandem_config *c, const struct option *opt, char *errmsg)
 {

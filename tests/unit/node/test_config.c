@@ -248,6 +248,33 @@ static void test_values_a_config_file_cannot_hold(void **state)
     assert_string_equal(run->config.bcp_event_command, "/bin/sh -c 'a; b'");
 }
 
+/* What --print-config writes must load again: a value whose printed line inih could not read
+ * (a long data_dir given as a flag, or the backup_dir derived from a data_dir that fits in its
+ * own line) is refused, and one just short of that loads. */
+static void test_values_that_print_longer_than_a_line(void **state)
+{
+    (void)state;
+    char flag[512], dir[400];
+    memset(dir, 0, sizeof dir);
+    dir[0] = '/';
+    memset(dir + 1, 'd', 250);
+    snprintf(flag, sizeof flag, "--data_dir=%s", dir);
+    assert_error_contains(run_args(REQUIRED_FLAGS, flag, NULL),
+                          "option data_dir: its value is too long");
+    /* "backup_dir = " + data_dir + "/backups" is 198 characters: loads; one more does not. */
+    size_t fits = 198 - strlen("backup_dir = ") - strlen("/backups");
+    memset(dir, 0, sizeof dir);
+    dir[0] = '/';
+    memset(dir + 1, 'd', fits - 1);
+    snprintf(flag, sizeof flag, "--data_dir=%s", dir);
+    assert_int_equal(run_args(REQUIRED_FLAGS, flag, NULL)->rc, 0);
+    dir[fits] = 'd';
+    snprintf(flag, sizeof flag, "--data_dir=%s", dir);
+    assert_error_contains(run_args(REQUIRED_FLAGS, flag, NULL),
+                          "option backup_dir: its value is too long: written as INI its line "
+                          "would be 199 characters, and a line holds at most 198");
+}
+
 static void test_ini_errors(void **state)
 {
     (void)state;
@@ -723,6 +750,7 @@ int main(void)
         cmocka_unit_test(test_minimal_flags),
         cmocka_unit_test(test_ini_file),
         cmocka_unit_test(test_flags_override_file),
+        cmocka_unit_test(test_values_that_print_longer_than_a_line),
         cmocka_unit_test(test_ini_errors),
         cmocka_unit_test(test_values_a_config_file_cannot_hold),
         cmocka_unit_test(test_ini_long_line_and_missing_file),
