@@ -517,21 +517,30 @@ wait_leader() {
 }
 
 # Waits up to SETTLE_S for the site controller to register every site of the configuration in
-# the site table (its first proposals after an election): a drill or an invoke naming a site not
-# yet there is refused as unknown. Goes on after SETTLE_S whatever the table holds.
+# the site table (its first proposals after an election), and for every node to have applied
+# that: a drill or an invoke a node runs for a site its table lacks is refused as unknown. Goes
+# on after SETTLE_S whatever the tables hold.
 wait_sites() {
-    local dir=$1 leader=$2 deadline want have
+    local dir=$1 deadline want have name ready
     want=$(printf '%s\n' "${NODE_SITE[@]}" | sort -u | wc -l)
     deadline=$((SECONDS + SETTLE_S))
     while ((SECONDS < deadline)); do
-        have=$(tcurl -sf --max-time 2 "${NODE_API[$leader]}/v1/bcp/status" | "$PYTHON" -c '
+        ready=1
+        for name in "${NODE_NAMES[@]}"; do
+            have=$(tcurl -sf --max-time 2 "${NODE_API[$name]}/v1/bcp/status" | "$PYTHON" -c '
 import json, sys
 try:
-    print(len(json.load(sys.stdin).get("sites") or []))
+    sites = json.load(sys.stdin).get("sites") or []
+    print(sum(1 for s in sites if s.get("reason") != "not registered yet"))
 except ValueError:
     print(0)
 ') || have=0
-        ((have < want)) || return 0
+            if ((have < want)); then
+                ready=0
+                break
+            fi
+        done
+        ((ready == 0)) || return 0
         sleep 0.2
     done
 }
@@ -660,7 +669,7 @@ cmd_up() {
         echo "local-cluster: no leader elected (waited at most ${UP_TIMEOUT_S}s)" >&2
         exit 1
     fi
-    wait_sites "$dir" "$leader"
+    wait_sites "$dir"
     write_endpoints "$dir"
     trap - EXIT
     print_summary "$dir" "$leader"

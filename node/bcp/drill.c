@@ -320,6 +320,20 @@ static void abort_early(struct drill *d, int status, const char *why)
     finish(d);
 }
 
+/* Whether a member of the raft configuration belongs to site. */
+static bool site_configured(const struct raft_configuration *conf, const char *site)
+{
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    for (unsigned i = 0; i < conf->n; i++) {
+        struct tandem_member m;
+        if (tandem_member_address_parse(conf->servers[i].address, &m, errmsg) == 0 &&
+            strcmp(m.site, site) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Local checks: the site and every other site are active, the site's nodes answer, and there
  * is a node to write through on each side. Fills why on refusal. */
 static int preflight_local(struct drill *d, const struct tandem_site_table *t, char *why)
@@ -327,6 +341,13 @@ static int preflight_local(struct drill *d, const struct tandem_site_table *t, c
     const struct raft_configuration *conf = &d->bcp->env.raft->raft.configuration;
     const struct tandem_site *s = tandem_site_table_find(t, d->site);
     char errmsg[TANDEM_ERRMSG_SIZE];
+    if (s == NULL && site_configured(conf, d->site)) {
+        snprintf(why, TANDEM_ERRMSG_SIZE,
+                 "site %s is not registered yet (the site controller registers every site of the "
+                 "configuration after an election): try again in a moment",
+                 d->site);
+        return -1;
+    }
     if (s == NULL || s->witness) {
         snprintf(why, TANDEM_ERRMSG_SIZE, "site %s is %s", d->site,
                  s == NULL ? "unknown" : "a witness");
