@@ -776,8 +776,13 @@ static void test_invoke_refusals_name_the_drill(void **state)
     assert_non_null(strstr(f->reply_body, "no voter in another active site could take over"));
 }
 
-/* Refused before anything changes: a bad body, and a site the (empty) site table lacks. The
- * refused drill closes its timers: the loop ends empty (teardown). */
+/* Refused before anything changes: a bad body, a site of the configuration the (empty) site
+ * table lacks (not registered yet: try again), and a site of no member (unknown). The refused
+ * drill closes its timers: the loop ends empty (teardown). */
+#define WEST_NOT_REGISTERED                                                                        \
+    "site west is not registered yet (the site controller registers every site of the "            \
+    "configuration after an election): try again in a moment"
+
 static void test_drill_refusals(void **state)
 {
     struct fixture *f = *state;
@@ -795,14 +800,17 @@ static void test_drill_refusals(void **state)
     drill(f, "{\"site\":\"west\"}");
     assert_int_equal(f->replies, 4);
     assert_int_equal(f->reply_status, 409);
-    assert_string_equal(f->reply_body, "drill west: site west is unknown");
+    assert_string_equal(f->reply_body, "drill west: " WEST_NOT_REGISTERED);
     drill(f, "{\"site\":\"west\"}"); /* the refused drill is no longer the active one */
     assert_int_equal(f->reply_status, 409);
-    assert_string_equal(f->reply_body, "drill west: site west is unknown");
+    assert_string_equal(f->reply_body, "drill west: " WEST_NOT_REGISTERED);
+    drill(f, "{\"site\":\"north\"}");
+    assert_int_equal(f->reply_status, 409);
+    assert_string_equal(f->reply_body, "drill north: site north is unknown");
     /* The dry run says the same, so tandemctl can tell before it announces a drill. */
     drill(f, "{\"site\":\"west\",\"dry_run\":true}");
     assert_int_equal(f->reply_status, 200);
-    assert_non_null(strstr(f->reply_body, "\"refusal\":\"site west is unknown\""));
+    assert_non_null(strstr(f->reply_body, "\"refusal\":\"" WEST_NOT_REGISTERED "\""));
 }
 
 int main(void)
