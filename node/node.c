@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "consensus/member.h"
 #include "consensus/recover.h"
 #include "consensus/transport.h"
 #include "node/api/api.h"
@@ -385,7 +386,7 @@ static int start_state(struct tandem_node *node, const struct tandem_config *c)
 /* This node's share of the snapshot stagger: its place among the members spread over half the
  * thresholds (0, 100, ... 400 permille for five), so no two members snapshot at the same index
  * and the log a node holds stays within 1.5 x its budget; a node not listed (a joiner) takes a
- * share from its name. */
+ * share from its raft id, a hash of its name. */
 static unsigned snapshot_stagger_permille(const struct tandem_config *c)
 {
     for (unsigned i = 0; i < c->n_members; i++) {
@@ -393,11 +394,7 @@ static unsigned snapshot_stagger_permille(const struct tandem_config *c)
             return i * TANDEM_SNAPSHOT_STAGGER_PERMILLE_MAX / c->n_members;
         }
     }
-    uint32_t hash = 2166136261u; /* FNV-1a */
-    for (const char *p = c->name; *p != '\0'; p++) {
-        hash = (hash ^ (uint8_t)*p) * 16777619u;
-    }
-    return hash % TANDEM_SNAPSHOT_STAGGER_PERMILLE_MAX;
+    return (unsigned)(tandem_member_id(c->name) % TANDEM_SNAPSHOT_STAGGER_PERMILLE_MAX);
 }
 
 static int start_raft(struct tandem_node *node, const struct tandem_config *c)
