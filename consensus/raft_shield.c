@@ -1,6 +1,7 @@
 /* The raft_io wrapper that shields tandem from libraft 0.22.1's known bugs (raft_shield.h). */
 #include "consensus/raft_shield.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <uv.h>
 
@@ -66,6 +67,11 @@ static void shield_recv(struct raft_io *io, struct raft_message *message)
             s->stats.dropped_snapshotting++;
             return;
         }
+    }
+    if (message->type == RAFT_INSTALL_SNAPSHOT) {
+        /* raft puts the install from inside this call: the prepare fetches from its sender. */
+        snprintf(s->install_sender, sizeof s->install_sender, "%s",
+                 message->server_address != NULL ? message->server_address : "");
     }
     s->raft_recv(io, message);
 }
@@ -145,15 +151,23 @@ static void fill_after_work_cb(uv_work_t *work, int status)
 static void prepare_work_cb(uv_work_t *work)
 {
     struct tandem_raft_shield *s = work->data;
-    s->install_prepare(s->fill_data, s->install.snapshot);
+    s->prepare_errmsg[0] = '\0';
+    s->prepare_rv =
+        s->install_prepare(s->fill_data, s->install.snapshot, s->install_sender, s->prepare_errmsg);
 }
 
 static void prepare_after_work_cb(uv_work_t *work, int status)
 {
     struct tandem_raft_shield *s = work->data;
-    (void)status; /* cancelled or not, the put goes on: the restore builds what is missing */
+    /* Cancelled (status) or not, the put goes on: the restore builds what is missing. */
+    int rv = status == 0 ? s->prepare_rv : 0;
     s->preparing = false;
-    put_after_pool(s, &s->install, 0);
+    if (rv != 0 && !s->closing) {
+        tandem_fatal("cannot install the snapshot raft received: %s; stopping before raft stores "
+                     "it, so that a restart catches up from the log and the snapshot on disk",
+                     s->prepare_errmsg);
+    }
+    put_after_pool(s, &s->install, rv != 0 ? RAFT_CANCELED : 0);
 }
 
 /* Shields 6 and 7: raft's put waits for the pool's part (work: fill or prepare), raft_uv's put

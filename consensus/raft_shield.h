@@ -97,6 +97,9 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "consensus/member.h"
+#include "storage/error.h"
+
 /* Which shields to turn on: tandemd and the simulations use TANDEM_RAFT_SHIELD_TANDEMD; the
  * tests turn one off to see its bug. */
 #define TANDEM_RAFT_SHIELD_SNAPSHOT_TERM   0x1u  /* 1 above */
@@ -155,9 +158,18 @@ struct tandem_raft_shield {
     bool close_pending;
     /* Shield 7, set after install (tandemd): install_prepare runs on loop's thread pool with the
      * snapshot raft received, before raft_uv's put of the install, so that the FSM builds the
-     * state raft's restore will then only swap in (fill_data is its data). What it does is its
-     * own: the put follows whatever happened. NULL: the restore builds it on the loop. */
-    void (*install_prepare)(void *data, const struct raft_snapshot *snapshot);
+     * state raft's restore will then only swap in (fill_data is its data), and sender the raft
+     * address of the member whose InstallSnapshot raft is installing ("" when unknown). 0: the
+     * put follows whatever happened (NULL install_prepare: the restore builds on the loop). Not
+     * 0: the install cannot be restored (prepare_errmsg says why), and the shield stops the
+     * process before raft_uv stores it (tandem_fatal, as in 5): raft's legacy layer has already
+     * moved its log to the snapshot and cannot take the put back; a restart reads the log and
+     * the snapshot it had from disk and catches up again. */
+    int (*install_prepare)(void *data, const struct raft_snapshot *snapshot, const char *sender,
+                           char *errmsg);
+    int prepare_rv;
+    char prepare_errmsg[TANDEM_ERRMSG_SIZE];
+    char install_sender[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1]; /* the last InstallSnapshot's */
     uv_work_t prepare_work;
     bool preparing;                  /* prepare_work queued, its after-callback not yet run */
     struct tandem_raft_shield *next; /* the list of shields in use on this thread */

@@ -32,6 +32,7 @@ struct backup_stream {
     char path[PATH_MAX];
     char extra[EXTRA_HEADERS_BYTES_MAX];
     bool remove_after;
+    bool plain; /* any file (a snapshot file): no backup trailer, no hash header */
     uv_work_t work;
     uv_fs_t fs;
     uv_file fd; /* owned when >= 0 */
@@ -220,6 +221,9 @@ static void stream_open_work_cb(uv_work_t *work)
         return;
     }
     s->size = (uint64_t)st.st_size;
+    if (s->plain && S_ISREG(st.st_mode)) {
+        return;
+    }
     if (!S_ISREG(st.st_mode) || s->size < TANDEM_BACKUP_HEADER_BYTES + TANDEM_DIGEST_LEN) {
         s->status = 500;
         snprintf(s->errmsg, sizeof s->errmsg, "backup: not a backup file (%" PRIu64 " bytes)",
@@ -253,9 +257,13 @@ static void stream_open_after_cb(uv_work_t *work, int status)
     }
     int rv = 0;
     if (s->status == 0) {
-        snprintf(headers, sizeof headers, "%s: %s\r\n%s: %s\r\n%s", TANDEM_BACKUP_NAME_HEADER,
-                 slash != NULL ? slash + 1 : s->path, TANDEM_BACKUP_SHA256_HEADER, s->sha256,
-                 s->extra);
+        if (s->plain) {
+            snprintf(headers, sizeof headers, "%s", s->extra);
+        } else {
+            snprintf(headers, sizeof headers, "%s: %s\r\n%s: %s\r\n%s", TANDEM_BACKUP_NAME_HEADER,
+                     slash != NULL ? slash + 1 : s->path, TANDEM_BACKUP_SHA256_HEADER, s->sha256,
+                     s->extra);
+        }
         rv = tandem_node_stream_sized(node, s->r, "application/octet-stream", headers, s->size,
                                       stream_drain_cb, stream_closed_cb, s, &s->stream);
         if (rv != 0) {
@@ -302,8 +310,23 @@ static void file_remove(struct tandem_node *node, const char *path)
     (void)unlink(path);
 }
 
+static void stream_start(struct tandem_node *node, struct tandem_http_request *r, const char *path,
+                         bool remove_after, const char *extra_headers, bool plain);
+
 void tandem_backup_stream_start(struct tandem_node *node, struct tandem_http_request *r,
                                 const char *path, bool remove_after, const char *extra_headers)
+{
+    stream_start(node, r, path, remove_after, extra_headers, false);
+}
+
+void tandem_file_stream_start(struct tandem_node *node, struct tandem_http_request *r,
+                              const char *path, const char *extra_headers)
+{
+    stream_start(node, r, path, false, extra_headers, true);
+}
+
+static void stream_start(struct tandem_node *node, struct tandem_http_request *r, const char *path,
+                         bool remove_after, const char *extra_headers, bool plain)
 {
     struct backup_stream *s = NULL;
     if (node->backups.downloads >= TANDEM_BACKUP_DOWNLOADS_MAX || node->backups.closing) {
@@ -321,6 +344,7 @@ void tandem_backup_stream_start(struct tandem_node *node, struct tandem_http_req
     s->r = r;
     s->fd = -1;
     s->remove_after = remove_after;
+    s->plain = plain;
     s->head_only = r->method == HTTP_HEAD;
     snprintf(s->path, sizeof s->path, "%s", path);
     snprintf(s->extra, sizeof s->extra, "%s", extra_headers != NULL ? extra_headers : "");

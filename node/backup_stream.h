@@ -27,6 +27,11 @@ struct tandem_node;
 void tandem_backup_stream_start(struct tandem_node *node, struct tandem_http_request *r,
                                 const char *path, bool remove_after, const char *extra_headers);
 
+/* The same for any regular file at path (a snapshot file, node/api/snapshots.c): no backup
+ * trailer is read and no name or hash header sent; never removed. */
+void tandem_file_stream_start(struct tandem_node *node, struct tandem_http_request *r,
+                              const char *path, const char *extra_headers);
+
 /* The slowest reader a download waits for, on average, in bytes per second. */
 #define TANDEM_BACKUP_STREAM_RATE_MIN (64u * 1024u)
 

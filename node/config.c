@@ -137,6 +137,13 @@ static const struct option options[] = {
     UINT_OPTION(trailing_log_mib, 128, 1, 131072, "raft",
                 "MiB of raft log kept after a snapshot (or snapshot_trailing entries, whichever is "
                 "fewer); at least snapshot_log_mib"),
+    UINT_OPTION(snapshot_inline_mib, 256, 0, 1024, "raft",
+                "A state whose store uses more MiB is snapshotted to a file in data_dir/snapshots "
+                "and raft holds a reference to it, fetched by a member that installs it; at most "
+                "this much state travels inside raft"),
+    UINT_OPTION(snapshot_fetch_timeout_s, 300, 1, 86400, "raft",
+                "Time a member installing a snapshot file keeps trying to fetch it from the "
+                "members before it stops (a restart catches up afresh), in seconds"),
     UINT_OPTION(max_inflight_entries, 1024, 1, 65536, "raft",
                 "Entries sent to a follower before waiting for its acknowledgements"),
     UINT_OPTION(install_snapshot_timeout_ms, 30000, 1000, 3600000, "raft",

@@ -271,6 +271,7 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     tandem_backups_close(node, backups_closed_cb); /* waits for backup work using the store */
     tandem_pool_reads_close(&node->pool_reads, pool_reads_closed_cb, node);
     tandem_store_sync_close(&node->store_sync, store_sync_closed_cb, node);
+    tandem_fsm_cancel_fetch(&node->fsm); /* raft's close waits for an install's prepare */
     tandem_raft_close(&node->raft, raft_closed_cb);
 }
 
@@ -449,6 +450,18 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
         return -1;
     }
     tandem_fsm_set_snapshot_stagger(&node->fsm, snapshot_stagger_permille(c));
+    /* Before raft_start too: its restore of a snapshot reference reads the file it names. */
+    char errmsg[TANDEM_ERRMSG_SIZE], files[PATH_MAX];
+    snprintf(files, sizeof files, "%.*s/snapshots", PATH_MAX - 16, c->data_dir);
+    if (tandem_snapshot_fetcher_init(&node->snapshot_fetcher, c, errmsg) != 0 ||
+        tandem_fsm_set_snapshot_files(&node->fsm, files, (uint64_t)c->snapshot_inline_mib << 20,
+                                      tandem_snapshot_fetch, &node->snapshot_fetcher) != 0) {
+        tandem_log(TANDEM_LOG_ERROR, "snapshot files: %s",
+                   node->fsm.errmsg[0] != '\0' ? node->fsm.errmsg : errmsg);
+        free(plan);
+        return -1;
+    }
+    node->fsm.fetch_deadline_ms = c->snapshot_fetch_timeout_s * 1000u;
     if (tandem_raft_start(&node->raft, node->loop, &o, &node->fsm.raft_fsm) != 0) {
         tandem_log(TANDEM_LOG_ERROR, "raft: %s", node->raft.errmsg);
         free(plan);

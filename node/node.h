@@ -8,6 +8,7 @@
 
 #include "consensus/leader_loss.h"
 #include "consensus/raft_node.h"
+#include "node/snapshot_fetch.h"
 #include "node/bcp/events.h"
 #include "node/bcp/runtime.h"
 #include "node/bcp/watch.h"
@@ -40,6 +41,7 @@ struct tandem_node {
     struct tandem_member self;
     struct tandem_store store;
     struct tandem_fsm fsm;
+    struct tandem_snapshot_fetcher snapshot_fetcher; /* the fsm's fetch of snapshot files */
     struct tandem_raft raft;
     struct tandem_proposer proposer;
     struct tandem_http_server http;

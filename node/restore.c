@@ -1,6 +1,7 @@
 /* The first start of a restored node (node/restore.h). */
 #include "node/restore.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include "consensus/recover.h"
 #include "consensus/seed.h"
 #include "node/log.h"
+#include "replication/snapshot_file.h"
 #include "storage/error.h"
 
 /* A data directory that `tandemctl backup restore` seeded belongs to the cluster id it was
@@ -34,6 +36,35 @@ static int cluster_id_check(const struct tandem_config *c)
     return 0;
 }
 
+/* The snapshot raft is seeded with: the state itself, or past snapshot_inline_mib a snapshot
+ * file and its reference (replication/snapshot_file.h), as the node's own snapshots would be. */
+static int seed_snapshot(struct tandem_store *store, MDB_txn *txn, const struct tandem_config *c,
+                         void **out, size_t *out_len)
+{
+    char dir[PATH_MAX];
+    struct tandem_snapshot_ref ref;
+    if (tandem_store_used_bytes(store->env) <= ((uint64_t)c->snapshot_inline_mib << 20)) {
+        return tandem_store_snapshot_write(store, txn, out, out_len);
+    }
+    snprintf(dir, sizeof dir, "%.*s/snapshots", PATH_MAX - 16, c->data_dir);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        return tandem_error_from_errno(errno, store->errmsg, "snapshot directory");
+    }
+    uint8_t *bytes = malloc(TANDEM_SNAPSHOT_REF_LEN);
+    if (bytes == NULL) {
+        return tandem_error_set(store->errmsg, TANDEM_NOMEM, "out of memory");
+    }
+    int rv = tandem_snapshot_file_write(store, txn, dir, &ref);
+    if (rv != 0) {
+        free(bytes);
+        return rv;
+    }
+    tandem_snapshot_ref_encode(&ref, bytes);
+    *out = bytes;
+    *out_len = TANDEM_SNAPSHOT_REF_LEN;
+    return 0;
+}
+
 /* Seeds raft/ from the open state at the marker's index. */
 static int seed(struct tandem_store *store, const struct tandem_member *me,
                 const struct tandem_config *c, const struct tandem_restore_note *note,
@@ -53,7 +84,7 @@ static int seed(struct tandem_store *store, const struct tandem_member *me,
     }
     if (tandem_store_read_txn(store, &txn) != 0 ||
         tandem_store_state_digest(store, txn, digest) != 0 ||
-        tandem_store_snapshot_write(store, txn, &snapshot, &len) != 0) {
+        seed_snapshot(store, txn, c, &snapshot, &len) != 0) {
         tandem_log(TANDEM_LOG_ERROR, "restore: %s", store->errmsg);
         return -1; /* the process exits: the transaction goes with it */
     }

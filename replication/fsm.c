@@ -2,12 +2,16 @@
 #include "replication/fsm.h"
 
 #include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "replication/bcp/sites.h"
@@ -493,13 +497,45 @@ static int fsm_snapshot_async(struct raft_fsm *raft_fsm, struct raft_buffer *buf
     return 0;
 }
 
+/* On the thread pool: the pinned state into a new snapshot file, whose reference becomes the
+ * bytes raft stores (fill_buf). */
+static int snapshot_file_fill(struct tandem_fsm *f)
+{
+    struct tandem_snapshot_ref ref;
+    uint8_t *bytes = malloc(TANDEM_SNAPSHOT_REF_LEN);
+    if (bytes == NULL) {
+        return tandem_error_set(f->fill_view->errmsg, TANDEM_NOMEM,
+                                "snapshot reference: out of memory");
+    }
+    int rv = tandem_snapshot_file_write(f->fill_view, f->snapshot_txn, f->files_dir, &ref);
+    if (rv != 0) {
+        free(bytes);
+        return rv;
+    }
+    tandem_snapshot_ref_encode(&ref, bytes);
+    f->fill_buf = bytes;
+    f->fill_len = TANDEM_SNAPSHOT_REF_LEN;
+    return 0;
+}
+
+/* Whether this snapshot goes to a file: one is configured and the state is past the inline
+ * bound (the store's used pages, a bound above what the serialised state takes). */
+static bool snapshot_to_file(const struct tandem_fsm *f, MDB_env *env)
+{
+    return f->files_dir[0] != '\0' && tandem_store_used_bytes(env) > f->files_inline_max;
+}
+
 int tandem_fsm_snapshot_fill(void *data)
 {
     struct tandem_fsm *f = data;
     /* Only this thread touches fill_view and the fill_ fields until filled runs; the pinned
      * read transaction may be used here (MDB_NOTLS). */
-    f->fill_rv =
-        tandem_store_snapshot_write(f->fill_view, f->snapshot_txn, &f->fill_buf, &f->fill_len);
+    if (snapshot_to_file(f, f->fill_view->env)) {
+        f->fill_rv = snapshot_file_fill(f);
+    } else {
+        f->fill_rv =
+            tandem_store_snapshot_write(f->fill_view, f->snapshot_txn, &f->fill_buf, &f->fill_len);
+    }
     return f->fill_rv == 0 ? 0 : RAFT_IOERR;
 }
 
@@ -515,6 +551,8 @@ void tandem_fsm_snapshot_filled(void *data, int status)
         f->snapshot_bufs[0].len = f->fill_len;
         tandem_sm_move(&f->snapshot_sm, SNAPSHOT_WRITTEN);
         f->snapshots_taken++;
+        f->snapshot_files_written +=
+            memcmp(f->fill_buf, TANDEM_SNAPSHOT_REF_MAGIC, 8) == 0 ? 1 : 0; /* 136 B at least */
     } else {
         snprintf(f->errmsg, sizeof f->errmsg, "snapshot: %s",
                  f->fill_rv != 0 ? f->fill_view->errmsg : "the thread pool refused the work");
@@ -556,23 +594,177 @@ static bool restore_at_runtime(const struct tandem_fsm *f)
     return f->raft != NULL && raft_last_index(f->raft) != 0;
 }
 
-void tandem_fsm_install_prepare(void *data, const struct raft_snapshot *snapshot)
+/* The path of the file ref names, in the fsm's directory. */
+static void ref_path(const struct tandem_fsm *f, const struct tandem_snapshot_ref *ref, char *out,
+                     size_t out_size)
+{
+    char name[TANDEM_SNAPSHOT_FILE_NAME_SIZE];
+    tandem_snapshot_file_name(ref, name);
+    snprintf(out, out_size, "%.*s/%s", PATH_MAX - TANDEM_SNAPSHOT_FILE_NAME_SIZE - 2, f->files_dir,
+             name);
+}
+
+/* Sleeps ms in steps, false once cancelled. */
+static bool fetch_pause(struct tandem_fsm *f, unsigned ms)
+{
+    for (unsigned slept = 0; slept < ms; slept += 100) {
+        if (atomic_load(&f->fetch_cancel)) {
+            return false;
+        }
+        (void)usleep(100 * 1000);
+    }
+    return !atomic_load(&f->fetch_cancel);
+}
+
+/* On the thread pool: the file ref names into path, from sender first, then from every member
+ * of the snapshot's configuration, round after round until fetch_deadline_ms. A
+ * file fetched is checked by the prepare that maps it (the reference's checksum covers it). */
+static int ref_fetch(struct tandem_fsm *f, const struct raft_snapshot *snapshot,
+                     const struct tandem_snapshot_ref *ref, const char *sender, const char *path)
+{
+    char part[PATH_MAX + 8], name[TANDEM_SNAPSHOT_FILE_NAME_SIZE], errmsg[TANDEM_ERRMSG_SIZE];
+    uint64_t started = uv_hrtime();
+    unsigned tries = 0;
+    tandem_snapshot_file_name(ref, name);
+    snprintf(part, sizeof part, "%s.part", path);
+    if (f->fetch == NULL) {
+        return tandem_error_set(f->prepare_errmsg, TANDEM_NOTFOUND,
+                                "snapshot file %s: absent, and this node fetches none", name);
+    }
+    errmsg[0] = '\0';
+    do {
+        for (unsigned i = 0; i <= snapshot->configuration.n; i++) {
+            const struct raft_server *member =
+                i == 0 ? NULL : &snapshot->configuration.servers[i - 1];
+            const char *from = member == NULL ? sender : member->address;
+            bool again = member != NULL && sender != NULL && strcmp(from, sender) == 0;
+            bool self = member != NULL && f->raft != NULL && member->id == f->raft->id;
+            if (from == NULL || from[0] == '\0' || again || self) {
+                continue; /* no sender, the sender again, or this node */
+            }
+            tries++;
+            int rv = f->fetch(f->fetch_data, from, name, ref->len, part, &f->fetch_cancel, errmsg);
+            if (rv == 0 && rename(part, path) == 0) {
+                tandem_store_fsync_parent(path);
+                atomic_fetch_add(&f->snapshot_files_fetched, 1);
+                atomic_fetch_add(&f->snapshot_fetch_bytes, ref->len);
+                return 0;
+            }
+            if (rv == 0) {
+                (void)tandem_error_from_errno(errno, errmsg, "snapshot file rename");
+            }
+            (void)unlink(part);
+            atomic_fetch_add(&f->snapshot_fetch_failures, 1);
+            fprintf(stderr, "tandem: snapshot file %s from %.100s: %s\n", name, from, errmsg);
+            if (atomic_load(&f->fetch_cancel)) {
+                break;
+            }
+        }
+    } while ((uv_hrtime() - started) / 1000000u < f->fetch_deadline_ms &&
+             fetch_pause(f, TANDEM_SNAPSHOT_FETCH_PAUSE_MS));
+    return tandem_error_set(f->prepare_errmsg, TANDEM_NET,
+                            "snapshot file %s: not fetched from any member in %u tries (%.200s)",
+                            name, tries, errmsg[0] != '\0' ? errmsg : "no member to ask");
+}
+
+/* On the thread pool: a reference's file, fetched when absent, mapped (install_map) and built
+ * beside the store. */
+static int ref_prepare(struct tandem_fsm *f, const struct raft_snapshot *snapshot,
+                       const struct tandem_snapshot_ref *ref, const char *sender)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    if (f->files_dir[0] == '\0') {
+        return tandem_error_set(f->prepare_errmsg, TANDEM_INVALID,
+                                "a snapshot file reference, but this node keeps no snapshot files");
+    }
+    ref_path(f, ref, path, sizeof path);
+    int rv = stat(path, &st) == 0 && (uint64_t)st.st_size == ref->len
+                 ? 0
+                 : ref_fetch(f, snapshot, ref, sender, path);
+    if (rv == 0) {
+        rv = tandem_store_snapshot_map(path, &f->install_map, f->prepare_errmsg);
+    }
+    if (rv == 0) {
+        rv = tandem_store_restore_prepare(f->store->dir, f->store->map_size, f->install_map.base,
+                                          f->install_map.len, &f->prepared, f->prepare_errmsg);
+    }
+    if (rv == 0 && memcmp(f->prepared.checksum, ref->checksum, TANDEM_DIGEST_LEN) != 0) {
+        rv = tandem_error_set(f->prepare_errmsg, TANDEM_CORRUPT,
+                              "snapshot file %s is not the one the reference names", path);
+        memset(&f->prepared, 0, sizeof f->prepared); /* its DIR.new goes with the next build */
+    }
+    if (rv != 0) {
+        tandem_store_snapshot_unmap(&f->install_map);
+        if (rv == TANDEM_CORRUPT) {
+            (void)unlink(path); /* the next install fetches it again */
+        }
+        return rv;
+    }
+    (void)tandem_snapshot_files_prune(f->files_dir, TANDEM_SNAPSHOT_FILES_KEPT, false);
+    return 0;
+}
+
+int tandem_fsm_install_prepare(void *data, const struct raft_snapshot *snapshot, const char *sender,
+                               char *errmsg)
 {
     struct tandem_fsm *f = data;
+    struct tandem_snapshot_ref ref;
     /* One install at a time. One whose put failed never reached the restore: its DIR.new is
      * rebuilt below (or removed when the store next opens). */
     memset(&f->prepared, 0, sizeof f->prepared);
+    tandem_store_snapshot_unmap(&f->install_map);
     f->prepare_rv = 0;
     if (snapshot->n_bufs != 1) { /* raft hands an install over in one buffer */
         f->prepare_rv =
             tandem_error_set(f->prepare_errmsg, TANDEM_INVALID, "%u buffers", snapshot->n_bufs);
-        return;
+        return 0;
+    }
+    int is_ref = tandem_snapshot_ref_decode(snapshot->bufs[0].base, snapshot->bufs[0].len, &ref,
+                                            f->prepare_errmsg);
+    if (is_ref != 0 && is_ref != 1) {
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "%s", f->prepare_errmsg);
+        return is_ref; /* no restore could read it either */
     }
     /* Only the store's path and size are read here: the loop changes neither (the restore that
      * swaps directories follows this work, never runs beside it). */
-    f->prepare_rv =
-        tandem_store_restore_prepare(f->store->dir, f->store->map_size, snapshot->bufs[0].base,
-                                     snapshot->bufs[0].len, &f->prepared, f->prepare_errmsg);
+    f->prepare_rv = is_ref == 1 ? ref_prepare(f, snapshot, &ref, sender)
+                                : tandem_store_restore_prepare(
+                                      f->store->dir, f->store->map_size, snapshot->bufs[0].base,
+                                      snapshot->bufs[0].len, &f->prepared, f->prepare_errmsg);
+    if (is_ref == 1 && f->prepare_rv != 0) {
+        /* The restore on the loop could not fetch the file: the install must not be stored. */
+        snprintf(errmsg, TANDEM_ERRMSG_SIZE, "%s", f->prepare_errmsg);
+        return f->prepare_rv;
+    }
+    return 0;
+}
+
+/* The restore of a reference (on the loop): the state prepared from its file, or at raft_start
+ * the node's own file. A state already at or past the reference needs no file. */
+static int ref_restore(struct tandem_fsm *f, const struct tandem_snapshot_ref *ref)
+{
+    char path[PATH_MAX];
+    int rv = tandem_store_commit(f->store);
+    if (rv != 0 || f->store->applied_index >= ref->index) {
+        if (rv == 0 && f->prepared.ready) {
+            rv = tandem_store_restore_prepared(f->store, f->install_map.base, f->install_map.len,
+                                               &f->prepared); /* skips, and removes DIR.new */
+        }
+        return rv;
+    }
+    if (f->install_map.base == NULL) { /* raft_start, or a prepare that failed */
+        if (f->files_dir[0] == '\0') {
+            return tandem_error_set(f->store->errmsg, TANDEM_INVALID,
+                                    "a snapshot file reference, but this node keeps no files");
+        }
+        ref_path(f, ref, path, sizeof path);
+        if ((rv = tandem_store_snapshot_map(path, &f->install_map, f->store->errmsg)) != 0) {
+            return rv;
+        }
+    }
+    return tandem_store_restore_prepared(f->store, f->install_map.base, f->install_map.len,
+                                         &f->prepared);
 }
 
 /* Ours to free once we return 0. On a failure libraft 0.22.1 differs by caller (src/legacy.c):
@@ -591,8 +783,15 @@ static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
                 f->prepare_errmsg);
         f->prepare_rv = 0;
     }
-    int rv = tandem_store_restore_prepared(f->store, buf->base, buf->len, &f->prepared);
+    struct tandem_snapshot_ref ref;
+    int rv = tandem_snapshot_ref_decode(buf->base, buf->len, &ref, f->store->errmsg);
+    if (rv == 1) {
+        rv = ref_restore(f, &ref);
+    } else if (rv == 0) {
+        rv = tandem_store_restore_prepared(f->store, buf->base, buf->len, &f->prepared);
+    }
     memset(&f->prepared, 0, sizeof f->prepared); /* used, or removed: never twice */
+    tandem_store_snapshot_unmap(&f->install_map);
     f->installs_prepared += prepared && rv == 0 ? 1 : 0;
     f->restore_ns_total += uv_hrtime() - start;
     if (rv != 0) {
@@ -661,6 +860,32 @@ void tandem_fsm_close(struct tandem_fsm *f)
 {
     tandem_log_budget_free(&f->log_budget);
     f->log_budget_on = false;
+    tandem_store_snapshot_unmap(&f->install_map); /* an install that never reached the restore */
+}
+
+int tandem_fsm_set_snapshot_files(struct tandem_fsm *f, const char *dir, uint64_t inline_max,
+                                  tandem_fsm_fetch_fn fetch, void *fetch_data)
+{
+    if (strlen(dir) + TANDEM_SNAPSHOT_FILE_NAME_SIZE + 8 >= sizeof f->files_dir) {
+        return tandem_error_set(f->errmsg, TANDEM_INVALID, "snapshot directory path too long");
+    }
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        return tandem_error_from_errno(errno, f->errmsg, "snapshot directory");
+    }
+    snprintf(f->files_dir, sizeof f->files_dir, "%s", dir);
+    f->files_inline_max = inline_max;
+    f->fetch = fetch;
+    f->fetch_data = fetch_data;
+    f->fetch_deadline_ms = TANDEM_SNAPSHOT_FETCH_DEADLINE_MS;
+    atomic_store(&f->fetch_cancel, false);
+    /* A crash mid-write or mid-fetch leaves a .tmp or .part behind. */
+    (void)tandem_snapshot_files_prune(dir, TANDEM_SNAPSHOT_FILES_KEPT, true);
+    return 0;
+}
+
+void tandem_fsm_cancel_fetch(struct tandem_fsm *f)
+{
+    atomic_store(&f->fetch_cancel, true);
 }
 
 void tandem_fsm_set_claim(struct tandem_fsm *f, tandem_fsm_claim_fn claim, void *data)

@@ -3,12 +3,15 @@
 #ifndef TANDEM_REPLICATION_FSM_H
 #define TANDEM_REPLICATION_FSM_H
 
+#include <limits.h>
 #include <raft.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "replication/apply.h"
+#include "replication/snapshot_file.h"
 #include "storage/error.h"
 #include "storage/sm.h"
 #include "storage/store.h"
@@ -63,6 +66,19 @@ void tandem_log_budget_snapshot(struct tandem_log_budget *b, uint64_t index);
 typedef struct tandem_result *(*tandem_fsm_claim_fn)(void *data, uint64_t proposer_id,
                                                      uint64_t serial, size_t n_commands);
 
+/* Copies the snapshot file `name` (len bytes) from the member whose raft address is `address`
+ * ("name|site|host:port|url", consensus/member.h) into the new file dest, on the thread pool.
+ * Returns 0, or a tandem code with errmsg (TANDEM_ERRMSG_SIZE) filled; gives up, failing, soon
+ * after *cancel turns true. */
+typedef int (*tandem_fsm_fetch_fn)(void *data, const char *address, const char *name, uint64_t len,
+                                   const char *dest, const atomic_bool *cancel, char *errmsg);
+
+/* How long an install tries to fetch the file a reference names by default (from the sender,
+ * then from every member of the snapshot's configuration, pausing between rounds) before it
+ * fails. While it tries, raft counts the install in flight: the node neither votes nor stands. */
+#define TANDEM_SNAPSHOT_FETCH_DEADLINE_MS 300000u
+#define TANDEM_SNAPSHOT_FETCH_PAUSE_MS    1000u
+
 struct tandem_fsm {
     struct raft_fsm raft_fsm;   /* handed to raft_init; raft_fsm.data points back here */
     struct raft *raft;          /* borrowed: the index being applied is last_applied + 1 */
@@ -96,6 +112,18 @@ struct tandem_fsm {
     int prepare_rv;
     uint64_t installs_prepared; /* restores that only swapped a prepared state in */
     char prepare_errmsg[TANDEM_ERRMSG_SIZE];
+    /* Snapshot files (replication/snapshot_file.h, tandem_fsm_set_snapshot_files): a state whose
+     * store uses more than files_inline_max bytes is snapshotted into files_dir, and raft holds a
+     * reference; an install of a reference fetches the file through fetch. */
+    char files_dir[PATH_MAX]; /* "": inline snapshots only */
+    uint64_t files_inline_max;
+    tandem_fsm_fetch_fn fetch;
+    void *fetch_data;
+    atomic_bool fetch_cancel;            /* tandem_fsm_cancel_fetch: the node is stopping */
+    unsigned fetch_deadline_ms;          /* TANDEM_SNAPSHOT_FETCH_DEADLINE_MS unless set */
+    struct tandem_store_map install_map; /* the file prepared, mapped until the restore */
+    uint64_t snapshot_files_written;     /* loop only */
+    _Atomic uint64_t snapshot_files_fetched, snapshot_fetch_bytes, snapshot_fetch_failures;
     void (*apply_observe)(void *data, uint64_t ns); /* optional latency hook */
     /* Optional: whether a snapshot may be taken now; see node/leader_watch.h for why. */
     bool (*snapshot_gate)(void *data);
@@ -149,8 +177,22 @@ void tandem_fsm_snapshot_filled(void *data, int status);
 
 /* Shield 7's hook (consensus/raft_shield.h): on the thread pool, builds the state of the
  * snapshot raft is about to install beside the store (data: the fsm), for fsm_restore to swap
- * in. A failure only costs the restore its shortcut: it builds on the loop and reports then. */
-void tandem_fsm_install_prepare(void *data, const struct raft_snapshot *snapshot);
+ * in; for a reference, first fetches the file it names, from sender (the InstallSnapshot's
+ * raft address, "" when unknown) or another member. A failure of an inline snapshot only costs
+ * the restore its shortcut (it builds on the loop and reports then): returns 0. A reference
+ * whose file could not be had or built returns the code, errmsg (TANDEM_ERRMSG_SIZE) saying
+ * why: no restore on the loop could do better, so the shield stops the node before raft stores
+ * the install. */
+int tandem_fsm_install_prepare(void *data, const struct raft_snapshot *snapshot, const char *sender,
+                               char *errmsg);
+
+/* Snapshots of a state past inline_max bytes go to files in dir (created if absent), fetched
+ * through fetch on install (before raft_start: its restore may read a file). Returns 0, or a
+ * tandem code with f->errmsg filled. */
+int tandem_fsm_set_snapshot_files(struct tandem_fsm *f, const char *dir, uint64_t inline_max,
+                                  tandem_fsm_fetch_fn fetch, void *fetch_data);
+/* Makes a fetch in progress give up (before the shield's close waits for the install). */
+void tandem_fsm_cancel_fetch(struct tandem_fsm *f);
 
 /* Applies one raw entry at index (used by apply, and by tests driving the FSM directly). */
 int tandem_fsm_apply_entry(struct tandem_fsm *f, uint64_t index, const void *data, size_t len);

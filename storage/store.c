@@ -12,13 +12,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
 #define STORE_DBS_MAX           32
 #define SNAPSHOT_MAGIC          "TANDEMSS"
-#define RESTORE_RECORDS_PER_TXN 65536 /* bounds a restore transaction's dirty pages */
+#define RESTORE_RECORDS_PER_TXN 65536      /* bounds a restore transaction's dirty pages */
+#define SNAPSHOT_FLUSH_BYTES    (8u << 20) /* a snapshot to a file is written in such chunks */
 #define META_APPLIED_KEY        "applied_index"
 #define META_APPLIED_KEY_LEN    (sizeof META_APPLIED_KEY - 1)
 #define META_APPLIED_LEN        (8 + TANDEM_DIGEST_LEN) /* u64 LE index, then the digest */
@@ -637,14 +639,50 @@ struct snapshot_walk {
     uint8_t *buf; /* owned until handed to the caller */
     size_t len, cap;
     uint64_t records;
+    int fd;           /* -1: the whole snapshot in buf; else buf is a chunk flushed to fd */
+    uint64_t flushed; /* bytes of the snapshot already written to fd */
 };
+
+/* write(2) until every byte went, or a tandem code with errmsg filled. */
+static int write_full(int fd, const void *buf, size_t len, char *errmsg)
+{
+    const uint8_t *at = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, at, len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return tandem_error_from_errno(errno, errmsg, "snapshot file write");
+        }
+        at += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int snapshot_flush(struct snapshot_walk *w)
+{
+    int rv = write_full(w->fd, w->buf, w->len, w->s->errmsg);
+    if (rv == 0) {
+        w->flushed += w->len;
+        w->len = 0;
+    }
+    return rv;
+}
 
 static int snapshot_reserve(struct snapshot_walk *w, size_t more)
 {
+    if (w->fd >= 0 && w->len > 0 && w->len + more > SNAPSHOT_FLUSH_BYTES) {
+        int rv = snapshot_flush(w);
+        if (rv != 0) {
+            return rv;
+        }
+    }
     if (w->len + more <= w->cap) {
         return 0;
     }
-    if (w->len + more > TANDEM_SNAPSHOT_BYTES_MAX) {
+    if (w->fd < 0 && w->len + more > TANDEM_SNAPSHOT_BYTES_MAX) {
         return tandem_error_set(w->s->errmsg, TANDEM_LIMIT, "snapshot would exceed %zu bytes",
                                 TANDEM_SNAPSHOT_BYTES_MAX);
     }
@@ -705,8 +743,10 @@ static int snapshot_checksum(const struct snapshot_header *header, const void *p
 
 static int header_read(const void *buf, size_t len, struct snapshot_header *header, char *errmsg);
 
-/* Fills the header of a snapshot whose records are in w, then checksums header and payload. */
-static int snapshot_seal(struct snapshot_walk *w, const struct tandem_store *view)
+/* Fills the header of a snapshot whose records are in w (payload: all of them, len bytes), then
+ * checksums header and payload into header. */
+static int snapshot_header_seal(struct snapshot_walk *w, const struct tandem_store *view,
+                                const uint8_t *payload, size_t len, struct snapshot_header *out)
 {
     struct snapshot_header header;
     memset(&header, 0, sizeof header);
@@ -715,38 +755,51 @@ static int snapshot_seal(struct snapshot_walk *w, const struct tandem_store *vie
     header.db_count = htole32(TANDEM_DB_COUNT);
     header.applied_index = htole64(view->applied_index);
     header.records = htole64(w->records);
-    header.payload_len = htole64(w->len - sizeof header);
+    header.payload_len = htole64(len);
     memcpy(header.apply_digest, view->apply_digest, TANDEM_DIGEST_LEN);
     int rv = tandem_sha256_end(&w->digest.ctx, header.state_digest, w->s->errmsg);
     if (rv == 0) {
-        rv = snapshot_checksum(&header, w->buf + sizeof header, w->len - sizeof header,
-                               header.checksum, w->s->errmsg);
+        rv = snapshot_checksum(&header, payload, len, header.checksum, w->s->errmsg);
     }
+    if (rv == 0) {
+        *out = header;
+    }
+    return rv;
+}
+
+static int snapshot_seal(struct snapshot_walk *w, const struct tandem_store *view)
+{
+    struct snapshot_header header;
+    int rv = snapshot_header_seal(w, view, w->buf + sizeof header, w->len - sizeof header, &header);
     if (rv == 0) {
         memcpy(w->buf, &header, sizeof header);
     }
     return rv;
 }
 
+/* Starts a snapshot walk: the digest, the applied state txn sees (into view), and the zeroed
+ * place of the header, written last. */
+static int snapshot_begin(struct snapshot_walk *w, struct tandem_store *view, MDB_txn *txn)
+{
+    struct tandem_store *s = w->s;
+    s->errmsg[0] = '\0';
+    int rv = tandem_sha256_begin(&w->digest.ctx, s->errmsg);
+    if (rv == 0 && (rv = load_meta(view, txn)) != 0) {
+        memcpy(s->errmsg, view->errmsg, sizeof s->errmsg);
+    }
+    if (rv == 0 && (rv = snapshot_reserve(w, sizeof(struct snapshot_header))) == 0) {
+        memset(w->buf, 0, sizeof(struct snapshot_header));
+        w->len = sizeof(struct snapshot_header);
+    }
+    return rv;
+}
+
 int tandem_store_snapshot_write(struct tandem_store *s, MDB_txn *txn, void **out, size_t *out_len)
 {
-    struct snapshot_walk w = {.s = s, .digest = {.db = -1, .errmsg = s->errmsg}};
+    struct snapshot_walk w = {.s = s, .digest = {.db = -1, .errmsg = s->errmsg}, .fd = -1};
     struct tandem_store view = *s; /* applied state as seen by txn, not the open write txn */
-    int rv;
-
-    s->errmsg[0] = '\0';
-    if ((rv = tandem_sha256_begin(&w.digest.ctx, s->errmsg)) != 0) {
-        goto err_after_ctx;
-    }
-    if ((rv = load_meta(&view, txn)) != 0) {
-        memcpy(s->errmsg, view.errmsg, sizeof s->errmsg);
-        goto err_after_ctx;
-    }
-    if ((rv = snapshot_reserve(&w, sizeof(struct snapshot_header))) != 0) {
-        goto err_after_ctx;
-    }
-    w.len = sizeof(struct snapshot_header);
-    if ((rv = state_walk(s, txn, snapshot_visit, &w)) != 0 ||
+    int rv = snapshot_begin(&w, &view, txn);
+    if (rv != 0 || (rv = state_walk(s, txn, snapshot_visit, &w)) != 0 ||
         (rv = snapshot_seal(&w, &view)) != 0) {
         goto err_after_ctx;
     }
@@ -767,6 +820,106 @@ err_after_ctx:
     EVP_MD_CTX_free(w.digest.ctx);
     free(w.buf);
     return rv;
+}
+
+/* The snapshot file's pages mapped read-only: the checksum and the reader's passes read it
+ * there, so a snapshot of gigabytes never needs as much heap. */
+int tandem_store_snapshot_map(const char *path, struct tandem_store_map *out, char *errmsg)
+{
+    struct stat st;
+    memset(out, 0, sizeof *out);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        int rv = tandem_error_from_errno(errno, errmsg, "snapshot file");
+        if (fd >= 0) {
+            (void)close(fd);
+        }
+        return rv;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size < (off_t)sizeof(struct snapshot_header)) {
+        (void)close(fd);
+        return tandem_error_set(errmsg, TANDEM_CORRUPT, "snapshot file %.200s: %lld bytes", path,
+                                (long long)st.st_size);
+    }
+    void *base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int saved = errno;
+    (void)close(fd); /* the mapping keeps the file */
+    if (base == MAP_FAILED) {
+        return tandem_error_from_errno(saved, errmsg, "snapshot file mmap");
+    }
+    (void)madvise(base, (size_t)st.st_size, MADV_SEQUENTIAL);
+    out->base = base;
+    out->len = (size_t)st.st_size;
+    return 0;
+}
+
+void tandem_store_snapshot_unmap(struct tandem_store_map *m)
+{
+    if (m->base != NULL) {
+        (void)munmap(m->base, m->len);
+    }
+    memset(m, 0, sizeof *m);
+}
+
+int tandem_store_snapshot_write_fd(struct tandem_store *s, MDB_txn *txn, int fd, uint64_t *out_len,
+                                   uint64_t *out_index, uint8_t checksum[TANDEM_DIGEST_LEN])
+{
+    struct snapshot_walk w = {.s = s, .digest = {.db = -1, .errmsg = s->errmsg}, .fd = fd};
+    struct tandem_store view = *s;
+    struct snapshot_header header;
+    struct tandem_store_map map = {0};
+    int rv;
+
+    if ((rv = snapshot_begin(&w, &view, txn)) != 0 ||
+        (rv = state_walk(s, txn, snapshot_visit, &w)) != 0 || (rv = snapshot_flush(&w)) != 0) {
+        goto out;
+    }
+    /* The payload is on disk now: checksum it from the page cache, through a mapping. */
+    void *base = mmap(NULL, (size_t)w.flushed, PROT_READ, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) {
+        rv = tandem_error_from_errno(errno, s->errmsg, "snapshot file mmap");
+        goto out;
+    }
+    map = (struct tandem_store_map){.base = base, .len = (size_t)w.flushed};
+    const uint8_t *bytes = map.base;
+    if ((rv = snapshot_header_seal(&w, &view, bytes + sizeof header, map.len - sizeof header,
+                                   &header)) != 0) {
+        goto out;
+    }
+    if (pwrite(fd, &header, sizeof header, 0) != (ssize_t)sizeof header) {
+        rv = tandem_error_from_errno(errno != 0 ? errno : EIO, s->errmsg, "snapshot header write");
+        goto out;
+    }
+    if (fdatasync(fd) != 0) {
+        rv = tandem_error_from_errno(errno, s->errmsg, "snapshot file fdatasync");
+        goto out;
+    }
+    struct snapshot_header check;
+    char check_errmsg[TANDEM_ERRMSG_SIZE];
+    tandem_invariant(header_read(map.base, map.len, &check, check_errmsg) == 0 &&
+                     le64toh(check.applied_index) == view.applied_index);
+    *out_len = w.flushed;
+    *out_index = view.applied_index;
+    memcpy(checksum, header.checksum, TANDEM_DIGEST_LEN);
+
+out:
+    if (rv != 0 && s->errmsg[0] == '\0') {
+        snprintf(s->errmsg, sizeof s->errmsg, "snapshot failed: %s", tandem_strerror(rv));
+    }
+    tandem_store_snapshot_unmap(&map);
+    EVP_MD_CTX_free(w.digest.ctx); /* NULL once sealed */
+    free(w.buf);
+    return rv;
+}
+
+uint64_t tandem_store_used_bytes(MDB_env *env)
+{
+    MDB_envinfo info;
+    MDB_stat stat;
+    if (mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &stat) != 0) {
+        return 0;
+    }
+    return ((uint64_t)info.me_last_pgno + 1) * stat.ms_psize;
 }
 
 /* The header of buf, its fields checked against len; the checksum is not verified. */

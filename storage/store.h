@@ -148,6 +148,28 @@ int tandem_store_digest_without(struct tandem_store *s, MDB_txn *txn, int skip_d
  * SHA-256 of the payload. */
 int tandem_store_snapshot_write(struct tandem_store *s, MDB_txn *txn, void **out, size_t *out_len);
 
+/* The same snapshot, byte for byte, written to fd (a new file opened O_RDWR: it is mapped to be
+ * checksummed) in chunks, with no bound on its size and bounded memory; then fdatasync'd. *out_len
+ * is the file's length, *out_index the state's applied index and checksum the header's (which
+ * covers every byte). The caller names,
+ * renames and fsyncs the directory. */
+int tandem_store_snapshot_write_fd(struct tandem_store *s, MDB_txn *txn, int fd, uint64_t *out_len,
+                                   uint64_t *out_index, uint8_t checksum[TANDEM_DIGEST_LEN]);
+
+/* A snapshot file mapped read-only, to hand to the functions below that take a buffer. */
+struct tandem_store_map {
+    void *base;
+    size_t len;
+};
+/* Returns 0, or a tandem code with errmsg (TANDEM_ERRMSG_SIZE) filled: TANDEM_NOTFOUND when
+ * there is no such file, TANDEM_CORRUPT when it cannot hold a snapshot. */
+int tandem_store_snapshot_map(const char *path, struct tandem_store_map *out, char *errmsg);
+void tandem_store_snapshot_unmap(struct tandem_store_map *m); /* a zeroed map is fine */
+
+/* The bytes env's data file uses (its last page, times the page size); 0 when LMDB cannot say.
+ * Callable from any thread. */
+uint64_t tandem_store_used_bytes(MDB_env *env);
+
 /* Reads the header of a snapshot buffer and verifies its checksum. TANDEM_CORRUPT with errmsg
  * (TANDEM_ERRMSG_SIZE bytes) filled when it is no valid snapshot. */
 int tandem_store_snapshot_check(const void *buf, size_t len, uint64_t *applied_index, char *errmsg);

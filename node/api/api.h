@@ -75,6 +75,7 @@ extern const struct tandem_route_table tandem_users_route_table;       /* node/a
 extern const struct tandem_route_table tandem_pdata_route_table;       /* node/api/keys.c */
 extern const struct tandem_route_table tandem_backups_route_table;     /* node/api/backups.c */
 extern const struct tandem_route_table tandem_backup_site_route_table; /* node/api/backup_sites.c */
+extern const struct tandem_route_table tandem_snapshot_route_table;    /* node/api/snapshots.c */
 extern const struct tandem_route_table tandem_ui_route_table;          /* node/api/ui.c */
 
 /* The metrics labels of every route, by route id, then "unmatched"; returns their count. */

@@ -34,6 +34,7 @@ static const struct tandem_route_table *const route_tables[] = {
     &tandem_pdata_route_table,       /* node/api/keys.c (issue 13) */
     &tandem_backups_route_table,     /* node/api/backups.c (issue 14) */
     &tandem_backup_site_route_table, /* node/api/backup_sites.c (issue 14) */
+    &tandem_snapshot_route_table,    /* node/api/snapshots.c (issue 17) */
     &tandem_ui_route_table,          /* node/api/ui.c: the web console (issue 15) */
 };
 #define ROUTE_TABLES_COUNT (sizeof route_tables / sizeof route_tables[0])

@@ -12,6 +12,7 @@ restored node under a new cluster id is refused by the old cluster's transport: 
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -166,9 +167,11 @@ def test_whole_cluster_from_one_backup():
 def test_seed_node_then_empty_members_join():
     """One restored seed node started alone, two empty nodes started with join = true under the
     same new cluster id and added with member add: they receive the backup's state as a
-    snapshot. A directory restored under another cluster id refuses to start in this cluster,
-    and one whose state is not the manifest's refuses to start at all."""
-    with Cluster(topology="3") as old:
+    snapshot. With snapshot_inline_mib = 0 the seed's snapshot is a snapshot file and raft holds
+    its reference: the joiners fetch the file from the seed. A directory restored under another
+    cluster id refuses to start in this cluster, and one whose state is not the manifest's refuses
+    to start at all."""
+    with Cluster(topology="3", settings={"snapshot_inline_mib": 0}) as old:
         leader = old.settled_leader()
         for i in range(KEYS):
             old.kv_put(leader, "k-%02d" % i, b"v%d" % i)
@@ -214,6 +217,11 @@ def test_seed_node_then_empty_members_join():
                 wait_until(lambda: node.get("/v1/kv/after-join?consistency=local")[2] == b"all",
                            REPLICATE_TIMEOUT_S, "the new write on %s" % node.name)
                 assert node.get("/v1/kv/k-07?consistency=local")[2] == b"v7"
+                fetched = re.search(rb"^tandem_snapshot_files_fetched_total (\S+)$",
+                                    node.get("/metrics")[2], re.M)
+                assert fetched and float(fetched.group(1)) >= 1, node.name
+            assert [f for f in os.listdir(os.path.join(seed_data, "snapshots"))
+                    if f.endswith(".snap")], "the seed's snapshot is no file"
             members = json.loads(seed.get("/v1/status")[2])["members"]
             assert sorted(x["name"] for x in members) == ["east-1", "west-1", "witness-1"]
             stray.start(wait=False)

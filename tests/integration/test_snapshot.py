@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Snapshot integration tests on real tandemd clusters with tiny snapshot thresholds: a node
-restarted (SIGTERM, kill -9) after snapshots and log truncation rejoins with the same state, and a
+restarted (SIGTERM, kill -9) after snapshots and log truncation rejoins with the same state, a
 follower paused (SIGSTOP) while the leader truncates past it catches up by snapshot install
-without crashing (libraft 0.22.1's takeSnapshotCb NULL dereference lives on this path)."""
+without crashing (libraft 0.22.1's takeSnapshotCb NULL dereference lives on this path), and with
+snapshot files (snapshot_inline_mib=0) a wiped node comes back by fetching the leader's file, which
+only node certificates may read."""
 
 import base64
 import json
 import os
 import re
+import shutil
 import sys
 import threading
 import time
@@ -16,8 +19,8 @@ import http.client as httpclient
 
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import (BIN_DIR, SUBREAPER, Cluster, exit_code, http_connection,  # noqa: E402
-                     pid_alive, run_tests, wait_until)
+from cluster import (BIN_DIR, SUBREAPER, Cluster, ClusterError, exit_code,  # noqa: E402
+                     http_connection, pid_alive, run_tests, wait_until)
 
 # Snapshots every 64 entries keeping 128 behind; 64 KiB segments so that truncation removes whole
 # segment files (a batch must fit in a segment, and a body in a batch). max_inflight_entries is
@@ -346,6 +349,140 @@ def test_paused_follower_catches_up_by_snapshot():
         for name in c.names:
             check_has(c, name, {k: v for k, v in acked.items() if k.startswith("a/")}, "a/")
             check_no_crash(c, name)
+
+
+# ---- snapshots as files (snapshot_inline_mib) -------------------------------------------------
+
+FILE_SETTINGS = dict(SETTINGS, snapshot_inline_mib=0)  # every snapshot a file, raft a reference
+REF_BYTES_MAX = 4096  # raft_uv's file of a 64-byte reference, with its own header
+
+
+def snapshot_dir_files(c, name):
+    """(snapshot files, leftovers) in node name's data/snapshots."""
+    names = os.listdir(os.path.join(c.nodes[name]["dir"], "data", "snapshots"))
+    return ([n for n in names if n.endswith(".snap")],
+            [n for n in names if n.endswith((".tmp", ".part"))])
+
+
+def check_references_only(c, name):
+    """Node name's raft keeps references, not states: its snapshot files are tiny, and it keeps
+    the state files of at most its two newest."""
+    raft_dir = os.path.join(c.nodes[name]["dir"], "data", "raft")
+    sizes = [os.path.getsize(os.path.join(raft_dir, n)) for n in os.listdir(raft_dir)
+             if n.startswith("snapshot-") and not n.endswith(".meta")]
+    assert sizes and max(sizes) <= REF_BYTES_MAX, (name, sizes)
+    files, _ = snapshot_dir_files(c, name)
+    assert 1 <= len(files) <= 2, (name, files)
+    return files
+
+
+def test_snapshot_files_bring_a_wiped_node_back():
+    with Cluster(TOPOLOGY, settings=FILE_SETTINGS) as c:
+        leader = settled_leader(c)
+        wiped = non_witness_followers(c, leader)[0]
+        written = sequential_writes(c, leader, "a/", PREFILL_WRITES)
+        converge_watching(c, c.names, wiped)
+        for name in c.names:
+            check_snapshotted_and_truncated(c, name)
+            assert c.metric(name, "tandem_snapshot_files_written_total") > 0, name
+            check_references_only(c, name)
+
+        # A replaced disk: the node starts empty and the leader's log no longer reaches back.
+        c.stop(wiped)
+        data = os.path.join(c.nodes[wiped]["dir"], "data")
+        shutil.rmtree(data)
+        os.makedirs(data)
+        written.update(sequential_writes(c, leader, "b/", WRITES_WHILE_DOWN))
+        c.start(wiped)
+        converge_watching(c, c.names, wiped)
+        for prefix in ("a/", "b/"):
+            check_has(c, wiped, {k: v for k, v in written.items() if k.startswith(prefix)}, prefix)
+        assert c.metric(wiped, "tandem_snapshot_files_fetched_total") >= 1
+        assert c.metric(wiped, "tandem_snapshot_fetch_bytes_total") > 0
+        assert c.metric(wiped, "tandem_snapshots_restored_total") >= 1
+        files = check_references_only(c, wiped)
+        print("%s rejoined from %s" % (wiped, files), flush=True)
+
+        # It goes on taking file snapshots of its own and serving them.
+        written.update(sequential_writes(c, wiped, "c/", 2 * SETTINGS["snapshot_threshold"]))
+        converge_watching(c, c.names, wiped)
+        wait_until(lambda: c.metric(wiped, "tandem_snapshot_files_written_total") >= 1,
+                   CONVERGE_TIMEOUT_S, "a snapshot file of the rejoined node")
+        for name in c.names:
+            check_no_crash(c, name)
+            check_has(c, name, {k: v for k, v in written.items() if k.startswith("c/")}, "c/")
+            assert not snapshot_dir_files(c, name)[1], name
+
+
+def test_snapshot_file_route_refusals():
+    with Cluster(TOPOLOGY, settings=FILE_SETTINGS) as c:
+        leader = settled_leader(c)
+        sequential_writes(c, leader, "a/", PREFILL_WRITES // 2)
+        wait_until(lambda: snapshot_dir_files(c, leader)[0], CONVERGE_TIMEOUT_S,
+                   "a snapshot file on the leader")
+        name = snapshot_dir_files(c, leader)[0][0]
+        path = "/v1/node/snapshots/" + name
+        node_ctx = c.tls_context(next(n for n in c.names if n != leader))
+        size = os.path.getsize(os.path.join(c.nodes[leader]["dir"], "data", "snapshots", name))
+        # A node certificate gets the file, whole.
+        status, _, body = c.api(leader, "GET", path, context=node_ctx, timeout=30)
+        assert status == 200 and len(body) == size, (status, len(body), size)
+        assert body[:8] == b"TANDEMSS", body[:8]
+        # A person's certificate, even the administrator's, does not: states hold personal data.
+        status, _, body = c.api(leader, "GET", path)
+        assert status == 403, (status, body[:200])
+        status, _, body = c.api(leader, "GET", path, context=c.tls_context(None))
+        assert status == 401, (status, body[:200])
+        # Names that are not a snapshot file's, and files that are not there.
+        for bad in ("..%2Fraft%2Fmetadata1", "state-1.snap", name + ".part", "x"):
+            status, _, body = c.api(leader, "GET", "/v1/node/snapshots/" + bad, context=node_ctx)
+            assert status == 400, (bad, status, body[:200])
+            assert b"not a snapshot file name" in body, body
+        missing = "state-%020d-%s.snap" % (1, "0" * 16)
+        status, _, body = c.api(leader, "GET", "/v1/node/snapshots/" + missing, context=node_ctx)
+        assert status == 404, (status, body[:200])
+        json.loads(body)
+        check_no_crash(c, leader)
+
+
+def test_snapshot_file_nobody_has_stops_the_installer_cleanly():
+    """A reference whose file no member can give (here removed on every member): the installer
+    tries until snapshot_fetch_timeout_s, then stops with exit status 70 before raft stores the
+    install, so that its next start catches up afresh, and it does once a file is there again."""
+    settings = dict(FILE_SETTINGS, snapshot_fetch_timeout_s=3)
+    with Cluster(TOPOLOGY, settings=settings) as c:
+        leader = settled_leader(c)
+        wiped = non_witness_followers(c, leader)[0]
+        written = sequential_writes(c, leader, "a/", PREFILL_WRITES)
+        converge_watching(c, c.names, wiped)
+        c.stop(wiped)
+        data = os.path.join(c.nodes[wiped]["dir"], "data")
+        shutil.rmtree(data)
+        os.makedirs(data)
+        for name in c.live():
+            for f in snapshot_dir_files(c, name)[0]:
+                os.unlink(os.path.join(c.nodes[name]["dir"], "data", "snapshots", f))
+        try:
+            c.start(wiped)
+        except ClusterError:
+            pass  # it may stop before the start script looks
+        pid = c.nodes[wiped]["pid"] or int(open(os.path.join(
+            c.nodes[wiped]["dir"], "tandemd.pid")).read())
+        wait_until(lambda: not pid_alive(pid), 60, "%s to give up the install" % wiped)
+        assert not SUBREAPER or exit_code(pid) == 70, exit_code(pid)
+        tail = c.log_tail(wiped, 200)
+        assert "cannot install the snapshot raft received" in tail, tail
+        assert "not fetched from any member" in tail, tail
+        assert "AddressSanitizer" not in tail and "runtime error" not in tail, tail
+        # The leader snapshots again (a file it has); the node's next start installs it.
+        written.update(sequential_writes(c, leader, "b/", 2 * SETTINGS["snapshot_threshold"]))
+        wait_until(lambda: snapshot_dir_files(c, leader)[0], CONVERGE_TIMEOUT_S,
+                   "a new snapshot file on the leader")
+        c.start(wiped)
+        converge_watching(c, c.names, leader)  # the wiped node's log holds its first fatal line
+        assert pid_alive(c.nodes[wiped]["pid"]), c.log_tail(wiped)
+        for prefix in ("a/", "b/"):
+            check_has(c, wiped, {k: v for k, v in written.items() if k.startswith(prefix)}, prefix)
 
 
 if __name__ == "__main__":

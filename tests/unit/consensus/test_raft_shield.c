@@ -340,13 +340,17 @@ static struct {
     unsigned puts_seen, calls;
 } prepare_probe;
 
-static void probe_prepare(void *data, const struct raft_snapshot *snapshot)
+static int probe_prepare(void *data, const struct raft_snapshot *snapshot, const char *sender,
+                         char *errmsg)
 {
     (void)data;
+    (void)sender;
+    (void)errmsg;
     prepare_probe.on_loop_thread = pthread_equal(pthread_self(), prepare_probe.loop_thread) != 0;
     prepare_probe.seen = snapshot;
     prepare_probe.puts_seen = inner_puts;
     prepare_probe.calls++;
+    return 0;
 }
 
 /* An install (trailing 0) put through shield 7. */

@@ -287,11 +287,13 @@ static bool anonymous_route(const struct tandem_route *route)
 static void test_router_anonymous_every_route(void **state)
 {
     const struct tandem_route_table *const tables[] = {
-        &tandem_cluster_route_table, &tandem_kv_route_table,        &tandem_domain_route_table,
-        &tandem_bcp_route_table,     &tandem_rebalance_route_table, &tandem_quarantine_route_table,
-        &tandem_events_route_table,  &tandem_audit_route_table,     &tandem_users_route_table,
-        &tandem_pdata_route_table,   &tandem_backups_route_table,   &tandem_backup_site_route_table,
-        &tandem_ui_route_table,
+        &tandem_cluster_route_table,   &tandem_kv_route_table,
+        &tandem_domain_route_table,    &tandem_bcp_route_table,
+        &tandem_rebalance_route_table, &tandem_quarantine_route_table,
+        &tandem_events_route_table,    &tandem_audit_route_table,
+        &tandem_users_route_table,     &tandem_pdata_route_table,
+        &tandem_backups_route_table,   &tandem_backup_site_route_table,
+        &tandem_snapshot_route_table,  &tandem_ui_route_table,
     };
     struct fixture *f = &fixture;
     struct call c;

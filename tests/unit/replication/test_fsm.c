@@ -1064,6 +1064,166 @@ static void test_snapshot_filled_off_the_loop(void **state)
     raft_free(on_loop.base);
 }
 
+/* A fetch for the tests: copies the named file from from_dir (the sender's files), or, with
+ * from_dir NULL, fails and cancels the install's fetch (so the test need not wait out
+ * TANDEM_SNAPSHOT_FETCH_DEADLINE_MS). */
+struct fetch_probe {
+    const char *from_dir;
+    struct tandem_fsm *fsm;
+    unsigned calls;
+    char address[128];
+};
+
+static int probe_fetch(void *data, const char *address, const char *name, uint64_t len,
+                       const char *dest, const atomic_bool *cancel, char *errmsg)
+{
+    struct fetch_probe *p = data;
+    char path[PATH_MAX];
+    (void)cancel;
+    p->calls++;
+    snprintf(p->address, sizeof p->address, "%s", address);
+    if (p->from_dir == NULL) {
+        tandem_fsm_cancel_fetch(p->fsm);
+        return tandem_error_set(errmsg, TANDEM_NET, "connection refused");
+    }
+    snprintf(path, sizeof path, "%s/%s", p->from_dir, name);
+    FILE *in = fopen(path, "rb"), *out = fopen(dest, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    char chunk[4096];
+    size_t n, total = 0;
+    while ((n = fread(chunk, 1, sizeof chunk, in)) > 0) {
+        assert_int_equal(fwrite(chunk, 1, n, out), n);
+        total += n;
+    }
+    assert_int_equal(total, len);
+    assert_int_equal(fclose(in), 0);
+    assert_int_equal(fclose(out), 0);
+    return 0;
+}
+
+/* fa's snapshot taken as on tandemd (pinned, filled on the pool, handed over): a copy of the
+ * bytes raft would store. */
+static struct raft_buffer snapshot_filled(struct tandem_fsm *fsm)
+{
+    struct raft_buffer *bufs = NULL, copy;
+    unsigned n = 0;
+    fsm->fill_later = true;
+    assert_int_equal(fsm->raft_fsm.snapshot(&fsm->raft_fsm, &bufs, &n), 0);
+    assert_int_equal(fsm->raft_fsm.snapshot_async(&fsm->raft_fsm, &bufs, &n), 0);
+    assert_int_equal(tandem_fsm_snapshot_fill(fsm), 0);
+    tandem_fsm_snapshot_filled(fsm, 0);
+    copy.len = bufs[0].len;
+    copy.base = raft_malloc(copy.len);
+    assert_non_null(copy.base);
+    memcpy(copy.base, bufs[0].base, copy.len);
+    assert_int_equal(fsm->raft_fsm.snapshot_finalize(&fsm->raft_fsm, &bufs, &n), 0);
+    return copy;
+}
+
+static bool file_exists(const char *dir, const struct tandem_snapshot_ref *ref)
+{
+    char name[TANDEM_SNAPSHOT_FILE_NAME_SIZE], path[PATH_MAX];
+    struct stat st;
+    tandem_snapshot_file_name(ref, name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return stat(path, &st) == 0 && (uint64_t)st.st_size == ref->len;
+}
+
+/* Past snapshot_inline_mib (0 here) a snapshot is a file and raft holds a 64-byte reference; the
+ * member that installs it fetches the file from the sender, checks it against the reference and
+ * swaps in the state it built off the loop; a state already at the reference needs no file. */
+static void test_snapshot_file_reference(void **state)
+{
+    struct fixture *f = *state;
+    char files_a[PATH_MAX], files_b[PATH_MAX], errmsg[TANDEM_ERRMSG_SIZE] = "";
+    uint8_t da[TANDEM_DIGEST_LEN], db[TANDEM_DIGEST_LEN];
+    struct fetch_probe probe = {.fsm = &f->fb};
+    struct tandem_snapshot_ref ref;
+    const char *sender = "east-1|east|127.0.0.1:7001|http://127.0.0.1:8001";
+    snprintf(files_a, sizeof files_a, "%s/files-a", f->root);
+    snprintf(files_b, sizeof files_b, "%s/files-b", f->root);
+    assert_int_equal(tandem_fsm_set_snapshot_files(&f->fa, files_a, 0, NULL, NULL), 0);
+    assert_int_equal(tandem_fsm_set_snapshot_files(&f->fb, files_b, 0, probe_fetch, &probe), 0);
+    build_script(f);
+    apply_script(&f->fa, f, 0, SCRIPT_LEN, 0);
+    state_digest(&f->a, da);
+
+    struct raft_buffer snap = snapshot_filled(&f->fa);
+    assert_int_equal(snap.len, TANDEM_SNAPSHOT_REF_LEN);
+    assert_int_equal(tandem_snapshot_ref_decode(snap.base, snap.len, &ref, errmsg), 1);
+    assert_int_equal(ref.index, f->a.applied_index);
+    assert_true(file_exists(files_a, &ref));
+    assert_int_equal(f->fa.snapshot_files_written, 1);
+    uint8_t ref_bytes[TANDEM_SNAPSHOT_REF_LEN];
+    memcpy(ref_bytes, snap.base, sizeof ref_bytes); /* the restore frees snap */
+
+    /* The install: fetched from the sender on the pool, then only swapped in. */
+    probe.from_dir = files_a;
+    struct raft_snapshot install = {.index = ref.index, .term = 1, .bufs = &snap, .n_bufs = 1};
+    assert_int_equal(tandem_fsm_install_prepare(&f->fb, &install, sender, errmsg), 0);
+    assert_int_equal(probe.calls, 1);
+    assert_string_equal(probe.address, sender);
+    assert_true(f->fb.prepared.ready);
+    assert_true(file_exists(files_b, &ref)); /* kept: raft's own snapshot now names it */
+    assert_int_equal(atomic_load(&f->fb.snapshot_files_fetched), 1);
+    assert_int_equal(atomic_load(&f->fb.snapshot_fetch_bytes), ref.len);
+    assert_int_equal(f->fb.raft_fsm.restore(&f->fb.raft_fsm, &snap), 0);
+    assert_int_equal(f->fb.installs_prepared, 1);
+    assert_null(f->fb.install_map.base);
+    assert_int_equal(f->b.applied_index, ref.index);
+    state_digest(&f->b, db);
+    assert_memory_equal(da, db, TANDEM_DIGEST_LEN);
+
+    /* At or past the reference (raft_start after a clean stop): no file is read or fetched. */
+    struct raft_buffer again = snapshot_filled(&f->fa);
+    assert_int_equal(f->fb.raft_fsm.restore(&f->fb.raft_fsm, &again), 0);
+    assert_int_equal(probe.calls, 1);
+
+    /* A file the sender cannot give: the prepare fails (the shield then stops the node before
+     * raft stores the install) and leaves no part file behind. */
+    apply_script(&f->fa, f, 0, SCRIPT_LEN, 0); /* replays: skipped, the index stays */
+    struct tandem_snapshot_ref missing = ref;
+    missing.index = ref.index + 5;
+    uint8_t bytes[TANDEM_SNAPSHOT_REF_LEN];
+    tandem_snapshot_ref_encode(&missing, bytes);
+    struct raft_buffer lost = {.base = bytes, .len = sizeof bytes};
+    install.bufs = &lost;
+    probe.from_dir = NULL;
+    errmsg[0] = '\0';
+    assert_int_not_equal(tandem_fsm_install_prepare(&f->fb, &install, sender, errmsg), 0);
+    assert_non_null(strstr(errmsg, "not fetched from any member"));
+    assert_int_equal(probe.calls, 2);
+    assert_int_equal(atomic_load(&f->fb.snapshot_fetch_failures), 1);
+    assert_false(f->fb.prepared.ready);
+    assert_int_equal(tandem_snapshot_files_prune(files_b, 8, true), 0); /* no .part left */
+
+    /* A file that is not the one named (a flipped byte): refused, and removed to be fetched
+     * again. */
+    char name[TANDEM_SNAPSHOT_FILE_NAME_SIZE], path[PATH_MAX];
+    tandem_snapshot_file_name(&ref, name);
+    snprintf(path, sizeof path, "%s/%s", files_b, name);
+    assert_int_equal(unlink(path), 0);
+    snprintf(path, sizeof path, "%s/%s", files_a, name);
+    FILE *file = fopen(path, "r+b");
+    assert_non_null(file);
+    assert_int_equal(fseek(file, (long)ref.len - 1, SEEK_SET), 0);
+    int last = fgetc(file);
+    assert_int_equal(fseek(file, (long)ref.len - 1, SEEK_SET), 0);
+    assert_int_not_equal(fputc(last ^ 0x01, file), EOF);
+    assert_int_equal(fclose(file), 0);
+    atomic_store(&f->fb.fetch_cancel, false);
+    probe.from_dir = files_a;
+    struct raft_buffer named = {.base = ref_bytes, .len = sizeof ref_bytes};
+    install.bufs = &named;
+    errmsg[0] = '\0';
+    assert_int_equal(tandem_fsm_install_prepare(&f->fb, &install, sender, errmsg), TANDEM_CORRUPT);
+    assert_false(file_exists(files_b, &ref));
+    assert_null(f->fb.install_map.base);
+    tandem_fsm_close(&f->fb);
+    tandem_fsm_close(&f->fa);
+}
+
 /* Retention by size: the threshold drops to 1 once the log since the last snapshot holds the
  * byte budget, and stays at the entry ceiling before; the trailing count keeps the newest entries
  * that fit the trailing bytes, at least 1, at most the entry ceiling; a snapshot starts the count
@@ -1209,6 +1369,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_claim_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_via_raft_callbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_filled_off_the_loop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_file_reference, setup, teardown),
         cmocka_unit_test(test_log_budget_derivation),
         cmocka_unit_test(test_log_budget_stagger),
         cmocka_unit_test_setup_teardown(test_snapshot_restore_refuses_corrupt, setup, teardown),

@@ -591,6 +591,77 @@ static void test_snapshot_many_records(void **state)
     free(buf);
 }
 
+/* A snapshot written to a file is the in-memory snapshot byte for byte, however many chunks it
+ * took (here 3 flushes, one record larger than a chunk), and restores through its mapping. */
+static void test_snapshot_to_a_file(void **state)
+{
+    struct fixture *f = *state;
+    void *buf;
+    size_t len;
+    char key[KEY_TEXT_MAX], path[PATH_MAX + 16], errmsg[TANDEM_ERRMSG_SIZE];
+    uint8_t checksum[TANDEM_DIGEST_LEN], da[TANDEM_DIGEST_LEN], db[TANDEM_DIGEST_LEN];
+    uint64_t file_len = 0, index = 0;
+    const size_t big = 9u << 20, value_len = 64u << 10;
+    char *value = malloc(big + 1);
+    assert_non_null(value);
+    open_store(&f->a, f->dir_a, &f->a_open);
+    for (unsigned i = 0; i < 300; i++) {
+        memset(value, 'a' + (int)(i % 26), value_len);
+        value[value_len] = '\0';
+        snprintf(key, sizeof key, "key-%04u", i);
+        put(&f->a, key, value);
+    }
+    memset(value, 'z', big);
+    value[big] = '\0';
+    put(&f->a, "key-big", value);
+    free(value);
+    set_applied(&f->a, 77, 0x77);
+    assert_int_equal(tandem_store_commit(&f->a), 0);
+    snapshot_of(&f->a, &buf, &len);
+
+    snprintf(path, sizeof path, "%s/snap", f->root);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    MDB_txn *txn;
+    assert_int_equal(tandem_store_read_txn(&f->a, &txn), 0);
+    assert_int_equal(tandem_store_snapshot_write_fd(&f->a, txn, fd, &file_len, &index, checksum),
+                     0);
+    mdb_txn_abort(txn);
+    assert_int_equal(close(fd), 0);
+    assert_int_equal(index, 77);
+    assert_int_equal(file_len, len);
+    assert_true(len > 3 * (8u << 20));
+
+    struct tandem_store_map map;
+    assert_int_equal(tandem_store_snapshot_map(path, &map, errmsg), 0);
+    assert_int_equal(map.len, len);
+    assert_memory_equal(map.base, buf, len);
+    assert_memory_equal((const uint8_t *)map.base + SNAPSHOT_HEADER_SIZE - TANDEM_DIGEST_LEN,
+                        checksum, TANDEM_DIGEST_LEN);
+    open_store(&f->b, f->dir_b, &f->b_open);
+    assert_int_equal(tandem_store_restore(&f->b, map.base, map.len), 0);
+    assert_applied(&f->b, 77, 0x77);
+    digest_of(&f->a, da);
+    digest_of(&f->b, db);
+    assert_memory_equal(da, db, TANDEM_DIGEST_LEN);
+    tandem_store_snapshot_unmap(&map);
+    assert_null(map.base);
+    tandem_store_snapshot_unmap(&map); /* twice is fine */
+    free(buf);
+
+    /* No file, or one too short to be a snapshot. */
+    snprintf(path, sizeof path, "%s/absent", f->root);
+    assert_int_equal(tandem_store_snapshot_map(path, &map, errmsg), TANDEM_NOTFOUND);
+    snprintf(path, sizeof path, "%s/short", f->root);
+    fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "TANDEMSS", 8), 8);
+    assert_int_equal(close(fd), 0);
+    assert_int_equal(tandem_store_snapshot_map(path, &map, errmsg), TANDEM_CORRUPT);
+    assert_null(map.base);
+    assert_true(tandem_store_used_bytes(f->a.env) > len);
+}
+
 static void test_restore_skipped_when_ahead(void **state)
 {
     struct fixture *f = *state;
@@ -1055,6 +1126,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_replaces_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_many_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_to_a_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_skipped_when_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_prepared_swaps_without_reading_again, setup,
                                         teardown),
