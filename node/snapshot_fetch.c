@@ -11,6 +11,7 @@
 
 #include "consensus/member.h"
 #include "storage/error.h"
+#include "storage/writeback.h"
 
 int tandem_snapshot_fetcher_init(struct tandem_snapshot_fetcher *f, const struct tandem_config *c,
                                  char *errmsg)
@@ -34,6 +35,7 @@ struct sink {
     uint64_t got, len;
     const atomic_bool *cancel;
     int rv; /* a tandem code once the sink refused bytes */
+    struct tandem_writeback pace;
     char *errmsg;
 };
 
@@ -58,6 +60,7 @@ static size_t sink_write(char *ptr, size_t size, size_t nmemb, void *data)
         done += (size_t)w;
     }
     k->got += n;
+    tandem_writeback_note(&k->pace, k->got);
     return n;
 }
 
@@ -150,6 +153,7 @@ int tandem_snapshot_fetch(void *data, const char *address, const char *name, uin
         return tandem_error_from_errno(errno, errmsg, "snapshot file");
     }
     struct sink k = {.fd = fd, .len = len, .cancel = cancel, .errmsg = errmsg};
+    tandem_writeback_init(&k.pace, fd);
     int rv = fetch_get(f, url, &k);
     if (rv == 0 && fdatasync(fd) != 0) {
         rv = tandem_error_from_errno(errno, errmsg, "snapshot file fdatasync");

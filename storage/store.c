@@ -3,6 +3,7 @@
 #include "storage/assert.h"
 #include "storage/error.h"
 #include "storage/sha256.h"
+#include "storage/writeback.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -641,6 +642,7 @@ struct snapshot_walk {
     uint64_t records;
     int fd;           /* -1: the whole snapshot in buf; else buf is a chunk flushed to fd */
     uint64_t flushed; /* bytes of the snapshot already written to fd */
+    struct tandem_writeback pace;
 };
 
 /* write(2) until every byte went, or a tandem code with errmsg filled. */
@@ -667,6 +669,7 @@ static int snapshot_flush(struct snapshot_walk *w)
     if (rv == 0) {
         w->flushed += w->len;
         w->len = 0;
+        tandem_writeback_note(&w->pace, w->flushed);
     }
     return rv;
 }
@@ -865,6 +868,7 @@ int tandem_store_snapshot_write_fd(struct tandem_store *s, MDB_txn *txn, int fd,
                                    uint64_t *out_index, uint8_t checksum[TANDEM_DIGEST_LEN])
 {
     struct snapshot_walk w = {.s = s, .digest = {.db = -1, .errmsg = s->errmsg}, .fd = fd};
+    tandem_writeback_init(&w.pace, fd);
     struct tandem_store view = *s;
     struct snapshot_header header;
     struct tandem_store_map map = {0};
@@ -999,6 +1003,17 @@ static int restore_frame_next(struct tandem_store *s, const uint8_t *payload, si
     return 0;
 }
 
+/* A restore's commits are not synced (MDB_NOSYNC) until the end: without pacing, the whole state
+ * would be dirty at once and flushed in one burst (storage/writeback.h). Wait for the writeback
+ * started after the commit before, then start this one's. */
+static void restore_pace(MDB_env *env)
+{
+    int fd;
+    if (mdb_env_get_fd(env, &fd) == 0) {
+        (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE);
+    }
+}
+
 /* Loads the payload's records into env (opened by env_open on s's dbi table). */
 static int restore_records(struct tandem_store *s, MDB_env *env, const uint8_t *payload, size_t len,
                            uint64_t records)
@@ -1027,6 +1042,7 @@ static int restore_records(struct tandem_store *s, MDB_env *env, const uint8_t *
         if ((rv = mdb_txn_commit(txn)) != 0) {
             return store_mdb_fail(s, rv, "restore: commit");
         }
+        restore_pace(env);
     }
     if (done != records) {
         return tandem_error_set(s->errmsg, TANDEM_CORRUPT,

@@ -213,9 +213,17 @@ def du_bytes(path):
 
 
 def raft_dir_bytes(raft_dir):
-    """(log segment bytes, snapshot bytes) of a node's raft directory: the log is what the byte
-    budget bounds; raft_uv keeps the last two snapshots beside it."""
+    """(log segment bytes, snapshot bytes) of a node's raft directory and the snapshot files
+    beside it (data/snapshots: a state past snapshot_inline_mib): the log is what the byte budget
+    bounds; raft_uv keeps the last two snapshots (or their references) beside it."""
     log = snaps = 0
+    files = os.path.join(os.path.dirname(raft_dir), "snapshots")
+    for f in os.listdir(files) if os.path.isdir(files) else []:
+        if f.endswith(".snap"):
+            try:
+                snaps += os.lstat(os.path.join(files, f)).st_size
+            except OSError:
+                pass
     for f in os.listdir(raft_dir):
         try:
             size = os.lstat(os.path.join(raft_dir, f)).st_size
@@ -247,11 +255,12 @@ def histogram_tail(text, name, bound):
     return int(count - within), int(count), top
 
 
-def rss_bytes(pid):
+def rss_bytes(pid, field="VmRSS"):
+    """A process's resident set (field VmHWM: its peak) in bytes, or None."""
     try:
         with open("/proc/%d/status" % pid) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
     except (OSError, TypeError):
         pass
@@ -263,6 +272,12 @@ def mib(n):
 
 
 def newest_snapshot_bytes(raft_dir):
+    """The newest snapshot's bytes: its file in data/snapshots when raft holds a reference."""
+    files = os.path.join(os.path.dirname(raft_dir), "snapshots")
+    named = sorted(f for f in os.listdir(files) if f.endswith(".snap")) if os.path.isdir(
+        files) else []
+    if named:
+        return os.stat(os.path.join(files, named[-1])).st_size  # names sort by index
     snaps = [f for f in os.listdir(raft_dir) if f.startswith("snapshot-") and
              not f.endswith(".meta")]
     if not snaps:
@@ -362,7 +377,12 @@ def rejoin_wiped(c, name, leader, bin_dir):
     took = time.monotonic() - started
     finished.set()
     load.join()
-    restored = metric(me.metrics(), "tandem_snapshots_restored_total")
+    text = me.metrics()
+    restored = "%s, snapshot files fetched %s (%s), peak RSS %s" % (
+        metric(text, "tandem_snapshots_restored_total"),
+        metric(text, "tandem_snapshot_files_fetched_total"),
+        mib(metric(text, "tandem_snapshot_fetch_bytes_total")),
+        mib(rss_bytes(c.nodes[name]["pid"], "VmHWM")))
     return took, samples, restored
 
 
@@ -421,11 +441,12 @@ def main():
             text = Node(c, name).metrics()
             taken = metric(text, "tandem_snapshots_taken_total")
             log_bytes, snap_bytes = raft_dir_bytes(os.path.join(data, "raft"))
-            say("%-9s raft log %s (+ snapshot files %s), state %s, RSS %s, snapshots taken %s, "
-                "newest snapshot %s" % (
+            say("%-9s raft log %s (+ snapshot files %s), state %s, RSS %s (peak %s), snapshots "
+                "taken %s, newest snapshot %s" % (
                     name, mib(log_bytes), mib(snap_bytes),
                     mib(du_bytes(os.path.join(data, "state"))),
                     mib(rss_bytes(c.nodes[name]["pid"])),
+                    mib(rss_bytes(c.nodes[name]["pid"], "VmHWM")),
                     "n/a" if taken is None else "%d" % taken,
                     mib(newest_snapshot_bytes(os.path.join(data, "raft")))))
             lag = metric(text, "tandem_loop_lag_max_seconds")
@@ -450,7 +471,8 @@ def main():
                         "?" if worst[2] is None else worst[2]))
         micro = os.path.join(bin_dir, "micro_snapshot")
         if os.path.exists(micro):
-            p = subprocess.run([micro, os.path.join(c.nodes[leader]["dir"], "data", "state")],
+            p = subprocess.run([micro, os.path.join(c.nodes[leader]["dir"], "data", "state"),
+                                os.path.join(c.dir, "micro-snapshot.tmp")],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                timeout=1800)
             say("snapshot serialisation of the leader's state (micro_snapshot): %s"
