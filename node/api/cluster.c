@@ -364,6 +364,12 @@ static void raft_metrics(struct tandem_node *node, FILE *out)
          node->store.commits},
         {"tandem_lmdb_syncs_total", "counter", "fdatasyncs of the state store, on the thread pool.",
          node->store_sync.syncs_total},
+        {"tandem_lmdb_map_used_bytes", "gauge",
+         "Bytes of the state store's map in use (its data file's last page): at map_size_mib the "
+         "node stops.",
+         node->store.env != NULL ? tandem_store_used_bytes(node->store.env) : 0},
+        {"tandem_lmdb_map_size_bytes", "gauge", "The state store's map size (map_size_mib).",
+         (uint64_t)node->store.map_size},
         {"tandem_state_rebuilt", "gauge",
          "1 when this process discarded a state store a power loss may have torn.",
          node->store_rebuilt ? 1u : 0u},
