@@ -29,7 +29,7 @@ static void route_node_snapshot_file(struct tandem_node *node, struct tandem_htt
 
 /* X(id, method, pattern, flags, perm, handler) */
 #define SNAPSHOT_ROUTES(X)                                                                         \
-    X(node_snapshot_file, HTTP_GET, "/v1/node/snapshots/",                                         \
-      TANDEM_ROUTE_LOCAL | TANDEM_ROUTE_PREFIX, TANDEM_PERM_NODE, route_node_snapshot_file)
+    X(node_snapshot, HTTP_GET, "/v1/node/snapshots/", TANDEM_ROUTE_LOCAL | TANDEM_ROUTE_PREFIX,    \
+      TANDEM_PERM_NODE, route_node_snapshot_file)
 
 TANDEM_ROUTE_TABLE(tandem_snapshot_route_table, SNAPSHOT_ROUTES);
