@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "consensus/member.h"
+#include "storage/backup_file.h"
 #include "storage/error.h"
 #include "storage/writeback.h"
 
@@ -48,16 +49,8 @@ static size_t sink_write(char *ptr, size_t size, size_t nmemb, void *data)
                                  "the file is longer than the %" PRIu64 " bytes named", k->len);
         return 0;
     }
-    for (size_t done = 0; done < n;) {
-        ssize_t w = write(k->fd, ptr + done, n - done);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w < 0) {
-            k->rv = tandem_error_from_errno(errno, k->errmsg, "snapshot file write");
-            return 0;
-        }
-        done += (size_t)w;
+    if ((k->rv = tandem_backup_write_full(k->fd, ptr, n, "snapshot file write", k->errmsg)) != 0) {
+        return 0;
     }
     k->got += n;
     tandem_writeback_note(&k->pace, k->got);
