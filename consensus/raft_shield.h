@@ -78,6 +78,21 @@
  *    state built and only swaps it in. The install counts as in flight from raft's put on (the
  *    drops of 2 cover it); a close waits for the prepare as for a fill.
  *
+ * 8. A follower that lost entries it had acknowledged (src/progress.c, src/replication.c
+ *    sendAppendEntries; unchanged upstream): a node whose data directory was emptied and that
+ *    started again under its old name, so its old raft id. The leader keeps the match index the
+ *    node had (progressMaybeUpdate never lowers one), and once the node has installed a snapshot
+ *    older than that index its next index lies below the match index: sendAppendEntries counts
+ *    the entries in flight as next - match - 1 in unsigned arithmetic, finds the limit exceeded
+ *    and sends heartbeats only, so the node stays at the snapshot's index until the leader's
+ *    log no longer reaches it (tests/integration/test_snapshot.py; a 10M-key node stayed minutes).
+ *    The leader also keeps counting the node for entries it no longer holds. raft_io cannot
+ *    correct raft's progress; the shield notices the loss (a rejection in the leader's term whose
+ *    last index is below what that follower acknowledged in the same term: in one term the
+ *    leader's entries never conflict with what a follower acknowledged, so only a lost log
+ *    reports less) and records it (tandem_raft_shield_lost_log); the site controller then moves
+ *    leadership, and a new leader starts every follower's progress afresh.
+ *
  * Both drops apply only to an InstallSnapshot whose term is at least ours: an older one raft
  * rejects and frees itself, and its reply tells a deposed leader of the newer term.
  *
@@ -107,16 +122,29 @@
 #define TANDEM_RAFT_SHIELD_INSTALL_OWN     0x4u  /* 3 above */
 #define TANDEM_RAFT_SHIELD_CONFIG_INDEX    0x8u  /* 4 above */
 #define TANDEM_RAFT_SHIELD_APPEND_FAILED   0x10u /* 5 above */
-#define TANDEM_RAFT_SHIELD_ALL             0x1fu
+#define TANDEM_RAFT_SHIELD_LOST_LOG        0x20u /* 8 above */
+#define TANDEM_RAFT_SHIELD_ALL             0x3fu
 #define TANDEM_RAFT_SHIELD_TANDEMD                                                                 \
     (TANDEM_RAFT_SHIELD_SNAPSHOT_TERM | TANDEM_RAFT_SHIELD_INSTALL_INSTALL |                       \
-     TANDEM_RAFT_SHIELD_INSTALL_OWN)
+     TANDEM_RAFT_SHIELD_INSTALL_OWN | TANDEM_RAFT_SHIELD_LOST_LOG)
+/* Followers shield 8 keeps track of; past this, the one heard from in the oldest term is
+ * forgotten. */
+#define TANDEM_RAFT_SHIELD_PEERS_MAX 64
 
 struct tandem_raft_shield_stats {
     uint64_t terms_fixed;          /* InstallSnapshots sent with the loaded snapshot's term */
     uint64_t dropped_installing;   /* InstallSnapshots dropped during an install */
     uint64_t dropped_snapshotting; /* InstallSnapshots dropped during our own snapshot write */
     uint64_t appends_cut;          /* AppendEntries ended before a configuration entry */
+    uint64_t lost_logs;            /* followers seen losing acknowledged entries (8) */
+};
+
+/* Shield 8: what one follower acknowledged to this leader in one term. */
+struct tandem_raft_shield_peer {
+    raft_id id;
+    raft_term term;   /* the leader's term these fields are of */
+    raft_index acked; /* the highest last index of its successful answers */
+    bool lost;        /* it later rejected with a last index below acked */
 };
 
 /* A snapshot put in flight: our own request stands for raft's. */
@@ -171,7 +199,9 @@ struct tandem_raft_shield {
     char prepare_errmsg[TANDEM_ERRMSG_SIZE];
     char install_sender[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1]; /* the last InstallSnapshot's */
     uv_work_t prepare_work;
-    bool preparing;                  /* prepare_work queued, its after-callback not yet run */
+    bool preparing; /* prepare_work queued, its after-callback not yet run */
+    struct tandem_raft_shield_peer peers[TANDEM_RAFT_SHIELD_PEERS_MAX]; /* shield 8 */
+    unsigned n_peers;
     struct tandem_raft_shield *next; /* the list of shields in use on this thread */
 };
 
@@ -181,6 +211,17 @@ struct tandem_raft_shield {
  * stay put until tandem_raft_shield_remove. */
 void tandem_raft_shield_install(struct tandem_raft_shield *shield, struct raft_io *io,
                                 unsigned flags);
+/* Shield 8: takes note of an AppendEntries result from follower `from` that answers this node
+ * as the leader of `term` (the caller checks both; shield_recv does with
+ * TANDEM_RAFT_SHIELD_LOST_LOG). Returns true when this answer shows the follower lost entries it
+ * had acknowledged in `term`. */
+bool tandem_raft_shield_observe_result(struct tandem_raft_shield *shield, raft_id from,
+                                       raft_term term,
+                                       const struct raft_append_entries_result *result);
+/* True when follower id was seen losing acknowledged entries while this node led in `term`. */
+bool tandem_raft_shield_lost_log(const struct tandem_raft_shield *shield, raft_id id,
+                                 raft_term term);
+
 /* Forgets shield; call once io is closed (no callback of io runs after). Idempotent. */
 void tandem_raft_shield_remove(struct tandem_raft_shield *shield);
 

@@ -236,7 +236,8 @@ static const struct tandem_site_plan_member *best_target(const struct tandem_sit
     for (unsigned i = 0; i < in->n_members; i++) {
         const struct tandem_site_plan_member *m = &in->members[i];
         if (m->self || m->role != TANDEM_ROLE_VOTER || !m->reachable || !m->caught_up ||
-            site_state(in, m->site) != TANDEM_PLAN_SITE_ACTIVE || site_witness(in, m->site)) {
+            m->lost_log || site_state(in, m->site) != TANDEM_PLAN_SITE_ACTIVE ||
+            site_witness(in, m->site)) {
             continue;
         }
         if (prefer != NULL && prefer[0] != '\0' && strcmp(m->site, prefer) == 0) {
@@ -276,6 +277,45 @@ static bool plan_leave(const struct tandem_site_plan_input *in, struct tandem_si
                  invoked ? "leadership leaves invoked site %s"
                          : "witness site %s never keeps leadership",
                  self->site);
+    return true;
+}
+
+/* A member that lost entries it had acknowledged stays behind for as long as this node leads
+ * (consensus/raft_shield.h, 8): a new leader starts its progress afresh. Leadership goes to a
+ * voter of this leader's site if one qualifies, else by the usual preference, else, when no
+ * voter of a non-witness site qualifies, to a witness voter (plan_leave moves it on once another
+ * voter is caught up). */
+static bool plan_lost_log(const struct tandem_site_plan_input *in, struct tandem_site_action *out)
+{
+    const struct tandem_site_plan_member *self = plan_self(in);
+    const struct tandem_site_plan_member *lost = NULL;
+    for (unsigned i = 0; i < in->n_members && lost == NULL; i++) {
+        if (in->members[i].lost_log && !in->members[i].self) {
+            lost = &in->members[i];
+        }
+    }
+    if (self == NULL || lost == NULL) {
+        return false;
+    }
+    const struct tandem_site_plan_member *to = best_target(in, self->site);
+    if (to == NULL) {
+        to = best_target(in, in->preferred_site);
+    }
+    for (unsigned i = 0; i < in->n_members && to == NULL; i++) {
+        const struct tandem_site_plan_member *m = &in->members[i];
+        if (!m->self && m->role == TANDEM_ROLE_VOTER && m->reachable && m->caught_up &&
+            !m->lost_log && site_state(in, m->site) == TANDEM_PLAN_SITE_ACTIVE) {
+            to = m;
+        }
+    }
+    if (to == NULL) {
+        return false;
+    }
+    set_transfer(out, to,
+                 "%s lost entries it had acknowledged (its data emptied?): this leader would send "
+                 "it none again; a new leader starts afresh",
+                 lost->name);
+    out->warn = true; /* a member lost data: an operator wants to know */
     return true;
 }
 
@@ -499,8 +539,8 @@ static void plan_step(const struct tandem_site_plan_input *in, struct tandem_sit
     memset(out, 0, sizeof *out);
     if (plan_register(in, out) || plan_homes(in, out) || plan_prefer(in, out) ||
         plan_forced(in, out) || plan_auto_invoke(in, out) || plan_report(in, out) ||
-        plan_leave(in, out) || plan_roles(in, out) || plan_recovered(in, out) ||
-        plan_preferred(in, out)) {
+        plan_leave(in, out) || plan_lost_log(in, out) || plan_roles(in, out) ||
+        plan_recovered(in, out) || plan_preferred(in, out)) {
         return;
     }
     out->kind = TANDEM_SITE_ACTION_NONE;
@@ -510,6 +550,9 @@ static void plan_step(const struct tandem_site_plan_input *in, struct tandem_sit
 
 int tandem_site_action_log_level(const struct tandem_site_action *a)
 {
+    if (a->warn) {
+        return TANDEM_SITE_LOG_WARN;
+    }
     switch (a->kind) {
         case TANDEM_SITE_ACTION_INVOKE: /* a failover, automatic or forced */
         case TANDEM_SITE_ACTION_REPORT: /* a site lost: one failure less is tolerated */

@@ -64,7 +64,10 @@ struct tandem_site_plan_member {
     int home_role;  /* enum tandem_role, or -1 when no home record exists */
     bool reachable; /* answered within site_down_after_ms (self always) */
     bool caught_up; /* within TANDEM_SITE_CATCH_UP_ENTRIES_MAX of the leader (self always) */
-    bool self;      /* the leader running the planner */
+    /* It lost entries it had acknowledged to this leader (consensus/raft_shield.h, 8): the
+     * leader's progress for it is stale and libraft sends it no more entries. Never caught up. */
+    bool lost_log;
+    bool self; /* the leader running the planner */
 };
 
 struct tandem_site_plan_input {
@@ -88,14 +91,16 @@ struct tandem_site_action {
     bool witness;           /* REGISTER */
     bool force;             /* INVOKE */
     char action_name[24];   /* the decision's action, e.g. "demote", "transfer" */
+    bool warn;              /* logged as a warning whatever its kind */
     char reason[TANDEM_SITE_REASON_TEXT_MAX];
 };
 
 /* Chooses the next single step, or TANDEM_SITE_ACTION_NONE when everything matches. Order:
  * register sites, record home roles, seed the preference, record a forced invoke (revoking
  * first the invoked site whose members survived when no other site serves), automatic
- * invoke, report an unreachable witness, move leadership off an invoked or witness site,
- * demotions, promotions, finish recoveries, move leadership to the preferred site. */
+ * invoke, report an unreachable witness, move leadership off an invoked or witness site, move
+ * leadership away from a leader whose view of a member is stale (lost_log), demotions,
+ * promotions, finish recoveries, move leadership to the preferred site. */
 void tandem_site_plan(const struct tandem_site_plan_input *in, struct tandem_site_action *out);
 
 /* libraft 0.22.1 can leave a server with configuration_uncommitted_index pointing at an entry it

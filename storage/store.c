@@ -507,7 +507,7 @@ int tandem_store_set_applied(struct tandem_store *s, uint64_t index,
 {
     uint8_t record[META_APPLIED_LEN];
     uint64_t index_le = htole64(index);
-    MDB_txn *txn;
+    MDB_txn *txn = NULL;
     /* Replay skips entries at or below applied_index, so a caller that gets here with one has
      * a bug that would rewind the state's position in the log. */
     tandem_assert(index > s->applied_index);

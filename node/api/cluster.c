@@ -274,6 +274,10 @@ static void shield_metrics(struct tandem_node *node, FILE *out)
                           "AppendEntries cut before a second configuration entry.");
     fprintf(out, "tandem_raft_shield_appends_cut_total %llu\n",
             (unsigned long long)st->appends_cut);
+    tandem_metrics_family(out, "tandem_raft_shield_lost_logs_total", "counter",
+                          "Followers seen, while this node led, to have lost entries they had "
+                          "acknowledged (an emptied data directory); leadership then moves.");
+    fprintf(out, "tandem_raft_shield_lost_logs_total %llu\n", (unsigned long long)st->lost_logs);
 }
 
 /* The per-site series, from this node's committed site table (skipped if it cannot be read;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "consensus/log_scan.h"
+#include "consensus/raft_shield.h"
 #include "consensus/recover.h"
 #include "consensus/transport.h"
 #include "node/bcp/events.h"
@@ -650,8 +651,12 @@ static void gather_member(struct tandem_bcp *b, const struct tandem_site_table *
     out->self = server->id == b->env.raft->id;
     out->reachable = tandem_bcp_reachable(b, out->name);
     bool known = raft_state(r) == RAFT_LEADER && raft_match_index(r, server->id, &match) == 0;
-    /* match 0 means the leader has not heard from it since it took over: not caught up. */
-    out->caught_up = out->self || (known && match > 0 &&
+    out->lost_log =
+        known && !out->self &&
+        tandem_raft_shield_lost_log(&b->env.raft->shield, server->id, raft_current_term(r));
+    /* match 0 means the leader has not heard from it since it took over: not caught up. A lost
+     * log leaves match where it was: not caught up either. */
+    out->caught_up = out->self || (known && match > 0 && !out->lost_log &&
                                    match + TANDEM_SITE_CATCH_UP_ENTRIES_MAX >= raft_last_index(r));
 }
 

@@ -351,6 +351,56 @@ def test_paused_follower_catches_up_by_snapshot():
             check_no_crash(c, name)
 
 
+SNAPSHOT_NAME = re.compile(r"^snapshot-(\d+)-(\d+)-\d+$")  # raft_uv's: term, index, time
+
+
+def newest_snapshot_index(c, name):
+    raft_dir = os.path.join(c.nodes[name]["dir"], "data", "raft")
+    found = [int(m.group(2)) for m in map(SNAPSHOT_NAME.match, os.listdir(raft_dir)) if m]
+    return max(found) if found else 0
+
+
+def test_wiped_node_whose_acknowledged_index_is_past_the_snapshot():
+    """A node that lost its data directory and starts again under its old name had acknowledged
+    entries the leader's newest snapshot does not reach. libraft 0.22.1's leader keeps the match
+    index the node had (it never lowers one), so once the node has installed the snapshot the
+    leader finds fewer entries in flight than none (an unsigned underflow in
+    src/replication.c sendAppendEntries) and sends only heartbeats: the node stays at the
+    snapshot's index until the leader's log no longer reaches it. Nothing is written after the
+    restart, so only a fix brings the node back."""
+    with Cluster(TOPOLOGY, settings=SETTINGS) as c:
+        leader = settled_leader(c)
+        wiped = non_witness_followers(c, leader)[0]
+        written = sequential_writes(c, leader, "a/", PREFILL_WRITES)
+        applied, _ = converge_watching(c, c.names, wiped)
+        snap = newest_snapshot_index(c, leader)
+        if applied - snap < 8:  # the wiped node must have acknowledged well past the snapshot
+            written.update(sequential_writes(c, leader, "p/", 8))
+            applied, _ = converge_watching(c, c.names, wiped)
+            snap = newest_snapshot_index(c, leader)
+        assert 0 < snap < applied, (snap, applied)
+        print("leader %s snapshot at %d, %s acknowledged %d" % (leader, snap, wiped, applied),
+              flush=True)
+
+        c.stop(wiped)
+        data = os.path.join(c.nodes[wiped]["dir"], "data")
+        shutil.rmtree(data)
+        os.makedirs(data)
+        c.start(wiped)
+        converge_watching(c, c.names, wiped)
+        check_has(c, wiped, written, "a/")
+        assert c.metric(wiped, "tandem_snapshots_restored_total") >= 1
+        # The leader saw the loss and handed leadership on (consensus/raft_shield.h, 8).
+        assert c.metric(leader, "tandem_raft_shield_lost_logs_total") >= 1
+        assert "%s lost entries it had acknowledged" % wiped in c.log_tail(leader, 400)
+        # And it goes on following.
+        written.update(sequential_writes(c, leader, "c/", 20))
+        converge_watching(c, c.names, wiped)
+        check_has(c, wiped, {k: v for k, v in written.items() if k.startswith("c/")}, "c/")
+        for name in c.names:
+            check_no_crash(c, name)
+
+
 # ---- snapshots as files (snapshot_inline_mib) -------------------------------------------------
 
 FILE_SETTINGS = dict(SETTINGS, snapshot_inline_mib=0)  # every snapshot a file, raft a reference

@@ -3,7 +3,8 @@
  * succeeds, or fails while closing, reaches raft's callback unchanged; without the flag append is
  * not wrapped at all. 6: an own snapshot is filled on the thread pool, and raft_uv's put sees it
  * only once filled; a failed fill or a close meanwhile reaches raft's callback instead. 7: an
- * install is prepared on the thread pool before raft_uv's put, and a close waits for it. */
+ * install is prepared on the thread pool before raft_uv's put, and a close waits for it. 8: a
+ * follower that lost acknowledged entries is noticed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -426,10 +427,56 @@ static void test_a_close_waits_for_a_fill_and_a_prepare(void **state)
     fill_teardown(&t.shield, &t.loop);
 }
 
+/* Shield 8: a rejection whose last index is below what the follower acknowledged in the same
+ * term is a lost log; in a later term, or at or above the acknowledged index, it is not. */
+static void test_a_lost_log_is_noticed(void **state)
+{
+    struct tandem_raft_shield shield;
+    (void)state;
+    memset(&shield, 0, sizeof shield);
+    struct raft_append_entries_result ok = {.term = 3, .rejected = 0, .last_log_index = 620};
+    struct raft_append_entries_result installing = {.term = 3, .rejected = 0, .last_log_index = 0};
+    struct raft_append_entries_result behind = {.term = 3, .rejected = 625, .last_log_index = 620};
+    struct raft_append_entries_result lost = {.term = 3, .rejected = 620, .last_log_index = 1};
+
+    assert_false(tandem_raft_shield_observe_result(&shield, 7, 3, &ok));
+    /* A success during an install (raft reports last_stored, 0) and a rejection of entries past
+     * what it holds are ordinary. */
+    assert_false(tandem_raft_shield_observe_result(&shield, 7, 3, &installing));
+    assert_false(tandem_raft_shield_observe_result(&shield, 7, 3, &behind));
+    assert_false(tandem_raft_shield_lost_log(&shield, 7, 3));
+    /* Another follower's history is its own. */
+    assert_false(tandem_raft_shield_observe_result(&shield, 8, 3, &lost));
+    assert_false(tandem_raft_shield_lost_log(&shield, 8, 3));
+
+    assert_true(tandem_raft_shield_observe_result(&shield, 7, 3, &lost));
+    assert_true(tandem_raft_shield_lost_log(&shield, 7, 3));
+    assert_false(tandem_raft_shield_lost_log(&shield, 7, 4));
+    assert_int_equal(shield.stats.lost_logs, 1);
+    /* Counted once per term. */
+    assert_false(tandem_raft_shield_observe_result(&shield, 7, 3, &lost));
+    assert_int_equal(shield.stats.lost_logs, 1);
+
+    /* A new leadership starts afresh: nothing acknowledged yet, so nothing lost. */
+    struct raft_append_entries_result next = lost;
+    next.term = 4;
+    assert_false(tandem_raft_shield_observe_result(&shield, 7, 4, &next));
+    assert_false(tandem_raft_shield_lost_log(&shield, 7, 4));
+    assert_int_equal(shield.stats.lost_logs, 1);
+
+    /* Past TANDEM_RAFT_SHIELD_PEERS_MAX followers the oldest term's is forgotten. */
+    for (raft_id id = 100; id < 100 + TANDEM_RAFT_SHIELD_PEERS_MAX; id++) {
+        struct raft_append_entries_result r5 = {.term = 5, .last_log_index = 10};
+        assert_false(tandem_raft_shield_observe_result(&shield, id, 5, &r5));
+    }
+    assert_int_equal(shield.n_peers, TANDEM_RAFT_SHIELD_PEERS_MAX);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_write_that_succeeds_reaches_raft),
+        cmocka_unit_test(test_a_lost_log_is_noticed),
         cmocka_unit_test(test_a_failure_while_closing_reaches_raft),
         cmocka_unit_test(test_a_failed_write_stops_the_process),
         cmocka_unit_test(test_without_the_flag_append_is_not_wrapped),

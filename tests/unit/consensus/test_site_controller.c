@@ -171,6 +171,42 @@ static void test_witness_never_keeps_leadership(void **state)
     expect(&in, TANDEM_SITE_ACTION_NONE, NULL, NULL);
 }
 
+/* A member that lost acknowledged entries (consensus/raft_shield.h, 8) gets a new leader: of the
+ * leader's own site first, never the member itself, a witness only when nobody else qualifies. */
+static void test_a_lost_log_moves_leadership(void **state)
+{
+    struct tandem_site_plan_input in;
+    struct tandem_site_action a;
+    (void)state;
+    settled(&in, EAST1);
+    snprintf(in.preferred_site, sizeof in.preferred_site, "east");
+    in.members[WEST1].lost_log = true;
+    in.members[WEST1].caught_up = false;
+    tandem_site_plan(&in, &a);
+    assert_int_equal(a.kind, TANDEM_SITE_ACTION_TRANSFER);
+    assert_string_equal(a.member, "east-2");
+    assert_true(a.warn);
+    assert_non_null(strstr(a.reason, "west-1 lost entries it had acknowledged"));
+    assert_int_equal(tandem_site_action_log_level(&a), TANDEM_SITE_LOG_WARN);
+
+    in.members[EAST2].reachable = false; /* then the other site */
+    expect(&in, TANDEM_SITE_ACTION_TRANSFER, "west", "west-2");
+    in.members[WEST2].caught_up = false; /* then the witness, never west-1 */
+    expect(&in, TANDEM_SITE_ACTION_TRANSFER, "witness", "witness-1");
+    in.members[WITNESS1].caught_up = false; /* nobody: nothing to do */
+    expect(&in, TANDEM_SITE_ACTION_NONE, NULL, NULL);
+
+    /* The lost member is never a target, whatever its stale progress says. */
+    settled(&in, WITNESS1);
+    in.members[EAST1].lost_log = true;
+    expect(&in, TANDEM_SITE_ACTION_TRANSFER, NULL, "east-2");
+    /* Without a lost log a settled cluster needs nothing. */
+    settled(&in, EAST1);
+    tandem_site_plan(&in, &a);
+    assert_int_equal(a.kind, TANDEM_SITE_ACTION_NONE);
+    assert_false(a.warn);
+}
+
 static void test_automatic_invoke_and_its_guards(void **state)
 {
     struct tandem_site_plan_input in;
@@ -312,6 +348,7 @@ int main(void)
         cmocka_unit_test(test_standbys_elsewhere_stand_in),
         cmocka_unit_test(test_revoke_promotes_when_caught_up_then_recovers),
         cmocka_unit_test(test_witness_never_keeps_leadership),
+        cmocka_unit_test(test_a_lost_log_moves_leadership),
         cmocka_unit_test(test_automatic_invoke_and_its_guards),
         cmocka_unit_test(test_witness_loss_is_reported_once_not_invoked),
         cmocka_unit_test(test_demotion_never_loses_the_quorum),
