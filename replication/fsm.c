@@ -686,6 +686,18 @@ static int ref_prepare(struct tandem_fsm *f, const struct raft_snapshot *snapsho
         rv = tandem_store_snapshot_map(path, &f->install_map, f->prepare_errmsg);
     }
     if (rv == 0) {
+        /* A file that claims to be another snapshot is refused before the build reads it all. */
+        uint64_t index = 0;
+        uint8_t checksum[TANDEM_DIGEST_LEN];
+        rv = tandem_store_snapshot_peek(f->install_map.base, f->install_map.len, &index, checksum,
+                                        f->prepare_errmsg);
+        if (rv == 0 &&
+            (index != ref->index || memcmp(checksum, ref->checksum, TANDEM_DIGEST_LEN) != 0)) {
+            rv = tandem_error_set(f->prepare_errmsg, TANDEM_CORRUPT,
+                                  "snapshot file %s is not the one the reference names", path);
+        }
+    }
+    if (rv == 0) {
         rv = tandem_store_restore_prepare(f->store->dir, f->store->map_size, f->install_map.base,
                                           f->install_map.len, &f->prepared, f->prepare_errmsg);
     }

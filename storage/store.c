@@ -44,6 +44,9 @@ struct snapshot_header {
     uint8_t state_digest[TANDEM_DIGEST_LEN];
     uint8_t checksum[TANDEM_DIGEST_LEN]; /* SHA-256 of every header field above, then the payload */
 };
+/* The snapshot format's layout on disk, which tests and peers rely on. */
+_Static_assert(offsetof(struct snapshot_header, checksum) == 104, "snapshot header layout");
+_Static_assert(sizeof(struct snapshot_header) == 136, "snapshot header layout");
 
 /* Per-record frame in the snapshot payload. */
 struct record_frame {
@@ -963,6 +966,18 @@ static int header_read(const void *buf, size_t len, struct snapshot_header *head
         return tandem_error_set(errmsg, TANDEM_CORRUPT, "snapshot checksum mismatch");
     }
     return 0;
+}
+
+int tandem_store_snapshot_peek(const void *buf, size_t len, uint64_t *applied_index,
+                               uint8_t checksum[TANDEM_DIGEST_LEN], char *errmsg)
+{
+    struct snapshot_header header;
+    int rv = header_peek(buf, len, &header, errmsg);
+    if (rv == 0) {
+        *applied_index = le64toh(header.applied_index);
+        memcpy(checksum, header.checksum, TANDEM_DIGEST_LEN);
+    }
+    return rv;
 }
 
 int tandem_store_snapshot_check(const void *buf, size_t len, uint64_t *applied_index, char *errmsg)

@@ -174,6 +174,12 @@ uint64_t tandem_store_used_bytes(MDB_env *env);
  * (TANDEM_ERRMSG_SIZE bytes) filled when it is no valid snapshot. */
 int tandem_store_snapshot_check(const void *buf, size_t len, uint64_t *applied_index, char *errmsg);
 
+/* Reads the header of a snapshot buffer without verifying its checksum (a cheap look at which
+ * snapshot it claims to be: index and header checksum). TANDEM_CORRUPT with errmsg
+ * (TANDEM_ERRMSG_SIZE bytes) filled when it cannot be one. */
+int tandem_store_snapshot_peek(const void *buf, size_t len, uint64_t *applied_index,
+                               uint8_t checksum[TANDEM_DIGEST_LEN], char *errmsg);
+
 /* Restores a snapshot: builds a new environment beside the current one, verifies it, then swaps
  * it in. When the local state is already at or past the snapshot's index the swap is skipped
  * (after verifying the buffer). Any pending write transaction is committed first. */

@@ -1220,6 +1220,24 @@ static void test_snapshot_file_reference(void **state)
     assert_int_equal(tandem_fsm_install_prepare(&f->fb, &install, sender, errmsg), TANDEM_CORRUPT);
     assert_false(file_exists(files_b, &ref));
     assert_null(f->fb.install_map.base);
+
+    /* One whose header names another snapshot (its checksum field differs) is refused from the
+     * header, before the build. Offset 104: after magic, format, db_count, applied_index,
+     * records, payload_len and the two digests. */
+    file = fopen(path, "r+b");
+    assert_non_null(file);
+    assert_int_equal(fseek(file, (long)ref.len - 1, SEEK_SET), 0);
+    assert_int_not_equal(fputc(last, file), EOF); /* the payload is whole again */
+    assert_int_equal(fseek(file, 104, SEEK_SET), 0);
+    int first = fgetc(file);
+    assert_int_equal(fseek(file, 104, SEEK_SET), 0);
+    assert_int_not_equal(fputc(first ^ 0x01, file), EOF);
+    assert_int_equal(fclose(file), 0);
+    errmsg[0] = '\0';
+    assert_int_equal(tandem_fsm_install_prepare(&f->fb, &install, sender, errmsg), TANDEM_CORRUPT);
+    assert_non_null(strstr(errmsg, "is not the one the reference names"));
+    assert_false(file_exists(files_b, &ref));
+    assert_false(f->fb.prepared.ready);
     tandem_fsm_close(&f->fb);
     tandem_fsm_close(&f->fa);
 }
