@@ -47,54 +47,45 @@ static void append_cut(struct tandem_raft_shield *s, struct raft_append_entries 
     }
 }
 
-static struct tandem_raft_shield_peer *peer_of(struct tandem_raft_shield *s, raft_id id)
-{
-    struct tandem_raft_shield_peer *oldest = NULL;
-    for (unsigned i = 0; i < s->n_peers; i++) {
-        if (s->peers[i].id == id) {
-            return &s->peers[i];
-        }
-        if (oldest == NULL || s->peers[i].term < oldest->term) {
-            oldest = &s->peers[i];
-        }
-    }
-    struct tandem_raft_shield_peer *p =
-        s->n_peers < TANDEM_RAFT_SHIELD_PEERS_MAX ? &s->peers[s->n_peers++] : oldest;
-    memset(p, 0, sizeof *p);
-    p->id = id;
-    return p;
-}
-
 bool tandem_raft_shield_observe_result(struct tandem_raft_shield *s, raft_id from, raft_term term,
+                                       raft_index match,
                                        const struct raft_append_entries_result *result)
 {
     tandem_assert(from != 0 && term != 0 && result->term == term);
-    struct tandem_raft_shield_peer *p = peer_of(s, from);
-    if (p->term != term) { /* a new leadership: what was acknowledged before does not count */
-        p->term = term;
-        p->acked = 0;
-        p->lost = false;
+    /* A success reports what the follower holds, or 0 during an install (raft's last_stored):
+     * never a loss. A rejection reports its last index, or one below the index it rejected. */
+    if (result->rejected == 0 || result->last_log_index >= match ||
+        tandem_raft_shield_lost_log(s, from, term)) {
+        return false;
     }
-    if (result->rejected == 0) {
-        /* A success during an install reports 0 (raft's last_stored): never a loss. */
-        if (result->last_log_index > p->acked) {
-            p->acked = result->last_log_index;
+    struct tandem_raft_shield_lost *slot = NULL;
+    for (unsigned i = 0; i < s->n_lost; i++) {
+        if (s->lost[i].id == from) {
+            slot = &s->lost[i]; /* an older term's */
         }
-        return false;
     }
-    if (result->last_log_index >= p->acked || p->lost) {
-        return false;
+    if (slot == NULL && s->n_lost < TANDEM_RAFT_SHIELD_LOST_MAX) {
+        slot = &s->lost[s->n_lost++];
     }
-    p->lost = true;
+    if (slot == NULL) { /* full: the record of the oldest term goes */
+        slot = &s->lost[0];
+        for (unsigned i = 1; i < s->n_lost; i++) {
+            if (s->lost[i].term < slot->term) {
+                slot = &s->lost[i];
+            }
+        }
+    }
+    slot->id = from;
+    slot->term = term;
     s->stats.lost_logs++;
     return true;
 }
 
 bool tandem_raft_shield_lost_log(const struct tandem_raft_shield *s, raft_id id, raft_term term)
 {
-    for (unsigned i = 0; i < s->n_peers; i++) {
-        if (s->peers[i].id == id) {
-            return s->peers[i].term == term && s->peers[i].lost;
+    for (unsigned i = 0; i < s->n_lost; i++) {
+        if (s->lost[i].id == id && s->lost[i].term == term) {
+            return true;
         }
     }
     return false;
@@ -104,10 +95,12 @@ static void shield_recv(struct raft_io *io, struct raft_message *message)
 {
     struct tandem_raft_shield *s = shield_of(io);
     struct raft *r = io->data; /* raft_init's */
+    raft_index match = 0;
     if (message->type == RAFT_APPEND_ENTRIES_RESULT && (s->flags & TANDEM_RAFT_SHIELD_LOST_LOG) &&
         !s->closing && message->server_id != 0 && raft_state(r) == RAFT_LEADER &&
-        message->append_entries_result.term == raft_current_term(r)) {
-        (void)tandem_raft_shield_observe_result(s, message->server_id, raft_current_term(r),
+        message->append_entries_result.term == raft_current_term(r) &&
+        raft_match_index(r, message->server_id, &match) == 0) {
+        (void)tandem_raft_shield_observe_result(s, message->server_id, raft_current_term(r), match,
                                                 &message->append_entries_result);
     }
     if (message->type == RAFT_APPEND_ENTRIES && (s->flags & TANDEM_RAFT_SHIELD_CONFIG_INDEX) &&

@@ -87,11 +87,11 @@
  *    and sends heartbeats only, so the node stays at the snapshot's index until the leader's
  *    log no longer reaches it (tests/integration/test_snapshot.py; a 10M-key node stayed minutes).
  *    The leader also keeps counting the node for entries it no longer holds. raft_io cannot
- *    correct raft's progress; the shield notices the loss (a rejection in the leader's term whose
- *    last index is below what that follower acknowledged in the same term: in one term the
- *    leader's entries never conflict with what a follower acknowledged, so only a lost log
- *    reports less) and records it (tandem_raft_shield_lost_log); the site controller then moves
- *    leadership, and a new leader starts every follower's progress afresh.
+ *    correct raft's progress; the shield notices exactly that state (a rejection whose last
+ *    index is below raft's match index for its sender: a follower's log never shrinks below what
+ *    it acknowledged unless it lost it, and raft's match index starts afresh with each
+ *    leadership and each re-added member) and records it (tandem_raft_shield_lost_log); the site
+ *    controller then moves leadership, and a new leader starts every follower's progress afresh.
  *
  * Both drops apply only to an InstallSnapshot whose term is at least ours: an older one raft
  * rejects and frees itself, and its reply tells a deposed leader of the newer term.
@@ -127,9 +127,8 @@
 #define TANDEM_RAFT_SHIELD_TANDEMD                                                                 \
     (TANDEM_RAFT_SHIELD_SNAPSHOT_TERM | TANDEM_RAFT_SHIELD_INSTALL_INSTALL |                       \
      TANDEM_RAFT_SHIELD_INSTALL_OWN | TANDEM_RAFT_SHIELD_LOST_LOG)
-/* Followers shield 8 keeps track of; past this, the one heard from in the oldest term is
- * forgotten. */
-#define TANDEM_RAFT_SHIELD_PEERS_MAX 64
+/* Losses shield 8 remembers; past this, the one of the oldest term is forgotten. */
+#define TANDEM_RAFT_SHIELD_LOST_MAX 16
 
 struct tandem_raft_shield_stats {
     uint64_t terms_fixed;          /* InstallSnapshots sent with the loaded snapshot's term */
@@ -139,12 +138,10 @@ struct tandem_raft_shield_stats {
     uint64_t lost_logs;            /* followers seen losing acknowledged entries (8) */
 };
 
-/* Shield 8: what one follower acknowledged to this leader in one term. */
-struct tandem_raft_shield_peer {
+/* Shield 8: a follower seen losing acknowledged entries while this node led in term. */
+struct tandem_raft_shield_lost {
     raft_id id;
-    raft_term term;   /* the leader's term these fields are of */
-    raft_index acked; /* the highest last index of its successful answers */
-    bool lost;        /* it later rejected with a last index below acked */
+    raft_term term;
 };
 
 /* A snapshot put in flight: our own request stands for raft's. */
@@ -200,8 +197,8 @@ struct tandem_raft_shield {
     char install_sender[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1]; /* the last InstallSnapshot's */
     uv_work_t prepare_work;
     bool preparing; /* prepare_work queued, its after-callback not yet run */
-    struct tandem_raft_shield_peer peers[TANDEM_RAFT_SHIELD_PEERS_MAX]; /* shield 8 */
-    unsigned n_peers;
+    struct tandem_raft_shield_lost lost[TANDEM_RAFT_SHIELD_LOST_MAX]; /* shield 8 */
+    unsigned n_lost;
     struct tandem_raft_shield *next; /* the list of shields in use on this thread */
 };
 
@@ -211,12 +208,12 @@ struct tandem_raft_shield {
  * stay put until tandem_raft_shield_remove. */
 void tandem_raft_shield_install(struct tandem_raft_shield *shield, struct raft_io *io,
                                 unsigned flags);
-/* Shield 8: takes note of an AppendEntries result from follower `from` that answers this node
- * as the leader of `term` (the caller checks both; shield_recv does with
- * TANDEM_RAFT_SHIELD_LOST_LOG). Returns true when this answer shows the follower lost entries it
- * had acknowledged in `term`. */
+/* Shield 8: takes note of an AppendEntries result from follower `from` to this node as the
+ * leader of `term`, whose match index for `from` raft reports as `match` (shield_recv checks and
+ * asks raft with TANDEM_RAFT_SHIELD_LOST_LOG). Returns true when this answer shows, for the first
+ * time in `term`, that the follower lost entries it had acknowledged. */
 bool tandem_raft_shield_observe_result(struct tandem_raft_shield *shield, raft_id from,
-                                       raft_term term,
+                                       raft_term term, raft_index match,
                                        const struct raft_append_entries_result *result);
 /* True when follower id was seen losing acknowledged entries while this node led in `term`. */
 bool tandem_raft_shield_lost_log(const struct tandem_raft_shield *shield, raft_id id,

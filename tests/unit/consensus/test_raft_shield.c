@@ -427,8 +427,8 @@ static void test_a_close_waits_for_a_fill_and_a_prepare(void **state)
     fill_teardown(&t.shield, &t.loop);
 }
 
-/* Shield 8: a rejection whose last index is below what the follower acknowledged in the same
- * term is a lost log; in a later term, or at or above the acknowledged index, it is not. */
+/* Shield 8: a rejection whose last index is below raft's match index for the follower is a lost
+ * log, counted once per term; a success, or a rejection at or above the match index, is not. */
 static void test_a_lost_log_is_noticed(void **state)
 {
     struct tandem_raft_shield shield;
@@ -439,37 +439,43 @@ static void test_a_lost_log_is_noticed(void **state)
     struct raft_append_entries_result behind = {.term = 3, .rejected = 625, .last_log_index = 620};
     struct raft_append_entries_result lost = {.term = 3, .rejected = 620, .last_log_index = 1};
 
-    assert_false(tandem_raft_shield_observe_result(&shield, 7, 3, &ok));
+    assert_false(tandem_raft_shield_observe_result(&shield, 7, 3, 610, &ok));
     /* A success during an install (raft reports last_stored, 0) and a rejection of entries past
      * what it holds are ordinary. */
-    assert_false(tandem_raft_shield_observe_result(&shield, 7, 3, &installing));
-    assert_false(tandem_raft_shield_observe_result(&shield, 7, 3, &behind));
+    assert_false(tandem_raft_shield_observe_result(&shield, 7, 3, 620, &installing));
+    assert_false(tandem_raft_shield_observe_result(&shield, 7, 3, 620, &behind));
+    /* A member removed and added again under its name has a fresh match index: no loss. */
+    assert_false(tandem_raft_shield_observe_result(&shield, 8, 3, 0, &lost));
     assert_false(tandem_raft_shield_lost_log(&shield, 7, 3));
-    /* Another follower's history is its own. */
-    assert_false(tandem_raft_shield_observe_result(&shield, 8, 3, &lost));
     assert_false(tandem_raft_shield_lost_log(&shield, 8, 3));
+    assert_int_equal(shield.stats.lost_logs, 0);
 
-    assert_true(tandem_raft_shield_observe_result(&shield, 7, 3, &lost));
+    assert_true(tandem_raft_shield_observe_result(&shield, 7, 3, 620, &lost));
     assert_true(tandem_raft_shield_lost_log(&shield, 7, 3));
     assert_false(tandem_raft_shield_lost_log(&shield, 7, 4));
+    assert_false(tandem_raft_shield_lost_log(&shield, 8, 3));
     assert_int_equal(shield.stats.lost_logs, 1);
     /* Counted once per term. */
-    assert_false(tandem_raft_shield_observe_result(&shield, 7, 3, &lost));
+    assert_false(tandem_raft_shield_observe_result(&shield, 7, 3, 620, &lost));
     assert_int_equal(shield.stats.lost_logs, 1);
+    /* In a later leadership it is a new loss, and the old record makes room for it. */
+    struct raft_append_entries_result later = lost;
+    later.term = 5;
+    assert_true(tandem_raft_shield_observe_result(&shield, 7, 5, 620, &later));
+    assert_true(tandem_raft_shield_lost_log(&shield, 7, 5));
+    assert_false(tandem_raft_shield_lost_log(&shield, 7, 3));
+    assert_int_equal(shield.n_lost, 1);
 
-    /* A new leadership starts afresh: nothing acknowledged yet, so nothing lost. */
-    struct raft_append_entries_result next = lost;
-    next.term = 4;
-    assert_false(tandem_raft_shield_observe_result(&shield, 7, 4, &next));
-    assert_false(tandem_raft_shield_lost_log(&shield, 7, 4));
-    assert_int_equal(shield.stats.lost_logs, 1);
-
-    /* Past TANDEM_RAFT_SHIELD_PEERS_MAX followers the oldest term's is forgotten. */
-    for (raft_id id = 100; id < 100 + TANDEM_RAFT_SHIELD_PEERS_MAX; id++) {
-        struct raft_append_entries_result r5 = {.term = 5, .last_log_index = 10};
-        assert_false(tandem_raft_shield_observe_result(&shield, id, 5, &r5));
+    /* Past TANDEM_RAFT_SHIELD_LOST_MAX followers the record of the oldest term goes. */
+    for (raft_id id = 100; id < 100 + TANDEM_RAFT_SHIELD_LOST_MAX; id++) {
+        struct raft_append_entries_result r6 = lost;
+        r6.term = 6;
+        assert_true(tandem_raft_shield_observe_result(&shield, id, 6, 620, &r6));
+        assert_true(tandem_raft_shield_lost_log(&shield, id, 6));
     }
-    assert_int_equal(shield.n_peers, TANDEM_RAFT_SHIELD_PEERS_MAX);
+    assert_int_equal(shield.n_lost, TANDEM_RAFT_SHIELD_LOST_MAX);
+    assert_false(tandem_raft_shield_lost_log(&shield, 7, 5));
+    assert_int_equal(shield.stats.lost_logs, 2 + TANDEM_RAFT_SHIELD_LOST_MAX);
 }
 
 int main(void)
