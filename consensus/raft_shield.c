@@ -149,13 +149,22 @@ static void shield_close(struct raft_io *io, raft_io_close_cb cb)
     s->inner.close(io, cb);
 }
 
-static void shield_put_cb(struct raft_io_snapshot_put *put, int status)
+/* raft's callback of slot's put, then for an install the FSM's install_done. */
+static void put_done(struct tandem_raft_shield_put *slot, int status)
 {
-    struct tandem_raft_shield_put *slot = put->data;
+    struct tandem_raft_shield *s = slot->owner;
     struct raft_io_snapshot_put *req = slot->raft_req;
     tandem_assert(req != NULL);
     slot->raft_req = NULL;
-    slot->raft_cb(req, status);
+    slot->raft_cb(req, status); /* raft's takeSnapshotCb or installSnapshotCb */
+    if (slot == &s->install && s->install_done != NULL) {
+        s->install_done(s->fill_data);
+    }
+}
+
+static void shield_put_cb(struct raft_io_snapshot_put *put, int status)
+{
+    put_done(put->data, status);
 }
 
 /* Shield 6, on the thread pool: the FSM serialises the state it pinned. */
@@ -180,9 +189,7 @@ static void put_after_pool(struct tandem_raft_shield *s, struct tandem_raft_shie
             s->inner.snapshot_put(s->io, slot->trailing, &slot->put, slot->snapshot, shield_put_cb);
     }
     if (rv != 0) {
-        struct raft_io_snapshot_put *req = slot->raft_req;
-        slot->raft_req = NULL;
-        slot->raft_cb(req, rv); /* raft's takeSnapshotCb or installSnapshotCb: nothing recorded */
+        put_done(slot, rv); /* nothing recorded */
     }
     if (s->close_pending && !s->filling && !s->preparing) {
         s->close_pending = false;
@@ -391,6 +398,7 @@ void tandem_raft_shield_install(struct tandem_raft_shield *shield, struct raft_i
     memset(shield, 0, sizeof *shield);
     shield->io = io;
     shield->flags = flags;
+    shield->own.owner = shield->install.owner = shield;
     if (flags == 0) {
         return;
     }

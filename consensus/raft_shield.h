@@ -151,6 +151,7 @@ struct tandem_raft_shield_put {
     raft_io_snapshot_put_cb raft_cb;
     unsigned trailing;                    /* raft's, for the inner put after a fill */
     const struct raft_snapshot *snapshot; /* borrowed from raft until its callback */
+    struct tandem_raft_shield *owner;     /* the shield this slot is part of */
 };
 
 struct tandem_raft_shield {
@@ -192,6 +193,9 @@ struct tandem_raft_shield {
      * the snapshot it had from disk and catches up again. */
     int (*install_prepare)(void *data, const struct raft_snapshot *snapshot, const char *sender,
                            char *errmsg);
+    /* Shield 7: called on the loop thread once raft's callback of an install put has run
+     * (restored or not), with fill_data; NULL: none. */
+    void (*install_done)(void *data);
     int prepare_rv;
     char prepare_errmsg[TANDEM_ERRMSG_SIZE];
     char install_sender[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1]; /* the last InstallSnapshot's */

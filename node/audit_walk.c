@@ -33,7 +33,7 @@ static void walk_work_cb(uv_work_t *work)
     w->duration_ns = uv_hrtime() - started;
     /* Released here, on the pool: a snapshot install waits on the loop for copies to reach 0,
      * so the loop's after-work callback would never run to release it (a deadlock). */
-    atomic_fetch_sub(&w->node->store.copies, 1);
+    tandem_store_copy_end(&w->node->store);
     w->copy_released = true;
 }
 
@@ -43,7 +43,7 @@ static void walk_after_work_cb(uv_work_t *work, int status)
     struct tandem_node *node = w->node;
     struct tandem_audit_check *check = &node->audit_check;
     if (!w->copy_released) {
-        atomic_fetch_sub(&node->store.copies, 1); /* cancelled before it ran */
+        tandem_store_copy_end(&node->store); /* cancelled before it ran */
     }
     check->running = false;
     if (status != 0 || w->rv != 0) {
@@ -80,11 +80,15 @@ void tandem_audit_check_tick(struct tandem_node *node)
     }
     w->node = node;
     w->work.data = w;
-    /* A snapshot install waits for the walk before it swaps the environment (storage/store.h). */
-    atomic_fetch_add(&node->store.copies, 1);
+    /* A snapshot install waits for the walk before it swaps the environment, and no walk starts
+     * once one is about to (storage/store.h): the next tick tries again. */
+    if (!tandem_store_copy_begin(&node->store)) {
+        free(w);
+        return;
+    }
     int rv = uv_queue_work(node->loop, &w->work, walk_work_cb, walk_after_work_cb);
     if (rv != 0) {
-        atomic_fetch_sub(&node->store.copies, 1);
+        tandem_store_copy_end(&node->store);
         free(w);
         check->failures++;
         tandem_log(TANDEM_LOG_WARN, "audit chain walk: uv_queue_work: %s", uv_strerror(rv));

@@ -82,7 +82,7 @@ static void backup_work_cb(uv_work_t *work)
                                     b->sealed ? &b->key : NULL, &b->manifest, b->errmsg);
     /* Released here, on the pool: a snapshot install waits on the loop for copies to reach 0,
      * so the loop's after-work callback would never run to release it (a deadlock). */
-    atomic_fetch_sub(&b->node->store.copies, 1);
+    tandem_store_copy_end(&b->node->store);
     b->copy_released = true;
 }
 
@@ -92,7 +92,7 @@ static void backup_after_work_cb(uv_work_t *work, int status)
     struct tandem_node *node = b->node;
     tandem_assert(node->backup == b);
     if (!b->copy_released) {
-        atomic_fetch_sub(&node->store.copies, 1); /* cancelled before it ran */
+        tandem_store_copy_end(&node->store); /* cancelled before it ran */
     }
     node->backup = NULL;
     if (status != 0 && b->status == 0) {
@@ -189,11 +189,16 @@ int tandem_node_backup_take(struct tandem_node *node, const char *path, tandem_n
         backup_free(b);
         return rv;
     }
-    /* A snapshot install waits for the copy before it swaps the environment (storage/store.h). */
-    atomic_fetch_add(&node->store.copies, 1);
+    /* A snapshot install waits for the copy before it swaps the environment, and no copy starts
+     * once one is about to (storage/store.h). */
+    if (!tandem_store_copy_begin(&node->store)) {
+        backup_free(b);
+        return tandem_error_set(errmsg, TANDEM_STATE,
+                                "a snapshot install is replacing this node's state; retry");
+    }
     rv = uv_queue_work(node->loop, &b->work, backup_work_cb, backup_after_work_cb);
     if (rv != 0) {
-        atomic_fetch_sub(&node->store.copies, 1);
+        tandem_store_copy_end(&node->store);
         backup_free(b);
         return tandem_error_from_uv(rv, errmsg, "uv_queue_work");
     }

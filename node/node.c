@@ -476,6 +476,7 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
     node->raft.shield.fill_data = &node->fsm;
     /* And an installed snapshot's state is built there too, before raft restores it (7). */
     node->raft.shield.install_prepare = tandem_fsm_install_prepare;
+    node->raft.shield.install_done = tandem_fsm_install_done;
     node->fsm.fill_later = true;
     /* A leader whose port refuses a probe is gone: campaign after 2 heartbeats, not a whole
      * election timeout (a probe slower than a fifth of the handshake timeout proves nothing). */

@@ -32,7 +32,7 @@ static void pool_work_cb(uv_work_t *work)
     }
     /* Given back here, on the pool: a snapshot install waits on the loop for copies to reach 0,
      * so the loop's after-work callback would never run to give it back (a deadlock). */
-    atomic_fetch_sub(&read->reads->store->copies, 1);
+    tandem_store_copy_end(read->reads->store);
     read->copy_released = true;
 }
 
@@ -69,7 +69,7 @@ static void pool_after_work_cb(uv_work_t *work, int status)
     struct tandem_pool_read *read = work->data;
     struct tandem_pool_reads *reads = read->reads;
     if (!read->copy_released) {
-        atomic_fetch_sub(&reads->store->copies, 1); /* cancelled before it ran */
+        tandem_store_copy_end(reads->store); /* cancelled before it ran */
     }
     if (status != 0) {
         read->rv = tandem_error_from_uv(status, read->store.errmsg, "thread pool");
@@ -102,13 +102,17 @@ static int pool_start(struct tandem_pool_reads *reads, struct tandem_pool_read *
         return rv;
     }
     store_copy(&read->store, reads->store);
-    /* A snapshot install waits for the read before it swaps the environment (storage/store.h). */
-    atomic_fetch_add(&reads->store->copies, 1);
+    /* A snapshot install waits for the read before it swaps the environment, and no read starts
+     * once one is about to (storage/store.h). */
+    if (!tandem_store_copy_begin(reads->store)) {
+        return tandem_error_set(read->store.errmsg, TANDEM_BUSY,
+                                "a snapshot install is replacing this node's state");
+    }
     read->copy_released = false;
     read->work.data = read;
     rv = uv_queue_work(reads->loop, &read->work, pool_work_cb, pool_after_work_cb);
     if (rv != 0) {
-        atomic_fetch_sub(&reads->store->copies, 1);
+        tandem_store_copy_end(reads->store);
         return tandem_error_from_uv(rv, read->store.errmsg, "uv_queue_work");
     }
     reads->running++;

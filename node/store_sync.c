@@ -31,7 +31,7 @@ static void sync_work_cb(uv_work_t *work)
     sync->rv = tandem_store_sync(sync->env, sync->dir, sync->errmsg);
     /* Given back here: a snapshot install waits on the loop for copies to reach 0, so the
      * after-work callback would never run to give it back (a deadlock). */
-    atomic_fetch_sub(&sync->store->copies, 1);
+    tandem_store_copy_end(sync->store);
     sync->copy_released = true;
 }
 
@@ -41,7 +41,7 @@ static void sync_after_work_cb(uv_work_t *work, int status)
     tandem_assert(sync->running);
     sync->running = false;
     if (!sync->copy_released) {
-        atomic_fetch_sub(&sync->store->copies, 1); /* cancelled before it ran */
+        tandem_store_copy_end(sync->store); /* cancelled before it ran */
     }
     if (status != 0 && sync->rv == 0) {
         sync->rv = tandem_error_from_uv(status, sync->errmsg, "thread pool");
@@ -73,11 +73,14 @@ void tandem_store_sync_tick(struct tandem_store_sync *sync, uint64_t now_ns, uin
     sync->rv = 0;
     sync->copy_released = false;
     sync->work.data = sync;
-    /* A snapshot install closes the environment only once copies is 0 (storage/store.h). */
-    atomic_fetch_add(&store->copies, 1);
+    /* A snapshot install closes the environment only once copies is 0, and none starts once
+     * one is about to (storage/store.h): tried again next turn. */
+    if (!tandem_store_copy_begin(store)) {
+        return;
+    }
     int rv = uv_queue_work(sync->loop, &sync->work, sync_work_cb, sync_after_work_cb);
     if (rv != 0) {
-        atomic_fetch_sub(&store->copies, 1);
+        tandem_store_copy_end(store);
         return; /* tried again next turn; the close syncs whatever is left */
     }
     sync->running = true;

@@ -749,7 +749,19 @@ int tandem_fsm_install_prepare(void *data, const struct raft_snapshot *snapshot,
         snprintf(errmsg, TANDEM_ERRMSG_SIZE, "%s", f->prepare_errmsg);
         return f->prepare_rv;
     }
+    /* The swap waits for the store's readers on the pool (backups, scans, digests: minutes at
+     * millions of keys), here, rather than on the loop: from now on none starts. */
+    char drain_errmsg[TANDEM_ERRMSG_SIZE];
+    if (tandem_store_copies_drain(f->store, drain_errmsg) != 0) {
+        fprintf(stderr, "tandem: %s; the restore waits for it\n", drain_errmsg);
+    }
     return 0;
+}
+
+void tandem_fsm_install_done(void *data)
+{
+    struct tandem_fsm *f = data;
+    tandem_store_swap_done(f->store);
 }
 
 /* The restore of a reference (on the loop): the state prepared from its file, or at raft_start

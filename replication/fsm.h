@@ -182,9 +182,12 @@ void tandem_fsm_snapshot_filled(void *data, int status);
  * the restore its shortcut (it builds on the loop and reports then): returns 0. A reference
  * whose file could not be had or built returns the code, errmsg (TANDEM_ERRMSG_SIZE) saying
  * why: no restore on the loop could do better, so the shield stops the node before raft stores
- * the install. */
+ * the install. Returning 0, it has also drained the store's readers on the pool
+ * (tandem_store_copies_drain), so that the swap on the loop waits for none; none starts until
+ * tandem_fsm_install_done, shield 7's install_done (on the loop, once raft's callback ran). */
 int tandem_fsm_install_prepare(void *data, const struct raft_snapshot *snapshot, const char *sender,
                                char *errmsg);
+void tandem_fsm_install_done(void *data);
 
 /* Snapshots of a state past inline_max bytes go to files in dir (created if absent), fetched
  * through fetch on install (before raft_start: its restore may read a file). Returns 0, or a

@@ -1135,6 +1135,42 @@ int tandem_store_restore_prepare(const char *dir, size_t map_size, const void *b
 
 /* A backup copy reads s->env from the thread pool: closing it under the copy would crash. The
  * swap waits (blocking the loop: installs are rare and a copy takes seconds to minutes). */
+bool tandem_store_copy_begin(struct tandem_store *s)
+{
+    /* Counted first, then checked: a drain that set swapping before sees this count (and waits
+     * for it to go), or this sees swapping and takes it back. */
+    atomic_fetch_add(&s->copies, 1);
+    if (atomic_load(&s->swapping)) {
+        atomic_fetch_sub(&s->copies, 1);
+        return false;
+    }
+    return true;
+}
+
+void tandem_store_copy_end(struct tandem_store *s)
+{
+    tandem_assert(atomic_load(&s->copies) > 0);
+    atomic_fetch_sub(&s->copies, 1);
+}
+
+int tandem_store_copies_drain(struct tandem_store *s, char *errmsg)
+{
+    atomic_store(&s->swapping, true);
+    for (unsigned waited_ms = 0; atomic_load(&s->copies) > 0; waited_ms += 10) {
+        if (waited_ms >= TANDEM_STORE_COPY_WAIT_MS) {
+            return tandem_error_set(errmsg, TANDEM_BUSY,
+                                    "snapshot install: a reader of the store is still running");
+        }
+        (void)usleep(10 * 1000);
+    }
+    return 0;
+}
+
+void tandem_store_swap_done(struct tandem_store *s)
+{
+    atomic_store(&s->swapping, false);
+}
+
 static int copies_wait(struct tandem_store *s)
 {
     for (unsigned waited_ms = 0; atomic_load(&s->copies) > 0; waited_ms += 10) {

@@ -62,9 +62,14 @@ struct tandem_store {
      * and its fdatasync); NULL: none. Set after tandem_store_open, which clears it. */
     void (*commit_observe)(void *data, uint64_t ns);
     void *observe_data; /* borrowed: commit_observe's */
-    /* Backup copies reading env from the thread pool (node/backup.c): a restore waits for them
-     * (up to TANDEM_STORE_COPY_WAIT_MS) before it closes env and swaps the directory. */
+    /* Readers of env on the thread pool (backups, pool reads, the audit walk), counted by
+     * tandem_store_copy_begin/end: a restore waits for them (up to TANDEM_STORE_COPY_WAIT_MS)
+     * before it closes env and swaps the directory. */
     atomic_uint copies;
+    /* A snapshot install drained the readers (tandem_store_copies_drain, on the thread pool) and
+     * will swap env: no new reader starts until tandem_store_swap_done, so the restore on the
+     * loop finds none to wait for. */
+    atomic_bool swapping;
     bool poisoned; /* a commit failed or an abort could not reload applied_index: writes are
                       refused until the store is reopened */
     /* Commits are not synced (MDB_NOSYNC; storage/unsynced.h): a store opened with
@@ -173,6 +178,18 @@ uint64_t tandem_store_used_bytes(MDB_env *env);
 /* Reads the header of a snapshot buffer and verifies its checksum. TANDEM_CORRUPT with errmsg
  * (TANDEM_ERRMSG_SIZE bytes) filled when it is no valid snapshot. */
 int tandem_store_snapshot_check(const void *buf, size_t len, uint64_t *applied_index, char *errmsg);
+
+/* A reader of env on the thread pool starts: false (and nothing counted) while a snapshot
+ * install is about to swap env, when the caller answers "busy, retry". Then
+ * tandem_store_copy_end once the reader is done with env. Any thread. */
+bool tandem_store_copy_begin(struct tandem_store *s);
+void tandem_store_copy_end(struct tandem_store *s);
+/* For a snapshot install, on the thread pool: from now on no reader starts, and this waits for
+ * the running ones to end (up to TANDEM_STORE_COPY_WAIT_MS; then TANDEM_BUSY with errmsg
+ * filled, and the restore on the loop waits for what is left). tandem_store_swap_done, on the
+ * loop once the install is over (restored or not), lets readers start again. */
+int tandem_store_copies_drain(struct tandem_store *s, char *errmsg);
+void tandem_store_swap_done(struct tandem_store *s);
 
 /* Reads the header of a snapshot buffer without verifying its checksum (a cheap look at which
  * snapshot it claims to be: index and header checksum). TANDEM_CORRUPT with errmsg

@@ -67,7 +67,9 @@ static void backup_take_for(struct tandem_node *node, struct tandem_http_request
     if (rv == TANDEM_BUSY) {
         tandem_route_error(node, r, 409, "%s", errmsg);
     } else if (rv != 0) {
-        tandem_route_error(node, r, rv == TANDEM_SHUTDOWN ? 503 : 500, "%s", errmsg);
+        /* Stopping, or a snapshot install replacing the state (TANDEM_STATE): try again. */
+        tandem_route_error(node, r, rv == TANDEM_SHUTDOWN || rv == TANDEM_STATE ? 503 : 500, "%s",
+                           errmsg);
     }
 }
 

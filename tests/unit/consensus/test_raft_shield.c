@@ -339,7 +339,16 @@ static struct {
     const struct raft_snapshot *seen;
     bool on_loop_thread;
     unsigned puts_seen, calls;
+    unsigned done_calls;         /* install_done calls */
+    unsigned raft_calls_at_done; /* raft's snapshot callbacks when install_done ran */
 } prepare_probe;
+
+static void probe_install_done(void *data)
+{
+    (void)data;
+    prepare_probe.done_calls++;
+    prepare_probe.raft_calls_at_done = snapshot_done_calls;
+}
 
 static int probe_prepare(void *data, const struct raft_snapshot *snapshot, const char *sender,
                          char *errmsg)
@@ -364,6 +373,7 @@ static void install_put(struct fill_case *t)
     memset(&prepare_probe, 0, sizeof prepare_probe);
     prepare_probe.loop_thread = pthread_self();
     t->shield.install_prepare = probe_prepare;
+    t->shield.install_done = probe_install_done;
     assert_int_equal(fake.io.snapshot_put(&fake.io, 0, &t->req, &t->snapshot, raft_snapshot_cb), 0);
 }
 
@@ -382,9 +392,13 @@ static void test_an_install_is_prepared_off_the_loop(void **state)
     assert_ptr_equal(put_base, probe.bytes);
     assert_int_equal(probe.filled_calls, 0); /* an install is never filled */
     assert_int_equal(snapshot_done_calls, 0);
+    assert_int_equal(prepare_probe.done_calls, 0);
     put_cb(put_req, 0); /* raft_uv's write completes: raft restores then */
     assert_int_equal(snapshot_done_calls, 1);
     assert_int_equal(snapshot_done_status, 0);
+    /* Then, and only then, the FSM hears the install is over. */
+    assert_int_equal(prepare_probe.done_calls, 1);
+    assert_int_equal(prepare_probe.raft_calls_at_done, 1);
     fill_teardown(&t.shield, &t.loop);
 }
 
@@ -400,6 +414,8 @@ static void test_a_close_waits_for_the_prepare(void **state)
     assert_int_equal(prepare_probe.calls, 1);
     assert_int_equal(inner_puts, 0);
     assert_int_equal(snapshot_done_status, RAFT_CANCELED);
+    assert_int_equal(prepare_probe.done_calls, 1); /* a canceled install is over too */
+    assert_int_equal(prepare_probe.raft_calls_at_done, 1);
     assert_true(io_closed);
     fill_teardown(&t.shield, &t.loop);
 }

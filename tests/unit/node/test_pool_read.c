@@ -229,6 +229,26 @@ static void test_install_waits_for_read(void **state)
     assert_int_equal(f->found, 0);
 }
 
+/* An install that drained the readers (tandem_store_copies_drain, on the pool) is about to swap:
+ * a read submitted then is refused as busy, counts nothing, and reads start again after it. */
+static void test_read_refused_while_an_install_swaps(void **state)
+{
+    struct fixture *f = *state;
+    char errmsg[TANDEM_ERRMSG_SIZE];
+    put(&f->store, KEY, VALUE);
+    assert_int_equal(tandem_store_copies_drain(&f->store, errmsg), 0);
+    assert_int_equal(tandem_pool_read_submit(&f->reads, &f->read[0], find_work, done_cb, f),
+                     TANDEM_BUSY);
+    assert_non_null(strstr(f->read[0].store.errmsg, "a snapshot install is replacing"));
+    assert_int_equal(atomic_load(&f->store.copies), 0);
+    assert_int_equal(f->reads.running, 0);
+    tandem_store_swap_done(&f->store);
+    assert_int_equal(tandem_pool_read_submit(&f->reads, &f->read[1], find_work, done_cb, f), 0);
+    run_until_done(f, 1);
+    assert_int_equal(f->found, 1);
+    assert_int_equal(atomic_load(&f->store.copies), 0);
+}
+
 static void closed_cb(void *data)
 {
     struct fixture *f = data;
@@ -264,6 +284,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_sees_applied_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bound_refuses_one_more, setup, teardown),
         cmocka_unit_test_setup_teardown(test_install_waits_for_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_refused_while_an_install_swaps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_waits_for_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_idle, setup, teardown),
     };

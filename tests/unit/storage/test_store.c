@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <pthread.h>
 
 #include "storage/store.h"
 
@@ -700,6 +701,38 @@ static void test_restore_skipped_when_ahead(void **state)
 }
 
 /* Shield 7's split: the state built off the loop, then only swapped in by the restore. */
+/* A reader that holds the store for a while on its own thread, as a backup does on the pool. */
+static void *reader_thread(void *arg)
+{
+    struct tandem_store *s = arg;
+    (void)usleep(50 * 1000);
+    tandem_store_copy_end(s);
+    return NULL;
+}
+
+/* An install drains the readers off the loop: once it has begun no reader starts, it waits for
+ * the running ones, and readers start again when the install is over. */
+static void test_copies_drain_before_a_swap(void **state)
+{
+    (void)state;
+    struct tandem_store s;
+    char errmsg[TANDEM_ERRMSG_SIZE] = "";
+    pthread_t reader;
+    memset(&s, 0, sizeof s);
+    assert_true(tandem_store_copy_begin(&s));
+    assert_int_equal(atomic_load(&s.copies), 1);
+    assert_int_equal(pthread_create(&reader, NULL, reader_thread, &s), 0);
+    assert_int_equal(tandem_store_copies_drain(&s, errmsg), 0); /* waits for the reader */
+    assert_int_equal(atomic_load(&s.copies), 0);
+    assert_int_equal(pthread_join(reader, NULL), 0);
+    assert_false(tandem_store_copy_begin(&s)); /* refused, and nothing counted */
+    assert_int_equal(atomic_load(&s.copies), 0);
+    tandem_store_swap_done(&s);
+    assert_true(tandem_store_copy_begin(&s));
+    tandem_store_copy_end(&s);
+    assert_int_equal(atomic_load(&s.copies), 0);
+}
+
 static void test_restore_prepared_swaps_without_reading_again(void **state)
 {
     struct fixture *f = *state;
@@ -1128,6 +1161,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_many_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_to_a_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_skipped_when_ahead, setup, teardown),
+        cmocka_unit_test(test_copies_drain_before_a_swap),
         cmocka_unit_test_setup_teardown(test_restore_prepared_swaps_without_reading_again, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_snapshot_refused, setup, teardown),
