@@ -383,7 +383,12 @@ void tandem_backup_take_start(struct tandem_node *node, struct tandem_http_reque
     int rv = tandem_node_backup_take(node, t->path, taken_cb, t, errmsg);
     if (rv != 0) {
         take_free(t);
-        tandem_route_error(node, r, rv == TANDEM_BUSY ? 409 : 500, "%s", errmsg);
+        /* 503: a snapshot install is replacing the state (TANDEM_STATE), or the node stops. */
+        tandem_route_error(node, r,
+                           rv == TANDEM_BUSY                             ? 409
+                           : rv == TANDEM_STATE || rv == TANDEM_SHUTDOWN ? 503
+                                                                         : 500,
+                           "%s", errmsg);
         return;
     }
     node->backups.take = t;
