@@ -1133,8 +1133,6 @@ int tandem_store_restore_prepare(const char *dir, size_t map_size, const void *b
     return 0;
 }
 
-/* A backup copy reads s->env from the thread pool: closing it under the copy would crash. The
- * swap waits (blocking the loop: installs are rare and a copy takes seconds to minutes). */
 bool tandem_store_copy_begin(struct tandem_store *s)
 {
     /* Counted first, then checked: a drain that set swapping before sees this count (and waits
@@ -1153,34 +1151,30 @@ void tandem_store_copy_end(struct tandem_store *s)
     atomic_fetch_sub(&s->copies, 1);
 }
 
-int tandem_store_copies_drain(struct tandem_store *s, char *errmsg)
+/* Readers of s->env on the thread pool (backups, pool reads, the audit walk, the sync): closing
+ * it under one would crash. Waits until none is left, up to TANDEM_STORE_COPY_WAIT_MS; then
+ * TANDEM_BUSY with errmsg saying what. An install drains them on the pool beforehand
+ * (tandem_store_copies_drain), so that its swap on the loop finds none. */
+static int copies_wait(struct tandem_store *s, char *errmsg, const char *what)
 {
-    atomic_store(&s->swapping, true);
     for (unsigned waited_ms = 0; atomic_load(&s->copies) > 0; waited_ms += 10) {
         if (waited_ms >= TANDEM_STORE_COPY_WAIT_MS) {
-            return tandem_error_set(errmsg, TANDEM_BUSY,
-                                    "snapshot install: a reader of the store is still running");
+            return tandem_error_set(errmsg, TANDEM_BUSY, "%s", what);
         }
         (void)usleep(10 * 1000);
     }
     return 0;
+}
+
+int tandem_store_copies_drain(struct tandem_store *s, char *errmsg)
+{
+    atomic_store(&s->swapping, true);
+    return copies_wait(s, errmsg, "snapshot install: a reader of the store is still running");
 }
 
 void tandem_store_swap_done(struct tandem_store *s)
 {
     atomic_store(&s->swapping, false);
-}
-
-static int copies_wait(struct tandem_store *s)
-{
-    for (unsigned waited_ms = 0; atomic_load(&s->copies) > 0; waited_ms += 10) {
-        if (waited_ms >= TANDEM_STORE_COPY_WAIT_MS) {
-            return tandem_error_set(s->errmsg, TANDEM_BUSY,
-                                    "restore: a backup copy still reads the store");
-        }
-        (void)usleep(10 * 1000);
-    }
-    return 0;
 }
 
 int tandem_store_restore(struct tandem_store *s, const void *buf, size_t len)
@@ -1222,7 +1216,7 @@ int tandem_store_restore_prepared(struct tandem_store *s, const void *buf, size_
     if (!ready && (rv = restore_build(s->map_size, next, buf, len, &header, s->errmsg)) != 0) {
         return rv;
     }
-    if ((rv = copies_wait(s)) != 0) {
+    if ((rv = copies_wait(s, s->errmsg, "restore: a backup copy still reads the store")) != 0) {
         (void)remove_env_dir(next);
         return rv;
     }
