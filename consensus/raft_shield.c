@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "storage/assert.h"
+#include "storage/background.h"
 
 /* The shields in use on this thread. raft_io calls its methods and callbacks on one loop thread,
  * and a method is given only the io: this list leads from the io back to its shield. It holds
@@ -170,6 +171,7 @@ static void shield_put_cb(struct raft_io_snapshot_put *put, int status)
 /* Shield 6, on the thread pool: the FSM serialises the state it pinned. */
 static void fill_work_cb(uv_work_t *work)
 {
+    tandem_background_enter(); /* storage/background.h */
     struct tandem_raft_shield *s = work->data;
     s->fill_status = s->own_fill(s->fill_data);
 }
@@ -209,6 +211,7 @@ static void fill_after_work_cb(uv_work_t *work, int status)
 /* Shield 7, on the thread pool: the FSM builds the state of the snapshot raft installs. */
 static void prepare_work_cb(uv_work_t *work)
 {
+    tandem_background_enter(); /* storage/background.h */
     struct tandem_raft_shield *s = work->data;
     s->prepare_errmsg[0] = '\0';
     s->prepare_rv =

@@ -8,6 +8,7 @@
 #include "node/log.h"
 #include "node/node.h"
 #include "replication/domain/audit.h"
+#include "storage/background.h"
 #include "storage/clock.h"
 
 struct audit_walk {
@@ -22,6 +23,7 @@ struct audit_walk {
 /* On the thread pool: a read transaction of its own (the environment is MDB_NOTLS). */
 static void walk_work_cb(uv_work_t *work)
 {
+    tandem_background_enter(); /* storage/background.h */
     struct audit_walk *w = work->data;
     MDB_txn *txn;
     uint64_t started = uv_hrtime();

@@ -15,6 +15,7 @@
 #include "node/node.h"
 #include "replication/identity/backup_keys.h"
 #include "storage/assert.h"
+#include "storage/background.h"
 #include "storage/clock.h"
 #include "storage/error.h"
 
@@ -77,6 +78,7 @@ static void backup_free(struct tandem_node_backup *b)
 
 static void backup_work_cb(uv_work_t *work)
 {
+    tandem_background_enter(); /* storage/background.h */
     struct tandem_node_backup *b = work->data;
     b->status = tandem_backup_write(&b->node->store, b->path, &b->source,
                                     b->sealed ? &b->key : NULL, &b->manifest, b->errmsg);

@@ -21,6 +21,7 @@
 #include "replication/bcp/sites.h"
 #include "replication/identity/backup_keys.h"
 #include "storage/assert.h"
+#include "storage/background.h"
 #include "storage/backup.h"
 #include "storage/clock.h"
 #include "storage/error.h"
@@ -225,6 +226,7 @@ struct arrival {
  * level 1, then move it into kept/ with its manifest beside it. */
 static void arrival_work_cb(uv_work_t *work)
 {
+    tandem_background_enter(); /* storage/background.h */
     struct arrival *a = work->data;
     char part[PATH_MAX], path[PATH_MAX], manifest_path[PATH_MAX], hex[2 * TANDEM_DIGEST_LEN + 1];
     uint64_t size = 0;
@@ -402,6 +404,7 @@ static void keep_job_queue(struct keep_job *j, uv_work_cb work_cb, uv_after_work
 
 static void manifest_work_cb(uv_work_t *work)
 {
+    tandem_background_enter(); /* storage/background.h */
     struct keep_job *j = work->data;
     char path[PATH_MAX];
     tandem_backup_path(j->dir, j->id, true, path);
@@ -457,6 +460,7 @@ void tandem_backup_manifest_keep(struct tandem_node *node, struct tandem_http_re
  * directory beside it, opened and its digests recomputed). */
 static void verify_work_cb(uv_work_t *work)
 {
+    tandem_background_enter(); /* storage/background.h */
     struct keep_job *j = work->data;
     struct tandem_backup_key keys[TANDEM_BACKUP_KEYS_MAX];
     unsigned n_keys = 0;
@@ -597,6 +601,7 @@ static void sweep(struct check_job *j, const char *sub)
 
 static void check_work_cb(uv_work_t *work)
 {
+    tandem_background_enter(); /* storage/background.h */
     struct check_job *j = work->data;
     char path[PATH_MAX];
     for (unsigned i = 0; i < j->n; i++) {

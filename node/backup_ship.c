@@ -15,6 +15,7 @@
 #include "node/log.h"
 #include "node/node.h"
 #include "storage/assert.h"
+#include "storage/background.h"
 #include "storage/clock.h"
 #include "storage/error.h"
 
@@ -90,6 +91,7 @@ static json_t *record_json(struct tandem_backup_take *t)
 
 static void finish_work_cb(uv_work_t *work)
 {
+    tandem_background_enter(); /* storage/background.h */
     struct tandem_backup_take *t = work->data;
     if (t->fd_open) {
         (void)close(t->fd);
@@ -279,6 +281,7 @@ static void holder_next(struct tandem_backup_take *t)
  * for the chunks. */
 static void hash_work_cb(uv_work_t *work)
 {
+    tandem_background_enter(); /* storage/background.h */
     struct tandem_backup_take *t = work->data;
     t->rv = tandem_backup_file_sha256(t->path, t->sha256, &t->size, t->errmsg);
     if (t->rv == 0) {

@@ -19,6 +19,7 @@
 #include "node/log.h"
 #include "node/node.h"
 #include "storage/assert.h"
+#include "storage/background.h"
 #include "storage/backup.h"
 #include "storage/backup_file.h"
 #include "storage/error.h"
@@ -211,6 +212,7 @@ static void stream_closed_cb(struct tandem_http_stream *stream, void *data)
  * everything before it, which level 1 checks), for the head. */
 static void stream_open_work_cb(uv_work_t *work)
 {
+    tandem_background_enter(); /* storage/background.h */
     struct backup_stream *s = work->data;
     uint8_t trailer[TANDEM_DIGEST_LEN];
     struct stat st;

@@ -26,6 +26,7 @@
 #include "node/restore.h"
 #include "node/tls_identity.h"
 #include "storage/assert.h"
+#include "storage/background.h"
 #include "storage/dir_lock.h"
 #include "storage/clock.h"
 #include "storage/error.h"
@@ -761,6 +762,7 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
     node->config = c;
     self_from_config(&node->self, c);
     boot_id_make(node->boot_id);
+    tandem_background_set_nice((int)c->pool_nice); /* before any work reaches the pool */
     tandem_tls_identity_log_start(c, node->tls);
     if (tandem_node_keyring_load(&node->keyring, c->key_file, c->insecure, true) != 0) {
         return -1;

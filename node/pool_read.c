@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "node/pool_read.h"
+#include "storage/background.h"
 #include "storage/error.h"
 
 void tandem_pool_reads_init(struct tandem_pool_reads *reads, uv_loop_t *loop,
@@ -19,6 +20,7 @@ void tandem_pool_reads_init(struct tandem_pool_reads *reads, uv_loop_t *loop,
 /* On the pool: a read transaction of its own (the environment is MDB_NOTLS). */
 static void pool_work_cb(uv_work_t *work)
 {
+    tandem_background_enter(); /* storage/background.h */
     struct tandem_pool_read *read = work->data;
     MDB_txn *txn;
     int rv = mdb_txn_begin(read->store.env, NULL, MDB_RDONLY, &txn);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "storage/assert.h"
+#include "storage/background.h"
 
 void tandem_store_sync_init(struct tandem_store_sync *sync, uv_loop_t *loop,
                             struct tandem_store *store)
@@ -27,6 +28,7 @@ static void close_maybe(struct tandem_store_sync *sync)
 /* On the pool: fdatasync of the data file while the loop goes on committing. */
 static void sync_work_cb(uv_work_t *work)
 {
+    tandem_background_enter(); /* storage/background.h */
     struct tandem_store_sync *sync = work->data;
     sync->rv = tandem_store_sync(sync->env, sync->dir, sync->errmsg);
     /* Given back here: a snapshot install waits on the loop for copies to reach 0, so the

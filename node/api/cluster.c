@@ -16,6 +16,7 @@
 #include "node/node.h"
 #include "node/tls_identity.h"
 #include "replication/bcp/sites.h"
+#include "storage/background.h"
 #include "storage/backup.h"
 #include "storage/clock.h"
 #include "storage/error.h"
@@ -481,6 +482,16 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
                            "Time of one fdatasync of the state store, on the thread pool.",
                            &node->metrics.lmdb_sync);
     tandem_loop_lag_write(out, &node->metrics.loop_lag);
+    const struct tandem_metrics_scalar pool[] = {
+        {"tandem_pool_threads_lowered", "gauge",
+         "Thread-pool threads that took the background priority (pool_nice): bulk work there "
+         "yields a busy CPU to the event loop.",
+         tandem_background_threads_lowered()},
+        {"tandem_pool_nice_failures_total", "counter",
+         "Pool threads whose background priority could not be set (they run at the loop's).",
+         tandem_background_failures()},
+    };
+    tandem_metrics_scalars_write(out, pool, sizeof pool / sizeof pool[0]);
     tandem_histogram_write(out, "tandem_http_request_duration_seconds",
                            "Time from a complete request to its answer.", &node->metrics.request);
     const char *const *names;

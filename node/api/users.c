@@ -17,6 +17,7 @@
 #include "replication/identity/credentials.h"
 #include "replication/identity/roles.h"
 #include "replication/identity/users.h"
+#include "storage/background.h"
 #include "storage/clock.h"
 
 #define USERS_PREFIX    "/v1/users/"
@@ -117,6 +118,7 @@ static bool param_name(const char *param, const char *suffix, char *name)
 
 static void users_work_cb(uv_work_t *work)
 {
+    tandem_background_enter(); /* storage/background.h */
     struct users_req *q = work->data;
     const unsigned log2_n = TANDEM_SCRYPT_LOG2_N;
     if (q->job == JOB_LOGIN) {

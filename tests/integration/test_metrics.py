@@ -105,6 +105,17 @@ def check_histogram(s, name, labels=""):
     return count
 
 
+def thread_nices(pid):
+    """{tid: nice} of every thread of pid (/proc/PID/task/TID/stat field 19); the main thread
+    (tid == pid) runs tandemd's event loop."""
+    nices = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        nices[int(tid)] = int(fields[16])  # field 19 of stat; fields[0] is field 3
+    return nices
+
+
 def rfc3339_s(text):
     t = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
     return t.replace(tzinfo=datetime.timezone.utc).timestamp()
@@ -144,6 +155,17 @@ def test_scrapes_lint_and_export_what_the_alerts_read():
             syncs = check_histogram(s, "tandem_lmdb_sync_duration_seconds")
             assert syncs == s.samples["tandem_lmdb_syncs_total"] >= 1, (name, syncs)
             assert s.samples["tandem_state_rebuilt"] == 0, name
+            # That sync ran on a pool thread, which took the background priority (pool_nice,
+            # 10 by default) while the loop thread kept the process's own.
+            assert s.samples["tandem_pool_threads_lowered"] >= 1, name
+            assert s.samples["tandem_pool_nice_failures_total"] == 0, name
+            pid = c.nodes[name]["pid"]
+            nices = thread_nices(pid)
+            loop_nice = nices.pop(pid)
+            pool_nice = min(loop_nice + 10, 19)
+            lowered = sum(1 for n in nices.values() if n == pool_nice)
+            assert loop_nice == os.nice(0), (name, loop_nice)  # the runner's, inherited
+            assert lowered >= s.samples["tandem_pool_threads_lowered"], (name, nices)
             # The loop-lag timer ticks every 10 ms from the start: many observations, and the
             # longest one lies between their mean and their sum.
             lag_count = check_histogram(s, "tandem_loop_lag_seconds")
