@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -377,12 +378,68 @@ static int start_state(struct tandem_node *node, const struct tandem_config *c)
     }
     node->store.commit_observe = lmdb_commit_observe;
     node->store.observe_data = node;
+    node->store.trash_later = true; /* removed on the pool: install_done */
     tandem_fsm_init(&node->fsm, &node->store);
     node->fsm.apply_observe = apply_observe;
     node->fsm.observe_data = node;
     tandem_log(TANDEM_LOG_INFO, "state at applied_index %llu",
                (unsigned long long)node->store.applied_index);
     return 0;
+}
+
+/* The environment an installed snapshot replaced, removed on the thread pool (its data file is
+ * as large as the state: unlinking gigabytes holds a thread for a while). */
+struct trash_job {
+    uv_work_t work;
+    int rv, err;
+    char path[PATH_MAX + 32];
+};
+
+static void trash_work_cb(uv_work_t *work)
+{
+    tandem_background_enter(); /* storage/background.h */
+    struct trash_job *j = work->data;
+    errno = 0;
+    j->rv = tandem_store_trash_remove(j->path);
+    j->err = errno;
+}
+
+static void trash_after_cb(uv_work_t *work, int status)
+{
+    struct trash_job *j = work->data;
+    if (status != 0 || j->rv != 0) {
+        tandem_log(TANDEM_LOG_WARN,
+                   "cannot remove the state a snapshot replaced, %s: %s (the next start "
+                   "removes it)",
+                   j->path, status != 0 ? uv_strerror(status) : strerror(j->err));
+    }
+    free(j);
+}
+
+/* The environment the last restore replaced, if any, to the thread pool. */
+static void trash_hand_off(struct tandem_node *node)
+{
+    struct trash_job *j = calloc(1, sizeof *j);
+    if (j == NULL || !tandem_store_trash_take(&node->store, j->path, sizeof j->path)) {
+        free(j);
+        return;
+    }
+    j->work.data = j;
+    if (uv_queue_work(node->loop, &j->work, trash_work_cb, trash_after_cb) != 0) {
+        (void)tandem_store_trash_remove(j->path); /* here, then */
+        free(j);
+    }
+}
+
+/* Shield 7's install_done (data: the node's fsm): readers may start again, and the replaced
+ * environment goes to the pool. */
+static void install_done(void *data)
+{
+    struct tandem_node *node =
+        (struct tandem_node *)((char *)data - offsetof(struct tandem_node, fsm));
+    tandem_assert(data == &node->fsm);
+    tandem_fsm_install_done(&node->fsm);
+    trash_hand_off(node);
 }
 
 /* This node's share of the snapshot stagger: its place among the members spread over half the
@@ -468,6 +525,7 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
         free(plan);
         return -1;
     }
+    trash_hand_off(node); /* what raft_start's restore replaced, if it swapped */
     node->raft.shield.append_observe = log_append_observe; /* raft_start installed the shield */
     node->raft.shield.observe_data = node;
     /* Snapshots are serialised on the thread pool, not on the loop (raft_shield.h, 6). */
@@ -477,7 +535,7 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
     node->raft.shield.fill_data = &node->fsm;
     /* And an installed snapshot's state is built there too, before raft restores it (7). */
     node->raft.shield.install_prepare = tandem_fsm_install_prepare;
-    node->raft.shield.install_done = tandem_fsm_install_done;
+    node->raft.shield.install_done = install_done;
     node->fsm.fill_later = true;
     /* A leader whose port refuses a probe is gone: campaign after 2 heartbeats, not a whole
      * election timeout (a probe slower than a fifth of the handshake timeout proves nothing). */

@@ -5,9 +5,11 @@
 #include "storage/sha256.h"
 #include "storage/writeback.h"
 
+#include <dirent.h>
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <openssl/evp.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -95,6 +97,67 @@ static int remove_env_dir(const char *dir)
     return 0;
 }
 
+int tandem_store_trash_remove(const char *path)
+{
+    return remove_env_dir(path);
+}
+
+bool tandem_store_trash_take(struct tandem_store *s, char *path, size_t size)
+{
+    if (s->trash[0] == '\0') {
+        return false;
+    }
+    snprintf(path, size, "%s", s->trash);
+    s->trash[0] = '\0';
+    return true;
+}
+
+/* The environment a swap replaced (at old): to DIR.trash-<index> for the caller when it asked
+ * for that and took the previous one, else removed here. */
+static void old_env_discard(struct tandem_store *s, const char *old, uint64_t index)
+{
+    if (s->trash_later && s->trash[0] == '\0') {
+        snprintf(s->trash, sizeof s->trash, "%s.trash-%" PRIu64, s->dir, index);
+        if (rename(old, s->trash) == 0) {
+            return;
+        }
+        s->trash[0] = '\0';
+    }
+    (void)remove_env_dir(old);
+}
+
+/* Removes what a crash left of environments replaced by swaps: DIR.trash-* beside dir. */
+static void trash_leftovers_remove(const char *dir)
+{
+    char parent[PATH_MAX], prefix[PATH_MAX], path[2 * PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", dir);
+    char *slash = strrchr(parent, '/');
+    const char *base = dir;
+    if (slash == NULL) {
+        snprintf(parent, sizeof parent, ".");
+    } else {
+        base = dir + (slash - parent) + 1;
+        if (slash == parent) {
+            parent[1] = '\0'; /* dir is in / */
+        } else {
+            *slash = '\0';
+        }
+    }
+    snprintf(prefix, sizeof prefix, "%s.trash-", base);
+    DIR *d = opendir(parent);
+    if (d == NULL) {
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
+            snprintf(path, sizeof path, "%s/%s", parent, e->d_name);
+            (void)remove_env_dir(path);
+        }
+    }
+    closedir(d);
+}
+
 /* Makes a rename in dir's parent durable. A failure is not fatal on purpose: until the rename
  * is on disk, a crash leaves dir.new beside dir, and recover_interrupted_swap either finishes
  * the swap or drops dir.new (raft sends the snapshot again). */
@@ -139,6 +202,7 @@ static int recover_interrupted_swap(struct tandem_store *s, const char *dir)
     if (stat(next, &st) == 0 && stat(dir, &st) == 0) {
         (void)remove_env_dir(next); /* an unfinished restore: raft will send the snapshot again */
     }
+    trash_leftovers_remove(dir);
     return 0;
 }
 
@@ -1226,7 +1290,7 @@ int tandem_store_restore_prepared(struct tandem_store *s, const void *buf, size_
         return tandem_error_from_errno(errno, s->errmsg, "restore: swap directories");
     }
     tandem_store_fsync_parent(s->dir);
-    (void)remove_env_dir(old);
+    old_env_discard(s, old, index);
     s->marked = false; /* the mark went with the old directory; the new one is all synced */
     rv = env_open(s, &s->env, s->dir, true);
     /* The state now is the snapshot's: its index and apply digest, nothing half-written. */

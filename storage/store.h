@@ -81,6 +81,12 @@ struct tandem_store {
     /* tandem_store_open refused dir: it holds commits never synced, made under another boot (or
      * before a sync failed). The node discards it (tandem_store_discard) and raft rebuilds it. */
     bool untrusted;
+    /* Set after open (tandemd): a restore's swap renames the replaced environment to
+     * DIR.trash-<index> (trash) instead of removing it, for the caller to remove off the loop:
+     * unlinking a data file of gigabytes holds the thread that does it. Unset: removed in the
+     * restore. Whatever a crash leaves there is removed by the next open. */
+    bool trash_later;
+    char trash[PATH_MAX + 32]; /* "" or the replaced environment awaiting removal */
     char errmsg[TANDEM_ERRMSG_SIZE];
 };
 
@@ -190,6 +196,12 @@ void tandem_store_copy_end(struct tandem_store *s);
  * loop once the install is over (restored or not), lets readers start again. */
 int tandem_store_copies_drain(struct tandem_store *s, char *errmsg);
 void tandem_store_swap_done(struct tandem_store *s);
+/* The replaced environment a restore left in trash (trash_later): copied into path (size
+ * bytes) and forgotten by s; false when there is none. Then tandem_store_trash_remove(path), on
+ * any thread. */
+bool tandem_store_trash_take(struct tandem_store *s, char *path, size_t size);
+/* Removes an environment directory (its files and the directory); 0 or -1 with errno. */
+int tandem_store_trash_remove(const char *path);
 
 /* Reads the header of a snapshot buffer without verifying its checksum (a cheap look at which
  * snapshot it claims to be: index and header checksum). TANDEM_CORRUPT with errmsg

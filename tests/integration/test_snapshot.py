@@ -340,6 +340,12 @@ def test_paused_follower_catches_up_by_snapshot():
             restored = c.metric(paused, "tandem_snapshots_restored_total")
             assert restored > restored_before, "%s caught up without a snapshot install (%d)" % (
                 paused, restored)
+            # The state the install replaced went to the thread pool to be removed (storage/
+            # store.h, trash_later): none of it stays beside the live store.
+            data_dir = os.path.join(c.nodes[paused]["dir"], "data")
+            wait_until(lambda: not [e for e in os.listdir(data_dir)
+                                    if e.startswith("state.") and e != "state"], 30,
+                       "the replaced state removed from %s" % data_dir)
             # The raft_io shields are installed in tandemd and count what they did.
             for name in (leader, paused):
                 assert c.metric(name, "tandem_raft_shield_terms_fixed_total") >= 0

@@ -804,6 +804,58 @@ static void test_restore_prepared_swaps_without_reading_again(void **state)
     free(buf);
 }
 
+/* A store that removes replaced environments later (tandemd does it on the thread pool): the
+ * swap leaves DIR.trash-<index>, handed over once, and an open removes what a crash left
+ * there. */
+static void test_a_swap_leaves_the_replaced_state_for_later(void **state)
+{
+    struct fixture *f = *state;
+    void *buf;
+    size_t len;
+    char trash[PATH_MAX + 32], taken[PATH_MAX + 32], side[PATH_MAX + 8], text[KEY_TEXT_MAX];
+    populate_a(f);
+    snapshot_of(&f->a, &buf, &len);
+    open_store(&f->b, f->dir_b, &f->b_open);
+    put(&f->b, "mine", "m");
+    set_applied(&f->b, 5, 0x05);
+    assert_int_equal(tandem_store_commit(&f->b), 0);
+    f->b.trash_later = true;
+    assert_false(tandem_store_trash_take(&f->b, taken, sizeof taken));
+
+    assert_int_equal(tandem_store_restore(&f->b, buf, len), 0);
+    assert_applied(&f->b, 42, 0xA0);
+    snprintf(trash, sizeof trash, "%s.trash-42", f->dir_b);
+    snprintf(side, sizeof side, "%s.old", f->dir_b);
+    assert_false(path_exists(side));
+    assert_true(path_exists(trash)); /* the replaced state, whole */
+    struct tandem_store old;
+    bool old_open = false;
+    open_store(&old, trash, &old_open);
+    assert_int_equal(old.applied_index, 5);
+    assert_string_equal(get(&old, "mine", text, sizeof text), "m");
+    close_store(&old, &old_open);
+
+    assert_true(tandem_store_trash_take(&f->b, taken, sizeof taken));
+    assert_string_equal(taken, trash);
+    assert_false(tandem_store_trash_take(&f->b, taken, sizeof taken)); /* handed over once */
+    assert_int_equal(tandem_store_trash_remove(taken), 0);
+    assert_false(path_exists(trash));
+
+    /* Not taken yet: a crash leaves it, and the next open removes it. */
+    close_store(&f->b, &f->b_open);
+    assert_int_equal(nftw(f->dir_b, remove_entry, FD_MAX, FTW_DEPTH | FTW_PHYS), 0);
+    open_store(&f->b, f->dir_b, &f->b_open);
+    f->b.trash_later = true;
+    assert_int_equal(tandem_store_restore(&f->b, buf, len), 0);
+    assert_true(path_exists(trash));
+    close_store(&f->b, &f->b_open);
+    open_store(&f->b, f->dir_b, &f->b_open);
+    assert_false(path_exists(trash));
+    assert_applied(&f->b, 42, 0xA0);
+    assert_false(f->b.trash_later); /* the caller sets it after each open */
+    free(buf);
+}
+
 /* Restoring the damaged buffer fails with errmsg containing expected and leaves b as it was. */
 static void assert_refused(struct fixture *f, const void *buf, size_t len, const char *expected)
 {
@@ -1163,6 +1215,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restore_skipped_when_ahead, setup, teardown),
         cmocka_unit_test(test_copies_drain_before_a_swap),
         cmocka_unit_test_setup_teardown(test_restore_prepared_swaps_without_reading_again, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_swap_leaves_the_replaced_state_for_later, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_snapshot_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_header_tamper_refused, setup, teardown),
