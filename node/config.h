@@ -39,7 +39,7 @@ struct tandem_config {
     unsigned snapshot_trailing; /* at least snapshot_threshold */
     unsigned snapshot_log_mib;  /* log since the last snapshot that triggers one (threshold too) */
     unsigned trailing_log_mib;  /* log kept behind a snapshot (snapshot_trailing caps it) */
-    unsigned pool_nice;           /* storage/background.h */
+    unsigned pool_nice;         /* storage/background.h */
     unsigned snapshot_inline_mib; /* a larger state is snapshotted to a file (snapshot_file.h) */
     unsigned snapshot_fetch_timeout_s; /* an install's tries to fetch its file */
     unsigned max_inflight_entries;

@@ -135,6 +135,9 @@ static void loop_lag_cb(uv_timer_t *timer)
                    (unsigned long long)((now.runq_ns - l->seen.runq_ns) / 1000000u));
     }
     l->seen = now;
+    if (!tandem_list_empty(&node->digest_waits)) {
+        tandem_digest_waits_tick(node);
+    }
     /* The same 10 ms beat watches a quiet leader (consensus/leader_loss.h): cheap until it
      * probes. */
     if (node->leader_loss.raft != NULL && !node->stopping) {
@@ -245,6 +248,7 @@ void tandem_node_stop(struct tandem_node *node, int exit_code)
     node->stopping = true;
     node->exit_code = exit_code;
     tandem_log(TANDEM_LOG_INFO, "stopping");
+    tandem_digest_waits_tick(node); /* answers every waiting digest: the node stops */
     tandem_audit_fail_queued(node, RAFT_SHUTDOWN);
     tandem_proposer_fail_queued(&node->proposer, RAFT_SHUTDOWN);
     node->handles_open = node->metrics_http_open ? 17 : 16; /* the sd timers: 2 */
@@ -339,6 +343,9 @@ static void apply_observe(void *data, uint64_t ns)
     struct tandem_node *node = data;
     tandem_histogram_observe(&node->metrics.apply, ns);
     tandem_bcp_watch_applied(&node->watch);
+    if (!tandem_list_empty(&node->digest_waits)) {
+        tandem_digest_waits_applied(node);
+    }
 }
 
 static int make_dir(const char *path)
@@ -850,6 +857,7 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
     node->events.data = node;
     node->metrics.loop_lag.schedstat_fd = -1; /* opened with the loop-lag timer */
     tandem_pool_reads_init(&node->pool_reads, loop, &node->store);
+    tandem_list_init(&node->digest_waits);
     tandem_store_sync_init(&node->store_sync, loop, &node->store);
     node->store_sync.observe = lmdb_sync_observe;
     node->store_sync.failed = lmdb_sync_failed;

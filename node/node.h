@@ -61,6 +61,8 @@ struct tandem_node {
     struct tandem_bcp_watch watch; /* what becomes an event; incident reports */
     struct tandem_backups backups; /* the scheduled mutual backup (node/backup_state.h) */
     struct tandem_pool_reads pool_reads; /* reads that grow with the state (node/pool_read.h) */
+    struct tandem_list digest_waits; /* GET /v1/digest?at=N waiting for entry N (api/cluster.c) */
+    unsigned digest_waits_n;
     struct tandem_store_sync store_sync; /* the state store's syncs (node/store_sync.h) */
     bool store_rebuilt;     /* the state store was discarded at start (storage/unsynced.h) */
     uv_check_t flush_check; /* once per loop iteration: group commit, then propose */

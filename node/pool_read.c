@@ -22,8 +22,9 @@ static void pool_work_cb(uv_work_t *work)
 {
     tandem_background_enter(); /* storage/background.h */
     struct tandem_pool_read *read = work->data;
-    MDB_txn *txn;
-    int rv = mdb_txn_begin(read->store.env, NULL, MDB_RDONLY, &txn);
+    MDB_txn *txn = read->pinned;
+    int rv = txn != NULL ? 0 : mdb_txn_begin(read->store.env, NULL, MDB_RDONLY, &txn);
+    read->pinned = NULL; /* aborted below, whatever happens */
     if (rv != 0) {
         read->rv = tandem_error_from_mdb(rv, read->store.errmsg, "read transaction");
     } else {
@@ -70,8 +71,12 @@ static void pool_after_work_cb(uv_work_t *work, int status)
 {
     struct tandem_pool_read *read = work->data;
     struct tandem_pool_reads *reads = read->reads;
-    if (!read->copy_released) {
-        tandem_store_copy_end(reads->store); /* cancelled before it ran */
+    if (!read->copy_released) { /* cancelled before it ran */
+        if (read->pinned != NULL) {
+            mdb_txn_abort(read->pinned);
+            read->pinned = NULL;
+        }
+        tandem_store_copy_end(reads->store);
     }
     if (status != 0) {
         read->rv = tandem_error_from_uv(status, read->store.errmsg, "thread pool");
@@ -96,7 +101,9 @@ static void store_copy(struct tandem_store *copy, const struct tandem_store *sto
 
 /* Commits, pins the store and queues read on the pool. Returns 0, or a tandem code with
  * read->store.errmsg filled (nothing queued, done not run). */
-static int pool_start(struct tandem_pool_reads *reads, struct tandem_pool_read *read)
+/* Commits and pins the store (its copy in read->store): 0, or a tandem code with
+ * read->store.errmsg filled and nothing pinned. */
+static int pool_pin(struct tandem_pool_reads *reads, struct tandem_pool_read *read)
 {
     int rv = tandem_store_commit(reads->store);
     if (rv != 0) { /* the store is poisoned now: the node stops at the end of this turn */
@@ -111,9 +118,25 @@ static int pool_start(struct tandem_pool_reads *reads, struct tandem_pool_read *
                                 "a snapshot install is replacing this node's state");
     }
     read->copy_released = false;
+    return 0;
+}
+
+/* Pins the store (unless a pinned read did at its submit) and queues read on the pool. Returns
+ * 0, or a tandem code with read->store.errmsg filled (nothing queued, nothing pinned, done not
+ * run). */
+static int pool_start(struct tandem_pool_reads *reads, struct tandem_pool_read *read)
+{
+    int rv = read->pinned != NULL ? 0 : pool_pin(reads, read);
+    if (rv != 0) {
+        return rv;
+    }
     read->work.data = read;
     rv = uv_queue_work(reads->loop, &read->work, pool_work_cb, pool_after_work_cb);
     if (rv != 0) {
+        if (read->pinned != NULL) {
+            mdb_txn_abort(read->pinned);
+            read->pinned = NULL;
+        }
         tandem_store_copy_end(reads->store);
         return tandem_error_from_uv(rv, read->store.errmsg, "uv_queue_work");
     }
@@ -121,11 +144,12 @@ static int pool_start(struct tandem_pool_reads *reads, struct tandem_pool_read *
     return 0;
 }
 
-int tandem_pool_read_submit(struct tandem_pool_reads *reads, struct tandem_pool_read *read,
-                            tandem_pool_read_work_fn work_cb, tandem_pool_read_done_fn done_cb,
-                            void *data)
+static int submit(struct tandem_pool_reads *reads, struct tandem_pool_read *read,
+                  tandem_pool_read_work_fn work_cb, tandem_pool_read_done_fn done_cb, void *data,
+                  bool pinned)
 {
     tandem_assert(reads->loop != NULL && work_cb != NULL && done_cb != NULL);
+    read->pinned = NULL;
     if (reads->closing) {
         return tandem_error_set(read->store.errmsg, TANDEM_SHUTDOWN, "the node is shutting down");
     }
@@ -142,12 +166,38 @@ int tandem_pool_read_submit(struct tandem_pool_reads *reads, struct tandem_pool_
     read->data = data;
     read->rv = 0;
     tandem_list_init(&read->link);
+    if (pinned) {
+        int rv = pool_pin(reads, read);
+        if (rv != 0) {
+            return rv;
+        }
+        MDB_txn *txn;
+        if ((rv = mdb_txn_begin(read->store.env, NULL, MDB_RDONLY, &txn)) != 0) {
+            tandem_store_copy_end(reads->store);
+            return tandem_error_from_mdb(rv, read->store.errmsg, "read transaction");
+        }
+        read->pinned = txn;
+    }
     if (reads->running < TANDEM_POOL_READS_RUNNING_MAX) {
         return pool_start(reads, read);
     }
     tandem_list_push_back(&reads->queue, &read->link);
     reads->waiting++;
     return 0;
+}
+
+int tandem_pool_read_submit(struct tandem_pool_reads *reads, struct tandem_pool_read *read,
+                            tandem_pool_read_work_fn work_cb, tandem_pool_read_done_fn done_cb,
+                            void *data)
+{
+    return submit(reads, read, work_cb, done_cb, data, false);
+}
+
+int tandem_pool_read_submit_pinned(struct tandem_pool_reads *reads, struct tandem_pool_read *read,
+                                   tandem_pool_read_work_fn work_cb,
+                                   tandem_pool_read_done_fn done_cb, void *data)
+{
+    return submit(reads, read, work_cb, done_cb, data, true);
 }
 
 void tandem_pool_reads_close(struct tandem_pool_reads *reads, void (*close_cb)(void *data),

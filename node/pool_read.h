@@ -51,6 +51,8 @@ struct tandem_pool_read {
     void *data;
     int rv;
     bool copy_released; /* store.copies given back on the pool */
+    MDB_txn *pinned;    /* tandem_pool_read_submit_pinned: the read transaction begun on the
+                           loop, used (and aborted) on the pool; NULL: one begun there */
 };
 
 void tandem_pool_reads_init(struct tandem_pool_reads *reads, uv_loop_t *loop,
@@ -65,6 +67,14 @@ void tandem_pool_reads_init(struct tandem_pool_reads *reads, uv_loop_t *loop,
 int tandem_pool_read_submit(struct tandem_pool_reads *reads, struct tandem_pool_read *read,
                             tandem_pool_read_work_fn work_cb, tandem_pool_read_done_fn done_cb,
                             void *data);
+
+/* As tandem_pool_read_submit, but the read transaction begins now, on the loop, after a commit:
+ * the work sees exactly what is applied at this call, however long it waits for its turn and
+ * whatever is applied meanwhile (a digest at an index every member takes at the same entry).
+ * Refused (TANDEM_BUSY) during a snapshot install's swap, like any read. */
+int tandem_pool_read_submit_pinned(struct tandem_pool_reads *reads, struct tandem_pool_read *read,
+                                   tandem_pool_read_work_fn work_cb,
+                                   tandem_pool_read_done_fn done_cb, void *data);
 
 /* Refuses new reads (TANDEM_SHUTDOWN) and runs close_cb(data) once every read running or waiting
  * is done (at once when none is): the store may close then. */

@@ -193,6 +193,16 @@ typedef void (*tandem_route_serve_fn)(struct tandem_node *node, struct tandem_ht
 void tandem_route_read(struct tandem_node *node, struct tandem_http_request *r,
                        tandem_route_serve_fn serve, void *arg, void (*done)(void *arg));
 
+/* GET /v1/digest?at=N (node/api/cluster.c): requests wait at most wait_ms (default, max) for
+ * entry N; at most WAITS_MAX wait on a node. tandem_digest_waits_applied after every apply
+ * serves those whose entry it reached; tandem_digest_waits_tick (every 10 ms, and at stop)
+ * answers those past their time, or all once the node stops, with 503. */
+#define TANDEM_DIGEST_WAIT_MS_DEFAULT 2000u
+#define TANDEM_DIGEST_WAIT_MS_MAX     30000u
+#define TANDEM_DIGEST_WAITS_MAX       64u
+void tandem_digest_waits_applied(struct tandem_node *node);
+void tandem_digest_waits_tick(struct tandem_node *node);
+
 /* A read that grows with the state (node/pool_read.h), answered from the thread pool. */
 struct tandem_route_pooled;
 /* Runs on a pool thread: txn and store as node/pool_read.h gives them; it must touch nothing of

@@ -1,6 +1,7 @@
 /* The cluster resource: health, readiness, metrics, status, digest, members and leadership
  * transfer. Membership changes themselves run in consensus/membership.c; these handlers parse,
  * call and answer. */
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,15 +217,144 @@ static void digest_answer(struct tandem_node *node, struct tandem_http_request *
                                    "trace_events", (json_int_t)q->counts.trace_events));
 }
 
+/* GET /v1/digest?at=N: the digest of the state as it stood right after this node applied the
+ * first entry at or past N, so that every member reports the same applied index while writes go
+ * on (a BCP drill's parity check under live traffic). The request waits (wait_ms) for that
+ * entry; the read transaction is pinned on the loop the moment it is applied. */
+struct digest_wait {
+    struct pool_digest {
+        struct tandem_pool_read read; /* first */
+        struct digest_read q;
+    } pooled;
+    struct tandem_list link;
+    struct tandem_node *node;
+    struct tandem_http_request *r; /* borrowed until answered */
+    uint64_t at, deadline_ms;      /* deadline on uv_now */
+};
+
+static void digest_wait_done(void *data, int rv, const char *errmsg)
+{
+    struct digest_wait *w = data;
+    if (rv == TANDEM_BUSY || rv == TANDEM_SHUTDOWN) {
+        char text[TANDEM_ERRMSG_SIZE + 64], message[TANDEM_ERRMSG_SIZE + 32];
+        snprintf(message, sizeof message, "%s: retry later", errmsg);
+        tandem_http_error_json(text, sizeof text, message);
+        tandem_route_json(w->node, w->r, 503, "Retry-After: 1\r\n", text);
+    } else {
+        digest_answer(w->node, w->r, &w->pooled.q, rv, errmsg);
+    }
+    free(w);
+}
+
+static int digest_wait_work(struct tandem_store *store, MDB_txn *txn, void *data)
+{
+    struct digest_wait *w = data;
+    return digest_work(store, txn, &w->pooled.q);
+}
+
+/* Pins the state as it stands now and hands the digest to the pool; answers w either way. */
+static void digest_wait_serve(struct digest_wait *w)
+{
+    int rv = tandem_pool_read_submit_pinned(&w->node->pool_reads, &w->pooled.read, digest_wait_work,
+                                            digest_wait_done, w);
+    if (rv != 0) {
+        digest_wait_done(w, rv, w->pooled.read.store.errmsg);
+    }
+}
+
+static void digest_wait_unlink(struct tandem_node *node, struct digest_wait *w)
+{
+    tandem_list_remove(&w->link);
+    tandem_assert(node->digest_waits_n > 0);
+    node->digest_waits_n--;
+}
+
+void tandem_digest_waits_applied(struct tandem_node *node)
+{
+    struct tandem_list *link = node->digest_waits.next;
+    while (link != &node->digest_waits) {
+        struct digest_wait *w = tandem_list_entry(link, struct digest_wait, link);
+        link = link->next;
+        if (node->store.applied_index >= w->at) {
+            digest_wait_unlink(node, w);
+            digest_wait_serve(w);
+        }
+    }
+}
+
+void tandem_digest_waits_tick(struct tandem_node *node)
+{
+    uint64_t now = uv_now(node->loop);
+    struct tandem_list *link = node->digest_waits.next;
+    while (link != &node->digest_waits) {
+        struct digest_wait *w = tandem_list_entry(link, struct digest_wait, link);
+        link = link->next;
+        if (now >= w->deadline_ms || node->stopping) {
+            digest_wait_unlink(node, w);
+            char text[TANDEM_ERRMSG_SIZE + 64];
+            char message[TANDEM_ERRMSG_SIZE];
+            snprintf(message, sizeof message,
+                     node->stopping ? "the node is shutting down: retry later"
+                                    : "applied index %" PRIu64 " did not reach %" PRIu64
+                                      " in time: retry later",
+                     node->store.applied_index, w->at);
+            tandem_http_error_json(text, sizeof text, message);
+            tandem_route_json(node, w->r, 503, "Retry-After: 1\r\n", text);
+            free(w);
+        }
+    }
+}
+
 static void route_digest(struct tandem_node *node, struct tandem_http_request *r, const char *p)
 {
     (void)p;
-    struct digest_read *q = calloc(1, sizeof *q);
-    if (q == NULL) {
+    uint64_t at = 0, wait_ms = TANDEM_DIGEST_WAIT_MS_DEFAULT;
+    int has_at = tandem_route_query_number(r, "at", 1, UINT64_MAX, &at);
+    if (has_at < 0) {
+        tandem_route_error(node, r, 400, "at must be a raft index (1 or more)");
+        return;
+    }
+    if (tandem_route_query_number(r, "wait_ms", 0, TANDEM_DIGEST_WAIT_MS_MAX, &wait_ms) < 0) {
+        tandem_route_error(node, r, 400, "wait_ms must be 0 to %u", TANDEM_DIGEST_WAIT_MS_MAX);
+        return;
+    }
+    if (has_at == 0) {
+        struct digest_read *q = calloc(1, sizeof *q);
+        if (q == NULL) {
+            tandem_route_error(node, r, 503, "out of memory");
+            return;
+        }
+        tandem_route_local_pooled(node, r, digest_work, digest_answer, q, free);
+        return;
+    }
+    /* Past it: the state at that entry is gone (the caller asks again further on). Equal: the
+     * state is that entry's now. */
+    if (node->store.applied_index > at) {
+        tandem_route_error(node, r, 409, "applied index %" PRIu64 " is past %" PRIu64,
+                           node->store.applied_index, at);
+        return;
+    }
+    if (node->store.applied_index < at && node->digest_waits_n >= TANDEM_DIGEST_WAITS_MAX) {
+        tandem_route_json(node, r, 503, "Retry-After: 1\r\n",
+                          "{\"error\":\"too many digests wait for an index on this node: retry "
+                          "later\"}");
+        return;
+    }
+    struct digest_wait *w = calloc(1, sizeof *w);
+    if (w == NULL) {
         tandem_route_error(node, r, 503, "out of memory");
         return;
     }
-    tandem_route_local_pooled(node, r, digest_work, digest_answer, q, free);
+    w->node = node;
+    w->r = r;
+    w->at = at;
+    w->deadline_ms = uv_now(node->loop) + wait_ms;
+    if (node->store.applied_index == at) {
+        digest_wait_serve(w);
+        return;
+    }
+    tandem_list_push_back(&node->digest_waits, &w->link);
+    node->digest_waits_n++;
 }
 
 /* The start-up quarantine flag and, per member, whether its raft port and its API answered

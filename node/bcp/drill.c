@@ -19,12 +19,15 @@
 #include "storage/clock.h"
 #include "storage/error.h"
 
-#define STEP_POLL_MS     50
-#define DIGEST_RETRY_MS  200
-#define CALL_TIMEOUT_MS  12000 /* invoke/revoke answer within their own wait bound */
-#define DRAIN_TIMEOUT_MS 6000  /* in-flight probe writes finish within their timeout */
-#define LIST_TIMEOUT_MS  10000
-#define DIGEST_NODES_MAX TANDEM_SITE_PLAN_MEMBERS_MAX
+#define STEP_POLL_MS           50
+#define DIGEST_RETRY_MS        200
+#define DIGEST_AT_WAIT_MS      1500u /* a member waits this long for the entry asked for */
+#define DIGEST_CALL_TIMEOUT_MS 2500u /* beyond that wait */
+#define DIGEST_AT_MARGIN_MAX   4096u
+#define CALL_TIMEOUT_MS        12000 /* invoke/revoke answer within their own wait bound */
+#define DRAIN_TIMEOUT_MS       6000  /* in-flight probe writes finish within their timeout */
+#define LIST_TIMEOUT_MS        10000
+#define DIGEST_NODES_MAX       TANDEM_SITE_PLAN_MEMBERS_MAX
 
 #define BIT TANDEM_SM_BIT
 /* Names are the report's step names (lower case), so they are spelled out. */
@@ -68,6 +71,7 @@ struct digest_view {
     uint64_t applied;
     char digest[2 * TANDEM_DIGEST_LEN + 1];
     bool answered;
+    bool past; /* asked for the state at an index it had already passed (409) */
 };
 
 struct drill {
@@ -104,6 +108,11 @@ struct drill {
     struct digest_view views[DIGEST_NODES_MAX];
     unsigned n_views, digest_pending;
     uint64_t digest_next_ms;
+    /* Under live writes the members rarely stand at the same index when asked at once: every
+     * other round asks each for its state right after it applies the first entry at or past
+     * digest_at (GET /v1/digest?at=), the highest index the round before saw plus a margin,
+     * doubled each time a member had already passed it. 0: a plain round. */
+    uint64_t digest_at, digest_margin;
     json_t *report; /* owned */
     char error[TANDEM_ERRMSG_SIZE];
 };
@@ -513,6 +522,7 @@ static void digest_cb(void *data, int status, int http_status, const char *body,
     json_t *root = status == 0 && http_status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
     json_t *applied = json_object_get(root, "applied_index");
     const char *digest = json_string_value(json_object_get(root, "state_digest"));
+    v->past = status == 0 && http_status == 409;
     if (json_is_integer(applied) && digest != NULL) {
         v->answered = true;
         v->applied = (uint64_t)json_integer_value(applied);
@@ -540,9 +550,16 @@ static void digest_round(struct drill *d)
         memset(v, 0, sizeof *v);
         snprintf(v->name, sizeof v->name, "%s", m.name);
         snprintf(v->api, sizeof v->api, "%s", m.api);
+        char path[96];
+        if (d->digest_at != 0) {
+            snprintf(path, sizeof path, "/v1/digest?at=%" PRIu64 "&wait_ms=%u", d->digest_at,
+                     DIGEST_AT_WAIT_MS);
+        } else {
+            snprintf(path, sizeof path, "/v1/digest");
+        }
         d->digest_pending++;
-        if (tandem_bcp_call(d->bcp, v->api, "GET", "/v1/digest", NULL, NULL, 2000, digest_cb, v) !=
-            0) {
+        if (tandem_bcp_call(d->bcp, v->api, "GET", path, NULL, NULL, DIGEST_CALL_TIMEOUT_MS,
+                            digest_cb, v) != 0) {
             d->digest_pending--;
         }
     }
@@ -566,6 +583,32 @@ static void digest_record(struct drill *d, int which, bool same_index)
     }
 }
 
+/* After a round that found the members at different indexes: the next round's digest_at. */
+static void digest_next_at(struct drill *d)
+{
+    if (d->digest_at != 0) { /* an index round: a plain one next */
+        bool past = false;
+        for (unsigned i = 0; i < d->n_views; i++) {
+            past |= d->views[i].past;
+        }
+        if (past && d->digest_margin < DIGEST_AT_MARGIN_MAX) {
+            d->digest_margin *= 2;
+        }
+        d->digest_at = 0;
+        return;
+    }
+    uint64_t highest = 0;
+    for (unsigned i = 0; i < d->n_views; i++) {
+        if (d->views[i].answered && d->views[i].applied > highest) {
+            highest = d->views[i].applied;
+        }
+    }
+    if (highest > 0) {
+        d->digest_margin = d->digest_margin == 0 ? 1 : d->digest_margin;
+        d->digest_at = highest + d->digest_margin;
+    }
+}
+
 /* Returns 1 when settled (equal or not, result stored), 0 to keep polling. */
 static int digest_settle(struct drill *d, int which)
 {
@@ -576,6 +619,7 @@ static int digest_settle(struct drill *d, int which)
     }
     bool late = now_ms(d) - d->step_started_ms > TANDEM_DRILL_DIGEST_TIMEOUT_MS;
     if (!same_index && !late) {
+        digest_next_at(d);
         return 0;
     }
     char what[200];
@@ -598,6 +642,7 @@ static bool digest_step(struct drill *d, int which)
     }
     if (d->n_views > 0 && digest_settle(d, which)) {
         d->n_views = 0;
+        d->digest_at = 0; /* the next check starts plain */
         return true;
     }
     d->digest_next_ms = now_ms(d) + DIGEST_RETRY_MS;

@@ -2,16 +2,20 @@
 (node/pool_read.h) on a 3-node cluster of real tandemd processes: rebalance plans and full-state
 digests pipelined on one connection beyond the bound (2 running, 32 waiting) are answered, in
 order, with correct results up to the bound and 503 with Retry-After and a JSON body past it; a
-client that sends slow reads and leaves before the answers leaves the node serving; and the
-node stops cleanly with such reads in flight."""
+client that sends slow reads and leaves before the answers leaves the node serving; the node
+stops cleanly with such reads in flight; and the digest of every member at one index
+(GET /v1/digest?at=N, a BCP drill's parity check) agrees while writes go on, where digests asked
+at the same moment rarely stand at the same index."""
 
 import json
 import os
 import sys
+import threading
 import time
 
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bcp_load import Load  # noqa: E402
 from cluster import Cluster, pid_alive, run_tests, tls_socket, wait_until  # noqa: E402
 
 BOUND = 2 + 32            # TANDEM_POOL_READS_RUNNING_MAX + TANDEM_POOL_READS_WAITING_MAX
@@ -24,6 +28,10 @@ PLANS_LAST = 8            # after them: refused while the digests wait
 ANSWER_TIMEOUT_S = 120
 REQUEST_TIMEOUT_S = 30
 WRITE_ATTEMPTS = 60       # 503s ridden out by the preload, 0.5 s apart
+AT_ROUNDS = 10            # digest rounds at an index under load, and as many at once
+AT_MARGIN = 30            # entries past the leader's applied index the round asks for
+AT_WAIT_MS = 10000
+LOAD_LIMIT_S = 120        # the writers' own bound
 
 
 def write(c, method, path, body, ok):
@@ -149,6 +157,78 @@ def client_leaving_then_stop(c, leader):
     wait_until(lambda: not pid_alive(pid), 30, "%s to exit" % leader)
     tail = c.log_tail(leader, 5)
     assert "%s: stopped" % leader in tail and "fatal" not in tail, tail
+
+
+def digests_of_all(c, path):
+    """GET path from every member at once: {name: (status, answer)}."""
+    answers = {}
+
+    def ask(name):
+        status, _, body = c.api(name, "GET", path, timeout=AT_WAIT_MS / 1000 + 10)
+        answers[name] = (status, json.loads(body))
+    threads = [threading.Thread(target=ask, args=(n,)) for n in c.names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return answers
+
+
+def test_digests_at_an_index_agree_under_writes():
+    with Cluster(topology="2+2+1") as c:
+        leader = c.settled_leader()
+        urls = [c.nodes[n]["api"] for n in c.names if c.nodes[n]["site"] != "witness"]
+        load = Load(urls, "at", writers_per_url=2, limit_s=LOAD_LIMIT_S).start()
+        try:
+            wait_until(lambda: len(load.acked) >= 200, 60, "the writers under way")
+            agreed = at_once_same = 0
+            for _ in range(AT_ROUNDS):
+                at = c.status(leader)["node"]["applied_index"] + AT_MARGIN
+                answers = digests_of_all(c, "/v1/digest?at=%d&wait_ms=%d" % (at, AT_WAIT_MS))
+                if any(status == 409 for status, _ in answers.values()):
+                    continue  # one had passed it already: the round proves nothing either way
+                assert all(status == 200 for status, _ in answers.values()), answers
+                indexes = {a["applied_index"] for _, a in answers.values()}
+                digests = {a["state_digest"] for _, a in answers.values()}
+                assert len(indexes) == 1 and min(indexes) >= at, (at, answers)
+                assert len(digests) == 1, (at, answers)
+                agreed += 1
+                plain = digests_of_all(c, "/v1/digest")
+                at_once_same += len({a["applied_index"] for _, a in plain.values()}) == 1
+            print("MEASURED under %d writers: %d of %d rounds at an index agreed; asked at once, "
+                  "the members stood at one index in %d of %d" % (
+                      2 * len(urls), agreed, AT_ROUNDS, at_once_same, agreed), flush=True)
+            assert agreed >= AT_ROUNDS // 2, (agreed, AT_ROUNDS)
+
+            # Refusals: a bad index or wait, an index already passed, one not reached in time.
+            for path, want, words in (("/v1/digest?at=x", 400, "at must be"),
+                                      ("/v1/digest?at=0", 400, "at must be"),
+                                      ("/v1/digest?at=5&wait_ms=99999999", 400, "wait_ms must be"),
+                                      ("/v1/digest?at=1", 409, "is past 1"),
+                                      ("/v1/digest?at=999999999&wait_ms=200", 503,
+                                       "did not reach 999999999")):
+                status, headers, body = c.api(leader, "GET", path)
+                assert status == want, (path, status, body)
+                assert words in json.loads(body)["error"], (path, body)
+                if status == 503:
+                    assert headers["Retry-After"] == "1", dict(headers)
+        finally:
+            load.stop()
+        assert load.summary()["failed"] == 0, load.failed[:5]
+        # A node stopping with a digest waiting for an index answers it (503), then exits.
+        waiting = {}
+        follower = next(n for n in c.names if n != leader)
+
+        def ask_far():
+            waiting["answer"] = c.api(follower, "GET", "/v1/digest?at=999999999&wait_ms=30000",
+                                      timeout=60)
+        t = threading.Thread(target=ask_far)
+        t.start()
+        time.sleep(0.5)
+        c.stop(follower)
+        t.join(60)
+        status, _, body = waiting["answer"]
+        assert status == 503 and "shutting down" in json.loads(body)["error"], (status, body)
 
 
 def test_reads_past_the_bound_a_client_leaving_and_a_stop():

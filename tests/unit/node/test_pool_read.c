@@ -150,6 +150,45 @@ static void test_read_sees_applied_writes(void **state)
     assert_int_equal(f->reads.running, 0);
 }
 
+/* A pinned read sees the state of its submit: here it waits behind RUNNING_MAX blocked reads
+ * while the key is applied and committed, and never sees it; an unpinned read submitted at the
+ * same time does (its transaction begins when its turn comes). */
+static void test_pinned_read_sees_the_state_of_its_submit(void **state)
+{
+    struct fixture *f = *state;
+    for (unsigned i = 0; i < TANDEM_POOL_READS_RUNNING_MAX; i++) {
+        assert_int_equal(tandem_pool_read_submit(&f->reads, &f->read[i], blocking_work, done_cb, f),
+                         0);
+    }
+    unsigned pinned = TANDEM_POOL_READS_RUNNING_MAX, plain = pinned + 1;
+    assert_int_equal(
+        tandem_pool_read_submit_pinned(&f->reads, &f->read[pinned], find_work, done_cb, f), 0);
+    assert_non_null(f->read[pinned].pinned);
+    assert_int_equal(f->reads.waiting, 1);
+    /* Pinned from its submit on: an install waits for it too. */
+    assert_int_equal(atomic_load(&f->store.copies), TANDEM_POOL_READS_RUNNING_MAX + 1);
+    assert_int_equal(tandem_pool_read_submit(&f->reads, &f->read[plain], find_work, done_cb, f), 0);
+    put(&f->store, KEY, VALUE);
+    assert_int_equal(tandem_store_commit(&f->store), 0);
+    for (unsigned i = 0; i < TANDEM_POOL_READS_RUNNING_MAX; i++) {
+        uv_sem_post(&f->gate);
+    }
+    run_until_done(f, plain + 1);
+    assert_int_equal(f->done_ok, plain + 1);
+    /* The blocked reads began before the put and see nothing either: only the plain one does. */
+    assert_int_equal(f->found, 1);
+    assert_null(f->read[pinned].pinned);
+    assert_int_equal(atomic_load(&f->store.copies), 0);
+
+    /* Refused during an install's swap, like any read: nothing pinned. */
+    assert_int_equal(tandem_store_copies_drain(&f->store, f->store.errmsg), 0);
+    assert_int_equal(tandem_pool_read_submit_pinned(&f->reads, &f->read[0], find_work, done_cb, f),
+                     TANDEM_BUSY);
+    assert_null(f->read[0].pinned);
+    assert_int_equal(atomic_load(&f->store.copies), 0);
+    tandem_store_swap_done(&f->store);
+}
+
 /* RUNNING_MAX run, WAITING_MAX wait, the next is refused; all the others finish in turn. */
 static void test_bound_refuses_one_more(void **state)
 {
@@ -283,6 +322,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_read_sees_applied_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bound_refuses_one_more, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pinned_read_sees_the_state_of_its_submit, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_install_waits_for_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_refused_while_an_install_swaps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_waits_for_reads, setup, teardown),
