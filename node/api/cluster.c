@@ -230,6 +230,7 @@ struct digest_wait {
     struct tandem_node *node;
     struct tandem_http_request *r; /* borrowed until answered */
     uint64_t at, deadline_ms;      /* deadline on uv_now */
+    uint64_t restores;             /* the node's snapshot restores when it began waiting */
 };
 
 static void digest_wait_done(void *data, int rv, const char *errmsg)
@@ -275,8 +276,16 @@ void tandem_digest_waits_applied(struct tandem_node *node)
     while (link != &node->digest_waits) {
         struct digest_wait *w = tandem_list_entry(link, struct digest_wait, link);
         link = link->next;
-        if (node->store.applied_index >= w->at) {
-            digest_wait_unlink(node, w);
+        if (node->store.applied_index < w->at) {
+            continue;
+        }
+        digest_wait_unlink(node, w);
+        if (node->fsm.snapshots_restored != w->restores) {
+            /* A snapshot moved the state meanwhile: this is not the first entry past at. */
+            tandem_route_error(node, w->r, 409,
+                               "a snapshot install moved applied index past %" PRIu64, w->at);
+            free(w);
+        } else {
             digest_wait_serve(w);
         }
     }
@@ -349,6 +358,7 @@ static void route_digest(struct tandem_node *node, struct tandem_http_request *r
     w->r = r;
     w->at = at;
     w->deadline_ms = uv_now(node->loop) + wait_ms;
+    w->restores = node->fsm.snapshots_restored;
     if (node->store.applied_index == at) {
         digest_wait_serve(w);
         return;
