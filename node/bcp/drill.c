@@ -23,6 +23,7 @@
 #define DIGEST_RETRY_MS        200
 #define DIGEST_AT_WAIT_MS      1500u /* a member waits this long for the entry asked for */
 #define DIGEST_CALL_TIMEOUT_MS 2500u /* beyond that wait */
+#define DIGEST_AT_MARGIN_FIRST 8u    /* entries past the highest index seen: a few batches */
 #define DIGEST_AT_MARGIN_MAX   4096u
 #define CALL_TIMEOUT_MS        12000 /* invoke/revoke answer within their own wait bound */
 #define DRAIN_TIMEOUT_MS       6000  /* in-flight probe writes finish within their timeout */
@@ -111,7 +112,7 @@ struct drill {
     /* Under live writes the members rarely stand at the same index when asked at once: every
      * other round asks each for its state right after it applies the first entry at or past
      * digest_at (GET /v1/digest?at=), the highest index the round before saw plus a margin,
-     * doubled each time a member had already passed it. 0: a plain round. */
+     * four times larger each time a member had already passed it. 0: a plain round. */
     uint64_t digest_at, digest_margin;
     json_t *report; /* owned */
     char error[TANDEM_ERRMSG_SIZE];
@@ -592,7 +593,7 @@ static void digest_next_at(struct drill *d)
             past |= d->views[i].past;
         }
         if (past && d->digest_margin < DIGEST_AT_MARGIN_MAX) {
-            d->digest_margin *= 2;
+            d->digest_margin *= 4;
         }
         d->digest_at = 0;
         return;
@@ -604,7 +605,7 @@ static void digest_next_at(struct drill *d)
         }
     }
     if (highest > 0) {
-        d->digest_margin = d->digest_margin == 0 ? 1 : d->digest_margin;
+        d->digest_margin = d->digest_margin == 0 ? DIGEST_AT_MARGIN_FIRST : d->digest_margin;
         d->digest_at = highest + d->digest_margin;
     }
 }
