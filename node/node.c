@@ -823,6 +823,7 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
     tandem_assert(loop != NULL && c != NULL && !node->stopping);
     node->loop = loop;
     loop->data = node; /* raft's close callback finds the node through its loop */
+    tandem_list_init(&node->digest_waits); /* first: tandem_node_stop walks it */
     node->closed = handle_closed;
     node->config = c;
     self_from_config(&node->self, c);
@@ -857,7 +858,6 @@ int tandem_node_start(struct tandem_node *node, uv_loop_t *loop, const struct ta
     node->events.data = node;
     node->metrics.loop_lag.schedstat_fd = -1; /* opened with the loop-lag timer */
     tandem_pool_reads_init(&node->pool_reads, loop, &node->store);
-    tandem_list_init(&node->digest_waits);
     tandem_store_sync_init(&node->store_sync, loop, &node->store);
     node->store_sync.observe = lmdb_sync_observe;
     node->store_sync.failed = lmdb_sync_failed;
