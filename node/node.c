@@ -396,10 +396,12 @@ static int start_state(struct tandem_node *node, const struct tandem_config *c)
 
 /* The environment an installed snapshot replaced, removed on the thread pool (its data file is
  * as large as the state: unlinking gigabytes holds a thread for a while). */
+#define TRASH_PATH_SIZE (PATH_MAX + 32) /* as storage/store.h's trash */
+
 struct trash_job {
     uv_work_t work;
     int rv, err;
-    char path[PATH_MAX + 32];
+    char path[TRASH_PATH_SIZE];
 };
 
 static void trash_work_cb(uv_work_t *work)
@@ -426,11 +428,16 @@ static void trash_after_cb(uv_work_t *work, int status)
 /* The environment the last restore replaced, if any, to the thread pool. */
 static void trash_hand_off(struct tandem_node *node)
 {
+    char path[TRASH_PATH_SIZE];
+    if (!tandem_store_trash_take(&node->store, path, sizeof path)) {
+        return; /* the usual case: nothing was swapped */
+    }
     struct trash_job *j = calloc(1, sizeof *j);
-    if (j == NULL || !tandem_store_trash_take(&node->store, j->path, sizeof j->path)) {
-        free(j);
+    if (j == NULL) {
+        (void)tandem_store_trash_remove(path); /* here, then */
         return;
     }
+    memcpy(j->path, path, sizeof path);
     j->work.data = j;
     if (uv_queue_work(node->loop, &j->work, trash_work_cb, trash_after_cb) != 0) {
         (void)tandem_store_trash_remove(j->path); /* here, then */

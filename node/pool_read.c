@@ -40,6 +40,7 @@ static void pool_work_cb(uv_work_t *work)
 }
 
 static int pool_start(struct tandem_pool_reads *reads, struct tandem_pool_read *read);
+static void pool_unpin(struct tandem_pool_reads *reads, struct tandem_pool_read *read);
 
 /* Tells the closer once nothing runs or waits. */
 static void close_maybe(struct tandem_pool_reads *reads)
@@ -71,12 +72,8 @@ static void pool_after_work_cb(uv_work_t *work, int status)
 {
     struct tandem_pool_read *read = work->data;
     struct tandem_pool_reads *reads = read->reads;
-    if (!read->copy_released) { /* cancelled before it ran */
-        if (read->pinned != NULL) {
-            mdb_txn_abort(read->pinned);
-            read->pinned = NULL;
-        }
-        tandem_store_copy_end(reads->store);
+    if (!read->copy_released) {
+        pool_unpin(reads, read); /* cancelled before it ran */
     }
     if (status != 0) {
         read->rv = tandem_error_from_uv(status, read->store.errmsg, "thread pool");
@@ -99,8 +96,6 @@ static void store_copy(struct tandem_store *copy, const struct tandem_store *sto
     atomic_init(&copy->copies, 0);
 }
 
-/* Commits, pins the store and queues read on the pool. Returns 0, or a tandem code with
- * read->store.errmsg filled (nothing queued, done not run). */
 /* Commits and pins the store (its copy in read->store): 0, or a tandem code with
  * read->store.errmsg filled and nothing pinned. */
 static int pool_pin(struct tandem_pool_reads *reads, struct tandem_pool_read *read)
@@ -121,6 +116,16 @@ static int pool_pin(struct tandem_pool_reads *reads, struct tandem_pool_read *re
     return 0;
 }
 
+/* Undoes pool_pin, and aborts the read transaction a pinned submit began. */
+static void pool_unpin(struct tandem_pool_reads *reads, struct tandem_pool_read *read)
+{
+    if (read->pinned != NULL) {
+        mdb_txn_abort(read->pinned);
+        read->pinned = NULL;
+    }
+    tandem_store_copy_end(reads->store);
+}
+
 /* Pins the store (unless a pinned read did at its submit) and queues read on the pool. Returns
  * 0, or a tandem code with read->store.errmsg filled (nothing queued, nothing pinned, done not
  * run). */
@@ -133,11 +138,7 @@ static int pool_start(struct tandem_pool_reads *reads, struct tandem_pool_read *
     read->work.data = read;
     rv = uv_queue_work(reads->loop, &read->work, pool_work_cb, pool_after_work_cb);
     if (rv != 0) {
-        if (read->pinned != NULL) {
-            mdb_txn_abort(read->pinned);
-            read->pinned = NULL;
-        }
-        tandem_store_copy_end(reads->store);
+        pool_unpin(reads, read);
         return tandem_error_from_uv(rv, read->store.errmsg, "uv_queue_work");
     }
     reads->running++;
@@ -173,7 +174,7 @@ static int submit(struct tandem_pool_reads *reads, struct tandem_pool_read *read
         }
         MDB_txn *txn;
         if ((rv = mdb_txn_begin(read->store.env, NULL, MDB_RDONLY, &txn)) != 0) {
-            tandem_store_copy_end(reads->store);
+            pool_unpin(reads, read); /* nothing begun: the store's pin only */
             return tandem_error_from_mdb(rv, read->store.errmsg, "read transaction");
         }
         read->pinned = txn;

@@ -126,24 +126,30 @@ static void old_env_discard(struct tandem_store *s, const char *old, uint64_t in
     (void)remove_env_dir(old);
 }
 
+/* dir's parent directory into parent (PATH_MAX bytes: "." for a bare name, "/" for one in /);
+ * returns dir's last component. */
+static const char *parent_of(const char *dir, char parent[PATH_MAX])
+{
+    snprintf(parent, PATH_MAX, "%s", dir);
+    char *slash = strrchr(parent, '/');
+    if (slash == NULL) {
+        snprintf(parent, PATH_MAX, ".");
+        return dir;
+    }
+    const char *base = dir + (slash - parent) + 1;
+    if (slash == parent) {
+        parent[1] = '\0';
+    } else {
+        *slash = '\0';
+    }
+    return base;
+}
+
 /* Removes what a crash left of environments replaced by swaps: DIR.trash-* beside dir. */
 static void trash_leftovers_remove(const char *dir)
 {
     char parent[PATH_MAX], prefix[PATH_MAX], path[2 * PATH_MAX];
-    snprintf(parent, sizeof parent, "%s", dir);
-    char *slash = strrchr(parent, '/');
-    const char *base = dir;
-    if (slash == NULL) {
-        snprintf(parent, sizeof parent, ".");
-    } else {
-        base = dir + (slash - parent) + 1;
-        if (slash == parent) {
-            parent[1] = '\0'; /* dir is in / */
-        } else {
-            *slash = '\0';
-        }
-    }
-    snprintf(prefix, sizeof prefix, "%s.trash-", base);
+    snprintf(prefix, sizeof prefix, "%s.trash-", parent_of(dir, parent));
     DIR *d = opendir(parent);
     if (d == NULL) {
         return;
@@ -164,15 +170,7 @@ static void trash_leftovers_remove(const char *dir)
 void tandem_store_fsync_parent(const char *dir)
 {
     char parent[PATH_MAX];
-    snprintf(parent, sizeof parent, "%s", dir);
-    char *slash = strrchr(parent, '/');
-    if (slash == NULL) {
-        snprintf(parent, sizeof parent, ".");
-    } else if (slash == parent) {
-        parent[1] = '\0';
-    } else {
-        *slash = '\0';
-    }
+    (void)parent_of(dir, parent);
     int fd = open(parent, O_RDONLY | O_DIRECTORY);
     if (fd >= 0) {
         (void)fsync(fd);

@@ -99,6 +99,9 @@ void tandem_route_jansson(struct tandem_node *node, struct tandem_http_request *
                           json_t *body);
 void tandem_route_error(struct tandem_node *node, struct tandem_http_request *r, int status,
                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* 503 with Retry-After: 1 and {"error": the message}: busy or stopping, ask again. */
+void tandem_route_retry_later(struct tandem_node *node, struct tandem_http_request *r,
+                              const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* RAFT_BUSY -> 429, RAFT_NOTLEADER -> 503 no leader, lost leadership -> 503 outcome unknown. */
 void tandem_route_raft_error(struct tandem_node *node, struct tandem_http_request *r, int rv);
 bool tandem_route_local(const struct tandem_http_request *r);

@@ -237,10 +237,7 @@ static void digest_wait_done(void *data, int rv, const char *errmsg)
 {
     struct digest_wait *w = data;
     if (rv == TANDEM_BUSY || rv == TANDEM_SHUTDOWN) {
-        char text[TANDEM_ERRMSG_SIZE + 64], message[TANDEM_ERRMSG_SIZE + 32];
-        snprintf(message, sizeof message, "%s: retry later", errmsg);
-        tandem_http_error_json(text, sizeof text, message);
-        tandem_route_json(w->node, w->r, 503, "Retry-After: 1\r\n", text);
+        tandem_route_retry_later(w->node, w->r, "%s: retry later", errmsg);
     } else {
         digest_answer(w->node, w->r, &w->pooled.q, rv, errmsg);
     }
@@ -298,19 +295,19 @@ void tandem_digest_waits_tick(struct tandem_node *node)
     while (link != &node->digest_waits) {
         struct digest_wait *w = tandem_list_entry(link, struct digest_wait, link);
         link = link->next;
-        if (now >= w->deadline_ms || node->stopping) {
-            digest_wait_unlink(node, w);
-            char text[TANDEM_ERRMSG_SIZE + 64];
-            char message[TANDEM_ERRMSG_SIZE];
-            snprintf(message, sizeof message,
-                     node->stopping ? "the node is shutting down: retry later"
-                                    : "applied index %" PRIu64 " did not reach %" PRIu64
-                                      " in time: retry later",
-                     node->store.applied_index, w->at);
-            tandem_http_error_json(text, sizeof text, message);
-            tandem_route_json(node, w->r, 503, "Retry-After: 1\r\n", text);
-            free(w);
+        if (!node->stopping && now < w->deadline_ms) {
+            continue;
         }
+        digest_wait_unlink(node, w);
+        if (node->stopping) {
+            tandem_route_retry_later(node, w->r, "the node is shutting down: retry later");
+        } else {
+            tandem_route_retry_later(node, w->r,
+                                     "applied index %" PRIu64 " did not reach %" PRIu64
+                                     " in time: retry later",
+                                     node->store.applied_index, w->at);
+        }
+        free(w);
     }
 }
 
@@ -344,9 +341,8 @@ static void route_digest(struct tandem_node *node, struct tandem_http_request *r
         return;
     }
     if (node->store.applied_index < at && node->digest_waits_n >= TANDEM_DIGEST_WAITS_MAX) {
-        tandem_route_json(node, r, 503, "Retry-After: 1\r\n",
-                          "{\"error\":\"too many digests wait for an index on this node: retry "
-                          "later\"}");
+        tandem_route_retry_later(node, r,
+                                 "too many digests wait for an index on this node: retry later");
         return;
     }
     struct digest_wait *w = calloc(1, sizeof *w);

@@ -51,10 +51,7 @@ static void pooled_serve(struct tandem_node *node, struct tandem_http_request *r
     if (rv == 0) {
         q->submitted = true; /* pooled_done_cb finishes it, on a later turn */
     } else if (rv == TANDEM_BUSY || rv == TANDEM_SHUTDOWN) {
-        char text[TANDEM_ERRMSG_SIZE + 64], message[TANDEM_ERRMSG_SIZE + 32];
-        snprintf(message, sizeof message, "%s: retry later", q->read.store.errmsg);
-        tandem_http_error_json(text, sizeof text, message);
-        tandem_route_json(node, r, 503, "Retry-After: 1\r\n", text);
+        tandem_route_retry_later(node, r, "%s: retry later", q->read.store.errmsg);
     } else {
         tandem_route_error(node, r, 500, "%s", q->read.store.errmsg);
     } /* not submitted: pooled_read_done, which runs right after this, finishes q */

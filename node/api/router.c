@@ -159,17 +159,32 @@ void tandem_route_jansson(struct tandem_node *node, struct tandem_http_request *
     free(text);
 }
 
+static void error_respond(struct tandem_node *node, struct tandem_http_request *r, int status,
+                          const char *extra_headers, const char *fmt, va_list args)
+{
+    char message[512], body[1200];
+    vsnprintf(message, sizeof message, fmt, args);
+    size_t len = tandem_http_error_json(body, sizeof body, message);
+    tandem_node_respond(node, r, status, "application/json", extra_headers, body,
+                        len < sizeof body ? len : strlen(body));
+}
+
 void tandem_route_error(struct tandem_node *node, struct tandem_http_request *r, int status,
                         const char *fmt, ...)
 {
-    char message[512], body[1200];
     va_list args;
     va_start(args, fmt);
-    vsnprintf(message, sizeof message, fmt, args);
+    error_respond(node, r, status, NULL, fmt, args);
     va_end(args);
-    size_t len = tandem_http_error_json(body, sizeof body, message);
-    tandem_node_respond(node, r, status, "application/json", NULL, body,
-                        len < sizeof body ? len : strlen(body));
+}
+
+void tandem_route_retry_later(struct tandem_node *node, struct tandem_http_request *r,
+                              const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    error_respond(node, r, 503, "Retry-After: 1\r\n", fmt, args);
+    va_end(args);
 }
 
 /* No leader now: the request waits for one (node/http/park.h) while it is young, then 503. */
