@@ -30,6 +30,11 @@
  * long before its next request, so a dead server costs a few attempts per second, not a busy loop.
  */
 #define BENCH_RETRY_DELAY_MS 50u
+/* A 503 (tandem: a full raft log, or a busy pool) is the server asking for the same request
+ * again: it is sent again after this, up to BENCH_BUSY_TRIES_MAX times, its latency counting
+ * from the first send; then it counts as http_5xx. */
+#define BENCH_BUSY_DELAY_MS  100u
+#define BENCH_BUSY_TRIES_MAX 600u
 #define BENCH_EARLY_NS       1000000u /* open loop: send up to 1 ms early (timer granularity) */
 #define BENCH_SAMPLE_BYTES   200      /* first error message kept per kind */
 
@@ -53,7 +58,10 @@ struct bench_worker {
     uint64_t rng;
     uint64_t interval_ns, next_ns; /* open loop: this connection's share of --rate */
     uint64_t start_ns;             /* latency start of the request in flight */
-    int measured;                  /* the request in flight belongs to the measured window */
+    enum tandem_bench_op op;       /* the request in flight, sent again after a 503 */
+    uint64_t key;
+    unsigned busy_tries;
+    int measured; /* the request in flight belongs to the measured window */
     int handles_open;
 };
 
@@ -74,6 +82,7 @@ struct bench_run {
     uint64_t issued, finished, next_key;
     uint64_t reads, writes;
     uint64_t outcomes[TANDEM_BENCH_OUTCOME_COUNT];
+    uint64_t busy_retries; /* requests sent again after a 503 */
     char samples[TANDEM_BENCH_OUTCOME_COUNT][BENCH_SAMPLE_BYTES];
     struct tandem_bench_hist hist;
 };
@@ -144,11 +153,19 @@ static void account(struct bench_worker *w, enum tandem_bench_outcome outcome, u
 }
 
 static void retry_later(struct bench_worker *w);
+static void busy_resend_cb(uv_timer_t *timer);
 
 static void conn_cb(struct tandem_bench_conn *conn, enum tandem_bench_outcome outcome,
                     uint64_t done_ns)
 {
     struct bench_worker *w = conn->data;
+    if (outcome == TANDEM_BENCH_OUTCOME_HTTP_5XX && conn->status == 503 && !w->run->stopping &&
+        w->busy_tries < BENCH_BUSY_TRIES_MAX &&
+        uv_timer_start(&w->pace, busy_resend_cb, BENCH_BUSY_DELAY_MS, 0) == 0) {
+        w->busy_tries++;
+        w->run->busy_retries += (uint64_t)w->measured;
+        return;
+    }
     account(w, outcome, done_ns, conn->request.op);
     if (w->run->stopping) {
         return;
@@ -170,6 +187,23 @@ static void pace_cb(uv_timer_t *timer)
         schedule(w);
     } else {
         issue(w, uv_hrtime());
+    }
+}
+
+/* The request a 503 answered, once more. */
+static void busy_resend_cb(uv_timer_t *timer)
+{
+    struct bench_worker *w = timer->data;
+    if (w->run->stopping) {
+        return;
+    }
+    int rv = tandem_bench_conn_send(&w->conn, w->op, w->key);
+    if (rv != 0) {
+        w->conn.last_error = rv;
+        account(w, TANDEM_BENCH_OUTCOME_CONNECT, uv_hrtime(), w->op);
+        if (!w->run->stopping) {
+            retry_later(w);
+        }
     }
 }
 
@@ -199,6 +233,9 @@ static void issue(struct bench_worker *w, uint64_t intended_ns)
     uint64_t now = uv_hrtime();
     w->start_ns = intended_ns < now ? intended_ns : now;
     w->measured = run->measuring;
+    w->op = op;
+    w->key = key;
+    w->busy_tries = 0;
     run->issued += (uint64_t)run->measuring;
     int rv = tandem_bench_conn_send(&w->conn, op, key);
     if (rv != 0) {
@@ -558,6 +595,9 @@ static void report_table(const struct bench_run *run)
         printf("%s%s %" PRIu64, k == 1 ? "" : ", ", tandem_bench_outcome_name(k), run->outcomes[k]);
     }
     printf(")\n");
+    if (run->busy_retries > 0) {
+        printf("retried    %" PRIu64 " sends again after a 503\n", run->busy_retries);
+    }
     for (int k = TANDEM_BENCH_OUTCOME_OK + 1; k < TANDEM_BENCH_OUTCOME_COUNT; k++) {
         if (run->samples[k][0] != '\0') {
             printf("  first %s: %s\n", tandem_bench_outcome_name(k), run->samples[k]);
@@ -635,6 +675,7 @@ static int report_json(const struct bench_run *run)
     put(latency, "mean", json_real(tandem_bench_hist_mean(&run->hist)));
     put(root, "latency_us", latency);
     put(root, "errors", report_json_counters(run));
+    put(root, "busy_retries", json_integer((json_int_t)run->busy_retries));
     char *text = json_object_get(root, "incomplete") != NULL
                      ? NULL
                      : json_dumps(root, JSON_REAL_PRECISION(6));

@@ -186,6 +186,50 @@ def test_errors_by_kind():
         garbage.close()
 
 
+def test_a_503_is_sent_again():
+    """A 503 (tandem: its raft log is full until a snapshot ends, or a busy pool) asks for the
+    same request again: tandem-bench sends it again after a pause, counts it in busy_retries,
+    and the operation counts once, as ok, when it is taken."""
+    import http.server
+
+    answered = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_PUT(self):  # noqa: N802 - the http.server API
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            n = answered[self.path] = answered.get(self.path, 0) + 1
+            status, body = (503, b'{"error":"the raft log is full"}') if n <= 2 else \
+                (200, b'{"index":1}')
+            self.send_response(status)
+            if status == 503:
+                self.send_header("Retry-After", "1")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        url = "http://127.0.0.1:%d" % server.server_address[1]
+        r = bench("--target", "tandem", "--endpoints", url, "--connections", 1, "--ops", 3,
+                  "--key-order", "sequential", "--warmup", 0)
+        check_report(r, "tandem", 1)
+        check_clean(r)
+        assert r["ops"] == 3 and r["writes"] == 3 and r["busy_retries"] == 6, r
+        assert sorted(answered.values()) == [3, 3, 3], answered
+    finally:
+        server.shutdown()
+        server.server_close()
+        t.join(5)
+
+
 def test_usage_errors():
     for args in (["--endpoints", "http://127.0.0.1:1"],
                  ["--target", "tandem"],
