@@ -42,6 +42,7 @@ struct tandem_node {
     struct tandem_store store;
     struct tandem_fsm fsm;
     struct tandem_snapshot_fetcher snapshot_fetcher; /* the fsm's fetch of snapshot files */
+    uint64_t writes_refused_log_full; /* client writes answered 503: the raft log was full */
     struct tandem_raft raft;
     struct tandem_proposer proposer;
     struct tandem_http_server http;

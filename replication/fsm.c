@@ -283,6 +283,7 @@ void tandem_log_budget_applied(struct tandem_log_budget *b, uint64_t index, uint
         return; /* behind the snapshot: no longer counted in the log */
     }
     b->bytes_since += len;
+    b->held_bytes += len;
     size_t slot = (b->ring_head + b->ring_n) % b->ring_cap;
     if (b->ring_n == b->ring_cap) {
         b->ring_head = (b->ring_head + 1) % b->ring_cap; /* forget the oldest */
@@ -299,6 +300,8 @@ unsigned tandem_log_budget_threshold(const struct tandem_log_budget *b)
      * after a restart this budget does not know); raft counts threshold_max itself. */
     uint64_t stretch = b->taken ? 0 : b->stagger_permille;
     uint64_t bytes = b->snapshot_bytes + b->snapshot_bytes * stretch / 1000;
+    uint64_t lead_max = b->snapshot_bytes / 4u * 3u;
+    bytes -= b->lead_bytes < lead_max ? b->lead_bytes : lead_max; /* start early: see .h */
     uint64_t entries = (uint64_t)b->threshold_max + (uint64_t)b->threshold_max * stretch / 1000;
     if (b->snapshot_bytes != 0 && b->bytes_since >= bytes) {
         return 1;
@@ -327,6 +330,48 @@ unsigned tandem_log_budget_trailing(const struct tandem_log_budget *b, uint64_t 
     uint64_t keep = index + 1 - oldest; /* entries from the oldest that fits up to index */
     keep = keep == 0 ? 1 : keep;
     return keep < b->trailing_max ? (unsigned)keep : b->trailing_max;
+}
+
+void tandem_log_budget_taking(struct tandem_log_budget *b, uint64_t index, unsigned trailing)
+{
+    uint64_t kept = 0;
+    for (size_t k = 0; k < b->ring_n; k++) {
+        const struct tandem_log_budget_entry *e = &b->ring[(b->ring_head + k) % b->ring_cap];
+        kept += e->index <= index && e->index + trailing > index ? e->len : 0;
+    }
+    b->taking_kept = kept;
+    b->taking = true;
+}
+
+void tandem_log_budget_taken(struct tandem_log_budget *b, bool written)
+{
+    if (b->taking && written) {
+        /* bytes_since: what followed the snapshot's index (tandem_log_budget_snapshot). */
+        b->held_bytes = b->taking_kept + b->bytes_since;
+        b->lead_bytes = b->bytes_since;
+    }
+    b->taking = false;
+}
+
+void tandem_log_budget_installed(struct tandem_log_budget *b)
+{
+    b->held_bytes = b->bytes_since;
+    b->taking = false;
+}
+
+bool tandem_log_budget_full(const struct tandem_log_budget *b)
+{
+    return b->snapshot_bytes != 0 && b->trailing_bytes != 0 && b->taking &&
+           b->held_bytes >= b->snapshot_bytes + b->trailing_bytes;
+}
+
+bool tandem_fsm_log_full(const struct tandem_fsm *f, uint64_t *held, uint64_t *budget)
+{
+    *held = f->log_budget_on ? f->log_budget.held_bytes : 0;
+    *budget = f->log_budget_on ? f->log_budget.snapshot_bytes + f->log_budget.trailing_bytes +
+                                     f->log_budget.reserve_bytes
+                               : 0;
+    return f->log_budget_on && tandem_log_budget_full(&f->log_budget);
 }
 
 void tandem_log_budget_snapshot(struct tandem_log_budget *b, uint64_t index)
@@ -444,6 +489,7 @@ static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], u
         uint64_t index = raft_last_applied(f->raft);
         f->snapshot_trailing_now = tandem_log_budget_trailing(&f->log_budget, index);
         raft_set_snapshot_trailing(f->raft, f->snapshot_trailing_now);
+        tandem_log_budget_taking(&f->log_budget, index, f->snapshot_trailing_now);
         tandem_log_budget_snapshot(&f->log_budget, index);
         f->log_budget.taken = true; /* from here on, every snapshot_log_mib: the phase is kept */
         budget_threshold_set(f);
@@ -576,6 +622,11 @@ static int fsm_snapshot_finalize(struct raft_fsm *raft_fsm, struct raft_buffer *
     tandem_assert(tandem_sm_state(&f->snapshot_sm) != SNAPSHOT_IDLE);
     tandem_assert(f->snapshot_txn != NULL);
     tandem_assert(f->fill_view == NULL); /* never while the thread pool reads the txn */
+    if (f->log_budget_on) {
+        /* Written: raft trims its log right after this (legacy takeSnapshotCb). */
+        tandem_log_budget_taken(&f->log_budget,
+                                tandem_sm_state(&f->snapshot_sm) == SNAPSHOT_WRITTEN);
+    }
     mdb_txn_abort(f->snapshot_txn);
     f->snapshot_txn = NULL;
     free(f->snapshot_buf);
@@ -831,6 +882,7 @@ static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
     raft_free(buf->base);
     if (f->log_budget_on) {
         tandem_log_budget_snapshot(&f->log_budget, f->store->applied_index);
+        tandem_log_budget_installed(&f->log_budget);
         f->log_budget.taken = false; /* now in the sender's phase: stagger again */
         budget_threshold_set(f);
     }

@@ -20,8 +20,9 @@
 /* Retention by size (issue 17): libraft's legacy API counts the log in entries
  * (raft_set_snapshot_threshold / raft_set_snapshot_trailing, read at each apply and snapshot), but
  * an entry is a batch of up to batch_bytes_max_kib. The budget sees each applied entry's length
- * and derives the counts: a snapshot once snapshot_bytes of log follow the last one (or
- * threshold_max entries), and behind a snapshot as many entries as fit in trailing_bytes (at
+ * and derives the counts: a snapshot once snapshot_bytes of log follow the last one, less what
+ * arrived while the last one was being taken (lead_bytes), or once threshold_max entries do;
+ * and behind a snapshot as many entries as fit in trailing_bytes (at
  * most trailing_max). Entries the FSM never sees (barriers, configurations) count as 0 bytes. */
 #define TANDEM_LOG_BUDGET_RING_MAX (1u << 18) /* entry sizes remembered: 4 MiB at most */
 /* The largest snapshot stagger a node takes, in thousandths of the thresholds: the log a node
@@ -43,7 +44,23 @@ struct tandem_log_budget {
      * do not all snapshot at the same index (tandem_fsm_set_snapshot_stagger). */
     unsigned stagger_permille;
     bool taken; /* this node took a snapshot since it started or last installed one */
+    /* The bytes the log holds: the entries kept behind the last snapshot raft finished (its
+     * trailing) and every entry after it. Entries raft loaded from before the snapshot it
+     * started from are not known (counted from the next snapshot on). A snapshot being taken
+     * trims nothing until it is written, however long that takes. */
+    uint64_t held_bytes;
+    uint64_t taking_kept; /* the trailing bytes of the snapshot being taken */
+    bool taking;
+    /* The bytes applied while the last snapshot was being taken: the next one starts that much
+     * early (up to 3/4 of snapshot_bytes), so that the log reaches its budget only as it ends. */
+    uint64_t lead_bytes;
+    /* Bytes of the budget left to what is not entries (raft_uv's segments): the budget is
+     * snapshot_bytes + trailing_bytes + reserve_bytes. */
+    uint64_t reserve_bytes;
 };
+/* Segments raft_uv holds on disk beyond the entries' bytes: the open one, the ones it prepares
+ * ahead, and the closed one straddling the trailing's start (it removes whole segments only). */
+#define TANDEM_LOG_SEGMENTS_RESERVED 4u
 /* Sizes the ring for trailing_max entries (up to TANDEM_LOG_BUDGET_RING_MAX). Returns 0 or
  * TANDEM_NOMEM. */
 int tandem_log_budget_init(struct tandem_log_budget *b, uint64_t snapshot_bytes,
@@ -60,6 +77,17 @@ unsigned tandem_log_budget_threshold(const struct tandem_log_budget *b);
 unsigned tandem_log_budget_trailing(const struct tandem_log_budget *b, uint64_t index);
 /* A snapshot at index was taken or installed: the count starts again after it. */
 void tandem_log_budget_snapshot(struct tandem_log_budget *b, uint64_t index);
+/* A snapshot at index starts, which will keep trailing entries behind it. */
+void tandem_log_budget_taking(struct tandem_log_budget *b, uint64_t index, unsigned trailing);
+/* The snapshot being taken ended: when written, raft trimmed the log to its trailing. */
+void tandem_log_budget_taken(struct tandem_log_budget *b, bool written);
+/* A snapshot was installed: the log holds only what follows it. */
+void tandem_log_budget_installed(struct tandem_log_budget *b);
+/* Whether the log holds snapshot_bytes + trailing_bytes (the budget less reserve_bytes) while a
+ * snapshot is being taken, which
+ * alone trims it (never without byte budgets; never while none is taken, which would wait for
+ * writes to reach its threshold). */
+bool tandem_log_budget_full(const struct tandem_log_budget *b);
 
 /* Asks the proposer whether this node waits for the batch (proposer_id, serial) with n commands;
  * returns an array of n results for apply to fill, or NULL when nobody waits. */
@@ -149,6 +177,9 @@ int tandem_fsm_set_log_budget(struct tandem_fsm *f, uint64_t snapshot_bytes,
  * or an install waits permille thousandths (below 1000) of the thresholds longer. Give each
  * member its own share, and their snapshots stay that far apart: they all see the same log. */
 void tandem_fsm_set_snapshot_stagger(struct tandem_fsm *f, unsigned permille);
+/* Whether the node's raft log is full (tandem_log_budget_full): false without a budget. *held
+ * and *budget are filled either way (0 without a budget). */
+bool tandem_fsm_log_full(const struct tandem_fsm *f, uint64_t *held, uint64_t *budget);
 /* Releases what tandem_fsm_set_log_budget allocated. */
 void tandem_fsm_close(struct tandem_fsm *f);
 void tandem_fsm_set_claim(struct tandem_fsm *f, tandem_fsm_claim_fn claim, void *data);

@@ -536,6 +536,14 @@ static void raft_metrics(struct tandem_node *node, FILE *out)
          "Tries to fetch a snapshot file from a member that failed (another member, or a later "
          "round, is tried).",
          atomic_load(&node->fsm.snapshot_fetch_failures)},
+        {"tandem_raft_log_held_bytes", "gauge",
+         "Bytes of entries the raft log holds by the byte budget's count: the trailing kept "
+         "behind the last snapshot written and everything after it.",
+         node->fsm.log_budget_on ? node->fsm.log_budget.held_bytes : 0},
+        {"tandem_writes_refused_log_full_total", "counter",
+         "Client writes answered 503 because the raft log held its whole byte budget "
+         "(snapshot_log_mib + trailing_log_mib) while a snapshot was being taken.",
+         node->writes_refused_log_full},
         {"tandem_snapshots_prepared_total", "counter",
          "raft snapshots installed by swapping in a state built on the thread pool.",
          node->fsm.installs_prepared},

@@ -2,6 +2,7 @@
  * the leader check that runs a route here or forwards it, and the answer helpers every resource
  * file (node/api/cluster.c, kv.c, domain.c, bcp.c, rebalance.c) uses. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -589,6 +590,22 @@ static void pending_failed(struct tandem_node *node, struct tandem_http_request 
 void tandem_route_submit(struct tandem_node *node, struct tandem_http_request *r,
                          Tandem__Command *command, void (*done)(void *owner), void *owner)
 {
+    uint64_t held, budget;
+    if (tandem_fsm_log_full(&node->fsm, &held, &budget)) {
+        /* The log stays within its byte budget however long a snapshot of a large state takes:
+         * a client write waits for the snapshot to trim it (the BCP's and the cluster's own
+         * writes, few and small, go on). */
+        node->writes_refused_log_full++;
+        tandem_route_retry_later(node, r,
+                                 "the raft log holds %" PRIu64 " MiB of its %" PRIu64
+                                 " MiB budget (snapshot_log_mib + trailing_log_mib) until the "
+                                 "snapshot being taken trims it: retry later",
+                                 held >> 20, budget >> 20);
+        if (done != NULL) {
+            done(owner);
+        }
+        return;
+    }
     struct pending *p = pending_new(node, r, NULL, done, owner);
     int rv = RAFT_NOMEM;
     if (p != NULL) {

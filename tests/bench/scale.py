@@ -103,12 +103,14 @@ class Node:
 
 
 class Sampler(threading.Thread):
-    """Every SAMPLE_S: the highest raft term and loop stall seen on any node."""
+    """Every SAMPLE_S: the highest raft term and loop stall seen on any node, and the most raft
+    log each node's directory held."""
 
     def __init__(self, nodes):
         super().__init__(daemon=True)
         self.nodes, self.stop_event = nodes, threading.Event()
         self.term_max, self.lag_max, self.lag_known = 0, 0.0, False
+        self.log_max, self.held_max = {}, {}
 
     def run(self):
         while not self.stop_event.wait(SAMPLE_S):
@@ -116,10 +118,20 @@ class Sampler(threading.Thread):
                 s = n.status()
                 if s:
                     self.term_max = max(self.term_max, s["node"]["term"])
-                lag = metric(n.metrics(), "tandem_loop_lag_max_seconds")
+                text = n.metrics()
+                lag = metric(text, "tandem_loop_lag_max_seconds")
+                held = metric(text, "tandem_raft_log_held_bytes")
+                if held is not None:
+                    self.held_max[n.name] = max(self.held_max.get(n.name, 0), held)
                 if lag is not None:
                     self.lag_known = True
                     self.lag_max = max(self.lag_max, lag)
+                raft = os.path.join(n.c.nodes[n.name]["dir"], "data", "raft")
+                try:
+                    log_bytes = raft_dir_bytes(raft)[0]
+                except OSError:
+                    continue
+                self.log_max[n.name] = max(self.log_max.get(n.name, 0), log_bytes)
 
 
 def bench(bin_dir, endpoint, *args, timeout):
@@ -234,6 +246,13 @@ def raft_dir_bytes(raft_dir):
         else:
             log += size
     return log, snaps
+
+
+def budget_text(c):
+    """The raft log's byte budget the cluster runs with (snapshot_log_mib + trailing_log_mib)."""
+    snap = int(c.settings.get("snapshot_log_mib", 64))
+    trail = int(c.settings.get("trailing_log_mib", 128))
+    return "%d + %d MiB" % (snap, trail)
 
 
 def histogram_tail(text, name, bound):
@@ -420,8 +439,10 @@ def main():
         r = bench(bin_dir, c.nodes[leader]["api"], "--connections", PRELOAD_CONNECTIONS,
                   "--ops", args.keys, "--keys", args.keys, "--key-order", "sequential",
                   "--value-size", args.value_size, "--timeout-ms", 30000, timeout=7200)
-        say("preload keys: %d in %.1f s, %.0f ops/s, p99 %.1f ms, errors %s" % (
-            r["ops"], r["duration_s"], r["ops_per_s"], p99_ms(r), json.dumps(r["errors"])))
+        say("preload keys: %d in %.1f s, %.0f ops/s, p99 %.1f ms, errors %s, sent again after "
+            "a 503 (a full raft log) %d" % (
+                r["ops"], r["duration_s"], r["ops_per_s"], p99_ms(r), json.dumps(r["errors"]),
+                r.get("busy_retries", 0)))
         log("preloading %d jobs" % args.jobs)
         took, requests = jobs_preload(c, leader, args.jobs)
         say("preload jobs: %d requests in %.1f s (%.0f/s)" % (requests, took, requests / took))
@@ -440,15 +461,19 @@ def main():
             data = os.path.join(c.nodes[name]["dir"], "data")
             text = Node(c, name).metrics()
             taken = metric(text, "tandem_snapshots_taken_total")
-            log_bytes, snap_bytes = raft_dir_bytes(os.path.join(data, "raft"))
-            say("%-9s raft log %s (+ snapshot files %s), state %s, RSS %s (peak %s), snapshots "
-                "taken %s, newest snapshot %s" % (
-                    name, mib(log_bytes), mib(snap_bytes),
+            log_bytes = raft_dir_bytes(os.path.join(data, "raft"))[0]
+            say("%-9s raft log %s (most seen in the preload %s on disk, %s of entries; budget %s), "
+                "state %s, RSS %s "
+                "(peak %s), snapshots taken %s, newest snapshot %s, client writes refused for a "
+                "full log %s" % (
+                    name, mib(log_bytes), mib(sampler.log_max.get(name, 0)),
+                    mib(sampler.held_max.get(name, 0)), budget_text(c),
                     mib(du_bytes(os.path.join(data, "state"))),
                     mib(rss_bytes(c.nodes[name]["pid"])),
                     mib(rss_bytes(c.nodes[name]["pid"], "VmHWM")),
                     "n/a" if taken is None else "%d" % taken,
-                    mib(newest_snapshot_bytes(os.path.join(data, "raft")))))
+                    mib(newest_snapshot_bytes(os.path.join(data, "raft"))),
+                    "%d" % (metric(text, "tandem_writes_refused_log_full_total") or 0)))
             lag = metric(text, "tandem_loop_lag_max_seconds")
             wait = metric(text, "tandem_loop_cpu_wait_seconds_total")
             commits = histogram_tail(text, "tandem_lmdb_commit_duration_seconds", 0.1)

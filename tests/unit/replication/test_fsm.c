@@ -1300,6 +1300,69 @@ static void test_log_budget_derivation(void **state)
     tandem_log_budget_free(&b);
 }
 
+/* What the log holds: everything until a snapshot is written (however long it takes), then its
+ * trailing and what followed. Full once it holds snapshot_bytes + trailing_bytes while a
+ * snapshot is taken; the next snapshot starts as much early as the last one saw arrive. */
+static void test_log_budget_held_and_full(void **state)
+{
+    (void)state;
+    struct tandem_log_budget b;
+    assert_int_equal(tandem_log_budget_init(&b, 1000, 2500, 50, 8), 0); /* budget 3500 */
+    for (uint64_t i = 1; i <= 3; i++) {
+        tandem_log_budget_applied(&b, i, 300);
+    }
+    assert_int_equal(b.held_bytes, 900);
+    /* A snapshot at 3 keeping 2 entries starts: nothing is trimmed while it is taken. */
+    tandem_log_budget_taking(&b, 3, 2);
+    tandem_log_budget_snapshot(&b, 3);
+    tandem_log_budget_applied(&b, 4, 1500);
+    tandem_log_budget_applied(&b, 5, 1000);
+    assert_int_equal(b.held_bytes, 3400);
+    assert_false(tandem_log_budget_full(&b));
+    tandem_log_budget_applied(&b, 6, 200);
+    assert_int_equal(b.held_bytes, 3600);
+    assert_true(tandem_log_budget_full(&b));
+    /* It failed: raft trimmed nothing, and no snapshot is there to wait for: writes go on (the
+     * next snapshot needs them to reach its threshold). */
+    tandem_log_budget_taken(&b, false);
+    assert_int_equal(b.held_bytes, 3600);
+    assert_false(tandem_log_budget_full(&b));
+    /* The next one, at 6 keeping 1 entry, is written after entry 7 arrived: 200 + 100 held. */
+    tandem_log_budget_taking(&b, 6, 1);
+    tandem_log_budget_snapshot(&b, 6);
+    tandem_log_budget_applied(&b, 7, 100);
+    assert_true(tandem_log_budget_full(&b));
+    tandem_log_budget_taken(&b, true);
+    assert_int_equal(b.held_bytes, 300);
+    assert_false(tandem_log_budget_full(&b));
+    /* 100 bytes arrived during it: the next starts 100 bytes early. */
+    b.taken = true;
+    assert_int_equal(b.lead_bytes, 100);
+    tandem_log_budget_applied(&b, 8, 700);
+    assert_int_equal(tandem_log_budget_threshold(&b), 50); /* 800 of 900 */
+    tandem_log_budget_applied(&b, 9, 100);
+    assert_int_equal(tandem_log_budget_threshold(&b), 1);
+    /* Never more than 3/4 of snapshot_bytes early. */
+    b.lead_bytes = 1u << 30;
+    tandem_log_budget_snapshot(&b, 9);
+    tandem_log_budget_applied(&b, 10, 249);
+    assert_int_equal(tandem_log_budget_threshold(&b), 50);
+    tandem_log_budget_applied(&b, 11, 1);
+    assert_int_equal(tandem_log_budget_threshold(&b), 1);
+    /* An installed snapshot leaves only what follows it. */
+    tandem_log_budget_snapshot(&b, 20);
+    tandem_log_budget_installed(&b);
+    assert_int_equal(b.held_bytes, 0);
+    tandem_log_budget_free(&b);
+
+    /* Without byte budgets the log is never full. */
+    assert_int_equal(tandem_log_budget_init(&b, 0, 0, 16, 32), 0);
+    tandem_log_budget_taking(&b, 1, 1);
+    tandem_log_budget_applied(&b, 2, 1u << 30);
+    assert_false(tandem_log_budget_full(&b));
+    tandem_log_budget_free(&b);
+}
+
 /* The stagger stretches both thresholds until this node has taken a snapshot, then the plain
  * period keeps the phase; an install starts the stretch again. */
 static void test_log_budget_stagger(void **state)
@@ -1390,6 +1453,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_file_reference, setup, teardown),
         cmocka_unit_test(test_log_budget_derivation),
         cmocka_unit_test(test_log_budget_stagger),
+        cmocka_unit_test(test_log_budget_held_and_full),
         cmocka_unit_test_setup_teardown(test_snapshot_restore_refuses_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runtime_restore_failure_frees_and_poisons, setup,
                                         teardown),
