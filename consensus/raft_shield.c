@@ -378,20 +378,66 @@ static int shield_append(struct raft_io *io, struct raft_io_append *req,
     return rv;
 }
 
+/* The address last sent to for server id, or NULL. */
+static const char *peer_address(const struct tandem_raft_shield *s, raft_id id)
+{
+    for (unsigned i = 0; i < s->peers_n; i++) {
+        if (s->peers[i].id == id) {
+            return s->peers[i].address;
+        }
+    }
+    return NULL;
+}
+
+/* Remembers address as server id's (a message raft builds and sends at once: its address is
+ * the current configuration's). */
+static void peer_remember(struct tandem_raft_shield *s, raft_id id, const char *address)
+{
+    unsigned i = 0;
+    while (i < s->peers_n && s->peers[i].id != id) {
+        i++;
+    }
+    if (i == s->peers_n) {
+        if (s->peers_n < TANDEM_RAFT_SHIELD_PEERS_MAX) {
+            s->peers_n++;
+        } else {
+            i = s->peers_next; /* forget the oldest added */
+            s->peers_next = (s->peers_next + 1) % TANDEM_RAFT_SHIELD_PEERS_MAX;
+        }
+        s->peers[i].id = id;
+    }
+    if (strcmp(s->peers[i].address, address) != 0) {
+        snprintf(s->peers[i].address, sizeof s->peers[i].address, "%s", address);
+    }
+}
+
 static int shield_send(struct raft_io *io, struct raft_io_send *req,
                        const struct raft_message *message, raft_io_send_cb cb)
 {
     struct tandem_raft_shield *s = shield_of(io);
-    if (message->type == RAFT_INSTALL_SNAPSHOT && s->loading &&
-        message->install_snapshot.last_index == s->loaded_index &&
+    if (message->type != RAFT_INSTALL_SNAPSHOT || !s->loading) {
+        peer_remember(s, message->server_id, message->server_address);
+        return s->inner.send(io, req, message, cb);
+    }
+    /* Sent from the snapshot load's callback (src/legacy.c legacyLoadSnapshotCb): its
+     * server_address points into the configuration of when raft queued it, which a
+     * configuration change received during the load has freed. It is never read: the message
+     * goes to the address last sent to for that server (every InstallSnapshot follows an
+     * AppendEntries to the same server). raft_uv encodes the message and the fixture copies it
+     * before send returns. */
+    struct raft_message fixed = *message;
+    fixed.server_address = peer_address(s, message->server_id);
+    if (fixed.server_address == NULL) {
+        s->stats.installs_unaddressed++;
+        return RAFT_NOCONNECTION; /* raft frees it; the leader sends it again later */
+    }
+    s->stats.addresses_fixed++;
+    if (message->install_snapshot.last_index == s->loaded_index &&
         message->install_snapshot.last_term != s->loaded_term) {
-        /* raft_uv encodes the message and the fixture copies it before send returns. */
-        struct raft_message fixed = *message;
         fixed.install_snapshot.last_term = s->loaded_term;
         s->stats.terms_fixed++;
-        return s->inner.send(io, req, &fixed, cb);
     }
-    return s->inner.send(io, req, message, cb);
+    return s->inner.send(io, req, &fixed, cb);
 }
 
 void tandem_raft_shield_install(struct tandem_raft_shield *shield, struct raft_io *io,

@@ -16,6 +16,12 @@
  *    log (the legacy layer stores that term with M). Preventing the race instead (no snapshot
  *    taken while one is being loaded) would need to hold back the FSM's snapshots, which raft_io
  *    cannot do, and would still depend on raft_io's loading order.
+ *    The same message carries the follower's address as a pointer into the configuration raft
+ *    had when it queued the message (src/replication.c sendSnapshot); a configuration change
+ *    received during the load frees it, and raft_uv then reads freed memory (seen under ASan in
+ *    a chaos run with BCP promotions). The shield never reads that pointer: it sends to the
+ *    address it last sent to for the same server id (an InstallSnapshot always follows an
+ *    AppendEntries to that server), or refuses the send when it has none.
  * 2. InstallSnapshot during an install (src/replication.c replicationInstallSnapshot; fixed
  *    upstream after 0.22.1): one that arrives while another is being stored is ignored with its
  *    data and configuration never freed (src/recv.c meant to free on RAFT_BUSY, which is never
@@ -115,6 +121,9 @@
 #include "consensus/member.h"
 #include "storage/error.h"
 
+/* Servers whose address shield 1 remembers; past this the oldest is forgotten. */
+#define TANDEM_RAFT_SHIELD_PEERS_MAX 16
+
 /* Which shields to turn on: tandemd and the simulations use TANDEM_RAFT_SHIELD_TANDEMD; the
  * tests turn one off to see its bug. */
 #define TANDEM_RAFT_SHIELD_SNAPSHOT_TERM   0x1u  /* 1 above */
@@ -132,6 +141,8 @@
 
 struct tandem_raft_shield_stats {
     uint64_t terms_fixed;          /* InstallSnapshots sent with the loaded snapshot's term */
+    uint64_t addresses_fixed;      /* ... to the address last seen for their server (1) */
+    uint64_t installs_unaddressed; /* ... refused: no address seen for their server (1) */
     uint64_t dropped_installing;   /* InstallSnapshots dropped during an install */
     uint64_t dropped_snapshotting; /* InstallSnapshots dropped during our own snapshot write */
     uint64_t appends_cut;          /* AppendEntries ended before a configuration entry */
@@ -162,6 +173,14 @@ struct tandem_raft_shield {
     bool closing;              /* raft closed the io: raft frees what it receives itself */
     struct tandem_raft_shield_put own, install; /* snapshot puts in flight: trailing > 0, 0 */
     bool loading; /* inside a snapshot_get callback: raft sends the InstallSnapshot now */
+    /* The address of each server this node last sent to (shield 1): the InstallSnapshot sent
+     * from a snapshot_get callback carries a pointer into the configuration raft had when it
+     * queued the message, freed when a configuration change came in meanwhile. */
+    struct {
+        raft_id id;
+        char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
+    } peers[TANDEM_RAFT_SHIELD_PEERS_MAX];
+    unsigned peers_n, peers_next;
     raft_index loaded_index;
     raft_term loaded_term;
     struct tandem_raft_shield_stats stats;

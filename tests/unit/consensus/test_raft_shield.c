@@ -494,9 +494,100 @@ static void test_a_lost_log_is_noticed(void **state)
     assert_int_equal(shield.stats.lost_logs, 2 + TANDEM_RAFT_SHIELD_LOST_MAX);
 }
 
+/* Shield 1: the InstallSnapshot raft sends from a snapshot load's callback carries the address
+ * of when raft queued it, which a configuration change during the load freed: it goes to the
+ * address last sent to for its server, never reading the stale one. */
+static unsigned sends;
+static char sent_address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
+static raft_term sent_last_term;
+static struct raft_io_snapshot_get *get_req;
+static raft_io_snapshot_get_cb get_cb;
+static const char *stale_address; /* freed before the callback: never to be read */
+static int install_rv;
+
+static int fake_send(struct raft_io *io, struct raft_io_send *req,
+                     const struct raft_message *message, raft_io_send_cb cb)
+{
+    (void)io;
+    (void)req;
+    (void)cb;
+    sends++;
+    snprintf(sent_address, sizeof sent_address, "%s", message->server_address);
+    sent_last_term = message->install_snapshot.last_term;
+    return 0;
+}
+
+static int fake_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
+                             raft_io_snapshot_get_cb cb)
+{
+    (void)io;
+    get_req = req;
+    get_cb = cb;
+    return 0;
+}
+
+static void raft_get_cb(struct raft_io_snapshot_get *req, struct raft_snapshot *snapshot,
+                        int status)
+{
+    (void)req;
+    assert_int_equal(status, 0);
+    struct raft_message m = {.type = RAFT_INSTALL_SNAPSHOT,
+                             .server_id = (raft_id)(uintptr_t)req->data};
+    m.server_address = stale_address;
+    m.install_snapshot.last_index = snapshot->index;
+    m.install_snapshot.last_term = 2; /* the term raft queued it with */
+    static struct raft_io_send send;
+    install_rv = fake.io.send(&fake.io, &send, &m, NULL);
+}
+
+static void test_an_install_goes_to_the_address_last_sent_to(void **state)
+{
+    struct tandem_raft_shield shield;
+    static struct raft_io_send send;
+    (void)state;
+    memset(&fake, 0, sizeof fake);
+    fake.io.send = fake_send;
+    fake.io.snapshot_get = fake_snapshot_get;
+    tandem_raft_shield_install(&shield, &fake.io, TANDEM_RAFT_SHIELD_SNAPSHOT_TERM);
+    sends = 0;
+
+    /* An AppendEntries to server 2 at its address of then. */
+    char *address = strdup("2|west|127.0.0.1:9002|https://127.0.0.1:8002");
+    assert_non_null(address);
+    struct raft_message ae = {.type = RAFT_APPEND_ENTRIES, .server_id = 2};
+    ae.server_address = address;
+    assert_int_equal(fake.io.send(&fake.io, &send, &ae, NULL), 0);
+    assert_string_equal(sent_address, address);
+
+    /* raft queues an InstallSnapshot for server 2 and loads the snapshot; meanwhile a
+     * configuration change frees the address the message points to. */
+    struct raft_io_snapshot_get get = {.data = (void *)(uintptr_t)2};
+    assert_int_equal(fake.io.snapshot_get(&fake.io, &get, raft_get_cb), 0);
+    stale_address = address;
+    free(address); /* ASan: reading it now is a use after free */
+    struct raft_snapshot snapshot = {.index = 40, .term = 3};
+    get_cb(get_req, &snapshot, 0);
+    assert_int_equal(install_rv, 0);
+    assert_int_equal(sends, 2);
+    assert_string_equal(sent_address, "2|west|127.0.0.1:9002|https://127.0.0.1:8002");
+    assert_int_equal(sent_last_term, 3); /* and the loaded snapshot's term, as before */
+    assert_int_equal(shield.stats.addresses_fixed, 1);
+    assert_int_equal(shield.stats.terms_fixed, 1);
+
+    /* A server never sent to: refused, raft sends it again later. */
+    struct raft_io_snapshot_get other = {.data = (void *)(uintptr_t)9};
+    assert_int_equal(fake.io.snapshot_get(&fake.io, &other, raft_get_cb), 0);
+    get_cb(get_req, &snapshot, 0);
+    assert_int_equal(install_rv, RAFT_NOCONNECTION);
+    assert_int_equal(sends, 2);
+    assert_int_equal(shield.stats.installs_unaddressed, 1);
+    tandem_raft_shield_remove(&shield);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_an_install_goes_to_the_address_last_sent_to),
         cmocka_unit_test(test_a_write_that_succeeds_reaches_raft),
         cmocka_unit_test(test_a_lost_log_is_noticed),
         cmocka_unit_test(test_a_failure_while_closing_reaches_raft),
