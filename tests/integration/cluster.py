@@ -383,6 +383,10 @@ class Cluster:
         return self
 
     def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            # Named before the node logs: a CI excerpt that keeps only the first part of the
+            # output still says what failed.
+            print("FAILING: %s: %s" % (exc_type.__name__, str(exc)[:500]), flush=True)
         leaked = self._teardown(failed=exc_type is not None)
         if leaked and exc_type is None:
             raise ClusterError("tandemd still running after down (killed): pids %s" % leaked)
