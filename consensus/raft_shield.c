@@ -378,25 +378,28 @@ static int shield_append(struct raft_io *io, struct raft_io_append *req,
     return rv;
 }
 
+/* The slot of server id among the remembered peers, or peers_n when it has none. */
+static unsigned peer_slot(const struct tandem_raft_shield *s, raft_id id)
+{
+    unsigned i = 0;
+    while (i < s->peers_n && s->peers[i].id != id) {
+        i++;
+    }
+    return i;
+}
+
 /* The address last sent to for server id, or NULL. */
 static const char *peer_address(const struct tandem_raft_shield *s, raft_id id)
 {
-    for (unsigned i = 0; i < s->peers_n; i++) {
-        if (s->peers[i].id == id) {
-            return s->peers[i].address;
-        }
-    }
-    return NULL;
+    unsigned i = peer_slot(s, id);
+    return i < s->peers_n ? s->peers[i].address : NULL;
 }
 
 /* Remembers address as server id's (a message raft builds and sends at once: its address is
  * the current configuration's). */
 static void peer_remember(struct tandem_raft_shield *s, raft_id id, const char *address)
 {
-    unsigned i = 0;
-    while (i < s->peers_n && s->peers[i].id != id) {
-        i++;
-    }
+    unsigned i = peer_slot(s, id);
     if (i == s->peers_n) {
         if (s->peers_n < TANDEM_RAFT_SHIELD_PEERS_MAX) {
             s->peers_n++;

@@ -517,17 +517,14 @@ static int start_raft(struct tandem_node *node, const struct tandem_config *c)
      * raft_uv's segments come on top of the entries (the open one, those it prepares ahead, the
      * one straddling the trailing's start: TANDEM_LOG_SEGMENTS_RESERVED), so the entries get
      * the budget less those, leaving them at least half the trailing. */
-    uint64_t trailing = (uint64_t)c->trailing_log_mib << 20;
     uint64_t reserve = (uint64_t)TANDEM_LOG_SEGMENTS_RESERVED * c->segment_size_kib << 10;
-    reserve = reserve <= trailing / 2 ? reserve : trailing / 2;
     if (tandem_fsm_set_log_budget(&node->fsm, (uint64_t)c->snapshot_log_mib << 20,
-                                  trailing - reserve, c->snapshot_threshold,
-                                  c->snapshot_trailing) != 0) {
+                                  (uint64_t)c->trailing_log_mib << 20, reserve,
+                                  c->snapshot_threshold, c->snapshot_trailing) != 0) {
         tandem_log(TANDEM_LOG_ERROR, "%s", node->fsm.errmsg);
         free(plan);
         return -1;
     }
-    node->fsm.log_budget.reserve_bytes = reserve;
     tandem_fsm_set_snapshot_stagger(&node->fsm, snapshot_stagger_permille(c));
     /* Before raft_start too: its restore of a snapshot reference reads the file it names. */
     char errmsg[TANDEM_ERRMSG_SIZE], files[PATH_MAX];

@@ -309,37 +309,44 @@ unsigned tandem_log_budget_threshold(const struct tandem_log_budget *b)
     return entries < UINT_MAX ? (unsigned)entries : UINT_MAX;
 }
 
-unsigned tandem_log_budget_trailing(const struct tandem_log_budget *b, uint64_t index)
+unsigned tandem_log_budget_trailing(const struct tandem_log_budget *b, uint64_t index,
+                                    uint64_t *kept_bytes)
 {
-    if (b->trailing_bytes == 0) {
-        return b->trailing_max;
-    }
-    /* Walk back from the newest entry at or below index while the bytes fit. */
-    uint64_t bytes = 0, oldest = index + 1;
+    /* Walk back from the newest entry at or below index while the bytes fit, and no further
+     * than trailing_max entries: one walk gives the count raft keeps and the bytes it holds. */
+    uint64_t bytes = 0, oldest = index + 1, newest_len = 0;
     for (size_t k = b->ring_n; k > 0; k--) {
         const struct tandem_log_budget_entry *e = &b->ring[(b->ring_head + k - 1) % b->ring_cap];
         if (e->index > index) {
             continue;
         }
-        if (bytes + e->len > b->trailing_bytes) {
+        newest_len = e->index == index ? e->len : newest_len;
+        if (index - e->index >= b->trailing_max) {
+            oldest = index + 1 - b->trailing_max; /* the ceiling in entries */
+            break;
+        }
+        if (b->trailing_bytes != 0 && bytes + e->len > b->trailing_bytes) {
             break;
         }
         bytes += e->len;
         oldest = e->index;
     }
-    uint64_t keep = index + 1 - oldest; /* entries from the oldest that fits up to index */
-    keep = keep == 0 ? 1 : keep;
-    return keep < b->trailing_max ? (unsigned)keep : b->trailing_max;
+    *kept_bytes = bytes;
+    if (b->trailing_bytes == 0) {
+        return b->trailing_max;
+    }
+    uint64_t keep = index + 1 - oldest; /* entries from the oldest kept up to index */
+    if (keep == 0) {
+        *kept_bytes = newest_len; /* even alone it does not fit, but raft keeps one */
+        keep = 1;
+    }
+    tandem_assert(keep <= b->trailing_max);
+    return (unsigned)keep;
 }
 
-void tandem_log_budget_taking(struct tandem_log_budget *b, uint64_t index, unsigned trailing)
+void tandem_log_budget_taking(struct tandem_log_budget *b, uint64_t kept_bytes)
 {
-    uint64_t kept = 0;
-    for (size_t k = 0; k < b->ring_n; k++) {
-        const struct tandem_log_budget_entry *e = &b->ring[(b->ring_head + k) % b->ring_cap];
-        kept += e->index <= index && e->index + trailing > index ? e->len : 0;
-    }
-    b->taking_kept = kept;
+    b->taking_kept = kept_bytes;
     b->taking = true;
 }
 
@@ -487,9 +494,10 @@ static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], u
         /* raft passes the trailing count to raft_uv right after this (putSnapshot) and trims its
          * in-memory log with it when the snapshot is written (takeSnapshotCb). */
         uint64_t index = raft_last_applied(f->raft);
-        f->snapshot_trailing_now = tandem_log_budget_trailing(&f->log_budget, index);
+        uint64_t kept;
+        f->snapshot_trailing_now = tandem_log_budget_trailing(&f->log_budget, index, &kept);
         raft_set_snapshot_trailing(f->raft, f->snapshot_trailing_now);
-        tandem_log_budget_taking(&f->log_budget, index, f->snapshot_trailing_now);
+        tandem_log_budget_taking(&f->log_budget, kept);
         tandem_log_budget_snapshot(&f->log_budget, index);
         f->log_budget.taken = true; /* from here on, every snapshot_log_mib: the phase is kept */
         budget_threshold_set(f);
@@ -911,15 +919,18 @@ void tandem_fsm_set_raft(struct tandem_fsm *f, struct raft *raft)
 }
 
 int tandem_fsm_set_log_budget(struct tandem_fsm *f, uint64_t snapshot_bytes,
-                              uint64_t trailing_bytes, unsigned threshold_max,
-                              unsigned trailing_max)
+                              uint64_t trailing_bytes, uint64_t reserve_bytes,
+                              unsigned threshold_max, unsigned trailing_max)
 {
     tandem_assert(f->raft != NULL && !f->log_budget_on);
-    int rv = tandem_log_budget_init(&f->log_budget, snapshot_bytes, trailing_bytes, threshold_max,
-                                    trailing_max);
+    /* The entries keep at least half the trailing, whatever the reserve asked. */
+    reserve_bytes = reserve_bytes <= trailing_bytes / 2 ? reserve_bytes : trailing_bytes / 2;
+    int rv = tandem_log_budget_init(&f->log_budget, snapshot_bytes, trailing_bytes - reserve_bytes,
+                                    threshold_max, trailing_max);
     if (rv != 0) {
         return tandem_error_set(f->errmsg, rv, "log budget: out of memory");
     }
+    f->log_budget.reserve_bytes = reserve_bytes;
     f->log_budget_on = true;
     f->snapshot_threshold_now = threshold_max;
     f->snapshot_trailing_now = trailing_max;

@@ -73,12 +73,14 @@ void tandem_log_budget_applied(struct tandem_log_budget *b, uint64_t index, uint
  * stagger_permille until this node has taken a snapshot. */
 unsigned tandem_log_budget_threshold(const struct tandem_log_budget *b);
 /* The snapshot_trailing for a snapshot at index: the newest entries up to index whose bytes fit
- * in trailing_bytes, at least 1 and at most trailing_max. */
-unsigned tandem_log_budget_trailing(const struct tandem_log_budget *b, uint64_t index);
+ * in trailing_bytes, at least 1 and at most trailing_max; *kept_bytes gets their bytes. */
+unsigned tandem_log_budget_trailing(const struct tandem_log_budget *b, uint64_t index,
+                                    uint64_t *kept_bytes);
 /* A snapshot at index was taken or installed: the count starts again after it. */
 void tandem_log_budget_snapshot(struct tandem_log_budget *b, uint64_t index);
-/* A snapshot at index starts, which will keep trailing entries behind it. */
-void tandem_log_budget_taking(struct tandem_log_budget *b, uint64_t index, unsigned trailing);
+/* A snapshot starts, which will keep kept_bytes of entries behind it (tandem_log_budget_trailing).
+ */
+void tandem_log_budget_taking(struct tandem_log_budget *b, uint64_t kept_bytes);
 /* The snapshot being taken ended: when written, raft trimmed the log to its trailing. */
 void tandem_log_budget_taken(struct tandem_log_budget *b, bool written);
 /* A snapshot was installed: the log holds only what follows it. */
@@ -171,8 +173,8 @@ void tandem_fsm_set_raft(struct tandem_fsm *f, struct raft *raft);
 /* Turns retention by size on (after tandem_fsm_set_raft): the FSM adjusts raft's snapshot
  * threshold and trailing from the entries it sees. Returns 0 or TANDEM_NOMEM. */
 int tandem_fsm_set_log_budget(struct tandem_fsm *f, uint64_t snapshot_bytes,
-                              uint64_t trailing_bytes, unsigned threshold_max,
-                              unsigned trailing_max);
+                              uint64_t trailing_bytes, uint64_t reserve_bytes,
+                              unsigned threshold_max, unsigned trailing_max);
 /* Staggers this node's snapshots (after tandem_fsm_set_log_budget): its first one after a start
  * or an install waits permille thousandths (below 1000) of the thresholds longer. Give each
  * member its own share, and their snapshots stay that far apart: they all see the same log. */

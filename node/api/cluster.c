@@ -472,6 +472,8 @@ static void raft_metrics(struct tandem_node *node, FILE *out)
     const char *leader_address = NULL;
     raft_leader(raft, &leader, &leader_address);
     tandem_metrics_leader_seen(&node->metrics, leader);
+    uint64_t log_held, log_budget;
+    (void)tandem_fsm_log_full(&node->fsm, &log_held, &log_budget);
     const struct tandem_metrics_scalar series[] = {
         {"tandem_raft_term", "gauge", "Current raft term.", raft_current_term(raft)},
         {"tandem_raft_commit_index", "gauge", "Highest log index known committed.",
@@ -539,7 +541,7 @@ static void raft_metrics(struct tandem_node *node, FILE *out)
         {"tandem_raft_log_held_bytes", "gauge",
          "Bytes of entries the raft log holds by the byte budget's count: the trailing kept "
          "behind the last snapshot written and everything after it.",
-         node->fsm.log_budget_on ? node->fsm.log_budget.held_bytes : 0},
+         log_held},
         {"tandem_writes_refused_log_full_total", "counter",
          "Client writes answered 503 because the raft log held its whole byte budget "
          "(snapshot_log_mib + trailing_log_mib) while a snapshot was being taken.",

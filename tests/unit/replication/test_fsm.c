@@ -1260,7 +1260,9 @@ static void test_log_budget_derivation(void **state)
     tandem_log_budget_applied(&b, 5, 100); /* index 4 was a barrier: 0 bytes */
     assert_int_equal(tandem_log_budget_threshold(&b), 1);
     /* Behind a snapshot at 5: 100 + 300 + 300 + 300 fit in 2500 bytes, all of 1..5. */
-    assert_int_equal(tandem_log_budget_trailing(&b, 5), 5);
+    uint64_t kept = 0;
+    assert_int_equal(tandem_log_budget_trailing(&b, 5, &kept), 5);
+    assert_int_equal(kept, 1000);
     tandem_log_budget_snapshot(&b, 5);
     assert_int_equal(b.bytes_since, 0);
     assert_int_equal(tandem_log_budget_threshold(&b), 50);
@@ -1272,15 +1274,18 @@ static void test_log_budget_derivation(void **state)
         tandem_log_budget_applied(&b, i, 1000);
     }
     assert_int_equal(tandem_log_budget_threshold(&b), 1);
-    assert_int_equal(tandem_log_budget_trailing(&b, 9), 2);
+    assert_int_equal(tandem_log_budget_trailing(&b, 9, &kept), 2);
+    assert_int_equal(kept, 2000);
     /* Entries applied after the snapshot's index do not count towards its trailing, but still
      * count in the log since it. */
-    assert_int_equal(tandem_log_budget_trailing(&b, 8), 2);
+    assert_int_equal(tandem_log_budget_trailing(&b, 8, &kept), 2);
+    assert_int_equal(kept, 2000);
     tandem_log_budget_snapshot(&b, 8);
     assert_int_equal(b.bytes_since, 1000);
     /* One entry bigger than the whole trailing budget: keep 1 all the same. */
     tandem_log_budget_applied(&b, 10, 9000);
-    assert_int_equal(tandem_log_budget_trailing(&b, 10), 1);
+    assert_int_equal(tandem_log_budget_trailing(&b, 10, &kept), 1);
+    assert_int_equal(kept, 9000);
     tandem_log_budget_snapshot(&b, 10);
 
     /* Small entries: the entry ceiling wins, and the ring forgets past its capacity. */
@@ -1288,7 +1293,8 @@ static void test_log_budget_derivation(void **state)
         tandem_log_budget_applied(&b, i, 8);
     }
     assert_int_equal(b.ring_n, 8);
-    assert_int_equal(tandem_log_budget_trailing(&b, 30), 8);
+    assert_int_equal(tandem_log_budget_trailing(&b, 30, &kept), 8);
+    assert_int_equal(kept, 64);
     assert_int_equal(tandem_log_budget_threshold(&b), 50); /* 160 bytes */
     tandem_log_budget_free(&b);
 
@@ -1296,7 +1302,18 @@ static void test_log_budget_derivation(void **state)
     assert_int_equal(tandem_log_budget_init(&b, 0, 0, 16, 32), 0);
     tandem_log_budget_applied(&b, 1, 1u << 30);
     assert_int_equal(tandem_log_budget_threshold(&b), 16);
-    assert_int_equal(tandem_log_budget_trailing(&b, 1), 32);
+    assert_int_equal(tandem_log_budget_trailing(&b, 1, &kept), 32);
+    assert_int_equal(kept, 1u << 30);
+    tandem_log_budget_free(&b);
+
+    /* The ceiling in entries counts indexes, not remembered entries: with 7 and 8 never seen
+     * (configurations), 4 entries behind 10 are 7..10, holding the bytes of 9 and 10. */
+    assert_int_equal(tandem_log_budget_init(&b, 1000, 2500, 50, 4), 0);
+    tandem_log_budget_applied(&b, 6, 10);
+    tandem_log_budget_applied(&b, 9, 20);
+    tandem_log_budget_applied(&b, 10, 30);
+    assert_int_equal(tandem_log_budget_trailing(&b, 10, &kept), 4);
+    assert_int_equal(kept, 50);
     tandem_log_budget_free(&b);
 }
 
@@ -1312,8 +1329,9 @@ static void test_log_budget_held_and_full(void **state)
         tandem_log_budget_applied(&b, i, 300);
     }
     assert_int_equal(b.held_bytes, 900);
-    /* A snapshot at 3 keeping 2 entries starts: nothing is trimmed while it is taken. */
-    tandem_log_budget_taking(&b, 3, 2);
+    /* A snapshot at 3 keeping 2 entries (600 bytes) starts: nothing is trimmed while it is
+     * taken. */
+    tandem_log_budget_taking(&b, 600);
     tandem_log_budget_snapshot(&b, 3);
     tandem_log_budget_applied(&b, 4, 1500);
     tandem_log_budget_applied(&b, 5, 1000);
@@ -1328,7 +1346,7 @@ static void test_log_budget_held_and_full(void **state)
     assert_int_equal(b.held_bytes, 3600);
     assert_false(tandem_log_budget_full(&b));
     /* The next one, at 6 keeping 1 entry, is written after entry 7 arrived: 200 + 100 held. */
-    tandem_log_budget_taking(&b, 6, 1);
+    tandem_log_budget_taking(&b, 200);
     tandem_log_budget_snapshot(&b, 6);
     tandem_log_budget_applied(&b, 7, 100);
     assert_true(tandem_log_budget_full(&b));
@@ -1357,7 +1375,7 @@ static void test_log_budget_held_and_full(void **state)
 
     /* Without byte budgets the log is never full. */
     assert_int_equal(tandem_log_budget_init(&b, 0, 0, 16, 32), 0);
-    tandem_log_budget_taking(&b, 1, 1);
+    tandem_log_budget_taking(&b, 0);
     tandem_log_budget_applied(&b, 2, 1u << 30);
     assert_false(tandem_log_budget_full(&b));
     tandem_log_budget_free(&b);
