@@ -54,8 +54,14 @@ bool tandem_raft_shield_observe_result(struct tandem_raft_shield *s, raft_id fro
 {
     tandem_assert(from != 0 && term != 0 && result->term == term);
     /* A success reports what the follower holds, or 0 during an install (raft's last_stored):
-     * never a loss. A rejection reports its last index, or one below the index it rejected. */
+     * never a loss. A rejection reports the follower's last index when its log ends before the
+     * index rejected, else one below that index (src/recv_append_entries.c). The latter is what
+     * a sound follower answers to an AppendEntries whose previous entry it has already folded
+     * into a snapshot of its own (its trail starts past it: "missing previous entry"), which a
+     * leader probing from a match index it learnt late sends under load: no loss either. A
+     * follower that lost its log answers with its real, shorter, last index. */
     if (result->rejected == 0 || result->last_log_index >= match ||
+        result->last_log_index + 1 == result->rejected ||
         tandem_raft_shield_lost_log(s, from, term)) {
         return false;
     }

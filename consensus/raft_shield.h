@@ -96,7 +96,9 @@
  *    correct raft's progress; the shield notices exactly that state (a rejection whose last
  *    index is below raft's match index for its sender: a follower's log never shrinks below what
  *    it acknowledged unless it lost it, and raft's match index starts afresh with each
- *    leadership and each re-added member) and records it (tandem_raft_shield_lost_log); the site
+ *    leadership and each re-added member; but not one just below the index rejected, which is
+ *    what a sound follower answers for an entry it folded into its own snapshot) and records it
+ *    (tandem_raft_shield_lost_log); the site
  *    controller then moves leadership, and a new leader starts every follower's progress afresh.
  *
  * Both drops apply only to an InstallSnapshot whose term is at least ours: an older one raft

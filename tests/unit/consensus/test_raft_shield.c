@@ -443,8 +443,10 @@ static void test_a_close_waits_for_a_fill_and_a_prepare(void **state)
     fill_teardown(&t.shield, &t.loop);
 }
 
-/* Shield 8: a rejection whose last index is below raft's match index for the follower is a lost
- * log, counted once per term; a success, or a rejection at or above the match index, is not. */
+/* Shield 8: a rejection whose last index is below raft's match index for the follower, and is
+ * the follower's own last index, is a lost log, counted once per term; a success, a rejection at
+ * or above the match index, or one just below the index rejected (an entry the follower folded
+ * into its own snapshot), is not. */
 static void test_a_lost_log_is_noticed(void **state)
 {
     struct tandem_raft_shield shield;
@@ -454,12 +456,16 @@ static void test_a_lost_log_is_noticed(void **state)
     struct raft_append_entries_result installing = {.term = 3, .rejected = 0, .last_log_index = 0};
     struct raft_append_entries_result behind = {.term = 3, .rejected = 625, .last_log_index = 620};
     struct raft_append_entries_result lost = {.term = 3, .rejected = 620, .last_log_index = 1};
+    /* A sound follower asked for an entry it folded into its own snapshot: one below it. */
+    struct raft_append_entries_result compacted = {
+        .term = 3, .rejected = 600, .last_log_index = 599};
 
     assert_false(tandem_raft_shield_observe_result(&shield, 7, 3, 610, &ok));
     /* A success during an install (raft reports last_stored, 0) and a rejection of entries past
      * what it holds are ordinary. */
     assert_false(tandem_raft_shield_observe_result(&shield, 7, 3, 620, &installing));
     assert_false(tandem_raft_shield_observe_result(&shield, 7, 3, 620, &behind));
+    assert_false(tandem_raft_shield_observe_result(&shield, 7, 3, 620, &compacted));
     /* A member removed and added again under its name has a fresh match index: no loss. */
     assert_false(tandem_raft_shield_observe_result(&shield, 8, 3, 0, &lost));
     assert_false(tandem_raft_shield_lost_log(&shield, 7, 3));
