@@ -72,23 +72,27 @@ unsigned tandem_route_names(const char *const **names)
 
 /* Set in r->data beside the route id when this node forwarded r: the leader audits it. */
 #define ROUTE_FORWARDED_BIT ((uintptr_t)1 << 30)
-/* Set when r was a write refused because the raft log was full (tandem_route_submit). */
-#define ROUTE_SHED_BIT ((uintptr_t)1 << 29)
+/* Set when r did nothing here and goes on, or ends, elsewhere: a write refused because the raft
+ * log was full (tandem_route_submit), or one handed back to the node that forwarded it
+ * (respond_hand_back). Not audited (respond_audit). */
+#define ROUTE_UNAUDITED_BIT ((uintptr_t)1 << 29)
 
 static unsigned route_of(const struct tandem_http_request *r)
 {
-    return (unsigned)((uintptr_t)r->data & ~(ROUTE_FORWARDED_BIT | ROUTE_SHED_BIT));
+    return (unsigned)((uintptr_t)r->data & ~(ROUTE_FORWARDED_BIT | ROUTE_UNAUDITED_BIT));
 }
 
 /* Every mutating request becomes an audit record once its status is known, on the node that
  * acted on it (a follower that forwarded it leaves it to the leader). A write refused because the
  * raft log is full does not: it changed nothing and is counted
  * (tandem_writes_refused_log_full_total), and a record for each refusal, which clients retry
- * many times a second, would fill the very log the refusal keeps within its budget. */
+ * many times a second, would fill the very log the refusal keeps within its budget. Nor does a
+ * forwarded request this node hands back because it no longer leads: it did nothing here, and
+ * the forwarding node sends it on to the next leader, which records its outcome once. */
 static void respond_audit(struct tandem_node *node, const struct tandem_http_request *r, int status)
 {
     if (r->method == HTTP_GET || r->method == HTTP_HEAD ||
-        ((uintptr_t)r->data & (ROUTE_FORWARDED_BIT | ROUTE_SHED_BIT)) != 0 ||
+        ((uintptr_t)r->data & (ROUTE_FORWARDED_BIT | ROUTE_UNAUDITED_BIT)) != 0 ||
         strcmp(r->path, "/v1/node/audit") == 0) {
         return;
     }
@@ -210,6 +214,7 @@ static void respond_no_leader(struct tandem_node *node, struct tandem_http_reque
 static void respond_hand_back(struct tandem_node *node, struct tandem_http_request *r)
 {
     tandem_assert(tandem_http_request_header(r, TANDEM_FORWARDED_HEADER) != NULL);
+    r->data = (void *)((uintptr_t)r->data | ROUTE_UNAUDITED_BIT);
     tandem_route_json(node, r, 503, "Retry-After: 1\r\n" TANDEM_RETRY_SAFE_HEADER ": 1\r\n",
                       "{\"error\":\"not the leader\"}");
 }
@@ -602,7 +607,7 @@ void tandem_route_submit(struct tandem_node *node, struct tandem_http_request *r
          * a client write waits for the snapshot to trim it (the BCP's and the cluster's own
          * writes, few and small, go on). */
         node->writes_refused_log_full++;
-        r->data = (void *)((uintptr_t)r->data | ROUTE_SHED_BIT); /* not audited */
+        r->data = (void *)((uintptr_t)r->data | ROUTE_UNAUDITED_BIT); /* not audited */
         tandem_route_retry_later(node, r,
                                  "the raft log holds %" PRIu64 " MiB of its %" PRIu64
                                  " MiB budget (snapshot_log_mib + trailing_log_mib) until the "

@@ -219,7 +219,8 @@ static void test_router_forwards_when_follower(void **state)
     fixture_stop(f);
 }
 
-/* A request already forwarded once is never forwarded again: 503 retry-safe. */
+/* A request already forwarded once is never forwarded again: 503 retry-safe. It did nothing
+ * here and goes on to the next leader, which audits its outcome: no record here. */
 static void test_router_no_second_forward(void **state)
 {
     struct fixture *f = &fixture;
@@ -227,11 +228,17 @@ static void test_router_no_second_forward(void **state)
     (void)state;
     fixture_start(f);
     fixture_follow(f);
+    unsigned queued = f->node.audit.queued;
     ask(f, &c, "PUT", "/v1/kv/k", "X-Tandem-Forwarded-By: west-2\r\n", "v");
     assert_int_equal(c.http_status, 503);
     assert_string_equal(c.body, "{\"error\":\"not the leader\"}");
     assert_string_equal(c.retry_after, "1");
     assert_int_equal(f->leader.handled, 0);
+    assert_int_equal(f->node.audit.queued, queued);
+    /* A write refused here for what it is (a 4xx) is this node's to audit. */
+    ask(f, &c, "PUT", "/v1/kv/k", "X-Tandem-User: bob\r\n", "v");
+    assert_int_equal(c.http_status, 400);
+    assert_int_equal(f->node.audit.queued, queued + 1);
     fixture_stop(f);
 }
 
