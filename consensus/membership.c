@@ -127,14 +127,9 @@ static void assign_try(uv_timer_t *timer)
     }
 }
 
-static void add_cb(struct raft_change *req, int status)
+/* Assigns c->member.role from the loop (never inside raft's own callback for a request). */
+static void assign_start(struct change *c)
 {
-    struct change *c = req->data;
-    if (status != 0 || c->member.role == TANDEM_ROLE_SPARE) {
-        change_done_cb(req, status);
-        return;
-    }
-    /* Assign from the loop, not inside raft's own callback for this request. */
     tandem_assert(c->kind == CHANGE_ADD && !c->timer_open);
     int rv = uv_timer_init(c->loop, &c->timer);
     c->timer_open = rv == 0;
@@ -144,6 +139,16 @@ static void add_cb(struct raft_change *req, int status)
     if (rv != 0) {
         change_finish(c, tandem_error_from_uv(rv, c->errmsg, "membership: assign timer"));
     }
+}
+
+static void add_cb(struct raft_change *req, int status)
+{
+    struct change *c = req->data;
+    if (status != 0 || c->member.role == TANDEM_ROLE_SPARE) {
+        change_done_cb(req, status);
+        return;
+    }
+    assign_start(c);
 }
 
 /* raft_add and raft_remove encode the new configuration before libraft 0.22.1 checks that this
@@ -181,10 +186,39 @@ static int add_check(struct tandem_raft *n, const struct tandem_member *m, char 
     return TANDEM_OK;
 }
 
+/* Whether m is already a spare under its name, site and addresses: an add that stopped half
+ * way (raft_add made it a spare, and leadership was lost before the role was assigned), or a
+ * spare added on purpose, which the add then gives m->role. */
+static bool add_half_done(struct tandem_raft *n, const struct tandem_member *m, uint64_t *id)
+{
+    struct tandem_member existing;
+    return m->role != TANDEM_ROLE_SPARE &&
+           tandem_raft_member_by_name(n, m->name, &existing, id) == 0 &&
+           existing.role == TANDEM_ROLE_SPARE && strcmp(existing.site, m->site) == 0 &&
+           strcmp(existing.raft, m->raft) == 0 && strcmp(existing.api, m->api) == 0;
+}
+
 int tandem_membership_add(struct tandem_raft *n, uv_loop_t *loop, const struct tandem_member *m,
                           char *errmsg, tandem_membership_cb cb, void *data)
 {
     char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
+    uint64_t spare_id;
+    if (add_half_done(n, m, &spare_id)) {
+        struct change *c = change_new(n, loop, CHANGE_ADD, errmsg, cb, data);
+        if (c == NULL) {
+            return TANDEM_NOMEM;
+        }
+        c->member = *m;
+        c->id = spare_id;
+        int rv = change_allowed(&n->raft);
+        if (rv != 0) {
+            rv = change_raft_error(c, rv, errmsg);
+            free(c);
+            return rv;
+        }
+        assign_start(c);
+        return TANDEM_OK;
+    }
     int rv = add_check(n, m, errmsg);
     if (rv != TANDEM_OK) {
         return rv;

@@ -23,9 +23,11 @@
 typedef void (*tandem_membership_cb)(void *data, int status, const char *errmsg,
                                      const struct tandem_member *member);
 
-/* Adds m (an unused name and raft address) as a spare, then assigns m->role. Returns 0 (cb runs
- * later), or with errmsg filled and cb never run: TANDEM_EXISTS (the name or the raft address is
- * taken), TANDEM_NOMEM, TANDEM_NOTLEADER, TANDEM_RAFT. */
+/* Adds m (an unused name and raft address) as a spare, then assigns m->role. A spare of the
+ * same name, site and addresses (an add that stopped after its first step, leadership lost) is
+ * assigned m->role: running the add again finishes it. Returns 0 (cb runs later), or with errmsg
+ * filled and cb never run: TANDEM_EXISTS (the name or the raft address is taken), TANDEM_NOMEM,
+ * TANDEM_NOTLEADER, TANDEM_RAFT. */
 int tandem_membership_add(struct tandem_raft *n, uv_loop_t *loop, const struct tandem_member *m,
                           char *errmsg, tandem_membership_cb cb, void *data);
 

@@ -24,7 +24,7 @@ int __wrap_raft_assign(struct raft *r, struct raft_change *req, raft_id id, int 
 static struct {
     int assign_rc;
     bool assign_holds; /* as libraft when the submission fails after r->legacy.change = req */
-    struct raft_change *added;
+    struct raft_change *added, *assigned;
     unsigned assigns;
 } fake;
 
@@ -45,6 +45,7 @@ int __wrap_raft_assign(struct raft *r, struct raft_change *req, raft_id id, int 
     (void)id;
     (void)role;
     fake.assigns++;
+    fake.assigned = req;
     req->cb = cb;
     if (fake.assign_holds) {
         r->legacy.change = req;
@@ -167,6 +168,49 @@ static void test_add_refused_before_raft_when_not_allowed(void **state)
     assert_int_equal(res.calls, 0);
 }
 
+/* An add that stopped after raft_add (east-2 a spare, leadership lost before the assign): the
+ * same add again assigns the role asked for, without adding anything; a spare under other
+ * addresses is still refused. */
+static void test_add_again_finishes_a_half_done_add(void **state)
+{
+    (void)state;
+    struct tandem_member m;
+    struct result res = {0};
+    char errmsg[TANDEM_ERRMSG_SIZE], address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
+    memset(&m, 0, sizeof m);
+    snprintf(m.name, sizeof m.name, "east-2");
+    snprintf(m.site, sizeof m.site, "east");
+    snprintf(m.raft, sizeof m.raft, "127.0.0.1:9100");
+    snprintf(m.api, sizeof m.api, "http://127.0.0.1:9101");
+    m.role = TANDEM_ROLE_SPARE;
+    assert_int_equal(tandem_member_address_format(&m, address, sizeof address), 0);
+    assert_int_equal(raft_configuration_add(&node.raft.configuration, tandem_member_id("east-2"),
+                                            address, RAFT_SPARE),
+                     0);
+    /* Asked as a spare again: it is one already. */
+    assert_int_equal(tandem_membership_add(&node, &loop, &m, errmsg, result_cb, &res),
+                     TANDEM_EXISTS);
+    /* Another raft address under the same name: not the same node. */
+    m.role = TANDEM_ROLE_VOTER;
+    snprintf(m.raft, sizeof m.raft, "127.0.0.1:9300");
+    assert_int_equal(tandem_membership_add(&node, &loop, &m, errmsg, result_cb, &res),
+                     TANDEM_EXISTS);
+    assert_int_equal(fake.assigns, 0);
+    /* The same node: assigned, never added. */
+    snprintf(m.raft, sizeof m.raft, "127.0.0.1:9100");
+    assert_int_equal(tandem_membership_add(&node, &loop, &m, errmsg, result_cb, &res), TANDEM_OK);
+    for (int i = 0; i < LOOP_TURNS_MAX && fake.assigns == 0; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    assert_null(fake.added);
+    assert_int_equal(fake.assigns, 1);
+    assert_int_equal(res.calls, 0);
+    /* raft applies the assignment: the add reports success, for the member asked for. */
+    fake.assigned->cb(fake.assigned, 0);
+    assert_int_equal(res.calls, 1);
+    assert_int_equal(res.status, TANDEM_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -176,6 +220,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_add_refused_before_raft_when_not_allowed, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_add_again_finishes_a_half_done_add, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
