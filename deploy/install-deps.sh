@@ -11,6 +11,7 @@ PACKAGES=(
     systemd # tests/deploy: systemd-analyze verify of deploy/systemd (PID 1 need not be systemd)
     debhelper lintian go-md2man # deploy/package.sh: the .deb, its check, man pages from Markdown
     curl openssl iproute2 nftables procps python3
+    jq # deploy/local-cluster.sh: its waits read the nodes' JSON many times a second
     prometheus python3-yaml # tests/alerts: promtool check/test rules, the rules read as YAML
     clang libclang-rt-14-dev # tests/fuzz: clang's libFuzzer (libclang_rt.fuzzer) and sanitizers
     chromium chromium-driver # tests/integration/test_ui_browser.py: the console in headless Chromium
