@@ -88,7 +88,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 cd "$build"
 # The sanitized build runs a sample of the seeds (the 10,000 run in the background, above).
-TANDEM_SIM_BCP_SEEDS=${TANDEM_SIM_BCP_SEEDS:-500} TANDEM_SIM_SEEDS=${TANDEM_SIM_SEEDS:-100} \
+TANDEM_SIM_BCP_SEEDS=${TANDEM_SIM_BCP_SEEDS:-200} TANDEM_SIM_SEEDS=${TANDEM_SIM_SEEDS:-50} \
     ctest --output-on-failure --timeout 900 "$@"
 [ -n "$sim_pid" ] || exit 0 # a chosen subset of the tests: no 10,000-seed run
 
