@@ -177,7 +177,8 @@ int tandem_fsm_set_log_budget(struct tandem_fsm *f, uint64_t snapshot_bytes,
                               unsigned threshold_max, unsigned trailing_max);
 /* Staggers this node's snapshots (after tandem_fsm_set_log_budget): its first one after a start
  * or an install waits permille thousandths (below 1000) of the thresholds longer. Give each
- * member its own share, and their snapshots stay that far apart: they all see the same log. */
+ * member its own share, so that their first snapshots are that far apart: they all see the same
+ * log. Later ones drift apart or together with each node's lead (lead_bytes). */
 void tandem_fsm_set_snapshot_stagger(struct tandem_fsm *f, unsigned permille);
 /* Whether the node's raft log is full (tandem_log_budget_full): false without a budget. *held
  * and *budget are filled either way (0 without a budget). */
