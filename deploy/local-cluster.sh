@@ -83,7 +83,7 @@ need_tandemd() {
 }
 
 # Prints the value at a dotted path (e.g. leader.name) of the JSON document on stdin; empty for
-# null or missing, exit status 1 when stdin is not JSON.
+# null or missing (and for no document at all), a non-zero exit status when stdin is not JSON.
 json_get() {
     # jq, not python: the waits below call this many times a second, and a Python start costs
     # 0.1-0.2 s on a loaded machine, a jq start a few milliseconds.
