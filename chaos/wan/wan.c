@@ -230,11 +230,13 @@ static void alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *buf)
 }
 
 /* When a chunk read now is delivered: half the RTT, jitter, a loss stall, never before the
- * chunk ahead of it. */
+ * chunk ahead of it. Counted from now rounded up to the millisecond: the loop's clock (uv_now,
+ * what the delivery timer compares with) is whole milliseconds behind the true time, and a
+ * delay counted from it came up to 2 ms short over a round trip. */
 static uint64_t due_time(struct dir *d)
 {
     const struct link *l = d->conn->route->link;
-    uint64_t due = uv_now(loop) + l->rtt_ms / 2;
+    uint64_t due = (uv_hrtime() + 999999u) / 1000000u + l->rtt_ms / 2;
     if (l->jitter_ms)
         due += rng_next() % (l->jitter_ms + 1);
     if (l->loss_pct > 0 && (double)(rng_next() % 1000000) < l->loss_pct * 10000.0)
