@@ -4,6 +4,7 @@ stalls, hold blackholes the link until it is up again (then the held bytes flow)
 the link's connections, and bad input is refused. Delays are checked as lower bounds only."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -91,6 +92,8 @@ class Wan:
         assert self.proc.wait(IO_TIMEOUT_S) == 0
         self.srv.close()
         self.log.close()
+        if exc[0] is None:
+            shutil.rmtree(self.dir)  # kept when the test failed: its links file and log
         return False
 
 
