@@ -499,7 +499,7 @@ static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], u
         raft_set_snapshot_trailing(f->raft, f->snapshot_trailing_now);
         tandem_log_budget_taking(&f->log_budget, kept);
         tandem_log_budget_snapshot(&f->log_budget, index);
-        f->log_budget.taken = true; /* from here on, every snapshot_log_mib: the phase is kept */
+        f->log_budget.taken = true; /* from here on, every snapshot_log_mib less the lead */
         budget_threshold_set(f);
     }
     tandem_sm_move(&f->snapshot_sm, SNAPSHOT_PINNED);
