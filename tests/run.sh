@@ -92,42 +92,15 @@ export TANDEM_SIM_BCP_SEEDS=${TANDEM_SIM_BCP_SEEDS:-200} TANDEM_SIM_SEEDS=${TAND
 if [ $# -gt 0 ]; then
     exec ctest --output-on-failure --timeout 900 "$@" # a chosen subset: no 10,000-seed run
 fi
-# That sample runs beside the other tests, below their priority: a simulation keeps its own
-# time (no timers, no sockets), so it can wait for a CPU, and the tests beside it mostly wait on
-# timers and real processes. Then the unit tests two at a time (each is short and on its own),
-# then the rest, one at a time (integration tests each start a cluster).
-asan_sim_log="$root/$build-sim-asan.log"
-(
-    sim_status=0
-    for t in $(ctest -N -L sim | sed -n 's/^ *Test *#[0-9]*: *//p'); do
-        start=$SECONDS
-        if timeout 1800 nice -n 10 "./$t" >"$t.log" 2>&1; then
-            echo "$t passed ($((SECONDS - start)) s)"
-        else
-            echo "$t FAILED ($((SECONDS - start)) s):"
-            cat "$t.log"
-            sim_status=1
-        fi
-    done
-    exit "$sim_status"
-) >"$asan_sim_log" 2>&1 &
-asan_sim_pid=$!
-trap '[ -z "$sim_pid" ] || kill "$sim_pid" 2>/dev/null || true
-      [ -z "$fuzz_pid" ] || kill "$fuzz_pid" 2>/dev/null || true
-      [ -z "$asan_sim_pid" ] || kill "$asan_sim_pid" 2>/dev/null || true' EXIT
+# The unit tests two at a time (each is short and on its own), then the rest one at a time:
+# integration tests each start a cluster, and the sanitized simulations stay in the foreground
+# (beside the integration tests their CPU cost more time than it saved, and a leader).
 ctest --output-on-failure --timeout 900 -j"$(nproc)" -L '^(unit|layering|fuzz)$'
-ctest --output-on-failure --timeout 900 -LE '^(unit|layering|fuzz|sim)$'
-
-step "simulations: the ASan sample ($TANDEM_SIM_BCP_SEEDS + $TANDEM_SIM_SEEDS seeds)"
-status=0
-wait "$asan_sim_pid" || status=$?
-asan_sim_pid=""
-cat "$asan_sim_log"
+ctest --output-on-failure --timeout 900 -LE '^(unit|layering|fuzz)$'
 
 step "simulations: 10,000 seeds (sim_test_bcp 8,000 + sim_test_fixture 2,000), unsanitized"
-sim_status=0
-wait "$sim_pid" || sim_status=$?
-[ "$sim_status" -eq 0 ] || status=$sim_status
+status=0
+wait "$sim_pid" || status=$?
 sim_pid=""
 cat "$root/$build-sim.log"
 
