@@ -203,23 +203,8 @@ int tandem_membership_add(struct tandem_raft *n, uv_loop_t *loop, const struct t
 {
     char address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
     uint64_t spare_id;
-    if (add_half_done(n, m, &spare_id)) {
-        struct change *c = change_new(n, loop, CHANGE_ADD, errmsg, cb, data);
-        if (c == NULL) {
-            return TANDEM_NOMEM;
-        }
-        c->member = *m;
-        c->id = spare_id;
-        int rv = change_allowed(&n->raft);
-        if (rv != 0) {
-            rv = change_raft_error(c, rv, errmsg);
-            free(c);
-            return rv;
-        }
-        assign_start(c);
-        return TANDEM_OK;
-    }
-    int rv = add_check(n, m, errmsg);
+    bool half_done = add_half_done(n, m, &spare_id);
+    int rv = half_done ? TANDEM_OK : add_check(n, m, errmsg);
     if (rv != TANDEM_OK) {
         return rv;
     }
@@ -228,9 +213,13 @@ int tandem_membership_add(struct tandem_raft *n, uv_loop_t *loop, const struct t
         return TANDEM_NOMEM;
     }
     c->member = *m;
-    c->id = tandem_member_id(m->name);
-    tandem_member_address_format(m, address, sizeof address);
-    if ((rv = change_allowed(&n->raft)) == 0) {
+    c->id = half_done ? spare_id : tandem_member_id(m->name);
+    if ((rv = change_allowed(&n->raft)) == 0 && half_done) {
+        assign_start(c); /* the spare is in already: only its role is left */
+        return TANDEM_OK;
+    }
+    if (rv == 0) {
+        tandem_member_address_format(m, address, sizeof address);
         rv = raft_add(&n->raft, &c->change, c->id, address, add_cb);
     }
     if (rv != 0) {

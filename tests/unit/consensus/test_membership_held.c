@@ -92,17 +92,23 @@ static int teardown(void **state)
     return 0;
 }
 
+/* east-2 of site east at raft 127.0.0.1:9100, API http://127.0.0.1:9101, as role. */
+static void east2(struct tandem_member *m, int role)
+{
+    memset(m, 0, sizeof *m);
+    snprintf(m->name, sizeof m->name, "east-2");
+    snprintf(m->site, sizeof m->site, "east");
+    snprintf(m->raft, sizeof m->raft, "127.0.0.1:9100");
+    snprintf(m->api, sizeof m->api, "http://127.0.0.1:9101");
+    m->role = role;
+}
+
 /* Adds voter east-2: raft_add succeeds and its callback runs, then the assignment is tried. */
 static void add_voter(struct result *res)
 {
     struct tandem_member m;
     char errmsg[TANDEM_ERRMSG_SIZE];
-    memset(&m, 0, sizeof m);
-    snprintf(m.name, sizeof m.name, "east-2");
-    snprintf(m.site, sizeof m.site, "east");
-    snprintf(m.raft, sizeof m.raft, "127.0.0.1:9100");
-    snprintf(m.api, sizeof m.api, "http://127.0.0.1:9101");
-    m.role = TANDEM_ROLE_VOTER;
+    east2(&m, TANDEM_ROLE_VOTER);
     assert_int_equal(tandem_membership_add(&node, &loop, &m, errmsg, result_cb, res), TANDEM_OK);
     assert_non_null(fake.added);
     fake.added->cb(fake.added, 0); /* the spare is in: assign from the loop (a 0 ms timer) */
@@ -177,12 +183,7 @@ static void test_add_again_finishes_a_half_done_add(void **state)
     struct tandem_member m;
     struct result res = {0};
     char errmsg[TANDEM_ERRMSG_SIZE], address[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1];
-    memset(&m, 0, sizeof m);
-    snprintf(m.name, sizeof m.name, "east-2");
-    snprintf(m.site, sizeof m.site, "east");
-    snprintf(m.raft, sizeof m.raft, "127.0.0.1:9100");
-    snprintf(m.api, sizeof m.api, "http://127.0.0.1:9101");
-    m.role = TANDEM_ROLE_SPARE;
+    east2(&m, TANDEM_ROLE_SPARE);
     assert_int_equal(tandem_member_address_format(&m, address, sizeof address), 0);
     assert_int_equal(raft_configuration_add(&node.raft.configuration, tandem_member_id("east-2"),
                                             address, RAFT_SPARE),
