@@ -70,7 +70,8 @@ unsigned tandem_route_names(const char *const **names)
 
 #define PARAM_BYTES_MAX 1024 /* a decoded path parameter (keys are at most 511 bytes) */
 
-/* Set in r->data beside the route id when this node forwarded r: the leader audits it. */
+/* Set in r->data beside the route id when this node forwarded r: the leader audits it (unless
+ * no leader answered: router_answer clears it). */
 #define ROUTE_FORWARDED_BIT ((uintptr_t)1 << 30)
 /* Set when r did nothing here and goes on, or ends, elsewhere: a write refused because the raft
  * log was full (tandem_route_submit), or one handed back to the node that forwarded it
@@ -83,7 +84,8 @@ static unsigned route_of(const struct tandem_http_request *r)
 }
 
 /* Every mutating request becomes an audit record once its status is known, on the node that
- * acted on it (a follower that forwarded it leaves it to the leader). A write refused because the
+ * acted on it (a follower that forwarded it leaves it to the leader, unless no leader's answer
+ * came back: router_answer). A write refused because the
  * raft log is full does not: it changed nothing and is counted
  * (tandem_writes_refused_log_full_total), and a record for each refusal, which clients retry
  * many times a second, would fill the very log the refusal keeps within its budget. Nor does a
@@ -235,9 +237,14 @@ static void respond_quarantined(struct tandem_node *node, struct tandem_http_req
     json_decref(body);
 }
 
+/* The park's and the forwarder's own answers: the request ends here, without a leader's answer
+ * (its forward failed, or it waited out its bound), so this node audits it even when it
+ * forwarded it. When the forward failed after the request was sent, the leader may also have
+ * acted on it and recorded what it did; the record here says what the client was told. */
 static void router_answer(void *data, struct tandem_http_request *r, int status,
                           const char *extra_headers, const char *json)
 {
+    r->data = (void *)((uintptr_t)r->data & ~ROUTE_FORWARDED_BIT);
     tandem_route_json(data, r, status, extra_headers, json);
 }
 

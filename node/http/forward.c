@@ -277,6 +277,11 @@ static void forward_cb(struct tandem_httpc_request *req, int status,
     if (status != 0 || resp == NULL) {
         f->failed++;
         forward_fail(f, fw->r, 503, "forwarding to the leader failed: %s", uv_strerror(status));
+    } else if (retry_safe) {
+        /* Handed back and its wait is over: no leader acted on it, so this node answers it (and
+         * its owner audits it) as a request that found no leader. */
+        f->answer(f->answer_data, fw->r, 503, "Retry-After: 1\r\n",
+                  "{\"error\":\"no leader\",\"leader\":null}");
     } else if (!fw->hold || !hold(f, fw->r, resp)) {
         relay(fw, resp);
     }

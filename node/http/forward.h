@@ -60,7 +60,8 @@ int tandem_forwarder_init(struct tandem_forwarder *f, uv_loop_t *loop, const cha
 void tandem_forwarder_set_tls(struct tandem_forwarder *f, struct tandem_tls_ctx *tls);
 /* Sends r to the leader and relays the answer, with r's caller (r->peer, when it has one) in
  * TANDEM_FORWARDED_USER_HEADER and TANDEM_FORWARDED_KIND_HEADER; on failure parks r (when nothing
- * reached a leader) or answers 503 through answer. */
+ * reached a leader, or a former leader handed it back) or answers 503 through answer (also a
+ * hand-back once the park no longer takes it). */
 void tandem_forwarder_send(struct tandem_forwarder *f, struct tandem_http_request *r,
                            const struct tandem_member *leader);
 /* As tandem_forwarder_send, but the leader's answer reaches the client only once this node

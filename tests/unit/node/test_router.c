@@ -242,6 +242,35 @@ static void test_router_no_second_forward(void **state)
     fixture_stop(f);
 }
 
+/* A forwarded write that no leader answers ends on this node, which audits it once: one that
+ * every leader hands back until its wait runs out, and one whose leader refuses connections. A
+ * write the leader answered is the leader's to audit. */
+static void test_router_failed_forward_audited(void **state)
+{
+    struct fixture *f = &fixture;
+    struct call c;
+    (void)state;
+    fixture_start(f);
+    fixture_follow(f);
+    unsigned queued = f->node.audit.queued;
+    ask(f, &c, "PUT", "/v1/kv/k", NULL, "v");
+    assert_int_equal(c.http_status, 200);
+    assert_int_equal(f->node.audit.queued, queued);
+    f->leader.answer_status = 503;
+    ask(f, &c, "PUT", "/v1/kv/k", NULL, "v");
+    assert_int_equal(c.http_status, 503);
+    assert_string_equal(c.body, "{\"error\":\"no leader\",\"leader\":null}");
+    assert_true(f->leader.handled >= 2); /* sent, handed back, sent again from the park */
+    assert_int_equal(f->node.audit.queued, queued + 1);
+    /* The leader is gone: every forward is refused until the wait runs out. */
+    leader_stop(&f->h, &f->leader);
+    f->leader.port = 0;
+    ask(f, &c, "PUT", "/v1/kv/k", NULL, "v");
+    assert_int_equal(c.http_status, 503);
+    assert_int_equal(f->node.audit.queued, queued + 2);
+    fixture_stop(f);
+}
+
 /* No leader: a write waits in the park, then 503 with Retry-After once its bound passed. */
 static void test_router_no_leader(void **state)
 {
@@ -469,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_router_prefix_decoding),
         cmocka_unit_test(test_router_forwards_when_follower),
         cmocka_unit_test(test_router_no_second_forward),
+        cmocka_unit_test(test_router_failed_forward_audited),
         cmocka_unit_test(test_router_no_leader),
         cmocka_unit_test(test_router_fenced),
         cmocka_unit_test(test_router_anonymous_every_route),
