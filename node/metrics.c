@@ -74,6 +74,13 @@ uint64_t tandem_loop_lag_tick(struct tandem_loop_lag *l, uint64_t now_ns)
     return late_ns;
 }
 
+uint64_t tandem_loop_lag_held(struct tandem_loop_lag *l, uint64_t late_ns, uint64_t runq_ns)
+{
+    uint64_t held_ns = late_ns > runq_ns ? late_ns - runq_ns : 0;
+    l->held_max_ns = held_ns > l->held_max_ns ? held_ns : l->held_max_ns;
+    return held_ns;
+}
+
 void tandem_loop_lag_write(FILE *out, const struct tandem_loop_lag *l)
 {
     tandem_histogram_write(out, "tandem_loop_lag_seconds",
@@ -83,6 +90,11 @@ void tandem_loop_lag_write(FILE *out, const struct tandem_loop_lag *l)
     tandem_metrics_family(out, "tandem_loop_lag_max_seconds", "gauge",
                           "The longest loop lag since this process started.");
     fprintf(out, "tandem_loop_lag_max_seconds %.9f\n", (double)l->max_ns / 1e9);
+    tandem_metrics_family(out, "tandem_loop_held_max_seconds", "gauge",
+                          "The longest loop lag since this process started less the time the "
+                          "loop thread waited for a CPU meanwhile: how long the loop's own work "
+                          "(callbacks, blocking calls) held it, whatever else the machine ran.");
+    fprintf(out, "tandem_loop_held_max_seconds %.9f\n", (double)l->held_max_ns / 1e9);
     tandem_metrics_family(out, "tandem_loop_cpu_wait_seconds_total", "counter",
                           "Time the loop thread was ready to run but waited for a CPU (other "
                           "processes and threads had them): lag that is the machine's, not the "

@@ -42,9 +42,10 @@ struct tandem_loop_work {
 };
 
 struct tandem_loop_lag {
-    uv_timer_t timer; /* node.c starts and closes it; data: the node */
-    uint64_t last_ns; /* uv_hrtime of the previous tick; 0 before the first */
-    uint64_t max_ns;  /* the longest lateness since start */
+    uv_timer_t timer;     /* node.c starts and closes it; data: the node */
+    uint64_t last_ns;     /* uv_hrtime of the previous tick; 0 before the first */
+    uint64_t max_ns;      /* the longest lateness since start */
+    uint64_t held_max_ns; /* the longest lateness less the loop thread's CPU wait meanwhile */
     struct tandem_histogram lag;
     struct tandem_loop_work seen; /* the totals at the previous tick */
     int schedstat_fd;             /* owned: the loop thread's /proc/thread-self/schedstat, or -1 */
@@ -89,8 +90,15 @@ void tandem_metrics_leader_seen(struct tandem_metrics *m, uint64_t leader_id);
  * previous tick, observed in the histogram and the maximum, and returned; 0 at the first tick or
  * when on time. */
 uint64_t tandem_loop_lag_tick(struct tandem_loop_lag *l, uint64_t now_ns);
-/* tandem_loop_lag_seconds (histogram), tandem_loop_lag_max_seconds (gauge) and
- * tandem_loop_cpu_wait_seconds_total (counter: l->seen.runq_ns). */
+/* Of a tick's lateness late_ns, what the loop held itself: late_ns less runq_ns, the time the loop
+ * thread waited for a CPU since the previous tick (its schedstat; 0 when unknown, so that all of
+ * the lateness counts). Kept as the maximum, and returned. It counts callbacks and blocking calls
+ * (a page fault, an fsync) on the loop, not the machine's other work; it errs low by at most the
+ * interval, since a wait can fall in the interval rather than in the lateness. */
+uint64_t tandem_loop_lag_held(struct tandem_loop_lag *l, uint64_t late_ns, uint64_t runq_ns);
+/* tandem_loop_lag_seconds (histogram), tandem_loop_lag_max_seconds and
+ * tandem_loop_held_max_seconds (gauges) and tandem_loop_cpu_wait_seconds_total (counter:
+ * l->seen.runq_ns). */
 void tandem_loop_lag_write(FILE *out, const struct tandem_loop_lag *l);
 
 void tandem_histogram_observe(struct tandem_histogram *h, uint64_t ns);

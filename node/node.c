@@ -121,6 +121,10 @@ static void loop_lag_cb(uv_timer_t *timer)
     struct tandem_loop_lag *l = &node->metrics.loop_lag;
     uint64_t late_ns = tandem_loop_lag_tick(l, uv_hrtime());
     struct tandem_loop_work now = loop_work(node);
+    if (late_ns > 0) { /* a schedstat that could not be read this time counts no wait */
+        (void)tandem_loop_lag_held(
+            l, late_ns, now.runq_ns >= l->seen.runq_ns ? now.runq_ns - l->seen.runq_ns : 0);
+    }
     if (late_ns > (uint64_t)TANDEM_LOOP_LAG_WARN_MS * 1000000u) {
         tandem_log(TANDEM_LOG_WARN,
                    "event loop stalled %llu ms; meanwhile apply took %llu ms, LMDB commits "

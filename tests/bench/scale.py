@@ -10,7 +10,8 @@ asks for. A figure, not a test: nothing here asserts a time. Run it through test
 Figures: preload rates; disk per node (raft log and LMDB state apart) and RSS; snapshots taken
 per node, the newest snapshot file's size, and the time micro_snapshot takes to serialise the
 leader's state (what a snapshot runs on the thread pool); the longest loop stall
-(tandem_loop_lag_max_seconds when the build has it, else n/a); leader changes during the preload
+(tandem_loop_lag_max_seconds when the build has it, else n/a) and the longest part of a stall the
+loop held itself, not waiting for a CPU (tandem_loop_held_max_seconds); leader changes during the preload
 (raft term and tandem_raft_leader_changes_total); GET /v1/rebalance/plan and /v1/digest times and
 the slowest /healthz answer while plans run (the loop's responsiveness); the restart-to-ready time
 of one node; the time a wiped node takes to rejoin by snapshot (stopped, its data directory wiped,
@@ -110,6 +111,7 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.nodes, self.stop_event = nodes, threading.Event()
         self.term_max, self.lag_max, self.lag_known = 0, 0.0, False
+        self.own_max = None  # tandem_loop_held_max_seconds, when the build has it
         self.log_max, self.held_max = {}, {}
 
     def run(self):
@@ -126,6 +128,9 @@ class Sampler(threading.Thread):
                 if lag is not None:
                     self.lag_known = True
                     self.lag_max = max(self.lag_max, lag)
+                own = metric(text, "tandem_loop_held_max_seconds")
+                if own is not None:
+                    self.own_max = max(self.own_max or 0.0, own)
                 raft = os.path.join(n.c.nodes[n.name]["dir"], "data", "raft")
                 try:
                     log_bytes = raft_dir_bytes(raft)[0]
@@ -454,8 +459,10 @@ def main():
         say("leader changes during the preload: term %d -> %d (highest seen %d), "
             "tandem_raft_leader_changes_total summed over nodes +%d"
             % (term0, term1, sampler.term_max, changes1 - changes0))
-        say("longest loop stall: %s" % ("%.3f s" % sampler.lag_max if sampler.lag_known
-                                         else "n/a (no tandem_loop_lag_max_seconds in this build)"))
+        say("longest loop stall: %s; of a stall, longest not spent waiting for a CPU: %s" % (
+            "%.3f s" % sampler.lag_max if sampler.lag_known
+            else "n/a (no tandem_loop_lag_max_seconds in this build)",
+            "n/a" if sampler.own_max is None else "%.3f s" % sampler.own_max))
         c.wait_converged(timeout=600)
         for name in c.names:
             data = os.path.join(c.nodes[name]["dir"], "data")
@@ -476,13 +483,16 @@ def main():
                     "%d" % (metric(text, "tandem_writes_refused_log_full_total") or 0)))
             lag = metric(text, "tandem_loop_lag_max_seconds")
             wait = metric(text, "tandem_loop_cpu_wait_seconds_total")
+            own = metric(text, "tandem_loop_held_max_seconds")
             commits = histogram_tail(text, "tandem_lmdb_commit_duration_seconds", 0.1)
             syncs = histogram_tail(text, "tandem_lmdb_sync_duration_seconds", 0.1)
             appends = histogram_tail(text, "tandem_raft_log_append_duration_seconds", 0.1)
-            say("%-9s longest loop stall %s (the loop thread waited %s for a CPU in all); LMDB "
+            say("%-9s longest loop stall %s (not waiting for a CPU: at most %s; the loop thread "
+                "waited %s for a CPU in all); LMDB "
                 "commits over 100 ms: %s; LMDB syncs (thread pool) over 100 ms: %s; raft log "
                 "writes over 100 ms: %s" % (
                     name, "n/a" if lag is None else "%.3f s" % lag,
+                    "n/a" if own is None else "%.3f s" % own,
                     "n/a" if wait is None else "%.1f s" % wait,
                     "n/a" if commits is None else "%d of %d (all within %g s)" % commits,
                     "n/a" if syncs is None else "%d of %d (all within %g s)" % syncs,

@@ -177,6 +177,9 @@ def test_scrapes_lint_and_export_what_the_alerts_read():
             # The loop thread's wait for a CPU (schedstat): some, on a machine running 5 nodes.
             assert s.families["tandem_loop_cpu_wait_seconds_total"] == "counter"
             assert 0 < s.samples["tandem_loop_cpu_wait_seconds_total"] < 3600, name
+            # What the loop held itself is part of the lag: at most the longest gap.
+            assert s.families["tandem_loop_held_max_seconds"] == "gauge"
+            assert 0 <= s.samples["tandem_loop_held_max_seconds"] <= lag_max, name
             # Per site: members and members reached (all of them, on a healthy cluster).
             for site, members in (("east", 2), ("west", 2), ("witness", 1)):
                 assert s.samples['tandem_site_nodes{site="%s"}' % site] == members, (name, site)

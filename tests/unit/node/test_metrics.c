@@ -256,6 +256,15 @@ static void test_loop_lag(void **state)
     assert_non_null(strstr(text, "# TYPE tandem_loop_lag_max_seconds gauge\n"
                                  "tandem_loop_lag_max_seconds 0.300000000\n"));
     free(text);
+    /* What the loop held itself: the lateness less the CPU wait, never below 0. */
+    assert_int_equal(tandem_loop_lag_held(&l, 300 * ms, 280 * ms), 20 * ms);
+    assert_int_equal(tandem_loop_lag_held(&l, 40 * ms, 0), 40 * ms); /* no wait known */
+    assert_int_equal(tandem_loop_lag_held(&l, 5 * ms, 9 * ms), 0);   /* waited in the interval */
+    assert_int_equal(l.held_max_ns, 40 * ms);
+    text = rendered(render_loop_lag, &l);
+    assert_non_null(strstr(text, "# TYPE tandem_loop_held_max_seconds gauge\n"
+                                 "tandem_loop_held_max_seconds 0.040000000\n"));
+    free(text);
 }
 
 int main(void)
