@@ -189,10 +189,10 @@ static const struct option options[] = {
     UINT_OPTION(connections_per_source_max, 1024, 1, 1048576, "api",
                 "Open API connections from one source address; more are closed on arrival"),
     UINT_OPTION(rate_limit_rps, 10000, 0, 10000000, "api",
-                "Requests per second one credential may make (token bucket; HTTP 429 with "
+                "Requests per second one user may make (token bucket; HTTP 429 with "
                 "Retry-After above it); 0: no limit"),
     UINT_OPTION(rate_limit_burst, 20000, 1, 10000000, "api",
-                "Requests one credential may make at once before rate_limit_rps applies"),
+                "Requests one user may make at once before rate_limit_rps applies"),
     {.name = "insecure",
      .type = OPTION_BOOL,
      FIELD(insecure),

@@ -836,8 +836,23 @@ static int authorise(struct tandem_node *node, const struct tandem_http_server *
     return status;
 }
 
-/* Who may call (node/api/authz.h), then the rate limit per credential: before any JSON is parsed
- * or anything proposed. Returns 0, or -1 after answering r. */
+/* Whether r counts against a user's rate limit, and whose (in *user): a person who
+ * authenticated here, by certificate, bearer token or the console's cookie. Not a node, nor a
+ * user a node forwarded (the first node counted it), nor a caller without a credential. */
+static bool rate_limited(const struct tandem_http_request *r, struct tandem_tls_peer *user)
+{
+    const struct tandem_principal *p = &r->principal;
+    if (p->kind != TANDEM_PRINCIPAL_USER || p->insecure ||
+        p->via == TANDEM_PRINCIPAL_VIA_FORWARDED) {
+        return false;
+    }
+    *user = (struct tandem_tls_peer){.kind = TANDEM_TLS_PEER_USER};
+    snprintf(user->name, sizeof user->name, "%s", p->name);
+    return true;
+}
+
+/* Who may call (node/api/authz.h), then the rate limit per user: before any JSON is parsed or
+ * anything proposed. Returns 0, or -1 after answering r. */
 static int admit(struct tandem_node *node, const struct tandem_http_server *s,
                  struct tandem_http_request *r)
 {
@@ -854,13 +869,16 @@ static int admit(struct tandem_node *node, const struct tandem_http_server *s,
         }
     }
     if (status == 0) {
-        wait_s = tandem_rate_limit_take(&node->rate_limit, &r->peer, uv_hrtime());
+        struct tandem_tls_peer user;
+        wait_s = rate_limited(r, &user)
+                     ? tandem_rate_limit_take(&node->rate_limit, &user, uv_hrtime())
+                     : 0;
         if (wait_s == 0) {
             return 0;
         }
         status = 429;
         snprintf(why, sizeof why, "rate limit: %u requests per second for %s", node->rate_limit.rps,
-                 r->peer.name);
+                 user.name);
     }
     if (status == 401) {
         snprintf(headers, sizeof headers, "%s", TANDEM_AUTHZ_CHALLENGE);

@@ -215,6 +215,19 @@ def check_rate_limit(c, name):
     assert int(headers["Retry-After"]) >= 1, dict(headers)
     assert json.loads(body) == {
         "error": "rate limit: %d requests per second for operator" % RATE_RPS}, body
+    # The limit is the user's, whatever the credential: the operator's bearer token (no
+    # certificate) draws on the bucket the certificate emptied.
+    status, _, body = c.api(name, "POST", "/v1/auth/login", context=c.tls_context(None),
+                            body={"user": "operator", "password": "operator-pass1"}, timeout=20)
+    assert status == 200, (status, body)
+    bearer = {"Authorization": "Bearer " + json.loads(body)["token"]}
+    for i in range(RATE_REQUESTS_MAX):
+        status, _, body = c.api(name, "GET", "/v1/status", headers=bearer,
+                                context=c.tls_context(None))
+        if status == 429:
+            break
+        assert status == 200, (status, body)
+    assert status == 429 and i < RATE_BURST, (status, i)  # no burst of its own
     status, _, body = c.api(name, "GET", "/metrics")  # admin: a bucket of its own
     assert status == 200, status
     limited = re.search(rb"^tandem_http_rate_limited_total (\d+)$", body, re.M)
