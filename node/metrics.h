@@ -26,8 +26,11 @@ struct tandem_histogram {
  * election timeouts) suffers when a callback holds the loop. Stalls under the interval go
  * unseen; nothing that short threatens an election. */
 #define TANDEM_LOOP_LAG_INTERVAL_MS 10
-/* A stall this long is logged at warn with what ran on the loop meanwhile (node.c). */
+/* A stall this long is logged at warn with what ran on the loop meanwhile (node.c)... */
 #define TANDEM_LOOP_LAG_WARN_MS 200
+/* ...and so is one whose part not spent waiting for a CPU (tandem_loop_lag_held) is this long:
+ * the loop's own work held it past the bound issue 17 sets. */
+#define TANDEM_LOOP_HELD_WARN_MS 50
 
 /* Time spent in the loop's known heavy callbacks (running totals), for a stall's log line. */
 struct tandem_loop_work {

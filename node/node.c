@@ -121,22 +121,23 @@ static void loop_lag_cb(uv_timer_t *timer)
     struct tandem_loop_lag *l = &node->metrics.loop_lag;
     uint64_t late_ns = tandem_loop_lag_tick(l, uv_hrtime());
     struct tandem_loop_work now = loop_work(node);
-    if (late_ns > 0) { /* a schedstat that could not be read this time counts no wait */
-        (void)tandem_loop_lag_held(
-            l, late_ns, now.runq_ns >= l->seen.runq_ns ? now.runq_ns - l->seen.runq_ns : 0);
-    }
-    if (late_ns > (uint64_t)TANDEM_LOOP_LAG_WARN_MS * 1000000u) {
+    /* A schedstat that could not be read this time counts no wait. */
+    uint64_t waited_ns = now.runq_ns >= l->seen.runq_ns ? now.runq_ns - l->seen.runq_ns : 0;
+    uint64_t held_ns = late_ns > 0 ? tandem_loop_lag_held(l, late_ns, waited_ns) : 0;
+    if (late_ns > (uint64_t)TANDEM_LOOP_LAG_WARN_MS * 1000000u ||
+        held_ns > (uint64_t)TANDEM_LOOP_HELD_WARN_MS * 1000000u) {
         tandem_log(TANDEM_LOG_WARN,
                    "event loop stalled %llu ms; meanwhile apply took %llu ms, LMDB commits "
                    "%llu ms, snapshot installs %llu ms, snapshots taken %llu ms; the loop "
-                   "thread ran %llu ms and waited %llu ms for a CPU",
+                   "thread ran %llu ms and waited %llu ms for a CPU (held %llu ms)",
                    (unsigned long long)(late_ns / 1000000u),
                    (unsigned long long)((now.apply_ns - l->seen.apply_ns) / 1000000u),
                    (unsigned long long)((now.commit_ns - l->seen.commit_ns) / 1000000u),
                    (unsigned long long)((now.restore_ns - l->seen.restore_ns) / 1000000u),
                    (unsigned long long)((now.snapshot_ns - l->seen.snapshot_ns) / 1000000u),
                    (unsigned long long)((now.cpu_ns - l->seen.cpu_ns) / 1000000u),
-                   (unsigned long long)((now.runq_ns - l->seen.runq_ns) / 1000000u));
+                   (unsigned long long)(waited_ns / 1000000u),
+                   (unsigned long long)(held_ns / 1000000u));
     }
     l->seen = now;
     if (!tandem_list_empty(&node->digest_waits)) {

@@ -150,18 +150,21 @@ def bench(bin_dir, endpoint, *args, timeout):
 
 
 STALL_LOGGED_MS = 200  # node/metrics.h TANDEM_LOOP_LAG_WARN_MS
-STALL_LINE = re.compile(r"event loop stalled (\d+) ms;.* the loop thread ran (\d+) ms"
-                        r"(?: and waited (\d+) ms for a CPU)?")
+HELD_LOGGED_MS = 50    # node/metrics.h TANDEM_LOOP_HELD_WARN_MS
+STALL_LINE = re.compile(r"event loop stalled (\d+) ms; meanwhile (.*); the loop thread ran (\d+) ms"
+                        r"(?: and waited (\d+) ms for a CPU)?(?: \(held (\d+) ms\))?")
 
 
 def logged_stalls(path):
-    """(stall ms, loop thread CPU ms, CPU wait ms or None) of each stall tandemd logged."""
+    """(stall ms, loop thread CPU ms, CPU wait ms or None, held ms or None, what ran meanwhile)
+    of each stall tandemd logged."""
     try:
         with open(path, errors="replace") as f:
             found = [STALL_LINE.search(line) for line in f]
     except OSError:
         return []
-    return [(int(m.group(1)), int(m.group(2)), None if m.group(3) is None else int(m.group(3)))
+    return [(int(m.group(1)), int(m.group(3)), None if m.group(4) is None else int(m.group(4)),
+             None if m.group(5) is None else int(m.group(5)), m.group(2))
             for m in found if m]
 
 
@@ -500,10 +503,15 @@ def main():
             stalls = logged_stalls(os.path.join(c.nodes[name]["dir"], "tandemd.log"))
             if stalls:
                 worst = max(stalls, key=lambda t: t[0])
-                say("%-9s stalls over %d ms logged: %d; worst %d ms, in which the loop thread ran "
-                    "%d ms and waited %s ms for a CPU" % (
-                        name, STALL_LOGGED_MS, len(stalls), worst[0], worst[1],
-                        "?" if worst[2] is None else worst[2]))
+                say("%-9s stalls logged (over %d ms, or over %d ms not waiting for a CPU): %d; "
+                    "worst %d ms, in which the loop thread ran %d ms and waited %s ms for a CPU"
+                    % (name, STALL_LOGGED_MS, HELD_LOGGED_MS, len(stalls), worst[0], worst[1],
+                       "?" if worst[2] is None else worst[2]))
+                held = [t for t in stalls if t[3] is not None]
+                if held:
+                    most = max(held, key=lambda t: t[3])
+                    say("%-9s longest held %d ms (a %d ms stall; the loop thread ran %d ms; "
+                        "meanwhile %s)" % (name, most[3], most[0], most[1], most[4]))
         micro = os.path.join(bin_dir, "micro_snapshot")
         if os.path.exists(micro):
             p = subprocess.run([micro, os.path.join(c.nodes[leader]["dir"], "data", "state"),
