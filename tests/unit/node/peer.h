@@ -15,6 +15,7 @@ struct peer {
     char body[512];
     unsigned requests;
     char last_path[128];
+    char last_action[128]; /* the last path that was not the runtime's epoch probe: "" none */
 };
 
 static inline void peer_answer(struct tandem_http_server *s, struct tandem_http_request *r)
@@ -22,6 +23,9 @@ static inline void peer_answer(struct tandem_http_server *s, struct tandem_http_
     struct peer *p = s->data;
     p->requests++;
     snprintf(p->last_path, sizeof p->last_path, "%s", r->path);
+    if (strcmp(r->path, "/v1/node/epoch") != 0) { /* probes come on their own timer */
+        snprintf(p->last_action, sizeof p->last_action, "%s", r->path);
+    }
     if (p->status == 0) {
         tandem_http_respond_json(r, 503, NULL, "{\"error\":\"down\"}");
     } else {

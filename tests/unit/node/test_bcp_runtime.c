@@ -500,7 +500,7 @@ static void test_call(void **state)
     assert_int_equal(f->call_status, 0);
     assert_int_equal(f->call_http_status, 202);
     assert_string_equal(f->call_body, "{\"ok\":true}");
-    assert_string_equal(f->peer.last_path, "/v1/node/reseed");
+    assert_string_equal(f->peer.last_action, "/v1/node/reseed");
     /* not an http:// URL: refused at once, the callback never runs */
     assert_int_equal(
         tandem_bcp_call(&f->bcp, "ftp://127.0.0.1:1", "GET", "/", NULL, NULL, 1000, bcp_call_cb, f),
@@ -616,7 +616,7 @@ static void relay_invoke(struct fixture *f, const struct tandem_bcp_reply *reply
     bcp_start(f);
     tandem_bcp_relay_to_leader(&f->bcp, reply, "/v1/bcp/invoke", "{\"site\":\"east\"}", false);
     assert_true(harness_run_until(&f->h, replied, f));
-    assert_string_equal(f->peer.last_path, "/v1/bcp/invoke");
+    assert_string_equal(f->peer.last_action, "/v1/bcp/invoke");
 }
 
 static void leader_forget(struct fixture *f)
@@ -717,7 +717,7 @@ static void test_rejoin_refusals(void **state)
     assert_int_equal(f->reply_status, 503);
     assert_non_null(strstr(f->reply_body, "rejoin peer-2: removing it failed: "));
     harness_run_for(&f->h, 50);
-    assert_string_not_equal(f->peer.last_path, "/v1/node/reseed"); /* only probes reached it */
+    assert_string_equal(f->peer.last_action, ""); /* only probes reached it */
 }
 
 static void drill(struct fixture *f, const char *body_text)
