@@ -175,11 +175,15 @@ static void shield_put_cb(struct raft_io_snapshot_put *put, int status)
 }
 
 /* Shield 6, on the thread pool: the FSM serialises the state it pinned. */
-static void fill_work_cb(uv_work_t *work)
+static void fill_run(uv_work_t *work)
 {
-    tandem_background_enter(); /* storage/background.h */
     struct tandem_raft_shield *s = work->data;
     s->fill_status = s->own_fill(s->fill_data);
+}
+
+static void fill_work_cb(uv_work_t *work)
+{
+    tandem_background_run(fill_run, work); /* storage/background.h */
 }
 
 /* Back on the loop after the pool's part of slot's put (rv: how it went): the inner put, or
@@ -215,13 +219,17 @@ static void fill_after_work_cb(uv_work_t *work, int status)
 }
 
 /* Shield 7, on the thread pool: the FSM builds the state of the snapshot raft installs. */
-static void prepare_work_cb(uv_work_t *work)
+static void prepare_run(uv_work_t *work)
 {
-    tandem_background_enter(); /* storage/background.h */
     struct tandem_raft_shield *s = work->data;
     s->prepare_errmsg[0] = '\0';
     s->prepare_rv =
         s->install_prepare(s->fill_data, s->install.snapshot, s->install_sender, s->prepare_errmsg);
+}
+
+static void prepare_work_cb(uv_work_t *work)
+{
+    tandem_background_run(prepare_run, work); /* storage/background.h */
 }
 
 static void prepare_after_work_cb(uv_work_t *work, int status)

@@ -21,9 +21,8 @@ struct audit_walk {
 };
 
 /* On the thread pool: a read transaction of its own (the environment is MDB_NOTLS). */
-static void walk_work_cb(uv_work_t *work)
+static void walk_work(uv_work_t *work)
 {
-    tandem_background_enter(); /* storage/background.h */
     struct audit_walk *w = work->data;
     MDB_txn *txn;
     uint64_t started = uv_hrtime();
@@ -37,6 +36,11 @@ static void walk_work_cb(uv_work_t *work)
      * so the loop's after-work callback would never run to release it (a deadlock). */
     tandem_store_copy_end(&w->node->store);
     w->copy_released = true;
+}
+
+static void walk_work_cb(uv_work_t *work)
+{
+    tandem_background_run(walk_work, work); /* storage/background.h */
 }
 
 static void walk_after_work_cb(uv_work_t *work, int status)

@@ -76,9 +76,8 @@ static void backup_free(struct tandem_node_backup *b)
     free(b);
 }
 
-static void backup_work_cb(uv_work_t *work)
+static void backup_work(uv_work_t *work)
 {
-    tandem_background_enter(); /* storage/background.h */
     struct tandem_node_backup *b = work->data;
     b->status = tandem_backup_write(&b->node->store, b->path, &b->source,
                                     b->sealed ? &b->key : NULL, &b->manifest, b->errmsg);
@@ -86,6 +85,11 @@ static void backup_work_cb(uv_work_t *work)
      * so the loop's after-work callback would never run to release it (a deadlock). */
     tandem_store_copy_end(&b->node->store);
     b->copy_released = true;
+}
+
+static void backup_work_cb(uv_work_t *work)
+{
+    tandem_background_run(backup_work, work); /* storage/background.h */
 }
 
 static void backup_after_work_cb(uv_work_t *work, int status)

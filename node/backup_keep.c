@@ -224,9 +224,8 @@ struct arrival {
 
 /* On the thread pool: sync and close the part, compare its hash with the taker's, check it at
  * level 1, then move it into kept/ with its manifest beside it. */
-static void arrival_work_cb(uv_work_t *work)
+static void arrival_work(uv_work_t *work)
 {
-    tandem_background_enter(); /* storage/background.h */
     struct arrival *a = work->data;
     char part[PATH_MAX], path[PATH_MAX], manifest_path[PATH_MAX], hex[2 * TANDEM_DIGEST_LEN + 1];
     uint64_t size = 0;
@@ -259,6 +258,11 @@ static void arrival_work_cb(uv_work_t *work)
     if (a->rv != 0) {
         (void)unlink(part);
     }
+}
+
+static void arrival_work_cb(uv_work_t *work)
+{
+    tandem_background_run(arrival_work, work); /* storage/background.h */
 }
 
 static void arrival_after_cb(uv_work_t *work, int status)
@@ -402,13 +406,17 @@ static void keep_job_queue(struct keep_job *j, uv_work_cb work_cb, uv_after_work
     tandem_backups_work_begin(j->node);
 }
 
-static void manifest_work_cb(uv_work_t *work)
+static void manifest_work(uv_work_t *work)
 {
-    tandem_background_enter(); /* storage/background.h */
     struct keep_job *j = work->data;
     char path[PATH_MAX];
     tandem_backup_path(j->dir, j->id, true, path);
     j->rv = file_write_atomic(path, j->text, j->errmsg);
+}
+
+static void manifest_work_cb(uv_work_t *work)
+{
+    tandem_background_run(manifest_work, work); /* storage/background.h */
 }
 
 static void keep_after_cb(uv_work_t *work, int status)
@@ -458,9 +466,8 @@ void tandem_backup_manifest_keep(struct tandem_node *node, struct tandem_http_re
 
 /* On the thread pool: the file kept here, checked at level (2: unpacked into a scratch
  * directory beside it, opened and its digests recomputed). */
-static void verify_work_cb(uv_work_t *work)
+static void verify_work(uv_work_t *work)
 {
-    tandem_background_enter(); /* storage/background.h */
     struct keep_job *j = work->data;
     struct tandem_backup_key keys[TANDEM_BACKUP_KEYS_MAX];
     unsigned n_keys = 0;
@@ -485,6 +492,11 @@ static void verify_work_cb(uv_work_t *work)
         (void)rmdir(scratch);
     }
     OPENSSL_cleanse(keys, sizeof keys);
+}
+
+static void verify_work_cb(uv_work_t *work)
+{
+    tandem_background_run(verify_work, work); /* storage/background.h */
 }
 
 void tandem_backup_verify_local(struct tandem_node *node, struct tandem_http_request *r,
@@ -599,9 +611,8 @@ static void sweep(struct check_job *j, const char *sub)
     }
 }
 
-static void check_work_cb(uv_work_t *work)
+static void check_work(uv_work_t *work)
 {
-    tandem_background_enter(); /* storage/background.h */
     struct check_job *j = work->data;
     char path[PATH_MAX];
     for (unsigned i = 0; i < j->n; i++) {
@@ -624,6 +635,11 @@ static void check_work_cb(uv_work_t *work)
     sweep(j, TANDEM_BACKUP_KEPT_DIR);
     sweep(j, TANDEM_BACKUP_INCOMING_DIR);
     sweep(j, TANDEM_BACKUP_OUTGOING_DIR);
+}
+
+static void check_work_cb(uv_work_t *work)
+{
+    tandem_background_run(check_work, work); /* storage/background.h */
 }
 
 static bool reported(struct tandem_backups *b, const char *id)

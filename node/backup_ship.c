@@ -89,14 +89,18 @@ static json_t *record_json(struct tandem_backup_take *t)
                      "manifest", manifest != NULL ? manifest : json_object());
 }
 
-static void finish_work_cb(uv_work_t *work)
+static void finish_work(uv_work_t *work)
 {
-    tandem_background_enter(); /* storage/background.h */
     struct tandem_backup_take *t = work->data;
     if (t->fd_open) {
         (void)close(t->fd);
     }
     (void)unlink(t->path); /* this site keeps no copy of its own backup */
+}
+
+static void finish_work_cb(uv_work_t *work)
+{
+    tandem_background_run(finish_work, work); /* storage/background.h */
 }
 
 static void finish_after_cb(uv_work_t *work, int status)
@@ -279,9 +283,8 @@ static void holder_next(struct tandem_backup_take *t)
 
 /* On the thread pool: the file's size and SHA-256 (what the holders check), then it is opened
  * for the chunks. */
-static void hash_work_cb(uv_work_t *work)
+static void hash_work(uv_work_t *work)
 {
-    tandem_background_enter(); /* storage/background.h */
     struct tandem_backup_take *t = work->data;
     t->rv = tandem_backup_file_sha256(t->path, t->sha256, &t->size, t->errmsg);
     if (t->rv == 0) {
@@ -289,6 +292,11 @@ static void hash_work_cb(uv_work_t *work)
         t->rv = t->fd < 0 ? tandem_error_from_errno(errno, t->errmsg, t->path) : 0;
         t->fd_open = t->fd >= 0;
     }
+}
+
+static void hash_work_cb(uv_work_t *work)
+{
+    tandem_background_run(hash_work, work); /* storage/background.h */
 }
 
 static void hash_after_cb(uv_work_t *work, int status)

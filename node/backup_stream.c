@@ -210,9 +210,8 @@ static void stream_closed_cb(struct tandem_http_stream *stream, void *data)
 
 /* On the thread pool: the file opened, its size, and the SHA-256 its trailer holds (the hash of
  * everything before it, which level 1 checks), for the head. */
-static void stream_open_work_cb(uv_work_t *work)
+static void stream_open_work(uv_work_t *work)
 {
-    tandem_background_enter(); /* storage/background.h */
     struct backup_stream *s = work->data;
     uint8_t trailer[TANDEM_DIGEST_LEN];
     struct stat st;
@@ -241,6 +240,11 @@ static void stream_open_work_cb(uv_work_t *work)
         return;
     }
     tandem_digest_hex(trailer, s->sha256);
+}
+
+static void stream_open_work_cb(uv_work_t *work)
+{
+    tandem_background_run(stream_open_work, work); /* storage/background.h */
 }
 
 static void stream_open_after_cb(uv_work_t *work, int status)

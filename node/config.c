@@ -153,8 +153,8 @@ static const struct option options[] = {
     UINT_OPTION(map_size_mib, 4096, 16, 1048576, "state_machine",
                 "Maximum size of the LMDB state store, in MiB"),
     UINT_OPTION(pool_nice, 10, 0, 19, "state_machine",
-                "Nice increment of the thread-pool threads that take snapshots, backups, digests "
-                "and scans, so the event loop (heartbeats, requests) wins a busy CPU; 0: the "
+                "Nice increment a thread-pool thread takes while it runs a snapshot, backup, "
+                "digest or scan, so the event loop (heartbeats, requests) wins a busy CPU; 0: the "
                 "loop's own priority"),
     UINT_OPTION(commit_interval_ms, 5, 0, 1000, "state_machine",
                 "Longest time applied entries wait for their grouped LMDB commit; 0 = every loop "

@@ -409,13 +409,17 @@ struct trash_job {
     char path[TRASH_PATH_SIZE];
 };
 
-static void trash_work_cb(uv_work_t *work)
+static void trash_work(uv_work_t *work)
 {
-    tandem_background_enter(); /* storage/background.h */
     struct trash_job *j = work->data;
     errno = 0;
     j->rv = tandem_store_trash_remove(j->path);
     j->err = errno;
+}
+
+static void trash_work_cb(uv_work_t *work)
+{
+    tandem_background_run(trash_work, work); /* storage/background.h */
 }
 
 static void trash_after_cb(uv_work_t *work, int status)

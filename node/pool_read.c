@@ -18,9 +18,8 @@ void tandem_pool_reads_init(struct tandem_pool_reads *reads, uv_loop_t *loop,
 }
 
 /* On the pool: a read transaction of its own (the environment is MDB_NOTLS). */
-static void pool_work_cb(uv_work_t *work)
+static void pool_work(uv_work_t *work)
 {
-    tandem_background_enter(); /* storage/background.h */
     struct tandem_pool_read *read = work->data;
     MDB_txn *txn = read->pinned;
     int rv = txn != NULL ? 0 : mdb_txn_begin(read->store.env, NULL, MDB_RDONLY, &txn);
@@ -37,6 +36,11 @@ static void pool_work_cb(uv_work_t *work)
      * so the loop's after-work callback would never run to give it back (a deadlock). */
     tandem_store_copy_end(read->reads->store);
     read->copy_released = true;
+}
+
+static void pool_work_cb(uv_work_t *work)
+{
+    tandem_background_run(pool_work, work); /* storage/background.h */
 }
 
 static int pool_start(struct tandem_pool_reads *reads, struct tandem_pool_read *read);

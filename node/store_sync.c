@@ -26,15 +26,19 @@ static void close_maybe(struct tandem_store_sync *sync)
 }
 
 /* On the pool: fdatasync of the data file while the loop goes on committing. */
-static void sync_work_cb(uv_work_t *work)
+static void sync_work(uv_work_t *work)
 {
-    tandem_background_enter(); /* storage/background.h */
     struct tandem_store_sync *sync = work->data;
     sync->rv = tandem_store_sync(sync->env, sync->dir, sync->errmsg);
     /* Given back here: a snapshot install waits on the loop for copies to reach 0, so the
      * after-work callback would never run to give it back (a deadlock). */
     tandem_store_copy_end(sync->store);
     sync->copy_released = true;
+}
+
+static void sync_work_cb(uv_work_t *work)
+{
+    tandem_background_run(sync_work, work); /* storage/background.h */
 }
 
 static void sync_after_work_cb(uv_work_t *work, int status)

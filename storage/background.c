@@ -7,9 +7,14 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "storage/assert.h"
+
 static atomic_int configured_nice = TANDEM_BACKGROUND_NICE_DEFAULT;
-static atomic_uint_fast64_t lowered, failures;
-static _Thread_local bool entered; /* this thread already took its background priority */
+static atomic_uint_fast64_t works_lowered, threads_stuck, failures;
+/* This thread's state: inside enter/leave, lowered by that enter, the nice to take back, and
+ * whether an earlier leave could not take it back (then it stays low and enters do nothing). */
+static _Thread_local bool inside, lowered, stuck;
+static _Thread_local int restore_nice;
 
 void tandem_background_set_nice(int nice)
 {
@@ -27,38 +32,72 @@ int tandem_background_nice(void)
     return atomic_load(&configured_nice);
 }
 
+/* Linux keeps a nice value per thread: PRIO_PROCESS with a thread id names only that thread
+ * (setpriority(2), NOTES). */
+static id_t own_tid(void)
+{
+    return (id_t)syscall(SYS_gettid);
+}
+
 bool tandem_background_enter(void)
 {
-    if (entered) {
-        return false;
-    }
-    entered = true;
+    tandem_assert(!inside); /* never nested */
+    inside = true;
+    lowered = false;
     int increment = atomic_load(&configured_nice);
-    if (increment == 0) {
+    if (increment == 0 || stuck) {
         return false;
     }
-    /* Linux keeps a nice value per thread: PRIO_PROCESS with a thread id names only that
-     * thread (setpriority(2), NOTES). */
-    pid_t tid = (pid_t)syscall(SYS_gettid);
     errno = 0;
-    int now = getpriority(PRIO_PROCESS, (id_t)tid);
+    int now = getpriority(PRIO_PROCESS, own_tid());
     if (now == -1 && errno != 0) {
         atomic_fetch_add(&failures, 1);
         return false;
     }
     int target =
         now + increment > TANDEM_BACKGROUND_NICE_MAX ? TANDEM_BACKGROUND_NICE_MAX : now + increment;
-    if (setpriority(PRIO_PROCESS, (id_t)tid, target) != 0) {
+    if (target == now) {
+        return false; /* already as low as it goes */
+    }
+    if (setpriority(PRIO_PROCESS, own_tid(), target) != 0) {
         atomic_fetch_add(&failures, 1);
         return false;
     }
-    atomic_fetch_add(&lowered, 1);
+    restore_nice = now;
+    lowered = true;
+    atomic_fetch_add(&works_lowered, 1);
     return true;
 }
 
-uint64_t tandem_background_threads_lowered(void)
+void tandem_background_leave(void)
 {
-    return atomic_load(&lowered);
+    tandem_assert(inside);
+    inside = false;
+    if (!lowered) {
+        return;
+    }
+    lowered = false;
+    if (setpriority(PRIO_PROCESS, own_tid(), restore_nice) != 0) {
+        stuck = true; /* no privilege to take it back: low from now on, as it is now */
+        atomic_fetch_add(&threads_stuck, 1);
+    }
+}
+
+void tandem_background_run(void (*fn)(struct uv_work_s *work), struct uv_work_s *work)
+{
+    (void)tandem_background_enter();
+    fn(work);
+    tandem_background_leave();
+}
+
+uint64_t tandem_background_works_lowered(void)
+{
+    return atomic_load(&works_lowered);
+}
+
+uint64_t tandem_background_threads_stuck(void)
+{
+    return atomic_load(&threads_stuck);
 }
 
 uint64_t tandem_background_failures(void)

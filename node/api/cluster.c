@@ -629,12 +629,18 @@ static void route_metrics(struct tandem_node *node, struct tandem_http_request *
                            &node->metrics.lmdb_sync);
     tandem_loop_lag_write(out, &node->metrics.loop_lag);
     const struct tandem_metrics_scalar pool[] = {
-        {"tandem_pool_threads_lowered", "gauge",
-         "Thread-pool threads that took the background priority (pool_nice): bulk work there "
-         "yields a busy CPU to the event loop.",
-         tandem_background_threads_lowered()},
+        {"tandem_pool_work_lowered_total", "counter",
+         "Pieces of bulk work the thread pool ran at the background priority (pool_nice): they "
+         "yield a busy CPU to the event loop.",
+         tandem_background_works_lowered()},
+        {"tandem_pool_threads_stuck_low", "gauge",
+         "Pool threads that could not take the loop's priority back after bulk work (neither "
+         "CAP_SYS_NICE nor RLIMIT_NICE allows it): they stay low, and the loop may wait behind "
+         "one holding a lock of the pool.",
+         tandem_background_threads_stuck()},
         {"tandem_pool_nice_failures_total", "counter",
-         "Pool threads whose background priority could not be set (they run at the loop's).",
+         "Pieces of bulk work whose background priority could not be set (they ran at the "
+         "loop's).",
          tandem_background_failures()},
     };
     tandem_metrics_scalars_write(out, pool, sizeof pool / sizeof pool[0]);

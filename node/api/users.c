@@ -116,9 +116,8 @@ static bool param_name(const char *param, const char *suffix, char *name)
 
 /* ---- the threadpool part: hashing and verifying ---- */
 
-static void users_work_cb(uv_work_t *work)
+static void users_work(uv_work_t *work)
 {
-    tandem_background_enter(); /* storage/background.h */
     struct users_req *q = work->data;
     const unsigned log2_n = TANDEM_SCRYPT_LOG2_N;
     if (q->job == JOB_LOGIN) {
@@ -141,6 +140,11 @@ static void users_work_cb(uv_work_t *work)
         }
     }
     q->rv = tandem_password_hash(q->password, log2_n, q->hash, q->errmsg);
+}
+
+static void users_work_cb(uv_work_t *work)
+{
+    tandem_background_run(users_work, work); /* storage/background.h */
 }
 
 static void users_after_cb(uv_work_t *work, int status);

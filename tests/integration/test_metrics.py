@@ -155,17 +155,20 @@ def test_scrapes_lint_and_export_what_the_alerts_read():
             syncs = check_histogram(s, "tandem_lmdb_sync_duration_seconds")
             assert syncs == s.samples["tandem_lmdb_syncs_total"] >= 1, (name, syncs)
             assert s.samples["tandem_state_rebuilt"] == 0, name
-            # That sync ran on a pool thread, which took the background priority (pool_nice,
-            # 10 by default) while the loop thread kept the process's own.
-            assert s.samples["tandem_pool_threads_lowered"] >= 1, name
+            # That sync ran on a pool thread at the background priority (pool_nice, 10 by
+            # default), which it gave back afterwards: between pieces of work the pool threads
+            # are at the loop's, the process's own (the runner's, inherited; tests run as root).
+            assert s.samples["tandem_pool_work_lowered_total"] >= 1, name
             assert s.samples["tandem_pool_nice_failures_total"] == 0, name
+            assert s.samples["tandem_pool_threads_stuck_low"] == 0, name
             pid = c.nodes[name]["pid"]
             nices = thread_nices(pid)
             loop_nice = nices.pop(pid)
-            pool_nice = min(loop_nice + 10, 19)
-            lowered = sum(1 for n in nices.values() if n == pool_nice)
-            assert loop_nice == os.nice(0), (name, loop_nice)  # the runner's, inherited
-            assert lowered >= s.samples["tandem_pool_threads_lowered"], (name, nices)
+            assert loop_nice == os.nice(0), (name, loop_nice)
+            # Low only while a piece of bulk work runs (a thread kept low would hold the pool's
+            # locks at that priority, and the loop would wait behind it).
+            wait_until(lambda: set(thread_nices(pid).values()) == {loop_nice}, 10,
+                       "every thread of %s back at nice %d" % (name, loop_nice))
             # The loop-lag timer ticks every 10 ms from the start: many observations, and the
             # longest one lies between their mean and their sum.
             lag_count = check_histogram(s, "tandem_loop_lag_seconds")
