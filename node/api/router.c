@@ -85,12 +85,12 @@ static unsigned route_of(const struct tandem_http_request *r)
 
 /* Every mutating request becomes an audit record once its status is known, on the node that
  * acted on it (a follower that forwarded it leaves it to the leader, unless no leader's answer
- * came back: router_answer). A write refused because the
- * raft log is full does not: it changed nothing and is counted
- * (tandem_writes_refused_log_full_total), and a record for each refusal, which clients retry
- * many times a second, would fill the very log the refusal keeps within its budget. Nor does a
- * forwarded request this node hands back because it no longer leads: it did nothing here, and
- * the forwarding node sends it on to the next leader, which records its outcome once. */
+ * came back: router_answer). A write refused because the raft log is full does not: it changed
+ * nothing and is counted (tandem_writes_refused_log_full_total), and a record for each refusal,
+ * which clients retry many times a second, would fill the very log the refusal keeps within its
+ * budget. Nor does a forwarded request this node hands back because it no longer leads: it did
+ * nothing here, and the forwarding node sends it on to the next leader, which records its
+ * outcome once. */
 static void respond_audit(struct tandem_node *node, const struct tandem_http_request *r, int status)
 {
     if (r->method == HTTP_GET || r->method == HTTP_HEAD ||
