@@ -206,8 +206,7 @@ static void respond_no_leader(struct tandem_node *node, struct tandem_http_reque
     if (tandem_park(&node->park, r)) {
         return;
     }
-    tandem_route_json(node, r, 503, "Retry-After: 1\r\n",
-                      "{\"error\":\"no leader\",\"leader\":null}");
+    tandem_route_json(node, r, 503, "Retry-After: 1\r\n", TANDEM_NO_LEADER_JSON);
 }
 
 /* A request a node forwarded here that this node cannot serve as leader, and that did nothing

@@ -276,7 +276,6 @@ static void relay_cb(void *data, int status, int http_status, const char *body, 
 void tandem_bcp_relay_to_leader(struct tandem_bcp *b, const struct tandem_bcp_reply *reply,
                                 const char *url, const char *body, bool forwarded)
 {
-    static const char no_leader[] = "{\"error\":\"no leader\",\"leader\":null}";
     struct tandem_member leader;
     char headers[128];
     if (b->fenced) {
@@ -285,7 +284,8 @@ void tandem_bcp_relay_to_leader(struct tandem_bcp *b, const struct tandem_bcp_re
         return;
     }
     if (tandem_raft_leader(b->env.raft, &leader) != 0 || forwarded) {
-        tandem_bcp_reply_text(reply, 503, "Retry-After: 1\r\n", no_leader, sizeof no_leader - 1);
+        tandem_bcp_reply_text(reply, 503, "Retry-After: 1\r\n", TANDEM_NO_LEADER_JSON,
+                              sizeof TANDEM_NO_LEADER_JSON - 1);
         return;
     }
     struct relay *relay = calloc(1, sizeof *relay);

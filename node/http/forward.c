@@ -280,8 +280,7 @@ static void forward_cb(struct tandem_httpc_request *req, int status,
     } else if (retry_safe) {
         /* Handed back and its wait is over: no leader acted on it, so this node answers it (and
          * its owner audits it) as a request that found no leader. */
-        f->answer(f->answer_data, fw->r, 503, "Retry-After: 1\r\n",
-                  "{\"error\":\"no leader\",\"leader\":null}");
+        f->answer(f->answer_data, fw->r, 503, "Retry-After: 1\r\n", TANDEM_NO_LEADER_JSON);
     } else if (!fw->hold || !hold(f, fw->r, resp)) {
         relay(fw, resp);
     }

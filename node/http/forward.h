@@ -22,6 +22,9 @@
 #define TANDEM_USER_HEADER "X-Tandem-User"
 /* On a 503 from a node that is not the leader: the request was not acted on. */
 #define TANDEM_RETRY_SAFE_HEADER "X-Tandem-Retry-Safe"
+/* The body of a 503 (with Retry-After) to a request no leader took: none known, or none
+ * answered before the request's wait ran out. */
+#define TANDEM_NO_LEADER_JSON "{\"error\":\"no leader\",\"leader\":null}"
 
 struct tandem_park;
 
