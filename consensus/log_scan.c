@@ -207,22 +207,69 @@ static int load_with_raft_uv(uv_loop_t *loop, const char *dir, struct tandem_log
     return rv;
 }
 
+/* Loads the filled scratch_dir with raft_uv on a private loop. */
+static int scratch_load(const char *scratch_dir, struct tandem_log_scan *out, char *errmsg)
+{
+    uv_loop_t loop;
+    int rv = uv_loop_init(&loop);
+    if (rv != 0) {
+        return tandem_error_from_uv(rv, errmsg, "scan loop");
+    }
+    rv = load_with_raft_uv(&loop, scratch_dir, out, errmsg);
+    (void)uv_run(&loop, UV_RUN_DEFAULT);
+    (void)uv_loop_close(&loop);
+    return rv;
+}
+
+/* A fresh scratch_dir (one left over by a crash during an earlier scan is replaced). */
+static int scratch_create(const char *scratch_dir, char *errmsg)
+{
+    scratch_remove(scratch_dir);
+    return mkdir(scratch_dir, 0700) == 0 ? 0 : scan_error(errno, "create", scratch_dir, errmsg);
+}
+
 int tandem_log_scan_load(const char *raft_dir, const char *scratch_dir, struct tandem_log_scan *out,
                          char *errmsg)
 {
-    uv_loop_t loop;
     memset(out, 0, sizeof *out);
-    scratch_remove(scratch_dir); /* left over by a crash during an earlier scan */
-    if (mkdir(scratch_dir, 0700) != 0) {
-        return scan_error(errno, "create", scratch_dir, errmsg);
+    int rv = scratch_create(scratch_dir, errmsg);
+    if (rv != 0) {
+        return rv;
     }
-    int rv = scratch_fill(raft_dir, scratch_dir, errmsg);
-    if (rv == 0 && (rv = uv_loop_init(&loop)) != 0) {
-        rv = tandem_error_from_uv(rv, errmsg, "scan loop");
-    } else if (rv == 0) {
-        rv = load_with_raft_uv(&loop, scratch_dir, out, errmsg);
-        (void)uv_run(&loop, UV_RUN_DEFAULT);
-        (void)uv_loop_close(&loop);
+    if ((rv = scratch_fill(raft_dir, scratch_dir, errmsg)) == 0) {
+        rv = scratch_load(scratch_dir, out, errmsg);
+    }
+    scratch_remove(scratch_dir);
+    if (rv != 0) {
+        tandem_log_scan_free(out);
+    }
+    return rv;
+}
+
+int tandem_log_scan_open_segment(const char *segment_path, const char *scratch_dir,
+                                 struct tandem_log_scan *out, uint64_t *used_bytes, char *errmsg)
+{
+    char copy[PATH_MAX + 32];
+    struct stat st;
+    memset(out, 0, sizeof *out);
+    *used_bytes = 0;
+    int rv = scratch_create(scratch_dir, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    snprintf(copy, sizeof copy, "%s/open-1", scratch_dir);
+    if ((rv = copy_file(segment_path, copy, errmsg)) == 0) {
+        rv = scratch_load(scratch_dir, out, errmsg);
+    }
+    /* raft_uv's load truncated the copy where its entries end and renamed it closed. */
+    if (rv == 0 && out->n > 0) {
+        snprintf(copy, sizeof copy, "%s/%016llu-%016llu", scratch_dir, 1ULL,
+                 (unsigned long long)out->n);
+        if (stat(copy, &st) != 0) {
+            rv = scan_error(errno, "stat the loaded copy", copy, errmsg);
+        } else {
+            *used_bytes = (uint64_t)st.st_size;
+        }
     }
     scratch_remove(scratch_dir);
     if (rv != 0) {

@@ -29,6 +29,12 @@ struct tandem_log_scan {
 int tandem_log_scan_load(const char *raft_dir, const char *scratch_dir, struct tandem_log_scan *out,
                          char *errmsg);
 void tandem_log_scan_free(struct tandem_log_scan *scan);
+/* Loads the one open segment at segment_path alone, with raft_uv's load, through a scratch copy
+ * in scratch_dir: out gets its entries from first_index 1, *used_bytes the length raft_uv keeps
+ * of the file (where its last whole batch ends). An empty or zeroed segment gives 0 entries.
+ * The segment is never written. Returns 0, or a tandem error code with errmsg filled. */
+int tandem_log_scan_open_segment(const char *segment_path, const char *scratch_dir,
+                                 struct tandem_log_scan *out, uint64_t *used_bytes, char *errmsg);
 /* Fills t with a raft_uv transport that never listens nor connects, for raft_uv used offline
  * (loading a kept log, writing one in a test). */
 struct raft_uv_transport;

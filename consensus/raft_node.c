@@ -2,10 +2,13 @@
  * must-dos, bootstrap/start. */
 #include "consensus/raft_node.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 
+#include "consensus/log_repair.h"
 #include "consensus/raft_error.h"
 #include "consensus/raft_heap.h"
 #include "consensus/transport.h"
@@ -132,6 +135,30 @@ static int io_init(struct tandem_raft *n, uv_loop_t *loop, const struct tandem_r
     return 0;
 }
 
+/* An open segment raft_uv left behind a closed one is closed into its gap before raft_uv loads
+ * the log (consensus/log_repair.h); the scratch copies go beside the raft directory. */
+static int repair_log(struct tandem_raft *n, const struct tandem_raft_options *o)
+{
+    char scratch[PATH_MAX];
+    struct tandem_log_repair repair;
+    if ((size_t)snprintf(scratch, sizeof scratch, "%s.repair", o->raft_dir) >= sizeof scratch) {
+        return tandem_error_set(n->errmsg, TANDEM_INVALID, "raft directory path too long");
+    }
+    int rv = tandem_log_repair(o->raft_dir, scratch, &repair, n->errmsg);
+    if (rv != 0) {
+        tandem_error_wrap(n->errmsg, "raft log repair");
+        return rv;
+    }
+    if (repair.closed > 0 && o->log != NULL) {
+        char msg[sizeof repair.detail + 128];
+        snprintf(msg, sizeof msg,
+                 "raft log: closed %u open segment(s) raft_uv left behind closed ones: %s",
+                 repair.closed, repair.detail);
+        o->log(o->log_data, LOG_WARNING, msg);
+    }
+    return 0;
+}
+
 /* raft_start's failure text: raft_uv leaves stale trace text in io.errmsg; the transport's says
  * why a listen failed. */
 static int start_failed(struct tandem_raft *n, int raft_rc)
@@ -204,6 +231,9 @@ int tandem_raft_start(struct tandem_raft *n, uv_loop_t *loop, const struct tande
         return TANDEM_CONFIG; /* errmsg names the bad entry */
     }
     tc.allow = &allow;
+    if ((rv = repair_log(n, o)) != 0) {
+        return rv;
+    }
     n->transport.version = 1; /* raft_uv refuses version 0 */
     rv = tandem_transport_init(&n->transport, loop, &tc);
     if (rv != 0) {

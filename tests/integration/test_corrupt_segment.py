@@ -12,6 +12,7 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster import Cluster, run_tests  # noqa: E402
+from sanitizers import log_since_last_start  # noqa: E402
 
 EXIT_TIMEOUT_S = 20
 
@@ -54,6 +55,47 @@ def test_corrupt_segment_stops_the_node():
         # The rest of the cluster goes on.
         c.kv_put(leader, "after", "ok")
         time.sleep(0.1)
+
+
+LEFT_OPEN_SETTINGS = {"segment_size_kib": 64, "batch_bytes_max_kib": 16, "body_bytes_max_kib": 16}
+LEFT_OPEN_VALUE = "z" * 4000
+
+
+def test_segment_left_open_is_closed_at_start():
+    """libraft 0.22.1, when closing a full segment fails (EMFILE, a disk error), goes on closing
+    the next ones, and its next start refuses the log ("unexpected closed segment"): a segment
+    of the middle of a stopped follower's log is put back that way (renamed open, its whole
+    length). tandemd closes it into its gap before raft loads the log, says so in its log, and
+    the node rejoins with the cluster's digest."""
+    with Cluster(topology="3", settings=LEFT_OPEN_SETTINGS) as c:
+        leader = c.leader()
+        victim = next(n for n in c.names if n != leader)
+        for i in range(150):  # 600 KB of values: about ten segments of 64 KiB
+            c.kv_put(leader, "open/%d" % i, LEFT_OPEN_VALUE)
+        c.wait_converged()
+        c.stop(victim)
+        raft_dir = os.path.join(c.nodes[victim]["dir"], "data", "raft")
+        segments = closed_segments(raft_dir)
+        assert len(segments) >= 4, os.listdir(raft_dir)
+        middle = segments[len(segments) // 2]
+        left_open = os.path.join(raft_dir, "open-1")
+        os.rename(middle, left_open)
+        os.truncate(left_open, LEFT_OPEN_SETTINGS["segment_size_kib"] * 1024)
+        c.kv_put(leader, "while-stopped", "x")
+        c.start(victim)
+        log = log_since_last_start(c, victim)
+        assert "raft log: closed 1 open segment" in log, log[-3000:]
+        assert os.path.basename(middle) in log, log[-3000:]
+        # Back under its closed name, cut where its entries end (raft_uv's own open-1 may be
+        # there again: its counters start at 1 on every start).
+        assert os.path.getsize(middle) < LEFT_OPEN_SETTINGS["segment_size_kib"] * 1024
+        print(next(line for line in log.splitlines() if "raft log: closed" in line), flush=True)
+        c.kv_put(leader, "after", "ok")
+        c.wait_converged(timeout=60)
+        digests = c.converged_digests()
+        assert len({d["state_digest"] for d in digests.values()}) == 1, digests
+        body = c.kv_get(victim, "open/75", local=True)
+        assert body is not None and LEFT_OPEN_VALUE.encode() in body, body
 
 
 if __name__ == "__main__":
