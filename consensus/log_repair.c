@@ -293,3 +293,22 @@ int tandem_log_repair(const char *raft_dir, const char *scratch_dir, struct tand
     listing_free(&l);
     return rv;
 }
+
+int tandem_log_gap_find(const char *raft_dir, struct tandem_log_gap *out, char *errmsg)
+{
+    struct listing l = {0};
+    size_t n_gaps = 0;
+    memset(out, 0, sizeof *out);
+    int rv = list_segments(raft_dir, &l, errmsg);
+    if (rv == 0 && l.n_closed >= 2) {
+        qsort(l.closed, l.n_closed, sizeof *l.closed, closed_cmp);
+        struct gap *gaps = gaps_of(&l, &n_gaps, errmsg, &rv);
+        if (rv == 0 && n_gaps > 0) {
+            *out = (struct tandem_log_gap){
+                .found = true, .first = gaps[0].first, .end = gaps[0].end, .n = (unsigned)n_gaps};
+        }
+        free(gaps);
+    }
+    listing_free(&l);
+    return rv;
+}

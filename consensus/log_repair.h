@@ -16,10 +16,11 @@
  * when the first ones fill every gap, each exactly (its entry count is the gap's size), and the
  * terms of the open segments rise; otherwise nothing is touched and raft_uv's load judges the
  * log. A segment left open whose older neighbours raft_uv has since removed behind a snapshot
- * leaves no gap to see, and is not caught. */
+ * leaves no gap to see: tandemd stops long before that (tandem_log_gap_find, node.c). */
 #ifndef TANDEM_CONSENSUS_LOG_REPAIR_H
 #define TANDEM_CONSENSUS_LOG_REPAIR_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "storage/error.h"
@@ -37,5 +38,19 @@ struct tandem_log_repair {
  * nothing), or a tandem error code with errmsg filled when reading or renaming failed. */
 int tandem_log_repair(const char *raft_dir, const char *scratch_dir, struct tandem_log_repair *out,
                       char *errmsg);
+
+/* A gap between closed segments of a log in use: raft_uv closes segments one at a time, in
+ * order, and removes the oldest first, so a gap that stays is a segment it failed to close. */
+struct tandem_log_gap {
+    bool found;
+    uint64_t first, end; /* the oldest gap's missing indexes */
+    unsigned n;          /* gaps seen */
+};
+
+#define TANDEM_LOG_GAP_CHECK_MS 5000u /* how often tandemd looks for a gap in its log */
+
+/* Lists raft_dir (in use by raft_uv: only names are read) for gaps between closed segments.
+ * Returns 0 (out->found says whether there is one), or a tandem error code with errmsg filled. */
+int tandem_log_gap_find(const char *raft_dir, struct tandem_log_gap *out, char *errmsg);
 
 #endif

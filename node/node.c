@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "consensus/log_repair.h"
 #include "consensus/member.h"
 #include "consensus/recover.h"
 #include "consensus/transport.h"
@@ -115,6 +117,48 @@ static void leader_loss_log(void *data, const char *leader, unsigned fast_timeou
                leader, fast_timeout_ms);
 }
 
+/* raft_uv closes segments one at a time, in order, and removes the oldest first, so a gap between
+ * closed segments that stays is one it failed to close and went on (libraft 0.22.1). Only a start
+ * closes such a segment into its gap, and only while the segments around the gap are there
+ * (consensus/log_repair.h): a gap seen at two looks in a row stops the node, long before a
+ * snapshot's trailing removes them. */
+static void log_gap_tick(struct tandem_node *node)
+{
+    if (++node->log_gap.ticks < TANDEM_LOG_GAP_CHECK_MS / TANDEM_LOOP_LAG_INTERVAL_MS ||
+        node->stopping) {
+        return;
+    }
+    node->log_gap.ticks = 0;
+    char path[PATH_MAX], errmsg[TANDEM_ERRMSG_SIZE], what[TANDEM_ERRMSG_SIZE + 64];
+    struct tandem_log_gap gap;
+    snprintf(path, sizeof path, "%.*s/raft", PATH_MAX - 16, node->config->data_dir);
+    if (tandem_log_gap_find(path, &gap, errmsg) != 0) {
+        tandem_log(TANDEM_LOG_WARN, "raft log watch: %s", errmsg);
+        return;
+    }
+    if (!gap.found) {
+        node->log_gap.seen = 0;
+        return;
+    }
+    if (node->log_gap.seen > 0 && node->log_gap.first == gap.first &&
+        node->log_gap.end == gap.end) {
+        snprintf(what, sizeof what,
+                 "raft log: entries %llu-%llu are in a segment raft_uv failed to close while "
+                 "it closed later ones; the restart closes it into its gap",
+                 (unsigned long long)gap.first, (unsigned long long)gap.end);
+        tandem_node_fatal(node, what);
+        return;
+    }
+    tandem_log(TANDEM_LOG_WARN,
+               "raft log: no closed segment holds entries %llu-%llu (%u gap(s)); the node stops "
+               "if it is still so in %u ms",
+               (unsigned long long)gap.first, (unsigned long long)gap.end, gap.n,
+               TANDEM_LOG_GAP_CHECK_MS);
+    node->log_gap.seen++;
+    node->log_gap.first = gap.first;
+    node->log_gap.end = gap.end;
+}
+
 static void loop_lag_cb(uv_timer_t *timer)
 {
     struct tandem_node *node = timer->data;
@@ -148,6 +192,7 @@ static void loop_lag_cb(uv_timer_t *timer)
     if (node->leader_loss.raft != NULL && !node->stopping) {
         tandem_leader_loss_tick(&node->leader_loss);
     }
+    log_gap_tick(node);
 }
 
 static void handle_closed(struct tandem_node *node)

@@ -67,6 +67,12 @@ struct tandem_node {
     struct tandem_store_sync store_sync; /* the state store's syncs (node/store_sync.h) */
     bool store_rebuilt;     /* the state store was discarded at start (storage/unsynced.h) */
     uv_check_t flush_check; /* once per loop iteration: group commit, then propose */
+    /* The watch for a raft segment raft_uv failed to close (node.c log_gap_tick): the loop-lag
+     * beats since the last look, and the gap seen then (seen 0: none). */
+    struct {
+        unsigned ticks, seen;
+        uint64_t first, end;
+    } log_gap;
     uv_signal_t sigterm, sigint;
     uv_signal_t sighup;            /* reloads the TLS certificates */
     struct tandem_sd sd;           /* systemd's notifications (node/sd_notify.h) */

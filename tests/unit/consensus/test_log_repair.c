@@ -204,6 +204,15 @@ static void test_segment_left_open_is_closed_into_its_gap(void **state)
     assert_int_not_equal(tandem_log_scan_load(f->raft_dir, f->scratch, &scan, errmsg), 0);
     assert_non_null(strstr(errmsg, "unexpected closed segment"));
 
+    struct tandem_log_gap gap;
+    assert_int_equal(tandem_log_gap_find(f->raft_dir, &gap, errmsg), 0);
+    assert_true(gap.found);
+    assert_int_equal(gap.n, 1);
+    char gap_range[64];
+    snprintf(gap_range, sizeof gap_range, "%016llu-%016llu", (unsigned long long)gap.first,
+             (unsigned long long)gap.end);
+    assert_string_equal(gap_range, gap_name);
+
     assert_int_equal(tandem_log_repair(f->raft_dir, f->scratch, &repair, errmsg), 0);
     assert_int_equal(repair.closed, 1);
     assert_non_null(strstr(repair.detail, "open-1 as "));
@@ -220,6 +229,8 @@ static void test_segment_left_open_is_closed_into_its_gap(void **state)
 
     assert_int_equal(tandem_log_repair(f->raft_dir, f->scratch, &repair, errmsg), 0);
     assert_int_equal(repair.closed, 0);
+    assert_int_equal(tandem_log_gap_find(f->raft_dir, &gap, errmsg), 0);
+    assert_false(gap.found);
     assert_log_whole(f);
 }
 
