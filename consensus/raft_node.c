@@ -119,6 +119,26 @@ static void start_failed_close_cb(struct raft *r)
     tandem_transport_close(&n->transport);
 }
 
+/* The shield's put_check: no snapshot put, which removes segments behind it, while the log
+ * shows a gap (consensus/log_repair.h): an own snapshot waits, tandemd's watch stops the node
+ * for the repair; an install stops it at once. */
+static int put_check(void *data, char *why)
+{
+    struct tandem_raft *n = data;
+    struct tandem_log_gap gap;
+    if (tandem_log_gap_find(n->raft_dir, &gap, why) != 0) {
+        return 0; /* not known: raft_uv's own put meets the same directory */
+    }
+    if (!gap.found) {
+        return 0;
+    }
+    snprintf(why, TANDEM_ERRMSG_SIZE,
+             "raft log: entries %llu-%llu are in a segment raft_uv failed to close while it "
+             "closed later ones",
+             (unsigned long long)gap.first, (unsigned long long)gap.end);
+    return RAFT_IOERR;
+}
+
 /* raft_uv_init and the raft_uv must-dos. Returns 0 or a tandem code with n->errmsg. */
 static int io_init(struct tandem_raft *n, uv_loop_t *loop, const struct tandem_raft_options *o)
 {
@@ -132,6 +152,8 @@ static int io_init(struct tandem_raft *n, uv_loop_t *loop, const struct tandem_r
     raft_uv_set_connect_retry_delay(&n->io, 250);
     tandem_raft_shield_install(&n->shield, &n->io,
                                TANDEM_RAFT_SHIELD_TANDEMD | TANDEM_RAFT_SHIELD_APPEND_FAILED);
+    n->shield.put_check = put_check;
+    n->shield.put_check_data = n;
     return 0;
 }
 
@@ -220,6 +242,10 @@ int tandem_raft_start(struct tandem_raft *n, uv_loop_t *loop, const struct tande
     tandem_raft_heap_install();
     memset(n, 0, sizeof *n);
     n->loop = loop;
+    if ((size_t)snprintf(n->raft_dir, sizeof n->raft_dir, "%s", o->raft_dir) >=
+        sizeof n->raft_dir) {
+        return tandem_error_set(n->errmsg, TANDEM_INVALID, "raft directory path too long");
+    }
     n->close_wait_ms = TANDEM_RAFT_CLOSE_WAIT_MS;
     n->id = tandem_member_id(o->self->name);
     if (tandem_member_address_format(o->self, n->address, sizeof n->address) != 0) {

@@ -3,6 +3,7 @@
 #ifndef TANDEM_CONSENSUS_RAFT_NODE_H
 #define TANDEM_CONSENSUS_RAFT_NODE_H
 
+#include <limits.h>
 #include <raft.h>
 #include <raft/uv.h>
 #include <stdbool.h>
@@ -53,6 +54,7 @@ struct tandem_raft {
     void (*close_cb)(struct tandem_raft *n);
     unsigned close_wait_ms; /* bound on the wait for a snapshot in flight before raft_close */
     char errmsg[TANDEM_ERRMSG_SIZE];
+    char raft_dir[PATH_MAX]; /* a copy of the options' */
 };
 
 /* How long tandem_raft_close waits for a snapshot being taken or installed, and how often it

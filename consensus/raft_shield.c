@@ -186,6 +186,21 @@ static void fill_work_cb(uv_work_t *work)
     tandem_background_run(fill_run, work); /* storage/background.h */
 }
 
+/* put_check before raft_uv's put. An own snapshot refused fails (raft asks again later); an
+ * install cannot (raft's legacy layer has moved its log to the snapshot already, as in 7): the
+ * process stops before raft_uv stores it. */
+static int put_checked(struct tandem_raft_shield *s, bool install)
+{
+    char why[TANDEM_ERRMSG_SIZE] = "";
+    int rv = s->put_check != NULL ? s->put_check(s->put_check_data, why) : 0;
+    if (rv != 0 && install) {
+        tandem_fatal("a snapshot install must not remove log segments now: %s; a restart reads "
+                     "the log from disk and catches up again",
+                     why);
+    }
+    return rv;
+}
+
 /* Back on the loop after the pool's part of slot's put (rv: how it went): the inner put, or
  * raft's callback with the failure (a close meanwhile: RAFT_CANCELED), then the close that
  * waited for the pool, once nothing runs there any more. */
@@ -194,6 +209,9 @@ static void put_after_pool(struct tandem_raft_shield *s, struct tandem_raft_shie
 {
     if (rv == 0 && s->closing) {
         rv = RAFT_CANCELED;
+    }
+    if (rv == 0) {
+        rv = put_checked(s, slot == &s->install);
     }
     if (rv == 0) {
         slot->put.data = slot;
@@ -294,8 +312,12 @@ static int shield_snapshot_put(struct raft_io *io, unsigned trailing,
         s->preparing = rv == 0;
         return rv;
     }
+    int rv = put_checked(s, trailing == 0);
+    if (rv != 0) {
+        return rv; /* raft gives this snapshot up (and asks again later) */
+    }
     slot->put.data = slot;
-    int rv = s->inner.snapshot_put(io, trailing, &slot->put, snapshot, shield_put_cb);
+    rv = s->inner.snapshot_put(io, trailing, &slot->put, snapshot, shield_put_cb);
     if (rv == 0) {
         slot->raft_req = req;
         slot->raft_cb = cb;

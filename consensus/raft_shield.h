@@ -217,6 +217,14 @@ struct tandem_raft_shield {
     /* Shield 7: called on the loop thread once raft's callback of an install put has run
      * (restored or not), with fill_data; NULL: none. */
     void (*install_done)(void *data);
+    /* Called on the loop thread right before raft_uv's put of a snapshot (own or installed),
+     * which removes log segments behind it, with put_check_data; not 0 (a raft error code): an
+     * own snapshot's put fails with it instead and raft gives the snapshot up, an install's
+     * stops the process (tandem_fatal, as in 7). NULL: none. tandemd refuses a put while the
+     * log shows a segment raft_uv failed to close (consensus/log_repair.h): its repair at start
+     * needs the segments around the gap. */
+    int (*put_check)(void *data, char *why); /* why: TANDEM_ERRMSG_SIZE bytes, when refused */
+    void *put_check_data;
     int prepare_rv;
     char prepare_errmsg[TANDEM_ERRMSG_SIZE];
     char install_sender[TANDEM_MEMBER_ADDRESS_LEN_MAX + 1]; /* the last InstallSnapshot's */

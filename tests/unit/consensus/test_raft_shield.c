@@ -145,7 +145,17 @@ static void test_a_failure_while_closing_reaches_raft(void **state)
 }
 
 /* The failure in a child process; its stderr comes back through a pipe. */
-static int failed_write_child(char *err, size_t size)
+static void failed_write(void)
+{
+    struct tandem_raft_shield shield;
+    struct raft_io_append req;
+    fake_setup(&shield, TANDEM_RAFT_SHIELD_APPEND_FAILED);
+    write_one(&req);
+    fake.pending_cb(fake.pending, RAFT_IOERR);
+}
+
+/* Runs body in a child whose stderr goes to err; returns its wait status. */
+static int child_stderr(void (*body)(void), char *err, size_t size)
 {
     int fds[2];
     assert_int_equal(pipe(fds), 0);
@@ -153,11 +163,7 @@ static int failed_write_child(char *err, size_t size)
     assert_true(pid >= 0);
     if (pid == 0) {
         dup2(fds[1], STDERR_FILENO);
-        struct tandem_raft_shield shield;
-        struct raft_io_append req;
-        fake_setup(&shield, TANDEM_RAFT_SHIELD_APPEND_FAILED);
-        write_one(&req);
-        fake.pending_cb(fake.pending, RAFT_IOERR);
+        body();
         _exit(0); /* not reached when the shield works */
     }
     close(fds[1]);
@@ -177,7 +183,7 @@ static void test_a_failed_write_stops_the_process(void **state)
 {
     (void)state;
     char err[2048];
-    int status = failed_write_child(err, sizeof err);
+    int status = child_stderr(failed_write, err, sizeof err);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), TANDEM_FATAL_EXIT_STATUS);
     assert_non_null(strstr(err, "tandem: fatal: raft log write failed"));
@@ -314,6 +320,42 @@ static void test_a_failed_fill_reaches_raft(void **state)
     fill_teardown(&t.shield, &t.loop);
 }
 
+static int refuse_put(void *data, char *why)
+{
+    (*(unsigned *)data)++;
+    snprintf(why, TANDEM_ERRMSG_SIZE, "a gap");
+    return RAFT_IOERR;
+}
+
+/* put_check refuses: raft_uv's put, which would remove segments, never runs, and raft hears of
+ * the failure, after a fill as without one. */
+static void test_a_refused_put_check_reaches_raft(void **state)
+{
+    (void)state;
+    struct fill_case t;
+    unsigned checks = 0;
+    fill_put(&t, 0);
+    t.shield.put_check = refuse_put;
+    t.shield.put_check_data = &checks;
+    assert_int_equal(uv_run(&t.loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(probe.filled_calls, 1);
+    assert_int_equal(checks, 1);
+    assert_int_equal(inner_puts, 0);
+    assert_int_equal(snapshot_done_calls, 1);
+    assert_int_equal(snapshot_done_status, RAFT_IOERR);
+    fill_teardown(&t.shield, &t.loop);
+
+    struct tandem_raft_shield shield;
+    fake_setup(&shield, TANDEM_RAFT_SHIELD_TANDEMD); /* no fill: the put goes straight through */
+    shield.put_check = refuse_put;
+    shield.put_check_data = &checks;
+    assert_int_equal(fake.io.snapshot_put(&fake.io, 100, &t.req, &t.snapshot, raft_snapshot_cb),
+                     RAFT_IOERR);
+    assert_int_equal(checks, 2);
+    assert_int_equal(inner_puts, 0);
+    tandem_raft_shield_remove(&shield);
+}
+
 /* A close while the fill runs waits for it, then raft's put ends as canceled, then the close. */
 static void test_a_close_waits_for_the_fill(void **state)
 {
@@ -403,6 +445,29 @@ static void test_an_install_is_prepared_off_the_loop(void **state)
 }
 
 /* A close while the prepare runs waits for it; raft's install then ends as canceled. */
+static void refused_install(void)
+{
+    struct fill_case t;
+    unsigned checks = 0;
+    install_put(&t);
+    t.shield.put_check = refuse_put;
+    t.shield.put_check_data = &checks;
+    uv_run(&t.loop, UV_RUN_DEFAULT);
+}
+
+/* An install put_check refuses cannot fail back to raft (its log moved already): the process
+ * stops, naming why, before raft_uv's put. */
+static void test_a_refused_install_stops_the_process(void **state)
+{
+    (void)state;
+    char err[2048];
+    int status = child_stderr(refused_install, err, sizeof err);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), TANDEM_FATAL_EXIT_STATUS);
+    assert_non_null(strstr(err, "tandem: fatal: a snapshot install must not remove log segments "
+                                "now: a gap"));
+}
+
 static void test_a_close_waits_for_the_prepare(void **state)
 {
     (void)state;
@@ -601,6 +666,8 @@ int main(void)
         cmocka_unit_test(test_without_the_flag_append_is_not_wrapped),
         cmocka_unit_test(test_an_own_snapshot_is_filled_off_the_loop),
         cmocka_unit_test(test_a_failed_fill_reaches_raft),
+        cmocka_unit_test(test_a_refused_put_check_reaches_raft),
+        cmocka_unit_test(test_a_refused_install_stops_the_process),
         cmocka_unit_test(test_a_close_waits_for_the_fill),
         cmocka_unit_test(test_an_install_is_prepared_off_the_loop),
         cmocka_unit_test(test_a_close_waits_for_the_prepare),
