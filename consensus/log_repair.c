@@ -312,3 +312,12 @@ int tandem_log_gap_find(const char *raft_dir, struct tandem_log_gap *out, char *
     listing_free(&l);
     return rv;
 }
+
+void tandem_log_gap_describe(const struct tandem_log_gap *gap, char *out, size_t size)
+{
+    tandem_assert(gap->found);
+    snprintf(out, size,
+             "raft log: entries %llu-%llu are in a segment raft_uv failed to close while it "
+             "closed later ones",
+             (unsigned long long)gap->first, (unsigned long long)gap->end);
+}

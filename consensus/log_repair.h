@@ -21,6 +21,7 @@
 #define TANDEM_CONSENSUS_LOG_REPAIR_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "storage/error.h"
@@ -52,5 +53,8 @@ struct tandem_log_gap {
 /* Lists raft_dir (in use by raft_uv: only names are read) for gaps between closed segments.
  * Returns 0 (out->found says whether there is one), or a tandem error code with errmsg filled. */
 int tandem_log_gap_find(const char *raft_dir, struct tandem_log_gap *out, char *errmsg);
+/* What a found gap means, for a log line or a fatal message: "raft log: entries A-B are in a
+ * segment raft_uv failed to close while it closed later ones". */
+void tandem_log_gap_describe(const struct tandem_log_gap *gap, char *out, size_t size);
 
 #endif

@@ -132,10 +132,7 @@ static int put_check(void *data, char *why)
     if (!gap.found) {
         return 0;
     }
-    snprintf(why, TANDEM_ERRMSG_SIZE,
-             "raft log: entries %llu-%llu are in a segment raft_uv failed to close while it "
-             "closed later ones",
-             (unsigned long long)gap.first, (unsigned long long)gap.end);
+    tandem_log_gap_describe(&gap, why, TANDEM_ERRMSG_SIZE);
     return RAFT_IOERR;
 }
 

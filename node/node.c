@@ -129,23 +129,19 @@ static void log_gap_tick(struct tandem_node *node)
         return;
     }
     node->log_gap.ticks = 0;
-    char path[PATH_MAX], errmsg[TANDEM_ERRMSG_SIZE], what[TANDEM_ERRMSG_SIZE + 64];
+    char errmsg[TANDEM_ERRMSG_SIZE], what[TANDEM_ERRMSG_SIZE + 64];
     struct tandem_log_gap gap;
-    snprintf(path, sizeof path, "%.*s/raft", PATH_MAX - 16, node->config->data_dir);
-    if (tandem_log_gap_find(path, &gap, errmsg) != 0) {
+    if (tandem_log_gap_find(node->raft.raft_dir, &gap, errmsg) != 0) {
         tandem_log(TANDEM_LOG_WARN, "raft log watch: %s", errmsg);
         return;
     }
     if (!gap.found) {
-        node->log_gap.seen = 0;
+        node->log_gap.first = node->log_gap.end = 0;
         return;
     }
-    if (node->log_gap.seen > 0 && node->log_gap.first == gap.first &&
-        node->log_gap.end == gap.end) {
-        snprintf(what, sizeof what,
-                 "raft log: entries %llu-%llu are in a segment raft_uv failed to close while "
-                 "it closed later ones; the restart closes it into its gap",
-                 (unsigned long long)gap.first, (unsigned long long)gap.end);
+    if (node->log_gap.first == gap.first && node->log_gap.end == gap.end) {
+        tandem_log_gap_describe(&gap, errmsg, sizeof errmsg);
+        snprintf(what, sizeof what, "%s; the restart closes it into its gap", errmsg);
         tandem_node_fatal(node, what);
         return;
     }
@@ -154,7 +150,6 @@ static void log_gap_tick(struct tandem_node *node)
                "if it is still so in %u ms",
                (unsigned long long)gap.first, (unsigned long long)gap.end, gap.n,
                TANDEM_LOG_GAP_CHECK_MS);
-    node->log_gap.seen++;
     node->log_gap.first = gap.first;
     node->log_gap.end = gap.end;
 }

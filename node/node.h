@@ -68,9 +68,9 @@ struct tandem_node {
     bool store_rebuilt;     /* the state store was discarded at start (storage/unsynced.h) */
     uv_check_t flush_check; /* once per loop iteration: group commit, then propose */
     /* The watch for a raft segment raft_uv failed to close (node.c log_gap_tick): the loop-lag
-     * beats since the last look, and the gap seen then (seen 0: none). */
+     * beats since the last look, and the gap seen then (first 0: none; indexes start at 1). */
     struct {
-        unsigned ticks, seen;
+        unsigned ticks;
         uint64_t first, end;
     } log_gap;
     uv_signal_t sigterm, sigint;
