@@ -10,7 +10,8 @@
 
 static void maybe_closed(struct tandem_leader_watch *w)
 {
-    if (w->closing && w->pool_closed && !w->inflight && w->close_cb != NULL) {
+    if (w->closing && w->pool_closed && !w->inflight && !w->report_inflight &&
+        w->close_cb != NULL) {
         void (*cb)(struct tandem_leader_watch *) = w->close_cb;
         w->close_cb = NULL;
         cb(w);
@@ -44,15 +45,54 @@ static void status_cb(struct tandem_httpc_request *req, int status,
     maybe_closed(w);
 }
 
+static void report_cb(struct tandem_httpc_request *req, int status,
+                      const struct tandem_httpc_response *resp)
+{
+    struct tandem_leader_watch *w = req->data;
+    w->report_inflight = false;
+    if (status == 0 && resp != NULL && resp->status == 200) {
+        w->reported_full = w->report_full;
+    }
+    maybe_closed(w);
+}
+
+/* While the log is full, every look reports it; once it is not, one report says so (a leader
+ * that missed it forgets the full one within TANDEM_LOG_REPORT_FRESH_MS anyway). */
+static void report_send(struct tandem_leader_watch *w, const struct tandem_leader_view *view)
+{
+    if (w->report_inflight || view->self == NULL || (!view->log_full && !w->reported_full)) {
+        return;
+    }
+    int n = snprintf(w->report_body, sizeof w->report_body,
+                     "{\"node\":\"%s\",\"held_bytes\":%llu,\"budget_bytes\":%llu,\"full\":%s}",
+                     view->self, (unsigned long long)view->log_held,
+                     (unsigned long long)view->log_budget, view->log_full ? "true" : "false");
+    tandem_assert(n > 0 && (size_t)n < sizeof w->report_body); /* a name is 63 bytes at most */
+    w->report_req.data = w;
+    if (tandem_http_pool_send_node(&w->pool, view->leader.api, view->leader.name, &w->report_req,
+                                   "POST", "/v1/node/log-budget",
+                                   "Content-Type: application/json\r\n", w->report_body, (size_t)n,
+                                   report_cb) == 0) {
+        w->report_inflight = true;
+        w->report_full = view->log_full;
+        w->reports_sent++;
+    }
+}
+
 static void timer_cb(uv_timer_t *timer)
 {
     struct tandem_leader_watch *w = timer->data;
     struct tandem_leader_view view;
-    if (w->inflight) {
+    if (w->inflight && w->report_inflight) {
         return;
     }
     w->look(w->look_data, true, &view);
     if (view.leading || !view.leader_known) {
+        w->reported_full = false; /* a new leader knows no report of this node's */
+        return;
+    }
+    report_send(w, &view);
+    if (w->inflight) {
         return;
     }
     w->req.data = w;

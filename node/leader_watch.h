@@ -31,6 +31,11 @@ struct tandem_leader_view {
     bool leader_known; /* leader is filled in */
     struct tandem_member leader;
     uint64_t applied; /* this node's last applied index */
+    /* Asked with the leader only: this node's name, and whether its raft log holds its whole
+     * byte budget while its snapshot is being taken (tandem_fsm_log_full), with the figures. */
+    const char *self;
+    bool log_full;
+    uint64_t log_held, log_budget;
 };
 
 typedef void (*tandem_leader_watch_look_fn)(void *data, bool want_leader,
@@ -49,6 +54,14 @@ struct tandem_leader_watch {
     uint64_t leader_commit_index; /* from the last answer */
     uint64_t seen_ms;             /* uv_now when it arrived; 0 = never */
     uint64_t snapshots_deferred;
+    /* The report of a full log to the leader (node/log_reports.h): sent on each look while the
+     * log is full, and once more when it no longer is, until the leader takes it. */
+    struct tandem_httpc_request report_req;
+    bool report_inflight;
+    bool report_full;   /* what the report in flight says */
+    bool reported_full; /* the leader took a report of a full log, and none since saying not */
+    char report_body[192];
+    uint64_t reports_sent;
     bool pool_closed;
     bool closing;
     void (*close_cb)(struct tandem_leader_watch *w);

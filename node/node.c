@@ -283,6 +283,10 @@ static void leader_look(void *data, bool want_leader, struct tandem_leader_view 
     out->leader_known =
         want_leader && !out->leading && tandem_raft_leader(&node->raft, &out->leader) == 0;
     out->applied = raft_last_applied(&node->raft.raft);
+    if (want_leader) {
+        out->self = node->self.name;
+        out->log_full = tandem_fsm_log_full(&node->fsm, &out->log_held, &out->log_budget);
+    }
 }
 
 void tandem_node_stop(struct tandem_node *node, int exit_code)

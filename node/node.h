@@ -20,6 +20,7 @@
 #include "node/http/park.h"
 #include "node/http/server.h"
 #include "node/leader_watch.h"
+#include "node/log_reports.h"
 #include "node/audit_check.h"
 #include "node/metrics.h"
 #include "node/pool_read.h"
@@ -42,7 +43,8 @@ struct tandem_node {
     struct tandem_store store;
     struct tandem_fsm fsm;
     struct tandem_snapshot_fetcher snapshot_fetcher; /* the fsm's fetch of snapshot files */
-    uint64_t writes_refused_log_full; /* client writes answered 503: the raft log was full */
+    uint64_t writes_refused_log_full;        /* client writes answered 503: the raft log was full */
+    uint64_t writes_refused_member_log_full; /* of those, for another member's log */
     struct tandem_raft raft;
     struct tandem_proposer proposer;
     struct tandem_http_server http;
@@ -52,6 +54,7 @@ struct tandem_node {
     struct tandem_rate_limit rate_limit;    /* per user certificate, checked by the router */
     struct tandem_forwarder forwarder;
     struct tandem_leader_watch leader_watch; /* gates follower snapshots */
+    struct tandem_log_reports log_reports;   /* members' full raft logs: writes wait for them */
     struct tandem_leader_loss leader_loss;   /* a dead leader's followers campaign sooner */
     struct tandem_park park;                 /* requests waiting out a leader change */
     struct tandem_metrics metrics;

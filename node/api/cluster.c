@@ -14,6 +14,7 @@
 #include "node/api/api.h"
 #include "node/audit.h"
 #include "node/bcp/site_metrics.h"
+#include "node/log.h"
 #include "node/node.h"
 #include "node/tls_identity.h"
 #include "replication/bcp/sites.h"
@@ -36,7 +37,9 @@
     X(members_remove, HTTP_DELETE, "/v1/members/", TANDEM_ROUTE_WRITE | TANDEM_ROUTE_PREFIX,       \
       TANDEM_PERM_MEMBERS, route_members_remove)                                                   \
     X(leader_transfer, HTTP_POST, "/v1/leader/transfer", TANDEM_ROUTE_WRITE, TANDEM_PERM_MEMBERS,  \
-      route_leader_transfer)
+      route_leader_transfer)                                                                       \
+    X(node_log_budget, HTTP_POST, "/v1/node/log-budget", TANDEM_ROUTE_LOCAL, TANDEM_PERM_NODE,     \
+      route_node_log_budget)
 
 TANDEM_ROUTE_TABLE(tandem_cluster_route_table, CLUSTER_ROUTES);
 
@@ -169,6 +172,62 @@ static void route_status(struct tandem_node *node, struct tandem_http_request *r
                                    leader_json, "members", members, "tls", tls, "warnings",
                                    warnings, "audit", audit != NULL ? audit : json_null(),
                                    "backups", backups != NULL ? backups : json_null()));
+}
+
+/* POST /v1/node/log-budget: a member says whether its raft log holds its whole byte budget
+ * (node/log_reports.h). Each node reports for itself; the leader keeps the report. */
+static void route_node_log_budget(struct tandem_node *node, struct tandem_http_request *r,
+                                  const char *p)
+{
+    static const struct tandem_route_field fields[] = {
+        TANDEM_REQUIRED("node", STRING), TANDEM_REQUIRED("held_bytes", INT),
+        TANDEM_REQUIRED("budget_bytes", INT), TANDEM_REQUIRED("full", BOOL), TANDEM_FIELDS_END};
+    char why[TANDEM_ERRMSG_SIZE];
+    json_error_t jerr;
+    (void)p;
+    json_t *body = json_loadb(r->body, r->body_len, 0, &jerr);
+    if (!json_is_object(body) || tandem_route_fields_check(body, fields, why) != 0) {
+        tandem_route_error(node, r, 400, "%s",
+                           json_is_object(body) ? why : "the body must be a JSON object");
+        json_decref(body);
+        return;
+    }
+    const char *name = json_string_value(json_object_get(body, "node"));
+    json_int_t held = json_integer_value(json_object_get(body, "held_bytes"));
+    json_int_t budget = json_integer_value(json_object_get(body, "budget_bytes"));
+    bool full = json_is_true(json_object_get(body, "full"));
+    struct tandem_member member;
+    int status = 0;
+    if (held < 0 || budget <= 0) {
+        status = 400;
+        snprintf(why, sizeof why,
+                 "\"held_bytes\" must be at least 0 and \"budget_bytes\" more than 0");
+    } else if (!r->principal.insecure && strcmp(r->principal.name, name) != 0) {
+        status = 403;
+        snprintf(why, sizeof why, "%s may report only its own raft log, not %s's",
+                 r->principal.name, name);
+    } else if (tandem_raft_member_by_name(&node->raft, name, &member, NULL) != 0) {
+        status = 404;
+        snprintf(why, sizeof why, "%s is not a member of the configuration", name);
+    }
+    if (status != 0) {
+        tandem_route_error(node, r, status, "%s", why);
+        json_decref(body);
+        return;
+    }
+    bool was = tandem_log_reports_full(&node->log_reports, uv_now(node->loop)) != NULL;
+    tandem_log_reports_note(&node->log_reports, name, (uint64_t)held, (uint64_t)budget, full,
+                            uv_now(node->loop));
+    bool now = tandem_log_reports_full(&node->log_reports, uv_now(node->loop)) != NULL;
+    if (was != now) {
+        tandem_log(TANDEM_LOG_INFO,
+                   now ? "member %s's raft log holds %lld MiB of its %lld MiB budget: client "
+                         "writes wait for its snapshot"
+                       : "member %s's raft log is within its budget again (%lld of %lld MiB)",
+                   name, (long long)(held >> 20), (long long)(budget >> 20));
+    }
+    json_decref(body);
+    tandem_route_json(node, r, 200, NULL, "{\"ok\":true}");
 }
 
 static void route_members_list(struct tandem_node *node, struct tandem_http_request *r,
@@ -544,8 +603,20 @@ static void raft_metrics(struct tandem_node *node, FILE *out)
          log_held},
         {"tandem_writes_refused_log_full_total", "counter",
          "Client writes answered 503 because the raft log held its whole byte budget "
-         "(snapshot_log_mib + trailing_log_mib) while a snapshot was being taken.",
+         "(snapshot_log_mib + trailing_log_mib) while a snapshot was being taken: this "
+         "node's, or on the leader another member's (its report).",
          node->writes_refused_log_full},
+        {"tandem_writes_refused_member_log_full_total", "counter",
+         "Of those, the writes refused for another member's full log.",
+         node->writes_refused_member_log_full},
+        {"tandem_raft_members_log_full", "gauge",
+         "Members whose fresh report says their raft log holds its whole byte budget: while "
+         "one does, the leader refuses client writes.",
+         tandem_log_reports_count(&node->log_reports, uv_now(node->loop))},
+        {"tandem_raft_log_full_reports_total", "counter",
+         "Reports of a full raft log this node received (from followers, to the leader), and "
+         "that this node sent.",
+         node->log_reports.received + node->leader_watch.reports_sent},
         {"tandem_snapshots_prepared_total", "counter",
          "raft snapshots installed by swapping in a state built on the thread pool.",
          node->fsm.installs_prepared},

@@ -90,12 +90,18 @@ static unsigned route_of(const struct tandem_http_request *r)
  * which clients retry many times a second, would fill the very log the refusal keeps within its
  * budget. Nor does a forwarded request this node hands back because it no longer leads: it did
  * nothing here, and the forwarding node sends it on to the next leader, which records its
- * outcome once. */
+ * outcome once. Nor does a member's report of its raft log that was taken (below). */
 static void respond_audit(struct tandem_node *node, const struct tandem_http_request *r, int status)
 {
     if (r->method == HTTP_GET || r->method == HTTP_HEAD ||
         ((uintptr_t)r->data & (ROUTE_FORWARDED_BIT | ROUTE_UNAUDITED_BIT)) != 0 ||
         strcmp(r->path, "/v1/node/audit") == 0) {
+        return;
+    }
+    /* A member's report of its raft log, taken, is the cluster's own bookkeeping, sent every
+     * 500 ms while that log is full: a record each would fill the log it reports on (one
+     * refused is recorded, as every refusal). */
+    if (status == 200 && strcmp(r->path, "/v1/node/log-budget") == 0) {
         return;
     }
     /* A shipped backup is audited where it arrives (its final request), not chunk by chunk. */
@@ -619,6 +625,25 @@ void tandem_route_submit(struct tandem_node *node, struct tandem_http_request *r
                                  " MiB budget (snapshot_log_mib + trailing_log_mib) until the "
                                  "snapshot being taken trims it: retry later",
                                  held >> 20, budget >> 20);
+        if (done != NULL) {
+            done(owner);
+        }
+        return;
+    }
+    /* A follower's log holds every entry this leader appends: while a member reports its own
+     * full (its snapshot lasts longer than this node's), client writes wait for it too
+     * (node/log_reports.h). */
+    const struct tandem_log_report *full =
+        tandem_log_reports_full(&node->log_reports, uv_now(node->loop));
+    if (full != NULL) {
+        node->writes_refused_log_full++;
+        node->writes_refused_member_log_full++;
+        r->data = (void *)((uintptr_t)r->data | ROUTE_UNAUDITED_BIT); /* not audited */
+        tandem_route_retry_later(node, r,
+                                 "member %s's raft log holds %" PRIu64 " MiB of its %" PRIu64
+                                 " MiB budget (snapshot_log_mib + trailing_log_mib) until the "
+                                 "snapshot it is taking trims it: retry later",
+                                 full->name, full->held_bytes >> 20, full->budget_bytes >> 20);
         if (done != NULL) {
             done(owner);
         }

@@ -201,5 +201,76 @@ def test_a_full_log_refuses_client_writes_until_a_snapshot_trims_it():
             check_no_crash(c, n)
 
 
+def report(c, leader, as_node, body):
+    """POSTs a report of a raft log to the leader with node as_node's certificate (None: the
+    admin's); returns (status, parsed body)."""
+    context = c.tls_context(as_node) if as_node is not None else None
+    status, _, answer = c.api(leader, "POST", "/v1/node/log-budget", json.dumps(body).encode(),
+                              context=context)
+    return status, json.loads(answer)
+
+
+def test_a_member_whose_log_is_full_holds_client_writes_back():
+    """A follower's log holds what the leader appends, and its own snapshot may outlast the
+    leader's: while a member reports its log full (its leader watch does, every look), the leader
+    refuses client writes with 503 naming it; the report counts for 1.5 s unless renewed, and a
+    report that the log is no longer full ends it at once. Each node reports only for itself."""
+    with Cluster("3", settings=SETTINGS) as c:
+        leader = c.leader()
+        follower, other = [n for n in c.names if n != leader]
+        conn = Conn(c.nodes[leader]["api"])
+        status, _, body = conn.request("PUT", kv_path("before"), b"v")
+        assert status == 200, (status, body[:200])
+        full = {"node": follower, "held_bytes": 2 * MIB, "budget_bytes": 2 * MIB + 512 * 1024,
+                "full": True}
+        # Bad reports change nothing: another node's name, a user, a stranger, bad fields.
+        for as_node, body, want in [
+                (other, full, 403), (None, full, 403),
+                (follower, dict(full, node="nobody-9"), 403),
+                (follower, dict(full, held_bytes=-1), 400),
+                (follower, dict(full, budget_bytes=0), 400),
+                (follower, dict(full, full="yes"), 400),
+                (follower, {k: v for k, v in full.items() if k != "full"}, 400),
+                (follower, dict(full, extra=1), 400)]:
+            status, answer = report(c, leader, as_node, body)
+            assert status == want and answer["error"], (as_node, body, status, answer)
+        assert c.metric(leader, "tandem_raft_members_log_full") == 0
+        status, _, body = conn.request("PUT", kv_path("still"), b"v")
+        assert status == 200, (status, body[:200])
+
+        # A member's full log: client writes wait, whichever member they reach.
+        assert report(c, leader, follower, full) == (200, {"ok": True})
+        assert c.metric(leader, "tandem_raft_members_log_full") == 1
+        status, headers, body = conn.request("PUT", kv_path("refused"), b"v")
+        assert status == 503, (status, body[:200])
+        err = json.loads(body)["error"]
+        assert ("member %s's raft log holds 2 MiB of its 2 MiB budget" % follower) in err, err
+        status, _, body = c.api(other, "PUT", kv_path("refused"), b"v")
+        assert status == 503 and follower in json.loads(body)["error"], (status, body[:200])
+        assert c.metric(leader, "tandem_writes_refused_member_log_full_total") == 2
+        # Unrenewed, it ends within 1.5 s (the member stopped, or its snapshot trimmed the log and
+        # the report saying so was lost).
+        wait_until(lambda: conn.request("PUT", kv_path("after-expiry"), b"v")[0] == 200, 5,
+                   "writes taken again once the report went stale")
+        # "No longer full" ends it at once.
+        assert report(c, leader, follower, full)[0] == 200
+        assert conn.request("PUT", kv_path("refused"), b"v")[0] == 503
+        assert report(c, leader, follower, dict(full, held_bytes=MIB, full=False))[0] == 200
+        assert c.metric(leader, "tandem_raft_members_log_full") == 0
+        status, _, body = conn.request("PUT", kv_path("after-clear"), b"v")
+        assert status == 200, (status, body[:200])
+        conn.close()
+        # Nothing refused was written or audited; a report taken is not audited (one each 500 ms
+        # would fill the log it reports on), one refused is.
+        status, _, _ = c.api(leader, "GET", kv_path("refused"))
+        assert status == 404, status
+        records = c.get_json(leader, "/v1/audit?limit=1000")["records"]
+        refused_puts = [r for r in records if r["action"] == "kv_put" and r["status"] != 200]
+        assert not refused_puts, refused_puts
+        reports = sorted(r["status"] for r in records if r["action"] == "node_log_budget")
+        assert reports == [400] * 5 + [403] * 3, reports
+        c.wait_converged()
+
+
 if __name__ == "__main__":
     run_tests(globals())

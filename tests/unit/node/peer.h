@@ -16,6 +16,9 @@ struct peer {
     unsigned requests;
     char last_path[128];
     char last_action[128]; /* the last path that was not the runtime's epoch probe: "" none */
+    unsigned posts;        /* POST requests, and the last one's path and body */
+    char last_post_path[128];
+    char last_post_body[256];
 };
 
 static inline void peer_answer(struct tandem_http_server *s, struct tandem_http_request *r)
@@ -25,6 +28,11 @@ static inline void peer_answer(struct tandem_http_server *s, struct tandem_http_
     snprintf(p->last_path, sizeof p->last_path, "%s", r->path);
     if (strcmp(r->path, "/v1/node/epoch") != 0) { /* probes come on their own timer */
         snprintf(p->last_action, sizeof p->last_action, "%s", r->path);
+    }
+    if (r->method == HTTP_POST) {
+        p->posts++;
+        snprintf(p->last_post_path, sizeof p->last_post_path, "%s", r->path);
+        snprintf(p->last_post_body, sizeof p->last_post_body, "%s", r->body);
     }
     if (p->status == 0) {
         tandem_http_respond_json(r, 503, NULL, "{\"error\":\"down\"}");

@@ -1,6 +1,7 @@
 /* Tests of the leader watch's snapshot gate on a real loop, with the "leader" a tiny HTTP peer on
  * 127.0.0.1: a follower may snapshot only while a recent look shows it close to the leader. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "node/leader_watch.h"
 #include "peer.h"
@@ -146,6 +147,62 @@ static void test_leader_always_allowed(void **state)
     f->watch.closing = false; /* teardown closes it for real */
 }
 
+static int report_says_full(void *arg)
+{
+    struct fixture *f = arg;
+    return f->peer.posts > 0 && strstr(f->peer.last_post_body, "\"full\":true") != NULL;
+}
+
+static int report_says_not_full(void *arg)
+{
+    struct fixture *f = arg;
+    return f->peer.posts > 0 && strstr(f->peer.last_post_body, "\"full\":false") != NULL;
+}
+
+/* A follower whose log holds its whole budget says so to the leader on every look, and once
+ * more when it no longer does; then it says nothing more (node/log_reports.h). */
+static void test_full_log_is_reported_until_it_is_not(void **state)
+{
+    struct fixture *f = *state;
+    harness_run_for(&f->h, TANDEM_LEADER_WATCH_INTERVAL_MS + 100);
+    assert_int_equal(f->peer.posts, 0); /* not full: no report */
+    f->view.self = "follower-2";
+    f->view.log_full = true;
+    f->view.log_held = 170u << 20;
+    f->view.log_budget = 192u << 20;
+    assert_true(harness_run_until(&f->h, report_says_full, f));
+    assert_string_equal(f->peer.last_post_path, "/v1/node/log-budget");
+    assert_string_equal(f->peer.last_post_body, "{\"node\":\"follower-2\",\"held_bytes\":178257920,"
+                                                "\"budget_bytes\":201326592,\"full\":true}");
+    unsigned posts = f->peer.posts;
+    harness_run_for(&f->h, 2 * TANDEM_LEADER_WATCH_INTERVAL_MS + 100);
+    assert_true(f->peer.posts >= posts + 2); /* on every look while full */
+    f->view.log_full = false;
+    f->view.log_held = 90u << 20;
+    assert_true(harness_run_until(&f->h, report_says_not_full, f));
+    posts = f->peer.posts;
+    harness_run_for(&f->h, 3 * TANDEM_LEADER_WATCH_INTERVAL_MS);
+    assert_int_equal(f->peer.posts, posts); /* taken: said once */
+    assert_int_equal(f->watch.reports_sent, posts);
+}
+
+/* A report the leader did not take (an error) leaves nothing to take back: a refused "full" is
+ * followed by no "not full", and a leader that comes up meanwhile hears the next "full". */
+static void test_refused_report_is_not_taken(void **state)
+{
+    struct fixture *f = *state;
+    f->peer.status = 0; /* every answer 503 */
+    f->view.self = "follower-2";
+    f->view.log_full = true;
+    f->view.log_held = f->view.log_budget = 192u << 20;
+    assert_true(harness_run_until(&f->h, report_says_full, f));
+    assert_false(f->watch.reported_full);
+    f->view.log_full = false;
+    unsigned posts = f->peer.posts;
+    harness_run_for(&f->h, 3 * TANDEM_LEADER_WATCH_INTERVAL_MS);
+    assert_int_equal(f->peer.posts, posts);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -154,6 +211,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stale_look_refuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_non_leader_answer_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leader_always_allowed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_log_is_reported_until_it_is_not, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_report_is_not_taken, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
