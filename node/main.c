@@ -7,6 +7,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "consensus/aio_destroy.h"
 #include "node/log.h"
 #include "node/node.h"
 #include "node/tls_identity.h"
@@ -45,11 +46,17 @@ int main(int argc, char **argv)
     tandem_log(TANDEM_LOG_INFO, "tandemd %s starting: site %s, cluster %s, data %s", TANDEM_VERSION,
                config.site, config.cluster_id, config.data_dir);
     rv = 1;
+    /* raft_uv's AIO contexts are destroyed off the loop (consensus/aio_destroy.h); without the
+     * thread they are destroyed where raft_uv does it, as before. */
+    if (tandem_aio_destroyer_start(errmsg) != 0) {
+        tandem_log(TANDEM_LOG_WARN, "%s: raft log segments close on the loop", errmsg);
+    }
     if (tandem_node_start(&node, loop, &config) == 0) {
         uv_run(loop, UV_RUN_DEFAULT);
         rv = node.exit_code;
     }
     uv_loop_close(loop);
+    tandem_aio_destroyer_stop();
     if (tls != NULL) {
         tandem_tls_ctx_free(tls); /* every connection has closed with the loop */
     }

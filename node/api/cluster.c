@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "consensus/aio_destroy.h"
 #include "consensus/membership.h"
 #include "consensus/raft_heap.h"
 #include "consensus/transport.h"
@@ -533,6 +534,8 @@ static void raft_metrics(struct tandem_node *node, FILE *out)
     tandem_metrics_leader_seen(&node->metrics, leader);
     uint64_t log_held, log_budget;
     (void)tandem_fsm_log_full(&node->fsm, &log_held, &log_budget);
+    struct tandem_aio_destroy_stats aio;
+    tandem_aio_destroy_stats_read(&aio);
     const struct tandem_metrics_scalar series[] = {
         {"tandem_raft_term", "gauge", "Current raft term.", raft_current_term(raft)},
         {"tandem_raft_commit_index", "gauge", "Highest log index known committed.",
@@ -617,6 +620,14 @@ static void raft_metrics(struct tandem_node *node, FILE *out)
          "Reports of a full raft log this node received (from followers, to the leader), and "
          "that this node sent.",
          node->log_reports.received + node->leader_watch.reports_sent},
+        {"tandem_raft_aio_destroys_deferred_total", "counter",
+         "Kernel AIO contexts of closed raft log segments destroyed by a thread of their own "
+         "rather than on the loop (io_destroy waits for RCU grace periods).",
+         aio.deferred},
+        {"tandem_raft_aio_destroys_synchronous_total", "counter",
+         "Such contexts destroyed where raft_uv did it, on the loop: the destroyer was not "
+         "running or its queue was full.",
+         aio.synchronous},
         {"tandem_snapshots_prepared_total", "counter",
          "raft snapshots installed by swapping in a state built on the thread pool.",
          node->fsm.installs_prepared},

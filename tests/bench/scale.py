@@ -475,7 +475,7 @@ def main():
             say("%-9s raft log %s (most seen in the preload %s on disk, %s of entries; budget %s), "
                 "state %s, RSS %s "
                 "(peak %s), snapshots taken %s, newest snapshot %s, client writes refused for a "
-                "full log %s" % (
+                "full log %s (of them for another member's log %s)" % (
                     name, mib(log_bytes), mib(sampler.log_max.get(name, 0)),
                     mib(sampler.held_max.get(name, 0)), budget_text(c),
                     mib(du_bytes(os.path.join(data, "state"))),
@@ -483,7 +483,8 @@ def main():
                     mib(rss_bytes(c.nodes[name]["pid"], "VmHWM")),
                     "n/a" if taken is None else "%d" % taken,
                     mib(newest_snapshot_bytes(os.path.join(data, "raft"))),
-                    "%d" % (metric(text, "tandem_writes_refused_log_full_total") or 0)))
+                    "%d" % (metric(text, "tandem_writes_refused_log_full_total") or 0),
+                    "%d" % (metric(text, "tandem_writes_refused_member_log_full_total") or 0)))
             lag = metric(text, "tandem_loop_lag_max_seconds")
             wait = metric(text, "tandem_loop_cpu_wait_seconds_total")
             own = metric(text, "tandem_loop_held_max_seconds")
