@@ -19,9 +19,10 @@ static _Atomic(syscall_fn) libc_syscall;
 static struct {
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    bool running;  /* the thread takes contexts (under lock) */
-    bool stopping; /* the thread empties the queue and ends */
-    pthread_t thread;
+    bool running;  /* the threads take contexts (under lock) */
+    bool stopping; /* the threads empty the queue and end */
+    pthread_t threads[TANDEM_AIO_DESTROY_THREADS];
+    unsigned n_threads;
     unsigned long queue[TANDEM_AIO_DESTROY_QUEUE_MAX]; /* aio_context_t values */
     unsigned head, n;
 } destroyer = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
@@ -91,7 +92,7 @@ static void *destroyer_main(void *arg)
             pthread_cond_wait(&destroyer.wake, &destroyer.lock);
         }
         if (destroyer.n == 0) {
-            break; /* stopping, and nothing left */
+            break; /* stopping, and nothing left (another thread may still finish one) */
         }
         unsigned long ctx = destroyer.queue[destroyer.head];
         destroyer.head = (destroyer.head + 1) % TANDEM_AIO_DESTROY_QUEUE_MAX;
@@ -115,10 +116,15 @@ int tandem_aio_destroyer_start(char *errmsg)
         return 0;
     }
     destroyer.stopping = false;
-    int rv = pthread_create(&destroyer.thread, NULL, destroyer_main, NULL);
-    destroyer.running = rv == 0;
+    int rv = 0;
+    destroyer.n_threads = 0;
+    while (destroyer.n_threads < TANDEM_AIO_DESTROY_THREADS && rv == 0) {
+        rv = pthread_create(&destroyer.threads[destroyer.n_threads], NULL, destroyer_main, NULL);
+        destroyer.n_threads += rv == 0 ? 1u : 0u;
+    }
+    destroyer.running = destroyer.n_threads > 0; /* fewer threads still take the calls */
     pthread_mutex_unlock(&destroyer.lock);
-    if (rv != 0) {
+    if (destroyer.n_threads == 0) {
         return tandem_error_set(errmsg, TANDEM_NOMEM, "AIO context destroyer: pthread_create: %s",
                                 strerror(rv));
     }
@@ -133,11 +139,14 @@ void tandem_aio_destroyer_stop(void)
         return;
     }
     destroyer.stopping = true;
-    pthread_cond_signal(&destroyer.wake);
+    pthread_cond_broadcast(&destroyer.wake);
     pthread_mutex_unlock(&destroyer.lock);
-    int rv = pthread_join(destroyer.thread, NULL);
-    tandem_assert(rv == 0);
+    for (unsigned i = 0; i < destroyer.n_threads; i++) {
+        int rv = pthread_join(destroyer.threads[i], NULL);
+        tandem_assert(rv == 0);
+    }
     pthread_mutex_lock(&destroyer.lock);
+    destroyer.n_threads = 0;
     tandem_assert(destroyer.n == 0);
     destroyer.running = false;
     destroyer.stopping = false;

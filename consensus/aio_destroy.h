@@ -7,8 +7,8 @@
  * 2-core bench machine, at every segment close (every segment_size_kib of log), during which
  * the loop sends no heartbeat and answers nothing. libraft reaches io_destroy through libc's
  * syscall() (src/syscall.c), called through the PLT, so tandemd defines syscall() itself: every
- * call goes on to libc's, except io_destroy once the destroyer runs, which a thread of its own
- * makes instead and which returns 0 at once (raft_uv ignores its result, and the context is
+ * call goes on to libc's, except io_destroy once the destroyer runs, which threads of its own
+ * make instead and which returns 0 at once (raft_uv ignores its result, and the context is
  * never used again: its segment's file and eventfd are closed). When the destroyer's queue is
  * full, or it is not running, io_destroy is made where it is called, as before.
  *
@@ -20,8 +20,13 @@
 
 #include <stdint.h>
 
-/* Contexts waiting to be destroyed: a segment closes every second at most. */
+/* Contexts waiting to be destroyed, and the threads destroying them: one io_destroy takes tens
+ * of milliseconds of waiting, not of CPU, so four overlap their waits. At 8 MiB a segment
+ * closes every second or so; the tests' 128 KiB segments close 30 times a second and more, which
+ * one thread did not keep up with under load. A context reserves 16 of the kernel's 65,536 AIO
+ * events (fs.aio-max-nr) on two CPUs, so the queue holds at most 1,024 of them. */
 #define TANDEM_AIO_DESTROY_QUEUE_MAX 64u
+#define TANDEM_AIO_DESTROY_THREADS   4u
 
 struct tandem_aio_destroy_stats {
     uint64_t deferred;    /* io_destroy calls handed to the destroyer */
@@ -30,11 +35,11 @@ struct tandem_aio_destroy_stats {
     uint64_t failed;      /* deferred ones the kernel refused (EINVAL: not a context) */
 };
 
-/* Starts the destroyer thread. Returns 0 or a tandem error code with errmsg filled; calling it
+/* Starts the destroyer's threads. Returns 0 or a tandem error code with errmsg filled; calling it
  * again while it runs does nothing. */
 int tandem_aio_destroyer_start(char *errmsg);
 
-/* Destroys what is queued, then stops the thread; io_destroy is synchronous again. */
+/* Destroys what is queued, then stops the threads; io_destroy is synchronous again. */
 void tandem_aio_destroyer_stop(void);
 
 void tandem_aio_destroy_stats_read(struct tandem_aio_destroy_stats *out);

