@@ -3,7 +3,7 @@
  * libraft 0.22.1 gives each open segment of the raft log a kernel AIO context of its own and,
  * when the segment is full and closes, destroys it on the loop thread (src/uv_writer.c,
  * uvWriterCleanUpAndFireCloseCb). io_destroy(2) returns only once the context's references are
- * gone, which the kernel drops after RCU grace periods: 27-58 ms measured at 1M keys on the
+ * gone, which the kernel drops after RCU grace periods: 38-69 ms measured at 1M keys on the
  * 2-core bench machine, at every segment close (every segment_size_kib of log), during which
  * the loop sends no heartbeat and answers nothing. libraft reaches io_destroy through libc's
  * syscall() (src/syscall.c), called through the PLT, so tandemd defines syscall() itself: every
