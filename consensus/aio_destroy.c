@@ -19,10 +19,9 @@ static _Atomic(syscall_fn) libc_syscall;
 static struct {
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    bool running;  /* the threads take contexts (under lock) */
     bool stopping; /* the threads empty the queue and end */
     pthread_t threads[TANDEM_AIO_DESTROY_THREADS];
-    unsigned n_threads;
+    unsigned n_threads; /* running: they take contexts (all under lock) */
     unsigned long queue[TANDEM_AIO_DESTROY_QUEUE_MAX]; /* aio_context_t values */
     unsigned head, n;
 } destroyer = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
@@ -52,7 +51,8 @@ static bool defer(unsigned long ctx)
 {
     bool taken = false;
     pthread_mutex_lock(&destroyer.lock);
-    if (destroyer.running && !destroyer.stopping && destroyer.n < TANDEM_AIO_DESTROY_QUEUE_MAX) {
+    if (destroyer.n_threads > 0 && !destroyer.stopping &&
+        destroyer.n < TANDEM_AIO_DESTROY_QUEUE_MAX) {
         destroyer.queue[(destroyer.head + destroyer.n) % TANDEM_AIO_DESTROY_QUEUE_MAX] = ctx;
         destroyer.n++;
         taken = true;
@@ -111,20 +111,19 @@ static void *destroyer_main(void *arg)
 int tandem_aio_destroyer_start(char *errmsg)
 {
     pthread_mutex_lock(&destroyer.lock);
-    if (destroyer.running) {
+    if (destroyer.n_threads > 0) {
         pthread_mutex_unlock(&destroyer.lock);
         return 0;
     }
     destroyer.stopping = false;
     int rv = 0;
-    destroyer.n_threads = 0;
     while (destroyer.n_threads < TANDEM_AIO_DESTROY_THREADS && rv == 0) {
         rv = pthread_create(&destroyer.threads[destroyer.n_threads], NULL, destroyer_main, NULL);
         destroyer.n_threads += rv == 0 ? 1u : 0u;
     }
-    destroyer.running = destroyer.n_threads > 0; /* fewer threads still take the calls */
+    unsigned started = destroyer.n_threads; /* fewer than asked still take the calls */
     pthread_mutex_unlock(&destroyer.lock);
-    if (destroyer.n_threads == 0) {
+    if (started == 0) {
         return tandem_error_set(errmsg, TANDEM_NOMEM, "AIO context destroyer: pthread_create: %s",
                                 strerror(rv));
     }
@@ -134,7 +133,7 @@ int tandem_aio_destroyer_start(char *errmsg)
 void tandem_aio_destroyer_stop(void)
 {
     pthread_mutex_lock(&destroyer.lock);
-    if (!destroyer.running) {
+    if (destroyer.n_threads == 0) {
         pthread_mutex_unlock(&destroyer.lock);
         return;
     }
@@ -148,7 +147,6 @@ void tandem_aio_destroyer_stop(void)
     pthread_mutex_lock(&destroyer.lock);
     destroyer.n_threads = 0;
     tandem_assert(destroyer.n == 0);
-    destroyer.running = false;
     destroyer.stopping = false;
     pthread_mutex_unlock(&destroyer.lock);
 }

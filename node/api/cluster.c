@@ -216,10 +216,11 @@ static void route_node_log_budget(struct tandem_node *node, struct tandem_http_r
         json_decref(body);
         return;
     }
-    bool was = tandem_log_reports_full(&node->log_reports, uv_now(node->loop)) != NULL;
+    uint64_t now_ms = uv_now(node->loop);
+    bool was = tandem_log_reports_full(&node->log_reports, now_ms) != NULL;
     tandem_log_reports_note(&node->log_reports, name, (uint64_t)held, (uint64_t)budget, full,
-                            uv_now(node->loop));
-    bool now = tandem_log_reports_full(&node->log_reports, uv_now(node->loop)) != NULL;
+                            now_ms);
+    bool now = tandem_log_reports_full(&node->log_reports, now_ms) != NULL;
     if (was != now) {
         tandem_log(TANDEM_LOG_INFO,
                    now ? "member %s's raft log holds %lld MiB of its %lld MiB budget: client "

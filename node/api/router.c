@@ -613,37 +613,31 @@ static void pending_failed(struct tandem_node *node, struct tandem_http_request 
 void tandem_route_submit(struct tandem_node *node, struct tandem_http_request *r,
                          Tandem__Command *command, void (*done)(void *owner), void *owner)
 {
+    /* The log stays within its byte budget however long a snapshot of a large state takes:
+     * a client write waits for the snapshot to trim it (the BCP's and the cluster's own writes,
+     * few and small, go on). A follower's log holds every entry this leader appends, so while a
+     * member reports its own full (its snapshot lasts longer than this node's), client writes
+     * wait for it too (node/log_reports.h). */
     uint64_t held, budget;
-    if (tandem_fsm_log_full(&node->fsm, &held, &budget)) {
-        /* The log stays within its byte budget however long a snapshot of a large state takes:
-         * a client write waits for the snapshot to trim it (the BCP's and the cluster's own
-         * writes, few and small, go on). */
-        node->writes_refused_log_full++;
-        r->data = (void *)((uintptr_t)r->data | ROUTE_UNAUDITED_BIT); /* not audited */
-        tandem_route_retry_later(node, r,
-                                 "the raft log holds %" PRIu64 " MiB of its %" PRIu64
-                                 " MiB budget (snapshot_log_mib + trailing_log_mib) until the "
-                                 "snapshot being taken trims it: retry later",
-                                 held >> 20, budget >> 20);
-        if (done != NULL) {
-            done(owner);
+    bool own = tandem_fsm_log_full(&node->fsm, &held, &budget);
+    const struct tandem_log_report *member =
+        own ? NULL : tandem_log_reports_full(&node->log_reports, uv_now(node->loop));
+    if (own || member != NULL) {
+        char whose[TANDEM_NAME_LEN_MAX + 32] = "the raft log";
+        if (member != NULL) {
+            snprintf(whose, sizeof whose, "member %s's raft log", member->name);
+            held = member->held_bytes;
+            budget = member->budget_bytes;
+            node->writes_refused_member_log_full++;
         }
-        return;
-    }
-    /* A follower's log holds every entry this leader appends: while a member reports its own
-     * full (its snapshot lasts longer than this node's), client writes wait for it too
-     * (node/log_reports.h). */
-    const struct tandem_log_report *full =
-        tandem_log_reports_full(&node->log_reports, uv_now(node->loop));
-    if (full != NULL) {
         node->writes_refused_log_full++;
-        node->writes_refused_member_log_full++;
         r->data = (void *)((uintptr_t)r->data | ROUTE_UNAUDITED_BIT); /* not audited */
         tandem_route_retry_later(node, r,
-                                 "member %s's raft log holds %" PRIu64 " MiB of its %" PRIu64
+                                 "%s holds %" PRIu64 " MiB of its %" PRIu64
                                  " MiB budget (snapshot_log_mib + trailing_log_mib) until the "
-                                 "snapshot it is taking trims it: retry later",
-                                 full->name, full->held_bytes >> 20, full->budget_bytes >> 20);
+                                 "snapshot %s trims it: retry later",
+                                 whose, held >> 20, budget >> 20,
+                                 member != NULL ? "it is taking" : "being taken");
         if (done != NULL) {
             done(owner);
         }
