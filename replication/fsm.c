@@ -621,6 +621,11 @@ void tandem_fsm_snapshot_filled(void *data, int status)
     f->fill_rv = 0;
 }
 
+bool tandem_fsm_snapshot_taking(const struct tandem_fsm *f)
+{
+    return tandem_sm_state(&f->snapshot_sm) != SNAPSHOT_IDLE;
+}
+
 static int fsm_snapshot_finalize(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[],
                                  unsigned *n_bufs)
 {

@@ -183,6 +183,9 @@ void tandem_fsm_set_snapshot_stagger(struct tandem_fsm *f, unsigned permille);
 /* Whether the node's raft log is full (tandem_log_budget_full): false without a budget. *held
  * and *budget are filled either way (0 without a budget). */
 bool tandem_fsm_log_full(const struct tandem_fsm *f, uint64_t *held, uint64_t *budget);
+/* Whether this node is taking a snapshot: from raft's snapshot call (the read transaction pinned)
+ * until raft finalizes it, written to disk or not. Loop thread. */
+bool tandem_fsm_snapshot_taking(const struct tandem_fsm *f);
 /* Releases what tandem_fsm_set_log_budget allocated. */
 void tandem_fsm_close(struct tandem_fsm *f);
 void tandem_fsm_set_claim(struct tandem_fsm *f, tandem_fsm_claim_fn claim, void *data);

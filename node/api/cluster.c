@@ -581,6 +581,10 @@ static void raft_metrics(struct tandem_node *node, FILE *out)
          node->store_rebuilt ? 1u : 0u},
         {"tandem_snapshots_taken_total", "counter", "raft snapshots taken.",
          node->fsm.snapshots_taken},
+        {"tandem_snapshot_taking", "gauge",
+         "1 while this node takes a raft snapshot: from pinning the state until raft has it on "
+         "disk (or gave it up).",
+         tandem_fsm_snapshot_taking(&node->fsm) ? 1u : 0u},
         {"tandem_snapshots_deferred_total", "counter", "raft snapshots put off.",
          node->fsm.snapshots_deferred},
         {"tandem_snapshots_failed_total", "counter",

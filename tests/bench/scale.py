@@ -15,8 +15,11 @@ loop held itself, not waiting for a CPU (tandem_loop_held_max_seconds); leader c
 (raft term and tandem_raft_leader_changes_total); GET /v1/rebalance/plan and /v1/digest times and
 the slowest /healthz answer while plans run (the loop's responsiveness); the restart-to-ready time
 of one node; the time a wiped node takes to rejoin by snapshot (stopped, its data directory wiped,
-started again with its configuration: the leader sends it a snapshot); and write p99 in 2 s windows of a small open-loop load: windows in which
-a node finished a snapshot, windows while the wiped node was being sent one, and the others.
+started again with its configuration: the leader sends it a snapshot); and write p99 in 2 s
+windows of a small open-loop load: windows in which the leader, or only other nodes, were taking
+a snapshot (tandem_snapshot_taking, looked at every WATCH_S), windows in which none was, until
+there are --windows-each of both or --windows in all, and windows while the wiped node was being
+sent one.
 Every loop is bounded in count and time.
 """
 
@@ -47,7 +50,9 @@ JOB_REQUEST_TIMEOUT_S = 30
 JOB_ATTEMPTS = 30          # per request, on 503/429/connection errors (an election: seconds)
 WINDOW_S = 2               # one p99 window
 WINDOW_RATE = 500          # writes/s of the small load
-WINDOWS_MAX = 20           # windows of the snapshot phase
+WINDOWS_MAX = 90           # windows of the snapshot phase at most
+WINDOWS_EACH = 10          # it stops once it has this many with a snapshot and without
+WATCH_S = 0.25             # how often the snapshot phase looks for snapshots being taken
 REJOIN_TIMEOUT_S = 900
 READY_TIMEOUT_S = 300
 PLAN_CLIENTS = 4
@@ -348,32 +353,82 @@ def plans_vs_health(leader_node):
     return plan_times, worst[0]
 
 
-def snapshots_taken(nodes):
-    return sum(metric(n.metrics(), "tandem_snapshots_taken_total") or 0 for n in nodes)
+class SnapshotWatch(threading.Thread):
+    """Every WATCH_S, which nodes are taking a snapshot (tandem_snapshot_taking; a build without
+    it: whose tandem_snapshots_taken_total moved since the last look). label(t0, t1) names a
+    window by what it saw between t0 and t1: "leader" when the leader took one, "follower" when
+    only another node did, "quiet" when none did."""
+
+    def __init__(self, nodes, leader):
+        super().__init__(daemon=True)
+        self.nodes, self.leader, self.stop_event = nodes, leader, threading.Event()
+        self.seen = []  # (monotonic time, names of the nodes taking one)
+        self.taken = {}
+
+    def look(self):
+        taking = set()
+        for n in self.nodes:
+            text = n.metrics()
+            now = metric(text, "tandem_snapshot_taking")
+            if now is None:  # an older build: a snapshot ended since the last look
+                count = metric(text, "tandem_snapshots_taken_total") or 0
+                if self.taken.get(n.name, count) != count:
+                    taking.add(n.name)
+                self.taken[n.name] = count
+            elif now > 0:
+                taking.add(n.name)
+        return taking
+
+    def run(self):
+        while not self.stop_event.is_set():
+            taking = self.look()
+            self.seen.append((time.monotonic(), taking))
+            self.stop_event.wait(WATCH_S)
+
+    def label(self, t0, t1):
+        taking = set()
+        for t, names in self.seen:
+            if t0 <= t <= t1 + WATCH_S:
+                taking |= names
+        if self.leader in taking:
+            return "leader"
+        return "follower" if taking else "quiet"
 
 
 def windows(bin_dir, endpoint, stop, classify, out, limit):
-    """2 s windows of WINDOW_RATE writes/s until stop() or limit windows; classify(before) ->
-    label after each window (before: classify's state at the window's start)."""
+    """2 s windows of WINDOW_RATE writes/s until stop(out) or limit windows; classify(t0, t1)
+    labels each window by its start and end."""
     for _ in range(limit):
-        if stop():
+        if stop(out):
             return
-        before = classify(None)
+        t0 = time.monotonic()
         try:
             r = bench(bin_dir, endpoint, "--rate", WINDOW_RATE, "--duration", WINDOW_S,
                       "--connections", 8, "--keys", 100000, timeout=WINDOW_S + 60)
         except (RuntimeError, subprocess.TimeoutExpired) as e:
             log("window: %s" % e)
             continue
-        out.append((classify(before), p99_ms(r)))
+        out.append((classify(t0, time.monotonic()), p99_ms(r)))
 
 
-def p99_summary(samples, label):
-    values = sorted(v for k, v in samples if k == label and v is not None)
+def p99_values(samples, labels):
+    return sorted(v for k, v in samples if k in labels and v is not None)
+
+
+def p99_summary(samples, labels):
+    values = p99_values(samples, labels)
     if not values:
         return "n/a (no window)"
     return "%.1f ms worst, %.1f ms median of %d windows" % (values[-1], values[len(values) // 2],
                                                            len(values))
+
+
+def p99_ratio(samples, during, without):
+    """p99 during / without, of the worst and of the median windows."""
+    a, b = p99_values(samples, during), p99_values(samples, without)
+    if not a or not b:
+        return "n/a"
+    return "%.1fx worst, %.1fx median" % (a[-1] / b[-1], a[len(a) // 2] / b[len(b) // 2])
 
 
 def rejoin_wiped(c, name, leader, bin_dir):
@@ -389,8 +444,8 @@ def rejoin_wiped(c, name, leader, bin_dir):
     target = Node(c, leader).status()["node"]["commit_index"]
     samples, finished = [], threading.Event()
     load = threading.Thread(target=windows, args=(
-        bin_dir, c.nodes[leader]["api"], finished.is_set, lambda before: "sending", samples,
-        REJOIN_TIMEOUT_S // WINDOW_S))
+        bin_dir, c.nodes[leader]["api"], lambda _: finished.is_set(), lambda t0, t1: "sending",
+        samples, REJOIN_TIMEOUT_S // WINDOW_S))
     started = time.monotonic()
     load.start()
     c.start(name)
@@ -421,7 +476,10 @@ def main():
                     help="bytes of each preloaded key's value (default 256)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--windows", type=int, default=WINDOWS_MAX,
-                    help="p99 windows of the snapshot phase (default %d)" % WINDOWS_MAX)
+                    help="p99 windows of the snapshot phase at most (default %d)" % WINDOWS_MAX)
+    ap.add_argument("--windows-each", type=int, default=WINDOWS_EACH,
+                    help="the snapshot phase stops once it has this many windows with a snapshot "
+                    "being taken and as many without (default %d)" % WINDOWS_EACH)
     args = ap.parse_args()
     bin_dir = os.environ.get("TANDEM_BIN_DIR")
     settings = dict(DEFAULT_SETTINGS)
@@ -534,19 +592,26 @@ def main():
                    READY_TIMEOUT_S, "%s ready" % follower, interval=0.05)
         say("restart to ready (%s): %.2f s" % (follower, time.monotonic() - started))
         samples = []
-        last = [snapshots_taken(nodes)]
+        watch = SnapshotWatch(nodes, leader)
+        watch.start()
 
-        def classify(before):
-            now = snapshots_taken(nodes)
-            if before is None:
-                last[0] = now
-                return now
-            return "snapshot" if now != before else "quiet"
+        def enough(out):
+            kinds = [k for k, v in out if v is not None]
+            return (kinds.count("quiet") >= args.windows_each and
+                    len(kinds) - kinds.count("quiet") >= args.windows_each)
 
-        windows(bin_dir, c.nodes[leader]["api"], lambda: False, classify, samples, args.windows)
-        say("write p99 (%d/s, %d s windows) while a snapshot was taken: %s"
-            % (WINDOW_RATE, WINDOW_S, p99_summary(samples, "snapshot")))
-        say("write p99 without a snapshot: %s" % p99_summary(samples, "quiet"))
+        windows(bin_dir, c.nodes[leader]["api"], enough, watch.label, samples, args.windows)
+        watch.stop_event.set()
+        watch.join()
+        say("write p99 (%d/s, %d s windows, up to %d windows until %d of each kind) while the "
+            "leader took a snapshot: %s" % (WINDOW_RATE, WINDOW_S, args.windows, args.windows_each,
+                                             p99_summary(samples, ["leader"])))
+        say("write p99 while only followers took one: %s" % p99_summary(samples, ["follower"]))
+        say("write p99 while any node took one: %s" % p99_summary(samples, ["leader", "follower"]))
+        say("write p99 while no node took one: %s" % p99_summary(samples, ["quiet"]))
+        say("write p99 while a snapshot was taken / without: %s (the leader's: %s)" % (
+            p99_ratio(samples, ["leader", "follower"], ["quiet"]),
+            p99_ratio(samples, ["leader"], ["quiet"])))
         wiped = next(n for n in reversed(c.names) if n != leader and n != follower
                      and not n.startswith("witness"))
         others = [Node(c, n) for n in c.names if n != wiped]
@@ -559,7 +624,7 @@ def main():
         say("during the rejoin: term %d -> %d, lost logs seen by %s: %s"
             % (term0, term1, leader, metric(Node(c, leader).metrics(),
                                             "tandem_raft_shield_lost_logs_total")))
-        say("write p99 while the snapshot was sent: %s" % p99_summary(sent, "sending"))
+        say("write p99 while the snapshot was sent: %s" % p99_summary(sent, ["sending"]))
     return 0
 
 

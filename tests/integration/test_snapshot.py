@@ -239,6 +239,8 @@ def converge_watching(c, names, watch):
 def check_snapshotted_and_truncated(c, name):
     taken = c.metric(name, "tandem_snapshots_taken_total")
     assert taken > 0, "%s took no snapshot" % name
+    taking = c.metric(name, "tandem_snapshot_taking")
+    assert taking in (0, 1), "%s: tandem_snapshot_taking %r" % (name, taking)
     first = first_log_index(c, name)
     assert first is not None and first > 1, "%s's log was not truncated: segments %s" % (
         name, log_segments(c, name))
