@@ -976,12 +976,6 @@ out:
         snprintf(s->errmsg, sizeof s->errmsg, "snapshot failed: %s", tandem_strerror(rv));
     }
     tandem_store_snapshot_unmap(&map);
-    if (rv == 0) {
-        /* Written once and read once (the checksum), the file's pages would count as in use
-         * and push the store's own pages out of the page cache; a member that installs it reads
-         * it from disk. Synced and unmapped, the pages are clean and go at once. */
-        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    }
     EVP_MD_CTX_free(w.digest.ctx); /* NULL once sealed */
     free(w.buf);
     return rv;

@@ -162,8 +162,8 @@ int tandem_store_snapshot_write(struct tandem_store *s, MDB_txn *txn, void **out
 /* The same snapshot, byte for byte, written to fd (a new file opened O_RDWR: it is mapped to be
  * checksummed) in chunks, with no bound on its size and bounded memory; then fdatasync'd. *out_len
  * is the file's length, *out_index the state's applied index and checksum the header's (which
- * covers every byte). Its pages are then dropped from the page cache (POSIX_FADV_DONTNEED). The
- * caller names, renames and fsyncs the directory. */
+ * covers every byte). The caller names,
+ * renames and fsyncs the directory. */
 int tandem_store_snapshot_write_fd(struct tandem_store *s, MDB_txn *txn, int fd, uint64_t *out_len,
                                    uint64_t *out_index, uint8_t checksum[TANDEM_DIGEST_LEN]);
 
