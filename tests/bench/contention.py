@@ -15,8 +15,8 @@ open-loop load scale.py measures (500 writes/s, 8 connections) against the leade
              writes one)
 
 The order of the kinds is shuffled in every round (a fixed seed), a kind's work starts 1 s before
-its window and is stopped after it, and a window in which a node of the cluster was itself taking
-a snapshot (tandem_snapshot_taking) is dropped. Prints each kind's p99: median and worst of its
+its window and is stopped after it, and a window at whose start or end a node of the cluster was
+itself taking a snapshot (tandem_snapshot_taking) is dropped. Prints each kind's p99: median and worst of its
 windows, and the median against quiet's. A figure, not a test: nothing here asserts a time.
 
     TANDEM_BIN_DIR=build-rel python3 tests/bench/contention.py [--keys N] [--rounds N]
