@@ -114,27 +114,22 @@ def main():
         state_dir = os.path.join(c.nodes[leader]["dir"], "data", "state")
         scratch = os.path.join(c.dir, "contention.tmp")
 
-        def taking():
-            return any((scale.metric(n.metrics(), "tandem_snapshot_taking") or 0) > 0
-                       for n in nodes)
+        watch = scale.SnapshotWatch(nodes, leader)  # look(): the nodes taking one now
 
         for rnd in range(args.rounds):
             order = list(kinds)
             rng.shuffle(order)
             line = []
             for kind in order:
-                before = taking()
+                before = watch.look()
                 work = start_work(kind, bin_dir, state_dir, scratch)
                 time.sleep(1.0)
-                r = scale.bench(bin_dir, endpoint, "--rate", scale.WINDOW_RATE, "--duration",
-                                scale.WINDOW_S, "--connections", 8, "--keys", 100000,
-                                timeout=scale.WINDOW_S + 60)
+                p99 = scale.window_p99(bin_dir, endpoint)
                 if work is not None:
                     work.wait(timeout=WORK_S + 120)
                 if os.path.exists(scratch):
                     os.unlink(scratch)
-                p99 = scale.p99_ms(r)
-                if before or taking() or p99 is None:
+                if before or watch.look() or p99 is None:
                     dropped += 1
                     line.append("%s dropped" % kind)
                 else:
@@ -143,7 +138,7 @@ def main():
                 time.sleep(SETTLE_S)
             print("round %d: %s" % (rnd + 1, ", ".join(line)), flush=True)
     quiet = sorted(results["quiet"])
-    base = quiet[len(quiet) // 2] if quiet else None
+    base = scale.median(quiet) if quiet else None
     print("write p99 (%d/s, %d s windows) beside each kind of work, %d windows dropped (a node "
           "was taking a snapshot):" % (scale.WINDOW_RATE, scale.WINDOW_S, dropped))
     for kind in kinds:
@@ -151,10 +146,10 @@ def main():
         if not values:
             print("  %-9s n/a (no window)" % kind)
             continue
-        median = values[len(values) // 2]
+        mid = scale.median(values)
         print("  %-9s median %6.1f ms, worst %6.1f ms of %d windows%s" % (
-            kind, median, values[-1], len(values),
-            "" if base is None or kind == "quiet" else ", %.1fx quiet's median" % (median / base)))
+            kind, mid, values[-1], len(values),
+            "" if base is None or kind == "quiet" else ", %.1fx quiet's median" % (mid / base)))
     print("command: TANDEM_BIN_DIR=%s python3 tests/bench/contention.py --keys %d --rounds %d"
           % (bin_dir, args.keys, args.rounds))
     return 0

@@ -395,6 +395,14 @@ class SnapshotWatch(threading.Thread):
         return "follower" if taking else "quiet"
 
 
+def window_p99(bin_dir, endpoint):
+    """One window: WINDOW_S of WINDOW_RATE writes/s to endpoint; its p99 in ms (None: no
+    sample). Raises as bench does."""
+    r = bench(bin_dir, endpoint, "--rate", WINDOW_RATE, "--duration", WINDOW_S,
+              "--connections", 8, "--keys", 100000, timeout=WINDOW_S + 60)
+    return p99_ms(r)
+
+
 def windows(bin_dir, endpoint, stop, classify, out, limit):
     """2 s windows of WINDOW_RATE writes/s until stop(out) or limit windows; classify(t0, t1)
     labels each window by its start and end."""
@@ -403,12 +411,16 @@ def windows(bin_dir, endpoint, stop, classify, out, limit):
             return
         t0 = time.monotonic()
         try:
-            r = bench(bin_dir, endpoint, "--rate", WINDOW_RATE, "--duration", WINDOW_S,
-                      "--connections", 8, "--keys", 100000, timeout=WINDOW_S + 60)
+            p99 = window_p99(bin_dir, endpoint)
         except (RuntimeError, subprocess.TimeoutExpired) as e:
             log("window: %s" % e)
             continue
-        out.append((classify(t0, time.monotonic()), p99_ms(r)))
+        out.append((classify(t0, time.monotonic()), p99))
+
+
+def median(values):
+    """The median of values, sorted."""
+    return values[len(values) // 2]
 
 
 def p99_values(samples, labels):
@@ -419,7 +431,7 @@ def p99_summary(samples, labels):
     values = p99_values(samples, labels)
     if not values:
         return "n/a (no window)"
-    return "%.1f ms worst, %.1f ms median of %d windows" % (values[-1], values[len(values) // 2],
+    return "%.1f ms worst, %.1f ms median of %d windows" % (values[-1], median(values),
                                                            len(values))
 
 
@@ -428,7 +440,7 @@ def p99_ratio(samples, during, without):
     a, b = p99_values(samples, during), p99_values(samples, without)
     if not a or not b:
         return "n/a"
-    return "%.1fx worst, %.1fx median" % (a[-1] / b[-1], a[len(a) // 2] / b[len(b) // 2])
+    return "%.1fx worst, %.1fx median" % (a[-1] / b[-1], median(a) / median(b))
 
 
 def rejoin_wiped(c, name, leader, bin_dir):
