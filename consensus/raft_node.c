@@ -148,7 +148,9 @@ static int io_init(struct tandem_raft *n, uv_loop_t *loop, const struct tandem_r
     raft_uv_set_segment_size(&n->io, (size_t)o->segment_size_kib * 1024);
     raft_uv_set_connect_retry_delay(&n->io, 250);
     tandem_raft_shield_install(&n->shield, &n->io,
-                               TANDEM_RAFT_SHIELD_TANDEMD | TANDEM_RAFT_SHIELD_APPEND_FAILED);
+                               TANDEM_RAFT_SHIELD_TANDEMD | TANDEM_RAFT_SHIELD_APPEND_FAILED |
+                                   TANDEM_RAFT_SHIELD_LATE_TICK);
+    n->shield.loop = loop; /* shield 9 (and 6) */
     n->shield.put_check = put_check;
     n->shield.put_check_data = n;
     return 0;

@@ -135,18 +135,63 @@ static void shield_recv(struct raft_io *io, struct raft_message *message)
     s->raft_recv(io, message);
 }
 
+/* Shield 9: the late tick, now that the poll has read what came during the stall. */
+static void late_tick_check_cb(uv_check_t *check)
+{
+    struct tandem_raft_shield *s = check->data;
+    (void)uv_check_stop(&s->tick_check);
+    (void)uv_idle_stop(&s->tick_idle);
+    tandem_assert(!s->closing); /* the close stops both handles */
+    s->raft_tick(s->io);
+}
+
+static void late_tick_idle_cb(uv_idle_t *idle)
+{
+    (void)idle; /* active only so that the poll before the check does not wait */
+}
+
+static void shield_tick(struct raft_io *io)
+{
+    struct tandem_raft_shield *s = shield_of(io);
+    uint64_t now = uv_now(s->loop);
+    bool late = s->last_tick_ms != 0 && now - s->last_tick_ms >= 2 * (uint64_t)s->tick_ms;
+    s->last_tick_ms = now;
+    if (late && !s->closing && !uv_is_active((uv_handle_t *)&s->tick_check)) {
+        if (!s->tick_handles) {
+            int rv = uv_idle_init(s->loop, &s->tick_idle);
+            rv = rv != 0 ? rv : uv_check_init(s->loop, &s->tick_check);
+            tandem_assert(rv == 0); /* libuv's idle and check inits cannot fail */
+            s->tick_idle.data = s->tick_check.data = s;
+            s->tick_handles = true;
+        }
+        (void)uv_idle_start(&s->tick_idle, late_tick_idle_cb);
+        (void)uv_check_start(&s->tick_check, late_tick_check_cb);
+        s->stats.ticks_deferred++;
+        return;
+    }
+    s->raft_tick(io);
+}
+
 static int shield_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
                         raft_io_recv_cb recv)
 {
     struct tandem_raft_shield *s = shield_of(io);
     s->raft_recv = recv;
-    return s->inner.start(io, msecs, tick, shield_recv);
+    s->raft_tick = tick;
+    s->tick_ms = msecs;
+    bool late_tick = (s->flags & TANDEM_RAFT_SHIELD_LATE_TICK) && s->loop != NULL;
+    return s->inner.start(io, msecs, late_tick ? shield_tick : tick, shield_recv);
 }
 
 static void shield_close(struct raft_io *io, raft_io_close_cb cb)
 {
     struct tandem_raft_shield *s = shield_of(io);
-    s->closing = true; /* raft_close sets its own closing flag just before */
+    s->closing = true;     /* raft_close sets its own closing flag just before */
+    if (s->tick_handles) { /* a tick still waiting is dropped: raft is closing (9) */
+        s->tick_handles = false;
+        uv_close((uv_handle_t *)&s->tick_idle, NULL);
+        uv_close((uv_handle_t *)&s->tick_check, NULL);
+    }
     if (s->filling || s->preparing) {
         /* The worker reads state raft's close leads to freeing: close after it (6, 7). */
         s->close_pending = true;

@@ -101,6 +101,18 @@
  *    (tandem_raft_shield_lost_log); the site
  *    controller then moves leadership, and a new leader starts every follower's progress afresh.
  *
+ * 9. Raft's tick before the messages that came during a stall (raft_uv ticks from a libuv timer,
+ *    and libuv runs due timers before it polls for I/O). When this node's loop was held (a long
+ *    callback, the machine's CPUs busy elsewhere), the first tick after it runs while the
+ *    messages that arrived meanwhile are still unread: a follower finds its election timer
+ *    expired though its leader's AppendEntries wait in the socket, and a leader checks its
+ *    contact with a quorum (src/tick.c tickLeader) without the answers that came, and steps
+ *    down. Each is an election the cluster did not need (a 10M-key preload on a loaded machine
+ *    had one). With the flag and a loop (tandemd), a tick that comes at least one interval late
+ *    is run after the loop's next poll instead (a libuv check handle; an idle handle keeps that
+ *    poll from waiting): the same tick, a poll later, never dropped, never two late in a row
+ *    (the next tick is a whole interval away). Raft's safety does not depend on when ticks run.
+ *
  * Both drops apply only to an InstallSnapshot whose term is at least ours: an older one raft
  * rejects and frees itself, and its reply tells a deposed leader of the newer term.
  *
@@ -134,7 +146,8 @@
 #define TANDEM_RAFT_SHIELD_CONFIG_INDEX    0x8u  /* 4 above */
 #define TANDEM_RAFT_SHIELD_APPEND_FAILED   0x10u /* 5 above */
 #define TANDEM_RAFT_SHIELD_LOST_LOG        0x20u /* 8 above */
-#define TANDEM_RAFT_SHIELD_ALL             0x3fu
+#define TANDEM_RAFT_SHIELD_LATE_TICK       0x40u /* 9 above: needs shield->loop (tandemd) */
+#define TANDEM_RAFT_SHIELD_ALL             0x7fu
 #define TANDEM_RAFT_SHIELD_TANDEMD                                                                 \
     (TANDEM_RAFT_SHIELD_SNAPSHOT_TERM | TANDEM_RAFT_SHIELD_INSTALL_INSTALL |                       \
      TANDEM_RAFT_SHIELD_INSTALL_OWN | TANDEM_RAFT_SHIELD_LOST_LOG)
@@ -149,6 +162,7 @@ struct tandem_raft_shield_stats {
     uint64_t dropped_snapshotting; /* InstallSnapshots dropped during our own snapshot write */
     uint64_t appends_cut;          /* AppendEntries ended before a configuration entry */
     uint64_t lost_logs;            /* followers seen losing acknowledged entries (8) */
+    uint64_t ticks_deferred;       /* late ticks run after a poll (9) */
 };
 
 /* Shield 8: a follower seen losing acknowledged entries while this node led in term. */
@@ -172,6 +186,12 @@ struct tandem_raft_shield {
     struct raft_io inner; /* the methods io had before, called through */
     unsigned flags;
     raft_io_recv_cb raft_recv; /* raft's receive callback, from io->start */
+    raft_io_tick_cb raft_tick; /* raft's tick callback, from io->start (9) */
+    unsigned tick_ms;          /* the ticks' interval, from io->start (9) */
+    uint64_t last_tick_ms;     /* uv_now at the inner io's last tick; 0: none yet (9) */
+    uv_idle_t tick_idle;       /* active while a tick waits: the poll before it does not wait */
+    uv_check_t tick_check;     /* active while a tick waits: runs it after the poll (9) */
+    bool tick_handles;         /* tick_idle and tick_check initialised (at the first late tick) */
     bool closing;              /* raft closed the io: raft frees what it receives itself */
     struct tandem_raft_shield_put own, install; /* snapshot puts in flight: trailing > 0, 0 */
     bool loading; /* inside a snapshot_get callback: raft sends the InstallSnapshot now */
@@ -190,7 +210,9 @@ struct tandem_raft_shield {
      * write took, from the inner append to its callback (the write and its fsync); NULL: none. */
     void (*append_observe)(void *data, uint64_t ns);
     void *observe_data; /* borrowed: append_observe's */
-    /* Shield 6, set after install (tandemd): own_fill runs on loop's thread pool and fills the
+    /* The loop raft_uv runs on (tandemd; NULL in the simulations): shield 9 needs it, and
+     * shield 6 queues its work there.
+     * Shield 6, set after install (tandemd): own_fill runs on loop's thread pool and fills the
      * buffers of the snapshot raft puts (returns 0 or a raft error code); own_filled then runs
      * on the loop thread with that code, before the inner put (or raft's callback on failure).
      * NULL own_fill: buffers are filled before snapshot_put, as libraft expects. */

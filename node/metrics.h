@@ -42,6 +42,8 @@ struct tandem_loop_work {
                              the process waiting (CPU starved, paging, a blocking call) */
     uint64_t runq_ns;     /* time the loop thread was ready to run but waited for a CPU
                              (schedstat): of that waiting, what the machine's other work cost */
+    uint64_t majflt;      /* page faults of the loop thread that read from the disk (getrusage):
+                             a stall it did not run through, waiting for the state's pages */
 };
 
 struct tandem_loop_lag {

@@ -40,13 +40,20 @@
 /* Connections the metrics_address listener takes at once (scrapers; within the reserve above). */
 #define TANDEM_NODE_METRICS_CONNECTIONS_MAX 64u
 
-/* The raft id of the leader this node knows (itself included); 0: none. */
-static uint64_t leader_id(struct tandem_node *node)
+/* Counts a new leader in the metrics and says who it is: an election or a transfer is then in
+ * the log with its time, beside the stalls that may have caused it. */
+static void leader_seen(struct tandem_node *node)
 {
     raft_id id = 0;
     const char *address = NULL;
     raft_leader(&node->raft.raft, &id, &address);
-    return id;
+    if (id != 0 && id != node->metrics.leader_seen && address != NULL) {
+        const char *bar = strchr(address, '|'); /* "name|site|host:port|url" (member.h) */
+        tandem_log(TANDEM_LOG_INFO, "raft: the leader is now %.*s (term %llu)",
+                   bar != NULL ? (int)(bar - address) : (int)strlen(address), address,
+                   (unsigned long long)raft_current_term(&node->raft.raft));
+    }
+    tandem_metrics_leader_seen(&node->metrics, id);
 }
 
 static void check_cb(uv_check_t *check)
@@ -73,7 +80,7 @@ static void check_cb(uv_check_t *check)
     if (node->stopping) {
         return;
     }
-    tandem_metrics_leader_seen(&node->metrics, leader_id(node));
+    leader_seen(node);
     tandem_pdata_erase_tick(node); /* leader only, every erase_interval_s */
     tandem_audit_check_tick(node); /* every TANDEM_AUDIT_CHECK_INTERVAL_MS, on the thread pool */
     tandem_backups_tick(node);     /* holders' checks; the leader's schedule */
@@ -93,6 +100,10 @@ static struct tandem_loop_work loop_work(const struct tandem_node *node)
     struct timespec cpu;
     if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu) == 0) {
         w.cpu_ns = (uint64_t)cpu.tv_sec * 1000000000u + (uint64_t)cpu.tv_nsec;
+    }
+    struct rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru) == 0) { /* on the loop thread: node.c's timer */
+        w.majflt = (uint64_t)ru.ru_majflt;
     }
     /* schedstat: "<ns on a CPU> <ns waiting on a run queue> <time slices>" */
     char text[96];
@@ -168,7 +179,8 @@ static void loop_lag_cb(uv_timer_t *timer)
         tandem_log(TANDEM_LOG_WARN,
                    "event loop stalled %llu ms; meanwhile apply took %llu ms, LMDB commits "
                    "%llu ms, snapshot installs %llu ms, snapshots taken %llu ms; the loop "
-                   "thread ran %llu ms and waited %llu ms for a CPU (held %llu ms)",
+                   "thread ran %llu ms, waited %llu ms for a CPU and read %llu pages from the "
+                   "disk (held %llu ms)",
                    (unsigned long long)(late_ns / 1000000u),
                    (unsigned long long)((now.apply_ns - l->seen.apply_ns) / 1000000u),
                    (unsigned long long)((now.commit_ns - l->seen.commit_ns) / 1000000u),
@@ -176,6 +188,7 @@ static void loop_lag_cb(uv_timer_t *timer)
                    (unsigned long long)((now.snapshot_ns - l->seen.snapshot_ns) / 1000000u),
                    (unsigned long long)((now.cpu_ns - l->seen.cpu_ns) / 1000000u),
                    (unsigned long long)(waited_ns / 1000000u),
+                   (unsigned long long)(now.majflt - l->seen.majflt),
                    (unsigned long long)(held_ns / 1000000u));
     }
     l->seen = now;

@@ -476,6 +476,11 @@ static void shield_metrics(struct tandem_node *node, FILE *out)
                           "Followers seen, while this node led, to have lost entries they had "
                           "acknowledged (an emptied data directory); leadership then moves.");
     fprintf(out, "tandem_raft_shield_lost_logs_total %llu\n", (unsigned long long)st->lost_logs);
+    tandem_metrics_family(out, "tandem_raft_shield_ticks_deferred_total", "counter",
+                          "Raft ticks that came a whole interval late (this node's loop was held) "
+                          "and ran after the loop read the messages that came meanwhile.");
+    fprintf(out, "tandem_raft_shield_ticks_deferred_total %llu\n",
+            (unsigned long long)st->ticks_deferred);
 }
 
 /* The per-site series, from this node's committed site table (skipped if it cannot be read;

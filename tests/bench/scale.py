@@ -157,19 +157,21 @@ def bench(bin_dir, endpoint, *args, timeout):
 STALL_LOGGED_MS = 200  # node/metrics.h TANDEM_LOOP_LAG_WARN_MS
 HELD_LOGGED_MS = 50    # node/metrics.h TANDEM_LOOP_HELD_WARN_MS
 STALL_LINE = re.compile(r"event loop stalled (\d+) ms; meanwhile (.*); the loop thread ran (\d+) ms"
-                        r"(?: and waited (\d+) ms for a CPU)?(?: \(held (\d+) ms\))?")
+                        r"(?:,? (?:and )?waited (\d+) ms for a CPU)?"
+                        r"(?: and read (\d+) pages from the disk)?(?: \(held (\d+) ms\))?")
 
 
 def logged_stalls(path):
-    """(stall ms, loop thread CPU ms, CPU wait ms or None, held ms or None, what ran meanwhile)
-    of each stall tandemd logged."""
+    """(stall ms, loop thread CPU ms, CPU wait ms or None, held ms or None, what ran meanwhile,
+    pages the loop thread read from the disk or None) of each stall tandemd logged."""
     try:
         with open(path, errors="replace") as f:
             found = [STALL_LINE.search(line) for line in f]
     except OSError:
         return []
-    return [(int(m.group(1)), int(m.group(3)), None if m.group(4) is None else int(m.group(4)),
-             None if m.group(5) is None else int(m.group(5)), m.group(2))
+    def num(m, i):
+        return None if m.group(i) is None else int(m.group(i))
+    return [(int(m.group(1)), int(m.group(3)), num(m, 4), num(m, 6), m.group(2), num(m, 5))
             for m in found if m]
 
 
@@ -545,7 +547,8 @@ def main():
             say("%-9s raft log %s (most seen in the preload %s on disk, %s of entries; budget %s), "
                 "state %s, RSS %s "
                 "(peak %s), snapshots taken %s, newest snapshot %s, client writes refused for a "
-                "full log %s (of them for another member's log %s)" % (
+                "full log %s (of them for another member's log %s), late raft ticks run after "
+                "a poll %s" % (
                     name, mib(log_bytes), mib(sampler.log_max.get(name, 0)),
                     mib(sampler.held_max.get(name, 0)), budget_text(c),
                     mib(du_bytes(os.path.join(data, "state"))),
@@ -554,7 +557,9 @@ def main():
                     "n/a" if taken is None else "%d" % taken,
                     mib(newest_snapshot_bytes(os.path.join(data, "raft"))),
                     "%d" % (metric(text, "tandem_writes_refused_log_full_total") or 0),
-                    "%d" % (metric(text, "tandem_writes_refused_member_log_full_total") or 0)))
+                    "%d" % (metric(text, "tandem_writes_refused_member_log_full_total") or 0),
+                    "n/a" if metric(text, "tandem_raft_shield_ticks_deferred_total") is None
+                    else "%d" % metric(text, "tandem_raft_shield_ticks_deferred_total")))
             lag = metric(text, "tandem_loop_lag_max_seconds")
             wait = metric(text, "tandem_loop_cpu_wait_seconds_total")
             own = metric(text, "tandem_loop_held_max_seconds")
@@ -581,8 +586,13 @@ def main():
                 held = [t for t in stalls if t[3] is not None]
                 if held:
                     most = max(held, key=lambda t: t[3])
-                    say("%-9s longest held %d ms (a %d ms stall; the loop thread ran %d ms; "
-                        "meanwhile %s)" % (name, most[3], most[0], most[1], most[4]))
+                    say("%-9s longest held %d ms (a %d ms stall; the loop thread ran %d ms and "
+                        "read %s pages from the disk; meanwhile %s)" % (
+                            name, most[3], most[0], most[1], "?" if most[5] is None else most[5],
+                            most[4]))
+                    faulted = sum(t[5] for t in stalls if t[5] is not None)
+                    say("%-9s pages the loop thread read from the disk in its logged stalls: %d"
+                        % (name, faulted))
         micro = os.path.join(bin_dir, "micro_snapshot")
         if os.path.exists(micro):
             p = subprocess.run([micro, os.path.join(c.nodes[leader]["dir"], "data", "state"),

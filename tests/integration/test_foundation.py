@@ -307,6 +307,10 @@ def test_leader_kill_under_writes_2_2_1():
         survivors = [n for n in c.names if n != old]
         new = c.leader()
         assert new != old and new in survivors, (old, new)
+        # Every survivor's log says who leads now, with the term (node.c leader_seen).
+        said = "raft: the leader is now %s (term " % new
+        wait_until(lambda: all(said in c.log_tail(n, 100000) for n in survivors),
+                   SETTLE_TIMEOUT_S, "the survivors' logs naming %s" % new)
         # The survivors found the killed leader's raft port refusing their probe and campaigned
         # after a short timeout (consensus/leader_loss.h): at least one of them says so.
         fast = {n: c.metric(n, "tandem_leader_loss_fast_total") for n in survivors}

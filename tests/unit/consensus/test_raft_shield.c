@@ -4,7 +4,8 @@
  * not wrapped at all. 6: an own snapshot is filled on the thread pool, and raft_uv's put sees it
  * only once filled; a failed fill or a close meanwhile reaches raft's callback instead. 7: an
  * install is prepared on the thread pool before raft_uv's put, and a close waits for it. 8: a
- * follower that lost acknowledged entries is noticed. */
+ * follower that lost acknowledged entries is noticed. 9: a tick that comes late runs after the
+ * poll that reads what arrived meanwhile, and a close drops it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +23,20 @@
 
 #include "consensus/raft_shield.h"
 #include "storage/assert.h"
+
+/* The fake io's start keeps the tick callback it is given: the test's timer calls it as
+ * raft_uv's does. */
+static raft_io_tick_cb inner_tick;
+
+static int fake_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                      raft_io_recv_cb recv)
+{
+    (void)io;
+    (void)msecs;
+    (void)recv;
+    inner_tick = tick;
+    return 0;
+}
 
 /* The fake io: append keeps the request and its callback; the test completes it. */
 struct fake {
@@ -102,6 +117,7 @@ static void fake_setup(struct tandem_raft_shield *shield, unsigned flags)
     fake.io.append = fake_append;
     fake.io.close = fake_close;
     fake.io.snapshot_put = fake_snapshot_put;
+    fake.io.start = fake_start;
     snprintf(fake.io.errmsg, sizeof fake.io.errmsg, "open-2: too many open files");
     tandem_raft_shield_install(shield, &fake.io, flags);
     done_req = NULL;
@@ -655,6 +671,169 @@ static void test_an_install_goes_to_the_address_last_sent_to(void **state)
     tandem_raft_shield_remove(&shield);
 }
 
+/* ---- shield 9: a late tick runs after the poll ---- */
+
+#define TICK_MS  50
+#define STALL_MS (3 * TICK_MS)
+
+/* One run of the loop: raft_uv's tick timer (every TICK_MS); a callback that holds the loop
+ * STALL_MS while a message (a byte on a pipe) arrives, run from the poll as raft's callbacks
+ * are (so libuv's next iteration begins with the due timers); and raft's tick noting whether the
+ * message had been read. */
+struct late_tick_run {
+    struct tandem_raft_shield shield;
+    uv_loop_t loop;
+    uv_timer_t tick_timer, trigger_timer;
+    uv_pipe_t trigger, message;
+    int trigger_fds[2], message_fds[2];
+    unsigned ticks;       /* raft's ticks */
+    bool message_read;    /* the message's read callback ran */
+    bool read_at_tick[8]; /* message_read when raft's tick n ran */
+    bool close_on_read;   /* the message's read callback closes the io (raft closes) */
+};
+
+static struct late_tick_run *run_now;
+
+static void raft_tick_cb(struct raft_io *io)
+{
+    (void)io;
+    if (run_now->ticks < 8) {
+        run_now->read_at_tick[run_now->ticks] = run_now->message_read;
+    }
+    run_now->ticks++;
+}
+
+static void raft_recv_cb(struct raft_io *io, struct raft_message *message)
+{
+    (void)io;
+    (void)message;
+}
+
+static void tick_timer_cb(uv_timer_t *timer)
+{
+    struct late_tick_run *run = timer->data;
+    inner_tick(&fake.io); /* raft_uv's uvTickTimerCb */
+    if (run->ticks + run->shield.stats.ticks_deferred >= 3) {
+        uv_timer_stop(timer);
+    }
+}
+
+/* Right after the first tick: makes the trigger readable for this iteration's poll. */
+static void trigger_timer_cb(uv_timer_t *timer)
+{
+    struct late_tick_run *run = timer->data;
+    assert_int_equal(write(run->trigger_fds[1], "t", 1), 1);
+}
+
+static void alloc_cb(uv_handle_t *handle, size_t size, uv_buf_t *buf)
+{
+    static char one[64];
+    (void)handle;
+    (void)size;
+    *buf = uv_buf_init(one, sizeof one);
+}
+
+/* The stall, inside the poll: the message arrives, then the loop is held past the next tick. */
+static void trigger_read_cb(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
+{
+    struct late_tick_run *run = stream->data;
+    (void)buf;
+    if (n > 0) {
+        uv_read_stop(stream);
+        assert_int_equal(write(run->message_fds[1], "m", 1), 1);
+        usleep(STALL_MS * 1000);
+    }
+}
+
+static void message_read_cb(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
+{
+    struct late_tick_run *run = stream->data;
+    (void)buf;
+    if (n > 0) {
+        run->message_read = true;
+        uv_read_stop(stream);
+        if (run->close_on_read) {
+            fake.io.close(&fake.io, NULL);
+            uv_timer_stop(&run->tick_timer);
+        }
+    }
+}
+
+static void pipe_watch(struct late_tick_run *run, uv_pipe_t *p, int fds[2], uv_read_cb cb)
+{
+    assert_int_equal(pipe(fds), 0);
+    assert_int_equal(uv_pipe_init(&run->loop, p, 0), 0);
+    assert_int_equal(uv_pipe_open(p, fds[0]), 0);
+    p->data = run;
+    assert_int_equal(uv_read_start((uv_stream_t *)p, alloc_cb, cb), 0);
+}
+
+static void late_tick_run(struct late_tick_run *run, unsigned flags)
+{
+    run_now = run;
+    assert_int_equal(uv_loop_init(&run->loop), 0);
+    fake_setup(&run->shield, flags);
+    run->shield.loop = &run->loop;
+    assert_int_equal(fake.io.start(&fake.io, TICK_MS, raft_tick_cb, raft_recv_cb), 0);
+    assert_non_null(inner_tick);
+    pipe_watch(run, &run->trigger, run->trigger_fds, trigger_read_cb);
+    pipe_watch(run, &run->message, run->message_fds, message_read_cb);
+    assert_int_equal(uv_timer_init(&run->loop, &run->tick_timer), 0);
+    assert_int_equal(uv_timer_init(&run->loop, &run->trigger_timer), 0);
+    run->tick_timer.data = run->trigger_timer.data = run;
+    /* Ticks due at 50, 100 (late: the loop is held from about 60 to 210), 150... */
+    assert_int_equal(uv_timer_start(&run->tick_timer, tick_timer_cb, TICK_MS, TICK_MS), 0);
+    assert_int_equal(uv_timer_start(&run->trigger_timer, trigger_timer_cb, TICK_MS + 10, 0), 0);
+    uv_run(&run->loop, UV_RUN_DEFAULT); /* until the tick timer stops and both reads are done */
+    uv_close((uv_handle_t *)&run->trigger, NULL);
+    uv_close((uv_handle_t *)&run->message, NULL);
+    uv_close((uv_handle_t *)&run->tick_timer, NULL);
+    uv_close((uv_handle_t *)&run->trigger_timer, NULL);
+    if (!run->shield.closing) {
+        fake.io.close(&fake.io, NULL); /* closes the shield's handles, if it made them */
+    }
+    uv_run(&run->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&run->loop), 0);
+    close(run->trigger_fds[1]);
+    close(run->message_fds[1]);
+    tandem_raft_shield_remove(&run->shield);
+    run_now = NULL;
+}
+
+static void test_a_late_tick_runs_after_the_poll(void **state)
+{
+    (void)state;
+    struct late_tick_run run = {0};
+    late_tick_run(&run, TANDEM_RAFT_SHIELD_LATE_TICK);
+    assert_int_equal(run.ticks, 3); /* none dropped */
+    assert_false(run.read_at_tick[0]);
+    assert_true(run.read_at_tick[1]); /* the late one: the message first */
+    /* One, unless the machine held this test a whole interval more somewhere else. */
+    assert_true(run.shield.stats.ticks_deferred >= 1);
+}
+
+/* What the shield prevents: libuv runs the due timer before the poll. */
+static void test_without_the_shield_a_late_tick_runs_first(void **state)
+{
+    (void)state;
+    struct late_tick_run run = {0};
+    late_tick_run(&run, TANDEM_RAFT_SHIELD_APPEND_FAILED); /* start is wrapped, tick is not */
+    assert_int_equal(run.ticks, 3);
+    assert_false(run.read_at_tick[1]); /* the late tick ran with the message unread */
+    assert_int_equal(run.shield.stats.ticks_deferred, 0);
+}
+
+/* A close between the late tick and the poll's end drops the tick: raft is closing. */
+static void test_a_close_drops_a_late_tick(void **state)
+{
+    (void)state;
+    struct late_tick_run run = {.close_on_read = true};
+    late_tick_run(&run, TANDEM_RAFT_SHIELD_LATE_TICK);
+    assert_true(run.shield.stats.ticks_deferred >= 1);
+    assert_int_equal(run.ticks, 1); /* the first only */
+    assert_true(run.message_read);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -672,6 +851,9 @@ int main(void)
         cmocka_unit_test(test_an_install_is_prepared_off_the_loop),
         cmocka_unit_test(test_a_close_waits_for_the_prepare),
         cmocka_unit_test(test_a_close_waits_for_a_fill_and_a_prepare),
+        cmocka_unit_test(test_a_late_tick_runs_after_the_poll),
+        cmocka_unit_test(test_without_the_shield_a_late_tick_runs_first),
+        cmocka_unit_test(test_a_close_drops_a_late_tick),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
