@@ -496,6 +496,13 @@ def test_snapshot_file_route_refusals():
         status, _, body = c.api(leader, "GET", path, context=node_ctx, timeout=30)
         assert status == 200 and len(body) == size, (status, len(body), size)
         assert body[:8] == b"TANDEMSS", body[:8]
+        # The sender's log names the transfer for what it is, not a backup.
+        sent = "snapshot file download %s: %d of %d bytes sent" % (
+            os.path.join(c.nodes[leader]["dir"], "data", "snapshots", name), size, size)
+        log_path = os.path.join(c.nodes[leader]["dir"], "tandemd.log")
+        wait_until(lambda: sent in open(log_path, errors="replace").read(), CONVERGE_TIMEOUT_S,
+                   "the leader's log of the file sent")
+        assert "backup download" not in open(log_path, errors="replace").read()
         # A person's certificate, even the administrator's, does not: states hold personal data.
         status, _, body = c.api(leader, "GET", path)
         assert status == 403, (status, body[:200])
