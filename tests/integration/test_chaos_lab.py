@@ -7,6 +7,7 @@ wiring from breaking unnoticed.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -102,11 +103,13 @@ def test_lab_leaves_partition_node_out_and_says_why():
         n = Nemesis(FakeLab(), LabNet(FakeLab()), history, 1, kinds, 0, None, work, unavailable)
         assert "partition_node" not in n.kinds and "partition_sites" in n.kinds, n.kinds
         assert n.unavailable == unavailable, n.unavailable
+        history.close()
+        with open(os.path.join(work, "history.jsonl")) as f:
+            notes = f.read()
+        assert "fault partition_node unavailable, never injected: the lab cuts" in notes, notes
     finally:
         history.close()
-    with open(os.path.join(work, "history.jsonl")) as f:
-        notes = f.read()
-    assert "fault partition_node unavailable, never injected: the lab cuts" in notes, notes
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
