@@ -52,9 +52,9 @@ struct backup_stream {
 static void stream_free_cb(uv_fs_t *fs);
 
 /* What a log line calls the stream: snapshot files travel the same way as backups. */
-static const char *stream_what(const struct backup_stream *s)
+static const char *stream_what(bool plain)
 {
-    return s->plain ? "snapshot file download" : "backup download";
+    return plain ? "snapshot file download" : "backup download";
 }
 
 /* The end: the file closed, removed when asked, then s freed. One step per callback, each on
@@ -103,8 +103,9 @@ static void stream_read_cb(uv_fs_t *fs)
     }
     if (n <= 0) {
         /* The head promised size bytes: closing early is the only way to say it failed. */
-        tandem_log(TANDEM_LOG_WARN, "%s %s: read at %" PRIu64 ": %s", stream_what(s), s->path,
-                   s->offset, n < 0 ? uv_strerror((int)n) : "the file is shorter than it was");
+        tandem_log(TANDEM_LOG_WARN, "%s %s: read at %" PRIu64 ": %s", stream_what(s->plain),
+                   s->path, s->offset,
+                   n < 0 ? uv_strerror((int)n) : "the file is shorter than it was");
         tandem_http_stream_close(s->stream);
         return;
     }
@@ -137,7 +138,7 @@ static void stream_pump(struct backup_stream *s)
     s->fs.data = s;
     int rv = uv_fs_read(s->node->loop, &s->fs, s->fd, &buf, 1, (int64_t)s->offset, stream_read_cb);
     if (rv != 0) {
-        tandem_log(TANDEM_LOG_WARN, "%s %s: %s", stream_what(s), s->path, uv_strerror(rv));
+        tandem_log(TANDEM_LOG_WARN, "%s %s: %s", stream_what(s->plain), s->path, uv_strerror(rv));
         tandem_http_stream_close(s->stream);
         return;
     }
@@ -178,7 +179,7 @@ void tandem_backup_streams_expire(struct tandem_node *node)
                        due == TANDEM_BACKUP_STREAM_STALLED
                            ? "%s %s: the reader took nothing for %u s"
                            : "%s %s: the reader is slower than %u KiB/s (after %u s of grace)",
-                       stream_what(s), s->path,
+                       stream_what(s->plain), s->path,
                        due == TANDEM_BACKUP_STREAM_STALLED ? node->config->backup_timeout_s
                                                            : TANDEM_BACKUP_STREAM_RATE_MIN / 1024u,
                        node->config->backup_timeout_s);
@@ -204,8 +205,8 @@ static void stream_closed_cb(struct tandem_http_stream *stream, void *data)
             s->node->backups.downloads_cut++;
         }
         tandem_log(complete ? TANDEM_LOG_INFO : TANDEM_LOG_WARN,
-                   "%s %s: %s%" PRIu64 " of %" PRIu64 " bytes sent%s", stream_what(s), s->path,
-                   complete ? "" : "cut, ", s->offset, s->size,
+                   "%s %s: %s%" PRIu64 " of %" PRIu64 " bytes sent%s", stream_what(s->plain),
+                   s->path, complete ? "" : "cut, ", s->offset, s->size,
                    s->remove_after ? "; the file is removed" : "");
     }
     if (!s->reading) {
@@ -279,7 +280,7 @@ static void stream_open_after_cb(uv_work_t *work, int status)
                                       stream_drain_cb, stream_closed_cb, s, &s->stream);
         if (rv != 0) {
             s->status = rv == UV_ENOTCONN ? 503 : 500;
-            snprintf(s->errmsg, sizeof s->errmsg, "%s: %s", stream_what(s), uv_strerror(rv));
+            snprintf(s->errmsg, sizeof s->errmsg, "%s: %s", stream_what(s->plain), uv_strerror(rv));
         }
     }
     if (s->status != 0) {
@@ -350,8 +351,7 @@ static void stream_start(struct tandem_node *node, struct tandem_http_request *r
     s = calloc(1, sizeof *s);
     if (s == NULL || (s->chunk = malloc(TANDEM_BACKUP_STREAM_CHUNK_BYTES)) == NULL) {
         free(s);
-        tandem_route_error(node, r, 503, "%s: out of memory",
-                           plain ? "snapshot file download" : "backup download");
+        tandem_route_error(node, r, 503, "%s: out of memory", stream_what(plain));
         goto err_remove;
     }
     s->node = node;
@@ -367,7 +367,7 @@ static void stream_start(struct tandem_node *node, struct tandem_http_request *r
     tandem_backups_work_begin(node);
     int rv = uv_queue_work(node->loop, &s->work, stream_open_work_cb, stream_open_after_cb);
     if (rv != 0) {
-        tandem_route_error(node, r, 503, "%s: %s", stream_what(s), uv_strerror(rv));
+        tandem_route_error(node, r, 503, "%s: %s", stream_what(s->plain), uv_strerror(rv));
         s->closed = true;
         stream_release(s);
     }

@@ -544,6 +544,7 @@ def main():
             text = Node(c, name).metrics()
             taken = metric(text, "tandem_snapshots_taken_total")
             log_bytes = raft_dir_bytes(os.path.join(data, "raft"))[0]
+            deferred = metric(text, "tandem_raft_shield_ticks_deferred_total")
             say("%-9s raft log %s (most seen in the preload %s on disk, %s of entries; budget %s), "
                 "state %s, RSS %s "
                 "(peak %s), snapshots taken %s, newest snapshot %s, client writes refused for a "
@@ -558,8 +559,7 @@ def main():
                     mib(newest_snapshot_bytes(os.path.join(data, "raft"))),
                     "%d" % (metric(text, "tandem_writes_refused_log_full_total") or 0),
                     "%d" % (metric(text, "tandem_writes_refused_member_log_full_total") or 0),
-                    "n/a" if metric(text, "tandem_raft_shield_ticks_deferred_total") is None
-                    else "%d" % metric(text, "tandem_raft_shield_ticks_deferred_total")))
+                    "n/a" if deferred is None else "%d" % deferred))
             lag = metric(text, "tandem_loop_lag_max_seconds")
             wait = metric(text, "tandem_loop_cpu_wait_seconds_total")
             own = metric(text, "tandem_loop_held_max_seconds")
